@@ -1,0 +1,240 @@
+//! Per-region manifest of live Parquet files.
+//!
+//! The manifest is the truth: a Parquet file under the region directory that it does not
+//! list is not part of the database (an orphan of a crash, deleted at start-up). Each commit
+//! rewrites `manifest.json` atomically: temp file → fsync → rename → fsync directory, under
+//! one lock, so readers of the file and of [`Manifest::files`] see either the old or the new
+//! list, never a mix. A full rewrite costs O(files); compaction keeps the file count small.
+//!
+//! Each file records which WAL records it holds (`wal`: shard and sequence range), so WAL
+//! replay after a crash skips what is already in a file: replay is idempotent.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::model::ColumnKind;
+use crate::storage::parquet::{StorageError, io_err, sync_dir};
+use crate::storage::paths::{manifest_file, temp_path};
+
+/// WAL records `[min_seq, max_seq]` of one ingest shard, contained in a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalRange {
+    pub shard: usize,
+    pub min_seq: u64,
+    pub max_seq: u64,
+}
+
+/// One live Parquet file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileMeta {
+    /// Unique, increasing per region: a later seq holds later writes of the same series.
+    pub seq: u64,
+    /// Path relative to the region directory, `/`-separated.
+    pub path: String,
+    pub db: String,
+    pub measurement: String,
+    pub partition_start: i64,
+    pub min_time: i64,
+    pub max_time: i64,
+    pub rows: u64,
+    pub bytes: u64,
+    /// Every column but `time`, with its kind.
+    pub columns: Vec<(String, ColumnKind)>,
+    #[serde(default)]
+    pub wal: Vec<WalRange>,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct ManifestData {
+    version: u32,
+    files: Vec<FileMeta>,
+}
+
+/// Files added and removed in one atomic step.
+#[derive(Debug, Default)]
+pub struct ManifestEdit {
+    pub add: Vec<FileMeta>,
+    pub remove: Vec<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("manifest {path} is corrupt: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+pub type Result<T> = std::result::Result<T, ManifestError>;
+
+pub struct Manifest {
+    region_dir: PathBuf,
+    files: Mutex<Arc<Vec<FileMeta>>>,
+    next_seq: AtomicU64,
+}
+
+impl Manifest {
+    /// Opens (or creates empty) the manifest of a region directory.
+    pub fn open(region_dir: &Path) -> Result<Manifest> {
+        fs::create_dir_all(region_dir).map_err(|e| io_err(region_dir)(e))?;
+        let path = manifest_file(region_dir);
+        let data = match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice::<ManifestData>(&bytes).map_err(|e| {
+                ManifestError::Corrupt {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                }
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ManifestData::default(),
+            Err(e) => return Err(io_err(&path)(e).into()),
+        };
+        let next = data.files.iter().map(|f| f.seq + 1).max().unwrap_or(1);
+        Ok(Manifest {
+            region_dir: region_dir.to_path_buf(),
+            files: Mutex::new(Arc::new(data.files)),
+            next_seq: AtomicU64::new(next),
+        })
+    }
+
+    pub fn region_dir(&self) -> &Path {
+        &self.region_dir
+    }
+
+    /// A snapshot of the live files, in seq order.
+    pub fn files(&self) -> Arc<Vec<FileMeta>> {
+        self.files.lock().clone()
+    }
+
+    /// Reserves a new file sequence number.
+    pub fn next_file_seq(&self) -> u64 {
+        self.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Raises the next sequence number above `seq` (e.g. after finding an orphan file).
+    pub fn bump_seq_above(&self, seq: u64) {
+        self.next_seq.fetch_max(seq + 1, Ordering::Relaxed);
+    }
+
+    /// Applies an edit durably: the manifest on disk and the snapshot change together.
+    pub fn commit(&self, edit: ManifestEdit) -> Result<()> {
+        let mut guard = self.files.lock();
+        let remove: HashSet<u64> = edit.remove.into_iter().collect();
+        let mut files: Vec<FileMeta> = guard
+            .iter()
+            .filter(|f| !remove.contains(&f.seq))
+            .cloned()
+            .collect();
+        files.extend(edit.add);
+        files.sort_by_key(|f| f.seq);
+        let data = ManifestData { version: 1, files };
+        let path = manifest_file(&self.region_dir);
+        let tmp = temp_path(&path);
+        let bytes = serde_json::to_vec(&data).map_err(|e| ManifestError::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| io_err(&path)(e))?;
+        sync_dir(&self.region_dir)?;
+        *guard = Arc::new(data.files);
+        Ok(())
+    }
+
+    /// Absolute path of a file of this region.
+    pub fn abs_path(&self, f: &FileMeta) -> PathBuf {
+        self.region_dir.join(&f.path)
+    }
+}
+
+impl StorageError {
+    fn from_io(path: &Path, e: std::io::Error) -> StorageError {
+        io_err(path)(e)
+    }
+}
+
+impl From<(PathBuf, std::io::Error)> for StorageError {
+    fn from((path, e): (PathBuf, std::io::Error)) -> StorageError {
+        StorageError::from_io(&path, e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(seq: u64) -> FileMeta {
+        FileMeta {
+            seq,
+            path: format!("db/m/{seq}.parquet"),
+            db: "db".into(),
+            measurement: "m".into(),
+            partition_start: 0,
+            min_time: 1,
+            max_time: 2,
+            rows: 3,
+            bytes: 4,
+            columns: vec![("host".into(), ColumnKind::Tag)],
+            wal: vec![WalRange {
+                shard: 0,
+                min_seq: 1,
+                max_seq: 9,
+            }],
+        }
+    }
+
+    #[test]
+    fn commit_is_durable_and_atomic() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Manifest::open(dir.path()).unwrap();
+        assert!(m.files().is_empty());
+        let a = m.next_file_seq();
+        let b = m.next_file_seq();
+        assert!(b > a);
+        m.commit(ManifestEdit {
+            add: vec![meta(a), meta(b)],
+            remove: vec![],
+        })
+        .unwrap();
+        let before = m.files();
+        m.commit(ManifestEdit {
+            add: vec![meta(10)],
+            remove: vec![a],
+        })
+        .unwrap();
+        assert_eq!(before.len(), 2, "old snapshots are unchanged");
+        let reopened = Manifest::open(dir.path()).unwrap();
+        let seqs: Vec<u64> = reopened.files().iter().map(|f| f.seq).collect();
+        assert_eq!(seqs, vec![b, 10]);
+        assert_eq!(reopened.next_file_seq(), 11);
+        assert_eq!(reopened.files()[0], meta(b));
+        // No temp file left behind.
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            vec![crate::storage::paths::MANIFEST_FILE.to_string()]
+        );
+    }
+
+    #[test]
+    fn corrupt_manifest_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(manifest_file(dir.path()), b"{not json").unwrap();
+        let err = Manifest::open(dir.path()).err().expect("corrupt");
+        assert!(err.to_string().contains("corrupt"), "{err}");
+    }
+}

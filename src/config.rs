@@ -1,0 +1,755 @@
+//! `regions.toml` → a validated [`Config`].
+//!
+//! The file is deserialized once ([`RawConfig`], `deny_unknown_fields` so a misspelt key is
+//! an error), then [`RawConfig::validate`] checks every value and turns it into typed
+//! settings. Every error names the key and the reason; nothing is silently rewritten.
+//! Components receive their own sub-struct ([`RoutingConfig`], [`IngestConfig`], …).
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::model::{is_safe_name, parse_duration};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+pub type Result<T> = std::result::Result<T, ConfigError>;
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// A byte size written as an integer (`1048576`) or a string with a unit (`"64MiB"`, `"1GB"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum ByteSize {
+    Bytes(u64),
+    Text(#[serde(deserialize_with = "de_size_text")] u64),
+}
+
+impl ByteSize {
+    pub fn bytes(self) -> u64 {
+        match self {
+            ByteSize::Bytes(b) | ByteSize::Text(b) => b,
+        }
+    }
+}
+
+fn de_size_text<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_byte_size(&s).map_err(serde::de::Error::custom)
+}
+
+/// Parses `"512"`, `"64KiB"`, `"64MiB"`, `"2GiB"`, `"10MB"` (decimal units too).
+pub fn parse_byte_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| {
+        format!("invalid size {s:?}: expected a number with an optional unit like \"64MiB\"")
+    })?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "invalid size unit {other:?} in {s:?}: use B, KB, MB, GB, KiB, MiB or GiB"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+/// The file as written. See the README for every key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub data_dir: PathBuf,
+    pub partition_duration: String,
+    pub default_region: String,
+    #[serde(default = "default_geo_tag")]
+    pub geo_tag: String,
+    #[serde(default = "default_lat_tag")]
+    pub lat_tag: String,
+    #[serde(default = "default_lon_tag")]
+    pub lon_tag: String,
+    #[serde(default)]
+    pub ingest: RawIngest,
+    #[serde(default)]
+    pub flush: RawFlush,
+    #[serde(default)]
+    pub memory: RawMemory,
+    #[serde(default)]
+    pub wal: RawWal,
+    #[serde(default)]
+    pub http: RawHttp,
+    #[serde(default)]
+    pub query: RawQuery,
+    #[serde(default)]
+    pub auth: RawAuth,
+    #[serde(default, rename = "region")]
+    pub regions: Vec<RawRegion>,
+    #[serde(default)]
+    pub directory: BTreeMap<String, String>,
+}
+
+fn default_geo_tag() -> String {
+    "region".into()
+}
+fn default_lat_tag() -> String {
+    "lat".into()
+}
+fn default_lon_tag() -> String {
+    "lon".into()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIngest {
+    /// Ingest shards per region; 0 or absent = number of CPU cores.
+    pub shards_per_region: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFlush {
+    pub max_rows: Option<u64>,
+    pub max_bytes: Option<ByteSize>,
+    pub max_age: Option<String>,
+    pub workers: Option<usize>,
+    pub row_group_rows: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMemory {
+    pub limit: Option<ByteSize>,
+    pub high_water: Option<ByteSize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWal {
+    pub sync: Option<String>,
+    pub interval_ms: Option<u64>,
+    pub segment_bytes: Option<ByteSize>,
+    pub queue_depth: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub listen: Option<String>,
+    pub max_body_bytes: Option<ByteSize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuery {
+    pub timeout: Option<String>,
+    pub max_rows: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    #[serde(default)]
+    pub tokens: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegion {
+    pub name: String,
+    #[serde(default)]
+    pub tag_values: Vec<String>,
+    #[serde(default)]
+    pub bbox: Vec<BBox>,
+    pub url: Option<String>,
+}
+
+/// A lat/lon rectangle, inclusive on every edge. `min_lon > max_lon` is allowed and means
+/// the box crosses the antimeridian.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BBox {
+    pub min_lat: f64,
+    pub max_lat: f64,
+    pub min_lon: f64,
+    pub max_lon: f64,
+}
+
+impl BBox {
+    pub fn contains(&self, lat: f64, lon: f64) -> bool {
+        if !(self.min_lat..=self.max_lat).contains(&lat) {
+            return false;
+        }
+        if self.min_lon <= self.max_lon {
+            (self.min_lon..=self.max_lon).contains(&lon)
+        } else {
+            lon >= self.min_lon || lon <= self.max_lon
+        }
+    }
+}
+
+/// When writes are acknowledged relative to the WAL fsync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// fsync before every acknowledgement (group-committed).
+    Always,
+    /// Acknowledge once written to the OS; fsync at most this long after.
+    Interval(Duration),
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub routing: RoutingConfig,
+    pub ingest: IngestConfig,
+    pub http: HttpConfig,
+    pub query: QueryConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct RegionConfig {
+    pub name: String,
+    pub tag_values: Vec<String>,
+    pub bbox: Vec<BBox>,
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RoutingConfig {
+    pub regions: Vec<RegionConfig>,
+    /// Index into `regions`.
+    pub default_region: usize,
+    pub geo_tag: String,
+    pub lat_tag: String,
+    pub lon_tag: String,
+    /// `(tag key, tag value, region index)`, sorted by `key=value`.
+    pub directory: Vec<(String, String, usize)>,
+    pub partition_duration_ns: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct FlushConfig {
+    pub max_rows: u64,
+    pub max_bytes: u64,
+    pub max_age: Duration,
+    pub workers: usize,
+    pub row_group_rows: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct MemoryConfig {
+    pub limit_bytes: u64,
+    pub high_water_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct WalConfig {
+    pub sync: SyncPolicy,
+    pub segment_bytes: u64,
+    /// Bound on queued write batches per ingest shard before writers get 503.
+    pub queue_depth: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub shards_per_region: usize,
+    pub flush: FlushConfig,
+    pub memory: MemoryConfig,
+    pub wal: WalConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub listen: String,
+    pub max_body_bytes: u64,
+    pub tokens: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueryConfig {
+    pub timeout: Duration,
+    pub max_rows: usize,
+}
+
+impl Config {
+    /// Reads and validates a config file. A relative `data_dir` is taken relative to the
+    /// directory of the config file, so `meridian serve --config x/regions.toml` works from
+    /// anywhere.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut cfg = Config::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })?;
+        if cfg.data_dir.is_relative() {
+            let base = path.parent().unwrap_or(Path::new("."));
+            cfg.data_dir = base.join(&cfg.data_dir);
+        }
+        Ok(cfg)
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Config> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<text>"),
+            message: e.to_string(),
+        })?;
+        raw.validate()
+    }
+}
+
+fn duration_key(key: &str, value: &str) -> Result<Duration> {
+    let ns = parse_duration(value).map_err(|e| invalid(key, e))?;
+    if ns <= 0 {
+        return Err(invalid(key, "must be greater than zero"));
+    }
+    Ok(Duration::from_nanos(ns as u64))
+}
+
+const NS_PER_MIN: i64 = 60_000_000_000;
+const NS_PER_DAY: i64 = 86_400_000_000_000;
+
+impl RawConfig {
+    pub fn validate(self) -> Result<Config> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "must not be empty"));
+        }
+
+        let part_ns = parse_duration(&self.partition_duration)
+            .map_err(|e| invalid("partition_duration", e))?;
+        if part_ns < NS_PER_MIN || part_ns % NS_PER_MIN != 0 {
+            return Err(invalid(
+                "partition_duration",
+                "must be a whole number of minutes, at least \"1m\"",
+            ));
+        }
+        if part_ns < NS_PER_DAY && NS_PER_DAY % part_ns != 0 {
+            return Err(invalid(
+                "partition_duration",
+                "a duration under one day must divide a day evenly (e.g. \"15m\", \"1h\", \"6h\")",
+            ));
+        }
+        if part_ns > NS_PER_DAY && part_ns % NS_PER_DAY != 0 {
+            return Err(invalid(
+                "partition_duration",
+                "a duration over one day must be a whole number of days (e.g. \"7d\")",
+            ));
+        }
+
+        for (key, v) in [
+            ("geo_tag", &self.geo_tag),
+            ("lat_tag", &self.lat_tag),
+            ("lon_tag", &self.lon_tag),
+        ] {
+            if v.is_empty() {
+                return Err(invalid(key, "must not be empty"));
+            }
+        }
+
+        if self.regions.is_empty() {
+            return Err(invalid("region", "at least one [[region]] is required"));
+        }
+        let mut names = HashSet::new();
+        let mut regions = Vec::with_capacity(self.regions.len());
+        for (i, r) in self.regions.into_iter().enumerate() {
+            let key = |k: &str| format!("region[{i}].{k}");
+            if !is_safe_name(&r.name) {
+                return Err(invalid(
+                    key("name"),
+                    format!(
+                        "{:?} is not a valid region name: use 1-64 characters from a-z, A-Z, 0-9, '_' and '-', not starting with '-'",
+                        r.name
+                    ),
+                ));
+            }
+            if !names.insert(r.name.clone()) {
+                return Err(invalid(
+                    key("name"),
+                    format!("region {:?} is defined twice", r.name),
+                ));
+            }
+            for (j, pat) in r.tag_values.iter().enumerate() {
+                if pat.is_empty() {
+                    return Err(invalid(
+                        format!("region[{i}].tag_values[{j}]"),
+                        "must not be empty",
+                    ));
+                }
+                globset::Glob::new(pat).map_err(|e| {
+                    invalid(
+                        format!("region[{i}].tag_values[{j}]"),
+                        format!("bad glob {pat:?}: {e}"),
+                    )
+                })?;
+            }
+            for (j, b) in r.bbox.iter().enumerate() {
+                let k = format!("region[{i}].bbox[{j}]");
+                let lat_ok = |v: f64| (-90.0..=90.0).contains(&v);
+                let lon_ok = |v: f64| (-180.0..=180.0).contains(&v);
+                if !lat_ok(b.min_lat) || !lat_ok(b.max_lat) {
+                    return Err(invalid(k, "latitudes must be within [-90, 90]"));
+                }
+                if !lon_ok(b.min_lon) || !lon_ok(b.max_lon) {
+                    return Err(invalid(k, "longitudes must be within [-180, 180]"));
+                }
+                if b.min_lat > b.max_lat {
+                    return Err(invalid(k, "min_lat must not exceed max_lat"));
+                }
+            }
+            if let Some(url) = &r.url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(invalid(
+                    key("url"),
+                    format!("{url:?} must start with http:// or https://"),
+                ));
+            }
+            regions.push(RegionConfig {
+                name: r.name,
+                tag_values: r.tag_values,
+                bbox: r.bbox,
+                url: r.url,
+            });
+        }
+        let region_index = |name: &str| regions.iter().position(|r| r.name == name);
+        let default_region = region_index(&self.default_region).ok_or_else(|| {
+            invalid(
+                "default_region",
+                format!(
+                    "{:?} is not the name of any [[region]]",
+                    self.default_region
+                ),
+            )
+        })?;
+
+        let mut directory = Vec::with_capacity(self.directory.len());
+        for (entry, target) in &self.directory {
+            let key = format!("directory.\"{entry}\"");
+            let Some((k, v)) = entry.split_once('=') else {
+                return Err(invalid(key, "an entry must be written \"tag=value\""));
+            };
+            if k.is_empty() || v.is_empty() {
+                return Err(invalid(key, "tag key and value must not be empty"));
+            }
+            let idx = region_index(target).ok_or_else(|| {
+                invalid(
+                    &key,
+                    format!("{target:?} is not the name of any [[region]]"),
+                )
+            })?;
+            directory.push((k.to_string(), v.to_string(), idx));
+        }
+
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let shards_per_region = match self.ingest.shards_per_region {
+            None | Some(0) => cores,
+            Some(n) if n > 256 => {
+                return Err(invalid("ingest.shards_per_region", "at most 256"));
+            }
+            Some(n) => n,
+        };
+
+        let flush = FlushConfig {
+            max_rows: self.flush.max_rows.unwrap_or(1_000_000),
+            max_bytes: self.flush.max_bytes.map_or(128 << 20, ByteSize::bytes),
+            max_age: match &self.flush.max_age {
+                Some(s) => duration_key("flush.max_age", s)?,
+                None => Duration::from_secs(60),
+            },
+            workers: self.flush.workers.unwrap_or(1),
+            row_group_rows: self.flush.row_group_rows.unwrap_or(1 << 20),
+        };
+        if flush.max_rows == 0 {
+            return Err(invalid("flush.max_rows", "must be greater than zero"));
+        }
+        if flush.max_bytes == 0 {
+            return Err(invalid("flush.max_bytes", "must be greater than zero"));
+        }
+        if flush.workers == 0 || flush.workers > 64 {
+            return Err(invalid("flush.workers", "must be between 1 and 64"));
+        }
+        if flush.row_group_rows < 1024 {
+            return Err(invalid("flush.row_group_rows", "must be at least 1024"));
+        }
+
+        let limit_bytes = self.memory.limit.map_or(1 << 30, ByteSize::bytes);
+        if limit_bytes < (1 << 20) {
+            return Err(invalid("memory.limit", "must be at least 1MiB"));
+        }
+        let high_water_bytes = self
+            .memory
+            .high_water
+            .map_or(limit_bytes / 4 * 3, ByteSize::bytes);
+        if high_water_bytes > limit_bytes {
+            return Err(invalid("memory.high_water", "must not exceed memory.limit"));
+        }
+
+        let sync = match self.wal.sync.as_deref() {
+            None | Some("always") => {
+                if self.wal.interval_ms.is_some() {
+                    return Err(invalid(
+                        "wal.interval_ms",
+                        "only used with wal.sync = \"interval\"",
+                    ));
+                }
+                SyncPolicy::Always
+            }
+            Some("interval") => {
+                let ms = self.wal.interval_ms.ok_or_else(|| {
+                    invalid("wal.interval_ms", "required when wal.sync = \"interval\"")
+                })?;
+                if ms == 0 || ms > 60_000 {
+                    return Err(invalid("wal.interval_ms", "must be between 1 and 60000"));
+                }
+                SyncPolicy::Interval(Duration::from_millis(ms))
+            }
+            Some(other) => {
+                return Err(invalid(
+                    "wal.sync",
+                    format!("{other:?} is not a sync policy: use \"always\" or \"interval\""),
+                ));
+            }
+        };
+        let segment_bytes = self.wal.segment_bytes.map_or(64 << 20, ByteSize::bytes);
+        if segment_bytes < (64 << 10) {
+            return Err(invalid("wal.segment_bytes", "must be at least 64KiB"));
+        }
+        let queue_depth = self.wal.queue_depth.unwrap_or(256);
+        if queue_depth == 0 {
+            return Err(invalid("wal.queue_depth", "must be greater than zero"));
+        }
+
+        let max_body_bytes = self.http.max_body_bytes.map_or(32 << 20, ByteSize::bytes);
+        if max_body_bytes < 1024 {
+            return Err(invalid("http.max_body_bytes", "must be at least 1024"));
+        }
+        for (i, t) in self.auth.tokens.iter().enumerate() {
+            if t.len() < 8 || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(invalid(
+                    format!("auth.tokens[{i}]"),
+                    "a token must be at least 8 characters, without whitespace",
+                ));
+            }
+        }
+
+        let timeout = match &self.query.timeout {
+            Some(s) => duration_key("query.timeout", s)?,
+            None => Duration::from_secs(30),
+        };
+
+        Ok(Config {
+            data_dir: self.data_dir,
+            routing: RoutingConfig {
+                regions,
+                default_region,
+                geo_tag: self.geo_tag,
+                lat_tag: self.lat_tag,
+                lon_tag: self.lon_tag,
+                directory,
+                partition_duration_ns: part_ns,
+            },
+            ingest: IngestConfig {
+                shards_per_region,
+                flush,
+                memory: MemoryConfig {
+                    limit_bytes,
+                    high_water_bytes,
+                },
+                wal: WalConfig {
+                    sync,
+                    segment_bytes,
+                    queue_depth,
+                },
+            },
+            http: HttpConfig {
+                listen: self.http.listen.unwrap_or_else(|| "127.0.0.1:8086".into()),
+                max_body_bytes,
+                tokens: self.auth.tokens,
+            },
+            query: QueryConfig {
+                timeout,
+                max_rows: self.query.max_rows.unwrap_or(10_000_000),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = r#"
+data_dir = "data"
+partition_duration = "1h"
+default_region = "global"
+[[region]]
+name = "global"
+"#;
+
+    fn err_of(text: &str) -> String {
+        match Config::parse(text) {
+            Ok(_) => panic!("expected an error for:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn repo_default_config_is_valid() {
+        let text = include_str!("../regions.toml");
+        let cfg = Config::parse(text).expect("regions.toml must be valid");
+        assert_eq!(cfg.routing.regions.len(), 4);
+        assert_eq!(cfg.http.listen, "127.0.0.1:8086");
+        assert_eq!(cfg.ingest.wal.sync, SyncPolicy::Always);
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let cfg = Config::parse(MIN).unwrap();
+        assert_eq!(cfg.routing.partition_duration_ns, 3_600_000_000_000);
+        assert_eq!(cfg.routing.geo_tag, "region");
+        assert_eq!(cfg.ingest.flush.max_rows, 1_000_000);
+        assert_eq!(cfg.http.max_body_bytes, 32 << 20);
+        assert!(cfg.ingest.shards_per_region >= 1);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = err_of(&format!("{MIN}\nbogus_key = 1\n"));
+        assert!(e.contains("bogus_key"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            (MIN.replace("\"1h\"", "\"7m\""), "partition_duration"),
+            (MIN.replace("\"1h\"", "\"30s\""), "partition_duration"),
+            (MIN.replace("\"1h\"", "\"36h\""), "partition_duration"),
+            (MIN.replace("\"1h\"", "\"soon\""), "partition_duration"),
+            (
+                MIN.replace("default_region = \"global\"", "default_region = \"mars\""),
+                "default_region",
+            ),
+            (
+                MIN.replace("name = \"global\"", "name = \"../x\""),
+                "region[0].name",
+            ),
+            (format!("{MIN}\n[wal]\nsync = \"sometimes\"\n"), "wal.sync"),
+            (
+                format!("{MIN}\n[wal]\nsync = \"interval\"\n"),
+                "wal.interval_ms",
+            ),
+            (
+                format!("{MIN}\n[flush]\nmax_age = \"0s\"\n"),
+                "flush.max_age",
+            ),
+            (
+                format!("{MIN}\n[flush]\nmax_bytes = \"12 parsecs\"\n"),
+                "max_bytes",
+            ),
+            (
+                format!("{MIN}\n[memory]\nlimit = \"1GiB\"\nhigh_water = \"2GiB\"\n"),
+                "memory.high_water",
+            ),
+            (
+                format!("{MIN}\n[directory]\n\"tenant\" = \"global\"\n"),
+                "directory.\"tenant\"",
+            ),
+            (
+                format!("{MIN}\n[directory]\n\"tenant=acme\" = \"mars\"\n"),
+                "directory.\"tenant=acme\"",
+            ),
+            (
+                format!("{MIN}\n[auth]\ntokens = [\"short\"]\n"),
+                "auth.tokens[0]",
+            ),
+            (
+                format!(
+                    "{MIN}\n[[region]]\nname = \"eu\"\nbbox = [{{min_lat = 10.0, max_lat = 5.0, min_lon = 0.0, max_lon = 1.0}}]\n"
+                ),
+                "region[1].bbox[0]",
+            ),
+            (
+                format!("{MIN}\n[[region]]\nname = \"eu\"\ntag_values = [\"eu-[\"]\n"),
+                "region[1].tag_values[0]",
+            ),
+            (
+                format!("{MIN}\n[[region]]\nname = \"global\"\n"),
+                "region[1].name",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = err_of(&text);
+            assert!(e.contains(key), "error {e:?} should name {key:?}");
+        }
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_byte_size("512").unwrap(), 512);
+        assert_eq!(parse_byte_size("64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_byte_size("2GB").unwrap(), 2_000_000_000);
+        assert!(parse_byte_size("MiB").is_err());
+        assert!(parse_byte_size("99999999999999999999GiB").is_err());
+        let cfg = Config::parse(&format!("{MIN}\n[flush]\nmax_bytes = 1000\n")).unwrap();
+        assert_eq!(cfg.ingest.flush.max_bytes, 1000);
+    }
+
+    #[test]
+    fn bbox_crossing_antimeridian() {
+        let b = BBox {
+            min_lat: -50.0,
+            max_lat: 0.0,
+            min_lon: 160.0,
+            max_lon: -170.0,
+        };
+        assert!(b.contains(-40.0, 175.0));
+        assert!(b.contains(-40.0, -175.0));
+        assert!(!b.contains(-40.0, 0.0));
+        assert!(!b.contains(10.0, 175.0));
+    }
+
+    #[test]
+    fn interval_sync_policy() {
+        let cfg = Config::parse(&format!(
+            "{MIN}\n[wal]\nsync = \"interval\"\ninterval_ms = 50\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            cfg.ingest.wal.sync,
+            SyncPolicy::Interval(Duration::from_millis(50))
+        );
+    }
+}

@@ -1,0 +1,160 @@
+//! `meridian`: the server binary. Thin: parse flags, load and validate the config, open the
+//! engine (recovery happens there), serve HTTP until SIGINT/SIGTERM, then flush and exit 0.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use tracing::info;
+
+use meridian::config::Config;
+use meridian::http::{AppState, router};
+use meridian::region::{Engine, OpenOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "meridian",
+    version,
+    about = "Meridian: a geo-sharded time-series database (InfluxDB line protocol in, Parquet out)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: HTTP writes and queries for the regions of the config.
+    Serve(ServeArgs),
+    /// Validate a config file and print the regions it describes.
+    CheckConfig {
+        /// Path of the config file.
+        #[arg(long, default_value = "regions.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Path of the cluster config (regions, partitioning, flush, WAL, limits).
+    #[arg(long, default_value = "regions.toml")]
+    config: PathBuf,
+    /// Address to listen on (overrides http.listen). Use port 0 for any free port; the
+    /// address actually bound is printed as `listening on ADDR`.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Data directory (overrides data_dir of the config).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Host only this region (repeatable). Default: every region of the config.
+    #[arg(long = "region", value_name = "NAME")]
+    regions: Vec<String>,
+    /// Start even if a WAL segment is corrupt in the middle, dropping the rest of that segment
+    /// (default: refuse to start, so no data is dropped silently).
+    #[arg(long)]
+    skip_corrupt_wal: bool,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info`, `meridian=debug`.
+    #[arg(long, default_value = "info")]
+    log: String,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { config } => {
+            let cfg = Config::load(&config)
+                .with_context(|| format!("invalid config {}", config.display()))?;
+            println!("config {} is valid", config.display());
+            println!("data_dir: {}", cfg.data_dir.display());
+            for (i, r) in cfg.routing.regions.iter().enumerate() {
+                let default = if i == cfg.routing.default_region {
+                    " (default)"
+                } else {
+                    ""
+                };
+                println!(
+                    "region {}{default}: tag_values {:?}, {} bbox(es)",
+                    r.name,
+                    r.tag_values,
+                    r.bbox.len()
+                );
+            }
+            Ok(())
+        }
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&args.log).context("invalid --log filter")?,
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let mut cfg = Config::load(&args.config)
+        .with_context(|| format!("invalid config {}", args.config.display()))?;
+    if let Some(d) = args.data_dir {
+        cfg.data_dir = d;
+    }
+    if let Some(l) = args.listen {
+        cfg.http.listen = l;
+    }
+    let opts = OpenOptions {
+        hosted: (!args.regions.is_empty()).then_some(args.regions),
+        skip_corrupt_wal: args.skip_corrupt_wal,
+    };
+    let engine = Engine::open(&cfg, &opts).context("opening the data directory")?;
+    let cfg = Arc::new(cfg);
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("meridian-http")
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", cfg.http.listen))?;
+        let addr = listener.local_addr()?;
+        info!(%addr, data_dir = %cfg.data_dir.display(), "meridian is ready");
+        println!("listening on {addr}");
+        let state = Arc::new(AppState {
+            engine: engine.clone(),
+            config: cfg.clone(),
+        });
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("HTTP server failed")?;
+        anyhow::Ok(())
+    })?;
+    info!("stopped accepting requests; flushing every in-memory block");
+    engine.shutdown();
+    info!("all data flushed; bye");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    info!("shutdown signal received");
+}

@@ -1,0 +1,682 @@
+//! The in-memory columnar block of one (db, measurement, partition) in one ingest shard.
+//!
+//! ```text
+//! append(row) ─► time: Vec<i64>, sid: Vec<u32> (series id), fields: Arrow builders
+//!                 series table: sid → sorted tag set (tags are stored once per series)
+//! freeze()    ─► Chunk (immutable Arrow arrays, Arc) — what queries and flushes read
+//! sorted_batch(chunks) ─► RecordBatch sorted by tag set then time, duplicates merged
+//! ```
+//! Invariants: rows are kept in arrival order, so among rows with the same (series, time)
+//! the later one wins, field by field (a field absent from the later row keeps the earlier
+//! value). A field's type is fixed before a row reaches the block (the schema registry), so
+//! appends cannot fail.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayBuilder, ArrayRef, BooleanBuilder, DictionaryArray, Float64Builder, Int32Array,
+    Int64Builder, StringArray, StringBuilder, TimestampNanosecondArray, UInt32Array, UInt64Builder,
+    new_null_array,
+};
+use arrow::compute::{concat, take};
+use arrow::datatypes::{DataType, Field, Int32Type, Schema, TimeUnit};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+
+use crate::lineproto::FieldValue;
+use crate::model::{ColumnKind, FieldType, TIME_COLUMN};
+
+/// Tag set of one series: `(key, value)` sorted by key.
+pub type TagSet = Arc<[(Arc<str>, Arc<str>)]>;
+
+/// The Arrow type of `time` in blocks, files and query results.
+pub fn time_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+}
+
+/// The Arrow type of a tag column.
+pub fn tag_type() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+}
+
+/// Series of a block: id → tag set, and a hash index to find ids.
+#[derive(Default)]
+pub struct SeriesTable {
+    sets: Vec<TagSet>,
+    by_hash: HashMap<u64, Vec<u32>>,
+}
+
+impl SeriesTable {
+    /// The id of the series with these sorted tags, adding it if new.
+    pub fn intern<K: AsRef<str>, V: AsRef<str>>(
+        &mut self,
+        hash: u64,
+        sorted_tags: &[(K, V)],
+    ) -> u32 {
+        let candidates = self.by_hash.entry(hash).or_default();
+        for &sid in candidates.iter() {
+            let set = &self.sets[sid as usize];
+            if set.len() == sorted_tags.len()
+                && set
+                    .iter()
+                    .zip(sorted_tags)
+                    .all(|((k, v), (k2, v2))| &**k == k2.as_ref() && &**v == v2.as_ref())
+            {
+                return sid;
+            }
+        }
+        let sid = self.sets.len() as u32;
+        self.sets.push(
+            sorted_tags
+                .iter()
+                .map(|(k, v)| (Arc::<str>::from(k.as_ref()), Arc::<str>::from(v.as_ref())))
+                .collect(),
+        );
+        candidates.push(sid);
+        sid
+    }
+
+    pub fn len(&self) -> usize {
+        self.sets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sets.is_empty()
+    }
+
+    /// A cheap snapshot of the tag sets (ids index into it).
+    pub fn snapshot(&self) -> Arc<[TagSet]> {
+        self.sets.iter().cloned().collect()
+    }
+}
+
+enum FieldBuilder {
+    Float(Float64Builder),
+    Integer(Int64Builder),
+    UInteger(UInt64Builder),
+    String(StringBuilder),
+    Boolean(BooleanBuilder),
+}
+
+impl FieldBuilder {
+    fn new(t: FieldType, nulls: usize) -> FieldBuilder {
+        let mut b = match t {
+            FieldType::Float => FieldBuilder::Float(Float64Builder::new()),
+            FieldType::Integer => FieldBuilder::Integer(Int64Builder::new()),
+            FieldType::UInteger => FieldBuilder::UInteger(UInt64Builder::new()),
+            FieldType::String => FieldBuilder::String(StringBuilder::new()),
+            FieldType::Boolean => FieldBuilder::Boolean(BooleanBuilder::new()),
+        };
+        b.append_nulls(nulls);
+        b
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            FieldBuilder::Float(b) => b.len(),
+            FieldBuilder::Integer(b) => b.len(),
+            FieldBuilder::UInteger(b) => b.len(),
+            FieldBuilder::String(b) => b.len(),
+            FieldBuilder::Boolean(b) => b.len(),
+        }
+    }
+
+    fn append_nulls(&mut self, n: usize) {
+        match self {
+            FieldBuilder::Float(b) => b.append_nulls(n),
+            FieldBuilder::Integer(b) => b.append_nulls(n),
+            FieldBuilder::UInteger(b) => b.append_nulls(n),
+            FieldBuilder::String(b) => (0..n).for_each(|_| b.append_null()),
+            FieldBuilder::Boolean(b) => b.append_nulls(n),
+        }
+    }
+
+    /// Appends a value of the builder's type; returns its approximate size in bytes.
+    /// The schema registry guarantees the type matches; a mismatch would be a bug, and is
+    /// recorded as a null rather than a crash.
+    fn append(&mut self, v: &FieldValue<'_>) -> usize {
+        match (self, v) {
+            (FieldBuilder::Float(b), FieldValue::Float(x)) => b.append_value(*x),
+            (FieldBuilder::Integer(b), FieldValue::Integer(x)) => b.append_value(*x),
+            (FieldBuilder::UInteger(b), FieldValue::UInteger(x)) => b.append_value(*x),
+            (FieldBuilder::String(b), FieldValue::String(s)) => {
+                b.append_value(s);
+                return s.len() + 4;
+            }
+            (FieldBuilder::Boolean(b), FieldValue::Boolean(x)) => b.append_value(*x),
+            (b, _) => {
+                debug_assert!(false, "field type mismatch reached a block");
+                b.append_nulls(1);
+            }
+        }
+        8
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            FieldBuilder::Float(b) => Arc::new(b.finish()),
+            FieldBuilder::Integer(b) => Arc::new(b.finish()),
+            FieldBuilder::UInteger(b) => Arc::new(b.finish()),
+            FieldBuilder::String(b) => Arc::new(b.finish()),
+            FieldBuilder::Boolean(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+pub fn field_type_of(v: &FieldValue<'_>) -> FieldType {
+    match v {
+        FieldValue::Float(_) => FieldType::Float,
+        FieldValue::Integer(_) => FieldType::Integer,
+        FieldValue::UInteger(_) => FieldType::UInteger,
+        FieldValue::String(_) => FieldType::String,
+        FieldValue::Boolean(_) => FieldType::Boolean,
+    }
+}
+
+/// Immutable rows frozen out of a block: arrival order, not sorted.
+#[derive(Debug)]
+pub struct Chunk {
+    pub time: Arc<TimestampNanosecondArray>,
+    pub sid: Arc<UInt32Array>,
+    /// Field columns (name, type, values); a field absent from the chunk is all-null.
+    pub fields: Vec<(Arc<str>, FieldType, ArrayRef)>,
+    /// Tag sets of every series id that can appear in `sid`.
+    pub series: Arc<[TagSet]>,
+    pub min_time: i64,
+    pub max_time: i64,
+}
+
+impl Chunk {
+    pub fn rows(&self) -> usize {
+        self.time.len()
+    }
+}
+
+/// The mutable block.
+pub struct Block {
+    series: SeriesTable,
+    time: Vec<i64>,
+    sid: Vec<u32>,
+    fields: Vec<(Arc<str>, FieldType, FieldBuilder)>,
+    field_index: HashMap<Arc<str>, usize>,
+    min_time: i64,
+    max_time: i64,
+    /// Frozen chunks, oldest first.
+    chunks: Vec<Arc<Chunk>>,
+    rows: usize,
+    bytes: usize,
+}
+
+impl Default for Block {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Block {
+    pub fn new() -> Block {
+        Block {
+            series: SeriesTable::default(),
+            time: Vec::new(),
+            sid: Vec::new(),
+            fields: Vec::new(),
+            field_index: HashMap::new(),
+            min_time: i64::MAX,
+            max_time: i64::MIN,
+            chunks: Vec::new(),
+            rows: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Rows in the block (frozen and active).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Approximate memory held, in bytes.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Appends one row; returns the bytes it added to [`Block::bytes`].
+    pub fn append<K: AsRef<str>, V: AsRef<str>, F: AsRef<str>>(
+        &mut self,
+        series_hash: u64,
+        sorted_tags: &[(K, V)],
+        fields: &[(F, FieldValue<'_>)],
+        ts: i64,
+    ) -> usize {
+        let before_series = self.series.len();
+        let sid = self.series.intern(series_hash, sorted_tags);
+        let mut added = 12;
+        if self.series.len() > before_series {
+            added += 64
+                + sorted_tags
+                    .iter()
+                    .map(|(k, v)| k.as_ref().len() + v.as_ref().len() + 32)
+                    .sum::<usize>();
+        }
+        let row = self.time.len();
+        self.time.push(ts);
+        self.sid.push(sid);
+        self.min_time = self.min_time.min(ts);
+        self.max_time = self.max_time.max(ts);
+        for (name, value) in fields {
+            let name = name.as_ref();
+            let idx = match self.field_index.get(name) {
+                Some(&i) => i,
+                None => {
+                    let t = field_type_of(value);
+                    let key: Arc<str> = Arc::from(name);
+                    self.fields
+                        .push((key.clone(), t, FieldBuilder::new(t, row)));
+                    self.field_index.insert(key, self.fields.len() - 1);
+                    added += name.len() + 64;
+                    self.fields.len() - 1
+                }
+            };
+            added += self.fields[idx].2.append(value);
+        }
+        for (_, _, b) in &mut self.fields {
+            if b.len() <= row {
+                b.append_nulls(1);
+            }
+        }
+        self.rows += 1;
+        self.bytes += added;
+        added
+    }
+
+    /// Freezes the active rows into a chunk (no-op when there are none) and returns every
+    /// chunk of the block: a consistent snapshot of its rows.
+    pub fn freeze(&mut self) -> Vec<Arc<Chunk>> {
+        if !self.time.is_empty() {
+            let time = Arc::new(
+                TimestampNanosecondArray::from(std::mem::take(&mut self.time)).with_timezone("UTC"),
+            );
+            let sid = Arc::new(UInt32Array::from(std::mem::take(&mut self.sid)));
+            let fields = self
+                .fields
+                .iter_mut()
+                .map(|(n, t, b)| (n.clone(), *t, b.finish()))
+                .collect();
+            self.chunks.push(Arc::new(Chunk {
+                time,
+                sid,
+                fields,
+                series: self.series.snapshot(),
+                min_time: self.min_time,
+                max_time: self.max_time,
+            }));
+            self.min_time = i64::MAX;
+            self.max_time = i64::MIN;
+        }
+        self.chunks.clone()
+    }
+}
+
+/// Compares two tag sets as rows of tag columns sorted by key: the first key where they
+/// differ decides; a missing tag (null) sorts first.
+pub fn compare_tag_sets(a: &[(Arc<str>, Arc<str>)], b: &[(Arc<str>, Arc<str>)]) -> Ordering {
+    let (mut i, mut j) = (0, 0);
+    loop {
+        match (a.get(i), b.get(j)) {
+            (None, None) => return Ordering::Equal,
+            // `a` lacks b's key: a has null there, nulls first.
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some((ka, va)), Some((kb, vb))) => match ka.cmp(kb) {
+                Ordering::Equal => match va.cmp(vb) {
+                    Ordering::Equal => {
+                        i += 1;
+                        j += 1;
+                    }
+                    o => return o,
+                },
+                // a has key ka < kb, so b is null at ka: b sorts first.
+                Ordering::Less => return Ordering::Greater,
+                Ordering::Greater => return Ordering::Less,
+            },
+        }
+    }
+}
+
+/// The columns of a sorted batch: tag keys and fields, both sorted by name.
+#[derive(Debug, Clone)]
+pub struct BatchColumns {
+    pub tags: Vec<Arc<str>>,
+    pub fields: Vec<(Arc<str>, FieldType)>,
+}
+
+/// Merges chunks (oldest first) into one batch sorted by tag set then time, with rows of the
+/// same (series, time) merged last-write-wins field by field. Returns the batch, its
+/// columns, and how many rows were merged away.
+pub fn sorted_batch(
+    chunks: &[Arc<Chunk>],
+) -> Result<(RecordBatch, BatchColumns, usize), ArrowError> {
+    // The series table of the last chunk covers every sid of earlier chunks.
+    let series: Arc<[TagSet]> = chunks
+        .last()
+        .map(|c| c.series.clone())
+        .unwrap_or_else(|| Arc::from(vec![]));
+
+    // Union of field columns (first type seen wins; the registry makes them agree).
+    let mut fields: Vec<(Arc<str>, FieldType)> = Vec::new();
+    for c in chunks {
+        for (n, t, _) in &c.fields {
+            if !fields.iter().any(|(m, _)| m == n) {
+                fields.push((n.clone(), *t));
+            }
+        }
+    }
+    fields.sort_by(|a, b| a.0.cmp(&b.0));
+
+    // Concatenate in arrival order.
+    let time_parts: Vec<&dyn Array> = chunks
+        .iter()
+        .map(|c| c.time.as_ref() as &dyn Array)
+        .collect();
+    let sid_parts: Vec<&dyn Array> = chunks
+        .iter()
+        .map(|c| c.sid.as_ref() as &dyn Array)
+        .collect();
+    let time_all = concat(&time_parts)?;
+    let sid_all = concat(&sid_parts)?;
+    let mut field_all: Vec<ArrayRef> = Vec::with_capacity(fields.len());
+    for (name, t) in &fields {
+        let parts: Vec<ArrayRef> = chunks
+            .iter()
+            .map(|c| match c.fields.iter().find(|(n, _, _)| n == name) {
+                Some((_, _, a)) => a.clone(),
+                None => new_null_array(&t.arrow_type(), c.rows()),
+            })
+            .collect();
+        let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+        field_all.push(concat(&refs)?);
+    }
+    let times = time_all
+        .as_any()
+        .downcast_ref::<TimestampNanosecondArray>()
+        .ok_or_else(|| ArrowError::CastError("time column is not a timestamp".into()))?;
+    let sids = sid_all
+        .as_any()
+        .downcast_ref::<UInt32Array>()
+        .ok_or_else(|| ArrowError::CastError("sid column is not u32".into()))?;
+
+    // Rank series by tag set.
+    let mut order: Vec<u32> = (0..series.len() as u32).collect();
+    order.sort_by(|a, b| compare_tag_sets(&series[*a as usize], &series[*b as usize]));
+    let mut rank = vec![0u32; series.len()];
+    for (r, sid) in order.iter().enumerate() {
+        rank[*sid as usize] = r as u32;
+    }
+
+    // Sort rows by (series rank, time, arrival).
+    let n = times.len();
+    let mut rows: Vec<(u32, i64, u32)> = (0..n)
+        .map(|i| (rank[sids.value(i) as usize], times.value(i), i as u32))
+        .collect();
+    rows.sort_unstable();
+
+    // Runs of equal (series, time): keep the last row, and per field the last non-null.
+    let mut base: Vec<u32> = Vec::with_capacity(n);
+    let mut dup_runs: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
+    let mut i = 0;
+    while i < n {
+        let mut j = i + 1;
+        while j < n && rows[j].0 == rows[i].0 && rows[j].1 == rows[i].1 {
+            j += 1;
+        }
+        if j - i > 1 {
+            dup_runs.push((base.len(), i..j));
+        }
+        base.push(rows[j - 1].2);
+        i = j;
+    }
+    let merged = n - base.len();
+    let base_idx = UInt32Array::from(base.clone());
+
+    let mut out_fields: Vec<ArrayRef> = Vec::with_capacity(fields.len());
+    for col in &field_all {
+        if dup_runs.is_empty() || col.null_count() == 0 {
+            out_fields.push(take(col.as_ref(), &base_idx, None)?);
+            continue;
+        }
+        let mut idx = base.clone();
+        for (out_row, run) in &dup_runs {
+            if let Some(r) = rows[run.clone()]
+                .iter()
+                .rev()
+                .find(|r| col.is_valid(r.2 as usize))
+            {
+                idx[*out_row] = r.2;
+            }
+        }
+        out_fields.push(take(col.as_ref(), &UInt32Array::from(idx), None)?);
+    }
+    let out_time = take(&time_all, &base_idx, None)?;
+    let out_sid = take(&sid_all, &base_idx, None)?;
+    let out_sid = out_sid
+        .as_any()
+        .downcast_ref::<UInt32Array>()
+        .ok_or_else(|| ArrowError::CastError("sid column is not u32".into()))?;
+
+    // Tag columns: dictionary arrays keyed by series id, values = that series' tag value.
+    let mut tag_keys: Vec<Arc<str>> = Vec::new();
+    for set in series.iter() {
+        for (k, _) in set.iter() {
+            if let Err(pos) = tag_keys.binary_search(k) {
+                tag_keys.insert(pos, k.clone());
+            }
+        }
+    }
+    let keys = Int32Array::from_iter_values(out_sid.values().iter().map(|s| *s as i32));
+    let mut columns: Vec<ArrayRef> = vec![out_time];
+    let mut schema_fields = vec![Field::new(TIME_COLUMN, time_type(), false)];
+    for k in &tag_keys {
+        let values: StringArray = series
+            .iter()
+            .map(|set| {
+                set.binary_search_by(|(key, _)| key.as_ref().cmp(k.as_ref()))
+                    .ok()
+                    .map(|p| set[p].1.to_string())
+            })
+            .collect();
+        let dict = DictionaryArray::<Int32Type>::try_new(keys.clone(), Arc::new(values))?;
+        // A row whose series lacks this tag must be null, not the dictionary's null value.
+        let dict = if dict.values().null_count() > 0 {
+            let logical_nulls = dict.logical_nulls();
+            let (k, v) = dict.into_parts();
+            let keys = Int32Array::new(k.values().clone(), logical_nulls);
+            DictionaryArray::<Int32Type>::try_new(keys, v)?
+        } else {
+            dict
+        };
+        columns.push(Arc::new(dict));
+        schema_fields.push(Field::new(k.as_ref(), tag_type(), true));
+    }
+    for ((name, t), arr) in fields.iter().zip(out_fields) {
+        columns.push(arr);
+        schema_fields.push(Field::new(name.as_ref(), t.arrow_type(), true));
+    }
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(schema_fields)), columns)?;
+    Ok((
+        batch,
+        BatchColumns {
+            tags: tag_keys,
+            fields,
+        },
+        merged,
+    ))
+}
+
+/// Whether a batch column named `name` is a tag, field, or neither.
+pub fn column_kind(cols: &BatchColumns, name: &str) -> Option<ColumnKind> {
+    if cols.tags.iter().any(|t| t.as_ref() == name) {
+        return Some(ColumnKind::Tag);
+    }
+    cols.fields
+        .iter()
+        .find(|(n, _)| n.as_ref() == name)
+        .map(|(_, t)| ColumnKind::Field(*t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::series_hash;
+    use arrow::array::{AsArray, Float64Array, Int64Array};
+    use arrow::datatypes::Float64Type;
+
+    fn add(b: &mut Block, tags: &[(&str, &str)], fields: &[(&str, FieldValue<'static>)], ts: i64) {
+        let mut t = tags.to_vec();
+        t.sort();
+        b.append(series_hash("m", &t), &t, fields, ts);
+    }
+
+    fn tag_values(batch: &RecordBatch, name: &str) -> Vec<Option<String>> {
+        let col = batch.column_by_name(name).unwrap();
+        let d = col.as_dictionary::<Int32Type>();
+        let vals = d.values().as_string::<i32>();
+        (0..d.len())
+            .map(|i| {
+                d.is_valid(i)
+                    .then(|| vals.value(d.keys().value(i) as usize).to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sorts_by_tag_set_then_time_with_nulls_first() {
+        let mut b = Block::new();
+        add(
+            &mut b,
+            &[("host", "b")],
+            &[("v", FieldValue::Float(1.0))],
+            20,
+        );
+        add(
+            &mut b,
+            &[("host", "a")],
+            &[("v", FieldValue::Float(2.0))],
+            30,
+        );
+        add(
+            &mut b,
+            &[("host", "a")],
+            &[("v", FieldValue::Float(3.0))],
+            10,
+        );
+        add(&mut b, &[], &[("v", FieldValue::Float(4.0))], 5);
+        add(
+            &mut b,
+            &[("host", "a"), ("dc", "x")],
+            &[("v", FieldValue::Float(5.0))],
+            1,
+        );
+        let chunks = b.freeze();
+        let (batch, cols, merged) = sorted_batch(&chunks).unwrap();
+        assert_eq!(merged, 0);
+        assert_eq!(
+            cols.tags.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+            vec!["dc", "host"]
+        );
+        // dc null < dc=x; within dc null: host null < a < b.
+        assert_eq!(
+            tag_values(&batch, "host"),
+            vec![
+                None,
+                Some("a".into()),
+                Some("a".into()),
+                Some("b".into()),
+                Some("a".into())
+            ]
+        );
+        assert_eq!(
+            tag_values(&batch, "dc"),
+            vec![None, None, None, None, Some("x".into())]
+        );
+        let t = batch
+            .column(0)
+            .as_primitive::<arrow::datatypes::TimestampNanosecondType>();
+        assert_eq!(t.values().to_vec(), vec![5, 10, 30, 20, 1]);
+        let v = batch
+            .column_by_name("v")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        assert_eq!(v.values().to_vec(), vec![4.0, 3.0, 2.0, 1.0, 5.0]);
+    }
+
+    #[test]
+    fn duplicates_merge_last_write_wins_field_by_field_across_chunks() {
+        let mut b = Block::new();
+        add(
+            &mut b,
+            &[("h", "a")],
+            &[("x", FieldValue::Float(1.0)), ("y", FieldValue::Integer(1))],
+            100,
+        );
+        b.freeze();
+        add(&mut b, &[("h", "a")], &[("x", FieldValue::Float(2.0))], 100);
+        add(
+            &mut b,
+            &[("h", "a")],
+            &[("z", FieldValue::Boolean(true))],
+            100,
+        );
+        add(&mut b, &[("h", "a")], &[("x", FieldValue::Float(9.0))], 101);
+        let chunks = b.freeze();
+        assert_eq!(chunks.len(), 2);
+        let (batch, _, merged) = sorted_batch(&chunks).unwrap();
+        assert_eq!(merged, 2);
+        assert_eq!(batch.num_rows(), 2);
+        let x = batch
+            .column_by_name("x")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap();
+        let y = batch
+            .column_by_name("y")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        let z = batch.column_by_name("z").unwrap().as_boolean();
+        assert_eq!((x.value(0), y.value(0), z.value(0)), (2.0, 1, true));
+        assert_eq!(x.value(1), 9.0);
+        assert!(y.is_null(1) && z.is_null(1));
+    }
+
+    #[test]
+    fn new_fields_backfill_nulls_and_freeze_is_a_snapshot() {
+        let mut b = Block::new();
+        add(&mut b, &[("h", "a")], &[("x", FieldValue::Float(1.0))], 1);
+        add(
+            &mut b,
+            &[("h", "a")],
+            &[("s", FieldValue::String("hi".into()))],
+            2,
+        );
+        let snap = b.freeze();
+        add(&mut b, &[("h", "b")], &[("x", FieldValue::Float(3.0))], 3);
+        assert_eq!(snap.iter().map(|c| c.rows()).sum::<usize>(), 2);
+        assert_eq!(b.rows(), 3);
+        let c = &snap[0];
+        let s = c.fields.iter().find(|f| &*f.0 == "s").unwrap();
+        assert!(s.2.is_null(0) && s.2.is_valid(1));
+        let x = c.fields.iter().find(|f| &*f.0 == "x").unwrap();
+        assert!(x.2.is_valid(0) && x.2.is_null(1));
+        let all = b.freeze();
+        let (batch, _, _) = sorted_batch(&all).unwrap();
+        assert_eq!(batch.num_rows(), 3);
+        // series b appeared after the first chunk was frozen; the last chunk's table has it.
+        assert_eq!(
+            tag_values(&batch, "h"),
+            vec![Some("a".into()), Some("a".into()), Some("b".into())]
+        );
+    }
+}

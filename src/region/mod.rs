@@ -1,0 +1,617 @@
+//! Region ingesters: the write path from checked lines to durable files.
+//!
+//! ```text
+//! Engine::prepare (parse, check, route) ─► Engine::commit ─► shard channel (bounded: 503 when full)
+//!   shard thread: WAL append + group fsync ─► Block (Arrow builders) ─► ack
+//!   flush trigger (rows | bytes | age | memory | shutdown) ─► flush pool ─► Parquet + manifest
+//! ```
+//! Start-up ([`Engine::open`]) takes the data-dir lock, deletes orphans of crashed flushes,
+//! loads the schema registry from the manifests, replays WAL records the manifests do not
+//! cover, flushes what it replayed and drops the replayed segments, and only then starts the
+//! shard threads: traffic is accepted after recovery is complete.
+
+pub mod block;
+pub mod flush;
+pub mod prepare;
+pub mod schema;
+pub mod shard;
+pub mod wal;
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, unbounded};
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use crate::catalog::{FileMeta, Manifest};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::model::{PartitionStart, Precision, RegionId, ShardId};
+use crate::router::Router;
+use crate::storage::paths::{self, is_temp_name};
+
+use flush::FlushJob;
+use prepare::{PreparedWrite, ShardBatch, decode_batch};
+use schema::SchemaRegistry;
+pub use shard::{CommitError, Ctrl, MemSource, WriteMsg};
+use shard::{Shard, ShardCtx};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("data dir {0} is in use by another Meridian process (lock file {1} is held)")]
+    Locked(PathBuf, PathBuf),
+    #[error("cannot start: {0}")]
+    Startup(String),
+}
+
+/// Why a write was refused as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("overloaded: {0}")]
+    Overloaded(String),
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+    #[error("region {0:?} is not hosted by this node")]
+    NotHosted(String),
+}
+
+struct ShardHandle {
+    writes: Sender<WriteMsg>,
+    ctrl: Sender<Ctrl>,
+}
+
+pub struct RegionHandle {
+    pub name: Arc<str>,
+    pub url: Option<String>,
+    pub manifest: Option<Arc<Manifest>>,
+    shards: Vec<ShardHandle>,
+}
+
+impl RegionHandle {
+    pub fn hosted(&self) -> bool {
+        self.manifest.is_some()
+    }
+}
+
+/// Options of [`Engine::open`] that come from the command line.
+#[derive(Debug, Default, Clone)]
+pub struct OpenOptions {
+    /// Regions hosted here; `None` = all.
+    pub hosted: Option<Vec<String>>,
+    /// Drop the rest of a WAL segment after corruption in its middle instead of refusing to start.
+    pub skip_corrupt_wal: bool,
+}
+
+/// What a query reads from one region: in-memory chunks and live files, consistent.
+pub struct RegionSnapshot {
+    pub mem: Vec<MemSource>,
+    pub files: Vec<FileMeta>,
+    pub region_dir: PathBuf,
+}
+
+pub struct Engine {
+    router: Router,
+    registry: SchemaRegistry,
+    regions: Vec<RegionHandle>,
+    shards_per_region: usize,
+    memory_limit: u64,
+    metrics: Arc<Metrics>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    data_dir: PathBuf,
+    _lock: File,
+}
+
+fn startup<E: std::fmt::Display>(ctx: &str) -> impl FnOnce(E) -> EngineError + '_ {
+    move |e| EngineError::Startup(format!("{ctx}: {e}"))
+}
+
+/// Deletes temporary files and Parquet files the manifest does not list (orphans of a crash
+/// between rename and manifest commit). Returns how many were removed.
+fn remove_orphans(region_dir: &Path, live: &HashSet<String>) -> std::io::Result<usize> {
+    let mut removed = 0;
+    let mut stack = vec![region_dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type()?.is_dir() {
+                if !(dir == region_dir && name == paths::WAL_DIR) {
+                    stack.push(path);
+                }
+                continue;
+            }
+            let rel = path
+                .strip_prefix(region_dir)
+                .map(|p| p.to_string_lossy().replace('\\', "/"))
+                .unwrap_or_default();
+            let orphan =
+                name.ends_with(&format!(".{}", paths::PARQUET_EXT)) && !live.contains(&rel);
+            if is_temp_name(&name) || orphan {
+                warn!(file = %path.display(), "removing leftover of an interrupted write");
+                fs::remove_file(&path)?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// The WAL shard directories present under a region (`wal/<n>`).
+fn wal_shard_dirs(region_dir: &Path) -> std::io::Result<Vec<usize>> {
+    let dir = region_dir.join(paths::WAL_DIR);
+    let mut out = Vec::new();
+    match fs::read_dir(&dir) {
+        Ok(rd) => {
+            for e in rd {
+                if let Some(n) = e?
+                    .file_name()
+                    .to_str()
+                    .and_then(|s| s.parse::<usize>().ok())
+                {
+                    out.push(n);
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+impl Engine {
+    /// Opens the data dir, recovers, and starts the ingest threads.
+    pub fn open(cfg: &Config, opts: &OpenOptions) -> Result<Arc<Engine>, EngineError> {
+        let data_dir = cfg.data_dir.clone();
+        fs::create_dir_all(&data_dir).map_err(startup("creating data dir"))?;
+        let lock_path = paths::lock_file(&data_dir);
+        let lock = File::create(&lock_path).map_err(startup("creating lock file"))?;
+        if lock.try_lock().is_err() {
+            return Err(EngineError::Locked(data_dir, lock_path));
+        }
+        let router = Router::new(&cfg.routing).map_err(startup("building router"))?;
+        let registry = SchemaRegistry::new();
+        let metrics = Arc::new(Metrics::default());
+        let n_shards = cfg.ingest.shards_per_region;
+        if let Some(h) = &opts.hosted {
+            for name in h {
+                if !cfg.routing.regions.iter().any(|r| &r.name == name) {
+                    return Err(EngineError::Startup(format!(
+                        "--region {name:?} is not a region of the config"
+                    )));
+                }
+            }
+        }
+
+        // The flush pool.
+        let (flush_tx, flush_rx) = unbounded::<(FlushJob, Sender<Ctrl>)>();
+        let mut threads = Vec::new();
+        for i in 0..cfg.ingest.flush.workers {
+            let rx = flush_rx.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("flush-{i}"))
+                .spawn(move || {
+                    while let Ok((job, reply)) = rx.recv() {
+                        let result = flush::run(&job);
+                        let _ = reply.send(Ctrl::FlushDone {
+                            file_seq: job.file_seq,
+                            result,
+                        });
+                    }
+                })
+                .map_err(startup("starting flush thread"))?;
+            threads.push(t);
+        }
+
+        let mut regions = Vec::new();
+        let mut shard_runs: Vec<(Shard, Receiver<WriteMsg>, Receiver<Ctrl>, String)> = Vec::new();
+        for rc in &cfg.routing.regions {
+            let hosted = opts.hosted.as_ref().is_none_or(|h| h.contains(&rc.name));
+            let name: Arc<str> = Arc::from(rc.name.as_str());
+            if !hosted {
+                regions.push(RegionHandle {
+                    name,
+                    url: rc.url.clone(),
+                    manifest: None,
+                    shards: Vec::new(),
+                });
+                continue;
+            }
+            let region_dir = paths::region_dir(&data_dir, &rc.name);
+            let manifest =
+                Arc::new(Manifest::open(&region_dir).map_err(startup("opening manifest"))?);
+            let files = manifest.files();
+            let live: HashSet<String> = files.iter().map(|f| f.path.clone()).collect();
+            remove_orphans(&region_dir, &live).map_err(startup("cleaning region dir"))?;
+            for f in files.iter() {
+                registry.load(
+                    &f.db,
+                    &f.measurement,
+                    PartitionStart(f.partition_start),
+                    &f.columns,
+                );
+            }
+
+            let mut shards = Vec::new();
+            let mut handles = Vec::new();
+            for i in 0..n_shards {
+                let (wtx, wrx) = bounded(cfg.ingest.wal.queue_depth);
+                let (ctx_tx, ctx_rx) = unbounded();
+                handles.push(ShardHandle {
+                    writes: wtx,
+                    ctrl: ctx_tx.clone(),
+                });
+                let max_in_manifest = files
+                    .iter()
+                    .flat_map(|f| f.wal.iter())
+                    .filter(|r| r.shard == i)
+                    .map(|r| r.max_seq)
+                    .max()
+                    .unwrap_or(0);
+                let wal_dir = paths::wal_dir(&region_dir, i);
+                let existing = wal::read_dir(&wal_dir, opts.skip_corrupt_wal)
+                    .map_err(startup("reading WAL"))?;
+                let next_seq = max_in_manifest.max(existing.max_seq.unwrap_or(0)) + 1;
+                let w = wal::Wal::open(&wal_dir, next_seq, cfg.ingest.wal.segment_bytes)
+                    .map_err(startup("opening WAL"))?;
+                let ctx = ShardCtx {
+                    region_name: name.clone(),
+                    shard: i,
+                    manifest: manifest.clone(),
+                    partition_duration_ns: cfg.routing.partition_duration_ns,
+                    flush: cfg.ingest.flush.clone(),
+                    sync: cfg.ingest.wal.sync,
+                    memory_high_water: cfg.ingest.memory.high_water_bytes,
+                    metrics: metrics.clone(),
+                    flush_tx: flush_tx.clone(),
+                };
+                shards.push((Shard::new(ctx, w, ctx_tx), wrx, ctx_rx));
+            }
+
+            Self::recover(
+                &region_dir,
+                &manifest,
+                &registry,
+                &mut shards,
+                &metrics,
+                opts.skip_corrupt_wal,
+            )?;
+
+            for (s, wrx, crx) in shards {
+                shard_runs.push((s, wrx, crx, rc.name.clone()));
+            }
+            regions.push(RegionHandle {
+                name,
+                url: rc.url.clone(),
+                manifest: Some(manifest),
+                shards: handles,
+            });
+        }
+        drop(flush_tx);
+
+        for (i, (s, wrx, crx, region)) in shard_runs.into_iter().enumerate() {
+            let t = std::thread::Builder::new()
+                .name(format!("ingest-{region}-{}", i % n_shards.max(1)))
+                .spawn(move || s.run(wrx, crx))
+                .map_err(startup("starting ingest thread"))?;
+            threads.push(t);
+        }
+
+        Ok(Arc::new(Engine {
+            router,
+            registry,
+            regions,
+            shards_per_region: n_shards,
+            memory_limit: cfg.ingest.memory.limit_bytes,
+            metrics,
+            threads: Mutex::new(threads),
+            data_dir,
+            _lock: lock,
+        }))
+    }
+
+    /// Replays WAL records of a region that its manifest does not cover, flushes them, and
+    /// removes the replayed segments.
+    fn recover(
+        region_dir: &Path,
+        manifest: &Manifest,
+        registry: &SchemaRegistry,
+        shards: &mut [(Shard, Receiver<WriteMsg>, Receiver<Ctrl>)],
+        metrics: &Metrics,
+        skip_corrupt: bool,
+    ) -> Result<(), EngineError> {
+        let files = manifest.files();
+        // (wal shard, db, measurement, partition) → covered seq ranges.
+        type Key<'a> = (usize, &'a str, &'a str, i64);
+        let mut covered: HashMap<Key<'_>, Vec<(u64, u64)>> = HashMap::new();
+        for f in files.iter() {
+            for r in &f.wal {
+                covered
+                    .entry((
+                        r.shard,
+                        f.db.as_str(),
+                        f.measurement.as_str(),
+                        f.partition_start,
+                    ))
+                    .or_default()
+                    .push((r.min_seq, r.max_seq));
+            }
+        }
+        let n = shards.len().max(1);
+        let dirs = wal_shard_dirs(region_dir).map_err(startup("listing WAL"))?;
+        let mut replayed_any = false;
+        let mut foreign = Vec::new();
+        for d in dirs {
+            let wal_dir = paths::wal_dir(region_dir, d);
+            let out = wal::read_dir(&wal_dir, skip_corrupt).map_err(startup("reading WAL"))?;
+            for (file, offset) in &out.torn {
+                warn!(file = %file.display(), offset, "WAL segment has a torn tail; cut at the last good record");
+            }
+            for (file, offset, reason) in &out.skipped {
+                warn!(file = %file.display(), offset, "skipping corrupt WAL data as asked: {reason}");
+            }
+            if d >= n {
+                foreign.push(wal_dir.clone());
+            }
+            let (shard, _, _) = &mut shards[d % n];
+            let duration = shard.partition_duration_ns();
+            let (mut records, mut points, mut skipped) = (0u64, 0u64, 0u64);
+            for rec in &out.records {
+                let Some(batch) = decode_batch(&rec.payload) else {
+                    warn!(dir = %wal_dir.display(), seq = rec.seq, "undecodable WAL record skipped");
+                    continue;
+                };
+                let db: Arc<str> = Arc::from(batch.db);
+                let mut keep = Vec::with_capacity(batch.lines.len());
+                for (ts, text) in batch.lines {
+                    let Ok(line) = crate::lineproto::parse_line(text) else {
+                        continue;
+                    };
+                    let part = PartitionStart::of(ts, duration).0;
+                    let is_covered = covered
+                        .get(&(d, batch.db, line.measurement.as_ref(), part))
+                        .is_some_and(|rs| rs.iter().any(|(a, b)| (*a..=*b).contains(&rec.seq)));
+                    if is_covered {
+                        skipped += 1;
+                        continue;
+                    }
+                    let tags = prepare::sorted_tags(&line);
+                    let mut cols: Vec<(&str, crate::model::ColumnKind)> = tags
+                        .iter()
+                        .map(|(k, _)| (*k, crate::model::ColumnKind::Tag))
+                        .collect();
+                    cols.extend(line.fields.iter().map(|(k, v)| {
+                        (
+                            k.as_ref(),
+                            crate::model::ColumnKind::Field(block::field_type_of(v)),
+                        )
+                    }));
+                    if let Err(e) = registry.check_and_add(
+                        batch.db,
+                        &line.measurement,
+                        PartitionStart(part),
+                        &cols,
+                    ) {
+                        warn!("replayed line conflicts with the schema, skipped: {e}");
+                        continue;
+                    }
+                    keep.push((ts, text, None));
+                }
+                points += keep.len() as u64;
+                records += 1;
+                shard.apply(&db, keep.into_iter(), (d, rec.seq));
+            }
+            if records > 0 {
+                replayed_any = true;
+            }
+            metrics.replayed_records.fetch_add(records, Relaxed);
+            metrics.replayed_points.fetch_add(points, Relaxed);
+            if out.records.is_empty() {
+                continue;
+            }
+            info!(
+                region_dir = %region_dir.display(), wal_shard = d, records, points, already_in_files = skipped,
+                "replayed WAL"
+            );
+        }
+        if replayed_any {
+            for (shard, _, ctrl) in shards.iter_mut() {
+                shard
+                    .flush_all_and_wait(ctrl)
+                    .map_err(|e| EngineError::Startup(format!("flushing replayed WAL: {e}")))?;
+            }
+        }
+        for (shard, _, _) in shards.iter_mut() {
+            shard
+                .drop_covered_wal()
+                .map_err(startup("removing replayed WAL"))?;
+        }
+        for dir in foreign {
+            // Logs of shards that no longer exist: everything in them is now in files.
+            fs::remove_dir_all(&dir).map_err(startup("removing old WAL directory"))?;
+        }
+        Ok(())
+    }
+
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    pub fn registry(&self) -> &SchemaRegistry {
+        &self.registry
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn regions(&self) -> &[RegionHandle] {
+        &self.regions
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Parse, check and route a body (CPU-bound: call from a blocking thread).
+    pub fn prepare(
+        &self,
+        db: &str,
+        body: Bytes,
+        precision: Precision,
+        now_ns: i64,
+    ) -> PreparedWrite {
+        prepare::prepare(
+            &self.router,
+            &self.registry,
+            self.shards_per_region,
+            db,
+            body,
+            precision,
+            now_ns,
+        )
+    }
+
+    /// Whether in-memory blocks are over the memory limit (writes must wait).
+    pub fn over_memory_limit(&self) -> bool {
+        self.metrics.memory_bytes.load(Relaxed) >= self.memory_limit
+    }
+
+    /// Sends prepared batches to their shards and waits until each is durable.
+    pub async fn commit(
+        &self,
+        batches: Vec<((RegionId, ShardId), ShardBatch)>,
+        sync: bool,
+    ) -> Result<(), WriteError> {
+        if self.over_memory_limit() {
+            return Err(WriteError::Overloaded(format!(
+                "in-memory data is over the memory limit ({} bytes); retry when flushes have drained it",
+                self.memory_limit
+            )));
+        }
+        let mut waits = Vec::with_capacity(batches.len());
+        for ((region, shard), batch) in batches {
+            let r = &self.regions[region.0];
+            let Some(s) = r.shards.get(shard.0) else {
+                return Err(WriteError::NotHosted(r.name.to_string()));
+            };
+            let (tx, rx) = oneshot::channel();
+            match s.writes.try_send(WriteMsg {
+                batch,
+                sync,
+                reply: tx,
+            }) {
+                Ok(()) => waits.push(rx),
+                Err(TrySendError::Full(_)) => {
+                    return Err(WriteError::Overloaded(format!(
+                        "write queue of region {} shard {} is full",
+                        r.name, shard.0
+                    )));
+                }
+                Err(TrySendError::Disconnected(_)) => return Err(CommitError::ShuttingDown.into()),
+            }
+        }
+        for rx in waits {
+            match rx.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => return Err(CommitError::ShuttingDown.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// A consistent view of one region's data of `db` (optionally one measurement).
+    pub async fn snapshot(
+        &self,
+        region: RegionId,
+        db: &str,
+        measurement: Option<&str>,
+    ) -> Result<RegionSnapshot, String> {
+        let r = &self.regions[region.0];
+        let Some(manifest) = &r.manifest else {
+            return Err(format!("region {:?} is not hosted by this node", r.name));
+        };
+        let db: Arc<str> = Arc::from(db);
+        let measurement: Option<Arc<str>> = measurement.map(Arc::from);
+        let mut waits = Vec::new();
+        for s in &r.shards {
+            let (tx, rx) = oneshot::channel();
+            s.ctrl
+                .send(Ctrl::Snapshot {
+                    db: db.clone(),
+                    measurement: measurement.clone(),
+                    reply: tx,
+                })
+                .map_err(|_| "region is shutting down".to_string())?;
+            waits.push(rx);
+        }
+        let mut mem = Vec::new();
+        for rx in waits {
+            mem.extend(
+                rx.await
+                    .map_err(|_| "region is shutting down".to_string())?,
+            );
+        }
+        // Files after memory: a block that finished flushing in between is in the file list
+        // and was dropped from memory, or is in memory and its file is excluded here.
+        let excluded: HashSet<u64> = mem.iter().filter_map(|m| m.flushing_file_seq).collect();
+        let files = manifest
+            .files()
+            .iter()
+            .filter(|f| f.db == *db && measurement.as_deref().is_none_or(|m| f.measurement == m))
+            .filter(|f| !excluded.contains(&f.seq))
+            .cloned()
+            .collect();
+        Ok(RegionSnapshot {
+            mem,
+            files,
+            region_dir: manifest.region_dir().to_path_buf(),
+        })
+    }
+
+    /// Flushes every in-memory block of every hosted region and waits (blocking).
+    pub fn flush_all_blocking(&self) {
+        let mut waits = Vec::new();
+        for r in &self.regions {
+            for s in &r.shards {
+                let (tx, rx) = std::sync::mpsc::channel();
+                if s.ctrl.send(Ctrl::FlushAll { reply: tx }).is_ok() {
+                    waits.push(rx);
+                }
+            }
+        }
+        for w in waits {
+            let _ = w.recv();
+        }
+    }
+
+    /// Stops the shards after they flushed everything, then joins every thread (blocking).
+    pub fn shutdown(&self) {
+        let mut waits = Vec::new();
+        for r in &self.regions {
+            for s in &r.shards {
+                let (tx, rx) = std::sync::mpsc::channel();
+                if s.ctrl.send(Ctrl::Shutdown { reply: tx }).is_ok() {
+                    waits.push(rx);
+                }
+            }
+        }
+        for w in waits {
+            let _ = w.recv();
+        }
+        // Shard threads return after replying; the flush pool ends when they are gone.
+        let threads: Vec<_> = self.threads.lock().drain(..).collect();
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,546 @@
+//! One ingest shard: the single writer of its WAL and its blocks, on its own thread.
+//!
+//! ```text
+//! writes (bounded channel) ─┐
+//!                           ├─► group: every queued write ─► WAL append ─► one fsync ─► apply ─► ack all
+//! control (unbounded) ──────┘        snapshot / flush-all / flush-done / shutdown
+//! ```
+//! Invariants: a write is acknowledged only after its WAL record is written (and fsynced when
+//! the policy and the request ask for it); a write that fails in the WAL is not applied and
+//! not acknowledged; rows of a block being flushed stay readable (`flushing`) until the shard
+//! learns that the file is in the manifest; WAL segments are removed only after that.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, select};
+use tokio::sync::oneshot;
+use tracing::{error, info, warn};
+
+use crate::catalog::{Manifest, WalRange};
+use crate::config::{FlushConfig, SyncPolicy};
+use crate::lineproto;
+use crate::metrics::Metrics;
+use crate::model::PartitionStart;
+use crate::region::block::{Block, Chunk};
+use crate::region::flush::{BlockKey, FlushJob, FlushOutcome};
+use crate::region::prepare::{ShardBatch, sorted_tags};
+use crate::region::wal::{Wal, WalError};
+use crate::router::series_hash;
+
+/// Why a write could not be committed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CommitError {
+    #[error("disk full: {0}")]
+    DiskFull(String),
+    #[error("write-ahead log error: {0}")]
+    Io(String),
+    #[error("server is shutting down")]
+    ShuttingDown,
+}
+
+impl From<WalError> for CommitError {
+    fn from(e: WalError) -> CommitError {
+        let full = matches!(&e, WalError::Io { source, .. } if source.raw_os_error() == Some(28)
+            || source.kind() == std::io::ErrorKind::StorageFull);
+        if full {
+            CommitError::DiskFull(e.to_string())
+        } else {
+            CommitError::Io(e.to_string())
+        }
+    }
+}
+
+pub struct WriteMsg {
+    pub batch: ShardBatch,
+    /// fsync before acknowledging (policy `always` and no `no_sync`).
+    pub sync: bool,
+    pub reply: oneshot::Sender<Result<(), CommitError>>,
+}
+
+/// In-memory rows of one block, as a query sees them.
+#[derive(Debug, Clone)]
+pub struct MemSource {
+    pub key: BlockKey,
+    pub chunks: Vec<Arc<Chunk>>,
+    /// Set while the block is being flushed: the file this seq will name must be ignored by
+    /// a reader that also holds these chunks.
+    pub flushing_file_seq: Option<u64>,
+}
+
+pub enum Ctrl {
+    Snapshot {
+        db: Arc<str>,
+        measurement: Option<Arc<str>>,
+        reply: oneshot::Sender<Vec<MemSource>>,
+    },
+    /// Flush every block now; reply once all are in files.
+    FlushAll { reply: std::sync::mpsc::Sender<()> },
+    FlushDone {
+        file_seq: u64,
+        result: Result<FlushOutcome, String>,
+    },
+    /// Process queued writes, flush everything, then stop the thread.
+    Shutdown { reply: std::sync::mpsc::Sender<()> },
+}
+
+struct ActiveBlock {
+    block: Block,
+    created: Instant,
+    /// WAL ranges per shard log that fed it (normally just this shard's).
+    wal: BTreeMap<usize, (u64, u64)>,
+}
+
+struct Flushing {
+    key: BlockKey,
+    chunks: Vec<Arc<Chunk>>,
+    file_seq: u64,
+    wal: BTreeMap<usize, (u64, u64)>,
+    bytes: u64,
+    retry_at: Option<Instant>,
+}
+
+/// What the shard thread needs from its region.
+pub struct ShardCtx {
+    pub region_name: Arc<str>,
+    pub shard: usize,
+    pub manifest: Arc<Manifest>,
+    pub partition_duration_ns: i64,
+    pub flush: FlushConfig,
+    pub sync: SyncPolicy,
+    pub memory_high_water: u64,
+    pub metrics: Arc<Metrics>,
+    pub flush_tx: Sender<(FlushJob, Sender<Ctrl>)>,
+}
+
+pub struct Shard {
+    ctx: ShardCtx,
+    wal: Wal,
+    blocks: HashMap<BlockKey, ActiveBlock>,
+    flushing: Vec<Flushing>,
+    ctrl_tx: Sender<Ctrl>,
+    flush_waiters: Vec<std::sync::mpsc::Sender<()>>,
+}
+
+const TICK: Duration = Duration::from_millis(100);
+const MAX_GROUP: usize = 512;
+const FLUSH_RETRY: Duration = Duration::from_secs(2);
+
+impl Shard {
+    pub fn new(ctx: ShardCtx, wal: Wal, ctrl_tx: Sender<Ctrl>) -> Shard {
+        Shard {
+            ctx,
+            wal,
+            blocks: HashMap::new(),
+            flushing: Vec::new(),
+            ctrl_tx,
+            flush_waiters: Vec::new(),
+        }
+    }
+
+    pub fn partition_duration_ns(&self) -> i64 {
+        self.ctx.partition_duration_ns
+    }
+
+    /// Flushes every block and waits for the results on `ctrl` (start-up, before the thread
+    /// runs). The first failure is returned.
+    pub fn flush_all_and_wait(&mut self, ctrl: &Receiver<Ctrl>) -> Result<(), String> {
+        self.flush_all();
+        while !self.flushing.is_empty() {
+            match ctrl.recv() {
+                Ok(Ctrl::FlushDone { file_seq, result }) => {
+                    if let Err(e) = &result {
+                        return Err(e.clone());
+                    }
+                    self.on_flush_done(file_seq, result);
+                }
+                Ok(_) => {}
+                Err(_) => return Err("the flush pool stopped".into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes WAL segments whose records are all in files.
+    pub fn drop_covered_wal(&mut self) -> Result<usize, WalError> {
+        let needed = self.wal_needed();
+        self.wal.remove_below(needed)
+    }
+
+    /// Appends lines (already checked) to their blocks. `wal` names the log and record they
+    /// came from. Returns the number of points applied.
+    pub fn apply<'a>(
+        &mut self,
+        db: &Arc<str>,
+        lines: impl Iterator<Item = (i64, &'a [u8], Option<u64>)>,
+        wal: (usize, u64),
+    ) -> usize {
+        let mut applied = 0;
+        let mut last: Option<BlockKey> = None;
+        let mut added = 0usize;
+        for (ts, text, hash) in lines {
+            let line = match lineproto::parse_line(text) {
+                Ok(l) => l,
+                Err(e) => {
+                    // Only reachable for a WAL record written by an older, laxer parser.
+                    warn!(shard = self.ctx.shard, "skipping unparsable WAL line: {e}");
+                    continue;
+                }
+            };
+            let tags = sorted_tags(&line);
+            let hash = hash.unwrap_or_else(|| series_hash(&line.measurement, &tags));
+            let partition = PartitionStart::of(ts, self.ctx.partition_duration_ns);
+            let key = match &last {
+                Some(k)
+                    if k.partition == partition
+                        && &*k.measurement == line.measurement.as_ref()
+                        && &k.db == db =>
+                {
+                    k.clone()
+                }
+                _ => BlockKey {
+                    db: db.clone(),
+                    measurement: Arc::from(line.measurement.as_ref()),
+                    partition,
+                },
+            };
+            let entry = self
+                .blocks
+                .entry(key.clone())
+                .or_insert_with(|| ActiveBlock {
+                    block: Block::new(),
+                    created: Instant::now(),
+                    wal: BTreeMap::new(),
+                });
+            added += entry.block.append(hash, &tags, &line.fields, ts);
+            let r = entry.wal.entry(wal.0).or_insert((wal.1, wal.1));
+            r.0 = r.0.min(wal.1);
+            r.1 = r.1.max(wal.1);
+            last = Some(key);
+            applied += 1;
+        }
+        self.ctx
+            .metrics
+            .memory_bytes
+            .fetch_add(added as u64, Relaxed);
+        applied
+    }
+
+    /// Appends a group of writes to the WAL with one sync, applies and acknowledges them.
+    fn commit_group(&mut self, group: Vec<WriteMsg>) {
+        let payloads: Vec<Vec<u8>> = group.iter().map(|w| w.batch.encode()).collect();
+        let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
+        let before = self.wal.stats();
+        let result = self.wal.append(&refs).and_then(|first| {
+            let need_sync = self.ctx.sync == SyncPolicy::Always && group.iter().any(|w| w.sync);
+            if need_sync {
+                self.wal.sync()?;
+            }
+            Ok(first)
+        });
+        let after = self.wal.stats();
+        self.ctx
+            .metrics
+            .wal_bytes
+            .fetch_add(after.0 - before.0, Relaxed);
+        self.ctx
+            .metrics
+            .wal_syncs
+            .fetch_add(after.1 - before.1, Relaxed);
+        match result {
+            Ok(first) => {
+                self.ctx
+                    .metrics
+                    .wal_records
+                    .fetch_add(group.len() as u64, Relaxed);
+                let shard = self.ctx.shard;
+                for (i, w) in group.into_iter().enumerate() {
+                    let b = &w.batch;
+                    let lines = b
+                        .lines
+                        .iter()
+                        .map(|l| (l.ts, &b.body[l.start..l.end], Some(l.series_hash)));
+                    self.apply(&b.db, lines, (shard, first + i as u64));
+                    let _ = w.reply.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                error!(region = %self.ctx.region_name, shard = self.ctx.shard, "WAL append failed, writes refused: {e}");
+                let err = CommitError::from(e);
+                for w in group {
+                    let _ = w.reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+
+    fn start_flush(&mut self, key: &BlockKey) {
+        let Some(mut active) = self.blocks.remove(key) else {
+            return;
+        };
+        let chunks = active.block.freeze();
+        if chunks.is_empty() {
+            return;
+        }
+        let f = Flushing {
+            key: key.clone(),
+            chunks,
+            file_seq: self.ctx.manifest.next_file_seq(),
+            wal: active.wal,
+            bytes: active.block.bytes() as u64,
+            retry_at: None,
+        };
+        self.submit(&f);
+        self.flushing.push(f);
+    }
+
+    fn submit(&self, f: &Flushing) {
+        let job = FlushJob {
+            region_name: self.ctx.region_name.clone(),
+            manifest: self.ctx.manifest.clone(),
+            key: f.key.clone(),
+            chunks: f.chunks.clone(),
+            file_seq: f.file_seq,
+            wal: f
+                .wal
+                .iter()
+                .map(|(shard, (min_seq, max_seq))| WalRange {
+                    shard: *shard,
+                    min_seq: *min_seq,
+                    max_seq: *max_seq,
+                })
+                .collect(),
+            partition_duration_ns: self.ctx.partition_duration_ns,
+            row_group_rows: self.ctx.flush.row_group_rows,
+        };
+        if self.ctx.flush_tx.send((job, self.ctrl_tx.clone())).is_err() {
+            error!("flush pool is gone; block stays in memory");
+        }
+    }
+
+    fn flush_all(&mut self) {
+        let keys: Vec<BlockKey> = self.blocks.keys().cloned().collect();
+        for k in keys {
+            self.start_flush(&k);
+        }
+    }
+
+    /// Lowest WAL seq of this shard's log still needed by a block in memory.
+    fn wal_needed(&self) -> u64 {
+        let me = self.ctx.shard;
+        let active = self
+            .blocks
+            .values()
+            .filter_map(|b| b.wal.get(&me).map(|r| r.0));
+        let flushing = self
+            .flushing
+            .iter()
+            .filter_map(|f| f.wal.get(&me).map(|r| r.0));
+        active.chain(flushing).min().unwrap_or(self.wal.next_seq())
+    }
+
+    fn on_flush_done(&mut self, file_seq: u64, result: Result<FlushOutcome, String>) {
+        let Some(pos) = self.flushing.iter().position(|f| f.file_seq == file_seq) else {
+            return;
+        };
+        match result {
+            Ok(outcome) => {
+                let f = self.flushing.remove(pos);
+                let m = &self.ctx.metrics;
+                m.memory_bytes
+                    .fetch_sub(f.bytes.min(m.memory_bytes.load(Relaxed)), Relaxed);
+                m.flushes.fetch_add(1, Relaxed);
+                m.flush_rows.fetch_add(outcome.rows, Relaxed);
+                m.flush_bytes.fetch_add(outcome.bytes, Relaxed);
+                m.flush_micros
+                    .fetch_add((outcome.seconds * 1e6) as u64, Relaxed);
+                info!(
+                    region = %self.ctx.region_name, shard = self.ctx.shard, db = %f.key.db,
+                    measurement = %f.key.measurement, rows = outcome.rows, merged = outcome.merged,
+                    bytes = outcome.bytes, secs = outcome.seconds, "flushed block"
+                );
+                let needed = self.wal_needed();
+                if let Err(e) = self.wal.remove_below(needed) {
+                    warn!("could not remove covered WAL segments: {e}");
+                }
+            }
+            Err(e) => {
+                self.ctx.metrics.flush_failures.fetch_add(1, Relaxed);
+                error!(region = %self.ctx.region_name, shard = self.ctx.shard, "flush failed, will retry: {e}");
+                self.flushing[pos].retry_at = Some(Instant::now() + FLUSH_RETRY);
+            }
+        }
+        if self.flushing.is_empty() && self.blocks.is_empty() {
+            for w in self.flush_waiters.drain(..) {
+                let _ = w.send(());
+            }
+        }
+    }
+
+    fn snapshot(&mut self, db: &str, measurement: Option<&str>) -> Vec<MemSource> {
+        let wanted =
+            |k: &BlockKey| &*k.db == db && measurement.is_none_or(|m| &*k.measurement == m);
+        let mut out = Vec::new();
+        for (k, b) in self.blocks.iter_mut().filter(|(k, _)| wanted(k)) {
+            out.push(MemSource {
+                key: k.clone(),
+                chunks: b.block.freeze(),
+                flushing_file_seq: None,
+            });
+        }
+        for f in self.flushing.iter().filter(|f| wanted(&f.key)) {
+            out.push(MemSource {
+                key: f.key.clone(),
+                chunks: f.chunks.clone(),
+                flushing_file_seq: Some(f.file_seq),
+            });
+        }
+        out
+    }
+
+    /// Flushes what a policy says must go: size, age, or memory pressure.
+    fn check_triggers(&mut self) {
+        let fc = &self.ctx.flush;
+        let due: Vec<BlockKey> = self
+            .blocks
+            .iter()
+            .filter(|(_, b)| {
+                b.block.rows() as u64 >= fc.max_rows
+                    || b.block.bytes() as u64 >= fc.max_bytes
+                    || b.created.elapsed() >= fc.max_age
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in due {
+            self.start_flush(&k);
+        }
+        if self.ctx.metrics.memory_bytes.load(Relaxed) >= self.ctx.memory_high_water {
+            // Above the high-water mark: flush this shard's largest block.
+            if let Some(k) = self
+                .blocks
+                .iter()
+                .max_by_key(|(_, b)| b.block.bytes())
+                .map(|(k, _)| k.clone())
+            {
+                self.start_flush(&k);
+            }
+        }
+        let now = Instant::now();
+        let retry: Vec<usize> = (0..self.flushing.len())
+            .filter(|i| self.flushing[*i].retry_at.is_some_and(|t| t <= now))
+            .collect();
+        for i in retry {
+            self.flushing[i].retry_at = None;
+            self.submit(&self.flushing[i]);
+        }
+    }
+
+    fn handle_ctrl(&mut self, msg: Ctrl, stopping: &mut Option<std::sync::mpsc::Sender<()>>) {
+        match msg {
+            Ctrl::Snapshot {
+                db,
+                measurement,
+                reply,
+            } => {
+                let _ = reply.send(self.snapshot(&db, measurement.as_deref()));
+            }
+            Ctrl::FlushAll { reply } => {
+                self.flush_all();
+                if self.flushing.is_empty() {
+                    let _ = reply.send(());
+                } else {
+                    self.flush_waiters.push(reply);
+                }
+            }
+            Ctrl::FlushDone { file_seq, result } => self.on_flush_done(file_seq, result),
+            Ctrl::Shutdown { reply } => *stopping = Some(reply),
+        }
+    }
+
+    /// The shard thread's loop.
+    pub fn run(mut self, writes: Receiver<WriteMsg>, ctrl: Receiver<Ctrl>) {
+        let mut stopping: Option<std::sync::mpsc::Sender<()>> = None;
+        let tick = match self.ctx.sync {
+            SyncPolicy::Interval(d) => d.min(TICK),
+            SyncPolicy::Always => TICK,
+        };
+        loop {
+            let mut group = Vec::new();
+            if stopping.is_none() {
+                select! {
+                    recv(ctrl) -> m => if let Ok(m) = m { self.handle_ctrl(m, &mut stopping) },
+                    recv(writes) -> w => if let Ok(w) = w { group.push(w) },
+                    default(tick) => {},
+                }
+            }
+            // Group commit: take every write already queued.
+            while group.len() < MAX_GROUP {
+                match writes.try_recv() {
+                    Ok(w) => group.push(w),
+                    Err(_) => break,
+                }
+            }
+            if !group.is_empty() {
+                self.commit_group(group);
+            }
+            while let Ok(m) = ctrl.try_recv() {
+                self.handle_ctrl(m, &mut stopping);
+            }
+            if let SyncPolicy::Interval(d) = self.ctx.sync
+                && self.wal.dirty()
+                && self.wal.since_last_sync() >= d
+            {
+                if let Err(e) = self.wal.sync() {
+                    error!("interval WAL sync failed: {e}");
+                } else {
+                    self.ctx.metrics.wal_syncs.fetch_add(1, Relaxed);
+                }
+            }
+            self.check_triggers();
+
+            if let Some(reply) = &stopping {
+                if !writes.is_empty() {
+                    continue;
+                }
+                if let Err(e) = self.wal.sync() {
+                    error!("final WAL sync failed: {e}");
+                }
+                self.flush_all();
+                // Wait for every flush (retrying failures) before leaving.
+                while !self.flushing.is_empty() {
+                    match ctrl.recv_timeout(TICK) {
+                        Ok(Ctrl::FlushDone { file_seq, result }) => {
+                            self.on_flush_done(file_seq, result)
+                        }
+                        Ok(Ctrl::Snapshot {
+                            db,
+                            measurement,
+                            reply,
+                        }) => {
+                            let _ = reply.send(self.snapshot(&db, measurement.as_deref()));
+                        }
+                        Ok(Ctrl::FlushAll { reply } | Ctrl::Shutdown { reply }) => {
+                            self.flush_waiters.push(reply);
+                        }
+                        Err(_) => self.check_triggers(),
+                    }
+                }
+                // Everything is in files: the log can go (a crash from here on replays nothing).
+                if let Err(e) = self
+                    .wal
+                    .retire_active()
+                    .and_then(|_| self.wal.remove_below(self.wal.next_seq()))
+                {
+                    warn!("could not remove the WAL after the final flush: {e}");
+                }
+                let _ = reply.send(());
+                for w in self.flush_waiters.drain(..) {
+                    let _ = w.send(());
+                }
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! Pure routing: a point's tags → region, its time → partition, its series → ingest shard.
+//!
+//! Precedence (first rule that matches wins):
+//! 1. directory: a `tag=value` override from `[directory]`; when several entries match, the
+//!    one whose `tag=value` sorts first wins;
+//! 2. geo tag: the value of `geo_tag` against each region's `tag_values` globs, in region order;
+//! 3. coordinates: `lat_tag`/`lon_tag` parsed as degrees, inside a region's `bbox`, in order;
+//! 4. the default region.
+//!
+//! No I/O, no allocation on the routing path. The shard hash (xxh3 of the canonical series
+//! key) is stable across runs and versions, so a series always lands on the same shard.
+
+use std::collections::HashMap;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use crate::config::{BBox, RoutingConfig};
+use crate::model::{PartitionStart, RegionId, ShardId};
+
+/// Why a point went to its region (for tests, logs and query pruning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteReason {
+    Directory,
+    GeoTag,
+    Coordinates,
+    Default,
+}
+
+#[derive(Debug)]
+pub struct Router {
+    /// tag key → (tag value → region), keys in sorted order.
+    directory: Vec<(String, HashMap<String, RegionId>)>,
+    geo_tag: String,
+    lat_tag: String,
+    lon_tag: String,
+    /// One glob set per region (empty set = no tag values).
+    globs: Vec<GlobSet>,
+    boxes: Vec<(BBox, RegionId)>,
+    default: RegionId,
+    partition_duration_ns: i64,
+    region_count: usize,
+}
+
+impl Router {
+    /// Builds the router. The config was validated, so globs compile.
+    pub fn new(cfg: &RoutingConfig) -> Result<Router, globset::Error> {
+        let mut directory: Vec<(String, HashMap<String, RegionId>)> = Vec::new();
+        // cfg.directory is sorted by "key=value"; group by key keeping key order.
+        let mut sorted = cfg.directory.clone();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        for (k, v, r) in sorted {
+            match directory.iter_mut().find(|(key, _)| *key == k) {
+                Some((_, m)) => {
+                    m.insert(v, RegionId(r));
+                }
+                None => directory.push((k, HashMap::from([(v, RegionId(r))]))),
+            }
+        }
+        let mut globs = Vec::with_capacity(cfg.regions.len());
+        let mut boxes = Vec::new();
+        for (i, r) in cfg.regions.iter().enumerate() {
+            let mut b = GlobSetBuilder::new();
+            for p in &r.tag_values {
+                b.add(Glob::new(p)?);
+            }
+            globs.push(b.build()?);
+            boxes.extend(r.bbox.iter().map(|bb| (*bb, RegionId(i))));
+        }
+        Ok(Router {
+            directory,
+            geo_tag: cfg.geo_tag.clone(),
+            lat_tag: cfg.lat_tag.clone(),
+            lon_tag: cfg.lon_tag.clone(),
+            globs,
+            boxes,
+            default: RegionId(cfg.default_region),
+            partition_duration_ns: cfg.partition_duration_ns,
+            region_count: cfg.regions.len(),
+        })
+    }
+
+    pub fn region_count(&self) -> usize {
+        self.region_count
+    }
+
+    pub fn partition_duration_ns(&self) -> i64 {
+        self.partition_duration_ns
+    }
+
+    /// The region of a point with these tags.
+    pub fn route<K: AsRef<str>, V: AsRef<str>>(&self, tags: &[(K, V)]) -> (RegionId, RouteReason) {
+        let tag = |key: &str| {
+            tags.iter()
+                .find(|(k, _)| k.as_ref() == key)
+                .map(|(_, v)| v.as_ref())
+        };
+        for (key, values) in &self.directory {
+            if let Some(r) = tag(key).and_then(|v| values.get(v)) {
+                return (*r, RouteReason::Directory);
+            }
+        }
+        if let Some(v) = tag(&self.geo_tag)
+            && let Some(r) = self.region_for_geo_value(v)
+        {
+            return (r, RouteReason::GeoTag);
+        }
+        if let (Some(lat), Some(lon)) = (tag(&self.lat_tag), tag(&self.lon_tag))
+            && let (Ok(lat), Ok(lon)) = (lat.trim().parse::<f64>(), lon.trim().parse::<f64>())
+            && let Some((_, r)) = self.boxes.iter().find(|(b, _)| b.contains(lat, lon))
+        {
+            return (*r, RouteReason::Coordinates);
+        }
+        (self.default, RouteReason::Default)
+    }
+
+    /// The region a geo tag value routes to by glob, if any.
+    pub fn region_for_geo_value(&self, value: &str) -> Option<RegionId> {
+        self.globs
+            .iter()
+            .position(|g| !g.is_empty() && g.is_match(value))
+            .map(RegionId)
+    }
+
+    /// The directory override for `key=value`, if any.
+    pub fn directory_region(&self, key: &str, value: &str) -> Option<RegionId> {
+        self.directory
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, m)| m.get(value).copied())
+    }
+
+    /// Whether `key` is a directory key.
+    pub fn is_directory_key(&self, key: &str) -> bool {
+        self.directory.iter().any(|(k, _)| k == key)
+    }
+
+    pub fn geo_tag(&self) -> &str {
+        &self.geo_tag
+    }
+
+    pub fn coordinate_tags(&self) -> (&str, &str) {
+        (&self.lat_tag, &self.lon_tag)
+    }
+
+    /// The partition of a timestamp (ns).
+    pub fn partition(&self, ts: i64) -> PartitionStart {
+        PartitionStart::of(ts, self.partition_duration_ns)
+    }
+}
+
+/// Stable hash of a series: measurement and its tags in key order. `sorted_tags` must be
+/// sorted by key.
+pub fn series_hash<K: AsRef<str>, V: AsRef<str>>(measurement: &str, sorted_tags: &[(K, V)]) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(measurement.as_bytes());
+    for (k, v) in sorted_tags {
+        // Separators that cannot be confused with content lengths: write lengths.
+        h.update(&(k.as_ref().len() as u32).to_le_bytes());
+        h.update(k.as_ref().as_bytes());
+        h.update(&(v.as_ref().len() as u32).to_le_bytes());
+        h.update(v.as_ref().as_bytes());
+    }
+    h.digest()
+}
+
+/// The ingest shard for a series hash.
+pub fn shard_of(hash: u64, shards: usize) -> ShardId {
+    ShardId((hash % shards.max(1) as u64) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn router() -> Router {
+        let cfg = Config::parse(include_str!("../regions.toml")).unwrap();
+        Router::new(&cfg.routing).unwrap()
+    }
+
+    fn name(r: &Router, tags: &[(&str, &str)]) -> (&'static str, RouteReason) {
+        let (id, why) = r.route(tags);
+        let names = ["americas", "eu", "apac", "global"];
+        (names[id.0], why)
+    }
+
+    #[test]
+    fn geo_tag_globs() {
+        let r = router();
+        assert_eq!(
+            name(&r, &[("region", "us-east-1")]),
+            ("americas", RouteReason::GeoTag)
+        );
+        assert_eq!(
+            name(&r, &[("region", "eu-west-1")]),
+            ("eu", RouteReason::GeoTag)
+        );
+        assert_eq!(
+            name(&r, &[("region", "ap-southeast-2")]),
+            ("apac", RouteReason::GeoTag)
+        );
+        assert_eq!(
+            name(&r, &[("region", "sa-east-1")]),
+            ("americas", RouteReason::GeoTag)
+        );
+    }
+
+    #[test]
+    fn coordinates_when_no_geo_match() {
+        let r = router();
+        // Dublin, Tokyo, São Paulo.
+        assert_eq!(
+            name(&r, &[("lat", "53.35"), ("lon", "-6.26")]),
+            ("eu", RouteReason::Coordinates)
+        );
+        assert_eq!(
+            name(&r, &[("lat", "35.68"), ("lon", "139.69")]),
+            ("apac", RouteReason::Coordinates)
+        );
+        assert_eq!(
+            name(&r, &[("lat", "-23.55"), ("lon", "-46.63")]),
+            ("americas", RouteReason::Coordinates)
+        );
+        // Geo tag that no glob claims falls through to coordinates.
+        assert_eq!(
+            name(
+                &r,
+                &[("region", "me-south-1"), ("lat", "53.35"), ("lon", "-6.26")]
+            ),
+            ("eu", RouteReason::Coordinates)
+        );
+        // Unparsable coordinates fall through to the default.
+        assert_eq!(
+            name(&r, &[("lat", "north"), ("lon", "-6.26")]),
+            ("global", RouteReason::Default)
+        );
+        // Cape Town is in no box.
+        assert_eq!(
+            name(&r, &[("lat", "-33.92"), ("lon", "18.42")]),
+            ("global", RouteReason::Default)
+        );
+    }
+
+    #[test]
+    fn default_region() {
+        let r = router();
+        assert_eq!(name(&r, &[]), ("global", RouteReason::Default));
+        assert_eq!(
+            name(&r, &[("region", "af-south-1")]),
+            ("global", RouteReason::Default)
+        );
+        assert_eq!(name(&r, &[("host", "a")]), ("global", RouteReason::Default));
+    }
+
+    #[test]
+    fn precedence_directory_then_geo_then_coordinates() {
+        let r = router();
+        // Directory beats a geo tag that says americas and coordinates in Asia.
+        assert_eq!(
+            name(
+                &r,
+                &[
+                    ("tenant", "acme-eu"),
+                    ("region", "us-east-1"),
+                    ("lat", "35.6"),
+                    ("lon", "139.6")
+                ]
+            ),
+            ("eu", RouteReason::Directory)
+        );
+        // Geo tag beats coordinates.
+        assert_eq!(
+            name(
+                &r,
+                &[("region", "us-east-1"), ("lat", "35.6"), ("lon", "139.6")]
+            ),
+            ("americas", RouteReason::GeoTag)
+        );
+        // Other tenants are not overridden.
+        assert_eq!(
+            name(&r, &[("tenant", "acme-us"), ("region", "ap-south-1")]),
+            ("apac", RouteReason::GeoTag)
+        );
+    }
+
+    #[test]
+    fn several_directory_matches_pick_the_first_sorted_entry() {
+        let text = r#"
+data_dir = "d"
+partition_duration = "1h"
+default_region = "c"
+[[region]]
+name = "a"
+[[region]]
+name = "b"
+[[region]]
+name = "c"
+[directory]
+"zone=z1" = "b"
+"app=web" = "a"
+"#;
+        let cfg = Config::parse(text).unwrap();
+        let r = Router::new(&cfg.routing).unwrap();
+        assert_eq!(r.route(&[("zone", "z1"), ("app", "web")]).0, RegionId(0));
+        assert_eq!(r.route(&[("zone", "z1")]).0, RegionId(1));
+        assert_eq!(r.route(&[("app", "db")]).0, RegionId(2));
+    }
+
+    #[test]
+    fn partitions_and_shards() {
+        let r = router();
+        let h = 3_600_000_000_000;
+        assert_eq!(r.partition(h + 5), PartitionStart(h));
+        let a = series_hash("cpu", &[("host", "a"), ("region", "eu")]);
+        let b = series_hash("cpu", &[("host", "a"), ("region", "eu")]);
+        assert_eq!(a, b);
+        assert_ne!(a, series_hash("cpu", &[("host", "b"), ("region", "eu")]));
+        // Length-prefixed: moving a boundary changes the hash.
+        assert_ne!(
+            series_hash("cpu", &[("ab", "c")]),
+            series_hash("cpu", &[("a", "bc")])
+        );
+        // Stable value: pinned so an accidental change of hashing is caught.
+        assert_eq!(
+            shard_of(series_hash("cpu", &[("host", "a")]), 1),
+            ShardId(0)
+        );
+        let spread: std::collections::HashSet<_> = (0..100)
+            .map(|i| shard_of(series_hash("cpu", &[("host", i.to_string())]), 4))
+            .collect();
+        assert_eq!(spread.len(), 4, "100 series must reach all 4 shards");
+    }
+}

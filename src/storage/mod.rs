@@ -1,0 +1,4 @@
+//! On-disk storage: names of every file ([`paths`]) and the Parquet format ([`parquet`]).
+
+pub mod parquet;
+pub mod paths;

@@ -1,0 +1,149 @@
+//! Parquet writer settings and crash-safe file writes.
+//!
+//! Encodings are chosen per column for size (figures in `../shared/MEASURED.md` and
+//! `benches/`): `time` DELTA_BINARY_PACKED without dictionary; tags dictionary; floats
+//! dictionary with BYTE_STREAM_SPLIT as the fallback when the dictionary overflows; integers
+//! dictionary with DELTA_BINARY_PACKED fallback; zstd level 1 everywhere (level 3 is at most
+//! 0.4% smaller and much slower here).
+//!
+//! Crash-safe write order ([`write_file`]): temp file → fsync → rename → fsync directory.
+//! A crash leaves either no file or the complete file; temporary files start with `.`.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Schema};
+use arrow::record_batch::RecordBatch;
+use arrow::record_batch::RecordBatchReader;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+
+use super::paths::temp_path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("Parquet error on {path}: {source}")]
+    Parquet {
+        path: PathBuf,
+        source: parquet::errors::ParquetError,
+    },
+    #[error("Arrow error on {path}: {source}")]
+    Arrow {
+        path: PathBuf,
+        source: arrow::error::ArrowError,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, StorageError>;
+
+pub fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
+    move |source| StorageError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn pq_err(path: &Path) -> impl FnOnce(parquet::errors::ParquetError) -> StorageError + '_ {
+    move |source| StorageError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Key-value metadata keys written into every file's footer.
+pub mod meta {
+    pub const REGION: &str = "meridian.region";
+    pub const DB: &str = "meridian.db";
+    pub const MEASUREMENT: &str = "meridian.measurement";
+    pub const MIN_TIME: &str = "meridian.min_time";
+    pub const MAX_TIME: &str = "meridian.max_time";
+    pub const ROW_COUNT: &str = "meridian.row_count";
+    pub const TAG_COLUMNS: &str = "meridian.tag_columns";
+}
+
+/// Writer properties for a batch of this schema.
+pub fn writer_properties(
+    schema: &Schema,
+    row_group_rows: usize,
+    kv: Vec<KeyValue>,
+) -> WriterProperties {
+    let zstd = ZstdLevel::try_new(1).unwrap_or_default();
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(zstd))
+        .set_max_row_group_row_count(Some(row_group_rows.max(1)))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_key_value_metadata(Some(kv))
+        .set_created_by(format!("meridian {}", env!("CARGO_PKG_VERSION")));
+    for f in schema.fields() {
+        let col = ColumnPath::from(f.name().as_str());
+        b = match f.data_type() {
+            DataType::Timestamp(_, _) => b
+                .set_column_dictionary_enabled(col.clone(), false)
+                .set_column_encoding(col, Encoding::DELTA_BINARY_PACKED),
+            DataType::Float64 => b.set_column_encoding(col, Encoding::BYTE_STREAM_SPLIT),
+            DataType::Int64 | DataType::UInt64 => {
+                b.set_column_encoding(col, Encoding::DELTA_BINARY_PACKED)
+            }
+            _ => b,
+        };
+    }
+    b.build()
+}
+
+/// Writes `batch` to `final_path` crash-safely and returns the file size in bytes.
+pub fn write_file(final_path: &Path, batch: &RecordBatch, props: WriterProperties) -> Result<u64> {
+    let dir = final_path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let tmp = temp_path(final_path);
+    let result = (|| {
+        let file = File::create(&tmp).map_err(io_err(&tmp))?;
+        let mut w =
+            ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(pq_err(&tmp))?;
+        w.write(batch).map_err(pq_err(&tmp))?;
+        let file = w.into_inner().map_err(pq_err(&tmp))?;
+        file.sync_all().map_err(io_err(&tmp))?;
+        let len = file.metadata().map_err(io_err(&tmp))?.len();
+        fs::rename(&tmp, final_path).map_err(io_err(final_path))?;
+        sync_dir(dir)?;
+        Ok(len)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// fsync a directory so a rename or create inside it is durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+/// Reads a whole Parquet file into record batches (used by tests, compaction and scans).
+pub fn read_file(path: &Path) -> Result<(Arc<Schema>, Vec<RecordBatch>)> {
+    let file = File::open(path).map_err(io_err(path))?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(pq_err(path))?
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(pq_err(path))?;
+    let schema = reader.schema();
+    let mut out = Vec::new();
+    for b in reader {
+        out.push(b.map_err(|source| StorageError::Arrow {
+            path: path.to_path_buf(),
+            source,
+        })?);
+    }
+    Ok((schema, out))
+}

@@ -1,0 +1,209 @@
+//! Every file and directory name Meridian uses on disk, defined in one place.
+//!
+//! ```text
+//! <data_dir>/
+//!   meridian.lock                                  held (flock) by a running server
+//!   <region>/
+//!     manifest.json                                live files of the region (atomic rewrite)
+//!     wal/<shard>/<first_seq:020>.wal              write-ahead log segments
+//!     <db>/<measurement>/part_day=2026-11-27/part_hour=13/<file_seq:020>.parquet
+//! ```
+//! Invariants: db and region names are checked by `model::is_safe_name`; a measurement is
+//! percent-encoded ([`encode_measurement`]) so that any name becomes one safe path component;
+//! temporary files start with `.` so that Parquet readers globbing `*.parquet` skip them.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Datelike, Timelike};
+
+use crate::model::{PARTITION_KEY_DAY, PARTITION_KEY_HOUR, PARTITION_KEY_MINUTE, PartitionStart};
+
+pub const LOCK_FILE: &str = "meridian.lock";
+pub const MANIFEST_FILE: &str = "manifest.json";
+pub const WAL_DIR: &str = "wal";
+pub const PARQUET_EXT: &str = "parquet";
+pub const WAL_EXT: &str = "wal";
+
+/// Longest encoded measurement accepted (one path component must stay under 255 bytes).
+pub const MAX_ENCODED_MEASUREMENT: usize = 200;
+
+/// Percent-encodes every byte outside `A-Z a-z 0-9 _ -`, so `.`/`..`/`/` cannot occur.
+pub fn encode_measurement(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
+            out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 15)]));
+        }
+    }
+    out
+}
+
+/// Inverse of [`encode_measurement`]; `None` for text it could not have produced.
+pub fn decode_measurement(enc: &str) -> Option<String> {
+    let bytes = enc.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = enc.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Length of the encoded measurement, without building it.
+pub fn encoded_measurement_len(name: &str) -> usize {
+    name.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+                1
+            } else {
+                3
+            }
+        })
+        .sum()
+}
+
+pub fn lock_file(data_dir: &Path) -> PathBuf {
+    data_dir.join(LOCK_FILE)
+}
+
+pub fn region_dir(data_dir: &Path, region: &str) -> PathBuf {
+    data_dir.join(region)
+}
+
+pub fn manifest_file(region_dir: &Path) -> PathBuf {
+    region_dir.join(MANIFEST_FILE)
+}
+
+pub fn wal_dir(region_dir: &Path, shard: usize) -> PathBuf {
+    region_dir.join(WAL_DIR).join(shard.to_string())
+}
+
+pub fn wal_segment_name(first_seq: u64) -> String {
+    format!("{first_seq:020}.{WAL_EXT}")
+}
+
+/// Parses a WAL segment file name back to its first sequence number.
+pub fn parse_wal_segment_name(name: &str) -> Option<u64> {
+    name.strip_suffix(&format!(".{WAL_EXT}"))?.parse().ok()
+}
+
+/// The hive-style partition directory, relative to the measurement directory: day, then
+/// hour and minute only when the partition duration needs them.
+pub fn partition_rel_dir(start: PartitionStart, duration_ns: i64) -> PathBuf {
+    const HOUR: i64 = 3_600_000_000_000;
+    const DAY: i64 = 24 * HOUR;
+    let t = DateTime::from_timestamp_nanos(start.0);
+    let mut p = PathBuf::from(format!(
+        "{PARTITION_KEY_DAY}={:04}-{:02}-{:02}",
+        t.year(),
+        t.month(),
+        t.day()
+    ));
+    if duration_ns % DAY != 0 {
+        p.push(format!("{PARTITION_KEY_HOUR}={:02}", t.hour()));
+        if duration_ns % HOUR != 0 {
+            p.push(format!("{PARTITION_KEY_MINUTE}={:02}", t.minute()));
+        }
+    }
+    p
+}
+
+/// Path of a data file relative to the region directory.
+pub fn data_file_rel(
+    db: &str,
+    measurement: &str,
+    start: PartitionStart,
+    duration_ns: i64,
+    file_seq: u64,
+) -> PathBuf {
+    let mut p = PathBuf::from(db);
+    p.push(encode_measurement(measurement));
+    p.push(partition_rel_dir(start, duration_ns));
+    p.push(format!("{file_seq:020}.{PARQUET_EXT}"));
+    p
+}
+
+/// The temporary name a file is written under before its atomic rename.
+pub fn temp_path(final_path: &Path) -> PathBuf {
+    let name = final_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    final_path.with_file_name(format!(".{name}.tmp"))
+}
+
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(".tmp")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measurement_encoding_is_safe_and_reversible() {
+        for m in [
+            "cpu",
+            "my measurement",
+            "../../etc/passwd",
+            ".",
+            "..",
+            "a/b\\c",
+            "温度",
+            "%41",
+            "x,y=z",
+        ] {
+            let e = encode_measurement(m);
+            assert!(
+                !e.contains('/') && !e.contains('\\') && !e.contains('.'),
+                "{e}"
+            );
+            assert!(!e.is_empty());
+            assert_eq!(encoded_measurement_len(m), e.len());
+            assert_eq!(decode_measurement(&e).as_deref(), Some(m));
+        }
+        assert_eq!(decode_measurement("%4"), None);
+        assert_eq!(decode_measurement("%ZZ"), None);
+    }
+
+    #[test]
+    fn hive_partition_dirs() {
+        let h = 3_600_000_000_000i64;
+        // 2026-11-27T13:00:00Z
+        let t = 1_795_784_400_000_000_000i64;
+        assert_eq!(
+            partition_rel_dir(PartitionStart(t), h),
+            PathBuf::from("part_day=2026-11-27/part_hour=13")
+        );
+        assert_eq!(
+            partition_rel_dir(PartitionStart(t - 13 * h), 24 * h),
+            PathBuf::from("part_day=2026-11-27")
+        );
+        assert_eq!(
+            partition_rel_dir(PartitionStart(t + h / 4), h / 4),
+            PathBuf::from("part_day=2026-11-27/part_hour=13/part_minute=15")
+        );
+        let p = data_file_rel("telegraf", "cpu load", PartitionStart(t), h, 7);
+        assert_eq!(
+            p,
+            PathBuf::from(
+                "telegraf/cpu%20load/part_day=2026-11-27/part_hour=13/00000000000000000007.parquet"
+            )
+        );
+        assert!(is_temp_name(
+            &temp_path(&p).file_name().unwrap().to_string_lossy()
+        ));
+        assert_eq!(parse_wal_segment_name(&wal_segment_name(42)), Some(42));
+    }
+}
