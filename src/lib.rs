@@ -33,6 +33,7 @@ pub mod http;
 pub mod lineproto;
 pub mod metrics;
 pub mod model;
+pub mod query;
 pub mod region;
 pub mod router;
 pub mod storage;

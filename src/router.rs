@@ -129,6 +129,11 @@ impl Router {
             .and_then(|(_, m)| m.get(value).copied())
     }
 
+    /// Every region a directory entry can send points to.
+    pub fn directory_regions(&self) -> impl Iterator<Item = RegionId> + '_ {
+        self.directory.iter().flat_map(|(_, m)| m.values().copied())
+    }
+
     /// Whether `key` is a directory key.
     pub fn is_directory_key(&self, key: &str) -> bool {
         self.directory.iter().any(|(k, _)| k == key)

@@ -1,10 +1,21 @@
-//! Admin endpoints: `GET /api/v1/regions`.
+//! Query and admin endpoints: `/api/v1/query` (GET and JSON POST), `GET /api/v1/regions`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 use axum::Json;
-use axum::extract::State;
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::Shared;
+use super::body::read_body;
+use super::error::{ApiError, Dialect, DialectError};
+use crate::query::output;
+use crate::query::plan::{Format, QuerySpec};
 
 /// Regions, where they are hosted, and what they hold.
 pub async fn regions(State(state): State<Shared>) -> Json<Value> {
@@ -31,4 +42,92 @@ pub async fn regions(State(state): State<Shared>) -> Json<Value> {
         "regions": regions,
         "memory_bytes": state.engine.metrics().memory_bytes.load(std::sync::atomic::Ordering::Relaxed),
     }))
+}
+
+/// `GET /api/v1/query?db=..&measurement=..&...` (SPEC §5).
+pub async fn query_get(State(state): State<Shared>, RawQuery(q): RawQuery) -> Response {
+    let params = super::write::parse_params(q.as_deref());
+    query(state, params).await
+}
+
+/// `POST /api/v1/query` with a JSON object of the same parameters. Lists (fields, group_by,
+/// where) may be JSON arrays; numbers may be JSON numbers.
+pub async fn query_post(State(state): State<Shared>, headers: HeaderMap, body: Body) -> Response {
+    let bytes = match read_body(&headers, body, 1 << 20).await {
+        Ok(b) => b,
+        Err(e) => return DialectError(Dialect::Api, e).into_response(),
+    };
+    let obj: serde_json::Map<String, Value> = match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(m)) => m,
+        Ok(_) => {
+            return DialectError(
+                Dialect::Api,
+                ApiError::BadRequest("the body must be a JSON object".into()),
+            )
+            .into_response();
+        }
+        Err(e) => {
+            return DialectError(
+                Dialect::Api,
+                ApiError::BadRequest(format!("invalid JSON body: {e}")),
+            )
+            .into_response();
+        }
+    };
+    let mut params = HashMap::new();
+    for (k, v) in obj {
+        let s = match v {
+            Value::Null => continue,
+            Value::String(s) => s,
+            Value::Array(items) => items
+                .iter()
+                .map(|i| match i {
+                    Value::String(s) => s.replace(',', "\\,"),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            other => other.to_string(),
+        };
+        params.insert(k, s);
+    }
+    query(state, params).await
+}
+
+async fn query(state: Shared, params: HashMap<String, String>) -> Response {
+    let metrics = state.engine.metrics().clone();
+    let started = std::time::Instant::now();
+    let spec = match QuerySpec::from_params(&params) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            metrics.query_errors.fetch_add(1, Relaxed);
+            return DialectError(Dialect::Api, ApiError::BadRequest(e)).into_response();
+        }
+    };
+    let qc = &state.config.query;
+    let result = crate::query::run(&state.engine, spec.clone(), qc.timeout, qc.max_rows).await;
+    metrics.queries.fetch_add(1, Relaxed);
+    metrics
+        .query_micros
+        .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+    match spec.format {
+        Format::Json => Json(output::to_json(&result, spec.epoch)).into_response(),
+        Format::Csv => (
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            output::to_csv(&result, &spec.group_by, spec.epoch),
+        )
+            .into_response(),
+        Format::Arrow => match output::to_arrow(&result, &spec.group_by) {
+            Ok(bytes) => (
+                [(header::CONTENT_TYPE, "application/vnd.apache.arrow.stream")],
+                bytes,
+            )
+                .into_response(),
+            Err(e) => DialectError(
+                Dialect::Api,
+                ApiError::Unavailable(format!("could not encode the result as Arrow: {e}")),
+            )
+            .into_response(),
+        },
+    }
 }

@@ -124,6 +124,7 @@ pub fn router(state: Shared) -> Router {
         .route("/write", post(write::write_v1))
         .route("/api/v2/write", post(write::write_v2))
         .route("/api/v3/write_lp", post(write::write_v3))
+        .route("/api/v1/query", get(api::query_get).post(api::query_post))
         .route("/api/v1/regions", get(api::regions))
         .route("/health", get(health))
         .route("/ping", get(ping).head(ping))

@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
-use memchr::{memchr, memchr2, memchr3};
+use memchr::memchr;
 
 use super::number::{self, NumError};
 use super::{
@@ -94,6 +94,38 @@ struct Token {
     end: usize,
     stop: Option<u8>,
     escaped: bool,
+}
+
+/// memchr searches for the short, per-token delimiter scans. On x86_64 the free functions
+/// `memchr2`/`memchr3` pick an implementation at run time through an indirect call and
+/// re-broadcast the needles on every call; for ~10-byte tokens that overhead dominates. The
+/// SSE2 searchers (SSE2 is part of the x86_64 baseline, so `new` always succeeds) are fully
+/// inlinable instead. Other architectures use the free functions.
+#[inline(always)]
+fn find1(n1: u8, hay: &[u8]) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(searcher) = memchr::arch::x86_64::sse2::memchr::One::new(n1) {
+        return searcher.find(hay);
+    }
+    memchr(n1, hay)
+}
+
+#[inline(always)]
+fn find2(n1: u8, n2: u8, hay: &[u8]) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(searcher) = memchr::arch::x86_64::sse2::memchr::Two::new(n1, n2) {
+        return searcher.find(hay);
+    }
+    memchr::memchr2(n1, n2, hay)
+}
+
+#[inline(always)]
+fn find3(n1: u8, n2: u8, n3: u8, hay: &[u8]) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(searcher) = memchr::arch::x86_64::sse2::memchr::Three::new(n1, n2, n3) {
+        return searcher.find(hay);
+    }
+    memchr::memchr3(n1, n2, n3, hay)
 }
 
 /// Any ASCII control character (U+0000..=U+001F, U+007F) or a backslash in `bytes`?
@@ -234,9 +266,10 @@ fn dedup_fields<'a>(fields: &mut Vec<(Cow<'a, str>, FieldValue<'a>)>) {
 
 pub(super) struct Parser<'a> {
     buf: &'a [u8],
-    /// UTF-8 view of `buf[..text.len()]` when that prefix is valid; tokens inside it are
-    /// borrowed without re-validation. `None`: tokens are validated one by one.
+    /// UTF-8 view of the current line segment `buf[text_base..end]` when it is valid; tokens
+    /// inside it are borrowed without re-validation. `None`: tokens are validated one by one.
     text: Option<&'a str>,
+    text_base: usize,
     /// Content end of the current physical line.
     end: usize,
     /// Start of the next physical line.
@@ -259,6 +292,7 @@ impl<'a> Parser<'a> {
         Parser {
             buf,
             text: std::str::from_utf8(line).ok(),
+            text_base: 0,
             end: bounds.end,
             next: bounds.next,
             terminated: bounds.terminated,
@@ -309,11 +343,23 @@ impl<'a> Parser<'a> {
 
     /// `buf[from..to]` as `&str`: borrowed from the validated view when possible, otherwise
     /// validated now (so invalid UTF-8 is reported against the token that contains it).
-    #[inline]
+    #[inline(always)]
     fn str_at(&self, from: usize, to: usize, what: &str) -> Result<&'a str, ParseError> {
-        if let Some(s) = self.text.and_then(|t| t.get(from..to)) {
-            return Ok(s);
+        match self.text_slice(from, to) {
+            Some(s) => Ok(s),
+            None => self.validate_at(from, to, what),
         }
+    }
+
+    /// `buf[from..to]` from the already validated view of the current line segment.
+    #[inline(always)]
+    fn text_slice(&self, from: usize, to: usize) -> Option<&'a str> {
+        let text = self.text?;
+        text.get(from.checked_sub(self.text_base)?..to.checked_sub(self.text_base)?)
+    }
+
+    #[inline(never)]
+    fn validate_at(&self, from: usize, to: usize, what: &str) -> Result<&'a str, ParseError> {
         let raw = self.bytes(from, to);
         std::str::from_utf8(raw).map_err(|_| {
             err(
@@ -324,14 +370,14 @@ impl<'a> Parser<'a> {
     }
 
     /// Scans a name starting at `self.pos` up to the first unescaped special byte of `kind`.
-    #[inline]
+    #[inline(always)]
     fn scan_name(&self, kind: Name) -> Token {
         let start = self.pos;
         let hay = self.line_rest(start);
         if !self.has_backslash {
             let found = match kind {
-                Name::Measurement => memchr2(b',', b' ', hay),
-                _ => memchr3(b',', b' ', b'=', hay),
+                Name::Measurement => find2(b',', b' ', hay),
+                _ => find3(b',', b' ', b'=', hay),
             };
             return match found {
                 Some(off) => Token {
@@ -377,7 +423,21 @@ impl<'a> Parser<'a> {
     }
 
     /// Converts a scanned, non-empty name token into a `Cow`, enforcing the name rules.
+    #[inline(always)]
     fn make_name(&self, kind: Name, tok: &Token) -> Result<Cow<'a, str>, ParseError> {
+        // Hot path: no escapes, no control characters on the line, validated UTF-8.
+        if !tok.escaped
+            && !self.has_ctrl
+            && let Some(s) = self.text_slice(self.pos, tok.end)
+            && s.len() <= MAX_TOKEN_LEN
+        {
+            return Ok(Cow::Borrowed(s));
+        }
+        self.make_name_slow(kind, tok)
+    }
+
+    #[inline(never)]
+    fn make_name_slow(&self, kind: Name, tok: &Token) -> Result<Cow<'a, str>, ParseError> {
         let start = self.pos;
         let raw = self.bytes(start, tok.end);
         if self.has_ctrl && raw.iter().copied().any(is_control) {
@@ -619,7 +679,7 @@ impl<'a> Parser<'a> {
         }
         let start = self.pos;
         let hay = self.line_rest(start);
-        let end = memchr2(b',', b' ', hay).map_or(self.end, |off| start + off);
+        let end = find2(b',', b' ', hay).map_or(self.end, |off| start + off);
         let token = self.bytes(start, end);
         self.pos = end;
         let invalid = |kind: ParseErrorKind, what: &str| {
@@ -699,7 +759,7 @@ impl<'a> Parser<'a> {
         let close = loop {
             if !self.has_backslash && i < self.end {
                 // No backslash on this line: the first quote on the line closes the string.
-                if let Some(off) = memchr(b'"', self.line_rest(i)) {
+                if let Some(off) = find1(b'"', self.line_rest(i)) {
                     break i + off;
                 }
                 i = self.end;
@@ -708,13 +768,13 @@ impl<'a> Parser<'a> {
             let found = self
                 .buf
                 .get(i..limit)
-                .and_then(|hay| memchr2(b'"', b'\\', hay))
+                .and_then(|hay| find2(b'"', b'\\', hay))
                 .map(|off| i + off);
             let Some(j) = found else {
                 let (kind, why) = if limit < self.buf.len() {
                     (
                         ParseErrorKind::TooLong,
-                        format!("is longer than {MAX_STRING_FIELD_LEN} bytes"),
+                        format!("has no closing quote within {MAX_STRING_FIELD_LEN} bytes"),
                     )
                 } else {
                     (
@@ -756,6 +816,9 @@ impl<'a> Parser<'a> {
             ));
         }
 
+        // Converted before the segment bookkeeping below changes `text`; the record is
+        // extended to the closing quote's line either way.
+        let value = self.string_content(start, close, escapes, key);
         if close > self.end {
             // The value spans one or more line breaks: continue the record on the line that
             // contains the closing quote.
@@ -768,29 +831,43 @@ impl<'a> Parser<'a> {
             let (ctrl, backslash) = scan_flags(self.bytes(close + 1, self.end));
             self.has_ctrl = ctrl;
             self.has_backslash = backslash;
-            self.text = std::str::from_utf8(self.bytes(0, self.end)).ok();
+            // Validate only the new segment: re-validating from the record start on every
+            // multi-line string would be quadratic.
+            self.text = std::str::from_utf8(self.bytes(close + 1, self.end)).ok();
+            self.text_base = close + 1;
         }
         self.pos = close + 1;
+        Ok(FieldValue::String(value?))
+    }
 
+    /// The unescaped content of a string value spanning `buf[start..close]`.
+    fn string_content(
+        &self,
+        start: usize,
+        close: usize,
+        escapes: usize,
+        key: &str,
+    ) -> Result<Cow<'a, str>, ParseError> {
+        if escapes == 0 {
+            return Ok(Cow::Borrowed(self.str_at(
+                start,
+                close,
+                "string field value",
+            )?));
+        }
         let raw = self.bytes(start, close);
-        let value: Cow<'a, str> = if escapes == 0 {
-            Cow::Borrowed(self.str_at(start, close, "string field value")?)
-        } else {
-            match unescape(raw, |b| b == b'"' || b == b'\\') {
-                Ok(s) => Cow::Owned(s),
-                Err(_) => {
-                    return Err(err(
-                        ParseErrorKind::InvalidUtf8,
-                        format!(
-                            "invalid UTF-8 in string value for field '{}': '{}'",
-                            show(key.as_bytes()),
-                            show(raw)
-                        ),
-                    ));
-                }
-            }
-        };
-        Ok(FieldValue::String(value))
+        unescape(raw, |b| b == b'"' || b == b'\\')
+            .map(Cow::Owned)
+            .map_err(|_| {
+                err(
+                    ParseErrorKind::InvalidUtf8,
+                    format!(
+                        "invalid UTF-8 in string value for field '{}': '{}'",
+                        show(key.as_bytes()),
+                        show(raw)
+                    ),
+                )
+            })
     }
 
     /// `self.pos` is at the space after the field set.
@@ -800,7 +877,7 @@ impl<'a> Parser<'a> {
             return Ok(None);
         }
         let start = self.pos;
-        let end = memchr(b' ', self.line_rest(start)).map_or(self.end, |off| start + off);
+        let end = find1(b' ', self.line_rest(start)).map_or(self.end, |off| start + off);
         let token = self.bytes(start, end);
         let ts = match number::parse_i64(token) {
             Ok(ts) => ts,

@@ -64,6 +64,9 @@ pub struct WriteMsg {
 #[derive(Debug, Clone)]
 pub struct MemSource {
     pub key: BlockKey,
+    /// The ingest shard holding it (series are hashed to shards, so two shards never hold
+    /// the same series).
+    pub shard: usize,
     pub chunks: Vec<Arc<Chunk>>,
     /// Set while the block is being flushed: the file this seq will name must be ignored by
     /// a reader that also holds these chunks.
@@ -386,6 +389,7 @@ impl Shard {
         for (k, b) in self.blocks.iter_mut().filter(|(k, _)| wanted(k)) {
             out.push(MemSource {
                 key: k.clone(),
+                shard: self.ctx.shard,
                 chunks: b.block.freeze(),
                 flushing_file_seq: None,
             });
@@ -393,6 +397,7 @@ impl Shard {
         for f in self.flushing.iter().filter(|f| wanted(&f.key)) {
             out.push(MemSource {
                 key: f.key.clone(),
+                shard: self.ctx.shard,
                 chunks: f.chunks.clone(),
                 flushing_file_seq: Some(f.file_seq),
             });

@@ -1,0 +1,373 @@
+//! The data dir as the compactor sees it: the server's lock, the regions, their manifests,
+//! the WAL positions, and leftovers of interrupted writes.
+//!
+//! Invariants: [`DataDir::open`] takes `DATA/meridian.lock` with the same `flock` the server
+//! takes (`File::try_lock`) and keeps it until the `DataDir` is dropped, so a server cannot
+//! start while compaction runs and compaction never starts beside a server. Leftovers are
+//! exactly what the server deletes at start-up: temporary files (`.*.tmp`) and Parquet
+//! files the region manifest does not list; the WAL directory is never touched.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{self, File, TryLockError};
+use std::path::{Path, PathBuf};
+
+use crate::catalog::{FileMeta, Manifest};
+use crate::model::is_safe_name;
+use crate::storage::parquet::sync_dir;
+use crate::storage::paths::{self, is_temp_name};
+
+use super::plan::{check_layout, infer_partition_duration};
+use super::{CompactionError, Result, io_err};
+
+/// One region directory and its manifest.
+pub struct RegionDir {
+    pub name: String,
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+}
+
+/// A locked data dir.
+pub struct DataDir {
+    path: PathBuf,
+    regions: Vec<RegionDir>,
+    partition_duration_ns: i64,
+    inferred: bool,
+    _lock: File,
+}
+
+/// Where the partition duration came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurationSource {
+    /// `--partition-duration` or the config.
+    Given,
+    /// Guessed from the directory depth of the files and checked against them.
+    Inferred,
+}
+
+/// Takes the data-dir lock without blocking.
+pub fn lock(data_dir: &Path) -> Result<File> {
+    let lock_path = paths::lock_file(data_dir);
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io_err(&lock_path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(CompactionError::Locked {
+            data_dir: data_dir.to_path_buf(),
+            lock: lock_path,
+        }),
+        Err(TryLockError::Error(e)) => Err(io_err(&lock_path)(e)),
+    }
+}
+
+/// Region directories under the data dir: safe names holding a manifest or a WAL, sorted.
+pub fn discover_regions(data_dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(data_dir).map_err(io_err(data_dir))? {
+        let e = e.map_err(io_err(data_dir))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let path = e.path();
+        if !path.is_dir() || !is_safe_name(&name) {
+            continue;
+        }
+        if paths::manifest_file(&path).is_file() || path.join(paths::WAL_DIR).is_dir() {
+            out.push((name, path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Per WAL shard directory of a region, the first seq of its oldest segment: records
+/// below it are gone from disk. Shards without segments are absent.
+pub fn wal_floors(region_dir: &Path) -> Result<BTreeMap<usize, u64>> {
+    let wal = region_dir.join(paths::WAL_DIR);
+    let mut out = BTreeMap::new();
+    let rd = match fs::read_dir(&wal) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io_err(&wal)(e)),
+    };
+    for shard in rd {
+        let shard = shard.map_err(io_err(&wal))?;
+        let Some(n) = shard
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        let dir = shard.path();
+        for seg in fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let seg = seg.map_err(io_err(&dir))?;
+            if let Some(first) = seg
+                .file_name()
+                .to_str()
+                .and_then(paths::parse_wal_segment_name)
+            {
+                let e = out.entry(n).or_insert(first);
+                *e = (*e).min(first);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Temporary files and unlisted Parquet files under a region (not its WAL). With `remove`,
+/// deletes them and fsyncs their directories. Returns them, sorted.
+pub fn sweep_leftovers(
+    region_dir: &Path,
+    live: &HashSet<String>,
+    remove: bool,
+) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut stack = vec![region_dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let mut removed_here = false;
+        for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let entry = entry.map_err(io_err(&dir))?;
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let ft = entry.file_type().map_err(io_err(&path))?;
+            if ft.is_dir() {
+                if !(dir == region_dir && name == paths::WAL_DIR) {
+                    stack.push(path);
+                }
+                continue;
+            }
+            let rel = rel_path(region_dir, &path);
+            let orphan = name.ends_with(&format!(".{}", paths::PARQUET_EXT)) && !live.contains(&rel);
+            if is_temp_name(&name) || orphan {
+                if remove {
+                    fs::remove_file(&path).map_err(io_err(&path))?;
+                    removed_here = true;
+                }
+                found.push(path);
+            }
+        }
+        if removed_here {
+            sync_dir(&dir)?;
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// `path` relative to `base`, `/`-separated (the manifest's form).
+pub fn rel_path(base: &Path, path: &Path) -> String {
+    path.strip_prefix(base)
+        .map(|p| p.to_string_lossy().replace('\\', "/"))
+        .unwrap_or_default()
+}
+
+/// fsyncs `dir` and each ancestor up to and including `stop`, so that directories made by
+/// `create_dir_all` and entries renamed into them are durable.
+pub fn sync_dirs_up_to(dir: &Path, stop: &Path) -> Result<()> {
+    let mut cur = Some(dir);
+    while let Some(d) = cur {
+        sync_dir(d)?;
+        if d == stop || !d.starts_with(stop) {
+            break;
+        }
+        cur = d.parent();
+    }
+    Ok(())
+}
+
+/// Removes `dir` and its ancestors below `stop` while they are empty, fsyncing each parent.
+pub fn remove_empty_dirs_up_to(dir: &Path, stop: &Path) -> Result<()> {
+    let mut cur = dir.to_path_buf();
+    while cur != stop && cur.starts_with(stop) {
+        let empty = match fs::read_dir(&cur) {
+            Ok(mut rd) => rd.next().is_none(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(io_err(&cur)(e)),
+        };
+        if !empty {
+            break;
+        }
+        fs::remove_dir(&cur).map_err(io_err(&cur))?;
+        let Some(parent) = cur.parent().map(Path::to_path_buf) else {
+            break;
+        };
+        sync_dir(&parent)?;
+        cur = parent;
+    }
+    Ok(())
+}
+
+impl DataDir {
+    /// Locks the data dir, opens the manifests of the regions (all, or those named), and
+    /// settles the partition duration: `partition_duration_ns` if given, else inferred from
+    /// the files ([`infer_partition_duration`]). Either way every file must fit it
+    /// ([`check_layout`]), or nothing is done.
+    pub fn open(
+        path: &Path,
+        only_regions: &[String],
+        partition_duration_ns: Option<i64>,
+    ) -> Result<DataDir> {
+        if !path.is_dir() {
+            return Err(CompactionError::NoDataDir(path.to_path_buf()));
+        }
+        let lock = lock(path)?;
+        let found = discover_regions(path)?;
+        for r in only_regions {
+            if !found.iter().any(|(n, _)| n == r) {
+                return Err(CompactionError::UnknownRegion {
+                    region: r.clone(),
+                    data_dir: path.to_path_buf(),
+                    found: found
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+        }
+        let mut regions = Vec::new();
+        for (name, dir) in found {
+            if !only_regions.is_empty() && !only_regions.contains(&name) {
+                continue;
+            }
+            let manifest = Manifest::open(&dir)?;
+            regions.push(RegionDir {
+                name,
+                dir,
+                manifest,
+            });
+        }
+        let all: Vec<FileMeta> = regions
+            .iter()
+            .flat_map(|r| r.manifest.files().iter().cloned().collect::<Vec<_>>())
+            .collect();
+        let (pd, inferred) = match partition_duration_ns {
+            Some(d) => (d, false),
+            // No files: nothing will be planned; any positive duration will do.
+            None => (infer_partition_duration(&all)?.unwrap_or(super::plan::HOUR_NS), true),
+        };
+        check_layout(&all, pd)?;
+        Ok(DataDir {
+            path: path.to_path_buf(),
+            regions,
+            partition_duration_ns: pd,
+            inferred,
+            _lock: lock,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn regions(&self) -> &[RegionDir] {
+        &self.regions
+    }
+
+    pub fn partition_duration_ns(&self) -> i64 {
+        self.partition_duration_ns
+    }
+
+    pub fn duration_source(&self) -> DurationSource {
+        if self.inferred {
+            DurationSource::Inferred
+        } else {
+            DurationSource::Given
+        }
+    }
+}
+
+impl RegionDir {
+    /// Paths (relative to the region dir) of the live files.
+    pub fn live_paths(&self) -> HashSet<String> {
+        self.manifest.files().iter().map(|f| f.path.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lock_is_exclusive() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock(dir.path()).unwrap();
+        let err = lock(dir.path()).err().expect("second lock must fail");
+        assert!(matches!(err, CompactionError::Locked { .. }), "{err}");
+        assert!(err.to_string().contains("running Meridian server"), "{err}");
+        drop(held);
+        lock(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn leftovers_are_temp_and_unlisted_parquet_files_outside_the_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        let part = r.join("db/cpu/part_day=2024-05-01");
+        fs::create_dir_all(&part).unwrap();
+        fs::create_dir_all(r.join("wal/0")).unwrap();
+        for f in ["1.parquet", "2.parquet", ".3.parquet.tmp", "notes.txt"] {
+            fs::write(part.join(f), b"x").unwrap();
+        }
+        fs::write(r.join(".manifest.json.tmp"), b"x").unwrap();
+        fs::write(r.join("wal/0/00000000000000000001.wal"), b"x").unwrap();
+        fs::write(r.join("wal/0/.odd.tmp"), b"x").unwrap();
+        let live: HashSet<String> = ["db/cpu/part_day=2024-05-01/1.parquet".to_string()].into();
+        let found = sweep_leftovers(r, &live, false).unwrap();
+        let names: Vec<String> = found.iter().map(|p| rel_path(r, p)).collect();
+        assert_eq!(
+            names,
+            vec![
+                ".manifest.json.tmp",
+                "db/cpu/part_day=2024-05-01/.3.parquet.tmp",
+                "db/cpu/part_day=2024-05-01/2.parquet",
+            ]
+        );
+        assert!(part.join("2.parquet").exists(), "a dry sweep deletes nothing");
+        sweep_leftovers(r, &live, true).unwrap();
+        assert!(!part.join("2.parquet").exists());
+        assert!(part.join("1.parquet").exists() && part.join("notes.txt").exists());
+        assert!(r.join("wal/0/.odd.tmp").exists(), "the WAL is not ours");
+        assert!(sweep_leftovers(r, &live, true).unwrap().is_empty());
+    }
+
+    #[test]
+    fn wal_floors_and_region_discovery() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path().join("eu");
+        fs::create_dir_all(r.join("wal/0")).unwrap();
+        fs::create_dir_all(r.join("wal/1")).unwrap();
+        fs::create_dir_all(r.join("wal/2")).unwrap();
+        for (s, seq) in [(0, 40u64), (0, 7), (1, 3)] {
+            fs::write(r.join(format!("wal/{s}/{}", paths::wal_segment_name(seq))), b"").unwrap();
+        }
+        let floors = wal_floors(&r).unwrap();
+        assert_eq!(floors, BTreeMap::from([(0, 7), (1, 3)]));
+        assert!(wal_floors(&dir.path().join("none")).unwrap().is_empty());
+        fs::create_dir_all(dir.path().join("not a region")).unwrap();
+        fs::create_dir_all(dir.path().join("empty")).unwrap();
+        fs::create_dir_all(dir.path().join("us")).unwrap();
+        fs::write(dir.path().join("us/manifest.json"), b"{}").unwrap();
+        let names: Vec<String> = discover_regions(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, vec!["eu", "us"]);
+    }
+
+    #[test]
+    fn empty_dirs_are_removed_up_to_the_region() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        let deep = r.join("db/cpu/part_day=2024-05-01/part_hour=01");
+        fs::create_dir_all(&deep).unwrap();
+        fs::create_dir_all(r.join("db/mem")).unwrap();
+        remove_empty_dirs_up_to(&deep, r).unwrap();
+        assert!(!r.join("db/cpu").exists());
+        assert!(r.join("db/mem").exists(), "stops at a non-empty dir");
+        sync_dirs_up_to(&r.join("db/mem"), r).unwrap();
+    }
+}

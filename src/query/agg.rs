@@ -1,0 +1,439 @@
+//! Mergeable partial aggregates.
+//!
+//! Each region folds its rows into one [`Acc`] per (group, bucket, field); the coordinator
+//! merges the accumulators of every region with [`Acc::merge`] and finishes them with
+//! [`Acc::finish`]. Every statistic is exactly mergeable: count; sum (integers exactly in
+//! i128, floats with Neumaier compensation); min; max; first/last with their timestamps;
+//! count/mean/M2 for the standard deviation (Chan et al.). Mean = sum / count at the end.
+
+use std::cmp::Ordering;
+
+/// A single result value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Float(f64),
+    Int(i64),
+    UInt(u64),
+    Str(String),
+    Bool(bool),
+}
+
+impl Value {
+    fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Float(f) => Some(*f),
+            Value::Int(i) => Some(*i as f64),
+            Value::UInt(u) => Some(*u as f64),
+            _ => None,
+        }
+    }
+
+    /// Orders numbers numerically (across int/float), then strings, then booleans.
+    pub fn cmp_values(&self, other: &Value) -> Ordering {
+        match (self, other) {
+            (Value::Int(a), Value::Int(b)) => a.cmp(b),
+            (Value::UInt(a), Value::UInt(b)) => a.cmp(b),
+            (Value::Str(a), Value::Str(b)) => a.cmp(b),
+            (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
+            (a, b) => match (a.as_f64(), b.as_f64()) {
+                (Some(x), Some(y)) => x.total_cmp(&y),
+                _ => Ordering::Equal,
+            },
+        }
+    }
+}
+
+/// The aggregate function of a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Agg {
+    None,
+    Count,
+    Sum,
+    Mean,
+    Min,
+    Max,
+    First,
+    Last,
+    Stddev,
+}
+
+impl Agg {
+    pub fn parse(s: &str) -> Option<Agg> {
+        Some(match s {
+            "none" | "" => Agg::None,
+            "count" => Agg::Count,
+            "sum" => Agg::Sum,
+            "mean" | "avg" => Agg::Mean,
+            "min" => Agg::Min,
+            "max" => Agg::Max,
+            "first" => Agg::First,
+            "last" => Agg::Last,
+            "stddev" => Agg::Stddev,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Agg::None => "none",
+            Agg::Count => "count",
+            Agg::Sum => "sum",
+            Agg::Mean => "mean",
+            Agg::Min => "min",
+            Agg::Max => "max",
+            Agg::First => "first",
+            Agg::Last => "last",
+            Agg::Stddev => "stddev",
+        }
+    }
+}
+
+/// A timestamped value with a tie-break order (earlier rank wins ties for `first`, later
+/// for `last`), so merges are deterministic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stamped {
+    pub time: i64,
+    pub rank: u64,
+    pub value: Value,
+}
+
+/// Partial state of one aggregate.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Acc {
+    pub count: u64,
+    /// Float sum with its Neumaier compensation term.
+    pub fsum: f64,
+    pub fcomp: f64,
+    pub isum: i128,
+    pub has_float: bool,
+    pub has_int: bool,
+    pub min: Option<Value>,
+    pub max: Option<Value>,
+    pub first: Option<Stamped>,
+    pub last: Option<Stamped>,
+    /// Running mean and sum of squared deviations (stddev).
+    pub mean: f64,
+    pub m2: f64,
+}
+
+fn neumaier(sum: &mut f64, comp: &mut f64, x: f64) {
+    let t = *sum + x;
+    if sum.abs() >= x.abs() {
+        *comp += (*sum - t) + x;
+    } else {
+        *comp += (x - t) + *sum;
+    }
+    *sum = t;
+}
+
+impl Acc {
+    /// Folds a float in.
+    #[inline]
+    pub fn add_float(&mut self, agg: Agg, x: f64, time: i64, rank: u64) {
+        self.count += 1;
+        match agg {
+            Agg::Sum | Agg::Mean => {
+                self.has_float = true;
+                neumaier(&mut self.fsum, &mut self.fcomp, x);
+            }
+            Agg::Min => {
+                if !matches!(&self.min, Some(Value::Float(m)) if *m <= x) {
+                    self.min = Some(Value::Float(x));
+                }
+            }
+            Agg::Max => {
+                if !matches!(&self.max, Some(Value::Float(m)) if *m >= x) {
+                    self.max = Some(Value::Float(x));
+                }
+            }
+            Agg::Stddev => self.welford(x),
+            Agg::First | Agg::Last => self.stamp(agg, Value::Float(x), time, rank),
+            Agg::Count | Agg::None => {}
+        }
+    }
+
+    /// Folds an integer in (i64 or u64 as i128).
+    #[inline]
+    pub fn add_int(&mut self, agg: Agg, x: i128, unsigned: bool, time: i64, rank: u64) {
+        self.count += 1;
+        let v = || {
+            if unsigned {
+                Value::UInt(x as u64)
+            } else {
+                Value::Int(x as i64)
+            }
+        };
+        match agg {
+            Agg::Sum | Agg::Mean => {
+                self.has_int = true;
+                self.isum += x;
+            }
+            Agg::Min => {
+                let nv = v();
+                if self
+                    .min
+                    .as_ref()
+                    .is_none_or(|m| nv.cmp_values(m) == Ordering::Less)
+                {
+                    self.min = Some(nv);
+                }
+            }
+            Agg::Max => {
+                let nv = v();
+                if self
+                    .max
+                    .as_ref()
+                    .is_none_or(|m| nv.cmp_values(m) == Ordering::Greater)
+                {
+                    self.max = Some(nv);
+                }
+            }
+            Agg::Stddev => self.welford(x as f64),
+            Agg::First | Agg::Last => self.stamp(agg, v(), time, rank),
+            Agg::Count | Agg::None => {}
+        }
+    }
+
+    /// Folds a string or boolean in (count, first, last only; other aggregates ignore it).
+    pub fn add_other(&mut self, agg: Agg, v: impl FnOnce() -> Value, time: i64, rank: u64) {
+        match agg {
+            Agg::Count => self.count += 1,
+            Agg::First | Agg::Last => {
+                self.count += 1;
+                self.stamp(agg, v(), time, rank);
+            }
+            _ => {}
+        }
+    }
+
+    fn welford(&mut self, x: f64) {
+        let n = self.count as f64;
+        let d = x - self.mean;
+        self.mean += d / n;
+        self.m2 += d * (x - self.mean);
+    }
+
+    fn stamp(&mut self, agg: Agg, value: Value, time: i64, rank: u64) {
+        let s = Stamped { time, rank, value };
+        match agg {
+            Agg::First => {
+                if self
+                    .first
+                    .as_ref()
+                    .is_none_or(|f| (time, rank) < (f.time, f.rank))
+                {
+                    self.first = Some(s);
+                }
+            }
+            _ => {
+                if self
+                    .last
+                    .as_ref()
+                    .is_none_or(|l| (time, rank) > (l.time, l.rank))
+                {
+                    self.last = Some(s);
+                }
+            }
+        }
+    }
+
+    /// Merges another partial of the same (group, bucket, field).
+    pub fn merge(&mut self, o: &Acc) {
+        if o.count == 0 {
+            return;
+        }
+        let (n1, n2) = (self.count as f64, o.count as f64);
+        if n1 == 0.0 {
+            self.mean = o.mean;
+            self.m2 = o.m2;
+        } else {
+            let d = o.mean - self.mean;
+            let n = n1 + n2;
+            self.mean += d * n2 / n;
+            self.m2 += o.m2 + d * d * n1 * n2 / n;
+        }
+        self.count += o.count;
+        neumaier(&mut self.fsum, &mut self.fcomp, o.fsum);
+        self.fcomp += o.fcomp;
+        self.isum += o.isum;
+        self.has_float |= o.has_float;
+        self.has_int |= o.has_int;
+        if let Some(m) = &o.min
+            && self
+                .min
+                .as_ref()
+                .is_none_or(|s| m.cmp_values(s) == Ordering::Less)
+        {
+            self.min = Some(m.clone());
+        }
+        if let Some(m) = &o.max
+            && self
+                .max
+                .as_ref()
+                .is_none_or(|s| m.cmp_values(s) == Ordering::Greater)
+        {
+            self.max = Some(m.clone());
+        }
+        if let Some(f) = &o.first
+            && self
+                .first
+                .as_ref()
+                .is_none_or(|s| (f.time, f.rank) < (s.time, s.rank))
+        {
+            self.first = Some(f.clone());
+        }
+        if let Some(l) = &o.last
+            && self
+                .last
+                .as_ref()
+                .is_none_or(|s| (l.time, l.rank) > (s.time, s.rank))
+        {
+            self.last = Some(l.clone());
+        }
+    }
+
+    /// The final value, and for first/last the time of the chosen point.
+    pub fn finish(&self, agg: Agg) -> (Value, Option<i64>) {
+        if self.count == 0 {
+            return (
+                if agg == Agg::Count {
+                    Value::Int(0)
+                } else {
+                    Value::Null
+                },
+                None,
+            );
+        }
+        let sum = || -> Value {
+            if self.has_float {
+                Value::Float(self.fsum + self.fcomp + self.isum as f64)
+            } else if let Ok(i) = i64::try_from(self.isum) {
+                Value::Int(i)
+            } else if let Ok(u) = u64::try_from(self.isum) {
+                Value::UInt(u)
+            } else {
+                Value::Float(self.isum as f64)
+            }
+        };
+        match agg {
+            Agg::Count => (Value::Int(self.count as i64), None),
+            Agg::Sum if self.has_float || self.has_int => (sum(), None),
+            Agg::Mean if self.has_float || self.has_int => {
+                let total = if self.has_float {
+                    self.fsum + self.fcomp + self.isum as f64
+                } else {
+                    self.isum as f64
+                };
+                (Value::Float(total / self.count as f64), None)
+            }
+            Agg::Min => (self.min.clone().unwrap_or(Value::Null), None),
+            Agg::Max => (self.max.clone().unwrap_or(Value::Null), None),
+            Agg::First => self
+                .first
+                .as_ref()
+                .map_or((Value::Null, None), |s| (s.value.clone(), Some(s.time))),
+            Agg::Last => self
+                .last
+                .as_ref()
+                .map_or((Value::Null, None), |s| (s.value.clone(), Some(s.time))),
+            Agg::Stddev if self.count > 1 => (
+                Value::Float((self.m2 / (self.count as f64 - 1.0)).sqrt()),
+                None,
+            ),
+            _ => (Value::Null, None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn fold(agg: Agg, xs: &[(i64, f64)]) -> Acc {
+        let mut a = Acc::default();
+        for (i, (t, x)) in xs.iter().enumerate() {
+            a.add_float(agg, *x, *t, i as u64);
+        }
+        a
+    }
+
+    proptest! {
+        /// Splitting the input anywhere and merging gives the same answer as one pass.
+        #[test]
+        fn merge_equals_single_pass(
+            xs in prop::collection::vec((0i64..1000, -1e6f64..1e6), 1..60),
+            cut in 0usize..60,
+        ) {
+            let cut = cut.min(xs.len());
+            for agg in [Agg::Count, Agg::Sum, Agg::Mean, Agg::Min, Agg::Max, Agg::First, Agg::Last, Agg::Stddev] {
+                let whole = fold(agg, &xs).finish(agg);
+                let mut left = Acc::default();
+                for (i, (t, x)) in xs[..cut].iter().enumerate() { left.add_float(agg, *x, *t, i as u64); }
+                let mut right = Acc::default();
+                for (i, (t, x)) in xs[cut..].iter().enumerate() { right.add_float(agg, *x, *t, (cut + i) as u64); }
+                left.merge(&right);
+                let merged = left.finish(agg);
+                match (&whole.0, &merged.0) {
+                    (Value::Float(a), Value::Float(b)) => {
+                        let tol = 1e-9 * a.abs().max(1.0);
+                        prop_assert!((a - b).abs() <= tol, "{:?}: {} vs {}", agg, a, b);
+                    }
+                    (a, b) => prop_assert_eq!(a, b, "{:?}", agg),
+                }
+                prop_assert_eq!(whole.1, merged.1);
+            }
+        }
+    }
+
+    #[test]
+    fn independent_values() {
+        let xs = [
+            (3, 2.0),
+            (1, 4.0),
+            (2, 4.0),
+            (5, 4.0),
+            (4, 5.0),
+            (6, 5.0),
+            (7, 7.0),
+            (8, 9.0),
+        ];
+        assert_eq!(fold(Agg::Count, &xs).finish(Agg::Count).0, Value::Int(8));
+        assert_eq!(fold(Agg::Sum, &xs).finish(Agg::Sum).0, Value::Float(40.0));
+        assert_eq!(fold(Agg::Mean, &xs).finish(Agg::Mean).0, Value::Float(5.0));
+        assert_eq!(fold(Agg::Min, &xs).finish(Agg::Min).0, Value::Float(2.0));
+        assert_eq!(fold(Agg::Max, &xs).finish(Agg::Max).0, Value::Float(9.0));
+        assert_eq!(
+            fold(Agg::First, &xs).finish(Agg::First),
+            (Value::Float(4.0), Some(1))
+        );
+        assert_eq!(
+            fold(Agg::Last, &xs).finish(Agg::Last),
+            (Value::Float(9.0), Some(8))
+        );
+        // Sample standard deviation of 2,4,4,4,5,5,7,9 = sqrt(32/7).
+        match fold(Agg::Stddev, &xs).finish(Agg::Stddev).0 {
+            Value::Float(s) => assert!((s - (32.0f64 / 7.0).sqrt()).abs() < 1e-12),
+            v => panic!("{v:?}"),
+        }
+    }
+
+    #[test]
+    fn integer_sums_are_exact() {
+        let mut a = Acc::default();
+        a.add_int(Agg::Sum, i64::MAX as i128, false, 0, 0);
+        a.add_int(Agg::Sum, i64::MAX as i128, false, 1, 1);
+        a.add_int(Agg::Sum, -(i64::MAX as i128), false, 2, 2);
+        assert_eq!(a.finish(Agg::Sum).0, Value::Int(i64::MAX));
+        let mut m = Acc::default();
+        m.add_int(Agg::Min, 5, true, 0, 0);
+        m.add_int(Agg::Min, 3, true, 0, 1);
+        assert_eq!(m.finish(Agg::Min).0, Value::UInt(3));
+        let mut c = Acc::default();
+        c.add_other(Agg::Count, || Value::Str("x".into()), 0, 0);
+        c.add_other(Agg::Last, || Value::Str("y".into()), 5, 1);
+        assert_eq!(c.finish(Agg::Last), (Value::Str("y".into()), Some(5)));
+        assert_eq!(Acc::default().finish(Agg::Count).0, Value::Int(0));
+    }
+}

@@ -1,0 +1,327 @@
+//! The query layer: range queries fanned out to regions, partial aggregates merged.
+//!
+//! ```text
+//! QuerySpec (plan.rs: checked params, region pruning by the router's rules)
+//!   └─ for each candidate region, concurrently, under one deadline:
+//!        Engine::snapshot (memory chunks + live files, consistent) → scan.rs on a blocking
+//!        thread → Partial (aggregates per group/bucket/field, or raw rows)
+//!   └─ merge partials (agg.rs: exactly mergeable accumulators) → QueryResult → JSON/CSV/Arrow
+//! ```
+//! Invariant: an answer is never silently incomplete. Every candidate region is listed in
+//! `regions` with its status; a failed or timed-out region sets `partial: true`.
+
+pub mod agg;
+pub mod output;
+pub mod plan;
+pub mod scan;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use agg::{Acc, Agg, Value};
+use plan::QuerySpec;
+use scan::{GroupKey, Partial, ScanStats};
+
+use crate::model::RegionId;
+use crate::region::Engine;
+
+/// How one region answered.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RegionReport {
+    pub status: &'static str,
+    pub ms: f64,
+    pub rows_scanned: u64,
+    pub files_read: u64,
+    pub row_groups_pruned: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One output series: a group of the `group_by` tags.
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub tags: BTreeMap<String, String>,
+    /// Rows: time and one value per column.
+    pub rows: Vec<(i64, Vec<Value>)>,
+}
+
+#[derive(Debug)]
+pub struct QueryResult {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub series: Vec<Series>,
+    pub partial: bool,
+    pub regions: BTreeMap<String, RegionReport>,
+}
+
+/// Runs a query over every region that can hold matching data.
+pub async fn run(
+    engine: &Arc<Engine>,
+    spec: Arc<QuerySpec>,
+    timeout: std::time::Duration,
+    max_rows: usize,
+) -> QueryResult {
+    let n = engine.regions().len();
+    let candidates = plan::candidate_regions(engine.router(), &spec, n);
+    let mut regions = BTreeMap::new();
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let name = engine.regions()[i].name.to_string();
+        if !candidates.contains(&RegionId(i)) {
+            regions.insert(
+                name,
+                RegionReport {
+                    status: "pruned",
+                    ms: 0.0,
+                    rows_scanned: 0,
+                    files_read: 0,
+                    row_groups_pruned: 0,
+                    error: None,
+                },
+            );
+            continue;
+        }
+        let engine = engine.clone();
+        let spec = spec.clone();
+        tasks.push((
+            name,
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let work = async {
+                    let snap = engine
+                        .snapshot(RegionId(i), &spec.db, Some(&spec.measurement))
+                        .await?;
+                    tokio::task::spawn_blocking(move || scan::scan_region(&snap, &spec, max_rows))
+                        .await
+                        .map_err(|e| format!("scan task failed: {e}"))?
+                };
+                let res = match tokio::time::timeout(timeout, work).await {
+                    Ok(r) => r.map_err(|e| ("error", e)),
+                    Err(_) => Err((
+                        "timeout",
+                        format!("no answer within {} ms", timeout.as_millis()),
+                    )),
+                };
+                (res, started.elapsed().as_secs_f64() * 1e3)
+            }),
+        ));
+    }
+    let mut partials: Vec<Partial> = Vec::new();
+    let mut partial = false;
+    for (name, task) in tasks {
+        let (res, ms) = match task.await {
+            Ok(x) => x,
+            Err(e) => (Err(("error", format!("region task failed: {e}"))), 0.0),
+        };
+        let report = match res {
+            Ok((p, stats)) => {
+                partials.push(p);
+                report("ok", ms, stats, None)
+            }
+            Err((status, e)) => {
+                partial = true;
+                report(status, ms, ScanStats::default(), Some(e))
+            }
+        };
+        regions.insert(name, report);
+    }
+    let (columns, series) = merge(&spec, partials);
+    QueryResult {
+        name: spec.measurement.clone(),
+        columns,
+        series,
+        partial,
+        regions,
+    }
+}
+
+fn report(status: &'static str, ms: f64, s: ScanStats, error: Option<String>) -> RegionReport {
+    RegionReport {
+        status,
+        ms: (ms * 1000.0).round() / 1000.0,
+        rows_scanned: s.rows_scanned,
+        files_read: s.files_read,
+        row_groups_pruned: s.row_groups_pruned,
+        error,
+    }
+}
+
+fn tags_of(spec: &QuerySpec, key: &GroupKey) -> BTreeMap<String, String> {
+    spec.group_by
+        .iter()
+        .cloned()
+        .zip(key.iter().cloned())
+        .collect()
+}
+
+/// Merges region partials into output columns and series (sorted by group key).
+pub fn merge(spec: &QuerySpec, partials: Vec<Partial>) -> (Vec<String>, Vec<Series>) {
+    if spec.agg == Agg::None {
+        merge_raw(spec, partials)
+    } else {
+        merge_agg(spec, partials)
+    }
+}
+
+fn merge_agg(spec: &QuerySpec, partials: Vec<Partial>) -> (Vec<String>, Vec<Series>) {
+    let mut fields: Vec<String> = match &spec.fields {
+        Some(l) => l.clone(),
+        None => Vec::new(),
+    };
+    if spec.fields.is_none() {
+        for p in &partials {
+            if let Partial::Agg(a) = p {
+                for f in &a.fields {
+                    if !fields.contains(f) {
+                        fields.push(f.clone());
+                    }
+                }
+            }
+        }
+        fields.sort();
+    }
+    let nf = fields.len();
+    let mut groups: HashMap<GroupKey, BTreeMap<i64, Vec<Acc>>> = HashMap::new();
+    for p in partials {
+        let Partial::Agg(a) = p else { continue };
+        let map: Vec<Option<usize>> = a
+            .fields
+            .iter()
+            .map(|f| fields.iter().position(|g| g == f))
+            .collect();
+        for (key, buckets) in a.groups {
+            let g = groups.entry(key).or_default();
+            for (b, accs) in buckets {
+                let slot = g.entry(b).or_insert_with(|| vec![Acc::default(); nf]);
+                for (i, acc) in accs.iter().enumerate() {
+                    if let Some(Some(pos)) = map.get(i) {
+                        slot[*pos].merge(acc);
+                    }
+                }
+            }
+        }
+    }
+    let mut keys: Vec<GroupKey> = groups.keys().cloned().collect();
+    keys.sort();
+    let mut series = Vec::with_capacity(keys.len());
+    let mut budget = spec.limit.unwrap_or(usize::MAX);
+    for key in keys {
+        if budget == 0 {
+            break;
+        }
+        let Some(buckets) = groups.remove(&key) else {
+            continue;
+        };
+        let mut rows = Vec::with_capacity(buckets.len());
+        for (bucket, accs) in buckets {
+            if accs.iter().all(|a| a.count == 0) {
+                continue;
+            }
+            let mut times = Vec::new();
+            let values: Vec<Value> = accs
+                .iter()
+                .map(|a| {
+                    let (v, t) = a.finish(spec.agg);
+                    times.extend(t);
+                    v
+                })
+                .collect();
+            // Selectors without buckets report the time of the selected point.
+            let time = match (spec.every, spec.agg) {
+                (None, Agg::Last) => times.iter().max().copied().unwrap_or(bucket),
+                (None, Agg::First) => times.iter().min().copied().unwrap_or(bucket),
+                _ => bucket,
+            };
+            rows.push((time, values));
+            budget -= 1;
+            if budget == 0 {
+                break;
+            }
+        }
+        if !rows.is_empty() {
+            series.push(Series {
+                tags: tags_of(spec, &key),
+                rows,
+            });
+        }
+    }
+    (fields, series)
+}
+
+fn merge_raw(spec: &QuerySpec, partials: Vec<Partial>) -> (Vec<String>, Vec<Series>) {
+    // Columns: tags (sorted) then fields (requested order, or sorted).
+    let mut tags: Vec<String> = Vec::new();
+    let mut fields: Vec<String> = spec.fields.clone().unwrap_or_default();
+    for p in &partials {
+        if let Partial::Raw(r) = p {
+            for (i, c) in r.columns.iter().enumerate() {
+                if i < r.tag_columns {
+                    if !tags.contains(c) {
+                        tags.push(c.clone());
+                    }
+                } else if !fields.contains(c) {
+                    fields.push(c.clone());
+                }
+            }
+        }
+    }
+    tags.sort();
+    if spec.fields.is_none() {
+        fields.sort();
+    }
+    let columns: Vec<String> = tags.iter().chain(fields.iter()).cloned().collect();
+    let mut groups: BTreeMap<GroupKey, Vec<(i64, Vec<Value>)>> = BTreeMap::new();
+    for p in partials {
+        let Partial::Raw(r) = p else { continue };
+        let map: Vec<Option<usize>> = r
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i < r.tag_columns {
+                    tags.iter().position(|t| t == c)
+                } else {
+                    fields.iter().position(|f| f == c).map(|p| p + tags.len())
+                }
+            })
+            .collect();
+        for (key, rows) in r.groups {
+            let g = groups.entry(key).or_default();
+            for (t, vals) in rows {
+                let mut out = vec![Value::Null; columns.len()];
+                for (i, v) in vals.into_iter().enumerate() {
+                    if let Some(Some(pos)) = map.get(i) {
+                        out[*pos] = v;
+                    }
+                }
+                g.push((t, out));
+            }
+        }
+    }
+    let mut budget = spec.limit.unwrap_or(usize::MAX);
+    let mut series = Vec::new();
+    for (key, mut rows) in groups {
+        if budget == 0 {
+            break;
+        }
+        // Regions hold disjoint series; order by time, then by the tag values for ties.
+        rows.sort_by(|a, b| {
+            a.0.cmp(&b.0).then_with(|| {
+                a.1.iter()
+                    .zip(&b.1)
+                    .take(tags.len())
+                    .map(|(x, y)| x.cmp_values(y))
+                    .find(|o| o.is_ne())
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            })
+        });
+        rows.truncate(budget);
+        budget -= rows.len();
+        series.push(Series {
+            tags: tags_of(spec, &key),
+            rows,
+        });
+    }
+    (columns, series)
+}

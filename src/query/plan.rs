@@ -1,0 +1,437 @@
+//! Query parameters → a checked [`QuerySpec`], and the pure planning decisions: which
+//! regions can hold matching data, which partitions and files overlap the time range.
+//!
+//! Tag predicate semantics follow InfluxQL: a series without the tag has the empty string
+//! there, so `k!=v` and `k!~re` match it, and `k=` matches exactly the series lacking `k`.
+
+use std::collections::{BTreeSet, HashMap};
+
+use regex::Regex;
+
+use super::agg::Agg;
+use crate::model::{RegionId, TIME_COLUMN, is_safe_name, parse_duration, truncate};
+use crate::router::Router;
+
+#[derive(Debug, Clone)]
+pub enum TagOp {
+    Eq(String),
+    Ne(String),
+    Re(Regex),
+    NotRe(Regex),
+}
+
+#[derive(Debug, Clone)]
+pub struct TagPred {
+    pub key: String,
+    pub op: TagOp,
+}
+
+impl TagPred {
+    /// Whether a series whose value for the key is `value` (None = tag absent) matches.
+    pub fn matches(&self, value: Option<&str>) -> bool {
+        let v = value.unwrap_or("");
+        match &self.op {
+            TagOp::Eq(x) => v == x,
+            TagOp::Ne(x) => v != x,
+            TagOp::Re(r) => r.is_match(v),
+            TagOp::NotRe(r) => !r.is_match(v),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Csv,
+    Arrow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Epoch {
+    Rfc3339,
+    Ns,
+    Us,
+    Ms,
+    S,
+}
+
+/// A checked query.
+#[derive(Debug, Clone)]
+pub struct QuerySpec {
+    pub db: String,
+    pub measurement: String,
+    /// `None` = every field (`*`).
+    pub fields: Option<Vec<String>>,
+    pub start: i64,
+    /// Exclusive.
+    pub end: i64,
+    pub preds: Vec<TagPred>,
+    pub agg: Agg,
+    pub every: Option<i64>,
+    pub group_by: Vec<String>,
+    pub format: Format,
+    pub limit: Option<usize>,
+    pub epoch: Epoch,
+    /// Whether start/end were given (the time of an unbucketed aggregate is `start`, or 0).
+    pub start_given: bool,
+}
+
+const MAX_REGEX: usize = 1 << 16;
+
+fn parse_time(key: &str, s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    if let Ok(ns) = t.parse::<i64>() {
+        return Ok(ns);
+    }
+    chrono::DateTime::parse_from_rfc3339(t)
+        .ok()
+        .and_then(|d| d.timestamp_nanos_opt())
+        .ok_or_else(|| {
+            format!(
+                "invalid {key} {:?}: use RFC 3339 (2026-11-27T13:00:00Z) or integer nanoseconds since the epoch",
+                truncate(t, 64)
+            )
+        })
+}
+
+/// Splits on `sep` not preceded by a backslash; `\,` becomes `,`.
+fn split_escaped(s: &str, sep: char) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' && chars.peek() == Some(&sep) {
+            cur.push(sep);
+            chars.next();
+        } else if c == sep {
+            out.push(std::mem::take(&mut cur));
+        } else {
+            cur.push(c);
+        }
+    }
+    out.push(cur);
+    out
+}
+
+fn parse_pred(p: &str) -> Result<TagPred, String> {
+    // Longest operators first.
+    for (op, kind) in [("!~", 3), ("=~", 2), ("!=", 1), ("=", 0)] {
+        if let Some(pos) = p.find(op) {
+            let key = p[..pos].trim();
+            let val = &p[pos + op.len()..];
+            if key.is_empty() {
+                return Err(format!(
+                    "invalid where predicate {:?}: missing tag key",
+                    truncate(p, 64)
+                ));
+            }
+            let re = |v: &str| {
+                if v.len() > MAX_REGEX {
+                    return Err("regex too long".to_string());
+                }
+                regex::RegexBuilder::new(v)
+                    .size_limit(1 << 20)
+                    .build()
+                    .map_err(|e| format!("invalid regex {:?} in where: {e}", truncate(v, 64)))
+            };
+            let op = match kind {
+                0 => TagOp::Eq(val.to_string()),
+                1 => TagOp::Ne(val.to_string()),
+                2 => TagOp::Re(re(val)?),
+                _ => TagOp::NotRe(re(val)?),
+            };
+            return Ok(TagPred {
+                key: key.to_string(),
+                op,
+            });
+        }
+    }
+    Err(format!(
+        "invalid where predicate {:?}: use k=v, k!=v, k=~regex or k!~regex joined with ','",
+        truncate(p, 64)
+    ))
+}
+
+impl QuerySpec {
+    /// Checks parameters given as key/value pairs (query string or JSON body).
+    pub fn from_params(p: &HashMap<String, String>) -> Result<QuerySpec, String> {
+        const KNOWN: [&str; 14] = [
+            "db",
+            "measurement",
+            "fields",
+            "start",
+            "end",
+            "where",
+            "agg",
+            "every",
+            "group_by",
+            "format",
+            "limit",
+            "epoch",
+            "p",
+            "token",
+        ];
+        if let Some(k) = p.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+            return Err(format!(
+                "unknown parameter {:?}; known: {}",
+                truncate(k, 32),
+                KNOWN[..12].join(", ")
+            ));
+        }
+        let get = |k: &str| p.get(k).map(|s| s.as_str()).filter(|s| !s.is_empty());
+        let db = get("db").ok_or("missing required parameter `db`")?;
+        if !is_safe_name(db) {
+            return Err(format!("invalid db name {:?}", truncate(db, 64)));
+        }
+        let measurement = get("measurement").ok_or("missing required parameter `measurement`")?;
+        let fields = match get("fields") {
+            None | Some("*") => None,
+            Some(list) => {
+                let f: Vec<String> = list.split(',').map(|s| s.trim().to_string()).collect();
+                if f.iter().any(|s| s.is_empty()) {
+                    return Err("invalid fields: empty name in the list".into());
+                }
+                if f.iter().any(|s| s == TIME_COLUMN) {
+                    return Err(
+                        "invalid fields: `time` is always returned and is not a field".into(),
+                    );
+                }
+                Some(f)
+            }
+        };
+        let start = get("start").map(|s| parse_time("start", s)).transpose()?;
+        let end = get("end").map(|s| parse_time("end", s)).transpose()?;
+        let (s, e) = (start.unwrap_or(i64::MIN), end.unwrap_or(i64::MAX));
+        if e <= s {
+            return Err(
+                "invalid time range: end must be after start ([start, end) is half-open)".into(),
+            );
+        }
+        let preds = match get("where") {
+            None => Vec::new(),
+            Some(w) => split_escaped(w, ',')
+                .iter()
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| parse_pred(s))
+                .collect::<Result<_, _>>()?,
+        };
+        let agg_s = get("agg").unwrap_or("none");
+        let agg = Agg::parse(agg_s).ok_or_else(|| {
+            format!(
+                "unknown agg {:?}: use none, count, sum, mean, min, max, first, last or stddev",
+                truncate(agg_s, 32)
+            )
+        })?;
+        let every = match get("every") {
+            None => None,
+            Some(d) => {
+                let ns = parse_duration(d).map_err(|e| format!("invalid every: {e}"))?;
+                if ns <= 0 {
+                    return Err("invalid every: must be greater than zero".into());
+                }
+                Some(ns)
+            }
+        };
+        if every.is_some() && agg == Agg::None {
+            return Err("`every` needs an aggregate (agg=count, sum, mean, …)".into());
+        }
+        if let (Some(w), Some(a), Some(b)) = (every, start, end) {
+            let buckets = ((b as i128 - a as i128) / w as i128) + 1;
+            if buckets > 10_000_000 {
+                return Err(format!(
+                    "every={} over this range makes {buckets} buckets; use a wider bucket",
+                    get("every").unwrap_or("")
+                ));
+            }
+        }
+        let group_by: Vec<String> = match get("group_by") {
+            None => Vec::new(),
+            Some(g) => g
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        };
+        let mut seen = BTreeSet::new();
+        for g in &group_by {
+            if !seen.insert(g) {
+                return Err(format!("group_by lists {g:?} twice"));
+            }
+        }
+        let format = match get("format").unwrap_or("json") {
+            "json" => Format::Json,
+            "csv" => Format::Csv,
+            "arrow" => Format::Arrow,
+            other => {
+                return Err(format!(
+                    "unknown format {:?}: use json, csv or arrow",
+                    truncate(other, 32)
+                ));
+            }
+        };
+        let limit = match get("limit") {
+            None => None,
+            Some(l) => Some(l.parse::<usize>().map_err(|_| {
+                format!(
+                    "invalid limit {:?}: use a non-negative integer",
+                    truncate(l, 32)
+                )
+            })?),
+        };
+        let epoch = match get("epoch") {
+            None => Epoch::Rfc3339,
+            Some("ns") | Some("n") => Epoch::Ns,
+            Some("us") | Some("u") => Epoch::Us,
+            Some("ms") => Epoch::Ms,
+            Some("s") => Epoch::S,
+            Some(other) => {
+                return Err(format!(
+                    "invalid epoch {:?}: use ns, us, ms or s",
+                    truncate(other, 16)
+                ));
+            }
+        };
+        Ok(QuerySpec {
+            db: db.to_string(),
+            measurement: measurement.to_string(),
+            fields,
+            start: s,
+            end: e,
+            preds,
+            agg,
+            every,
+            group_by,
+            format,
+            limit,
+            epoch,
+            start_given: start.is_some(),
+        })
+    }
+
+    /// The bucket start of a timestamp (epoch-aligned), or the single bucket's time.
+    pub fn bucket_of(&self, t: i64) -> i64 {
+        match self.every {
+            Some(w) => t.div_euclid(w) * w,
+            None => self.unbucketed_time(),
+        }
+    }
+
+    pub fn unbucketed_time(&self) -> i64 {
+        if self.start_given { self.start } else { 0 }
+    }
+
+    /// Whether a time range `[min, max]` (inclusive) overlaps the query's `[start, end)`.
+    pub fn overlaps(&self, min: i64, max: i64) -> bool {
+        max >= self.start && min < self.end
+    }
+}
+
+/// Which regions can hold points matching the query's `where`. Pruning uses the router's
+/// own rules: an equality on the geo tag names the region its glob routes to, unless a
+/// directory entry or coordinates may have routed such points elsewhere.
+pub fn candidate_regions(router: &Router, spec: &QuerySpec, all: usize) -> BTreeSet<RegionId> {
+    let everything: BTreeSet<RegionId> = (0..all).map(RegionId).collect();
+    let geo = spec.preds.iter().find_map(|p| match &p.op {
+        TagOp::Eq(v) if p.key == router.geo_tag() && !v.is_empty() => Some(v.as_str()),
+        _ => None,
+    });
+    let Some(value) = geo else {
+        return everything;
+    };
+    let Some(region) = router.region_for_geo_value(value) else {
+        return everything;
+    };
+    // Points with this geo value go to `region`, unless a directory entry claimed them first.
+    let mut out = BTreeSet::from([region]);
+    out.extend(router.directory_regions());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn spec(q: &str) -> Result<QuerySpec, String> {
+        let p: HashMap<String, String> =
+            form_urlencoded::parse(q.as_bytes()).into_owned().collect();
+        QuerySpec::from_params(&p)
+    }
+
+    #[test]
+    fn parses_everything() {
+        let s = spec("db=tel&measurement=cpu&fields=a,b&start=2026-01-01T00:00:00Z&end=1767229200000000000&where=host=a,region=~^eu-,dc!=x,os!~win&agg=mean&every=1h&group_by=region,host&format=csv&limit=10&epoch=ms").unwrap();
+        assert_eq!(s.fields, Some(vec!["a".into(), "b".into()]));
+        assert_eq!(s.start, 1_767_225_600_000_000_000);
+        assert_eq!(s.end, 1_767_229_200_000_000_000);
+        assert_eq!(s.preds.len(), 4);
+        assert!(s.preds[1].matches(Some("eu-west-1")) && !s.preds[1].matches(Some("us-east-1")));
+        assert!(s.preds[2].matches(None) && !s.preds[2].matches(Some("x")));
+        assert!(s.preds[3].matches(None));
+        assert_eq!(s.agg, Agg::Mean);
+        assert_eq!(s.every, Some(3_600_000_000_000));
+        assert_eq!(s.group_by, vec!["region", "host"]);
+        assert_eq!(
+            (s.format, s.limit, s.epoch),
+            (Format::Csv, Some(10), Epoch::Ms)
+        );
+        assert_eq!(s.bucket_of(s.start + 5), s.start);
+    }
+
+    #[test]
+    fn escaped_commas_in_where() {
+        let s = spec("db=d&measurement=m&where=k=a%5C,b").unwrap();
+        assert!(s.preds[0].matches(Some("a,b")));
+    }
+
+    #[test]
+    fn clear_errors() {
+        for (q, needle) in [
+            ("measurement=m", "db"),
+            ("db=d", "measurement"),
+            ("db=../x&measurement=m", "db name"),
+            ("db=d&measurement=m&agg=median", "unknown agg"),
+            ("db=d&measurement=m&where=k=~(", "invalid regex"),
+            ("db=d&measurement=m&where=nonsense", "invalid where"),
+            (
+                "db=d&measurement=m&start=10&end=5",
+                "end must be after start",
+            ),
+            ("db=d&measurement=m&start=yesterday", "invalid start"),
+            (
+                "db=d&measurement=m&agg=mean&every=fortnight",
+                "invalid every",
+            ),
+            ("db=d&measurement=m&every=1h", "needs an aggregate"),
+            ("db=d&measurement=m&format=xml", "unknown format"),
+            ("db=d&measurement=m&limit=-1", "invalid limit"),
+            ("db=d&measurement=m&bogus=1", "unknown parameter"),
+            (
+                "db=d&measurement=m&agg=sum&every=1ns&start=0&end=9000000000000000000",
+                "buckets",
+            ),
+        ] {
+            let e = spec(q).unwrap_err();
+            assert!(e.contains(needle), "{q}: {e}");
+        }
+    }
+
+    #[test]
+    fn region_pruning_follows_the_router() {
+        let cfg = Config::parse(include_str!("../../regions.toml")).unwrap();
+        let r = Router::new(&cfg.routing).unwrap();
+        let n = cfg.routing.regions.len();
+        let eu = spec("db=d&measurement=m&where=region=eu-west-1").unwrap();
+        // eu by glob, plus the directory override target (also eu in the default config).
+        assert_eq!(candidate_regions(&r, &eu, n), BTreeSet::from([RegionId(1)]));
+        let us = spec("db=d&measurement=m&where=region=us-east-1").unwrap();
+        assert_eq!(
+            candidate_regions(&r, &us, n),
+            BTreeSet::from([RegionId(0), RegionId(1)])
+        );
+        let unknown = spec("db=d&measurement=m&where=region=af-south-1").unwrap();
+        assert_eq!(candidate_regions(&r, &unknown, n).len(), n);
+        let re = spec("db=d&measurement=m&where=region=~eu").unwrap();
+        assert_eq!(candidate_regions(&r, &re, n).len(), n);
+    }
+}
