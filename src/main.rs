@@ -10,6 +10,7 @@ use tracing::info;
 
 use meridian::config::Config;
 use meridian::http::{AppState, router};
+use meridian::query::remote::RemoteClient;
 use meridian::region::{Engine, OpenOptions};
 
 #[derive(Parser)]
@@ -121,9 +122,12 @@ fn serve(args: ServeArgs) -> Result<()> {
         let addr = listener.local_addr()?;
         info!(%addr, data_dir = %cfg.data_dir.display(), "meridian is ready");
         println!("listening on {addr}");
+        let remote = RemoteClient::new(cfg.http.tokens.first().cloned(), cfg.query.timeout)
+            .map_err(|e| anyhow::anyhow!("building the HTTP client for other nodes: {e}"))?;
         let state = Arc::new(AppState {
             engine: engine.clone(),
             config: cfg.clone(),
+            remote,
         });
         axum::serve(listener, router(state))
             .with_graceful_shutdown(shutdown_signal())

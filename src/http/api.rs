@@ -16,6 +16,7 @@ use super::body::read_body;
 use super::error::{ApiError, Dialect, DialectError};
 use crate::query::output;
 use crate::query::plan::{Format, QuerySpec};
+use crate::query::remote::WireAnswer;
 
 /// Regions, where they are hosted, and what they hold.
 pub async fn regions(State(state): State<Shared>) -> Json<Value> {
@@ -30,6 +31,8 @@ pub async fn regions(State(state): State<Shared>) -> Json<Value> {
                     "name": &*r.name,
                     "hosted": true,
                     "url": r.url,
+                    "shards": r.shard_count(),
+                    "memory": r.memory(),
                     "files": files.len(),
                     "file_bytes": files.iter().map(|f| f.bytes).sum::<u64>(),
                     "file_rows": files.iter().map(|f| f.rows).sum::<u64>(),
@@ -105,7 +108,16 @@ async fn query(state: Shared, params: HashMap<String, String>) -> Response {
         }
     };
     let qc = &state.config.query;
-    let result = crate::query::run(&state.engine, spec.clone(), qc.timeout, qc.max_rows).await;
+    let params = Arc::new(params);
+    let result = crate::query::run(
+        &state.engine,
+        spec.clone(),
+        params,
+        &state.remote,
+        qc.timeout,
+        qc.max_rows,
+    )
+    .await;
     metrics.queries.fetch_add(1, Relaxed);
     metrics
         .query_micros
@@ -129,5 +141,59 @@ async fn query(state: Shared, params: HashMap<String, String>) -> Response {
             )
             .into_response(),
         },
+    }
+}
+
+/// `POST /api/v1/internal/partial?region=NAME`: another node's coordinator asks for this
+/// node's partial answer for one hosted region (body: the query parameters as JSON strings).
+pub async fn internal_partial(
+    State(state): State<Shared>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let bad = |m: String| DialectError(Dialect::Api, ApiError::BadRequest(m)).into_response();
+    let qp = super::write::parse_params(q.as_deref());
+    let Some(name) = qp.get("region") else {
+        return bad("missing required parameter `region`".into());
+    };
+    let Some(idx) = state
+        .engine
+        .regions()
+        .iter()
+        .position(|r| &*r.name == name.as_str())
+    else {
+        return bad(format!(
+            "unknown region {:?}",
+            crate::model::truncate(name, 64)
+        ));
+    };
+    if !state.engine.regions()[idx].hosted() {
+        return DialectError(
+            Dialect::Api,
+            ApiError::Unavailable(format!("region {name:?} is not hosted by this node")),
+        )
+        .into_response();
+    }
+    let bytes = match read_body(&headers, body, 1 << 20).await {
+        Ok(b) => b,
+        Err(e) => return DialectError(Dialect::Api, e).into_response(),
+    };
+    let params: HashMap<String, String> = match serde_json::from_slice(&bytes) {
+        Ok(p) => p,
+        Err(e) => return bad(format!("invalid JSON body: {e}")),
+    };
+    let spec = match QuerySpec::from_params(&params) {
+        Ok(s) => Arc::new(s),
+        Err(e) => return bad(e),
+    };
+    let region = crate::model::RegionId(idx);
+    match crate::query::scan_local(&state.engine, region, spec, state.config.query.max_rows).await {
+        Ok((partial, stats)) => Json(WireAnswer {
+            partial: partial.into(),
+            stats,
+        })
+        .into_response(),
+        Err(e) => DialectError(Dialect::Api, ApiError::Unavailable(e)).into_response(),
     }
 }

@@ -26,6 +26,8 @@ use error::{ApiError, Dialect, DialectError};
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub config: Arc<Config>,
+    /// Client for regions hosted by other nodes.
+    pub remote: crate::query::remote::RemoteClient,
 }
 
 pub type Shared = Arc<AppState>;
@@ -126,6 +128,7 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v3/write_lp", post(write::write_v3))
         .route("/api/v1/query", get(api::query_get).post(api::query_post))
         .route("/api/v1/regions", get(api::regions))
+        .route("/api/v1/internal/partial", post(api::internal_partial))
         .route("/health", get(health))
         .route("/ping", get(ping).head(ping))
         .route("/metrics", get(metrics))

@@ -9,7 +9,7 @@
 use std::cmp::Ordering;
 
 /// A single result value.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Value {
     Null,
     Float(f64),
@@ -91,7 +91,7 @@ impl Agg {
 
 /// A timestamped value with a tie-break order (earlier rank wins ties for `first`, later
 /// for `last`), so merges are deterministic.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Stamped {
     pub time: i64,
     pub rank: u64,
@@ -99,12 +99,14 @@ pub struct Stamped {
 }
 
 /// Partial state of one aggregate.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Acc {
     pub count: u64,
     /// Float sum with its Neumaier compensation term.
     pub fsum: f64,
     pub fcomp: f64,
+    /// Exact integer sum (as a decimal string on the wire: JSON numbers are not i128).
+    #[serde(with = "i128_string")]
     pub isum: i128,
     pub has_float: bool,
     pub has_int: bool,
@@ -125,6 +127,19 @@ fn neumaier(sum: &mut f64, comp: &mut f64, x: f64) {
         *comp += (x - t) + *sum;
     }
     *sum = t;
+}
+
+mod i128_string {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &i128, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i128, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 impl Acc {

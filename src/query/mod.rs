@@ -13,6 +13,7 @@
 pub mod agg;
 pub mod output;
 pub mod plan;
+pub mod remote;
 pub mod scan;
 
 use std::collections::{BTreeMap, HashMap};
@@ -55,10 +56,28 @@ pub struct QueryResult {
     pub regions: BTreeMap<String, RegionReport>,
 }
 
-/// Runs a query over every region that can hold matching data.
+/// Scans one hosted region (snapshot, then the scan on a blocking thread).
+pub async fn scan_local(
+    engine: &Arc<Engine>,
+    region: RegionId,
+    spec: Arc<QuerySpec>,
+    max_rows: usize,
+) -> Result<(Partial, ScanStats), String> {
+    let snap = engine
+        .snapshot(region, &spec.db, Some(&spec.measurement))
+        .await?;
+    tokio::task::spawn_blocking(move || scan::scan_region(&snap, &spec, max_rows))
+        .await
+        .map_err(|e| format!("scan task failed: {e}"))?
+}
+
+/// Runs a query over every region that can hold matching data: hosted regions are scanned
+/// here, others are asked over HTTP at their `url` (`params` are forwarded as they came).
 pub async fn run(
     engine: &Arc<Engine>,
     spec: Arc<QuerySpec>,
+    params: Arc<HashMap<String, String>>,
+    remote: &remote::RemoteClient,
     timeout: std::time::Duration,
     max_rows: usize,
 ) -> QueryResult {
@@ -84,17 +103,28 @@ pub async fn run(
         }
         let engine = engine.clone();
         let spec = spec.clone();
+        let params = params.clone();
+        let remote = remote.clone();
+        let (hosted, url) = (
+            engine.regions()[i].hosted(),
+            engine.regions()[i].url.clone(),
+        );
+        let region_name = name.clone();
         tasks.push((
             name,
             tokio::spawn(async move {
                 let started = Instant::now();
                 let work = async {
-                    let snap = engine
-                        .snapshot(RegionId(i), &spec.db, Some(&spec.measurement))
-                        .await?;
-                    tokio::task::spawn_blocking(move || scan::scan_region(&snap, &spec, max_rows))
-                        .await
-                        .map_err(|e| format!("scan task failed: {e}"))?
+                    if hosted {
+                        return scan_local(&engine, RegionId(i), spec, max_rows).await;
+                    }
+                    let Some(url) = url else {
+                        return Err(format!(
+                            "region {region_name:?} is not hosted by this node and has no url in the config"
+                        ));
+                    };
+                    let answer = remote.partial(&url, &region_name, &params).await?;
+                    Ok((Partial::from(answer.partial), answer.stats))
                 };
                 let res = match tokio::time::timeout(timeout, work).await {
                     Ok(r) => r.map_err(|e| ("error", e)),

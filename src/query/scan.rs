@@ -59,7 +59,7 @@ pub enum Partial {
     Raw(RawPartial),
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct ScanStats {
     pub rows_scanned: u64,
     pub files_read: u64,

@@ -41,7 +41,7 @@ use flush::FlushJob;
 use prepare::{PreparedWrite, ShardBatch, decode_batch};
 use schema::SchemaRegistry;
 pub use shard::{CommitError, Ctrl, MemSource, WriteMsg};
-use shard::{Shard, ShardCtx};
+use shard::{Shard, ShardCtx, ShardStats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -65,6 +65,7 @@ pub enum WriteError {
 struct ShardHandle {
     writes: Sender<WriteMsg>,
     ctrl: Sender<Ctrl>,
+    stats: Arc<ShardStats>,
 }
 
 pub struct RegionHandle {
@@ -74,9 +75,33 @@ pub struct RegionHandle {
     shards: Vec<ShardHandle>,
 }
 
+/// In-memory figures of a hosted region, summed over its shards.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct MemoryStats {
+    pub active_blocks: u64,
+    pub flushing_blocks: u64,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
 impl RegionHandle {
     pub fn hosted(&self) -> bool {
         self.manifest.is_some()
+    }
+
+    pub fn memory(&self) -> MemoryStats {
+        let mut m = MemoryStats::default();
+        for s in &self.shards {
+            m.active_blocks += s.stats.active_blocks.load(Relaxed);
+            m.flushing_blocks += s.stats.flushing_blocks.load(Relaxed);
+            m.rows += s.stats.rows.load(Relaxed);
+            m.bytes += s.stats.bytes.load(Relaxed);
+        }
+        m
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
     }
 }
 
@@ -245,9 +270,11 @@ impl Engine {
             for i in 0..n_shards {
                 let (wtx, wrx) = bounded(cfg.ingest.wal.queue_depth);
                 let (ctx_tx, ctx_rx) = unbounded();
+                let stats = Arc::new(ShardStats::default());
                 handles.push(ShardHandle {
                     writes: wtx,
                     ctrl: ctx_tx.clone(),
+                    stats: stats.clone(),
                 });
                 let max_in_manifest = files
                     .iter()
@@ -272,6 +299,7 @@ impl Engine {
                     memory_high_water: cfg.ingest.memory.high_water_bytes,
                     metrics: metrics.clone(),
                     flush_tx: flush_tx.clone(),
+                    stats,
                 };
                 shards.push((Shard::new(ctx, w, ctx_tx), wrx, ctx_rx));
             }

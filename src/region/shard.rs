@@ -105,6 +105,15 @@ struct Flushing {
     retry_at: Option<Instant>,
 }
 
+/// Live figures of one shard, read by `GET /api/v1/regions`.
+#[derive(Debug, Default)]
+pub struct ShardStats {
+    pub active_blocks: std::sync::atomic::AtomicU64,
+    pub flushing_blocks: std::sync::atomic::AtomicU64,
+    pub rows: std::sync::atomic::AtomicU64,
+    pub bytes: std::sync::atomic::AtomicU64,
+}
+
 /// What the shard thread needs from its region.
 pub struct ShardCtx {
     pub region_name: Arc<str>,
@@ -116,6 +125,7 @@ pub struct ShardCtx {
     pub memory_high_water: u64,
     pub metrics: Arc<Metrics>,
     pub flush_tx: Sender<(FlushJob, Sender<Ctrl>)>,
+    pub stats: Arc<ShardStats>,
 }
 
 pub struct Shard {
@@ -405,6 +415,31 @@ impl Shard {
         out
     }
 
+    fn publish_stats(&self) {
+        let st = &self.ctx.stats;
+        st.active_blocks.store(self.blocks.len() as u64, Relaxed);
+        st.flushing_blocks
+            .store(self.flushing.len() as u64, Relaxed);
+        let rows = self
+            .blocks
+            .values()
+            .map(|b| b.block.rows() as u64)
+            .sum::<u64>()
+            + self
+                .flushing
+                .iter()
+                .map(|f| f.chunks.iter().map(|c| c.rows() as u64).sum::<u64>())
+                .sum::<u64>();
+        st.rows.store(rows, Relaxed);
+        let bytes = self
+            .blocks
+            .values()
+            .map(|b| b.block.bytes() as u64)
+            .sum::<u64>()
+            + self.flushing.iter().map(|f| f.bytes).sum::<u64>();
+        st.bytes.store(bytes, Relaxed);
+    }
+
     /// Flushes what a policy says must go: size, age, or memory pressure.
     fn check_triggers(&mut self) {
         let fc = &self.ctx.flush;
@@ -504,6 +539,7 @@ impl Shard {
                 }
             }
             self.check_triggers();
+            self.publish_stats();
 
             if let Some(reply) = &stopping {
                 if !writes.is_empty() {

@@ -1,0 +1,177 @@
+//! Regions hosted by other nodes: the wire form of a region's partial answer, and the
+//! client that asks a node for it.
+//!
+//! A node asked by `POST /api/v1/internal/partial?region=NAME` (body: the query's parameters
+//! as a JSON object) scans that region and answers a [`WireAnswer`]; the coordinator merges
+//! it like a local partial. Accumulators travel as they are, so merging stays exact.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::agg::{Acc, Value};
+use super::scan::{AggPartial, GroupKey, Partial, RawPartial, ScanStats};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum WirePartial {
+    Agg {
+        fields: Vec<String>,
+        groups: Vec<(GroupKey, Vec<(i64, Vec<Acc>)>)>,
+    },
+    Raw {
+        columns: Vec<String>,
+        tag_columns: usize,
+        groups: Vec<(GroupKey, Vec<(i64, Vec<Value>)>)>,
+        rows: usize,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WireAnswer {
+    pub partial: WirePartial,
+    pub stats: ScanStats,
+}
+
+impl From<Partial> for WirePartial {
+    fn from(p: Partial) -> WirePartial {
+        match p {
+            Partial::Agg(a) => WirePartial::Agg {
+                fields: a.fields,
+                groups: a
+                    .groups
+                    .into_iter()
+                    .map(|(k, b)| (k, b.into_iter().collect()))
+                    .collect(),
+            },
+            Partial::Raw(r) => WirePartial::Raw {
+                columns: r.columns,
+                tag_columns: r.tag_columns,
+                groups: r.groups.into_iter().collect(),
+                rows: r.rows,
+            },
+        }
+    }
+}
+
+impl From<WirePartial> for Partial {
+    fn from(w: WirePartial) -> Partial {
+        match w {
+            WirePartial::Agg { fields, groups } => Partial::Agg(AggPartial {
+                fields,
+                groups: groups
+                    .into_iter()
+                    .map(|(k, b)| (k, b.into_iter().collect::<BTreeMap<_, _>>()))
+                    .collect::<HashMap<_, _>>(),
+            }),
+            WirePartial::Raw {
+                columns,
+                tag_columns,
+                groups,
+                rows,
+            } => Partial::Raw(RawPartial {
+                columns,
+                tag_columns,
+                groups: groups.into_iter().collect(),
+                rows,
+            }),
+        }
+    }
+}
+
+/// HTTP client for other nodes (loopback or a private network; never follows redirects,
+/// never uses a proxy from the environment).
+#[derive(Clone)]
+pub struct RemoteClient {
+    client: reqwest::Client,
+    token: Option<String>,
+}
+
+/// Header marking a request forwarded by another node (it must not be forwarded again).
+pub const FORWARDED_HEADER: &str = "x-meridian-forwarded";
+
+impl RemoteClient {
+    pub fn new(token: Option<String>, timeout: Duration) -> Result<RemoteClient, String> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(RemoteClient { client, token })
+    }
+
+    fn auth(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(t) => rb.header("Authorization", format!("Token {t}")),
+            None => rb,
+        }
+    }
+
+    /// Asks the node at `url` for its partial answer for `region`.
+    pub async fn partial(
+        &self,
+        url: &str,
+        region: &str,
+        params: &HashMap<String, String>,
+    ) -> Result<WireAnswer, String> {
+        let endpoint = format!("{}/api/v1/internal/partial", url.trim_end_matches('/'));
+        let resp = self
+            .auth(
+                self.client
+                    .post(&endpoint)
+                    .query(&[("region", region)])
+                    .json(params),
+            )
+            .header(FORWARDED_HEADER, "1")
+            .send()
+            .await
+            .map_err(|e| format!("{endpoint}: {e}"))?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| format!("{endpoint}: {e}"))?;
+        if !status.is_success() {
+            return Err(format!(
+                "{endpoint} answered {status}: {}",
+                crate::model::truncate(&String::from_utf8_lossy(&body), 512)
+            ));
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("{endpoint}: bad answer: {e}"))
+    }
+
+    /// Forwards line protocol (timestamps in ns) for a region hosted at `url`; Ok once that
+    /// node acknowledged it (durable there).
+    pub async fn forward_write(
+        &self,
+        url: &str,
+        db: &str,
+        body: String,
+        sync: bool,
+    ) -> Result<(), (u16, String)> {
+        let endpoint = format!("{}/api/v3/write_lp", url.trim_end_matches('/'));
+        let no_sync = if sync { "false" } else { "true" };
+        let resp = self
+            .auth(self.client.post(&endpoint).query(&[
+                ("db", db),
+                ("precision", "nanosecond"),
+                ("accept_partial", "false"),
+                ("no_sync", no_sync),
+            ]))
+            .header(FORWARDED_HEADER, "1")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| (503, format!("{endpoint}: {e}")))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = resp.text().await.unwrap_or_default();
+        Err((
+            status.as_u16(),
+            format!(
+                "{endpoint} answered {status}: {}",
+                crate::model::truncate(&text, 512)
+            ),
+        ))
+    }
+}
