@@ -13,16 +13,21 @@ use serde::{Deserialize, Serialize};
 use super::agg::{Acc, Value};
 use super::scan::{AggPartial, GroupKey, Partial, RawPartial, ScanStats};
 
+/// Per group: (bucket, one accumulator per field).
+pub type WireAggGroups = Vec<(GroupKey, Vec<(i64, Vec<Acc>)>)>;
+/// Per group: (time, one value per column).
+pub type WireRawGroups = Vec<(GroupKey, Vec<(i64, Vec<Value>)>)>;
+
 #[derive(Debug, Serialize, Deserialize)]
 pub enum WirePartial {
     Agg {
         fields: Vec<String>,
-        groups: Vec<(GroupKey, Vec<(i64, Vec<Acc>)>)>,
+        groups: WireAggGroups,
     },
     Raw {
         columns: Vec<String>,
         tag_columns: usize,
-        groups: Vec<(GroupKey, Vec<(i64, Vec<Value>)>)>,
+        groups: WireRawGroups,
         rows: usize,
     },
 }
