@@ -19,9 +19,18 @@ pub struct ShardId(pub usize);
 pub struct PartitionStart(pub i64);
 
 impl PartitionStart {
-    /// The partition holding `ts` (floor division, so negative times work too).
+    /// The partition holding `ts` (floor division, so negative times work too). For a time
+    /// whose partition start is below `i64::MIN` (only possible for times the write path
+    /// rejects, see [`PartitionStart::checked`]) the start saturates.
     pub fn of(ts: i64, duration_ns: i64) -> PartitionStart {
-        PartitionStart(ts.div_euclid(duration_ns) * duration_ns)
+        PartitionStart(ts.div_euclid(duration_ns).saturating_mul(duration_ns))
+    }
+
+    /// The partition holding `ts`, or `None` when its start is not a 64-bit time.
+    pub fn checked(ts: i64, duration_ns: i64) -> Option<PartitionStart> {
+        ts.div_euclid(duration_ns)
+            .checked_mul(duration_ns)
+            .map(PartitionStart)
     }
 }
 
@@ -306,6 +315,14 @@ mod tests {
         ] {
             assert!(!is_safe_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn extreme_times_do_not_overflow() {
+        let h = 3_600_000_000_000;
+        assert_eq!(PartitionStart::checked(i64::MIN, h), None);
+        assert_eq!(PartitionStart::of(i64::MIN, h), PartitionStart(i64::MIN));
+        assert!(PartitionStart::checked(i64::MAX, h).is_some());
     }
 
     #[test]

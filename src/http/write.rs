@@ -234,10 +234,19 @@ fn forward_bodies(
             )));
         }
         let out = by_region.entry(r.0).or_default();
-        for l in &b.lines {
-            // The line was parsed once already; it parses again the same way.
-            if let Ok(mut line) = crate::lineproto::parse_line(&b.body[l.start..l.end]) {
-                line.timestamp = Some(l.ts);
+        // The payload was encoded by this request moments ago: it decodes.
+        if let Some((_, rows)) = crate::region::rows::decode(&b.payload) {
+            for row in rows.map_while(Result::ok) {
+                let line = crate::lineproto::ParsedLine {
+                    measurement: row.measurement.into(),
+                    tags: row
+                        .tags
+                        .iter()
+                        .map(|(k, v)| ((*k).into(), (*v).into()))
+                        .collect(),
+                    fields: row.fields.into_iter().map(|(k, v)| (k.into(), v)).collect(),
+                    timestamp: Some(row.ts),
+                };
                 crate::lineproto::write_line(&line, out);
                 out.push('\n');
             }

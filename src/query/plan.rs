@@ -311,7 +311,8 @@ impl QuerySpec {
     /// The bucket start of a timestamp (epoch-aligned), or the single bucket's time.
     pub fn bucket_of(&self, t: i64) -> i64 {
         match self.every {
-            Some(w) => t.div_euclid(w) * w,
+            // i128: the floor of a time near i64::MIN may lie below it; clamp.
+            Some(w) => ((t as i128).div_euclid(w as i128) * w as i128).max(i64::MIN as i128) as i64,
             None => self.unbucketed_time(),
         }
     }

@@ -11,8 +11,8 @@
 //! value). A field's type is fixed before a row reaches the block (the schema registry), so
 //! appends cannot fail.
 
+use rustc_hash::FxHashMap;
 use std::cmp::Ordering;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -45,7 +45,7 @@ pub fn tag_type() -> DataType {
 #[derive(Default)]
 pub struct SeriesTable {
     sets: Vec<TagSet>,
-    by_hash: HashMap<u64, Vec<u32>>,
+    by_hash: FxHashMap<u64, Vec<u32>>,
 }
 
 impl SeriesTable {
@@ -200,7 +200,7 @@ pub struct Block {
     time: Vec<i64>,
     sid: Vec<u32>,
     fields: Vec<(Arc<str>, FieldType, FieldBuilder)>,
-    field_index: HashMap<Arc<str>, usize>,
+    field_index: FxHashMap<Arc<str>, usize>,
     min_time: i64,
     max_time: i64,
     /// Frozen chunks, oldest first.
@@ -222,7 +222,7 @@ impl Block {
             time: Vec::new(),
             sid: Vec::new(),
             fields: Vec::new(),
-            field_index: HashMap::new(),
+            field_index: FxHashMap::default(),
             min_time: i64::MAX,
             max_time: i64::MIN,
             chunks: Vec::new(),

@@ -13,6 +13,7 @@
 pub mod block;
 pub mod flush;
 pub mod prepare;
+pub mod rows;
 pub mod schema;
 pub mod shard;
 pub mod wal;
@@ -38,7 +39,7 @@ use crate::router::Router;
 use crate::storage::paths::{self, is_temp_name};
 
 use flush::FlushJob;
-use prepare::{PreparedWrite, ShardBatch, decode_batch};
+use prepare::{PreparedWrite, ShardBatch};
 use schema::SchemaRegistry;
 pub use shard::{CommitError, Ctrl, MemSource, WriteMsg};
 use shard::{Shard, ShardCtx, ShardStats};
@@ -393,45 +394,43 @@ impl Engine {
             let duration = shard.partition_duration_ns();
             let (mut records, mut points, mut skipped) = (0u64, 0u64, 0u64);
             for rec in &out.records {
-                let Some(batch) = decode_batch(&rec.payload) else {
+                let Some((db_name, rows)) = rows::decode(&rec.payload) else {
                     warn!(dir = %wal_dir.display(), seq = rec.seq, "undecodable WAL record skipped");
                     continue;
                 };
-                let db: Arc<str> = Arc::from(batch.db);
-                let mut keep = Vec::with_capacity(batch.lines.len());
-                for (ts, text) in batch.lines {
-                    let Ok(line) = crate::lineproto::parse_line(text) else {
-                        continue;
+                let db: Arc<str> = Arc::from(db_name);
+                let mut keep = Vec::new();
+                for row in rows {
+                    let Ok(row) = row else {
+                        warn!(dir = %wal_dir.display(), seq = rec.seq, "malformed row in WAL record; rest of the record skipped");
+                        break;
                     };
-                    let part = PartitionStart::of(ts, duration).0;
+                    let part = PartitionStart::of(row.ts, duration).0;
                     let is_covered = covered
-                        .get(&(d, batch.db, line.measurement.as_ref(), part))
+                        .get(&(d, db_name, row.measurement, part))
                         .is_some_and(|rs| rs.iter().any(|(a, b)| (*a..=*b).contains(&rec.seq)));
                     if is_covered {
                         skipped += 1;
                         continue;
                     }
-                    let tags = prepare::sorted_tags(&line);
-                    let mut cols: Vec<(&str, crate::model::ColumnKind)> = tags
+                    let mut cols: Vec<(&str, crate::model::ColumnKind)> = row
+                        .tags
                         .iter()
                         .map(|(k, _)| (*k, crate::model::ColumnKind::Tag))
                         .collect();
-                    cols.extend(line.fields.iter().map(|(k, v)| {
-                        (
-                            k.as_ref(),
-                            crate::model::ColumnKind::Field(block::field_type_of(v)),
-                        )
+                    cols.extend(row.fields.iter().map(|(k, v)| {
+                        (*k, crate::model::ColumnKind::Field(block::field_type_of(v)))
                     }));
                     if let Err(e) = registry.check_and_add(
-                        batch.db,
-                        &line.measurement,
+                        db_name,
+                        row.measurement,
                         PartitionStart(part),
                         &cols,
                     ) {
-                        warn!("replayed line conflicts with the schema, skipped: {e}");
+                        warn!("replayed row conflicts with the schema, skipped: {e}");
                         continue;
                     }
-                    keep.push((ts, text, None));
+                    keep.push(row);
                 }
                 points += keep.len() as u64;
                 records += 1;

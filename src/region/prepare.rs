@@ -6,13 +6,16 @@
 //! rejected line by line: committing it can only fail as a whole (WAL I/O, overload).
 //! CPU-bound; run it off the async reactor.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::rows::RowWriter;
 use crate::lineproto::{self, FieldValue, ParsedLine};
-use crate::model::{ColumnKind, Precision, RESERVED_KEYS, RegionId, ShardId, truncate};
+use crate::model::{
+    ColumnKind, PartitionStart, Precision, RESERVED_KEYS, RegionId, ShardId, truncate,
+};
 use crate::region::block::field_type_of;
 use crate::region::schema::{PartitionSchema, SchemaRegistry};
 use crate::router::{Router, series_hash, shard_of};
@@ -23,75 +26,13 @@ const MAX_ECHO: usize = 256;
 /// How many rejected lines are described in a response.
 pub const MAX_REPORTED: usize = 100;
 
-/// A line of the body accepted for one shard.
-#[derive(Debug, Clone, Copy)]
-pub struct LineRef {
-    /// Byte range of the line in the body (no EOL).
-    pub start: usize,
-    pub end: usize,
-    /// Timestamp in ns, precision applied.
-    pub ts: i64,
-    pub series_hash: u64,
-}
-
-/// Everything one shard must append for one request.
+/// Everything one shard must append for one request: checked rows (see [`rows`]), which
+/// are also its WAL payload.
 #[derive(Debug, Clone)]
 pub struct ShardBatch {
     pub db: Arc<str>,
-    pub body: Bytes,
-    pub lines: Vec<LineRef>,
-}
-
-impl ShardBatch {
-    /// WAL payload: db, then (ts, line) pairs. Self-contained, so replay needs no request.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            8 + self.db.len()
-                + self
-                    .lines
-                    .iter()
-                    .map(|l| 12 + l.end - l.start)
-                    .sum::<usize>(),
-        );
-        out.extend_from_slice(&(self.db.len() as u32).to_le_bytes());
-        out.extend_from_slice(self.db.as_bytes());
-        out.extend_from_slice(&(self.lines.len() as u32).to_le_bytes());
-        for l in &self.lines {
-            out.extend_from_slice(&l.ts.to_le_bytes());
-            out.extend_from_slice(&((l.end - l.start) as u32).to_le_bytes());
-            out.extend_from_slice(&self.body[l.start..l.end]);
-        }
-        out
-    }
-}
-
-/// A WAL payload decoded: the db and its (ts, line) pairs.
-pub struct DecodedBatch<'a> {
-    pub db: &'a str,
-    pub lines: Vec<(i64, &'a [u8])>,
-}
-
-/// Inverse of [`ShardBatch::encode`]; `None` for bytes it could not have produced.
-pub fn decode_batch(p: &[u8]) -> Option<DecodedBatch<'_>> {
-    fn take<'a>(p: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-        if p.len() < n {
-            return None;
-        }
-        let (a, b) = p.split_at(n);
-        *p = b;
-        Some(a)
-    }
-    let mut p = p;
-    let dblen = u32::from_le_bytes(take(&mut p, 4)?.try_into().ok()?) as usize;
-    let db = std::str::from_utf8(take(&mut p, dblen)?).ok()?;
-    let n = u32::from_le_bytes(take(&mut p, 4)?.try_into().ok()?) as usize;
-    let mut lines = Vec::with_capacity(n.min(p.len() / 12));
-    for _ in 0..n {
-        let ts = i64::from_le_bytes(take(&mut p, 8)?.try_into().ok()?);
-        let len = u32::from_le_bytes(take(&mut p, 4)?.try_into().ok()?) as usize;
-        lines.push((ts, take(&mut p, len)?));
-    }
-    p.is_empty().then_some(DecodedBatch { db, lines })
+    pub payload: Vec<u8>,
+    pub rows: usize,
 }
 
 /// A line the server refused, as reported to the client.
@@ -167,10 +108,9 @@ pub fn prepare(
 ) -> PreparedWrite {
     let db: Arc<str> = Arc::from(db);
     let mut out = PreparedWrite::default();
-    let mut by_shard: HashMap<(RegionId, ShardId), Vec<LineRef>> = HashMap::new();
+    let mut by_shard: FxHashMap<(RegionId, ShardId), RowWriter> = FxHashMap::default();
     // Most bodies hold one measurement and partition: remember the last schema used.
     let mut last_schema: Option<(String, i64, Arc<PartitionSchema>)> = None;
-    let base = body.as_ptr() as usize;
 
     for item in lineproto::lines(&body) {
         let reject = |out: &mut PreparedWrite, msg: String| {
@@ -205,9 +145,17 @@ pub fn prepare(
             },
             None => precision.now(now_ns),
         };
+        let Some(partition) = PartitionStart::checked(ts, router.partition_duration_ns()) else {
+            reject(
+                &mut out,
+                format!(
+                    "timestamp {ts} ns is out of range: its partition starts before the earliest 64-bit time"
+                ),
+            );
+            continue;
+        };
         let tags = sorted_tags(line);
         let (region, _) = router.route(&tags);
-        let partition = router.partition(ts);
 
         // Column kinds against the registry: fast path without the lock when nothing is new.
         let known = match &last_schema {
@@ -239,26 +187,24 @@ pub fn prepare(
 
         let hash = series_hash(&line.measurement, &tags);
         let shard = shard_of(hash, shards_per_region);
-        let start = item.text.as_ptr() as usize - base;
-        by_shard.entry((region, shard)).or_default().push(LineRef {
-            start,
-            end: start + item.text.len(),
-            ts,
-            series_hash: hash,
-        });
+        by_shard
+            .entry((region, shard))
+            .or_insert_with(|| RowWriter::new(&db))
+            .push(ts, hash, &line.measurement, &tags, &line.fields);
         out.accepted += 1;
         out.fields_accepted += line.fields.len();
     }
 
     let mut batches: Vec<_> = by_shard
         .into_iter()
-        .map(|(k, lines)| {
+        .map(|(k, w)| {
+            let rows = w.rows();
             (
                 k,
                 ShardBatch {
                     db: db.clone(),
-                    body: body.clone(),
-                    lines,
+                    payload: w.finish(),
+                    rows,
                 },
             )
         })
@@ -272,6 +218,7 @@ pub fn prepare(
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::region::rows;
 
     fn setup() -> (Router, SchemaRegistry) {
         let cfg = Config::parse(include_str!("../../regions.toml")).unwrap();
@@ -319,59 +266,70 @@ mod tests {
         let regions: std::collections::BTreeSet<usize> =
             p.batches.iter().map(|((r, _), _)| r.0).collect();
         assert_eq!(regions.into_iter().collect::<Vec<_>>(), vec![0, 1, 2]);
-        // Missing timestamp → server time at the precision; lines point into the body.
+        // Missing timestamp → server time at the precision; rows carry what was checked.
         let (_, apac) = p.batches.iter().find(|((r, _), _)| r.0 == 2).unwrap();
-        assert_eq!(apac.lines[0].ts, 1_700_000_000_123_456_789);
-        assert_eq!(
-            &apac.body[apac.lines[0].start..apac.lines[0].end],
-            b"cpu,region=ap-south-1 v=3"
-        );
+        let row = rows_of(apac).remove(0);
+        assert_eq!(row.ts, 1_700_000_000_123_456_789);
+        assert_eq!(row.measurement, "cpu");
+        assert_eq!(row.tags, vec![("region", "ap-south-1")]);
+        assert_eq!(row.fields, vec![("v", FieldValue::Float(3.0))]);
+    }
+
+    fn rows_of(b: &ShardBatch) -> Vec<rows::Row<'_>> {
+        let (db, rows) = rows::decode(&b.payload).unwrap();
+        assert_eq!(db, "db");
+        let out: Vec<_> = rows.map(|r| r.unwrap()).collect();
+        assert_eq!(out.len(), b.rows);
+        out
     }
 
     #[test]
     fn precision_and_overflow() {
+        let p = run(
+            "m v=1 -9223372036854775808\nm v=1 9223372036854775807\n",
+            Precision::Nanosecond,
+        );
+        assert_eq!((p.accepted, p.rejected_count), (1, 1));
+        assert!(
+            p.rejected[0].error_message.contains("out of range"),
+            "{:?}",
+            p.rejected
+        );
         let p = run("m v=1 5\nm v=1 9223372036854775\n", Precision::Second);
         assert_eq!(p.accepted, 1);
-        assert_eq!(p.batches[0].1.lines[0].ts, 5_000_000_000);
+        assert_eq!(rows_of(&p.batches[0].1)[0].ts, 5_000_000_000);
         assert!(p.rejected[0].error_message.contains("overflows"));
         let p = run("m v=1\n", Precision::Second);
-        assert_eq!(p.batches[0].1.lines[0].ts, 1_700_000_000_000_000_000);
+        assert_eq!(rows_of(&p.batches[0].1)[0].ts, 1_700_000_000_000_000_000);
     }
 
     #[test]
-    fn same_series_same_shard_and_wal_payload_round_trips() {
-        let body = "m,host=a v=1 1\nm,host=a v=2 2\nm,host=b v=3 3\n";
+    fn same_series_same_shard_with_sorted_tags_and_hash() {
+        let body = "m,host=a,dc=x v=1 1\nm,dc=x,host=a v=2 2\nm,host=b v=3 3\n";
         let p = run(body, Precision::Nanosecond);
-        let total: usize = p.batches.iter().map(|(_, b)| b.lines.len()).sum();
+        let total: usize = p.batches.iter().map(|(_, b)| b.rows).sum();
         assert_eq!(total, 3);
-        let holder: Vec<_> = p
+        let holders: Vec<_> = p
             .batches
             .iter()
             .filter(|(_, b)| {
-                b.lines
+                rows_of(b)
                     .iter()
-                    .any(|l| &b.body[l.start..l.end] == b"m,host=a v=1 1")
+                    .any(|r| r.tags == vec![("dc", "x"), ("host", "a")])
             })
             .collect();
-        assert_eq!(holder.len(), 1);
-        assert!(
-            holder[0]
-                .1
-                .lines
-                .iter()
-                .any(|l| &holder[0].1.body[l.start..l.end] == b"m,host=a v=2 2")
+        assert_eq!(holders.len(), 1, "one series, one shard");
+        let rows = rows_of(&holders[0].1);
+        let a: Vec<_> = rows
+            .iter()
+            .filter(|r| r.tags == vec![("dc", "x"), ("host", "a")])
+            .collect();
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[0].series_hash, a[1].series_hash);
+        assert_eq!(
+            a[0].series_hash,
+            series_hash("m", &[("dc", "x"), ("host", "a")])
         );
-        for (_, b) in &p.batches {
-            let enc = b.encode();
-            let d = decode_batch(&enc).unwrap();
-            assert_eq!(d.db, "db");
-            assert_eq!(d.lines.len(), b.lines.len());
-            for ((ts, text), l) in d.lines.iter().zip(&b.lines) {
-                assert_eq!(*ts, l.ts);
-                assert_eq!(*text, &b.body[l.start..l.end]);
-            }
-            assert!(decode_batch(&enc[..enc.len() - 1]).is_none());
-        }
     }
 
     #[test]

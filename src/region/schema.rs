@@ -9,10 +9,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
 
 use crate::model::{ColumnKind, PartitionStart};
 
-pub type PartitionSchema = HashMap<Arc<str>, ColumnKind>;
+/// Column kinds of one partition (FxHash: looked up for every key of every line).
+pub type PartitionSchema = FxHashMap<Arc<str>, ColumnKind>;
 
 type ByPartition = HashMap<i64, Arc<PartitionSchema>>;
 type ByMeasurement = HashMap<Arc<str>, ByPartition>;

@@ -21,14 +21,13 @@ use tracing::{error, info, warn};
 
 use crate::catalog::{Manifest, WalRange};
 use crate::config::{FlushConfig, SyncPolicy};
-use crate::lineproto;
 use crate::metrics::Metrics;
 use crate::model::PartitionStart;
 use crate::region::block::{Block, Chunk};
 use crate::region::flush::{BlockKey, FlushJob, FlushOutcome};
-use crate::region::prepare::{ShardBatch, sorted_tags};
+use crate::region::prepare::ShardBatch;
+use crate::region::rows::{self, Row};
 use crate::region::wal::{Wal, WalError};
-use crate::router::series_hash;
 
 /// Why a write could not be committed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -182,40 +181,30 @@ impl Shard {
         self.wal.remove_below(needed)
     }
 
-    /// Appends lines (already checked) to their blocks. `wal` names the log and record they
-    /// came from. Returns the number of points applied.
+    /// Appends checked rows to their blocks. `wal` names the log and record they came from.
+    /// Returns the number of points applied.
     pub fn apply<'a>(
         &mut self,
         db: &Arc<str>,
-        lines: impl Iterator<Item = (i64, &'a [u8], Option<u64>)>,
+        rows: impl Iterator<Item = Row<'a>>,
         wal: (usize, u64),
     ) -> usize {
         let mut applied = 0;
         let mut last: Option<BlockKey> = None;
         let mut added = 0usize;
-        for (ts, text, hash) in lines {
-            let line = match lineproto::parse_line(text) {
-                Ok(l) => l,
-                Err(e) => {
-                    // Only reachable for a WAL record written by an older, laxer parser.
-                    warn!(shard = self.ctx.shard, "skipping unparsable WAL line: {e}");
-                    continue;
-                }
-            };
-            let tags = sorted_tags(&line);
-            let hash = hash.unwrap_or_else(|| series_hash(&line.measurement, &tags));
-            let partition = PartitionStart::of(ts, self.ctx.partition_duration_ns);
+        for row in rows {
+            let partition = PartitionStart::of(row.ts, self.ctx.partition_duration_ns);
             let key = match &last {
                 Some(k)
                     if k.partition == partition
-                        && &*k.measurement == line.measurement.as_ref()
+                        && &*k.measurement == row.measurement
                         && &k.db == db =>
                 {
                     k.clone()
                 }
                 _ => BlockKey {
                     db: db.clone(),
-                    measurement: Arc::from(line.measurement.as_ref()),
+                    measurement: Arc::from(row.measurement),
                     partition,
                 },
             };
@@ -227,7 +216,9 @@ impl Shard {
                     created: Instant::now(),
                     wal: BTreeMap::new(),
                 });
-            added += entry.block.append(hash, &tags, &line.fields, ts);
+            added += entry
+                .block
+                .append(row.series_hash, &row.tags, &row.fields, row.ts);
             let r = entry.wal.entry(wal.0).or_insert((wal.1, wal.1));
             r.0 = r.0.min(wal.1);
             r.1 = r.1.max(wal.1);
@@ -243,8 +234,7 @@ impl Shard {
 
     /// Appends a group of writes to the WAL with one sync, applies and acknowledges them.
     fn commit_group(&mut self, group: Vec<WriteMsg>) {
-        let payloads: Vec<Vec<u8>> = group.iter().map(|w| w.batch.encode()).collect();
-        let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
+        let refs: Vec<&[u8]> = group.iter().map(|w| w.batch.payload.as_slice()).collect();
         let before = self.wal.stats();
         let result = self.wal.append(&refs).and_then(|first| {
             let need_sync = self.ctx.sync == SyncPolicy::Always && group.iter().any(|w| w.sync);
@@ -271,11 +261,10 @@ impl Shard {
                 let shard = self.ctx.shard;
                 for (i, w) in group.into_iter().enumerate() {
                     let b = &w.batch;
-                    let lines = b
-                        .lines
-                        .iter()
-                        .map(|l| (l.ts, &b.body[l.start..l.end], Some(l.series_hash)));
-                    self.apply(&b.db, lines, (shard, first + i as u64));
+                    // The payload was encoded by this process moments ago: it decodes.
+                    if let Some((_, rows)) = rows::decode(&b.payload) {
+                        self.apply(&b.db, rows.map_while(Result::ok), (shard, first + i as u64));
+                    }
                     let _ = w.reply.send(Ok(()));
                 }
             }
