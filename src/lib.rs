@@ -28,6 +28,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod catalog;
+pub mod compaction;
 pub mod config;
 pub mod http;
 pub mod lineproto;

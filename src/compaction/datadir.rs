@@ -139,7 +139,8 @@ pub fn sweep_leftovers(
                 continue;
             }
             let rel = rel_path(region_dir, &path);
-            let orphan = name.ends_with(&format!(".{}", paths::PARQUET_EXT)) && !live.contains(&rel);
+            let orphan =
+                name.ends_with(&format!(".{}", paths::PARQUET_EXT)) && !live.contains(&rel);
             if is_temp_name(&name) || orphan {
                 if remove {
                     fs::remove_file(&path).map_err(io_err(&path))?;
@@ -246,7 +247,10 @@ impl DataDir {
         let (pd, inferred) = match partition_duration_ns {
             Some(d) => (d, false),
             // No files: nothing will be planned; any positive duration will do.
-            None => (infer_partition_duration(&all)?.unwrap_or(super::plan::HOUR_NS), true),
+            None => (
+                infer_partition_duration(&all)?.unwrap_or(super::plan::HOUR_NS),
+                true,
+            ),
         };
         check_layout(&all, pd)?;
         Ok(DataDir {
@@ -282,7 +286,11 @@ impl DataDir {
 impl RegionDir {
     /// Paths (relative to the region dir) of the live files.
     pub fn live_paths(&self) -> HashSet<String> {
-        self.manifest.files().iter().map(|f| f.path.clone()).collect()
+        self.manifest
+            .files()
+            .iter()
+            .map(|f| f.path.clone())
+            .collect()
     }
 }
 
@@ -294,7 +302,7 @@ mod tests {
     fn the_lock_is_exclusive() {
         let dir = tempfile::tempdir().unwrap();
         let held = lock(dir.path()).unwrap();
-        let err = lock(dir.path()).err().expect("second lock must fail");
+        let err = lock(dir.path()).expect_err("second lock must fail");
         assert!(matches!(err, CompactionError::Locked { .. }), "{err}");
         assert!(err.to_string().contains("running Meridian server"), "{err}");
         drop(held);
@@ -325,7 +333,10 @@ mod tests {
                 "db/cpu/part_day=2024-05-01/2.parquet",
             ]
         );
-        assert!(part.join("2.parquet").exists(), "a dry sweep deletes nothing");
+        assert!(
+            part.join("2.parquet").exists(),
+            "a dry sweep deletes nothing"
+        );
         sweep_leftovers(r, &live, true).unwrap();
         assert!(!part.join("2.parquet").exists());
         assert!(part.join("1.parquet").exists() && part.join("notes.txt").exists());
@@ -341,7 +352,11 @@ mod tests {
         fs::create_dir_all(r.join("wal/1")).unwrap();
         fs::create_dir_all(r.join("wal/2")).unwrap();
         for (s, seq) in [(0, 40u64), (0, 7), (1, 3)] {
-            fs::write(r.join(format!("wal/{s}/{}", paths::wal_segment_name(seq))), b"").unwrap();
+            fs::write(
+                r.join(format!("wal/{s}/{}", paths::wal_segment_name(seq))),
+                b"",
+            )
+            .unwrap();
         }
         let floors = wal_floors(&r).unwrap();
         assert_eq!(floors, BTreeMap::from([(0, 7), (1, 3)]));

@@ -347,9 +347,7 @@ pub fn union_wal<'a>(ranges: impl IntoIterator<Item = &'a WalRange>) -> Vec<WalR
     let mut out: Vec<WalRange> = Vec::with_capacity(all.len());
     for r in all {
         match out.last_mut() {
-            Some(last)
-                if last.shard == r.shard && r.min_seq <= last.max_seq.saturating_add(1) =>
-            {
+            Some(last) if last.shard == r.shard && r.min_seq <= last.max_seq.saturating_add(1) => {
                 last.max_seq = last.max_seq.max(r.max_seq);
             }
             _ => out.push(r),
@@ -362,7 +360,9 @@ pub fn union_wal<'a>(ranges: impl IntoIterator<Item = &'a WalRange>) -> Vec<WalR
 /// shard directory to the first seq of its oldest segment; a shard without segments holds
 /// nothing.
 fn may_be_in_wal(r: &WalRange, wal_floors: &BTreeMap<usize, u64>) -> bool {
-    wal_floors.get(&r.shard).is_some_and(|floor| r.max_seq >= *floor)
+    wal_floors
+        .get(&r.shard)
+        .is_some_and(|floor| r.max_seq >= *floor)
 }
 
 /// Retention: whole partitions that ended at or before `now - retain`.
@@ -493,8 +493,7 @@ pub fn plan_rollups(files: &[FileMeta], policy: &Policy) -> (Vec<Rollup>, Vec<St
     let mut out = Vec::new();
     for ((db, m, ws), (mut sources, parts)) in windows {
         let end = ws.saturating_add(window);
-        if !policy.filters.partitions.is_empty()
-            && !parts.iter().any(|p| policy.filters.names(*p))
+        if !policy.filters.partitions.is_empty() && !parts.iter().any(|p| policy.filters.names(*p))
         {
             continue;
         }
@@ -524,9 +523,8 @@ pub fn plan_rollups(files: &[FileMeta], policy: &Policy) -> (Vec<Rollup>, Vec<St
                 .iter()
                 .all(|a| have.contains(rollup_column(field, *a).as_str()))
         });
-        let up_to_date = !existing.is_empty()
-            && existing.iter().all(|f| f.seq > newest_source)
-            && complete;
+        let up_to_date =
+            !existing.is_empty() && existing.iter().all(|f| f.seq > newest_source) && complete;
         if up_to_date {
             continue;
         }
@@ -848,10 +846,11 @@ mod tests {
         let files = vec![
             file(1, "cpu", 0, 1),
             file(2, "cpu", 0, 1),
-            file(3, "cpu", 50 * H, 1),
+            file(3, "cpu", 52 * H, 1),
             file(4, "cpu", 98 * H, 1),
         ];
         let mut p = policy();
+        // Horizon 52h: the partition [52h, 53h) is not old enough.
         p.retain_ns = Some(48 * H);
         // Shard 0's oldest WAL segment starts at seq 15: file 1 (10..15) may be in it,
         // file 2 (20..25) too; file 3 too but it is not old enough.
@@ -877,10 +876,18 @@ mod tests {
         );
         // WAL gone past them: no tombstone.
         let floors = BTreeMap::from([(0usize, 1000u64)]);
-        assert!(plan_retention(&files, &floors, &p)[0].tombstone_wal.is_empty());
-        assert!(plan_retention(&files, &BTreeMap::new(), &p)[0].tombstone_wal.is_empty());
+        assert!(
+            plan_retention(&files, &floors, &p)[0]
+                .tombstone_wal
+                .is_empty()
+        );
+        assert!(
+            plan_retention(&files, &BTreeMap::new(), &p)[0]
+                .tombstone_wal
+                .is_empty()
+        );
         // The partition ending exactly at the horizon is dropped; one after is not.
-        p.retain_ns = Some(NOW - 51 * H);
+        p.retain_ns = Some(NOW - 53 * H);
         assert_eq!(plan_retention(&files, &BTreeMap::new(), &p).len(), 2);
         p.retain_ns = None;
         assert!(plan_retention(&files, &BTreeMap::new(), &p).is_empty());
@@ -918,13 +925,24 @@ mod tests {
         assert_eq!(d.window(H).unwrap(), H);
         assert_eq!(ds("1d:count", 0).window(H).unwrap(), DAY_NS);
         assert!(ds("7m:count", 0).window(H).is_err());
-        for bad in ["1m", "1m:", "1m:median", "x:mean", ":mean", "1m/2:mean", "0s:sum"] {
+        for bad in [
+            "1m",
+            "1m:",
+            "1m:median",
+            "x:mean",
+            ":mean",
+            "1m/2:mean",
+            "0s:sum",
+        ] {
             assert!(Downsample::parse(bad, 0).is_err(), "{bad}");
         }
         assert!(Downsample::parse("1m:sum", -1).is_err());
         assert_eq!(Agg::Count.output_type(FieldType::Float), FieldType::Integer);
         assert_eq!(Agg::Mean.output_type(FieldType::Integer), FieldType::Float);
-        assert_eq!(Agg::Max.output_type(FieldType::UInteger), FieldType::UInteger);
+        assert_eq!(
+            Agg::Max.output_type(FieldType::UInteger),
+            FieldType::UInteger
+        );
     }
 
     fn rollup_file(seq: u64, start: i64, aggs: &[&str]) -> FileMeta {
@@ -1060,7 +1078,13 @@ mod tests {
             t + 15 * MINUTE_NS
         );
         assert_eq!(parse_time("part_day=2026-11-27").unwrap(), t - 13 * H);
-        for bad in ["", "yesterday", "2026-13-01", "part_day=x", "part_day=2026-11-27/x=1"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2026-13-01",
+            "part_day=x",
+            "part_day=2026-11-27/x=1",
+        ] {
             assert!(parse_time(bad).is_err(), "{bad}");
         }
         assert_eq!(partition_of(t + 5, H), t);

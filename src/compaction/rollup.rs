@@ -15,8 +15,8 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, PrimitiveArray,
-    RecordBatch, TimestampNanosecondArray, UInt32Array,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, PrimitiveArray, RecordBatch,
+    TimestampNanosecondArray, UInt32Array,
 };
 use arrow::compute::{filter_record_batch, take};
 use arrow::datatypes::{
@@ -164,9 +164,11 @@ pub fn rollup(batch: &RecordBatch, every_ns: i64, aggs: &[Agg]) -> Result<Record
     let mut buckets: Vec<i64> = Vec::with_capacity(n);
     for i in 0..n {
         let t = time.value(i);
-        buckets.push(t.checked_sub(t.rem_euclid(every_ns)).ok_or_else(|| {
-            ArrowError::ComputeError(format!("time {t} has no bucket in range"))
-        })?);
+        buckets.push(
+            t.checked_sub(t.rem_euclid(every_ns)).ok_or_else(|| {
+                ArrowError::ComputeError(format!("time {t} has no bucket in range"))
+            })?,
+        );
     }
     let converter = RowConverter::new(
         tag_idx
@@ -249,24 +251,61 @@ mod tests {
             Field::new("s", DataType::Utf8, true),
         ]));
         let s = 1_000_000_000;
-        let host: DictionaryArray<Int32Type> =
-            vec![Some("a"), Some("a"), Some("a"), Some("b"), Some("b"), Some("b")].into_iter().collect();
+        let host: DictionaryArray<Int32Type> = vec![
+            Some("a"),
+            Some("a"),
+            Some("a"),
+            Some("b"),
+            Some("b"),
+            Some("b"),
+        ]
+        .into_iter()
+        .collect();
         let cols: Vec<ArrayRef> = vec![
             Arc::new(
                 TimestampNanosecondArray::from(vec![0, 10 * s, 70 * s, -5 * s, 30 * s, 40 * s])
                     .with_timezone("UTC"),
             ),
             Arc::new(host),
-            Arc::new(Float64Array::from(vec![Some(1.5), Some(-2.0), None, Some(4.0), None, None])),
-            Arc::new(Int64Array::from(vec![Some(i64::MAX), Some(1), Some(7), None, Some(3), None])),
-            Arc::new(UInt64Array::from(vec![Some(5), Some(9), None, None, Some(2), None])),
-            Arc::new(StringArray::from(vec![None, None, None, None, None, Some("only a string")])),
+            Arc::new(Float64Array::from(vec![
+                Some(1.5),
+                Some(-2.0),
+                None,
+                Some(4.0),
+                None,
+                None,
+            ])),
+            Arc::new(Int64Array::from(vec![
+                Some(i64::MAX),
+                Some(1),
+                Some(7),
+                None,
+                Some(3),
+                None,
+            ])),
+            Arc::new(UInt64Array::from(vec![
+                Some(5),
+                Some(9),
+                None,
+                None,
+                Some(2),
+                None,
+            ])),
+            Arc::new(StringArray::from(vec![
+                None,
+                None,
+                None,
+                None,
+                None,
+                Some("only a string"),
+            ])),
         ];
         RecordBatch::try_new(schema, cols).unwrap()
     }
 
     fn col<'a>(b: &'a RecordBatch, name: &str) -> &'a ArrayRef {
-        b.column_by_name(name).unwrap_or_else(|| panic!("no column {name}"))
+        b.column_by_name(name)
+            .unwrap_or_else(|| panic!("no column {name}"))
     }
 
     #[test]
@@ -274,9 +313,14 @@ mod tests {
         let out = rollup(&input(), M, &Agg::ALL).unwrap();
         // Groups: a@0 (2 rows), a@60s, b@-60s, b@0 (30s with values, 40s string only).
         assert_eq!(out.num_rows(), 4);
-        let t = out.column(0).as_primitive::<arrow::datatypes::TimestampNanosecondType>();
+        let t = out
+            .column(0)
+            .as_primitive::<arrow::datatypes::TimestampNanosecondType>();
         assert_eq!(t.values().to_vec(), vec![0, M, -M, 0]);
-        assert!(out.schema().column_with_name("s_count").is_none(), "strings are not aggregated");
+        assert!(
+            out.schema().column_with_name("s_count").is_none(),
+            "strings are not aggregated"
+        );
         let f_sum = col(&out, "f_sum").as_primitive::<Float64Type>();
         assert_eq!(f_sum.value(0), -0.5);
         assert!(f_sum.is_null(1));
@@ -306,14 +350,21 @@ mod tests {
         // Tags carried over.
         let host = out.column(1).as_dictionary::<Int32Type>();
         let vals = host.values().as_string::<i32>();
-        let hosts: Vec<&str> = (0..4).map(|i| vals.value(host.keys().value(i) as usize)).collect();
+        let hosts: Vec<&str> = (0..4)
+            .map(|i| vals.value(host.keys().value(i) as usize))
+            .collect();
         assert_eq!(hosts, vec!["a", "a", "b", "b"]);
     }
 
     #[test]
     fn only_requested_aggregates_and_empty_input() {
         let out = rollup(&input(), M, &[Agg::Max]).unwrap();
-        let names: Vec<String> = out.schema().fields().iter().map(|f| f.name().clone()).collect();
+        let names: Vec<String> = out
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         assert_eq!(names, vec!["time", "host", "f_max", "i_max", "u_max"]);
         let empty = rollup(&input().slice(0, 0), M, &[Agg::Max]).unwrap();
         assert_eq!(empty.num_rows(), 0);

@@ -70,14 +70,12 @@ pub fn columns_of(schema: &Schema) -> Result<Vec<(String, ColumnKind)>> {
         if is_tag(f.data_type()) {
             tags.push((f.name().clone(), ColumnKind::Tag));
         } else {
-            let t = FieldType::from_arrow(f.data_type()).ok_or_else(|| {
-                CompactionError::Arrow {
-                    context: format!("column {}", f.name()),
-                    source: arrow::error::ArrowError::SchemaError(format!(
-                        "type {} is not a Meridian field type",
-                        f.data_type()
-                    )),
-                }
+            let t = FieldType::from_arrow(f.data_type()).ok_or_else(|| CompactionError::Arrow {
+                context: format!("column {}", f.name()),
+                source: arrow::error::ArrowError::SchemaError(format!(
+                    "type {} is not a Meridian field type",
+                    f.data_type()
+                )),
             })?;
             fields.push((f.name().clone(), ColumnKind::Field(t)));
         }
@@ -336,15 +334,20 @@ mod tests {
             Field::new("host", tag_type(), true),
             Field::new("x", DataType::Float64, true),
         ]));
-        let host: DictionaryArray<Int32Type> = (0..n).map(|i| Some(["a", "b"][i * 2 / n])).collect();
+        let host: DictionaryArray<Int32Type> =
+            (0..n).map(|i| Some(["a", "b"][i * 2 / n])).collect();
         let cols: Vec<ArrayRef> = vec![
             Arc::new(
-                TimestampNanosecondArray::from((0..n as i64).map(|i| i % 500 * 7).collect::<Vec<_>>())
-                    .with_timezone("UTC"),
+                TimestampNanosecondArray::from(
+                    (0..n as i64).map(|i| i % 500 * 7).collect::<Vec<_>>(),
+                )
+                .with_timezone("UTC"),
             ),
             Arc::new(host),
             Arc::new(Float64Array::from(
-                (0..n).map(|i| (i % 3 != 0).then_some(i as f64 * 1.5)).collect::<Vec<_>>(),
+                (0..n)
+                    .map(|i| (i % 3 != 0).then_some(i as f64 * 1.5))
+                    .collect::<Vec<_>>(),
             )),
         ];
         RecordBatch::try_new(schema, cols).unwrap()
@@ -403,13 +406,21 @@ mod tests {
             let times: Vec<i64> = batches
                 .iter()
                 .flat_map(|b| {
-                    let t = b.column(0).as_any().downcast_ref::<TimestampNanosecondArray>().unwrap();
+                    let t = b
+                        .column(0)
+                        .as_any()
+                        .downcast_ref::<TimestampNanosecondArray>()
+                        .unwrap();
                     t.values().to_vec()
                 })
                 .collect();
             assert_eq!(w.meta.min_time, *times.iter().min().unwrap());
             assert_eq!(w.meta.max_time, *times.iter().max().unwrap());
-            assert!(w.meta.path.starts_with("db/cpu/part_day=1970-01-01/part_hour=00/"));
+            assert!(
+                w.meta
+                    .path
+                    .starts_with("db/cpu/part_day=1970-01-01/part_hour=00/")
+            );
         }
         let seqs: Vec<u64> = out.iter().map(|w| w.meta.seq).collect();
         assert!(seqs.windows(2).all(|w| w[0] < w[1]));
@@ -420,7 +431,10 @@ mod tests {
         // No temp files left.
         let leftovers = super::super::datadir::sweep_leftovers(
             dir.path(),
-            &out.iter().chain(&one).map(|w| w.meta.path.clone()).collect(),
+            &out.iter()
+                .chain(&one)
+                .map(|w| w.meta.path.clone())
+                .collect(),
             false,
         )
         .unwrap();
@@ -441,6 +455,10 @@ mod tests {
         assert!(t.meta.columns.is_empty());
         let (_, batches) = read_file(&t.path).unwrap();
         assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
-        assert!(write_outputs(&m, &spec(1), &batch(0), vec![], &mut |_, _| {}).unwrap().is_empty());
+        assert!(
+            write_outputs(&m, &spec(1), &batch(0), vec![], &mut |_, _| {})
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -1,0 +1,516 @@
+//! Carries out the plans, region by region, phase by phase: retention, compaction, rollups.
+//! Each phase is re-planned from the manifest as the previous phase left it.
+//!
+//! The crash-safe order of every unit (a partition, or a rollup window), step by step:
+//! 1. read the inputs (each checked against its manifest entry: present, same size, same
+//!    row count) and merge them oldest first: sorted, deduplicated, last write wins per field;
+//! 2. write the outputs under temporary names, fsync, rename, fsync the directories
+//!    (`writer`): a crash here leaves files the manifest does not list (leftovers);
+//! 3. ONE manifest edit adds the outputs and removes the inputs (atomic rewrite + fsync): the
+//!    point where the unit takes effect;
+//! 4. delete the inputs and fsync their directory: a crash here leaves unlisted inputs.
+//!
+//! Leftovers of 2 and 4 are deleted at the start of the next run (and by the server's
+//! start-up); at no instant does the manifest list a point twice or lose one. A failure
+//! before 3 removes the outputs and leaves the partition as it was; the run goes on.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use arrow::record_batch::RecordBatch;
+
+use crate::catalog::{FileMeta, ManifestEdit};
+use crate::model::PartitionStart;
+use crate::storage::merge::merge_dedup;
+use crate::storage::parquet::{read_file, sync_dir};
+use crate::storage::paths::data_file_rel;
+
+use super::datadir::{DataDir, RegionDir, remove_empty_dirs_up_to, sweep_leftovers, wal_floors};
+use super::plan::{
+    Compaction, Drop, PartitionId, Policy, RegionPlan, Rollup, plan_compaction, plan_region,
+    plan_retention, plan_rollups, union_wal,
+};
+use super::rollup::rollup;
+use super::writer::{OutputSpec, Written, write_outputs, write_tombstone};
+use super::{
+    CompactionError, Event, Result, Step, Summary, UnitKind, UnitReport, arrow_err, count_values,
+    io_err,
+};
+
+/// Execution settings that do not change what is picked.
+#[derive(Debug, Clone)]
+pub struct ExecSettings {
+    /// Rows per Parquet row group of the outputs.
+    pub row_group_rows: usize,
+}
+
+impl Default for ExecSettings {
+    fn default() -> Self {
+        ExecSettings {
+            row_group_rows: 1 << 20,
+        }
+    }
+}
+
+/// What a region would do (`--dry-run`).
+#[derive(Debug, Clone)]
+pub struct RegionPreview {
+    pub region: String,
+    /// Leftovers of interrupted runs that a real run deletes first.
+    pub leftovers: Vec<PathBuf>,
+    pub plan: RegionPlan,
+}
+
+type Emit<'e> = &'e mut dyn FnMut(&Event<'_>);
+
+/// The directory of a partition's files, relative to the region dir; all must share it.
+fn common_dir(files: &[FileMeta], region_dir: &Path) -> Result<String> {
+    let dirs: BTreeSet<&str> = files
+        .iter()
+        .map(|f| f.path.rsplit_once('/').map_or("", |(d, _)| d))
+        .collect();
+    match (dirs.len(), dirs.first()) {
+        (1, Some(d)) if !d.is_empty() => Ok((*d).to_string()),
+        _ => Err(CompactionError::Mismatch {
+            path: region_dir.to_path_buf(),
+            reason: format!(
+                "files of one partition are not in one partition directory: {:?}",
+                files.iter().map(|f| &f.path).collect::<Vec<_>>()
+            ),
+        }),
+    }
+}
+
+/// Reads files in the given (seq) order, each checked against its manifest entry.
+/// Returns the batches and the number of field values read.
+fn read_inputs(region: &RegionDir, files: &[FileMeta]) -> Result<(Vec<RecordBatch>, u64)> {
+    let mut out = Vec::new();
+    let mut values = 0;
+    for f in files {
+        let path = region.manifest.abs_path(f);
+        let len = fs::metadata(&path).map_err(io_err(&path))?.len();
+        if len != f.bytes {
+            return Err(CompactionError::Mismatch {
+                path,
+                reason: format!("{len} bytes on disk, {} in the manifest", f.bytes),
+            });
+        }
+        let (_, batches) = read_file(&path)?;
+        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        if rows != f.rows {
+            return Err(CompactionError::Mismatch {
+                path,
+                reason: format!("{rows} rows in the file, {} in the manifest", f.rows),
+            });
+        }
+        values += batches.iter().map(count_values).sum::<u64>();
+        out.extend(batches);
+    }
+    Ok((out, values))
+}
+
+/// Deletes replaced files (after the manifest edit) and fsyncs their directories.
+/// A file that cannot be deleted is only a leftover for the next run: reported, not fatal.
+fn delete_replaced(region: &RegionDir, files: &[FileMeta], emit: Emit<'_>) -> Vec<PathBuf> {
+    let mut dirs = BTreeSet::new();
+    for f in files {
+        let path = region.manifest.abs_path(f);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                let text = format!(
+                    "could not delete replaced file {} ({e}); the next run removes it",
+                    path.display()
+                );
+                emit(&Event::Note {
+                    region: &region.name,
+                    text: &text,
+                });
+                continue;
+            }
+        }
+        emit(&Event::Step {
+            region: &region.name,
+            step: Step::InputDeleted,
+            path: &path,
+        });
+        if let Some(d) = path.parent() {
+            dirs.insert(d.to_path_buf());
+        }
+    }
+    for d in &dirs {
+        if let Err(e) = sync_dir(d) {
+            let text = format!("fsync of {} after deleting files: {e}", d.display());
+            emit(&Event::Note {
+                region: &region.name,
+                text: &text,
+            });
+        }
+    }
+    dirs.into_iter().collect()
+}
+
+/// Step 3 for a unit: one edit; on failure the (unlisted) outputs are removed.
+fn commit(region: &RegionDir, add: &[Written], remove: &[FileMeta], emit: Emit<'_>) -> Result<()> {
+    let edit = ManifestEdit {
+        add: add.iter().map(|w| w.meta.clone()).collect(),
+        remove: remove.iter().map(|f| f.seq).collect(),
+    };
+    if let Err(e) = region.manifest.commit(edit) {
+        for w in add {
+            let _ = fs::remove_file(&w.path);
+        }
+        return Err(e.into());
+    }
+    let manifest = crate::storage::paths::manifest_file(&region.dir);
+    emit(&Event::Step {
+        region: &region.name,
+        step: Step::ManifestCommitted,
+        path: &manifest,
+    });
+    Ok(())
+}
+
+/// Retention: manifest first (inputs out, a tombstone in if the WAL still needs one), then
+/// the files, then the directories left empty.
+pub fn drop_partition(
+    region: &RegionDir,
+    d: &Drop,
+    settings: &ExecSettings,
+    emit: Emit<'_>,
+) -> Result<UnitReport> {
+    let rel_dir = common_dir(&d.files, &region.dir)?;
+    let tombstone = if d.tombstone_wal.is_empty() {
+        None
+    } else {
+        let spec = OutputSpec {
+            region: &region.name,
+            db: &d.partition.db,
+            measurement: &d.partition.measurement,
+            partition_start: d.partition.start,
+            rel_dir: &rel_dir,
+            target_bytes: u64::MAX,
+            row_group_rows: settings.row_group_rows,
+        };
+        let t = write_tombstone(&region.manifest, &spec, d.tombstone_wal.clone())?;
+        emit(&Event::Step {
+            region: &region.name,
+            step: Step::OutputWritten,
+            path: &t.path,
+        });
+        Some(t)
+    };
+    let add: Vec<Written> = tombstone.into_iter().collect();
+    commit(region, &add, &d.files, emit)?;
+    for dir in delete_replaced(region, &d.files, emit) {
+        remove_empty_dirs_up_to(&dir, &region.dir)?;
+    }
+    Ok(UnitReport {
+        kind: UnitKind::Drop,
+        partition: d.partition.clone(),
+        files_in: d.files.len() as u64,
+        files_out: add.len() as u64,
+        bytes_in: d.bytes(),
+        bytes_out: add.iter().map(|w| w.meta.bytes).sum(),
+        rows_in: d.rows(),
+        rows_out: 0,
+        values_in: 0,
+        values_out: 0,
+        rows_deduped: 0,
+        tombstone: !add.is_empty(),
+    })
+}
+
+/// Compaction of one partition: all its files → sorted, deduplicated outputs.
+pub fn compact_partition(
+    region: &RegionDir,
+    c: &Compaction,
+    policy: &Policy,
+    settings: &ExecSettings,
+    emit: Emit<'_>,
+) -> Result<UnitReport> {
+    let rel_dir = common_dir(&c.inputs, &region.dir)?;
+    let (batches, values_in) = read_inputs(region, &c.inputs)?;
+    let (merged, deduped) =
+        merge_dedup(&batches).map_err(arrow_err(format!("merging {rel_dir}")))?;
+    drop(batches);
+    let spec = OutputSpec {
+        region: &region.name,
+        db: &c.partition.db,
+        measurement: &c.partition.measurement,
+        partition_start: c.partition.start,
+        rel_dir: &rel_dir,
+        target_bytes: policy.target_bytes,
+        row_group_rows: settings.row_group_rows,
+    };
+    let wal = union_wal(c.inputs.iter().flat_map(|f| f.wal.iter()));
+    let mut outputs = write_outputs(
+        &region.manifest,
+        &spec,
+        &merged,
+        wal.clone(),
+        &mut |step, path| {
+            emit(&Event::Step {
+                region: &region.name,
+                step,
+                path,
+            })
+        },
+    )?;
+    if outputs.is_empty() && !wal.is_empty() {
+        // Only tombstones were merged: keep their WAL ranges alive in one.
+        let t = write_tombstone(&region.manifest, &spec, wal)?;
+        outputs.push(t);
+    }
+    commit(region, &outputs, &c.inputs, emit)?;
+    delete_replaced(region, &c.inputs, emit);
+    Ok(UnitReport {
+        kind: UnitKind::Compaction,
+        partition: c.partition.clone(),
+        files_in: c.inputs.len() as u64,
+        files_out: outputs.len() as u64,
+        bytes_in: c.bytes_in,
+        bytes_out: outputs.iter().map(|w| w.meta.bytes).sum(),
+        rows_in: c.rows_in,
+        rows_out: outputs.iter().map(|w| w.meta.rows).sum(),
+        values_in,
+        values_out: outputs.iter().map(|w| w.values).sum(),
+        rows_deduped: deduped as u64,
+        tombstone: false,
+    })
+}
+
+/// Downsampling of one window: sources → rollup, merged with (and replacing) the old rollup.
+pub fn roll_up_window(
+    region: &RegionDir,
+    r: &Rollup,
+    policy: &Policy,
+    settings: &ExecSettings,
+    partition_duration_ns: i64,
+    emit: Emit<'_>,
+) -> Result<UnitReport> {
+    let Some(ds) = &policy.downsample else {
+        return Ok(empty_report(UnitKind::Rollup, r));
+    };
+    let (batches, values_in) = read_inputs(region, &r.sources)?;
+    let context = format!(
+        "rolling up {}/{} window at {}",
+        r.db, r.source_measurement, r.window_start
+    );
+    let (merged, _) = merge_dedup(&batches).map_err(arrow_err(context.clone()))?;
+    drop(batches);
+    let rolled = rollup(&merged, ds.every_ns, &ds.aggs).map_err(arrow_err(context.clone()))?;
+    drop(merged);
+    let (mut sources, _) = read_inputs(region, &r.existing)?;
+    sources.push(rolled);
+    let (out, _) = merge_dedup(&sources).map_err(arrow_err(context))?;
+    drop(sources);
+    let rel = data_file_rel(
+        &r.db,
+        &r.target_measurement,
+        PartitionStart(r.output_partition),
+        partition_duration_ns,
+        0,
+    );
+    let rel_dir = rel
+        .parent()
+        .map(|p| p.to_string_lossy().replace('\\', "/"))
+        .unwrap_or_default();
+    let spec = OutputSpec {
+        region: &region.name,
+        db: &r.db,
+        measurement: &r.target_measurement,
+        partition_start: r.output_partition,
+        rel_dir: &rel_dir,
+        target_bytes: policy.target_bytes,
+        row_group_rows: settings.row_group_rows,
+    };
+    let wal = union_wal(r.existing.iter().flat_map(|f| f.wal.iter()));
+    let outputs = write_outputs(&region.manifest, &spec, &out, wal, &mut |step, path| {
+        emit(&Event::Step {
+            region: &region.name,
+            step,
+            path,
+        })
+    })?;
+    if outputs.is_empty() && r.existing.is_empty() {
+        return Ok(empty_report(UnitKind::Rollup, r));
+    }
+    commit(region, &outputs, &r.existing, emit)?;
+    delete_replaced(region, &r.existing, emit);
+    Ok(UnitReport {
+        kind: UnitKind::Rollup,
+        partition: rollup_id(r),
+        files_in: (r.sources.len() + r.existing.len()) as u64,
+        files_out: outputs.len() as u64,
+        bytes_in: r.sources.iter().chain(&r.existing).map(|f| f.bytes).sum(),
+        bytes_out: outputs.iter().map(|w| w.meta.bytes).sum(),
+        rows_in: r.sources.iter().map(|f| f.rows).sum(),
+        rows_out: outputs.iter().map(|w| w.meta.rows).sum(),
+        values_in,
+        values_out: outputs.iter().map(|w| w.values).sum(),
+        rows_deduped: 0,
+        tombstone: false,
+    })
+}
+
+/// The identity a rollup is reported under: source measurement and window start.
+pub fn rollup_id(r: &Rollup) -> PartitionId {
+    PartitionId {
+        db: r.db.clone(),
+        measurement: r.source_measurement.clone(),
+        start: r.window_start,
+    }
+}
+
+fn empty_report(kind: UnitKind, r: &Rollup) -> UnitReport {
+    UnitReport {
+        kind,
+        partition: rollup_id(r),
+        files_in: 0,
+        files_out: 0,
+        bytes_in: 0,
+        bytes_out: 0,
+        rows_in: 0,
+        rows_out: 0,
+        values_in: 0,
+        values_out: 0,
+        rows_deduped: 0,
+        tombstone: false,
+    }
+}
+
+fn record(
+    summary: &mut Summary,
+    region: &str,
+    kind: UnitKind,
+    partition: &PartitionId,
+    result: Result<UnitReport>,
+    emit: Emit<'_>,
+) {
+    match result {
+        Ok(report) => {
+            summary.add(&report);
+            emit(&Event::Finished {
+                region,
+                report: &report,
+            });
+        }
+        Err(error) => {
+            summary.failures.push(format!(
+                "region {region}, {kind:?} of {}/{} partition at {} ns: {error}",
+                partition.db, partition.measurement, partition.start
+            ));
+            emit(&Event::Failed {
+                region,
+                kind,
+                partition,
+                error: &error,
+            });
+        }
+    }
+}
+
+impl DataDir {
+    /// What a run would do, without changing anything (`--dry-run`).
+    pub fn plan(&self, policy: &Policy) -> Result<Vec<RegionPreview>> {
+        let mut out = Vec::new();
+        for r in self.regions() {
+            let leftovers = sweep_leftovers(&r.dir, &r.live_paths(), false)?;
+            let floors = wal_floors(&r.dir)?;
+            out.push(RegionPreview {
+                region: r.name.clone(),
+                leftovers,
+                plan: plan_region(&r.manifest.files(), &floors, policy),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Runs retention, compaction and downsampling on every region. A failed unit is
+    /// reported in [`Summary::failures`] and leaves its partition as it was; an error that
+    /// makes going on unsafe (a region that cannot be listed) ends the run.
+    pub fn run(
+        &self,
+        policy: &Policy,
+        settings: &ExecSettings,
+        emit: &mut dyn FnMut(&Event<'_>),
+    ) -> Result<Summary> {
+        let mut summary = Summary {
+            regions: self.regions().len(),
+            ..Summary::default()
+        };
+        let mut units = 0;
+        for r in self.regions() {
+            let floors = wal_floors(&r.dir)?;
+            units += plan_region(&r.manifest.files(), &floors, policy).units();
+        }
+        emit(&Event::Planned { units });
+        let pd = self.partition_duration_ns();
+        for r in self.regions() {
+            for path in sweep_leftovers(&r.dir, &r.live_paths(), true)? {
+                summary.leftovers_removed += 1;
+                emit(&Event::Leftover {
+                    region: &r.name,
+                    path: &path,
+                });
+            }
+            let floors = wal_floors(&r.dir)?;
+
+            for d in plan_retention(&r.manifest.files(), &floors, policy) {
+                emit(&Event::Started {
+                    region: &r.name,
+                    kind: UnitKind::Drop,
+                    partition: &d.partition,
+                });
+                let res = drop_partition(r, &d, settings, emit);
+                record(
+                    &mut summary,
+                    &r.name,
+                    UnitKind::Drop,
+                    &d.partition,
+                    res,
+                    emit,
+                );
+            }
+
+            for c in plan_compaction(&r.manifest.files(), policy) {
+                emit(&Event::Started {
+                    region: &r.name,
+                    kind: UnitKind::Compaction,
+                    partition: &c.partition,
+                });
+                let res = compact_partition(r, &c, policy, settings, emit);
+                record(
+                    &mut summary,
+                    &r.name,
+                    UnitKind::Compaction,
+                    &c.partition,
+                    res,
+                    emit,
+                );
+            }
+
+            let (rollups, notes) = plan_rollups(&r.manifest.files(), policy);
+            for text in &notes {
+                emit(&Event::Note {
+                    region: &r.name,
+                    text,
+                });
+            }
+            for ro in rollups {
+                let id = rollup_id(&ro);
+                emit(&Event::Started {
+                    region: &r.name,
+                    kind: UnitKind::Rollup,
+                    partition: &id,
+                });
+                let res = roll_up_window(r, &ro, policy, settings, pd, emit);
+                record(&mut summary, &r.name, UnitKind::Rollup, &id, res, emit);
+            }
+        }
+        Ok(summary)
+    }
+}
