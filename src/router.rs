@@ -17,6 +17,12 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use crate::config::{BBox, RoutingConfig};
 use crate::model::{PartitionStart, RegionId, ShardId};
 
+/// Remembered glob results of geo tag values (one per request).
+#[derive(Debug, Default)]
+pub struct GeoCache {
+    entries: Vec<(String, Option<RegionId>)>,
+}
+
 /// Why a point went to its region (for tests, logs and query pruning).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteReason {
@@ -111,6 +117,44 @@ impl Router {
             return (*r, RouteReason::Coordinates);
         }
         (self.default, RouteReason::Default)
+    }
+
+    /// [`Router::route`] with the glob matches of geo tag values remembered in `cache`
+    /// (a request's lines share a few values; glob matching showed in ingest profiles).
+    pub fn route_cached<K: AsRef<str>, V: AsRef<str>>(
+        &self,
+        tags: &[(K, V)],
+        cache: &mut GeoCache,
+    ) -> (RegionId, RouteReason) {
+        let geo = tags
+            .iter()
+            .find(|(k, _)| k.as_ref() == self.geo_tag)
+            .map(|(_, v)| v.as_ref());
+        if let Some(v) = geo {
+            let hit = match cache.entries.iter().find(|(cv, _)| cv == v) {
+                Some((_, r)) => *r,
+                None => {
+                    let r = self.region_for_geo_value(v);
+                    if cache.entries.len() < 64 {
+                        cache.entries.push((v.to_string(), r));
+                    }
+                    r
+                }
+            };
+            // Only a geo match can be reused as is: the directory comes first.
+            let directory_match = || {
+                self.directory.iter().any(|(k, m)| {
+                    tags.iter()
+                        .any(|(tk, tv)| tk.as_ref() == k && m.contains_key(tv.as_ref()))
+                })
+            };
+            if let Some(r) = hit
+                && !directory_match()
+            {
+                return (r, RouteReason::GeoTag);
+            }
+        }
+        self.route(tags)
     }
 
     /// The region a geo tag value routes to by glob, if any.
@@ -244,6 +288,25 @@ mod tests {
             name(&r, &[("lat", "-33.92"), ("lon", "18.42")]),
             ("global", RouteReason::Default)
         );
+    }
+
+    #[test]
+    fn cached_routing_agrees_with_routing() {
+        let r = router();
+        let mut cache = GeoCache::default();
+        let cases: [&[(&str, &str)]; 6] = [
+            &[("region", "eu-west-1")],
+            &[("region", "eu-west-1"), ("tenant", "acme-eu")],
+            &[("region", "us-east-1"), ("tenant", "acme-eu")],
+            &[("region", "af-south-1"), ("lat", "53.3"), ("lon", "-6.2")],
+            &[("region", "us-east-1")],
+            &[("lat", "35.6"), ("lon", "139.6")],
+        ];
+        for _ in 0..2 {
+            for tags in cases {
+                assert_eq!(r.route_cached(tags, &mut cache), r.route(tags), "{tags:?}");
+            }
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::model::{
 };
 use crate::region::block::field_type_of;
 use crate::region::schema::{PartitionSchema, SchemaRegistry};
-use crate::router::{Router, series_hash, shard_of};
+use crate::router::{GeoCache, Router, series_hash, shard_of};
 use crate::storage::paths::{MAX_ENCODED_MEASUREMENT, encoded_measurement_len};
 
 /// Longest `original_line` echoed back in an error.
@@ -109,6 +109,10 @@ pub fn prepare(
     let db: Arc<str> = Arc::from(db);
     let mut out = PreparedWrite::default();
     let mut by_shard: FxHashMap<(RegionId, ShardId), RowWriter> = FxHashMap::default();
+    // Rows take about as many bytes as their line; spread over the shards of the regions.
+    let row_capacity =
+        body.len() * 5 / 4 / (shards_per_region * router.region_count()).max(1) + 1024;
+    let mut geo_cache = GeoCache::default();
     // Most bodies hold one measurement and partition: remember the last schema used.
     let mut last_schema: Option<(String, i64, Arc<PartitionSchema>)> = None;
 
@@ -155,7 +159,7 @@ pub fn prepare(
             continue;
         };
         let tags = sorted_tags(line);
-        let (region, _) = router.route(&tags);
+        let (region, _) = router.route_cached(&tags, &mut geo_cache);
 
         // Column kinds against the registry: fast path without the lock when nothing is new.
         let known = match &last_schema {
@@ -189,7 +193,7 @@ pub fn prepare(
         let shard = shard_of(hash, shards_per_region);
         by_shard
             .entry((region, shard))
-            .or_insert_with(|| RowWriter::new(&db))
+            .or_insert_with(|| RowWriter::new(&db, row_capacity))
             .push(ts, hash, &line.measurement, &tags, &line.fields);
         out.accepted += 1;
         out.fields_accepted += line.fields.len();

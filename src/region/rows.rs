@@ -40,8 +40,10 @@ fn put_str(buf: &mut Vec<u8>, s: &str) {
 }
 
 impl RowWriter {
-    pub fn new(db: &str) -> RowWriter {
-        let mut buf = Vec::with_capacity(4096);
+    /// A writer whose buffer starts with room for about `capacity` bytes of rows (growing
+    /// by doubling copies everything written so far: size it from the request body).
+    pub fn new(db: &str, capacity: usize) -> RowWriter {
+        let mut buf = Vec::with_capacity(capacity.max(256));
         put_str(&mut buf, db);
         RowWriter { buf, rows: 0 }
     }
@@ -201,7 +203,7 @@ mod tests {
 
     #[test]
     fn round_trip_and_truncation() {
-        let mut w = RowWriter::new("db");
+        let mut w = RowWriter::new("db", 0);
         w.push(
             -5,
             42,
