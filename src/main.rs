@@ -120,6 +120,9 @@ fn serve(args: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", cfg.http.listen))?;
         let addr = listener.local_addr()?;
+        // Install the signal handlers before announcing readiness: a SIGTERM sent right
+        // after `listening on` must stop the server gracefully, not kill it.
+        let signals = Signals::install()?;
         info!(%addr, data_dir = %cfg.data_dir.display(), "meridian is ready");
         println!("listening on {addr}");
         let remote = RemoteClient::new(cfg.http.tokens.first().cloned(), cfg.query.timeout)
@@ -130,7 +133,7 @@ fn serve(args: ServeArgs) -> Result<()> {
             remote,
         });
         axum::serve(listener, router(state))
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(signals.wait())
             .await
             .context("HTTP server failed")?;
         anyhow::Ok(())
@@ -141,24 +144,36 @@ fn serve(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGINT and SIGTERM streams, registered with the OS as soon as they are created.
+struct Signals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+                int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            })
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        #[cfg(not(unix))]
+        Ok(Signals {})
     }
-    info!("shutdown signal received");
+
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        info!("shutdown signal received");
+    }
 }

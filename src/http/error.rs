@@ -132,6 +132,13 @@ impl IntoResponse for DialectError {
             (Dialect::V1 | Dialect::V2, _) => json!({ "code": err.code(), "message": message }),
         };
         let mut resp = (status, Json(body)).into_response();
+        // Most errors are answered before the request body was read; a client that reuses
+        // the connection would then send its next request after an unread body. Closing
+        // makes that explicit. (Partial writes read the whole body and may keep it open.)
+        if !matches!(err, ApiError::Partial { .. }) {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let ApiError::Overloaded(_) = err {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

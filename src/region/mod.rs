@@ -433,7 +433,9 @@ impl Engine {
                     keep.push(row);
                 }
                 points += keep.len() as u64;
-                records += 1;
+                if !keep.is_empty() {
+                    records += 1;
+                }
                 shard.apply(&db, keep.into_iter(), (d, rec.seq));
             }
             if records > 0 {

@@ -445,8 +445,11 @@ impl Shard {
         for k in due {
             self.start_flush(&k);
         }
-        if self.ctx.metrics.memory_bytes.load(Relaxed) >= self.ctx.memory_high_water {
-            // Above the high-water mark: flush this shard's largest block.
+        if self.ctx.metrics.memory_bytes.load(Relaxed) >= self.ctx.memory_high_water
+            && self.flushing.is_empty()
+        {
+            // Above the high-water mark: flush this shard's largest block, one at a time (a
+            // flush already queued will lower memory; piling up ever smaller ones would not).
             if let Some(k) = self
                 .blocks
                 .iter()

@@ -1,0 +1,984 @@
+//! `meridian-compact` end to end (SPEC §2, §6, §7; issue #5). A real server with a tiny flush
+//! threshold writes many small files holding overlapping rewrites of the same points (some
+//! fields omitted), is stopped, and the real compactor binary runs on its data dir. The
+//! result is read back with the harness's independent reader (manifest JSON + Parquet) and
+//! compared with a model built here: last write wins, field by field.
+//!
+//! - merge: fewer files, every point exactly once, equal to the model; `--verify` passes; a
+//!   rerun changes nothing; the restarted server answers the same through its query API and
+//!   replays nothing (the merged files kept the inputs' WAL ranges).
+//! - size target: outputs split at the target, disjoint, stable under rerun.
+//! - lock: refused while a server runs (also `--dry-run`, `--verify`); a server cannot start
+//!   while the compactor runs.
+//! - crash: `kill -9` of the compactor at spread-out moments (slowed down by
+//!   `MERIDIAN_COMPACT_PAUSE_MS`) leaves every point readable exactly once; the rerun
+//!   finishes and leaves a clean data dir.
+//! - retention and downsampling: exact against an independent computation; rerun idempotent;
+//!   the server reads rollups through its query API; retention tombstones keep a crashed
+//!   server's WAL from resurrecting dropped partitions.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+const DB: &str = "cdb";
+const M: &str = "cpu";
+const T0: i64 = BASE_S * SEC_NS;
+const MIN_NS: i64 = 60 * SEC_NS;
+
+/// (host, region tag): spread over every region of the default config, one without a tag.
+const HOSTS: [(&str, Option<&str>); 6] = [
+    ("h0", Some("eu-west")),
+    ("h1", Some("eu-central")),
+    ("h2", Some("us-east")),
+    ("h3", Some("ap-south")),
+    ("h4", None),
+    ("h5", Some("us-west")),
+];
+
+/// (tags, time) → fields, last write wins per field.
+type Model = BTreeMap<(Tags, i64), Fields>;
+
+/// Line protocol bodies in write order, and the model they must leave.
+struct Dataset {
+    bodies: Vec<String>,
+    model: Model,
+}
+
+fn tags_of(host: &str, region: Option<&str>) -> Tags {
+    let mut t = Tags::new();
+    t.insert("host".into(), host.into());
+    if let Some(r) = region {
+        t.insert("region".into(), r.into());
+    }
+    t
+}
+
+/// A float from a small integer: sums of these are exact in any order.
+fn quarter(rng: &mut Rng) -> Value {
+    Value::Float(rng.range(-400, 400) as f64 / 4.0)
+}
+
+/// Points every minute for `hours` hours from `start`, for every host, then three rounds of
+/// rewrites of random subsets carrying only some fields. Bodies are shuffled and chunked so
+/// rewrites and originals of a point land in different files.
+fn dataset(seed: u64, start: i64, hours: i64) -> Dataset {
+    dataset_every(seed, start, hours, MIN_NS)
+}
+
+/// [`dataset`] with a point every `step` ns per host.
+fn dataset_every(seed: u64, start: i64, hours: i64, step: i64) -> Dataset {
+    let mut rng = Rng::new(seed);
+    let mut model = Model::new();
+    let mut bodies = Vec::new();
+    let mut points: Vec<(Tags, i64)> = Vec::new();
+    for (h, r) in HOSTS {
+        for i in 0..hours * HOUR_NS / step {
+            points.push((tags_of(h, r), start + i * step + rng.range(0, 1000)));
+        }
+    }
+    for round in 0..4 {
+        let mut lines = Vec::new();
+        for (tags, t) in &points {
+            let keep = match round {
+                0 => true,
+                1 => rng.chance(40),
+                2 => rng.chance(20),
+                _ => rng.chance(10),
+            };
+            if !keep {
+                continue;
+            }
+            let mut f = Fields::new();
+            if matches!(round, 0 | 1 | 3) {
+                f.insert("usage_user".into(), quarter(&mut rng));
+            }
+            if matches!(round, 0 | 3) {
+                f.insert("usage_idle".into(), quarter(&mut rng));
+            }
+            if matches!(round, 0 | 2) {
+                f.insert("procs".into(), Value::Int(rng.range(0, 500)));
+                f.insert("state".into(), Value::Str(format!("s{}", rng.below(4))));
+            }
+            lines.push(lp_line(M, tags, &f, Some(*t), rng.next_u64()));
+            let e = model.entry((tags.clone(), *t)).or_default();
+            for (k, v) in f {
+                e.insert(k, v);
+            }
+        }
+        // Shuffle within the round (Fisher-Yates) so files mix series and times.
+        for i in (1..lines.len()).rev() {
+            lines.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        for chunk in lines.chunks(150) {
+            bodies.push(chunk.join("\n"));
+        }
+    }
+    Dataset { bodies, model }
+}
+
+fn small_flush_config() -> ServerConfig {
+    ServerConfig::default().shards(2).flush(50, "64MiB", "1h")
+}
+
+/// A stopped server whose data dir holds `ds`, in many small files.
+fn written(ds: &Dataset) -> TestServer {
+    let mut server = TestServer::start(small_flush_config());
+    for b in &ds.bodies {
+        server.write_ok(DB, b);
+    }
+    server.stop();
+    server
+}
+
+struct Run {
+    ok: bool,
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn compactor(root: &Path, data: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_meridian-compact"));
+    cmd.arg("--config")
+        .arg(root.join("regions.toml"))
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--progress")
+        .arg("lines")
+        .args(args)
+        .current_dir(root)
+        .env_remove("MERIDIAN_COMPACT_PAUSE_MS")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+fn compact(root: &Path, data: &Path, args: &[&str]) -> Run {
+    let out = compactor(root, data, args)
+        .output()
+        .expect("running meridian-compact");
+    Run {
+        ok: out.status.success(),
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs with `--json`, asserts success, returns the summary.
+fn compact_ok(root: &Path, data: &Path, args: &[&str]) -> serde_json::Value {
+    let mut a = args.to_vec();
+    a.push("--json");
+    let r = compact(root, data, &a);
+    assert!(
+        r.ok,
+        "meridian-compact {args:?} failed ({:?}):\n{}\n{}",
+        r.code, r.stdout, r.stderr
+    );
+    let last = r.stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("summary is not JSON ({e}): {}", r.stdout))
+}
+
+fn num(v: &serde_json::Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("summary without {key}: {v}"))
+}
+
+/// Live rows of one measurement, each identity exactly once (panics on duplicates).
+fn live(data: &Path, measurement: &str) -> Model {
+    rows_by_key_exactly_once(&read_rows(data, HOUR_NS))
+        .into_iter()
+        .filter(|((db, m, _, _), _)| db == DB && m == measurement)
+        .map(|((_, _, tags, t), row)| ((tags, t), row.fields))
+        .collect()
+}
+
+/// What a reader that merges the live files sees: rows in file-seq order, last write wins
+/// per field (an independent merge, as a query does). Before compaction an identity may be
+/// in several files; the manifest decides which are live.
+fn merged(data: &Path, measurement: &str) -> Model {
+    let seq_of = |file: &str| -> u64 {
+        let name = file.rsplit('/').next().unwrap_or_default();
+        name.trim_end_matches(".parquet")
+            .parse()
+            .expect("file name is its seq")
+    };
+    let mut rows: Vec<Row> = read_rows(data, HOUR_NS)
+        .into_iter()
+        .filter(|r| r.db == DB && r.measurement == measurement)
+        .collect();
+    // Seqs are per region, and a series lives in one region: order within regions suffices.
+    rows.sort_by_key(|r| (r.region.clone(), seq_of(&r.file)));
+    let mut out = Model::new();
+    for r in rows {
+        let e = out.entry((r.tags.clone(), r.time)).or_default();
+        for (k, v) in r.fields {
+            e.insert(k, v);
+        }
+    }
+    out
+}
+
+/// The crash-safety invariant: no partition lists both an input (seq <= the region's max
+/// before the run) and an output of the run.
+fn assert_no_partition_mixes_old_and_new(before: &[(String, u64, String, u64, u64)], data: &Path) {
+    let mut max_in: BTreeMap<&str, u64> = BTreeMap::new();
+    for (region, seq, ..) in before {
+        let e = max_in.entry(region.as_str()).or_default();
+        *e = (*e).max(*seq);
+    }
+    let mut kinds: BTreeMap<String, BTreeSet<bool>> = BTreeMap::new();
+    for (region, seq, path, ..) in manifest_entries(data) {
+        let dir = path
+            .rsplit_once('/')
+            .map(|(d, _)| d.to_string())
+            .unwrap_or_default();
+        let new = seq > max_in.get(region.as_str()).copied().unwrap_or(0);
+        kinds
+            .entry(format!("{region}/{dir}"))
+            .or_default()
+            .insert(new);
+    }
+    for (dir, k) in kinds {
+        assert_eq!(
+            k.len(),
+            1,
+            "{dir} lists inputs and outputs of the same compaction"
+        );
+    }
+}
+
+fn assert_same(got: &Model, want: &Model, what: &str) {
+    if got == want {
+        return;
+    }
+    let mut diffs = Vec::new();
+    for (k, v) in want {
+        match got.get(k) {
+            Some(g) if g == v => {}
+            other => diffs.push(format!("{k:?}: want {v:?}, got {other:?}")),
+        }
+    }
+    for k in got.keys().filter(|k| !want.contains_key(k)) {
+        diffs.push(format!("{k:?}: unexpected {:?}", got[k]));
+    }
+    panic!(
+        "{what}: {} of {} points differ, e.g.\n{}",
+        diffs.len(),
+        want.len(),
+        diffs[..diffs.len().min(5)].join("\n")
+    );
+}
+
+/// Manifest entries per region: (region, seq, path, rows, bytes).
+fn manifest_entries(data: &Path) -> Vec<(String, u64, String, u64, u64)> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(data) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let region = e.file_name().to_string_lossy().into_owned();
+        let Ok(text) = std::fs::read(e.path().join("manifest.json")) else {
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_slice(&text).expect("manifest is JSON");
+        for f in v["files"].as_array().expect("files") {
+            out.push((
+                region.clone(),
+                f["seq"].as_u64().expect("seq"),
+                f["path"].as_str().expect("path").to_string(),
+                f["rows"].as_u64().expect("rows"),
+                f["bytes"].as_u64().expect("bytes"),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        let dst = to.join(e.file_name());
+        if e.file_type().expect("file type").is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), &dst).expect("copy");
+        }
+    }
+}
+
+/// Points of the measurement through the server's query API (`agg=none`).
+fn query_model(server: &TestServer, measurement: &str) -> Model {
+    let r = server.get(&format!(
+        "/api/v1/query?db={DB}&measurement={measurement}&agg=none&epoch=ns"
+    ));
+    assert_eq!(r.status, 200, "query: {r:?}");
+    let v = r.json();
+    assert_eq!(v["partial"], false, "partial answer: {v}");
+    let mut out = Model::new();
+    for s in v["series"].as_array().expect("series") {
+        let cols: Vec<&str> = s["columns"]
+            .as_array()
+            .expect("columns")
+            .iter()
+            .map(|c| c.as_str().expect("column name"))
+            .collect();
+        for row in s["values"].as_array().expect("values") {
+            let row = row.as_array().expect("row");
+            let t = row[0].as_i64().expect("time in ns");
+            let mut tags = Tags::new();
+            let mut fields = Fields::new();
+            for (c, x) in cols.iter().zip(row).skip(1) {
+                if x.is_null() {
+                    continue;
+                }
+                if *c == "host" || *c == "region" {
+                    tags.insert(c.to_string(), x.as_str().expect("tag").to_string());
+                } else if let Some(i) = x.as_i64().filter(|_| !x.is_f64()) {
+                    fields.insert(c.to_string(), Value::Int(i));
+                } else if let Some(f) = x.as_f64() {
+                    fields.insert(c.to_string(), Value::Float(f));
+                } else {
+                    fields.insert(
+                        c.to_string(),
+                        Value::Str(x.as_str().expect("string").into()),
+                    );
+                }
+            }
+            assert!(
+                out.insert((tags, t), fields).is_none(),
+                "point returned twice"
+            );
+        }
+    }
+    out
+}
+
+/// Files of a measurement in the manifest, per partition directory.
+fn files_per_partition(data: &Path, measurement: &str) -> BTreeMap<String, Vec<(u64, u64)>> {
+    let mut out: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+    for (region, seq, path, _, bytes) in manifest_entries(data) {
+        let parts: Vec<&str> = path.split('/').collect();
+        if parts.get(1) != Some(&encode_measurement(measurement).as_str()) {
+            continue;
+        }
+        let dir = format!("{region}/{}", parts[..parts.len() - 1].join("/"));
+        out.entry(dir).or_default().push((seq, bytes));
+    }
+    out
+}
+
+#[test]
+fn compaction_merges_files_and_keeps_the_last_write_of_each_field() {
+    let ds = dataset(1, T0, 4);
+    let mut server = written(&ds);
+    let (root, data) = (server.root().to_path_buf(), server.data_dir());
+    let before = manifest_entries(&data);
+    let stored_rows: u64 = before.iter().map(|e| e.3).sum();
+    assert!(
+        stored_rows > ds.model.len() as u64,
+        "the files must hold rewrites of the same points ({stored_rows} rows, {} points)",
+        ds.model.len()
+    );
+    let parts_before = files_per_partition(&data, M);
+    assert!(
+        parts_before.values().any(|f| f.len() >= 3),
+        "several files per partition expected: {parts_before:?}"
+    );
+
+    // Dry run: a plan, no change.
+    let dry = compact(&root, &data, &["--dry-run"]);
+    assert!(dry.ok, "{}\n{}", dry.stdout, dry.stderr);
+    assert!(
+        dry.stdout
+            .contains("compact   cdb/cpu/part_day=2024-05-01/part_hour=00"),
+        "{}",
+        dry.stdout
+    );
+    assert!(dry.stdout.contains("file(s) in"), "{}", dry.stdout);
+    assert_eq!(
+        manifest_entries(&data),
+        before,
+        "--dry-run changed the manifest"
+    );
+
+    let s = compact_ok(&root, &data, &[]);
+    let after = manifest_entries(&data);
+    assert_eq!(num(&s, "files_in"), before.len() as u64, "{s}");
+    assert_eq!(num(&s, "files_out"), after.len() as u64, "{s}");
+    assert_eq!(num(&s, "rows_in"), stored_rows, "{s}");
+    assert_eq!(num(&s, "rows_out"), ds.model.len() as u64, "{s}");
+    assert_eq!(
+        num(&s, "rows_deduped"),
+        stored_rows - ds.model.len() as u64,
+        "{s}"
+    );
+    assert!(num(&s, "bytes_after") < num(&s, "bytes_before"), "{s}");
+    // One file per (region, partition) now.
+    let parts_after = files_per_partition(&data, M);
+    assert_eq!(
+        parts_after.keys().collect::<Vec<_>>(),
+        parts_before.keys().collect::<Vec<_>>()
+    );
+    assert!(
+        parts_after.values().all(|f| f.len() == 1),
+        "{parts_after:?}"
+    );
+    // Every output is later than every input of its region.
+    for (region, seq, ..) in &after {
+        let max_in = before
+            .iter()
+            .filter(|e| &e.0 == region)
+            .map(|e| e.1)
+            .max()
+            .unwrap_or(0);
+        assert!(
+            *seq > max_in,
+            "{region}: output seq {seq} is not after the inputs' {max_in}"
+        );
+    }
+
+    assert_same(&live(&data, M), &ds.model, "after compaction");
+    assert_clean_data_dir(&data);
+    let v = compact(&root, &data, &["--verify"]);
+    assert!(
+        v.ok && v.stdout.contains("all match"),
+        "{}\n{}",
+        v.stdout,
+        v.stderr
+    );
+
+    // A rerun has nothing to do.
+    let s2 = compact_ok(&root, &data, &[]);
+    assert_eq!(num(&s2, "partitions_compacted"), 0, "{s2}");
+    assert_eq!(manifest_entries(&data), after);
+
+    // The server reads the compacted dir: same answer, and it replays nothing from its WAL
+    // (the merged files carry the union of the inputs' WAL ranges).
+    server.restart();
+    assert_same(
+        &query_model(&server, M),
+        &ds.model,
+        "query API after compaction",
+    );
+    server.stop();
+    assert_eq!(
+        manifest_entries(&data),
+        after,
+        "the restart added or removed files"
+    );
+    assert_same(&live(&data, M), &ds.model, "after a server restart");
+}
+
+#[test]
+fn a_size_target_splits_outputs_that_reruns_leave_alone() {
+    let ds = dataset_every(2, T0, 2, 10 * SEC_NS);
+    let server = written(&ds);
+    let (root, data) = (server.root().to_path_buf(), server.data_dir());
+    let target = 8 * 1024;
+    let args = ["--target-size", "8KiB", "--row-group-rows", "64"];
+    let before = manifest_entries(&data);
+    let max_in = |dir: &str| -> u64 {
+        let region = dir.split('/').next().unwrap_or_default();
+        before
+            .iter()
+            .filter(|e| e.0 == region)
+            .map(|e| e.1)
+            .max()
+            .unwrap_or(0)
+    };
+    let s = compact_ok(&root, &data, &args);
+    assert!(num(&s, "files_out") < num(&s, "files_in"), "{s}");
+    let parts = files_per_partition(&data, M);
+    let mut split = 0;
+    for (dir, files) in &parts {
+        let total: u64 = files.iter().map(|f| f.1).sum();
+        let outputs = files.iter().filter(|f| f.0 > max_in(dir)).count();
+        if outputs == 0 {
+            // Left alone: merging could not have lowered its file count.
+            assert!(
+                files.len() as u64 <= total.div_ceil(target),
+                "{dir}: {files:?}"
+            );
+            continue;
+        }
+        assert_eq!(outputs, files.len(), "{dir}: inputs left beside outputs");
+        split += usize::from(files.len() > 1);
+        let last = files.iter().map(|f| f.0).max().unwrap_or(0);
+        for (seq, bytes) in files {
+            if *seq != last {
+                assert!(
+                    *bytes >= target,
+                    "{dir}: output {seq} is {bytes} bytes, under the target"
+                );
+            }
+        }
+    }
+    assert!(split > 0, "a small target splits some partition: {parts:?}");
+    assert_same(&live(&data, M), &ds.model, "split outputs");
+    let entries = manifest_entries(&data);
+    let s2 = compact_ok(&root, &data, &args);
+    assert_eq!(num(&s2, "partitions_compacted"), 0, "{s2}");
+    assert_eq!(manifest_entries(&data), entries);
+    assert!(compact(&root, &data, &["--verify"]).ok);
+
+    // Without a config (no ./regions.toml in the working dir) the partition duration is
+    // inferred from the directory depth and checked against every file.
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian-compact"))
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--verify")
+        .current_dir(&data)
+        .output()
+        .expect("running meridian-compact");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("partition duration 1h (inferred"), "{err}");
+}
+
+#[test]
+fn compaction_and_a_live_server_exclude_each_other() {
+    let ds = dataset(3, T0, 2);
+    let mut server = TestServer::start(small_flush_config());
+    for b in &ds.bodies {
+        server.write_ok(DB, b);
+    }
+    let (root, data) = (server.root().to_path_buf(), server.data_dir());
+    for args in [
+        &[][..],
+        &["--dry-run"][..],
+        &["--verify"][..],
+        &["--retain", "1h"][..],
+    ] {
+        let r = compact(&root, &data, args);
+        assert_eq!(
+            r.code,
+            Some(1),
+            "{args:?} must be refused: {}\n{}",
+            r.stdout,
+            r.stderr
+        );
+        assert!(
+            r.stderr.contains("in use by a running Meridian server"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    server.assert_healthy();
+    server.stop();
+    assert_same(&merged(&data, M), &ds.model, "after refused runs");
+
+    // Now the compactor holds the lock (slowed down): a server cannot start meanwhile.
+    let child = compactor(&root, &data, &[])
+        .env("MERIDIAN_COMPACT_PAUSE_MS", "400")
+        .spawn()
+        .expect("spawning the compactor");
+    std::thread::sleep(Duration::from_millis(300));
+    let started = server.spawn(&[]);
+    assert!(
+        started.is_err(),
+        "a server started while the compactor held the data dir"
+    );
+    let err = started.err().unwrap_or_default();
+    assert!(err.contains("in use"), "{err}");
+    let out = child.wait_with_output().expect("waiting for the compactor");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same(&live(&data, M), &ds.model, "after compaction");
+    server.restart();
+    assert_same(
+        &query_model(&server, M),
+        &ds.model,
+        "query API after compaction",
+    );
+    server.stop();
+}
+
+#[test]
+fn kill_9_of_the_compactor_at_any_moment_leaves_every_point_exactly_once() {
+    let ds = dataset(4, T0, 3);
+    let server = written(&ds);
+    let root = server.root().to_path_buf();
+    let template = server.data_dir();
+    let files_before = manifest_entries(&template).len();
+    // Small outputs: more durable steps to crash between.
+    let args = ["--target-size", "8KiB", "--row-group-rows", "64"];
+    let pause_ms = 25u64;
+    let run_paused = |dir: &Path| {
+        compactor(&root, dir, &args)
+            .env("MERIDIAN_COMPACT_PAUSE_MS", pause_ms.to_string())
+            .spawn()
+            .expect("spawning the compactor")
+    };
+
+    // Calibrate: a full paused run, and how many durable steps it takes.
+    let calib = root.join("calib");
+    copy_dir(&template, &calib);
+    let t = Instant::now();
+    let out = run_paused(&calib).wait_with_output().expect("compactor");
+    let full = t.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let steps = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.starts_with("step "))
+        .count();
+    assert!(steps >= 10, "too few steps to crash between: {steps}");
+
+    let iterations = 8u32;
+    let mut rng = Rng::new(44);
+    let mut kill_points = BTreeSet::new();
+    let mut mid_commit = 0;
+    for i in 0..iterations {
+        let dir = root.join(format!("crash-{i}"));
+        copy_dir(&template, &dir);
+        // Spread the kills over the whole run (stratified), jittered.
+        let frac = (f64::from(i) + rng.below(1000) as f64 / 1000.0) / f64::from(iterations);
+        let mut child = run_paused(&dir);
+        std::thread::sleep(full.mul_f64(frac));
+        let _ = child.kill(); // SIGKILL
+        let out = child.wait_with_output().expect("compactor");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let done = stderr.lines().filter(|l| l.starts_with("step ")).count();
+        let commits = stderr
+            .lines()
+            .filter(|l| l.starts_with("step ManifestCommitted"))
+            .count();
+        kill_points.insert(done);
+        if commits > 0 && done < steps {
+            mid_commit += 1;
+        }
+
+        // Right after the crash: every file the manifest lists exists and matches it, no
+        // partition lists old and new files together, and a merging reader sees the model.
+        assert_same(
+            &merged(&dir, M),
+            &ds.model,
+            &format!("after kill at step {done}"),
+        );
+        assert_no_partition_mixes_old_and_new(&manifest_entries(&template), &dir);
+        // The rerun finishes, cleans up, and leaves the same data.
+        let s = compact_ok(&root, &dir, &args);
+        assert!(
+            s["failures"].as_array().is_some_and(|f| f.is_empty()),
+            "{s}"
+        );
+        assert_same(
+            &live(&dir, M),
+            &ds.model,
+            &format!("after the rerun (kill at {done})"),
+        );
+        assert_clean_data_dir(&dir);
+        assert!(manifest_entries(&dir).len() < files_before);
+        let v = compact(&root, &dir, &["--verify"]);
+        assert!(v.ok, "{}", v.stdout);
+        // Nothing left to do.
+        let s = compact_ok(&root, &dir, &args);
+        assert_eq!(num(&s, "partitions_compacted"), 0, "{s}");
+    }
+    assert!(
+        kill_points.len() >= 3 && mid_commit >= 1,
+        "kills should land at several steps, some between commits: {kill_points:?}, {mid_commit}"
+    );
+}
+
+/// Independent rollup: per (series, 1m bucket), every aggregate of the numeric fields.
+fn expected_rollup(model: &Model, every: i64) -> Model {
+    let mut groups: BTreeMap<(Tags, i64), BTreeMap<String, Vec<Value>>> = BTreeMap::new();
+    for ((tags, t), fields) in model {
+        let bucket = t.div_euclid(every) * every;
+        let g = groups.entry((tags.clone(), bucket)).or_default();
+        for (k, v) in fields {
+            if matches!(v, Value::Float(_) | Value::Int(_)) {
+                g.entry(k.clone()).or_default().push(v.clone());
+            }
+        }
+    }
+    let mut out = Model::new();
+    for (key, per_field) in groups {
+        let mut f = Fields::new();
+        for (name, vals) in per_field {
+            let n = vals.len();
+            f.insert(format!("{name}_count"), Value::Int(n as i64));
+            f.insert(format!("{name}_first"), vals[0].clone());
+            f.insert(format!("{name}_last"), vals[n - 1].clone());
+            match &vals[0] {
+                Value::Float(_) => {
+                    let xs: Vec<f64> = vals
+                        .iter()
+                        .map(|v| {
+                            if let Value::Float(x) = v {
+                                *x
+                            } else {
+                                unreachable!()
+                            }
+                        })
+                        .collect();
+                    let sum = xs.iter().fold(0.0, |a, b| a + b);
+                    f.insert(format!("{name}_sum"), Value::Float(sum));
+                    f.insert(format!("{name}_mean"), Value::Float(sum / n as f64));
+                    f.insert(
+                        format!("{name}_min"),
+                        Value::Float(xs.iter().copied().fold(f64::INFINITY, f64::min)),
+                    );
+                    f.insert(
+                        format!("{name}_max"),
+                        Value::Float(xs.iter().copied().fold(f64::NEG_INFINITY, f64::max)),
+                    );
+                }
+                _ => {
+                    let xs: Vec<i64> = vals
+                        .iter()
+                        .map(|v| {
+                            if let Value::Int(x) = v {
+                                *x
+                            } else {
+                                unreachable!()
+                            }
+                        })
+                        .collect();
+                    let sum: i64 = xs.iter().sum();
+                    f.insert(format!("{name}_sum"), Value::Int(sum));
+                    f.insert(format!("{name}_mean"), Value::Float(sum as f64 / n as f64));
+                    f.insert(
+                        format!("{name}_min"),
+                        Value::Int(*xs.iter().min().unwrap_or(&0)),
+                    );
+                    f.insert(
+                        format!("{name}_max"),
+                        Value::Int(*xs.iter().max().unwrap_or(&0)),
+                    );
+                }
+            }
+        }
+        if !f.is_empty() {
+            out.insert(key, f);
+        }
+    }
+    out
+}
+
+#[test]
+fn retention_and_downsampling_are_exact_and_idempotent() {
+    let ds = dataset(5, T0, 6);
+    let mut server = written(&ds);
+    let (root, data) = (server.root().to_path_buf(), server.data_dir());
+    // Now = T0 + 10h; keep 7h: partitions ending at or before T0 + 3h go (hours 0, 1, 2).
+    let now = (T0 + 10 * HOUR_NS).to_string();
+    let cut = T0 + 3 * HOUR_NS;
+    let args = [
+        "--now",
+        now.as_str(),
+        "--retain",
+        "7h",
+        "--downsample",
+        "1m:count,sum,mean,min,max,first,last",
+        "--older-than",
+        "1h",
+    ];
+    let kept: Model = ds
+        .model
+        .iter()
+        .filter(|((_, t), _)| *t >= cut)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let rollup = expected_rollup(&kept, MIN_NS);
+    assert!(kept.len() < ds.model.len() && !rollup.is_empty());
+
+    let s = compact_ok(&root, &data, &args);
+    assert!(
+        num(&s, "partitions_dropped") > 0 && num(&s, "windows_rolled_up") > 0,
+        "{s}"
+    );
+    assert_eq!(num(&s, "rollup_rows_out"), rollup.len() as u64, "{s}");
+    assert_same(&live(&data, M), &kept, "raw data after retention");
+    assert_same(&live(&data, "cpu_1m"), &rollup, "rollups");
+    // Dropped partitions are gone from disk, not only from the manifest.
+    for h in 0..3 {
+        let dir = partition_dir(T0 + h * HOUR_NS, HOUR_NS);
+        for rel in tree(&data) {
+            assert!(
+                !rel.contains(&format!("/{M}/{dir}")),
+                "{rel} survived retention"
+            );
+        }
+    }
+    assert_clean_data_dir(&data);
+    assert!(compact(&root, &data, &["--verify"]).ok);
+
+    // A rerun neither doubles nor changes anything.
+    let entries = manifest_entries(&data);
+    let s2 = compact_ok(&root, &data, &args);
+    for k in [
+        "partitions_dropped",
+        "windows_rolled_up",
+        "partitions_compacted",
+    ] {
+        assert_eq!(num(&s2, k), 0, "{k}: {s2}");
+    }
+    assert_eq!(manifest_entries(&data), entries);
+    assert_same(&live(&data, "cpu_1m"), &rollup, "rollups after a rerun");
+
+    // The server reads rollups like any measurement, and brings nothing back.
+    server.restart();
+    assert_same(
+        &query_model(&server, "cpu_1m"),
+        &rollup,
+        "rollups through the query API",
+    );
+    assert_same(
+        &query_model(&server, M),
+        &kept,
+        "raw data through the query API",
+    );
+    server.stop();
+    assert_eq!(manifest_entries(&data), entries);
+}
+
+/// A server killed with SIGKILL after its age-based flush put every row in a file: its WAL
+/// segments stay on disk, every record covered by a file's WAL ranges.
+fn crashed_with_everything_flushed(ds: &Dataset) -> TestServer {
+    let mut server = TestServer::start(ServerConfig::default().shards(2).flush(50, "64MiB", "1s"));
+    for b in &ds.bodies {
+        server.write_ok(DB, b);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mem = server.get("/api/v1/regions").json()["memory_bytes"].as_u64();
+        if mem == Some(0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "blocks never flushed by age");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server.kill9();
+    assert!(
+        !wal_segments(&server.data_dir()).is_empty(),
+        "the crash must leave WAL segments"
+    );
+    server
+}
+
+#[test]
+fn merged_files_keep_the_wal_coverage_of_their_inputs() {
+    let ds = dataset(7, T0, 3);
+    let mut server = crashed_with_everything_flushed(&ds);
+    let (root, data) = (server.root().to_path_buf(), server.data_dir());
+    let s = compact_ok(&root, &data, &[]);
+    assert!(num(&s, "partitions_compacted") > 0, "{s}");
+    let after = manifest_entries(&data);
+    // The restarted server replays its WAL: every record is covered by a merged file's WAL
+    // ranges, so it writes no new file and the data is unchanged.
+    server.restart();
+    assert_same(
+        &query_model(&server, M),
+        &ds.model,
+        "query API after replay",
+    );
+    server.stop();
+    assert_eq!(
+        manifest_entries(&data),
+        after,
+        "WAL replay re-wrote compacted records"
+    );
+    assert_same(&live(&data, M), &ds.model, "after replay");
+}
+
+#[test]
+fn retention_tombstones_keep_a_crashed_servers_wal_from_resurrecting_dropped_data() {
+    let ds = dataset(6, T0, 3);
+    let mut server = crashed_with_everything_flushed(&ds);
+    let (root, data) = (server.root().to_path_buf(), server.data_dir());
+
+    // Drop everything. The WAL still holds those records: tombstones keep them covered.
+    let now = (T0 + 30 * HOUR_NS).to_string();
+    let args = ["--now", now.as_str(), "--retain", "1d"];
+    let s = compact_ok(&root, &data, &args);
+    assert!(num(&s, "partitions_dropped") > 0, "{s}");
+    assert!(num(&s, "tombstones") > 0, "{s}");
+    assert!(live(&data, M).is_empty());
+    assert!(compact(&root, &data, &["--verify"]).ok);
+
+    // The server replays its WAL and must skip every dropped record.
+    server.restart();
+    assert!(
+        query_model(&server, M).is_empty(),
+        "dropped points came back"
+    );
+    server.stop();
+    assert!(
+        live(&data, M).is_empty(),
+        "dropped points came back into files"
+    );
+
+    // The clean stop emptied the WAL: the next run removes the tombstones and directories.
+    let s = compact_ok(&root, &data, &args);
+    assert_eq!(num(&s, "tombstones"), 0, "{s}");
+    assert!(
+        manifest_entries(&data).is_empty(),
+        "{:?}",
+        manifest_entries(&data)
+    );
+    assert!(
+        tree(&data).iter().all(|p| !p.contains(&format!("{DB}/"))),
+        "{:?}",
+        tree(&data)
+    );
+    assert_clean_data_dir(&data);
+}
+
+#[test]
+fn help_explains_every_flag() {
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian-compact"))
+        .arg("--help")
+        .output()
+        .expect("running --help");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--data-dir",
+        "--config",
+        "--partition-duration",
+        "--region",
+        "--db",
+        "--measurement",
+        "--partition",
+        "--grace",
+        "--target-size",
+        "--row-group-rows",
+        "--retain",
+        "--downsample",
+        "--older-than",
+        "--no-compact",
+        "--now",
+        "--dry-run",
+        "--verify",
+        "--json",
+        "--progress",
+    ] {
+        assert!(text.contains(flag), "--help does not explain {flag}");
+    }
+    let bad = Command::new(env!("CARGO_BIN_EXE_meridian-compact"))
+        .args(["--data-dir", "/nonexistent/x", "--downsample", "1m:mean"])
+        .output()
+        .expect("running");
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "--downsample without --older-than is a usage error"
+    );
+}

@@ -1,0 +1,19 @@
+//! End-to-end tests: each test starts the real `meridian` binary on port 0 in a temp dir,
+//! talks to it over loopback HTTP, stops or kills it, and reads the data dir back with an
+//! independent reader (manifest JSON + Parquet), comparing against a model built in the test.
+//!
+//! - [`support`]: the `TestServer` harness, config builder, data-dir reader, helpers.
+//! - [`write_path`]: every endpoint, routing, partitioning, types, escapes, partial writes,
+//!   auth, health and metrics (SPEC §4, §6).
+//! - [`durability`]: `kill -9` at random moments, torn and corrupt WAL, backpressure, the
+//!   interval sync policy (SPEC §1, §7).
+//! - [`bad_input`]: hostile bodies, names and parameters never give a 5xx, a hang, or a file
+//!   outside the data dir (SPEC §4, §7).
+
+mod bad_input;
+mod compaction;
+mod durability;
+mod multinode;
+mod query;
+mod support;
+mod write_path;

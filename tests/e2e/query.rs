@@ -1,0 +1,702 @@
+//! The query API against an independent computation (issue #4).
+//!
+//! A random dataset over every region and three partitions is written through HTTP, with
+//! rewrites of existing points (last write wins per field). Flush thresholds are small and
+//! the block age is one second, so the queries run while data is in files, in memory and
+//! being flushed. Every query's answer is compared with a straightforward computation over
+//! the points the test sent, done here without any of the server's code.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value as Json;
+
+use crate::support::{Rng, ServerConfig, TestServer};
+
+const HOUR: i64 = 3_600_000_000_000;
+const T0: i64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
+
+#[derive(Clone, Debug, PartialEq)]
+enum V {
+    F(f64),
+    I(i64),
+    S(String),
+    B(bool),
+}
+
+type Tags = BTreeMap<String, String>;
+
+struct Model {
+    /// (tags, time) → fields, last write wins per field.
+    points: BTreeMap<(Tags, i64), BTreeMap<String, V>>,
+}
+
+fn lp_escape(s: &str) -> String {
+    s.replace(',', "\\,")
+        .replace('=', "\\=")
+        .replace(' ', "\\ ")
+}
+
+fn line(tags: &Tags, fields: &BTreeMap<String, V>, t: i64) -> String {
+    let mut s = String::from("m");
+    for (k, v) in tags {
+        s.push_str(&format!(",{}={}", lp_escape(k), lp_escape(v)));
+    }
+    let f: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| {
+            let val = match v {
+                V::F(x) => format!("{x:?}"),
+                V::I(x) => format!("{x}i"),
+                V::S(x) => format!("\"{}\"", x.replace('\\', "\\\\").replace('"', "\\\"")),
+                V::B(x) => x.to_string(),
+            };
+            format!("{}={val}", lp_escape(k))
+        })
+        .collect();
+    format!("{s} {} {t}", f.join(","))
+}
+
+fn hosts() -> Vec<Tags> {
+    let geo = [
+        Some("us-east-1"),
+        Some("eu-west-1"),
+        Some("ap-south-1"),
+        Some("af-south-1"),
+        None,
+    ];
+    (0..14)
+        .map(|i| {
+            let mut t = Tags::new();
+            t.insert("host".into(), format!("h{i}"));
+            match geo[i % geo.len()] {
+                Some(r) => {
+                    t.insert("region".into(), r.into());
+                }
+                None => {
+                    // Coordinates only: Dublin or Tokyo.
+                    let (lat, lon) = if i % 2 == 0 {
+                        ("53.35", "-6.26")
+                    } else {
+                        ("35.68", "139.69")
+                    };
+                    t.insert("lat".into(), lat.into());
+                    t.insert("lon".into(), lon.into());
+                }
+            }
+            if i % 3 != 0 {
+                t.insert("dc".into(), ["a", "b"][i % 2].into());
+            }
+            t
+        })
+        .collect()
+}
+
+/// Writes the dataset in batches and returns the model of what the server must hold.
+fn load(server: &TestServer, rng: &mut Rng) -> Model {
+    let hosts = hosts();
+    let mut model = Model {
+        points: BTreeMap::new(),
+    };
+    let mut used_times = std::collections::BTreeSet::new();
+    let mut all: Vec<(Tags, i64, BTreeMap<String, V>)> = Vec::new();
+    for _ in 0..3000 {
+        let tags = rng.pick(&hosts).clone();
+        // Unique timestamps (so first/last have no ties), spread over 3 hours + edges.
+        let mut t;
+        loop {
+            t = T0 + rng.range(0, 3 * HOUR / 1_000_000) * 1_000_000;
+            if used_times.insert(t) {
+                break;
+            }
+        }
+        let mut f = BTreeMap::new();
+        f.insert(
+            "f".to_string(),
+            V::F((rng.range(-100_000, 100_000) as f64) / 7.0),
+        );
+        if rng.chance(80) {
+            f.insert("i".to_string(), V::I(rng.range(-1_000_000, 1_000_000)));
+        }
+        if rng.chance(20) {
+            f.insert("s".to_string(), V::S(format!("v{}", rng.below(50))));
+        }
+        if rng.chance(20) {
+            f.insert("b".to_string(), V::B(rng.chance(50)));
+        }
+        all.push((tags, t, f));
+    }
+    send(server, &all, &mut model);
+    // Let the age trigger (1 s) flush the originals, so that the rewrites below land in new
+    // blocks and files: the same points then live in several sources.
+    std::thread::sleep(std::time::Duration::from_millis(1600));
+    let files_before = count_parquet(&server.data_dir());
+    assert!(
+        files_before > 0,
+        "the originals must have been flushed by age"
+    );
+    let originals = all.len();
+    // Rewrites of existing points with some fields: later values win field by field.
+    for _ in 0..300 {
+        let (tags, t, _) = all[rng.below(all.len() as u64) as usize].clone();
+        let mut f = BTreeMap::new();
+        if rng.chance(60) {
+            f.insert("f".to_string(), V::F(rng.range(-50, 50) as f64 + 0.5));
+        }
+        if rng.chance(60) || f.is_empty() {
+            f.insert("i".to_string(), V::I(rng.range(-10, 10)));
+        }
+        all.push((tags, t, f));
+    }
+    let rewrites = all.split_off(originals);
+    send(server, &rewrites, &mut model);
+    model
+}
+
+fn count_parquet(dir: &std::path::Path) -> usize {
+    walk(dir)
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .count()
+}
+
+fn send(server: &TestServer, points: &[(Tags, i64, BTreeMap<String, V>)], model: &mut Model) {
+    for chunk in points.chunks(250) {
+        let body: Vec<String> = chunk.iter().map(|(tags, t, f)| line(tags, f, *t)).collect();
+        server.write_ok("qdb", &body.join("\n"));
+        for (tags, t, f) in chunk {
+            let e = model.points.entry((tags.clone(), *t)).or_default();
+            for (k, v) in f {
+                e.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Q {
+    fields: Vec<String>,
+    start: Option<i64>,
+    end: Option<i64>,
+    preds: Vec<(String, &'static str, String)>,
+    agg: &'static str,
+    every: Option<(i64, &'static str)>,
+    group_by: Vec<String>,
+}
+
+impl Q {
+    fn url(&self) -> String {
+        let mut u = format!(
+            "/api/v1/query?db=qdb&measurement=m&epoch=ns&agg={}",
+            self.agg
+        );
+        u.push_str(&format!("&fields={}", self.fields.join(",")));
+        if let Some(s) = self.start {
+            u.push_str(&format!("&start={s}"));
+        }
+        if let Some(e) = self.end {
+            u.push_str(&format!("&end={e}"));
+        }
+        if !self.preds.is_empty() {
+            let w: Vec<String> = self
+                .preds
+                .iter()
+                .map(|(k, op, v)| format!("{k}{op}{v}"))
+                .collect();
+            let enc: String = form_urlencoded::byte_serialize(w.join(",").as_bytes()).collect();
+            u.push_str(&format!("&where={enc}"));
+        }
+        if let Some((_, e)) = self.every {
+            u.push_str(&format!("&every={e}"));
+        }
+        if !self.group_by.is_empty() {
+            u.push_str(&format!("&group_by={}", self.group_by.join(",")));
+        }
+        u
+    }
+
+    fn matches(&self, tags: &Tags, t: i64) -> bool {
+        if self.start.is_some_and(|s| t < s) || self.end.is_some_and(|e| t >= e) {
+            return false;
+        }
+        self.preds.iter().all(|(k, op, v)| {
+            let have = tags.get(k).map(|s| s.as_str()).unwrap_or("");
+            match *op {
+                "=" => have == v,
+                "!=" => have != v,
+                "=~" => regex_lite(v, have),
+                "!~" => !regex_lite(v, have),
+                _ => unreachable!(),
+            }
+        })
+    }
+}
+
+/// The two regex shapes the test uses: `^prefix` and a plain substring.
+fn regex_lite(re: &str, s: &str) -> bool {
+    match re.strip_prefix('^') {
+        Some(p) => s.starts_with(p),
+        None => s.contains(re),
+    }
+}
+
+/// Expected answer: group key → bucket → (time, values per field).
+type Expected = BTreeMap<Vec<String>, BTreeMap<i64, (i64, Vec<Option<V>>)>>;
+
+fn expected(model: &Model, q: &Q) -> Expected {
+    // group → bucket → field → list of (time, value)
+    let mut acc: BTreeMap<Vec<String>, BTreeMap<i64, Vec<Vec<(i64, V)>>>> = BTreeMap::new();
+    for ((tags, t), fields) in &model.points {
+        if !q.matches(tags, *t) {
+            continue;
+        }
+        let key: Vec<String> = q
+            .group_by
+            .iter()
+            .map(|g| tags.get(g).cloned().unwrap_or_default())
+            .collect();
+        let bucket = match q.every {
+            Some((w, _)) => t.div_euclid(w) * w,
+            None => q.start.unwrap_or(0),
+        };
+        let slot = acc
+            .entry(key)
+            .or_default()
+            .entry(bucket)
+            .or_insert_with(|| vec![Vec::new(); q.fields.len()]);
+        for (i, f) in q.fields.iter().enumerate() {
+            if let Some(v) = fields.get(f) {
+                slot[i].push((*t, v.clone()));
+            }
+        }
+    }
+    let numeric = |v: &V| match v {
+        V::F(x) => Some(*x),
+        V::I(x) => Some(*x as f64),
+        _ => None,
+    };
+    let mut out = Expected::new();
+    for (key, buckets) in acc {
+        for (bucket, per_field) in buckets {
+            let mut times = Vec::new();
+            let mut any = false;
+            let vals: Vec<Option<V>> = per_field
+                .iter()
+                .map(|xs| {
+                    let nums: Vec<&(i64, V)> =
+                        xs.iter().filter(|(_, v)| numeric(v).is_some()).collect();
+                    let r = match q.agg {
+                        "count" => {
+                            any |= !xs.is_empty();
+                            Some(V::I(xs.len() as i64))
+                        }
+                        "first" | "last" => {
+                            any |= !xs.is_empty();
+                            let pick = if q.agg == "first" {
+                                xs.iter().min_by_key(|(t, _)| *t)
+                            } else {
+                                xs.iter().max_by_key(|(t, _)| *t)
+                            };
+                            pick.map(|(t, v)| {
+                                times.push(*t);
+                                v.clone()
+                            })
+                        }
+                        _ if nums.is_empty() => None,
+                        agg => {
+                            any = true;
+                            let all_int = nums.iter().all(|(_, v)| matches!(v, V::I(_)));
+                            match agg {
+                                "sum" if all_int => Some(V::I(
+                                    nums.iter()
+                                        .map(|(_, v)| if let V::I(i) = v { *i } else { 0 })
+                                        .sum(),
+                                )),
+                                "sum" => {
+                                    Some(V::F(nums.iter().filter_map(|(_, v)| numeric(v)).sum()))
+                                }
+                                "mean" => Some(V::F(
+                                    nums.iter().filter_map(|(_, v)| numeric(v)).sum::<f64>()
+                                        / nums.len() as f64,
+                                )),
+                                "min" | "max" => {
+                                    let it = nums.iter().map(|(_, v)| v.clone());
+                                    let cmp = |a: &V, b: &V| {
+                                        numeric(a)
+                                            .unwrap_or(0.0)
+                                            .total_cmp(&numeric(b).unwrap_or(0.0))
+                                    };
+                                    if agg == "min" {
+                                        it.min_by(cmp)
+                                    } else {
+                                        it.max_by(cmp)
+                                    }
+                                }
+                                "stddev" => {
+                                    let xs: Vec<f64> =
+                                        nums.iter().filter_map(|(_, v)| numeric(v)).collect();
+                                    if xs.len() < 2 {
+                                        None
+                                    } else {
+                                        let m = xs.iter().sum::<f64>() / xs.len() as f64;
+                                        let var = xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>()
+                                            / (xs.len() as f64 - 1.0);
+                                        Some(V::F(var.sqrt()))
+                                    }
+                                }
+                                _ => unreachable!(),
+                            }
+                        }
+                    };
+                    r
+                })
+                .collect();
+            if !any {
+                continue;
+            }
+            let time = match (q.every, q.agg) {
+                (None, "last") => times.iter().max().copied().unwrap_or(bucket),
+                (None, "first") => times.iter().min().copied().unwrap_or(bucket),
+                _ => bucket,
+            };
+            out.entry(key.clone())
+                .or_default()
+                .insert(bucket, (time, vals));
+        }
+    }
+    out
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+}
+
+fn same(expected: &Option<V>, got: &Json) -> bool {
+    match (expected, got) {
+        (None, Json::Null) => true,
+        (Some(V::F(x)), Json::Number(n)) => n.as_f64().is_some_and(|y| close(*x, y)),
+        (Some(V::I(x)), Json::Number(n)) => {
+            n.as_i64() == Some(*x) || n.as_f64().is_some_and(|y| close(*x as f64, y))
+        }
+        (Some(V::S(x)), Json::String(s)) => x == s,
+        (Some(V::B(x)), Json::Bool(b)) => x == b,
+        _ => false,
+    }
+}
+
+/// Compares one query; returns how many values were compared.
+fn check(server: &TestServer, model: &Model, q: &Q) -> usize {
+    let mut compared = 0;
+    let r = server.get(&q.url());
+    assert_eq!(r.status, 200, "{}: {}", q.url(), r.body);
+    let j = r.json();
+    assert_eq!(j["partial"], Json::Bool(false), "{}: {}", q.url(), r.body);
+    let want = expected(model, q);
+    let series = j["series"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        series.len(),
+        want.len(),
+        "series count for {}\n{}",
+        q.url(),
+        r.body
+    );
+    for (s, (key, buckets)) in series.iter().zip(&want) {
+        let tags: Vec<String> = q
+            .group_by
+            .iter()
+            .map(|g| s["tags"][g].as_str().unwrap_or("?").to_string())
+            .collect();
+        assert_eq!(&tags, key, "group order/keys for {}", q.url());
+        let cols: Vec<&str> = s["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        assert_eq!(cols[0], "time");
+        assert_eq!(
+            &cols[1..],
+            q.fields
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .as_slice()
+        );
+        let rows = s["values"].as_array().unwrap();
+        assert_eq!(
+            rows.len(),
+            buckets.len(),
+            "rows of group {key:?} for {}\n{}",
+            q.url(),
+            r.body
+        );
+        for (row, (_, (time, vals))) in rows.iter().zip(buckets) {
+            let row = row.as_array().unwrap();
+            assert_eq!(
+                row[0].as_i64(),
+                Some(*time),
+                "time in {} group {key:?}",
+                q.url()
+            );
+            for (i, v) in vals.iter().enumerate() {
+                assert!(
+                    same(v, &row[i + 1]),
+                    "{} group {key:?} time {time} field {}: expected {v:?}, got {}",
+                    q.url(),
+                    q.fields[i],
+                    row[i + 1]
+                );
+                compared += 1;
+            }
+        }
+    }
+    compared
+}
+
+fn random_query(rng: &mut Rng) -> Q {
+    let field_sets: [&[&str]; 5] = [&["f"], &["i"], &["f", "i"], &["s", "f"], &["b", "i", "f"]];
+    let aggs = [
+        "count", "sum", "mean", "min", "max", "first", "last", "stddev",
+    ];
+    let everies = [
+        None,
+        Some((600_000_000_000, "10m")),
+        Some((HOUR, "1h")),
+        Some((420_000_000_000, "7m")),
+    ];
+    let groups: [&[&str]; 5] = [&[], &["region"], &["host"], &["region", "dc"], &["dc"]];
+    let preds: [&[(&str, &str, &str)]; 7] = [
+        &[],
+        &[("host", "=", "h3")],
+        &[("region", "=~", "^eu")],
+        &[("dc", "!=", "a")],
+        &[("host", "!~", "h1"), ("dc", "=", "b")],
+        &[("region", "=", "us-east-1")],
+        &[("dc", "=", "")],
+    ];
+    // Ranges include partition edges and ones inside a partition.
+    let start = match rng.below(4) {
+        0 => None,
+        1 => Some(T0 + HOUR),
+        2 => Some(T0 + rng.range(0, 3 * HOUR)),
+        _ => Some(T0 - HOUR),
+    };
+    let end = match rng.below(4) {
+        0 => None,
+        1 => Some(T0 + 2 * HOUR),
+        _ => Some(start.unwrap_or(T0) + rng.range(1, 3 * HOUR)),
+    };
+    let (start, end) = match (start, end) {
+        (Some(s), Some(e)) if e <= s => (Some(s), Some(s + HOUR)),
+        x => x,
+    };
+    Q {
+        fields: rng
+            .pick(&field_sets)
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        start,
+        end,
+        preds: rng
+            .pick(&preds)
+            .iter()
+            .map(|(k, o, v)| (k.to_string(), *o, v.to_string()))
+            .collect(),
+        agg: *rng.pick(&aggs),
+        every: *rng.pick(&everies),
+        group_by: rng.pick(&groups).iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+#[test]
+fn query_answers_match_an_independent_computation() {
+    // Small blocks and a 1 s age: files, memory and in-flight flushes all take part.
+    let cfg = ServerConfig::default().flush(100, "64MiB", "1s");
+    let mut server = TestServer::start(cfg);
+    let mut rng = Rng::new(0x5eed);
+    let model = load(&server, &mut rng);
+
+    // Read-your-writes: the last batch is visible immediately.
+    let all = Q {
+        fields: vec!["f".into()],
+        start: None,
+        end: None,
+        preds: vec![],
+        agg: "count",
+        every: None,
+        group_by: vec![],
+    };
+    assert_eq!(check(&server, &model, &all), 1);
+    assert_eq!(
+        server.get(&all.url()).json()["series"][0]["values"][0][1].as_i64(),
+        Some(model.points.len() as i64),
+        "every distinct point counted once"
+    );
+
+    let mut compared = 0;
+    for _ in 0..120 {
+        let q = random_query(&mut rng);
+        compared += check(&server, &model, &q);
+    }
+    // Guard against a vacuous comparison (e.g. everything filtered out on both sides).
+    assert!(compared > 2_000, "only {compared} values compared");
+
+    // After a restart everything is in files; answers must not change.
+    server.stop();
+    server.restart();
+    let mut compared = 0;
+    for _ in 0..40 {
+        let q = random_query(&mut rng);
+        compared += check(&server, &model, &q);
+    }
+    assert!(
+        compared > 500,
+        "only {compared} values compared after restart"
+    );
+    server.stop();
+}
+
+#[test]
+fn raw_points_limit_formats_and_region_pruning() {
+    let server = TestServer::start(ServerConfig::default());
+    let mut body = String::new();
+    for i in 0..50i64 {
+        let region = if i % 2 == 0 { "eu-west-1" } else { "us-east-1" };
+        body.push_str(&format!(
+            "cpu,host=h{},region={region} v={i}i,x={}.5 {}\n",
+            i % 5,
+            i,
+            T0 + i * 1_000_000_000
+        ));
+    }
+    server.write_ok("rdb", &body);
+
+    // Raw points, ordered by time, limit honoured, tags as columns.
+    let r = server.get("/api/v1/query?db=rdb&measurement=cpu&epoch=ns&limit=7");
+    let j = r.json();
+    let s = &j["series"][0];
+    assert_eq!(
+        s["columns"],
+        serde_json::json!(["time", "host", "region", "v", "x"])
+    );
+    let rows = s["values"].as_array().unwrap();
+    assert_eq!(rows.len(), 7);
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row[0].as_i64(), Some(T0 + i as i64 * 1_000_000_000));
+        assert_eq!(row[3].as_i64(), Some(i as i64));
+    }
+
+    // A geo equality prunes the other regions, and says so.
+    let r = server
+        .get("/api/v1/query?db=rdb&measurement=cpu&agg=count&fields=v&where=region=eu-west-1");
+    let j = r.json();
+    assert_eq!(j["series"][0]["values"][0][1].as_i64(), Some(25));
+    assert_eq!(j["regions"]["americas"]["status"], "pruned");
+    assert_eq!(j["regions"]["eu"]["status"], "ok");
+
+    // CSV and Arrow carry the same numbers.
+    let csv = server
+        .get("/api/v1/query?db=rdb&measurement=cpu&agg=sum&fields=v&group_by=region&format=csv");
+    assert_eq!(csv.status, 200);
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert_eq!(lines[0], "name,region,time,v");
+    assert_eq!(lines[1], "cpu,eu-west-1,1970-01-01T00:00:00Z,600");
+    assert_eq!(lines[2], "cpu,us-east-1,1970-01-01T00:00:00Z,625");
+    let arrow = server
+        .client()
+        .get(server.url(
+            "/api/v1/query?db=rdb&measurement=cpu&agg=max&fields=v,x&group_by=host&format=arrow",
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(arrow.status(), 200);
+    let bytes = arrow.bytes().unwrap();
+    let reader =
+        arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes.to_vec()), None)
+            .unwrap();
+    let batches: Vec<_> = reader.map(|b| b.unwrap()).collect();
+    let b = &batches[0];
+    assert_eq!(b.num_rows(), 5);
+    let v = b
+        .column_by_name("v")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .unwrap();
+    // host h0 has v = 0,5,...,45 → max 45; h4 → 49.
+    assert_eq!(v.value(0), 45);
+    assert_eq!(v.value(4), 49);
+
+    // Malformed parameters are clear 400s.
+    for q in [
+        "agg=median",
+        "where=host=~(",
+        "start=10&end=5",
+        "every=soon&agg=sum",
+        "format=xml",
+        "limit=x",
+    ] {
+        let r = server.get(&format!("/api/v1/query?db=rdb&measurement=cpu&{q}"));
+        assert_eq!(r.status, 400, "{q}: {}", r.body);
+        assert!(r.json()["error"].as_str().is_some_and(|e| !e.is_empty()));
+    }
+    // POST with a JSON body answers like GET.
+    let r = server.post_with(
+        "/api/v1/query",
+        r#"{"db":"rdb","measurement":"cpu","agg":"count","fields":["v"],"group_by":["region"]}"#,
+        &[("Content-Type", "application/json")],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["series"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn a_failing_region_makes_the_answer_partial() {
+    let mut server = TestServer::start(ServerConfig::default());
+    server.write_ok(
+        "pdb",
+        &format!("cpu,region=eu-west-1 v=1 {T0}\ncpu,region=us-east-1 v=2 {T0}\n"),
+    );
+    server.stop();
+    // Damage the eu file: the region's scan fails, the others still answer.
+    let eu = server.data_dir().join("eu");
+    let mut damaged = 0;
+    for entry in walk(&eu) {
+        if entry.extension().is_some_and(|e| e == "parquet") {
+            std::fs::write(&entry, b"not a parquet file").unwrap();
+            damaged += 1;
+        }
+    }
+    assert_eq!(damaged, 1);
+    server.restart();
+    let r = server.get("/api/v1/query?db=pdb&measurement=cpu&agg=sum&fields=v");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let j = r.json();
+    assert_eq!(j["partial"], Json::Bool(true), "{}", r.body);
+    assert_eq!(j["regions"]["eu"]["status"], "error");
+    assert!(
+        j["regions"]["eu"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(".parquet")),
+        "{}",
+        r.body
+    );
+    assert_eq!(j["regions"]["americas"]["status"], "ok");
+    assert_eq!(j["series"][0]["values"][0][1].as_f64(), Some(2.0));
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,1314 @@
+//! The harness: a real `meridian serve` process in a temp dir, its `regions.toml`, HTTP
+//! helpers, and an independent reader of everything the server left on disk.
+//!
+//! The reader trusts nothing of the server's code: it parses `manifest.json` as plain JSON,
+//! reads each listed Parquet file with the `parquet` crate, and checks the documented layout
+//! (path, partition, column types, sort order, row counts) while collecting the rows.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arrow::array::{
+    Array, BooleanArray, DictionaryArray, Float64Array, Int64Array, StringArray,
+    TimestampNanosecondArray, UInt64Array,
+};
+use arrow::datatypes::{DataType, Int32Type, TimeUnit};
+use arrow::record_batch::RecordBatchReader;
+use chrono::{DateTime, Datelike, Timelike};
+
+pub const SEC_NS: i64 = 1_000_000_000;
+pub const HOUR_NS: i64 = 3_600 * SEC_NS;
+/// 2024-05-01T00:00:00Z in seconds: a fixed, past base time for generated points.
+pub const BASE_S: i64 = 1_714_521_600;
+
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------------------
+// Config
+// ---------------------------------------------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum SyncPolicy {
+    Always,
+    Interval(u64),
+}
+
+/// The knobs tests turn; everything else is the repo's four-region default.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub partition_duration: String,
+    pub shards: usize,
+    pub max_rows: u64,
+    pub max_bytes: String,
+    pub max_age: String,
+    pub flush_workers: usize,
+    pub memory_limit: String,
+    pub high_water: Option<String>,
+    pub sync: SyncPolicy,
+    pub segment_bytes: String,
+    pub queue_depth: usize,
+    pub max_body_bytes: String,
+    pub tokens: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    /// Flushes only at shutdown (huge thresholds, 1h age), so a test controls when files appear.
+    fn default() -> Self {
+        ServerConfig {
+            partition_duration: "1h".into(),
+            shards: 2,
+            max_rows: 100_000_000,
+            max_bytes: "1GiB".into(),
+            max_age: "1h".into(),
+            flush_workers: 1,
+            memory_limit: "1GiB".into(),
+            high_water: None,
+            sync: SyncPolicy::Always,
+            segment_bytes: "64MiB".into(),
+            queue_depth: 256,
+            max_body_bytes: "32MiB".into(),
+            tokens: vec![],
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn shards(mut self, n: usize) -> Self {
+        self.shards = n;
+        self
+    }
+    pub fn flush(mut self, max_rows: u64, max_bytes: &str, max_age: &str) -> Self {
+        self.max_rows = max_rows;
+        self.max_bytes = max_bytes.into();
+        self.max_age = max_age.into();
+        self
+    }
+    pub fn flush_workers(mut self, n: usize) -> Self {
+        self.flush_workers = n;
+        self
+    }
+    pub fn memory(mut self, limit: &str, high_water: &str) -> Self {
+        self.memory_limit = limit.into();
+        self.high_water = Some(high_water.into());
+        self
+    }
+    pub fn sync(mut self, s: SyncPolicy) -> Self {
+        self.sync = s;
+        self
+    }
+    pub fn segment_bytes(mut self, s: &str) -> Self {
+        self.segment_bytes = s.into();
+        self
+    }
+    pub fn queue_depth(mut self, n: usize) -> Self {
+        self.queue_depth = n;
+        self
+    }
+    pub fn tokens(mut self, t: &[&str]) -> Self {
+        self.tokens = t.iter().map(|s| s.to_string()).collect();
+        self
+    }
+    pub fn max_body_bytes(mut self, s: &str) -> Self {
+        self.max_body_bytes = s.into();
+        self
+    }
+
+    pub fn partition_ns(&self) -> i64 {
+        match self.partition_duration.as_str() {
+            "1h" => HOUR_NS,
+            "1d" => 24 * HOUR_NS,
+            other => panic!("test harness only knows 1h and 1d partitions, not {other}"),
+        }
+    }
+
+    /// `regions.toml` text. `data_dir` is relative to the file; tests also pass `--data-dir`.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        s.push_str("data_dir = \"data\"\n");
+        s.push_str(&format!(
+            "partition_duration = \"{}\"\n",
+            self.partition_duration
+        ));
+        s.push_str("default_region = \"global\"\ngeo_tag = \"region\"\nlat_tag = \"lat\"\nlon_tag = \"lon\"\n\n");
+        s.push_str(&format!(
+            "[ingest]\nshards_per_region = {}\n\n",
+            self.shards
+        ));
+        s.push_str(&format!(
+            "[flush]\nmax_rows = {}\nmax_bytes = \"{}\"\nmax_age = \"{}\"\nworkers = {}\nrow_group_rows = 1024\n\n",
+            self.max_rows, self.max_bytes, self.max_age, self.flush_workers
+        ));
+        s.push_str(&format!("[memory]\nlimit = \"{}\"\n", self.memory_limit));
+        if let Some(h) = &self.high_water {
+            s.push_str(&format!("high_water = \"{h}\"\n"));
+        }
+        s.push('\n');
+        match self.sync {
+            SyncPolicy::Always => s.push_str("[wal]\nsync = \"always\"\n"),
+            SyncPolicy::Interval(ms) => {
+                s.push_str(&format!("[wal]\nsync = \"interval\"\ninterval_ms = {ms}\n"))
+            }
+        }
+        s.push_str(&format!(
+            "segment_bytes = \"{}\"\nqueue_depth = {}\n\n",
+            self.segment_bytes, self.queue_depth
+        ));
+        s.push_str(&format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = \"{}\"\n\n",
+            self.max_body_bytes
+        ));
+        let toks: Vec<String> = self.tokens.iter().map(|t| format!("\"{t}\"")).collect();
+        s.push_str(&format!("[auth]\ntokens = [{}]\n\n", toks.join(", ")));
+        s.push_str(
+            r#"[[region]]
+name = "americas"
+tag_values = ["us-*", "ca-*", "sa-*", "mx-*", "americas", "na", "sa"]
+bbox = [{ min_lat = -60.0, max_lat = 84.0, min_lon = -170.0, max_lon = -25.0 }]
+
+[[region]]
+name = "eu"
+tag_values = ["eu-*", "europe", "eu", "uk-*"]
+bbox = [{ min_lat = 34.0, max_lat = 72.0, min_lon = -25.0, max_lon = 45.0 }]
+
+[[region]]
+name = "apac"
+tag_values = ["ap-*", "apac", "asia", "au-*"]
+bbox = [
+  { min_lat = -50.0, max_lat = 60.0, min_lon = 60.0, max_lon = 180.0 },
+  { min_lat = -50.0, max_lat = 0.0, min_lon = -180.0, max_lon = -170.0 },
+]
+
+[[region]]
+name = "global"
+
+[directory]
+"tenant=acme-eu" = "eu"
+"#,
+        );
+        s
+    }
+}
+
+pub const REGIONS: [&str; 4] = ["americas", "eu", "apac", "global"];
+
+// ---------------------------------------------------------------------------------------
+// The server process
+// ---------------------------------------------------------------------------------------
+
+/// A `meridian serve` process with its own temp dir (config + data dir).
+pub struct TestServer {
+    root: tempfile::TempDir,
+    pub config: ServerConfig,
+    child: Option<Child>,
+    addr: String,
+    /// stderr of the current run (filled by a reader thread).
+    stderr: Arc<Mutex<String>>,
+    stderr_thread: Option<JoinHandle<()>>,
+    /// stderr of earlier runs of this data dir, in order.
+    past_logs: String,
+    runs: usize,
+    client: reqwest::blocking::Client,
+}
+
+/// What a request got back.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("response body is not JSON ({e}): {:?}", self.body))
+    }
+}
+
+pub fn http_client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(HTTP_TIMEOUT)
+        .pool_max_idle_per_host(8)
+        .build()
+        .expect("building the HTTP client")
+}
+
+/// A client that never reuses a connection (one request, one connection).
+pub fn fresh_client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(HTTP_TIMEOUT)
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("building the HTTP client")
+}
+
+impl TestServer {
+    /// Starts a server on a fresh temp dir; panics (with the server's stderr) if it fails.
+    pub fn start(config: ServerConfig) -> TestServer {
+        let mut s = TestServer::new(config);
+        if let Err(e) = s.spawn(&[]) {
+            panic!("server did not start: {e}");
+        }
+        s
+    }
+
+    /// A harness with its temp dir and config written, no process yet.
+    pub fn new(config: ServerConfig) -> TestServer {
+        let root = tempfile::Builder::new()
+            .prefix("meridian-e2e-")
+            .tempdir()
+            .expect("creating a temp dir");
+        let s = TestServer {
+            root,
+            config,
+            child: None,
+            addr: String::new(),
+            stderr: Arc::new(Mutex::new(String::new())),
+            stderr_thread: None,
+            past_logs: String::new(),
+            runs: 0,
+            client: http_client(),
+        };
+        s.write_config();
+        s
+    }
+
+    fn write_config(&self) {
+        std::fs::write(self.config_path(), self.config.render()).expect("writing regions.toml");
+    }
+
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+    pub fn config_path(&self) -> PathBuf {
+        self.root.path().join("regions.toml")
+    }
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("http://{}{}", self.addr, path_and_query)
+    }
+    pub fn client(&self) -> &reqwest::blocking::Client {
+        &self.client
+    }
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Replaces the config used by the next (re)start.
+    pub fn set_config(&mut self, config: ServerConfig) {
+        self.config = config;
+        self.write_config();
+    }
+
+    fn command(&self, extra: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_meridian"));
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(self.config_path())
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--log")
+            .arg("info")
+            .args(extra)
+            .current_dir(self.root.path())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    fn begin_run(&mut self) {
+        if self.runs > 0 || !self.stderr.lock().unwrap().is_empty() {
+            let prev = std::mem::take(&mut *self.stderr.lock().unwrap());
+            self.past_logs
+                .push_str(&format!("----- run {} -----\n{prev}", self.runs));
+        }
+        self.runs += 1;
+    }
+
+    /// Spawns the process; returns a receiver of stdout lines. stderr is collected.
+    pub fn spawn_raw(&mut self, extra: &[&str]) -> mpsc::Receiver<String> {
+        assert!(self.child.is_none(), "server already running");
+        self.begin_run();
+        let mut child = self
+            .command(extra)
+            .spawn()
+            .expect("spawning the meridian binary");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    // Nobody listens any more: keep draining so the server never blocks.
+                }
+            }
+        });
+        let buf = Arc::new(Mutex::new(String::new()));
+        self.stderr = buf.clone();
+        self.stderr_thread = Some(std::thread::spawn(move || {
+            let mut r = BufReader::new(stderr);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match r.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => buf
+                        .lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&line)),
+                }
+            }
+        }));
+        self.child = Some(child);
+        rx
+    }
+
+    /// Spawns the server and waits for `listening on ADDR`. On failure the process is gone
+    /// and the error holds its exit status and stderr.
+    pub fn spawn(&mut self, extra: &[&str]) -> Result<(), String> {
+        let rx = self.spawn_raw(extra);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(addr) = line.strip_prefix("listening on ") {
+                        self.addr = addr.trim().to_string();
+                        // Ready = answering HTTP. (A SIGTERM sent in the instant between the
+                        // `listening on` line and the first poll of the server's signal
+                        // handler kills it; `sigterm_right_after_ready_line_is_graceful`
+                        // tests that race on its own, so other tests do not trip on it.)
+                        self.wait_http_ready(deadline)?;
+                        return Ok(());
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = self.wait_exit(Duration::from_secs(10));
+                    return Err(format!(
+                        "server exited ({status:?}) before listening; stderr:\n{}",
+                        self.logs()
+                    ));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.kill9();
+                    return Err(format!(
+                        "server did not print `listening on` within {START_TIMEOUT:?}; stderr:\n{}",
+                        self.logs()
+                    ));
+                }
+            }
+        }
+    }
+
+    fn wait_http_ready(&mut self, deadline: Instant) -> Result<(), String> {
+        loop {
+            match self.client.get(self.url("/health")).send() {
+                Ok(r) if r.status().as_u16() == 200 => return Ok(()),
+                other => {
+                    if Instant::now() > deadline {
+                        self.kill9();
+                        return Err(format!(
+                            "server printed `listening on` but /health fails: {other:?}; stderr:\n{}",
+                            self.logs()
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+
+    /// Spawns the server and kills it with SIGKILL after `delay`, whether or not it finished
+    /// starting (to crash it in the middle of recovery).
+    pub fn spawn_and_kill_after(&mut self, delay: Duration) {
+        let _rx = self.spawn_raw(&[]);
+        std::thread::sleep(delay);
+        self.kill9();
+    }
+
+    /// Spawns the server and SIGKILLs it as soon as its stderr contains `pattern` (or after
+    /// `timeout`). Returns whether it was killed before it said it was ready.
+    pub fn spawn_and_kill_on_log(&mut self, pattern: &str, timeout: Duration) -> bool {
+        let _rx = self.spawn_raw(&[]);
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline && !self.stderr.lock().unwrap().contains(pattern) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.kill9();
+        !self.logs().contains("meridian is ready")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server is running").id()
+    }
+
+    /// Waits for the process to exit; SIGKILLs it after `timeout`. Joins the stderr reader.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(st)) => break Some(st),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+            }
+        };
+        if let Some(t) = self.stderr_thread.take() {
+            let _ = t.join();
+        }
+        status
+    }
+
+    /// SIGTERM, wait, and assert a clean exit (status 0) within the timeout.
+    pub fn stop(&mut self) {
+        let pid = self.pid();
+        let st = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .expect("running kill");
+        assert!(st.success(), "kill -TERM {pid} failed");
+        let status = self.wait_exit(STOP_TIMEOUT);
+        match status {
+            Some(s) if s.success() => {}
+            Some(s) => panic!(
+                "server exited with {s} after SIGTERM (expected 0); stderr:\n{}",
+                self.logs()
+            ),
+            None => panic!(
+                "server did not exit within {STOP_TIMEOUT:?} of SIGTERM; stderr:\n{}",
+                self.logs()
+            ),
+        }
+        let logs = self.logs();
+        assert!(
+            !logs.contains("panicked"),
+            "server panicked during this run:\n{logs}"
+        );
+    }
+
+    /// Sends SIGTERM and returns at once (the process keeps running while it shuts down).
+    pub fn terminate(&self) {
+        let pid = self.pid();
+        let st = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .expect("running kill");
+        assert!(st.success(), "kill -TERM {pid} failed");
+    }
+
+    /// SIGKILL (a crash: no flush, no cleanup).
+    pub fn kill9(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+        }
+        self.wait_exit(Duration::from_secs(10));
+    }
+
+    /// Starts again on the same data dir (after stop or kill9), panicking on failure.
+    pub fn restart(&mut self) {
+        if let Err(e) = self.spawn(&[]) {
+            panic!("restart failed: {e}\nearlier runs:\n{}", self.past_logs);
+        }
+    }
+
+    /// stderr of the current (or last) run.
+    pub fn logs(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// stderr of every run so far.
+    pub fn all_logs(&self) -> String {
+        format!("{}----- current -----\n{}", self.past_logs, self.logs())
+    }
+
+    // ----- HTTP -----
+
+    pub fn post(&self, path_and_query: &str, body: impl Into<Vec<u8>>) -> Resp {
+        self.post_with(path_and_query, body, &[])
+    }
+
+    pub fn post_with(
+        &self,
+        path_and_query: &str,
+        body: impl Into<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        try_post(
+            &self.client,
+            &self.url(path_and_query),
+            body.into(),
+            headers,
+        )
+        .unwrap_or_else(|e| {
+            panic!(
+                "POST {path_and_query} failed: {e}\nserver stderr:\n{}",
+                self.logs()
+            )
+        })
+    }
+
+    /// POST on a new connection (for responses after which the server may close it).
+    pub fn post_fresh(
+        &self,
+        path_and_query: &str,
+        body: impl Into<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        try_post(
+            &fresh_client(),
+            &self.url(path_and_query),
+            body.into(),
+            headers,
+        )
+        .unwrap_or_else(|e| {
+            panic!(
+                "POST {path_and_query} failed: {e:?}\nserver stderr:\n{}",
+                self.logs()
+            )
+        })
+    }
+
+    pub fn get(&self, path_and_query: &str) -> Resp {
+        self.get_with(path_and_query, &[])
+    }
+
+    pub fn get_with(&self, path_and_query: &str, headers: &[(&str, &str)]) -> Resp {
+        let mut rb = self.client.get(self.url(path_and_query));
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        let r = rb.send().unwrap_or_else(|e| {
+            panic!(
+                "GET {path_and_query} failed: {e}\nserver stderr:\n{}",
+                self.logs()
+            )
+        });
+        to_resp(r)
+    }
+
+    /// Writes through v1 (ns) and asserts 204.
+    pub fn write_ok(&self, db: &str, body: &str) {
+        let r = self.post(&format!("/write?db={db}"), body.as_bytes().to_vec());
+        assert_eq!(r.status, 204, "write failed: {r:?}");
+    }
+
+    pub fn metrics(&self) -> Metrics {
+        let r = self.get("/metrics");
+        assert_eq!(r.status, 200, "{r:?}");
+        Metrics(r.body)
+    }
+
+    pub fn assert_healthy(&self) {
+        let r = self.get("/health");
+        assert_eq!(r.status, 200, "health: {r:?}");
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn try_post(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    body: Vec<u8>,
+    headers: &[(&str, &str)],
+) -> Result<Resp, reqwest::Error> {
+    let mut rb = client.post(url).body(body);
+    for (k, v) in headers {
+        rb = rb.header(*k, *v);
+    }
+    Ok(to_resp(rb.send()?))
+}
+
+fn to_resp(r: reqwest::blocking::Response) -> Resp {
+    let status = r.status().as_u16();
+    let headers = r
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                v.to_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let body = r.text().unwrap_or_default();
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Prometheus text of `/metrics`.
+pub struct Metrics(pub String);
+
+impl Metrics {
+    /// The value of `name` with exactly this label text (`endpoint="v1"`), or without labels.
+    pub fn value(&self, name: &str, label: Option<&str>) -> f64 {
+        let want = match label {
+            Some(l) => format!("{name}{{{l}}}"),
+            None => name.to_string(),
+        };
+        for line in self.0.lines() {
+            if line.starts_with('#') {
+                continue;
+            }
+            if let Some((k, v)) = line.rsplit_once(' ')
+                && k == want
+            {
+                return v
+                    .parse()
+                    .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+            }
+        }
+        panic!("metric {want} not found in:\n{}", self.0)
+    }
+
+    /// Sum over the three write endpoints.
+    pub fn per_endpoint(&self, name: &str) -> [f64; 3] {
+        ["v1", "v2", "v3"].map(|e| self.value(name, Some(&format!("endpoint=\"{e}\""))))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Deterministic randomness (no dependency: SplitMix64)
+// ---------------------------------------------------------------------------------------
+
+#[derive(Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+    pub fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + self.below((hi - lo) as u64) as i64
+    }
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+    pub fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
+        &xs[self.below(xs.len() as u64) as usize]
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Values, rows and line protocol (written independently of the server's writer)
+// ---------------------------------------------------------------------------------------
+
+/// A typed field value. Floats compare by bit pattern (so `-0.0 != 0.0`, exact round trips).
+#[derive(Clone, Debug)]
+pub enum Value {
+    Float(f64),
+    Int(i64),
+    UInt(u64),
+    Str(String),
+    Bool(bool),
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::Float(a), Value::Float(b)) => a.to_bits() == b.to_bits(),
+            (Value::Int(a), Value::Int(b)) => a == b,
+            (Value::UInt(a), Value::UInt(b)) => a == b,
+            (Value::Str(a), Value::Str(b)) => a == b,
+            (Value::Bool(a), Value::Bool(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+pub type Tags = BTreeMap<String, String>;
+pub type Fields = BTreeMap<String, Value>;
+
+/// A point's identity: (db, measurement, tag set, time ns).
+pub type Key = (String, String, Tags, i64);
+
+/// One row read back from a Parquet file.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub region: String,
+    pub db: String,
+    pub measurement: String,
+    pub tags: Tags,
+    pub time: i64,
+    pub fields: Fields,
+    /// The file, relative to the data dir.
+    pub file: String,
+}
+
+impl Row {
+    pub fn key(&self) -> Key {
+        (
+            self.db.clone(),
+            self.measurement.clone(),
+            self.tags.clone(),
+            self.time,
+        )
+    }
+}
+
+/// Measurement: `,` and space escaped.
+pub fn esc_measurement(s: &str) -> String {
+    let mut o = String::new();
+    for c in s.chars() {
+        if c == ',' || c == ' ' {
+            o.push('\\');
+        }
+        o.push(c);
+    }
+    o
+}
+
+/// Tag key, tag value, field key: `,`, `=` and space escaped.
+pub fn esc_key(s: &str) -> String {
+    let mut o = String::new();
+    for c in s.chars() {
+        if c == ',' || c == ' ' || c == '=' {
+            o.push('\\');
+        }
+        o.push(c);
+    }
+    o
+}
+
+/// A string field value, quoted, with `"` and `\` escaped.
+pub fn quote_string(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            o.push('\\');
+        }
+        o.push(c);
+    }
+    o.push('"');
+    o
+}
+
+/// A field value in line protocol. `style` varies the spelling where the grammar allows.
+pub fn lp_value(v: &Value, style: u64) -> String {
+    match v {
+        Value::Float(f) => match style % 3 {
+            0 => format!("{f}"),
+            1 => format!("{f:?}"),
+            _ => format!("{f:e}"),
+        },
+        Value::Int(i) => format!("{i}i"),
+        Value::UInt(u) => format!("{u}u"),
+        Value::Str(s) => quote_string(s),
+        Value::Bool(b) => {
+            let t = ["t", "T", "true", "True", "TRUE"];
+            let f = ["f", "F", "false", "False", "FALSE"];
+            let i = (style % 5) as usize;
+            if *b { t[i] } else { f[i] }.to_string()
+        }
+    }
+}
+
+/// One line of line protocol; `ts` is the timestamp text (already in the request's unit).
+pub fn lp_line(
+    measurement: &str,
+    tags: &Tags,
+    fields: &Fields,
+    ts: Option<i64>,
+    style: u64,
+) -> String {
+    let mut s = esc_measurement(measurement);
+    for (k, v) in tags {
+        s.push(',');
+        s.push_str(&esc_key(k));
+        s.push('=');
+        s.push_str(&esc_key(v));
+    }
+    s.push(' ');
+    let fs: Vec<String> = fields
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| format!("{}={}", esc_key(k), lp_value(v, style + i as u64)))
+        .collect();
+    s.push_str(&fs.join(","));
+    if let Some(t) = ts {
+        s.push(' ');
+        s.push_str(&t.to_string());
+    }
+    s
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// Percent-encoding of a measurement in paths, as SPEC §6/paths.rs document it: every byte
+/// outside `A-Z a-z 0-9 _ -` becomes `%XX` (upper-case hex).
+pub fn encode_measurement(name: &str) -> String {
+    let mut o = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            o.push(b as char);
+        } else {
+            o.push_str(&format!("%{b:02X}"));
+        }
+    }
+    o
+}
+
+/// `part_day=YYYY-MM-DD/part_hour=HH` (1h partitions) or `part_day=YYYY-MM-DD` (1d).
+pub fn partition_dir(start_ns: i64, partition_ns: i64) -> String {
+    let t = DateTime::from_timestamp_nanos(start_ns);
+    let day = format!("part_day={:04}-{:02}-{:02}", t.year(), t.month(), t.day());
+    if partition_ns % (24 * HOUR_NS) == 0 {
+        day
+    } else {
+        format!("{day}/part_hour={:02}", t.hour())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading the data dir
+// ---------------------------------------------------------------------------------------
+
+fn manifest_files(region_dir: &Path) -> Option<Vec<serde_json::Value>> {
+    let text = match std::fs::read(region_dir.join("manifest.json")) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => panic!("reading manifest of {}: {e}", region_dir.display()),
+    };
+    let v: serde_json::Value = serde_json::from_slice(&text).unwrap_or_else(|e| {
+        panic!(
+            "manifest {} is not JSON: {e}",
+            region_dir.join("manifest.json").display()
+        )
+    });
+    assert_eq!(
+        v["version"],
+        1,
+        "manifest version in {}",
+        region_dir.display()
+    );
+    Some(
+        v["files"]
+            .as_array()
+            .unwrap_or_else(|| panic!("manifest without files array: {v}"))
+            .clone(),
+    )
+}
+
+fn region_dirs(data_dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(data_dir) else {
+        return out;
+    };
+    for e in rd {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            out.push((e.file_name().to_string_lossy().into_owned(), e.path()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Every live row of the data dir: each manifest's files, read and checked against the
+/// documented layout. `partition_ns` is the configured partition duration.
+pub fn read_rows(data_dir: &Path, partition_ns: i64) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for (region, rdir) in region_dirs(data_dir) {
+        let Some(files) = manifest_files(&rdir) else {
+            continue;
+        };
+        let mut seqs = BTreeSet::new();
+        for f in &files {
+            let seq = f["seq"].as_u64().expect("seq");
+            assert!(seqs.insert(seq), "file seq {seq} listed twice in {region}");
+            rows.extend(read_file(&region, &rdir, f, partition_ns));
+        }
+    }
+    rows
+}
+
+fn read_file(region: &str, rdir: &Path, f: &serde_json::Value, partition_ns: i64) -> Vec<Row> {
+    let s = |k: &str| {
+        f[k].as_str()
+            .unwrap_or_else(|| panic!("manifest entry without {k}: {f}"))
+            .to_string()
+    };
+    let i = |k: &str| {
+        f[k].as_i64()
+            .unwrap_or_else(|| panic!("manifest entry without {k}: {f}"))
+    };
+    let (rel, db, measurement) = (s("path"), s("db"), s("measurement"));
+    let (seq, pstart) = (i("seq"), i("partition_start"));
+    assert_eq!(
+        pstart.rem_euclid(partition_ns),
+        0,
+        "partition_start not aligned: {f}"
+    );
+    // The documented path: <db>/<encoded measurement>/part_day=…/part_hour=…/<seq:020>.parquet
+    let want = format!(
+        "{db}/{}/{}/{seq:020}.parquet",
+        encode_measurement(&measurement),
+        partition_dir(pstart, partition_ns)
+    );
+    assert_eq!(rel, want, "file path in region {region}");
+    let path = rdir.join(&rel);
+    let meta = std::fs::metadata(&path)
+        .unwrap_or_else(|e| panic!("manifest lists {} but: {e}", path.display()));
+    assert_eq!(meta.len(), f["bytes"].as_u64().unwrap(), "bytes of {rel}");
+
+    // Column kinds from the manifest.
+    let mut kinds: BTreeMap<String, String> = BTreeMap::new();
+    for c in f["columns"].as_array().expect("columns") {
+        let name = c[0].as_str().expect("column name").to_string();
+        let kind = if c[1] == "tag" {
+            "tag".to_string()
+        } else {
+            c[1]["field"]
+                .as_str()
+                .unwrap_or_else(|| panic!("column kind {c}"))
+                .to_string()
+        };
+        kinds.insert(name, kind);
+    }
+
+    let file = std::fs::File::open(&path).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap_or_else(|e| panic!("{} is not Parquet: {e}", path.display()))
+        .build()
+        .unwrap();
+    let schema = reader.schema();
+    let mut seen_cols = BTreeMap::new();
+    for field in schema.fields() {
+        let name = field.name().clone();
+        if name == "time" {
+            assert_eq!(
+                field.data_type(),
+                &DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+                "time column type in {rel}"
+            );
+            continue;
+        }
+        let kind = match field.data_type() {
+            DataType::Dictionary(k, v) if **k == DataType::Int32 && **v == DataType::Utf8 => "tag",
+            DataType::Float64 => "float",
+            DataType::Int64 => "integer",
+            DataType::UInt64 => "uinteger",
+            DataType::Utf8 => "string",
+            DataType::Boolean => "boolean",
+            other => panic!("unexpected column type {other:?} for {name} in {rel}"),
+        };
+        seen_cols.insert(name, kind.to_string());
+    }
+    assert_eq!(
+        seen_cols, kinds,
+        "Parquet columns vs manifest columns of {rel}"
+    );
+
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        let n = batch.num_rows();
+        let sch = batch.schema();
+        let mut rows: Vec<Row> = (0..n)
+            .map(|_| Row {
+                region: region.to_string(),
+                db: db.clone(),
+                measurement: measurement.clone(),
+                tags: Tags::new(),
+                time: 0,
+                fields: Fields::new(),
+                file: format!("{region}/{rel}"),
+            })
+            .collect();
+        for (ci, field) in sch.fields().iter().enumerate() {
+            let col = batch.column(ci);
+            let name = field.name().clone();
+            match col.data_type() {
+                DataType::Timestamp(_, _) => {
+                    let a = col
+                        .as_any()
+                        .downcast_ref::<TimestampNanosecondArray>()
+                        .unwrap();
+                    assert_eq!(a.null_count(), 0, "null time in {rel}");
+                    for (r, row) in rows.iter_mut().enumerate() {
+                        row.time = a.value(r);
+                    }
+                }
+                DataType::Dictionary(_, _) => {
+                    let d = col
+                        .as_any()
+                        .downcast_ref::<DictionaryArray<Int32Type>>()
+                        .unwrap();
+                    let values = d.values().as_any().downcast_ref::<StringArray>().unwrap();
+                    for (r, row) in rows.iter_mut().enumerate() {
+                        if d.is_valid(r) {
+                            let k = d.keys().value(r) as usize;
+                            assert!(values.is_valid(k), "tag {name} points to a null value");
+                            row.tags.insert(name.clone(), values.value(k).to_string());
+                        }
+                    }
+                }
+                dt => {
+                    for (r, row) in rows.iter_mut().enumerate() {
+                        if col.is_null(r) {
+                            continue;
+                        }
+                        let v = match dt {
+                            DataType::Float64 => Value::Float(
+                                col.as_any()
+                                    .downcast_ref::<Float64Array>()
+                                    .unwrap()
+                                    .value(r),
+                            ),
+                            DataType::Int64 => Value::Int(
+                                col.as_any().downcast_ref::<Int64Array>().unwrap().value(r),
+                            ),
+                            DataType::UInt64 => Value::UInt(
+                                col.as_any().downcast_ref::<UInt64Array>().unwrap().value(r),
+                            ),
+                            DataType::Utf8 => Value::Str(
+                                col.as_any()
+                                    .downcast_ref::<StringArray>()
+                                    .unwrap()
+                                    .value(r)
+                                    .to_string(),
+                            ),
+                            DataType::Boolean => Value::Bool(
+                                col.as_any()
+                                    .downcast_ref::<BooleanArray>()
+                                    .unwrap()
+                                    .value(r),
+                            ),
+                            other => panic!("unexpected type {other:?}"),
+                        };
+                        row.fields.insert(name.clone(), v);
+                    }
+                }
+            }
+        }
+        out.extend(rows);
+    }
+
+    // Row count, time range, partition, field presence and order, as documented.
+    assert_eq!(
+        out.len() as u64,
+        f["rows"].as_u64().unwrap(),
+        "rows of {rel}"
+    );
+    let (mn, mx) = out.iter().fold((i64::MAX, i64::MIN), |(a, b), r| {
+        (a.min(r.time), b.max(r.time))
+    });
+    if !out.is_empty() {
+        assert_eq!(
+            (mn, mx),
+            (i("min_time"), i("max_time")),
+            "time range of {rel}"
+        );
+    }
+    for r in &out {
+        assert!(
+            r.time >= pstart && (r.time as i128) < pstart as i128 + partition_ns as i128,
+            "row at {} outside partition {pstart} of {rel}",
+            r.time
+        );
+        assert!(
+            !r.fields.is_empty(),
+            "row without any field in {rel}: {r:?}"
+        );
+    }
+    // Sorted by tag set (tag columns in name order, missing tags first) then time, strictly
+    // (duplicates are merged within a file).
+    let tag_cols: Vec<&String> = kinds
+        .iter()
+        .filter(|(_, k)| *k == "tag")
+        .map(|(n, _)| n)
+        .collect();
+    let sort_key = |r: &Row| -> (Vec<Option<String>>, i64) {
+        (
+            tag_cols.iter().map(|c| r.tags.get(*c).cloned()).collect(),
+            r.time,
+        )
+    };
+    for w in out.windows(2) {
+        let (a, b) = (sort_key(&w[0]), sort_key(&w[1]));
+        assert!(
+            a < b,
+            "rows of {rel} not strictly sorted by tag set then time: {a:?} then {b:?}"
+        );
+    }
+    out
+}
+
+/// Index rows by identity; panics listing the duplicates if any identity occurs twice.
+pub fn rows_by_key_exactly_once(rows: &[Row]) -> BTreeMap<Key, Row> {
+    let mut map: BTreeMap<Key, Row> = BTreeMap::new();
+    let mut dups = Vec::new();
+    for r in rows {
+        if let Some(prev) = map.insert(r.key(), r.clone()) {
+            dups.push((prev, r.clone()));
+        }
+    }
+    assert!(
+        dups.is_empty(),
+        "{} point identities are stored more than once, e.g. {:#?}",
+        dups.len(),
+        &dups[..dups.len().min(3)]
+    );
+    map
+}
+
+/// Every file under `root`, relative, sorted (directories end with `/`).
+pub fn tree(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let rel = e
+                .path()
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if e.file_type().unwrap().is_dir() {
+                out.push(format!("{rel}/"));
+                stack.push(e.path());
+            } else {
+                out.push(rel);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// After a clean stop: no temporary files, no Parquet file that a manifest does not list, and
+/// nothing but the documented kinds of files (lock, manifests, WAL segments, Parquet).
+pub fn assert_clean_data_dir(data_dir: &Path) {
+    let mut live = BTreeSet::new();
+    for (region, rdir) in region_dirs(data_dir) {
+        for f in manifest_files(&rdir).unwrap_or_default() {
+            live.insert(format!("{region}/{}", f["path"].as_str().unwrap()));
+        }
+    }
+    let mut problems = Vec::new();
+    for rel in tree(data_dir) {
+        if rel.ends_with('/') {
+            continue;
+        }
+        let name = rel.rsplit('/').next().unwrap();
+        let parts: Vec<&str> = rel.split('/').collect();
+        if name.ends_with(".tmp") || name.starts_with('.') {
+            problems.push(format!("temporary file left: {rel}"));
+        } else if name.ends_with(".parquet") {
+            if !live.contains(&rel) {
+                problems.push(format!("Parquet file not in any manifest: {rel}"));
+            }
+        } else if rel == "meridian.lock"
+            || (parts.len() == 2 && name == "manifest.json")
+            || (parts.len() == 4 && parts[1] == "wal" && name.ends_with(".wal"))
+        {
+        } else {
+            problems.push(format!("unexpected file: {rel}"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "data dir is not clean:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// WAL segments under the data dir: (region, shard, path), sorted by path.
+pub fn wal_segments(data_dir: &Path) -> Vec<(String, String, PathBuf)> {
+    let mut out = Vec::new();
+    for (region, rdir) in region_dirs(data_dir) {
+        let w = rdir.join("wal");
+        let Ok(rd) = std::fs::read_dir(&w) else {
+            continue;
+        };
+        for shard in rd {
+            let shard = shard.unwrap();
+            for seg in std::fs::read_dir(shard.path()).unwrap() {
+                let seg = seg.unwrap();
+                out.push((
+                    region.clone(),
+                    shard.file_name().to_string_lossy().into_owned(),
+                    seg.path(),
+                ));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.2.cmp(&b.2));
+    out
+}
+
+/// Frames of a WAL segment, parsed from the documented format:
+/// `"MRDNWAL1"` then `len:u32le crc:u32le seq:u64le payload[len]`. Returns
+/// (offset, seq, payload range) per frame; stops at the first frame that does not fit.
+pub fn wal_frames(bytes: &[u8]) -> Vec<(usize, u64, std::ops::Range<usize>)> {
+    assert!(bytes.len() >= 8 && &bytes[..8] == b"MRDNWAL1", "WAL header");
+    let mut out = Vec::new();
+    let mut pos = 8;
+    while pos + 16 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+        let seq = u64::from_le_bytes(bytes[pos + 8..pos + 16].try_into().unwrap());
+        let end = pos + 16 + len;
+        if end > bytes.len() {
+            break;
+        }
+        out.push((pos, seq, pos + 16..end));
+        pos = end;
+    }
+    out
+}
