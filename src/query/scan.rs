@@ -21,7 +21,10 @@ use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type, UInt64Type};
 use arrow::record_batch::RecordBatchReader;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowPredicateFn, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowFilter,
+};
+use parquet::file::metadata::PageIndexPolicy;
 use parquet::file::statistics::Statistics;
 use roaring::RoaringBitmap;
 
@@ -93,7 +96,16 @@ fn read_file(
 ) -> Result<Option<RecordBatch>, String> {
     let err = |e: &dyn std::fmt::Display| format!("reading {}: {e}", path.display());
     let file = File::open(path).map_err(|e| err(&e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err(&e))?;
+    // The page index lets a row filter skip whole pages: rows are sorted by tag set, so the
+    // rows of a tag value are contiguous.
+    let policy = if spec.preds.is_empty() {
+        PageIndexPolicy::Skip
+    } else {
+        PageIndexPolicy::Optional
+    };
+    let options = ArrowReaderOptions::new().with_page_index_policy(policy);
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
+        .map_err(|e| err(&e))?;
     let arrow_schema = builder.schema().clone();
     let parquet_schema = builder.parquet_schema();
     // Columns: time, every tag (identity and predicates), requested fields.
@@ -151,6 +163,39 @@ fn read_file(
         return Ok(None);
     }
     let mask = ProjectionMask::roots(parquet_schema, wanted);
+    // Tag predicates as a row filter: the reader decodes the tag columns first and reads the
+    // other columns only where rows match (late materialisation).
+    let filtered: Vec<(usize, super::plan::TagPred)> = spec
+        .preds
+        .iter()
+        .filter_map(|p| arrow_schema.index_of(&p.key).ok().map(|i| (i, p.clone())))
+        .collect();
+    if !filtered.is_empty() {
+        let mut roots: Vec<usize> = filtered.iter().map(|(i, _)| *i).collect();
+        roots.sort_unstable();
+        roots.dedup();
+        let pred_mask = ProjectionMask::roots(parquet_schema, roots);
+        let preds: Vec<super::plan::TagPred> = filtered.into_iter().map(|(_, p)| p).collect();
+        let predicate = ArrowPredicateFn::new(pred_mask, move |batch: RecordBatch| {
+            let mut keep = vec![true; batch.num_rows()];
+            for p in &preds {
+                let Some(col) = batch.column_by_name(&p.key) else {
+                    continue;
+                };
+                let lookup = tag_lookup(col).map_err(arrow::error::ArrowError::ComputeError)?;
+                let verdict: Vec<bool> = lookup
+                    .values
+                    .iter()
+                    .map(|v| p.matches(v.as_deref()))
+                    .collect();
+                for (i, k) in keep.iter_mut().enumerate() {
+                    *k = *k && verdict[lookup.key(i)];
+                }
+            }
+            Ok(BooleanArray::from(keep))
+        });
+        builder = builder.with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
+    }
     let reader = builder
         .with_projection(mask)
         .with_row_groups(groups)
