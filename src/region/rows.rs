@@ -5,13 +5,16 @@
 //! parse cost about a third of ingest CPU), and WAL replay decodes the same bytes.
 //!
 //! ```text
-//! payload = db_len:u32 db  row*
-//! row     = ts:i64 hash:u64 meas_len:u32 meas ntags:u32 (klen:u32 k vlen:u32 v)*
-//!           nfields:u32 (klen:u32 k type:u8 value)*
-//! value   = f64 | i64 | u64 (8 bytes LE) | bool (1 byte) | len:u32 utf8   by type 0..=4
+//! payload = db_len:u32 db  rows_len:u32 row*  heap
+//! row     = ts:i64 hash:u64 meas:str ntags:u32 (k:str v:str)* nfields:u32 (k:str type:u8 value)*
+//! str     = offset:u32 len:u32               a slice of the heap
+//! value   = f64 | i64 | u64 (8 bytes LE) | bool (1 byte) | str   by type 0..=4
+//! heap    = every string, concatenated (UTF-8)
 //! ```
-//! Invariants: tags are sorted by key; every string is valid UTF-8 (checked again on decode,
-//! so a payload from disk can never produce invalid `str`s); decoding never panics.
+//! Invariants: tags are sorted by key; the heap is validated as UTF-8 once per payload and
+//! strings are taken from it with checked `str::get` (a char-boundary check, no second
+//! validation), so a payload from disk can never produce invalid `str`s; decoding never
+//! panics.
 
 use std::borrow::Cow;
 
@@ -30,22 +33,30 @@ pub struct Row<'a> {
 /// Builds a payload row by row.
 #[derive(Debug, Clone)]
 pub struct RowWriter {
-    buf: Vec<u8>,
+    db: String,
+    rows_buf: Vec<u8>,
+    heap: String,
     rows: usize,
 }
 
-fn put_str(buf: &mut Vec<u8>, s: &str) {
-    buf.extend_from_slice(&(s.len() as u32).to_le_bytes());
-    buf.extend_from_slice(s.as_bytes());
-}
-
 impl RowWriter {
-    /// A writer whose buffer starts with room for about `capacity` bytes of rows (growing
-    /// by doubling copies everything written so far: size it from the request body).
+    /// A writer with room for about `capacity` bytes of rows (growing by doubling copies
+    /// everything written so far: size it from the request body).
     pub fn new(db: &str, capacity: usize) -> RowWriter {
-        let mut buf = Vec::with_capacity(capacity.max(256));
-        put_str(&mut buf, db);
-        RowWriter { buf, rows: 0 }
+        RowWriter {
+            db: db.to_string(),
+            rows_buf: Vec::with_capacity(capacity.max(256) / 2),
+            heap: String::with_capacity(capacity.max(256) / 2),
+            rows: 0,
+        }
+    }
+
+    fn put_str(&mut self, s: &str) {
+        self.rows_buf
+            .extend_from_slice(&(self.heap.len() as u32).to_le_bytes());
+        self.rows_buf
+            .extend_from_slice(&(s.len() as u32).to_le_bytes());
+        self.heap.push_str(s);
     }
 
     /// Appends a row; `sorted_tags` must be sorted by key.
@@ -57,38 +68,39 @@ impl RowWriter {
         sorted_tags: &[(&str, &str)],
         fields: &[(K, FieldValue<'_>)],
     ) {
-        let b = &mut self.buf;
-        b.extend_from_slice(&ts.to_le_bytes());
-        b.extend_from_slice(&series_hash.to_le_bytes());
-        put_str(b, measurement);
-        b.extend_from_slice(&(sorted_tags.len() as u32).to_le_bytes());
+        self.rows_buf.extend_from_slice(&ts.to_le_bytes());
+        self.rows_buf.extend_from_slice(&series_hash.to_le_bytes());
+        self.put_str(measurement);
+        self.rows_buf
+            .extend_from_slice(&(sorted_tags.len() as u32).to_le_bytes());
         for (k, v) in sorted_tags {
-            put_str(b, k);
-            put_str(b, v);
+            self.put_str(k);
+            self.put_str(v);
         }
-        b.extend_from_slice(&(fields.len() as u32).to_le_bytes());
+        self.rows_buf
+            .extend_from_slice(&(fields.len() as u32).to_le_bytes());
         for (k, v) in fields {
-            put_str(b, k.as_ref());
+            self.put_str(k.as_ref());
             match v {
                 FieldValue::Float(x) => {
-                    b.push(0);
-                    b.extend_from_slice(&x.to_le_bytes());
+                    self.rows_buf.push(0);
+                    self.rows_buf.extend_from_slice(&x.to_le_bytes());
                 }
                 FieldValue::Integer(x) => {
-                    b.push(1);
-                    b.extend_from_slice(&x.to_le_bytes());
+                    self.rows_buf.push(1);
+                    self.rows_buf.extend_from_slice(&x.to_le_bytes());
                 }
                 FieldValue::UInteger(x) => {
-                    b.push(2);
-                    b.extend_from_slice(&x.to_le_bytes());
+                    self.rows_buf.push(2);
+                    self.rows_buf.extend_from_slice(&x.to_le_bytes());
                 }
                 FieldValue::Boolean(x) => {
-                    b.push(3);
-                    b.push(u8::from(*x));
+                    self.rows_buf.push(3);
+                    self.rows_buf.push(u8::from(*x));
                 }
-                FieldValue::String(s) => {
-                    b.push(4);
-                    put_str(b, s);
+                FieldValue::String(st) => {
+                    self.rows_buf.push(4);
+                    self.put_str(st);
                 }
             }
         }
@@ -101,19 +113,29 @@ impl RowWriter {
 
     /// The finished payload.
     pub fn finish(self) -> Vec<u8> {
-        self.buf
+        let mut out =
+            Vec::with_capacity(12 + self.db.len() + self.rows_buf.len() + self.heap.len());
+        out.extend_from_slice(&(self.db.len() as u32).to_le_bytes());
+        out.extend_from_slice(self.db.as_bytes());
+        out.extend_from_slice(&(self.rows_buf.len() as u32).to_le_bytes());
+        out.extend_from_slice(&self.rows_buf);
+        out.extend_from_slice(self.heap.as_bytes());
+        out
     }
 }
 
-struct Cursor<'a>(&'a [u8]);
+struct Cursor<'a> {
+    buf: &'a [u8],
+    heap: &'a str,
+}
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
+        if self.buf.len() < n {
             return None;
         }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
+        let (a, b) = self.buf.split_at(n);
+        self.buf = b;
         Some(a)
     }
     fn u8(&mut self) -> Option<u8> {
@@ -126,17 +148,31 @@ impl<'a> Cursor<'a> {
         self.take(8)?.try_into().ok()
     }
     fn str(&mut self) -> Option<&'a str> {
-        let n = self.u32()? as usize;
-        std::str::from_utf8(self.take(n)?).ok()
+        let off = self.u32()? as usize;
+        let len = self.u32()? as usize;
+        self.heap.get(off..off.checked_add(len)?)
     }
 }
 
 /// Decodes a payload: the db and an iterator of rows. `None` for bytes that are not a
 /// payload; the iterator yields `Err(())` (and stops) at a malformed row.
 pub fn decode(payload: &[u8]) -> Option<(&str, Rows<'_>)> {
-    let mut c = Cursor(payload);
-    let db = c.str()?;
-    Some((db, Rows { c, failed: false }))
+    let mut c = Cursor {
+        buf: payload,
+        heap: "",
+    };
+    let dblen = c.u32()? as usize;
+    let db = std::str::from_utf8(c.take(dblen)?).ok()?;
+    let rows_len = c.u32()? as usize;
+    let rows = c.take(rows_len)?;
+    let heap = std::str::from_utf8(c.buf).ok()?;
+    Some((
+        db,
+        Rows {
+            c: Cursor { buf: rows, heap },
+            failed: false,
+        },
+    ))
 }
 
 pub struct Rows<'a> {
@@ -151,12 +187,12 @@ impl<'a> Rows<'a> {
         let series_hash = u64::from_le_bytes(c.b8()?);
         let measurement = c.str()?;
         let nt = c.u32()? as usize;
-        let mut tags = Vec::with_capacity(nt.min(c.0.len() / 8));
+        let mut tags = Vec::with_capacity(nt.min(c.buf.len() / 16));
         for _ in 0..nt {
             tags.push((c.str()?, c.str()?));
         }
         let nf = c.u32()? as usize;
-        let mut fields = Vec::with_capacity(nf.min(c.0.len() / 5));
+        let mut fields = Vec::with_capacity(nf.min(c.buf.len() / 9));
         for _ in 0..nf {
             let k = c.str()?;
             let v = match c.u8()? {
@@ -183,7 +219,7 @@ impl<'a> Iterator for Rows<'a> {
     type Item = Result<Row<'a>, ()>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.failed || self.c.0.is_empty() {
+        if self.failed || self.c.buf.is_empty() {
             return None;
         }
         match self.row() {
@@ -233,14 +269,21 @@ mod tests {
             rows[0].fields[4],
             ("s", FieldValue::String("hé \"x\"".into()))
         );
-        // Every truncation is detected, never a panic.
+        // Every truncation is detected (the heap or a row is short), never a panic, and
+        // never yields a wrong string.
         for cut in 0..p.len() {
             if let Some((_, rows)) = decode(&p[..cut]) {
-                let all: Vec<_> = rows.collect();
-                let complete = all.iter().filter(|r| r.is_ok()).count();
-                assert!(complete < 2 || cut == p.len());
+                for r in rows.flatten() {
+                    assert!(r.measurement == "cpu load" || r.measurement == "m");
+                }
             }
         }
+        // A string reference outside the heap is an error, not a panic.
+        let mut bad = p.clone();
+        let off = 4 + 2 + 4 + 16; // db_len, "db", rows_len, ts+hash → measurement offset
+        bad[off..off + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let (_, rows) = decode(&bad).unwrap();
+        assert!(rows.collect::<Vec<_>>()[0].is_err());
     }
 
     proptest! {

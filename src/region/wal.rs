@@ -197,13 +197,15 @@ fn decode_frame(buf: &[u8]) -> std::result::Result<(u64, &[u8], usize), FrameErr
     Ok((seq, &body[8..], end))
 }
 
-fn encode_frame(seq: u64, payload: &[u8], out: &mut Vec<u8>) {
-    let mut body = Vec::with_capacity(8 + payload.len());
-    body.extend_from_slice(&seq.to_le_bytes());
-    body.extend_from_slice(payload);
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
-    out.extend_from_slice(&body);
+/// The 16-byte frame header of a record; the payload follows it unchanged (no copy).
+fn frame_header(seq: u64, payload: &[u8]) -> [u8; FRAME_HEADER] {
+    let seq_bytes = seq.to_le_bytes();
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&seq_bytes), payload);
+    let mut h = [0u8; FRAME_HEADER];
+    h[0..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    h[4..8].copy_from_slice(&crc.to_le_bytes());
+    h[8..16].copy_from_slice(&seq_bytes);
+    h
 }
 
 /// The appendable log of one shard.
@@ -289,10 +291,17 @@ impl Wal {
             self.start_segment()?;
         }
         let first = self.next_seq;
-        let mut buf = Vec::with_capacity(payloads.iter().map(|p| p.len() + FRAME_HEADER).sum());
-        for (i, p) in payloads.iter().enumerate() {
-            encode_frame(first + i as u64, p, &mut buf);
-        }
+        let total: u64 = payloads
+            .iter()
+            .map(|p| (p.len() + FRAME_HEADER) as u64)
+            .sum();
+        let write = |f: &mut File| -> std::io::Result<()> {
+            for (i, p) in payloads.iter().enumerate() {
+                f.write_all(&frame_header(first + i as u64, p))?;
+                f.write_all(p)?;
+            }
+            Ok(())
+        };
         let path = self
             .segments
             .last()
@@ -304,7 +313,7 @@ impl Wal {
                 source: std::io::Error::other("no active WAL segment"),
             });
         };
-        if let Err(e) = f.write_all(&buf) {
+        if let Err(e) = write(f) {
             let rolled_back =
                 f.set_len(self.len).is_ok() && f.seek(SeekFrom::Start(self.len)).is_ok();
             if !rolled_back {
@@ -313,8 +322,8 @@ impl Wal {
             }
             return Err(io(&path)(e));
         }
-        self.len += buf.len() as u64;
-        self.bytes_written += buf.len() as u64;
+        self.len += total;
+        self.bytes_written += total;
         self.next_seq += payloads.len() as u64;
         self.dirty = true;
         Ok(first)
