@@ -12,6 +12,7 @@
 
 mod bad_input;
 mod compaction;
+mod disk_full;
 mod durability;
 mod multinode;
 mod query;
