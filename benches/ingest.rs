@@ -1,0 +1,295 @@
+//! Criterion benches of the write path's hot spots, each reporting a `Throughput`:
+//!
+//! ```text
+//! parse      lineproto::lines over ~10k TSBS-like lines (int and float)   bytes/s
+//! routing    Router::route (and series_hash) over 10k hosts' sorted tags    tag sets/s
+//! prepare    region::prepare::prepare: parse → check → route a 10k-line body bytes/s
+//! block      Block::append of 100k rows × 10 fields                          values/s
+//! parquet    freeze + sorted_batch + writer_properties + write_file, 1M rows values/s
+//!            (bytes per value of the file are printed once on stderr, with those of the
+//!            same rows written without dictionary on field columns, for comparison)
+//! ```
+//!
+//! The data imitates `meridian-loadgen` (TSBS cpu-only); see `tsbs/mod.rs`.
+//!
+//! Run: `cargo bench --bench ingest` (a few minutes); `-- --quick` for a rough pass.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+
+use meridian::config::Config;
+use meridian::lineproto::{self, FieldValue};
+use meridian::model::Precision;
+use meridian::region::block::{Block, sorted_batch};
+use meridian::region::prepare::prepare;
+use meridian::region::schema::SchemaRegistry;
+use meridian::router::{Router, series_hash};
+use meridian::storage::parquet::{write_file, writer_properties};
+
+use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
+
+mod tsbs;
+use tsbs::{Dataset, FIELDS, INTERVAL_NS, START_NS, filled_block};
+
+fn routing_config() -> Config {
+    match Config::parse(include_str!("../regions.toml")) {
+        Ok(c) => c,
+        Err(e) => panic!("regions.toml does not parse: {e}"),
+    }
+}
+
+fn bench_parse(c: &mut Criterion) {
+    let mut g = c.benchmark_group("parse");
+    for (name, int) in [("int", true), ("float", false)] {
+        // 1,000 hosts × 10 timestamps = 10k lines (~2.4 MB).
+        let body = Dataset::new(1_000).line_protocol(10, int);
+        let lines = lineproto::lines(&body).count();
+        assert_eq!(lines, 10_000);
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_function(format!("lines_10k_{name}"), |b| {
+            b.iter(|| {
+                let mut ok = 0usize;
+                for item in lineproto::lines(black_box(&body)) {
+                    if let Ok(line) = &item.result {
+                        ok += line.fields.len();
+                    }
+                }
+                assert_eq!(ok, 100_000);
+                ok
+            })
+        });
+    }
+    g.finish();
+}
+
+fn bench_routing(c: &mut Criterion) {
+    let cfg = routing_config();
+    let router = Router::new(&cfg.routing).expect("the default globs compile");
+    let data = Dataset::new(10_000);
+    let tag_sets: Vec<Vec<(&str, &str)>> = data
+        .hosts
+        .iter()
+        .map(|h| {
+            h.tags
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect()
+        })
+        .collect();
+    let mut g = c.benchmark_group("routing");
+    g.throughput(Throughput::Elements(tag_sets.len() as u64));
+    g.bench_function("route_10k_hosts", |b| {
+        b.iter(|| {
+            let mut sum = 0usize;
+            for tags in &tag_sets {
+                sum += router.route(black_box(tags)).0.0;
+            }
+            sum
+        })
+    });
+    g.bench_function("series_hash_10k_hosts", |b| {
+        b.iter(|| {
+            let mut x = 0u64;
+            for tags in &tag_sets {
+                x ^= series_hash("cpu", black_box(tags));
+            }
+            x
+        })
+    });
+    g.finish();
+}
+
+fn bench_prepare(c: &mut Criterion) {
+    let cfg = routing_config();
+    let router = Router::new(&cfg.routing).expect("the default globs compile");
+    // Steady state: the registry already knows the columns after the first iteration.
+    let registry = SchemaRegistry::new();
+    let shards = 2;
+    let now = START_NS;
+    let mut g = c.benchmark_group("prepare");
+    for (name, int) in [("int", true), ("float", false)] {
+        let body = Bytes::from(Dataset::new(1_000).line_protocol(10, int));
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_function(format!("body_10k_lines_{name}"), |b| {
+            b.iter(|| {
+                // Separate dbs per variant: a field cannot be both integer and float.
+                let p = prepare(
+                    &router,
+                    &registry,
+                    shards,
+                    name,
+                    black_box(body.clone()),
+                    Precision::Nanosecond,
+                    now,
+                );
+                assert_eq!(p.accepted, 10_000);
+                p
+            })
+        });
+    }
+    g.finish();
+}
+
+/// One prepared row for the append bench.
+struct Row {
+    host: usize,
+    fields: Vec<(&'static str, FieldValue<'static>)>,
+    ts: i64,
+}
+
+fn bench_block_append(c: &mut Criterion) {
+    const HOSTS: usize = 1_000;
+    const STEPS: usize = 100;
+    let mut data = Dataset::new(HOSTS);
+    let mut rows = Vec::with_capacity(HOSTS * STEPS);
+    for t in 0..STEPS {
+        for h in 0..HOSTS {
+            let vals = data.step(h);
+            rows.push(Row {
+                host: h,
+                fields: Dataset::field_values(vals, true),
+                ts: START_NS + t as i64 * INTERVAL_NS,
+            });
+        }
+    }
+    let tags: Vec<Vec<(&str, &str)>> = data
+        .hosts
+        .iter()
+        .map(|h| {
+            h.tags
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect()
+        })
+        .collect();
+    let hashes: Vec<u64> = data.hosts.iter().map(|h| h.hash).collect();
+    let mut g = c.benchmark_group("block");
+    g.sample_size(20);
+    g.warm_up_time(std::time::Duration::from_secs(1));
+    g.throughput(Throughput::Elements((rows.len() * FIELDS.len()) as u64));
+    g.bench_function("append_100k_rows_x10_fields", |b| {
+        b.iter_batched(
+            Block::new,
+            |mut block| {
+                for r in &rows {
+                    block.append(hashes[r.host], &tags[r.host], &r.fields, r.ts);
+                }
+                block
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+/// Meridian's writer properties, except that field columns (Int64, Float64) have no
+/// dictionary, so their configured encoding is used from the first page.
+fn no_field_dictionary(schema: &arrow::datatypes::Schema) -> WriterProperties {
+    use arrow::datatypes::DataType;
+    use parquet::basic::{Compression, Encoding, ZstdLevel};
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(1).expect("level 1 is valid"),
+        ))
+        .set_max_row_group_row_count(Some(1 << 20))
+        .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Page);
+    for f in schema.fields() {
+        let col = ColumnPath::from(f.name().as_str());
+        b = match f.data_type() {
+            DataType::Timestamp(_, _) | DataType::Int64 | DataType::UInt64 => b
+                .set_column_dictionary_enabled(col.clone(), false)
+                .set_column_encoding(col, Encoding::DELTA_BINARY_PACKED),
+            DataType::Float64 => b
+                .set_column_dictionary_enabled(col.clone(), false)
+                .set_column_encoding(col, Encoding::BYTE_STREAM_SPLIT),
+            _ => b,
+        };
+    }
+    b.build()
+}
+
+fn bench_parquet(c: &mut Criterion) {
+    // 1,000 hosts × 1,000 timestamps = 1M rows, 10M values.
+    const HOSTS: usize = 1_000;
+    const STEPS: usize = 1_000;
+    let rows = HOSTS * STEPS;
+    let values = (rows * FIELDS.len()) as u64;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut g = c.benchmark_group("parquet");
+    g.sample_size(10);
+    g.warm_up_time(std::time::Duration::from_secs(1));
+    g.throughput(Throughput::Elements(values));
+    for (name, int) in [("int", true), ("float", false)] {
+        let mut block = filled_block(HOSTS, STEPS, int);
+        let chunks = block.freeze();
+
+        // Size of one file, printed once.
+        let (batch, _, merged) = sorted_batch(&chunks).expect("sorting the block");
+        assert_eq!((batch.num_rows(), merged), (rows, 0));
+        let path = dir.path().join(format!("probe_{name}.parquet"));
+        let props = writer_properties(&batch.schema(), 1 << 20, Vec::new());
+        let size = write_file(&path, &batch, props).expect("writing the probe file");
+        eprintln!(
+            "parquet/{name}: {rows} rows × {} fields → {size} bytes: {:.3} bytes/value, {:.2} bytes/row",
+            FIELDS.len(),
+            size as f64 / values as f64,
+            size as f64 / rows as f64
+        );
+        // For comparison (not what Meridian writes): field columns without dictionary, so
+        // integers use DELTA_BINARY_PACKED and floats BYTE_STREAM_SPLIT.
+        let plain = no_field_dictionary(&batch.schema());
+        let path = dir.path().join(format!("probe_{name}_nodict.parquet"));
+        let size = write_file(&path, &batch, plain).expect("writing the probe file");
+        eprintln!(
+            "parquet/{name}: same rows, fields without dictionary → {size} bytes: {:.3} bytes/value",
+            size as f64 / values as f64
+        );
+        drop(batch);
+
+        g.bench_function(format!("sorted_batch_1m_rows_{name}"), |b| {
+            b.iter(|| sorted_batch(black_box(&chunks)).expect("sorting the block"))
+        });
+        let (batch, _, _) = sorted_batch(&chunks).expect("sorting the block");
+        let batch = Arc::new(batch);
+        let mut n = 0u64;
+        g.bench_function(format!("write_file_1m_rows_{name}"), |b| {
+            b.iter(|| {
+                n += 1;
+                let path = dir.path().join(format!("{name}_{n}.parquet"));
+                let props = writer_properties(&batch.schema(), 1 << 20, Vec::new());
+                let size = write_file(&path, &batch, props).expect("writing the file");
+                let _ = std::fs::remove_file(&path);
+                size
+            })
+        });
+        drop(batch);
+        // The whole flush of a block: freeze, sort and dedup, encode, fsync, rename.
+        g.bench_function(format!("flush_1m_rows_{name}"), |b| {
+            b.iter(|| {
+                n += 1;
+                let chunks = block.freeze();
+                let (batch, _, _) = sorted_batch(&chunks).expect("sorting the block");
+                let path = dir.path().join(format!("{name}_{n}.parquet"));
+                let props = writer_properties(&batch.schema(), 1 << 20, Vec::new());
+                let size = write_file(&path, &batch, props).expect("writing the file");
+                let _ = std::fs::remove_file(&path);
+                size
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_parse,
+    bench_routing,
+    bench_prepare,
+    bench_block_append,
+    bench_parquet
+);
+criterion_main!(benches);
