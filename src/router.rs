@@ -198,18 +198,26 @@ impl Router {
 }
 
 /// Stable hash of a series: measurement and its tags in key order. `sorted_tags` must be
-/// sorted by key.
+/// sorted by key. The bytes hashed are the measurement, then per tag its key and value each
+/// preceded by its length (u32 LE), so moving a boundary changes the hash. One-shot xxh3 over
+/// a reused buffer: the same value as streaming, several times faster for short tags.
 pub fn series_hash<K: AsRef<str>, V: AsRef<str>>(measurement: &str, sorted_tags: &[(K, V)]) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    h.update(measurement.as_bytes());
-    for (k, v) in sorted_tags {
-        // Separators that cannot be confused with content lengths: write lengths.
-        h.update(&(k.as_ref().len() as u32).to_le_bytes());
-        h.update(k.as_ref().as_bytes());
-        h.update(&(v.as_ref().len() as u32).to_le_bytes());
-        h.update(v.as_ref().as_bytes());
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    h.digest()
+    BUF.with(|b| {
+        let mut buf = b.borrow_mut();
+        buf.clear();
+        buf.extend_from_slice(measurement.as_bytes());
+        for (k, v) in sorted_tags {
+            let (k, v) = (k.as_ref().as_bytes(), v.as_ref().as_bytes());
+            buf.extend_from_slice(&(k.len() as u32).to_le_bytes());
+            buf.extend_from_slice(k);
+            buf.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            buf.extend_from_slice(v);
+        }
+        xxhash_rust::xxh3::xxh3_64(&buf)
+    })
 }
 
 /// The ingest shard for a series hash.

@@ -91,6 +91,7 @@ pub enum Ctrl {
 struct ActiveBlock {
     block: Block,
     created: Instant,
+    last_append: Instant,
     /// WAL ranges per shard log that fed it (normally just this shard's).
     wal: BTreeMap<usize, (u64, u64)>,
 }
@@ -139,6 +140,8 @@ pub struct Shard {
 const TICK: Duration = Duration::from_millis(100);
 const MAX_GROUP: usize = 512;
 const FLUSH_RETRY: Duration = Duration::from_secs(2);
+/// A block of an older partition with no append for this long is flushed (see check_triggers).
+const ROLLOVER_IDLE: Duration = Duration::from_secs(1);
 
 impl Shard {
     pub fn new(ctx: ShardCtx, wal: Wal, ctrl_tx: Sender<Ctrl>) -> Shard {
@@ -214,8 +217,10 @@ impl Shard {
                 .or_insert_with(|| ActiveBlock {
                     block: Block::new(),
                     created: Instant::now(),
+                    last_append: Instant::now(),
                     wal: BTreeMap::new(),
                 });
+            entry.last_append = Instant::now();
             added += entry
                 .block
                 .append(row.series_hash, &row.tags, &row.fields, row.ts);
@@ -429,16 +434,31 @@ impl Shard {
         st.bytes.store(bytes, Relaxed);
     }
 
-    /// Flushes what a policy says must go: size, age, or memory pressure.
+    /// Flushes what a policy says must go: size, age, partition rollover, or memory pressure.
     fn check_triggers(&mut self) {
         let fc = &self.ctx.flush;
+        // Rollover: the newest partition written per (db, measurement). A block of an older
+        // partition that stopped receiving rows is done; keeping it until max_age only holds
+        // memory (a backfill touches many partitions within seconds).
+        let mut newest: HashMap<(&str, &str), i64> = HashMap::new();
+        for k in self.blocks.keys() {
+            let e = newest
+                .entry((&*k.db, &*k.measurement))
+                .or_insert(k.partition.0);
+            *e = (*e).max(k.partition.0);
+        }
         let due: Vec<BlockKey> = self
             .blocks
             .iter()
-            .filter(|(_, b)| {
+            .filter(|(k, b)| {
+                let rolled_over = newest
+                    .get(&(&*k.db, &*k.measurement))
+                    .is_some_and(|n| *n > k.partition.0)
+                    && b.last_append.elapsed() >= ROLLOVER_IDLE;
                 b.block.rows() as u64 >= fc.max_rows
                     || b.block.bytes() as u64 >= fc.max_bytes
                     || b.created.elapsed() >= fc.max_age
+                    || rolled_over
             })
             .map(|(k, _)| k.clone())
             .collect();
