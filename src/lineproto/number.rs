@@ -241,6 +241,108 @@ pub(super) fn parse_f64(token: &[u8]) -> Result<f64, NumError> {
     }
 }
 
+/// Up to eight bytes of a token, read as one little-endian word: byte `i` of the token is
+/// byte `i` of the word. Bytes past the token's length may hold anything; the functions
+/// below mask them off. (A word rather than a slice so that the digits are checked and
+/// combined with a few operations instead of a loop whose length varies from token to
+/// token, which costs a branch misprediction per value.)
+pub(super) type Word = u64;
+
+/// Bytes in a [`Word`].
+pub(super) const WORD_BYTES: usize = 8;
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+
+/// The first `len` (`1..=8`) bytes of `word` minus `'0'` (an XOR: digits become 0..=9, '.'
+/// becomes 0x1e, no borrows between bytes), moved to the top of the word; the bytes below
+/// them are 0, i.e. leading zero digits.
+#[inline(always)]
+fn align_digits(word: Word, len: usize) -> u64 {
+    (word ^ (u64::from(b'0') * ONES)) << (8 * (WORD_BYTES - len))
+}
+
+/// 0x80 in every byte of `v` that is not a digit value (greater than 9). A byte >= 0x8a may
+/// also flag the byte above it; callers only rely on "no flag" meaning "all digits" and on
+/// a lone flag being exact.
+#[inline(always)]
+fn non_digits(v: u64) -> u64 {
+    (v | v.wrapping_add(0x7676_7676_7676_7676)) & 0x8080_8080_8080_8080
+}
+
+/// The number written by eight digit values (0..=9, the most significant in the low byte).
+#[inline(always)]
+fn combine_8_digits(v: u64) -> u64 {
+    let v = (v.wrapping_mul(10)).wrapping_add(v >> 8) & 0x00ff_00ff_00ff_00ff;
+    let v = (v.wrapping_mul(100)).wrapping_add(v >> 16) & 0x0000_ffff_0000_ffff;
+    (v.wrapping_mul(10000)).wrapping_add(v >> 32) & 0x0000_0000_ffff_ffff
+}
+
+/// Parses the `len` (`1..=8`) ASCII digits at the start of `word`, or `None` if any of them
+/// is not a digit.
+#[inline(always)]
+pub(super) fn parse_word_digits(word: Word, len: usize) -> Option<u64> {
+    if len.wrapping_sub(1) >= WORD_BYTES {
+        return None;
+    }
+    let v = align_digits(word, len);
+    if non_digits(v) != 0 {
+        return None;
+    }
+    Some(combine_8_digits(v))
+}
+
+/// Parses a decimal `digits [ "." [ digits ] ] | "." digits` held in the first `len` (`1..=8`)
+/// bytes of `word` (no sign, no exponent) exactly as [`parse_f64`] does, or returns `None`
+/// for any other token (then call `parse_f64`).
+///
+/// The result is `mantissa / 10^fraction_digits` with both operands exact (at most eight
+/// digits), the same single correctly rounded operation as `parse_f64`'s fast path, hence
+/// bit-identical to it.
+#[inline(always)]
+pub(super) fn parse_word_decimal(word: Word, len: usize) -> Option<f64> {
+    if len.wrapping_sub(1) >= WORD_BYTES {
+        return None;
+    }
+    let v = align_digits(word, len);
+    let flags = non_digits(v);
+    let (digits, fraction_digits) = if flags == 0 {
+        (v, 0)
+    } else {
+        // Exactly one non-digit, a '.' (0x1e after the XOR), and at least one digit.
+        let at = flags.trailing_zeros() / 8; // byte index, 0..=7
+        if flags & (flags - 1) != 0 || (v >> (8 * at)) & 0xff != 0x1e || len < 2 {
+            return None;
+        }
+        // Close the gap: the bytes below the dot move up by one (a zero digit comes in at
+        // the bottom), the fraction digits above it stay.
+        let below = (1u64 << (8 * at)) - 1;
+        let above = !((below << 8) | 0xff);
+        (((v & below) << 8) | (v & above), 7 - at as usize)
+    };
+    // `mantissa as f64` is exact (< 10^8); so is 10^fraction_digits (fraction_digits < 8).
+    let mantissa = combine_8_digits(digits);
+    POW10.get(fraction_digits).map(|p| mantissa as f64 / p)
+}
+
+/// Parses `len` (`1..=19`) ASCII digits, or `None` if any is not a digit. `word(i)` must
+/// return the [`Word`] that starts at digit `i` (bytes past the digits may be anything).
+/// The first `len % 8` digits (or eight) come from one word, then whole words of eight.
+/// At most 19 digits always fit a `u64`.
+#[inline(always)]
+pub(super) fn parse_words_digits(len: usize, word: impl Fn(usize) -> Word) -> Option<u64> {
+    if len == 0 || len > 19 {
+        return None;
+    }
+    let head = (len - 1) % WORD_BYTES + 1;
+    let mut value = parse_word_digits(word(0), head)?;
+    let mut at = head;
+    while at < len {
+        value = value * 100_000_000 + parse_8_digits(word(at))?;
+        at += WORD_BYTES;
+    }
+    Some(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,5 +442,112 @@ mod tests {
         assert_eq!(parse_f64(b"-1e400"), Err(NumError::Range));
         let huge = format!("{}.0", "9".repeat(400));
         assert_eq!(parse_f64(huge.as_bytes()), Err(NumError::Range));
+    }
+
+    /// `token` as a [`Word`] followed by `junk` bytes (what follows a token in a line).
+    fn word(token: &[u8], junk: u8) -> Word {
+        let mut bytes = [junk; WORD_BYTES];
+        for (b, &c) in bytes.iter_mut().zip(token) {
+            *b = c;
+        }
+        Word::from_le_bytes(bytes)
+    }
+
+    /// Every token of up to five bytes over an alphabet of digits and near-misses (the
+    /// neighbours of '0' and '9', bytes that carry in the SWAR check): the word functions
+    /// either decline or agree exactly with the general ones.
+    #[test]
+    fn word_parsers_agree_with_general_parsers() {
+        let alphabet = b"0159.e-/:\xff\xbe";
+        let mut token = Vec::new();
+        let (mut ints, mut floats) = (0, 0);
+        for len in 1..=5u32 {
+            for n in 0..(alphabet.len() as u64).pow(len) {
+                token.clear();
+                let mut n = n;
+                for _ in 0..len {
+                    token.push(alphabet[(n % alphabet.len() as u64) as usize]);
+                    n /= alphabet.len() as u64;
+                }
+                for junk in [b'0', b'.', b',', 0xff] {
+                    let w = word(&token, junk);
+                    if let Some(v) = parse_word_digits(w, token.len()) {
+                        assert_eq!(Ok(v), parse_u64(&token), "{token:?}");
+                        ints += 1;
+                    }
+                    if let Some(v) = parse_word_decimal(w, token.len()) {
+                        let general = parse_f64(&token).map(f64::to_bits);
+                        assert_eq!(Ok(v.to_bits()), general, "{token:?}");
+                        floats += 1;
+                    }
+                }
+            }
+        }
+        // Sanity: the word functions do take the well-formed tokens.
+        assert!(ints > 5_000 && floats > 10_000, "{ints} {floats}");
+        // Eight-byte tokens: all digits, or digits around one dot at every position.
+        for digits in ["12345678", "00000000", "99999999", "10000001"] {
+            let w = word(digits.as_bytes(), b'x');
+            assert_eq!(parse_word_digits(w, 8), parse_u64(digits.as_bytes()).ok());
+            for dot in 0..8 {
+                let mut text = digits.as_bytes().to_vec();
+                text[dot] = b'.';
+                let got = parse_word_decimal(word(&text, b'x'), 8).map(f64::to_bits);
+                assert_eq!(got, parse_f64(&text).ok().map(f64::to_bits), "{text:?}");
+                assert!(got.is_some(), "{text:?}");
+            }
+        }
+        assert_eq!(
+            parse_word_digits(word(b"12345678", b'x'), 8),
+            Some(12_345_678)
+        );
+        assert_eq!(parse_word_digits(word(b"1", b'9'), 1), Some(1));
+        assert_eq!(parse_word_digits(word(b"", b'9'), 0), None);
+        assert_eq!(parse_word_digits(word(b"123456789", b'9'), 9), None);
+        for (text, expected) in [
+            ("58.63", 58.63f64),
+            ("0.1", 0.1),
+            (".5", 0.5),
+            ("1.", 1.0),
+            ("9999999.", 9_999_999.0),
+            ("1.234567", 1.234567),
+            (".0000001", 1e-7),
+            ("12345678", 12_345_678.0),
+        ] {
+            let got = parse_word_decimal(word(text.as_bytes(), b'7'), text.len());
+            assert_eq!(got.map(f64::to_bits), Some(expected.to_bits()), "{text}");
+        }
+        for text in [".", "1.2.3", "1e5", "-1", "..", "1.23456789"] {
+            assert_eq!(
+                parse_word_decimal(word(text.as_bytes(), b'7'), text.len()),
+                None,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn words_digits_agree_with_parse_u64() {
+        let cases = [
+            "0",
+            "7",
+            "12345678",
+            "123456789",
+            "1451606400000000000",
+            "9999999999999999999",
+            "0000000000000000001",
+            "18446744073709551615",
+            "1234567a9",
+            "",
+            "12345678901234567x9",
+        ];
+        for text in cases {
+            let bytes = text.as_bytes();
+            let got = parse_words_digits(bytes.len(), |i| {
+                word(bytes.get(i..).unwrap_or_default(), b'x')
+            });
+            let expected = parse_u64(bytes).ok().filter(|_| bytes.len() <= 19);
+            assert_eq!(got, expected, "{text:?}");
+        }
     }
 }

@@ -205,51 +205,85 @@ fn unescape(raw: &[u8], special: impl Fn(u8) -> bool) -> Result<String, Vec<u8>>
 /// Caps the capacity pre-allocated from delimiter counts (a hint, not a limit).
 const MAX_CAPACITY_HINT: usize = 256;
 
-/// Up to this many keys, duplicates are found by comparing fingerprints pairwise.
+/// Up to this many keys, duplicates are screened by fingerprint ([`may_have_duplicates`])
+/// and confirmed pairwise; above it, a hash set is used.
 const SMALL_DEDUP: usize = 32;
 
-/// Cheap key fingerprint: length and the last (up to) six bytes. Equal keys have equal
-/// fingerprints; a fingerprint match is confirmed with a full comparison.
-#[inline]
+/// Cheap key fingerprint from the length and up to 16 bytes at both ends, read with a few
+/// (possibly overlapping) word loads. Equal keys have equal fingerprints; a fingerprint
+/// match is confirmed with a full comparison.
+#[inline(always)]
 fn fingerprint(key: &str) -> u64 {
     let bytes = key.as_bytes();
-    let tail = bytes.get(bytes.len().saturating_sub(6)..).unwrap_or(bytes);
-    let mut fp = (bytes.len() as u64) << 48;
-    for (i, &b) in tail.iter().enumerate() {
-        fp |= u64::from(b) << (8 * i);
-    }
-    fp
+    let len = bytes.len() as u64;
+    let words = match (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
+        (Some(first), Some(last)) => {
+            u64::from_le_bytes(*first) ^ u64::from_le_bytes(*last).rotate_left(29)
+        }
+        _ => match (bytes.first_chunk::<4>(), bytes.last_chunk::<4>()) {
+            (Some(first), Some(last)) => {
+                u64::from(u32::from_le_bytes(*first)) | u64::from(u32::from_le_bytes(*last)) << 32
+            }
+            _ => {
+                // 0..=3 bytes: the first, middle and last byte cover them all.
+                let at = |i: usize| u64::from(bytes.get(i).copied().unwrap_or(0));
+                at(0) | at(bytes.len() / 2) << 8 | at(bytes.len().wrapping_sub(1)) << 16
+            }
+        },
+    };
+    words ^ len.rotate_right(8)
 }
 
 /// Index of the first key (by position) that repeats an earlier key, if any.
-fn first_duplicate<T>(items: &[(Cow<'_, str>, T)]) -> Option<usize> {
+#[inline]
+pub(super) fn first_duplicate<T>(items: &[(Cow<'_, str>, T)]) -> Option<usize> {
     if items.len() < 2 {
         return None;
     }
     if items.len() <= SMALL_DEDUP {
-        let mut fps = [0u64; SMALL_DEDUP];
-        for (slot, (key, _)) in fps.iter_mut().zip(items) {
-            *slot = fingerprint(key);
+        if !may_have_duplicates(items.iter().map(|(key, _)| key.as_ref())) {
+            return None;
         }
-        for (i, (fp_i, (key_i, _))) in fps.iter().zip(items).enumerate().skip(1) {
-            for (fp_j, (key_j, _)) in fps.iter().zip(items).take(i) {
-                if fp_i == fp_j && key_i == key_j {
-                    return Some(i);
-                }
-            }
-        }
-        None
+        items
+            .iter()
+            .enumerate()
+            .skip(1)
+            .find(|(i, (key, _))| items.iter().take(*i).any(|(earlier, _)| earlier == key))
+            .map(|(i, _)| i)
     } else {
         let mut seen: HashSet<&str> = HashSet::with_capacity(items.len());
         items.iter().position(|(key, _)| !seen.insert(key.as_ref()))
     }
 }
 
-/// Merges duplicate field keys: the last value wins, at the position of the first occurrence.
-fn dedup_fields<'a>(fields: &mut Vec<(Cow<'a, str>, FieldValue<'a>)>) {
-    if first_duplicate(fields).is_none() {
-        return;
+/// A branch-free screen for duplicates among (up to [`SMALL_DEDUP`]) keys: each key's
+/// fingerprint picks one bit of a 1024-bit set. Distinct keys (the normal case) rarely pick
+/// the same bit, so `false` ("certainly all distinct") is the usual answer; equal keys always
+/// collide, so `true` means "check exactly".
+#[inline(always)]
+fn may_have_duplicates<'k>(keys: impl Iterator<Item = &'k str>) -> bool {
+    let mut seen = [0u64; 16];
+    let mut collided = 0u64;
+    for key in keys {
+        let bit = (fingerprint(key).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as usize;
+        if let Some(word) = seen.get_mut(bit / 64) {
+            collided |= *word >> (bit % 64);
+            *word |= 1 << (bit % 64);
+        }
     }
+    collided & 1 != 0
+}
+
+/// Merges duplicate field keys: the last value wins, at the position of the first occurrence.
+#[inline]
+pub(super) fn dedup_fields<'a>(fields: &mut Vec<(Cow<'a, str>, FieldValue<'a>)>) {
+    if first_duplicate(fields).is_some() {
+        merge_duplicate_fields(fields);
+    }
+}
+
+#[cold]
+fn merge_duplicate_fields<'a>(fields: &mut Vec<(Cow<'a, str>, FieldValue<'a>)>) {
     let mut index: HashMap<Cow<'a, str>, usize> = HashMap::with_capacity(fields.len());
     let mut merged: Vec<(Cow<'a, str>, FieldValue<'a>)> = Vec::with_capacity(fields.len());
     for (key, value) in fields.drain(..) {
@@ -281,6 +315,18 @@ pub(super) struct Parser<'a> {
     has_ctrl: bool,
     has_backslash: bool,
     pos: usize,
+}
+
+/// Parses the record that starts at the beginning of `buf` with the general parser.
+/// `bounds` must be `line_bounds(buf, 0, strip_cr)`; `start` is where parsing begins
+/// (callers may already have skipped leading whitespace).
+pub(super) fn parse_record(
+    buf: &[u8],
+    bounds: LineBounds,
+    strip_cr: bool,
+    start: usize,
+) -> Record<'_> {
+    Parser::new(buf, bounds, strip_cr, start).parse_record()
 }
 
 impl<'a> Parser<'a> {

@@ -1528,3 +1528,314 @@ fn case_counts() {
     println!("table cases: {valid} valid, {invalid} invalid");
     assert!(valid + invalid >= 380);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fast path (fast.rs) against the general parser (parser.rs)
+
+/// Both parsers on the record at the start of `line` (`strip_cr` as in [`lines`]): the fast
+/// path's result (`None` when it declines) and the general parser's. Where the fast path
+/// accepts, both must agree on where the record ends.
+fn fast_and_general(
+    line: &[u8],
+) -> (
+    Option<ParsedLine<'_>>,
+    Result<ParsedLine<'_>, super::ParseError>,
+) {
+    let bounds = super::parser::line_bounds(line, 0, true);
+    let general = super::parser::parse_record(line, bounds, true, 0);
+    let mut scratch = super::fast::Scratch::default();
+    let fast = super::fast::parse_record(line, 0, true, &mut scratch).map(|fast| {
+        assert_eq!(
+            (fast.text_end, fast.next, fast.newlines),
+            (general.text_end, general.next, general.newlines),
+            "record bounds of {:?}",
+            String::from_utf8_lossy(line)
+        );
+        match fast.result {
+            Ok(parsed) => parsed,
+            Err(e) => panic!("the fast path returned an error: {e}"),
+        }
+    });
+    (fast, general.result)
+}
+
+fn all_borrowed(line: &ParsedLine<'_>) -> bool {
+    let borrowed = |c: &Cow<'_, str>| matches!(c, Cow::Borrowed(_));
+    borrowed(&line.measurement)
+        && line.tags.iter().all(|(k, v)| borrowed(k) && borrowed(v))
+        && line
+            .fields
+            .iter()
+            .all(|(k, v)| borrowed(k) && !matches!(v, FieldValue::String(Cow::Owned(_))))
+}
+
+/// Whatever the fast path accepts, the general parser accepts with the same value (floats
+/// bit for bit) and every token borrowed.
+fn check_fast_agrees(line: &[u8]) -> Result<bool, TestCaseError> {
+    let (fast, general) = fast_and_general(line);
+    let Some(fast) = fast else {
+        return Ok(false);
+    };
+    let shown = String::from_utf8_lossy(line);
+    prop_assert_eq!(Ok(&fast), general.as_ref(), "line {:?}", shown);
+    prop_assert!(all_borrowed(&fast), "line {:?}", shown);
+    if let Ok(general) = &general {
+        for ((_, a), (_, b)) in fast.fields.iter().zip(&general.fields) {
+            if let (FieldValue::Float(x), FieldValue::Float(y)) = (a, b) {
+                prop_assert_eq!(x.to_bits(), y.to_bits(), "line {:?}", shown);
+            }
+        }
+    }
+    Ok(true)
+}
+
+#[test]
+fn fast_path_takes_the_common_lines() {
+    let accepted = [
+        "cpu,hostname=host_0,region=eu-west-1 usage_user=58i,usage_system=2i 1451606400000000000",
+        "cpu,hostname=host_0 usage_user=58.25,usage_idle=0.5,x=-1.5e3,y=.5,z=1. 1451606400000000000",
+        "cpu usage=1",
+        "  \tcpu v=1u,w=t,x=FALSE,y=\"a, b = c\",z=\"\"",
+        "cpu,k=v   v=1   12   ",
+        "cpu v=1 ",
+        "cpu=load,\"q\"=\"v\" \"f\"=1i",
+        "m v=\"tab\tinside\"",
+        "cpu,host=é🍭 v=1",
+        "m a=1,a=2",
+    ];
+    for line in accepted {
+        let (fast, general) = fast_and_general(line.as_bytes());
+        assert!(general.is_ok(), "{line:?}: {general:?}");
+        assert!(fast.is_some(), "{line:?} should take the fast path");
+        assert!(check_fast_agrees(line.as_bytes()).is_ok(), "{line:?}");
+    }
+    // Declined: escapes, control characters in names, strings left open, every error.
+    let declined: [&[u8]; 14] = [
+        b"cpu,host=a\\ b v=1",
+        b"cpu v=\"a\\\"b\"",
+        b"cpu v=\"open",
+        b"c\x01pu v=1",
+        b"cpu v=1\rx",
+        b"cpu,a=1,a=2 v=1",
+        b"cpu",
+        b"cpu, v=1",
+        b"cpu v=1i2",
+        b"cpu v=1 12a",
+        b"cpu v=1 1 2",
+        b"cpu v=\"a\"b",
+        b"# comment",
+        b"   ",
+    ];
+    for line in declined {
+        assert!(
+            fast_and_general(line).0.is_none(),
+            "{:?}",
+            String::from_utf8_lossy(line)
+        );
+    }
+}
+
+/// Clean lines (no backslash) with names made of delimiter-adjacent characters, all value
+/// kinds, variable spacing; the fast path should accept most of them.
+fn clean_line() -> impl Strategy<Value = String> {
+    let name = || "[a-z_0-9][a-z\"#é_0-9]{0,5}";
+    let value = prop_oneof![
+        any::<i64>().prop_map(|v| format!("{v}i")),
+        any::<u64>().prop_map(|v| format!("{v}u")),
+        any::<f64>()
+            .prop_filter("finite", |v| v.is_finite())
+            .prop_map(|v| format!("{v:?}")),
+        (0u32..100_000, 0u32..100, 0usize..4).prop_map(|(a, b, w)| format!("{a}.{b:0w$}")),
+        "-?[0-9]{1,20}(\\.[0-9]{0,20})?([eE][+-]?[0-9]{1,2})?",
+        "[tTfF]|true|false|True|FALSE",
+        "\"[a-z ,=\\t]{0,8}\"",
+    ];
+    (
+        "[a-z_0-9\"=é]{1,6}",
+        prop::collection::vec((name(), name()), 0..20),
+        prop::collection::vec((name(), value), 1..12),
+        prop::option::of(any::<i64>()),
+        prop::collection::vec(1usize..3, 3),
+    )
+        .prop_map(|(m, tags, fields, ts, spaces)| {
+            let mut out = m.trim_start_matches('#').to_string();
+            if out.is_empty() {
+                out.push('m');
+            }
+            for (k, v) in tags {
+                out.push_str(&format!(",{k}={v}"));
+            }
+            out.push_str(&" ".repeat(spaces[0]));
+            let fields: Vec<String> = fields
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            out.push_str(&fields.join(","));
+            if let Some(ts) = ts {
+                out.push_str(&" ".repeat(spaces[1]));
+                out.push_str(&ts.to_string());
+            }
+            out.push_str(&" ".repeat(spaces[2] - 1));
+            out
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+    #[test]
+    fn fast_path_agrees_on_clean_lines(line in clean_line()) {
+        check_fast_agrees(line.as_bytes())?;
+    }
+
+    /// A few bytes of a clean line replaced, inserted or removed, half of the time at a
+    /// delimiter: mostly errors and corner cases.
+    #[test]
+    fn fast_path_agrees_on_mutated_lines(
+        line in clean_line(),
+        edits in prop::collection::vec(
+            (
+                any::<prop::sample::Index>(),
+                any::<bool>(),
+                prop::sample::select(b" ,=\"\\\t\r\n#.-+eEiutf0a\xff\xc3".to_vec()),
+                0u8..3,
+            ),
+            1..4,
+        ),
+    ) {
+        let mut bytes = line.into_bytes();
+        for (at, at_delimiter, byte, how) in edits {
+            let delimiters: Vec<usize> = (0..bytes.len())
+                .filter(|&i| matches!(bytes[i], b' ' | b',' | b'=' | b'"'))
+                .collect();
+            let i = if at_delimiter && !delimiters.is_empty() {
+                delimiters[at.index(delimiters.len())]
+            } else {
+                at.index(bytes.len().max(1))
+            };
+            match how {
+                0 if i < bytes.len() => bytes[i] = byte,
+                2 if i < bytes.len() => {
+                    bytes.remove(i);
+                }
+                _ => bytes.insert(i.min(bytes.len()), byte),
+            }
+        }
+        check_fast_agrees(&bytes)?;
+    }
+
+    #[test]
+    fn fast_path_agrees_on_lp_ish_bytes(body in lp_ish_bytes()) {
+        check_fast_agrees(&body)?;
+    }
+}
+
+#[test]
+fn fast_path_accepts_most_clean_lines() {
+    // Guards against the fast path silently declining everything (still correct, but slow).
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = clean_line();
+    let (mut accepted, mut valid) = (0, 0);
+    for _ in 0..500 {
+        let line = strategy.new_tree(&mut runner).unwrap().current();
+        let (fast, general) = fast_and_general(line.as_bytes());
+        if general.is_ok() {
+            valid += 1;
+            accepted += usize::from(fast.is_some());
+        }
+    }
+    assert!(valid > 100, "{valid} valid lines");
+    assert!(
+        accepted * 10 >= valid * 9,
+        "fast path took {accepted} of {valid} valid lines"
+    );
+}
+
+#[test]
+fn fast_path_long_lines_and_many_tokens() {
+    // Lines longer than the on-stack mask buffer, tokens crossing 64-byte blocks, many tags
+    // and fields.
+    for n in [1, 15, 16, 17, 31, 32, 33, 200] {
+        let mut line = String::from("m");
+        for t in 0..n {
+            line.push_str(&format!(",tag_{t:03}={}", "v".repeat(1 + t % 70)));
+        }
+        line.push(' ');
+        let fields: Vec<String> = (0..n)
+            .map(|f| format!("{}{f}={f}.5", "f".repeat(f % 90)))
+            .collect();
+        line.push_str(&fields.join(","));
+        line.push_str(" 1700000000000000000");
+        let (fast, general) = fast_and_general(line.as_bytes());
+        let fast = fast.unwrap_or_else(|| panic!("fast path declined {n} tokens"));
+        assert_eq!(Ok(&fast), general.as_ref());
+        assert_eq!((fast.tags.len(), fast.fields.len()), (n, n));
+        assert!(check_fast_agrees(line.as_bytes()).is_ok());
+    }
+    // A string value longer than a block, full of delimiters.
+    let line = format!("m s=\"{}\",v=1i", ", =".repeat(100));
+    assert!(matches!(check_fast_agrees(line.as_bytes()), Ok(true)));
+}
+
+#[test]
+fn fast_path_utf8_and_line_ends_around_block_boundaries() {
+    // Non-ASCII bytes (valid and invalid UTF-8) around 64-byte block boundaries, inside the
+    // line and right after its end, for lines that end in the on-stack blocks and in the
+    // heap-buffer blocks (> 1 KiB): the fast path must agree with the general parser, and it
+    // must never accept a line that is not valid UTF-8 (its ASCII shortcut skips validation).
+    let inserts: [(&[u8], bool); 4] = [
+        ("é".as_bytes(), true),
+        ("\u{1F36D}".as_bytes(), true),
+        (b"\xff", false),
+        (b"\xc3", false),
+    ];
+    for base in [0usize, 1000] {
+        for pad in base + 40..base + 140 {
+            for (insert, valid) in inserts {
+                let tag = [b"m,k=".as_slice(), &vec![b'a'; pad], insert, b" v=1"].concat();
+                let string = [b"m s=\"".as_slice(), &vec![b'a'; pad], insert, b"\" 5"].concat();
+                let after = [b"m,k=".as_slice(), &vec![b'a'; pad], b" v=1\r\n", insert].concat();
+                let next_line = |line: &[u8]| [line, b"\nm v=2"].concat();
+                for (line, inside) in [
+                    (next_line(&tag), true),
+                    (next_line(&string), true),
+                    (tag, true),
+                    (string, true),
+                    (after, false),
+                ] {
+                    let accepted = matches!(check_fast_agrees(&line), Ok(true));
+                    if inside && !valid {
+                        assert!(!accepted, "accepted invalid UTF-8 (pad {pad})");
+                    }
+                    if valid || !inside {
+                        assert!(accepted, "declined a valid line (pad {pad})");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn fast_path_record_bounds_match_lines() {
+    // Through `lines`: CRLF, a last line without a terminator, a trailing '\r', and the
+    // fast path mixed with lines it declines; items are exactly what the general parser
+    // gives for each line on its own.
+    let body = b"m v=1\r\nm,t=a\\ b v=2\n# c\n\n  m v=3\nm s=\"x\ny\" 4\nm v=5\r";
+    let items = collect(body);
+    let texts: Vec<&str> = items.iter().map(|i| i.1.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "m v=1",
+            "m,t=a\\ b v=2",
+            "  m v=3",
+            "m s=\"x\ny\" 4",
+            "m v=5"
+        ]
+    );
+    let numbers: Vec<usize> = items.iter().map(|i| i.0).collect();
+    assert_eq!(numbers, [1, 2, 5, 6, 8]);
+    assert!(items.iter().all(|i| i.2.is_ok()), "{items:?}");
+}
