@@ -244,7 +244,8 @@ type Expected = BTreeMap<Vec<String>, BTreeMap<i64, (i64, Vec<Option<V>>)>>;
 
 fn expected(model: &Model, q: &Q) -> Expected {
     // group → bucket → field → list of (time, value)
-    let mut acc: BTreeMap<Vec<String>, BTreeMap<i64, Vec<Vec<(i64, V)>>>> = BTreeMap::new();
+    type PerField = Vec<Vec<(i64, V)>>;
+    let mut acc: BTreeMap<Vec<String>, BTreeMap<i64, PerField>> = BTreeMap::new();
     for ((tags, t), fields) in &model.points {
         if !q.matches(tags, *t) {
             continue;
@@ -284,7 +285,7 @@ fn expected(model: &Model, q: &Q) -> Expected {
                 .map(|xs| {
                     let nums: Vec<&(i64, V)> =
                         xs.iter().filter(|(_, v)| numeric(v).is_some()).collect();
-                    let r = match q.agg {
+                    match q.agg {
                         "count" => {
                             any |= !xs.is_empty();
                             Some(V::I(xs.len() as i64))
@@ -346,8 +347,7 @@ fn expected(model: &Model, q: &Q) -> Expected {
                                 _ => unreachable!(),
                             }
                         }
-                    };
-                    r
+                    }
                 })
                 .collect();
             if !any {
@@ -502,7 +502,7 @@ fn random_query(rng: &mut Rng) -> Q {
             .iter()
             .map(|(k, o, v)| (k.to_string(), *o, v.to_string()))
             .collect(),
-        agg: *rng.pick(&aggs),
+        agg: aggs[rng.below(aggs.len() as u64) as usize],
         every: *rng.pick(&everies),
         group_by: rng.pick(&groups).iter().map(|s| s.to_string()).collect(),
     }
