@@ -128,7 +128,13 @@ fn load(server: &TestServer, rng: &mut Rng) -> Model {
     send(server, &all, &mut model);
     // Let the age trigger (1 s) flush the originals, so that the rewrites below land in new
     // blocks and files: the same points then live in several sources.
-    std::thread::sleep(std::time::Duration::from_millis(1600));
+    // Wait (bounded) until the age trigger wrote files, then a little more so that every block
+    // of the originals is out of memory.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while count_parquet(&server.data_dir()) == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
     let files_before = count_parquet(&server.data_dir());
     assert!(
         files_before > 0,
