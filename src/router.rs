@@ -165,30 +165,13 @@ impl Router {
             .map(RegionId)
     }
 
-    /// The directory override for `key=value`, if any.
-    pub fn directory_region(&self, key: &str, value: &str) -> Option<RegionId> {
-        self.directory
-            .iter()
-            .find(|(k, _)| k == key)
-            .and_then(|(_, m)| m.get(value).copied())
-    }
-
     /// Every region a directory entry can send points to.
     pub fn directory_regions(&self) -> impl Iterator<Item = RegionId> + '_ {
         self.directory.iter().flat_map(|(_, m)| m.values().copied())
     }
 
-    /// Whether `key` is a directory key.
-    pub fn is_directory_key(&self, key: &str) -> bool {
-        self.directory.iter().any(|(k, _)| k == key)
-    }
-
     pub fn geo_tag(&self) -> &str {
         &self.geo_tag
-    }
-
-    pub fn coordinate_tags(&self) -> (&str, &str) {
-        (&self.lat_tag, &self.lon_tag)
     }
 
     /// The partition of a timestamp (ns).

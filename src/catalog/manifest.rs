@@ -116,11 +116,6 @@ impl Manifest {
         self.next_seq.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Raises the next sequence number above `seq` (e.g. after finding an orphan file).
-    pub fn bump_seq_above(&self, seq: u64) {
-        self.next_seq.fetch_max(seq + 1, Ordering::Relaxed);
-    }
-
     /// Applies an edit durably: the manifest on disk and the snapshot change together.
     pub fn commit(&self, edit: ManifestEdit) -> Result<()> {
         let mut guard = self.files.lock();

@@ -1,5 +1,6 @@
 //! The catalog: which Parquet files are live, per region ([`manifest`]).
 
+pub mod leftovers;
 pub mod manifest;
 
 pub use manifest::{FileMeta, Manifest, ManifestEdit, WalRange};

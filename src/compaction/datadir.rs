@@ -11,10 +11,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
 
+use crate::catalog::leftovers;
 use crate::catalog::{FileMeta, Manifest};
 use crate::model::is_safe_name;
 use crate::storage::parquet::sync_dir;
-use crate::storage::paths::{self, is_temp_name};
+use crate::storage::paths;
 
 use super::plan::{check_layout, infer_partition_duration};
 use super::{CompactionError, Result, io_err};
@@ -116,66 +117,13 @@ pub fn wal_floors(region_dir: &Path) -> Result<BTreeMap<usize, u64>> {
     Ok(out)
 }
 
-/// Temporary files and unlisted Parquet files under a region (not its WAL). With `remove`,
-/// deletes them and fsyncs their directories. Returns them, sorted.
+/// Leftovers of interrupted writes under a region (see `catalog::leftovers`).
 pub fn sweep_leftovers(
     region_dir: &Path,
     live: &HashSet<String>,
     remove: bool,
 ) -> Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
-    let mut stack = vec![region_dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let mut removed_here = false;
-        for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
-            let entry = entry.map_err(io_err(&dir))?;
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let ft = entry.file_type().map_err(io_err(&path))?;
-            if ft.is_dir() {
-                if !(dir == region_dir && name == paths::WAL_DIR) {
-                    stack.push(path);
-                }
-                continue;
-            }
-            let rel = rel_path(region_dir, &path);
-            let orphan =
-                name.ends_with(&format!(".{}", paths::PARQUET_EXT)) && !live.contains(&rel);
-            if is_temp_name(&name) || orphan {
-                if remove {
-                    fs::remove_file(&path).map_err(io_err(&path))?;
-                    removed_here = true;
-                }
-                found.push(path);
-            }
-        }
-        if removed_here {
-            sync_dir(&dir)?;
-        }
-    }
-    found.sort();
-    Ok(found)
-}
-
-/// `path` relative to `base`, `/`-separated (the manifest's form).
-pub fn rel_path(base: &Path, path: &Path) -> String {
-    path.strip_prefix(base)
-        .map(|p| p.to_string_lossy().replace('\\', "/"))
-        .unwrap_or_default()
-}
-
-/// fsyncs `dir` and each ancestor up to and including `stop`, so that directories made by
-/// `create_dir_all` and entries renamed into them are durable.
-pub fn sync_dirs_up_to(dir: &Path, stop: &Path) -> Result<()> {
-    let mut cur = Some(dir);
-    while let Some(d) = cur {
-        sync_dir(d)?;
-        if d == stop || !d.starts_with(stop) {
-            break;
-        }
-        cur = d.parent();
-    }
-    Ok(())
+    Ok(leftovers::sweep_leftovers(region_dir, live, remove)?)
 }
 
 /// Removes `dir` and its ancestors below `stop` while they are empty, fsyncing each parent.
@@ -324,7 +272,7 @@ mod tests {
         fs::write(r.join("wal/0/.odd.tmp"), b"x").unwrap();
         let live: HashSet<String> = ["db/cpu/part_day=2024-05-01/1.parquet".to_string()].into();
         let found = sweep_leftovers(r, &live, false).unwrap();
-        let names: Vec<String> = found.iter().map(|p| rel_path(r, p)).collect();
+        let names: Vec<String> = found.iter().map(|p| leftovers::rel_path(r, p)).collect();
         assert_eq!(
             names,
             vec![
@@ -383,6 +331,6 @@ mod tests {
         remove_empty_dirs_up_to(&deep, r).unwrap();
         assert!(!r.join("db/cpu").exists());
         assert!(r.join("db/mem").exists(), "stops at a non-empty dir");
-        sync_dirs_up_to(&r.join("db/mem"), r).unwrap();
+        crate::storage::parquet::sync_dirs_up_to(&r.join("db/mem"), r).unwrap();
     }
 }

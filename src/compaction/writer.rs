@@ -25,8 +25,8 @@ use crate::storage::merge::is_tag;
 use crate::storage::parquet::{meta, writer_properties};
 use crate::storage::paths::{PARQUET_EXT, temp_path};
 
-use super::datadir::sync_dirs_up_to;
 use super::{CompactionError, Result, Step, count_values, io_err};
+use crate::storage::parquet::sync_dirs_up_to;
 
 /// Footer key marking a retention tombstone (a zero-row file that only carries WAL ranges).
 pub const TOMBSTONE_KEY: &str = "meridian.tombstone";

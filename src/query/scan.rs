@@ -391,6 +391,24 @@ fn tag_lookup(col: &ArrayRef) -> Result<TagLookup, String> {
     }
 }
 
+/// Calls `f` with the accumulator of each row's slot (field `fi` of `stride` per slot) for
+/// every row whose value is not null. Generic, so each column type's loop is monomorphised.
+#[inline(always)]
+fn fold_valid<F: FnMut(&mut Acc, usize) + ?Sized>(
+    nulls: Option<&arrow::buffer::NullBuffer>,
+    row_slot: &[usize],
+    local: &mut [Acc],
+    stride: usize,
+    fi: usize,
+    f: &mut F,
+) {
+    for (i, slot) in row_slot.iter().enumerate() {
+        if nulls.is_none_or(|b| b.is_valid(i)) {
+            f(&mut local[slot * stride + fi], i);
+        }
+    }
+}
+
 /// Folds a filtered batch into aggregates.
 fn aggregate(
     batch: &RecordBatch,
@@ -499,74 +517,78 @@ fn aggregate(
             continue;
         };
         let nfl = field_names.len();
-        let acc = |s: usize| s * nfl + fi;
+        let nulls = col.nulls();
+        let stamp = |i: usize| (time.value(i), rank_base + i as u64);
         match col.data_type() {
             DataType::Float64 => {
                 let a = col.as_primitive::<Float64Type>();
-                for i in 0..n {
-                    if a.is_valid(i) {
-                        local[acc(row_slot[i])].add_float(
-                            agg,
-                            a.value(i),
-                            time.value(i),
-                            rank_base + i as u64,
-                        );
-                    }
-                }
+                fold_valid(
+                    nulls,
+                    &row_slot,
+                    &mut local,
+                    nfl,
+                    fi,
+                    &mut |acc: &mut Acc, i: usize| {
+                        let (t, r) = stamp(i);
+                        acc.add_float(agg, a.value(i), t, r)
+                    },
+                );
             }
             DataType::Int64 => {
                 let a = col.as_primitive::<Int64Type>();
-                for i in 0..n {
-                    if a.is_valid(i) {
-                        local[acc(row_slot[i])].add_int(
-                            agg,
-                            a.value(i) as i128,
-                            false,
-                            time.value(i),
-                            rank_base + i as u64,
-                        );
-                    }
-                }
+                fold_valid(
+                    nulls,
+                    &row_slot,
+                    &mut local,
+                    nfl,
+                    fi,
+                    &mut |acc: &mut Acc, i: usize| {
+                        let (t, r) = stamp(i);
+                        acc.add_int(agg, a.value(i) as i128, false, t, r)
+                    },
+                );
             }
             DataType::UInt64 => {
                 let a = col.as_primitive::<UInt64Type>();
-                for i in 0..n {
-                    if a.is_valid(i) {
-                        local[acc(row_slot[i])].add_int(
-                            agg,
-                            a.value(i) as i128,
-                            true,
-                            time.value(i),
-                            rank_base + i as u64,
-                        );
-                    }
-                }
+                fold_valid(
+                    nulls,
+                    &row_slot,
+                    &mut local,
+                    nfl,
+                    fi,
+                    &mut |acc: &mut Acc, i: usize| {
+                        let (t, r) = stamp(i);
+                        acc.add_int(agg, a.value(i) as i128, true, t, r)
+                    },
+                );
             }
             DataType::Utf8 => {
                 let a = col.as_string::<i32>();
-                for i in 0..n {
-                    if a.is_valid(i) {
-                        local[acc(row_slot[i])].add_other(
-                            agg,
-                            || Value::Str(a.value(i).to_string()),
-                            time.value(i),
-                            rank_base + i as u64,
-                        );
-                    }
-                }
+                fold_valid(
+                    nulls,
+                    &row_slot,
+                    &mut local,
+                    nfl,
+                    fi,
+                    &mut |acc: &mut Acc, i: usize| {
+                        let (t, r) = stamp(i);
+                        acc.add_other(agg, || Value::Str(a.value(i).to_string()), t, r)
+                    },
+                );
             }
             DataType::Boolean => {
                 let a = col.as_boolean();
-                for i in 0..n {
-                    if a.is_valid(i) {
-                        local[acc(row_slot[i])].add_other(
-                            agg,
-                            || Value::Bool(a.value(i)),
-                            time.value(i),
-                            rank_base + i as u64,
-                        );
-                    }
-                }
+                fold_valid(
+                    nulls,
+                    &row_slot,
+                    &mut local,
+                    nfl,
+                    fi,
+                    &mut |acc: &mut Acc, i: usize| {
+                        let (t, r) = stamp(i);
+                        acc.add_other(agg, || Value::Bool(a.value(i)), t, r)
+                    },
+                );
             }
             _ => {}
         }

@@ -26,7 +26,7 @@ use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
 use crate::lineproto::FieldValue;
-use crate::model::{ColumnKind, FieldType, TIME_COLUMN};
+use crate::model::{FieldType, TIME_COLUMN};
 
 /// Tag set of one series: `(key, value)` sorted by key.
 pub type TagSet = Arc<[(Arc<str>, Arc<str>)]>;
@@ -511,17 +511,6 @@ pub fn sorted_batch(
         },
         merged,
     ))
-}
-
-/// Whether a batch column named `name` is a tag, field, or neither.
-pub fn column_kind(cols: &BatchColumns, name: &str) -> Option<ColumnKind> {
-    if cols.tags.iter().any(|t| t.as_ref() == name) {
-        return Some(ColumnKind::Tag);
-    }
-    cols.fields
-        .iter()
-        .find(|(n, _)| n.as_ref() == name)
-        .map(|(_, t)| ColumnKind::Field(*t))
 }
 
 #[cfg(test)]

@@ -13,7 +13,6 @@
 //! A crash before 3 leaves an orphan file, deleted at start-up, and the WAL still holds the
 //! rows; a crash after 3 leaves WAL records that replay skips because the manifest covers them.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,7 +21,7 @@ use parquet::file::metadata::KeyValue;
 use crate::catalog::{FileMeta, Manifest, ManifestEdit, WalRange};
 use crate::model::{ColumnKind, PartitionStart};
 use crate::region::block::{Chunk, sorted_batch};
-use crate::storage::parquet::{meta, sync_dir, write_file, writer_properties};
+use crate::storage::parquet::{meta, sync_dirs_up_to, write_file, writer_properties};
 use crate::storage::paths::data_file_rel;
 
 /// Identity of a block: (db, measurement, partition).
@@ -52,20 +51,6 @@ pub struct FlushOutcome {
     pub merged: usize,
     pub bytes: u64,
     pub seconds: f64,
-}
-
-/// fsyncs `dir` and each of its ancestors up to (and including) `stop`, so directories
-/// created by `create_dir_all` are durable.
-fn sync_dirs_up_to(dir: &Path, stop: &Path) -> Result<(), String> {
-    let mut cur = Some(dir);
-    while let Some(d) = cur {
-        sync_dir(d).map_err(|e| e.to_string())?;
-        if d == stop {
-            break;
-        }
-        cur = d.parent();
-    }
-    Ok(())
 }
 
 /// Runs steps 1–3. On error nothing is recorded in the manifest (a written file is removed
@@ -106,7 +91,7 @@ pub fn run(job: &FlushJob) -> Result<FlushOutcome, String> {
     let props = writer_properties(&batch.schema(), job.row_group_rows, kv);
     let bytes = write_file(&path, &batch, props).map_err(|e| e.to_string())?;
     if let Some(parent) = path.parent() {
-        sync_dirs_up_to(parent, region_dir)?;
+        sync_dirs_up_to(parent, region_dir).map_err(|e| e.to_string())?;
     }
     let mut columns: Vec<(String, ColumnKind)> = cols
         .tags

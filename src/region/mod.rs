@@ -31,12 +31,13 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
+use crate::catalog::leftovers::sweep_leftovers;
 use crate::catalog::{FileMeta, Manifest};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::model::{PartitionStart, Precision, RegionId, ShardId};
 use crate::router::Router;
-use crate::storage::paths::{self, is_temp_name};
+use crate::storage::paths;
 
 use flush::FlushJob;
 use prepare::{PreparedWrite, ShardBatch};
@@ -138,38 +139,6 @@ fn startup<E: std::fmt::Display>(ctx: &str) -> impl FnOnce(E) -> EngineError + '
     move |e| EngineError::Startup(format!("{ctx}: {e}"))
 }
 
-/// Deletes temporary files and Parquet files the manifest does not list (orphans of a crash
-/// between rename and manifest commit). Returns how many were removed.
-fn remove_orphans(region_dir: &Path, live: &HashSet<String>) -> std::io::Result<usize> {
-    let mut removed = 0;
-    let mut stack = vec![region_dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in fs::read_dir(&dir)? {
-            let entry = entry?;
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if entry.file_type()?.is_dir() {
-                if !(dir == region_dir && name == paths::WAL_DIR) {
-                    stack.push(path);
-                }
-                continue;
-            }
-            let rel = path
-                .strip_prefix(region_dir)
-                .map(|p| p.to_string_lossy().replace('\\', "/"))
-                .unwrap_or_default();
-            let orphan =
-                name.ends_with(&format!(".{}", paths::PARQUET_EXT)) && !live.contains(&rel);
-            if is_temp_name(&name) || orphan {
-                warn!(file = %path.display(), "removing leftover of an interrupted write");
-                fs::remove_file(&path)?;
-                removed += 1;
-            }
-        }
-    }
-    Ok(removed)
-}
-
 /// The WAL shard directories present under a region (`wal/<n>`).
 fn wal_shard_dirs(region_dir: &Path) -> std::io::Result<Vec<usize>> {
     let dir = region_dir.join(paths::WAL_DIR);
@@ -256,7 +225,11 @@ impl Engine {
                 Arc::new(Manifest::open(&region_dir).map_err(startup("opening manifest"))?);
             let files = manifest.files();
             let live: HashSet<String> = files.iter().map(|f| f.path.clone()).collect();
-            remove_orphans(&region_dir, &live).map_err(startup("cleaning region dir"))?;
+            for path in
+                sweep_leftovers(&region_dir, &live, true).map_err(startup("cleaning region dir"))?
+            {
+                warn!(file = %path.display(), "removed a leftover of an interrupted write");
+            }
             for f in files.iter() {
                 registry.load(
                     &f.db,

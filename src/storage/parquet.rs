@@ -131,6 +131,20 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(io_err(dir))
 }
 
+/// fsyncs `dir` and each ancestor up to and including `stop` (never above it), so that
+/// directories made by `create_dir_all` and entries renamed into them are durable.
+pub fn sync_dirs_up_to(dir: &Path, stop: &Path) -> Result<()> {
+    let mut cur = Some(dir);
+    while let Some(d) = cur {
+        sync_dir(d)?;
+        if d == stop || !d.starts_with(stop) {
+            break;
+        }
+        cur = d.parent();
+    }
+    Ok(())
+}
+
 /// Reads a whole Parquet file into record batches (used by tests, compaction and scans).
 pub fn read_file(path: &Path) -> Result<(Arc<Schema>, Vec<RecordBatch>)> {
     let file = File::open(path).map_err(io_err(path))?;
