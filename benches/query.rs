@@ -27,6 +27,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 use meridian::catalog::FileMeta;
 use meridian::model::{ColumnKind, PartitionStart};
+use meridian::query::index::IndexCache;
 use meridian::query::plan::QuerySpec;
 use meridian::query::scan::{Partial, scan_region};
 use meridian::query::{Series, merge};
@@ -101,8 +102,8 @@ fn spec(params: &[(&str, &str)]) -> QuerySpec {
     }
 }
 
-fn run(snap: &RegionSnapshot, spec: &QuerySpec) -> (Vec<String>, Vec<Series>) {
-    let (partial, _stats): (Partial, _) = scan_region(snap, spec, MAX_ROWS).expect("scan");
+fn run(snap: &RegionSnapshot, spec: &QuerySpec, cache: &IndexCache) -> (Vec<String>, Vec<Series>) {
+    let (partial, _stats): (Partial, _) = scan_region(snap, spec, MAX_ROWS, cache).expect("scan");
     merge(spec, vec![partial])
 }
 
@@ -119,6 +120,8 @@ struct Query {
 fn bench_queries(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("a temp dir");
     let (snap, rows) = one_file_region(dir.path());
+    // As in the server: the file's series index is built by the first query and kept.
+    let cache = IndexCache::new(256 << 20);
     let queries = [
         Query {
             name: "max_one_host",
@@ -171,10 +174,12 @@ fn bench_queries(c: &mut Criterion) {
     {
         let spec = spec(params);
         // The answer has the expected shape before anything is timed.
-        let (_, out) = run(&snap, &spec);
+        let (_, out) = run(&snap, &spec, &cache);
         assert_eq!(out.len(), series, "{name}: series");
         g.throughput(Throughput::Elements(rows * fields as u64));
-        g.bench_function(name, |b| b.iter(|| run(black_box(&snap), black_box(&spec))));
+        g.bench_function(name, |b| {
+            b.iter(|| run(black_box(&snap), black_box(&spec), &cache))
+        });
     }
     g.finish();
 }

@@ -170,6 +170,7 @@ pub struct RawHttp {
 pub struct RawQuery {
     pub timeout: Option<String>,
     pub max_rows: Option<usize>,
+    pub index_cache: Option<ByteSize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -296,6 +297,8 @@ pub struct HttpConfig {
 pub struct QueryConfig {
     pub timeout: Duration,
     pub max_rows: usize,
+    /// Budget of the in-memory series indexes of Parquet files (query/index.rs).
+    pub index_cache_bytes: u64,
 }
 
 impl Config {
@@ -602,6 +605,7 @@ impl RawConfig {
             query: QueryConfig {
                 timeout,
                 max_rows: self.query.max_rows.unwrap_or(10_000_000),
+                index_cache_bytes: self.query.index_cache.map_or(256 << 20, ByteSize::bytes),
             },
         })
     }
@@ -642,6 +646,7 @@ name = "global"
         assert_eq!(cfg.routing.geo_tag, "region");
         assert_eq!(cfg.ingest.flush.max_rows, 1_000_000);
         assert_eq!(cfg.http.max_body_bytes, 32 << 20);
+        assert_eq!(cfg.query.index_cache_bytes, 256 << 20);
         assert!(cfg.ingest.shards_per_region >= 1);
     }
 
@@ -725,6 +730,8 @@ name = "global"
         assert!(parse_byte_size("99999999999999999999GiB").is_err());
         let cfg = Config::parse(&format!("{MIN}\n[flush]\nmax_bytes = 1000\n")).unwrap();
         assert_eq!(cfg.ingest.flush.max_bytes, 1000);
+        let cfg = Config::parse(&format!("{MIN}\n[query]\nindex_cache = \"64MiB\"\n")).unwrap();
+        assert_eq!(cfg.query.index_cache_bytes, 64 << 20);
     }
 
     #[test]

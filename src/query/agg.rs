@@ -210,6 +210,42 @@ impl Acc {
         }
     }
 
+    /// Folds a run of non-null integers in: the values of one series in one bucket, in time
+    /// order (`times` ascending, ranks `rank..`). Same result as [`Acc::add_int`] on each.
+    pub fn add_int_run<T: Copy + Ord + Into<i128>>(
+        &mut self,
+        agg: Agg,
+        xs: &[T],
+        unsigned: bool,
+        times: &[i64],
+        rank: u64,
+    ) {
+        let (Some(first), Some(last)) = (xs.first(), xs.last()) else {
+            return;
+        };
+        let one = |acc: &mut Acc, x: T, i: usize| {
+            acc.add_int(agg, x.into(), unsigned, times[i], rank + i as u64);
+            acc.count += xs.len() as u64 - 1;
+        };
+        match agg {
+            Agg::Count => self.count += xs.len() as u64,
+            Agg::Sum | Agg::Mean => {
+                self.count += xs.len() as u64;
+                self.has_int = true;
+                self.isum += xs.iter().map(|&x| x.into()).sum::<i128>();
+            }
+            Agg::Min => one(self, xs.iter().copied().min().unwrap_or(*first), 0),
+            Agg::Max => one(self, xs.iter().copied().max().unwrap_or(*last), 0),
+            Agg::First => one(self, *first, 0),
+            Agg::Last => one(self, *last, xs.len() - 1),
+            Agg::Stddev | Agg::None => {
+                for (i, &x) in xs.iter().enumerate() {
+                    self.add_int(agg, x.into(), unsigned, times[i], rank + i as u64);
+                }
+            }
+        }
+    }
+
     /// Folds a string or boolean in (count, first, last only; other aggregates ignore it).
     pub fn add_other(&mut self, agg: Agg, v: impl FnOnce() -> Value, time: i64, rank: u64) {
         match agg {

@@ -11,6 +11,7 @@
 //! `regions` with its status; a failed or timed-out region sets `partial: true`.
 
 pub mod agg;
+pub mod index;
 pub mod output;
 pub mod plan;
 pub mod remote;
@@ -66,7 +67,8 @@ pub async fn scan_local(
     let snap = engine
         .snapshot(region, &spec.db, Some(&spec.measurement))
         .await?;
-    tokio::task::spawn_blocking(move || scan::scan_region(&snap, &spec, max_rows))
+    let cache = engine.index_cache().clone();
+    tokio::task::spawn_blocking(move || scan::scan_region(&snap, &spec, max_rows, &cache))
         .await
         .map_err(|e| format!("scan task failed: {e}"))?
 }

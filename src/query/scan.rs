@@ -1,16 +1,16 @@
 //! Scanning one region: its snapshot (in-memory chunks + live files) → a [`Partial`].
 //!
-//! Per partition (time order): files overlapping the range are read with row groups pruned
-//! by statistics (time, and tag equality predicates) and only the needed columns; in-memory
-//! blocks are sorted and deduplicated; rows are filtered by time and by tag predicates
-//! evaluated once per distinct tag value (or once per series, with a roaring bitmap of
-//! matching series ids, for in-memory chunks). Sources of a partition that may hold the same
-//! points (overlapping times and ingest shards) are merged last-write-wins first, so a
-//! point rewritten later is counted once, with its latest fields.
+//! Per partition (time order; newest first for `last`): each file's series index
+//! (index.rs, cached) picks the series runs inside the time range that match the tag
+//! predicates, and only their rows of time and the requested fields are read (tags are
+//! rebuilt from the index); a file with no such run is not opened. In-memory blocks are
+//! filtered by series with a roaring bitmap of matching series ids, sorted and
+//! deduplicated. Sources of a partition that may hold the same points (overlapping times
+//! and ingest shards) are merged last-write-wins first, so a point rewritten later is
+//! counted once, with its latest fields. Rows are then filtered by time and predicates and
+//! folded into mergeable accumulators.
 
-use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -19,17 +19,11 @@ use arrow::array::{
 };
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type, UInt64Type};
-use arrow::record_batch::RecordBatchReader;
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{
-    ArrowPredicateFn, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowFilter,
-};
-use parquet::file::metadata::PageIndexPolicy;
-use parquet::file::statistics::Statistics;
 use roaring::RoaringBitmap;
 
 use super::agg::{Acc, Agg, Value};
-use super::plan::{QuerySpec, TagOp};
+use super::index::{FileIndex, IndexCache};
+use super::plan::QuerySpec;
 use crate::catalog::FileMeta;
 use crate::model::TIME_COLUMN;
 use crate::region::block::{Chunk, sorted_batch};
@@ -72,7 +66,10 @@ pub struct ScanStats {
 
 /// One source of rows in a partition, in priority order (later wins).
 struct Source {
+    /// For a file read through its index: time and field columns only (see `indexed`).
     batch: RecordBatch,
+    /// The file's index and the runs `batch` holds.
+    indexed: Option<(Arc<FileIndex>, Vec<usize>)>,
     min: i64,
     max: i64,
     /// Ingest shards whose rows it may hold (`None`: unknown, may hold any).
@@ -88,128 +85,81 @@ fn may_share_points(a: &Source, b: &Source) -> bool {
     time && shards
 }
 
-/// Reads the needed columns and row groups of a file.
-fn read_file(
-    path: &Path,
-    spec: &QuerySpec,
-    stats: &mut ScanStats,
-) -> Result<Option<RecordBatch>, String> {
-    let err = |e: &dyn std::fmt::Display| format!("reading {}: {e}", path.display());
-    let file = File::open(path).map_err(|e| err(&e))?;
-    // The page index lets a row filter skip whole pages: rows are sorted by tag set, so the
-    // rows of a tag value are contiguous.
-    let policy = if spec.preds.is_empty() {
-        PageIndexPolicy::Skip
-    } else {
-        PageIndexPolicy::Optional
-    };
-    let options = ArrowReaderOptions::new().with_page_index_policy(policy);
-    let mut builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
-        .map_err(|e| err(&e))?;
-    let arrow_schema = builder.schema().clone();
-    let parquet_schema = builder.parquet_schema();
-    // Columns: time, every tag (identity and predicates), requested fields.
-    let wanted: Vec<usize> = arrow_schema
-        .fields()
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| {
-            f.name() == TIME_COLUMN
-                || is_tag(f.data_type())
-                || spec
-                    .fields
-                    .as_ref()
-                    .is_none_or(|l| l.iter().any(|n| n == f.name()))
-        })
-        .map(|(i, _)| i)
-        .collect();
-    // Row groups: by time statistics and tag equality statistics.
-    let col_index = |name: &str| {
-        (0..parquet_schema.num_columns()).find(|i| parquet_schema.column(*i).name() == name)
-    };
-    let time_col = col_index(TIME_COLUMN);
-    let eq_preds: Vec<(usize, &str)> = spec
+/// A tag predicate over one file: the tag's position, a verdict per value id and one for an
+/// absent tag; or a constant verdict when the file lacks the tag.
+type Verdict = Result<(usize, Vec<bool>, bool), bool>;
+
+/// The runs of a file that a query needs: inside the time range, matching the tag
+/// predicates (evaluated once per distinct value), and not in an already answered group.
+fn select_runs(idx: &FileIndex, spec: &QuerySpec, answered: &HashSet<GroupKey>) -> Vec<usize> {
+    let verdicts: Vec<Verdict> = spec
         .preds
         .iter()
-        .filter_map(|p| match &p.op {
-            TagOp::Eq(v) if !v.is_empty() => col_index(&p.key).map(|c| (c, v.as_str())),
-            _ => None,
-        })
-        .collect();
-    let mut groups = Vec::new();
-    for (i, rg) in builder.metadata().row_groups().iter().enumerate() {
-        let mut keep = true;
-        if let Some(Statistics::Int64(s)) = time_col.and_then(|c| rg.column(c).statistics())
-            && let (Some(min), Some(max)) = (s.min_opt(), s.max_opt())
-        {
-            keep &= spec.overlaps(*min, *max);
-        }
-        for (c, v) in &eq_preds {
-            if let Some(Statistics::ByteArray(s)) = rg.column(*c).statistics()
-                && let (Some(min), Some(max)) = (s.min_opt(), s.max_opt())
-            {
-                // Null count = rows: the tag is absent everywhere in this group.
-                let all_null = s.null_count_opt() == Some(rg.num_rows() as u64);
-                keep &= !all_null && min.data() <= v.as_bytes() && v.as_bytes() <= max.data();
-            }
-        }
-        if keep {
-            groups.push(i);
-        } else {
-            stats.row_groups_pruned += 1;
-        }
-    }
-    if groups.is_empty() {
-        return Ok(None);
-    }
-    let mask = ProjectionMask::roots(parquet_schema, wanted);
-    // Tag predicates as a row filter: the reader decodes the tag columns first and reads the
-    // other columns only where rows match (late materialisation).
-    let filtered: Vec<(usize, super::plan::TagPred)> = spec
-        .preds
-        .iter()
-        .filter_map(|p| arrow_schema.index_of(&p.key).ok().map(|i| (i, p.clone())))
-        .collect();
-    if !filtered.is_empty() {
-        let mut roots: Vec<usize> = filtered.iter().map(|(i, _)| *i).collect();
-        roots.sort_unstable();
-        roots.dedup();
-        let pred_mask = ProjectionMask::roots(parquet_schema, roots);
-        let preds: Vec<super::plan::TagPred> = filtered.into_iter().map(|(_, p)| p).collect();
-        let predicate = ArrowPredicateFn::new(pred_mask, move |batch: RecordBatch| {
-            let mut keep = vec![true; batch.num_rows()];
-            for p in &preds {
-                let Some(col) = batch.column_by_name(&p.key) else {
-                    continue;
-                };
-                let lookup = tag_lookup(col).map_err(arrow::error::ArrowError::ComputeError)?;
-                let verdict: Vec<bool> = lookup
+        .map(|p| match idx.tag_position(&p.key) {
+            None => Err(p.matches(None)),
+            Some(t) => Ok((
+                t,
+                idx.tags[t]
                     .values
                     .iter()
-                    .map(|v| p.matches(v.as_deref()))
-                    .collect();
-                for (i, k) in keep.iter_mut().enumerate() {
-                    *k = *k && verdict[lookup.key(i)];
-                }
-            }
-            Ok(BooleanArray::from(keep))
-        });
-        builder = builder.with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
+                    .map(|v| p.matches(Some(v)))
+                    .collect(),
+                p.matches(None),
+            )),
+        })
+        .collect();
+    if verdicts.iter().any(|v| matches!(v, Err(false))) {
+        return Vec::new();
     }
-    let reader = builder
-        .with_projection(mask)
-        .with_row_groups(groups)
-        .with_batch_size(64 * 1024)
-        .build()
-        .map_err(|e| err(&e))?;
-    let schema = reader.schema();
-    let mut batches = Vec::new();
-    for b in reader {
-        batches.push(b.map_err(|e| err(&e))?);
+    let group_pos: Vec<Option<usize>> = spec.group_by.iter().map(|g| idx.tag_position(g)).collect();
+    (0..idx.runs.len())
+        .filter(|&r| {
+            let run = &idx.runs[r];
+            spec.overlaps(run.min_time, run.max_time)
+                && verdicts.iter().all(|v| match v {
+                    Err(c) => *c,
+                    Ok((t, by_value, absent)) => idx.key(r, *t).map_or(*absent, |k| by_value[k]),
+                })
+                && (answered.is_empty() || {
+                    let key: GroupKey = group_pos
+                        .iter()
+                        .map(|t| {
+                            t.and_then(|t| idx.tag_value(r, t))
+                                .unwrap_or_default()
+                                .to_string()
+                        })
+                        .collect();
+                    !answered.contains(&key)
+                })
+        })
+        .collect()
+}
+
+/// Groups whose every requested field already has its `first`/`last` value: older (for
+/// `last`) or newer (for `first`) partitions cannot change them.
+fn answered_groups(spec: &QuerySpec, partial: &Partial) -> HashSet<GroupKey> {
+    let (Partial::Agg(a), Some(fields)) = (partial, &spec.fields) else {
+        return HashSet::new();
+    };
+    let positions: Vec<Option<usize>> = fields
+        .iter()
+        .map(|f| a.fields.iter().position(|x| x == f))
+        .collect();
+    if positions.iter().any(Option::is_none) {
+        return HashSet::new();
     }
-    stats.files_read += 1;
-    let batch = arrow::compute::concat_batches(&schema, &batches).map_err(|e| err(&e))?;
-    Ok(Some(batch))
+    a.groups
+        .iter()
+        .filter(|(_, buckets)| {
+            buckets.values().all(|accs| {
+                positions.iter().flatten().all(|&p| match spec.agg {
+                    Agg::First => accs.get(p).is_some_and(|a| a.first.is_some()),
+                    _ => accs.get(p).is_some_and(|a| a.last.is_some()),
+                })
+            })
+        })
+        .map(|(k, _)| k.clone())
+        .collect()
 }
 
 /// Sorted, deduplicated rows of an in-memory block, filtered by series with a roaring
@@ -409,6 +359,188 @@ fn fold_valid<F: FnMut(&mut Acc, usize) + ?Sized>(
     }
 }
 
+/// The field columns to aggregate, in output order: the requested ones, or every non-tag
+/// column of the batch.
+fn field_names(batch: &RecordBatch, spec: &QuerySpec) -> Vec<String> {
+    match &spec.fields {
+        Some(list) => list.clone(),
+        None => batch
+            .schema()
+            .fields()
+            .iter()
+            .filter(|f| f.name() != TIME_COLUMN && !is_tag(f.data_type()))
+            .map(|f| f.name().clone())
+            .collect(),
+    }
+}
+
+/// Positions of `names` in `out.fields`, adding the new ones (with empty accumulators in
+/// every existing slot).
+fn field_positions(out: &mut AggPartial, names: &[String]) -> Vec<usize> {
+    let mut positions = Vec::with_capacity(names.len());
+    for name in names {
+        let pos = match out.fields.iter().position(|f| f == name) {
+            Some(p) => p,
+            None => {
+                out.fields.push(name.clone());
+                for buckets in out.groups.values_mut() {
+                    for accs in buckets.values_mut() {
+                        accs.push(Acc::default());
+                    }
+                }
+                out.fields.len() - 1
+            }
+        };
+        positions.push(pos);
+    }
+    positions
+}
+
+/// Folds rows `lo..hi` of a column into one accumulator (the rows of one series in one
+/// bucket). `rank_base + row` is each row's tie-break rank, as in [`aggregate`].
+fn fold_rows(
+    acc: &mut Acc,
+    agg: Agg,
+    col: &ArrayRef,
+    times: &[i64],
+    lo: usize,
+    hi: usize,
+    rank_base: u64,
+) {
+    let no_nulls = col
+        .nulls()
+        .is_none_or(|n| n.slice(lo, hi - lo).null_count() == 0);
+    let rank = |i: usize| rank_base + i as u64;
+    match col.data_type() {
+        DataType::Int64 => {
+            let a = col.as_primitive::<Int64Type>();
+            if no_nulls {
+                acc.add_int_run(agg, &a.values()[lo..hi], false, &times[lo..hi], rank(lo));
+            } else {
+                for i in (lo..hi).filter(|i| a.is_valid(*i)) {
+                    acc.add_int(agg, a.value(i) as i128, false, times[i], rank(i));
+                }
+            }
+        }
+        DataType::UInt64 => {
+            let a = col.as_primitive::<UInt64Type>();
+            if no_nulls {
+                acc.add_int_run(agg, &a.values()[lo..hi], true, &times[lo..hi], rank(lo));
+            } else {
+                for i in (lo..hi).filter(|i| a.is_valid(*i)) {
+                    acc.add_int(agg, a.value(i) as i128, true, times[i], rank(i));
+                }
+            }
+        }
+        DataType::Float64 => {
+            let a = col.as_primitive::<Float64Type>();
+            for i in (lo..hi).filter(|i| a.is_valid(*i)) {
+                acc.add_float(agg, a.value(i), times[i], rank(i));
+            }
+        }
+        DataType::Utf8 => {
+            let a = col.as_string::<i32>();
+            for i in (lo..hi).filter(|i| a.is_valid(*i)) {
+                acc.add_other(
+                    agg,
+                    || Value::Str(a.value(i).to_string()),
+                    times[i],
+                    rank(i),
+                );
+            }
+        }
+        DataType::Boolean => {
+            let a = col.as_boolean();
+            for i in (lo..hi).filter(|i| a.is_valid(*i)) {
+                acc.add_other(agg, || Value::Bool(a.value(i)), times[i], rank(i));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Folds the rows of a file read through its index (`data`: time and fields of `runs`, in
+/// run order) into aggregates, a series run at a time: the group comes from the run's tags,
+/// the rows in range are a slice of the run (its times increase), each bucket a sub-slice.
+/// Equivalent to [`aggregate`] over the same rows filtered by [`filter_mask`].
+fn aggregate_runs(
+    idx: &FileIndex,
+    runs: &[usize],
+    data: &RecordBatch,
+    spec: &QuerySpec,
+    out: &mut AggPartial,
+    rank_base: u64,
+) -> Result<(), String> {
+    let times = data
+        .column_by_name(TIME_COLUMN)
+        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+        .ok_or("batch without a time column")?
+        .values();
+    let names = field_names(data, spec);
+    let positions = field_positions(out, &names);
+    let nf = out.fields.len();
+    let cols: Vec<(usize, &ArrayRef)> = names
+        .iter()
+        .zip(&positions)
+        .filter_map(|(n, p)| data.column_by_name(n).map(|c| (*p, c)))
+        .collect();
+    let group_pos: Vec<Option<usize>> = spec.group_by.iter().map(|g| idx.tag_position(g)).collect();
+    let mut group_of: HashMap<Vec<Option<usize>>, GroupKey> = HashMap::new();
+    let mut off = 0usize;
+    for &r in runs {
+        let n = idx.runs[r].len as usize;
+        let ts = times
+            .get(off..off + n)
+            .ok_or("series index and rows disagree")?;
+        let ids: Vec<Option<usize>> = group_pos
+            .iter()
+            .map(|t| t.and_then(|t| idx.key(r, t)))
+            .collect();
+        let group = group_of
+            .entry(ids)
+            .or_insert_with_key(|ids| {
+                ids.iter()
+                    .zip(&group_pos)
+                    .map(|(k, t)| match (k, t) {
+                        (Some(k), Some(t)) => idx.tags[*t].values[*k].clone(),
+                        _ => String::new(),
+                    })
+                    .collect()
+            })
+            .clone();
+        let buckets = out.groups.entry(group).or_default();
+        let mut a = ts.partition_point(|t| *t < spec.start);
+        let b = ts.partition_point(|t| *t < spec.end);
+        while a < b {
+            let bucket = spec.bucket_of(ts[a]);
+            let end = match spec.every {
+                Some(w) => {
+                    let next = (bucket as i128 + w as i128).min(i64::MAX as i128) as i64;
+                    (a + ts[a..b].partition_point(|t| *t < next)).max(a + 1)
+                }
+                None => b,
+            };
+            let accs = buckets
+                .entry(bucket)
+                .or_insert_with(|| vec![Acc::default(); nf]);
+            for (pos, col) in &cols {
+                fold_rows(
+                    &mut accs[*pos],
+                    spec.agg,
+                    col,
+                    times,
+                    off + a,
+                    off + end,
+                    rank_base,
+                );
+            }
+            a = end;
+        }
+        off += n;
+    }
+    Ok(())
+}
+
 /// Folds a filtered batch into aggregates.
 fn aggregate(
     batch: &RecordBatch,
@@ -424,33 +556,8 @@ fn aggregate(
         .column_by_name(TIME_COLUMN)
         .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
         .ok_or("batch without a time column")?;
-    // Field columns of this batch in the output order.
-    let schema = batch.schema();
-    let field_names: Vec<String> = match &spec.fields {
-        Some(list) => list.clone(),
-        None => schema
-            .fields()
-            .iter()
-            .filter(|f| f.name() != TIME_COLUMN && !is_tag(f.data_type()))
-            .map(|f| f.name().clone())
-            .collect(),
-    };
-    let mut slots_of_field = Vec::with_capacity(field_names.len());
-    for name in &field_names {
-        let pos = match out.fields.iter().position(|f| f == name) {
-            Some(p) => p,
-            None => {
-                out.fields.push(name.clone());
-                for buckets in out.groups.values_mut() {
-                    for accs in buckets.values_mut() {
-                        accs.push(Acc::default());
-                    }
-                }
-                out.fields.len() - 1
-            }
-        };
-        slots_of_field.push(pos);
-    }
+    let field_names = field_names(batch, spec);
+    let slots_of_field = field_positions(out, &field_names);
     let nf = out.fields.len();
 
     // Group of each row.
@@ -723,6 +830,7 @@ pub fn scan_region(
     snap: &RegionSnapshot,
     spec: &QuerySpec,
     max_rows: usize,
+    cache: &IndexCache,
 ) -> Result<(Partial, ScanStats), String> {
     let mut stats = ScanStats::default();
     // Partitions in time order; each with its file and memory sources.
@@ -744,23 +852,70 @@ pub fn scan_region(
     } else {
         Partial::Agg(AggPartial::default())
     };
+    // `first`/`last` of whole groups (no buckets) with named fields: partitions from the
+    // answering end; once a group has its value, the series of that group are skipped in
+    // partitions entirely older (`last`) or newer (`first`) than everything read so far.
+    let early =
+        matches!(spec.agg, Agg::First | Agg::Last) && spec.every.is_none() && spec.fields.is_some();
+    let mut parts: Vec<_> = parts
+        .into_values()
+        .map(|(files, mems)| {
+            let (mut min, mut max) = (i64::MAX, i64::MIN);
+            for f in &files {
+                (min, max) = (min.min(f.min_time), max.max(f.max_time));
+            }
+            for c in mems.iter().flat_map(|m| m.chunks.iter()) {
+                (min, max) = (min.min(c.min_time), max.max(c.max_time));
+            }
+            (min, max, files, mems)
+        })
+        .collect();
+    if early && spec.agg == Agg::Last {
+        parts.sort_by_key(|p| std::cmp::Reverse(p.1));
+    }
+    let mut answered: HashSet<GroupKey> = HashSet::new();
+    let none_answered: HashSet<GroupKey> = HashSet::new();
+    let (mut read_min, mut read_max) = (i64::MAX, i64::MIN);
     let mut rank_base = 0u64;
-    for (_, (mut files, mut mems)) in parts {
+    for (part_min, part_max, mut files, mut mems) in parts {
+        let beyond = match spec.agg {
+            Agg::Last => part_max < read_min,
+            _ => part_min > read_max,
+        };
+        let skip = if early && beyond {
+            &answered
+        } else {
+            &none_answered
+        };
+        (read_min, read_max) = (read_min.min(part_min), read_max.max(part_max));
         files.sort_by_key(|f| f.seq);
         // Flushing blocks are older than active ones; among them, file seq order.
         mems.sort_by_key(|m| m.flushing_file_seq.map_or((1, 0), |s| (0, s)));
         let mut sources: Vec<Source> = Vec::new();
         for f in files {
-            if let Some(batch) = read_file(&snap.region_dir.join(&f.path), spec, &mut stats)? {
-                let mut shards: Vec<usize> = f.wal.iter().map(|w| w.shard).collect();
-                shards.dedup();
-                sources.push(Source {
-                    batch,
-                    min: f.min_time,
-                    max: f.max_time,
-                    shards: (!f.wal.is_empty()).then_some(shards),
-                });
+            let path = snap.region_dir.join(&f.path);
+            let idx = cache.get(&path, f)?;
+            let runs = select_runs(&idx, spec, skip);
+            if runs.is_empty() {
+                stats.files_pruned += 1;
+                continue;
             }
+            let (batch, skipped) = idx.read_rows(&path, &runs, |name| {
+                spec.fields
+                    .as_ref()
+                    .is_none_or(|l| l.iter().any(|n| n == name))
+            })?;
+            stats.files_read += 1;
+            stats.row_groups_pruned += skipped as u64;
+            let mut shards: Vec<usize> = f.wal.iter().map(|w| w.shard).collect();
+            shards.dedup();
+            sources.push(Source {
+                batch,
+                indexed: Some((idx, runs)),
+                min: f.min_time,
+                max: f.max_time,
+                shards: (!f.wal.is_empty()).then_some(shards),
+            });
         }
         for m in mems {
             if let Some(batch) = mem_batch(&m.chunks, spec)? {
@@ -769,6 +924,7 @@ pub fn scan_region(
                 });
                 sources.push(Source {
                     batch,
+                    indexed: None,
                     min,
                     max,
                     shards: Some(vec![m.shard]),
@@ -779,16 +935,26 @@ pub fn scan_region(
             .iter()
             .enumerate()
             .any(|(i, a)| sources[i + 1..].iter().any(|b| may_share_points(a, b)));
-        let batches: Vec<RecordBatch> = if overlapping {
-            let all: Vec<RecordBatch> = sources.into_iter().map(|s| s.batch).collect();
-            vec![
-                merge_dedup(&all)
+        let mut batches: Vec<RecordBatch> = Vec::new();
+        for s in sources {
+            match (s.indexed, &mut partial) {
+                // A file alone with its points, aggregated a series run at a time.
+                (Some((idx, runs)), Partial::Agg(a)) if !overlapping && idx.time_sorted => {
+                    stats.rows_scanned += s.batch.num_rows() as u64;
+                    aggregate_runs(&idx, &runs, &s.batch, spec, a, rank_base)?;
+                    rank_base += s.batch.num_rows() as u64;
+                }
+                (Some((idx, runs)), _) => batches.push(idx.with_tags(&s.batch, &runs)?),
+                (None, _) => batches.push(s.batch),
+            }
+        }
+        if overlapping {
+            batches = vec![
+                merge_dedup(&batches)
                     .map_err(|e| format!("merging sources: {e}"))?
                     .0,
-            ]
-        } else {
-            sources.into_iter().map(|s| s.batch).collect()
-        };
+            ];
+        }
         for batch in batches {
             stats.rows_scanned += batch.num_rows() as u64;
             let mask = filter_mask(&batch, spec)?;
@@ -806,6 +972,9 @@ pub fn scan_region(
                 }
             }
             rank_base += filtered.num_rows() as u64;
+        }
+        if early {
+            answered = answered_groups(spec, &partial);
         }
         // Raw without grouping: partitions come in time order, so once `limit` rows are in,
         // later partitions cannot contribute to the first `limit` rows by time.

@@ -36,6 +36,7 @@ use crate::catalog::{FileMeta, Manifest};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::model::{PartitionStart, Precision, RegionId, ShardId};
+use crate::query::index::IndexCache;
 use crate::router::Router;
 use crate::storage::paths;
 
@@ -130,6 +131,7 @@ pub struct Engine {
     shards_per_region: usize,
     memory_limit: u64,
     metrics: Arc<Metrics>,
+    index_cache: Arc<IndexCache>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     data_dir: PathBuf,
     _lock: File,
@@ -314,6 +316,7 @@ impl Engine {
             shards_per_region: n_shards,
             memory_limit: cfg.ingest.memory.limit_bytes,
             metrics,
+            index_cache: Arc::new(IndexCache::new(cfg.query.index_cache_bytes)),
             threads: Mutex::new(threads),
             data_dir,
             _lock: lock,
@@ -453,6 +456,11 @@ impl Engine {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The series indexes of Parquet files, shared by every query.
+    pub fn index_cache(&self) -> &Arc<IndexCache> {
+        &self.index_cache
     }
 
     pub fn regions(&self) -> &[RegionHandle] {

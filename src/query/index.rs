@@ -1,0 +1,616 @@
+//! Per-file series index: the Parquet metadata (footer and page index) and the runs of
+//! rows that share one tag set, built once per file on first use and kept in a bounded
+//! cache.
+//!
+//! Meridian files are sorted by tag set, then time, so every series is one contiguous run
+//! of rows. Knowing the runs lets a query
+//! - evaluate tag predicates once per series instead of once per row, and skip a file
+//!   without opening it when no series matches;
+//! - read only the matching rows (a Parquet row selection: with the page index, pages
+//!   holding none of them are not even decompressed);
+//! - never decode the tag columns: they are rebuilt from the runs;
+//! - skip whole series whose group is already answered (`first`/`last`).
+//!
+//! Files are immutable once in the manifest (a compaction writes new files under new
+//! names), so an entry stays valid as long as its file exists; an entry is keyed by path,
+//! manifest seq and size so a different file under an old name is never confused with it.
+//! The index costs no disk space: nothing here is persisted.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, DictionaryArray, Int32Array, RecordBatch, StringArray,
+    TimestampNanosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Int32Type, Schema};
+use arrow::record_batch::RecordBatchReader;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+    RowSelector,
+};
+use parquet::file::metadata::PageIndexPolicy;
+
+use crate::catalog::FileMeta;
+use crate::model::TIME_COLUMN;
+use crate::storage::merge::is_tag;
+
+/// Key of a tag value that is absent (null) in a run.
+const ABSENT: u32 = u32::MAX;
+
+/// Rows per batch when building an index.
+const BATCH_ROWS: usize = 64 * 1024;
+
+/// Largest batch when reading selected rows (they are read as one batch when they fit).
+const MAX_BATCH_ROWS: usize = 4 << 20;
+
+/// One tag column of a file: its distinct values.
+#[derive(Debug)]
+pub struct TagColumn {
+    pub name: String,
+    pub values: Vec<String>,
+}
+
+/// A run of rows with one tag set, sorted by time.
+#[derive(Debug, Clone, Copy)]
+pub struct Run {
+    pub start: u64,
+    pub len: u64,
+    pub min_time: i64,
+    pub max_time: i64,
+}
+
+/// The index of one file.
+#[derive(Debug)]
+pub struct FileIndex {
+    pub meta: ArrowReaderMetadata,
+    pub tags: Vec<TagColumn>,
+    pub runs: Vec<Run>,
+    /// `runs.len() × tags.len()`: the value of each tag in each run (index into
+    /// `tags[t].values`, or [`ABSENT`]).
+    keys: Vec<u32>,
+    /// First row of each row group, and the total row count at the end.
+    rg_starts: Vec<u64>,
+    /// Whether the times of every run strictly increase (true of every file Meridian
+    /// writes: sorted by tag set and time, deduplicated), so a run can be cut into time
+    /// buckets by binary search.
+    pub time_sorted: bool,
+    /// Approximate heap size, for the cache budget.
+    bytes: usize,
+}
+
+fn read_err(path: &Path, e: &dyn std::fmt::Display) -> String {
+    format!("reading {}: {e}", path.display())
+}
+
+/// Maps the values of one batch's tag column to file-wide value ids.
+fn batch_keys(
+    col: &ArrayRef,
+    ids: &mut HashMap<String, u32>,
+    values: &mut Vec<String>,
+    out: &mut Vec<u32>,
+) -> Result<(), String> {
+    out.clear();
+    let mut id_of = |v: &str| -> u32 {
+        if let Some(id) = ids.get(v) {
+            return *id;
+        }
+        let id = values.len() as u32;
+        values.push(v.to_string());
+        ids.insert(v.to_string(), id);
+        id
+    };
+    match col.data_type() {
+        DataType::Dictionary(k, _) if **k == DataType::Int32 => {
+            let d: &DictionaryArray<Int32Type> = col.as_dictionary();
+            let strings = d
+                .values()
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or("tag dictionary values are not strings")?;
+            let local: Vec<u32> = (0..strings.len())
+                .map(|i| {
+                    if strings.is_valid(i) {
+                        id_of(strings.value(i))
+                    } else {
+                        ABSENT
+                    }
+                })
+                .collect();
+            for i in 0..d.len() {
+                out.push(if d.is_valid(i) {
+                    local
+                        .get(d.keys().value(i) as usize)
+                        .copied()
+                        .ok_or("tag dictionary key out of range")?
+                } else {
+                    ABSENT
+                });
+            }
+        }
+        DataType::Utf8 => {
+            let s = col.as_string::<i32>();
+            for i in 0..s.len() {
+                out.push(if s.is_valid(i) {
+                    id_of(s.value(i))
+                } else {
+                    ABSENT
+                });
+            }
+        }
+        other => return Err(format!("tag column has unexpected type {other}")),
+    }
+    Ok(())
+}
+
+impl FileIndex {
+    /// Reads the footer, the page index, the time and the tag columns of a file.
+    pub fn build(path: &Path) -> Result<FileIndex, String> {
+        let file = File::open(path).map_err(|e| read_err(path, &e))?;
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+        let meta = ArrowReaderMetadata::load(&file, options).map_err(|e| read_err(path, &e))?;
+        let schema = meta.schema().clone();
+        let parquet = meta.metadata().clone();
+        let mut rg_starts = Vec::with_capacity(parquet.num_row_groups() + 1);
+        let mut total = 0u64;
+        for rg in parquet.row_groups() {
+            rg_starts.push(total);
+            total += rg.num_rows().max(0) as u64;
+        }
+        rg_starts.push(total);
+
+        let tag_idx: Vec<usize> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| is_tag(f.data_type()))
+            .map(|(i, _)| i)
+            .collect();
+        let time_idx = schema
+            .index_of(TIME_COLUMN)
+            .map_err(|_| read_err(path, &"no time column"))?;
+        let mut roots = tag_idx.clone();
+        roots.push(time_idx);
+        let mask = ProjectionMask::roots(meta.metadata().file_metadata().schema_descr(), roots);
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
+            .with_projection(mask)
+            .with_batch_size(BATCH_ROWS)
+            .build()
+            .map_err(|e| read_err(path, &e))?;
+
+        let mut tags: Vec<TagColumn> = tag_idx
+            .iter()
+            .map(|i| TagColumn {
+                name: schema.field(*i).name().clone(),
+                values: Vec::new(),
+            })
+            .collect();
+        let mut ids: Vec<HashMap<String, u32>> = vec![HashMap::new(); tags.len()];
+        let mut runs: Vec<Run> = Vec::new();
+        let mut keys: Vec<u32> = Vec::new();
+        let mut current: Vec<u32> = Vec::new();
+        let mut per_tag: Vec<Vec<u32>> = vec![Vec::new(); tags.len()];
+        let mut row = 0u64;
+        let mut time_sorted = true;
+        for batch in reader {
+            let batch = batch.map_err(|e| read_err(path, &e))?;
+            for (t, tag) in tags.iter_mut().enumerate() {
+                let col = batch
+                    .column_by_name(&tag.name)
+                    .ok_or_else(|| read_err(path, &"tag column missing"))?;
+                batch_keys(col, &mut ids[t], &mut tag.values, &mut per_tag[t])
+                    .map_err(|e| read_err(path, &e))?;
+            }
+            let time = batch
+                .column_by_name(TIME_COLUMN)
+                .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+                .ok_or_else(|| read_err(path, &"time column is not a nanosecond timestamp"))?;
+            for i in 0..batch.num_rows() {
+                let t = time.value(i);
+                let same =
+                    !runs.is_empty() && per_tag.iter().zip(&current).all(|(k, c)| k[i] == *c);
+                if same && let Some(r) = runs.last_mut() {
+                    time_sorted &= t > r.max_time;
+                    r.len += 1;
+                    r.min_time = r.min_time.min(t);
+                    r.max_time = r.max_time.max(t);
+                } else {
+                    current.clear();
+                    current.extend(per_tag.iter().map(|k| k[i]));
+                    keys.extend_from_slice(&current);
+                    runs.push(Run {
+                        start: row,
+                        len: 1,
+                        min_time: t,
+                        max_time: t,
+                    });
+                }
+                row += 1;
+            }
+        }
+        if row != total {
+            return Err(read_err(
+                path,
+                &format!("read {row} rows, the footer says {total}"),
+            ));
+        }
+        let bytes = parquet.memory_size()
+            + runs.len() * std::mem::size_of::<Run>()
+            + keys.len() * 4
+            + tags
+                .iter()
+                .flat_map(|t| t.values.iter())
+                .map(|v| v.len() + 24)
+                .sum::<usize>()
+            + 256;
+        Ok(FileIndex {
+            meta,
+            tags,
+            runs,
+            keys,
+            rg_starts,
+            time_sorted,
+            bytes,
+        })
+    }
+
+    /// The value id of tag column `t` in run `r` (an index into `tags[t].values`; `None`:
+    /// absent).
+    pub fn key(&self, r: usize, t: usize) -> Option<usize> {
+        let k = self.keys[r * self.tags.len() + t];
+        (k != ABSENT).then_some(k as usize)
+    }
+
+    /// The value of tag column `t` in run `r` (`None`: absent).
+    pub fn tag_value(&self, r: usize, t: usize) -> Option<&str> {
+        self.key(r, t).map(|k| self.tags[t].values[k].as_str())
+    }
+
+    /// The position of a tag column by name.
+    pub fn tag_position(&self, name: &str) -> Option<usize> {
+        self.tags.iter().position(|t| t.name == name)
+    }
+
+    /// Reads the rows of `runs` (ascending run indexes), in run order: time and the non-tag
+    /// columns that `want` accepts. Also returns how many row groups were skipped.
+    pub fn read_rows(
+        &self,
+        path: &Path,
+        runs: &[usize],
+        want: impl Fn(&str) -> bool,
+    ) -> Result<(RecordBatch, usize), String> {
+        let schema = self.meta.schema().clone();
+        let read_cols: Vec<usize> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !is_tag(f.data_type()) && (f.name() == TIME_COLUMN || want(f.name())))
+            .map(|(i, _)| i)
+            .collect();
+        // The rows wanted, as merged ranges of file rows.
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
+        let mut expected = 0u64;
+        for &r in runs {
+            let run = self.runs[r];
+            expected += run.len;
+            match ranges.last_mut() {
+                Some(last) if last.1 == run.start => last.1 += run.len,
+                _ => ranges.push((run.start, run.start + run.len)),
+            }
+        }
+        // Row groups touched, and the selection relative to their concatenation.
+        let mut groups: Vec<usize> = Vec::new();
+        let mut selectors: Vec<RowSelector> = Vec::new();
+        let mut next = 0;
+        for g in 0..self.rg_starts.len().saturating_sub(1) {
+            let (gs, ge) = (self.rg_starts[g], self.rg_starts[g + 1]);
+            let mut cursor = gs;
+            let mut local = Vec::new();
+            while let Some(&(s, e)) = ranges.get(next) {
+                if s >= ge {
+                    break;
+                }
+                let (s, e2) = (s.max(gs), e.min(ge));
+                if s < e2 {
+                    if s > cursor {
+                        local.push(RowSelector::skip((s - cursor) as usize));
+                    }
+                    local.push(RowSelector::select((e2 - s) as usize));
+                    cursor = e2;
+                }
+                if e > ge {
+                    break;
+                }
+                next += 1;
+            }
+            if !local.is_empty() {
+                if cursor < ge {
+                    local.push(RowSelector::skip((ge - cursor) as usize));
+                }
+                groups.push(g);
+                selectors.extend(local);
+            }
+        }
+        let groups_skipped = self.rg_starts.len().saturating_sub(1) - groups.len();
+        let parquet_schema = self.meta.metadata().file_metadata().schema_descr();
+        let mask = ProjectionMask::roots(parquet_schema, read_cols.iter().copied());
+        let file = File::open(path).map_err(|e| read_err(path, &e))?;
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.meta.clone())
+            .with_projection(mask)
+            .with_row_groups(groups)
+            .with_row_selection(RowSelection::from(selectors))
+            .with_batch_size((expected as usize).clamp(1, MAX_BATCH_ROWS))
+            .build()
+            .map_err(|e| read_err(path, &e))?;
+        let read_schema = reader.schema();
+        let mut batches = Vec::new();
+        for b in reader {
+            batches.push(b.map_err(|e| read_err(path, &e))?);
+        }
+        let data = arrow::compute::concat_batches(&read_schema, &batches)
+            .map_err(|e| read_err(path, &e))?;
+        if data.num_rows() as u64 != expected {
+            return Err(read_err(
+                path,
+                &format!(
+                    "selected {expected} rows of the series index, read {}",
+                    data.num_rows()
+                ),
+            ));
+        }
+        Ok((data, groups_skipped))
+    }
+
+    /// Rows read by [`FileIndex::read_rows`] with every tag column rebuilt from the runs, in
+    /// the file's column order (the shape of a batch read whole from the file).
+    pub fn with_tags(&self, data: &RecordBatch, runs: &[usize]) -> Result<RecordBatch, String> {
+        let schema = self.meta.schema().clone();
+        let expected = data.num_rows();
+        let err = |e: &dyn std::fmt::Display| format!("rebuilding tag columns: {e}");
+        // Output: the file's column order; tags rebuilt from the runs.
+        let mut fields: Vec<Field> = Vec::new();
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        for f in schema.fields() {
+            if is_tag(f.data_type()) {
+                let Some(t) = self.tag_position(f.name()) else {
+                    continue;
+                };
+                let mut keys: Vec<Option<i32>> = Vec::with_capacity(expected);
+                for &r in runs {
+                    let k = self.keys[r * self.tags.len() + t];
+                    let v = (k != ABSENT).then_some(k as i32);
+                    keys.extend(std::iter::repeat_n(v, self.runs[r].len as usize));
+                }
+                let values: ArrayRef = Arc::new(StringArray::from_iter_values(
+                    self.tags[t].values.iter().map(String::as_str),
+                ));
+                let dict = DictionaryArray::<Int32Type>::try_new(Int32Array::from(keys), values)
+                    .map_err(|e| err(&e))?;
+                fields.push(Field::new(f.name(), dict.data_type().clone(), true));
+                columns.push(Arc::new(dict));
+            } else if let Some(col) = data.column_by_name(f.name()) {
+                fields.push(f.as_ref().clone());
+                columns.push(col.clone());
+            }
+        }
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| err(&e))
+    }
+}
+
+struct Entry {
+    seq: u64,
+    size: u64,
+    index: Arc<FileIndex>,
+    used: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    map: HashMap<PathBuf, Entry>,
+    bytes: usize,
+    tick: u64,
+}
+
+/// File indexes, least recently used evicted beyond a byte budget.
+pub struct IndexCache {
+    budget: usize,
+    inner: Mutex<Inner>,
+}
+
+impl IndexCache {
+    pub fn new(budget: u64) -> IndexCache {
+        IndexCache {
+            budget: usize::try_from(budget).unwrap_or(usize::MAX),
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // The cache holds no invariant a panic elsewhere could break halfway.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The index of a file of the manifest, built (outside the lock) if not cached.
+    pub fn get(&self, path: &Path, meta: &FileMeta) -> Result<Arc<FileIndex>, String> {
+        {
+            let mut inner = self.lock();
+            inner.tick += 1;
+            let tick = inner.tick;
+            if let Some(e) = inner.map.get_mut(path)
+                && e.seq == meta.seq
+                && e.size == meta.bytes
+            {
+                e.used = tick;
+                return Ok(e.index.clone());
+            }
+        }
+        let index = Arc::new(FileIndex::build(path)?);
+        let mut inner = self.lock();
+        inner.tick += 1;
+        let tick = inner.tick;
+        if let Some(old) = inner.map.insert(
+            path.to_path_buf(),
+            Entry {
+                seq: meta.seq,
+                size: meta.bytes,
+                index: index.clone(),
+                used: tick,
+            },
+        ) {
+            inner.bytes -= old.index.bytes;
+        }
+        inner.bytes += index.bytes;
+        while inner.bytes > self.budget && inner.map.len() > 1 {
+            let Some(victim) = inner
+                .map
+                .iter()
+                .filter(|(p, _)| p.as_path() != path)
+                .min_by_key(|(_, e)| e.used)
+                .map(|(p, _)| p.clone())
+            else {
+                break;
+            };
+            if let Some(e) = inner.map.remove(&victim) {
+                inner.bytes -= e.index.bytes;
+            }
+        }
+        Ok(index)
+    }
+
+    /// Entries and their approximate bytes.
+    pub fn usage(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (inner.map.len(), inner.bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int64Array;
+    use arrow::datatypes::TimeUnit;
+
+    use crate::storage::parquet::{write_file, writer_properties};
+
+    /// Series runs of these lengths (host `h{i}`, the third without the tag), times 0.. per
+    /// run, `v` = row number; row groups of 7 rows so runs straddle them.
+    fn file(dir: &Path, lens: &[usize]) -> (PathBuf, FileMeta) {
+        let (mut hosts, mut times, mut vs) = (Vec::new(), Vec::new(), Vec::new());
+        for (s, len) in lens.iter().enumerate() {
+            for i in 0..*len {
+                hosts.push((s != 2).then(|| format!("h{s}")));
+                times.push(i as i64 * 10);
+                vs.push(vs.len() as i64);
+            }
+        }
+        let host: DictionaryArray<Int32Type> = hosts.iter().map(|h| h.as_deref()).collect();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(
+                TIME_COLUMN,
+                DataType::Timestamp(TimeUnit::Nanosecond, None),
+                false,
+            ),
+            Field::new("host", host.data_type().clone(), true),
+            Field::new("v", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(TimestampNanosecondArray::from(times)),
+                Arc::new(host),
+                Arc::new(Int64Array::from(vs)),
+            ],
+        )
+        .unwrap();
+        let path = dir.join("f.parquet");
+        let bytes = write_file(&path, &batch, writer_properties(&schema, 7, Vec::new())).unwrap();
+        let meta = FileMeta {
+            seq: 1,
+            path: "f.parquet".into(),
+            db: "d".into(),
+            measurement: "m".into(),
+            partition_start: 0,
+            min_time: 0,
+            max_time: 0,
+            rows: batch.num_rows() as u64,
+            bytes,
+            columns: Vec::new(),
+            wal: Vec::new(),
+        };
+        (path, meta)
+    }
+
+    #[test]
+    fn runs_and_selected_rows_across_row_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let lens = [5, 9, 3, 1, 12];
+        let (path, meta) = file(dir.path(), &lens);
+        let cache = IndexCache::new(1 << 30);
+        let idx = cache.get(&path, &meta).unwrap();
+        assert!(idx.time_sorted);
+        let got: Vec<(u64, u64, i64, i64)> = idx
+            .runs
+            .iter()
+            .map(|r| (r.start, r.len, r.min_time, r.max_time))
+            .collect();
+        let mut start = 0;
+        let want: Vec<(u64, u64, i64, i64)> = lens
+            .iter()
+            .map(|&l| {
+                let r = (start, l as u64, 0, (l as i64 - 1) * 10);
+                start += l as u64;
+                r
+            })
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(idx.tag_value(2, 0), None, "run 2 lacks the tag");
+        assert_eq!(idx.tag_value(4, 0), Some("h4"));
+        // A second lookup is served from the cache.
+        assert!(Arc::ptr_eq(&idx, &cache.get(&path, &meta).unwrap()));
+
+        for runs in [
+            vec![1, 3, 4],
+            vec![0],
+            vec![2, 3],
+            vec![0, 1, 2, 3, 4],
+            vec![4],
+        ] {
+            let (data, _) = idx.read_rows(&path, &runs, |_| true).unwrap();
+            let want_v: Vec<i64> = runs
+                .iter()
+                .flat_map(|&r| {
+                    let s = idx.runs[r].start as i64;
+                    s..s + idx.runs[r].len as i64
+                })
+                .collect();
+            let v = data
+                .column_by_name("v")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::Int64Type>();
+            assert_eq!(v.values().to_vec(), want_v, "runs {runs:?}");
+            let full = idx.with_tags(&data, &runs).unwrap();
+            let host = full.column_by_name("host").unwrap();
+            let want_h: Vec<Option<String>> = runs
+                .iter()
+                .flat_map(|&r| {
+                    std::iter::repeat_n((r != 2).then(|| format!("h{r}")), idx.runs[r].len as usize)
+                })
+                .collect();
+            let d = host.as_dictionary::<Int32Type>();
+            let vals = d.values().as_string::<i32>();
+            let got_h: Vec<Option<String>> = (0..d.len())
+                .map(|i| {
+                    d.is_valid(i)
+                        .then(|| vals.value(d.keys().value(i) as usize).to_string())
+                })
+                .collect();
+            assert_eq!(got_h, want_h, "runs {runs:?}");
+        }
+        // Only the fields asked for are read.
+        let (data, _) = idx.read_rows(&path, &[0], |_| false).unwrap();
+        assert_eq!(data.num_columns(), 1);
+    }
+}
