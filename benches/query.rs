@@ -33,7 +33,7 @@ use meridian::query::scan::{Partial, scan_region};
 use meridian::query::{Series, merge};
 use meridian::region::RegionSnapshot;
 use meridian::region::block::sorted_batch;
-use meridian::storage::parquet::{write_file, writer_properties};
+use meridian::storage::parquet::{FLUSH_ZSTD_LEVEL, write_file, writer_properties};
 
 mod tsbs;
 use tsbs::{FIELDS, INTERVAL_NS, START_NS, filled_block};
@@ -50,7 +50,7 @@ fn one_file_region(dir: &std::path::Path) -> (RegionSnapshot, u64) {
     let chunks = block.freeze();
     let (batch, cols, _) = sorted_batch(&chunks).expect("sorting the block");
     let rel = "bench/cpu/part_day=2026-01-01/part_hour=00/00000001.parquet";
-    let props = writer_properties(&batch.schema(), 1_048_576, Vec::new());
+    let props = writer_properties(&batch.schema(), 1_048_576, Vec::new(), FLUSH_ZSTD_LEVEL);
     let bytes = write_file(&dir.join(rel), &batch, props).expect("writing the file");
     let mut columns: Vec<(String, ColumnKind)> = cols
         .tags

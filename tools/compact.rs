@@ -26,6 +26,7 @@ use meridian::compaction::{
 };
 use meridian::config::{Config, parse_byte_size};
 use meridian::model::{PartitionStart, parse_duration};
+use meridian::storage::parquet::{COMPACT_PAGE_ROWS, COMPACT_ZSTD_LEVEL};
 use meridian::storage::paths::{encode_measurement, partition_rel_dir};
 
 const LONG_ABOUT: &str = "\
@@ -129,6 +130,14 @@ struct Cli {
     /// Rows per Parquet row group of the files written.
     #[arg(long, value_name = "N", default_value_t = 1 << 20)]
     row_group_rows: usize,
+    /// zstd level of the files written (1-22; higher: smaller files, slower compaction).
+    #[arg(long, value_name = "N", default_value_t = COMPACT_ZSTD_LEVEL,
+          value_parser = clap::value_parser!(i32).range(1..=22))]
+    zstd_level: i32,
+    /// Rows per Parquet data page (at most) of the files written: larger pages compress
+    /// better, smaller ones let selective reads skip more.
+    #[arg(long, value_name = "N", default_value_t = COMPACT_PAGE_ROWS)]
+    page_rows: usize,
     /// Drop whole partitions that ended at least DURATION ago (e.g. 30d).
     #[arg(long, value_name = "DURATION")]
     retain: Option<String>,
@@ -241,6 +250,9 @@ fn policy(cli: &Cli, pd: i64) -> Result<Policy> {
     if cli.row_group_rows == 0 {
         bail!("--row-group-rows must be positive");
     }
+    if cli.page_rows == 0 {
+        bail!("--page-rows must be positive");
+    }
     let mut partitions = Vec::new();
     for p in &cli.partitions {
         let t = parse_time(p).map_err(|e| anyhow::anyhow!("--partition: {e}"))?;
@@ -319,6 +331,8 @@ fn run(cli: Cli) -> Result<bool> {
     let mut progress = Progress::new(use_bar, pd, pause);
     let settings = ExecSettings {
         row_group_rows: cli.row_group_rows,
+        zstd_level: cli.zstd_level,
+        page_rows: cli.page_rows,
     };
     let summary = dir.run(&policy, &settings, &mut |e| progress.event(e))?;
     progress.finish();

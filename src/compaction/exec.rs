@@ -43,12 +43,18 @@ use super::{
 pub struct ExecSettings {
     /// Rows per Parquet row group of the outputs.
     pub row_group_rows: usize,
+    /// zstd level of the outputs.
+    pub zstd_level: i32,
+    /// Rows per data page of the outputs (at most).
+    pub page_rows: usize,
 }
 
 impl Default for ExecSettings {
     fn default() -> Self {
         ExecSettings {
             row_group_rows: 1 << 20,
+            zstd_level: crate::storage::parquet::COMPACT_ZSTD_LEVEL,
+            page_rows: crate::storage::parquet::COMPACT_PAGE_ROWS,
         }
     }
 }
@@ -193,6 +199,8 @@ pub fn drop_partition(
             rel_dir: &rel_dir,
             target_bytes: u64::MAX,
             row_group_rows: settings.row_group_rows,
+            zstd_level: settings.zstd_level,
+            page_rows: settings.page_rows,
         };
         let t = write_tombstone(&region.manifest, &spec, d.tombstone_wal.clone())?;
         emit(&Event::Step {
@@ -244,6 +252,8 @@ pub fn compact_partition(
         rel_dir: &rel_dir,
         target_bytes: policy.target_bytes,
         row_group_rows: settings.row_group_rows,
+        zstd_level: settings.zstd_level,
+        page_rows: settings.page_rows,
     };
     let wal = union_wal(c.inputs.iter().flat_map(|f| f.wal.iter()));
     let mut outputs = write_outputs(
@@ -326,6 +336,8 @@ pub fn roll_up_window(
         rel_dir: &rel_dir,
         target_bytes: policy.target_bytes,
         row_group_rows: settings.row_group_rows,
+        zstd_level: settings.zstd_level,
+        page_rows: settings.page_rows,
     };
     let wal = union_wal(r.existing.iter().flat_map(|f| f.wal.iter()));
     let outputs = write_outputs(&region.manifest, &spec, &out, wal, &mut |step, path| {

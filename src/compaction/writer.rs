@@ -17,6 +17,7 @@ use arrow::datatypes::{Field, Schema};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
 
 use crate::catalog::{FileMeta, Manifest, WalRange};
 use crate::model::{ColumnKind, FieldType, TIME_COLUMN};
@@ -42,6 +43,19 @@ pub struct OutputSpec<'a> {
     pub rel_dir: &'a str,
     pub target_bytes: u64,
     pub row_group_rows: usize,
+    pub zstd_level: i32,
+    pub page_rows: usize,
+}
+
+/// Writer properties of an output: the flush writer's encodings, with the compactor's zstd
+/// level and page size.
+fn output_properties(schema: &Schema, spec: &OutputSpec, kv: Vec<KeyValue>) -> WriterProperties {
+    writer_properties(schema, spec.row_group_rows.max(1), kv, spec.zstd_level)
+        .into_builder()
+        .set_data_page_row_count_limit(spec.page_rows.max(1))
+        // The row limit is checked once per write batch: keep batches within a page.
+        .set_write_batch_size(spec.page_rows.clamp(1, 1024))
+        .build()
 }
 
 /// One output file, complete and durable but not yet live.
@@ -167,7 +181,7 @@ fn write_all(
         let path = region_dir.join(&rel);
         let tmp = temp_path(&path);
         let file = File::create(&tmp).map_err(io_err(&tmp))?;
-        let props = writer_properties(&schema, rg, kv.clone());
+        let props = output_properties(&schema, spec, kv.clone());
         let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(pq_err(&tmp));
         let writer = match writer {
             Ok(w) => w,
@@ -295,7 +309,7 @@ pub fn write_tombstone(
         "WAL ranges of a partition dropped by retention".to_string(),
     ));
     let file = File::create(&tmp).map_err(io_err(&tmp))?;
-    let props = writer_properties(&schema, spec.row_group_rows.max(1), kv);
+    let props = output_properties(&schema, spec, kv);
     let writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(pq_err(&tmp));
     let mut writer = match writer {
         Ok(w) => w,
@@ -362,6 +376,8 @@ mod tests {
             rel_dir: "db/cpu/part_day=1970-01-01/part_hour=00",
             target_bytes: target,
             row_group_rows: 100,
+            zstd_level: 1,
+            page_rows: 20_000,
         }
     }
 

@@ -526,7 +526,8 @@ mod tests {
         )
         .unwrap();
         let path = dir.join("f.parquet");
-        let bytes = write_file(&path, &batch, writer_properties(&schema, 7, Vec::new())).unwrap();
+        let bytes =
+            write_file(&path, &batch, writer_properties(&schema, 7, Vec::new(), 1)).unwrap();
         let meta = FileMeta {
             seq: 1,
             path: "f.parquet".into(),

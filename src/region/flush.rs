@@ -21,7 +21,9 @@ use parquet::file::metadata::KeyValue;
 use crate::catalog::{FileMeta, Manifest, ManifestEdit, WalRange};
 use crate::model::{ColumnKind, PartitionStart};
 use crate::region::block::{Chunk, sorted_batch};
-use crate::storage::parquet::{meta, sync_dirs_up_to, write_file, writer_properties};
+use crate::storage::parquet::{
+    FLUSH_ZSTD_LEVEL, meta, sync_dirs_up_to, write_file, writer_properties,
+};
 use crate::storage::paths::data_file_rel;
 
 /// Identity of a block: (db, measurement, partition).
@@ -88,7 +90,7 @@ pub fn run(job: &FlushJob) -> Result<FlushOutcome, String> {
                 .join(","),
         ),
     ];
-    let props = writer_properties(&batch.schema(), job.row_group_rows, kv);
+    let props = writer_properties(&batch.schema(), job.row_group_rows, kv, FLUSH_ZSTD_LEVEL);
     let bytes = write_file(&path, &batch, props).map_err(|e| e.to_string())?;
     if let Some(parent) = path.parent() {
         sync_dirs_up_to(parent, region_dir).map_err(|e| e.to_string())?;

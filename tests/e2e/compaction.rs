@@ -484,7 +484,16 @@ fn a_size_target_splits_outputs_that_reruns_leave_alone() {
     let server = written(&ds);
     let (root, data) = (server.root().to_path_buf(), server.data_dir());
     let target = 8 * 1024;
-    let args = ["--target-size", "8KiB", "--row-group-rows", "64"];
+    let args = [
+        "--target-size",
+        "8KiB",
+        "--row-group-rows",
+        "64",
+        "--page-rows",
+        "16",
+        "--zstd-level",
+        "3",
+    ];
     let before = manifest_entries(&data);
     let max_in = |dir: &str| -> u64 {
         let region = dir.split('/').next().unwrap_or_default();
@@ -497,6 +506,29 @@ fn a_size_target_splits_outputs_that_reruns_leave_alone() {
     };
     let s = compact_ok(&root, &data, &args);
     assert!(num(&s, "files_out") < num(&s, "files_in"), "{s}");
+    // Row groups and pages of the outputs are as asked.
+    let newest = walk_parquet(&data)
+        .into_iter()
+        .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
+        .expect("some output file");
+    let file = std::fs::File::open(&newest).expect("opening an output");
+    let meta = parquet::file::metadata::ParquetMetaDataReader::new()
+        .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required)
+        .parse_and_finish(&file)
+        .expect("reading an output's footer and page index");
+    let rows: Vec<i64> = meta.row_groups().iter().map(|g| g.num_rows()).collect();
+    assert!(rows.iter().all(|r| *r <= 64), "row groups {rows:?}");
+    let pages = &meta.offset_index().expect("offset index")[0][0];
+    let locs = pages.page_locations();
+    let total = rows[0];
+    for (i, p) in locs.iter().enumerate() {
+        let end = locs.get(i + 1).map_or(total, |n| n.first_row_index);
+        assert!(
+            end - p.first_row_index <= 16,
+            "page of {} rows",
+            end - p.first_row_index
+        );
+    }
     let parts = files_per_partition(&data, M);
     let mut split = 0;
     for (dir, files) in &parts {
@@ -613,7 +645,16 @@ fn kill_9_of_the_compactor_at_any_moment_leaves_every_point_exactly_once() {
     let template = server.data_dir();
     let files_before = manifest_entries(&template).len();
     // Small outputs: more durable steps to crash between.
-    let args = ["--target-size", "8KiB", "--row-group-rows", "64"];
+    let args = [
+        "--target-size",
+        "8KiB",
+        "--row-group-rows",
+        "64",
+        "--page-rows",
+        "16",
+        "--zstd-level",
+        "3",
+    ];
     let pause_ms = 25u64;
     let run_paused = |dir: &Path| {
         compactor(&root, dir, &args)
@@ -981,4 +1022,17 @@ fn help_explains_every_flag() {
         Some(2),
         "--downsample without --older-than is a usage error"
     );
+}
+
+fn walk_parquet(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk_parquet(&p));
+        } else if p.extension().is_some_and(|x| x == "parquet") {
+            out.push(p);
+        }
+    }
+    out
 }
