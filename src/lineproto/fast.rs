@@ -50,16 +50,19 @@ const MAX_LINE: usize = if MAX_TOKEN_LEN < MAX_STRING_FIELD_LEN {
 /// Parses the record at the start of `buf` (from `start`, after any indentation the caller
 /// skipped) if it is a fast-path line; see the module docs. The line ends at the first
 /// `'\n'`; with `strip_cr` a `'\r'` before it (or at the end of `buf`) is not part of it,
-/// as in [`super::parser::line_bounds`].
+/// as in [`super::parser::line_bounds`]. `utf8`: `buf` as a `&str` when the caller already
+/// knows it is valid UTF-8 (a whole body validated at once), so the line is not validated
+/// again.
 pub(super) fn parse_record<'a>(
     buf: &'a [u8],
+    utf8: Option<&'a str>,
     start: usize,
     strip_cr: bool,
     scratch: &mut Scratch<'a>,
 ) -> Option<Record<'a>> {
     let mut stack = [0u64; STACK_BLOCKS];
     let mut heap = Vec::new();
-    let line = classify_line(buf, strip_cr, &mut stack, &mut heap)?;
+    let line = classify_line(buf, utf8, strip_cr, &mut stack, &mut heap)?;
     let parsed = parse(line.text, line.masks, start, scratch)?;
     Some(Record {
         result: Ok(parsed),
@@ -84,6 +87,7 @@ struct ClassifiedLine<'a, 'm> {
 /// than [`MAX_LINE`] or not valid UTF-8.
 fn classify_line<'a, 'm>(
     buf: &'a [u8],
+    utf8: Option<&'a str>,
     strip_cr: bool,
     stack: &'m mut [u64; STACK_BLOCKS],
     heap: &'m mut Vec<u64>,
@@ -135,10 +139,13 @@ fn classify_line<'a, 'm>(
     if let (Some(last), rem @ 1..) = (masks.last_mut(), content_end % BLOCK) {
         *last &= !(u64::MAX << rem);
     }
-    // Always validated: skipping this for lines the classifier saw as ASCII saved ~10% of a
-    // TSBS line's parse, but would make memory safety on network input depend on the
-    // classifier being right.
-    let text = std::str::from_utf8(line).ok()?;
+    // Always validated (trusting the classifier's ASCII bit instead would make memory safety
+    // on network input depend on it being right), but when the whole body was validated at
+    // once the line is a slice of that `&str` (a char-boundary check, not a pass).
+    let text = match utf8.filter(|s| s.len() == buf.len()) {
+        Some(s) => s.get(..content_end)?,
+        None => std::str::from_utf8(line).ok()?,
+    };
     Some(ClassifiedLine {
         text,
         masks,

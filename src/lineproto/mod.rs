@@ -236,7 +236,7 @@ pub struct ParseError {
 /// accepted inside a string field value.
 pub fn parse_line(line: &[u8]) -> Result<ParsedLine<'_>, ParseError> {
     let mut scratch = fast::Scratch::with_capacity(16);
-    let record = fast::parse_record(line, 0, false, &mut scratch).unwrap_or_else(|| {
+    let record = fast::parse_record(line, None, 0, false, &mut scratch).unwrap_or_else(|| {
         let bounds = parser::line_bounds(line, 0, false);
         parser::parse_record(line, bounds, false, 0)
     });
@@ -262,6 +262,9 @@ pub struct Lines<'a> {
     line_number: usize,
     /// Reused by the fast path from line to line.
     scratch: fast::Scratch<'a>,
+    /// The body as `&str` when it is valid UTF-8 (validated once, SIMD): lines are then
+    /// sliced from it instead of being validated one by one (~7% of a TSBS line's parse).
+    utf8: Option<&'a str>,
 }
 
 impl std::fmt::Debug for Lines<'_> {
@@ -295,6 +298,7 @@ pub fn lines(body: &[u8]) -> Lines<'_> {
         pos: 0,
         line_number: 1,
         scratch: fast::Scratch::default(),
+        utf8: simdutf8::basic::from_utf8(body).ok(),
     }
 }
 
@@ -307,7 +311,10 @@ impl<'a> Iterator for Lines<'a> {
             // A line that starts with anything but indentation, a comment or a line end is a
             // record: try the fast path first, before any other pass over the line.
             let plain = !matches!(rest.first(), Some(b' ' | b'\t' | b'#' | b'\r' | b'\n'));
-            if plain && let Some(record) = fast::parse_record(rest, 0, true, &mut self.scratch) {
+            let utf8 = self.utf8.and_then(|s| s.get(self.pos..));
+            if plain
+                && let Some(record) = fast::parse_record(rest, utf8, 0, true, &mut self.scratch)
+            {
                 return Some(self.consume(rest, record));
             }
             let bounds = parser::line_bounds(rest, 0, true);
@@ -324,7 +331,7 @@ impl<'a> Iterator for Lines<'a> {
             }
             let start = first.unwrap_or(0);
             let record = (!plain)
-                .then(|| fast::parse_record(rest, start, true, &mut self.scratch))
+                .then(|| fast::parse_record(rest, utf8, start, true, &mut self.scratch))
                 .flatten()
                 .unwrap_or_else(|| parser::parse_record(rest, bounds, true, start));
             return Some(self.consume(rest, record));
