@@ -141,7 +141,7 @@ const TICK: Duration = Duration::from_millis(100);
 const MAX_GROUP: usize = 512;
 const FLUSH_RETRY: Duration = Duration::from_secs(2);
 /// A block of an older partition with no append for this long is flushed (see check_triggers).
-const ROLLOVER_IDLE: Duration = Duration::from_secs(1);
+const ROLLOVER_IDLE: Duration = Duration::from_millis(250);
 
 impl Shard {
     pub fn new(ctx: ShardCtx, wal: Wal, ctrl_tx: Sender<Ctrl>) -> Shard {
