@@ -223,8 +223,10 @@ impl Acc {
         let (Some(first), Some(last)) = (xs.first(), xs.last()) else {
             return;
         };
+        // `times` may be empty for aggregates that ignore them.
+        let time = |i: usize| times.get(i).copied().unwrap_or(0);
         let one = |acc: &mut Acc, x: T, i: usize| {
-            acc.add_int(agg, x.into(), unsigned, times[i], rank + i as u64);
+            acc.add_int(agg, x.into(), unsigned, time(i), rank + i as u64);
             acc.count += xs.len() as u64 - 1;
         };
         match agg {
@@ -240,7 +242,7 @@ impl Acc {
             Agg::Last => one(self, *last, xs.len() - 1),
             Agg::Stddev | Agg::None => {
                 for (i, &x) in xs.iter().enumerate() {
-                    self.add_int(agg, x.into(), unsigned, times[i], rank + i as u64);
+                    self.add_int(agg, x.into(), unsigned, time(i), rank + i as u64);
                 }
             }
         }

@@ -274,22 +274,37 @@ impl FileIndex {
         self.tags.iter().position(|t| t.name == name)
     }
 
-    /// Reads the rows of `runs` (ascending run indexes), in run order: time and the non-tag
-    /// columns that `want` accepts. Also returns how many row groups were skipped.
+    /// Reads the rows of `runs` (ascending run indexes), in run order: time (if `with_time`)
+    /// and the non-tag columns that `want` accepts. Also returns how many row groups were
+    /// skipped.
     pub fn read_rows(
         &self,
         path: &Path,
         runs: &[usize],
+        with_time: bool,
         want: impl Fn(&str) -> bool,
     ) -> Result<(RecordBatch, usize), String> {
         let schema = self.meta.schema().clone();
-        let read_cols: Vec<usize> = schema
+        let mut read_cols: Vec<usize> = schema
             .fields()
             .iter()
             .enumerate()
-            .filter(|(_, f)| !is_tag(f.data_type()) && (f.name() == TIME_COLUMN || want(f.name())))
+            .filter(|(_, f)| {
+                !is_tag(f.data_type())
+                    && if f.name() == TIME_COLUMN {
+                        with_time
+                    } else {
+                        want(f.name())
+                    }
+            })
             .map(|(i, _)| i)
             .collect();
+        // At least one column, so that batches carry the row count.
+        if read_cols.is_empty()
+            && let Ok(t) = schema.index_of(TIME_COLUMN)
+        {
+            read_cols.push(t);
+        }
         // The rows wanted, as merged ranges of file rows.
         let mut ranges: Vec<(u64, u64)> = Vec::new();
         let mut expected = 0u64;
@@ -579,7 +594,7 @@ mod tests {
             vec![0, 1, 2, 3, 4],
             vec![4],
         ] {
-            let (data, _) = idx.read_rows(&path, &runs, |_| true).unwrap();
+            let (data, _) = idx.read_rows(&path, &runs, true, |_| true).unwrap();
             let want_v: Vec<i64> = runs
                 .iter()
                 .flat_map(|&r| {
@@ -611,7 +626,13 @@ mod tests {
             assert_eq!(got_h, want_h, "runs {runs:?}");
         }
         // Only the fields asked for are read.
-        let (data, _) = idx.read_rows(&path, &[0], |_| false).unwrap();
+        let (data, _) = idx.read_rows(&path, &[0], true, |_| false).unwrap();
         assert_eq!(data.num_columns(), 1);
+        let (data, _) = idx.read_rows(&path, &[1, 4], false, |n| n == "v").unwrap();
+        assert_eq!(data.num_columns(), 1);
+        assert_eq!(data.num_rows(), 21);
+        // Nothing asked: the time column still carries the row count.
+        let (data, _) = idx.read_rows(&path, &[1, 4], false, |_| false).unwrap();
+        assert_eq!((data.num_columns(), data.num_rows()), (1, 21));
     }
 }

@@ -11,6 +11,7 @@
 //! folded into mergeable accumulators.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -66,14 +67,36 @@ pub struct ScanStats {
 
 /// One source of rows in a partition, in priority order (later wins).
 struct Source {
-    /// For a file read through its index: time and field columns only (see `indexed`).
-    batch: RecordBatch,
-    /// The file's index and the runs `batch` holds.
-    indexed: Option<(Arc<FileIndex>, Vec<usize>)>,
+    data: SourceData,
     min: i64,
     max: i64,
     /// Ingest shards whose rows it may hold (`None`: unknown, may hold any).
     shards: Option<Vec<usize>>,
+}
+
+enum SourceData {
+    /// A file and the series runs of it the query needs (not read yet).
+    File {
+        path: PathBuf,
+        idx: Arc<FileIndex>,
+        runs: Vec<usize>,
+    },
+    /// Rows of in-memory blocks (sorted, deduplicated, filtered by series).
+    Mem(RecordBatch),
+}
+
+/// Whether aggregating `runs` of a file needs its time column: not when every run lies
+/// inside the query range and within one bucket and the aggregate ignores times.
+fn needs_times(idx: &FileIndex, runs: &[usize], spec: &QuerySpec) -> bool {
+    !matches!(
+        spec.agg,
+        Agg::Count | Agg::Sum | Agg::Mean | Agg::Min | Agg::Max
+    ) || runs.iter().any(|&r| {
+        let run = &idx.runs[r];
+        run.min_time < spec.start
+            || run.max_time >= spec.end
+            || spec.bucket_of(run.min_time) != spec.bucket_of(run.max_time)
+    })
 }
 
 fn may_share_points(a: &Source, b: &Source) -> bool {
@@ -411,48 +434,46 @@ fn fold_rows(
         .nulls()
         .is_none_or(|n| n.slice(lo, hi - lo).null_count() == 0);
     let rank = |i: usize| rank_base + i as u64;
+    // Empty when the aggregate ignores times (see `needs_times`).
+    let time = |i: usize| times.get(i).copied().unwrap_or(0);
+    let run_times = times.get(lo..hi).unwrap_or_default();
     match col.data_type() {
         DataType::Int64 => {
             let a = col.as_primitive::<Int64Type>();
             if no_nulls {
-                acc.add_int_run(agg, &a.values()[lo..hi], false, &times[lo..hi], rank(lo));
+                acc.add_int_run(agg, &a.values()[lo..hi], false, run_times, rank(lo));
             } else {
                 for i in (lo..hi).filter(|i| a.is_valid(*i)) {
-                    acc.add_int(agg, a.value(i) as i128, false, times[i], rank(i));
+                    acc.add_int(agg, a.value(i) as i128, false, time(i), rank(i));
                 }
             }
         }
         DataType::UInt64 => {
             let a = col.as_primitive::<UInt64Type>();
             if no_nulls {
-                acc.add_int_run(agg, &a.values()[lo..hi], true, &times[lo..hi], rank(lo));
+                acc.add_int_run(agg, &a.values()[lo..hi], true, run_times, rank(lo));
             } else {
                 for i in (lo..hi).filter(|i| a.is_valid(*i)) {
-                    acc.add_int(agg, a.value(i) as i128, true, times[i], rank(i));
+                    acc.add_int(agg, a.value(i) as i128, true, time(i), rank(i));
                 }
             }
         }
         DataType::Float64 => {
             let a = col.as_primitive::<Float64Type>();
             for i in (lo..hi).filter(|i| a.is_valid(*i)) {
-                acc.add_float(agg, a.value(i), times[i], rank(i));
+                acc.add_float(agg, a.value(i), time(i), rank(i));
             }
         }
         DataType::Utf8 => {
             let a = col.as_string::<i32>();
             for i in (lo..hi).filter(|i| a.is_valid(*i)) {
-                acc.add_other(
-                    agg,
-                    || Value::Str(a.value(i).to_string()),
-                    times[i],
-                    rank(i),
-                );
+                acc.add_other(agg, || Value::Str(a.value(i).to_string()), time(i), rank(i));
             }
         }
         DataType::Boolean => {
             let a = col.as_boolean();
             for i in (lo..hi).filter(|i| a.is_valid(*i)) {
-                acc.add_other(agg, || Value::Bool(a.value(i)), times[i], rank(i));
+                acc.add_other(agg, || Value::Bool(a.value(i)), time(i), rank(i));
             }
         }
         _ => {}
@@ -471,11 +492,16 @@ fn aggregate_runs(
     out: &mut AggPartial,
     rank_base: u64,
 ) -> Result<(), String> {
-    let times = data
-        .column_by_name(TIME_COLUMN)
-        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
-        .ok_or("batch without a time column")?
-        .values();
+    // Without a time column (see `needs_times`) each run is one bucket, inside the range.
+    let times: Option<&[i64]> = match data.column_by_name(TIME_COLUMN) {
+        Some(c) => Some(
+            c.as_any()
+                .downcast_ref::<TimestampNanosecondArray>()
+                .ok_or("time column is not a nanosecond timestamp")?
+                .values(),
+        ),
+        None => None,
+    };
     let names = field_names(data, spec);
     let positions = field_positions(out, &names);
     let nf = out.fields.len();
@@ -488,10 +514,8 @@ fn aggregate_runs(
     let mut group_of: HashMap<Vec<Option<usize>>, GroupKey> = HashMap::new();
     let mut off = 0usize;
     for &r in runs {
-        let n = idx.runs[r].len as usize;
-        let ts = times
-            .get(off..off + n)
-            .ok_or("series index and rows disagree")?;
+        let run = idx.runs[r];
+        let n = run.len as usize;
         let ids: Vec<Option<usize>> = group_pos
             .iter()
             .map(|t| t.and_then(|t| idx.key(r, t)))
@@ -509,6 +533,19 @@ fn aggregate_runs(
             })
             .clone();
         let buckets = out.groups.entry(group).or_default();
+        let Some(times) = times else {
+            let accs = buckets
+                .entry(spec.bucket_of(run.min_time))
+                .or_insert_with(|| vec![Acc::default(); nf]);
+            for (pos, col) in &cols {
+                fold_rows(&mut accs[*pos], spec.agg, col, &[], off, off + n, rank_base);
+            }
+            off += n;
+            continue;
+        };
+        let ts = times
+            .get(off..off + n)
+            .ok_or("series index and rows disagree")?;
         let mut a = ts.partition_point(|t| *t < spec.start);
         let b = ts.partition_point(|t| *t < spec.end);
         while a < b {
@@ -900,18 +937,10 @@ pub fn scan_region(
                 stats.files_pruned += 1;
                 continue;
             }
-            let (batch, skipped) = idx.read_rows(&path, &runs, |name| {
-                spec.fields
-                    .as_ref()
-                    .is_none_or(|l| l.iter().any(|n| n == name))
-            })?;
-            stats.files_read += 1;
-            stats.row_groups_pruned += skipped as u64;
             let mut shards: Vec<usize> = f.wal.iter().map(|w| w.shard).collect();
             shards.dedup();
             sources.push(Source {
-                batch,
-                indexed: Some((idx, runs)),
+                data: SourceData::File { path, idx, runs },
                 min: f.min_time,
                 max: f.max_time,
                 shards: (!f.wal.is_empty()).then_some(shards),
@@ -923,29 +952,46 @@ pub fn scan_region(
                     (a.min(c.min_time), b.max(c.max_time))
                 });
                 sources.push(Source {
-                    batch,
-                    indexed: None,
+                    data: SourceData::Mem(batch),
                     min,
                     max,
                     shards: Some(vec![m.shard]),
                 });
             }
         }
+        // From metadata, before reading: whether points must be merged across sources.
         let overlapping = sources
             .iter()
             .enumerate()
             .any(|(i, a)| sources[i + 1..].iter().any(|b| may_share_points(a, b)));
+        let want = |name: &str| {
+            spec.fields
+                .as_ref()
+                .is_none_or(|l| l.iter().any(|n| n == name))
+        };
         let mut batches: Vec<RecordBatch> = Vec::new();
         for s in sources {
-            match (s.indexed, &mut partial) {
-                // A file alone with its points, aggregated a series run at a time.
-                (Some((idx, runs)), Partial::Agg(a)) if !overlapping && idx.time_sorted => {
-                    stats.rows_scanned += s.batch.num_rows() as u64;
-                    aggregate_runs(&idx, &runs, &s.batch, spec, a, rank_base)?;
-                    rank_base += s.batch.num_rows() as u64;
+            match (s.data, &mut partial) {
+                // A file alone with its points, aggregated a series run at a time; without
+                // reading its times when no aggregate needs them.
+                (SourceData::File { path, idx, runs }, Partial::Agg(a))
+                    if !overlapping && idx.time_sorted =>
+                {
+                    let with_time = needs_times(&idx, &runs, spec);
+                    let (data, skipped) = idx.read_rows(&path, &runs, with_time, want)?;
+                    stats.files_read += 1;
+                    stats.row_groups_pruned += skipped as u64;
+                    stats.rows_scanned += data.num_rows() as u64;
+                    aggregate_runs(&idx, &runs, &data, spec, a, rank_base)?;
+                    rank_base += data.num_rows() as u64;
                 }
-                (Some((idx, runs)), _) => batches.push(idx.with_tags(&s.batch, &runs)?),
-                (None, _) => batches.push(s.batch),
+                (SourceData::File { path, idx, runs }, _) => {
+                    let (data, skipped) = idx.read_rows(&path, &runs, true, want)?;
+                    stats.files_read += 1;
+                    stats.row_groups_pruned += skipped as u64;
+                    batches.push(idx.with_tags(&data, &runs)?);
+                }
+                (SourceData::Mem(batch), _) => batches.push(batch),
             }
         }
         if overlapping {
