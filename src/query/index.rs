@@ -34,6 +34,7 @@ use parquet::arrow::arrow_reader::{
 };
 use parquet::file::metadata::PageIndexPolicy;
 
+use super::prefetch::{Prefetched, needed_ranges};
 use crate::catalog::FileMeta;
 use crate::model::TIME_COLUMN;
 use crate::storage::merge::is_tag;
@@ -352,7 +353,23 @@ impl FileIndex {
         let groups_skipped = self.rg_starts.len().saturating_sub(1) - groups.len();
         let parquet_schema = self.meta.metadata().file_metadata().schema_descr();
         let mask = ProjectionMask::roots(parquet_schema, read_cols.iter().copied());
+        // The pages holding selected rows of the projected columns, read up front.
+        let leaves: Vec<usize> = read_cols
+            .iter()
+            .filter_map(|&i| {
+                let name = schema.field(i).name();
+                (0..parquet_schema.num_columns()).find(|&c| parquet_schema.column(c).name() == name)
+            })
+            .collect();
+        let wanted = needed_ranges(
+            self.meta.metadata(),
+            &self.rg_starts,
+            &groups,
+            &leaves,
+            &ranges,
+        );
         let file = File::open(path).map_err(|e| read_err(path, &e))?;
+        let file = Prefetched::fetch(file, wanted).map_err(|e| read_err(path, &e))?;
         let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.meta.clone())
             .with_projection(mask)
             .with_row_groups(groups)

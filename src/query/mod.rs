@@ -14,6 +14,7 @@ pub mod agg;
 pub mod index;
 pub mod output;
 pub mod plan;
+pub mod prefetch;
 pub mod remote;
 pub mod scan;
 
