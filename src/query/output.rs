@@ -7,7 +7,8 @@ use arrow::array::{
     TimestampNanosecondArray, UInt64Array,
 };
 use arrow::datatypes::{DataType, Field, Schema};
-use serde_json::{Map, Value as Json, json};
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+use serde_json::{Value as Json, json};
 
 use super::QueryResult;
 use super::agg::Value;
@@ -28,43 +29,116 @@ fn time_json(t: i64, epoch: Epoch) -> Json {
 }
 
 fn value_json(v: &Value) -> Json {
-    match v {
-        Value::Null => Json::Null,
-        Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
-        Value::Int(i) => json!(i),
-        Value::UInt(u) => json!(u),
-        Value::Str(s) => Json::String(s.clone()),
-        Value::Bool(b) => json!(b),
+    serde_json::to_value(JsonValue(v)).unwrap_or(Json::Null)
+}
+
+/// The JSON document of SPEC §5, serialized straight from the result (no intermediate
+/// `serde_json::Value` tree: a raw answer has a value per cell). Keys in sorted order.
+pub fn to_json(r: &QueryResult, epoch: Epoch) -> JsonResult<'_> {
+    JsonResult { r, epoch }
+}
+
+pub struct JsonResult<'a> {
+    r: &'a QueryResult,
+    epoch: Epoch,
+}
+
+impl Serialize for JsonResult<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("partial", &self.r.partial)?;
+        m.serialize_entry("regions", &self.r.regions)?;
+        m.serialize_entry("series", &SeriesList(self))?;
+        m.end()
     }
 }
 
-/// The JSON document of SPEC §5.
-pub fn to_json(r: &QueryResult, epoch: Epoch) -> Json {
-    let mut columns = vec![Json::String("time".into())];
-    columns.extend(r.columns.iter().map(|c| Json::String(c.clone())));
-    let series: Vec<Json> = r
-        .series
-        .iter()
-        .map(|s| {
-            let values: Vec<Json> = s
-                .rows
-                .iter()
-                .map(|(t, vals)| {
-                    let mut row = Vec::with_capacity(vals.len() + 1);
-                    row.push(time_json(*t, epoch));
-                    row.extend(vals.iter().map(value_json));
-                    Json::Array(row)
-                })
-                .collect();
-            json!({ "name": r.name, "tags": s.tags, "columns": columns, "values": values })
-        })
-        .collect();
-    let regions: Map<String, Json> = r
-        .regions
-        .iter()
-        .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(Json::Null)))
-        .collect();
-    json!({ "series": series, "partial": r.partial, "regions": regions })
+struct SeriesList<'a>(&'a JsonResult<'a>);
+
+impl Serialize for SeriesList<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.0.r;
+        let mut seq = s.serialize_seq(Some(r.series.len()))?;
+        for series in &r.series {
+            seq.serialize_element(&OneSeries {
+                r,
+                series,
+                epoch: self.0.epoch,
+            })?;
+        }
+        seq.end()
+    }
+}
+
+struct OneSeries<'a> {
+    r: &'a QueryResult,
+    series: &'a super::Series,
+    epoch: Epoch,
+}
+
+impl Serialize for OneSeries<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let columns: Vec<&str> = std::iter::once("time")
+            .chain(self.r.columns.iter().map(String::as_str))
+            .collect();
+        let mut m = s.serialize_map(Some(4))?;
+        m.serialize_entry("columns", &columns)?;
+        m.serialize_entry("name", &self.r.name)?;
+        m.serialize_entry("tags", &self.series.tags)?;
+        m.serialize_entry("values", &Rows(self))?;
+        m.end()
+    }
+}
+
+struct Rows<'a>(&'a OneSeries<'a>);
+
+impl Serialize for Rows<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let rows = &self.0.series.rows;
+        let mut seq = s.serialize_seq(Some(rows.len()))?;
+        for (t, vals) in rows {
+            seq.serialize_element(&Row {
+                time: *t,
+                vals,
+                epoch: self.0.epoch,
+            })?;
+        }
+        seq.end()
+    }
+}
+
+struct Row<'a> {
+    time: i64,
+    vals: &'a [Value],
+    epoch: Epoch,
+}
+
+impl Serialize for Row<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.vals.len() + 1))?;
+        seq.serialize_element(&time_json(self.time, self.epoch))?;
+        for v in self.vals {
+            seq.serialize_element(&JsonValue(v))?;
+        }
+        seq.end()
+    }
+}
+
+/// A value as JSON: non-finite floats (which JSON cannot hold) as null.
+struct JsonValue<'a>(&'a Value);
+
+impl Serialize for JsonValue<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Null => s.serialize_unit(),
+            Value::Float(f) if f.is_finite() => s.serialize_f64(*f),
+            Value::Float(_) => s.serialize_unit(),
+            Value::Int(i) => s.serialize_i64(*i),
+            Value::UInt(u) => s.serialize_u64(*u),
+            Value::Str(v) => s.serialize_str(v),
+            Value::Bool(b) => s.serialize_bool(*b),
+        }
+    }
 }
 
 fn csv_field(s: &str, out: &mut String) {
@@ -240,4 +314,67 @@ pub fn to_arrow(r: &QueryResult, group_by: &[String]) -> Result<Vec<u8>, String>
         w.finish().map_err(|e| e.to_string())?;
     }
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::query::Series;
+
+    #[test]
+    fn json_document_shape_and_values() {
+        let r = QueryResult {
+            name: "cpu".into(),
+            columns: vec!["f".into(), "s".into(), "i".into(), "u".into(), "b".into()],
+            series: vec![Series {
+                tags: BTreeMap::from([("host".to_string(), "h\"1".to_string())]),
+                rows: vec![
+                    (
+                        1_500_000_000,
+                        vec![
+                            Value::Float(0.5),
+                            Value::Str("a\nb".into()),
+                            Value::Int(-3),
+                            Value::UInt(u64::MAX),
+                            Value::Bool(true),
+                        ],
+                    ),
+                    (
+                        2_000_000_000,
+                        vec![
+                            Value::Float(f64::NAN),
+                            Value::Null,
+                            Value::Null,
+                            Value::Null,
+                            Value::Bool(false),
+                        ],
+                    ),
+                ],
+            }],
+            partial: false,
+            regions: BTreeMap::new(),
+        };
+        let text = serde_json::to_string(&to_json(&r, Epoch::Ms)).unwrap();
+        let v: Json = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            v,
+            json!({
+                "partial": false,
+                "regions": {},
+                "series": [{
+                    "name": "cpu",
+                    "tags": {"host": "h\"1"},
+                    "columns": ["time", "f", "s", "i", "u", "b"],
+                    "values": [
+                        [1500, 0.5, "a\nb", -3, u64::MAX, true],
+                        [2000, null, null, null, null, false]
+                    ]
+                }]
+            })
+        );
+        let text = serde_json::to_string(&to_json(&r, Epoch::Rfc3339)).unwrap();
+        assert!(text.contains("\"1970-01-01T00:00:01.500Z\""), "{text}");
+    }
 }
