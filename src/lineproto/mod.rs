@@ -125,7 +125,8 @@
 //!   `str::parse`.
 //! * Output: tags and fields are staged in buffers the [`Lines`] iterator reuses, so each
 //!   result vector is allocated once with its exact length (pushing into the result directly
-//!   measured slower). Duplicate keys: a 1024-bit fingerprint screen, exact comparison only
+//!   measured slower), or not at all when the caller hands results back with
+//!   [`Lines::recycle`] (the server does; ~3% faster). Duplicate keys: a 1024-bit fingerprint screen, exact comparison only
 //!   on a collision (hashing above 32 keys).
 //! * Lines the fast path declines cost one wasted classification pass on top of the general
 //!   parser, which finds each delimiter with memchr's SSE2 `Two`/`Three` searchers (inlined,
@@ -340,6 +341,21 @@ impl<'a> Iterator for Lines<'a> {
 }
 
 impl<'a> Lines<'a> {
+    /// Hands the vectors of a parsed line back to the iterator: the next line the fast path
+    /// parses reuses them (emptied, capacity kept) instead of allocating two new ones.
+    /// Optional; a caller that keeps its lines simply does not call it.
+    pub fn recycle(&mut self, line: ParsedLine<'a>) {
+        let ParsedLine {
+            mut tags,
+            mut fields,
+            ..
+        } = line;
+        tags.clear();
+        fields.clear();
+        self.scratch.spare_tags = tags;
+        self.scratch.spare_fields = fields;
+    }
+
     /// Turns the record parsed at the start of `rest` into an item and moves past it.
     #[inline(always)]
     fn consume(&mut self, rest: &'a [u8], record: parser::Record<'a>) -> LineItem<'a> {

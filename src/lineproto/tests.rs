@@ -999,6 +999,40 @@ fn collect(body: &[u8]) -> Vec<(usize, String, Result<ParsedLine<'_>, ParseError
         .collect()
 }
 
+/// Recycled vectors (`Lines::recycle`) change nothing: the same items as without, whatever
+/// mix of fast-path lines, general-parser lines, errors and tag-less lines follows.
+#[test]
+fn recycled_lines_parse_the_same() {
+    let body = b"cpu,host=a,dc=x u=1i,v=2.5,w=\"s\" 10\n\
+        m v=1\n\
+        cpu,host=b\\ c,dc=y u=2i,v=3.5 20\n\
+        bad line\n\
+        cpu,host=a,host=b v=1\n\
+        cpu,a=1,b=2,c=3,d=4,e=5,f=6,g=7,h=8,i=9,j=10,k=11,l=12 v=1,v=2,x=3,y=4,z=5\n\
+        m2 s=\"multi\nline\" 30\n\
+        cpu,host=a v=1 40\n";
+    let plain = collect(body);
+    let mut recycled = Vec::new();
+    let mut it = lines(body);
+    while let Some(item) = it.next() {
+        let result = match item.result {
+            Ok(line) => {
+                let copy = line.clone();
+                it.recycle(line);
+                Ok(copy)
+            }
+            Err(e) => Err(e.kind),
+        };
+        recycled.push((
+            item.line_number,
+            String::from_utf8_lossy(item.text).into_owned(),
+            result,
+        ));
+    }
+    assert_eq!(recycled, plain);
+    assert_eq!(plain.len(), 8, "{plain:?}");
+}
+
 #[test]
 fn line_numbers_count_blank_comment_and_crlf_lines() {
     let body = b"# comment\r\n\r\ncpu value=1 1\r\n   \r\n\tcpu value=2 2\n# another\n  # indented\nbad line\r\n\ncpu,host=a value=3\r\n\r\n";

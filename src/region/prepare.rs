@@ -116,7 +116,9 @@ pub fn prepare(
     // Most bodies hold one measurement and partition: remember the last schema used.
     let mut last_schema: Option<(String, i64, Arc<PartitionSchema>)> = None;
 
-    for item in lineproto::lines(&body) {
+    // Accepted lines are handed back to the parser, which reuses their vectors.
+    let mut lines = lineproto::lines(&body);
+    while let Some(item) = lines.next() {
         let reject = |out: &mut PreparedWrite, msg: String| {
             out.rejected_count += 1;
             if out.rejected.len() < MAX_REPORTED {
@@ -128,14 +130,14 @@ pub fn prepare(
                 });
             }
         };
-        let line = match &item.result {
+        let line = match item.result {
             Ok(l) => l,
             Err(e) => {
                 reject(&mut out, e.to_string());
                 continue;
             }
         };
-        if let Err(msg) = check_names(line) {
+        if let Err(msg) = check_names(&line) {
             reject(&mut out, msg);
             continue;
         }
@@ -158,7 +160,7 @@ pub fn prepare(
             );
             continue;
         };
-        let tags = sorted_tags(line);
+        let tags = sorted_tags(&line);
         let (region, _) = router.route_cached(&tags, &mut geo_cache);
 
         // Column kinds against the registry: fast path without the lock when nothing is new.
@@ -197,6 +199,7 @@ pub fn prepare(
             .push(ts, hash, &line.measurement, &tags, &line.fields);
         out.accepted += 1;
         out.fields_accepted += line.fields.len();
+        lines.recycle(line);
     }
 
     let mut batches: Vec<_> = by_shard
