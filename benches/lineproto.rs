@@ -1,7 +1,9 @@
 //! Line protocol parser throughput on TSBS-like `cpu` lines (10k lines per body).
 //!
-//! Run with `cargo bench --bench lineproto`. Reports bytes/s (group `lineproto_bytes`) and
-//! lines/s (group `lineproto_lines`) for integer, float and escape/string-heavy bodies.
+//! Run with `cargo bench --bench lineproto`. Reports wall-clock bytes/s (group
+//! `lineproto_bytes`) and lines/s (group `lineproto_lines`), and bytes per second of the
+//! benchmark thread's CPU time (group `lineproto_cpu`: the speed of one core, less disturbed
+//! by other work on a shared machine) for integer, float and escape/string-heavy bodies.
 
 // The only crate-specific line: in `meridian` this becomes `use meridian::lineproto::...`.
 use meridian::lineproto::{FieldValue, lines};
@@ -9,6 +11,8 @@ use meridian::lineproto::{FieldValue, lines};
 use std::hint::black_box;
 use std::time::Duration;
 
+use cpu_time::ThreadTime;
+use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const LINES: usize = 10_000;
@@ -121,7 +125,7 @@ fn parse_body(body: &[u8]) -> u64 {
     acc
 }
 
-fn bench(c: &mut Criterion) {
+fn bodies() -> [(&'static str, Vec<u8>); 3] {
     let bodies = [
         ("tsbs_cpu_int", body(Kind::Int)),
         ("tsbs_cpu_float", body(Kind::Float)),
@@ -137,7 +141,12 @@ fn bench(c: &mut Criterion) {
         // Sanity: every line parses.
         black_box(parse_body(body));
     }
+    bodies
+}
 
+/// Wall-clock bytes/s and lines/s.
+fn bench(c: &mut Criterion) {
+    let bodies = bodies();
     let mut group = c.benchmark_group("lineproto_bytes");
     group
         .sample_size(30)
@@ -159,5 +168,86 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
-criterion_main!(benches);
+/// Bytes per second of the benchmark thread's CPU time: the parse speed of one core, which
+/// wall-clock figures on a shared machine understate whenever the core is taken away.
+fn bench_cpu(c: &mut Criterion<ThreadCpu>) {
+    let bodies = bodies();
+    let mut group = c.benchmark_group("lineproto_cpu");
+    group
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(4));
+    for (name, body) in &bodies {
+        group.throughput(Throughput::BytesDecimal(body.len() as u64));
+        group.bench_function(*name, |b| b.iter(|| parse_body(black_box(body))));
+    }
+    group.finish();
+}
+
+/// Criterion measurement: CPU time of the benchmark thread (`CLOCK_THREAD_CPUTIME_ID`).
+struct ThreadCpu;
+
+impl Measurement for ThreadCpu {
+    type Intermediate = ThreadTime;
+    type Value = Duration;
+
+    fn start(&self) -> ThreadTime {
+        ThreadTime::now()
+    }
+    fn end(&self, start: ThreadTime) -> Duration {
+        start.elapsed()
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &CpuFormatter
+    }
+}
+
+/// Formats nanoseconds of CPU time, and throughput per CPU-second (decimal units).
+struct CpuFormatter;
+
+impl ValueFormatter for CpuFormatter {
+    fn scale_values(&self, _typical: f64, values: &mut [f64]) -> &'static str {
+        for v in values.iter_mut() {
+            *v /= 1e6;
+        }
+        "ms CPU"
+    }
+
+    fn scale_throughputs(
+        &self,
+        _typical: f64,
+        throughput: &Throughput,
+        values: &mut [f64],
+    ) -> &'static str {
+        let (per_iter, unit) = match throughput {
+            Throughput::Bytes(n) | Throughput::BytesDecimal(n) => (*n as f64 / 1e6, "MB/CPU-s"),
+            Throughput::Elements(n) => (*n as f64 / 1e6, "Melem/CPU-s"),
+            Throughput::Bits(n) => (*n as f64 / 1e6, "Mbit/CPU-s"),
+        };
+        for v in values.iter_mut() {
+            // `v` is nanoseconds per iteration.
+            *v = per_iter * 1e9 / v.max(1.0);
+        }
+        unit
+    }
+
+    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
+        "ns"
+    }
+}
+
+criterion_group!(wall, bench);
+criterion_group! {
+    name = cpu;
+    config = Criterion::default().with_measurement(ThreadCpu);
+    targets = bench_cpu
+}
+criterion_main!(wall, cpu);
