@@ -108,6 +108,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         skip_corrupt_wal: args.skip_corrupt_wal,
     };
     let engine = Engine::open(&cfg, &opts).context("opening the data directory")?;
+    engine.warm_index_cache();
     let cfg = Arc::new(cfg);
 
     let rt = tokio::runtime::Builder::new_multi_thread()

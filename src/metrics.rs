@@ -31,7 +31,8 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn render(&self) -> String {
+    /// The text exposition; `index_cache` is (files, bytes) of the series index cache.
+    pub fn render(&self, index_cache: (usize, usize)) -> String {
         let mut s = String::new();
         let mut metric =
             |name: &str, help: &str, kind: &str, values: Vec<(Option<&str>, String)>| {
@@ -147,6 +148,18 @@ impl Metrics {
             "Bytes held by in-memory blocks (active and flushing).",
             "gauge",
             one(&self.memory_bytes),
+        );
+        metric(
+            "meridian_index_cache_files",
+            "Parquet files whose series index is in memory.",
+            "gauge",
+            vec![(None, index_cache.0.to_string())],
+        );
+        metric(
+            "meridian_index_cache_bytes",
+            "Approximate memory of the series indexes (bounded by query.index_cache).",
+            "gauge",
+            vec![(None, index_cache.1.to_string())],
         );
         metric(
             "meridian_queries_total",

@@ -512,6 +512,11 @@ impl IndexCache {
         Ok(index)
     }
 
+    /// The byte budget.
+    pub fn budget(&self) -> usize {
+        self.budget
+    }
+
     /// Entries and their approximate bytes.
     pub fn usage(&self) -> (usize, usize) {
         let inner = self.lock();

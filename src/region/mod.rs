@@ -29,7 +29,7 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, unbounded};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::catalog::leftovers::sweep_leftovers;
 use crate::catalog::{FileMeta, Manifest};
@@ -461,6 +461,45 @@ impl Engine {
     /// The series indexes of Parquet files, shared by every query.
     pub fn index_cache(&self) -> &Arc<IndexCache> {
         &self.index_cache
+    }
+
+    /// Builds the series indexes of the live files in the background, newest partitions
+    /// first, until half of `query.index_cache` is used, so that the first queries after a
+    /// start do not each pay for reading the files' time and tag columns. Queries never wait
+    /// for it (one that needs an index not built yet builds it itself).
+    pub fn warm_index_cache(self: &Arc<Self>) {
+        let engine = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("meridian-index-warm".into())
+            .spawn(move || {
+                let mut files: Vec<(std::path::PathBuf, FileMeta)> = Vec::new();
+                let Some(e) = engine.upgrade() else { return };
+                for r in &e.regions {
+                    if let Some(m) = &r.manifest {
+                        let dir = m.region_dir().to_path_buf();
+                        files.extend(m.files().iter().map(|f| (dir.join(&f.path), f.clone())));
+                    }
+                }
+                let cache = e.index_cache.clone();
+                drop(e);
+                files.sort_by_key(|(_, f)| std::cmp::Reverse((f.partition_start, f.seq)));
+                let mut built = 0usize;
+                for (path, meta) in files {
+                    // Stop when the server shuts down or the budget is half used.
+                    if engine.strong_count() == 0 || cache.usage().1 >= cache.budget() / 2 {
+                        break;
+                    }
+                    match cache.get(&path, &meta) {
+                        Ok(_) => built += 1,
+                        // Compacted away in the meantime, or unreadable: queries will say so.
+                        Err(err) => debug!(%err, "index warm-up skipped a file"),
+                    }
+                }
+                debug!(files = built, "series index warm-up done");
+            });
+        if let Err(e) = spawned {
+            warn!("cannot start the index warm-up thread: {e}");
+        }
     }
 
     pub fn regions(&self) -> &[RegionHandle] {

@@ -574,6 +574,22 @@ fn query_answers_match_an_independent_computation() {
         String::from_utf8_lossy(&out.stderr)
     );
     server.restart();
+    // The series indexes of every live file are built in the background after the start.
+    let files = count_parquet(&server.data_dir());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let cached = loop {
+        let text = server.get("/metrics").body;
+        let n = text
+            .lines()
+            .find_map(|l| l.strip_prefix("meridian_index_cache_files "))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        if n >= files || std::time::Instant::now() > deadline {
+            break n;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(cached, files, "index warm-up after the start");
     let mut compared = 0;
     for _ in 0..60 {
         let q = random_query(&mut rng);
