@@ -27,7 +27,7 @@ use arrow::row::{RowConverter, SortField};
 
 use crate::model::TIME_COLUMN;
 use crate::region::block::time_type;
-use crate::storage::merge::is_tag;
+use crate::storage::merge::tag_indices;
 
 use super::plan::{Agg, rollup_column};
 
@@ -153,13 +153,7 @@ pub fn rollup(batch: &RecordBatch, every_ns: i64, aggs: &[Agg]) -> Result<Record
         .column_by_name(TIME_COLUMN)
         .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
         .ok_or_else(|| ArrowError::SchemaError("no Timestamp(ns) time column".into()))?;
-    let tag_idx: Vec<usize> = schema
-        .fields()
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| is_tag(f.data_type()))
-        .map(|(i, _)| i)
-        .collect();
+    let tag_idx = tag_indices(&schema);
     let n = batch.num_rows();
     let mut buckets: Vec<i64> = Vec::with_capacity(n);
     for i in 0..n {

@@ -37,7 +37,7 @@ use parquet::file::metadata::PageIndexPolicy;
 use super::prefetch::{Prefetched, needed_ranges};
 use crate::catalog::FileMeta;
 use crate::model::TIME_COLUMN;
-use crate::storage::merge::is_tag;
+use crate::storage::merge::{is_tag, tag_indices};
 
 /// Key of a tag value that is absent (null) in a run.
 const ABSENT: u32 = u32::MAX;
@@ -163,13 +163,7 @@ impl FileIndex {
         }
         rg_starts.push(total);
 
-        let tag_idx: Vec<usize> = schema
-            .fields()
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| is_tag(f.data_type()))
-            .map(|(i, _)| i)
-            .collect();
+        let tag_idx = tag_indices(&schema);
         let time_idx = schema
             .index_of(TIME_COLUMN)
             .map_err(|_| read_err(path, &"no time column"))?;

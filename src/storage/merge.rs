@@ -25,6 +25,17 @@ pub fn is_tag(dt: &DataType) -> bool {
     matches!(dt, DataType::Dictionary(_, v) if matches!(**v, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View))
 }
 
+/// Positions of the tag columns of a schema.
+pub fn tag_indices(schema: &Schema) -> Vec<usize> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| is_tag(f.data_type()))
+        .map(|(i, _)| i)
+        .collect()
+}
+
 /// The union schema of `batches`: time, tags (sorted), fields (sorted; first type seen wins).
 pub fn union_schema(batches: &[RecordBatch]) -> Schema {
     let mut tags: Vec<String> = Vec::new();
@@ -84,13 +95,7 @@ pub fn merge_dedup(sources: &[RecordBatch]) -> Result<(RecordBatch, usize), Arro
         })
         .collect::<Result<_, _>>()?;
     let n = columns[0].len();
-    let tag_idx: Vec<usize> = schema
-        .fields()
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| is_tag(f.data_type()))
-        .map(|(i, _)| i)
-        .collect();
+    let tag_idx = tag_indices(&schema);
     let time = columns[0]
         .as_any()
         .downcast_ref::<arrow::array::TimestampNanosecondArray>()

@@ -29,6 +29,18 @@ const M: &str = "cpu";
 const T0: i64 = BASE_S * SEC_NS;
 const MIN_NS: i64 = 60 * SEC_NS;
 
+/// Small outputs (more files, row groups, pages and durable steps), a cheap zstd level.
+const SMALL_OUTPUTS: [&str; 8] = [
+    "--target-size",
+    "8KiB",
+    "--row-group-rows",
+    "64",
+    "--page-rows",
+    "16",
+    "--zstd-level",
+    "3",
+];
+
 /// (host, region tag): spread over every region of the default config, one without a tag.
 const HOSTS: [(&str, Option<&str>); 6] = [
     ("h0", Some("eu-west")),
@@ -484,16 +496,7 @@ fn a_size_target_splits_outputs_that_reruns_leave_alone() {
     let server = written(&ds);
     let (root, data) = (server.root().to_path_buf(), server.data_dir());
     let target = 8 * 1024;
-    let args = [
-        "--target-size",
-        "8KiB",
-        "--row-group-rows",
-        "64",
-        "--page-rows",
-        "16",
-        "--zstd-level",
-        "3",
-    ];
+    let args = SMALL_OUTPUTS;
     let before = manifest_entries(&data);
     let max_in = |dir: &str| -> u64 {
         let region = dir.split('/').next().unwrap_or_default();
@@ -645,16 +648,7 @@ fn kill_9_of_the_compactor_at_any_moment_leaves_every_point_exactly_once() {
     let template = server.data_dir();
     let files_before = manifest_entries(&template).len();
     // Small outputs: more durable steps to crash between.
-    let args = [
-        "--target-size",
-        "8KiB",
-        "--row-group-rows",
-        "64",
-        "--page-rows",
-        "16",
-        "--zstd-level",
-        "3",
-    ];
+    let args = SMALL_OUTPUTS;
     let pause_ms = 25u64;
     let run_paused = |dir: &Path| {
         compactor(&root, dir, &args)
