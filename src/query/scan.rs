@@ -776,13 +776,17 @@ fn collect_raw(batch: &RecordBatch, spec: &QuerySpec, out: &mut RawPartial) -> R
         .column_by_name(TIME_COLUMN)
         .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
         .ok_or("batch without a time column")?;
-    // Register columns: tags not grouped on, then fields.
+    // Register columns: tags not grouped on (only for `fields=*`, as InfluxQL's `SELECT *`;
+    // a field list returns those fields), then fields.
     for f in schema.fields() {
         let name = f.name();
         if name == TIME_COLUMN || spec.group_by.contains(name) || out.columns.contains(name) {
             continue;
         }
         if is_tag(f.data_type()) {
+            if spec.fields.is_some() {
+                continue;
+            }
             out.columns.insert(out.tag_columns, name.clone());
             out.tag_columns += 1;
             for rows in out.groups.values_mut() {

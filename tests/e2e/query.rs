@@ -631,6 +631,24 @@ fn raw_points_limit_formats_and_region_pruning() {
         assert_eq!(row[0].as_i64(), Some(T0 + i as i64 * 1_000_000_000));
         assert_eq!(row[3].as_i64(), Some(i as i64));
     }
+    // A field list returns those fields only (InfluxQL: `SELECT x, v` has no tag columns);
+    // tags come back through group_by.
+    let j = server
+        .get("/api/v1/query?db=rdb&measurement=cpu&epoch=ns&fields=x,v&limit=3")
+        .json();
+    assert_eq!(
+        j["series"][0]["columns"],
+        serde_json::json!(["time", "x", "v"])
+    );
+    assert_eq!(
+        j["series"][0]["values"][2],
+        serde_json::json!([T0 + 2_000_000_000, 2.5, 2])
+    );
+    let j = server
+        .get("/api/v1/query?db=rdb&measurement=cpu&epoch=ns&fields=v&group_by=host&where=host=h1")
+        .json();
+    assert_eq!(j["series"][0]["tags"], serde_json::json!({"host": "h1"}));
+    assert_eq!(j["series"][0]["columns"], serde_json::json!(["time", "v"]));
 
     // A geo equality prunes the other regions, and says so.
     let r = server
