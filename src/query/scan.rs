@@ -364,24 +364,6 @@ fn tag_lookup(col: &ArrayRef) -> Result<TagLookup, String> {
     }
 }
 
-/// Calls `f` with the accumulator of each row's slot (field `fi` of `stride` per slot) for
-/// every row whose value is not null. Generic, so each column type's loop is monomorphised.
-#[inline(always)]
-fn fold_valid<F: FnMut(&mut Acc, usize) + ?Sized>(
-    nulls: Option<&arrow::buffer::NullBuffer>,
-    row_slot: &[usize],
-    local: &mut [Acc],
-    stride: usize,
-    fi: usize,
-    f: &mut F,
-) {
-    for (i, slot) in row_slot.iter().enumerate() {
-        if nulls.is_none_or(|b| b.is_valid(i)) {
-            f(&mut local[slot * stride + fi], i);
-        }
-    }
-}
-
 /// The field columns to aggregate, in output order: the requested ones, or every non-tag
 /// column of the batch.
 fn field_names(batch: &RecordBatch, spec: &QuerySpec) -> Vec<String> {
@@ -419,8 +401,9 @@ fn field_positions(out: &mut AggPartial, names: &[String]) -> Vec<usize> {
     positions
 }
 
-/// Folds rows `lo..hi` of a column into one accumulator (the rows of one series in one
-/// bucket). `rank_base + row` is each row's tie-break rank, as in [`aggregate`].
+/// Folds rows `lo..hi` of a column into one accumulator: rows of one (group, bucket) slot
+/// whose times strictly increase, so the first and last row are the earliest and latest.
+/// `rank_base + row` is each row's tie-break rank. Every aggregation path ends here.
 fn fold_rows(
     acc: &mut Acc,
     agg: Agg,
@@ -654,87 +637,31 @@ fn aggregate(
         row_slot.push(s);
         last_slot = Some((key, s));
     }
-    let mut local: Vec<Acc> = vec![Acc::default(); slots.len() * field_names.len()];
-    let agg = spec.agg;
+    // Ranges of consecutive rows with one slot and increasing times (what `fold_rows` takes).
+    let times = time.values();
+    let mut ranges: Vec<(usize, usize, usize)> = Vec::new();
+    for (i, &slot) in row_slot.iter().enumerate() {
+        match ranges.last_mut() {
+            Some((_, hi, s)) if *s == slot && times[i] > times[i - 1] => *hi = i + 1,
+            _ => ranges.push((i, i + 1, slot)),
+        }
+    }
+    let nfl = field_names.len();
+    let mut local: Vec<Acc> = vec![Acc::default(); slots.len() * nfl];
     for (fi, name) in field_names.iter().enumerate() {
         let Some(col) = batch.column_by_name(name) else {
             continue;
         };
-        let nfl = field_names.len();
-        let nulls = col.nulls();
-        let stamp = |i: usize| (time.value(i), rank_base + i as u64);
-        match col.data_type() {
-            DataType::Float64 => {
-                let a = col.as_primitive::<Float64Type>();
-                fold_valid(
-                    nulls,
-                    &row_slot,
-                    &mut local,
-                    nfl,
-                    fi,
-                    &mut |acc: &mut Acc, i: usize| {
-                        let (t, r) = stamp(i);
-                        acc.add_float(agg, a.value(i), t, r)
-                    },
-                );
-            }
-            DataType::Int64 => {
-                let a = col.as_primitive::<Int64Type>();
-                fold_valid(
-                    nulls,
-                    &row_slot,
-                    &mut local,
-                    nfl,
-                    fi,
-                    &mut |acc: &mut Acc, i: usize| {
-                        let (t, r) = stamp(i);
-                        acc.add_int(agg, a.value(i) as i128, false, t, r)
-                    },
-                );
-            }
-            DataType::UInt64 => {
-                let a = col.as_primitive::<UInt64Type>();
-                fold_valid(
-                    nulls,
-                    &row_slot,
-                    &mut local,
-                    nfl,
-                    fi,
-                    &mut |acc: &mut Acc, i: usize| {
-                        let (t, r) = stamp(i);
-                        acc.add_int(agg, a.value(i) as i128, true, t, r)
-                    },
-                );
-            }
-            DataType::Utf8 => {
-                let a = col.as_string::<i32>();
-                fold_valid(
-                    nulls,
-                    &row_slot,
-                    &mut local,
-                    nfl,
-                    fi,
-                    &mut |acc: &mut Acc, i: usize| {
-                        let (t, r) = stamp(i);
-                        acc.add_other(agg, || Value::Str(a.value(i).to_string()), t, r)
-                    },
-                );
-            }
-            DataType::Boolean => {
-                let a = col.as_boolean();
-                fold_valid(
-                    nulls,
-                    &row_slot,
-                    &mut local,
-                    nfl,
-                    fi,
-                    &mut |acc: &mut Acc, i: usize| {
-                        let (t, r) = stamp(i);
-                        acc.add_other(agg, || Value::Bool(a.value(i)), t, r)
-                    },
-                );
-            }
-            _ => {}
+        for &(lo, hi, slot) in &ranges {
+            fold_rows(
+                &mut local[slot * nfl + fi],
+                spec.agg,
+                col,
+                times,
+                lo,
+                hi,
+                rank_base,
+            );
         }
     }
     for (s, (g, bucket)) in slots.iter().enumerate() {
