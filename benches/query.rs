@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 use meridian::catalog::FileMeta;
-use meridian::model::{ColumnKind, PartitionStart};
+use meridian::model::PartitionStart;
 use meridian::query::index::IndexCache;
 use meridian::query::plan::QuerySpec;
 use meridian::query::scan::{Partial, scan_region};
@@ -52,16 +52,6 @@ fn one_file_region(dir: &std::path::Path) -> (RegionSnapshot, u64) {
     let rel = "bench/cpu/part_day=2026-01-01/part_hour=00/00000001.parquet";
     let props = writer_properties(&batch.schema(), 1_048_576, Vec::new(), FLUSH_ZSTD_LEVEL);
     let bytes = write_file(&dir.join(rel), &batch, props).expect("writing the file");
-    let mut columns: Vec<(String, ColumnKind)> = cols
-        .tags
-        .iter()
-        .map(|t| (t.to_string(), ColumnKind::Tag))
-        .collect();
-    columns.extend(
-        cols.fields
-            .iter()
-            .map(|(n, t)| (n.to_string(), ColumnKind::Field(*t))),
-    );
     let meta = FileMeta {
         seq: 1,
         path: rel.to_string(),
@@ -72,7 +62,7 @@ fn one_file_region(dir: &std::path::Path) -> (RegionSnapshot, u64) {
         max_time: START_NS + (STEPS as i64 - 1) * INTERVAL_NS,
         rows: batch.num_rows() as u64,
         bytes,
-        columns,
+        columns: cols.kinds(),
         wal: Vec::new(),
     };
     let snap = RegionSnapshot {

@@ -26,7 +26,7 @@ use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
 use crate::lineproto::FieldValue;
-use crate::model::{FieldType, TIME_COLUMN};
+use crate::model::{ColumnKind, FieldType, TIME_COLUMN};
 
 /// Tag set of one series: `(key, value)` sorted by key.
 pub type TagSet = Arc<[(Arc<str>, Arc<str>)]>;
@@ -349,6 +349,18 @@ pub fn compare_tag_sets(a: &[(Arc<str>, Arc<str>)], b: &[(Arc<str>, Arc<str>)]) 
 pub struct BatchColumns {
     pub tags: Vec<Arc<str>>,
     pub fields: Vec<(Arc<str>, FieldType)>,
+}
+
+impl BatchColumns {
+    /// The columns as a manifest entry lists them: tags, then fields.
+    pub fn kinds(&self) -> Vec<(String, ColumnKind)> {
+        let tags = self.tags.iter().map(|t| (t.to_string(), ColumnKind::Tag));
+        let fields = self
+            .fields
+            .iter()
+            .map(|(n, t)| (n.to_string(), ColumnKind::Field(*t)));
+        tags.chain(fields).collect()
+    }
 }
 
 /// Merges chunks (oldest first) into one batch sorted by tag set then time, with rows of the

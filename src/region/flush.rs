@@ -19,7 +19,7 @@ use std::time::Instant;
 use parquet::file::metadata::KeyValue;
 
 use crate::catalog::{FileMeta, Manifest, ManifestEdit, WalRange};
-use crate::model::{ColumnKind, PartitionStart};
+use crate::model::PartitionStart;
 use crate::region::block::{Chunk, sorted_batch};
 use crate::storage::parquet::{
     FLUSH_ZSTD_LEVEL, meta, sync_dirs_up_to, write_file, writer_properties,
@@ -95,16 +95,6 @@ pub fn run(job: &FlushJob) -> Result<FlushOutcome, String> {
     if let Some(parent) = path.parent() {
         sync_dirs_up_to(parent, region_dir).map_err(|e| e.to_string())?;
     }
-    let mut columns: Vec<(String, ColumnKind)> = cols
-        .tags
-        .iter()
-        .map(|t| (t.to_string(), ColumnKind::Tag))
-        .collect();
-    columns.extend(
-        cols.fields
-            .iter()
-            .map(|(n, t)| (n.to_string(), ColumnKind::Field(*t))),
-    );
     let meta = FileMeta {
         seq: job.file_seq,
         path: rel.to_string_lossy().replace('\\', "/"),
@@ -115,7 +105,7 @@ pub fn run(job: &FlushJob) -> Result<FlushOutcome, String> {
         max_time,
         rows,
         bytes,
-        columns,
+        columns: cols.kinds(),
         wal: job.wal.clone(),
     };
     job.manifest
