@@ -559,6 +559,11 @@ impl RawConfig {
         if max_body_bytes < 1024 {
             return Err(invalid("http.max_body_bytes", "must be at least 1024"));
         }
+        // A body's WAL record is at most ~9x its size (tiny lines), and a WAL record is at
+        // most 1 GiB: keep every acceptable body recordable.
+        if max_body_bytes > 64 << 20 {
+            return Err(invalid("http.max_body_bytes", "must be at most 64MiB"));
+        }
         for (i, t) in self.auth.tokens.iter().enumerate() {
             if t.len() < 8 || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(invalid(
@@ -687,6 +692,10 @@ name = "global"
             (
                 format!("{MIN}\n[memory]\nlimit = \"1GiB\"\nhigh_water = \"2GiB\"\n"),
                 "memory.high_water",
+            ),
+            (
+                format!("{MIN}\n[http]\nmax_body_bytes = \"1GiB\"\n"),
+                "http.max_body_bytes",
             ),
             (
                 format!("{MIN}\n[directory]\n\"tenant\" = \"global\"\n"),

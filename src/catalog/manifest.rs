@@ -94,6 +94,21 @@ impl Manifest {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => ManifestData::default(),
             Err(e) => return Err(io_err(&path)(e).into()),
         };
+        // Read from disk: every path must stay inside the region directory (compaction and
+        // retention delete what the manifest names), and seqs must leave room for the next.
+        for f in &data.files {
+            // Relative, `/`-separated, no `.`/`..`/empty parts (the form the server writes,
+            // which start-up compares with the files on disk), a Parquet file.
+            let inside = f.path.split('/').all(|part| {
+                !part.is_empty() && part != "." && part != ".." && !part.contains('\\')
+            }) && f.path.ends_with(".parquet");
+            if !inside || f.seq == u64::MAX || f.min_time > f.max_time {
+                return Err(ManifestError::Corrupt {
+                    path: path.clone(),
+                    reason: format!("invalid file entry {:?} (seq {})", f.path, f.seq),
+                });
+            }
+        }
         let next = data.files.iter().map(|f| f.seq + 1).max().unwrap_or(1);
         Ok(Manifest {
             region_dir: region_dir.to_path_buf(),
@@ -231,5 +246,33 @@ mod tests {
         fs::write(manifest_file(dir.path()), b"{not json").unwrap();
         let err = Manifest::open(dir.path()).err().expect("corrupt");
         assert!(err.to_string().contains("corrupt"), "{err}");
+    }
+
+    #[test]
+    fn entries_pointing_outside_the_region_are_refused() {
+        for (path, seq) in [
+            ("../other/1.parquet", 1),
+            ("/etc/passwd.parquet", 1),
+            ("db/./m/1.parquet", 1),
+            ("db/m/1.txt", 1),
+            ("db//m/1.parquet", 1),
+            ("db/m/1.parquet", u64::MAX),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut f = meta(1);
+            f.path = path.into();
+            f.seq = seq;
+            let data = ManifestData {
+                version: 1,
+                files: vec![f],
+            };
+            fs::write(
+                manifest_file(dir.path()),
+                serde_json::to_vec(&data).unwrap(),
+            )
+            .unwrap();
+            let err = Manifest::open(dir.path()).err().expect("refused");
+            assert!(err.to_string().contains("corrupt"), "{path}: {err}");
+        }
     }
 }

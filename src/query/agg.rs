@@ -306,10 +306,11 @@ impl Acc {
             self.mean += d * n2 / n;
             self.m2 += o.m2 + d * d * n1 * n2 / n;
         }
-        self.count += o.count;
+        // Partials may come from other nodes: saturate rather than overflow.
+        self.count = self.count.saturating_add(o.count);
         neumaier(&mut self.fsum, &mut self.fcomp, o.fsum);
         self.fcomp += o.fcomp;
-        self.isum += o.isum;
+        self.isum = self.isum.saturating_add(o.isum);
         self.has_float |= o.has_float;
         self.has_int |= o.has_int;
         if let Some(m) = &o.min

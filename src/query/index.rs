@@ -155,11 +155,31 @@ impl FileIndex {
         let meta = ArrowReaderMetadata::load(&file, options).map_err(|e| read_err(path, &e))?;
         let schema = meta.schema().clone();
         let parquet = meta.metadata().clone();
+        // The footer is read from disk: check what the reader would otherwise assert on
+        // (negative or out-of-file column chunk ranges) and what is summed here.
+        let file_len = file.metadata().map_err(|e| read_err(path, &e))?.len();
         let mut rg_starts = Vec::with_capacity(parquet.num_row_groups() + 1);
         let mut total = 0u64;
         for rg in parquet.row_groups() {
+            for c in rg.columns() {
+                let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
+                let ok = start >= 0
+                    && c.compressed_size() >= 0
+                    && (start as u64)
+                        .checked_add(c.compressed_size() as u64)
+                        .is_some_and(|end| end <= file_len);
+                if !ok {
+                    return Err(read_err(
+                        path,
+                        &"a column chunk lies outside the file (corrupt footer)",
+                    ));
+                }
+            }
             rg_starts.push(total);
-            total += rg.num_rows().max(0) as u64;
+            total = u64::try_from(rg.num_rows())
+                .ok()
+                .and_then(|n| total.checked_add(n))
+                .ok_or_else(|| read_err(path, &"invalid row counts in the footer"))?;
         }
         rg_starts.push(total);
 

@@ -171,6 +171,16 @@ impl ChunkReader for Prefetched {
         {
             return Ok(bytes.slice(at..at + length));
         }
+        // `length` comes from a page header on disk: never allocate past the file's end.
+        if (start)
+            .checked_add(length as u64)
+            .is_none_or(|end| end > self.len)
+        {
+            return Err(ParquetError::General(format!(
+                "a page of {length} bytes at offset {start} lies outside the file of {} bytes",
+                self.len
+            )));
+        }
         let mut buf = vec![0u8; length];
         self.file
             .read_exact_at(&mut buf, start)

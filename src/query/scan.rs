@@ -950,6 +950,16 @@ pub fn scan_region(
             }
             rank_base += filtered.num_rows() as u64;
         }
+        // Result rows (group x bucket) are bounded like raw rows: `every=1ns` over a long
+        // range would otherwise hold an accumulator per point.
+        if let Partial::Agg(a) = &partial {
+            let rows: usize = a.groups.values().map(BTreeMap::len).sum();
+            if rows > max_rows {
+                return Err(format!(
+                    "the query returns more than {max_rows} rows (query.max_rows); use a larger every, fewer group_by tags or a narrower time range"
+                ));
+            }
+        }
         if early {
             answered = answered_groups(spec, &partial);
         }

@@ -132,6 +132,8 @@ pub struct Engine {
     memory_limit: u64,
     metrics: Arc<Metrics>,
     index_cache: Arc<IndexCache>,
+    /// Set by `shutdown`: background work (the index warm-up) stops.
+    stopping: Arc<std::sync::atomic::AtomicBool>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     data_dir: PathBuf,
     _lock: File,
@@ -262,7 +264,15 @@ impl Engine {
                 let wal_dir = paths::wal_dir(&region_dir, i);
                 let existing = wal::read_dir(&wal_dir, opts.skip_corrupt_wal)
                     .map_err(startup("reading WAL"))?;
-                let next_seq = max_in_manifest.max(existing.max_seq.unwrap_or(0)) + 1;
+                let next_seq = max_in_manifest
+                    .max(existing.max_seq.unwrap_or(0))
+                    .checked_add(1)
+                    .ok_or_else(|| {
+                        EngineError::Startup(format!(
+                            "WAL sequence numbers of {} shard {i} are exhausted",
+                            region_dir.display()
+                        ))
+                    })?;
                 let w = wal::Wal::open(&wal_dir, next_seq, cfg.ingest.wal.segment_bytes)
                     .map_err(startup("opening WAL"))?;
                 let ctx = ShardCtx {
@@ -317,6 +327,7 @@ impl Engine {
             memory_limit: cfg.ingest.memory.limit_bytes,
             metrics,
             index_cache: Arc::new(IndexCache::new(cfg.query.index_cache_bytes)),
+            stopping: Arc::default(),
             threads: Mutex::new(threads),
             data_dir,
             _lock: lock,
@@ -480,14 +491,21 @@ impl Engine {
                         files.extend(m.files().iter().map(|f| (dir.join(&f.path), f.clone())));
                     }
                 }
-                let cache = e.index_cache.clone();
+                let (cache, stopping) = (e.index_cache.clone(), e.stopping.clone());
                 drop(e);
                 files.sort_by_key(|(_, f)| std::cmp::Reverse((f.partition_start, f.seq)));
                 let mut built = 0usize;
                 for (path, meta) in files {
                     // Stop when the server shuts down or the budget is half used.
-                    if engine.strong_count() == 0 || cache.usage().1 >= cache.budget() / 2 {
+                    if stopping.load(std::sync::atomic::Ordering::Relaxed)
+                        || engine.strong_count() == 0
+                        || cache.usage().1 >= cache.budget() / 2
+                    {
                         break;
+                    }
+                    // Retention tombstones hold no rows: nothing to index.
+                    if meta.rows == 0 {
+                        continue;
                     }
                     match cache.get(&path, &meta) {
                         Ok(_) => built += 1,
@@ -645,6 +663,8 @@ impl Engine {
 
     /// Stops the shards after they flushed everything, then joins every thread (blocking).
     pub fn shutdown(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let mut waits = Vec::new();
         for r in &self.regions {
             for s in &r.shards {

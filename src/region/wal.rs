@@ -283,6 +283,20 @@ impl Wal {
     /// Appends records (not yet synced); returns the seq of the first. All or nothing: on an
     /// error the segment is rolled back to where it was.
     pub fn append(&mut self, payloads: &[&[u8]]) -> Result<u64> {
+        // A record the reader would refuse must never be acknowledged (config caps the body
+        // size well below this; this is the last line of defence).
+        if let Some(p) = payloads.iter().find(|p| p.len() > MAX_RECORD) {
+            return Err(WalError::Io {
+                path: self.dir.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "a record of {} bytes exceeds the WAL limit of {MAX_RECORD}",
+                        p.len()
+                    ),
+                ),
+            });
+        }
         if self.file.is_none() || self.len >= self.segment_limit {
             if self.file.is_some() {
                 self.sync()?;

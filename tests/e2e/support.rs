@@ -58,6 +58,7 @@ pub struct ServerConfig {
     pub segment_bytes: String,
     pub queue_depth: usize,
     pub max_body_bytes: String,
+    pub query_max_rows: u64,
     pub tokens: Vec<String>,
 }
 
@@ -77,6 +78,7 @@ impl Default for ServerConfig {
             segment_bytes: "64MiB".into(),
             queue_depth: 256,
             max_body_bytes: "32MiB".into(),
+            query_max_rows: 10_000_000,
             tokens: vec![],
         }
     }
@@ -167,6 +169,7 @@ impl ServerConfig {
             "[http]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = \"{}\"\n\n",
             self.max_body_bytes
         ));
+        s.push_str(&format!("[query]\nmax_rows = {}\n\n", self.query_max_rows));
         let toks: Vec<String> = self.tokens.iter().map(|t| format!("\"{t}\"")).collect();
         s.push_str(&format!("[auth]\ntokens = [{}]\n\n", toks.join(", ")));
         s.push_str(
