@@ -83,6 +83,14 @@ pub struct FileIndex {
     bytes: usize,
 }
 
+/// The `time` column of a batch read from a Meridian file or block.
+pub fn time_column(batch: &RecordBatch) -> Result<&TimestampNanosecondArray, String> {
+    batch
+        .column_by_name(TIME_COLUMN)
+        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+        .ok_or_else(|| "no nanosecond timestamp time column".to_string())
+}
+
 fn read_err(path: &Path, e: &dyn std::fmt::Display) -> String {
     format!("reading {}: {e}", path.display())
 }
@@ -219,10 +227,7 @@ impl FileIndex {
                 batch_keys(col, &mut ids[t], &mut tag.values, &mut per_tag[t])
                     .map_err(|e| read_err(path, &e))?;
             }
-            let time = batch
-                .column_by_name(TIME_COLUMN)
-                .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
-                .ok_or_else(|| read_err(path, &"time column is not a nanosecond timestamp"))?;
+            let time = time_column(&batch).map_err(|e| read_err(path, &e))?;
             for i in 0..batch.num_rows() {
                 let t = time.value(i);
                 let same =
@@ -282,6 +287,19 @@ impl FileIndex {
     /// The value of tag column `t` in run `r` (`None`: absent).
     pub fn tag_value(&self, r: usize, t: usize) -> Option<&str> {
         self.key(r, t).map(|k| self.tags[t].values[k].as_str())
+    }
+
+    /// The group key of run `r`: its values of the tags at `positions` ("" when absent or
+    /// when the file lacks the tag).
+    pub fn group_key(&self, r: usize, positions: &[Option<usize>]) -> Vec<String> {
+        positions
+            .iter()
+            .map(|t| {
+                t.and_then(|t| self.tag_value(r, t))
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
     }
 
     /// The position of a tag column by name.
@@ -426,8 +444,7 @@ impl FileIndex {
                 };
                 let mut keys: Vec<Option<i32>> = Vec::with_capacity(expected);
                 for &r in runs {
-                    let k = self.keys[r * self.tags.len() + t];
-                    let v = (k != ABSENT).then_some(k as i32);
+                    let v = self.key(r, t).map(|k| k as i32);
                     keys.extend(std::iter::repeat_n(v, self.runs[r].len as usize));
                 }
                 let values: ArrayRef = Arc::new(StringArray::from_iter_values(

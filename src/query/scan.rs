@@ -16,14 +16,13 @@ use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, DictionaryArray, RecordBatch, StringArray,
-    TimestampNanosecondArray,
 };
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type, UInt64Type};
 use roaring::RoaringBitmap;
 
 use super::agg::{Acc, Agg, Value};
-use super::index::{FileIndex, IndexCache};
+use super::index::{FileIndex, IndexCache, time_column};
 use super::plan::QuerySpec;
 use crate::catalog::FileMeta;
 use crate::model::TIME_COLUMN;
@@ -143,17 +142,7 @@ fn select_runs(idx: &FileIndex, spec: &QuerySpec, answered: &HashSet<GroupKey>) 
                     Err(c) => *c,
                     Ok((t, by_value, absent)) => idx.key(r, *t).map_or(*absent, |k| by_value[k]),
                 })
-                && (answered.is_empty() || {
-                    let key: GroupKey = group_pos
-                        .iter()
-                        .map(|t| {
-                            t.and_then(|t| idx.tag_value(r, t))
-                                .unwrap_or_default()
-                                .to_string()
-                        })
-                        .collect();
-                    !answered.contains(&key)
-                })
+                && (answered.is_empty() || !answered.contains(&idx.group_key(r, &group_pos)))
         })
         .collect()
 }
@@ -262,10 +251,7 @@ fn mem_batch(chunks: &[Arc<Chunk>], spec: &QuerySpec) -> Result<Option<RecordBat
 /// Per-row mask of time range and tag predicates (per distinct dictionary value).
 fn filter_mask(batch: &RecordBatch, spec: &QuerySpec) -> Result<BooleanArray, String> {
     let n = batch.num_rows();
-    let time = batch
-        .column_by_name(TIME_COLUMN)
-        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
-        .ok_or("batch without a time column")?;
+    let time = time_column(batch)?;
     let mut keep: Vec<bool> = time
         .values()
         .iter()
@@ -477,12 +463,7 @@ fn aggregate_runs(
 ) -> Result<(), String> {
     // Without a time column (see `needs_times`) each run is one bucket, inside the range.
     let times: Option<&[i64]> = match data.column_by_name(TIME_COLUMN) {
-        Some(c) => Some(
-            c.as_any()
-                .downcast_ref::<TimestampNanosecondArray>()
-                .ok_or("time column is not a nanosecond timestamp")?
-                .values(),
-        ),
+        Some(_) => Some(time_column(data)?.values()),
         None => None,
     };
     let names = field_names(data, spec);
@@ -505,15 +486,7 @@ fn aggregate_runs(
             .collect();
         let group = group_of
             .entry(ids)
-            .or_insert_with_key(|ids| {
-                ids.iter()
-                    .zip(&group_pos)
-                    .map(|(k, t)| match (k, t) {
-                        (Some(k), Some(t)) => idx.tags[*t].values[*k].clone(),
-                        _ => String::new(),
-                    })
-                    .collect()
-            })
+            .or_insert_with(|| idx.group_key(r, &group_pos))
             .clone();
         let buckets = out.groups.entry(group).or_default();
         let Some(times) = times else {
@@ -572,10 +545,7 @@ fn aggregate(
     if n == 0 {
         return Ok(());
     }
-    let time = batch
-        .column_by_name(TIME_COLUMN)
-        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
-        .ok_or("batch without a time column")?;
+    let time = time_column(batch)?;
     let field_names = field_names(batch, spec);
     let slots_of_field = field_positions(out, &field_names);
     let nf = out.fields.len();
@@ -699,10 +669,7 @@ fn collect_raw(batch: &RecordBatch, spec: &QuerySpec, out: &mut RawPartial) -> R
         return Ok(());
     }
     let schema = batch.schema();
-    let time = batch
-        .column_by_name(TIME_COLUMN)
-        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
-        .ok_or("batch without a time column")?;
+    let time = time_column(batch)?;
     // Register columns: tags not grouped on (only for `fields=*`, as InfluxQL's `SELECT *`;
     // a field list returns those fields), then fields.
     for f in schema.fields() {
@@ -869,6 +836,7 @@ pub fn scan_region(
                 continue;
             }
             let mut shards: Vec<usize> = f.wal.iter().map(|w| w.shard).collect();
+            shards.sort_unstable();
             shards.dedup();
             sources.push(Source {
                 data: SourceData::File { path, idx, runs },

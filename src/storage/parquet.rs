@@ -159,7 +159,8 @@ pub fn sync_dirs_up_to(dir: &Path, stop: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Reads a whole Parquet file into record batches (used by tests, compaction and scans).
+/// Reads a whole Parquet file into record batches (used by compaction and tests; queries read
+/// through `query::index`).
 pub fn read_file(path: &Path) -> Result<(Arc<Schema>, Vec<RecordBatch>)> {
     let file = File::open(path).map_err(io_err(path))?;
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
