@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arrow::array::{
     Array, ArrayRef, AsArray, DictionaryArray, Int32Array, RecordBatch, StringArray,
@@ -470,9 +470,14 @@ struct Entry {
     used: u64,
 }
 
+/// An index being built; a second caller waits for it instead of building it again (the
+/// start-up warm-up and the first queries ask for the same newest files).
+type Building = Arc<OnceLock<Result<Arc<FileIndex>, String>>>;
+
 #[derive(Default)]
 struct Inner {
     map: HashMap<PathBuf, Entry>,
+    building: HashMap<(PathBuf, u64, u64), Building>,
     bytes: usize,
     tick: u64,
 }
@@ -496,9 +501,10 @@ impl IndexCache {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The index of a file of the manifest, built (outside the lock) if not cached.
+    /// The index of a file of the manifest, built (outside the lock, once) if not cached.
     pub fn get(&self, path: &Path, meta: &FileMeta) -> Result<Arc<FileIndex>, String> {
-        {
+        let key = (path.to_path_buf(), meta.seq, meta.bytes);
+        let cell = {
             let mut inner = self.lock();
             inner.tick += 1;
             let tick = inner.tick;
@@ -509,9 +515,27 @@ impl IndexCache {
                 e.used = tick;
                 return Ok(e.index.clone());
             }
-        }
-        let index = Arc::new(FileIndex::build(path)?);
+            inner.building.entry(key.clone()).or_default().clone()
+        };
+        let built = cell
+            .get_or_init(|| FileIndex::build(path).map(Arc::new))
+            .clone();
         let mut inner = self.lock();
+        if inner
+            .building
+            .get(&key)
+            .is_some_and(|c| Arc::ptr_eq(c, &cell))
+        {
+            inner.building.remove(&key);
+        }
+        let index = built?;
+        if inner
+            .map
+            .get(path)
+            .is_some_and(|e| Arc::ptr_eq(&e.index, &index))
+        {
+            return Ok(index);
+        }
         inner.tick += 1;
         let tick = inner.tick;
         if let Some(old) = inner.map.insert(
@@ -639,6 +663,17 @@ mod tests {
         assert_eq!(idx.tag_value(4, 0), Some("h4"));
         // A second lookup is served from the cache.
         assert!(Arc::ptr_eq(&idx, &cache.get(&path, &meta).unwrap()));
+        // Callers that miss at the same time share one build.
+        let fresh = IndexCache::new(1 << 30);
+        let all: Vec<Arc<FileIndex>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| fresh.get(&path, &meta).unwrap()))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(all.iter().all(|i| Arc::ptr_eq(i, &all[0])));
+        assert_eq!(fresh.usage().0, 1);
+        assert!(fresh.lock().building.is_empty());
 
         for runs in [
             vec![1, 3, 4],
