@@ -114,42 +114,51 @@ fn split_escaped(s: &str, sep: char) -> Vec<String> {
 }
 
 fn parse_pred(p: &str) -> Result<TagPred, String> {
-    // Longest operators first.
-    for (op, kind) in [("!~", 3), ("=~", 2), ("!=", 1), ("=", 0)] {
-        if let Some(pos) = p.find(op) {
-            let key = p[..pos].trim();
-            let val = &p[pos + op.len()..];
-            if key.is_empty() {
-                return Err(format!(
-                    "invalid where predicate {:?}: missing tag key",
-                    truncate(p, 64)
-                ));
-            }
-            let re = |v: &str| {
-                if v.len() > MAX_REGEX {
-                    return Err("regex too long".to_string());
-                }
-                regex::RegexBuilder::new(v)
-                    .size_limit(1 << 20)
-                    .build()
-                    .map_err(|e| format!("invalid regex {:?} in where: {e}", truncate(v, 64)))
-            };
-            let op = match kind {
-                0 => TagOp::Eq(val.to_string()),
-                1 => TagOp::Ne(val.to_string()),
-                2 => TagOp::Re(re(val)?),
-                _ => TagOp::NotRe(re(val)?),
-            };
-            return Ok(TagPred {
-                key: key.to_string(),
-                op,
-            });
+    // The operator is the first `=`, `!=`, `=~` or `!~` from the left (a value may contain
+    // any of them: `k=a!=b` is k equal to "a!=b").
+    let found = p.char_indices().find_map(|(pos, c)| {
+        let rest = &p[pos..];
+        match c {
+            '!' if rest.starts_with("!~") => Some((pos, "!~", 3)),
+            '!' if rest.starts_with("!=") => Some((pos, "!=", 1)),
+            '=' if rest.starts_with("=~") => Some((pos, "=~", 2)),
+            '=' => Some((pos, "=", 0)),
+            _ => None,
         }
+    });
+    let Some((pos, op, kind)) = found else {
+        return Err(format!(
+            "invalid where predicate {:?}: use k=v, k!=v, k=~regex or k!~regex joined with ','",
+            truncate(p, 64)
+        ));
+    };
+    let key = p[..pos].trim();
+    let val = &p[pos + op.len()..];
+    if key.is_empty() {
+        return Err(format!(
+            "invalid where predicate {:?}: missing tag key",
+            truncate(p, 64)
+        ));
     }
-    Err(format!(
-        "invalid where predicate {:?}: use k=v, k!=v, k=~regex or k!~regex joined with ','",
-        truncate(p, 64)
-    ))
+    let re = |v: &str| {
+        if v.len() > MAX_REGEX {
+            return Err("regex too long".to_string());
+        }
+        regex::RegexBuilder::new(v)
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| format!("invalid regex {:?} in where: {e}", truncate(v, 64)))
+    };
+    let op = match kind {
+        0 => TagOp::Eq(val.to_string()),
+        1 => TagOp::Ne(val.to_string()),
+        2 => TagOp::Re(re(val)?),
+        _ => TagOp::NotRe(re(val)?),
+    };
+    Ok(TagPred {
+        key: key.to_string(),
+        op,
+    })
 }
 
 impl QuerySpec {
@@ -377,6 +386,14 @@ mod tests {
             (Format::Csv, Some(10), Epoch::Ms)
         );
         assert_eq!(s.bucket_of(s.start + 5), s.start);
+    }
+
+    #[test]
+    fn operator_is_the_leftmost_one() {
+        let s = spec("db=d&measurement=m&where=k=a!%3Db,x!%3Dy%3Dz,a!b%3Dc").unwrap();
+        assert!(s.preds[0].key == "k" && s.preds[0].matches(Some("a!=b")));
+        assert!(s.preds[1].key == "x" && !s.preds[1].matches(Some("y=z")));
+        assert!(s.preds[2].key == "a!b" && s.preds[2].matches(Some("c")));
     }
 
     #[test]
