@@ -111,7 +111,10 @@ pub fn merge_dedup(sources: &[RecordBatch]) -> Result<(RecordBatch, usize), Arro
     let rows = converter.convert_columns(&tag_cols)?;
 
     // Order: tag set, time, then position (later source = later position = wins).
-    let mut order: Vec<u32> = (0..n as u32).collect();
+    let n32 = u32::try_from(n).map_err(|_| {
+        ArrowError::ComputeError(format!("cannot merge {n} rows at once (at most 2^32)"))
+    })?;
+    let mut order: Vec<u32> = (0..n32).collect();
     order.sort_unstable_by(|a, b| {
         let (a, b) = (*a as usize, *b as usize);
         rows.row(a)
