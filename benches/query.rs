@@ -111,7 +111,7 @@ fn bench_queries(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("a temp dir");
     let (snap, rows) = one_file_region(dir.path());
     // As in the server: the file's series index is built by the first query and kept.
-    let cache = IndexCache::new(256 << 20);
+    let cache = IndexCache::new(256 << 20, 256 << 20);
     let queries = [
         Query {
             name: "max_one_host",

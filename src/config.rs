@@ -171,6 +171,7 @@ pub struct RawQuery {
     pub timeout: Option<String>,
     pub max_rows: Option<usize>,
     pub index_cache: Option<ByteSize>,
+    pub page_cache: Option<ByteSize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -299,6 +300,8 @@ pub struct QueryConfig {
     pub max_rows: usize,
     /// Budget of the in-memory series indexes of Parquet files (query/index.rs).
     pub index_cache_bytes: u64,
+    /// Budget of the decoded pages of selective reads (query/pages.rs); 0 disables it.
+    pub page_cache_bytes: u64,
 }
 
 impl Config {
@@ -611,6 +614,7 @@ impl RawConfig {
                 timeout,
                 max_rows: self.query.max_rows.unwrap_or(10_000_000),
                 index_cache_bytes: self.query.index_cache.map_or(256 << 20, ByteSize::bytes),
+                page_cache_bytes: self.query.page_cache.map_or(256 << 20, ByteSize::bytes),
             },
         })
     }
@@ -741,6 +745,9 @@ name = "global"
         assert_eq!(cfg.ingest.flush.max_bytes, 1000);
         let cfg = Config::parse(&format!("{MIN}\n[query]\nindex_cache = \"64MiB\"\n")).unwrap();
         assert_eq!(cfg.query.index_cache_bytes, 64 << 20);
+        assert_eq!(cfg.query.page_cache_bytes, 256 << 20, "the default");
+        let cfg = Config::parse(&format!("{MIN}\n[query]\npage_cache = \"0\"\n")).unwrap();
+        assert_eq!(cfg.query.page_cache_bytes, 0);
     }
 
     #[test]

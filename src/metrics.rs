@@ -5,6 +5,8 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::query::pages::PageCacheUsage;
+
 /// The write endpoints, as metric labels.
 pub const ENDPOINTS: [&str; 3] = ["v1", "v2", "v3"];
 
@@ -31,8 +33,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// The text exposition; `index_cache` is (files, bytes) of the series index cache.
-    pub fn render(&self, index_cache: (usize, usize)) -> String {
+    /// The text exposition; `index_cache` is (files, bytes) of the series index cache,
+    /// `pages` the use of the decoded page cache.
+    pub fn render(&self, index_cache: (usize, usize), pages: PageCacheUsage) -> String {
         let mut s = String::new();
         let mut metric =
             |name: &str, help: &str, kind: &str, values: Vec<(Option<&str>, String)>| {
@@ -160,6 +163,30 @@ impl Metrics {
             "Approximate memory of the series indexes (bounded by query.index_cache).",
             "gauge",
             vec![(None, index_cache.1.to_string())],
+        );
+        metric(
+            "meridian_page_cache_pages",
+            "Decoded Parquet pages kept for selective reads.",
+            "gauge",
+            vec![(None, pages.pages.to_string())],
+        );
+        metric(
+            "meridian_page_cache_bytes",
+            "Memory of the decoded pages (bounded by query.page_cache).",
+            "gauge",
+            vec![(None, pages.bytes.to_string())],
+        );
+        metric(
+            "meridian_page_cache_hits_total",
+            "Pages of selective reads found decoded in memory.",
+            c,
+            vec![(None, pages.hits.to_string())],
+        );
+        metric(
+            "meridian_page_cache_misses_total",
+            "Pages of selective reads read from their file.",
+            c,
+            vec![(None, pages.misses.to_string())],
         );
         metric(
             "meridian_queries_total",

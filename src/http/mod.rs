@@ -112,10 +112,10 @@ async fn ping() -> impl IntoResponse {
 async fn metrics(State(state): State<Shared>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state
-            .engine
-            .metrics()
-            .render(state.engine.index_cache().usage()),
+        state.engine.metrics().render(
+            state.engine.index_cache().usage(),
+            state.engine.index_cache().pages().usage(),
+        ),
     )
 }
 

@@ -19,6 +19,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use arrow::array::{
@@ -34,6 +35,7 @@ use parquet::arrow::arrow_reader::{
 };
 use parquet::file::metadata::PageIndexPolicy;
 
+use super::pages::{PageCache, PageKey};
 use super::prefetch::{Prefetched, needed_ranges};
 use crate::catalog::FileMeta;
 use crate::model::TIME_COLUMN;
@@ -47,6 +49,21 @@ const BATCH_ROWS: usize = 64 * 1024;
 
 /// Largest batch when reading selected rows (they are read as one batch when they fit).
 const MAX_BATCH_ROWS: usize = 4 << 20;
+
+/// A read is selective, and goes through the [`PageCache`], when it selects at most one
+/// row in this many of the file: one series' hour, not a scan of every series (which would
+/// only push the pages of selective reads out of the cache).
+const SELECTIVE: u64 = 4;
+
+/// Where a page lies: its cache key, its row group's first and end rows, its own rows
+/// (file rows `from..to`).
+struct PagePlace {
+    key: PageKey,
+    group_start: u64,
+    group_end: u64,
+    from: u64,
+    to: u64,
+}
 
 /// One tag column of a file: its distinct values.
 #[derive(Debug)]
@@ -81,7 +98,13 @@ pub struct FileIndex {
     pub time_sorted: bool,
     /// Approximate heap size, for the cache budget.
     bytes: usize,
+    /// Unique among every index built by this process: keys the file's decoded pages in
+    /// the [`PageCache`].
+    id: u64,
 }
+
+/// Ids of built indexes, never reused.
+static NEXT_INDEX_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The `time` column of a batch read from a Meridian file or block.
 pub fn time_column(batch: &RecordBatch) -> Result<&TimestampNanosecondArray, String> {
@@ -274,6 +297,7 @@ impl FileIndex {
             rg_starts,
             time_sorted,
             bytes,
+            id: NEXT_INDEX_ID.fetch_add(1, Ordering::Relaxed),
         })
     }
 
@@ -316,6 +340,7 @@ impl FileIndex {
         runs: &[usize],
         with_time: bool,
         want: impl Fn(&str) -> bool,
+        pages: &PageCache,
     ) -> Result<(RecordBatch, usize), String> {
         let schema = self.meta.schema().clone();
         let mut read_cols: Vec<usize> = schema
@@ -393,6 +418,25 @@ impl FileIndex {
                 (0..parquet_schema.num_columns()).find(|&c| parquet_schema.column(c).name() == name)
             })
             .collect();
+        // A selective read goes through the decoded page cache.
+        let total = self.rg_starts.last().copied().unwrap_or(0);
+        if pages.enabled()
+            && expected.saturating_mul(SELECTIVE) <= total
+            && leaves.len() == read_cols.len()
+            && let Some(data) =
+                self.read_through_pages(path, &read_cols, &leaves, &groups, &ranges, pages)?
+        {
+            if data.num_rows() as u64 != expected {
+                return Err(read_err(
+                    path,
+                    &format!(
+                        "selected {expected} rows of the series index, read {}",
+                        data.num_rows()
+                    ),
+                ));
+            }
+            return Ok((data, groups_skipped));
+        }
         let wanted = needed_ranges(
             self.meta.metadata(),
             &self.rg_starts,
@@ -426,6 +470,205 @@ impl FileIndex {
             ));
         }
         Ok((data, groups_skipped))
+    }
+
+    /// [`FileIndex::read_rows`] through the page cache: each column of `read_cols` (root
+    /// indexes; `leaves` their Parquet leaf columns) is cut out of the decoded pages that hold
+    /// the selected `ranges` (sorted disjoint file rows in `groups`); pages not cached are
+    /// read whole, one pass per column, and cached. `None` when the file has no offset index
+    /// (then pages cannot be located and the caller reads directly).
+    fn read_through_pages(
+        &self,
+        path: &Path,
+        read_cols: &[usize],
+        leaves: &[usize],
+        groups: &[usize],
+        ranges: &[(u64, u64)],
+        cache: &PageCache,
+    ) -> Result<Option<RecordBatch>, String> {
+        let meta = self.meta.metadata();
+        let Some(offsets) = meta.offset_index() else {
+            return Ok(None);
+        };
+        let schema = self.meta.schema();
+        let mut fields: Vec<Field> = Vec::with_capacity(read_cols.len());
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(read_cols.len());
+        for (&col, &leaf) in read_cols.iter().zip(leaves) {
+            // The pages of this column holding selected rows, in file order.
+            let mut needed: Vec<PagePlace> = Vec::new();
+            for &g in groups {
+                let (Some(&gs), Some(&ge)) = (self.rg_starts.get(g), self.rg_starts.get(g + 1))
+                else {
+                    continue;
+                };
+                let Some(locs) = offsets
+                    .get(g)
+                    .and_then(|c| c.get(leaf))
+                    .map(|o| o.page_locations())
+                    .filter(|p| !p.is_empty())
+                else {
+                    return Ok(None);
+                };
+                for (p, loc) in locs.iter().enumerate() {
+                    let from = gs + loc.first_row_index.max(0) as u64;
+                    let to = locs
+                        .get(p + 1)
+                        .map_or(ge, |n| gs + n.first_row_index.max(0) as u64)
+                        .min(ge);
+                    let i = ranges.partition_point(|r| r.1 <= from);
+                    if from < to && ranges.get(i).is_some_and(|r| r.0 < to) {
+                        needed.push(PagePlace {
+                            key: PageKey {
+                                file: self.id,
+                                column: leaf,
+                                row_group: g,
+                                page: p,
+                            },
+                            group_start: gs,
+                            group_end: ge,
+                            from,
+                            to,
+                        });
+                    }
+                }
+            }
+            let mut arrays: Vec<Option<ArrayRef>> =
+                needed.iter().map(|n| cache.get(&n.key)).collect();
+            let missing: Vec<&PagePlace> = needed
+                .iter()
+                .zip(&arrays)
+                .filter(|(_, a)| a.is_none())
+                .map(|(n, _)| n)
+                .collect();
+            if !missing.is_empty() {
+                let mut read = self.read_pages(path, col, leaf, &missing)?.into_iter();
+                for (n, a) in needed.iter().zip(arrays.iter_mut()) {
+                    if a.is_none() {
+                        let page = read
+                            .next()
+                            .ok_or_else(|| read_err(path, &"fewer pages read than asked"))?;
+                        *a = Some(cache.insert(n.key, page.as_ref()));
+                    }
+                }
+            }
+            // The selected rows, sliced out of the pages.
+            let mut slices: Vec<ArrayRef> = Vec::new();
+            let mut pi = 0;
+            for &(s, e) in ranges {
+                let mut at = s;
+                while at < e {
+                    while needed.get(pi).is_some_and(|n| n.to <= at) {
+                        pi += 1;
+                    }
+                    let (Some(n), Some(Some(page))) = (needed.get(pi), arrays.get(pi)) else {
+                        return Err(read_err(path, &"no page holds a selected row"));
+                    };
+                    let end = e.min(n.to);
+                    let (off, len) = ((at - n.from) as usize, (end - at) as usize);
+                    if at < n.from || off + len > page.len() {
+                        return Err(read_err(
+                            path,
+                            &"a page holds fewer rows than its index says",
+                        ));
+                    }
+                    slices.push(page.slice(off, len));
+                    at = end;
+                }
+            }
+            let field = schema.field(col);
+            let column = match slices.len() {
+                0 => arrow::array::new_empty_array(field.data_type()),
+                1 => slices.swap_remove(0),
+                _ => {
+                    let refs: Vec<&dyn Array> = slices.iter().map(|a| a.as_ref()).collect();
+                    arrow::compute::concat(&refs).map_err(|e| read_err(path, &e))?
+                }
+            };
+            fields.push(field.as_ref().clone());
+            columns.push(column);
+        }
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+            .map_err(|e| read_err(path, &e))?;
+        Ok(Some(batch))
+    }
+
+    /// Reads the pages `places` (file order) of one column whole, one array per page.
+    fn read_pages(
+        &self,
+        path: &Path,
+        col: usize,
+        leaf: usize,
+        places: &[&PagePlace],
+    ) -> Result<Vec<ArrayRef>, String> {
+        let mut groups: Vec<usize> = Vec::new();
+        let mut selectors: Vec<RowSelector> = Vec::new();
+        let mut rows: Vec<(u64, u64)> = Vec::new();
+        let mut cursor = 0u64;
+        for (i, n) in places.iter().enumerate() {
+            if groups.last() != Some(&n.key.row_group) {
+                groups.push(n.key.row_group);
+                cursor = n.group_start;
+            }
+            if n.from > cursor {
+                selectors.push(RowSelector::skip((n.from - cursor) as usize));
+            }
+            selectors.push(RowSelector::select((n.to - n.from) as usize));
+            rows.push((n.from, n.to));
+            cursor = n.to;
+            let group_ends = places
+                .get(i + 1)
+                .is_none_or(|next| next.key.row_group != n.key.row_group);
+            if group_ends && cursor < n.group_end {
+                selectors.push(RowSelector::skip((n.group_end - cursor) as usize));
+            }
+        }
+        let total: u64 = rows.iter().map(|(a, b)| b - a).sum();
+        let wanted = needed_ranges(
+            self.meta.metadata(),
+            &self.rg_starts,
+            &groups,
+            &[leaf],
+            &rows,
+        );
+        let file = File::open(path).map_err(|e| read_err(path, &e))?;
+        let file = Prefetched::fetch(file, wanted).map_err(|e| read_err(path, &e))?;
+        let parquet_schema = self.meta.metadata().file_metadata().schema_descr();
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.meta.clone())
+            .with_projection(ProjectionMask::roots(parquet_schema, [col]))
+            .with_row_groups(groups)
+            .with_row_selection(RowSelection::from(selectors))
+            .with_batch_size((total as usize).clamp(1, MAX_BATCH_ROWS))
+            .build()
+            .map_err(|e| read_err(path, &e))?;
+        let mut parts: Vec<ArrayRef> = Vec::new();
+        for b in reader {
+            let b = b.map_err(|e| read_err(path, &e))?;
+            if b.num_columns() != 1 {
+                return Err(read_err(path, &"expected one column"));
+            }
+            parts.push(b.column(0).clone());
+        }
+        let all = match parts.len() {
+            1 => parts.swap_remove(0),
+            _ => {
+                let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+                arrow::compute::concat(&refs).map_err(|e| read_err(path, &e))?
+            }
+        };
+        if all.len() as u64 != total {
+            return Err(read_err(
+                path,
+                &format!("pages of {total} rows, read {}", all.len()),
+            ));
+        }
+        let mut out = Vec::with_capacity(places.len());
+        let mut off = 0usize;
+        for (from, to) in rows {
+            let n = (to - from) as usize;
+            out.push(all.slice(off, n));
+            off += n;
+        }
+        Ok(out)
     }
 
     /// Rows read by [`FileIndex::read_rows`] with every tag column rebuilt from the runs, in
@@ -482,18 +725,27 @@ struct Inner {
     tick: u64,
 }
 
-/// File indexes, least recently used evicted beyond a byte budget.
+/// File indexes, least recently used evicted beyond a byte budget; and the decoded pages
+/// that selective reads through them touched.
 pub struct IndexCache {
     budget: usize,
     inner: Mutex<Inner>,
+    pages: PageCache,
 }
 
 impl IndexCache {
-    pub fn new(budget: u64) -> IndexCache {
+    /// `budget` bounds the indexes, `page_budget` the decoded pages (0: no page cache).
+    pub fn new(budget: u64, page_budget: u64) -> IndexCache {
         IndexCache {
             budget: usize::try_from(budget).unwrap_or(usize::MAX),
             inner: Mutex::new(Inner::default()),
+            pages: PageCache::new(page_budget),
         }
+    }
+
+    /// The decoded page cache.
+    pub fn pages(&self) -> &PageCache {
+        &self.pages
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -590,6 +842,16 @@ mod tests {
     /// Series runs of these lengths (host `h{i}`, the third without the tag), times 0.. per
     /// run, `v` = row number; row groups of 7 rows so runs straddle them.
     fn file(dir: &Path, lens: &[usize]) -> (PathBuf, FileMeta) {
+        file_with(dir, lens, |schema| {
+            writer_properties(schema, 7, Vec::new(), 1)
+        })
+    }
+
+    fn file_with(
+        dir: &Path,
+        lens: &[usize],
+        props: impl Fn(&Schema) -> parquet::file::properties::WriterProperties,
+    ) -> (PathBuf, FileMeta) {
         let (mut hosts, mut times, mut vs) = (Vec::new(), Vec::new(), Vec::new());
         for (s, len) in lens.iter().enumerate() {
             for i in 0..*len {
@@ -618,8 +880,7 @@ mod tests {
         )
         .unwrap();
         let path = dir.join("f.parquet");
-        let bytes =
-            write_file(&path, &batch, writer_properties(&schema, 7, Vec::new(), 1)).unwrap();
+        let bytes = write_file(&path, &batch, props(&schema)).unwrap();
         let meta = FileMeta {
             seq: 1,
             path: "f.parquet".into(),
@@ -641,7 +902,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let lens = [5, 9, 3, 1, 12];
         let (path, meta) = file(dir.path(), &lens);
-        let cache = IndexCache::new(1 << 30);
+        let cache = IndexCache::new(1 << 30, 1 << 30);
         let idx = cache.get(&path, &meta).unwrap();
         assert!(idx.time_sorted);
         let got: Vec<(u64, u64, i64, i64)> = idx
@@ -664,7 +925,7 @@ mod tests {
         // A second lookup is served from the cache.
         assert!(Arc::ptr_eq(&idx, &cache.get(&path, &meta).unwrap()));
         // Callers that miss at the same time share one build.
-        let fresh = IndexCache::new(1 << 30);
+        let fresh = IndexCache::new(1 << 30, 0);
         let all: Vec<Arc<FileIndex>> = std::thread::scope(|s| {
             let hs: Vec<_> = (0..4)
                 .map(|_| s.spawn(|| fresh.get(&path, &meta).unwrap()))
@@ -682,7 +943,9 @@ mod tests {
             vec![0, 1, 2, 3, 4],
             vec![4],
         ] {
-            let (data, _) = idx.read_rows(&path, &runs, true, |_| true).unwrap();
+            let (data, _) = idx
+                .read_rows(&path, &runs, true, |_| true, cache.pages())
+                .unwrap();
             let want_v: Vec<i64> = runs
                 .iter()
                 .flat_map(|&r| {
@@ -714,13 +977,74 @@ mod tests {
             assert_eq!(got_h, want_h, "runs {runs:?}");
         }
         // Only the fields asked for are read.
-        let (data, _) = idx.read_rows(&path, &[0], true, |_| false).unwrap();
+        let (data, _) = idx
+            .read_rows(&path, &[0], true, |_| false, cache.pages())
+            .unwrap();
         assert_eq!(data.num_columns(), 1);
-        let (data, _) = idx.read_rows(&path, &[1, 4], false, |n| n == "v").unwrap();
+        let (data, _) = idx
+            .read_rows(&path, &[1, 4], false, |n| n == "v", cache.pages())
+            .unwrap();
         assert_eq!(data.num_columns(), 1);
         assert_eq!(data.num_rows(), 21);
         // Nothing asked: the time column still carries the row count.
-        let (data, _) = idx.read_rows(&path, &[1, 4], false, |_| false).unwrap();
+        let (data, _) = idx
+            .read_rows(&path, &[1, 4], false, |_| false, cache.pages())
+            .unwrap();
         assert_eq!((data.num_columns(), data.num_rows()), (1, 21));
+    }
+
+    /// Reads through the page cache (pages of 2-3 rows, row groups of 13, every subset of
+    /// runs, cold and warm, with a budget that holds everything and one that holds almost
+    /// nothing) give the rows a direct read gives.
+    #[test]
+    fn page_cache_reads_equal_direct_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let lens = [5, 9, 3, 1, 12, 4, 2, 7, 6, 3, 8, 1, 5, 9, 2, 11, 3, 6];
+        let (path, meta) = file_with(dir.path(), &lens, |schema| {
+            let _ = schema;
+            parquet::file::properties::WriterProperties::builder()
+                .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+                .set_max_row_group_row_count(Some(13))
+                .set_data_page_row_count_limit(3)
+                .set_write_batch_size(2)
+                .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Page)
+                .set_column_dictionary_enabled("v".into(), false)
+                .set_column_encoding("v".into(), parquet::basic::Encoding::DELTA_BINARY_PACKED)
+                .build()
+        });
+        let direct = IndexCache::new(1 << 30, 0);
+        let idx = direct.get(&path, &meta).unwrap();
+        let pages_of_v = idx.meta.metadata().offset_index().unwrap()[0][2]
+            .page_locations()
+            .len();
+        assert!(pages_of_v >= 4, "{pages_of_v} pages in the first row group");
+        let roomy = PageCache::new(1 << 30);
+        let tiny = PageCache::new(4096);
+        let n = idx.runs.len();
+        let total: u64 = lens.iter().map(|l| *l as u64).sum();
+        let mut through_cache = 0;
+        for pick in 1u32..(1 << n) {
+            if pick % 997 != 1 && pick.count_ones() > 2 {
+                continue;
+            }
+            let runs: Vec<usize> = (0..n).filter(|r| pick & (1 << r) != 0).collect();
+            let rows: u64 = runs.iter().map(|&r| idx.runs[r].len).sum();
+            through_cache += usize::from(rows * SELECTIVE <= total);
+            for with_time in [true, false] {
+                let want = idx.read_rows(&path, &runs, with_time, |_| true, direct.pages());
+                let want = want.unwrap().0;
+                for cache in [&roomy, &roomy, &tiny] {
+                    let (got, _) = idx
+                        .read_rows(&path, &runs, with_time, |_| true, cache)
+                        .unwrap();
+                    assert_eq!(got, want, "runs {runs:?}");
+                }
+            }
+        }
+        assert!(through_cache > 100, "{through_cache} selective reads");
+        let u = roomy.usage();
+        assert!(u.hits > u.misses && u.pages > 0, "{u:?}");
+        assert!(tiny.usage().bytes <= 4096);
+        assert_eq!(direct.pages().usage().pages, 0);
     }
 }

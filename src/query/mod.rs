@@ -13,6 +13,7 @@
 pub mod agg;
 pub mod index;
 pub mod output;
+pub mod pages;
 pub mod plan;
 pub mod prefetch;
 pub mod remote;

@@ -877,7 +877,8 @@ pub fn scan_region(
                     if !overlapping && idx.time_sorted =>
                 {
                     let with_time = needs_times(&idx, &runs, spec);
-                    let (data, skipped) = idx.read_rows(&path, &runs, with_time, want)?;
+                    let (data, skipped) =
+                        idx.read_rows(&path, &runs, with_time, want, cache.pages())?;
                     stats.files_read += 1;
                     stats.row_groups_pruned += skipped as u64;
                     stats.rows_scanned += data.num_rows() as u64;
@@ -885,7 +886,7 @@ pub fn scan_region(
                     rank_base += data.num_rows() as u64;
                 }
                 (SourceData::File { path, idx, runs }, _) => {
-                    let (data, skipped) = idx.read_rows(&path, &runs, true, want)?;
+                    let (data, skipped) = idx.read_rows(&path, &runs, true, want, cache.pages())?;
                     stats.files_read += 1;
                     stats.row_groups_pruned += skipped as u64;
                     batches.push(idx.with_tags(&data, &runs)?);

@@ -326,7 +326,10 @@ impl Engine {
             shards_per_region: n_shards,
             memory_limit: cfg.ingest.memory.limit_bytes,
             metrics,
-            index_cache: Arc::new(IndexCache::new(cfg.query.index_cache_bytes)),
+            index_cache: Arc::new(IndexCache::new(
+                cfg.query.index_cache_bytes,
+                cfg.query.page_cache_bytes,
+            )),
             stopping: Arc::default(),
             threads: Mutex::new(threads),
             data_dir,
