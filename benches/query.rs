@@ -22,6 +22,7 @@
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -67,7 +68,10 @@ fn one_file_region(dir: &std::path::Path) -> (RegionSnapshot, u64) {
     };
     let snap = RegionSnapshot {
         mem: Vec::new(),
-        files: vec![meta],
+        all_files: Arc::new(vec![meta]),
+        db: Arc::from("bench"),
+        measurement: Some(Arc::from("cpu")),
+        excluded: Default::default(),
         region_dir: PathBuf::from(dir),
     };
     (snap, batch.num_rows() as u64)

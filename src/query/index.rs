@@ -70,6 +70,19 @@ struct PagePlace {
 pub struct TagColumn {
     pub name: String,
     pub values: Vec<String>,
+    /// Value ids in the order of their values, to find a value's id by binary search.
+    by_value: Vec<u32>,
+}
+
+impl TagColumn {
+    /// The id of `value` (an index into `values`), if the file holds it.
+    pub fn id_of(&self, value: &str) -> Option<usize> {
+        let i = self
+            .by_value
+            .partition_point(|&id| self.values[id as usize].as_str() < value);
+        let id = *self.by_value.get(i)? as usize;
+        (self.values[id] == value).then_some(id)
+    }
 }
 
 /// A run of rows with one tag set, sorted by time.
@@ -232,6 +245,7 @@ impl FileIndex {
             .map(|i| TagColumn {
                 name: schema.field(*i).name().clone(),
                 values: Vec::new(),
+                by_value: Vec::new(),
             })
             .collect();
         let mut ids: Vec<HashMap<String, u32>> = vec![HashMap::new(); tags.len()];
@@ -280,13 +294,18 @@ impl FileIndex {
                 &format!("read {row} rows, the footer says {total}"),
             ));
         }
+        for tag in &mut tags {
+            let mut ids: Vec<u32> = (0..tag.values.len() as u32).collect();
+            ids.sort_unstable_by(|a, b| tag.values[*a as usize].cmp(&tag.values[*b as usize]));
+            tag.by_value = ids;
+        }
         let bytes = parquet.memory_size()
             + runs.len() * std::mem::size_of::<Run>()
             + keys.len() * 4
             + tags
                 .iter()
                 .flat_map(|t| t.values.iter())
-                .map(|v| v.len() + 24)
+                .map(|v| v.len() + 28)
                 .sum::<usize>()
             + 256;
         Ok(FileIndex {
@@ -922,6 +941,13 @@ mod tests {
         assert_eq!(got, want);
         assert_eq!(idx.tag_value(2, 0), None, "run 2 lacks the tag");
         assert_eq!(idx.tag_value(4, 0), Some("h4"));
+        let host = &idx.tags[0];
+        for v in ["h0", "h1", "h3", "h4"] {
+            assert_eq!(host.id_of(v).map(|id| host.values[id].as_str()), Some(v));
+        }
+        for v in ["h2", "", "h", "h40", "zz"] {
+            assert_eq!(host.id_of(v), None, "{v}");
+        }
         // A second lookup is served from the cache.
         assert!(Arc::ptr_eq(&idx, &cache.get(&path, &meta).unwrap()));
         // Callers that miss at the same time share one build.

@@ -23,7 +23,7 @@ use roaring::RoaringBitmap;
 
 use super::agg::{Acc, Agg, Value};
 use super::index::{FileIndex, IndexCache, time_column};
-use super::plan::QuerySpec;
+use super::plan::{QuerySpec, TagOp};
 use crate::catalog::FileMeta;
 use crate::model::TIME_COLUMN;
 use crate::region::block::{Chunk, sorted_batch};
@@ -119,17 +119,31 @@ fn select_runs(idx: &FileIndex, spec: &QuerySpec, answered: &HashSet<GroupKey>) 
         .iter()
         .map(|p| match idx.tag_position(&p.key) {
             None => Err(p.matches(None)),
-            Some(t) => Ok((
-                t,
-                idx.tags[t]
-                    .values
-                    .iter()
-                    .map(|v| p.matches(Some(v)))
-                    .collect(),
-                p.matches(None),
-            )),
+            // `k=v`: one value can match; find it by binary search instead of comparing
+            // every value of the file (a file without it has no matching run).
+            Some(t) => {
+                let tag = &idx.tags[t];
+                let by_value = match &p.op {
+                    TagOp::Eq(x) => {
+                        let mut by_value = vec![false; tag.values.len()];
+                        if let Some(id) = tag.id_of(x) {
+                            by_value[id] = true;
+                        }
+                        by_value
+                    }
+                    _ => tag.values.iter().map(|v| p.matches(Some(v))).collect(),
+                };
+                Ok((t, by_value, p.matches(None)))
+            }
         })
         .collect();
+    // A predicate no run can satisfy (no value matches, and an absent tag does not).
+    if verdicts
+        .iter()
+        .any(|v| matches!(v, Ok((_, by_value, false)) if !by_value.contains(&true)))
+    {
+        return Vec::new();
+    }
     if verdicts.iter().any(|v| matches!(v, Err(false))) {
         return Vec::new();
     }
@@ -662,34 +676,38 @@ fn value_at(col: &ArrayRef, i: usize) -> Value {
     }
 }
 
-/// Collects filtered rows for `agg=none`, sorted by time inside each group.
-fn collect_raw(batch: &RecordBatch, spec: &QuerySpec, out: &mut RawPartial) -> Result<(), String> {
-    let n = batch.num_rows();
-    if n == 0 {
-        return Ok(());
-    }
-    let schema = batch.schema();
-    let time = time_column(batch)?;
-    // Register columns: tags not grouped on (only for `fields=*`, as InfluxQL's `SELECT *`;
-    // a field list returns those fields), then fields.
-    for f in schema.fields() {
-        let name = f.name();
-        if name == TIME_COLUMN || spec.group_by.contains(name) || out.columns.contains(name) {
+/// Registers the output columns of raw rows from a source's columns (name, is a tag): tags
+/// not grouped on (only for `fields=*`, as InfluxQL's `SELECT *`; a field list returns those
+/// fields), then fields; rows already collected get nulls in the new columns.
+fn register_raw_columns<'a>(
+    columns: impl Iterator<Item = (&'a str, bool)>,
+    spec: &QuerySpec,
+    out: &mut RawPartial,
+) {
+    for (name, tag) in columns {
+        if name == TIME_COLUMN
+            || spec.group_by.iter().any(|g| g == name)
+            || out.columns.iter().any(|c| c == name)
+        {
             continue;
         }
-        if is_tag(f.data_type()) {
+        if tag {
             if spec.fields.is_some() {
                 continue;
             }
-            out.columns.insert(out.tag_columns, name.clone());
+            out.columns.insert(out.tag_columns, name.to_string());
             out.tag_columns += 1;
             for rows in out.groups.values_mut() {
                 for (_, vals) in rows.iter_mut() {
                     vals.insert(out.tag_columns - 1, Value::Null);
                 }
             }
-        } else if spec.fields.as_ref().is_none_or(|l| l.contains(name)) {
-            out.columns.push(name.clone());
+        } else if spec
+            .fields
+            .as_ref()
+            .is_none_or(|l| l.iter().any(|f| f == name))
+        {
+            out.columns.push(name.to_string());
             for rows in out.groups.values_mut() {
                 for (_, vals) in rows.iter_mut() {
                     vals.push(Value::Null);
@@ -709,6 +727,121 @@ fn collect_raw(batch: &RecordBatch, spec: &QuerySpec, out: &mut RawPartial) -> R
             }
         }
     }
+}
+
+/// The error of a region whose raw rows exceed `query.max_rows`.
+fn too_many_raw_rows(max_rows: usize) -> String {
+    format!(
+        "the query returns more than {max_rows} raw rows (query.max_rows); add a limit, an aggregate or a narrower time range"
+    )
+}
+
+/// Collects the rows of a file read through its index (`data`: time and fields of `runs`,
+/// in run order) for `agg=none`, a series run at a time: the group and the tag values come
+/// from the run, the rows in range are a slice of the run (its times increase). Equivalent
+/// to [`collect_raw`] over the same rows with their tags rebuilt ([`FileIndex::with_tags`])
+/// and filtered by [`filter_mask`] (the runs already satisfy the tag predicates).
+fn collect_raw_runs(
+    idx: &FileIndex,
+    runs: &[usize],
+    data: &RecordBatch,
+    spec: &QuerySpec,
+    out: &mut RawPartial,
+) -> Result<(), String> {
+    let times = time_column(data)?.values();
+    // The rows in range of each run: (run, first row, end row) in `data`.
+    let mut spans = Vec::with_capacity(runs.len());
+    let (mut off, mut total) = (0usize, 0usize);
+    for &r in runs {
+        let n = idx.runs[r].len as usize;
+        let ts = times
+            .get(off..off + n)
+            .ok_or("series index and rows disagree")?;
+        let a = ts.partition_point(|t| *t < spec.start);
+        let b = ts.partition_point(|t| *t < spec.end);
+        spans.push((r, off + a, off + b));
+        total += b - a;
+        off += n;
+    }
+    if total == 0 {
+        return Ok(());
+    }
+    let schema = idx.meta.schema();
+    register_raw_columns(
+        schema
+            .fields()
+            .iter()
+            .filter(|f| is_tag(f.data_type()) || data.column_by_name(f.name()).is_some())
+            .map(|f| (f.name().as_str(), is_tag(f.data_type()))),
+        spec,
+        out,
+    );
+    /// Where an output column's values come from.
+    enum From<'a> {
+        Tag(usize),
+        Field(&'a ArrayRef),
+        Nothing,
+    }
+    let from: Vec<From> = out
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(ci, c)| {
+            if ci < out.tag_columns {
+                idx.tag_position(c).map_or(From::Nothing, From::Tag)
+            } else {
+                data.column_by_name(c).map_or(From::Nothing, From::Field)
+            }
+        })
+        .collect();
+    let group_pos: Vec<Option<usize>> = spec.group_by.iter().map(|g| idx.tag_position(g)).collect();
+    for (r, a, b) in spans {
+        if a == b {
+            continue;
+        }
+        let tags: Vec<Value> = from
+            .iter()
+            .map(|f| match f {
+                From::Tag(t) => idx
+                    .tag_value(r, *t)
+                    .map_or(Value::Null, |v| Value::Str(v.to_string())),
+                _ => Value::Null,
+            })
+            .collect();
+        let rows = out.groups.entry(idx.group_key(r, &group_pos)).or_default();
+        rows.reserve(b - a);
+        for i in a..b {
+            let vals = from
+                .iter()
+                .zip(&tags)
+                .map(|(f, tag)| match f {
+                    From::Field(col) => value_at(col, i),
+                    _ => tag.clone(),
+                })
+                .collect();
+            rows.push((times[i], vals));
+        }
+        out.rows += b - a;
+    }
+    Ok(())
+}
+
+/// Collects filtered rows for `agg=none`, sorted by time inside each group.
+fn collect_raw(batch: &RecordBatch, spec: &QuerySpec, out: &mut RawPartial) -> Result<(), String> {
+    let n = batch.num_rows();
+    if n == 0 {
+        return Ok(());
+    }
+    let schema = batch.schema();
+    let time = time_column(batch)?;
+    register_raw_columns(
+        schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().as_str(), is_tag(f.data_type()))),
+        spec,
+        out,
+    );
     let lookups: Vec<Option<TagLookup>> = spec
         .group_by
         .iter()
@@ -770,7 +903,7 @@ pub fn scan_region(
     let mut stats = ScanStats::default();
     // Partitions in time order; each with its file and memory sources.
     let mut parts: BTreeMap<i64, (Vec<&FileMeta>, Vec<&MemSource>)> = BTreeMap::new();
-    for f in &snap.files {
+    for f in snap.files() {
         if f.measurement == spec.measurement && spec.overlaps(f.min_time, f.max_time) {
             parts.entry(f.partition_start).or_default().0.push(f);
         } else {
@@ -885,6 +1018,19 @@ pub fn scan_region(
                     aggregate_runs(&idx, &runs, &data, spec, a, rank_base)?;
                     rank_base += data.num_rows() as u64;
                 }
+                // Raw rows of a file alone with its points, likewise a series run at a time.
+                (SourceData::File { path, idx, runs }, Partial::Raw(r))
+                    if !overlapping && idx.time_sorted =>
+                {
+                    let (data, skipped) = idx.read_rows(&path, &runs, true, want, cache.pages())?;
+                    stats.files_read += 1;
+                    stats.row_groups_pruned += skipped as u64;
+                    stats.rows_scanned += data.num_rows() as u64;
+                    collect_raw_runs(&idx, &runs, &data, spec, r)?;
+                    if r.rows > max_rows {
+                        return Err(too_many_raw_rows(max_rows));
+                    }
+                }
                 (SourceData::File { path, idx, runs }, _) => {
                     let (data, skipped) = idx.read_rows(&path, &runs, true, want, cache.pages())?;
                     stats.files_read += 1;
@@ -911,9 +1057,7 @@ pub fn scan_region(
                 Partial::Raw(r) => {
                     collect_raw(&filtered, spec, r)?;
                     if r.rows > max_rows {
-                        return Err(format!(
-                            "the query returns more than {max_rows} raw rows (query.max_rows); add a limit, an aggregate or a narrower time range"
-                        ));
+                        return Err(too_many_raw_rows(max_rows));
                     }
                 }
             }

@@ -120,8 +120,29 @@ pub struct OpenOptions {
 /// What a query reads from one region: in-memory chunks and live files, consistent.
 pub struct RegionSnapshot {
     pub mem: Vec<MemSource>,
-    pub files: Vec<FileMeta>,
+    /// Every live file of the region when the snapshot was taken (shared with the manifest,
+    /// not copied); [`RegionSnapshot::files`] picks the snapshot's own.
+    pub all_files: Arc<Vec<FileMeta>>,
+    pub db: Arc<str>,
+    /// `None`: every measurement.
+    pub measurement: Option<Arc<str>>,
+    /// Files whose rows are still in `mem` (a flush finished between the two reads).
+    pub excluded: HashSet<u64>,
     pub region_dir: PathBuf,
+}
+
+impl RegionSnapshot {
+    /// The live files of the snapshot's db (and measurement) not covered by `mem`.
+    pub fn files(&self) -> impl Iterator<Item = &FileMeta> {
+        self.all_files.iter().filter(|f| {
+            f.db == *self.db
+                && self
+                    .measurement
+                    .as_deref()
+                    .is_none_or(|m| f.measurement == m)
+                && !self.excluded.contains(&f.seq)
+        })
+    }
 }
 
 pub struct Engine {
@@ -614,6 +635,12 @@ impl Engine {
         let measurement: Option<Arc<str>> = measurement.map(Arc::from);
         let mut waits = Vec::new();
         for s in &r.shards {
+            // A shard holding no block has nothing to add: no round trip to its thread. The
+            // count drops to zero only after the manifest holds the flushed files (Release,
+            // in the shard; Acquire here), and the manifest is read below, after this.
+            if s.stats.in_memory.load(std::sync::atomic::Ordering::Acquire) == 0 {
+                continue;
+            }
             let (tx, rx) = oneshot::channel();
             s.ctrl
                 .send(Ctrl::Snapshot {
@@ -634,16 +661,12 @@ impl Engine {
         // Files after memory: a block that finished flushing in between is in the file list
         // and was dropped from memory, or is in memory and its file is excluded here.
         let excluded: HashSet<u64> = mem.iter().filter_map(|m| m.flushing_file_seq).collect();
-        let files = manifest
-            .files()
-            .iter()
-            .filter(|f| f.db == *db && measurement.as_deref().is_none_or(|m| f.measurement == m))
-            .filter(|f| !excluded.contains(&f.seq))
-            .cloned()
-            .collect();
         Ok(RegionSnapshot {
             mem,
-            files,
+            all_files: manifest.files(),
+            db,
+            measurement,
+            excluded,
             region_dir: manifest.region_dir().to_path_buf(),
         })
     }

@@ -112,6 +112,10 @@ pub struct ShardStats {
     pub flushing_blocks: std::sync::atomic::AtomicU64,
     pub rows: std::sync::atomic::AtomicU64,
     pub bytes: std::sync::atomic::AtomicU64,
+    /// Blocks held, active and flushing: exact, not a periodic figure. It rises before a
+    /// write into a new block is acknowledged and falls only after a flushed block's file
+    /// is in the manifest, so a query that reads zero may skip this shard's memory.
+    pub in_memory: std::sync::atomic::AtomicU64,
 }
 
 /// What the shard thread needs from its region.
@@ -234,7 +238,17 @@ impl Shard {
             .metrics
             .memory_bytes
             .fetch_add(added as u64, Relaxed);
+        self.publish_in_memory();
         applied
+    }
+
+    /// Publishes the exact count of blocks held (see [`ShardStats::in_memory`]).
+    fn publish_in_memory(&self) {
+        let n = (self.blocks.len() + self.flushing.len()) as u64;
+        self.ctx
+            .stats
+            .in_memory
+            .store(n, std::sync::atomic::Ordering::Release);
     }
 
     /// Appends a group of writes to the WAL with one sync, applies and acknowledges them.
@@ -289,6 +303,7 @@ impl Shard {
         };
         let chunks = active.block.freeze();
         if chunks.is_empty() {
+            self.publish_in_memory();
             return;
         }
         let f = Flushing {
@@ -301,6 +316,7 @@ impl Shard {
         };
         self.submit(&f);
         self.flushing.push(f);
+        self.publish_in_memory();
     }
 
     fn submit(&self, f: &Flushing) {
@@ -354,7 +370,9 @@ impl Shard {
         };
         match result {
             Ok(outcome) => {
+                // The flush job committed the file to the manifest before reporting.
                 let f = self.flushing.remove(pos);
+                self.publish_in_memory();
                 let m = &self.ctx.metrics;
                 m.memory_bytes
                     .fetch_sub(f.bytes.min(m.memory_bytes.load(Relaxed)), Relaxed);
