@@ -14,7 +14,7 @@ use bytes::Bytes;
 use super::rows::RowWriter;
 use crate::lineproto::{self, FieldValue, ParsedLine};
 use crate::model::{
-    ColumnKind, PartitionStart, Precision, RESERVED_KEYS, RegionId, ShardId, truncate,
+    ColumnKind, FieldType, PartitionStart, Precision, RESERVED_KEYS, RegionId, ShardId, truncate,
 };
 use crate::region::block::field_type_of;
 use crate::region::schema::{PartitionSchema, SchemaRegistry};
@@ -63,6 +63,68 @@ pub fn sorted_tags<'l>(line: &'l ParsedLine<'_>) -> Vec<(&'l str, &'l str)> {
         .collect();
     tags.sort_unstable_by(|a, b| a.0.cmp(b.0));
     tags
+}
+
+/// The keys of the last line accepted, in line order, with what was checked about them: a
+/// body's lines nearly always share one measurement, tag keys and field keys (with types),
+/// so a line of the same shape needs no name checks, no schema lookups and no tag sort.
+#[derive(Debug, Default)]
+struct Shape {
+    measurement: String,
+    partition: i64,
+    tag_keys: Vec<String>,
+    fields: Vec<(String, FieldType)>,
+    /// Positions of the tags in key order.
+    order: Vec<usize>,
+}
+
+impl Shape {
+    /// Whether the line has this shape's measurement and keys (and field types).
+    fn same_keys(&self, line: &ParsedLine<'_>) -> bool {
+        self.measurement == line.measurement.as_ref()
+            && self.tag_keys.len() == line.tags.len()
+            && self.fields.len() == line.fields.len()
+            && self
+                .tag_keys
+                .iter()
+                .zip(&line.tags)
+                .all(|(k, (lk, _))| k == lk.as_ref())
+            && self
+                .fields
+                .iter()
+                .zip(&line.fields)
+                .all(|((k, t), (lk, v))| *t == field_type_of(v) && k == lk.as_ref())
+    }
+
+    fn remember(&mut self, line: &ParsedLine<'_>, partition: i64) {
+        self.partition = partition;
+        self.measurement.clear();
+        self.measurement.push_str(&line.measurement);
+        self.tag_keys.clear();
+        self.tag_keys
+            .extend(line.tags.iter().map(|(k, _)| k.to_string()));
+        self.fields.clear();
+        self.fields.extend(
+            line.fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), field_type_of(v))),
+        );
+        self.order.clear();
+        self.order.extend(0..line.tags.len());
+        let keys = &self.tag_keys;
+        self.order.sort_unstable_by(|a, b| keys[*a].cmp(&keys[*b]));
+    }
+
+    /// The tags of a line of this shape, in key order.
+    fn sorted_tags<'l>(&self, line: &'l ParsedLine<'_>) -> Vec<(&'l str, &'l str)> {
+        self.order
+            .iter()
+            .map(|&i| {
+                let (k, v) = &line.tags[i];
+                (k.as_ref(), v.as_ref())
+            })
+            .collect()
+    }
 }
 
 /// Checks that do not depend on the registry.
@@ -115,6 +177,7 @@ pub fn prepare(
     let mut geo_cache = GeoCache::default();
     // Most bodies hold one measurement and partition: remember the last schema used.
     let mut last_schema: Option<(String, i64, Arc<PartitionSchema>)> = None;
+    let mut shape = Shape::default();
 
     // Accepted lines are handed back to the parser, which reuses their vectors.
     let mut lines = lineproto::lines(&body);
@@ -137,7 +200,9 @@ pub fn prepare(
                 continue;
             }
         };
-        if let Err(msg) = check_names(&line) {
+        // Names were checked for a line with the same keys already.
+        let same_keys = shape.same_keys(&line);
+        if !same_keys && let Err(msg) = check_names(&line) {
             reject(&mut out, msg);
             continue;
         }
@@ -160,6 +225,22 @@ pub fn prepare(
             );
             continue;
         };
+        // A line shaped like the last accepted one, in its partition, passed the checks
+        // below already.
+        if same_keys && shape.partition == partition.0 {
+            let tags = shape.sorted_tags(&line);
+            let (region, _) = router.route_cached(&tags, &mut geo_cache);
+            let hash = series_hash(&line.measurement, &tags);
+            let shard = shard_of(hash, shards_per_region);
+            by_shard
+                .entry((region, shard))
+                .or_insert_with(|| RowWriter::new(&db, row_capacity))
+                .push(ts, hash, &line.measurement, &tags, &line.fields);
+            out.accepted += 1;
+            out.fields_accepted += line.fields.len();
+            lines.recycle(line);
+            continue;
+        }
         let tags = sorted_tags(&line);
         let (region, _) = router.route_cached(&tags, &mut geo_cache);
 
@@ -199,6 +280,7 @@ pub fn prepare(
             .push(ts, hash, &line.measurement, &tags, &line.fields);
         out.accepted += 1;
         out.fields_accepted += line.fields.len();
+        shape.remember(&line, partition.0);
         lines.recycle(line);
     }
 
@@ -337,6 +419,68 @@ mod tests {
             a[0].series_hash,
             series_hash("m", &[("dc", "x"), ("host", "a")])
         );
+    }
+
+    #[test]
+    fn lines_of_one_shape_are_checked_like_any_other() {
+        let body = "m,a=1,b=2 x=1i,y=2 10\n\
+                    m,a=1,b=3 x=2i,y=3 11\n\
+                    m,b=4,a=1 x=3i,y=4 12\n\
+                    m,a=1,b=2 x=1.5,y=2 13\n\
+                    m,a=1,b=2 x=4i,y=5 14\n\
+                    m,a=1,time=2 x=1i,y=2 15\n\
+                    m,a=1,b=2 x=5i,a=7 16\n\
+                    m,a=1,b=2 x=6i,y=6 7200000000000\n\
+                    m,a=1,b=2 x=6i,y=6 -5\n\
+                    m,a=1,b=5 x=7i,y=7 7200000000001\n";
+        let p = run(body, Precision::Nanosecond);
+        let nums: Vec<usize> = p.rejected.iter().map(|r| r.line_number).collect();
+        assert_eq!(nums, vec![4, 6, 7], "{:?}", p.rejected);
+        assert!(p.rejected[0].error_message.contains("type"));
+        assert!(p.rejected[1].error_message.contains("reserved"));
+        assert!(
+            p.rejected[2]
+                .error_message
+                .contains("both a tag and a field")
+        );
+        assert_eq!(p.accepted, 7);
+        type Tags = Vec<(String, String)>;
+        let mut rows: Vec<(i64, Tags, u64)> = p
+            .batches
+            .iter()
+            .flat_map(|(_, b)| rows_of(b))
+            .map(|r| {
+                let tags = r
+                    .tags
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                (r.ts, tags, r.series_hash)
+            })
+            .collect();
+        rows.sort();
+        let t = |a: &str, b: &str| {
+            vec![
+                ("a".to_string(), a.to_string()),
+                ("b".to_string(), b.to_string()),
+            ]
+        };
+        let want = [
+            (-5, t("1", "2")),
+            (10, t("1", "2")),
+            (11, t("1", "3")),
+            (12, t("1", "4")),
+            (14, t("1", "2")),
+            (7_200_000_000_000, t("1", "2")),
+            (7_200_000_000_001, t("1", "5")),
+        ];
+        assert_eq!(rows.len(), want.len());
+        for ((ts, tags, hash), (wts, wtags)) in rows.iter().zip(&want) {
+            assert_eq!((ts, tags), (wts, wtags));
+            let pairs: Vec<(&str, &str)> =
+                tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            assert_eq!(*hash, series_hash("m", &pairs));
+        }
     }
 
     #[test]
