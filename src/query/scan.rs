@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, DictionaryArray, RecordBatch, StringArray,
+    Array, ArrayRef, AsArray, BooleanArray, DictionaryArray, RecordBatch, StringArray, UInt32Array,
 };
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type, UInt64Type};
@@ -191,6 +191,18 @@ fn answered_groups(spec: &QuerySpec, partial: &Partial) -> HashSet<GroupKey> {
 /// Sorted, deduplicated rows of an in-memory block, filtered by series with a roaring
 /// bitmap of the series ids that match the predicates (evaluated once per series).
 fn mem_batch(chunks: &[Arc<Chunk>], spec: &QuerySpec) -> Result<Option<RecordBatch>, String> {
+    mem_rows(chunks, spec, FEW_SERIES)
+}
+
+/// Matching series are "few" when at most one in this many of a block's series match.
+const FEW_SERIES: u64 = 8;
+
+/// [`mem_batch`], taking rows by series when at most one series in `few` matches.
+fn mem_rows(
+    chunks: &[Arc<Chunk>],
+    spec: &QuerySpec,
+    few: u64,
+) -> Result<Option<RecordBatch>, String> {
     let Some(last) = chunks.last() else {
         return Ok(None);
     };
@@ -210,8 +222,12 @@ fn mem_batch(chunks: &[Arc<Chunk>], spec: &QuerySpec) -> Result<Option<RecordBat
     if matching.is_empty() {
         return Ok(None);
     }
-    // Drop rows of non-matching series and outside the range before sorting.
+    // Drop rows of non-matching series and outside the range before sorting. A few series
+    // of many: their rows are taken through the chunk's rows-by-series index; otherwise
+    // every row is tested.
     let all_match = matching.len() as usize == last.series.len();
+    let few = matching.len().saturating_mul(few) <= last.series.len() as u64;
+    let in_time = |t: i64| t >= spec.start && t < spec.end;
     let mut relevant: Vec<Arc<Chunk>> = Vec::new();
     for c in chunks
         .iter()
@@ -222,26 +238,55 @@ fn mem_batch(chunks: &[Arc<Chunk>], spec: &QuerySpec) -> Result<Option<RecordBat
             relevant.push(c.clone());
             continue;
         }
-        let mask: BooleanArray = c
-            .sid
-            .values()
-            .iter()
-            .zip(c.time.values().iter())
-            .map(|(sid, t)| Some(matching.contains(*sid) && *t >= spec.start && *t < spec.end))
-            .collect();
-        if mask.true_count() == 0 {
-            continue;
-        }
-        let f = |a: &dyn Array| {
-            arrow::compute::filter(a, &mask).map_err(|e| format!("filtering in-memory rows: {e}"))
+        let times = c.time.values();
+        let pick: Result<Vec<ArrayRef>, arrow::error::ArrowError> = if few {
+            let by_series = c.rows_by_series();
+            let mut rows: Vec<u32> = matching
+                .iter()
+                .flat_map(|sid| by_series.rows(sid))
+                .copied()
+                .filter(|&r| times.get(r as usize).is_some_and(|t| in_time(*t)))
+                .collect();
+            if rows.is_empty() {
+                continue;
+            }
+            // Arrival order, as the mask below keeps it (later writes win when deduplicated).
+            rows.sort_unstable();
+            let rows = UInt32Array::from(rows);
+            let columns = [c.time.as_ref() as &dyn Array, c.sid.as_ref()]
+                .into_iter()
+                .chain(c.fields.iter().map(|(_, _, a)| a.as_ref()));
+            columns
+                .map(|a| arrow::compute::take(a, &rows, None))
+                .collect()
+        } else {
+            let mask: BooleanArray = c
+                .sid
+                .values()
+                .iter()
+                .zip(times.iter())
+                .map(|(sid, t)| Some(matching.contains(*sid) && in_time(*t)))
+                .collect();
+            if mask.true_count() == 0 {
+                continue;
+            }
+            let columns = [c.time.as_ref() as &dyn Array, c.sid.as_ref()]
+                .into_iter()
+                .chain(c.fields.iter().map(|(_, _, a)| a.as_ref()));
+            columns.map(|a| arrow::compute::filter(a, &mask)).collect()
         };
-        let time = f(c.time.as_ref())?;
-        let sid = f(c.sid.as_ref())?;
+        let mut picked = pick
+            .map_err(|e| format!("selecting in-memory rows: {e}"))?
+            .into_iter();
+        let (Some(time), Some(sid)) = (picked.next(), picked.next()) else {
+            return Err("selecting in-memory rows: columns missing".into());
+        };
         let fields = c
             .fields
             .iter()
-            .map(|(n, t, a)| Ok((n.clone(), *t, f(a.as_ref())?)))
-            .collect::<Result<Vec<_>, String>>()?;
+            .zip(picked)
+            .map(|((n, t, _), a)| (n.clone(), *t, a))
+            .collect();
         relevant.push(Arc::new(Chunk {
             time: Arc::new(
                 time.as_primitive::<arrow::datatypes::TimestampNanosecondType>()
@@ -252,6 +297,7 @@ fn mem_batch(chunks: &[Arc<Chunk>], spec: &QuerySpec) -> Result<Option<RecordBat
             series: c.series.clone(),
             min_time: c.min_time,
             max_time: c.max_time,
+            by_series: Default::default(),
         }));
     }
     if relevant.is_empty() {
@@ -1091,4 +1137,82 @@ pub fn scan_region(
         }
     }
     Ok((partial, stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lineproto::FieldValue;
+    use crate::region::block::Block;
+    use crate::router::series_hash;
+
+    fn spec(params: &[(&str, &str)]) -> QuerySpec {
+        let mut p: HashMap<String, String> = [("db", "d"), ("measurement", "m")]
+            .into_iter()
+            .chain(params.iter().copied())
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        p.entry("start".into()).or_insert_with(|| "0".into());
+        p.entry("end".into()).or_insert_with(|| "1000".into());
+        QuerySpec::from_params(&p).unwrap()
+    }
+
+    /// Rows taken through the rows-by-series index equal rows found by testing every row:
+    /// several chunks, series in many orders, points rewritten in later chunks.
+    #[test]
+    fn rows_taken_by_series_equal_rows_tested_one_by_one() {
+        let mut block = Block::new();
+        let mut chunks = Vec::new();
+        for round in 0..3i64 {
+            for i in 0..400i64 {
+                let host = format!("h{}", (i * 7 + round) % 50);
+                let tags = [("host", host.as_str())];
+                let hash = series_hash("m", &tags);
+                let v = FieldValue::Integer(i + round * 1000);
+                let mut fields = vec![("v", v)];
+                if i % 3 == 0 {
+                    fields.push(("w", FieldValue::Float(i as f64)));
+                }
+                block.append(hash, &tags, &fields, (i % 40) * 10);
+            }
+            chunks = block.freeze();
+        }
+        assert_eq!(chunks.len(), 3);
+        let queries: [&[(&str, &str)]; 6] = [
+            &[("where", "host=h3")],
+            &[("where", "host=h3"), ("start", "55"), ("end", "200")],
+            &[("where", "host=~^h1")],
+            &[("where", "host=h99")],
+            &[("where", "host!=h3")],
+            &[],
+        ];
+        for q in queries {
+            let s = spec(q);
+            let taken = mem_rows(&chunks, &s, 1).unwrap();
+            let tested = mem_rows(&chunks, &s, u64::MAX).unwrap();
+            assert_eq!(taken, tested, "{q:?}");
+            if q.len() == 1 && q[0].1 == "host=h3" {
+                let times: HashSet<i64> = (0..3i64)
+                    .flat_map(|round| (0..400i64).map(move |i| (round, i)))
+                    .filter(|(round, i)| (i * 7 + round) % 50 == 3)
+                    .map(|(_, i)| (i % 40) * 10)
+                    .collect();
+                let rows = taken.map_or(0, |b| b.num_rows());
+                assert_eq!(
+                    rows,
+                    times.len(),
+                    "one row per time of h3, rewrites deduplicated"
+                );
+                assert!(rows > 5);
+            }
+        }
+        let by_series = chunks[0].rows_by_series();
+        let sids = chunks[0].sid.values();
+        for sid in 0..52u32 {
+            let want: Vec<u32> = (0..sids.len() as u32)
+                .filter(|&r| sids[r as usize] == sid)
+                .collect();
+            assert_eq!(by_series.rows(sid), want.as_slice());
+        }
+    }
 }

@@ -13,7 +13,7 @@
 
 use rustc_hash::FxHashMap;
 use std::cmp::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arrow::array::{
     Array, ArrayBuilder, ArrayRef, BooleanBuilder, DictionaryArray, Float64Builder, Int32Array,
@@ -186,11 +186,58 @@ pub struct Chunk {
     pub series: Arc<[TagSet]>,
     pub min_time: i64,
     pub max_time: i64,
+    /// Its rows grouped by series, built by the first selective query that reads it.
+    pub by_series: OnceLock<SeriesRows>,
 }
 
 impl Chunk {
     pub fn rows(&self) -> usize {
         self.time.len()
+    }
+
+    /// The rows of each series (built once, on first use).
+    pub fn rows_by_series(&self) -> &SeriesRows {
+        self.by_series
+            .get_or_init(|| SeriesRows::new(self.sid.values()))
+    }
+}
+
+/// Rows grouped by series id, ascending within each (compressed sparse rows): a query for
+/// a few series of a chunk takes their rows directly instead of testing every row.
+#[derive(Debug)]
+pub struct SeriesRows {
+    /// `offsets[s]..offsets[s + 1]` is the range of `rows` holding series `s`.
+    offsets: Vec<u32>,
+    rows: Vec<u32>,
+}
+
+impl SeriesRows {
+    fn new(sids: &[u32]) -> SeriesRows {
+        let n = sids.iter().max().map_or(0, |m| *m as usize + 1);
+        let mut offsets = vec![0u32; n + 1];
+        for &s in sids {
+            offsets[s as usize + 1] += 1;
+        }
+        for i in 0..n {
+            offsets[i + 1] += offsets[i];
+        }
+        let mut next = offsets.clone();
+        let mut rows = vec![0u32; sids.len()];
+        for (row, &s) in sids.iter().enumerate() {
+            let at = &mut next[s as usize];
+            rows[*at as usize] = row as u32;
+            *at += 1;
+        }
+        SeriesRows { offsets, rows }
+    }
+
+    /// The rows of series `sid`, ascending (empty when the chunk has none).
+    pub fn rows(&self, sid: u32) -> &[u32] {
+        let s = sid as usize;
+        match (self.offsets.get(s), self.offsets.get(s + 1)) {
+            (Some(&a), Some(&b)) => &self.rows[a as usize..b as usize],
+            _ => &[],
+        }
     }
 }
 
@@ -310,6 +357,7 @@ impl Block {
                 series: self.series.snapshot(),
                 min_time: self.min_time,
                 max_time: self.max_time,
+                by_series: OnceLock::new(),
             }));
             self.min_time = i64::MAX;
             self.max_time = i64::MIN;
