@@ -361,6 +361,38 @@ impl FileIndex {
         want: impl Fn(&str) -> bool,
         pages: &PageCache,
     ) -> Result<(RecordBatch, usize), String> {
+        let mut batches = Vec::new();
+        let mut schema = None;
+        let skipped =
+            self.read_rows_in_batches(path, runs, with_time, want, pages, MAX_BATCH_ROWS, |b| {
+                schema.get_or_insert_with(|| b.schema());
+                batches.push(b);
+                Ok(())
+            })?;
+        let data = match (batches.len(), schema) {
+            (1, _) => batches.swap_remove(0),
+            (_, Some(schema)) => {
+                arrow::compute::concat_batches(&schema, &batches).map_err(|e| read_err(path, &e))?
+            }
+            (_, None) => return Err(read_err(path, &"no rows read")),
+        };
+        Ok((data, skipped))
+    }
+
+    /// [`FileIndex::read_rows`] a batch of at most `batch_rows` rows at a time, each handed to
+    /// `each` in order, so that a scan of a whole file never holds it decoded at once (and
+    /// reuses small buffers instead of mapping fresh memory for every file).
+    #[allow(clippy::too_many_arguments)]
+    pub fn read_rows_in_batches(
+        &self,
+        path: &Path,
+        runs: &[usize],
+        with_time: bool,
+        want: impl Fn(&str) -> bool,
+        pages: &PageCache,
+        batch_rows: usize,
+        mut each: impl FnMut(RecordBatch) -> Result<(), String>,
+    ) -> Result<usize, String> {
         let schema = self.meta.schema().clone();
         let mut read_cols: Vec<usize> = schema
             .fields()
@@ -454,7 +486,8 @@ impl FileIndex {
                     ),
                 ));
             }
-            return Ok((data, groups_skipped));
+            each(data)?;
+            return Ok(groups_skipped);
         }
         let wanted = needed_ranges(
             self.meta.metadata(),
@@ -469,26 +502,28 @@ impl FileIndex {
             .with_projection(mask)
             .with_row_groups(groups)
             .with_row_selection(RowSelection::from(selectors))
-            .with_batch_size((expected as usize).clamp(1, MAX_BATCH_ROWS))
+            .with_batch_size((expected as usize).clamp(1, batch_rows.max(1)))
             .build()
             .map_err(|e| read_err(path, &e))?;
-        let read_schema = reader.schema();
-        let mut batches = Vec::new();
+        let mut read = 0u64;
+        let mut any = false;
+        let empty_schema = reader.schema();
         for b in reader {
-            batches.push(b.map_err(|e| read_err(path, &e))?);
+            let b = b.map_err(|e| read_err(path, &e))?;
+            read += b.num_rows() as u64;
+            any = true;
+            each(b)?;
         }
-        let data = arrow::compute::concat_batches(&read_schema, &batches)
-            .map_err(|e| read_err(path, &e))?;
-        if data.num_rows() as u64 != expected {
+        if read != expected {
             return Err(read_err(
                 path,
-                &format!(
-                    "selected {expected} rows of the series index, read {}",
-                    data.num_rows()
-                ),
+                &format!("selected {expected} rows of the series index, read {read}"),
             ));
         }
-        Ok((data, groups_skipped))
+        if !any {
+            each(RecordBatch::new_empty(empty_schema))?;
+        }
+        Ok(groups_skipped)
     }
 
     /// [`FileIndex::read_rows`] through the page cache: each column of `read_cols` (root

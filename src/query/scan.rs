@@ -509,89 +509,144 @@ fn fold_rows(
     }
 }
 
-/// Folds the rows of a file read through its index (`data`: time and fields of `runs`, in
-/// run order) into aggregates, a series run at a time: the group comes from the run's tags,
-/// the rows in range are a slice of the run (its times increase), each bucket a sub-slice.
-/// Equivalent to [`aggregate`] over the same rows filtered by [`filter_mask`].
-fn aggregate_runs(
-    idx: &FileIndex,
-    runs: &[usize],
-    data: &RecordBatch,
-    spec: &QuerySpec,
-    out: &mut AggPartial,
+/// Rows per batch when a file is scanned and aggregated: small enough that the decoded
+/// columns stay in cache and their buffers are reused from batch to batch.
+const SCAN_BATCH_ROWS: usize = 8192;
+
+/// Folds the rows of a file read through its index into aggregates, a series run at a time:
+/// the group comes from the run's tags, the rows in range are a slice of the run (its times
+/// increase), each bucket a sub-slice. The rows of `runs` come in run order, batch by batch
+/// ([`FileIndex::read_rows_in_batches`]); a run may straddle batches. Equivalent to
+/// [`aggregate`] over the same rows filtered by [`filter_mask`].
+struct RunFolder<'a> {
+    idx: &'a FileIndex,
+    runs: &'a [usize],
+    spec: &'a QuerySpec,
+    /// The run being read, and how many of its rows came already.
+    next: usize,
+    consumed: u64,
+    /// Rows folded before the current batch; a row's tie-break rank is `rank_base` plus its
+    /// position among all rows of the file read.
+    seen: u64,
     rank_base: u64,
-) -> Result<(), String> {
-    // Without a time column (see `needs_times`) each run is one bucket, inside the range.
-    let times: Option<&[i64]> = match data.column_by_name(TIME_COLUMN) {
-        Some(_) => Some(time_column(data)?.values()),
-        None => None,
-    };
-    let names = field_names(data, spec);
-    let positions = field_positions(out, &names);
-    let nf = out.fields.len();
-    let cols: Vec<(usize, &ArrayRef)> = names
-        .iter()
-        .zip(&positions)
-        .filter_map(|(n, p)| data.column_by_name(n).map(|c| (*p, c)))
-        .collect();
-    let group_pos: Vec<Option<usize>> = spec.group_by.iter().map(|g| idx.tag_position(g)).collect();
-    let mut group_of: HashMap<Vec<Option<usize>>, GroupKey> = HashMap::new();
-    let mut off = 0usize;
-    for &r in runs {
-        let run = idx.runs[r];
-        let n = run.len as usize;
-        let ids: Vec<Option<usize>> = group_pos
+    group_pos: Vec<Option<usize>>,
+    group_of: HashMap<Vec<Option<usize>>, GroupKey>,
+}
+
+impl<'a> RunFolder<'a> {
+    fn new(idx: &'a FileIndex, runs: &'a [usize], spec: &'a QuerySpec, rank_base: u64) -> Self {
+        RunFolder {
+            idx,
+            runs,
+            spec,
+            next: 0,
+            consumed: 0,
+            seen: 0,
+            rank_base,
+            group_pos: spec.group_by.iter().map(|g| idx.tag_position(g)).collect(),
+            group_of: HashMap::new(),
+        }
+    }
+
+    /// Folds the next batch (`data`: time, if read, and fields).
+    fn fold(&mut self, data: &RecordBatch, out: &mut AggPartial) -> Result<(), String> {
+        let spec = self.spec;
+        // Without a time column (see `needs_times`) each run is one bucket, inside the range.
+        let times: Option<&[i64]> = match data.column_by_name(TIME_COLUMN) {
+            Some(_) => Some(time_column(data)?.values()),
+            None => None,
+        };
+        let names = field_names(data, spec);
+        let positions = field_positions(out, &names);
+        let nf = out.fields.len();
+        let cols: Vec<(usize, &ArrayRef)> = names
             .iter()
-            .map(|t| t.and_then(|t| idx.key(r, t)))
+            .zip(&positions)
+            .filter_map(|(n, p)| data.column_by_name(n).map(|c| (*p, c)))
             .collect();
-        let group = group_of
-            .entry(ids)
-            .or_insert_with(|| idx.group_key(r, &group_pos))
-            .clone();
-        let buckets = out.groups.entry(group).or_default();
-        let Some(times) = times else {
-            let accs = buckets
-                .entry(spec.bucket_of(run.min_time))
-                .or_insert_with(|| vec![Acc::default(); nf]);
-            for (pos, col) in &cols {
-                fold_rows(&mut accs[*pos], spec.agg, col, &[], off, off + n, rank_base);
+        let rank_base = self.rank_base + self.seen;
+        let rows = data.num_rows();
+        let mut off = 0usize;
+        while off < rows {
+            let &r = self
+                .runs
+                .get(self.next)
+                .ok_or("series index and rows disagree")?;
+            let run = self.idx.runs[r];
+            let n = ((run.len - self.consumed) as usize).min(rows - off);
+            let ids: Vec<Option<usize>> = self
+                .group_pos
+                .iter()
+                .map(|t| t.and_then(|t| self.idx.key(r, t)))
+                .collect();
+            let (idx, group_pos) = (self.idx, &self.group_pos);
+            let group = self
+                .group_of
+                .entry(ids)
+                .or_insert_with(|| idx.group_key(r, group_pos))
+                .clone();
+            let buckets = out.groups.entry(group).or_default();
+            match times {
+                None => {
+                    let accs = buckets
+                        .entry(spec.bucket_of(run.min_time))
+                        .or_insert_with(|| vec![Acc::default(); nf]);
+                    for (pos, col) in &cols {
+                        fold_rows(&mut accs[*pos], spec.agg, col, &[], off, off + n, rank_base);
+                    }
+                }
+                Some(times) => {
+                    let ts = times
+                        .get(off..off + n)
+                        .ok_or("series index and rows disagree")?;
+                    let mut a = ts.partition_point(|t| *t < spec.start);
+                    let b = ts.partition_point(|t| *t < spec.end);
+                    while a < b {
+                        let bucket = spec.bucket_of(ts[a]);
+                        let end = match spec.every {
+                            Some(w) => {
+                                let next =
+                                    (bucket as i128 + w as i128).min(i64::MAX as i128) as i64;
+                                (a + ts[a..b].partition_point(|t| *t < next)).max(a + 1)
+                            }
+                            None => b,
+                        };
+                        let accs = buckets
+                            .entry(bucket)
+                            .or_insert_with(|| vec![Acc::default(); nf]);
+                        for (pos, col) in &cols {
+                            fold_rows(
+                                &mut accs[*pos],
+                                spec.agg,
+                                col,
+                                times,
+                                off + a,
+                                off + end,
+                                rank_base,
+                            );
+                        }
+                        a = end;
+                    }
+                }
             }
             off += n;
-            continue;
-        };
-        let ts = times
-            .get(off..off + n)
-            .ok_or("series index and rows disagree")?;
-        let mut a = ts.partition_point(|t| *t < spec.start);
-        let b = ts.partition_point(|t| *t < spec.end);
-        while a < b {
-            let bucket = spec.bucket_of(ts[a]);
-            let end = match spec.every {
-                Some(w) => {
-                    let next = (bucket as i128 + w as i128).min(i64::MAX as i128) as i64;
-                    (a + ts[a..b].partition_point(|t| *t < next)).max(a + 1)
-                }
-                None => b,
-            };
-            let accs = buckets
-                .entry(bucket)
-                .or_insert_with(|| vec![Acc::default(); nf]);
-            for (pos, col) in &cols {
-                fold_rows(
-                    &mut accs[*pos],
-                    spec.agg,
-                    col,
-                    times,
-                    off + a,
-                    off + end,
-                    rank_base,
-                );
+            self.consumed += n as u64;
+            if self.consumed == run.len {
+                self.next += 1;
+                self.consumed = 0;
             }
-            a = end;
         }
-        off += n;
+        self.seen += rows as u64;
+        Ok(())
     }
-    Ok(())
+
+    /// Checks that every row of every run came; returns the rows folded.
+    fn finish(&self) -> Result<u64, String> {
+        if self.next != self.runs.len() || self.consumed != 0 {
+            return Err("series index and rows disagree".into());
+        }
+        Ok(self.seen)
+    }
 }
 
 /// Folds a filtered batch into aggregates.
@@ -1056,13 +1111,21 @@ pub fn scan_region(
                     if !overlapping && idx.time_sorted =>
                 {
                     let with_time = needs_times(&idx, &runs, spec);
-                    let (data, skipped) =
-                        idx.read_rows(&path, &runs, with_time, want, cache.pages())?;
+                    let mut folder = RunFolder::new(&idx, &runs, spec, rank_base);
+                    let skipped = idx.read_rows_in_batches(
+                        &path,
+                        &runs,
+                        with_time,
+                        want,
+                        cache.pages(),
+                        SCAN_BATCH_ROWS,
+                        |batch| folder.fold(&batch, a),
+                    )?;
+                    let rows = folder.finish()?;
                     stats.files_read += 1;
                     stats.row_groups_pruned += skipped as u64;
-                    stats.rows_scanned += data.num_rows() as u64;
-                    aggregate_runs(&idx, &runs, &data, spec, a, rank_base)?;
-                    rank_base += data.num_rows() as u64;
+                    stats.rows_scanned += rows;
+                    rank_base += rows;
                 }
                 // Raw rows of a file alone with its points, likewise a series run at a time.
                 (SourceData::File { path, idx, runs }, Partial::Raw(r))
@@ -1155,6 +1218,127 @@ mod tests {
         p.entry("start".into()).or_insert_with(|| "0".into());
         p.entry("end".into()).or_insert_with(|| "1000".into());
         QuerySpec::from_params(&p).unwrap()
+    }
+
+    /// Aggregating a file batch by batch, runs straddling batches, gives what aggregating
+    /// its rows at once (tags rebuilt, filtered row by row) gives.
+    #[test]
+    fn folding_runs_batch_by_batch_equals_aggregating_rows() {
+        use crate::query::index::IndexCache;
+        use crate::storage::parquet::{write_file, writer_properties};
+        use arrow::array::{DictionaryArray, Int64Array, TimestampNanosecondArray};
+        use arrow::datatypes::{DataType, Field, Int32Type, Schema, TimeUnit};
+
+        const STEP: i64 = 10_000_000_000;
+        let (mut hosts, mut regions, mut times, mut vs) = (vec![], vec![], vec![], vec![]);
+        for h in 0..30i64 {
+            for i in 0..(500 + h * 13) {
+                hosts.push(format!("h{h:02}"));
+                regions.push(["eu", "us", "ap"][(h % 3) as usize]);
+                times.push(i * STEP);
+                vs.push((i * 7919 + h * 104_729) % 1000 - 500);
+            }
+        }
+        let host: DictionaryArray<Int32Type> = hosts.iter().map(|h| Some(h.as_str())).collect();
+        let region: DictionaryArray<Int32Type> = regions.iter().map(|r| Some(*r)).collect();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(
+                TIME_COLUMN,
+                DataType::Timestamp(TimeUnit::Nanosecond, None),
+                false,
+            ),
+            Field::new("host", host.data_type().clone(), true),
+            Field::new("region", region.data_type().clone(), true),
+            Field::new("v", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(TimestampNanosecondArray::from(times)),
+                Arc::new(host),
+                Arc::new(region),
+                Arc::new(Int64Array::from(vs)),
+            ],
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.parquet");
+        let bytes = write_file(
+            &path,
+            &batch,
+            writer_properties(&schema, 1 << 20, vec![], 1),
+        )
+        .unwrap();
+        let meta = FileMeta {
+            seq: 1,
+            path: "f.parquet".into(),
+            db: "d".into(),
+            measurement: "m".into(),
+            partition_start: 0,
+            min_time: 0,
+            max_time: 0,
+            rows: batch.num_rows() as u64,
+            bytes,
+            columns: Vec::new(),
+            wal: Vec::new(),
+        };
+        let cache = IndexCache::new(1 << 30, 0);
+        let idx = cache.get(&path, &meta).unwrap();
+        let aggs = [
+            "count", "sum", "mean", "min", "max", "first", "last", "stddev",
+        ];
+        let mut checked = 0;
+        for (i, agg) in aggs.iter().enumerate() {
+            for every in [None, Some("7m"), Some("1h")] {
+                for (group, start, end) in [("", 0, 1 << 50), ("region", 35 * STEP, 600 * STEP)] {
+                    let mut q = vec![("agg", *agg), ("fields", "v")];
+                    let (start, end) = (start.to_string(), end.to_string());
+                    q.extend([("start", start.as_str()), ("end", end.as_str())]);
+                    if let Some(e) = every {
+                        q.push(("every", e));
+                    }
+                    if !group.is_empty() {
+                        q.push(("group_by", group));
+                    }
+                    if i % 2 == 1 {
+                        q.push(("where", "host!=h07"));
+                    }
+                    let spec = spec(&q);
+                    let runs = select_runs(&idx, &spec, &HashSet::new());
+                    // Batch by batch, 1,000 rows at a time.
+                    let mut folded = AggPartial::default();
+                    let mut folder = RunFolder::new(&idx, &runs, &spec, 0);
+                    let with_time = needs_times(&idx, &runs, &spec);
+                    let want = |n: &str| n == "v";
+                    idx.read_rows_in_batches(
+                        &path,
+                        &runs,
+                        with_time,
+                        want,
+                        cache.pages(),
+                        1000,
+                        |b| folder.fold(&b, &mut folded),
+                    )
+                    .unwrap();
+                    folder.finish().unwrap();
+                    // All rows at once, tags rebuilt, filtered row by row.
+                    let (data, _) = idx
+                        .read_rows(&path, &runs, true, want, cache.pages())
+                        .unwrap();
+                    let full = idx.with_tags(&data, &runs).unwrap();
+                    let mask = filter_mask(&full, &spec).unwrap();
+                    let rows = filter_record_batch(&full, &mask).unwrap();
+                    let mut direct = AggPartial::default();
+                    aggregate(&rows, &spec, &mut direct, 0).unwrap();
+                    let a = crate::query::merge(&spec, vec![Partial::Agg(folded)]);
+                    let b = crate::query::merge(&spec, vec![Partial::Agg(direct)]);
+                    assert!(!b.1.is_empty(), "{q:?}");
+                    assert_eq!(format!("{a:?}"), format!("{b:?}"), "{q:?}");
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 48);
     }
 
     /// Rows taken through the rows-by-series index equal rows found by testing every row:
