@@ -119,6 +119,41 @@ pub struct Acc {
     pub m2: f64,
 }
 
+/// An integer as its high (signed for `i64`) and low 32 bits, each in an `i64`.
+pub trait Halves {
+    fn halves(self) -> (i64, i64);
+}
+
+impl Halves for i64 {
+    fn halves(self) -> (i64, i64) {
+        (self >> 32, self & 0xFFFF_FFFF)
+    }
+}
+
+impl Halves for u64 {
+    fn halves(self) -> (i64, i64) {
+        ((self >> 32) as i64, (self & 0xFFFF_FFFF) as i64)
+    }
+}
+
+/// The exact sum of integers: the high and low halves are summed in `i64` lanes, which
+/// cannot overflow for fewer than 2^31 values (so chunks of 2^30), and the compiler can
+/// vectorize them, unlike an `i128` accumulator (measured: the sum was the largest part of
+/// aggregating a scanned file).
+pub fn exact_sum<T: Copy + Halves>(xs: &[T]) -> i128 {
+    let mut total = 0i128;
+    for chunk in xs.chunks(1 << 30) {
+        let (mut hi, mut lo) = (0i64, 0i64);
+        for &x in chunk {
+            let (h, l) = x.halves();
+            hi += h;
+            lo += l;
+        }
+        total += ((hi as i128) << 32) + lo as i128;
+    }
+    total
+}
+
 fn neumaier(sum: &mut f64, comp: &mut f64, x: f64) {
     let t = *sum + x;
     if sum.abs() >= x.abs() {
@@ -212,7 +247,7 @@ impl Acc {
 
     /// Folds a run of non-null integers in: the values of one series in one bucket, in time
     /// order (`times` ascending, ranks `rank..`). Same result as [`Acc::add_int`] on each.
-    pub fn add_int_run<T: Copy + Ord + Into<i128>>(
+    pub fn add_int_run<T: Copy + Ord + Into<i128> + Halves>(
         &mut self,
         agg: Agg,
         xs: &[T],
@@ -234,7 +269,7 @@ impl Acc {
             Agg::Sum | Agg::Mean => {
                 self.count += xs.len() as u64;
                 self.has_int = true;
-                self.isum += xs.iter().map(|&x| x.into()).sum::<i128>();
+                self.isum += exact_sum(xs);
             }
             Agg::Min => one(self, xs.iter().copied().min().unwrap_or(*first), 0),
             Agg::Max => one(self, xs.iter().copied().max().unwrap_or(*last), 0),
@@ -471,6 +506,25 @@ mod tests {
             Value::Float(s) => assert!((s - (32.0f64 / 7.0).sqrt()).abs() < 1e-12),
             v => panic!("{v:?}"),
         }
+    }
+
+    proptest! {
+        #[test]
+        fn exact_sum_equals_an_i128_sum(xs in proptest::collection::vec(any::<i64>(), 0..300),
+                                        us in proptest::collection::vec(any::<u64>(), 0..300)) {
+            prop_assert_eq!(exact_sum(&xs), xs.iter().map(|&x| x as i128).sum::<i128>());
+            prop_assert_eq!(exact_sum(&us), us.iter().map(|&x| x as i128).sum::<i128>());
+        }
+    }
+
+    #[test]
+    fn exact_sum_at_the_extremes() {
+        let big = vec![i64::MAX; 1000];
+        assert_eq!(exact_sum(&big), i64::MAX as i128 * 1000);
+        let small = vec![i64::MIN; 1000];
+        assert_eq!(exact_sum(&small), i64::MIN as i128 * 1000);
+        let huge = vec![u64::MAX; 1000];
+        assert_eq!(exact_sum(&huge), u64::MAX as i128 * 1000);
     }
 
     #[test]
