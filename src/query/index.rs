@@ -191,42 +191,162 @@ fn batch_keys(
     Ok(())
 }
 
+/// Opens a file and loads its footer and page index, checking what the reader would
+/// otherwise assert on; also returns the first row of each row group (and the total).
+fn open_meta(path: &Path) -> Result<(File, ArrowReaderMetadata, Vec<u64>), String> {
+    let file = File::open(path).map_err(|e| read_err(path, &e))?;
+    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+    let meta = ArrowReaderMetadata::load(&file, options).map_err(|e| read_err(path, &e))?;
+    let parquet = meta.metadata().clone();
+    // The footer is read from disk: check what the reader would otherwise assert on
+    // (negative or out-of-file column chunk ranges) and what is summed here.
+    let file_len = file.metadata().map_err(|e| read_err(path, &e))?.len();
+    let mut rg_starts = Vec::with_capacity(parquet.num_row_groups() + 1);
+    let mut total = 0u64;
+    for rg in parquet.row_groups() {
+        for c in rg.columns() {
+            let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
+            let ok = start >= 0
+                && c.compressed_size() >= 0
+                && (start as u64)
+                    .checked_add(c.compressed_size() as u64)
+                    .is_some_and(|end| end <= file_len);
+            if !ok {
+                return Err(read_err(
+                    path,
+                    &"a column chunk lies outside the file (corrupt footer)",
+                ));
+            }
+        }
+        rg_starts.push(total);
+        total = u64::try_from(rg.num_rows())
+            .ok()
+            .and_then(|n| total.checked_add(n))
+            .ok_or_else(|| read_err(path, &"invalid row counts in the footer"))?;
+    }
+    rg_starts.push(total);
+    Ok((file, meta, rg_starts))
+}
+
+/// Finds the series runs of a file from its rows (time and tag columns), batch by batch.
+struct RunsBuilder {
+    tags: Vec<TagColumn>,
+    ids: Vec<HashMap<String, u32>>,
+    runs: Vec<Run>,
+    keys: Vec<u32>,
+    current: Vec<u32>,
+    per_tag: Vec<Vec<u32>>,
+    row: u64,
+    time_sorted: bool,
+}
+
+impl RunsBuilder {
+    fn new(meta: &ArrowReaderMetadata) -> RunsBuilder {
+        let schema = meta.schema();
+        let tags: Vec<TagColumn> = tag_indices(schema)
+            .iter()
+            .map(|i| TagColumn {
+                name: schema.field(*i).name().clone(),
+                values: Vec::new(),
+                by_value: Vec::new(),
+            })
+            .collect();
+        let n = tags.len();
+        RunsBuilder {
+            tags,
+            ids: vec![HashMap::new(); n],
+            runs: Vec::new(),
+            keys: Vec::new(),
+            current: Vec::new(),
+            per_tag: vec![Vec::new(); n],
+            row: 0,
+            time_sorted: true,
+        }
+    }
+
+    fn push(&mut self, batch: &RecordBatch) -> Result<(), String> {
+        for (t, tag) in self.tags.iter_mut().enumerate() {
+            let col = batch
+                .column_by_name(&tag.name)
+                .ok_or("tag column missing")?;
+            batch_keys(col, &mut self.ids[t], &mut tag.values, &mut self.per_tag[t])?;
+        }
+        let time = time_column(batch)?;
+        for i in 0..batch.num_rows() {
+            let t = time.value(i);
+            let same = !self.runs.is_empty()
+                && self
+                    .per_tag
+                    .iter()
+                    .zip(&self.current)
+                    .all(|(k, c)| k[i] == *c);
+            if same && let Some(r) = self.runs.last_mut() {
+                self.time_sorted &= t > r.max_time;
+                r.len += 1;
+                r.min_time = r.min_time.min(t);
+                r.max_time = r.max_time.max(t);
+            } else {
+                self.current.clear();
+                self.current.extend(self.per_tag.iter().map(|k| k[i]));
+                self.keys.extend_from_slice(&self.current);
+                self.runs.push(Run {
+                    start: self.row,
+                    len: 1,
+                    min_time: t,
+                    max_time: t,
+                });
+            }
+            self.row += 1;
+        }
+        Ok(())
+    }
+
+    fn finish(
+        mut self,
+        path: &Path,
+        meta: ArrowReaderMetadata,
+        rg_starts: Vec<u64>,
+    ) -> Result<FileIndex, String> {
+        let total = rg_starts.last().copied().unwrap_or(0);
+        if self.row != total {
+            return Err(read_err(
+                path,
+                &format!("read {} rows, the footer says {total}", self.row),
+            ));
+        }
+        for tag in &mut self.tags {
+            let mut ids: Vec<u32> = (0..tag.values.len() as u32).collect();
+            ids.sort_unstable_by(|a, b| tag.values[*a as usize].cmp(&tag.values[*b as usize]));
+            tag.by_value = ids;
+        }
+        let bytes = meta.metadata().memory_size()
+            + self.runs.len() * std::mem::size_of::<Run>()
+            + self.keys.len() * 4
+            + self
+                .tags
+                .iter()
+                .flat_map(|t| t.values.iter())
+                .map(|v| v.len() + 28)
+                .sum::<usize>()
+            + 256;
+        Ok(FileIndex {
+            meta,
+            tags: self.tags,
+            runs: self.runs,
+            keys: self.keys,
+            rg_starts,
+            time_sorted: self.time_sorted,
+            bytes,
+            id: NEXT_INDEX_ID.fetch_add(1, Ordering::Relaxed),
+        })
+    }
+}
+
 impl FileIndex {
     /// Reads the footer, the page index, the time and the tag columns of a file.
     pub fn build(path: &Path) -> Result<FileIndex, String> {
-        let file = File::open(path).map_err(|e| read_err(path, &e))?;
-        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
-        let meta = ArrowReaderMetadata::load(&file, options).map_err(|e| read_err(path, &e))?;
+        let (file, meta, rg_starts) = open_meta(path)?;
         let schema = meta.schema().clone();
-        let parquet = meta.metadata().clone();
-        // The footer is read from disk: check what the reader would otherwise assert on
-        // (negative or out-of-file column chunk ranges) and what is summed here.
-        let file_len = file.metadata().map_err(|e| read_err(path, &e))?.len();
-        let mut rg_starts = Vec::with_capacity(parquet.num_row_groups() + 1);
-        let mut total = 0u64;
-        for rg in parquet.row_groups() {
-            for c in rg.columns() {
-                let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
-                let ok = start >= 0
-                    && c.compressed_size() >= 0
-                    && (start as u64)
-                        .checked_add(c.compressed_size() as u64)
-                        .is_some_and(|end| end <= file_len);
-                if !ok {
-                    return Err(read_err(
-                        path,
-                        &"a column chunk lies outside the file (corrupt footer)",
-                    ));
-                }
-            }
-            rg_starts.push(total);
-            total = u64::try_from(rg.num_rows())
-                .ok()
-                .and_then(|n| total.checked_add(n))
-                .ok_or_else(|| read_err(path, &"invalid row counts in the footer"))?;
-        }
-        rg_starts.push(total);
-
         let tag_idx = tag_indices(&schema);
         let time_idx = schema
             .index_of(TIME_COLUMN)
@@ -239,85 +359,21 @@ impl FileIndex {
             .with_batch_size(BATCH_ROWS)
             .build()
             .map_err(|e| read_err(path, &e))?;
-
-        let mut tags: Vec<TagColumn> = tag_idx
-            .iter()
-            .map(|i| TagColumn {
-                name: schema.field(*i).name().clone(),
-                values: Vec::new(),
-                by_value: Vec::new(),
-            })
-            .collect();
-        let mut ids: Vec<HashMap<String, u32>> = vec![HashMap::new(); tags.len()];
-        let mut runs: Vec<Run> = Vec::new();
-        let mut keys: Vec<u32> = Vec::new();
-        let mut current: Vec<u32> = Vec::new();
-        let mut per_tag: Vec<Vec<u32>> = vec![Vec::new(); tags.len()];
-        let mut row = 0u64;
-        let mut time_sorted = true;
+        let mut runs = RunsBuilder::new(&meta);
         for batch in reader {
             let batch = batch.map_err(|e| read_err(path, &e))?;
-            for (t, tag) in tags.iter_mut().enumerate() {
-                let col = batch
-                    .column_by_name(&tag.name)
-                    .ok_or_else(|| read_err(path, &"tag column missing"))?;
-                batch_keys(col, &mut ids[t], &mut tag.values, &mut per_tag[t])
-                    .map_err(|e| read_err(path, &e))?;
-            }
-            let time = time_column(&batch).map_err(|e| read_err(path, &e))?;
-            for i in 0..batch.num_rows() {
-                let t = time.value(i);
-                let same =
-                    !runs.is_empty() && per_tag.iter().zip(&current).all(|(k, c)| k[i] == *c);
-                if same && let Some(r) = runs.last_mut() {
-                    time_sorted &= t > r.max_time;
-                    r.len += 1;
-                    r.min_time = r.min_time.min(t);
-                    r.max_time = r.max_time.max(t);
-                } else {
-                    current.clear();
-                    current.extend(per_tag.iter().map(|k| k[i]));
-                    keys.extend_from_slice(&current);
-                    runs.push(Run {
-                        start: row,
-                        len: 1,
-                        min_time: t,
-                        max_time: t,
-                    });
-                }
-                row += 1;
-            }
+            runs.push(&batch).map_err(|e| read_err(path, &e))?;
         }
-        if row != total {
-            return Err(read_err(
-                path,
-                &format!("read {row} rows, the footer says {total}"),
-            ));
-        }
-        for tag in &mut tags {
-            let mut ids: Vec<u32> = (0..tag.values.len() as u32).collect();
-            ids.sort_unstable_by(|a, b| tag.values[*a as usize].cmp(&tag.values[*b as usize]));
-            tag.by_value = ids;
-        }
-        let bytes = parquet.memory_size()
-            + runs.len() * std::mem::size_of::<Run>()
-            + keys.len() * 4
-            + tags
-                .iter()
-                .flat_map(|t| t.values.iter())
-                .map(|v| v.len() + 28)
-                .sum::<usize>()
-            + 256;
-        Ok(FileIndex {
-            meta,
-            tags,
-            runs,
-            keys,
-            rg_starts,
-            time_sorted,
-            bytes,
-            id: NEXT_INDEX_ID.fetch_add(1, Ordering::Relaxed),
-        })
+        runs.finish(path, meta, rg_starts)
+    }
+
+    /// The index of a file just written from `rows` (its rows, in file order: time and tag
+    /// columns are used): only the footer and page index are read back from the file.
+    pub fn from_written(path: &Path, rows: &RecordBatch) -> Result<FileIndex, String> {
+        let (_, meta, rg_starts) = open_meta(path)?;
+        let mut runs = RunsBuilder::new(&meta);
+        runs.push(rows).map_err(|e| read_err(path, &e))?;
+        runs.finish(path, meta, rg_starts)
     }
 
     /// The value id of tag column `t` in run `r` (an index into `tags[t].values`; `None`:
@@ -842,6 +898,19 @@ impl IndexCache {
         {
             return Ok(index);
         }
+        self.put(&mut inner, path, meta, index.clone());
+        Ok(index)
+    }
+
+    /// Adds the index of a file just written (a flush knows its rows: nothing is read back
+    /// but the footer), so that the first query of the file does not build it.
+    pub fn insert(&self, path: &Path, meta: &FileMeta, index: FileIndex) {
+        let mut inner = self.lock();
+        self.put(&mut inner, path, meta, Arc::new(index));
+    }
+
+    /// Stores an index, evicting the least recently used beyond the budget.
+    fn put(&self, inner: &mut Inner, path: &Path, meta: &FileMeta, index: Arc<FileIndex>) {
         inner.tick += 1;
         let tick = inner.tick;
         if let Some(old) = inner.map.insert(
@@ -870,7 +939,6 @@ impl IndexCache {
                 inner.bytes -= e.index.bytes;
             }
         }
-        Ok(index)
     }
 
     /// The byte budget.
@@ -1052,6 +1120,43 @@ mod tests {
             .read_rows(&path, &[1, 4], false, |_| false, cache.pages())
             .unwrap();
         assert_eq!((data.num_columns(), data.num_rows()), (1, 21));
+    }
+
+    /// The index made from the rows a flush wrote equals the index read from the file.
+    #[test]
+    fn index_from_written_rows_equals_index_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = file(dir.path(), &[5, 9, 3, 1, 12]);
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        let schema = reader.schema();
+        let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+        let rows = arrow::compute::concat_batches(&schema, &batches).unwrap();
+        let read = FileIndex::build(&path).unwrap();
+        let made = FileIndex::from_written(&path, &rows).unwrap();
+        let runs = |i: &FileIndex| {
+            i.runs
+                .iter()
+                .map(|r| (r.start, r.len, r.min_time, r.max_time))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(runs(&made), runs(&read));
+        assert_eq!(made.keys, read.keys);
+        assert_eq!(made.rg_starts, read.rg_starts);
+        assert_eq!(made.time_sorted, read.time_sorted);
+        let tags = |i: &FileIndex| {
+            i.tags
+                .iter()
+                .map(|t| (t.name.clone(), t.values.clone(), t.by_value.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(tags(&made), tags(&read));
+        assert_ne!(made.id, read.id);
+        // Rows that are not the file's are refused.
+        let short = rows.slice(0, 10);
+        assert!(FileIndex::from_written(&path, &short).is_err());
     }
 
     /// Reads through the page cache (pages of 2-3 rows, row groups of 13, every subset of

@@ -13,8 +13,11 @@
 //! A crash before 3 leaves an orphan file, deleted at start-up, and the WAL still holds the
 //! rows; a crash after 3 leaves WAL records that replay skips because the manifest covers them.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
+
+use arrow::record_batch::RecordBatch;
 
 use parquet::file::metadata::KeyValue;
 
@@ -55,9 +58,17 @@ pub struct FlushOutcome {
     pub seconds: f64,
 }
 
+/// A file a flush wrote: where it is, its manifest entry and its rows in file order, so
+/// that the caller can index it without reading it back.
+pub struct Written {
+    pub path: PathBuf,
+    pub file: FileMeta,
+    pub rows: RecordBatch,
+}
+
 /// Runs steps 1–3. On error nothing is recorded in the manifest (a written file is removed
 /// or becomes an orphan cleaned at start-up) and the caller keeps the rows in memory.
-pub fn run(job: &FlushJob) -> Result<FlushOutcome, String> {
+pub fn run(job: &FlushJob) -> Result<(FlushOutcome, Written), String> {
     let started = Instant::now();
     let (batch, cols, merged) =
         sorted_batch(&job.chunks).map_err(|e| format!("sorting block: {e}"))?;
@@ -110,14 +121,21 @@ pub fn run(job: &FlushJob) -> Result<FlushOutcome, String> {
     };
     job.manifest
         .commit(ManifestEdit {
-            add: vec![meta],
+            add: vec![meta.clone()],
             remove: vec![],
         })
         .map_err(|e| e.to_string())?;
-    Ok(FlushOutcome {
-        rows,
-        merged,
-        bytes,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok((
+        FlushOutcome {
+            rows,
+            merged,
+            bytes,
+            seconds: started.elapsed().as_secs_f64(),
+        },
+        Written {
+            path,
+            file: meta,
+            rows: batch,
+        },
+    ))
 }

@@ -36,7 +36,7 @@ use crate::catalog::{FileMeta, Manifest};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::model::{PartitionStart, Precision, RegionId, ShardId};
-use crate::query::index::IndexCache;
+use crate::query::index::{FileIndex, IndexCache};
 use crate::router::Router;
 use crate::storage::paths;
 
@@ -211,20 +211,37 @@ impl Engine {
             }
         }
 
-        // The flush pool.
+        // The flush pool. A flushed file is indexed from the rows just written (only its
+        // footer is read back), after the shard was told, so that the first query of the
+        // file does not read its time and tag columns.
+        let index_cache = Arc::new(IndexCache::new(
+            cfg.query.index_cache_bytes,
+            cfg.query.page_cache_bytes,
+        ));
         let (flush_tx, flush_rx) = unbounded::<(FlushJob, Sender<Ctrl>)>();
         let mut threads = Vec::new();
         for i in 0..cfg.ingest.flush.workers {
             let rx = flush_rx.clone();
+            let cache = index_cache.clone();
             let t = std::thread::Builder::new()
                 .name(format!("flush-{i}"))
                 .spawn(move || {
                     while let Ok((job, reply)) = rx.recv() {
-                        let result = flush::run(&job);
+                        let (result, written) = match flush::run(&job) {
+                            Ok((outcome, written)) => (Ok(outcome), Some(written)),
+                            Err(e) => (Err(e), None),
+                        };
                         let _ = reply.send(Ctrl::FlushDone {
                             file_seq: job.file_seq,
                             result,
                         });
+                        if let Some(w) = written {
+                            match FileIndex::from_written(&w.path, &w.rows) {
+                                Ok(index) => cache.insert(&w.path, &w.file, index),
+                                // Not fatal: the first query of the file builds it.
+                                Err(e) => warn!("indexing {}: {e}", w.path.display()),
+                            }
+                        }
                     }
                 })
                 .map_err(startup("starting flush thread"))?;
@@ -347,10 +364,7 @@ impl Engine {
             shards_per_region: n_shards,
             memory_limit: cfg.ingest.memory.limit_bytes,
             metrics,
-            index_cache: Arc::new(IndexCache::new(
-                cfg.query.index_cache_bytes,
-                cfg.query.page_cache_bytes,
-            )),
+            index_cache,
             stopping: Arc::default(),
             threads: Mutex::new(threads),
             data_dir,
