@@ -226,35 +226,27 @@ pub fn prepare(
             continue;
         };
         // A line shaped like the last accepted one, in its partition, passed the checks
-        // below already.
-        if same_keys && shape.partition == partition.0 {
-            let tags = shape.sorted_tags(&line);
-            let (region, _) = router.route_cached(&tags, &mut geo_cache);
-            let hash = series_hash(&line.measurement, &tags);
-            let shard = shard_of(hash, shards_per_region);
-            by_shard
-                .entry((region, shard))
-                .or_insert_with(|| RowWriter::new(&db, row_capacity))
-                .push(ts, hash, &line.measurement, &tags, &line.fields);
-            out.accepted += 1;
-            out.fields_accepted += line.fields.len();
-            lines.recycle(line);
-            continue;
-        }
-        let tags = sorted_tags(&line);
+        // below already; its tags are put in order with the remembered permutation.
+        let checked = same_keys && shape.partition == partition.0;
+        let tags = if checked {
+            shape.sorted_tags(&line)
+        } else {
+            sorted_tags(&line)
+        };
         let (region, _) = router.route_cached(&tags, &mut geo_cache);
 
         // Column kinds against the registry: fast path without the lock when nothing is new.
-        let known = match &last_schema {
-            Some((m, p, s)) if *p == partition.0 && m.as_str() == line.measurement.as_ref() => {
-                tags.iter()
-                    .all(|(k, _)| s.get(*k) == Some(&ColumnKind::Tag))
-                    && line.fields.iter().all(|(k, v)| {
-                        s.get(k.as_ref()) == Some(&ColumnKind::Field(field_type_of(v)))
-                    })
-            }
-            _ => false,
-        };
+        let known = checked
+            || match &last_schema {
+                Some((m, p, s)) if *p == partition.0 && m.as_str() == line.measurement.as_ref() => {
+                    tags.iter()
+                        .all(|(k, _)| s.get(*k) == Some(&ColumnKind::Tag))
+                        && line.fields.iter().all(|(k, v)| {
+                            s.get(k.as_ref()) == Some(&ColumnKind::Field(field_type_of(v)))
+                        })
+                }
+                _ => false,
+            };
         if !known {
             let mut cols: Vec<(&str, ColumnKind)> =
                 tags.iter().map(|(k, _)| (*k, ColumnKind::Tag)).collect();
@@ -280,7 +272,9 @@ pub fn prepare(
             .push(ts, hash, &line.measurement, &tags, &line.fields);
         out.accepted += 1;
         out.fields_accepted += line.fields.len();
-        shape.remember(&line, partition.0);
+        if !checked {
+            shape.remember(&line, partition.0);
+        }
         lines.recycle(line);
     }
 
