@@ -2,7 +2,7 @@
 //! character, every string value closed on the same line, shorter than 64 KiB.
 //!
 //! ```text
-//! body ──classify (64-byte blocks, SSE2)──▶ structural bits, first '\n', any byte >= 0x80
+//! body ──classify (64-byte blocks, AVX2/SSE2)──▶ structural bits, first '\n', any byte >= 0x80
 //!      ──&str of the line (ASCII: no second pass)──▶ Cursor over the structural bits
 //!      ──cut tokens, parse values in registers──▶ Scratch ──▶ ParsedLine (2 allocations, 0 if recycled)
 //! ```
@@ -30,7 +30,7 @@
 
 use std::borrow::Cow;
 
-use super::classify::{BLOCK, classify_at};
+use super::classify::{BLOCK, classify_at, classify_prefix};
 use super::number::{self, WORD_BYTES, Word};
 use super::parser::{Record, dedup_fields, first_duplicate};
 use super::{FieldValue, MAX_STRING_FIELD_LEN, MAX_TOKEN_LEN, ParsedLine};
@@ -92,20 +92,7 @@ fn classify_line<'a, 'm>(
     stack: &'m mut [u64; STACK_BLOCKS],
     heap: &'m mut Vec<u64>,
 ) -> Option<ClassifiedLine<'a, 'm>> {
-    let mut newline = None;
-    let mut blocks = 0;
-    for slot in stack.iter_mut() {
-        let Some(masks) = classify_at(buf, blocks * BLOCK) else {
-            break;
-        };
-        *slot = masks.structural;
-        blocks += 1;
-        if masks.newline != 0 {
-            let at = masks.newline.trailing_zeros();
-            newline = Some((blocks - 1) * BLOCK + at as usize);
-            break;
-        }
-    }
+    let (mut blocks, mut newline) = classify_prefix(buf, stack);
     let all_masks: &'m mut [u64] = if newline.is_none() && blocks * BLOCK < buf.len() {
         // A long line: find its end, then classify the rest into the heap buffer.
         let end = memchr::memchr(b'\n', buf).unwrap_or(buf.len());
