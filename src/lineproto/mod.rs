@@ -110,10 +110,15 @@
 //!
 //! # Performance
 //!
-//! `benches/lineproto.rs`, release, TSBS `cpu` lines (~350 bytes: 10 tags, 10 fields, a
-//! timestamp) on a shared, noisy 2-core machine: best runs ~1.03–1.07 GB/s (~3 M lines/s)
-//! of thread CPU time for integer or float fields, 0.8–0.95 GB/s wall-clock medians under
-//! load; lines the general parser handles (escapes) ~0.3 GB/s. Before the fast path: ~0.4 GB/s.
+//! `cargo bench --bench lineproto -- lineproto_cpu` (`benches/lineproto.rs`, release, TSBS
+//! `cpu` lines of ~350 bytes: 10 tags, 10 fields, a timestamp; bytes per second of thread
+//! CPU time) on a shared, noisy 2-core machine (AMD EPYC, AVX2): best runs ~1.16–1.18 GB/s
+//! (~3.3 M lines/s) for integer or float fields, best samples ~1.19–1.25 GB/s; under load
+//! the estimates drop to 0.9–1.05 GB/s. Measured back to back with the binary from before
+//! the AVX2 classification and the repeated-key fingerprints (best samples): integers
+//! 1.09 → 1.24 GB/s (+13–14%), floats 1.07 → 1.20 GB/s (+12–13%); those two changes gave
+//! +7–9% and +5–7%. Lines the general parser handles (escapes) ~0.35 GB/s (unchanged).
+//! Before the fast path: ~0.4 GB/s.
 //!
 //! * One pass per line: a 64-byte-block classification (AVX2 when the CPU has it, detected at
 //!   run time, else SSE2 on x86_64; AVX2 measured 7–9% faster overall) that yields the
