@@ -2,7 +2,7 @@
 //! character, every string value closed on the same line, shorter than 64 KiB.
 //!
 //! ```text
-//! body ──classify (64-byte blocks, SSE2)──▶ structural bits, first '\n', any byte >= 0x80
+//! body ──classify (64-byte blocks, AVX2/SSE2)──▶ structural bits, first '\n', any byte >= 0x80
 //!      ──&str of the line (ASCII: no second pass)──▶ Cursor over the structural bits
 //!      ──cut tokens, parse values in registers──▶ Scratch ──▶ ParsedLine (2 allocations, 0 if recycled)
 //! ```
@@ -30,9 +30,11 @@
 
 use std::borrow::Cow;
 
-use super::classify::{BLOCK, classify_at};
+use super::classify::{BLOCK, classify_at, classify_prefix};
 use super::number::{self, WORD_BYTES, Word};
-use super::parser::{Record, dedup_fields, first_duplicate};
+use super::parser::{
+    Record, SMALL_DEDUP, dedup_fields, fingerprint, first_duplicate, may_have_duplicates,
+};
 use super::{FieldValue, MAX_STRING_FIELD_LEN, MAX_TOKEN_LEN, ParsedLine};
 
 /// Lines that end within `STACK_BLOCKS * BLOCK` bytes keep their masks on the stack; longer
@@ -92,20 +94,7 @@ fn classify_line<'a, 'm>(
     stack: &'m mut [u64; STACK_BLOCKS],
     heap: &'m mut Vec<u64>,
 ) -> Option<ClassifiedLine<'a, 'm>> {
-    let mut newline = None;
-    let mut blocks = 0;
-    for slot in stack.iter_mut() {
-        let Some(masks) = classify_at(buf, blocks * BLOCK) else {
-            break;
-        };
-        *slot = masks.structural;
-        blocks += 1;
-        if masks.newline != 0 {
-            let at = masks.newline.trailing_zeros();
-            newline = Some((blocks - 1) * BLOCK + at as usize);
-            break;
-        }
-    }
+    let (mut blocks, mut newline) = classify_prefix(buf, stack);
     let all_masks: &'m mut [u64] = if newline.is_none() && blocks * BLOCK < buf.len() {
         // A long line: find its end, then classify the rest into the heap buffer.
         let end = memchr::memchr(b'\n', buf).unwrap_or(buf.len());
@@ -409,6 +398,7 @@ fn parse<'a>(
             &mut pos,
             &mut scratch.tags,
             &mut scratch.spare_tags,
+            &mut scratch.tag_fingerprints,
         )?,
         b' ' => Vec::new(),
         _ => return None,
@@ -422,6 +412,7 @@ fn parse<'a>(
         &mut pos,
         &mut scratch.fields,
         &mut scratch.spare_fields,
+        &mut scratch.field_fingerprints,
     )?;
 
     // Optional timestamp, then only spaces.
@@ -460,6 +451,9 @@ fn parse<'a>(
 /// directly (capacity counted ahead) was ~10% slower, and so was staging tags as `(Cow, Cow)`
 /// (~20%: each pair is built on the stack, then copied with wider loads that stall on the
 /// narrower stores).
+///
+/// Duplicate keys: see [`has_duplicate`], which keeps the key fingerprints of an earlier line
+/// here.
 #[derive(Clone, Default)]
 pub(super) struct Scratch<'a> {
     tags: Vec<(&'a str, &'a str)>,
@@ -467,6 +461,9 @@ pub(super) struct Scratch<'a> {
     /// Empty vectors of recycled results (capacity 0 when there is none).
     pub(super) spare_tags: Vec<Tag<'a>>,
     pub(super) spare_fields: Vec<Field<'a>>,
+    /// Pairwise distinct fingerprints of the tag keys / field keys of an earlier line.
+    tag_fingerprints: Vec<u64>,
+    field_fingerprints: Vec<u64>,
 }
 
 impl Scratch<'_> {
@@ -477,6 +474,8 @@ impl Scratch<'_> {
             fields: Vec::with_capacity(items),
             spare_tags: Vec::new(),
             spare_fields: Vec::new(),
+            tag_fingerprints: Vec::new(),
+            field_fingerprints: Vec::new(),
         }
     }
 }
@@ -493,6 +492,7 @@ fn parse_fields<'a>(
     pos: &mut usize,
     staged: &mut Vec<(&'a str, FieldValue<'a>)>,
     spare: &mut Vec<Field<'a>>,
+    known: &mut Vec<u64>,
 ) -> Option<(Vec<Field<'a>>, bool)> {
     staged.clear();
     let mut p = *pos;
@@ -510,6 +510,7 @@ fn parse_fields<'a>(
         }
     };
     *pos = p;
+    let duplicates = has_duplicate(staged, known);
     let mut fields = std::mem::take(spare);
     fields.reserve_exact(staged.len());
     fields.extend(
@@ -517,7 +518,9 @@ fn parse_fields<'a>(
             .drain(..)
             .map(|(key, value)| (Cow::Borrowed(key), value)),
     );
-    dedup_fields(&mut fields);
+    if duplicates {
+        dedup_fields(&mut fields);
+    }
     Some((fields, more))
 }
 
@@ -529,6 +532,7 @@ fn parse_tags<'a>(
     pos: &mut usize,
     staged: &mut Vec<(&'a str, &'a str)>,
     spare: &mut Vec<Tag<'a>>,
+    known: &mut Vec<u64>,
 ) -> Option<Vec<Tag<'a>>> {
     staged.clear();
     // Tokens are split off the front of `rest` (which starts at `base`): one char-boundary
@@ -559,6 +563,9 @@ fn parse_tags<'a>(
         }
     };
     *pos = p;
+    if has_duplicate(staged, known) {
+        return None;
+    }
     let mut tags = std::mem::take(spare);
     tags.reserve_exact(staged.len());
     tags.extend(
@@ -566,8 +573,131 @@ fn parse_tags<'a>(
             .iter()
             .map(|&(key, value)| (Cow::Borrowed(key), Cow::Borrowed(value))),
     );
-    if first_duplicate(&tags).is_some() {
-        return None;
-    }
     Some(tags)
+}
+
+/// Whether two keys of `items` are equal. `known`: fingerprints (`parser::fingerprint`) that
+/// are pairwise distinct, of the keys of an earlier line, or empty.
+///
+/// Bodies repeat their key sets line after line, so the keys usually have exactly the
+/// fingerprints in `known`, in order; those are pairwise distinct, hence so are the keys
+/// (equal keys have equal fingerprints). This costs a fingerprint and a compare per key,
+/// against the duplicate screen's extra multiply, bit set update and (above all) its
+/// load-modify-store on a 1024-bit table, which took ~17% of a TSBS line's parse. Other lines
+/// take [`first_duplicate`] and refresh `known`.
+#[inline(always)]
+fn has_duplicate<T>(items: &[(&str, T)], known: &mut Vec<u64>) -> bool {
+    if items.len() == known.len()
+        && items
+            .iter()
+            .zip(known.iter())
+            .fold(0, |diff, ((key, _), known)| {
+                diff | (fingerprint(key) ^ known)
+            })
+            == 0
+    {
+        return false;
+    }
+    has_duplicate_slow(items, known)
+}
+
+/// [`has_duplicate`] for keys that do not match `known`; remembers their fingerprints when
+/// the screen shows them pairwise distinct (the screen's bits are a function of the
+/// fingerprints: distinct bits, distinct fingerprints).
+#[cold]
+#[inline(never)]
+fn has_duplicate_slow<T>(items: &[(&str, T)], known: &mut Vec<u64>) -> bool {
+    known.clear();
+    if items.len() <= SMALL_DEDUP && !may_have_duplicates(items.iter().map(|&(key, _)| key)) {
+        known.extend(items.iter().map(|&(key, _)| fingerprint(key)));
+        return false;
+    }
+    first_duplicate(items).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against a naive check, over a sequence of key sets that repeat, change by one key,
+    /// gain a duplicate, have colliding screen bits or exceed the screen's size, with the
+    /// remembered fingerprints carried from one call to the next as on a body.
+    #[test]
+    fn has_duplicate_matches_naive_check_across_lines() {
+        let names: Vec<String> = (0..40)
+            .map(|i| format!("key_{i}_{}", "x".repeat(i % 19)))
+            .collect();
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut known = Vec::new();
+        let mut keys: Vec<&str> = names.iter().take(10).map(String::as_str).collect();
+        for round in 0..20_000 {
+            match next() % 8 {
+                // Same keys as the previous line (the common case).
+                0..=3 => {}
+                // Replace one key, possibly by a duplicate of another.
+                4 | 5 => {
+                    if !keys.is_empty() {
+                        let at = next() as usize % keys.len();
+                        keys[at] = &names[next() as usize % names.len()];
+                    }
+                }
+                // A new key set, possibly longer than the screen covers.
+                _ => {
+                    let len = next() as usize % 36;
+                    keys = (0..len)
+                        .map(|_| names[next() as usize % names.len()].as_str())
+                        .collect();
+                }
+            }
+            let items: Vec<(&str, ())> = keys.iter().map(|&k| (k, ())).collect();
+            let naive = keys.iter().enumerate().any(|(i, k)| keys[..i].contains(k));
+            assert_eq!(
+                has_duplicate(&items, &mut known),
+                naive,
+                "round {round}: {keys:?}"
+            );
+        }
+    }
+
+    /// Lines parsed one after another (sharing the remembered fingerprints) give what the
+    /// general parser gives for each line alone.
+    #[test]
+    fn remembered_keys_do_not_hide_duplicates() {
+        let body = "m,a=1,b=2 x=1,y=2 1\n\
+                    m,a=1,b=2 x=1,y=2 2\n\
+                    m,a=1,a=2 x=1,x=2 3\n\
+                    m,a=1,b=2 x=1,y=2 4\n\
+                    m,b=1,b=2 y=1,y=2 5\n\
+                    m,a=1,b=2,a=3 x=1,y=2,x=3 6\n\
+                    m,a=1,b=2 x=1,y=2 7\n\
+                    m,service_environment=1,service_environmenu=2 usage_guest_nice=1,usage_guest_nicf=2\n\
+                    m,service_environment=1,service_environment=2 usage_guest_nice=1,usage_guest_nice=2\n\
+                    m,a=1 x=1,x=2\n\
+                    m,a=1 x=1,x=2\n";
+        let mut duplicates = 0;
+        for item in super::super::lines(body.as_bytes()) {
+            let alone = super::super::parse_line(item.text);
+            match &alone {
+                Ok(line) if line.fields.len() == 1 => duplicates += 1,
+                Err(e) => {
+                    assert_eq!(e.kind, super::super::ParseErrorKind::DuplicateTagKey);
+                    duplicates += 1;
+                }
+                Ok(_) => {}
+            }
+            assert_eq!(
+                item.result,
+                alone,
+                "{:?}",
+                String::from_utf8_lossy(item.text)
+            );
+        }
+        assert_eq!(duplicates, 6);
+    }
 }

@@ -207,13 +207,13 @@ const MAX_CAPACITY_HINT: usize = 256;
 
 /// Up to this many keys, duplicates are screened by fingerprint ([`may_have_duplicates`])
 /// and confirmed pairwise; above it, a hash set is used.
-const SMALL_DEDUP: usize = 32;
+pub(super) const SMALL_DEDUP: usize = 32;
 
 /// Cheap key fingerprint from the length and up to 16 bytes at both ends, read with a few
 /// (possibly overlapping) word loads. Equal keys have equal fingerprints; a fingerprint
 /// match is confirmed with a full comparison.
 #[inline(always)]
-fn fingerprint(key: &str) -> u64 {
+pub(super) fn fingerprint(key: &str) -> u64 {
     let bytes = key.as_bytes();
     let len = bytes.len() as u64;
     let words = match (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
@@ -236,7 +236,7 @@ fn fingerprint(key: &str) -> u64 {
 
 /// Index of the first key (by position) that repeats an earlier key, if any.
 #[inline]
-pub(super) fn first_duplicate<T>(items: &[(Cow<'_, str>, T)]) -> Option<usize> {
+pub(super) fn first_duplicate<K: AsRef<str>, T>(items: &[(K, T)]) -> Option<usize> {
     if items.len() < 2 {
         return None;
     }
@@ -248,7 +248,12 @@ pub(super) fn first_duplicate<T>(items: &[(Cow<'_, str>, T)]) -> Option<usize> {
             .iter()
             .enumerate()
             .skip(1)
-            .find(|(i, (key, _))| items.iter().take(*i).any(|(earlier, _)| earlier == key))
+            .find(|(i, (key, _))| {
+                items
+                    .iter()
+                    .take(*i)
+                    .any(|(earlier, _)| earlier.as_ref() == key.as_ref())
+            })
             .map(|(i, _)| i)
     } else {
         let mut seen: HashSet<&str> = HashSet::with_capacity(items.len());
@@ -261,7 +266,7 @@ pub(super) fn first_duplicate<T>(items: &[(Cow<'_, str>, T)]) -> Option<usize> {
 /// the same bit, so `false` ("certainly all distinct") is the usual answer; equal keys always
 /// collide, so `true` means "check exactly".
 #[inline(always)]
-fn may_have_duplicates<'k>(keys: impl Iterator<Item = &'k str>) -> bool {
+pub(super) fn may_have_duplicates<'k>(keys: impl Iterator<Item = &'k str>) -> bool {
     let mut seen = [0u64; 16];
     let mut collided = 0u64;
     for key in keys {
