@@ -87,8 +87,17 @@ pub async fn run(
 ) -> QueryResult {
     let n = engine.regions().len();
     let candidates = plan::candidate_regions(engine.router(), &spec, n);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let timed_out = || {
+        (
+            "timeout",
+            format!("no answer within {} ms", timeout.as_millis()),
+        )
+    };
     let mut regions = BTreeMap::new();
-    let mut tasks = Vec::new();
+    // Hosted regions: the snapshot here, the scan on a blocking thread (no task of its own,
+    // so a one-host query does not wake a worker per region); remote ones: a task each.
+    let mut pending: Vec<(String, Pending)> = Vec::new();
     for i in 0..n {
         let name = engine.regions()[i].name.to_string();
         if !candidates.contains(&RegionId(i)) {
@@ -105,49 +114,53 @@ pub async fn run(
             );
             continue;
         }
-        let engine = engine.clone();
-        let spec = spec.clone();
-        let params = params.clone();
-        let remote = remote.clone();
-        let (hosted, url) = (
-            engine.regions()[i].hosted(),
-            engine.regions()[i].url.clone(),
-        );
-        let region_name = name.clone();
-        tasks.push((
-            name,
-            tokio::spawn(async move {
-                let started = Instant::now();
-                let work = async {
-                    if hosted {
-                        return scan_local(&engine, RegionId(i), spec, max_rows).await;
-                    }
-                    let Some(url) = url else {
-                        return Err(format!(
-                            "region {region_name:?} is not hosted by this node and has no url in the config"
-                        ));
-                    };
-                    let answer = remote.partial(&url, &region_name, &params).await?;
-                    Ok((Partial::from(answer.partial), answer.stats))
-                };
-                let res = match tokio::time::timeout(timeout, work).await {
-                    Ok(r) => r.map_err(|e| ("error", e)),
-                    Err(_) => Err((
-                        "timeout",
-                        format!("no answer within {} ms", timeout.as_millis()),
-                    )),
-                };
-                (res, started.elapsed().as_secs_f64() * 1e3)
-            }),
-        ));
+        let started = Instant::now();
+        if engine.regions()[i].hosted() {
+            let snapshot = engine.snapshot(RegionId(i), &spec.db, Some(&spec.measurement));
+            let outcome = match tokio::time::timeout_at(deadline, snapshot).await {
+                Ok(Ok(snap)) => {
+                    let (spec, cache) = (spec.clone(), engine.index_cache().clone());
+                    Pending::Scan(
+                        started,
+                        tokio::task::spawn_blocking(move || {
+                            scan::scan_region(&snap, &spec, max_rows, &cache)
+                        }),
+                    )
+                }
+                Ok(Err(e)) => Pending::Done(Err(("error", e)), started),
+                Err(_) => Pending::Done(Err(timed_out()), started),
+            };
+            pending.push((name, outcome));
+            continue;
+        }
+        let url = engine.regions()[i].url.clone();
+        let (params, remote, region_name) = (params.clone(), remote.clone(), name.clone());
+        let task = tokio::spawn(async move {
+            let Some(url) = url else {
+                return Err(format!(
+                    "region {region_name:?} is not hosted by this node and has no url in the config"
+                ));
+            };
+            let answer = remote.partial(&url, &region_name, &params).await?;
+            Ok((Partial::from(answer.partial), answer.stats))
+        });
+        pending.push((name, Pending::Remote(started, task)));
     }
     let mut partials: Vec<Partial> = Vec::new();
     let mut partial = false;
-    for (name, task) in tasks {
-        let (res, ms) = match task.await {
-            Ok(x) => x,
-            Err(e) => (Err(("error", format!("region task failed: {e}"))), 0.0),
+    for (name, p) in pending {
+        let (res, started) = match p {
+            Pending::Done(res, started) => (res, started),
+            Pending::Scan(started, h) | Pending::Remote(started, h) => {
+                let res = match tokio::time::timeout_at(deadline, h).await {
+                    Ok(Ok(r)) => r.map_err(|e| ("error", e)),
+                    Ok(Err(e)) => Err(("error", format!("region task failed: {e}"))),
+                    Err(_) => Err(timed_out()),
+                };
+                (res, started)
+            }
         };
+        let ms = started.elapsed().as_secs_f64() * 1e3;
         let report = match res {
             Ok((p, stats)) => {
                 partials.push(p);
@@ -168,6 +181,25 @@ pub async fn run(
         partial,
         regions,
     }
+}
+
+/// A region's answer under way.
+enum Pending {
+    /// A hosted region's scan on a blocking thread.
+    Scan(
+        Instant,
+        tokio::task::JoinHandle<Result<(Partial, ScanStats), String>>,
+    ),
+    /// A region asked over HTTP.
+    Remote(
+        Instant,
+        tokio::task::JoinHandle<Result<(Partial, ScanStats), String>>,
+    ),
+    /// Failed before its scan started (snapshot error or deadline).
+    Done(
+        Result<(Partial, ScanStats), (&'static str, String)>,
+        Instant,
+    ),
 }
 
 fn report(status: &'static str, ms: f64, s: ScanStats, error: Option<String>) -> RegionReport {
