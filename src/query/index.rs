@@ -109,11 +109,46 @@ pub struct FileIndex {
     /// writes: sorted by tag set and time, deduplicated), so a run can be cut into time
     /// buckets by binary search.
     pub time_sorted: bool,
+    /// Per tag column, the runs holding each value (`offsets[id]..offsets[id + 1]` of
+    /// `runs`, ascending): a `k=v` query visits only the runs with that value.
+    postings: Vec<Postings>,
     /// Approximate heap size, for the cache budget.
     bytes: usize,
     /// Unique among every index built by this process: keys the file's decoded pages in
     /// the [`PageCache`].
     id: u64,
+}
+
+/// The runs holding each value of one tag column (compressed sparse rows).
+#[derive(Debug, Default)]
+struct Postings {
+    offsets: Vec<u32>,
+    runs: Vec<u32>,
+}
+
+impl Postings {
+    /// From the value id of every run (`keys[r * stride + t]`; [`ABSENT`] is left out).
+    fn new(keys: &[u32], stride: usize, t: usize, values: usize) -> Postings {
+        let mut offsets = vec![0u32; values + 1];
+        let ids = || keys.iter().skip(t).step_by(stride.max(1));
+        for &k in ids() {
+            if let Some(o) = offsets.get_mut(k as usize + 1) {
+                *o += 1;
+            }
+        }
+        for i in 0..values {
+            offsets[i + 1] += offsets[i];
+        }
+        let mut next = offsets.clone();
+        let mut runs = vec![0u32; offsets[values] as usize];
+        for (r, &k) in ids().enumerate() {
+            if let Some(at) = next.get_mut(k as usize).filter(|_| (k as usize) < values) {
+                runs[*at as usize] = r as u32;
+                *at += 1;
+            }
+        }
+        Postings { offsets, runs }
+    }
 }
 
 /// Ids of built indexes, never reused.
@@ -319,9 +354,17 @@ impl RunsBuilder {
             ids.sort_unstable_by(|a, b| tag.values[*a as usize].cmp(&tag.values[*b as usize]));
             tag.by_value = ids;
         }
+        let stride = self.tags.len();
+        let postings: Vec<Postings> = self
+            .tags
+            .iter()
+            .enumerate()
+            .map(|(t, tag)| Postings::new(&self.keys, stride, t, tag.values.len()))
+            .collect();
         let bytes = meta.metadata().memory_size()
             + self.runs.len() * std::mem::size_of::<Run>()
-            + self.keys.len() * 4
+            + self.keys.len() * 8
+            + self.tags.len() * 4
             + self
                 .tags
                 .iter()
@@ -336,6 +379,7 @@ impl RunsBuilder {
             keys: self.keys,
             rg_starts,
             time_sorted: self.time_sorted,
+            postings,
             bytes,
             id: NEXT_INDEX_ID.fetch_add(1, Ordering::Relaxed),
         })
@@ -381,6 +425,17 @@ impl FileIndex {
     pub fn key(&self, r: usize, t: usize) -> Option<usize> {
         let k = self.keys[r * self.tags.len() + t];
         (k != ABSENT).then_some(k as usize)
+    }
+
+    /// The runs whose tag column `t` has value id `id`, ascending.
+    pub fn runs_with(&self, t: usize, id: usize) -> &[u32] {
+        let Some(p) = self.postings.get(t) else {
+            return &[];
+        };
+        match (p.offsets.get(id), p.offsets.get(id + 1)) {
+            (Some(&a), Some(&b)) => &p.runs[a as usize..b as usize],
+            _ => &[],
+        }
     }
 
     /// The value of tag column `t` in run `r` (`None`: absent).
@@ -902,6 +957,19 @@ impl IndexCache {
         Ok(index)
     }
 
+    /// The index of a file if it is cached (never builds it).
+    pub fn cached(&self, path: &Path, meta: &FileMeta) -> Option<Arc<FileIndex>> {
+        let mut inner = self.lock();
+        inner.tick += 1;
+        let tick = inner.tick;
+        let e = inner.map.get_mut(path)?;
+        if e.seq != meta.seq || e.size != meta.bytes {
+            return None;
+        }
+        e.used = tick;
+        Some(e.index.clone())
+    }
+
     /// Adds the index of a file just written (a flush knows its rows: nothing is read back
     /// but the footer), so that the first query of the file does not build it.
     pub fn insert(&self, path: &Path, meta: &FileMeta, index: FileIndex) {
@@ -1043,6 +1111,13 @@ mod tests {
             .collect();
         assert_eq!(got, want);
         assert_eq!(idx.tag_value(2, 0), None, "run 2 lacks the tag");
+        for (id, v) in idx.tags[0].values.iter().enumerate() {
+            let want: Vec<u32> = (0..idx.runs.len() as u32)
+                .filter(|&r| idx.tag_value(r as usize, 0) == Some(v.as_str()))
+                .collect();
+            assert_eq!(idx.runs_with(0, id), want.as_slice(), "{v}");
+        }
+        assert!(idx.runs_with(0, 99).is_empty() && idx.runs_with(5, 0).is_empty());
         assert_eq!(idx.tag_value(4, 0), Some("h4"));
         let host = &idx.tags[0];
         for v in ["h0", "h1", "h3", "h4"] {

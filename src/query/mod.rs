@@ -59,6 +59,11 @@ pub struct QueryResult {
     pub regions: BTreeMap<String, RegionReport>,
 }
 
+/// A hosted region whose scan reads at most this many rows of cached files (one host over
+/// a day: 8,640 rows a field) is scanned on the request's thread: a handoff to a blocking
+/// thread and back costs more than the scan (measured: ~0.1 ms per region on 2 cores).
+const INLINE_ROWS: u64 = 20_000;
+
 /// Scans one hosted region (snapshot, then the scan on a blocking thread).
 pub async fn scan_local(
     engine: &Arc<Engine>,
@@ -118,6 +123,14 @@ pub async fn run(
         if engine.regions()[i].hosted() {
             let snapshot = engine.snapshot(RegionId(i), &spec.db, Some(&spec.measurement));
             let outcome = match tokio::time::timeout_at(deadline, snapshot).await {
+                // A few thousand rows of cached files: cheaper here than a thread handoff.
+                Ok(Ok(snap))
+                    if scan::small_scan(&snap, &spec, engine.index_cache(), INLINE_ROWS)
+                        .is_some() =>
+                {
+                    let res = scan::scan_region(&snap, &spec, max_rows, engine.index_cache());
+                    Pending::Done(res.map_err(|e| ("error", e)), started)
+                }
                 Ok(Ok(snap)) => {
                     let (spec, cache) = (spec.clone(), engine.index_cache().clone());
                     Pending::Scan(

@@ -148,7 +148,24 @@ fn select_runs(idx: &FileIndex, spec: &QuerySpec, answered: &HashSet<GroupKey>) 
         return Vec::new();
     }
     let group_pos: Vec<Option<usize>> = spec.group_by.iter().map(|g| idx.tag_position(g)).collect();
-    (0..idx.runs.len())
+    // With a `k=v` that an absent tag does not satisfy, only the runs holding v can match.
+    let holding: Option<&[u32]> =
+        spec.preds
+            .iter()
+            .zip(&verdicts)
+            .find_map(|(p, v)| match (&p.op, v) {
+                (TagOp::Eq(x), Ok((t, _, false))) => Some(
+                    idx.tags[*t]
+                        .id_of(x)
+                        .map_or(&[][..], |id| idx.runs_with(*t, id)),
+                ),
+                _ => None,
+            });
+    let candidates: Box<dyn Iterator<Item = usize>> = match holding {
+        Some(runs) => Box::new(runs.iter().map(|&r| r as usize)),
+        None => Box::new(0..idx.runs.len()),
+    };
+    candidates
         .filter(|&r| {
             let run = &idx.runs[r];
             spec.overlaps(run.min_time, run.max_time)
@@ -992,6 +1009,37 @@ fn collect_raw(batch: &RecordBatch, spec: &QuerySpec, out: &mut RawPartial) -> R
         out.rows += 1;
     }
     Ok(())
+}
+
+/// Rows a scan of `snap` would read at most, if it is small: every file's series index is
+/// cached (none has to be built), nothing is in memory, and the runs the query selects hold
+/// at most `limit` rows. `None` otherwise. Lets a one-host query over files run its scan on
+/// the request's own thread instead of handing it to a blocking thread.
+pub fn small_scan(
+    snap: &RegionSnapshot,
+    spec: &QuerySpec,
+    cache: &IndexCache,
+    limit: u64,
+) -> Option<u64> {
+    if !snap.mem.is_empty() {
+        return None;
+    }
+    let none = HashSet::new();
+    let mut rows = 0u64;
+    for f in snap.files() {
+        if f.measurement != spec.measurement || !spec.overlaps(f.min_time, f.max_time) {
+            continue;
+        }
+        let idx = cache.cached(&snap.region_dir.join(&f.path), f)?;
+        rows += select_runs(&idx, spec, &none)
+            .iter()
+            .map(|&r| idx.runs[r].len)
+            .sum::<u64>();
+        if rows > limit {
+            return None;
+        }
+    }
+    Some(rows)
 }
 
 /// Scans one region's snapshot.
