@@ -521,6 +521,7 @@ impl Engine {
         let spawned = std::thread::Builder::new()
             .name("meridian-index-warm".into())
             .spawn(move || {
+                lowest_cpu_priority();
                 let mut files: Vec<(std::path::PathBuf, FileMeta)> = Vec::new();
                 let Some(e) = engine.upgrade() else { return };
                 for r in &e.regions {
@@ -721,6 +722,21 @@ impl Engine {
         let threads: Vec<_> = self.threads.lock().drain(..).collect();
         for t in threads {
             let _ = t.join();
+        }
+    }
+}
+
+/// Gives the calling thread the lowest CPU priority (nice 19), so that background work
+/// (the index warm-up) yields the cores to queries and writes. Best effort: on failure, or
+/// off Linux, the thread keeps its priority.
+fn lowest_cpu_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority only reads its three integer arguments; on Linux, `who` = 0
+        // with PRIO_PROCESS names the calling thread. No memory is passed or shared.
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+        if rc != 0 {
+            debug!("could not lower the index warm-up thread's priority");
         }
     }
 }
