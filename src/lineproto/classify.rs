@@ -356,13 +356,26 @@ mod tests {
                 }
                 assert_eq!(newline, buf.iter().position(|&b| b == b'\n'));
                 for room in [1, 2, 8] {
+                    // The dispatching entry point (AVX2 where the CPU has it) and the
+                    // fallback every other CPU runs, whatever this machine has.
                     let mut out = vec![0u64; room];
-                    let (blocks, found) = classify_prefix(&buf, &mut out);
-                    let n = expected.len().min(room);
-                    assert_eq!(blocks, n, "{buf:?}");
-                    assert_eq!(out[..n], expected[..n], "{buf:?}");
-                    let complete = n == expected.len();
-                    assert_eq!(found, newline.filter(|_| complete), "{buf:?}");
+                    let mut fallback = vec![0u64; room];
+                    for (blocks, found, out) in [
+                        {
+                            let (b, f) = classify_prefix(&buf, &mut out);
+                            (b, f, &out)
+                        },
+                        {
+                            let (b, f) = classify_prefix_with(&buf, &mut fallback, classify);
+                            (b, f, &fallback)
+                        },
+                    ] {
+                        let n = expected.len().min(room);
+                        assert_eq!(blocks, n, "{buf:?}");
+                        assert_eq!(out[..n], expected[..n], "{buf:?}");
+                        let complete = n == expected.len();
+                        assert_eq!(found, newline.filter(|_| complete), "{buf:?}");
+                    }
                 }
             }
         }

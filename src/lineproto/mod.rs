@@ -122,8 +122,8 @@
 //!
 //! * One pass per line: a 64-byte-block classification (AVX2 when the CPU has it, detected at
 //!   run time, else SSE2 on x86_64; AVX2 measured 7–9% faster overall) that yields the
-//!   structural bits, the line end (no separate `memchr`) and whether the line is ASCII (no
-//!   separate UTF-8 validation). Tokens are cut by walking the structural bits in order,
+//!   structural bits, the line end (no separate `memchr`) and whether the line is ASCII.
+//!   Tokens are cut by walking the structural bits in order,
 //!   never by searching from each token's start (see `fast.rs` for why).
 //! * Numbers: values of up to 8 bytes (`58i`, `58.25`) are parsed from one 8-byte word with
 //!   SWAR — no loop whose length varies by value (each such loop costs a branch
