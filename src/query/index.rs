@@ -55,12 +55,9 @@ const MAX_BATCH_ROWS: usize = 4 << 20;
 /// only push the pages of selective reads out of the cache).
 const SELECTIVE: u64 = 4;
 
-/// Where a page lies: its cache key, its row group's first and end rows, its own rows
-/// (file rows `from..to`).
+/// Where a page lies: its cache key and its rows (file rows `from..to`).
 struct PagePlace {
     key: PageKey,
-    group_start: u64,
-    group_end: u64,
     from: u64,
     to: u64,
 }
@@ -363,8 +360,11 @@ impl RunsBuilder {
             .collect();
         let bytes = meta.metadata().memory_size()
             + self.runs.len() * std::mem::size_of::<Run>()
-            + self.keys.len() * 8
-            + self.tags.len() * 4
+            + self.keys.len() * 4
+            + postings
+                .iter()
+                .map(|p| (p.offsets.len() + p.runs.len()) * 4)
+                .sum::<usize>()
             + self
                 .tags
                 .iter()
@@ -689,8 +689,6 @@ impl FileIndex {
                                 row_group: g,
                                 page: p,
                             },
-                            group_start: gs,
-                            group_end: ge,
                             from,
                             to,
                         });
@@ -770,9 +768,15 @@ impl FileIndex {
         let mut rows: Vec<(u64, u64)> = Vec::new();
         let mut cursor = 0u64;
         for (i, n) in places.iter().enumerate() {
-            if groups.last() != Some(&n.key.row_group) {
-                groups.push(n.key.row_group);
-                cursor = n.group_start;
+            let g = n.key.row_group;
+            let (Some(&group_start), Some(&group_end)) =
+                (self.rg_starts.get(g), self.rg_starts.get(g + 1))
+            else {
+                return Err(read_err(path, &"a page of a row group the file lacks"));
+            };
+            if groups.last() != Some(&g) {
+                groups.push(g);
+                cursor = group_start;
             }
             if n.from > cursor {
                 selectors.push(RowSelector::skip((n.from - cursor) as usize));
@@ -783,8 +787,8 @@ impl FileIndex {
             let group_ends = places
                 .get(i + 1)
                 .is_none_or(|next| next.key.row_group != n.key.row_group);
-            if group_ends && cursor < n.group_end {
-                selectors.push(RowSelector::skip((n.group_end - cursor) as usize));
+            if group_ends && cursor < group_end {
+                selectors.push(RowSelector::skip((group_end - cursor) as usize));
             }
         }
         let total: u64 = rows.iter().map(|(a, b)| b - a).sum();
@@ -890,6 +894,20 @@ struct Inner {
     tick: u64,
 }
 
+impl Inner {
+    /// The cached index of this very file (same manifest seq and size), marked as used.
+    fn hit(&mut self, path: &Path, meta: &FileMeta) -> Option<Arc<FileIndex>> {
+        self.tick += 1;
+        let tick = self.tick;
+        let e = self.map.get_mut(path)?;
+        if e.seq != meta.seq || e.size != meta.bytes {
+            return None;
+        }
+        e.used = tick;
+        Some(e.index.clone())
+    }
+}
+
 /// File indexes, least recently used evicted beyond a byte budget; and the decoded pages
 /// that selective reads through them touched.
 pub struct IndexCache {
@@ -923,14 +941,8 @@ impl IndexCache {
         let key = (path.to_path_buf(), meta.seq, meta.bytes);
         let cell = {
             let mut inner = self.lock();
-            inner.tick += 1;
-            let tick = inner.tick;
-            if let Some(e) = inner.map.get_mut(path)
-                && e.seq == meta.seq
-                && e.size == meta.bytes
-            {
-                e.used = tick;
-                return Ok(e.index.clone());
+            if let Some(index) = inner.hit(path, meta) {
+                return Ok(index);
             }
             inner.building.entry(key.clone()).or_default().clone()
         };
@@ -959,15 +971,7 @@ impl IndexCache {
 
     /// The index of a file if it is cached (never builds it).
     pub fn cached(&self, path: &Path, meta: &FileMeta) -> Option<Arc<FileIndex>> {
-        let mut inner = self.lock();
-        inner.tick += 1;
-        let tick = inner.tick;
-        let e = inner.map.get_mut(path)?;
-        if e.seq != meta.seq || e.size != meta.bytes {
-            return None;
-        }
-        e.used = tick;
-        Some(e.index.clone())
+        self.lock().hit(path, meta)
     }
 
     /// Adds the index of a file just written (a flush knows its rows: nothing is read back
@@ -1021,13 +1025,39 @@ impl IndexCache {
     }
 }
 
+/// Tests: writes `batch` to `dir/f.parquet` as file 1 of db `d`, measurement `m`, and
+/// returns its path and manifest entry.
+#[cfg(test)]
+pub(crate) fn write_test_file(
+    dir: &Path,
+    batch: &RecordBatch,
+    props: parquet::file::properties::WriterProperties,
+) -> (PathBuf, FileMeta) {
+    let path = dir.join("f.parquet");
+    let bytes = crate::storage::parquet::write_file(&path, batch, props).unwrap();
+    let meta = FileMeta {
+        seq: 1,
+        path: "f.parquet".into(),
+        db: "d".into(),
+        measurement: "m".into(),
+        partition_start: 0,
+        min_time: 0,
+        max_time: 0,
+        rows: batch.num_rows() as u64,
+        bytes,
+        columns: Vec::new(),
+        wal: Vec::new(),
+    };
+    (path, meta)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use arrow::array::Int64Array;
     use arrow::datatypes::TimeUnit;
 
-    use crate::storage::parquet::{write_file, writer_properties};
+    use crate::storage::parquet::writer_properties;
 
     /// Series runs of these lengths (host `h{i}`, the third without the tag), times 0.. per
     /// run, `v` = row number; row groups of 7 rows so runs straddle them.
@@ -1069,22 +1099,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let path = dir.join("f.parquet");
-        let bytes = write_file(&path, &batch, props(&schema)).unwrap();
-        let meta = FileMeta {
-            seq: 1,
-            path: "f.parquet".into(),
-            db: "d".into(),
-            measurement: "m".into(),
-            partition_start: 0,
-            min_time: 0,
-            max_time: 0,
-            rows: batch.num_rows() as u64,
-            bytes,
-            columns: Vec::new(),
-            wal: Vec::new(),
-        };
-        (path, meta)
+        write_test_file(dir, &batch, props(&schema))
     }
 
     #[test]

@@ -28,7 +28,7 @@ use plan::QuerySpec;
 use scan::{GroupKey, Partial, ScanStats};
 
 use crate::model::RegionId;
-use crate::region::Engine;
+use crate::region::{Engine, RegionSnapshot};
 
 /// How one region answered.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -64,7 +64,32 @@ pub struct QueryResult {
 /// thread and back costs more than the scan (measured: ~0.1 ms per region on 2 cores).
 const INLINE_ROWS: u64 = 20_000;
 
-/// Scans one hosted region (snapshot, then the scan on a blocking thread).
+/// A hosted region's scan: done already (small scans run on the caller's thread), or
+/// running on a blocking thread.
+enum Scan {
+    Done(Result<(Partial, ScanStats), String>),
+    Running(tokio::task::JoinHandle<Result<(Partial, ScanStats), String>>),
+}
+
+/// Starts the scan of a hosted region's snapshot: on this thread when it reads at most
+/// [`INLINE_ROWS`] rows of indexed files, else on a blocking thread.
+fn start_scan(
+    engine: &Arc<Engine>,
+    snap: RegionSnapshot,
+    spec: Arc<QuerySpec>,
+    max_rows: usize,
+) -> Scan {
+    let cache = engine.index_cache();
+    if scan::is_small(&snap, &spec, cache, INLINE_ROWS) {
+        return Scan::Done(scan::scan_region(&snap, &spec, max_rows, cache));
+    }
+    let cache = cache.clone();
+    Scan::Running(tokio::task::spawn_blocking(move || {
+        scan::scan_region(&snap, &spec, max_rows, &cache)
+    }))
+}
+
+/// Scans one hosted region (snapshot, then [`start_scan`]).
 pub async fn scan_local(
     engine: &Arc<Engine>,
     region: RegionId,
@@ -74,10 +99,10 @@ pub async fn scan_local(
     let snap = engine
         .snapshot(region, &spec.db, Some(&spec.measurement))
         .await?;
-    let cache = engine.index_cache().clone();
-    tokio::task::spawn_blocking(move || scan::scan_region(&snap, &spec, max_rows, &cache))
-        .await
-        .map_err(|e| format!("scan task failed: {e}"))?
+    match start_scan(engine, snap, spec, max_rows) {
+        Scan::Done(res) => res,
+        Scan::Running(h) => h.await.map_err(|e| format!("scan task failed: {e}"))?,
+    }
 }
 
 /// Runs a query over every region that can hold matching data: hosted regions are scanned
@@ -123,23 +148,10 @@ pub async fn run(
         if engine.regions()[i].hosted() {
             let snapshot = engine.snapshot(RegionId(i), &spec.db, Some(&spec.measurement));
             let outcome = match tokio::time::timeout_at(deadline, snapshot).await {
-                // A few thousand rows of cached files: cheaper here than a thread handoff.
-                Ok(Ok(snap))
-                    if scan::small_scan(&snap, &spec, engine.index_cache(), INLINE_ROWS)
-                        .is_some() =>
-                {
-                    let res = scan::scan_region(&snap, &spec, max_rows, engine.index_cache());
-                    Pending::Done(res.map_err(|e| ("error", e)), started)
-                }
-                Ok(Ok(snap)) => {
-                    let (spec, cache) = (spec.clone(), engine.index_cache().clone());
-                    Pending::Scan(
-                        started,
-                        tokio::task::spawn_blocking(move || {
-                            scan::scan_region(&snap, &spec, max_rows, &cache)
-                        }),
-                    )
-                }
+                Ok(Ok(snap)) => match start_scan(engine, snap, spec.clone(), max_rows) {
+                    Scan::Done(res) => Pending::Done(res.map_err(|e| ("error", e)), started),
+                    Scan::Running(h) => Pending::Task(started, h),
+                },
                 Ok(Err(e)) => Pending::Done(Err(("error", e)), started),
                 Err(_) => Pending::Done(Err(timed_out()), started),
             };
@@ -157,14 +169,14 @@ pub async fn run(
             let answer = remote.partial(&url, &region_name, &params).await?;
             Ok((Partial::from(answer.partial), answer.stats))
         });
-        pending.push((name, Pending::Remote(started, task)));
+        pending.push((name, Pending::Task(started, task)));
     }
     let mut partials: Vec<Partial> = Vec::new();
     let mut partial = false;
     for (name, p) in pending {
         let (res, started) = match p {
             Pending::Done(res, started) => (res, started),
-            Pending::Scan(started, h) | Pending::Remote(started, h) => {
+            Pending::Task(started, h) => {
                 let res = match tokio::time::timeout_at(deadline, h).await {
                     Ok(Ok(r)) => r.map_err(|e| ("error", e)),
                     Ok(Err(e)) => Err(("error", format!("region task failed: {e}"))),
@@ -198,17 +210,12 @@ pub async fn run(
 
 /// A region's answer under way.
 enum Pending {
-    /// A hosted region's scan on a blocking thread.
-    Scan(
+    /// A hosted region's scan on a blocking thread, or a region asked over HTTP.
+    Task(
         Instant,
         tokio::task::JoinHandle<Result<(Partial, ScanStats), String>>,
     ),
-    /// A region asked over HTTP.
-    Remote(
-        Instant,
-        tokio::task::JoinHandle<Result<(Partial, ScanStats), String>>,
-    ),
-    /// Failed before its scan started (snapshot error or deadline).
+    /// Answered already (a small scan), or failed before its scan started.
     Done(
         Result<(Partial, ScanStats), (&'static str, String)>,
         Instant,

@@ -256,6 +256,9 @@ fn mem_rows(
             continue;
         }
         let times = c.time.values();
+        let columns = [c.time.as_ref() as &dyn Array, c.sid.as_ref()]
+            .into_iter()
+            .chain(c.fields.iter().map(|(_, _, a)| a.as_ref()));
         let pick: Result<Vec<ArrayRef>, arrow::error::ArrowError> = if few {
             let by_series = c.rows_by_series();
             let mut rows: Vec<u32> = matching
@@ -270,9 +273,6 @@ fn mem_rows(
             // Arrival order, as the mask below keeps it (later writes win when deduplicated).
             rows.sort_unstable();
             let rows = UInt32Array::from(rows);
-            let columns = [c.time.as_ref() as &dyn Array, c.sid.as_ref()]
-                .into_iter()
-                .chain(c.fields.iter().map(|(_, _, a)| a.as_ref()));
             columns
                 .map(|a| arrow::compute::take(a, &rows, None))
                 .collect()
@@ -287,9 +287,6 @@ fn mem_rows(
             if mask.true_count() == 0 {
                 continue;
             }
-            let columns = [c.time.as_ref() as &dyn Array, c.sid.as_ref()]
-                .into_iter()
-                .chain(c.fields.iter().map(|(_, _, a)| a.as_ref()));
             columns.map(|a| arrow::compute::filter(a, &mask)).collect()
         };
         let mut picked = pick
@@ -1011,18 +1008,13 @@ fn collect_raw(batch: &RecordBatch, spec: &QuerySpec, out: &mut RawPartial) -> R
     Ok(())
 }
 
-/// Rows a scan of `snap` would read at most, if it is small: every file's series index is
-/// cached (none has to be built), nothing is in memory, and the runs the query selects hold
-/// at most `limit` rows. `None` otherwise. Lets a one-host query over files run its scan on
-/// the request's own thread instead of handing it to a blocking thread.
-pub fn small_scan(
-    snap: &RegionSnapshot,
-    spec: &QuerySpec,
-    cache: &IndexCache,
-    limit: u64,
-) -> Option<u64> {
+/// Whether a scan of `snap` is small: nothing is in memory, every file's series index is
+/// cached (none has to be built), and the runs the query selects hold at most `limit` rows.
+/// Lets a one-host query over files run its scan on the request's own thread instead of
+/// handing it to a blocking thread.
+pub fn is_small(snap: &RegionSnapshot, spec: &QuerySpec, cache: &IndexCache, limit: u64) -> bool {
     if !snap.mem.is_empty() {
-        return None;
+        return false;
     }
     let none = HashSet::new();
     let mut rows = 0u64;
@@ -1030,16 +1022,18 @@ pub fn small_scan(
         if f.measurement != spec.measurement || !spec.overlaps(f.min_time, f.max_time) {
             continue;
         }
-        let idx = cache.cached(&snap.region_dir.join(&f.path), f)?;
+        let Some(idx) = cache.cached(&snap.region_dir.join(&f.path), f) else {
+            return false;
+        };
         rows += select_runs(&idx, spec, &none)
             .iter()
             .map(|&r| idx.runs[r].len)
             .sum::<u64>();
         if rows > limit {
-            return None;
+            return false;
         }
     }
-    Some(rows)
+    true
 }
 
 /// Scans one region's snapshot.
@@ -1273,7 +1267,8 @@ mod tests {
     #[test]
     fn folding_runs_batch_by_batch_equals_aggregating_rows() {
         use crate::query::index::IndexCache;
-        use crate::storage::parquet::{write_file, writer_properties};
+        use crate::query::index::write_test_file;
+        use crate::storage::parquet::writer_properties;
         use arrow::array::{DictionaryArray, Int64Array, TimestampNanosecondArray};
         use arrow::datatypes::{DataType, Field, Int32Type, Schema, TimeUnit};
 
@@ -1310,26 +1305,8 @@ mod tests {
         )
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f.parquet");
-        let bytes = write_file(
-            &path,
-            &batch,
-            writer_properties(&schema, 1 << 20, vec![], 1),
-        )
-        .unwrap();
-        let meta = FileMeta {
-            seq: 1,
-            path: "f.parquet".into(),
-            db: "d".into(),
-            measurement: "m".into(),
-            partition_start: 0,
-            min_time: 0,
-            max_time: 0,
-            rows: batch.num_rows() as u64,
-            bytes,
-            columns: Vec::new(),
-            wal: Vec::new(),
-        };
+        let props = writer_properties(&schema, 1 << 20, vec![], 1);
+        let (path, meta) = write_test_file(dir.path(), &batch, props);
         let cache = IndexCache::new(1 << 30, 0);
         let idx = cache.get(&path, &meta).unwrap();
         let aggs = [
