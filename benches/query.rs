@@ -97,7 +97,8 @@ fn spec(params: &[(&str, &str)]) -> QuerySpec {
 }
 
 fn run(snap: &RegionSnapshot, spec: &QuerySpec, cache: &IndexCache) -> (Vec<String>, Vec<Series>) {
-    let (partial, _stats): (Partial, _) = scan_region(snap, spec, MAX_ROWS, cache).expect("scan");
+    let (partial, _stats): (Partial, _) =
+        scan_region(snap, spec, MAX_ROWS, cache, None).expect("scan");
     merge(spec, vec![partial])
 }
 

@@ -80,12 +80,12 @@ fn start_scan(
     max_rows: usize,
 ) -> Scan {
     let cache = engine.index_cache();
-    if scan::is_small(&snap, &spec, cache, INLINE_ROWS) {
-        return Scan::Done(scan::scan_region(&snap, &spec, max_rows, cache));
+    if let Some(sel) = scan::small_selection(&snap, &spec, cache, INLINE_ROWS) {
+        return Scan::Done(scan::scan_region(&snap, &spec, max_rows, cache, Some(sel)));
     }
     let cache = cache.clone();
     Scan::Running(tokio::task::spawn_blocking(move || {
-        scan::scan_region(&snap, &spec, max_rows, &cache)
+        scan::scan_region(&snap, &spec, max_rows, &cache, None)
     }))
 }
 

@@ -107,9 +107,33 @@ fn may_share_points(a: &Source, b: &Source) -> bool {
     time && shards
 }
 
-/// A tag predicate over one file: the tag's position, a verdict per value id and one for an
-/// absent tag; or a constant verdict when the file lacks the tag.
-type Verdict = Result<(usize, Vec<bool>, bool), bool>;
+/// Which values of a tag a predicate accepts, within one file.
+enum ValueTest {
+    /// `k=v`: the id of v in the file, if it holds v (found once, by binary search).
+    One(Option<usize>),
+    /// Any other operator: a verdict per value id.
+    Each(Vec<bool>),
+}
+
+impl ValueTest {
+    fn accepts(&self, id: usize) -> bool {
+        match self {
+            ValueTest::One(x) => *x == Some(id),
+            ValueTest::Each(v) => v[id],
+        }
+    }
+
+    fn accepts_any(&self) -> bool {
+        match self {
+            ValueTest::One(x) => x.is_some(),
+            ValueTest::Each(v) => v.contains(&true),
+        }
+    }
+}
+
+/// A tag predicate over one file: the tag's position, its test of values and its verdict
+/// for an absent tag; or a constant verdict when the file lacks the tag.
+type Verdict = Result<(usize, ValueTest, bool), bool>;
 
 /// The runs of a file that a query needs: inside the time range, matching the tag
 /// predicates (evaluated once per distinct value), and not in an already answered group.
@@ -119,63 +143,46 @@ fn select_runs(idx: &FileIndex, spec: &QuerySpec, answered: &HashSet<GroupKey>) 
         .iter()
         .map(|p| match idx.tag_position(&p.key) {
             None => Err(p.matches(None)),
-            // `k=v`: one value can match; find it by binary search instead of comparing
-            // every value of the file (a file without it has no matching run).
             Some(t) => {
                 let tag = &idx.tags[t];
-                let by_value = match &p.op {
-                    TagOp::Eq(x) => {
-                        let mut by_value = vec![false; tag.values.len()];
-                        if let Some(id) = tag.id_of(x) {
-                            by_value[id] = true;
-                        }
-                        by_value
-                    }
-                    _ => tag.values.iter().map(|v| p.matches(Some(v))).collect(),
+                let test = match &p.op {
+                    TagOp::Eq(x) => ValueTest::One(tag.id_of(x)),
+                    _ => ValueTest::Each(tag.values.iter().map(|v| p.matches(Some(v))).collect()),
                 };
-                Ok((t, by_value, p.matches(None)))
+                Ok((t, test, p.matches(None)))
             }
         })
         .collect();
     // A predicate no run can satisfy (no value matches, and an absent tag does not).
-    if verdicts
-        .iter()
-        .any(|v| matches!(v, Ok((_, by_value, false)) if !by_value.contains(&true)))
-    {
-        return Vec::new();
-    }
-    if verdicts.iter().any(|v| matches!(v, Err(false))) {
+    if verdicts.iter().any(|v| match v {
+        Ok((_, test, absent)) => !absent && !test.accepts_any(),
+        Err(c) => !c,
+    }) {
         return Vec::new();
     }
     let group_pos: Vec<Option<usize>> = spec.group_by.iter().map(|g| idx.tag_position(g)).collect();
     // With a `k=v` that an absent tag does not satisfy, only the runs holding v can match.
-    let holding: Option<&[u32]> =
-        spec.preds
-            .iter()
-            .zip(&verdicts)
-            .find_map(|(p, v)| match (&p.op, v) {
-                (TagOp::Eq(x), Ok((t, _, false))) => Some(
-                    idx.tags[*t]
-                        .id_of(x)
-                        .map_or(&[][..], |id| idx.runs_with(*t, id)),
-                ),
-                _ => None,
-            });
-    let candidates: Box<dyn Iterator<Item = usize>> = match holding {
-        Some(runs) => Box::new(runs.iter().map(|&r| r as usize)),
-        None => Box::new(0..idx.runs.len()),
+    let holding: Option<&[u32]> = verdicts.iter().find_map(|v| match v {
+        Ok((t, ValueTest::One(id), false)) => Some(id.map_or(&[][..], |id| idx.runs_with(*t, id))),
+        _ => None,
+    });
+    let keep = |r: usize| {
+        let run = &idx.runs[r];
+        spec.overlaps(run.min_time, run.max_time)
+            && verdicts.iter().all(|v| match v {
+                Err(c) => *c,
+                Ok((t, test, absent)) => idx.key(r, *t).map_or(*absent, |k| test.accepts(k)),
+            })
+            && (answered.is_empty() || !answered.contains(&idx.group_key(r, &group_pos)))
     };
-    candidates
-        .filter(|&r| {
-            let run = &idx.runs[r];
-            spec.overlaps(run.min_time, run.max_time)
-                && verdicts.iter().all(|v| match v {
-                    Err(c) => *c,
-                    Ok((t, by_value, absent)) => idx.key(r, *t).map_or(*absent, |k| by_value[k]),
-                })
-                && (answered.is_empty() || !answered.contains(&idx.group_key(r, &group_pos)))
-        })
-        .collect()
+    match holding {
+        Some(runs) => runs
+            .iter()
+            .map(|&r| r as usize)
+            .filter(|&r| keep(r))
+            .collect(),
+        None => (0..idx.runs.len()).filter(|&r| keep(r)).collect(),
+    }
 }
 
 /// Groups whose every requested field already has its `first`/`last` value: older (for
@@ -1008,32 +1015,45 @@ fn collect_raw(batch: &RecordBatch, spec: &QuerySpec, out: &mut RawPartial) -> R
     Ok(())
 }
 
-/// Whether a scan of `snap` is small: nothing is in memory, every file's series index is
-/// cached (none has to be built), and the runs the query selects hold at most `limit` rows.
-/// Lets a one-host query over files run its scan on the request's own thread instead of
-/// handing it to a blocking thread.
-pub fn is_small(snap: &RegionSnapshot, spec: &QuerySpec, cache: &IndexCache, limit: u64) -> bool {
+/// The files of a snapshot a small scan reads, found while checking that it is small: per
+/// file of [`RegionSnapshot::files`], its path, cached index and the runs the query needs
+/// (`None` when the file is pruned).
+pub struct Selection(Vec<Option<Selected>>);
+
+/// A file's path, cached index and selected runs.
+type Selected = (PathBuf, Arc<FileIndex>, Vec<usize>);
+
+/// The selection of a scan of `snap` if it is small: nothing is in memory, every file's
+/// series index is cached (none has to be built), and the runs the query selects hold at
+/// most `limit` rows. Lets a one-host query over files run its scan on the request's own
+/// thread instead of handing it to a blocking thread; [`scan_region`] reuses the selection.
+pub fn small_selection(
+    snap: &RegionSnapshot,
+    spec: &QuerySpec,
+    cache: &IndexCache,
+    limit: u64,
+) -> Option<Selection> {
     if !snap.mem.is_empty() {
-        return false;
+        return None;
     }
     let none = HashSet::new();
     let mut rows = 0u64;
+    let mut out = Vec::new();
     for f in snap.files() {
         if f.measurement != spec.measurement || !spec.overlaps(f.min_time, f.max_time) {
+            out.push(None);
             continue;
         }
-        let Some(idx) = cache.cached(&snap.region_dir.join(&f.path), f) else {
-            return false;
-        };
-        rows += select_runs(&idx, spec, &none)
-            .iter()
-            .map(|&r| idx.runs[r].len)
-            .sum::<u64>();
+        let path = snap.region_dir.join(&f.path);
+        let idx = cache.cached(&path, f)?;
+        let runs = select_runs(&idx, spec, &none);
+        rows += runs.iter().map(|&r| idx.runs[r].len).sum::<u64>();
         if rows > limit {
-            return false;
+            return None;
         }
+        out.push(Some((path, idx, runs)));
     }
-    true
+    Some(Selection(out))
 }
 
 /// Scans one region's snapshot.
@@ -1042,13 +1062,17 @@ pub fn scan_region(
     spec: &QuerySpec,
     max_rows: usize,
     cache: &IndexCache,
+    selection: Option<Selection>,
 ) -> Result<(Partial, ScanStats), String> {
     let mut stats = ScanStats::default();
-    // Partitions in time order; each with its file and memory sources.
-    let mut parts: BTreeMap<i64, (Vec<&FileMeta>, Vec<&MemSource>)> = BTreeMap::new();
-    for f in snap.files() {
+    let mut selection = selection.map(|s| s.0);
+    // Partitions in time order; each with its files (and their positions in
+    // `snap.files()`) and memory sources.
+    type Files<'a> = Vec<(usize, &'a FileMeta)>;
+    let mut parts: BTreeMap<i64, (Files, Vec<&MemSource>)> = BTreeMap::new();
+    for (i, f) in snap.files().enumerate() {
         if f.measurement == spec.measurement && spec.overlaps(f.min_time, f.max_time) {
-            parts.entry(f.partition_start).or_default().0.push(f);
+            parts.entry(f.partition_start).or_default().0.push((i, f));
         } else {
             stats.files_pruned += 1;
         }
@@ -1072,7 +1096,7 @@ pub fn scan_region(
         .into_values()
         .map(|(files, mems)| {
             let (mut min, mut max) = (i64::MAX, i64::MIN);
-            for f in &files {
+            for (_, f) in &files {
                 (min, max) = (min.min(f.min_time), max.max(f.max_time));
             }
             for c in mems.iter().flat_map(|m| m.chunks.iter()) {
@@ -1099,14 +1123,24 @@ pub fn scan_region(
             &none_answered
         };
         (read_min, read_max) = (read_min.min(part_min), read_max.max(part_max));
-        files.sort_by_key(|f| f.seq);
+        files.sort_by_key(|(_, f)| f.seq);
         // Flushing blocks are older than active ones; among them, file seq order.
         mems.sort_by_key(|m| m.flushing_file_seq.map_or((1, 0), |s| (0, s)));
         let mut sources: Vec<Source> = Vec::new();
-        for f in files {
-            let path = snap.region_dir.join(&f.path);
-            let idx = cache.get(&path, f)?;
-            let runs = select_runs(&idx, spec, skip);
+        for (i, f) in files {
+            let selected = match &mut selection {
+                Some(sel) if skip.is_empty() => sel.get_mut(i).and_then(Option::take),
+                _ => None,
+            };
+            let (path, idx, runs) = match selected {
+                Some(s) => s,
+                None => {
+                    let path = snap.region_dir.join(&f.path);
+                    let idx = cache.get(&path, f)?;
+                    let runs = select_runs(&idx, spec, skip);
+                    (path, idx, runs)
+                }
+            };
             if runs.is_empty() {
                 stats.files_pruned += 1;
                 continue;
