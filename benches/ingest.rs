@@ -122,7 +122,7 @@ fn bench_prepare(c: &mut Criterion) {
                     &registry,
                     shards,
                     name,
-                    black_box(body.clone()),
+                    black_box(&body[..]),
                     Precision::Nanosecond,
                     now,
                 );

@@ -27,6 +27,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod bufpool;
 pub mod catalog;
 pub mod compaction;
 pub mod config;

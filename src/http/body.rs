@@ -1,40 +1,71 @@
-//! Request bodies: size limit (413), optional gzip (bounded inflation), never unbounded.
+//! Request bodies: size limit (413), optional gzip (bounded inflation), never unbounded;
+//! read into reused buffers.
 
 use std::io::Read;
+use std::ops::Deref;
 
 use axum::body::Body;
 use axum::http::HeaderMap;
-use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 
 use super::error::ApiError;
+use crate::bufpool::BODIES;
+
+/// A request body's bytes, in a buffer of [`BODIES`] (given back when dropped).
+#[derive(Debug, Default)]
+pub struct ReqBody {
+    buf: Vec<u8>,
+}
+
+impl ReqBody {
+    /// An empty body with room for `hint` bytes.
+    fn with_capacity(hint: usize) -> ReqBody {
+        ReqBody {
+            buf: BODIES.take(hint),
+        }
+    }
+}
+
+impl Deref for ReqBody {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for ReqBody {
+    fn drop(&mut self) {
+        BODIES.give(std::mem::take(&mut self.buf));
+    }
+}
 
 /// Reads a body of at most `limit` bytes, inflating gzip to at most `limit` bytes too.
-pub async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Bytes, ApiError> {
+pub async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<ReqBody, ApiError> {
     let too_large = || {
         ApiError::PayloadTooLarge(format!(
             "request body is larger than the limit of {limit} bytes (http.max_body_bytes); split it into smaller batches"
         ))
     };
-    if let Some(len) = headers
+    let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > limit
-    {
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
         return Err(too_large());
     }
-    let collected = Limited::new(body, limit as usize)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.downcast_ref::<LengthLimitError>().is_some() {
-                too_large()
-            } else {
-                ApiError::BadRequest(format!("could not read the request body: {e}"))
+    // Room for the declared length (at most the limit, checked above), else grown as read.
+    let mut raw = ReqBody::with_capacity(declared.unwrap_or(0) as usize);
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| ApiError::BadRequest(format!("could not read the request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if (raw.buf.len() + data.len()) as u64 > limit {
+                return Err(too_large());
             }
-        })?;
-    let raw = collected.to_bytes();
+            raw.buf.extend_from_slice(&data);
+        }
+    }
     let encoding = headers.get(axum::http::header::CONTENT_ENCODING).map(|v| {
         v.to_str()
             .unwrap_or("(not text)")
@@ -69,15 +100,15 @@ pub enum GunzipError {
 }
 
 /// Inflates a gzip stream (multi-member allowed) to at most `limit` bytes.
-pub fn gunzip(raw: &[u8], limit: u64) -> Result<Bytes, GunzipError> {
-    let mut out = Vec::new();
+pub fn gunzip(raw: &[u8], limit: u64) -> Result<ReqBody, GunzipError> {
+    let mut out = ReqBody::with_capacity(0);
     let mut dec = flate2::read::MultiGzDecoder::new(raw).take(limit + 1);
-    dec.read_to_end(&mut out)
+    dec.read_to_end(&mut out.buf)
         .map_err(|e| GunzipError::Invalid(e.to_string()))?;
     if out.len() as u64 > limit {
         return Err(GunzipError::TooLarge);
     }
-    Ok(Bytes::from(out))
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -141,7 +141,7 @@ async fn write_inner(
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
     let db = p.db.clone();
     let precision = p.precision;
-    let prepared = tokio::task::spawn_blocking(move || engine.prepare(&db, body, precision, now))
+    let prepared = tokio::task::spawn_blocking(move || engine.prepare(&db, &body, precision, now))
         .await
         .map_err(|e| ApiError::Unavailable(format!("write task failed: {e}")))?;
     metrics.points_rejected[ep].fetch_add(prepared.rejected_count as u64, Relaxed);

@@ -25,7 +25,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
 
-use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, unbounded};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
@@ -571,7 +570,7 @@ impl Engine {
     pub fn prepare(
         &self,
         db: &str,
-        body: Bytes,
+        body: &[u8],
         precision: Precision,
         now_ns: i64,
     ) -> PreparedWrite {

@@ -9,8 +9,6 @@
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use super::rows::RowWriter;
 use crate::lineproto::{self, FieldValue, ParsedLine};
 use crate::model::{
@@ -33,6 +31,13 @@ pub struct ShardBatch {
     pub db: Arc<str>,
     pub payload: Vec<u8>,
     pub rows: usize,
+}
+
+impl Drop for ShardBatch {
+    /// The payload's buffer is reused by later writes (see `bufpool`).
+    fn drop(&mut self) {
+        crate::bufpool::ROWS.give(std::mem::take(&mut self.payload));
+    }
 }
 
 /// A line the server refused, as reported to the client.
@@ -164,7 +169,7 @@ pub fn prepare(
     registry: &SchemaRegistry,
     shards_per_region: usize,
     db: &str,
-    body: Bytes,
+    body: &[u8],
     precision: Precision,
     now_ns: i64,
 ) -> PreparedWrite {
@@ -180,7 +185,7 @@ pub fn prepare(
     let mut shape = Shape::default();
 
     // Accepted lines are handed back to the parser, which reuses their vectors.
-    let mut lines = lineproto::lines(&body);
+    let mut lines = lineproto::lines(body);
     while let Some(item) = lines.next() {
         let reject = |out: &mut PreparedWrite, msg: String| {
             out.rejected_count += 1;
@@ -315,7 +320,7 @@ mod tests {
             &reg,
             2,
             "db",
-            Bytes::from(body.to_string()),
+            body.as_bytes(),
             precision,
             1_700_000_000_123_456_789,
         )

@@ -18,6 +18,7 @@
 
 use std::borrow::Cow;
 
+use crate::bufpool::ROWS;
 use crate::lineproto::FieldValue;
 
 /// A decoded row, borrowing from the payload.
@@ -35,7 +36,8 @@ pub struct Row<'a> {
 pub struct RowWriter {
     db: String,
     rows_buf: Vec<u8>,
-    heap: String,
+    /// Every string, concatenated (only `&str`s are appended: UTF-8).
+    heap: Vec<u8>,
     rows: usize,
 }
 
@@ -45,8 +47,8 @@ impl RowWriter {
     pub fn new(db: &str, capacity: usize) -> RowWriter {
         RowWriter {
             db: db.to_string(),
-            rows_buf: Vec::with_capacity(capacity.max(256) / 2),
-            heap: String::with_capacity(capacity.max(256) / 2),
+            rows_buf: ROWS.take(capacity.max(256) / 2),
+            heap: ROWS.take(capacity.max(256) / 2),
             rows: 0,
         }
     }
@@ -56,7 +58,7 @@ impl RowWriter {
             .extend_from_slice(&(self.heap.len() as u32).to_le_bytes());
         self.rows_buf
             .extend_from_slice(&(s.len() as u32).to_le_bytes());
-        self.heap.push_str(s);
+        self.heap.extend_from_slice(s.as_bytes());
     }
 
     /// Appends a row; `sorted_tags` must be sorted by key.
@@ -111,15 +113,16 @@ impl RowWriter {
         self.rows
     }
 
-    /// The finished payload.
+    /// The finished payload (in a buffer of [`ROWS`]; the writer's go back to it).
     pub fn finish(self) -> Vec<u8> {
-        let mut out =
-            Vec::with_capacity(12 + self.db.len() + self.rows_buf.len() + self.heap.len());
+        let mut out = ROWS.take(12 + self.db.len() + self.rows_buf.len() + self.heap.len());
         out.extend_from_slice(&(self.db.len() as u32).to_le_bytes());
         out.extend_from_slice(self.db.as_bytes());
         out.extend_from_slice(&(self.rows_buf.len() as u32).to_le_bytes());
         out.extend_from_slice(&self.rows_buf);
-        out.extend_from_slice(self.heap.as_bytes());
+        out.extend_from_slice(&self.heap);
+        ROWS.give(self.rows_buf);
+        ROWS.give(self.heap);
         out
     }
 }
