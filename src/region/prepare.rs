@@ -81,6 +81,9 @@ struct Shape {
     fields: Vec<(String, FieldType)>,
     /// Positions of the tags in key order.
     order: Vec<usize>,
+    /// Changes whenever the shape is remembered anew: rows pushed to a `RowWriter` with the
+    /// same generation have the same keys.
+    generation: u64,
 }
 
 impl Shape {
@@ -102,6 +105,7 @@ impl Shape {
     }
 
     fn remember(&mut self, line: &ParsedLine<'_>, partition: i64) {
+        self.generation += 1;
         self.partition = partition;
         self.measurement.clear();
         self.measurement.push_str(&line.measurement);
@@ -274,7 +278,14 @@ pub fn prepare(
         by_shard
             .entry((region, shard))
             .or_insert_with(|| RowWriter::new(&db, row_capacity))
-            .push(ts, hash, &line.measurement, &tags, &line.fields);
+            .push(
+                ts,
+                hash,
+                &line.measurement,
+                &tags,
+                &line.fields,
+                same_keys.then_some(shape.generation),
+            );
         out.accepted += 1;
         out.fields_accepted += line.fields.len();
         if !checked {

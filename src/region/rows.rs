@@ -39,6 +39,11 @@ pub struct RowWriter {
     /// Every string, concatenated (only `&str`s are appended: UTF-8).
     heap: Vec<u8>,
     rows: usize,
+    /// The key strings (measurement, tag keys, field keys) of the last row pushed with a
+    /// shape id, as (offset, len) in the heap, and that id: a later row of the same shape
+    /// points at them instead of copying its keys again.
+    keys: Option<u64>,
+    key_refs: Vec<(u32, u32)>,
 }
 
 impl RowWriter {
@@ -50,18 +55,39 @@ impl RowWriter {
             rows_buf: ROWS.take(capacity.max(256) / 2),
             heap: ROWS.take(capacity.max(256) / 2),
             rows: 0,
+            keys: None,
+            key_refs: Vec::new(),
         }
     }
 
     fn put_str(&mut self, s: &str) {
-        self.rows_buf
-            .extend_from_slice(&(self.heap.len() as u32).to_le_bytes());
-        self.rows_buf
-            .extend_from_slice(&(s.len() as u32).to_le_bytes());
+        self.put_ref(self.heap.len() as u32, s.len() as u32);
         self.heap.extend_from_slice(s.as_bytes());
     }
 
-    /// Appends a row; `sorted_tags` must be sorted by key.
+    fn put_ref(&mut self, offset: u32, len: u32) {
+        self.rows_buf.extend_from_slice(&offset.to_le_bytes());
+        self.rows_buf.extend_from_slice(&len.to_le_bytes());
+    }
+
+    /// Writes key number `i` of the row: a reference to the same key of the previous row
+    /// of the shape when `reuse`, else the string (remembered when `remember`).
+    fn put_key(&mut self, i: usize, s: &str, reuse: bool, remember: bool) {
+        match self.key_refs.get(i) {
+            Some(&(offset, len)) if reuse => self.put_ref(offset, len),
+            _ => {
+                if remember {
+                    self.key_refs.push((self.heap.len() as u32, s.len() as u32));
+                }
+                self.put_str(s);
+            }
+        }
+    }
+
+    /// Appends a row; `sorted_tags` must be sorted by key. `shape` identifies the row's
+    /// keys: rows pushed with the same `Some(id)` must have the same measurement, tag keys
+    /// and field keys in the same order; the writer then stores those strings once per
+    /// payload (the decoder reads every reference alike, so the format is unchanged).
     pub fn push<K: AsRef<str>>(
         &mut self,
         ts: i64,
@@ -69,20 +95,27 @@ impl RowWriter {
         measurement: &str,
         sorted_tags: &[(&str, &str)],
         fields: &[(K, FieldValue<'_>)],
+        shape: Option<u64>,
     ) {
+        let reuse = shape.is_some() && shape == self.keys;
+        let remember = shape.is_some() && !reuse;
+        if remember {
+            self.keys = shape;
+            self.key_refs.clear();
+        }
         self.rows_buf.extend_from_slice(&ts.to_le_bytes());
         self.rows_buf.extend_from_slice(&series_hash.to_le_bytes());
-        self.put_str(measurement);
+        self.put_key(0, measurement, reuse, remember);
         self.rows_buf
             .extend_from_slice(&(sorted_tags.len() as u32).to_le_bytes());
-        for (k, v) in sorted_tags {
-            self.put_str(k);
+        for (i, (k, v)) in sorted_tags.iter().enumerate() {
+            self.put_key(1 + i, k, reuse, remember);
             self.put_str(v);
         }
         self.rows_buf
             .extend_from_slice(&(fields.len() as u32).to_le_bytes());
-        for (k, v) in fields {
-            self.put_str(k.as_ref());
+        for (i, (k, v)) in fields.iter().enumerate() {
+            self.put_key(1 + sorted_tags.len() + i, k.as_ref(), reuse, remember);
             match v {
                 FieldValue::Float(x) => {
                     self.rows_buf.push(0);
@@ -255,8 +288,9 @@ mod tests {
                 ("b", FieldValue::Boolean(true)),
                 ("s", FieldValue::String("hé \"x\"".into())),
             ],
+            None,
         );
-        w.push(7, 1, "m", &[], &[("x", FieldValue::Float(0.0))]);
+        w.push(7, 1, "m", &[], &[("x", FieldValue::Float(0.0))], None);
         assert_eq!(w.rows(), 2);
         let p = w.finish();
         let (db, rows) = decode(&p).unwrap();
@@ -287,6 +321,79 @@ mod tests {
         bad[off..off + 4].copy_from_slice(&u32::MAX.to_le_bytes());
         let (_, rows) = decode(&bad).unwrap();
         assert!(rows.collect::<Vec<_>>()[0].is_err());
+    }
+
+    /// Rows pushed with shape ids decode to exactly what was pushed, whatever the sequence
+    /// of shapes; keys are stored once per shape run.
+    #[test]
+    fn shapes_store_keys_once_and_decode_the_same() {
+        type Pushed = (
+            String,
+            Vec<(String, String)>,
+            Vec<(String, i64)>,
+            Option<u64>,
+        );
+        let a = |v: i64, host: &str| -> Pushed {
+            (
+                "cpu".into(),
+                vec![("host".into(), host.into()), ("region".into(), "eu".into())],
+                vec![("user".into(), v), ("system".into(), v + 1)],
+                Some(1),
+            )
+        };
+        let b = |v: i64| -> Pushed {
+            (
+                "mem".into(),
+                vec![("host".into(), "h".into())],
+                vec![("used".into(), v)],
+                Some(2),
+            )
+        };
+        let none = |v: i64| -> Pushed { ("disk".into(), vec![], vec![("free".into(), v)], None) };
+        let seq = vec![
+            a(1, "x"),
+            a(2, "y"),
+            b(3),
+            a(4, "z"),
+            none(5),
+            none(6),
+            b(7),
+            b(8),
+            a(9, "x"),
+        ];
+        let mut w = RowWriter::new("db", 0);
+        for (i, (m, tags, fields, shape)) in seq.iter().enumerate() {
+            let tags: Vec<(&str, &str)> =
+                tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let fields: Vec<(&str, FieldValue)> = fields
+                .iter()
+                .map(|(k, v)| (k.as_str(), FieldValue::Integer(*v)))
+                .collect();
+            w.push(i as i64, i as u64, m, &tags, &fields, *shape);
+        }
+        let heap_len = w.heap.len();
+        let p = w.finish();
+        let (_, rows) = decode(&p).unwrap();
+        let rows: Vec<Row> = rows.map(|r| r.unwrap()).collect();
+        assert_eq!(rows.len(), seq.len());
+        for (r, (m, tags, fields, _)) in rows.iter().zip(&seq) {
+            assert_eq!(r.measurement, m);
+            let want: Vec<(&str, &str)> =
+                tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            assert_eq!(r.tags, want);
+            let want: Vec<(&str, FieldValue)> = fields
+                .iter()
+                .map(|(k, v)| (k.as_str(), FieldValue::Integer(*v)))
+                .collect();
+            assert_eq!(r.fields, want);
+        }
+        // Keys were written at each change of shape only (a, b, a, b, a: 5 times), tag
+        // values every row, keys of rows without a shape every row.
+        let keys_a = "cpu".len() + "host".len() + "region".len() + "user".len() + "system".len();
+        let keys_b = "mem".len() + "host".len() + "used".len();
+        let values = 4 * "x".len() + 4 * "eu".len() + 3 * "h".len();
+        let unshaped = 2 * ("disk".len() + "free".len());
+        assert_eq!(heap_len, 3 * keys_a + 2 * keys_b + values + unshaped);
     }
 
     proptest! {
