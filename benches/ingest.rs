@@ -175,8 +175,9 @@ fn bench_block_append(c: &mut Criterion) {
         b.iter_batched(
             Block::new,
             |mut block| {
-                for r in &rows {
-                    block.append(hashes[r.host], &tags[r.host], &r.fields, r.ts);
+                // As a shard appends a run of rows of one shape.
+                for (i, r) in rows.iter().enumerate() {
+                    block.append(hashes[r.host], &tags[r.host], &r.fields, r.ts, i > 0);
                 }
                 block
             },

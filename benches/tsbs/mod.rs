@@ -186,7 +186,7 @@ pub fn filled_block(hosts: usize, steps: usize, int: bool) -> Block {
             let vals = data.step(h);
             let fields = Dataset::field_values(vals, int);
             let host = &data.hosts[h];
-            block.append(host.hash, &host.tags, &fields, ts);
+            block.append(host.hash, &host.tags, &fields, ts, false);
         }
     }
     block

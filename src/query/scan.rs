@@ -1416,7 +1416,7 @@ mod tests {
                 if i % 3 == 0 {
                     fields.push(("w", FieldValue::Float(i as f64)));
                 }
-                block.append(hash, &tags, &fields, (i % 40) * 10);
+                block.append(hash, &tags, &fields, (i % 40) * 10, false);
             }
             chunks = block.freeze();
         }

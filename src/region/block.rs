@@ -248,6 +248,8 @@ pub struct Block {
     sid: Vec<u32>,
     fields: Vec<(Arc<str>, FieldType, FieldBuilder)>,
     field_index: FxHashMap<Arc<str>, usize>,
+    /// The column of each field of the last row appended, in its order.
+    last_columns: Vec<usize>,
     min_time: i64,
     max_time: i64,
     /// Frozen chunks, oldest first.
@@ -270,6 +272,7 @@ impl Block {
             sid: Vec::new(),
             fields: Vec::new(),
             field_index: FxHashMap::default(),
+            last_columns: Vec::new(),
             min_time: i64::MAX,
             max_time: i64::MIN,
             chunks: Vec::new(),
@@ -288,13 +291,16 @@ impl Block {
         self.bytes
     }
 
-    /// Appends one row; returns the bytes it added to [`Block::bytes`].
+    /// Appends one row; returns the bytes it added to [`Block::bytes`]. `same_fields`: the
+    /// caller knows the field names are those of the last row appended, in the same order
+    /// (their columns are reused without a lookup).
     pub fn append<K: AsRef<str>, V: AsRef<str>, F: AsRef<str>>(
         &mut self,
         series_hash: u64,
         sorted_tags: &[(K, V)],
         fields: &[(F, FieldValue<'_>)],
         ts: i64,
+        same_fields: bool,
     ) -> usize {
         let before_series = self.series.len();
         let sid = self.series.intern(series_hash, sorted_tags);
@@ -311,6 +317,32 @@ impl Block {
         self.sid.push(sid);
         self.min_time = self.min_time.min(ts);
         self.max_time = self.max_time.max(ts);
+        if same_fields && self.last_columns.len() == fields.len() {
+            for (&idx, (_, value)) in self.last_columns.iter().zip(fields) {
+                added += self.fields[idx].2.append(value);
+            }
+        } else {
+            added += self.append_fields(fields, row);
+        }
+        for (_, _, b) in &mut self.fields {
+            if b.len() <= row {
+                b.append_nulls(1);
+            }
+        }
+        self.rows += 1;
+        self.bytes += added;
+        added
+    }
+
+    /// Appends the field values of row `row`, finding (or adding) each field's column;
+    /// remembers the columns in [`Block::last_columns`]. Returns the bytes added.
+    fn append_fields<F: AsRef<str>>(
+        &mut self,
+        fields: &[(F, FieldValue<'_>)],
+        row: usize,
+    ) -> usize {
+        let mut added = 0;
+        self.last_columns.clear();
         for (name, value) in fields {
             let name = name.as_ref();
             let idx = match self.field_index.get(name) {
@@ -325,15 +357,9 @@ impl Block {
                     self.fields.len() - 1
                 }
             };
+            self.last_columns.push(idx);
             added += self.fields[idx].2.append(value);
         }
-        for (_, _, b) in &mut self.fields {
-            if b.len() <= row {
-                b.append_nulls(1);
-            }
-        }
-        self.rows += 1;
-        self.bytes += added;
         added
     }
 
@@ -578,12 +604,59 @@ mod tests {
     use super::*;
     use crate::router::series_hash;
     use arrow::array::{AsArray, Float64Array, Int64Array};
-    use arrow::datatypes::Float64Type;
+    use arrow::datatypes::{Float64Type, Int64Type};
 
     fn add(b: &mut Block, tags: &[(&str, &str)], fields: &[(&str, FieldValue<'static>)], ts: i64) {
         let mut t = tags.to_vec();
         t.sort();
-        b.append(series_hash("m", &t), &t, fields, ts);
+        b.append(series_hash("m", &t), &t, fields, ts, false);
+    }
+
+    /// Rows appended with `same_fields` (reusing the last row's columns) make the same
+    /// block as rows whose columns are looked up, with field sets changing in between.
+    #[test]
+    fn reused_columns_equal_looked_up_columns() {
+        let rows: Vec<(Vec<(&str, FieldValue<'static>)>, bool)> = vec![
+            (
+                vec![("a", FieldValue::Integer(1)), ("b", FieldValue::Float(2.0))],
+                false,
+            ),
+            (
+                vec![("a", FieldValue::Integer(3)), ("b", FieldValue::Float(4.0))],
+                true,
+            ),
+            (
+                vec![("b", FieldValue::Float(5.0)), ("a", FieldValue::Integer(6))],
+                false,
+            ),
+            (
+                vec![("b", FieldValue::Float(7.0)), ("a", FieldValue::Integer(8))],
+                true,
+            ),
+            (vec![("c", FieldValue::Boolean(true))], false),
+            (vec![("c", FieldValue::Boolean(false))], true),
+            (
+                vec![("a", FieldValue::Integer(9)), ("b", FieldValue::Float(1.0))],
+                false,
+            ),
+        ];
+        let (mut reused, mut looked_up) = (Block::new(), Block::new());
+        for (i, (fields, same)) in rows.iter().enumerate() {
+            let t = [("host", "h")];
+            let h = series_hash("m", &t);
+            reused.append(h, &t, fields, i as i64, *same);
+            looked_up.append(h, &t, fields, i as i64, false);
+        }
+        let (a, ..) = sorted_batch(&reused.freeze()).unwrap();
+        let (b, ..) = sorted_batch(&looked_up.freeze()).unwrap();
+        assert_eq!(a, b);
+        let ints = a.column_by_name("a").unwrap().as_primitive::<Int64Type>();
+        assert_eq!(
+            ints.iter().collect::<Vec<_>>(),
+            vec![Some(1), Some(3), Some(6), Some(8), None, None, Some(9)]
+        );
+        let bools = a.column_by_name("c").unwrap().as_boolean();
+        assert_eq!(bools.null_count(), 5);
     }
 
     fn tag_values(batch: &RecordBatch, name: &str) -> Vec<Option<String>> {

@@ -196,28 +196,21 @@ impl Shard {
         rows: impl Iterator<Item = Row<'a>>,
         wal: (usize, u64),
     ) -> usize {
-        let mut applied = 0;
-        let mut last: Option<BlockKey> = None;
-        let mut added = 0usize;
-        for row in rows {
-            let partition = PartitionStart::of(row.ts, self.ctx.partition_duration_ns);
-            let key = match &last {
-                Some(k)
-                    if k.partition == partition
-                        && &*k.measurement == row.measurement
-                        && &k.db == db =>
-                {
-                    k.clone()
-                }
-                _ => BlockKey {
-                    db: db.clone(),
-                    measurement: Arc::from(row.measurement),
-                    partition,
-                },
-            };
+        let pd = self.ctx.partition_duration_ns;
+        let (mut applied, mut added) = (0usize, 0usize);
+        let mut rows = rows.peekable();
+        // Runs of rows of one block (measurement and partition): the block is looked up,
+        // stamped and given the WAL position once per run, not per row.
+        while let Some(first) = rows.next() {
+            let partition = PartitionStart::of(first.ts, pd);
+            let measurement = first.measurement;
             let entry = self
                 .blocks
-                .entry(key.clone())
+                .entry(BlockKey {
+                    db: db.clone(),
+                    measurement: Arc::from(measurement),
+                    partition,
+                })
                 .or_insert_with(|| ActiveBlock {
                     block: Block::new(),
                     created: Instant::now(),
@@ -225,14 +218,39 @@ impl Shard {
                     wal: BTreeMap::new(),
                 });
             entry.last_append = Instant::now();
-            added += entry
-                .block
-                .append(row.series_hash, &row.tags, &row.fields, row.ts);
             let r = entry.wal.entry(wal.0).or_insert((wal.1, wal.1));
             r.0 = r.0.min(wal.1);
             r.1 = r.1.max(wal.1);
-            last = Some(key);
+            added += entry.block.append(
+                first.series_hash,
+                &first.tags,
+                &first.fields,
+                first.ts,
+                false,
+            );
             applied += 1;
+            let mut prev = first;
+            while let Some(row) = rows.next_if(|r| {
+                same_str(r.measurement, measurement) && PartitionStart::of(r.ts, pd) == partition
+            }) {
+                // Rows of one payload with a shape share their key strings (rows.rs): equal
+                // references mean equal field names, and the block reuses their columns.
+                let same_fields = row.fields.len() == prev.fields.len()
+                    && row
+                        .fields
+                        .iter()
+                        .zip(&prev.fields)
+                        .all(|((a, _), (b, _))| same_str(a, b));
+                added += entry.block.append(
+                    row.series_hash,
+                    &row.tags,
+                    &row.fields,
+                    row.ts,
+                    same_fields,
+                );
+                applied += 1;
+                prev = row;
+            }
         }
         self.ctx
             .metrics
@@ -614,4 +632,10 @@ impl Shard {
             }
         }
     }
+}
+
+/// Whether two strings are equal, comparing their addresses first (strings of one payload
+/// that share heap bytes).
+fn same_str(a: &str, b: &str) -> bool {
+    std::ptr::eq(a, b) || a == b
 }
