@@ -26,7 +26,7 @@ use crate::model::PartitionStart;
 use crate::region::block::{Block, Chunk};
 use crate::region::flush::{BlockKey, FlushJob, FlushOutcome};
 use crate::region::prepare::ShardBatch;
-use crate::region::rows::{self, Row};
+use crate::region::rows::{self, Row, RowSource};
 use crate::region::wal::{Wal, WalError};
 
 /// Why a write could not be committed.
@@ -193,17 +193,19 @@ impl Shard {
     pub fn apply<'a>(
         &mut self,
         db: &Arc<str>,
-        rows: impl Iterator<Item = Row<'a>>,
+        mut rows: impl RowSource<'a>,
         wal: (usize, u64),
     ) -> usize {
         let pd = self.ctx.partition_duration_ns;
         let (mut applied, mut added) = (0usize, 0usize);
-        let mut rows = rows.peekable();
+        // The row being appended and the one before it; their vectors are reused.
+        let (mut cur, mut prev) = (Row::default(), Row::default());
+        let mut have = rows.next_row(&mut cur);
         // Runs of rows of one block (measurement and partition): the block is looked up,
         // stamped and given the WAL position once per run, not per row.
-        while let Some(first) = rows.next() {
-            let partition = PartitionStart::of(first.ts, pd);
-            let measurement = first.measurement;
+        while have {
+            let partition = PartitionStart::of(cur.ts, pd);
+            let measurement = cur.measurement;
             let entry = self
                 .blocks
                 .entry(BlockKey {
@@ -221,35 +223,32 @@ impl Shard {
             let r = entry.wal.entry(wal.0).or_insert((wal.1, wal.1));
             r.0 = r.0.min(wal.1);
             r.1 = r.1.max(wal.1);
-            added += entry.block.append(
-                first.series_hash,
-                &first.tags,
-                &first.fields,
-                first.ts,
-                false,
-            );
-            applied += 1;
-            let mut prev = first;
-            while let Some(row) = rows.next_if(|r| {
-                same_str(r.measurement, measurement) && PartitionStart::of(r.ts, pd) == partition
-            }) {
+            let mut same_fields = false;
+            loop {
+                added += entry.block.append(
+                    cur.series_hash,
+                    &cur.tags,
+                    &cur.fields,
+                    cur.ts,
+                    same_fields,
+                );
+                applied += 1;
+                std::mem::swap(&mut cur, &mut prev);
+                have = rows.next_row(&mut cur);
+                if !have
+                    || !same_str(cur.measurement, measurement)
+                    || PartitionStart::of(cur.ts, pd) != partition
+                {
+                    break;
+                }
                 // Rows of one payload with a shape share their key strings (rows.rs): equal
                 // references mean equal field names, and the block reuses their columns.
-                let same_fields = row.fields.len() == prev.fields.len()
-                    && row
+                same_fields = cur.fields.len() == prev.fields.len()
+                    && cur
                         .fields
                         .iter()
                         .zip(&prev.fields)
                         .all(|((a, _), (b, _))| same_str(a, b));
-                added += entry.block.append(
-                    row.series_hash,
-                    &row.tags,
-                    &row.fields,
-                    row.ts,
-                    same_fields,
-                );
-                applied += 1;
-                prev = row;
             }
         }
         self.ctx
@@ -300,7 +299,7 @@ impl Shard {
                     let b = &w.batch;
                     // The payload was encoded by this process moments ago: it decodes.
                     if let Some((_, rows)) = rows::decode(&b.payload) {
-                        self.apply(&b.db, rows.map_while(Result::ok), (shard, first + i as u64));
+                        self.apply(&b.db, rows, (shard, first + i as u64));
                     }
                     let _ = w.reply.send(Ok(()));
                 }
