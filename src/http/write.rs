@@ -235,7 +235,7 @@ fn forward_bodies(
         }
         let out = by_region.entry(r.0).or_default();
         // The payload was encoded by this request moments ago: it decodes.
-        if let Some((_, rows)) = crate::region::rows::decode(&b.payload) {
+        if let Some((_, rows)) = b.payload.decode() {
             for row in rows.map_while(Result::ok) {
                 let line = crate::lineproto::ParsedLine {
                     measurement: row.measurement.into(),

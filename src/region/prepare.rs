@@ -9,7 +9,7 @@
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
-use super::rows::RowWriter;
+use super::rows::{Payload, RowWriter};
 use crate::lineproto::{self, FieldValue, ParsedLine};
 use crate::model::{
     ColumnKind, FieldType, PartitionStart, Precision, RESERVED_KEYS, RegionId, ShardId, truncate,
@@ -26,18 +26,11 @@ pub const MAX_REPORTED: usize = 100;
 
 /// Everything one shard must append for one request: checked rows (see [`rows`]), which
 /// are also its WAL payload.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ShardBatch {
     pub db: Arc<str>,
-    pub payload: Vec<u8>,
+    pub payload: Payload,
     pub rows: usize,
-}
-
-impl Drop for ShardBatch {
-    /// The payload's buffer is reused by later writes (see `bufpool`).
-    fn drop(&mut self) {
-        crate::bufpool::ROWS.give(std::mem::take(&mut self.payload));
-    }
 }
 
 /// A line the server refused, as reported to the client.
@@ -375,7 +368,7 @@ mod tests {
     }
 
     fn rows_of(b: &ShardBatch) -> Vec<rows::Row<'_>> {
-        let (db, rows) = rows::decode(&b.payload).unwrap();
+        let (db, rows) = b.payload.decode().unwrap();
         assert_eq!(db, "db");
         let out: Vec<_> = rows.map(|r| r.unwrap()).collect();
         assert_eq!(out.len(), b.rows);

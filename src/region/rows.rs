@@ -1,11 +1,13 @@
-//! Checked rows in one contiguous buffer: what a shard appends, and its WAL payload.
+//! Checked rows in two buffers: what a shard appends, and its WAL payload (the two written
+//! one after the other).
 //!
 //! The check stage parses each line once and encodes the accepted ones here; the shard
 //! decodes them without touching the line protocol parser again (profiling showed the second
 //! parse cost about a third of ingest CPU), and WAL replay decodes the same bytes.
 //!
 //! ```text
-//! payload = db_len:u32 db  rows_len:u32 row*  heap
+//! payload = head heap
+//! head    = db_len:u32 db  rows_len:u32 row*
 //! row     = ts:i64 hash:u64 meas:str ntags:u32 (k:str v:str)* nfields:u32 (k:str type:u8 value)*
 //! str     = offset:u32 len:u32               a slice of the heap
 //! value   = f64 | i64 | u64 (8 bytes LE) | bool (1 byte) | str   by type 0..=4
@@ -31,11 +33,45 @@ pub struct Row<'a> {
     pub fields: Vec<(&'a str, FieldValue<'a>)>,
 }
 
+/// A payload in its two parts, `head` then `heap` (buffers of [`ROWS`], given back when
+/// dropped): written to the WAL part by part, never copied into one buffer.
+#[derive(Debug, Default)]
+pub struct Payload {
+    head: Vec<u8>,
+    heap: Vec<u8>,
+}
+
+impl Payload {
+    /// The parts, concatenated: the payload.
+    pub fn parts(&self) -> [&[u8]; 2] {
+        [&self.head, &self.heap]
+    }
+
+    pub fn decode(&self) -> Option<(&str, Rows<'_>)> {
+        decode_parts(&self.head, &self.heap)
+    }
+
+    /// The payload in one buffer (tests).
+    pub fn to_vec(&self) -> Vec<u8> {
+        [&self.head[..], &self.heap[..]].concat()
+    }
+}
+
+impl Drop for Payload {
+    /// The buffers are reused by later writes (see `bufpool`).
+    fn drop(&mut self) {
+        ROWS.give(std::mem::take(&mut self.head));
+        ROWS.give(std::mem::take(&mut self.heap));
+    }
+}
+
 /// Builds a payload row by row.
 #[derive(Debug, Clone)]
 pub struct RowWriter {
-    db: String,
+    /// `db_len db rows_len` (rows_len filled in by `finish`), then the rows.
     rows_buf: Vec<u8>,
+    /// Where the rows start in `rows_buf`.
+    rows_start: usize,
     /// Every string, concatenated (only `&str`s are appended: UTF-8).
     heap: Vec<u8>,
     rows: usize,
@@ -50,9 +86,13 @@ impl RowWriter {
     /// A writer with room for about `capacity` bytes of rows (growing by doubling copies
     /// everything written so far: size it from the request body).
     pub fn new(db: &str, capacity: usize) -> RowWriter {
+        let mut rows_buf = ROWS.take(capacity.max(256) / 2 + 8 + db.len());
+        rows_buf.extend_from_slice(&(db.len() as u32).to_le_bytes());
+        rows_buf.extend_from_slice(db.as_bytes());
+        rows_buf.extend_from_slice(&0u32.to_le_bytes());
         RowWriter {
-            db: db.to_string(),
-            rows_buf: ROWS.take(capacity.max(256) / 2),
+            rows_start: rows_buf.len(),
+            rows_buf,
             heap: ROWS.take(capacity.max(256) / 2),
             rows: 0,
             keys: None,
@@ -146,17 +186,15 @@ impl RowWriter {
         self.rows
     }
 
-    /// The finished payload (in a buffer of [`ROWS`]; the writer's go back to it).
-    pub fn finish(self) -> Vec<u8> {
-        let mut out = ROWS.take(12 + self.db.len() + self.rows_buf.len() + self.heap.len());
-        out.extend_from_slice(&(self.db.len() as u32).to_le_bytes());
-        out.extend_from_slice(self.db.as_bytes());
-        out.extend_from_slice(&(self.rows_buf.len() as u32).to_le_bytes());
-        out.extend_from_slice(&self.rows_buf);
-        out.extend_from_slice(&self.heap);
-        ROWS.give(self.rows_buf);
-        ROWS.give(self.heap);
-        out
+    /// The finished payload.
+    pub fn finish(mut self) -> Payload {
+        let rows_len = (self.rows_buf.len() - self.rows_start) as u32;
+        self.rows_buf[self.rows_start - 4..self.rows_start]
+            .copy_from_slice(&rows_len.to_le_bytes());
+        Payload {
+            head: self.rows_buf,
+            heap: self.heap,
+        }
     }
 }
 
@@ -198,10 +236,27 @@ pub fn decode(payload: &[u8]) -> Option<(&str, Rows<'_>)> {
         heap: "",
     };
     let dblen = c.u32()? as usize;
+    c.take(dblen)?;
+    let rows_len = c.u32()? as usize;
+    c.take(rows_len)?;
+    let (head, heap) = payload.split_at(8 + dblen + rows_len);
+    decode_parts(head, heap)
+}
+
+/// [`decode`] of a payload given as its head and heap.
+pub fn decode_parts<'a>(head: &'a [u8], heap: &'a [u8]) -> Option<(&'a str, Rows<'a>)> {
+    let mut c = Cursor {
+        buf: head,
+        heap: "",
+    };
+    let dblen = c.u32()? as usize;
     let db = std::str::from_utf8(c.take(dblen)?).ok()?;
     let rows_len = c.u32()? as usize;
     let rows = c.take(rows_len)?;
-    let heap = std::str::from_utf8(c.buf).ok()?;
+    if !c.buf.is_empty() {
+        return None;
+    }
+    let heap = std::str::from_utf8(heap).ok()?;
     Some((
         db,
         Rows {
@@ -322,7 +377,7 @@ mod tests {
         );
         w.push(7, 1, "m", &[], &[("x", FieldValue::Float(0.0))], None);
         assert_eq!(w.rows(), 2);
-        let p = w.finish();
+        let p = w.finish().to_vec();
         let (db, rows) = decode(&p).unwrap();
         assert_eq!(db, "db");
         let rows: Vec<Row> = rows.map(|r| r.unwrap()).collect();
@@ -403,7 +458,7 @@ mod tests {
         }
         let heap_len = w.heap.len();
         let p = w.finish();
-        let (_, rows) = decode(&p).unwrap();
+        let (_, rows) = p.decode().unwrap();
         let rows: Vec<Row> = rows.map(|r| r.unwrap()).collect();
         assert_eq!(rows.len(), seq.len());
         for (r, (m, tags, fields, _)) in rows.iter().zip(&seq) {
@@ -435,7 +490,7 @@ mod tests {
         w.push(1, 1, "m", &[("h", "x"), ("r", "y")], &f(1), None);
         w.push(2, 2, "m", &[("h", "z")], &f(2)[..1], None);
         w.push(3, 3, "n", &[], &f(3)[..0], None);
-        let p = w.finish();
+        let p = w.finish().to_vec();
         let (_, expected) = decode(&p).unwrap();
         let expected: Vec<Row> = expected.map(|r| r.unwrap()).collect();
         let (_, mut rows) = decode(&p).unwrap();

@@ -26,7 +26,7 @@ use crate::model::PartitionStart;
 use crate::region::block::{Block, Chunk};
 use crate::region::flush::{BlockKey, FlushJob, FlushOutcome};
 use crate::region::prepare::ShardBatch;
-use crate::region::rows::{self, Row, RowSource};
+use crate::region::rows::{Row, RowSource};
 use crate::region::wal::{Wal, WalError};
 
 /// Why a write could not be committed.
@@ -270,9 +270,10 @@ impl Shard {
 
     /// Appends a group of writes to the WAL with one sync, applies and acknowledges them.
     fn commit_group(&mut self, group: Vec<WriteMsg>) {
-        let refs: Vec<&[u8]> = group.iter().map(|w| w.batch.payload.as_slice()).collect();
+        let parts: Vec<[&[u8]; 2]> = group.iter().map(|w| w.batch.payload.parts()).collect();
+        let refs: Vec<&[&[u8]]> = parts.iter().map(|p| &p[..]).collect();
         let before = self.wal.stats();
-        let result = self.wal.append(&refs).and_then(|first| {
+        let result = self.wal.append_parts(&refs).and_then(|first| {
             let need_sync = self.ctx.sync == SyncPolicy::Always && group.iter().any(|w| w.sync);
             if need_sync {
                 self.wal.sync()?;
@@ -298,7 +299,7 @@ impl Shard {
                 for (i, w) in group.into_iter().enumerate() {
                     let b = &w.batch;
                     // The payload was encoded by this process moments ago: it decodes.
-                    if let Some((_, rows)) = rows::decode(&b.payload) {
+                    if let Some((_, rows)) = b.payload.decode() {
                         self.apply(&b.db, rows, (shard, first + i as u64));
                     }
                     let _ = w.reply.send(Ok(()));
