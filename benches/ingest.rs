@@ -27,7 +27,9 @@ use meridian::region::block::{Block, sorted_batch};
 use meridian::region::prepare::prepare;
 use meridian::region::schema::SchemaRegistry;
 use meridian::router::{Router, series_hash};
-use meridian::storage::parquet::{FLUSH_ZSTD_LEVEL, write_file, writer_properties};
+use meridian::storage::parquet::{
+    FLUSH_PAGE_ROWS, FLUSH_ZSTD_LEVEL, write_file, writer_properties,
+};
 
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
@@ -232,7 +234,13 @@ fn bench_parquet(c: &mut Criterion) {
         let (batch, _, merged) = sorted_batch(&chunks).expect("sorting the block");
         assert_eq!((batch.num_rows(), merged), (rows, 0));
         let path = dir.path().join(format!("probe_{name}.parquet"));
-        let props = writer_properties(&batch.schema(), 1 << 20, Vec::new(), FLUSH_ZSTD_LEVEL);
+        let props = writer_properties(
+            &batch.schema(),
+            1 << 20,
+            Vec::new(),
+            FLUSH_ZSTD_LEVEL,
+            FLUSH_PAGE_ROWS,
+        );
         let size = write_file(&path, &batch, props).expect("writing the probe file");
         eprintln!(
             "parquet/{name}: {rows} rows × {} fields → {size} bytes: {:.3} bytes/value, {:.2} bytes/row",
@@ -261,8 +269,13 @@ fn bench_parquet(c: &mut Criterion) {
             b.iter(|| {
                 n += 1;
                 let path = dir.path().join(format!("{name}_{n}.parquet"));
-                let props =
-                    writer_properties(&batch.schema(), 1 << 20, Vec::new(), FLUSH_ZSTD_LEVEL);
+                let props = writer_properties(
+                    &batch.schema(),
+                    1 << 20,
+                    Vec::new(),
+                    FLUSH_ZSTD_LEVEL,
+                    FLUSH_PAGE_ROWS,
+                );
                 let size = write_file(&path, &batch, props).expect("writing the file");
                 let _ = std::fs::remove_file(&path);
                 size
@@ -276,8 +289,13 @@ fn bench_parquet(c: &mut Criterion) {
                 let chunks = block.freeze();
                 let (batch, _, _) = sorted_batch(&chunks).expect("sorting the block");
                 let path = dir.path().join(format!("{name}_{n}.parquet"));
-                let props =
-                    writer_properties(&batch.schema(), 1 << 20, Vec::new(), FLUSH_ZSTD_LEVEL);
+                let props = writer_properties(
+                    &batch.schema(),
+                    1 << 20,
+                    Vec::new(),
+                    FLUSH_ZSTD_LEVEL,
+                    FLUSH_PAGE_ROWS,
+                );
                 let size = write_file(&path, &batch, props).expect("writing the file");
                 let _ = std::fs::remove_file(&path);
                 size

@@ -50,12 +50,13 @@ pub struct OutputSpec<'a> {
 /// Writer properties of an output: the flush writer's encodings, with the compactor's zstd
 /// level and page size.
 fn output_properties(schema: &Schema, spec: &OutputSpec, kv: Vec<KeyValue>) -> WriterProperties {
-    writer_properties(schema, spec.row_group_rows.max(1), kv, spec.zstd_level)
-        .into_builder()
-        .set_data_page_row_count_limit(spec.page_rows.max(1))
-        // The row limit is checked once per write batch: keep batches within a page.
-        .set_write_batch_size(spec.page_rows.clamp(1, 1024))
-        .build()
+    writer_properties(
+        schema,
+        spec.row_group_rows.max(1),
+        kv,
+        spec.zstd_level,
+        spec.page_rows,
+    )
 }
 
 /// One output file, complete and durable but not yet live.

@@ -1080,7 +1080,7 @@ mod tests {
     /// run, `v` = row number; row groups of 7 rows so runs straddle them.
     fn file(dir: &Path, lens: &[usize]) -> (PathBuf, FileMeta) {
         file_with(dir, lens, |schema| {
-            writer_properties(schema, 7, Vec::new(), 1)
+            writer_properties(schema, 7, Vec::new(), 1, 20_000)
         })
     }
 

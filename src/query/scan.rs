@@ -1339,7 +1339,7 @@ mod tests {
         )
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let props = writer_properties(&schema, 1 << 20, vec![], 1);
+        let props = writer_properties(&schema, 1 << 20, vec![], 1, 20_000);
         let (path, meta) = write_test_file(dir.path(), &batch, props);
         let cache = IndexCache::new(1 << 30, 0);
         let idx = cache.get(&path, &meta).unwrap();

@@ -25,7 +25,7 @@ use crate::catalog::{FileMeta, Manifest, ManifestEdit, WalRange};
 use crate::model::PartitionStart;
 use crate::region::block::{Chunk, sorted_batch};
 use crate::storage::parquet::{
-    FLUSH_ZSTD_LEVEL, meta, sync_dirs_up_to, write_file, writer_properties,
+    FLUSH_PAGE_ROWS, FLUSH_ZSTD_LEVEL, meta, sync_dirs_up_to, write_file, writer_properties,
 };
 use crate::storage::paths::data_file_rel;
 
@@ -101,7 +101,13 @@ pub fn run(job: &FlushJob) -> Result<(FlushOutcome, Written), String> {
                 .join(","),
         ),
     ];
-    let props = writer_properties(&batch.schema(), job.row_group_rows, kv, FLUSH_ZSTD_LEVEL);
+    let props = writer_properties(
+        &batch.schema(),
+        job.row_group_rows,
+        kv,
+        FLUSH_ZSTD_LEVEL,
+        FLUSH_PAGE_ROWS,
+    );
     let bytes = write_file(&path, &batch, props).map_err(|e| e.to_string())?;
     if let Some(parent) = path.parent() {
         sync_dirs_up_to(parent, region_dir).map_err(|e| e.to_string())?;

@@ -70,18 +70,27 @@ pub mod meta {
     pub const TAG_COLUMNS: &str = "meridian.tag_columns";
 }
 
-/// zstd level of the files the server flushes: the cheapest, ingest CPU matters most.
+/// zstd level and rows per data page of the files the server flushes: the cheapest, ingest
+/// CPU and memory matter most (20,000 rows is the parquet crate's default). Measured on the
+/// loadgen replay (43.2 M values; bytes per value after the SIGTERM flush, server CPU, peak
+/// RSS): level 1 / 20k 0.435, 9.0 s, 190-201 MiB; 3 / 20k 0.417, 9.5-10.7 s, 194-212 MiB;
+/// 5 / 20k 0.414, 9.7-9.9 s, 211-217 MiB; 5 / 120k 0.396, 9.1-9.4 s, 224-244 MiB.
+/// `meridian-compact` rewrites the files smaller anyway.
 pub const FLUSH_ZSTD_LEVEL: i32 = 1;
+pub const FLUSH_PAGE_ROWS: usize = 20_000;
 
 /// zstd level and rows per data page of the files `meridian-compact` writes (offline,
 /// written once, read often; decompression speed hardly depends on the level). Measured with
-/// meridian-compact on loadgen data (1,000 hosts x 12 h, 43.2 M integer values, Parquet bytes
-/// per value): level 1 / 20k-row pages 0.423; 3 / 20k 0.404; 12 / 20k 0.375; 12 / 30k 0.367;
-/// 19 / 30k 0.366; 12 / 50k 0.386 (zstd's parameters depend on the input size, so the
-/// effect of the page size is not monotonic). 12 / 30k costs ~1.3 CPU s more than level 3
-/// per 43 M values. Larger pages also make selective reads decode more rows.
-pub const COMPACT_ZSTD_LEVEL: i32 = 12;
-pub const COMPACT_PAGE_ROWS: usize = 30_000;
+/// meridian-compact on loadgen data (1,000 hosts x 12 h, 43.2 M integer values, 36 files of
+/// ~120k rows; Parquet bytes per value, compaction CPU): level 12 / 30k-row pages 0.367,
+/// 4.2 s; 19 / 30k 0.366; 12 / 45k 0.385; 12 / 120k 0.373; 19 / 60k 0.356; 13 / 120k
+/// 0.370; 14 / 120k 0.348; 15 / 120k 0.348; 19 / 120k 0.347, 5.5 s. zstd picks its
+/// parameters by input size and level, so neither knob is monotonic on its own; at level
+/// 14 and above (its optimal parsers) a page of a whole hourly file's column compresses
+/// best. Larger pages make a selective read decode more rows the first time (the page
+/// cache keeps them decoded).
+pub const COMPACT_ZSTD_LEVEL: i32 = 19;
+pub const COMPACT_PAGE_ROWS: usize = 120_000;
 
 /// Writer properties for a batch of this schema.
 pub fn writer_properties(
@@ -89,11 +98,15 @@ pub fn writer_properties(
     row_group_rows: usize,
     kv: Vec<KeyValue>,
     zstd_level: i32,
+    page_rows: usize,
 ) -> WriterProperties {
     let zstd = ZstdLevel::try_new(zstd_level).unwrap_or_default();
     let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(zstd))
         .set_max_row_group_row_count(Some(row_group_rows.max(1)))
+        .set_data_page_row_count_limit(page_rows.max(1))
+        // The row limit is checked once per write batch: keep batches within a page.
+        .set_write_batch_size(page_rows.clamp(1, 1024))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_key_value_metadata(Some(kv))
         .set_created_by(format!("meridian {}", env!("CARGO_PKG_VERSION")));
