@@ -105,6 +105,17 @@ fn bench_routing(c: &mut Criterion) {
     g.finish();
 }
 
+/// The writer settings of a server flush.
+fn flush_props(schema: &arrow::datatypes::Schema) -> WriterProperties {
+    writer_properties(
+        schema,
+        1 << 20,
+        Vec::new(),
+        FLUSH_ZSTD_LEVEL,
+        FLUSH_PAGE_ROWS,
+    )
+}
+
 fn bench_prepare(c: &mut Criterion) {
     let cfg = routing_config();
     let router = Router::new(&cfg.routing).expect("the default globs compile");
@@ -234,13 +245,7 @@ fn bench_parquet(c: &mut Criterion) {
         let (batch, _, merged) = sorted_batch(&chunks).expect("sorting the block");
         assert_eq!((batch.num_rows(), merged), (rows, 0));
         let path = dir.path().join(format!("probe_{name}.parquet"));
-        let props = writer_properties(
-            &batch.schema(),
-            1 << 20,
-            Vec::new(),
-            FLUSH_ZSTD_LEVEL,
-            FLUSH_PAGE_ROWS,
-        );
+        let props = flush_props(&batch.schema());
         let size = write_file(&path, &batch, props).expect("writing the probe file");
         eprintln!(
             "parquet/{name}: {rows} rows × {} fields → {size} bytes: {:.3} bytes/value, {:.2} bytes/row",
@@ -269,13 +274,7 @@ fn bench_parquet(c: &mut Criterion) {
             b.iter(|| {
                 n += 1;
                 let path = dir.path().join(format!("{name}_{n}.parquet"));
-                let props = writer_properties(
-                    &batch.schema(),
-                    1 << 20,
-                    Vec::new(),
-                    FLUSH_ZSTD_LEVEL,
-                    FLUSH_PAGE_ROWS,
-                );
+                let props = flush_props(&batch.schema());
                 let size = write_file(&path, &batch, props).expect("writing the file");
                 let _ = std::fs::remove_file(&path);
                 size
@@ -289,13 +288,7 @@ fn bench_parquet(c: &mut Criterion) {
                 let chunks = block.freeze();
                 let (batch, _, _) = sorted_batch(&chunks).expect("sorting the block");
                 let path = dir.path().join(format!("{name}_{n}.parquet"));
-                let props = writer_properties(
-                    &batch.schema(),
-                    1 << 20,
-                    Vec::new(),
-                    FLUSH_ZSTD_LEVEL,
-                    FLUSH_PAGE_ROWS,
-                );
+                let props = flush_props(&batch.schema());
                 let size = write_file(&path, &batch, props).expect("writing the file");
                 let _ = std::fs::remove_file(&path);
                 size
