@@ -13,6 +13,10 @@
 
 use std::sync::{Mutex, MutexGuard};
 
+/// Buffers smaller than this are neither kept nor handed out: allocating them costs little,
+/// and a pool slot is better spent on a large one.
+pub const MIN_POOLED: usize = 64 << 10;
+
 /// Idle buffers, bounded by count and total capacity.
 pub struct BufPool {
     free: Mutex<Vec<Vec<u8>>>,
@@ -35,8 +39,13 @@ impl BufPool {
     }
 
     /// An empty buffer with room for at least `capacity` bytes: the smallest idle one that
-    /// is big enough, else the largest idle one grown, else a new one.
+    /// is big enough, else the largest idle one grown, else a new one. A small request
+    /// (`0 < capacity <` [`MIN_POOLED`]) gets a new buffer: it is cheap, and it should not
+    /// hold a large idle one (a 200-byte query body, say). `capacity == 0` means unknown.
     pub fn take(&self, capacity: usize) -> Vec<u8> {
+        if capacity > 0 && capacity < MIN_POOLED {
+            return Vec::with_capacity(capacity);
+        }
         let found = {
             let mut free = self.lock();
             let fits = free
@@ -62,7 +71,7 @@ impl BufPool {
     /// Keeps `buf` for a later [`take`](Self::take) if the pool has room for it; frees it
     /// otherwise.
     pub fn give(&self, buf: Vec<u8>) {
-        if buf.capacity() == 0 || buf.capacity() > self.max_bytes {
+        if buf.capacity() < MIN_POOLED || buf.capacity() > self.max_bytes {
             return;
         }
         let mut free = self.lock();
@@ -92,37 +101,41 @@ mod tests {
 
     #[test]
     fn reuses_buffers_within_bounds() {
-        let pool = BufPool::new(2, 1 << 20);
-        let mut a = pool.take(1000);
-        assert!(a.capacity() >= 1000 && a.is_empty());
+        const K: usize = MIN_POOLED;
+        let pool = BufPool::new(2, 100 * K);
+        let mut a = pool.take(2 * K);
+        assert!(a.capacity() >= 2 * K && a.is_empty());
         a.extend_from_slice(b"abc");
         let ptr = a.as_ptr();
         pool.give(a);
         assert_eq!(pool.idle().0, 1);
-        // The same allocation comes back, empty.
-        let b = pool.take(500);
+        // The same allocation comes back, empty (also for an unknown size).
+        let b = pool.take(0);
         assert_eq!(b.as_ptr(), ptr);
         assert!(b.is_empty());
         assert_eq!(pool.idle().0, 0);
         // The smallest buffer that fits is taken.
-        pool.give(Vec::with_capacity(4000));
-        pool.give(Vec::with_capacity(2000));
-        assert_eq!(pool.take(1500).capacity(), 2000);
+        pool.give(Vec::with_capacity(8 * K));
+        pool.give(Vec::with_capacity(4 * K));
+        assert_eq!(pool.take(3 * K).capacity(), 4 * K);
         // No buffer fits: the largest is grown.
-        pool.give(Vec::with_capacity(3000));
-        assert!(pool.take(10_000).capacity() >= 10_000);
-        assert_eq!(pool.idle(), (1, 3000));
+        pool.give(Vec::with_capacity(6 * K));
+        assert!(pool.take(20 * K).capacity() >= 20 * K);
+        assert_eq!(pool.idle(), (1, 6 * K));
+        // A small request gets a fresh buffer; small buffers are not kept.
+        assert_eq!(pool.take(100).capacity(), 100);
+        assert_eq!(pool.idle(), (1, 6 * K));
+        pool.give(Vec::with_capacity(K - 1));
+        assert_eq!(pool.idle(), (1, 6 * K));
         // Bounded by count…
-        pool.give(Vec::with_capacity(100));
-        pool.give(Vec::with_capacity(100));
+        pool.give(Vec::with_capacity(K));
+        pool.give(Vec::with_capacity(K));
         assert_eq!(pool.idle().0, 2);
         // …by total bytes, and a buffer larger than the budget is freed.
-        let pool = BufPool::new(10, 1000);
-        pool.give(Vec::with_capacity(600));
-        pool.give(Vec::with_capacity(600));
-        pool.give(Vec::with_capacity(2000));
-        assert_eq!(pool.idle(), (1, 600));
-        pool.give(Vec::new());
-        assert_eq!(pool.idle(), (1, 600));
+        let pool = BufPool::new(10, 3 * K);
+        pool.give(Vec::with_capacity(2 * K));
+        pool.give(Vec::with_capacity(2 * K));
+        pool.give(Vec::with_capacity(4 * K));
+        assert_eq!(pool.idle(), (1, 2 * K));
     }
 }

@@ -53,8 +53,9 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Re
     if declared.is_some_and(|len| len > limit) {
         return Err(too_large());
     }
-    // Room for the declared length (at most the limit, checked above), else grown as read.
-    let mut raw = ReqBody::with_capacity(declared.unwrap_or(0) as usize);
+    // Room for the declared length up to 4 MiB (a client that declares a large body and
+    // then stalls holds no more than that), else grown as read.
+    let mut raw = ReqBody::with_capacity(declared.unwrap_or(0).min(4 << 20) as usize);
     let mut body = body;
     while let Some(frame) = body.frame().await {
         let frame = frame

@@ -114,7 +114,15 @@ impl RowWriter {
     /// of the shape when `reuse`, else the string (remembered when `remember`).
     fn put_key(&mut self, i: usize, s: &str, reuse: bool, remember: bool) {
         match self.key_refs.get(i) {
-            Some(&(offset, len)) if reuse => self.put_ref(offset, len),
+            Some(&(offset, len)) if reuse => {
+                // The caller's promise (same shape id, same keys), checked in tests.
+                debug_assert_eq!(
+                    self.heap.get(offset as usize..(offset + len) as usize),
+                    Some(s.as_bytes()),
+                    "a row pushed with the shape of the previous one has other keys"
+                );
+                self.put_ref(offset, len)
+            }
             _ => {
                 if remember {
                     self.key_refs.push((self.heap.len() as u32, s.len() as u32));
@@ -502,6 +510,18 @@ mod tests {
         assert_eq!(got, expected);
         assert_eq!(got[1].tags, vec![("h", "z")]);
         assert!(got[2].tags.is_empty() && got[2].fields.is_empty());
+    }
+
+    /// Breaking the shape promise (same id, other keys) is caught in debug builds.
+    #[cfg(debug_assertions)]
+    #[test]
+    #[should_panic(expected = "other keys")]
+    fn a_shape_with_other_keys_is_caught() {
+        let mut w = RowWriter::new("db", 0);
+        let f = [("x", FieldValue::Integer(1))];
+        w.push(1, 1, "m", &[("a", "1")], &f, Some(7));
+        w.push(2, 2, "m", &[("a", "2")], &f, Some(7));
+        w.push(3, 3, "n", &[("b", "2")], &f, Some(7));
     }
 
     proptest! {
