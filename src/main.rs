@@ -133,9 +133,13 @@ fn serve(args: ServeArgs) -> Result<()> {
             config: cfg.clone(),
             remote,
         });
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(signals.wait())
+        // The accept loop runs on a worker thread, not on this one: a connection's task is
+        // then started by the worker that accepted it, without waking another thread (one
+        // thread hand-off less per new connection).
+        let server = axum::serve(listener, router(state)).with_graceful_shutdown(signals.wait());
+        tokio::spawn(async move { server.await })
             .await
+            .context("HTTP server task failed")?
             .context("HTTP server failed")?;
         anyhow::Ok(())
     })?;
