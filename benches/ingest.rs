@@ -27,15 +27,13 @@ use meridian::region::block::{Block, sorted_batch};
 use meridian::region::prepare::prepare;
 use meridian::region::schema::SchemaRegistry;
 use meridian::router::{Router, series_hash};
-use meridian::storage::parquet::{
-    FLUSH_PAGE_ROWS, FLUSH_ZSTD_LEVEL, write_file, writer_properties,
-};
+use meridian::storage::parquet::write_file;
 
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
 mod tsbs;
-use tsbs::{Dataset, FIELDS, INTERVAL_NS, START_NS, filled_block};
+use tsbs::{Dataset, FIELDS, INTERVAL_NS, START_NS, filled_block, flush_props};
 
 fn routing_config() -> Config {
     match Config::parse(include_str!("../regions.toml")) {
@@ -103,17 +101,6 @@ fn bench_routing(c: &mut Criterion) {
         })
     });
     g.finish();
-}
-
-/// The writer settings of a server flush.
-fn flush_props(schema: &arrow::datatypes::Schema) -> WriterProperties {
-    writer_properties(
-        schema,
-        1 << 20,
-        Vec::new(),
-        FLUSH_ZSTD_LEVEL,
-        FLUSH_PAGE_ROWS,
-    )
 }
 
 fn bench_prepare(c: &mut Criterion) {

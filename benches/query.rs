@@ -34,12 +34,10 @@ use meridian::query::scan::{Partial, scan_region};
 use meridian::query::{Series, merge};
 use meridian::region::RegionSnapshot;
 use meridian::region::block::sorted_batch;
-use meridian::storage::parquet::{
-    FLUSH_PAGE_ROWS, FLUSH_ZSTD_LEVEL, write_file, writer_properties,
-};
+use meridian::storage::parquet::write_file;
 
 mod tsbs;
-use tsbs::{FIELDS, INTERVAL_NS, START_NS, filled_block};
+use tsbs::{FIELDS, INTERVAL_NS, START_NS, filled_block, flush_props};
 
 const HOSTS: usize = 1_000;
 const STEPS: usize = 360;
@@ -53,13 +51,7 @@ fn one_file_region(dir: &std::path::Path) -> (RegionSnapshot, u64) {
     let chunks = block.freeze();
     let (batch, cols, _) = sorted_batch(&chunks).expect("sorting the block");
     let rel = "bench/cpu/part_day=2026-01-01/part_hour=00/00000001.parquet";
-    let props = writer_properties(
-        &batch.schema(),
-        1_048_576,
-        Vec::new(),
-        FLUSH_ZSTD_LEVEL,
-        FLUSH_PAGE_ROWS,
-    );
+    let props = flush_props(&batch.schema());
     let bytes = write_file(&dir.join(rel), &batch, props).expect("writing the file");
     let meta = FileMeta {
         seq: 1,

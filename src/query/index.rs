@@ -37,7 +37,7 @@ use parquet::arrow::arrow_reader::{
 use parquet::file::metadata::PageIndexPolicy;
 
 use super::pages::{PageCache, PageKey};
-use super::prefetch::{Prefetched, needed_ranges};
+use super::prefetch::{Prefetched, needed_ranges, page_locations, pages_holding};
 use crate::catalog::FileMeta;
 use crate::model::TIME_COLUMN;
 use crate::storage::merge::{is_tag, tag_indices};
@@ -486,20 +486,18 @@ impl FileIndex {
         want: impl Fn(&str) -> bool,
         pages: &PageCache,
     ) -> Result<(RecordBatch, usize), String> {
+        // `read_rows_in_batches` hands over at least one batch (an empty one for no rows).
         let mut batches = Vec::new();
-        let mut schema = None;
         let skipped =
             self.read_rows_in_batches(path, runs, with_time, want, pages, MAX_BATCH_ROWS, |b| {
-                schema.get_or_insert_with(|| b.schema());
                 batches.push(b);
                 Ok(())
             })?;
-        let data = match (batches.len(), schema) {
-            (1, _) => batches.swap_remove(0),
-            (_, Some(schema)) => {
-                arrow::compute::concat_batches(&schema, &batches).map_err(|e| read_err(path, &e))?
-            }
-            (_, None) => return Err(read_err(path, &"no rows read")),
+        let data = match batches.len() {
+            0 => return Err(read_err(path, &"no batch read")),
+            1 => batches.swap_remove(0),
+            _ => arrow::compute::concat_batches(&batches[0].schema(), &batches)
+                .map_err(|e| read_err(path, &e))?,
         };
         Ok((data, skipped))
     }
@@ -666,49 +664,39 @@ impl FileIndex {
         cache: &PageCache,
     ) -> Result<Option<RecordBatch>, String> {
         let meta = self.meta.metadata();
-        let Some(offsets) = meta.offset_index() else {
-            return Ok(None);
-        };
-        let schema = self.meta.schema();
-        let mut fields: Vec<Field> = Vec::with_capacity(read_cols.len());
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(read_cols.len());
-        for (&col, &leaf) in read_cols.iter().zip(leaves) {
-            // The pages of this column holding selected rows, in file order.
+        // Every column's pages holding selected rows, in file order; located before any is
+        // read, so that a column chunk without an offset index sends the whole read to the
+        // caller's direct path before anything was read twice.
+        let mut needed_by_col: Vec<Vec<PagePlace>> = Vec::with_capacity(leaves.len());
+        for &leaf in leaves {
             let mut needed: Vec<PagePlace> = Vec::new();
             for &g in groups {
                 let (Some(&gs), Some(&ge)) = (self.rg_starts.get(g), self.rg_starts.get(g + 1))
                 else {
                     continue;
                 };
-                let Some(locs) = offsets
-                    .get(g)
-                    .and_then(|c| c.get(leaf))
-                    .map(|o| o.page_locations())
-                    .filter(|p| !p.is_empty())
-                else {
+                let Some(locs) = page_locations(meta, g, leaf) else {
                     return Ok(None);
                 };
-                for (p, loc) in locs.iter().enumerate() {
-                    let from = gs + loc.first_row_index.max(0) as u64;
-                    let to = locs
-                        .get(p + 1)
-                        .map_or(ge, |n| gs + n.first_row_index.max(0) as u64)
-                        .min(ge);
-                    let i = ranges.partition_point(|r| r.1 <= from);
-                    if from < to && ranges.get(i).is_some_and(|r| r.0 < to) {
-                        needed.push(PagePlace {
-                            key: PageKey {
-                                file: self.id,
-                                column: leaf,
-                                row_group: g,
-                                page: p,
-                            },
-                            from,
-                            to,
-                        });
-                    }
+                for (p, from, to, _) in pages_holding(locs, gs, ge, ranges) {
+                    needed.push(PagePlace {
+                        key: PageKey {
+                            file: self.id,
+                            column: leaf,
+                            row_group: g,
+                            page: p,
+                        },
+                        from,
+                        to,
+                    });
                 }
             }
+            needed_by_col.push(needed);
+        }
+        let schema = self.meta.schema();
+        let mut fields: Vec<Field> = Vec::with_capacity(read_cols.len());
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(read_cols.len());
+        for ((&col, &leaf), needed) in read_cols.iter().zip(leaves).zip(needed_by_col) {
             let mut arrays: Vec<Option<ArrayRef>> =
                 needed.iter().map(|n| cache.get(&n.key)).collect();
             let missing: Vec<&PagePlace> = needed
@@ -741,13 +729,14 @@ impl FileIndex {
                         return Err(read_err(path, &"no page holds a selected row"));
                     };
                     let end = e.min(n.to);
-                    let (off, len) = ((at - n.from) as usize, (end - at) as usize);
-                    if at < n.from || off + len > page.len() {
+                    // Checked before subtracting: a corrupt page index must give an error.
+                    if at < n.from || (end - n.from) as usize > page.len() {
                         return Err(read_err(
                             path,
                             &"a page holds fewer rows than its index says",
                         ));
                     }
+                    let (off, len) = ((at - n.from) as usize, (end - at) as usize);
                     slices.push(page.slice(off, len));
                     at = end;
                 }
@@ -995,6 +984,10 @@ impl IndexCache {
     /// but the footer), so that the first query of the file does not build it.
     pub fn insert(&self, path: &Path, meta: &FileMeta, index: FileIndex) {
         let mut inner = self.lock();
+        // A query may have built it meanwhile: keep that one (pages are cached under its id).
+        if inner.hit(path, meta).is_some() {
+            return;
+        }
         self.put(&mut inner, path, meta, Arc::new(index));
     }
 

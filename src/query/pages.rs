@@ -102,8 +102,17 @@ impl PageCache {
     /// returns it; beyond the budget, least recently used pages are evicted. A page larger
     /// than the whole budget is returned without being cached.
     pub fn insert(&self, key: PageKey, array: &dyn Array) -> ArrayRef {
+        // A page that cannot fit is not copied (its slice of a larger buffer is returned).
+        let overhead = std::mem::size_of::<PageKey>() + 64;
+        let data = array.to_data();
+        if !data
+            .get_slice_memory_size()
+            .is_ok_and(|b| b + overhead <= self.budget)
+        {
+            return make_array(data);
+        }
         let copy = compact_copy(array);
-        let bytes = copy.get_array_memory_size() + std::mem::size_of::<PageKey>() + 64;
+        let bytes = copy.get_array_memory_size() + overhead;
         if bytes > self.budget {
             return copy;
         }
@@ -221,5 +230,9 @@ mod tests {
         assert!(!off.enabled());
         off.insert(key(0), &page(0));
         assert_eq!(off.usage().pages, 0);
+        let small = PageCache::new(100);
+        let got = small.insert(key(0), &big.slice(500, 1000));
+        assert_eq!(got.as_primitive::<Int64Type>().value(0), 500);
+        assert_eq!((small.usage().pages, small.usage().bytes), (0, 0));
     }
 }

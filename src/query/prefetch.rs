@@ -16,6 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::ParquetMetaData;
+use parquet::file::page_index::offset_index::PageLocation;
 use parquet::file::reader::{ChunkReader, Length};
 
 /// Ranges closer than this are read together.
@@ -26,6 +27,40 @@ pub struct Prefetched {
     len: u64,
     /// Sorted, disjoint `(offset, bytes)`.
     ranges: Vec<(u64, Bytes)>,
+}
+
+/// The page locations of column chunk (`row_group`, `leaf`), if the file has an offset
+/// index for it.
+pub fn page_locations(
+    meta: &ParquetMetaData,
+    row_group: usize,
+    leaf: usize,
+) -> Option<&[PageLocation]> {
+    meta.offset_index()
+        .and_then(|o| o.get(row_group))
+        .and_then(|cols| cols.get(leaf))
+        .map(|o| o.page_locations().as_slice())
+        .filter(|p| !p.is_empty())
+}
+
+/// The pages of `locs` (one column chunk of a row group spanning file rows
+/// `[g_start, g_end)`) that hold any row of `rows` (file rows, sorted disjoint
+/// `[start, end)`): (page number, first file row, end file row, location).
+pub fn pages_holding<'a>(
+    locs: &'a [PageLocation],
+    g_start: u64,
+    g_end: u64,
+    rows: &'a [(u64, u64)],
+) -> impl Iterator<Item = (usize, u64, u64, &'a PageLocation)> + 'a {
+    locs.iter().enumerate().filter_map(move |(i, p)| {
+        let from = g_start + p.first_row_index.max(0) as u64;
+        let to = locs
+            .get(i + 1)
+            .map_or(g_end, |n| g_start + n.first_row_index.max(0) as u64)
+            .min(g_end);
+        let k = rows.partition_point(|r| r.1 <= from);
+        (from < to && rows.get(k).is_some_and(|r| r.0 < to)).then_some((i, from, to, p))
+    })
 }
 
 /// The byte ranges `(offset, length)` of the pages of `columns` (leaf indexes) in
@@ -40,10 +75,6 @@ pub fn needed_ranges(
     rows: &[(u64, u64)],
 ) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
-    let any_row_in = |from: u64, to: u64| {
-        let i = rows.partition_point(|r| r.1 <= from);
-        rows.get(i).is_some_and(|r| r.0 < to)
-    };
     for &g in row_groups {
         let (Some(&g_start), Some(&g_end)) = (rg_starts.get(g), rg_starts.get(g + 1)) else {
             continue;
@@ -51,12 +82,7 @@ pub fn needed_ranges(
         let rg = meta.row_group(g);
         for &c in columns {
             let (chunk_start, chunk_len) = rg.column(c).byte_range();
-            let pages = meta
-                .offset_index()
-                .and_then(|o| o.get(g))
-                .and_then(|cols| cols.get(c))
-                .map(|o| o.page_locations());
-            let Some(pages) = pages.filter(|p| !p.is_empty()) else {
+            let Some(pages) = page_locations(meta, g, c) else {
                 out.push((chunk_start, chunk_len));
                 continue;
             };
@@ -65,14 +91,8 @@ pub fn needed_ranges(
             if first > chunk_start {
                 out.push((chunk_start, first - chunk_start));
             }
-            for (i, p) in pages.iter().enumerate() {
-                let from = g_start + p.first_row_index.max(0) as u64;
-                let to = pages
-                    .get(i + 1)
-                    .map_or(g_end, |n| g_start + n.first_row_index.max(0) as u64);
-                if any_row_in(from, to) {
-                    out.push((p.offset.max(0) as u64, p.compressed_page_size.max(0) as u64));
-                }
+            for (_, _, _, p) in pages_holding(pages, g_start, g_end, rows) {
+                out.push((p.offset.max(0) as u64, p.compressed_page_size.max(0) as u64));
             }
         }
     }

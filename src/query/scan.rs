@@ -1015,6 +1015,11 @@ fn collect_raw(batch: &RecordBatch, spec: &QuerySpec, out: &mut RawPartial) -> R
     Ok(())
 }
 
+/// Whether a file may hold rows of the query (its measurement, its time range).
+fn file_wanted(f: &FileMeta, spec: &QuerySpec) -> bool {
+    f.measurement == spec.measurement && spec.overlaps(f.min_time, f.max_time)
+}
+
 /// The files of a snapshot a small scan reads, found while checking that it is small: per
 /// file of [`RegionSnapshot::files`], its path, cached index and the runs the query needs
 /// (`None` when the file is pruned).
@@ -1040,7 +1045,7 @@ pub fn small_selection(
     let mut rows = 0u64;
     let mut out = Vec::new();
     for f in snap.files() {
-        if f.measurement != spec.measurement || !spec.overlaps(f.min_time, f.max_time) {
+        if !file_wanted(f, spec) {
             out.push(None);
             continue;
         }
@@ -1071,7 +1076,7 @@ pub fn scan_region(
     type Files<'a> = Vec<(usize, &'a FileMeta)>;
     let mut parts: BTreeMap<i64, (Files, Vec<&MemSource>)> = BTreeMap::new();
     for (i, f) in snap.files().enumerate() {
-        if f.measurement == spec.measurement && spec.overlaps(f.min_time, f.max_time) {
+        if file_wanted(f, spec) {
             parts.entry(f.partition_start).or_default().0.push((i, f));
         } else {
             stats.files_pruned += 1;
