@@ -32,9 +32,7 @@ use std::borrow::Cow;
 
 use super::classify::{BLOCK, classify_at, classify_prefix};
 use super::number::{self, WORD_BYTES, Word};
-use super::parser::{
-    Record, SMALL_DEDUP, dedup_fields, fingerprint, first_duplicate, may_have_duplicates,
-};
+use super::parser::{Record, SMALL_DEDUP, dedup_fields, fingerprint, first_duplicate};
 use super::{FieldValue, MAX_STRING_FIELD_LEN, MAX_TOKEN_LEN, ParsedLine};
 
 /// Lines that end within `STACK_BLOCKS * BLOCK` bytes keep their masks on the stack; longer
@@ -601,16 +599,25 @@ fn has_duplicate<T>(items: &[(&str, T)], known: &mut Vec<u64>) -> bool {
     has_duplicate_slow(items, known)
 }
 
-/// [`has_duplicate`] for keys that do not match `known`; remembers their fingerprints when
-/// the screen shows them pairwise distinct (the screen's bits are a function of the
-/// fingerprints: distinct bits, distinct fingerprints).
+/// [`has_duplicate`] for keys that do not match `known`. Up to [`SMALL_DEDUP`] keys whose
+/// fingerprints are pairwise distinct are distinct, and their fingerprints are remembered
+/// (compared pairwise once per change of key set: a screen could show a false collision and
+/// leave `known` empty for every later line of the set). Otherwise [`first_duplicate`]
+/// decides, and nothing is remembered.
 #[cold]
 #[inline(never)]
 fn has_duplicate_slow<T>(items: &[(&str, T)], known: &mut Vec<u64>) -> bool {
     known.clear();
-    if items.len() <= SMALL_DEDUP && !may_have_duplicates(items.iter().map(|&(key, _)| key)) {
+    if items.len() <= SMALL_DEDUP {
         known.extend(items.iter().map(|&(key, _)| fingerprint(key)));
-        return false;
+        if known
+            .iter()
+            .enumerate()
+            .all(|(i, f)| !known.get(i + 1..).is_some_and(|rest| rest.contains(f)))
+        {
+            return false;
+        }
+        known.clear();
     }
     first_duplicate(items).is_some()
 }
@@ -624,7 +631,7 @@ mod tests {
     /// remembered fingerprints carried from one call to the next as on a body.
     #[test]
     fn has_duplicate_matches_naive_check_across_lines() {
-        let names: Vec<String> = (0..40)
+        let names: Vec<String> = (0..400)
             .map(|i| format!("key_{i}_{}", "x".repeat(i % 19)))
             .collect();
         let mut state = 0x2545_F491_4F6C_DD1Du64;
@@ -636,15 +643,21 @@ mod tests {
         };
         let mut known = Vec::new();
         let mut keys: Vec<&str> = names.iter().take(10).map(String::as_str).collect();
+        // Lines without and with a duplicate.
+        let mut seen = [0usize; 2];
         for round in 0..20_000 {
             match next() % 8 {
                 // Same keys as the previous line (the common case).
                 0..=3 => {}
-                // Replace one key, possibly by a duplicate of another.
+                // Replace one key by another key of the line (a duplicate) or by any name.
                 4 | 5 => {
                     if !keys.is_empty() {
                         let at = next() as usize % keys.len();
-                        keys[at] = &names[next() as usize % names.len()];
+                        keys[at] = if next() % 2 == 0 {
+                            keys[next() as usize % keys.len()]
+                        } else {
+                            &names[next() as usize % names.len()]
+                        };
                     }
                 }
                 // A new key set, possibly longer than the screen covers.
@@ -662,7 +675,16 @@ mod tests {
                 naive,
                 "round {round}: {keys:?}"
             );
+            // A set of distinct keys with distinct fingerprints is remembered, so that the
+            // next line with these keys takes the one-compare-per-key path.
+            let fps: Vec<u64> = keys.iter().map(|k| fingerprint(k)).collect();
+            let distinct = fps.iter().enumerate().all(|(i, f)| !fps[..i].contains(f));
+            if keys.len() <= SMALL_DEDUP && distinct {
+                assert_eq!(known, fps, "round {round}: {keys:?} not remembered");
+            }
+            seen[usize::from(naive)] += 1;
         }
+        assert!(seen[0] > 2_000 && seen[1] > 2_000, "{seen:?}");
     }
 
     /// Lines parsed one after another (sharing the remembered fingerprints) give what the

@@ -266,7 +266,7 @@ pub(super) fn first_duplicate<K: AsRef<str>, T>(items: &[(K, T)]) -> Option<usiz
 /// the same bit, so `false` ("certainly all distinct") is the usual answer; equal keys always
 /// collide, so `true` means "check exactly".
 #[inline(always)]
-pub(super) fn may_have_duplicates<'k>(keys: impl Iterator<Item = &'k str>) -> bool {
+fn may_have_duplicates<'k>(keys: impl Iterator<Item = &'k str>) -> bool {
     let mut seen = [0u64; 16];
     let mut collided = 0u64;
     for key in keys {
