@@ -31,6 +31,7 @@ pub mod bufpool;
 pub mod catalog;
 pub mod compaction;
 pub mod config;
+pub mod grouped;
 pub mod http;
 pub mod lineproto;
 pub mod metrics;

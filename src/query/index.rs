@@ -39,6 +39,7 @@ use parquet::file::metadata::PageIndexPolicy;
 use super::pages::{PageCache, PageKey};
 use super::prefetch::{Prefetched, needed_ranges, page_locations, pages_holding};
 use crate::catalog::FileMeta;
+use crate::grouped::Grouped;
 use crate::model::TIME_COLUMN;
 use crate::storage::merge::{is_tag, tag_indices};
 
@@ -120,44 +121,12 @@ pub struct FileIndex {
     pub time_sorted: bool,
     /// Per tag column, the runs holding each value (`offsets[id]..offsets[id + 1]` of
     /// `runs`, ascending): a `k=v` query visits only the runs with that value.
-    postings: Vec<Postings>,
+    postings: Vec<Grouped>,
     /// Approximate heap size, for the cache budget.
     bytes: usize,
     /// Unique among every index built by this process: keys the file's decoded pages in
     /// the [`PageCache`].
     id: u64,
-}
-
-/// The runs holding each value of one tag column (compressed sparse rows).
-#[derive(Debug, Default)]
-struct Postings {
-    offsets: Vec<u32>,
-    runs: Vec<u32>,
-}
-
-impl Postings {
-    /// From the value id of every run (`keys[r * stride + t]`; [`ABSENT`] is left out).
-    fn new(keys: &[u32], stride: usize, t: usize, values: usize) -> Postings {
-        let mut offsets = vec![0u32; values + 1];
-        let ids = || keys.iter().skip(t).step_by(stride.max(1));
-        for &k in ids() {
-            if let Some(o) = offsets.get_mut(k as usize + 1) {
-                *o += 1;
-            }
-        }
-        for i in 0..values {
-            offsets[i + 1] += offsets[i];
-        }
-        let mut next = offsets.clone();
-        let mut runs = vec![0u32; offsets[values] as usize];
-        for (r, &k) in ids().enumerate() {
-            if let Some(at) = next.get_mut(k as usize).filter(|_| (k as usize) < values) {
-                runs[*at as usize] = r as u32;
-                *at += 1;
-            }
-        }
-        Postings { offsets, runs }
-    }
 }
 
 /// Ids of built indexes, never reused.
@@ -366,19 +335,19 @@ impl RunsBuilder {
             tag.by_hash = by_hash;
         }
         let stride = self.tags.len();
-        let postings: Vec<Postings> = self
+        let postings: Vec<Grouped> = self
             .tags
             .iter()
             .enumerate()
-            .map(|(t, tag)| Postings::new(&self.keys, stride, t, tag.values.len()))
+            .map(|(t, tag)| {
+                let ids = self.keys.iter().skip(t).step_by(stride.max(1)).copied();
+                Grouped::new(tag.values.len(), ids)
+            })
             .collect();
         let bytes = meta.metadata().memory_size()
             + self.runs.len() * std::mem::size_of::<Run>()
             + self.keys.len() * 4
-            + postings
-                .iter()
-                .map(|p| (p.offsets.len() + p.runs.len()) * 4)
-                .sum::<usize>()
+            + postings.iter().map(Grouped::heap_bytes).sum::<usize>()
             + self
                 .tags
                 .iter()
@@ -443,13 +412,7 @@ impl FileIndex {
 
     /// The runs whose tag column `t` has value id `id`, ascending.
     pub fn runs_with(&self, t: usize, id: usize) -> &[u32] {
-        let Some(p) = self.postings.get(t) else {
-            return &[];
-        };
-        match (p.offsets.get(id), p.offsets.get(id + 1)) {
-            (Some(&a), Some(&b)) => &p.runs[a as usize..b as usize],
-            _ => &[],
-        }
+        self.postings.get(t).map_or(&[], |p| p.get(id))
     }
 
     /// The value of tag column `t` in run `r` (`None`: absent).
@@ -1035,6 +998,30 @@ impl IndexCache {
     }
 }
 
+/// Tests: a batch shaped like a Meridian file's rows: `time`, the tag columns `tags` (name,
+/// value per row; `None`: absent), then one Int64 field `v`.
+#[cfg(test)]
+pub(crate) fn test_batch(
+    times: Vec<i64>,
+    tags: &[(&str, Vec<Option<&str>>)],
+    v: Vec<i64>,
+) -> RecordBatch {
+    use crate::region::block::{tag_type, time_type};
+    use arrow::array::{Int64Array, TimestampNanosecondArray};
+    let mut fields = vec![Field::new(TIME_COLUMN, time_type(), false)];
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(
+        TimestampNanosecondArray::from(times).with_timezone("UTC"),
+    )];
+    for (name, values) in tags {
+        let dict: DictionaryArray<Int32Type> = values.iter().copied().collect();
+        fields.push(Field::new(*name, tag_type(), true));
+        columns.push(Arc::new(dict));
+    }
+    fields.push(Field::new("v", DataType::Int64, true));
+    columns.push(Arc::new(Int64Array::from(v)));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+}
+
 /// Tests: writes `batch` to `dir/f.parquet` as file 1 of db `d`, measurement `m`, and
 /// returns its path and manifest entry.
 #[cfg(test)]
@@ -1064,8 +1051,6 @@ pub(crate) fn write_test_file(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::Int64Array;
-    use arrow::datatypes::TimeUnit;
 
     use crate::storage::parquet::writer_properties;
 
@@ -1090,26 +1075,9 @@ mod tests {
                 vs.push(vs.len() as i64);
             }
         }
-        let host: DictionaryArray<Int32Type> = hosts.iter().map(|h| h.as_deref()).collect();
-        let schema = Arc::new(Schema::new(vec![
-            Field::new(
-                TIME_COLUMN,
-                DataType::Timestamp(TimeUnit::Nanosecond, None),
-                false,
-            ),
-            Field::new("host", host.data_type().clone(), true),
-            Field::new("v", DataType::Int64, true),
-        ]));
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(TimestampNanosecondArray::from(times)),
-                Arc::new(host),
-                Arc::new(Int64Array::from(vs)),
-            ],
-        )
-        .unwrap();
-        write_test_file(dir, &batch, props(&schema))
+        let hosts: Vec<Option<&str>> = hosts.iter().map(|h| h.as_deref()).collect();
+        let batch = test_batch(times, &[("host", hosts)], vs);
+        write_test_file(dir, &batch, props(&batch.schema()))
     }
 
     #[test]

@@ -270,7 +270,7 @@ fn mem_rows(
             let by_series = c.rows_by_series();
             let mut rows: Vec<u32> = matching
                 .iter()
-                .flat_map(|sid| by_series.rows(sid))
+                .flat_map(|sid| by_series.get(sid as usize))
                 .copied()
                 .filter(|&r| times.get(r as usize).is_some_and(|t| in_time(*t)))
                 .collect();
@@ -1306,10 +1306,8 @@ mod tests {
     #[test]
     fn folding_runs_batch_by_batch_equals_aggregating_rows() {
         use crate::query::index::IndexCache;
-        use crate::query::index::write_test_file;
+        use crate::query::index::{test_batch, write_test_file};
         use crate::storage::parquet::writer_properties;
-        use arrow::array::{DictionaryArray, Int64Array, TimestampNanosecondArray};
-        use arrow::datatypes::{DataType, Field, Int32Type, Schema, TimeUnit};
 
         const STEP: i64 = 10_000_000_000;
         let (mut hosts, mut regions, mut times, mut vs) = (vec![], vec![], vec![], vec![]);
@@ -1321,28 +1319,10 @@ mod tests {
                 vs.push((i * 7919 + h * 104_729) % 1000 - 500);
             }
         }
-        let host: DictionaryArray<Int32Type> = hosts.iter().map(|h| Some(h.as_str())).collect();
-        let region: DictionaryArray<Int32Type> = regions.iter().map(|r| Some(*r)).collect();
-        let schema = Arc::new(Schema::new(vec![
-            Field::new(
-                TIME_COLUMN,
-                DataType::Timestamp(TimeUnit::Nanosecond, None),
-                false,
-            ),
-            Field::new("host", host.data_type().clone(), true),
-            Field::new("region", region.data_type().clone(), true),
-            Field::new("v", DataType::Int64, true),
-        ]));
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(TimestampNanosecondArray::from(times)),
-                Arc::new(host),
-                Arc::new(region),
-                Arc::new(Int64Array::from(vs)),
-            ],
-        )
-        .unwrap();
+        let hosts: Vec<Option<&str>> = hosts.iter().map(|h| Some(h.as_str())).collect();
+        let regions: Vec<Option<&str>> = regions.iter().map(|r| Some(*r)).collect();
+        let batch = test_batch(times, &[("host", hosts), ("region", regions)], vs);
+        let schema = batch.schema();
         let dir = tempfile::tempdir().unwrap();
         let props = writer_properties(&schema, 1 << 20, vec![], 1, 20_000);
         let (path, meta) = write_test_file(dir.path(), &batch, props);
@@ -1460,7 +1440,7 @@ mod tests {
             let want: Vec<u32> = (0..sids.len() as u32)
                 .filter(|&r| sids[r as usize] == sid)
                 .collect();
-            assert_eq!(by_series.rows(sid), want.as_slice());
+            assert_eq!(by_series.get(sid as usize), want.as_slice());
         }
     }
 }

@@ -12,6 +12,8 @@
 //! appends cannot fail.
 
 use rustc_hash::FxHashMap;
+
+use crate::grouped::Grouped;
 use std::cmp::Ordering;
 use std::sync::{Arc, OnceLock};
 
@@ -186,8 +188,8 @@ pub struct Chunk {
     pub series: Arc<[TagSet]>,
     pub min_time: i64,
     pub max_time: i64,
-    /// Its rows grouped by series, built by the first selective query that reads it.
-    pub by_series: OnceLock<SeriesRows>,
+    /// Its rows grouped by series id, built by the first selective query that reads it.
+    pub by_series: OnceLock<Grouped>,
 }
 
 impl Chunk {
@@ -195,49 +197,13 @@ impl Chunk {
         self.time.len()
     }
 
-    /// The rows of each series (built once, on first use).
-    pub fn rows_by_series(&self) -> &SeriesRows {
-        self.by_series
-            .get_or_init(|| SeriesRows::new(self.sid.values()))
-    }
-}
-
-/// Rows grouped by series id, ascending within each (compressed sparse rows): a query for
-/// a few series of a chunk takes their rows directly instead of testing every row.
-#[derive(Debug)]
-pub struct SeriesRows {
-    /// `offsets[s]..offsets[s + 1]` is the range of `rows` holding series `s`.
-    offsets: Vec<u32>,
-    rows: Vec<u32>,
-}
-
-impl SeriesRows {
-    fn new(sids: &[u32]) -> SeriesRows {
-        let n = sids.iter().max().map_or(0, |m| *m as usize + 1);
-        let mut offsets = vec![0u32; n + 1];
-        for &s in sids {
-            offsets[s as usize + 1] += 1;
-        }
-        for i in 0..n {
-            offsets[i + 1] += offsets[i];
-        }
-        let mut next = offsets.clone();
-        let mut rows = vec![0u32; sids.len()];
-        for (row, &s) in sids.iter().enumerate() {
-            let at = &mut next[s as usize];
-            rows[*at as usize] = row as u32;
-            *at += 1;
-        }
-        SeriesRows { offsets, rows }
-    }
-
-    /// The rows of series `sid`, ascending (empty when the chunk has none).
-    pub fn rows(&self, sid: u32) -> &[u32] {
-        let s = sid as usize;
-        match (self.offsets.get(s), self.offsets.get(s + 1)) {
-            (Some(&a), Some(&b)) => &self.rows[a as usize..b as usize],
-            _ => &[],
-        }
+    /// The rows of each series, by series id (built once, on first use).
+    pub fn rows_by_series(&self) -> &Grouped {
+        self.by_series.get_or_init(|| {
+            let sids = self.sid.values();
+            let n = sids.iter().max().map_or(0, |m| *m as usize + 1);
+            Grouped::new(n, sids.iter().copied())
+        })
     }
 }
 
