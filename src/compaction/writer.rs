@@ -52,7 +52,7 @@ pub struct OutputSpec<'a> {
 fn output_properties(schema: &Schema, spec: &OutputSpec, kv: Vec<KeyValue>) -> WriterProperties {
     writer_properties(
         schema,
-        spec.row_group_rows.max(1),
+        spec.row_group_rows,
         kv,
         spec.zstd_level,
         spec.page_rows,

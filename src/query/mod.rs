@@ -149,11 +149,11 @@ pub async fn run(
             let snapshot = engine.snapshot(RegionId(i), &spec.db, Some(&spec.measurement));
             let outcome = match tokio::time::timeout_at(deadline, snapshot).await {
                 Ok(Ok(snap)) => match start_scan(engine, snap, spec.clone(), max_rows) {
-                    Scan::Done(res) => Pending::Done(res.map_err(|e| ("error", e)), started),
+                    Scan::Done(res) => Pending::Done(started, res.map_err(|e| ("error", e))),
                     Scan::Running(h) => Pending::Task(started, h),
                 },
-                Ok(Err(e)) => Pending::Done(Err(("error", e)), started),
-                Err(_) => Pending::Done(Err(timed_out()), started),
+                Ok(Err(e)) => Pending::Done(started, Err(("error", e))),
+                Err(_) => Pending::Done(started, Err(timed_out())),
             };
             pending.push((name, outcome));
             continue;
@@ -175,7 +175,7 @@ pub async fn run(
     let mut partial = false;
     for (name, p) in pending {
         let (res, started) = match p {
-            Pending::Done(res, started) => (res, started),
+            Pending::Done(started, res) => (res, started),
             Pending::Task(started, h) => {
                 let res = match tokio::time::timeout_at(deadline, h).await {
                     Ok(Ok(r)) => r.map_err(|e| ("error", e)),
@@ -217,8 +217,8 @@ enum Pending {
     ),
     /// Answered already (a small scan), or failed before its scan started.
     Done(
-        Result<(Partial, ScanStats), (&'static str, String)>,
         Instant,
+        Result<(Partial, ScanStats), (&'static str, String)>,
     ),
 }
 

@@ -52,6 +52,7 @@ impl Payload {
     }
 
     /// The payload in one buffer (tests).
+    #[cfg(test)]
     pub fn to_vec(&self) -> Vec<u8> {
         [&self.head[..], &self.heap[..]].concat()
     }

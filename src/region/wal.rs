@@ -284,16 +284,18 @@ impl Wal {
         Ok(())
     }
 
-    /// Appends records (not yet synced); returns the seq of the first. All or nothing: on an
-    /// error the segment is rolled back to where it was.
+    /// Appends records whole (tests; the shards append theirs in parts).
+    #[cfg(test)]
     pub fn append(&mut self, payloads: &[&[u8]]) -> Result<u64> {
         let records: Vec<[&[u8]; 1]> = payloads.iter().map(|p| [*p]).collect();
         let refs: Vec<&[&[u8]]> = records.iter().map(|r| &r[..]).collect();
         self.append_parts(&refs)
     }
 
-    /// [`append`](Self::append) of records given in parts: a record's payload is its parts
-    /// concatenated (written one after the other, with no copy into one buffer).
+    /// Appends records (not yet synced) given in parts: a record's payload is its parts
+    /// concatenated (written one after the other, with no copy into one buffer). Returns the
+    /// seq of the first. All or nothing: on an error the segment is rolled back to where it
+    /// was.
     pub fn append_parts(&mut self, records: &[&[&[u8]]]) -> Result<u64> {
         let len = |r: &[&[u8]]| r.iter().map(|p| p.len()).sum::<usize>();
         // A record the reader would refuse must never be acknowledged (config caps the body

@@ -389,7 +389,6 @@ fn same(expected: &Option<V>, got: &Json) -> bool {
     }
 }
 
-/// Compares one query; returns how many values were compared.
 /// Raw points (`agg=none`) compared with the model: per group, one row per matching point in
 /// time order, the requested fields (null where the point lacks one). Each group must hold one
 /// series (ties in time between series have no defined order).
@@ -447,6 +446,7 @@ fn check_raw(server: &TestServer, model: &Model, q: &Q) -> usize {
     compared
 }
 
+/// Compares one query; returns how many values were compared.
 fn check(server: &TestServer, model: &Model, q: &Q) -> usize {
     let mut compared = 0;
     let r = server.get(&q.url());
