@@ -19,20 +19,18 @@ pub struct ShardId(pub usize);
 pub struct PartitionStart(pub i64);
 
 impl PartitionStart {
-    /// The partition holding `ts` (floor division, so negative times work too). For a time
-    /// whose partition start is below `i64::MIN` (only possible for times the write path
-    /// rejects, see [`PartitionStart::checked`]) the start saturates.
+    /// The partition holding `ts` (floor division, so negative times work too). For the
+    /// earliest times, whose aligned start would be below `i64::MIN`, the start saturates:
+    /// that first partition is shorter than the others.
     pub fn of(ts: i64, duration_ns: i64) -> PartitionStart {
         PartitionStart(ts.div_euclid(duration_ns).saturating_mul(duration_ns))
     }
-
-    /// The partition holding `ts`, or `None` when its start is not a 64-bit time.
-    pub fn checked(ts: i64, duration_ns: i64) -> Option<PartitionStart> {
-        ts.div_euclid(duration_ns)
-            .checked_mul(duration_ns)
-            .map(PartitionStart)
-    }
 }
+
+/// The earliest and latest point times InfluxDB accepts (ns): `i64::MIN` and `i64::MAX` are
+/// its sentinels, so the range stops two (one) short of them.
+pub const MIN_TIME: i64 = i64::MIN + 2;
+pub const MAX_TIME: i64 = i64::MAX - 1;
 
 /// Name of the time column in every file and query result.
 pub const TIME_COLUMN: &str = "time";
@@ -320,9 +318,10 @@ mod tests {
     #[test]
     fn extreme_times_do_not_overflow() {
         let h = 3_600_000_000_000;
-        assert_eq!(PartitionStart::checked(i64::MIN, h), None);
+        assert_eq!(PartitionStart::of(MIN_TIME, h), PartitionStart(i64::MIN));
         assert_eq!(PartitionStart::of(i64::MIN, h), PartitionStart(i64::MIN));
-        assert!(PartitionStart::checked(i64::MAX, h).is_some());
+        let last = PartitionStart::of(MAX_TIME, h);
+        assert!(last.0 <= MAX_TIME && MAX_TIME - last.0 < h);
     }
 
     #[test]

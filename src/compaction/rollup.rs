@@ -23,11 +23,10 @@ use arrow::datatypes::{
     ArrowPrimitiveType, DataType, Field, Float64Type, Int64Type, Schema, UInt64Type,
 };
 use arrow::error::ArrowError;
-use arrow::row::{RowConverter, SortField};
 
 use crate::model::TIME_COLUMN;
 use crate::region::block::time_type;
-use crate::storage::merge::tag_indices;
+use crate::storage::merge::{TagKeyer, tag_indices};
 
 use super::plan::{Agg, rollup_column};
 
@@ -164,18 +163,12 @@ pub fn rollup(batch: &RecordBatch, every_ns: i64, aggs: &[Agg]) -> Result<Record
             })?,
         );
     }
-    let converter = RowConverter::new(
-        tag_idx
-            .iter()
-            .map(|i| SortField::new(schema.field(*i).data_type().clone()))
-            .collect(),
-    )?;
     let tag_cols: Vec<ArrayRef> = tag_idx.iter().map(|i| batch.column(*i).clone()).collect();
-    let rows = converter.convert_columns(&tag_cols)?;
+    let rows = TagKeyer::new(tag_cols.iter().map(|c| c.data_type().clone()))?.keys(&tag_cols)?;
     let mut groups: Vec<Range<usize>> = Vec::new();
     let mut start = 0;
     for i in 1..=n {
-        if i == n || buckets[i] != buckets[start] || rows.row(i) != rows.row(start) {
+        if i == n || buckets[i] != buckets[start] || rows.cmp(i, start).is_ne() {
             groups.push(start..i);
             start = i;
         }

@@ -17,12 +17,12 @@ use std::path::PathBuf;
 
 use arrow::array::{Array, ArrayRef, TimestampNanosecondArray};
 use arrow::datatypes::DataType;
-use arrow::row::{OwnedRow, RowConverter, SortField};
+use arrow::row::OwnedRow;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::catalog::FileMeta;
 use crate::model::{ColumnKind, FieldType, PartitionStart, TIME_COLUMN};
-use crate::storage::merge::is_tag;
+use crate::storage::merge::{TagKeyer, is_tag};
 use crate::storage::parquet::meta;
 use crate::storage::paths::data_file_rel;
 
@@ -162,19 +162,14 @@ fn check_contents(
         .map(|x| (x.name().clone(), x.data_type().clone()))
         .collect();
     tags.sort();
-    let converter = RowConverter::new(
-        tags.iter()
-            .map(|(_, dt)| SortField::new(dt.clone()))
-            .collect(),
-    )
-    .map_err(|e| e.to_string())?;
+    let keyer = TagKeyer::new(tags.iter().map(|(_, dt)| dt.clone())).map_err(|e| e.to_string())?;
     let reader = builder
         .with_batch_size(64 * 1024)
         .build()
         .map_err(|e| format!("cannot read: {e}"))?;
     let (mut rows, mut min, mut max) = (0u64, i64::MAX, i64::MIN);
     let mut outside = 0u64;
-    let mut last: Option<(OwnedRow, i64)> = None;
+    let mut last: Option<(Option<OwnedRow>, i64)> = None;
     let mut unsorted = 0u64;
     let end = f.partition_start.saturating_add(pd);
     for batch in reader {
@@ -190,9 +185,11 @@ fn check_contents(
             .iter()
             .filter_map(|(n, _)| batch.column_by_name(n).cloned())
             .collect();
-        let keys = converter
-            .convert_columns(&cols)
-            .map_err(|e| e.to_string())?;
+        if cols.len() != tags.len() {
+            bad("a row group lacks a tag column of the file's schema".into());
+            break;
+        }
+        let keys = keyer.keys(&cols).map_err(|e| e.to_string())?;
         for i in 0..batch.num_rows() {
             let t = time.value(i);
             min = min.min(t);
@@ -200,13 +197,13 @@ fn check_contents(
             if t < f.partition_start || t >= end {
                 outside += 1;
             }
-            let key = keys.row(i);
+            let key = keys.owned(i);
             if let Some((lk, lt)) = &last
-                && (lk.row(), *lt) >= (key, t)
+                && (lk.as_ref().map(|k| k.row()), *lt) >= (key.as_ref().map(|k| k.row()), t)
             {
                 unsorted += 1;
             }
-            last = Some((key.owned(), t));
+            last = Some((key, t));
         }
         rows += batch.num_rows() as u64;
     }

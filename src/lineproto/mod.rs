@@ -334,6 +334,20 @@ impl<'a> Iterator for Lines<'a> {
             let line = rest.get(..bounds.end).unwrap_or_default();
             let first = line.iter().position(|&b| b != b' ' && b != b'\t');
             match first.and_then(|i| line.get(i)) {
+                // InfluxDB's parsers end a comment at a carriage return too, so what follows
+                // a bare '\r' would be a record to them: refuse the line rather than guess.
+                Some(b'#') if memchr::memchr(b'\r', line).is_some() => {
+                    let record = parser::Record {
+                        result: Err(ParseError {
+                            kind: ParseErrorKind::ControlCharacter,
+                            message: "comment line holds a carriage return ('\\r') that does not end the line".into(),
+                        }),
+                        text_end: bounds.end,
+                        next: bounds.next,
+                        newlines: usize::from(bounds.terminated),
+                    };
+                    return Some(self.consume(rest, record));
+                }
                 None | Some(b'#') => {
                     // Blank or comment: skip the physical line.
                     self.pos += bounds.next;

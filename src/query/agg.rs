@@ -20,28 +20,47 @@ pub enum Value {
 }
 
 impl Value {
-    fn as_f64(&self) -> Option<f64> {
-        match self {
-            Value::Float(f) => Some(*f),
-            Value::Int(i) => Some(*i as f64),
-            Value::UInt(u) => Some(*u as f64),
-            _ => None,
-        }
-    }
-
-    /// Orders numbers numerically (across int/float), then strings, then booleans.
+    /// A total order over every value, so that sorting never panics whatever mix of
+    /// types and nulls a column holds: nulls first, then numbers (integers, unsigned and
+    /// floats compared exactly by their numeric value), then strings, then booleans.
     pub fn cmp_values(&self, other: &Value) -> Ordering {
+        fn rank(v: &Value) -> u8 {
+            match v {
+                Value::Null => 0,
+                Value::Float(_) | Value::Int(_) | Value::UInt(_) => 1,
+                Value::Str(_) => 2,
+                Value::Bool(_) => 3,
+            }
+        }
         match (self, other) {
             (Value::Int(a), Value::Int(b)) => a.cmp(b),
             (Value::UInt(a), Value::UInt(b)) => a.cmp(b),
+            (Value::Int(a), Value::UInt(b)) => i128::from(*a).cmp(&i128::from(*b)),
+            (Value::UInt(a), Value::Int(b)) => i128::from(*a).cmp(&i128::from(*b)),
+            (Value::Float(a), Value::Float(b)) => a.total_cmp(b),
+            (Value::Float(a), Value::Int(b)) => cmp_float_int(*a, i128::from(*b)),
+            (Value::Float(a), Value::UInt(b)) => cmp_float_int(*a, i128::from(*b)),
+            (Value::Int(a), Value::Float(b)) => cmp_float_int(*b, i128::from(*a)).reverse(),
+            (Value::UInt(a), Value::Float(b)) => cmp_float_int(*b, i128::from(*a)).reverse(),
             (Value::Str(a), Value::Str(b)) => a.cmp(b),
             (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
-            (a, b) => match (a.as_f64(), b.as_f64()) {
-                (Some(x), Some(y)) => x.total_cmp(&y),
-                _ => Ordering::Equal,
-            },
+            (a, b) => rank(a).cmp(&rank(b)),
         }
     }
+}
+
+/// Compares a float with an integer exactly (an `as f64` conversion rounds integers above
+/// 2^53, which would make the order intransitive). NaN sorts after every integer.
+fn cmp_float_int(f: f64, i: i128) -> Ordering {
+    if f.is_nan() {
+        return Ordering::Greater;
+    }
+    let approx = f.total_cmp(&(i as f64));
+    if approx != Ordering::Equal {
+        return approx;
+    }
+    // `f` equals the integer `i` rounded to f64, so it is integral and within i128.
+    (f as i128).cmp(&i)
 }
 
 /// The aggregate function of a query.
@@ -187,16 +206,26 @@ impl Acc {
                 self.has_float = true;
                 neumaier(&mut self.fsum, &mut self.fcomp, x);
             }
-            Agg::Min => {
-                if !matches!(&self.min, Some(Value::Float(m)) if *m <= x) {
-                    self.min = Some(Value::Float(x));
+            // The kept extreme may be an integer (a field stored as integers in some
+            // files and floats in others): compare across types, never replace blindly.
+            Agg::Min => match &self.min {
+                Some(Value::Float(m)) if *m <= x => {}
+                Some(Value::Float(_)) | None => self.min = Some(Value::Float(x)),
+                Some(m) => {
+                    if Value::Float(x).cmp_values(m) == Ordering::Less {
+                        self.min = Some(Value::Float(x));
+                    }
                 }
-            }
-            Agg::Max => {
-                if !matches!(&self.max, Some(Value::Float(m)) if *m >= x) {
-                    self.max = Some(Value::Float(x));
+            },
+            Agg::Max => match &self.max {
+                Some(Value::Float(m)) if *m >= x => {}
+                Some(Value::Float(_)) | None => self.max = Some(Value::Float(x)),
+                Some(m) => {
+                    if Value::Float(x).cmp_values(m) == Ordering::Greater {
+                        self.max = Some(Value::Float(x));
+                    }
                 }
-            }
+            },
             Agg::Stddev => self.welford(x),
             Agg::First | Agg::Last => self.stamp(agg, Value::Float(x), time, rank),
             Agg::Count | Agg::None => {}
@@ -474,6 +503,75 @@ mod tests {
                 prop_assert_eq!(whole.1, merged.1);
             }
         }
+    }
+
+    fn any_value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            (-4i64..4).prop_map(Value::Int),
+            (0u64..4).prop_map(Value::UInt),
+            prop_oneof![
+                Just(-0.0f64),
+                Just(0.5),
+                Just(2.0),
+                Just(-3.5),
+                Just(9.007199254740993e15)
+            ]
+            .prop_map(Value::Float),
+            Just(Value::Int(9_007_199_254_740_993)),
+            Just(Value::UInt(u64::MAX)),
+            "[ab]{0,2}".prop_map(Value::Str),
+            any::<bool>().prop_map(Value::Bool),
+        ]
+    }
+
+    proptest! {
+        /// `cmp_values` is a total order over any mix of values, so sorting rows by it never
+        /// panics (an absent tag is `Null` beside present ones).
+        #[test]
+        fn cmp_values_is_a_total_order(a in any_value(), b in any_value(), c in any_value()) {
+            prop_assert_eq!(a.cmp_values(&b), b.cmp_values(&a).reverse());
+            prop_assert_eq!(a.cmp_values(&a), Ordering::Equal);
+            if a.cmp_values(&b).is_le() && b.cmp_values(&c).is_le() {
+                prop_assert!(a.cmp_values(&c).is_le(), "{:?} {:?} {:?}", a, b, c);
+            }
+            if a.cmp_values(&b).is_eq() {
+                prop_assert_eq!(a.cmp_values(&c), b.cmp_values(&c));
+            }
+        }
+    }
+
+    /// An integer extreme is not replaced by a smaller float (a field stored as integers in
+    /// one file and floats in another).
+    #[test]
+    fn extremes_compare_across_integer_and_float() {
+        let mut a = Acc::default();
+        a.add_int(Agg::Max, 100, false, 0, 0);
+        a.add_float(Agg::Max, 2.5, 1, 1);
+        assert_eq!(a.finish(Agg::Max).0, Value::Int(100));
+        a.add_float(Agg::Max, 100.5, 2, 2);
+        assert_eq!(a.finish(Agg::Max).0, Value::Float(100.5));
+        let mut m = Acc::default();
+        m.add_int(Agg::Min, -7, false, 0, 0);
+        m.add_float(Agg::Min, 2.5, 1, 1);
+        assert_eq!(m.finish(Agg::Min).0, Value::Int(-7));
+        let v = vec![
+            Value::Str("x".into()),
+            Value::Null,
+            Value::Int(3),
+            Value::Float(2.5),
+        ];
+        let mut sorted = v.clone();
+        sorted.sort_by(|a, b| a.cmp_values(b));
+        assert_eq!(
+            sorted,
+            vec![
+                Value::Null,
+                Value::Float(2.5),
+                Value::Int(3),
+                Value::Str("x".into())
+            ]
+        );
     }
 
     #[test]

@@ -34,7 +34,7 @@ use crate::catalog::leftovers::sweep_leftovers;
 use crate::catalog::{FileMeta, Manifest};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::model::{PartitionStart, Precision, RegionId, ShardId};
+use crate::model::{ColumnKind, PartitionStart, Precision, RegionId, ShardId};
 use crate::query::index::{FileIndex, IndexCache};
 use crate::router::Router;
 use crate::storage::paths;
@@ -272,12 +272,9 @@ impl Engine {
                 warn!(file = %path.display(), "removed a leftover of an interrupted write");
             }
             for f in files.iter() {
-                registry.load(
-                    &f.db,
-                    &f.measurement,
-                    PartitionStart(f.partition_start),
-                    &f.columns,
-                );
+                let cols: Vec<(&str, ColumnKind)> =
+                    f.columns.iter().map(|(n, k)| (n.as_str(), *k)).collect();
+                registry.load(&f.db, &f.measurement, &cols);
             }
 
             let mut shards = Vec::new();
@@ -437,23 +434,19 @@ impl Engine {
                         skipped += 1;
                         continue;
                     }
-                    let mut cols: Vec<(&str, crate::model::ColumnKind)> = row
+                    // Acknowledged data: recorded whatever its types (written before types
+                    // were fixed per measurement, a row may disagree with a file).
+                    let mut cols: Vec<(&str, ColumnKind)> = row
                         .tags
                         .iter()
-                        .map(|(k, _)| (*k, crate::model::ColumnKind::Tag))
+                        .map(|(k, _)| (*k, ColumnKind::Tag))
                         .collect();
-                    cols.extend(row.fields.iter().map(|(k, v)| {
-                        (*k, crate::model::ColumnKind::Field(block::field_type_of(v)))
-                    }));
-                    if let Err(e) = registry.check_and_add(
-                        db_name,
-                        row.measurement,
-                        PartitionStart(part),
-                        &cols,
-                    ) {
-                        warn!("replayed row conflicts with the schema, skipped: {e}");
-                        continue;
-                    }
+                    cols.extend(
+                        row.fields
+                            .iter()
+                            .map(|(k, v)| (*k, ColumnKind::Field(block::field_type_of(v)))),
+                    );
+                    registry.load(db_name, row.measurement, &cols);
                     keep.push(row);
                 }
                 points += keep.len() as u64;

@@ -7,15 +7,17 @@
 //! CPU-bound; run it off the async reactor.
 
 use rustc_hash::FxHashMap;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::rows::{Payload, RowWriter};
 use crate::lineproto::{self, FieldValue, ParsedLine};
 use crate::model::{
-    ColumnKind, FieldType, PartitionStart, Precision, RESERVED_KEYS, RegionId, ShardId, truncate,
+    ColumnKind, FieldType, MAX_TIME, MIN_TIME, Precision, RESERVED_KEYS, RegionId, ShardId,
+    truncate,
 };
 use crate::region::block::field_type_of;
-use crate::region::schema::{PartitionSchema, SchemaRegistry};
+use crate::region::schema::{MeasurementSchema, SchemaRegistry};
 use crate::router::{GeoCache, Router, series_hash, shard_of};
 use crate::storage::paths::{MAX_ENCODED_MEASUREMENT, encoded_measurement_len};
 
@@ -69,7 +71,6 @@ pub fn sorted_tags<'l>(line: &'l ParsedLine<'_>) -> Vec<(&'l str, &'l str)> {
 #[derive(Debug, Default)]
 struct Shape {
     measurement: String,
-    partition: i64,
     tag_keys: Vec<String>,
     fields: Vec<(String, FieldType)>,
     /// Positions of the tags in key order.
@@ -97,9 +98,8 @@ impl Shape {
                 .all(|((k, t), (lk, v))| *t == field_type_of(v) && k == lk.as_ref())
     }
 
-    fn remember(&mut self, line: &ParsedLine<'_>, partition: i64) {
+    fn remember(&mut self, line: &ParsedLine<'_>) {
         self.generation += 1;
-        self.partition = partition;
         self.measurement.clear();
         self.measurement.push_str(&line.measurement);
         self.tag_keys.clear();
@@ -144,13 +144,21 @@ fn check_names(line: &ParsedLine<'_>) -> Result<(), String> {
             ));
         }
     }
+    // A key used as both a tag and a field: a pairwise test for the usual few keys, a set
+    // of the tag keys beyond that, so a line's check stays linear in its size.
+    let tag_set: Option<HashSet<&str>> = (line.tags.len() * line.fields.len() > 256)
+        .then(|| line.tags.iter().map(|(t, _)| t.as_ref()).collect());
+    let is_tag = |k: &str| match &tag_set {
+        Some(set) => set.contains(k),
+        None => line.tags.iter().any(|(t, _)| t == k),
+    };
     for (k, _) in &line.fields {
         if RESERVED_KEYS.contains(&k.as_ref()) {
             return Err(format!(
                 "field key {k:?} is reserved (the time column and partition directory keys {RESERVED_KEYS:?} cannot be fields)"
             ));
         }
-        if line.tags.iter().any(|(t, _)| t == k) {
+        if is_tag(k) {
             return Err(format!(
                 "key {:?} is used as both a tag and a field",
                 truncate(k, 64)
@@ -177,8 +185,8 @@ pub fn prepare(
     let row_capacity =
         body.len() * 5 / 4 / (shards_per_region * router.region_count()).max(1) + 1024;
     let mut geo_cache = GeoCache::default();
-    // Most bodies hold one measurement and partition: remember the last schema used.
-    let mut last_schema: Option<(String, i64, Arc<PartitionSchema>)> = None;
+    // Most bodies hold one measurement: remember the last schema used.
+    let mut last_schema: Option<(String, Arc<MeasurementSchema>)> = None;
     let mut shape = Shape::default();
 
     // Accepted lines are handed back to the parser, which reuses their vectors.
@@ -218,18 +226,19 @@ pub fn prepare(
             },
             None => precision.now(now_ns),
         };
-        let Some(partition) = PartitionStart::checked(ts, router.partition_duration_ns()) else {
+        if !(MIN_TIME..=MAX_TIME).contains(&ts) {
             reject(
                 &mut out,
                 format!(
-                    "timestamp {ts} ns is out of range: its partition starts before the earliest 64-bit time"
+                    "timestamp {ts} ns is out of range: InfluxDB's range is [{MIN_TIME}, {MAX_TIME}]"
                 ),
             );
             continue;
-        };
-        // A line shaped like the last accepted one, in its partition, passed the checks
-        // below already; its tags are put in order with the remembered permutation.
-        let checked = same_keys && shape.partition == partition.0;
+        }
+        // A line shaped like the last accepted one passed the checks below already (types
+        // are fixed per measurement, whatever the partition); its tags are put in order
+        // with the remembered permutation.
+        let checked = same_keys;
         let tags = if checked {
             shape.sorted_tags(&line)
         } else {
@@ -240,7 +249,7 @@ pub fn prepare(
         // Column kinds against the registry: fast path without the lock when nothing is new.
         let known = checked
             || match &last_schema {
-                Some((m, p, s)) if *p == partition.0 && m.as_str() == line.measurement.as_ref() => {
+                Some((m, s)) if m.as_str() == line.measurement.as_ref() => {
                     tags.iter()
                         .all(|(k, _)| s.get(*k) == Some(&ColumnKind::Tag))
                         && line.fields.iter().all(|(k, v)| {
@@ -255,10 +264,8 @@ pub fn prepare(
             cols.extend(line.fields.iter().map(|(k, v): &(_, FieldValue<'_>)| {
                 (k.as_ref(), ColumnKind::Field(field_type_of(v)))
             }));
-            match registry.check_and_add(&db, &line.measurement, partition, &cols) {
-                Ok(schema) => {
-                    last_schema = Some((line.measurement.to_string(), partition.0, schema))
-                }
+            match registry.check_and_add(&db, &line.measurement, &cols) {
+                Ok(schema) => last_schema = Some((line.measurement.to_string(), schema)),
                 Err(msg) => {
                     reject(&mut out, msg);
                     continue;
@@ -282,7 +289,7 @@ pub fn prepare(
         out.accepted += 1;
         out.fields_accepted += line.fields.len();
         if !checked {
-            shape.remember(&line, partition.0);
+            shape.remember(&line);
         }
         lines.recycle(line);
     }
@@ -378,10 +385,11 @@ mod tests {
     #[test]
     fn precision_and_overflow() {
         let p = run(
-            "m v=1 -9223372036854775808\nm v=1 9223372036854775807\n",
+            "m v=1 -9223372036854775808\nm v=1 9223372036854775807\nm v=1 -9223372036854775806\nm v=1 9223372036854775806\n",
             Precision::Nanosecond,
         );
-        assert_eq!((p.accepted, p.rejected_count), (1, 1));
+        // InfluxDB's range: both sentinels refused, the times next to them accepted.
+        assert_eq!((p.accepted, p.rejected_count), (2, 2));
         assert!(
             p.rejected[0].error_message.contains("out of range"),
             "{:?}",

@@ -1,9 +1,15 @@
-//! The schema registry: the kind of every column per (db, measurement, partition).
+//! The schema registry: the kind of every column per (db, measurement).
 //!
 //! A column is a tag or a field of one type, fixed the first time it is written in that
-//! partition (or found in a file of it at start-up). Every region shares one registry, so
-//! a field has one type across regions and the query layer can merge them. Readers take an
-//! `Arc` snapshot; adding columns is copy-on-write under a short lock.
+//! measurement, in any partition (or found in a file of it at start-up), as InfluxDB fixes a
+//! field's type. Every region shares one registry, so a field has one type across regions
+//! and partitions and the query layer can merge them. Readers take an `Arc` snapshot; adding
+//! columns is copy-on-write under a short lock.
+//!
+//! Data already stored is never refused: files written before types were fixed per
+//! measurement, and WAL records replayed at start-up, are recorded with [`SchemaRegistry::load`],
+//! which keeps the first kind seen and never fails (the query layer reads a field stored with
+//! several types by one documented rule, see `query::agg`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,17 +17,16 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 
-use crate::model::{ColumnKind, PartitionStart};
+use crate::model::ColumnKind;
 
-/// Column kinds of one partition (FxHash: looked up for every key of every line).
-pub type PartitionSchema = FxHashMap<Arc<str>, ColumnKind>;
+/// Column kinds of one measurement (FxHash: looked up for every key of every line).
+pub type MeasurementSchema = FxHashMap<Arc<str>, ColumnKind>;
 
-type ByPartition = HashMap<i64, Arc<PartitionSchema>>;
-type ByMeasurement = HashMap<Arc<str>, ByPartition>;
+type ByMeasurement = HashMap<Arc<str>, Arc<MeasurementSchema>>;
 
 #[derive(Default)]
 pub struct SchemaRegistry {
-    /// db → measurement → partition start → schema.
+    /// db → measurement → schema.
     map: Mutex<HashMap<Arc<str>, ByMeasurement>>,
 }
 
@@ -37,7 +42,7 @@ pub fn conflict_message(
         ColumnKind::Field(t) => format!("a field of type {}", t.name()),
     };
     format!(
-        "{} {:?} conflicts with measurement {:?}: it is already {} in this partition, this line writes it as {}",
+        "{} {:?} conflicts with measurement {:?}: it is already {} there, this line writes it as {}",
         if matches!(want, ColumnKind::Tag) {
             "tag"
         } else {
@@ -55,45 +60,49 @@ impl SchemaRegistry {
         SchemaRegistry::default()
     }
 
-    /// The current schema of a partition, if any column is known.
-    pub fn get(
-        &self,
-        db: &str,
-        measurement: &str,
-        partition: PartitionStart,
-    ) -> Option<Arc<PartitionSchema>> {
-        self.map
-            .lock()
-            .get(db)?
-            .get(measurement)?
-            .get(&partition.0)
-            .cloned()
+    /// The current schema of a measurement, if any column is known.
+    pub fn get(&self, db: &str, measurement: &str) -> Option<Arc<MeasurementSchema>> {
+        self.map.lock().get(db)?.get(measurement).cloned()
     }
 
-    /// Checks `columns` against the partition's schema and adds the new ones, atomically:
+    /// Checks `columns` against the measurement's schema and adds the new ones, atomically:
     /// either every column is compatible (and the new ones are recorded) or nothing changes
     /// and the conflict is described. Returns the schema after the change.
     pub fn check_and_add(
         &self,
         db: &str,
         measurement: &str,
-        partition: PartitionStart,
         columns: &[(&str, ColumnKind)],
-    ) -> Result<Arc<PartitionSchema>, String> {
+    ) -> Result<Arc<MeasurementSchema>, String> {
+        self.add(db, measurement, columns, true)
+    }
+
+    /// Records columns of data already stored (a file's columns, a replayed WAL row): new
+    /// columns are added, a conflicting one keeps the kind seen first. Never fails.
+    pub fn load(&self, db: &str, measurement: &str, columns: &[(&str, ColumnKind)]) {
+        let _ = self.add(db, measurement, columns, false);
+    }
+
+    fn add(
+        &self,
+        db: &str,
+        measurement: &str,
+        columns: &[(&str, ColumnKind)],
+        strict: bool,
+    ) -> Result<Arc<MeasurementSchema>, String> {
         let mut map = self.map.lock();
         let by_meas = match map.get_mut(db) {
             Some(m) => m,
             None => map.entry(Arc::from(db)).or_default(),
         };
-        let by_part = match by_meas.get_mut(measurement) {
-            Some(p) => p,
+        let current = match by_meas.get_mut(measurement) {
+            Some(s) => s,
             None => by_meas.entry(Arc::from(measurement)).or_default(),
         };
-        let current = by_part.entry(partition.0).or_default();
         let mut missing = false;
         for (name, kind) in columns {
             match current.get(*name) {
-                Some(have) if have != kind => {
+                Some(have) if have != kind && strict => {
                     return Err(conflict_message(measurement, name, *have, *kind));
                 }
                 Some(_) => {}
@@ -101,7 +110,7 @@ impl SchemaRegistry {
             }
         }
         if missing {
-            let mut next: PartitionSchema = (**current).clone();
+            let mut next: MeasurementSchema = (**current).clone();
             for (name, kind) in columns {
                 if !next.contains_key(*name) {
                     next.insert(Arc::from(*name), *kind);
@@ -111,21 +120,6 @@ impl SchemaRegistry {
         }
         Ok(current.clone())
     }
-
-    /// Records the columns of an existing file (start-up). Conflicting entries keep the
-    /// first kind seen.
-    pub fn load(
-        &self,
-        db: &str,
-        measurement: &str,
-        partition: PartitionStart,
-        columns: &[(String, ColumnKind)],
-    ) {
-        let cols: Vec<(&str, ColumnKind)> = columns.iter().map(|(n, k)| (n.as_str(), *k)).collect();
-        for c in cols {
-            let _ = self.check_and_add(db, measurement, partition, &[c]);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -134,29 +128,30 @@ mod tests {
     use crate::model::FieldType;
 
     #[test]
-    fn types_are_fixed_per_partition() {
+    fn types_are_fixed_per_measurement_across_partitions() {
         let r = SchemaRegistry::new();
-        let p0 = PartitionStart(0);
-        let p1 = PartitionStart(3600);
         let f = ColumnKind::Field(FieldType::Float);
         let i = ColumnKind::Field(FieldType::Integer);
-        r.check_and_add("db", "cpu", p0, &[("host", ColumnKind::Tag), ("v", f)])
+        r.check_and_add("db", "cpu", &[("host", ColumnKind::Tag), ("v", f)])
             .unwrap();
-        let e = r.check_and_add("db", "cpu", p0, &[("v", i)]).unwrap_err();
+        let e = r.check_and_add("db", "cpu", &[("v", i)]).unwrap_err();
         assert!(
-            e.contains("type float") && e.contains("type integer"),
+            e.contains("\"v\"") && e.contains("type float") && e.contains("type integer"),
             "{e}"
         );
-        assert!(r.check_and_add("db", "cpu", p0, &[("host", f)]).is_err());
-        // Another partition, measurement or db is independent.
-        r.check_and_add("db", "cpu", p1, &[("v", i)]).unwrap();
-        r.check_and_add("db", "mem", p0, &[("v", i)]).unwrap();
-        r.check_and_add("db2", "cpu", p0, &[("v", i)]).unwrap();
+        assert!(r.check_and_add("db", "cpu", &[("host", f)]).is_err());
+        // Another measurement or db is independent.
+        r.check_and_add("db", "mem", &[("v", i)]).unwrap();
+        r.check_and_add("db2", "cpu", &[("v", i)]).unwrap();
         // A conflicting line adds nothing, not even its compatible new columns.
         assert!(
-            r.check_and_add("db", "cpu", p0, &[("new", f), ("v", i)])
+            r.check_and_add("db", "cpu", &[("new", f), ("v", i)])
                 .is_err()
         );
-        assert!(!r.get("db", "cpu", p0).unwrap().contains_key("new"));
+        assert!(!r.get("db", "cpu").unwrap().contains_key("new"));
+        // Stored data is recorded whatever its kinds: the first kind seen stays.
+        r.load("db", "cpu", &[("v", i), ("w", i)]);
+        let s = r.get("db", "cpu").unwrap();
+        assert_eq!((s.get("v"), s.get("w")), (Some(&f), Some(&i)));
     }
 }

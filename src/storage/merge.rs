@@ -15,7 +15,7 @@ use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array, new_null_array};
 use arrow::compute::{cast, concat, take};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::error::ArrowError;
-use arrow::row::{RowConverter, SortField};
+use arrow::row::{OwnedRow, RowConverter, Rows, SortField};
 
 use crate::model::TIME_COLUMN;
 use crate::region::block::{tag_type, time_type};
@@ -76,6 +76,54 @@ pub fn conform(batch: &RecordBatch, schema: &Arc<Schema>) -> Result<RecordBatch,
     RecordBatch::try_new(schema.clone(), cols)
 }
 
+/// Turns the tag columns of batches into comparable keys (one converter, so keys of
+/// different batches compare too).
+pub struct TagKeyer {
+    /// `None` without tag columns: every row then has the same, empty, tag set (a row
+    /// converter over no columns would give no rows at all).
+    converter: Option<RowConverter>,
+}
+
+/// The tag-set keys of one batch's rows.
+pub struct TagKeys(Option<Rows>);
+
+impl TagKeyer {
+    /// A keyer for tag columns of these types, in this order.
+    pub fn new(types: impl Iterator<Item = DataType>) -> Result<TagKeyer, ArrowError> {
+        let fields: Vec<SortField> = types.map(SortField::new).collect();
+        Ok(TagKeyer {
+            converter: if fields.is_empty() {
+                None
+            } else {
+                Some(RowConverter::new(fields)?)
+            },
+        })
+    }
+
+    /// Keys of the rows of `cols` (the tag columns, in the keyer's order).
+    pub fn keys(&self, cols: &[ArrayRef]) -> Result<TagKeys, ArrowError> {
+        Ok(TagKeys(match &self.converter {
+            Some(c) => Some(c.convert_columns(cols)?),
+            None => None,
+        }))
+    }
+}
+
+impl TagKeys {
+    /// Orders rows `a` and `b` by tag set.
+    pub fn cmp(&self, a: usize, b: usize) -> std::cmp::Ordering {
+        match &self.0 {
+            Some(r) => r.row(a).cmp(&r.row(b)),
+            None => std::cmp::Ordering::Equal,
+        }
+    }
+
+    /// Row `i`'s key, kept beyond this batch (`None`: no tag columns, every key equal).
+    pub fn owned(&self, i: usize) -> Option<OwnedRow> {
+        self.0.as_ref().map(|r| r.row(i).owned())
+    }
+}
+
 /// Merges `sources` (oldest first). Returns the merged batch and how many rows were
 /// merged away as duplicates.
 pub fn merge_dedup(sources: &[RecordBatch]) -> Result<(RecordBatch, usize), ArrowError> {
@@ -101,14 +149,9 @@ pub fn merge_dedup(sources: &[RecordBatch]) -> Result<(RecordBatch, usize), Arro
         .downcast_ref::<arrow::array::TimestampNanosecondArray>()
         .ok_or_else(|| ArrowError::CastError("time column is not Timestamp(ns)".into()))?;
 
-    let converter = RowConverter::new(
-        tag_idx
-            .iter()
-            .map(|i| SortField::new(schema.field(*i).data_type().clone()))
-            .collect(),
-    )?;
     let tag_cols: Vec<ArrayRef> = tag_idx.iter().map(|i| columns[*i].clone()).collect();
-    let rows = converter.convert_columns(&tag_cols)?;
+    let keys = TagKeyer::new(tag_cols.iter().map(|c| c.data_type().clone()))?.keys(&tag_cols)?;
+    let cmp_tags = |a: usize, b: usize| keys.cmp(a, b);
 
     // Order: tag set, time, then position (later source = later position = wins).
     let n32 = u32::try_from(n).map_err(|_| {
@@ -117,8 +160,7 @@ pub fn merge_dedup(sources: &[RecordBatch]) -> Result<(RecordBatch, usize), Arro
     let mut order: Vec<u32> = (0..n32).collect();
     order.sort_unstable_by(|a, b| {
         let (a, b) = (*a as usize, *b as usize);
-        rows.row(a)
-            .cmp(&rows.row(b))
+        cmp_tags(a, b)
             .then(time.value(a).cmp(&time.value(b)))
             .then(a.cmp(&b))
     });
@@ -131,7 +173,7 @@ pub fn merge_dedup(sources: &[RecordBatch]) -> Result<(RecordBatch, usize), Arro
         let mut j = i + 1;
         while j < n {
             let b = order[j] as usize;
-            if time.value(a) != time.value(b) || rows.row(a) != rows.row(b) {
+            if time.value(a) != time.value(b) || cmp_tags(a, b).is_ne() {
                 break;
             }
             j += 1;
@@ -235,6 +277,33 @@ mod tests {
         // a@10: x from the newest source, y kept from the oldest (absent later).
         assert_eq!((x.value(1), y.value(1)), (9.0, 7));
         assert_eq!((x.value(2), y.value(2)), (2.0, 8));
+    }
+
+    /// Series without tags, written twice (two files): one row per time, the later wins.
+    #[test]
+    fn tagless_sources_merge_by_time() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("time", time_type(), false),
+            Field::new("x", DataType::Float64, true),
+        ]));
+        let b = |t: Vec<i64>, x: Vec<f64>| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(TimestampNanosecondArray::from(t).with_timezone("UTC")),
+                    Arc::new(Float64Array::from(x)),
+                ],
+            )
+            .unwrap()
+        };
+        let (out, merged) = merge_dedup(&[
+            b(vec![1, 2, 3], vec![1.0, 2.0, 3.0]),
+            b(vec![3, 2], vec![30.0, 20.0]),
+        ])
+        .unwrap();
+        assert_eq!((out.num_rows(), merged), (3, 2));
+        let x = out.column(1).as_primitive::<Float64Type>();
+        assert_eq!(x.values().to_vec(), vec![1.0, 20.0, 30.0]);
     }
 
     #[test]

@@ -16,5 +16,6 @@ mod disk_full;
 mod durability;
 mod multinode;
 mod query;
+mod shapes;
 mod support;
 mod write_path;

@@ -667,8 +667,9 @@ fn v3_accept_partial_false_writes_nothing() {
     assert_eq!(rows.iter().filter(|r| r.db == "strict_ok").count(), 1);
 }
 
-/// A field type conflicting with the partition's schema is a bad line naming the field (in
-/// the same body, across requests, and after a restart); another partition is independent.
+/// A field type conflicting with the measurement's schema is a bad line naming the field (in
+/// the same body, across requests, in another partition, and after a restart); another
+/// measurement is independent.
 #[test]
 fn type_conflicts_are_bad_lines_naming_the_field() {
     let mut server = TestServer::start(ServerConfig::default());
@@ -697,8 +698,15 @@ fn type_conflicts_are_bad_lines_naming_the_field() {
         let em = j["data"][0]["error_message"].as_str().unwrap();
         assert!(em.contains(name), "{line}: {em}");
     }
-    // The same field as an integer in another hour (another partition) is fine.
-    server.write_ok("tc", &format!("tc,host=a usage=9i {}", T0 + 2 * HOUR_NS));
+    // The same field as an integer in another hour (another partition) is a conflict too:
+    // a field's type is fixed per measurement, as in InfluxDB.
+    let r = server.post(
+        "/write?db=tc",
+        format!("tc,host=a usage=9i {}", T0 + 2 * HOUR_NS),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    server.write_ok("tc", &format!("tc,host=a usage=9.0 {}", T0 + 2 * HOUR_NS));
+    server.write_ok("tc", &format!("tc2,host=a usage=9i {}", T0 + 2 * HOUR_NS));
     server.stop();
     // After a restart the schema comes back from the files: the conflict is still one.
     server.restart();
@@ -708,17 +716,25 @@ fn type_conflicts_are_bad_lines_naming_the_field() {
     assert_eq!(r.status, 204, "{r:?}");
     server.stop();
     let rows = read_rows(&server.data_dir(), HOUR_NS);
-    let mut got: Vec<(String, i64, Value)> = rows
+    let mut got: Vec<(String, String, i64, Value)> = rows
         .iter()
-        .map(|r| (r.tags["host"].clone(), r.time, r.fields["usage"].clone()))
+        .map(|r| {
+            (
+                r.measurement.clone(),
+                r.tags["host"].clone(),
+                r.time,
+                r.fields["usage"].clone(),
+            )
+        })
         .collect();
-    got.sort_by_key(|g| (g.0.clone(), g.1));
+    got.sort_by_key(|g| (g.0.clone(), g.1.clone(), g.2));
     assert_eq!(
         got,
         vec![
-            ("a".to_string(), T0, Value::Float(1.5)),
-            ("a".to_string(), T0 + 2 * HOUR_NS, Value::Int(9)),
-            ("z".to_string(), T0 + 10, Value::Float(3.25)),
+            ("tc".into(), "a".into(), T0, Value::Float(1.5)),
+            ("tc".into(), "a".into(), T0 + 2 * HOUR_NS, Value::Float(9.0)),
+            ("tc".into(), "z".into(), T0 + 10, Value::Float(3.25)),
+            ("tc2".into(), "a".into(), T0 + 2 * HOUR_NS, Value::Int(9)),
         ]
     );
 }
