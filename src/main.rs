@@ -60,8 +60,20 @@ struct ServeArgs {
     log: String,
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    // The error and its causes, one line, without a backtrace (RUST_BACKTRACE is common on
+    // developer machines, and a stack trace tells an operator nothing about a config key or
+    // a damaged manifest).
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("meridian: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::CheckConfig { config } => {
             let cfg = Config::load(&config)

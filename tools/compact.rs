@@ -17,6 +17,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use meridian::catalog::rebuild;
 use meridian::compaction::datadir::DurationSource;
 use meridian::compaction::exec::RegionPreview;
 use meridian::compaction::plan::{parse_time, partition_of};
@@ -42,7 +43,12 @@ lowers its file count, so rerunning is cheap and changes nothing.
 Crash safety: outputs are written under temporary names, fsynced and renamed; one atomic \
 manifest edit swaps inputs for outputs; inputs are deleted only after. A kill -9 at any moment \
 leaves every point readable exactly once; the next run (or the server's start-up) deletes the \
-leftovers (temporary files, Parquet files the manifest does not list) and carries on.
+provable leftovers (temporary files, outputs never committed, inputs a committed edit removed) \
+and carries on; any other Parquet file the manifest does not list is moved to the region's \
+.orphaned/ directory, never deleted.
+
+A missing manifest (beside data files) or a damaged one stops the server and this tool with \
+advice, deleting nothing; --rebuild-manifest rebuilds it from the data files' footers.
 
 Locking: the compactor takes the server's lock DATA/meridian.lock and holds it to the end. It \
 refuses to run while a server holds it, and a server cannot start while it runs. There is no \
@@ -85,6 +91,7 @@ Examples:
   meridian-compact --data-dir data --region eu --measurement cpu --partition 2026-11-27T13
   meridian-compact --config regions.toml --retain 30d --downsample 1m:mean,max --older-than 1d
   meridian-compact --data-dir data --verify
+  meridian-compact --config regions.toml --rebuild-manifest
 
 Exit status: 0 on success; 1 when the data dir is locked by a server, a unit of work failed, \
 or --verify found a mismatch; 2 on a usage error.";
@@ -160,6 +167,12 @@ struct Cli {
     /// partition, columns, sort order); change nothing; exit 1 on any mismatch.
     #[arg(long, conflicts_with_all = ["retain", "downsample", "no_compact"])]
     verify: bool,
+    /// Rebuild each region's manifest that is missing (beside data files) or damaged from
+    /// the data files' footers (a damaged one is moved aside first); regions whose manifest
+    /// is readable are left alone. Needs the partition duration (--config or
+    /// --partition-duration). Run it with the server stopped; nothing else is done.
+    #[arg(long, conflicts_with_all = ["verify", "dry_run", "retain", "downsample", "no_compact"])]
+    rebuild_manifest: bool,
     /// Print the summary as one JSON object on stdout (human text goes to stderr).
     #[arg(long)]
     json: bool,
@@ -234,6 +247,71 @@ fn setup(cli: &Cli) -> Result<Setup> {
     })
 }
 
+/// `--rebuild-manifest`: every region directory (or those named) whose manifest is missing
+/// beside data files, or damaged, gets one rebuilt from its files' footers.
+fn rebuild_manifests(cli: &Cli, s: &Setup) -> Result<bool> {
+    let Some(pd) = s.partition_duration_ns else {
+        bail!(
+            "--rebuild-manifest needs the partition duration: pass --config or --partition-duration"
+        );
+    };
+    let _lock = meridian::compaction::datadir::lock(&s.data_dir)
+        .with_context(|| format!("locking data dir {}", s.data_dir.display()))?;
+    let mut regions = Vec::new();
+    for e in std::fs::read_dir(&s.data_dir)
+        .with_context(|| format!("reading data dir {}", s.data_dir.display()))?
+    {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.file_type()?.is_dir()
+            && meridian::model::is_safe_name(&name)
+            && (cli.regions.is_empty() || cli.regions.contains(&name))
+        {
+            regions.push((name, e.path()));
+        }
+    }
+    regions.sort();
+    let mut report = Vec::new();
+    let mut ok = true;
+    for (name, dir) in regions {
+        if !rebuild::needs_rebuild(&dir) {
+            eprintln!("region {name}: manifest readable, left alone");
+            report.push(serde_json::json!({"region": name, "rebuilt": false}));
+            continue;
+        }
+        match rebuild::rebuild_manifest(&dir, &name, pd) {
+            Ok(r) => {
+                if let Some(a) = &r.moved_aside {
+                    eprintln!("region {name}: damaged manifest moved to {}", a.display());
+                }
+                for (f, why) in &r.skipped {
+                    eprintln!("region {name}: left out {}: {why}", f.display());
+                }
+                eprintln!(
+                    "region {name}: manifest rebuilt with {} file(s), {} row(s); {} file(s) left out",
+                    r.files,
+                    r.rows,
+                    r.skipped.len()
+                );
+                report.push(serde_json::json!({
+                    "region": name, "rebuilt": true, "files": r.files, "rows": r.rows,
+                    "skipped": r.skipped.len(),
+                    "moved_aside": r.moved_aside.map(|p| p.display().to_string()),
+                }));
+            }
+            Err(e) => {
+                ok = false;
+                eprintln!("region {name}: rebuild failed: {e}");
+                report.push(serde_json::json!({"region": name, "error": e.to_string()}));
+            }
+        }
+    }
+    if cli.json {
+        println!("{}", serde_json::json!({ "rebuild": report }));
+    }
+    Ok(ok)
+}
+
 fn policy(cli: &Cli, pd: i64) -> Result<Policy> {
     let now_ns = match &cli.now {
         Some(t) => parse_time(t).map_err(|e| anyhow::anyhow!("--now: {e}"))?,
@@ -289,6 +367,9 @@ fn policy(cli: &Cli, pd: i64) -> Result<Policy> {
 
 fn run(cli: Cli) -> Result<bool> {
     let s = setup(&cli)?;
+    if cli.rebuild_manifest {
+        return rebuild_manifests(&cli, &s);
+    }
     let dir = DataDir::open(&s.data_dir, &cli.regions, s.partition_duration_ns)
         .with_context(|| format!("opening data dir {}", s.data_dir.display()))?;
     let pd = dir.partition_duration_ns();

@@ -1,14 +1,49 @@
-//! Leftovers of interrupted writes in a region directory: temporary files (names starting
-//! with `.` and ending in `.tmp`) and Parquet files the manifest does not list. Both the
-//! server at start-up and `meridian-compact` remove them with [`sweep_leftovers`]; the WAL
-//! directory is never touched.
+//! Files in a region directory that the manifest does not list, and what becomes of them.
+//! Both the server at start-up and `meridian-compact` sweep with [`sweep_leftovers`]; the
+//! WAL directory and the quarantine directory are never touched.
+//!
+//! Only a provable leftover is deleted:
+//! - a temporary file (`.<name>.tmp`): a write interrupted before its rename;
+//! - a file that a committed edit removed (the manifest's `retired` list): a compaction input
+//!   or a dropped partition whose deletion was interrupted;
+//! - a data file whose seq is at least the manifest's recorded next seq: written after the
+//!   last committed edit, by a flush or compaction that never committed (its rows are still
+//!   in the WAL, or in the files it was to replace);
+//! - a flushed file whose footer's WAL ranges all start at or above the first record still
+//!   in that shard's WAL: every row it holds is replayed from the WAL (flushes of several
+//!   shards commit in any order, so an uncommitted file may have a lower seq than a committed
+//!   one).
+//!
+//! Any other unlisted data file is moved, not deleted, to `<region>/.orphaned/<its path>`
+//! with a warning, so that nothing a manifest lost is destroyed and readers of the hive
+//! layout do not see it twice.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::catalog::rebuild::footer_kv;
+use crate::catalog::{Manifest, WalRange};
+use crate::storage::parquet::meta;
 use crate::storage::parquet::{Result, io_err, sync_dir};
+#[cfg(test)]
+use crate::storage::paths::ORPHANED_DIR as ORPHANED;
 use crate::storage::paths::{self, is_temp_name};
+
+/// What a sweep does (or, without `remove`, would do) with a leftover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fate {
+    /// Provably a leftover: deleted.
+    Removed(&'static str),
+    /// Unlisted but not provably a leftover: moved to this path.
+    Quarantined(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    pub path: PathBuf,
+    pub fate: Fate,
+}
 
 /// `path` relative to `base`, `/`-separated (the manifest's form).
 pub fn rel_path(base: &Path, path: &Path) -> String {
@@ -17,43 +52,272 @@ pub fn rel_path(base: &Path, path: &Path) -> String {
         .unwrap_or_else(|_| path.to_string_lossy().into_owned())
 }
 
-/// Temporary files and Parquet files not in `live` (paths relative to `region_dir`) under a
-/// region, not its WAL. With `remove`, deletes them and fsyncs their directories. Returns
-/// them, sorted.
-pub fn sweep_leftovers(
-    region_dir: &Path,
-    live: &HashSet<String>,
-    remove: bool,
-) -> Result<Vec<PathBuf>> {
+/// Every file under a region directory but its WAL and quarantine, sorted, with whether
+/// each is a temporary file.
+fn walk(region_dir: &Path) -> Result<Vec<(PathBuf, bool)>> {
     let mut found = Vec::new();
     let mut stack = vec![region_dir.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let mut removed_here = false;
-        for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir == region_dir => continue,
+            Err(e) => return Err(io_err(&dir)(e)),
+        };
+        for entry in entries {
             let entry = entry.map_err(io_err(&dir))?;
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
             let ft = entry.file_type().map_err(io_err(&path))?;
             if ft.is_dir() {
-                if !(dir == region_dir && name == paths::WAL_DIR) {
+                if !(dir == region_dir && (name == paths::WAL_DIR || name == paths::ORPHANED_DIR)) {
                     stack.push(path);
                 }
                 continue;
             }
-            let orphan = name.ends_with(&format!(".{}", paths::PARQUET_EXT))
-                && !live.contains(&rel_path(region_dir, &path));
-            if is_temp_name(&name) || orphan {
-                if remove {
-                    fs::remove_file(&path).map_err(io_err(&path))?;
-                    removed_here = true;
-                }
-                found.push(path);
+            if is_temp_name(&name) {
+                found.push((path, true));
+            } else if name.ends_with(&format!(".{}", paths::PARQUET_EXT)) {
+                found.push((path, false));
             }
-        }
-        if removed_here {
-            sync_dir(&dir)?;
         }
     }
     found.sort();
     Ok(found)
+}
+
+/// Whether every WAL record a data file's footer says it holds is still in the WAL on disk
+/// (at or above its shard's oldest segment), so replay brings all its rows back. False for
+/// a file without WAL ranges (compaction outputs of old data) or an unreadable footer.
+fn rows_still_in_wal(path: &Path, floors: &BTreeMap<usize, u64>) -> bool {
+    let Ok(kv) = footer_kv(path) else {
+        return false;
+    };
+    let Some(Ok(ranges)) = kv
+        .get(meta::WAL)
+        .map(|v| serde_json::from_str::<Vec<WalRange>>(v))
+    else {
+        return false;
+    };
+    !ranges.is_empty()
+        && ranges
+            .iter()
+            .all(|r| floors.get(&r.shard).is_some_and(|f| r.min_seq >= *f))
+}
+
+/// Per WAL shard directory of a region, the first seq of its oldest segment: records
+/// below it are gone from disk. Shards without segments are absent.
+pub fn wal_floors(region_dir: &Path) -> Result<BTreeMap<usize, u64>> {
+    let wal = region_dir.join(paths::WAL_DIR);
+    let mut out = BTreeMap::new();
+    let rd = match fs::read_dir(&wal) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io_err(&wal)(e)),
+    };
+    for shard in rd {
+        let shard = shard.map_err(io_err(&wal))?;
+        let Some(n) = shard
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        let dir = shard.path();
+        for seg in fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let seg = seg.map_err(io_err(&dir))?;
+            if let Some(first) = seg
+                .file_name()
+                .to_str()
+                .and_then(paths::parse_wal_segment_name)
+            {
+                let e = out.entry(n).or_insert(first);
+                *e = (*e).min(first);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The data files (not temporary ones) under a region directory, sorted.
+pub fn data_files(region_dir: &Path) -> Result<Vec<PathBuf>> {
+    Ok(walk(region_dir)?
+        .into_iter()
+        .filter(|(_, temp)| !temp)
+        .map(|(p, _)| p)
+        .collect())
+}
+
+/// The leftovers of a region (files its manifest does not list) and their fate; with
+/// `remove`, carries it out and fsyncs the directories changed.
+pub fn sweep_leftovers(manifest: &Manifest, remove: bool) -> Result<Vec<Leftover>> {
+    let region_dir = manifest.region_dir();
+    let files = manifest.files();
+    let live: HashSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    let retired = manifest.retired();
+    let retired: HashSet<&str> = retired.iter().map(String::as_str).collect();
+    let floor = manifest.committed_next_seq();
+    let wal = wal_floors(region_dir)?;
+    let mut out = Vec::new();
+    let mut touched: HashSet<PathBuf> = HashSet::new();
+    for (path, temp) in walk(region_dir)? {
+        let rel = rel_path(region_dir, &path);
+        let fate = if temp {
+            Fate::Removed("temporary file of an interrupted write")
+        } else if live.contains(rel.as_str()) {
+            continue;
+        } else if retired.contains(rel.as_str()) {
+            Fate::Removed("removed from the manifest by a committed edit")
+        } else if paths::parse_data_file_seq(&path).is_some_and(|seq| seq >= floor) {
+            Fate::Removed("written after the last committed manifest edit")
+        } else if rows_still_in_wal(&path, &wal) {
+            Fate::Removed("an uncommitted flush whose rows are all still in the WAL")
+        } else {
+            Fate::Quarantined(region_dir.join(paths::ORPHANED_DIR).join(&rel))
+        };
+        if remove {
+            match &fate {
+                Fate::Removed(_) => fs::remove_file(&path).map_err(io_err(&path))?,
+                Fate::Quarantined(to) => {
+                    if let Some(parent) = to.parent() {
+                        fs::create_dir_all(parent).map_err(io_err(parent))?;
+                        touched.insert(parent.to_path_buf());
+                    }
+                    fs::rename(&path, to).map_err(io_err(to))?;
+                }
+            }
+            if let Some(parent) = path.parent() {
+                touched.insert(parent.to_path_buf());
+            }
+        }
+        out.push(Leftover { path, fate });
+    }
+    for dir in touched {
+        sync_dir(&dir)?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{FileMeta, ManifestEdit};
+
+    fn meta(seq: u64, rel: &str) -> FileMeta {
+        FileMeta {
+            seq,
+            path: rel.into(),
+            db: "db".into(),
+            measurement: "cpu".into(),
+            partition_start: 0,
+            min_time: 0,
+            max_time: 1,
+            rows: 1,
+            bytes: 1,
+            columns: vec![],
+            wal: vec![],
+        }
+    }
+
+    #[test]
+    fn only_provable_leftovers_are_deleted_the_rest_is_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        let part = "db/cpu/part_day=2024-05-01";
+        let name = |seq: u64| format!("{part}/{seq:020}.parquet");
+        {
+            let m = Manifest::open(r).unwrap();
+            for _ in 0..5 {
+                m.next_file_seq();
+            }
+            m.commit(ManifestEdit {
+                add: vec![meta(1, &name(1)), meta(5, &name(5))],
+                remove: vec![],
+            })
+            .unwrap();
+            // A compaction swapped 5 out: its deletion is pending.
+            m.commit(ManifestEdit {
+                add: vec![],
+                remove: vec![5],
+            })
+            .unwrap();
+        }
+        fs::create_dir_all(r.join(part)).unwrap();
+        fs::create_dir_all(r.join("wal/0")).unwrap();
+        for seq in [1, 3, 5, 9] {
+            fs::write(r.join(name(seq)), b"x").unwrap();
+        }
+        fs::write(r.join(part).join(".x.parquet.tmp"), b"x").unwrap();
+        fs::write(r.join(part).join("notes.txt"), b"x").unwrap();
+        fs::write(r.join("wal/0/.odd.tmp"), b"x").unwrap();
+        let m = Manifest::open(r).unwrap();
+        assert_eq!(m.committed_next_seq(), 6);
+        let dry = sweep_leftovers(&m, false).unwrap();
+        let fates: Vec<(String, Fate)> = dry
+            .iter()
+            .map(|l| (rel_path(r, &l.path), l.fate.clone()))
+            .collect();
+        assert_eq!(
+            fates,
+            vec![
+                (
+                    format!("{part}/.x.parquet.tmp"),
+                    Fate::Removed("temporary file of an interrupted write")
+                ),
+                (name(3), Fate::Quarantined(r.join(ORPHANED).join(name(3)))),
+                (
+                    name(5),
+                    Fate::Removed("removed from the manifest by a committed edit")
+                ),
+                (
+                    name(9),
+                    Fate::Removed("written after the last committed manifest edit")
+                ),
+            ]
+        );
+        assert!(r.join(name(9)).exists(), "a dry sweep changes nothing");
+        sweep_leftovers(&m, true).unwrap();
+        assert!(r.join(name(1)).exists() && r.join(part).join("notes.txt").exists());
+        for seq in [3, 5, 9] {
+            assert!(!r.join(name(seq)).exists(), "{seq}");
+        }
+        assert!(
+            r.join(ORPHANED).join(name(3)).exists(),
+            "moved, not deleted"
+        );
+        assert!(r.join("wal/0/.odd.tmp").exists(), "the WAL is not ours");
+        assert!(sweep_leftovers(&m, true).unwrap().is_empty());
+        // The next commit forgets retired paths that are gone.
+        m.commit(ManifestEdit::default()).unwrap();
+        assert!(m.retired().is_empty());
+    }
+
+    #[test]
+    fn a_missing_manifest_beside_data_files_refuses_and_deletes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        let f = r.join("db/cpu/part_day=2024-05-01/00000000000000000001.parquet");
+        fs::create_dir_all(f.parent().unwrap()).unwrap();
+        fs::write(&f, b"x").unwrap();
+        let err = Manifest::open(r).err().expect("refused");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("missing") && msg.contains("--rebuild-manifest"),
+            "{msg}"
+        );
+        assert!(f.exists());
+        assert!(!crate::storage::paths::manifest_file(r).exists());
+        // A damaged one says the same.
+        fs::write(
+            crate::storage::paths::manifest_file(r),
+            b"{\"version\":1,\"fi",
+        )
+        .unwrap();
+        let msg = Manifest::open(r).err().expect("refused").to_string();
+        assert!(
+            msg.contains("corrupt") && msg.contains("--rebuild-manifest"),
+            "{msg}"
+        );
+        assert!(f.exists());
+    }
 }

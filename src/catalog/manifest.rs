@@ -1,7 +1,10 @@
 //! Per-region manifest of live Parquet files.
 //!
 //! The manifest is the truth: a Parquet file under the region directory that it does not
-//! list is not part of the database (an orphan of a crash, deleted at start-up). Each commit
+//! list is not part of the database (see `leftovers` for what start-up does with such a
+//! file: it deletes only what is provably a leftover). A missing manifest beside data files,
+//! or a damaged one, stops start-up with advice and deletes nothing; `meridian-compact
+//! --rebuild-manifest` rebuilds it from the files' footers ([`crate::catalog::rebuild`]). Each commit
 //! rewrites `manifest.json` atomically: temp file → fsync → rename → fsync directory, under
 //! one lock, so readers of the file and of [`Manifest::files`] see either the old or the new
 //! list, never a mix. A full rewrite costs O(files); compaction keeps the file count small.
@@ -18,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::leftovers::data_files;
 use crate::model::ColumnKind;
 use crate::storage::parquet::{StorageError, io_err, sync_dir};
 use crate::storage::paths::{manifest_file, temp_path};
@@ -54,6 +58,15 @@ pub struct FileMeta {
 struct ManifestData {
     version: u32,
     files: Vec<FileMeta>,
+    /// The next file seq when this was written: no committed edit names a file whose seq is
+    /// at least this, so such a file is the output of an interrupted flush or compaction.
+    /// (0 in manifests written before it was recorded: then the highest seq + 1.)
+    #[serde(default)]
+    next_seq: u64,
+    /// Paths that committed edits removed and whose deletion is not known to be done (the
+    /// inputs of a compaction, a dropped partition): start-up deletes them if still there.
+    #[serde(default)]
+    retired: Vec<String>,
 }
 
 /// Files added and removed in one atomic step.
@@ -63,24 +76,43 @@ pub struct ManifestEdit {
     pub remove: Vec<u64>,
 }
 
+/// What an operator can do about a missing or damaged manifest.
+const REBUILD_ADVICE: &str = "nothing was deleted; restore the file from a backup, or rebuild it from the data files' own footers with `meridian-compact --config <regions.toml> --rebuild-manifest` (with the server stopped)";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error("manifest {path} is corrupt: {reason}")]
+    #[error("manifest {path} is corrupt: {reason}; {REBUILD_ADVICE}")]
     Corrupt { path: PathBuf, reason: String },
+    #[error(
+        "manifest {path} is missing, but {files} Parquet file(s) are in its region directory (first: {first}); refusing to start rather than treat them as leftovers; {REBUILD_ADVICE}"
+    )]
+    Missing {
+        path: PathBuf,
+        files: usize,
+        first: String,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, ManifestError>;
 
 pub struct Manifest {
     region_dir: PathBuf,
-    files: Mutex<Arc<Vec<FileMeta>>>,
+    state: Mutex<State>,
     next_seq: AtomicU64,
+    /// The next seq recorded on disk when the manifest was opened (see `ManifestData`).
+    committed_next_seq: u64,
+}
+
+struct State {
+    files: Arc<Vec<FileMeta>>,
+    retired: Vec<String>,
 }
 
 impl Manifest {
-    /// Opens (or creates empty) the manifest of a region directory.
+    /// Opens the manifest of a region directory; creates an empty one only where the
+    /// directory holds no data file (a new region). Never deletes anything.
     pub fn open(region_dir: &Path) -> Result<Manifest> {
         fs::create_dir_all(region_dir).map_err(|e| io_err(region_dir)(e))?;
         let path = manifest_file(region_dir);
@@ -91,29 +123,75 @@ impl Manifest {
                     reason: e.to_string(),
                 }
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ManifestData::default(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let found = data_files(region_dir)?;
+                if let Some(first) = found.first() {
+                    return Err(ManifestError::Missing {
+                        path,
+                        files: found.len(),
+                        first: first.display().to_string(),
+                    });
+                }
+                ManifestData::default()
+            }
             Err(e) => return Err(io_err(&path)(e).into()),
         };
+        Self::from_data(region_dir, data, &path)
+    }
+
+    /// A new manifest listing `files`, written durably (rebuilding a lost one). Fails if a
+    /// readable manifest is there already.
+    pub fn create(region_dir: &Path, files: Vec<FileMeta>) -> Result<Manifest> {
+        let path = manifest_file(region_dir);
+        if path.exists() {
+            return Err(ManifestError::Corrupt {
+                path,
+                reason: "a manifest exists already; move it aside before rebuilding".into(),
+            });
+        }
+        let next_seq = files.iter().map(|f| f.seq + 1).max().unwrap_or(1);
+        let data = ManifestData {
+            version: 1,
+            files,
+            next_seq,
+            retired: Vec::new(),
+        };
+        let m = Self::from_data(region_dir, data, &path)?;
+        m.commit(ManifestEdit::default())?;
+        Ok(m)
+    }
+
+    fn from_data(region_dir: &Path, mut data: ManifestData, path: &Path) -> Result<Manifest> {
         // Read from disk: every path must stay inside the region directory (compaction and
         // retention delete what the manifest names), and seqs must leave room for the next.
         for f in &data.files {
-            // Relative, `/`-separated, no `.`/`..`/empty parts (the form the server writes,
-            // which start-up compares with the files on disk), a Parquet file.
-            let inside = f.path.split('/').all(|part| {
-                !part.is_empty() && part != "." && part != ".." && !part.contains('\\')
-            }) && f.path.ends_with(".parquet");
-            if !inside || f.seq == u64::MAX || f.min_time > f.max_time {
+            if !is_inside(&f.path) || f.seq == u64::MAX || f.min_time > f.max_time {
                 return Err(ManifestError::Corrupt {
-                    path: path.clone(),
+                    path: path.to_path_buf(),
                     reason: format!("invalid file entry {:?} (seq {})", f.path, f.seq),
                 });
             }
         }
-        let next = data.files.iter().map(|f| f.seq + 1).max().unwrap_or(1);
+        // Retired paths are deleted at start-up: the same rule, and never a live file.
+        let live: HashSet<&str> = data.files.iter().map(|f| f.path.as_str()).collect();
+        data.retired
+            .retain(|p| is_inside(p) && !live.contains(p.as_str()));
+        data.files.sort_by_key(|f| f.seq);
+        let next = data
+            .files
+            .iter()
+            .map(|f| f.seq + 1)
+            .max()
+            .unwrap_or(1)
+            .max(data.next_seq);
         Ok(Manifest {
             region_dir: region_dir.to_path_buf(),
-            files: Mutex::new(Arc::new(data.files)),
+            state: Mutex::new(State {
+                files: Arc::new(data.files),
+                retired: data.retired,
+            }),
             next_seq: AtomicU64::new(next),
+            committed_next_seq: next,
         })
     }
 
@@ -123,7 +201,18 @@ impl Manifest {
 
     /// A snapshot of the live files, in seq order.
     pub fn files(&self) -> Arc<Vec<FileMeta>> {
-        self.files.lock().clone()
+        self.state.lock().files.clone()
+    }
+
+    /// Paths removed by committed edits that may still be on disk.
+    pub fn retired(&self) -> Vec<String> {
+        self.state.lock().retired.clone()
+    }
+
+    /// The next file seq recorded when the manifest was opened: a file with a seq at least
+    /// this is in no committed edit.
+    pub fn committed_next_seq(&self) -> u64 {
+        self.committed_next_seq
     }
 
     /// Reserves a new file sequence number.
@@ -133,16 +222,30 @@ impl Manifest {
 
     /// Applies an edit durably: the manifest on disk and the snapshot change together.
     pub fn commit(&self, edit: ManifestEdit) -> Result<()> {
-        let mut guard = self.files.lock();
+        let mut guard = self.state.lock();
         let remove: HashSet<u64> = edit.remove.into_iter().collect();
-        let mut files: Vec<FileMeta> = guard
+        let mut retired: Vec<String> = guard
+            .retired
             .iter()
-            .filter(|f| !remove.contains(&f.seq))
+            .filter(|p| self.region_dir.join(p).exists())
             .cloned()
             .collect();
+        let mut files: Vec<FileMeta> = Vec::with_capacity(guard.files.len() + edit.add.len());
+        for f in guard.files.iter() {
+            if remove.contains(&f.seq) {
+                retired.push(f.path.clone());
+            } else {
+                files.push(f.clone());
+            }
+        }
         files.extend(edit.add);
         files.sort_by_key(|f| f.seq);
-        let data = ManifestData { version: 1, files };
+        let data = ManifestData {
+            version: 1,
+            files,
+            next_seq: self.next_seq.load(Ordering::Relaxed),
+            retired,
+        };
         let path = manifest_file(&self.region_dir);
         let tmp = temp_path(&path);
         let bytes = serde_json::to_vec(&data).map_err(|e| ManifestError::Corrupt {
@@ -158,7 +261,10 @@ impl Manifest {
         };
         write().map_err(|e| io_err(&path)(e))?;
         sync_dir(&self.region_dir)?;
-        *guard = Arc::new(data.files);
+        *guard = State {
+            files: Arc::new(data.files),
+            retired: data.retired,
+        };
         Ok(())
     }
 
@@ -166,6 +272,14 @@ impl Manifest {
     pub fn abs_path(&self, f: &FileMeta) -> PathBuf {
         self.region_dir.join(&f.path)
     }
+}
+
+/// Relative, `/`-separated, no `.`/`..`/empty parts (the form the server writes, which
+/// start-up compares with the files on disk), a Parquet file.
+fn is_inside(path: &str) -> bool {
+    path.split('/')
+        .all(|part| !part.is_empty() && part != "." && part != ".." && !part.contains('\\'))
+        && path.ends_with(".parquet")
 }
 
 impl StorageError {
@@ -265,6 +379,7 @@ mod tests {
             let data = ManifestData {
                 version: 1,
                 files: vec![f],
+                ..ManifestData::default()
             };
             fs::write(
                 manifest_file(dir.path()),

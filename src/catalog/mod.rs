@@ -2,5 +2,6 @@
 
 pub mod leftovers;
 pub mod manifest;
+pub mod rebuild;
 
 pub use manifest::{FileMeta, Manifest, ManifestEdit, WalRange};

@@ -7,7 +7,7 @@
 //! exactly what the server deletes at start-up: temporary files (`.*.tmp`) and Parquet
 //! files the region manifest does not list; the WAL directory is never touched.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
 
@@ -82,48 +82,15 @@ pub fn discover_regions(data_dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     Ok(out)
 }
 
-/// Per WAL shard directory of a region, the first seq of its oldest segment: records
-/// below it are gone from disk. Shards without segments are absent.
-pub fn wal_floors(region_dir: &Path) -> Result<BTreeMap<usize, u64>> {
-    let wal = region_dir.join(paths::WAL_DIR);
-    let mut out = BTreeMap::new();
-    let rd = match fs::read_dir(&wal) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(io_err(&wal)(e)),
-    };
-    for shard in rd {
-        let shard = shard.map_err(io_err(&wal))?;
-        let Some(n) = shard
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<usize>().ok())
-        else {
-            continue;
-        };
-        let dir = shard.path();
-        for seg in fs::read_dir(&dir).map_err(io_err(&dir))? {
-            let seg = seg.map_err(io_err(&dir))?;
-            if let Some(first) = seg
-                .file_name()
-                .to_str()
-                .and_then(paths::parse_wal_segment_name)
-            {
-                let e = out.entry(n).or_insert(first);
-                *e = (*e).min(first);
-            }
-        }
-    }
-    Ok(out)
-}
+pub use crate::catalog::leftovers::wal_floors;
 
-/// Leftovers of interrupted writes under a region (see `catalog::leftovers`).
-pub fn sweep_leftovers(
-    region_dir: &Path,
-    live: &HashSet<String>,
-    remove: bool,
-) -> Result<Vec<PathBuf>> {
-    Ok(leftovers::sweep_leftovers(region_dir, live, remove)?)
+/// Leftovers of interrupted writes under a region (see `catalog::leftovers`: provable ones
+/// are deleted, other unlisted files moved to the quarantine directory).
+pub fn sweep_leftovers(manifest: &Manifest, remove: bool) -> Result<Vec<PathBuf>> {
+    Ok(leftovers::sweep_leftovers(manifest, remove)?
+        .into_iter()
+        .map(|l| l.path)
+        .collect())
 }
 
 /// Removes `dir` and its ancestors below `stop` while they are empty, fsyncing each parent.
@@ -258,41 +225,6 @@ mod tests {
     }
 
     #[test]
-    fn leftovers_are_temp_and_unlisted_parquet_files_outside_the_wal() {
-        let dir = tempfile::tempdir().unwrap();
-        let r = dir.path();
-        let part = r.join("db/cpu/part_day=2024-05-01");
-        fs::create_dir_all(&part).unwrap();
-        fs::create_dir_all(r.join("wal/0")).unwrap();
-        for f in ["1.parquet", "2.parquet", ".3.parquet.tmp", "notes.txt"] {
-            fs::write(part.join(f), b"x").unwrap();
-        }
-        fs::write(r.join(".manifest.json.tmp"), b"x").unwrap();
-        fs::write(r.join("wal/0/00000000000000000001.wal"), b"x").unwrap();
-        fs::write(r.join("wal/0/.odd.tmp"), b"x").unwrap();
-        let live: HashSet<String> = ["db/cpu/part_day=2024-05-01/1.parquet".to_string()].into();
-        let found = sweep_leftovers(r, &live, false).unwrap();
-        let names: Vec<String> = found.iter().map(|p| leftovers::rel_path(r, p)).collect();
-        assert_eq!(
-            names,
-            vec![
-                ".manifest.json.tmp",
-                "db/cpu/part_day=2024-05-01/.3.parquet.tmp",
-                "db/cpu/part_day=2024-05-01/2.parquet",
-            ]
-        );
-        assert!(
-            part.join("2.parquet").exists(),
-            "a dry sweep deletes nothing"
-        );
-        sweep_leftovers(r, &live, true).unwrap();
-        assert!(!part.join("2.parquet").exists());
-        assert!(part.join("1.parquet").exists() && part.join("notes.txt").exists());
-        assert!(r.join("wal/0/.odd.tmp").exists(), "the WAL is not ours");
-        assert!(sweep_leftovers(r, &live, true).unwrap().is_empty());
-    }
-
-    #[test]
     fn wal_floors_and_region_discovery() {
         let dir = tempfile::tempdir().unwrap();
         let r = dir.path().join("eu");
@@ -307,7 +239,7 @@ mod tests {
             .unwrap();
         }
         let floors = wal_floors(&r).unwrap();
-        assert_eq!(floors, BTreeMap::from([(0, 7), (1, 3)]));
+        assert_eq!(floors, std::collections::BTreeMap::from([(0, 7), (1, 3)]));
         assert!(wal_floors(&dir.path().join("none")).unwrap().is_empty());
         fs::create_dir_all(dir.path().join("not a region")).unwrap();
         fs::create_dir_all(dir.path().join("empty")).unwrap();

@@ -430,7 +430,7 @@ impl DataDir {
     pub fn plan(&self, policy: &Policy) -> Result<Vec<RegionPreview>> {
         let mut out = Vec::new();
         for r in self.regions() {
-            let leftovers = sweep_leftovers(&r.dir, &r.live_paths(), false)?;
+            let leftovers = sweep_leftovers(&r.manifest, false)?;
             let floors = wal_floors(&r.dir)?;
             out.push(RegionPreview {
                 region: r.name.clone(),
@@ -462,7 +462,7 @@ impl DataDir {
         emit(&Event::Planned { units });
         let pd = self.partition_duration_ns();
         for r in self.regions() {
-            for path in sweep_leftovers(&r.dir, &r.live_paths(), true)? {
+            for path in sweep_leftovers(&r.manifest, true)? {
                 summary.leftovers_removed += 1;
                 emit(&Event::Leftover {
                     region: &r.name,

@@ -279,7 +279,7 @@ impl DataDir {
             }
             report
                 .leftovers
-                .extend(sweep_leftovers(&r.dir, &r.live_paths(), false)?);
+                .extend(sweep_leftovers(&r.manifest, false)?);
         }
         Ok(report)
     }

@@ -240,10 +240,16 @@ fn finish(
 ) -> Result<Written> {
     let tmp = open.tmp.clone();
     let result = (|| -> Result<u64> {
+        let wal_json = serde_json::to_string(&wal).map_err(|e| CompactionError::Arrow {
+            context: "encoding WAL ranges".into(),
+            source: arrow::error::ArrowError::ExternalError(Box::new(e)),
+        })?;
         for (k, v) in [
             (meta::MIN_TIME, open.min.to_string()),
             (meta::MAX_TIME, open.max.to_string()),
             (meta::ROW_COUNT, open.rows.to_string()),
+            (meta::PARTITION_START, spec.partition_start.to_string()),
+            (meta::WAL, wal_json),
         ] {
             open.writer
                 .append_key_value_metadata(KeyValue::new(k.into(), v));
@@ -446,16 +452,24 @@ mod tests {
         assert_eq!(one.len(), 1);
         assert_eq!(one[0].values, count_values(&b));
         // No temp files left.
-        let leftovers = super::super::datadir::sweep_leftovers(
-            dir.path(),
-            &out.iter()
-                .chain(&one)
-                .map(|w| w.meta.path.clone())
-                .collect(),
-            false,
-        )
-        .unwrap();
+        let leftovers: Vec<_> = walkdir_names(dir.path())
+            .into_iter()
+            .filter(|n| crate::storage::paths::is_temp_name(n))
+            .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    fn walkdir_names(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                out.extend(walkdir_names(&e.path()));
+            } else {
+                out.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+        out
     }
 
     #[test]

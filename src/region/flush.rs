@@ -93,6 +93,14 @@ pub fn run(job: &FlushJob) -> Result<(FlushOutcome, Written), String> {
         KeyValue::new(meta::MAX_TIME.into(), max_time.to_string()),
         KeyValue::new(meta::ROW_COUNT.into(), rows.to_string()),
         KeyValue::new(
+            meta::PARTITION_START.into(),
+            job.key.partition.0.to_string(),
+        ),
+        KeyValue::new(
+            meta::WAL.into(),
+            serde_json::to_string(&job.wal).map_err(|e| format!("encoding WAL ranges: {e}"))?,
+        ),
+        KeyValue::new(
             meta::TAG_COLUMNS.into(),
             cols.tags
                 .iter()

@@ -30,7 +30,7 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
-use crate::catalog::leftovers::sweep_leftovers;
+use crate::catalog::leftovers::{Fate, sweep_leftovers};
 use crate::catalog::{FileMeta, Manifest};
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -247,10 +247,21 @@ impl Engine {
             threads.push(t);
         }
 
+        // Every hosted region's manifest first: a missing or damaged one stops start-up
+        // before any region has replayed, flushed or swept anything.
+        let mut manifests: HashMap<&str, Arc<Manifest>> = HashMap::new();
+        for rc in &cfg.routing.regions {
+            if opts.hosted.as_ref().is_none_or(|h| h.contains(&rc.name)) {
+                let region_dir = paths::region_dir(&data_dir, &rc.name);
+                let m = Manifest::open(&region_dir).map_err(startup("opening manifest"))?;
+                manifests.insert(rc.name.as_str(), Arc::new(m));
+            }
+        }
+
         let mut regions = Vec::new();
         let mut shard_runs: Vec<(Shard, Receiver<WriteMsg>, Receiver<Ctrl>, String)> = Vec::new();
         for rc in &cfg.routing.regions {
-            let hosted = opts.hosted.as_ref().is_none_or(|h| h.contains(&rc.name));
+            let hosted = manifests.contains_key(rc.name.as_str());
             let name: Arc<str> = Arc::from(rc.name.as_str());
             if !hosted {
                 regions.push(RegionHandle {
@@ -262,14 +273,20 @@ impl Engine {
                 continue;
             }
             let region_dir = paths::region_dir(&data_dir, &rc.name);
-            let manifest =
-                Arc::new(Manifest::open(&region_dir).map_err(startup("opening manifest"))?);
+            let Some(manifest) = manifests.remove(rc.name.as_str()) else {
+                continue;
+            };
             let files = manifest.files();
-            let live: HashSet<String> = files.iter().map(|f| f.path.clone()).collect();
-            for path in
-                sweep_leftovers(&region_dir, &live, true).map_err(startup("cleaning region dir"))?
-            {
-                warn!(file = %path.display(), "removed a leftover of an interrupted write");
+            for l in sweep_leftovers(&manifest, true).map_err(startup("cleaning region dir"))? {
+                match l.fate {
+                    Fate::Removed(why) => {
+                        warn!(file = %l.path.display(), "removed a leftover: {why}")
+                    }
+                    Fate::Quarantined(to) => warn!(
+                        file = %l.path.display(), moved_to = %to.display(),
+                        "a data file the manifest does not list was moved aside, not deleted; check it, then delete it or rebuild the manifest"
+                    ),
+                }
             }
             for f in files.iter() {
                 let cols: Vec<(&str, ColumnKind)> =

@@ -68,6 +68,11 @@ pub mod meta {
     pub const MAX_TIME: &str = "meridian.max_time";
     pub const ROW_COUNT: &str = "meridian.row_count";
     pub const TAG_COLUMNS: &str = "meridian.tag_columns";
+    /// The partition's start (ns): the earliest partition's is not derivable from its times.
+    pub const PARTITION_START: &str = "meridian.partition_start";
+    /// The WAL records the file holds, as the manifest's JSON list of `WalRange`s, so that a
+    /// manifest rebuilt from the footers keeps WAL replay exact.
+    pub const WAL: &str = "meridian.wal";
 }
 
 /// zstd level and rows per data page of the files the server flushes: the cheapest, ingest

@@ -22,6 +22,9 @@ pub const LOCK_FILE: &str = "meridian.lock";
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const WAL_DIR: &str = "wal";
 pub const PARQUET_EXT: &str = "parquet";
+/// Under a region directory: data files no manifest lists and that were not provably
+/// leftovers, kept aside by start-up instead of deleted (hidden from hive readers).
+pub const ORPHANED_DIR: &str = ".orphaned";
 pub const WAL_EXT: &str = "wal";
 
 /// Longest encoded measurement accepted (one path component must stay under 255 bytes).
@@ -132,6 +135,16 @@ pub fn data_file_rel(
     p.push(partition_rel_dir(start, duration_ns));
     p.push(format!("{file_seq:020}.{PARQUET_EXT}"));
     p
+}
+
+/// The file seq of a data file's name (`<seq:020>.parquet`).
+pub fn parse_data_file_seq(path: &Path) -> Option<u64> {
+    let name = path.file_name()?.to_str()?;
+    let stem = name.strip_suffix(PARQUET_EXT)?.strip_suffix('.')?;
+    if stem.is_empty() || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
 }
 
 /// The temporary name a file is written under before its atomic rename.

@@ -14,6 +14,7 @@ mod bad_input;
 mod compaction;
 mod disk_full;
 mod durability;
+mod manifest;
 mod multinode;
 mod query;
 mod shapes;
