@@ -100,14 +100,17 @@ pub async fn query_post(State(state): State<Shared>, headers: HeaderMap, body: B
 async fn query(state: Shared, params: HashMap<String, String>) -> Response {
     let metrics = state.engine.metrics().clone();
     let started = std::time::Instant::now();
+    let qc = &state.config.query;
     let spec = match QuerySpec::from_params(&params) {
-        Ok(s) => Arc::new(s),
+        Ok(mut s) => {
+            s.deadline = Some(started + qc.timeout);
+            Arc::new(s)
+        }
         Err(e) => {
             metrics.query_errors.fetch_add(1, Relaxed);
             return DialectError(Dialect::Api, ApiError::BadRequest(e)).into_response();
         }
     };
-    let qc = &state.config.query;
     let params = Arc::new(params);
     let result = crate::query::run(
         &state.engine,
@@ -152,6 +155,7 @@ pub async fn internal_partial(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let started = std::time::Instant::now();
     let bad = |m: String| DialectError(Dialect::Api, ApiError::BadRequest(m)).into_response();
     let qp = super::write::parse_params(q.as_deref());
     let Some(name) = qp.get("region") else {
@@ -183,8 +187,12 @@ pub async fn internal_partial(
         Ok(p) => p,
         Err(e) => return bad(format!("invalid JSON body: {e}")),
     };
+    let qc = &state.config.query;
     let spec = match QuerySpec::from_params(&params) {
-        Ok(s) => Arc::new(s),
+        Ok(mut s) => {
+            s.deadline = Some(started + qc.timeout);
+            Arc::new(s)
+        }
         Err(e) => return bad(e),
     };
     let region = crate::model::RegionId(idx);

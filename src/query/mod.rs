@@ -193,6 +193,11 @@ pub async fn run(
             }
             Err((status, e)) => {
                 partial = true;
+                let status = if e == scan::DEADLINE_PASSED {
+                    "timeout"
+                } else {
+                    status
+                };
                 report(status, ms, ScanStats::default(), Some(e))
             }
         };

@@ -74,6 +74,9 @@ pub struct QuerySpec {
     pub epoch: Epoch,
     /// Whether start/end were given (the time of an unbucketed aggregate is `start`, or 0).
     pub start_given: bool,
+    /// When the whole request must be answered (`query.timeout` from its arrival): scans
+    /// stop at it, so a timed-out query spends no more CPU. `None`: no deadline.
+    pub deadline: Option<std::time::Instant>,
 }
 
 const MAX_REGEX: usize = 1 << 16;
@@ -164,7 +167,7 @@ fn parse_pred(p: &str) -> Result<TagPred, String> {
 impl QuerySpec {
     /// Checks parameters given as key/value pairs (query string or JSON body).
     pub fn from_params(p: &HashMap<String, String>) -> Result<QuerySpec, String> {
-        const KNOWN: [&str; 14] = [
+        const KNOWN: [&str; 15] = [
             "db",
             "measurement",
             "fields",
@@ -179,6 +182,8 @@ impl QuerySpec {
             "epoch",
             "p",
             "token",
+            // The user name 1.x clients send beside `p`; tokens need no user.
+            "u",
         ];
         if let Some(k) = p.keys().find(|k| !KNOWN.contains(&k.as_str())) {
             return Err(format!(
@@ -263,6 +268,12 @@ impl QuerySpec {
         };
         let mut seen = BTreeSet::new();
         for g in &group_by {
+            if g == crate::model::TIME_COLUMN {
+                return Err(
+                    "group_by=time is not a tag: use every=<duration> (e.g. every=1h) for time buckets"
+                        .into(),
+                );
+            }
             if !seen.insert(g) {
                 return Err(format!("group_by lists {g:?} twice"));
             }
@@ -314,7 +325,14 @@ impl QuerySpec {
             limit,
             epoch,
             start_given: start.is_some(),
+            deadline: None,
         })
+    }
+
+    /// Whether the request's deadline has passed.
+    pub fn expired(&self) -> bool {
+        self.deadline
+            .is_some_and(|d| std::time::Instant::now() >= d)
     }
 
     /// The bucket start of a timestamp (epoch-aligned), or the single bucket's time.

@@ -1062,6 +1062,17 @@ pub fn small_selection(
 }
 
 /// Scans one region's snapshot.
+/// The error a scan stops with at the request's deadline (reported as `timeout`).
+pub const DEADLINE_PASSED: &str = "stopped at the request's deadline (query.timeout)";
+
+fn check_deadline(spec: &QuerySpec) -> Result<(), String> {
+    if spec.expired() {
+        Err(DEADLINE_PASSED.to_string())
+    } else {
+        Ok(())
+    }
+}
+
 pub fn scan_region(
     snap: &RegionSnapshot,
     spec: &QuerySpec,
@@ -1118,6 +1129,7 @@ pub fn scan_region(
     let (mut read_min, mut read_max) = (i64::MAX, i64::MIN);
     let mut rank_base = 0u64;
     for (part_min, part_max, mut files, mut mems) in parts {
+        check_deadline(spec)?;
         let beyond = match spec.agg {
             Agg::Last => part_max < read_min,
             _ => part_min > read_max,
@@ -1200,7 +1212,10 @@ pub fn scan_region(
                         want,
                         cache.pages(),
                         SCAN_BATCH_ROWS,
-                        |batch| folder.fold(&batch, a),
+                        |batch| {
+                            check_deadline(spec)?;
+                            folder.fold(&batch, a)
+                        },
                     )?;
                     let rows = folder.finish()?;
                     stats.files_read += 1;
@@ -1238,6 +1253,7 @@ pub fn scan_region(
             ];
         }
         for batch in batches {
+            check_deadline(spec)?;
             stats.rows_scanned += batch.num_rows() as u64;
             let mask = filter_mask(&batch, spec)?;
             let filtered =

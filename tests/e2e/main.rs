@@ -17,6 +17,7 @@ mod durability;
 mod manifest;
 mod multinode;
 mod query;
+mod query_limits;
 mod shapes;
 mod support;
 mod write_path;

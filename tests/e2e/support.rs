@@ -59,6 +59,7 @@ pub struct ServerConfig {
     pub queue_depth: usize,
     pub max_body_bytes: String,
     pub query_max_rows: u64,
+    pub query_timeout: Option<String>,
     pub tokens: Vec<String>,
 }
 
@@ -79,6 +80,7 @@ impl Default for ServerConfig {
             queue_depth: 256,
             max_body_bytes: "32MiB".into(),
             query_max_rows: 10_000_000,
+            query_timeout: None,
             tokens: vec![],
         }
     }
@@ -169,7 +171,11 @@ impl ServerConfig {
             "[http]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = \"{}\"\n\n",
             self.max_body_bytes
         ));
-        s.push_str(&format!("[query]\nmax_rows = {}\n\n", self.query_max_rows));
+        s.push_str(&format!("[query]\nmax_rows = {}\n", self.query_max_rows));
+        if let Some(t) = &self.query_timeout {
+            s.push_str(&format!("timeout = \"{t}\"\n"));
+        }
+        s.push('\n');
         let toks: Vec<String> = self.tokens.iter().map(|t| format!("\"{t}\"")).collect();
         s.push_str(&format!("[auth]\ntokens = [{}]\n\n", toks.join(", ")));
         s.push_str(

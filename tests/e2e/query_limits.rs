@@ -1,0 +1,84 @@
+//! Query parameters and limits an outside test found wrong (issue #12): `group_by=time` is a
+//! 400, not a partial answer; the `u=` 1.x clients send is accepted; `query.timeout` bounds
+//! the whole request and stops the scans, so a timed-out query answers on time with its
+//! regions marked `timeout` and leaves the server responsive.
+
+use std::time::{Duration, Instant};
+
+use crate::support::{ServerConfig, TestServer};
+
+const T0: i64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
+
+#[test]
+fn group_by_time_is_a_bad_request_and_u_is_accepted() {
+    let s = TestServer::start(ServerConfig::default());
+    s.write_ok("ql", &format!("m,host=a v=1 {T0}\n"));
+    let r = s.get("/api/v1/query?db=ql&measurement=m&agg=mean&group_by=time");
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.body.contains("every="), "{}", r.body);
+    let r = s.get("/api/v1/query?db=ql&measurement=m&agg=count&u=grafana&p=x");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["series"][0]["values"][0][1], 1, "{}", r.body);
+}
+
+#[test]
+fn the_query_timeout_bounds_the_whole_request() {
+    let s = TestServer::start(ServerConfig {
+        query_timeout: Some("200ms".into()),
+        ..ServerConfig::default()
+    });
+    // Enough rows in memory and in four regions that a raw query of all of them takes far
+    // longer than 200 ms.
+    for chunk in 0..20 {
+        let mut body = String::new();
+        for i in 0..10_000i64 {
+            let n = chunk * 10_000 + i;
+            let region = ["us-east-1", "eu-west-1", "ap-south-1", "zz"][(n % 4) as usize];
+            body.push_str(&format!(
+                "m,host=h{},region={region} a={n}.5,b={n}i,c=\"s{n}\" {}\n",
+                n % 500,
+                T0 + n
+            ));
+        }
+        s.write_ok("ql", &body);
+    }
+    let threads: Vec<_> = (0..3)
+        .map(|_| {
+            let url = s.url("/api/v1/query?db=ql&measurement=m&fields=*&agg=none");
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let r = crate::support::http_client()
+                    .get(url)
+                    .send()
+                    .expect("query");
+                let status = r.status().as_u16();
+                let body = r.text().unwrap_or_default();
+                (started.elapsed(), status, body)
+            })
+        })
+        .collect();
+    for t in threads {
+        let (took, status, body) = t.join().unwrap();
+        assert_eq!(status, 200, "{body:.300}");
+        let j: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(j["partial"], true, "{:.300}", body);
+        let timed_out = j["regions"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter(|r| r["status"] == "timeout")
+            .count();
+        assert!(timed_out >= 1, "{:.600}", body);
+        assert!(took < Duration::from_millis(1500), "took {took:?}");
+    }
+    // The scans stopped: the server answers at once.
+    let started = Instant::now();
+    s.assert_healthy();
+    let r = s.get("/api/v1/query?db=ql&measurement=m&agg=count&fields=a&where=host=h1");
+    assert_eq!(r.status, 200);
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        started.elapsed()
+    );
+}
