@@ -163,6 +163,9 @@ pub struct RawWal {
 pub struct RawHttp {
     pub listen: Option<String>,
     pub max_body_bytes: Option<ByteSize>,
+    pub header_timeout: Option<String>,
+    pub body_timeout: Option<String>,
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -292,6 +295,13 @@ pub struct HttpConfig {
     pub listen: String,
     pub max_body_bytes: u64,
     pub tokens: Vec<String>,
+    /// The longest a client may take to send a request's headers, counted from when the
+    /// server starts waiting for them (so also the idle limit of a kept-alive connection).
+    pub header_timeout: Duration,
+    /// The longest gap while a client sends a request body.
+    pub body_timeout: Duration,
+    /// Connections served at once (`None`: derived from the descriptor limit at start-up).
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -567,6 +577,27 @@ impl RawConfig {
         if max_body_bytes > 64 << 20 {
             return Err(invalid("http.max_body_bytes", "must be at most 64MiB"));
         }
+        // Request bodies count against memory.limit while they are read and checked: a
+        // body that can never fit would be refused with a 503 forever.
+        if max_body_bytes > limit_bytes {
+            return Err(invalid(
+                "http.max_body_bytes",
+                format!(
+                    "must not exceed memory.limit ({limit_bytes} bytes): request bodies count against it"
+                ),
+            ));
+        }
+        let header_timeout = match &self.http.header_timeout {
+            Some(s) => duration_key("http.header_timeout", s)?,
+            None => Duration::from_secs(30),
+        };
+        let body_timeout = match &self.http.body_timeout {
+            Some(s) => duration_key("http.body_timeout", s)?,
+            None => Duration::from_secs(30),
+        };
+        if self.http.max_connections == Some(0) {
+            return Err(invalid("http.max_connections", "must be greater than zero"));
+        }
         for (i, t) in self.auth.tokens.iter().enumerate() {
             if t.len() < 8 || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(invalid(
@@ -609,6 +640,9 @@ impl RawConfig {
                 listen: self.http.listen.unwrap_or_else(|| "127.0.0.1:8086".into()),
                 max_body_bytes,
                 tokens: self.auth.tokens,
+                header_timeout,
+                body_timeout,
+                max_connections: self.http.max_connections,
             },
             query: QueryConfig {
                 timeout,

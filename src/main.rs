@@ -3,12 +3,14 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use tracing::info;
 
 use meridian::config::Config;
+use meridian::http::serve::{self as http_serve, ServeLimits, connection_limit, raise_fd_limit};
 use meridian::http::{AppState, router};
 use meridian::query::remote::RemoteClient;
 use meridian::region::{Engine, OpenOptions};
@@ -119,6 +121,12 @@ fn serve(args: ServeArgs) -> Result<()> {
         hosted: (!args.regions.is_empty()).then_some(args.regions),
         skip_corrupt_wal: args.skip_corrupt_wal,
     };
+    // Descriptors: raised before anything is opened, and the connection limit checked
+    // against them (the config error names the key) before the engine opens.
+    let fd_limit = raise_fd_limit().context("reading the descriptor limit")?;
+    let shards = cfg.routing.regions.len() * cfg.ingest.shards_per_region;
+    let max_connections = connection_limit(cfg.http.max_connections, fd_limit, shards)
+        .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", args.config.display()))?;
     let engine = Engine::open(&cfg, &opts).context("opening the data directory")?;
     engine.warm_index_cache();
     let cfg = Arc::new(cfg);
@@ -136,7 +144,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         // Install the signal handlers before announcing readiness: a SIGTERM sent right
         // after `listening on` must stop the server gracefully, not kill it.
         let signals = Signals::install()?;
-        info!(%addr, data_dir = %cfg.data_dir.display(), "meridian is ready");
+        info!(%addr, data_dir = %cfg.data_dir.display(), max_connections, fd_limit, "meridian is ready");
         println!("listening on {addr}");
         let remote = RemoteClient::new(cfg.http.tokens.first().cloned(), cfg.query.timeout)
             .map_err(|e| anyhow::anyhow!("building the HTTP client for other nodes: {e}"))?;
@@ -148,11 +156,15 @@ fn serve(args: ServeArgs) -> Result<()> {
         // The accept loop runs on a worker thread, not on this one: a connection's task is
         // then started by the worker that accepted it, without waking another thread (one
         // thread hand-off less per new connection).
-        let server = axum::serve(listener, router(state)).with_graceful_shutdown(signals.wait());
-        tokio::spawn(async move { server.await })
+        let limits = ServeLimits {
+            max_connections,
+            header_timeout: cfg.http.header_timeout,
+        };
+        let drain = cfg.query.timeout.max(cfg.http.body_timeout) + Duration::from_secs(5);
+        let app = router(state);
+        tokio::spawn(http_serve::serve(listener, app, limits, signals.wait(), drain))
             .await
-            .context("HTTP server task failed")?
-            .context("HTTP server failed")?;
+            .context("HTTP server task failed")?;
         anyhow::Ok(())
     })?;
     info!("stopped accepting requests; flushing every in-memory block");

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub flush_bytes: AtomicU64,
     pub flush_micros: AtomicU64,
     pub memory_bytes: AtomicU64,
+    /// Bytes of request bodies being read, inflated or checked (counted against the limit).
+    pub request_bytes: AtomicU64,
     pub queries: AtomicU64,
     pub query_errors: AtomicU64,
     pub query_micros: AtomicU64,
@@ -151,6 +153,12 @@ impl Metrics {
             "Bytes held by in-memory blocks (active and flushing).",
             "gauge",
             one(&self.memory_bytes),
+        );
+        metric(
+            "meridian_request_body_bytes",
+            "Bytes of request bodies being read or checked (they count against memory.limit).",
+            "gauge",
+            one(&self.request_bytes),
         );
         metric(
             "meridian_index_cache_files",

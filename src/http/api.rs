@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::Shared;
-use super::body::read_body;
+use super::body::{BodyLimits, read_body};
 use super::error::{ApiError, Dialect, DialectError};
 use crate::query::output;
 use crate::query::plan::{Format, QuerySpec};
@@ -56,7 +56,17 @@ pub async fn query_get(State(state): State<Shared>, RawQuery(q): RawQuery) -> Re
 /// `POST /api/v1/query` with a JSON object of the same parameters. Lists (fields, group_by,
 /// where) may be JSON arrays; numbers may be JSON numbers.
 pub async fn query_post(State(state): State<Shared>, headers: HeaderMap, body: Body) -> Response {
-    let bytes = match read_body(&headers, body, 1 << 20).await {
+    let bytes = match read_body(
+        &state.engine,
+        &headers,
+        body,
+        BodyLimits {
+            max_bytes: 1 << 20,
+            gap: state.config.http.body_timeout,
+        },
+    )
+    .await
+    {
         Ok(b) => b,
         Err(e) => return DialectError(Dialect::Api, e).into_response(),
     };
@@ -179,7 +189,17 @@ pub async fn internal_partial(
         )
         .into_response();
     }
-    let bytes = match read_body(&headers, body, 1 << 20).await {
+    let bytes = match read_body(
+        &state.engine,
+        &headers,
+        body,
+        BodyLimits {
+            max_bytes: 1 << 20,
+            gap: state.config.http.body_timeout,
+        },
+    )
+    .await
+    {
         Ok(b) => b,
         Err(e) => return DialectError(Dialect::Api, e).into_response(),
     };

@@ -27,6 +27,8 @@ pub enum ApiError {
     Unauthorized,
     NotFound(String),
     PayloadTooLarge(String),
+    /// 408: the client was too slow sending its request.
+    RequestTimeout(String),
     /// 503 with Retry-After: the client should retry; nothing was acknowledged.
     Overloaded(String),
     InsufficientStorage(String),
@@ -70,6 +72,7 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Overloaded(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
         }
@@ -81,6 +84,7 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::NotFound(_) => "not found",
             ApiError::PayloadTooLarge(_) => "request too large",
+            ApiError::RequestTimeout(_) => "request timeout",
             ApiError::Overloaded(_) | ApiError::Unavailable(_) => "unavailable",
             ApiError::InsufficientStorage(_) => "insufficient storage",
         }
@@ -91,6 +95,7 @@ impl ApiError {
             ApiError::BadRequest(m)
             | ApiError::NotFound(m)
             | ApiError::PayloadTooLarge(m)
+            | ApiError::RequestTimeout(m)
             | ApiError::Overloaded(m)
             | ApiError::InsufficientStorage(m)
             | ApiError::Unavailable(m) => m.clone(),

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod body;
 pub mod error;
+pub mod serve;
 pub mod write;
 
 use std::sync::Arc;

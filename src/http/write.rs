@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::Shared;
-use super::body::read_body;
+use super::body::{BodyLimits, read_body};
 use super::error::{ApiError, Dialect, DialectError};
 use crate::model::{Precision, is_safe_name, truncate};
 use crate::query::remote::FORWARDED_HEADER;
@@ -136,7 +136,11 @@ async fn write_inner(
             "in-memory data is over the memory limit; retry when flushes have drained it".into(),
         ));
     }
-    let body = read_body(headers, body, state.config.http.max_body_bytes).await?;
+    let limits = BodyLimits {
+        max_bytes: state.config.http.max_body_bytes,
+        gap: state.config.http.body_timeout,
+    };
+    let body = read_body(&state.engine, headers, body, limits).await?;
     let engine = state.engine.clone();
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
     let db = p.db.clone();

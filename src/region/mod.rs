@@ -600,6 +600,31 @@ impl Engine {
         self.metrics.memory_bytes.load(Relaxed) >= self.memory_limit
     }
 
+    /// Counts `n` more bytes of request bodies against `memory.limit`, if blocks and the
+    /// bodies already counted leave room for them; false (nothing counted) otherwise.
+    pub fn reserve_request_bytes(&self, n: u64) -> bool {
+        let m = &self.metrics;
+        m.request_bytes
+            .fetch_update(Relaxed, Relaxed, |held| {
+                let total = m.memory_bytes.load(Relaxed).saturating_add(held);
+                (total.saturating_add(n) <= self.memory_limit).then_some(held + n)
+            })
+            .is_ok()
+    }
+
+    /// Gives back bytes counted by [`Engine::reserve_request_bytes`].
+    pub fn release_request_bytes(&self, n: u64) {
+        let _ = self
+            .metrics
+            .request_bytes
+            .fetch_update(Relaxed, Relaxed, |held| Some(held.saturating_sub(n)));
+    }
+
+    /// The memory limit (bytes).
+    pub fn memory_limit(&self) -> u64 {
+        self.memory_limit
+    }
+
     /// Sends prepared batches to their shards and waits until each is durable.
     pub async fn commit(
         &self,

@@ -564,7 +564,10 @@ fn backpressure_gives_503_with_retry_after_and_loses_nothing() {
     // before any flush has drained it. (With high_water 512KiB a 503 appears only because
     // of the flush backlog of `memory_pressure_flushes_do_not_pile_up`; once that is fixed,
     // 512KiB keeps memory under the limit for 4 writers of the debug build.)
-    let cfg = ServerConfig::default().shards(2).memory("1MiB", "1MiB");
+    let cfg = ServerConfig::default()
+        .shards(2)
+        .memory("1MiB", "1MiB")
+        .max_body_bytes("512KiB");
     let mut server = TestServer::start(cfg);
     let opts = WriterOpts {
         measurement: "bp",
@@ -796,7 +799,10 @@ fn second_server_on_the_same_data_dir_is_refused() {
 /// tiny files pile up, and SIGTERM takes seconds to work through the backlog.
 #[test]
 fn memory_pressure_flushes_do_not_pile_up() {
-    let cfg = ServerConfig::default().shards(2).memory("1MiB", "512KiB");
+    let cfg = ServerConfig::default()
+        .shards(2)
+        .memory("1MiB", "512KiB")
+        .max_body_bytes("512KiB");
     let mut server = TestServer::start(cfg);
     let opts = WriterOpts {
         measurement: "mp",

@@ -11,6 +11,7 @@
 //!   outside the data dir (SPEC §4, §7).
 
 mod bad_input;
+mod bounds;
 mod compaction;
 mod disk_full;
 mod durability;

@@ -60,6 +60,8 @@ pub struct ServerConfig {
     pub max_body_bytes: String,
     pub query_max_rows: u64,
     pub query_timeout: Option<String>,
+    /// Extra `key = value` lines of the `[http]` table.
+    pub http_extra: Vec<String>,
     pub tokens: Vec<String>,
 }
 
@@ -81,6 +83,7 @@ impl Default for ServerConfig {
             max_body_bytes: "32MiB".into(),
             query_max_rows: 10_000_000,
             query_timeout: None,
+            http_extra: vec![],
             tokens: vec![],
         }
     }
@@ -168,9 +171,14 @@ impl ServerConfig {
             self.segment_bytes, self.queue_depth
         ));
         s.push_str(&format!(
-            "[http]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = \"{}\"\n\n",
+            "[http]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = \"{}\"\n",
             self.max_body_bytes
         ));
+        for line in &self.http_extra {
+            s.push_str(line);
+            s.push('\n');
+        }
+        s.push('\n');
         s.push_str(&format!("[query]\nmax_rows = {}\n", self.query_max_rows));
         if let Some(t) = &self.query_timeout {
             s.push_str(&format!("timeout = \"{t}\"\n"));

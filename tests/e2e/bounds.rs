@@ -1,0 +1,153 @@
+//! Bounds a client cannot push past (issue #12): a header dribbled a byte at a time and a
+//! body that stalls are cut off by `http.header_timeout` / `http.body_timeout`; idle
+//! connections beyond `http.max_connections` wait instead of exhausting descriptors, and the
+//! server answers again as soon as they go; request bodies count against `memory.limit`
+//! before they are read (503 with Retry-After when there is no room).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::support::{ServerConfig, TestServer, fresh_client};
+
+fn server(extra: &[&str], memory: Option<(&str, &str)>) -> TestServer {
+    let mut cfg = ServerConfig {
+        http_extra: extra.iter().map(|s| s.to_string()).collect(),
+        ..ServerConfig::default()
+    };
+    if let Some((limit, body)) = memory {
+        cfg = cfg.memory(limit, limit).max_body_bytes(body);
+    }
+    TestServer::start(cfg)
+}
+
+/// Reads until the server closes the connection (or `limit` passes); returns what came.
+fn read_until_closed(s: &mut TcpStream, limit: Duration) -> (String, Duration) {
+    let started = Instant::now();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < limit {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    (
+        String::from_utf8_lossy(&got).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[test]
+fn a_header_sent_a_byte_at_a_time_is_cut_off() {
+    let s = server(&["header_timeout = \"1s\""], None);
+    let mut c = TcpStream::connect(s.addr()).unwrap();
+    let started = Instant::now();
+    let head = b"POST /write?db=slow HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut closed = false;
+    for b in head {
+        if c.write_all(&[*b]).is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        if started.elapsed() > Duration::from_secs(4) {
+            break;
+        }
+    }
+    if !closed {
+        let (_, _) = read_until_closed(&mut c, Duration::from_secs(3));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the connection stayed open {:?}",
+        started.elapsed()
+    );
+    s.assert_healthy();
+}
+
+#[test]
+fn a_stalled_body_gets_a_408() {
+    let s = server(&["body_timeout = \"1s\""], None);
+    let mut c = TcpStream::connect(s.addr()).unwrap();
+    c.write_all(
+        b"POST /write?db=slow HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\ncpu v=1 1\n",
+    )
+    .unwrap();
+    let (got, took) = read_until_closed(&mut c, Duration::from_secs(5));
+    assert!(got.starts_with("HTTP/1.1 408"), "{got:?}");
+    assert!(got.contains("http.body_timeout"), "{got:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+}
+
+#[test]
+fn idle_connections_beyond_the_limit_wait_and_the_server_recovers() {
+    let s = server(&["max_connections = 16", "header_timeout = \"2s\""], None);
+    // 64 idle connections: 16 are served (and idle), the others wait in the backlog.
+    let idle: Vec<TcpStream> = (0..64)
+        .map(|_| TcpStream::connect(s.addr()).unwrap())
+        .collect();
+    let started = Instant::now();
+    // Idle ones are dropped after header_timeout, so a real request gets through soon.
+    let r = fresh_client()
+        .get(s.url("/health"))
+        .timeout(Duration::from_secs(15))
+        .send()
+        .expect("health after the idle connections timed out");
+    assert_eq!(r.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(idle);
+    s.assert_healthy();
+    let m = s.metrics();
+    assert!(m.0.contains("meridian_request_body_bytes"), "{}", m.0);
+}
+
+#[test]
+fn request_bodies_count_against_the_memory_limit() {
+    // 2 MiB for data and bodies; each body declares 900 KiB.
+    let s = server(&["body_timeout = \"3s\""], Some(("2MiB", "1MiB")));
+    let mut held = Vec::new();
+    let mut refused = Vec::new();
+    for _ in 0..4 {
+        let mut c = TcpStream::connect(s.addr()).unwrap();
+        c.write_all(
+            b"POST /write?db=mem HTTP/1.1\r\nHost: x\r\nContent-Length: 921600\r\n\r\ncpu v=1 1\n",
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        c.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 4096];
+        match c.read(&mut buf) {
+            Ok(n) if n > 0 => refused.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            _ => held.push(c),
+        }
+    }
+    assert_eq!(held.len(), 2, "two bodies fit: {refused:?}");
+    assert_eq!(refused.len(), 2);
+    for r in &refused {
+        assert!(r.starts_with("HTTP/1.1 503"), "{r}");
+        assert!(r.to_ascii_lowercase().contains("retry-after"), "{r}");
+        assert!(r.contains("memory.limit"), "{r}");
+    }
+    // The stalled ones time out and give their room back: writes go through again.
+    for mut c in held {
+        c.set_nonblocking(false).unwrap();
+        let (got, _) = read_until_closed(&mut c, Duration::from_secs(6));
+        assert!(got.starts_with("HTTP/1.1 408"), "{got:?}");
+    }
+    s.write_ok("mem", "cpu v=2 2\n");
+    let m = s.metrics();
+    assert_eq!(m.value("meridian_request_body_bytes", None), 0.0);
+}
