@@ -637,27 +637,42 @@ impl Engine {
                 self.memory_limit
             )));
         }
-        let mut waits = Vec::with_capacity(batches.len());
-        for ((region, shard), batch) in batches {
+        // A body is refused whole or accepted whole: every queue it needs is checked before
+        // any part is sent, and a queue that fills up in between (another request raced for
+        // its last slot) is waited for rather than refused, since earlier parts are queued.
+        let mut targets = Vec::with_capacity(batches.len());
+        for ((region, shard), _) in &batches {
             let r = &self.regions[region.0];
             let Some(s) = r.shards.get(shard.0) else {
                 return Err(WriteError::NotHosted(r.name.to_string()));
             };
+            if s.writes.is_full() {
+                return Err(WriteError::Overloaded(format!(
+                    "write queue of region {} shard {} is full",
+                    r.name, shard.0
+                )));
+            }
+            targets.push(s.writes.clone());
+        }
+        let mut waits = Vec::with_capacity(batches.len());
+        for (((_, _), batch), queue) in batches.into_iter().zip(targets) {
             let (tx, rx) = oneshot::channel();
-            match s.writes.try_send(WriteMsg {
+            let msg = WriteMsg {
                 batch,
                 sync,
                 reply: tx,
-            }) {
-                Ok(()) => waits.push(rx),
-                Err(TrySendError::Full(_)) => {
-                    return Err(WriteError::Overloaded(format!(
-                        "write queue of region {} shard {} is full",
-                        r.name, shard.0
-                    )));
+            };
+            match queue.try_send(msg) {
+                Ok(()) => {}
+                Err(TrySendError::Full(msg)) => {
+                    let sent = tokio::task::spawn_blocking(move || queue.send(msg)).await;
+                    if !matches!(sent, Ok(Ok(()))) {
+                        return Err(CommitError::ShuttingDown.into());
+                    }
                 }
                 Err(TrySendError::Disconnected(_)) => return Err(CommitError::ShuttingDown.into()),
             }
+            waits.push(rx);
         }
         for rx in waits {
             match rx.await {
