@@ -933,7 +933,7 @@ fn collect_raw_runs(
         let rows = out.groups.entry(idx.group_key(r, &group_pos)).or_default();
         rows.reserve(b - a);
         for i in a..b {
-            let vals = from
+            let vals: Vec<Value> = from
                 .iter()
                 .zip(&tags)
                 .map(|(f, tag)| match f {
@@ -941,11 +941,21 @@ fn collect_raw_runs(
                     _ => tag.clone(),
                 })
                 .collect();
+            if no_field_value(&vals, out.tag_columns) {
+                continue;
+            }
             rows.push((times[i], vals));
+            out.rows += 1;
         }
-        out.rows += b - a;
     }
     Ok(())
+}
+
+/// Whether a raw row has none of the requested fields (as InfluxDB, such a point is not a
+/// row of the answer: `fields=u` lists the points that have `u`).
+fn no_field_value(vals: &[Value], tag_columns: usize) -> bool {
+    vals.get(tag_columns..)
+        .is_none_or(|f| f.iter().all(|v| matches!(v, Value::Null)))
 }
 
 /// Collects filtered rows for `agg=none`, sorted by time inside each group.
@@ -1006,6 +1016,9 @@ fn collect_raw(batch: &RecordBatch, spec: &QuerySpec, out: &mut RawPartial) -> R
                 _ => Value::Null,
             })
             .collect();
+        if no_field_value(&vals, out.tag_columns) {
+            continue;
+        }
         out.groups
             .entry(key)
             .or_default()

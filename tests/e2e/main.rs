@@ -16,6 +16,7 @@ mod compaction;
 mod disk_full;
 mod durability;
 mod manifest;
+mod model;
 mod multinode;
 mod query;
 mod query_limits;
