@@ -27,6 +27,9 @@ pub struct Metrics {
     pub memory_bytes: AtomicU64,
     /// Bytes of request bodies being read, inflated or checked (counted against the limit).
     pub request_bytes: AtomicU64,
+    /// The largest memory cost of a body refused for want of room since the last admitted
+    /// one: shards count it as pressure, so they flush even below the high-water mark.
+    pub waiting_bytes: AtomicU64,
     pub queries: AtomicU64,
     pub query_errors: AtomicU64,
     pub query_micros: AtomicU64,

@@ -49,6 +49,7 @@ impl From<WriteError> for ApiError {
     fn from(e: WriteError) -> ApiError {
         match e {
             WriteError::Overloaded(m) => ApiError::Overloaded(m),
+            WriteError::TooLarge(m) => ApiError::PayloadTooLarge(m),
             WriteError::Commit(CommitError::DiskFull(m)) => ApiError::InsufficientStorage(format!(
                 "write not accepted, nothing was acknowledged: {m}"
             )),

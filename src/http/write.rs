@@ -159,6 +159,10 @@ async fn write_inner(
         });
     }
     if prepared.accepted > 0 {
+        state
+            .engine
+            .admit(prepared.memory_cost)
+            .map_err(ApiError::from)?;
         let forwarded = headers.contains_key(FORWARDED_HEADER);
         let (local, elsewhere): (Vec<_>, Vec<_>) = prepared
             .batches

@@ -103,16 +103,24 @@ enum FieldBuilder {
 }
 
 impl FieldBuilder {
-    fn new(t: FieldType, nulls: usize) -> FieldBuilder {
-        let mut b = match t {
-            FieldType::Float => FieldBuilder::Float(Float64Builder::new()),
-            FieldType::Integer => FieldBuilder::Integer(Int64Builder::new()),
-            FieldType::UInteger => FieldBuilder::UInteger(UInt64Builder::new()),
-            FieldType::String => FieldBuilder::String(StringBuilder::new()),
-            FieldType::Boolean => FieldBuilder::Boolean(BooleanBuilder::new()),
-        };
-        b.append_nulls(nulls);
-        b
+    /// An empty builder that allocates nothing until its first value (`new()` reserves
+    /// 1,024 slots: 8 KiB for each of a wide line's thousands of columns).
+    fn new(t: FieldType) -> FieldBuilder {
+        match t {
+            FieldType::Float => FieldBuilder::Float(Float64Builder::with_capacity(0)),
+            FieldType::Integer => FieldBuilder::Integer(Int64Builder::with_capacity(0)),
+            FieldType::UInteger => FieldBuilder::UInteger(UInt64Builder::with_capacity(0)),
+            FieldType::String => FieldBuilder::String(StringBuilder::with_capacity(0, 0)),
+            FieldType::Boolean => FieldBuilder::Boolean(BooleanBuilder::with_capacity(0)),
+        }
+    }
+
+    /// Appends nulls up to `n` rows.
+    fn pad_to(&mut self, n: usize) {
+        let len = self.len();
+        if len < n {
+            self.append_nulls(n - len);
+        }
     }
 
     fn len(&self) -> usize {
@@ -135,9 +143,9 @@ impl FieldBuilder {
         }
     }
 
-    /// Appends a value of the builder's type; returns its approximate size in bytes.
-    /// The schema registry guarantees the type matches; a mismatch would be a bug, and is
-    /// recorded as a null rather than a crash.
+    /// Appends a value of the builder's type; returns the bytes it adds beyond the column's
+    /// width (a string's bytes). The schema registry guarantees the type matches; a
+    /// mismatch would be a bug, and is recorded as a null rather than a crash.
     fn append(&mut self, v: &FieldValue<'_>) -> usize {
         match (self, v) {
             (FieldBuilder::Float(b), FieldValue::Float(x)) => b.append_value(*x),
@@ -145,7 +153,7 @@ impl FieldBuilder {
             (FieldBuilder::UInteger(b), FieldValue::UInteger(x)) => b.append_value(*x),
             (FieldBuilder::String(b), FieldValue::String(s)) => {
                 b.append_value(s);
-                return s.len() + 4;
+                return s.len();
             }
             (FieldBuilder::Boolean(b), FieldValue::Boolean(x)) => b.append_value(*x),
             (b, _) => {
@@ -153,7 +161,7 @@ impl FieldBuilder {
                 b.append_nulls(1);
             }
         }
-        8
+        0
     }
 
     fn finish(&mut self) -> ArrayRef {
@@ -216,6 +224,13 @@ pub struct Block {
     field_index: FxHashMap<Arc<str>, usize>,
     /// The column of each field of the last row appended, in its order.
     last_columns: Vec<usize>,
+    /// Bytes per row of all the block's field columns: a flush (or a query's sort) makes
+    /// every row dense over them, so every row costs that much, value or null.
+    width: usize,
+    /// Bytes per row of the columns with a value among the active (not frozen) rows, and
+    /// how many values those rows hold: what freezing them would cost, and what it holds.
+    active_width: usize,
+    active_values: usize,
     min_time: i64,
     max_time: i64,
     /// Frozen chunks, oldest first.
@@ -239,6 +254,9 @@ impl Block {
             fields: Vec::new(),
             field_index: FxHashMap::default(),
             last_columns: Vec::new(),
+            width: 0,
+            active_width: 0,
+            active_values: 0,
             min_time: i64::MAX,
             max_time: i64::MIN,
             chunks: Vec::new(),
@@ -260,6 +278,13 @@ impl Block {
     /// Appends one row; returns the bytes it added to [`Block::bytes`]. `same_fields`: the
     /// caller knows the field names are those of the last row appended, in the same order
     /// (their columns are reused without a lookup).
+    ///
+    /// Columns are padded with nulls lazily (when they get a value, and at freeze), so a row
+    /// costs CPU for its own fields only. Memory is counted as a flush will hold it: every
+    /// row costs the width of every field column of the block ([`field_width`]), and a new
+    /// column costs that for the rows already there. When the active rows are sparse over
+    /// their columns (a wide line among narrow ones), they are frozen first, so chunks hold
+    /// only the columns their rows use.
     pub fn append<K: AsRef<str>, V: AsRef<str>, F: AsRef<str>>(
         &mut self,
         series_hash: u64,
@@ -268,9 +293,18 @@ impl Block {
         ts: i64,
         same_fields: bool,
     ) -> usize {
+        let mut added = ROW_BASE_BYTES;
+        if self.rows == 0 {
+            added += BLOCK_OVERHEAD;
+        }
+        let active_rows = self.time.len();
+        if active_rows * self.active_width
+            > SPARSE_RATIO * self.active_values * field_width(FieldType::Float) + SPARSE_FLOOR
+        {
+            self.freeze_active();
+        }
         let before_series = self.series.len();
         let sid = self.series.intern(series_hash, sorted_tags);
-        let mut added = 12;
         if self.series.len() > before_series {
             added += 64
                 + sorted_tags
@@ -284,20 +318,30 @@ impl Block {
         self.min_time = self.min_time.min(ts);
         self.max_time = self.max_time.max(ts);
         if same_fields && self.last_columns.len() == fields.len() {
-            for (&idx, (_, value)) in self.last_columns.iter().zip(fields) {
-                added += self.fields[idx].2.append(value);
+            for (i, (_, value)) in fields.iter().enumerate() {
+                let idx = self.last_columns[i];
+                added += self.append_value(idx, value, row);
             }
         } else {
             added += self.append_fields(fields, row);
         }
-        for (_, _, b) in &mut self.fields {
-            if b.len() <= row {
-                b.append_nulls(1);
-            }
-        }
+        self.active_values += fields.len();
+        added += self.width;
         self.rows += 1;
         self.bytes += added;
         added
+    }
+
+    /// Appends a value to column `idx` at active row `row` (padding it first); returns the
+    /// bytes added: the column's nulls of earlier active rows if it had no value among them
+    /// yet, and the value's heap bytes.
+    fn append_value(&mut self, idx: usize, value: &FieldValue<'_>, row: usize) -> usize {
+        let (_, t, b) = &mut self.fields[idx];
+        if b.len() == 0 {
+            self.active_width += field_width(*t);
+        }
+        b.pad_to(row);
+        b.append(value)
     }
 
     /// Appends the field values of row `row`, finding (or adding) each field's column;
@@ -316,15 +360,16 @@ impl Block {
                 None => {
                     let t = field_type_of(value);
                     let key: Arc<str> = Arc::from(name);
-                    self.fields
-                        .push((key.clone(), t, FieldBuilder::new(t, row)));
+                    self.fields.push((key.clone(), t, FieldBuilder::new(t)));
                     self.field_index.insert(key, self.fields.len() - 1);
-                    added += name.len() + 64;
+                    // The rows already in the block get this column too (as nulls).
+                    self.width += field_width(t);
+                    added += name.len() + 64 + self.rows * field_width(t);
                     self.fields.len() - 1
                 }
             };
             self.last_columns.push(idx);
-            added += self.fields[idx].2.append(value);
+            added += self.append_value(idx, value, row);
         }
         added
     }
@@ -332,31 +377,67 @@ impl Block {
     /// Freezes the active rows into a chunk (no-op when there are none) and returns every
     /// chunk of the block: a consistent snapshot of its rows.
     pub fn freeze(&mut self) -> Vec<Arc<Chunk>> {
-        if !self.time.is_empty() {
-            let time = Arc::new(
-                TimestampNanosecondArray::from(std::mem::take(&mut self.time)).with_timezone("UTC"),
-            );
-            let sid = Arc::new(UInt32Array::from(std::mem::take(&mut self.sid)));
-            let fields = self
-                .fields
-                .iter_mut()
-                .map(|(n, t, b)| (n.clone(), *t, b.finish()))
-                .collect();
-            self.chunks.push(Arc::new(Chunk {
-                time,
-                sid,
-                fields,
-                series: self.series.snapshot(),
-                min_time: self.min_time,
-                max_time: self.max_time,
-                by_series: OnceLock::new(),
-            }));
-            self.min_time = i64::MAX;
-            self.max_time = i64::MIN;
-        }
+        self.freeze_active();
         self.chunks.clone()
     }
+
+    /// Moves the active rows into a new chunk: only the columns with a value among them,
+    /// padded to the chunk's length (a column absent from a chunk is all-null there).
+    fn freeze_active(&mut self) {
+        if self.time.is_empty() {
+            return;
+        }
+        let rows = self.time.len();
+        let time = Arc::new(
+            TimestampNanosecondArray::from(std::mem::take(&mut self.time)).with_timezone("UTC"),
+        );
+        let sid = Arc::new(UInt32Array::from(std::mem::take(&mut self.sid)));
+        let fields = self
+            .fields
+            .iter_mut()
+            .filter(|(_, _, b)| b.len() > 0)
+            .map(|(n, t, b)| {
+                b.pad_to(rows);
+                (n.clone(), *t, b.finish())
+            })
+            .collect();
+        self.chunks.push(Arc::new(Chunk {
+            time,
+            sid,
+            fields,
+            series: self.series.snapshot(),
+            min_time: self.min_time,
+            max_time: self.max_time,
+            by_series: OnceLock::new(),
+        }));
+        self.min_time = i64::MAX;
+        self.max_time = i64::MIN;
+        self.active_width = 0;
+        self.active_values = 0;
+        self.last_columns.clear();
+    }
 }
+
+/// Bytes a row costs in a field column of this type once materialized (value slot or
+/// offset, validity bit), whether or not the row has a value there: a block's rows are made
+/// dense over all its fields when it is sorted for a flush or a query.
+pub fn field_width(t: FieldType) -> usize {
+    match t {
+        FieldType::Float | FieldType::Integer | FieldType::UInteger => 9,
+        FieldType::String => 5,
+        FieldType::Boolean => 1,
+    }
+}
+
+/// What a row costs in a block (time, series id) besides its fields.
+pub const ROW_BASE_BYTES: usize = 12;
+
+/// Memory a block costs before its first row (its maps, series table, shard entry).
+const BLOCK_OVERHEAD: usize = 1024;
+/// Active rows are frozen when freezing them would cost more than [`SPARSE_RATIO`] times
+/// their values plus [`SPARSE_FLOOR`] bytes, so nulls of sparse columns do not multiply.
+const SPARSE_RATIO: usize = 8;
+const SPARSE_FLOOR: usize = 256 << 10;
 
 /// Compares two tag sets as rows of tag columns sorted by key: the first key where they
 /// differ decides; a missing tag (null) sorts first.
@@ -576,6 +657,68 @@ mod tests {
         let mut t = tags.to_vec();
         t.sort();
         b.append(series_hash("m", &t), &t, fields, ts, false);
+    }
+
+    /// One line with thousands of fields, then many rows with one field each: the chunks do
+    /// not hold rows x columns (the wide row is frozen apart), every value reads back, and
+    /// the memory counted is what a flush will make of them (rows x columns).
+    #[test]
+    fn sparse_wide_rows_do_not_multiply_nulls() {
+        let mut b = Block::new();
+        let names: Vec<String> = (0..2000).map(|i| format!("f{i:04}")).collect();
+        let wide: Vec<(&str, FieldValue<'static>)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), FieldValue::Integer(i as i64)))
+            .collect();
+        let mut counted = b.append(1, &[("host", "a")], &wide, 0, false);
+        for t in 1..=10_000i64 {
+            let f = [(names[(t % 7) as usize].as_str(), FieldValue::Integer(-t))];
+            counted += b.append(1, &[("host", "a")], &f, t, false);
+        }
+        let chunks = b.freeze();
+        let held: usize = chunks
+            .iter()
+            .map(|c| {
+                c.fields
+                    .iter()
+                    .map(|(_, _, a)| a.get_array_memory_size())
+                    .sum::<usize>()
+                    + c.rows() * 12
+            })
+            .sum();
+        assert!(held < 4 << 20, "chunks hold {held} bytes");
+        // Counted as a flush will hold it: every row over all 2,000 columns.
+        assert!(counted >= 10_001 * 2000 * 9, "counted {counted}");
+        assert_eq!(chunks.iter().map(|c| c.rows()).sum::<usize>(), 10_001);
+        let (batch, _, _) = sorted_batch(&chunks).unwrap();
+        assert_eq!(batch.num_rows(), 10_001);
+        let col = |n: &str| {
+            batch
+                .column_by_name(n)
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .clone()
+        };
+        assert_eq!(col("f1999").value(0), 1999);
+        assert_eq!(col("f0003").value(3), -3);
+        assert!(col("f0003").is_null(4));
+    }
+
+    /// Memory is counted as a flush will hold it: a row costs every column of the block.
+    #[test]
+    fn every_row_costs_every_active_column() {
+        let mut b = Block::new();
+        let names: Vec<String> = (0..100).map(|i| format!("f{i}")).collect();
+        let mut counted = 0;
+        for t in 0..1000i64 {
+            let f = [(names[(t % 100) as usize].as_str(), FieldValue::Float(1.0))];
+            counted += b.append(1, &[("host", "a")], &f, t, false);
+        }
+        // 100 float columns x 1000 rows x 9 bytes: what a flush makes of them.
+        assert!(counted >= 100 * 1000 * 9, "{counted}");
+        let chunks = b.freeze();
+        assert_eq!(chunks.iter().map(|c| c.rows()).sum::<usize>(), 1000);
     }
 
     /// Rows appended with `same_fields` (reusing the last row's columns) make the same

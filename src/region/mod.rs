@@ -58,6 +58,9 @@ pub enum EngineError {
 pub enum WriteError {
     #[error("overloaded: {0}")]
     Overloaded(String),
+    /// The body could never fit in memory (413): nothing was stored.
+    #[error("too large: {0}")]
+    TooLarge(String),
     #[error(transparent)]
     Commit(#[from] CommitError),
     #[error("region {0:?} is not hosted by this node")]
@@ -598,6 +601,33 @@ impl Engine {
     /// Whether in-memory blocks are over the memory limit (writes must wait).
     pub fn over_memory_limit(&self) -> bool {
         self.metrics.memory_bytes.load(Relaxed) >= self.memory_limit
+    }
+
+    /// Whether rows that will take `cost` bytes in blocks may be committed now: refused for
+    /// good if they could never fit in `memory.limit`, for now if blocks and request bodies
+    /// leave no room for them.
+    pub fn admit(&self, cost: u64) -> Result<(), WriteError> {
+        if cost > self.memory_limit {
+            return Err(WriteError::TooLarge(format!(
+                "the rows of this body would take about {cost} bytes in memory (each row costs every field column of its measurement), more than memory.limit ({} bytes); split it into smaller batches",
+                self.memory_limit
+            )));
+        }
+        let held = self
+            .metrics
+            .memory_bytes
+            .load(Relaxed)
+            .saturating_add(self.metrics.request_bytes.load(Relaxed));
+        if held.saturating_add(cost) > self.memory_limit {
+            // Make room: the shards flush as if memory were that much higher.
+            self.metrics.waiting_bytes.fetch_max(cost, Relaxed);
+            return Err(WriteError::Overloaded(format!(
+                "in-memory data ({held} bytes with request bodies) leaves no room for this body's {cost} bytes under memory.limit ({} bytes); retry when flushes have drained it",
+                self.memory_limit
+            )));
+        }
+        self.metrics.waiting_bytes.store(0, Relaxed);
+        Ok(())
     }
 
     /// Counts `n` more bytes of request bodies against `memory.limit`, if blocks and the

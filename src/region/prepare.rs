@@ -16,7 +16,7 @@ use crate::model::{
     ColumnKind, FieldType, MAX_TIME, MIN_TIME, Precision, RESERVED_KEYS, RegionId, ShardId,
     truncate,
 };
-use crate::region::block::field_type_of;
+use crate::region::block::{ROW_BASE_BYTES, field_type_of, field_width};
 use crate::region::schema::{MeasurementSchema, SchemaRegistry};
 use crate::router::{GeoCache, Router, series_hash, shard_of};
 use crate::storage::paths::{MAX_ENCODED_MEASUREMENT, encoded_measurement_len};
@@ -52,6 +52,10 @@ pub struct PreparedWrite {
     pub rejected_count: usize,
     pub accepted: usize,
     pub fields_accepted: usize,
+    /// Memory the accepted rows will take in blocks: per row its base and the width of
+    /// every field column of its measurement (rows are dense over them once sorted), plus
+    /// string bytes. Checked against `memory.limit` before anything is committed.
+    pub memory_cost: u64,
 }
 
 /// Sorted tags of a line, borrowed.
@@ -190,6 +194,11 @@ pub fn prepare(
     let mut shape = Shape::default();
 
     // Accepted lines are handed back to the parser, which reuses their vectors.
+    // Accepted rows per measurement (counted per run of lines of one measurement), for
+    // the memory cost.
+    let mut rows_per_measurement: FxHashMap<String, u64> = FxHashMap::default();
+    let mut run: (String, u64) = (String::new(), 0);
+    let mut string_bytes = 0u64;
     let mut lines = lineproto::lines(body);
     while let Some(item) = lines.next() {
         let reject = |out: &mut PreparedWrite, msg: String| {
@@ -288,12 +297,44 @@ pub fn prepare(
             );
         out.accepted += 1;
         out.fields_accepted += line.fields.len();
+        if run.0 != line.measurement.as_ref() {
+            if run.1 > 0 {
+                *rows_per_measurement
+                    .entry(std::mem::take(&mut run.0))
+                    .or_default() += run.1;
+            }
+            run = (line.measurement.to_string(), 0);
+        }
+        run.1 += 1;
+        for (_, v) in &line.fields {
+            if let FieldValue::String(s) = v {
+                string_bytes += s.len() as u64;
+            }
+        }
         if !checked {
             shape.remember(&line);
         }
         lines.recycle(line);
     }
 
+    if run.1 > 0 {
+        *rows_per_measurement.entry(run.0).or_default() += run.1;
+    }
+    out.memory_cost = string_bytes
+        + rows_per_measurement
+            .iter()
+            .map(|(m, n)| {
+                let width: usize = registry.get(&db, m).map_or(0, |s| {
+                    s.values()
+                        .map(|k| match k {
+                            ColumnKind::Field(t) => field_width(*t),
+                            ColumnKind::Tag => 0,
+                        })
+                        .sum()
+                });
+                n * (ROW_BASE_BYTES + width) as u64
+            })
+            .sum::<u64>();
     let mut batches: Vec<_> = by_shard
         .into_iter()
         .map(|(k, w)| {

@@ -501,9 +501,13 @@ impl Shard {
         for k in due {
             self.start_flush(&k);
         }
-        if self.ctx.metrics.memory_bytes.load(Relaxed) >= self.ctx.memory_high_water
-            && self.flushing.is_empty()
-        {
+        // Bodies refused for want of room count as pressure too, so they get it.
+        let m = &self.ctx.metrics;
+        let pressure = m
+            .memory_bytes
+            .load(Relaxed)
+            .saturating_add(m.waiting_bytes.load(Relaxed));
+        if pressure >= self.ctx.memory_high_water && self.flushing.is_empty() {
             // Above the high-water mark: flush this shard's largest block, one at a time (a
             // flush already queued will lower memory; piling up ever smaller ones would not).
             if let Some(k) = self
