@@ -37,7 +37,6 @@ use crate::model::{
     ColumnKind, FieldType, PARTITION_KEY_DAY, PARTITION_KEY_HOUR, PARTITION_KEY_MINUTE,
     PartitionStart, parse_duration,
 };
-use crate::storage::paths::{MAX_ENCODED_MEASUREMENT, encoded_measurement_len};
 
 pub const MINUTE_NS: i64 = 60_000_000_000;
 pub const HOUR_NS: i64 = 60 * MINUTE_NS;
@@ -501,12 +500,6 @@ pub fn plan_rollups(files: &[FileMeta], policy: &Policy) -> (Vec<Rollup>, Vec<St
             continue;
         }
         let target = ds.target(&m);
-        if encoded_measurement_len(&target) > MAX_ENCODED_MEASUREMENT {
-            notes.push(format!(
-                "db {db} measurement {m:?}: rollup name {target:?} is too long; not rolled up"
-            ));
-            continue;
-        }
         sources.sort_by_key(|f| f.seq);
         let mut existing = all
             .get(&(db.clone(), target.clone(), ws))

@@ -19,7 +19,6 @@ use crate::model::{
 use crate::region::block::{ROW_BASE_BYTES, field_type_of, field_width};
 use crate::region::schema::{MeasurementSchema, SchemaRegistry};
 use crate::router::{GeoCache, Router, series_hash, shard_of};
-use crate::storage::paths::{MAX_ENCODED_MEASUREMENT, encoded_measurement_len};
 
 /// Longest `original_line` echoed back in an error.
 const MAX_ECHO: usize = 256;
@@ -135,12 +134,6 @@ impl Shape {
 
 /// Checks that do not depend on the registry.
 fn check_names(line: &ParsedLine<'_>) -> Result<(), String> {
-    if encoded_measurement_len(&line.measurement) > MAX_ENCODED_MEASUREMENT {
-        return Err(format!(
-            "measurement name {:?}... is too long (its file-system form exceeds {MAX_ENCODED_MEASUREMENT} bytes)",
-            truncate(&line.measurement, 32)
-        ));
-    }
     for (k, _) in &line.tags {
         if RESERVED_KEYS.contains(&k.as_ref()) {
             return Err(format!(

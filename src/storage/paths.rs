@@ -27,10 +27,16 @@ pub const PARQUET_EXT: &str = "parquet";
 pub const ORPHANED_DIR: &str = ".orphaned";
 pub const WAL_EXT: &str = "wal";
 
-/// Longest encoded measurement accepted (one path component must stay under 255 bytes).
+/// Longest directory name of a measurement (one path component must stay under 255
+/// bytes). Longer encodings are shortened (see [`encode_measurement`]).
 pub const MAX_ENCODED_MEASUREMENT: usize = 200;
 
-/// Percent-encodes every byte outside `A-Z a-z 0-9 _ -`, so `.`/`..`/`/` cannot occur.
+/// The directory name of a measurement. Every byte outside `A-Z a-z 0-9 _ -` is
+/// percent-encoded (`%XX`, upper-case hex), so `.`/`..`/`/` cannot occur. An encoding longer
+/// than [`MAX_ENCODED_MEASUREMENT`] bytes (InfluxDB accepts names up to 64 KiB) is cut to
+/// its first 183 bytes (never inside an escape) followed by `~` and the 16 hex digits of
+/// the xxh3-64 hash of the full name: stable, and distinct from every full encoding (which
+/// never holds `~`). The full name is in each file's footer and the manifest.
 pub fn encode_measurement(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for b in name.bytes() {
@@ -42,6 +48,19 @@ pub fn encode_measurement(name: &str) -> String {
             out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 15)]));
         }
     }
+    if out.len() <= MAX_ENCODED_MEASUREMENT {
+        return out;
+    }
+    let mut cut = MAX_ENCODED_MEASUREMENT - 17;
+    let bytes = out.as_bytes();
+    while cut > 0 && (bytes[cut - 1] == b'%' || (cut >= 2 && bytes[cut - 2] == b'%')) {
+        cut -= 1;
+    }
+    out.truncate(cut);
+    out.push_str(&format!(
+        "~{:016x}",
+        xxhash_rust::xxh3::xxh3_64(name.as_bytes())
+    ));
     out
 }
 
@@ -61,19 +80,6 @@ pub fn decode_measurement(enc: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
-}
-
-/// Length of the encoded measurement, without building it.
-pub fn encoded_measurement_len(name: &str) -> usize {
-    name.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
-                1
-            } else {
-                3
-            }
-        })
-        .sum()
 }
 
 pub fn lock_file(data_dir: &Path) -> PathBuf {
@@ -183,11 +189,38 @@ mod tests {
                 "{e}"
             );
             assert!(!e.is_empty());
-            assert_eq!(encoded_measurement_len(m), e.len());
             assert_eq!(decode_measurement(&e).as_deref(), Some(m));
         }
         assert_eq!(decode_measurement("%4"), None);
         assert_eq!(decode_measurement("%ZZ"), None);
+    }
+
+    /// Names whose encoding is longer than a directory name get a stable short form:
+    /// within the limit, distinct for distinct names, never cut inside an escape.
+    #[test]
+    fn long_measurement_names_get_a_short_stable_form() {
+        let long_ascii = "m".repeat(300);
+        let long_escaped = "温".repeat(100);
+        let near = format!("{}x", "m".repeat(299));
+        let mut seen = std::collections::HashSet::new();
+        for m in [&long_ascii, &long_escaped, &near, &"a b".repeat(70)] {
+            let e = encode_measurement(m);
+            assert!(e.len() <= MAX_ENCODED_MEASUREMENT, "{} bytes", e.len());
+            assert_eq!(e, encode_measurement(m), "stable");
+            let (head, hash) = e.split_once('~').expect("short form");
+            assert_eq!(hash.len(), 16);
+            let full = encode_measurement(&m[..m.char_indices().nth(10).unwrap().0]);
+            assert!(head.starts_with(&full[..10]));
+            let pct = head.rfind('%');
+            assert!(
+                pct.is_none_or(|i| i + 3 <= head.len()),
+                "cut inside an escape: {head}"
+            );
+            assert!(seen.insert(e));
+        }
+        assert_eq!(encode_measurement(&"m".repeat(200)), "m".repeat(200));
+        // A full encoding never holds `~`, so no short form equals another name's encoding.
+        assert_eq!(encode_measurement("a~b"), "a%7Eb");
     }
 
     #[test]

@@ -288,3 +288,69 @@ fn carriage_return_inside_a_comment_is_a_bad_line() {
         vec![row(&[("time", T0.into()), ("v", 1.0.into())])]
     );
 }
+
+/// Measurement names longer than a directory name (InfluxDB accepts up to 64 KiB) are
+/// stored under a stable short form, with the full name in the footer and the manifest:
+/// written, read back, flushed, restarted and compacted like any other.
+#[test]
+fn long_measurement_names_are_stored_and_read_back() {
+    let mut s = TestServer::start(ServerConfig::default());
+    let names = [
+        "m".repeat(300),
+        format!("{}x", "m".repeat(299)),
+        "温度".repeat(200),
+        "a b".repeat(5000),
+    ];
+    for (i, n) in names.iter().enumerate() {
+        let escaped = n.replace(' ', "\\ ");
+        s.write_ok(
+            "shapes",
+            &format!(
+                "{escaped},host=h v={i} {T0}\n{escaped} v={i}.5 {}\n",
+                T0 + HOUR
+            ),
+        );
+    }
+    for phase in ["memory", "files"] {
+        for (i, n) in names.iter().enumerate() {
+            let r = s
+                .client()
+                .get(s.url("/api/v1/query"))
+                .query(&[
+                    ("db", "shapes"),
+                    ("measurement", n.as_str()),
+                    ("fields", "v"),
+                    ("agg", "sum"),
+                ])
+                .send()
+                .unwrap();
+            let j: Json = r.json().unwrap();
+            assert_eq!(
+                j["series"][0]["values"][0][1],
+                Json::from(2.0 * i as f64 + 0.5),
+                "{phase} {i}: {j}"
+            );
+            assert_eq!(j["series"][0]["name"], Json::from(n.clone()));
+        }
+        s.stop();
+        s.restart();
+    }
+    let longest = walk_names(&s.data_dir())
+        .into_iter()
+        .map(|n| n.len())
+        .max()
+        .unwrap();
+    assert!(longest <= 255, "a path component of {longest} bytes");
+}
+
+fn walk_names(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        out.push(e.file_name().to_string_lossy().into_owned());
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk_names(&e.path()));
+        }
+    }
+    out
+}

@@ -906,8 +906,9 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-/// Percent-encoding of a measurement in paths, as SPEC §6/paths.rs document it: every byte
-/// outside `A-Z a-z 0-9 _ -` becomes `%XX` (upper-case hex).
+/// Percent-encoding of a measurement in paths, as the README documents it: every byte
+/// outside `A-Z a-z 0-9 _ -` becomes `%XX` (upper-case hex); an encoding over 200 bytes is
+/// cut to 183 bytes (not inside an escape) followed by `~` and the xxh3-64 hex of the name.
 pub fn encode_measurement(name: &str) -> String {
     let mut o = String::new();
     for b in name.bytes() {
@@ -916,6 +917,17 @@ pub fn encode_measurement(name: &str) -> String {
         } else {
             o.push_str(&format!("%{b:02X}"));
         }
+    }
+    if o.len() > 200 {
+        let mut cut = 183;
+        while o.as_bytes()[cut - 1] == b'%' || o.as_bytes()[cut - 2] == b'%' {
+            cut -= 1;
+        }
+        o.truncate(cut);
+        o.push_str(&format!(
+            "~{:016x}",
+            xxhash_rust::xxh3::xxh3_64(name.as_bytes())
+        ));
     }
     o
 }
