@@ -5,10 +5,11 @@
 //!   shard thread: WAL append + group fsync ─► Block (Arrow builders) ─► ack
 //!   flush trigger (rows | bytes | age | memory | shutdown) ─► flush pool ─► Parquet + manifest
 //! ```
-//! Start-up ([`Engine::open`]) takes the data-dir lock, deletes orphans of crashed flushes,
-//! loads the schema registry from the manifests, replays WAL records the manifests do not
-//! cover, flushes what it replayed and drops the replayed segments, and only then starts the
-//! shard threads: traffic is accepted after recovery is complete.
+//! Start-up ([`Engine::open`]) takes the data-dir lock, opens every manifest, sweeps
+//! provable leftovers, loads the schema registry from the manifests, replays WAL records the
+//! manifests do not cover into memory (blocks that remember their WAL records, flushed by
+//! the usual triggers later), drops segments whose records are all in files, and only then
+//! starts the shard threads: traffic is accepted after recovery is complete.
 
 pub mod block;
 pub mod flush;
@@ -488,7 +489,12 @@ impl Engine {
                 "replayed WAL"
             );
         }
-        if replayed_any {
+        // Replayed rows stay in memory, in blocks that remember their WAL records, and are
+        // flushed by the usual triggers once traffic is accepted: a restart costs the replay,
+        // not a file per replayed block, and a full disk does not keep the server from
+        // starting and serving reads. Only logs of shards that no longer exist (fewer
+        // shards than before) are flushed now, so that their directories can go.
+        if replayed_any && !foreign.is_empty() {
             for (shard, _, ctrl) in shards.iter_mut() {
                 shard
                     .flush_all_and_wait(ctrl)

@@ -207,3 +207,26 @@ fn sparse_wide_lines_stay_within_memory() {
     let r = s.get("/api/v1/query?db=wide&measurement=m&agg=count&fields=f04999");
     assert_eq!(r.json()["series"][0]["values"][0][1], 2, "{}", r.body);
 }
+
+/// A write of 5,000 measurements, then kill -9: the restart replays them into memory and
+/// accepts traffic at once (it used to flush a file per replayed block first: 136 s for
+/// 15,000 measurements), and every point answers.
+#[test]
+fn a_restart_with_many_measurements_in_the_wal_is_quick() {
+    let mut s = TestServer::start(ServerConfig::default());
+    let body: String = (0..5_000)
+        .map(|i| format!("m{i:05},host=a v={i}i 1767225600000000000\n"))
+        .collect();
+    s.write_ok("many", &body);
+    s.kill9();
+    let started = Instant::now();
+    s.restart();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "restart took {took:?}");
+    for i in [0, 2_500, 4_999] {
+        let r = s.get(&format!(
+            "/api/v1/query?db=many&measurement=m{i:05}&fields=v&agg=sum"
+        ));
+        assert_eq!(r.json()["series"][0]["values"][0][1], i, "{}", r.body);
+    }
+}

@@ -106,3 +106,81 @@ fn full_disk_gives_507_and_recovers_when_space_returns() {
         "every acknowledged point exactly once, nothing else"
     );
 }
+
+/// A server killed while its disk is full starts again on the full disk: it replays the WAL
+/// into memory (no flush needed to start), answers reads with every acknowledged point,
+/// refuses writes with 507 while the disk is full and accepts them once space returns.
+#[test]
+fn a_full_disk_does_not_keep_the_server_from_starting() {
+    let mut server = TestServer::new(ServerConfig::default().shards(1).segment_bytes("64KiB"));
+    let data = server.data_dir();
+    let Some(_mount) = mount_tmpfs(&data, "3M") else {
+        eprintln!(
+            "SKIPPED: cannot mount a tmpfs here (needs root); the full-disk start was not exercised"
+        );
+        return;
+    };
+    server.spawn(&[]).expect("server starts on the tmpfs");
+    let pad = "y".repeat(100);
+    let mut acked = 0u64;
+    let mut full = 0;
+    for i in 0..400i64 {
+        let body: String = (0..100)
+            .map(|j| {
+                let v = i * 1000 + j;
+                format!(
+                    "m,host=h{} v={v}i,pad=\"{pad}\" {}\n",
+                    j % 50,
+                    1_767_225_600_000_000_000 + v
+                )
+            })
+            .collect();
+        match server.post("/write?db=d", body).status {
+            204 => acked += 100,
+            507 => {
+                full += 1;
+                if full > 5 {
+                    break;
+                }
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(full > 5 && acked > 1000, "{acked} acked, {full} full");
+    server.kill9();
+    server
+        .spawn(&[])
+        .expect("the server must start on a full disk");
+    let count = |s: &TestServer| {
+        s.get("/api/v1/query?db=d&measurement=m&fields=v&agg=count")
+            .json()["series"][0]["values"][0][1]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        count(&server),
+        acked,
+        "every acknowledged point answers after the restart"
+    );
+    // A small write may find the room a torn segment tail left; a full one is a 507.
+    let r = server.post("/write?db=d", "m,host=y v=1i 1767225600000000000\n");
+    assert!(r.status == 204 || r.status == 507, "{}", r.body);
+    if r.status == 204 {
+        acked += 1;
+    }
+    let remount = Command::new("mount")
+        .args(["-o", "remount,size=64M"])
+        .arg(&data)
+        .status()
+        .expect("remount");
+    assert!(remount.success());
+    let r = server.post("/write?db=d", "m,host=z v=1i 1767225600000000000\n");
+    assert_eq!(r.status, 204, "{}", r.body);
+    server.stop();
+    let stored = crate::support::read_rows(&data, crate::support::HOUR_NS).len() as u64;
+    assert_eq!(
+        stored,
+        acked + 1,
+        "every acknowledged point in the files once"
+    );
+}

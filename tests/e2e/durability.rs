@@ -430,11 +430,20 @@ fn torn_tail_case(damage: fn(&mut Vec<u8>), what: &str, last_lost: bool) {
     std::fs::write(&seg, &bytes).unwrap();
 
     server.restart();
-    let logs = server.logs();
     let name = seg.file_name().unwrap().to_string_lossy().into_owned();
-    let warned = logs
-        .lines()
-        .any(|l| l.contains("WARN") && l.contains(&name) && l.to_lowercase().contains("torn"));
+    // stderr is read by another thread than the one that saw `listening on`: give the
+    // warning a moment to arrive.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let (mut logs, mut warned) = (String::new(), false);
+    while !warned && Instant::now() < deadline {
+        logs = server.logs();
+        warned = logs
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains(&name) && l.to_lowercase().contains("torn"));
+        if !warned {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     assert!(
         warned,
         "{what}: start-up must warn about the torn tail naming {name}:\n{logs}"
