@@ -173,6 +173,8 @@ pub struct RawHttp {
 pub struct RawQuery {
     pub timeout: Option<String>,
     pub max_rows: Option<usize>,
+    pub max_memory: Option<ByteSize>,
+    pub total_memory: Option<ByteSize>,
     pub index_cache: Option<ByteSize>,
     pub page_cache: Option<ByteSize>,
 }
@@ -308,6 +310,10 @@ pub struct HttpConfig {
 pub struct QueryConfig {
     pub timeout: Duration,
     pub max_rows: usize,
+    /// Memory one query's partial answers may hold (query/budget.rs).
+    pub max_memory: u64,
+    /// Memory all running queries' partial answers may hold together.
+    pub total_memory: u64,
     /// Budget of the in-memory series indexes of Parquet files (query/index.rs).
     pub index_cache_bytes: u64,
     /// Budget of the decoded pages of selective reads (query/pages.rs); 0 disables it.
@@ -607,6 +613,17 @@ impl RawConfig {
             }
         }
 
+        let max_memory = self.query.max_memory.map_or(256 << 20, ByteSize::bytes);
+        let total_memory = self.query.total_memory.map_or(1 << 30, ByteSize::bytes);
+        if max_memory < (1 << 20) {
+            return Err(invalid("query.max_memory", "must be at least 1MiB"));
+        }
+        if total_memory < max_memory {
+            return Err(invalid(
+                "query.total_memory",
+                "must be at least query.max_memory (one query alone must fit)",
+            ));
+        }
         let timeout = match &self.query.timeout {
             Some(s) => duration_key("query.timeout", s)?,
             None => Duration::from_secs(30),
@@ -647,6 +664,8 @@ impl RawConfig {
             query: QueryConfig {
                 timeout,
                 max_rows: self.query.max_rows.unwrap_or(10_000_000),
+                max_memory,
+                total_memory,
                 index_cache_bytes: self.query.index_cache.map_or(256 << 20, ByteSize::bytes),
                 page_cache_bytes: self.query.page_cache.map_or(256 << 20, ByteSize::bytes),
             },

@@ -12,6 +12,7 @@ use tracing::info;
 use meridian::config::Config;
 use meridian::http::serve::{self as http_serve, ServeLimits, connection_limit, raise_fd_limit};
 use meridian::http::{AppState, router};
+use meridian::query::budget::QueryMemory;
 use meridian::query::remote::RemoteClient;
 use meridian::region::{Engine, OpenOptions};
 
@@ -152,6 +153,7 @@ fn serve(args: ServeArgs) -> Result<()> {
             engine: engine.clone(),
             config: cfg.clone(),
             remote,
+            query_memory: QueryMemory::new(cfg.query.total_memory, cfg.query.max_memory),
         });
         // The accept loop runs on a worker thread, not on this one: a connection's task is
         // then started by the worker that accepted it, without waking another thread (one

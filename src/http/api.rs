@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::Shared;
 use super::body::{BodyLimits, read_body};
 use super::error::{ApiError, Dialect, DialectError};
+use crate::query::Refusal;
 use crate::query::output;
 use crate::query::plan::{Format, QuerySpec};
 use crate::query::remote::WireAnswer;
@@ -114,6 +115,7 @@ async fn query(state: Shared, params: HashMap<String, String>) -> Response {
     let spec = match QuerySpec::from_params(&params) {
         Ok(mut s) => {
             s.deadline = Some(started + qc.timeout);
+            s.budget = Some(Arc::new(state.query_memory.budget()));
             Arc::new(s)
         }
         Err(e) => {
@@ -132,6 +134,17 @@ async fn query(state: Shared, params: HashMap<String, String>) -> Response {
     )
     .await;
     metrics.queries.fetch_add(1, Relaxed);
+    match result.refused.clone() {
+        Some(Refusal::TooLarge(m)) => {
+            metrics.query_errors.fetch_add(1, Relaxed);
+            return DialectError(Dialect::Api, ApiError::PayloadTooLarge(m)).into_response();
+        }
+        Some(Refusal::Busy(m)) => {
+            metrics.query_errors.fetch_add(1, Relaxed);
+            return DialectError(Dialect::Api, ApiError::Overloaded(m)).into_response();
+        }
+        None => {}
+    }
     metrics
         .query_micros
         .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
@@ -211,6 +224,7 @@ pub async fn internal_partial(
     let spec = match QuerySpec::from_params(&params) {
         Ok(mut s) => {
             s.deadline = Some(started + qc.timeout);
+            s.budget = Some(Arc::new(state.query_memory.budget()));
             Arc::new(s)
         }
         Err(e) => return bad(e),

@@ -29,6 +29,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Client for regions hosted by other nodes.
     pub remote: crate::query::remote::RemoteClient,
+    /// The memory budget shared by running queries.
+    pub query_memory: Arc<crate::query::budget::QueryMemory>,
 }
 
 pub type Shared = Arc<AppState>;

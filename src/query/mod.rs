@@ -11,6 +11,7 @@
 //! `regions` with its status; a failed or timed-out region sets `partial: true`.
 
 pub mod agg;
+pub mod budget;
 pub mod index;
 pub mod output;
 pub mod pages;
@@ -57,6 +58,18 @@ pub struct QueryResult {
     pub series: Vec<Series>,
     pub partial: bool,
     pub regions: BTreeMap<String, RegionReport>,
+    /// Why no answer can be given as asked: a region found it too large (its own budget
+    /// or `query.max_rows`), or the shared query memory is spent. Not a partial answer.
+    pub refused: Option<Refusal>,
+}
+
+/// A query refused as a whole.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    /// It can never be answered as asked (413).
+    TooLarge(String),
+    /// Running queries hold the shared memory; retry (503).
+    Busy(String),
 }
 
 /// A hosted region whose scan reads at most this many rows of cached files (one host over
@@ -173,6 +186,7 @@ pub async fn run(
     }
     let mut partials: Vec<Partial> = Vec::new();
     let mut partial = false;
+    let mut refused: Option<Refusal> = None;
     for (name, p) in pending {
         let (res, started) = match p {
             Pending::Done(started, res) => (res, started),
@@ -192,6 +206,13 @@ pub async fn run(
                 report("ok", ms, stats, None)
             }
             Err((status, e)) => {
+                if e.contains(budget::OVER_QUERY_MEMORY) {
+                    if !matches!(refused, Some(Refusal::TooLarge(_))) {
+                        refused = Some(Refusal::TooLarge(e.clone()));
+                    }
+                } else if e.contains(budget::OVER_TOTAL_MEMORY) && refused.is_none() {
+                    refused = Some(Refusal::Busy(e.clone()));
+                }
                 partial = true;
                 let status = if e == scan::DEADLINE_PASSED {
                     "timeout"
@@ -203,6 +224,17 @@ pub async fn run(
         };
         regions.insert(name, report);
     }
+    if refused.is_some() {
+        // No merge of the other regions' partials: the answer is not given.
+        return QueryResult {
+            name: spec.measurement.clone(),
+            columns: Vec::new(),
+            series: Vec::new(),
+            partial,
+            regions,
+            refused,
+        };
+    }
     let (columns, series) = merge(&spec, partials);
     QueryResult {
         name: spec.measurement.clone(),
@@ -210,6 +242,7 @@ pub async fn run(
         series,
         partial,
         regions,
+        refused,
     }
 }
 

@@ -326,6 +326,7 @@ mod tests {
     #[test]
     fn json_document_shape_and_values() {
         let r = QueryResult {
+            refused: None,
             name: "cpu".into(),
             columns: vec!["f".into(), "s".into(), "i".into(), "u".into(), "b".into()],
             series: vec![Series {

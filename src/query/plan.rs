@@ -77,6 +77,8 @@ pub struct QuerySpec {
     /// When the whole request must be answered (`query.timeout` from its arrival): scans
     /// stop at it, so a timed-out query spends no more CPU. `None`: no deadline.
     pub deadline: Option<std::time::Instant>,
+    /// The query's memory budget (`None`: unbounded, for tools and tests).
+    pub budget: Option<std::sync::Arc<super::budget::QueryBudget>>,
 }
 
 const MAX_REGEX: usize = 1 << 16;
@@ -326,6 +328,7 @@ impl QuerySpec {
             epoch,
             start_given: start.is_some(),
             deadline: None,
+            budget: None,
         })
     }
 

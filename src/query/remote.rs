@@ -62,13 +62,17 @@ impl From<Partial> for WirePartial {
 impl From<WirePartial> for Partial {
     fn from(w: WirePartial) -> Partial {
         match w {
-            WirePartial::Agg { fields, groups } => Partial::Agg(AggPartial {
-                fields,
-                groups: groups
+            WirePartial::Agg { fields, groups } => {
+                let groups = groups
                     .into_iter()
                     .map(|(k, b)| (k, b.into_iter().collect::<BTreeMap<_, _>>()))
-                    .collect::<HashMap<_, _>>(),
-            }),
+                    .collect::<HashMap<_, _>>();
+                Partial::Agg(AggPartial {
+                    fields,
+                    entries: groups.values().map(BTreeMap::len).sum(),
+                    groups,
+                })
+            }
             WirePartial::Raw {
                 columns,
                 tag_columns,
@@ -79,6 +83,7 @@ impl From<WirePartial> for Partial {
                 tag_columns,
                 groups: groups.into_iter().collect(),
                 rows,
+                bytes: 0,
             }),
         }
     }

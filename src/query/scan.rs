@@ -22,6 +22,7 @@ use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type, UInt64Type};
 use roaring::RoaringBitmap;
 
 use super::agg::{Acc, Agg, Value};
+use super::budget::OVER_QUERY_MEMORY;
 use super::index::{FileIndex, IndexCache, time_column};
 use super::plan::{QuerySpec, TagOp};
 use crate::catalog::FileMeta;
@@ -38,6 +39,8 @@ pub type GroupKey = Vec<String>;
 pub struct AggPartial {
     pub fields: Vec<String>,
     pub groups: HashMap<GroupKey, BTreeMap<i64, Vec<Acc>>>,
+    /// (group, bucket) entries in `groups`, counted as they are made.
+    pub entries: usize,
 }
 
 /// Raw rows of one region: per group, rows (time, values aligned with `columns`).
@@ -48,6 +51,8 @@ pub struct RawPartial {
     pub tag_columns: usize,
     pub groups: BTreeMap<GroupKey, Vec<(i64, Vec<Value>)>>,
     pub rows: usize,
+    /// Approximate memory of `groups`.
+    pub bytes: usize,
 }
 
 #[derive(Debug)]
@@ -609,8 +614,12 @@ impl<'a> RunFolder<'a> {
             let buckets = out.groups.entry(group).or_default();
             match times {
                 None => {
+                    let bucket = spec.bucket_of(run.min_time);
+                    if !buckets.contains_key(&bucket) {
+                        out.entries += 1;
+                    }
                     let accs = buckets
-                        .entry(spec.bucket_of(run.min_time))
+                        .entry(bucket)
                         .or_insert_with(|| vec![Acc::default(); nf]);
                     for (pos, col) in &cols {
                         fold_rows(&mut accs[*pos], spec.agg, col, &[], off, off + n, rank_base);
@@ -632,6 +641,9 @@ impl<'a> RunFolder<'a> {
                             }
                             None => b,
                         };
+                        if !buckets.contains_key(&bucket) {
+                            out.entries += 1;
+                        }
                         let accs = buckets
                             .entry(bucket)
                             .or_insert_with(|| vec![Acc::default(); nf]);
@@ -771,10 +783,11 @@ fn aggregate(
         }
     }
     for (s, (g, bucket)) in slots.iter().enumerate() {
-        let accs = out
-            .groups
-            .entry(group_keys[*g].clone())
-            .or_default()
+        let buckets = out.groups.entry(group_keys[*g].clone()).or_default();
+        if !buckets.contains_key(bucket) {
+            out.entries += 1;
+        }
+        let accs = buckets
             .entry(*bucket)
             .or_insert_with(|| vec![Acc::default(); nf]);
         for (fi, pos) in slots_of_field.iter().enumerate() {
@@ -854,7 +867,7 @@ fn register_raw_columns<'a>(
 /// The error of a region whose raw rows exceed `query.max_rows`.
 fn too_many_raw_rows(max_rows: usize) -> String {
     format!(
-        "the query returns more than {max_rows} raw rows (query.max_rows); add a limit, an aggregate or a narrower time range"
+        "{OVER_QUERY_MEMORY} more than {max_rows} raw rows (query.max_rows); add a limit, an aggregate or a narrower time range"
     )
 }
 
@@ -944,9 +957,38 @@ fn collect_raw_runs(
             if no_field_value(&vals, out.tag_columns) {
                 continue;
             }
+            out.bytes += raw_row_bytes(&vals);
             rows.push((times[i], vals));
             out.rows += 1;
         }
+    }
+    Ok(())
+}
+
+/// Approximate memory of a raw row: the vector, its values and their strings.
+fn raw_row_bytes(vals: &[Value]) -> usize {
+    48 + std::mem::size_of_val(vals)
+        + vals
+            .iter()
+            .map(|v| match v {
+                Value::Str(s) => s.len(),
+                _ => 0,
+            })
+            .sum::<usize>()
+}
+
+/// Approximate memory of an aggregate partial: its (group, bucket) entries and their states.
+fn agg_bytes(a: &AggPartial) -> usize {
+    a.entries * (64 + a.fields.len().max(1) * std::mem::size_of::<Acc>())
+}
+
+/// Charges the growth of a partial answer since the last call to the query's budget.
+fn charge(spec: &QuerySpec, bytes: usize, charged: &mut usize) -> Result<(), String> {
+    if let Some(b) = &spec.budget
+        && bytes > *charged
+    {
+        b.charge((bytes - *charged) as u64)?;
+        *charged = bytes;
     }
     Ok(())
 }
@@ -1019,6 +1061,7 @@ fn collect_raw(batch: &RecordBatch, spec: &QuerySpec, out: &mut RawPartial) -> R
         if no_field_value(&vals, out.tag_columns) {
             continue;
         }
+        out.bytes += raw_row_bytes(&vals);
         out.groups
             .entry(key)
             .or_default()
@@ -1139,6 +1182,8 @@ pub fn scan_region(
     }
     let mut answered: HashSet<GroupKey> = HashSet::new();
     let none_answered: HashSet<GroupKey> = HashSet::new();
+    // Bytes of the partial answer charged to the query's budget so far.
+    let mut charged = 0usize;
     let (mut read_min, mut read_max) = (i64::MAX, i64::MIN);
     let mut rank_base = 0u64;
     for (part_min, part_max, mut files, mut mems) in parts {
@@ -1227,7 +1272,8 @@ pub fn scan_region(
                         SCAN_BATCH_ROWS,
                         |batch| {
                             check_deadline(spec)?;
-                            folder.fold(&batch, a)
+                            folder.fold(&batch, a)?;
+                            charge(spec, agg_bytes(a), &mut charged)
                         },
                     )?;
                     let rows = folder.finish()?;
@@ -1248,6 +1294,7 @@ pub fn scan_region(
                     if r.rows > max_rows {
                         return Err(too_many_raw_rows(max_rows));
                     }
+                    charge(spec, r.bytes, &mut charged)?;
                 }
                 (SourceData::File { path, idx, runs }, _) => {
                     let (data, skipped) = idx.read_rows(&path, &runs, true, want, cache.pages())?;
@@ -1272,25 +1319,28 @@ pub fn scan_region(
             let filtered =
                 filter_record_batch(&batch, &mask).map_err(|e| format!("filtering: {e}"))?;
             match &mut partial {
-                Partial::Agg(a) => aggregate(&filtered, spec, a, rank_base)?,
+                Partial::Agg(a) => {
+                    aggregate(&filtered, spec, a, rank_base)?;
+                    charge(spec, agg_bytes(a), &mut charged)?;
+                }
                 Partial::Raw(r) => {
                     collect_raw(&filtered, spec, r)?;
                     if r.rows > max_rows {
                         return Err(too_many_raw_rows(max_rows));
                     }
+                    charge(spec, r.bytes, &mut charged)?;
                 }
             }
             rank_base += filtered.num_rows() as u64;
         }
         // Result rows (group x bucket) are bounded like raw rows: `every=1ns` over a long
         // range would otherwise hold an accumulator per point.
-        if let Partial::Agg(a) = &partial {
-            let rows: usize = a.groups.values().map(BTreeMap::len).sum();
-            if rows > max_rows {
-                return Err(format!(
-                    "the query returns more than {max_rows} rows (query.max_rows); use a larger every, fewer group_by tags or a narrower time range"
-                ));
-            }
+        if let Partial::Agg(a) = &partial
+            && a.entries > max_rows
+        {
+            return Err(format!(
+                "{OVER_QUERY_MEMORY} more than {max_rows} rows (query.max_rows); use a larger every, fewer group_by tags or a narrower time range"
+            ));
         }
         if early {
             answered = answered_groups(spec, &partial);

@@ -62,6 +62,8 @@ pub struct ServerConfig {
     pub query_timeout: Option<String>,
     /// Extra `key = value` lines of the `[http]` table.
     pub http_extra: Vec<String>,
+    /// `query.max_memory` and `query.total_memory`.
+    pub query_memory: Option<(String, String)>,
     pub tokens: Vec<String>,
 }
 
@@ -84,6 +86,7 @@ impl Default for ServerConfig {
             query_max_rows: 10_000_000,
             query_timeout: None,
             http_extra: vec![],
+            query_memory: None,
             tokens: vec![],
         }
     }
@@ -123,6 +126,10 @@ impl ServerConfig {
     }
     pub fn tokens(mut self, t: &[&str]) -> Self {
         self.tokens = t.iter().map(|s| s.to_string()).collect();
+        self
+    }
+    pub fn with_query_memory(mut self, one: &str, all: &str) -> Self {
+        self.query_memory = Some((one.into(), all.into()));
         self
     }
     pub fn max_body_bytes(mut self, s: &str) -> Self {
@@ -182,6 +189,11 @@ impl ServerConfig {
         s.push_str(&format!("[query]\nmax_rows = {}\n", self.query_max_rows));
         if let Some(t) = &self.query_timeout {
             s.push_str(&format!("timeout = \"{t}\"\n"));
+        }
+        if let Some((one, all)) = &self.query_memory {
+            s.push_str(&format!(
+                "max_memory = \"{one}\"\ntotal_memory = \"{all}\"\n"
+            ));
         }
         s.push('\n');
         let toks: Vec<String> = self.tokens.iter().map(|t| format!("\"{t}\"")).collect();
