@@ -102,7 +102,20 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// At most four malloc arenas (glibc's default is eight per core): each blocking thread
+/// that parsed a large body otherwise keeps its own arena's freed memory. Measured with
+/// `tools/soak` (six concurrent 30 MiB gzip writers, 256 MiB limit): peak RSS 948 MiB with
+/// the default, 715 MiB with four.
+fn cap_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 4);
+    }
+}
+
 fn serve(args: ServeArgs) -> Result<()> {
+    cap_malloc_arenas();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&args.log).context("invalid --log filter")?,

@@ -37,7 +37,7 @@ impl Reservation {
     }
 
     /// Makes the reservation at least `total` bytes, or refuses (nothing more counted).
-    fn cover(&mut self, total: u64) -> bool {
+    pub fn cover(&mut self, total: u64) -> bool {
         if total <= self.held {
             return true;
         }
@@ -50,7 +50,7 @@ impl Reservation {
         }
     }
 
-    fn over_limit(&self) -> ApiError {
+    pub fn over_limit(&self) -> ApiError {
         ApiError::Overloaded(format!(
             "request bodies being read and in-memory data would exceed memory.limit ({} bytes); retry shortly",
             self.engine.memory_limit()

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::Shared;
-use super::body::{BodyLimits, read_body};
+use super::body::{BodyLimits, Reservation, read_body};
 use super::error::{ApiError, Dialect, DialectError};
 use crate::model::{Precision, is_safe_name, truncate};
 use crate::query::remote::FORWARDED_HEADER;
@@ -141,6 +141,12 @@ async fn write_inner(
         gap: state.config.http.body_timeout,
     };
     let body = read_body(&state.engine, headers, body, limits).await?;
+    // The checked rows (the WAL payloads, ~1.25x the body) are built before the body is
+    // dropped: count them too, until the write is done.
+    let mut rows_memory = Reservation::new(&state.engine);
+    if !rows_memory.cover(body.len() as u64 * 5 / 4) {
+        return Err(rows_memory.over_limit());
+    }
     let engine = state.engine.clone();
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
     let db = p.db.clone();

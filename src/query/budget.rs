@@ -63,7 +63,7 @@ impl QueryBudget {
         let held = self.held.load(Relaxed).saturating_add(more);
         if held > s.per_query {
             return Err(format!(
-                "{OVER_QUERY_MEMORY} it would hold more than query.max_memory ({} bytes) in memory; narrow the time range or the where clause, use fewer group_by tags, a wider every, an aggregate or a limit",
+                "{OVER_QUERY_MEMORY} it would hold more than query.max_memory ({} bytes) in memory; narrow the time range or the where clause, use fewer group_by tags, a wider every, an aggregate or a limit (a partition of many overlapping files is merged in memory: meridian-compact makes it one)",
                 s.per_query
             ));
         }

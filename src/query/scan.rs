@@ -982,7 +982,16 @@ fn agg_bytes(a: &AggPartial) -> usize {
     a.entries * (64 + a.fields.len().max(1) * std::mem::size_of::<Acc>())
 }
 
-/// Charges the growth of a partial answer since the last call to the query's budget.
+/// Approximate memory of a partial answer.
+fn partial_bytes(p: &Partial) -> usize {
+    match p {
+        Partial::Raw(r) => r.bytes,
+        Partial::Agg(a) => agg_bytes(a),
+    }
+}
+
+/// Charges the growth of what a scan holds (its partial answer and the rows it stages)
+/// since the last call to the query's budget: the query is charged its peak.
 fn charge(spec: &QuerySpec, bytes: usize, charged: &mut usize) -> Result<(), String> {
     if let Some(b) = &spec.budget
         && bytes > *charged
@@ -1254,7 +1263,12 @@ pub fn scan_region(
                 .is_none_or(|l| l.iter().any(|n| n == name))
         };
         let mut batches: Vec<RecordBatch> = Vec::new();
+        // Rows of files held whole for this partition (overlapping files read for the merge):
+        // charged to the query's budget with its partial answer, since their number is not
+        // bounded. (The sorted copy of in-memory rows is bounded by memory.limit.)
+        let mut staged = 0usize;
         for s in sources {
+            let base = partial_bytes(&partial);
             match (s.data, &mut partial) {
                 // A file alone with its points, aggregated a series run at a time; without
                 // reading its times when no aggregate needs them.
@@ -1300,17 +1314,20 @@ pub fn scan_region(
                     let (data, skipped) = idx.read_rows(&path, &runs, true, want, cache.pages())?;
                     stats.files_read += 1;
                     stats.row_groups_pruned += skipped as u64;
-                    batches.push(idx.with_tags(&data, &runs)?);
+                    let batch = idx.with_tags(&data, &runs)?;
+                    drop(data);
+                    staged += batch.get_array_memory_size();
+                    charge(spec, base + staged, &mut charged)?;
+                    batches.push(batch);
                 }
                 (SourceData::Mem(batch), _) => batches.push(batch),
             }
         }
         if overlapping {
-            batches = vec![
-                merge_dedup(&batches)
-                    .map_err(|e| format!("merging sources: {e}"))?
-                    .0,
-            ];
+            let merged = merge_dedup(&batches)
+                .map_err(|e| format!("merging sources: {e}"))?
+                .0;
+            batches = vec![merged];
         }
         for batch in batches {
             check_deadline(spec)?;

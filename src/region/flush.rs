@@ -47,6 +47,9 @@ pub struct FlushJob {
     pub wal: Vec<WalRange>,
     pub partition_duration_ns: i64,
     pub row_group_rows: usize,
+    /// The block's counted memory: its sorted copy and the encoder's buffers take about
+    /// as much again while the flush runs, and are counted as such.
+    pub bytes: u64,
 }
 
 /// What a finished flush reports.

@@ -190,6 +190,17 @@ fn wal_shard_dirs(region_dir: &Path) -> std::io::Result<Vec<usize>> {
     Ok(out)
 }
 
+/// Hands freed heap pages back to the kernel after a flush (the block, its sorted copy and
+/// the encoder's buffers were just freed): glibc keeps freed memory in its arenas
+/// otherwise, and RSS would stay at the high-water mark of every flush.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory of the allocator to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 impl Engine {
     /// Opens the data dir, recovers, and starts the ingest threads.
     pub fn open(cfg: &Config, opts: &OpenOptions) -> Result<Arc<Engine>, EngineError> {
@@ -226,14 +237,22 @@ impl Engine {
         for i in 0..cfg.ingest.flush.workers {
             let rx = flush_rx.clone();
             let cache = index_cache.clone();
+            let flush_metrics = metrics.clone();
             let t = std::thread::Builder::new()
                 .name(format!("flush-{i}"))
                 .spawn(move || {
                     while let Ok((job, reply)) = rx.recv() {
+                        // The sorted copy and the encoder's buffers, while they exist.
+                        let staging = job.bytes;
+                        flush_metrics.memory_bytes.fetch_add(staging, Relaxed);
                         let (result, written) = match flush::run(&job) {
                             Ok((outcome, written)) => (Ok(outcome), Some(written)),
                             Err(e) => (Err(e), None),
                         };
+                        let _ = flush_metrics
+                            .memory_bytes
+                            .fetch_update(Relaxed, Relaxed, |m| Some(m.saturating_sub(staging)));
+                        release_free_memory();
                         let _ = reply.send(Ctrl::FlushDone {
                             file_seq: job.file_seq,
                             result,

@@ -355,6 +355,7 @@ impl Shard {
                 .collect(),
             partition_duration_ns: self.ctx.partition_duration_ns,
             row_group_rows: self.ctx.flush.row_group_rows,
+            bytes: f.bytes,
         };
         if self.ctx.flush_tx.send((job, self.ctrl_tx.clone())).is_err() {
             error!("flush pool is gone; block stays in memory");

@@ -195,7 +195,8 @@ fn sparse_wide_lines_stay_within_memory() {
         }
         peak = peak.max(rss_mib(s.pid()));
         let counted = s.metrics().value("meridian_memory_bytes", None);
-        assert!(counted <= 64.0 * 1024.0 * 1024.0 * 1.5, "counted {counted}");
+        // The limit, plus at most the staging of a flush under way (counted as such).
+        assert!(counted <= 64.0 * 1024.0 * 1024.0 * 2.0, "counted {counted}");
     }
     assert_eq!(written, 10, "bodies stuck behind the memory limit");
     eprintln!("sparse wide: peak RSS {peak:.0} MiB with memory.limit 64MiB");
