@@ -287,8 +287,8 @@ mod tests {
         );
         assert!(r.join("wal/0/.odd.tmp").exists(), "the WAL is not ours");
         assert!(sweep_leftovers(&m, true).unwrap().is_empty());
-        // The next commit forgets retired paths that are gone.
-        m.commit(ManifestEdit::default()).unwrap();
+        // A checkpoint forgets retired paths that are gone.
+        m.checkpoint_now().unwrap();
         assert!(m.retired().is_empty());
     }
 

@@ -4,10 +4,19 @@
 //! list is not part of the database (see `leftovers` for what start-up does with such a
 //! file: it deletes only what is provably a leftover). A missing manifest beside data files,
 //! or a damaged one, stops start-up with advice and deletes nothing; `meridian-compact
-//! --rebuild-manifest` rebuilds it from the files' footers ([`crate::catalog::rebuild`]). Each commit
-//! rewrites `manifest.json` atomically: temp file → fsync → rename → fsync directory, under
-//! one lock, so readers of the file and of [`Manifest::files`] see either the old or the new
-//! list, never a mix. A full rewrite costs O(files); compaction keeps the file count small.
+//! --rebuild-manifest` rebuilds it from the files' footers ([`crate::catalog::rebuild`]).
+//!
+//! On disk: a checkpoint, `manifest.json` (the whole state, rewritten atomically: temp file
+//! → fsync → rename → fsync directory), and a log of the edits since it,
+//! `manifest.<generation>.log`, one JSON edit per line. A commit appends its line and
+//! fsyncs the log (O(edit), not O(files): a flush of thousands of small blocks no longer
+//! rewrites the whole list for each), under one lock, so [`Manifest::files`] and the disk
+//! move together. When the log has grown past the checkpoint's size (and 1 MiB), the state
+//! is checkpointed under the next generation and the old log deleted; the checkpoint names
+//! its generation, so a log of another generation is never replayed. At open, the log's
+//! complete lines are applied in order; a last line cut short by a crash is a commit that
+//! never returned and is dropped; a damaged line before the end stops start-up like a
+//! damaged checkpoint.
 //!
 //! Each file records which WAL records it holds (`wal`: shard and sequence range), so WAL
 //! replay after a crash skips what is already in a file: replay is idempotent.
@@ -67,7 +76,23 @@ struct ManifestData {
     /// inputs of a compaction, a dropped partition): start-up deletes them if still there.
     #[serde(default)]
     retired: Vec<String>,
+    /// The generation of the log of edits made after this checkpoint.
+    #[serde(default)]
+    log_generation: u64,
 }
+
+/// One committed edit, a line of the log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LogRecord {
+    #[serde(default)]
+    add: Vec<FileMeta>,
+    #[serde(default)]
+    remove: Vec<u64>,
+    next_seq: u64,
+}
+
+/// The log is checkpointed once it is larger than this and than the checkpoint.
+const CHECKPOINT_MIN_LOG_BYTES: u64 = 1 << 20;
 
 /// Files added and removed in one atomic step.
 #[derive(Debug, Default)]
@@ -108,6 +133,12 @@ pub struct Manifest {
 struct State {
     files: Arc<Vec<FileMeta>>,
     retired: Vec<String>,
+    /// The open log of the current generation, and its size.
+    log: Option<fs::File>,
+    log_generation: u64,
+    log_bytes: u64,
+    /// Size of the last checkpoint written or read.
+    checkpoint_bytes: u64,
 }
 
 impl Manifest {
@@ -116,15 +147,23 @@ impl Manifest {
     pub fn open(region_dir: &Path) -> Result<Manifest> {
         fs::create_dir_all(region_dir).map_err(|e| io_err(region_dir)(e))?;
         let path = manifest_file(region_dir);
+        let checkpoint_bytes;
         let data = match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice::<ManifestData>(&bytes).map_err(|e| {
-                ManifestError::Corrupt {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                }
-            })?,
+            Ok(bytes) => {
+                checkpoint_bytes = bytes.len() as u64;
+                let mut data = serde_json::from_slice::<ManifestData>(&bytes).map_err(|e| {
+                    ManifestError::Corrupt {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                replay_log(region_dir, &mut data)?;
+                data
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let found = data_files(region_dir)?;
+                let mut found = data_files(region_dir)?;
+                // A log without its checkpoint is a lost manifest too.
+                found.extend(log_files(region_dir));
                 if let Some(first) = found.first() {
                     return Err(ManifestError::Missing {
                         path,
@@ -132,11 +171,17 @@ impl Manifest {
                         first: first.display().to_string(),
                     });
                 }
-                ManifestData::default()
+                // A new region: its first checkpoint now, so that a manifest on disk always
+                // has one (a log without it would read as a lost manifest).
+                let m = Self::from_data(region_dir, ManifestData::default(), &path)?;
+                m.checkpoint_now()?;
+                return Ok(m);
             }
             Err(e) => return Err(io_err(&path)(e).into()),
         };
-        Self::from_data(region_dir, data, &path)
+        let m = Self::from_data(region_dir, data, &path)?;
+        m.state.lock().checkpoint_bytes = checkpoint_bytes;
+        Ok(m)
     }
 
     /// A new manifest listing `files`, written durably (rebuilding a lost one). Fails if a
@@ -155,9 +200,10 @@ impl Manifest {
             files,
             next_seq,
             retired: Vec::new(),
+            log_generation: 0,
         };
         let m = Self::from_data(region_dir, data, &path)?;
-        m.commit(ManifestEdit::default())?;
+        m.checkpoint(&mut m.state.lock())?;
         Ok(m)
     }
 
@@ -189,6 +235,10 @@ impl Manifest {
             state: Mutex::new(State {
                 files: Arc::new(data.files),
                 retired: data.retired,
+                log: None,
+                log_generation: data.log_generation,
+                log_bytes: 0,
+                checkpoint_bytes: 0,
             }),
             next_seq: AtomicU64::new(next),
             committed_next_seq: next,
@@ -220,31 +270,85 @@ impl Manifest {
         self.next_seq.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Applies an edit durably: the manifest on disk and the snapshot change together.
+    /// Applies an edit durably: the manifest on disk and the snapshot change together. The
+    /// edit is appended to the log and fsynced; the log is checkpointed when it has grown
+    /// past the checkpoint.
     pub fn commit(&self, edit: ManifestEdit) -> Result<()> {
         let mut guard = self.state.lock();
-        let remove: HashSet<u64> = edit.remove.into_iter().collect();
-        let mut retired: Vec<String> = guard
-            .retired
-            .iter()
-            .filter(|p| self.region_dir.join(p).exists())
-            .cloned()
-            .collect();
-        let mut files: Vec<FileMeta> = Vec::with_capacity(guard.files.len() + edit.add.len());
-        for f in guard.files.iter() {
-            if remove.contains(&f.seq) {
-                retired.push(f.path.clone());
-            } else {
-                files.push(f.clone());
-            }
+        let record = LogRecord {
+            add: edit.add,
+            remove: edit.remove,
+            next_seq: self.next_seq.load(Ordering::Relaxed),
+        };
+        let mut line = serde_json::to_vec(&record).map_err(|e| ManifestError::Corrupt {
+            path: manifest_file(&self.region_dir),
+            reason: e.to_string(),
+        })?;
+        line.push(b'\n');
+        self.append(&mut guard, &line)?;
+        let st = &mut *guard;
+        // Copied only while a reader holds the previous snapshot.
+        let files = Arc::make_mut(&mut st.files);
+        apply(files, &mut st.retired, record);
+        if st.log_bytes > CHECKPOINT_MIN_LOG_BYTES.max(st.checkpoint_bytes) {
+            self.checkpoint(st)?;
         }
-        files.extend(edit.add);
-        files.sort_by_key(|f| f.seq);
+        Ok(())
+    }
+
+    /// Writes a checkpoint now (the compactor does at the end of a run, leaving one file).
+    pub fn checkpoint_now(&self) -> Result<()> {
+        self.checkpoint(&mut self.state.lock())
+    }
+
+    fn log_path(&self, generation: u64) -> PathBuf {
+        log_file(&self.region_dir, generation)
+    }
+
+    /// Appends one line to the current log and fsyncs it (creating the log, and fsyncing
+    /// the directory, on the first line of a generation).
+    fn append(&self, st: &mut State, line: &[u8]) -> Result<()> {
+        use std::io::Write;
+        let path = self.log_path(st.log_generation);
+        let mut f = match st.log.take() {
+            Some(f) => f,
+            None => {
+                let f = fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(|e| io_err(&path)(e))?;
+                st.log_bytes = f.metadata().map_err(|e| io_err(&path)(e))?.len();
+                sync_dir(&self.region_dir)?;
+                f
+            }
+        };
+        if let Err(e) = f.write_all(line).and_then(|_| f.sync_data()) {
+            // A partial line may be on disk: cut it, so the next append starts a line (a
+            // failed commit leaves nothing behind); if even that fails, reopen next time.
+            if f.set_len(st.log_bytes).and_then(|_| f.sync_data()).is_ok() {
+                st.log = Some(f);
+            }
+            return Err(io_err(&path)(e).into());
+        }
+        st.log = Some(f);
+        st.log_bytes += line.len() as u64;
+        Ok(())
+    }
+
+    /// Writes the whole state as a checkpoint of the next generation (temp → fsync →
+    /// rename → fsync dir), then deletes the previous log.
+    fn checkpoint(&self, st: &mut State) -> Result<()> {
+        let old_generation = st.log_generation;
+        let next_generation = old_generation + 1;
+        // Paths retired earlier whose deletion is done need not be carried on.
+        st.retired.retain(|p| self.region_dir.join(p).exists());
         let data = ManifestData {
             version: 1,
-            files,
+            files: (*st.files).clone(),
             next_seq: self.next_seq.load(Ordering::Relaxed),
-            retired,
+            retired: st.retired.clone(),
+            log_generation: next_generation,
         };
         let path = manifest_file(&self.region_dir);
         let tmp = temp_path(&path);
@@ -261,10 +365,16 @@ impl Manifest {
         };
         write().map_err(|e| io_err(&path)(e))?;
         sync_dir(&self.region_dir)?;
-        *guard = State {
-            files: Arc::new(data.files),
-            retired: data.retired,
-        };
+        st.log = None;
+        st.log_generation = next_generation;
+        st.log_bytes = 0;
+        st.checkpoint_bytes = bytes.len() as u64;
+        let old = self.log_path(old_generation);
+        match fs::remove_file(&old) {
+            Ok(()) => sync_dir(&self.region_dir)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&old)(e).into()),
+        }
         Ok(())
     }
 
@@ -272,6 +382,116 @@ impl Manifest {
     pub fn abs_path(&self, f: &FileMeta) -> PathBuf {
         self.region_dir.join(&f.path)
     }
+}
+
+/// The log of edits of a generation.
+pub fn log_file(region_dir: &Path, generation: u64) -> PathBuf {
+    region_dir.join(format!("manifest.{generation}.log"))
+}
+
+/// The logs of edits in a region directory, of any generation.
+pub fn log_files(region_dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = fs::read_dir(region_dir) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if log_generation_of(&name).is_some() {
+                out.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn log_generation_of(name: &str) -> Option<u64> {
+    name.strip_prefix("manifest.")?
+        .strip_suffix(".log")?
+        .parse()
+        .ok()
+}
+
+/// Applies one logged edit: removed files go to `retired`, added ones in seq order.
+/// `files` stays sorted by seq; a new file (the usual case: the highest seq) is appended
+/// without a search.
+fn apply(files: &mut Vec<FileMeta>, retired: &mut Vec<String>, r: LogRecord) {
+    if !r.remove.is_empty() {
+        let remove: HashSet<u64> = r.remove.into_iter().collect();
+        files.retain(|f| {
+            if remove.contains(&f.seq) {
+                retired.push(f.path.clone());
+                false
+            } else {
+                true
+            }
+        });
+    }
+    for f in r.add {
+        if files.last().is_none_or(|l| l.seq < f.seq) {
+            files.push(f);
+        } else if let Err(at) = files.binary_search_by_key(&f.seq, |g| g.seq) {
+            files.insert(at, f);
+        }
+    }
+}
+
+/// Applies the checkpoint's log to `data`; a last line cut short (a commit that never
+/// returned) is dropped and cut from the file, any other damaged line is an error. Logs of
+/// other generations (older ones whose deletion was interrupted) are deleted.
+fn replay_log(region_dir: &Path, data: &mut ManifestData) -> Result<()> {
+    data.files.sort_by_key(|f| f.seq);
+    let path = log_file(region_dir, data.log_generation);
+    let text = match fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io_err(&path)(e).into()),
+    };
+    let mut good = 0usize;
+    let mut pos = 0usize;
+    while pos < text.len() {
+        let Some(end) = text[pos..].iter().position(|b| *b == b'\n') else {
+            break; // a last line without its newline: cut short
+        };
+        let line = &text[pos..pos + end];
+        match serde_json::from_slice::<LogRecord>(line) {
+            Ok(r) => {
+                data.next_seq = data.next_seq.max(r.next_seq);
+                apply(&mut data.files, &mut data.retired, r);
+            }
+            Err(e) if pos + end + 1 == text.len() => {
+                // The last line, complete but unreadable: a torn write the OS finished
+                // with garbage. Dropped like a cut line.
+                let _ = e;
+                break;
+            }
+            Err(e) => {
+                return Err(ManifestError::Corrupt {
+                    path: path.clone(),
+                    reason: format!("line at byte {pos}: {e}"),
+                });
+            }
+        }
+        pos += end + 1;
+        good = pos;
+    }
+    if good < text.len() {
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_err(&path)(e))?;
+        f.set_len(good as u64)
+            .and_then(|_| f.sync_all())
+            .map_err(|e| io_err(&path)(e))?;
+    }
+    // Logs of older generations are subsumed by the checkpoint (their deletion was
+    // interrupted); a newer one cannot have been written to before its checkpoint.
+    for other in log_files(region_dir) {
+        let name = other.file_name().map(|n| n.to_string_lossy().into_owned());
+        if name.and_then(|n| log_generation_of(&n)) != Some(data.log_generation) {
+            fs::remove_file(&other).map_err(|e| io_err(&other)(e))?;
+        }
+    }
+    Ok(())
 }
 
 /// Relative, `/`-separated, no `.`/`..`/empty parts (the form the server writes, which
@@ -343,15 +563,108 @@ mod tests {
         assert_eq!(seqs, vec![b, 10]);
         assert_eq!(reopened.next_file_seq(), 11);
         assert_eq!(reopened.files()[0], meta(b));
-        // No temp file left behind.
-        let names: Vec<String> = fs::read_dir(dir.path())
+        // No temp file left behind: the checkpoint and its log.
+        let mut names: Vec<String> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(
-            names,
-            vec![crate::storage::paths::MANIFEST_FILE.to_string()]
+        names.sort();
+        assert_eq!(names, vec!["manifest.1.log", "manifest.json"]);
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut n: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    }
+
+    /// Commits append to the log; once it outgrows the checkpoint a new checkpoint of the
+    /// next generation replaces both, and the state reads back the same at every step.
+    #[test]
+    fn the_log_is_checkpointed_when_it_outgrows_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Manifest::open(dir.path()).unwrap();
+        let mut want = Vec::new();
+        for round in 0..100u64 {
+            let add: Vec<FileMeta> = (0..100).map(|i| meta(round * 100 + i + 1)).collect();
+            for _ in 0..100 {
+                m.next_file_seq();
+            }
+            want.extend(add.iter().map(|f| f.seq));
+            // Compaction-like removals too.
+            let remove = if round % 5 == 4 {
+                let r: Vec<u64> = want.drain(..50).collect();
+                r
+            } else {
+                vec![]
+            };
+            m.commit(ManifestEdit { add, remove }).unwrap();
+            let seqs: Vec<u64> = Manifest::open(dir.path())
+                .unwrap()
+                .files()
+                .iter()
+                .map(|f| f.seq)
+                .collect();
+            assert_eq!(seqs, want, "round {round}");
+        }
+        let n = names(dir.path());
+        assert!(
+            n.iter().any(|x| x.starts_with("manifest.")
+                && x.ends_with(".log")
+                && x != "manifest.1.log"),
+            "a later generation: {n:?}"
         );
+        assert_eq!(n.iter().filter(|x| x.ends_with(".log")).count(), 1, "{n:?}");
+    }
+
+    /// A last log line cut short by a crash is a commit that never returned: dropped (and
+    /// cut from the file); a damaged line before the end is an error, never ignored.
+    #[test]
+    fn a_torn_last_line_is_dropped_a_damaged_middle_line_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Manifest::open(dir.path()).unwrap();
+        for seq in 1..=3 {
+            m.next_file_seq();
+            m.commit(ManifestEdit {
+                add: vec![meta(seq)],
+                remove: vec![],
+            })
+            .unwrap();
+        }
+        drop(m);
+        let log = log_file(dir.path(), 1);
+        let text = fs::read(&log).unwrap();
+        fs::write(&log, &text[..text.len() - 10]).unwrap();
+        let m = Manifest::open(dir.path()).unwrap();
+        let seqs: Vec<u64> = m.files().iter().map(|f| f.seq).collect();
+        assert_eq!(seqs, vec![1, 2]);
+        // Appends go on after the cut.
+        m.next_file_seq();
+        m.commit(ManifestEdit {
+            add: vec![meta(9)],
+            remove: vec![],
+        })
+        .unwrap();
+        drop(m);
+        let seqs: Vec<u64> = Manifest::open(dir.path())
+            .unwrap()
+            .files()
+            .iter()
+            .map(|f| f.seq)
+            .collect();
+        assert_eq!(seqs, vec![1, 2, 9]);
+        let mut text = fs::read(&log).unwrap();
+        text[5] = b'#';
+        fs::write(&log, &text).unwrap();
+        let err = Manifest::open(dir.path()).err().expect("damaged");
+        assert!(err.to_string().contains("corrupt"), "{err}");
+        // A lost checkpoint beside its log is a lost manifest, not a new region.
+        fs::remove_file(manifest_file(dir.path())).unwrap();
+        let err = Manifest::open(dir.path()).err().expect("missing");
+        assert!(err.to_string().contains("missing"), "{err}");
     }
 
     #[test]

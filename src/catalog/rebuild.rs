@@ -19,7 +19,7 @@ use parquet::arrow::parquet_to_arrow_schema;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 
 use crate::catalog::leftovers::{data_files, rel_path};
-use crate::catalog::manifest::{ManifestError, Result};
+use crate::catalog::manifest::{ManifestError, Result, log_files};
 use crate::catalog::{FileMeta, Manifest, WalRange};
 use crate::model::{ColumnKind, FieldType, PartitionStart, TIME_COLUMN};
 use crate::storage::merge::is_tag;
@@ -68,20 +68,26 @@ pub fn rebuild_manifest(
                 ),
             });
         }
-        Err(ManifestError::Missing { .. }) => {}
-        Err(ManifestError::Corrupt { .. }) => {
-            let secs = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            let aside = path.with_file_name(format!(
-                "{}.damaged-{secs}",
-                crate::storage::paths::MANIFEST_FILE
-            ));
-            fs::rename(&path, &aside).map_err(io_err(&aside))?;
-            out.moved_aside = Some(aside);
-        }
+        Err(ManifestError::Missing { .. }) | Err(ManifestError::Corrupt { .. }) => {}
         Err(e) => return Err(e),
+    }
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    if path.exists() {
+        let aside = path.with_file_name(format!(
+            "{}.damaged-{secs}",
+            crate::storage::paths::MANIFEST_FILE
+        ));
+        fs::rename(&path, &aside).map_err(io_err(&aside))?;
+        out.moved_aside = Some(aside);
+    }
+    // Logs of edits go aside too (the new manifest starts without one): never deleted.
+    for log in log_files(region_dir) {
+        let name = log.file_name().map(|n| n.to_string_lossy().into_owned());
+        let to = log.with_file_name(format!("{}.damaged-{secs}", name.unwrap_or_default()));
+        fs::rename(&log, &to).map_err(io_err(&to))?;
     }
     let mut files: Vec<FileMeta> = Vec::new();
     for file in data_files(region_dir)? {

@@ -190,6 +190,9 @@ fn wal_shard_dirs(region_dir: &Path) -> std::io::Result<Vec<usize>> {
     Ok(out)
 }
 
+/// Flushes of blocks at least this large are followed by [`release_free_memory`].
+const TRIM_AFTER_FLUSH_BYTES: u64 = 8 << 20;
+
 /// Hands freed heap pages back to the kernel after a flush (the block, its sorted copy and
 /// the encoder's buffers were just freed): glibc keeps freed memory in its arenas
 /// otherwise, and RSS would stay at the high-water mark of every flush.
@@ -252,7 +255,11 @@ impl Engine {
                         let _ = flush_metrics
                             .memory_bytes
                             .fetch_update(Relaxed, Relaxed, |m| Some(m.saturating_sub(staging)));
-                        release_free_memory();
+                        // Worth a trim after a large flush only (it costs a walk of the
+                        // heap: after each of thousands of small ones it dominated).
+                        if staging >= TRIM_AFTER_FLUSH_BYTES {
+                            release_free_memory();
+                        }
                         let _ = reply.send(Ctrl::FlushDone {
                             file_seq: job.file_seq,
                             result,

@@ -139,11 +139,14 @@ pub struct Shard {
     flushing: Vec<Flushing>,
     ctrl_tx: Sender<Ctrl>,
     flush_waiters: Vec<std::sync::mpsc::Sender<()>>,
+    /// When covered WAL segments were last removed.
+    wal_trimmed: Instant,
 }
 
 const TICK: Duration = Duration::from_millis(100);
 const MAX_GROUP: usize = 512;
 const FLUSH_RETRY: Duration = Duration::from_secs(2);
+const WAL_TRIM_EVERY: Duration = Duration::from_secs(1);
 /// A block of an older partition with no append for this long is flushed (see check_triggers).
 const ROLLOVER_IDLE: Duration = Duration::from_millis(250);
 
@@ -156,6 +159,7 @@ impl Shard {
             flushing: Vec::new(),
             ctrl_tx,
             flush_waiters: Vec::new(),
+            wal_trimmed: Instant::now(),
         }
     }
 
@@ -405,9 +409,15 @@ impl Shard {
                     measurement = %f.key.measurement, rows = outcome.rows, merged = outcome.merged,
                     bytes = outcome.bytes, secs = outcome.seconds, "flushed block"
                 );
-                let needed = self.wal_needed();
-                if let Err(e) = self.wal.remove_below(needed) {
-                    warn!("could not remove covered WAL segments: {e}");
+                // Finding the oldest record still needed walks every block: once the
+                // flushes under way are done, or at most every WAL_TRIM_EVERY (a shutdown
+                // of thousands of small blocks made it quadratic).
+                if self.flushing.is_empty() || self.wal_trimmed.elapsed() >= WAL_TRIM_EVERY {
+                    self.wal_trimmed = Instant::now();
+                    let needed = self.wal_needed();
+                    if let Err(e) = self.wal.remove_below(needed) {
+                        warn!("could not remove covered WAL segments: {e}");
+                    }
                 }
             }
             Err(e) => {

@@ -296,11 +296,13 @@ fn manifest_entries(data: &Path) -> Vec<(String, u64, String, u64, u64)> {
     };
     for e in rd.flatten() {
         let region = e.file_name().to_string_lossy().into_owned();
-        let Ok(text) = std::fs::read(e.path().join("manifest.json")) else {
+        if !e.path().is_dir() {
+            continue;
+        }
+        let Some(files) = manifest_files(&e.path()) else {
             continue;
         };
-        let v: serde_json::Value = serde_json::from_slice(&text).expect("manifest is JSON");
-        for f in v["files"].as_array().expect("files") {
+        for f in &files {
             out.push((
                 region.clone(),
                 f["seq"].as_u64().expect("seq"),

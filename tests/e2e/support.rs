@@ -959,7 +959,7 @@ pub fn partition_dir(start_ns: i64, partition_ns: i64) -> String {
 // Reading the data dir
 // ---------------------------------------------------------------------------------------
 
-fn manifest_files(region_dir: &Path) -> Option<Vec<serde_json::Value>> {
+pub fn manifest_files(region_dir: &Path) -> Option<Vec<serde_json::Value>> {
     let text = match std::fs::read(region_dir.join("manifest.json")) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
@@ -977,12 +977,33 @@ fn manifest_files(region_dir: &Path) -> Option<Vec<serde_json::Value>> {
         "manifest version in {}",
         region_dir.display()
     );
-    Some(
-        v["files"]
-            .as_array()
-            .unwrap_or_else(|| panic!("manifest without files array: {v}"))
-            .clone(),
-    )
+    let mut files = v["files"]
+        .as_array()
+        .unwrap_or_else(|| panic!("manifest without files array: {v}"))
+        .clone();
+    // The edits since the checkpoint, as README documents them: `manifest.<log_generation>.log`,
+    // one JSON object per line with `add` (entries), `remove` (seqs) and `next_seq`.
+    let generation = v["log_generation"].as_u64().unwrap_or(0);
+    if let Ok(log) = std::fs::read_to_string(region_dir.join(format!("manifest.{generation}.log")))
+    {
+        for line in log.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
+            let Ok(edit) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue; // a torn last line
+            };
+            let removed: Vec<u64> = edit["remove"]
+                .as_array()
+                .map(|r| r.iter().filter_map(|x| x.as_u64()).collect())
+                .unwrap_or_default();
+            files.retain(|f| !removed.contains(&f["seq"].as_u64().unwrap_or(u64::MAX)));
+            for f in edit["add"].as_array().cloned().unwrap_or_default() {
+                if !files.iter().any(|g| g["seq"] == f["seq"]) {
+                    files.push(f);
+                }
+            }
+        }
+    }
+    files.sort_by_key(|f| f["seq"].as_u64().unwrap_or(0));
+    Some(files)
 }
 
 fn region_dirs(data_dir: &Path) -> Vec<(String, PathBuf)> {
@@ -1297,6 +1318,11 @@ pub fn assert_clean_data_dir(data_dir: &Path) {
             }
         } else if rel == "meridian.lock"
             || (parts.len() == 2 && name == "manifest.json")
+            || (parts.len() == 2
+                && name
+                    .strip_prefix("manifest.")
+                    .and_then(|g| g.strip_suffix(".log"))
+                    .is_some_and(|g| g.parse::<u64>().is_ok()))
             || (parts.len() == 4 && parts[1] == "wal" && name.ends_with(".wal"))
         {
         } else {
