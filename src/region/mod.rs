@@ -244,6 +244,7 @@ impl Engine {
             let t = std::thread::Builder::new()
                 .name(format!("flush-{i}"))
                 .spawn(move || {
+                    let mut last_trim = std::time::Instant::now();
                     while let Ok((job, reply)) = rx.recv() {
                         // The sorted copy and the encoder's buffers, while they exist.
                         let staging = job.bytes;
@@ -255,10 +256,13 @@ impl Engine {
                         let _ = flush_metrics
                             .memory_bytes
                             .fetch_update(Relaxed, Relaxed, |m| Some(m.saturating_sub(staging)));
-                        // Worth a trim after a large flush only (it costs a walk of the
-                        // heap: after each of thousands of small ones it dominated).
-                        if staging >= TRIM_AFTER_FLUSH_BYTES {
+                        // A trim walks the heap: after every one of thousands of small
+                        // flushes it dominated. After a large one, or once a second.
+                        if staging >= TRIM_AFTER_FLUSH_BYTES
+                            || last_trim.elapsed() >= std::time::Duration::from_secs(1)
+                        {
                             release_free_memory();
+                            last_trim = std::time::Instant::now();
                         }
                         let _ = reply.send(Ctrl::FlushDone {
                             file_seq: job.file_seq,
