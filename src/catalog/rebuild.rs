@@ -21,8 +21,8 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use crate::catalog::leftovers::{data_files, rel_path};
 use crate::catalog::manifest::{ManifestError, Result, log_files};
 use crate::catalog::{FileMeta, Manifest, WalRange};
-use crate::model::{ColumnKind, FieldType, PartitionStart, TIME_COLUMN};
-use crate::storage::merge::is_tag;
+use crate::model::PartitionStart;
+use crate::storage::merge::columns_of;
 use crate::storage::parquet::{io_err, meta};
 use crate::storage::paths::{manifest_file, parse_data_file_seq};
 
@@ -189,21 +189,7 @@ fn describe(
     };
     let schema = parquet_to_arrow_schema(md.schema_descr(), md.key_value_metadata())
         .map_err(|e| format!("schema: {e}"))?;
-    let mut tags = Vec::new();
-    let mut fields = Vec::new();
-    for f in schema.fields() {
-        if f.name() == TIME_COLUMN {
-            continue;
-        }
-        if is_tag(f.data_type()) {
-            tags.push((f.name().clone(), ColumnKind::Tag));
-        } else {
-            let t = FieldType::from_arrow(f.data_type())
-                .ok_or_else(|| format!("column {} has type {}", f.name(), f.data_type()))?;
-            fields.push((f.name().clone(), ColumnKind::Field(t)));
-        }
-    }
-    tags.extend(fields);
+    let columns = columns_of(&schema)?;
     Ok(FileMeta {
         seq,
         path: rel_path(region_dir, file),
@@ -214,7 +200,7 @@ fn describe(
         max_time,
         rows,
         bytes,
-        columns: tags,
+        columns,
         wal,
     })
 }

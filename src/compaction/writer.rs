@@ -20,9 +20,8 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
 use crate::catalog::{FileMeta, Manifest, WalRange};
-use crate::model::{ColumnKind, FieldType, TIME_COLUMN};
+use crate::model::{ColumnKind, TIME_COLUMN};
 use crate::region::block::time_type;
-use crate::storage::merge::is_tag;
 use crate::storage::parquet::{meta, writer_properties};
 use crate::storage::paths::{PARQUET_EXT, temp_path};
 
@@ -76,27 +75,10 @@ fn pq_err(path: &Path) -> impl FnOnce(parquet::errors::ParquetError) -> Compacti
 
 /// The manifest's column list of a batch: tags then fields, in schema order.
 pub fn columns_of(schema: &Schema) -> Result<Vec<(String, ColumnKind)>> {
-    let mut tags = Vec::new();
-    let mut fields = Vec::new();
-    for f in schema.fields() {
-        if f.name() == TIME_COLUMN {
-            continue;
-        }
-        if is_tag(f.data_type()) {
-            tags.push((f.name().clone(), ColumnKind::Tag));
-        } else {
-            let t = FieldType::from_arrow(f.data_type()).ok_or_else(|| CompactionError::Arrow {
-                context: format!("column {}", f.name()),
-                source: arrow::error::ArrowError::SchemaError(format!(
-                    "type {} is not a Meridian field type",
-                    f.data_type()
-                )),
-            })?;
-            fields.push((f.name().clone(), ColumnKind::Field(t)));
-        }
-    }
-    tags.extend(fields);
-    Ok(tags)
+    crate::storage::merge::columns_of(schema).map_err(|e| CompactionError::Arrow {
+        context: "output columns".into(),
+        source: arrow::error::ArrowError::SchemaError(e),
+    })
 }
 
 fn base_kv(spec: &OutputSpec<'_>, tags: &str) -> Vec<KeyValue> {
@@ -423,7 +405,10 @@ mod tests {
                 w.meta.columns,
                 vec![
                     ("host".to_string(), ColumnKind::Tag),
-                    ("x".to_string(), ColumnKind::Field(FieldType::Float))
+                    (
+                        "x".to_string(),
+                        ColumnKind::Field(crate::model::FieldType::Float)
+                    )
                 ]
             );
             let times: Vec<i64> = batches

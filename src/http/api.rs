@@ -54,20 +54,18 @@ pub async fn query_get(State(state): State<Shared>, RawQuery(q): RawQuery) -> Re
     query(state, params).await
 }
 
+/// Bodies of query requests: JSON parameters, at most 1 MiB.
+fn query_body_limits(state: &Shared) -> BodyLimits {
+    BodyLimits {
+        max_bytes: 1 << 20,
+        gap: state.config.http.body_timeout,
+    }
+}
+
 /// `POST /api/v1/query` with a JSON object of the same parameters. Lists (fields, group_by,
 /// where) may be JSON arrays; numbers may be JSON numbers.
 pub async fn query_post(State(state): State<Shared>, headers: HeaderMap, body: Body) -> Response {
-    let bytes = match read_body(
-        &state.engine,
-        &headers,
-        body,
-        BodyLimits {
-            max_bytes: 1 << 20,
-            gap: state.config.http.body_timeout,
-        },
-    )
-    .await
-    {
+    let bytes = match read_body(&state.engine, &headers, body, query_body_limits(&state)).await {
         Ok(b) => b,
         Err(e) => return DialectError(Dialect::Api, e).into_response(),
     };
@@ -202,17 +200,7 @@ pub async fn internal_partial(
         )
         .into_response();
     }
-    let bytes = match read_body(
-        &state.engine,
-        &headers,
-        body,
-        BodyLimits {
-            max_bytes: 1 << 20,
-            gap: state.config.http.body_timeout,
-        },
-    )
-    .await
-    {
+    let bytes = match read_body(&state.engine, &headers, body, query_body_limits(&state)).await {
         Ok(b) => b,
         Err(e) => return DialectError(Dialect::Api, e).into_response(),
     };
