@@ -54,6 +54,67 @@ pub async fn query_get(State(state): State<Shared>, RawQuery(q): RawQuery) -> Re
     query(state, params).await
 }
 
+/// Bytes a streamed answer is sent in.
+const STREAM_CHUNK: usize = 64 << 10;
+
+/// A response whose body `produce` writes on a blocking thread, sent in chunks of
+/// [`STREAM_CHUNK`] as it is written (at most four chunks wait for the client): the
+/// serialized answer is never held whole, and a client that goes away stops the writing.
+fn streamed<F>(content_type: &'static str, produce: F) -> Response
+where
+    F: FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send + 'static,
+{
+    let (tx, body) = http_body_util::channel::Channel::<bytes::Bytes, std::io::Error>::new(4);
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let mut w = ChunkWriter {
+            tx,
+            handle,
+            buf: Vec::with_capacity(STREAM_CHUNK),
+        };
+        if produce(&mut w).is_ok() {
+            let _ = w.send_chunk();
+        }
+    });
+    ([(header::CONTENT_TYPE, content_type)], Body::new(body)).into_response()
+}
+
+/// Writes into chunks handed to a response body.
+struct ChunkWriter {
+    tx: http_body_util::channel::Sender<bytes::Bytes, std::io::Error>,
+    handle: tokio::runtime::Handle,
+    buf: Vec<u8>,
+}
+
+impl ChunkWriter {
+    fn send_chunk(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = bytes::Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(STREAM_CHUNK),
+        ));
+        self.handle
+            .block_on(self.tx.send_data(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client left"))
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= STREAM_CHUNK {
+            self.send_chunk()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Bodies of query requests: JSON parameters, at most 1 MiB.
 fn query_body_limits(state: &Shared) -> BodyLimits {
     BodyLimits {
@@ -147,7 +208,12 @@ async fn query(state: Shared, params: HashMap<String, String>) -> Response {
         .query_micros
         .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
     match spec.format {
-        Format::Json => Json(output::to_json(&result, spec.epoch)).into_response(),
+        Format::Json => {
+            let epoch = spec.epoch;
+            streamed("application/json", move |w| {
+                serde_json::to_writer(w, &output::to_json(&result, epoch)).map_err(Into::into)
+            })
+        }
         Format::Csv => (
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
             output::to_csv(&result, &spec.group_by, spec.epoch),

@@ -3,6 +3,8 @@
 //! the whole request and stops the scans, so a timed-out query answers on time with its
 //! regions marked `timeout` and leaves the server responsive.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::support::{ServerConfig, TestServer};
@@ -124,4 +126,41 @@ fn query_memory_is_bounded() {
     assert_eq!(raw.status, 413, "{:.300}", raw.body);
     let m = s.metrics();
     assert!(m.value("meridian_queries_total", None) >= 1.0);
+}
+
+/// JSON answers are streamed: sent in chunks as they are serialized (no Content-Length, the
+/// whole document never held), complete when read to the end; a client that leaves in the
+/// middle stops the writing and the server goes on.
+#[test]
+fn json_answers_are_streamed() {
+    let s = TestServer::start(ServerConfig::default());
+    let body: String = (0..30_000i64)
+        .map(|n| format!("m,host=h{} a={n}.5,c=\"text {n}\" {}\n", n % 20, T0 + n))
+        .collect();
+    s.write_ok("st", &body);
+    let r = s.get("/api/v1/query?db=st&measurement=m&fields=*&epoch=ns");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.headers.get("transfer-encoding").map(String::as_str),
+        Some("chunked"),
+        "{:?}",
+        r.headers
+    );
+    assert!(!r.headers.contains_key("content-length"));
+    let j = r.json();
+    let rows: usize = j["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["values"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(rows, 30_000);
+    // Leave after the first bytes.
+    let mut c = TcpStream::connect(s.addr()).unwrap();
+    c.write_all(b"GET /api/v1/query?db=st&measurement=m&fields=* HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 256];
+    let _ = c.read(&mut first).unwrap();
+    drop(c);
+    s.assert_healthy();
 }
