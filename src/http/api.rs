@@ -214,11 +214,12 @@ async fn query(state: Shared, params: HashMap<String, String>) -> Response {
                 serde_json::to_writer(w, &output::to_json(&result, epoch)).map_err(Into::into)
             })
         }
-        Format::Csv => (
-            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            output::to_csv(&result, &spec.group_by, spec.epoch),
-        )
-            .into_response(),
+        Format::Csv => {
+            let (group_by, epoch) = (spec.group_by.clone(), spec.epoch);
+            streamed("text/csv; charset=utf-8", move |w| {
+                output::write_csv(&result, &group_by, epoch, w)
+            })
+        }
         Format::Arrow => match output::to_arrow(&result, &spec.group_by) {
             Ok(bytes) => (
                 [(header::CONTENT_TYPE, "application/vnd.apache.arrow.stream")],

@@ -151,8 +151,13 @@ fn csv_field(s: &str, out: &mut String) {
     }
 }
 
-/// CSV: `name,<group tags>,time,<columns>`; time as in JSON.
-pub fn to_csv(r: &QueryResult, group_by: &[String], epoch: Epoch) -> String {
+/// CSV: `name,<group tags>,time,<columns>`; time as in JSON. Written a line at a time.
+pub fn write_csv(
+    r: &QueryResult,
+    group_by: &[String],
+    epoch: Epoch,
+    w: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
     let mut out = String::new();
     let header: Vec<&str> = std::iter::once("name")
         .chain(group_by.iter().map(|s| s.as_str()))
@@ -166,8 +171,10 @@ pub fn to_csv(r: &QueryResult, group_by: &[String], epoch: Epoch) -> String {
         csv_field(h, &mut out);
     }
     out.push('\n');
+    w.write_all(out.as_bytes())?;
     for s in &r.series {
         for (t, vals) in &s.rows {
+            out.clear();
             csv_field(&r.name, &mut out);
             for g in group_by {
                 out.push(',');
@@ -187,9 +194,10 @@ pub fn to_csv(r: &QueryResult, group_by: &[String], epoch: Epoch) -> String {
                 }
             }
             out.push('\n');
+            w.write_all(out.as_bytes())?;
         }
     }
-    out
+    Ok(())
 }
 
 /// The Arrow type of a result column: the type of its values; mixed numbers → Float64;

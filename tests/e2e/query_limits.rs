@@ -128,7 +128,7 @@ fn query_memory_is_bounded() {
     assert!(m.value("meridian_queries_total", None) >= 1.0);
 }
 
-/// JSON answers are streamed: sent in chunks as they are serialized (no Content-Length, the
+/// JSON and CSV answers are streamed: sent in chunks as they are serialized (no Content-Length, the
 /// whole document never held), complete when read to the end; a client that leaves in the
 /// middle stops the writing and the server goes on.
 #[test]
@@ -155,6 +155,13 @@ fn json_answers_are_streamed() {
         .map(|x| x["values"].as_array().unwrap().len())
         .sum();
     assert_eq!(rows, 30_000);
+    let csv = s.get("/api/v1/query?db=st&measurement=m&fields=*&format=csv");
+    assert_eq!(csv.status, 200);
+    assert_eq!(
+        csv.headers.get("transfer-encoding").map(String::as_str),
+        Some("chunked")
+    );
+    assert_eq!(csv.body.lines().count(), 1 + 30_000);
     // Leave after the first bytes.
     let mut c = TcpStream::connect(s.addr()).unwrap();
     c.write_all(b"GET /api/v1/query?db=st&measurement=m&fields=* HTTP/1.1\r\nHost: x\r\n\r\n")
