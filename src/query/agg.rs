@@ -136,6 +136,10 @@ pub struct Acc {
     /// Running mean and sum of squared deviations (stddev).
     pub mean: f64,
     pub m2: f64,
+    /// Strings and booleans a numeric aggregate left out (a field stored with several
+    /// types): the answer says so rather than skip them silently.
+    #[serde(default)]
+    pub skipped: u64,
 }
 
 /// An integer as its high (signed for `i64`) and low 32 bits, each in an `i64`.
@@ -320,7 +324,8 @@ impl Acc {
                 self.count += 1;
                 self.stamp(agg, v(), time, rank);
             }
-            _ => {}
+            Agg::Sum | Agg::Mean | Agg::Min | Agg::Max | Agg::Stddev => self.skipped += 1,
+            Agg::None => {}
         }
     }
 
@@ -358,6 +363,7 @@ impl Acc {
     /// Merges another partial of the same (group, bucket, field).
     pub fn merge(&mut self, o: &Acc) {
         if o.count == 0 {
+            self.skipped = self.skipped.saturating_add(o.skipped);
             return;
         }
         let (n1, n2) = (self.count as f64, o.count as f64);
@@ -377,6 +383,7 @@ impl Acc {
         self.isum = self.isum.saturating_add(o.isum);
         self.has_float |= o.has_float;
         self.has_int |= o.has_int;
+        self.skipped = self.skipped.saturating_add(o.skipped);
         if let Some(m) = &o.min
             && self
                 .min

@@ -61,6 +61,9 @@ pub struct QueryResult {
     /// Why no answer can be given as asked: a region found it too large (its own budget
     /// or `query.max_rows`), or the shared query memory is spent. Not a partial answer.
     pub refused: Option<Refusal>,
+    /// What the answer left out and why (a numeric aggregate over a field stored with
+    /// several types uses its numbers only).
+    pub warnings: Vec<String>,
 }
 
 /// A query refused as a whole.
@@ -233,9 +236,10 @@ pub async fn run(
             partial,
             regions,
             refused,
+            warnings: Vec::new(),
         };
     }
-    let (columns, series) = merge(&spec, partials);
+    let (columns, series, warnings) = merge(&spec, partials);
     QueryResult {
         name: spec.measurement.clone(),
         columns,
@@ -243,6 +247,7 @@ pub async fn run(
         partial,
         regions,
         refused,
+        warnings,
     }
 }
 
@@ -279,16 +284,18 @@ fn tags_of(spec: &QuerySpec, key: &GroupKey) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Merges region partials into output columns and series (sorted by group key).
-pub fn merge(spec: &QuerySpec, partials: Vec<Partial>) -> (Vec<String>, Vec<Series>) {
+/// Merges region partials into output columns and series (sorted by group key), with the
+/// answer's warnings.
+pub fn merge(spec: &QuerySpec, partials: Vec<Partial>) -> (Vec<String>, Vec<Series>, Vec<String>) {
     if spec.agg == Agg::None {
-        merge_raw(spec, partials)
+        let (c, s) = merge_raw(spec, partials);
+        (c, s, Vec::new())
     } else {
         merge_agg(spec, partials)
     }
 }
 
-fn merge_agg(spec: &QuerySpec, partials: Vec<Partial>) -> (Vec<String>, Vec<Series>) {
+fn merge_agg(spec: &QuerySpec, partials: Vec<Partial>) -> (Vec<String>, Vec<Series>, Vec<String>) {
     let mut fields: Vec<String> = match &spec.fields {
         Some(l) => l.clone(),
         None => Vec::new(),
@@ -326,6 +333,28 @@ fn merge_agg(spec: &QuerySpec, partials: Vec<Partial>) -> (Vec<String>, Vec<Seri
             }
         }
     }
+    // A field whose numbers were aggregated while strings or booleans of it were left out
+    // is stored with several types: say so.
+    let mut skipped = vec![(0u64, false); nf];
+    for buckets in groups.values() {
+        for accs in buckets.values() {
+            for (i, a) in accs.iter().enumerate() {
+                skipped[i].0 += a.skipped;
+                skipped[i].1 |= a.count > 0;
+            }
+        }
+    }
+    let warnings: Vec<String> = fields
+        .iter()
+        .zip(&skipped)
+        .filter(|(_, (n, used))| *n > 0 && *used)
+        .map(|(f, (n, _))| {
+            format!(
+                "field {f:?} is stored with several types: {} used its numbers and left out {n} string or boolean value(s)",
+                spec.agg.name()
+            )
+        })
+        .collect();
     let mut keys: Vec<GroupKey> = groups.keys().cloned().collect();
     keys.sort();
     let mut series = Vec::with_capacity(keys.len());
@@ -370,7 +399,7 @@ fn merge_agg(spec: &QuerySpec, partials: Vec<Partial>) -> (Vec<String>, Vec<Seri
             });
         }
     }
-    (fields, series)
+    (fields, series, warnings)
 }
 
 fn merge_raw(spec: &QuerySpec, partials: Vec<Partial>) -> (Vec<String>, Vec<Series>) {
@@ -448,4 +477,52 @@ fn merge_raw(spec: &QuerySpec, partials: Vec<Partial>) -> (Vec<String>, Vec<Seri
         });
     }
     (columns, series)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(agg: &str) -> QuerySpec {
+        let p: HashMap<String, String> = [("db", "d"), ("measurement", "m"), ("agg", agg)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        QuerySpec::from_params(&p).unwrap()
+    }
+
+    /// A numeric aggregate over a field stored as numbers in one region (or file) and
+    /// strings in another uses the numbers and says what it left out; a field of strings
+    /// only is not a warning.
+    #[test]
+    fn a_field_of_several_types_is_a_warning_not_a_silent_skip() {
+        let s = spec("mean");
+        let mut numbers = Acc::default();
+        numbers.add_float(Agg::Mean, 2.0, 1, 0);
+        numbers.add_int(Agg::Mean, 4, false, 2, 1);
+        let mut strings = Acc::default();
+        strings.add_other(Agg::Mean, || Value::Str("x".into()), 3, 2);
+        strings.add_other(Agg::Mean, || Value::Str("y".into()), 4, 3);
+        let part = |v: Acc, w: Acc| {
+            Partial::Agg(scan::AggPartial {
+                fields: vec!["only_strings".into(), "v".into()],
+                groups: HashMap::from([(vec![], BTreeMap::from([(0, vec![w, v])]))]),
+                entries: 1,
+            })
+        };
+        let (cols, series, warnings) = merge(
+            &s,
+            vec![
+                part(numbers, strings.clone()),
+                part(strings.clone(), strings),
+            ],
+        );
+        assert_eq!(cols, vec!["only_strings", "v"]);
+        assert_eq!(series[0].rows[0].1[1], Value::Float(3.0));
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("\"v\"") && warnings[0].contains("left out 2"),
+            "{warnings:?}"
+        );
+    }
 }

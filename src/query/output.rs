@@ -45,10 +45,13 @@ pub struct JsonResult<'a> {
 
 impl Serialize for JsonResult<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(3))?;
+        let mut m = s.serialize_map(None)?;
         m.serialize_entry("partial", &self.r.partial)?;
         m.serialize_entry("regions", &self.r.regions)?;
         m.serialize_entry("series", &SeriesList(self))?;
+        if !self.r.warnings.is_empty() {
+            m.serialize_entry("warnings", &self.r.warnings)?;
+        }
         m.end()
     }
 }
@@ -335,6 +338,7 @@ mod tests {
     fn json_document_shape_and_values() {
         let r = QueryResult {
             refused: None,
+            warnings: Vec::new(),
             name: "cpu".into(),
             columns: vec!["f".into(), "s".into(), "i".into(), "u".into(), "b".into()],
             series: vec![Series {
