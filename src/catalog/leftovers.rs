@@ -183,7 +183,19 @@ pub fn sweep_leftovers(manifest: &Manifest, remove: bool) -> Result<Vec<Leftover
                         fs::create_dir_all(parent).map_err(io_err(parent))?;
                         touched.insert(parent.to_path_buf());
                     }
-                    fs::rename(&path, to).map_err(io_err(to))?;
+                    // Never over an earlier quarantined file of the same name.
+                    let mut target = to.clone();
+                    let mut n = 1;
+                    while target.exists() {
+                        target = to.with_file_name(format!(
+                            "{}.{n}",
+                            to.file_name()
+                                .map(|f| f.to_string_lossy())
+                                .unwrap_or_default()
+                        ));
+                        n += 1;
+                    }
+                    fs::rename(&path, &target).map_err(io_err(&target))?;
                 }
             }
             if let Some(parent) = path.parent() {

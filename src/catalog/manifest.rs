@@ -137,6 +137,9 @@ struct State {
     log: Option<fs::File>,
     log_generation: u64,
     log_bytes: u64,
+    /// Whether `log_bytes` is the length of the log's committed lines (set once the log
+    /// was opened; a reopen cuts anything after it).
+    log_len_known: bool,
     /// Size of the last checkpoint written or read.
     checkpoint_bytes: u64,
 }
@@ -238,6 +241,7 @@ impl Manifest {
                 log: None,
                 log_generation: data.log_generation,
                 log_bytes: 0,
+                log_len_known: false,
                 checkpoint_bytes: 0,
             }),
             next_seq: AtomicU64::new(next),
@@ -290,8 +294,12 @@ impl Manifest {
         // Copied only while a reader holds the previous snapshot.
         let files = Arc::make_mut(&mut st.files);
         apply(files, &mut st.retired, record);
-        if st.log_bytes > CHECKPOINT_MIN_LOG_BYTES.max(st.checkpoint_bytes) {
-            self.checkpoint(st)?;
+        // The edit is durable now: a checkpoint that fails is retried by a later commit,
+        // never reported as a failed commit (the caller would undo a committed edit).
+        if st.log_bytes > CHECKPOINT_MIN_LOG_BYTES.max(st.checkpoint_bytes)
+            && let Err(e) = self.checkpoint(st)
+        {
+            tracing::warn!(region_dir = %self.region_dir.display(), "manifest checkpoint failed, will retry: {e}");
         }
         Ok(())
     }
@@ -318,14 +326,26 @@ impl Manifest {
                     .append(true)
                     .open(&path)
                     .map_err(|e| io_err(&path)(e))?;
-                st.log_bytes = f.metadata().map_err(|e| io_err(&path)(e))?.len();
+                let len = f.metadata().map_err(|e| io_err(&path)(e))?.len();
+                match st.log_len_known {
+                    // Reopened after a failed append whose cut failed: cut it now, or
+                    // the failed edit (or half of it) would be taken for a committed one.
+                    true if len > st.log_bytes => f
+                        .set_len(st.log_bytes)
+                        .and_then(|_| f.sync_data())
+                        .map_err(|e| io_err(&path)(e))?,
+                    true => {}
+                    false => st.log_bytes = len,
+                }
+                st.log_len_known = true;
                 sync_dir(&self.region_dir)?;
                 f
             }
         };
         if let Err(e) = f.write_all(line).and_then(|_| f.sync_data()) {
             // A partial line may be on disk: cut it, so the next append starts a line (a
-            // failed commit leaves nothing behind); if even that fails, reopen next time.
+            // failed commit leaves nothing behind); if even that fails, the next append
+            // reopens the log and cuts it to the length known good.
             if f.set_len(st.log_bytes).and_then(|_| f.sync_data()).is_ok() {
                 st.log = Some(f);
             }
@@ -364,11 +384,15 @@ impl Manifest {
             fs::rename(&tmp, &path)
         };
         write().map_err(|e| io_err(&path)(e))?;
-        sync_dir(&self.region_dir)?;
+        // The checkpoint on disk names the next generation from here on: so must the
+        // appends (if the rename is lost in a crash, open replays the older log and then
+        // this one).
         st.log = None;
         st.log_generation = next_generation;
         st.log_bytes = 0;
+        st.log_len_known = true;
         st.checkpoint_bytes = bytes.len() as u64;
+        sync_dir(&self.region_dir)?;
         let old = self.log_path(old_generation);
         match fs::remove_file(&old) {
             Ok(()) => sync_dir(&self.region_dir)?,
@@ -440,7 +464,32 @@ fn apply(files: &mut Vec<FileMeta>, retired: &mut Vec<String>, r: LogRecord) {
 /// other generations (older ones whose deletion was interrupted) are deleted.
 fn replay_log(region_dir: &Path, data: &mut ManifestData) -> Result<()> {
     data.files.sort_by_key(|f| f.seq);
-    let path = log_file(region_dir, data.log_generation);
+    let first = data.log_generation;
+    let mut generation = first;
+    // The checkpoint's log, then any later one: a checkpoint whose rename a crash undid
+    // left edits in the next generation's log, made on top of this log's.
+    while log_file(region_dir, generation).exists() || generation == first {
+        replay_one(region_dir, generation, data)?;
+        generation += 1;
+    }
+    // Appends go on in the last log replayed, after its edits.
+    data.log_generation = generation - 1;
+    // Logs of older generations are subsumed by the checkpoint (their deletion was
+    // interrupted).
+    for other in log_files(region_dir) {
+        let name = other.file_name().map(|n| n.to_string_lossy().into_owned());
+        if name
+            .and_then(|n| log_generation_of(&n))
+            .is_some_and(|g| g < first)
+        {
+            fs::remove_file(&other).map_err(|e| io_err(&other)(e))?;
+        }
+    }
+    Ok(())
+}
+
+fn replay_one(region_dir: &Path, generation: u64, data: &mut ManifestData) -> Result<()> {
+    let path = log_file(region_dir, generation);
     let text = match fs::read(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -482,14 +531,6 @@ fn replay_log(region_dir: &Path, data: &mut ManifestData) -> Result<()> {
         f.set_len(good as u64)
             .and_then(|_| f.sync_all())
             .map_err(|e| io_err(&path)(e))?;
-    }
-    // Logs of older generations are subsumed by the checkpoint (their deletion was
-    // interrupted); a newer one cannot have been written to before its checkpoint.
-    for other in log_files(region_dir) {
-        let name = other.file_name().map(|n| n.to_string_lossy().into_owned());
-        if name.and_then(|n| log_generation_of(&n)) != Some(data.log_generation) {
-            fs::remove_file(&other).map_err(|e| io_err(&other)(e))?;
-        }
     }
     Ok(())
 }
@@ -618,6 +659,50 @@ mod tests {
             "a later generation: {n:?}"
         );
         assert_eq!(n.iter().filter(|x| x.ends_with(".log")).count(), 1, "{n:?}");
+    }
+
+    /// A checkpoint whose rename a crash undid (the directory was never synced): the older
+    /// checkpoint and its log come back, and the edits made after the checkpoint in the next
+    /// generation's log are replayed on top of them, in order.
+    #[test]
+    fn edits_after_a_lost_checkpoint_rename_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Manifest::open(dir.path()).unwrap();
+        let add = |m: &Manifest, seq: u64| {
+            m.next_file_seq();
+            m.commit(ManifestEdit {
+                add: vec![meta(seq)],
+                remove: vec![],
+            })
+            .unwrap();
+        };
+        add(&m, 1);
+        add(&m, 2);
+        let old_checkpoint = fs::read(manifest_file(dir.path())).unwrap();
+        let old_log = fs::read(log_file(dir.path(), 1)).unwrap();
+        m.checkpoint_now().unwrap();
+        add(&m, 3);
+        m.commit(ManifestEdit {
+            add: vec![],
+            remove: vec![1],
+        })
+        .unwrap();
+        drop(m);
+        fs::write(manifest_file(dir.path()), old_checkpoint).unwrap();
+        fs::write(log_file(dir.path(), 1), old_log).unwrap();
+        let m = Manifest::open(dir.path()).unwrap();
+        let seqs: Vec<u64> = m.files().iter().map(|f| f.seq).collect();
+        assert_eq!(seqs, vec![2, 3]);
+        // Appends go on after the newest edits, and survive another reopen.
+        add(&m, 4);
+        drop(m);
+        let seqs: Vec<u64> = Manifest::open(dir.path())
+            .unwrap()
+            .files()
+            .iter()
+            .map(|f| f.seq)
+            .collect();
+        assert_eq!(seqs, vec![2, 3, 4]);
     }
 
     /// A last log line cut short by a crash is a commit that never returned: dropped (and

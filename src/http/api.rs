@@ -60,7 +60,7 @@ const STREAM_CHUNK: usize = 64 << 10;
 /// A response whose body `produce` writes on a blocking thread, sent in chunks of
 /// [`STREAM_CHUNK`] as it is written (at most four chunks wait for the client): the
 /// serialized answer is never held whole, and a client that goes away stops the writing.
-fn streamed<F>(content_type: &'static str, produce: F) -> Response
+fn streamed<F>(content_type: &'static str, gap: std::time::Duration, produce: F) -> Response
 where
     F: FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send + 'static,
 {
@@ -70,6 +70,7 @@ where
         let mut w = ChunkWriter {
             tx,
             handle,
+            gap,
             buf: Vec::with_capacity(STREAM_CHUNK),
         };
         if produce(&mut w).is_ok() {
@@ -83,6 +84,8 @@ where
 struct ChunkWriter {
     tx: http_body_util::channel::Sender<bytes::Bytes, std::io::Error>,
     handle: tokio::runtime::Handle,
+    /// The longest a client may take to take a chunk (a blocking thread waits meanwhile).
+    gap: std::time::Duration,
     buf: Vec<u8>,
 }
 
@@ -95,9 +98,20 @@ impl ChunkWriter {
             &mut self.buf,
             Vec::with_capacity(STREAM_CHUNK),
         ));
-        self.handle
-            .block_on(self.tx.send_data(chunk))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client left"))
+        match self
+            .handle
+            .block_on(tokio::time::timeout(self.gap, self.tx.send_data(chunk)))
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the client left",
+            )),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading (http.body_timeout)",
+            )),
+        }
     }
 }
 
@@ -208,17 +222,25 @@ async fn query(state: Shared, params: HashMap<String, String>) -> Response {
         .query_micros
         .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
     match spec.format {
+        // The spec (with the query's memory budget) lives until the answer is written.
         Format::Json => {
-            let epoch = spec.epoch;
-            streamed("application/json", move |w| {
-                serde_json::to_writer(w, &output::to_json(&result, epoch)).map_err(Into::into)
-            })
+            let spec = spec.clone();
+            streamed(
+                "application/json",
+                state.config.http.body_timeout,
+                move |w| {
+                    serde_json::to_writer(w, &output::to_json(&result, spec.epoch))
+                        .map_err(Into::into)
+                },
+            )
         }
         Format::Csv => {
-            let (group_by, epoch) = (spec.group_by.clone(), spec.epoch);
-            streamed("text/csv; charset=utf-8", move |w| {
-                output::write_csv(&result, &group_by, epoch, w)
-            })
+            let spec = spec.clone();
+            streamed(
+                "text/csv; charset=utf-8",
+                state.config.http.body_timeout,
+                move |w| output::write_csv(&result, &spec.group_by, spec.epoch, w),
+            )
         }
         Format::Arrow => match output::to_arrow(&result, &spec.group_by) {
             Ok(bytes) => (

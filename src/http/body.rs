@@ -36,6 +36,11 @@ impl Reservation {
         }
     }
 
+    /// Bytes counted by this reservation.
+    pub fn held(&self) -> u64 {
+        self.held
+    }
+
     /// Makes the reservation at least `total` bytes, or refuses (nothing more counted).
     pub fn cover(&mut self, total: u64) -> bool {
         if total <= self.held {
@@ -126,13 +131,14 @@ pub async fn read_body(
     if declared.is_some_and(|len| len > limit) {
         return Err(too_large());
     }
+    // Room for the declared length up to 4 MiB, counted now (a client that declares a
+    // large body and then stalls holds no more than that); the rest is counted as it comes.
+    let hint = declared.unwrap_or(0).min(4 << 20);
     let mut reservation = Reservation::new(engine);
-    if !reservation.cover(declared.unwrap_or(0)) {
+    if !reservation.cover(hint) {
         return Err(reservation.over_limit());
     }
-    // Room for the declared length up to 4 MiB (a client that declares a large body and
-    // then stalls holds no more than that), else grown as read.
-    let mut raw = ReqBody::with_capacity(declared.unwrap_or(0).min(4 << 20) as usize, None);
+    let mut raw = ReqBody::with_capacity(hint as usize, None);
     let mut body = body;
     loop {
         let frame = match tokio::time::timeout(limits.gap, body.frame()).await {

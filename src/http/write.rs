@@ -167,7 +167,7 @@ async fn write_inner(
     if prepared.accepted > 0 {
         state
             .engine
-            .admit(prepared.memory_cost)
+            .admit(prepared.memory_cost, rows_memory.held())
             .map_err(ApiError::from)?;
         let forwarded = headers.contains_key(FORWARDED_HEADER);
         let (local, elsewhere): (Vec<_>, Vec<_>) = prepared

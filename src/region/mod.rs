@@ -642,8 +642,10 @@ impl Engine {
     /// Whether rows that will take `cost` bytes in blocks may be committed now: refused for
     /// good if they could never fit in `memory.limit`, for now if blocks and request bodies
     /// leave no room for them.
-    pub fn admit(&self, cost: u64) -> Result<(), WriteError> {
-        if cost > self.memory_limit {
+    /// `own`: bytes the caller counts already for this body (its rows while they are
+    /// built), left out of what others hold.
+    pub fn admit(&self, cost: u64, own: u64) -> Result<(), WriteError> {
+        if cost.saturating_add(own) > self.memory_limit {
             return Err(WriteError::TooLarge(format!(
                 "the rows of this body would take about {cost} bytes in memory (each row costs every field column of its measurement), more than memory.limit ({} bytes); split it into smaller batches",
                 self.memory_limit
@@ -653,7 +655,7 @@ impl Engine {
             .metrics
             .memory_bytes
             .load(Relaxed)
-            .saturating_add(self.metrics.request_bytes.load(Relaxed));
+            .saturating_add(self.metrics.request_bytes.load(Relaxed).saturating_sub(own));
         if held.saturating_add(cost) > self.memory_limit {
             // Make room: the shards flush as if memory were that much higher.
             self.metrics.waiting_bytes.fetch_max(cost, Relaxed);
