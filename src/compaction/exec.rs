@@ -522,6 +522,16 @@ impl DataDir {
                 let res = roll_up_window(r, &ro, policy, settings, pd, emit);
                 record(&mut summary, &r.name, UnitKind::Rollup, &id, res, emit);
             }
+            // Leave the manifest as one checkpoint, as a clean server stop does. Not fatal:
+            // the log holds every edit of the run.
+            if let Err(e) = r.manifest.checkpoint_now() {
+                let text =
+                    format!("the final manifest checkpoint failed (the log keeps every edit): {e}");
+                emit(&Event::Note {
+                    region: &r.name,
+                    text: &text,
+                });
+            }
         }
         Ok(summary)
     }
