@@ -579,6 +579,26 @@ mod tests {
         }
     }
 
+    /// Reserves a seq and commits a file with it.
+    fn commit_add(m: &Manifest, seq: u64) {
+        m.next_file_seq();
+        m.commit(ManifestEdit {
+            add: vec![meta(seq)],
+            remove: vec![],
+        })
+        .unwrap();
+    }
+
+    /// The live seqs of the manifest as a new open reads it.
+    fn reopened_seqs(dir: &Path) -> Vec<u64> {
+        Manifest::open(dir)
+            .unwrap()
+            .files()
+            .iter()
+            .map(|f| f.seq)
+            .collect()
+    }
+
     #[test]
     fn commit_is_durable_and_atomic() {
         let dir = tempfile::tempdir().unwrap();
@@ -643,12 +663,7 @@ mod tests {
                 vec![]
             };
             m.commit(ManifestEdit { add, remove }).unwrap();
-            let seqs: Vec<u64> = Manifest::open(dir.path())
-                .unwrap()
-                .files()
-                .iter()
-                .map(|f| f.seq)
-                .collect();
+            let seqs = reopened_seqs(dir.path());
             assert_eq!(seqs, want, "round {round}");
         }
         let n = names(dir.path());
@@ -668,20 +683,12 @@ mod tests {
     fn edits_after_a_lost_checkpoint_rename_are_kept() {
         let dir = tempfile::tempdir().unwrap();
         let m = Manifest::open(dir.path()).unwrap();
-        let add = |m: &Manifest, seq: u64| {
-            m.next_file_seq();
-            m.commit(ManifestEdit {
-                add: vec![meta(seq)],
-                remove: vec![],
-            })
-            .unwrap();
-        };
-        add(&m, 1);
-        add(&m, 2);
+        commit_add(&m, 1);
+        commit_add(&m, 2);
         let old_checkpoint = fs::read(manifest_file(dir.path())).unwrap();
         let old_log = fs::read(log_file(dir.path(), 1)).unwrap();
         m.checkpoint_now().unwrap();
-        add(&m, 3);
+        commit_add(&m, 3);
         m.commit(ManifestEdit {
             add: vec![],
             remove: vec![1],
@@ -694,14 +701,9 @@ mod tests {
         let seqs: Vec<u64> = m.files().iter().map(|f| f.seq).collect();
         assert_eq!(seqs, vec![2, 3]);
         // Appends go on after the newest edits, and survive another reopen.
-        add(&m, 4);
+        commit_add(&m, 4);
         drop(m);
-        let seqs: Vec<u64> = Manifest::open(dir.path())
-            .unwrap()
-            .files()
-            .iter()
-            .map(|f| f.seq)
-            .collect();
+        let seqs = reopened_seqs(dir.path());
         assert_eq!(seqs, vec![2, 3, 4]);
     }
 
@@ -712,12 +714,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let m = Manifest::open(dir.path()).unwrap();
         for seq in 1..=3 {
-            m.next_file_seq();
-            m.commit(ManifestEdit {
-                add: vec![meta(seq)],
-                remove: vec![],
-            })
-            .unwrap();
+            commit_add(&m, seq);
         }
         drop(m);
         let log = log_file(dir.path(), 1);
@@ -727,19 +724,9 @@ mod tests {
         let seqs: Vec<u64> = m.files().iter().map(|f| f.seq).collect();
         assert_eq!(seqs, vec![1, 2]);
         // Appends go on after the cut.
-        m.next_file_seq();
-        m.commit(ManifestEdit {
-            add: vec![meta(9)],
-            remove: vec![],
-        })
-        .unwrap();
+        commit_add(&m, 9);
         drop(m);
-        let seqs: Vec<u64> = Manifest::open(dir.path())
-            .unwrap()
-            .files()
-            .iter()
-            .map(|f| f.seq)
-            .collect();
+        let seqs = reopened_seqs(dir.path());
         assert_eq!(seqs, vec![1, 2, 9]);
         let mut text = fs::read(&log).unwrap();
         text[5] = b'#';

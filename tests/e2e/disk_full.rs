@@ -28,6 +28,22 @@ fn mount_tmpfs(dir: &std::path::Path, size: &str) -> Option<Mount> {
     ok.then(|| Mount(dir.to_path_buf()))
 }
 
+/// Request `i`: 100 points with ids `i * 1000 + j` (field `v`) and a 100-byte string, so a
+/// few hundred requests fill a 3 MiB disk.
+fn padded_body(i: i64) -> String {
+    let pad = "x".repeat(100);
+    (0..100)
+        .map(|j| {
+            let v = i * 1000 + j;
+            format!(
+                "m,host=h{} v={v}i,pad=\"{pad}\" {}\n",
+                j % 50,
+                1_767_225_600_000_000_000 + v
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn full_disk_gives_507_and_recovers_when_space_returns() {
     let mut server = TestServer::new(ServerConfig::default().shards(1).segment_bytes("64KiB"));
@@ -40,21 +56,10 @@ fn full_disk_gives_507_and_recovers_when_space_returns() {
     };
     server.spawn(&[]).expect("server starts on the tmpfs");
 
-    let pad = "x".repeat(100);
     let mut acked: Vec<i64> = Vec::new();
     let (mut full, mut ok) = (0, 0);
     for i in 0..400i64 {
-        let body: String = (0..100)
-            .map(|j| {
-                let v = i * 1000 + j;
-                format!(
-                    "m,host=h{} v={v}i,pad=\"{pad}\" {}\n",
-                    j % 50,
-                    1_767_225_600_000_000_000 + v
-                )
-            })
-            .collect();
-        let r = server.post("/write?db=d", body);
+        let r = server.post("/write?db=d", padded_body(i));
         match r.status {
             204 => {
                 ok += 1;
@@ -121,21 +126,10 @@ fn a_full_disk_does_not_keep_the_server_from_starting() {
         return;
     };
     server.spawn(&[]).expect("server starts on the tmpfs");
-    let pad = "y".repeat(100);
     let mut acked = 0u64;
     let mut full = 0;
     for i in 0..400i64 {
-        let body: String = (0..100)
-            .map(|j| {
-                let v = i * 1000 + j;
-                format!(
-                    "m,host=h{} v={v}i,pad=\"{pad}\" {}\n",
-                    j % 50,
-                    1_767_225_600_000_000_000 + v
-                )
-            })
-            .collect();
-        match server.post("/write?db=d", body).status {
+        match server.post("/write?db=d", padded_body(i)).status {
             204 => acked += 100,
             507 => {
                 full += 1;
