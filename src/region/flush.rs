@@ -2,11 +2,11 @@
 //!
 //! The crash-safe order, step by step (each step only after the previous is durable):
 //! 1. sort by tag set then time, merge duplicates (`block::sorted_batch`);
-//! 2. write the file under a temporary name, fsync it, rename it into place, fsync the
-//!    directory (`storage::parquet::write_file`); new partition directories are fsynced into
-//!    their parents;
-//! 3. record the file in the region manifest (atomic rewrite + directory fsync), with the WAL
-//!    ranges it covers;
+//! 2. write the file under a temporary name, make it durable, rename it into place, make the
+//!    directories durable (`storage::parquet::write_files`; the small blocks of a shard
+//!    flushed together share one file-system sync);
+//! 3. record the files in the region manifest (one durable edit for the job), with the WAL
+//!    ranges each covers;
 //! 4. (the shard) drop the in-memory copy, so queries switch to the file;
 //! 5. (the shard) delete WAL segments whose every record is now in a file.
 //!
@@ -25,7 +25,7 @@ use crate::catalog::{FileMeta, Manifest, ManifestEdit, WalRange};
 use crate::model::PartitionStart;
 use crate::region::block::{Chunk, sorted_batch};
 use crate::storage::parquet::{
-    FLUSH_PAGE_ROWS, FLUSH_ZSTD_LEVEL, meta, sync_dirs_up_to, write_file, writer_properties,
+    FLUSH_PAGE_ROWS, FLUSH_ZSTD_LEVEL, meta, write_files, writer_properties,
 };
 use crate::storage::paths::data_file_rel;
 
@@ -37,22 +37,35 @@ pub struct BlockKey {
     pub partition: PartitionStart,
 }
 
-/// Everything needed to write one file.
-pub struct FlushJob {
-    pub region_name: Arc<str>,
-    pub manifest: Arc<Manifest>,
+/// One block to write as one file.
+pub struct FlushPart {
     pub key: BlockKey,
     pub chunks: Vec<Arc<Chunk>>,
     pub file_seq: u64,
     pub wal: Vec<WalRange>,
-    pub partition_duration_ns: i64,
-    pub row_group_rows: usize,
     /// The block's counted memory: its sorted copy and the encoder's buffers take about
     /// as much again while the flush runs, and are counted as such.
     pub bytes: u64,
 }
 
-/// What a finished flush reports.
+/// Everything needed to write the files of one flush: one block, or many small ones of a
+/// shard flushed together (one sync and one manifest edit for all of them).
+pub struct FlushJob {
+    pub region_name: Arc<str>,
+    pub manifest: Arc<Manifest>,
+    pub parts: Vec<FlushPart>,
+    pub partition_duration_ns: i64,
+    pub row_group_rows: usize,
+}
+
+impl FlushJob {
+    /// Memory the job holds while it runs.
+    pub fn bytes(&self) -> u64 {
+        self.parts.iter().map(|p| p.bytes).sum()
+    }
+}
+
+/// What a finished flush reports, per file.
 #[derive(Debug)]
 pub struct FlushOutcome {
     pub rows: u64,
@@ -69,39 +82,97 @@ pub struct Written {
     pub rows: RecordBatch,
 }
 
-/// Runs steps 1–3. On error nothing is recorded in the manifest (a written file is removed
-/// or becomes an orphan cleaned at start-up) and the caller keeps the rows in memory.
-pub fn run(job: &FlushJob) -> Result<(FlushOutcome, Written), String> {
+/// Runs steps 1–3 for every part: all files are written, made durable together and
+/// recorded in one manifest edit. On error nothing is recorded in the manifest (a written
+/// file becomes an orphan cleaned at start-up, or is replaced by the retry) and the caller
+/// keeps the rows in memory.
+pub fn run(job: &FlushJob) -> Result<Vec<(FlushOutcome, Written)>, String> {
     let started = Instant::now();
+    let region_dir = job.manifest.region_dir();
+    let mut prepared = Vec::with_capacity(job.parts.len());
+    for part in &job.parts {
+        prepared.push(prepare(job, part)?);
+    }
+    let files = prepared
+        .iter()
+        .map(|p| (region_dir.join(&p.rel), &p.batch, p.props.clone()))
+        .collect();
+    let sizes = write_files(files, region_dir).map_err(|e| e.to_string())?;
+    let metas: Vec<FileMeta> = prepared
+        .iter()
+        .zip(&sizes)
+        .map(|(p, bytes)| FileMeta {
+            bytes: *bytes,
+            ..p.meta.clone()
+        })
+        .collect();
+    job.manifest
+        .commit(ManifestEdit {
+            add: metas.clone(),
+            remove: vec![],
+        })
+        .map_err(|e| e.to_string())?;
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(prepared
+        .into_iter()
+        .zip(metas)
+        .map(|(p, meta)| {
+            (
+                FlushOutcome {
+                    rows: meta.rows,
+                    merged: p.merged,
+                    bytes: meta.bytes,
+                    seconds,
+                },
+                Written {
+                    path: region_dir.join(&p.rel),
+                    file: meta,
+                    rows: p.batch,
+                },
+            )
+        })
+        .collect())
+}
+
+/// One part sorted and described, ready to write.
+struct Prepared {
+    rel: PathBuf,
+    batch: RecordBatch,
+    props: parquet::file::properties::WriterProperties,
+    merged: usize,
+    /// Everything but the size, known once written.
+    meta: FileMeta,
+}
+
+/// Step 1 for one part, and its footer and manifest entry.
+fn prepare(job: &FlushJob, part: &FlushPart) -> Result<Prepared, String> {
     let (batch, cols, merged) =
-        sorted_batch(&job.chunks).map_err(|e| format!("sorting block: {e}"))?;
+        sorted_batch(&part.chunks).map_err(|e| format!("sorting block: {e}"))?;
     let rows = batch.num_rows() as u64;
-    let (min_time, max_time) = job.chunks.iter().fold((i64::MAX, i64::MIN), |(a, b), c| {
+    let (min_time, max_time) = part.chunks.iter().fold((i64::MAX, i64::MIN), |(a, b), c| {
         (a.min(c.min_time), b.max(c.max_time))
     });
     let rel = data_file_rel(
-        &job.key.db,
-        &job.key.measurement,
-        job.key.partition,
+        &part.key.db,
+        &part.key.measurement,
+        part.key.partition,
         job.partition_duration_ns,
-        job.file_seq,
+        part.file_seq,
     );
-    let region_dir = job.manifest.region_dir();
-    let path = region_dir.join(&rel);
     let kv = vec![
         KeyValue::new(meta::REGION.into(), job.region_name.to_string()),
-        KeyValue::new(meta::DB.into(), job.key.db.to_string()),
-        KeyValue::new(meta::MEASUREMENT.into(), job.key.measurement.to_string()),
+        KeyValue::new(meta::DB.into(), part.key.db.to_string()),
+        KeyValue::new(meta::MEASUREMENT.into(), part.key.measurement.to_string()),
         KeyValue::new(meta::MIN_TIME.into(), min_time.to_string()),
         KeyValue::new(meta::MAX_TIME.into(), max_time.to_string()),
         KeyValue::new(meta::ROW_COUNT.into(), rows.to_string()),
         KeyValue::new(
             meta::PARTITION_START.into(),
-            job.key.partition.0.to_string(),
+            part.key.partition.0.to_string(),
         ),
         KeyValue::new(
             meta::WAL.into(),
-            serde_json::to_string(&job.wal).map_err(|e| format!("encoding WAL ranges: {e}"))?,
+            serde_json::to_string(&part.wal).map_err(|e| format!("encoding WAL ranges: {e}"))?,
         ),
         KeyValue::new(
             meta::TAG_COLUMNS.into(),
@@ -119,40 +190,24 @@ pub fn run(job: &FlushJob) -> Result<(FlushOutcome, Written), String> {
         FLUSH_ZSTD_LEVEL,
         FLUSH_PAGE_ROWS,
     );
-    let bytes = write_file(&path, &batch, props).map_err(|e| e.to_string())?;
-    if let Some(parent) = path.parent() {
-        sync_dirs_up_to(parent, region_dir).map_err(|e| e.to_string())?;
-    }
     let meta = FileMeta {
-        seq: job.file_seq,
+        seq: part.file_seq,
         path: rel.to_string_lossy().replace('\\', "/"),
-        db: job.key.db.to_string(),
-        measurement: job.key.measurement.to_string(),
-        partition_start: job.key.partition.0,
+        db: part.key.db.to_string(),
+        measurement: part.key.measurement.to_string(),
+        partition_start: part.key.partition.0,
         min_time,
         max_time,
         rows,
-        bytes,
+        bytes: 0,
         columns: cols.kinds(),
-        wal: job.wal.clone(),
+        wal: part.wal.clone(),
     };
-    job.manifest
-        .commit(ManifestEdit {
-            add: vec![meta.clone()],
-            remove: vec![],
-        })
-        .map_err(|e| e.to_string())?;
-    Ok((
-        FlushOutcome {
-            rows,
-            merged,
-            bytes,
-            seconds: started.elapsed().as_secs_f64(),
-        },
-        Written {
-            path,
-            file: meta,
-            rows: batch,
-        },
-    ))
+    Ok(Prepared {
+        rel,
+        batch,
+        props,
+        merged,
+        meta,
+    })
 }

@@ -247,12 +247,9 @@ impl Engine {
                     let mut last_trim = std::time::Instant::now();
                     while let Ok((job, reply)) = rx.recv() {
                         // The sorted copy and the encoder's buffers, while they exist.
-                        let staging = job.bytes;
+                        let staging = job.bytes();
                         flush_metrics.memory_bytes.fetch_add(staging, Relaxed);
-                        let (result, written) = match flush::run(&job) {
-                            Ok((outcome, written)) => (Ok(outcome), Some(written)),
-                            Err(e) => (Err(e), None),
-                        };
+                        let result = flush::run(&job);
                         let _ = flush_metrics
                             .memory_bytes
                             .fetch_update(Relaxed, Relaxed, |m| Some(m.saturating_sub(staging)));
@@ -264,11 +261,29 @@ impl Engine {
                             release_free_memory();
                             last_trim = std::time::Instant::now();
                         }
-                        let _ = reply.send(Ctrl::FlushDone {
-                            file_seq: job.file_seq,
-                            result,
-                        });
-                        if let Some(w) = written {
+                        let written = match result {
+                            Ok(done) => done
+                                .into_iter()
+                                .zip(&job.parts)
+                                .map(|((outcome, written), part)| {
+                                    let _ = reply.send(Ctrl::FlushDone {
+                                        file_seq: part.file_seq,
+                                        result: Ok(outcome),
+                                    });
+                                    written
+                                })
+                                .collect(),
+                            Err(e) => {
+                                for part in &job.parts {
+                                    let _ = reply.send(Ctrl::FlushDone {
+                                        file_seq: part.file_seq,
+                                        result: Err(e.clone()),
+                                    });
+                                }
+                                Vec::new()
+                            }
+                        };
+                        for w in written {
                             match FileIndex::from_written(&w.path, &w.rows) {
                                 Ok(index) => cache.insert(&w.path, &w.file, index),
                                 // Not fatal: the first query of the file builds it.

@@ -24,7 +24,7 @@ use crate::config::{FlushConfig, SyncPolicy};
 use crate::metrics::Metrics;
 use crate::model::PartitionStart;
 use crate::region::block::{Block, Chunk};
-use crate::region::flush::{BlockKey, FlushJob, FlushOutcome};
+use crate::region::flush::{BlockKey, FlushJob, FlushOutcome, FlushPart};
 use crate::region::prepare::ShardBatch;
 use crate::region::rows::{Row, RowSource};
 use crate::region::wal::{Wal, WalError};
@@ -102,6 +102,8 @@ struct Flushing {
     file_seq: u64,
     wal: BTreeMap<usize, (u64, u64)>,
     bytes: u64,
+    /// Whether a flush job holds it now (false: waiting for `submit_pending`).
+    submitted: bool,
     retry_at: Option<Instant>,
 }
 
@@ -147,8 +149,25 @@ const TICK: Duration = Duration::from_millis(100);
 const MAX_GROUP: usize = 512;
 const FLUSH_RETRY: Duration = Duration::from_secs(2);
 const WAL_TRIM_EVERY: Duration = Duration::from_secs(1);
+/// Blocks smaller than this are flushed together, at most `BATCH_PARTS` per job.
+const BATCH_BYTES: u64 = 32 << 20;
+const BATCH_PARTS: usize = 1024;
 /// A block of an older partition with no append for this long is flushed (see check_triggers).
 const ROLLOVER_IDLE: Duration = Duration::from_millis(250);
+
+/// Sends one flush job to the pool.
+fn send_job(ctx: &ShardCtx, ctrl_tx: &Sender<Ctrl>, parts: Vec<FlushPart>) {
+    let job = FlushJob {
+        region_name: ctx.region_name.clone(),
+        manifest: ctx.manifest.clone(),
+        parts,
+        partition_duration_ns: ctx.partition_duration_ns,
+        row_group_rows: ctx.flush.row_group_rows,
+    };
+    if ctx.flush_tx.send((job, ctrl_tx.clone())).is_err() {
+        error!("flush pool is gone; blocks stay in memory");
+    }
+}
 
 impl Shard {
     pub fn new(ctx: ShardCtx, wal: Wal, ctrl_tx: Sender<Ctrl>) -> Shard {
@@ -334,35 +353,54 @@ impl Shard {
             file_seq: self.ctx.manifest.next_file_seq(),
             wal: active.wal,
             bytes: active.block.bytes() as u64,
+            submitted: false,
             retry_at: None,
         };
-        self.submit(&f);
         self.flushing.push(f);
         self.publish_in_memory();
     }
 
-    fn submit(&self, f: &Flushing) {
-        let job = FlushJob {
-            region_name: self.ctx.region_name.clone(),
-            manifest: self.ctx.manifest.clone(),
-            key: f.key.clone(),
-            chunks: f.chunks.clone(),
-            file_seq: f.file_seq,
-            wal: f
-                .wal
-                .iter()
-                .map(|(shard, (min_seq, max_seq))| WalRange {
-                    shard: *shard,
-                    min_seq: *min_seq,
-                    max_seq: *max_seq,
-                })
-                .collect(),
-            partition_duration_ns: self.ctx.partition_duration_ns,
-            row_group_rows: self.ctx.flush.row_group_rows,
-            bytes: f.bytes,
-        };
-        if self.ctx.flush_tx.send((job, self.ctrl_tx.clone())).is_err() {
-            error!("flush pool is gone; block stays in memory");
+    /// Hands the blocks waiting to be flushed to the flush pool: a large block is a job of
+    /// its own; small ones go together, up to `BATCH_PARTS` blocks or `BATCH_BYTES`, so
+    /// that thousands of small measurements cost a few syncs and manifest edits, not
+    /// thousands (each is still its own file: one schema per measurement).
+    fn submit_pending(&mut self) {
+        let mut batch: Vec<FlushPart> = Vec::new();
+        let mut batch_bytes = 0u64;
+        for f in self
+            .flushing
+            .iter_mut()
+            .filter(|f| !f.submitted && f.retry_at.is_none())
+        {
+            f.submitted = true;
+            let part = FlushPart {
+                key: f.key.clone(),
+                chunks: f.chunks.clone(),
+                file_seq: f.file_seq,
+                wal: f
+                    .wal
+                    .iter()
+                    .map(|(shard, (min_seq, max_seq))| WalRange {
+                        shard: *shard,
+                        min_seq: *min_seq,
+                        max_seq: *max_seq,
+                    })
+                    .collect(),
+                bytes: f.bytes,
+            };
+            if part.bytes >= BATCH_BYTES {
+                send_job(&self.ctx, &self.ctrl_tx, vec![part]);
+                continue;
+            }
+            batch_bytes += part.bytes;
+            batch.push(part);
+            if batch.len() >= BATCH_PARTS || batch_bytes >= BATCH_BYTES {
+                send_job(&self.ctx, &self.ctrl_tx, std::mem::take(&mut batch));
+                batch_bytes = 0;
+            }
+        }
+        if !batch.is_empty() {
+            send_job(&self.ctx, &self.ctrl_tx, batch);
         }
     }
 
@@ -371,6 +409,7 @@ impl Shard {
         for k in keys {
             self.start_flush(&k);
         }
+        self.submit_pending();
     }
 
     /// Lowest WAL seq of this shard's log still needed by a block in memory.
@@ -424,6 +463,7 @@ impl Shard {
                 self.ctx.metrics.flush_failures.fetch_add(1, Relaxed);
                 error!(region = %self.ctx.region_name, shard = self.ctx.shard, "flush failed, will retry: {e}");
                 self.flushing[pos].retry_at = Some(Instant::now() + FLUSH_RETRY);
+                self.flushing[pos].submitted = false;
             }
         }
         if self.flushing.is_empty() && self.blocks.is_empty() {
@@ -531,13 +571,12 @@ impl Shard {
             }
         }
         let now = Instant::now();
-        let retry: Vec<usize> = (0..self.flushing.len())
-            .filter(|i| self.flushing[*i].retry_at.is_some_and(|t| t <= now))
-            .collect();
-        for i in retry {
-            self.flushing[i].retry_at = None;
-            self.submit(&self.flushing[i]);
+        for f in &mut self.flushing {
+            if f.retry_at.is_some_and(|t| t <= now) {
+                f.retry_at = None;
+            }
         }
+        self.submit_pending();
     }
 
     fn handle_ctrl(&mut self, msg: Ctrl, stopping: &mut Option<std::sync::mpsc::Sender<()>>) {

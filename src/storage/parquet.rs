@@ -6,8 +6,9 @@
 //! DELTA_BINARY_PACKED without dictionary (0.48 vs 0.84 bytes/value with a dictionary first,
 //! on TSBS-like data); zstd level 1 everywhere (level 3 is at most 0.4% smaller and slower).
 //!
-//! Crash-safe write order ([`write_file`]): temp file → fsync → rename → fsync directory.
-//! A crash leaves either no file or the complete file; temporary files start with `.`.
+//! Crash-safe write order ([`write_files`]): temp files → durable → rename → directories
+//! durable. A crash leaves either no file or the complete file; temporary files start
+//! with `.`.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -136,24 +137,94 @@ pub fn writer_properties(
 /// Writes `batch` to `final_path` crash-safely and returns the file size in bytes.
 pub fn write_file(final_path: &Path, batch: &RecordBatch, props: WriterProperties) -> Result<u64> {
     let dir = final_path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let tmp = temp_path(final_path);
+    let sizes = write_files(vec![(final_path.to_path_buf(), batch, props)], dir)?;
+    Ok(sizes.first().copied().unwrap_or(0))
+}
+
+/// From this many files on, [`write_files`] makes them durable with two `syncfs` calls
+/// instead of an fsync per file and per directory. Measured on this machine's ext4
+/// (3,000 files of 1.4 KB in their own directories): an fsync of each file and directory
+/// 2.58 s, the same fsyncs batched after all writes 1.81 s, one `syncfs` 0.26 s.
+pub const SYNCFS_MIN_FILES: usize = 8;
+
+/// Writes each batch to its path crash-safely and returns the sizes in bytes, in order.
+/// `root` is a directory above every path (a region's directory): directories made
+/// below it are made durable up to it.
+///
+/// Order: every file under a temporary name → all durable → renamed into place → the
+/// renames durable. A crash leaves only temporary files or complete ones; on error, the
+/// temporary files are removed and renamed ones stay (a flush retried with the same names
+/// replaces them; start-up sweeps those no manifest records). Many small files (a flush
+/// of many small measurements) cost two file-system syncs in all, not four per file.
+pub fn write_files(
+    files: Vec<(PathBuf, &RecordBatch, WriterProperties)>,
+    root: &Path,
+) -> Result<Vec<u64>> {
+    let use_syncfs = cfg!(target_os = "linux") && files.len() >= SYNCFS_MIN_FILES;
+    let mut temps: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(files.len());
     let result = (|| {
-        let file = File::create(&tmp).map_err(io_err(&tmp))?;
-        let mut w =
-            ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(pq_err(&tmp))?;
-        w.write(batch).map_err(pq_err(&tmp))?;
-        let file = w.into_inner().map_err(pq_err(&tmp))?;
-        file.sync_all().map_err(io_err(&tmp))?;
-        let len = file.metadata().map_err(io_err(&tmp))?.len();
-        fs::rename(&tmp, final_path).map_err(io_err(final_path))?;
-        sync_dir(dir)?;
-        Ok(len)
+        let mut sizes = Vec::with_capacity(files.len());
+        for (final_path, batch, props) in files {
+            let dir = final_path.parent().unwrap_or(Path::new("."));
+            fs::create_dir_all(dir).map_err(io_err(dir))?;
+            let tmp = temp_path(&final_path);
+            temps.push((tmp.clone(), final_path));
+            let file = File::create(&tmp).map_err(io_err(&tmp))?;
+            let mut w =
+                ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(pq_err(&tmp))?;
+            w.write(batch).map_err(pq_err(&tmp))?;
+            let file = w.into_inner().map_err(pq_err(&tmp))?;
+            if !use_syncfs {
+                file.sync_all().map_err(io_err(&tmp))?;
+            }
+            sizes.push(file.metadata().map_err(io_err(&tmp))?.len());
+        }
+        if use_syncfs {
+            sync_fs(root)?;
+        }
+        for (tmp, final_path) in &temps {
+            fs::rename(tmp, final_path).map_err(io_err(final_path))?;
+        }
+        if use_syncfs {
+            sync_fs(root)?;
+        } else {
+            let mut dirs: Vec<&Path> = temps.iter().filter_map(|(_, p)| p.parent()).collect();
+            dirs.sort();
+            dirs.dedup();
+            for d in dirs {
+                sync_dirs_up_to(d, root)?;
+            }
+        }
+        Ok(sizes)
     })();
     if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        for (tmp, _) in &temps {
+            let _ = fs::remove_file(tmp);
+        }
     }
     result
+}
+
+/// Makes everything written to the file system holding `dir` durable (`syncfs(2)`, which
+/// reports write-back errors since Linux 5.8).
+#[cfg(target_os = "linux")]
+fn sync_fs(dir: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let d = File::open(dir).map_err(io_err(dir))?;
+    // SAFETY: the descriptor is open for the duration of the call.
+    if unsafe { libc::syncfs(d.as_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(StorageError::Io {
+            path: dir.to_path_buf(),
+            source: std::io::Error::last_os_error(),
+        })
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn sync_fs(_dir: &Path) -> Result<()> {
+    unreachable!("write_files uses syncfs only on Linux")
 }
 
 /// fsync a directory so a rename or create inside it is durable.
@@ -195,4 +266,45 @@ pub fn read_file(path: &Path) -> Result<(Arc<Schema>, Vec<RecordBatch>)> {
         })?);
     }
     Ok((schema, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int64Array;
+    use arrow::datatypes::Field;
+
+    fn batch(v: i64) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![v, v + 1]))]).unwrap()
+    }
+
+    /// Both durability paths (an fsync per file below SYNCFS_MIN_FILES, syncfs from it on)
+    /// leave exactly the complete files, in new nested directories, with their sizes.
+    #[test]
+    fn write_files_leaves_complete_files_and_no_temporaries() {
+        for n in [1, SYNCFS_MIN_FILES - 1, SYNCFS_MIN_FILES, 40] {
+            let root = tempfile::tempdir().unwrap();
+            let batches: Vec<RecordBatch> = (0..n as i64).map(batch).collect();
+            let files = batches
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    let path = root.path().join(format!("m{i}/part=0/{i:020}.parquet"));
+                    let props = writer_properties(&b.schema(), 1024, vec![], 1, 1024);
+                    (path, b, props)
+                })
+                .collect();
+            let sizes = write_files(files, root.path()).unwrap();
+            assert_eq!(sizes.len(), n);
+            for (i, size) in sizes.iter().enumerate() {
+                let path = root.path().join(format!("m{i}/part=0/{i:020}.parquet"));
+                assert_eq!(fs::metadata(&path).unwrap().len(), *size);
+                let (_, got) = read_file(&path).unwrap();
+                assert_eq!(got, vec![batches[i].clone()]);
+                let dir: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().collect();
+                assert_eq!(dir.len(), 1, "a temporary file was left beside {i}");
+            }
+        }
+    }
 }
