@@ -142,6 +142,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     let max_connections = connection_limit(cfg.http.max_connections, fd_limit, shards)
         .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", args.config.display()))?;
     let engine = Engine::open(&cfg, &opts).context("opening the data directory")?;
+    engine.load_series_catalog();
     engine.warm_index_cache();
     let cfg = Arc::new(cfg);
 

@@ -1,7 +1,10 @@
-//! The catalog: which Parquet files are live, per region ([`manifest`]).
+//! The catalog: which Parquet files are live, per region ([`manifest`]), and every series
+//! of every measurement ([`series`]).
 
+pub mod databases;
 pub mod leftovers;
 pub mod manifest;
 pub mod rebuild;
+pub mod series;
 
 pub use manifest::{FileMeta, Manifest, ManifestEdit, WalRange};

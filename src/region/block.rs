@@ -54,6 +54,11 @@ pub struct SeriesTable {
 }
 
 impl SeriesTable {
+    /// The tag sets from id `from` on.
+    pub fn sets_from(&self, from: usize) -> &[TagSet] {
+        self.sets.get(from..).unwrap_or(&[])
+    }
+
     /// The id of the series with these sorted tags, adding it if new.
     pub fn intern<K: AsRef<str>, V: AsRef<str>>(
         &mut self,
@@ -229,6 +234,8 @@ impl Chunk {
 /// The mutable block.
 pub struct Block {
     series: SeriesTable,
+    /// Series already handed to the series catalog (`take_new_series`).
+    reported: usize,
     time: Vec<i64>,
     sid: Vec<u32>,
     fields: Vec<(Arc<str>, FieldType, FieldBuilder)>,
@@ -260,6 +267,7 @@ impl Block {
     pub fn new() -> Block {
         Block {
             series: SeriesTable::default(),
+            reported: 0,
             time: Vec::new(),
             sid: Vec::new(),
             fields: Vec::new(),
@@ -296,6 +304,13 @@ impl Block {
     /// column costs that for the rows already there. When the active rows are sparse over
     /// their columns (a wide line among narrow ones), they are frozen first, so chunks hold
     /// only the columns their rows use.
+    /// The series added since the last call (for the series catalog).
+    pub fn take_new_series(&mut self) -> &[TagSet] {
+        let from = self.reported;
+        self.reported = self.series.len();
+        self.series.sets_from(from)
+    }
+
     pub fn append<K: AsRef<str>, V: AsRef<str>, F: AsRef<str>>(
         &mut self,
         series_hash: u64,

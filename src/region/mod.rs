@@ -40,6 +40,8 @@ use crate::query::index::{FileIndex, IndexCache};
 use crate::router::Router;
 use crate::storage::paths;
 
+use crate::catalog::databases::Databases;
+use crate::catalog::series::SeriesCatalog;
 use flush::FlushJob;
 use prepare::{PreparedWrite, ShardBatch};
 use schema::SchemaRegistry;
@@ -151,6 +153,8 @@ impl RegionSnapshot {
 pub struct Engine {
     router: Router,
     registry: SchemaRegistry,
+    series: Arc<SeriesCatalog>,
+    databases: Databases,
     regions: Vec<RegionHandle>,
     shards_per_region: usize,
     memory_limit: u64,
@@ -216,6 +220,8 @@ impl Engine {
         }
         let router = Router::new(&cfg.routing).map_err(startup("building router"))?;
         let registry = SchemaRegistry::new();
+        let series = Arc::new(SeriesCatalog::new());
+        let databases = Databases::open(&data_dir).map_err(startup("reading the database list"))?;
         let metrics = Arc::new(Metrics::default());
         let n_shards = cfg.ingest.shards_per_region;
         if let Some(h) = &opts.hosted {
@@ -386,6 +392,7 @@ impl Engine {
                     metrics: metrics.clone(),
                     flush_tx: flush_tx.clone(),
                     stats,
+                    series: series.clone(),
                 };
                 shards.push((Shard::new(ctx, w, ctx_tx), wrx, ctx_rx));
             }
@@ -422,6 +429,8 @@ impl Engine {
         Ok(Arc::new(Engine {
             router,
             registry,
+            series,
+            databases,
             regions,
             shards_per_region: n_shards,
             memory_limit: cfg.ingest.memory.limit_bytes,
@@ -564,6 +573,73 @@ impl Engine {
 
     pub fn registry(&self) -> &SchemaRegistry {
         &self.registry
+    }
+
+    /// Databases made by `CREATE DATABASE`.
+    pub fn databases(&self) -> &Databases {
+        &self.databases
+    }
+
+    /// Every series of every measurement (see [`SeriesCatalog`]).
+    pub fn series(&self) -> &Arc<SeriesCatalog> {
+        &self.series
+    }
+
+    /// Adds the series of every live file to the series catalog, in the background (the
+    /// rows in memory were added by the replay already), and marks it loaded. Only the tag
+    /// columns are read.
+    pub fn load_series_catalog(self: &Arc<Self>) {
+        let engine = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("meridian-series-load".into())
+            .spawn(move || {
+                let Some(e) = engine.upgrade() else { return };
+                let started = std::time::Instant::now();
+                let mut files: Vec<(std::path::PathBuf, FileMeta)> = Vec::new();
+                for r in &e.regions {
+                    if let Some(m) = &r.manifest {
+                        let dir = m.region_dir().to_path_buf();
+                        files.extend(m.files().iter().map(|f| (dir.join(&f.path), f.clone())));
+                    }
+                }
+                let (series, stopping) = (e.series.clone(), e.stopping.clone());
+                drop(e);
+                let mut read = 0usize;
+                for (path, meta) in &files {
+                    if stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                        return;
+                    }
+                    if meta.rows == 0 {
+                        continue;
+                    }
+                    let tags: Vec<&str> = meta
+                        .columns
+                        .iter()
+                        .filter(|(_, k)| matches!(k, crate::model::ColumnKind::Tag))
+                        .map(|(n, _)| n.as_str())
+                        .collect();
+                    let entry = series.entry(&meta.db, &meta.measurement);
+                    let result = crate::storage::parquet::for_each_tag_set(path, &tags, |set| {
+                        entry.write().add(set);
+                    });
+                    match result {
+                        Ok(()) => read += 1,
+                        // Compacted away meanwhile (its rows are in a newer file, read too),
+                        // or unreadable: queries of it will say so.
+                        Err(err) => warn!(%err, "series catalog: a file was skipped"),
+                    }
+                }
+                series.mark_loaded();
+                info!(
+                    files = read,
+                    secs = started.elapsed().as_secs_f64(),
+                    "series catalog loaded"
+                );
+            });
+        if let Err(e) = spawned {
+            warn!("cannot start the series catalog load: {e}; marking it loaded as is");
+            self.series.mark_loaded();
+        }
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {

@@ -19,6 +19,7 @@ use crossbeam_channel::{Receiver, Sender, select};
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
+use crate::catalog::series::SeriesCatalog;
 use crate::catalog::{Manifest, WalRange};
 use crate::config::{FlushConfig, SyncPolicy};
 use crate::metrics::Metrics;
@@ -132,6 +133,7 @@ pub struct ShardCtx {
     pub metrics: Arc<Metrics>,
     pub flush_tx: Sender<(FlushJob, Sender<Ctrl>)>,
     pub stats: Arc<ShardStats>,
+    pub series: Arc<SeriesCatalog>,
 }
 
 pub struct Shard {
@@ -262,6 +264,14 @@ impl Shard {
                     || !same_str(cur.measurement, measurement)
                     || PartitionStart::of(cur.ts, pd) != partition
                 {
+                    let new = entry.block.take_new_series();
+                    if !new.is_empty() {
+                        let catalog = self.ctx.series.entry(db, measurement);
+                        let mut catalog = catalog.write();
+                        for set in new {
+                            catalog.add(set);
+                        }
+                    }
                     break;
                 }
                 // Rows of one payload with a shape share their key strings (rows.rs): equal

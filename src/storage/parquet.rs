@@ -268,6 +268,85 @@ pub fn read_file(path: &Path) -> Result<(Arc<Schema>, Vec<RecordBatch>)> {
     Ok((schema, out))
 }
 
+/// Calls `each` with every distinct tag set of a file (tag name, value; absent tags left
+/// out), reading only its tag columns. Rows are sorted by tag set, so each set is one run
+/// and is reported once; a file without tag columns reports the empty set once.
+pub fn for_each_tag_set(
+    path: &Path,
+    tag_columns: &[&str],
+    mut each: impl FnMut(&[(&str, &str)]),
+) -> Result<()> {
+    use arrow::array::{Array, AsArray};
+    use parquet::arrow::ProjectionMask;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let file = File::open(path).map_err(io_err(path))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq_err(path))?;
+    let schema = builder.parquet_schema();
+    let wanted: Vec<usize> = (0..schema.num_columns())
+        .filter(|i| tag_columns.contains(&schema.column(*i).name()))
+        .collect();
+    if wanted.is_empty() {
+        if builder.metadata().file_metadata().num_rows() > 0 {
+            each(&[]);
+        }
+        return Ok(());
+    }
+    let mask = ProjectionMask::leaves(schema, wanted);
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(pq_err(path))?;
+    let mut prev: Option<Vec<Option<String>>> = None;
+    let mut cur: Vec<Option<String>> = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|source| StorageError::Arrow {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let names: Vec<String> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let cols: Vec<arrow::array::ArrayRef> = batch
+            .columns()
+            .iter()
+            .map(|c| arrow::compute::cast(c, &DataType::Utf8))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|source| StorageError::Arrow {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let strs: Vec<&arrow::array::StringArray> = cols.iter().map(|c| c.as_string()).collect();
+        for row in 0..batch.num_rows() {
+            let same = prev.as_ref().is_some_and(|p| {
+                strs.iter().enumerate().all(|(i, c)| {
+                    let v = (!c.is_null(row)).then(|| c.value(row));
+                    p[i].as_deref() == v
+                })
+            });
+            if same {
+                continue;
+            }
+            cur.clear();
+            cur.extend(
+                strs.iter()
+                    .map(|c| (!c.is_null(row)).then(|| c.value(row).to_string())),
+            );
+            let pairs: Vec<(&str, &str)> = names
+                .iter()
+                .zip(&cur)
+                .filter_map(|(n, v)| v.as_deref().map(|v| (n.as_str(), v)))
+                .collect();
+            each(&pairs);
+            prev = Some(std::mem::take(&mut cur));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,5 +385,59 @@ mod tests {
                 assert_eq!(dir.len(), 1, "a temporary file was left beside {i}");
             }
         }
+    }
+
+    /// Tag sets come back once per run, absent (null) tags left out; a file without tag
+    /// columns has the one empty set.
+    #[test]
+    fn tag_sets_of_a_file_are_its_runs() {
+        use arrow::array::{DictionaryArray, StringArray};
+        use arrow::datatypes::Int32Type;
+        let root = tempfile::tempdir().unwrap();
+        let host: DictionaryArray<Int32Type> = vec![Some("a"), Some("a"), Some("b"), None, None]
+            .into_iter()
+            .collect();
+        let region = StringArray::from(vec![Some("eu"), Some("eu"), None, Some("us"), None]);
+        let v = Int64Array::from(vec![1, 2, 3, 4, 5]);
+        let batch = RecordBatch::try_from_iter(vec![
+            ("host", Arc::new(host) as arrow::array::ArrayRef),
+            ("region", Arc::new(region) as arrow::array::ArrayRef),
+            ("v", Arc::new(v) as arrow::array::ArrayRef),
+        ])
+        .unwrap();
+        let path = root.path().join("f.parquet");
+        let props = writer_properties(&batch.schema(), 1024, vec![], 1, 1024);
+        write_file(&path, &batch, props).unwrap();
+        let mut got: Vec<Vec<(String, String)>> = Vec::new();
+        for_each_tag_set(&path, &["host", "region"], |set| {
+            got.push(
+                set.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+        })
+        .unwrap();
+        let s = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            got,
+            vec![
+                s(&[("host", "a"), ("region", "eu")]),
+                s(&[("host", "b")]),
+                s(&[("region", "us")]),
+                s(&[]),
+            ]
+        );
+        let mut none = 0;
+        for_each_tag_set(&path, &[], |set| {
+            assert!(set.is_empty());
+            none += 1;
+        })
+        .unwrap();
+        assert_eq!(none, 1);
     }
 }

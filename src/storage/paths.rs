@@ -3,6 +3,7 @@
 //! ```text
 //! <data_dir>/
 //!   meridian.lock                                  held (flock) by a running server
+//!   databases.json                                 databases made by CREATE DATABASE
 //!   <region>/
 //!     manifest.json                                live files of the region (atomic rewrite)
 //!     wal/<shard>/<first_seq:020>.wal              write-ahead log segments
@@ -20,6 +21,7 @@ use crate::model::{PARTITION_KEY_DAY, PARTITION_KEY_HOUR, PARTITION_KEY_MINUTE, 
 
 pub const LOCK_FILE: &str = "meridian.lock";
 pub const MANIFEST_FILE: &str = "manifest.json";
+pub const DATABASES_FILE: &str = "databases.json";
 pub const WAL_DIR: &str = "wal";
 pub const PARQUET_EXT: &str = "parquet";
 /// Under a region directory: data files no manifest lists and that were not provably
@@ -84,6 +86,10 @@ pub fn decode_measurement(enc: &str) -> Option<String> {
 
 pub fn lock_file(data_dir: &Path) -> PathBuf {
     data_dir.join(LOCK_FILE)
+}
+
+pub fn databases_file(data_dir: &Path) -> PathBuf {
+    data_dir.join(DATABASES_FILE)
 }
 
 pub fn region_dir(data_dir: &Path, region: &str) -> PathBuf {

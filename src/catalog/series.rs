@@ -1,0 +1,475 @@
+//! The series catalog: every series (tag set) of every (db, measurement), in memory, for
+//! schema discovery (`SHOW TAG VALUES`, `SHOW SERIES`, `SHOW MEASUREMENTS WHERE …`,
+//! cardinalities) without reading data.
+//!
+//! Fed by the shards as a block first sees a series (so points not flushed yet count) and,
+//! at start-up, by reading the tag columns of every live file in the background
+//! ([`SeriesCatalog::mark_loaded`] once done; readers that need completeness wait for it).
+//! Adding is idempotent: the same series from many blocks and files is stored once.
+//!
+//! Per measurement, a series is a vector of value ids, one per tag key in the order keys
+//! were first seen ([`ABSENT`] where the series lacks the key), and each (key, value) has a
+//! posting list of series ids (roaring bitmaps), so `WITH KEY = host WHERE region = 'eu'`
+//! intersects two bitmaps and lists the values whose postings meet the result.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::RwLock;
+use roaring::RoaringBitmap;
+
+/// The value id of a key a series lacks.
+pub const ABSENT: u32 = u32::MAX;
+
+/// One tag key's values: id ↔ string, and the series carrying each value.
+#[derive(Default, Debug)]
+struct KeyValues {
+    values: Vec<Arc<str>>,
+    ids: HashMap<Arc<str>, u32>,
+    postings: Vec<RoaringBitmap>,
+}
+
+/// The series of one measurement.
+#[derive(Default, Debug)]
+pub struct MeasurementSeries {
+    keys: Vec<Arc<str>>,
+    key_pos: HashMap<Arc<str>, usize>,
+    per_key: Vec<KeyValues>,
+    /// Value ids per key position; trailing [`ABSENT`]s trimmed, so a series has one form.
+    series: Vec<Box<[u32]>>,
+    ids: HashMap<Box<[u32]>, u32>,
+    /// Series removed by a drop or delete (their ids are not reused; they are in no posting).
+    removed: RoaringBitmap,
+}
+
+impl MeasurementSeries {
+    /// Adds a series given as (key, value) pairs (any order, keys distinct). Returns whether
+    /// it was new.
+    pub fn add<K: AsRef<str>, V: AsRef<str>>(&mut self, tags: &[(K, V)]) -> bool {
+        let mut ids: Vec<u32> = vec![ABSENT; self.keys.len()];
+        // Look up first: a known series costs no allocation of strings.
+        let mut unknown = false;
+        for (k, v) in tags {
+            match self.key_pos.get(k.as_ref()) {
+                Some(&p) => match self.per_key[p].ids.get(v.as_ref()) {
+                    Some(&id) => ids[p] = id,
+                    None => unknown = true,
+                },
+                None => unknown = true,
+            }
+        }
+        if !unknown {
+            trim(&mut ids);
+            if let Some(&sid) = self.ids.get(ids.as_slice())
+                && !self.removed.contains(sid)
+            {
+                return false;
+            }
+        }
+        for (k, v) in tags {
+            let p = match self.key_pos.get(k.as_ref()) {
+                Some(&p) => p,
+                None => {
+                    let key: Arc<str> = Arc::from(k.as_ref());
+                    self.keys.push(key.clone());
+                    self.key_pos.insert(key, self.keys.len() - 1);
+                    self.per_key.push(KeyValues::default());
+                    self.keys.len() - 1
+                }
+            };
+            let kv = &mut self.per_key[p];
+            let id = match kv.ids.get(v.as_ref()) {
+                Some(&id) => id,
+                None => {
+                    let value: Arc<str> = Arc::from(v.as_ref());
+                    kv.values.push(value.clone());
+                    kv.postings.push(RoaringBitmap::new());
+                    let id = (kv.values.len() - 1) as u32;
+                    kv.ids.insert(value, id);
+                    id
+                }
+            };
+            if ids.len() <= p {
+                ids.resize(p + 1, ABSENT);
+            }
+            ids[p] = id;
+        }
+        trim(&mut ids);
+        let ids: Box<[u32]> = ids.into_boxed_slice();
+        let sid = match self.ids.get(&ids) {
+            // Re-added after a delete: same id, back in its postings.
+            Some(&sid) => {
+                self.removed.remove(sid);
+                sid
+            }
+            None => {
+                let sid = self.series.len() as u32;
+                self.series.push(ids.clone());
+                self.ids.insert(ids.clone(), sid);
+                sid
+            }
+        };
+        for (p, &id) in ids.iter().enumerate() {
+            if id != ABSENT {
+                self.per_key[p].postings[id as usize].insert(sid);
+            }
+        }
+        true
+    }
+
+    /// Live series.
+    pub fn len(&self) -> u64 {
+        self.series.len() as u64 - self.removed.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every live series id.
+    pub fn all(&self) -> RoaringBitmap {
+        let mut all = RoaringBitmap::new();
+        all.insert_range(0..self.series.len() as u32);
+        all -= &self.removed;
+        all
+    }
+
+    /// Series whose `key` is `value` (`""`: series lacking the key, as InfluxQL reads it).
+    pub fn with_value(&self, key: &str, value: &str) -> RoaringBitmap {
+        if value.is_empty() {
+            return self.without_key(key);
+        }
+        self.key_pos
+            .get(key)
+            .and_then(|&p| {
+                let kv = &self.per_key[p];
+                kv.ids
+                    .get(value)
+                    .map(|&id| kv.postings[id as usize].clone())
+            })
+            .unwrap_or_default()
+    }
+
+    /// Series whose `key` matches `pred` (the empty string stands for "lacks the key").
+    pub fn matching(&self, key: &str, pred: impl Fn(&str) -> bool) -> RoaringBitmap {
+        let mut out = RoaringBitmap::new();
+        if let Some(&p) = self.key_pos.get(key) {
+            let kv = &self.per_key[p];
+            for (i, v) in kv.values.iter().enumerate() {
+                if pred(v) {
+                    out |= &kv.postings[i];
+                }
+            }
+        }
+        if pred("") {
+            out |= self.without_key(key);
+        }
+        out
+    }
+
+    /// Series lacking `key`.
+    pub fn without_key(&self, key: &str) -> RoaringBitmap {
+        let mut out = self.all();
+        if let Some(&p) = self.key_pos.get(key) {
+            for postings in &self.per_key[p].postings {
+                out -= postings;
+            }
+        }
+        out
+    }
+
+    /// Tag keys carried by at least one of `within` (all live series if `None`), sorted.
+    pub fn tag_keys(&self, within: Option<&RoaringBitmap>) -> Vec<&str> {
+        let mut keys: Vec<&str> = self
+            .keys
+            .iter()
+            .enumerate()
+            .filter(|(p, _)| {
+                self.per_key[*p].postings.iter().any(|b| match within {
+                    Some(w) => !b.is_disjoint(w),
+                    None => !b.is_empty(),
+                })
+            })
+            .map(|(_, k)| &**k)
+            .collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    /// Values of `key` carried by at least one of `within` (all live series if `None`),
+    /// sorted.
+    pub fn tag_values(&self, key: &str, within: Option<&RoaringBitmap>) -> Vec<&str> {
+        let Some(&p) = self.key_pos.get(key) else {
+            return Vec::new();
+        };
+        let kv = &self.per_key[p];
+        let mut out: Vec<&str> = kv
+            .values
+            .iter()
+            .zip(&kv.postings)
+            .filter(|(_, b)| match within {
+                Some(w) => !b.is_disjoint(w),
+                None => !b.is_empty(),
+            })
+            .map(|(v, _)| &**v)
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// The tags of series `sid`, sorted by key.
+    pub fn tags(&self, sid: u32) -> Vec<(&str, &str)> {
+        let Some(ids) = self.series.get(sid as usize) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(&str, &str)> = ids
+            .iter()
+            .enumerate()
+            .filter(|(_, id)| **id != ABSENT)
+            .map(|(p, id)| (&*self.keys[p], &*self.per_key[p].values[*id as usize]))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Removes the series in `sids` (a drop or delete).
+    pub fn remove(&mut self, sids: &RoaringBitmap) {
+        for kv in &mut self.per_key {
+            for b in &mut kv.postings {
+                *b -= sids;
+            }
+        }
+        let mut ever = RoaringBitmap::new();
+        ever.insert_range(0..self.series.len() as u32);
+        self.removed |= sids & &ever;
+    }
+
+    /// Approximate heap bytes.
+    pub fn heap_bytes(&self) -> usize {
+        let series: usize = self
+            .series
+            .iter()
+            .map(|s| 2 * (16 + 4 * s.len()) + 24)
+            .sum();
+        let values: usize = self
+            .per_key
+            .iter()
+            .map(|kv| {
+                kv.values.iter().map(|v| 2 * v.len() + 64).sum::<usize>()
+                    + kv.postings
+                        .iter()
+                        .map(|b| b.serialized_size())
+                        .sum::<usize>()
+            })
+            .sum();
+        series + values
+    }
+}
+
+fn trim(ids: &mut Vec<u32>) {
+    while ids.last() == Some(&ABSENT) {
+        ids.pop();
+    }
+}
+
+/// A measurement's series, shared between the shards that add and the readers.
+pub type SharedSeries = Arc<RwLock<MeasurementSeries>>;
+
+type ByMeasurement = BTreeMap<Arc<str>, SharedSeries>;
+
+/// The catalog of every database.
+#[derive(Default)]
+pub struct SeriesCatalog {
+    /// db → measurement → series.
+    dbs: RwLock<BTreeMap<Arc<str>, ByMeasurement>>,
+    loaded: AtomicBool,
+}
+
+impl SeriesCatalog {
+    pub fn new() -> SeriesCatalog {
+        SeriesCatalog::default()
+    }
+
+    /// The series of (db, measurement), made if new.
+    pub fn entry(&self, db: &str, measurement: &str) -> SharedSeries {
+        if let Some(s) = self.dbs.read().get(db).and_then(|ms| ms.get(measurement)) {
+            return s.clone();
+        }
+        self.dbs
+            .write()
+            .entry(Arc::from(db))
+            .or_default()
+            .entry(Arc::from(measurement))
+            .or_default()
+            .clone()
+    }
+
+    /// The series of (db, measurement), if any was ever added.
+    pub fn get(&self, db: &str, measurement: &str) -> Option<SharedSeries> {
+        self.dbs
+            .read()
+            .get(db)
+            .and_then(|ms| ms.get(measurement))
+            .cloned()
+    }
+
+    /// Databases with at least one measurement, sorted.
+    pub fn databases(&self) -> Vec<Arc<str>> {
+        self.dbs.read().keys().cloned().collect()
+    }
+
+    /// Measurements of `db` with at least one live series, sorted.
+    pub fn measurements(&self, db: &str) -> Vec<(Arc<str>, SharedSeries)> {
+        self.dbs
+            .read()
+            .get(db)
+            .map(|ms| {
+                ms.iter()
+                    .filter(|(_, s)| !s.read().is_empty())
+                    .map(|(m, s)| (m.clone(), s.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Forgets a database.
+    pub fn drop_database(&self, db: &str) {
+        self.dbs.write().remove(db);
+    }
+
+    /// Forgets a measurement.
+    pub fn drop_measurement(&self, db: &str, measurement: &str) {
+        let mut dbs = self.dbs.write();
+        if let Some(ms) = dbs.get_mut(db) {
+            ms.remove(measurement);
+        }
+    }
+
+    /// Called once every live file's series were added at start-up.
+    pub fn mark_loaded(&self) {
+        self.loaded.store(true, Ordering::Release);
+    }
+
+    /// Whether the start-up load is done (until then, answers may miss series of files).
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    /// Approximate heap bytes of every measurement.
+    pub fn heap_bytes(&self) -> usize {
+        self.dbs
+            .read()
+            .values()
+            .flat_map(|ms| ms.values())
+            .map(|s| s.read().heap_bytes())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn series_are_stored_once_and_postings_answer_predicates() {
+        let mut m = MeasurementSeries::default();
+        assert!(m.add(&set(&[("host", "a"), ("region", "eu")])));
+        assert!(!m.add(&set(&[("region", "eu"), ("host", "a")])));
+        assert!(m.add(&set(&[("host", "b")])));
+        assert!(m.add(&set(&[])));
+        assert!(!m.add(&set(&[])));
+        assert!(m.add(&set(&[("region", "us")])));
+        assert_eq!(m.len(), 4);
+        assert_eq!(m.tag_keys(None), vec!["host", "region"]);
+        assert_eq!(m.tag_values("host", None), vec!["a", "b"]);
+        let eu = m.with_value("region", "eu");
+        assert_eq!(m.tag_values("host", Some(&eu)), vec!["a"]);
+        // "" = lacking the key: the tagless series and host=b.
+        assert_eq!(m.with_value("region", "").len(), 2);
+        assert_eq!(m.matching("host", |v| v != "a").len(), 3);
+        let sids: Vec<u32> = m.all().iter().collect();
+        let keys: Vec<Vec<(&str, &str)>> = sids.iter().map(|s| m.tags(*s)).collect();
+        assert!(keys.contains(&vec![("host", "a"), ("region", "eu")]));
+        assert!(keys.contains(&vec![]));
+    }
+
+    #[test]
+    fn removed_series_leave_every_answer_and_may_come_back() {
+        let mut m = MeasurementSeries::default();
+        m.add(&set(&[("host", "a")]));
+        m.add(&set(&[("host", "b")]));
+        let a = m.with_value("host", "a");
+        m.remove(&a);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m.tag_values("host", None), vec!["b"]);
+        assert_eq!(m.without_key("host").len(), 0);
+        assert!(m.add(&set(&[("host", "a")])));
+        assert_eq!(m.len(), 2);
+        assert_eq!(m.tag_values("host", None), vec!["a", "b"]);
+    }
+
+    /// The catalog against a model: random adds and removes, every answer equal to one
+    /// computed from the plain set of series.
+    #[test]
+    fn matches_a_model_of_plain_sets() {
+        use std::collections::BTreeSet;
+        let mut rng = 0x9e3779b97f4a7c15u64;
+        let mut next = |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let mut m = MeasurementSeries::default();
+        let mut model: BTreeSet<Vec<(String, String)>> = BTreeSet::new();
+        for _ in 0..2_000 {
+            let mut tags = Vec::new();
+            for k in ["a", "b", "c"] {
+                if next(3) > 0 {
+                    tags.push((k.to_string(), format!("v{}", next(4))));
+                }
+            }
+            if next(10) == 0 {
+                let key = ["a", "b", "c"][next(3) as usize];
+                let value = format!("v{}", next(4));
+                let gone = m.with_value(key, &value);
+                m.remove(&gone);
+                model.retain(|s| !s.iter().any(|(k, v)| k == key && *v == value));
+            } else {
+                let new = m.add(&tags);
+                tags.sort();
+                assert_eq!(new, model.insert(tags));
+            }
+            assert_eq!(m.len(), model.len() as u64);
+        }
+        for key in ["a", "b", "c"] {
+            let want: BTreeSet<&str> = model
+                .iter()
+                .flat_map(|s| s.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()))
+                .collect();
+            let got: BTreeSet<&str> = m.tag_values(key, None).into_iter().collect();
+            assert_eq!(got, want);
+            let lacking = model.iter().filter(|s| !s.iter().any(|(k, _)| k == key));
+            assert_eq!(m.without_key(key).len(), lacking.count() as u64);
+        }
+        let got: BTreeSet<Vec<(String, String)>> = m
+            .all()
+            .iter()
+            .map(|sid| {
+                m.tags(sid)
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(got, model);
+    }
+}
