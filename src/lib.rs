@@ -33,6 +33,7 @@ pub mod compaction;
 pub mod config;
 pub mod grouped;
 pub mod http;
+pub mod influxql;
 pub mod lineproto;
 pub mod metrics;
 pub mod model;

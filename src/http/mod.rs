@@ -7,6 +7,7 @@
 pub mod api;
 pub mod body;
 pub mod error;
+pub mod influxql;
 pub mod serve;
 pub mod write;
 
@@ -133,6 +134,10 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v2/write", post(write::write_v2))
         .route("/api/v3/write_lp", post(write::write_v3))
         .route("/api/v1/query", get(api::query_get).post(api::query_post))
+        .route(
+            "/query",
+            get(influxql::query_get).post(influxql::query_post),
+        )
         .route("/api/v1/regions", get(api::regions))
         .route("/api/v1/internal/partial", post(api::internal_partial))
         .route("/health", get(health))

@@ -13,6 +13,7 @@
 pub mod agg;
 pub mod budget;
 pub mod index;
+pub mod influxql;
 pub mod output;
 pub mod pages;
 pub mod plan;
@@ -131,6 +132,49 @@ pub async fn run(
     timeout: std::time::Duration,
     max_rows: usize,
 ) -> QueryResult {
+    let g = gather(engine, spec.clone(), params, remote, timeout, max_rows).await;
+    if g.refused.is_some() {
+        // No merge of the other regions' partials: the answer is not given.
+        return QueryResult {
+            name: spec.measurement.clone(),
+            columns: Vec::new(),
+            series: Vec::new(),
+            partial: g.partial,
+            regions: g.regions,
+            refused: g.refused,
+            warnings: Vec::new(),
+        };
+    }
+    let (columns, series, warnings) = merge(&spec, g.partials);
+    QueryResult {
+        name: spec.measurement.clone(),
+        columns,
+        series,
+        partial: g.partial,
+        regions: g.regions,
+        refused: g.refused,
+        warnings,
+    }
+}
+
+/// Every region's partial answer, not merged yet.
+pub struct Gathered {
+    pub partials: Vec<Partial>,
+    /// A region failed or timed out.
+    pub partial: bool,
+    pub regions: BTreeMap<String, RegionReport>,
+    pub refused: Option<Refusal>,
+}
+
+/// The fan-out of [`run`]: each candidate region's partial answer, under one deadline.
+pub async fn gather(
+    engine: &Arc<Engine>,
+    spec: Arc<QuerySpec>,
+    params: Arc<HashMap<String, String>>,
+    remote: &remote::RemoteClient,
+    timeout: std::time::Duration,
+    max_rows: usize,
+) -> Gathered {
     let n = engine.regions().len();
     let candidates = plan::candidate_regions(engine.router(), &spec, n);
     let deadline = tokio::time::Instant::now() + timeout;
@@ -227,27 +271,11 @@ pub async fn run(
         };
         regions.insert(name, report);
     }
-    if refused.is_some() {
-        // No merge of the other regions' partials: the answer is not given.
-        return QueryResult {
-            name: spec.measurement.clone(),
-            columns: Vec::new(),
-            series: Vec::new(),
-            partial,
-            regions,
-            refused,
-            warnings: Vec::new(),
-        };
-    }
-    let (columns, series, warnings) = merge(&spec, partials);
-    QueryResult {
-        name: spec.measurement.clone(),
-        columns,
-        series,
+    Gathered {
+        partials,
         partial,
         regions,
         refused,
-        warnings,
     }
 }
 

@@ -65,6 +65,42 @@ impl SchemaRegistry {
         self.map.lock().get(db)?.get(measurement).cloned()
     }
 
+    /// Whether `db` has at least one measurement.
+    pub fn get_any(&self, db: &str) -> bool {
+        self.map.lock().get(db).is_some_and(|ms| !ms.is_empty())
+    }
+
+    /// Databases with at least one measurement, sorted.
+    pub fn databases(&self) -> Vec<Arc<str>> {
+        let mut out: Vec<Arc<str>> = self.map.lock().keys().cloned().collect();
+        out.sort();
+        out
+    }
+
+    /// Measurements of `db` and their schemas, sorted by name.
+    pub fn measurements(&self, db: &str) -> Vec<(Arc<str>, Arc<MeasurementSchema>)> {
+        let mut out: Vec<(Arc<str>, Arc<MeasurementSchema>)> = self
+            .map
+            .lock()
+            .get(db)
+            .map(|ms| ms.iter().map(|(m, s)| (m.clone(), s.clone())).collect())
+            .unwrap_or_default();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Forgets a database (it was dropped).
+    pub fn drop_database(&self, db: &str) {
+        self.map.lock().remove(db);
+    }
+
+    /// Forgets a measurement (it was dropped).
+    pub fn drop_measurement(&self, db: &str, measurement: &str) {
+        if let Some(ms) = self.map.lock().get_mut(db) {
+            ms.remove(measurement);
+        }
+    }
+
     /// Checks `columns` against the measurement's schema and adds the new ones, atomically:
     /// either every column is compatible (and the new ones are recorded) or nothing changes
     /// and the conflict is described. Returns the schema after the change.

@@ -7,6 +7,7 @@
 //!   auth, health and metrics (SPEC §4, §6).
 //! - [`durability`]: `kill -9` at random moments, torn and corrupt WAL, backpressure, the
 //!   interval sync policy (SPEC §1, §7).
+//! - [`oracle`]: InfluxQL `/query` answers against a real InfluxDB 1.6.7 (`influxd`).
 //! - [`bad_input`]: hostile bodies, names and parameters never give a 5xx, a hang, or a file
 //!   outside the data dir (SPEC §4, §7).
 
@@ -15,9 +16,11 @@ mod bounds;
 mod compaction;
 mod disk_full;
 mod durability;
+mod influxql;
 mod manifest;
 mod model;
 mod multinode;
+mod oracle;
 mod query;
 mod query_limits;
 mod shapes;

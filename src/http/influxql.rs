@@ -1,0 +1,197 @@
+//! `GET|POST /query`: InfluxQL as InfluxDB 1.x serves it (parameters `q`, `db`, `rp`,
+//! `epoch`, `pretty`, `chunked`, `chunk_size`, `u`/`p`; form-encoded POST bodies; JSON, or
+//! CSV for `Accept: application/csv`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::Shared;
+use super::body::{BodyLimits, read_body};
+use super::error::{ApiError, Dialect, DialectError};
+use crate::query::influxql::result::{
+    ResultSeries, StatementResult, TimeFormat, write_csv, write_results, write_statement,
+};
+use crate::query::influxql::{Ctx, execute};
+
+/// Rows per chunk when `chunked=true` has no `chunk_size` (InfluxDB's default).
+const DEFAULT_CHUNK_SIZE: usize = 10_000;
+
+fn bad_request(message: impl Into<String>) -> Response {
+    DialectError(Dialect::Api, ApiError::BadRequest(message.into())).into_response()
+}
+
+pub async fn query_get(
+    State(state): State<Shared>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let params = super::write::parse_params(q.as_deref());
+    run(state, params, &headers).await
+}
+
+pub async fn query_post(
+    State(state): State<Shared>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let mut params = super::write::parse_params(q.as_deref());
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let limits = BodyLimits {
+        max_bytes: 1 << 20,
+        gap: state.config.http.body_timeout,
+    };
+    let bytes = match read_body(&state.engine, &headers, body, limits).await {
+        Ok(b) => b,
+        Err(e) => return DialectError(Dialect::Api, e).into_response(),
+    };
+    if form {
+        for (k, v) in form_urlencoded::parse(&bytes) {
+            params.insert(k.into_owned(), v.into_owned());
+        }
+    } else if !bytes.is_empty() && !params.contains_key("q") {
+        // The `influx` CLI and some clients send the statement as the raw body.
+        params.insert("q".into(), String::from_utf8_lossy(&bytes).into_owned());
+    }
+    run(state, params, &headers).await
+}
+
+async fn run(state: Shared, params: HashMap<String, String>, headers: &HeaderMap) -> Response {
+    let started = std::time::Instant::now();
+    let metrics = state.engine.metrics().clone();
+    let Some(q) = params.get("q").filter(|q| !q.trim().is_empty()) else {
+        return bad_request("missing required parameter \"q\"");
+    };
+    let time = match TimeFormat::from_param(params.get("epoch").map(|s| s.as_str())) {
+        Ok(t) => t,
+        Err(e) => return bad_request(e),
+    };
+    let statements = match crate::influxql::parse_query(q) {
+        Ok(s) => s,
+        Err(e) => {
+            metrics.query_errors.fetch_add(1, Relaxed);
+            return bad_request(e.to_string());
+        }
+    };
+    let chunked = params.get("chunked").is_some_and(|v| v == "true");
+    let chunk_size = params
+        .get("chunk_size")
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_CHUNK_SIZE);
+    let pretty = params.get("pretty").is_some_and(|v| v == "true");
+    let csv = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/csv") || v.contains("text/csv"));
+    let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    let ctx = Ctx {
+        engine: state.engine.clone(),
+        remote: state.remote.clone(),
+        query_memory: state.query_memory.clone(),
+        timeout: state.config.query.timeout,
+        max_rows: state.config.query.max_rows,
+        db: params.get("db").cloned(),
+        rp: params.get("rp").cloned(),
+        now_ns,
+        started,
+    };
+    let results = execute(&ctx, statements).await;
+    metrics.queries.fetch_add(1, Relaxed);
+    metrics
+        .query_micros
+        .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+    if results.iter().any(|r| r.error.is_some()) {
+        metrics.query_errors.fetch_add(1, Relaxed);
+    }
+    let results = Arc::new(results);
+    let mut out: Vec<u8> = Vec::new();
+    let written = if csv {
+        write_csv(&mut out, &results, time)
+    } else if chunked {
+        write_chunked(&mut out, &results, time, chunk_size)
+    } else {
+        write_results(&mut out, &results, time).and_then(|_| {
+            if pretty {
+                let v: serde_json::Value =
+                    serde_json::from_slice(&out).map_err(std::io::Error::other)?;
+                out = serde_json::to_vec_pretty(&v).map_err(std::io::Error::other)?;
+            }
+            out.push(b'\n');
+            Ok(())
+        })
+    };
+    if let Err(e) = written {
+        return DialectError(
+            Dialect::Api,
+            ApiError::Unavailable(format!("could not encode the answer: {e}")),
+        )
+        .into_response();
+    }
+    (
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                if csv {
+                    "application/csv"
+                } else {
+                    "application/json"
+                },
+            ),
+            (
+                header::HeaderName::from_static("x-influxdb-version"),
+                "1.8.10-meridian",
+            ),
+        ],
+        out,
+    )
+        .into_response()
+}
+
+/// `chunked=true`: one JSON document per line, each holding at most `chunk_size` rows of
+/// one series; `partial` marks a series (and a statement) that later chunks continue.
+fn write_chunked(
+    w: &mut Vec<u8>,
+    results: &[StatementResult],
+    time: TimeFormat,
+    chunk_size: usize,
+) -> std::io::Result<()> {
+    for r in results {
+        let mut pieces: Vec<(ResultSeries, bool)> = Vec::new();
+        for s in &r.series {
+            if s.values.is_empty() {
+                pieces.push((s.clone(), false));
+                continue;
+            }
+            let n = s.values.len().div_ceil(chunk_size);
+            for (i, rows) in s.values.chunks(chunk_size).enumerate() {
+                let mut piece = s.clone();
+                piece.values = rows.to_vec();
+                pieces.push((piece, i + 1 < n));
+            }
+        }
+        if pieces.is_empty() {
+            w.extend_from_slice(b"{\"results\":[");
+            write_statement(w, r, &[], time, false)?;
+            w.extend_from_slice(b"]}\n");
+            continue;
+        }
+        let last = pieces.len() - 1;
+        for (i, piece) in pieces.into_iter().enumerate() {
+            w.extend_from_slice(b"{\"results\":[");
+            write_statement(w, r, &[piece], time, i < last)?;
+            w.extend_from_slice(b"]}\n");
+        }
+    }
+    Ok(())
+}

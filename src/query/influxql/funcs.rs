@@ -1,0 +1,441 @@
+//! InfluxQL functions computed from points (the aggregates the regions cannot merge as
+//! partial states, and all of them when a condition must first be checked per point), and
+//! arithmetic and comparison of values as InfluxQL defines them.
+
+use std::cmp::Ordering;
+
+use crate::influxql::{BinaryOp, Call, Expr};
+use crate::query::agg::{Agg, Value};
+
+/// An aggregate or selector of a SELECT.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Func {
+    Count,
+    CountDistinct,
+    Sum,
+    Mean,
+    Median,
+    Mode,
+    Spread,
+    Stddev,
+    Min,
+    Max,
+    First,
+    Last,
+    Percentile(f64),
+    Distinct,
+}
+
+impl Func {
+    /// The function of a call and the field it reads, or why it cannot run.
+    pub fn of(call: &Call) -> Result<(Func, &Expr), String> {
+        let arg = |n: usize| -> Result<&Expr, String> {
+            if call.args.len() != n {
+                return Err(format!(
+                    "invalid number of arguments for {}, expected {n}, got {}",
+                    call.name,
+                    call.args.len()
+                ));
+            }
+            Ok(&call.args[0])
+        };
+        Ok(match call.name.as_str() {
+            "count" => {
+                let a = arg(1)?;
+                if let Expr::Call(inner) = a
+                    && inner.name == "distinct"
+                {
+                    if inner.args.len() != 1 {
+                        return Err("distinct function requires exactly one argument".into());
+                    }
+                    return Ok((Func::CountDistinct, &inner.args[0]));
+                }
+                (Func::Count, a)
+            }
+            "sum" => (Func::Sum, arg(1)?),
+            "mean" => (Func::Mean, arg(1)?),
+            "median" => (Func::Median, arg(1)?),
+            "mode" => (Func::Mode, arg(1)?),
+            "spread" => (Func::Spread, arg(1)?),
+            "stddev" => (Func::Stddev, arg(1)?),
+            "min" => (Func::Min, arg(1)?),
+            "max" => (Func::Max, arg(1)?),
+            "first" => (Func::First, arg(1)?),
+            "last" => (Func::Last, arg(1)?),
+            "distinct" => (Func::Distinct, arg(1)?),
+            "percentile" => {
+                let a = arg(2)?;
+                let n = match &call.args[1] {
+                    Expr::Integer(i) => *i as f64,
+                    Expr::Number(f) => *f,
+                    _ => {
+                        return Err(format!(
+                            "expected float argument in percentile(), got {}",
+                            call.args[1]
+                        ));
+                    }
+                };
+                (Func::Percentile(n), a)
+            }
+            other => {
+                return Err(format!(
+                    "function {other}() is not supported by Meridian (supported: count, sum, mean, median, mode, spread, stddev, min, max, first, last, percentile, distinct)"
+                ));
+            }
+        })
+    }
+
+    /// Whether the function picks one point (its time can be the row's).
+    pub fn is_selector(self) -> bool {
+        matches!(
+            self,
+            Func::Min | Func::Max | Func::First | Func::Last | Func::Percentile(_)
+        )
+    }
+
+    /// The native aggregate computing it from partial states, if any.
+    pub fn native(self) -> Option<Agg> {
+        Some(match self {
+            Func::Count => Agg::Count,
+            Func::Sum => Agg::Sum,
+            Func::Mean => Agg::Mean,
+            Func::Min => Agg::Min,
+            Func::Max => Agg::Max,
+            Func::First => Agg::First,
+            Func::Last => Agg::Last,
+            _ => return None,
+        })
+    }
+
+    /// Whether it reads only numbers (strings and booleans are an error).
+    pub fn numeric(self) -> bool {
+        !matches!(
+            self,
+            Func::Count
+                | Func::CountDistinct
+                | Func::Mode
+                | Func::First
+                | Func::Last
+                | Func::Distinct
+        )
+    }
+}
+
+/// What a function gives for one group and bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Out {
+    /// No point.
+    Empty,
+    /// A value, and the time of the chosen point for selectors.
+    One(Value, Option<i64>),
+    /// `distinct`: one row per value.
+    Many(Vec<Value>),
+}
+
+fn as_f64(v: &Value) -> Option<f64> {
+    match v {
+        Value::Float(f) => Some(*f),
+        Value::Int(i) => Some(*i as f64),
+        Value::UInt(u) => Some(*u as f64),
+        _ => None,
+    }
+}
+
+fn is_number(v: &Value) -> bool {
+    matches!(v, Value::Float(_) | Value::Int(_) | Value::UInt(_))
+}
+
+/// Applies `f` to the points of one group and bucket, sorted by time (ties in write
+/// order).
+pub fn apply(f: Func, points: &[(i64, Value)]) -> Out {
+    let pts: Vec<&(i64, Value)> = points
+        .iter()
+        .filter(|(_, v)| *v != Value::Null && (!f.numeric() || is_number(v)))
+        .collect();
+    if pts.is_empty() {
+        return match f {
+            Func::Count | Func::CountDistinct => Out::Empty,
+            _ => Out::Empty,
+        };
+    }
+    let n = pts.len();
+    match f {
+        Func::Count => Out::One(Value::Int(n as i64), None),
+        Func::CountDistinct => {
+            let mut vals: Vec<&Value> = pts.iter().map(|(_, v)| v).collect();
+            vals.sort_by(|a, b| a.cmp_values(b));
+            vals.dedup_by(|a, b| a.cmp_values(b) == Ordering::Equal);
+            Out::One(Value::Int(vals.len() as i64), None)
+        }
+        Func::Sum => Out::One(sum(&pts), None),
+        Func::Mean => {
+            let s: f64 = pts.iter().filter_map(|(_, v)| as_f64(v)).sum();
+            Out::One(Value::Float(s / n as f64), None)
+        }
+        Func::Median => {
+            let mut xs: Vec<&Value> = pts.iter().map(|(_, v)| v).collect();
+            xs.sort_by(|a, b| a.cmp_values(b));
+            let mid = n / 2;
+            let v = if n % 2 == 1 {
+                as_f64(xs[mid]).unwrap_or(f64::NAN)
+            } else {
+                let (a, b) = (
+                    as_f64(xs[mid - 1]).unwrap_or(f64::NAN),
+                    as_f64(xs[mid]).unwrap_or(f64::NAN),
+                );
+                a + (b - a) / 2.0
+            };
+            Out::One(Value::Float(v), None)
+        }
+        Func::Mode => {
+            let mut xs: Vec<&Value> = pts.iter().map(|(_, v)| v).collect();
+            xs.sort_by(|a, b| a.cmp_values(b));
+            // The most frequent value; on a tie the smallest.
+            let (mut best, mut best_n) = (xs[0], 0usize);
+            let mut i = 0;
+            while i < xs.len() {
+                let mut j = i;
+                while j < xs.len() && xs[j].cmp_values(xs[i]) == Ordering::Equal {
+                    j += 1;
+                }
+                if j - i > best_n {
+                    best_n = j - i;
+                    best = xs[i];
+                }
+                i = j;
+            }
+            Out::One(best.clone(), None)
+        }
+        Func::Spread => {
+            let (mut lo, mut hi) = (&pts[0].1, &pts[0].1);
+            for (_, v) in &pts {
+                if v.cmp_values(lo) == Ordering::Less {
+                    lo = v;
+                }
+                if v.cmp_values(hi) == Ordering::Greater {
+                    hi = v;
+                }
+            }
+            Out::One(
+                arith(BinaryOp::Sub, Some(hi.clone()), Some(lo.clone())).unwrap_or(Value::Null),
+                None,
+            )
+        }
+        Func::Stddev => {
+            if n < 2 {
+                return Out::One(Value::Null, None);
+            }
+            let xs: Vec<f64> = pts.iter().filter_map(|(_, v)| as_f64(v)).collect();
+            let mean = xs.iter().sum::<f64>() / n as f64;
+            let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n as f64 - 1.0);
+            Out::One(Value::Float(var.sqrt()), None)
+        }
+        Func::Min | Func::Max => {
+            let mut best = pts[0];
+            for p in &pts[1..] {
+                let o = p.1.cmp_values(&best.1);
+                if (f == Func::Min && o == Ordering::Less)
+                    || (f == Func::Max && o == Ordering::Greater)
+                {
+                    best = p;
+                }
+            }
+            Out::One(best.1.clone(), Some(best.0))
+        }
+        Func::First => Out::One(pts[0].1.clone(), Some(pts[0].0)),
+        Func::Last => {
+            let last = pts[n - 1];
+            Out::One(last.1.clone(), Some(last.0))
+        }
+        Func::Percentile(pct) => {
+            let mut xs: Vec<&(i64, Value)> = pts.clone();
+            xs.sort_by(|a, b| a.1.cmp_values(&b.1));
+            let i = (n as f64 * pct / 100.0 + 0.5).floor() as i64 - 1;
+            if i < 0 || i as usize >= n {
+                return Out::One(Value::Null, None);
+            }
+            let p = xs[i as usize];
+            Out::One(p.1.clone(), Some(p.0))
+        }
+        Func::Distinct => {
+            let mut vals: Vec<Value> = Vec::new();
+            for (_, v) in &pts {
+                if !vals.iter().any(|x| x.cmp_values(v) == Ordering::Equal) {
+                    vals.push(v.clone());
+                }
+            }
+            Out::Many(vals)
+        }
+    }
+}
+
+fn sum(pts: &[&(i64, Value)]) -> Value {
+    if pts.iter().all(|(_, v)| matches!(v, Value::Int(_))) {
+        let s: i128 = pts
+            .iter()
+            .map(|(_, v)| match v {
+                Value::Int(i) => *i as i128,
+                _ => 0,
+            })
+            .sum();
+        return Value::Int(s as i64);
+    }
+    if pts.iter().all(|(_, v)| matches!(v, Value::UInt(_))) {
+        let s: u128 = pts
+            .iter()
+            .map(|(_, v)| match v {
+                Value::UInt(u) => *u as u128,
+                _ => 0,
+            })
+            .sum();
+        return Value::UInt(s as u64);
+    }
+    Value::Float(pts.iter().filter_map(|(_, v)| as_f64(v)).sum())
+}
+
+/// Compares two values with a comparison operator; values of unlike kinds never match
+/// (numbers of any kind compare by value).
+pub fn compare(op: BinaryOp, l: &Value, r: &Value) -> bool {
+    let comparable = (is_number(l) && is_number(r))
+        || matches!(
+            (l, r),
+            (Value::Str(_), Value::Str(_)) | (Value::Bool(_), Value::Bool(_))
+        );
+    if !comparable {
+        return op == BinaryOp::Neq;
+    }
+    let o = l.cmp_values(r);
+    match op {
+        BinaryOp::Eq => o == Ordering::Equal,
+        BinaryOp::Neq => o != Ordering::Equal,
+        BinaryOp::Lt => o == Ordering::Less,
+        BinaryOp::Lte => o != Ordering::Greater,
+        BinaryOp::Gt => o == Ordering::Greater,
+        BinaryOp::Gte => o != Ordering::Less,
+        _ => false,
+    }
+}
+
+/// Arithmetic as InfluxQL does it: integers stay integers (`/` gives a float), any float
+/// makes a float, null gives null, booleans take the bitwise operators.
+pub fn arith(op: BinaryOp, l: Option<Value>, r: Option<Value>) -> Option<Value> {
+    let (l, r) = (l?, r?);
+    match (&l, &r) {
+        (Value::Int(a), Value::Int(b)) => {
+            let (a, b) = (*a, *b);
+            Some(match op {
+                BinaryOp::Add => Value::Int(a.wrapping_add(b)),
+                BinaryOp::Sub => Value::Int(a.wrapping_sub(b)),
+                BinaryOp::Mul => Value::Int(a.wrapping_mul(b)),
+                BinaryOp::Div => {
+                    if b == 0 {
+                        Value::Float(0.0)
+                    } else {
+                        Value::Float(a as f64 / b as f64)
+                    }
+                }
+                BinaryOp::Mod => {
+                    if b == 0 {
+                        Value::Int(0)
+                    } else {
+                        Value::Int(a.wrapping_rem(b))
+                    }
+                }
+                BinaryOp::BitAnd => Value::Int(a & b),
+                BinaryOp::BitOr => Value::Int(a | b),
+                BinaryOp::BitXor => Value::Int(a ^ b),
+                _ => return None,
+            })
+        }
+        (Value::Bool(a), Value::Bool(b)) => Some(match op {
+            BinaryOp::BitAnd => Value::Bool(a & b),
+            BinaryOp::BitOr => Value::Bool(a | b),
+            BinaryOp::BitXor => Value::Bool(a ^ b),
+            _ => return None,
+        }),
+        _ => {
+            let (a, b) = (as_f64(&l)?, as_f64(&r)?);
+            Some(Value::Float(match op {
+                BinaryOp::Add => a + b,
+                BinaryOp::Sub => a - b,
+                BinaryOp::Mul => a * b,
+                BinaryOp::Div => {
+                    if b == 0.0 {
+                        0.0
+                    } else {
+                        a / b
+                    }
+                }
+                BinaryOp::Mod => {
+                    if b == 0.0 {
+                        0.0
+                    } else {
+                        a % b
+                    }
+                }
+                _ => return None,
+            }))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pts(xs: &[f64]) -> Vec<(i64, Value)> {
+        xs.iter()
+            .enumerate()
+            .map(|(i, x)| (i as i64, Value::Float(*x)))
+            .collect()
+    }
+
+    #[test]
+    fn aggregates_of_points() {
+        let p = pts(&[3.0, 1.0, 2.0, 2.0, 10.0]);
+        assert_eq!(apply(Func::Count, &p), Out::One(Value::Int(5), None));
+        assert_eq!(apply(Func::Median, &p), Out::One(Value::Float(2.0), None));
+        assert_eq!(apply(Func::Mode, &p), Out::One(Value::Float(2.0), None));
+        assert_eq!(apply(Func::Spread, &p), Out::One(Value::Float(9.0), None));
+        assert_eq!(apply(Func::Max, &p), Out::One(Value::Float(10.0), Some(4)));
+        assert_eq!(apply(Func::Min, &p), Out::One(Value::Float(1.0), Some(1)));
+        assert_eq!(apply(Func::First, &p), Out::One(Value::Float(3.0), Some(0)));
+        assert_eq!(
+            apply(Func::Percentile(50.0), &p),
+            Out::One(Value::Float(2.0), Some(3))
+        );
+        assert_eq!(
+            apply(Func::CountDistinct, &p),
+            Out::One(Value::Int(4), None)
+        );
+        assert_eq!(
+            apply(Func::Stddev, &pts(&[1.0])),
+            Out::One(Value::Null, None)
+        );
+        assert_eq!(apply(Func::Mean, &[]), Out::Empty);
+        let ints = vec![(0, Value::Int(2)), (1, Value::Int(5))];
+        assert_eq!(apply(Func::Sum, &ints), Out::One(Value::Int(7), None));
+        assert_eq!(
+            apply(Func::Median, &ints),
+            Out::One(Value::Float(3.5), None)
+        );
+    }
+
+    #[test]
+    fn arithmetic_keeps_integers_and_nulls() {
+        let i = |x| Some(Value::Int(x));
+        assert_eq!(arith(BinaryOp::Add, i(2), i(3)), i(5));
+        assert_eq!(arith(BinaryOp::Div, i(3), i(2)), Some(Value::Float(1.5)));
+        assert_eq!(
+            arith(BinaryOp::Mul, i(2), Some(Value::Float(1.5))),
+            Some(Value::Float(3.0))
+        );
+        assert_eq!(arith(BinaryOp::Add, i(2), None), None);
+        assert!(compare(BinaryOp::Lt, &Value::Int(1), &Value::Float(1.5)));
+        assert!(!compare(
+            BinaryOp::Eq,
+            &Value::Int(1),
+            &Value::Str("1".into())
+        ));
+    }
+}

@@ -1,0 +1,145 @@
+//! InfluxQL over the engine: the statements of `/query` executed as InfluxDB 1.x answers
+//! them, as a front end of the native query layer (no second engine).
+//!
+//! ```text
+//! q ──influxql::parse_query──▶ statements ──execute──▶ one StatementResult each
+//!   SHOW …              show.rs: the schema registry (fields, tag keys) and the series
+//!                       catalog (tag values, series, cardinalities); no data is read
+//!   CREATE/DROP …       the database list
+//!   SELECT …            select.rs: per measurement, the time range and the tag predicates
+//!                       go to the native planner; simple aggregates are computed by the
+//!                       regions as partial aggregates (`query::gather`), everything else
+//!                       from the raw points the regions return, within the query budget
+//! ```
+//! A statement that fails answers its own `error`; the statements after it still run.
+//! Anything InfluxDB supports and Meridian does not is an error naming it, never a
+//! silently different answer.
+
+pub mod cond;
+pub mod funcs;
+pub mod result;
+pub mod select;
+pub mod show;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::influxql::Statement;
+use crate::query::budget::QueryMemory;
+use crate::query::remote::RemoteClient;
+use crate::region::Engine;
+use result::StatementResult;
+
+/// What every statement of one request can reach.
+pub struct Ctx {
+    pub engine: Arc<Engine>,
+    pub remote: RemoteClient,
+    pub query_memory: Arc<QueryMemory>,
+    /// `query.timeout` and `query.max_rows`.
+    pub timeout: std::time::Duration,
+    pub max_rows: usize,
+    /// The request's `db` and `rp` parameters.
+    pub db: Option<String>,
+    pub rp: Option<String>,
+    /// `now()` of the whole request, in nanoseconds.
+    pub now_ns: i64,
+    /// When the request arrived (its deadline is `started + timeout`).
+    pub started: Instant,
+}
+
+impl Ctx {
+    /// The database a statement works on: its own `ON db` / `FROM db..m`, else the
+    /// request's `db`.
+    pub fn database(&self, named: Option<&str>) -> Result<String, String> {
+        match named.or(self.db.as_deref()).filter(|d| !d.is_empty()) {
+            Some(db) => Ok(db.to_string()),
+            None => Err("database name required".into()),
+        }
+    }
+
+    /// Whether `db` exists: created, or holding data.
+    pub fn database_exists(&self, db: &str) -> bool {
+        self.engine.databases().contains(db)
+            || self.engine.registry().get_any(db)
+            || self.engine.series().databases().iter().any(|d| &**d == db)
+    }
+
+    /// Checks a retention policy name: Meridian has one, `autogen`.
+    pub fn check_rp(&self, db: &str, rp: Option<&str>) -> Result<(), String> {
+        match rp.or(self.rp.as_deref()).filter(|r| !r.is_empty()) {
+            None | Some("autogen") => Ok(()),
+            Some(other) => Err(format!(
+                "retention policy not found: {other} (database {db} has one policy, autogen)"
+            )),
+        }
+    }
+
+    /// Waits (within the request's deadline) until the series catalog has read every file
+    /// of the start-up.
+    pub async fn series_loaded(&self) -> Result<(), String> {
+        let deadline = self.started + self.timeout;
+        while !self.engine.series().is_loaded() {
+            if Instant::now() >= deadline {
+                return Err(
+                    "the series catalog is still being loaded after start-up; retry shortly".into(),
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+}
+
+/// Runs the statements in order; each gets its own result.
+pub async fn execute(ctx: &Ctx, statements: Vec<Statement>) -> Vec<StatementResult> {
+    let mut out = Vec::with_capacity(statements.len());
+    for (id, stmt) in statements.into_iter().enumerate() {
+        let result = match run_statement(ctx, &stmt).await {
+            Ok(series) => StatementResult {
+                statement_id: id,
+                series,
+                ..Default::default()
+            },
+            Err(e) => StatementResult::error(id, e),
+        };
+        out.push(result);
+    }
+    out
+}
+
+async fn run_statement(ctx: &Ctx, stmt: &Statement) -> Result<Vec<result::ResultSeries>, String> {
+    match stmt {
+        Statement::Select(s) => select::select(ctx, s).await,
+        Statement::ShowDatabases => Ok(show::databases(ctx)),
+        Statement::ShowRetentionPolicies { database } => {
+            show::retention_policies(ctx, database.as_deref())
+        }
+        Statement::ShowMeasurements(s) => show::measurements(ctx, s).await,
+        Statement::ShowTagKeys(s) => show::tag_keys(ctx, s).await,
+        Statement::ShowTagValues(s) => show::tag_values(ctx, s).await,
+        Statement::ShowFieldKeys(s) => show::field_keys(ctx, s),
+        Statement::ShowSeries(s) => show::series(ctx, s).await,
+        Statement::ShowCardinality(s) => show::cardinality(ctx, s).await,
+        Statement::ShowSystem(s) => show::system(s),
+        Statement::CreateDatabase(c) => {
+            if !crate::model::is_safe_name(&c.name) {
+                return Err(format!(
+                    "invalid database name {:?}: use letters, digits, '_', '-' and '.'",
+                    crate::model::truncate(&c.name, 64)
+                ));
+            }
+            ctx.engine
+                .databases()
+                .create(&c.name)
+                .map_err(|e| format!("could not create database {}: {e}", c.name))?;
+            Ok(Vec::new())
+        }
+        Statement::DropDatabase { .. }
+        | Statement::DropMeasurement { .. }
+        | Statement::DropSeries(_)
+        | Statement::Delete(_) => Err(
+            "DROP DATABASE, DROP MEASUREMENT, DROP SERIES and DELETE are not supported by Meridian yet"
+                .into(),
+        ),
+    }
+}

@@ -1,0 +1,359 @@
+//! InfluxDB 1.x answers of `/query`: statement results, series, cells, and their JSON and
+//! CSV encodings, written as InfluxDB writes them (numbers as Go prints them: a float that
+//! is a whole number has no `.0`; times as RFC 3339 with trailing zeros of the fraction cut,
+//! or integers in the `epoch` unit).
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+/// One cell of a row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Null,
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Str(String),
+    Bool(bool),
+    /// A time in nanoseconds, written per the request's epoch.
+    Time(i64),
+}
+
+/// One series of a statement's answer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResultSeries {
+    pub name: String,
+    /// Written only when some statement grouped by tags (InfluxDB omits `tags` otherwise).
+    pub tags: Option<BTreeMap<String, String>>,
+    pub columns: Vec<String>,
+    pub values: Vec<Vec<Cell>>,
+}
+
+/// The answer to one statement.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StatementResult {
+    pub statement_id: usize,
+    pub series: Vec<ResultSeries>,
+    pub error: Option<String>,
+    /// Notes InfluxDB sends as `messages` (e.g. a warning).
+    pub messages: Vec<(String, String)>,
+}
+
+impl StatementResult {
+    pub fn error(statement_id: usize, message: impl Into<String>) -> StatementResult {
+        StatementResult {
+            statement_id,
+            error: Some(message.into()),
+            ..Default::default()
+        }
+    }
+}
+
+/// How times are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeFormat {
+    Rfc3339,
+    /// Integers in units of this many nanoseconds.
+    Epoch(i64),
+}
+
+impl TimeFormat {
+    /// From the `epoch` parameter (`ns`, `n`, `u`, `µ`, `ms`, `s`, `m`, `h`).
+    pub fn from_param(p: Option<&str>) -> Result<TimeFormat, String> {
+        Ok(match p {
+            None | Some("") => TimeFormat::Rfc3339,
+            Some("ns") | Some("n") => TimeFormat::Epoch(1),
+            Some("u") | Some("µ") | Some("us") => TimeFormat::Epoch(1_000),
+            Some("ms") => TimeFormat::Epoch(1_000_000),
+            Some("s") => TimeFormat::Epoch(1_000_000_000),
+            Some("m") => TimeFormat::Epoch(60_000_000_000),
+            Some("h") => TimeFormat::Epoch(3_600_000_000_000),
+            Some(other) => {
+                return Err(format!(
+                    "invalid epoch {:?}: use ns, u, ms, s, m or h",
+                    crate::model::truncate(other, 16)
+                ));
+            }
+        })
+    }
+}
+
+/// A float as Go's `encoding/json` writes it: shortest round-trip digits, no `.0` on whole
+/// numbers, exponent form below 1e-6 and from 1e21 (`1e-7`, `1e+21`).
+pub fn go_float(f: f64) -> Option<String> {
+    if !f.is_finite() {
+        return None;
+    }
+    let a = f.abs();
+    if a != 0.0 && !(1e-6..1e21).contains(&a) {
+        let s = format!("{f:e}");
+        return Some(match s.split_once('e') {
+            Some((m, e)) if !e.starts_with('-') => format!("{m}e+{e}"),
+            _ => s,
+        });
+    }
+    Some(format!("{f}"))
+}
+
+/// RFC 3339 with nanoseconds, trailing zeros of the fraction cut (Go's RFC3339Nano).
+pub fn rfc3339(ns: i64) -> String {
+    let secs = ns.div_euclid(1_000_000_000);
+    let nanos = ns.rem_euclid(1_000_000_000) as u32;
+    match chrono::DateTime::from_timestamp(secs, nanos) {
+        Some(t) => {
+            let base = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+            if nanos == 0 {
+                format!("{base}Z")
+            } else {
+                let frac = format!("{nanos:09}");
+                format!("{base}.{}Z", frac.trim_end_matches('0'))
+            }
+        }
+        None => ns.to_string(),
+    }
+}
+
+fn write_str(w: &mut dyn Write, s: &str) -> io::Result<()> {
+    serde_json::to_writer(&mut *w, s).map_err(io::Error::other)
+}
+
+fn write_cell(w: &mut dyn Write, c: &Cell, time: TimeFormat) -> io::Result<()> {
+    match c {
+        Cell::Null => w.write_all(b"null"),
+        Cell::Int(i) => write!(w, "{i}"),
+        Cell::UInt(u) => write!(w, "{u}"),
+        Cell::Float(f) => match go_float(*f) {
+            Some(s) => w.write_all(s.as_bytes()),
+            None => w.write_all(b"null"),
+        },
+        Cell::Str(s) => write_str(w, s),
+        Cell::Bool(b) => write!(w, "{b}"),
+        Cell::Time(ns) => match time {
+            TimeFormat::Rfc3339 => write_str(w, &rfc3339(*ns)),
+            TimeFormat::Epoch(unit) => write!(w, "{}", ns.div_euclid(unit)),
+        },
+    }
+}
+
+/// Writes one series object; `partial` marks a chunk that more chunks continue.
+pub fn write_series(
+    w: &mut dyn Write,
+    s: &ResultSeries,
+    time: TimeFormat,
+    partial: bool,
+) -> io::Result<()> {
+    w.write_all(b"{")?;
+    let mut first = true;
+    if !s.name.is_empty() {
+        w.write_all(b"\"name\":")?;
+        write_str(w, &s.name)?;
+        first = false;
+    }
+    if let Some(tags) = &s.tags {
+        if !first {
+            w.write_all(b",")?;
+        }
+        w.write_all(b"\"tags\":")?;
+        serde_json::to_writer(&mut *w, tags).map_err(io::Error::other)?;
+        first = false;
+    }
+    if !first {
+        w.write_all(b",")?;
+    }
+    w.write_all(b"\"columns\":")?;
+    serde_json::to_writer(&mut *w, &s.columns).map_err(io::Error::other)?;
+    if !s.values.is_empty() {
+        w.write_all(b",\"values\":[")?;
+        for (i, row) in s.values.iter().enumerate() {
+            if i > 0 {
+                w.write_all(b",")?;
+            }
+            w.write_all(b"[")?;
+            for (j, c) in row.iter().enumerate() {
+                if j > 0 {
+                    w.write_all(b",")?;
+                }
+                write_cell(w, c, time)?;
+            }
+            w.write_all(b"]")?;
+        }
+        w.write_all(b"]")?;
+    }
+    if partial {
+        w.write_all(b",\"partial\":true")?;
+    }
+    w.write_all(b"}")
+}
+
+/// Writes one statement result object (`series` as given; `partial` for a chunk).
+pub fn write_statement(
+    w: &mut dyn Write,
+    r: &StatementResult,
+    series: &[(ResultSeries, bool)],
+    time: TimeFormat,
+    partial: bool,
+) -> io::Result<()> {
+    write!(w, "{{\"statement_id\":{}", r.statement_id)?;
+    if !series.is_empty() {
+        w.write_all(b",\"series\":[")?;
+        for (i, (s, p)) in series.iter().enumerate() {
+            if i > 0 {
+                w.write_all(b",")?;
+            }
+            write_series(w, s, time, *p)?;
+        }
+        w.write_all(b"]")?;
+    }
+    if !r.messages.is_empty() {
+        w.write_all(b",\"messages\":[")?;
+        for (i, (level, text)) in r.messages.iter().enumerate() {
+            if i > 0 {
+                w.write_all(b",")?;
+            }
+            w.write_all(b"{\"level\":")?;
+            write_str(w, level)?;
+            w.write_all(b",\"text\":")?;
+            write_str(w, text)?;
+            w.write_all(b"}")?;
+        }
+        w.write_all(b"]")?;
+    }
+    if let Some(e) = &r.error {
+        w.write_all(b",\"error\":")?;
+        write_str(w, e)?;
+    }
+    if partial {
+        w.write_all(b",\"partial\":true")?;
+    }
+    w.write_all(b"}")
+}
+
+/// The whole answer: `{"results":[…]}`.
+pub fn write_results(
+    w: &mut dyn Write,
+    results: &[StatementResult],
+    time: TimeFormat,
+) -> io::Result<()> {
+    w.write_all(b"{\"results\":[")?;
+    for (i, r) in results.iter().enumerate() {
+        if i > 0 {
+            w.write_all(b",")?;
+        }
+        let series: Vec<(ResultSeries, bool)> =
+            r.series.iter().map(|s| (s.clone(), false)).collect();
+        write_statement(w, r, &series, time, false)?;
+    }
+    w.write_all(b"]}")
+}
+
+/// The CSV form InfluxDB 1.x sends for `Accept: application/csv`: a header
+/// `name,tags,<columns>` per change of columns, then a row per value, tags as `k=v,k=v`.
+pub fn write_csv(
+    w: &mut dyn Write,
+    results: &[StatementResult],
+    time: TimeFormat,
+) -> io::Result<()> {
+    let mut last_header: Option<Vec<String>> = None;
+    for r in results {
+        if let Some(e) = &r.error {
+            // InfluxDB writes a statement error as its own line.
+            writeln!(w, "error")?;
+            writeln!(w, "{}", csv_field(e))?;
+            last_header = None;
+            continue;
+        }
+        for s in &r.series {
+            if last_header.as_ref() != Some(&s.columns) {
+                if last_header.is_some() {
+                    writeln!(w)?;
+                }
+                let mut h = vec!["name".to_string(), "tags".to_string()];
+                h.extend(s.columns.iter().map(|c| csv_field(c)));
+                writeln!(w, "{}", h.join(","))?;
+                last_header = Some(s.columns.clone());
+            }
+            let tags = s
+                .tags
+                .as_ref()
+                .map(|t| {
+                    t.iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            for row in &s.values {
+                let mut fields = vec![csv_field(&s.name), csv_field(&tags)];
+                for c in row {
+                    fields.push(match c {
+                        Cell::Null => String::new(),
+                        Cell::Int(i) => i.to_string(),
+                        Cell::UInt(u) => u.to_string(),
+                        Cell::Float(f) => go_float(*f).unwrap_or_default(),
+                        Cell::Str(s) => csv_field(s),
+                        Cell::Bool(b) => b.to_string(),
+                        Cell::Time(ns) => match time {
+                            TimeFormat::Rfc3339 => ns.to_string(),
+                            TimeFormat::Epoch(unit) => ns.div_euclid(unit).to_string(),
+                        },
+                    });
+                }
+                writeln!(w, "{}", fields.join(","))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_and_times_are_written_as_influxdb_writes_them() {
+        assert_eq!(go_float(2.0).unwrap(), "2");
+        assert_eq!(go_float(-0.5).unwrap(), "-0.5");
+        assert_eq!(go_float(0.1 + 0.2).unwrap(), "0.30000000000000004");
+        assert_eq!(go_float(1e-7).unwrap(), "1e-7");
+        assert_eq!(go_float(1e21).unwrap(), "1e+21");
+        assert_eq!(go_float(123456789012.5).unwrap(), "123456789012.5");
+        assert_eq!(go_float(f64::NAN), None);
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_704_067_200_500_000_000), "2024-01-01T00:00:00.5Z");
+        assert_eq!(rfc3339(1), "1970-01-01T00:00:00.000000001Z");
+        assert_eq!(rfc3339(-1_000_000_000), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn results_have_the_1x_shape() {
+        let r = StatementResult {
+            statement_id: 0,
+            series: vec![ResultSeries {
+                name: "cpu".into(),
+                tags: Some(BTreeMap::from([("host".into(), "a".into())])),
+                columns: vec!["time".into(), "mean".into()],
+                values: vec![vec![Cell::Time(0), Cell::Float(1.5)]],
+            }],
+            ..Default::default()
+        };
+        let e = StatementResult::error(1, "database not found: x");
+        let mut out = Vec::new();
+        write_results(&mut out, &[r, e], TimeFormat::Epoch(1_000_000)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"results":[
+                {"statement_id":0,"series":[{"name":"cpu","tags":{"host":"a"},"columns":["time","mean"],"values":[[0,1.5]]}]},
+                {"statement_id":1,"error":"database not found: x"}
+            ]})
+        );
+    }
+}

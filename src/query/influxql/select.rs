@@ -1,0 +1,1045 @@
+//! SELECT: per measurement, a plan over the native query layer.
+//!
+//! - The time range and the tag comparisons joined by `AND` go to the regions as the native
+//!   `start`/`end`/`where`; what remains (field comparisons, `OR`s) is checked per point.
+//! - Fast path: aggregates the regions merge as partial states (`count, sum, mean, min,
+//!   max, first, last`), no condition left to check per point, buckets aligned on the
+//!   epoch: one native aggregate query per function, merged here per group and bucket.
+//! - Otherwise the regions return the raw points (within the query's memory budget) and the
+//!   functions run here ([`super::funcs`]).
+//!
+//! Then, as InfluxDB: buckets from the range's start to its end (now() when open) with
+//! `fill`, arithmetic over the functions' results, `ORDER BY time DESC`, `LIMIT/OFFSET` per
+//! series, `SLIMIT/SOFFSET`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use super::Ctx;
+use super::cond::{PointView, conjuncts, eval, native_pred, tag_comparison, truthy};
+use super::funcs::{Func, Out, apply};
+use super::result::{Cell, ResultSeries};
+use super::show::resolve_sources;
+use crate::influxql::column_names;
+use crate::influxql::split_time_range;
+use crate::influxql::{
+    BinaryExpr, Call, DataType, Dimension, Expr, Fill, SelectStatement, SortOrder, TimeOffset,
+    VarRef, WildcardType,
+};
+use crate::model::{ColumnKind, FieldType};
+use crate::query::agg::{Acc, Agg, Value};
+use crate::query::budget::QueryBudget;
+use crate::query::plan::{QuerySpec, TagOp, TagPred};
+use crate::query::scan::{GroupKey, Partial};
+use crate::query::{Refusal, gather};
+use crate::region::schema::MeasurementSchema;
+
+/// Most buckets one statement may fill per series (InfluxDB's `max-select-buckets`).
+const MAX_BUCKETS: i64 = 1_000_000;
+
+pub async fn select(ctx: &Ctx, s: &SelectStatement) -> Result<Vec<ResultSeries>, String> {
+    if s.timezone.is_some() {
+        return Err("tz() is not supported by Meridian yet: times are UTC".into());
+    }
+    let (rest, range) =
+        split_time_range(s.condition.as_ref(), ctx.now_ns).map_err(|e| e.to_string())?;
+    let mut targets: Vec<(String, Arc<str>)> = Vec::new();
+    for src in &s.sources {
+        let db = ctx.database(src.database.as_deref())?;
+        ctx.check_rp(&db, src.retention_policy.as_deref())?;
+        if !ctx.database_exists(&db) {
+            return Err(format!("database not found: {db}"));
+        }
+        for m in resolve_sources(ctx, &db, std::slice::from_ref(src)) {
+            if !targets.iter().any(|(d, n)| *d == db && *n == m) {
+                targets.push((db.clone(), m));
+            }
+        }
+    }
+    targets.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+    let budget = Arc::new(ctx.query_memory.budget());
+    let mut out = Vec::new();
+    for (db, m) in targets {
+        let Some(schema) = ctx.engine.registry().get(&db, &m) else {
+            continue;
+        };
+        let plan = Plan::new(ctx, s, &m, &schema, rest.as_ref(), range)?;
+        out.extend(plan.run(ctx, &db, &budget).await?);
+    }
+    Ok(out
+        .into_iter()
+        .skip(s.soffset.unwrap_or(0) as usize)
+        .take(s.slimit.map_or(usize::MAX, |l| l as usize))
+        .collect())
+}
+
+/// One function call of the projection: what it computes over which field.
+#[derive(Debug, Clone)]
+struct CallPlan {
+    call: Call,
+    func: Func,
+    field: String,
+}
+
+/// A SELECT over one measurement, checked.
+struct Plan<'a> {
+    s: &'a SelectStatement,
+    measurement: String,
+    schema: Arc<MeasurementSchema>,
+    /// Result columns after `time`, and their expressions.
+    columns: Vec<(String, Expr)>,
+    calls: Vec<CallPlan>,
+    /// `GROUP BY time(interval, offset)`, offset within [0, interval).
+    interval: Option<(i64, i64)>,
+    group_tags: Vec<String>,
+    preds: Vec<TagPred>,
+    residual: Vec<Expr>,
+    fields: Vec<String>,
+    /// Tags the points must carry (grouping, projection, residual condition).
+    tags: Vec<String>,
+    /// Inclusive time bounds.
+    min: Option<i64>,
+    max: Option<i64>,
+    now: i64,
+}
+
+fn is_tag_of(schema: &MeasurementSchema, name: &str) -> bool {
+    match schema.get(name) {
+        Some(ColumnKind::Tag) => true,
+        Some(ColumnKind::Field(_)) => false,
+        None => true,
+    }
+}
+
+fn field_type(schema: &MeasurementSchema, name: &str) -> Option<FieldType> {
+    match schema.get(name) {
+        Some(ColumnKind::Field(t)) => Some(*t),
+        _ => None,
+    }
+}
+
+/// Every call in an expression (not inside another call's arguments).
+fn collect_calls<'e>(e: &'e Expr, out: &mut Vec<&'e Call>) {
+    match e {
+        Expr::Call(c) => out.push(c),
+        Expr::Binary(b) => {
+            collect_calls(&b.lhs, out);
+            collect_calls(&b.rhs, out);
+        }
+        Expr::Paren(inner) => collect_calls(inner, out),
+        _ => {}
+    }
+}
+
+/// Every variable outside calls.
+fn collect_vars<'e>(e: &'e Expr, out: &mut Vec<&'e VarRef>) {
+    match e {
+        Expr::VarRef(v) => out.push(v),
+        Expr::Binary(b) => {
+            collect_vars(&b.lhs, out);
+            collect_vars(&b.rhs, out);
+        }
+        Expr::Paren(inner) => collect_vars(inner, out),
+        _ => {}
+    }
+}
+
+impl<'a> Plan<'a> {
+    fn new(
+        ctx: &Ctx,
+        s: &'a SelectStatement,
+        measurement: &str,
+        schema: &Arc<MeasurementSchema>,
+        rest: Option<&Expr>,
+        range: crate::influxql::TimeRange,
+    ) -> Result<Plan<'a>, String> {
+        let is_tag = |n: &str| is_tag_of(schema, n);
+        let mut sorted_fields: Vec<&str> = schema
+            .iter()
+            .filter(|(_, k)| matches!(k, ColumnKind::Field(_)))
+            .map(|(n, _)| &**n)
+            .collect();
+        sorted_fields.sort_unstable();
+        let mut sorted_tags: Vec<&str> = schema
+            .iter()
+            .filter(|(_, k)| matches!(k, ColumnKind::Tag))
+            .map(|(n, _)| &**n)
+            .collect();
+        sorted_tags.sort_unstable();
+
+        // GROUP BY.
+        let mut interval = None;
+        let mut group_tags: BTreeSet<String> = BTreeSet::new();
+        for d in &s.dimensions {
+            match d {
+                Dimension::Time {
+                    interval_ns,
+                    offset,
+                } => {
+                    if interval.is_some() {
+                        return Err("multiple time dimensions".into());
+                    }
+                    let off = match offset {
+                        None => 0,
+                        Some(TimeOffset::Duration(o)) => o.rem_euclid(*interval_ns),
+                        Some(TimeOffset::Now) => ctx.now_ns.rem_euclid(*interval_ns),
+                    };
+                    interval = Some((*interval_ns, off));
+                }
+                Dimension::Tag(t) => {
+                    group_tags.insert(t.clone());
+                }
+                Dimension::Wildcard => {
+                    group_tags.extend(sorted_tags.iter().map(|t| t.to_string()));
+                }
+                Dimension::Regex(r) => group_tags.extend(
+                    sorted_tags
+                        .iter()
+                        .filter(|t| r.regex().is_match(t))
+                        .map(|t| t.to_string()),
+                ),
+            }
+        }
+        let group_tags: Vec<String> = group_tags.into_iter().collect();
+
+        // Projection, wildcards and regexes expanded.
+        let names = column_names(&s.fields);
+        let mut columns: Vec<(String, Expr)> = Vec::new();
+        for (f, name) in s.fields.iter().zip(names) {
+            let var = |n: &str, tag: bool| {
+                Expr::VarRef(VarRef {
+                    name: n.to_string(),
+                    data_type: tag.then_some(DataType::Tag),
+                })
+            };
+            match &f.expr {
+                Expr::Wildcard(kind) => {
+                    let mut all: Vec<(String, Expr)> = Vec::new();
+                    if *kind != Some(WildcardType::Tag) {
+                        all.extend(sorted_fields.iter().map(|n| (n.to_string(), var(n, false))));
+                    }
+                    if *kind != Some(WildcardType::Field) {
+                        all.extend(
+                            sorted_tags
+                                .iter()
+                                .filter(|t| !group_tags.iter().any(|g| g == *t))
+                                .map(|n| (n.to_string(), var(n, true))),
+                        );
+                    }
+                    all.sort_by(|a, b| a.0.cmp(&b.0));
+                    columns.extend(all);
+                }
+                Expr::Regex(r) => {
+                    let mut all: Vec<(String, Expr)> = sorted_fields
+                        .iter()
+                        .filter(|n| r.regex().is_match(n))
+                        .map(|n| (n.to_string(), var(n, false)))
+                        .collect();
+                    all.extend(
+                        sorted_tags
+                            .iter()
+                            .filter(|t| {
+                                r.regex().is_match(t) && !group_tags.iter().any(|g| g == *t)
+                            })
+                            .map(|n| (n.to_string(), var(n, true))),
+                    );
+                    all.sort_by(|a, b| a.0.cmp(&b.0));
+                    columns.extend(all);
+                }
+                Expr::Call(c)
+                    if matches!(c.args.first(), Some(Expr::Wildcard(_) | Expr::Regex(_))) =>
+                {
+                    let (func, _) = Func::of(c)?;
+                    for fname in &sorted_fields {
+                        let ok = match &c.args[0] {
+                            Expr::Regex(r) => r.regex().is_match(fname),
+                            _ => true,
+                        };
+                        let numeric = matches!(
+                            field_type(schema, fname),
+                            Some(FieldType::Float | FieldType::Integer | FieldType::UInteger)
+                        );
+                        if !ok || (func.numeric() && !numeric) {
+                            continue;
+                        }
+                        let mut call = c.clone();
+                        call.args[0] = var(fname, false);
+                        let prefix = f.alias.clone().unwrap_or_else(|| c.name.clone());
+                        columns.push((format!("{prefix}_{fname}"), Expr::Call(call)));
+                    }
+                }
+                Expr::VarRef(v) if v.name == "time" => {}
+                other => columns.push((name, other.clone())),
+            }
+        }
+        if columns.is_empty() {
+            return Err("at least 1 non-time field must be queried".into());
+        }
+
+        // Calls.
+        let mut calls: Vec<CallPlan> = Vec::new();
+        let mut outside: Vec<&VarRef> = Vec::new();
+        for (_, e) in &columns {
+            let mut cs = Vec::new();
+            collect_calls(e, &mut cs);
+            collect_vars(e, &mut outside);
+            for c in cs {
+                let (func, arg) = Func::of(c)?;
+                let field = match arg {
+                    Expr::VarRef(v) => v.name.clone(),
+                    other => {
+                        return Err(format!(
+                            "expected field argument in {}(), got {other}",
+                            c.name
+                        ));
+                    }
+                };
+                if func.numeric()
+                    && matches!(
+                        field_type(schema, &field),
+                        Some(FieldType::String | FieldType::Boolean)
+                    )
+                {
+                    return Err(format!(
+                        "unsupported {}() over field {field:?} of type {}",
+                        c.name,
+                        field_type(schema, &field).map_or("unknown", |t| t.name())
+                    ));
+                }
+                if !calls.iter().any(|p| p.call == *c) {
+                    calls.push(CallPlan {
+                        call: c.clone(),
+                        func,
+                        field,
+                    });
+                }
+            }
+        }
+        if !calls.is_empty() && !outside.is_empty() {
+            return Err("mixing aggregate and non-aggregate queries is not supported".into());
+        }
+        if calls.iter().any(|c| c.func == Func::Distinct) && calls.len() > 1 {
+            return Err(
+                "aggregate function distinct() cannot be combined with other functions or fields"
+                    .into(),
+            );
+        }
+        if calls.is_empty() && interval.is_some() {
+            return Err("GROUP BY requires at least one aggregate function".into());
+        }
+
+        // Conditions: tag comparisons joined by AND go to the regions.
+        let mut preds = Vec::new();
+        let mut residual = Vec::new();
+        if let Some(r) = rest {
+            for c in conjuncts(r) {
+                match tag_comparison(c, &is_tag).and_then(|(k, op, lit)| native_pred(k, op, lit)) {
+                    Some(p) => preds.push(p),
+                    None => residual.push(c.clone()),
+                }
+            }
+        }
+
+        // Fields and tags the points must carry.
+        let mut vars: Vec<&VarRef> = outside.clone();
+        for c in &calls {
+            if let Some(Expr::VarRef(v)) = c.call.args.first() {
+                vars.push(v);
+            }
+        }
+        let mut cond_vars = Vec::new();
+        for r in &residual {
+            collect_all_vars(r, &mut cond_vars);
+        }
+        vars.extend(cond_vars.iter());
+        let mut fields: Vec<String> = Vec::new();
+        let mut tags: Vec<String> = group_tags.clone();
+        for v in vars {
+            let tag = match v.data_type {
+                Some(DataType::Tag) => true,
+                Some(_) => false,
+                None => is_tag(&v.name),
+            };
+            let list = if tag { &mut tags } else { &mut fields };
+            if v.name != "time" && schema.contains_key(v.name.as_str()) && !list.contains(&v.name) {
+                list.push(v.name.clone());
+            }
+        }
+        tags.sort();
+        Ok(Plan {
+            s,
+            measurement: measurement.to_string(),
+            schema: schema.clone(),
+            columns,
+            calls,
+            interval,
+            group_tags,
+            preds,
+            residual,
+            fields,
+            tags,
+            min: range.min_ns,
+            max: range.max_ns,
+            now: ctx.now_ns,
+        })
+    }
+
+    /// Whether the regions can compute every call as partial aggregates.
+    fn fast(&self) -> bool {
+        !self.calls.is_empty()
+            && self.residual.is_empty()
+            && self.interval.is_none_or(|(_, off)| off == 0)
+            && self.calls.iter().all(|c| c.func.native().is_some())
+            && !(self.calls.len() == 1
+                && matches!(self.calls[0].func, Func::Min | Func::Max)
+                && self.interval.is_none())
+    }
+
+    /// Native parameters for the regions.
+    fn params(
+        &self,
+        db: &str,
+        fields: &[String],
+        agg: Agg,
+        tags: &[String],
+    ) -> HashMap<String, String> {
+        let mut p = HashMap::new();
+        p.insert("db".into(), db.to_string());
+        p.insert("measurement".into(), self.measurement.clone());
+        p.insert("fields".into(), fields.join(","));
+        if let Some(min) = self.min {
+            p.insert("start".into(), min.to_string());
+        }
+        let end = self.end_exclusive();
+        if end != i64::MAX {
+            p.insert("end".into(), end.to_string());
+        }
+        p.insert("agg".into(), agg.name().into());
+        if agg != Agg::None
+            && let Some((d, _)) = self.interval
+        {
+            p.insert("every".into(), format!("{d}ns"));
+        }
+        if !tags.is_empty() {
+            p.insert("group_by".into(), tags.join(","));
+        }
+        if !self.preds.is_empty() {
+            let w: Vec<String> = self.preds.iter().map(native_where).collect();
+            p.insert("where".into(), w.join(","));
+        }
+        p.insert("epoch".into(), "ns".into());
+        p
+    }
+
+    /// The exclusive end of the range: the condition's, else `now()` for GROUP BY time.
+    fn end_exclusive(&self) -> i64 {
+        match (self.max, self.interval) {
+            (Some(m), _) => m.saturating_add(1),
+            (None, Some(_)) => self.now.saturating_add(1),
+            (None, None) => i64::MAX,
+        }
+    }
+
+    async fn fetch(
+        &self,
+        ctx: &Ctx,
+        params: HashMap<String, String>,
+        budget: &Arc<QueryBudget>,
+    ) -> Result<(Arc<QuerySpec>, Vec<Partial>), String> {
+        let mut spec = QuerySpec::from_params(&params)?;
+        spec.deadline = Some(ctx.started + ctx.timeout);
+        spec.budget = Some(budget.clone());
+        let spec = Arc::new(spec);
+        let g = gather(
+            &ctx.engine,
+            spec.clone(),
+            Arc::new(params),
+            &ctx.remote,
+            ctx.timeout,
+            ctx.max_rows,
+        )
+        .await;
+        match g.refused {
+            Some(Refusal::TooLarge(m)) | Some(Refusal::Busy(m)) => return Err(m),
+            None => {}
+        }
+        if g.partial {
+            let why: Vec<String> = g
+                .regions
+                .iter()
+                .filter_map(|(n, r)| r.error.as_ref().map(|e| format!("region {n}: {e}")))
+                .collect();
+            return Err(format!(
+                "not every region answered ({}); no partial answer is given",
+                why.join("; ")
+            ));
+        }
+        Ok((spec, g.partials))
+    }
+
+    async fn run(
+        &self,
+        ctx: &Ctx,
+        db: &str,
+        budget: &Arc<QueryBudget>,
+    ) -> Result<Vec<ResultSeries>, String> {
+        if self.min.zip(self.max).is_some_and(|(a, b)| a > b) {
+            return Ok(Vec::new());
+        }
+        if self.fields.is_empty() {
+            // Only unknown fields: InfluxDB answers nothing.
+            return Ok(Vec::new());
+        }
+        if self.calls.is_empty() {
+            let points = self.points(ctx, db, budget).await?;
+            return Ok(self.raw_series(points));
+        }
+        let groups = if self.fast() {
+            self.native_groups(ctx, db, budget).await?
+        } else {
+            let points = self.points(ctx, db, budget).await?;
+            self.local_groups(points)
+        };
+        self.aggregate_series(groups)
+    }
+
+    /// The points matching the condition: (group key, time, tags, field values aligned with
+    /// `self.fields`), in time order within each series.
+    async fn points(
+        &self,
+        ctx: &Ctx,
+        db: &str,
+        budget: &Arc<QueryBudget>,
+    ) -> Result<Vec<Owned>, String> {
+        let params = self.params(db, &self.fields, Agg::None, &self.tags);
+        let (spec, partials) = self.fetch(ctx, params, budget).await?;
+        let (columns, series, _) = crate::query::merge(&spec, partials);
+        let pos: Vec<Option<usize>> = self
+            .fields
+            .iter()
+            .map(|f| columns.iter().position(|c| c == f))
+            .collect();
+        let mut out = Vec::new();
+        for s in series {
+            let tags: Arc<BTreeMap<String, String>> =
+                Arc::new(s.tags.into_iter().filter(|(_, v)| !v.is_empty()).collect());
+            let key: GroupKey = self
+                .group_tags
+                .iter()
+                .map(|t| tags.get(t).cloned().unwrap_or_default())
+                .collect();
+            for (t, vals) in s.rows {
+                let values: Vec<Value> = pos
+                    .iter()
+                    .map(|p| p.and_then(|i| vals.get(i).cloned()).unwrap_or(Value::Null))
+                    .collect();
+                let keep = {
+                    let view = Point {
+                        projecting: false,
+                        tags: &tags,
+                        fields: &self.fields,
+                        values: &values,
+                        schema: &self.schema,
+                    };
+                    self.residual.iter().all(|r| truthy(eval(r, &view)))
+                };
+                if keep {
+                    out.push(Owned {
+                        key: key.clone(),
+                        time: t,
+                        tags: tags.clone(),
+                        values,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn raw_series(&self, points: Vec<Owned>) -> Vec<ResultSeries> {
+        let mut groups: BTreeMap<GroupKey, Vec<(i64, Vec<Cell>)>> = BTreeMap::new();
+        let field_cols: Vec<bool> = self
+            .columns
+            .iter()
+            .map(|(_, e)| {
+                let mut vs = Vec::new();
+                collect_vars(e, &mut vs);
+                vs.iter().any(|v| match v.data_type {
+                    Some(DataType::Tag) => false,
+                    Some(_) => true,
+                    None => !is_tag_of(&self.schema, &v.name),
+                })
+            })
+            .collect();
+        for p in points {
+            let view = p.view(&self.fields, &self.schema);
+            let cells: Vec<Option<Value>> =
+                self.columns.iter().map(|(_, e)| eval(e, &view)).collect();
+            let any_field = cells
+                .iter()
+                .zip(&field_cols)
+                .any(|(c, is_field)| *is_field && c.is_some());
+            if !any_field {
+                continue;
+            }
+            groups
+                .entry(p.key.clone())
+                .or_default()
+                .push((p.time, cells.into_iter().map(cell).collect()));
+        }
+        let mut out = Vec::new();
+        for (key, mut rows) in groups {
+            rows.sort_by_key(|r| r.0);
+            if self.s.order == SortOrder::Desc {
+                rows.reverse();
+            }
+            let rows = self.page(rows);
+            if rows.is_empty() {
+                continue;
+            }
+            out.push(
+                self.series_of(
+                    &key,
+                    rows.into_iter()
+                        .map(|(t, mut cells)| {
+                            cells.insert(0, Cell::Time(t));
+                            cells
+                        })
+                        .collect(),
+                ),
+            );
+        }
+        out
+    }
+
+    fn page<T>(&self, rows: Vec<T>) -> Vec<T> {
+        rows.into_iter()
+            .skip(self.s.offset.unwrap_or(0) as usize)
+            .take(self.s.limit.map_or(usize::MAX, |l| l as usize))
+            .collect()
+    }
+
+    fn series_of(&self, key: &GroupKey, values: Vec<Vec<Cell>>) -> ResultSeries {
+        let mut columns = vec!["time".to_string()];
+        columns.extend(self.columns.iter().map(|(n, _)| n.clone()));
+        ResultSeries {
+            name: self.measurement.clone(),
+            tags: (!self.group_tags.is_empty()).then(|| {
+                self.group_tags
+                    .iter()
+                    .cloned()
+                    .zip(key.iter().cloned())
+                    .collect()
+            }),
+            columns,
+            values,
+        }
+    }
+
+    /// The bucket of a time.
+    fn bucket(&self, t: i64) -> i64 {
+        match self.interval {
+            Some((d, off)) => {
+                let b = (t as i128) - ((t as i128) - off as i128).rem_euclid(d as i128);
+                b.max(i64::MIN as i128) as i64
+            }
+            None => self.min.unwrap_or(0),
+        }
+    }
+
+    /// Functions computed here from points.
+    fn local_groups(&self, points: Vec<Owned>) -> Groups {
+        let field_pos: Vec<Option<usize>> = self
+            .calls
+            .iter()
+            .map(|c| self.fields.iter().position(|f| *f == c.field))
+            .collect();
+        let mut acc: BTreeMap<GroupKey, BTreeMap<i64, Vec<Vec<Stamped>>>> = BTreeMap::new();
+        let n = self.calls.len();
+        for p in points {
+            let slot = acc
+                .entry(p.key)
+                .or_default()
+                .entry(self.bucket(p.time))
+                .or_insert_with(|| vec![Vec::new(); n]);
+            for (i, pos) in field_pos.iter().enumerate() {
+                if let Some(v) = pos.and_then(|j| p.values.get(j))
+                    && *v != Value::Null
+                {
+                    slot[i].push((p.time, v.clone()));
+                }
+            }
+        }
+        acc.into_iter()
+            .map(|(k, buckets)| {
+                let b = buckets
+                    .into_iter()
+                    .map(|(t, mut per_call)| {
+                        let outs = self
+                            .calls
+                            .iter()
+                            .zip(per_call.iter_mut())
+                            .map(|(c, pts)| {
+                                pts.sort_by_key(|p| p.0);
+                                apply(c.func, pts)
+                            })
+                            .collect();
+                        (t, outs)
+                    })
+                    .collect();
+                (k, b)
+            })
+            .collect()
+    }
+
+    /// Functions computed by the regions as partial aggregates, one native query per
+    /// function.
+    async fn native_groups(
+        &self,
+        ctx: &Ctx,
+        db: &str,
+        budget: &Arc<QueryBudget>,
+    ) -> Result<Groups, String> {
+        let mut groups: Groups = BTreeMap::new();
+        let n = self.calls.len();
+        let mut aggs: Vec<Agg> = Vec::new();
+        for c in &self.calls {
+            if let Some(a) = c.func.native()
+                && !aggs.contains(&a)
+            {
+                aggs.push(a);
+            }
+        }
+        for agg in aggs {
+            let mut fields: Vec<String> = Vec::new();
+            for c in self.calls.iter().filter(|c| c.func.native() == Some(agg)) {
+                if !fields.contains(&c.field) && self.schema.contains_key(c.field.as_str()) {
+                    fields.push(c.field.clone());
+                }
+            }
+            if fields.is_empty() {
+                continue;
+            }
+            let params = self.params(db, &fields, agg, &self.group_tags);
+            let (spec, partials) = self.fetch(ctx, params, budget).await?;
+            // Merge the regions' accumulators per group and bucket.
+            let mut merged: HashMap<GroupKey, BTreeMap<i64, Vec<Acc>>> = HashMap::new();
+            for p in partials {
+                let Partial::Agg(a) = p else { continue };
+                let map: Vec<Option<usize>> = a
+                    .fields
+                    .iter()
+                    .map(|f| fields.iter().position(|g| g == f))
+                    .collect();
+                for (key, buckets) in a.groups {
+                    let g = merged.entry(key).or_default();
+                    for (b, accs) in buckets {
+                        let slot = g
+                            .entry(b)
+                            .or_insert_with(|| vec![Acc::default(); fields.len()]);
+                        for (i, acc) in accs.iter().enumerate() {
+                            if let Some(Some(pos)) = map.get(i) {
+                                slot[*pos].merge(acc);
+                            }
+                        }
+                    }
+                }
+            }
+            let _ = spec;
+            for (key, buckets) in merged {
+                let g = groups.entry(key).or_default();
+                for (b, accs) in buckets {
+                    let bucket = if self.interval.is_some() {
+                        b
+                    } else {
+                        self.bucket(0)
+                    };
+                    let slot = g.entry(bucket).or_insert_with(|| vec![Out::Empty; n]);
+                    for (i, c) in self.calls.iter().enumerate() {
+                        if c.func.native() != Some(agg) {
+                            continue;
+                        }
+                        let Some(pos) = fields.iter().position(|f| *f == c.field) else {
+                            continue;
+                        };
+                        let acc = &accs[pos];
+                        if acc.count == 0 {
+                            continue;
+                        }
+                        let (v, t) = acc.finish(agg);
+                        slot[i] = Out::One(v, t);
+                    }
+                }
+            }
+        }
+        Ok(groups)
+    }
+
+    /// Rows per series from the functions' results: buckets filled, arithmetic applied.
+    fn aggregate_series(&self, groups: Groups) -> Result<Vec<ResultSeries>, String> {
+        let n = self.calls.len();
+        let single_selector = self.interval.is_none() && n == 1 && self.calls[0].func.is_selector();
+        let mut out = Vec::new();
+        for (key, buckets) in groups {
+            if buckets
+                .values()
+                .all(|outs| outs.iter().all(|o| *o == Out::Empty))
+            {
+                continue;
+            }
+            // The buckets to answer.
+            let times: Vec<i64> = match self.interval {
+                None => buckets.keys().copied().collect(),
+                Some((d, _)) => {
+                    let first = match self.min {
+                        Some(m) => self.bucket(m),
+                        None => *buckets.keys().next().unwrap_or(&0),
+                    };
+                    let last = self.bucket(self.end_exclusive().saturating_sub(1));
+                    let count = ((last as i128 - first as i128) / d as i128) + 1;
+                    if count > MAX_BUCKETS as i128 {
+                        return Err(format!(
+                            "max-select-buckets limit exceeded: ({count}/{MAX_BUCKETS}); use a larger GROUP BY time() interval or a narrower range"
+                        ));
+                    }
+                    (0..count.max(0) as i64).map(|i| first + i * d).collect()
+                }
+            };
+            // Per call, the value of each bucket (None: empty), filled.
+            let mut per_call: Vec<Vec<Option<Out>>> = vec![Vec::with_capacity(times.len()); n];
+            for t in &times {
+                let outs = buckets.get(t);
+                for (i, col) in per_call.iter_mut().enumerate() {
+                    let o = outs.and_then(|o| o.get(i)).cloned().unwrap_or(Out::Empty);
+                    col.push((o != Out::Empty).then_some(o));
+                }
+            }
+            if self.interval.is_some() {
+                for col in &mut per_call {
+                    fill(col, &times, self.s.fill);
+                }
+            }
+            let mut rows: Vec<(i64, Vec<Cell>)> = Vec::new();
+            for (bi, t) in times.iter().enumerate() {
+                let outs: Vec<Option<&Out>> = per_call.iter().map(|c| c[bi].as_ref()).collect();
+                if outs.iter().all(|o| o.is_none())
+                    && (self.interval.is_none() || self.s.fill == Fill::None)
+                {
+                    continue;
+                }
+                // distinct: a row per value.
+                if let Some(Some(Out::Many(vals))) = outs.first()
+                    && n == 1
+                {
+                    for v in vals {
+                        let r = self.eval_row(&[Some(&Out::One(v.clone(), None))]);
+                        rows.push((*t, r));
+                    }
+                    continue;
+                }
+                let time = match (single_selector, outs.first()) {
+                    (true, Some(Some(Out::One(_, Some(pt))))) => *pt,
+                    _ => *t,
+                };
+                rows.push((time, self.eval_row(&outs)));
+            }
+            if self.s.order == SortOrder::Desc {
+                rows.reverse();
+            }
+            let rows = self.page(rows);
+            if rows.is_empty() {
+                continue;
+            }
+            out.push(
+                self.series_of(
+                    &key,
+                    rows.into_iter()
+                        .map(|(t, mut cells)| {
+                            cells.insert(0, Cell::Time(t));
+                            cells
+                        })
+                        .collect(),
+                ),
+            );
+        }
+        Ok(out)
+    }
+
+    /// The columns of one row, given each call's result.
+    fn eval_row(&self, outs: &[Option<&Out>]) -> Vec<Cell> {
+        let value_of = |c: &Call| -> Option<Value> {
+            let i = self.calls.iter().position(|p| p.call == *c)?;
+            match outs.get(i).copied().flatten() {
+                Some(Out::One(v, _)) if *v != Value::Null => Some(v.clone()),
+                Some(Out::Many(vs)) => vs.first().cloned(),
+                _ => None,
+            }
+        };
+        self.columns
+            .iter()
+            .map(|(_, e)| cell(eval_calls(e, &value_of)))
+            .collect()
+    }
+}
+
+/// A point's time and one field's value.
+type Stamped = (i64, Value);
+
+/// Per group, per bucket, one result per call.
+type Groups = BTreeMap<GroupKey, BTreeMap<i64, Vec<Out>>>;
+
+/// Evaluates an expression whose leaves are calls and literals.
+fn eval_calls(e: &Expr, value_of: &dyn Fn(&Call) -> Option<Value>) -> Option<Value> {
+    match e {
+        Expr::Call(c) => value_of(c),
+        Expr::Paren(inner) => eval_calls(inner, value_of),
+        Expr::Integer(i) => Some(Value::Int(*i)),
+        Expr::Unsigned(u) => Some(Value::UInt(*u)),
+        Expr::Number(f) => Some(Value::Float(*f)),
+        Expr::Duration(d) => Some(Value::Int(*d)),
+        Expr::Binary(BinaryExpr { op, lhs, rhs }) => {
+            super::funcs::arith(*op, eval_calls(lhs, value_of), eval_calls(rhs, value_of))
+        }
+        _ => None,
+    }
+}
+
+/// Fills the empty buckets of one call's column.
+fn fill(col: &mut [Option<Out>], times: &[i64], how: Fill) {
+    match how {
+        Fill::Null | Fill::None => {}
+        Fill::Integer(i) => {
+            for c in col.iter_mut().filter(|c| c.is_none()) {
+                *c = Some(Out::One(Value::Int(i), None));
+            }
+        }
+        Fill::Float(f) => {
+            for c in col.iter_mut().filter(|c| c.is_none()) {
+                *c = Some(Out::One(Value::Float(f), None));
+            }
+        }
+        Fill::Previous => {
+            let mut prev: Option<Out> = None;
+            for c in col.iter_mut() {
+                match c {
+                    Some(Out::One(v, _)) if *v != Value::Null => prev = c.clone(),
+                    Some(_) => {}
+                    None => {
+                        *c = prev.clone().map(|p| match p {
+                            Out::One(v, _) => Out::One(v, None),
+                            other => other,
+                        })
+                    }
+                }
+            }
+        }
+        Fill::Linear => {
+            let known: Vec<(usize, f64, bool)> = col
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| match c {
+                    Some(Out::One(Value::Float(f), _)) => Some((i, *f, false)),
+                    Some(Out::One(Value::Int(v), _)) => Some((i, *v as f64, true)),
+                    _ => None,
+                })
+                .collect();
+            for w in known.windows(2) {
+                let ((i0, v0, int0), (i1, v1, _)) = (w[0], w[1]);
+                for (i, slot) in col.iter_mut().enumerate().take(i1).skip(i0 + 1) {
+                    let frac = (times[i] - times[i0]) as f64 / (times[i1] - times[i0]) as f64;
+                    let v = v0 + (v1 - v0) * frac;
+                    *slot = Some(Out::One(
+                        if int0 {
+                            Value::Int(v as i64)
+                        } else {
+                            Value::Float(v)
+                        },
+                        None,
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn cell(v: Option<Value>) -> Cell {
+    match v {
+        None | Some(Value::Null) => Cell::Null,
+        Some(Value::Int(i)) => Cell::Int(i),
+        Some(Value::UInt(u)) => Cell::UInt(u),
+        Some(Value::Float(f)) => Cell::Float(f),
+        Some(Value::Str(s)) => Cell::Str(s),
+        Some(Value::Bool(b)) => Cell::Bool(b),
+    }
+}
+
+/// Every variable, inside calls too.
+fn collect_all_vars(e: &Expr, out: &mut Vec<VarRef>) {
+    match e {
+        Expr::VarRef(v) => out.push(v.clone()),
+        Expr::Binary(b) => {
+            collect_all_vars(&b.lhs, out);
+            collect_all_vars(&b.rhs, out);
+        }
+        Expr::Paren(inner) => collect_all_vars(inner, out),
+        Expr::Call(c) => c.args.iter().for_each(|a| collect_all_vars(a, out)),
+        _ => {}
+    }
+}
+
+/// A native `where` term.
+fn native_where(p: &TagPred) -> String {
+    let esc = |s: &str| s.replace(',', "\\,");
+    match &p.op {
+        TagOp::Eq(v) => format!("{}={}", p.key, esc(v)),
+        TagOp::Ne(v) => format!("{}!={}", p.key, esc(v)),
+        TagOp::Re(r) => format!("{}=~{}", p.key, esc(r.as_str())),
+        TagOp::NotRe(r) => format!("{}!~{}", p.key, esc(r.as_str())),
+    }
+}
+
+/// A point as conditions and expressions see it.
+struct Point<'p> {
+    /// Result columns: a tag the series lacks is null.
+    projecting: bool,
+    tags: &'p BTreeMap<String, String>,
+    fields: &'p [String],
+    values: &'p [Value],
+    schema: &'p MeasurementSchema,
+}
+
+/// A point kept.
+struct Owned {
+    key: GroupKey,
+    time: i64,
+    tags: Arc<BTreeMap<String, String>>,
+    values: Vec<Value>,
+}
+
+impl Owned {
+    fn view<'p>(&'p self, fields: &'p [String], schema: &'p MeasurementSchema) -> Point<'p> {
+        Point {
+            projecting: true,
+            tags: &self.tags,
+            fields,
+            values: &self.values,
+            schema,
+        }
+    }
+}
+
+impl PointView for Point<'_> {
+    fn field(&self, name: &str) -> Option<&Value> {
+        let i = self.fields.iter().position(|f| f == name)?;
+        self.values.get(i)
+    }
+    fn tag(&self, name: &str) -> Option<&str> {
+        self.tags.get(name).map(|s| s.as_str())
+    }
+    fn is_tag(&self, name: &str) -> bool {
+        is_tag_of(self.schema, name)
+    }
+    fn absent_tag_is_empty(&self) -> bool {
+        !self.projecting
+    }
+}
