@@ -15,7 +15,7 @@ use super::Shared;
 use super::body::{BodyLimits, read_body};
 use super::error::{ApiError, Dialect, DialectError};
 use crate::query::influxql::result::{
-    ResultSeries, StatementResult, TimeFormat, write_csv, write_results, write_statement,
+    Chunking, ResultSeries, StatementResult, TimeFormat, write_csv, write_results, write_statement,
 };
 use crate::query::influxql::{Ctx, execute};
 
@@ -105,6 +105,7 @@ async fn run(state: Shared, params: HashMap<String, String>, headers: &HeaderMap
         now_ns,
         started,
     };
+    let statement_count = statements.len();
     let results = execute(&ctx, statements).await;
     metrics.queries.fetch_add(1, Relaxed);
     metrics
@@ -118,7 +119,7 @@ async fn run(state: Shared, params: HashMap<String, String>, headers: &HeaderMap
     let written = if csv {
         write_csv(&mut out, &results, time)
     } else if chunked {
-        write_chunked(&mut out, &results, time, chunk_size)
+        write_chunked(&mut out, &results, time, chunk_size, statement_count)
     } else {
         write_results(&mut out, &results, time).and_then(|_| {
             if pretty {
@@ -142,11 +143,7 @@ async fn run(state: Shared, params: HashMap<String, String>, headers: &HeaderMap
         [
             (
                 header::CONTENT_TYPE,
-                if csv {
-                    "application/csv"
-                } else {
-                    "application/json"
-                },
+                if csv { "text/csv" } else { "application/json" },
             ),
             (
                 header::HeaderName::from_static("x-influxdb-version"),
@@ -165,11 +162,12 @@ fn write_chunked(
     results: &[StatementResult],
     time: TimeFormat,
     chunk_size: usize,
+    statement_count: usize,
 ) -> std::io::Result<()> {
-    for r in results {
+    for (i, r) in results.iter().enumerate() {
         let mut pieces: Vec<(ResultSeries, bool)> = Vec::new();
         for s in &r.series {
-            if s.values.is_empty() {
+            if s.values.is_empty() || r.chunking != Chunking::Rows {
                 pieces.push((s.clone(), false));
                 continue;
             }
@@ -184,12 +182,20 @@ fn write_chunked(
             w.extend_from_slice(b"{\"results\":[");
             write_statement(w, r, &[], time, false)?;
             w.extend_from_slice(b"]}\n");
+            if r.error.is_some() && i + 1 < statement_count {
+                // As InfluxDB's chunked answers: the real error, then "not executed".
+                let skipped = StatementResult::error(r.statement_id, "not executed");
+                w.extend_from_slice(b"{\"results\":[");
+                write_statement(w, &skipped, &[], time, false)?;
+                w.extend_from_slice(b"]}\n");
+            }
             continue;
         }
         let last = pieces.len() - 1;
         for (i, piece) in pieces.into_iter().enumerate() {
+            let more = i < last && r.chunking != Chunking::PerSeriesWhole;
             w.extend_from_slice(b"{\"results\":[");
-            write_statement(w, r, &[piece], time, i < last)?;
+            write_statement(w, r, &[piece], time, more)?;
             w.extend_from_slice(b"]}\n");
         }
     }

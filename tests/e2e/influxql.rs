@@ -106,7 +106,7 @@ fn created_databases_are_listed_and_survive_a_restart() {
     let r = q(
         &s,
         "",
-        "CREATE DATABASE telegraf; SHOW DATABASES; SHOW MEASUREMENTS ON nope",
+        "CREATE DATABASE telegraf; SHOW DATABASES; SHOW TAG KEYS ON nope",
     );
     assert_eq!(r["results"][0], json!({"statement_id": 0}));
     assert_eq!(

@@ -162,7 +162,8 @@ pub fn eval(e: &Expr, p: &dyn PointView) -> Option<Value> {
                     None => None,
                 }
             } else {
-                p.field(&v.name).filter(|v| **v != Value::Null).cloned()
+                let value = p.field(&v.name).filter(|v| **v != Value::Null)?;
+                cast(value, v.data_type)
             }
         }
         Expr::Integer(i) => Some(Value::Int(*i)),
@@ -171,6 +172,10 @@ pub fn eval(e: &Expr, p: &dyn PointView) -> Option<Value> {
         Expr::Duration(d) => Some(Value::Int(*d)),
         Expr::Str(s) => Some(Value::Str(s.clone())),
         Expr::Bool(b) => Some(Value::Bool(*b)),
+        Expr::Call(c) if super::transform::is_math(&c.name) => {
+            let args: Vec<Option<Value>> = c.args.iter().map(|a| eval(a, p)).collect();
+            super::transform::math(&c.name, &args)
+        }
         Expr::Binary(b) => match b.op {
             BinaryOp::And => {
                 let l = truthy(eval(&b.lhs, p));
@@ -201,6 +206,26 @@ pub fn eval(e: &Expr, p: &dyn PointView) -> Option<Value> {
         },
         _ => None,
     }
+}
+
+/// A field value through a `::type` cast: numbers convert (a float to an integer
+/// truncates), other kinds give null, as in InfluxDB.
+fn cast(v: &Value, to: Option<DataType>) -> Option<Value> {
+    Some(match (to, v) {
+        (None | Some(DataType::Field), v) => v.clone(),
+        (Some(DataType::Float), Value::Float(f)) => Value::Float(*f),
+        (Some(DataType::Float), Value::Int(i)) => Value::Float(*i as f64),
+        (Some(DataType::Float), Value::UInt(u)) => Value::Float(*u as f64),
+        (Some(DataType::Integer), Value::Float(f)) => Value::Int(f.trunc() as i64),
+        (Some(DataType::Integer), Value::Int(i)) => Value::Int(*i),
+        (Some(DataType::Integer), Value::UInt(u)) => Value::Int(*u as i64),
+        (Some(DataType::Unsigned), Value::Float(f)) if *f >= 0.0 => Value::UInt(f.trunc() as u64),
+        (Some(DataType::Unsigned), Value::Int(i)) if *i >= 0 => Value::UInt(*i as u64),
+        (Some(DataType::Unsigned), Value::UInt(u)) => Value::UInt(*u),
+        (Some(DataType::String), Value::Str(s)) => Value::Str(s.clone()),
+        (Some(DataType::Boolean), Value::Bool(b)) => Value::Bool(*b),
+        _ => return None,
+    })
 }
 
 pub fn truthy(v: Option<Value>) -> bool {

@@ -107,17 +107,51 @@ impl Func {
         })
     }
 
-    /// Whether it reads only numbers (strings and booleans are an error).
-    pub fn numeric(self) -> bool {
-        !matches!(
-            self,
+    /// Whether it reads values of this type (InfluxDB refuses the others with an error).
+    pub fn accepts(self, t: crate::model::FieldType) -> bool {
+        use crate::model::FieldType as T;
+        match self {
             Func::Count
-                | Func::CountDistinct
-                | Func::Mode
-                | Func::First
-                | Func::Last
-                | Func::Distinct
-        )
+            | Func::CountDistinct
+            | Func::Mode
+            | Func::First
+            | Func::Last
+            | Func::Distinct => true,
+            Func::Min | Func::Max => !matches!(t, T::String),
+            _ => matches!(t, T::Float | T::Integer | T::UInteger),
+        }
+    }
+
+    /// Whether it reads this value (a field stored with several types: the others are
+    /// skipped).
+    fn reads(self, v: &Value) -> bool {
+        match v {
+            Value::Null => false,
+            Value::Float(_) | Value::Int(_) | Value::UInt(_) => true,
+            Value::Bool(_) => !matches!(
+                self,
+                Func::Sum
+                    | Func::Mean
+                    | Func::Median
+                    | Func::Spread
+                    | Func::Stddev
+                    | Func::Percentile(_)
+            ),
+            Value::Str(_) => matches!(
+                self,
+                Func::Count
+                    | Func::CountDistinct
+                    | Func::Mode
+                    | Func::First
+                    | Func::Last
+                    | Func::Distinct
+            ),
+        }
+    }
+
+    /// The result of an empty bucket under `fill(null)`: `count` gives 0, as InfluxDB.
+    pub fn empty_value(self) -> Option<Value> {
+        matches!(self, Func::Count | Func::CountDistinct).then_some(Value::Int(0))
     }
 }
 
@@ -148,10 +182,7 @@ fn is_number(v: &Value) -> bool {
 /// Applies `f` to the points of one group and bucket, sorted by time (ties in write
 /// order).
 pub fn apply(f: Func, points: &[(i64, Value)]) -> Out {
-    let pts: Vec<&(i64, Value)> = points
-        .iter()
-        .filter(|(_, v)| *v != Value::Null && (!f.numeric() || is_number(v)))
-        .collect();
+    let pts: Vec<&(i64, Value)> = points.iter().filter(|(_, v)| f.reads(v)).collect();
     if pts.is_empty() {
         return match f {
             Func::Count | Func::CountDistinct => Out::Empty,
@@ -242,10 +273,21 @@ pub fn apply(f: Func, points: &[(i64, Value)]) -> Out {
             }
             Out::One(best.1.clone(), Some(best.0))
         }
-        Func::First => Out::One(pts[0].1.clone(), Some(pts[0].0)),
-        Func::Last => {
-            let last = pts[n - 1];
-            Out::One(last.1.clone(), Some(last.0))
+        Func::First | Func::Last => {
+            // Among points of the same time (several series in one group) the greater
+            // value wins, as InfluxDB's first/last reducers decide.
+            let mut best = pts[0];
+            for p in &pts[1..] {
+                let better = if f == Func::First {
+                    p.0 < best.0
+                } else {
+                    p.0 > best.0
+                };
+                if better || (p.0 == best.0 && p.1.cmp_values(&best.1) == Ordering::Greater) {
+                    best = p;
+                }
+            }
+            Out::One(best.1.clone(), Some(best.0))
         }
         Func::Percentile(pct) => {
             let mut xs: Vec<&(i64, Value)> = pts.clone();
@@ -303,6 +345,10 @@ pub fn compare(op: BinaryOp, l: &Value, r: &Value) -> bool {
         );
     if !comparable {
         return op == BinaryOp::Neq;
+    }
+    if matches!(l, Value::Str(_) | Value::Bool(_)) && !matches!(op, BinaryOp::Eq | BinaryOp::Neq) {
+        // InfluxQL orders numbers only: `host > 'a'` matches nothing.
+        return false;
     }
     let o = l.cmp_values(r);
     match op {

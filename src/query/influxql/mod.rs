@@ -20,6 +20,7 @@ pub mod funcs;
 pub mod result;
 pub mod select;
 pub mod show;
+pub mod transform;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,7 +29,7 @@ use crate::influxql::Statement;
 use crate::query::budget::QueryMemory;
 use crate::query::remote::RemoteClient;
 use crate::region::Engine;
-use result::StatementResult;
+use result::{Chunking, StatementResult};
 
 /// What every statement of one request can reach.
 pub struct Ctx {
@@ -90,7 +91,8 @@ impl Ctx {
     }
 }
 
-/// Runs the statements in order; each gets its own result.
+/// Runs the statements in order; each gets its own result. After a statement fails, the
+/// later ones are not executed (as InfluxDB: the answer ends with the failed one).
 pub async fn execute(ctx: &Ctx, statements: Vec<Statement>) -> Vec<StatementResult> {
     let mut out = Vec::with_capacity(statements.len());
     for (id, stmt) in statements.into_iter().enumerate() {
@@ -98,11 +100,20 @@ pub async fn execute(ctx: &Ctx, statements: Vec<Statement>) -> Vec<StatementResu
             Ok(series) => StatementResult {
                 statement_id: id,
                 series,
+                chunking: match stmt {
+                    Statement::Select(_) | Statement::ShowSeries(_) => Chunking::Rows,
+                    Statement::ShowTagValues(_) => Chunking::PerSeriesWhole,
+                    _ => Chunking::PerSeries,
+                },
                 ..Default::default()
             },
             Err(e) => StatementResult::error(id, e),
         };
+        let failed = result.error.is_some();
         out.push(result);
+        if failed {
+            break;
+        }
     }
     out
 }

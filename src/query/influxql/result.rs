@@ -37,6 +37,20 @@ pub struct StatementResult {
     pub error: Option<String>,
     /// Notes InfluxDB sends as `messages` (e.g. a warning).
     pub messages: Vec<(String, String)>,
+    /// How `chunked=true` sends it.
+    pub chunking: Chunking,
+}
+
+/// How a statement's answer is cut into chunks (as InfluxDB cuts each kind).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Chunking {
+    /// A chunk per series, `partial` on all but the last (most SHOW statements).
+    #[default]
+    PerSeries,
+    /// At most `chunk_size` rows a chunk (SELECT, SHOW SERIES).
+    Rows,
+    /// A chunk per series, no `partial` flags (SHOW TAG VALUES).
+    PerSeriesWhole,
 }
 
 impl StatementResult {
@@ -68,12 +82,8 @@ impl TimeFormat {
             Some("s") => TimeFormat::Epoch(1_000_000_000),
             Some("m") => TimeFormat::Epoch(60_000_000_000),
             Some("h") => TimeFormat::Epoch(3_600_000_000_000),
-            Some(other) => {
-                return Err(format!(
-                    "invalid epoch {:?}: use ns, u, ms, s, m or h",
-                    crate::model::truncate(other, 16)
-                ));
-            }
+            // InfluxDB answers in nanoseconds for any other value.
+            Some(_) => TimeFormat::Epoch(1),
         })
     }
 }
@@ -246,31 +256,31 @@ pub fn write_results(
     w.write_all(b"]}")
 }
 
-/// The CSV form InfluxDB 1.x sends for `Accept: application/csv`: a header
-/// `name,tags,<columns>` per change of columns, then a row per value, tags as `k=v,k=v`.
+/// The CSV form InfluxDB 1.x sends for `Accept: application/csv`: per statement a header
+/// `name,tags,<columns>` (again when the columns change), a row per value with tags as
+/// `k=v,k=v`, a blank line between statements; times are integers (nanoseconds unless
+/// `epoch` says otherwise); a failed statement writes nothing.
 pub fn write_csv(
     w: &mut dyn Write,
     results: &[StatementResult],
     time: TimeFormat,
 ) -> io::Result<()> {
-    let mut last_header: Option<Vec<String>> = None;
+    let mut wrote_any = false;
     for r in results {
-        if let Some(e) = &r.error {
-            // InfluxDB writes a statement error as its own line.
-            writeln!(w, "error")?;
-            writeln!(w, "{}", csv_field(e))?;
-            last_header = None;
+        if r.error.is_some() || r.series.is_empty() {
             continue;
         }
+        if wrote_any {
+            writeln!(w)?;
+        }
+        wrote_any = true;
+        let mut last_header: Option<&Vec<String>> = None;
         for s in &r.series {
-            if last_header.as_ref() != Some(&s.columns) {
-                if last_header.is_some() {
-                    writeln!(w)?;
-                }
+            if last_header != Some(&s.columns) {
                 let mut h = vec!["name".to_string(), "tags".to_string()];
                 h.extend(s.columns.iter().map(|c| csv_field(c)));
                 writeln!(w, "{}", h.join(","))?;
-                last_header = Some(s.columns.clone());
+                last_header = Some(&s.columns);
             }
             let tags = s
                 .tags

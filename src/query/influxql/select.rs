@@ -20,6 +20,7 @@ use super::cond::{PointView, conjuncts, eval, native_pred, tag_comparison, truth
 use super::funcs::{Func, Out, apply};
 use super::result::{Cell, ResultSeries};
 use super::show::resolve_sources;
+use super::transform::{Transform, is_math, math};
 use crate::influxql::column_names;
 use crate::influxql::split_time_range;
 use crate::influxql::{
@@ -58,13 +59,29 @@ pub async fn select(ctx: &Ctx, s: &SelectStatement) -> Result<Vec<ResultSeries>,
     }
     targets.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
     let budget = Arc::new(ctx.query_memory.budget());
+    // Wildcards expand over every measurement of the statement (InfluxDB gives each series
+    // the union of their columns).
+    let schemas: Vec<(String, Arc<str>, Arc<MeasurementSchema>)> = targets
+        .into_iter()
+        .filter_map(|(db, m)| {
+            let schema = ctx.engine.registry().get(&db, &m)?;
+            Some((db, m, schema))
+        })
+        .collect();
+    let mut wild = MeasurementSchema::default();
+    for (_, _, schema) in &schemas {
+        for (k, v) in schema.iter() {
+            wild.entry(k.clone()).or_insert(*v);
+        }
+    }
     let mut out = Vec::new();
-    for (db, m) in targets {
-        let Some(schema) = ctx.engine.registry().get(&db, &m) else {
-            continue;
-        };
-        let plan = Plan::new(ctx, s, &m, &schema, rest.as_ref(), range)?;
-        out.extend(plan.run(ctx, &db, &budget).await?);
+    for (db, m, schema) in &schemas {
+        let plan = Plan::new(ctx, s, m, schema, &wild, rest.as_ref(), range)?;
+        out.extend(plan.run(ctx, db, &budget).await?);
+    }
+    if s.order == SortOrder::Desc {
+        // Series come newest first too: InfluxDB sorts them in the statement's order.
+        out.reverse();
     }
     Ok(out
         .into_iter()
@@ -91,7 +108,13 @@ struct Plan<'a> {
     calls: Vec<CallPlan>,
     /// `GROUP BY time(interval, offset)`, offset within [0, interval).
     interval: Option<(i64, i64)>,
+    /// A transformation of the only column (its argument is the column's expression).
+    transform: Option<Transform>,
     group_tags: Vec<String>,
+    /// The grouping tags that are tags of this measurement (a field named in GROUP BY is
+    /// `""` in every series).
+    native_group: Vec<String>,
+    all_tags: Vec<String>,
     preds: Vec<TagPred>,
     residual: Vec<Expr>,
     fields: Vec<String>,
@@ -118,9 +141,52 @@ fn field_type(schema: &MeasurementSchema, name: &str) -> Option<FieldType> {
     }
 }
 
+/// The type of an expression's field reference, for arithmetic checks.
+fn var_type(e: &Expr, schema: &MeasurementSchema) -> Option<(String, &'static str)> {
+    match e {
+        Expr::VarRef(v) if v.data_type.is_none() => match schema.get(v.name.as_str()) {
+            Some(ColumnKind::Field(t)) => Some((v.name.clone(), t.name())),
+            Some(ColumnKind::Tag) => Some((v.name.clone(), "tag")),
+            None => None,
+        },
+        Expr::Paren(inner) => var_type(inner, schema),
+        _ => None,
+    }
+}
+
+/// Arithmetic on strings, booleans or tags is a type error (InfluxDB refuses the
+/// statement).
+fn check_types(e: &Expr, schema: &MeasurementSchema) -> Result<(), String> {
+    match e {
+        Expr::Binary(b) if !b.op.is_boolean() => {
+            check_types(&b.lhs, schema)?;
+            check_types(&b.rhs, schema)?;
+            let bitwise = matches!(
+                b.op,
+                crate::influxql::BinaryOp::BitAnd
+                    | crate::influxql::BinaryOp::BitOr
+                    | crate::influxql::BinaryOp::BitXor
+            );
+            for side in [&b.lhs, &b.rhs] {
+                if let Some((name, t)) = var_type(side, schema)
+                    && (t == "string" || t == "tag" || (t == "boolean" && !bitwise))
+                {
+                    return Err(format!(
+                        "type error: {e}: {name} is a {t}, which arithmetic does not take"
+                    ));
+                }
+            }
+            Ok(())
+        }
+        Expr::Paren(inner) => check_types(inner, schema),
+        _ => Ok(()),
+    }
+}
+
 /// Every call in an expression (not inside another call's arguments).
 fn collect_calls<'e>(e: &'e Expr, out: &mut Vec<&'e Call>) {
     match e {
+        Expr::Call(c) if is_math(&c.name) => c.args.iter().for_each(|a| collect_calls(a, out)),
         Expr::Call(c) => out.push(c),
         Expr::Binary(b) => {
             collect_calls(&b.lhs, out);
@@ -135,6 +201,7 @@ fn collect_calls<'e>(e: &'e Expr, out: &mut Vec<&'e Call>) {
 fn collect_vars<'e>(e: &'e Expr, out: &mut Vec<&'e VarRef>) {
     match e {
         Expr::VarRef(v) => out.push(v),
+        Expr::Call(c) if is_math(&c.name) => c.args.iter().for_each(|a| collect_vars(a, out)),
         Expr::Binary(b) => {
             collect_vars(&b.lhs, out);
             collect_vars(&b.rhs, out);
@@ -150,17 +217,24 @@ impl<'a> Plan<'a> {
         s: &'a SelectStatement,
         measurement: &str,
         schema: &Arc<MeasurementSchema>,
+        wild: &MeasurementSchema,
         rest: Option<&Expr>,
         range: crate::influxql::TimeRange,
     ) -> Result<Plan<'a>, String> {
         let is_tag = |n: &str| is_tag_of(schema, n);
-        let mut sorted_fields: Vec<&str> = schema
+        let mut all_tags: Vec<String> = schema
+            .iter()
+            .filter(|(_, k)| matches!(k, ColumnKind::Tag))
+            .map(|(n, _)| n.to_string())
+            .collect();
+        all_tags.sort_unstable();
+        let mut sorted_fields: Vec<&str> = wild
             .iter()
             .filter(|(_, k)| matches!(k, ColumnKind::Field(_)))
             .map(|(n, _)| &**n)
             .collect();
         sorted_fields.sort_unstable();
-        let mut sorted_tags: Vec<&str> = schema
+        let mut sorted_tags: Vec<&str> = wild
             .iter()
             .filter(|(_, k)| matches!(k, ColumnKind::Tag))
             .map(|(n, _)| &**n)
@@ -201,6 +275,8 @@ impl<'a> Plan<'a> {
             }
         }
         let group_tags: Vec<String> = group_tags.into_iter().collect();
+        // Grouping by a field's name groups by a tag no series has (InfluxDB: `""`).
+        let native_group: Vec<String> = group_tags.iter().filter(|t| is_tag(t)).cloned().collect();
 
         // Projection, wildcards and regexes expanded.
         let names = column_names(&s.fields);
@@ -255,11 +331,7 @@ impl<'a> Plan<'a> {
                             Expr::Regex(r) => r.regex().is_match(fname),
                             _ => true,
                         };
-                        let numeric = matches!(
-                            field_type(schema, fname),
-                            Some(FieldType::Float | FieldType::Integer | FieldType::UInteger)
-                        );
-                        if !ok || (func.numeric() && !numeric) {
+                        if !ok || !field_type(wild, fname).is_some_and(|t| func.accepts(t)) {
                             continue;
                         }
                         let mut call = c.clone();
@@ -274,6 +346,28 @@ impl<'a> Plan<'a> {
         }
         if columns.is_empty() {
             return Err("at least 1 non-time field must be queried".into());
+        }
+        let mut transform = None;
+        if let [(_, Expr::Call(c))] = columns.as_slice()
+            && let Some((t, arg)) = Transform::of(c, interval.map(|(d, _)| d))?
+        {
+            let arg = arg.clone();
+            transform = Some(t);
+            columns[0].1 = arg;
+        }
+        for (_, e) in &columns {
+            check_types(e, schema)?;
+            let mut cs = Vec::new();
+            collect_calls(e, &mut cs);
+            if let Some(c) = cs.iter().find(|c| {
+                Transform::of(c, None).is_ok_and(|t| t.is_some())
+                    || Transform::of(c, Some(1)).is_ok_and(|t| t.is_some())
+            }) {
+                return Err(format!(
+                    "{}() must be the only field of its SELECT in Meridian",
+                    c.name
+                ));
+            }
         }
 
         // Calls.
@@ -294,16 +388,13 @@ impl<'a> Plan<'a> {
                         ));
                     }
                 };
-                if func.numeric()
-                    && matches!(
-                        field_type(schema, &field),
-                        Some(FieldType::String | FieldType::Boolean)
-                    )
+                if let Some(t) = field_type(schema, &field)
+                    && !func.accepts(t)
                 {
                     return Err(format!(
-                        "unsupported {}() over field {field:?} of type {}",
+                        "unsupported {} iterator type: {} (field {field:?})",
                         c.name,
-                        field_type(schema, &field).map_or("unknown", |t| t.name())
+                        t.name()
                     ));
                 }
                 if !calls.iter().any(|p| p.call == *c) {
@@ -341,19 +432,22 @@ impl<'a> Plan<'a> {
         }
 
         // Fields and tags the points must carry.
+        let call_vars: Vec<VarRef> = calls
+            .iter()
+            .map(|c| VarRef {
+                name: c.field.clone(),
+                data_type: None,
+            })
+            .collect();
         let mut vars: Vec<&VarRef> = outside.clone();
-        for c in &calls {
-            if let Some(Expr::VarRef(v)) = c.call.args.first() {
-                vars.push(v);
-            }
-        }
+        vars.extend(call_vars.iter());
         let mut cond_vars = Vec::new();
         for r in &residual {
             collect_all_vars(r, &mut cond_vars);
         }
         vars.extend(cond_vars.iter());
         let mut fields: Vec<String> = Vec::new();
-        let mut tags: Vec<String> = group_tags.clone();
+        let mut tags: Vec<String> = native_group.clone();
         for v in vars {
             let tag = match v.data_type {
                 Some(DataType::Tag) => true,
@@ -373,7 +467,10 @@ impl<'a> Plan<'a> {
             columns,
             calls,
             interval,
+            transform,
             group_tags,
+            native_group,
+            all_tags,
             preds,
             residual,
             fields,
@@ -389,7 +486,12 @@ impl<'a> Plan<'a> {
         !self.calls.is_empty()
             && self.residual.is_empty()
             && self.interval.is_none_or(|(_, off)| off == 0)
-            && self.calls.iter().all(|c| c.func.native().is_some())
+            && self.calls.iter().all(|c| {
+                c.func.native().is_some()
+                    // Booleans have no partial min/max: computed from the points.
+                    && !(matches!(c.func, Func::Min | Func::Max)
+                        && matches!(field_type(&self.schema, &c.field), Some(FieldType::Boolean)))
+            })
             && !(self.calls.len() == 1
                 && matches!(self.calls[0].func, Func::Min | Func::Max)
                 && self.interval.is_none())
@@ -558,28 +660,30 @@ impl<'a> Plan<'a> {
 
     fn raw_series(&self, points: Vec<Owned>) -> Vec<ResultSeries> {
         let mut groups: BTreeMap<GroupKey, Vec<(i64, Vec<Cell>)>> = BTreeMap::new();
-        let field_cols: Vec<bool> = self
-            .columns
-            .iter()
-            .map(|(_, e)| {
-                let mut vs = Vec::new();
-                collect_vars(e, &mut vs);
-                vs.iter().any(|v| match v.data_type {
+        // A row stays when any field the projection names has a value there (through its
+        // cast): InfluxDB keeps `a + b` as null where only `b` exists, and drops points
+        // with none of them.
+        let mut named: Vec<Expr> = Vec::new();
+        for (_, e) in &self.columns {
+            let mut vs = Vec::new();
+            collect_vars(e, &mut vs);
+            for v in vs {
+                let field = match v.data_type {
                     Some(DataType::Tag) => false,
                     Some(_) => true,
                     None => !is_tag_of(&self.schema, &v.name),
-                })
-            })
-            .collect();
+                };
+                let e = Expr::VarRef(v.clone());
+                if field && !named.contains(&e) {
+                    named.push(e);
+                }
+            }
+        }
         for p in points {
             let view = p.view(&self.fields, &self.schema);
             let cells: Vec<Option<Value>> =
                 self.columns.iter().map(|(_, e)| eval(e, &view)).collect();
-            let any_field = cells
-                .iter()
-                .zip(&field_cols)
-                .any(|(c, is_field)| *is_field && c.is_some());
-            if !any_field {
+            if !named.iter().any(|e| eval(e, &view).is_some()) {
                 continue;
             }
             groups
@@ -590,26 +694,47 @@ impl<'a> Plan<'a> {
         let mut out = Vec::new();
         for (key, mut rows) in groups {
             rows.sort_by_key(|r| r.0);
-            if self.s.order == SortOrder::Desc {
-                rows.reverse();
+            if let Some(series) = self.finish(&key, rows) {
+                out.push(series);
             }
-            let rows = self.page(rows);
-            if rows.is_empty() {
-                continue;
-            }
-            out.push(
-                self.series_of(
-                    &key,
-                    rows.into_iter()
-                        .map(|(t, mut cells)| {
-                            cells.insert(0, Cell::Time(t));
-                            cells
-                        })
-                        .collect(),
-                ),
-            );
         }
         out
+    }
+
+    /// A series from its rows in time order: the transformation, `ORDER BY time DESC`,
+    /// `OFFSET`/`LIMIT`; `None` when no row is left.
+    fn finish(&self, key: &GroupKey, rows: Vec<(i64, Vec<Cell>)>) -> Option<ResultSeries> {
+        let mut rows = match self.transform {
+            None => rows,
+            Some(t) => {
+                let input: Vec<(i64, Option<Value>)> = rows
+                    .into_iter()
+                    .map(|(time, cells)| (time, cells.into_iter().next().and_then(value_of_cell)))
+                    .collect();
+                t.apply(&input)
+                    .into_iter()
+                    .map(|(time, v)| (time, vec![cell(Some(v))]))
+                    .collect()
+            }
+        };
+        if self.s.order == SortOrder::Desc {
+            rows.reverse();
+        }
+        let rows = self.page(rows);
+        if rows.is_empty() {
+            return None;
+        }
+        Some(
+            self.series_of(
+                key,
+                rows.into_iter()
+                    .map(|(t, mut cells)| {
+                        cells.insert(0, Cell::Time(t));
+                        cells
+                    })
+                    .collect(),
+            ),
+        )
     }
 
     fn page<T>(&self, rows: Vec<T>) -> Vec<T> {
@@ -720,8 +845,20 @@ impl<'a> Plan<'a> {
             if fields.is_empty() {
                 continue;
             }
-            let params = self.params(db, &fields, agg, &self.group_tags);
-            let (spec, partials) = self.fetch(ctx, params, budget).await?;
+            // first/last: per series, so that points of one time in several series of a
+            // group are decided here as InfluxDB does (the greater value wins).
+            let by: &[String] = if matches!(agg, Agg::First | Agg::Last) {
+                &self.all_tags
+            } else {
+                &self.native_group
+            };
+            let key_map: Vec<Option<usize>> = self
+                .group_tags
+                .iter()
+                .map(|g| by.iter().position(|b| b == g))
+                .collect();
+            let params = self.params(db, &fields, agg, by);
+            let (_, partials) = self.fetch(ctx, params, budget).await?;
             // Merge the regions' accumulators per group and bucket.
             let mut merged: HashMap<GroupKey, BTreeMap<i64, Vec<Acc>>> = HashMap::new();
             for p in partials {
@@ -745,8 +882,14 @@ impl<'a> Plan<'a> {
                     }
                 }
             }
-            let _ = spec;
-            for (key, buckets) in merged {
+            for (native_key, buckets) in merged {
+                let key: GroupKey = key_map
+                    .iter()
+                    .map(|p| {
+                        p.and_then(|i| native_key.get(i).cloned())
+                            .unwrap_or_default()
+                    })
+                    .collect();
                 let g = groups.entry(key).or_default();
                 for (b, accs) in buckets {
                     let bucket = if self.interval.is_some() {
@@ -767,7 +910,11 @@ impl<'a> Plan<'a> {
                             continue;
                         }
                         let (v, t) = acc.finish(agg);
-                        slot[i] = Out::One(v, t);
+                        let new = Out::One(v, t);
+                        slot[i] = match std::mem::replace(&mut slot[i], Out::Empty) {
+                            Out::Empty => new,
+                            old => pick(c.func, old, new),
+                        };
                     }
                 }
             }
@@ -815,8 +962,8 @@ impl<'a> Plan<'a> {
                 }
             }
             if self.interval.is_some() {
-                for col in &mut per_call {
-                    fill(col, &times, self.s.fill);
+                for (col, c) in per_call.iter_mut().zip(&self.calls) {
+                    fill(col, &times, self.s.fill, c.func);
                 }
             }
             let mut rows: Vec<(i64, Vec<Cell>)> = Vec::new();
@@ -843,24 +990,9 @@ impl<'a> Plan<'a> {
                 };
                 rows.push((time, self.eval_row(&outs)));
             }
-            if self.s.order == SortOrder::Desc {
-                rows.reverse();
+            if let Some(series) = self.finish(&key, rows) {
+                out.push(series);
             }
-            let rows = self.page(rows);
-            if rows.is_empty() {
-                continue;
-            }
-            out.push(
-                self.series_of(
-                    &key,
-                    rows.into_iter()
-                        .map(|(t, mut cells)| {
-                            cells.insert(0, Cell::Time(t));
-                            cells
-                        })
-                        .collect(),
-                ),
-            );
         }
         Ok(out)
     }
@@ -888,9 +1020,26 @@ type Stamped = (i64, Value);
 /// Per group, per bucket, one result per call.
 type Groups = BTreeMap<GroupKey, BTreeMap<i64, Vec<Out>>>;
 
+/// Of two first/last results of one group and bucket, the one InfluxDB keeps: the earlier
+/// (later) point, and on equal times the greater value.
+fn pick(f: Func, a: Out, b: Out) -> Out {
+    let (Out::One(va, Some(ta)), Out::One(vb, Some(tb))) = (&a, &b) else {
+        return a;
+    };
+    let b_wins = match f {
+        Func::First => tb < ta,
+        _ => tb > ta,
+    } || (ta == tb && vb.cmp_values(va) == std::cmp::Ordering::Greater);
+    if b_wins { b } else { a }
+}
+
 /// Evaluates an expression whose leaves are calls and literals.
 fn eval_calls(e: &Expr, value_of: &dyn Fn(&Call) -> Option<Value>) -> Option<Value> {
     match e {
+        Expr::Call(c) if is_math(&c.name) => {
+            let args: Vec<Option<Value>> = c.args.iter().map(|a| eval_calls(a, value_of)).collect();
+            math(&c.name, &args)
+        }
         Expr::Call(c) => value_of(c),
         Expr::Paren(inner) => eval_calls(inner, value_of),
         Expr::Integer(i) => Some(Value::Int(*i)),
@@ -904,20 +1053,41 @@ fn eval_calls(e: &Expr, value_of: &dyn Fn(&Call) -> Option<Value>) -> Option<Val
     }
 }
 
-/// Fills the empty buckets of one call's column.
-fn fill(col: &mut [Option<Out>], times: &[i64], how: Fill) {
+/// Fills the empty buckets of one call's column, as InfluxDB: `count` gives 0 under
+/// `fill(null)`; a number takes the column's type (`fill(1.5)` of integers is 1).
+fn fill(col: &mut [Option<Out>], times: &[i64], how: Fill, func: Func) {
+    let ints = col
+        .iter()
+        .any(|c| matches!(c, Some(Out::One(Value::Int(_), _))))
+        || matches!(func, Func::Count | Func::CountDistinct);
+    let constant = |v: Value, col: &mut [Option<Out>]| {
+        for c in col.iter_mut().filter(|c| c.is_none()) {
+            *c = Some(Out::One(v.clone(), None));
+        }
+    };
     match how {
-        Fill::Null | Fill::None => {}
-        Fill::Integer(i) => {
-            for c in col.iter_mut().filter(|c| c.is_none()) {
-                *c = Some(Out::One(Value::Int(i), None));
+        Fill::None => {}
+        Fill::Null => {
+            if let Some(v) = func.empty_value() {
+                constant(v, col);
             }
         }
-        Fill::Float(f) => {
-            for c in col.iter_mut().filter(|c| c.is_none()) {
-                *c = Some(Out::One(Value::Float(f), None));
-            }
-        }
+        Fill::Integer(i) => constant(
+            if ints {
+                Value::Int(i)
+            } else {
+                Value::Float(i as f64)
+            },
+            col,
+        ),
+        Fill::Float(f) => constant(
+            if ints {
+                Value::Int(f as i64)
+            } else {
+                Value::Float(f)
+            },
+            col,
+        ),
         Fill::Previous => {
             let mut prev: Option<Out> = None;
             for c in col.iter_mut() {
@@ -960,6 +1130,18 @@ fn fill(col: &mut [Option<Out>], times: &[i64], how: Fill) {
             }
         }
     }
+}
+
+fn value_of_cell(c: Cell) -> Option<Value> {
+    Some(match c {
+        Cell::Null => return None,
+        Cell::Int(i) => Value::Int(i),
+        Cell::UInt(u) => Value::UInt(u),
+        Cell::Float(f) => Value::Float(f),
+        Cell::Str(s) => Value::Str(s),
+        Cell::Bool(b) => Value::Bool(b),
+        Cell::Time(t) => Value::Int(t),
+    })
 }
 
 fn cell(v: Option<Value>) -> Cell {

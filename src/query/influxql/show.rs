@@ -152,7 +152,8 @@ fn strip_time(e: &crate::influxql::Expr) -> crate::influxql::Expr {
 }
 
 pub async fn measurements(ctx: &Ctx, s: &ShowMeasurements) -> Result<Vec<ResultSeries>, String> {
-    let db = show_db(ctx, s.database.as_deref())?;
+    // An unknown database has no measurements (InfluxDB answers an empty result here).
+    let db = ctx.database(s.database.as_deref())?;
     let mut names: Vec<Arc<str>> = match &s.with_measurement {
         Some(w) => resolve_sources(ctx, &db, std::slice::from_ref(w)),
         None => resolve_sources(ctx, &db, &[]),
@@ -354,6 +355,28 @@ pub async fn cardinality(ctx: &Ctx, s: &ShowCardinality) -> Result<Vec<ResultSer
     ctx.series_loaded().await?;
     let names = resolve_sources(ctx, &db, &s.sources);
     let mut out = Vec::new();
+    if !s.exact
+        && matches!(
+            s.kind,
+            CardinalityKind::Measurement | CardinalityKind::Series
+        )
+    {
+        // The estimate InfluxDB gives is one total; Meridian's is exact.
+        let n: u64 = names
+            .iter()
+            .filter_map(|m| matching(ctx, &db, m, s.condition.as_ref()))
+            .map(|(_, b)| match s.kind {
+                CardinalityKind::Measurement => u64::from(!b.is_empty()),
+                _ => b.len(),
+            })
+            .sum();
+        return Ok(vec![ResultSeries {
+            name: String::new(),
+            tags: None,
+            columns: vec!["cardinality estimation".into()],
+            values: vec![vec![Cell::Int(n as i64)]],
+        }]);
+    }
     match s.kind {
         CardinalityKind::Measurement => {
             let n = names
