@@ -82,6 +82,15 @@ async fn run(state: Shared, params: HashMap<String, String>, headers: &HeaderMap
             return bad_request(e.to_string());
         }
     };
+    // An unknown zone fails the whole query, as a parse error does in InfluxDB.
+    for st in &statements {
+        if let crate::influxql::Statement::Select(sel) = st
+            && let Some(z) = &sel.timezone
+            && let Err(e) = crate::query::influxql::select::parse_zone(z)
+        {
+            return bad_request(format!("error parsing query: {e}"));
+        }
+    }
     let chunked = params.get("chunked").is_some_and(|v| v == "true");
     let chunk_size = params
         .get("chunk_size")

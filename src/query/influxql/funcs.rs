@@ -24,6 +24,11 @@ pub enum Func {
     Last,
     Percentile(f64),
     Distinct,
+    /// Area under the points (trapezoids), per `unit` nanoseconds.
+    Integral(i64),
+    /// The `n` greatest (`top`) or least (`bottom`) values, each at its point's time.
+    Top(usize),
+    Bottom(usize),
 }
 
 impl Func {
@@ -63,6 +68,45 @@ impl Func {
             "first" => (Func::First, arg(1)?),
             "last" => (Func::Last, arg(1)?),
             "distinct" => (Func::Distinct, arg(1)?),
+            "integral" => {
+                if call.args.is_empty() || call.args.len() > 2 {
+                    return Err(format!(
+                        "invalid number of arguments for integral, expected 1 or 2, got {}",
+                        call.args.len()
+                    ));
+                }
+                let unit = match call.args.get(1) {
+                    None => 1_000_000_000,
+                    Some(Expr::Duration(d)) if *d > 0 => *d,
+                    Some(other) => {
+                        return Err(format!("second argument must be a duration, got {other}"));
+                    }
+                };
+                (Func::Integral(unit), &call.args[0])
+            }
+            "top" | "bottom" => {
+                let n = match call.args.as_slice() {
+                    [_, Expr::Integer(n)] if *n > 0 => *n as usize,
+                    [_, _, ..] if call.args.len() > 2 => {
+                        return Err(format!(
+                            "{}() with tag arguments is not supported by Meridian; use GROUP BY the tag",
+                            call.name
+                        ));
+                    }
+                    _ => {
+                        return Err(format!(
+                            "{}() needs a field and a positive integer: {}(field, N)",
+                            call.name, call.name
+                        ));
+                    }
+                };
+                let f = if call.name == "top" {
+                    Func::Top(n)
+                } else {
+                    Func::Bottom(n)
+                };
+                (f, &call.args[0])
+            }
             "percentile" => {
                 let a = arg(2)?;
                 let n = match &call.args[1] {
@@ -89,7 +133,13 @@ impl Func {
     pub fn is_selector(self) -> bool {
         matches!(
             self,
-            Func::Min | Func::Max | Func::First | Func::Last | Func::Percentile(_)
+            Func::Min
+                | Func::Max
+                | Func::First
+                | Func::Last
+                | Func::Percentile(_)
+                | Func::Top(_)
+                | Func::Bottom(_)
         )
     }
 
@@ -164,6 +214,8 @@ pub enum Out {
     One(Value, Option<i64>),
     /// `distinct`: one row per value.
     Many(Vec<Value>),
+    /// `top`/`bottom`: points with their times, in time order.
+    Points(Vec<(i64, Value)>),
 }
 
 fn as_f64(v: &Value) -> Option<f64> {
@@ -288,6 +340,35 @@ pub fn apply(f: Func, points: &[(i64, Value)]) -> Out {
                 }
             }
             Out::One(best.1.clone(), Some(best.0))
+        }
+        Func::Integral(unit) => {
+            let mut area = 0.0;
+            for w in pts.windows(2) {
+                let ((t0, v0), (t1, v1)) = (w[0], w[1]);
+                let (a, b) = (as_f64(v0).unwrap_or(0.0), as_f64(v1).unwrap_or(0.0));
+                area += (a + b) / 2.0 * ((t1 - t0) as f64 / unit as f64);
+            }
+            Out::One(Value::Float(area), None)
+        }
+        Func::Top(k) | Func::Bottom(k) => {
+            let mut xs: Vec<&(i64, Value)> = pts.clone();
+            // Greatest (least) first; on equal values the earlier point.
+            xs.sort_by(|a, b| {
+                let o = a.1.cmp_values(&b.1);
+                let o = if matches!(f, Func::Top(_)) {
+                    o.reverse()
+                } else {
+                    o
+                };
+                o.then(a.0.cmp(&b.0))
+            });
+            let mut chosen: Vec<(i64, Value)> = xs
+                .into_iter()
+                .take(k)
+                .map(|(t, v)| (*t, v.clone()))
+                .collect();
+            chosen.sort_by_key(|p| p.0);
+            Out::Points(chosen)
         }
         Func::Percentile(pct) => {
             let mut xs: Vec<&(i64, Value)> = pts.clone();

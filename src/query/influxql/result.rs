@@ -22,6 +22,8 @@ pub enum Cell {
 /// One series of a statement's answer.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ResultSeries {
+    /// `tz()`: RFC 3339 times are written with this zone's offset.
+    pub zone: Option<chrono_tz::Tz>,
     pub name: String,
     /// Written only when some statement grouped by tags (InfluxDB omits `tags` otherwise).
     pub tags: Option<BTreeMap<String, String>>,
@@ -105,6 +107,32 @@ pub fn go_float(f: f64) -> Option<String> {
     Some(format!("{f}"))
 }
 
+/// RFC 3339 in a zone: the local time and its offset (`+01:00`; UTC is `Z`).
+pub fn rfc3339_in(ns: i64, zone: Option<chrono_tz::Tz>) -> String {
+    let Some(zone) = zone else {
+        return rfc3339(ns);
+    };
+    let secs = ns.div_euclid(1_000_000_000);
+    let nanos = ns.rem_euclid(1_000_000_000) as u32;
+    let Some(utc) = chrono::DateTime::from_timestamp(secs, nanos) else {
+        return ns.to_string();
+    };
+    let local = utc.with_timezone(&zone);
+    let base = local.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let frac = if nanos == 0 {
+        String::new()
+    } else {
+        format!(".{}", format!("{nanos:09}").trim_end_matches('0'))
+    };
+    let off = local.format("%:z").to_string();
+    let off = if off == "+00:00" {
+        "Z".to_string()
+    } else {
+        off
+    };
+    format!("{base}{frac}{off}")
+}
+
 /// RFC 3339 with nanoseconds, trailing zeros of the fraction cut (Go's RFC3339Nano).
 pub fn rfc3339(ns: i64) -> String {
     let secs = ns.div_euclid(1_000_000_000);
@@ -127,7 +155,12 @@ fn write_str(w: &mut dyn Write, s: &str) -> io::Result<()> {
     serde_json::to_writer(&mut *w, s).map_err(io::Error::other)
 }
 
-fn write_cell(w: &mut dyn Write, c: &Cell, time: TimeFormat) -> io::Result<()> {
+fn write_cell(
+    w: &mut dyn Write,
+    c: &Cell,
+    time: TimeFormat,
+    zone: Option<chrono_tz::Tz>,
+) -> io::Result<()> {
     match c {
         Cell::Null => w.write_all(b"null"),
         Cell::Int(i) => write!(w, "{i}"),
@@ -139,7 +172,7 @@ fn write_cell(w: &mut dyn Write, c: &Cell, time: TimeFormat) -> io::Result<()> {
         Cell::Str(s) => write_str(w, s),
         Cell::Bool(b) => write!(w, "{b}"),
         Cell::Time(ns) => match time {
-            TimeFormat::Rfc3339 => write_str(w, &rfc3339(*ns)),
+            TimeFormat::Rfc3339 => write_str(w, &rfc3339_in(*ns, zone)),
             TimeFormat::Epoch(unit) => write!(w, "{}", ns.div_euclid(unit)),
         },
     }
@@ -183,7 +216,7 @@ pub fn write_series(
                 if j > 0 {
                     w.write_all(b",")?;
                 }
-                write_cell(w, c, time)?;
+                write_cell(w, c, time, s.zone)?;
             }
             w.write_all(b"]")?;
         }
@@ -347,6 +380,7 @@ mod tests {
         let r = StatementResult {
             statement_id: 0,
             series: vec![ResultSeries {
+                zone: None,
                 name: "cpu".into(),
                 tags: Some(BTreeMap::from([("host".into(), "a".into())])),
                 columns: vec!["time".into(), "mean".into()],

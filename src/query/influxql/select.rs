@@ -39,9 +39,6 @@ use crate::region::schema::MeasurementSchema;
 const MAX_BUCKETS: i64 = 1_000_000;
 
 pub async fn select(ctx: &Ctx, s: &SelectStatement) -> Result<Vec<ResultSeries>, String> {
-    if s.timezone.is_some() {
-        return Err("tz() is not supported by Meridian yet: times are UTC".into());
-    }
     let (rest, range) =
         split_time_range(s.condition.as_ref(), ctx.now_ns).map_err(|e| e.to_string())?;
     let mut targets: Vec<(String, Arc<str>)> = Vec::new();
@@ -110,6 +107,10 @@ struct Plan<'a> {
     interval: Option<(i64, i64)>,
     /// A transformation of the only column (its argument is the column's expression).
     transform: Option<Transform>,
+    /// `tz()`: buckets start at local boundaries, times are written with the offset.
+    zone: Option<chrono_tz::Tz>,
+    /// A selector with other columns (`max(x), host`): they come from the chosen point.
+    aux_columns: bool,
     group_tags: Vec<String>,
     /// The grouping tags that are tags of this measurement (a field named in GROUP BY is
     /// `""` in every series).
@@ -222,6 +223,7 @@ impl<'a> Plan<'a> {
         range: crate::influxql::TimeRange,
     ) -> Result<Plan<'a>, String> {
         let is_tag = |n: &str| is_tag_of(schema, n);
+        let zone = s.timezone.as_deref().map(parse_zone).transpose()?;
         let mut all_tags: Vec<String> = schema
             .iter()
             .filter(|(_, k)| matches!(k, ColumnKind::Tag))
@@ -406,8 +408,20 @@ impl<'a> Plan<'a> {
                 }
             }
         }
-        if !calls.is_empty() && !outside.is_empty() {
+        // One selector may bring other fields and tags of the point it chooses.
+        let aux_columns = !calls.is_empty() && !outside.is_empty();
+        if aux_columns && !(calls.len() == 1 && calls[0].func.is_selector()) {
             return Err("mixing aggregate and non-aggregate queries is not supported".into());
+        }
+        if let Some(c) = calls
+            .iter()
+            .find(|c| matches!(c.func, Func::Top(_) | Func::Bottom(_)))
+            && calls.len() > 1
+        {
+            return Err(format!(
+                "selector function {}() cannot be combined with other functions",
+                c.call.name
+            ));
         }
         if calls.iter().any(|c| c.func == Func::Distinct) && calls.len() > 1 {
             return Err(
@@ -468,6 +482,8 @@ impl<'a> Plan<'a> {
             calls,
             interval,
             transform,
+            zone,
+            aux_columns,
             group_tags,
             native_group,
             all_tags,
@@ -484,8 +500,10 @@ impl<'a> Plan<'a> {
     /// Whether the regions can compute every call as partial aggregates.
     fn fast(&self) -> bool {
         !self.calls.is_empty()
+            && !self.aux_columns
             && self.residual.is_empty()
             && self.interval.is_none_or(|(_, off)| off == 0)
+            && self.zone.is_none()
             && self.calls.iter().all(|c| {
                 c.func.native().is_some()
                     // Booleans have no partial min/max: computed from the points.
@@ -596,13 +614,13 @@ impl<'a> Plan<'a> {
             let points = self.points(ctx, db, budget).await?;
             return Ok(self.raw_series(points));
         }
-        let groups = if self.fast() {
-            self.native_groups(ctx, db, budget).await?
+        let (groups, aux) = if self.fast() {
+            (self.native_groups(ctx, db, budget).await?, Aux::new())
         } else {
             let points = self.points(ctx, db, budget).await?;
             self.local_groups(points)
         };
-        self.aggregate_series(groups)
+        self.aggregate_series(groups, &aux)
     }
 
     /// The points matching the condition: (group key, time, tags, field values aligned with
@@ -748,6 +766,7 @@ impl<'a> Plan<'a> {
         let mut columns = vec!["time".to_string()];
         columns.extend(self.columns.iter().map(|(n, _)| n.clone()));
         ResultSeries {
+            zone: self.zone,
             name: self.measurement.clone(),
             tags: (!self.group_tags.is_empty()).then(|| {
                 self.group_tags
@@ -764,26 +783,25 @@ impl<'a> Plan<'a> {
     /// The bucket of a time.
     fn bucket(&self, t: i64) -> i64 {
         match self.interval {
-            Some((d, off)) => {
-                let b = (t as i128) - ((t as i128) - off as i128).rem_euclid(d as i128);
-                b.max(i64::MIN as i128) as i64
-            }
+            Some((d, off)) => window_start(t, d, off, self.zone),
             None => self.min.unwrap_or(0),
         }
     }
 
     /// Functions computed here from points.
-    fn local_groups(&self, points: Vec<Owned>) -> Groups {
+    fn local_groups(&self, points: Vec<Owned>) -> (Groups, Aux) {
         let field_pos: Vec<Option<usize>> = self
             .calls
             .iter()
             .map(|c| self.fields.iter().position(|f| *f == c.field))
             .collect();
-        let mut acc: BTreeMap<GroupKey, BTreeMap<i64, Vec<Vec<Stamped>>>> = BTreeMap::new();
+        // Per group and bucket, per call, the points' (time, value, index in `points`).
+        type Cands = Vec<Vec<(i64, Value, usize)>>;
+        let mut acc: BTreeMap<GroupKey, BTreeMap<i64, Cands>> = BTreeMap::new();
         let n = self.calls.len();
-        for p in points {
+        for (idx, p) in points.iter().enumerate() {
             let slot = acc
-                .entry(p.key)
+                .entry(p.key.clone())
                 .or_default()
                 .entry(self.bucket(p.time))
                 .or_insert_with(|| vec![Vec::new(); n]);
@@ -791,30 +809,46 @@ impl<'a> Plan<'a> {
                 if let Some(v) = pos.and_then(|j| p.values.get(j))
                     && *v != Value::Null
                 {
-                    slot[i].push((p.time, v.clone()));
+                    slot[i].push((p.time, v.clone(), idx));
                 }
             }
         }
-        acc.into_iter()
-            .map(|(k, buckets)| {
-                let b = buckets
-                    .into_iter()
-                    .map(|(t, mut per_call)| {
-                        let outs = self
-                            .calls
+        let mut aux: Aux = HashMap::new();
+        let mut groups: Groups = BTreeMap::new();
+        for (k, buckets) in acc {
+            let mut b = BTreeMap::new();
+            for (t, mut per_call) in buckets {
+                let mut outs = Vec::with_capacity(n);
+                for (c, cands) in self.calls.iter().zip(per_call.iter_mut()) {
+                    cands.sort_by_key(|p| p.0);
+                    let pts: Vec<Stamped> = cands.iter().map(|(t, v, _)| (*t, v.clone())).collect();
+                    let out = apply(c.func, &pts);
+                    // A selector with other fields or tags: those of the chosen point.
+                    if self.aux_columns
+                        && let Out::One(v, Some(pt)) = &out
+                        && let Some((_, _, idx)) = cands.iter().find(|(ct, cv, _)| {
+                            ct == pt && cv.cmp_values(v) == std::cmp::Ordering::Equal
+                        })
+                    {
+                        let view = points[*idx].view(&self.fields, &self.schema);
+                        let row = self
+                            .columns
                             .iter()
-                            .zip(per_call.iter_mut())
-                            .map(|(c, pts)| {
-                                pts.sort_by_key(|p| p.0);
-                                apply(c.func, pts)
+                            .map(|(_, e)| {
+                                let mut cs = Vec::new();
+                                collect_calls(e, &mut cs);
+                                if cs.is_empty() { eval(e, &view) } else { None }
                             })
                             .collect();
-                        (t, outs)
-                    })
-                    .collect();
-                (k, b)
-            })
-            .collect()
+                        aux.insert((k.clone(), t), row);
+                    }
+                    outs.push(out);
+                }
+                b.insert(t, outs);
+            }
+            groups.insert(k, b);
+        }
+        (groups, aux)
     }
 
     /// Functions computed by the regions as partial aggregates, one native query per
@@ -923,7 +957,7 @@ impl<'a> Plan<'a> {
     }
 
     /// Rows per series from the functions' results: buckets filled, arithmetic applied.
-    fn aggregate_series(&self, groups: Groups) -> Result<Vec<ResultSeries>, String> {
+    fn aggregate_series(&self, groups: Groups, aux: &Aux) -> Result<Vec<ResultSeries>, String> {
         let n = self.calls.len();
         let single_selector = self.interval.is_none() && n == 1 && self.calls[0].func.is_selector();
         let mut out = Vec::new();
@@ -949,7 +983,18 @@ impl<'a> Plan<'a> {
                             "max-select-buckets limit exceeded: ({count}/{MAX_BUCKETS}); use a larger GROUP BY time() interval or a narrower range"
                         ));
                     }
-                    (0..count.max(0) as i64).map(|i| first + i * d).collect()
+                    // Buckets of a zone with daylight saving are not all `d` long.
+                    let mut times = Vec::with_capacity(count.max(0) as usize);
+                    let mut t = first;
+                    while t <= last {
+                        times.push(t);
+                        let next = self.bucket(t.saturating_add(d));
+                        t = if next > t { next } else { t.saturating_add(d) };
+                        if t == i64::MAX {
+                            break;
+                        }
+                    }
+                    times
                 }
             };
             // Per call, the value of each bucket (None: empty), filled.
@@ -974,21 +1019,38 @@ impl<'a> Plan<'a> {
                 {
                     continue;
                 }
+                // top/bottom: a row per chosen point, at its time.
+                if let Some(Some(Out::Points(pts))) = outs.first()
+                    && n == 1
+                {
+                    for (pt, v) in pts {
+                        let r = self.eval_row(&[Some(&Out::One(v.clone(), None))], None);
+                        rows.push((*pt, r));
+                    }
+                    continue;
+                }
                 // distinct: a row per value.
                 if let Some(Some(Out::Many(vals))) = outs.first()
                     && n == 1
                 {
                     for v in vals {
-                        let r = self.eval_row(&[Some(&Out::One(v.clone(), None))]);
+                        let r = self.eval_row(&[Some(&Out::One(v.clone(), None))], None);
                         rows.push((*t, r));
                     }
                     continue;
                 }
                 let time = match (single_selector, outs.first()) {
                     (true, Some(Some(Out::One(_, Some(pt))))) => *pt,
+                    // InfluxDB stamps an unbucketed integral at the epoch, whatever the range.
+                    _ if n == 1
+                        && self.interval.is_none()
+                        && matches!(self.calls[0].func, Func::Integral(_)) =>
+                    {
+                        0
+                    }
                     _ => *t,
                 };
-                rows.push((time, self.eval_row(&outs)));
+                rows.push((time, self.eval_row(&outs, aux.get(&(key.clone(), *t)))));
             }
             if let Some(series) = self.finish(&key, rows) {
                 out.push(series);
@@ -998,7 +1060,7 @@ impl<'a> Plan<'a> {
     }
 
     /// The columns of one row, given each call's result.
-    fn eval_row(&self, outs: &[Option<&Out>]) -> Vec<Cell> {
+    fn eval_row(&self, outs: &[Option<&Out>], aux: Option<&Vec<Option<Value>>>) -> Vec<Cell> {
         let value_of = |c: &Call| -> Option<Value> {
             let i = self.calls.iter().position(|p| p.call == *c)?;
             match outs.get(i).copied().flatten() {
@@ -1009,7 +1071,16 @@ impl<'a> Plan<'a> {
         };
         self.columns
             .iter()
-            .map(|(_, e)| cell(eval_calls(e, &value_of)))
+            .enumerate()
+            .map(|(i, (_, e))| {
+                let mut cs = Vec::new();
+                collect_calls(e, &mut cs);
+                if cs.is_empty() && self.aux_columns {
+                    cell(aux.and_then(|a| a.get(i).cloned().flatten()))
+                } else {
+                    cell(eval_calls(e, &value_of))
+                }
+            })
             .collect()
     }
 }
@@ -1019,6 +1090,50 @@ type Stamped = (i64, Value);
 
 /// Per group, per bucket, one result per call.
 type Groups = BTreeMap<GroupKey, BTreeMap<i64, Vec<Out>>>;
+
+/// A selector's other columns, per group and bucket: the chosen point's values.
+type Aux = HashMap<(GroupKey, i64), Vec<Option<Value>>>;
+
+/// The zone of `tz('…')`, as InfluxDB names its error.
+pub fn parse_zone(name: &str) -> Result<chrono_tz::Tz, String> {
+    name.parse::<chrono_tz::Tz>()
+        .map_err(|_| format!("unable to find time zone {name}"))
+}
+
+/// UTC offset of `zone` at `t` (ns), in ns.
+fn zone_offset(zone: chrono_tz::Tz, t: i64) -> i64 {
+    use chrono::{Offset, TimeZone};
+    let secs = t.div_euclid(1_000_000_000);
+    zone.offset_from_utc_datetime(
+        &chrono::DateTime::from_timestamp(secs, 0)
+            .unwrap_or_default()
+            .naive_utc(),
+    )
+    .fix()
+    .local_minus_utc() as i64
+        * 1_000_000_000
+}
+
+/// The start of the `GROUP BY time(d, off)` bucket holding `t`: aligned on the epoch in
+/// the zone's local time (InfluxDB's window rule: the local offset at `t`, corrected by
+/// the offset at the start when a daylight-saving change lies between and is shorter than
+/// `d`).
+fn window_start(t: i64, d: i64, off: i64, zone: Option<chrono_tz::Tz>) -> i64 {
+    let t = t as i128 - off as i128;
+    let z = zone.map_or(0, |z| {
+        zone_offset(z, t.clamp(i64::MIN as i128, i64::MAX as i128) as i64)
+    }) as i128;
+    let mut start = t - (t + z).rem_euclid(d as i128);
+    if let Some(zone) = zone {
+        let at_start =
+            zone_offset(zone, start.clamp(i64::MIN as i128, i64::MAX as i128) as i64) as i128;
+        let o = z - at_start;
+        if o != 0 && o.abs() < d as i128 {
+            start += o;
+        }
+    }
+    (start + off as i128).clamp(i64::MIN as i128, i64::MAX as i128) as i64
+}
 
 /// Of two first/last results of one group and bucket, the one InfluxDB keeps: the earlier
 /// (later) point, and on equal times the greater value.

@@ -20,6 +20,7 @@ fn strings(name: &str, column: &str, values: Vec<String>) -> Vec<ResultSeries> {
         return Vec::new();
     }
     vec![ResultSeries {
+        zone: None,
         name: name.to_string(),
         tags: None,
         columns: vec![column.to_string()],
@@ -46,6 +47,7 @@ pub fn databases(ctx: &Ctx) -> Vec<ResultSeries> {
             .map(|d| d.to_string()),
     );
     vec![ResultSeries {
+        zone: None,
         name: "databases".into(),
         tags: None,
         columns: vec!["name".into()],
@@ -59,6 +61,7 @@ pub fn retention_policies(ctx: &Ctx, on: Option<&str>) -> Result<Vec<ResultSerie
         return Err(format!("database not found: {db}"));
     }
     Ok(vec![ResultSeries {
+        zone: None,
         name: String::new(),
         tags: None,
         columns: [
@@ -254,6 +257,7 @@ pub async fn tag_values(ctx: &Ctx, s: &ShowTagValues) -> Result<Vec<ResultSeries
         let rows = page(rows, s.limit, s.offset);
         if !rows.is_empty() {
             out.push(ResultSeries {
+                zone: None,
                 name: m.to_string(),
                 tags: None,
                 columns: vec!["key".into(), "value".into()],
@@ -285,6 +289,7 @@ pub fn field_keys(ctx: &Ctx, s: &ShowFieldKeys) -> Result<Vec<ResultSeries>, Str
         let fields = page(fields, s.limit, s.offset);
         if !fields.is_empty() {
             out.push(ResultSeries {
+                zone: None,
                 name: m.to_string(),
                 tags: None,
                 columns: vec!["fieldKey".into(), "fieldType".into()],
@@ -340,6 +345,7 @@ pub async fn series(ctx: &Ctx, s: &ShowSeries) -> Result<Vec<ResultSeries>, Stri
 
 fn count(name: &str, n: u64) -> ResultSeries {
     ResultSeries {
+        zone: None,
         name: name.to_string(),
         tags: None,
         columns: vec!["count".into()],
@@ -371,6 +377,7 @@ pub async fn cardinality(ctx: &Ctx, s: &ShowCardinality) -> Result<Vec<ResultSer
             })
             .sum();
         return Ok(vec![ResultSeries {
+            zone: None,
             name: String::new(),
             tags: None,
             columns: vec!["cardinality estimation".into()],
@@ -449,6 +456,7 @@ pub async fn cardinality(ctx: &Ctx, s: &ShowCardinality) -> Result<Vec<ResultSer
 pub fn system(s: &SystemShow) -> Result<Vec<ResultSeries>, String> {
     match s {
         SystemShow::Users => Ok(vec![ResultSeries {
+            zone: None,
             name: String::new(),
             tags: None,
             columns: vec!["user".into(), "admin".into()],
