@@ -197,7 +197,7 @@ impl Manifest {
                 reason: "a manifest exists already; move it aside before rebuilding".into(),
             });
         }
-        let next_seq = files.iter().map(|f| f.seq + 1).max().unwrap_or(1);
+        let next_seq = files.iter().map(allocated_after).max().unwrap_or(1);
         let data = ManifestData {
             version: 1,
             files,
@@ -229,7 +229,7 @@ impl Manifest {
         let next = data
             .files
             .iter()
-            .map(|f| f.seq + 1)
+            .map(allocated_after)
             .max()
             .unwrap_or(1)
             .max(data.next_seq);
@@ -433,6 +433,15 @@ fn log_generation_of(name: &str) -> Option<u64> {
         .strip_suffix(".log")?
         .parse()
         .ok()
+}
+
+/// The lowest seq not yet used by a file: above its seq and, for a file a delete rewrote,
+/// above the seq allocated for the rewrite (in its name).
+fn allocated_after(f: &FileMeta) -> u64 {
+    crate::storage::paths::parse_data_file_seq(Path::new(&f.path))
+        .unwrap_or(0)
+        .max(f.seq)
+        .saturating_add(1)
 }
 
 /// Applies one logged edit: removed files go to `retired`, added ones in seq order.

@@ -24,7 +24,7 @@ use crate::catalog::{FileMeta, Manifest, WalRange};
 use crate::model::PartitionStart;
 use crate::storage::merge::columns_of;
 use crate::storage::parquet::{io_err, meta};
-use crate::storage::paths::{manifest_file, parse_data_file_seq};
+use crate::storage::paths::{manifest_file, parse_data_file_name};
 
 /// What a rebuild found.
 #[derive(Debug, Default)]
@@ -96,19 +96,38 @@ pub fn rebuild_manifest(
             Err(reason) => out.skipped.push((file, reason)),
         }
     }
-    // Two files with one seq cannot both be listed: keep neither silently, report both.
-    let mut by_seq: HashMap<u64, usize> = HashMap::new();
-    for f in &files {
-        *by_seq.entry(f.seq).or_default() += 1;
+    // A delete rewrites a file under the same seq (`<seq>~<rewrite>.parquet`): the
+    // newest version of each seq is the live one. Two files with one seq otherwise cannot
+    // both be listed: keep neither silently, report both.
+    let version =
+        |f: &FileMeta| parse_data_file_name(Path::new(&f.path)).map_or((0, None), |(_, r)| (0, r));
+    let mut by_seq: HashMap<u64, Vec<FileMeta>> = HashMap::new();
+    for f in files {
+        by_seq.entry(f.seq).or_default().push(f);
     }
-    let (files, dup): (Vec<FileMeta>, Vec<FileMeta>) =
-        files.into_iter().partition(|f| by_seq[&f.seq] == 1);
-    for f in dup {
-        out.skipped.push((
-            region_dir.join(&f.path),
-            format!("another file has the same seq {}", f.seq),
-        ));
+    let mut files: Vec<FileMeta> = Vec::new();
+    for (seq, mut group) in by_seq {
+        group.sort_by_key(|f| version(f));
+        let originals = group.iter().filter(|f| version(f).1.is_none()).count();
+        if originals > 1 {
+            for f in group {
+                out.skipped.push((
+                    region_dir.join(&f.path),
+                    format!("another file has the same seq {seq}"),
+                ));
+            }
+            continue;
+        }
+        let Some(newest) = group.pop() else { continue };
+        for f in group {
+            out.skipped.push((
+                region_dir.join(&f.path),
+                format!("an older version of seq {seq}, which a delete rewrote"),
+            ));
+        }
+        files.push(newest);
     }
+    files.sort_by_key(|f| f.seq);
     out.files = files.len();
     out.rows = files.iter().map(|f| f.rows).sum();
     Manifest::create(region_dir, files)?;
@@ -140,7 +159,7 @@ fn describe(
     region: &str,
     partition_duration_ns: i64,
 ) -> std::result::Result<FileMeta, String> {
-    let seq = parse_data_file_seq(file).ok_or("its name is not <seq>.parquet")?;
+    let (seq, _) = parse_data_file_name(file).ok_or("its name is not <seq>.parquet")?;
     let handle = File::open(file).map_err(|e| format!("cannot open: {e}"))?;
     let bytes = handle
         .metadata()

@@ -29,7 +29,7 @@ use super::{CompactionError, Result, Step, count_values, io_err};
 use crate::storage::parquet::sync_dirs_up_to;
 
 /// Footer key marking a retention tombstone (a zero-row file that only carries WAL ranges).
-pub const TOMBSTONE_KEY: &str = "meridian.tombstone";
+pub const TOMBSTONE_KEY: &str = crate::storage::parquet::meta::TOMBSTONE;
 
 /// Where and how to write.
 #[derive(Debug, Clone)]

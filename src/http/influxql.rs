@@ -113,6 +113,7 @@ async fn run(state: Shared, params: HashMap<String, String>, headers: &HeaderMap
         rp: params.get("rp").cloned(),
         now_ns,
         started,
+        forwarded: headers.contains_key(crate::query::remote::FORWARDED_HEADER),
     };
     let statement_count = statements.len();
     let results = execute(&ctx, statements).await;
@@ -162,6 +163,82 @@ async fn run(state: Shared, params: HashMap<String, String>, headers: &HeaderMap
         out,
     )
         .into_response()
+}
+
+/// `POST /api/v2/delete?bucket=db` with `{"start","stop","predicate"}` (InfluxDB 2's
+/// delete API): 204 once the points are deleted durably.
+pub async fn delete_v2(
+    State(state): State<Shared>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = std::time::Instant::now();
+    let params = super::write::parse_params(q.as_deref());
+    let Some(db) = params
+        .get("bucket")
+        .or(params.get("db"))
+        .filter(|d| !d.is_empty())
+    else {
+        return bad_request("missing required parameter `bucket`");
+    };
+    if !crate::model::is_safe_name(db) {
+        return bad_request(format!(
+            "invalid bucket name {:?}",
+            crate::model::truncate(db, 64)
+        ));
+    }
+    let limits = BodyLimits {
+        max_bytes: 1 << 20,
+        gap: state.config.http.body_timeout,
+    };
+    let bytes = match read_body(&state.engine, &headers, body, limits).await {
+        Ok(b) => b,
+        Err(e) => return DialectError(Dialect::Api, e).into_response(),
+    };
+    let v: serde_json::Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => return bad_request(format!("invalid JSON body: {e}")),
+    };
+    let time = |k: &str| -> Result<i64, String> {
+        let s = v[k]
+            .as_str()
+            .ok_or_else(|| format!("missing {k}: an RFC 3339 time"))?;
+        chrono::DateTime::parse_from_rfc3339(s)
+            .ok()
+            .and_then(|t| t.timestamp_nanos_opt())
+            .ok_or_else(|| {
+                format!(
+                    "invalid {k} {:?}: use RFC 3339",
+                    crate::model::truncate(s, 64)
+                )
+            })
+    };
+    let (start, stop) = match (time("start"), time("stop")) {
+        (Ok(a), Ok(b)) if a <= b => (a, b),
+        (Ok(_), Ok(_)) => return bad_request("start must not be after stop"),
+        (Err(e), _) | (_, Err(e)) => return bad_request(e),
+    };
+    let predicate = v["predicate"].as_str().unwrap_or("");
+    let ctx = Ctx {
+        engine: state.engine.clone(),
+        remote: state.remote.clone(),
+        query_memory: state.query_memory.clone(),
+        timeout: state.config.query.timeout,
+        max_rows: state.config.query.max_rows,
+        db: Some(db.clone()),
+        rp: None,
+        now_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0),
+        started,
+        forwarded: false,
+    };
+    match crate::query::influxql::delete::api_v2(&ctx, db, start, stop, predicate).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) if e.contains("could not be flushed") || e.contains("recording the delete") => {
+            DialectError(Dialect::Api, ApiError::Unavailable(e)).into_response()
+        }
+        Err(e) => bad_request(e),
+    }
 }
 
 /// `chunked=true`: one JSON document per line, each holding at most `chunk_size` rows of

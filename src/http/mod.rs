@@ -138,6 +138,7 @@ pub fn router(state: Shared) -> Router {
             "/query",
             get(influxql::query_get).post(influxql::query_post),
         )
+        .route("/api/v2/delete", post(influxql::delete_v2))
         .route("/api/v1/regions", get(api::regions))
         .route("/api/v1/internal/partial", post(api::internal_partial))
         .route("/health", get(health))

@@ -184,4 +184,25 @@ impl RemoteClient {
             ),
         ))
     }
+
+    /// Runs one InfluxQL statement (a delete) on the node at `url`, for the regions that
+    /// node hosts; Ok once it answered without an error.
+    pub async fn forward_statement(&self, url: &str, db: &str, q: &str) -> Result<(), String> {
+        let endpoint = format!("{}/query", url.trim_end_matches('/'));
+        let resp = self
+            .auth(self.client.post(&endpoint).form(&[("db", db), ("q", q)]))
+            .header(FORWARDED_HEADER, "1")
+            .send()
+            .await
+            .map_err(|e| format!("{endpoint}: {e}"))?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| format!("{endpoint}: {e}"))?;
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let error = v["results"][0]["error"].as_str().or(v["error"].as_str());
+        match (status.is_success(), error) {
+            (true, None) => Ok(()),
+            (_, Some(e)) => Err(format!("{endpoint}: {e}")),
+            (false, None) => Err(format!("{endpoint} answered {status}")),
+        }
+    }
 }

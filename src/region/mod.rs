@@ -12,6 +12,7 @@
 //! starts the shard threads: traffic is accepted after recovery is complete.
 
 pub mod block;
+pub mod delete;
 pub mod flush;
 pub mod prepare;
 pub mod rows;
@@ -155,6 +156,10 @@ pub struct Engine {
     registry: SchemaRegistry,
     series: Arc<SeriesCatalog>,
     databases: Databases,
+    /// One delete at a time.
+    delete_lock: Mutex<()>,
+    /// Rows per row group of the files the server writes.
+    row_group_rows: usize,
     regions: Vec<RegionHandle>,
     shards_per_region: usize,
     memory_limit: u64,
@@ -343,7 +348,8 @@ impl Engine {
                     ),
                 }
             }
-            for f in files.iter() {
+            // Tombstones (no rows) name a measurement that may be gone: not a schema.
+            for f in files.iter().filter(|f| f.rows > 0) {
                 let cols: Vec<(&str, ColumnKind)> =
                     f.columns.iter().map(|(n, k)| (n.as_str(), *k)).collect();
                 registry.load(&f.db, &f.measurement, &cols);
@@ -431,6 +437,8 @@ impl Engine {
             registry,
             series,
             databases,
+            delete_lock: Mutex::new(()),
+            row_group_rows: cfg.ingest.flush.row_group_rows,
             regions,
             shards_per_region: n_shards,
             memory_limit: cfg.ingest.memory.limit_bytes,

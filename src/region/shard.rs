@@ -81,6 +81,9 @@ pub enum Ctrl {
     },
     /// Flush every block now; reply once all are in files.
     FlushAll { reply: std::sync::mpsc::Sender<()> },
+    /// Flush the blocks held now; reply once those are in files (rows written meanwhile
+    /// may stay in memory: unlike `FlushAll`, steady writes cannot delay the reply).
+    FlushBarrier { reply: std::sync::mpsc::Sender<()> },
     FlushDone {
         file_seq: u64,
         result: Result<FlushOutcome, String>,
@@ -143,6 +146,8 @@ pub struct Shard {
     flushing: Vec<Flushing>,
     ctrl_tx: Sender<Ctrl>,
     flush_waiters: Vec<std::sync::mpsc::Sender<()>>,
+    /// Barriers: the file seqs still to be flushed before each reply.
+    barriers: Vec<(Vec<u64>, std::sync::mpsc::Sender<()>)>,
     /// When covered WAL segments were last removed.
     wal_trimmed: Instant,
 }
@@ -180,6 +185,7 @@ impl Shard {
             flushing: Vec::new(),
             ctrl_tx,
             flush_waiters: Vec::new(),
+            barriers: Vec::new(),
             wal_trimmed: Instant::now(),
         }
     }
@@ -436,10 +442,33 @@ impl Shard {
         active.chain(flushing).min().unwrap_or(self.wal.next_seq())
     }
 
+    /// Starts flushing every block and replies once those (and any flush under way) are in
+    /// files.
+    fn barrier(&mut self, reply: std::sync::mpsc::Sender<()>) {
+        self.flush_all();
+        let seqs: Vec<u64> = self.flushing.iter().map(|f| f.file_seq).collect();
+        if seqs.is_empty() {
+            let _ = reply.send(());
+        } else {
+            self.barriers.push((seqs, reply));
+        }
+    }
+
     fn on_flush_done(&mut self, file_seq: u64, result: Result<FlushOutcome, String>) {
         let Some(pos) = self.flushing.iter().position(|f| f.file_seq == file_seq) else {
             return;
         };
+        if result.is_ok() {
+            for (seqs, _) in &mut self.barriers {
+                seqs.retain(|s| *s != file_seq);
+            }
+            self.barriers.retain(|(seqs, reply)| {
+                if seqs.is_empty() {
+                    let _ = reply.send(());
+                }
+                !seqs.is_empty()
+            });
+        }
         match result {
             Ok(outcome) => {
                 // The flush job committed the file to the manifest before reporting.
@@ -606,6 +635,7 @@ impl Shard {
                     self.flush_waiters.push(reply);
                 }
             }
+            Ctrl::FlushBarrier { reply } => self.barrier(reply),
             Ctrl::FlushDone { file_seq, result } => self.on_flush_done(file_seq, result),
             Ctrl::Shutdown { reply } => *stopping = Some(reply),
         }
@@ -674,7 +704,11 @@ impl Shard {
                         }) => {
                             let _ = reply.send(self.snapshot(&db, measurement.as_deref()));
                         }
-                        Ok(Ctrl::FlushAll { reply } | Ctrl::Shutdown { reply }) => {
+                        Ok(
+                            Ctrl::FlushAll { reply }
+                            | Ctrl::Shutdown { reply }
+                            | Ctrl::FlushBarrier { reply },
+                        ) => {
                             self.flush_waiters.push(reply);
                         }
                         Err(_) => self.check_triggers(),

@@ -74,6 +74,9 @@ pub mod meta {
     /// The WAL records the file holds, as the manifest's JSON list of `WalRange`s, so that a
     /// manifest rebuilt from the footers keeps WAL replay exact.
     pub const WAL: &str = "meridian.wal";
+    /// Marks a zero-row file that only carries WAL ranges (of a partition dropped by
+    /// retention, or of files a delete emptied), so WAL replay keeps skipping them.
+    pub const TOMBSTONE: &str = "meridian.tombstone";
 }
 
 /// zstd level and rows per data page of the files the server flushes: the cheapest, ingest
@@ -139,6 +142,39 @@ pub fn write_file(final_path: &Path, batch: &RecordBatch, props: WriterPropertie
     let dir = final_path.parent().unwrap_or(Path::new("."));
     let sizes = write_files(vec![(final_path.to_path_buf(), batch, props)], dir)?;
     Ok(sizes.first().copied().unwrap_or(0))
+}
+
+/// Writes batches of one schema to `final_path` crash-safely, one at a time (the file is
+/// never held whole in memory), and returns its size in bytes. Same order as
+/// [`write_files`]: temporary name → fsync → rename → fsync of the directories up to
+/// `root`.
+pub fn write_batches(
+    final_path: &Path,
+    schema: Arc<Schema>,
+    batches: impl IntoIterator<Item = Result<RecordBatch>>,
+    props: WriterProperties,
+    root: &Path,
+) -> Result<u64> {
+    let dir = final_path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let tmp = temp_path(final_path);
+    let result = (|| {
+        let file = File::create(&tmp).map_err(io_err(&tmp))?;
+        let mut w = ArrowWriter::try_new(file, schema, Some(props)).map_err(pq_err(&tmp))?;
+        for b in batches {
+            w.write(&b?).map_err(pq_err(&tmp))?;
+        }
+        let file = w.into_inner().map_err(pq_err(&tmp))?;
+        file.sync_all().map_err(io_err(&tmp))?;
+        let len = file.metadata().map_err(io_err(&tmp))?.len();
+        fs::rename(&tmp, final_path).map_err(io_err(final_path))?;
+        sync_dirs_up_to(dir, root)?;
+        Ok(len)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// From this many files on, [`write_files`] makes them durable with two `syncfs` calls

@@ -149,14 +149,36 @@ pub fn data_file_rel(
     p
 }
 
-/// The file seq of a data file's name (`<seq:020>.parquet`).
-pub fn parse_data_file_seq(path: &Path) -> Option<u64> {
+/// Path of a rewritten data file (a delete removed rows from it): it keeps the original's
+/// seq, which orders it among overlapping files (last write wins), and carries the seq
+/// allocated for the rewrite: `<seq:020>~<rewrite_seq:020>.parquet`.
+pub fn rewritten_file_rel(original: &Path, seq: u64, rewrite_seq: u64) -> PathBuf {
+    original.with_file_name(format!("{seq:020}~{rewrite_seq:020}.{PARQUET_EXT}"))
+}
+
+/// The seqs in a data file's name: the file's seq, and for a rewritten file the seq
+/// allocated for the rewrite.
+pub fn parse_data_file_name(path: &Path) -> Option<(u64, Option<u64>)> {
     let name = path.file_name()?.to_str()?;
     let stem = name.strip_suffix(PARQUET_EXT)?.strip_suffix('.')?;
-    if stem.is_empty() || !stem.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+    let digits = |s: &str| -> Option<u64> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse().ok()
+    };
+    match stem.split_once('~') {
+        None => Some((digits(stem)?, None)),
+        Some((a, b)) => Some((digits(a)?, Some(digits(b)?))),
     }
-    stem.parse().ok()
+}
+
+/// The seq allocated when a data file was written (`<seq:020>.parquet`, or the rewrite's
+/// seq of `<seq>~<rewrite_seq>.parquet`): a file whose write no committed manifest edit
+/// covers has one at or above the manifest's `next_seq`.
+pub fn parse_data_file_seq(path: &Path) -> Option<u64> {
+    let (seq, rewrite) = parse_data_file_name(path)?;
+    Some(rewrite.unwrap_or(seq))
 }
 
 /// The temporary name a file is written under before its atomic rename.

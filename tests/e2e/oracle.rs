@@ -1765,3 +1765,76 @@ fn golden_answers_are_influxdb_1_6s() {
         problems.join("\n")
     );
 }
+
+fn cut(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+/// Deletes against InfluxDB 1.6: the same delete statements on both (Meridian holding part
+/// of the points in Parquet files and part in memory), then the same checks after each,
+/// and once more after Meridian is killed with -9 and restarted.
+#[test]
+fn deletes_agree_with_influxdb_1_6() {
+    let data = Dataset::generate();
+    let influx = loaded_influxdb(&data);
+    let mut meridian = TestServer::start(ServerConfig::default());
+    write_meridian(&meridian, &data.before_restart);
+    meridian.stop();
+    meridian.restart();
+    write_meridian(&meridian, &data.after_restart);
+
+    const DELETES: &[&str] = &[
+        "DELETE FROM cpu WHERE host = 'host_2' AND time >= '2024-01-01T00:30:00Z' AND time < '2024-01-01T01:00:00Z'",
+        "DROP SERIES FROM cpu WHERE host = 'host_3'",
+        "DELETE FROM mem WHERE time < '2024-01-01T00:20:00Z'",
+        "DELETE FROM cpu WHERE region =~ /eu/ AND time > '2024-01-01T01:30:00Z'",
+        "DROP SERIES FROM mem WHERE host = 'host_1'",
+        "DROP MEASUREMENT mem",
+    ];
+    const CHECKS: &[&str] = &[
+        "SELECT count(*) FROM cpu GROUP BY *",
+        "SELECT count(*) FROM mem GROUP BY *",
+        "SELECT sum(n), max(usage_user) FROM cpu GROUP BY host",
+        "SELECT * FROM cpu WHERE host = 'host_2' AND time >= '2024-01-01T00:29:00Z' AND time < '2024-01-01T01:01:00Z'",
+        "SELECT mean(usage_user) FROM cpu WHERE time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T02:00:00Z' GROUP BY time(15m), host fill(none)",
+        "SHOW MEASUREMENTS",
+        "SHOW SERIES",
+        "SHOW TAG VALUES WITH KEY = host",
+    ];
+    let post = |base: &str, q: &str| {
+        let url = format!("{base}/query?{}", encode_params(&[("db", DB), ("q", q)]));
+        let r = http_client().post(url).send().unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().unwrap_or_default();
+        assert!(
+            status == 200 && body["results"][0].get("error").is_none(),
+            "{q} on {base}: {status} {body}"
+        );
+    };
+    let mut mismatches = Vec::new();
+    let mut check = |stage: &str, meridian: &TestServer| {
+        for q in CHECKS {
+            let a = influx.query(DB, q, &[]);
+            let b = meridian.get(&format!(
+                "/query?{}",
+                encode_params(&[("db", DB), ("q", q)])
+            ));
+            if let Err(d) = compare_results(&a, &b.json()) {
+                mismatches.push(format!(
+                    "after {stage}: {q}\n  {d}\n  influxdb: {}\n  meridian: {}",
+                    cut(&a.to_string(), 600),
+                    cut(&b.body, 600)
+                ));
+            }
+        }
+    };
+    for d in DELETES {
+        post(&influx.base_url(), d);
+        post(&meridian.url(""), d);
+        check(d, &meridian);
+    }
+    meridian.kill9();
+    meridian.restart();
+    check("kill -9 and restart", &meridian);
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}

@@ -1056,13 +1056,22 @@ fn read_file(region: &str, rdir: &Path, f: &serde_json::Value, partition_ns: i64
         pstart.rem_euclid(partition_ns) == 0 || pstart == i64::MIN,
         "partition_start not aligned: {f}"
     );
-    // The documented path: <db>/<encoded measurement>/part_day=…/part_hour=…/<seq:020>.parquet
+    // The documented path: <db>/<encoded measurement>/part_day=…/part_hour=…/<seq:020>.parquet,
+    // or <seq:020>~<rewrite seq:020>.parquet for a file a delete rewrote.
     let want = format!(
-        "{db}/{}/{}/{seq:020}.parquet",
+        "{db}/{}/{}/{seq:020}",
         encode_measurement(&measurement),
         partition_dir(pstart, partition_ns)
     );
-    assert_eq!(rel, want, "file path in region {region}");
+    let rest = rel.strip_prefix(&want).unwrap_or("");
+    let rewritten = rest
+        .strip_prefix('~')
+        .and_then(|r| r.strip_suffix(".parquet"))
+        .is_some_and(|n| n.len() == 20 && n.bytes().all(|b| b.is_ascii_digit()));
+    assert!(
+        rest == ".parquet" || rewritten,
+        "file path in region {region}: {rel}, expected {want}.parquet"
+    );
     let path = rdir.join(&rel);
     let meta = std::fs::metadata(&path)
         .unwrap_or_else(|e| panic!("manifest lists {} but: {e}", path.display()));

@@ -16,6 +16,7 @@
 //! silently different answer.
 
 pub mod cond;
+pub mod delete;
 pub mod funcs;
 pub mod result;
 pub mod select;
@@ -46,6 +47,8 @@ pub struct Ctx {
     pub now_ns: i64,
     /// When the request arrived (its deadline is `started + timeout`).
     pub started: Instant,
+    /// Sent by another node: deletes apply to this node's regions only.
+    pub forwarded: bool,
 }
 
 impl Ctx {
@@ -148,9 +151,6 @@ async fn run_statement(ctx: &Ctx, stmt: &Statement) -> Result<Vec<result::Result
         Statement::DropDatabase { .. }
         | Statement::DropMeasurement { .. }
         | Statement::DropSeries(_)
-        | Statement::Delete(_) => Err(
-            "DROP DATABASE, DROP MEASUREMENT, DROP SERIES and DELETE are not supported by Meridian yet"
-                .into(),
-        ),
+        | Statement::Delete(_) => delete::run(ctx, stmt, &stmt.to_string()).await,
     }
 }

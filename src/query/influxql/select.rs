@@ -62,7 +62,11 @@ pub async fn select(ctx: &Ctx, s: &SelectStatement) -> Result<Vec<ResultSeries>,
         .into_iter()
         .filter_map(|(db, m)| {
             let schema = ctx.engine.registry().get(&db, &m)?;
-            Some((db, m, schema))
+            // A measurement without fields holds no point (all were deleted).
+            schema
+                .values()
+                .any(|k| matches!(k, ColumnKind::Field(_)))
+                .then_some((db, m, schema))
         })
         .collect();
     let mut wild = MeasurementSchema::default();
@@ -73,7 +77,7 @@ pub async fn select(ctx: &Ctx, s: &SelectStatement) -> Result<Vec<ResultSeries>,
     }
     let mut out = Vec::new();
     for (db, m, schema) in &schemas {
-        let plan = Plan::new(ctx, s, m, schema, &wild, rest.as_ref(), range)?;
+        let plan = Plan::new(ctx, s, (db, m), schema, &wild, rest.as_ref(), range)?;
         out.extend(plan.run(ctx, db, &budget).await?);
     }
     if s.order == SortOrder::Desc {
@@ -216,7 +220,7 @@ impl<'a> Plan<'a> {
     fn new(
         ctx: &Ctx,
         s: &'a SelectStatement,
-        measurement: &str,
+        (db, measurement): (&str, &str),
         schema: &Arc<MeasurementSchema>,
         wild: &MeasurementSchema,
         rest: Option<&Expr>,
@@ -243,6 +247,17 @@ impl<'a> Plan<'a> {
             .collect();
         sorted_tags.sort_unstable();
 
+        // GROUP BY * and /regex/: the tag keys the measurement's series carry (the catalog
+        // forgets keys whose series were all dropped; the schema does not).
+        let live_tags: Vec<String> = match ctx.engine.series().get(db, measurement) {
+            Some(e) if ctx.engine.series().is_loaded() => e
+                .read()
+                .tag_keys(None)
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            _ => all_tags.clone(),
+        };
         // GROUP BY.
         let mut interval = None;
         let mut group_tags: BTreeSet<String> = BTreeSet::new();
@@ -266,14 +281,11 @@ impl<'a> Plan<'a> {
                     group_tags.insert(t.clone());
                 }
                 Dimension::Wildcard => {
-                    group_tags.extend(sorted_tags.iter().map(|t| t.to_string()));
+                    group_tags.extend(live_tags.iter().cloned());
                 }
-                Dimension::Regex(r) => group_tags.extend(
-                    sorted_tags
-                        .iter()
-                        .filter(|t| r.regex().is_match(t))
-                        .map(|t| t.to_string()),
-                ),
+                Dimension::Regex(r) => {
+                    group_tags.extend(live_tags.iter().filter(|t| r.regex().is_match(t)).cloned())
+                }
             }
         }
         let group_tags: Vec<String> = group_tags.into_iter().collect();

@@ -166,11 +166,12 @@ pub async fn measurements(ctx: &Ctx, s: &ShowMeasurements) -> Result<Vec<ResultS
         names.retain(|m| matching(ctx, &db, m, Some(c)).is_some_and(|(_, b)| !b.is_empty()));
     } else {
         // A measurement whose every series was dropped is gone.
+        ctx.series_loaded().await?;
         names.retain(|m| {
             ctx.engine
                 .series()
                 .get(&db, m)
-                .is_none_or(|e| !e.read().is_empty() || !ctx.engine.series().is_loaded())
+                .is_some_and(|e| !e.read().is_empty())
         });
     }
     if s.order == crate::influxql::SortOrder::Desc {
