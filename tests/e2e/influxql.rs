@@ -433,3 +433,57 @@ print(json.dumps({{
     // b lost its only point to a time-bounded delete: it stays listed (README deviation).
     assert_eq!(v["hosts"], json!(["b", "c"]));
 }
+
+/// `ORDER BY time DESC LIMIT n` reads a window from the newest points and widens it until
+/// each group has n rows that pass the condition: the answer is the same as a full read.
+#[test]
+fn limited_raw_queries_widen_their_window_until_the_condition_is_met() {
+    let s = TestServer::start(ServerConfig::default());
+    let mut body = String::new();
+    for i in 0..2_000i64 {
+        for host in ["a", "b"] {
+            body.push_str(&format!("m,host={host} v={i}i {}\n", 1_704_067_200 + i));
+        }
+    }
+    let r = s.post("/write?db=w&precision=s", body.into_bytes());
+    assert_eq!(r.status, 204, "{r:?}");
+    let v = q(
+        &s,
+        "w",
+        "SELECT v FROM m WHERE v < 10 OR (host = 'b' AND v < 1500) GROUP BY host ORDER BY time DESC LIMIT 3 OFFSET 1",
+    );
+    let series = v["results"][0]["series"].as_array().unwrap();
+    let got: Vec<(String, Vec<i64>)> = series
+        .iter()
+        .map(|s| {
+            (
+                s["tags"]["host"].as_str().unwrap().to_string(),
+                s["values"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r[1].as_i64().unwrap())
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("b".to_string(), vec![1498, 1497, 1496]),
+            ("a".to_string(), vec![8, 7, 6])
+        ]
+    );
+    let asc = q(
+        &s,
+        "w",
+        "SELECT v FROM m WHERE v > 1995 AND host = 'a' LIMIT 2",
+    );
+    assert_eq!(
+        values(&asc)
+            .iter()
+            .map(|r| r[1].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![1996, 1997]
+    );
+}

@@ -623,13 +623,19 @@ impl<'a> Plan<'a> {
             return Ok(Vec::new());
         }
         if self.calls.is_empty() {
-            let points = self.points(ctx, db, budget).await?;
+            let points = match self.s.limit {
+                Some(limit) if self.transform.is_none() => {
+                    let need = (limit + self.s.offset.unwrap_or(0)) as usize;
+                    self.points_limited(ctx, db, budget, need).await?
+                }
+                _ => self.points(ctx, db, budget, None).await?,
+            };
             return Ok(self.raw_series(points));
         }
         let (groups, aux) = if self.fast() {
             (self.native_groups(ctx, db, budget).await?, Aux::new())
         } else {
-            let points = self.points(ctx, db, budget).await?;
+            let points = self.points(ctx, db, budget, None).await?;
             self.local_groups(points)
         };
         self.aggregate_series(groups, &aux)
@@ -642,8 +648,13 @@ impl<'a> Plan<'a> {
         ctx: &Ctx,
         db: &str,
         budget: &Arc<QueryBudget>,
+        window: Option<(i64, i64)>,
     ) -> Result<Vec<Owned>, String> {
-        let params = self.params(db, &self.fields, Agg::None, &self.tags);
+        let mut params = self.params(db, &self.fields, Agg::None, &self.tags);
+        if let Some((lo, hi)) = window {
+            params.insert("start".into(), lo.to_string());
+            params.insert("end".into(), hi.saturating_add(1).to_string());
+        }
         let (spec, partials) = self.fetch(ctx, params, budget).await?;
         let (columns, series, _) = crate::query::merge(&spec, partials);
         let pos: Vec<Option<usize>> = self
@@ -688,11 +699,89 @@ impl<'a> Plan<'a> {
         Ok(out)
     }
 
-    fn raw_series(&self, points: Vec<Owned>) -> Vec<ResultSeries> {
-        let mut groups: BTreeMap<GroupKey, Vec<(i64, Vec<Cell>)>> = BTreeMap::new();
-        // A row stays when any field the projection names has a value there (through its
-        // cast): InfluxDB keeps `a + b` as null where only `b` exists, and drops points
-        // with none of them.
+    /// Raw points for `LIMIT n` (after `OFFSET`) per series in time order, without reading
+    /// the whole range: the regions first give each series' newest (`ORDER BY time DESC`)
+    /// or oldest point time, as partial `last`/`first` aggregates (which read partitions
+    /// from that end only); then only the window between the groups' edges is read, widened
+    /// towards the range's other end until every group has `need` rows. "The last point of
+    /// every host" reads the newest partition, whatever the field list.
+    async fn points_limited(
+        &self,
+        ctx: &Ctx,
+        db: &str,
+        budget: &Arc<QueryBudget>,
+        need: usize,
+    ) -> Result<Vec<Owned>, String> {
+        let desc = self.s.order == SortOrder::Desc;
+        let agg = if desc { Agg::Last } else { Agg::First };
+        let params = self.params(db, &self.fields, agg, &self.all_tags);
+        let (_, partials) = self.fetch(ctx, params, budget).await?;
+        let key_map: Vec<Option<usize>> = self
+            .group_tags
+            .iter()
+            .map(|g| self.all_tags.iter().position(|t| t == g))
+            .collect();
+        let mut edges: HashMap<GroupKey, i64> = HashMap::new();
+        for p in partials {
+            let Partial::Agg(a) = p else { continue };
+            for (series, buckets) in a.groups {
+                let key: GroupKey = key_map
+                    .iter()
+                    .map(|p| p.and_then(|i| series.get(i).cloned()).unwrap_or_default())
+                    .collect();
+                for accs in buckets.values() {
+                    for acc in accs {
+                        let stamped = if desc { &acc.last } else { &acc.first };
+                        if let Some(st) = stamped {
+                            let e = edges.entry(key.clone()).or_insert(st.time);
+                            *e = if desc {
+                                (*e).max(st.time)
+                            } else {
+                                (*e).min(st.time)
+                            };
+                        }
+                    }
+                }
+            }
+        }
+        let (Some(lo), Some(hi)) = (edges.values().min().copied(), edges.values().max().copied())
+        else {
+            return Ok(Vec::new());
+        };
+        let (outer_lo, outer_hi) = (
+            self.min.unwrap_or(i64::MIN),
+            self.end_exclusive().saturating_sub(1),
+        );
+        let (mut lo, mut hi) = (lo, hi);
+        let named = self.named_fields();
+        loop {
+            let points = self.points(ctx, db, budget, Some((lo, hi))).await?;
+            let mut count: HashMap<&GroupKey, usize> = HashMap::new();
+            for p in &points {
+                let view = p.view(&self.fields, &self.schema);
+                if named.iter().any(|e| eval(e, &view).is_some()) {
+                    *count.entry(&p.key).or_default() += 1;
+                }
+            }
+            let enough = edges
+                .keys()
+                .all(|g| count.get(g).copied().unwrap_or(0) >= need);
+            let at_end = if desc { lo <= outer_lo } else { hi >= outer_hi };
+            if enough || at_end {
+                return Ok(points);
+            }
+            let span = (hi as i128 - lo as i128).max(1_000_000_000) * 2;
+            if desc {
+                lo = (lo as i128 - span).max(outer_lo as i128) as i64;
+            } else {
+                hi = (hi as i128 + span).min(outer_hi as i128) as i64;
+            }
+        }
+    }
+
+    /// The fields the projection names (with their casts): a raw row is answered when one
+    /// of them has a value there.
+    fn named_fields(&self) -> Vec<Expr> {
         let mut named: Vec<Expr> = Vec::new();
         for (_, e) in &self.columns {
             let mut vs = Vec::new();
@@ -709,6 +798,15 @@ impl<'a> Plan<'a> {
                 }
             }
         }
+        named
+    }
+
+    fn raw_series(&self, points: Vec<Owned>) -> Vec<ResultSeries> {
+        let mut groups: BTreeMap<GroupKey, Vec<(i64, Vec<Cell>)>> = BTreeMap::new();
+        // A row stays when any field the projection names has a value there (through its
+        // cast): InfluxDB keeps `a + b` as null where only `b` exists, and drops points
+        // with none of them.
+        let named = self.named_fields();
         for p in points {
             let view = p.view(&self.fields, &self.schema);
             let cells: Vec<Option<Value>> =
