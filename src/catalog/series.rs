@@ -218,6 +218,13 @@ impl MeasurementSeries {
         out
     }
 
+    /// The value of `key` in series `sid`, if it has the key.
+    pub fn tag_value(&self, sid: u32, key: &str) -> Option<&str> {
+        let p = *self.key_pos.get(key)?;
+        let id = *self.series.get(sid as usize)?.get(p)?;
+        (id != ABSENT).then(|| &*self.per_key[p].values[id as usize])
+    }
+
     /// The tags of series `sid`, sorted by key.
     pub fn tags(&self, sid: u32) -> Vec<(&str, &str)> {
         let Some(ids) = self.series.get(sid as usize) else {

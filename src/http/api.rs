@@ -185,6 +185,9 @@ async fn query(state: Shared, params: HashMap<String, String>) -> Response {
     let metrics = state.engine.metrics().clone();
     let started = std::time::Instant::now();
     let qc = &state.config.query;
+    if crate::query::influxql::native::needs_influxql(&params) {
+        return extended_query(state, params, started).await;
+    }
     let spec = match QuerySpec::from_params(&params) {
         Ok(mut s) => {
             s.deadline = Some(started + qc.timeout);
@@ -243,6 +246,87 @@ async fn query(state: Shared, params: HashMap<String, String>) -> Response {
             )
         }
         Format::Arrow => match output::to_arrow(&result, &spec.group_by) {
+            Ok(bytes) => (
+                [(header::CONTENT_TYPE, "application/vnd.apache.arrow.stream")],
+                bytes,
+            )
+                .into_response(),
+            Err(e) => DialectError(
+                Dialect::Api,
+                ApiError::Unavailable(format!("could not encode the result as Arrow: {e}")),
+            )
+            .into_response(),
+        },
+    }
+}
+
+/// A native query the InfluxQL engine answers (several aggregates, median, percentiles,
+/// fill, …): the same encoders, no region reports (a region that does not answer fails
+/// the query rather than leaving it partial).
+async fn extended_query(
+    state: Shared,
+    params: HashMap<String, String>,
+    started: std::time::Instant,
+) -> Response {
+    let metrics = state.engine.metrics().clone();
+    let qc = &state.config.query;
+    // Parameters the native API checks, checked the same way (format, epoch, names).
+    let mut checked = params.clone();
+    checked.remove("fill");
+    checked.insert("agg".into(), "count".into());
+    let spec = match QuerySpec::from_params(&checked) {
+        Ok(s) => s,
+        Err(e) => {
+            metrics.query_errors.fetch_add(1, Relaxed);
+            return DialectError(Dialect::Api, ApiError::BadRequest(e)).into_response();
+        }
+    };
+    let ctx = crate::query::influxql::Ctx {
+        engine: state.engine.clone(),
+        remote: state.remote.clone(),
+        query_memory: state.query_memory.clone(),
+        timeout: qc.timeout,
+        max_rows: qc.max_rows,
+        db: params.get("db").cloned(),
+        rp: None,
+        now_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0),
+        started,
+        forwarded: false,
+    };
+    let result = crate::query::influxql::native::run(&ctx, &params).await;
+    metrics.queries.fetch_add(1, Relaxed);
+    metrics
+        .query_micros
+        .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => {
+            metrics.query_errors.fetch_add(1, Relaxed);
+            let err = if e.contains(crate::query::budget::OVER_QUERY_MEMORY) {
+                ApiError::PayloadTooLarge(e)
+            } else if e.contains(crate::query::budget::OVER_TOTAL_MEMORY)
+                || e.contains("not every region answered")
+            {
+                ApiError::Unavailable(e)
+            } else {
+                ApiError::BadRequest(e)
+            };
+            return DialectError(Dialect::Api, err).into_response();
+        }
+    };
+    let (epoch, group_by) = (spec.epoch, spec.group_by.clone());
+    match spec.format {
+        Format::Json => streamed(
+            "application/json",
+            state.config.http.body_timeout,
+            move |w| serde_json::to_writer(w, &output::to_json(&result, epoch)).map_err(Into::into),
+        ),
+        Format::Csv => streamed(
+            "text/csv; charset=utf-8",
+            state.config.http.body_timeout,
+            move |w| output::write_csv(&result, &group_by, epoch, w),
+        ),
+        Format::Arrow => match output::to_arrow(&result, &group_by) {
             Ok(bytes) => (
                 [(header::CONTENT_TYPE, "application/vnd.apache.arrow.stream")],
                 bytes,

@@ -108,13 +108,30 @@ impl Agg {
     }
 }
 
-/// A timestamped value with a tie-break order (earlier rank wins ties for `first`, later
-/// for `last`), so merges are deterministic.
+/// A timestamped value with a tie-break order (see [`Stamped::beats`]), so merges are
+/// deterministic.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Stamped {
     pub time: i64,
     pub rank: u64,
     pub value: Value,
+}
+
+impl Stamped {
+    /// Whether this point is the `first` (`last`) rather than `other`: the earlier (later)
+    /// time; on equal times (points of several series in one group; a series has one point
+    /// per time once deduplicated) the greater value, as InfluxDB's reducers decide, then
+    /// the rank, so that every merge order gives the same answer.
+    pub fn beats(&self, other: &Stamped, first: bool) -> bool {
+        if self.time != other.time {
+            return (self.time < other.time) == first;
+        }
+        match self.value.cmp_values(&other.value) {
+            Ordering::Greater => true,
+            Ordering::Less => false,
+            Ordering::Equal => (self.rank < other.rank) == first,
+        }
+    }
 }
 
 /// Partial state of one aggregate.
@@ -340,20 +357,12 @@ impl Acc {
         let s = Stamped { time, rank, value };
         match agg {
             Agg::First => {
-                if self
-                    .first
-                    .as_ref()
-                    .is_none_or(|f| (time, rank) < (f.time, f.rank))
-                {
+                if self.first.as_ref().is_none_or(|f| s.beats(f, true)) {
                     self.first = Some(s);
                 }
             }
             _ => {
-                if self
-                    .last
-                    .as_ref()
-                    .is_none_or(|l| (time, rank) > (l.time, l.rank))
-                {
+                if self.last.as_ref().is_none_or(|l| s.beats(l, false)) {
                     self.last = Some(s);
                 }
             }
@@ -401,18 +410,12 @@ impl Acc {
             self.max = Some(m.clone());
         }
         if let Some(f) = &o.first
-            && self
-                .first
-                .as_ref()
-                .is_none_or(|s| (f.time, f.rank) < (s.time, s.rank))
+            && self.first.as_ref().is_none_or(|s| f.beats(s, true))
         {
             self.first = Some(f.clone());
         }
         if let Some(l) = &o.last
-            && self
-                .last
-                .as_ref()
-                .is_none_or(|s| (l.time, l.rank) > (s.time, s.rank))
+            && self.last.as_ref().is_none_or(|s| l.beats(s, false))
         {
             self.last = Some(l.clone());
         }

@@ -84,19 +84,61 @@ pub struct QuerySpec {
 const MAX_REGEX: usize = 1 << 16;
 
 fn parse_time(key: &str, s: &str) -> Result<i64, String> {
+    parse_time_at(
+        key,
+        s,
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0),
+    )
+}
+
+/// A time parameter: integer nanoseconds, RFC 3339, or relative to `now_ns`: `now`,
+/// `now-1h`, `now()+5m`, `-1h` (before now).
+pub fn parse_time_at(key: &str, s: &str, now_ns: i64) -> Result<i64, String> {
     let t = s.trim();
     if let Ok(ns) = t.parse::<i64>() {
         return Ok(ns);
+    }
+    let relative = t
+        .strip_prefix("now()")
+        .or_else(|| t.strip_prefix("now"))
+        .or_else(|| t.starts_with('-').then_some(t));
+    if let Some(rest) = relative {
+        let rest = rest.trim();
+        if rest.is_empty() {
+            return Ok(now_ns);
+        }
+        let (sign, d) = match rest.split_at(1) {
+            ("-", d) => (-1i128, d),
+            ("+", d) => (1i128, d),
+            _ => {
+                return Err(format!(
+                    "invalid {key} {:?}: use now, now-1h, -1h, RFC 3339 or integer nanoseconds",
+                    truncate(t, 64)
+                ));
+            }
+        };
+        let ns = parse_duration(d.trim()).map_err(|e| format!("invalid {key}: {e}"))?;
+        let at = now_ns as i128 + sign * ns as i128;
+        return i64::try_from(at).map_err(|_| format!("invalid {key}: out of range"));
     }
     chrono::DateTime::parse_from_rfc3339(t)
         .ok()
         .and_then(|d| d.timestamp_nanos_opt())
         .ok_or_else(|| {
             format!(
-                "invalid {key} {:?}: use RFC 3339 (2026-11-27T13:00:00Z) or integer nanoseconds since the epoch",
+                "invalid {key} {:?}: use RFC 3339 (2026-11-27T13:00:00Z), integer nanoseconds since the epoch, or now-1h",
                 truncate(t, 64)
             )
         })
+}
+
+/// The native `where` parameter: tag predicates joined by `,`.
+pub fn parse_where(w: &str) -> Result<Vec<TagPred>, String> {
+    split_escaped(w, ',')
+        .iter()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| parse_pred(s))
+        .collect()
 }
 
 /// Splits on `sep` not preceded by a backslash; `\,` becomes `,`.
@@ -169,7 +211,7 @@ fn parse_pred(p: &str) -> Result<TagPred, String> {
 impl QuerySpec {
     /// Checks parameters given as key/value pairs (query string or JSON body).
     pub fn from_params(p: &HashMap<String, String>) -> Result<QuerySpec, String> {
-        const KNOWN: [&str; 15] = [
+        const KNOWN: [&str; 16] = [
             "db",
             "measurement",
             "fields",
@@ -186,6 +228,8 @@ impl QuerySpec {
             "token",
             // The user name 1.x clients send beside `p`; tokens need no user.
             "u",
+            // Answered through the InfluxQL engine (`query::influxql::native`).
+            "fill",
         ];
         if let Some(k) = p.keys().find(|k| !KNOWN.contains(&k.as_str())) {
             return Err(format!(
@@ -225,11 +269,7 @@ impl QuerySpec {
         }
         let preds = match get("where") {
             None => Vec::new(),
-            Some(w) => split_escaped(w, ',')
-                .iter()
-                .filter(|s| !s.trim().is_empty())
-                .map(|s| parse_pred(s))
-                .collect::<Result<_, _>>()?,
+            Some(w) => parse_where(w)?,
         };
         let agg_s = get("agg").unwrap_or("none");
         let agg = Agg::parse(agg_s).ok_or_else(|| {

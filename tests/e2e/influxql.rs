@@ -487,3 +487,58 @@ fn limited_raw_queries_widen_their_window_until_the_condition_is_met() {
         vec![1996, 1997]
     );
 }
+
+/// The native API answers what only the InfluxQL engine computes (several aggregates,
+/// median, percentiles, fill, relative times) in its own shape, checked against values
+/// computed here.
+#[test]
+fn the_native_api_gains_median_percentiles_fill_and_several_aggregates() {
+    let s = TestServer::start(ServerConfig::default());
+    let now = chrono::Utc::now().timestamp();
+    // 10 points a minute apart ending now, values 1..=10, host a; and 2 points for host b.
+    let mut body = String::new();
+    for i in 0..10i64 {
+        body.push_str(&format!("m,host=a v={}i {}\n", i + 1, now - 600 + i * 60));
+    }
+    body.push_str(&format!(
+        "m,host=b v=100i {}\nm,host=b v=200i {}\n",
+        now - 120,
+        now - 60
+    ));
+    let r = s.post("/write?db=n&precision=s", body.into_bytes());
+    assert_eq!(r.status, 204, "{r:?}");
+    let get = |q: &str| {
+        let r = s.get(&format!("/api/v1/query?db=n&measurement=m&{q}"));
+        assert_eq!(r.status, 200, "{q}: {}", r.body);
+        r.json()
+    };
+    let a = get("fields=v&agg=median,p90,mean,max&where=host=a&start=-1h");
+    assert_eq!(
+        a["series"][0]["columns"],
+        json!(["time", "median_v", "p90_v", "mean_v", "max_v"])
+    );
+    // median of 1..=10 is 5.5; nearest-rank p90 of ten values is the 9th: 9.
+    let row = a["series"][0]["values"][0].as_array().unwrap();
+    assert_eq!(row[1..], [json!(5.5), json!(9), json!(5.5), json!(10)]);
+    let b = get("fields=v&agg=spread&group_by=host&start=now-1h");
+    let spreads: Vec<(String, i64)> = b["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["tags"]["host"].as_str().unwrap().to_string(),
+                s["values"][0][1].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(spreads, vec![("a".to_string(), 9), ("b".to_string(), 100)]);
+    // fill(0) over 5-minute buckets of the last hour: every bucket present.
+    let c = get("fields=v&agg=count&every=5m&fill=0&where=host=b&start=-1h&end=now");
+    let rows = c["series"][0]["values"].as_array().unwrap();
+    assert!(rows.len() >= 12, "{c}");
+    let total: i64 = rows.iter().map(|r| r[1].as_i64().unwrap()).sum();
+    assert_eq!(total, 2);
+    let bad = s.get("/api/v1/query?db=n&measurement=m&fields=v&agg=p200");
+    assert_eq!(bad.status, 400, "{}", bad.body);
+}

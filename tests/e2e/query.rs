@@ -824,7 +824,7 @@ fn raw_points_limit_formats_and_region_pruning() {
 
     // Malformed parameters are clear 400s.
     for q in [
-        "agg=median",
+        "agg=nope",
         "where=host=~(",
         "start=10&end=5",
         "every=soon&agg=sum",

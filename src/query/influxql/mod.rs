@@ -18,6 +18,7 @@
 pub mod cond;
 pub mod delete;
 pub mod funcs;
+pub mod native;
 pub mod result;
 pub mod select;
 pub mod show;

@@ -13,6 +13,8 @@
 //! series, `SLIMIT/SOFFSET`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 use super::Ctx;
@@ -633,7 +635,7 @@ impl<'a> Plan<'a> {
             return Ok(self.raw_series(points));
         }
         let (groups, aux) = if self.fast() {
-            (self.native_groups(ctx, db, budget).await?, Aux::new())
+            (self.native_groups(ctx, db, budget).await?, Aux::default())
         } else {
             let points = self.points(ctx, db, budget, None).await?;
             self.local_groups(points)
@@ -714,35 +716,96 @@ impl<'a> Plan<'a> {
     ) -> Result<Vec<Owned>, String> {
         let desc = self.s.order == SortOrder::Desc;
         let agg = if desc { Agg::Last } else { Agg::First };
-        let params = self.params(db, &self.fields, agg, &self.all_tags);
+        // When every group is one series (the series catalog tells), the regions group as
+        // the statement does; otherwise per series, so that a row is one series' point.
+        let single = self.single_series_groups(ctx, db);
+        let by: &[String] = if single.is_some() {
+            &self.native_group
+        } else {
+            &self.all_tags
+        };
+        let params = self.params(db, &self.fields, agg, by);
         let (_, partials) = self.fetch(ctx, params, budget).await?;
         let key_map: Vec<Option<usize>> = self
             .group_tags
             .iter()
-            .map(|g| self.all_tags.iter().position(|t| t == g))
+            .map(|g| by.iter().position(|t| t == g))
             .collect();
-        let mut edges: HashMap<GroupKey, i64> = HashMap::new();
+        let mut edges: FxHashMap<GroupKey, i64> = FxHashMap::default();
+        // Per series (all its tags): its newest (oldest) time, and each field's value there.
+        let mut per_series: Vec<(GroupKey, Vec<String>, i64, Vec<Value>)> = Vec::new();
         for p in partials {
             let Partial::Agg(a) = p else { continue };
+            let pos: Vec<Option<usize>> = self
+                .fields
+                .iter()
+                .map(|f| a.fields.iter().position(|g| g == f))
+                .collect();
             for (series, buckets) in a.groups {
                 let key: GroupKey = key_map
                     .iter()
                     .map(|p| p.and_then(|i| series.get(i).cloned()).unwrap_or_default())
                     .collect();
                 for accs in buckets.values() {
-                    for acc in accs {
-                        let stamped = if desc { &acc.last } else { &acc.first };
-                        if let Some(st) = stamped {
-                            let e = edges.entry(key.clone()).or_insert(st.time);
-                            *e = if desc {
-                                (*e).max(st.time)
-                            } else {
-                                (*e).min(st.time)
-                            };
-                        }
-                    }
+                    let stamps: Vec<Option<&crate::query::agg::Stamped>> = pos
+                        .iter()
+                        .map(|p| {
+                            p.and_then(|i| accs.get(i)).and_then(|acc| {
+                                if desc {
+                                    acc.last.as_ref()
+                                } else {
+                                    acc.first.as_ref()
+                                }
+                            })
+                        })
+                        .collect();
+                    let edge = stamps.iter().flatten().map(|s| s.time);
+                    let Some(t) = (if desc { edge.max() } else { edge.min() }) else {
+                        continue;
+                    };
+                    let e = edges.entry(key.clone()).or_insert(t);
+                    *e = if desc { (*e).max(t) } else { (*e).min(t) };
+                    let values = stamps
+                        .iter()
+                        .map(|s| match s {
+                            Some(s) if s.time == t => s.value.clone(),
+                            _ => Value::Null,
+                        })
+                        .collect();
+                    per_series.push((key.clone(), series.clone(), t, values));
                 }
             }
+        }
+        // LIMIT 1 with nothing to check per point: each group's first row is its series'
+        // edge point, whose fields the aggregates just gave (a field whose last value is
+        // older is null there); among series of a group at the same time, the first in tag
+        // order, as a read of the rows would answer.
+        if need == 1 && self.residual.is_empty() {
+            per_series.sort_by(|a, b| a.1.cmp(&b.1));
+            let mut out: Vec<Owned> = Vec::new();
+            let mut done: std::collections::HashSet<GroupKey> = Default::default();
+            for (key, series, t, values) in per_series {
+                if edges.get(&key) != Some(&t) || !done.insert(key.clone()) {
+                    continue;
+                }
+                let tags: BTreeMap<String, String> = match &single {
+                    Some(tags_of) => tags_of.get(&key).cloned().unwrap_or_default(),
+                    None => self
+                        .all_tags
+                        .iter()
+                        .cloned()
+                        .zip(series)
+                        .filter(|(_, v)| !v.is_empty())
+                        .collect(),
+                };
+                out.push(Owned {
+                    key,
+                    time: t,
+                    tags: Arc::new(tags),
+                    values,
+                });
+            }
+            return Ok(out);
         }
         let (Some(lo), Some(hi)) = (edges.values().min().copied(), edges.values().max().copied())
         else {
@@ -756,7 +819,7 @@ impl<'a> Plan<'a> {
         let named = self.named_fields();
         loop {
             let points = self.points(ctx, db, budget, Some((lo, hi))).await?;
-            let mut count: HashMap<&GroupKey, usize> = HashMap::new();
+            let mut count: FxHashMap<&GroupKey, usize> = FxHashMap::default();
             for p in &points {
                 let view = p.view(&self.fields, &self.schema);
                 if named.iter().any(|e| eval(e, &view).is_some()) {
@@ -777,6 +840,64 @@ impl<'a> Plan<'a> {
                 hi = (hi as i128 + span).min(outer_hi as i128) as i64;
             }
         }
+    }
+
+    /// If every group of the statement holds one series (of those the tag predicates
+    /// select), each group's tags; from the series catalog, `None` when it is not loaded.
+    fn single_series_groups(
+        &self,
+        ctx: &Ctx,
+        db: &str,
+    ) -> Option<FxHashMap<GroupKey, BTreeMap<String, String>>> {
+        if !ctx.engine.series().is_loaded() {
+            return None;
+        }
+        let entry = ctx.engine.series().get(db, &self.measurement)?;
+        let ms = entry.read();
+        let mut sids = ms.all();
+        for p in &self.preds {
+            let m = match &p.op {
+                TagOp::Eq(v) => ms.with_value(&p.key, v),
+                TagOp::Ne(v) => {
+                    let mut all = ms.all();
+                    all -= ms.with_value(&p.key, v);
+                    all
+                }
+                TagOp::Re(r) => ms.matching(&p.key, |v| r.is_match(v)),
+                TagOp::NotRe(r) => ms.matching(&p.key, |v| !r.is_match(v)),
+            };
+            sids &= m;
+        }
+        // Tags are read only if the projection shows some.
+        let shown = self.columns.iter().any(|(_, e)| {
+            let mut vs = Vec::new();
+            collect_vars(e, &mut vs);
+            vs.iter().any(|v| match v.data_type {
+                Some(DataType::Tag) => true,
+                Some(_) => false,
+                None => is_tag_of(&self.schema, &v.name),
+            })
+        });
+        let mut out: FxHashMap<GroupKey, BTreeMap<String, String>> = FxHashMap::default();
+        for sid in sids.iter() {
+            let key: GroupKey = self
+                .group_tags
+                .iter()
+                .map(|g| ms.tag_value(sid, g).unwrap_or("").to_string())
+                .collect();
+            let map = if shown {
+                ms.tags(sid)
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            } else {
+                BTreeMap::new()
+            };
+            if out.insert(key, map).is_some() {
+                return None;
+            }
+        }
+        Some(out)
     }
 
     /// The fields the projection names (with their casts): a raw row is answered when one
@@ -923,7 +1044,7 @@ impl<'a> Plan<'a> {
                 }
             }
         }
-        let mut aux: Aux = HashMap::new();
+        let mut aux: Aux = FxHashMap::default();
         let mut groups: Groups = BTreeMap::new();
         for (k, buckets) in acc {
             let mut b = BTreeMap::new();
@@ -989,13 +1110,9 @@ impl<'a> Plan<'a> {
             if fields.is_empty() {
                 continue;
             }
-            // first/last: per series, so that points of one time in several series of a
-            // group are decided here as InfluxDB does (the greater value wins).
-            let by: &[String] = if matches!(agg, Agg::First | Agg::Last) {
-                &self.all_tags
-            } else {
-                &self.native_group
-            };
+            // first/last break ties of one time across series as InfluxDB does (greater
+            // value: `Stamped::beats`), so the regions group as the statement does.
+            let by: &[String] = &self.native_group;
             let key_map: Vec<Option<usize>> = self
                 .group_tags
                 .iter()
@@ -1004,7 +1121,7 @@ impl<'a> Plan<'a> {
             let params = self.params(db, &fields, agg, by);
             let (_, partials) = self.fetch(ctx, params, budget).await?;
             // Merge the regions' accumulators per group and bucket.
-            let mut merged: HashMap<GroupKey, BTreeMap<i64, Vec<Acc>>> = HashMap::new();
+            let mut merged: FxHashMap<GroupKey, BTreeMap<i64, Vec<Acc>>> = FxHashMap::default();
             for p in partials {
                 let Partial::Agg(a) = p else { continue };
                 let map: Vec<Option<usize>> = a
@@ -1202,7 +1319,7 @@ type Stamped = (i64, Value);
 type Groups = BTreeMap<GroupKey, BTreeMap<i64, Vec<Out>>>;
 
 /// A selector's other columns, per group and bucket: the chosen point's values.
-type Aux = HashMap<(GroupKey, i64), Vec<Option<Value>>>;
+type Aux = FxHashMap<(GroupKey, i64), Vec<Option<Value>>>;
 
 /// The zone of `tz('…')`, as InfluxDB names its error.
 pub fn parse_zone(name: &str) -> Result<chrono_tz::Tz, String> {
