@@ -16,18 +16,98 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use std::hash::{Hash, Hasher};
+
 use parking_lot::RwLock;
 use roaring::RoaringBitmap;
+use rustc_hash::FxHashMap;
 
 /// The value id of a key a series lacks.
 pub const ABSENT: u32 = u32::MAX;
+
+/// The series carrying one tag value: most values of a high-cardinality key (an id, a
+/// container name) have one series, kept inline rather than in a bitmap.
+#[derive(Debug, Clone, Default)]
+enum Postings {
+    #[default]
+    Empty,
+    One(u32),
+    Many(RoaringBitmap),
+}
+
+impl Postings {
+    fn insert(&mut self, sid: u32) {
+        match self {
+            Postings::Empty => *self = Postings::One(sid),
+            Postings::One(x) if *x == sid => {}
+            Postings::One(x) => {
+                let mut b = RoaringBitmap::new();
+                b.insert(*x);
+                b.insert(sid);
+                *self = Postings::Many(b);
+            }
+            Postings::Many(b) => {
+                b.insert(sid);
+            }
+        }
+    }
+
+    fn remove_all(&mut self, sids: &RoaringBitmap) {
+        match self {
+            Postings::One(x) if sids.contains(*x) => *self = Postings::Empty,
+            Postings::Many(b) => {
+                *b -= sids;
+                if b.is_empty() {
+                    *self = Postings::Empty;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn meets(&self, within: Option<&RoaringBitmap>) -> bool {
+        match (self, within) {
+            (Postings::Empty, _) => false,
+            (_, None) => true,
+            (Postings::One(x), Some(w)) => w.contains(*x),
+            (Postings::Many(b), Some(w)) => !b.is_disjoint(w),
+        }
+    }
+
+    fn or_into(&self, out: &mut RoaringBitmap) {
+        match self {
+            Postings::Empty => {}
+            Postings::One(x) => {
+                out.insert(*x);
+            }
+            Postings::Many(b) => *out |= b,
+        }
+    }
+
+    fn sub_from(&self, out: &mut RoaringBitmap) {
+        match self {
+            Postings::Empty => {}
+            Postings::One(x) => {
+                out.remove(*x);
+            }
+            Postings::Many(b) => *out -= b,
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Postings::Many(b) => b.serialized_size() + 48,
+            _ => 0,
+        }
+    }
+}
 
 /// One tag key's values: id ↔ string, and the series carrying each value.
 #[derive(Default, Debug)]
 struct KeyValues {
     values: Vec<Arc<str>>,
-    ids: HashMap<Arc<str>, u32>,
-    postings: Vec<RoaringBitmap>,
+    ids: FxHashMap<Arc<str>, u32>,
+    postings: Vec<Postings>,
 }
 
 /// The series of one measurement.
@@ -36,17 +116,55 @@ pub struct MeasurementSeries {
     keys: Vec<Arc<str>>,
     key_pos: HashMap<Arc<str>, usize>,
     per_key: Vec<KeyValues>,
-    /// Value ids per key position; trailing [`ABSENT`]s trimmed, so a series has one form.
-    series: Vec<Box<[u32]>>,
-    ids: HashMap<Box<[u32]>, u32>,
+    /// Value ids per key position of every series, one after the other (`starts[sid]..
+    /// starts[sid + 1]`); trailing [`ABSENT`]s trimmed, so a series has one form.
+    ids_flat: Vec<u32>,
+    starts: Vec<u32>,
+    /// Hash of a series' ids → its sid; series whose hash is taken go to `collisions`.
+    by_hash: FxHashMap<u64, u32>,
+    collisions: FxHashMap<u64, Vec<u32>>,
     /// Series removed by a drop or delete (their ids are not reused; they are in no posting).
     removed: RoaringBitmap,
 }
 
+fn hash_ids(ids: &[u32]) -> u64 {
+    let mut h = rustc_hash::FxHasher::default();
+    ids.hash(&mut h);
+    h.finish()
+}
+
 impl MeasurementSeries {
+    fn count(&self) -> u32 {
+        self.starts.len().saturating_sub(1) as u32
+    }
+
+    fn ids_of(&self, sid: u32) -> &[u32] {
+        let i = sid as usize;
+        match (self.starts.get(i), self.starts.get(i + 1)) {
+            (Some(&a), Some(&b)) => &self.ids_flat[a as usize..b as usize],
+            _ => &[],
+        }
+    }
+
+    fn find(&self, ids: &[u32]) -> Option<u32> {
+        let h = hash_ids(ids);
+        let first = *self.by_hash.get(&h)?;
+        if self.ids_of(first) == ids {
+            return Some(first);
+        }
+        self.collisions
+            .get(&h)?
+            .iter()
+            .copied()
+            .find(|sid| self.ids_of(*sid) == ids)
+    }
+
     /// Adds a series given as (key, value) pairs (any order, keys distinct). Returns whether
     /// it was new.
     pub fn add<K: AsRef<str>, V: AsRef<str>>(&mut self, tags: &[(K, V)]) -> bool {
+        if self.starts.is_empty() {
+            self.starts.push(0);
+        }
         let mut ids: Vec<u32> = vec![ABSENT; self.keys.len()];
         // Look up first: a known series costs no allocation of strings.
         let mut unknown = false;
@@ -61,7 +179,7 @@ impl MeasurementSeries {
         }
         if !unknown {
             trim(&mut ids);
-            if let Some(&sid) = self.ids.get(ids.as_slice())
+            if let Some(sid) = self.find(&ids)
                 && !self.removed.contains(sid)
             {
                 return false;
@@ -84,7 +202,7 @@ impl MeasurementSeries {
                 None => {
                     let value: Arc<str> = Arc::from(v.as_ref());
                     kv.values.push(value.clone());
-                    kv.postings.push(RoaringBitmap::new());
+                    kv.postings.push(Postings::Empty);
                     let id = (kv.values.len() - 1) as u32;
                     kv.ids.insert(value, id);
                     id
@@ -96,17 +214,22 @@ impl MeasurementSeries {
             ids[p] = id;
         }
         trim(&mut ids);
-        let ids: Box<[u32]> = ids.into_boxed_slice();
-        let sid = match self.ids.get(&ids) {
+        let sid = match self.find(&ids) {
             // Re-added after a delete: same id, back in its postings.
-            Some(&sid) => {
+            Some(sid) => {
                 self.removed.remove(sid);
                 sid
             }
             None => {
-                let sid = self.series.len() as u32;
-                self.series.push(ids.clone());
-                self.ids.insert(ids.clone(), sid);
+                let sid = self.count();
+                self.ids_flat.extend_from_slice(&ids);
+                self.starts.push(self.ids_flat.len() as u32);
+                let h = hash_ids(&ids);
+                if let std::collections::hash_map::Entry::Vacant(e) = self.by_hash.entry(h) {
+                    e.insert(sid);
+                } else {
+                    self.collisions.entry(h).or_default().push(sid);
+                }
                 sid
             }
         };
@@ -120,7 +243,7 @@ impl MeasurementSeries {
 
     /// Live series.
     pub fn len(&self) -> u64 {
-        self.series.len() as u64 - self.removed.len()
+        self.count() as u64 - self.removed.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -130,7 +253,7 @@ impl MeasurementSeries {
     /// Every live series id.
     pub fn all(&self) -> RoaringBitmap {
         let mut all = RoaringBitmap::new();
-        all.insert_range(0..self.series.len() as u32);
+        all.insert_range(0..self.count());
         all -= &self.removed;
         all
     }
@@ -140,15 +263,14 @@ impl MeasurementSeries {
         if value.is_empty() {
             return self.without_key(key);
         }
-        self.key_pos
-            .get(key)
-            .and_then(|&p| {
-                let kv = &self.per_key[p];
-                kv.ids
-                    .get(value)
-                    .map(|&id| kv.postings[id as usize].clone())
-            })
-            .unwrap_or_default()
+        let mut out = RoaringBitmap::new();
+        if let Some(&p) = self.key_pos.get(key) {
+            let kv = &self.per_key[p];
+            if let Some(&id) = kv.ids.get(value) {
+                kv.postings[id as usize].or_into(&mut out);
+            }
+        }
+        out
     }
 
     /// Series whose `key` matches `pred` (the empty string stands for "lacks the key").
@@ -158,7 +280,7 @@ impl MeasurementSeries {
             let kv = &self.per_key[p];
             for (i, v) in kv.values.iter().enumerate() {
                 if pred(v) {
-                    out |= &kv.postings[i];
+                    kv.postings[i].or_into(&mut out);
                 }
             }
         }
@@ -173,7 +295,7 @@ impl MeasurementSeries {
         let mut out = self.all();
         if let Some(&p) = self.key_pos.get(key) {
             for postings in &self.per_key[p].postings {
-                out -= postings;
+                postings.sub_from(&mut out);
             }
         }
         out
@@ -185,12 +307,7 @@ impl MeasurementSeries {
             .keys
             .iter()
             .enumerate()
-            .filter(|(p, _)| {
-                self.per_key[*p].postings.iter().any(|b| match within {
-                    Some(w) => !b.is_disjoint(w),
-                    None => !b.is_empty(),
-                })
-            })
+            .filter(|(p, _)| self.per_key[*p].postings.iter().any(|b| b.meets(within)))
             .map(|(_, k)| &**k)
             .collect();
         keys.sort_unstable();
@@ -208,10 +325,7 @@ impl MeasurementSeries {
             .values
             .iter()
             .zip(&kv.postings)
-            .filter(|(_, b)| match within {
-                Some(w) => !b.is_disjoint(w),
-                None => !b.is_empty(),
-            })
+            .filter(|(_, b)| b.meets(within))
             .map(|(v, _)| &**v)
             .collect();
         out.sort_unstable();
@@ -221,16 +335,14 @@ impl MeasurementSeries {
     /// The value of `key` in series `sid`, if it has the key.
     pub fn tag_value(&self, sid: u32, key: &str) -> Option<&str> {
         let p = *self.key_pos.get(key)?;
-        let id = *self.series.get(sid as usize)?.get(p)?;
+        let id = *self.ids_of(sid).get(p)?;
         (id != ABSENT).then(|| &*self.per_key[p].values[id as usize])
     }
 
     /// The tags of series `sid`, sorted by key.
     pub fn tags(&self, sid: u32) -> Vec<(&str, &str)> {
-        let Some(ids) = self.series.get(sid as usize) else {
-            return Vec::new();
-        };
-        let mut out: Vec<(&str, &str)> = ids
+        let mut out: Vec<(&str, &str)> = self
+            .ids_of(sid)
             .iter()
             .enumerate()
             .filter(|(_, id)| **id != ABSENT)
@@ -244,30 +356,23 @@ impl MeasurementSeries {
     pub fn remove(&mut self, sids: &RoaringBitmap) {
         for kv in &mut self.per_key {
             for b in &mut kv.postings {
-                *b -= sids;
+                b.remove_all(sids);
             }
         }
         let mut ever = RoaringBitmap::new();
-        ever.insert_range(0..self.series.len() as u32);
+        ever.insert_range(0..self.count());
         self.removed |= sids & &ever;
     }
 
     /// Approximate heap bytes.
     pub fn heap_bytes(&self) -> usize {
-        let series: usize = self
-            .series
-            .iter()
-            .map(|s| 2 * (16 + 4 * s.len()) + 24)
-            .sum();
+        let series = self.ids_flat.len() * 4 + self.starts.len() * 4 + self.by_hash.len() * 16;
         let values: usize = self
             .per_key
             .iter()
             .map(|kv| {
-                kv.values.iter().map(|v| 2 * v.len() + 64).sum::<usize>()
-                    + kv.postings
-                        .iter()
-                        .map(|b| b.serialized_size())
-                        .sum::<usize>()
+                kv.values.iter().map(|v| v.len() + 56).sum::<usize>()
+                    + kv.postings.iter().map(|b| b.bytes() + 16).sum::<usize>()
             })
             .sum();
         series + values
