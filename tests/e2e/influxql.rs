@@ -209,6 +209,17 @@ fn the_influx_cli_works_unchanged() {
     assert!(out.contains("cpu,0,2"), "{out}");
     let out = influx(&["-execute", "SHOW DATABASES"]);
     assert!(out.contains("cli"), "{out}");
+    influx(&["-database", "cli", "-execute", "DELETE FROM cpu WHERE host = 'a'"]);
+    let out = influx(&[
+        "-database",
+        "cli",
+        "-format",
+        "json",
+        "-execute",
+        "SELECT v FROM cpu; SHOW TAG VALUES WITH KEY = host",
+    ]);
+    assert!(out.contains("[\"host\",\"b\"]") && !out.contains("\"a\""), "{out}");
+    assert!(out.contains(",3]"), "host b's point stays: {out}");
 }
 
 /// The Python `influxdb` package (1.x client) reads with query(), get_list_database() and
