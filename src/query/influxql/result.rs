@@ -165,6 +165,11 @@ fn write_cell(
         Cell::Null => w.write_all(b"null"),
         Cell::Int(i) => write!(w, "{i}"),
         Cell::UInt(u) => write!(w, "{u}"),
+        // Without an allocation in the common range (Rust's shortest digits, no exponent,
+        // no `.0`: what Go prints there).
+        Cell::Float(f) if f.is_finite() && (*f == 0.0 || (1e-6..1e21).contains(&f.abs())) => {
+            write!(w, "{f}")
+        }
         Cell::Float(f) => match go_float(*f) {
             Some(s) => w.write_all(s.as_bytes()),
             None => w.write_all(b"null"),
