@@ -224,28 +224,39 @@ async fn query(state: Shared, params: HashMap<String, String>) -> Response {
     metrics
         .query_micros
         .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
-    match spec.format {
-        // The spec (with the query's memory budget) lives until the answer is written.
-        Format::Json => {
-            let spec = spec.clone();
-            streamed(
-                "application/json",
-                state.config.http.body_timeout,
-                move |w| {
-                    serde_json::to_writer(w, &output::to_json(&result, spec.epoch))
-                        .map_err(Into::into)
-                },
-            )
-        }
-        Format::Csv => {
-            let spec = spec.clone();
-            streamed(
-                "text/csv; charset=utf-8",
-                state.config.http.body_timeout,
-                move |w| output::write_csv(&result, &spec.group_by, spec.epoch, w),
-            )
-        }
-        Format::Arrow => match output::to_arrow(&result, &spec.group_by) {
+    // The spec (with the query's memory budget) lives until the answer is written.
+    let (format, epoch, group_by) = (spec.format, spec.epoch, spec.group_by.clone());
+    encode(&state, result, format, epoch, group_by, Some(spec))
+}
+
+/// A result in the format asked for: JSON and CSV streamed as they are written, Arrow whole.
+/// `hold` is kept alive until the answer is written (the query's memory budget).
+fn encode(
+    state: &Shared,
+    result: crate::query::QueryResult,
+    format: Format,
+    epoch: crate::query::plan::Epoch,
+    group_by: Vec<String>,
+    hold: Option<Arc<QuerySpec>>,
+) -> Response {
+    match format {
+        Format::Json => streamed(
+            "application/json",
+            state.config.http.body_timeout,
+            move |w| {
+                let _hold = hold;
+                serde_json::to_writer(w, &output::to_json(&result, epoch)).map_err(Into::into)
+            },
+        ),
+        Format::Csv => streamed(
+            "text/csv; charset=utf-8",
+            state.config.http.body_timeout,
+            move |w| {
+                let _hold = hold;
+                output::write_csv(&result, &group_by, epoch, w)
+            },
+        ),
+        Format::Arrow => match output::to_arrow(&result, &group_by) {
             Ok(bytes) => (
                 [(header::CONTENT_TYPE, "application/vnd.apache.arrow.stream")],
                 bytes,
@@ -314,31 +325,8 @@ async fn extended_query(
             return DialectError(Dialect::Api, err).into_response();
         }
     };
-    let (epoch, group_by) = (spec.epoch, spec.group_by.clone());
-    match spec.format {
-        Format::Json => streamed(
-            "application/json",
-            state.config.http.body_timeout,
-            move |w| serde_json::to_writer(w, &output::to_json(&result, epoch)).map_err(Into::into),
-        ),
-        Format::Csv => streamed(
-            "text/csv; charset=utf-8",
-            state.config.http.body_timeout,
-            move |w| output::write_csv(&result, &group_by, epoch, w),
-        ),
-        Format::Arrow => match output::to_arrow(&result, &group_by) {
-            Ok(bytes) => (
-                [(header::CONTENT_TYPE, "application/vnd.apache.arrow.stream")],
-                bytes,
-            )
-                .into_response(),
-            Err(e) => DialectError(
-                Dialect::Api,
-                ApiError::Unavailable(format!("could not encode the result as Arrow: {e}")),
-            )
-            .into_response(),
-        },
-    }
+    let (format, epoch, group_by) = (spec.format, spec.epoch, spec.group_by.clone());
+    encode(&state, result, format, epoch, group_by, None)
 }
 
 /// `POST /api/v1/internal/partial?region=NAME`: another node's coordinator asks for this

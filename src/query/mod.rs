@@ -323,6 +323,37 @@ pub fn merge(spec: &QuerySpec, partials: Vec<Partial>) -> (Vec<String>, Vec<Seri
     }
 }
 
+/// The regions' aggregate partials merged per group and bucket, one accumulator per field
+/// of `fields` (in that order).
+pub fn merge_accs(
+    fields: &[String],
+    partials: Vec<Partial>,
+) -> HashMap<GroupKey, BTreeMap<i64, Vec<Acc>>> {
+    let mut groups: HashMap<GroupKey, BTreeMap<i64, Vec<Acc>>> = HashMap::new();
+    for p in partials {
+        let Partial::Agg(a) = p else { continue };
+        let map: Vec<Option<usize>> = a
+            .fields
+            .iter()
+            .map(|f| fields.iter().position(|g| g == f))
+            .collect();
+        for (key, buckets) in a.groups {
+            let g = groups.entry(key).or_default();
+            for (b, accs) in buckets {
+                let slot = g
+                    .entry(b)
+                    .or_insert_with(|| vec![Acc::default(); fields.len()]);
+                for (i, acc) in accs.iter().enumerate() {
+                    if let Some(Some(pos)) = map.get(i) {
+                        slot[*pos].merge(acc);
+                    }
+                }
+            }
+        }
+    }
+    groups
+}
+
 fn merge_agg(spec: &QuerySpec, partials: Vec<Partial>) -> (Vec<String>, Vec<Series>, Vec<String>) {
     let mut fields: Vec<String> = match &spec.fields {
         Some(l) => l.clone(),
@@ -341,26 +372,7 @@ fn merge_agg(spec: &QuerySpec, partials: Vec<Partial>) -> (Vec<String>, Vec<Seri
         fields.sort();
     }
     let nf = fields.len();
-    let mut groups: HashMap<GroupKey, BTreeMap<i64, Vec<Acc>>> = HashMap::new();
-    for p in partials {
-        let Partial::Agg(a) = p else { continue };
-        let map: Vec<Option<usize>> = a
-            .fields
-            .iter()
-            .map(|f| fields.iter().position(|g| g == f))
-            .collect();
-        for (key, buckets) in a.groups {
-            let g = groups.entry(key).or_default();
-            for (b, accs) in buckets {
-                let slot = g.entry(b).or_insert_with(|| vec![Acc::default(); nf]);
-                for (i, acc) in accs.iter().enumerate() {
-                    if let Some(Some(pos)) = map.get(i) {
-                        slot[*pos].merge(acc);
-                    }
-                }
-            }
-        }
-    }
+    let mut groups = merge_accs(&fields, partials);
     // A field whose numbers were aggregated while strings or booleans of it were left out
     // is stored with several types: say so.
     let mut skipped = vec![(0u64, false); nf];

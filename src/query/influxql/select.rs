@@ -30,7 +30,7 @@ use crate::influxql::{
     VarRef, WildcardType,
 };
 use crate::model::{ColumnKind, FieldType};
-use crate::query::agg::{Acc, Agg, Value};
+use crate::query::agg::{Agg, Value};
 use crate::query::budget::QueryBudget;
 use crate::query::plan::{QuerySpec, TagOp, TagPred};
 use crate::query::scan::{GroupKey, Partial};
@@ -1120,29 +1120,7 @@ impl<'a> Plan<'a> {
                 .collect();
             let params = self.params(db, &fields, agg, by);
             let (_, partials) = self.fetch(ctx, params, budget).await?;
-            // Merge the regions' accumulators per group and bucket.
-            let mut merged: FxHashMap<GroupKey, BTreeMap<i64, Vec<Acc>>> = FxHashMap::default();
-            for p in partials {
-                let Partial::Agg(a) = p else { continue };
-                let map: Vec<Option<usize>> = a
-                    .fields
-                    .iter()
-                    .map(|f| fields.iter().position(|g| g == f))
-                    .collect();
-                for (key, buckets) in a.groups {
-                    let g = merged.entry(key).or_default();
-                    for (b, accs) in buckets {
-                        let slot = g
-                            .entry(b)
-                            .or_insert_with(|| vec![Acc::default(); fields.len()]);
-                        for (i, acc) in accs.iter().enumerate() {
-                            if let Some(Some(pos)) = map.get(i) {
-                                slot[*pos].merge(acc);
-                            }
-                        }
-                    }
-                }
-            }
+            let merged = crate::query::merge_accs(&fields, partials);
             for (native_key, buckets) in merged {
                 let key: GroupKey = key_map
                     .iter()
