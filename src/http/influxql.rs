@@ -3,7 +3,6 @@
 //! CSV for `Accept: application/csv`).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use axum::body::Body;
@@ -124,45 +123,56 @@ async fn run(state: Shared, params: HashMap<String, String>, headers: &HeaderMap
     if results.iter().any(|r| r.error.is_some()) {
         metrics.query_errors.fetch_add(1, Relaxed);
     }
-    let results = Arc::new(results);
-    let mut out: Vec<u8> = Vec::new();
-    let written = if csv {
-        write_csv(&mut out, &results, time)
+    let version = (
+        header::HeaderName::from_static("x-influxdb-version"),
+        header::HeaderValue::from_static("1.8.10-meridian"),
+    );
+    if pretty && !csv && !chunked {
+        // Indented: built whole (a person reads it; answers are bounded by the budget).
+        let mut out: Vec<u8> = Vec::new();
+        let pretty = write_results(&mut out, &results, time).and_then(|_| {
+            let v: serde_json::Value =
+                serde_json::from_slice(&out).map_err(std::io::Error::other)?;
+            let mut p = serde_json::to_vec_pretty(&v).map_err(std::io::Error::other)?;
+            p.push(b'\n');
+            Ok(p)
+        });
+        return match pretty {
+            Ok(body) => (
+                StatusCode::OK,
+                [
+                    (
+                        header::CONTENT_TYPE,
+                        header::HeaderValue::from_static("application/json"),
+                    ),
+                    version,
+                ],
+                body,
+            )
+                .into_response(),
+            Err(e) => DialectError(
+                Dialect::Api,
+                ApiError::Unavailable(format!("could not encode the answer: {e}")),
+            )
+            .into_response(),
+        };
+    }
+    // Streamed as it is serialized, in 64 KiB chunks.
+    let gap = state.config.http.body_timeout;
+    let mut response = if csv {
+        super::api::streamed("text/csv", gap, move |w| write_csv(w, &results, time))
     } else if chunked {
-        write_chunked(&mut out, &results, time, chunk_size, statement_count)
+        super::api::streamed("application/json", gap, move |w| {
+            write_chunked(w, &results, time, chunk_size, statement_count)
+        })
     } else {
-        write_results(&mut out, &results, time).and_then(|_| {
-            if pretty {
-                let v: serde_json::Value =
-                    serde_json::from_slice(&out).map_err(std::io::Error::other)?;
-                out = serde_json::to_vec_pretty(&v).map_err(std::io::Error::other)?;
-            }
-            out.push(b'\n');
-            Ok(())
+        super::api::streamed("application/json", gap, move |w| {
+            write_results(w, &results, time)?;
+            w.write_all(b"\n")
         })
     };
-    if let Err(e) = written {
-        return DialectError(
-            Dialect::Api,
-            ApiError::Unavailable(format!("could not encode the answer: {e}")),
-        )
-        .into_response();
-    }
-    (
-        StatusCode::OK,
-        [
-            (
-                header::CONTENT_TYPE,
-                if csv { "text/csv" } else { "application/json" },
-            ),
-            (
-                header::HeaderName::from_static("x-influxdb-version"),
-                "1.8.10-meridian",
-            ),
-        ],
-        out,
-    )
-        .into_response()
+    response.headers_mut().insert(version.0, version.1);
+    response
 }
 
 /// `POST /api/v2/delete?bucket=db` with `{"start","stop","predicate"}` (InfluxDB 2's
@@ -244,7 +254,7 @@ pub async fn delete_v2(
 /// `chunked=true`: one JSON document per line, each holding at most `chunk_size` rows of
 /// one series; `partial` marks a series (and a statement) that later chunks continue.
 fn write_chunked(
-    w: &mut Vec<u8>,
+    w: &mut dyn std::io::Write,
     results: &[StatementResult],
     time: TimeFormat,
     chunk_size: usize,
@@ -265,24 +275,24 @@ fn write_chunked(
             }
         }
         if pieces.is_empty() {
-            w.extend_from_slice(b"{\"results\":[");
+            w.write_all(b"{\"results\":[")?;
             write_statement(w, r, &[], time, false)?;
-            w.extend_from_slice(b"]}\n");
+            w.write_all(b"]}\n")?;
             if r.error.is_some() && i + 1 < statement_count {
                 // As InfluxDB's chunked answers: the real error, then "not executed".
                 let skipped = StatementResult::error(r.statement_id, "not executed");
-                w.extend_from_slice(b"{\"results\":[");
+                w.write_all(b"{\"results\":[")?;
                 write_statement(w, &skipped, &[], time, false)?;
-                w.extend_from_slice(b"]}\n");
+                w.write_all(b"]}\n")?;
             }
             continue;
         }
         let last = pieces.len() - 1;
         for (i, piece) in pieces.into_iter().enumerate() {
             let more = i < last && r.chunking != Chunking::PerSeriesWhole;
-            w.extend_from_slice(b"{\"results\":[");
+            w.write_all(b"{\"results\":[")?;
             write_statement(w, r, &[piece], time, more)?;
-            w.extend_from_slice(b"]}\n");
+            w.write_all(b"]}\n")?;
         }
     }
     Ok(())

@@ -209,7 +209,12 @@ fn the_influx_cli_works_unchanged() {
     assert!(out.contains("cpu,0,2"), "{out}");
     let out = influx(&["-execute", "SHOW DATABASES"]);
     assert!(out.contains("cli"), "{out}");
-    influx(&["-database", "cli", "-execute", "DELETE FROM cpu WHERE host = 'a'"]);
+    influx(&[
+        "-database",
+        "cli",
+        "-execute",
+        "DELETE FROM cpu WHERE host = 'a'",
+    ]);
     let out = influx(&[
         "-database",
         "cli",
@@ -218,7 +223,10 @@ fn the_influx_cli_works_unchanged() {
         "-execute",
         "SELECT v FROM cpu; SHOW TAG VALUES WITH KEY = host",
     ]);
-    assert!(out.contains("[\"host\",\"b\"]") && !out.contains("\"a\""), "{out}");
+    assert!(
+        out.contains("[\"host\",\"b\"]") && !out.contains("\"a\""),
+        "{out}"
+    );
     assert!(out.contains(",3]"), "host b's point stays: {out}");
 }
 

@@ -1260,6 +1260,42 @@ fn read_file(region: &str, rdir: &Path, f: &serde_json::Value, partition_ns: i64
     out
 }
 
+/// Index rows by identity as queries see them: an identity in several files (a partition
+/// flushed early, then written again) merges field by field, the newer file (higher seq)
+/// winning, as compaction and queries merge them. Panics if a file holds an identity twice
+/// (a flush deduplicates its block).
+pub fn rows_by_key_merged(rows: &[Row]) -> BTreeMap<Key, Row> {
+    let seq_of = |file: &str| -> u64 {
+        let name = file.rsplit('/').next().unwrap_or("");
+        name.split(['.', '~'])
+            .next()
+            .and_then(|d| d.parse().ok())
+            .unwrap_or_else(|| panic!("not a data file name: {file}"))
+    };
+    let mut sorted: Vec<&Row> = rows.iter().collect();
+    sorted.sort_by_key(|r| seq_of(&r.file));
+    let mut map: BTreeMap<Key, Row> = BTreeMap::new();
+    for r in sorted {
+        match map.get_mut(&r.key()) {
+            None => {
+                map.insert(r.key(), r.clone());
+            }
+            Some(prev) => {
+                assert_ne!(
+                    prev.file, r.file,
+                    "one file holds a point identity twice: {r:#?}"
+                );
+                for (k, v) in &r.fields {
+                    prev.fields.insert(k.clone(), v.clone());
+                }
+                prev.file = r.file.clone();
+                prev.region = r.region.clone();
+            }
+        }
+    }
+    map
+}
+
 /// Index rows by identity; panics listing the duplicates if any identity occurs twice.
 pub fn rows_by_key_exactly_once(rows: &[Row]) -> BTreeMap<Key, Row> {
     let mut map: BTreeMap<Key, Row> = BTreeMap::new();

@@ -93,6 +93,19 @@ pub async fn select(ctx: &Ctx, s: &SelectStatement) -> Result<Vec<ResultSeries>,
         .collect())
 }
 
+/// How a result column is computed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Shape {
+    /// A field as stored: its index in `Plan::fields`.
+    Field(usize),
+    /// A function's result: its index in `Plan::calls`.
+    Call(usize),
+    /// A selector's other column, from the chosen point.
+    Aux,
+    /// Anything else: evaluated.
+    Other,
+}
+
 /// One function call of the projection: what it computes over which field.
 #[derive(Debug, Clone)]
 struct CallPlan {
@@ -103,6 +116,8 @@ struct CallPlan {
 
 /// A SELECT over one measurement, checked.
 struct Plan<'a> {
+    /// How each column is computed.
+    shapes: Vec<Shape>,
     s: &'a SelectStatement,
     measurement: String,
     schema: Arc<MeasurementSchema>,
@@ -488,7 +503,37 @@ impl<'a> Plan<'a> {
             }
         }
         tags.sort();
+        // How each column is computed, decided once rather than per row.
+        let shapes: Vec<Shape> = columns
+            .iter()
+            .map(|(_, e)| match e {
+                // A selector's other columns come from the point it chose.
+                Expr::VarRef(_) if aux_columns => Shape::Aux,
+                Expr::VarRef(v)
+                    if matches!(v.data_type, None | Some(DataType::Field)) && !is_tag(&v.name) =>
+                {
+                    fields
+                        .iter()
+                        .position(|f| *f == v.name)
+                        .map_or(Shape::Other, Shape::Field)
+                }
+                Expr::Call(c) => calls
+                    .iter()
+                    .position(|p| p.call == *c)
+                    .map_or(Shape::Other, Shape::Call),
+                other => {
+                    let mut cs = Vec::new();
+                    collect_calls(other, &mut cs);
+                    if cs.is_empty() && aux_columns {
+                        Shape::Aux
+                    } else {
+                        Shape::Other
+                    }
+                }
+            })
+            .collect();
         Ok(Plan {
+            shapes,
             s,
             measurement: measurement.to_string(),
             schema: schema.clone(),
@@ -781,9 +826,11 @@ impl<'a> Plan<'a> {
         // older is null there); among series of a group at the same time, the first in tag
         // order, as a read of the rows would answer.
         if need == 1 && self.residual.is_empty() {
-            per_series.sort_by(|a, b| a.1.cmp(&b.1));
-            let mut out: Vec<Owned> = Vec::new();
-            let mut done: std::collections::HashSet<GroupKey> = Default::default();
+            if single.is_none() {
+                per_series.sort_by(|a, b| a.1.cmp(&b.1));
+            }
+            let mut out: Vec<Owned> = Vec::with_capacity(edges.len());
+            let mut done: rustc_hash::FxHashSet<GroupKey> = Default::default();
             for (key, series, t, values) in per_series {
                 if edges.get(&key) != Some(&t) || !done.insert(key.clone()) {
                     continue;
@@ -928,17 +975,40 @@ impl<'a> Plan<'a> {
         // cast): InfluxDB keeps `a + b` as null where only `b` exists, and drops points
         // with none of them.
         let named = self.named_fields();
+        // Named fields without a cast are read directly.
+        let named_at: Option<Vec<usize>> = named
+            .iter()
+            .map(|e| match e {
+                Expr::VarRef(v) if v.data_type.is_none() => {
+                    self.fields.iter().position(|f| *f == v.name)
+                }
+                _ => None,
+            })
+            .collect();
         for p in points {
             let view = p.view(&self.fields, &self.schema);
-            let cells: Vec<Option<Value>> =
-                self.columns.iter().map(|(_, e)| eval(e, &view)).collect();
-            if !named.iter().any(|e| eval(e, &view).is_some()) {
+            let present = match &named_at {
+                Some(at) => at
+                    .iter()
+                    .any(|i| p.values.get(*i).is_some_and(|v| *v != Value::Null)),
+                None => named.iter().any(|e| eval(e, &view).is_some()),
+            };
+            if !present {
                 continue;
             }
+            let cells: Vec<Cell> = self
+                .columns
+                .iter()
+                .zip(&self.shapes)
+                .map(|((_, e), shape)| match shape {
+                    Shape::Field(i) => cell(p.values.get(*i).cloned()),
+                    _ => cell(eval(e, &view)),
+                })
+                .collect();
             groups
                 .entry(p.key.clone())
                 .or_default()
-                .push((p.time, cells.into_iter().map(cell).collect()));
+                .push((p.time, cells));
         }
         let mut out = Vec::new();
         for (key, mut rows) in groups {
@@ -1276,15 +1346,16 @@ impl<'a> Plan<'a> {
         };
         self.columns
             .iter()
+            .zip(&self.shapes)
             .enumerate()
-            .map(|(i, (_, e))| {
-                let mut cs = Vec::new();
-                collect_calls(e, &mut cs);
-                if cs.is_empty() && self.aux_columns {
-                    cell(aux.and_then(|a| a.get(i).cloned().flatten()))
-                } else {
-                    cell(eval_calls(e, &value_of))
-                }
+            .map(|(i, ((_, e), shape))| match shape {
+                Shape::Call(c) => cell(match outs.get(*c).copied().flatten() {
+                    Some(Out::One(v, _)) if *v != Value::Null => Some(v.clone()),
+                    Some(Out::Many(vs)) => vs.first().cloned(),
+                    _ => None,
+                }),
+                Shape::Aux => cell(aux.and_then(|a| a.get(i).cloned().flatten())),
+                _ => cell(eval_calls(e, &value_of)),
             })
             .collect()
     }
