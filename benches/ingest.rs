@@ -108,6 +108,7 @@ fn bench_prepare(c: &mut Criterion) {
     let router = Router::new(&cfg.routing).expect("the default globs compile");
     // Steady state: the registry already knows the columns after the first iteration.
     let registry = SchemaRegistry::new();
+    let catalog = meridian::catalog::series::SeriesCatalog::new();
     let shards = 2;
     let now = START_NS;
     let mut g = c.benchmark_group("prepare");
@@ -118,8 +119,12 @@ fn bench_prepare(c: &mut Criterion) {
             b.iter(|| {
                 // Separate dbs per variant: a field cannot be both integer and float.
                 let p = prepare(
-                    &router,
-                    &registry,
+                    meridian::region::prepare::Checks {
+                        router: &router,
+                        registry: &registry,
+                        series: &catalog,
+                        max_series: 1_000_000,
+                    },
                     shards,
                     name,
                     black_box(&body[..]),

@@ -147,6 +147,7 @@ pub struct RawFlush {
 pub struct RawMemory {
     pub limit: Option<ByteSize>,
     pub high_water: Option<ByteSize>,
+    pub max_series_per_database: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -274,6 +275,9 @@ pub struct FlushConfig {
 pub struct MemoryConfig {
     pub limit_bytes: u64,
     pub high_water_bytes: u64,
+    /// Series a database may hold (the series catalog keeps each in memory); a line that
+    /// would add one more is refused. 0: no limit.
+    pub max_series_per_database: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -646,6 +650,10 @@ impl RawConfig {
                 memory: MemoryConfig {
                     limit_bytes,
                     high_water_bytes,
+                    max_series_per_database: self
+                        .memory
+                        .max_series_per_database
+                        .unwrap_or(1_000_000),
                 },
                 wal: WalConfig {
                     sync,

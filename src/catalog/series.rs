@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use std::hash::{Hash, Hasher};
 
@@ -241,6 +241,23 @@ impl MeasurementSeries {
         true
     }
 
+    /// Whether a series with these tags is live (nothing is added).
+    pub fn contains<K: AsRef<str>, V: AsRef<str>>(&self, tags: &[(K, V)]) -> bool {
+        let mut ids: Vec<u32> = vec![ABSENT; self.keys.len()];
+        for (k, v) in tags {
+            let Some(&p) = self.key_pos.get(k.as_ref()) else {
+                return false;
+            };
+            let Some(&id) = self.per_key[p].ids.get(v.as_ref()) else {
+                return false;
+            };
+            ids[p] = id;
+        }
+        trim(&mut ids);
+        self.find(&ids)
+            .is_some_and(|sid| !self.removed.contains(sid))
+    }
+
     /// Live series.
     pub fn len(&self) -> u64 {
         self.count() as u64 - self.removed.len()
@@ -395,6 +412,8 @@ type ByMeasurement = BTreeMap<Arc<str>, SharedSeries>;
 pub struct SeriesCatalog {
     /// db → measurement → series.
     dbs: RwLock<BTreeMap<Arc<str>, ByMeasurement>>,
+    /// Live series per db, read by the write path for `memory.max_series_per_database`.
+    counts: RwLock<HashMap<Arc<str>, Arc<AtomicU64>>>,
     loaded: AtomicBool,
 }
 
@@ -431,6 +450,54 @@ impl SeriesCatalog {
         self.dbs.read().keys().cloned().collect()
     }
 
+    /// The live series count of `db` (shared: the write path reads it once per request).
+    pub fn counter(&self, db: &str) -> Arc<AtomicU64> {
+        if let Some(c) = self.counts.read().get(db) {
+            return c.clone();
+        }
+        self.counts
+            .write()
+            .entry(Arc::from(db))
+            .or_default()
+            .clone()
+    }
+
+    /// Adds tag sets to a measurement, counting the new series.
+    pub fn add_series<'a, K: AsRef<str> + 'a, V: AsRef<str> + 'a>(
+        &self,
+        db: &str,
+        measurement: &str,
+        sets: impl IntoIterator<Item = &'a [(K, V)]>,
+    ) {
+        let entry = self.entry(db, measurement);
+        let mut ms = entry.write();
+        let new = sets.into_iter().filter(|set| ms.add(set)).count() as u64;
+        if new > 0 {
+            self.counter(db).fetch_add(new, Ordering::Relaxed);
+        }
+    }
+
+    /// Removes series of a measurement (a delete).
+    pub fn remove_series(&self, db: &str, measurement: &str, sids: &RoaringBitmap) {
+        let Some(entry) = self.get(db, measurement) else {
+            return;
+        };
+        let mut ms = entry.write();
+        let before = ms.len();
+        ms.remove(sids);
+        let gone = before - ms.len();
+        let c = self.counter(db);
+        let _ = c.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            Some(n.saturating_sub(gone))
+        });
+    }
+
+    /// Whether `db.measurement` has a live series with these tags.
+    pub fn contains(&self, db: &str, measurement: &str, tags: &[(&str, &str)]) -> bool {
+        self.get(db, measurement)
+            .is_some_and(|e| e.read().contains(tags))
+    }
+
     /// Measurements of `db` with at least one live series, sorted.
     pub fn measurements(&self, db: &str) -> Vec<(Arc<str>, SharedSeries)> {
         self.dbs
@@ -448,14 +515,22 @@ impl SeriesCatalog {
     /// Forgets a database.
     pub fn drop_database(&self, db: &str) {
         self.dbs.write().remove(db);
+        self.counter(db).store(0, Ordering::Relaxed);
     }
 
     /// Forgets a measurement.
     pub fn drop_measurement(&self, db: &str, measurement: &str) {
-        let mut dbs = self.dbs.write();
-        if let Some(ms) = dbs.get_mut(db) {
-            ms.remove(measurement);
-        }
+        let gone = {
+            let mut dbs = self.dbs.write();
+            dbs.get_mut(db)
+                .and_then(|ms| ms.remove(measurement))
+                .map_or(0, |e| e.read().len())
+        };
+        let _ = self
+            .counter(db)
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(gone))
+            });
     }
 
     /// Called once every live file's series were added at start-up.

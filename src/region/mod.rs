@@ -160,6 +160,8 @@ pub struct Engine {
     delete_lock: Mutex<()>,
     /// Rows per row group of the files the server writes.
     row_group_rows: usize,
+    /// `memory.max_series_per_database` (0: no limit).
+    max_series_per_database: u64,
     regions: Vec<RegionHandle>,
     shards_per_region: usize,
     memory_limit: u64,
@@ -439,6 +441,7 @@ impl Engine {
             databases,
             delete_lock: Mutex::new(()),
             row_group_rows: cfg.ingest.flush.row_group_rows,
+            max_series_per_database: cfg.ingest.memory.max_series_per_database,
             regions,
             shards_per_region: n_shards,
             memory_limit: cfg.ingest.memory.limit_bytes,
@@ -626,9 +629,8 @@ impl Engine {
                         .filter(|(_, k)| matches!(k, crate::model::ColumnKind::Tag))
                         .map(|(n, _)| n.as_str())
                         .collect();
-                    let entry = series.entry(&meta.db, &meta.measurement);
                     let result = crate::storage::parquet::for_each_tag_set(path, &tags, |set| {
-                        entry.write().add(set);
+                        series.add_series(&meta.db, &meta.measurement, [set]);
                     });
                     match result {
                         Ok(()) => read += 1,
@@ -723,8 +725,12 @@ impl Engine {
         now_ns: i64,
     ) -> PreparedWrite {
         prepare::prepare(
-            &self.router,
-            &self.registry,
+            prepare::Checks {
+                router: &self.router,
+                registry: &self.registry,
+                series: &self.series,
+                max_series: self.max_series_per_database,
+            },
             self.shards_per_region,
             db,
             body,

@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::rows::{Payload, RowWriter};
+use crate::catalog::series::SeriesCatalog;
 use crate::lineproto::{self, FieldValue, ParsedLine};
 use crate::model::{
     ColumnKind, FieldType, MAX_TIME, MIN_TIME, Precision, RESERVED_KEYS, RegionId, ShardId,
@@ -165,18 +166,34 @@ fn check_names(line: &ParsedLine<'_>) -> Result<(), String> {
     Ok(())
 }
 
+/// What a write is checked and routed against.
+pub struct Checks<'a> {
+    pub router: &'a Router,
+    pub registry: &'a SchemaRegistry,
+    pub series: &'a SeriesCatalog,
+    /// `memory.max_series_per_database` (0: no limit).
+    pub max_series: u64,
+}
+
 /// Parses, checks and routes a request body.
 pub fn prepare(
-    router: &Router,
-    registry: &SchemaRegistry,
+    checks: Checks<'_>,
     shards_per_region: usize,
     db: &str,
     body: &[u8],
     precision: Precision,
     now_ns: i64,
 ) -> PreparedWrite {
+    let Checks {
+        router,
+        registry,
+        series,
+        max_series,
+    } = checks;
     let db: Arc<str> = Arc::from(db);
     let mut out = PreparedWrite::default();
+    // Live series of the db, read per line only to know whether the limit is reached.
+    let series_count = (max_series > 0).then(|| series.counter(&db));
     let mut by_shard: FxHashMap<(RegionId, ShardId), RowWriter> = FxHashMap::default();
     // Rows take about as many bytes as their line; spread over the shards of the regions.
     let row_capacity =
@@ -247,6 +264,21 @@ pub fn prepare(
             sorted_tags(&line)
         };
         let (region, _) = router.route_cached(&tags, &mut geo_cache);
+        // At the series limit, only lines of series the catalog holds are taken (InfluxDB's
+        // max-series-per-database). Below it a request may add series freely: the count can
+        // pass the limit by one request's worth.
+        if let Some(count) = &series_count {
+            let n = count.load(std::sync::atomic::Ordering::Relaxed);
+            if n >= max_series && !series.contains(&db, &line.measurement, &tags) {
+                reject(
+                    &mut out,
+                    format!(
+                        "max-series-per-database limit exceeded: ({n}/{max_series}): this line adds a series to database {db:?}; raise memory.max_series_per_database or drop series"
+                    ),
+                );
+                continue;
+            }
+        }
 
         // Column kinds against the registry: fast path without the lock when nothing is new.
         let known = checked
@@ -361,8 +393,12 @@ mod tests {
     fn run(body: &str, precision: Precision) -> PreparedWrite {
         let (r, reg) = setup();
         prepare(
-            &r,
-            &reg,
+            Checks {
+                router: &r,
+                registry: &reg,
+                series: &SeriesCatalog::new(),
+                max_series: 0,
+            },
             2,
             "db",
             body.as_bytes(),

@@ -272,11 +272,9 @@ impl Shard {
                 {
                     let new = entry.block.take_new_series();
                     if !new.is_empty() {
-                        let catalog = self.ctx.series.entry(db, measurement);
-                        let mut catalog = catalog.write();
-                        for set in new {
-                            catalog.add(set);
-                        }
+                        self.ctx
+                            .series
+                            .add_series(db, measurement, new.iter().map(|s| &s[..]));
                     }
                     break;
                 }

@@ -561,3 +561,46 @@ fn the_native_api_gains_median_percentiles_fill_and_several_aggregates() {
     let bad = s.get("/api/v1/query?db=n&measurement=m&fields=v&agg=p200");
     assert_eq!(bad.status, 400, "{}", bad.body);
 }
+
+/// memory.max_series_per_database bounds the series catalog: at the limit, a line that
+/// would add a series is refused (400 naming the limit, its line number), lines of known
+/// series are written, and a dropped series frees its place — also after a restart.
+#[test]
+fn the_series_limit_refuses_new_series_and_frees_dropped_ones() {
+    let mut s = TestServer::start(ServerConfig {
+        max_series: Some(3),
+        ..ServerConfig::default()
+    });
+    s.write_ok("lim", "m,host=a v=1 1\nm,host=b v=1 1\nm,host=c v=1 1\n");
+    let r = s.post(
+        "/write?db=lim",
+        b"m,host=a v=2 2\nm,host=d v=1 1\n".to_vec(),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(
+        r.body
+            .contains("max-series-per-database limit exceeded: (3/3)")
+            && r.body.contains("line 2"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        values(&q(&s, "lim", "SELECT v FROM m WHERE host = 'a'")).len(),
+        2,
+        "the known series' point was written"
+    );
+    // Other databases have their own count.
+    s.write_ok("other", "m,host=d v=1 1\n");
+    post_q(&s, "lim", "DROP SERIES FROM m WHERE host = 'c'");
+    s.write_ok("lim", "m,host=d v=1 1\n");
+    s.stop();
+    s.restart();
+    // SHOW TAG VALUES waits for the start-up load of the catalog (until then the count
+    // holds only the series replayed from the WAL).
+    assert_eq!(
+        values(&q(&s, "lim", "SHOW TAG VALUES FROM m WITH KEY = host")).len(),
+        3
+    );
+    let r = s.post("/write?db=lim", b"m,host=e v=1 1\n".to_vec());
+    assert_eq!(r.status, 400, "the count is rebuilt at start-up: {r:?}");
+}

@@ -65,6 +65,8 @@ pub struct ServerConfig {
     /// `query.max_memory` and `query.total_memory`.
     pub query_memory: Option<(String, String)>,
     pub tokens: Vec<String>,
+    /// `memory.max_series_per_database`.
+    pub max_series: Option<u64>,
 }
 
 impl Default for ServerConfig {
@@ -88,6 +90,7 @@ impl Default for ServerConfig {
             http_extra: vec![],
             query_memory: None,
             tokens: vec![],
+            max_series: None,
         }
     }
 }
@@ -165,6 +168,9 @@ impl ServerConfig {
         s.push_str(&format!("[memory]\nlimit = \"{}\"\n", self.memory_limit));
         if let Some(h) = &self.high_water {
             s.push_str(&format!("high_water = \"{h}\"\n"));
+        }
+        if let Some(n) = self.max_series {
+            s.push_str(&format!("max_series_per_database = {n}\n"));
         }
         s.push('\n');
         match self.sync {

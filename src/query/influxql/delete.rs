@@ -296,13 +296,15 @@ async fn apply(ctx: &Ctx, t: Target, text: Option<&str>) -> Result<(), String> {
                     .collect(),
             };
             for m in names {
-                if let Some(entry) = series.get(&t.db, &m) {
-                    let mut ms = entry.write();
-                    let gone = match &t.cond {
+                let gone = series.get(&t.db, &m).map(|entry| {
+                    let ms = entry.read();
+                    match &t.cond {
                         Some(c) => series_matching(&ms, c),
                         None => ms.all(),
-                    };
-                    ms.remove(&gone);
+                    }
+                });
+                if let Some(gone) = gone {
+                    series.remove_series(&t.db, &m, &gone);
                 }
             }
         }
