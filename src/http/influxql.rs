@@ -74,7 +74,7 @@ async fn run(state: Shared, params: HashMap<String, String>, headers: &HeaderMap
         Ok(t) => t,
         Err(e) => return bad_request(e),
     };
-    let statements = match crate::influxql::parse_query(q) {
+    let statements = match crate::influxql::parse_query_lenient(q) {
         Ok(s) => s,
         Err(e) => {
             metrics.query_errors.fetch_add(1, Relaxed);
@@ -83,7 +83,7 @@ async fn run(state: Shared, params: HashMap<String, String>, headers: &HeaderMap
     };
     // An unknown zone fails the whole query, as a parse error does in InfluxDB.
     for st in &statements {
-        if let crate::influxql::Statement::Select(sel) = st
+        if let Ok(crate::influxql::Statement::Select(sel)) = st
             && let Some(z) = &sel.timezone
             && let Err(e) = crate::query::influxql::select::parse_zone(z)
         {
@@ -115,6 +115,10 @@ async fn run(state: Shared, params: HashMap<String, String>, headers: &HeaderMap
         forwarded: headers.contains_key(crate::query::remote::FORWARDED_HEADER),
     };
     let statement_count = statements.len();
+    let statements = statements
+        .into_iter()
+        .map(|s| s.map_err(|e| e.message))
+        .collect();
     let results = execute(&ctx, statements).await;
     metrics.queries.fetch_add(1, Relaxed);
     metrics

@@ -82,6 +82,15 @@ pub use naming::{column_name, column_names};
 pub use parser::{MAX_EXPR_DEPTH, MAX_NESTING};
 pub use time_range::{TimeRange, parse_timestamp, split_time_range};
 
+/// Parses a query, with each statement that uses a feature Meridian does not support as
+/// its own error (so that it answers a per-statement error, the others running); any
+/// other error fails the whole query.
+pub fn parse_query_lenient(text: &str) -> Result<Vec<Result<Statement, ParseError>>, ParseError> {
+    parser::Parser::new(text)
+        .parse_query_lenient()
+        .map_err(|e| *e)
+}
+
 /// Parses a query: zero or more statements separated by `;` (empty statements and a
 /// trailing `;` are allowed).
 pub fn parse_query(text: &str) -> Result<Vec<Statement>, ParseError> {

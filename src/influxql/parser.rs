@@ -269,6 +269,54 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// As [`Parser::parse_query`], but a statement using a feature Meridian does not
+    /// support ([`ParseErrorKind::Unsupported`]) becomes its own error and parsing goes on
+    /// after the next `;`; any other error fails the whole query, as in InfluxDB.
+    pub(crate) fn parse_query_lenient(
+        mut self,
+    ) -> Result<Vec<std::result::Result<Statement, ParseError>>> {
+        let mut statements = Vec::new();
+        let mut after_separator = true;
+        loop {
+            let token = self.peek()?;
+            match token.kind {
+                TokenKind::Eof => return Ok(statements),
+                TokenKind::Semicolon => {
+                    self.next()?;
+                    after_separator = true;
+                }
+                _ if !after_separator => return Err(self.unexpected(&token, &[";"])),
+                _ => {
+                    match self.parse_statement() {
+                        Ok(st) => statements.push(Ok(st)),
+                        Err(e) if e.kind == ParseErrorKind::Unsupported => {
+                            // Skip the rest of the statement.
+                            loop {
+                                match self.peek() {
+                                    Ok(t)
+                                        if matches!(
+                                            t.kind,
+                                            TokenKind::Semicolon | TokenKind::Eof
+                                        ) =>
+                                    {
+                                        break;
+                                    }
+                                    Ok(_) => {
+                                        self.next()?;
+                                    }
+                                    Err(_) => return Err(e),
+                                }
+                            }
+                            statements.push(Err(*e));
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    after_separator = false;
+                }
+            }
+        }
+    }
+
     /// A whole text holding a single expression.
     pub(crate) fn parse_standalone_expr(mut self) -> Result<Expr> {
         let expr = self.parse_expr()?;
@@ -291,7 +339,15 @@ impl<'a> Parser<'a> {
             Keyword::Show => self.parse_show(),
             Keyword::Create => self.parse_create(start),
             Keyword::Drop => self.parse_drop(start),
-            Keyword::Explain => Err(self.unsupported(start, "EXPLAIN is not supported")),
+            Keyword::Explain => {
+                // The statement explained is checked first, as InfluxDB does: a syntax
+                // error there fails the query.
+                if matches!(self.peek()?.kind, TokenKind::Keyword(Keyword::Analyze)) {
+                    self.next()?;
+                }
+                self.parse_statement()?;
+                Err(self.unsupported(start, "EXPLAIN is not supported"))
+            }
             Keyword::Grant => Err(self.unsupported(start, "GRANT is not supported")),
             Keyword::Revoke => Err(self.unsupported(start, "REVOKE is not supported")),
             Keyword::Alter => {

@@ -97,9 +97,20 @@ impl Ctx {
 
 /// Runs the statements in order; each gets its own result. After a statement fails, the
 /// later ones are not executed (as InfluxDB: the answer ends with the failed one).
-pub async fn execute(ctx: &Ctx, statements: Vec<Statement>) -> Vec<StatementResult> {
+/// A statement Meridian does not support arrives as its error text.
+pub async fn execute(
+    ctx: &Ctx,
+    statements: Vec<Result<Statement, String>>,
+) -> Vec<StatementResult> {
     let mut out = Vec::with_capacity(statements.len());
     for (id, stmt) in statements.into_iter().enumerate() {
+        let stmt = match stmt {
+            Ok(s) => s,
+            Err(e) => {
+                out.push(StatementResult::error(id, e));
+                break;
+            }
+        };
         let result = match run_statement(ctx, &stmt).await {
             Ok(series) => StatementResult {
                 statement_id: id,
