@@ -167,9 +167,14 @@ fn write_cell(
         Cell::UInt(u) => write!(w, "{u}"),
         // Without an allocation in the common range (Rust's shortest digits, no exponent,
         // no `.0`: what Go prints there).
-        Cell::Float(f) if f.is_finite() && (*f == 0.0 || (1e-6..1e21).contains(&f.abs())) => {
-            write!(w, "{f}")
+        // Whole numbers as integers; others with Rust's shortest round-trip digits (no
+        // exponent in this range, as Go prints them). ryu was tried: its digits differ from
+        // Rust's on some 17-digit values, and which of the two Go prints was not checked.
+        Cell::Float(f) if *f == 0.0 => w.write_all(if f.is_sign_negative() { b"-0" } else { b"0" }),
+        Cell::Float(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e15 => {
+            write!(w, "{}", *f as i64)
         }
+        Cell::Float(f) if f.is_finite() && (1e-6..1e21).contains(&f.abs()) => write!(w, "{f}"),
         Cell::Float(f) => match go_float(*f) {
             Some(s) => w.write_all(s.as_bytes()),
             None => w.write_all(b"null"),
@@ -374,6 +379,52 @@ mod tests {
         assert_eq!(go_float(1e21).unwrap(), "1e+21");
         assert_eq!(go_float(123456789012.5).unwrap(), "123456789012.5");
         assert_eq!(go_float(f64::NAN), None);
+        // The writer's fast paths print what go_float prints.
+        for f in [
+            2.0,
+            -0.0,
+            0.5,
+            1e-6,
+            1.5e-6,
+            3.0e-5,
+            0.1 + 0.2,
+            123456789012.5,
+            1e15,
+            1.5e16,
+            9.9e20,
+            -7.25,
+            1e-7,
+            1e21,
+            1234567.0,
+        ] {
+            let mut out = Vec::new();
+            write_cell(&mut out, &Cell::Float(f), TimeFormat::Epoch(1), None).unwrap();
+            let want = go_float(f).unwrap();
+            let got = String::from_utf8(out).unwrap();
+            assert_eq!(got, want, "{f}");
+        }
+        // And for random values of every magnitude.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for i in 0..200_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let f = if i % 2 == 0 {
+                f64::from_bits(x)
+            } else {
+                (x % 10_000_000) as f64 / [1.0, 10.0, 100.0, 1e4, 1e9][(i % 5) as usize]
+            };
+            if !f.is_finite() {
+                continue;
+            }
+            let mut out = Vec::new();
+            write_cell(&mut out, &Cell::Float(f), TimeFormat::Epoch(1), None).unwrap();
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                go_float(f).unwrap(),
+                "{f:e}"
+            );
+        }
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_704_067_200_500_000_000), "2024-01-01T00:00:00.5Z");
         assert_eq!(rfc3339(1), "1970-01-01T00:00:00.000000001Z");
