@@ -14,7 +14,7 @@ use super::Shared;
 use super::body::{BodyLimits, read_body};
 use super::error::{ApiError, Dialect, DialectError};
 use crate::query::influxql::result::{
-    Chunking, ResultSeries, StatementResult, TimeFormat, write_csv, write_results, write_statement,
+    Chunking, SeriesPart, StatementResult, TimeFormat, write_csv, write_results, write_statement,
 };
 use crate::query::influxql::{Ctx, execute};
 
@@ -265,17 +265,19 @@ fn write_chunked(
     statement_count: usize,
 ) -> std::io::Result<()> {
     for (i, r) in results.iter().enumerate() {
-        let mut pieces: Vec<(ResultSeries, bool)> = Vec::new();
+        let mut pieces: Vec<SeriesPart<'_>> = Vec::new();
         for s in &r.series {
             if s.values.is_empty() || r.chunking != Chunking::Rows {
-                pieces.push((s.clone(), false));
+                pieces.push(SeriesPart::whole(s));
                 continue;
             }
             let n = s.values.len().div_ceil(chunk_size);
             for (i, rows) in s.values.chunks(chunk_size).enumerate() {
-                let mut piece = s.clone();
-                piece.values = rows.to_vec();
-                pieces.push((piece, i + 1 < n));
+                pieces.push(SeriesPart {
+                    series: s,
+                    rows,
+                    partial: i + 1 < n,
+                });
             }
         }
         if pieces.is_empty() {
@@ -295,7 +297,7 @@ fn write_chunked(
         for (i, piece) in pieces.into_iter().enumerate() {
             let more = i < last && r.chunking != Chunking::PerSeriesWhole;
             w.write_all(b"{\"results\":[")?;
-            write_statement(w, r, &[piece], time, more)?;
+            write_statement(w, r, std::slice::from_ref(&piece), time, more)?;
             w.write_all(b"]}\n")?;
         }
     }

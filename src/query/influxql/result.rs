@@ -188,13 +188,28 @@ fn write_cell(
     }
 }
 
+/// Some rows of a series, as one series object of an answer (a chunk is one).
+pub struct SeriesPart<'a> {
+    pub series: &'a ResultSeries,
+    pub rows: &'a [Vec<Cell>],
+    /// More chunks of this series follow.
+    pub partial: bool,
+}
+
+impl<'a> SeriesPart<'a> {
+    /// A whole series.
+    pub fn whole(series: &'a ResultSeries) -> SeriesPart<'a> {
+        SeriesPart {
+            series,
+            rows: &series.values,
+            partial: false,
+        }
+    }
+}
+
 /// Writes one series object; `partial` marks a chunk that more chunks continue.
-pub fn write_series(
-    w: &mut dyn Write,
-    s: &ResultSeries,
-    time: TimeFormat,
-    partial: bool,
-) -> io::Result<()> {
+pub fn write_series(w: &mut dyn Write, part: &SeriesPart<'_>, time: TimeFormat) -> io::Result<()> {
+    let (s, partial) = (part.series, part.partial);
     w.write_all(b"{")?;
     let mut first = true;
     if !s.name.is_empty() {
@@ -215,9 +230,9 @@ pub fn write_series(
     }
     w.write_all(b"\"columns\":")?;
     serde_json::to_writer(&mut *w, &s.columns).map_err(io::Error::other)?;
-    if !s.values.is_empty() {
+    if !part.rows.is_empty() {
         w.write_all(b",\"values\":[")?;
-        for (i, row) in s.values.iter().enumerate() {
+        for (i, row) in part.rows.iter().enumerate() {
             if i > 0 {
                 w.write_all(b",")?;
             }
@@ -242,18 +257,18 @@ pub fn write_series(
 pub fn write_statement(
     w: &mut dyn Write,
     r: &StatementResult,
-    series: &[(ResultSeries, bool)],
+    series: &[SeriesPart<'_>],
     time: TimeFormat,
     partial: bool,
 ) -> io::Result<()> {
     write!(w, "{{\"statement_id\":{}", r.statement_id)?;
     if !series.is_empty() {
         w.write_all(b",\"series\":[")?;
-        for (i, (s, p)) in series.iter().enumerate() {
+        for (i, part) in series.iter().enumerate() {
             if i > 0 {
                 w.write_all(b",")?;
             }
-            write_series(w, s, time, *p)?;
+            write_series(w, part, time)?;
         }
         w.write_all(b"]")?;
     }
@@ -292,8 +307,7 @@ pub fn write_results(
         if i > 0 {
             w.write_all(b",")?;
         }
-        let series: Vec<(ResultSeries, bool)> =
-            r.series.iter().map(|s| (s.clone(), false)).collect();
+        let series: Vec<SeriesPart<'_>> = r.series.iter().map(SeriesPart::whole).collect();
         write_statement(w, r, &series, time, false)?;
     }
     w.write_all(b"]}")
