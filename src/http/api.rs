@@ -57,17 +57,35 @@ pub async fn query_get(State(state): State<Shared>, RawQuery(q): RawQuery) -> Re
 /// Bytes a streamed answer is sent in.
 const STREAM_CHUNK: usize = 64 << 10;
 
+/// Answers of at most this many cells are written on the request's thread and sent whole:
+/// for them a handoff to a blocking thread cost more than the writing (about 0.1 ms a
+/// request, measured on `/query` with 3,600 cells).
+pub(crate) const SMALL_ANSWER_CELLS: usize = 8_192;
+
 /// A response whose body `produce` writes on a blocking thread, sent in chunks of
 /// [`STREAM_CHUNK`] as it is written (at most four chunks wait for the client): the
 /// serialized answer is never held whole, and a client that goes away stops the writing.
+/// An answer of at most [`SMALL_ANSWER_CELLS`] `cells` is written here and sent whole.
 pub(crate) fn streamed<F>(
     content_type: &'static str,
     gap: std::time::Duration,
+    cells: usize,
     produce: F,
 ) -> Response
 where
     F: FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send + 'static,
 {
+    if cells <= SMALL_ANSWER_CELLS {
+        let mut out = Vec::new();
+        return match produce(&mut out) {
+            Ok(()) => ([(header::CONTENT_TYPE, content_type)], out).into_response(),
+            Err(e) => DialectError(
+                Dialect::Api,
+                ApiError::Unavailable(format!("could not encode the answer: {e}")),
+            )
+            .into_response(),
+        };
+    }
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
@@ -269,10 +287,16 @@ fn encode(
     group_by: Vec<String>,
     hold: Option<Arc<QuerySpec>>,
 ) -> Response {
+    let cells: usize = result
+        .series
+        .iter()
+        .map(|s| s.rows.len() * (result.columns.len() + 1))
+        .sum();
     match format {
         Format::Json => streamed(
             "application/json",
             state.config.http.body_timeout,
+            cells,
             move |w| {
                 let _hold = hold;
                 serde_json::to_writer(w, &output::to_json(&result, epoch)).map_err(Into::into)
@@ -281,6 +305,7 @@ fn encode(
         Format::Csv => streamed(
             "text/csv; charset=utf-8",
             state.config.http.body_timeout,
+            cells,
             move |w| {
                 let _hold = hold;
                 output::write_csv(&result, &group_by, epoch, w)

@@ -161,16 +161,23 @@ async fn run(state: Shared, params: HashMap<String, String>, headers: &HeaderMap
             .into_response(),
         };
     }
-    // Streamed as it is serialized, in 64 KiB chunks.
+    // Streamed as it is serialized, in 64 KiB chunks (small answers are written at once).
     let gap = state.config.http.body_timeout;
+    let cells: usize = results
+        .iter()
+        .flat_map(|r| &r.series)
+        .map(|s| s.values.len() * s.columns.len())
+        .sum();
     let mut response = if csv {
-        super::api::streamed("text/csv", gap, move |w| write_csv(w, &results, time))
+        super::api::streamed("text/csv", gap, cells, move |w| {
+            write_csv(w, &results, time)
+        })
     } else if chunked {
-        super::api::streamed("application/json", gap, move |w| {
+        super::api::streamed("application/json", gap, cells, move |w| {
             write_chunked(w, &results, time, chunk_size, statement_count)
         })
     } else {
-        super::api::streamed("application/json", gap, move |w| {
+        super::api::streamed("application/json", gap, cells, move |w| {
             write_results(w, &results, time)?;
             w.write_all(b"\n")
         })
