@@ -617,3 +617,32 @@ fn the_series_limit_refuses_new_series_and_frees_dropped_ones() {
     let r = s.post("/write?db=lim", b"m,host=e v=1 1\n".to_vec());
     assert_eq!(r.status, 400, "the count is rebuilt at start-up: {r:?}");
 }
+
+/// Filled buckets of every group together are bounded by query.max_rows: a statement that
+/// would make more is its own error naming the limit; fill(none) answers only the buckets
+/// with points.
+#[test]
+fn filled_buckets_are_bounded_by_max_rows() {
+    let s = TestServer::start(ServerConfig {
+        query_max_rows: 5_000,
+        ..ServerConfig::default()
+    });
+    s.write_ok(
+        "b",
+        "m,host=a v=1 1704067200000000000\nm,host=b v=1 1704067200000000000\nm,host=c v=1 1704067200000000000\n",
+    );
+    let range = "time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T01:00:00Z'";
+    let v = q(
+        &s,
+        "b",
+        &format!("SELECT count(v) FROM m WHERE {range} GROUP BY time(1s), host"),
+    );
+    let err = v["results"][0]["error"].as_str().unwrap_or_default();
+    assert!(err.contains("query.max_rows"), "{v}");
+    let v = q(
+        &s,
+        "b",
+        &format!("SELECT count(v) FROM m WHERE {range} GROUP BY time(1s), host fill(none)"),
+    );
+    assert_eq!(values(&v).len(), 3, "{v}");
+}

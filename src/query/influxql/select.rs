@@ -130,6 +130,8 @@ struct Plan<'a> {
     transform: Option<Transform>,
     /// `tz()`: buckets start at local boundaries, times are written with the offset.
     zone: Option<chrono_tz::Tz>,
+    /// `query.max_rows`: the most rows an answer may have.
+    max_rows: usize,
     /// A selector with other columns (`max(x), host`): they come from the chosen point.
     aux_columns: bool,
     group_tags: Vec<String>,
@@ -542,6 +544,7 @@ impl<'a> Plan<'a> {
             interval,
             transform,
             zone,
+            max_rows: ctx.max_rows,
             aux_columns,
             group_tags,
             native_group,
@@ -1236,6 +1239,8 @@ impl<'a> Plan<'a> {
         let n = self.calls.len();
         let single_selector = self.interval.is_none() && n == 1 && self.calls[0].func.is_selector();
         let mut out = Vec::new();
+        // Filled buckets of every group together are bounded like raw rows.
+        let mut total_rows = 0usize;
         for (key, buckets) in groups {
             if buckets
                 .values()
@@ -1245,7 +1250,9 @@ impl<'a> Plan<'a> {
             }
             // The buckets to answer.
             let times: Vec<i64> = match self.interval {
+                // Without filling, only the buckets holding points answer.
                 None => buckets.keys().copied().collect(),
+                Some(_) if self.s.fill == Fill::None => buckets.keys().copied().collect(),
                 Some((d, _)) => {
                     let first = match self.min {
                         Some(m) => self.bucket(m),
@@ -1256,6 +1263,14 @@ impl<'a> Plan<'a> {
                     if count > MAX_BUCKETS as i128 {
                         return Err(format!(
                             "max-select-buckets limit exceeded: ({count}/{MAX_BUCKETS}); use a larger GROUP BY time() interval or a narrower range"
+                        ));
+                    }
+                    total_rows = total_rows.saturating_add(count.max(0) as usize);
+                    if total_rows > self.max_rows {
+                        return Err(format!(
+                            "{} the filled buckets of every group make more than {} rows (query.max_rows); use a larger GROUP BY time() interval, fill(none), fewer groups or a narrower range",
+                            crate::query::budget::OVER_QUERY_MEMORY,
+                            self.max_rows
                         ));
                     }
                     // Buckets of a zone with daylight saving are not all `d` long.
