@@ -178,7 +178,7 @@ impl std::io::Write for ChunkWriter {
 }
 
 /// Bodies of query requests: JSON parameters, at most 1 MiB.
-fn query_body_limits(state: &Shared) -> BodyLimits {
+pub(crate) fn query_body_limits(state: &Shared) -> BodyLimits {
     BodyLimits {
         max_bytes: 1 << 20,
         gap: state.config.http.body_timeout,

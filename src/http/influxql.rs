@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::Shared;
-use super::body::{BodyLimits, read_body};
+use super::body::read_body;
 use super::error::{ApiError, Dialect, DialectError};
 use crate::query::influxql::result::{
     Chunking, SeriesPart, StatementResult, TimeFormat, write_csv, write_results, write_statement,
@@ -45,10 +45,7 @@ pub async fn query_post(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    let limits = BodyLimits {
-        max_bytes: 1 << 20,
-        gap: state.config.http.body_timeout,
-    };
+    let limits = super::api::query_body_limits(&state);
     let bytes = match read_body(&state.engine, &headers, body, limits).await {
         Ok(b) => b,
         Err(e) => return DialectError(Dialect::Api, e).into_response(),
@@ -209,10 +206,7 @@ pub async fn delete_v2(
             crate::model::truncate(db, 64)
         ));
     }
-    let limits = BodyLimits {
-        max_bytes: 1 << 20,
-        gap: state.config.http.body_timeout,
-    };
+    let limits = super::api::query_body_limits(&state);
     let bytes = match read_body(&state.engine, &headers, body, limits).await {
         Ok(b) => b,
         Err(e) => return DialectError(Dialect::Api, e).into_response(),
