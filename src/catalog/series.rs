@@ -241,6 +241,17 @@ impl MeasurementSeries {
         true
     }
 
+    /// The id of the live series with these tags.
+    pub fn sid_of<K: AsRef<str>, V: AsRef<str>>(&self, tags: &[(K, V)]) -> Option<u32> {
+        let mut ids: Vec<u32> = vec![ABSENT; self.keys.len()];
+        for (k, v) in tags {
+            let p = *self.key_pos.get(k.as_ref())?;
+            ids[p] = *self.per_key[p].ids.get(v.as_ref())?;
+        }
+        trim(&mut ids);
+        self.find(&ids).filter(|sid| !self.removed.contains(*sid))
+    }
+
     /// Whether a series with these tags is live (nothing is added).
     pub fn contains<K: AsRef<str>, V: AsRef<str>>(&self, tags: &[(K, V)]) -> bool {
         let mut ids: Vec<u32> = vec![ABSENT; self.keys.len()];

@@ -462,8 +462,8 @@ print(json.dumps({{
     );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ms"], json!(["cpu"]));
-    // b lost its only point to a time-bounded delete: it stays listed (README deviation).
-    assert_eq!(v["hosts"], json!(["b", "c"]));
+    // b lost its only point to a time-bounded delete: it is no longer listed.
+    assert_eq!(v["hosts"], json!(["c"]));
 }
 
 /// `ORDER BY time DESC LIMIT n` reads a window from the newest points and widens it until

@@ -179,7 +179,7 @@ pub async fn api_v2(
     });
     let spec = DeleteSpec {
         db: db.to_string(),
-        measurements: measurement.map(|m| vec![m]),
+        measurements: measurement.clone().map(|m| vec![m]),
         series: filter,
         // `stop` is inclusive in InfluxDB 2's delete.
         min_time: start,
@@ -190,7 +190,40 @@ pub async fn api_v2(
             "/api/v2/delete on a node that does not host every region: use DELETE on /query".into(),
         );
     }
-    run_spec(ctx, spec).await
+    let outcome = run_spec(ctx, spec).await?;
+    // The same terms as a condition, for the catalog's series left without points.
+    let cond = terms.iter().fold(None, |acc: Option<Expr>, (k, v)| {
+        let term = Expr::Binary(crate::influxql::BinaryExpr {
+            op: crate::influxql::BinaryOp::Eq,
+            lhs: Box::new(Expr::VarRef(crate::influxql::VarRef {
+                name: k.clone(),
+                data_type: Some(crate::influxql::DataType::Tag),
+            })),
+            rhs: Box::new(Expr::Str(v.clone())),
+        });
+        Some(match acc {
+            None => term,
+            Some(a) => Expr::Binary(crate::influxql::BinaryExpr {
+                op: crate::influxql::BinaryOp::And,
+                lhs: Box::new(a),
+                rhs: Box::new(term),
+            }),
+        })
+    });
+    let names: Vec<String> = match measurement {
+        Some(m) => vec![m],
+        None => ctx
+            .engine
+            .series()
+            .measurements(db)
+            .into_iter()
+            .map(|(m, _)| m.to_string())
+            .collect(),
+    };
+    for m in names {
+        forget_emptied(ctx, db, &m, cond.as_ref()).await?;
+    }
+    Ok(outcome)
 }
 
 /// `AND`-separated terms (case-insensitive), outside quotes.
@@ -308,7 +341,103 @@ async fn apply(ctx: &Ctx, t: Target, text: Option<&str>) -> Result<(), String> {
                 }
             }
         }
-        Kind::Series => {}
+        Kind::Series => {
+            // A delete with time bounds: the matching series that have no point left go.
+            let names: Vec<String> = match &t.measurements {
+                Some(m) => m.clone(),
+                None => series
+                    .measurements(&t.db)
+                    .into_iter()
+                    .map(|(m, _)| m.to_string())
+                    .collect(),
+            };
+            for m in names {
+                forget_emptied(ctx, &t.db, &m, t.cond.as_ref()).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes from the catalog the series of `m` matching `cond` that hold no point any more:
+/// the regions count every series' points (their series indexes answer a count without a
+/// time range from run lengths), and the matching series without a count are gone.
+async fn forget_emptied(ctx: &Ctx, db: &str, m: &str, cond: Option<&Expr>) -> Result<(), String> {
+    let series = ctx.engine.series();
+    let Some(entry) = series.get(db, m) else {
+        return Ok(());
+    };
+    let Some(schema) = ctx.engine.registry().get(db, m) else {
+        return Ok(());
+    };
+    let mut tags: Vec<String> = schema
+        .iter()
+        .filter(|(_, k)| matches!(k, crate::model::ColumnKind::Tag))
+        .map(|(n, _)| n.to_string())
+        .collect();
+    tags.sort();
+    let matched = {
+        let ms = entry.read();
+        match cond {
+            Some(c) => series_matching(&ms, c),
+            None => ms.all(),
+        }
+    };
+    if matched.is_empty() {
+        return Ok(());
+    }
+    let mut params = std::collections::HashMap::new();
+    params.insert("db".to_string(), db.to_string());
+    params.insert("measurement".to_string(), m.to_string());
+    params.insert("agg".to_string(), "count".to_string());
+    if !tags.is_empty() {
+        params.insert("group_by".to_string(), tags.join(","));
+    }
+    let mut spec = crate::query::plan::QuerySpec::from_params(&params)?;
+    spec.deadline = Some(ctx.started + ctx.timeout);
+    spec.budget = Some(Arc::new(ctx.query_memory.budget()));
+    let g = crate::query::gather(
+        &ctx.engine,
+        Arc::new(spec),
+        Arc::new(params),
+        &ctx.remote,
+        ctx.timeout,
+        ctx.max_rows,
+    )
+    .await;
+    if g.partial || g.refused.is_some() {
+        // Not every region answered: keep the series listed rather than guess.
+        return Ok(());
+    }
+    let mut present = roaring::RoaringBitmap::new();
+    {
+        let ms = entry.read();
+        for p in g.partials {
+            let crate::query::scan::Partial::Agg(a) = p else {
+                continue;
+            };
+            for (key, buckets) in a.groups {
+                let live = buckets
+                    .values()
+                    .any(|accs| accs.iter().any(|a| a.count > 0));
+                if !live {
+                    continue;
+                }
+                let pairs: Vec<(&str, &str)> = tags
+                    .iter()
+                    .zip(&key)
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                if let Some(sid) = ms.sid_of(&pairs) {
+                    present.insert(sid);
+                }
+            }
+        }
+    }
+    let gone = matched - present;
+    if !gone.is_empty() {
+        series.remove_series(db, m, &gone);
     }
     Ok(())
 }
