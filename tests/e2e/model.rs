@@ -225,13 +225,11 @@ fn counts_for(agg: &str, v: &V) -> bool {
     matches!(agg, "count" | "first" | "last") || v.num().is_some()
 }
 
-/// One expected cell: exact JSON, a float within tolerance, or any of several values
-/// (first/last with points of one time in several series of a group).
+/// One expected cell: exact JSON, or a float within tolerance.
 #[derive(Debug)]
 enum Want {
     Exact(Json),
     Float(f64),
-    AnyOf(Vec<Json>),
 }
 
 fn agg_cell(agg: &str, vals: &[(i64, &V)]) -> Want {
@@ -269,12 +267,20 @@ fn agg_cell(agg: &str, vals: &[(i64, &V)]) -> Want {
             } else {
                 vals.iter().map(|(t, _)| *t).max().unwrap()
             };
-            Want::AnyOf(
-                vals.iter()
-                    .filter(|(u, _)| *u == t)
-                    .map(|(_, v)| v.json())
-                    .collect(),
-            )
+            // Points of one time in several series of a group: the greatest value wins, as
+            // InfluxDB's first/last reducers decide (a field has one type).
+            let tied = vals.iter().filter(|(u, _)| *u == t).map(|(_, v)| *v);
+            let best = tied
+                .max_by(|a, b| match (a, b) {
+                    (V::F(x), V::F(y)) => x.total_cmp(y),
+                    (V::I(x), V::I(y)) => x.cmp(y),
+                    (V::U(x), V::U(y)) => x.cmp(y),
+                    (V::S(x), V::S(y)) => x.cmp(y),
+                    (V::B(x), V::B(y)) => x.cmp(y),
+                    _ => std::cmp::Ordering::Equal,
+                })
+                .unwrap();
+            Want::Exact(best.json())
         }
         _ => {
             if nums.len() < 2 {
@@ -298,7 +304,6 @@ fn same(want: &Want, got: &Json) -> bool {
         Want::Float(w) => got
             .as_f64()
             .is_some_and(|g| (g - w).abs() <= 1e-9 * w.abs().max(1.0)),
-        Want::AnyOf(ws) => ws.iter().any(|w| same(&Want::Exact(w.clone()), got)),
     }
 }
 
