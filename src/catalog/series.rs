@@ -93,13 +93,6 @@ impl Postings {
             Postings::Many(b) => *out -= b,
         }
     }
-
-    fn bytes(&self) -> usize {
-        match self {
-            Postings::Many(b) => b.serialized_size() + 48,
-            _ => 0,
-        }
-    }
 }
 
 /// One tag key's values: id ↔ string, and the series carrying each value.
@@ -391,20 +384,6 @@ impl MeasurementSeries {
         ever.insert_range(0..self.count());
         self.removed |= sids & &ever;
     }
-
-    /// Approximate heap bytes.
-    pub fn heap_bytes(&self) -> usize {
-        let series = self.ids_flat.len() * 4 + self.starts.len() * 4 + self.by_hash.len() * 16;
-        let values: usize = self
-            .per_key
-            .iter()
-            .map(|kv| {
-                kv.values.iter().map(|v| v.len() + 56).sum::<usize>()
-                    + kv.postings.iter().map(|b| b.bytes() + 16).sum::<usize>()
-            })
-            .sum();
-        series + values
-    }
 }
 
 fn trim(ids: &mut Vec<u32>) {
@@ -552,16 +531,6 @@ impl SeriesCatalog {
     /// Whether the start-up load is done (until then, answers may miss series of files).
     pub fn is_loaded(&self) -> bool {
         self.loaded.load(Ordering::Acquire)
-    }
-
-    /// Approximate heap bytes of every measurement.
-    pub fn heap_bytes(&self) -> usize {
-        self.dbs
-            .read()
-            .values()
-            .flat_map(|ms| ms.values())
-            .map(|s| s.read().heap_bytes())
-            .sum()
     }
 }
 

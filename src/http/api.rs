@@ -335,7 +335,6 @@ async fn extended_query(
     started: std::time::Instant,
 ) -> Response {
     let metrics = state.engine.metrics().clone();
-    let qc = &state.config.query;
     // Parameters the native API checks, checked the same way (format, epoch, names).
     let mut checked = params.clone();
     checked.remove("fill");
@@ -347,18 +346,7 @@ async fn extended_query(
             return DialectError(Dialect::Api, ApiError::BadRequest(e)).into_response();
         }
     };
-    let ctx = crate::query::influxql::Ctx {
-        engine: state.engine.clone(),
-        remote: state.remote.clone(),
-        query_memory: state.query_memory.clone(),
-        timeout: qc.timeout,
-        max_rows: qc.max_rows,
-        db: params.get("db").cloned(),
-        rp: None,
-        now_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0),
-        started,
-        forwarded: false,
-    };
+    let ctx = super::influxql::statement_ctx(&state, params.get("db").cloned(), started);
     let result = crate::query::influxql::native::run(&ctx, &params).await;
     metrics.queries.fetch_add(1, Relaxed);
     metrics

@@ -21,6 +21,26 @@ use crate::query::influxql::{Ctx, execute};
 /// Rows per chunk when `chunked=true` has no `chunk_size` (InfluxDB's default).
 const DEFAULT_CHUNK_SIZE: usize = 10_000;
 
+/// What the InfluxQL engine needs for one request: the server's budgets and `now()`.
+pub(crate) fn statement_ctx(
+    state: &Shared,
+    db: Option<String>,
+    started: std::time::Instant,
+) -> Ctx {
+    Ctx {
+        engine: state.engine.clone(),
+        remote: state.remote.clone(),
+        query_memory: state.query_memory.clone(),
+        timeout: state.config.query.timeout,
+        max_rows: state.config.query.max_rows,
+        db,
+        rp: None,
+        now_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0),
+        started,
+        forwarded: false,
+    }
+}
+
 fn bad_request(message: impl Into<String>) -> Response {
     DialectError(Dialect::Api, ApiError::BadRequest(message.into())).into_response()
 }
@@ -98,19 +118,9 @@ async fn run(state: Shared, params: HashMap<String, String>, headers: &HeaderMap
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/csv") || v.contains("text/csv"));
-    let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
-    let ctx = Ctx {
-        engine: state.engine.clone(),
-        remote: state.remote.clone(),
-        query_memory: state.query_memory.clone(),
-        timeout: state.config.query.timeout,
-        max_rows: state.config.query.max_rows,
-        db: params.get("db").cloned(),
-        rp: params.get("rp").cloned(),
-        now_ns,
-        started,
-        forwarded: headers.contains_key(crate::query::remote::FORWARDED_HEADER),
-    };
+    let mut ctx = statement_ctx(&state, params.get("db").cloned(), started);
+    ctx.rp = params.get("rp").cloned();
+    ctx.forwarded = headers.contains_key(crate::query::remote::FORWARDED_HEADER);
     let statement_count = statements.len();
     let statements = statements
         .into_iter()
@@ -235,18 +245,7 @@ pub async fn delete_v2(
         (Err(e), _) | (_, Err(e)) => return bad_request(e),
     };
     let predicate = v["predicate"].as_str().unwrap_or("");
-    let ctx = Ctx {
-        engine: state.engine.clone(),
-        remote: state.remote.clone(),
-        query_memory: state.query_memory.clone(),
-        timeout: state.config.query.timeout,
-        max_rows: state.config.query.max_rows,
-        db: Some(db.clone()),
-        rp: None,
-        now_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0),
-        started,
-        forwarded: false,
-    };
+    let ctx = statement_ctx(&state, Some(db.clone()), started);
     match crate::query::influxql::delete::api_v2(&ctx, db, start, stop, predicate).await {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(e) if e.contains("could not be flushed") || e.contains("recording the delete") => {

@@ -19,6 +19,21 @@ fn q(s: &TestServer, db: &str, query: &str) -> Value {
     r.json()
 }
 
+/// Runs a Python script (with the `influxdb` package) and parses what it prints as JSON.
+fn python_json(script: &str) -> Value {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("running python3");
+    assert!(
+        out.status.success(),
+        "the Python influxdb package is missing (.ci/run installs it) or the script failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn values(v: &Value) -> Vec<Vec<Value>> {
     v["results"][0]["series"]
         .as_array()
@@ -264,17 +279,7 @@ out = {{
 print(json.dumps(out))
 "#
     );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .expect("running python3");
-    assert!(
-        out.status.success(),
-        "the Python influxdb package is missing (.ci/run installs it) or failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = python_json(&script);
     assert_eq!(v["dbs"], json!(["made", "py"]));
     assert_eq!(v["ms"], json!(["cpu", "mem"]));
     assert_eq!(
@@ -450,17 +455,7 @@ print(json.dumps({{
 }}))
 "#
     );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .expect("running python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = python_json(&script);
     assert_eq!(v["ms"], json!(["cpu"]));
     // b lost its only point to a time-bounded delete: it is no longer listed.
     assert_eq!(v["hosts"], json!(["c"]));
@@ -645,4 +640,38 @@ fn filled_buckets_are_bounded_by_max_rows() {
         &format!("SELECT count(v) FROM m WHERE {range} GROUP BY time(1s), host fill(none)"),
     );
     assert_eq!(values(&v).len(), 3, "{v}");
+}
+
+/// Names with the characters the native parameters use as separators (`=` in a tag key,
+/// `,` in a field or tag key, surrounding spaces) answer as any other name.
+#[test]
+fn names_with_separator_characters_answer_right() {
+    let s = TestServer::start(ServerConfig::default());
+    s.write_ok(
+        "sep",
+        "m,a\\=b=x,c\\,d=p x\\,y=5,\\ sp=1 1000000000\nm,a\\=b=y,c\\,d=q x\\,y=7,\\ sp=2 2000000000\n",
+    );
+    let v = q(&s, "sep", "SELECT \"x,y\" FROM m WHERE \"a=b\" = 'x'");
+    assert_eq!(
+        values(&v),
+        vec![vec![json!("1970-01-01T00:00:01Z"), json!(5)]],
+        "{v}"
+    );
+    let v = q(&s, "sep", "SELECT sum(\" sp\") FROM m GROUP BY \"c,d\"");
+    let sums: Vec<(String, i64)> = v["results"][0]["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["tags"]["c,d"].as_str().unwrap().to_string(),
+                s["values"][0][1].as_f64().unwrap() as i64,
+            )
+        })
+        .collect();
+    assert_eq!(
+        sums,
+        vec![("p".to_string(), 1), ("q".to_string(), 2)],
+        "{v}"
+    );
 }

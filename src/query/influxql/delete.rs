@@ -210,16 +210,7 @@ pub async fn api_v2(
             }),
         })
     });
-    let names: Vec<String> = match measurement {
-        Some(m) => vec![m],
-        None => ctx
-            .engine
-            .series()
-            .measurements(db)
-            .into_iter()
-            .map(|(m, _)| m.to_string())
-            .collect(),
-    };
+    let names = measurement_names(ctx, db, measurement.map(|m| vec![m]));
     for m in names {
         forget_emptied(ctx, db, &m, cond.as_ref()).await?;
     }
@@ -320,14 +311,7 @@ async fn apply(ctx: &Ctx, t: Target, text: Option<&str>) -> Result<(), String> {
             }
         }
         Kind::Series if t.min == i64::MIN && t.max == i64::MAX => {
-            let names: Vec<String> = match &t.measurements {
-                Some(m) => m.clone(),
-                None => series
-                    .measurements(&t.db)
-                    .into_iter()
-                    .map(|(m, _)| m.to_string())
-                    .collect(),
-            };
+            let names = measurement_names(ctx, &t.db, t.measurements.clone());
             for m in names {
                 let gone = series.get(&t.db, &m).map(|entry| {
                     let ms = entry.read();
@@ -343,20 +327,25 @@ async fn apply(ctx: &Ctx, t: Target, text: Option<&str>) -> Result<(), String> {
         }
         Kind::Series => {
             // A delete with time bounds: the matching series that have no point left go.
-            let names: Vec<String> = match &t.measurements {
-                Some(m) => m.clone(),
-                None => series
-                    .measurements(&t.db)
-                    .into_iter()
-                    .map(|(m, _)| m.to_string())
-                    .collect(),
-            };
+            let names = measurement_names(ctx, &t.db, t.measurements.clone());
             for m in names {
                 forget_emptied(ctx, &t.db, &m, t.cond.as_ref()).await?;
             }
         }
     }
     Ok(())
+}
+
+/// The measurements a delete names, or every measurement of `db` with series.
+fn measurement_names(ctx: &Ctx, db: &str, named: Option<Vec<String>>) -> Vec<String> {
+    named.unwrap_or_else(|| {
+        ctx.engine
+            .series()
+            .measurements(db)
+            .into_iter()
+            .map(|(m, _)| m.to_string())
+            .collect()
+    })
 }
 
 /// Removes from the catalog the series of `m` matching `cond` that hold no point any more:

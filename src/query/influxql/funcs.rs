@@ -236,10 +236,7 @@ fn is_number(v: &Value) -> bool {
 pub fn apply(f: Func, points: &[(i64, Value)]) -> Out {
     let pts: Vec<&(i64, Value)> = points.iter().filter(|(_, v)| f.reads(v)).collect();
     if pts.is_empty() {
-        return match f {
-            Func::Count | Func::CountDistinct => Out::Empty,
-            _ => Out::Empty,
-        };
+        return Out::Empty;
     }
     let n = pts.len();
     match f {

@@ -622,13 +622,33 @@ impl<'a> Plan<'a> {
         }
     }
 
+    /// Asks the regions. `fields` and `tags` are the names `params` lists: the spec takes
+    /// them, and the tag predicates, as they are (the text form splits names on `,` and
+    /// `=` and trims spaces); such names cannot be sent to another node.
     async fn fetch(
         &self,
         ctx: &Ctx,
         params: HashMap<String, String>,
+        (fields, tags): (&[String], &[String]),
         budget: &Arc<QueryBudget>,
     ) -> Result<(Arc<QuerySpec>, Vec<Partial>), String> {
+        let plain = |n: &str| n == n.trim() && !n.contains([',', '=', '!', '~', '\\']);
+        let odd = fields
+            .iter()
+            .chain(tags)
+            .chain(self.preds.iter().map(|p| &p.key))
+            .find(|n| !plain(n));
+        if let Some(n) = odd
+            && ctx.engine.regions().iter().any(|r| !r.hosted())
+        {
+            return Err(format!(
+                "the name {n:?} holds a separator (',', '=', '!', '~', '\\' or surrounding spaces) and cannot be queried across nodes yet"
+            ));
+        }
         let mut spec = QuerySpec::from_params(&params)?;
+        spec.fields = Some(fields.to_vec());
+        spec.group_by = tags.to_vec();
+        spec.preds = self.preds.clone();
         spec.deadline = Some(ctx.started + ctx.timeout);
         spec.budget = Some(budget.clone());
         let spec = Arc::new(spec);
@@ -705,7 +725,9 @@ impl<'a> Plan<'a> {
             params.insert("start".into(), lo.to_string());
             params.insert("end".into(), hi.saturating_add(1).to_string());
         }
-        let (spec, partials) = self.fetch(ctx, params, budget).await?;
+        let (spec, partials) = self
+            .fetch(ctx, params, (&self.fields, &self.tags), budget)
+            .await?;
         let (columns, series, _) = crate::query::merge(&spec, partials);
         let pos: Vec<Option<usize>> = self
             .fields
@@ -773,7 +795,7 @@ impl<'a> Plan<'a> {
             &self.all_tags
         };
         let params = self.params(db, &self.fields, agg, by);
-        let (_, partials) = self.fetch(ctx, params, budget).await?;
+        let (_, partials) = self.fetch(ctx, params, (&self.fields, by), budget).await?;
         let key_map: Vec<Option<usize>> = self
             .group_tags
             .iter()
@@ -1192,7 +1214,7 @@ impl<'a> Plan<'a> {
                 .map(|g| by.iter().position(|b| b == g))
                 .collect();
             let params = self.params(db, &fields, agg, by);
-            let (_, partials) = self.fetch(ctx, params, budget).await?;
+            let (_, partials) = self.fetch(ctx, params, (&fields, by), budget).await?;
             let merged = crate::query::merge_accs(&fields, partials);
             for (native_key, buckets) in merged {
                 let key: GroupKey = key_map
@@ -1221,12 +1243,10 @@ impl<'a> Plan<'a> {
                         if acc.count == 0 {
                             continue;
                         }
+                        // One native group is one statement group (the grouping tags
+                        // are the statement's, a field name among them `""`).
                         let (v, t) = acc.finish(agg);
-                        let new = Out::One(v, t);
-                        slot[i] = match std::mem::replace(&mut slot[i], Out::Empty) {
-                            Out::Empty => new,
-                            old => pick(c.func, old, new),
-                        };
+                        slot[i] = Out::One(v, t);
                     }
                 }
             }
@@ -1424,19 +1444,6 @@ fn window_start(t: i64, d: i64, off: i64, zone: Option<chrono_tz::Tz>) -> i64 {
         }
     }
     (start + off as i128).clamp(i64::MIN as i128, i64::MAX as i128) as i64
-}
-
-/// Of two first/last results of one group and bucket, the one InfluxDB keeps: the earlier
-/// (later) point, and on equal times the greater value.
-fn pick(f: Func, a: Out, b: Out) -> Out {
-    let (Out::One(va, Some(ta)), Out::One(vb, Some(tb))) = (&a, &b) else {
-        return a;
-    };
-    let b_wins = match f {
-        Func::First => tb < ta,
-        _ => tb > ta,
-    } || (ta == tb && vb.cmp_values(va) == std::cmp::Ordering::Greater);
-    if b_wins { b } else { a }
 }
 
 /// Evaluates an expression whose leaves are calls and literals.
