@@ -28,12 +28,12 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 use meridian::catalog::FileMeta;
 use meridian::model::PartitionStart;
-use meridian::query::index::IndexCache;
 use meridian::query::plan::QuerySpec;
 use meridian::query::scan::{Partial, scan_region};
 use meridian::query::{Series, merge};
 use meridian::region::RegionSnapshot;
 use meridian::region::block::sorted_batch;
+use meridian::storage::cache::IndexCache;
 use meridian::storage::parquet::write_file;
 
 mod tsbs;

@@ -34,6 +34,8 @@ pub mod config;
 pub mod grouped;
 pub mod http;
 pub mod influxql;
+#[cfg(test)]
+mod layering;
 pub mod lineproto;
 pub mod metrics;
 pub mod model;

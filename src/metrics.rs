@@ -5,7 +5,7 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::query::pages::PageCacheUsage;
+use crate::storage::pages::PageCacheUsage;
 
 /// The write endpoints, as metric labels.
 pub const ENDPOINTS: [&str; 3] = ["v1", "v2", "v3"];

@@ -24,11 +24,11 @@ use std::path::{Path, PathBuf};
 
 use crate::catalog::rebuild::footer_kv;
 use crate::catalog::{Manifest, WalRange};
-use crate::storage::parquet::meta;
 use crate::storage::parquet::{Result, io_err, sync_dir};
 #[cfg(test)]
 use crate::storage::paths::ORPHANED_DIR as ORPHANED;
 use crate::storage::paths::{self, is_temp_name};
+use crate::storage::schema::meta;
 
 /// What a sweep does (or, without `remove`, would do) with a leftover.
 #[derive(Debug, Clone, PartialEq, Eq)]

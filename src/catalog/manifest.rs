@@ -31,37 +31,10 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::leftovers::data_files;
-use crate::model::ColumnKind;
 use crate::storage::parquet::{StorageError, io_err, sync_dir};
 use crate::storage::paths::{manifest_file, temp_path};
 
-/// WAL records `[min_seq, max_seq]` of one ingest shard, contained in a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WalRange {
-    pub shard: usize,
-    pub min_seq: u64,
-    pub max_seq: u64,
-}
-
-/// One live Parquet file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FileMeta {
-    /// Unique, increasing per region: a later seq holds later writes of the same series.
-    pub seq: u64,
-    /// Path relative to the region directory, `/`-separated.
-    pub path: String,
-    pub db: String,
-    pub measurement: String,
-    pub partition_start: i64,
-    pub min_time: i64,
-    pub max_time: i64,
-    pub rows: u64,
-    pub bytes: u64,
-    /// Every column but `time`, with its kind.
-    pub columns: Vec<(String, ColumnKind)>,
-    #[serde(default)]
-    pub wal: Vec<WalRange>,
-}
+pub use crate::storage::file_meta::{FileMeta, WalRange};
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct ManifestData {
@@ -567,6 +540,7 @@ impl From<(PathBuf, std::io::Error)> for StorageError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ColumnKind;
 
     fn meta(seq: u64) -> FileMeta {
         FileMeta {

@@ -22,9 +22,10 @@ use crate::catalog::leftovers::{data_files, rel_path};
 use crate::catalog::manifest::{ManifestError, Result, log_files};
 use crate::catalog::{FileMeta, Manifest, WalRange};
 use crate::model::PartitionStart;
-use crate::storage::merge::columns_of;
-use crate::storage::parquet::{io_err, meta};
+use crate::storage::parquet::io_err;
 use crate::storage::paths::{manifest_file, parse_data_file_name};
+use crate::storage::schema::columns_of;
+use crate::storage::schema::meta;
 
 /// What a rebuild found.
 #[derive(Debug, Default)]

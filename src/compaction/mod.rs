@@ -260,7 +260,7 @@ pub(crate) fn count_values(batch: &arrow::record_batch::RecordBatch) -> u64 {
         .iter()
         .zip(batch.columns())
         .filter(|(f, _)| {
-            f.name() != crate::model::TIME_COLUMN && !crate::storage::merge::is_tag(f.data_type())
+            f.name() != crate::model::TIME_COLUMN && !crate::storage::schema::is_tag(f.data_type())
         })
         .map(|(_, c)| (c.len() - c.null_count()) as u64)
         .sum()

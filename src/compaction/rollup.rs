@@ -25,8 +25,9 @@ use arrow::datatypes::{
 use arrow::error::ArrowError;
 
 use crate::model::TIME_COLUMN;
-use crate::region::block::time_type;
-use crate::storage::merge::{TagKeyer, tag_indices};
+use crate::storage::merge::TagKeyer;
+use crate::storage::schema::tag_indices;
+use crate::storage::schema::time_type;
 
 use super::plan::{Agg, rollup_column};
 
@@ -223,7 +224,7 @@ mod tests {
     use arrow::array::{DictionaryArray, StringArray, UInt64Array};
     use arrow::datatypes::{Float64Type, Int32Type};
 
-    use crate::region::block::tag_type;
+    use crate::storage::schema::tag_type;
 
     const M: i64 = 60_000_000_000;
 

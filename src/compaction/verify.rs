@@ -22,9 +22,10 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::catalog::FileMeta;
 use crate::model::{ColumnKind, FieldType, PartitionStart, TIME_COLUMN};
-use crate::storage::merge::{TagKeyer, is_tag};
-use crate::storage::parquet::meta;
+use crate::storage::merge::TagKeyer;
 use crate::storage::paths::data_file_rel;
+use crate::storage::schema::is_tag;
+use crate::storage::schema::meta;
 
 use super::Result;
 use super::datadir::{DataDir, sweep_leftovers};

@@ -21,15 +21,16 @@ use parquet::file::properties::WriterProperties;
 
 use crate::catalog::{FileMeta, Manifest, WalRange};
 use crate::model::{ColumnKind, TIME_COLUMN};
-use crate::region::block::time_type;
-use crate::storage::parquet::{meta, writer_properties};
+use crate::storage::parquet::writer_properties;
 use crate::storage::paths::{PARQUET_EXT, temp_path};
+use crate::storage::schema::meta;
+use crate::storage::schema::time_type;
 
 use super::{CompactionError, Result, Step, count_values, io_err};
 use crate::storage::parquet::sync_dirs_up_to;
 
 /// Footer key marking a retention tombstone (a zero-row file that only carries WAL ranges).
-pub const TOMBSTONE_KEY: &str = crate::storage::parquet::meta::TOMBSTONE;
+pub const TOMBSTONE_KEY: &str = crate::storage::schema::meta::TOMBSTONE;
 
 /// Where and how to write.
 #[derive(Debug, Clone)]
@@ -75,7 +76,7 @@ fn pq_err(path: &Path) -> impl FnOnce(parquet::errors::ParquetError) -> Compacti
 
 /// The manifest's column list of a batch: tags then fields, in schema order.
 pub fn columns_of(schema: &Schema) -> Result<Vec<(String, ColumnKind)>> {
-    crate::storage::merge::columns_of(schema).map_err(|e| CompactionError::Arrow {
+    crate::storage::schema::columns_of(schema).map_err(|e| CompactionError::Arrow {
         context: "output columns".into(),
         source: arrow::error::ArrowError::SchemaError(e),
     })
@@ -328,8 +329,8 @@ mod tests {
     use arrow::array::{ArrayRef, DictionaryArray, Float64Array};
     use arrow::datatypes::{DataType, Int32Type};
 
-    use crate::region::block::tag_type;
     use crate::storage::parquet::read_file;
+    use crate::storage::schema::tag_type;
 
     fn batch(n: usize) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![

@@ -12,12 +12,9 @@
 
 pub mod agg;
 pub mod budget;
-pub mod index;
 pub mod influxql;
 pub mod output;
-pub mod pages;
 pub mod plan;
-pub mod prefetch;
 pub mod remote;
 pub mod scan;
 

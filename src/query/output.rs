@@ -13,7 +13,7 @@ use serde_json::{Value as Json, json};
 use super::QueryResult;
 use super::agg::Value;
 use super::plan::Epoch;
-use crate::region::block::time_type;
+use crate::storage::schema::time_type;
 
 fn time_json(t: i64, epoch: Epoch) -> Json {
     match epoch {

@@ -23,13 +23,15 @@ use roaring::RoaringBitmap;
 
 use super::agg::{Acc, Agg, Value};
 use super::budget::OVER_QUERY_MEMORY;
-use super::index::{FileIndex, IndexCache, time_column};
 use super::plan::{QuerySpec, TagOp};
 use crate::catalog::FileMeta;
 use crate::model::TIME_COLUMN;
 use crate::region::block::{Chunk, sorted_batch};
 use crate::region::{MemSource, RegionSnapshot};
-use crate::storage::merge::{is_tag, merge_dedup};
+use crate::storage::cache::IndexCache;
+use crate::storage::index::{FileIndex, time_column};
+use crate::storage::merge::merge_dedup;
+use crate::storage::schema::is_tag;
 
 /// Group key: the values of the `group_by` tags ("" when absent).
 pub type GroupKey = Vec<String>;
@@ -1401,8 +1403,8 @@ mod tests {
     /// its rows at once (tags rebuilt, filtered row by row) gives.
     #[test]
     fn folding_runs_batch_by_batch_equals_aggregating_rows() {
-        use crate::query::index::IndexCache;
-        use crate::query::index::{test_batch, write_test_file};
+        use crate::storage::cache::IndexCache;
+        use crate::storage::index::{test_batch, write_test_file};
         use crate::storage::parquet::writer_properties;
 
         const STEP: i64 = 10_000_000_000;

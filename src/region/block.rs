@@ -23,7 +23,9 @@ use arrow::array::{
     new_null_array,
 };
 use arrow::compute::{concat, take};
-use arrow::datatypes::{DataType, Field, Int32Type, Schema, TimeUnit};
+use arrow::datatypes::{Field, Int32Type, Schema};
+
+use crate::storage::schema::{tag_type, time_type};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
@@ -32,16 +34,6 @@ use crate::model::{ColumnKind, FieldType, TIME_COLUMN};
 
 /// Tag set of one series: `(key, value)` sorted by key.
 pub type TagSet = Arc<[(Arc<str>, Arc<str>)]>;
-
-/// The Arrow type of `time` in blocks, files and query results.
-pub fn time_type() -> DataType {
-    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
-}
-
-/// The Arrow type of a tag column.
-pub fn tag_type() -> DataType {
-    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
-}
 
 /// Series of a block: id → tag set, and a hash index to find ids.
 #[derive(Default)]

@@ -34,9 +34,10 @@ use super::shard::Ctrl;
 use crate::catalog::{FileMeta, ManifestEdit, WalRange};
 use crate::model::{ColumnKind, TIME_COLUMN};
 use crate::storage::parquet::{
-    FLUSH_PAGE_ROWS, FLUSH_ZSTD_LEVEL, StorageError, meta, write_batches, writer_properties,
+    FLUSH_PAGE_ROWS, FLUSH_ZSTD_LEVEL, StorageError, write_batches, writer_properties,
 };
 use crate::storage::paths::rewritten_file_rel;
+use crate::storage::schema::meta;
 
 /// Which series a delete takes: given a series' tags (sorted by key, absent ones left out).
 pub type SeriesFilter = Arc<dyn Fn(&[(&str, &str)]) -> bool + Send + Sync>;
@@ -217,7 +218,7 @@ fn write_tombstone(
     use arrow::datatypes::{Field, Schema};
     let schema = Arc::new(Schema::new(vec![Field::new(
         TIME_COLUMN,
-        super::block::time_type(),
+        crate::storage::schema::time_type(),
         false,
     )]));
     let rel = format!("{dir}/{seq:020}.parquet");

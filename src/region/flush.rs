@@ -24,10 +24,9 @@ use parquet::file::metadata::KeyValue;
 use crate::catalog::{FileMeta, Manifest, ManifestEdit, WalRange};
 use crate::model::PartitionStart;
 use crate::region::block::{Chunk, sorted_batch};
-use crate::storage::parquet::{
-    FLUSH_PAGE_ROWS, FLUSH_ZSTD_LEVEL, meta, write_files, writer_properties,
-};
+use crate::storage::parquet::{FLUSH_PAGE_ROWS, FLUSH_ZSTD_LEVEL, write_files, writer_properties};
 use crate::storage::paths::data_file_rel;
+use crate::storage::schema::meta;
 
 /// Identity of a block: (db, measurement, partition).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

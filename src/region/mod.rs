@@ -37,8 +37,9 @@ use crate::catalog::{FileMeta, Manifest};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::model::{ColumnKind, PartitionStart, Precision, RegionId, ShardId};
-use crate::query::index::{FileIndex, IndexCache};
 use crate::router::Router;
+use crate::storage::cache::IndexCache;
+use crate::storage::index::FileIndex;
 use crate::storage::paths;
 
 use crate::catalog::databases::Databases;

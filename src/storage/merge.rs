@@ -17,50 +17,8 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::error::ArrowError;
 use arrow::row::{OwnedRow, RowConverter, Rows, SortField};
 
-use crate::model::{ColumnKind, FieldType, TIME_COLUMN};
-use crate::region::block::{tag_type, time_type};
-
-/// Whether a column is a tag column.
-pub fn is_tag(dt: &DataType) -> bool {
-    matches!(dt, DataType::Dictionary(_, v) if matches!(**v, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View))
-}
-
-/// The manifest's column list of a file schema: tags then fields, in schema order (`time`
-/// left out); an error names a column whose type is not a Meridian field type.
-pub fn columns_of(schema: &Schema) -> Result<Vec<(String, ColumnKind)>, String> {
-    let mut tags = Vec::new();
-    let mut fields = Vec::new();
-    for f in schema.fields() {
-        if f.name() == TIME_COLUMN {
-            continue;
-        }
-        if is_tag(f.data_type()) {
-            tags.push((f.name().clone(), ColumnKind::Tag));
-        } else {
-            let t = FieldType::from_arrow(f.data_type()).ok_or_else(|| {
-                format!(
-                    "column {} has type {}, not a Meridian field type",
-                    f.name(),
-                    f.data_type()
-                )
-            })?;
-            fields.push((f.name().clone(), ColumnKind::Field(t)));
-        }
-    }
-    tags.extend(fields);
-    Ok(tags)
-}
-
-/// Positions of the tag columns of a schema.
-pub fn tag_indices(schema: &Schema) -> Vec<usize> {
-    schema
-        .fields()
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| is_tag(f.data_type()))
-        .map(|(i, _)| i)
-        .collect()
-}
+use crate::model::TIME_COLUMN;
+use crate::storage::schema::{is_tag, tag_indices, tag_type, time_type};
 
 /// The union schema of `batches`: time, tags (sorted), fields (sorted; first type seen wins).
 pub fn union_schema(batches: &[RecordBatch]) -> Schema {

@@ -1,5 +1,14 @@
-//! On-disk storage: names of every file ([`paths`]) and the Parquet format ([`parquet`]).
+//! The storage access layer: every name on disk ([`paths`]), the file schema ([`schema`]),
+//! what the catalog records of a file ([`file_meta`]), the Parquet writer ([`parquet`]), the
+//! read side that queries use (series [`index`], its [`cache`], decoded [`pages`], ranged
+//! [`prefetch`]) and the merge of overlapping rows ([`merge`]).
 
+pub mod cache;
+pub mod file_meta;
+pub mod index;
 pub mod merge;
+pub mod pages;
 pub mod parquet;
 pub mod paths;
+pub mod prefetch;
+pub mod schema;

@@ -60,25 +60,6 @@ fn pq_err(path: &Path) -> impl FnOnce(parquet::errors::ParquetError) -> StorageE
     }
 }
 
-/// Key-value metadata keys written into every file's footer.
-pub mod meta {
-    pub const REGION: &str = "meridian.region";
-    pub const DB: &str = "meridian.db";
-    pub const MEASUREMENT: &str = "meridian.measurement";
-    pub const MIN_TIME: &str = "meridian.min_time";
-    pub const MAX_TIME: &str = "meridian.max_time";
-    pub const ROW_COUNT: &str = "meridian.row_count";
-    pub const TAG_COLUMNS: &str = "meridian.tag_columns";
-    /// The partition's start (ns): the earliest partition's is not derivable from its times.
-    pub const PARTITION_START: &str = "meridian.partition_start";
-    /// The WAL records the file holds, as the manifest's JSON list of `WalRange`s, so that a
-    /// manifest rebuilt from the footers keeps WAL replay exact.
-    pub const WAL: &str = "meridian.wal";
-    /// Marks a zero-row file that only carries WAL ranges (of a partition dropped by
-    /// retention, or of files a delete emptied), so WAL replay keeps skipping them.
-    pub const TOMBSTONE: &str = "meridian.tombstone";
-}
-
 /// zstd level and rows per data page of the files the server flushes: the cheapest, ingest
 /// CPU and memory matter most (20,000 rows is the parquet crate's default). Measured on the
 /// loadgen replay (43.2 M values; bytes per value after the SIGTERM flush, server CPU, peak

@@ -17,11 +17,10 @@
 //! The index costs no disk space: nothing here is persisted.
 
 use std::collections::HashMap;
-use std::ffi::OsString;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
 
 use arrow::array::{
     Array, ArrayRef, AsArray, DictionaryArray, Int32Array, RecordBatch, StringArray,
@@ -38,10 +37,9 @@ use parquet::file::metadata::PageIndexPolicy;
 
 use super::pages::{PageCache, PageKey};
 use super::prefetch::{Prefetched, needed_ranges, page_locations, pages_holding};
-use crate::catalog::FileMeta;
 use crate::grouped::Grouped;
 use crate::model::TIME_COLUMN;
-use crate::storage::merge::{is_tag, tag_indices};
+use crate::storage::schema::{is_tag, tag_indices};
 
 /// Key of a tag value that is absent (null) in a run.
 const ABSENT: u32 = u32::MAX;
@@ -123,7 +121,7 @@ pub struct FileIndex {
     /// `runs`, ascending): a `k=v` query visits only the runs with that value.
     postings: Vec<Grouped>,
     /// Approximate heap size, for the cache budget.
-    bytes: usize,
+    pub(super) bytes: usize,
     /// Unique among every index built by this process: keys the file's decoded pages in
     /// the [`PageCache`].
     id: u64,
@@ -841,163 +839,6 @@ impl FileIndex {
     }
 }
 
-struct Entry {
-    seq: u64,
-    size: u64,
-    index: Arc<FileIndex>,
-    used: u64,
-}
-
-/// An index being built; a second caller waits for it instead of building it again (the
-/// start-up warm-up and the first queries ask for the same newest files).
-type Building = Arc<OnceLock<Result<Arc<FileIndex>, String>>>;
-
-#[derive(Default)]
-struct Inner {
-    /// Keyed by the path's bytes: hashing an `OsString` hashes one slice, while a `Path`
-    /// hashes component by component (~10% of a one-host query's CPU, measured).
-    map: HashMap<OsString, Entry>,
-    building: HashMap<(PathBuf, u64, u64), Building>,
-    bytes: usize,
-    tick: u64,
-}
-
-impl Inner {
-    /// The cached index of this very file (same manifest seq and size), marked as used.
-    fn hit(&mut self, path: &Path, meta: &FileMeta) -> Option<Arc<FileIndex>> {
-        self.tick += 1;
-        let tick = self.tick;
-        let e = self.map.get_mut(path.as_os_str())?;
-        if e.seq != meta.seq || e.size != meta.bytes {
-            return None;
-        }
-        e.used = tick;
-        Some(e.index.clone())
-    }
-}
-
-/// File indexes, least recently used evicted beyond a byte budget; and the decoded pages
-/// that selective reads through them touched.
-pub struct IndexCache {
-    budget: usize,
-    inner: Mutex<Inner>,
-    pages: PageCache,
-}
-
-impl IndexCache {
-    /// `budget` bounds the indexes, `page_budget` the decoded pages (0: no page cache).
-    pub fn new(budget: u64, page_budget: u64) -> IndexCache {
-        IndexCache {
-            budget: usize::try_from(budget).unwrap_or(usize::MAX),
-            inner: Mutex::new(Inner::default()),
-            pages: PageCache::new(page_budget),
-        }
-    }
-
-    /// The decoded page cache.
-    pub fn pages(&self) -> &PageCache {
-        &self.pages
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // The cache holds no invariant a panic elsewhere could break halfway.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The index of a file of the manifest, built (outside the lock, once) if not cached.
-    pub fn get(&self, path: &Path, meta: &FileMeta) -> Result<Arc<FileIndex>, String> {
-        let (key, cell) = {
-            let mut inner = self.lock();
-            if let Some(index) = inner.hit(path, meta) {
-                return Ok(index);
-            }
-            let key = (path.to_path_buf(), meta.seq, meta.bytes);
-            let cell = inner.building.entry(key.clone()).or_default().clone();
-            (key, cell)
-        };
-        let built = cell
-            .get_or_init(|| FileIndex::build(path).map(Arc::new))
-            .clone();
-        let mut inner = self.lock();
-        if inner
-            .building
-            .get(&key)
-            .is_some_and(|c| Arc::ptr_eq(c, &cell))
-        {
-            inner.building.remove(&key);
-        }
-        let index = built?;
-        if inner
-            .map
-            .get(path.as_os_str())
-            .is_some_and(|e| Arc::ptr_eq(&e.index, &index))
-        {
-            return Ok(index);
-        }
-        self.put(&mut inner, path, meta, index.clone());
-        Ok(index)
-    }
-
-    /// The index of a file if it is cached (never builds it).
-    pub fn cached(&self, path: &Path, meta: &FileMeta) -> Option<Arc<FileIndex>> {
-        self.lock().hit(path, meta)
-    }
-
-    /// Adds the index of a file just written (a flush knows its rows: nothing is read back
-    /// but the footer), so that the first query of the file does not build it.
-    pub fn insert(&self, path: &Path, meta: &FileMeta, index: FileIndex) {
-        let mut inner = self.lock();
-        // A query may have built it meanwhile: keep that one (pages are cached under its id).
-        if inner.hit(path, meta).is_some() {
-            return;
-        }
-        self.put(&mut inner, path, meta, Arc::new(index));
-    }
-
-    /// Stores an index, evicting the least recently used beyond the budget.
-    fn put(&self, inner: &mut Inner, path: &Path, meta: &FileMeta, index: Arc<FileIndex>) {
-        inner.tick += 1;
-        let tick = inner.tick;
-        if let Some(old) = inner.map.insert(
-            path.as_os_str().to_os_string(),
-            Entry {
-                seq: meta.seq,
-                size: meta.bytes,
-                index: index.clone(),
-                used: tick,
-            },
-        ) {
-            inner.bytes -= old.index.bytes;
-        }
-        inner.bytes += index.bytes;
-        while inner.bytes > self.budget && inner.map.len() > 1 {
-            let Some(victim) = inner
-                .map
-                .iter()
-                .filter(|(p, _)| p.as_os_str() != path.as_os_str())
-                .min_by_key(|(_, e)| e.used)
-                .map(|(p, _)| p.clone())
-            else {
-                break;
-            };
-            if let Some(e) = inner.map.remove(&victim) {
-                inner.bytes -= e.index.bytes;
-            }
-        }
-    }
-
-    /// The byte budget.
-    pub fn budget(&self) -> usize {
-        self.budget
-    }
-
-    /// Entries and their approximate bytes.
-    pub fn usage(&self) -> (usize, usize) {
-        let inner = self.lock();
-        (inner.map.len(), inner.bytes)
-    }
-}
-
 /// Tests: a batch shaped like a Meridian file's rows: `time`, the tag columns `tags` (name,
 /// value per row; `None`: absent), then one Int64 field `v`.
 #[cfg(test)]
@@ -1006,7 +847,7 @@ pub(crate) fn test_batch(
     tags: &[(&str, Vec<Option<&str>>)],
     v: Vec<i64>,
 ) -> RecordBatch {
-    use crate::region::block::{tag_type, time_type};
+    use crate::storage::schema::{tag_type, time_type};
     use arrow::array::{Int64Array, TimestampNanosecondArray};
     let mut fields = vec![Field::new(TIME_COLUMN, time_type(), false)];
     let mut columns: Vec<ArrayRef> = vec![Arc::new(
@@ -1029,10 +870,10 @@ pub(crate) fn write_test_file(
     dir: &Path,
     batch: &RecordBatch,
     props: parquet::file::properties::WriterProperties,
-) -> (PathBuf, FileMeta) {
+) -> (std::path::PathBuf, crate::storage::file_meta::FileMeta) {
     let path = dir.join("f.parquet");
     let bytes = crate::storage::parquet::write_file(&path, batch, props).unwrap();
-    let meta = FileMeta {
+    let meta = crate::storage::file_meta::FileMeta {
         seq: 1,
         path: "f.parquet".into(),
         db: "d".into(),
@@ -1052,7 +893,10 @@ pub(crate) fn write_test_file(
 mod tests {
     use super::*;
 
+    use crate::storage::cache::IndexCache;
+    use crate::storage::file_meta::FileMeta;
     use crate::storage::parquet::writer_properties;
+    use std::path::PathBuf;
 
     /// Series runs of these lengths (host `h{i}`, the third without the tag), times 0.. per
     /// run, `v` = row number; row groups of 7 rows so runs straddle them.
@@ -1131,7 +975,7 @@ mod tests {
         });
         assert!(all.iter().all(|i| Arc::ptr_eq(i, &all[0])));
         assert_eq!(fresh.usage().0, 1);
-        assert!(fresh.lock().building.is_empty());
+        assert_eq!(fresh.builds_in_progress(), 0);
 
         for runs in [
             vec![1, 3, 4],
