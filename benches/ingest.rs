@@ -5,7 +5,7 @@
 //! routing    Router::route (and series_hash) over 10k hosts' sorted tags    tag sets/s
 //! prepare    region::prepare::prepare: parse → check → route a 10k-line body bytes/s
 //! block      Block::append of 100k rows × 10 fields                          values/s
-//! parquet    freeze + sorted_batch + writer_properties + write_file, 1M rows values/s
+//! parquet    freeze + sorted_batch + the file writer (stage, publish), 1M rows values/s
 //!            (bytes per value of the file are printed once on stderr, with those of the
 //!            same rows written without dictionary on field columns, for comparison)
 //! ```
@@ -27,13 +27,14 @@ use meridian::region::block::{Block, sorted_batch};
 use meridian::region::prepare::prepare;
 use meridian::region::schema::SchemaRegistry;
 use meridian::router::{Router, series_hash};
-use meridian::storage::parquet::write_file;
+use meridian::storage::store::Store;
+use meridian::storage::writer::{FileSpec, publish, stage_file};
 
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
 mod tsbs;
-use tsbs::{Dataset, FIELDS, INTERVAL_NS, START_NS, filled_block, flush_props};
+use tsbs::{Dataset, FIELDS, INTERVAL_NS, START_NS, filled_block};
 
 fn routing_config() -> Config {
     match Config::parse(include_str!("../regions.toml")) {
@@ -218,6 +219,33 @@ fn no_field_dictionary(schema: &arrow::datatypes::Schema) -> WriterProperties {
     b.build()
 }
 
+/// Writes `batch` as the server's flush does (the one file writer: staged, then published
+/// durably); returns its size.
+fn write_file(store: &Store, rel: &str, batch: &arrow::record_batch::RecordBatch) -> u64 {
+    let spec = FileSpec {
+        region: "bench",
+        db: "db",
+        measurement: "cpu",
+        partition_start: 0,
+        row_group_rows: 1 << 20,
+        zstd_level: meridian::storage::parquet::FLUSH_ZSTD_LEVEL,
+        page_rows: meridian::storage::parquet::FLUSH_PAGE_ROWS,
+    };
+    let staged =
+        stage_file(store, rel.to_string(), 1, batch, &spec, Vec::new()).expect("writing the file");
+    publish(store, &[&staged]).expect("publishing the file");
+    staged.meta.bytes
+}
+
+/// Encodes `batch` with other writer properties (an experiment, not what Meridian writes);
+/// returns the size.
+fn encoded_size(batch: &arrow::record_batch::RecordBatch, props: WriterProperties) -> u64 {
+    let mut w = parquet::arrow::ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props))
+        .expect("a writer");
+    w.write(batch).expect("encoding");
+    w.into_inner().expect("finishing").len() as u64
+}
+
 fn bench_parquet(c: &mut Criterion) {
     // 1,000 hosts × 1,000 timestamps = 1M rows, 10M values.
     const HOSTS: usize = 1_000;
@@ -225,6 +253,7 @@ fn bench_parquet(c: &mut Criterion) {
     let rows = HOSTS * STEPS;
     let values = (rows * FIELDS.len()) as u64;
     let dir = tempfile::tempdir().expect("a temp dir");
+    let store = Store::local(dir.path());
     let mut g = c.benchmark_group("parquet");
     g.sample_size(10);
     g.warm_up_time(std::time::Duration::from_secs(1));
@@ -236,9 +265,7 @@ fn bench_parquet(c: &mut Criterion) {
         // Size of one file, printed once.
         let (batch, _, merged) = sorted_batch(&chunks).expect("sorting the block");
         assert_eq!((batch.num_rows(), merged), (rows, 0));
-        let path = dir.path().join(format!("probe_{name}.parquet"));
-        let props = flush_props(&batch.schema());
-        let size = write_file(&path, &batch, props).expect("writing the probe file");
+        let size = write_file(&store, &format!("probe_{name}.parquet"), &batch);
         eprintln!(
             "parquet/{name}: {rows} rows × {} fields → {size} bytes: {:.3} bytes/value, {:.2} bytes/row",
             FIELDS.len(),
@@ -248,8 +275,7 @@ fn bench_parquet(c: &mut Criterion) {
         // For comparison (not what Meridian writes): field columns without dictionary, so
         // integers use DELTA_BINARY_PACKED and floats BYTE_STREAM_SPLIT.
         let plain = no_field_dictionary(&batch.schema());
-        let path = dir.path().join(format!("probe_{name}_nodict.parquet"));
-        let size = write_file(&path, &batch, plain).expect("writing the probe file");
+        let size = encoded_size(&batch, plain);
         eprintln!(
             "parquet/{name}: same rows, fields without dictionary → {size} bytes: {:.3} bytes/value",
             size as f64 / values as f64
@@ -265,10 +291,9 @@ fn bench_parquet(c: &mut Criterion) {
         g.bench_function(format!("write_file_1m_rows_{name}"), |b| {
             b.iter(|| {
                 n += 1;
-                let path = dir.path().join(format!("{name}_{n}.parquet"));
-                let props = flush_props(&batch.schema());
-                let size = write_file(&path, &batch, props).expect("writing the file");
-                let _ = std::fs::remove_file(&path);
+                let rel = format!("{name}_{n}.parquet");
+                let size = write_file(&store, &rel, &batch);
+                let _ = std::fs::remove_file(dir.path().join(&rel));
                 size
             })
         });
@@ -279,10 +304,9 @@ fn bench_parquet(c: &mut Criterion) {
                 n += 1;
                 let chunks = block.freeze();
                 let (batch, _, _) = sorted_batch(&chunks).expect("sorting the block");
-                let path = dir.path().join(format!("{name}_{n}.parquet"));
-                let props = flush_props(&batch.schema());
-                let size = write_file(&path, &batch, props).expect("writing the file");
-                let _ = std::fs::remove_file(&path);
+                let rel = format!("{name}_{n}.parquet");
+                let size = write_file(&store, &rel, &batch);
+                let _ = std::fs::remove_file(dir.path().join(&rel));
                 size
             })
         });

@@ -21,12 +21,10 @@
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-use meridian::catalog::FileMeta;
 use meridian::model::PartitionStart;
 use meridian::query::plan::QuerySpec;
 use meridian::query::scan::{Partial, scan_region};
@@ -34,10 +32,11 @@ use meridian::query::{Series, merge};
 use meridian::region::RegionSnapshot;
 use meridian::region::block::sorted_batch;
 use meridian::storage::cache::IndexCache;
-use meridian::storage::parquet::write_file;
+use meridian::storage::store::Store;
+use meridian::storage::writer::{FileSpec, publish, stage_file};
 
 mod tsbs;
-use tsbs::{FIELDS, INTERVAL_NS, START_NS, filled_block, flush_props};
+use tsbs::{FIELDS, START_NS, filled_block};
 
 const HOSTS: usize = 1_000;
 const STEPS: usize = 360;
@@ -51,28 +50,28 @@ fn one_file_region(dir: &std::path::Path) -> (RegionSnapshot, u64) {
     let chunks = block.freeze();
     let (batch, cols, _) = sorted_batch(&chunks).expect("sorting the block");
     let rel = "bench/cpu/part_day=2026-01-01/part_hour=00/00000001.parquet";
-    let props = flush_props(&batch.schema());
-    let bytes = write_file(&dir.join(rel), &batch, props).expect("writing the file");
-    let meta = FileMeta {
-        seq: 1,
-        path: rel.to_string(),
-        db: "bench".into(),
-        measurement: "cpu".into(),
+    let store = Store::local(dir);
+    let spec = FileSpec {
+        region: "bench",
+        db: "bench",
+        measurement: "cpu",
         partition_start: PartitionStart::of(START_NS, HOUR_NS).0,
-        min_time: START_NS,
-        max_time: START_NS + (STEPS as i64 - 1) * INTERVAL_NS,
-        rows: batch.num_rows() as u64,
-        bytes,
-        columns: cols.kinds(),
-        wal: Vec::new(),
+        row_group_rows: 1 << 20,
+        zstd_level: meridian::storage::parquet::FLUSH_ZSTD_LEVEL,
+        page_rows: meridian::storage::parquet::FLUSH_PAGE_ROWS,
     };
+    let staged = stage_file(&store, rel.to_string(), 1, &batch, &spec, Vec::new())
+        .expect("writing the file");
+    publish(&store, &[&staged]).expect("publishing the file");
+    let meta = staged.meta;
+    assert_eq!(meta.columns, cols.kinds());
     let snap = RegionSnapshot {
         mem: Vec::new(),
         all_files: Arc::new(vec![meta]),
         db: Arc::from("bench"),
         measurement: Some(Arc::from("cpu")),
         excluded: Default::default(),
-        region_dir: PathBuf::from(dir),
+        store,
     };
     (snap, batch.num_rows() as u64)
 }

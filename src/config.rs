@@ -28,6 +28,26 @@ pub enum ConfigError {
 
 pub type Result<T> = std::result::Result<T, ConfigError>;
 
+/// An `s3://bucket[/prefix]` URL without its trailing `/`.
+fn check_s3_url(url: &str) -> std::result::Result<String, String> {
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| format!("{url:?} must start with s3:// (files stay local without it)"))?;
+    let rest = rest.trim_end_matches('/');
+    let bucket = rest.split('/').next().unwrap_or("");
+    if bucket.is_empty() {
+        return Err(format!("{url:?} names no bucket"));
+    }
+    if rest
+        .split('/')
+        .skip(1)
+        .any(|p| p.is_empty() || p == "." || p == "..")
+    {
+        return Err(format!("{url:?} has an empty, '.' or '..' path part"));
+    }
+    Ok(format!("s3://{rest}"))
+}
+
 fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
@@ -109,6 +129,8 @@ pub struct RawConfig {
     pub query: RawQuery,
     #[serde(default)]
     pub auth: RawAuth,
+    #[serde(default)]
+    pub storage: RawStorage,
     #[serde(default, rename = "region")]
     pub regions: Vec<RawRegion>,
     #[serde(default)]
@@ -123,6 +145,19 @@ fn default_lat_tag() -> String {
 }
 fn default_lon_tag() -> String {
     "lon".into()
+}
+
+/// `[storage]`: where data files and manifests live (the WAL stays in `data_dir`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    /// `s3://bucket/prefix`: every region's root is `<url>/<region>`.
+    pub url: Option<String>,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub allow_http: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -196,6 +231,8 @@ pub struct RawRegion {
     #[serde(default)]
     pub bbox: Vec<BBox>,
     pub url: Option<String>,
+    /// `s3://bucket/prefix`: this region's root (overrides `[storage] url`).
+    pub storage: Option<String>,
 }
 
 /// A lat/lon rectangle, inclusive on every edge. `min_lon > max_lon` is allowed and means
@@ -235,6 +272,7 @@ pub enum SyncPolicy {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub data_dir: PathBuf,
+    pub s3: S3Config,
     pub routing: RoutingConfig,
     pub ingest: IngestConfig,
     pub http: HttpConfig,
@@ -247,6 +285,28 @@ pub struct RegionConfig {
     pub tag_values: Vec<String>,
     pub bbox: Vec<BBox>,
     pub url: Option<String>,
+    /// Where the region's data files and manifest live.
+    pub storage: StorageLocation,
+}
+
+/// A region's storage root.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StorageLocation {
+    /// `<data_dir>/<region>` (the default).
+    Local,
+    /// A prefix of an S3-compatible bucket, `s3://bucket/prefix`.
+    S3 { url: String },
+}
+
+/// Connection settings of S3-compatible storage; unset ones come from the `AWS_*`
+/// variables when the store is opened.
+#[derive(Debug, Clone, Default)]
+pub struct S3Config {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub allow_http: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -463,11 +523,25 @@ impl RawConfig {
                     format!("{url:?} must start with http:// or https://"),
                 ));
             }
+            let storage = match (&r.storage, &self.storage.url) {
+                (Some(u), _) => StorageLocation::S3 {
+                    url: check_s3_url(u).map_err(|e| invalid(key("storage"), e))?,
+                },
+                (None, Some(u)) => StorageLocation::S3 {
+                    url: format!(
+                        "{}/{}",
+                        check_s3_url(u).map_err(|e| invalid("storage.url", e))?,
+                        r.name
+                    ),
+                },
+                (None, None) => StorageLocation::Local,
+            };
             regions.push(RegionConfig {
                 name: r.name,
                 tag_values: r.tag_values,
                 bbox: r.bbox,
                 url: r.url,
+                storage,
             });
         }
         let region_index = |name: &str| regions.iter().position(|r| r.name == name);
@@ -633,8 +707,23 @@ impl RawConfig {
             None => Duration::from_secs(30),
         };
 
+        if let Some(e) = &self.storage.endpoint
+            && !(e.starts_with("http://") || e.starts_with("https://"))
+        {
+            return Err(invalid(
+                "storage.endpoint",
+                format!("{e:?} must start with http:// or https://"),
+            ));
+        }
         Ok(Config {
             data_dir: self.data_dir,
+            s3: S3Config {
+                endpoint: self.storage.endpoint,
+                region: self.storage.region,
+                access_key_id: self.storage.access_key_id,
+                secret_access_key: self.storage.secret_access_key,
+                allow_http: self.storage.allow_http,
+            },
             routing: RoutingConfig {
                 regions,
                 default_region,

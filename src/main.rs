@@ -144,6 +144,8 @@ fn serve(args: ServeArgs) -> Result<()> {
     let engine = Engine::open(&cfg, &opts).context("opening the data directory")?;
     engine.load_series_catalog();
     engine.warm_index_cache();
+    // Replaced files outlive any query that may still read them.
+    engine.keep_manifests_current(cfg.query.timeout + Duration::from_secs(30));
     let cfg = Arc::new(cfg);
 
     let rt = tokio::runtime::Builder::new_multi_thread()

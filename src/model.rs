@@ -59,6 +59,26 @@ pub fn is_safe_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// Database names a write cannot use: the directories that share a region's root with the
+/// databases (`storage::paths::WAL_DIR` and `MANIFEST_DIR`).
+pub const RESERVED_DB_NAMES: [&str; 2] = ["wal", "_manifest"];
+
+/// Why a database name cannot be written to, if it cannot.
+pub fn db_name_problem(name: &str) -> Option<String> {
+    if !is_safe_name(name) {
+        return Some(format!(
+            "invalid database name {:?}: use 1-64 characters from A-Z, a-z, 0-9, '_' and '-', not starting with '-'",
+            truncate(name, 64)
+        ));
+    }
+    if RESERVED_DB_NAMES.contains(&name) {
+        return Some(format!(
+            "database name {name:?} is reserved: Meridian keeps a directory of that name beside the databases"
+        ));
+    }
+    None
+}
+
 /// The type of a field column. Fixed per (db, measurement, partition, field).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -29,6 +29,7 @@ use meridian::config::{Config, parse_byte_size};
 use meridian::model::{PartitionStart, parse_duration};
 use meridian::storage::parquet::{COMPACT_PAGE_ROWS, COMPACT_ZSTD_LEVEL};
 use meridian::storage::paths::{encode_measurement, partition_rel_dir};
+use meridian::storage::store::Store;
 
 const LONG_ABOUT: &str = "\
 Offline compaction, retention and downsampling of a Meridian data dir.
@@ -209,6 +210,7 @@ struct Setup {
     data_dir: PathBuf,
     partition_duration_ns: Option<i64>,
     config_used: Option<PathBuf>,
+    config: Option<Config>,
 }
 
 fn setup(cli: &Cli) -> Result<Setup> {
@@ -244,6 +246,7 @@ fn setup(cli: &Cli) -> Result<Setup> {
         data_dir,
         partition_duration_ns: pd,
         config_used: config_path.filter(|_| config.is_some()),
+        config,
     })
 }
 
@@ -274,12 +277,24 @@ fn rebuild_manifests(cli: &Cli, s: &Setup) -> Result<bool> {
     let mut report = Vec::new();
     let mut ok = true;
     for (name, dir) in regions {
-        if !rebuild::needs_rebuild(&dir) {
+        let rc = s.config.as_ref().and_then(|c| {
+            c.routing
+                .regions
+                .iter()
+                .find(|r| r.name == name)
+                .map(|r| (c, r))
+        });
+        let store = match rc {
+            Some((c, r)) => Store::for_region(&s.data_dir, r, &c.s3)
+                .with_context(|| format!("opening the storage of region {name}"))?,
+            None => Store::local(&dir),
+        };
+        if !rebuild::needs_rebuild(&store) {
             eprintln!("region {name}: manifest readable, left alone");
             report.push(serde_json::json!({"region": name, "rebuilt": false}));
             continue;
         }
-        match rebuild::rebuild_manifest(&dir, &name, pd) {
+        match rebuild::rebuild_manifest(&store, &name, pd) {
             Ok(r) => {
                 if let Some(a) = &r.moved_aside {
                     eprintln!("region {name}: damaged manifest moved to {}", a.display());
@@ -370,8 +385,21 @@ fn run(cli: Cli) -> Result<bool> {
     if cli.rebuild_manifest {
         return rebuild_manifests(&cli, &s);
     }
-    let dir = DataDir::open(&s.data_dir, &cli.regions, s.partition_duration_ns)
-        .with_context(|| format!("opening data dir {}", s.data_dir.display()))?;
+    // A server holding the data dir: run beside it (its manifest sees our edits within a
+    // second; leases keep two compactors apart; replaced files stay for its queries).
+    let live = match meridian::compaction::datadir::lock(&s.data_dir) {
+        Ok(_) => false,
+        Err(meridian::compaction::CompactionError::Locked { .. }) => true,
+        Err(_) => false,
+    };
+    let dir = DataDir::open(
+        &s.data_dir,
+        &cli.regions,
+        s.partition_duration_ns,
+        s.config.as_ref(),
+        live,
+    )
+    .with_context(|| format!("opening data dir {}", s.data_dir.display()))?;
     let pd = dir.partition_duration_ns();
     let policy = policy(&cli, pd)?;
     let source = match (
@@ -385,8 +413,13 @@ fn run(cli: Cli) -> Result<bool> {
         _ => "given".to_string(),
     };
     eprintln!(
-        "data dir {} (locked): {} region(s), partition duration {} ({source})",
+        "data dir {} ({}): {} region(s), partition duration {} ({source})",
         s.data_dir.display(),
+        if live {
+            "a server is running: working beside it"
+        } else {
+            "locked"
+        },
         dir.regions().len(),
         human_duration(pd)
     );

@@ -9,8 +9,6 @@
 use meridian::lineproto::FieldValue;
 use meridian::region::block::Block;
 use meridian::router::series_hash;
-use meridian::storage::parquet::{FLUSH_PAGE_ROWS, FLUSH_ZSTD_LEVEL, writer_properties};
-use parquet::file::properties::WriterProperties;
 
 pub const FIELDS: [&str; 10] = [
     "usage_user",
@@ -192,15 +190,4 @@ pub fn filled_block(hosts: usize, steps: usize, int: bool) -> Block {
         }
     }
     block
-}
-
-/// The writer settings of a server flush (one row group of up to 2^20 rows).
-pub fn flush_props(schema: &arrow::datatypes::Schema) -> WriterProperties {
-    writer_properties(
-        schema,
-        1 << 20,
-        Vec::new(),
-        FLUSH_ZSTD_LEVEL,
-        FLUSH_PAGE_ROWS,
-    )
 }

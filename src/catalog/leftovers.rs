@@ -22,13 +22,16 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::catalog::manifest::data_files;
 use crate::catalog::rebuild::footer_kv;
 use crate::catalog::{Manifest, WalRange};
 use crate::storage::parquet::{Result, io_err, sync_dir};
+use crate::storage::paths::DataFileName;
 #[cfg(test)]
 use crate::storage::paths::ORPHANED_DIR as ORPHANED;
 use crate::storage::paths::{self, is_temp_name};
 use crate::storage::schema::meta;
+use crate::storage::store::FileRef;
 
 /// What a sweep does (or, without `remove`, would do) with a leftover.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,15 +55,15 @@ pub fn rel_path(base: &Path, path: &Path) -> String {
         .unwrap_or_else(|_| path.to_string_lossy().into_owned())
 }
 
-/// Every file under a region directory but its WAL and quarantine, sorted, with whether
-/// each is a temporary file.
-fn walk(region_dir: &Path) -> Result<Vec<(PathBuf, bool)>> {
+/// Temporary files under a region's local directory (but its WAL and quarantine): writes
+/// interrupted before their rename, and uploads interrupted in the staging directory.
+fn temp_files(local_dir: &Path) -> Result<Vec<PathBuf>> {
     let mut found = Vec::new();
-    let mut stack = vec![region_dir.to_path_buf()];
+    let mut stack = vec![local_dir.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir == region_dir => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir == local_dir => continue,
             Err(e) => return Err(io_err(&dir)(e)),
         };
         for entry in entries {
@@ -69,15 +72,11 @@ fn walk(region_dir: &Path) -> Result<Vec<(PathBuf, bool)>> {
             let name = entry.file_name().to_string_lossy().into_owned();
             let ft = entry.file_type().map_err(io_err(&path))?;
             if ft.is_dir() {
-                if !(dir == region_dir && (name == paths::WAL_DIR || name == paths::ORPHANED_DIR)) {
+                if !(dir == local_dir && (name == paths::WAL_DIR || name == paths::ORPHANED_DIR)) {
                     stack.push(path);
                 }
-                continue;
-            }
-            if is_temp_name(&name) {
-                found.push((path, true));
-            } else if name.ends_with(&format!(".{}", paths::PARQUET_EXT)) {
-                found.push((path, false));
+            } else if is_temp_name(&name) {
+                found.push(path);
             }
         }
     }
@@ -88,8 +87,8 @@ fn walk(region_dir: &Path) -> Result<Vec<(PathBuf, bool)>> {
 /// Whether every WAL record a data file's footer says it holds is still in the WAL on disk
 /// (at or above its shard's oldest segment), so replay brings all its rows back. False for
 /// a file without WAL ranges (compaction outputs of old data) or an unreadable footer.
-fn rows_still_in_wal(path: &Path, floors: &BTreeMap<usize, u64>) -> bool {
-    let Ok(kv) = footer_kv(path) else {
+fn rows_still_in_wal(file: &FileRef, floors: &BTreeMap<usize, u64>) -> bool {
+    let Ok(kv) = footer_kv(file) else {
         return false;
     };
     let Some(Ok(ranges)) = kv
@@ -139,70 +138,116 @@ pub fn wal_floors(region_dir: &Path) -> Result<BTreeMap<usize, u64>> {
     Ok(out)
 }
 
-/// The data files (not temporary ones) under a region directory, sorted.
-pub fn data_files(region_dir: &Path) -> Result<Vec<PathBuf>> {
-    Ok(walk(region_dir)?
-        .into_iter()
-        .filter(|(_, temp)| !temp)
-        .map(|(p, _)| p)
-        .collect())
+/// Who sweeps: the region's writer (a server starting, or a compactor holding the data
+/// dir's lock), which may judge every file; or a compactor beside a live server, which
+/// touches only what is provably its own business (retired files past their grace, outputs
+/// of compactions that never committed): a file the server is writing or has just
+/// flushed looks like a leftover to anyone but the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sweeper {
+    Owner,
+    BesideServer,
 }
 
-/// The leftovers of a region (files its manifest does not list) and their fate; with
-/// `remove`, carries it out and fsyncs the directories changed.
-pub fn sweep_leftovers(manifest: &Manifest, remove: bool) -> Result<Vec<Leftover>> {
-    let region_dir = manifest.region_dir();
+/// The leftovers of a region (data files its manifest does not list, and temporary files
+/// under its local directory `local_dir`, which holds its WAL) and their fate; with
+/// `remove`, carries it out.
+pub fn sweep_leftovers(
+    manifest: &Manifest,
+    local_dir: &Path,
+    remove: bool,
+    grace: std::time::Duration,
+    who: Sweeper,
+) -> Result<Vec<Leftover>> {
+    let store = manifest.store();
+    if who == Sweeper::BesideServer {
+        // Our view must include the server's latest edits before judging its files.
+        manifest
+            .refresh()
+            .map_err(|e| crate::storage::parquet::StorageError::Config(e.to_string()))?;
+    }
     let files = manifest.files();
     let live: HashSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
-    let retired = manifest.retired();
-    let retired: HashSet<&str> = retired.iter().map(String::as_str).collect();
+    let retired_all = manifest.retired();
+    let retired_all: HashSet<&str> = retired_all.iter().map(String::as_str).collect();
+    let due = manifest.retired_due(grace);
+    let retired: HashSet<&str> = due.iter().map(String::as_str).collect();
+    let leased: HashSet<String> = manifest.leases().into_iter().map(|l| l.owner).collect();
     let floor = manifest.committed_next_seq();
-    let wal = wal_floors(region_dir)?;
+    let wal = wal_floors(local_dir)?;
     let mut out = Vec::new();
     let mut touched: HashSet<PathBuf> = HashSet::new();
-    for (path, temp) in walk(region_dir)? {
-        let rel = rel_path(region_dir, &path);
-        let fate = if temp {
-            Fate::Removed("temporary file of an interrupted write")
-        } else if live.contains(rel.as_str()) {
+    let temps = match who {
+        Sweeper::Owner => temp_files(local_dir)?,
+        Sweeper::BesideServer => Vec::new(),
+    };
+    for path in temps {
+        // A compactor beside the server may be writing one: only those of a compaction
+        // whose lease is over, and those of the server's own writes, go.
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        if name
+            .as_deref()
+            .is_some_and(|n| leased.iter().any(|o| n.contains(&format!("~c{o}-"))))
+        {
             continue;
-        } else if retired.contains(rel.as_str()) {
-            Fate::Removed("removed from the manifest by a committed edit")
-        } else if paths::parse_data_file_seq(&path).is_some_and(|seq| seq >= floor) {
-            Fate::Removed("written after the last committed manifest edit")
-        } else if rows_still_in_wal(&path, &wal) {
-            Fate::Removed("an uncommitted flush whose rows are all still in the WAL")
-        } else {
-            Fate::Quarantined(region_dir.join(paths::ORPHANED_DIR).join(&rel))
-        };
+        }
         if remove {
-            match &fate {
-                Fate::Removed(_) => fs::remove_file(&path).map_err(io_err(&path))?,
-                Fate::Quarantined(to) => {
-                    if let Some(parent) = to.parent() {
-                        fs::create_dir_all(parent).map_err(io_err(parent))?;
-                        touched.insert(parent.to_path_buf());
-                    }
-                    // Never over an earlier quarantined file of the same name.
-                    let mut target = to.clone();
-                    let mut n = 1;
-                    while target.exists() {
-                        target = to.with_file_name(format!(
-                            "{}.{n}",
-                            to.file_name()
-                                .map(|f| f.to_string_lossy())
-                                .unwrap_or_default()
-                        ));
-                        n += 1;
-                    }
-                    fs::rename(&path, &target).map_err(io_err(&target))?;
-                }
-            }
+            fs::remove_file(&path).map_err(io_err(&path))?;
             if let Some(parent) = path.parent() {
                 touched.insert(parent.to_path_buf());
             }
         }
-        out.push(Leftover { path, fate });
+        out.push(Leftover {
+            path,
+            fate: Fate::Removed("temporary file of an interrupted write"),
+        });
+    }
+    for (rel, len) in data_files(store)? {
+        let file = FileRef {
+            store: store.clone(),
+            rel: rel.clone(),
+            len,
+        };
+        let name = paths::parse_data_file(Path::new(&rel));
+        let fate = if live.contains(rel.as_str()) {
+            continue;
+        } else if retired_all.contains(rel.as_str()) && !retired.contains(rel.as_str()) {
+            continue; // queries may still read it: its grace period is not over
+        } else if retired.contains(rel.as_str()) {
+            Fate::Removed("removed from the manifest by a committed edit")
+        } else if let Some(DataFileName::Compacted(_, token)) = &name {
+            if leased.contains(token) {
+                continue; // a compaction still running beside us
+            }
+            Fate::Removed("output of a compaction that never committed")
+        } else if who == Sweeper::BesideServer {
+            continue; // the server's business
+        } else if paths::parse_data_file_seq(Path::new(&rel)).is_some_and(|seq| seq >= floor) {
+            Fate::Removed("written after the last committed manifest edit")
+        } else if rows_still_in_wal(&file, &wal) {
+            Fate::Removed("an uncommitted flush whose rows are all still in the WAL")
+        } else {
+            Fate::Quarantined(store.key_of(&format!("{}/{rel}", paths::ORPHANED_DIR)))
+        };
+        if remove {
+            match &fate {
+                Fate::Removed(_) => store.delete(std::slice::from_ref(&rel))?,
+                Fate::Quarantined(_) => {
+                    // Never over an earlier quarantined file of the same name.
+                    let mut to = format!("{}/{rel}", paths::ORPHANED_DIR);
+                    let mut n = 1;
+                    while store.exists(&to)? {
+                        to = format!("{}/{rel}.{n}", paths::ORPHANED_DIR);
+                        n += 1;
+                    }
+                    store.rename(&rel, &to)?;
+                }
+            }
+        }
+        out.push(Leftover {
+            path: store.key_of(&rel),
+            fate,
+        });
     }
     for dir in touched {
         sync_dir(&dir)?;
@@ -214,6 +259,8 @@ pub fn sweep_leftovers(manifest: &Manifest, remove: bool) -> Result<Vec<Leftover
 mod tests {
     use super::*;
     use crate::catalog::{FileMeta, ManifestEdit};
+    use crate::storage::store::Store;
+    use std::time::Duration;
 
     fn meta(seq: u64, rel: &str) -> FileMeta {
         FileMeta {
@@ -238,19 +285,19 @@ mod tests {
         let part = "db/cpu/part_day=2024-05-01";
         let name = |seq: u64| format!("{part}/{seq:020}.parquet");
         {
-            let m = Manifest::open(r).unwrap();
+            let m = Manifest::open(&Store::local(r)).unwrap();
             for _ in 0..5 {
                 m.next_file_seq();
             }
             m.commit(ManifestEdit {
                 add: vec![meta(1, &name(1)), meta(5, &name(5))],
-                remove: vec![],
+                ..ManifestEdit::default()
             })
             .unwrap();
             // A compaction swapped 5 out: its deletion is pending.
             m.commit(ManifestEdit {
-                add: vec![],
-                remove: vec![5],
+                remove: vec![name(5)],
+                ..ManifestEdit::default()
             })
             .unwrap();
         }
@@ -262,9 +309,9 @@ mod tests {
         fs::write(r.join(part).join(".x.parquet.tmp"), b"x").unwrap();
         fs::write(r.join(part).join("notes.txt"), b"x").unwrap();
         fs::write(r.join("wal/0/.odd.tmp"), b"x").unwrap();
-        let m = Manifest::open(r).unwrap();
+        let m = Manifest::open(&Store::local(r)).unwrap();
         assert_eq!(m.committed_next_seq(), 6);
-        let dry = sweep_leftovers(&m, false).unwrap();
+        let dry = sweep_leftovers(&m, r, false, Duration::ZERO, Sweeper::Owner).unwrap();
         let fates: Vec<(String, Fate)> = dry
             .iter()
             .map(|l| (rel_path(r, &l.path), l.fate.clone()))
@@ -288,7 +335,7 @@ mod tests {
             ]
         );
         assert!(r.join(name(9)).exists(), "a dry sweep changes nothing");
-        sweep_leftovers(&m, true).unwrap();
+        sweep_leftovers(&m, r, true, Duration::ZERO, Sweeper::Owner).unwrap();
         assert!(r.join(name(1)).exists() && r.join(part).join("notes.txt").exists());
         for seq in [3, 5, 9] {
             assert!(!r.join(name(seq)).exists(), "{seq}");
@@ -298,7 +345,11 @@ mod tests {
             "moved, not deleted"
         );
         assert!(r.join("wal/0/.odd.tmp").exists(), "the WAL is not ours");
-        assert!(sweep_leftovers(&m, true).unwrap().is_empty());
+        assert!(
+            sweep_leftovers(&m, r, true, Duration::ZERO, Sweeper::Owner)
+                .unwrap()
+                .is_empty()
+        );
         // A checkpoint forgets retired paths that are gone.
         m.checkpoint_now().unwrap();
         assert!(m.retired().is_empty());
@@ -311,21 +362,37 @@ mod tests {
         let f = r.join("db/cpu/part_day=2024-05-01/00000000000000000001.parquet");
         fs::create_dir_all(f.parent().unwrap()).unwrap();
         fs::write(&f, b"x").unwrap();
-        let err = Manifest::open(r).err().expect("refused");
+        let err = Manifest::open(&Store::local(r)).err().expect("refused");
         let msg = err.to_string();
         assert!(
             msg.contains("missing") && msg.contains("--rebuild-manifest"),
             "{msg}"
         );
         assert!(f.exists());
-        assert!(!crate::storage::paths::manifest_file(r).exists());
-        // A damaged one says the same.
+        assert!(!r.join(crate::storage::paths::MANIFEST_DIR).exists());
+        // A damaged checkpoint says the same.
+        let cp = r.join(crate::storage::paths::manifest_checkpoint_rel(0));
+        fs::create_dir_all(cp.parent().unwrap()).unwrap();
+        fs::write(&cp, b"{\"format\":2,\"vers").unwrap();
+        let msg = Manifest::open(&Store::local(r))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            msg.contains("corrupt") && msg.contains("--rebuild-manifest"),
+            "{msg}"
+        );
+        fs::remove_dir_all(cp.parent().unwrap()).unwrap();
+        // And a damaged manifest of the previous format.
         fs::write(
             crate::storage::paths::manifest_file(r),
             b"{\"version\":1,\"fi",
         )
         .unwrap();
-        let msg = Manifest::open(r).err().expect("refused").to_string();
+        let msg = Manifest::open(&Store::local(r))
+            .err()
+            .expect("refused")
+            .to_string();
         assert!(
             msg.contains("corrupt") && msg.contains("--rebuild-manifest"),
             "{msg}"

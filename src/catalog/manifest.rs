@@ -1,81 +1,159 @@
-//! Per-region manifest of live Parquet files.
+//! Per-region manifest of live Parquet files: versioned edits plus checkpoints, on the
+//! region's [`Store`] (a local directory or a bucket prefix).
 //!
-//! The manifest is the truth: a Parquet file under the region directory that it does not
-//! list is not part of the database (see `leftovers` for what start-up does with such a
-//! file: it deletes only what is provably a leftover). A missing manifest beside data files,
-//! or a damaged one, stops start-up with advice and deletes nothing; `meridian-compact
-//! --rebuild-manifest` rebuilds it from the files' footers ([`crate::catalog::rebuild`]).
+//! The manifest is the truth: a data file it does not list is not part of the database
+//! (see `leftovers` for what start-up does with such a file: it deletes only what is
+//! provably a leftover). A missing manifest beside data files, or a damaged one, stops
+//! start-up with advice and deletes nothing; `meridian-compact --rebuild-manifest` rebuilds
+//! it from the files' footers ([`crate::catalog::rebuild`]).
 //!
-//! On disk: a checkpoint, `manifest.json` (the whole state, rewritten atomically: temp file
-//! → fsync → rename → fsync directory), and a log of the edits since it,
-//! `manifest.<generation>.log`, one JSON edit per line. A commit appends its line and
-//! fsyncs the log (O(edit), not O(files): a flush of thousands of small blocks no longer
-//! rewrites the whole list for each), under one lock, so [`Manifest::files`] and the disk
-//! move together. When the log has grown past the checkpoint's size (and 1 MiB), the state
-//! is checkpointed under the next generation and the old log deleted; the checkpoint names
-//! its generation, so a log of another generation is never replayed. At open, the log's
-//! complete lines are applied in order; a last line cut short by a crash is a commit that
-//! never returned and is dropped; a damaged line before the end stops start-up like a
-//! damaged checkpoint.
+//! Layout under the root (`storage::paths`): `_manifest/<v:020>.edit.json`, one committed
+//! edit each (files added, paths removed, leases taken or given back), and
+//! `_manifest/<v:020>.checkpoint.json`, the whole state as of edit `v`. The state is the
+//! newest checkpoint plus the edits after it, in order.
+//!
+//! Commit: edit `v + 1` is created with put-if-absent (`Store::put_new`). If another
+//! writer (a server's flush, a compactor beside it) created that version first, its edit is
+//! read and applied, this edit is checked again against the new state (every file it
+//! removes must still be live; a lease it takes must not be held by another owner) and
+//! tried as the next version; an edit that no longer holds is refused with
+//! [`ManifestError::Conflict`] and nothing of it is committed. So no writer ever loses
+//! another's edit, and a commit costs one small object, not a rewrite of the list. A
+//! checkpoint is written when the edits since the last one outweigh it; edits and
+//! checkpoints older than the previous checkpoint are deleted then. [`Manifest::refresh`]
+//! applies edits other writers made (a server calls it every second).
 //!
 //! Each file records which WAL records it holds (`wal`: shard and sequence range), so WAL
 //! replay after a crash skips what is already in a file: replay is idempotent.
+//!
+//! Files that an edit removed are `retired` with the edit's time: they are deleted once no
+//! query can still be reading them (see [`Manifest::retired_due`]).
 
 use std::collections::HashSet;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::leftovers::data_files;
-use crate::storage::parquet::{StorageError, io_err, sync_dir};
-use crate::storage::paths::{manifest_file, temp_path};
+use crate::catalog::legacy;
+use crate::storage::parquet::StorageError;
+use crate::storage::paths::{
+    MANIFEST_DIR, ORPHANED_DIR, PARQUET_EXT, WAL_DIR, manifest_checkpoint_rel, manifest_edit_rel,
+    parse_manifest_rel,
+};
+use crate::storage::store::Store;
 
 pub use crate::storage::file_meta::{FileMeta, WalRange};
 
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
-struct ManifestData {
-    version: u32,
-    files: Vec<FileMeta>,
-    /// The next file seq when this was written: no committed edit names a file whose seq is
-    /// at least this, so such a file is the output of an interrupted flush or compaction.
-    /// (0 in manifests written before it was recorded: then the highest seq + 1.)
+/// A compactor's claim on a unit of work (a partition), held until `until` (Unix ns).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub key: String,
+    pub owner: String,
+    /// 0 gives the lease back.
+    pub until: i64,
+    /// `<host>:<pid>` of the holder: a holder on this host whose process is gone (killed)
+    /// holds nothing, so its work can be taken over at once rather than after `until`.
     #[serde(default)]
-    next_seq: u64,
-    /// Paths that committed edits removed and whose deletion is not known to be done (the
-    /// inputs of a compaction, a dropped partition): start-up deletes them if still there.
-    #[serde(default)]
-    retired: Vec<String>,
-    /// The generation of the log of edits made after this checkpoint.
-    #[serde(default)]
-    log_generation: u64,
+    pub holder: Option<String>,
 }
 
-/// One committed edit, a line of the log.
+/// This process as a lease holder.
+pub fn this_holder() -> String {
+    format!("{}:{}", host_name(), std::process::id())
+}
+
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(0);
+    if ok {
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        String::new()
+    }
+}
+
+/// Whether a lease still holds at `now`.
+fn lease_holds(l: &Lease, now: i64) -> bool {
+    if l.until <= now {
+        return false;
+    }
+    let Some((host, pid)) = l.holder.as_deref().and_then(|h| h.rsplit_once(':')) else {
+        return true;
+    };
+    if host != host_name() {
+        return true;
+    }
+    let Ok(pid) = pid.parse::<libc::pid_t>() else {
+        return true;
+    };
+    // SAFETY: signal 0 only checks that the process exists.
+    (unsafe { libc::kill(pid, 0) }) == 0
+        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// A file an edit removed, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retired {
+    pub path: String,
+    pub at: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Checkpoint {
+    format: u32,
+    version: u64,
+    files: Vec<FileMeta>,
+    next_seq: u64,
+    #[serde(default)]
+    retired: Vec<Retired>,
+    #[serde(default)]
+    leases: Vec<Lease>,
+}
+
+/// One committed edit, an object of its own.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct LogRecord {
+struct EditRecord {
+    version: u64,
     #[serde(default)]
     add: Vec<FileMeta>,
     #[serde(default)]
-    remove: Vec<u64>,
+    remove: Vec<String>,
+    #[serde(default)]
+    leases: Vec<Lease>,
     next_seq: u64,
+    /// Unix ns when it was committed.
+    at: i64,
 }
 
-/// The log is checkpointed once it is larger than this and than the checkpoint.
-const CHECKPOINT_MIN_LOG_BYTES: u64 = 1 << 20;
+const FORMAT: u32 = 2;
+/// A checkpoint is written once the edits since the last one are more than this many, or
+/// larger (in bytes) than it and than 1 MiB.
+const CHECKPOINT_EVERY_EDITS: u64 = 1000;
+const CHECKPOINT_MIN_EDIT_BYTES: u64 = 1 << 20;
+/// How often [`Manifest::refresh`] lists the directory for a newer checkpoint (a writer far
+/// behind whose next edit was already cleaned up).
+const LIST_EVERY: Duration = Duration::from_secs(10);
+/// Commit attempts racing other writers before giving up.
+const MAX_RACES: usize = 10_000;
 
-/// Files added and removed in one atomic step.
-#[derive(Debug, Default)]
+/// Files added and removed (and leases taken) in one atomic step.
+#[derive(Debug, Default, Clone)]
 pub struct ManifestEdit {
     pub add: Vec<FileMeta>,
-    pub remove: Vec<u64>,
+    /// Paths of live files.
+    pub remove: Vec<String>,
+    pub leases: Vec<Lease>,
 }
 
 /// What an operator can do about a missing or damaged manifest.
-const REBUILD_ADVICE: &str = "nothing was deleted; restore the file from a backup, or rebuild it from the data files' own footers with `meridian-compact --config <regions.toml> --rebuild-manifest` (with the server stopped)";
+const REBUILD_ADVICE: &str = "nothing was deleted; restore it from a backup, or rebuild it from the data files' own footers with `meridian-compact --config <regions.toml> --rebuild-manifest` (with the server stopped)";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -84,146 +162,394 @@ pub enum ManifestError {
     #[error("manifest {path} is corrupt: {reason}; {REBUILD_ADVICE}")]
     Corrupt { path: PathBuf, reason: String },
     #[error(
-        "manifest {path} is missing, but {files} Parquet file(s) are in its region directory (first: {first}); refusing to start rather than treat them as leftovers; {REBUILD_ADVICE}"
+        "manifest {path} is missing, but {files} Parquet file(s) are in its region (first: {first}); refusing to start rather than treat them as leftovers; {REBUILD_ADVICE}"
     )]
     Missing {
         path: PathBuf,
         files: usize,
         first: String,
     },
+    #[error("manifest edit refused: {0}")]
+    Conflict(String),
 }
 
 pub type Result<T> = std::result::Result<T, ManifestError>;
 
 pub struct Manifest {
-    region_dir: PathBuf,
+    store: Store,
     state: Mutex<State>,
     next_seq: AtomicU64,
-    /// The next seq recorded on disk when the manifest was opened (see `ManifestData`).
-    committed_next_seq: u64,
+    /// The next seq recorded when the manifest was opened.
+    committed_next_seq: AtomicU64,
 }
 
 struct State {
+    version: u64,
     files: Arc<Vec<FileMeta>>,
-    retired: Vec<String>,
-    /// The open log of the current generation, and its size.
-    log: Option<fs::File>,
-    log_generation: u64,
-    log_bytes: u64,
-    /// Whether `log_bytes` is the length of the log's committed lines (set once the log
-    /// was opened; a reopen cuts anything after it).
-    log_len_known: bool,
-    /// Size of the last checkpoint written or read.
+    retired: Vec<Retired>,
+    leases: Vec<Lease>,
+    next_seq: u64,
+    checkpoint_version: u64,
+    previous_checkpoint: u64,
     checkpoint_bytes: u64,
+    edits_since: u64,
+    edit_bytes_since: u64,
+    listed: Instant,
+}
+
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Relative, `/`-separated, no `.`/`..`/empty parts, a Parquet file outside the manifest
+/// and WAL directories: compaction and retention delete what the manifest names.
+fn is_data_path(path: &str) -> bool {
+    path.split('/')
+        .all(|part| !part.is_empty() && part != "." && part != ".." && !part.contains('\\'))
+        && path.ends_with(&format!(".{PARQUET_EXT}"))
+        && !path.starts_with(&format!("{MANIFEST_DIR}/"))
+        && !path.starts_with(&format!("{WAL_DIR}/"))
+}
+
+/// The data files of a store (every Parquet file outside the manifest, WAL and quarantine).
+pub fn data_files(store: &Store) -> std::result::Result<Vec<(String, u64)>, StorageError> {
+    Ok(store
+        .list("")?
+        .into_iter()
+        .filter(|(rel, _)| is_data_path(rel) && !rel.starts_with(&format!("{ORPHANED_DIR}/")))
+        .collect())
+}
+
+impl State {
+    fn from_checkpoint(c: Checkpoint) -> State {
+        let mut files = c.files;
+        files.sort_by_key(|f| f.seq);
+        State {
+            version: c.version,
+            files: Arc::new(files),
+            retired: c.retired,
+            leases: c.leases,
+            next_seq: c.next_seq,
+            checkpoint_version: c.version,
+            previous_checkpoint: c.version,
+            checkpoint_bytes: 0,
+            edits_since: 0,
+            edit_bytes_since: 0,
+            listed: Instant::now(),
+        }
+    }
+
+    fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            format: FORMAT,
+            version: self.version,
+            files: (*self.files).clone(),
+            next_seq: self.next_seq,
+            retired: self.retired.clone(),
+            leases: self.leases.clone(),
+        }
+    }
+
+    /// Applies a committed edit.
+    fn apply(&mut self, r: EditRecord, bytes: u64) {
+        let files = Arc::make_mut(&mut self.files);
+        if !r.remove.is_empty() {
+            let remove: HashSet<&str> = r.remove.iter().map(String::as_str).collect();
+            let retired = &mut self.retired;
+            files.retain(|f| {
+                let gone = remove.contains(f.path.as_str());
+                if gone {
+                    retired.push(Retired {
+                        path: f.path.clone(),
+                        at: r.at,
+                    });
+                }
+                !gone
+            });
+        }
+        for f in r.add {
+            // A retried write under the same name replaces its earlier entry.
+            if let Some(i) = files.iter().position(|g| g.path == f.path) {
+                files.remove(i);
+            }
+            self.retired.retain(|x| x.path != f.path);
+            if files.last().is_none_or(|l| l.seq <= f.seq) {
+                files.push(f);
+            } else {
+                let at = files.partition_point(|g| g.seq <= f.seq);
+                files.insert(at, f);
+            }
+        }
+        for l in r.leases {
+            self.leases.retain(|x| x.key != l.key);
+            if l.until > 0 {
+                self.leases.push(l);
+            }
+        }
+        self.next_seq = self.next_seq.max(r.next_seq);
+        self.version = r.version;
+        self.edits_since += 1;
+        self.edit_bytes_since += bytes;
+    }
+
+    /// Why `edit` cannot be committed on this state, if it cannot.
+    fn refuses(&self, edit: &ManifestEdit, now: i64) -> Option<String> {
+        if !edit.remove.is_empty() {
+            let live: HashSet<&str> = self.files.iter().map(|f| f.path.as_str()).collect();
+            if let Some(gone) = edit.remove.iter().find(|p| !live.contains(p.as_str())) {
+                return Some(format!(
+                    "file {gone} is no longer live (another writer replaced or removed it)"
+                ));
+            }
+        }
+        for l in edit.leases.iter().filter(|l| l.until > 0) {
+            if let Some(h) = self
+                .leases
+                .iter()
+                .find(|h| h.key == l.key && h.owner != l.owner && lease_holds(h, now))
+            {
+                return Some(format!("{} is leased by {} for now", l.key, h.owner));
+            }
+        }
+        None
+    }
 }
 
 impl Manifest {
-    /// Opens the manifest of a region directory; creates an empty one only where the
-    /// directory holds no data file (a new region). Never deletes anything.
-    pub fn open(region_dir: &Path) -> Result<Manifest> {
-        fs::create_dir_all(region_dir).map_err(|e| io_err(region_dir)(e))?;
-        let path = manifest_file(region_dir);
-        let checkpoint_bytes;
-        let data = match fs::read(&path) {
-            Ok(bytes) => {
-                checkpoint_bytes = bytes.len() as u64;
-                let mut data = serde_json::from_slice::<ManifestData>(&bytes).map_err(|e| {
-                    ManifestError::Corrupt {
-                        path: path.clone(),
-                        reason: e.to_string(),
-                    }
-                })?;
-                replay_log(region_dir, &mut data)?;
-                data
+    /// Opens the manifest of a region's store; creates an empty one only where the store
+    /// holds no data file (a new region). Migrates a manifest of the previous format.
+    /// Never deletes a data file.
+    pub fn open(store: &Store) -> Result<Manifest> {
+        let listing = store.list(MANIFEST_DIR)?;
+        let mut checkpoints = Vec::new();
+        let mut edits = HashSet::new();
+        for (rel, _) in &listing {
+            match parse_manifest_rel(rel) {
+                Some((v, true)) => checkpoints.push(v),
+                Some((v, false)) => {
+                    edits.insert(v);
+                }
+                None => {}
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut found = data_files(region_dir)?;
-                // A log without its checkpoint is a lost manifest too.
-                found.extend(log_files(region_dir));
-                if let Some(first) = found.first() {
-                    return Err(ManifestError::Missing {
-                        path,
-                        files: found.len(),
-                        first: first.display().to_string(),
+        }
+        if let Some(&c) = checkpoints.iter().max() {
+            let m = Self::load(store, c)?;
+            {
+                let mut st = m.state.lock();
+                m.catch_up(&mut st)?;
+                // An edit past a gap was made by a writer that had read the missing one: the
+                // manifest lost it.
+                if let Some(v) = edits.iter().copied().filter(|v| *v > st.version + 1).min() {
+                    return Err(ManifestError::Corrupt {
+                        path: store.key_of(&manifest_edit_rel(st.version + 1)),
+                        reason: format!("edit {} is missing but edit {v} exists", st.version + 1),
                     });
                 }
-                // A new region: its first checkpoint now, so that a manifest on disk always
-                // has one (a log without it would read as a lost manifest).
-                let m = Self::from_data(region_dir, ManifestData::default(), &path)?;
-                m.checkpoint_now()?;
-                return Ok(m);
             }
-            Err(e) => return Err(io_err(&path)(e).into()),
-        };
-        let m = Self::from_data(region_dir, data, &path)?;
-        m.state.lock().checkpoint_bytes = checkpoint_bytes;
-        Ok(m)
-    }
-
-    /// A new manifest listing `files`, written durably (rebuilding a lost one). Fails if a
-    /// readable manifest is there already.
-    pub fn create(region_dir: &Path, files: Vec<FileMeta>) -> Result<Manifest> {
-        let path = manifest_file(region_dir);
-        if path.exists() {
-            return Err(ManifestError::Corrupt {
-                path,
-                reason: "a manifest exists already; move it aside before rebuilding".into(),
+            m.sync_seq();
+            return Ok(m);
+        }
+        if !edits.is_empty() {
+            return Err(ManifestError::Missing {
+                path: store.key_of(MANIFEST_DIR),
+                files: edits.len(),
+                first: "edits without any checkpoint".into(),
             });
         }
-        let next_seq = files.iter().map(allocated_after).max().unwrap_or(1);
-        let data = ManifestData {
-            version: 1,
+        if let Some(root) = store.local_root() {
+            match legacy::read(root) {
+                Ok(Some(old)) => return Self::migrate(store, root, old),
+                Ok(None) => {}
+                Err(reason) => {
+                    return Err(ManifestError::Corrupt {
+                        path: crate::storage::paths::manifest_file(root),
+                        reason,
+                    });
+                }
+            }
+        }
+        let found = data_files(store)?;
+        if let Some((first, _)) = found.first() {
+            return Err(ManifestError::Missing {
+                path: store.key_of(MANIFEST_DIR),
+                files: found.len(),
+                first: first.clone(),
+            });
+        }
+        // A new region: its first checkpoint now, so that a manifest always has one.
+        Self::create_at(store, Vec::new(), 1, Vec::new())
+    }
+
+    /// A new manifest listing `files` (rebuilding a lost one). Fails if one exists.
+    pub fn create(store: &Store, files: Vec<FileMeta>) -> Result<Manifest> {
+        let next = files.iter().map(allocated_after).max().unwrap_or(1);
+        Self::create_at(store, files, next, Vec::new())
+    }
+
+    fn create_at(
+        store: &Store,
+        files: Vec<FileMeta>,
+        next_seq: u64,
+        retired: Vec<Retired>,
+    ) -> Result<Manifest> {
+        let c = Checkpoint {
+            format: FORMAT,
+            version: 0,
             files,
             next_seq,
-            retired: Vec::new(),
-            log_generation: 0,
+            retired,
+            leases: Vec::new(),
         };
-        let m = Self::from_data(region_dir, data, &path)?;
-        m.checkpoint(&mut m.state.lock())?;
+        let rel = manifest_checkpoint_rel(0);
+        let bytes = encode(&c, store, &rel)?;
+        if !store.put_new(&rel, bytes)? {
+            // Another process created it first (two starts racing): read theirs.
+            return Self::open(store);
+        }
+        let m = Self::from_state(store, State::from_checkpoint(c))?;
         Ok(m)
     }
 
-    fn from_data(region_dir: &Path, mut data: ManifestData, path: &Path) -> Result<Manifest> {
-        // Read from disk: every path must stay inside the region directory (compaction and
-        // retention delete what the manifest names), and seqs must leave room for the next.
-        for f in &data.files {
-            if !is_inside(&f.path) || f.seq == u64::MAX || f.min_time > f.max_time {
-                return Err(ManifestError::Corrupt {
-                    path: path.to_path_buf(),
-                    reason: format!("invalid file entry {:?} (seq {})", f.path, f.seq),
-                });
-            }
-        }
-        // Retired paths are deleted at start-up: the same rule, and never a live file.
-        let live: HashSet<&str> = data.files.iter().map(|f| f.path.as_str()).collect();
-        data.retired
-            .retain(|p| is_inside(p) && !live.contains(p.as_str()));
-        data.files.sort_by_key(|f| f.seq);
-        let next = data
+    /// Writes the legacy state as checkpoint 0, then removes the legacy files.
+    fn migrate(store: &Store, root: &Path, old: legacy::LegacyData) -> Result<Manifest> {
+        let now = now_ns();
+        let next = old
             .files
             .iter()
             .map(allocated_after)
             .max()
             .unwrap_or(1)
-            .max(data.next_seq);
+            .max(old.next_seq);
+        let retired = old
+            .retired
+            .into_iter()
+            .map(|path| Retired { path, at: now })
+            .collect();
+        let m = Self::create_at(store, old.files, next, retired)?;
+        for f in legacy::files(root) {
+            let _ = std::fs::remove_file(&f);
+        }
+        tracing::info!(region_dir = %root.display(), "manifest migrated to versioned edits");
+        Ok(m)
+    }
+
+    fn load(store: &Store, version: u64) -> Result<Manifest> {
+        let rel = manifest_checkpoint_rel(version);
+        let path = store.key_of(&rel);
+        let bytes = store.read(&rel)?.ok_or_else(|| ManifestError::Corrupt {
+            path: path.clone(),
+            reason: "the checkpoint disappeared while it was read".into(),
+        })?;
+        let c: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| ManifestError::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        if c.format != FORMAT || c.version != version {
+            return Err(ManifestError::Corrupt {
+                path,
+                reason: format!("format {} version {} in its body", c.format, c.version),
+            });
+        }
+        let mut st = State::from_checkpoint(c);
+        st.checkpoint_bytes = bytes.len() as u64;
+        Self::from_state(store, st)
+    }
+
+    fn from_state(store: &Store, st: State) -> Result<Manifest> {
+        // Read from storage: every path must stay inside the region (compaction and
+        // retention delete what the manifest names), and seqs must leave room for the next.
+        for f in st.files.iter() {
+            if !is_data_path(&f.path) || f.seq == u64::MAX || f.min_time > f.max_time {
+                return Err(ManifestError::Corrupt {
+                    path: store.key_of(MANIFEST_DIR),
+                    reason: format!("invalid file entry {:?} (seq {})", f.path, f.seq),
+                });
+            }
+        }
+        let next = st
+            .files
+            .iter()
+            .map(allocated_after)
+            .max()
+            .unwrap_or(1)
+            .max(st.next_seq);
         Ok(Manifest {
-            region_dir: region_dir.to_path_buf(),
-            state: Mutex::new(State {
-                files: Arc::new(data.files),
-                retired: data.retired,
-                log: None,
-                log_generation: data.log_generation,
-                log_bytes: 0,
-                log_len_known: false,
-                checkpoint_bytes: 0,
-            }),
+            store: store.clone(),
+            state: Mutex::new(st),
             next_seq: AtomicU64::new(next),
-            committed_next_seq: next,
+            committed_next_seq: AtomicU64::new(next),
         })
     }
 
-    pub fn region_dir(&self) -> &Path {
-        &self.region_dir
+    /// After catching up at open: the allocator starts above every seq recorded.
+    fn sync_seq(&self) {
+        let st = self.state.lock();
+        let next = st
+            .files
+            .iter()
+            .map(allocated_after)
+            .max()
+            .unwrap_or(1)
+            .max(st.next_seq);
+        self.next_seq.fetch_max(next, Ordering::Relaxed);
+        self.committed_next_seq.store(next, Ordering::Relaxed);
+    }
+
+    /// Reads and applies the edits after the state's version, as long as there are any.
+    fn catch_up(&self, st: &mut State) -> Result<bool> {
+        let mut any = false;
+        loop {
+            let rel = manifest_edit_rel(st.version + 1);
+            let Some(bytes) = self.store.read(&rel)? else {
+                return Ok(any);
+            };
+            let r: EditRecord =
+                serde_json::from_slice(&bytes).map_err(|e| ManifestError::Corrupt {
+                    path: self.store.key_of(&rel),
+                    reason: e.to_string(),
+                })?;
+            if r.version != st.version + 1 || r.add.iter().any(|f| !is_data_path(&f.path)) {
+                return Err(ManifestError::Corrupt {
+                    path: self.store.key_of(&rel),
+                    reason: "the edit names another version or a path outside the region".into(),
+                });
+            }
+            self.next_seq.fetch_max(r.next_seq, Ordering::Relaxed);
+            st.apply(r, bytes.len() as u64);
+            any = true;
+        }
+    }
+
+    /// Applies the edits other writers committed since the last look; whether any.
+    pub fn refresh(&self) -> Result<bool> {
+        let mut st = self.state.lock();
+        if st.listed.elapsed() >= LIST_EVERY {
+            st.listed = Instant::now();
+            let newest = self
+                .store
+                .list(MANIFEST_DIR)?
+                .iter()
+                .filter_map(|(rel, _)| parse_manifest_rel(rel))
+                .filter(|(_, c)| *c)
+                .map(|(v, _)| v)
+                .max();
+            if let Some(c) = newest.filter(|c| *c > st.version) {
+                // Far behind: the edits after our version may be cleaned up already.
+                let fresh = Self::load(&self.store, c)?;
+                *st = fresh.state.into_inner();
+                self.next_seq.fetch_max(st.next_seq, Ordering::Relaxed);
+                self.catch_up(&mut st)?;
+                return Ok(true);
+            }
+        }
+        self.catch_up(&mut st)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// A snapshot of the live files, in seq order.
@@ -231,15 +557,58 @@ impl Manifest {
         self.state.lock().files.clone()
     }
 
-    /// Paths removed by committed edits that may still be on disk.
+    /// The version of the last edit applied.
+    pub fn version(&self) -> u64 {
+        self.state.lock().version
+    }
+
+    /// Paths removed by committed edits that may still be stored.
     pub fn retired(&self) -> Vec<String> {
-        self.state.lock().retired.clone()
+        self.state
+            .lock()
+            .retired
+            .iter()
+            .map(|r| r.path.clone())
+            .collect()
+    }
+
+    /// Retired paths whose removal is older than `grace` (no query reads them any more).
+    pub fn retired_due(&self, grace: Duration) -> Vec<String> {
+        let before = now_ns().saturating_sub(i64::try_from(grace.as_nanos()).unwrap_or(i64::MAX));
+        self.state
+            .lock()
+            .retired
+            .iter()
+            .filter(|r| r.at <= before)
+            .map(|r| r.path.clone())
+            .collect()
+    }
+
+    /// Forgets retired paths whose deletion is done.
+    pub fn forget_retired(&self, done: &[String]) {
+        let done: HashSet<&str> = done.iter().map(String::as_str).collect();
+        self.state
+            .lock()
+            .retired
+            .retain(|r| !done.contains(r.path.as_str()));
+    }
+
+    /// Leases held now.
+    pub fn leases(&self) -> Vec<Lease> {
+        let now = now_ns();
+        self.state
+            .lock()
+            .leases
+            .iter()
+            .filter(|l| lease_holds(l, now))
+            .cloned()
+            .collect()
     }
 
     /// The next file seq recorded when the manifest was opened: a file with a seq at least
     /// this is in no committed edit.
     pub fn committed_next_seq(&self) -> u64 {
-        self.committed_next_seq
+        self.committed_next_seq.load(Ordering::Relaxed)
     }
 
     /// Reserves a new file sequence number.
@@ -247,165 +616,117 @@ impl Manifest {
         self.next_seq.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Applies an edit durably: the manifest on disk and the snapshot change together. The
-    /// edit is appended to the log and fsynced; the log is checkpointed when it has grown
-    /// past the checkpoint.
-    pub fn commit(&self, edit: ManifestEdit) -> Result<()> {
-        let mut guard = self.state.lock();
-        let record = LogRecord {
-            add: edit.add,
-            remove: edit.remove,
-            next_seq: self.next_seq.load(Ordering::Relaxed),
-        };
-        let mut line = serde_json::to_vec(&record).map_err(|e| ManifestError::Corrupt {
-            path: manifest_file(&self.region_dir),
-            reason: e.to_string(),
-        })?;
-        line.push(b'\n');
-        self.append(&mut guard, &line)?;
-        let st = &mut *guard;
-        // Copied only while a reader holds the previous snapshot.
-        let files = Arc::make_mut(&mut st.files);
-        apply(files, &mut st.retired, record);
-        // The edit is durable now: a checkpoint that fails is retried by a later commit,
-        // never reported as a failed commit (the caller would undo a committed edit).
-        if st.log_bytes > CHECKPOINT_MIN_LOG_BYTES.max(st.checkpoint_bytes)
-            && let Err(e) = self.checkpoint(st)
-        {
-            tracing::warn!(region_dir = %self.region_dir.display(), "manifest checkpoint failed, will retry: {e}");
-        }
-        Ok(())
-    }
-
-    /// Writes a checkpoint now (the compactor does at the end of a run, leaving one file).
-    pub fn checkpoint_now(&self) -> Result<()> {
-        self.checkpoint(&mut self.state.lock())
-    }
-
-    fn log_path(&self, generation: u64) -> PathBuf {
-        log_file(&self.region_dir, generation)
-    }
-
-    /// Appends one line to the current log and fsyncs it (creating the log, and fsyncing
-    /// the directory, on the first line of a generation).
-    fn append(&self, st: &mut State, line: &[u8]) -> Result<()> {
-        use std::io::Write;
-        let path = self.log_path(st.log_generation);
-        let mut f = match st.log.take() {
-            Some(f) => f,
-            None => {
-                let f = fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                    .map_err(|e| io_err(&path)(e))?;
-                let len = f.metadata().map_err(|e| io_err(&path)(e))?.len();
-                match st.log_len_known {
-                    // Reopened after a failed append whose cut failed: cut it now, or
-                    // the failed edit (or half of it) would be taken for a committed one.
-                    true if len > st.log_bytes => f
-                        .set_len(st.log_bytes)
-                        .and_then(|_| f.sync_data())
-                        .map_err(|e| io_err(&path)(e))?,
-                    true => {}
-                    false => st.log_bytes = len,
+    /// Commits an edit durably as the next version, after any edits other writers made
+    /// (see the module doc); returns its version. The snapshot changes with it.
+    pub fn commit(&self, edit: ManifestEdit) -> Result<u64> {
+        let mut st = self.state.lock();
+        let at = now_ns();
+        for _ in 0..MAX_RACES {
+            if st.refuses(&edit, at).is_some() {
+                // Perhaps only our view is old: look at what others committed first.
+                self.catch_up(&mut st)?;
+                if let Some(why) = st.refuses(&edit, at) {
+                    return Err(ManifestError::Conflict(why));
                 }
-                st.log_len_known = true;
-                sync_dir(&self.region_dir)?;
-                f
             }
-        };
-        if let Err(e) = f.write_all(line).and_then(|_| f.sync_data()) {
-            // A partial line may be on disk: cut it, so the next append starts a line (a
-            // failed commit leaves nothing behind); if even that fails, the next append
-            // reopens the log and cuts it to the length known good.
-            if f.set_len(st.log_bytes).and_then(|_| f.sync_data()).is_ok() {
-                st.log = Some(f);
+            let record = EditRecord {
+                version: st.version + 1,
+                add: edit.add.clone(),
+                remove: edit.remove.clone(),
+                leases: edit.leases.clone(),
+                next_seq: self.next_seq.load(Ordering::Relaxed).max(st.next_seq),
+                at,
+            };
+            let rel = manifest_edit_rel(record.version);
+            let bytes = encode(&record, &self.store, &rel)?;
+            let len = bytes.len() as u64;
+            if self.store.put_new(&rel, bytes)? {
+                let version = record.version;
+                st.apply(record, len);
+                if st.edits_since >= CHECKPOINT_EVERY_EDITS
+                    || st.edit_bytes_since > CHECKPOINT_MIN_EDIT_BYTES.max(st.checkpoint_bytes)
+                {
+                    // The edit is durable: a failed checkpoint is retried by a later commit,
+                    // never reported as a failed commit.
+                    if let Err(e) = self.checkpoint(&mut st) {
+                        tracing::warn!(store = %self.store.describe(), "manifest checkpoint failed, will retry: {e}");
+                    }
+                }
+                return Ok(version);
             }
-            return Err(io_err(&path)(e).into());
+            // Another writer committed this version first: apply theirs, then try again.
+            if !self.catch_up(&mut st)? {
+                return Err(ManifestError::Corrupt {
+                    path: self.store.key_of(&rel),
+                    reason: "the edit exists but cannot be read".into(),
+                });
+            }
         }
-        st.log = Some(f);
-        st.log_bytes += line.len() as u64;
-        Ok(())
+        Err(ManifestError::Conflict(
+            "too many concurrent commits by other writers".into(),
+        ))
     }
 
-    /// Writes the whole state as a checkpoint of the next generation (temp → fsync →
-    /// rename → fsync dir), then deletes the previous log.
+    /// Writes a checkpoint of the current state now (the compactor does at the end of a run).
+    pub fn checkpoint_now(&self) -> Result<()> {
+        let mut st = self.state.lock();
+        self.catch_up(&mut st)?;
+        self.checkpoint(&mut st)
+    }
+
+    /// Writes the state as the checkpoint of its version, then deletes what the previous
+    /// checkpoint made redundant (edits up to it, older checkpoints), keeping one interval
+    /// of edits for readers that are behind.
     fn checkpoint(&self, st: &mut State) -> Result<()> {
-        let old_generation = st.log_generation;
-        let next_generation = old_generation + 1;
-        // Paths retired earlier whose deletion is done need not be carried on.
-        st.retired.retain(|p| self.region_dir.join(p).exists());
-        let data = ManifestData {
-            version: 1,
-            files: (*st.files).clone(),
-            next_seq: self.next_seq.load(Ordering::Relaxed),
-            retired: st.retired.clone(),
-            log_generation: next_generation,
-        };
-        let path = manifest_file(&self.region_dir);
-        let tmp = temp_path(&path);
-        let bytes = serde_json::to_vec(&data).map_err(|e| ManifestError::Corrupt {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut f = fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)
-        };
-        write().map_err(|e| io_err(&path)(e))?;
-        // The checkpoint on disk names the next generation from here on: so must the
-        // appends (if the rename is lost in a crash, open replays the older log and then
-        // this one).
-        st.log = None;
-        st.log_generation = next_generation;
-        st.log_bytes = 0;
-        st.log_len_known = true;
-        st.checkpoint_bytes = bytes.len() as u64;
-        sync_dir(&self.region_dir)?;
-        let old = self.log_path(old_generation);
-        match fs::remove_file(&old) {
-            Ok(()) => sync_dir(&self.region_dir)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(&old)(e).into()),
+        if st.version == st.checkpoint_version && st.checkpoint_bytes > 0 {
+            return Ok(());
         }
-        Ok(())
-    }
-
-    /// Absolute path of a file of this region.
-    pub fn abs_path(&self, f: &FileMeta) -> PathBuf {
-        self.region_dir.join(&f.path)
-    }
-}
-
-/// The log of edits of a generation.
-pub fn log_file(region_dir: &Path, generation: u64) -> PathBuf {
-    region_dir.join(format!("manifest.{generation}.log"))
-}
-
-/// The logs of edits in a region directory, of any generation.
-pub fn log_files(region_dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = fs::read_dir(region_dir) {
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if log_generation_of(&name).is_some() {
-                out.push(e.path());
+        // Retired files whose deletion is done need not be carried on.
+        let mut keep = Vec::with_capacity(st.retired.len());
+        for r in std::mem::take(&mut st.retired) {
+            if self.store.exists(&r.path)? {
+                keep.push(r);
             }
         }
+        st.retired = keep;
+        let c = st.checkpoint();
+        let rel = manifest_checkpoint_rel(c.version);
+        let bytes = encode(&c, &self.store, &rel)?;
+        let len = bytes.len() as u64;
+        // Another writer may have written the same version's checkpoint: the same state.
+        self.store.put_new(&rel, bytes)?;
+        let cleanup_below = st.checkpoint_version;
+        st.previous_checkpoint = st.checkpoint_version;
+        st.checkpoint_version = c.version;
+        st.checkpoint_bytes = len;
+        st.edits_since = 0;
+        st.edit_bytes_since = 0;
+        let old: Vec<String> = self
+            .store
+            .list(MANIFEST_DIR)?
+            .into_iter()
+            .filter_map(|(rel, _)| {
+                let (v, is_checkpoint) = parse_manifest_rel(&rel)?;
+                let redundant = if is_checkpoint {
+                    v < cleanup_below
+                } else {
+                    v <= cleanup_below
+                };
+                redundant.then_some(rel)
+            })
+            .collect();
+        self.store.delete(&old)?;
+        Ok(())
     }
-    out.sort();
-    out
 }
 
-fn log_generation_of(name: &str) -> Option<u64> {
-    name.strip_prefix("manifest.")?
-        .strip_suffix(".log")?
-        .parse()
-        .ok()
+fn encode<T: Serialize>(value: &T, store: &Store, rel: &str) -> Result<Bytes> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|e| ManifestError::Corrupt {
+            path: store.key_of(rel),
+            reason: e.to_string(),
+        })
 }
 
 /// The lowest seq not yet used by a file: above its seq and, for a file a delete rewrote,
@@ -417,126 +738,6 @@ fn allocated_after(f: &FileMeta) -> u64 {
         .saturating_add(1)
 }
 
-/// Applies one logged edit: removed files go to `retired`, added ones in seq order.
-/// `files` stays sorted by seq; a new file (the usual case: the highest seq) is appended
-/// without a search.
-fn apply(files: &mut Vec<FileMeta>, retired: &mut Vec<String>, r: LogRecord) {
-    if !r.remove.is_empty() {
-        let remove: HashSet<u64> = r.remove.into_iter().collect();
-        files.retain(|f| {
-            if remove.contains(&f.seq) {
-                retired.push(f.path.clone());
-                false
-            } else {
-                true
-            }
-        });
-    }
-    for f in r.add {
-        if files.last().is_none_or(|l| l.seq < f.seq) {
-            files.push(f);
-        } else if let Err(at) = files.binary_search_by_key(&f.seq, |g| g.seq) {
-            files.insert(at, f);
-        }
-    }
-}
-
-/// Applies the checkpoint's log to `data`; a last line cut short (a commit that never
-/// returned) is dropped and cut from the file, any other damaged line is an error. Logs of
-/// other generations (older ones whose deletion was interrupted) are deleted.
-fn replay_log(region_dir: &Path, data: &mut ManifestData) -> Result<()> {
-    data.files.sort_by_key(|f| f.seq);
-    let first = data.log_generation;
-    let mut generation = first;
-    // The checkpoint's log, then any later one: a checkpoint whose rename a crash undid
-    // left edits in the next generation's log, made on top of this log's.
-    while log_file(region_dir, generation).exists() || generation == first {
-        replay_one(region_dir, generation, data)?;
-        generation += 1;
-    }
-    // Appends go on in the last log replayed, after its edits.
-    data.log_generation = generation - 1;
-    // Logs of older generations are subsumed by the checkpoint (their deletion was
-    // interrupted).
-    for other in log_files(region_dir) {
-        let name = other.file_name().map(|n| n.to_string_lossy().into_owned());
-        if name
-            .and_then(|n| log_generation_of(&n))
-            .is_some_and(|g| g < first)
-        {
-            fs::remove_file(&other).map_err(|e| io_err(&other)(e))?;
-        }
-    }
-    Ok(())
-}
-
-fn replay_one(region_dir: &Path, generation: u64, data: &mut ManifestData) -> Result<()> {
-    let path = log_file(region_dir, generation);
-    let text = match fs::read(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(io_err(&path)(e).into()),
-    };
-    let mut good = 0usize;
-    let mut pos = 0usize;
-    while pos < text.len() {
-        let Some(end) = text[pos..].iter().position(|b| *b == b'\n') else {
-            break; // a last line without its newline: cut short
-        };
-        let line = &text[pos..pos + end];
-        match serde_json::from_slice::<LogRecord>(line) {
-            Ok(r) => {
-                data.next_seq = data.next_seq.max(r.next_seq);
-                apply(&mut data.files, &mut data.retired, r);
-            }
-            Err(e) if pos + end + 1 == text.len() => {
-                // The last line, complete but unreadable: a torn write the OS finished
-                // with garbage. Dropped like a cut line.
-                let _ = e;
-                break;
-            }
-            Err(e) => {
-                return Err(ManifestError::Corrupt {
-                    path: path.clone(),
-                    reason: format!("line at byte {pos}: {e}"),
-                });
-            }
-        }
-        pos += end + 1;
-        good = pos;
-    }
-    if good < text.len() {
-        let f = fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .map_err(|e| io_err(&path)(e))?;
-        f.set_len(good as u64)
-            .and_then(|_| f.sync_all())
-            .map_err(|e| io_err(&path)(e))?;
-    }
-    Ok(())
-}
-
-/// Relative, `/`-separated, no `.`/`..`/empty parts (the form the server writes, which
-/// start-up compares with the files on disk), a Parquet file.
-fn is_inside(path: &str) -> bool {
-    path.split('/')
-        .all(|part| !part.is_empty() && part != "." && part != ".." && !part.contains('\\'))
-        && path.ends_with(".parquet")
-}
-
-impl StorageError {
-    fn from_io(path: &Path, e: std::io::Error) -> StorageError {
-        io_err(path)(e)
-    }
-}
-
-impl From<(PathBuf, std::io::Error)> for StorageError {
-    fn from((path, e): (PathBuf, std::io::Error)) -> StorageError {
-        StorageError::from_io(&path, e)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -545,7 +746,7 @@ mod tests {
     fn meta(seq: u64) -> FileMeta {
         FileMeta {
             seq,
-            path: format!("db/m/{seq}.parquet"),
+            path: format!("db/m/{seq:020}.parquet"),
             db: "db".into(),
             measurement: "m".into(),
             partition_start: 0,
@@ -562,200 +763,208 @@ mod tests {
         }
     }
 
-    /// Reserves a seq and commits a file with it.
-    fn commit_add(m: &Manifest, seq: u64) {
-        m.next_file_seq();
-        m.commit(ManifestEdit {
-            add: vec![meta(seq)],
-            remove: vec![],
-        })
-        .unwrap();
+    fn add(seqs: &[u64]) -> ManifestEdit {
+        ManifestEdit {
+            add: seqs.iter().map(|s| meta(*s)).collect(),
+            ..ManifestEdit::default()
+        }
     }
 
-    /// The live seqs of the manifest as a new open reads it.
-    fn reopened_seqs(dir: &Path) -> Vec<u64> {
-        Manifest::open(dir)
-            .unwrap()
-            .files()
-            .iter()
-            .map(|f| f.seq)
-            .collect()
+    fn seqs(m: &Manifest) -> Vec<u64> {
+        m.files().iter().map(|f| f.seq).collect()
     }
 
     #[test]
-    fn commit_is_durable_and_atomic() {
+    fn commits_are_durable_and_snapshots_do_not_move() {
         let dir = tempfile::tempdir().unwrap();
-        let m = Manifest::open(dir.path()).unwrap();
+        let store = Store::local(dir.path());
+        let m = Manifest::open(&store).unwrap();
         assert!(m.files().is_empty());
-        let a = m.next_file_seq();
-        let b = m.next_file_seq();
+        let (a, b) = (m.next_file_seq(), m.next_file_seq());
         assert!(b > a);
-        m.commit(ManifestEdit {
-            add: vec![meta(a), meta(b)],
-            remove: vec![],
-        })
-        .unwrap();
+        assert_eq!(m.commit(add(&[a, b])).unwrap(), 1);
         let before = m.files();
         m.commit(ManifestEdit {
             add: vec![meta(10)],
-            remove: vec![a],
+            remove: vec![meta(a).path],
+            ..ManifestEdit::default()
         })
         .unwrap();
-        assert_eq!(before.len(), 2, "old snapshots are unchanged");
-        let reopened = Manifest::open(dir.path()).unwrap();
-        let seqs: Vec<u64> = reopened.files().iter().map(|f| f.seq).collect();
-        assert_eq!(seqs, vec![b, 10]);
-        assert_eq!(reopened.next_file_seq(), 11);
-        assert_eq!(reopened.files()[0], meta(b));
-        // No temp file left behind: the checkpoint and its log.
-        let mut names: Vec<String> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        assert_eq!(names, vec!["manifest.1.log", "manifest.json"]);
+        assert_eq!(before.len(), 2, "a snapshot taken before is unchanged");
+        assert_eq!(seqs(&m), vec![b, 10]);
+        assert_eq!(m.retired(), vec![meta(a).path]);
+        let again = Manifest::open(&store).unwrap();
+        assert_eq!(seqs(&again), vec![b, 10]);
+        assert_eq!(again.version(), 2);
+        assert!(again.next_file_seq() > 10, "seqs are never reused");
     }
 
-    fn names(dir: &Path) -> Vec<String> {
-        let mut n: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        n.sort();
-        n
-    }
-
-    /// Commits append to the log; once it outgrows the checkpoint a new checkpoint of the
-    /// next generation replaces both, and the state reads back the same at every step.
+    /// Two writers on one store (a server and a compactor): neither loses the other's edit,
+    /// each sees the other's after a refresh, and an edit whose input another writer
+    /// removed is refused whole.
     #[test]
-    fn the_log_is_checkpointed_when_it_outgrows_the_checkpoint() {
+    fn two_writers_never_lose_each_others_edits() {
         let dir = tempfile::tempdir().unwrap();
-        let m = Manifest::open(dir.path()).unwrap();
-        let mut want = Vec::new();
-        for round in 0..100u64 {
-            let add: Vec<FileMeta> = (0..100).map(|i| meta(round * 100 + i + 1)).collect();
-            for _ in 0..100 {
-                m.next_file_seq();
+        let store = Store::local(dir.path());
+        let server = Manifest::open(&store).unwrap();
+        let compactor = Manifest::open(&store).unwrap();
+        server.commit(add(&[1, 2])).unwrap();
+        // The compactor has not looked yet: its commit lands after the server's.
+        compactor.commit(add(&[3])).unwrap();
+        assert_eq!(seqs(&compactor), vec![1, 2, 3]);
+        assert!(server.refresh().unwrap());
+        assert_eq!(seqs(&server), vec![1, 2, 3]);
+        assert!(!server.refresh().unwrap(), "nothing new");
+        // The server removes 1 (a delete); the compactor, not knowing, tries to replace 1 and
+        // 2: refused, nothing of it applied.
+        server
+            .commit(ManifestEdit {
+                remove: vec![meta(1).path],
+                ..ManifestEdit::default()
+            })
+            .unwrap();
+        let err = compactor
+            .commit(ManifestEdit {
+                add: vec![meta(2)],
+                remove: vec![meta(1).path, meta(2).path],
+                ..ManifestEdit::default()
+            })
+            .unwrap_err();
+        assert!(matches!(err, ManifestError::Conflict(_)), "{err}");
+        assert_eq!(seqs(&compactor), vec![2, 3]);
+        // Many commits racing from threads: every one lands once.
+        std::thread::scope(|s| {
+            for (k, m) in [&server, &compactor].into_iter().enumerate() {
+                s.spawn(move || {
+                    for i in 0..50u64 {
+                        m.commit(add(&[100 + k as u64 * 1000 + i])).unwrap();
+                    }
+                });
             }
-            want.extend(add.iter().map(|f| f.seq));
-            // Compaction-like removals too.
-            let remove = if round % 5 == 4 {
-                let r: Vec<u64> = want.drain(..50).collect();
-                r
-            } else {
-                vec![]
-            };
-            m.commit(ManifestEdit { add, remove }).unwrap();
-            let seqs = reopened_seqs(dir.path());
-            assert_eq!(seqs, want, "round {round}");
-        }
-        let n = names(dir.path());
-        assert!(
-            n.iter().any(|x| x.starts_with("manifest.")
-                && x.ends_with(".log")
-                && x != "manifest.1.log"),
-            "a later generation: {n:?}"
-        );
-        assert_eq!(n.iter().filter(|x| x.ends_with(".log")).count(), 1, "{n:?}");
+        });
+        let fresh = Manifest::open(&store).unwrap();
+        assert_eq!(fresh.files().len(), 2 + 100);
+        server.refresh().unwrap();
+        compactor.refresh().unwrap();
+        assert_eq!(seqs(&server), seqs(&fresh));
+        assert_eq!(seqs(&compactor), seqs(&fresh));
     }
 
-    /// A checkpoint whose rename a crash undid (the directory was never synced): the older
-    /// checkpoint and its log come back, and the edits made after the checkpoint in the next
-    /// generation's log are replayed on top of them, in order.
     #[test]
-    fn edits_after_a_lost_checkpoint_rename_are_kept() {
+    fn a_lease_held_by_another_owner_refuses_until_it_lapses_or_is_given_back() {
         let dir = tempfile::tempdir().unwrap();
-        let m = Manifest::open(dir.path()).unwrap();
-        commit_add(&m, 1);
-        commit_add(&m, 2);
-        let old_checkpoint = fs::read(manifest_file(dir.path())).unwrap();
-        let old_log = fs::read(log_file(dir.path(), 1)).unwrap();
-        m.checkpoint_now().unwrap();
-        commit_add(&m, 3);
-        m.commit(ManifestEdit {
-            add: vec![],
-            remove: vec![1],
+        let store = Store::local(dir.path());
+        let a = Manifest::open(&store).unwrap();
+        let b = Manifest::open(&store).unwrap();
+        let lease = |owner: &str, until: i64| ManifestEdit {
+            leases: vec![Lease {
+                key: "p1".into(),
+                owner: owner.into(),
+                until,
+                holder: Some(this_holder()),
+            }],
+            ..ManifestEdit::default()
+        };
+        let later = now_ns() + 60_000_000_000;
+        a.commit(lease("a", later)).unwrap();
+        assert!(matches!(
+            b.commit(lease("b", later)),
+            Err(ManifestError::Conflict(_))
+        ));
+        a.commit(lease("a", 0)).unwrap();
+        b.commit(lease("b", later)).unwrap();
+        // A lapsed lease is free.
+        b.commit(lease("b", now_ns() - 1)).unwrap();
+        a.commit(lease("a", later)).unwrap();
+        assert_eq!(a.leases().len(), 1);
+        // A holder on this host whose process is gone holds nothing.
+        let dead = ManifestEdit {
+            leases: vec![Lease {
+                key: "p2".into(),
+                owner: "dead".into(),
+                until: later,
+                holder: Some(format!("{}:{}", host_name(), i32::MAX)),
+            }],
+            ..ManifestEdit::default()
+        };
+        a.commit(dead).unwrap();
+        b.commit(ManifestEdit {
+            leases: vec![Lease {
+                key: "p2".into(),
+                owner: "b".into(),
+                until: later,
+                holder: Some(this_holder()),
+            }],
+            ..ManifestEdit::default()
         })
         .unwrap();
-        drop(m);
-        fs::write(manifest_file(dir.path()), old_checkpoint).unwrap();
-        fs::write(log_file(dir.path(), 1), old_log).unwrap();
-        let m = Manifest::open(dir.path()).unwrap();
-        let seqs: Vec<u64> = m.files().iter().map(|f| f.seq).collect();
-        assert_eq!(seqs, vec![2, 3]);
-        // Appends go on after the newest edits, and survive another reopen.
-        commit_add(&m, 4);
-        drop(m);
-        let seqs = reopened_seqs(dir.path());
-        assert_eq!(seqs, vec![2, 3, 4]);
     }
 
-    /// A last log line cut short by a crash is a commit that never returned: dropped (and
-    /// cut from the file); a damaged line before the end is an error, never ignored.
     #[test]
-    fn a_torn_last_line_is_dropped_a_damaged_middle_line_refused() {
+    fn checkpoints_bound_the_edits_kept_and_readers_far_behind_catch_up() {
         let dir = tempfile::tempdir().unwrap();
-        let m = Manifest::open(dir.path()).unwrap();
-        for seq in 1..=3 {
-            commit_add(&m, seq);
+        let store = Store::local(dir.path());
+        let behind = Manifest::open(&store).unwrap();
+        let m = Manifest::open(&store).unwrap();
+        for i in 0..(2 * CHECKPOINT_EVERY_EDITS + 5) {
+            m.commit(add(&[i + 1])).unwrap();
         }
-        drop(m);
-        let log = log_file(dir.path(), 1);
-        let text = fs::read(&log).unwrap();
-        fs::write(&log, &text[..text.len() - 10]).unwrap();
-        let m = Manifest::open(dir.path()).unwrap();
-        let seqs: Vec<u64> = m.files().iter().map(|f| f.seq).collect();
-        assert_eq!(seqs, vec![1, 2]);
-        // Appends go on after the cut.
-        commit_add(&m, 9);
-        drop(m);
-        let seqs = reopened_seqs(dir.path());
-        assert_eq!(seqs, vec![1, 2, 9]);
-        let mut text = fs::read(&log).unwrap();
-        text[5] = b'#';
-        fs::write(&log, &text).unwrap();
-        let err = Manifest::open(dir.path()).err().expect("damaged");
-        assert!(err.to_string().contains("corrupt"), "{err}");
-        // A lost checkpoint beside its log is a lost manifest, not a new region.
-        fs::remove_file(manifest_file(dir.path())).unwrap();
-        let err = Manifest::open(dir.path()).err().expect("missing");
-        assert!(err.to_string().contains("missing"), "{err}");
+        let listed = store.list(MANIFEST_DIR).unwrap();
+        let edits = listed
+            .iter()
+            .filter(|(r, _)| parse_manifest_rel(r).is_some_and(|(_, c)| !c))
+            .count() as u64;
+        assert!(edits <= CHECKPOINT_EVERY_EDITS + 10, "{edits} edits kept");
+        let fresh = Manifest::open(&store).unwrap();
+        assert_eq!(fresh.files().len() as u64, 2 * CHECKPOINT_EVERY_EDITS + 5);
+        // A reader that slept through two checkpoints finds the newest one.
+        behind.state.lock().listed = Instant::now() - LIST_EVERY;
+        assert!(behind.refresh().unwrap());
+        assert_eq!(seqs(&behind), seqs(&fresh));
     }
 
     #[test]
-    fn corrupt_manifest_is_an_error_not_a_panic() {
+    fn a_manifest_of_the_previous_format_is_migrated() {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(manifest_file(dir.path()), b"{not json").unwrap();
-        let err = Manifest::open(dir.path()).err().expect("corrupt");
-        assert!(err.to_string().contains("corrupt"), "{err}");
+        let r = dir.path();
+        let old = serde_json::json!({
+            "version": 1, "files": [meta(1), meta(2)], "next_seq": 5,
+            "retired": [], "log_generation": 3,
+        });
+        std::fs::write(r.join("manifest.json"), old.to_string()).unwrap();
+        let line = serde_json::json!({"add": [meta(4)], "remove": [1], "next_seq": 7});
+        std::fs::write(r.join("manifest.3.log"), format!("{line}\n{{\"add\":[")).unwrap();
+        let m = Manifest::open(&Store::local(r)).unwrap();
+        assert_eq!(seqs(&m), vec![2, 4]);
+        assert!(m.next_file_seq() >= 7);
+        assert!(!r.join("manifest.json").exists() && !r.join("manifest.3.log").exists());
+        let again = Manifest::open(&Store::local(r)).unwrap();
+        assert_eq!(seqs(&again), vec![2, 4]);
     }
 
     #[test]
     fn entries_pointing_outside_the_region_are_refused() {
-        for (path, seq) in [
-            ("../other/1.parquet", 1),
-            ("/etc/passwd.parquet", 1),
-            ("db/./m/1.parquet", 1),
-            ("db/m/1.txt", 1),
-            ("db//m/1.parquet", 1),
-            ("db/m/1.parquet", u64::MAX),
-        ] {
-            let dir = tempfile::tempdir().unwrap();
-            let mut f = meta(1);
-            f.path = path.into();
-            f.seq = seq;
-            let data = ManifestData {
-                version: 1,
-                files: vec![f],
-                ..ManifestData::default()
-            };
-            fs::write(
-                manifest_file(dir.path()),
-                serde_json::to_vec(&data).unwrap(),
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::local(dir.path());
+        let m = Manifest::open(&store).unwrap();
+        let mut bad = meta(1);
+        bad.path = "../../etc/x.parquet".into();
+        let rec = EditRecord {
+            version: 1,
+            add: vec![bad],
+            remove: vec![],
+            leases: vec![],
+            next_seq: 2,
+            at: 0,
+        };
+        store
+            .put_new(
+                &manifest_edit_rel(1),
+                Bytes::from(serde_json::to_vec(&rec).unwrap()),
             )
             .unwrap();
-            let err = Manifest::open(dir.path()).err().expect("refused");
-            assert!(err.to_string().contains("corrupt"), "{path}: {err}");
-        }
+        drop(m);
+        let err = Manifest::open(&store).err().expect("refused");
+        assert!(err.to_string().contains("corrupt"), "{err}");
     }
 }

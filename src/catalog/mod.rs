@@ -3,8 +3,9 @@
 
 pub mod databases;
 pub mod leftovers;
+pub mod legacy;
 pub mod manifest;
 pub mod rebuild;
 pub mod series;
 
-pub use manifest::{FileMeta, Manifest, ManifestEdit, WalRange};
+pub use manifest::{FileMeta, Lease, Manifest, ManifestEdit, WalRange};

@@ -5,27 +5,28 @@
 //! partition start, time range, row count and WAL ranges it holds, and its Arrow schema gives
 //! the columns. A rebuild reads each data file's footer (not its data), checks that it belongs
 //! to this region, and writes a new manifest listing every file that does. A damaged manifest
-//! is first moved aside (`manifest.json.damaged-<unix seconds>`), never deleted; files that
+//! is first moved aside (`_manifest/` to `_manifest.damaged-<unix seconds>/`, a manifest of the
+//! previous format to `manifest.json.damaged-<unix seconds>`), never deleted; files that
 //! cannot be read or belong elsewhere are reported and left where they are, unlisted.
 //!
 //! Overlapping files are fine: queries and compaction merge them last-write-wins by file seq
 //! (the seq is in each file's name), as they did before the manifest was lost.
 
 use std::collections::HashMap;
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use parquet::arrow::parquet_to_arrow_schema;
-use parquet::file::reader::{FileReader, SerializedFileReader};
 
-use crate::catalog::leftovers::{data_files, rel_path};
-use crate::catalog::manifest::{ManifestError, Result, log_files};
+use crate::catalog::legacy;
+use crate::catalog::manifest::{ManifestError, Result, data_files};
 use crate::catalog::{FileMeta, Manifest, WalRange};
 use crate::model::PartitionStart;
-use crate::storage::parquet::io_err;
-use crate::storage::paths::{manifest_file, parse_data_file_name};
+use crate::storage::parquet::{io_err, read_footer};
+use crate::storage::paths::{DataFileName, MANIFEST_DIR, parse_data_file};
 use crate::storage::schema::columns_of;
 use crate::storage::schema::meta;
+use crate::storage::store::{FileRef, Store};
 
 /// What a rebuild found.
 #[derive(Debug, Default)]
@@ -40,8 +41,8 @@ pub struct Rebuilt {
 }
 
 /// Whether a region's manifest needs a rebuild: missing beside data files, or unreadable.
-pub fn needs_rebuild(region_dir: &Path) -> bool {
-    Manifest::open(region_dir).is_err_and(|e| {
+pub fn needs_rebuild(store: &Store) -> bool {
+    Manifest::open(store).is_err_and(|e| {
         matches!(
             e,
             ManifestError::Missing { .. } | ManifestError::Corrupt { .. }
@@ -49,20 +50,19 @@ pub fn needs_rebuild(region_dir: &Path) -> bool {
     })
 }
 
-/// Rebuilds the manifest of `region_dir` (region `region`) from its files' footers. Refuses
-/// when the manifest is readable. `partition_duration_ns` places files written before the
-/// partition start was in the footer.
+/// Rebuilds the manifest of a region's store (region `region`) from its files' footers.
+/// Refuses when the manifest is readable. `partition_duration_ns` places files written
+/// before the partition start was in the footer.
 pub fn rebuild_manifest(
-    region_dir: &Path,
+    store: &Store,
     region: &str,
     partition_duration_ns: i64,
 ) -> Result<Rebuilt> {
-    let path = manifest_file(region_dir);
     let mut out = Rebuilt::default();
-    match Manifest::open(region_dir) {
+    match Manifest::open(store) {
         Ok(m) => {
             return Err(ManifestError::Corrupt {
-                path,
+                path: store.key_of(MANIFEST_DIR),
                 reason: format!(
                     "it is readable ({} live files): refusing to rebuild it",
                     m.files().len()
@@ -76,62 +76,101 @@ pub fn rebuild_manifest(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    if path.exists() {
-        let aside = path.with_file_name(format!(
-            "{}.damaged-{secs}",
-            crate::storage::paths::MANIFEST_FILE
-        ));
-        fs::rename(&path, &aside).map_err(io_err(&aside))?;
-        out.moved_aside = Some(aside);
+    // What is left of the manifest goes aside, never deleted.
+    let aside = format!("{MANIFEST_DIR}.damaged-{secs}");
+    let mut moved = false;
+    for (rel, _) in store.list(MANIFEST_DIR)? {
+        let name = rel.rsplit('/').next().unwrap_or(&rel);
+        store.rename(&rel, &format!("{aside}/{name}"))?;
+        moved = true;
     }
-    // Logs of edits go aside too (the new manifest starts without one): never deleted.
-    for log in log_files(region_dir) {
-        let name = log.file_name().map(|n| n.to_string_lossy().into_owned());
-        let to = log.with_file_name(format!("{}.damaged-{secs}", name.unwrap_or_default()));
-        fs::rename(&log, &to).map_err(io_err(&to))?;
+    if moved {
+        out.moved_aside = Some(store.key_of(&aside));
     }
-    let mut files: Vec<FileMeta> = Vec::new();
-    for file in data_files(region_dir)? {
-        match describe(region_dir, &file, region, partition_duration_ns) {
-            Ok(f) => files.push(f),
-            Err(reason) => out.skipped.push((file, reason)),
+    if let Some(root) = store.local_root() {
+        for old in legacy::files(root) {
+            let name = old.file_name().map(|n| n.to_string_lossy().into_owned());
+            let to = old.with_file_name(format!("{}.damaged-{secs}", name.unwrap_or_default()));
+            fs::rename(&old, &to).map_err(io_err(&to))?;
+            out.moved_aside.get_or_insert(to);
         }
     }
-    // A delete rewrites a file under the same seq (`<seq>~<rewrite>.parquet`): the
-    // newest version of each seq is the live one. Two files with one seq otherwise cannot
-    // both be listed: keep neither silently, report both.
-    let version =
-        |f: &FileMeta| parse_data_file_name(Path::new(&f.path)).map_or((0, None), |(_, r)| (0, r));
+    let mut files: Vec<FileMeta> = Vec::new();
+    for (rel, len) in data_files(store)? {
+        let file = FileRef {
+            store: store.clone(),
+            rel,
+            len,
+        };
+        match describe(&file, region, partition_duration_ns) {
+            Ok(f) => files.push(f),
+            Err(reason) => out.skipped.push((file.key(), reason)),
+        }
+    }
+    // A delete rewrites a file under the same seq (`<seq>~<rewrite>.parquet`), a
+    // compaction writes its outputs under the highest seq of its inputs
+    // (`<seq>~c<token>-<n>.parquet`): per seq, the newest version is live (the outputs of
+    // the compaction, all of them; the rewrite with the highest rewrite seq). Two flushed
+    // files with one seq cannot both be listed: keep neither silently, report both.
     let mut by_seq: HashMap<u64, Vec<FileMeta>> = HashMap::new();
     for f in files {
         by_seq.entry(f.seq).or_default().push(f);
     }
     let mut files: Vec<FileMeta> = Vec::new();
-    for (seq, mut group) in by_seq {
-        group.sort_by_key(|f| version(f));
-        let originals = group.iter().filter(|f| version(f).1.is_none()).count();
-        if originals > 1 {
+    for (seq, group) in by_seq {
+        let name = |f: &FileMeta| parse_data_file(Path::new(&f.path));
+        let flushed = group
+            .iter()
+            .filter(|f| matches!(name(f), Some(DataFileName::Flushed(_))))
+            .count();
+        if flushed > 1 {
             for f in group {
                 out.skipped.push((
-                    region_dir.join(&f.path),
+                    store.key_of(&f.path),
                     format!("another file has the same seq {seq}"),
                 ));
             }
             continue;
         }
-        let Some(newest) = group.pop() else { continue };
-        for f in group {
-            out.skipped.push((
-                region_dir.join(&f.path),
-                format!("an older version of seq {seq}, which a delete rewrote"),
-            ));
+        let compacted: Vec<&FileMeta> = group
+            .iter()
+            .filter(|f| matches!(name(f), Some(DataFileName::Compacted(..))))
+            .collect();
+        let keep: Vec<FileMeta> = if let Some(first) = compacted.first() {
+            // One compaction's outputs (the first token found; another's is reported).
+            let token = match name(first) {
+                Some(DataFileName::Compacted(_, t)) => t,
+                _ => String::new(),
+            };
+            group
+                .iter()
+                .filter(|f| matches!(name(f), Some(DataFileName::Compacted(_, t)) if t == token))
+                .cloned()
+                .collect()
+        } else {
+            let newest = group
+                .iter()
+                .max_by_key(|f| match name(f) {
+                    Some(DataFileName::Rewritten(_, r)) => r,
+                    _ => 0,
+                })
+                .cloned();
+            newest.into_iter().collect()
+        };
+        for f in &group {
+            if !keep.iter().any(|k| k.path == f.path) {
+                out.skipped.push((
+                    store.key_of(&f.path),
+                    format!("an older version of seq {seq}, which a delete or compaction replaced"),
+                ));
+            }
         }
-        files.push(newest);
+        files.extend(keep);
     }
     files.sort_by_key(|f| f.seq);
     out.files = files.len();
     out.rows = files.iter().map(|f| f.rows).sum();
-    Manifest::create(region_dir, files)?;
+    Manifest::create(store, files)?;
     Ok(out)
 }
 
@@ -146,29 +185,23 @@ fn kv_of(md: &parquet::file::metadata::FileMetaData) -> HashMap<String, String> 
 }
 
 /// The key-value metadata of a Parquet file's footer (reads the footer only).
-pub fn footer_kv(file: &Path) -> std::result::Result<HashMap<String, String>, String> {
-    let handle = File::open(file).map_err(|e| format!("cannot open: {e}"))?;
-    let reader =
-        SerializedFileReader::new(handle).map_err(|e| format!("unreadable footer: {e}"))?;
-    Ok(kv_of(reader.metadata().file_metadata()))
+pub fn footer_kv(file: &FileRef) -> std::result::Result<HashMap<String, String>, String> {
+    let md = read_footer(file).map_err(|e| format!("unreadable footer: {e}"))?;
+    Ok(kv_of(md.file_metadata()))
 }
 
 /// A data file's manifest entry, from its footer.
 fn describe(
-    region_dir: &Path,
-    file: &Path,
+    file: &FileRef,
     region: &str,
     partition_duration_ns: i64,
 ) -> std::result::Result<FileMeta, String> {
-    let (seq, _) = parse_data_file_name(file).ok_or("its name is not <seq>.parquet")?;
-    let handle = File::open(file).map_err(|e| format!("cannot open: {e}"))?;
-    let bytes = handle
-        .metadata()
-        .map_err(|e| format!("cannot stat: {e}"))?
-        .len();
-    let reader =
-        SerializedFileReader::new(handle).map_err(|e| format!("unreadable footer: {e}"))?;
-    let md = reader.metadata().file_metadata();
+    let seq = parse_data_file(Path::new(&file.rel))
+        .ok_or("its name is not <seq>.parquet")?
+        .seq();
+    let bytes = file.len;
+    let footer = read_footer(file).map_err(|e| format!("unreadable footer: {e}"))?;
+    let md = footer.file_metadata();
     let kv = kv_of(md);
     let kv: HashMap<&str, &str> = kv.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let key = |k: &str| {
@@ -212,7 +245,7 @@ fn describe(
     let columns = columns_of(&schema)?;
     Ok(FileMeta {
         seq,
-        path: rel_path(region_dir, file),
+        path: file.rel.clone(),
         db: key(meta::DB)?.to_string(),
         measurement: key(meta::MEASUREMENT)?.to_string(),
         partition_start,

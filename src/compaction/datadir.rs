@@ -13,18 +13,33 @@ use std::path::{Path, PathBuf};
 
 use crate::catalog::leftovers;
 use crate::catalog::{FileMeta, Manifest};
+use crate::config::Config;
 use crate::model::is_safe_name;
 use crate::storage::parquet::sync_dir;
 use crate::storage::paths;
+use crate::storage::store::Store;
 
 use super::plan::{check_layout, infer_partition_duration};
 use super::{CompactionError, Result, io_err};
 
-/// One region directory and its manifest.
+/// One region: its local directory (WAL), its manifest (over its store) and the token of
+/// this run (names its outputs and its leases).
 pub struct RegionDir {
     pub name: String,
     pub dir: PathBuf,
     pub manifest: Manifest,
+    pub token: String,
+    /// Beside a live server, only provable leftovers of compactions are touched.
+    pub sweeper: leftovers::Sweeper,
+}
+
+/// A token unique to one compaction run: time and process id, in hex.
+pub fn run_token() -> String {
+    format!(
+        "{:x}{:x}",
+        crate::catalog::manifest::now_ns(),
+        std::process::id()
+    )
 }
 
 /// A locked data dir.
@@ -33,8 +48,14 @@ pub struct DataDir {
     regions: Vec<RegionDir>,
     partition_duration_ns: i64,
     inferred: bool,
-    _lock: File,
+    /// How long retired files stay for queries of a live server (0 offline).
+    grace: std::time::Duration,
+    _lock: Option<File>,
 }
+
+/// Beside a live server: how long replaced files stay after the edit that retired them,
+/// when the config does not give the server's query timeout.
+pub const LIVE_GRACE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Where the partition duration came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +95,10 @@ pub fn discover_regions(data_dir: &Path) -> Result<Vec<(String, PathBuf)>> {
         if !path.is_dir() || !is_safe_name(&name) {
             continue;
         }
-        if paths::manifest_file(&path).is_file() || path.join(paths::WAL_DIR).is_dir() {
+        if paths::manifest_file(&path).is_file()
+            || path.join(paths::MANIFEST_DIR).is_dir()
+            || path.join(paths::WAL_DIR).is_dir()
+        {
             out.push((name, path));
         }
     }
@@ -85,12 +109,20 @@ pub fn discover_regions(data_dir: &Path) -> Result<Vec<(String, PathBuf)>> {
 pub use crate::catalog::leftovers::wal_floors;
 
 /// Leftovers of interrupted writes under a region (see `catalog::leftovers`: provable ones
-/// are deleted, other unlisted files moved to the quarantine directory).
-pub fn sweep_leftovers(manifest: &Manifest, remove: bool) -> Result<Vec<PathBuf>> {
-    Ok(leftovers::sweep_leftovers(manifest, remove)?
-        .into_iter()
-        .map(|l| l.path)
-        .collect())
+/// are deleted, other unlisted files moved to the quarantine directory). Retired files go
+/// only once `grace` has passed since their removal (queries of a live server may still
+/// read them).
+pub fn sweep_leftovers(
+    region: &RegionDir,
+    remove: bool,
+    grace: std::time::Duration,
+) -> Result<Vec<PathBuf>> {
+    Ok(
+        leftovers::sweep_leftovers(&region.manifest, &region.dir, remove, grace, region.sweeper)?
+            .into_iter()
+            .map(|l| l.path)
+            .collect(),
+    )
 }
 
 /// Removes `dir` and its ancestors below `stop` while they are empty, fsyncing each parent.
@@ -124,12 +156,24 @@ impl DataDir {
         path: &Path,
         only_regions: &[String],
         partition_duration_ns: Option<i64>,
+        config: Option<&Config>,
+        live: bool,
     ) -> Result<DataDir> {
         if !path.is_dir() {
             return Err(CompactionError::NoDataDir(path.to_path_buf()));
         }
-        let lock = lock(path)?;
-        let found = discover_regions(path)?;
+        // Offline, the server's lock keeps a server from starting meanwhile; beside a live
+        // server the manifest's commits and leases keep both right instead.
+        let lock = if live { None } else { Some(lock(path)?) };
+        let found: Vec<(String, PathBuf)> = match config {
+            Some(c) => c
+                .routing
+                .regions
+                .iter()
+                .map(|r| (r.name.clone(), paths::region_dir(path, &r.name)))
+                .collect(),
+            None => discover_regions(path)?,
+        };
         for r in only_regions {
             if !found.iter().any(|(n, _)| n == r) {
                 return Err(CompactionError::UnknownRegion {
@@ -143,16 +187,33 @@ impl DataDir {
                 });
             }
         }
+        let token = run_token();
         let mut regions = Vec::new();
         for (name, dir) in found {
             if !only_regions.is_empty() && !only_regions.contains(&name) {
                 continue;
             }
-            let manifest = Manifest::open(&dir)?;
+            let store = match config.and_then(|c| {
+                c.routing
+                    .regions
+                    .iter()
+                    .find(|r| r.name == name)
+                    .map(|r| (r, &c.s3))
+            }) {
+                Some((rc, s3)) => Store::for_region(path, rc, s3)?,
+                None => Store::local(&dir),
+            };
+            let manifest = Manifest::open(&store)?;
             regions.push(RegionDir {
                 name,
                 dir,
                 manifest,
+                token: token.clone(),
+                sweeper: if live {
+                    leftovers::Sweeper::BesideServer
+                } else {
+                    leftovers::Sweeper::Owner
+                },
             });
         }
         let all: Vec<FileMeta> = regions
@@ -173,6 +234,13 @@ impl DataDir {
             regions,
             partition_duration_ns: pd,
             inferred,
+            grace: if live {
+                config.map_or(LIVE_GRACE, |c| {
+                    c.query.timeout + std::time::Duration::from_secs(30)
+                })
+            } else {
+                std::time::Duration::ZERO
+            },
             _lock: lock,
         })
     }
@@ -183,6 +251,11 @@ impl DataDir {
 
     pub fn regions(&self) -> &[RegionDir] {
         &self.regions
+    }
+
+    /// How long retired files stay before a run deletes them.
+    pub fn grace(&self) -> std::time::Duration {
+        self.grace
     }
 
     pub fn partition_duration_ns(&self) -> i64 {

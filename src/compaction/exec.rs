@@ -4,29 +4,33 @@
 //! The crash-safe order of every unit (a partition, or a rollup window), step by step:
 //! 1. read the inputs (each checked against its manifest entry: present, same size, same
 //!    row count) and merge them oldest first: sorted, deduplicated, last write wins per field;
-//! 2. write the outputs under temporary names, fsync, rename, fsync the directories
-//!    (`writer`): a crash here leaves files the manifest does not list (leftovers);
-//! 3. ONE manifest edit adds the outputs and removes the inputs (atomic rewrite + fsync): the
-//!    point where the unit takes effect;
-//! 4. delete the inputs and fsync their directory: a crash here leaves unlisted inputs.
+//! 0. take the unit's lease (a manifest edit): two compactors never work on one partition;
+//! 2. write the outputs through the one file writer (staged, published durably): a crash
+//!    here leaves files the manifest does not list (leftovers, named by the run's token);
+//! 3. ONE manifest edit adds the outputs, removes the inputs and gives the lease back: the
+//!    point where the unit takes effect. If another writer (a live server's delete, another
+//!    compactor) removed an input meanwhile, the edit is refused, the outputs are deleted
+//!    and the unit is reported as skipped;
+//! 4. the inputs are retired: deleted after a grace period longer than any query (by the
+//!    server, or by the next run), since a live server may still be reading them.
 //!
-//! Leftovers of 2 and 4 are deleted at the start of the next run (and by the server's
-//! start-up); at no instant does the manifest list a point twice or lose one. A failure
-//! before 3 removes the outputs and leaves the partition as it was; the run goes on.
+//! Leftovers of 2 and 4 are deleted by the next run (and by the server); at no instant does
+//! the manifest list a point twice or lose one. A failure before 3 removes the outputs and
+//! leaves the partition as it was; the run goes on.
 
 use std::collections::BTreeSet;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use arrow::record_batch::RecordBatch;
 
-use crate::catalog::{FileMeta, ManifestEdit};
+use crate::catalog::manifest::{now_ns, this_holder};
+use crate::catalog::{FileMeta, Lease, ManifestEdit};
 use crate::model::PartitionStart;
 use crate::storage::merge::merge_dedup;
-use crate::storage::parquet::{read_file, sync_dir};
+use crate::storage::parquet::decode_file;
 use crate::storage::paths::data_file_rel;
 
-use super::datadir::{DataDir, RegionDir, remove_empty_dirs_up_to, sweep_leftovers, wal_floors};
+use super::datadir::{DataDir, RegionDir, sweep_leftovers, wal_floors};
 use super::plan::{
     Compaction, Drop, PartitionId, Policy, RegionPlan, Rollup, plan_compaction, plan_region,
     plan_retention, plan_rollups, union_wal,
@@ -35,7 +39,6 @@ use super::rollup::rollup;
 use super::writer::{OutputSpec, Written, write_outputs, write_tombstone};
 use super::{
     CompactionError, Event, Result, Step, Summary, UnitKind, UnitReport, arrow_err, count_values,
-    io_err,
 };
 
 /// Execution settings that do not change what is picked.
@@ -91,18 +94,24 @@ fn common_dir(files: &[FileMeta], region_dir: &Path) -> Result<String> {
 /// Reads files in the given (seq) order, each checked against its manifest entry.
 /// Returns the batches and the number of field values read.
 fn read_inputs(region: &RegionDir, files: &[FileMeta]) -> Result<(Vec<RecordBatch>, u64)> {
+    let store = region.manifest.store();
     let mut out = Vec::new();
     let mut values = 0;
     for f in files {
-        let path = region.manifest.abs_path(f);
-        let len = fs::metadata(&path).map_err(io_err(&path))?.len();
-        if len != f.bytes {
+        let path = store.key_of(&f.path);
+        let bytes = store
+            .read(&f.path)?
+            .ok_or_else(|| CompactionError::Mismatch {
+                path: path.clone(),
+                reason: "listed in the manifest but not stored".into(),
+            })?;
+        if bytes.len() as u64 != f.bytes {
             return Err(CompactionError::Mismatch {
                 path,
-                reason: format!("{len} bytes on disk, {} in the manifest", f.bytes),
+                reason: format!("{} bytes stored, {} in the manifest", bytes.len(), f.bytes),
             });
         }
-        let (_, batches) = read_file(&path)?;
+        let (_, batches) = decode_file(bytes, &path)?;
         let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
         if rows != f.rows {
             return Err(CompactionError::Mismatch {
@@ -116,61 +125,84 @@ fn read_inputs(region: &RegionDir, files: &[FileMeta]) -> Result<(Vec<RecordBatc
     Ok((out, values))
 }
 
-/// Deletes replaced files (after the manifest edit) and fsyncs their directories.
-/// A file that cannot be deleted is only a leftover for the next run: reported, not fatal.
-fn delete_replaced(region: &RegionDir, files: &[FileMeta], emit: Emit<'_>) -> Vec<PathBuf> {
-    let mut dirs = BTreeSet::new();
+/// How long a unit's lease lasts: longer than any unit takes; a compactor killed while it
+/// holds one blocks that partition for at most this long.
+pub const LEASE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The lease key of a unit.
+fn lease_key(p: &PartitionId, kind: UnitKind) -> String {
+    format!("{kind:?}/{}/{}/{}", p.db, p.measurement, p.start)
+}
+
+/// Step 0: takes the unit's lease.
+fn take_lease(region: &RegionDir, key: &str, token: &str) -> Result<()> {
+    let until = now_ns().saturating_add(LEASE.as_nanos() as i64);
+    region.manifest.commit(ManifestEdit {
+        leases: vec![Lease {
+            key: key.to_string(),
+            owner: token.to_string(),
+            until,
+            holder: Some(this_holder()),
+        }],
+        ..ManifestEdit::default()
+    })?;
+    Ok(())
+}
+
+/// Gives a lease back after a unit failed (best effort: it lapses anyway).
+fn give_back(region: &RegionDir, key: &str, token: &str) {
+    let _ = region.manifest.commit(ManifestEdit {
+        leases: vec![Lease {
+            key: key.to_string(),
+            owner: token.to_string(),
+            until: 0,
+            holder: None,
+        }],
+        ..ManifestEdit::default()
+    });
+}
+
+/// Reports the inputs a committed edit retired. They stay until the grace period of queries
+/// that may still read them is over (a live server deletes them then; a later run too).
+fn report_retired(region: &RegionDir, files: &[FileMeta], emit: Emit<'_>) {
     for f in files {
-        let path = region.manifest.abs_path(f);
-        match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                let text = format!(
-                    "could not delete replaced file {} ({e}); the next run removes it",
-                    path.display()
-                );
-                emit(&Event::Note {
-                    region: &region.name,
-                    text: &text,
-                });
-                continue;
-            }
-        }
+        let path = region.manifest.store().key_of(&f.path);
         emit(&Event::Step {
             region: &region.name,
             step: Step::InputDeleted,
             path: &path,
         });
-        if let Some(d) = path.parent() {
-            dirs.insert(d.to_path_buf());
-        }
     }
-    for d in &dirs {
-        if let Err(e) = sync_dir(d) {
-            let text = format!("fsync of {} after deleting files: {e}", d.display());
-            emit(&Event::Note {
-                region: &region.name,
-                text: &text,
-            });
-        }
-    }
-    dirs.into_iter().collect()
 }
 
-/// Step 3 for a unit: one edit; on failure the (unlisted) outputs are removed.
-fn commit(region: &RegionDir, add: &[Written], remove: &[FileMeta], emit: Emit<'_>) -> Result<()> {
+/// Step 3 for a unit: one edit (the lease given back with it); on failure the (unlisted)
+/// outputs are removed.
+fn commit(
+    region: &RegionDir,
+    add: &[Written],
+    remove: &[FileMeta],
+    lease: (&str, &str),
+    emit: Emit<'_>,
+) -> Result<()> {
     let edit = ManifestEdit {
         add: add.iter().map(|w| w.meta.clone()).collect(),
-        remove: remove.iter().map(|f| f.seq).collect(),
+        remove: remove.iter().map(|f| f.path.clone()).collect(),
+        leases: vec![Lease {
+            key: lease.0.to_string(),
+            owner: lease.1.to_string(),
+            until: 0,
+            holder: None,
+        }],
     };
     if let Err(e) = region.manifest.commit(edit) {
-        for w in add {
-            let _ = fs::remove_file(&w.path);
-        }
+        let paths: Vec<String> = add.iter().map(|w| w.meta.path.clone()).collect();
+        let _ = region.manifest.store().delete(&paths);
         return Err(e.into());
     }
-    let manifest = crate::storage::paths::manifest_file(&region.dir);
+    let manifest = region
+        .manifest
+        .store()
+        .key_of(crate::storage::paths::MANIFEST_DIR);
     emit(&Event::Step {
         region: &region.name,
         step: Step::ManifestCommitted,
@@ -179,56 +211,80 @@ fn commit(region: &RegionDir, add: &[Written], remove: &[FileMeta], emit: Emit<'
     Ok(())
 }
 
-/// Retention: manifest first (inputs out, a tombstone in if the WAL still needs one), then
-/// the files, then the directories left empty.
+/// Runs a unit under its lease: taken first, given back if the unit fails before its
+/// commit (the commit gives it back itself).
+fn leased<T>(
+    region: &RegionDir,
+    key: &str,
+    token: &str,
+    unit: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    take_lease(region, key, token)?;
+    let r = unit();
+    if r.is_err() {
+        give_back(region, key, token);
+    }
+    r
+}
+
+/// Retention: one edit takes the partition's files out (a tombstone in, if the WAL still
+/// needs one); the files are retired.
 pub fn drop_partition(
     region: &RegionDir,
     d: &Drop,
     settings: &ExecSettings,
     emit: Emit<'_>,
 ) -> Result<UnitReport> {
-    let rel_dir = common_dir(&d.files, &region.dir)?;
-    let tombstone = if d.tombstone_wal.is_empty() {
-        None
-    } else {
-        let spec = OutputSpec {
-            region: &region.name,
-            db: &d.partition.db,
-            measurement: &d.partition.measurement,
-            partition_start: d.partition.start,
-            rel_dir: &rel_dir,
-            target_bytes: u64::MAX,
-            row_group_rows: settings.row_group_rows,
-            zstd_level: settings.zstd_level,
-            page_rows: settings.page_rows,
+    let key = lease_key(&d.partition, UnitKind::Drop);
+    leased(region, &key, &region.token, || {
+        let rel_dir = common_dir(&d.files, &region.dir)?;
+        let tombstone = if d.tombstone_wal.is_empty() {
+            None
+        } else {
+            let spec = OutputSpec {
+                region: &region.name,
+                db: &d.partition.db,
+                measurement: &d.partition.measurement,
+                partition_start: d.partition.start,
+                rel_dir: &rel_dir,
+                target_bytes: u64::MAX,
+                row_group_rows: settings.row_group_rows,
+                zstd_level: settings.zstd_level,
+                page_rows: settings.page_rows,
+                seq: newest_seq(&d.files),
+                token: &region.token,
+            };
+            let t = write_tombstone(region.manifest.store(), &spec, d.tombstone_wal.clone(), 0)?;
+            emit(&Event::Step {
+                region: &region.name,
+                step: Step::OutputWritten,
+                path: &t.path,
+            });
+            Some(t)
         };
-        let t = write_tombstone(&region.manifest, &spec, d.tombstone_wal.clone())?;
-        emit(&Event::Step {
-            region: &region.name,
-            step: Step::OutputWritten,
-            path: &t.path,
-        });
-        Some(t)
-    };
-    let add: Vec<Written> = tombstone.into_iter().collect();
-    commit(region, &add, &d.files, emit)?;
-    for dir in delete_replaced(region, &d.files, emit) {
-        remove_empty_dirs_up_to(&dir, &region.dir)?;
-    }
-    Ok(UnitReport {
-        kind: UnitKind::Drop,
-        partition: d.partition.clone(),
-        files_in: d.files.len() as u64,
-        files_out: add.len() as u64,
-        bytes_in: d.bytes(),
-        bytes_out: add.iter().map(|w| w.meta.bytes).sum(),
-        rows_in: d.rows(),
-        rows_out: 0,
-        values_in: 0,
-        values_out: 0,
-        rows_deduped: 0,
-        tombstone: !add.is_empty(),
+        let add: Vec<Written> = tombstone.into_iter().collect();
+        commit(region, &add, &d.files, (&key, &region.token), emit)?;
+        report_retired(region, &d.files, emit);
+        Ok(UnitReport {
+            kind: UnitKind::Drop,
+            partition: d.partition.clone(),
+            files_in: d.files.len() as u64,
+            files_out: add.len() as u64,
+            bytes_in: d.bytes(),
+            bytes_out: add.iter().map(|w| w.meta.bytes).sum(),
+            rows_in: d.rows(),
+            rows_out: 0,
+            values_in: 0,
+            values_out: 0,
+            rows_deduped: 0,
+            tombstone: !add.is_empty(),
+        })
     })
+}
+
+/// The highest seq of a set of files: what outputs replacing them carry.
+fn newest_seq(files: &[FileMeta]) -> u64 {
+    files.iter().map(|f| f.seq).max().unwrap_or(0)
 }
 
 /// Compaction of one partition: all its files → sorted, deduplicated outputs.
@@ -239,56 +295,56 @@ pub fn compact_partition(
     settings: &ExecSettings,
     emit: Emit<'_>,
 ) -> Result<UnitReport> {
-    let rel_dir = common_dir(&c.inputs, &region.dir)?;
-    let (batches, values_in) = read_inputs(region, &c.inputs)?;
-    let (merged, deduped) =
-        merge_dedup(&batches).map_err(arrow_err(format!("merging {rel_dir}")))?;
-    drop(batches);
-    let spec = OutputSpec {
-        region: &region.name,
-        db: &c.partition.db,
-        measurement: &c.partition.measurement,
-        partition_start: c.partition.start,
-        rel_dir: &rel_dir,
-        target_bytes: policy.target_bytes,
-        row_group_rows: settings.row_group_rows,
-        zstd_level: settings.zstd_level,
-        page_rows: settings.page_rows,
-    };
-    let wal = union_wal(c.inputs.iter().flat_map(|f| f.wal.iter()));
-    let mut outputs = write_outputs(
-        &region.manifest,
-        &spec,
-        &merged,
-        wal.clone(),
-        &mut |step, path| {
-            emit(&Event::Step {
-                region: &region.name,
-                step,
-                path,
-            })
-        },
-    )?;
-    if outputs.is_empty() && !wal.is_empty() {
-        // Only tombstones were merged: keep their WAL ranges alive in one.
-        let t = write_tombstone(&region.manifest, &spec, wal)?;
-        outputs.push(t);
-    }
-    commit(region, &outputs, &c.inputs, emit)?;
-    delete_replaced(region, &c.inputs, emit);
-    Ok(UnitReport {
-        kind: UnitKind::Compaction,
-        partition: c.partition.clone(),
-        files_in: c.inputs.len() as u64,
-        files_out: outputs.len() as u64,
-        bytes_in: c.bytes_in,
-        bytes_out: outputs.iter().map(|w| w.meta.bytes).sum(),
-        rows_in: c.rows_in,
-        rows_out: outputs.iter().map(|w| w.meta.rows).sum(),
-        values_in,
-        values_out: outputs.iter().map(|w| w.values).sum(),
-        rows_deduped: deduped as u64,
-        tombstone: false,
+    let key = lease_key(&c.partition, UnitKind::Compaction);
+    leased(region, &key, &region.token, || {
+        let rel_dir = common_dir(&c.inputs, &region.dir)?;
+        let (batches, values_in) = read_inputs(region, &c.inputs)?;
+        let (merged, deduped) =
+            merge_dedup(&batches).map_err(arrow_err(format!("merging {rel_dir}")))?;
+        drop(batches);
+        let spec = OutputSpec {
+            region: &region.name,
+            db: &c.partition.db,
+            measurement: &c.partition.measurement,
+            partition_start: c.partition.start,
+            rel_dir: &rel_dir,
+            target_bytes: policy.target_bytes,
+            row_group_rows: settings.row_group_rows,
+            zstd_level: settings.zstd_level,
+            page_rows: settings.page_rows,
+            seq: newest_seq(&c.inputs),
+            token: &region.token,
+        };
+        let store = region.manifest.store();
+        let wal = union_wal(c.inputs.iter().flat_map(|f| f.wal.iter()));
+        let mut outputs =
+            write_outputs(store, &spec, &merged, wal.clone(), 0, &mut |step, path| {
+                emit(&Event::Step {
+                    region: &region.name,
+                    step,
+                    path,
+                })
+            })?;
+        if outputs.is_empty() && !wal.is_empty() {
+            // Only tombstones were merged: keep their WAL ranges alive in one.
+            outputs.push(write_tombstone(store, &spec, wal, 0)?);
+        }
+        commit(region, &outputs, &c.inputs, (&key, &region.token), emit)?;
+        report_retired(region, &c.inputs, emit);
+        Ok(UnitReport {
+            kind: UnitKind::Compaction,
+            partition: c.partition.clone(),
+            files_in: c.inputs.len() as u64,
+            files_out: outputs.len() as u64,
+            bytes_in: c.bytes_in,
+            bytes_out: outputs.iter().map(|w| w.meta.bytes).sum(),
+            rows_in: c.rows_in,
+            rows_out: outputs.iter().map(|w| w.meta.rows).sum(),
+            values_in,
+            values_out: outputs.iter().map(|w| w.values).sum(),
+            rows_deduped: deduped as u64,
+            tombstone: false,
+        })
     })
 }
 
@@ -304,67 +360,88 @@ pub fn roll_up_window(
     let Some(ds) = &policy.downsample else {
         return Ok(empty_report(UnitKind::Rollup, r));
     };
-    let (batches, values_in) = read_inputs(region, &r.sources)?;
-    let context = format!(
-        "rolling up {}/{} window at {}",
-        r.db, r.source_measurement, r.window_start
-    );
-    let (merged, _) = merge_dedup(&batches).map_err(arrow_err(context.clone()))?;
-    drop(batches);
-    let rolled = rollup(&merged, ds.every_ns, &ds.aggs).map_err(arrow_err(context.clone()))?;
-    drop(merged);
-    let (mut sources, _) = read_inputs(region, &r.existing)?;
-    sources.push(rolled);
-    let (out, _) = merge_dedup(&sources).map_err(arrow_err(context))?;
-    drop(sources);
-    let rel = data_file_rel(
-        &r.db,
-        &r.target_measurement,
-        PartitionStart(r.output_partition),
-        partition_duration_ns,
-        0,
-    );
-    let rel_dir = rel
-        .parent()
-        .map(|p| p.to_string_lossy().replace('\\', "/"))
-        .unwrap_or_default();
-    let spec = OutputSpec {
-        region: &region.name,
-        db: &r.db,
-        measurement: &r.target_measurement,
-        partition_start: r.output_partition,
-        rel_dir: &rel_dir,
-        target_bytes: policy.target_bytes,
-        row_group_rows: settings.row_group_rows,
-        zstd_level: settings.zstd_level,
-        page_rows: settings.page_rows,
-    };
-    let wal = union_wal(r.existing.iter().flat_map(|f| f.wal.iter()));
-    let outputs = write_outputs(&region.manifest, &spec, &out, wal, &mut |step, path| {
-        emit(&Event::Step {
+    let key = lease_key(&rollup_id(r), UnitKind::Rollup);
+    leased(region, &key, &region.token, || {
+        let (batches, values_in) = read_inputs(region, &r.sources)?;
+        let context = format!(
+            "rolling up {}/{} window at {}",
+            r.db, r.source_measurement, r.window_start
+        );
+        let (merged, _) = merge_dedup(&batches).map_err(arrow_err(context.clone()))?;
+        drop(batches);
+        let rolled = rollup(&merged, ds.every_ns, &ds.aggs).map_err(arrow_err(context.clone()))?;
+        drop(merged);
+        let (mut sources, _) = read_inputs(region, &r.existing)?;
+        sources.push(rolled);
+        let (out, _) = merge_dedup(&sources).map_err(arrow_err(context))?;
+        drop(sources);
+        let rel = data_file_rel(
+            &r.db,
+            &r.target_measurement,
+            PartitionStart(r.output_partition),
+            partition_duration_ns,
+            0,
+        );
+        let rel_dir = rel
+            .parent()
+            .map(|p| p.to_string_lossy().replace('\\', "/"))
+            .unwrap_or_default();
+        // Outputs replacing an earlier rollup keep its seq; a first rollup takes a new one.
+        let seq = if r.existing.is_empty() {
+            region.manifest.next_file_seq()
+        } else {
+            newest_seq(&r.existing)
+        };
+        // Names must differ from an earlier rollup of this window by the same run.
+        let first = r.existing.len();
+        let spec = OutputSpec {
             region: &region.name,
-            step,
-            path,
+            db: &r.db,
+            measurement: &r.target_measurement,
+            partition_start: r.output_partition,
+            rel_dir: &rel_dir,
+            target_bytes: policy.target_bytes,
+            row_group_rows: settings.row_group_rows,
+            zstd_level: settings.zstd_level,
+            page_rows: settings.page_rows,
+            seq,
+            token: &region.token,
+        };
+        let wal = union_wal(r.existing.iter().flat_map(|f| f.wal.iter()));
+        let outputs = write_outputs(
+            region.manifest.store(),
+            &spec,
+            &out,
+            wal,
+            first,
+            &mut |step, path| {
+                emit(&Event::Step {
+                    region: &region.name,
+                    step,
+                    path,
+                })
+            },
+        )?;
+        if outputs.is_empty() && r.existing.is_empty() {
+            give_back(region, &key, &region.token);
+            return Ok(empty_report(UnitKind::Rollup, r));
+        }
+        commit(region, &outputs, &r.existing, (&key, &region.token), emit)?;
+        report_retired(region, &r.existing, emit);
+        Ok(UnitReport {
+            kind: UnitKind::Rollup,
+            partition: rollup_id(r),
+            files_in: (r.sources.len() + r.existing.len()) as u64,
+            files_out: outputs.len() as u64,
+            bytes_in: r.sources.iter().chain(&r.existing).map(|f| f.bytes).sum(),
+            bytes_out: outputs.iter().map(|w| w.meta.bytes).sum(),
+            rows_in: r.sources.iter().map(|f| f.rows).sum(),
+            rows_out: outputs.iter().map(|w| w.meta.rows).sum(),
+            values_in,
+            values_out: outputs.iter().map(|w| w.values).sum(),
+            rows_deduped: 0,
+            tombstone: false,
         })
-    })?;
-    if outputs.is_empty() && r.existing.is_empty() {
-        return Ok(empty_report(UnitKind::Rollup, r));
-    }
-    commit(region, &outputs, &r.existing, emit)?;
-    delete_replaced(region, &r.existing, emit);
-    Ok(UnitReport {
-        kind: UnitKind::Rollup,
-        partition: rollup_id(r),
-        files_in: (r.sources.len() + r.existing.len()) as u64,
-        files_out: outputs.len() as u64,
-        bytes_in: r.sources.iter().chain(&r.existing).map(|f| f.bytes).sum(),
-        bytes_out: outputs.iter().map(|w| w.meta.bytes).sum(),
-        rows_in: r.sources.iter().map(|f| f.rows).sum(),
-        rows_out: outputs.iter().map(|w| w.meta.rows).sum(),
-        values_in,
-        values_out: outputs.iter().map(|w| w.values).sum(),
-        rows_deduped: 0,
-        tombstone: false,
     })
 }
 
@@ -430,7 +507,7 @@ impl DataDir {
     pub fn plan(&self, policy: &Policy) -> Result<Vec<RegionPreview>> {
         let mut out = Vec::new();
         for r in self.regions() {
-            let leftovers = sweep_leftovers(&r.manifest, false)?;
+            let leftovers = sweep_leftovers(r, false, self.grace())?;
             let floors = wal_floors(&r.dir)?;
             out.push(RegionPreview {
                 region: r.name.clone(),
@@ -462,7 +539,7 @@ impl DataDir {
         emit(&Event::Planned { units });
         let pd = self.partition_duration_ns();
         for r in self.regions() {
-            for path in sweep_leftovers(&r.manifest, true)? {
+            for path in sweep_leftovers(r, true, self.grace())? {
                 summary.leftovers_removed += 1;
                 emit(&Event::Leftover {
                     region: &r.name,
@@ -522,8 +599,17 @@ impl DataDir {
                 let res = roll_up_window(r, &ro, policy, settings, pd, emit);
                 record(&mut summary, &r.name, UnitKind::Rollup, &id, res, emit);
             }
+            // Inputs retired by this run go now offline (no query can read them); beside a
+            // live server once their grace is over (by the server, or by a later run).
+            if let Err(e) = sweep_leftovers(r, true, self.grace()) {
+                let text = format!("replaced files stay until the next run: {e}");
+                emit(&Event::Note {
+                    region: &r.name,
+                    text: &text,
+                });
+            }
             // Leave the manifest as one checkpoint, as a clean server stop does. Not fatal:
-            // the log holds every edit of the run.
+            // the edits hold every change of the run.
             if let Err(e) = r.manifest.checkpoint_now() {
                 let text =
                     format!("the final manifest checkpoint failed (the log keeps every edit): {e}");

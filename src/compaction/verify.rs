@@ -12,7 +12,7 @@
 //! next run or server start removes them.
 
 use std::collections::HashSet;
-use std::fs::{self, File};
+
 use std::path::PathBuf;
 
 use arrow::array::{Array, ArrayRef, TimestampNanosecondArray};
@@ -23,9 +23,10 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use crate::catalog::FileMeta;
 use crate::model::{ColumnKind, FieldType, PartitionStart, TIME_COLUMN};
 use crate::storage::merge::TagKeyer;
-use crate::storage::paths::data_file_rel;
+use crate::storage::paths::{data_file_rel, parse_data_file};
 use crate::storage::schema::is_tag;
 use crate::storage::schema::meta;
+use crate::storage::store::Store;
 
 use super::Result;
 use super::datadir::{DataDir, sweep_leftovers};
@@ -62,7 +63,7 @@ fn type_matches(kind: &ColumnKind, dt: &DataType) -> bool {
 }
 
 /// Checks one file; returns its problems (empty = fine).
-pub fn verify_file(region_dir: &std::path::Path, f: &FileMeta, pd: i64) -> Vec<String> {
+pub fn verify_file(store: &Store, f: &FileMeta, pd: i64) -> Vec<String> {
     let mut problems = Vec::new();
     let mut bad = |what: String| problems.push(format!("{}: {what}", f.path));
     if f.partition_start.rem_euclid(pd) != 0 {
@@ -80,35 +81,45 @@ pub fn verify_file(region_dir: &std::path::Path, f: &FileMeta, pd: i64) -> Vec<S
     )
     .to_string_lossy()
     .replace('\\', "/");
-    if f.path != want {
-        bad(format!("path should be {want}"));
+    let want_dir = want.rsplit_once('/').map_or("", |(d, _)| d);
+    let dir = f.path.rsplit_once('/').map_or("", |(d, _)| d);
+    let named_seq = parse_data_file(std::path::Path::new(&f.path)).map(|n| n.seq());
+    if dir != want_dir || named_seq != Some(f.seq) {
+        bad(format!(
+            "path should be {want_dir}/<seq {}>[~...].parquet",
+            f.seq
+        ));
     }
-    let path = region_dir.join(&f.path);
-    match fs::metadata(&path) {
-        Ok(m) if m.len() != f.bytes => bad(format!(
-            "{} bytes on disk, {} in the manifest",
-            m.len(),
-            f.bytes
-        )),
-        Ok(_) => {}
-        Err(e) => {
-            bad(format!("cannot stat the file: {e}"));
+    let bytes = match store.read(&f.path) {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            bad("listed in the manifest but not stored".into());
             return problems;
         }
+        Err(e) => {
+            bad(format!("cannot read the file: {e}"));
+            return problems;
+        }
+    };
+    if bytes.len() as u64 != f.bytes {
+        bad(format!(
+            "{} bytes stored, {} in the manifest",
+            bytes.len(),
+            f.bytes
+        ));
     }
-    if let Err(e) = check_contents(&path, f, pd, &mut bad) {
+    if let Err(e) = check_contents(bytes, f, pd, &mut bad) {
         bad(e);
     }
     problems
 }
 
 fn check_contents(
-    path: &std::path::Path,
+    file: bytes::Bytes,
     f: &FileMeta,
     pd: i64,
     bad: &mut dyn FnMut(String),
 ) -> std::result::Result<(), String> {
-    let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| format!("not a readable Parquet file: {e}"))?;
     let kv: Vec<(String, Option<String>)> = builder
@@ -255,10 +266,18 @@ impl DataDir {
         let pd = self.partition_duration_ns();
         for r in self.regions() {
             let files = r.manifest.files();
-            let mut seqs = HashSet::new();
+            // A seq names one file, but the outputs of one compaction share theirs.
+            let mut seqs: std::collections::HashMap<u64, String> = Default::default();
             let mut paths = HashSet::new();
             for f in files.iter() {
-                if !seqs.insert(f.seq) {
+                let group = match parse_data_file(std::path::Path::new(&f.path)) {
+                    Some(crate::storage::paths::DataFileName::Compacted(_, token)) => token,
+                    _ => f.path.clone(),
+                };
+                if seqs
+                    .insert(f.seq, group.clone())
+                    .is_some_and(|prev| prev != group || prev == f.path)
+                {
                     report
                         .problems
                         .push(format!("region {}: seq {} listed twice", r.name, f.seq));
@@ -274,13 +293,13 @@ impl DataDir {
                 report.files += 1;
                 report.rows += f.rows;
                 report.bytes += f.bytes;
-                for p in verify_file(&r.dir, f, pd) {
+                for p in verify_file(r.manifest.store(), f, pd) {
                     report.problems.push(format!("region {}: {p}", r.name));
                 }
             }
             report
                 .leftovers
-                .extend(sweep_leftovers(&r.manifest, false)?);
+                .extend(sweep_leftovers(r, false, self.grace())?);
         }
         Ok(report)
     }

@@ -55,6 +55,9 @@ fn db_param(params: &HashMap<String, String>, key: &str) -> Result<String, ApiEr
             truncate(db, 64)
         )));
     }
+    if let Some(why) = crate::model::db_name_problem(db) {
+        return Err(ApiError::BadRequest(format!("{key}: {why}")));
+    }
     Ok(db.clone())
 }
 

@@ -11,7 +11,6 @@
 //! folded into mergeable accumulators.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -32,6 +31,7 @@ use crate::storage::cache::IndexCache;
 use crate::storage::index::{FileIndex, time_column};
 use crate::storage::merge::merge_dedup;
 use crate::storage::schema::is_tag;
+use crate::storage::store::FileRef;
 
 /// Group key: the values of the `group_by` tags ("" when absent).
 pub type GroupKey = Vec<String>;
@@ -83,7 +83,7 @@ struct Source {
 enum SourceData {
     /// A file and the series runs of it the query needs (not read yet).
     File {
-        path: PathBuf,
+        path: FileRef,
         idx: Arc<FileIndex>,
         runs: Vec<usize>,
     },
@@ -1093,7 +1093,7 @@ fn file_wanted(f: &FileMeta, spec: &QuerySpec) -> bool {
 pub struct Selection(Vec<Option<Selected>>);
 
 /// A file's path, cached index and selected runs.
-type Selected = (PathBuf, Arc<FileIndex>, Vec<usize>);
+type Selected = (FileRef, Arc<FileIndex>, Vec<usize>);
 
 /// The selection of a scan of `snap` if it is small: nothing is in memory, every file's
 /// series index is cached (none has to be built), and the runs the query selects hold at
@@ -1116,7 +1116,7 @@ pub fn small_selection(
             out.push(None);
             continue;
         }
-        let path = snap.region_dir.join(&f.path);
+        let path = snap.store.file(f);
         let idx = cache.cached(&path, f)?;
         let runs = select_runs(&idx, spec, &none);
         rows += runs.iter().map(|&r| idx.runs[r].len).sum::<u64>();
@@ -1221,7 +1221,7 @@ pub fn scan_region(
             let (path, idx, runs) = match selected {
                 Some(s) => s,
                 None => {
-                    let path = snap.region_dir.join(&f.path);
+                    let path = snap.store.file(f);
                     let idx = cache.get(&path, f)?;
                     let runs = select_runs(&idx, spec, skip);
                     (path, idx, runs)

@@ -9,10 +9,13 @@
 //! 3. per region, each live file holding matching points is rewritten without them under a
 //!    new name that keeps its seq (`<seq>~<rewrite seq>.parquet`: the seq orders
 //!    overlapping files, last write wins, so a rewrite must not change it), or dropped
-//!    when nothing is left; written temp → fsync → rename → fsync dir;
-//! 4. one manifest edit per region swaps them (the old files go to `retired`);
-//! 5. the old files are deleted once queries that may still read them are done (after
-//!    `grace`; start-up deletes any left).
+//!    when nothing is left; written through the one file writer (staged, then published
+//!    durably);
+//! 4. one manifest edit per region swaps them (the old files go to `retired`); if a
+//!    compactor beside the server replaced one of those files first, the edit is refused
+//!    and the region's delete is redone on the new files;
+//! 5. the old files are deleted once queries that may still read them are done (the
+//!    server's retired-file sweep, after the query timeout; start-up deletes any left).
 //!
 //! A crash before 4 leaves rewritten files no edit names: start-up deletes them (their
 //! rewrite seq is at or above the manifest's `next_seq`). Queries switch at 4.
@@ -27,17 +30,16 @@ use arrow::compute::{cast, filter_record_batch};
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::file::metadata::KeyValue;
 
 use super::Engine;
 use super::shard::Ctrl;
-use crate::catalog::{FileMeta, ManifestEdit, WalRange};
+use crate::catalog::manifest::ManifestError;
+use crate::catalog::{FileMeta, Manifest, ManifestEdit, WalRange};
 use crate::model::{ColumnKind, TIME_COLUMN};
-use crate::storage::parquet::{
-    FLUSH_PAGE_ROWS, FLUSH_ZSTD_LEVEL, StorageError, write_batches, writer_properties,
-};
+use crate::storage::parquet::{FLUSH_PAGE_ROWS, FLUSH_ZSTD_LEVEL};
 use crate::storage::paths::rewritten_file_rel;
-use crate::storage::schema::meta;
+use crate::storage::store::Store;
+use crate::storage::writer::{FileSpec, FileWriter, Staged, discard, publish, stage_tombstone};
 
 /// Which series a delete takes: given a series' tags (sorted by key, absent ones left out).
 pub type SeriesFilter = Arc<dyn Fn(&[(&str, &str)]) -> bool + Send + Sync>;
@@ -90,92 +92,35 @@ impl Engine {
         grace: Duration,
     ) -> Result<DeleteOutcome, String> {
         let _one_at_a_time = self.delete_lock.lock();
+        let _ = grace; // old files go once the manifest's grace for retired files is over
         self.flush_barrier(timeout)?;
         let mut outcome = DeleteOutcome::default();
-        let mut retired: Vec<std::path::PathBuf> = Vec::new();
         for r in &self.regions {
             let Some(manifest) = &r.manifest else {
                 continue;
             };
-            let region_dir = manifest.region_dir();
-            let mut edit = ManifestEdit {
-                add: Vec::new(),
-                remove: Vec::new(),
-            };
-            // WAL ranges of the files dropped whole, per partition directory: a tombstone
-            // keeps them, or replay after a crash would bring the points back.
-            let mut dropped: HashMap<String, (FileMeta, Vec<WalRange>)> = HashMap::new();
-            let mut drop_file = |f: &FileMeta| {
-                let dir = f.path.rsplit_once('/').map_or("", |(d, _)| d).to_string();
-                let e = dropped
-                    .entry(dir)
-                    .or_insert_with(|| (f.clone(), Vec::new()));
-                e.1.extend(f.wal.iter().copied());
-            };
-            for f in manifest.files().iter().filter(|f| spec.takes_file(f)) {
-                if spec.takes_whole(f) {
-                    edit.remove.push(f.seq);
-                    outcome.files_dropped += 1;
-                    outcome.rows_deleted += f.rows;
-                    retired.push(region_dir.join(&f.path));
-                    drop_file(f);
-                    continue;
-                }
-                let rewrite_seq = manifest.next_file_seq();
-                match rewrite(region_dir, f, spec, rewrite_seq, self.row_group_rows)
-                    .map_err(|e| format!("rewriting {}: {e}", f.path))?
-                {
-                    Rewritten::Untouched => {}
-                    Rewritten::Empty => {
-                        edit.remove.push(f.seq);
-                        outcome.files_dropped += 1;
-                        outcome.rows_deleted += f.rows;
-                        retired.push(region_dir.join(&f.path));
-                        drop_file(f);
+            // A compactor beside the server may replace a file between the read and the
+            // commit: the commit is refused then, and the delete is redone on the new files.
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match delete_in_region(manifest, &r.name, spec, self.row_group_rows)? {
+                    Ok(o) => {
+                        outcome.files_rewritten += o.files_rewritten;
+                        outcome.files_dropped += o.files_dropped;
+                        outcome.rows_deleted += o.rows_deleted;
+                        break;
                     }
-                    Rewritten::To(new, deleted) => {
-                        edit.remove.push(f.seq);
-                        edit.add.push(new);
-                        outcome.files_rewritten += 1;
-                        outcome.rows_deleted += deleted;
-                        retired.push(region_dir.join(&f.path));
+                    Err(conflict) if attempt < 5 => {
+                        tracing::info!(region = %r.name, "delete redone: {conflict}");
+                    }
+                    Err(conflict) => {
+                        return Err(format!(
+                            "recording the delete in region {}: {conflict}",
+                            r.name
+                        ));
                     }
                 }
-            }
-            for (dir, (like, wal)) in dropped {
-                if wal.is_empty() {
-                    continue;
-                }
-                let t = write_tombstone(
-                    region_dir,
-                    &r.name,
-                    &dir,
-                    &like,
-                    wal,
-                    manifest.next_file_seq(),
-                )
-                .map_err(|e| format!("writing a tombstone in {dir}: {e}"))?;
-                edit.add.push(t);
-            }
-            if !edit.remove.is_empty() {
-                manifest
-                    .commit(edit)
-                    .map_err(|e| format!("recording the delete in region {}: {e}", r.name))?;
-            }
-        }
-        if !retired.is_empty() {
-            // Queries that took their snapshot before the edit may still read the old
-            // files: they go after the longest a query may run.
-            let spawned = std::thread::Builder::new()
-                .name("meridian-delete-sweep".into())
-                .spawn(move || {
-                    std::thread::sleep(grace);
-                    for p in retired {
-                        let _ = std::fs::remove_file(&p);
-                    }
-                });
-            if let Err(e) = spawned {
-                tracing::warn!("old files of a delete stay until the next start: {e}");
             }
         }
         Ok(outcome)
@@ -206,65 +151,98 @@ impl Engine {
     }
 }
 
-/// A zero-row file carrying the WAL ranges of dropped files of one partition.
-fn write_tombstone(
-    region_dir: &Path,
+/// One region's part of a delete, committed as one manifest edit. The outer error stops
+/// the delete; the inner one is a commit another writer's edit refused (redo it).
+fn delete_in_region(
+    manifest: &Manifest,
     region: &str,
-    dir: &str,
-    like: &FileMeta,
-    wal: Vec<WalRange>,
-    seq: u64,
-) -> Result<FileMeta, String> {
-    use arrow::datatypes::{Field, Schema};
-    let schema = Arc::new(Schema::new(vec![Field::new(
-        TIME_COLUMN,
-        crate::storage::schema::time_type(),
-        false,
-    )]));
-    let rel = format!("{dir}/{seq:020}.parquet");
-    let at = like.partition_start.to_string();
-    let kv = vec![
-        KeyValue::new(meta::REGION.into(), region.to_string()),
-        KeyValue::new(meta::DB.into(), like.db.clone()),
-        KeyValue::new(meta::MEASUREMENT.into(), like.measurement.clone()),
-        KeyValue::new(meta::MIN_TIME.into(), at.clone()),
-        KeyValue::new(meta::MAX_TIME.into(), at),
-        KeyValue::new(meta::ROW_COUNT.into(), "0".to_string()),
-        KeyValue::new(
-            meta::PARTITION_START.into(),
-            like.partition_start.to_string(),
-        ),
-        KeyValue::new(
-            meta::WAL.into(),
-            serde_json::to_string(&wal).map_err(|e| e.to_string())?,
-        ),
-        KeyValue::new(
-            meta::TOMBSTONE.into(),
-            "WAL ranges of files a delete emptied".to_string(),
-        ),
-    ];
-    let props = writer_properties(&schema, 1024, kv, FLUSH_ZSTD_LEVEL, FLUSH_PAGE_ROWS);
-    let bytes = write_batches(
-        &region_dir.join(&rel),
-        schema,
-        std::iter::empty(),
-        props,
-        region_dir,
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(FileMeta {
-        seq,
-        path: rel,
-        db: like.db.clone(),
-        measurement: like.measurement.clone(),
-        partition_start: like.partition_start,
-        min_time: like.partition_start,
-        max_time: like.partition_start,
-        rows: 0,
-        bytes,
-        columns: Vec::new(),
-        wal,
-    })
+    spec: &DeleteSpec,
+    row_group_rows: usize,
+) -> Result<Result<DeleteOutcome, String>, String> {
+    let store = manifest.store();
+    let mut outcome = DeleteOutcome::default();
+    let mut edit = ManifestEdit::default();
+    let mut staged: Vec<Staged> = Vec::new();
+    // WAL ranges of the files dropped whole, per partition directory: a tombstone keeps
+    // them, or replay after a crash would bring the points back.
+    let mut dropped: HashMap<String, (FileMeta, Vec<WalRange>)> = HashMap::new();
+    fn drop_file(dropped: &mut HashMap<String, (FileMeta, Vec<WalRange>)>, f: &FileMeta) {
+        let dir = f.path.rsplit_once('/').map_or("", |(d, _)| d).to_string();
+        let e = dropped
+            .entry(dir)
+            .or_insert_with(|| (f.clone(), Vec::new()));
+        e.1.extend(f.wal.iter().copied());
+    }
+    let result = (|| -> Result<(), String> {
+        for f in manifest.files().iter().filter(|f| spec.takes_file(f)) {
+            if spec.takes_whole(f) {
+                edit.remove.push(f.path.clone());
+                outcome.files_dropped += 1;
+                outcome.rows_deleted += f.rows;
+                drop_file(&mut dropped, f);
+                continue;
+            }
+            let rewrite_seq = manifest.next_file_seq();
+            match rewrite(store, region, f, spec, rewrite_seq, row_group_rows)
+                .map_err(|e| format!("rewriting {}: {e}", f.path))?
+            {
+                Rewritten::Untouched => {}
+                Rewritten::Empty => {
+                    edit.remove.push(f.path.clone());
+                    outcome.files_dropped += 1;
+                    outcome.rows_deleted += f.rows;
+                    drop_file(&mut dropped, f);
+                }
+                Rewritten::To(new, deleted) => {
+                    edit.remove.push(f.path.clone());
+                    edit.add.push(new.meta.clone());
+                    staged.push(new);
+                    outcome.files_rewritten += 1;
+                    outcome.rows_deleted += deleted;
+                }
+            }
+        }
+        for (dir, (like, wal)) in dropped {
+            if wal.is_empty() {
+                continue;
+            }
+            let seq = manifest.next_file_seq();
+            let spec = FileSpec {
+                region,
+                db: &like.db,
+                measurement: &like.measurement,
+                partition_start: like.partition_start,
+                row_group_rows: 1024,
+                zstd_level: FLUSH_ZSTD_LEVEL,
+                page_rows: FLUSH_PAGE_ROWS,
+            };
+            let t = stage_tombstone(store, format!("{dir}/{seq:020}.parquet"), seq, &spec, wal)
+                .map_err(|e| format!("writing a tombstone in {dir}: {e}"))?;
+            edit.add.push(t.meta.clone());
+            staged.push(t);
+        }
+        Ok(())
+    })();
+    let refs: Vec<&Staged> = staged.iter().collect();
+    if let Err(e) = result {
+        discard(&refs);
+        return Err(e);
+    }
+    if edit.remove.is_empty() {
+        discard(&refs);
+        return Ok(Ok(outcome));
+    }
+    publish(store, &refs).map_err(|e| format!("writing the rewritten files: {e}"))?;
+    match manifest.commit(edit) {
+        Ok(_) => Ok(Ok(outcome)),
+        Err(ManifestError::Conflict(why)) => {
+            // Nothing of this attempt is live: its files go now.
+            let paths: Vec<String> = staged.iter().map(|s| s.meta.path.clone()).collect();
+            let _ = store.delete(&paths);
+            Ok(Err(why))
+        }
+        Err(e) => Err(format!("recording the delete in region {region}: {e}")),
+    }
 }
 
 enum Rewritten {
@@ -272,22 +250,27 @@ enum Rewritten {
     Untouched,
     /// Every row matched.
     Empty,
-    /// The new file and the number of rows deleted.
-    To(FileMeta, u64),
+    /// The new file (staged) and the number of rows deleted.
+    To(Staged, u64),
 }
 
-/// Rewrites one file without the rows the delete takes.
+/// Rewrites one file without the rows the delete takes (staged, not yet published).
 fn rewrite(
-    region_dir: &Path,
+    store: &Store,
+    region: &str,
     f: &FileMeta,
     spec: &DeleteSpec,
     rewrite_seq: u64,
     row_group_rows: usize,
 ) -> Result<Rewritten, String> {
-    let path = region_dir.join(&f.path);
+    let bytes = store
+        .read(&f.path)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "the file is gone".to_string())?;
     let open = || -> Result<_, String> {
-        let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())
+        ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+            .map(|b| b.with_batch_size(64 * 1024))
+            .map_err(|e| e.to_string())
     };
     let tags: Vec<&str> = f
         .columns
@@ -297,33 +280,15 @@ fn rewrite(
         .collect();
     // First pass: count what goes (nothing: no rewrite).
     let builder = open()?;
-    let kv: Vec<KeyValue> = builder
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .cloned()
-        .unwrap_or_default();
     let schema = builder.schema().clone();
     let mut deleted = 0u64;
     let mut kept = 0u64;
-    let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
-    let reader = builder
-        .with_batch_size(64 * 1024)
-        .build()
-        .map_err(|e| e.to_string())?;
-    for b in reader {
+    for b in builder.build().map_err(|e| e.to_string())? {
         let b = b.map_err(|e| e.to_string())?;
         let keep = keep_mask(&b, &tags, spec)?;
-        let times = time_of(&b)?;
-        for (i, k) in keep.iter().enumerate() {
-            if k == Some(true) {
-                kept += 1;
-                min_t = min_t.min(times[i]);
-                max_t = max_t.max(times[i]);
-            } else {
-                deleted += 1;
-            }
-        }
+        let k = keep.true_count() as u64;
+        kept += k;
+        deleted += b.num_rows() as u64 - k;
     }
     if deleted == 0 {
         return Ok(Rewritten::Untouched);
@@ -331,52 +296,36 @@ fn rewrite(
     if kept == 0 {
         return Ok(Rewritten::Empty);
     }
-    // Second pass: write the rows kept.
-    let rel = rewritten_file_rel(Path::new(&f.path), f.seq, rewrite_seq);
-    let new_path = region_dir.join(&rel);
-    let kv: Vec<KeyValue> = kv
-        .into_iter()
-        .map(|k| match k.key.as_str() {
-            meta::MIN_TIME => KeyValue::new(k.key, min_t.to_string()),
-            meta::MAX_TIME => KeyValue::new(k.key, max_t.to_string()),
-            meta::ROW_COUNT => KeyValue::new(k.key, kept.to_string()),
-            _ => k,
-        })
-        .filter(|k| k.key != "ARROW:schema")
-        .collect();
-    let props = writer_properties(
-        &schema,
+    // Second pass: write the rows kept, under the same seq (it orders the file among
+    // overlapping ones) and a name of its own.
+    let rel = rewritten_file_rel(Path::new(&f.path), f.seq, rewrite_seq)
+        .to_string_lossy()
+        .replace('\\', "/");
+    let fspec = FileSpec {
+        region,
+        db: &f.db,
+        measurement: &f.measurement,
+        partition_start: f.partition_start,
         row_group_rows,
-        kv,
-        FLUSH_ZSTD_LEVEL,
-        FLUSH_PAGE_ROWS,
-    );
-    let reader = open()?
-        .with_batch_size(64 * 1024)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let err = |e: String| StorageError::Io {
-        path: path.clone(),
-        source: std::io::Error::other(e),
+        zstd_level: FLUSH_ZSTD_LEVEL,
+        page_rows: FLUSH_PAGE_ROWS,
     };
-    let batches = reader.map(|b| {
-        let b = b.map_err(|e| err(e.to_string()))?;
-        let keep = keep_mask(&b, &tags, spec).map_err(err)?;
-        filter_record_batch(&b, &keep).map_err(|e| err(e.to_string()))
-    });
-    let bytes =
-        write_batches(&new_path, schema, batches, props, region_dir).map_err(|e| e.to_string())?;
-    Ok(Rewritten::To(
-        FileMeta {
-            path: rel.to_string_lossy().replace('\\', "/"),
-            min_time: min_t,
-            max_time: max_t,
-            rows: kept,
-            bytes,
-            ..f.clone()
-        },
-        deleted,
-    ))
+    let mut w = FileWriter::create(store, rel, f.seq, schema, &fspec).map_err(|e| e.to_string())?;
+    let written = (|| -> Result<(), String> {
+        for b in open()?.build().map_err(|e| e.to_string())? {
+            let b = b.map_err(|e| e.to_string())?;
+            let keep = keep_mask(&b, &tags, spec)?;
+            let b = filter_record_batch(&b, &keep).map_err(|e| e.to_string())?;
+            w.write(&b).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = written {
+        let _ = w.finish(Vec::new()).map(|s| discard(&[&s]));
+        return Err(e);
+    }
+    let staged = w.finish(f.wal.clone()).map_err(|e| e.to_string())?;
+    Ok(Rewritten::To(staged, deleted))
 }
 
 fn time_of(b: &RecordBatch) -> Result<Vec<i64>, String> {

@@ -13,20 +13,18 @@
 //! A crash before 3 leaves an orphan file, deleted at start-up, and the WAL still holds the
 //! rows; a crash after 3 leaves WAL records that replay skips because the manifest covers them.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::record_batch::RecordBatch;
 
-use parquet::file::metadata::KeyValue;
-
 use crate::catalog::{FileMeta, Manifest, ManifestEdit, WalRange};
 use crate::model::PartitionStart;
 use crate::region::block::{Chunk, sorted_batch};
-use crate::storage::parquet::{FLUSH_PAGE_ROWS, FLUSH_ZSTD_LEVEL, write_files, writer_properties};
+use crate::storage::parquet::{FLUSH_PAGE_ROWS, FLUSH_ZSTD_LEVEL};
 use crate::storage::paths::data_file_rel;
-use crate::storage::schema::meta;
+use crate::storage::store::FileRef;
+use crate::storage::writer::{FileSpec, Staged, discard, publish, stage_file};
 
 /// Identity of a block: (db, measurement, partition).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -76,7 +74,7 @@ pub struct FlushOutcome {
 /// A file a flush wrote: where it is, its manifest entry and its rows in file order, so
 /// that the caller can index it without reading it back.
 pub struct Written {
-    pub path: PathBuf,
+    pub file_ref: FileRef,
     pub file: FileMeta,
     pub rows: RecordBatch,
 }
@@ -87,70 +85,56 @@ pub struct Written {
 /// keeps the rows in memory.
 pub fn run(job: &FlushJob) -> Result<Vec<(FlushOutcome, Written)>, String> {
     let started = Instant::now();
-    let region_dir = job.manifest.region_dir();
-    let mut prepared = Vec::with_capacity(job.parts.len());
+    let store = job.manifest.store();
+    let mut staged: Vec<(Staged, RecordBatch, usize)> = Vec::with_capacity(job.parts.len());
     for part in &job.parts {
-        prepared.push(prepare(job, part)?);
+        match stage(job, part) {
+            Ok(s) => staged.push(s),
+            Err(e) => {
+                discard(&staged.iter().map(|s| &s.0).collect::<Vec<_>>());
+                return Err(e);
+            }
+        }
     }
-    let files = prepared
-        .iter()
-        .map(|p| (region_dir.join(&p.rel), &p.batch, p.props.clone()))
-        .collect();
-    let sizes = write_files(files, region_dir).map_err(|e| e.to_string())?;
-    let metas: Vec<FileMeta> = prepared
-        .iter()
-        .zip(&sizes)
-        .map(|(p, bytes)| FileMeta {
-            bytes: *bytes,
-            ..p.meta.clone()
-        })
-        .collect();
+    let files: Vec<&Staged> = staged.iter().map(|s| &s.0).collect();
+    publish(store, &files).map_err(|e| e.to_string())?;
+    let metas: Vec<FileMeta> = files.iter().map(|s| s.meta.clone()).collect();
     job.manifest
         .commit(ManifestEdit {
-            add: metas.clone(),
-            remove: vec![],
+            add: metas,
+            ..ManifestEdit::default()
         })
         .map_err(|e| e.to_string())?;
     let seconds = started.elapsed().as_secs_f64();
-    Ok(prepared
+    Ok(staged
         .into_iter()
-        .zip(metas)
-        .map(|(p, meta)| {
+        .map(|(s, rows, merged)| {
+            let meta = s.meta;
             (
                 FlushOutcome {
                     rows: meta.rows,
-                    merged: p.merged,
+                    merged,
                     bytes: meta.bytes,
                     seconds,
                 },
                 Written {
-                    path: region_dir.join(&p.rel),
+                    file_ref: FileRef {
+                        store: store.clone(),
+                        rel: meta.path.clone(),
+                        len: meta.bytes,
+                    },
                     file: meta,
-                    rows: p.batch,
+                    rows,
                 },
             )
         })
         .collect())
 }
 
-/// One part sorted and described, ready to write.
-struct Prepared {
-    rel: PathBuf,
-    batch: RecordBatch,
-    props: parquet::file::properties::WriterProperties,
-    merged: usize,
-    /// Everything but the size, known once written.
-    meta: FileMeta,
-}
-
-/// Step 1 for one part, and its footer and manifest entry.
-fn prepare(job: &FlushJob, part: &FlushPart) -> Result<Prepared, String> {
-    let (batch, cols, merged) =
+/// Step 1 for one part: sorted, merged and encoded into staging.
+fn stage(job: &FlushJob, part: &FlushPart) -> Result<(Staged, RecordBatch, usize), String> {
+    let (batch, _cols, merged) =
         sorted_batch(&part.chunks).map_err(|e| format!("sorting block: {e}"))?;
-    let rows = batch.num_rows() as u64;
-    let (min_time, max_time) = part.chunks.iter().fold((i64::MAX, i64::MIN), |(a, b), c| {
-        (a.min(c.min_time), b.max(c.max_time))
-    });
     let rel = data_file_rel(
         &part.key.db,
         &part.key.measurement,
@@ -158,55 +142,23 @@ fn prepare(job: &FlushJob, part: &FlushPart) -> Result<Prepared, String> {
         job.partition_duration_ns,
         part.file_seq,
     );
-    let kv = vec![
-        KeyValue::new(meta::REGION.into(), job.region_name.to_string()),
-        KeyValue::new(meta::DB.into(), part.key.db.to_string()),
-        KeyValue::new(meta::MEASUREMENT.into(), part.key.measurement.to_string()),
-        KeyValue::new(meta::MIN_TIME.into(), min_time.to_string()),
-        KeyValue::new(meta::MAX_TIME.into(), max_time.to_string()),
-        KeyValue::new(meta::ROW_COUNT.into(), rows.to_string()),
-        KeyValue::new(
-            meta::PARTITION_START.into(),
-            part.key.partition.0.to_string(),
-        ),
-        KeyValue::new(
-            meta::WAL.into(),
-            serde_json::to_string(&part.wal).map_err(|e| format!("encoding WAL ranges: {e}"))?,
-        ),
-        KeyValue::new(
-            meta::TAG_COLUMNS.into(),
-            cols.tags
-                .iter()
-                .map(|t| t.as_ref())
-                .collect::<Vec<_>>()
-                .join(","),
-        ),
-    ];
-    let props = writer_properties(
-        &batch.schema(),
-        job.row_group_rows,
-        kv,
-        FLUSH_ZSTD_LEVEL,
-        FLUSH_PAGE_ROWS,
-    );
-    let meta = FileMeta {
-        seq: part.file_seq,
-        path: rel.to_string_lossy().replace('\\', "/"),
-        db: part.key.db.to_string(),
-        measurement: part.key.measurement.to_string(),
+    let spec = FileSpec {
+        region: &job.region_name,
+        db: &part.key.db,
+        measurement: &part.key.measurement,
         partition_start: part.key.partition.0,
-        min_time,
-        max_time,
-        rows,
-        bytes: 0,
-        columns: cols.kinds(),
-        wal: part.wal.clone(),
+        row_group_rows: job.row_group_rows,
+        zstd_level: FLUSH_ZSTD_LEVEL,
+        page_rows: FLUSH_PAGE_ROWS,
     };
-    Ok(Prepared {
-        rel,
-        batch,
-        props,
-        merged,
-        meta,
-    })
+    let staged = stage_file(
+        job.manifest.store(),
+        rel.to_string_lossy().replace('\\', "/"),
+        part.file_seq,
+        &batch,
+        &spec,
+        part.wal.clone(),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((staged, batch, merged))
 }

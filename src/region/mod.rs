@@ -26,13 +26,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, unbounded};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
-use crate::catalog::leftovers::{Fate, sweep_leftovers};
+use crate::catalog::leftovers::{Fate, Sweeper, sweep_leftovers};
 use crate::catalog::{FileMeta, Manifest};
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -41,6 +42,7 @@ use crate::router::Router;
 use crate::storage::cache::IndexCache;
 use crate::storage::index::FileIndex;
 use crate::storage::paths;
+use crate::storage::store::{FileRef, Store};
 
 use crate::catalog::databases::Databases;
 use crate::catalog::series::SeriesCatalog;
@@ -133,9 +135,10 @@ pub struct RegionSnapshot {
     pub db: Arc<str>,
     /// `None`: every measurement.
     pub measurement: Option<Arc<str>>,
-    /// Files whose rows are still in `mem` (a flush finished between the two reads).
-    pub excluded: HashSet<u64>,
-    pub region_dir: PathBuf,
+    /// Paths of files whose rows are still in `mem` (a flush finished between the two
+    /// reads).
+    pub excluded: HashSet<String>,
+    pub store: Store,
 }
 
 impl RegionSnapshot {
@@ -147,7 +150,7 @@ impl RegionSnapshot {
                     .measurement
                     .as_deref()
                     .is_none_or(|m| f.measurement == m)
-                && !self.excluded.contains(&f.seq)
+                && !self.excluded.contains(&f.path)
         })
     }
 }
@@ -298,10 +301,10 @@ impl Engine {
                             }
                         };
                         for w in written {
-                            match FileIndex::from_written(&w.path, &w.rows) {
-                                Ok(index) => cache.insert(&w.path, &w.file, index),
+                            match FileIndex::from_written(&w.file_ref, &w.rows) {
+                                Ok(index) => cache.insert(&w.file_ref, &w.file, index),
                                 // Not fatal: the first query of the file builds it.
-                                Err(e) => warn!("indexing {}: {e}", w.path.display()),
+                                Err(e) => warn!("indexing {}: {e}", w.file_ref.key().display()),
                             }
                         }
                     }
@@ -315,8 +318,9 @@ impl Engine {
         let mut manifests: HashMap<&str, Arc<Manifest>> = HashMap::new();
         for rc in &cfg.routing.regions {
             if opts.hosted.as_ref().is_none_or(|h| h.contains(&rc.name)) {
-                let region_dir = paths::region_dir(&data_dir, &rc.name);
-                let m = Manifest::open(&region_dir).map_err(startup("opening manifest"))?;
+                let store = Store::for_region(&data_dir, rc, &cfg.s3)
+                    .map_err(startup("opening region storage"))?;
+                let m = Manifest::open(&store).map_err(startup("opening manifest"))?;
                 manifests.insert(rc.name.as_str(), Arc::new(m));
             }
         }
@@ -340,7 +344,16 @@ impl Engine {
                 continue;
             };
             let files = manifest.files();
-            for l in sweep_leftovers(&manifest, true).map_err(startup("cleaning region dir"))? {
+            // No query runs yet: files retired by committed edits go now.
+            let swept = sweep_leftovers(
+                &manifest,
+                &region_dir,
+                true,
+                std::time::Duration::ZERO,
+                Sweeper::Owner,
+            )
+            .map_err(startup("cleaning region dir"))?;
+            for l in swept {
                 match l.fate {
                     Fate::Removed(why) => {
                         warn!(file = %l.path.display(), "removed a leftover: {why}")
@@ -607,11 +620,11 @@ impl Engine {
             .spawn(move || {
                 let Some(e) = engine.upgrade() else { return };
                 let started = std::time::Instant::now();
-                let mut files: Vec<(std::path::PathBuf, FileMeta)> = Vec::new();
+                let mut files: Vec<(FileRef, FileMeta)> = Vec::new();
                 for r in &e.regions {
                     if let Some(m) = &r.manifest {
-                        let dir = m.region_dir().to_path_buf();
-                        files.extend(m.files().iter().map(|f| (dir.join(&f.path), f.clone())));
+                        let store = m.store().clone();
+                        files.extend(m.files().iter().map(|f| (store.file(f), f.clone())));
                     }
                 }
                 let (series, stopping) = (e.series.clone(), e.stopping.clone());
@@ -653,6 +666,53 @@ impl Engine {
         }
     }
 
+    /// Keeps each hosted region's manifest current in the background: every second, the
+    /// edits another writer (a compactor beside the server) committed are applied, so
+    /// queries see its files within about a second; files retired more than `grace` ago
+    /// (longer than any query runs) are deleted from storage.
+    pub fn keep_manifests_current(self: &Arc<Self>, grace: Duration) {
+        let engine = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("meridian-manifest".into())
+            .spawn(move || {
+                let mut ticks = 0u64;
+                loop {
+                    std::thread::sleep(Duration::from_secs(1));
+                    let Some(e) = engine.upgrade() else { return };
+                    if e.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                        return;
+                    }
+                    ticks += 1;
+                    for r in &e.regions {
+                        let Some(m) = &r.manifest else { continue };
+                        match m.refresh() {
+                            Ok(true) => info!(region = %r.name, version = m.version(), "manifest: applied edits of another writer"),
+                            Ok(false) => {}
+                            Err(err) => warn!(region = %r.name, %err, "manifest refresh failed; will retry"),
+                        }
+                        if ticks.is_multiple_of(10) {
+                            let due = m.retired_due(grace);
+                            if due.is_empty() {
+                                continue;
+                            }
+                            match m.store().delete(&due) {
+                                Ok(()) => {
+                                    m.forget_retired(&due);
+                                    info!(region = %r.name, files = due.len(), "deleted replaced files after their grace period");
+                                }
+                                Err(err) => warn!(region = %r.name, %err, "deleting replaced files failed; will retry"),
+                            }
+                        }
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            warn!(
+                "cannot start the manifest upkeep: edits of a compactor beside the server are seen after a restart only: {e}"
+            );
+        }
+    }
+
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
@@ -672,12 +732,12 @@ impl Engine {
             .name("meridian-index-warm".into())
             .spawn(move || {
                 lowest_cpu_priority();
-                let mut files: Vec<(std::path::PathBuf, FileMeta)> = Vec::new();
+                let mut files: Vec<(FileRef, FileMeta)> = Vec::new();
                 let Some(e) = engine.upgrade() else { return };
                 for r in &e.regions {
                     if let Some(m) = &r.manifest {
-                        let dir = m.region_dir().to_path_buf();
-                        files.extend(m.files().iter().map(|f| (dir.join(&f.path), f.clone())));
+                        let store = m.store().clone();
+                        files.extend(m.files().iter().map(|f| (store.file(f), f.clone())));
                     }
                 }
                 let (cache, stopping) = (e.index_cache.clone(), e.stopping.clone());
@@ -897,15 +957,39 @@ impl Engine {
             );
         }
         // Files after memory: a block that finished flushing in between is in the file list
-        // and was dropped from memory, or is in memory and its file is excluded here.
-        let excluded: HashSet<u64> = mem.iter().filter_map(|m| m.flushing_file_seq).collect();
+        // and was dropped from memory, or is in memory and its file is excluded here. If a
+        // compactor beside the server already replaced that file, its rows are in the
+        // replacement (live) and the block is left out instead.
+        let all_files = manifest.files();
+        let mut excluded: HashSet<String> = HashSet::new();
+        if mem.iter().any(|m| m.flushing_file_seq.is_some()) {
+            let live: HashSet<&str> = all_files.iter().map(|f| f.path.as_str()).collect();
+            let retired: HashSet<String> = manifest.retired().into_iter().collect();
+            let pd = self.router.partition_duration_ns();
+            mem.retain(|m| {
+                let Some(seq) = m.flushing_file_seq else {
+                    return true;
+                };
+                let path =
+                    paths::data_file_rel(&m.key.db, &m.key.measurement, m.key.partition, pd, seq)
+                        .to_string_lossy()
+                        .replace('\\', "/");
+                if live.contains(path.as_str()) {
+                    excluded.insert(path);
+                    true
+                } else {
+                    // Committed and compacted away already, or not committed yet.
+                    !retired.contains(&path)
+                }
+            });
+        }
         Ok(RegionSnapshot {
             mem,
-            all_files: manifest.files(),
+            all_files,
             db,
             measurement,
             excluded,
-            region_dir: manifest.region_dir().to_path_buf(),
+            store: manifest.store().clone(),
         })
     }
 

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use super::file_meta::FileMeta;
 use super::index::FileIndex;
 use super::pages::PageCache;
+use super::store::FileRef;
 
 struct Entry {
     seq: u64,
@@ -76,7 +77,9 @@ impl IndexCache {
     }
 
     /// The index of a file of the manifest, built (outside the lock, once) if not cached.
-    pub fn get(&self, path: &Path, meta: &FileMeta) -> Result<Arc<FileIndex>, String> {
+    pub fn get(&self, file: &FileRef, meta: &FileMeta) -> Result<Arc<FileIndex>, String> {
+        let path_buf = file.key();
+        let path = path_buf.as_path();
         let (key, cell) = {
             let mut inner = self.lock();
             if let Some(index) = inner.hit(path, meta) {
@@ -87,7 +90,7 @@ impl IndexCache {
             (key, cell)
         };
         let built = cell
-            .get_or_init(|| FileIndex::build(path).map(Arc::new))
+            .get_or_init(|| FileIndex::build(file).map(Arc::new))
             .clone();
         let mut inner = self.lock();
         if inner
@@ -110,13 +113,15 @@ impl IndexCache {
     }
 
     /// The index of a file if it is cached (never builds it).
-    pub fn cached(&self, path: &Path, meta: &FileMeta) -> Option<Arc<FileIndex>> {
-        self.lock().hit(path, meta)
+    pub fn cached(&self, file: &FileRef, meta: &FileMeta) -> Option<Arc<FileIndex>> {
+        self.lock().hit(&file.key(), meta)
     }
 
     /// Adds the index of a file just written (a flush knows its rows: nothing is read back
     /// but the footer), so that the first query of the file does not build it.
-    pub fn insert(&self, path: &Path, meta: &FileMeta, index: FileIndex) {
+    pub fn insert(&self, file: &FileRef, meta: &FileMeta, index: FileIndex) {
+        let path_buf = file.key();
+        let path = path_buf.as_path();
         let mut inner = self.lock();
         // A query may have built it meanwhile: keep that one (pages are cached under its id).
         if inner.hit(path, meta).is_some() {

@@ -17,8 +17,7 @@
 //! The index costs no disk space: nothing here is persisted.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::path::Path;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -37,6 +36,7 @@ use parquet::file::metadata::PageIndexPolicy;
 
 use super::pages::{PageCache, PageKey};
 use super::prefetch::{Prefetched, needed_ranges, page_locations, pages_holding};
+use super::store::FileRef;
 use crate::grouped::Grouped;
 use crate::model::TIME_COLUMN;
 use crate::storage::schema::{is_tag, tag_indices};
@@ -138,9 +138,12 @@ pub fn time_column(batch: &RecordBatch) -> Result<&TimestampNanosecondArray, Str
         .ok_or_else(|| "no nanosecond timestamp time column".to_string())
 }
 
-fn read_err(path: &Path, e: &dyn std::fmt::Display) -> String {
-    format!("reading {}: {e}", path.display())
+fn read_err(path: &FileRef, e: &dyn std::fmt::Display) -> String {
+    format!("reading {}: {e}", path.key().display())
 }
+
+/// The footer, page index and such are read with the file's last bytes, in one request.
+const TAIL_BYTES: u64 = 64 * 1024;
 
 /// Maps the values of one batch's tag column to file-wide value ids.
 fn batch_keys(
@@ -204,14 +207,20 @@ fn batch_keys(
 
 /// Opens a file and loads its footer and page index, checking what the reader would
 /// otherwise assert on; also returns the first row of each row group (and the total).
-fn open_meta(path: &Path) -> Result<(File, ArrowReaderMetadata, Vec<u64>), String> {
-    let file = File::open(path).map_err(|e| read_err(path, &e))?;
+fn open_meta(path: &FileRef) -> Result<(Prefetched, ArrowReaderMetadata, Vec<u64>), String> {
+    let reader = path
+        .store
+        .open(&path.rel, Some(path.len))
+        .map_err(|e| read_err(path, &e))?;
+    let file_len = reader.len();
+    let tail = file_len.min(TAIL_BYTES);
+    let file =
+        Prefetched::fetch(reader, vec![(file_len - tail, tail)]).map_err(|e| read_err(path, &e))?;
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
     let meta = ArrowReaderMetadata::load(&file, options).map_err(|e| read_err(path, &e))?;
     let parquet = meta.metadata().clone();
     // The footer is read from disk: check what the reader would otherwise assert on
     // (negative or out-of-file column chunk ranges) and what is summed here.
-    let file_len = file.metadata().map_err(|e| read_err(path, &e))?.len();
     let mut rg_starts = Vec::with_capacity(parquet.num_row_groups() + 1);
     let mut total = 0u64;
     for rg in parquet.row_groups() {
@@ -314,7 +323,7 @@ impl RunsBuilder {
 
     fn finish(
         mut self,
-        path: &Path,
+        path: &FileRef,
         meta: ArrowReaderMetadata,
         rg_starts: Vec<u64>,
     ) -> Result<FileIndex, String> {
@@ -369,8 +378,8 @@ impl RunsBuilder {
 
 impl FileIndex {
     /// Reads the footer, the page index, the time and the tag columns of a file.
-    pub fn build(path: &Path) -> Result<FileIndex, String> {
-        let (file, meta, rg_starts) = open_meta(path)?;
+    pub fn build(path: &FileRef) -> Result<FileIndex, String> {
+        let (_, meta, rg_starts) = open_meta(path)?;
         let schema = meta.schema().clone();
         let tag_idx = tag_indices(&schema);
         let time_idx = schema
@@ -378,6 +387,21 @@ impl FileIndex {
             .map_err(|_| read_err(path, &"no time column"))?;
         let mut roots = tag_idx.clone();
         roots.push(time_idx);
+        // Every chunk of those columns, fetched together (concurrently from a bucket).
+        let mut wanted = Vec::new();
+        for rg in meta.metadata().row_groups() {
+            for &r in &roots {
+                if let Some(c) = rg.columns().get(r) {
+                    let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
+                    wanted.push((start.max(0) as u64, c.compressed_size().max(0) as u64));
+                }
+            }
+        }
+        let file = path
+            .store
+            .open(&path.rel, Some(path.len))
+            .map_err(|e| read_err(path, &e))?;
+        let file = Prefetched::fetch(file, wanted).map_err(|e| read_err(path, &e))?;
         let mask = ProjectionMask::roots(meta.metadata().file_metadata().schema_descr(), roots);
         let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
             .with_projection(mask)
@@ -394,7 +418,7 @@ impl FileIndex {
 
     /// The index of a file just written from `rows` (its rows, in file order: time and tag
     /// columns are used): only the footer and page index are read back from the file.
-    pub fn from_written(path: &Path, rows: &RecordBatch) -> Result<FileIndex, String> {
+    pub fn from_written(path: &FileRef, rows: &RecordBatch) -> Result<FileIndex, String> {
         let (_, meta, rg_starts) = open_meta(path)?;
         let mut runs = RunsBuilder::new(&meta);
         runs.push(rows).map_err(|e| read_err(path, &e))?;
@@ -441,7 +465,7 @@ impl FileIndex {
     /// skipped.
     pub fn read_rows(
         &self,
-        path: &Path,
+        path: &FileRef,
         runs: &[usize],
         with_time: bool,
         want: impl Fn(&str) -> bool,
@@ -469,7 +493,7 @@ impl FileIndex {
     #[allow(clippy::too_many_arguments)]
     pub fn read_rows_in_batches(
         &self,
-        path: &Path,
+        path: &FileRef,
         runs: &[usize],
         with_time: bool,
         want: impl Fn(&str) -> bool,
@@ -580,7 +604,10 @@ impl FileIndex {
             &leaves,
             &ranges,
         );
-        let file = File::open(path).map_err(|e| read_err(path, &e))?;
+        let file = path
+            .store
+            .open(&path.rel, Some(path.len))
+            .map_err(|e| read_err(path, &e))?;
         let file = Prefetched::fetch(file, wanted).map_err(|e| read_err(path, &e))?;
         let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.meta.clone())
             .with_projection(mask)
@@ -617,7 +644,7 @@ impl FileIndex {
     /// (then pages cannot be located and the caller reads directly).
     fn read_through_pages(
         &self,
-        path: &Path,
+        path: &FileRef,
         read_cols: &[usize],
         leaves: &[usize],
         groups: &[usize],
@@ -722,7 +749,7 @@ impl FileIndex {
     /// Reads the pages `places` (file order) of one column whole, one array per page.
     fn read_pages(
         &self,
-        path: &Path,
+        path: &FileRef,
         col: usize,
         leaf: usize,
         places: &[&PagePlace],
@@ -763,7 +790,10 @@ impl FileIndex {
             &[leaf],
             &rows,
         );
-        let file = File::open(path).map_err(|e| read_err(path, &e))?;
+        let file = path
+            .store
+            .open(&path.rel, Some(path.len))
+            .map_err(|e| read_err(path, &e))?;
         let file = Prefetched::fetch(file, wanted).map_err(|e| read_err(path, &e))?;
         let parquet_schema = self.meta.metadata().file_metadata().schema_descr();
         let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.meta.clone())
@@ -867,12 +897,20 @@ pub(crate) fn test_batch(
 /// returns its path and manifest entry.
 #[cfg(test)]
 pub(crate) fn write_test_file(
-    dir: &Path,
+    dir: &std::path::Path,
     batch: &RecordBatch,
     props: parquet::file::properties::WriterProperties,
-) -> (std::path::PathBuf, crate::storage::file_meta::FileMeta) {
+) -> (FileRef, crate::storage::file_meta::FileMeta) {
     let path = dir.join("f.parquet");
-    let bytes = crate::storage::parquet::write_file(&path, batch, props).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&path).unwrap(),
+        batch.schema(),
+        Some(props),
+    )
+    .unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+    let bytes = std::fs::metadata(&path).unwrap().len();
     let meta = crate::storage::file_meta::FileMeta {
         seq: 1,
         path: "f.parquet".into(),
@@ -886,7 +924,8 @@ pub(crate) fn write_test_file(
         columns: Vec::new(),
         wal: Vec::new(),
     };
-    (path, meta)
+    let file = crate::storage::store::Store::local(dir).file(&meta);
+    (file, meta)
 }
 
 #[cfg(test)]
@@ -896,11 +935,11 @@ mod tests {
     use crate::storage::cache::IndexCache;
     use crate::storage::file_meta::FileMeta;
     use crate::storage::parquet::writer_properties;
-    use std::path::PathBuf;
+    use std::path::Path;
 
     /// Series runs of these lengths (host `h{i}`, the third without the tag), times 0.. per
     /// run, `v` = row number; row groups of 7 rows so runs straddle them.
-    fn file(dir: &Path, lens: &[usize]) -> (PathBuf, FileMeta) {
+    fn file(dir: &Path, lens: &[usize]) -> (FileRef, FileMeta) {
         file_with(dir, lens, |schema| {
             writer_properties(schema, 7, Vec::new(), 1, 20_000)
         })
@@ -910,7 +949,7 @@ mod tests {
         dir: &Path,
         lens: &[usize],
         props: impl Fn(&Schema) -> parquet::file::properties::WriterProperties,
-    ) -> (PathBuf, FileMeta) {
+    ) -> (FileRef, FileMeta) {
         let (mut hosts, mut times, mut vs) = (Vec::new(), Vec::new(), Vec::new());
         for (s, len) in lens.iter().enumerate() {
             for i in 0..*len {
@@ -1039,10 +1078,11 @@ mod tests {
     fn index_from_written_rows_equals_index_from_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let (path, _) = file(dir.path(), &[5, 9, 3, 1, 12]);
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
-            .unwrap()
-            .build()
-            .unwrap();
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path.key()).unwrap())
+                .unwrap()
+                .build()
+                .unwrap();
         let schema = reader.schema();
         let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
         let rows = arrow::compute::concat_batches(&schema, &batches).unwrap();

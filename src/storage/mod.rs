@@ -12,3 +12,5 @@ pub mod parquet;
 pub mod paths;
 pub mod prefetch;
 pub mod schema;
+pub mod store;
+pub mod writer;

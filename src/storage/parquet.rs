@@ -6,24 +6,24 @@
 //! DELTA_BINARY_PACKED without dictionary (0.48 vs 0.84 bytes/value with a dictionary first,
 //! on TSBS-like data); zstd level 1 everywhere (level 3 is at most 0.4% smaller and slower).
 //!
-//! Crash-safe write order ([`write_files`]): temp files → durable → rename → directories
-//! durable. A crash leaves either no file or the complete file; temporary files start
-//! with `.`.
+//! Files are written by `storage::writer` (the one writer) and made durable by
+//! `storage::store` (temp files → durable → rename → directories durable on a local disk);
+//! this module holds the encodings, the durability primitives and whole-file reads.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Schema};
 use arrow::record_batch::RecordBatch;
 use arrow::record_batch::RecordBatchReader;
-use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use super::paths::temp_path;
+use super::prefetch::Prefetched;
+use super::store::FileRef;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -42,6 +42,13 @@ pub enum StorageError {
         path: PathBuf,
         source: arrow::error::ArrowError,
     },
+    #[error("object store error on {what}: {source}")]
+    Object {
+        what: String,
+        source: object_store::Error,
+    },
+    #[error("{0}")]
+    Config(String),
 }
 
 pub type Result<T> = std::result::Result<T, StorageError>;
@@ -118,114 +125,16 @@ pub fn writer_properties(
     b.build()
 }
 
-/// Writes `batch` to `final_path` crash-safely and returns the file size in bytes.
-pub fn write_file(final_path: &Path, batch: &RecordBatch, props: WriterProperties) -> Result<u64> {
-    let dir = final_path.parent().unwrap_or(Path::new("."));
-    let sizes = write_files(vec![(final_path.to_path_buf(), batch, props)], dir)?;
-    Ok(sizes.first().copied().unwrap_or(0))
-}
-
-/// Writes batches of one schema to `final_path` crash-safely, one at a time (the file is
-/// never held whole in memory), and returns its size in bytes. Same order as
-/// [`write_files`]: temporary name → fsync → rename → fsync of the directories up to
-/// `root`.
-pub fn write_batches(
-    final_path: &Path,
-    schema: Arc<Schema>,
-    batches: impl IntoIterator<Item = Result<RecordBatch>>,
-    props: WriterProperties,
-    root: &Path,
-) -> Result<u64> {
-    let dir = final_path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let tmp = temp_path(final_path);
-    let result = (|| {
-        let file = File::create(&tmp).map_err(io_err(&tmp))?;
-        let mut w = ArrowWriter::try_new(file, schema, Some(props)).map_err(pq_err(&tmp))?;
-        for b in batches {
-            w.write(&b?).map_err(pq_err(&tmp))?;
-        }
-        let file = w.into_inner().map_err(pq_err(&tmp))?;
-        file.sync_all().map_err(io_err(&tmp))?;
-        let len = file.metadata().map_err(io_err(&tmp))?.len();
-        fs::rename(&tmp, final_path).map_err(io_err(final_path))?;
-        sync_dirs_up_to(dir, root)?;
-        Ok(len)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// From this many files on, [`write_files`] makes them durable with two `syncfs` calls
+/// From this many files on, `Store::publish` makes them durable with two `syncfs` calls
 /// instead of an fsync per file and per directory. Measured on this machine's ext4
 /// (3,000 files of 1.4 KB in their own directories): an fsync of each file and directory
 /// 2.58 s, the same fsyncs batched after all writes 1.81 s, one `syncfs` 0.26 s.
 pub const SYNCFS_MIN_FILES: usize = 8;
 
-/// Writes each batch to its path crash-safely and returns the sizes in bytes, in order.
-/// `root` is a directory above every path (a region's directory): directories made
-/// below it are made durable up to it.
-///
-/// Order: every file under a temporary name → all durable → renamed into place → the
-/// renames durable. A crash leaves only temporary files or complete ones; on error, the
-/// temporary files are removed and renamed ones stay (a flush retried with the same names
-/// replaces them; start-up sweeps those no manifest records). Many small files (a flush
-/// of many small measurements) cost two file-system syncs in all, not four per file.
-pub fn write_files(
-    files: Vec<(PathBuf, &RecordBatch, WriterProperties)>,
-    root: &Path,
-) -> Result<Vec<u64>> {
-    let use_syncfs = cfg!(target_os = "linux") && files.len() >= SYNCFS_MIN_FILES;
-    let mut temps: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(files.len());
-    let result = (|| {
-        let mut sizes = Vec::with_capacity(files.len());
-        for (final_path, batch, props) in files {
-            let dir = final_path.parent().unwrap_or(Path::new("."));
-            fs::create_dir_all(dir).map_err(io_err(dir))?;
-            let tmp = temp_path(&final_path);
-            temps.push((tmp.clone(), final_path));
-            let file = File::create(&tmp).map_err(io_err(&tmp))?;
-            let mut w =
-                ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(pq_err(&tmp))?;
-            w.write(batch).map_err(pq_err(&tmp))?;
-            let file = w.into_inner().map_err(pq_err(&tmp))?;
-            if !use_syncfs {
-                file.sync_all().map_err(io_err(&tmp))?;
-            }
-            sizes.push(file.metadata().map_err(io_err(&tmp))?.len());
-        }
-        if use_syncfs {
-            sync_fs(root)?;
-        }
-        for (tmp, final_path) in &temps {
-            fs::rename(tmp, final_path).map_err(io_err(final_path))?;
-        }
-        if use_syncfs {
-            sync_fs(root)?;
-        } else {
-            let mut dirs: Vec<&Path> = temps.iter().filter_map(|(_, p)| p.parent()).collect();
-            dirs.sort();
-            dirs.dedup();
-            for d in dirs {
-                sync_dirs_up_to(d, root)?;
-            }
-        }
-        Ok(sizes)
-    })();
-    if result.is_err() {
-        for (tmp, _) in &temps {
-            let _ = fs::remove_file(tmp);
-        }
-    }
-    result
-}
-
 /// Makes everything written to the file system holding `dir` durable (`syncfs(2)`, which
 /// reports write-back errors since Linux 5.8).
 #[cfg(target_os = "linux")]
-fn sync_fs(dir: &Path) -> Result<()> {
+pub(crate) fn sync_fs(dir: &Path) -> Result<()> {
     use std::os::fd::AsRawFd;
     let d = File::open(dir).map_err(io_err(dir))?;
     // SAFETY: the descriptor is open for the duration of the call.
@@ -240,8 +149,8 @@ fn sync_fs(dir: &Path) -> Result<()> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn sync_fs(_dir: &Path) -> Result<()> {
-    unreachable!("write_files uses syncfs only on Linux")
+pub(crate) fn sync_fs(_dir: &Path) -> Result<()> {
+    unreachable!("Store::publish uses syncfs only on Linux")
 }
 
 /// fsync a directory so a rename or create inside it is durable.
@@ -266,10 +175,22 @@ pub fn sync_dirs_up_to(dir: &Path, stop: &Path) -> Result<()> {
 }
 
 /// Reads a whole Parquet file into record batches (used by compaction and tests; queries read
-/// through `query::index`).
-pub fn read_file(path: &Path) -> Result<(Arc<Schema>, Vec<RecordBatch>)> {
-    let file = File::open(path).map_err(io_err(path))?;
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+/// through `storage::index`).
+pub fn read_file(file: &FileRef) -> Result<(Arc<Schema>, Vec<RecordBatch>)> {
+    let path = file.key();
+    let bytes = file
+        .store
+        .read(&file.rel)?
+        .ok_or_else(|| StorageError::Io {
+            path: path.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        })?;
+    decode_file(bytes, &path)
+}
+
+/// Decodes a whole Parquet file held in memory; `path` names it in errors.
+pub fn decode_file(bytes: bytes::Bytes, path: &Path) -> Result<(Arc<Schema>, Vec<RecordBatch>)> {
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
         .map_err(pq_err(path))?
         .with_batch_size(64 * 1024)
         .build()
@@ -285,29 +206,65 @@ pub fn read_file(path: &Path) -> Result<(Arc<Schema>, Vec<RecordBatch>)> {
     Ok((schema, out))
 }
 
+/// The footer of a data file (its last bytes, one read).
+pub fn read_footer(file: &FileRef) -> Result<Arc<parquet::file::metadata::ParquetMetaData>> {
+    let key = file.key();
+    let path = key.as_path();
+    let reader = file.store.open(&file.rel, Some(file.len))?;
+    let len = reader.len();
+    let tail = len.min(64 * 1024);
+    let footer = Prefetched::fetch(reader, vec![(len - tail, tail)]).map_err(io_err(path))?;
+    parquet::file::metadata::ParquetMetaDataReader::new()
+        .parse_and_finish(&footer)
+        .map(Arc::new)
+        .map_err(pq_err(path))
+}
+
 /// Calls `each` with every distinct tag set of a file (tag name, value; absent tags left
-/// out), reading only its tag columns. Rows are sorted by tag set, so each set is one run
-/// and is reported once; a file without tag columns reports the empty set once.
+/// out), reading only its tag columns (fetched together, after the footer). Rows are sorted
+/// by tag set, so each set is one run and is reported once; a file without tag columns
+/// reports the empty set once.
 pub fn for_each_tag_set(
-    path: &Path,
+    file: &FileRef,
     tag_columns: &[&str],
     mut each: impl FnMut(&[(&str, &str)]),
 ) -> Result<()> {
     use arrow::array::{Array, AsArray};
     use parquet::arrow::ProjectionMask;
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    let file = File::open(path).map_err(io_err(path))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq_err(path))?;
-    let schema = builder.parquet_schema();
+    use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
+    let key = file.key();
+    let path = key.as_path();
+    let reader = file.store.open(&file.rel, Some(file.len))?;
+    let len = reader.len();
+    let tail = len.min(64 * 1024);
+    let io = |e: std::io::Error| StorageError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let footer = Prefetched::fetch(reader.clone(), vec![(len - tail, tail)]).map_err(io)?;
+    let meta = ArrowReaderMetadata::load(&footer, Default::default()).map_err(pq_err(path))?;
+    let schema = meta.parquet_schema();
     let wanted: Vec<usize> = (0..schema.num_columns())
         .filter(|i| tag_columns.contains(&schema.column(*i).name()))
         .collect();
     if wanted.is_empty() {
-        if builder.metadata().file_metadata().num_rows() > 0 {
+        if meta.metadata().file_metadata().num_rows() > 0 {
             each(&[]);
         }
         return Ok(());
     }
+    let mut ranges = Vec::new();
+    for rg in meta.metadata().row_groups() {
+        for &c in &wanted {
+            if let Some(c) = rg.columns().get(c) {
+                let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
+                ranges.push((start.max(0) as u64, c.compressed_size().max(0) as u64));
+            }
+        }
+    }
+    let data = Prefetched::fetch(reader, ranges).map_err(io)?;
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(data, meta.clone());
+    let schema = builder.parquet_schema();
     let mask = ProjectionMask::leaves(schema, wanted);
     let reader = builder
         .with_projection(mask)
@@ -368,41 +325,7 @@ pub fn for_each_tag_set(
 mod tests {
     use super::*;
     use arrow::array::Int64Array;
-    use arrow::datatypes::Field;
-
-    fn batch(v: i64) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
-        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![v, v + 1]))]).unwrap()
-    }
-
-    /// Both durability paths (an fsync per file below SYNCFS_MIN_FILES, syncfs from it on)
-    /// leave exactly the complete files, in new nested directories, with their sizes.
-    #[test]
-    fn write_files_leaves_complete_files_and_no_temporaries() {
-        for n in [1, SYNCFS_MIN_FILES - 1, SYNCFS_MIN_FILES, 40] {
-            let root = tempfile::tempdir().unwrap();
-            let batches: Vec<RecordBatch> = (0..n as i64).map(batch).collect();
-            let files = batches
-                .iter()
-                .enumerate()
-                .map(|(i, b)| {
-                    let path = root.path().join(format!("m{i}/part=0/{i:020}.parquet"));
-                    let props = writer_properties(&b.schema(), 1024, vec![], 1, 1024);
-                    (path, b, props)
-                })
-                .collect();
-            let sizes = write_files(files, root.path()).unwrap();
-            assert_eq!(sizes.len(), n);
-            for (i, size) in sizes.iter().enumerate() {
-                let path = root.path().join(format!("m{i}/part=0/{i:020}.parquet"));
-                assert_eq!(fs::metadata(&path).unwrap().len(), *size);
-                let (_, got) = read_file(&path).unwrap();
-                assert_eq!(got, vec![batches[i].clone()]);
-                let dir: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().collect();
-                assert_eq!(dir.len(), 1, "a temporary file was left beside {i}");
-            }
-        }
-    }
+    use parquet::arrow::ArrowWriter;
 
     /// Tag sets come back once per run, absent (null) tags left out; a file without tag
     /// columns has the one empty set.
@@ -424,7 +347,19 @@ mod tests {
         .unwrap();
         let path = root.path().join("f.parquet");
         let props = writer_properties(&batch.schema(), 1024, vec![], 1, 1024);
-        write_file(&path, &batch, props).unwrap();
+        let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), batch.schema(), Some(props))
+            .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let store = crate::storage::store::Store::local(root.path());
+        let path = store
+            .open("f.parquet", None)
+            .map(|f| FileRef {
+                store: store.clone(),
+                rel: "f.parquet".into(),
+                len: f.len(),
+            })
+            .unwrap();
         let mut got: Vec<Vec<(String, String)>> = Vec::new();
         for_each_tag_set(&path, &["host", "region"], |set| {
             got.push(

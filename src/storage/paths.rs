@@ -4,11 +4,17 @@
 //! <data_dir>/
 //!   meridian.lock                                  held (flock) by a running server
 //!   databases.json                                 databases made by CREATE DATABASE
-//!   <region>/
-//!     manifest.json                                live files of the region (atomic rewrite)
-//!     wal/<shard>/<first_seq:020>.wal              write-ahead log segments
-//!     <db>/<measurement>/part_day=2026-11-27/part_hour=13/<file_seq:020>.parquet
+//!   <region>/                                      the region's local directory
+//!     wal/<shard>/<first_seq:020>.wal              write-ahead log segments (always local)
+//! <region root>/                                   the same directory, or s3://bucket/prefix
+//!   _manifest/<version:020>.checkpoint.json        live files as of an edit version
+//!   _manifest/<version:020>.edit.json              one committed edit (put-if-absent)
+//!   <db>/<measurement>/part_day=2026-11-27/part_hour=13/<file_seq:020>.parquet
+//!                     …/<seq:020>~<rewrite_seq:020>.parquet   a file a delete rewrote
+//!                     …/<seq:020>~c<token>-<n>.parquet       compaction outputs of seq
 //! ```
+//! Directories starting with `_` or `.` are skipped by Spark, Hive and pyarrow datasets, so
+//! a region root read as a table holds nothing but its Parquet files.
 //! Invariants: db and region names are checked by `model::is_safe_name`; a measurement is
 //! percent-encoded ([`encode_measurement`]) so that any name becomes one safe path component;
 //! temporary files start with `.` so that Parquet readers globbing `*.parquet` skip them.
@@ -20,7 +26,10 @@ use chrono::{DateTime, Datelike, Timelike};
 use crate::model::{PARTITION_KEY_DAY, PARTITION_KEY_HOUR, PARTITION_KEY_MINUTE, PartitionStart};
 
 pub const LOCK_FILE: &str = "meridian.lock";
+/// The manifest of versions before 0.2 (read once, to migrate).
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// Directory of manifest edits and checkpoints under a region root.
+pub const MANIFEST_DIR: &str = "_manifest";
 pub const DATABASES_FILE: &str = "databases.json";
 pub const WAL_DIR: &str = "wal";
 pub const PARQUET_EXT: &str = "parquet";
@@ -28,6 +37,9 @@ pub const PARQUET_EXT: &str = "parquet";
 /// leftovers, kept aside by start-up instead of deleted (hidden from hive readers).
 pub const ORPHANED_DIR: &str = ".orphaned";
 pub const WAL_EXT: &str = "wal";
+/// Under a region's local directory, when its files live in a bucket: files being encoded
+/// before their upload.
+pub const STAGING_DIR: &str = ".staging";
 
 /// Longest directory name of a measurement (one path component must stay under 255
 /// bytes). Longer encodings are shortened (see [`encode_measurement`]).
@@ -156,9 +168,35 @@ pub fn rewritten_file_rel(original: &Path, seq: u64, rewrite_seq: u64) -> PathBu
     original.with_file_name(format!("{seq:020}~{rewrite_seq:020}.{PARQUET_EXT}"))
 }
 
-/// The seqs in a data file's name: the file's seq, and for a rewritten file the seq
-/// allocated for the rewrite.
-pub fn parse_data_file_name(path: &Path) -> Option<(u64, Option<u64>)> {
+/// Path of output `n` of a compaction whose inputs' highest seq is `seq`: outputs keep that
+/// seq (it orders them below every file flushed after their inputs, whatever runs beside
+/// the compactor), and carry the compaction's `token`, unique per run.
+pub fn compacted_file_rel(dir: &str, seq: u64, token: &str, n: usize) -> String {
+    format!("{dir}/{seq:020}~c{token}-{n}.{PARQUET_EXT}")
+}
+
+/// What a data file's name says about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataFileName {
+    /// `<seq>.parquet`: written by a flush.
+    Flushed(u64),
+    /// `<seq>~<rewrite_seq>.parquet`: rewritten by a delete.
+    Rewritten(u64, u64),
+    /// `<seq>~c<token>-<n>.parquet`: written by a compaction.
+    Compacted(u64, String),
+}
+
+impl DataFileName {
+    pub fn seq(&self) -> u64 {
+        match self {
+            DataFileName::Flushed(s) | DataFileName::Rewritten(s, _) => *s,
+            DataFileName::Compacted(s, _) => *s,
+        }
+    }
+}
+
+/// Parses a data file's name.
+pub fn parse_data_file(path: &Path) -> Option<DataFileName> {
     let name = path.file_name()?.to_str()?;
     let stem = name.strip_suffix(PARQUET_EXT)?.strip_suffix('.')?;
     let digits = |s: &str| -> Option<u64> {
@@ -168,17 +206,64 @@ pub fn parse_data_file_name(path: &Path) -> Option<(u64, Option<u64>)> {
         s.parse().ok()
     };
     match stem.split_once('~') {
-        None => Some((digits(stem)?, None)),
-        Some((a, b)) => Some((digits(a)?, Some(digits(b)?))),
+        None => Some(DataFileName::Flushed(digits(stem)?)),
+        Some((a, b)) => match b.strip_prefix('c') {
+            Some(rest) => {
+                let (token, n) = rest.rsplit_once('-')?;
+                digits(n)?;
+                if token.is_empty() || !token.bytes().all(|c| c.is_ascii_alphanumeric()) {
+                    return None;
+                }
+                Some(DataFileName::Compacted(digits(a)?, token.to_string()))
+            }
+            None => Some(DataFileName::Rewritten(digits(a)?, digits(b)?)),
+        },
     }
 }
 
-/// The seq allocated when a data file was written (`<seq:020>.parquet`, or the rewrite's
-/// seq of `<seq>~<rewrite_seq>.parquet`): a file whose write no committed manifest edit
-/// covers has one at or above the manifest's `next_seq`.
+/// The seqs in a data file's name: the file's seq, and for a rewritten file the seq
+/// allocated for the rewrite.
+pub fn parse_data_file_name(path: &Path) -> Option<(u64, Option<u64>)> {
+    match parse_data_file(path)? {
+        DataFileName::Flushed(s) | DataFileName::Compacted(s, _) => Some((s, None)),
+        DataFileName::Rewritten(s, r) => Some((s, Some(r))),
+    }
+}
+
+/// The seq allocated when a data file was written by a flush or a delete
+/// (`<seq:020>.parquet`, or the rewrite's seq of `<seq>~<rewrite_seq>.parquet`): a file
+/// whose write no committed manifest edit covers has one at or above the manifest's
+/// `next_seq`. Compaction outputs allocate none.
 pub fn parse_data_file_seq(path: &Path) -> Option<u64> {
-    let (seq, rewrite) = parse_data_file_name(path)?;
-    Some(rewrite.unwrap_or(seq))
+    match parse_data_file(path)? {
+        DataFileName::Flushed(s) => Some(s),
+        DataFileName::Rewritten(_, r) => Some(r),
+        DataFileName::Compacted(..) => None,
+    }
+}
+
+/// A manifest edit's path under the region root.
+pub fn manifest_edit_rel(version: u64) -> String {
+    format!("{MANIFEST_DIR}/{version:020}.edit.json")
+}
+
+/// A manifest checkpoint's path under the region root.
+pub fn manifest_checkpoint_rel(version: u64) -> String {
+    format!("{MANIFEST_DIR}/{version:020}.checkpoint.json")
+}
+
+/// A file of the manifest directory: `(version, is_checkpoint)`.
+pub fn parse_manifest_rel(rel: &str) -> Option<(u64, bool)> {
+    let name = rel.strip_prefix(MANIFEST_DIR)?.strip_prefix('/')?;
+    let (v, checkpoint) = if let Some(v) = name.strip_suffix(".checkpoint.json") {
+        (v, true)
+    } else {
+        (name.strip_suffix(".edit.json")?, false)
+    };
+    if v.len() != 20 || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((v.parse().ok()?, checkpoint))
 }
 
 /// The temporary name a file is written under before its atomic rename.
@@ -197,6 +282,15 @@ pub fn is_temp_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reserved_database_names_are_the_directories_beside_the_databases() {
+        let mut dirs = [WAL_DIR, MANIFEST_DIR];
+        dirs.sort();
+        let mut reserved = crate::model::RESERVED_DB_NAMES;
+        reserved.sort();
+        assert_eq!(dirs, reserved);
+    }
 
     #[test]
     fn measurement_encoding_is_safe_and_reversible() {

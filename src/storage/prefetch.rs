@@ -8,9 +8,7 @@
 //! that was not prefetched is still served, by a positioned read on demand, so prefetching
 //! is only ever an optimisation.
 
-use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -19,11 +17,13 @@ use parquet::file::metadata::ParquetMetaData;
 use parquet::file::page_index::offset_index::PageLocation;
 use parquet::file::reader::{ChunkReader, Length};
 
+use super::store::ReadAt;
+
 /// Ranges closer than this are read together.
 const MERGE_GAP: u64 = 16 * 1024;
 
 pub struct Prefetched {
-    file: Arc<File>,
+    file: Arc<dyn ReadAt>,
     len: u64,
     /// Sorted, disjoint `(offset, bytes)`.
     ranges: Vec<(u64, Bytes)>,
@@ -100,9 +100,13 @@ pub fn needed_ranges(
 }
 
 impl Prefetched {
-    /// Reads `wanted` ranges of `file` (merged when close).
-    pub fn fetch(file: File, mut wanted: Vec<(u64, u64)>) -> std::io::Result<Prefetched> {
-        let len = file.metadata()?.len();
+    /// Reads `wanted` ranges (offset, length) of `file`, merged when close, in one call
+    /// (concurrent requests on an object store).
+    pub fn fetch(
+        file: Arc<dyn ReadAt>,
+        mut wanted: Vec<(u64, u64)>,
+    ) -> std::io::Result<Prefetched> {
+        let len = file.len();
         wanted.sort_unstable();
         let mut merged: Vec<(u64, u64)> = Vec::new();
         for (start, n) in wanted {
@@ -112,20 +116,11 @@ impl Prefetched {
                 _ => merged.push((start, end)),
             }
         }
-        let mut ranges = Vec::with_capacity(merged.len());
-        for (start, end) in merged {
-            if end <= start {
-                continue;
-            }
-            let mut buf = vec![0u8; (end - start) as usize];
-            file.read_exact_at(&mut buf, start)?;
-            ranges.push((start, Bytes::from(buf)));
-        }
-        Ok(Prefetched {
-            file: Arc::new(file),
-            len,
-            ranges,
-        })
+        merged.retain(|(start, end)| end > start);
+        let want: Vec<std::ops::Range<u64>> = merged.iter().map(|(s, e)| *s..*e).collect();
+        let got = file.read_ranges(&want)?;
+        let ranges = merged.iter().map(|(s, _)| *s).zip(got).collect();
+        Ok(Prefetched { file, len, ranges })
     }
 
     /// The prefetched range holding `start`, and the offset in it.
@@ -145,7 +140,7 @@ impl Length for Prefetched {
 
 /// Reads from `pos` on: from a prefetched range while it lasts, then positioned reads.
 pub struct ChunkRead {
-    file: Arc<File>,
+    file: Arc<dyn ReadAt>,
     pos: u64,
     /// A prefetched range and its file offset.
     mem: Option<(u64, Bytes)>,
@@ -162,7 +157,13 @@ impl Read for ChunkRead {
                 return Ok(n);
             }
         }
-        let n = self.file.read_at(buf, self.pos)?;
+        // Past the prefetched ranges: read on in pieces of up to 64 KiB.
+        let left = self.file.len().saturating_sub(self.pos);
+        let n = (buf.len() as u64).min(left).min(64 * 1024) as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        self.file.read_exact_at(&mut buf[..n], self.pos)?;
         self.pos += n as u64;
         Ok(n)
     }
@@ -220,8 +221,9 @@ mod tests {
         let data: Vec<u8> = (0..100u8).collect();
         std::fs::write(&path, &data).unwrap();
         // Ranges less than MERGE_GAP apart are read as one.
-        let p =
-            Prefetched::fetch(File::open(&path).unwrap(), vec![(60, 5), (2, 4), (8, 2)]).unwrap();
+        let store = crate::storage::store::Store::local(dir.path());
+        let file = store.open("f", None).unwrap();
+        let p = Prefetched::fetch(file, vec![(60, 5), (2, 4), (8, 2)]).unwrap();
         assert_eq!(
             p.ranges.len(),
             1,

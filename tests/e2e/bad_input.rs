@@ -36,7 +36,7 @@ fn db_dirs(server: &TestServer) -> Vec<String> {
         for e in rd {
             let e = e.unwrap();
             let name = e.file_name().to_string_lossy().into_owned();
-            if e.file_type().unwrap().is_dir() && name != "wal" {
+            if e.file_type().unwrap().is_dir() && name != "wal" && name != "_manifest" {
                 out.push(name);
             }
         }
@@ -359,11 +359,17 @@ fn bad_parameters_and_unsafe_names() {
         "/api/v2/write?db=x",
         "/api/v3/write_lp",
         "/api/v3/write_lp?bucket=x",
+        // Names of the directories beside the databases.
+        "/write?db=wal",
+        "/write?db=_manifest",
+        "/api/v2/write?bucket=_manifest",
     ] {
         let r = server.post(path, body.clone());
         assert_eq!(r.status, 400, "{path}: {r:?}");
         r.json();
     }
+    let r = server.post("/write?db=_manifest", body.clone());
+    assert!(r.body.contains("reserved"), "{r:?}");
     let long = "d".repeat(65);
     let unsafe_names = [
         "..%2Fx",

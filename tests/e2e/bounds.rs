@@ -4,11 +4,13 @@
 //! server answers again as soon as they go; request bodies count against `memory.limit`
 //! before they are read (503 with Retry-After when there is no room).
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::support::{ServerConfig, TestServer, fresh_client};
+use crate::support::{ServerConfig, TestServer, fresh_client, manifest_version};
 
 fn server(extra: &[&str], memory: Option<(&str, &str)>) -> TestServer {
     let mut cfg = ServerConfig {
@@ -232,9 +234,24 @@ fn a_restart_with_many_measurements_in_the_wal_is_quick() {
     }
 }
 
+/// Each region's manifest version (0 for a region without a checkpoint yet): every committed
+/// edit (`_manifest/<version>.edit.json`) adds one, whatever checkpoints and clean-up of old
+/// edits happen meanwhile.
+fn manifest_versions_by_region(data_dir: &Path) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(data_dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            let region = p.file_name().unwrap().to_string_lossy().into_owned();
+            out.insert(region, manifest_version(&p).unwrap_or(0));
+        }
+    }
+    out
+}
+
 /// 2,000 one-point measurements flushed by age while the server runs: each is its own
 /// file (one schema per measurement), but they are written together: a few manifest
-/// edits, not one per measurement (each edit is a durable append, and the syncs per file
+/// edits, not one per measurement (each edit is a durable write, and the syncs per file
 /// made a shutdown of 20,000 measurements take 36 s). Every point is in the files.
 #[test]
 fn many_small_measurements_flush_together() {
@@ -243,6 +260,7 @@ fn many_small_measurements_flush_together() {
         .flush(1_000_000, "64MiB", "500ms");
     let part_ns = cfg.partition_ns();
     let mut s = TestServer::start(cfg);
+    let before = manifest_versions_by_region(&s.data_dir());
     let n = 2_000;
     let body: String = (0..n)
         .map(|i| format!("m{i:05},host=a v={i}i 1767225600000000000\n"))
@@ -258,21 +276,15 @@ fn many_small_measurements_flush_together() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(in_files, n, "points in files after the age flush");
+    // The manifest edits committed since the server started.
     let mut edits = 0;
-    for region in std::fs::read_dir(s.data_dir()).unwrap() {
-        let region = region.unwrap().path();
-        if !region.is_dir() {
-            continue;
-        }
-        for f in std::fs::read_dir(&region).unwrap() {
-            let p = f.unwrap().path();
-            if p.extension().is_some_and(|e| e == "log")
-                && p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("manifest."))
-            {
-                edits += std::fs::read_to_string(&p).unwrap().lines().count();
-            }
-        }
+    for (region, v) in manifest_versions_by_region(&s.data_dir()) {
+        let was = before.get(&region).copied().unwrap_or(0);
+        assert!(
+            v >= was,
+            "manifest of {region} went back from version {was} to {v}"
+        );
+        edits += v - was;
     }
     assert!(
         (1..=8).contains(&edits),

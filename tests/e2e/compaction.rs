@@ -215,11 +215,13 @@ fn live(data: &Path, measurement: &str) -> Model {
 /// per field (an independent merge, as a query does). Before compaction an identity may be
 /// in several files; the manifest decides which are live.
 fn merged(data: &Path, measurement: &str) -> Model {
+    // `<seq>.parquet`, `<seq>~<rewrite>.parquet` or `<seq>~c<token>-<n>.parquet`.
     let seq_of = |file: &str| -> u64 {
         let name = file.rsplit('/').next().unwrap_or_default();
-        name.trim_end_matches(".parquet")
-            .parse()
-            .expect("file name is its seq")
+        name.split(['.', '~'])
+            .next()
+            .and_then(|d| d.parse().ok())
+            .expect("file name starts with its seq")
     };
     let mut rows: Vec<Row> = read_rows(data, HOUR_NS)
         .into_iter()
@@ -237,21 +239,20 @@ fn merged(data: &Path, measurement: &str) -> Model {
     out
 }
 
-/// The crash-safety invariant: no partition lists both an input (seq <= the region's max
-/// before the run) and an output of the run.
+/// The crash-safety invariant: no partition lists both an input (a file live before the run)
+/// and an output of the run.
 fn assert_no_partition_mixes_old_and_new(before: &[(String, u64, String, u64, u64)], data: &Path) {
-    let mut max_in: BTreeMap<&str, u64> = BTreeMap::new();
-    for (region, seq, ..) in before {
-        let e = max_in.entry(region.as_str()).or_default();
-        *e = (*e).max(*seq);
-    }
+    let inputs: BTreeSet<(&str, &str)> = before
+        .iter()
+        .map(|(region, _, path, ..)| (region.as_str(), path.as_str()))
+        .collect();
     let mut kinds: BTreeMap<String, BTreeSet<bool>> = BTreeMap::new();
-    for (region, seq, path, ..) in manifest_entries(data) {
+    for (region, _, path, ..) in manifest_entries(data) {
         let dir = path
             .rsplit_once('/')
             .map(|(d, _)| d.to_string())
             .unwrap_or_default();
-        let new = seq > max_in.get(region.as_str()).copied().unwrap_or(0);
+        let new = !inputs.contains(&(region.as_str(), path.as_str()));
         kinds
             .entry(format!("{region}/{dir}"))
             .or_default()
@@ -377,15 +378,20 @@ fn query_model(server: &TestServer, measurement: &str) -> Model {
 }
 
 /// Files of a measurement in the manifest, per partition directory.
-fn files_per_partition(data: &Path, measurement: &str) -> BTreeMap<String, Vec<(u64, u64)>> {
-    let mut out: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+/// Per partition directory: (seq, bytes, file name) of each live file.
+fn files_per_partition(
+    data: &Path,
+    measurement: &str,
+) -> BTreeMap<String, Vec<(u64, u64, String)>> {
+    let mut out: BTreeMap<String, Vec<(u64, u64, String)>> = BTreeMap::new();
     for (region, seq, path, _, bytes) in manifest_entries(data) {
         let parts: Vec<&str> = path.split('/').collect();
         if parts.get(1) != Some(&encode_measurement(measurement).as_str()) {
             continue;
         }
         let dir = format!("{region}/{}", parts[..parts.len() - 1].join("/"));
-        out.entry(dir).or_default().push((seq, bytes));
+        let name = parts[parts.len() - 1].to_string();
+        out.entry(dir).or_default().push((seq, bytes, name));
     }
     out
 }
@@ -446,18 +452,21 @@ fn compaction_merges_files_and_keeps_the_last_write_of_each_field() {
         parts_after.values().all(|f| f.len() == 1),
         "{parts_after:?}"
     );
-    // Every output is later than every input of its region.
-    for (region, seq, ..) in &after {
+    // Every output carries the seq of the newest input of its partition (which orders it
+    // below anything flushed after its inputs), under a compaction's name.
+    let dir_of = |p: &str| {
+        p.rsplit_once('/')
+            .map_or(String::new(), |(d, _)| d.to_string())
+    };
+    for (region, seq, path, ..) in &after {
         let max_in = before
             .iter()
-            .filter(|e| &e.0 == region)
+            .filter(|e| &e.0 == region && dir_of(&e.2) == dir_of(path))
             .map(|e| e.1)
             .max()
             .unwrap_or(0);
-        assert!(
-            *seq > max_in,
-            "{region}: output seq {seq} is not after the inputs' {max_in}"
-        );
+        assert_eq!(*seq, max_in, "{region}: output {path}");
+        assert!(path.contains("~c"), "{path}");
     }
 
     assert_same(&live(&data, M), &ds.model, "after compaction");
@@ -500,11 +509,14 @@ fn a_size_target_splits_outputs_that_reruns_leave_alone() {
     let target = 8 * 1024;
     let args = SMALL_OUTPUTS;
     let before = manifest_entries(&data);
+    // The newest input seq of a partition directory (`<region>/<path dir>`).
     let max_in = |dir: &str| -> u64 {
-        let region = dir.split('/').next().unwrap_or_default();
         before
             .iter()
-            .filter(|e| e.0 == region)
+            .filter(|e| {
+                let d = e.2.rsplit_once('/').map_or("", |(d, _)| d);
+                format!("{}/{d}", e.0) == dir
+            })
             .map(|e| e.1)
             .max()
             .unwrap_or(0)
@@ -538,7 +550,7 @@ fn a_size_target_splits_outputs_that_reruns_leave_alone() {
     let mut split = 0;
     for (dir, files) in &parts {
         let total: u64 = files.iter().map(|f| f.1).sum();
-        let outputs = files.iter().filter(|f| f.0 > max_in(dir)).count();
+        let outputs = files.iter().filter(|f| f.2.contains("~c")).count();
         if outputs == 0 {
             // Left alone: merging could not have lowered its file count.
             assert!(
@@ -549,12 +561,22 @@ fn a_size_target_splits_outputs_that_reruns_leave_alone() {
         }
         assert_eq!(outputs, files.len(), "{dir}: inputs left beside outputs");
         split += usize::from(files.len() > 1);
-        let last = files.iter().map(|f| f.0).max().unwrap_or(0);
-        for (seq, bytes) in files {
-            if *seq != last {
+        // Outputs are numbered in row order (`~c<token>-<n>`): all but the last reach the
+        // target, and all carry the seq of the partition's newest input.
+        let n_of = |name: &str| -> u64 {
+            name.trim_end_matches(".parquet")
+                .rsplit('-')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        let last = files.iter().map(|f| n_of(&f.2)).max().unwrap_or(0);
+        for (seq, bytes, name) in files {
+            assert_eq!(*seq, max_in(dir), "{dir}: {name}");
+            if n_of(name) != last {
                 assert!(
                     *bytes >= target,
-                    "{dir}: output {seq} is {bytes} bytes, under the target"
+                    "{dir}: output {name} is {bytes} bytes, under the target"
                 );
             }
         }
@@ -565,7 +587,8 @@ fn a_size_target_splits_outputs_that_reruns_leave_alone() {
     let s2 = compact_ok(&root, &data, &args);
     assert_eq!(num(&s2, "partitions_compacted"), 0, "{s2}");
     assert_eq!(manifest_entries(&data), entries);
-    assert!(compact(&root, &data, &["--verify"]).ok);
+    let v = compact(&root, &data, &["--verify"]);
+    assert!(v.ok, "{}\n{}", v.stdout, v.stderr);
 
     // Without a config (no ./regions.toml in the working dir) the partition duration is
     // inferred from the directory depth and checked against every file.
@@ -582,38 +605,121 @@ fn a_size_target_splits_outputs_that_reruns_leave_alone() {
 }
 
 #[test]
-fn compaction_and_a_live_server_exclude_each_other() {
+fn compaction_runs_beside_a_live_server_and_every_query_sees_each_point_once() {
     let ds = dataset(3, T0, 2);
-    let mut server = TestServer::start(small_flush_config());
-    for b in &ds.bodies {
-        server.write_ok(DB, b);
-    }
+    let mut server = written(&ds);
+    server.restart();
     let (root, data) = (server.root().to_path_buf(), server.data_dir());
-    for args in [
-        &[][..],
-        &["--dry-run"][..],
-        &["--verify"][..],
-        &["--retain", "1h"][..],
-    ] {
+    let before = manifest_entries(&data);
+    assert!(
+        before.len() > 8,
+        "several files per partition: {}",
+        before.len()
+    );
+
+    // A plan and a check of the live data dir change nothing.
+    for args in [&["--dry-run"][..], &["--verify"][..]] {
         let r = compact(&root, &data, args);
-        assert_eq!(
-            r.code,
-            Some(1),
-            "{args:?} must be refused: {}\n{}",
-            r.stdout,
-            r.stderr
-        );
+        assert!(r.ok, "{args:?}: {}\n{}", r.stdout, r.stderr);
         assert!(
-            r.stderr.contains("in use by a running Meridian server"),
+            r.stderr.contains("working beside it"),
             "{args:?}: {}",
             r.stderr
         );
     }
-    server.assert_healthy();
-    server.stop();
-    assert_same(&merged(&data, M), &ds.model, "after refused runs");
+    assert_eq!(
+        manifest_entries(&data),
+        before,
+        "--dry-run or --verify changed files"
+    );
 
-    // Now the compactor holds the lock (slowed down): a server cannot start meanwhile.
+    // While it runs: writes of another measurement go on, and every query of `cpu` sees
+    // each point exactly once, before, during and after the swap.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (queries, wrong, others) = std::thread::scope(|s| {
+        let checker = s.spawn(|| {
+            let (mut n, mut wrong) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || n < 3 {
+                let got = query_model(&server, M);
+                if got != ds.model {
+                    wrong.push(format!(
+                        "query {n}: {} rows, want {}",
+                        got.len(),
+                        ds.model.len()
+                    ));
+                }
+                n += 1;
+            }
+            (n, wrong)
+        });
+        let writer = s.spawn(|| {
+            let mut i = 0i64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let line = format!("other,host=h v={i}i {}\n", T0 + 5 * HOUR_NS + i);
+                server.write_ok(DB, &line);
+                i += 1;
+            }
+            i
+        });
+        let run = compact(&root, &data, &[]);
+        assert!(run.ok, "{}\n{}", run.stdout, run.stderr);
+        assert!(run.stderr.contains("working beside it"), "{}", run.stderr);
+        // The server applies the compactor's edits within a second or two.
+        std::thread::sleep(Duration::from_millis(2500));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let written = writer.join().expect("writer");
+        assert!(written > 0);
+        let (n, wrong) = checker.join().expect("checker");
+        (n, wrong, written)
+    });
+    assert!(
+        wrong.is_empty(),
+        "{} of {queries} queries wrong: {wrong:?}",
+        wrong.len()
+    );
+    server.assert_healthy();
+    // The outputs are live: one file per partition of `cpu`, under a compaction's name.
+    let parts = files_per_partition(&data, M);
+    assert!(
+        parts
+            .values()
+            .all(|f| f.len() == 1 && f[0].2.contains("~c")),
+        "{parts:?}"
+    );
+    // Points written after the compaction into its partitions land beside its outputs and
+    // win over them (later writes), in queries and after a restart.
+    let (tags, t) = ds.model.keys().next().cloned().expect("a point");
+    let line = format!(
+        "{M},{} usage_user=123456.5 {t}\n",
+        tags.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    server.write_ok(DB, &line);
+    let mut want = ds.model.clone();
+    want.entry((tags.clone(), t))
+        .or_default()
+        .insert("usage_user".into(), Value::Float(123456.5));
+    assert_same(&query_model(&server, M), &want, "a write after compaction");
+    server.stop();
+    server.restart();
+    assert_same(&query_model(&server, M), &want, "after a restart");
+    // Every point written beside the compactor is there: it left the server's files alone.
+    let count = server.get(&format!(
+        "/query?db={DB}&q=SELECT%20count(v)%20FROM%20other&epoch=ns"
+    ));
+    assert_eq!(count.status, 200, "{count:?}");
+    assert_eq!(
+        count.json()["results"][0]["series"][0]["values"][0][1].as_i64(),
+        Some(others),
+        "{count:?}"
+    );
+    server.stop();
+    assert_same(&merged(&data, M), &want, "files after the stop");
+    assert_clean_data_dir(&data);
+
+    // Offline: the compactor holds the lock (slowed down): a server cannot start meanwhile.
     let child = compactor(&root, &data, &[])
         .env("MERIDIAN_COMPACT_PAUSE_MS", "400")
         .spawn()
@@ -632,11 +738,11 @@ fn compaction_and_a_live_server_exclude_each_other() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_same(&live(&data, M), &ds.model, "after compaction");
+    assert_same(&live(&data, M), &want, "after compaction");
     server.restart();
     assert_same(
         &query_model(&server, M),
-        &ds.model,
+        &want,
         "query API after compaction",
     );
     server.stop();
@@ -855,7 +961,8 @@ fn retention_and_downsampling_are_exact_and_idempotent() {
         }
     }
     assert_clean_data_dir(&data);
-    assert!(compact(&root, &data, &["--verify"]).ok);
+    let v = compact(&root, &data, &["--verify"]);
+    assert!(v.ok, "{}\n{}", v.stdout, v.stderr);
 
     // A rerun neither doubles nor changes anything.
     let entries = manifest_entries(&data);
@@ -948,7 +1055,8 @@ fn retention_tombstones_keep_a_crashed_servers_wal_from_resurrecting_dropped_dat
     assert!(num(&s, "partitions_dropped") > 0, "{s}");
     assert!(num(&s, "tombstones") > 0, "{s}");
     assert!(live(&data, M).is_empty());
-    assert!(compact(&root, &data, &["--verify"]).ok);
+    let v = compact(&root, &data, &["--verify"]);
+    assert!(v.ok, "{}\n{}", v.stdout, v.stderr);
 
     // The server replays its WAL and must skip every dropped record.
     server.restart();

@@ -2,6 +2,9 @@
 //! `meridian-compact --rebuild-manifest` rebuilds it from the files' footers, and every
 //! acknowledged point (in files written by several flushes, and in the WAL) answers again
 //! with its last written value, compared with a model kept by the test.
+//!
+//! "Lost" is a region's whole `_manifest/` directory gone; "damaged" is its newest checkpoint
+//! (`_manifest/<version:020>.checkpoint.json`) cut to half its length.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,7 +12,9 @@ use std::process::Command;
 
 use serde_json::Value as Json;
 
-use crate::support::{ServerConfig, TestServer};
+use crate::support::{
+    MANIFEST_DIR, ServerConfig, TestServer, manifest_files, manifest_version, manifest_versions,
+};
 
 const HOUR: i64 = 3_600_000_000_000;
 const T0: i64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
@@ -38,6 +43,26 @@ fn write(s: &TestServer, model: &mut Model, round: u32, hosts: &[&str], times: &
         }
     }
     s.write_ok("mf", &body);
+}
+
+/// Every file under `dir` (recursively) whose content is exactly `bytes`.
+fn files_holding(dir: &Path, bytes: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else if e.metadata().unwrap().len() == bytes.len() as u64
+                && std::fs::read(e.path()).unwrap() == bytes
+            {
+                out.push(e.path().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 fn parquet_files(dir: &Path) -> Vec<String> {
@@ -115,7 +140,12 @@ fn a_lost_or_damaged_manifest_deletes_nothing_and_is_rebuilt_from_footers() {
     let data = s.data_dir();
     let files = parquet_files(&data);
     assert!(files.len() >= 4, "{files:?}");
-    std::fs::remove_file(data.join("eu/manifest.json")).unwrap();
+    // The eu manifest lost: its whole `_manifest/` directory (checkpoints and edits).
+    assert!(
+        manifest_version(&data.join("eu")).is_some(),
+        "eu has a manifest to lose"
+    );
+    std::fs::remove_dir_all(data.join("eu").join(MANIFEST_DIR)).unwrap();
     let err = s
         .spawn(&[])
         .expect_err("must refuse to start without the eu manifest");
@@ -128,10 +158,17 @@ fn a_lost_or_damaged_manifest_deletes_nothing_and_is_rebuilt_from_footers() {
         files,
         "a refused start deletes nothing"
     );
-    // A truncated manifest: the same refusal, and nothing deleted.
-    let am = data.join("americas/manifest.json");
+    // A truncated manifest (the newest americas checkpoint cut in half): the same refusal,
+    // and nothing deleted.
+    let (checkpoints, _) = manifest_versions(&data.join("americas"));
+    let newest = *checkpoints.last().expect("americas has a checkpoint");
+    let am = data
+        .join("americas")
+        .join(MANIFEST_DIR)
+        .join(format!("{newest:020}.checkpoint.json"));
     let text = std::fs::read(&am).unwrap();
-    std::fs::write(&am, &text[..text.len() / 2]).unwrap();
+    let damaged = text[..text.len() / 2].to_vec();
+    std::fs::write(&am, &damaged).unwrap();
     let err = s.spawn(&[]).expect_err("must refuse a damaged manifest");
     assert!(
         err.contains("corrupt")
@@ -168,14 +205,14 @@ fn a_lost_or_damaged_manifest_deletes_nothing_and_is_rebuilt_from_footers() {
     assert_eq!(rebuilt.get("eu"), Some(&true), "{report}");
     assert_eq!(rebuilt.get("americas"), Some(&true), "{report}");
     assert_eq!(rebuilt.get("global"), Some(&false), "{report}");
+    // The damaged checkpoint is kept aside (under whatever name), and the manifest a reader
+    // sees now is whole.
     assert!(
-        std::fs::read_dir(data.join("americas")).unwrap().any(|e| e
-            .unwrap()
-            .file_name()
-            .to_string_lossy()
-            .starts_with("manifest.json.damaged-")),
-        "the damaged manifest is kept aside"
+        !files_holding(&data, &damaged).is_empty(),
+        "the damaged checkpoint is kept aside"
     );
+    assert!(manifest_files(&data.join("americas")).is_some());
+    assert!(manifest_files(&data.join("eu")).is_some());
 
     s.restart();
     assert_eq!(answer(&s), model);

@@ -1,9 +1,10 @@
 //! The harness: a real `meridian serve` process in a temp dir, its `regions.toml`, HTTP
 //! helpers, and an independent reader of everything the server left on disk.
 //!
-//! The reader trusts nothing of the server's code: it parses `manifest.json` as plain JSON,
-//! reads each listed Parquet file with the `parquet` crate, and checks the documented layout
-//! (path, partition, column types, sort order, row counts) while collecting the rows.
+//! The reader trusts nothing of the server's code: it parses each region's `_manifest/`
+//! (newest checkpoint, then the edits after it) as plain JSON, reads each listed Parquet file
+//! with the `parquet` crate, and checks the documented layout (path, partition, column types,
+//! sort order, row counts) while collecting the rows.
 
 #![allow(dead_code)]
 
@@ -67,6 +68,10 @@ pub struct ServerConfig {
     pub tokens: Vec<String>,
     /// `memory.max_series_per_database`.
     pub max_series: Option<u64>,
+    /// Raw TOML appended after everything else (whole tables, such as `[storage]`).
+    pub extra_toml: String,
+    /// Extra `key = value` lines of one `[[region]]` table: (region name, line).
+    pub region_extra: Vec<(String, String)>,
 }
 
 impl Default for ServerConfig {
@@ -91,6 +96,8 @@ impl Default for ServerConfig {
             query_memory: None,
             tokens: vec![],
             max_series: None,
+            extra_toml: String::new(),
+            region_extra: vec![],
         }
     }
 }
@@ -137,6 +144,23 @@ impl ServerConfig {
     }
     pub fn max_body_bytes(mut self, s: &str) -> Self {
         self.max_body_bytes = s.into();
+        self
+    }
+    /// Appends raw TOML (whole tables) to the rendered config.
+    pub fn toml(mut self, text: &str) -> Self {
+        self.extra_toml.push_str(text);
+        if !text.ends_with('\n') {
+            self.extra_toml.push('\n');
+        }
+        self
+    }
+    /// Adds a `key = value` line to the `[[region]]` table of `region`.
+    pub fn region_line(mut self, region: &str, line: &str) -> Self {
+        assert!(
+            REGIONS.contains(&region),
+            "no region {region} in the config"
+        );
+        self.region_extra.push((region.into(), line.into()));
         self
     }
 
@@ -230,6 +254,15 @@ name = "global"
 "tenant=acme-eu" = "eu"
 "#,
         );
+        for (region, line) in &self.region_extra {
+            let table = format!("[[region]]\nname = \"{region}\"\n");
+            let at = s.find(&table).expect("the region's table") + table.len();
+            s.insert_str(at, &format!("{line}\n"));
+        }
+        if !self.extra_toml.is_empty() {
+            s.push('\n');
+            s.push_str(&self.extra_toml);
+        }
         s
     }
 }
@@ -965,51 +998,159 @@ pub fn partition_dir(start_ns: i64, partition_ns: i64) -> String {
 // Reading the data dir
 // ---------------------------------------------------------------------------------------
 
-pub fn manifest_files(region_dir: &Path) -> Option<Vec<serde_json::Value>> {
-    let text = match std::fs::read(region_dir.join("manifest.json")) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-        Err(e) => panic!("reading manifest of {}: {e}", region_dir.display()),
+/// The manifest directory under a region's storage root.
+pub const MANIFEST_DIR: &str = "_manifest";
+
+/// A file name of `_manifest/`: `(version, is_checkpoint)` for `<version:020>.checkpoint.json`
+/// and `<version:020>.edit.json`; `None` for anything else (temporary files included).
+pub fn parse_manifest_name(name: &str) -> Option<(u64, bool)> {
+    let (v, checkpoint) = if let Some(v) = name.strip_suffix(".checkpoint.json") {
+        (v, true)
+    } else {
+        (name.strip_suffix(".edit.json")?, false)
     };
-    let v: serde_json::Value = serde_json::from_slice(&text).unwrap_or_else(|e| {
-        panic!(
-            "manifest {} is not JSON: {e}",
-            region_dir.join("manifest.json").display()
-        )
-    });
-    assert_eq!(
-        v["version"],
-        1,
-        "manifest version in {}",
-        region_dir.display()
-    );
-    let mut files = v["files"]
-        .as_array()
-        .unwrap_or_else(|| panic!("manifest without files array: {v}"))
-        .clone();
-    // The edits since the checkpoint, as README documents them: `manifest.<log_generation>.log`,
-    // one JSON object per line with `add` (entries), `remove` (seqs) and `next_seq`.
-    let generation = v["log_generation"].as_u64().unwrap_or(0);
-    if let Ok(log) = std::fs::read_to_string(region_dir.join(format!("manifest.{generation}.log")))
-    {
-        for line in log.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
-            let Ok(edit) = serde_json::from_str::<serde_json::Value>(line) else {
-                continue; // a torn last line
-            };
-            let removed: Vec<u64> = edit["remove"]
-                .as_array()
-                .map(|r| r.iter().filter_map(|x| x.as_u64()).collect())
-                .unwrap_or_default();
-            files.retain(|f| !removed.contains(&f["seq"].as_u64().unwrap_or(u64::MAX)));
-            for f in edit["add"].as_array().cloned().unwrap_or_default() {
-                if !files.iter().any(|g| g["seq"] == f["seq"]) {
-                    files.push(f);
-                }
-            }
+    if v.len() != 20 || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((v.parse().ok()?, checkpoint))
+}
+
+/// The versions in a region's `_manifest/`: (checkpoints, edits), each ascending. Empty
+/// when there is no `_manifest/` directory.
+pub fn manifest_versions(region_dir: &Path) -> (Vec<u64>, Vec<u64>) {
+    let (mut checkpoints, mut edits) = (Vec::new(), Vec::new());
+    let dir = region_dir.join(MANIFEST_DIR);
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (checkpoints, edits),
+        Err(e) => panic!("listing {}: {e}", dir.display()),
+    };
+    for e in rd {
+        let e = e.unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()));
+        match parse_manifest_name(&e.file_name().to_string_lossy()) {
+            Some((v, true)) => checkpoints.push(v),
+            Some((v, false)) => edits.push(v),
+            None => {}
         }
     }
+    checkpoints.sort_unstable();
+    edits.sort_unstable();
+    (checkpoints, edits)
+}
+
+/// The manifest state a reader sees, from the names in a `_manifest/` directory and a way to
+/// read one of them: the newest checkpoint `C`, then the edits `C+1, C+2, …` while the next
+/// one exists (an edit drops the live files whose path it removes, then adds its entries).
+/// Returns `(version, files sorted by seq)`, `None` without any checkpoint; an
+/// error only when `read` fails (a file listed a moment ago may be gone: the caller retries).
+/// `what` names the directory in panic messages. Plain JSON, in the documented format:
+/// - checkpoint: `{"format":2,"version":V,"files":[…],"next_seq":n,"retired":[…]}`;
+/// - edit: `{"version":V,"add":[…],"remove":["<path>",…],"next_seq":n,"at":ns}`.
+pub fn manifest_state(
+    what: &str,
+    names: &[String],
+    mut read: impl FnMut(&str) -> std::io::Result<Vec<u8>>,
+) -> std::io::Result<Option<(u64, Vec<serde_json::Value>)>> {
+    let mut checkpoints = BTreeSet::new();
+    let mut edits = BTreeSet::new();
+    for n in names {
+        match parse_manifest_name(n) {
+            Some((v, true)) => checkpoints.insert(v),
+            Some((v, false)) => edits.insert(v),
+            None => false,
+        };
+    }
+    let Some(&c) = checkpoints.last() else {
+        return Ok(None);
+    };
+    let parse = |name: &str, bytes: &[u8]| -> serde_json::Value {
+        serde_json::from_slice(bytes)
+            .unwrap_or_else(|e| panic!("manifest file {what}/{name} is not JSON: {e}"))
+    };
+    let name = format!("{c:020}.checkpoint.json");
+    let cp = parse(&name, &read(&name)?);
+    assert_eq!(cp["format"], 2, "format of {what}/{name}: {cp}");
+    assert_eq!(cp["version"], c, "version of {what}/{name}");
+    let mut files = cp["files"]
+        .as_array()
+        .unwrap_or_else(|| panic!("checkpoint {what}/{name} without files array: {cp}"))
+        .clone();
+    let mut version = c;
+    while edits.contains(&(version + 1)) {
+        version += 1;
+        let name = format!("{version:020}.edit.json");
+        let edit = parse(&name, &read(&name)?);
+        assert_eq!(edit["version"], version, "version of {what}/{name}");
+        let list = |k: &str| -> Vec<serde_json::Value> {
+            match &edit[k] {
+                serde_json::Value::Null => Vec::new(),
+                serde_json::Value::Array(a) => a.clone(),
+                other => panic!("{k} of {what}/{name} is not an array: {other}"),
+            }
+        };
+        let removed: BTreeSet<String> = list("remove")
+            .iter()
+            .map(|p| {
+                p.as_str()
+                    .unwrap_or_else(|| panic!("remove of {what}/{name} lists {p}, not a path"))
+                    .to_string()
+            })
+            .collect();
+        files.retain(|f| !f["path"].as_str().is_some_and(|p| removed.contains(p)));
+        for f in list("add") {
+            // A file written again under the same name replaces its earlier entry.
+            files.retain(|g| g["path"] != f["path"]);
+            files.push(f);
+        }
+    }
+    // Stable: entries of equal seq keep their order.
     files.sort_by_key(|f| f["seq"].as_u64().unwrap_or(0));
-    Some(files)
+    Ok(Some((version, files)))
+}
+
+/// [`manifest_state`] of a local region directory, retried while the server replaces files
+/// under the reader (a newer checkpoint written and older files deleted between listing and
+/// reading).
+fn local_manifest_state(region_dir: &Path) -> Option<(u64, Vec<serde_json::Value>)> {
+    let dir = region_dir.join(MANIFEST_DIR);
+    let what = dir.display().to_string();
+    let mut attempt = 0;
+    loop {
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => panic!("listing {what}: {e}"),
+        };
+        let names: Vec<String> = rd
+            .map(|e| {
+                e.unwrap_or_else(|e| panic!("listing {what}: {e}"))
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        match manifest_state(&what, &names, |name| std::fs::read(dir.join(name))) {
+            Ok(state) => return state,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 20 => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("reading the manifest in {what}: {e}"),
+        }
+    }
+}
+
+/// The live files of a region (manifest entries, sorted by seq): `None` when the region has
+/// no `_manifest/` directory or no checkpoint in it.
+pub fn manifest_files(region_dir: &Path) -> Option<Vec<serde_json::Value>> {
+    local_manifest_state(region_dir).map(|(_, files)| files)
+}
+
+/// The version of a region's manifest as a reader sees it (the newest checkpoint's, plus one
+/// per edit after it): each committed edit adds one, whatever checkpoints or clean-up
+/// happened meanwhile. `None` without a checkpoint.
+pub fn manifest_version(region_dir: &Path) -> Option<u64> {
+    local_manifest_state(region_dir).map(|(v, _)| v)
 }
 
 fn region_dirs(data_dir: &Path) -> Vec<(String, PathBuf)> {
@@ -1035,10 +1176,23 @@ pub fn read_rows(data_dir: &Path, partition_ns: i64) -> Vec<Row> {
         let Some(files) = manifest_files(&rdir) else {
             continue;
         };
-        let mut seqs = BTreeSet::new();
+        // A seq names one file, but for the outputs of one compaction (which share the seq
+        // of their newest input, `<seq>~c<token>-<n>.parquet`).
+        let mut seqs: BTreeMap<u64, String> = BTreeMap::new();
         for f in &files {
             let seq = f["seq"].as_u64().expect("seq");
-            assert!(seqs.insert(seq), "file seq {seq} listed twice in {region}");
+            let path = f["path"].as_str().expect("path");
+            let name = path.rsplit('/').next().unwrap_or("");
+            let group = match name.split_once("~c") {
+                Some((_, rest)) => format!("c{}", rest.rsplit_once('-').map_or(rest, |r| r.0)),
+                None => path.to_string(),
+            };
+            if let Some(prev) = seqs.insert(seq, group.clone()) {
+                assert!(
+                    prev == group && group.starts_with('c'),
+                    "file seq {seq} listed twice in {region}: {path}"
+                );
+            }
             rows.extend(read_file(&region, &rdir, f, partition_ns));
         }
     }
@@ -1074,8 +1228,19 @@ fn read_file(region: &str, rdir: &Path, f: &serde_json::Value, partition_ns: i64
         .strip_prefix('~')
         .and_then(|r| r.strip_suffix(".parquet"))
         .is_some_and(|n| n.len() == 20 && n.bytes().all(|b| b.is_ascii_digit()));
+    // <seq:020>~c<token>-<n>.parquet for the outputs of a compaction.
+    let compacted = rest
+        .strip_prefix("~c")
+        .and_then(|r| r.strip_suffix(".parquet"))
+        .and_then(|r| r.rsplit_once('-'))
+        .is_some_and(|(token, n)| {
+            !token.is_empty()
+                && token.bytes().all(|b| b.is_ascii_alphanumeric())
+                && !n.is_empty()
+                && n.bytes().all(|b| b.is_ascii_digit())
+        });
     assert!(
-        rest == ".parquet" || rewritten,
+        rest == ".parquet" || rewritten || compacted,
         "file path in region {region}: {rel}, expected {want}.parquet"
     );
     let path = rdir.join(&rel);
@@ -1346,7 +1511,8 @@ pub fn tree(root: &Path) -> Vec<String> {
 }
 
 /// After a clean stop: no temporary files, no Parquet file that a manifest does not list, and
-/// nothing but the documented kinds of files (lock, manifests, WAL segments, Parquet).
+/// nothing but the documented kinds of files (lock, manifest checkpoints and edits
+/// `<region>/_manifest/<version:020>.{checkpoint,edit}.json`, WAL segments, Parquet).
 pub fn assert_clean_data_dir(data_dir: &Path) {
     let mut live = BTreeSet::new();
     for (region, rdir) in region_dirs(data_dir) {
@@ -1368,12 +1534,7 @@ pub fn assert_clean_data_dir(data_dir: &Path) {
                 problems.push(format!("Parquet file not in any manifest: {rel}"));
             }
         } else if rel == "meridian.lock"
-            || (parts.len() == 2 && name == "manifest.json")
-            || (parts.len() == 2
-                && name
-                    .strip_prefix("manifest.")
-                    .and_then(|g| g.strip_suffix(".log"))
-                    .is_some_and(|g| g.parse::<u64>().is_ok()))
+            || (parts.len() == 3 && parts[1] == MANIFEST_DIR && parse_manifest_name(name).is_some())
             || (parts.len() == 4 && parts[1] == "wal" && name.ends_with(".wal"))
         {
         } else {

@@ -148,11 +148,8 @@ async fn run_statement(ctx: &Ctx, stmt: &Statement) -> Result<Vec<result::Result
         Statement::ShowCardinality(s) => show::cardinality(ctx, s).await,
         Statement::ShowSystem(s) => show::system(s),
         Statement::CreateDatabase(c) => {
-            if !crate::model::is_safe_name(&c.name) {
-                return Err(format!(
-                    "invalid database name {:?}: use letters, digits, '_', '-' and '.'",
-                    crate::model::truncate(&c.name, 64)
-                ));
+            if let Some(why) = crate::model::db_name_problem(&c.name) {
+                return Err(why);
             }
             ctx.engine
                 .databases()

@@ -1,0 +1,725 @@
+//! Where a region's data files and manifest live: a local directory (the default) or a
+//! prefix of an S3-compatible bucket, behind one [`Store`]. Every data-file and manifest
+//! read, write, listing and delete goes through it; paths are relative to the region's
+//! root, `/`-separated (the manifest's form).
+//!
+//! Writes are two steps, so that both backends keep the crash-safe order: a writer encodes
+//! into a staging file ([`Store::staging_path`]: beside the final name on a local disk,
+//! under a local staging directory for a bucket), then [`Store::publish`] makes a set of
+//! them durable and visible (local: fsync or `syncfs` → rename → directories fsynced;
+//! bucket: one PUT or a multipart upload each, which S3 makes durable before it answers).
+//! Only then does the caller record them in the manifest.
+//!
+//! [`Store::put_new`] is put-if-absent (a hard link over a complete temporary file on a
+//! local disk, `If-None-Match: *` on S3): the manifest's commits rely on it so that two
+//! writers (a server and a compactor) never overwrite each other's edit.
+//!
+//! Object-store calls are async; the store runs them on its own small runtime and waits,
+//! so synchronous callers (shard threads, the blocking pool, `meridian-compact`) use it
+//! directly.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+use super::parquet::{StorageError, io_err, sync_dirs_up_to, sync_fs};
+use super::paths::{STAGING_DIR, is_temp_name, region_dir, temp_path};
+use crate::config::{RegionConfig, S3Config, StorageLocation};
+
+pub type Result<T> = std::result::Result<T, StorageError>;
+
+/// Uploads up to this size are one PUT; larger ones are multipart, in parts of this size.
+const PART_BYTES: usize = 16 << 20;
+/// Object-store requests run at once for one call (ranged reads, uploads of a flush).
+const CONCURRENCY: usize = 8;
+
+/// A region's storage root.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Backend>,
+}
+
+enum Backend {
+    Local {
+        root: PathBuf,
+    },
+    Object {
+        url: String,
+        store: Arc<dyn ObjectStore>,
+        prefix: ObjPath,
+        /// Local directory for files being encoded before upload.
+        staging: PathBuf,
+        rt: tokio::runtime::Runtime,
+    },
+}
+
+/// One data file of a store: what the index cache and the readers are given.
+#[derive(Clone)]
+pub struct FileRef {
+    pub store: Store,
+    pub rel: String,
+    /// Size in bytes, as the manifest records it.
+    pub len: u64,
+}
+
+impl FileRef {
+    /// A key naming the file across stores (the index and page caches).
+    pub fn key(&self) -> PathBuf {
+        self.store.key_of(&self.rel)
+    }
+}
+
+/// Positioned reads of one file.
+pub trait ReadAt: Send + Sync {
+    fn len(&self) -> u64;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Reads exactly `buf.len()` bytes at `pos`.
+    fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<()>;
+    /// Reads several ranges (an object store fetches them concurrently).
+    fn read_ranges(&self, ranges: &[Range<u64>]) -> std::io::Result<Vec<Bytes>> {
+        ranges
+            .iter()
+            .map(|r| {
+                let mut buf = vec![0u8; (r.end - r.start) as usize];
+                self.read_exact_at(&mut buf, r.start)?;
+                Ok(Bytes::from(buf))
+            })
+            .collect()
+    }
+}
+
+struct LocalFile {
+    file: File,
+    len: u64,
+}
+
+impl ReadAt for LocalFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<()> {
+        self.file.read_exact_at(buf, pos)
+    }
+}
+
+struct ObjectFile {
+    store: Store,
+    path: ObjPath,
+    len: u64,
+}
+
+impl ReadAt for ObjectFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<()> {
+        let end = pos + buf.len() as u64;
+        let got = self.read_ranges(std::slice::from_ref(&(pos..end)))?;
+        match got.first() {
+            Some(b) if b.len() == buf.len() => {
+                buf.copy_from_slice(b);
+                Ok(())
+            }
+            _ => Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("short read of {} at {pos}", self.path),
+            )),
+        }
+    }
+    fn read_ranges(&self, ranges: &[Range<u64>]) -> std::io::Result<Vec<Bytes>> {
+        let Backend::Object { store, rt, .. } = &*self.store.inner else {
+            return Err(std::io::Error::other("not an object store"));
+        };
+        let (store, path, ranges) = (store.clone(), self.path.clone(), ranges.to_vec());
+        block_on(rt, async move { store.get_ranges(&path, &ranges).await })
+            .map_err(std::io::Error::other)
+    }
+}
+
+/// Creates a file, and its directory if missing (again if a delete of the directory's last
+/// file removed it meanwhile).
+pub fn create_file(path: &Path) -> std::io::Result<File> {
+    for _ in 0..3 {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        match File::create(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            other => return other,
+        }
+    }
+    File::create(path)
+}
+
+/// The store's runtime stopped before a call finished (only while the store is dropped).
+#[derive(Debug)]
+pub struct Stopped;
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the object store's runtime stopped")
+    }
+}
+
+impl std::error::Error for Stopped {}
+
+impl From<Stopped> for object_store::Error {
+    fn from(s: Stopped) -> Self {
+        object_store::Error::Generic {
+            store: "meridian",
+            source: Box::new(s),
+        }
+    }
+}
+
+impl From<Stopped> for StorageError {
+    fn from(s: Stopped) -> Self {
+        StorageError::Config(s.to_string())
+    }
+}
+
+/// Runs `fut` on the store's runtime and waits for it, from any thread.
+fn block_on<T: Send + 'static, E: From<Stopped> + Send + 'static>(
+    rt: &tokio::runtime::Runtime,
+    fut: impl Future<Output = std::result::Result<T, E>> + Send + 'static,
+) -> std::result::Result<T, E> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    rt.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    rx.recv().map_err(|_| Stopped)?
+}
+
+fn obj_err(what: &str) -> impl FnOnce(object_store::Error) -> StorageError + '_ {
+    move |source| StorageError::Object {
+        what: what.to_string(),
+        source,
+    }
+}
+
+impl Store {
+    /// A local directory.
+    pub fn local(root: impl Into<PathBuf>) -> Store {
+        Store {
+            inner: Arc::new(Backend::Local { root: root.into() }),
+        }
+    }
+
+    /// `s3://bucket/prefix`: the store under `prefix` of `bucket`. Unset options come from
+    /// the standard `AWS_*` variables. `staging` is a local directory for uploads.
+    pub fn s3(url: &str, opts: &S3Config, staging: &Path) -> Result<Store> {
+        use object_store::aws::AmazonS3Builder;
+        let bad = |why: String| StorageError::Config(format!("storage url {url:?}: {why}"));
+        let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+        if parsed.scheme() != "s3" {
+            return Err(bad("only s3:// URLs name a bucket".into()));
+        }
+        let bucket = parsed
+            .host_str()
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| bad("no bucket".into()))?;
+        let prefix = ObjPath::from(parsed.path().trim_matches('/'));
+        let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        if let Some(e) = &opts.endpoint {
+            b = b.with_endpoint(e);
+        }
+        if let Some(r) = &opts.region {
+            b = b.with_region(r);
+        }
+        if let Some(k) = &opts.access_key_id {
+            b = b.with_access_key_id(k);
+        }
+        if let Some(s) = &opts.secret_access_key {
+            b = b.with_secret_access_key(s);
+        }
+        if let Some(h) = opts.allow_http {
+            b = b.with_allow_http(h);
+        }
+        let store = b.build().map_err(|e| bad(e.to_string()))?;
+        fs::create_dir_all(staging).map_err(io_err(staging))?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("meridian-store")
+            .enable_all()
+            .build()
+            .map_err(io_err(staging))?;
+        Ok(Store {
+            inner: Arc::new(Backend::Object {
+                url: url.trim_end_matches('/').to_string(),
+                store: Arc::new(store),
+                prefix,
+                staging: staging.to_path_buf(),
+                rt,
+            }),
+        })
+    }
+
+    /// The store of a region: `<data_dir>/<region>`, or its bucket prefix (staging uploads
+    /// under `<data_dir>/<region>/.staging`).
+    pub fn for_region(data_dir: &Path, region: &RegionConfig, s3: &S3Config) -> Result<Store> {
+        let local = region_dir(data_dir, &region.name);
+        match &region.storage {
+            StorageLocation::Local => Ok(Store::local(local)),
+            StorageLocation::S3 { url } => Store::s3(url, s3, &local.join(STAGING_DIR)),
+        }
+    }
+
+    /// The local root directory, for a local store.
+    pub fn local_root(&self) -> Option<&Path> {
+        match &*self.inner {
+            Backend::Local { root } => Some(root),
+            Backend::Object { .. } => None,
+        }
+    }
+
+    /// Where the store is, for messages.
+    pub fn describe(&self) -> String {
+        match &*self.inner {
+            Backend::Local { root } => root.display().to_string(),
+            Backend::Object { url, .. } => url.clone(),
+        }
+    }
+
+    /// A data file of the manifest.
+    pub fn file(&self, f: &super::file_meta::FileMeta) -> FileRef {
+        FileRef {
+            store: self.clone(),
+            rel: f.path.clone(),
+            len: f.bytes,
+        }
+    }
+
+    /// A key naming `rel` uniquely across stores.
+    pub fn key_of(&self, rel: &str) -> PathBuf {
+        match &*self.inner {
+            Backend::Local { root } => root.join(rel),
+            Backend::Object { url, .. } => PathBuf::from(format!("{url}/{rel}")),
+        }
+    }
+
+    fn obj_path(prefix: &ObjPath, rel: &str) -> ObjPath {
+        let mut p = prefix.clone();
+        for part in rel.split('/').filter(|s| !s.is_empty()) {
+            p = p.join(part);
+        }
+        p
+    }
+
+    /// Opens a file for positioned reads; `len` is its size when known (the manifest's).
+    pub fn open(&self, rel: &str, len: Option<u64>) -> Result<Arc<dyn ReadAt>> {
+        match &*self.inner {
+            Backend::Local { root } => {
+                let path = root.join(rel);
+                let file = File::open(&path).map_err(io_err(&path))?;
+                let len = match len {
+                    Some(l) => l,
+                    None => file.metadata().map_err(io_err(&path))?.len(),
+                };
+                Ok(Arc::new(LocalFile { file, len }))
+            }
+            Backend::Object {
+                store, prefix, rt, ..
+            } => {
+                let path = Self::obj_path(prefix, rel);
+                let len = match len {
+                    Some(l) => l,
+                    None => {
+                        let (s, p) = (store.clone(), path.clone());
+                        block_on(rt, async move { s.head(&p).await })
+                            .map_err(obj_err(rel))?
+                            .size
+                    }
+                };
+                Ok(Arc::new(ObjectFile {
+                    store: self.clone(),
+                    path,
+                    len,
+                }))
+            }
+        }
+    }
+
+    /// A whole file, or `None` if there is none.
+    pub fn read(&self, rel: &str) -> Result<Option<Bytes>> {
+        match &*self.inner {
+            Backend::Local { root } => {
+                let path = root.join(rel);
+                match fs::read(&path) {
+                    Ok(b) => Ok(Some(Bytes::from(b))),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(io_err(&path)(e)),
+                }
+            }
+            Backend::Object {
+                store, prefix, rt, ..
+            } => {
+                let (s, p) = (store.clone(), Self::obj_path(prefix, rel));
+                let got = block_on(rt, async move {
+                    match s.get(&p).await {
+                        Ok(r) => r.bytes().await.map(Some),
+                        Err(object_store::Error::NotFound { .. }) => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                });
+                got.map_err(obj_err(rel))
+            }
+        }
+    }
+
+    /// Creates `rel` holding `data` only if no such file exists; `false` if one did. The
+    /// file is durable when this returns `true`.
+    pub fn put_new(&self, rel: &str, data: Bytes) -> Result<bool> {
+        match &*self.inner {
+            Backend::Local { root } => {
+                let path = root.join(rel);
+                let dir = path.parent().unwrap_or(root);
+                fs::create_dir_all(dir).map_err(io_err(dir))?;
+                // Unique per call: writers in other threads and processes race for `path`.
+                static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let name = path
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let tmp = dir.join(format!(".{name}.{}-{n}.tmp", std::process::id()));
+                let written = (|| {
+                    let mut f = create_file(&tmp)?;
+                    f.write_all(&data)?;
+                    f.sync_all()
+                })();
+                if let Err(e) = written {
+                    let _ = fs::remove_file(&tmp);
+                    return Err(io_err(&tmp)(e));
+                }
+                // A hard link fails if the name exists: the put-if-absent of a local disk.
+                let linked = fs::hard_link(&tmp, &path);
+                let _ = fs::remove_file(&tmp);
+                match linked {
+                    Ok(()) => {
+                        sync_dirs_up_to(dir, root)?;
+                        Ok(true)
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                    Err(e) => Err(io_err(&path)(e)),
+                }
+            }
+            Backend::Object {
+                store, prefix, rt, ..
+            } => {
+                let (s, p) = (store.clone(), Self::obj_path(prefix, rel));
+                let opts = PutOptions::from(PutMode::Create);
+                let r = block_on(rt, async move {
+                    s.put_opts(&p, PutPayload::from(data), opts).await
+                });
+                match r {
+                    Ok(_) => Ok(true),
+                    Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+                    Err(e) => Err(obj_err(rel)(e)),
+                }
+            }
+        }
+    }
+
+    /// Whether a file exists.
+    pub fn exists(&self, rel: &str) -> Result<bool> {
+        match &*self.inner {
+            Backend::Local { root } => Ok(root.join(rel).is_file()),
+            Backend::Object {
+                store, prefix, rt, ..
+            } => {
+                let (s, p) = (store.clone(), Self::obj_path(prefix, rel));
+                match block_on(rt, async move { s.head(&p).await }) {
+                    Ok(_) => Ok(true),
+                    Err(object_store::Error::NotFound { .. }) => Ok(false),
+                    Err(e) => Err(obj_err(rel)(e)),
+                }
+            }
+        }
+    }
+
+    /// Every file under `dir` (relative, `/`-separated; "" for all), with its size, sorted.
+    /// Temporary files are left out.
+    pub fn list(&self, dir: &str) -> Result<Vec<(String, u64)>> {
+        let mut out = Vec::new();
+        match &*self.inner {
+            Backend::Local { root } => {
+                let start = root.join(dir);
+                let mut stack = vec![start];
+                while let Some(d) = stack.pop() {
+                    let entries = match fs::read_dir(&d) {
+                        Ok(e) => e,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(io_err(&d)(e)),
+                    };
+                    for e in entries {
+                        let e = e.map_err(io_err(&d))?;
+                        let ft = e.file_type().map_err(io_err(&d))?;
+                        let p = e.path();
+                        if ft.is_dir() {
+                            stack.push(p);
+                        } else if ft.is_file() && !is_temp_name(&e.file_name().to_string_lossy()) {
+                            let len = e.metadata().map_err(io_err(&p))?.len();
+                            let rel = p
+                                .strip_prefix(root)
+                                .map(|r| r.to_string_lossy().replace('\\', "/"))
+                                .unwrap_or_default();
+                            out.push((rel, len));
+                        }
+                    }
+                }
+            }
+            Backend::Object {
+                store, prefix, rt, ..
+            } => {
+                let s = store.clone();
+                let under = Self::obj_path(prefix, dir);
+                let base = prefix.clone();
+                let metas = block_on(rt, async move {
+                    s.list(Some(&under)).try_collect::<Vec<_>>().await
+                })
+                .map_err(obj_err(dir))?;
+                for m in metas {
+                    let Some(parts) = m.location.prefix_match(&base) else {
+                        continue;
+                    };
+                    let rel = parts.map(|p| p.as_ref().to_string()).collect::<Vec<_>>();
+                    if rel.last().is_some_and(|n| is_temp_name(n)) {
+                        continue;
+                    }
+                    out.push((rel.join("/"), m.size));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Deletes files; one already gone is not an error.
+    pub fn delete(&self, rels: &[String]) -> Result<()> {
+        match &*self.inner {
+            Backend::Local { root } => {
+                let mut dirs = Vec::new();
+                for rel in rels {
+                    let path = root.join(rel);
+                    match fs::remove_file(&path) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(io_err(&path)(e)),
+                    }
+                    if let Some(d) = path.parent() {
+                        dirs.push(d.to_path_buf());
+                    }
+                }
+                // Directories left empty go too (a compacted or dropped partition), up to
+                // the root; one that is not empty stops the walk. A writer that loses its
+                // new directory to this retries (`create_file`).
+                dirs.sort();
+                dirs.dedup();
+                for d in dirs {
+                    let mut cur = d.as_path();
+                    while cur != root.as_path() && cur.starts_with(root) {
+                        if fs::remove_dir(cur).is_err() {
+                            break;
+                        }
+                        match cur.parent() {
+                            Some(p) => cur = p,
+                            None => break,
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Backend::Object {
+                store, prefix, rt, ..
+            } => {
+                let s = store.clone();
+                let paths: Vec<ObjPath> = rels.iter().map(|r| Self::obj_path(prefix, r)).collect();
+                block_on(rt, async move {
+                    for p in paths {
+                        match s.delete(&p).await {
+                            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Ok(())
+                })
+                .map_err(obj_err("deleting files"))
+            }
+        }
+    }
+
+    /// Moves a file (quarantine of an unlisted file); on a bucket, a copy then a delete.
+    pub fn rename(&self, from: &str, to: &str) -> Result<()> {
+        match &*self.inner {
+            Backend::Local { root } => {
+                let (a, b) = (root.join(from), root.join(to));
+                let dir = b.parent().unwrap_or(root);
+                fs::create_dir_all(dir).map_err(io_err(dir))?;
+                fs::rename(&a, &b).map_err(io_err(&b))?;
+                sync_dirs_up_to(dir, root)?;
+                if let Some(d) = a.parent() {
+                    super::parquet::sync_dir(d)?;
+                }
+                Ok(())
+            }
+            Backend::Object {
+                store, prefix, rt, ..
+            } => {
+                let s = store.clone();
+                let (a, b) = (Self::obj_path(prefix, from), Self::obj_path(prefix, to));
+                block_on(rt, async move { s.rename(&a, &b).await }).map_err(obj_err(from))
+            }
+        }
+    }
+
+    /// Where a writer encodes `rel` before [`Store::publish`]: a temporary name beside it
+    /// on a local disk, a file in the local staging directory for a bucket. Its directory
+    /// exists.
+    pub fn staging_path(&self, rel: &str) -> Result<PathBuf> {
+        let path = match &*self.inner {
+            Backend::Local { root } => temp_path(&root.join(rel)),
+            Backend::Object { staging, .. } => {
+                staging.join(format!(".{}.tmp", rel.replace(['/', '\\'], "%")))
+            }
+        };
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        Ok(path)
+    }
+
+    /// Makes staged files durable and visible under their names, in one step for many
+    /// (local: one `syncfs` from [`super::parquet::SYNCFS_MIN_FILES`] files on; bucket:
+    /// concurrent uploads). The staging files are gone afterwards, whatever the outcome.
+    pub fn publish(&self, files: &[(PathBuf, String)]) -> Result<()> {
+        let result = self.publish_inner(files);
+        for (tmp, _) in files {
+            let _ = fs::remove_file(tmp);
+        }
+        result
+    }
+
+    fn publish_inner(&self, files: &[(PathBuf, String)]) -> Result<()> {
+        match &*self.inner {
+            Backend::Local { root } => {
+                let use_syncfs =
+                    cfg!(target_os = "linux") && files.len() >= super::parquet::SYNCFS_MIN_FILES;
+                if use_syncfs {
+                    sync_fs(root)?;
+                } else {
+                    for (tmp, _) in files {
+                        File::open(tmp)
+                            .and_then(|f| f.sync_all())
+                            .map_err(io_err(tmp))?;
+                    }
+                }
+                let mut dirs: Vec<PathBuf> = Vec::new();
+                for (tmp, rel) in files {
+                    let path = root.join(rel);
+                    fs::rename(tmp, &path).map_err(io_err(&path))?;
+                    if let Some(d) = path.parent() {
+                        dirs.push(d.to_path_buf());
+                    }
+                }
+                if use_syncfs {
+                    sync_fs(root)?;
+                } else {
+                    dirs.sort();
+                    dirs.dedup();
+                    for d in dirs {
+                        sync_dirs_up_to(&d, root)?;
+                    }
+                }
+                Ok(())
+            }
+            Backend::Object {
+                store, prefix, rt, ..
+            } => {
+                let jobs: Vec<(PathBuf, ObjPath)> = files
+                    .iter()
+                    .map(|(tmp, rel)| (tmp.clone(), Self::obj_path(prefix, rel)))
+                    .collect();
+                let s = store.clone();
+                block_on(rt, async move {
+                    futures::stream::iter(jobs.into_iter().map(|(tmp, p)| {
+                        let s = s.clone();
+                        async move { upload(&s, &tmp, &p).await }
+                    }))
+                    .buffer_unordered(CONCURRENCY)
+                    .try_collect::<Vec<()>>()
+                    .await
+                })?;
+                Ok(())
+            }
+        }
+    }
+}
+
+use futures::StreamExt;
+
+/// Uploads a local file: one PUT when small, multipart otherwise.
+async fn upload(store: &Arc<dyn ObjectStore>, tmp: &Path, to: &ObjPath) -> Result<()> {
+    let data = tokio::fs::read(tmp).await.map_err(io_err(tmp))?;
+    let what = to.to_string();
+    if data.len() <= PART_BYTES {
+        store
+            .put(to, PutPayload::from(data))
+            .await
+            .map_err(obj_err(&what))?;
+        return Ok(());
+    }
+    let data = Bytes::from(data);
+    let mut up = store.put_multipart(to).await.map_err(obj_err(&what))?;
+    let mut at = 0;
+    while at < data.len() {
+        let end = (at + PART_BYTES).min(data.len());
+        if let Err(e) = up.put_part(PutPayload::from(data.slice(at..end))).await {
+            let _ = up.abort().await;
+            return Err(obj_err(&what)(e));
+        }
+        at = end;
+    }
+    if let Err(e) = up.complete().await {
+        let _ = up.abort().await;
+        return Err(obj_err(&what)(e));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_put_new_refuses_an_existing_file_and_lists_without_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::local(dir.path());
+        assert!(s.put_new("m/v1", Bytes::from_static(b"a")).unwrap());
+        assert!(!s.put_new("m/v1", Bytes::from_static(b"b")).unwrap());
+        assert_eq!(s.read("m/v1").unwrap().unwrap(), Bytes::from_static(b"a"));
+        assert_eq!(s.read("m/none").unwrap(), None);
+        let tmp = s.staging_path("d/x.parquet").unwrap();
+        fs::write(&tmp, b"12345").unwrap();
+        assert_eq!(s.list("").unwrap(), vec![("m/v1".to_string(), 1)]);
+        s.publish(&[(tmp.clone(), "d/x.parquet".to_string())])
+            .unwrap();
+        assert!(!tmp.exists());
+        assert_eq!(s.list("d").unwrap(), vec![("d/x.parquet".to_string(), 5)]);
+        let f = s.open("d/x.parquet", None).unwrap();
+        let mut buf = [0u8; 3];
+        f.read_exact_at(&mut buf, 1).unwrap();
+        assert_eq!(&buf, b"234");
+        s.delete(&["d/x.parquet".into(), "gone".into()]).unwrap();
+        assert!(s.list("d").unwrap().is_empty());
+    }
+}

@@ -1,0 +1,259 @@
+//! The one data-file writer: flush, deletes and compaction all write through it, so every
+//! file has the same encodings and the same footer, built here and nowhere else.
+//!
+//! A file is written in three steps:
+//! 1. [`FileWriter::create`] → [`FileWriter::write`]… → [`FileWriter::finish`]: encoded
+//!    into the store's staging file, the footer completed with the rows' time range, row
+//!    count, partition and WAL ranges; the result is a [`Staged`] file with its manifest
+//!    entry.
+//! 2. [`publish`]: the staged files made durable and visible under their names together
+//!    (one sync for many on a local disk, concurrent uploads to a bucket).
+//! 3. The caller records them in the manifest. A crash before that leaves files no
+//!    manifest lists (swept at start-up) and nothing lost: their rows are still in the WAL
+//!    or in the files they were to replace.
+
+use std::fs::{self, File};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::array::{Array, TimestampNanosecondArray};
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::file::metadata::KeyValue;
+
+use super::file_meta::{FileMeta, WalRange};
+use super::parquet::{Result, StorageError, writer_properties};
+use super::schema::{columns_of, meta, time_type};
+use super::store::Store;
+use crate::model::{ColumnKind, TIME_COLUMN};
+
+/// What a file holds and how to encode it.
+#[derive(Debug, Clone)]
+pub struct FileSpec<'a> {
+    pub region: &'a str,
+    pub db: &'a str,
+    pub measurement: &'a str,
+    pub partition_start: i64,
+    pub row_group_rows: usize,
+    pub zstd_level: i32,
+    pub page_rows: usize,
+}
+
+/// A complete file in staging, not yet visible, with its manifest entry.
+#[derive(Debug)]
+pub struct Staged {
+    pub tmp: PathBuf,
+    pub meta: FileMeta,
+}
+
+/// A file being encoded.
+pub struct FileWriter {
+    rel: String,
+    seq: u64,
+    tmp: PathBuf,
+    writer: ArrowWriter<File>,
+    columns: Vec<(String, ColumnKind)>,
+    db: String,
+    measurement: String,
+    partition_start: i64,
+    rows: u64,
+    min: i64,
+    max: i64,
+}
+
+fn pq_err(
+    path: &std::path::Path,
+) -> impl FnOnce(parquet::errors::ParquetError) -> StorageError + '_ {
+    move |source| StorageError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn schema_err(path: &std::path::Path, why: String) -> StorageError {
+    StorageError::Arrow {
+        path: path.to_path_buf(),
+        source: arrow::error::ArrowError::SchemaError(why),
+    }
+}
+
+impl FileWriter {
+    /// Starts file `seq` at `rel` of `store` with `schema` (a Meridian file schema).
+    pub fn create(
+        store: &Store,
+        rel: String,
+        seq: u64,
+        schema: SchemaRef,
+        spec: &FileSpec<'_>,
+    ) -> Result<FileWriter> {
+        let tmp = store.staging_path(&rel)?;
+        let columns = columns_of(&schema).map_err(|e| schema_err(&tmp, e))?;
+        let tags: Vec<&str> = columns
+            .iter()
+            .filter(|(_, k)| *k == ColumnKind::Tag)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let kv = vec![
+            KeyValue::new(meta::REGION.into(), spec.region.to_string()),
+            KeyValue::new(meta::DB.into(), spec.db.to_string()),
+            KeyValue::new(meta::MEASUREMENT.into(), spec.measurement.to_string()),
+            KeyValue::new(meta::TAG_COLUMNS.into(), tags.join(",")),
+        ];
+        let props = writer_properties(
+            &schema,
+            spec.row_group_rows,
+            kv,
+            spec.zstd_level,
+            spec.page_rows,
+        );
+        let file = super::store::create_file(&tmp).map_err(super::parquet::io_err(&tmp))?;
+        let writer = match ArrowWriter::try_new(file, schema, Some(props)) {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(pq_err(&tmp)(e));
+            }
+        };
+        Ok(FileWriter {
+            rel,
+            seq,
+            tmp,
+            writer,
+            columns,
+            db: spec.db.to_string(),
+            measurement: spec.measurement.to_string(),
+            partition_start: spec.partition_start,
+            rows: 0,
+            min: i64::MAX,
+            max: i64::MIN,
+        })
+    }
+
+    /// Appends rows (sorted by tag set then time, in the file's schema).
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let time = batch
+            .column_by_name(TIME_COLUMN)
+            .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+            .ok_or_else(|| schema_err(&self.tmp, "no Timestamp(ns) time column".into()))?;
+        for t in time.values().iter() {
+            self.min = self.min.min(*t);
+            self.max = self.max.max(*t);
+        }
+        self.rows += batch.num_rows() as u64;
+        self.writer.write(batch).map_err(pq_err(&self.tmp))
+    }
+
+    /// Bytes encoded so far (to cut outputs at a target size).
+    pub fn bytes_written(&self) -> u64 {
+        self.writer.bytes_written() as u64
+    }
+
+    /// Completes the footer (time range, rows, partition, `wal`) and the file.
+    pub fn finish(self, wal: Vec<WalRange>) -> Result<Staged> {
+        let tmp = self.tmp.clone();
+        let result = self.finish_inner(wal);
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn finish_inner(mut self, wal: Vec<WalRange>) -> Result<Staged> {
+        let (min, max) = if self.rows == 0 {
+            (self.partition_start, self.partition_start)
+        } else {
+            (self.min, self.max)
+        };
+        let wal_json = serde_json::to_string(&wal)
+            .map_err(|e| schema_err(&self.tmp, format!("encoding WAL ranges: {e}")))?;
+        let mut kv = vec![
+            (meta::MIN_TIME, min.to_string()),
+            (meta::MAX_TIME, max.to_string()),
+            (meta::ROW_COUNT, self.rows.to_string()),
+            (meta::PARTITION_START, self.partition_start.to_string()),
+            (meta::WAL, wal_json),
+        ];
+        if self.rows == 0 {
+            kv.push((
+                meta::TOMBSTONE,
+                "no rows: only the WAL ranges the file's writer covered".to_string(),
+            ));
+        }
+        for (k, v) in kv {
+            self.writer
+                .append_key_value_metadata(KeyValue::new(k.into(), v));
+        }
+        let file = self.writer.into_inner().map_err(pq_err(&self.tmp))?;
+        let bytes = file
+            .metadata()
+            .map_err(super::parquet::io_err(&self.tmp))?
+            .len();
+        Ok(Staged {
+            tmp: self.tmp,
+            meta: FileMeta {
+                seq: self.seq,
+                path: self.rel,
+                db: self.db,
+                measurement: self.measurement,
+                partition_start: self.partition_start,
+                min_time: min,
+                max_time: max,
+                rows: self.rows,
+                bytes,
+                columns: self.columns,
+                wal,
+            },
+        })
+    }
+}
+
+/// Writes one whole file to staging.
+pub fn stage_file(
+    store: &Store,
+    rel: String,
+    seq: u64,
+    batch: &RecordBatch,
+    spec: &FileSpec<'_>,
+    wal: Vec<WalRange>,
+) -> Result<Staged> {
+    let mut w = FileWriter::create(store, rel, seq, batch.schema(), spec)?;
+    if let Err(e) = w.write(batch) {
+        let _ = fs::remove_file(&w.tmp);
+        return Err(e);
+    }
+    w.finish(wal)
+}
+
+/// A zero-row file (only `time`) that carries WAL ranges: what is left of a partition that
+/// retention dropped or a delete emptied, so WAL replay keeps skipping those records.
+pub fn stage_tombstone(
+    store: &Store,
+    rel: String,
+    seq: u64,
+    spec: &FileSpec<'_>,
+    wal: Vec<WalRange>,
+) -> Result<Staged> {
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        TIME_COLUMN,
+        time_type(),
+        false,
+    )]));
+    FileWriter::create(store, rel, seq, schema, spec)?.finish(wal)
+}
+
+/// Makes staged files durable and visible (step 2).
+pub fn publish(store: &Store, staged: &[&Staged]) -> Result<()> {
+    let files: Vec<(PathBuf, String)> = staged
+        .iter()
+        .map(|s| (s.tmp.clone(), s.meta.path.clone()))
+        .collect();
+    store.publish(&files)
+}
+
+/// Removes staged files that will not be published.
+pub fn discard(staged: &[&Staged]) {
+    for s in staged {
+        let _ = fs::remove_file(&s.tmp);
+    }
+}
