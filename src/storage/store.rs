@@ -228,7 +228,7 @@ impl Store {
             .host_str()
             .filter(|b| !b.is_empty())
             .ok_or_else(|| bad("no bucket".into()))?;
-        let prefix = ObjPath::from(parsed.path().trim_matches('/'));
+        let prefix = Self::obj_path(&ObjPath::default(), parsed.path());
         let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
         if let Some(e) = &opts.endpoint {
             b = b.with_endpoint(e);
@@ -307,10 +307,17 @@ impl Store {
         }
     }
 
+    /// The object key of `rel`: exactly its text (`<seq>~c…`, `cpu%2Eload`), not escaped
+    /// the way `object_store` escapes a part made from a string (`~` → `%7E`), so that the
+    /// keys in the bucket are the names Meridian writes on a local disk and other readers
+    /// see those. Parts with characters a key cannot hold (none of Meridian's) are escaped.
     fn obj_path(prefix: &ObjPath, rel: &str) -> ObjPath {
         let mut p = prefix.clone();
         for part in rel.split('/').filter(|s| !s.is_empty()) {
-            p = p.join(part);
+            p = match object_store::path::PathPart::parse(part) {
+                Ok(raw) => p.join(raw),
+                Err(_) => p.join(part),
+            };
         }
         p
     }
