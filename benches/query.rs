@@ -72,6 +72,8 @@ fn one_file_region(dir: &std::path::Path) -> (RegionSnapshot, u64) {
         measurement: Some(Arc::from("cpu")),
         excluded: Default::default(),
         store,
+        retention: Default::default(),
+        now_ns: 0,
     };
     (snap, batch.num_rows() as u64)
 }

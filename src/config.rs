@@ -28,6 +28,89 @@ pub enum ConfigError {
 
 pub type Result<T> = std::result::Result<T, ConfigError>;
 
+/// Checks the `[[retention]]` entries.
+fn check_retention(raw: Vec<RawRetention>, partition_ns: i64) -> Result<RetentionRules> {
+    let mut rules: Vec<RetentionRule> = Vec::with_capacity(raw.len());
+    for (i, r) in raw.into_iter().enumerate() {
+        let key = |k: &str| format!("retention[{i}].{k}");
+        if let Some(why) = crate::model::db_name_problem(&r.db) {
+            return Err(invalid(key("db"), why));
+        }
+        if r.measurement.as_deref().is_some_and(str::is_empty) {
+            return Err(invalid(key("measurement"), "must not be empty"));
+        }
+        let keep_ns = match &r.keep {
+            Some(k) => {
+                let ns = parse_duration(k).map_err(|e| invalid(key("keep"), e))?;
+                if ns <= 0 {
+                    return Err(invalid(key("keep"), "must be positive"));
+                }
+                Some(ns)
+            }
+            None => None,
+        };
+        let downsample = match (&r.downsample, &r.downsample_after) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(invalid(
+                    key("downsample_after"),
+                    "is required with downsample: how old a window must be to be rolled up (e.g. \"1d\")",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    key("downsample"),
+                    "is required with downsample_after",
+                ));
+            }
+            (Some(spec), Some(after)) => {
+                if r.measurement.is_none() {
+                    return Err(invalid(
+                        key("measurement"),
+                        "is required with downsample: name the measurement to roll up",
+                    ));
+                }
+                let after =
+                    parse_duration(after).map_err(|e| invalid(key("downsample_after"), e))?;
+                let ds = crate::rollup::Downsample::parse(spec, after)
+                    .map_err(|e| invalid(key("downsample"), e.to_string()))?;
+                ds.window(partition_ns)
+                    .map_err(|e| invalid(key("downsample"), e.to_string()))?;
+                Some(ds)
+            }
+        };
+        if keep_ns.is_none() && downsample.is_none() {
+            return Err(invalid(
+                key("keep"),
+                "a [[retention]] entry needs keep, downsample (with downsample_after), or both",
+            ));
+        }
+        if rules
+            .iter()
+            .any(|o| o.db == r.db && o.measurement == r.measurement)
+        {
+            return Err(invalid(
+                key("db"),
+                format!(
+                    "a second rule for {}{}",
+                    r.db,
+                    r.measurement
+                        .as_deref()
+                        .map(|m| format!(", measurement {m}"))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        rules.push(RetentionRule {
+            db: r.db,
+            measurement: r.measurement,
+            keep_ns,
+            downsample,
+        });
+    }
+    Ok(RetentionRules { rules })
+}
+
 /// An `s3://bucket[/prefix]` URL without its trailing `/`.
 fn check_s3_url(url: &str) -> std::result::Result<String, String> {
     let rest = url
@@ -135,6 +218,22 @@ pub struct RawConfig {
     pub regions: Vec<RawRegion>,
     #[serde(default)]
     pub directory: BTreeMap<String, String>,
+    #[serde(default, rename = "retention")]
+    pub retention: Vec<RawRetention>,
+}
+
+/// `[[retention]]`: how long a database (or one measurement of it) keeps its points, and
+/// whether a measurement is rolled up.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    pub db: String,
+    pub measurement: Option<String>,
+    pub keep: Option<String>,
+    /// `EVERY:AGGS`, e.g. `1m:mean,max`: rolled up into `<measurement>_<EVERY>`.
+    pub downsample: Option<String>,
+    /// Windows at least this old are rolled up.
+    pub downsample_after: Option<String>,
 }
 
 fn default_geo_tag() -> String {
@@ -273,6 +372,7 @@ pub enum SyncPolicy {
 pub struct Config {
     pub data_dir: PathBuf,
     pub s3: S3Config,
+    pub retention: RetentionRules,
     pub routing: RoutingConfig,
     pub ingest: IngestConfig,
     pub http: HttpConfig,
@@ -287,6 +387,47 @@ pub struct RegionConfig {
     pub url: Option<String>,
     /// Where the region's data files and manifest live.
     pub storage: StorageLocation,
+}
+
+/// One `[[retention]]` entry, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetentionRule {
+    pub db: String,
+    /// `None`: every measurement of the db without a rule of its own.
+    pub measurement: Option<String>,
+    pub keep_ns: Option<i64>,
+    pub downsample: Option<crate::rollup::Downsample>,
+}
+
+/// Every retention rule; a measurement's own rule wins over its database's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RetentionRules {
+    pub rules: Vec<RetentionRule>,
+}
+
+impl RetentionRules {
+    /// The rule that governs a measurement, if any.
+    pub fn rule_for(&self, db: &str, measurement: &str) -> Option<&RetentionRule> {
+        self.rules
+            .iter()
+            .find(|r| r.db == db && r.measurement.as_deref() == Some(measurement))
+            .or_else(|| {
+                self.rules
+                    .iter()
+                    .find(|r| r.db == db && r.measurement.is_none())
+            })
+    }
+
+    /// The earliest time a measurement still keeps at `now_ns` (`i64::MIN`: everything).
+    pub fn keeps_from(&self, db: &str, measurement: &str, now_ns: i64) -> i64 {
+        self.rule_for(db, measurement)
+            .and_then(|r| r.keep_ns)
+            .map_or(i64::MIN, |k| now_ns.saturating_sub(k))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
 }
 
 /// A region's storage root.
@@ -715,8 +856,10 @@ impl RawConfig {
                 format!("{e:?} must start with http:// or https://"),
             ));
         }
+        let retention = check_retention(self.retention, part_ns)?;
         Ok(Config {
             data_dir: self.data_dir,
+            retention,
             s3: S3Config {
                 endpoint: self.storage.endpoint,
                 region: self.storage.region,
@@ -877,11 +1020,108 @@ name = "global"
                 format!("{MIN}\n[[region]]\nname = \"global\"\n"),
                 "region[1].name",
             ),
+            (
+                format!("{MIN}\n[storage]\nurl = \"gs://b/p\"\n"),
+                "storage.url",
+            ),
+            (
+                format!("{MIN}\n[storage]\nurl = \"s3:///p\"\n"),
+                "storage.url",
+            ),
+            (
+                format!("{MIN}\n[storage]\nendpoint = \"127.0.0.1:9000\"\n"),
+                "storage.endpoint",
+            ),
+            (
+                format!("{MIN}\n[[retention]]\ndb = \"wal\"\nkeep = \"1d\"\n"),
+                "retention[0].db",
+            ),
+            (
+                format!("{MIN}\n[[retention]]\ndb = \"t\"\nkeep = \"-1d\"\n"),
+                "retention[0].keep",
+            ),
+            (
+                format!("{MIN}\n[[retention]]\ndb = \"t\"\n"),
+                "retention[0].keep",
+            ),
+            (
+                format!(
+                    "{MIN}\n[[retention]]\ndb = \"t\"\nmeasurement = \"cpu\"\ndownsample = \"1m:mean\"\n"
+                ),
+                "retention[0].downsample_after",
+            ),
+            (
+                format!(
+                    "{MIN}\n[[retention]]\ndb = \"t\"\ndownsample = \"1m:mean\"\ndownsample_after = \"1d\"\n"
+                ),
+                "retention[0].measurement",
+            ),
+            (
+                format!(
+                    "{MIN}\n[[retention]]\ndb = \"t\"\nmeasurement = \"cpu\"\ndownsample = \"7m:mean\"\ndownsample_after = \"1d\"\n"
+                ),
+                "retention[0].downsample",
+            ),
+            (
+                format!(
+                    "{MIN}\n[[retention]]\ndb = \"t\"\nkeep = \"1d\"\n[[retention]]\ndb = \"t\"\nkeep = \"2d\"\n"
+                ),
+                "retention[1].db",
+            ),
         ];
         for (text, key) in cases {
             let e = err_of(&text);
             assert!(e.contains(key), "error {e:?} should name {key:?}");
         }
+    }
+
+    #[test]
+    fn storage_and_retention() {
+        let cfg = Config::parse(&format!(
+            "{MIN}\n[storage]\nurl = \"s3://bucket/pre/fix/\"\n[[region]]\nname = \"eu\"\nstorage = \"s3://eu-bucket\"\n"
+        ))
+        .unwrap();
+        let loc: Vec<_> = cfg
+            .routing
+            .regions
+            .iter()
+            .map(|r| r.storage.clone())
+            .collect();
+        assert_eq!(
+            loc,
+            vec![
+                StorageLocation::S3 {
+                    url: "s3://bucket/pre/fix/global".into()
+                },
+                StorageLocation::S3 {
+                    url: "s3://eu-bucket".into()
+                },
+            ]
+        );
+        assert_eq!(
+            Config::parse(MIN).unwrap().routing.regions[0].storage,
+            StorageLocation::Local
+        );
+        let cfg = Config::parse(&format!(
+            "{MIN}\n[[retention]]\ndb = \"t\"\nkeep = \"30d\"\n[[retention]]\ndb = \"t\"\nmeasurement = \"cpu\"\nkeep = \"7d\"\ndownsample = \"1m:mean,max\"\ndownsample_after = \"1d\"\n"
+        ))
+        .unwrap();
+        let day = 86_400_000_000_000i64;
+        let now = 100 * day;
+        let r = &cfg.retention;
+        assert_eq!(r.keeps_from("t", "cpu", now), now - 7 * day, "its own rule");
+        assert_eq!(
+            r.keeps_from("t", "mem", now),
+            now - 30 * day,
+            "the db's rule"
+        );
+        assert_eq!(r.keeps_from("other", "cpu", now), i64::MIN, "no rule");
+        let ds = r
+            .rule_for("t", "cpu")
+            .and_then(|r| r.downsample.clone())
+            .unwrap();
+        assert_eq!(ds.target("cpu"), "cpu_1m");
+        assert_eq!(ds.older_than_ns, day);
     }
 
     #[test]

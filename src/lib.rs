@@ -41,5 +41,6 @@ pub mod metrics;
 pub mod model;
 pub mod query;
 pub mod region;
+pub mod rollup;
 pub mod router;
 pub mod storage;

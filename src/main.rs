@@ -146,6 +146,27 @@ fn serve(args: ServeArgs) -> Result<()> {
     engine.warm_index_cache();
     // Replaced files outlive any query that may still read them.
     engine.keep_manifests_current(cfg.query.timeout + Duration::from_secs(30));
+    // `[[retention]]`: expired partitions dropped and windows rolled up in the background.
+    let token = meridian::compaction::datadir::run_token();
+    let regions = engine
+        .hosted_manifests()
+        .into_iter()
+        .map(
+            |(name, manifest)| meridian::compaction::datadir::RegionDir {
+                dir: meridian::storage::paths::region_dir(engine.data_dir(), &name),
+                name,
+                manifest,
+                token: token.clone(),
+                sweeper: meridian::catalog::leftovers::Sweeper::Owner,
+            },
+        )
+        .collect();
+    meridian::compaction::background::spawn(
+        regions,
+        engine.retention().clone(),
+        cfg.routing.partition_duration_ns,
+        engine.stopping_flag(),
+    );
     let cfg = Arc::new(cfg);
 
     let rt = tokio::runtime::Builder::new_multi_thread()

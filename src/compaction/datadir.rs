@@ -27,7 +27,7 @@ use super::{CompactionError, Result, io_err};
 pub struct RegionDir {
     pub name: String,
     pub dir: PathBuf,
-    pub manifest: Manifest,
+    pub manifest: std::sync::Arc<Manifest>,
     pub token: String,
     /// Beside a live server, only provable leftovers of compactions are touched.
     pub sweeper: leftovers::Sweeper,
@@ -203,7 +203,7 @@ impl DataDir {
                 Some((rc, s3)) => Store::for_region(path, rc, s3)?,
                 None => Store::local(&dir),
             };
-            let manifest = Manifest::open(&store)?;
+            let manifest = std::sync::Arc::new(Manifest::open(&store)?);
             regions.push(RegionDir {
                 name,
                 dir,

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use arrow::record_batch::RecordBatch;
 
-use crate::catalog::manifest::{now_ns, this_holder};
+use crate::catalog::manifest::{ManifestError, now_ns, this_holder};
 use crate::catalog::{FileMeta, Lease, ManifestEdit};
 use crate::model::PartitionStart;
 use crate::storage::merge::merge_dedup;
@@ -134,10 +134,10 @@ fn lease_key(p: &PartitionId, kind: UnitKind) -> String {
     format!("{kind:?}/{}/{}/{}", p.db, p.measurement, p.start)
 }
 
-/// Step 0: takes the unit's lease.
+/// Step 0: takes the unit's lease (another compactor's: the unit is skipped).
 fn take_lease(region: &RegionDir, key: &str, token: &str) -> Result<()> {
     let until = now_ns().saturating_add(LEASE.as_nanos() as i64);
-    region.manifest.commit(ManifestEdit {
+    let taken = region.manifest.commit(ManifestEdit {
         leases: vec![Lease {
             key: key.to_string(),
             owner: token.to_string(),
@@ -145,8 +145,12 @@ fn take_lease(region: &RegionDir, key: &str, token: &str) -> Result<()> {
             holder: Some(this_holder()),
         }],
         ..ManifestEdit::default()
-    })?;
-    Ok(())
+    });
+    match taken {
+        Ok(_) => Ok(()),
+        Err(ManifestError::Conflict(why)) => Err(CompactionError::Busy(why)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Gives a lease back after a unit failed (best effort: it lapses anyway).
@@ -197,7 +201,12 @@ fn commit(
     if let Err(e) = region.manifest.commit(edit) {
         let paths: Vec<String> = add.iter().map(|w| w.meta.path.clone()).collect();
         let _ = region.manifest.store().delete(&paths);
-        return Err(e.into());
+        return Err(match e {
+            // Another writer replaced or removed an input first (a delete, a compactor whose
+            // lease had lapsed): its files are live, ours are gone.
+            ManifestError::Conflict(why) => CompactionError::Busy(why),
+            e => e.into(),
+        });
     }
     let manifest = region
         .manifest
@@ -217,9 +226,25 @@ fn leased<T>(
     region: &RegionDir,
     key: &str,
     token: &str,
+    inputs: &[FileMeta],
     unit: impl FnOnce() -> Result<T>,
 ) -> Result<T> {
     take_lease(region, key, token)?;
+    // Taking the lease applied every edit before it: the plan still holds only if every
+    // input is still live (another compactor may have done this unit meanwhile).
+    let live: std::collections::HashSet<String> = region
+        .manifest
+        .files()
+        .iter()
+        .map(|f| f.path.clone())
+        .collect();
+    if let Some(gone) = inputs.iter().find(|f| !live.contains(&f.path)) {
+        give_back(region, key, token);
+        return Err(CompactionError::Busy(format!(
+            "{} was replaced since the run planned (another compactor did this unit)",
+            gone.path
+        )));
+    }
     let r = unit();
     if r.is_err() {
         give_back(region, key, token);
@@ -236,7 +261,7 @@ pub fn drop_partition(
     emit: Emit<'_>,
 ) -> Result<UnitReport> {
     let key = lease_key(&d.partition, UnitKind::Drop);
-    leased(region, &key, &region.token, || {
+    leased(region, &key, &region.token, &d.files, || {
         let rel_dir = common_dir(&d.files, &region.dir)?;
         let tombstone = if d.tombstone_wal.is_empty() {
             None
@@ -296,7 +321,7 @@ pub fn compact_partition(
     emit: Emit<'_>,
 ) -> Result<UnitReport> {
     let key = lease_key(&c.partition, UnitKind::Compaction);
-    leased(region, &key, &region.token, || {
+    leased(region, &key, &region.token, &c.inputs, || {
         let rel_dir = common_dir(&c.inputs, &region.dir)?;
         let (batches, values_in) = read_inputs(region, &c.inputs)?;
         let (merged, deduped) =
@@ -361,7 +386,8 @@ pub fn roll_up_window(
         return Ok(empty_report(UnitKind::Rollup, r));
     };
     let key = lease_key(&rollup_id(r), UnitKind::Rollup);
-    leased(region, &key, &region.token, || {
+    let inputs: Vec<FileMeta> = r.sources.iter().chain(&r.existing).cloned().collect();
+    leased(region, &key, &region.token, &inputs, || {
         let (batches, values_in) = read_inputs(region, &r.sources)?;
         let context = format!(
             "rolling up {}/{} window at {}",
@@ -485,6 +511,16 @@ fn record(
             emit(&Event::Finished {
                 region,
                 report: &report,
+            });
+        }
+        Err(CompactionError::Busy(why)) => {
+            let text = format!(
+                "{kind:?} of {}/{} partition at {} ns skipped: {why}",
+                partition.db, partition.measurement, partition.start
+            );
+            emit(&Event::Note {
+                region,
+                text: &text,
             });
         }
         Err(error) => {

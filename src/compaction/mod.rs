@@ -30,6 +30,7 @@
 //! - Last write wins field by field, in manifest (`seq`) order, exactly as a query merges.
 //! - Nothing here reads the environment; the binary turns flags into a [`plan::Policy`].
 
+pub mod background;
 pub mod datadir;
 pub mod exec;
 pub mod plan;
@@ -88,6 +89,10 @@ pub enum CompactionError {
     },
     #[error("file {path} does not match its manifest entry: {reason}")]
     Mismatch { path: PathBuf, reason: String },
+    /// Another compactor holds the unit's lease, or changed its files first: skipped, not
+    /// failed (it is that compactor's work).
+    #[error("skipped: {0}")]
+    Busy(String),
 }
 
 pub type Result<T> = std::result::Result<T, CompactionError>;

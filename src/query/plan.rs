@@ -65,6 +65,9 @@ pub struct QuerySpec {
     pub start: i64,
     /// Exclusive.
     pub end: i64,
+    /// The earliest time retention keeps (`i64::MIN`: all); scans read from
+    /// [`QuerySpec::lo`], while bucket times still follow `start`.
+    pub retain_from: i64,
     pub preds: Vec<TagPred>,
     pub agg: Agg,
     pub every: Option<i64>,
@@ -359,6 +362,7 @@ impl QuerySpec {
             fields,
             start: s,
             end: e,
+            retain_from: i64::MIN,
             preds,
             agg,
             every,
@@ -391,9 +395,16 @@ impl QuerySpec {
         if self.start_given { self.start } else { 0 }
     }
 
-    /// Whether a time range `[min, max]` (inclusive) overlaps the query's `[start, end)`.
+    /// The first time a scan reads: the query's start, or later where retention hides
+    /// older points.
+    pub fn lo(&self) -> i64 {
+        self.start.max(self.retain_from)
+    }
+
+    /// Whether a time range `[min, max]` (inclusive) overlaps what the query reads,
+    /// `[lo, end)`.
     pub fn overlaps(&self, min: i64, max: i64) -> bool {
-        max >= self.start && min < self.end
+        max >= self.lo() && min < self.end
     }
 }
 

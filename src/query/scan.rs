@@ -99,7 +99,7 @@ fn needs_times(idx: &FileIndex, runs: &[usize], spec: &QuerySpec) -> bool {
         Agg::Count | Agg::Sum | Agg::Mean | Agg::Min | Agg::Max
     ) || runs.iter().any(|&r| {
         let run = &idx.runs[r];
-        run.min_time < spec.start
+        run.min_time < spec.lo()
             || run.max_time >= spec.end
             || spec.bucket_of(run.min_time) != spec.bucket_of(run.max_time)
     })
@@ -258,13 +258,13 @@ fn mem_rows(
     // every row is tested.
     let all_match = matching.len() as usize == last.series.len();
     let few = matching.len().saturating_mul(few) <= last.series.len() as u64;
-    let in_time = |t: i64| t >= spec.start && t < spec.end;
+    let in_time = |t: i64| t >= spec.lo() && t < spec.end;
     let mut relevant: Vec<Arc<Chunk>> = Vec::new();
     for c in chunks
         .iter()
         .filter(|c| spec.overlaps(c.min_time, c.max_time))
     {
-        let in_range = c.min_time >= spec.start && c.max_time < spec.end;
+        let in_range = c.min_time >= spec.lo() && c.max_time < spec.end;
         if all_match && in_range {
             relevant.push(c.clone());
             continue;
@@ -343,7 +343,7 @@ fn filter_mask(batch: &RecordBatch, spec: &QuerySpec) -> Result<BooleanArray, St
     let mut keep: Vec<bool> = time
         .values()
         .iter()
-        .map(|t| *t >= spec.start && *t < spec.end)
+        .map(|t| *t >= spec.lo() && *t < spec.end)
         .collect();
     for p in &spec.preds {
         match batch.column_by_name(&p.key) {
@@ -631,7 +631,7 @@ impl<'a> RunFolder<'a> {
                     let ts = times
                         .get(off..off + n)
                         .ok_or("series index and rows disagree")?;
-                    let mut a = ts.partition_point(|t| *t < spec.start);
+                    let mut a = ts.partition_point(|t| *t < spec.lo());
                     let b = ts.partition_point(|t| *t < spec.end);
                     while a < b {
                         let bucket = spec.bucket_of(ts[a]);
@@ -894,7 +894,7 @@ fn collect_raw_runs(
         let ts = times
             .get(off..off + n)
             .ok_or("series index and rows disagree")?;
-        let a = ts.partition_point(|t| *t < spec.start);
+        let a = ts.partition_point(|t| *t < spec.lo());
         let b = ts.partition_point(|t| *t < spec.end);
         spans.push((r, off + a, off + b));
         total += b - a;
@@ -1105,6 +1105,14 @@ pub fn small_selection(
     cache: &IndexCache,
     limit: u64,
 ) -> Option<Selection> {
+    let kept;
+    let spec = match with_retention(snap, spec) {
+        Some(s) => {
+            kept = s;
+            &kept
+        }
+        None => spec,
+    };
     if !snap.mem.is_empty() {
         return None;
     }
@@ -1140,6 +1148,15 @@ fn check_deadline(spec: &QuerySpec) -> Result<(), String> {
     }
 }
 
+/// `spec` reading only what the snapshot's retention keeps, if that is less than it asks.
+fn with_retention(snap: &RegionSnapshot, spec: &QuerySpec) -> Option<QuerySpec> {
+    let from = snap.keeps_from(&spec.measurement);
+    (from > spec.lo()).then(|| QuerySpec {
+        retain_from: from,
+        ..spec.clone()
+    })
+}
+
 pub fn scan_region(
     snap: &RegionSnapshot,
     spec: &QuerySpec,
@@ -1147,6 +1164,14 @@ pub fn scan_region(
     cache: &IndexCache,
     selection: Option<Selection>,
 ) -> Result<(Partial, ScanStats), String> {
+    let kept;
+    let spec = match with_retention(snap, spec) {
+        Some(s) => {
+            kept = s;
+            &kept
+        }
+        None => spec,
+    };
     let mut stats = ScanStats::default();
     let mut selection = selection.map(|s| s.0);
     // Partitions in time order; each with its files (and their positions in

@@ -139,9 +139,18 @@ pub struct RegionSnapshot {
     /// reads).
     pub excluded: HashSet<String>,
     pub store: Store,
+    /// Retention rules and the time the snapshot was taken: what a query may see.
+    pub retention: Arc<crate::config::RetentionRules>,
+    pub now_ns: i64,
 }
 
 impl RegionSnapshot {
+    /// The earliest time of `measurement` the snapshot's queries may see (`i64::MIN`: all).
+    pub fn keeps_from(&self, measurement: &str) -> i64 {
+        self.retention
+            .keeps_from(&self.db, measurement, self.now_ns)
+    }
+
     /// The live files of the snapshot's db (and measurement) not covered by `mem`.
     pub fn files(&self) -> impl Iterator<Item = &FileMeta> {
         self.all_files.iter().filter(|f| {
@@ -162,6 +171,8 @@ pub struct Engine {
     databases: Databases,
     /// One delete at a time.
     delete_lock: Mutex<()>,
+    /// `[[retention]]`: points older than a rule keeps are hidden from every query.
+    retention: Arc<crate::config::RetentionRules>,
     /// Rows per row group of the files the server writes.
     row_group_rows: usize,
     /// `memory.max_series_per_database` (0: no limit).
@@ -454,6 +465,7 @@ impl Engine {
             series,
             databases,
             delete_lock: Mutex::new(()),
+            retention: Arc::new(cfg.retention.clone()),
             row_group_rows: cfg.ingest.flush.row_group_rows,
             max_series_per_database: cfg.ingest.memory.max_series_per_database,
             regions,
@@ -676,6 +688,7 @@ impl Engine {
             .name("meridian-manifest".into())
             .spawn(move || {
                 let mut ticks = 0u64;
+                let mut seen: HashMap<String, u64> = HashMap::new();
                 loop {
                     std::thread::sleep(Duration::from_secs(1));
                     let Some(e) = engine.upgrade() else { return };
@@ -689,6 +702,12 @@ impl Engine {
                             Ok(true) => info!(region = %r.name, version = m.version(), "manifest: applied edits of another writer"),
                             Ok(false) => {}
                             Err(err) => warn!(region = %r.name, %err, "manifest refresh failed; will retry"),
+                        }
+                        // Files of measurements this server never saw written (rollups
+                        // written beside it or in the background): their schema and series.
+                        let version = m.version();
+                        if seen.insert(r.name.to_string(), version) != Some(version) {
+                            e.learn_new_measurements(m);
                         }
                         if ticks.is_multiple_of(10) {
                             let due = m.retired_due(grace);
@@ -711,6 +730,63 @@ impl Engine {
                 "cannot start the manifest upkeep: edits of a compactor beside the server are seen after a restart only: {e}"
             );
         }
+    }
+
+    /// Adds to the schema registry and the series catalog the measurements of live files
+    /// that neither knows (files another writer added: rollups); only the tag columns of
+    /// those files are read.
+    fn learn_new_measurements(&self, manifest: &Manifest) {
+        let files = manifest.files();
+        for f in files.iter().filter(|f| f.rows > 0) {
+            if self.registry.get(&f.db, &f.measurement).is_some() {
+                continue;
+            }
+            let cols: Vec<(&str, ColumnKind)> =
+                f.columns.iter().map(|(n, k)| (n.as_str(), *k)).collect();
+            let tags: Vec<&str> = f
+                .columns
+                .iter()
+                .filter(|(_, k)| matches!(k, ColumnKind::Tag))
+                .map(|(n, _)| n.as_str())
+                .collect();
+            // Every file of the new measurement: its series are spread over them.
+            for g in files
+                .iter()
+                .filter(|g| g.rows > 0 && g.db == f.db && g.measurement == f.measurement)
+            {
+                let result = crate::storage::parquet::for_each_tag_set(
+                    &manifest.store().file(g),
+                    &tags,
+                    |set| {
+                        self.series.add_series(&g.db, &g.measurement, [set]);
+                    },
+                );
+                if let Err(err) = result {
+                    warn!(%err, "series catalog: a new file was skipped");
+                }
+            }
+            self.registry.load(&f.db, &f.measurement, &cols);
+            info!(db = %f.db, measurement = %f.measurement, "a measurement written beside this server is now known");
+        }
+    }
+
+    /// Set when the server begins to stop: background work ends.
+    pub fn stopping_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.stopping.clone()
+    }
+
+    /// The retention rules of the config.
+    pub fn retention(&self) -> &Arc<crate::config::RetentionRules> {
+        &self.retention
+    }
+
+    /// The hosted regions' names, local directories and manifests (for background work on
+    /// their files: retention, downsampling).
+    pub fn hosted_manifests(&self) -> Vec<(String, Arc<Manifest>)> {
+        self.regions
+            .iter()
+            .filter_map(|r| r.manifest.as_ref().map(|m| (r.name.to_string(), m.clone())))
+            .collect()
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -984,6 +1060,8 @@ impl Engine {
             });
         }
         Ok(RegionSnapshot {
+            retention: self.retention.clone(),
+            now_ns: crate::catalog::manifest::now_ns(),
             mem,
             all_files,
             db,
@@ -1030,8 +1108,20 @@ impl Engine {
         for t in threads {
             let _ = t.join();
         }
-        // A clean stop leaves each manifest as one checkpoint with an empty log, so a
-        // reader that knows only manifest.json (an older Meridian, a script) sees it whole.
+        // No query runs any more: files retired by committed edits go now (a crash leaves
+        // them to the next start). A clean stop leaves each manifest with a checkpoint of
+        // its last edit.
+        for r in &self.regions {
+            if let Some(m) = &r.manifest {
+                let retired = m.retired_due(Duration::ZERO);
+                match m.store().delete(&retired) {
+                    Ok(()) => m.forget_retired(&retired),
+                    Err(e) => {
+                        warn!(region = %r.name, "replaced files stay until the next start: {e}")
+                    }
+                }
+            }
+        }
         for r in &self.regions {
             if let Some(m) = &r.manifest
                 && let Err(e) = m.checkpoint_now()

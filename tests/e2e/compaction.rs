@@ -1192,3 +1192,69 @@ fn tagless_overwritten_series_compact_verify_and_downsample() {
         "{j}"
     );
 }
+
+/// Beside a live server: the compactor killed at random moments, the server killed while a
+/// compactor runs and restarted under it, two compactors at once. After every round each
+/// query sees every point exactly once; at the end the files hold each point once.
+#[test]
+fn kill_9_of_either_process_beside_a_live_server_loses_and_doubles_nothing() {
+    let ds = dataset(5, T0, 3);
+    let mut server = written(&ds);
+    server.restart();
+    let (root, data) = (server.root().to_path_buf(), server.data_dir());
+    let paused = |ms: u64| {
+        compactor(&root, &data, &SMALL_OUTPUTS)
+            .env("MERIDIAN_COMPACT_PAUSE_MS", ms.to_string())
+            .spawn()
+            .expect("spawning the compactor")
+    };
+    let settle = || std::thread::sleep(Duration::from_millis(2500));
+    let mut rng = Rng::new(71);
+    for round in 0..4 {
+        // The compactor killed at a random moment of its run.
+        let mut c = paused(30);
+        std::thread::sleep(Duration::from_millis(rng.range(100, 900) as u64));
+        let _ = c.kill();
+        let _ = c.wait();
+        settle();
+        assert_same(
+            &query_model(&server, M),
+            &ds.model,
+            &format!("round {round}: compactor killed"),
+        );
+        // The server killed while a compactor runs, and restarted under it.
+        let c = paused(30);
+        std::thread::sleep(Duration::from_millis(rng.range(100, 600) as u64));
+        server.kill9();
+        server.restart();
+        let out = c.wait_with_output().expect("compactor");
+        assert!(
+            out.status.success(),
+            "round {round}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        settle();
+        assert_same(
+            &query_model(&server, M),
+            &ds.model,
+            &format!("round {round}: server killed"),
+        );
+    }
+    // Two compactors at once: leases keep them off each other's partitions.
+    let (a, b) = (paused(5), paused(5));
+    for c in [a, b] {
+        let out = c.wait_with_output().expect("compactor");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    settle();
+    assert_same(&query_model(&server, M), &ds.model, "two compactors");
+    server.stop();
+    assert_same(&live(&data, M), &ds.model, "files after the stop");
+    assert_clean_data_dir(&data);
+    let v = compact(&root, &data, &["--verify"]);
+    assert!(v.ok, "{}\n{}", v.stdout, v.stderr);
+}

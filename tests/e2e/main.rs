@@ -10,6 +10,8 @@
 //! - [`oracle`]: InfluxQL `/query` answers against a real InfluxDB 1.6.7 (`influxd`).
 //! - [`bad_input`]: hostile bodies, names and parameters never give a 5xx, a hang, or a file
 //!   outside the data dir (SPEC §4, §7).
+//! - [`retention`]: `[[retention]]` rules: expired points hidden at once, dropped and rolled up
+//!   in the background.
 //! - [`s3`]: data files and manifests in an S3-compatible bucket (a real `moto_server`), read
 //!   back with boto3 (and pyarrow), answers after restarts on the same and on an empty data
 //!   dir, and a region with its own `storage` URL.
@@ -26,6 +28,7 @@ mod multinode;
 mod oracle;
 mod query;
 mod query_limits;
+mod retention;
 mod s3;
 mod shapes;
 mod support;

@@ -1,0 +1,154 @@
+//! Retention and downsampling run by the server itself, from the config's `[[retention]]`
+//! rules: every minute, each hosted region's partitions that ended before what a rule keeps
+//! are dropped, and windows of a rolled-up measurement older than its `downsample_after`
+//! are rolled up. The same units as `meridian-compact` (`exec`): each under its lease, one
+//! manifest edit each, replaced files retired and deleted by the server after the query
+//! grace. Queries hide expired points at once (`query::scan`); this makes it physical.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::catalog::manifest::now_ns;
+use crate::config::{RetentionRule, RetentionRules};
+
+use super::Event;
+use super::datadir::{RegionDir, wal_floors};
+use super::exec::{ExecSettings, drop_partition, roll_up_window};
+use super::plan::{Filters, Policy, plan_retention, plan_rollups};
+
+/// How often the rules are applied.
+pub const EVERY: Duration = Duration::from_secs(60);
+/// Size of rollup outputs (as `meridian-compact --target-size`).
+const TARGET_BYTES: u64 = 256 << 20;
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pass {
+    pub partitions_dropped: u64,
+    pub windows_rolled_up: u64,
+    pub failures: u64,
+}
+
+/// Starts the background thread (nothing to do without rules). It stops with `stopping`.
+pub fn spawn(
+    regions: Vec<RegionDir>,
+    rules: Arc<RetentionRules>,
+    partition_duration_ns: i64,
+    stopping: Arc<AtomicBool>,
+) {
+    if rules.is_empty() {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("meridian-retention".into())
+        .spawn(move || {
+            // The first pass soon after start, then every minute.
+            let mut wait = Duration::from_secs(5);
+            loop {
+                let step = Duration::from_millis(250);
+                let mut waited = Duration::ZERO;
+                while waited < wait {
+                    if stopping.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    std::thread::sleep(step);
+                    waited += step;
+                }
+                wait = EVERY;
+                let p = run_once(&regions, &rules, partition_duration_ns, now_ns());
+                if p != Pass::default() {
+                    info!(
+                        dropped = p.partitions_dropped,
+                        rolled_up = p.windows_rolled_up,
+                        failures = p.failures,
+                        "retention pass"
+                    );
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        warn!(
+            "cannot start retention in the background: expired points stay hidden but stored: {e}"
+        );
+    }
+}
+
+fn policy(rule: &RetentionRule, pd: i64, now: i64) -> Policy {
+    Policy {
+        now_ns: now,
+        partition_duration_ns: pd,
+        grace_ns: 0,
+        target_bytes: TARGET_BYTES,
+        filters: Filters {
+            dbs: vec![rule.db.clone()],
+            measurements: rule.measurement.iter().cloned().collect(),
+            partitions: Vec::new(),
+        },
+        compact: false,
+        retain_ns: rule.keep_ns,
+        downsample: rule.downsample.clone(),
+    }
+}
+
+/// Applies every rule once to every region, as of `now`.
+pub fn run_once(regions: &[RegionDir], rules: &RetentionRules, pd: i64, now: i64) -> Pass {
+    let mut pass = Pass::default();
+    let settings = ExecSettings::default();
+    let mut log = |e: &Event<'_>| {
+        if let Event::Failed {
+            region,
+            partition,
+            error,
+            ..
+        } = e
+        {
+            warn!(%region, db = %partition.db, measurement = %partition.measurement, start = partition.start, %error, "retention unit failed; retried next pass");
+        }
+    };
+    for r in regions {
+        let floors = match wal_floors(&r.dir) {
+            Ok(f) => f,
+            Err(e) => {
+                warn!(region = %r.name, "retention: cannot read the WAL positions: {e}");
+                pass.failures += 1;
+                continue;
+            }
+        };
+        for rule in &rules.rules {
+            let policy = policy(rule, pd, now);
+            if rule.keep_ns.is_some() {
+                let files = r.manifest.files();
+                for d in plan_retention(&files, &floors, &policy) {
+                    // A database's rule leaves measurements with a rule of their own alone.
+                    if rules.rule_for(&d.partition.db, &d.partition.measurement) != Some(rule) {
+                        continue;
+                    }
+                    match drop_partition(r, &d, &settings, &mut log) {
+                        Ok(_) => pass.partitions_dropped += 1,
+                        Err(error) => {
+                            pass.failures += 1;
+                            warn!(region = %r.name, db = %d.partition.db, measurement = %d.partition.measurement, %error, "retention: dropping a partition failed; retried next pass");
+                        }
+                    }
+                }
+            }
+            if rule.downsample.is_some() {
+                let files = r.manifest.files();
+                let (rollups, _) = plan_rollups(&files, &policy);
+                for ro in rollups {
+                    match roll_up_window(r, &ro, &policy, &settings, pd, &mut log) {
+                        Ok(_) => pass.windows_rolled_up += 1,
+                        Err(error) => {
+                            pass.failures += 1;
+                            warn!(region = %r.name, db = %ro.db, measurement = %ro.source_measurement, %error, "retention: a rollup failed; retried next pass");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    pass
+}
