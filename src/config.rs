@@ -28,6 +28,9 @@ pub enum ConfigError {
 
 pub type Result<T> = std::result::Result<T, ConfigError>;
 
+/// `[storage] cache` when not given: local disk per region for data files of a bucket.
+pub const DEFAULT_STORAGE_CACHE: u64 = 4 << 30;
+
 /// Checks the `[[retention]]` entries.
 fn check_retention(raw: Vec<RawRetention>, partition_ns: i64) -> Result<RetentionRules> {
     let mut rules: Vec<RetentionRule> = Vec::with_capacity(raw.len());
@@ -257,6 +260,8 @@ pub struct RawStorage {
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
     pub allow_http: Option<bool>,
+    /// Local disk kept for whole data files read from the bucket.
+    pub cache: Option<ByteSize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -448,6 +453,8 @@ pub struct S3Config {
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
     pub allow_http: Option<bool>,
+    /// Bytes of local disk per region for whole data files read from the bucket (0: none).
+    pub cache_bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -866,6 +873,10 @@ impl RawConfig {
                 access_key_id: self.storage.access_key_id,
                 secret_access_key: self.storage.secret_access_key,
                 allow_http: self.storage.allow_http,
+                cache_bytes: self
+                    .storage
+                    .cache
+                    .map_or(DEFAULT_STORAGE_CACHE, ByteSize::bytes),
             },
             routing: RoutingConfig {
                 regions,

@@ -285,8 +285,15 @@ fn rebuild_manifests(cli: &Cli, s: &Setup) -> Result<bool> {
                 .map(|r| (c, r))
         });
         let store = match rc {
-            Some((c, r)) => Store::for_region(&s.data_dir, r, &c.s3)
-                .with_context(|| format!("opening the storage of region {name}"))?,
+            Some((c, r)) => Store::for_region(
+                &s.data_dir,
+                r,
+                &meridian::config::S3Config {
+                    cache_bytes: 0,
+                    ..c.s3.clone()
+                },
+            )
+            .with_context(|| format!("opening the storage of region {name}"))?,
             None => Store::local(&dir),
         };
         if !rebuild::needs_rebuild(&store) {

@@ -200,7 +200,16 @@ impl DataDir {
                     .find(|r| r.name == name)
                     .map(|r| (r, &c.s3))
             }) {
-                Some((rc, s3)) => Store::for_region(path, rc, s3)?,
+                // The read cache belongs to the server of the data dir (one per directory):
+                // the compactor reads whole files and keeps none.
+                Some((rc, s3)) => Store::for_region(
+                    path,
+                    rc,
+                    &crate::config::S3Config {
+                        cache_bytes: 0,
+                        ..s3.clone()
+                    },
+                )?,
                 None => Store::local(&dir),
             };
             let manifest = std::sync::Arc::new(Manifest::open(&store)?);

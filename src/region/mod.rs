@@ -1123,6 +1123,11 @@ impl Engine {
             }
         }
         for r in &self.regions {
+            if let Some(m) = &r.manifest {
+                m.store().clear_cache();
+            }
+        }
+        for r in &self.regions {
             if let Some(m) = &r.manifest
                 && let Err(e) = m.checkpoint_now()
             {

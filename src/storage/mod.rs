@@ -4,6 +4,7 @@
 //! [`prefetch`]) and the merge of overlapping rows ([`merge`]).
 
 pub mod cache;
+pub mod file_cache;
 pub mod file_meta;
 pub mod index;
 pub mod merge;

@@ -40,6 +40,9 @@ pub const WAL_EXT: &str = "wal";
 /// Under a region's local directory, when its files live in a bucket: files being encoded
 /// before their upload.
 pub const STAGING_DIR: &str = ".staging";
+/// Under a region's local directory, when its files live in a bucket: whole data files kept
+/// for reads (`storage::file_cache`).
+pub const CACHE_DIR: &str = ".cache";
 
 /// Longest directory name of a measurement (one path component must stay under 255
 /// bytes). Longer encodings are shortened (see [`encode_measurement`]).

@@ -30,8 +30,9 @@ use futures::TryStreamExt;
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
+use super::file_cache::FileCache;
 use super::parquet::{StorageError, io_err, sync_dirs_up_to, sync_fs};
-use super::paths::{STAGING_DIR, is_temp_name, region_dir, temp_path};
+use super::paths::{CACHE_DIR, STAGING_DIR, is_temp_name, region_dir, temp_path};
 use crate::config::{RegionConfig, S3Config, StorageLocation};
 
 pub type Result<T> = std::result::Result<T, StorageError>;
@@ -57,6 +58,8 @@ enum Backend {
         prefix: ObjPath,
         /// Local directory for files being encoded before upload.
         staging: PathBuf,
+        /// Whole files kept on the local disk for reads (`None`: budget 0).
+        cache: Option<Box<FileCache>>,
         rt: tokio::runtime::Runtime,
     },
 }
@@ -217,7 +220,7 @@ impl Store {
 
     /// `s3://bucket/prefix`: the store under `prefix` of `bucket`. Unset options come from
     /// the standard `AWS_*` variables. `staging` is a local directory for uploads.
-    pub fn s3(url: &str, opts: &S3Config, staging: &Path) -> Result<Store> {
+    pub fn s3(url: &str, opts: &S3Config, staging: &Path, cache_dir: &Path) -> Result<Store> {
         use object_store::aws::AmazonS3Builder;
         let bad = |why: String| StorageError::Config(format!("storage url {url:?}: {why}"));
         let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
@@ -253,12 +256,19 @@ impl Store {
             .enable_all()
             .build()
             .map_err(io_err(staging))?;
+        let cache = match opts.cache_bytes {
+            0 => None,
+            budget => Some(Box::new(
+                FileCache::open(cache_dir, budget).map_err(io_err(cache_dir))?,
+            )),
+        };
         Ok(Store {
             inner: Arc::new(Backend::Object {
                 url: url.trim_end_matches('/').to_string(),
                 store: Arc::new(store),
                 prefix,
                 staging: staging.to_path_buf(),
+                cache,
                 rt,
             }),
         })
@@ -270,7 +280,16 @@ impl Store {
         let local = region_dir(data_dir, &region.name);
         match &region.storage {
             StorageLocation::Local => Ok(Store::local(local)),
-            StorageLocation::S3 { url } => Store::s3(url, s3, &local.join(STAGING_DIR)),
+            StorageLocation::S3 { url } => {
+                Store::s3(url, s3, &local.join(STAGING_DIR), &local.join(CACHE_DIR))
+            }
+        }
+    }
+
+    /// Empties the local read cache of a bucket's files (a clean stop).
+    pub fn clear_cache(&self) {
+        if let Backend::Object { cache: Some(c), .. } = &*self.inner {
+            c.clear();
         }
     }
 
@@ -335,7 +354,11 @@ impl Store {
                 Ok(Arc::new(LocalFile { file, len }))
             }
             Backend::Object {
-                store, prefix, rt, ..
+                store,
+                prefix,
+                rt,
+                cache,
+                ..
             } => {
                 let path = Self::obj_path(prefix, rel);
                 let len = match len {
@@ -347,6 +370,26 @@ impl Store {
                             .size
                     }
                 };
+                // A cached copy, or one made now (one GET of the whole file): read locally.
+                if let Some(c) = cache.as_ref().filter(|c| c.admits(len)) {
+                    if let Some(file) = c.get(rel, len) {
+                        return Ok(Arc::new(LocalFile { file, len }));
+                    }
+                    let scratch = c.scratch();
+                    let (s, p, to) = (store.clone(), path.clone(), scratch.clone());
+                    let fetched = block_on(rt, async move { download(&s, &p, &to).await });
+                    match fetched {
+                        Ok(got) if got == len => {
+                            c.insert(rel, len, &scratch);
+                            if let Some(file) = c.get(rel, len) {
+                                return Ok(Arc::new(LocalFile { file, len }));
+                            }
+                        }
+                        Ok(_) | Err(_) => {
+                            let _ = fs::remove_file(&scratch);
+                        }
+                    }
+                }
                 Ok(Arc::new(ObjectFile {
                     store: self.clone(),
                     path,
@@ -368,8 +411,19 @@ impl Store {
                 }
             }
             Backend::Object {
-                store, prefix, rt, ..
+                store,
+                prefix,
+                rt,
+                cache,
+                ..
             } => {
+                if let Some(mut f) = cache.as_ref().and_then(|c| c.cached_any(rel)) {
+                    use std::io::Read;
+                    let mut buf = Vec::new();
+                    if f.read_to_end(&mut buf).is_ok() {
+                        return Ok(Some(Bytes::from(buf)));
+                    }
+                }
                 let (s, p) = (store.clone(), Self::obj_path(prefix, rel));
                 let got = block_on(rt, async move {
                     match s.get(&p).await {
@@ -650,7 +704,11 @@ impl Store {
                 Ok(())
             }
             Backend::Object {
-                store, prefix, rt, ..
+                store,
+                prefix,
+                rt,
+                cache,
+                ..
             } => {
                 let jobs: Vec<(PathBuf, ObjPath)> = files
                     .iter()
@@ -666,6 +724,14 @@ impl Store {
                     .try_collect::<Vec<()>>()
                     .await
                 })?;
+                // What was just uploaded is what queries read next: keep it.
+                if let Some(c) = cache {
+                    for (tmp, rel) in files {
+                        if let Ok(m) = fs::metadata(tmp) {
+                            c.insert(rel, m.len(), tmp);
+                        }
+                    }
+                }
                 Ok(())
             }
         }
@@ -673,6 +739,29 @@ impl Store {
 }
 
 use futures::StreamExt;
+
+/// Downloads a whole object into `to`, streaming; returns its size.
+async fn download(
+    store: &Arc<dyn ObjectStore>,
+    from: &ObjPath,
+    to: &Path,
+) -> std::result::Result<u64, object_store::Error> {
+    use tokio::io::AsyncWriteExt;
+    let io = |e: std::io::Error| object_store::Error::Generic {
+        store: "meridian-cache",
+        source: Box::new(e),
+    };
+    let mut out = tokio::fs::File::create(to).await.map_err(io)?;
+    let mut stream = store.get(from).await?.into_stream();
+    let mut n = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        n += chunk.len() as u64;
+        out.write_all(&chunk).await.map_err(io)?;
+    }
+    out.flush().await.map_err(io)?;
+    Ok(n)
+}
 
 /// Uploads a local file: one PUT when small, multipart otherwise.
 async fn upload(store: &Arc<dyn ObjectStore>, tmp: &Path, to: &ObjPath) -> Result<()> {

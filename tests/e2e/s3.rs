@@ -148,6 +148,15 @@ impl Moto {
     }
 
     /// The last 4,000 characters moto printed.
+    /// How many object reads (`GET` of a key, not a listing) the server has served.
+    pub fn object_gets(&self) -> usize {
+        std::fs::read_to_string(self.root.path().join("moto.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"GET /") && l.contains(".parquet"))
+            .count()
+    }
+
     pub fn log(&self) -> String {
         let log = std::fs::read_to_string(self.root.path().join("moto.log")).unwrap_or_default();
         let mut cut = log.len().saturating_sub(4_000);
@@ -570,6 +579,15 @@ fn s3_restart_on_empty_local_disk_answers_from_the_bucket() {
     let mut second = TestServer::start(cfg);
     assert_ne!(first.data_dir(), second.data_dir());
     assert_answers(&second, &model, "a new data dir, from the bucket");
+    // Files read once are read from the local cache from then on.
+    let gets = moto.object_gets();
+    assert!(gets > 0, "the first queries read from the bucket");
+    assert_answers(&second, &model, "the same queries again");
+    assert_eq!(
+        moto.object_gets(),
+        gets,
+        "the second time, no data file was fetched"
+    );
     // Its own points (four hours later, other partitions) go to the same manifests.
     n += write_points(&second, &mut model, &geos, T0 + 4 * HOUR_NS, 3);
     assert_answers(&second, &model, "old and new points");
