@@ -1,11 +1,12 @@
-//! `meridian-compact`: offline compaction, retention and downsampling of a Meridian data dir.
+//! `meridian-compact`: compaction, retention and downsampling of a Meridian data dir, beside
+//! a running server (whose lock it finds held) or offline (taking the lock).
 //!
 //! Thin on purpose: flags → `compaction::Policy` → `compaction::DataDir::{plan, run, verify}`,
 //! plus a progress bar on a terminal (plain log lines otherwise) and a summary. Every rule
 //! (what is sealed, what is merged, crash-safe order) lives in `src/compaction/`.
 //!
 //! Test hook: `MERIDIAN_COMPACT_PAUSE_MS=N` sleeps N ms after every durable step (output
-//! written, manifest committed, input deleted), so an end-to-end test can `kill -9` the
+//! written, manifest committed, input retired), so an end-to-end test can `kill -9` the
 //! compactor between any two of them. It changes no behaviour but timing.
 
 use std::io::IsTerminal;
@@ -32,7 +33,8 @@ use meridian::storage::paths::{encode_measurement, partition_rel_dir};
 use meridian::storage::store::Store;
 
 const LONG_ABOUT: &str = "\
-Offline compaction, retention and downsampling of a Meridian data dir.
+Compaction, retention and downsampling of a Meridian data dir, beside a running server or \
+offline.
 
 Compaction (the default action): every sealed partition of every region is merged into as few \
 Parquet files as --target-size allows: rows sorted by tag set then time, points written more \
@@ -41,8 +43,11 @@ per-column encodings and large row groups. A partition is sealed when its end is
 --grace in the past, or when --partition names it. A partition is only rewritten when that \
 lowers its file count, so rerunning is cheap and changes nothing.
 
-Crash safety: outputs are written under temporary names, fsynced and renamed; one atomic \
-manifest edit swaps inputs for outputs; inputs are deleted only after. A kill -9 at any moment \
+Crash safety: each unit is leased in the manifest first (two compactors never work on one \
+partition); outputs are written under temporary names, fsynced and renamed (or uploaded); \
+one manifest edit, created with put-if-absent, swaps inputs for outputs; inputs are deleted \
+only after (offline: at the end of the run; beside a server: after its query grace). An edit \
+another writer made first is applied, never overwritten. A kill -9 at any moment \
 leaves every point readable exactly once; the next run (or the server's start-up) deletes the \
 provable leftovers (temporary files, outputs never committed, inputs a committed edit removed) \
 and carries on; any other Parquet file the manifest does not list is moved to the region's \
@@ -51,10 +56,11 @@ and carries on; any other Parquet file the manifest does not list is moved to th
 A missing manifest (beside data files) or a damaged one stops the server and this tool with \
 advice, deleting nothing; --rebuild-manifest rebuilds it from the data files' footers.
 
-Locking: the compactor takes the server's lock DATA/meridian.lock and holds it to the end. It \
-refuses to run while a server holds it, and a server cannot start while it runs. There is no \
---force: a live server keeps the manifest in memory and rewrites it on every flush, so a \
-concurrent compaction would be undone and its files deleted as orphans.
+A running server: when a server holds DATA/meridian.lock, the compactor works beside it: \
+the server applies its edits within a second, queries see every point exactly once \
+throughout, and the compactor touches none of the server's own files. Otherwise it takes \
+the lock and holds it to the end, so a server cannot start meanwhile. --dry-run and --verify \
+work either way; --rebuild-manifest needs the server stopped.
 
 Settings: --config (else ./regions.toml if present) gives data_dir and partition_duration. \
 Without a config, --data-dir is required and the partition duration is --partition-duration, \
@@ -101,7 +107,7 @@ or --verify found a mismatch; 2 on a usage error.";
 #[command(
     name = "meridian-compact",
     version,
-    about = "Offline compaction, retention and downsampling of a Meridian data dir",
+    about = "Compaction, retention and downsampling of a Meridian data dir, beside a running server or offline",
     long_about = LONG_ABOUT,
     after_long_help = AFTER_HELP
 )]

@@ -1,11 +1,10 @@
 //! The data dir as the compactor sees it: the server's lock, the regions, their manifests,
 //! the WAL positions, and leftovers of interrupted writes.
 //!
-//! Invariants: [`DataDir::open`] takes `DATA/meridian.lock` with the same `flock` the server
-//! takes (`File::try_lock`) and keeps it until the `DataDir` is dropped, so a server cannot
-//! start while compaction runs and compaction never starts beside a server. Leftovers are
-//! exactly what the server deletes at start-up: temporary files (`.*.tmp`) and Parquet
-//! files the region manifest does not list; the WAL directory is never touched.
+//! Invariants: offline, [`DataDir::open`] takes `DATA/meridian.lock` with the same `flock`
+//! the server takes (`File::try_lock`) and keeps it until the `DataDir` is dropped, so a
+//! server cannot start while compaction runs; beside a running server it takes no lock and
+//! sweeps only what is provably a compactor's leftover. The WAL directory is never touched.
 
 use std::collections::HashSet;
 use std::fs::{self, File, TryLockError};
@@ -15,7 +14,6 @@ use crate::catalog::leftovers;
 use crate::catalog::{FileMeta, Manifest};
 use crate::config::Config;
 use crate::model::is_safe_name;
-use crate::storage::parquet::sync_dir;
 use crate::storage::paths;
 use crate::storage::store::Store;
 
@@ -123,28 +121,6 @@ pub fn sweep_leftovers(
             .map(|l| l.path)
             .collect(),
     )
-}
-
-/// Removes `dir` and its ancestors below `stop` while they are empty, fsyncing each parent.
-pub fn remove_empty_dirs_up_to(dir: &Path, stop: &Path) -> Result<()> {
-    let mut cur = dir.to_path_buf();
-    while cur != stop && cur.starts_with(stop) {
-        let empty = match fs::read_dir(&cur) {
-            Ok(mut rd) => rd.next().is_none(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-            Err(e) => return Err(io_err(&cur)(e)),
-        };
-        if !empty {
-            break;
-        }
-        fs::remove_dir(&cur).map_err(io_err(&cur))?;
-        let Some(parent) = cur.parent().map(Path::to_path_buf) else {
-            break;
-        };
-        sync_dir(&parent)?;
-        cur = parent;
-    }
-    Ok(())
 }
 
 impl DataDir {
@@ -333,18 +309,5 @@ mod tests {
             .map(|(n, _)| n)
             .collect();
         assert_eq!(names, vec!["eu", "us"]);
-    }
-
-    #[test]
-    fn empty_dirs_are_removed_up_to_the_region() {
-        let dir = tempfile::tempdir().unwrap();
-        let r = dir.path();
-        let deep = r.join("db/cpu/part_day=2024-05-01/part_hour=01");
-        fs::create_dir_all(&deep).unwrap();
-        fs::create_dir_all(r.join("db/mem")).unwrap();
-        remove_empty_dirs_up_to(&deep, r).unwrap();
-        assert!(!r.join("db/cpu").exists());
-        assert!(r.join("db/mem").exists(), "stops at a non-empty dir");
-        crate::storage::parquet::sync_dirs_up_to(&r.join("db/mem"), r).unwrap();
     }
 }

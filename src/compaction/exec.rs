@@ -173,7 +173,7 @@ fn report_retired(region: &RegionDir, files: &[FileMeta], emit: Emit<'_>) {
         let path = region.manifest.store().key_of(&f.path);
         emit(&Event::Step {
             region: &region.name,
-            step: Step::InputDeleted,
+            step: Step::InputRetired,
             path: &path,
         });
     }

@@ -1,32 +1,39 @@
-//! Offline compaction, retention and downsampling of a data dir (`meridian-compact`).
+//! Compaction, retention and downsampling of a data dir: by `meridian-compact` beside a
+//! running server or offline, and (retention, downsampling) by the server itself
+//! ([`background`]).
 //!
 //! ```text
-//!  DataDir::open   flock DATA/meridian.lock (held until drop: no server can start meanwhile)
-//!    │             → regions (dirs with manifest.json or wal/) → manifests → partition duration
+//!  DataDir::open   offline: flock DATA/meridian.lock (held until drop: no server starts);
+//!    │             beside a server (its lock is held): no lock, leases instead
+//!    │             → regions (from the config, or dirs with _manifest/ or wal/) → stores →
+//!    │             manifests → partition duration
 //!    ▼
-//!  per region      sweep leftovers of interrupted runs (.tmp files, Parquet files not in the
-//!    │             manifest) → read the lowest WAL seq still on disk per shard
+//!  per region      sweep leftovers (offline: of every interrupted write; beside a server:
+//!    │             only outputs of compactions that never committed and retired files past
+//!    │             their grace) → read the lowest WAL seq still on disk per shard
 //!    ▼
 //!  plan (pure)     retention drops ─► compactions ─► rollups, each re-planned from the manifest
 //!    │             as the previous phase left it (plan.rs)
 //!    ▼
-//!  exec            read inputs → storage::merge (sort, dedup last-write-wins per field)
-//!                  → [rollup: aggregate per series and bucket] → outputs under temp names,
-//!                  fsync, rename, fsync dirs → ONE manifest edit (add outputs, remove inputs)
-//!                  → delete inputs, fsync dirs (exec.rs, writer.rs, rollup.rs)
+//!  exec            lease the unit (a manifest edit) → read inputs → storage::merge (sort,
+//!                  dedup last-write-wins per field) → [rollup] → outputs through the one file
+//!                  writer → ONE manifest edit (add outputs, remove inputs, give the lease
+//!                  back) → inputs retired (exec.rs, writer.rs, rollup.rs)
 //!  verify          every live file against its manifest entry (verify.rs)
 //! ```
 //!
 //! Invariants:
-//! - Never beside a live server: the server keeps its manifest in memory and rewrites it
-//!   whole on every flush, so a concurrent edit would be lost and the compacted files deleted
-//!   as orphans. The lock is taken before anything is read and held to the end.
+//! - Beside a live server: every commit is a put-if-absent manifest edit, so the server's
+//!   flushes and the compactor never lose each other's edits; an edit whose inputs another
+//!   writer removed meanwhile is refused whole (the unit is skipped); replaced files stay
+//!   until no query can read them; the server's own files are never touched.
 //! - Crash safety: at every instant the manifest lists either the inputs or the outputs of a
 //!   partition, never both and never neither, and every file it lists is complete and
 //!   durable. A crash leaves at most unlisted files, which the next run (or the server's
 //!   start-up) deletes: every point stays readable exactly once.
-//! - A merged file's `seq` is new (later than its inputs) and its `wal` ranges are the union
-//!   of its inputs', so the server's WAL replay keeps skipping what the inputs held.
+//! - A merged file carries the seq of its newest input (ordering it below anything flushed
+//!   after its inputs) and the union of its inputs' `wal` ranges, so the server's WAL replay
+//!   keeps skipping what the inputs held.
 //! - Last write wins field by field, in manifest (`seq`) order, exactly as a query merges.
 //! - Nothing here reads the environment; the binary turns flags into a [`plan::Policy`].
 
@@ -53,9 +60,7 @@ pub use verify::VerifyReport;
 #[derive(Debug, thiserror::Error)]
 pub enum CompactionError {
     #[error(
-        "data dir {data_dir} is in use by a running Meridian server (lock file {lock} is held). \
-         Stop the server first: compaction never runs beside a live server, whose in-memory \
-         manifest would overwrite the compactor's changes"
+        "data dir {data_dir} is in use by a running Meridian server or compactor (lock file {lock} is held); stop it first"
     )]
     Locked { data_dir: PathBuf, lock: PathBuf },
     #[error("data dir {0} does not exist or is not a directory")]
@@ -118,8 +123,9 @@ pub enum Step {
     OutputWritten,
     /// The manifest now lists the outputs instead of the inputs.
     ManifestCommitted,
-    /// A replaced input file was deleted.
-    InputDeleted,
+    /// A replaced input file was retired: out of the manifest, deleted after the grace
+    /// period (at the end of an offline run).
+    InputRetired,
 }
 
 /// What kind of unit of work finished.

@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
@@ -20,6 +21,9 @@ pub struct FileCache {
     dir: PathBuf,
     budget: u64,
     inner: Mutex<Inner>,
+    /// Files being downloaded: a second reader of one waits for it instead of fetching it
+    /// again (the index warm-up and the first query ask for the same files).
+    fetching: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 #[derive(Default)]
@@ -44,7 +48,33 @@ impl FileCache {
             dir: dir.to_path_buf(),
             budget,
             inner: Mutex::new(Inner::default()),
+            fetching: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Runs `fetch` for `rel` unless another thread is fetching it; then waits for that one
+    /// and returns `None` (the caller looks in the cache again).
+    pub fn fetch_once<T>(&self, rel: &str, fetch: impl FnOnce() -> T) -> Option<T> {
+        let (lock, first) = {
+            let mut f = self.fetching.lock();
+            match f.get(rel) {
+                Some(l) => (l.clone(), false),
+                None => {
+                    let l = Arc::new(Mutex::new(()));
+                    f.insert(rel.to_string(), l.clone());
+                    (l, true)
+                }
+            }
+        };
+        if !first {
+            drop(lock.lock());
+            return None;
+        }
+        let guard = lock.lock();
+        let out = fetch();
+        self.fetching.lock().remove(rel);
+        drop(guard);
+        Some(out)
     }
 
     /// Whether a file of `len` bytes may be cached.
@@ -167,5 +197,27 @@ mod tests {
         assert_eq!(s.len(), 100);
         put("big", 101);
         assert!(c.get("big", 101).is_none(), "over a quarter of the budget");
+    }
+
+    #[test]
+    fn concurrent_readers_of_one_file_fetch_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = FileCache::open(&dir.path().join("cache"), 1 << 20).unwrap();
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    c.fetch_once("a", || {
+                        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(200));
+                        let p = c.scratch();
+                        fs::write(&p, b"abc").unwrap();
+                        c.insert("a", 3, &p);
+                    });
+                    assert!(c.get("a", 3).is_some());
+                });
+            }
+        });
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

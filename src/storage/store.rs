@@ -375,19 +375,19 @@ impl Store {
                     if let Some(file) = c.get(rel, len) {
                         return Ok(Arc::new(LocalFile { file, len }));
                     }
-                    let scratch = c.scratch();
-                    let (s, p, to) = (store.clone(), path.clone(), scratch.clone());
-                    let fetched = block_on(rt, async move { download(&s, &p, &to).await });
-                    match fetched {
-                        Ok(got) if got == len => {
-                            c.insert(rel, len, &scratch);
-                            if let Some(file) = c.get(rel, len) {
-                                return Ok(Arc::new(LocalFile { file, len }));
+                    c.fetch_once(rel, || {
+                        let scratch = c.scratch();
+                        let (s, p, to) = (store.clone(), path.clone(), scratch.clone());
+                        match block_on(rt, async move { download(&s, &p, &to).await }) {
+                            Ok(got) if got == len => c.insert(rel, len, &scratch),
+                            // Not cached: read with ranged requests below.
+                            Ok(_) | Err(_) => {
+                                let _ = fs::remove_file(&scratch);
                             }
                         }
-                        Ok(_) | Err(_) => {
-                            let _ = fs::remove_file(&scratch);
-                        }
+                    });
+                    if let Some(file) = c.get(rel, len) {
+                        return Ok(Arc::new(LocalFile { file, len }));
                     }
                 }
                 Ok(Arc::new(ObjectFile {
@@ -817,5 +817,18 @@ mod tests {
         assert_eq!(&buf, b"234");
         s.delete(&["d/x.parquet".into(), "gone".into()]).unwrap();
         assert!(s.list("d").unwrap().is_empty());
+        // Directories a delete leaves empty go, up to the root, and no further than one
+        // that still holds something.
+        assert!(
+            s.put_new("db/cpu/p=1/a.parquet", Bytes::from_static(b"a"))
+                .unwrap()
+        );
+        assert!(
+            s.put_new("db/mem/b.parquet", Bytes::from_static(b"b"))
+                .unwrap()
+        );
+        s.delete(&["db/cpu/p=1/a.parquet".into()]).unwrap();
+        assert!(!dir.path().join("db/cpu").exists());
+        assert!(dir.path().join("db/mem/b.parquet").exists());
     }
 }
