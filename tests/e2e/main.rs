@@ -10,6 +10,7 @@
 //! - [`oracle`]: InfluxQL `/query` answers against a real InfluxDB 1.6.7 (`influxd`).
 //! - [`bad_input`]: hostile bodies, names and parameters never give a 5xx, a hang, or a file
 //!   outside the data dir (SPEC §4, §7).
+//! - [`readers`]: pyarrow, DuckDB and polars read the data dir directly, as the README shows.
 //! - [`retention`]: `[[retention]]` rules: expired points hidden at once, dropped and rolled up
 //!   in the background.
 //! - [`s3`]: data files and manifests in an S3-compatible bucket (a real `moto_server`), read
@@ -28,6 +29,7 @@ mod multinode;
 mod oracle;
 mod query;
 mod query_limits;
+mod readers;
 mod retention;
 mod s3;
 mod shapes;

@@ -1,0 +1,148 @@
+//! Readers Meridian did not write — pyarrow, DuckDB and polars — read a data dir directly,
+//! exactly as the README shows, on the shapes real agents send: optional tags, tags only
+//! some series carry, integer and float fields, a field missing from some lines, points
+//! overwritten across flushes (merged by `meridian-compact`). Each must see every point of
+//! the model once, with its values.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+
+use crate::support::*;
+
+const DB: &str = "rdb";
+
+/// The README's reads, one per reader, each printing `{measurement: [rows, sum(v), sum(f)]}`.
+const PY: &str = r#"
+import glob, json, sys
+data, reader = sys.argv[1], sys.argv[2]
+out = {}
+for m in ["cpu", "mem"]:
+    pattern = f"{data}/*/rdb/{m}/**/*.parquet"
+    files = sorted(glob.glob(pattern, recursive=True))
+    if reader == "pyarrow":
+        import pyarrow as pa, pyarrow.dataset as ds, pyarrow.parquet as pq
+        schema = pa.unify_schemas([pq.read_schema(f) for f in files])
+        t = ds.dataset(files, schema=schema, format="parquet").to_table()
+        v, f = t.column("v").to_pylist(), t.column("f").to_pylist() if "f" in t.column_names else []
+        out[m] = [t.num_rows, sum(x for x in v if x is not None), sum(x for x in f if x is not None)]
+    elif reader == "duckdb":
+        import duckdb
+        q = f"SELECT count(*), coalesce(sum(v), 0), coalesce(sum(f), 0) FROM read_parquet('{pattern}', hive_partitioning = true, union_by_name = true)"
+        rows, sv, sf = duckdb.connect().execute(q).fetchone()
+        out[m] = [rows, int(sv), float(sf)]
+    elif reader == "polars":
+        import polars as pl
+        t = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+        out[m] = [t.height, int(t["v"].sum()), float(t["f"].sum()) if "f" in t.columns else 0.0]
+print(json.dumps(out))
+"#;
+
+/// (measurement, tags, time) → (v, f): the last write of each field wins.
+type Model = BTreeMap<(String, String, i64), (Option<i64>, Option<f64>)>;
+
+fn reader_installed(module: &str) -> bool {
+    Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn pyarrow_duckdb_and_polars_read_the_data_dir_as_written() {
+    for module in ["pyarrow", "duckdb", "polars"] {
+        assert!(
+            reader_installed(module),
+            "python3 cannot import {module}: `python3 -m pip install {module}` (.ci/run does when it is missing)"
+        );
+    }
+    let mut server = TestServer::start(ServerConfig::default());
+    let mut model = Model::new();
+    let mut rng = Rng::new(5);
+    for round in 0..3 {
+        let mut body = String::new();
+        for m in ["cpu", "mem"] {
+            for s in 0..12 {
+                // Optional tags: some series have no host, some carry a rack as well.
+                let tags = match s % 3 {
+                    0 => format!("region=r{}", s % 4),
+                    1 => format!("host=h{s},region=r{}", s % 4),
+                    _ => format!("host=h{s},rack=k{},region=r{}", s % 2, s % 4),
+                };
+                for k in 0..20i64 {
+                    // Later rounds rewrite some points written earlier (other flushes).
+                    if round > 0 && !rng.chance(30) {
+                        continue;
+                    }
+                    let t = BASE_S * SEC_NS + k * 90 * SEC_NS + s;
+                    let v = rng.range(-1000, 1000);
+                    let e = model.entry((m.to_string(), tags.clone(), t)).or_default();
+                    e.0 = Some(v);
+                    let mut line = format!("{m},{tags} v={v}i");
+                    // A float field on some lines only.
+                    if rng.chance(50) {
+                        let f = rng.range(0, 100_000) as f64 / 100.0;
+                        line.push_str(&format!(",f={f}"));
+                        e.1 = Some(f);
+                    }
+                    body.push_str(&format!("{line} {t}\n"));
+                }
+            }
+        }
+        server.write_ok(DB, &body);
+        server.stop();
+        server.restart();
+    }
+    server.stop();
+    // Before compaction a point rewritten in a later flush is in two files; readers outside
+    // Meridian would see both (the README says so). Compaction merges them.
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian-compact"))
+        .arg("--config")
+        .arg(server.root().join("regions.toml"))
+        .arg("--data-dir")
+        .arg(server.data_dir())
+        .args(["--progress", "lines", "--grace", "0s"])
+        .current_dir(server.root())
+        .stdin(Stdio::null())
+        .output()
+        .expect("running meridian-compact");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut want: BTreeMap<String, (u64, i64, f64)> = BTreeMap::new();
+    for ((m, _, _), (v, f)) in &model {
+        let e = want.entry(m.clone()).or_default();
+        e.0 += 1;
+        e.1 += v.unwrap_or(0);
+        e.2 += f.unwrap_or(0.0);
+    }
+    for reader in ["pyarrow", "duckdb", "polars"] {
+        let out = Command::new("python3")
+            .args(["-c", PY])
+            .arg(server.data_dir())
+            .arg(reader)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running python3");
+        assert!(
+            out.status.success(),
+            "{reader}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got: BTreeMap<String, (u64, i64, f64)> =
+            serde_json::from_slice(&out.stdout).expect("the reader's JSON");
+        for (m, (rows, v, f)) in &want {
+            let (grows, gv, gf) = got[m];
+            assert_eq!((grows, gv), (*rows, *v), "{reader}, {m}: rows and sum(v)");
+            assert!(
+                (gf - f).abs() < 1e-6 * f.abs().max(1.0),
+                "{reader}, {m}: sum(f) {gf} vs {f}"
+            );
+        }
+    }
+}
