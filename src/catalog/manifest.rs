@@ -526,26 +526,37 @@ impl Manifest {
     /// Applies the edits other writers committed since the last look; whether any.
     pub fn refresh(&self) -> Result<bool> {
         let mut st = self.state.lock();
-        if st.listed.elapsed() >= LIST_EVERY {
-            st.listed = Instant::now();
-            let newest = self
-                .store
-                .list(MANIFEST_DIR)?
-                .iter()
-                .filter_map(|(rel, _)| parse_manifest_rel(rel))
-                .filter(|(_, c)| *c)
-                .map(|(v, _)| v)
-                .max();
-            if let Some(c) = newest.filter(|c| *c > st.version) {
-                // Far behind: the edits after our version may be cleaned up already.
+        let jumped = self.jump_if_far_behind(&mut st)?;
+        Ok(self.catch_up(&mut st)? || jumped)
+    }
+
+    /// At most every [`LIST_EVERY`]: if a checkpoint newer than the state exists, loads it.
+    /// A writer that slept through two checkpoints (a compactor's long unit) finds the edits
+    /// after its version deleted; without this it would take the missing version for the
+    /// next free one. Every writer runs it before a commit, and edits are deleted only once
+    /// they are older than the previous checkpoint (a whole interval of edits behind it).
+    fn jump_if_far_behind(&self, st: &mut State) -> Result<bool> {
+        if st.listed.elapsed() < LIST_EVERY {
+            return Ok(false);
+        }
+        st.listed = Instant::now();
+        let newest = self
+            .store
+            .list(MANIFEST_DIR)?
+            .iter()
+            .filter_map(|(rel, _)| parse_manifest_rel(rel))
+            .filter(|(_, c)| *c)
+            .map(|(v, _)| v)
+            .max();
+        match newest.filter(|c| *c > st.version) {
+            Some(c) => {
                 let fresh = Self::load(&self.store, c)?;
                 *st = fresh.state.into_inner();
                 self.next_seq.fetch_max(st.next_seq, Ordering::Relaxed);
-                self.catch_up(&mut st)?;
-                return Ok(true);
+                Ok(true)
             }
+            None => Ok(false),
         }
-        self.catch_up(&mut st)
     }
 
     pub fn store(&self) -> &Store {
@@ -620,6 +631,7 @@ impl Manifest {
     /// (see the module doc); returns its version. The snapshot changes with it.
     pub fn commit(&self, edit: ManifestEdit) -> Result<u64> {
         let mut st = self.state.lock();
+        self.jump_if_far_behind(&mut st)?;
         let at = now_ns();
         for _ in 0..MAX_RACES {
             if st.refuses(&edit, at).is_some() {
@@ -917,10 +929,19 @@ mod tests {
         assert!(edits <= CHECKPOINT_EVERY_EDITS + 10, "{edits} edits kept");
         let fresh = Manifest::open(&store).unwrap();
         assert_eq!(fresh.files().len() as u64, 2 * CHECKPOINT_EVERY_EDITS + 5);
+        // A writer that slept through two checkpoints (its next edit is deleted) commits
+        // after the newest edit, not into the gap.
+        let also_behind = Manifest::open(&store).unwrap();
+        also_behind.state.lock().version = 1;
+        also_behind.state.lock().listed = Instant::now() - LIST_EVERY;
+        let v = also_behind.commit(add(&[99_999])).unwrap();
+        assert_eq!(v, fresh.version() + 1);
+        let after = Manifest::open(&store).unwrap();
+        assert_eq!(after.files().len() as u64, 2 * CHECKPOINT_EVERY_EDITS + 6);
         // A reader that slept through two checkpoints finds the newest one.
         behind.state.lock().listed = Instant::now() - LIST_EVERY;
         assert!(behind.refresh().unwrap());
-        assert_eq!(seqs(&behind), seqs(&fresh));
+        assert_eq!(seqs(&behind), seqs(&after));
     }
 
     #[test]
