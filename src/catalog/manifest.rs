@@ -295,6 +295,16 @@ impl State {
         self.edit_bytes_since += bytes;
     }
 
+    /// The lowest seq no file of the state used (and no writer recorded as allocated).
+    fn first_free_seq(&self) -> u64 {
+        self.files
+            .iter()
+            .map(allocated_after)
+            .max()
+            .unwrap_or(1)
+            .max(self.next_seq)
+    }
+
     /// Why `edit` cannot be committed on this state, if it cannot.
     fn refuses(&self, edit: &ManifestEdit, now: i64) -> Option<String> {
         if !edit.remove.is_empty() {
@@ -469,13 +479,7 @@ impl Manifest {
                 });
             }
         }
-        let next = st
-            .files
-            .iter()
-            .map(allocated_after)
-            .max()
-            .unwrap_or(1)
-            .max(st.next_seq);
+        let next = st.first_free_seq();
         Ok(Manifest {
             store: store.clone(),
             state: Mutex::new(st),
@@ -486,14 +490,7 @@ impl Manifest {
 
     /// After catching up at open: the allocator starts above every seq recorded.
     fn sync_seq(&self) {
-        let st = self.state.lock();
-        let next = st
-            .files
-            .iter()
-            .map(allocated_after)
-            .max()
-            .unwrap_or(1)
-            .max(st.next_seq);
+        let next = self.state.lock().first_free_seq();
         self.next_seq.fetch_max(next, Ordering::Relaxed);
         self.committed_next_seq.store(next, Ordering::Relaxed);
     }

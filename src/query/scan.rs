@@ -1105,14 +1105,8 @@ pub fn small_selection(
     cache: &IndexCache,
     limit: u64,
 ) -> Option<Selection> {
-    let kept;
-    let spec = match with_retention(snap, spec) {
-        Some(s) => {
-            kept = s;
-            &kept
-        }
-        None => spec,
-    };
+    let spec = with_retention(snap, spec);
+    let spec: &QuerySpec = &spec;
     if !snap.mem.is_empty() {
         return None;
     }
@@ -1148,13 +1142,21 @@ fn check_deadline(spec: &QuerySpec) -> Result<(), String> {
     }
 }
 
-/// `spec` reading only what the snapshot's retention keeps, if that is less than it asks.
-fn with_retention(snap: &RegionSnapshot, spec: &QuerySpec) -> Option<QuerySpec> {
+/// `spec` reading only what the snapshot's retention keeps (a copy only when that is less
+/// than it asks).
+fn with_retention<'a>(
+    snap: &RegionSnapshot,
+    spec: &'a QuerySpec,
+) -> std::borrow::Cow<'a, QuerySpec> {
     let from = snap.keeps_from(&spec.measurement);
-    (from > spec.lo()).then(|| QuerySpec {
-        retain_from: from,
-        ..spec.clone()
-    })
+    if from > spec.lo() {
+        std::borrow::Cow::Owned(QuerySpec {
+            retain_from: from,
+            ..spec.clone()
+        })
+    } else {
+        std::borrow::Cow::Borrowed(spec)
+    }
 }
 
 pub fn scan_region(
@@ -1164,14 +1166,8 @@ pub fn scan_region(
     cache: &IndexCache,
     selection: Option<Selection>,
 ) -> Result<(Partial, ScanStats), String> {
-    let kept;
-    let spec = match with_retention(snap, spec) {
-        Some(s) => {
-            kept = s;
-            &kept
-        }
-        None => spec,
-    };
+    let spec = with_retention(snap, spec);
+    let spec: &QuerySpec = &spec;
     let mut stats = ScanStats::default();
     let mut selection = selection.map(|s| s.0);
     // Partitions in time order; each with its files (and their positions in

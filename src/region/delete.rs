@@ -35,7 +35,7 @@ use super::Engine;
 use super::shard::Ctrl;
 use crate::catalog::manifest::ManifestError;
 use crate::catalog::{FileMeta, Manifest, ManifestEdit, WalRange};
-use crate::model::{ColumnKind, TIME_COLUMN};
+use crate::model::TIME_COLUMN;
 use crate::storage::parquet::{FLUSH_PAGE_ROWS, FLUSH_ZSTD_LEVEL};
 use crate::storage::paths::rewritten_file_rel;
 use crate::storage::store::Store;
@@ -272,12 +272,7 @@ fn rewrite(
             .map(|b| b.with_batch_size(64 * 1024))
             .map_err(|e| e.to_string())
     };
-    let tags: Vec<&str> = f
-        .columns
-        .iter()
-        .filter(|(_, k)| matches!(k, ColumnKind::Tag))
-        .map(|(n, _)| n.as_str())
-        .collect();
+    let tags = f.tag_names();
     // First pass: count what goes (nothing: no rewrite).
     let builder = open()?;
     let schema = builder.schema().clone();

@@ -649,12 +649,7 @@ impl Engine {
                     if meta.rows == 0 {
                         continue;
                     }
-                    let tags: Vec<&str> = meta
-                        .columns
-                        .iter()
-                        .filter(|(_, k)| matches!(k, crate::model::ColumnKind::Tag))
-                        .map(|(n, _)| n.as_str())
-                        .collect();
+                    let tags = meta.tag_names();
                     let result = crate::storage::parquet::for_each_tag_set(path, &tags, |set| {
                         series.add_series(&meta.db, &meta.measurement, [set]);
                     });
@@ -743,12 +738,7 @@ impl Engine {
             }
             let cols: Vec<(&str, ColumnKind)> =
                 f.columns.iter().map(|(n, k)| (n.as_str(), *k)).collect();
-            let tags: Vec<&str> = f
-                .columns
-                .iter()
-                .filter(|(_, k)| matches!(k, ColumnKind::Tag))
-                .map(|(n, _)| n.as_str())
-                .collect();
+            let tags = f.tag_names();
             // Every file of the new measurement: its series are spread over them.
             for g in files
                 .iter()

@@ -32,3 +32,14 @@ pub struct FileMeta {
     #[serde(default)]
     pub wal: Vec<WalRange>,
 }
+
+impl FileMeta {
+    /// The names of its tag columns.
+    pub fn tag_names(&self) -> Vec<&str> {
+        self.columns
+            .iter()
+            .filter(|(_, k)| matches!(k, ColumnKind::Tag))
+            .map(|(n, _)| n.as_str())
+            .collect()
+    }
+}

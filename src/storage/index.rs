@@ -35,7 +35,7 @@ use parquet::arrow::arrow_reader::{
 use parquet::file::metadata::PageIndexPolicy;
 
 use super::pages::{PageCache, PageKey};
-use super::prefetch::{Prefetched, needed_ranges, page_locations, pages_holding};
+use super::prefetch::{Prefetched, chunk_ranges, needed_ranges, page_locations, pages_holding};
 use super::store::FileRef;
 use crate::grouped::Grouped;
 use crate::model::TIME_COLUMN;
@@ -140,6 +140,15 @@ pub fn time_column(batch: &RecordBatch) -> Result<&TimestampNanosecondArray, Str
 
 fn read_err(path: &FileRef, e: &dyn std::fmt::Display) -> String {
     format!("reading {}: {e}", path.key().display())
+}
+
+/// Opens a file and reads `wanted` ranges of it up front.
+fn fetch(path: &FileRef, wanted: Vec<(u64, u64)>) -> Result<Prefetched, String> {
+    let file = path
+        .store
+        .open(&path.rel, Some(path.len))
+        .map_err(|e| read_err(path, &e))?;
+    Prefetched::fetch(file, wanted).map_err(|e| read_err(path, &e))
 }
 
 /// The footer, page index and such are read with the file's last bytes, in one request.
@@ -387,21 +396,9 @@ impl FileIndex {
             .map_err(|_| read_err(path, &"no time column"))?;
         let mut roots = tag_idx.clone();
         roots.push(time_idx);
-        // Every chunk of those columns, fetched together (concurrently from a bucket).
-        let mut wanted = Vec::new();
-        for rg in meta.metadata().row_groups() {
-            for &r in &roots {
-                if let Some(c) = rg.columns().get(r) {
-                    let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
-                    wanted.push((start.max(0) as u64, c.compressed_size().max(0) as u64));
-                }
-            }
-        }
-        let file = path
-            .store
-            .open(&path.rel, Some(path.len))
-            .map_err(|e| read_err(path, &e))?;
-        let file = Prefetched::fetch(file, wanted).map_err(|e| read_err(path, &e))?;
+        // Every chunk of those columns (flat schema: a root is its leaf), fetched together
+        // (concurrently from a bucket).
+        let file = fetch(path, chunk_ranges(meta.metadata(), &roots))?;
         let mask = ProjectionMask::roots(meta.metadata().file_metadata().schema_descr(), roots);
         let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
             .with_projection(mask)
@@ -604,11 +601,7 @@ impl FileIndex {
             &leaves,
             &ranges,
         );
-        let file = path
-            .store
-            .open(&path.rel, Some(path.len))
-            .map_err(|e| read_err(path, &e))?;
-        let file = Prefetched::fetch(file, wanted).map_err(|e| read_err(path, &e))?;
+        let file = fetch(path, wanted)?;
         let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.meta.clone())
             .with_projection(mask)
             .with_row_groups(groups)
@@ -790,11 +783,7 @@ impl FileIndex {
             &[leaf],
             &rows,
         );
-        let file = path
-            .store
-            .open(&path.rel, Some(path.len))
-            .map_err(|e| read_err(path, &e))?;
-        let file = Prefetched::fetch(file, wanted).map_err(|e| read_err(path, &e))?;
+        let file = fetch(path, wanted)?;
         let parquet_schema = self.meta.metadata().file_metadata().schema_descr();
         let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.meta.clone())
             .with_projection(ProjectionMask::roots(parquet_schema, [col]))

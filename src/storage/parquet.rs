@@ -253,15 +253,7 @@ pub fn for_each_tag_set(
         }
         return Ok(());
     }
-    let mut ranges = Vec::new();
-    for rg in meta.metadata().row_groups() {
-        for &c in &wanted {
-            if let Some(c) = rg.columns().get(c) {
-                let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
-                ranges.push((start.max(0) as u64, c.compressed_size().max(0) as u64));
-            }
-        }
-    }
+    let ranges = super::prefetch::chunk_ranges(meta.metadata(), &wanted);
     let data = Prefetched::fetch(reader, ranges).map_err(io)?;
     let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(data, meta.clone());
     let schema = builder.parquet_schema();

@@ -29,6 +29,21 @@ pub struct Prefetched {
     ranges: Vec<(u64, Bytes)>,
 }
 
+/// The byte ranges (offset, length) of whole column chunks `columns` (leaf indexes) of every
+/// row group: what to fetch together to read those columns of the whole file.
+pub fn chunk_ranges(meta: &ParquetMetaData, columns: &[usize]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    for rg in meta.row_groups() {
+        for &c in columns {
+            if let Some(c) = rg.columns().get(c) {
+                let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
+                out.push((start.max(0) as u64, c.compressed_size().max(0) as u64));
+            }
+        }
+    }
+    out
+}
+
 /// The page locations of column chunk (`row_group`, `leaf`), if the file has an offset
 /// index for it.
 pub fn page_locations(
