@@ -809,3 +809,86 @@ fn s3_compaction_beside_a_live_server_and_a_delete() {
     assert_answers(&fresh, &model, "a new node on an empty disk");
     fresh.stop();
 }
+
+/// On a bucket: the compactor beside a live server that is being written to, killed at a
+/// random moment; the server killed while a compactor runs and restarted under it; two
+/// compactors at once. Every answer stays exact, and the bucket ends with each point once.
+#[test]
+fn s3_kill_9_of_either_process_while_writing_and_two_compactors() {
+    let moto = moto_with_bucket();
+    let prefix = "crash";
+    let cfg = ServerConfig::default().toml(&storage_toml(
+        &moto,
+        Some(&format!("s3://{BUCKET}/{prefix}")),
+    ));
+    let geos: Vec<&str> = GEOS.iter().map(|(g, _)| *g).collect();
+    let mut model = Model::new();
+    let mut server = TestServer::start(cfg);
+    for seed in 20..23 {
+        write_points(&server, &mut model, &geos, T0, seed);
+        server.stop();
+        server.restart();
+    }
+    let root = server.root().to_path_buf();
+    let data = server.data_dir();
+    let compactor = |pause: u64| {
+        Command::new(env!("CARGO_BIN_EXE_meridian-compact"))
+            .arg("--config")
+            .arg(root.join("regions.toml"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--progress", "lines", "--target-size", "4KiB"])
+            .env("MERIDIAN_COMPACT_PAUSE_MS", pause.to_string())
+            .current_dir(&root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning meridian-compact")
+    };
+    let settle = || std::thread::sleep(Duration::from_millis(2500));
+    let mut rng = Rng::new(9);
+    for round in 0..2u64 {
+        // Writes go on (later hours) while the compactor runs and is killed.
+        let mut c = compactor(40);
+        write_points(
+            &server,
+            &mut model,
+            &geos,
+            T0 + (4 + round as i64) * HOUR_NS,
+            30 + round,
+        );
+        std::thread::sleep(Duration::from_millis(rng.range(100, 800) as u64));
+        let _ = c.kill();
+        let _ = c.wait();
+        settle();
+        assert_answers(&server, &model, &format!("round {round}: compactor killed"));
+        // The server killed while a compactor runs, restarted under it.
+        let c = compactor(40);
+        std::thread::sleep(Duration::from_millis(rng.range(100, 600) as u64));
+        server.kill9();
+        server.restart();
+        let out = c.wait_with_output().expect("compactor");
+        assert!(
+            out.status.success(),
+            "round {round}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        settle();
+        assert_answers(&server, &model, &format!("round {round}: server killed"));
+    }
+    let (a, b) = (compactor(5), compactor(5));
+    for c in [a, b] {
+        let out = c.wait_with_output().expect("compactor");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    settle();
+    assert_answers(&server, &model, "two compactors");
+    server.stop();
+    let (_copy, rows) = bucket_copy(&moto, prefix, None);
+    assert_eq!(model_of_rows(&rows), model, "the bucket's files");
+}
