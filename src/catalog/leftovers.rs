@@ -160,12 +160,19 @@ pub fn sweep_leftovers(
     who: Sweeper,
 ) -> Result<Vec<Leftover>> {
     let store = manifest.store();
-    if who == Sweeper::BesideServer {
-        // Our view must include the server's latest edits before judging its files.
-        manifest
-            .refresh()
-            .map_err(|e| crate::storage::parquet::StorageError::Config(e.to_string()))?;
-    }
+    // Files first, then the manifest as it stands after: every file listed was written
+    // after the lease of the compaction writing it was committed (or by a flush, which
+    // commits after), so the refreshed state knows whether it is live, leased or a leftover.
+    // In the other order, a compaction that took its lease and wrote an output between the
+    // two looks like one that never committed, and its output would be deleted.
+    let temps = match who {
+        Sweeper::Owner => temp_files(local_dir)?,
+        Sweeper::BesideServer => Vec::new(),
+    };
+    let stored = data_files(store)?;
+    manifest
+        .refresh()
+        .map_err(|e| crate::storage::parquet::StorageError::Config(e.to_string()))?;
     let files = manifest.files();
     let live: HashSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
     let retired_all = manifest.retired();
@@ -177,10 +184,6 @@ pub fn sweep_leftovers(
     let wal = wal_floors(local_dir)?;
     let mut out = Vec::new();
     let mut touched: HashSet<PathBuf> = HashSet::new();
-    let temps = match who {
-        Sweeper::Owner => temp_files(local_dir)?,
-        Sweeper::BesideServer => Vec::new(),
-    };
     for path in temps {
         // A compactor beside the server may be writing one: only those of a compaction
         // whose lease is over, and those of the server's own writes, go.
@@ -202,7 +205,7 @@ pub fn sweep_leftovers(
             fate: Fate::Removed("temporary file of an interrupted write"),
         });
     }
-    for (rel, len) in data_files(store)? {
+    for (rel, len) in stored {
         let file = FileRef {
             store: store.clone(),
             rel: rel.clone(),
