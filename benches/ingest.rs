@@ -125,6 +125,7 @@ fn bench_prepare(c: &mut Criterion) {
                         registry: &registry,
                         series: &catalog,
                         max_series: 1_000_000,
+                        microseconds: false,
                     },
                     shards,
                     name,
@@ -230,6 +231,7 @@ fn write_file(store: &Store, rel: &str, batch: &arrow::record_batch::RecordBatch
         row_group_rows: 1 << 20,
         zstd_level: meridian::storage::parquet::FLUSH_ZSTD_LEVEL,
         page_rows: meridian::storage::parquet::FLUSH_PAGE_ROWS,
+        time_unit: Default::default(),
     };
     let staged =
         stage_file(store, rel.to_string(), 1, batch, &spec, Vec::new()).expect("writing the file");

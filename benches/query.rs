@@ -59,6 +59,7 @@ fn one_file_region(dir: &std::path::Path) -> (RegionSnapshot, u64) {
         row_group_rows: 1 << 20,
         zstd_level: meridian::storage::parquet::FLUSH_ZSTD_LEVEL,
         page_rows: meridian::storage::parquet::FLUSH_PAGE_ROWS,
+        time_unit: Default::default(),
     };
     let staged = stage_file(&store, rel.to_string(), 1, &batch, &spec, Vec::new())
         .expect("writing the file");

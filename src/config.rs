@@ -262,6 +262,8 @@ pub struct RawStorage {
     pub allow_http: Option<bool>,
     /// Local disk kept for whole data files read from the bucket.
     pub cache: Option<ByteSize>,
+    /// `ns` (default) or `us`: the unit of `time` in the files.
+    pub time_unit: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -477,6 +479,19 @@ pub struct FlushConfig {
     pub max_age: Duration,
     pub workers: usize,
     pub row_group_rows: usize,
+    /// `[storage] time_unit`: how `time` is stored in the files.
+    pub time_unit: FileTimeUnit,
+}
+
+/// The unit of `time` in data files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FileTimeUnit {
+    /// `TIMESTAMP(NANOS)`: every timestamp as written.
+    #[default]
+    Nanosecond,
+    /// `TIMESTAMP(MICROS)`, which Spark reads: timestamps are truncated to microseconds when
+    /// written (two points of a series less than 1 µs apart are one point).
+    Microsecond,
 }
 
 #[derive(Debug, Clone)]
@@ -739,6 +754,16 @@ impl RawConfig {
             },
             workers: self.flush.workers.unwrap_or(1),
             row_group_rows: self.flush.row_group_rows.unwrap_or(1 << 20),
+            time_unit: match self.storage.time_unit.as_deref() {
+                None | Some("ns") => FileTimeUnit::Nanosecond,
+                Some("us") => FileTimeUnit::Microsecond,
+                Some(other) => {
+                    return Err(invalid(
+                        "storage.time_unit",
+                        format!("{other:?}: use \"ns\" (the default) or \"us\" (for Spark)"),
+                    ));
+                }
+            },
         };
         if flush.max_rows == 0 {
             return Err(invalid("flush.max_rows", "must be greater than zero"));
@@ -1042,6 +1067,10 @@ name = "global"
             (
                 format!("{MIN}\n[storage]\nendpoint = \"127.0.0.1:9000\"\n"),
                 "storage.endpoint",
+            ),
+            (
+                format!("{MIN}\n[storage]\ntime_unit = \"ms\"\n"),
+                "storage.time_unit",
             ),
             (
                 format!("{MIN}\n[[retention]]\ndb = \"wal\"\nkeep = \"1d\"\n"),

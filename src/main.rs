@@ -165,6 +165,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         regions,
         engine.retention().clone(),
         cfg.routing.partition_duration_ns,
+        cfg.ingest.flush.time_unit,
         engine.stopping_flag(),
     );
     let cfg = Arc::new(cfg);

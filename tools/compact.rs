@@ -460,6 +460,12 @@ fn run(cli: Cli) -> Result<bool> {
         row_group_rows: cli.row_group_rows,
         zstd_level: cli.zstd_level,
         page_rows: cli.page_rows,
+        // Outputs store `time` as the server does (`[storage] time_unit` of --config).
+        time_unit: s
+            .config
+            .as_ref()
+            .map(|c| c.ingest.flush.time_unit)
+            .unwrap_or_default(),
     };
     let summary = dir.run(&policy, &settings, &mut |e| progress.event(e))?;
     progress.finish();

@@ -37,6 +37,7 @@ pub fn spawn(
     regions: Vec<RegionDir>,
     rules: Arc<RetentionRules>,
     partition_duration_ns: i64,
+    time_unit: crate::config::FileTimeUnit,
     stopping: Arc<AtomicBool>,
 ) {
     if rules.is_empty() {
@@ -58,7 +59,7 @@ pub fn spawn(
                     waited += step;
                 }
                 wait = EVERY;
-                let p = run_once(&regions, &rules, partition_duration_ns, now_ns());
+                let p = run_once(&regions, &rules, partition_duration_ns, time_unit, now_ns());
                 if p != Pass::default() {
                     info!(
                         dropped = p.partitions_dropped,
@@ -94,9 +95,18 @@ fn policy(rule: &RetentionRule, pd: i64, now: i64) -> Policy {
 }
 
 /// Applies every rule once to every region, as of `now`.
-pub fn run_once(regions: &[RegionDir], rules: &RetentionRules, pd: i64, now: i64) -> Pass {
+pub fn run_once(
+    regions: &[RegionDir],
+    rules: &RetentionRules,
+    pd: i64,
+    time_unit: crate::config::FileTimeUnit,
+    now: i64,
+) -> Pass {
     let mut pass = Pass::default();
-    let settings = ExecSettings::default();
+    let settings = ExecSettings {
+        time_unit,
+        ..ExecSettings::default()
+    };
     let mut log = |e: &Event<'_>| {
         if let Event::Failed {
             region,

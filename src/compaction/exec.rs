@@ -50,6 +50,8 @@ pub struct ExecSettings {
     pub zstd_level: i32,
     /// Rows per data page of the outputs (at most).
     pub page_rows: usize,
+    /// How `time` is stored (`[storage] time_unit`).
+    pub time_unit: crate::config::FileTimeUnit,
 }
 
 impl Default for ExecSettings {
@@ -58,6 +60,7 @@ impl Default for ExecSettings {
             row_group_rows: 1 << 20,
             zstd_level: crate::storage::parquet::COMPACT_ZSTD_LEVEL,
             page_rows: crate::storage::parquet::COMPACT_PAGE_ROWS,
+            time_unit: Default::default(),
         }
     }
 }
@@ -276,6 +279,7 @@ pub fn drop_partition(
                 row_group_rows: settings.row_group_rows,
                 zstd_level: settings.zstd_level,
                 page_rows: settings.page_rows,
+                time_unit: settings.time_unit,
                 seq: newest_seq(&d.files),
                 token: &region.token,
             };
@@ -337,6 +341,7 @@ pub fn compact_partition(
             row_group_rows: settings.row_group_rows,
             zstd_level: settings.zstd_level,
             page_rows: settings.page_rows,
+            time_unit: settings.time_unit,
             seq: newest_seq(&c.inputs),
             token: &region.token,
         };
@@ -432,6 +437,7 @@ pub fn roll_up_window(
             page_rows: settings.page_rows,
             seq,
             token: &region.token,
+            time_unit: settings.time_unit,
         };
         let wal = union_wal(r.existing.iter().flat_map(|f| f.wal.iter()));
         let outputs = write_outputs(

@@ -145,7 +145,11 @@ fn check_contents(
         Ok(t)
             if matches!(
                 t.data_type(),
-                DataType::Timestamp(arrow::datatypes::TimeUnit::Nanosecond, _)
+                DataType::Timestamp(
+                    arrow::datatypes::TimeUnit::Nanosecond
+                        | arrow::datatypes::TimeUnit::Microsecond,
+                    _
+                )
             ) => {}
         Ok(t) => bad(format!("time column has type {}", t.data_type())),
         Err(_) => return Err("no time column".into()),
@@ -185,7 +189,9 @@ fn check_contents(
     let mut unsorted = 0u64;
     let end = f.partition_start.saturating_add(pd);
     for batch in reader {
-        let batch = batch.map_err(|e| format!("cannot read a row group: {e}"))?;
+        let batch = batch
+            .and_then(crate::storage::schema::batch_in_ns)
+            .map_err(|e| format!("cannot read a row group: {e}"))?;
         let time = batch
             .column_by_name(TIME_COLUMN)
             .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())

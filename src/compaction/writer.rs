@@ -37,6 +37,7 @@ pub struct OutputSpec<'a> {
     pub seq: u64,
     /// Unique per compaction run (names its outputs, and its lease).
     pub token: &'a str,
+    pub time_unit: crate::config::FileTimeUnit,
 }
 
 impl OutputSpec<'_> {
@@ -49,6 +50,7 @@ impl OutputSpec<'_> {
             row_group_rows: self.row_group_rows,
             zstd_level: self.zstd_level,
             page_rows: self.page_rows,
+            time_unit: self.time_unit,
         }
     }
 }
@@ -205,6 +207,7 @@ mod tests {
             page_rows: 20_000,
             seq: 7,
             token: "t1",
+            time_unit: Default::default(),
         }
     }
 

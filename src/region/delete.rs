@@ -104,7 +104,13 @@ impl Engine {
             let mut attempt = 0;
             loop {
                 attempt += 1;
-                match delete_in_region(manifest, &r.name, spec, self.row_group_rows)? {
+                match delete_in_region(
+                    manifest,
+                    &r.name,
+                    spec,
+                    self.row_group_rows,
+                    self.time_unit,
+                )? {
                     Ok(o) => {
                         outcome.files_rewritten += o.files_rewritten;
                         outcome.files_dropped += o.files_dropped;
@@ -158,6 +164,7 @@ fn delete_in_region(
     region: &str,
     spec: &DeleteSpec,
     row_group_rows: usize,
+    time_unit: crate::config::FileTimeUnit,
 ) -> Result<Result<DeleteOutcome, String>, String> {
     let store = manifest.store();
     let mut outcome = DeleteOutcome::default();
@@ -183,8 +190,16 @@ fn delete_in_region(
                 continue;
             }
             let rewrite_seq = manifest.next_file_seq();
-            match rewrite(store, region, f, spec, rewrite_seq, row_group_rows)
-                .map_err(|e| format!("rewriting {}: {e}", f.path))?
+            match rewrite(
+                store,
+                region,
+                f,
+                spec,
+                rewrite_seq,
+                row_group_rows,
+                time_unit,
+            )
+            .map_err(|e| format!("rewriting {}: {e}", f.path))?
             {
                 Rewritten::Untouched => {}
                 Rewritten::Empty => {
@@ -215,6 +230,7 @@ fn delete_in_region(
                 row_group_rows: 1024,
                 zstd_level: FLUSH_ZSTD_LEVEL,
                 page_rows: FLUSH_PAGE_ROWS,
+                time_unit,
             };
             let t = stage_tombstone(store, format!("{dir}/{seq:020}.parquet"), seq, &spec, wal)
                 .map_err(|e| format!("writing a tombstone in {dir}: {e}"))?;
@@ -262,6 +278,7 @@ fn rewrite(
     spec: &DeleteSpec,
     rewrite_seq: u64,
     row_group_rows: usize,
+    time_unit: crate::config::FileTimeUnit,
 ) -> Result<Rewritten, String> {
     let bytes = store
         .read(&f.path)
@@ -275,11 +292,17 @@ fn rewrite(
     let tags = f.tag_names();
     // First pass: count what goes (nothing: no rewrite).
     let builder = open()?;
-    let schema = builder.schema().clone();
+    // Rows are read with `time` in nanoseconds, whatever the file stores.
+    let schema =
+        crate::storage::schema::batch_in_ns(RecordBatch::new_empty(builder.schema().clone()))
+            .map_err(|e| e.to_string())?
+            .schema();
     let mut deleted = 0u64;
     let mut kept = 0u64;
     for b in builder.build().map_err(|e| e.to_string())? {
-        let b = b.map_err(|e| e.to_string())?;
+        let b = b
+            .and_then(crate::storage::schema::batch_in_ns)
+            .map_err(|e| e.to_string())?;
         let keep = keep_mask(&b, &tags, spec)?;
         let k = keep.true_count() as u64;
         kept += k;
@@ -304,11 +327,14 @@ fn rewrite(
         row_group_rows,
         zstd_level: FLUSH_ZSTD_LEVEL,
         page_rows: FLUSH_PAGE_ROWS,
+        time_unit,
     };
     let mut w = FileWriter::create(store, rel, f.seq, schema, &fspec).map_err(|e| e.to_string())?;
     let written = (|| -> Result<(), String> {
         for b in open()?.build().map_err(|e| e.to_string())? {
-            let b = b.map_err(|e| e.to_string())?;
+            let b = b
+                .and_then(crate::storage::schema::batch_in_ns)
+                .map_err(|e| e.to_string())?;
             let keep = keep_mask(&b, &tags, spec)?;
             let b = filter_record_batch(&b, &keep).map_err(|e| e.to_string())?;
             w.write(&b).map_err(|e| e.to_string())?;

@@ -53,6 +53,7 @@ pub struct FlushJob {
     pub parts: Vec<FlushPart>,
     pub partition_duration_ns: i64,
     pub row_group_rows: usize,
+    pub time_unit: crate::config::FileTimeUnit,
 }
 
 impl FlushJob {
@@ -150,6 +151,7 @@ fn stage(job: &FlushJob, part: &FlushPart) -> Result<(Staged, RecordBatch, usize
         row_group_rows: job.row_group_rows,
         zstd_level: FLUSH_ZSTD_LEVEL,
         page_rows: FLUSH_PAGE_ROWS,
+        time_unit: job.time_unit,
     };
     let staged = stage_file(
         job.manifest.store(),

@@ -175,6 +175,8 @@ pub struct Engine {
     retention: Arc<crate::config::RetentionRules>,
     /// Rows per row group of the files the server writes.
     row_group_rows: usize,
+    /// `[storage] time_unit` of the files a delete rewrites.
+    time_unit: crate::config::FileTimeUnit,
     /// `memory.max_series_per_database` (0: no limit).
     max_series_per_database: u64,
     regions: Vec<RegionHandle>,
@@ -467,6 +469,7 @@ impl Engine {
             delete_lock: Mutex::new(()),
             retention: Arc::new(cfg.retention.clone()),
             row_group_rows: cfg.ingest.flush.row_group_rows,
+            time_unit: cfg.ingest.flush.time_unit,
             max_series_per_database: cfg.ingest.memory.max_series_per_database,
             regions,
             shards_per_region: n_shards,
@@ -857,6 +860,7 @@ impl Engine {
                 registry: &self.registry,
                 series: &self.series,
                 max_series: self.max_series_per_database,
+                microseconds: self.time_unit == crate::config::FileTimeUnit::Microsecond,
             },
             self.shards_per_region,
             db,

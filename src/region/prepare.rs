@@ -173,6 +173,9 @@ pub struct Checks<'a> {
     pub series: &'a SeriesCatalog,
     /// `memory.max_series_per_database` (0: no limit).
     pub max_series: u64,
+    /// Timestamps are truncated to microseconds when files store microseconds
+    /// (`[storage] time_unit = "us"`), so that what is acknowledged is what is stored.
+    pub microseconds: bool,
 }
 
 /// Parses, checks and routes a request body.
@@ -189,6 +192,7 @@ pub fn prepare(
         registry,
         series,
         max_series,
+        microseconds,
     } = checks;
     let db: Arc<str> = Arc::from(db);
     let mut out = PreparedWrite::default();
@@ -244,6 +248,11 @@ pub fn prepare(
                 }
             },
             None => precision.now(now_ns),
+        };
+        let ts = if microseconds {
+            ts - ts.rem_euclid(1000)
+        } else {
+            ts
         };
         if !(MIN_TIME..=MAX_TIME).contains(&ts) {
             reject(
@@ -398,6 +407,7 @@ mod tests {
                 registry: &reg,
                 series: &SeriesCatalog::new(),
                 max_series: 0,
+                microseconds: false,
             },
             2,
             "db",

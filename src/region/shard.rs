@@ -170,6 +170,7 @@ fn send_job(ctx: &ShardCtx, ctrl_tx: &Sender<Ctrl>, parts: Vec<FlushPart>) {
         parts,
         partition_duration_ns: ctx.partition_duration_ns,
         row_group_rows: ctx.flush.row_group_rows,
+        time_unit: ctx.flush.time_unit,
     };
     if ctx.flush_tx.send((job, ctrl_tx.clone())).is_err() {
         error!("flush pool is gone; blocks stay in memory");

@@ -36,6 +36,7 @@ use parquet::file::metadata::PageIndexPolicy;
 
 use super::pages::{PageCache, PageKey};
 use super::prefetch::{Prefetched, chunk_ranges, needed_ranges, page_locations, pages_holding};
+use super::schema::{batch_in_ns, time_in_ns};
 use super::store::FileRef;
 use crate::grouped::Grouped;
 use crate::model::TIME_COLUMN;
@@ -407,7 +408,9 @@ impl FileIndex {
             .map_err(|e| read_err(path, &e))?;
         let mut runs = RunsBuilder::new(&meta);
         for batch in reader {
-            let batch = batch.map_err(|e| read_err(path, &e))?;
+            let batch = batch
+                .and_then(batch_in_ns)
+                .map_err(|e| read_err(path, &e))?;
             runs.push(&batch).map_err(|e| read_err(path, &e))?;
         }
         runs.finish(path, meta, rg_starts)
@@ -613,7 +616,7 @@ impl FileIndex {
         let mut any = false;
         let empty_schema = reader.schema();
         for b in reader {
-            let b = b.map_err(|e| read_err(path, &e))?;
+            let b = b.and_then(batch_in_ns).map_err(|e| read_err(path, &e))?;
             read += b.num_rows() as u64;
             any = true;
             each(b)?;
@@ -625,7 +628,10 @@ impl FileIndex {
             ));
         }
         if !any {
-            each(RecordBatch::new_empty(empty_schema))?;
+            each(
+                batch_in_ns(RecordBatch::new_empty(empty_schema))
+                    .map_err(|e| read_err(path, &e))?,
+            )?;
         }
         Ok(groups_skipped)
     }
@@ -724,14 +730,21 @@ impl FileIndex {
             }
             let field = schema.field(col);
             let column = match slices.len() {
-                0 => arrow::array::new_empty_array(field.data_type()),
+                0 => time_in_ns(arrow::array::new_empty_array(field.data_type()))
+                    .map_err(|e| read_err(path, &e))?,
                 1 => slices.swap_remove(0),
                 _ => {
                     let refs: Vec<&dyn Array> = slices.iter().map(|a| a.as_ref()).collect();
                     arrow::compute::concat(&refs).map_err(|e| read_err(path, &e))?
                 }
             };
-            fields.push(field.as_ref().clone());
+            // `time` is in nanoseconds whatever the file stores.
+            fields.push(
+                field
+                    .as_ref()
+                    .clone()
+                    .with_data_type(column.data_type().clone()),
+            );
             columns.push(column);
         }
         let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
@@ -798,7 +811,7 @@ impl FileIndex {
             if b.num_columns() != 1 {
                 return Err(read_err(path, &"expected one column"));
             }
-            parts.push(b.column(0).clone());
+            parts.push(time_in_ns(b.column(0).clone()).map_err(|e| read_err(path, &e))?);
         }
         let all = match parts.len() {
             1 => parts.swap_remove(0),
@@ -850,7 +863,8 @@ impl FileIndex {
                 fields.push(Field::new(f.name(), dict.data_type().clone(), true));
                 columns.push(Arc::new(dict));
             } else if let Some(col) = data.column_by_name(f.name()) {
-                fields.push(f.as_ref().clone());
+                // The read rows' type (`time` in nanoseconds whatever the file stores).
+                fields.push(f.as_ref().clone().with_data_type(col.data_type().clone()));
                 columns.push(col.clone());
             }
         }

@@ -195,13 +195,23 @@ pub fn decode_file(bytes: bytes::Bytes, path: &Path) -> Result<(Arc<Schema>, Vec
         .with_batch_size(64 * 1024)
         .build()
         .map_err(pq_err(path))?;
-    let schema = reader.schema();
+    // The schema as queries see it: `time` in nanoseconds whatever the file stores.
+    let arrow_err = |source| StorageError::Arrow {
+        path: path.to_path_buf(),
+        source,
+    };
+    let schema = super::schema::batch_in_ns(RecordBatch::new_empty(reader.schema()))
+        .map_err(arrow_err)?
+        .schema();
     let mut out = Vec::new();
     for b in reader {
-        out.push(b.map_err(|source| StorageError::Arrow {
-            path: path.to_path_buf(),
-            source,
-        })?);
+        out.push(
+            b.and_then(super::schema::batch_in_ns)
+                .map_err(|source| StorageError::Arrow {
+                    path: path.to_path_buf(),
+                    source,
+                })?,
+        );
     }
     Ok((schema, out))
 }

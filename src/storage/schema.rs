@@ -5,7 +5,11 @@
 //! column per tag key, one typed column per field. Flush, compaction and queries all
 //! describe files through this module.
 
-use arrow::datatypes::{DataType, Schema, TimeUnit};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::error::ArrowError;
 
 use crate::model::{ColumnKind, FieldType, TIME_COLUMN};
 
@@ -78,4 +82,87 @@ pub mod meta {
     /// Marks a zero-row file that only carries WAL ranges (of a partition dropped by
     /// retention, or of files a delete emptied), so WAL replay keeps skipping them.
     pub const TOMBSTONE: &str = "meridian.tombstone";
+}
+
+/// A `time` column as queries use it: files written with `[storage] time_unit = "us"` hold
+/// microseconds; every reader turns them into the nanoseconds the engine works in.
+pub fn time_in_ns(array: ArrayRef) -> Result<ArrayRef, ArrowError> {
+    match array.data_type() {
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => Ok(array),
+        DataType::Timestamp(_, _) => arrow::compute::cast(&array, &time_type()),
+        _ => Ok(array),
+    }
+}
+
+/// A batch read from a file, its `time` column (if any) in nanoseconds.
+pub fn batch_in_ns(batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let schema = batch.schema();
+    let Ok(i) = schema.index_of(TIME_COLUMN) else {
+        return Ok(batch);
+    };
+    if matches!(
+        schema.field(i).data_type(),
+        DataType::Timestamp(TimeUnit::Nanosecond, _)
+    ) {
+        return Ok(batch);
+    }
+    let mut columns = batch.columns().to_vec();
+    columns[i] = time_in_ns(columns[i].clone())?;
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields[i] = Field::new(TIME_COLUMN, time_type(), schema.field(i).is_nullable());
+    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options)
+}
+
+/// A batch as a file of `unit` stores it.
+pub fn batch_in_unit(
+    batch: &RecordBatch,
+    unit: crate::config::FileTimeUnit,
+) -> Result<RecordBatch, ArrowError> {
+    if unit == crate::config::FileTimeUnit::Nanosecond {
+        return Ok(batch.clone());
+    }
+    let schema = batch.schema();
+    let Ok(i) = schema.index_of(TIME_COLUMN) else {
+        return Ok(batch.clone());
+    };
+    let us = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    let mut columns = batch.columns().to_vec();
+    columns[i] = arrow::compute::cast(&columns[i], &us)?;
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields[i] = Field::new(TIME_COLUMN, us, schema.field(i).is_nullable());
+    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, Int64Array, TimestampNanosecondArray};
+
+    #[test]
+    fn microsecond_files_read_back_as_nanoseconds() {
+        let time =
+            TimestampNanosecondArray::from(vec![-2_000, 0, 1_234_567_000]).with_timezone("UTC");
+        let batch = RecordBatch::try_from_iter(vec![
+            (TIME_COLUMN, Arc::new(time) as ArrayRef),
+            ("v", Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef),
+        ])
+        .unwrap();
+        let stored = batch_in_unit(&batch, crate::config::FileTimeUnit::Microsecond).unwrap();
+        assert_eq!(
+            stored.schema().field(0).data_type(),
+            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        );
+        let back = batch_in_ns(stored).unwrap();
+        assert_eq!(back, batch);
+        assert_eq!(back.column(0).data_type(), &time_type());
+        // Nanoseconds stay as they are.
+        assert_eq!(batch_in_ns(batch.clone()).unwrap(), batch);
+        assert_eq!(
+            batch_in_unit(&batch, crate::config::FileTimeUnit::Nanosecond).unwrap(),
+            batch
+        );
+        assert!(back.column(0).len() == 3);
+    }
 }

@@ -24,8 +24,9 @@ use parquet::file::metadata::KeyValue;
 
 use super::file_meta::{FileMeta, WalRange};
 use super::parquet::{Result, StorageError, writer_properties};
-use super::schema::{columns_of, meta, time_type};
+use super::schema::{batch_in_unit, columns_of, meta, time_type};
 use super::store::Store;
+use crate::config::FileTimeUnit;
 use crate::model::{ColumnKind, TIME_COLUMN};
 
 /// What a file holds and how to encode it.
@@ -38,6 +39,8 @@ pub struct FileSpec<'a> {
     pub row_group_rows: usize,
     pub zstd_level: i32,
     pub page_rows: usize,
+    /// How `time` is stored (`[storage] time_unit`).
+    pub time_unit: FileTimeUnit,
 }
 
 /// A complete file in staging, not yet visible, with its manifest entry.
@@ -57,6 +60,7 @@ pub struct FileWriter {
     db: String,
     measurement: String,
     partition_start: i64,
+    time_unit: FileTimeUnit,
     rows: u64,
     min: i64,
     max: i64,
@@ -108,6 +112,12 @@ impl FileWriter {
             spec.page_rows,
         );
         let file = super::store::create_file(&tmp).map_err(super::parquet::io_err(&tmp))?;
+        let schema = match spec.time_unit {
+            FileTimeUnit::Nanosecond => schema,
+            unit => batch_in_unit(&RecordBatch::new_empty(schema), unit)
+                .map_err(|e| schema_err(&tmp, e.to_string()))?
+                .schema(),
+        };
         let writer = match ArrowWriter::try_new(file, schema, Some(props)) {
             Ok(w) => w,
             Err(e) => {
@@ -124,6 +134,7 @@ impl FileWriter {
             db: spec.db.to_string(),
             measurement: spec.measurement.to_string(),
             partition_start: spec.partition_start,
+            time_unit: spec.time_unit,
             rows: 0,
             min: i64::MAX,
             max: i64::MIN,
@@ -141,7 +152,9 @@ impl FileWriter {
             self.max = self.max.max(*t);
         }
         self.rows += batch.num_rows() as u64;
-        self.writer.write(batch).map_err(pq_err(&self.tmp))
+        let stored = batch_in_unit(batch, self.time_unit)
+            .map_err(|e| schema_err(&self.tmp, e.to_string()))?;
+        self.writer.write(&stored).map_err(pq_err(&self.tmp))
     }
 
     /// Bytes encoded so far (to cut outputs at a target size).

@@ -146,3 +146,114 @@ fn pyarrow_duckdb_and_polars_read_the_data_dir_as_written() {
         }
     }
 }
+
+/// Spark 4 refuses `TIMESTAMP(NANOS)`: with `[storage] time_unit = "us"` files store
+/// microseconds (timestamps truncated to them when written), Spark reads them without any
+/// setting, and Meridian's answers, compaction and verification are the same as with
+/// nanoseconds.
+#[test]
+fn spark_reads_files_written_with_microsecond_time() {
+    assert!(
+        reader_installed("pyspark"),
+        "python3 cannot import pyspark: `python3 -m pip install pyspark` (.ci/run does when it is missing)"
+    );
+    let mut server =
+        TestServer::start(ServerConfig::default().toml("[storage]\ntime_unit = \"us\"\n"));
+    // Nanosecond timestamps that are not whole microseconds, two flushes of overlapping
+    // points: `model` holds what is kept (truncated times, last write wins).
+    let mut model: BTreeMap<(String, i64), i64> = BTreeMap::new();
+    let mut rng = Rng::new(8);
+    for round in 0..2 {
+        let mut body = String::new();
+        for h in 0..4 {
+            for k in 0..50i64 {
+                let t = BASE_S * SEC_NS + k * 60 * SEC_NS + 123_456_789 + h;
+                let v = rng.range(-1000, 1000) + round;
+                body.push_str(&format!("sp,host=h{h} v={v}i {t}\n"));
+                model.insert((format!("h{h}"), t - t.rem_euclid(1000)), v);
+            }
+        }
+        server.write_ok(DB, &body);
+        server.stop();
+        server.restart();
+    }
+    let raw = |server: &TestServer| -> BTreeMap<(String, i64), i64> {
+        let r = server.get(&format!(
+            "/query?db={DB}&q=SELECT%20v%20FROM%20sp%20GROUP%20BY%20host&epoch=ns"
+        ));
+        assert_eq!(r.status, 200, "{r:?}");
+        let v = r.json();
+        let mut out = BTreeMap::new();
+        let series = v["results"][0]["series"].as_array();
+        for s in series.unwrap_or_else(|| panic!("no series: {v}")) {
+            let host = s["tags"]["host"].as_str().unwrap().to_string();
+            for row in s["values"].as_array().unwrap() {
+                out.insert(
+                    (host.clone(), row[0].as_i64().unwrap()),
+                    row[1].as_i64().unwrap(),
+                );
+            }
+        }
+        out
+    };
+    assert_eq!(raw(&server), model, "answers from files of microseconds");
+    server.stop();
+    let compact = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_meridian-compact"))
+            .arg("--config")
+            .arg(server.root().join("regions.toml"))
+            .arg("--data-dir")
+            .arg(server.data_dir())
+            .args(["--progress", "lines", "--grace", "0s"])
+            .args(args)
+            .current_dir(server.root())
+            .stdin(Stdio::null())
+            .output()
+            .expect("running meridian-compact");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    compact(&[]);
+    compact(&["--verify"]);
+    server.restart();
+    assert_eq!(raw(&server), model, "answers after compaction");
+    server.stop();
+
+    let spark = r#"
+import glob, json, sys
+from pyspark.sql import SparkSession, functions as F
+files = sorted(glob.glob(f"{sys.argv[1]}/*/rdb/sp/**/*.parquet", recursive=True))
+s = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false").getOrCreate()
+df = s.read.parquet(*files)
+r = df.agg(F.count("*"), F.sum("v"), F.min(F.unix_micros("time")), F.max(F.unix_micros("time"))).collect()[0]
+print(json.dumps([r[0], r[1], r[2], r[3]]))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", spark])
+        .arg(server.data_dir())
+        .stdin(Stdio::null())
+        .output()
+        .expect("running pyspark");
+    assert!(
+        out.status.success(),
+        "spark: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let got: Vec<i64> = serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("spark's answer {stdout:?}: {e}"));
+    let times: Vec<i64> = model.keys().map(|(_, t)| t / 1000).collect();
+    assert_eq!(
+        got,
+        vec![
+            model.len() as i64,
+            model.values().sum::<i64>(),
+            *times.iter().min().unwrap(),
+            *times.iter().max().unwrap(),
+        ],
+        "spark: rows, sum(v), first and last time in microseconds"
+    );
+}
