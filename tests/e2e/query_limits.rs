@@ -171,3 +171,55 @@ fn json_answers_are_streamed() {
     drop(c);
     s.assert_healthy();
 }
+
+/// InfluxQL functions computed from the points themselves (`distinct`, percentiles,
+/// transformations) copy the values they read: those copies count against
+/// `query.max_memory` too, so a statement whose raw points fit but whose working copies do
+/// not is refused naming the key, instead of holding memory nothing counted.
+#[test]
+fn local_aggregation_copies_count_against_the_query_budget() {
+    let s = TestServer::start(ServerConfig::default().with_query_memory("2MiB", "4MiB"));
+    let pad = "x".repeat(700);
+    let body: String = (0..1_500i64)
+        .map(|n| {
+            format!(
+                "m,host=h{} s=\"{n} {pad}\",v={n}i {}\n",
+                n % 10,
+                T0 + n * 1_000_000
+            )
+        })
+        .collect();
+    s.write_ok("lq", &body);
+    let q = |stmt: &str| {
+        let r = s.get(&format!(
+            "/query?db=lq&q={}",
+            stmt.replace(' ', "%20")
+                .replace('(', "%28")
+                .replace(')', "%29")
+        ));
+        assert_eq!(r.status, 200, "{r:?}");
+        r.json()["results"][0].clone()
+    };
+    let raw = q("SELECT s FROM m");
+    assert_eq!(
+        raw["series"][0]["values"].as_array().map(|v| v.len()),
+        Some(1_500),
+        "the raw points fit the budget: {:.300}",
+        raw.to_string()
+    );
+    let distinct = q("SELECT distinct(s) FROM m");
+    let err = distinct["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("query.max_memory"),
+        "{:.300}",
+        distinct.to_string()
+    );
+    // Small enough, the same function answers.
+    let one = q("SELECT distinct(s) FROM m WHERE host = 'h3'");
+    assert_eq!(
+        one["series"][0]["values"].as_array().map(|v| v.len()),
+        Some(150),
+        "{:.300}",
+        one.to_string()
+    );
+}

@@ -706,7 +706,7 @@ impl<'a> Plan<'a> {
             (self.native_groups(ctx, db, budget).await?, Aux::default())
         } else {
             let points = self.points(ctx, db, budget, None).await?;
-            self.local_groups(points)
+            self.local_groups(points, budget)?
         };
         self.aggregate_series(groups, &aux)
     }
@@ -1115,12 +1115,30 @@ impl<'a> Plan<'a> {
     }
 
     /// Functions computed here from points.
-    fn local_groups(&self, points: Vec<Owned>) -> (Groups, Aux) {
+    fn local_groups(
+        &self,
+        points: Vec<Owned>,
+        budget: &QueryBudget,
+    ) -> Result<(Groups, Aux), String> {
         let field_pos: Vec<Option<usize>> = self
             .calls
             .iter()
             .map(|c| self.fields.iter().position(|f| *f == c.field))
             .collect();
+        // The candidates below copy every value a call reads, on top of the points (which
+        // the fetch charged): charged to the query's memory budget before they are made.
+        let entry = std::mem::size_of::<(i64, Value, usize)>() as u64;
+        let mut copies = 0u64;
+        for p in &points {
+            for pos in field_pos.iter().flatten() {
+                match p.values.get(*pos) {
+                    Some(Value::Null) | None => {}
+                    Some(Value::Str(s)) => copies += 2 * (entry + s.len() as u64),
+                    Some(_) => copies += 2 * entry,
+                }
+            }
+        }
+        budget.charge(copies)?;
         // Per group and bucket, per call, the points' (time, value, index in `points`).
         type Cands = Vec<Vec<(i64, Value, usize)>>;
         let mut acc: BTreeMap<GroupKey, BTreeMap<i64, Cands>> = BTreeMap::new();
@@ -1174,7 +1192,7 @@ impl<'a> Plan<'a> {
             }
             groups.insert(k, b);
         }
-        (groups, aux)
+        Ok((groups, aux))
     }
 
     /// Functions computed by the regions as partial aggregates, one native query per
