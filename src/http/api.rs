@@ -277,7 +277,8 @@ async fn query(state: Shared, params: HashMap<String, String>) -> Response {
     encode(&state, result, format, epoch, group_by, Some(spec))
 }
 
-/// A result in the format asked for: JSON and CSV streamed as they are written, Arrow whole.
+/// A result in the format asked for, streamed as it is written (JSON, CSV, and Arrow batch
+/// by batch).
 /// `hold` is kept alive until the answer is written (the query's memory budget).
 fn encode(
     state: &Shared,
@@ -311,18 +312,15 @@ fn encode(
                 output::write_csv(&result, &group_by, epoch, w)
             },
         ),
-        Format::Arrow => match output::to_arrow(&result, &group_by) {
-            Ok(bytes) => (
-                [(header::CONTENT_TYPE, "application/vnd.apache.arrow.stream")],
-                bytes,
-            )
-                .into_response(),
-            Err(e) => DialectError(
-                Dialect::Api,
-                ApiError::Unavailable(format!("could not encode the result as Arrow: {e}")),
-            )
-            .into_response(),
-        },
+        Format::Arrow => streamed(
+            "application/vnd.apache.arrow.stream",
+            state.config.http.body_timeout,
+            cells,
+            move |w| {
+                let _hold = hold;
+                output::write_arrow(&result, &group_by, w).map_err(std::io::Error::other)
+            },
+        ),
     }
 }
 

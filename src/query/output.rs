@@ -226,32 +226,79 @@ fn column_type<'a>(values: impl Iterator<Item = &'a Value>) -> DataType {
     t.unwrap_or(DataType::Float64)
 }
 
-/// An Arrow IPC stream: one batch, columns = group tags, time, result columns. The
+/// Rows per record batch of an Arrow answer: the answer is written batch by batch, never
+/// encoded whole.
+pub const ARROW_BATCH_ROWS: usize = 65_536;
+
+type RowRef<'a> = (&'a super::Series, &'a (i64, Vec<Value>));
+
+/// An Arrow IPC stream written to `w` in batches of [`ARROW_BATCH_ROWS`] rows: columns =
+/// group tags, time, result columns (a column's type is that of all its values). The
 /// `partial` flag and the region reports are in the schema metadata.
-pub fn to_arrow(r: &QueryResult, group_by: &[String]) -> Result<Vec<u8>, String> {
-    let rows: Vec<(&super::Series, &(i64, Vec<Value>))> = r
+pub fn write_arrow(
+    r: &QueryResult,
+    group_by: &[String],
+    w: &mut dyn std::io::Write,
+) -> Result<(), String> {
+    let rows: Vec<RowRef<'_>> = r
         .series
         .iter()
         .flat_map(|s| s.rows.iter().map(move |row| (s, row)))
         .collect();
+    let types: Vec<DataType> = (0..r.columns.len())
+        .map(|ci| column_type(rows.iter().map(|(_, (_, v))| &v[ci])))
+        .collect();
     let mut fields = Vec::new();
-    let mut cols: Vec<ArrayRef> = Vec::new();
     for g in group_by {
         fields.push(Field::new(g, DataType::Utf8, true));
+    }
+    fields.push(Field::new("time", time_type(), false));
+    for (name, dt) in r.columns.iter().zip(&types) {
+        fields.push(Field::new(name, dt.clone(), true));
+    }
+    let mut meta = std::collections::HashMap::new();
+    meta.insert("meridian.partial".to_string(), r.partial.to_string());
+    meta.insert(
+        "meridian.regions".to_string(),
+        serde_json::to_string(&r.regions).map_err(|e| e.to_string())?,
+    );
+    let schema = Arc::new(Schema::new(fields).with_metadata(meta));
+    let mut sw =
+        arrow::ipc::writer::StreamWriter::try_new(w, &schema).map_err(|e| e.to_string())?;
+    let empty: [RowRef<'_>; 0] = [];
+    let chunks: Vec<&[RowRef<'_>]> = if rows.is_empty() {
+        vec![&empty]
+    } else {
+        rows.chunks(ARROW_BATCH_ROWS).collect()
+    };
+    for chunk in chunks {
+        let batch = arrow_batch(chunk, group_by, &types, &schema)?;
+        sw.write(&batch).map_err(|e| e.to_string())?;
+    }
+    sw.finish().map_err(|e| e.to_string())
+}
+
+/// One record batch of `rows`.
+fn arrow_batch(
+    rows: &[RowRef<'_>],
+    group_by: &[String],
+    types: &[DataType],
+    schema: &Arc<Schema>,
+) -> Result<RecordBatch, String> {
+    let mut cols: Vec<ArrayRef> = Vec::new();
+    for g in group_by {
         let a: StringArray = rows
             .iter()
             .map(|(s, _)| s.tags.get(g).map(|v| v.as_str()))
             .collect();
         cols.push(Arc::new(a));
     }
-    fields.push(Field::new("time", time_type(), false));
     cols.push(Arc::new(
         TimestampNanosecondArray::from(rows.iter().map(|(_, (t, _))| *t).collect::<Vec<_>>())
             .with_timezone("UTC"),
     ));
-    for (ci, name) in r.columns.iter().enumerate() {
+    for (ci, dt) in types.iter().enumerate() {
         let vals = || rows.iter().map(move |(_, (_, v))| &v[ci]);
-        let dt = column_type(vals());
         let arr: ArrayRef = match dt {
             DataType::Int64 => Arc::new(
                 vals()
@@ -306,24 +353,15 @@ pub fn to_arrow(r: &QueryResult, group_by: &[String]) -> Result<Vec<u8>, String>
                     .collect::<Float64Array>(),
             ),
         };
-        fields.push(Field::new(name, arr.data_type().clone(), true));
         cols.push(arr);
     }
-    let mut meta = std::collections::HashMap::new();
-    meta.insert("meridian.partial".to_string(), r.partial.to_string());
-    meta.insert(
-        "meridian.regions".to_string(),
-        serde_json::to_string(&r.regions).map_err(|e| e.to_string())?,
-    );
-    let schema = Arc::new(Schema::new(fields).with_metadata(meta));
-    let batch = RecordBatch::try_new(schema.clone(), cols).map_err(|e| e.to_string())?;
+    RecordBatch::try_new(schema.clone(), cols).map_err(|e| e.to_string())
+}
+
+/// [`write_arrow`] into memory (tests, small answers).
+pub fn to_arrow(r: &QueryResult, group_by: &[String]) -> Result<Vec<u8>, String> {
     let mut buf = Vec::new();
-    {
-        let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut buf, &schema)
-            .map_err(|e| e.to_string())?;
-        w.write(&batch).map_err(|e| e.to_string())?;
-        w.finish().map_err(|e| e.to_string())?;
-    }
+    write_arrow(r, group_by, &mut buf)?;
     Ok(buf)
 }
 
@@ -389,5 +427,74 @@ mod tests {
         );
         let text = serde_json::to_string(&to_json(&r, Epoch::Rfc3339)).unwrap();
         assert!(text.contains("\"1970-01-01T00:00:01.500Z\""), "{text}");
+    }
+
+    /// A large answer is written in several record batches that read back as the rows, in
+    /// order, with one type per column (a column mixing integers and floats is Float64).
+    #[test]
+    fn arrow_answers_are_written_batch_by_batch() {
+        let n = ARROW_BATCH_ROWS * 2 + 7;
+        let rows: Vec<(i64, Vec<Value>)> = (0..n as i64)
+            .map(|i| {
+                let x = if i == 5 {
+                    Value::Float(0.5)
+                } else {
+                    Value::Int(i)
+                };
+                (i, vec![x, Value::Str(format!("s{i}"))])
+            })
+            .collect();
+        let r = QueryResult {
+            refused: None,
+            warnings: Vec::new(),
+            name: "m".into(),
+            columns: vec!["x".into(), "s".into()],
+            series: vec![Series {
+                tags: BTreeMap::from([("host".to_string(), "a".to_string())]),
+                rows,
+            }],
+            partial: true,
+            regions: BTreeMap::new(),
+        };
+        let bytes = to_arrow(&r, &["host".to_string()]).unwrap();
+        let reader =
+            arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
+        assert_eq!(
+            reader
+                .schema()
+                .metadata()
+                .get("meridian.partial")
+                .map(String::as_str),
+            Some("true")
+        );
+        let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+        assert_eq!(batches.len(), 3);
+        let mut i = 0i64;
+        for b in &batches {
+            assert_eq!(b.schema().field(2).data_type(), &DataType::Float64);
+            let t = b
+                .column(1)
+                .as_any()
+                .downcast_ref::<TimestampNanosecondArray>()
+                .unwrap();
+            let x = b.column(2).as_any().downcast_ref::<Float64Array>().unwrap();
+            let s = b.column(3).as_any().downcast_ref::<StringArray>().unwrap();
+            for k in 0..b.num_rows() {
+                assert_eq!(t.value(k), i);
+                assert_eq!(x.value(k), if i == 5 { 0.5 } else { i as f64 });
+                assert_eq!(s.value(k), format!("s{i}"));
+                i += 1;
+            }
+        }
+        assert_eq!(i, n as i64);
+        // No rows: the schema and one empty batch.
+        let none = QueryResult {
+            series: Vec::new(),
+            ..r
+        };
+        let bytes = to_arrow(&none, &[]).unwrap();
+        let reader =
+            arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
+        assert_eq!(reader.map(|b| b.unwrap().num_rows()).sum::<usize>(), 0);
     }
 }
