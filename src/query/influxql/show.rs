@@ -75,12 +75,35 @@ pub fn retention_policies(ctx: &Ctx, on: Option<&str>) -> Result<Vec<ResultSerie
         .to_vec(),
         values: vec![vec![
             Cell::Str("autogen".into()),
-            Cell::Str("0s".into()),
+            // The database's `[[retention]] keep` (0s: forever, InfluxDB's notation).
+            Cell::Str(go_duration(
+                ctx.engine
+                    .retention()
+                    .rules
+                    .iter()
+                    .find(|r| r.db == db && r.measurement.is_none())
+                    .and_then(|r| r.keep_ns)
+                    .unwrap_or(0),
+            )),
             Cell::Str("168h0m0s".into()),
             Cell::Int(1),
             Cell::Bool(true),
         ]],
     }])
+}
+
+/// A duration as InfluxDB prints a retention policy's: `720h0m0s`, `1h30m0s`, `0s`.
+fn go_duration(ns: i64) -> String {
+    if ns <= 0 {
+        return "0s".into();
+    }
+    let s = ns / 1_000_000_000;
+    let (h, m, s) = (s / 3600, s % 3600 / 60, s % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s}s"),
+        _ => format!("{h}h{m}m{s}s"),
+    }
 }
 
 /// The database of a SHOW (`ON db`, else the request's), checked to exist.
@@ -469,5 +492,19 @@ pub fn system(s: &SystemShow) -> Result<Vec<ResultSeries>, String> {
         other => Err(format!(
             "{other:?} is not supported by Meridian: see /metrics and /api/v1/regions"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_print_as_influxdb_prints_them() {
+        assert_eq!(go_duration(0), "0s");
+        assert_eq!(go_duration(30 * 86_400_000_000_000), "720h0m0s");
+        assert_eq!(go_duration(5_400_000_000_000), "1h30m0s");
+        assert_eq!(go_duration(61_000_000_000), "1m1s");
+        assert_eq!(go_duration(7_000_000_000), "7s");
     }
 }
