@@ -126,6 +126,7 @@ fn bench_prepare(c: &mut Criterion) {
                         series: &catalog,
                         max_series: 1_000_000,
                         microseconds: false,
+                        retention: &Default::default(),
                     },
                     shards,
                     name,

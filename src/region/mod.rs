@@ -861,6 +861,7 @@ impl Engine {
                 series: &self.series,
                 max_series: self.max_series_per_database,
                 microseconds: self.time_unit == crate::config::FileTimeUnit::Microsecond,
+                retention: &self.retention,
             },
             self.shards_per_region,
             db,

@@ -176,6 +176,9 @@ pub struct Checks<'a> {
     /// Timestamps are truncated to microseconds when files store microseconds
     /// (`[storage] time_unit = "us"`), so that what is acknowledged is what is stored.
     pub microseconds: bool,
+    /// `[[retention]]`: a point older than its measurement keeps is refused (it would be
+    /// acknowledged and then never seen).
+    pub retention: &'a crate::config::RetentionRules,
 }
 
 /// Parses, checks and routes a request body.
@@ -193,7 +196,11 @@ pub fn prepare(
         series,
         max_series,
         microseconds,
+        retention,
     } = checks;
+    // What the measurement of the last line keeps from (rules are few; lines of one
+    // measurement come together).
+    let mut keeps: Option<(String, i64)> = None;
     let db: Arc<str> = Arc::from(db);
     let mut out = PreparedWrite::default();
     // Live series of the db, read per line only to know whether the limit is reached.
@@ -262,6 +269,26 @@ pub fn prepare(
                 ),
             );
             continue;
+        }
+        if !retention.is_empty() {
+            let from = match &keeps {
+                Some((m, from)) if m.as_str() == line.measurement.as_ref() => *from,
+                _ => {
+                    let from = retention.keeps_from(&db, &line.measurement, now_ns);
+                    keeps = Some((line.measurement.to_string(), from));
+                    from
+                }
+            };
+            if ts < from {
+                reject(
+                    &mut out,
+                    format!(
+                        "point beyond retention policy: timestamp {ts} ns is older than what [[retention]] keeps for {db}/{} ({from} ns)",
+                        line.measurement
+                    ),
+                );
+                continue;
+            }
         }
         // A line shaped like the last accepted one passed the checks below already (types
         // are fixed per measurement, whatever the partition); its tags are put in order
@@ -408,6 +435,7 @@ mod tests {
                 series: &SeriesCatalog::new(),
                 max_series: 0,
                 microseconds: false,
+                retention: &Default::default(),
             },
             2,
             "db",

@@ -64,28 +64,67 @@ fn files_of(server: &TestServer, db: &str, m: &str) -> Vec<(i64, u64)> {
 
 #[test]
 fn expired_points_leave_queries_at_once_and_storage_in_the_background() {
+    // The points are written before r1 has rules (a rule refuses older points, below);
+    // then the rules are added and the server restarted.
     let mut server = TestServer::start(ServerConfig::default().toml(
-        "[[retention]]\ndb = \"r1\"\nkeep = \"2h\"\n\n\
-         [[retention]]\ndb = \"r1\"\nmeasurement = \"disk\"\nkeep = \"5h\"\n\n\
-         [[retention]]\ndb = \"r2\"\nmeasurement = \"cpu\"\n\
+        "[[retention]]\ndb = \"r2\"\nmeasurement = \"cpu\"\n\
          downsample = \"10m:mean,max\"\ndownsample_after = \"1h\"\n",
     ));
     let now = now_ns();
     let mem = write_points(&server, "r1", "mem", now, 8);
     let disk = write_points(&server, "r1", "disk", now, 8);
     let cpu = write_points(&server, "r2", "cpu", now, 8);
+    server.stop();
+    let config = server.root().join("regions.toml");
+    let mut text = std::fs::read_to_string(&config).expect("the config");
+    text.push_str(
+        "\n[[retention]]\ndb = \"r1\"\nkeep = \"2h\"\n\n\
+         [[retention]]\ndb = \"r1\"\nmeasurement = \"disk\"\nkeep = \"5h\"\n",
+    );
+    std::fs::write(&config, text).expect("writing the config");
+    server.restart();
     let kept = |pts: &[(i64, i64)], hours: i64| {
         pts.iter()
             .filter(|(t, _)| *t >= now - hours * HOUR_NS)
             .count() as i64
     };
-    // At once, also for points still in memory: a measurement's own rule wins over its db's.
+    // At once, also for points replayed into memory: a measurement's own rule wins over its
+    // db's.
     assert_eq!(count(&server, "r1", "mem"), kept(&mem, 2));
     assert_eq!(count(&server, "r1", "disk"), kept(&disk, 5));
     assert_eq!(
         count(&server, "r2", "cpu"),
         cpu.len() as i64,
         "no keep: all"
+    );
+    // A point older than what its measurement keeps is refused (it would never be seen);
+    // the newer lines of the same body are written.
+    let old = now - 3 * HOUR_NS;
+    let r = server.post(
+        "/write?db=r1",
+        format!("mem,host=h0 v=1i {old}\nmem,host=h0 v=2i {now}\ndisk,host=h0 v=3i {old}\n"),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.body.contains("retention"), "{r:?}");
+    let (mem_extra, disk_extra) = (1, 1);
+    assert_eq!(count(&server, "r1", "mem"), kept(&mem, 2) + mem_extra);
+    assert_eq!(
+        count(&server, "r1", "disk"),
+        kept(&disk, 5) + disk_extra,
+        "5h keeps the 3h-old point"
+    );
+    // InfluxQL clients see the database's rule as its retention policy's duration.
+    let rp = server.get("/query?q=SHOW%20RETENTION%20POLICIES%20ON%20r1");
+    assert_eq!(
+        rp.json()["results"][0]["series"][0]["values"][0][1],
+        "2h0m0s",
+        "{rp:?}"
+    );
+    let rp = server.get("/query?q=SHOW%20RETENTION%20POLICIES%20ON%20r2");
+    assert_eq!(
+        rp.json()["results"][0]["series"][0]["values"][0][1],
+        "0s",
+        "{rp:?}"
     );
 
     // Flush (a restart), then the background pass drops every partition that ended before
@@ -115,8 +154,8 @@ fn expired_points_leave_queries_at_once_and_storage_in_the_background() {
     }
     // Partitions still holding kept points stay; the answers are unchanged.
     assert!(!files_of(&server, "r1", "mem").is_empty());
-    assert_eq!(count(&server, "r1", "mem"), kept(&mem, 2));
-    assert_eq!(count(&server, "r1", "disk"), kept(&disk, 5));
+    assert_eq!(count(&server, "r1", "mem"), kept(&mem, 2) + mem_extra);
+    assert_eq!(count(&server, "r1", "disk"), kept(&disk, 5) + disk_extra);
     assert_eq!(count(&server, "r2", "cpu"), cpu.len() as i64);
 
     // The rollup: per host and 10-minute bucket, mean and max of the source points, for
