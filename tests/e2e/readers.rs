@@ -40,6 +40,26 @@ print(json.dumps(out))
 /// (measurement, tags, time) → (v, f): the last write of each field wins.
 type Model = BTreeMap<(String, String, i64), (Option<i64>, Option<f64>)>;
 
+/// Runs `meridian-compact` on the (stopped) server's data dir; every partition is sealed.
+fn compact(server: &TestServer, args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian-compact"))
+        .arg("--config")
+        .arg(server.root().join("regions.toml"))
+        .arg("--data-dir")
+        .arg(server.data_dir())
+        .args(["--progress", "lines", "--grace", "0s"])
+        .args(args)
+        .current_dir(server.root())
+        .stdin(Stdio::null())
+        .output()
+        .expect("running meridian-compact");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn reader_installed(module: &str) -> bool {
     Command::new("python3")
         .args(["-c", &format!("import {module}")])
@@ -98,21 +118,7 @@ fn pyarrow_duckdb_and_polars_read_the_data_dir_as_written() {
     server.stop();
     // Before compaction a point rewritten in a later flush is in two files; readers outside
     // Meridian would see both (the README says so). Compaction merges them.
-    let out = Command::new(env!("CARGO_BIN_EXE_meridian-compact"))
-        .arg("--config")
-        .arg(server.root().join("regions.toml"))
-        .arg("--data-dir")
-        .arg(server.data_dir())
-        .args(["--progress", "lines", "--grace", "0s"])
-        .current_dir(server.root())
-        .stdin(Stdio::null())
-        .output()
-        .expect("running meridian-compact");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    compact(&server, &[]);
 
     let mut want: BTreeMap<String, (u64, i64, f64)> = BTreeMap::new();
     for ((m, _, _), (v, f)) in &model {
@@ -198,26 +204,8 @@ fn spark_reads_files_written_with_microsecond_time() {
     };
     assert_eq!(raw(&server), model, "answers from files of microseconds");
     server.stop();
-    let compact = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_meridian-compact"))
-            .arg("--config")
-            .arg(server.root().join("regions.toml"))
-            .arg("--data-dir")
-            .arg(server.data_dir())
-            .args(["--progress", "lines", "--grace", "0s"])
-            .args(args)
-            .current_dir(server.root())
-            .stdin(Stdio::null())
-            .output()
-            .expect("running meridian-compact");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    compact(&[]);
-    compact(&["--verify"]);
+    compact(&server, &[]);
+    compact(&server, &["--verify"]);
     server.restart();
     assert_eq!(raw(&server), model, "answers after compaction");
     server.stop();
