@@ -77,8 +77,16 @@ fn check_retention(raw: Vec<RawRetention>, partition_ns: i64) -> Result<Retentio
                     parse_duration(after).map_err(|e| invalid(key("downsample_after"), e))?;
                 let ds = crate::rollup::Downsample::parse(spec, after)
                     .map_err(|e| invalid(key("downsample"), e.to_string()))?;
-                ds.window(partition_ns)
+                let window = ds
+                    .window(partition_ns)
                     .map_err(|e| invalid(key("downsample"), e.to_string()))?;
+                // Sources must outlive the wait before they are rolled up.
+                if keep_ns.is_some_and(|k| k < after.saturating_add(window)) {
+                    return Err(invalid(
+                        key("keep"),
+                        "must be longer than downsample_after plus a rollup window: points would be dropped before they are rolled up",
+                    ));
+                }
                 Some(ds)
             }
         };
@@ -425,9 +433,23 @@ impl RetentionRules {
             })
     }
 
+    /// The rule whose `keep` a measurement follows: its own if that has one, else its
+    /// database's (a measurement's rule that only downsamples keeps the database's).
+    pub fn keep_rule(&self, db: &str, measurement: &str) -> Option<&RetentionRule> {
+        let own = self
+            .rules
+            .iter()
+            .find(|r| r.db == db && r.measurement.as_deref() == Some(measurement));
+        own.filter(|r| r.keep_ns.is_some()).or_else(|| {
+            self.rules
+                .iter()
+                .find(|r| r.db == db && r.measurement.is_none() && r.keep_ns.is_some())
+        })
+    }
+
     /// The earliest time a measurement still keeps at `now_ns` (`i64::MIN`: everything).
     pub fn keeps_from(&self, db: &str, measurement: &str, now_ns: i64) -> i64 {
-        self.rule_for(db, measurement)
+        self.keep_rule(db, measurement)
             .and_then(|r| r.keep_ns)
             .map_or(i64::MIN, |k| now_ns.saturating_sub(k))
     }

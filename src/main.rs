@@ -161,13 +161,16 @@ fn serve(args: ServeArgs) -> Result<()> {
             },
         )
         .collect();
-    meridian::compaction::background::spawn(
+    // Joined by the engine's shutdown, before its last deletion of replaced files.
+    if let Some(t) = meridian::compaction::background::spawn(
         regions,
         engine.retention().clone(),
         cfg.routing.partition_duration_ns,
         cfg.ingest.flush.time_unit,
         engine.stopping_flag(),
-    );
+    ) {
+        engine.adopt_thread(t);
+    }
     let cfg = Arc::new(cfg);
 
     let rt = tokio::runtime::Builder::new_multi_thread()

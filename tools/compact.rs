@@ -302,7 +302,9 @@ fn rebuild_manifests(cli: &Cli, s: &Setup) -> Result<bool> {
             .with_context(|| format!("opening the storage of region {name}"))?,
             None => Store::local(&dir),
         };
-        if !rebuild::needs_rebuild(&store) {
+        if !rebuild::needs_rebuild(&store)
+            .with_context(|| format!("reading the manifest of region {name}"))?
+        {
             eprintln!("region {name}: manifest readable, left alone");
             report.push(serde_json::json!({"region": name, "rebuilt": false}));
             continue;

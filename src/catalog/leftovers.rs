@@ -72,7 +72,15 @@ fn temp_files(local_dir: &Path) -> Result<Vec<PathBuf>> {
             let name = entry.file_name().to_string_lossy().into_owned();
             let ft = entry.file_type().map_err(io_err(&path))?;
             if ft.is_dir() {
-                if !(dir == local_dir && (name == paths::WAL_DIR || name == paths::ORPHANED_DIR)) {
+                // Not the WAL's, the quarantine's, the read cache's (it empties itself) or
+                // the manifest's (another writer's commit may be in flight there).
+                let skip = [
+                    paths::WAL_DIR,
+                    paths::ORPHANED_DIR,
+                    paths::CACHE_DIR,
+                    paths::MANIFEST_DIR,
+                ];
+                if !(dir == local_dir && skip.contains(&name.as_str())) {
                     stack.push(path);
                 }
             } else if is_temp_name(&name) {
@@ -195,7 +203,12 @@ pub fn sweep_leftovers(
             continue;
         }
         if remove {
-            fs::remove_file(&path).map_err(io_err(&path))?;
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                // Its writer finished or removed it meanwhile.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(&path)(e)),
+            }
             if let Some(parent) = path.parent() {
                 touched.insert(parent.to_path_buf());
             }
@@ -358,6 +371,17 @@ mod tests {
         assert!(m.retired().is_empty());
     }
 
+    fn assert_refused_as_corrupt(r: &Path) {
+        let msg = Manifest::open(&Store::local(r))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            msg.contains("corrupt") && msg.contains("--rebuild-manifest"),
+            "{msg}"
+        );
+    }
+
     #[test]
     fn a_missing_manifest_beside_data_files_refuses_and_deletes_nothing() {
         let dir = tempfile::tempdir().unwrap();
@@ -377,14 +401,7 @@ mod tests {
         let cp = r.join(crate::storage::paths::manifest_checkpoint_rel(0));
         fs::create_dir_all(cp.parent().unwrap()).unwrap();
         fs::write(&cp, b"{\"format\":2,\"vers").unwrap();
-        let msg = Manifest::open(&Store::local(r))
-            .err()
-            .expect("refused")
-            .to_string();
-        assert!(
-            msg.contains("corrupt") && msg.contains("--rebuild-manifest"),
-            "{msg}"
-        );
+        assert_refused_as_corrupt(r);
         fs::remove_dir_all(cp.parent().unwrap()).unwrap();
         // And a damaged manifest of the previous format.
         fs::write(
@@ -392,14 +409,7 @@ mod tests {
             b"{\"version\":1,\"fi",
         )
         .unwrap();
-        let msg = Manifest::open(&Store::local(r))
-            .err()
-            .expect("refused")
-            .to_string();
-        assert!(
-            msg.contains("corrupt") && msg.contains("--rebuild-manifest"),
-            "{msg}"
-        );
+        assert_refused_as_corrupt(r);
         assert!(f.exists());
     }
 }

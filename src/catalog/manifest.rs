@@ -190,7 +190,8 @@ struct State {
     leases: Vec<Lease>,
     next_seq: u64,
     checkpoint_version: u64,
-    previous_checkpoint: u64,
+    /// When `checkpoint_version` was written (or found, for one read at open).
+    checkpoint_written: Instant,
     checkpoint_bytes: u64,
     edits_since: u64,
     edit_bytes_since: u64,
@@ -214,6 +215,12 @@ fn is_data_path(path: &str) -> bool {
         && !path.starts_with(&format!("{WAL_DIR}/"))
 }
 
+/// Read from storage: every path must stay inside the region (compaction and retention
+/// delete what the manifest names), seqs must leave room for the next, times be in order.
+fn entry_is_valid(f: &FileMeta) -> bool {
+    is_data_path(&f.path) && f.seq != u64::MAX && f.min_time <= f.max_time
+}
+
 /// The data files of a store (every Parquet file outside the manifest, WAL and quarantine).
 pub fn data_files(store: &Store) -> std::result::Result<Vec<(String, u64)>, StorageError> {
     Ok(store
@@ -234,7 +241,7 @@ impl State {
             leases: c.leases,
             next_seq: c.next_seq,
             checkpoint_version: c.version,
-            previous_checkpoint: c.version,
+            checkpoint_written: Instant::now(),
             checkpoint_bytes: 0,
             edits_since: 0,
             edit_bytes_since: 0,
@@ -270,12 +277,18 @@ impl State {
                 !gone
             });
         }
+        if !self.retired.is_empty() && !r.add.is_empty() {
+            let added: HashSet<&str> = r.add.iter().map(|f| f.path.as_str()).collect();
+            self.retired.retain(|x| !added.contains(x.path.as_str()));
+        }
         for f in r.add {
-            // A retried write under the same name replaces its earlier entry.
-            if let Some(i) = files.iter().position(|g| g.path == f.path) {
+            // A retried write under the same name (so the same seq) replaces its earlier
+            // entry: looked for among the files of that seq only (files are in seq order).
+            let lo = files.partition_point(|g| g.seq < f.seq);
+            let hi = files.partition_point(|g| g.seq <= f.seq);
+            if let Some(i) = (lo..hi).find(|&i| files[i].path == f.path) {
                 files.remove(i);
             }
-            self.retired.retain(|x| x.path != f.path);
             if files.last().is_none_or(|l| l.seq <= f.seq) {
                 files.push(f);
             } else {
@@ -363,10 +376,9 @@ impl Manifest {
             return Ok(m);
         }
         if !edits.is_empty() {
-            return Err(ManifestError::Missing {
+            return Err(ManifestError::Corrupt {
                 path: store.key_of(MANIFEST_DIR),
-                files: edits.len(),
-                first: "edits without any checkpoint".into(),
+                reason: format!("{} edit(s) but no checkpoint", edits.len()),
             });
         }
         if let Some(root) = store.local_root() {
@@ -393,9 +405,16 @@ impl Manifest {
         Self::create_at(store, Vec::new(), 1, Vec::new())
     }
 
-    /// A new manifest listing `files` (rebuilding a lost one). Fails if one exists.
-    pub fn create(store: &Store, files: Vec<FileMeta>) -> Result<Manifest> {
-        let next = files.iter().map(allocated_after).max().unwrap_or(1);
+    /// A new manifest listing `files` (rebuilding a lost one), whose next seq is above
+    /// theirs and at least `next_seq` (above every data file stored, listed or not: a file
+    /// left out must not look like a leftover of a later write, nor have its name reused).
+    pub fn create(store: &Store, files: Vec<FileMeta>, next_seq: u64) -> Result<Manifest> {
+        let next = files
+            .iter()
+            .map(allocated_after)
+            .max()
+            .unwrap_or(1)
+            .max(next_seq);
         Self::create_at(store, files, next, Vec::new())
     }
 
@@ -413,6 +432,12 @@ impl Manifest {
             retired,
             leases: Vec::new(),
         };
+        if let Some(f) = c.files.iter().find(|f| !entry_is_valid(f)) {
+            return Err(ManifestError::Corrupt {
+                path: store.key_of(MANIFEST_DIR),
+                reason: format!("invalid file entry {:?} (seq {})", f.path, f.seq),
+            });
+        }
         let rel = manifest_checkpoint_rel(0);
         let bytes = encode(&c, store, &rel)?;
         if !store.put_new(&rel, bytes)? {
@@ -472,7 +497,7 @@ impl Manifest {
         // Read from storage: every path must stay inside the region (compaction and
         // retention delete what the manifest names), and seqs must leave room for the next.
         for f in st.files.iter() {
-            if !is_data_path(&f.path) || f.seq == u64::MAX || f.min_time > f.max_time {
+            if !entry_is_valid(f) {
                 return Err(ManifestError::Corrupt {
                     path: store.key_of(MANIFEST_DIR),
                     reason: format!("invalid file entry {:?} (seq {})", f.path, f.seq),
@@ -508,7 +533,10 @@ impl Manifest {
                     path: self.store.key_of(&rel),
                     reason: e.to_string(),
                 })?;
-            if r.version != st.version + 1 || r.add.iter().any(|f| !is_data_path(&f.path)) {
+            if r.version != st.version + 1
+                || r.next_seq == u64::MAX
+                || r.add.iter().any(|f| !entry_is_valid(f))
+            {
                 return Err(ManifestError::Corrupt {
                     path: self.store.key_of(&rel),
                     reason: "the edit names another version or a path outside the region".into(),
@@ -690,11 +718,11 @@ impl Manifest {
         if st.version == st.checkpoint_version && st.checkpoint_bytes > 0 {
             return Ok(());
         }
-        // Retired files whose deletion is done need not be carried on.
+        // Retired files whose deletion is done need not be carried on (on an error, all are).
         let mut keep = Vec::with_capacity(st.retired.len());
-        for r in std::mem::take(&mut st.retired) {
+        for r in &st.retired {
             if self.store.exists(&r.path)? {
-                keep.push(r);
+                keep.push(r.clone());
             }
         }
         st.retired = keep;
@@ -704,12 +732,21 @@ impl Manifest {
         let len = bytes.len() as u64;
         // Another writer may have written the same version's checkpoint: the same state.
         self.store.put_new(&rel, bytes)?;
-        let cleanup_below = st.checkpoint_version;
-        st.previous_checkpoint = st.checkpoint_version;
+        // Edits up to the previous checkpoint go once it has stood for two listing intervals:
+        // by then every writer that commits has listed and seen it (a writer lists before a
+        // commit when it has not for `LIST_EVERY`), so none can take a deleted edit's
+        // version for a free one. Checkpoints closer together than that leave the clean-up
+        // to a later one.
+        let cleanup_below =
+            (st.checkpoint_written.elapsed() >= 2 * LIST_EVERY).then_some(st.checkpoint_version);
         st.checkpoint_version = c.version;
+        st.checkpoint_written = Instant::now();
         st.checkpoint_bytes = len;
         st.edits_since = 0;
         st.edit_bytes_since = 0;
+        let Some(cleanup_below) = cleanup_below else {
+            return Ok(());
+        };
         let old: Vec<String> = self
             .store
             .list(MANIFEST_DIR)?
@@ -918,6 +955,13 @@ mod tests {
         for i in 0..(2 * CHECKPOINT_EVERY_EDITS + 5) {
             m.commit(add(&[i + 1])).unwrap();
         }
+        // Checkpoints this close together leave every edit (a writer that listed a moment
+        // ago may still need them); once the previous one has stood two listing intervals,
+        // the edits up to it go.
+        let all = store.list(MANIFEST_DIR).unwrap().len() as u64;
+        assert!(all > 2 * CHECKPOINT_EVERY_EDITS, "{all}");
+        m.state.lock().checkpoint_written = Instant::now() - 2 * LIST_EVERY;
+        m.checkpoint_now().unwrap();
         let listed = store.list(MANIFEST_DIR).unwrap();
         let edits = listed
             .iter()

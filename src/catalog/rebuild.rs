@@ -41,13 +41,13 @@ pub struct Rebuilt {
 }
 
 /// Whether a region's manifest needs a rebuild: missing beside data files, or unreadable.
-pub fn needs_rebuild(store: &Store) -> bool {
-    Manifest::open(store).is_err_and(|e| {
-        matches!(
-            e,
-            ManifestError::Missing { .. } | ManifestError::Corrupt { .. }
-        )
-    })
+/// Any other error (the store cannot be reached) is returned, not taken for "readable".
+pub fn needs_rebuild(store: &Store) -> Result<bool> {
+    match Manifest::open(store) {
+        Ok(_) => Ok(false),
+        Err(ManifestError::Missing { .. } | ManifestError::Corrupt { .. }) => Ok(true),
+        Err(e) => Err(e),
+    }
 }
 
 /// Rebuilds the manifest of a region's store (region `region`) from its files' footers.
@@ -96,7 +96,13 @@ pub fn rebuild_manifest(
         }
     }
     let mut files: Vec<FileMeta> = Vec::new();
-    for (rel, len) in data_files(store)? {
+    let stored = data_files(store)?;
+    let next_seq = stored
+        .iter()
+        .filter_map(|(rel, _)| crate::storage::paths::parse_data_file_seq(Path::new(rel)))
+        .max()
+        .map_or(1, |s| s.saturating_add(1));
+    for (rel, len) in stored {
         let file = FileRef {
             store: store.clone(),
             rel,
@@ -170,7 +176,7 @@ pub fn rebuild_manifest(
     files.sort_by_key(|f| f.seq);
     out.files = files.len();
     out.rows = files.iter().map(|f| f.rows).sum();
-    Manifest::create(store, files)?;
+    Manifest::create(store, files, next_seq)?;
     Ok(out)
 }
 

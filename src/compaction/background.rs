@@ -14,10 +14,10 @@ use tracing::{info, warn};
 use crate::catalog::manifest::now_ns;
 use crate::config::{RetentionRule, RetentionRules};
 
-use super::Event;
 use super::datadir::{RegionDir, wal_floors};
 use super::exec::{ExecSettings, drop_partition, roll_up_window};
 use super::plan::{Filters, Policy, plan_retention, plan_rollups};
+use super::{CompactionError, Event};
 
 /// How often the rules are applied.
 pub const EVERY: Duration = Duration::from_secs(60);
@@ -32,16 +32,16 @@ pub struct Pass {
     pub failures: u64,
 }
 
-/// Starts the background thread (nothing to do without rules). It stops with `stopping`.
+/// Starts the background thread (none without rules); it ends soon after `stopping` is set.
 pub fn spawn(
     regions: Vec<RegionDir>,
     rules: Arc<RetentionRules>,
     partition_duration_ns: i64,
     time_unit: crate::config::FileTimeUnit,
     stopping: Arc<AtomicBool>,
-) {
+) -> Option<std::thread::JoinHandle<()>> {
     if rules.is_empty() {
-        return;
+        return None;
     }
     let spawned = std::thread::Builder::new()
         .name("meridian-retention".into())
@@ -70,10 +70,14 @@ pub fn spawn(
                 }
             }
         });
-    if let Err(e) = spawned {
-        warn!(
-            "cannot start retention in the background: expired points stay hidden but stored: {e}"
-        );
+    match spawned {
+        Ok(t) => Some(t),
+        Err(e) => {
+            warn!(
+                "cannot start retention in the background: expired points stay hidden but stored: {e}"
+            );
+            None
+        }
     }
 }
 
@@ -107,17 +111,9 @@ pub fn run_once(
         time_unit,
         ..ExecSettings::default()
     };
-    let mut log = |e: &Event<'_>| {
-        if let Event::Failed {
-            region,
-            partition,
-            error,
-            ..
-        } = e
-        {
-            warn!(%region, db = %partition.db, measurement = %partition.measurement, start = partition.start, %error, "retention unit failed; retried next pass");
-        }
-    };
+    // Steps and notes of a unit are for `meridian-compact`'s progress display; the server
+    // logs each unit's outcome below.
+    let mut quiet = |_: &Event<'_>| {};
     for r in regions {
         let floors = match wal_floors(&r.dir) {
             Ok(f) => f,
@@ -132,12 +128,14 @@ pub fn run_once(
             if rule.keep_ns.is_some() {
                 let files = r.manifest.files();
                 for d in plan_retention(&files, &floors, &policy) {
-                    // A database's rule leaves measurements with a rule of their own alone.
-                    if rules.rule_for(&d.partition.db, &d.partition.measurement) != Some(rule) {
+                    // A database's keep leaves measurements that keep by a rule of their own.
+                    if rules.keep_rule(&d.partition.db, &d.partition.measurement) != Some(rule) {
                         continue;
                     }
-                    match drop_partition(r, &d, &settings, &mut log) {
+                    match drop_partition(r, &d, &settings, &mut quiet) {
                         Ok(_) => pass.partitions_dropped += 1,
+                        // Another compactor holds or did this unit.
+                        Err(CompactionError::Busy(_)) => {}
                         Err(error) => {
                             pass.failures += 1;
                             warn!(region = %r.name, db = %d.partition.db, measurement = %d.partition.measurement, %error, "retention: dropping a partition failed; retried next pass");
@@ -149,8 +147,9 @@ pub fn run_once(
                 let files = r.manifest.files();
                 let (rollups, _) = plan_rollups(&files, &policy);
                 for ro in rollups {
-                    match roll_up_window(r, &ro, &policy, &settings, pd, &mut log) {
-                        Ok(_) => pass.windows_rolled_up += 1,
+                    match roll_up_window(r, &ro, &policy, &settings, pd, &mut quiet) {
+                        Ok(report) if report.files_out > 0 => pass.windows_rolled_up += 1,
+                        Ok(_) | Err(CompactionError::Busy(_)) => {}
                         Err(error) => {
                             pass.failures += 1;
                             warn!(region = %r.name, db = %ro.db, measurement = %ro.source_measurement, %error, "retention: a rollup failed; retried next pass");

@@ -269,20 +269,15 @@ pub fn drop_partition(
         let tombstone = if d.tombstone_wal.is_empty() {
             None
         } else {
-            let spec = OutputSpec {
-                region: &region.name,
-                db: &d.partition.db,
-                measurement: &d.partition.measurement,
-                partition_start: d.partition.start,
-                rel_dir: &rel_dir,
-                target_bytes: u64::MAX,
-                row_group_rows: settings.row_group_rows,
-                zstd_level: settings.zstd_level,
-                page_rows: settings.page_rows,
-                time_unit: settings.time_unit,
-                seq: newest_seq(&d.files),
-                token: &region.token,
-            };
+            let p = &d.partition;
+            let spec = output_spec(
+                region,
+                settings,
+                (&p.db, &p.measurement, p.start),
+                &rel_dir,
+                u64::MAX,
+                newest_seq(&d.files),
+            );
             let t = write_tombstone(region.manifest.store(), &spec, d.tombstone_wal.clone(), 0)?;
             emit(&Event::Step {
                 region: &region.name,
@@ -311,6 +306,32 @@ pub fn drop_partition(
     })
 }
 
+/// Where and how a unit writes: into partition `(db, measurement, start)` of the region,
+/// files of about `target_bytes` carrying `seq`, encoded as `settings` say.
+fn output_spec<'a>(
+    region: &'a RegionDir,
+    settings: &ExecSettings,
+    (db, measurement, partition_start): (&'a str, &'a str, i64),
+    rel_dir: &'a str,
+    target_bytes: u64,
+    seq: u64,
+) -> OutputSpec<'a> {
+    OutputSpec {
+        region: &region.name,
+        db,
+        measurement,
+        partition_start,
+        rel_dir,
+        target_bytes,
+        row_group_rows: settings.row_group_rows,
+        zstd_level: settings.zstd_level,
+        page_rows: settings.page_rows,
+        time_unit: settings.time_unit,
+        seq,
+        token: &region.token,
+    }
+}
+
 /// The highest seq of a set of files: what outputs replacing them carry.
 fn newest_seq(files: &[FileMeta]) -> u64 {
     files.iter().map(|f| f.seq).max().unwrap_or(0)
@@ -331,30 +352,24 @@ pub fn compact_partition(
         let (merged, deduped) =
             merge_dedup(&batches).map_err(arrow_err(format!("merging {rel_dir}")))?;
         drop(batches);
-        let spec = OutputSpec {
-            region: &region.name,
-            db: &c.partition.db,
-            measurement: &c.partition.measurement,
-            partition_start: c.partition.start,
-            rel_dir: &rel_dir,
-            target_bytes: policy.target_bytes,
-            row_group_rows: settings.row_group_rows,
-            zstd_level: settings.zstd_level,
-            page_rows: settings.page_rows,
-            time_unit: settings.time_unit,
-            seq: newest_seq(&c.inputs),
-            token: &region.token,
-        };
+        let p = &c.partition;
+        let spec = output_spec(
+            region,
+            settings,
+            (&p.db, &p.measurement, p.start),
+            &rel_dir,
+            policy.target_bytes,
+            newest_seq(&c.inputs),
+        );
         let store = region.manifest.store();
         let wal = union_wal(c.inputs.iter().flat_map(|f| f.wal.iter()));
-        let mut outputs =
-            write_outputs(store, &spec, &merged, wal.clone(), 0, &mut |step, path| {
-                emit(&Event::Step {
-                    region: &region.name,
-                    step,
-                    path,
-                })
-            })?;
+        let mut outputs = write_outputs(store, &spec, &merged, wal.clone(), &mut |step, path| {
+            emit(&Event::Step {
+                region: &region.name,
+                step,
+                path,
+            })
+        })?;
         if outputs.is_empty() && !wal.is_empty() {
             // Only tombstones were merged: keep their WAL ranges alive in one.
             outputs.push(write_tombstone(store, &spec, wal, 0)?);
@@ -417,35 +432,23 @@ pub fn roll_up_window(
             .parent()
             .map(|p| p.to_string_lossy().replace('\\', "/"))
             .unwrap_or_default();
-        // Outputs replacing an earlier rollup keep its seq; a first rollup takes a new one.
-        let seq = if r.existing.is_empty() {
-            region.manifest.next_file_seq()
-        } else {
-            newest_seq(&r.existing)
-        };
-        // Names must differ from an earlier rollup of this window by the same run.
-        let first = r.existing.len();
-        let spec = OutputSpec {
-            region: &region.name,
-            db: &r.db,
-            measurement: &r.target_measurement,
-            partition_start: r.output_partition,
-            rel_dir: &rel_dir,
-            target_bytes: policy.target_bytes,
-            row_group_rows: settings.row_group_rows,
-            zstd_level: settings.zstd_level,
-            page_rows: settings.page_rows,
+        // A new seq: it orders the rollup after the sources it covers (the planner's test of
+        // an up-to-date rollup) and names outputs that never meet an earlier rollup's.
+        let seq = region.manifest.next_file_seq();
+        let spec = output_spec(
+            region,
+            settings,
+            (&r.db, &r.target_measurement, r.output_partition),
+            &rel_dir,
+            policy.target_bytes,
             seq,
-            token: &region.token,
-            time_unit: settings.time_unit,
-        };
+        );
         let wal = union_wal(r.existing.iter().flat_map(|f| f.wal.iter()));
         let outputs = write_outputs(
             region.manifest.store(),
             &spec,
             &out,
             wal,
-            first,
             &mut |step, path| {
                 emit(&Event::Step {
                     region: &region.name,

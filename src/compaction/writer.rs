@@ -65,18 +65,17 @@ pub struct Written {
 }
 
 /// Writes `batch` (sorted, deduplicated, all of one partition) as files of about
-/// `spec.target_bytes`, numbered from `first`. `wal` goes to the first output. `on_step` is
+/// `spec.target_bytes`, numbered from 0. `wal` goes to the first output. `on_step` is
 /// called after each file is durable. Returns nothing for an empty batch.
 pub fn write_outputs(
     store: &Store,
     spec: &OutputSpec<'_>,
     batch: &RecordBatch,
     wal: Vec<WalRange>,
-    first: usize,
     on_step: &mut dyn FnMut(Step, &std::path::Path),
 ) -> Result<Vec<Written>> {
     let mut done: Vec<Written> = Vec::new();
-    let result = write_all(store, spec, batch, wal, first, &mut done, on_step);
+    let result = write_all(store, spec, batch, wal, &mut done, on_step);
     if let Err(e) = result {
         let paths: Vec<String> = done.iter().map(|w| w.meta.path.clone()).collect();
         let _ = store.delete(&paths);
@@ -90,7 +89,6 @@ fn write_all(
     spec: &OutputSpec<'_>,
     batch: &RecordBatch,
     wal: Vec<WalRange>,
-    first: usize,
     done: &mut Vec<Written>,
     on_step: &mut dyn FnMut(Step, &std::path::Path),
 ) -> Result<()> {
@@ -99,7 +97,7 @@ fn write_all(
     let rg = spec.row_group_rows.max(1);
     let mut wal = Some(wal);
     let mut offset = 0;
-    let mut k = first;
+    let mut k = 0;
     while offset < n {
         let rel = compacted_file_rel(spec.rel_dir, spec.seq, spec.token, k);
         k += 1;
@@ -222,7 +220,7 @@ mod tests {
             max_seq: 9,
         }];
         let mut steps = 0;
-        let out = write_outputs(&store, &spec(2000), &b, wal.clone(), 0, &mut |s, p| {
+        let out = write_outputs(&store, &spec(2000), &b, wal.clone(), &mut |s, p| {
             assert_eq!(s, Step::OutputWritten);
             assert!(p.exists());
             steps += 1;
@@ -277,7 +275,7 @@ mod tests {
             out.iter().map(|w| w.meta.path.as_str()).collect();
         assert_eq!(names.len(), out.len());
         // One big target: one file.
-        let one = write_outputs(&store, &spec(u64::MAX), &b, vec![], 9, &mut |_, _| {}).unwrap();
+        let one = write_outputs(&store, &spec(u64::MAX), &b, vec![], &mut |_, _| {}).unwrap();
         assert_eq!(one.len(), 1);
         assert_eq!(one[0].values, count_values(&b));
         // No temp files left.
@@ -316,7 +314,7 @@ mod tests {
         let (_, batches) = read_file(&store.file(&t.meta)).unwrap();
         assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
         assert!(
-            write_outputs(&store, &spec(1), &batch(0), vec![], 0, &mut |_, _| {})
+            write_outputs(&store, &spec(1), &batch(0), vec![], &mut |_, _| {})
                 .unwrap()
                 .is_empty()
         );

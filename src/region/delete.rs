@@ -84,15 +84,14 @@ impl DeleteSpec {
 
 impl Engine {
     /// Deletes durably (see the module docs). `timeout` bounds the wait for the flush of
-    /// the rows in memory; `grace` is how long old files stay for running queries.
+    /// the rows in memory. The replaced files are retired: the server deletes them once no
+    /// query can read them (`keep_manifests_current`).
     pub fn delete(
         self: &Arc<Self>,
         spec: &DeleteSpec,
         timeout: Duration,
-        grace: Duration,
     ) -> Result<DeleteOutcome, String> {
         let _one_at_a_time = self.delete_lock.lock();
-        let _ = grace; // old files go once the manifest's grace for retired files is over
         self.flush_barrier(timeout)?;
         let mut outcome = DeleteOutcome::default();
         for r in &self.regions {

@@ -20,7 +20,7 @@ pub mod schema;
 pub mod shard;
 pub mod wal;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -735,32 +735,48 @@ impl Engine {
     /// those files are read.
     fn learn_new_measurements(&self, manifest: &Manifest) {
         let files = manifest.files();
+        // The files of each measurement neither catalog knows, grouped in one pass.
+        let mut unknown: BTreeMap<(&str, &str), Vec<&FileMeta>> = BTreeMap::new();
         for f in files.iter().filter(|f| f.rows > 0) {
-            if self.registry.get(&f.db, &f.measurement).is_some() {
-                continue;
+            if self.registry.get(&f.db, &f.measurement).is_none() {
+                unknown.entry((&f.db, &f.measurement)).or_default().push(f);
             }
-            let cols: Vec<(&str, ColumnKind)> =
-                f.columns.iter().map(|(n, k)| (n.as_str(), *k)).collect();
-            let tags = f.tag_names();
-            // Every file of the new measurement: its series are spread over them.
-            for g in files
-                .iter()
-                .filter(|g| g.rows > 0 && g.db == f.db && g.measurement == f.measurement)
-            {
+        }
+        for ((db, measurement), group) in unknown {
+            // Its columns are those of all its files (a later file may add a field).
+            let mut cols: Vec<(&str, ColumnKind)> = Vec::new();
+            for (n, k) in group.iter().flat_map(|f| f.columns.iter()) {
+                if !cols.iter().any(|(c, _)| *c == n.as_str()) {
+                    cols.push((n.as_str(), *k));
+                }
+            }
+            let mut complete = true;
+            for f in &group {
+                let tags = f.tag_names();
                 let result = crate::storage::parquet::for_each_tag_set(
-                    &manifest.store().file(g),
+                    &manifest.store().file(f),
                     &tags,
                     |set| {
-                        self.series.add_series(&g.db, &g.measurement, [set]);
+                        self.series.add_series(db, measurement, [set]);
                     },
                 );
                 if let Err(err) = result {
-                    warn!(%err, "series catalog: a new file was skipped");
+                    warn!(%err, "series catalog: a new file could not be read; tried again at the next manifest change");
+                    complete = false;
                 }
             }
-            self.registry.load(&f.db, &f.measurement, &cols);
-            info!(db = %f.db, measurement = %f.measurement, "a measurement written beside this server is now known");
+            // Known only once every file was read: until then it is looked at again.
+            if complete {
+                self.registry.load(db, measurement, &cols);
+                info!(%db, %measurement, "a measurement written beside this server is now known");
+            }
         }
+    }
+
+    /// Joins a background thread at shutdown, before the final deletion of retired files
+    /// and checkpoint (it must stop on [`Engine::stopping_flag`]).
+    pub fn adopt_thread(&self, t: JoinHandle<()>) {
+        self.threads.lock().push(t);
     }
 
     /// Set when the server begins to stop: background work ends.

@@ -96,22 +96,7 @@ pub fn time_in_ns(array: ArrayRef) -> Result<ArrayRef, ArrowError> {
 
 /// A batch read from a file, its `time` column (if any) in nanoseconds.
 pub fn batch_in_ns(batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
-    let schema = batch.schema();
-    let Ok(i) = schema.index_of(TIME_COLUMN) else {
-        return Ok(batch);
-    };
-    if matches!(
-        schema.field(i).data_type(),
-        DataType::Timestamp(TimeUnit::Nanosecond, _)
-    ) {
-        return Ok(batch);
-    }
-    let mut columns = batch.columns().to_vec();
-    columns[i] = time_in_ns(columns[i].clone())?;
-    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields[i] = Field::new(TIME_COLUMN, time_type(), schema.field(i).is_nullable());
-    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-    RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options)
+    with_time_type(&batch, &time_type())
 }
 
 /// A batch as a file of `unit` stores it.
@@ -119,18 +104,28 @@ pub fn batch_in_unit(
     batch: &RecordBatch,
     unit: crate::config::FileTimeUnit,
 ) -> Result<RecordBatch, ArrowError> {
-    if unit == crate::config::FileTimeUnit::Nanosecond {
-        return Ok(batch.clone());
+    match unit {
+        crate::config::FileTimeUnit::Nanosecond => Ok(batch.clone()),
+        crate::config::FileTimeUnit::Microsecond => with_time_type(
+            batch,
+            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        ),
     }
+}
+
+/// `batch` with its `time` column (if any) cast to `to` (a copy only when it differs).
+fn with_time_type(batch: &RecordBatch, to: &DataType) -> Result<RecordBatch, ArrowError> {
     let schema = batch.schema();
     let Ok(i) = schema.index_of(TIME_COLUMN) else {
         return Ok(batch.clone());
     };
-    let us = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    if schema.field(i).data_type() == to {
+        return Ok(batch.clone());
+    }
     let mut columns = batch.columns().to_vec();
-    columns[i] = arrow::compute::cast(&columns[i], &us)?;
+    columns[i] = arrow::compute::cast(&columns[i], to)?;
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields[i] = Field::new(TIME_COLUMN, us, schema.field(i).is_nullable());
+    fields[i] = Field::new(TIME_COLUMN, to.clone(), schema.field(i).is_nullable());
     let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
     RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options)
 }

@@ -347,11 +347,15 @@ impl Store {
             Backend::Local { root } => {
                 let path = root.join(rel);
                 let file = File::open(&path).map_err(io_err(&path))?;
-                let len = match len {
-                    Some(l) => l,
-                    None => file.metadata().map_err(io_err(&path))?.len(),
-                };
-                Ok(Arc::new(LocalFile { file, len }))
+                let actual = file.metadata().map_err(io_err(&path))?.len();
+                // Reads are bounded by the length: never trust a recorded one over the file.
+                if len.is_some_and(|l| l != actual) {
+                    return Err(io_err(&path)(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{actual} bytes on disk, {} recorded", len.unwrap_or(0)),
+                    )));
+                }
+                Ok(Arc::new(LocalFile { file, len: actual }))
             }
             Backend::Object {
                 store,
@@ -763,31 +767,44 @@ async fn download(
     Ok(n)
 }
 
-/// Uploads a local file: one PUT when small, multipart otherwise.
+/// Uploads a local file: one PUT when small, otherwise multipart, read a part at a time (a
+/// large compaction output is never held whole in memory).
 async fn upload(store: &Arc<dyn ObjectStore>, tmp: &Path, to: &ObjPath) -> Result<()> {
-    let data = tokio::fs::read(tmp).await.map_err(io_err(tmp))?;
+    use tokio::io::AsyncReadExt;
     let what = to.to_string();
-    if data.len() <= PART_BYTES {
+    let mut file = tokio::fs::File::open(tmp).await.map_err(io_err(tmp))?;
+    let len = file.metadata().await.map_err(io_err(tmp))?.len();
+    if len <= PART_BYTES as u64 {
+        let mut data = Vec::with_capacity(len as usize);
+        file.read_to_end(&mut data).await.map_err(io_err(tmp))?;
         store
             .put(to, PutPayload::from(data))
             .await
             .map_err(obj_err(&what))?;
         return Ok(());
     }
-    let data = Bytes::from(data);
     let mut up = store.put_multipart(to).await.map_err(obj_err(&what))?;
-    let mut at = 0;
-    while at < data.len() {
-        let end = (at + PART_BYTES).min(data.len());
-        if let Err(e) = up.put_part(PutPayload::from(data.slice(at..end))).await {
-            let _ = up.abort().await;
-            return Err(obj_err(&what)(e));
+    let result = async {
+        loop {
+            let mut part = Vec::with_capacity(PART_BYTES);
+            (&mut file)
+                .take(PART_BYTES as u64)
+                .read_to_end(&mut part)
+                .await
+                .map_err(io_err(tmp))?;
+            if part.is_empty() {
+                break;
+            }
+            up.put_part(PutPayload::from(part))
+                .await
+                .map_err(obj_err(&what))?;
         }
-        at = end;
+        up.complete().await.map_err(obj_err(&what))
     }
-    if let Err(e) = up.complete().await {
+    .await;
+    if let Err(e) = result {
         let _ = up.abort().await;
-        return Err(obj_err(&what)(e));
+        return Err(e);
     }
     Ok(())
 }

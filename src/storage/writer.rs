@@ -111,13 +111,13 @@ impl FileWriter {
             spec.zstd_level,
             spec.page_rows,
         );
-        let file = super::store::create_file(&tmp).map_err(super::parquet::io_err(&tmp))?;
         let schema = match spec.time_unit {
             FileTimeUnit::Nanosecond => schema,
             unit => batch_in_unit(&RecordBatch::new_empty(schema), unit)
                 .map_err(|e| schema_err(&tmp, e.to_string()))?
                 .schema(),
         };
+        let file = super::store::create_file(&tmp).map_err(super::parquet::io_err(&tmp))?;
         let writer = match ArrowWriter::try_new(file, schema, Some(props)) {
             Ok(w) => w,
             Err(e) => {

@@ -308,6 +308,22 @@ fn storage_toml(moto: &Moto, url: Option<&str>) -> String {
     s
 }
 
+/// A fresh moto with the test bucket, and a server config keeping every region under
+/// `s3://<bucket>/<prefix>/`.
+fn bucket_and_config(prefix: &str) -> (Moto, ServerConfig) {
+    let moto = moto_with_bucket();
+    let cfg = ServerConfig::default().toml(&storage_toml(
+        &moto,
+        Some(&format!("s3://{BUCKET}/{prefix}")),
+    ));
+    (moto, cfg)
+}
+
+/// Every geo tag value of [`GEOS`]: points in every region.
+fn all_geos() -> Vec<&'static str> {
+    GEOS.iter().map(|(g, _)| *g).collect()
+}
+
 /// A fresh moto with the test bucket.
 fn moto_with_bucket() -> Moto {
     let moto = Moto::start();
@@ -512,14 +528,10 @@ fn bucket_copy(
 /// files hold exactly the points written; the restarted server answers from them.
 #[test]
 fn s3_write_flush_objects_query() {
-    let moto = moto_with_bucket();
     let prefix = "cluster-1/meridian";
-    let cfg = ServerConfig::default().toml(&storage_toml(
-        &moto,
-        Some(&format!("s3://{BUCKET}/{prefix}")),
-    ));
+    let (moto, cfg) = bucket_and_config(prefix);
     let mut s = TestServer::start(cfg);
-    let geos: Vec<&str> = GEOS.iter().map(|(g, _)| *g).collect();
+    let geos = all_geos();
     let mut model = Model::new();
     let n = write_points(&s, &mut model, &geos, T0, 1);
     assert!(n >= 300, "{n}");
@@ -564,13 +576,9 @@ fn s3_write_flush_objects_query() {
 /// manifests.
 #[test]
 fn s3_restart_on_empty_local_disk_answers_from_the_bucket() {
-    let moto = moto_with_bucket();
     let prefix = "fleet";
-    let cfg = ServerConfig::default().toml(&storage_toml(
-        &moto,
-        Some(&format!("s3://{BUCKET}/{prefix}")),
-    ));
-    let geos: Vec<&str> = GEOS.iter().map(|(g, _)| *g).collect();
+    let (moto, cfg) = bucket_and_config(prefix);
+    let geos = all_geos();
     let mut model = Model::new();
     let mut first = TestServer::start(cfg.clone());
     let mut n = write_points(&first, &mut model, &geos, T0, 2);
@@ -681,14 +689,10 @@ fn s3_objects_are_parquet_that_pyarrow_reads() {
         "python3 cannot import pyarrow: install it with `python3 -m pip install pyarrow` \
          (.ci/run does when it is missing)"
     );
-    let moto = moto_with_bucket();
     let prefix = "pa";
-    let cfg = ServerConfig::default().toml(&storage_toml(
-        &moto,
-        Some(&format!("s3://{BUCKET}/{prefix}")),
-    ));
+    let (moto, cfg) = bucket_and_config(prefix);
     let mut s = TestServer::start(cfg);
-    let geos: Vec<&str> = GEOS.iter().map(|(g, _)| *g).collect();
+    let geos = all_geos();
     let mut model = Model::new();
     write_points(&s, &mut model, &geos, T0, 5);
     s.stop();
@@ -740,13 +744,9 @@ fn s3_objects_are_parquet_that_pyarrow_reads() {
 /// stay exact throughout, and a server on an empty local disk reads it all back.
 #[test]
 fn s3_compaction_beside_a_live_server_and_a_delete() {
-    let moto = moto_with_bucket();
     let prefix = "live";
-    let cfg = ServerConfig::default().toml(&storage_toml(
-        &moto,
-        Some(&format!("s3://{BUCKET}/{prefix}")),
-    ));
-    let geos: Vec<&str> = GEOS.iter().map(|(g, _)| *g).collect();
+    let (moto, cfg) = bucket_and_config(prefix);
+    let geos = all_geos();
     let mut model = Model::new();
     let mut server = TestServer::start(cfg.clone());
     // Two flushes of the same partitions: several files each, overlapping points.
@@ -815,13 +815,9 @@ fn s3_compaction_beside_a_live_server_and_a_delete() {
 /// compactors at once. Every answer stays exact, and the bucket ends with each point once.
 #[test]
 fn s3_kill_9_of_either_process_while_writing_and_two_compactors() {
-    let moto = moto_with_bucket();
     let prefix = "crash";
-    let cfg = ServerConfig::default().toml(&storage_toml(
-        &moto,
-        Some(&format!("s3://{BUCKET}/{prefix}")),
-    ));
-    let geos: Vec<&str> = GEOS.iter().map(|(g, _)| *g).collect();
+    let (moto, cfg) = bucket_and_config(prefix);
+    let geos = all_geos();
     let mut model = Model::new();
     let mut server = TestServer::start(cfg);
     for seed in 20..23 {

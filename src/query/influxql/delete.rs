@@ -5,7 +5,6 @@
 //! gone: the database, the measurement, or the series a delete without time bounds took.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::Ctx;
 use super::cond::{PointView, eval, is_tag_only, series_matching, truthy};
@@ -251,8 +250,8 @@ fn split_and(p: &str) -> Vec<String> {
 
 async fn run_spec(ctx: &Ctx, spec: DeleteSpec) -> Result<DeleteOutcome, String> {
     let engine = ctx.engine.clone();
-    let (timeout, grace) = (ctx.timeout, ctx.timeout + Duration::from_secs(30));
-    tokio::task::spawn_blocking(move || engine.delete(&spec, timeout, grace))
+    let timeout = ctx.timeout;
+    tokio::task::spawn_blocking(move || engine.delete(&spec, timeout))
         .await
         .map_err(|e| format!("delete task failed: {e}"))?
 }
