@@ -1178,6 +1178,17 @@ name = "global"
             "the db's rule"
         );
         assert_eq!(r.keeps_from("other", "cpu", now), i64::MIN, "no rule");
+        // A measurement rule that only downsamples keeps what its database keeps.
+        let cfg = Config::parse(&format!(
+            "{MIN}\n[[retention]]\ndb = \"t\"\nkeep = \"30d\"\n[[retention]]\ndb = \"t\"\nmeasurement = \"cpu\"\ndownsample = \"1m:mean\"\ndownsample_after = \"1d\"\n"
+        ))
+        .unwrap();
+        assert_eq!(cfg.retention.keeps_from("t", "cpu", now), now - 30 * day);
+        // Sources must live long enough to be rolled up.
+        let e = err_of(&format!(
+            "{MIN}\n[[retention]]\ndb = \"t\"\nmeasurement = \"cpu\"\nkeep = \"1d\"\ndownsample = \"1m:mean\"\ndownsample_after = \"1d\"\n"
+        ));
+        assert!(e.contains("retention[0].keep"), "{e}");
         let ds = r
             .rule_for("t", "cpu")
             .and_then(|r| r.downsample.clone())

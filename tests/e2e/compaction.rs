@@ -977,6 +977,40 @@ fn retention_and_downsampling_are_exact_and_idempotent() {
     assert_eq!(manifest_entries(&data), entries);
     assert_same(&live(&data, "cpu_1m"), &rollup, "rollups after a rerun");
 
+    // A point written late into a rolled-up window: the next run rolls that window up
+    // again, exactly, and the run after it finds nothing stale (the new rollup is newer
+    // than every source it covers).
+    let (tags, t) = kept.keys().next().cloned().expect("a kept point");
+    let late = t + 1;
+    server.restart();
+    server.write_ok(
+        DB,
+        &format!(
+            "{M},{} usage_user=42.5 {late}\n",
+            tags.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    );
+    server.stop();
+    let mut kept = kept;
+    kept.insert(
+        (tags, late),
+        Fields::from([("usage_user".to_string(), Value::Float(42.5))]),
+    );
+    let rollup = expected_rollup(&kept, MIN_NS);
+    let s3 = compact_ok(&root, &data, &args);
+    assert_eq!(num(&s3, "windows_rolled_up"), 1, "{s3}");
+    assert_same(
+        &live(&data, "cpu_1m"),
+        &rollup,
+        "rollups after a late point",
+    );
+    let s4 = compact_ok(&root, &data, &args);
+    assert_eq!(num(&s4, "windows_rolled_up"), 0, "{s4}");
+    let entries = manifest_entries(&data);
+
     // The server reads rollups like any measurement, and brings nothing back.
     server.restart();
     assert_same(
