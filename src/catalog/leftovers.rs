@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::catalog::manifest::data_files;
+use crate::catalog::manifest::{data_files, process_alive};
 use crate::catalog::rebuild::footer_kv;
 use crate::catalog::{Manifest, WalRange};
 use crate::storage::parquet::{Result, io_err, sync_dir};
@@ -72,15 +72,14 @@ fn temp_files(local_dir: &Path) -> Result<Vec<PathBuf>> {
             let name = entry.file_name().to_string_lossy().into_owned();
             let ft = entry.file_type().map_err(io_err(&path))?;
             if ft.is_dir() {
-                // Not the WAL's, the quarantine's, the read cache's (it empties itself) or
-                // the manifest's (another writer's commit may be in flight there).
-                let skip = [
-                    paths::WAL_DIR,
-                    paths::ORPHANED_DIR,
-                    paths::CACHE_DIR,
-                    paths::MANIFEST_DIR,
-                ];
-                if !(dir == local_dir && skip.contains(&name.as_str())) {
+                // Not the WAL's, the quarantine's or the read cache's (it empties itself).
+                // In the manifest's, only commits of dead writers: another writer's commit
+                // may be in flight there.
+                let skip = [paths::WAL_DIR, paths::ORPHANED_DIR, paths::CACHE_DIR];
+                let top = dir == local_dir;
+                if top && name == paths::MANIFEST_DIR {
+                    found.extend(dead_commits(&path)?);
+                } else if !(top && skip.contains(&name.as_str())) {
                     stack.push(path);
                 }
             } else if is_temp_name(&name) {
@@ -89,6 +88,26 @@ fn temp_files(local_dir: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     found.sort();
+    Ok(found)
+}
+
+/// Temporary files of manifest commits (`.<name>.<pid>-<n>.tmp`) whose writing process no
+/// longer runs on this host: a commit interrupted by a crash.
+fn dead_commits(manifest_dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(manifest_dir).map_err(io_err(manifest_dir))? {
+        let entry = entry.map_err(io_err(manifest_dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let writer = name
+            .strip_suffix(".tmp")
+            .filter(|_| is_temp_name(&name))
+            .and_then(|n| n.rsplit_once('.'))
+            .and_then(|(_, pid_n)| pid_n.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<libc::pid_t>().ok());
+        if writer.is_some_and(|pid| !process_alive(pid)) {
+            found.push(entry.path());
+        }
+    }
     Ok(found)
 }
 
@@ -325,6 +344,11 @@ mod tests {
         fs::write(r.join(part).join(".x.parquet.tmp"), b"x").unwrap();
         fs::write(r.join(part).join("notes.txt"), b"x").unwrap();
         fs::write(r.join("wal/0/.odd.tmp"), b"x").unwrap();
+        // Commits in flight: one of a process that died (removed), one of a live one.
+        let commit = |pid: u32| format!("_manifest/.00000000000000000009.edit.json.{pid}-3.tmp");
+        let (dead, live) = (commit(2_000_000_000), commit(std::process::id()));
+        fs::write(r.join(&dead), b"x").unwrap();
+        fs::write(r.join(&live), b"x").unwrap();
         let m = Manifest::open(&Store::local(r)).unwrap();
         assert_eq!(m.committed_next_seq(), 6);
         let dry = sweep_leftovers(&m, r, false, Duration::ZERO, Sweeper::Owner).unwrap();
@@ -335,6 +359,10 @@ mod tests {
         assert_eq!(
             fates,
             vec![
+                (
+                    dead.clone(),
+                    Fate::Removed("temporary file of an interrupted write")
+                ),
                 (
                     format!("{part}/.x.parquet.tmp"),
                     Fate::Removed("temporary file of an interrupted write")
@@ -361,6 +389,8 @@ mod tests {
             "moved, not deleted"
         );
         assert!(r.join("wal/0/.odd.tmp").exists(), "the WAL is not ours");
+        assert!(!r.join(&dead).exists() && r.join(&live).exists());
+        fs::remove_file(r.join(&live)).unwrap();
         assert!(
             sweep_leftovers(&m, r, true, Duration::ZERO, Sweeper::Owner)
                 .unwrap()

@@ -93,6 +93,11 @@ fn lease_holds(l: &Lease, now: i64) -> bool {
     let Ok(pid) = pid.parse::<libc::pid_t>() else {
         return true;
     };
+    process_alive(pid)
+}
+
+/// Whether a process with this pid runs on this host.
+pub fn process_alive(pid: libc::pid_t) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     (unsafe { libc::kill(pid, 0) }) == 0
         || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
