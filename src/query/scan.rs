@@ -29,7 +29,7 @@ use crate::region::block::{Chunk, sorted_batch};
 use crate::region::{MemSource, RegionSnapshot};
 use crate::storage::cache::IndexCache;
 use crate::storage::index::{FileIndex, time_column};
-use crate::storage::merge::merge_dedup;
+use crate::storage::merge::{merge_dedup, merge_dedup_memory};
 use crate::storage::schema::is_tag;
 use crate::storage::store::FileRef;
 
@@ -884,6 +884,7 @@ fn collect_raw_runs(
     data: &RecordBatch,
     spec: &QuerySpec,
     out: &mut RawPartial,
+    limit: &mut RawLimit,
 ) -> Result<(), String> {
     let times = time_column(data)?.values();
     // The rows in range of each run: (run, first row, end row) in `data`.
@@ -962,21 +963,61 @@ fn collect_raw_runs(
             out.bytes += raw_row_bytes(&vals);
             rows.push((times[i], vals));
             out.rows += 1;
+            if out.rows.is_multiple_of(RAW_CHECK_ROWS) {
+                limit.check_parts(out.rows, out.bytes)?;
+            }
         }
     }
-    Ok(())
+    limit.check(out)
 }
 
-/// Approximate memory of a raw row: the vector, its values and their strings.
+/// Heap bytes of one allocation of `n` bytes as glibc's malloc hands it out: a 16-byte
+/// header, rounded up to 16, at least 32.
+fn heap_bytes(n: usize) -> usize {
+    ((n + 16 + 15) & !15).max(32)
+}
+
+/// Memory of a raw row as it is held: its slot in its group's vector (with the slack that
+/// doubling leaves, up to as much again), the allocation of its values and one per string.
+/// Measured against heaptrack's peak while `tools/soak` ran raw `fields=*` queries: the
+/// former estimate (the vector and the string lengths) was a third of the real heap.
 fn raw_row_bytes(vals: &[Value]) -> usize {
-    48 + std::mem::size_of_val(vals)
+    2 * std::mem::size_of::<(i64, Vec<Value>)>()
+        + heap_bytes(std::mem::size_of_val(vals))
         + vals
             .iter()
             .map(|v| match v {
-                Value::Str(s) => s.len(),
+                Value::Str(s) => heap_bytes(s.len()),
                 _ => 0,
             })
             .sum::<usize>()
+}
+
+/// Raw rows between two checks of [`RawLimit`]: the answer may pass its budget by at most
+/// this many rows before the scan stops.
+const RAW_CHECK_ROWS: usize = 4096;
+
+/// The bounds of a raw scan, checked as rows are collected (not once a whole file or batch
+/// has been turned into rows): `query.max_rows`, and the query's memory budget for the rows
+/// plus `staged`, the Arrow data they are being read from.
+struct RawLimit<'a> {
+    spec: &'a QuerySpec,
+    max_rows: usize,
+    charged: &'a mut usize,
+    staged: usize,
+}
+
+impl RawLimit<'_> {
+    fn check(&mut self, out: &RawPartial) -> Result<(), String> {
+        self.check_parts(out.rows, out.bytes)
+    }
+
+    fn check_parts(&mut self, rows: usize, bytes: usize) -> Result<(), String> {
+        if rows > self.max_rows {
+            return Err(too_many_raw_rows(self.max_rows));
+        }
+        charge(self.spec, bytes + self.staged, self.charged)
+    }
 }
 
 /// Approximate memory of an aggregate partial: its (group, bucket) entries and their states.
@@ -1012,7 +1053,12 @@ fn no_field_value(vals: &[Value], tag_columns: usize) -> bool {
 }
 
 /// Collects filtered rows for `agg=none`, sorted by time inside each group.
-fn collect_raw(batch: &RecordBatch, spec: &QuerySpec, out: &mut RawPartial) -> Result<(), String> {
+fn collect_raw(
+    batch: &RecordBatch,
+    spec: &QuerySpec,
+    out: &mut RawPartial,
+    limit: &mut RawLimit,
+) -> Result<(), String> {
     let n = batch.num_rows();
     if n == 0 {
         return Ok(());
@@ -1078,8 +1124,11 @@ fn collect_raw(batch: &RecordBatch, spec: &QuerySpec, out: &mut RawPartial) -> R
             .or_default()
             .push((time.value(i), vals));
         out.rows += 1;
+        if out.rows.is_multiple_of(RAW_CHECK_ROWS) {
+            limit.check(out)?;
+        }
     }
-    Ok(())
+    limit.check(out)
 }
 
 /// Whether a file may hold rows of the query (its measurement, its time range).
@@ -1286,9 +1335,9 @@ pub fn scan_region(
                 .is_none_or(|l| l.iter().any(|n| n == name))
         };
         let mut batches: Vec<RecordBatch> = Vec::new();
-        // Rows of files held whole for this partition (overlapping files read for the merge):
-        // charged to the query's budget with its partial answer, since their number is not
-        // bounded. (The sorted copy of in-memory rows is bounded by memory.limit.)
+        // Rows held whole for this partition (overlapping files read for the merge, the
+        // sorted copies of in-memory blocks, then the merge's own copies): charged to the
+        // query's budget with its partial answer, since their size is not bounded.
         let mut staged = 0usize;
         for s in sources {
             let base = partial_bytes(&partial);
@@ -1327,11 +1376,14 @@ pub fn scan_region(
                     stats.files_read += 1;
                     stats.row_groups_pruned += skipped as u64;
                     stats.rows_scanned += data.num_rows() as u64;
-                    collect_raw_runs(&idx, &runs, &data, spec, r)?;
-                    if r.rows > max_rows {
-                        return Err(too_many_raw_rows(max_rows));
-                    }
-                    charge(spec, r.bytes, &mut charged)?;
+                    let mut limit = RawLimit {
+                        spec,
+                        max_rows,
+                        charged: &mut charged,
+                        staged: data.get_array_memory_size(),
+                    };
+                    limit.check(r)?;
+                    collect_raw_runs(&idx, &runs, &data, spec, r, &mut limit)?;
                 }
                 (SourceData::File { path, idx, runs }, _) => {
                     let (data, skipped) = idx.read_rows(&path, &runs, true, want, cache.pages())?;
@@ -1343,13 +1395,23 @@ pub fn scan_region(
                     charge(spec, base + staged, &mut charged)?;
                     batches.push(batch);
                 }
-                (SourceData::Mem(batch), _) => batches.push(batch),
+                (SourceData::Mem(batch), _) => {
+                    // A sorted copy of the blocks' rows, made for this query.
+                    staged += batch.get_array_memory_size();
+                    batches.push(batch);
+                }
             }
         }
         if overlapping {
+            charge(
+                spec,
+                partial_bytes(&partial) + staged + merge_dedup_memory(&batches),
+                &mut charged,
+            )?;
             let merged = merge_dedup(&batches)
                 .map_err(|e| format!("merging sources: {e}"))?
                 .0;
+            staged = merged.get_array_memory_size();
             batches = vec![merged];
         }
         for batch in batches {
@@ -1364,11 +1426,13 @@ pub fn scan_region(
                     charge(spec, agg_bytes(a), &mut charged)?;
                 }
                 Partial::Raw(r) => {
-                    collect_raw(&filtered, spec, r)?;
-                    if r.rows > max_rows {
-                        return Err(too_many_raw_rows(max_rows));
-                    }
-                    charge(spec, r.bytes, &mut charged)?;
+                    let mut limit = RawLimit {
+                        spec,
+                        max_rows,
+                        charged: &mut charged,
+                        staged: staged + filtered.get_array_memory_size(),
+                    };
+                    collect_raw(&filtered, spec, r, &mut limit)?;
                 }
             }
             rank_base += filtered.num_rows() as u64;

@@ -108,6 +108,20 @@ impl TagKeys {
     }
 }
 
+/// Memory [`merge_dedup`] takes beside its `sources` at its peak: their concatenation and
+/// the merged output (each about as large as the sources), the row keys of the tag columns
+/// and the row order. An estimate, for budgets that must hold before the merge runs.
+pub fn merge_dedup_memory(sources: &[RecordBatch]) -> usize {
+    let rows: usize = sources.iter().map(RecordBatch::num_rows).sum();
+    let bytes: usize = sources.iter().map(RecordBatch::get_array_memory_size).sum();
+    let tags = sources
+        .iter()
+        .map(|b| tag_indices(b.schema_ref()).len())
+        .max()
+        .unwrap_or(0);
+    2 * bytes + rows * (12 + 24 * tags)
+}
+
 /// Merges `sources` (oldest first). Returns the merged batch and how many rows were
 /// merged away as duplicates.
 pub fn merge_dedup(sources: &[RecordBatch]) -> Result<(RecordBatch, usize), ArrowError> {

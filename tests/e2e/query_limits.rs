@@ -90,7 +90,7 @@ fn the_query_timeout_bounds_the_whole_request() {
 /// `fields=*` raw query over 1 M points added 1.2 GiB of RSS); smaller answers still come.
 #[test]
 fn query_memory_is_bounded() {
-    let s = TestServer::start(ServerConfig::default().with_query_memory("2MiB", "4MiB"));
+    let s = TestServer::start(ServerConfig::default().with_query_memory("3MiB", "6MiB"));
     for chunk in 0..10 {
         let body: String = (0..5_000i64)
             .map(|i| {
@@ -178,7 +178,7 @@ fn json_answers_are_streamed() {
 /// not is refused naming the key, instead of holding memory nothing counted.
 #[test]
 fn local_aggregation_copies_count_against_the_query_budget() {
-    let s = TestServer::start(ServerConfig::default().with_query_memory("2MiB", "4MiB"));
+    let s = TestServer::start(ServerConfig::default().with_query_memory("3MiB", "6MiB"));
     let pad = "x".repeat(700);
     let body: String = (0..1_500i64)
         .map(|n| {
