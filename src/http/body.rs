@@ -159,7 +159,9 @@ pub async fn read_body(
             if total > limit {
                 return Err(too_large());
             }
-            if !reservation.cover(total) {
+            if !grow_counted(&mut raw.buf, data.len(), limit, &mut |n| {
+                reservation.cover(n)
+            }) {
                 return Err(reservation.over_limit());
             }
             raw.buf.extend_from_slice(&data);
@@ -234,12 +236,35 @@ pub fn gunzip(
         if total > limit {
             return Err(GunzipError::TooLarge);
         }
-        if !reserve(total) {
+        if !grow_counted(&mut out.buf, n, limit, reserve) {
             return Err(GunzipError::NoMemory);
         }
         out.buf.extend_from_slice(&chunk[..n]);
     }
     Ok(out)
+}
+
+/// Makes room in `buf` for `more` bytes, asking `reserve` for its whole new capacity first:
+/// what a growing buffer holds is its capacity, up to twice its length, not its length. It
+/// grows as a `Vec` would (doubling, which keeps appends cheap), but never past `limit`.
+fn grow_counted(
+    buf: &mut Vec<u8>,
+    more: usize,
+    limit: u64,
+    reserve: &mut dyn FnMut(u64) -> bool,
+) -> bool {
+    let need = buf.len() + more;
+    if need <= buf.capacity() {
+        return true;
+    }
+    let cap = (buf.capacity() * 2)
+        .max(need)
+        .min(usize::try_from(limit).unwrap_or(usize::MAX).max(need));
+    if !reserve(cap as u64) {
+        return false;
+    }
+    buf.reserve_exact(cap - buf.len());
+    true
 }
 
 #[cfg(test)]
