@@ -125,6 +125,7 @@ fn bench_prepare(c: &mut Criterion) {
                         registry: &registry,
                         series: &catalog,
                         max_series: 1_000_000,
+                        catalog_bytes: 512 << 20,
                         microseconds: false,
                         retention: &Default::default(),
                     },

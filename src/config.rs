@@ -297,6 +297,7 @@ pub struct RawMemory {
     pub limit: Option<ByteSize>,
     pub high_water: Option<ByteSize>,
     pub max_series_per_database: Option<u64>,
+    pub series_catalog: Option<ByteSize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -523,6 +524,9 @@ pub struct MemoryConfig {
     /// Series a database may hold (the series catalog keeps each in memory); a line that
     /// would add one more is refused. 0: no limit.
     pub max_series_per_database: u64,
+    /// Bytes the series catalog of every database may hold (counted within `limit_bytes`);
+    /// a line that would add a series beyond it is refused.
+    pub series_catalog_bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -811,6 +815,16 @@ impl RawConfig {
         if high_water_bytes > limit_bytes {
             return Err(invalid("memory.high_water", "must not exceed memory.limit"));
         }
+        let series_catalog_bytes = self
+            .memory
+            .series_catalog
+            .map_or(high_water_bytes / 3 * 2, ByteSize::bytes);
+        if series_catalog_bytes >= high_water_bytes {
+            return Err(invalid(
+                "memory.series_catalog",
+                "must be below memory.high_water (the catalog counts against memory.limit, and blocks need room beside it)",
+            ));
+        }
 
         let sync = match self.wal.sync.as_deref() {
             None | Some("always") => {
@@ -944,6 +958,7 @@ impl RawConfig {
                         .memory
                         .max_series_per_database
                         .unwrap_or(1_000_000),
+                    series_catalog_bytes,
                 },
                 wal: WalConfig {
                     sync,

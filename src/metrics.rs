@@ -40,7 +40,13 @@ pub struct Metrics {
 impl Metrics {
     /// The text exposition; `index_cache` is (files, bytes) of the series index cache,
     /// `pages` the use of the decoded page cache.
-    pub fn render(&self, index_cache: (usize, usize), pages: PageCacheUsage) -> String {
+    /// `series_catalog` the bytes of the series catalog.
+    pub fn render(
+        &self,
+        index_cache: (usize, usize),
+        pages: PageCacheUsage,
+        series_catalog: u64,
+    ) -> String {
         let mut s = String::new();
         let mut metric =
             |name: &str, help: &str, kind: &str, values: Vec<(Option<&str>, String)>| {
@@ -156,6 +162,12 @@ impl Metrics {
             "Bytes held by in-memory blocks (active and flushing).",
             "gauge",
             one(&self.memory_bytes),
+        );
+        metric(
+            "meridian_series_catalog_bytes",
+            "Bytes held by the series catalog (they count against memory.limit).",
+            "gauge",
+            vec![(None, series_catalog.to_string())],
         );
         metric(
             "meridian_request_body_bytes",

@@ -119,6 +119,7 @@ async fn metrics(State(state): State<Shared>) -> impl IntoResponse {
         state.engine.metrics().render(
             state.engine.index_cache().usage(),
             state.engine.index_cache().pages().usage(),
+            state.engine.series().bytes(),
         ),
     )
 }

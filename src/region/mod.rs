@@ -179,6 +179,8 @@ pub struct Engine {
     time_unit: crate::config::FileTimeUnit,
     /// `memory.max_series_per_database` (0: no limit).
     max_series_per_database: u64,
+    /// `memory.series_catalog`.
+    series_catalog_bytes: u64,
     regions: Vec<RegionHandle>,
     shards_per_region: usize,
     memory_limit: u64,
@@ -471,6 +473,7 @@ impl Engine {
             row_group_rows: cfg.ingest.flush.row_group_rows,
             time_unit: cfg.ingest.flush.time_unit,
             max_series_per_database: cfg.ingest.memory.max_series_per_database,
+            series_catalog_bytes: cfg.ingest.memory.series_catalog_bytes,
             regions,
             shards_per_region: n_shards,
             memory_limit: cfg.ingest.memory.limit_bytes,
@@ -876,6 +879,7 @@ impl Engine {
                 registry: &self.registry,
                 series: &self.series,
                 max_series: self.max_series_per_database,
+                catalog_bytes: self.series_catalog_bytes,
                 microseconds: self.time_unit == crate::config::FileTimeUnit::Microsecond,
                 retention: &self.retention,
             },
@@ -889,7 +893,11 @@ impl Engine {
 
     /// Whether in-memory blocks are over the memory limit (writes must wait).
     pub fn over_memory_limit(&self) -> bool {
-        self.metrics.memory_bytes.load(Relaxed) >= self.memory_limit
+        self.metrics
+            .memory_bytes
+            .load(Relaxed)
+            .saturating_add(self.series.bytes())
+            >= self.memory_limit
     }
 
     /// Whether rows that will take `cost` bytes in blocks may be committed now: refused for
@@ -908,12 +916,13 @@ impl Engine {
             .metrics
             .memory_bytes
             .load(Relaxed)
+            .saturating_add(self.series.bytes())
             .saturating_add(self.metrics.request_bytes.load(Relaxed).saturating_sub(own));
         if held.saturating_add(cost) > self.memory_limit {
             // Make room: the shards flush as if memory were that much higher.
             self.metrics.waiting_bytes.fetch_max(cost, Relaxed);
             return Err(WriteError::Overloaded(format!(
-                "in-memory data ({held} bytes with request bodies) leaves no room for this body's {cost} bytes under memory.limit ({} bytes); retry when flushes have drained it",
+                "in-memory data ({held} bytes with request bodies and the series catalog) leaves no room for this body's {cost} bytes under memory.limit ({} bytes); retry when flushes have drained it",
                 self.memory_limit
             )));
         }
@@ -927,7 +936,11 @@ impl Engine {
         let m = &self.metrics;
         m.request_bytes
             .fetch_update(Relaxed, Relaxed, |held| {
-                let total = m.memory_bytes.load(Relaxed).saturating_add(held);
+                let total = m
+                    .memory_bytes
+                    .load(Relaxed)
+                    .saturating_add(self.series.bytes())
+                    .saturating_add(held);
                 (total.saturating_add(n) <= self.memory_limit).then_some(held + n)
             })
             .is_ok()

@@ -173,6 +173,8 @@ pub struct Checks<'a> {
     pub series: &'a SeriesCatalog,
     /// `memory.max_series_per_database` (0: no limit).
     pub max_series: u64,
+    /// `memory.series_catalog`: bytes the series catalog may hold.
+    pub catalog_bytes: u64,
     /// Timestamps are truncated to microseconds when files store microseconds
     /// (`[storage] time_unit = "us"`), so that what is acknowledged is what is stored.
     pub microseconds: bool,
@@ -195,6 +197,7 @@ pub fn prepare(
         registry,
         series,
         max_series,
+        catalog_bytes,
         microseconds,
         retention,
     } = checks;
@@ -315,6 +318,16 @@ pub fn prepare(
                 continue;
             }
         }
+        let held = series.bytes();
+        if held >= catalog_bytes && !series.contains(&db, &line.measurement, &tags) {
+            reject(
+                &mut out,
+                format!(
+                    "series catalog full: it holds {held} bytes, memory.series_catalog is {catalog_bytes}; this line adds a series to database {db:?}; raise memory.series_catalog (and memory.limit) or drop series"
+                ),
+            );
+            continue;
+        }
 
         // Column kinds against the registry: fast path without the lock when nothing is new.
         let known = checked
@@ -434,6 +447,7 @@ mod tests {
                 registry: &reg,
                 series: &SeriesCatalog::new(),
                 max_series: 0,
+                catalog_bytes: u64::MAX,
                 microseconds: false,
                 retention: &Default::default(),
             },

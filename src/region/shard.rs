@@ -590,12 +590,14 @@ impl Shard {
         for k in due {
             self.start_flush(&k);
         }
-        // Bodies refused for want of room count as pressure too, so they get it.
+        // Bodies refused for want of room count as pressure too, so they get it; so does
+        // the series catalog (at most memory.series_catalog, below the high-water mark).
         let m = &self.ctx.metrics;
         let pressure = m
             .memory_bytes
             .load(Relaxed)
-            .saturating_add(m.waiting_bytes.load(Relaxed));
+            .saturating_add(m.waiting_bytes.load(Relaxed))
+            .saturating_add(self.ctx.series.bytes());
         if pressure >= self.ctx.memory_high_water && self.flushing.is_empty() {
             // Above the high-water mark: flush this shard's largest block, one at a time (a
             // flush already queued will lower memory; piling up ever smaller ones would not).

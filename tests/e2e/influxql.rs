@@ -613,6 +613,49 @@ fn the_series_limit_refuses_new_series_and_frees_dropped_ones() {
     assert_eq!(r.status, 400, "the count is rebuilt at start-up: {r:?}");
 }
 
+/// memory.series_catalog bounds the catalog's bytes whatever the series count: once the
+/// catalog holds that much, a line that would add a series is refused (400 naming the key),
+/// lines of known series are written. (As with the series count, a request below the bound
+/// may pass it by its own new series.) The catalog's bytes are a gauge.
+#[test]
+fn the_series_catalog_is_bounded_in_bytes() {
+    let s = TestServer::start(ServerConfig {
+        series_catalog: Some("64KiB".into()),
+        ..ServerConfig::default()
+    });
+    // 1,000 series of 100-byte ids: well over 64 KiB.
+    let id = |i: usize| format!("{i:0>100}");
+    let body: String = (0..1_000)
+        .map(|i| format!("m,id={} v=1 1\n", id(i)))
+        .collect();
+    s.write_ok("cat", &body);
+    let held = s.metrics().value("meridian_series_catalog_bytes", None);
+    assert!(
+        (64.0 * 1024.0..1e6).contains(&held),
+        "1,000 series of 100-byte values: {held} bytes"
+    );
+    let r = s.post(
+        "/write?db=cat",
+        format!("m,id={} v=1 1\n", id(5_000)).into_bytes(),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(
+        r.body.contains("series catalog full") && r.body.contains("memory.series_catalog"),
+        "{}",
+        r.body
+    );
+    // Known series are still written, in any database.
+    s.write_ok("cat", &format!("m,id={} v=2 2\n", id(0)));
+    let v = q(
+        &s,
+        "cat",
+        &format!("SELECT v FROM m WHERE id = '{}'", id(0)),
+    );
+    assert_eq!(values(&v).len(), 2, "{v}");
+    let r = s.post("/write?db=other", b"m,host=a v=1 1\n".to_vec());
+    assert_eq!(r.status, 400, "the bound covers every database: {r:?}");
+}
+
 /// Filled buckets of every group together are bounded by query.max_rows: a statement that
 /// would make more is its own error naming the limit; fill(none) answers only the buckets
 /// with points.

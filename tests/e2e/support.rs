@@ -68,6 +68,8 @@ pub struct ServerConfig {
     pub tokens: Vec<String>,
     /// `memory.max_series_per_database`.
     pub max_series: Option<u64>,
+    /// `memory.series_catalog`.
+    pub series_catalog: Option<String>,
     /// Raw TOML appended after everything else (whole tables, such as `[storage]`).
     pub extra_toml: String,
     /// Extra `key = value` lines of one `[[region]]` table: (region name, line).
@@ -96,6 +98,7 @@ impl Default for ServerConfig {
             query_memory: None,
             tokens: vec![],
             max_series: None,
+            series_catalog: None,
             extra_toml: String::new(),
             region_extra: vec![],
         }
@@ -195,6 +198,9 @@ impl ServerConfig {
         }
         if let Some(n) = self.max_series {
             s.push_str(&format!("max_series_per_database = {n}\n"));
+        }
+        if let Some(c) = &self.series_catalog {
+            s.push_str(&format!("series_catalog = \"{c}\"\n"));
         }
         s.push('\n');
         match self.sync {
