@@ -20,7 +20,7 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("config file {path}: {message}")]
+    #[error("{message}")]
     Parse { path: PathBuf, message: String },
     #[error("config key `{key}`: {reason}")]
     Invalid { key: String, reason: String },
@@ -150,24 +150,55 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
 }
 
 /// A byte size written as an integer (`1048576`) or a string with a unit (`"64MiB"`, `"1GB"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
-pub enum ByteSize {
-    Bytes(u64),
-    Text(#[serde(deserialize_with = "de_size_text")] u64),
-}
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(u64);
 
 impl ByteSize {
     pub fn bytes(self) -> u64 {
-        match self {
-            ByteSize::Bytes(b) | ByteSize::Text(b) => b,
-        }
+        self.0
     }
 }
 
-fn de_size_text<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_byte_size(&s).map_err(serde::de::Error::custom)
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a size: a number of bytes or a string like \"64MiB\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<ByteSize, E> {
+                Ok(ByteSize(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<ByteSize, E> {
+                u64::try_from(v)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom(format!("invalid size {v}: must not be negative")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<ByteSize, E> {
+                parse_byte_size(v).map(ByteSize).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// Checks an address to listen on: `host:port` or `[v6]:port`, with a port (0: any free
+/// port), so that `check-config` refuses what binding would.
+pub fn check_listen(addr: &str) -> std::result::Result<(), String> {
+    if addr.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    match addr.rsplit_once(':') {
+        Some((host, port))
+            if !host.is_empty() && !host.contains(':') && port.parse::<u16>().is_ok() =>
+        {
+            Ok(())
+        }
+        _ => Err(format!(
+            "{addr:?} is not an address to listen on: use host:port, like \"127.0.0.1:8086\" (port 0 picks a free port)"
+        )),
+    }
 }
 
 /// Parses `"512"`, `"64KiB"`, `"64MiB"`, `"2GiB"`, `"10MB"` (decimal units too).
@@ -600,9 +631,39 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: PathBuf::from("<text>"),
-            message: e.to_string(),
+            message: one_line_toml_error(text, &e),
         })?;
         raw.validate()
+    }
+}
+
+/// A TOML or value error in one line: `line N, key section.key: message` (the key found
+/// from where the error is: the key of that line under the last table header above it),
+/// instead of toml's multi-line excerpt.
+fn one_line_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().replace('\n', " ");
+    let Some(span) = e.span() else {
+        return message;
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line_no = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = &text[line_start..];
+    let line = line.split('\n').next().unwrap_or_default();
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"'))
+        .filter(|k| !k.is_empty() && !k.starts_with('['));
+    let table = before[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim());
+    match (table, key) {
+        (Some(t), Some(k)) => format!("line {line_no}, key {t}.{k}: {message}"),
+        (None, Some(k)) => format!("line {line_no}, key {k}: {message}"),
+        _ => format!("line {line_no}: {message}"),
     }
 }
 
@@ -967,7 +1028,13 @@ impl RawConfig {
                 },
             },
             http: HttpConfig {
-                listen: self.http.listen.unwrap_or_else(|| "127.0.0.1:8086".into()),
+                listen: match self.http.listen {
+                    Some(l) => {
+                        check_listen(&l).map_err(|e| invalid("http.listen", e))?;
+                        l
+                    }
+                    None => "127.0.0.1:8086".into(),
+                },
                 max_body_bytes,
                 tokens: self.auth.tokens,
                 header_timeout,
@@ -1003,6 +1070,26 @@ name = "global"
             Ok(_) => panic!("expected an error for:\n{text}"),
             Err(e) => e.to_string(),
         }
+    }
+
+    /// A size error is the size parser's, naming the key and what is valid (not serde's
+    /// "did not match any variant of untagged enum").
+    #[test]
+    fn size_errors_name_the_key_and_the_valid_units() {
+        let e = err_of(&format!("{MIN}\n[wal]\nsegment_bytes = \"64mb\"\n"));
+        assert!(
+            e.contains("segment_bytes")
+                && e.contains("invalid size unit \"mb\"")
+                && e.contains("MiB"),
+            "{e}"
+        );
+        assert!(!e.contains("untagged"), "{e}");
+        let e = err_of(&format!("{MIN}\n[memory]\nlimit = -5\n"));
+        assert!(e.contains("limit") && e.contains("negative"), "{e}");
+        let e = err_of(&format!("{MIN}\n[memory]\nlimit = true\n"));
+        assert!(e.contains("limit") && e.contains("\"64MiB\""), "{e}");
+        let cfg = Config::parse(&format!("{MIN}\n[memory]\nlimit = 268435456\n")).unwrap();
+        assert_eq!(cfg.ingest.memory.limit_bytes, 256 << 20);
     }
 
     #[test]
@@ -1066,6 +1153,14 @@ name = "global"
             (
                 format!("{MIN}\n[http]\nmax_body_bytes = \"1GiB\"\n"),
                 "http.max_body_bytes",
+            ),
+            (
+                format!("{MIN}\n[http]\nlisten = \"127.0.0.1\"\n"),
+                "http.listen",
+            ),
+            (
+                format!("{MIN}\n[http]\nlisten = \"host:99999\"\n"),
+                "http.listen",
             ),
             (
                 format!("{MIN}\n[directory]\n\"tenant\" = \"global\"\n"),

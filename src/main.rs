@@ -16,9 +16,10 @@ use meridian::query::budget::QueryMemory;
 use meridian::query::remote::RemoteClient;
 use meridian::region::{Engine, OpenOptions};
 
-/// jemalloc rather than glibc's malloc: under `tools/soak` (concurrent 30 MiB bodies, raw
-/// queries, a cardinality burst) glibc kept freed memory in its arenas, peak RSS 1,155 MiB
-/// against 1,040 MiB with jemalloc's defaults and 985 MiB with the options below.
+/// jemalloc rather than glibc's malloc: under `tools/soak --duration 60` (concurrent 30 MiB
+/// bodies, raw queries, a cardinality burst) glibc keeps freed memory in its arenas. Same
+/// code, same run: peak RSS 802 MiB with glibc, 635 and 649 MiB with jemalloc and the
+/// options below.
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -129,6 +130,93 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// What an operator wants to see at start-up, a line per region and one for the limits:
+/// which regions this node hosts (where their files are, how many) and where the others
+/// are, what the WAL replay put back in memory, then the bounds in force.
+fn log_startup_summary(engine: &Engine, cfg: &Config) {
+    use std::sync::atomic::Ordering::Relaxed;
+    for r in engine.regions() {
+        match &r.manifest {
+            Some(m) => {
+                let files = m.files();
+                info!(
+                    region = %r.name,
+                    storage = %m.store().describe(),
+                    files = files.len(),
+                    file_bytes = files.iter().map(|f| f.bytes).sum::<u64>(),
+                    file_rows = files.iter().map(|f| f.rows).sum::<u64>(),
+                    "region hosted here"
+                );
+            }
+            None => info!(
+                region = %r.name,
+                url = r.url.as_deref().unwrap_or("(none)"),
+                "region hosted elsewhere"
+            ),
+        }
+    }
+    let m = engine.metrics();
+    info!(
+        wal_records = m.replayed_records.load(Relaxed),
+        wal_points = m.replayed_points.load(Relaxed),
+        "WAL replayed"
+    );
+    let mem = &cfg.ingest.memory;
+    info!(
+        memory_limit = mem.limit_bytes,
+        high_water = mem.high_water_bytes,
+        series_catalog = mem.series_catalog_bytes,
+        max_series_per_database = mem.max_series_per_database,
+        max_body_bytes = cfg.http.max_body_bytes,
+        query_max_memory = cfg.query.max_memory,
+        query_total_memory = cfg.query.total_memory,
+        query_timeout_ms = cfg.query.timeout.as_millis() as u64,
+        wal_sync = ?cfg.ingest.wal.sync,
+        "limits in force"
+    );
+}
+
+/// How often the flushes of the last period are summed up in one log line (each flush is
+/// a debug line).
+const FLUSH_SUMMARY_EVERY: Duration = Duration::from_secs(60);
+
+/// Logs, every `every`, one line summing the flushes of the period (none when there were
+/// none), and the memory held at its end.
+async fn log_flush_summaries(engine: Arc<Engine>, every: Duration) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let m = engine.metrics().clone();
+    let read = || {
+        (
+            m.flushes.load(Relaxed),
+            m.flush_rows.load(Relaxed),
+            m.flush_bytes.load(Relaxed),
+            m.flush_micros.load(Relaxed),
+            m.flush_failures.load(Relaxed),
+        )
+    };
+    let mut last = read();
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let now = read();
+        let flushes = now.0 - last.0;
+        if flushes > 0 || now.4 > last.4 {
+            info!(
+                flushes,
+                rows = now.1 - last.1,
+                bytes = now.2 - last.2,
+                secs = (now.3 - last.3) as f64 / 1e6,
+                failures = now.4 - last.4,
+                memory_bytes = m.memory_bytes.load(Relaxed),
+                period_secs = every.as_secs(),
+                "flushed"
+            );
+        }
+        last = now;
+    }
+}
+
 /// At most four malloc arenas (glibc's default is eight per core): each blocking thread
 /// that parsed a large body otherwise keeps its own arena's freed memory. Measured with
 /// `tools/soak` (six concurrent 30 MiB gzip writers, 256 MiB limit): peak RSS 948 MiB with
@@ -156,6 +244,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         cfg.data_dir = d;
     }
     if let Some(l) = args.listen {
+        meridian::config::check_listen(&l).map_err(|e| anyhow::anyhow!("--listen: {e}"))?;
         cfg.http.listen = l;
     }
     let opts = OpenOptions {
@@ -169,6 +258,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     let max_connections = connection_limit(cfg.http.max_connections, fd_limit, shards)
         .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", args.config.display()))?;
     let engine = Engine::open(&cfg, &opts).context("opening the data directory")?;
+    log_startup_summary(&engine, &cfg);
     engine.load_series_catalog();
     engine.warm_index_cache();
     // Replaced files outlive any query that may still read them.
@@ -230,6 +320,7 @@ fn serve(args: ServeArgs) -> Result<()> {
             max_connections,
             header_timeout: cfg.http.header_timeout,
         };
+        tokio::spawn(log_flush_summaries(engine.clone(), FLUSH_SUMMARY_EVERY));
         let drain = cfg.query.timeout.max(cfg.http.body_timeout) + Duration::from_secs(5);
         let app = router(state);
         tokio::spawn(http_serve::serve(listener, app, limits, signals.wait(), drain))

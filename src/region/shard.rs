@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, select};
 use tokio::sync::oneshot;
-use tracing::{error, info, warn};
+use tracing::{debug, error, warn};
 
 use crate::catalog::series::SeriesCatalog;
 use crate::catalog::{Manifest, WalRange};
@@ -481,7 +481,7 @@ impl Shard {
                 m.flush_bytes.fetch_add(outcome.bytes, Relaxed);
                 m.flush_micros
                     .fetch_add((outcome.seconds * 1e6) as u64, Relaxed);
-                info!(
+                debug!(
                     region = %self.ctx.region_name, shard = self.ctx.shard, db = %f.key.db,
                     measurement = %f.key.measurement, rows = outcome.rows, merged = outcome.merged,
                     bytes = outcome.bytes, secs = outcome.seconds, "flushed block"

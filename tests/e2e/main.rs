@@ -13,6 +13,7 @@
 //! - [`readers`]: pyarrow, DuckDB and polars read the data dir directly, as the README shows.
 //! - [`retention`]: `[[retention]]` rules: expired points hidden at once, dropped and rolled up
 //!   in the background.
+//! - [`operator`]: the start-up summary, config errors as `check-config` reports them.
 //! - [`s3`]: data files and manifests in an S3-compatible bucket (a real `moto_server`), read
 //!   back with boto3 (and pyarrow), answers after restarts on the same and on an empty data
 //!   dir, and a region with its own `storage` URL.
@@ -26,6 +27,7 @@ mod influxql;
 mod manifest;
 mod model;
 mod multinode;
+mod operator;
 mod oracle;
 mod query;
 mod query_limits;

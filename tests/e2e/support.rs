@@ -401,7 +401,7 @@ impl TestServer {
             .arg("--data-dir")
             .arg(self.data_dir())
             .arg("--log")
-            .arg("info")
+            .arg("info,meridian::region::shard=debug")
             .args(extra)
             .current_dir(self.root.path())
             .env_remove("RUST_LOG")
