@@ -109,6 +109,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::CheckConfig { config } => {
             let cfg = Config::load(&config)
                 .with_context(|| format!("invalid config {}", config.display()))?;
+            // What serve checks before opening the data directory: the connection limit
+            // against the descriptors this process may open.
+            let fd_limit = raise_fd_limit().context("reading the descriptor limit")?;
+            let shards = cfg.routing.regions.len() * cfg.ingest.shards_per_region;
+            connection_limit(cfg.http.max_connections, fd_limit, shards)
+                .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", config.display()))?;
             println!("config {} is valid", config.display());
             println!("data_dir: {}", cfg.data_dir.display());
             for (i, r) in cfg.routing.regions.iter().enumerate() {

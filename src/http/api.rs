@@ -247,6 +247,7 @@ async fn query(state: Shared, params: HashMap<String, String>) -> Response {
             return DialectError(Dialect::Api, ApiError::BadRequest(e)).into_response();
         }
     };
+    let hints = crate::query::plan::time_unit_hints(&params);
     let params = Arc::new(params);
     let result = crate::query::run(
         &state.engine,
@@ -272,6 +273,11 @@ async fn query(state: Shared, params: HashMap<String, String>) -> Response {
     metrics
         .query_micros
         .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+    let mut result = result;
+    result.warnings.extend(hints);
+    result
+        .warnings
+        .extend(crate::query::unknown_names(&state.engine, &spec));
     // The spec (with the query's memory budget) lives until the answer is written.
     let (format, epoch, group_by) = (spec.format, spec.epoch, spec.group_by.clone());
     encode(&state, result, format, epoch, group_by, Some(spec))

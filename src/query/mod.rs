@@ -154,6 +154,54 @@ pub async fn run(
     }
 }
 
+/// What a query names that this server has never seen: a database, a measurement, a field,
+/// a tag key in `where` or `group_by` (or a field used where a tag is expected). Said in the
+/// answer's `warnings` (the answer stays 200, as InfluxDB's) so that a typo is not read as
+/// "no data". Only when every region is hosted here: another node's regions may hold names
+/// this node's schema registry has not seen.
+pub fn unknown_names(engine: &Engine, spec: &QuerySpec) -> Vec<String> {
+    use crate::model::ColumnKind;
+    if !engine.regions().iter().all(|r| r.hosted()) {
+        return Vec::new();
+    }
+    let (db, m) = (&spec.db, &spec.measurement);
+    let registry = engine.registry();
+    let Some(schema) = registry.get(db, m) else {
+        let msg = if registry.get_any(db) || engine.databases().contains(db) {
+            format!("measurement {m:?} not found in database {db:?}")
+        } else {
+            format!("database {db:?} not found")
+        };
+        return vec![msg];
+    };
+    let mut out = Vec::new();
+    for f in spec.fields.iter().flatten() {
+        match schema.get(f.as_str()) {
+            None => out.push(format!("field {f:?} not found in measurement {m:?}")),
+            Some(ColumnKind::Tag) => out.push(format!(
+                "{f:?} is a tag of measurement {m:?}, not a field: raw answers list tags as columns, group_by groups by them"
+            )),
+            Some(ColumnKind::Field(_)) => {}
+        }
+    }
+    let keys = spec
+        .preds
+        .iter()
+        .map(|p| p.key.as_str())
+        .chain(spec.group_by.iter().map(String::as_str));
+    let mut seen = std::collections::BTreeSet::new();
+    for k in keys.filter(|k| seen.insert(*k)) {
+        match schema.get(k) {
+            None => out.push(format!("tag key {k:?} not found in measurement {m:?}")),
+            Some(ColumnKind::Field(_)) => out.push(format!(
+                "{k:?} is a field of measurement {m:?}, not a tag: where and group_by take tags"
+            )),
+            Some(ColumnKind::Tag) => {}
+        }
+    }
+    out
+}
+
 /// Every region's partial answer, not merged yet.
 pub struct Gathered {
     pub partials: Vec<Partial>,

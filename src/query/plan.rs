@@ -86,12 +86,60 @@ pub struct QuerySpec {
 
 const MAX_REGEX: usize = 1 << 16;
 
-fn parse_time(key: &str, s: &str) -> Result<i64, String> {
-    parse_time_at(
+fn parse_time(key: &str, s: &str, unit: i64) -> Result<i64, String> {
+    parse_time_in(
         key,
         s,
+        unit,
         chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0),
     )
+}
+
+/// Nanoseconds per unit of the `precision` parameter (`ns` when absent): the unit of
+/// integer `start` and `end`.
+pub fn precision_unit(p: Option<&str>) -> Result<i64, String> {
+    match p {
+        None | Some("ns") | Some("n") => Ok(1),
+        Some("us") | Some("u") | Some("µ") => Ok(1_000),
+        Some("ms") => Ok(1_000_000),
+        Some("s") => Ok(1_000_000_000),
+        Some(other) => Err(format!(
+            "invalid precision {:?}: the unit of integer start and end, use ns, us, ms or s",
+            truncate(other, 16)
+        )),
+    }
+}
+
+/// Integer `start`/`end` given without `precision` that read as nanoseconds fall in the
+/// first 12 days of 1970: almost surely seconds or milliseconds (Grafana's `${__from}`).
+/// The warning says how they were read and what to pass.
+pub fn time_unit_hints(p: &HashMap<String, String>) -> Vec<String> {
+    if p.get("precision").is_some_and(|v| !v.is_empty()) {
+        return Vec::new();
+    }
+    ["start", "end"]
+        .into_iter()
+        .filter_map(|k| {
+            let n = p.get(k)?.trim().parse::<i64>().ok()?;
+            (n > 0 && n < 1_000_000_000_000_000).then(|| {
+                let at = chrono::DateTime::from_timestamp_nanos(n)
+                    .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+                format!(
+                    "{k}={n} was read as nanoseconds ({at}); integer times are nanoseconds unless precision=s, ms or us says otherwise"
+                )
+            })
+        })
+        .collect()
+}
+
+/// [`parse_time_at`], with an integer read in `unit` nanoseconds (`precision`).
+pub fn parse_time_in(key: &str, s: &str, unit: i64, now_ns: i64) -> Result<i64, String> {
+    match s.trim().parse::<i64>() {
+        Ok(n) => n
+            .checked_mul(unit)
+            .ok_or_else(|| format!("invalid {key} {n}: out of range in that precision")),
+        Err(_) => parse_time_at(key, s, now_ns),
+    }
 }
 
 /// A time parameter: integer nanoseconds, RFC 3339, or relative to `now_ns`: `now`,
@@ -200,10 +248,10 @@ fn parse_pred(p: &str) -> Result<TagPred, String> {
             .map_err(|e| format!("invalid regex {:?} in where: {e}", truncate(v, 64)))
     };
     let op = match kind {
-        0 => TagOp::Eq(val.to_string()),
-        1 => TagOp::Ne(val.to_string()),
-        2 => TagOp::Re(re(val)?),
-        _ => TagOp::NotRe(re(val)?),
+        0 => TagOp::Eq(unquote(val)),
+        1 => TagOp::Ne(unquote(val)),
+        2 => TagOp::Re(re(&unslash(val))?),
+        _ => TagOp::NotRe(re(&unslash(val))?),
     };
     Ok(TagPred {
         key: key.to_string(),
@@ -211,10 +259,30 @@ fn parse_pred(p: &str) -> Result<TagPred, String> {
     })
 }
 
+/// A tag value as InfluxQL users type it: `'host_1'` or `"host_1"` is `host_1` (a
+/// backslash escapes the quote inside). Unquoted values are taken as they are.
+fn unquote(v: &str) -> String {
+    for q in ['\'', '"'] {
+        if v.len() >= 2 && v.starts_with(q) && v.ends_with(q) {
+            return v[1..v.len() - 1].replace(&format!("\\{q}"), &q.to_string());
+        }
+    }
+    v.to_string()
+}
+
+/// A regex as InfluxQL writes it, `/^eu-/`, is the regex between the slashes.
+fn unslash(v: &str) -> String {
+    if v.len() >= 2 && v.starts_with('/') && v.ends_with('/') {
+        v[1..v.len() - 1].replace("\\/", "/")
+    } else {
+        v.to_string()
+    }
+}
+
 impl QuerySpec {
     /// Checks parameters given as key/value pairs (query string or JSON body).
     pub fn from_params(p: &HashMap<String, String>) -> Result<QuerySpec, String> {
-        const KNOWN: [&str; 16] = [
+        const KNOWN: [&str; 17] = [
             "db",
             "measurement",
             "fields",
@@ -227,6 +295,7 @@ impl QuerySpec {
             "format",
             "limit",
             "epoch",
+            "precision",
             "p",
             "token",
             // The user name 1.x clients send beside `p`; tokens need no user.
@@ -238,7 +307,7 @@ impl QuerySpec {
             return Err(format!(
                 "unknown parameter {:?}; known: {}",
                 truncate(k, 32),
-                KNOWN[..12].join(", ")
+                KNOWN[..13].join(", ")
             ));
         }
         let get = |k: &str| p.get(k).map(|s| s.as_str()).filter(|s| !s.is_empty());
@@ -262,8 +331,11 @@ impl QuerySpec {
                 Some(f)
             }
         };
-        let start = get("start").map(|s| parse_time("start", s)).transpose()?;
-        let end = get("end").map(|s| parse_time("end", s)).transpose()?;
+        let unit = precision_unit(get("precision"))?;
+        let start = get("start")
+            .map(|s| parse_time("start", s, unit))
+            .transpose()?;
+        let end = get("end").map(|s| parse_time("end", s, unit)).transpose()?;
         let (s, e) = (start.unwrap_or(i64::MIN), end.unwrap_or(i64::MAX));
         if e <= s {
             return Err(

@@ -895,3 +895,108 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Query habits that used to answer the wrong thing in silence: integer times take a unit
+/// (`precision`), a time that reads as the first days of 1970 is called out, quoted tag
+/// values in `where` are understood, and names the server has never seen are warned about
+/// (still 200, as InfluxDB).
+#[test]
+fn integer_times_take_a_unit_and_unknown_names_are_warned_about() {
+    let s = TestServer::start(ServerConfig::default());
+    // 2026-01-01T00:00:00Z and an hour later, one point each.
+    let t0 = 1_767_225_600i64;
+    s.write_ok(
+        "hab",
+        &format!(
+            "cpu,hostname=host_1 v=1 {}\ncpu,hostname=host_2 v=2 {}\n",
+            t0 * 1_000_000_000,
+            (t0 + 3600) * 1_000_000_000
+        ),
+    );
+    let ask = |q: &str| {
+        let r = s.get(&format!("/api/v1/query?db=hab&{q}"));
+        assert_eq!(r.status, 200, "{q}: {r:?}");
+        r.json()
+    };
+    let count = |j: &serde_json::Value| {
+        j["series"].as_array().map_or(0, |a| {
+            a.iter()
+                .map(|s| s["values"].as_array().unwrap().len())
+                .sum::<usize>()
+        })
+    };
+    let warnings = |j: &serde_json::Value| j["warnings"].to_string();
+    // Seconds and milliseconds with their precision select the first hour only.
+    for (p, mul) in [("s", 1i64), ("ms", 1_000)] {
+        let j = ask(&format!(
+            "measurement=cpu&fields=v&start={}&end={}&precision={p}",
+            t0 * mul,
+            (t0 + 1800) * mul
+        ));
+        assert_eq!(count(&j), 1, "precision={p}: {j}");
+        assert!(j.get("warnings").is_none(), "{j}");
+    }
+    // Without it, seconds read as nanoseconds in 1970: the answer says so.
+    let j = ask(&format!("measurement=cpu&fields=v&start={t0}"));
+    assert_eq!(count(&j), 2);
+    assert!(
+        warnings(&j).contains("start=1767225600 was read as nanoseconds")
+            && warnings(&j).contains("precision"),
+        "{j}"
+    );
+    // Quoted tag values, as InfluxQL users type them; regexes between slashes.
+    for w in [
+        "hostname='host_1'",
+        "hostname=\"host_1\"",
+        "hostname=host_1",
+        "hostname=~/^host_1$/",
+    ] {
+        let j = ask(&format!(
+            "measurement=cpu&fields=v&where={}",
+            w.replace('\'', "%27").replace('"', "%22")
+        ));
+        assert_eq!(count(&j), 1, "{w}: {j}");
+    }
+    // Unknown names: a warning each, and no data.
+    let cases = [
+        (
+            "db=nope&measurement=cpu&fields=v",
+            "database \\\"nope\\\" not found",
+        ),
+        (
+            "measurement=cpux&fields=v",
+            "measurement \\\"cpux\\\" not found in database \\\"hab\\\"",
+        ),
+        (
+            "measurement=cpu&fields=vv",
+            "field \\\"vv\\\" not found in measurement \\\"cpu\\\"",
+        ),
+        (
+            "measurement=cpu&fields=v&where=host=a",
+            "tag key \\\"host\\\" not found",
+        ),
+        (
+            "measurement=cpu&fields=v&agg=count&group_by=v",
+            "\\\"v\\\" is a field",
+        ),
+    ];
+    for (q, want) in cases {
+        let r = s.get(&format!(
+            "/api/v1/query?{}",
+            if q.starts_with("db=") {
+                q.to_string()
+            } else {
+                format!("db=hab&{q}")
+            }
+        ));
+        assert_eq!(r.status, 200, "{q}: {r:?}");
+        let j = r.json();
+        assert!(warnings(&j).contains(want), "{q}: {j}");
+    }
+    // A known name gets none.
+    assert!(
+        ask("measurement=cpu&fields=v&where=hostname=host_2&group_by=hostname&agg=count")
+            .get("warnings")
+            .is_none()
+    );
+}

@@ -150,9 +150,10 @@ fn statement(ctx: &Ctx, p: &HashMap<String, String>) -> Result<(SelectStatement,
     }
     let mut cond = None;
     let time = || var("time", false);
+    let unit = crate::query::plan::precision_unit(get("precision"))?;
     let parse_time = |k: &str| -> Result<Option<i64>, String> {
         get(k)
-            .map(|s| crate::query::plan::parse_time_at(k, s, ctx.now_ns))
+            .map(|s| crate::query::plan::parse_time_in(k, s, unit, ctx.now_ns))
             .transpose()
     };
     if let Some(s) = parse_time("start")? {
