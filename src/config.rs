@@ -366,6 +366,12 @@ pub struct RawQuery {
 pub struct RawAuth {
     #[serde(default)]
     pub tokens: Vec<String>,
+    /// Tokens accepted on `/metrics` only (a scraper's).
+    #[serde(default)]
+    pub metrics_tokens: Vec<String>,
+    /// `/metrics` without any token.
+    #[serde(default)]
+    pub metrics_open: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -581,6 +587,10 @@ pub struct HttpConfig {
     pub listen: String,
     pub max_body_bytes: u64,
     pub tokens: Vec<String>,
+    /// Tokens accepted on `/metrics` besides `tokens`.
+    pub metrics_tokens: Vec<String>,
+    /// `/metrics` is served without a token.
+    pub metrics_open: bool,
     /// The longest a client may take to send a request's headers, counted from when the
     /// server starts waiting for them (so also the idle limit of a kept-alive connection).
     pub header_timeout: Duration,
@@ -952,12 +962,18 @@ impl RawConfig {
         if self.http.max_connections == Some(0) {
             return Err(invalid("http.max_connections", "must be greater than zero"));
         }
-        for (i, t) in self.auth.tokens.iter().enumerate() {
-            if t.len() < 8 || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(invalid(
-                    format!("auth.tokens[{i}]"),
-                    "a token must be at least 8 characters, without whitespace",
-                ));
+        let lists = [
+            ("auth.tokens", &self.auth.tokens),
+            ("auth.metrics_tokens", &self.auth.metrics_tokens),
+        ];
+        for (key, list) in lists {
+            for (i, t) in list.iter().enumerate() {
+                if t.len() < 8 || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    return Err(invalid(
+                        format!("{key}[{i}]"),
+                        "a token must be at least 8 characters, without whitespace",
+                    ));
+                }
             }
         }
 
@@ -1037,6 +1053,8 @@ impl RawConfig {
                 },
                 max_body_bytes,
                 tokens: self.auth.tokens,
+                metrics_tokens: self.auth.metrics_tokens,
+                metrics_open: self.auth.metrics_open,
                 header_timeout,
                 body_timeout,
                 max_connections: self.http.max_connections,

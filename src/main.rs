@@ -291,6 +291,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         cfg.routing.partition_duration_ns,
         cfg.ingest.flush.time_unit,
         engine.stopping_flag(),
+        engine.metrics().clone(),
     ) {
         engine.adopt_thread(t);
     }

@@ -1,9 +1,15 @@
-//! Process-wide counters, rendered in the Prometheus text format at `GET /metrics`.
+//! Metrics at `GET /metrics`, in the Prometheus text format, encoded by the `prometheus`
+//! crate.
 //!
-//! Plain atomics: incremented on hot paths without locks, read when rendered.
+//! Counters of the hot paths are plain atomics (incremented without locks, read when a
+//! scrape comes); request latencies and status counts are the crate's histogram and counter
+//! vectors; `process_*` comes from its process collector (Linux); the per-region and
+//! per-shard gauges are read from the engine at scrape time ([`Snapshot`]).
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use prometheus::proto::{self, MetricFamily, MetricType};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
 use crate::storage::pages::PageCacheUsage;
 
@@ -35,200 +41,465 @@ pub struct Metrics {
     pub query_micros: AtomicU64,
     pub replayed_records: AtomicU64,
     pub replayed_points: AtomicU64,
+    /// `[[retention]]` in the background: passes run, partitions dropped, windows rolled
+    /// up, units that failed (retried next pass).
+    pub retention_passes: AtomicU64,
+    pub retention_partitions_dropped: AtomicU64,
+    pub retention_windows_rolled_up: AtomicU64,
+    pub retention_failures: AtomicU64,
+    pub http: HttpMetrics,
 }
 
-impl Metrics {
-    /// The text exposition; `index_cache` is (files, bytes) of the series index cache,
-    /// `pages` the use of the decoded page cache.
-    /// `series_catalog` the bytes of the series catalog.
-    pub fn render(
-        &self,
-        index_cache: (usize, usize),
-        pages: PageCacheUsage,
-        series_catalog: u64,
-    ) -> String {
-        let mut s = String::new();
-        let mut metric =
-            |name: &str, help: &str, kind: &str, values: Vec<(Option<&str>, String)>| {
-                let _ = writeln!(s, "# HELP {name} {help}");
-                let _ = writeln!(s, "# TYPE {name} {kind}");
-                for (label, v) in values {
-                    match label {
-                        Some(l) => {
-                            let _ = writeln!(s, "{name}{{endpoint=\"{l}\"}} {v}");
-                        }
-                        None => {
-                            let _ = writeln!(s, "{name} {v}");
-                        }
-                    }
+/// Requests by endpoint: how long the server took to answer (until the response head; a
+/// streamed body is not included) and how many got each status.
+pub struct HttpMetrics {
+    registry: Registry,
+    /// `None` only if the crate refused the options (they are constants).
+    vecs: Option<(HistogramVec, IntCounterVec)>,
+}
+
+impl HttpMetrics {
+    fn build(registry: &Registry) -> prometheus::Result<(HistogramVec, IntCounterVec)> {
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "meridian_http_request_duration_seconds",
+                "Time to answer a request, until the response head, by endpoint.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ]),
+            &["endpoint"],
+        )?;
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "meridian_http_requests_total",
+                "Requests answered, by endpoint and status code.",
+            ),
+            &["endpoint", "code"],
+        )?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(requests.clone()))?;
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok((duration, requests))
+    }
+
+    /// Records one request: `endpoint` is its route (a bounded set of labels).
+    pub fn observe(&self, endpoint: &str, code: u16, seconds: f64) {
+        if let Some((duration, requests)) = &self.vecs {
+            duration.with_label_values(&[endpoint]).observe(seconds);
+            requests
+                .with_label_values(&[endpoint, code.to_string().as_str()])
+                .inc();
+        }
+    }
+}
+
+impl Default for HttpMetrics {
+    fn default() -> Self {
+        let registry = Registry::new();
+        let vecs = HttpMetrics::build(&registry)
+            .map_err(|e| tracing::warn!("request metrics unavailable: {e}"))
+            .ok();
+        HttpMetrics { registry, vecs }
+    }
+}
+
+/// What the engine holds at scrape time.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Series indexes cached: (files, bytes).
+    pub index_cache: (usize, usize),
+    pub pages: PageCacheUsage,
+    pub series_catalog_bytes: u64,
+    /// Live series per database.
+    pub series: Vec<(String, u64)>,
+    pub regions: Vec<RegionGauges>,
+}
+
+/// One region's figures.
+#[derive(Debug, Default)]
+pub struct RegionGauges {
+    pub region: String,
+    pub hosted: bool,
+    pub files: u64,
+    pub file_bytes: u64,
+    pub file_rows: u64,
+    /// Free bytes of the file system holding the region's directory (its WAL).
+    pub disk_free_bytes: Option<u64>,
+    pub shards: Vec<ShardGauges>,
+}
+
+/// One ingest shard's figures.
+#[derive(Debug, Default)]
+pub struct ShardGauges {
+    pub shard: usize,
+    pub memory_bytes: u64,
+    pub rows: u64,
+    pub blocks: u64,
+    pub wal_bytes: u64,
+}
+
+/// A metric family built from values read at scrape time.
+fn family(
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    samples: Vec<(Vec<(&str, String)>, f64)>,
+) -> MetricFamily {
+    let mut f = MetricFamily::default();
+    f.set_name(name.to_string());
+    f.set_help(help.to_string());
+    f.set_field_type(kind);
+    let metrics = samples
+        .into_iter()
+        .map(|(labels, v)| {
+            let mut m = proto::Metric::default();
+            m.set_label(
+                labels
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let mut l = proto::LabelPair::default();
+                        l.set_name(k.to_string());
+                        l.set_value(v);
+                        l
+                    })
+                    .collect(),
+            );
+            match kind {
+                MetricType::COUNTER => {
+                    let mut c = proto::Counter::default();
+                    c.set_value(v);
+                    m.set_counter(c);
                 }
-            };
-        let per = |a: &[AtomicU64; 3]| -> Vec<(Option<&'static str>, String)> {
+                _ => {
+                    let mut g = proto::Gauge::default();
+                    g.set_value(v);
+                    m.set_gauge(g);
+                }
+            }
+            m
+        })
+        .collect();
+    f.set_metric(metrics);
+    f
+}
+
+/// `meridian_build_info`'s commit: set by the build (`MERIDIAN_COMMIT`, see build.rs).
+const COMMIT: &str = match option_env!("MERIDIAN_COMMIT") {
+    Some(c) => c,
+    None => "unknown",
+};
+
+impl Metrics {
+    /// The text exposition of every metric.
+    pub fn render(&self, snap: &Snapshot) -> String {
+        use MetricType::{COUNTER, GAUGE};
+        let one = |a: &AtomicU64| vec![(Vec::new(), a.load(Relaxed) as f64)];
+        let num = |v: u64| vec![(Vec::new(), v as f64)];
+        let secs = |a: &AtomicU64| vec![(Vec::new(), a.load(Relaxed) as f64 / 1e6)];
+        let per = |a: &[AtomicU64; 3]| {
             ENDPOINTS
                 .iter()
                 .zip(a)
-                .map(|(e, v)| (Some(*e), v.load(Relaxed).to_string()))
-                .collect()
+                .map(|(e, v)| (vec![("endpoint", e.to_string())], v.load(Relaxed) as f64))
+                .collect::<Vec<_>>()
         };
-        let one = |a: &AtomicU64| vec![(None, a.load(Relaxed).to_string())];
-        let secs = |a: &AtomicU64| vec![(None, format!("{:.6}", a.load(Relaxed) as f64 / 1e6))];
-        let c = "counter";
-        metric(
+        let mut fams = self.http.registry.gather();
+        let mut add = |name: &str, help: &str, kind, samples| {
+            fams.push(family(name, help, kind, samples));
+        };
+        add(
+            "meridian_build_info",
+            "The running build: its version and commit (always 1).",
+            GAUGE,
+            vec![(
+                vec![
+                    ("version", env!("CARGO_PKG_VERSION").to_string()),
+                    ("commit", COMMIT.to_string()),
+                ],
+                1.0,
+            )],
+        );
+        add(
             "meridian_points_written_total",
             "Points acknowledged.",
-            c,
+            COUNTER,
             per(&self.points_written),
         );
-        metric(
+        add(
             "meridian_points_rejected_total",
             "Lines rejected as invalid.",
-            c,
+            COUNTER,
             per(&self.points_rejected),
         );
-        metric(
+        add(
             "meridian_write_requests_total",
             "Write requests received.",
-            c,
+            COUNTER,
             per(&self.write_requests),
         );
-        metric(
+        add(
             "meridian_write_overloaded_total",
             "Write requests refused with 503.",
-            c,
+            COUNTER,
             one(&self.write_overloaded),
         );
-        metric(
+        add(
             "meridian_wal_bytes_total",
             "Bytes appended to the WAL.",
-            c,
+            COUNTER,
             one(&self.wal_bytes),
         );
-        metric(
+        add(
             "meridian_wal_syncs_total",
             "WAL fsyncs (one per group commit).",
-            c,
+            COUNTER,
             one(&self.wal_syncs),
         );
-        metric(
+        add(
             "meridian_wal_records_total",
             "WAL records appended.",
-            c,
+            COUNTER,
             one(&self.wal_records),
         );
-        metric(
+        add(
             "meridian_wal_replayed_records_total",
             "WAL records replayed at start-up.",
-            c,
+            COUNTER,
             one(&self.replayed_records),
         );
-        metric(
+        add(
             "meridian_wal_replayed_points_total",
             "Points replayed from the WAL at start-up.",
-            c,
+            COUNTER,
             one(&self.replayed_points),
         );
-        metric(
+        add(
             "meridian_flushes_total",
             "Blocks flushed to Parquet.",
-            c,
+            COUNTER,
             one(&self.flushes),
         );
-        metric(
+        add(
             "meridian_flush_failures_total",
             "Flush attempts that failed (retried).",
-            c,
+            COUNTER,
             one(&self.flush_failures),
         );
-        metric(
+        add(
             "meridian_flush_rows_total",
             "Rows written to Parquet by flushes.",
-            c,
+            COUNTER,
             one(&self.flush_rows),
         );
-        metric(
+        add(
             "meridian_flush_bytes_total",
             "Parquet bytes written by flushes.",
-            c,
+            COUNTER,
             one(&self.flush_bytes),
         );
-        metric(
+        add(
             "meridian_flush_duration_seconds_total",
             "Time spent flushing.",
-            c,
+            COUNTER,
             secs(&self.flush_micros),
         );
-        metric(
+        add(
             "meridian_memory_bytes",
             "Bytes held by in-memory blocks (active and flushing).",
-            "gauge",
+            GAUGE,
             one(&self.memory_bytes),
         );
-        metric(
+        add(
             "meridian_series_catalog_bytes",
             "Bytes held by the series catalog (they count against memory.limit).",
-            "gauge",
-            vec![(None, series_catalog.to_string())],
+            GAUGE,
+            num(snap.series_catalog_bytes),
         );
-        metric(
+        add(
             "meridian_request_body_bytes",
             "Bytes of request bodies being read or checked (they count against memory.limit).",
-            "gauge",
+            GAUGE,
             one(&self.request_bytes),
         );
-        metric(
+        add(
             "meridian_index_cache_files",
             "Parquet files whose series index is in memory.",
-            "gauge",
-            vec![(None, index_cache.0.to_string())],
+            GAUGE,
+            num(snap.index_cache.0 as u64),
         );
-        metric(
+        add(
             "meridian_index_cache_bytes",
             "Approximate memory of the series indexes (bounded by query.index_cache).",
-            "gauge",
-            vec![(None, index_cache.1.to_string())],
+            GAUGE,
+            num(snap.index_cache.1 as u64),
         );
-        metric(
+        add(
             "meridian_page_cache_pages",
             "Decoded Parquet pages kept for selective reads.",
-            "gauge",
-            vec![(None, pages.pages.to_string())],
+            GAUGE,
+            num(snap.pages.pages as u64),
         );
-        metric(
+        add(
             "meridian_page_cache_bytes",
             "Memory of the decoded pages (bounded by query.page_cache).",
-            "gauge",
-            vec![(None, pages.bytes.to_string())],
+            GAUGE,
+            num(snap.pages.bytes as u64),
         );
-        metric(
+        add(
             "meridian_page_cache_hits_total",
             "Pages of selective reads found decoded in memory.",
-            c,
-            vec![(None, pages.hits.to_string())],
+            COUNTER,
+            num(snap.pages.hits),
         );
-        metric(
+        add(
             "meridian_page_cache_misses_total",
             "Pages of selective reads read from their file.",
-            c,
-            vec![(None, pages.misses.to_string())],
+            COUNTER,
+            num(snap.pages.misses),
         );
-        metric(
+        add(
             "meridian_queries_total",
             "Queries answered.",
-            c,
+            COUNTER,
             one(&self.queries),
         );
-        metric(
+        add(
             "meridian_query_errors_total",
             "Queries refused or failed.",
-            c,
+            COUNTER,
             one(&self.query_errors),
         );
-        metric(
+        add(
             "meridian_query_duration_seconds_total",
             "Time spent answering queries.",
-            c,
+            COUNTER,
             secs(&self.query_micros),
         );
-        s
+        add(
+            "meridian_retention_passes_total",
+            "Passes of the [[retention]] rules in the background.",
+            COUNTER,
+            one(&self.retention_passes),
+        );
+        add(
+            "meridian_retention_partitions_dropped_total",
+            "Partitions dropped by [[retention]] keep.",
+            COUNTER,
+            one(&self.retention_partitions_dropped),
+        );
+        add(
+            "meridian_retention_windows_rolled_up_total",
+            "Windows rolled up by [[retention]] downsample.",
+            COUNTER,
+            one(&self.retention_windows_rolled_up),
+        );
+        add(
+            "meridian_retention_failures_total",
+            "Retention or rollup units that failed (retried next pass).",
+            COUNTER,
+            one(&self.retention_failures),
+        );
+        add(
+            "meridian_series",
+            "Live series per database (the series catalog).",
+            GAUGE,
+            snap.series
+                .iter()
+                .map(|(db, n)| (vec![("db", db.clone())], *n as f64))
+                .collect(),
+        );
+        let hosted: Vec<&RegionGauges> = snap.regions.iter().filter(|r| r.hosted).collect();
+        let region = |f: &dyn Fn(&RegionGauges) -> Option<u64>| {
+            hosted
+                .iter()
+                .filter_map(|r| Some((vec![("region", r.region.clone())], f(r)? as f64)))
+                .collect::<Vec<_>>()
+        };
+        add(
+            "meridian_region_hosted",
+            "Regions of the config: 1 if this node hosts it, 0 if another node does.",
+            GAUGE,
+            snap.regions
+                .iter()
+                .map(|r| {
+                    (
+                        vec![("region", r.region.clone())],
+                        if r.hosted { 1.0 } else { 0.0 },
+                    )
+                })
+                .collect(),
+        );
+        add(
+            "meridian_region_files",
+            "Parquet files of a hosted region (its manifest).",
+            GAUGE,
+            region(&|r| Some(r.files)),
+        );
+        add(
+            "meridian_region_file_bytes",
+            "Bytes of a hosted region's Parquet files.",
+            GAUGE,
+            region(&|r| Some(r.file_bytes)),
+        );
+        add(
+            "meridian_region_file_rows",
+            "Rows in a hosted region's Parquet files.",
+            GAUGE,
+            region(&|r| Some(r.file_rows)),
+        );
+        add(
+            "meridian_region_disk_free_bytes",
+            "Free bytes of the file system holding a hosted region's directory (its WAL).",
+            GAUGE,
+            region(&|r| r.disk_free_bytes),
+        );
+        let shard = |f: &dyn Fn(&ShardGauges) -> u64| {
+            hosted
+                .iter()
+                .flat_map(|r| {
+                    r.shards.iter().map(|s| {
+                        (
+                            vec![("region", r.region.clone()), ("shard", s.shard.to_string())],
+                            f(s) as f64,
+                        )
+                    })
+                })
+                .collect::<Vec<_>>()
+        };
+        add(
+            "meridian_shard_memory_bytes",
+            "Bytes held by an ingest shard's in-memory blocks.",
+            GAUGE,
+            shard(&|s| s.memory_bytes),
+        );
+        add(
+            "meridian_shard_memory_rows",
+            "Rows in an ingest shard's in-memory blocks.",
+            GAUGE,
+            shard(&|s| s.rows),
+        );
+        add(
+            "meridian_shard_blocks",
+            "In-memory blocks of an ingest shard (active and flushing).",
+            GAUGE,
+            shard(&|s| s.blocks),
+        );
+        add(
+            "meridian_shard_wal_bytes",
+            "Bytes of an ingest shard's WAL segments on disk.",
+            GAUGE,
+            shard(&|s| s.wal_bytes),
+        );
+        fams.sort_by(|a, b| a.name().cmp(b.name()));
+        let mut out = Vec::new();
+        if let Err(e) = prometheus::TextEncoder::new().encode(&fams, &mut out) {
+            tracing::warn!("encoding /metrics: {e}");
+        }
+        String::from_utf8(out).unwrap_or_default()
     }
 }

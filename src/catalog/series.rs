@@ -508,6 +508,18 @@ impl SeriesCatalog {
             .fetch_add((ms.bytes - before) as u64, Ordering::Relaxed);
     }
 
+    /// Live series per database, sorted by name.
+    pub fn series_counts(&self) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = self
+            .counts
+            .read()
+            .iter()
+            .map(|(db, n)| (db.to_string(), n.load(Ordering::Relaxed)))
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Approximate heap bytes of the catalog (what its series, values and keys hold).
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)

@@ -39,6 +39,7 @@ pub fn spawn(
     partition_duration_ns: i64,
     time_unit: crate::config::FileTimeUnit,
     stopping: Arc<AtomicBool>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> Option<std::thread::JoinHandle<()>> {
     if rules.is_empty() {
         return None;
@@ -60,6 +61,14 @@ pub fn spawn(
                 }
                 wait = EVERY;
                 let p = run_once(&regions, &rules, partition_duration_ns, time_unit, now_ns());
+                let m = &metrics;
+                m.retention_passes.fetch_add(1, Ordering::Relaxed);
+                m.retention_partitions_dropped
+                    .fetch_add(p.partitions_dropped, Ordering::Relaxed);
+                m.retention_windows_rolled_up
+                    .fetch_add(p.windows_rolled_up, Ordering::Relaxed);
+                m.retention_failures
+                    .fetch_add(p.failures, Ordering::Relaxed);
                 if p != Pass::default() {
                     info!(
                         dropped = p.partitions_dropped,

@@ -77,13 +77,15 @@ fn token_ok(tokens: &[String], presented: &str) -> bool {
 }
 
 async fn auth(State(state): State<Shared>, req: Request, next: Next) -> Response {
-    let tokens = &state.config.http.tokens;
+    let http = &state.config.http;
+    let tokens = &http.tokens;
     let path = req.uri().path();
-    if tokens.is_empty() || path == "/health" || path == "/ping" {
+    let metrics = path == "/metrics";
+    if tokens.is_empty() || path == "/health" || path == "/ping" || (metrics && http.metrics_open) {
         return next.run(req).await;
     }
-    let ok =
-        presented_token(req.headers(), req.uri().query()).is_some_and(|t| token_ok(tokens, &t));
+    let ok = presented_token(req.headers(), req.uri().query())
+        .is_some_and(|t| token_ok(tokens, &t) || (metrics && token_ok(&http.metrics_tokens, &t)));
     if ok {
         return next.run(req).await;
     }
@@ -113,15 +115,54 @@ async fn ping() -> impl IntoResponse {
     )
 }
 
-async fn metrics(State(state): State<Shared>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.engine.metrics().render(
-            state.engine.index_cache().usage(),
-            state.engine.index_cache().pages().usage(),
-            state.engine.series().bytes(),
-        ),
-    )
+async fn metrics(State(state): State<Shared>) -> Response {
+    // Reading the regions' directories and the manifests is file-system work.
+    let engine = state.engine.clone();
+    match tokio::task::spawn_blocking(move || engine.metrics().render(&engine.metrics_snapshot()))
+        .await
+    {
+        Ok(text) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response(),
+        Err(e) => DialectError(
+            Dialect::Api,
+            ApiError::Unavailable(format!("gathering metrics failed: {e}")),
+        )
+        .into_response(),
+    }
+}
+
+/// The routes, as the `endpoint` label of request metrics (anything else is `other`, so a
+/// client cannot make labels without bound).
+const ROUTES: [&str; 12] = [
+    "/write",
+    "/api/v2/write",
+    "/api/v3/write_lp",
+    "/api/v1/query",
+    "/query",
+    "/api/v2/delete",
+    "/api/v1/regions",
+    "/api/v1/internal/partial",
+    "/health",
+    "/ping",
+    "/metrics",
+    "other",
+];
+
+/// Times and counts every request (refused ones too) by its route.
+async fn track(State(state): State<Shared>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let endpoint = ROUTES
+        .iter()
+        .find(|r| **r == path)
+        .copied()
+        .unwrap_or("other");
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    state.engine.metrics().http.observe(
+        endpoint,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
 }
 
 async fn not_found() -> Response {
@@ -147,6 +188,7 @@ pub fn router(state: Shared) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
 

@@ -197,6 +197,33 @@ fn startup<E: std::fmt::Display>(ctx: &str) -> impl FnOnce(E) -> EngineError + '
     move |e| EngineError::Startup(format!("{ctx}: {e}"))
 }
 
+/// Bytes of the files directly in `dir` (0 when it cannot be read).
+fn dir_bytes(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Free bytes (for unprivileged users) of the file system holding `dir`.
+fn disk_free(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a NUL-terminated path and `st` is written by statvfs before it is read.
+    let ok = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) } == 0;
+    // SAFETY: statvfs returned 0, so it filled `st`.
+    ok.then(|| {
+        let st = unsafe { st.assume_init() };
+        // The field types differ between platforms (u32 on some): widened, then multiplied.
+        u64::try_from(u128::from(st.f_bavail) * u128::from(st.f_frsize)).unwrap_or(u64::MAX)
+    })
+}
+
 /// The WAL shard directories present under a region (`wal/<n>`).
 fn wal_shard_dirs(region_dir: &Path) -> std::io::Result<Vec<usize>> {
     let dir = region_dir.join(paths::WAL_DIR);
@@ -803,6 +830,55 @@ impl Engine {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// What `/metrics` reports besides the counters, read now: per region its files and
+    /// the disk free under it, per shard its memory and WAL bytes on disk, series per db.
+    pub fn metrics_snapshot(&self) -> crate::metrics::Snapshot {
+        use crate::metrics::{RegionGauges, ShardGauges, Snapshot};
+        let regions = self
+            .regions
+            .iter()
+            .map(|r| {
+                let Some(m) = &r.manifest else {
+                    return RegionGauges {
+                        region: r.name.to_string(),
+                        ..RegionGauges::default()
+                    };
+                };
+                let files = m.files();
+                let dir = paths::region_dir(&self.data_dir, &r.name);
+                let shards = r
+                    .shards
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| ShardGauges {
+                        shard: i,
+                        memory_bytes: s.stats.bytes.load(Relaxed),
+                        rows: s.stats.rows.load(Relaxed),
+                        blocks: s.stats.active_blocks.load(Relaxed)
+                            + s.stats.flushing_blocks.load(Relaxed),
+                        wal_bytes: dir_bytes(&dir.join(paths::WAL_DIR).join(i.to_string())),
+                    })
+                    .collect();
+                RegionGauges {
+                    region: r.name.to_string(),
+                    hosted: true,
+                    files: files.len() as u64,
+                    file_bytes: files.iter().map(|f| f.bytes).sum(),
+                    file_rows: files.iter().map(|f| f.rows).sum(),
+                    disk_free_bytes: disk_free(&dir),
+                    shards,
+                }
+            })
+            .collect();
+        Snapshot {
+            index_cache: self.index_cache.usage(),
+            pages: self.index_cache.pages().usage(),
+            series_catalog_bytes: self.series.bytes(),
+            series: self.series.series_counts(),
+            regions,
+        }
     }
 
     /// The series indexes of Parquet files, shared by every query.

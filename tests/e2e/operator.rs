@@ -108,3 +108,172 @@ fn config_errors_name_key_value_and_what_is_valid() {
     let (ok, out) = check_config(base);
     assert!(ok, "{out}");
 }
+
+/// Prometheus' own parser (the Python client's) and promtool read the exposition; it holds
+/// request latencies and statuses per endpoint, process_*, build info, per-region and
+/// per-shard gauges and series per database, with values that match what was done.
+const PARSE: &str = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = {}
+for fam in text_string_to_metric_families(sys.stdin.read()):
+    for s in fam.samples:
+        key = s.name + "{" + ",".join(f"{k}={v}" for k, v in sorted(s.labels.items())) + "}"
+        out[key] = s.value
+    out["type:" + fam.name] = fam.type
+print(json.dumps(out))
+"#;
+
+fn parse_exposition(text: &str) -> serde_json::Map<String, serde_json::Value> {
+    use std::io::Write;
+    let mut child = Command::new("python3")
+        .args(["-c", PARSE])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (with prometheus_client, which .ci/run installs)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus_client could not parse /metrics: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    match serde_json::from_slice(&out.stdout).unwrap() {
+        serde_json::Value::Object(m) => m,
+        other => panic!("{other}"),
+    }
+}
+
+#[test]
+fn metrics_are_parsed_by_prometheus_and_match_what_was_done() {
+    let s = TestServer::start(ServerConfig {
+        shards: 2,
+        ..ServerConfig::default()
+    });
+    for i in 0..3 {
+        s.write_ok(
+            "met",
+            &format!("cpu,region=eu-west-1,host=h{i} v={i} {i}\n"),
+        );
+    }
+    let bad = s.post("/write?db=met", b"cpu v=\n".to_vec());
+    assert_eq!(bad.status, 400);
+    let r = s.get("/api/v1/query?db=met&measurement=cpu&agg=count");
+    assert_eq!(r.status, 200);
+    let text = s.get("/metrics").body;
+    let m = parse_exposition(&text);
+    let v = |k: &str| {
+        m.get(k)
+            .and_then(|v| v.as_f64())
+            .unwrap_or_else(|| panic!("{k} missing in:\n{text}"))
+    };
+    assert_eq!(
+        v("meridian_http_requests_total{code=204,endpoint=/write}"),
+        3.0
+    );
+    assert_eq!(
+        v("meridian_http_requests_total{code=400,endpoint=/write}"),
+        1.0
+    );
+    assert_eq!(
+        v("meridian_http_requests_total{code=200,endpoint=/api/v1/query}"),
+        1.0
+    );
+    assert_eq!(
+        v("meridian_http_request_duration_seconds_count{endpoint=/write}"),
+        4.0
+    );
+    assert_eq!(
+        m["type:meridian_http_request_duration_seconds"],
+        "histogram"
+    );
+    assert!(v("process_resident_memory_bytes{}") > 1e6);
+    assert!(v("process_open_fds{}") > 0.0);
+    assert!(v("process_start_time_seconds{}") > 1.7e9);
+    let build = m
+        .keys()
+        .find(|k| k.starts_with("meridian_build_info{commit="))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        build.contains(&format!("version={}", env!("CARGO_PKG_VERSION"))),
+        "{build}"
+    );
+    assert_eq!(v("meridian_series{db=met}"), 3.0);
+    assert_eq!(v("meridian_region_hosted{region=eu}"), 1.0);
+    assert!(v("meridian_region_disk_free_bytes{region=eu}") > 0.0);
+    let rows_in_eu: f64 = (0..2)
+        .map(|i| {
+            v(&format!(
+                "meridian_shard_memory_rows{{region=eu,shard={i}}}"
+            ))
+        })
+        .sum();
+    assert_eq!(rows_in_eu, 3.0);
+    let wal: f64 = (0..2)
+        .map(|i| v(&format!("meridian_shard_wal_bytes{{region=eu,shard={i}}}")))
+        .sum();
+    assert!(wal > 0.0, "the WAL holds the three writes");
+    assert_eq!(m["type:meridian_points_written"], "counter");
+    // promtool (Prometheus' linter) finds nothing to say.
+    let mut lint = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian: prometheus, which .ci/run installs)");
+    {
+        use std::io::Write;
+        lint.stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    let out = lint.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// With tokens on, `/metrics` takes a client token, a scrape token of its own
+/// (`auth.metrics_tokens`, good for nothing else), or none with `auth.metrics_open`.
+#[test]
+fn metrics_take_their_own_scrape_token_or_none() {
+    let scrape = ServerConfig {
+        auth_extra: "metrics_tokens = [\"scrape-only-1\"]".into(),
+        ..ServerConfig::default().tokens(&["client-token-1"])
+    };
+    let s = TestServer::start(scrape);
+    assert_eq!(s.get("/metrics").status, 401);
+    let with = |t: &str| [("Authorization", format!("Token {t}"))];
+    let get = |p: &str, t: &str| {
+        let h = with(t);
+        s.get_with(p, &[(h[0].0, h[0].1.as_str())]).status
+    };
+    assert_eq!(get("/metrics", "scrape-only-1"), 200);
+    assert_eq!(get("/metrics", "client-token-1"), 200);
+    assert_eq!(
+        get("/api/v1/regions", "scrape-only-1"),
+        401,
+        "a scrape token reads /metrics only"
+    );
+    drop(s);
+    let open = ServerConfig {
+        auth_extra: "metrics_open = true".into(),
+        ..ServerConfig::default().tokens(&["client-token-1"])
+    };
+    let s = TestServer::start(open);
+    assert_eq!(s.get("/metrics").status, 200);
+    assert_eq!(s.get("/api/v1/regions").status, 401);
+}

@@ -70,6 +70,8 @@ pub struct ServerConfig {
     pub max_series: Option<u64>,
     /// `memory.series_catalog`.
     pub series_catalog: Option<String>,
+    /// Lines added to `[auth]` (after `tokens`).
+    pub auth_extra: String,
     /// Raw TOML appended after everything else (whole tables, such as `[storage]`).
     pub extra_toml: String,
     /// Extra `key = value` lines of one `[[region]]` table: (region name, line).
@@ -99,6 +101,7 @@ impl Default for ServerConfig {
             tokens: vec![],
             max_series: None,
             series_catalog: None,
+            auth_extra: String::new(),
             extra_toml: String::new(),
             region_extra: vec![],
         }
@@ -233,7 +236,11 @@ impl ServerConfig {
         }
         s.push('\n');
         let toks: Vec<String> = self.tokens.iter().map(|t| format!("\"{t}\"")).collect();
-        s.push_str(&format!("[auth]\ntokens = [{}]\n\n", toks.join(", ")));
+        s.push_str(&format!(
+            "[auth]\ntokens = [{}]\n{}\n\n",
+            toks.join(", "),
+            self.auth_extra
+        ));
         s.push_str(
             r#"[[region]]
 name = "americas"
