@@ -495,6 +495,9 @@ impl Metrics {
             GAUGE,
             shard(&|s| s.wal_bytes),
         );
+        // The encoder refuses (and stops at) a family without samples: no series yet, no
+        // hosted region.
+        fams.retain(|f| !f.get_metric().is_empty());
         fams.sort_by(|a, b| a.name().cmp(b.name()));
         let mut out = Vec::new();
         if let Err(e) = prometheus::TextEncoder::new().encode(&fams, &mut out) {

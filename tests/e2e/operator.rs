@@ -157,6 +157,12 @@ fn metrics_are_parsed_by_prometheus_and_match_what_was_done() {
         shards: 2,
         ..ServerConfig::default()
     });
+    // A fresh server (no series, no request yet) has its whole exposition too.
+    let fresh = parse_exposition(&s.get("/metrics").body);
+    assert!(
+        fresh.contains_key("process_resident_memory_bytes{}"),
+        "{fresh:?}"
+    );
     for i in 0..3 {
         s.write_ok(
             "met",
