@@ -884,16 +884,29 @@ impl RawConfig {
             .high_water
             .map_or(limit_bytes / 4 * 3, ByteSize::bytes);
         if high_water_bytes > limit_bytes {
-            return Err(invalid("memory.high_water", "must not exceed memory.limit"));
+            return Err(invalid(
+                "memory.high_water",
+                format!(
+                    "{high_water_bytes} bytes: must not exceed memory.limit ({limit_bytes} bytes)"
+                ),
+            ));
         }
         let series_catalog_bytes = self
             .memory
             .series_catalog
             .map_or(high_water_bytes / 3 * 2, ByteSize::bytes);
+        if series_catalog_bytes == 0 {
+            return Err(invalid(
+                "memory.series_catalog",
+                "0 bytes: must be greater than zero (the catalog holds every series written, for SHOW statements and the series limit)",
+            ));
+        }
         if series_catalog_bytes >= high_water_bytes {
             return Err(invalid(
                 "memory.series_catalog",
-                "must be below memory.high_water (the catalog counts against memory.limit, and blocks need room beside it)",
+                format!(
+                    "{series_catalog_bytes} bytes: must be below memory.high_water ({high_water_bytes} bytes): the catalog counts against memory.limit, and blocks need room beside it"
+                ),
             ));
         }
 

@@ -115,15 +115,19 @@ fn run(cli: Cli) -> Result<()> {
             let shards = cfg.routing.regions.len() * cfg.ingest.shards_per_region;
             connection_limit(cfg.http.max_connections, fd_limit, shards)
                 .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", config.display()))?;
-            println!("config {} is valid", config.display());
-            println!("data_dir: {}", cfg.data_dir.display());
+            // A closed stdout (`| head`) is not an error of the config.
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "config {} is valid", config.display());
+            let _ = writeln!(out, "data_dir: {}", cfg.data_dir.display());
             for (i, r) in cfg.routing.regions.iter().enumerate() {
                 let default = if i == cfg.routing.default_region {
                     " (default)"
                 } else {
                     ""
                 };
-                println!(
+                let _ = writeln!(
+                    out,
                     "region {}{default}: tag_values {:?}, {} bbox(es)",
                     r.name,
                     r.tag_values,
@@ -177,7 +181,10 @@ fn log_startup_summary(engine: &Engine, cfg: &Config) {
         query_max_memory = cfg.query.max_memory,
         query_total_memory = cfg.query.total_memory,
         query_timeout_ms = cfg.query.timeout.as_millis() as u64,
-        wal_sync = ?cfg.ingest.wal.sync,
+        wal_sync = %match cfg.ingest.wal.sync {
+            meridian::config::SyncPolicy::Always => "always".to_string(),
+            meridian::config::SyncPolicy::Interval(d) => format!("interval {}ms", d.as_millis()),
+        },
         "limits in force"
     );
 }
@@ -263,6 +270,13 @@ fn serve(args: ServeArgs) -> Result<()> {
     let shards = cfg.routing.regions.len() * cfg.ingest.shards_per_region;
     let max_connections = connection_limit(cfg.http.max_connections, fd_limit, shards)
         .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", args.config.display()))?;
+    // The address is taken before the data directory is opened: a port in use stops
+    // start-up before any recovery work.
+    let std_listener = std::net::TcpListener::bind(&cfg.http.listen)
+        .with_context(|| format!("cannot listen on {}", cfg.http.listen))?;
+    std_listener
+        .set_nonblocking(true)
+        .context("configuring the listening socket")?;
     let engine = Engine::open(&cfg, &opts).context("opening the data directory")?;
     log_startup_summary(&engine, &cfg);
     engine.load_series_catalog();
@@ -303,8 +317,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
-            .await
+        let listener = tokio::net::TcpListener::from_std(std_listener)
             .with_context(|| format!("cannot listen on {}", cfg.http.listen))?;
         let addr = listener.local_addr()?;
         // Install the signal handlers before announcing readiness: a SIGTERM sent right

@@ -508,13 +508,15 @@ impl SeriesCatalog {
             .fetch_add((ms.bytes - before) as u64, Ordering::Relaxed);
     }
 
-    /// Live series per database, sorted by name.
+    /// Live series per database that has any, sorted by name.
     pub fn series_counts(&self) -> Vec<(String, u64)> {
         let mut out: Vec<(String, u64)> = self
             .counts
             .read()
             .iter()
             .map(|(db, n)| (db.to_string(), n.load(Ordering::Relaxed)))
+            // A database asked about but never written, or dropped, has none.
+            .filter(|(_, n)| *n > 0)
             .collect();
         out.sort();
         out

@@ -110,8 +110,8 @@ pub fn precision_unit(p: Option<&str>) -> Result<i64, String> {
     }
 }
 
-/// Integer `start`/`end` given without `precision` that read as nanoseconds fall in the
-/// first 12 days of 1970: almost surely seconds or milliseconds (Grafana's `${__from}`).
+/// Integer `start`/`end` given without `precision` that read as nanoseconds fall before
+/// March 1973: almost surely seconds, milliseconds (Grafana's `${__from}`) or microseconds.
 /// The warning says how they were read and what to pass.
 pub fn time_unit_hints(p: &HashMap<String, String>) -> Vec<String> {
     if p.get("precision").is_some_and(|v| !v.is_empty()) {
@@ -121,7 +121,7 @@ pub fn time_unit_hints(p: &HashMap<String, String>) -> Vec<String> {
         .into_iter()
         .filter_map(|k| {
             let n = p.get(k)?.trim().parse::<i64>().ok()?;
-            (n > 0 && n < 1_000_000_000_000_000).then(|| {
+            (n > 0 && n < 100_000_000_000_000_000).then(|| {
                 let at = chrono::DateTime::from_timestamp_nanos(n)
                     .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
                 format!(
@@ -187,9 +187,55 @@ pub fn parse_time_at(key: &str, s: &str, now_ns: i64) -> Result<i64, String> {
 pub fn parse_where(w: &str) -> Result<Vec<TagPred>, String> {
     split_escaped(w, ',')
         .iter()
+        .flat_map(|s| split_and(s))
         .filter(|s| !s.trim().is_empty())
-        .map(|s| parse_pred(s))
+        .map(|s| parse_pred(&s))
         .collect()
+}
+
+/// Splits on ` AND ` (any case, spaces around) outside quotes: `host='a' AND dc='x'`, as
+/// InfluxQL users write it, is two predicates.
+fn split_and(s: &str) -> Vec<String> {
+    let (mut out, mut cur) = (Vec::new(), String::new());
+    let mut quote: Option<char> = None;
+    let chars: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '\'' || c == '"' => quote = Some(c),
+            None if c.is_whitespace() => {
+                let next: Vec<char> = chars[i..]
+                    .iter()
+                    .skip_while(|c| c.is_whitespace())
+                    .take(4)
+                    .copied()
+                    .collect();
+                if next.len() == 4
+                    && next[..3]
+                        .iter()
+                        .zip("and".chars())
+                        .all(|(a, b)| a.eq_ignore_ascii_case(&b))
+                    && next[3].is_whitespace()
+                {
+                    out.push(std::mem::take(&mut cur));
+                    // Past the spaces, `AND` and the space after it.
+                    while i < chars.len() && chars[i].is_whitespace() {
+                        i += 1;
+                    }
+                    i += 4;
+                    continue;
+                }
+            }
+            None => {}
+        }
+        cur.push(c);
+        i += 1;
+    }
+    out.push(cur);
+    out
 }
 
 /// Splits on `sep` not preceded by a backslash; `\,` becomes `,`.
@@ -231,7 +277,23 @@ fn parse_pred(p: &str) -> Result<TagPred, String> {
         ));
     };
     let key = p[..pos].trim();
-    let val = &p[pos + op.len()..];
+    let val = p[pos + op.len()..].trim();
+    let unbalanced = |open: char| {
+        val.starts_with(open) && (val.len() < 2 || !val.ends_with(open))
+            || (val.ends_with(open) && !val.starts_with(open) && open != '/')
+    };
+    if val.starts_with('=') {
+        return Err(format!(
+            "invalid where predicate {:?}: one `=` compares (k=v)",
+            truncate(p, 64)
+        ));
+    }
+    if unbalanced('\'') || unbalanced('"') || (kind >= 2 && unbalanced('/')) {
+        return Err(format!(
+            "invalid where predicate {:?}: a quote (or a regex's slash) is not closed",
+            truncate(p, 64)
+        ));
+    }
     if key.is_empty() {
         return Err(format!(
             "invalid where predicate {:?}: missing tag key",
@@ -544,6 +606,52 @@ mod tests {
     fn escaped_commas_in_where() {
         let s = spec("db=d&measurement=m&where=k=a%5C,b").unwrap();
         assert!(s.preds[0].matches(Some("a,b")));
+    }
+
+    /// `where` as InfluxQL users type it: quotes, spaces around values, ` AND `; what would
+    /// silently match nothing (an unclosed quote, `==`) is an error.
+    #[test]
+    fn where_values_as_influxql_users_type_them() {
+        let eq = |w: &str| -> Vec<(String, String)> {
+            parse_where(w)
+                .unwrap_or_else(|e| panic!("{w}: {e}"))
+                .into_iter()
+                .map(|p| match p.op {
+                    TagOp::Eq(v) => (p.key, v),
+                    other => panic!("{w}: {other:?}"),
+                })
+                .collect()
+        };
+        let a = vec![("host".to_string(), "a".to_string())];
+        for w in [
+            "host=a",
+            "host='a'",
+            "host=\"a\"",
+            "host = 'a'",
+            "host= 'a' ",
+            " host =a",
+        ] {
+            assert_eq!(eq(w), a, "{w}");
+        }
+        let two = vec![
+            ("host".to_string(), "a".to_string()),
+            ("region".to_string(), "eu west".to_string()),
+        ];
+        assert_eq!(eq("host='a' AND region='eu west'"), two);
+        assert_eq!(eq("host='a' and region='eu west'"), two);
+        assert_eq!(eq("host=a,region=eu west"), two);
+        // ` AND ` inside quotes is part of the value.
+        assert_eq!(eq("k='x AND y'"), vec![("k".into(), "x AND y".into())]);
+        assert_eq!(eq("k='it\\'s'"), vec![("k".into(), "it's".into())]);
+        for bad in ["host='a", "host=a'", "host==a", "host=~/^a", "host=\"a"] {
+            let e = parse_where(bad)
+                .err()
+                .unwrap_or_else(|| panic!("{bad} accepted"));
+            assert!(e.contains("invalid where predicate"), "{bad}: {e}");
+        }
+        assert!(
+            matches!(&parse_where("h=~/^a$/").unwrap()[0].op, TagOp::Re(r) if r.as_str() == "^a$")
+        );
     }
 
     #[test]
