@@ -13,10 +13,12 @@ use axum::response::{IntoResponse, Response};
 use super::Shared;
 use super::body::read_body;
 use super::error::{ApiError, Dialect, DialectError};
+use crate::influxql::Statement;
 use crate::query::influxql::result::{
-    Chunking, SeriesPart, StatementResult, TimeFormat, write_csv, write_results, write_statement,
+    Cell, Chunking, ResultSeries, SeriesPart, StatementResult, TimeFormat, write_csv,
+    write_results, write_statement,
 };
-use crate::query::influxql::{Ctx, execute};
+use crate::query::influxql::{Ctx, execute, execute_one, select, stream};
 
 /// Rows per chunk when `chunked=true` has no `chunk_size` (InfluxDB's default).
 const DEFAULT_CHUNK_SIZE: usize = 10_000;
@@ -122,10 +124,30 @@ async fn run(state: Shared, params: HashMap<String, String>, headers: &HeaderMap
     ctx.rp = params.get("rp").cloned();
     ctx.forwarded = headers.contains_key(crate::query::remote::FORWARDED_HEADER);
     let statement_count = statements.len();
-    let statements = statements
+    let statements: Vec<Result<Statement, String>> = statements
         .into_iter()
         .map(|s| s.map_err(|e| e.message))
         .collect();
+    let version = (
+        header::HeaderName::from_static("x-influxdb-version"),
+        header::HeaderValue::from_static("1.8.10-meridian"),
+    );
+    if chunked
+        && !csv
+        && statements
+            .iter()
+            .any(|s| matches!(s, Ok(Statement::Select(_))))
+    {
+        // Raw SELECTs are computed and sent a partition at a time (query::influxql::stream).
+        metrics.queries.fetch_add(1, Relaxed);
+        let handle = tokio::runtime::Handle::current();
+        let gap = state.config.http.body_timeout;
+        let mut response = super::api::streamed("application/json", gap, usize::MAX, move |w| {
+            stream_chunked(w, &handle, &ctx, statements, time, chunk_size)
+        });
+        response.headers_mut().insert(version.0, version.1);
+        return response;
+    }
     let results = execute(&ctx, statements).await;
     metrics.queries.fetch_add(1, Relaxed);
     metrics
@@ -134,10 +156,6 @@ async fn run(state: Shared, params: HashMap<String, String>, headers: &HeaderMap
     if results.iter().any(|r| r.error.is_some()) {
         metrics.query_errors.fetch_add(1, Relaxed);
     }
-    let version = (
-        header::HeaderName::from_static("x-influxdb-version"),
-        header::HeaderValue::from_static("1.8.10-meridian"),
-    );
     if pretty && !csv && !chunked {
         // Indented: built whole (a person reads it; answers are bounded by the budget).
         let mut out: Vec<u8> = Vec::new();
@@ -253,6 +271,128 @@ pub async fn delete_v2(
         }
         Err(e) => bad_request(e),
     }
+}
+
+/// `chunked=true` statement by statement, each computed as its chunks are sent: a raw
+/// SELECT a partition at a time ([`stream::windows`]), others whole. The last chunk of a
+/// SELECT is held back until the next window shows whether more rows follow (its
+/// `partial` flag).
+fn stream_chunked(
+    w: &mut dyn std::io::Write,
+    handle: &tokio::runtime::Handle,
+    ctx: &Ctx,
+    statements: Vec<Result<Statement, String>>,
+    time: TimeFormat,
+    chunk_size: usize,
+) -> std::io::Result<()> {
+    let count = statements.len();
+    for (id, st) in statements.into_iter().enumerate() {
+        let left = count - id;
+        let st = match st {
+            Ok(s) => s,
+            Err(e) => {
+                return write_chunked(w, &[StatementResult::error(id, e)], time, chunk_size, left);
+            }
+        };
+        let plan = match &st {
+            Statement::Select(s) => handle.block_on(stream::windows(ctx, s)).map(|ws| (s, ws)),
+            _ => None,
+        };
+        let ok = match plan {
+            Some((s, windows)) => {
+                stream_select(w, handle, ctx, id, s, &windows, time, chunk_size, left)?
+            }
+            None => {
+                let r = handle.block_on(execute_one(ctx, id, &st));
+                let ok = r.error.is_none();
+                write_chunked(w, &[r], time, chunk_size, left)?;
+                ok
+            }
+        };
+        if !ok {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// One raw SELECT, window by window; false if it failed (its error was sent).
+#[allow(clippy::too_many_arguments)]
+fn stream_select(
+    w: &mut dyn std::io::Write,
+    handle: &tokio::runtime::Handle,
+    ctx: &Ctx,
+    id: usize,
+    s: &crate::influxql::SelectStatement,
+    windows: &[(i64, i64)],
+    time: TimeFormat,
+    chunk_size: usize,
+    left: usize,
+) -> std::io::Result<bool> {
+    let head = StatementResult {
+        statement_id: id,
+        chunking: Chunking::Rows,
+        ..Default::default()
+    };
+    let piece = |w: &mut dyn std::io::Write, series: &ResultSeries, more: bool| {
+        let part = SeriesPart {
+            series,
+            rows: &series.values,
+            partial: more,
+        };
+        w.write_all(b"{\"results\":[")?;
+        write_statement(w, &head, std::slice::from_ref(&part), time, more)?;
+        w.write_all(b"]}\n")
+    };
+    // Rows fill chunks of `chunk_size` across windows, as if the answer were cut whole: a
+    // full chunk waits in `ready` until a next row shows that more follow.
+    let mut template: Option<ResultSeries> = None;
+    let mut ready: Option<ResultSeries> = None;
+    let mut acc: Vec<Vec<Cell>> = Vec::new();
+    for &window in windows {
+        match handle.block_on(select::select(ctx, &stream::within(s, window))) {
+            Ok(found) => {
+                for mut series in found {
+                    let rows = std::mem::take(&mut series.values);
+                    let t = template.get_or_insert(series);
+                    for row in rows {
+                        if acc.len() == chunk_size {
+                            if let Some(prev) = ready.take() {
+                                piece(w, &prev, true)?;
+                            }
+                            ready = Some(ResultSeries {
+                                values: std::mem::take(&mut acc),
+                                ..t.clone()
+                            });
+                        }
+                        acc.push(row);
+                    }
+                }
+            }
+            Err(e) => {
+                if let Some(prev) = ready.take() {
+                    piece(w, &prev, true)?;
+                }
+                write_chunked(w, &[StatementResult::error(id, e)], time, chunk_size, left)?;
+                return Ok(false);
+            }
+        }
+    }
+    let last = template.map(|t| ResultSeries { values: acc, ..t });
+    match (ready, last) {
+        (Some(r), Some(l)) if !l.values.is_empty() => {
+            piece(w, &r, true)?;
+            piece(w, &l, false)?;
+        }
+        (Some(r), _) => piece(w, &r, false)?,
+        (None, Some(l)) if !l.values.is_empty() => piece(w, &l, false)?,
+        (None, _) => {
+            w.write_all(b"{\"results\":[")?;
+            write_statement(w, &head, &[], time, false)?;
+            w.write_all(b"]}\n")?;
+        }
+    }
+    Ok(true)
 }
 
 /// `chunked=true`: one JSON document per line, each holding at most `chunk_size` rows of

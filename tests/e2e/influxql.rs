@@ -718,3 +718,94 @@ fn names_with_separator_characters_answer_right() {
         "{v}"
     );
 }
+
+/// `chunked=true` computes a raw SELECT of a one-series measurement a partition at a time:
+/// an export whose answer would pass `query.max_memory` whole streams within it, with the
+/// same rows, in order either way, and chunks filled to `chunk_size` across partitions
+/// (the last one only without `partial`). Data in files and in memory.
+#[test]
+fn chunked_raw_selects_stream_a_partition_at_a_time() {
+    let mut s = TestServer::start(ServerConfig::default().with_query_memory("2MiB", "4MiB"));
+    // 2024-01-01T00:00:00Z; four hours of one series, 900 points an hour with 600-byte
+    // strings: about 0.6 MB of strings a partition, 2.2 MB in all.
+    let t0: i64 = 1_704_067_200_000_000_000;
+    let pad = "x".repeat(600);
+    let body = |hours: std::ops::Range<i64>| -> String {
+        hours
+            .flat_map(|h| (0..900i64).map(move |i| (h, i)))
+            .map(|(h, i)| {
+                format!(
+                    "exp s=\"{h}-{i} {pad}\",v={i}i {}\n",
+                    t0 + h * 3_600_000_000_000 + i * 4_000_000_000
+                )
+            })
+            .collect()
+    };
+    s.write_ok("st", &body(0..2));
+    s.stop();
+    s.restart();
+    s.write_ok("st", &body(2..4));
+    let ask = |params: &str, query: &str| {
+        let url = format!(
+            "/query?db=st&{params}&q={}",
+            form_urlencoded::byte_serialize(query.as_bytes()).collect::<String>()
+        );
+        let r = s.get(&url);
+        assert_eq!(r.status, 200, "{query}: {}", r.body);
+        r.body
+    };
+    // Whole, the answer is over the budget.
+    let whole: Value = serde_json::from_str(&ask("", "SELECT s, v FROM exp")).unwrap();
+    let err = whole["results"][0]["error"].as_str().unwrap_or_default();
+    assert!(err.contains("query.max_memory"), "{whole:.300}");
+    for (order, stmt) in [
+        ("asc", "SELECT s, v FROM exp"),
+        ("desc", "SELECT s, v FROM exp ORDER BY time DESC"),
+    ] {
+        let text = ask("chunked=true&chunk_size=1000", stmt);
+        let docs: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let sizes: Vec<usize> = docs.iter().map(|d| values(d).len()).collect();
+        assert_eq!(sizes, vec![1000, 1000, 1000, 600], "{order}");
+        let partial: Vec<bool> = docs
+            .iter()
+            .map(|d| d["results"][0]["partial"] == json!(true))
+            .collect();
+        assert_eq!(partial, vec![true, true, true, false], "{order}");
+        let rows: Vec<Vec<Value>> = docs.iter().flat_map(values).collect();
+        let mut expected: Vec<i64> = (0..4)
+            .flat_map(|h| (0..900i64).map(move |i| i + h * 10_000))
+            .collect();
+        if order == "desc" {
+            expected.reverse();
+        }
+        let got: Vec<i64> = rows
+            .iter()
+            .map(|r| {
+                let (h, i) = r[1]
+                    .as_str()
+                    .unwrap()
+                    .split_once(' ')
+                    .unwrap()
+                    .0
+                    .split_once('-')
+                    .unwrap();
+                assert_eq!(r[2].as_i64().unwrap().to_string(), i, "{r:?}");
+                h.parse::<i64>().unwrap() * 10_000 + i.parse::<i64>().unwrap()
+            })
+            .collect();
+        assert_eq!(got, expected, "{order}: every point once, in order");
+    }
+    // A smaller answer is the same chunked or whole.
+    let stmt =
+        "SELECT v FROM exp WHERE time >= '2024-01-01T01:50:00Z' AND time < '2024-01-01T02:10:00Z'";
+    let whole: Value = serde_json::from_str(&ask("", stmt)).unwrap();
+    let chunked: Vec<Vec<Value>> = ask("chunked=true&chunk_size=7", stmt)
+        .lines()
+        .flat_map(|l| values(&serde_json::from_str(l).unwrap()))
+        .collect();
+    assert_eq!(values(&whole), chunked);
+    assert_eq!(chunked.len(), 300);
+}

@@ -1403,6 +1403,12 @@ pub const CASES: &[Case] = &[
     with("chunked", "chunked=true&chunk_size=2", "SHOW TAG VALUES WITH KEY IN (\"host\",\"region\")"),
     with("chunked", "chunked=true", "SELECT usage_user FROM cpu WHERE host = 'host_2' AND time >= '2024-01-01T01:00:00Z' AND time < '2024-01-01T01:10:00Z'"),
     with("chunked", "chunked=true", "SELECT count(usage_user) FROM nosuchdb..cpu"),
+    // Raw selects over both hours, across series (answered whole) and of one series
+    // (tests/e2e/influxql.rs checks the partition-at-a-time path on one-series data).
+    with("chunked", "chunked=true&chunk_size=500", "SELECT usage_user FROM cpu WHERE host = 'host_1'"),
+    with("chunked", "chunked=true&chunk_size=300", "SELECT * FROM cpu WHERE host = 'host_2' ORDER BY time DESC"),
+    with("chunked", "chunked=true&chunk_size=1000", "SELECT usage_user * 2 FROM cpu WHERE time >= '2024-01-01T00:50:00Z' AND time < '2024-01-01T01:20:00Z'"),
+    with("chunked", "chunked=true&chunk_size=7", "SELECT usage_user FROM cpu WHERE host = 'nobody'; SELECT used FROM mem WHERE host = 'host_1'"),
     with("chunked", "chunked=true&chunk_size=1", "SELECT * FROM nope"),
     with("chunked", "chunked=false", "SELECT usage_user FROM cpu WHERE host = 'host_1' LIMIT 2"),
     with("chunked", "chunked=true&chunk_size=0", "SELECT usage_user FROM cpu WHERE host = 'host_1' LIMIT 2"),

@@ -22,6 +22,7 @@ pub mod native;
 pub mod result;
 pub mod select;
 pub mod show;
+pub mod stream;
 pub mod transform;
 
 use std::sync::Arc;
@@ -104,24 +105,8 @@ pub async fn execute(
 ) -> Vec<StatementResult> {
     let mut out = Vec::with_capacity(statements.len());
     for (id, stmt) in statements.into_iter().enumerate() {
-        let stmt = match stmt {
-            Ok(s) => s,
-            Err(e) => {
-                out.push(StatementResult::error(id, e));
-                break;
-            }
-        };
-        let result = match run_statement(ctx, &stmt).await {
-            Ok(series) => StatementResult {
-                statement_id: id,
-                series,
-                chunking: match stmt {
-                    Statement::Select(_) | Statement::ShowSeries(_) => Chunking::Rows,
-                    Statement::ShowTagValues(_) => Chunking::PerSeriesWhole,
-                    _ => Chunking::PerSeries,
-                },
-                ..Default::default()
-            },
+        let result = match stmt {
+            Ok(s) => execute_one(ctx, id, &s).await,
             Err(e) => StatementResult::error(id, e),
         };
         let failed = result.error.is_some();
@@ -131,6 +116,23 @@ pub async fn execute(
         }
     }
     out
+}
+
+/// Runs one statement, numbered `id` in its request.
+pub async fn execute_one(ctx: &Ctx, id: usize, stmt: &Statement) -> StatementResult {
+    match run_statement(ctx, stmt).await {
+        Ok(series) => StatementResult {
+            statement_id: id,
+            series,
+            chunking: match stmt {
+                Statement::Select(_) | Statement::ShowSeries(_) => Chunking::Rows,
+                Statement::ShowTagValues(_) => Chunking::PerSeriesWhole,
+                _ => Chunking::PerSeries,
+            },
+            ..Default::default()
+        },
+        Err(e) => StatementResult::error(id, e),
+    }
 }
 
 async fn run_statement(ctx: &Ctx, stmt: &Statement) -> Result<Vec<result::ResultSeries>, String> {

@@ -56,14 +56,14 @@ fn agg_call(a: &str) -> Result<(String, Option<Expr>), String> {
     }
 }
 
-fn var(name: &str, tag: bool) -> Expr {
+pub(crate) fn var(name: &str, tag: bool) -> Expr {
     Expr::VarRef(VarRef {
         name: name.to_string(),
         data_type: tag.then_some(DataType::Tag),
     })
 }
 
-fn and(a: Option<Expr>, b: Expr) -> Option<Expr> {
+pub(crate) fn and(a: Option<Expr>, b: Expr) -> Option<Expr> {
     Some(match a {
         None => b,
         Some(a) => Expr::Binary(BinaryExpr {
@@ -74,7 +74,7 @@ fn and(a: Option<Expr>, b: Expr) -> Option<Expr> {
     })
 }
 
-fn cmp(op: BinaryOp, lhs: Expr, rhs: Expr) -> Expr {
+pub(crate) fn cmp(op: BinaryOp, lhs: Expr, rhs: Expr) -> Expr {
     Expr::Binary(BinaryExpr {
         op,
         lhs: Box::new(lhs),

@@ -1,0 +1,101 @@
+//! `chunked=true` answers of raw SELECTs computed a partition at a time, so that exporting
+//! a measurement (`SELECT * FROM m`) never holds the whole answer: each window is its own
+//! statement execution (its own memory budget), the rows of one are sent before the next
+//! is read.
+//!
+//! Only where the answer is the concatenation of the windows' answers in time order: raw
+//! fields (no function), one measurement named exactly, holding one series, no `GROUP BY`,
+//! no `LIMIT`/`OFFSET`/`SLIMIT`/`SOFFSET`, and every region hosted by this node (the
+//! partitions of other nodes' regions are not known here). Anything else is answered
+//! whole, as before. One series: points of several series at one time are ordered by the
+//! scan path a window takes, which the oracle showed is not always the whole answer's
+//! (InfluxDB's) order.
+
+use std::collections::BTreeSet;
+
+use crate::influxql::{BinaryOp, Expr, MeasurementName, SelectStatement, SortOrder};
+use crate::model::{RegionId, TIME_COLUMN};
+
+use super::Ctx;
+use super::native::{and, cmp, var};
+
+/// Whether an expression calls a function (an aggregate, a selector, a transformation).
+fn has_call(e: &Expr) -> bool {
+    match e {
+        Expr::Call(_) => true,
+        Expr::Binary(b) => has_call(&b.lhs) || has_call(&b.rhs),
+        Expr::Paren(p) => has_call(p),
+        _ => false,
+    }
+}
+
+/// The time windows (`[start, end)`, one per partition holding the measurement, in the
+/// statement's order) to run `s` over, or `None` when it must be answered whole: not a raw
+/// select of one measurement as described above, or data in at most one partition.
+pub async fn windows(ctx: &Ctx, s: &SelectStatement) -> Option<Vec<(i64, i64)>> {
+    let raw = s.fields.iter().all(|f| !has_call(&f.expr))
+        && s.dimensions.is_empty()
+        && s.limit.is_none()
+        && s.offset.is_none()
+        && s.slimit.is_none()
+        && s.soffset.is_none()
+        && s.sources.len() == 1;
+    if !raw {
+        return None;
+    }
+    let src = &s.sources[0];
+    let MeasurementName::Name(m) = &src.name else {
+        return None;
+    };
+    let db = ctx.database(src.database.as_deref()).ok()?;
+    let engine = &ctx.engine;
+    if !ctx.database_exists(&db) || !engine.regions().iter().all(|r| r.hosted()) {
+        return None;
+    }
+    let one_series = engine
+        .series()
+        .get(&db, m)
+        .is_some_and(|e| e.read().len() == 1);
+    if !one_series {
+        return None;
+    }
+    let mut starts = BTreeSet::new();
+    for i in 0..engine.regions().len() {
+        let snap = engine.snapshot(RegionId(i), &db, Some(m)).await.ok()?;
+        starts.extend(
+            snap.files()
+                .filter(|f| *f.measurement == **m)
+                .map(|f| f.partition_start),
+        );
+        starts.extend(
+            snap.mem
+                .iter()
+                .filter(|b| *b.key.measurement == **m)
+                .map(|b| b.key.partition.0),
+        );
+    }
+    if starts.len() < 2 {
+        return None;
+    }
+    let width = engine.router().partition_duration_ns();
+    let mut out: Vec<(i64, i64)> = starts
+        .into_iter()
+        .map(|p| (p, p.saturating_add(width)))
+        .collect();
+    if s.order == SortOrder::Desc {
+        out.reverse();
+    }
+    Some(out)
+}
+
+/// `s` restricted to `[start, end)`.
+pub fn within(s: &SelectStatement, (start, end): (i64, i64)) -> SelectStatement {
+    let time = || var(TIME_COLUMN, false);
+    let mut w = s.clone();
+    let cond = and(
+        w.condition.take().map(|c| Expr::Paren(Box::new(c))),
+        cmp(BinaryOp::Gte, time(), Expr::Integer(start)),
+    );
+    w.condition = and(cond, cmp(BinaryOp::Lt, time(), Expr::Integer(end)));
+    w
+}
