@@ -15,11 +15,8 @@ use crate::model::{is_safe_name, parse_duration};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("cannot read config file {path}: {err}")]
+    Read { path: PathBuf, err: std::io::Error },
     #[error("{message}")]
     Parse { path: PathBuf, message: String },
     #[error("config key `{key}`: {reason}")]
@@ -209,6 +206,11 @@ pub fn parse_byte_size(s: &str) -> std::result::Result<u64, String> {
     let n: u64 = num.parse().map_err(|_| {
         format!("invalid size {s:?}: expected a number with an optional unit like \"64MiB\"")
     })?;
+    if unit.starts_with('.') {
+        return Err(format!(
+            "invalid size {s:?}: sizes are whole numbers of a unit; use a smaller unit (\"1536MiB\", not \"1.5GiB\")"
+        ));
+    }
     let mult: u64 = match unit.trim() {
         "" | "B" => 1,
         "KB" => 1_000,
@@ -619,9 +621,9 @@ impl Config {
     /// directory of the config file, so `meridian serve --config x/regions.toml` works from
     /// anywhere.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            err,
         })?;
         let mut cfg = Config::parse(&text).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
@@ -651,7 +653,21 @@ impl Config {
 /// from where the error is: the key of that line under the last table header above it),
 /// instead of toml's multi-line excerpt.
 fn one_line_toml_error(text: &str, e: &toml::de::Error) -> String {
-    let message = e.message().trim().replace('\n', " ");
+    let message = e
+        .message()
+        .trim()
+        .replace('\n', " ")
+        .replace("expected usize", "expected a whole number (0 or more)")
+        .replace("expected u64", "expected a whole number (0 or more)")
+        .replace("expected u32", "expected a whole number (0 or more)")
+        .replace("expected u16", "expected a whole number (0 or more)")
+        .replace("expected i64", "expected a whole number")
+        .replace("expected f64", "expected a number")
+        .replace("expected path string", "expected a path (a string)");
+    if message.starts_with("missing field") {
+        // The span is the table that lacks it, not a key of the line it starts on.
+        return message.replacen("missing field", "missing key", 1);
+    }
     let Some(span) = e.span() else {
         return message;
     };
@@ -673,7 +689,10 @@ fn one_line_toml_error(text: &str, e: &toml::de::Error) -> String {
     match (table, key) {
         (Some(t), Some(k)) => format!("line {line_no}, key {t}.{k}: {message}"),
         (None, Some(k)) => format!("line {line_no}, key {k}: {message}"),
-        _ => format!("line {line_no}: {message}"),
+        _ => match line.trim() {
+            t if t.starts_with('[') => format!("line {line_no}, table {t}: {message}"),
+            _ => format!("line {line_no}: {message}"),
+        },
     }
 }
 
@@ -766,10 +785,22 @@ impl RawConfig {
                 let lat_ok = |v: f64| (-90.0..=90.0).contains(&v);
                 let lon_ok = |v: f64| (-180.0..=180.0).contains(&v);
                 if !lat_ok(b.min_lat) || !lat_ok(b.max_lat) {
-                    return Err(invalid(k, "latitudes must be within [-90, 90]"));
+                    return Err(invalid(
+                        k,
+                        format!(
+                            "min_lat {} / max_lat {}: latitudes must be within [-90, 90]",
+                            b.min_lat, b.max_lat
+                        ),
+                    ));
                 }
                 if !lon_ok(b.min_lon) || !lon_ok(b.max_lon) {
-                    return Err(invalid(k, "longitudes must be within [-180, 180]"));
+                    return Err(invalid(
+                        k,
+                        format!(
+                            "min_lon {} / max_lon {}: longitudes must be within [-180, 180]",
+                            b.min_lon, b.max_lon
+                        ),
+                    ));
                 }
                 if b.min_lat > b.max_lat {
                     return Err(invalid(k, "min_lat must not exceed max_lat"));
@@ -837,7 +868,10 @@ impl RawConfig {
         let shards_per_region = match self.ingest.shards_per_region {
             None | Some(0) => cores,
             Some(n) if n > 256 => {
-                return Err(invalid("ingest.shards_per_region", "at most 256"));
+                return Err(invalid(
+                    "ingest.shards_per_region",
+                    format!("{n}: at most 256 (0 or absent: one per core)"),
+                ));
             }
             Some(n) => n,
         };
@@ -869,7 +903,10 @@ impl RawConfig {
             return Err(invalid("flush.max_bytes", "must be greater than zero"));
         }
         if flush.workers == 0 || flush.workers > 64 {
-            return Err(invalid("flush.workers", "must be between 1 and 64"));
+            return Err(invalid(
+                "flush.workers",
+                format!("{}: must be between 1 and 64", flush.workers),
+            ));
         }
         if flush.row_group_rows < 1024 {
             return Err(invalid("flush.row_group_rows", "must be at least 1024"));
@@ -938,7 +975,10 @@ impl RawConfig {
         };
         let segment_bytes = self.wal.segment_bytes.map_or(64 << 20, ByteSize::bytes);
         if segment_bytes < (64 << 10) {
-            return Err(invalid("wal.segment_bytes", "must be at least 64KiB"));
+            return Err(invalid(
+                "wal.segment_bytes",
+                format!("{segment_bytes} bytes: must be at least 64KiB"),
+            ));
         }
         let queue_depth = self.wal.queue_depth.unwrap_or(256);
         if queue_depth == 0 {
@@ -1121,6 +1161,29 @@ name = "global"
         assert!(e.contains("limit") && e.contains("\"64MiB\""), "{e}");
         let cfg = Config::parse(&format!("{MIN}\n[memory]\nlimit = 268435456\n")).unwrap();
         assert_eq!(cfg.ingest.memory.limit_bytes, 256 << 20);
+        let e = err_of(&format!("{MIN}\n[memory]\nlimit = \"1.5GiB\"\n"));
+        assert!(e.contains("memory.limit") && e.contains("1536MiB"), "{e}");
+        let e = err_of(&format!("{MIN}\n[flush]\nmax_age = \"1.5h\"\n"));
+        assert!(e.contains("max_age") && e.contains("1h30m"), "{e}");
+        let e = err_of(&format!("{MIN}\n[ingest]\nshards_per_region = -1\n"));
+        assert!(
+            e.contains("shards_per_region") && e.contains("whole number"),
+            "{e}"
+        );
+        let e = err_of("data_dir = \"d\"\ndefault_region = \"g\"\n[[region]]\nname = \"g\"\n");
+        assert!(
+            e.contains("missing key `partition_duration`") && !e.contains("data_dir"),
+            "{e}"
+        );
+        let e = err_of(&format!(
+            "{MIN}\n[query]\ntimeout = \"1s\"\n[query]\nmax_rows = 5\n"
+        ));
+        assert!(e.contains("[query]"), "{e}");
+        let cfg = Config::parse(&format!("{MIN}\n[flush]\nmax_age = \"1 h\"\n")).unwrap();
+        assert_eq!(
+            cfg.ingest.flush.max_age,
+            std::time::Duration::from_secs(3600)
+        );
     }
 
     #[test]

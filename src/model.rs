@@ -235,7 +235,9 @@ impl Precision {
 /// Parses a duration: `500ms`, `10s`, `1m`, `1h`, `1d`, `1w`, compounds like `1h30m`; also
 /// `ns`, `us`/`µs`. Returns nanoseconds.
 pub fn parse_duration(s: &str) -> Result<i64, String> {
-    let t = s.trim();
+    // "1 h" as "1h", as sizes take "64 MiB".
+    let spaced: String = s.split_whitespace().collect();
+    let t = spaced.as_str();
     if t.is_empty() {
         return Err("empty duration: use e.g. \"10s\", \"1m\", \"1h\"".into());
     }
@@ -271,6 +273,11 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
             "" => {
                 return Err(format!(
                     "invalid duration {s:?}: missing unit (ns, us, ms, s, m, h, d, w)"
+                ));
+            }
+            other if other.starts_with('.') => {
+                return Err(format!(
+                    "invalid duration {s:?}: whole numbers only; combine units (\"1h30m\", not \"1.5h\")"
                 ));
             }
             other => {

@@ -265,7 +265,9 @@ impl Engine {
     /// Opens the data dir, recovers, and starts the ingest threads.
     pub fn open(cfg: &Config, opts: &OpenOptions) -> Result<Arc<Engine>, EngineError> {
         let data_dir = cfg.data_dir.clone();
-        fs::create_dir_all(&data_dir).map_err(startup("creating data dir"))?;
+        fs::create_dir_all(&data_dir).map_err(|e| {
+            EngineError::Startup(format!("creating data dir {}: {e}", data_dir.display()))
+        })?;
         let lock_path = paths::lock_file(&data_dir);
         let lock = File::create(&lock_path).map_err(startup("creating lock file"))?;
         if lock.try_lock().is_err() {
