@@ -808,4 +808,25 @@ fn chunked_raw_selects_stream_a_partition_at_a_time() {
         .collect();
     assert_eq!(values(&whole), chunked);
     assert_eq!(chunked.len(), 300);
+    // Several series (a tagless one among them), interleaved in time, across partitions.
+    let two: String = (0..2 * 360i64)
+        .map(|i| {
+            let t = t0 + i * 10_000_000_000;
+            format!(
+                "two v={i}i {t}\ntwo,host=b v={}i {}\n",
+                -i,
+                t + 5_000_000_000
+            )
+        })
+        .collect();
+    s.write_ok("st", &two);
+    for stmt in ["SELECT * FROM two", "SELECT v FROM two ORDER BY time DESC"] {
+        let whole: Value = serde_json::from_str(&ask("", stmt)).unwrap();
+        let chunked: Vec<Vec<Value>> = ask("chunked=true&chunk_size=100", stmt)
+            .lines()
+            .flat_map(|l| values(&serde_json::from_str(l).unwrap()))
+            .collect();
+        assert_eq!(chunked.len(), 1440, "{stmt}");
+        assert_eq!(values(&whole), chunked, "{stmt}");
+    }
 }
