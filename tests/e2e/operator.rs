@@ -124,22 +124,32 @@ for fam in text_string_to_metric_families(sys.stdin.read()):
 print(json.dumps(out))
 "#;
 
-fn parse_exposition(text: &str) -> serde_json::Map<String, serde_json::Value> {
+/// Runs `program` with `text` on its stdin; its output. `what` says where it comes from.
+fn piped(program: &str, args: &[&str], text: &str, what: &str) -> std::process::Output {
     use std::io::Write;
-    let mut child = Command::new("python3")
-        .args(["-c", PARSE])
+    let mut child = Command::new(program)
+        .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("python3 (with prometheus_client, which .ci/run installs)");
+        .unwrap_or_else(|e| panic!("{program} ({what}): {e}"));
     child
         .stdin
         .take()
         .unwrap()
         .write_all(text.as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn parse_exposition(text: &str) -> serde_json::Map<String, serde_json::Value> {
+    let out = piped(
+        "python3",
+        &["-c", PARSE],
+        text,
+        "with prometheus_client, which .ci/run installs",
+    );
     assert!(
         out.status.success(),
         "prometheus_client could not parse /metrics: {}",
@@ -228,22 +238,12 @@ fn metrics_are_parsed_by_prometheus_and_match_what_was_done() {
     assert!(wal > 0.0, "the WAL holds the three writes");
     assert_eq!(m["type:meridian_points_written"], "counter");
     // promtool (Prometheus' linter) finds nothing to say.
-    let mut lint = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian: prometheus, which .ci/run installs)");
-    {
-        use std::io::Write;
-        lint.stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    let out = lint.wait_with_output().unwrap();
+    let out = piped(
+        "promtool",
+        &["check", "metrics"],
+        &text,
+        "Debian: prometheus, which .ci/run installs",
+    );
     assert!(
         out.status.success(),
         "promtool: {}{}",
