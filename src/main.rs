@@ -260,6 +260,24 @@ fn serve(args: ServeArgs) -> Result<()> {
         meridian::config::check_listen(&l).map_err(|e| anyhow::anyhow!("--listen: {e}"))?;
         cfg.http.listen = l;
     }
+    // A region this node does not host is reached at its url: without one, every write
+    // and query touching it would fail (writes with a 503 that retrying never ends).
+    if !args.regions.is_empty() {
+        let unreachable: Vec<&str> = cfg
+            .routing
+            .regions
+            .iter()
+            .filter(|r| !args.regions.contains(&r.name) && r.url.is_none())
+            .map(|r| r.name.as_str())
+            .collect();
+        if !unreachable.is_empty() {
+            anyhow::bail!(
+                "--region {}: region(s) {} are not hosted here and have no url in the config; give each a url (the node hosting it) or host it here too",
+                args.regions.join(","),
+                unreachable.join(", ")
+            );
+        }
+    }
     let opts = OpenOptions {
         hosted: (!args.regions.is_empty()).then_some(args.regions),
         skip_corrupt_wal: args.skip_corrupt_wal,

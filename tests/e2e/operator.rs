@@ -283,3 +283,34 @@ fn metrics_take_their_own_scrape_token_or_none() {
     assert_eq!(s.get("/metrics").status, 200);
     assert_eq!(s.get("/api/v1/regions").status, 401);
 }
+
+/// `serve --region` refuses, before touching the data dir, a config whose other regions have
+/// no url: every write for them would get a 503 no retry could end.
+#[test]
+fn serving_some_regions_needs_urls_for_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("regions.toml");
+    std::fs::write(&config, include_str!("../../regions.toml")).unwrap();
+    let data = dir.path().join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--region",
+            "eu",
+            "--config",
+        ])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("have no url") && err.contains("americas") && !err.contains("eu,"),
+        "{err}"
+    );
+    assert!(!data.exists(), "nothing was opened");
+}
