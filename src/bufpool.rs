@@ -9,8 +9,11 @@
 //! page faults and `madvise` at ~7% of the server's ingest CPU.
 //!
 //! A pool keeps a bounded number of idle buffers (and bytes): at most `max_bytes` of idle
-//! capacity, so the memory kept stays small next to the in-memory blocks.
+//! capacity, so the memory kept stays small next to the in-memory blocks. Idle bytes count
+//! against `memory.limit` ([`idle_total`]) and are let go when a reservation would not fit
+//! otherwise ([`release_all`]).
 
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
 
 /// Buffers smaller than this are neither kept nor handed out: allocating them costs little,
@@ -22,6 +25,8 @@ pub struct BufPool {
     free: Mutex<Vec<Vec<u8>>>,
     max_buffers: usize,
     max_bytes: usize,
+    /// Capacity of the idle buffers (read without the lock).
+    idle_bytes: AtomicUsize,
 }
 
 impl BufPool {
@@ -30,6 +35,7 @@ impl BufPool {
             free: Mutex::new(Vec::new()),
             max_buffers,
             max_bytes,
+            idle_bytes: AtomicUsize::new(0),
         }
     }
 
@@ -60,7 +66,11 @@ impl BufPool {
                     .max_by_key(|(_, b)| b.capacity())
                     .map(|(i, _)| i)
             };
-            fits.or_else(largest).map(|i| free.swap_remove(i))
+            let found = fits.or_else(largest).map(|i| free.swap_remove(i));
+            if let Some(b) = &found {
+                self.idle_bytes.fetch_sub(b.capacity(), Relaxed);
+            }
+            found
         };
         let mut buf = found.unwrap_or_default();
         buf.clear();
@@ -77,6 +87,7 @@ impl BufPool {
         let mut free = self.lock();
         let idle: usize = free.iter().map(Vec::capacity).sum();
         if free.len() < self.max_buffers && idle + buf.capacity() <= self.max_bytes {
+            self.idle_bytes.fetch_add(buf.capacity(), Relaxed);
             free.push(buf);
         }
     }
@@ -86,6 +97,29 @@ impl BufPool {
         let free = self.lock();
         (free.len(), free.iter().map(Vec::capacity).sum())
     }
+
+    /// Capacity of the idle buffers, without taking the lock.
+    pub fn idle_bytes(&self) -> usize {
+        self.idle_bytes.load(Relaxed)
+    }
+
+    /// Frees every idle buffer.
+    pub fn release(&self) {
+        let gone = std::mem::take(&mut *self.lock());
+        self.idle_bytes
+            .fetch_sub(gone.iter().map(Vec::capacity).sum(), Relaxed);
+    }
+}
+
+/// Idle bytes of every pool (they count against `memory.limit`).
+pub fn idle_total() -> u64 {
+    (BODIES.idle_bytes() + ROWS.idle_bytes()) as u64
+}
+
+/// Frees the idle buffers of every pool (when what they hold is needed for data).
+pub fn release_all() {
+    BODIES.release();
+    ROWS.release();
 }
 
 /// Request bodies (write and query bodies).
@@ -137,5 +171,12 @@ mod tests {
         pool.give(Vec::with_capacity(2 * K));
         pool.give(Vec::with_capacity(4 * K));
         assert_eq!(pool.idle(), (1, 2 * K));
+        assert_eq!(
+            pool.idle_bytes(),
+            2 * K,
+            "the counter follows take and give"
+        );
+        pool.release();
+        assert_eq!((pool.idle(), pool.idle_bytes()), ((0, 0), 0));
     }
 }

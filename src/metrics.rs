@@ -321,6 +321,12 @@ impl Metrics {
             num(snap.series_catalog_bytes),
         );
         add(
+            "meridian_buffer_pool_bytes",
+            "Idle buffers kept for reuse by request bodies and prepared rows (they count against memory.limit and are freed first).",
+            GAUGE,
+            num(crate::bufpool::idle_total()),
+        );
+        add(
             "meridian_request_body_bytes",
             "Bytes of request bodies being read or checked (they count against memory.limit).",
             GAUGE,

@@ -990,12 +990,19 @@ impl Engine {
                 self.memory_limit
             )));
         }
-        let held = self
-            .metrics
-            .memory_bytes
-            .load(Relaxed)
-            .saturating_add(self.series.bytes())
-            .saturating_add(self.metrics.request_bytes.load(Relaxed).saturating_sub(own));
+        let held = || {
+            self.metrics
+                .memory_bytes
+                .load(Relaxed)
+                .saturating_add(self.series.bytes())
+                .saturating_add(self.metrics.request_bytes.load(Relaxed).saturating_sub(own))
+                .saturating_add(crate::bufpool::idle_total())
+        };
+        if held().saturating_add(cost) > self.memory_limit {
+            // Idle reusable buffers go first.
+            crate::bufpool::release_all();
+        }
+        let held = held();
         if held.saturating_add(cost) > self.memory_limit {
             // Make room: the shards flush as if memory were that much higher.
             self.metrics.waiting_bytes.fetch_max(cost, Relaxed);
@@ -1012,16 +1019,25 @@ impl Engine {
     /// bodies already counted leave room for them; false (nothing counted) otherwise.
     pub fn reserve_request_bytes(&self, n: u64) -> bool {
         let m = &self.metrics;
-        m.request_bytes
-            .fetch_update(Relaxed, Relaxed, |held| {
-                let total = m
-                    .memory_bytes
-                    .load(Relaxed)
-                    .saturating_add(self.series.bytes())
-                    .saturating_add(held);
-                (total.saturating_add(n) <= self.memory_limit).then_some(held + n)
+        let reserve = || {
+            m.request_bytes
+                .fetch_update(Relaxed, Relaxed, |held| {
+                    let total = m
+                        .memory_bytes
+                        .load(Relaxed)
+                        .saturating_add(self.series.bytes())
+                        .saturating_add(crate::bufpool::idle_total())
+                        .saturating_add(held);
+                    (total.saturating_add(n) <= self.memory_limit).then_some(held + n)
+                })
+                .is_ok()
+        };
+        // Idle reusable buffers are let go before a body is refused.
+        reserve()
+            || (crate::bufpool::idle_total() > 0 && {
+                crate::bufpool::release_all();
+                reserve()
             })
-            .is_ok()
     }
 
     /// Gives back bytes counted by [`Engine::reserve_request_bytes`].
