@@ -173,13 +173,13 @@ fn log_startup_summary(engine: &Engine, cfg: &Config) {
     );
     let mem = &cfg.ingest.memory;
     info!(
-        memory_limit = mem.limit_bytes,
-        high_water = mem.high_water_bytes,
-        series_catalog = mem.series_catalog_bytes,
+        memory_limit = %size(mem.limit_bytes),
+        high_water = %size(mem.high_water_bytes),
+        series_catalog = %size(mem.series_catalog_bytes),
         max_series_per_database = mem.max_series_per_database,
-        max_body_bytes = cfg.http.max_body_bytes,
-        query_max_memory = cfg.query.max_memory,
-        query_total_memory = cfg.query.total_memory,
+        max_body_bytes = %size(cfg.http.max_body_bytes),
+        query_max_memory = %size(cfg.query.max_memory),
+        query_total_memory = %size(cfg.query.total_memory),
         query_timeout_ms = cfg.query.timeout.as_millis() as u64,
         wal_sync = %match cfg.ingest.wal.sync {
             meridian::config::SyncPolicy::Always => "always".to_string(),
@@ -366,10 +366,31 @@ fn serve(args: ServeArgs) -> Result<()> {
             .context("HTTP server task failed")?;
         anyhow::Ok(())
     })?;
-    info!("stopped accepting requests; flushing every in-memory block");
+    use std::sync::atomic::Ordering::Relaxed;
+    let m = engine.metrics().clone();
+    let (flushes, rows) = (m.flushes.load(Relaxed), m.flush_rows.load(Relaxed));
+    info!(
+        memory_bytes = m.memory_bytes.load(Relaxed),
+        "stopped accepting requests; flushing every in-memory block"
+    );
+    let started = std::time::Instant::now();
     engine.shutdown();
-    info!("all data flushed; bye");
+    info!(
+        flushes = m.flushes.load(Relaxed) - flushes,
+        rows = m.flush_rows.load(Relaxed) - rows,
+        secs = started.elapsed().as_secs_f64(),
+        "all data flushed; bye"
+    );
     Ok(())
+}
+
+/// A byte count as an operator reads it (`1GiB`, `768MiB`, `1536KiB`, `100B`).
+fn size(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    UNITS
+        .iter()
+        .find(|(u, _)| bytes >= *u && bytes.is_multiple_of(*u))
+        .map_or_else(|| format!("{bytes}B"), |(u, n)| format!("{}{n}", bytes / u))
 }
 
 /// SIGINT and SIGTERM streams, registered with the OS as soon as they are created.

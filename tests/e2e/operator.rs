@@ -47,8 +47,7 @@ fn start_up_summarises_regions_replay_and_limits() {
         .find(|l| l.contains("limits in force"))
         .unwrap_or_else(|| panic!("{logs}"));
     assert!(
-        limits.contains(&format!("memory_limit={}", 96 << 20))
-            && limits.contains("series_catalog="),
+        limits.contains("memory_limit=96MiB") && limits.contains("series_catalog=48MiB"),
         "{limits}"
     );
 }
