@@ -527,6 +527,15 @@ impl SeriesCatalog {
         self.bytes.load(Ordering::Relaxed)
     }
 
+    /// [`bytes`](Self::bytes) as memory accounting counts them: at most `bound`
+    /// (`memory.series_catalog`). The catalog can pass its bound (the start-up load of the
+    /// files, WAL replay, the new series of requests checked at once), and flushing frees
+    /// none of it: counted whole it could hold `memory.limit` for good and refuse every
+    /// write; at its bound it leaves the blocks their room, and new series stay refused.
+    pub fn counted_bytes(&self, bound: u64) -> u64 {
+        self.bytes().min(bound)
+    }
+
     /// Removes series of a measurement (a delete).
     pub fn remove_series(&self, db: &str, measurement: &str, sids: &RoaringBitmap) {
         let Some(entry) = self.get(db, measurement) else {

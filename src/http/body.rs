@@ -139,6 +139,10 @@ pub async fn read_body(
         return Err(reservation.over_limit());
     }
     let mut raw = ReqBody::with_capacity(hint as usize, None);
+    // A pooled buffer may be larger than asked: what it holds is counted.
+    if !reservation.cover(raw.buf.capacity() as u64) {
+        return Err(reservation.over_limit());
+    }
     let mut body = body;
     loop {
         let frame = match tokio::time::timeout(limits.gap, body.frame()).await {
@@ -223,6 +227,10 @@ pub fn gunzip(
 ) -> Result<ReqBody, GunzipError> {
     const CHUNK: usize = 256 << 10;
     let mut out = ReqBody::with_capacity(0, None);
+    // A pooled buffer may come with room already: what it holds is counted.
+    if !reserve(out.buf.capacity() as u64) {
+        return Err(GunzipError::NoMemory);
+    }
     let mut dec = flate2::read::MultiGzDecoder::new(raw).take(limit + 1);
     let mut chunk = vec![0u8; CHUNK];
     loop {

@@ -203,6 +203,13 @@ fn split_and(s: &str) -> Vec<String> {
     while i < chars.len() {
         let c = chars[i];
         match quote {
+            // An escaped character inside quotes (`\'`) is kept with its backslash.
+            Some(_) if c == '\\' && i + 1 < chars.len() => {
+                cur.push(c);
+                cur.push(chars[i + 1]);
+                i += 2;
+                continue;
+            }
             Some(q) if c == q => quote = None,
             Some(_) => {}
             None if c == '\'' || c == '"' => quote = Some(c),
@@ -643,6 +650,10 @@ mod tests {
         // ` AND ` inside quotes is part of the value.
         assert_eq!(eq("k='x AND y'"), vec![("k".into(), "x AND y".into())]);
         assert_eq!(eq("k='it\\'s'"), vec![("k".into(), "it's".into())]);
+        assert_eq!(
+            eq("k='it\\'s' AND x='y'"),
+            vec![("k".into(), "it's".into()), ("x".into(), "y".into())]
+        );
         for bad in ["host='a", "host=a'", "host==a", "host=~/^a", "host=\"a"] {
             let e = parse_where(bad)
                 .err()

@@ -455,6 +455,7 @@ impl Engine {
                     flush: cfg.ingest.flush.clone(),
                     sync: cfg.ingest.wal.sync,
                     memory_high_water: cfg.ingest.memory.high_water_bytes,
+                    series_catalog_bytes: cfg.ingest.memory.series_catalog_bytes,
                     metrics: metrics.clone(),
                     flush_tx: flush_tx.clone(),
                     stats,
@@ -974,7 +975,7 @@ impl Engine {
         self.metrics
             .memory_bytes
             .load(Relaxed)
-            .saturating_add(self.series.bytes())
+            .saturating_add(self.series.counted_bytes(self.series_catalog_bytes))
             >= self.memory_limit
     }
 
@@ -994,7 +995,7 @@ impl Engine {
             self.metrics
                 .memory_bytes
                 .load(Relaxed)
-                .saturating_add(self.series.bytes())
+                .saturating_add(self.series.counted_bytes(self.series_catalog_bytes))
                 .saturating_add(self.metrics.request_bytes.load(Relaxed).saturating_sub(own))
                 .saturating_add(crate::bufpool::idle_total())
         };
@@ -1025,7 +1026,7 @@ impl Engine {
                     let total = m
                         .memory_bytes
                         .load(Relaxed)
-                        .saturating_add(self.series.bytes())
+                        .saturating_add(self.series.counted_bytes(self.series_catalog_bytes))
                         .saturating_add(crate::bufpool::idle_total())
                         .saturating_add(held);
                     (total.saturating_add(n) <= self.memory_limit).then_some(held + n)

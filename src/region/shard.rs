@@ -133,6 +133,8 @@ pub struct ShardCtx {
     pub flush: FlushConfig,
     pub sync: SyncPolicy,
     pub memory_high_water: u64,
+    /// `memory.series_catalog`: the most of the catalog that counts as pressure.
+    pub series_catalog_bytes: u64,
     pub metrics: Arc<Metrics>,
     pub flush_tx: Sender<(FlushJob, Sender<Ctrl>)>,
     pub stats: Arc<ShardStats>,
@@ -597,7 +599,7 @@ impl Shard {
             .memory_bytes
             .load(Relaxed)
             .saturating_add(m.waiting_bytes.load(Relaxed))
-            .saturating_add(self.ctx.series.bytes());
+            .saturating_add(self.ctx.series.counted_bytes(self.ctx.series_catalog_bytes));
         if pressure >= self.ctx.memory_high_water && self.flushing.is_empty() {
             // Above the high-water mark: flush this shard's largest block, one at a time (a
             // flush already queued will lower memory; piling up ever smaller ones would not).

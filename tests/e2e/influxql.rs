@@ -656,6 +656,86 @@ fn the_series_catalog_is_bounded_in_bytes() {
     assert_eq!(r.status, 400, "the bound covers every database: {r:?}");
 }
 
+/// Chunked windows follow the times files hold, not today's partition_duration: files of
+/// day partitions read after the config moved to hours still come back whole, once each.
+#[test]
+fn chunked_windows_follow_the_files_not_the_config() {
+    let mut s = TestServer::start(ServerConfig {
+        partition_duration: "1d".into(),
+        ..ServerConfig::default()
+    });
+    let t0: i64 = 1_704_067_200_000_000_000;
+    let body: String = (0..96i64)
+        .map(|i| format!("d v={i}i {}\n", t0 + i * 1_800_000_000_000))
+        .collect();
+    s.write_ok("pd", &body);
+    s.stop();
+    s.set_config(ServerConfig {
+        partition_duration: "1h".into(),
+        ..ServerConfig::default()
+    });
+    s.restart();
+    s.write_ok("pd", &format!("d v=96i {}\n", t0 + 96 * 1_800_000_000_000));
+    let url = |params: &str| {
+        format!(
+            "/query?db=pd&{params}&q={}",
+            form_urlencoded::byte_serialize(b"SELECT v FROM d").collect::<String>()
+        )
+    };
+    let whole = values(&s.get(&url("")).json());
+    let chunked: Vec<Vec<Value>> = s
+        .get(&url("chunked=true&chunk_size=10"))
+        .body
+        .lines()
+        .flat_map(|l| values(&serde_json::from_str(l).unwrap()))
+        .collect();
+    assert_eq!(whole.len(), 97);
+    assert_eq!(chunked, whole);
+}
+
+/// A catalog larger than its bound (here loaded at start-up from files written under a
+/// larger limit, beyond the whole `memory.limit`) refuses new series but not writes: it
+/// counts against the limit at most at its bound, so blocks keep their room.
+#[test]
+fn a_catalog_past_its_bound_still_takes_writes_of_known_series() {
+    let mut s = TestServer::start(ServerConfig::default());
+    let id = |i: usize| format!("{i:0>100}");
+    for part in 0..4 {
+        let body: String = (part * 2_000..(part + 1) * 2_000)
+            .map(|i| format!("m,id={} v=1 1\n", id(i)))
+            .collect();
+        s.write_ok("big", &body);
+    }
+    s.stop();
+    s.set_config(ServerConfig {
+        memory_limit: "2MiB".into(),
+        max_body_bytes: "1MiB".into(),
+        ..ServerConfig::default()
+    });
+    s.restart();
+    // SHOW waits for the start-up load of the catalog: 8,000 series of 100-byte values.
+    let n = values(&q(
+        &s,
+        "big",
+        "SHOW TAG VALUES EXACT CARDINALITY FROM m WITH KEY = id",
+    ));
+    assert_eq!(n[0].last(), Some(&json!(8_000)), "{n:?}");
+    let held = s.metrics().value("meridian_series_catalog_bytes", None);
+    assert!(
+        held > 2.0 * 1024.0 * 1024.0,
+        "the catalog is past memory.limit: {held}"
+    );
+    for i in 0..20 {
+        s.write_ok("big", &format!("m,id={} v=2 {}\n", id(i), 2 + i));
+    }
+    let r = s.post(
+        "/write?db=big",
+        format!("m,id={} v=1 1\n", id(9_999_999)).into_bytes(),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.body.contains("series catalog full"), "{}", r.body);
+}
+
 /// Filled buckets of every group together are bounded by query.max_rows: a statement that
 /// would make more is its own error naming the limit; fill(none) answers only the buckets
 /// with points.
