@@ -40,6 +40,7 @@ use super::writer::{OutputSpec, Written, write_outputs, write_tombstone};
 use super::{
     CompactionError, Event, Result, Step, Summary, UnitKind, UnitReport, arrow_err, count_values,
 };
+use crate::storage::writer::FileSpec;
 
 /// Execution settings that do not change what is picked.
 #[derive(Debug, Clone)]
@@ -317,16 +318,18 @@ fn output_spec<'a>(
     seq: u64,
 ) -> OutputSpec<'a> {
     OutputSpec {
-        region: &region.name,
-        db,
-        measurement,
-        partition_start,
+        file: FileSpec {
+            region: &region.name,
+            db,
+            measurement,
+            partition_start,
+            row_group_rows: settings.row_group_rows,
+            zstd_level: settings.zstd_level,
+            page_rows: settings.page_rows,
+            time_unit: settings.time_unit,
+        },
         rel_dir,
         target_bytes,
-        row_group_rows: settings.row_group_rows,
-        zstd_level: settings.zstd_level,
-        page_rows: settings.page_rows,
-        time_unit: settings.time_unit,
         seq,
         token: &region.token,
     }

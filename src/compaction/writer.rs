@@ -20,39 +20,17 @@ use crate::storage::writer::{FileSpec, FileWriter, Staged, publish, stage_tombst
 
 use super::{Result, Step, count_values};
 
-/// Where and how to write.
+/// Where and how to write: each file as `file` says, and how the outputs are cut and named.
 #[derive(Debug, Clone)]
 pub struct OutputSpec<'a> {
-    pub region: &'a str,
-    pub db: &'a str,
-    pub measurement: &'a str,
-    pub partition_start: i64,
+    pub file: FileSpec<'a>,
     /// Directory of the outputs, relative to the region root, `/`-separated.
     pub rel_dir: &'a str,
     pub target_bytes: u64,
-    pub row_group_rows: usize,
-    pub zstd_level: i32,
-    pub page_rows: usize,
     /// The seq the outputs carry (the newest input's).
     pub seq: u64,
     /// Unique per compaction run (names its outputs, and its lease).
     pub token: &'a str,
-    pub time_unit: crate::config::FileTimeUnit,
-}
-
-impl OutputSpec<'_> {
-    fn file_spec(&self) -> FileSpec<'_> {
-        FileSpec {
-            region: self.region,
-            db: self.db,
-            measurement: self.measurement,
-            partition_start: self.partition_start,
-            row_group_rows: self.row_group_rows,
-            zstd_level: self.zstd_level,
-            page_rows: self.page_rows,
-            time_unit: self.time_unit,
-        }
-    }
 }
 
 /// One output file, complete and durable but not yet live.
@@ -93,15 +71,15 @@ fn write_all(
     on_step: &mut dyn FnMut(Step, &std::path::Path),
 ) -> Result<()> {
     let n = batch.num_rows();
-    let fspec = spec.file_spec();
-    let rg = spec.row_group_rows.max(1);
+    let fspec = &spec.file;
+    let rg = fspec.row_group_rows.max(1);
     let mut wal = Some(wal);
     let mut offset = 0;
     let mut k = 0;
     while offset < n {
         let rel = compacted_file_rel(spec.rel_dir, spec.seq, spec.token, k);
         k += 1;
-        let mut w = FileWriter::create(store, rel, spec.seq, batch.schema(), &fspec)?;
+        let mut w = FileWriter::create(store, rel, spec.seq, batch.schema(), fspec)?;
         let mut values = 0;
         let step = (|| -> Result<()> {
             while offset < n {
@@ -149,7 +127,7 @@ pub fn write_tombstone(
     n: usize,
 ) -> Result<Written> {
     let rel = compacted_file_rel(spec.rel_dir, spec.seq, spec.token, n);
-    let staged = stage_tombstone(store, rel, spec.seq, &spec.file_spec(), wal)?;
+    let staged = stage_tombstone(store, rel, spec.seq, &spec.file, wal)?;
     publish_one(store, staged, 0)
 }
 
@@ -194,18 +172,20 @@ mod tests {
 
     fn spec(target: u64) -> OutputSpec<'static> {
         OutputSpec {
-            region: "eu",
-            db: "db",
-            measurement: "cpu",
-            partition_start: 0,
+            file: FileSpec {
+                region: "eu",
+                db: "db",
+                measurement: "cpu",
+                partition_start: 0,
+                row_group_rows: 100,
+                zstd_level: 1,
+                page_rows: 20_000,
+                time_unit: Default::default(),
+            },
             rel_dir: "db/cpu/part_day=1970-01-01/part_hour=00",
             target_bytes: target,
-            row_group_rows: 100,
-            zstd_level: 1,
-            page_rows: 20_000,
             seq: 7,
             token: "t1",
-            time_unit: Default::default(),
         }
     }
 
