@@ -732,12 +732,7 @@ fn compaction_runs_beside_a_live_server_and_every_query_sees_each_point_once() {
     );
     let err = started.err().unwrap_or_default();
     assert!(err.contains("in use"), "{err}");
-    let out = child.wait_with_output().expect("waiting for the compactor");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wait_ok(child, "compactor");
     assert_same(&live(&data, M), &want, "after compaction");
     server.restart();
     assert_same(
@@ -1261,12 +1256,7 @@ fn kill_9_of_either_process_beside_a_live_server_loses_and_doubles_nothing() {
         std::thread::sleep(Duration::from_millis(rng.range(100, 600) as u64));
         server.kill9();
         server.restart();
-        let out = c.wait_with_output().expect("compactor");
-        assert!(
-            out.status.success(),
-            "round {round}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        wait_ok(c, &format!("round {round}"));
         settle();
         assert_same(
             &query_model(&server, M),
@@ -1277,12 +1267,7 @@ fn kill_9_of_either_process_beside_a_live_server_loses_and_doubles_nothing() {
     // Two compactors at once: leases keep them off each other's partitions.
     let (a, b) = (paused(5), paused(5));
     for c in [a, b] {
-        let out = c.wait_with_output().expect("compactor");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        wait_ok(c, "compactor");
     }
     settle();
     assert_same(&query_model(&server, M), &ds.model, "two compactors");

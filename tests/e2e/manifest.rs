@@ -14,6 +14,7 @@ use serde_json::Value as Json;
 
 use crate::support::{
     MANIFEST_DIR, ServerConfig, TestServer, manifest_files, manifest_version, manifest_versions,
+    tree,
 };
 
 const HOUR: i64 = 3_600_000_000_000;
@@ -47,39 +48,18 @@ fn write(s: &TestServer, model: &mut Model, round: u32, hosts: &[&str], times: &
 
 /// Every file under `dir` (recursively) whose content is exactly `bytes`.
 fn files_holding(dir: &Path, bytes: &[u8]) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() {
-                stack.push(e.path());
-            } else if e.metadata().unwrap().len() == bytes.len() as u64
-                && std::fs::read(e.path()).unwrap() == bytes
-            {
-                out.push(e.path().display().to_string());
-            }
-        }
-    }
-    out.sort();
-    out
+    tree(dir)
+        .into_iter()
+        .filter(|rel| !rel.ends_with('/'))
+        .filter(|rel| std::fs::read(dir.join(rel)).is_ok_and(|b| b == bytes))
+        .collect()
 }
 
 fn parquet_files(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() {
-                stack.push(e.path());
-            } else if e.file_name().to_string_lossy().ends_with(".parquet") {
-                out.push(e.path().display().to_string());
-            }
-        }
-    }
-    out.sort();
-    out
+    tree(dir)
+        .into_iter()
+        .filter(|rel| rel.ends_with(".parquet"))
+        .collect()
 }
 
 fn answer(s: &TestServer) -> Model {

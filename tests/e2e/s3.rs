@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use crate::support::{
     BASE_S, HOUR_NS, MANIFEST_DIR, Rng, Row, SEC_NS, ServerConfig, TestServer, Value as Field,
     assert_clean_data_dir, http_client, manifest_files, manifest_version, read_rows,
-    rows_by_key_exactly_once, tree,
+    rows_by_key_exactly_once, tree, wait_ok,
 };
 
 const MOTO_MISSING: &str = "`moto_server` (PyPI moto 5.2.1 with its server) is not installed, \
@@ -864,23 +864,13 @@ fn s3_kill_9_of_either_process_while_writing_and_two_compactors() {
         std::thread::sleep(Duration::from_millis(rng.range(100, 600) as u64));
         server.kill9();
         server.restart();
-        let out = c.wait_with_output().expect("compactor");
-        assert!(
-            out.status.success(),
-            "round {round}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        wait_ok(c, &format!("round {round}"));
         settle();
         assert_answers(&server, &model, &format!("round {round}: server killed"));
     }
     let (a, b) = (compactor(5), compactor(5));
     for c in [a, b] {
-        let out = c.wait_with_output().expect("compactor");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        wait_ok(c, "compactor");
     }
     settle();
     assert_answers(&server, &model, "two compactors");

@@ -757,6 +757,20 @@ fn to_resp(r: reqwest::blocking::Response) -> Resp {
     }
 }
 
+/// Waits for a child process (a `meridian-compact` run) and asserts it succeeded; `what`
+/// prefixes the failure message.
+pub fn wait_ok(child: std::process::Child, what: &str) -> std::process::Output {
+    let out = child
+        .wait_with_output()
+        .expect("waiting for the child process");
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Prometheus text of `/metrics`.
 pub struct Metrics(pub String);
 
