@@ -508,6 +508,12 @@ impl SeriesCatalog {
             .fetch_add((ms.bytes - before) as u64, Ordering::Relaxed);
     }
 
+    /// The live series count of `db` if it ever had a series (no entry is made: a request
+    /// naming a database that has none must not grow the map).
+    pub fn existing_counter(&self, db: &str) -> Option<Arc<AtomicU64>> {
+        self.counts.read().get(db).cloned()
+    }
+
     /// Live series per database that has any, sorted by name.
     pub fn series_counts(&self) -> Vec<(String, u64)> {
         let mut out: Vec<(String, u64)> = self
@@ -577,7 +583,9 @@ impl SeriesCatalog {
             let freed: usize = ms.values().map(|e| e.read().bytes).sum();
             self.release(freed);
         }
-        self.counter(db).store(0, Ordering::Relaxed);
+        if let Some(c) = self.counts.write().remove(db) {
+            c.store(0, Ordering::Relaxed);
+        }
     }
 
     fn release(&self, freed: usize) {
@@ -600,11 +608,11 @@ impl SeriesCatalog {
                 })
         };
         self.release(freed);
-        let _ = self
-            .counter(db)
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+        if let Some(c) = self.existing_counter(db) {
+            let _ = c.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                 Some(n.saturating_sub(gone))
             });
+        }
     }
 
     /// Called once every live file's series were added at start-up.

@@ -207,7 +207,10 @@ pub fn prepare(
     let db: Arc<str> = Arc::from(db);
     let mut out = PreparedWrite::default();
     // Live series of the db, read per line only to know whether the limit is reached.
-    let series_count = (max_series > 0).then(|| series.counter(&db));
+    // (None when the db has no series yet: this request may add its own.)
+    let series_count = (max_series > 0)
+        .then(|| series.existing_counter(&db))
+        .flatten();
     let mut by_shard: FxHashMap<(RegionId, ShardId), RowWriter> = FxHashMap::default();
     // Rows take about as many bytes as their line; spread over the shards of the regions.
     let row_capacity =
@@ -457,6 +460,35 @@ mod tests {
             precision,
             1_700_000_000_123_456_789,
         )
+    }
+
+    /// A write naming a database that has no series leaves no trace in the catalog (a
+    /// client sending bad lines to ever new names must not grow it).
+    #[test]
+    fn writes_to_unknown_databases_leave_the_catalog_alone() {
+        let (r, reg) = setup();
+        let catalog = SeriesCatalog::new();
+        for db in ["a1", "a2", "a3"] {
+            let p = prepare(
+                Checks {
+                    router: &r,
+                    registry: &reg,
+                    series: &catalog,
+                    max_series: 10,
+                    catalog_bytes: u64::MAX,
+                    microseconds: false,
+                    retention: &Default::default(),
+                },
+                2,
+                db,
+                b"not a line\n",
+                Precision::Nanosecond,
+                0,
+            );
+            assert_eq!(p.rejected_count, 1);
+        }
+        assert!(catalog.existing_counter("a1").is_none());
+        assert!(catalog.series_counts().is_empty());
     }
 
     #[test]
