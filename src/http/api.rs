@@ -86,7 +86,7 @@ where
             .into_response(),
         };
     }
-    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let mut w = ChunkWriter {
@@ -95,8 +95,19 @@ where
             gap,
             buf: Vec::with_capacity(STREAM_CHUNK),
         };
-        if produce(&mut w).is_ok() {
-            let _ = w.send_chunk();
+        match produce(&mut w) {
+            Ok(()) => {
+                let _ = w.send_chunk();
+            }
+            // The answer could not be completed: the body ends in an error (the connection
+            // is reset before the body's end), so that a client cannot take what it got
+            // for the whole answer.
+            Err(e) => {
+                let (tx, gap) = (w.tx.clone(), w.gap);
+                let _ = w
+                    .handle
+                    .block_on(tokio::time::timeout(gap, tx.send(Err(e))));
+            }
         }
     });
     (
@@ -111,7 +122,7 @@ where
 /// half is dropped and its data half polls empty at that moment: a few answers in hundreds
 /// arrived cut short under load, the model and oracle tests found.)
 struct ChunkBody {
-    rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
 }
 
 impl http_body::Body for ChunkBody {
@@ -124,13 +135,13 @@ impl http_body::Body for ChunkBody {
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         self.rx
             .poll_recv(cx)
-            .map(|chunk| chunk.map(|b| Ok(http_body::Frame::data(b))))
+            .map(|chunk| chunk.map(|b| b.map(http_body::Frame::data)))
     }
 }
 
 /// Writes into chunks handed to a response body.
 struct ChunkWriter {
-    tx: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    tx: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
     handle: tokio::runtime::Handle,
     /// The longest a client may take to take a chunk (a blocking thread waits meanwhile).
     gap: std::time::Duration,
@@ -148,7 +159,7 @@ impl ChunkWriter {
         ));
         match self
             .handle
-            .block_on(tokio::time::timeout(self.gap, self.tx.send(chunk)))
+            .block_on(tokio::time::timeout(self.gap, self.tx.send(Ok(chunk))))
         {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(std::io::Error::new(
@@ -249,6 +260,12 @@ async fn query(state: Shared, params: HashMap<String, String>) -> Response {
     };
     let hints = crate::query::plan::time_unit_hints(&params);
     let params = Arc::new(params);
+    if let Some(plan) = super::export::plan(&state, &spec).await {
+        metrics.queries.fetch_add(1, Relaxed);
+        let mut warnings = hints;
+        warnings.extend(crate::query::unknown_names(&state.engine, &spec));
+        return super::export::respond(state, spec, params, plan, warnings).await;
+    }
     let result = crate::query::run(
         &state.engine,
         spec.clone(),

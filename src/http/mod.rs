@@ -7,6 +7,7 @@
 pub mod api;
 pub mod body;
 pub mod error;
+mod export;
 pub mod influxql;
 pub mod serve;
 pub mod write;

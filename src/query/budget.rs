@@ -40,6 +40,11 @@ impl QueryMemory {
         self.used.load(Relaxed)
     }
 
+    /// `query.max_memory`: what one query may hold.
+    pub fn per_query(&self) -> u64 {
+        self.per_query
+    }
+
     /// A new query's budget.
     pub fn budget(self: &Arc<Self>) -> QueryBudget {
         QueryBudget {

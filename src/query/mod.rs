@@ -17,6 +17,7 @@ pub mod output;
 pub mod plan;
 pub mod remote;
 pub mod scan;
+pub mod windows;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -162,45 +162,58 @@ pub fn write_csv(
     w: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
     let mut out = String::new();
-    let header: Vec<&str> = std::iter::once("name")
-        .chain(group_by.iter().map(|s| s.as_str()))
-        .chain(std::iter::once("time"))
-        .chain(r.columns.iter().map(|s| s.as_str()))
-        .collect();
-    for (i, h) in header.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        csv_field(h, &mut out);
-    }
-    out.push('\n');
+    csv_header(group_by, &r.columns, &mut out);
     w.write_all(out.as_bytes())?;
     for s in &r.series {
+        let tags: Vec<&str> = group_by
+            .iter()
+            .map(|g| s.tags.get(g).map_or("", |v| v.as_str()))
+            .collect();
         for (t, vals) in &s.rows {
             out.clear();
-            csv_field(&r.name, &mut out);
-            for g in group_by {
-                out.push(',');
-                csv_field(s.tags.get(g).map_or("", |v| v.as_str()), &mut out);
-            }
-            out.push(',');
-            match time_json(*t, epoch) {
-                Json::String(st) => out.push_str(&st),
-                other => out.push_str(&other.to_string()),
-            }
-            for v in vals {
-                out.push(',');
-                match v {
-                    Value::Null => {}
-                    Value::Str(s) => csv_field(s, &mut out),
-                    other => out.push_str(&value_json(other).to_string()),
-                }
-            }
-            out.push('\n');
+            csv_row(&r.name, &tags, *t, vals, epoch, &mut out);
             w.write_all(out.as_bytes())?;
         }
     }
     Ok(())
+}
+
+/// The header line of a CSV answer.
+fn csv_header(group_by: &[String], columns: &[String], out: &mut String) {
+    let header = std::iter::once("name")
+        .chain(group_by.iter().map(|s| s.as_str()))
+        .chain(std::iter::once("time"))
+        .chain(columns.iter().map(|s| s.as_str()));
+    for (i, h) in header.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        csv_field(h, out);
+    }
+    out.push('\n');
+}
+
+/// One line of a CSV answer.
+fn csv_row(name: &str, tags: &[&str], t: i64, vals: &[Value], epoch: Epoch, out: &mut String) {
+    csv_field(name, out);
+    for tag in tags {
+        out.push(',');
+        csv_field(tag, out);
+    }
+    out.push(',');
+    match time_json(t, epoch) {
+        Json::String(st) => out.push_str(&st),
+        other => out.push_str(&other.to_string()),
+    }
+    for v in vals {
+        out.push(',');
+        match v {
+            Value::Null => {}
+            Value::Str(s) => csv_field(s, out),
+            other => out.push_str(&value_json(other).to_string()),
+        }
+    }
+    out.push('\n');
 }
 
 /// The Arrow type of a result column: the type of its values; mixed numbers → Float64;
@@ -356,6 +369,211 @@ fn arrow_batch(
         cols.push(arr);
     }
     RecordBatch::try_new(schema.clone(), cols).map_err(|e| e.to_string())
+}
+
+/// The Arrow type of a column from its kind in the measurement's schema (`None`: a field
+/// the measurement does not have, all null).
+pub fn kind_type(kind: Option<crate::model::ColumnKind>) -> DataType {
+    use crate::model::{ColumnKind, FieldType};
+    match kind {
+        Some(ColumnKind::Tag) => DataType::Utf8,
+        Some(ColumnKind::Field(t)) => match t {
+            FieldType::Float => DataType::Float64,
+            FieldType::Integer => DataType::Int64,
+            FieldType::UInteger => DataType::UInt64,
+            FieldType::String => DataType::Utf8,
+            FieldType::Boolean => DataType::Boolean,
+        },
+        None => DataType::Float64,
+    }
+}
+
+/// A raw answer of one series (no `group_by`) written as its rows are computed, a window of
+/// time at a time, in the format asked for: its columns (and their Arrow types) are known
+/// before the first row. JSON puts `partial`, `regions` and `warnings` after `series`,
+/// since they are known only at the end.
+pub struct RowStream<'w> {
+    w: &'w mut dyn std::io::Write,
+    name: String,
+    columns: Vec<String>,
+    epoch: Epoch,
+    kind: RowSink,
+    rows: u64,
+}
+
+enum RowSink {
+    Json,
+    Csv,
+    Arrow {
+        writer: Box<arrow::ipc::writer::StreamWriter<Vec<u8>>>,
+        types: Vec<DataType>,
+        schema: Arc<Schema>,
+    },
+}
+
+impl<'w> RowStream<'w> {
+    /// Starts the answer (the CSV header, the Arrow schema).
+    pub fn start(
+        w: &'w mut dyn std::io::Write,
+        format: super::plan::Format,
+        name: &str,
+        columns: Vec<String>,
+        types: Vec<DataType>,
+        epoch: Epoch,
+    ) -> std::io::Result<RowStream<'w>> {
+        use super::plan::Format;
+        let kind = match format {
+            Format::Json => RowSink::Json,
+            Format::Csv => {
+                let mut out = String::new();
+                csv_header(&[], &columns, &mut out);
+                w.write_all(out.as_bytes())?;
+                RowSink::Csv
+            }
+            Format::Arrow => {
+                let mut fields = vec![Field::new("time", time_type(), false)];
+                for (n, t) in columns.iter().zip(&types) {
+                    fields.push(Field::new(n, t.clone(), true));
+                }
+                let meta = std::collections::HashMap::from([
+                    ("meridian.partial".to_string(), "false".to_string()),
+                    ("meridian.streamed".to_string(), "true".to_string()),
+                ]);
+                let schema = Arc::new(Schema::new(fields).with_metadata(meta));
+                let writer = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &schema)
+                    .map_err(std::io::Error::other)?;
+                RowSink::Arrow {
+                    writer: Box::new(writer),
+                    types,
+                    schema,
+                }
+            }
+        };
+        let mut rs = RowStream {
+            w,
+            name: name.to_string(),
+            columns,
+            epoch,
+            kind,
+            rows: 0,
+        };
+        rs.drain_arrow()?;
+        Ok(rs)
+    }
+
+    /// Rows written so far.
+    pub fn rows_written(&self) -> u64 {
+        self.rows
+    }
+
+    /// Sends what the Arrow writer has encoded.
+    fn drain_arrow(&mut self) -> std::io::Result<()> {
+        if let RowSink::Arrow { writer, .. } = &mut self.kind {
+            let buf = writer.get_mut();
+            if !buf.is_empty() {
+                self.w.write_all(buf)?;
+                buf.clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// The next rows, in time order, one value per column.
+    pub fn rows(&mut self, rows: &[(i64, Vec<Value>)]) -> std::io::Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        match &mut self.kind {
+            RowSink::Json => {
+                if self.rows == 0 {
+                    let columns: Vec<&str> = std::iter::once("time")
+                        .chain(self.columns.iter().map(String::as_str))
+                        .collect();
+                    self.w.write_all(b"{\"series\":[{\"columns\":")?;
+                    serde_json::to_writer(&mut *self.w, &columns)?;
+                    self.w.write_all(b",\"name\":")?;
+                    serde_json::to_writer(&mut *self.w, &self.name)?;
+                    self.w.write_all(b",\"tags\":{},\"values\":[")?;
+                }
+                for (i, (t, vals)) in rows.iter().enumerate() {
+                    if self.rows > 0 || i > 0 {
+                        self.w.write_all(b",")?;
+                    }
+                    let row = Row {
+                        time: *t,
+                        vals,
+                        epoch: self.epoch,
+                    };
+                    serde_json::to_writer(&mut *self.w, &row)?;
+                }
+            }
+            RowSink::Csv => {
+                let mut out = String::new();
+                for (t, vals) in rows {
+                    out.clear();
+                    csv_row(&self.name, &[], *t, vals, self.epoch, &mut out);
+                    self.w.write_all(out.as_bytes())?;
+                }
+            }
+            RowSink::Arrow {
+                writer,
+                types,
+                schema,
+                ..
+            } => {
+                let none = super::Series {
+                    tags: Default::default(),
+                    rows: Vec::new(),
+                };
+                for chunk in rows.chunks(ARROW_BATCH_ROWS) {
+                    let refs: Vec<RowRef<'_>> = chunk.iter().map(|r| (&none, r)).collect();
+                    let batch =
+                        arrow_batch(&refs, &[], types, schema).map_err(std::io::Error::other)?;
+                    writer.write(&batch).map_err(std::io::Error::other)?;
+                    let buf = writer.get_mut();
+                    self.w.write_all(buf)?;
+                    buf.clear();
+                }
+            }
+        }
+        self.rows += rows.len() as u64;
+        Ok(())
+    }
+
+    /// Ends the answer. JSON says whether it is partial, the regions' reports and the
+    /// warnings; CSV and Arrow have no place for them (a failed stream is cut short by the
+    /// caller instead, never ended as if complete).
+    pub fn finish(
+        mut self,
+        partial: bool,
+        regions: &std::collections::BTreeMap<String, super::RegionReport>,
+        warnings: &[String],
+    ) -> std::io::Result<()> {
+        match &mut self.kind {
+            RowSink::Json => {
+                if self.rows == 0 {
+                    self.w.write_all(b"{\"series\":[]")?;
+                } else {
+                    self.w.write_all(b"]}]")?;
+                }
+                self.w.write_all(b",\"partial\":")?;
+                serde_json::to_writer(&mut *self.w, &partial)?;
+                self.w.write_all(b",\"regions\":")?;
+                serde_json::to_writer(&mut *self.w, regions)?;
+                if !warnings.is_empty() {
+                    self.w.write_all(b",\"warnings\":")?;
+                    serde_json::to_writer(&mut *self.w, warnings)?;
+                }
+                self.w.write_all(b"}")?;
+            }
+            RowSink::Csv => {}
+            RowSink::Arrow { writer, .. } => {
+                writer.finish().map_err(std::io::Error::other)?;
+                self.drain_arrow()?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// [`write_arrow`] into memory (tests, small answers).

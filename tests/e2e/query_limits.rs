@@ -223,3 +223,202 @@ fn local_aggregation_copies_count_against_the_query_budget() {
         one.to_string()
     );
 }
+
+/// A point of the export test: time, host, rack, a, b, c.
+type ExportPoint = (i64, String, Option<String>, f64, i64, Option<String>);
+
+/// The points of the export tests: 4 hours (4 partitions), one a second, 4 hosts, a tag
+/// only some series carry, a field only some lines carry.
+fn export_points() -> Vec<ExportPoint> {
+    (0..14_400i64)
+        .map(|n| {
+            let host = format!("h{}", n % 4);
+            let rack = (n % 4 < 2).then(|| format!("r{}", n % 2));
+            let c = (n % 3 == 0).then(|| format!("text, \"{n}\""));
+            (T0 + n * 1_000_000_000, host, rack, n as f64 / 4.0, n * 7, c)
+        })
+        .collect()
+}
+
+/// A raw answer larger than `query.max_memory` (the export of a measurement, every point of
+/// it) is computed a window at a time and streamed, in JSON, CSV and Arrow: every point comes
+/// back, in time order, with the measurement's columns, in memory and after a flush; `limit`
+/// and a time range cut across windows. An instant alone too large for the budget is still a
+/// 413 before anything is sent; one met after rows were sent ends a JSON answer partial
+/// with the reason, and cuts a CSV answer short (never ended as if complete).
+#[test]
+fn raw_exports_larger_than_the_query_budget_are_streamed() {
+    let mut s = TestServer::start(ServerConfig::default().with_query_memory("1MiB", "4MiB"));
+    let points = export_points();
+    let lp: String = points
+        .iter()
+        .map(|(t, host, rack, a, b, c)| {
+            let mut l = format!("m,host={host}");
+            if let Some(r) = rack {
+                l += &format!(",rack={r}");
+            }
+            l += &format!(" a={a},b={b}i");
+            if let Some(c) = c {
+                l += &format!(",c=\"{}\"", c.replace('"', "\\\""));
+            }
+            l + &format!(" {t}\n")
+        })
+        .collect();
+    s.write_ok("ex", &lp);
+    let want_row = |p: &ExportPoint| serde_json::json!([p.0, p.1, p.2, p.3, p.4, p.5]);
+    for phase in ["in memory", "in files"] {
+        let r = s.get("/api/v1/query?db=ex&measurement=m&fields=*&epoch=ns");
+        assert_eq!(r.status, 200, "{phase}: {:.300}", r.body);
+        let j = r.json();
+        assert_eq!(j["partial"], false, "{phase}");
+        let series = j["series"].as_array().unwrap();
+        assert_eq!(series.len(), 1, "{phase}");
+        assert_eq!(
+            series[0]["columns"],
+            serde_json::json!(["time", "host", "rack", "a", "b", "c"])
+        );
+        let got = series[0]["values"].as_array().unwrap();
+        assert_eq!(got.len(), points.len(), "{phase}");
+        for (g, p) in got.iter().zip(&points) {
+            assert_eq!(g, &want_row(p), "{phase}");
+        }
+        // The whole answer would not fit: the same query with an aggregate-free field list
+        // too, and a limit and a time range that cross windows.
+        let r = s.get("/api/v1/query?db=ex&measurement=m&fields=c,a&epoch=ns&limit=5000");
+        assert_eq!(r.status, 200, "{phase}: {:.300}", r.body);
+        let j = r.json();
+        assert_eq!(
+            j["series"][0]["columns"],
+            serde_json::json!(["time", "c", "a"])
+        );
+        let got = j["series"][0]["values"].as_array().unwrap();
+        assert_eq!(got.len(), 5000);
+        for (g, p) in got.iter().zip(&points) {
+            assert_eq!(g, &serde_json::json!([p.0, p.5, p.3]), "{phase}");
+        }
+        let (lo, hi) = (points[1000].0, points[12_000].0);
+        let r = s.get(&format!(
+            "/api/v1/query?db=ex&measurement=m&fields=*&epoch=ns&start={lo}&end={hi}"
+        ));
+        assert_eq!(r.status, 200, "{phase}: {:.300}", r.body);
+        let got = r.json()["series"][0]["values"].as_array().unwrap().clone();
+        assert_eq!(got.len(), 11_000);
+        assert_eq!(got[0], want_row(&points[1000]));
+        assert_eq!(got[10_999], want_row(&points[11_999]));
+
+        // CSV: the header, then every point as a line.
+        let csv = s.get("/api/v1/query?db=ex&measurement=m&fields=*&format=csv&epoch=ns");
+        assert_eq!(csv.status, 200, "{phase}: {:.300}", csv.body);
+        let mut lines = csv.body.lines();
+        assert_eq!(lines.next(), Some("name,time,host,rack,a,b,c"));
+        let want: Vec<String> = points
+            .iter()
+            .map(|(t, host, rack, a, b, c)| {
+                let c = c
+                    .as_ref()
+                    .map(|c| format!("\"{}\"", c.replace('"', "\"\"")))
+                    .unwrap_or_default();
+                let a = serde_json::json!(a);
+                format!(
+                    "m,{t},{host},{},{a},{b},{c}",
+                    rack.clone().unwrap_or_default()
+                )
+            })
+            .collect();
+        let got: Vec<&str> = lines.collect();
+        assert_eq!(got.len(), want.len(), "{phase}");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g, w, "{phase}");
+        }
+
+        // Arrow: the measurement's types, every point.
+        let arrow = s
+            .client()
+            .get(s.url("/api/v1/query?db=ex&measurement=m&fields=*&format=arrow"))
+            .send()
+            .unwrap();
+        assert_eq!(arrow.status(), 200);
+        let bytes = arrow.bytes().unwrap().to_vec();
+        let reader =
+            arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
+        let schema = reader.schema();
+        let types: Vec<String> = schema
+            .fields()
+            .iter()
+            .map(|f| format!("{}:{}", f.name(), f.data_type()))
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "time:Timestamp(ns, \"UTC\")",
+                "host:Utf8",
+                "rack:Utf8",
+                "a:Float64",
+                "b:Int64",
+                "c:Utf8"
+            ]
+        );
+        let (mut rows, mut sum_b, mut cs) = (0usize, 0i64, 0usize);
+        for batch in reader {
+            let batch = batch.unwrap();
+            rows += batch.num_rows();
+            let b = batch
+                .column_by_name("b")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .unwrap();
+            sum_b += b.iter().flatten().sum::<i64>();
+            cs += batch.num_rows() - batch.column_by_name("c").unwrap().null_count();
+        }
+        assert_eq!(rows, points.len(), "{phase}");
+        assert_eq!(sum_b, points.iter().map(|p| p.4).sum::<i64>(), "{phase}");
+        assert_eq!(cs, points.iter().filter(|p| p.5.is_some()).count());
+        if phase == "in memory" {
+            s.stop();
+            s.restart();
+        }
+    }
+
+    // One instant holding more rows than the budget: refused before anything is sent when
+    // it comes first; after rows were sent, a JSON answer ends partial with the reason and
+    // a CSV answer is cut short.
+    let crowd: String = (0..15_000)
+        .map(|i| {
+            format!(
+                "big,host=h{i} v={i}i,s=\"some padding text\" {}\n",
+                T0 + 3_600_000_000_000
+            )
+        })
+        .collect();
+    let early: String = (0..100)
+        .map(|i| format!("big,host=h{i} v={i}i {}\n", T0 + i))
+        .collect();
+    s.write_ok("ex", &crowd);
+    let r = s.get(&format!(
+        "/api/v1/query?db=ex&measurement=big&fields=*&start={}",
+        T0 + 1_000
+    ));
+    assert_eq!(r.status, 413, "{:.300}", r.body);
+    assert!(r.body.contains("query.max_memory"), "{}", r.body);
+    s.write_ok("ex", &early);
+    let r = s.get("/api/v1/query?db=ex&measurement=big&fields=*");
+    assert_eq!(r.status, 200, "{:.300}", r.body);
+    let j = r.json();
+    assert_eq!(j["partial"], true);
+    assert_eq!(j["series"][0]["values"].as_array().unwrap().len(), 100);
+    let warnings = j["warnings"].to_string();
+    assert!(warnings.contains("after 100 rows"), "{warnings}");
+    assert!(warnings.contains("query.max_memory"), "{warnings}");
+    let cut = s
+        .client()
+        .get(s.url("/api/v1/query?db=ex&measurement=big&fields=*&format=csv"))
+        .send()
+        .unwrap();
+    assert_eq!(cut.status(), 200);
+    assert!(
+        cut.text().is_err(),
+        "a CSV answer that failed midway must not end cleanly"
+    );
+    s.assert_healthy();
+}

@@ -11,10 +11,8 @@
 //! in its merge heap's order, which differs from one timestamp to the next); a window may
 //! order them otherwise than the whole answer would.
 
-use std::collections::BTreeMap;
-
 use crate::influxql::{BinaryOp, Expr, MeasurementName, SelectStatement, SortOrder};
-use crate::model::{RegionId, TIME_COLUMN};
+use crate::model::TIME_COLUMN;
 
 use super::Ctx;
 use super::native::{and, cmp, var};
@@ -29,9 +27,9 @@ fn has_call(e: &Expr) -> bool {
     }
 }
 
-/// The time windows (`[start, end)`, one per partition holding the measurement, from the
-/// times its files and blocks hold, overlapping ones merged; in the statement's order) to run `s` over, or `None` when it must be answered whole: not a raw
-/// select of one measurement as described above, or data in at most one partition.
+/// The time windows ([`crate::query::windows::spans`], in the statement's order) to run `s`
+/// over, or `None` when it must be answered whole: not a raw select of one measurement as
+/// described above, or data in at most one partition.
 pub async fn windows(ctx: &Ctx, s: &SelectStatement) -> Option<Vec<(i64, i64)>> {
     let raw = s.fields.iter().all(|f| !has_call(&f.expr))
         && s.dimensions.is_empty()
@@ -52,42 +50,13 @@ pub async fn windows(ctx: &Ctx, s: &SelectStatement) -> Option<Vec<(i64, i64)>> 
     if !ctx.database_exists(&db) || !engine.regions().iter().all(|r| r.hosted()) {
         return None;
     }
-    // Per partition, the time span its files and blocks really hold (a partition written
-    // under another partition_duration may be wider than today's): spans that overlap are
-    // merged, so every point falls in exactly one window.
-    let mut spans: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
-    let mut add = |p: i64, lo: i64, hi: i64| {
-        let e = spans.entry(p).or_insert((lo, hi));
-        *e = (e.0.min(lo), e.1.max(hi));
-    };
-    for i in 0..engine.regions().len() {
-        let snap = engine.snapshot(RegionId(i), &db, Some(m)).await.ok()?;
-        for f in snap.files().filter(|f| *f.measurement == **m) {
-            add(f.partition_start, f.min_time, f.max_time);
-        }
-        for b in snap.mem.iter().filter(|b| *b.key.measurement == **m) {
-            for c in &b.chunks {
-                add(b.key.partition.0, c.min_time, c.max_time);
-            }
-        }
-    }
-    let mut sorted: Vec<(i64, i64)> = spans.into_values().collect();
-    sorted.sort_unstable();
-    let mut out: Vec<(i64, i64)> = Vec::new();
-    for (lo, hi) in sorted {
-        match out.last_mut() {
-            Some(last) if lo <= last.1 => last.1 = last.1.max(hi),
-            _ => out.push((lo, hi)),
-        }
-    }
+    let mut out = crate::query::windows::spans(engine, &db, m, (i64::MIN, i64::MAX))
+        .await
+        .ok()?
+        .windows;
     if out.len() < 2 {
         return None;
     }
-    // Inclusive maxima to half-open windows.
-    let mut out: Vec<(i64, i64)> = out
-        .into_iter()
-        .map(|(lo, hi)| (lo, hi.saturating_add(1)))
-        .collect();
     if s.order == SortOrder::Desc {
         out.reverse();
     }

@@ -1,0 +1,275 @@
+//! Native raw answers too large to hold whole (`agg=none` without `group_by`, the export of a
+//! measurement): computed a window of time at a time, each window within its own
+//! `query.max_memory`, its rows sent before the next window is read.
+//!
+//! The windows are the spans the measurement's files and blocks hold
+//! ([`crate::query::windows`]); a window whose rows would pass the budget is cut in halves
+//! until they fit (a single instant that does not fit is refused). The columns are the
+//! measurement's (from the schema registry: every tag, then every field, or the fields
+//! asked for), known before the first row, so that a CSV header and an Arrow schema can be
+//! sent first. Used only where every region is hosted here and the answer is estimated to
+//! pass a quarter of `query.max_memory`; other answers are computed whole as before.
+//!
+//! A failure after the first rows were sent (a timeout, the shared budget spent, a region
+//! error): a JSON answer ends with `"partial": true` and the reason in `warnings`; a CSV or
+//! Arrow answer, which has no place for it, is cut short (the connection is reset before the
+//! end of the body), never ended as if it were complete.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use axum::response::{IntoResponse, Response};
+
+use super::Shared;
+use super::error::{ApiError, Dialect, DialectError};
+use crate::query::agg::{Agg, Value};
+use crate::query::output::{RowStream, kind_type};
+use crate::query::plan::{Format, QuerySpec};
+use crate::query::{Refusal, RegionReport, windows};
+
+/// Bytes a raw row is estimated to hold in memory: its slot, its time and one value per
+/// column (strings cost more; this only chooses between whole and streamed answers).
+fn row_estimate(columns: usize) -> u64 {
+    48 + 24 * (columns as u64 + 1)
+}
+
+/// The windows and columns of an answer to stream, or `None` when it is answered whole.
+pub async fn plan(state: &Shared, spec: &QuerySpec) -> Option<Plan> {
+    let engine = &state.engine;
+    if spec.agg != Agg::None
+        || !spec.group_by.is_empty()
+        || !engine.regions().iter().all(|r| r.hosted())
+    {
+        return None;
+    }
+    let schema = engine.registry().get(&spec.db, &spec.measurement)?;
+    let columns: Vec<String> = match &spec.fields {
+        Some(list) => list.clone(),
+        None => {
+            let mut tags: Vec<String> = Vec::new();
+            let mut fields: Vec<String> = Vec::new();
+            for (name, kind) in schema.iter() {
+                match kind {
+                    crate::model::ColumnKind::Tag => tags.push(name.to_string()),
+                    crate::model::ColumnKind::Field(_) => fields.push(name.to_string()),
+                }
+            }
+            tags.sort();
+            fields.sort();
+            tags.into_iter().chain(fields).collect()
+        }
+    };
+    let spans = windows::spans(engine, &spec.db, &spec.measurement, (spec.lo(), spec.end))
+        .await
+        .ok()?;
+    let estimate = spans.rows.saturating_mul(row_estimate(columns.len())).min(
+        spec.limit.map_or(u64::MAX, |l| {
+            (l as u64).saturating_mul(row_estimate(columns.len()))
+        }),
+    );
+    if spans.windows.len() < 2 || estimate <= state.query_memory.per_query() / 4 {
+        return None;
+    }
+    let types = columns
+        .iter()
+        .map(|c| kind_type(schema.get(c.as_str()).copied()))
+        .collect();
+    Some(Plan {
+        windows: spans.windows,
+        columns,
+        types,
+    })
+}
+
+/// What [`plan`] found.
+pub struct Plan {
+    windows: Vec<(i64, i64)>,
+    columns: Vec<String>,
+    types: Vec<arrow::datatypes::DataType>,
+}
+
+/// Runs the windows one after the other.
+struct Windows {
+    state: Shared,
+    spec: Arc<QuerySpec>,
+    params: Arc<HashMap<String, String>>,
+    queue: VecDeque<(i64, i64)>,
+    columns: Vec<String>,
+    /// Rows still allowed by `limit`.
+    left: Option<usize>,
+    regions: BTreeMap<String, RegionReport>,
+    partial: bool,
+}
+
+impl Windows {
+    /// The next window's rows (never empty), `None` at the end, or why the answer stops.
+    async fn next(&mut self) -> Result<Option<Vec<(i64, Vec<Value>)>>, Refusal> {
+        loop {
+            if self.left == Some(0) {
+                return Ok(None);
+            }
+            let Some((start, end)) = self.queue.pop_front() else {
+                return Ok(None);
+            };
+            let remaining = self
+                .spec
+                .deadline
+                .map(|d| d.saturating_duration_since(std::time::Instant::now()))
+                .unwrap_or(self.state.config.query.timeout);
+            let mut w = (*self.spec).clone();
+            w.start = start.max(self.spec.start);
+            w.end = end.min(self.spec.end);
+            w.limit = self.left;
+            w.budget = Some(Arc::new(self.state.query_memory.budget()));
+            let r = crate::query::run(
+                &self.state.engine,
+                Arc::new(w),
+                self.params.clone(),
+                &self.state.remote,
+                remaining,
+                self.state.config.query.max_rows,
+            )
+            .await;
+            match r.refused {
+                Some(Refusal::TooLarge(m)) => match windows::halves((start, end)) {
+                    Some((a, b)) => {
+                        self.queue.push_front(b);
+                        self.queue.push_front(a);
+                        continue;
+                    }
+                    None => return Err(Refusal::TooLarge(m)),
+                },
+                Some(refusal @ Refusal::Busy(_)) => return Err(refusal),
+                None => {}
+            }
+            for (name, rep) in r.regions {
+                match self.regions.get_mut(&name) {
+                    None => {
+                        self.regions.insert(name, rep);
+                    }
+                    Some(sum) => {
+                        sum.ms += rep.ms;
+                        sum.rows_scanned += rep.rows_scanned;
+                        sum.files_read += rep.files_read;
+                        sum.row_groups_pruned += rep.row_groups_pruned;
+                        if rep.status != "ok" {
+                            sum.status = rep.status;
+                            sum.error = rep.error;
+                        }
+                    }
+                }
+            }
+            if r.partial {
+                // What came is sent; nothing after it (the answer says it is partial).
+                self.partial = true;
+                self.queue.clear();
+            }
+            let map: Vec<Option<usize>> = r
+                .columns
+                .iter()
+                .map(|c| self.columns.iter().position(|x| x == c))
+                .collect();
+            let mut rows: Vec<(i64, Vec<Value>)> = Vec::new();
+            for s in r.series {
+                for (t, vals) in s.rows {
+                    let mut out = vec![Value::Null; self.columns.len()];
+                    for (v, to) in vals.into_iter().zip(&map) {
+                        if let Some(i) = to {
+                            out[*i] = v;
+                        }
+                    }
+                    rows.push((t, out));
+                }
+            }
+            if let Some(left) = &mut self.left {
+                rows.truncate(*left);
+                *left -= rows.len();
+            }
+            if !rows.is_empty() {
+                return Ok(Some(rows));
+            }
+        }
+    }
+}
+
+/// The streamed answer: the first window is computed here (its failure is a plain error
+/// response), the rest on a blocking thread as the client reads.
+pub async fn respond(
+    state: Shared,
+    spec: Arc<QuerySpec>,
+    params: Arc<HashMap<String, String>>,
+    plan: Plan,
+    warnings: Vec<String>,
+) -> Response {
+    let mut run = Windows {
+        state: state.clone(),
+        spec: spec.clone(),
+        params,
+        queue: plan.windows.into(),
+        columns: plan.columns.clone(),
+        left: spec.limit,
+        regions: BTreeMap::new(),
+        partial: false,
+    };
+    let first = match run.next().await {
+        Ok(rows) => rows,
+        Err(refusal) => {
+            let metrics = state.engine.metrics();
+            metrics
+                .query_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let e = match refusal {
+                Refusal::TooLarge(m) => ApiError::PayloadTooLarge(m),
+                Refusal::Busy(m) => ApiError::Overloaded(m),
+            };
+            return DialectError(Dialect::Api, e).into_response();
+        }
+    };
+    let content_type = match spec.format {
+        Format::Json => "application/json",
+        Format::Csv => "text/csv; charset=utf-8",
+        Format::Arrow => "application/vnd.apache.arrow.stream",
+    };
+    let handle = tokio::runtime::Handle::current();
+    super::api::streamed(
+        content_type,
+        state.config.http.body_timeout,
+        usize::MAX,
+        move |w| {
+            let mut warnings = warnings;
+            let mut out = RowStream::start(
+                w,
+                spec.format,
+                &spec.measurement,
+                plan.columns,
+                plan.types,
+                spec.epoch,
+            )?;
+            let mut next = first;
+            while let Some(rows) = next {
+                out.rows(&rows)?;
+                drop(rows);
+                next = match handle.block_on(run.next()) {
+                    Ok(n) => n,
+                    Err(Refusal::TooLarge(msg) | Refusal::Busy(msg)) => {
+                        if spec.format != Format::Json {
+                            return Err(std::io::Error::other(msg));
+                        }
+                        run.partial = true;
+                        warnings.push(format!(
+                            "the answer stops after {} rows: {msg}",
+                            out.rows_written()
+                        ));
+                        None
+                    }
+                };
+            }
+            if run.partial && spec.format != Format::Json {
+                return Err(std::io::Error::other(
+                    "a region failed or timed out while the answer was sent",
+                ));
+            }
+            out.finish(run.partial, &run.regions, &warnings)
+        },
+    )
+}

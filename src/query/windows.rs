@@ -1,0 +1,100 @@
+//! The time windows a measurement's stored data falls in, from what the catalog and the
+//! in-memory blocks say of themselves (no file is read): answers too large to hold whole
+//! are computed a window at a time and sent as they are ready.
+//!
+//! A window is the span of times one partition's files and blocks really hold (a partition
+//! written under another `partition_duration` may be wider than today's), with spans that
+//! overlap merged: every stored point falls in exactly one window.
+
+use std::collections::BTreeMap;
+
+use crate::model::RegionId;
+use crate::region::Engine;
+
+/// Where a measurement's data lies within a time range.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Spans {
+    /// Half-open `[start, end)` windows in time order, disjoint, within the range asked.
+    pub windows: Vec<(i64, i64)>,
+    /// Rows of the files and blocks that overlap the range (an upper bound of the points
+    /// in it: a file counts whole, overwritten points count once per copy).
+    pub rows: u64,
+}
+
+/// The windows of `measurement` of `db` within `[start, end)`, over every region (all must
+/// be hosted here: the partitions of other nodes' regions are not known).
+pub async fn spans(
+    engine: &Engine,
+    db: &str,
+    measurement: &str,
+    (start, end): (i64, i64),
+) -> Result<Spans, String> {
+    let mut by_partition: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    let mut rows = 0u64;
+    let mut add = |p: i64, lo: i64, hi: i64, n: u64| {
+        // Inclusive maxima; only what overlaps the range, clamped to it.
+        if hi < start || lo >= end {
+            return;
+        }
+        let (lo, hi) = (lo.max(start), hi.min(end.saturating_sub(1)));
+        let e = by_partition.entry(p).or_insert((lo, hi));
+        *e = (e.0.min(lo), e.1.max(hi));
+        rows = rows.saturating_add(n);
+    };
+    for i in 0..engine.regions().len() {
+        let snap = engine.snapshot(RegionId(i), db, Some(measurement)).await?;
+        for f in snap.files().filter(|f| *f.measurement == *measurement) {
+            add(f.partition_start, f.min_time, f.max_time, f.rows);
+        }
+        for b in snap
+            .mem
+            .iter()
+            .filter(|b| *b.key.measurement == *measurement)
+        {
+            for c in &b.chunks {
+                add(b.key.partition.0, c.min_time, c.max_time, c.rows() as u64);
+            }
+        }
+    }
+    let mut sorted: Vec<(i64, i64)> = by_partition.into_values().collect();
+    sorted.sort_unstable();
+    let mut merged: Vec<(i64, i64)> = Vec::new();
+    for (lo, hi) in sorted {
+        match merged.last_mut() {
+            Some(last) if lo <= last.1 => last.1 = last.1.max(hi),
+            _ => merged.push((lo, hi)),
+        }
+    }
+    Ok(Spans {
+        windows: merged
+            .into_iter()
+            .map(|(lo, hi)| (lo, hi.saturating_add(1)))
+            .collect(),
+        rows,
+    })
+}
+
+/// `[start, end)` cut in two halves (`None` when it holds a single instant).
+pub fn halves((start, end): (i64, i64)) -> Option<((i64, i64), (i64, i64))> {
+    let width = (end as i128) - (start as i128);
+    if width < 2 {
+        return None;
+    }
+    let mid = (start as i128 + width / 2) as i64;
+    Some(((start, mid), (mid, end)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn halves_cover_the_window_and_stop_at_one_instant() {
+        assert_eq!(halves((0, 10)), Some(((0, 5), (5, 10))));
+        assert_eq!(halves((0, 3)), Some(((0, 1), (1, 3))));
+        assert_eq!(halves((7, 8)), None);
+        let (a, b) = halves((i64::MIN, i64::MAX)).unwrap();
+        assert_eq!((a.0, a.1, b.1), (i64::MIN, b.0, i64::MAX));
+        assert!(a.1 > i64::MIN && a.1 < i64::MAX);
+    }
+}
