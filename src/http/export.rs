@@ -148,7 +148,8 @@ impl Windows {
                         self.regions.insert(name, rep);
                     }
                     Some(sum) => {
-                        sum.ms += rep.ms;
+                        // Summed to the microsecond (no float noise in the answer).
+                        sum.ms = ((sum.ms + rep.ms) * 1000.0).round() / 1000.0;
                         sum.rows_scanned += rep.rows_scanned;
                         sum.files_read += rep.files_read;
                         sum.row_groups_pruned += rep.row_groups_pruned;

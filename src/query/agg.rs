@@ -9,8 +9,9 @@
 use std::cmp::Ordering;
 
 /// A single result value.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Value {
+    #[default]
     Null,
     Float(f64),
     Int(i64),

@@ -246,7 +246,7 @@ fn value(c: Cell) -> Value {
         Cell::Int(i) | Cell::Time(i) => Value::Int(i),
         Cell::UInt(u) => Value::UInt(u),
         Cell::Float(f) => Value::Float(f),
-        Cell::Str(s) => Value::Str(s),
+        Cell::Str(s) => Value::Str(s.to_string()),
         Cell::Bool(b) => Value::Bool(b),
     }
 }

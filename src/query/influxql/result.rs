@@ -13,7 +13,8 @@ pub enum Cell {
     Int(i64),
     UInt(u64),
     Float(f64),
-    Str(String),
+    /// Shared: a tag's value is one allocation for every row of its series.
+    Str(std::sync::Arc<str>),
     Bool(bool),
     /// A time in nanoseconds, written per the request's epoch.
     Time(i64),

@@ -98,6 +98,8 @@ pub async fn select(ctx: &Ctx, s: &SelectStatement) -> Result<Vec<ResultSeries>,
 enum Shape {
     /// A field as stored: its index in `Plan::fields`.
     Field(usize),
+    /// A tag of the measurement, as stored (null where the series lacks it).
+    Tag,
     /// A function's result: its index in `Plan::calls`.
     Call(usize),
     /// A selector's other column, from the chosen point.
@@ -512,6 +514,11 @@ impl<'a> Plan<'a> {
                 // A selector's other columns come from the point it chose.
                 Expr::VarRef(_) if aux_columns => Shape::Aux,
                 Expr::VarRef(v)
+                    if matches!(v.data_type, None | Some(DataType::Tag)) && is_tag(&v.name) =>
+                {
+                    Shape::Tag
+                }
+                Expr::VarRef(v)
                     if matches!(v.data_type, None | Some(DataType::Field)) && !is_tag(&v.name) =>
                 {
                     fields
@@ -734,6 +741,8 @@ impl<'a> Plan<'a> {
             .iter()
             .map(|f| columns.iter().position(|c| c == f))
             .collect();
+        let identity = columns.len() == self.fields.len()
+            && pos.iter().enumerate().all(|(i, p)| *p == Some(i));
         let mut out = Vec::new();
         for s in series {
             let tags: Arc<BTreeMap<String, String>> =
@@ -743,11 +752,20 @@ impl<'a> Plan<'a> {
                 .iter()
                 .map(|t| tags.get(t).cloned().unwrap_or_default())
                 .collect();
-            for (t, vals) in s.rows {
-                let values: Vec<Value> = pos
-                    .iter()
-                    .map(|p| p.and_then(|i| vals.get(i).cloned()).unwrap_or(Value::Null))
-                    .collect();
+            out.reserve(s.rows.len());
+            for (t, mut vals) in s.rows {
+                // The merged row is this statement's fields in order (the usual case): kept
+                // as it is; otherwise its values are moved into place (no copy).
+                let values: Vec<Value> = if identity {
+                    vals
+                } else {
+                    pos.iter()
+                        .map(|p| {
+                            p.and_then(|i| vals.get_mut(i))
+                                .map_or(Value::Null, std::mem::take)
+                        })
+                        .collect()
+                };
                 let keep = {
                     let view = Point {
                         projecting: false,
@@ -1010,7 +1028,29 @@ impl<'a> Plan<'a> {
                 _ => None,
             })
             .collect();
-        for p in points {
+        // The cells of the tag columns, made once per series (points of a series share
+        // their tag map; the map is kept so that its address is not reused).
+        let tag_names: Vec<&str> = self
+            .columns
+            .iter()
+            .zip(&self.shapes)
+            .filter_map(|((_, e), shape)| match (shape, e) {
+                (Shape::Tag, Expr::VarRef(v)) => Some(v.name.as_str()),
+                _ => None,
+            })
+            .collect();
+        type TagCells = (Arc<BTreeMap<String, String>>, Vec<Cell>);
+        let mut tag_cells: HashMap<usize, TagCells> = HashMap::new();
+        // Fields named once each, beside tags only: their values are moved into the cells.
+        let mut seen = BTreeSet::new();
+        let movable = self.shapes.iter().all(|s| match s {
+            Shape::Field(i) => seen.insert(*i),
+            Shape::Tag => true,
+            _ => false,
+        });
+        let mut points_left = points.len();
+        for mut p in points {
+            points_left -= 1;
             let view = p.view(&self.fields, &self.schema);
             let present = match &named_at {
                 Some(at) => at
@@ -1021,24 +1061,50 @@ impl<'a> Plan<'a> {
             if !present {
                 continue;
             }
-            let cells: Vec<Cell> = self
-                .columns
-                .iter()
-                .zip(&self.shapes)
-                .map(|((_, e), shape)| match shape {
-                    Shape::Field(i) => cell(p.values.get(*i).cloned()),
-                    _ => cell(eval(e, &view)),
-                })
-                .collect();
-            groups
-                .entry(p.key.clone())
-                .or_default()
-                .push((p.time, cells));
+            let (_, tags) = tag_cells
+                .entry(Arc::as_ptr(&p.tags) as usize)
+                .or_insert_with(|| {
+                    let cells = tag_names
+                        .iter()
+                        .map(|n| {
+                            p.tags
+                                .get(*n)
+                                .map_or(Cell::Null, |v| Cell::Str(v.as_str().into()))
+                        })
+                        .collect();
+                    (p.tags.clone(), cells)
+                });
+            // The time first: the row is complete as built (no shift of its cells later).
+            let mut cells: Vec<Cell> = Vec::with_capacity(self.columns.len() + 1);
+            cells.push(Cell::Time(p.time));
+            let mut tags = tags.iter();
+            if movable {
+                for shape in &self.shapes {
+                    cells.push(match shape {
+                        Shape::Field(i) => cell(p.values.get_mut(*i).map(std::mem::take)),
+                        _ => tags.next().cloned().unwrap_or(Cell::Null),
+                    });
+                }
+            } else {
+                for ((_, e), shape) in self.columns.iter().zip(&self.shapes) {
+                    cells.push(match shape {
+                        Shape::Field(i) => cell(p.values.get(*i).cloned()),
+                        Shape::Tag => tags.next().cloned().unwrap_or(Cell::Null),
+                        _ => cell(eval(e, &view)),
+                    });
+                }
+            }
+            let rows = groups.entry(p.key.clone()).or_default();
+            if rows.is_empty() && self.group_tags.is_empty() {
+                // One group: all the points.
+                rows.reserve(points_left + 1);
+            }
+            rows.push((p.time, cells));
         }
         let mut out = Vec::new();
         for (key, mut rows) in groups {
             rows.sort_by_key(|r| r.0);
-            if let Some(series) = self.finish(&key, rows) {
+            if let Some(series) = self.finish(&key, rows, true) {
                 out.push(series);
             }
         }
@@ -1046,19 +1112,29 @@ impl<'a> Plan<'a> {
     }
 
     /// A series from its rows in time order: the transformation, `ORDER BY time DESC`,
-    /// `OFFSET`/`LIMIT`; `None` when no row is left.
-    fn finish(&self, key: &GroupKey, rows: Vec<(i64, Vec<Cell>)>) -> Option<ResultSeries> {
-        let mut rows = match self.transform {
-            None => rows,
+    /// `OFFSET`/`LIMIT`; `None` when no row is left. `timed`: the cells start with the time.
+    fn finish(
+        &self,
+        key: &GroupKey,
+        rows: Vec<(i64, Vec<Cell>)>,
+        timed: bool,
+    ) -> Option<ResultSeries> {
+        let (mut rows, timed) = match self.transform {
+            None => (rows, timed),
             Some(t) => {
+                let skip = usize::from(timed);
                 let input: Vec<(i64, Option<Value>)> = rows
                     .into_iter()
-                    .map(|(time, cells)| (time, cells.into_iter().next().and_then(value_of_cell)))
+                    .map(|(time, cells)| {
+                        (time, cells.into_iter().nth(skip).and_then(value_of_cell))
+                    })
                     .collect();
-                t.apply(&input)
+                let out = t
+                    .apply(&input)
                     .into_iter()
                     .map(|(time, v)| (time, vec![cell(Some(v))]))
-                    .collect()
+                    .collect();
+                (out, false)
             }
         };
         if self.s.order == SortOrder::Desc {
@@ -1073,7 +1149,12 @@ impl<'a> Plan<'a> {
                 key,
                 rows.into_iter()
                     .map(|(t, mut cells)| {
-                        cells.insert(0, Cell::Time(t));
+                        if timed {
+                            // The time moved by the transformation or a selector stays.
+                            cells[0] = Cell::Time(t);
+                        } else {
+                            cells.insert(0, Cell::Time(t));
+                        }
                         cells
                     })
                     .collect(),
@@ -1380,7 +1461,7 @@ impl<'a> Plan<'a> {
                 };
                 rows.push((time, self.eval_row(&outs, aux.get(&(key.clone(), *t)))));
             }
-            if let Some(series) = self.finish(&key, rows) {
+            if let Some(series) = self.finish(&key, rows, false) {
                 out.push(series);
             }
         }
@@ -1569,7 +1650,7 @@ fn value_of_cell(c: Cell) -> Option<Value> {
         Cell::Int(i) => Value::Int(i),
         Cell::UInt(u) => Value::UInt(u),
         Cell::Float(f) => Value::Float(f),
-        Cell::Str(s) => Value::Str(s),
+        Cell::Str(s) => Value::Str(s.to_string()),
         Cell::Bool(b) => Value::Bool(b),
         Cell::Time(t) => Value::Int(t),
     })
@@ -1581,7 +1662,7 @@ fn cell(v: Option<Value>) -> Cell {
         Some(Value::Int(i)) => Cell::Int(i),
         Some(Value::UInt(u)) => Cell::UInt(u),
         Some(Value::Float(f)) => Cell::Float(f),
-        Some(Value::Str(s)) => Cell::Str(s),
+        Some(Value::Str(s)) => Cell::Str(s.into()),
         Some(Value::Bool(b)) => Cell::Bool(b),
     }
 }

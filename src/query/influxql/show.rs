@@ -24,7 +24,10 @@ fn strings(name: &str, column: &str, values: Vec<String>) -> Vec<ResultSeries> {
         name: name.to_string(),
         tags: None,
         columns: vec![column.to_string()],
-        values: values.into_iter().map(|v| vec![Cell::Str(v)]).collect(),
+        values: values
+            .into_iter()
+            .map(|v| vec![Cell::Str(v.into())])
+            .collect(),
     }]
 }
 
@@ -51,7 +54,10 @@ pub fn databases(ctx: &Ctx) -> Vec<ResultSeries> {
         name: "databases".into(),
         tags: None,
         columns: vec!["name".into()],
-        values: names.into_iter().map(|n| vec![Cell::Str(n)]).collect(),
+        values: names
+            .into_iter()
+            .map(|n| vec![Cell::Str(n.into())])
+            .collect(),
     }]
 }
 
@@ -76,15 +82,18 @@ pub fn retention_policies(ctx: &Ctx, on: Option<&str>) -> Result<Vec<ResultSerie
         values: vec![vec![
             Cell::Str("autogen".into()),
             // The database's `[[retention]] keep` (0s: forever, InfluxDB's notation).
-            Cell::Str(go_duration(
-                ctx.engine
-                    .retention()
-                    .rules
-                    .iter()
-                    .find(|r| r.db == db && r.measurement.is_none())
-                    .and_then(|r| r.keep_ns)
-                    .unwrap_or(0),
-            )),
+            Cell::Str(
+                go_duration(
+                    ctx.engine
+                        .retention()
+                        .rules
+                        .iter()
+                        .find(|r| r.db == db && r.measurement.is_none())
+                        .and_then(|r| r.keep_ns)
+                        .unwrap_or(0),
+                )
+                .into(),
+            ),
             Cell::Str("168h0m0s".into()),
             Cell::Int(1),
             Cell::Bool(true),
@@ -272,7 +281,7 @@ pub async fn tag_values(ctx: &Ctx, s: &ShowTagValues) -> Result<Vec<ResultSeries
                 continue;
             }
             for v in ms.tag_values(key, Some(&bits)) {
-                rows.push(vec![Cell::Str(key.to_string()), Cell::Str(v.to_string())]);
+                rows.push(vec![Cell::Str(key.into()), Cell::Str(v.into())]);
             }
         }
         if s.order == crate::influxql::SortOrder::Desc {
@@ -319,7 +328,7 @@ pub fn field_keys(ctx: &Ctx, s: &ShowFieldKeys) -> Result<Vec<ResultSeries>, Str
                 columns: vec!["fieldKey".into(), "fieldType".into()],
                 values: fields
                     .into_iter()
-                    .map(|(n, t)| vec![Cell::Str(n), Cell::Str(t.into())])
+                    .map(|(n, t)| vec![Cell::Str(n.into()), Cell::Str(t.into())])
                     .collect(),
             });
         }
