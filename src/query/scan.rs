@@ -10,7 +10,7 @@
 //! counted once, with its latest fields. Rows are then filtered by time and predicates and
 //! folded into mergeable accumulators.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -192,10 +192,11 @@ fn select_runs(idx: &FileIndex, spec: &QuerySpec, answered: &HashSet<GroupKey>) 
     }
 }
 
-/// Groups whose every requested field already has its `first`/`last` value: older (for
-/// `last`) or newer (for `first`) partitions cannot change them.
-fn answered_groups(spec: &QuerySpec, partial: &Partial) -> HashSet<GroupKey> {
-    let (Partial::Agg(a), Some(fields)) = (partial, &spec.fields) else {
+/// Groups whose every field (`fields`: those asked for, or with `fields=*` every field a
+/// source of the scan has) already has its `first`/`last` value: older (for `last`) or
+/// newer (for `first`) partitions cannot change them.
+fn answered_groups(spec: &QuerySpec, fields: &[String], partial: &Partial) -> HashSet<GroupKey> {
+    let Partial::Agg(a) = partial else {
         return HashSet::new();
     };
     let positions: Vec<Option<usize>> = fields
@@ -1240,11 +1241,31 @@ pub fn scan_region(
     } else {
         Partial::Agg(AggPartial::default())
     };
-    // `first`/`last` of whole groups (no buckets) with named fields: partitions from the
-    // answering end; once a group has its value, the series of that group are skipped in
+    // `first`/`last` of whole groups (no buckets): partitions from the answering end; once
+    // a group has a value for every field, the series of that group are skipped in
     // partitions entirely older (`last`) or newer (`first`) than everything read so far.
-    let early =
-        matches!(spec.agg, Agg::First | Agg::Last) && spec.every.is_none() && spec.fields.is_some();
+    // With `fields=*`, "every field" is every field a file or block of the scan holds.
+    let early = matches!(spec.agg, Agg::First | Agg::Last) && spec.every.is_none();
+    let early_fields: Vec<String> = match &spec.fields {
+        Some(list) => list.clone(),
+        None if early => {
+            let mut all: BTreeSet<&str> = BTreeSet::new();
+            for (_, f) in parts.values().flat_map(|p| p.0.iter()) {
+                for (name, kind) in &f.columns {
+                    if matches!(kind, crate::model::ColumnKind::Field(_)) {
+                        all.insert(name);
+                    }
+                }
+            }
+            for m in parts.values().flat_map(|p| p.1.iter()) {
+                for c in &m.chunks {
+                    all.extend(c.fields.iter().map(|(n, _, _)| &**n));
+                }
+            }
+            all.into_iter().map(str::to_string).collect()
+        }
+        None => Vec::new(),
+    };
     let mut parts: Vec<_> = parts
         .into_values()
         .map(|(files, mems)| {
@@ -1447,7 +1468,7 @@ pub fn scan_region(
             ));
         }
         if early {
-            answered = answered_groups(spec, &partial);
+            answered = answered_groups(spec, &early_fields, &partial);
         }
         // Raw without grouping: partitions come in time order, so once `limit` rows are in,
         // later partitions cannot contribute to the first `limit` rows by time.

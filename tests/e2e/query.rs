@@ -1000,3 +1000,70 @@ fn integer_times_take_a_unit_and_unknown_names_are_warned_about() {
             .is_none()
     );
 }
+
+/// `last` of every field (`fields=*`) reads partitions newest first and stops for a group
+/// once it has a value of every field the scanned files and blocks hold, as it does with
+/// the fields named: "the last point of every host" read every partition with `*`. A field
+/// a host stopped sending is still found in an older partition.
+#[test]
+fn last_of_every_field_reads_only_the_partitions_it_needs() {
+    use serde_json::json;
+    let (h, t0) = (HOUR, T0);
+    let mut s = TestServer::start(ServerConfig::default());
+    let mut lp = String::new();
+    for hour in 0..4i64 {
+        for minute in 0..3i64 {
+            let t = t0 + hour * h + minute * 60_000_000_000;
+            lp += &format!(
+                "m,host=h1 a={hour}.{minute},b={}i {t}\n",
+                hour * 10 + minute
+            );
+            // h2 stops sending `b` after the first hour.
+            if hour == 0 {
+                lp += &format!("m,host=h2 a={hour}.{minute},b=-{minute}i {t}\n");
+            } else {
+                lp += &format!("m,host=h2 a={hour}.{minute} {t}\n");
+            }
+        }
+    }
+    s.write_ok("lp", &lp);
+    s.stop();
+    s.restart();
+    let q = |extra: &str| {
+        let r = s.get(&format!(
+            "/api/v1/query?db=lp&measurement=m&agg=last&group_by=host&epoch=ns{extra}"
+        ));
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()
+    };
+    for fields in ["&fields=*", "&fields=a,b", ""] {
+        let j = q(fields);
+        let series = j["series"].as_array().unwrap();
+        assert_eq!(series.len(), 2, "{j}");
+        let row = |i: usize| {
+            let cols = series[i]["columns"].as_array().unwrap();
+            let vals = series[i]["values"][0].as_array().unwrap();
+            let get = |c: &str| vals[cols.iter().position(|x| x == c).unwrap()].clone();
+            (series[i]["tags"]["host"].clone(), get("a"), get("b"))
+        };
+        assert_eq!(row(0), (json!("h1"), json!(3.2), json!(32)), "{fields}");
+        assert_eq!(row(1), (json!("h2"), json!(3.2), json!(-2)), "{fields}");
+    }
+    // One host with every field in the newest partition: only that partition is read.
+    let files_read = |j: &Json| -> u64 {
+        j["regions"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|r| r["files_read"].as_u64().unwrap_or(0))
+            .sum()
+    };
+    let star = q("&fields=*&where=host=h1");
+    let named = q("&fields=a,b&where=host=h1");
+    assert_eq!(files_read(&named), 1, "{named}");
+    assert_eq!(files_read(&star), 1, "{star}");
+    assert_eq!(star["series"], named["series"]);
+    // h2 lacks `b` after the first hour: its `b` needs the oldest partition.
+    let h2 = q("&fields=*&where=host=h2");
+    assert_eq!(files_read(&h2), 4, "{h2}");
+}
