@@ -113,7 +113,11 @@ impl FieldType {
 
     pub fn from_arrow(dt: &DataType) -> Option<FieldType> {
         Some(match dt {
-            DataType::Float64 => FieldType::Float,
+            // Decimals are float fields stored as scaled integers (`storage::scaled`).
+            DataType::Float64
+            | DataType::Decimal32(..)
+            | DataType::Decimal64(..)
+            | DataType::Decimal128(..) => FieldType::Float,
             DataType::Int64 => FieldType::Integer,
             DataType::UInt64 => FieldType::UInteger,
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => FieldType::String,

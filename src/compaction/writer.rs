@@ -76,10 +76,14 @@ fn write_all(
     let mut wal = Some(wal);
     let mut offset = 0;
     let mut k = 0;
+    // How columns are stored (float fields as scaled integers, the integer encodings that
+    // compress best at this zstd level): chosen from all the rows, for every output.
+    let layout = crate::storage::writer::Layout::tried(batch, fspec.zstd_level, fspec.page_rows);
     while offset < n {
         let rel = compacted_file_rel(spec.rel_dir, spec.seq, spec.token, k);
         k += 1;
-        let mut w = FileWriter::create(store, rel, spec.seq, batch.schema(), fspec)?;
+        let mut w =
+            FileWriter::create(store, rel, spec.seq, batch.schema(), fspec, layout.clone())?;
         let mut values = 0;
         let step = (|| -> Result<()> {
             while offset < n {
@@ -163,7 +167,9 @@ mod tests {
             Arc::new(host),
             Arc::new(Float64Array::from(
                 (0..n)
-                    .map(|i| (i % 3 != 0).then_some(i as f64 * 1.5))
+                    // Full precision: stored as doubles (not as scaled integers, which
+                    // would be too small to split at the test's target).
+                    .map(|i| (i % 3 != 0).then_some((i as f64 * 1.5).sqrt()))
                     .collect::<Vec<_>>(),
             )),
         ];

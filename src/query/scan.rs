@@ -1528,7 +1528,7 @@ mod tests {
         let batch = test_batch(times, &[("host", hosts), ("region", regions)], vs);
         let schema = batch.schema();
         let dir = tempfile::tempdir().unwrap();
-        let props = writer_properties(&schema, 1 << 20, vec![], 1, 20_000);
+        let props = writer_properties(&schema, 1 << 20, vec![], 1, 20_000, &[]);
         let (path, meta) = write_test_file(dir.path(), &batch, props);
         let cache = IndexCache::new(1 << 30, 0);
         let idx = cache.get(&path, &meta).unwrap();

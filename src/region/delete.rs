@@ -296,6 +296,18 @@ fn rewrite(
         crate::storage::schema::batch_in_ns(RecordBatch::new_empty(builder.schema().clone()))
             .map_err(|e| e.to_string())?
             .schema();
+    // Columns the file stores as scaled integers: the rows kept are some of its rows.
+    let scales = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| {
+            kv.iter()
+                .find(|k| k.key == crate::storage::scaled::SCALED_FLOATS)
+                .and_then(|k| k.value.as_deref())
+                .map(crate::storage::scaled::parse)
+        })
+        .unwrap_or_default();
     let mut deleted = 0u64;
     let mut kept = 0u64;
     for b in builder.build().map_err(|e| e.to_string())? {
@@ -328,7 +340,12 @@ fn rewrite(
         page_rows: FLUSH_PAGE_ROWS,
         time_unit,
     };
-    let mut w = FileWriter::create(store, rel, f.seq, schema, &fspec).map_err(|e| e.to_string())?;
+    let layout = crate::storage::writer::Layout {
+        scales,
+        encodings: Vec::new(),
+    };
+    let mut w =
+        FileWriter::create(store, rel, f.seq, schema, &fspec, layout).map_err(|e| e.to_string())?;
     let written = (|| -> Result<(), String> {
         for b in open()?.build().map_err(|e| e.to_string())? {
             let b = b

@@ -227,7 +227,16 @@ fn open_meta(path: &FileRef) -> Result<(Prefetched, ArrowReaderMetadata, Vec<u64
     let file =
         Prefetched::fetch(reader, vec![(file_len - tail, tail)]).map_err(|e| read_err(path, &e))?;
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
-    let meta = ArrowReaderMetadata::load(&file, options).map_err(|e| read_err(path, &e))?;
+    let meta = ArrowReaderMetadata::load(&file, options.clone()).map_err(|e| read_err(path, &e))?;
+    // Float fields stored as scaled integers (`INT64` decimals) decode as 64-bit decimals:
+    // half the memory of the default 128-bit ones, and a cheaper conversion to floats.
+    let meta = match super::scaled::narrow_decimals(meta.schema()) {
+        Some(schema) => {
+            ArrowReaderMetadata::try_new(meta.metadata().clone(), options.with_schema(schema))
+                .map_err(|e| read_err(path, &e))?
+        }
+        None => meta,
+    };
     let parquet = meta.metadata().clone();
     // The footer is read from disk: check what the reader would otherwise assert on
     // (negative or out-of-file column chunk ranges) and what is summed here.
@@ -944,7 +953,7 @@ mod tests {
     /// run, `v` = row number; row groups of 7 rows so runs straddle them.
     fn file(dir: &Path, lens: &[usize]) -> (FileRef, FileMeta) {
         file_with(dir, lens, |schema| {
-            writer_properties(schema, 7, Vec::new(), 1, 20_000)
+            writer_properties(schema, 7, Vec::new(), 1, 20_000, &[])
         })
     }
 

@@ -1,7 +1,8 @@
 //! The storage access layer: every name on disk ([`paths`]), the file schema ([`schema`]),
 //! what the catalog records of a file ([`file_meta`]), the Parquet writer ([`parquet`]), the
 //! read side that queries use (series [`index`], its [`cache`], decoded [`pages`], ranged
-//! [`prefetch`]) and the merge of overlapping rows ([`merge`]).
+//! [`prefetch`]), the merge of overlapping rows ([`merge`]) and float fields stored as
+//! scaled integers ([`scaled`]).
 
 pub mod cache;
 pub mod file_cache;
@@ -12,6 +13,7 @@ pub mod pages;
 pub mod parquet;
 pub mod paths;
 pub mod prefetch;
+pub mod scaled;
 pub mod schema;
 pub mod store;
 pub mod writer;

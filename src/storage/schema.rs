@@ -2,7 +2,8 @@
 //! the manifest's column list of a file, and the keys of each file's footer metadata.
 //!
 //! Every Meridian file: `time` (Timestamp(ns, UTC), not null), one Dictionary(Int32, Utf8)
-//! column per tag key, one typed column per field. Flush, compaction and queries all
+//! column per tag key, one typed column per field (a float field with few decimals may be
+//! stored as `DECIMAL(18, s)`, see [`super::scaled`]). Flush, compaction and queries all
 //! describe files through this module.
 
 use std::sync::Arc;
@@ -84,19 +85,55 @@ pub mod meta {
     pub const TOMBSTONE: &str = "meridian.tombstone";
 }
 
-/// A `time` column as queries use it: files written with `[storage] time_unit = "us"` hold
-/// microseconds; every reader turns them into the nanoseconds the engine works in.
+/// A column as queries use it: files written with `[storage] time_unit = "us"` hold
+/// microseconds, which every reader turns into the nanoseconds the engine works in; float
+/// fields stored as scaled integers (`DECIMAL(18, s)`) come back as the `Float64` values
+/// written.
 pub fn time_in_ns(array: ArrayRef) -> Result<ArrayRef, ArrowError> {
     match array.data_type() {
         DataType::Timestamp(TimeUnit::Nanosecond, _) => Ok(array),
         DataType::Timestamp(_, _) => arrow::compute::cast(&array, &time_type()),
-        _ => Ok(array),
+        _ => super::scaled::decimal_to_f64(&array).unwrap_or(Ok(array)),
     }
 }
 
-/// A batch read from a file, its `time` column (if any) in nanoseconds.
+/// The type a column read from a file has for queries ([`time_in_ns`]).
+fn read_type(dt: &DataType) -> DataType {
+    match dt {
+        DataType::Timestamp(_, _) => time_type(),
+        DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal128(..) => {
+            DataType::Float64
+        }
+        other => other.clone(),
+    }
+}
+
+/// A batch read from a file as queries use it: its `time` column (if any) in nanoseconds,
+/// scaled float columns as `Float64` ([`time_in_ns`] for each column).
 pub fn batch_in_ns(batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
-    with_time_type(&batch, &time_type())
+    let schema = batch.schema();
+    if schema
+        .fields()
+        .iter()
+        .all(|f| read_type(f.data_type()) == *f.data_type())
+    {
+        return Ok(batch);
+    }
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for c in batch.columns() {
+        columns.push(time_in_ns(c.clone())?);
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_data_type(read_type(f.data_type())))
+        .collect();
+    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(
+        Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())),
+        columns,
+        &options,
+    )
 }
 
 /// A batch as a file of `unit` stores it.

@@ -24,6 +24,7 @@ use parquet::file::metadata::KeyValue;
 
 use super::file_meta::{FileMeta, WalRange};
 use super::parquet::{Result, StorageError, writer_properties};
+use super::scaled;
 use super::schema::{batch_in_unit, columns_of, meta, time_type};
 use super::store::Store;
 use crate::config::FileTimeUnit;
@@ -41,6 +42,37 @@ pub struct FileSpec<'a> {
     pub page_rows: usize,
     /// How `time` is stored (`[storage] time_unit`).
     pub time_unit: FileTimeUnit,
+}
+
+/// How a file stores its columns beyond their Meridian types, chosen from the rows it will
+/// hold: float fields as scaled integers ([`scaled`]), and encodings tried on the data
+/// ([`super::parquet::trial_encodings`]).
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    pub scales: Vec<scaled::Scaled>,
+    pub encodings: Vec<(String, parquet::basic::Encoding)>,
+}
+
+impl Layout {
+    /// The scales of `batch`'s float columns (every file written).
+    pub fn of(batch: &RecordBatch) -> Layout {
+        Layout {
+            scales: scaled::choose(batch),
+            encodings: Vec::new(),
+        }
+    }
+
+    /// [`Layout::of`], and each integer column's encoding tried at `zstd_level` (files
+    /// written once and kept: compaction).
+    pub fn tried(batch: &RecordBatch, zstd_level: i32, page_rows: usize) -> Layout {
+        let scales = scaled::choose(batch);
+        let stored_schema = scaled::stored_schema(&batch.schema(), &scales);
+        let encodings = match scaled::to_stored(batch, &scales, &stored_schema) {
+            Ok(stored) => super::parquet::trial_encodings(&stored, zstd_level, page_rows),
+            Err(_) => Vec::new(),
+        };
+        Layout { scales, encodings }
+    }
 }
 
 /// A complete file in staging, not yet visible, with its manifest entry.
@@ -61,6 +93,9 @@ pub struct FileWriter {
     measurement: String,
     partition_start: i64,
     time_unit: FileTimeUnit,
+    /// Float columns stored as scaled integers, and the schema they are stored in.
+    scales: Vec<scaled::Scaled>,
+    stored: SchemaRef,
     rows: u64,
     min: i64,
     max: i64,
@@ -83,14 +118,18 @@ fn schema_err(path: &std::path::Path, why: String) -> StorageError {
 }
 
 impl FileWriter {
-    /// Starts file `seq` at `rel` of `store` with `schema` (a Meridian file schema).
+    /// Starts file `seq` at `rel` of `store` with `schema` (a Meridian file schema), its
+    /// columns stored as `layout` says (every row written must fit it: choose it from the
+    /// rows, [`Layout::of`]).
     pub fn create(
         store: &Store,
         rel: String,
         seq: u64,
         schema: SchemaRef,
         spec: &FileSpec<'_>,
+        layout: Layout,
     ) -> Result<FileWriter> {
+        let Layout { scales, encodings } = layout;
         let tmp = store.staging_path(&rel)?;
         let columns = columns_of(&schema).map_err(|e| schema_err(&tmp, e))?;
         let tags: Vec<&str> = columns
@@ -98,22 +137,38 @@ impl FileWriter {
             .filter(|(_, k)| *k == ColumnKind::Tag)
             .map(|(n, _)| n.as_str())
             .collect();
-        let kv = vec![
+        let mut kv = vec![
             KeyValue::new(meta::REGION.into(), spec.region.to_string()),
             KeyValue::new(meta::DB.into(), spec.db.to_string()),
             KeyValue::new(meta::MEASUREMENT.into(), spec.measurement.to_string()),
             KeyValue::new(meta::TAG_COLUMNS.into(), tags.join(",")),
         ];
+        let scales: Vec<scaled::Scaled> = scales
+            .into_iter()
+            .filter(|c| {
+                schema
+                    .field_with_name(&c.name)
+                    .is_ok_and(|f| *f.data_type() == arrow::datatypes::DataType::Float64)
+            })
+            .collect();
+        if !scales.is_empty() {
+            kv.push(KeyValue::new(
+                scaled::SCALED_FLOATS.into(),
+                scaled::footer(&scales),
+            ));
+        }
+        let stored = scaled::stored_schema(&schema, &scales);
         let props = writer_properties(
-            &schema,
+            &stored,
             spec.row_group_rows,
             kv,
             spec.zstd_level,
             spec.page_rows,
+            &encodings,
         );
         let schema = match spec.time_unit {
-            FileTimeUnit::Nanosecond => schema,
-            unit => batch_in_unit(&RecordBatch::new_empty(schema), unit)
+            FileTimeUnit::Nanosecond => stored.clone(),
+            unit => batch_in_unit(&RecordBatch::new_empty(stored.clone()), unit)
                 .map_err(|e| schema_err(&tmp, e.to_string()))?
                 .schema(),
         };
@@ -135,6 +190,8 @@ impl FileWriter {
             measurement: spec.measurement.to_string(),
             partition_start: spec.partition_start,
             time_unit: spec.time_unit,
+            scales,
+            stored,
             rows: 0,
             min: i64::MAX,
             max: i64::MIN,
@@ -152,7 +209,8 @@ impl FileWriter {
             self.max = self.max.max(*t);
         }
         self.rows += batch.num_rows() as u64;
-        let stored = batch_in_unit(batch, self.time_unit)
+        let stored = scaled::to_stored(batch, &self.scales, &self.stored)
+            .and_then(|b| batch_in_unit(&b, self.time_unit))
             .map_err(|e| schema_err(&self.tmp, e.to_string()))?;
         self.writer.write(&stored).map_err(pq_err(&self.tmp))
     }
@@ -230,7 +288,7 @@ pub fn stage_file(
     spec: &FileSpec<'_>,
     wal: Vec<WalRange>,
 ) -> Result<Staged> {
-    let mut w = FileWriter::create(store, rel, seq, batch.schema(), spec)?;
+    let mut w = FileWriter::create(store, rel, seq, batch.schema(), spec, Layout::of(batch))?;
     if let Err(e) = w.write(batch) {
         let _ = fs::remove_file(&w.tmp);
         return Err(e);
@@ -252,7 +310,7 @@ pub fn stage_tombstone(
         time_type(),
         false,
     )]));
-    FileWriter::create(store, rel, seq, schema, spec)?.finish(wal)
+    FileWriter::create(store, rel, seq, schema, spec, Layout::default())?.finish(wal)
 }
 
 /// Makes staged files durable and visible (step 2).

@@ -11,7 +11,9 @@ use crate::support::*;
 
 const DB: &str = "rdb";
 
-/// The README's reads, one per reader, each printing `{measurement: [rows, sum(v), sum(f)]}`.
+/// The README's reads, one per reader, each printing `{measurement: [rows, sum(v), [f…]]}`
+/// with every `f` as the double it reads (sorted): float fields with few decimals are
+/// stored as DECIMAL(18, s), which each reader turns into exactly the doubles written.
 const PY: &str = r#"
 import glob, json, sys
 data, reader = sys.argv[1], sys.argv[2]
@@ -20,20 +22,29 @@ for m in ["cpu", "mem"]:
     pattern = f"{data}/*/rdb/{m}/**/*.parquet"
     files = sorted(glob.glob(pattern, recursive=True))
     if reader == "pyarrow":
-        import pyarrow as pa, pyarrow.dataset as ds, pyarrow.parquet as pq
-        schema = pa.unify_schemas([pq.read_schema(f) for f in files])
-        t = ds.dataset(files, schema=schema, format="parquet").to_table()
-        v, f = t.column("v").to_pylist(), t.column("f").to_pylist() if "f" in t.column_names else []
-        out[m] = [t.num_rows, sum(x for x in v if x is not None), sum(x for x in f if x is not None)]
+        import pyarrow as pa, pyarrow.parquet as pq
+        def exact(t):  # DECIMAL columns (float fields stored scaled) as the doubles written
+            for i, f in enumerate(t.schema):
+                if pa.types.is_decimal(f.type):
+                    t = t.set_column(i, f.name, t.column(i).cast(pa.string()).cast(pa.float64()))
+            return t
+        t = pa.concat_tables([exact(pq.read_table(f)) for f in files], promote_options="permissive")
+        v = t.column("v").to_pylist()
+        f = t.column("f").to_pylist() if "f" in t.column_names else []
+        out[m] = [t.num_rows, sum(x for x in v if x is not None), sorted(x for x in f if x is not None)]
     elif reader == "duckdb":
         import duckdb
-        q = f"SELECT count(*), coalesce(sum(v), 0), coalesce(sum(f), 0) FROM read_parquet('{pattern}', hive_partitioning = true, union_by_name = true)"
-        rows, sv, sf = duckdb.connect().execute(q).fetchone()
-        out[m] = [rows, int(sv), float(sf)]
+        src = f"read_parquet('{pattern}', hive_partitioning = true, union_by_name = true)"
+        con = duckdb.connect()
+        rows, sv = con.execute(f"SELECT count(*), coalesce(sum(v), 0) FROM {src}").fetchone()
+        f = [r[0] for r in con.execute(f"SELECT CAST(f AS DOUBLE) FROM {src} WHERE f IS NOT NULL ORDER BY 1").fetchall()]
+        out[m] = [rows, int(sv), f]
     elif reader == "polars":
         import polars as pl
         t = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
-        out[m] = [t.height, int(t["v"].sum()), float(t["f"].sum()) if "f" in t.columns else 0.0]
+        t = t.with_columns(pl.col(pl.Decimal).cast(pl.Float64))
+        f = sorted(t["f"].drop_nulls().to_list()) if "f" in t.columns else []
+        out[m] = [t.height, int(t["v"].sum()), f]
 print(json.dumps(out))
 "#;
 
@@ -120,13 +131,32 @@ fn pyarrow_duckdb_and_polars_read_the_data_dir_as_written() {
     // Meridian would see both (the README says so). Compaction merges them.
     compact(&server, &[]);
 
-    let mut want: BTreeMap<String, (u64, i64, f64)> = BTreeMap::new();
+    let mut want: BTreeMap<String, (u64, i64, Vec<f64>)> = BTreeMap::new();
     for ((m, _, _), (v, f)) in &model {
         let e = want.entry(m.clone()).or_default();
         e.0 += 1;
         e.1 += v.unwrap_or(0);
-        e.2 += f.unwrap_or(0.0);
+        e.2.extend(*f);
     }
+    for e in want.values_mut() {
+        e.2.sort_by(f64::total_cmp);
+    }
+    // The float field is stored as scaled integers (DECIMAL) in some file at least.
+    assert!(
+        tree(&server.data_dir())
+            .iter()
+            .filter(|p| p.ends_with(".parquet"))
+            .any(|p| {
+                let file = std::fs::File::open(server.data_dir().join(p)).unwrap();
+                let r = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+                use parquet::file::reader::FileReader;
+                r.metadata()
+                    .file_metadata()
+                    .key_value_metadata()
+                    .is_some_and(|kv| kv.iter().any(|k| k.key == "meridian.scaled_floats"))
+            }),
+        "no file stores f as a decimal"
+    );
     for reader in ["pyarrow", "duckdb", "polars"] {
         let out = Command::new("python3")
             .args(["-c", PY])
@@ -140,15 +170,19 @@ fn pyarrow_duckdb_and_polars_read_the_data_dir_as_written() {
             "{reader}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let got: BTreeMap<String, (u64, i64, f64)> =
+        let got: BTreeMap<String, (u64, i64, Vec<f64>)> =
             serde_json::from_slice(&out.stdout).expect("the reader's JSON");
         for (m, (rows, v, f)) in &want {
-            let (grows, gv, gf) = got[m];
-            assert_eq!((grows, gv), (*rows, *v), "{reader}, {m}: rows and sum(v)");
-            assert!(
-                (gf - f).abs() < 1e-6 * f.abs().max(1.0),
-                "{reader}, {m}: sum(f) {gf} vs {f}"
-            );
+            let (grows, gv, gf) = &got[m];
+            assert_eq!((grows, gv), (rows, v), "{reader}, {m}: rows and sum(v)");
+            assert_eq!(gf.len(), f.len(), "{reader}, {m}: values of f");
+            for (g, w) in gf.iter().zip(f) {
+                assert_eq!(
+                    g.to_bits(),
+                    w.to_bits(),
+                    "{reader}, {m}: f {g} read, {w} written"
+                );
+            }
         }
     }
 }

@@ -1296,6 +1296,9 @@ fn read_file(region: &str, rdir: &Path, f: &serde_json::Value, partition_ns: i64
         .build()
         .unwrap();
     let schema = reader.schema();
+    // Float fields with few decimals are stored as DECIMAL(18, s), each listed with its
+    // scale in the footer (README, "Files on disk").
+    let scaled: BTreeMap<String, i8> = reader_scaled(&path);
     let mut seen_cols = BTreeMap::new();
     for field in schema.fields() {
         let name = field.name().clone();
@@ -1310,6 +1313,14 @@ fn read_file(region: &str, rdir: &Path, f: &serde_json::Value, partition_ns: i64
         let kind = match field.data_type() {
             DataType::Dictionary(k, v) if **k == DataType::Int32 && **v == DataType::Utf8 => "tag",
             DataType::Float64 => "float",
+            DataType::Decimal64(_, s) | DataType::Decimal128(_, s) => {
+                assert_eq!(
+                    scaled.get(&name),
+                    Some(s),
+                    "footer scale of {name} in {rel}"
+                );
+                "float"
+            }
             DataType::Int64 => "integer",
             DataType::UInt64 => "uinteger",
             DataType::Utf8 => "string",
@@ -1378,6 +1389,20 @@ fn read_file(region: &str, rdir: &Path, f: &serde_json::Value, partition_ns: i64
                                     .downcast_ref::<Float64Array>()
                                     .unwrap()
                                     .value(r),
+                            ),
+                            DataType::Decimal64(_, s) => Value::Float(
+                                col.as_any()
+                                    .downcast_ref::<arrow::array::Decimal64Array>()
+                                    .unwrap()
+                                    .value(r) as f64
+                                    / 10f64.powi(*s as i32),
+                            ),
+                            DataType::Decimal128(_, s) => Value::Float(
+                                col.as_any()
+                                    .downcast_ref::<arrow::array::Decimal128Array>()
+                                    .unwrap()
+                                    .value(r) as f64
+                                    / 10f64.powi(*s as i32),
                             ),
                             DataType::Int64 => Value::Int(
                                 col.as_any().downcast_ref::<Int64Array>().unwrap().value(r),
@@ -1617,4 +1642,30 @@ pub fn wal_frames(bytes: &[u8]) -> Vec<(usize, u64, std::ops::Range<usize>)> {
         pos = end;
     }
     out
+}
+
+/// The footer's `meridian.scaled_floats` of a data file: column → scale.
+fn reader_scaled(path: &Path) -> BTreeMap<String, i8> {
+    let file = std::fs::File::open(path).unwrap();
+    let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+    use parquet::file::reader::FileReader;
+    let kv = reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .cloned();
+    let Some(v) = kv
+        .unwrap_or_default()
+        .into_iter()
+        .find(|k| k.key == "meridian.scaled_floats")
+        .and_then(|k| k.value)
+    else {
+        return BTreeMap::new();
+    };
+    v.split(',')
+        .map(|item| {
+            let (n, s) = item.rsplit_once(':').expect("name:scale");
+            (n.to_string(), s.parse().expect("scale"))
+        })
+        .collect()
 }
