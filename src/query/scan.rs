@@ -192,6 +192,84 @@ fn select_runs(idx: &FileIndex, spec: &QuerySpec, answered: &HashSet<GroupKey>) 
     }
 }
 
+/// The values of each field a `count` without grouping, buckets or predicates asks for,
+/// from the footer of a file that lies wholly inside the query's range and holds no point
+/// another source also holds (no merge): its column chunks' value counts minus their null
+/// counts, without reading a page. `None` where the footer cannot answer (a statistic
+/// missing, another query shape).
+fn footer_counts(
+    spec: &QuerySpec,
+    idx: &FileIndex,
+    runs: &[usize],
+    (min, max): (i64, i64),
+) -> Option<Vec<(String, u64)>> {
+    if spec.agg != Agg::Count
+        || spec.every.is_some()
+        || !spec.group_by.is_empty()
+        || !spec.preds.is_empty()
+        || min < spec.lo()
+        || max >= spec.end
+        || runs.len() != idx.runs.len()
+    {
+        return None;
+    }
+    let schema = idx.meta.schema();
+    let md = idx.meta.metadata();
+    let leaves = md.file_metadata().schema_descr();
+    let fields: Vec<String> = match &spec.fields {
+        Some(list) => list.clone(),
+        None => schema
+            .fields()
+            .iter()
+            .filter(|f| f.name() != TIME_COLUMN && !is_tag(f.data_type()))
+            .map(|f| f.name().clone())
+            .collect(),
+    };
+    let mut out = Vec::with_capacity(fields.len());
+    for name in fields {
+        let Some(leaf) = (0..leaves.num_columns()).find(|i| leaves.column(*i).name() == name)
+        else {
+            // Asked for, not in this file: none of its values.
+            out.push((name, 0));
+            continue;
+        };
+        if is_tag(schema.field_with_name(&name).ok()?.data_type()) {
+            return None;
+        }
+        let mut n = 0u64;
+        for rg in md.row_groups() {
+            let c = rg.column(leaf);
+            let values = u64::try_from(c.num_values()).ok()?;
+            if values != u64::try_from(rg.num_rows()).ok()? {
+                return None;
+            }
+            let nulls = c.statistics()?.null_count_opt()?;
+            n += values.checked_sub(nulls)?;
+        }
+        out.push((name, n));
+    }
+    Some(out)
+}
+
+/// Adds [`footer_counts`] to the partial answer, in the one group and bucket a count
+/// without grouping or buckets has.
+fn fold_counts(spec: &QuerySpec, out: &mut AggPartial, time: i64, counts: &[(String, u64)]) {
+    let names: Vec<String> = counts.iter().map(|(n, _)| n.clone()).collect();
+    let positions = field_positions(out, &names);
+    let nf = out.fields.len();
+    let bucket = spec.bucket_of(time);
+    let buckets = out.groups.entry(GroupKey::new()).or_default();
+    if !buckets.contains_key(&bucket) {
+        out.entries += 1;
+    }
+    let accs = buckets
+        .entry(bucket)
+        .or_insert_with(|| vec![Acc::default(); nf]);
+    for ((_, n), pos) in counts.iter().zip(positions) {
+        accs[pos].count += n;
+    }
+}
+
 /// Groups whose every field (`fields`: those asked for, or with `fields=*` every field a
 /// source of the scan has) already has its `first`/`last` value: older (for `last`) or
 /// newer (for `first`) partitions cannot change them.
@@ -1361,6 +1439,14 @@ pub fn scan_region(
         // query's budget with its partial answer, since their size is not bounded.
         let mut staged = 0usize;
         for s in sources {
+            // `count` of whole files alone with their points: from their footers.
+            if let (SourceData::File { idx, runs, .. }, Partial::Agg(a)) = (&s.data, &mut partial)
+                && !overlapping
+                && let Some(counts) = footer_counts(spec, idx, runs, (s.min, s.max))
+            {
+                fold_counts(spec, a, s.min, &counts);
+                continue;
+            }
             let base = partial_bytes(&partial);
             match (s.data, &mut partial) {
                 // A file alone with its points, aggregated a series run at a time; without

@@ -1067,3 +1067,75 @@ fn last_of_every_field_reads_only_the_partitions_it_needs() {
     let h2 = q("&fields=*&where=host=h2");
     assert_eq!(files_read(&h2), 4, "{h2}");
 }
+
+/// `count` without grouping, buckets or predicates over whole files that share no point
+/// with another source is answered from the files' footers (no page read), and equals the
+/// count of the points written, per field (nulls of sparse fields left out); a range that
+/// cuts a file, an overwrite or points still in memory fall back to reading, still exact.
+#[test]
+fn count_of_whole_files_comes_from_their_footers() {
+    let mut s = TestServer::start(ServerConfig::default());
+    let mut lp = String::new();
+    let (mut na, mut nb) = (0u64, 0u64);
+    for hour in 0..3i64 {
+        for i in 0..200i64 {
+            let t = T0 + hour * HOUR + i * 1_000_000_000;
+            lp += &format!("m,host=h{} a={i}i", i % 7);
+            na += 1;
+            if i % 3 == 0 {
+                lp += &format!(",b={}.5", i);
+                nb += 1;
+            }
+            lp += &format!(" {t}\n");
+        }
+    }
+    s.write_ok("cf", &lp);
+    s.stop();
+    s.restart();
+    let count = |s: &TestServer, extra: &str| -> (u64, u64, u64) {
+        let r = s.get(&format!(
+            "/api/v1/query?db=cf&measurement=m&agg=count{extra}"
+        ));
+        assert_eq!(r.status, 200, "{}", r.body);
+        let j = r.json();
+        let cols = j["series"][0]["columns"].as_array().unwrap().clone();
+        let row = j["series"][0]["values"][0].as_array().unwrap().clone();
+        let get = |c: &str| {
+            cols.iter()
+                .position(|x| x == c)
+                .map_or(0, |i| row[i].as_u64().unwrap_or(0))
+        };
+        let read: u64 = j["regions"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|r| r["files_read"].as_u64().unwrap_or(0))
+            .sum();
+        (get("a"), get("b"), read)
+    };
+    // Whole files: from the footers, nothing read.
+    assert_eq!(count(&s, ""), (na, nb, 0));
+    assert_eq!(count(&s, "&fields=b,a"), (na, nb, 0));
+    let r = s.get("/query?db=cf&q=SELECT%20count(*)%20FROM%20m");
+    assert_eq!(r.status, 200);
+    let v = &r.json()["results"][0]["series"][0]["values"][0];
+    assert_eq!((v[1].as_u64(), v[2].as_u64()), (Some(na), Some(nb)), "{v}");
+    // A range that cuts the first hour's files (one per ingest shard): they are read, the
+    // other hours' are not.
+    let (a, _, read) = count(&s, &format!("&start={}", T0 + 100 * 1_000_000_000));
+    let (_, _, read_all) = count(&s, "&start=0");
+    assert_eq!(a, na - 100);
+    assert!(read >= 1 && read_all == 0, "{read} {read_all}");
+    // A predicate: read, exact.
+    let (a, _, read) = count(&s, "&where=host=h0");
+    assert_eq!(a, (0..3 * 200).filter(|i| i % 200 % 7 == 0).count() as u64);
+    assert!(read > 0);
+    // An overwrite of a point in a later file (the files now share points): merged, exact.
+    s.write_ok("cf", &format!("m,host=h0 a=-1i {T0}\n"));
+    assert_eq!(count(&s, "").0, na);
+    s.stop();
+    s.restart();
+    let (a, b, read) = count(&s, "");
+    assert_eq!((a, b), (na, nb));
+    assert!(read >= 2, "the overlapping files are read: {read}");
+}
