@@ -54,16 +54,8 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// The scales of `batch`'s float columns (every file written).
-    pub fn of(batch: &RecordBatch) -> Layout {
-        Layout {
-            scales: scaled::choose(batch),
-            encodings: Vec::new(),
-        }
-    }
-
-    /// [`Layout::of`], and each integer column's encoding tried at `zstd_level` (files
-    /// written once and kept: compaction).
+    /// The scales of `batch`'s float columns, and each integer column's encoding tried at
+    /// `zstd_level` (flush and compaction; a delete's rewrite keeps the file's scales).
     pub fn tried(batch: &RecordBatch, zstd_level: i32, page_rows: usize) -> Layout {
         let scales = scaled::choose(batch);
         let stored_schema = scaled::stored_schema(&batch.schema(), &scales);
@@ -120,7 +112,7 @@ fn schema_err(path: &std::path::Path, why: String) -> StorageError {
 impl FileWriter {
     /// Starts file `seq` at `rel` of `store` with `schema` (a Meridian file schema), its
     /// columns stored as `layout` says (every row written must fit it: choose it from the
-    /// rows, [`Layout::of`]).
+    /// rows, [`Layout::tried`]).
     pub fn create(
         store: &Store,
         rel: String,
@@ -288,7 +280,8 @@ pub fn stage_file(
     spec: &FileSpec<'_>,
     wal: Vec<WalRange>,
 ) -> Result<Staged> {
-    let mut w = FileWriter::create(store, rel, seq, batch.schema(), spec, Layout::of(batch))?;
+    let layout = Layout::tried(batch, spec.zstd_level, spec.page_rows);
+    let mut w = FileWriter::create(store, rel, seq, batch.schema(), spec, layout)?;
     if let Err(e) = w.write(batch) {
         let _ = fs::remove_file(&w.tmp);
         return Err(e);
