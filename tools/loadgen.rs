@@ -106,7 +106,7 @@ pub struct Cli {
         long,
         value_name = "FILE",
         help_heading = "Input",
-        conflicts_with_all = ["hosts", "interval", "duration", "start", "seed", "field_type", "unmapped_regions"],
+        conflicts_with_all = ["hosts", "interval", "duration", "start", "seed", "field_type", "unmapped_regions", "sparse", "optional_tags"],
     )]
     input: Option<PathBuf>,
 
@@ -133,9 +133,23 @@ pub struct Cli {
     seed: u64,
 
     /// How field values are written: int = TSBS-style integers (`58i`), float = two decimals
-    /// (`58.63`).
+    /// (`58.63`), decimals = floats with 0, 1, 2 or 3 decimals (field k has k mod 4), full =
+    /// floats at full precision (`182.21237390820801`), counter = monotonic integers (each
+    /// step adds 0..999), gauge = integers that change at one step in fifty.
     #[arg(long, value_enum, value_name = "TYPE", default_value_t = FieldType::Int, help_heading = "Data set")]
     field_type: FieldType,
+
+    /// Share of field values left out (0..1, or a percentage like 50%): each field of a line
+    /// is written with probability 1 - SHARE (a line keeps at least one), as agents that send
+    /// only what they measured.
+    #[arg(long, value_name = "SHARE", default_value = "0", value_parser = parse_share, help_heading = "Data set")]
+    sparse: f64,
+
+    /// Leave optional tags out on some hosts, as Telegraf does: every third host has no `rack`,
+    /// every fourth no `team` and `service_version`, every fifth no `os` and `arch`
+    /// (`hostname` and `region` are always there).
+    #[arg(long, help_heading = "Data set")]
+    optional_tags: bool,
 
     /// Share of hosts (0..1, or a percentage like 10%) placed in regions a deployment may not
     /// map (af-south-1, me-south-1, il-central-1), spread evenly over the host range. The
@@ -221,6 +235,10 @@ pub struct Cli {
 pub enum FieldType {
     Int,
     Float,
+    Decimals,
+    Full,
+    Counter,
+    Gauge,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -492,6 +510,11 @@ mod generator {
         pub seed: u64,
         pub float: bool,
         pub unmapped_share: f64,
+        /// How values are written (`float` is `kind == Float`).
+        pub kind: super::FieldType,
+        /// Share of field values left out.
+        pub sparse: f64,
+        pub optional_tags: bool,
     }
 
     impl GenConfig {
@@ -510,6 +533,8 @@ mod generator {
         prefix: Vec<u8>,
         rng: Pcg64Mcg,
         values: [u16; 10],
+        /// `counter` values.
+        counters: [u64; 10],
     }
 
     /// Streams the data set in time-major order; `next_batch` may be called with any batch
@@ -521,8 +546,9 @@ mod generator {
         next_host: usize,
         /// ` <timestamp>\n` of the current step.
         ts_suffix: Vec<u8>,
-        /// Rendered value (incl. the `i` suffix in int mode) for each value in hundredths.
-        value_text: Vec<Box<[u8]>>,
+        /// Rendered value (incl. the `i` suffix in int mode) for each value in hundredths,
+        /// per field (`decimals` renders fields differently).
+        value_text: Vec<Vec<Box<[u8]>>>,
         field_prefix: [Vec<u8>; 10],
     }
 
@@ -588,29 +614,72 @@ mod generator {
                     let jitter = |rng: &mut Pcg64Mcg| below(rng, 2 * JITTER as u64 + 1) as i32 - JITTER;
                     let lat = (region.lat + jitter(&mut rng)).clamp(-900_000, 900_000);
                     let lon = (region.lon + jitter(&mut rng)).clamp(-1_800_000, 1_800_000);
-                    let prefix = format!(
-                        "{MEASUREMENT},hostname=host_{i},region={r},datacenter={r}{dc},rack={rack},os={os},\
-                         arch={arch},team={team},service={service},service_version={service_version},\
-                         service_environment={env},lat={},lon={} ",
-                        format_coord(lat),
-                        format_coord(lon),
-                        r = region.name,
-                    );
+                    let prefix = if cfg.optional_tags {
+                        // Tags in key order, some left out by host.
+                        let mut p = MEASUREMENT.to_string();
+                        let mut tag = |k: &str, v: &str, keep: bool| {
+                            if keep {
+                                p.push_str(&format!(",{k}={v}"));
+                            }
+                        };
+                        let (no_rack, no_team, no_os) = (i % 3 == 1, i % 4 == 2, i % 5 == 3);
+                        tag("arch", arch, !no_os);
+                        tag("datacenter", &format!("{}{dc}", region.name), true);
+                        tag("hostname", &format!("host_{i}"), true);
+                        tag("lat", &format_coord(lat), true);
+                        tag("lon", &format_coord(lon), true);
+                        tag("os", os, !no_os);
+                        tag("rack", &rack.to_string(), !no_rack);
+                        tag("region", region.name, true);
+                        tag("service", &service.to_string(), true);
+                        tag("service_environment", env, true);
+                        tag("service_version", &service_version.to_string(), !no_team);
+                        tag("team", team, !no_team);
+                        p + " "
+                    } else {
+                        format!(
+                            "{MEASUREMENT},hostname=host_{i},region={r},datacenter={r}{dc},rack={rack},os={os},\
+                             arch={arch},team={team},service={service},service_version={service_version},\
+                             service_environment={env},lat={},lon={} ",
+                            format_coord(lat),
+                            format_coord(lon),
+                            r = region.name,
+                        )
+                    };
                     let mut values = [0u16; 10];
                     for v in &mut values {
                         *v = below(&mut rng, MAX_VALUE as u64 + 1) as u16;
                     }
-                    Host { prefix: prefix.into_bytes(), rng, values }
+                    let mut counters = [0u64; 10];
+                    if cfg.kind == super::FieldType::Counter {
+                        for c in &mut counters {
+                            *c = below(&mut rng, 1 << 40);
+                        }
+                    }
+                    Host { prefix: prefix.into_bytes(), rng, values, counters }
                 })
                 .collect();
-            let value_text = (0..=MAX_VALUE)
-                .map(|v| {
-                    let s = if cfg.float {
-                        format!("{}.{:02}", v / 100, v % 100)
-                    } else {
-                        format!("{}i", (v + 50) / 100)
-                    };
-                    s.into_bytes().into_boxed_slice()
+            use super::FieldType as K;
+            let value_text = (0..10)
+                .map(|k| {
+                    (0..=MAX_VALUE)
+                        .map(|v| {
+                            let s = match cfg.kind {
+                                K::Float => format!("{}.{:02}", v / 100, v % 100),
+                                K::Decimals => match k % 4 {
+                                    0 => format!("{}", v / 100),
+                                    1 => format!("{}.{}", v / 100, (v % 100) / 10),
+                                    2 => format!("{}.{:02}", v / 100, v % 100),
+                                    _ => format!("{}.{:02}{}", v / 100, v % 100, (v * 7) % 10),
+                                },
+                                K::Full => {
+                                    format!("{:?}", f64::from(v) * std::f64::consts::PI / 100.0)
+                                }
+                                K::Int | K::Counter | K::Gauge => format!("{}i", (v + 50) / 100),
+                            };
+                            s.into_bytes().into_boxed_slice()
+                        })
+                        .collect()
                 })
                 .collect();
             let field_prefix = std::array::from_fn(|k| {
@@ -628,6 +697,11 @@ mod generator {
             }
         }
 
+        /// Whether lines leave fields out (`--sparse`).
+        pub fn sparse(&self) -> bool {
+            self.cfg.sparse > 0.0
+        }
+
         /// Appends up to `max_lines` lines to `buf`; returns how many (0 once exhausted).
         pub fn next_batch(&mut self, buf: &mut Vec<u8>, max_lines: usize) -> usize {
             let mut n = 0;
@@ -641,11 +715,47 @@ mod generator {
                 }
                 let host = &mut self.hosts[self.next_host];
                 buf.extend_from_slice(&host.prefix);
+                // Fields left out (sparse): drawn first, the first field kept if none is.
+                let mut keep = [true; 10];
+                if self.cfg.sparse > 0.0 {
+                    let cut = (self.cfg.sparse * (1u64 << 32) as f64) as u64;
+                    for kp in &mut keep {
+                        *kp = below(&mut host.rng, 1 << 32) >= cut;
+                    }
+                    if !keep.iter().any(|k| *k) {
+                        keep[0] = true;
+                    }
+                }
+                let mut first = true;
                 for (k, v) in host.values.iter_mut().enumerate() {
-                    buf.extend_from_slice(&self.field_prefix[k]);
-                    buf.extend_from_slice(&self.value_text[usize::from(*v)]);
-                    let step = below(&mut host.rng, 2 * MAX_STEP as u64 + 1) as i32 - MAX_STEP;
-                    *v = (i32::from(*v) + step).clamp(0, MAX_VALUE) as u16;
+                    if keep[k] {
+                        let prefix = &self.field_prefix[k];
+                        // The prefix of field 0 has no comma; the others drop theirs first.
+                        buf.extend_from_slice(if first && k > 0 { &prefix[1..] } else { prefix });
+                        first = false;
+                        if self.cfg.kind == super::FieldType::Counter {
+                            buf.extend_from_slice(format!("{}i", host.counters[k]).as_bytes());
+                        } else {
+                            buf.extend_from_slice(&self.value_text[k][usize::from(*v)]);
+                        }
+                    }
+                    match self.cfg.kind {
+                        super::FieldType::Counter => {
+                            host.counters[k] += below(&mut host.rng, 1000);
+                        }
+                        super::FieldType::Gauge => {
+                            if below(&mut host.rng, 50) == 0 {
+                                let step =
+                                    below(&mut host.rng, 2 * MAX_STEP as u64 + 1) as i32 - MAX_STEP;
+                                *v = (i32::from(*v) + step).clamp(0, MAX_VALUE) as u16;
+                            }
+                        }
+                        _ => {
+                            let step =
+                                below(&mut host.rng, 2 * MAX_STEP as u64 + 1) as i32 - MAX_STEP;
+                            *v = (i32::from(*v) + step).clamp(0, MAX_VALUE) as u16;
+                        }
+                    }
                 }
                 buf.extend_from_slice(&self.ts_suffix);
                 n += 1;
@@ -679,6 +789,9 @@ fn gen_config(cli: &Cli) -> Result<GenConfig> {
         seed: cli.seed,
         float: cli.field_type == FieldType::Float,
         unmapped_share: cli.unmapped_regions,
+        kind: cli.field_type,
+        sparse: cli.sparse,
+        optional_tags: cli.optional_tags,
     };
     if cfg.timestamp(steps - 1).is_none() {
         bail!(
@@ -774,8 +887,19 @@ impl Source {
     fn next_batch(&mut self, buf: &mut Vec<u8>, max_lines: usize) -> Result<(u64, u64)> {
         match self {
             Source::Gen(g) => {
+                let start = buf.len();
                 let n = g.next_batch(buf, max_lines) as u64;
-                Ok((n, n * generator::FIELDS.len() as u64))
+                // Sparse lines carry fewer fields: count them.
+                let values = if g.sparse() {
+                    buf[start..]
+                        .split(|b| *b == b'\n')
+                        .filter(|l| !l.is_empty())
+                        .map(count_fields)
+                        .sum()
+                } else {
+                    n * generator::FIELDS.len() as u64
+                };
+                Ok((n, values))
             }
             Source::Input(r) => r.next_batch(buf, max_lines).context("reading --input"),
         }
@@ -1643,6 +1767,91 @@ mod tests {
         let mut all = vec!["meridian-loadgen"];
         all.extend_from_slice(args);
         Cli::try_parse_from(all).unwrap()
+    }
+
+    /// The other value kinds, sparse fields and optional tags: each line's values read as
+    /// the kind says, over a few hosts and steps.
+    #[test]
+    fn value_kinds_sparse_fields_and_optional_tags() {
+        let text = |args: &[&str]| String::from_utf8(generate(args, 7)).unwrap();
+        let base = ["--hosts", "12", "--duration", "10m", "--out", "-"];
+        let fields_of = |line: &str| -> Vec<(String, String)> {
+            line.split(' ')
+                .nth(1)
+                .unwrap()
+                .split(',')
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap();
+                    (k.to_string(), v.to_string())
+                })
+                .collect()
+        };
+        // decimals: field k has k mod 4 decimals.
+        let out = text(&[&base[..], &["--field-type", "decimals"]].concat());
+        for line in out.lines() {
+            for (k, (_, v)) in fields_of(line).iter().enumerate() {
+                let decimals = v.split_once('.').map_or(0, |(_, f)| f.len());
+                assert_eq!(decimals, k % 4, "{v} in {line}");
+                assert!(v.parse::<f64>().is_ok());
+            }
+        }
+        // full: floats that no short decimal gives back.
+        let out = text(&[&base[..], &["--field-type", "full"]].concat());
+        let long = out
+            .lines()
+            .flat_map(|l| fields_of(l).into_iter().map(|(_, v)| v))
+            .filter(|v| v.len() > 12)
+            .count();
+        assert!(long > 1000, "{long}");
+        // counter: per host and field, never decreasing; gauge: rarely changing.
+        for (kind, max_changes) in [("counter", usize::MAX), ("gauge", 60 * 12 * 10 / 25)] {
+            let out = text(&[&base[..], &["--field-type", kind]].concat());
+            let mut last: std::collections::HashMap<(String, String), u64> = Default::default();
+            let mut changes = 0;
+            for line in out.lines() {
+                let host = line.split(',').nth(1).unwrap().to_string();
+                for (k, v) in fields_of(line) {
+                    let n: u64 = v.strip_suffix('i').unwrap().parse().unwrap();
+                    if let Some(prev) = last.insert((host.clone(), k), n) {
+                        if kind == "counter" {
+                            assert!(n >= prev, "{kind} decreased: {prev} -> {n}");
+                        }
+                        changes += usize::from(n != prev);
+                    }
+                }
+            }
+            assert!(changes <= max_changes, "{kind}: {changes} changes");
+            assert!(changes > 0, "{kind}: no change");
+        }
+        // sparse: about half the values, at least one per line, counted as sent.
+        let out = text(&[&base[..], &["--field-type", "float", "--sparse", "50%"]].concat());
+        let per_line: Vec<usize> = out.lines().map(|l| fields_of(l).len()).collect();
+        assert!(per_line.iter().all(|n| (1..=10).contains(n)));
+        let total: usize = per_line.iter().sum();
+        assert!(
+            (total as f64 / per_line.len() as f64 - 5.0).abs() < 0.5,
+            "{total} values in {} lines",
+            per_line.len()
+        );
+        // optional tags: hostname and region always, some hosts without rack, team or os.
+        let out = text(&[&base[..], &["--optional-tags"]].concat());
+        let tag_counts: Vec<usize> = out
+            .lines()
+            .map(|l| {
+                let series = l.split(' ').next().unwrap();
+                assert!(series.contains(",hostname=") && series.contains(",region="));
+                series.split(',').count() - 1
+            })
+            .collect();
+        assert!(tag_counts.contains(&12) && tag_counts.iter().any(|n| *n < 12));
+        // The earlier data sets are unchanged by these options' existence.
+        assert_eq!(
+            generate(&base, 5),
+            generate(
+                &[&base[..], &["--sparse", "0", "--field-type", "int"]].concat(),
+                3
+            )
+        );
     }
 
     fn generate(args: &[&str], batch: usize) -> Vec<u8> {
