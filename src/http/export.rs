@@ -4,11 +4,12 @@
 //!
 //! The windows are the spans the measurement's files and blocks hold
 //! ([`crate::query::windows`]); a window whose rows would pass the budget is cut in halves
-//! until they fit (a single instant that does not fit is refused). The columns are the
-//! measurement's (from the schema registry: every tag, then every field, or the fields
-//! asked for), known before the first row, so that a CSV header and an Arrow schema can be
-//! sent first. Used only where every region is hosted here and the answer is estimated to
-//! pass a quarter of `query.max_memory`; other answers are computed whole as before.
+//! until they fit (at most [`MAX_SPLITS`] times; a single instant that does not fit is
+//! refused). The columns are those of the files and blocks the range overlaps (every tag,
+//! then every field, or the fields asked for), known before the first row, so that a CSV
+//! header and an Arrow schema can be sent first. Used only where every region is hosted
+//! here and the answer is estimated to pass a quarter of `query.max_memory`; other answers
+//! are computed whole as before. The whole export runs within `query.timeout`.
 //!
 //! A failure after the first rows were sent (a timeout, the shared budget spent, a region
 //! error): a JSON answer ends with `"partial": true` and the reason in `warnings`; a CSV or
@@ -22,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::Shared;
 use super::error::{ApiError, Dialect, DialectError};
+use crate::model::{ColumnKind, FieldType};
 use crate::query::agg::{Agg, Value};
 use crate::query::output::{RowStream, kind_type};
 use crate::query::plan::{Format, QuerySpec};
@@ -42,26 +44,19 @@ pub async fn plan(state: &Shared, spec: &QuerySpec) -> Option<Plan> {
     {
         return None;
     }
-    let schema = engine.registry().get(&spec.db, &spec.measurement)?;
-    let columns: Vec<String> = match &spec.fields {
-        Some(list) => list.clone(),
-        None => {
-            let mut tags: Vec<String> = Vec::new();
-            let mut fields: Vec<String> = Vec::new();
-            for (name, kind) in schema.iter() {
-                match kind {
-                    crate::model::ColumnKind::Tag => tags.push(name.to_string()),
-                    crate::model::ColumnKind::Field(_) => fields.push(name.to_string()),
-                }
-            }
-            tags.sort();
-            fields.sort();
-            tags.into_iter().chain(fields).collect()
-        }
-    };
     let spans = windows::spans(engine, &spec.db, &spec.measurement, (spec.lo(), spec.end))
         .await
         .ok()?;
+    let is_tag = |kinds: &[ColumnKind]| kinds.contains(&ColumnKind::Tag);
+    let columns: Vec<String> = match &spec.fields {
+        Some(list) => list.clone(),
+        // Tags (sorted, in a BTreeMap), then fields: as a whole answer orders them.
+        None => {
+            let tags = spans.columns.iter().filter(|(_, k)| is_tag(k));
+            let fields = spans.columns.iter().filter(|(_, k)| !is_tag(k));
+            tags.chain(fields).map(|(n, _)| n.clone()).collect()
+        }
+    };
     let estimate = spans.rows.saturating_mul(row_estimate(columns.len())).min(
         spec.limit.map_or(u64::MAX, |l| {
             (l as u64).saturating_mul(row_estimate(columns.len()))
@@ -70,9 +65,29 @@ pub async fn plan(state: &Shared, spec: &QuerySpec) -> Option<Plan> {
     if spans.windows.len() < 2 || estimate <= state.query_memory.per_query() / 4 {
         return None;
     }
+    // A field stored with several types (written before types were fixed per measurement)
+    // widens as a whole answer's column does: numbers to Float64, anything else to text.
     let types = columns
         .iter()
-        .map(|c| kind_type(schema.get(c.as_str()).copied()))
+        .map(|c| match spans.columns.get(c).map(Vec::as_slice) {
+            None | Some([]) => kind_type(None),
+            Some([one]) => kind_type(Some(*one)),
+            Some(kinds) => {
+                let numeric = kinds.iter().all(|k| {
+                    matches!(
+                        k,
+                        ColumnKind::Field(
+                            FieldType::Float | FieldType::Integer | FieldType::UInteger
+                        )
+                    )
+                });
+                if numeric {
+                    arrow::datatypes::DataType::Float64
+                } else {
+                    arrow::datatypes::DataType::Utf8
+                }
+            }
+        })
         .collect();
     Some(Plan {
         windows: spans.windows,
@@ -88,12 +103,21 @@ pub struct Plan {
     types: Vec<arrow::datatypes::DataType>,
 }
 
+/// A window's rows and the query holding their memory budget.
+type WindowRows = (Vec<(i64, Vec<Value>)>, Arc<QuerySpec>);
+
+/// How many times a window is halved at most. A file's series are read whole whatever the
+/// window (then cut by time), so when one file alone passes the budget, halving does not
+/// help: after this many halvings (1/4,096 of a partition's span) the answer is refused.
+const MAX_SPLITS: u32 = 12;
+
 /// Runs the windows one after the other.
 struct Windows {
     state: Shared,
     spec: Arc<QuerySpec>,
     params: Arc<HashMap<String, String>>,
-    queue: VecDeque<(i64, i64)>,
+    /// Windows still to run, each with how many times it was halved.
+    queue: VecDeque<((i64, i64), u32)>,
     columns: Vec<String>,
     /// Rows still allowed by `limit`.
     left: Option<usize>,
@@ -102,13 +126,14 @@ struct Windows {
 }
 
 impl Windows {
-    /// The next window's rows (never empty), `None` at the end, or why the answer stops.
-    async fn next(&mut self) -> Result<Option<Vec<(i64, Vec<Value>)>>, Refusal> {
+    /// The next window's rows (never empty) with the query that holds their memory budget
+    /// (drop it once they are sent), `None` at the end, or why the answer stops.
+    async fn next(&mut self) -> Result<Option<WindowRows>, Refusal> {
         loop {
             if self.left == Some(0) {
                 return Ok(None);
             }
-            let Some((start, end)) = self.queue.pop_front() else {
+            let Some(((start, end), splits)) = self.queue.pop_front() else {
                 return Ok(None);
             };
             let remaining = self
@@ -121,9 +146,10 @@ impl Windows {
             w.end = end.min(self.spec.end);
             w.limit = self.left;
             w.budget = Some(Arc::new(self.state.query_memory.budget()));
+            let hold = Arc::new(w);
             let r = crate::query::run(
                 &self.state.engine,
-                Arc::new(w),
+                hold.clone(),
                 self.params.clone(),
                 &self.state.remote,
                 remaining,
@@ -132,12 +158,12 @@ impl Windows {
             .await;
             match r.refused {
                 Some(Refusal::TooLarge(m)) => match windows::halves((start, end)) {
-                    Some((a, b)) => {
-                        self.queue.push_front(b);
-                        self.queue.push_front(a);
+                    Some((a, b)) if splits < MAX_SPLITS => {
+                        self.queue.push_front((b, splits + 1));
+                        self.queue.push_front((a, splits + 1));
                         continue;
                     }
-                    None => return Err(Refusal::TooLarge(m)),
+                    _ => return Err(Refusal::TooLarge(m)),
                 },
                 Some(refusal @ Refusal::Busy(_)) => return Err(refusal),
                 None => {}
@@ -187,7 +213,7 @@ impl Windows {
                 *left -= rows.len();
             }
             if !rows.is_empty() {
-                return Ok(Some(rows));
+                return Ok(Some((rows, hold)));
             }
         }
     }
@@ -206,7 +232,7 @@ pub async fn respond(
         state: state.clone(),
         spec: spec.clone(),
         params,
-        queue: plan.windows.into(),
+        queue: plan.windows.into_iter().map(|w| (w, 0)).collect(),
         columns: plan.columns.clone(),
         left: spec.limit,
         regions: BTreeMap::new(),
@@ -247,9 +273,11 @@ pub async fn respond(
                 spec.epoch,
             )?;
             let mut next = first;
-            while let Some(rows) = next {
+            while let Some((rows, hold)) = next {
                 out.rows(&rows)?;
+                // The window's memory is given back once its rows are sent.
                 drop(rows);
+                drop(hold);
                 next = match handle.block_on(run.next()) {
                     Ok(n) => n,
                     Err(Refusal::TooLarge(msg) | Refusal::Busy(msg)) => {

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::RegionId;
+use crate::model::{ColumnKind, RegionId};
 use crate::region::Engine;
 
 /// Where a measurement's data lies within a time range.
@@ -19,6 +19,9 @@ pub struct Spans {
     /// Rows of the files and blocks that overlap the range (an upper bound of the points
     /// in it: a file counts whole, overwritten points count once per copy).
     pub rows: u64,
+    /// The columns those files and blocks have, each with every kind it has there (a field
+    /// written before types were fixed per measurement may have several).
+    pub columns: BTreeMap<String, Vec<ColumnKind>>,
 }
 
 /// The windows of `measurement` of `db` within `[start, end)`, over every region (all must
@@ -31,20 +34,32 @@ pub async fn spans(
 ) -> Result<Spans, String> {
     let mut by_partition: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
     let mut rows = 0u64;
-    let mut add = |p: i64, lo: i64, hi: i64, n: u64| {
-        // Inclusive maxima; only what overlaps the range, clamped to it.
+    let mut columns: BTreeMap<String, Vec<ColumnKind>> = BTreeMap::new();
+    let mut column = |name: &str, kind: ColumnKind| {
+        let kinds = columns.entry(name.to_string()).or_default();
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    };
+    // Whether `[lo, hi]` (inclusive) overlaps the range; if so it is added, clamped to it.
+    let mut add = |p: i64, lo: i64, hi: i64, n: u64| -> bool {
         if hi < start || lo >= end {
-            return;
+            return false;
         }
         let (lo, hi) = (lo.max(start), hi.min(end.saturating_sub(1)));
         let e = by_partition.entry(p).or_insert((lo, hi));
         *e = (e.0.min(lo), e.1.max(hi));
         rows = rows.saturating_add(n);
+        true
     };
     for i in 0..engine.regions().len() {
         let snap = engine.snapshot(RegionId(i), db, Some(measurement)).await?;
         for f in snap.files().filter(|f| *f.measurement == *measurement) {
-            add(f.partition_start, f.min_time, f.max_time, f.rows);
+            if add(f.partition_start, f.min_time, f.max_time, f.rows) {
+                for (name, kind) in &f.columns {
+                    column(name, *kind);
+                }
+            }
         }
         for b in snap
             .mem
@@ -52,7 +67,16 @@ pub async fn spans(
             .filter(|b| *b.key.measurement == *measurement)
         {
             for c in &b.chunks {
-                add(b.key.partition.0, c.min_time, c.max_time, c.rows() as u64);
+                if add(b.key.partition.0, c.min_time, c.max_time, c.rows() as u64) {
+                    for (name, t, _) in &c.fields {
+                        column(name, ColumnKind::Field(*t));
+                    }
+                    for set in c.series.iter() {
+                        for (k, _) in set.iter() {
+                            column(k, ColumnKind::Tag);
+                        }
+                    }
+                }
             }
         }
     }
@@ -71,6 +95,7 @@ pub async fn spans(
             .map(|(lo, hi)| (lo, hi.saturating_add(1)))
             .collect(),
         rows,
+        columns,
     })
 }
 

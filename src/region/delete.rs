@@ -296,18 +296,9 @@ fn rewrite(
         crate::storage::schema::batch_in_ns(RecordBatch::new_empty(builder.schema().clone()))
             .map_err(|e| e.to_string())?
             .schema();
-    // Columns the file stores as scaled integers: the rows kept are some of its rows.
-    let scales = builder
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .and_then(|kv| {
-            kv.iter()
-                .find(|k| k.key == crate::storage::scaled::SCALED_FLOATS)
-                .and_then(|k| k.value.as_deref())
-                .map(crate::storage::scaled::parse)
-        })
-        .unwrap_or_default();
+    // Columns the file stores as scaled integers (its decimal columns): the rows kept are
+    // some of its rows, so they fit the same scales.
+    let scales = crate::storage::scaled::of_schema(builder.schema());
     let mut deleted = 0u64;
     let mut kept = 0u64;
     for b in builder.build().map_err(|e| e.to_string())? {

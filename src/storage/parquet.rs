@@ -143,6 +143,13 @@ const TRIAL_ROWS: usize = 8_192;
 /// instead of 62 ms, and `meridian-compact` 19.8 s instead of 5.6 s).
 const BSS_MIN_GAIN: f64 = 0.10;
 
+/// The rows [`trial_encodings`] encodes: up to [`TRIAL_ROWS`] from the middle.
+pub fn trial_rows(batch: &RecordBatch) -> RecordBatch {
+    let n = batch.num_rows();
+    let len = n.min(TRIAL_ROWS);
+    batch.slice((n - len) / 2, len)
+}
+
 /// The encoding of each integer column (`Int64`, `UInt64`, and float fields stored as scaled
 /// integers) of `batch` (in its stored form) for files written at `zstd_level`:
 /// DELTA_BINARY_PACKED, or BYTE_STREAM_SPLIT where it is at least [`BSS_MIN_GAIN`] smaller.
@@ -159,12 +166,11 @@ pub fn trial_encodings(
     zstd_level: i32,
     page_rows: usize,
 ) -> Vec<(String, Encoding)> {
-    let n = batch.num_rows();
-    if n == 0 {
+    let batch = trial_rows(batch);
+    let len = batch.num_rows();
+    if len == 0 {
         return Vec::new();
     }
-    let len = n.min(TRIAL_ROWS);
-    let start = (n - len) / 2;
     let mut out = Vec::new();
     for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
         if !matches!(
@@ -174,7 +180,7 @@ pub fn trial_encodings(
         {
             continue;
         }
-        let sample = c.slice(start, len);
+        let sample = c.clone();
         let field = Arc::new(Schema::new(vec![f.as_ref().clone()]));
         let Ok(one) = RecordBatch::try_new(field.clone(), vec![sample]) else {
             continue;

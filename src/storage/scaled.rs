@@ -104,13 +104,18 @@ fn scale_and_digits(values: &Float64Array) -> Option<(u8, u8)> {
     if !ok {
         return None;
     }
-    // The largest magnitude at the scale found (scaled exactly, by the check above).
-    let p = POW10[s as usize];
-    let max = values
-        .iter()
-        .flatten()
-        .fold(0f64, |m, v| m.max((v * p).round().abs()));
-    let digits = if max < 1e9 { PRECISION_32 } else { PRECISION };
+    // Every value again at the scale found: one that was exact at a smaller scale may not
+    // be at this one (past 2^53 once multiplied, or rounded otherwise), and the largest
+    // integer decides the precision.
+    let mut max = 0u64;
+    for v in values.iter().flatten() {
+        max = max.max(scaled(v, s)?.unsigned_abs());
+    }
+    let digits = if max < 1_000_000_000 {
+        PRECISION_32
+    } else {
+        PRECISION
+    };
     Some((s, digits))
 }
 
@@ -133,19 +138,22 @@ pub fn choose(batch: &RecordBatch) -> Vec<Scaled> {
         .collect()
 }
 
-/// The scaled columns of a file, from its footer value of [`SCALED_FLOATS`] (at
-/// [`PRECISION`], which holds any of their values).
-pub fn parse(footer: &str) -> Vec<Scaled> {
-    footer
-        .split(',')
-        .filter_map(|item| {
-            let (name, s) = item.rsplit_once(':')?;
-            let scale: u8 = s.parse().ok()?;
-            (scale <= MAX_SCALE).then(|| Scaled {
-                name: name.to_string(),
-                scale,
-                precision: PRECISION,
-            })
+/// The scaled columns of a file, from the decimal columns of its Arrow schema.
+pub fn of_schema(schema: &Schema) -> Vec<Scaled> {
+    schema
+        .fields()
+        .iter()
+        .filter_map(|f| match f.data_type() {
+            DataType::Decimal32(p, s) | DataType::Decimal64(p, s) | DataType::Decimal128(p, s)
+                if (0..=MAX_SCALE as i8).contains(s) && *p <= PRECISION =>
+            {
+                Some(Scaled {
+                    name: f.name().clone(),
+                    scale: *s as u8,
+                    precision: *p,
+                })
+            }
+            _ => None,
         })
         .collect()
 }
@@ -320,6 +328,10 @@ mod tests {
         assert_eq!(scale_of(&col(&[Some(f64::INFINITY)])), None);
         assert_eq!(scale_of(&col(&[Some(1e300)])), None);
         assert_eq!(scale_of(&col(&[None, None])), None);
+        // Exact at scale 0, not at the scale a later value needs (2e16 is past 2^53): the
+        // column stays a double rather than fail to be written.
+        assert_eq!(scale_of(&col(&[Some(2e13), Some(0.001)])), None);
+        assert_eq!(scale_of(&col(&[Some(0.001), Some(2e13)])), None);
         assert_eq!(scale_of(&col(&[Some(123_456.123_456_789)])), Some(9));
         // Integers of at most 9 digits at the scale: INT32.
         assert_eq!(
@@ -389,11 +401,7 @@ mod tests {
             }
         }
         assert_eq!(footer(&scales), "v:5");
-        let names: Vec<(String, u8)> = parse("v:5,a:b:2,bad,x:99")
-            .into_iter()
-            .map(|c| (c.name, c.scale))
-            .collect();
-        assert_eq!(names, vec![("v".into(), 5), ("a:b".into(), 2)]);
+        assert_eq!(of_schema(&stored_schema), scales);
         // Rows the scales were not chosen from: refused, never rounded.
         let other = RecordBatch::try_new(
             batch.schema(),

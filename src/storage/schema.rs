@@ -91,7 +91,7 @@ pub mod meta {
 /// written.
 pub fn time_in_ns(array: ArrayRef) -> Result<ArrayRef, ArrowError> {
     match array.data_type() {
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => Ok(array),
+        t if *t == time_type() => Ok(array),
         DataType::Timestamp(_, _) => arrow::compute::cast(&array, &time_type()),
         _ => super::scaled::decimal_to_f64(&array).unwrap_or(Ok(array)),
     }

@@ -59,11 +59,17 @@ impl Layout {
     pub fn tried(batch: &RecordBatch, zstd_level: i32, page_rows: usize) -> Layout {
         let scales = scaled::choose(batch);
         let stored_schema = scaled::stored_schema(&batch.schema(), &scales);
-        let encodings = match scaled::to_stored(batch, &scales, &stored_schema) {
-            Ok(stored) => super::parquet::trial_encodings(&stored, zstd_level, page_rows),
-            Err(_) => Vec::new(),
-        };
-        Layout { scales, encodings }
+        // Only the rows the trial encodes are converted.
+        let sample = super::parquet::trial_rows(batch);
+        match scaled::to_stored(&sample, &scales, &stored_schema) {
+            Ok(stored) => Layout {
+                scales,
+                encodings: super::parquet::trial_encodings(&stored, zstd_level, page_rows),
+            },
+            // Not expected (the scales come from these rows): the plain layout, never a
+            // file that cannot be written.
+            Err(_) => Layout::default(),
+        }
     }
 }
 
