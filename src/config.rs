@@ -359,6 +359,7 @@ pub struct RawQuery {
     pub max_rows: Option<usize>,
     pub max_memory: Option<ByteSize>,
     pub total_memory: Option<ByteSize>,
+    pub stream_above: Option<ByteSize>,
     pub index_cache: Option<ByteSize>,
     pub page_cache: Option<ByteSize>,
 }
@@ -610,6 +611,9 @@ pub struct QueryConfig {
     pub max_memory: u64,
     /// Memory all running queries' partial answers may hold together.
     pub total_memory: u64,
+    /// Raw answers estimated above this are computed and sent a time window at a time
+    /// (http/export.rs).
+    pub stream_above: u64,
     /// Budget of the in-memory series indexes of Parquet files (query/index.rs).
     pub index_cache_bytes: u64,
     /// Budget of the decoded pages of selective reads (query/pages.rs); 0 disables it.
@@ -1117,6 +1121,10 @@ impl RawConfig {
                 max_rows: self.query.max_rows.unwrap_or(10_000_000),
                 max_memory,
                 total_memory,
+                stream_above: self
+                    .query
+                    .stream_above
+                    .map_or(max_memory / 4, ByteSize::bytes),
                 index_cache_bytes: self.query.index_cache.map_or(256 << 20, ByteSize::bytes),
                 page_cache_bytes: self.query.page_cache.map_or(256 << 20, ByteSize::bytes),
             },

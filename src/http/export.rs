@@ -8,8 +8,8 @@
 //! refused). The columns are those of the files and blocks the range overlaps (every tag,
 //! then every field, or the fields asked for), known before the first row, so that a CSV
 //! header and an Arrow schema can be sent first. Used only where every region is hosted
-//! here and the answer is estimated to pass a quarter of `query.max_memory`; other answers
-//! are computed whole as before. The whole export runs within `query.timeout`.
+//! here and the answer is estimated to pass `query.stream_above` (a quarter of
+//! `query.max_memory` by default); other answers are computed whole as before. The whole export runs within `query.timeout`.
 //!
 //! A failure after the first rows were sent (a timeout, the shared budget spent, a region
 //! error): a JSON answer ends with `"partial": true` and the reason in `warnings`; a CSV or
@@ -62,7 +62,7 @@ pub async fn plan(state: &Shared, spec: &QuerySpec) -> Option<Plan> {
             (l as u64).saturating_mul(row_estimate(columns.len()))
         }),
     );
-    if spans.windows.len() < 2 || estimate <= state.query_memory.per_query() / 4 {
+    if spans.windows.len() < 2 || estimate <= state.config.query.stream_above {
         return None;
     }
     // A field stored with several types (written before types were fixed per measurement)

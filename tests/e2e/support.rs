@@ -65,6 +65,8 @@ pub struct ServerConfig {
     pub http_extra: Vec<String>,
     /// `query.max_memory` and `query.total_memory`.
     pub query_memory: Option<(String, String)>,
+    /// Lines added to `[query]`.
+    pub query_extra: Vec<String>,
     pub tokens: Vec<String>,
     /// `memory.max_series_per_database`.
     pub max_series: Option<u64>,
@@ -98,6 +100,7 @@ impl Default for ServerConfig {
             query_timeout: None,
             http_extra: vec![],
             query_memory: None,
+            query_extra: Vec::new(),
             tokens: vec![],
             max_series: None,
             series_catalog: None,
@@ -142,6 +145,11 @@ impl ServerConfig {
     }
     pub fn tokens(mut self, t: &[&str]) -> Self {
         self.tokens = t.iter().map(|s| s.to_string()).collect();
+        self
+    }
+    /// Adds a `key = value` line to `[query]`.
+    pub fn query_line(mut self, line: &str) -> Self {
+        self.query_extra.push(line.into());
         self
     }
     pub fn with_query_memory(mut self, one: &str, all: &str) -> Self {
@@ -233,6 +241,10 @@ impl ServerConfig {
             s.push_str(&format!(
                 "max_memory = \"{one}\"\ntotal_memory = \"{all}\"\n"
             ));
+        }
+        for line in &self.query_extra {
+            s.push_str(line);
+            s.push('\n');
         }
         s.push('\n');
         let toks: Vec<String> = self.tokens.iter().map(|t| format!("\"{t}\"")).collect();
