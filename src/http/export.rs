@@ -1,6 +1,8 @@
-//! Native raw answers too large to hold whole (`agg=none` without `group_by`, the export of a
-//! measurement): computed a window of time at a time, each window within its own
-//! `query.max_memory`, its rows sent before the next window is read.
+//! Native raw answers too large to hold whole (`agg=none`, the export of a measurement):
+//! computed a part at a time, each part within its own `query.max_memory`, its rows sent
+//! before the next part is read. Without `group_by` a part is a window of time; with it, a
+//! batch of values of the first `group_by` key (series come in the order of their group
+//! values, so a group is never split between parts), from the series catalog.
 //!
 //! The windows are the spans the measurement's files and blocks hold
 //! ([`crate::query::windows`]); a window whose rows would pass the budget is cut in halves
@@ -25,8 +27,9 @@ use super::Shared;
 use super::error::{ApiError, Dialect, DialectError};
 use crate::model::{ColumnKind, FieldType};
 use crate::query::agg::{Agg, Value};
+use crate::query::budget::OVER_QUERY_MEMORY;
 use crate::query::output::{RowStream, kind_type};
-use crate::query::plan::{Format, QuerySpec};
+use crate::query::plan::{Format, QuerySpec, TagOp, TagPred};
 use crate::query::{Refusal, RegionReport, windows};
 
 /// Bytes a raw row is estimated to hold in memory: its slot, its time and one value per
@@ -38,23 +41,26 @@ fn row_estimate(columns: usize) -> u64 {
 /// The windows and columns of an answer to stream, or `None` when it is answered whole.
 pub async fn plan(state: &Shared, spec: &QuerySpec) -> Option<Plan> {
     let engine = &state.engine;
-    if spec.agg != Agg::None
-        || !spec.group_by.is_empty()
-        || !engine.regions().iter().all(|r| r.hosted())
-    {
+    if spec.agg != Agg::None || !engine.regions().iter().all(|r| r.hosted()) {
         return None;
     }
     let spans = windows::spans(engine, &spec.db, &spec.measurement, (spec.lo(), spec.end))
         .await
         .ok()?;
     let is_tag = |kinds: &[ColumnKind]| kinds.contains(&ColumnKind::Tag);
+    let grouped = |n: &String| spec.group_by.contains(n);
     let columns: Vec<String> = match &spec.fields {
-        Some(list) => list.clone(),
-        // Tags (sorted, in a BTreeMap), then fields: as a whole answer orders them.
+        Some(list) => list.iter().filter(|n| !grouped(n)).cloned().collect(),
+        // Tags not grouped on (sorted, in a BTreeMap), then fields: as a whole answer
+        // orders them.
         None => {
             let tags = spans.columns.iter().filter(|(_, k)| is_tag(k));
             let fields = spans.columns.iter().filter(|(_, k)| !is_tag(k));
-            tags.chain(fields).map(|(n, _)| n.clone()).collect()
+            tags.chain(fields)
+                .map(|(n, _)| n)
+                .filter(|n| !grouped(n))
+                .cloned()
+                .collect()
         }
     };
     let estimate = spans.rows.saturating_mul(row_estimate(columns.len())).min(
@@ -62,9 +68,63 @@ pub async fn plan(state: &Shared, spec: &QuerySpec) -> Option<Plan> {
             (l as u64).saturating_mul(row_estimate(columns.len()))
         }),
     );
-    if spans.windows.len() < 2 || estimate <= state.config.query.stream_above {
+    if estimate <= state.config.query.stream_above {
         return None;
     }
+    let units = if spec.group_by.is_empty() {
+        if spans.windows.len() < 2 {
+            return None;
+        }
+        spans
+            .windows
+            .iter()
+            .map(|w| Unit::Window {
+                span: *w,
+                splits: 0,
+                pred: None,
+            })
+            .collect()
+    } else {
+        // Series come in the order of their group_by values, the first key first: the
+        // answer goes a batch of that key's values at a time (from the series catalog),
+        // each batch sized to about a quarter of the budget.
+        let catalog = engine.series();
+        // Right after a start the catalog may still be reading the files: wait for it
+        // within the query's deadline (else the answer is computed whole).
+        while !catalog.is_loaded() {
+            if spec.deadline.is_none_or(|d| std::time::Instant::now() >= d) {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let entry = catalog.get(&spec.db, &spec.measurement)?;
+        let key = &spec.group_by[0];
+        let (mut values, without): (Vec<String>, bool) = {
+            let ms = entry.read();
+            let values = ms
+                .tag_values(key, None)
+                .into_iter()
+                .map(str::to_string)
+                .collect();
+            (values, !ms.without_key(key).is_empty())
+        };
+        if without {
+            // Series without the key group under "", which sorts first.
+            values.insert(0, String::new());
+        }
+        if values.len() < 2 {
+            return None;
+        }
+        let per_value = estimate / values.len() as u64;
+        let batch = (state.query_memory.per_query() / 4)
+            .checked_div(per_value)
+            .unwrap_or(u64::MAX)
+            .clamp(1, MAX_BATCH_VALUES as u64) as usize;
+        values
+            .chunks(batch)
+            .map(|c| Unit::Groups(c.to_vec()))
+            .collect()
+    };
     // A field stored with several types (written before types were fixed per measurement)
     // widens as a whole answer's column does: numbers to Float64, anything else to text.
     let types = columns
@@ -90,6 +150,7 @@ pub async fn plan(state: &Shared, spec: &QuerySpec) -> Option<Plan> {
         })
         .collect();
     Some(Plan {
+        units,
         windows: spans.windows,
         columns,
         types,
@@ -98,13 +159,45 @@ pub async fn plan(state: &Shared, spec: &QuerySpec) -> Option<Plan> {
 
 /// What [`plan`] found.
 pub struct Plan {
+    units: Vec<Unit>,
     windows: Vec<(i64, i64)>,
     columns: Vec<String>,
     types: Vec<arrow::datatypes::DataType>,
 }
 
-/// A window's rows and the query holding their memory budget.
-type WindowRows = (Vec<(i64, Vec<Value>)>, Arc<QuerySpec>);
+/// One part of a streamed answer.
+#[derive(Debug, Clone)]
+enum Unit {
+    /// A time window (halved `splits` times), of the series `pred` selects if any.
+    Window {
+        span: (i64, i64),
+        splits: u32,
+        pred: Option<TagPred>,
+    },
+    /// The groups whose first `group_by` tag has one of these values (`""`: series without
+    /// it), over the whole range.
+    Groups(Vec<String>),
+}
+
+/// Values of the first `group_by` key in one part at most (the size of its regex).
+const MAX_BATCH_VALUES: usize = 1024;
+
+/// A part's series (tags, rows) and the query holding their memory budget.
+type WindowRows = (
+    Vec<(BTreeMap<String, String>, Vec<(i64, Vec<Value>)>)>,
+    Arc<QuerySpec>,
+);
+
+/// The predicate selecting the series whose `key` is one of `values` (`""`: without it).
+fn values_pred(key: &str, values: &[String]) -> Result<TagPred, Refusal> {
+    let alternatives: Vec<String> = values.iter().map(|v| regex::escape(v)).collect();
+    let re = regex::Regex::new(&format!("^(?:{})$", alternatives.join("|")))
+        .map_err(|e| Refusal::TooLarge(format!("{OVER_QUERY_MEMORY} grouping values: {e}")))?;
+    Ok(TagPred {
+        key: key.to_string(),
+        op: TagOp::Re(re),
+    })
+}
 
 /// How many times a window is halved at most. A file's series are read whole whatever the
 /// window (then cut by time), so when one file alone passes the budget, halving does not
@@ -116,8 +209,10 @@ struct Windows {
     state: Shared,
     spec: Arc<QuerySpec>,
     params: Arc<HashMap<String, String>>,
-    /// Windows still to run, each with how many times it was halved.
-    queue: VecDeque<((i64, i64), u32)>,
+    /// Parts still to run.
+    queue: VecDeque<Unit>,
+    /// The measurement's time windows (a group too large for one part goes by them).
+    windows: Vec<(i64, i64)>,
     columns: Vec<String>,
     /// Rows still allowed by `limit`.
     left: Option<usize>,
@@ -133,7 +228,7 @@ impl Windows {
             if self.left == Some(0) {
                 return Ok(None);
             }
-            let Some(((start, end), splits)) = self.queue.pop_front() else {
+            let Some(unit) = self.queue.pop_front() else {
                 return Ok(None);
             };
             let remaining = self
@@ -142,8 +237,16 @@ impl Windows {
                 .map(|d| d.saturating_duration_since(std::time::Instant::now()))
                 .unwrap_or(self.state.config.query.timeout);
             let mut w = (*self.spec).clone();
-            w.start = start.max(self.spec.start);
-            w.end = end.min(self.spec.end);
+            match &unit {
+                Unit::Window { span, pred, .. } => {
+                    w.start = span.0.max(self.spec.start);
+                    w.end = span.1.min(self.spec.end);
+                    w.preds.extend(pred.clone());
+                }
+                Unit::Groups(values) => {
+                    w.preds.push(values_pred(&self.spec.group_by[0], values)?);
+                }
+            }
             w.limit = self.left;
             w.budget = Some(Arc::new(self.state.query_memory.budget()));
             let hold = Arc::new(w);
@@ -157,14 +260,46 @@ impl Windows {
             )
             .await;
             match r.refused {
-                Some(Refusal::TooLarge(m)) => match windows::halves((start, end)) {
-                    Some((a, b)) if splits < MAX_SPLITS => {
-                        self.queue.push_front((b, splits + 1));
-                        self.queue.push_front((a, splits + 1));
-                        continue;
+                Some(Refusal::TooLarge(m)) => {
+                    // Smaller parts: halves of the window, halves of the values; one value
+                    // of the only group_by key goes by time windows (one series group).
+                    let parts: Vec<Unit> = match unit {
+                        Unit::Window { span, splits, pred } => match windows::halves(span) {
+                            Some((a, b)) if splits < MAX_SPLITS => [a, b]
+                                .into_iter()
+                                .map(|span| Unit::Window {
+                                    span,
+                                    splits: splits + 1,
+                                    pred: pred.clone(),
+                                })
+                                .collect(),
+                            _ => Vec::new(),
+                        },
+                        Unit::Groups(values) if values.len() > 1 => {
+                            let (a, b) = values.split_at(values.len() / 2);
+                            vec![Unit::Groups(a.to_vec()), Unit::Groups(b.to_vec())]
+                        }
+                        Unit::Groups(values) if self.spec.group_by.len() == 1 => {
+                            let pred = values_pred(&self.spec.group_by[0], &values)?;
+                            self.windows
+                                .iter()
+                                .map(|span| Unit::Window {
+                                    span: *span,
+                                    splits: 0,
+                                    pred: Some(pred.clone()),
+                                })
+                                .collect()
+                        }
+                        Unit::Groups(_) => Vec::new(),
+                    };
+                    if parts.is_empty() {
+                        return Err(Refusal::TooLarge(m));
                     }
-                    _ => return Err(Refusal::TooLarge(m)),
-                },
+                    for p in parts.into_iter().rev() {
+                        self.queue.push_front(p);
+                    }
+                    continue;
+                }
                 Some(refusal @ Refusal::Busy(_)) => return Err(refusal),
                 None => {}
             }
@@ -196,8 +331,9 @@ impl Windows {
                 .iter()
                 .map(|c| self.columns.iter().position(|x| x == c))
                 .collect();
-            let mut rows: Vec<(i64, Vec<Value>)> = Vec::new();
+            let mut series = Vec::with_capacity(r.series.len());
             for s in r.series {
+                let mut rows: Vec<(i64, Vec<Value>)> = Vec::with_capacity(s.rows.len());
                 for (t, vals) in s.rows {
                     let mut out = vec![Value::Null; self.columns.len()];
                     for (v, to) in vals.into_iter().zip(&map) {
@@ -207,13 +343,16 @@ impl Windows {
                     }
                     rows.push((t, out));
                 }
+                if let Some(left) = &mut self.left {
+                    rows.truncate(*left);
+                    *left -= rows.len();
+                }
+                if !rows.is_empty() {
+                    series.push((s.tags, rows));
+                }
             }
-            if let Some(left) = &mut self.left {
-                rows.truncate(*left);
-                *left -= rows.len();
-            }
-            if !rows.is_empty() {
-                return Ok(Some((rows, hold)));
+            if !series.is_empty() {
+                return Ok(Some((series, hold)));
             }
         }
     }
@@ -232,7 +371,8 @@ pub async fn respond(
         state: state.clone(),
         spec: spec.clone(),
         params,
-        queue: plan.windows.into_iter().map(|w| (w, 0)).collect(),
+        queue: plan.units.into(),
+        windows: plan.windows,
         columns: plan.columns.clone(),
         left: spec.limit,
         regions: BTreeMap::new(),
@@ -268,15 +408,17 @@ pub async fn respond(
                 w,
                 spec.format,
                 &spec.measurement,
-                plan.columns,
-                plan.types,
+                (plan.columns, plan.types),
+                spec.group_by.clone(),
                 spec.epoch,
             )?;
             let mut next = first;
-            while let Some((rows, hold)) = next {
-                out.rows(&rows)?;
-                // The window's memory is given back once its rows are sent.
-                drop(rows);
+            while let Some((series, hold)) = next {
+                for (tags, rows) in &series {
+                    out.rows(tags, rows)?;
+                }
+                // The part's memory is given back once its rows are sent.
+                drop(series);
                 drop(hold);
                 next = match handle.block_on(run.next()) {
                     Ok(n) => n,

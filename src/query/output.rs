@@ -388,17 +388,20 @@ pub fn kind_type(kind: Option<crate::model::ColumnKind>) -> DataType {
     }
 }
 
-/// A raw answer of one series (no `group_by`) written as its rows are computed, a window of
-/// time at a time, in the format asked for: its columns (and their Arrow types) are known
-/// before the first row. JSON puts `partial`, `regions` and `warnings` after `series`,
-/// since they are known only at the end.
+/// A raw answer written as its rows are computed, a part at a time, in the format asked
+/// for: its columns (and their Arrow types) are known before the first row, and its series
+/// come in order (rows of one series in one or more consecutive parts). JSON puts
+/// `partial`, `regions` and `warnings` after `series`, since they are known only at the end.
 pub struct RowStream<'w> {
     w: &'w mut dyn std::io::Write,
     name: String,
     columns: Vec<String>,
+    group_by: Vec<String>,
     epoch: Epoch,
     kind: RowSink,
     rows: u64,
+    /// The series being written (its tags).
+    current: Option<std::collections::BTreeMap<String, String>>,
 }
 
 enum RowSink {
@@ -417,8 +420,8 @@ impl<'w> RowStream<'w> {
         w: &'w mut dyn std::io::Write,
         format: super::plan::Format,
         name: &str,
-        columns: Vec<String>,
-        types: Vec<DataType>,
+        (columns, types): (Vec<String>, Vec<DataType>),
+        group_by: Vec<String>,
         epoch: Epoch,
     ) -> std::io::Result<RowStream<'w>> {
         use super::plan::Format;
@@ -426,12 +429,16 @@ impl<'w> RowStream<'w> {
             Format::Json => RowSink::Json,
             Format::Csv => {
                 let mut out = String::new();
-                csv_header(&[], &columns, &mut out);
+                csv_header(&group_by, &columns, &mut out);
                 w.write_all(out.as_bytes())?;
                 RowSink::Csv
             }
             Format::Arrow => {
-                let mut fields = vec![Field::new("time", time_type(), false)];
+                let mut fields: Vec<Field> = group_by
+                    .iter()
+                    .map(|g| Field::new(g, DataType::Utf8, true))
+                    .collect();
+                fields.push(Field::new("time", time_type(), false));
                 for (n, t) in columns.iter().zip(&types) {
                     fields.push(Field::new(n, t.clone(), true));
                 }
@@ -453,9 +460,11 @@ impl<'w> RowStream<'w> {
             w,
             name: name.to_string(),
             columns,
+            group_by,
             epoch,
             kind,
             rows: 0,
+            current: None,
         };
         rs.drain_arrow()?;
         Ok(rs)
@@ -478,25 +487,40 @@ impl<'w> RowStream<'w> {
         Ok(())
     }
 
-    /// The next rows, in time order, one value per column.
-    pub fn rows(&mut self, rows: &[(i64, Vec<Value>)]) -> std::io::Result<()> {
+    /// The next rows of the series with these tags (the current one, or the next one), in
+    /// time order, one value per column.
+    pub fn rows(
+        &mut self,
+        tags: &std::collections::BTreeMap<String, String>,
+        rows: &[(i64, Vec<Value>)],
+    ) -> std::io::Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
+        let new_series = self.current.as_ref() != Some(tags);
+        if new_series {
+            self.current = Some(tags.clone());
+        }
         match &mut self.kind {
             RowSink::Json => {
-                if self.rows == 0 {
+                if new_series {
+                    self.w.write_all(if self.rows == 0 {
+                        b"{\"series\":[{\"columns\":"
+                    } else {
+                        b"]},{\"columns\":"
+                    })?;
                     let columns: Vec<&str> = std::iter::once("time")
                         .chain(self.columns.iter().map(String::as_str))
                         .collect();
-                    self.w.write_all(b"{\"series\":[{\"columns\":")?;
                     serde_json::to_writer(&mut *self.w, &columns)?;
                     self.w.write_all(b",\"name\":")?;
                     serde_json::to_writer(&mut *self.w, &self.name)?;
-                    self.w.write_all(b",\"tags\":{},\"values\":[")?;
+                    self.w.write_all(b",\"tags\":")?;
+                    serde_json::to_writer(&mut *self.w, tags)?;
+                    self.w.write_all(b",\"values\":[")?;
                 }
                 for (i, (t, vals)) in rows.iter().enumerate() {
-                    if self.rows > 0 || i > 0 {
+                    if !new_series || i > 0 {
                         self.w.write_all(b",")?;
                     }
                     let row = Row {
@@ -509,9 +533,14 @@ impl<'w> RowStream<'w> {
             }
             RowSink::Csv => {
                 let mut out = String::new();
+                let values: Vec<&str> = self
+                    .group_by
+                    .iter()
+                    .map(|g| tags.get(g).map_or("", String::as_str))
+                    .collect();
                 for (t, vals) in rows {
                     out.clear();
-                    csv_row(&self.name, &[], *t, vals, self.epoch, &mut out);
+                    csv_row(&self.name, &values, *t, vals, self.epoch, &mut out);
                     self.w.write_all(out.as_bytes())?;
                 }
             }
@@ -521,14 +550,14 @@ impl<'w> RowStream<'w> {
                 schema,
                 ..
             } => {
-                let none = super::Series {
-                    tags: Default::default(),
+                let series = super::Series {
+                    tags: tags.clone(),
                     rows: Vec::new(),
                 };
                 for chunk in rows.chunks(ARROW_BATCH_ROWS) {
-                    let refs: Vec<RowRef<'_>> = chunk.iter().map(|r| (&none, r)).collect();
-                    let batch =
-                        arrow_batch(&refs, &[], types, schema).map_err(std::io::Error::other)?;
+                    let refs: Vec<RowRef<'_>> = chunk.iter().map(|r| (&series, r)).collect();
+                    let batch = arrow_batch(&refs, &self.group_by, types, schema)
+                        .map_err(std::io::Error::other)?;
                     writer.write(&batch).map_err(std::io::Error::other)?;
                     let buf = writer.get_mut();
                     self.w.write_all(buf)?;

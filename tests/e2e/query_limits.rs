@@ -3,6 +3,7 @@
 //! the whole request and stops the scans, so a timed-out query answers on time with its
 //! regions marked `timeout` and leaves the server responsive.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -421,4 +422,77 @@ fn raw_exports_larger_than_the_query_budget_are_streamed() {
         "a CSV answer that failed midway must not end cleanly"
     );
     s.assert_healthy();
+}
+
+/// A raw answer with `group_by` larger than the budget streams a batch of the first key's
+/// values at a time: one series per group, in group order, every point once, in JSON and
+/// CSV; a group alone too large for the budget goes by time windows (one key).
+#[test]
+fn grouped_raw_exports_stream_a_batch_of_groups_at_a_time() {
+    let mut s = TestServer::start(ServerConfig::default().with_query_memory("1MiB", "4MiB"));
+    let points = export_points();
+    let lp: String = points
+        .iter()
+        .map(|(t, host, rack, a, b, _)| {
+            let rack = rack
+                .as_ref()
+                .map(|r| format!(",rack={r}"))
+                .unwrap_or_default();
+            format!("g,host={host}{rack} a={a},b={b}i,pad=\"some text to make rows wider\" {t}\n")
+        })
+        .collect();
+    s.write_ok("ex", &lp);
+    s.stop();
+    s.restart();
+    for group_by in ["host", "rack", "host,rack"] {
+        let r = s.get(&format!(
+            "/api/v1/query?db=ex&measurement=g&fields=a,b&group_by={group_by}&epoch=ns"
+        ));
+        assert_eq!(r.status, 200, "{group_by}: {:.300}", r.body);
+        let j = r.json();
+        assert_eq!(j["partial"], false);
+        let keys: Vec<&str> = group_by.split(',').collect();
+        // The model: per group (values of the keys, "" when absent), rows in time order.
+        let mut want: BTreeMap<Vec<String>, Vec<serde_json::Value>> = BTreeMap::new();
+        for (t, host, rack, a, b, _) in &points {
+            let key = keys
+                .iter()
+                .map(|k| match *k {
+                    "host" => host.clone(),
+                    _ => rack.clone().unwrap_or_default(),
+                })
+                .collect();
+            want.entry(key)
+                .or_default()
+                .push(serde_json::json!([t, a, b]));
+        }
+        let got: Vec<(Vec<String>, Vec<serde_json::Value>)> = j["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                assert_eq!(s["columns"], serde_json::json!(["time", "a", "b"]));
+                let key = keys
+                    .iter()
+                    .map(|k| s["tags"][k].as_str().unwrap().to_string())
+                    .collect();
+                (key, s["values"].as_array().unwrap().clone())
+            })
+            .collect();
+        let want: Vec<(Vec<String>, Vec<serde_json::Value>)> = want.into_iter().collect();
+        assert_eq!(got.len(), want.len(), "{group_by}");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.0, w.0, "{group_by}: group order");
+            assert!(g.1 == w.1, "{group_by}: rows of {:?}", g.0);
+        }
+        let csv = s.get(&format!(
+            "/api/v1/query?db=ex&measurement=g&fields=a,b&group_by={group_by}&format=csv"
+        ));
+        assert_eq!(csv.status, 200);
+        assert_eq!(csv.body.lines().count(), 1 + points.len(), "{group_by}");
+        assert_eq!(
+            csv.body.lines().next(),
+            Some(format!("name,{group_by},time,a,b").as_str())
+        );
+    }
 }
