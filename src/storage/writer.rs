@@ -80,6 +80,9 @@ pub struct Staged {
     pub meta: FileMeta,
 }
 
+/// Rows converted to their stored form at a time by [`FileWriter::write`].
+const CONVERT_ROWS: usize = 65_536;
+
 /// A file being encoded.
 pub struct FileWriter {
     rel: String,
@@ -207,10 +210,22 @@ impl FileWriter {
             self.max = self.max.max(*t);
         }
         self.rows += batch.num_rows() as u64;
-        let stored = scaled::to_stored(batch, &self.scales, &self.stored)
-            .and_then(|b| batch_in_unit(&b, self.time_unit))
-            .map_err(|e| schema_err(&self.tmp, e.to_string()))?;
-        self.writer.write(&stored).map_err(pq_err(&self.tmp))
+        if self.scales.is_empty() && self.time_unit == FileTimeUnit::Nanosecond {
+            return self.writer.write(batch).map_err(pq_err(&self.tmp));
+        }
+        // Converted a slice at a time: a scaled column's stored form takes 16 bytes a value,
+        // which for a whole block would be a second copy of it.
+        let n = batch.num_rows();
+        let mut offset = 0;
+        while offset < n {
+            let len = CONVERT_ROWS.min(n - offset);
+            let stored = scaled::to_stored(&batch.slice(offset, len), &self.scales, &self.stored)
+                .and_then(|b| batch_in_unit(&b, self.time_unit))
+                .map_err(|e| schema_err(&self.tmp, e.to_string()))?;
+            self.writer.write(&stored).map_err(pq_err(&self.tmp))?;
+            offset += len;
+        }
+        Ok(())
     }
 
     /// Bytes encoded so far (to cut outputs at a target size).
