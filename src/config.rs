@@ -611,7 +611,7 @@ pub struct QueryConfig {
     pub max_memory: u64,
     /// Memory all running queries' partial answers may hold together.
     pub total_memory: u64,
-    /// Raw answers estimated above this are computed and sent a time window at a time
+    /// Raw answers estimated above this are computed and sent a part at a time
     /// (http/export.rs).
     pub stream_above: u64,
     /// Budget of the in-memory series indexes of Parquet files (query/index.rs).

@@ -50,7 +50,8 @@ pub async fn plan(state: &Shared, spec: &QuerySpec) -> Option<Plan> {
     let is_tag = |kinds: &[ColumnKind]| kinds.contains(&ColumnKind::Tag);
     let grouped = |n: &String| spec.group_by.contains(n);
     let columns: Vec<String> = match &spec.fields {
-        Some(list) => list.iter().filter(|n| !grouped(n)).cloned().collect(),
+        // As the whole answer: a field list is its columns, as given.
+        Some(list) => list.clone(),
         // Tags not grouped on (sorted, in a BTreeMap), then fields: as a whole answer
         // orders them.
         None => {
@@ -90,9 +91,12 @@ pub async fn plan(state: &Shared, spec: &QuerySpec) -> Option<Plan> {
         // each batch sized to about a quarter of the budget.
         let catalog = engine.series();
         // Right after a start the catalog may still be reading the files: wait for it
-        // within the query's deadline (else the answer is computed whole).
+        // a quarter of the query's time at most (else the answer is computed whole, with
+        // the rest of the time).
+        let until = std::time::Instant::now() + state.config.query.timeout / 4;
         while !catalog.is_loaded() {
-            if spec.deadline.is_none_or(|d| std::time::Instant::now() >= d) {
+            let now = std::time::Instant::now();
+            if now >= until || spec.deadline.is_none_or(|d| now >= d) {
                 return None;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -112,7 +116,9 @@ pub async fn plan(state: &Shared, spec: &QuerySpec) -> Option<Plan> {
             // Series without the key group under "", which sorts first.
             values.insert(0, String::new());
         }
-        if values.len() < 2 {
+        // Many distinct values (an id-like key): each part would test every value of the
+        // key in every file; computed whole instead (within the budget).
+        if values.len() < 2 || values.len() > MAX_GROUP_VALUES {
             return None;
         }
         let per_value = estimate / values.len() as u64;
@@ -120,10 +126,14 @@ pub async fn plan(state: &Shared, spec: &QuerySpec) -> Option<Plan> {
             .checked_div(per_value)
             .unwrap_or(u64::MAX)
             .clamp(1, MAX_BATCH_VALUES as u64) as usize;
-        values
+        let mut units: Vec<Unit> = values
             .chunks(batch)
             .map(|c| Unit::Groups(c.to_vec()))
-            .collect()
+            .collect();
+        // Series whose value the catalog did not list when the parts were made (written
+        // since): last, and said in a warning, never left out.
+        units.push(Unit::Rest(values));
+        units
     };
     // A field stored with several types (written before types were fixed per measurement)
     // widens as a whole answer's column does: numbers to Float64, anything else to text.
@@ -177,10 +187,16 @@ enum Unit {
     /// The groups whose first `group_by` tag has one of these values (`""`: series without
     /// it), over the whole range.
     Groups(Vec<String>),
+    /// The groups whose first `group_by` tag has none of these values (every value the
+    /// parts cover): series written after the parts were made.
+    Rest(Vec<String>),
 }
 
 /// Values of the first `group_by` key in one part at most (the size of its regex).
-const MAX_BATCH_VALUES: usize = 1024;
+const MAX_BATCH_VALUES: usize = 256;
+
+/// Distinct values of the first `group_by` key above which an answer is not streamed.
+const MAX_GROUP_VALUES: usize = 4096;
 
 /// A part's series (tags, rows) and the query holding their memory budget.
 type WindowRows = (
@@ -188,14 +204,18 @@ type WindowRows = (
     Arc<QuerySpec>,
 );
 
-/// The predicate selecting the series whose `key` is one of `values` (`""`: without it).
-fn values_pred(key: &str, values: &[String]) -> Result<TagPred, Refusal> {
+/// The predicate selecting the series whose `key` is one of `values` (`""`: without it),
+/// or, `negated`, none of them; `None` when its regex is too large to build.
+fn values_pred(key: &str, values: &[String], negated: bool) -> Option<TagPred> {
     let alternatives: Vec<String> = values.iter().map(|v| regex::escape(v)).collect();
-    let re = regex::Regex::new(&format!("^(?:{})$", alternatives.join("|")))
-        .map_err(|e| Refusal::TooLarge(format!("{OVER_QUERY_MEMORY} grouping values: {e}")))?;
-    Ok(TagPred {
+    let re = regex::Regex::new(&format!("^(?:{})$", alternatives.join("|"))).ok()?;
+    Some(TagPred {
         key: key.to_string(),
-        op: TagOp::Re(re),
+        op: if negated {
+            TagOp::NotRe(re)
+        } else {
+            TagOp::Re(re)
+        },
     })
 }
 
@@ -218,6 +238,8 @@ struct Windows {
     left: Option<usize>,
     regions: BTreeMap<String, RegionReport>,
     partial: bool,
+    /// Series written after the parts were made came last.
+    late: bool,
 }
 
 impl Windows {
@@ -243,8 +265,23 @@ impl Windows {
                     w.end = span.1.min(self.spec.end);
                     w.preds.extend(pred.clone());
                 }
-                Unit::Groups(values) => {
-                    w.preds.push(values_pred(&self.spec.group_by[0], values)?);
+                Unit::Groups(values) | Unit::Rest(values) => {
+                    let negated = matches!(unit, Unit::Rest(_));
+                    match values_pred(&self.spec.group_by[0], values, negated) {
+                        Some(p) => w.preds.push(p),
+                        // A regex too large: smaller parts, as for too many rows.
+                        None if !negated && values.len() > 1 => {
+                            let (a, b) = values.split_at(values.len() / 2);
+                            self.queue.push_front(Unit::Groups(b.to_vec()));
+                            self.queue.push_front(Unit::Groups(a.to_vec()));
+                            continue;
+                        }
+                        None => {
+                            return Err(Refusal::TooLarge(format!(
+                                "{OVER_QUERY_MEMORY} the group_by values do not fit one part"
+                            )));
+                        }
+                    }
                 }
             }
             w.limit = self.left;
@@ -259,6 +296,7 @@ impl Windows {
                 self.state.config.query.max_rows,
             )
             .await;
+            let rest = matches!(unit, Unit::Rest(_));
             match r.refused {
                 Some(Refusal::TooLarge(m)) => {
                     // Smaller parts: halves of the window, halves of the values; one value
@@ -280,17 +318,20 @@ impl Windows {
                             vec![Unit::Groups(a.to_vec()), Unit::Groups(b.to_vec())]
                         }
                         Unit::Groups(values) if self.spec.group_by.len() == 1 => {
-                            let pred = values_pred(&self.spec.group_by[0], &values)?;
-                            self.windows
-                                .iter()
-                                .map(|span| Unit::Window {
-                                    span: *span,
-                                    splits: 0,
-                                    pred: Some(pred.clone()),
-                                })
-                                .collect()
+                            match values_pred(&self.spec.group_by[0], &values, false) {
+                                Some(pred) => self
+                                    .windows
+                                    .iter()
+                                    .map(|span| Unit::Window {
+                                        span: *span,
+                                        splits: 0,
+                                        pred: Some(pred.clone()),
+                                    })
+                                    .collect(),
+                                None => Vec::new(),
+                            }
                         }
-                        Unit::Groups(_) => Vec::new(),
+                        Unit::Groups(_) | Unit::Rest(_) => Vec::new(),
                     };
                     if parts.is_empty() {
                         return Err(Refusal::TooLarge(m));
@@ -352,6 +393,7 @@ impl Windows {
                 }
             }
             if !series.is_empty() {
+                self.late |= rest;
                 return Ok(Some((series, hold)));
             }
         }
@@ -377,6 +419,7 @@ pub async fn respond(
         left: spec.limit,
         regions: BTreeMap::new(),
         partial: false,
+        late: false,
     };
     let first = match run.next().await {
         Ok(rows) => rows,
@@ -434,6 +477,12 @@ pub async fn respond(
                         None
                     }
                 };
+            }
+            if run.late {
+                warnings.push(
+                    "series written while the answer was being sent come last, after the others"
+                        .into(),
+                );
             }
             if run.partial && spec.format != Format::Json {
                 return Err(std::io::Error::other(
