@@ -25,10 +25,10 @@ use axum::response::{IntoResponse, Response};
 
 use super::Shared;
 use super::error::{ApiError, Dialect, DialectError};
-use crate::model::{ColumnKind, FieldType};
+use crate::model::ColumnKind;
 use crate::query::agg::{Agg, Value};
 use crate::query::budget::OVER_QUERY_MEMORY;
-use crate::query::output::{RowStream, kind_type};
+use crate::query::output::{RowStream, kinds_type};
 use crate::query::plan::{Format, QuerySpec, TagOp, TagPred};
 use crate::query::{Refusal, RegionReport, windows};
 
@@ -135,29 +135,9 @@ pub async fn plan(state: &Shared, spec: &QuerySpec) -> Option<Plan> {
         units.push(Unit::Rest(values));
         units
     };
-    // A field stored with several types (written before types were fixed per measurement)
-    // widens as a whole answer's column does: numbers to Float64, anything else to text.
     let types = columns
         .iter()
-        .map(|c| match spans.columns.get(c).map(Vec::as_slice) {
-            None | Some([]) => kind_type(None),
-            Some([one]) => kind_type(Some(*one)),
-            Some(kinds) => {
-                let numeric = kinds.iter().all(|k| {
-                    matches!(
-                        k,
-                        ColumnKind::Field(
-                            FieldType::Float | FieldType::Integer | FieldType::UInteger
-                        )
-                    )
-                });
-                if numeric {
-                    arrow::datatypes::DataType::Float64
-                } else {
-                    arrow::datatypes::DataType::Utf8
-                }
-            }
-        })
+        .map(|c| kinds_type(spans.columns.get(c).map_or(&[][..], Vec::as_slice)))
         .collect();
     Some(Plan {
         units,

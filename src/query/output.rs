@@ -219,16 +219,23 @@ fn csv_row(name: &str, tags: &[&str], t: i64, vals: &[Value], epoch: Epoch, out:
 /// The Arrow type of a result column: the type of its values; mixed numbers → Float64;
 /// anything else mixed → Utf8.
 fn column_type<'a>(values: impl Iterator<Item = &'a Value>) -> DataType {
-    let mut t: Option<DataType> = None;
-    for v in values {
-        let vt = match v {
-            Value::Null => continue,
+    widen(values.filter_map(|v| {
+        Some(match v {
+            Value::Null => return None,
             Value::Float(_) => DataType::Float64,
             Value::Int(_) => DataType::Int64,
             Value::UInt(_) => DataType::UInt64,
             Value::Str(_) => DataType::Utf8,
             Value::Bool(_) => DataType::Boolean,
-        };
+        })
+    }))
+}
+
+/// One type for values of these types: the type when they agree, Float64 for mixed
+/// numbers, Utf8 for anything else mixed, Float64 for none.
+fn widen(types: impl Iterator<Item = DataType>) -> DataType {
+    let mut t: Option<DataType> = None;
+    for vt in types {
         t = Some(match t {
             None => vt,
             Some(prev) if prev == vt => prev,
@@ -371,21 +378,23 @@ fn arrow_batch(
     RecordBatch::try_new(schema.clone(), cols).map_err(|e| e.to_string())
 }
 
-/// The Arrow type of a column from its kind in the measurement's schema (`None`: a field
-/// the measurement does not have, all null).
-pub fn kind_type(kind: Option<crate::model::ColumnKind>) -> DataType {
+/// The Arrow type of a result column whose stored kinds are `kinds` (several: a field
+/// written with several types before types were fixed per measurement), by the rule of
+/// [`column_type`]: one kind its type, mixed numbers Float64, anything else mixed Utf8, no
+/// kind (a field asked for that no file holds) Float64.
+pub fn kinds_type(kinds: &[crate::model::ColumnKind]) -> DataType {
     use crate::model::{ColumnKind, FieldType};
-    match kind {
-        Some(ColumnKind::Tag) => DataType::Utf8,
-        Some(ColumnKind::Field(t)) => match t {
+    let one = |k: &ColumnKind| match k {
+        ColumnKind::Tag => DataType::Utf8,
+        ColumnKind::Field(t) => match t {
             FieldType::Float => DataType::Float64,
             FieldType::Integer => DataType::Int64,
             FieldType::UInteger => DataType::UInt64,
             FieldType::String => DataType::Utf8,
             FieldType::Boolean => DataType::Boolean,
         },
-        None => DataType::Float64,
-    }
+    };
+    widen(kinds.iter().map(one))
 }
 
 /// A raw answer written as its rows are computed, a part at a time, in the format asked

@@ -75,13 +75,9 @@ fn scaled(v: f64, s: u8) -> Option<i64> {
     (back.to_bits() == v.to_bits()).then_some(k)
 }
 
-/// The smallest scale at which every value of `values` is a scaled integer, or `None`.
-pub fn scale_of(values: &Float64Array) -> Option<u8> {
-    scale_and_digits(values).map(|(s, _)| s)
-}
-
-/// [`scale_of`], and the decimal precision the integers need ([`PRECISION_32`] or
-/// [`PRECISION`]).
+/// The smallest scale at which every value of `values` is a scaled integer, and the
+/// decimal precision the integers need ([`PRECISION_32`] or [`PRECISION`]); `None` when
+/// there is no such scale.
 fn scale_and_digits(values: &Float64Array) -> Option<(u8, u8)> {
     if values.null_count() == values.len() {
         return None;
@@ -309,6 +305,10 @@ mod tests {
 
     fn col(vals: &[Option<f64>]) -> Float64Array {
         vals.iter().copied().collect()
+    }
+
+    fn scale_of(values: &Float64Array) -> Option<u8> {
+        scale_and_digits(values).map(|(s, _)| s)
     }
 
     #[test]

@@ -90,21 +90,23 @@ pub mod meta {
 /// fields stored as scaled integers (`DECIMAL(18, s)`) come back as the `Float64` values
 /// written.
 pub fn time_in_ns(array: ArrayRef) -> Result<ArrayRef, ArrowError> {
-    match array.data_type() {
-        t if *t == time_type() => Ok(array),
-        DataType::Timestamp(_, _) => arrow::compute::cast(&array, &time_type()),
-        _ => super::scaled::decimal_to_f64(&array).unwrap_or(Ok(array)),
+    match read_type(array.data_type()) {
+        None => Ok(array),
+        Some(DataType::Float64) => super::scaled::decimal_to_f64(&array).unwrap_or(Ok(array)),
+        Some(to) => arrow::compute::cast(&array, &to),
     }
 }
 
-/// The type a column read from a file has for queries ([`time_in_ns`]).
-fn read_type(dt: &DataType) -> DataType {
+/// The type a column read from a file has for queries ([`time_in_ns`]), `None` when it is
+/// the file's own (most columns: no allocation on the read path to say so).
+fn read_type(dt: &DataType) -> Option<DataType> {
     match dt {
-        DataType::Timestamp(_, _) => time_type(),
+        DataType::Timestamp(TimeUnit::Nanosecond, Some(tz)) if tz.as_ref() == "UTC" => None,
+        DataType::Timestamp(_, _) => Some(time_type()),
         DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal128(..) => {
-            DataType::Float64
+            Some(DataType::Float64)
         }
-        other => other.clone(),
+        _ => None,
     }
 }
 
@@ -115,7 +117,7 @@ pub fn batch_in_ns(batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
     if schema
         .fields()
         .iter()
-        .all(|f| read_type(f.data_type()) == *f.data_type())
+        .all(|f| read_type(f.data_type()).is_none())
     {
         return Ok(batch);
     }
@@ -126,7 +128,10 @@ pub fn batch_in_ns(batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
     let fields: Vec<Field> = schema
         .fields()
         .iter()
-        .map(|f| f.as_ref().clone().with_data_type(read_type(f.data_type())))
+        .map(|f| match read_type(f.data_type()) {
+            Some(t) => f.as_ref().clone().with_data_type(t),
+            None => f.as_ref().clone(),
+        })
         .collect();
     let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
     RecordBatch::try_new_with_options(
