@@ -1,8 +1,11 @@
-//! Native raw answers too large to hold whole (`agg=none`, the export of a measurement):
-//! computed a part at a time, each part within its own `query.max_memory`, its rows sent
-//! before the next part is read. Without `group_by` a part is a window of time; with it, a
-//! batch of values of the first `group_by` key (series come in the order of their group
-//! values, so a group is never split between parts), from the series catalog.
+//! Native answers too large to hold whole: raw rows (`agg=none`, the export of a
+//! measurement) and bucketed aggregates (`every`), computed a part at a time, each part
+//! within its own `query.max_memory`, its rows sent before the next part is read. Without
+//! `group_by` a part is a window of time (for buckets, a window of whole buckets, so that
+//! no bucket is split); with it, a batch of values of the first `group_by` key (series
+//! come in the order of their group values, so a group is never split between parts), from
+//! the series catalog. An aggregate without `every` (one row per group) and `fill` (the
+//! InfluxQL engine) are answered whole.
 //!
 //! The windows are the spans the measurement's files and blocks hold
 //! ([`crate::query::windows`]); a window whose rows would pass the budget is cut in halves
@@ -28,7 +31,7 @@ use super::error::{ApiError, Dialect, DialectError};
 use crate::model::ColumnKind;
 use crate::query::agg::{Agg, Value};
 use crate::query::budget::OVER_QUERY_MEMORY;
-use crate::query::output::{RowStream, kinds_type};
+use crate::query::output::{RowStream, agg_type};
 use crate::query::plan::{Format, QuerySpec, TagOp, TagPred};
 use crate::query::{Refusal, RegionReport, windows};
 
@@ -38,10 +41,18 @@ fn row_estimate(columns: usize) -> u64 {
     48 + 24 * (columns as u64 + 1)
 }
 
+/// Bytes a result row of an aggregate is estimated to hold: one accumulator per column and
+/// its bucket's slot.
+fn agg_row_estimate(columns: usize) -> u64 {
+    64 + std::mem::size_of::<crate::query::agg::Acc>() as u64 * columns as u64
+}
+
 /// The windows and columns of an answer to stream, or `None` when it is answered whole.
 pub async fn plan(state: &Shared, spec: &QuerySpec) -> Option<Plan> {
     let engine = &state.engine;
-    if spec.agg != Agg::None || !engine.regions().iter().all(|r| r.hosted()) {
+    // An aggregate without `every` has one row per group: answered whole.
+    let raw = spec.agg == Agg::None;
+    if (!raw && spec.every.is_none()) || !engine.regions().iter().all(|r| r.hosted()) {
         return None;
     }
     let spans = windows::spans(engine, &spec.db, &spec.measurement, (spec.lo(), spec.end))
@@ -54,7 +65,7 @@ pub async fn plan(state: &Shared, spec: &QuerySpec) -> Option<Plan> {
         Some(list) => list.clone(),
         // Tags not grouped on (sorted, in a BTreeMap), then fields: as a whole answer
         // orders them.
-        None => {
+        None if raw => {
             let tags = spans.columns.iter().filter(|(_, k)| is_tag(k));
             let fields = spans.columns.iter().filter(|(_, k)| !is_tag(k));
             tags.chain(fields)
@@ -63,21 +74,54 @@ pub async fn plan(state: &Shared, spec: &QuerySpec) -> Option<Plan> {
                 .cloned()
                 .collect()
         }
+        // An aggregate's columns: every field, sorted.
+        None => spans
+            .columns
+            .iter()
+            .filter(|(_, k)| !is_tag(k))
+            .map(|(n, _)| n.clone())
+            .collect(),
     };
-    let estimate = spans.rows.saturating_mul(row_estimate(columns.len())).min(
-        spec.limit.map_or(u64::MAX, |l| {
-            (l as u64).saturating_mul(row_estimate(columns.len()))
-        }),
+    // Bucketed: windows of whole buckets, so that no bucket is split between two parts.
+    let windows = match spec.every {
+        Some(every) if !raw => windows::aligned(&spans.windows, every),
+        _ => spans.windows.clone(),
+    };
+    let (rows, row_bytes) = if raw {
+        (spans.rows, row_estimate(columns.len()))
+    } else {
+        // Result rows: a group's buckets, at most one per point.
+        let every = spec.every.unwrap_or(1).max(1) as u128;
+        let buckets: u128 = windows
+            .iter()
+            .map(|(lo, hi)| (*hi as i128 - *lo as i128) as u128 / every)
+            .sum();
+        let groups = if spec.group_by.is_empty() {
+            1
+        } else {
+            engine
+                .series()
+                .get(&spec.db, &spec.measurement)
+                .map_or(spans.rows, |e| e.read().len())
+        };
+        let rows = buckets
+            .saturating_mul(groups as u128)
+            .min(spans.rows as u128) as u64;
+        (rows, agg_row_estimate(columns.len()))
+    };
+    let estimate = rows.saturating_mul(row_bytes).min(
+        spec.limit
+            .map_or(u64::MAX, |l| (l as u64).saturating_mul(row_bytes)),
     );
     if estimate <= state.config.query.stream_above {
         return None;
     }
     let units = if spec.group_by.is_empty() {
-        if spans.windows.len() < 2 {
+        // One window of raw rows is answered whole; one of buckets may still be halved.
+        if windows.is_empty() || (raw && windows.len() < 2) {
             return None;
         }
-        spans
-            .windows
+        windows
             .iter()
             .map(|w| Unit::Window {
                 span: *w,
@@ -137,11 +181,16 @@ pub async fn plan(state: &Shared, spec: &QuerySpec) -> Option<Plan> {
     };
     let types = columns
         .iter()
-        .map(|c| kinds_type(spans.columns.get(c).map_or(&[][..], Vec::as_slice)))
+        .map(|c| {
+            agg_type(
+                spec.agg,
+                spans.columns.get(c).map_or(&[][..], Vec::as_slice),
+            )
+        })
         .collect();
     Some(Plan {
         units,
-        windows: spans.windows,
+        windows,
         columns,
         types,
     })
@@ -220,6 +269,8 @@ struct Windows {
     partial: bool,
     /// Series written after the parts were made came last.
     late: bool,
+    /// Per field, the values a numeric aggregate left out, over every part.
+    skipped: BTreeMap<String, u64>,
 }
 
 impl Windows {
@@ -282,17 +333,19 @@ impl Windows {
                     // Smaller parts: halves of the window, halves of the values; one value
                     // of the only group_by key goes by time windows (one series group).
                     let parts: Vec<Unit> = match unit {
-                        Unit::Window { span, splits, pred } => match windows::halves(span) {
-                            Some((a, b)) if splits < MAX_SPLITS => [a, b]
-                                .into_iter()
-                                .map(|span| Unit::Window {
-                                    span,
-                                    splits: splits + 1,
-                                    pred: pred.clone(),
-                                })
-                                .collect(),
-                            _ => Vec::new(),
-                        },
+                        Unit::Window { span, splits, pred } => {
+                            match windows::halves_at(span, self.spec.every.unwrap_or(1)) {
+                                Some((a, b)) if splits < MAX_SPLITS => [a, b]
+                                    .into_iter()
+                                    .map(|span| Unit::Window {
+                                        span,
+                                        splits: splits + 1,
+                                        pred: pred.clone(),
+                                    })
+                                    .collect(),
+                                _ => Vec::new(),
+                            }
+                        }
                         Unit::Groups(values) if values.len() > 1 => {
                             let (a, b) = values.split_at(values.len() / 2);
                             vec![Unit::Groups(a.to_vec()), Unit::Groups(b.to_vec())]
@@ -341,6 +394,9 @@ impl Windows {
                         }
                     }
                 }
+            }
+            for (field, n) in r.skipped {
+                *self.skipped.entry(field).or_default() += n;
             }
             if r.partial {
                 // What came is sent; nothing after it (the answer says it is partial).
@@ -400,6 +456,7 @@ pub async fn respond(
         regions: BTreeMap::new(),
         partial: false,
         late: false,
+        skipped: BTreeMap::new(),
     };
     let first = match run.next().await {
         Ok(rows) => rows,
@@ -458,6 +515,9 @@ pub async fn respond(
                     }
                 };
             }
+            let skipped: Vec<(String, u64)> =
+                std::mem::take(&mut run.skipped).into_iter().collect();
+            warnings.extend(crate::query::skipped_warnings(spec.agg, &skipped));
             if run.late {
                 warnings.push(
                     "series written while the answer was being sent come last, after the others"

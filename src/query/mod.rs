@@ -63,6 +63,9 @@ pub struct QueryResult {
     /// What the answer left out and why (a numeric aggregate over a field stored with
     /// several types uses its numbers only).
     pub warnings: Vec<String>,
+    /// Per field, the strings and booleans a numeric aggregate left out (the source of
+    /// the warnings above; a streamed answer sums them over its parts).
+    pub skipped: Vec<(String, u64)>,
 }
 
 /// A query refused as a whole.
@@ -141,9 +144,11 @@ pub async fn run(
             regions: g.regions,
             refused: g.refused,
             warnings: Vec::new(),
+            skipped: Vec::new(),
         };
     }
-    let (columns, series, warnings) = merge(&spec, g.partials);
+    let (columns, series, skipped) = merge(&spec, g.partials);
+    let warnings = skipped_warnings(spec.agg, &skipped);
     QueryResult {
         name: spec.measurement.clone(),
         columns,
@@ -152,6 +157,7 @@ pub async fn run(
         regions: g.regions,
         refused: g.refused,
         warnings,
+        skipped,
     }
 }
 
@@ -360,7 +366,9 @@ fn tags_of(spec: &QuerySpec, key: &GroupKey) -> BTreeMap<String, String> {
 
 /// Merges region partials into output columns and series (sorted by group key), with the
 /// answer's warnings.
-pub fn merge(spec: &QuerySpec, partials: Vec<Partial>) -> (Vec<String>, Vec<Series>, Vec<String>) {
+/// The regions' partials merged into the answer's columns and series, with the values
+/// per field a numeric aggregate left out ([`skipped_warnings`]).
+pub fn merge(spec: &QuerySpec, partials: Vec<Partial>) -> (Vec<String>, Vec<Series>, Skipped) {
     if spec.agg == Agg::None {
         let (c, s) = merge_raw(spec, partials);
         (c, s, Vec::new())
@@ -400,7 +408,25 @@ pub fn merge_accs(
     groups
 }
 
-fn merge_agg(spec: &QuerySpec, partials: Vec<Partial>) -> (Vec<String>, Vec<Series>, Vec<String>) {
+/// Per field, how many strings or booleans a numeric aggregate left out (fields with none,
+/// or with no number aggregated, are not listed).
+pub type Skipped = Vec<(String, u64)>;
+
+/// What the answer says of values a numeric aggregate left out: a field stored with
+/// several types (before types were fixed per measurement).
+pub fn skipped_warnings(agg: Agg, skipped: &[(String, u64)]) -> Vec<String> {
+    skipped
+        .iter()
+        .map(|(f, n)| {
+            format!(
+                "field {f:?} is stored with several types: {} used its numbers and left out {n} string or boolean value(s)",
+                agg.name()
+            )
+        })
+        .collect()
+}
+
+fn merge_agg(spec: &QuerySpec, partials: Vec<Partial>) -> (Vec<String>, Vec<Series>, Skipped) {
     let mut fields: Vec<String> = match &spec.fields {
         Some(l) => l.clone(),
         None => Vec::new(),
@@ -430,16 +456,11 @@ fn merge_agg(spec: &QuerySpec, partials: Vec<Partial>) -> (Vec<String>, Vec<Seri
             }
         }
     }
-    let warnings: Vec<String> = fields
+    let skipped: Skipped = fields
         .iter()
         .zip(&skipped)
         .filter(|(_, (n, used))| *n > 0 && *used)
-        .map(|(f, (n, _))| {
-            format!(
-                "field {f:?} is stored with several types: {} used its numbers and left out {n} string or boolean value(s)",
-                spec.agg.name()
-            )
-        })
+        .map(|(f, (n, _))| (f.clone(), *n))
         .collect();
     let mut keys: Vec<GroupKey> = groups.keys().cloned().collect();
     keys.sort();
@@ -485,7 +506,7 @@ fn merge_agg(spec: &QuerySpec, partials: Vec<Partial>) -> (Vec<String>, Vec<Seri
             });
         }
     }
-    (fields, series, warnings)
+    (fields, series, skipped)
 }
 
 fn merge_raw(spec: &QuerySpec, partials: Vec<Partial>) -> (Vec<String>, Vec<Series>) {
@@ -596,7 +617,7 @@ mod tests {
                 entries: 1,
             })
         };
-        let (cols, series, warnings) = merge(
+        let (cols, series, skipped) = merge(
             &s,
             vec![
                 part(numbers, strings.clone()),
@@ -605,6 +626,8 @@ mod tests {
         );
         assert_eq!(cols, vec!["only_strings", "v"]);
         assert_eq!(series[0].rows[0].1[1], Value::Float(3.0));
+        assert_eq!(skipped, vec![("v".to_string(), 2)]);
+        let warnings = skipped_warnings(s.agg, &skipped);
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(
             warnings[0].contains("\"v\"") && warnings[0].contains("left out 2"),

@@ -298,6 +298,20 @@ pub fn write_arrow(
     sw.finish().map_err(|e| e.to_string())
 }
 
+/// The name of result column `ci` in an answer's Arrow schema (after the group tags and
+/// `time`).
+fn schema_name(schema: &Schema, group_by: &[String], ci: usize) -> String {
+    schema
+        .fields()
+        .get(group_by.len() + 1 + ci)
+        .map_or_else(String::new, |f| f.name().clone())
+}
+
+/// The error of a value that its column's declared type cannot hold.
+fn unfit(value: &str, column: &str, dt: &DataType) -> String {
+    format!("{value} in column {column:?} does not fit its Arrow type {dt}; ask for JSON or CSV")
+}
+
 /// One record batch of `rows`.
 fn arrow_batch(
     rows: &[RowRef<'_>],
@@ -320,27 +334,30 @@ fn arrow_batch(
     for (ci, dt) in types.iter().enumerate() {
         let vals = || rows.iter().map(move |(_, (_, v))| &v[ci]);
         let arr: ArrayRef = match dt {
+            // A streamed answer declares its types before its values are known (an
+            // integer sum may pass the range of its column): a number that the column
+            // cannot hold exactly fails the answer rather than become a null.
             DataType::Int64 => Arc::new(
                 vals()
-                    .map(|v| {
-                        if let Value::Int(i) = v {
-                            Some(*i)
-                        } else {
-                            None
-                        }
+                    .map(|v| match v {
+                        Value::Int(i) => Ok(Some(*i)),
+                        Value::UInt(u) => i64::try_from(*u).map(Some).map_err(|_| u.to_string()),
+                        Value::Null => Ok(None),
+                        other => Err(value_json(other).to_string()),
                     })
-                    .collect::<Int64Array>(),
+                    .collect::<Result<Int64Array, String>>()
+                    .map_err(|v| unfit(&v, &schema_name(schema, group_by, ci), dt))?,
             ),
             DataType::UInt64 => Arc::new(
                 vals()
-                    .map(|v| {
-                        if let Value::UInt(u) = v {
-                            Some(*u)
-                        } else {
-                            None
-                        }
+                    .map(|v| match v {
+                        Value::UInt(u) => Ok(Some(*u)),
+                        Value::Int(i) => u64::try_from(*i).map(Some).map_err(|_| i.to_string()),
+                        Value::Null => Ok(None),
+                        other => Err(value_json(other).to_string()),
                     })
-                    .collect::<UInt64Array>(),
+                    .collect::<Result<UInt64Array, String>>()
+                    .map_err(|v| unfit(&v, &schema_name(schema, group_by, ci), dt))?,
             ),
             DataType::Boolean => Arc::new(
                 vals()
@@ -395,6 +412,37 @@ pub fn kinds_type(kinds: &[crate::model::ColumnKind]) -> DataType {
         },
     };
     widen(kinds.iter().map(one))
+}
+
+/// The Arrow type of an aggregate's result column over a field stored with `kinds`, by
+/// the rule the values of a whole answer follow: counts are integers, means and standard
+/// deviations floats, sums floats when a float was summed (integers otherwise), minimums
+/// and maximums those of the numbers only, selectors (and raw values) those of every kind.
+pub fn agg_type(agg: crate::query::agg::Agg, kinds: &[crate::model::ColumnKind]) -> DataType {
+    use crate::model::{ColumnKind, FieldType};
+    use crate::query::agg::Agg;
+    let numeric: Vec<ColumnKind> = kinds
+        .iter()
+        .filter(|k| {
+            matches!(
+                k,
+                ColumnKind::Field(FieldType::Float | FieldType::Integer | FieldType::UInteger)
+            )
+        })
+        .copied()
+        .collect();
+    match agg {
+        Agg::Count => DataType::Int64,
+        Agg::Mean | Agg::Stddev => DataType::Float64,
+        Agg::Sum
+            if numeric.is_empty() || numeric.contains(&ColumnKind::Field(FieldType::Float)) =>
+        {
+            DataType::Float64
+        }
+        Agg::Sum => DataType::Int64,
+        Agg::Min | Agg::Max => kinds_type(&numeric),
+        Agg::None | Agg::First | Agg::Last => kinds_type(kinds),
+    }
 }
 
 /// A raw answer written as its rows are computed, a part at a time, in the format asked
@@ -633,6 +681,7 @@ mod tests {
         let r = QueryResult {
             refused: None,
             warnings: Vec::new(),
+            skipped: Vec::new(),
             name: "cpu".into(),
             columns: vec!["f".into(), "s".into(), "i".into(), "u".into(), "b".into()],
             series: vec![Series {
@@ -703,6 +752,7 @@ mod tests {
         let r = QueryResult {
             refused: None,
             warnings: Vec::new(),
+            skipped: Vec::new(),
             name: "m".into(),
             columns: vec!["x".into(), "s".into()],
             series: vec![Series {

@@ -109,6 +109,40 @@ pub fn halves((start, end): (i64, i64)) -> Option<((i64, i64), (i64, i64))> {
     Some(((start, mid), (mid, end)))
 }
 
+/// The multiple of `every` at or below `t` (the start of its bucket), clamped to `i64`.
+fn floor_to(t: i64, every: i64) -> i64 {
+    ((t as i128).div_euclid(every as i128) * every as i128).max(i64::MIN as i128) as i64
+}
+
+/// The multiple of `every` at or above `t`, clamped to `i64`.
+fn ceil_to(t: i64, every: i64) -> i64 {
+    let e = every as i128;
+    (((t as i128) + e - 1).div_euclid(e) * e).min(i64::MAX as i128) as i64
+}
+
+/// `windows` (sorted, disjoint) widened to whole buckets of `every`, those that then
+/// overlap merged: no bucket is split between two windows, so an answer bucketed by
+/// `every` can be computed a window at a time.
+pub fn aligned(windows: &[(i64, i64)], every: i64) -> Vec<(i64, i64)> {
+    let mut out: Vec<(i64, i64)> = Vec::with_capacity(windows.len());
+    for &(lo, hi) in windows {
+        let (lo, hi) = (floor_to(lo, every), ceil_to(hi, every));
+        match out.last_mut() {
+            Some(last) if lo < last.1 => last.1 = last.1.max(hi),
+            _ => out.push((lo, hi)),
+        }
+    }
+    out
+}
+
+/// `[start, end)` cut in two at a multiple of `every` (`every` of 1: anywhere), or `None`
+/// when no such multiple lies strictly inside (a single bucket).
+pub fn halves_at(span: (i64, i64), every: i64) -> Option<((i64, i64), (i64, i64))> {
+    let ((start, mid), (_, end)) = halves(span)?;
+    let mid = floor_to(mid, every);
+    (mid > start && mid < end).then_some(((start, mid), (mid, end)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +155,19 @@ mod tests {
         let (a, b) = halves((i64::MIN, i64::MAX)).unwrap();
         assert_eq!((a.0, a.1, b.1), (i64::MIN, b.0, i64::MAX));
         assert!(a.1 > i64::MIN && a.1 < i64::MAX);
+    }
+
+    #[test]
+    fn aligned_windows_hold_whole_buckets_and_split_only_between_them() {
+        // Two partitions' spans inside one 10-wide bucket become one window.
+        assert_eq!(aligned(&[(3, 5), (7, 9)], 10), vec![(0, 10)]);
+        assert_eq!(aligned(&[(3, 5), (12, 19)], 10), vec![(0, 10), (10, 20)]);
+        assert_eq!(aligned(&[(-5, 5)], 10), vec![(-10, 10)]);
+        let wide = aligned(&[(i64::MIN + 1, i64::MAX - 1)], 1 << 40);
+        assert_eq!(wide.len(), 1);
+        assert_eq!(halves_at((0, 40), 10), Some(((0, 20), (20, 40))));
+        assert_eq!(halves_at((0, 30), 10), Some(((0, 10), (10, 30))));
+        assert_eq!(halves_at((0, 10), 10), None);
+        assert_eq!(halves_at((0, 10), 1), halves((0, 10)));
     }
 }

@@ -143,7 +143,15 @@ fn query() -> impl Strategy<Value = Query> {
         (0..FIELDS.len()).collect::<Vec<_>>(),
         1..=3,
     ));
-    let every = proptest::option::of(proptest::sample::select(vec![7 * MIN, 15 * MIN, HOUR]));
+    // Buckets narrower than a partition, as wide, and wider or across its edge (40 min: one
+    // bucket holds the :45 and :00 slots of two partitions; 2 h: two whole partitions).
+    let every = proptest::option::of(proptest::sample::select(vec![
+        7 * MIN,
+        15 * MIN,
+        40 * MIN,
+        HOUR,
+        2 * HOUR,
+    ]));
     let group_by = proptest::sample::subsequence(TAGS.to_vec(), 0..=2);
     let pred = (
         proptest::sample::select(TAGS.to_vec()),
@@ -580,9 +588,8 @@ fn compact(server: &TestServer) -> Result<(), TestCaseError> {
 
 fn run_case(steps: &[Step]) -> Result<(), TestCaseError> {
     let mut cfg = ServerConfig::default().flush(5, "1GiB", "1h");
-    // Half the cases stream every raw answer without group_by a time window at a time
-    // (as answers past a quarter of query.max_memory are), so that path is held to the
-    // model too.
+    // Half the cases stream every raw and bucketed answer a part at a time (as answers
+    // past a quarter of query.max_memory are), so that path is held to the model too.
     if steps.len().is_multiple_of(2) {
         cfg = cfg.query_line("stream_above = \"0B\"");
     }

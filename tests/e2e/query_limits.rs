@@ -27,11 +27,11 @@ fn group_by_time_is_a_bad_request_and_u_is_accepted() {
 #[test]
 fn the_query_timeout_bounds_the_whole_request() {
     let s = TestServer::start(ServerConfig {
-        query_timeout: Some("200ms".into()),
+        query_timeout: Some("60ms".into()),
         ..ServerConfig::default()
     });
     // Enough rows in memory and in four regions that a raw query of all of them takes far
-    // longer than 200 ms.
+    // longer than 60 ms (about 150 ms on an idle 2-core machine).
     for chunk in 0..20 {
         let mut body = String::new();
         for i in 0..10_000i64 {
@@ -88,7 +88,8 @@ fn the_query_timeout_bounds_the_whole_request() {
 
 /// A query whose partial answers would pass `query.max_memory` is refused whole with a 413
 /// naming the key, not answered in part and not allowed to take the host's memory (one
-/// `fields=*` raw query over 1 M points added 1.2 GiB of RSS); smaller answers still come.
+/// `fields=*` raw query over 1 M points added 1.2 GiB of RSS); smaller answers still come,
+/// and a fine-bucket answer is streamed a part at a time.
 #[test]
 fn query_memory_is_bounded() {
     let s = TestServer::start(ServerConfig::default().with_query_memory("3MiB", "6MiB"));
@@ -108,8 +109,19 @@ fn query_memory_is_bounded() {
     let raw = s.get("/api/v1/query?db=qm&measurement=m&fields=*");
     assert_eq!(raw.status, 413, "{:.300}", raw.body);
     assert!(raw.body.contains("query.max_memory"), "{}", raw.body);
+    // A bucketed answer this large is streamed a batch of groups at a time (each within
+    // the budget): every point in its own bucket.
     let fine = s.get("/api/v1/query?db=qm&measurement=m&fields=*&agg=mean&every=1ms&group_by=host");
-    assert_eq!(fine.status, 413, "{:.300}", fine.body);
+    assert_eq!(fine.status, 200, "{:.300}", fine.body);
+    let j = fine.json();
+    assert_eq!(j["partial"], false);
+    let series = j["series"].as_array().unwrap();
+    assert_eq!(series.len(), 200);
+    let rows: usize = series
+        .iter()
+        .map(|s| s["values"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(rows, 50_000);
     let ok = s.get("/api/v1/query?db=qm&measurement=m&fields=a&agg=count&group_by=host");
     assert_eq!(ok.status, 200, "{:.300}", ok.body);
     assert_eq!(ok.json()["series"].as_array().unwrap().len(), 200);
@@ -495,4 +507,176 @@ fn grouped_raw_exports_stream_a_batch_of_groups_at_a_time() {
             Some(format!("name,{group_by},time,a,b").as_str())
         );
     }
+}
+
+/// The export points written as line protocol into measurement `m` (rack and c where the
+/// point has them).
+fn export_lines(points: &[ExportPoint]) -> String {
+    points
+        .iter()
+        .map(|(t, host, rack, a, b, c)| {
+            let rack = rack
+                .as_ref()
+                .map(|r| format!(",rack={r}"))
+                .unwrap_or_default();
+            let c = c
+                .as_ref()
+                .map(|c| format!(",c=\"{}\"", c.replace('"', "\\\"")))
+                .unwrap_or_default();
+            format!("m,host={host}{rack} a={a},b={b}i{c} {t}\n")
+        })
+        .collect()
+}
+
+/// A bucketed answer (`every`) larger than `query.max_memory` is computed a window of whole
+/// buckets at a time (or a batch of groups at a time) and streamed, in JSON, CSV and Arrow,
+/// in memory and after a restart: every bucket of every group once, with the value an
+/// independent computation over the points gives. On the old code each was a 413.
+#[test]
+fn bucketed_answers_larger_than_the_query_budget_are_streamed() {
+    let mut s = TestServer::start(ServerConfig::default().with_query_memory("1MiB", "4MiB"));
+    let points = export_points();
+    s.write_ok("ex", &export_lines(&points));
+    let bucket = |t: i64, every: i64| t.div_euclid(every) * every;
+    const SEC: i64 = 1_000_000_000;
+    for phase in ["in memory", "in files"] {
+        // One group, 1 s buckets (one point each): mean of every field, the string field c
+        // a column of nulls.
+        let r = s.get("/api/v1/query?db=ex&measurement=m&agg=mean&every=1s&epoch=ns");
+        assert_eq!(r.status, 200, "{phase}: {:.300}", r.body);
+        let j = r.json();
+        assert_eq!(j["partial"], false, "{phase}");
+        let series = j["series"].as_array().unwrap();
+        assert_eq!(series.len(), 1, "{phase}");
+        assert_eq!(
+            series[0]["columns"],
+            serde_json::json!(["time", "a", "b", "c"])
+        );
+        let got = series[0]["values"].as_array().unwrap();
+        assert_eq!(got.len(), points.len(), "{phase}");
+        for (g, p) in got.iter().zip(&points) {
+            assert_eq!(
+                g,
+                &serde_json::json!([p.0, p.3, p.4 as f64, null]),
+                "{phase}"
+            );
+        }
+
+        // Grouped by host, 8 s buckets (two points of each host): sums, integers exact.
+        let r = s.get(
+            "/api/v1/query?db=ex&measurement=m&agg=sum&every=8s&group_by=host&fields=b,a&epoch=ns",
+        );
+        assert_eq!(r.status, 200, "{phase}: {:.300}", r.body);
+        let j = r.json();
+        assert_eq!(j["partial"], false, "{phase}");
+        let mut want: BTreeMap<String, BTreeMap<i64, (i64, f64)>> = BTreeMap::new();
+        for (t, host, _, a, b, _) in &points {
+            let e = want
+                .entry(host.clone())
+                .or_default()
+                .entry(bucket(*t, 8 * SEC))
+                .or_default();
+            e.0 += b;
+            e.1 += a;
+        }
+        let got = j["series"].as_array().unwrap();
+        assert_eq!(got.len(), want.len(), "{phase}");
+        for (s, (host, buckets)) in got.iter().zip(&want) {
+            assert_eq!(s["tags"]["host"], host.as_str(), "{phase}: group order");
+            assert_eq!(s["columns"], serde_json::json!(["time", "b", "a"]));
+            let rows = s["values"].as_array().unwrap();
+            assert_eq!(rows.len(), buckets.len(), "{phase}: buckets of {host}");
+            for (row, (t, (b, a))) in rows.iter().zip(buckets) {
+                assert_eq!(row, &serde_json::json!([t, b, a]), "{phase}: {host}");
+            }
+        }
+
+        // Counts by rack (series without it group as ""), 1 s buckets, in CSV; a limit
+        // that ends inside a window.
+        let csv = s.get(
+            "/api/v1/query?db=ex&measurement=m&agg=count&every=1s&group_by=rack&fields=a,c&format=csv&epoch=ns",
+        );
+        assert_eq!(csv.status, 200, "{phase}: {:.300}", csv.body);
+        let mut want: BTreeMap<(String, i64), (u64, u64)> = BTreeMap::new();
+        for (t, _, rack, _, _, c) in &points {
+            let e = want
+                .entry((rack.clone().unwrap_or_default(), *t))
+                .or_default();
+            e.0 += 1;
+            e.1 += u64::from(c.is_some());
+        }
+        let want: Vec<String> = want
+            .iter()
+            .map(|((rack, t), (a, c))| format!("m,{rack},{t},{a},{c}"))
+            .collect();
+        let mut lines = csv.body.lines();
+        assert_eq!(lines.next(), Some("name,rack,time,a,c"));
+        let got: Vec<&str> = lines.collect();
+        assert_eq!(got.len(), want.len(), "{phase}");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g, w, "{phase}");
+        }
+        let r = s.get("/api/v1/query?db=ex&measurement=m&agg=max&every=1s&fields=b&limit=5000");
+        assert_eq!(r.status, 200, "{phase}: {:.300}", r.body);
+        let rows = r.json()["series"][0]["values"].as_array().unwrap().clone();
+        assert_eq!(rows.len(), 5000, "{phase}");
+        assert_eq!(rows[4999][1], points[4999].4, "{phase}");
+
+        // Arrow: the types the aggregates give (max of a string field: no number, a
+        // float column of nulls), every bucket.
+        let arrow = s
+            .client()
+            .get(s.url(
+                "/api/v1/query?db=ex&measurement=m&agg=max&every=2s&fields=a,b,c&format=arrow",
+            ))
+            .send()
+            .unwrap();
+        assert_eq!(arrow.status(), 200);
+        let bytes = arrow.bytes().unwrap().to_vec();
+        let reader =
+            arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
+        let types: Vec<String> = reader
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| format!("{}:{}", f.name(), f.data_type()))
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "time:Timestamp(ns, \"UTC\")",
+                "a:Float64",
+                "b:Int64",
+                "c:Float64"
+            ]
+        );
+        let mut want: BTreeMap<i64, i64> = BTreeMap::new();
+        for p in &points {
+            let e = want.entry(bucket(p.0, 2 * SEC)).or_insert(i64::MIN);
+            *e = (*e).max(p.4);
+        }
+        let (mut rows, mut sum_b) = (0usize, 0i64);
+        for batch in reader {
+            let batch = batch.unwrap();
+            rows += batch.num_rows();
+            let b = batch
+                .column_by_name("b")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .unwrap();
+            sum_b += b.iter().flatten().sum::<i64>();
+            assert_eq!(
+                batch.column_by_name("c").unwrap().null_count(),
+                batch.num_rows()
+            );
+        }
+        assert_eq!(rows, want.len(), "{phase}");
+        assert_eq!(sum_b, want.values().sum::<i64>(), "{phase}");
+        if phase == "in memory" {
+            s.stop();
+            s.restart();
+        }
+    }
+    s.assert_healthy();
 }

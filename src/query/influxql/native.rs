@@ -285,5 +285,6 @@ pub async fn run(ctx: &Ctx, p: &HashMap<String, String>) -> Result<QueryResult, 
         regions: BTreeMap::new(),
         refused: None,
         warnings: Vec::new(),
+        skipped: Vec::new(),
     })
 }
