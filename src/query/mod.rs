@@ -546,9 +546,19 @@ fn merge_raw(spec: &QuerySpec, partials: Vec<Partial>) -> (Vec<String>, Vec<Seri
                 }
             })
             .collect();
+        // The region's columns are the answer's, in order (one region, or regions with the
+        // same columns): its complete rows are kept as they are (a row collected before a
+        // later file added a column is shorter, and is filled out).
+        let identity =
+            map.len() == columns.len() && map.iter().enumerate().all(|(i, p)| *p == Some(i));
         for (key, rows) in r.groups {
             let g = groups.entry(key).or_default();
+            g.reserve(rows.len());
             for (t, vals) in rows {
+                if identity && vals.len() == columns.len() {
+                    g.push((t, vals));
+                    continue;
+                }
                 let mut out = vec![Value::Null; columns.len()];
                 for (i, v) in vals.into_iter().enumerate() {
                     if let Some(Some(pos)) = map.get(i) {

@@ -152,12 +152,12 @@ pub fn rfc3339(ns: i64) -> String {
     }
 }
 
-fn write_str(w: &mut dyn Write, s: &str) -> io::Result<()> {
+fn write_str<W: Write + ?Sized>(w: &mut W, s: &str) -> io::Result<()> {
     serde_json::to_writer(&mut *w, s).map_err(io::Error::other)
 }
 
-fn write_cell(
-    w: &mut dyn Write,
+fn write_cell<W: Write + ?Sized>(
+    w: &mut W,
     c: &Cell,
     time: TimeFormat,
     zone: Option<chrono_tz::Tz>,
@@ -198,6 +198,9 @@ fn write_cell(
         },
     }
 }
+
+/// Bytes of encoded rows [`write_series`] gathers before it writes them.
+const ROW_BUFFER: usize = 32 * 1024;
 
 /// Some rows of a series, as one series object of an answer (a chunk is one).
 pub struct SeriesPart<'a> {
@@ -243,20 +246,28 @@ pub fn write_series(w: &mut dyn Write, part: &SeriesPart<'_>, time: TimeFormat) 
     serde_json::to_writer(&mut *w, &s.columns).map_err(io::Error::other)?;
     if !part.rows.is_empty() {
         w.write_all(b",\"values\":[")?;
+        // Rows are encoded into a buffer handed on every ROW_BUFFER bytes: one call of the
+        // writer for many rows, not one for each punctuation mark and cell.
+        let mut buf: Vec<u8> = Vec::with_capacity(ROW_BUFFER + 1024);
         for (i, row) in part.rows.iter().enumerate() {
             if i > 0 {
-                w.write_all(b",")?;
+                buf.push(b',');
             }
-            w.write_all(b"[")?;
+            buf.push(b'[');
             for (j, c) in row.iter().enumerate() {
                 if j > 0 {
-                    w.write_all(b",")?;
+                    buf.push(b',');
                 }
-                write_cell(w, c, time, s.zone)?;
+                write_cell(&mut buf, c, time, s.zone)?;
             }
-            w.write_all(b"]")?;
+            buf.push(b']');
+            if buf.len() >= ROW_BUFFER {
+                w.write_all(&buf)?;
+                buf.clear();
+            }
         }
-        w.write_all(b"]")?;
+        buf.push(b']');
+        w.write_all(&buf)?;
     }
     if partial {
         w.write_all(b",\"partial\":true")?;

@@ -1048,9 +1048,22 @@ impl<'a> Plan<'a> {
             Shape::Tag => true,
             _ => false,
         });
-        let mut points_left = points.len();
+        // Points come a series at a time: the rows of the current run of one group are
+        // gathered here and handed to `groups` when the group changes (one map lookup a
+        // run, not a point), and the tag cells of the last series are kept at hand.
+        type Rows = Vec<(i64, Vec<Cell>)>;
+        fn put(groups: &mut BTreeMap<GroupKey, Rows>, key: GroupKey, rows: Rows) {
+            let slot = groups.entry(key).or_default();
+            if slot.is_empty() {
+                *slot = rows;
+            } else {
+                slot.extend(rows);
+            }
+        }
+        let mut run: Option<(GroupKey, Rows)> = None;
+        let mut last: Option<(usize, Vec<Cell>)> = None;
+        let points_total = points.len();
         for mut p in points {
-            points_left -= 1;
             let view = p.view(&self.fields, &self.schema);
             let present = match &named_at {
                 Some(at) => at
@@ -1061,9 +1074,9 @@ impl<'a> Plan<'a> {
             if !present {
                 continue;
             }
-            let (_, tags) = tag_cells
-                .entry(Arc::as_ptr(&p.tags) as usize)
-                .or_insert_with(|| {
+            let ptr = Arc::as_ptr(&p.tags) as usize;
+            if last.as_ref().is_none_or(|(at, _)| *at != ptr) {
+                let (_, cells) = tag_cells.entry(ptr).or_insert_with(|| {
                     let cells = tag_names
                         .iter()
                         .map(|n| {
@@ -1074,6 +1087,9 @@ impl<'a> Plan<'a> {
                         .collect();
                     (p.tags.clone(), cells)
                 });
+                last = Some((ptr, cells.clone()));
+            }
+            let tags = last.as_ref().map_or(&[][..], |(_, c)| c.as_slice());
             // The time first: the row is complete as built (no shift of its cells later).
             let mut cells: Vec<Cell> = Vec::with_capacity(self.columns.len() + 1);
             cells.push(Cell::Time(p.time));
@@ -1086,6 +1102,7 @@ impl<'a> Plan<'a> {
                     });
                 }
             } else {
+                let view = p.view(&self.fields, &self.schema);
                 for ((_, e), shape) in self.columns.iter().zip(&self.shapes) {
                     cells.push(match shape {
                         Shape::Field(i) => cell(p.values.get(*i).cloned()),
@@ -1094,12 +1111,25 @@ impl<'a> Plan<'a> {
                     });
                 }
             }
-            let rows = groups.entry(p.key.clone()).or_default();
-            if rows.is_empty() && self.group_tags.is_empty() {
-                // One group: all the points.
-                rows.reserve(points_left + 1);
+            match &mut run {
+                Some((key, rows)) if *key == p.key => rows.push((p.time, cells)),
+                _ => {
+                    if let Some((key, rows)) = run.take() {
+                        put(&mut groups, key, rows);
+                    }
+                    // One group (no GROUP BY tag): room for every point at once.
+                    let mut rows = if self.group_tags.is_empty() {
+                        Vec::with_capacity(points_total)
+                    } else {
+                        Vec::new()
+                    };
+                    rows.push((p.time, cells));
+                    run = Some((std::mem::take(&mut p.key), rows));
+                }
             }
-            rows.push((p.time, cells));
+        }
+        if let Some((key, rows)) = run {
+            put(&mut groups, key, rows);
         }
         let mut out = Vec::new();
         for (key, mut rows) in groups {
