@@ -16,8 +16,6 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use parquet::arrow::parquet_to_arrow_schema;
-
 use crate::catalog::legacy;
 use crate::catalog::manifest::{ManifestError, Result, data_files};
 use crate::catalog::{FileMeta, Manifest, WalRange};
@@ -246,8 +244,7 @@ fn describe(
         Some(v) => serde_json::from_str(v).map_err(|e| format!("footer key {}: {e}", meta::WAL))?,
         None => Vec::new(),
     };
-    let schema = parquet_to_arrow_schema(md.schema_descr(), md.key_value_metadata())
-        .map_err(|e| format!("schema: {e}"))?;
+    let schema = crate::storage::schema::file_schema(md)?;
     let columns = columns_of(&schema)?;
     Ok(FileMeta {
         seq,

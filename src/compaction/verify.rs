@@ -120,8 +120,9 @@ fn check_contents(
     pd: i64,
     bad: &mut dyn FnMut(String),
 ) -> std::result::Result<(), String> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+    let meta = crate::storage::parquet::reader_metadata(&file, Default::default())
         .map_err(|e| format!("not a readable Parquet file: {e}"))?;
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta);
     let kv: Vec<(String, Option<String>)> = builder
         .metadata()
         .file_metadata()

@@ -284,8 +284,11 @@ fn rewrite(
         .map_err(|e| e.to_string())?
         .ok_or_else(|| "the file is gone".to_string())?;
     let open = || -> Result<_, String> {
-        ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
-            .map(|b| b.with_batch_size(64 * 1024))
+        crate::storage::parquet::reader_metadata(&bytes, Default::default())
+            .map(|m| {
+                ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), m)
+                    .with_batch_size(64 * 1024)
+            })
             .map_err(|e| e.to_string())
     };
     let tags = f.tag_names();

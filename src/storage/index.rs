@@ -227,7 +227,8 @@ fn open_meta(path: &FileRef) -> Result<(Prefetched, ArrowReaderMetadata, Vec<u64
     let file =
         Prefetched::fetch(reader, vec![(file_len - tail, tail)]).map_err(|e| read_err(path, &e))?;
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
-    let meta = ArrowReaderMetadata::load(&file, options.clone()).map_err(|e| read_err(path, &e))?;
+    let meta =
+        super::parquet::reader_metadata(&file, options.clone()).map_err(|e| read_err(path, &e))?;
     // Float fields stored as scaled integers (`INT64` decimals) decode as 64-bit decimals:
     // half the memory of the default 128-bit ones, and a cheaper conversion to floats.
     let meta = match super::scaled::narrow_decimals(meta.schema()) {

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Schema};
 use arrow::record_batch::RecordBatch;
 use arrow::record_batch::RecordBatchReader;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -65,6 +66,28 @@ fn pq_err(path: &Path) -> impl FnOnce(parquet::errors::ParquetError) -> StorageE
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// Loads a file's footer (and page index, as `options` say) for reading it in the Arrow
+/// schema Meridian reads files in ([`super::schema::file_schema`]): tags as dictionaries
+/// whether or not the footer embeds an Arrow schema.
+pub fn reader_metadata<R: parquet::file::reader::ChunkReader>(
+    reader: &R,
+    options: ArrowReaderOptions,
+) -> parquet::errors::Result<ArrowReaderMetadata> {
+    let meta = ArrowReaderMetadata::load(reader, options.clone())?;
+    let md = meta.metadata().file_metadata();
+    let embedded = md
+        .key_value_metadata()
+        .is_some_and(|kv| kv.iter().any(|k| k.key == super::schema::ARROW_SCHEMA_KEY));
+    if embedded {
+        return Ok(meta);
+    }
+    let schema = super::schema::file_schema(md).map_err(parquet::errors::ParquetError::General)?;
+    ArrowReaderMetadata::try_new(
+        meta.metadata().clone(),
+        options.with_schema(Arc::new(schema)),
+    )
 }
 
 /// zstd level and rows per data page of the files the server flushes: the cheapest, ingest
@@ -274,11 +297,13 @@ pub fn read_file(file: &FileRef) -> Result<(Arc<Schema>, Vec<RecordBatch>)> {
 
 /// Decodes a whole Parquet file held in memory; `path` names it in errors.
 pub fn decode_file(bytes: bytes::Bytes, path: &Path) -> Result<(Arc<Schema>, Vec<RecordBatch>)> {
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(pq_err(path))?
-        .with_batch_size(64 * 1024)
-        .build()
-        .map_err(pq_err(path))?;
+    let meta = reader_metadata(&bytes, ArrowReaderOptions::new()).map_err(pq_err(path))?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::new_with_metadata(
+        bytes, meta,
+    )
+    .with_batch_size(64 * 1024)
+    .build()
+    .map_err(pq_err(path))?;
     // The schema as queries see it: `time` in nanoseconds whatever the file stores.
     let arrow_err = |source| StorageError::Arrow {
         path: path.to_path_buf(),

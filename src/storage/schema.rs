@@ -55,6 +55,45 @@ pub fn columns_of(schema: &Schema) -> Result<Vec<(String, ColumnKind)>, String> 
     Ok(tags)
 }
 
+/// The key of the Arrow schema that the parquet crate embeds in a footer (base64 IPC).
+pub const ARROW_SCHEMA_KEY: &str = "ARROW:schema";
+
+/// The Arrow schema Meridian reads a file in, from its footer. Files written before the
+/// footer lost its embedded Arrow schema (2.3 KB, a third of a small file's footer) carry
+/// it as `ARROW:schema`; newer files name their tag columns in `meridian.tag_columns` (a
+/// JSON list), which are read as dictionaries; every other column's type follows from its
+/// Parquet type (`time`: a UTC timestamp; scaled floats: decimals).
+pub fn file_schema(md: &parquet::file::metadata::FileMetaData) -> Result<Schema, String> {
+    let kv = md.key_value_metadata();
+    let schema = parquet::arrow::parquet_to_arrow_schema(md.schema_descr(), kv)
+        .map_err(|e| format!("schema: {e}"))?;
+    let value = |key: &str| {
+        kv.and_then(|kv| kv.iter().find(|k| k.key == key))
+            .and_then(|k| k.value.as_deref())
+    };
+    if value(ARROW_SCHEMA_KEY).is_some() {
+        return Ok(schema);
+    }
+    let tags: Vec<String> = match value(meta::TAG_COLUMNS) {
+        Some(v) => {
+            serde_json::from_str(v).map_err(|e| format!("footer key {}: {e}", meta::TAG_COLUMNS))?
+        }
+        None => Vec::new(),
+    };
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            if tags.contains(f.name()) && *f.data_type() == DataType::Utf8 {
+                Field::new(f.name(), tag_type(), f.is_nullable())
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    Ok(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
 /// Positions of the tag columns of a schema.
 pub fn tag_indices(schema: &Schema) -> Vec<usize> {
     schema
@@ -74,6 +113,8 @@ pub mod meta {
     pub const MIN_TIME: &str = "meridian.min_time";
     pub const MAX_TIME: &str = "meridian.max_time";
     pub const ROW_COUNT: &str = "meridian.row_count";
+    /// The tag columns' names, a JSON list (comma-separated in files that also hold their
+    /// Arrow schema, where it is not read).
     pub const TAG_COLUMNS: &str = "meridian.tag_columns";
     /// The partition's start (ns): the earliest partition's is not derivable from its times.
     pub const PARTITION_START: &str = "meridian.partition_start";
@@ -201,5 +242,76 @@ mod tests {
             batch
         );
         assert!(back.column(0).len() == 3);
+    }
+}
+
+#[cfg(test)]
+mod footer_schema_tests {
+    use super::*;
+    use arrow::array::{DictionaryArray, Int64Array, TimestampNanosecondArray};
+    use arrow::datatypes::Int32Type;
+    use parquet::arrow::ArrowWriter;
+    use parquet::arrow::arrow_writer::ArrowWriterOptions;
+    use parquet::file::metadata::KeyValue;
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    /// A file written with `tag_columns` in the footer, with or without the Arrow schema.
+    fn file(tag_columns: &str, embed: bool) -> bytes::Bytes {
+        let host: DictionaryArray<Int32Type> = vec![Some("a"), None].into_iter().collect();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(TIME_COLUMN, time_type(), false),
+            Field::new("host", tag_type(), true),
+            Field::new("v", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(TimestampNanosecondArray::from(vec![1, 2]).with_timezone("UTC")),
+                Arc::new(host),
+                Arc::new(Int64Array::from(vec![Some(1), None])),
+            ],
+        )
+        .unwrap();
+        let props = WriterProperties::builder()
+            .set_key_value_metadata(Some(vec![KeyValue::new(
+                meta::TAG_COLUMNS.into(),
+                tag_columns.to_string(),
+            )]))
+            .build();
+        let options = ArrowWriterOptions::new()
+            .with_properties(props)
+            .with_skip_arrow_metadata(!embed);
+        let mut w = ArrowWriter::try_new_with_options(Vec::new(), schema, options).unwrap();
+        w.write(&batch).unwrap();
+        w.into_inner().unwrap().into()
+    }
+
+    #[test]
+    fn files_with_and_without_the_arrow_schema_read_alike() {
+        // Written before the footer lost its Arrow schema (tag names comma-separated), and
+        // since (a JSON list, no Arrow schema): the same schema either way.
+        let old = SerializedFileReader::new(file("host", true)).unwrap();
+        let new = SerializedFileReader::new(file("[\"host\"]", false)).unwrap();
+        let a = file_schema(old.metadata().file_metadata()).unwrap();
+        let b = file_schema(new.metadata().file_metadata()).unwrap();
+        let types = |s: &Schema| -> Vec<(String, DataType, bool)> {
+            s.fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().clone(), f.is_nullable()))
+                .collect()
+        };
+        assert_eq!(types(&a), types(&b));
+        assert_eq!(
+            columns_of(&b).unwrap(),
+            vec![
+                ("host".to_string(), ColumnKind::Tag),
+                ("v".to_string(), ColumnKind::Field(FieldType::Integer))
+            ]
+        );
+        // A footer whose tag list is not JSON (and no Arrow schema) is an error, not tags
+        // read as fields.
+        let bad = SerializedFileReader::new(file("host", false)).unwrap();
+        assert!(file_schema(bad.metadata().file_metadata()).is_err());
     }
 }

@@ -142,7 +142,10 @@ impl FileWriter {
             KeyValue::new(meta::REGION.into(), spec.region.to_string()),
             KeyValue::new(meta::DB.into(), spec.db.to_string()),
             KeyValue::new(meta::MEASUREMENT.into(), spec.measurement.to_string()),
-            KeyValue::new(meta::TAG_COLUMNS.into(), tags.join(",")),
+            KeyValue::new(
+                meta::TAG_COLUMNS.into(),
+                serde_json::to_string(&tags).map_err(|e| schema_err(&tmp, e.to_string()))?,
+            ),
         ];
         let scales: Vec<scaled::Scaled> = scales
             .into_iter()
@@ -174,7 +177,12 @@ impl FileWriter {
                 .schema(),
         };
         let file = super::store::create_file(&tmp).map_err(super::parquet::io_err(&tmp))?;
-        let writer = match ArrowWriter::try_new(file, schema, Some(props)) {
+        // Without the Arrow schema in the footer: readers take the types from the Parquet
+        // schema, and Meridian its tag columns from `meridian.tag_columns`.
+        let options = parquet::arrow::arrow_writer::ArrowWriterOptions::new()
+            .with_properties(props)
+            .with_skip_arrow_metadata(true);
+        let writer = match ArrowWriter::try_new_with_options(file, schema, options) {
             Ok(w) => w,
             Err(e) => {
                 let _ = fs::remove_file(&tmp);

@@ -18,10 +18,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use arrow::array::{
-    Array, BooleanArray, DictionaryArray, Float64Array, Int64Array, StringArray,
-    TimestampNanosecondArray, UInt64Array,
+    Array, BooleanArray, Float64Array, Int64Array, StringArray, TimestampNanosecondArray,
+    UInt64Array,
 };
-use arrow::datatypes::{DataType, Int32Type, TimeUnit};
+use arrow::datatypes::{DataType, TimeUnit};
 use arrow::record_batch::RecordBatchReader;
 use chrono::{DateTime, Datelike, Timelike};
 
@@ -1311,6 +1311,15 @@ fn read_file(region: &str, rdir: &Path, f: &serde_json::Value, partition_ns: i64
     // Float fields with few decimals are stored as DECIMAL(18, s), each listed with its
     // scale in the footer (README, "Files on disk").
     let scaled: BTreeMap<String, i8> = reader_scaled(&path);
+    // Tag columns are strings the footer names (`meridian.tag_columns`, a JSON list); the
+    // footer holds no Arrow schema, so a reader sees them as plain strings.
+    let tag_names: Vec<String> = footer_value(&path, "meridian.tag_columns")
+        .map(|v| serde_json::from_str(&v).expect("meridian.tag_columns is a JSON list"))
+        .unwrap_or_default();
+    assert!(
+        footer_value(&path, "ARROW:schema").is_none(),
+        "{rel} embeds an Arrow schema"
+    );
     let mut seen_cols = BTreeMap::new();
     for field in schema.fields() {
         let name = field.name().clone();
@@ -1323,7 +1332,7 @@ fn read_file(region: &str, rdir: &Path, f: &serde_json::Value, partition_ns: i64
             continue;
         }
         let kind = match field.data_type() {
-            DataType::Dictionary(k, v) if **k == DataType::Int32 && **v == DataType::Utf8 => "tag",
+            DataType::Utf8 if tag_names.contains(&name) => "tag",
             DataType::Float64 => "float",
             DataType::Decimal64(_, s) | DataType::Decimal128(_, s) => {
                 assert_eq!(
@@ -1376,17 +1385,11 @@ fn read_file(region: &str, rdir: &Path, f: &serde_json::Value, partition_ns: i64
                         row.time = a.value(r);
                     }
                 }
-                DataType::Dictionary(_, _) => {
-                    let d = col
-                        .as_any()
-                        .downcast_ref::<DictionaryArray<Int32Type>>()
-                        .unwrap();
-                    let values = d.values().as_any().downcast_ref::<StringArray>().unwrap();
+                DataType::Utf8 if tag_names.contains(&name) => {
+                    let values = col.as_any().downcast_ref::<StringArray>().unwrap();
                     for (r, row) in rows.iter_mut().enumerate() {
-                        if d.is_valid(r) {
-                            let k = d.keys().value(r) as usize;
-                            assert!(values.is_valid(k), "tag {name} points to a null value");
-                            row.tags.insert(name.clone(), values.value(k).to_string());
+                        if values.is_valid(r) {
+                            row.tags.insert(name.clone(), values.value(r).to_string());
                         }
                     }
                 }
@@ -1657,6 +1660,22 @@ pub fn wal_frames(bytes: &[u8]) -> Vec<(usize, u64, std::ops::Range<usize>)> {
 }
 
 /// The footer's `meridian.scaled_floats` of a data file: column → scale.
+/// The value of a key of a Parquet file's footer metadata.
+fn footer_value(path: &Path, key: &str) -> Option<String> {
+    use parquet::file::reader::FileReader;
+    let file = std::fs::File::open(path).unwrap();
+    let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+    let kv = reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .cloned();
+    kv.unwrap_or_default()
+        .into_iter()
+        .find(|k| k.key == key)
+        .and_then(|k| k.value)
+}
+
 fn reader_scaled(path: &Path) -> BTreeMap<String, i8> {
     let file = std::fs::File::open(path).unwrap();
     let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
