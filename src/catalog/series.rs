@@ -388,6 +388,14 @@ impl MeasurementSeries {
         out
     }
 
+    /// How many values of `key` the catalog has listed (an upper bound of those live
+    /// series carry: a value stays listed after its last series is removed).
+    pub fn value_count(&self, key: &str) -> usize {
+        self.key_pos
+            .get(key)
+            .map_or(0, |&p| self.per_key[p].values.len())
+    }
+
     /// The value of `key` in series `sid`, if it has the key.
     pub fn tag_value(&self, sid: u32, key: &str) -> Option<&str> {
         let p = *self.key_pos.get(key)?;

@@ -55,6 +55,41 @@ pub async fn plan(state: &Shared, spec: &QuerySpec) -> Option<Plan> {
     if (!raw && spec.every.is_none()) || !engine.regions().iter().all(|r| r.hosted()) {
         return None;
     }
+    // The groups of a bucketed answer: at most the series, and at most the combinations of
+    // the group_by keys' values (each key's values, and its absence), as the series
+    // catalog lists them (`None`: not listed).
+    let groups = || -> Option<u64> {
+        if spec.group_by.is_empty() {
+            return Some(1);
+        }
+        let entry = engine.series().get(&spec.db, &spec.measurement)?;
+        let ms = entry.read();
+        let combinations = spec.group_by.iter().fold(1u64, |n, key| {
+            n.saturating_mul(ms.value_count(key) as u64 + 1)
+        });
+        Some(ms.len().min(combinations))
+    };
+    if let (false, Some(every)) = (raw, spec.every) {
+        // A bucketed answer that cannot pass the threshold (the buckets of its range, every
+        // column of the measurement) is answered whole without looking at its files.
+        let columns = match &spec.fields {
+            Some(list) => Some(list.len()),
+            None => engine
+                .registry()
+                .get(&spec.db, &spec.measurement)
+                .map(|m| m.len()),
+        };
+        let span = (spec.end as i128 - spec.lo() as i128).max(0) as u128;
+        let buckets = span / every.max(1) as u128 + 2;
+        if let (Some(columns), Some(groups)) = (columns, groups()) {
+            let most = buckets
+                .saturating_mul(groups as u128)
+                .saturating_mul(agg_row_estimate(columns) as u128);
+            if most <= state.config.query.stream_above as u128 {
+                return None;
+            }
+        }
+    }
     let spans = windows::spans(engine, &spec.db, &spec.measurement, (spec.lo(), spec.end))
         .await
         .ok()?;
@@ -96,14 +131,7 @@ pub async fn plan(state: &Shared, spec: &QuerySpec) -> Option<Plan> {
             .iter()
             .map(|(lo, hi)| (*hi as i128 - *lo as i128) as u128 / every)
             .sum();
-        let groups = if spec.group_by.is_empty() {
-            1
-        } else {
-            engine
-                .series()
-                .get(&spec.db, &spec.measurement)
-                .map_or(spans.rows, |e| e.read().len())
-        };
+        let groups = groups().unwrap_or(spans.rows);
         let rows = buckets
             .saturating_mul(groups as u128)
             .min(spans.rows as u128) as u64;
