@@ -263,21 +263,7 @@ fn export_points() -> Vec<ExportPoint> {
 fn raw_exports_larger_than_the_query_budget_are_streamed() {
     let mut s = TestServer::start(ServerConfig::default().with_query_memory("1MiB", "4MiB"));
     let points = export_points();
-    let lp: String = points
-        .iter()
-        .map(|(t, host, rack, a, b, c)| {
-            let mut l = format!("m,host={host}");
-            if let Some(r) = rack {
-                l += &format!(",rack={r}");
-            }
-            l += &format!(" a={a},b={b}i");
-            if let Some(c) = c {
-                l += &format!(",c=\"{}\"", c.replace('"', "\\\""));
-            }
-            l + &format!(" {t}\n")
-        })
-        .collect();
-    s.write_ok("ex", &lp);
+    s.write_ok("ex", &export_lines(&points));
     let want_row = |p: &ExportPoint| serde_json::json!([p.0, p.1, p.2, p.3, p.4, p.5]);
     for phase in ["in memory", "in files"] {
         let r = s.get("/api/v1/query?db=ex&measurement=m&fields=*&epoch=ns");

@@ -1659,7 +1659,6 @@ pub fn wal_frames(bytes: &[u8]) -> Vec<(usize, u64, std::ops::Range<usize>)> {
     out
 }
 
-/// The footer's `meridian.scaled_floats` of a data file: column → scale.
 /// The value of a key of a Parquet file's footer metadata.
 fn footer_value(path: &Path, key: &str) -> Option<String> {
     use parquet::file::reader::FileReader;
@@ -1676,21 +1675,9 @@ fn footer_value(path: &Path, key: &str) -> Option<String> {
         .and_then(|k| k.value)
 }
 
+/// The footer's `meridian.scaled_floats` of a data file: column → scale.
 fn reader_scaled(path: &Path) -> BTreeMap<String, i8> {
-    let file = std::fs::File::open(path).unwrap();
-    let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
-    use parquet::file::reader::FileReader;
-    let kv = reader
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .cloned();
-    let Some(v) = kv
-        .unwrap_or_default()
-        .into_iter()
-        .find(|k| k.key == "meridian.scaled_floats")
-        .and_then(|k| k.value)
-    else {
+    let Some(v) = footer_value(path, "meridian.scaled_floats") else {
         return BTreeMap::new();
     };
     v.split(',')
