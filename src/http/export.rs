@@ -119,7 +119,7 @@ pub async fn plan(state: &Shared, spec: &QuerySpec) -> Option<Plan> {
     };
     // Bucketed: windows of whole buckets, so that no bucket is split between two parts.
     let windows = match spec.every {
-        Some(every) if !raw => windows::aligned(&spans.windows, every),
+        Some(every) if !raw => windows::aligned(&spans.windows, every, 0),
         _ => spans.windows.clone(),
     };
     let (rows, row_bytes) = if raw {

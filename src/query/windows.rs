@@ -120,17 +120,23 @@ fn ceil_to(t: i64, every: i64) -> i64 {
     (((t as i128) + e - 1).div_euclid(e) * e).min(i64::MAX as i128) as i64
 }
 
-/// `windows` (sorted, disjoint) widened to whole buckets of `every`, those that then
-/// overlap merged: no bucket is split between two windows, so an answer bucketed by
-/// `every` can be computed a window at a time.
-pub fn aligned(windows: &[(i64, i64)], every: i64) -> Vec<(i64, i64)> {
-    let mut out: Vec<(i64, i64)> = Vec::with_capacity(windows.len());
-    for &(lo, hi) in windows {
-        let (lo, hi) = (floor_to(lo, every), ceil_to(hi, every));
-        match out.last_mut() {
-            Some(last) if lo < last.1 => last.1 = last.1.max(hi),
-            _ => out.push((lo, hi)),
-        }
+/// `windows` (sorted, disjoint) made into windows of whole buckets of `every` (buckets start
+/// at `offset` plus multiples of `every`): each starts at the start of the bucket holding
+/// its first time and ends where the next begins (the last at the end of the bucket holding
+/// its last time). No bucket is split between two windows, so an answer bucketed by
+/// `every` can be computed a window at a time; a bucket across two partitions' spans goes
+/// to the earlier window (it is a time range, not a partition).
+pub fn aligned(windows: &[(i64, i64)], every: i64, offset: i64) -> Vec<(i64, i64)> {
+    let at =
+        |t: i64, f: fn(i64, i64) -> i64| f(t.saturating_sub(offset), every).saturating_add(offset);
+    let mut starts: Vec<i64> = windows.iter().map(|w| at(w.0, floor_to)).collect();
+    starts.dedup();
+    let Some(end) = windows.last().map(|w| at(w.1, ceil_to)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(i64, i64)> = starts.windows(2).map(|p| (p[0], p[1])).collect();
+    if let Some(last) = starts.last() {
+        out.push((*last, end));
     }
     out
 }
@@ -159,11 +165,19 @@ mod tests {
 
     #[test]
     fn aligned_windows_hold_whole_buckets_and_split_only_between_them() {
-        // Two partitions' spans inside one 10-wide bucket become one window.
-        assert_eq!(aligned(&[(3, 5), (7, 9)], 10), vec![(0, 10)]);
-        assert_eq!(aligned(&[(3, 5), (12, 19)], 10), vec![(0, 10), (10, 20)]);
-        assert_eq!(aligned(&[(-5, 5)], 10), vec![(-10, 10)]);
-        let wide = aligned(&[(i64::MIN + 1, i64::MAX - 1)], 1 << 40);
+        // Two partitions' spans inside one 10-wide bucket become one window; a bucket
+        // across two spans goes to the earlier window.
+        assert_eq!(aligned(&[(3, 5), (7, 9)], 10, 0), vec![(0, 10)]);
+        assert_eq!(aligned(&[(3, 5), (12, 19)], 10, 0), vec![(0, 10), (10, 20)]);
+        assert_eq!(aligned(&[(-5, 5)], 10, 0), vec![(-10, 10)]);
+        // Buckets that start at 3 past each multiple of 10.
+        assert_eq!(aligned(&[(3, 5), (12, 19)], 10, 3), vec![(3, 23)]);
+        assert_eq!(
+            aligned(&[(0, 60), (60, 120)], 7, 2),
+            vec![(-5, 58), (58, 121)]
+        );
+        assert_eq!(aligned(&[(4, 5), (14, 19)], 10, 3), vec![(3, 13), (13, 23)]);
+        let wide = aligned(&[(i64::MIN + 1, i64::MAX - 1)], 1 << 40, 0);
         assert_eq!(wide.len(), 1);
         assert_eq!(halves_at((0, 40), 10), Some(((0, 20), (20, 40))));
         assert_eq!(halves_at((0, 30), 10), Some(((0, 10), (10, 30))));

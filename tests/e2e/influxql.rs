@@ -910,3 +910,90 @@ fn chunked_raw_selects_stream_a_partition_at_a_time() {
         assert_eq!(values(&whole), chunked, "{stmt}");
     }
 }
+
+/// `chunked=true` computes a statement of per-bucket aggregates grouped by `time()` alone
+/// with `fill(none)` a window of whole buckets at a time: an answer over `query.max_memory`
+/// whole streams within it, each bucket's value as computed from the points; buckets with an
+/// offset that cross partition edges, and `ORDER BY time DESC`, answer as the whole
+/// statement does; other fills are answered whole, as before.
+#[test]
+fn chunked_bucketed_selects_stream_a_window_of_buckets_at_a_time() {
+    let mut s = TestServer::start(ServerConfig::default().with_query_memory("2MiB", "4MiB"));
+    // 2024-01-01T00:00:00Z; four hours of one series, a point a second.
+    let t0: i64 = 1_704_067_200_000_000_000;
+    let sec = 1_000_000_000i64;
+    let body = |hours: std::ops::Range<i64>| -> String {
+        hours
+            .flat_map(|h| (0..3600i64).map(move |i| h * 3600 + i))
+            .map(|n| format!("agg v={n}i,f={} {}\n", n as f64 / 4.0, t0 + n * sec))
+            .collect()
+    };
+    s.write_ok("bk", &body(0..2));
+    s.stop();
+    s.restart();
+    s.write_ok("bk", &body(2..4));
+    let ask = |params: &str, query: &str| {
+        let url = format!(
+            "/query?db=bk&epoch=ns&{params}&q={}",
+            form_urlencoded::byte_serialize(query.as_bytes()).collect::<String>()
+        );
+        let r = s.get(&url);
+        assert_eq!(r.status, 200, "{query}: {}", r.body);
+        r.body
+    };
+    let chunked = |stmt: &str, size: usize| -> Vec<Vec<Value>> {
+        ask(&format!("chunked=true&chunk_size={size}"), stmt)
+            .lines()
+            .flat_map(|l| {
+                let d: Value = serde_json::from_str(l).unwrap();
+                assert!(d["results"][0]["error"].is_null(), "{stmt}: {d}");
+                values(&d)
+            })
+            .collect()
+    };
+    let range = format!("time >= {t0} AND time < {}", t0 + 4 * 3600 * sec);
+    // Whole, 14,400 one-second buckets pass the budget; chunked, each comes once, with the
+    // mean and max of its one point.
+    let stmt =
+        format!("SELECT mean(v), max(f) FROM agg WHERE {range} GROUP BY time(1s) fill(none)");
+    let whole: Value = serde_json::from_str(&ask("", &stmt)).unwrap();
+    let err = whole["results"][0]["error"].as_str().unwrap_or_default();
+    assert!(err.contains("query.max_memory"), "{whole:.300}");
+    let rows = chunked(&stmt, 5000);
+    assert_eq!(rows.len(), 14_400);
+    for (n, r) in rows.iter().enumerate() {
+        let n = n as i64;
+        assert_eq!(r[0], json!(t0 + n * sec));
+        assert_eq!(r[1].as_f64(), Some(n as f64), "{r:?}");
+        assert_eq!(r[2].as_f64(), Some(n as f64 / 4.0), "{r:?}");
+    }
+    // Smaller answers (an hour across the edge of the files and the memory): the same
+    // chunked or whole, buckets of 7 minutes starting 2 minutes past (across the hour's
+    // edge), ascending and descending, with arithmetic.
+    let range = format!("time >= {} AND time < {}", t0 + 5400 * sec, t0 + 9000 * sec);
+    for stmt in [
+        format!(
+            "SELECT count(v), median(f), spread(v) FROM agg WHERE {range} GROUP BY time(7m, 2m) fill(none)"
+        ),
+        format!(
+            "SELECT mean(f) * 2 + 1, last(v) FROM agg WHERE {range} GROUP BY time(7m, 2m) fill(none) ORDER BY time DESC"
+        ),
+        format!("SELECT sum(v) FROM agg WHERE {range} GROUP BY time(25m) fill(none)"),
+        // Not streamed (other fills answer empty buckets of the whole range): the same.
+        format!("SELECT sum(v) FROM agg WHERE {range} GROUP BY time(25m) fill(0)"),
+    ] {
+        let whole: Value = serde_json::from_str(&ask("", &stmt)).unwrap();
+        assert!(whole["results"][0]["error"].is_null(), "{stmt}: {whole}");
+        let want = values(&whole);
+        assert!(!want.is_empty(), "{stmt}");
+        assert_eq!(chunked(&stmt, 13), want, "{stmt}");
+    }
+    // The 7-minute buckets of the four hours hold every point once.
+    let stmt =
+        format!("SELECT count(v) FROM agg WHERE time >= {t0} GROUP BY time(7m, 2m) fill(none)");
+    let total: i64 = chunked(&stmt, 10)
+        .iter()
+        .map(|r| r[1].as_i64().unwrap())
+        .sum();
+    assert_eq!(total, 14_400);
+}

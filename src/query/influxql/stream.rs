@@ -1,17 +1,26 @@
-//! `chunked=true` answers of raw SELECTs computed a partition at a time, so that exporting
-//! a measurement (`SELECT * FROM m`) never holds the whole answer: each window is its own
-//! statement execution (its own memory budget), the rows of one are sent before the next
-//! is read.
+//! `chunked=true` answers computed a partition at a time, so that exporting a measurement
+//! (`SELECT * FROM m`) never holds the whole answer: each window is its own statement
+//! execution (its own memory budget), the rows of one are sent before the next is read.
 //!
-//! Only where the answer is the concatenation of the windows' answers in time order: raw
-//! fields (no function), one measurement named exactly, no `GROUP BY`, no `LIMIT`/
-//! `OFFSET`/`SLIMIT`/`SOFFSET`, and every region hosted by this node (the partitions of
-//! other nodes' regions are not known here). Anything else is answered whole, as before.
-//! Points of several series at one time have no defined order (InfluxDB 1.6 answers them
-//! in its merge heap's order, which differs from one timestamp to the next); a window may
-//! order them otherwise than the whole answer would.
+//! Only where the answer is the concatenation of the windows' answers in time order: one
+//! measurement named exactly, no `LIMIT`/`OFFSET`/`SLIMIT`/`SOFFSET`, every region hosted
+//! by this node (the partitions of other nodes' regions are not known here), and either
+//! - raw fields (no function) and no `GROUP BY`, or
+//! - aggregates of each bucket (`count`, `sum`, `mean`, `median`, `mode`, `spread`,
+//!   `stddev`, `min`, `max`, `first`, `last`, `percentile`, and arithmetic on them) with
+//!   `GROUP BY time(d[, offset])` alone, `fill(none)` and no `tz()`: the windows are widened
+//!   to whole buckets, so a bucket is never split, and an empty bucket is not answered
+//!   either way (other fills answer the empty buckets of the whole range, which a window
+//!   holding no point of the statement cannot know of).
+//!
+//! Anything else is answered whole, as before. Points of several series at one time have
+//! no defined order (InfluxDB 1.6 answers them in its merge heap's order, which differs
+//! from one timestamp to the next); a window may order them otherwise than the whole
+//! answer would.
 
-use crate::influxql::{BinaryOp, Expr, MeasurementName, SelectStatement, SortOrder};
+use crate::influxql::{
+    BinaryOp, Dimension, Expr, Fill, MeasurementName, SelectStatement, SortOrder, TimeOffset,
+};
 use crate::model::TIME_COLUMN;
 
 use super::Ctx;
@@ -27,18 +36,80 @@ fn has_call(e: &Expr) -> bool {
     }
 }
 
+/// Functions whose value in a bucket depends on that bucket's points alone.
+const PER_BUCKET: &[&str] = &[
+    "count",
+    "sum",
+    "mean",
+    "median",
+    "mode",
+    "spread",
+    "stddev",
+    "min",
+    "max",
+    "first",
+    "last",
+    "percentile",
+];
+
+/// Whether an expression is made of per-bucket aggregates of fields, constants and
+/// arithmetic, with at least one aggregate.
+fn per_bucket(e: &Expr) -> bool {
+    fn walk(e: &Expr, calls: &mut usize) -> bool {
+        match e {
+            Expr::Call(c) => {
+                *calls += 1;
+                PER_BUCKET.contains(&c.name.as_str()) && c.args.iter().all(|a| !has_call(a))
+            }
+            Expr::Binary(b) => walk(&b.lhs, calls) && walk(&b.rhs, calls),
+            Expr::Paren(p) => walk(p, calls),
+            Expr::Integer(_) | Expr::Number(_) => true,
+            _ => false,
+        }
+    }
+    let mut calls = 0;
+    walk(e, &mut calls) && calls > 0
+}
+
+/// The bucket width and offset of a statement grouped by `time(d[, offset])` alone, with
+/// per-bucket aggregates, `fill(none)` and no `tz()`.
+fn buckets(ctx: &Ctx, s: &SelectStatement) -> Option<(i64, i64)> {
+    let [
+        Dimension::Time {
+            interval_ns,
+            offset,
+        },
+    ] = s.dimensions.as_slice()
+    else {
+        return None;
+    };
+    let ok = s.fill == Fill::None
+        && s.timezone.is_none()
+        && *interval_ns > 0
+        && s.fields.iter().all(|f| per_bucket(&f.expr));
+    if !ok {
+        return None;
+    }
+    let offset = match offset {
+        None => 0,
+        Some(TimeOffset::Duration(o)) => o.rem_euclid(*interval_ns),
+        Some(TimeOffset::Now) => ctx.now_ns.rem_euclid(*interval_ns),
+    };
+    Some((*interval_ns, offset))
+}
+
 /// The time windows ([`crate::query::windows::spans`], in the statement's order) to run `s`
-/// over, or `None` when it must be answered whole: not a raw select of one measurement as
-/// described above, or data in at most one partition.
+/// over, or `None` when it must be answered whole: not a select of one measurement as
+/// described above, or data in at most one window.
 pub async fn windows(ctx: &Ctx, s: &SelectStatement) -> Option<Vec<(i64, i64)>> {
-    let raw = s.fields.iter().all(|f| !has_call(&f.expr))
-        && s.dimensions.is_empty()
-        && s.limit.is_none()
+    let common = s.limit.is_none()
         && s.offset.is_none()
         && s.slimit.is_none()
         && s.soffset.is_none()
         && s.sources.len() == 1;
-    if !raw {
+    let raw = s.fields.iter().all(|f| !has_call(&f.expr)) && s.dimensions.is_empty();
+    let bucketed = if raw { None } else { buckets(ctx, s) };
+    if !common || !(raw || bucketed.is_some()) {
         return None;
     }
     let src = &s.sources[0];
@@ -54,6 +125,20 @@ pub async fn windows(ctx: &Ctx, s: &SelectStatement) -> Option<Vec<(i64, i64)>> 
         .await
         .ok()?
         .windows;
+    if let Some((every, offset)) = bucketed {
+        out = crate::query::windows::aligned(&out, every, offset);
+        // Without an upper time bound a bucketed statement ends at now(); its windows
+        // must too (a window's own bound would let later points in).
+        let (_, range) =
+            crate::influxql::split_time_range(s.condition.as_ref(), ctx.now_ns).ok()?;
+        if range.max_ns.is_none() {
+            let end = ctx.now_ns.saturating_add(1);
+            out.retain(|w| w.0 < end);
+            if let Some(last) = out.last_mut() {
+                last.1 = last.1.min(end);
+            }
+        }
+    }
     if out.len() < 2 {
         return None;
     }
