@@ -734,6 +734,68 @@ mod tests {
         assert!(text.contains("\"1970-01-01T00:00:01.500Z\""), "{text}");
     }
 
+    /// A streamed Arrow answer declares its types first: an integer that fits its column
+    /// is written there (an unsigned sum in an Int64 column), one that does not fails the
+    /// answer instead of becoming a null.
+    #[test]
+    fn streamed_arrow_values_fit_their_declared_type_or_fail() {
+        use crate::model::{ColumnKind, FieldType};
+        use crate::query::agg::Agg;
+        let sum_type = agg_type(Agg::Sum, &[ColumnKind::Field(FieldType::UInteger)]);
+        assert_eq!(sum_type, DataType::Int64);
+        assert_eq!(
+            agg_type(Agg::Max, &[ColumnKind::Field(FieldType::String)]),
+            DataType::Float64
+        );
+        let tags = BTreeMap::new();
+        let mut out = Vec::new();
+        let mut rs = RowStream::start(
+            &mut out,
+            super::super::plan::Format::Arrow,
+            "m",
+            (vec!["s".into()], vec![sum_type.clone()]),
+            Vec::new(),
+            Epoch::Ns,
+        )
+        .unwrap();
+        rs.rows(
+            &tags,
+            &[(1, vec![Value::UInt(5)]), (2, vec![Value::Int(-3)])],
+        )
+        .unwrap();
+        rs.finish(false, &BTreeMap::new(), &[]).unwrap();
+        let reader =
+            arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(out), None).unwrap();
+        let got: Vec<Option<i64>> = reader
+            .flat_map(|b| {
+                let b = b.unwrap();
+                let c = b
+                    .column(1)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .clone();
+                c.iter().collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(got, vec![Some(5), Some(-3)]);
+        let mut out = Vec::new();
+        let mut rs = RowStream::start(
+            &mut out,
+            super::super::plan::Format::Arrow,
+            "m",
+            (vec!["s".into()], vec![sum_type]),
+            Vec::new(),
+            Epoch::Ns,
+        )
+        .unwrap();
+        let err = rs
+            .rows(&tags, &[(1, vec![Value::UInt(u64::MAX)])])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not fit its Arrow type Int64"), "{err}");
+    }
+
     /// A large answer is written in several record batches that read back as the rows, in
     /// order, with one type per column (a column mixing integers and floats is Float64).
     #[test]
