@@ -283,13 +283,14 @@ fn rewrite(
         .read(&f.path)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| "the file is gone".to_string())?;
+    // The footer is read once; each pass builds its reader from it.
+    let meta = crate::storage::parquet::reader_metadata(&bytes, Default::default())
+        .map_err(|e| e.to_string())?;
     let open = || -> Result<_, String> {
-        crate::storage::parquet::reader_metadata(&bytes, Default::default())
-            .map(|m| {
-                ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), m)
-                    .with_batch_size(64 * 1024)
-            })
-            .map_err(|e| e.to_string())
+        Ok(
+            ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), meta.clone())
+                .with_batch_size(64 * 1024),
+        )
     };
     let tags = f.tag_names();
     // First pass: count what goes (nothing: no rewrite).

@@ -227,17 +227,10 @@ fn open_meta(path: &FileRef) -> Result<(Prefetched, ArrowReaderMetadata, Vec<u64
     let file =
         Prefetched::fetch(reader, vec![(file_len - tail, tail)]).map_err(|e| read_err(path, &e))?;
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+    // Float fields stored as scaled integers decode as 32- or 64-bit decimals: a half or a
+    // quarter of the memory of the default 128-bit ones, and a cheaper conversion to floats.
     let meta =
-        super::parquet::reader_metadata(&file, options.clone()).map_err(|e| read_err(path, &e))?;
-    // Float fields stored as scaled integers (`INT64` decimals) decode as 64-bit decimals:
-    // half the memory of the default 128-bit ones, and a cheaper conversion to floats.
-    let meta = match super::scaled::narrow_decimals(meta.schema()) {
-        Some(schema) => {
-            ArrowReaderMetadata::try_new(meta.metadata().clone(), options.with_schema(schema))
-                .map_err(|e| read_err(path, &e))?
-        }
-        None => meta,
-    };
+        super::parquet::query_reader_metadata(&file, options).map_err(|e| read_err(path, &e))?;
     let parquet = meta.metadata().clone();
     // The footer is read from disk: check what the reader would otherwise assert on
     // (negative or out-of-file column chunk ranges) and what is summed here.

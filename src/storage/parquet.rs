@@ -75,19 +75,49 @@ pub fn reader_metadata<R: parquet::file::reader::ChunkReader>(
     reader: &R,
     options: ArrowReaderOptions,
 ) -> parquet::errors::Result<ArrowReaderMetadata> {
+    load_metadata(reader, options, false)
+}
+
+/// [`reader_metadata`] for queries: scaled float columns read as 32- or 64-bit decimals, as
+/// their physical type is ([`super::scaled::narrow_decimal`]).
+pub fn query_reader_metadata<R: parquet::file::reader::ChunkReader>(
+    reader: &R,
+    options: ArrowReaderOptions,
+) -> parquet::errors::Result<ArrowReaderMetadata> {
+    load_metadata(reader, options, true)
+}
+
+fn load_metadata<R: parquet::file::reader::ChunkReader>(
+    reader: &R,
+    options: ArrowReaderOptions,
+    narrow: bool,
+) -> parquet::errors::Result<ArrowReaderMetadata> {
     let meta = ArrowReaderMetadata::load(reader, options.clone())?;
     let md = meta.metadata().file_metadata();
-    let embedded = md
-        .key_value_metadata()
-        .is_some_and(|kv| kv.iter().any(|k| k.key == super::schema::ARROW_SCHEMA_KEY));
-    if embedded {
-        return Ok(meta);
+    let embedded = super::schema::footer_value(md, super::schema::ARROW_SCHEMA_KEY).is_some();
+    let schema = if embedded {
+        None
+    } else {
+        Some(super::schema::file_schema(md).map_err(parquet::errors::ParquetError::General)?)
+    };
+    let narrowed = narrow
+        .then(|| {
+            let base = schema.as_ref().unwrap_or(meta.schema());
+            let columns = md.schema_descr().columns();
+            super::schema::retype(base, |f| {
+                let leaf = columns
+                    .iter()
+                    .find(|c| c.path().parts() == [f.name().as_str()])?;
+                super::scaled::narrow_decimal(f.data_type(), leaf.physical_type())
+            })
+        })
+        .flatten();
+    match narrowed.or(schema) {
+        None => Ok(meta),
+        Some(s) => {
+            ArrowReaderMetadata::try_new(meta.metadata().clone(), options.with_schema(Arc::new(s)))
+        }
     }
-    let schema = super::schema::file_schema(md).map_err(parquet::errors::ParquetError::General)?;
-    ArrowReaderMetadata::try_new(
-        meta.metadata().clone(),
-        options.with_schema(Arc::new(schema)),
-    )
 }
 
 /// zstd level and rows per data page of the files the server flushes: the cheapest, ingest

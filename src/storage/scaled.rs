@@ -25,8 +25,8 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Decimal128Array, Float64Array, PrimitiveArray};
 use arrow::datatypes::{
-    DataType, Decimal32Type, Decimal64Type, Decimal128Type, DecimalType, Field, Float64Type,
-    Schema, SchemaRef,
+    DataType, Decimal32Type, Decimal64Type, Decimal128Type, DecimalType, Float64Type, Schema,
+    SchemaRef,
 };
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
@@ -170,18 +170,15 @@ pub fn stored_schema(schema: &SchemaRef, scales: &[Scaled]) -> SchemaRef {
     if scales.is_empty() {
         return schema.clone();
     }
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|f| match scales.iter().find(|c| c.name == *f.name()) {
-            Some(c) if *f.data_type() == DataType::Float64 => f
-                .as_ref()
-                .clone()
-                .with_data_type(DataType::Decimal128(c.precision, c.scale as i8)),
-            _ => f.as_ref().clone(),
-        })
-        .collect();
-    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+    let stored = super::schema::retype(schema, |f| {
+        match scales.iter().find(|c| c.name == *f.name()) {
+            Some(c) if *f.data_type() == DataType::Float64 => {
+                Some(DataType::Decimal128(c.precision, c.scale as i8))
+            }
+            _ => None,
+        }
+    });
+    stored.map_or_else(|| schema.clone(), Arc::new)
 }
 
 /// `batch` as a file with `scales` stores it (`stored` is [`stored_schema`]). A value that
@@ -233,34 +230,20 @@ pub fn to_stored(
     RecordBatch::try_new_with_options(stored.clone(), columns, &options)
 }
 
-/// `schema` with its `Decimal128` columns of at most 18 (9) digits as `Decimal64`
-/// (`Decimal32`) (`None`: none to change): a reader hint for files whose scaled columns are
-/// `INT64` (`INT32`).
-pub fn narrow_decimals(schema: &SchemaRef) -> Option<SchemaRef> {
-    let narrow = |dt: &DataType| match dt {
-        DataType::Decimal128(p, s) if *p <= PRECISION_32 => Some(DataType::Decimal32(*p, *s)),
-        DataType::Decimal128(p, s) if *p <= PRECISION => Some(DataType::Decimal64(*p, *s)),
+/// The reader type of a file's scaled column: a `Decimal128` stored on `INT32` (`INT64`)
+/// as `Decimal32` (`Decimal64`), half or a quarter of the memory and a cheaper conversion to
+/// floats; `None` for any other column (a decimal of another physical type reads as is).
+pub fn narrow_decimal(dt: &DataType, physical: parquet::basic::Type) -> Option<DataType> {
+    use parquet::basic::Type;
+    match (dt, physical) {
+        (DataType::Decimal128(p, s), Type::INT32) if *p <= PRECISION_32 => {
+            Some(DataType::Decimal32(*p, *s))
+        }
+        (DataType::Decimal128(p, s), Type::INT64) if *p <= PRECISION => {
+            Some(DataType::Decimal64(*p, *s))
+        }
         _ => None,
-    };
-    if !schema
-        .fields()
-        .iter()
-        .any(|f| narrow(f.data_type()).is_some())
-    {
-        return None;
     }
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|f| match narrow(f.data_type()) {
-            Some(dt) => f.as_ref().clone().with_data_type(dt),
-            None => f.as_ref().clone(),
-        })
-        .collect();
-    Some(Arc::new(Schema::new_with_metadata(
-        fields,
-        schema.metadata().clone(),
-    )))
 }
 
 /// A decimal column read from a file as the `Float64` it was written as (`None`: not a
@@ -302,6 +285,7 @@ pub fn decimal_to_f64(array: &ArrayRef) -> Option<Result<ArrayRef, ArrowError>> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::datatypes::Field;
 
     fn col(vals: &[Option<f64>]) -> Float64Array {
         vals.iter().copied().collect()
@@ -426,5 +410,28 @@ mod tests {
                 assert_eq!(back.map(f64::to_bits), Some(v.to_bits()), "{text} at {s}");
             }
         }
+    }
+
+    /// The read type follows the column's physical type: an `INT64` decimal of few digits
+    /// (valid Parquet, not what Meridian writes) reads as 64-bit, never as a 32-bit hint
+    /// the parquet crate cannot coerce `INT64` into.
+    #[test]
+    fn decimals_narrow_by_their_physical_type() {
+        use parquet::basic::Type;
+        let d = DataType::Decimal128(5, 2);
+        assert_eq!(
+            narrow_decimal(&d, Type::INT32),
+            Some(DataType::Decimal32(5, 2))
+        );
+        assert_eq!(
+            narrow_decimal(&d, Type::INT64),
+            Some(DataType::Decimal64(5, 2))
+        );
+        assert_eq!(narrow_decimal(&d, Type::FIXED_LEN_BYTE_ARRAY), None);
+        assert_eq!(
+            narrow_decimal(&DataType::Decimal128(12, 2), Type::INT32),
+            None
+        );
+        assert_eq!(narrow_decimal(&DataType::Float64, Type::INT64), None);
     }
 }

@@ -55,6 +55,35 @@ pub fn columns_of(schema: &Schema) -> Result<Vec<(String, ColumnKind)>, String> 
     Ok(tags)
 }
 
+/// `schema` with the type of each field `to` gives a new type for (name, nullability and
+/// metadata kept), or `None` when `to` changes none.
+pub fn retype(schema: &Schema, to: impl Fn(&Field) -> Option<DataType>) -> Option<Schema> {
+    let mut changed = false;
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match to(f) {
+            Some(dt) => {
+                changed = true;
+                f.as_ref().clone().with_data_type(dt)
+            }
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    changed.then(|| Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// The value of `key` in a file's footer key-value metadata.
+pub fn footer_value<'m>(
+    md: &'m parquet::file::metadata::FileMetaData,
+    key: &str,
+) -> Option<&'m str> {
+    md.key_value_metadata()?
+        .iter()
+        .find(|k| k.key == key)
+        .and_then(|k| k.value.as_deref())
+}
+
 /// The key of the Arrow schema that the parquet crate embeds in a footer (base64 IPC).
 pub const ARROW_SCHEMA_KEY: &str = "ARROW:schema";
 
@@ -64,34 +93,29 @@ pub const ARROW_SCHEMA_KEY: &str = "ARROW:schema";
 /// JSON list), which are read as dictionaries; every other column's type follows from its
 /// Parquet type (`time`: a UTC timestamp; scaled floats: decimals).
 pub fn file_schema(md: &parquet::file::metadata::FileMetaData) -> Result<Schema, String> {
-    let kv = md.key_value_metadata();
-    let schema = parquet::arrow::parquet_to_arrow_schema(md.schema_descr(), kv)
-        .map_err(|e| format!("schema: {e}"))?;
-    let value = |key: &str| {
-        kv.and_then(|kv| kv.iter().find(|k| k.key == key))
-            .and_then(|k| k.value.as_deref())
-    };
-    if value(ARROW_SCHEMA_KEY).is_some() {
+    let schema =
+        parquet::arrow::parquet_to_arrow_schema(md.schema_descr(), md.key_value_metadata())
+            .map_err(|e| format!("schema: {e}"))?;
+    if footer_value(md, ARROW_SCHEMA_KEY).is_some() {
         return Ok(schema);
     }
-    let tags: Vec<String> = match value(meta::TAG_COLUMNS) {
+    let tags: Vec<String> = match footer_value(md, meta::TAG_COLUMNS) {
         Some(v) => {
             serde_json::from_str(v).map_err(|e| format!("footer key {}: {e}", meta::TAG_COLUMNS))?
         }
         None => Vec::new(),
     };
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|f| {
-            if tags.contains(f.name()) && *f.data_type() == DataType::Utf8 {
-                Field::new(f.name(), tag_type(), f.is_nullable())
-            } else {
-                f.as_ref().clone()
-            }
-        })
-        .collect();
-    Ok(Schema::new_with_metadata(fields, schema.metadata().clone()))
+    for f in schema.fields() {
+        if tags.contains(f.name()) && *f.data_type() != DataType::Utf8 {
+            return Err(format!(
+                "footer key {} lists {:?}, whose column is {}, not strings",
+                meta::TAG_COLUMNS,
+                f.name(),
+                f.data_type()
+            ));
+        }
+    }
+    Ok(retype(&schema, |f| tags.contains(f.name()).then(tag_type)).unwrap_or(schema))
 }
 
 /// Positions of the tag columns of a schema.
@@ -166,20 +190,9 @@ pub fn batch_in_ns(batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
     for c in batch.columns() {
         columns.push(time_in_ns(c.clone())?);
     }
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|f| match read_type(f.data_type()) {
-            Some(t) => f.as_ref().clone().with_data_type(t),
-            None => f.as_ref().clone(),
-        })
-        .collect();
+    let read = retype(&schema, |f| read_type(f.data_type())).unwrap_or_else(|| (*schema).clone());
     let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-    RecordBatch::try_new_with_options(
-        Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())),
-        columns,
-        &options,
-    )
+    RecordBatch::try_new_with_options(Arc::new(read), columns, &options)
 }
 
 /// A batch as a file of `unit` stores it.
@@ -312,6 +325,9 @@ mod footer_schema_tests {
         // A footer whose tag list is not JSON (and no Arrow schema) is an error, not tags
         // read as fields.
         let bad = SerializedFileReader::new(file("host", false)).unwrap();
+        assert!(file_schema(bad.metadata().file_metadata()).is_err());
+        // A listed tag whose column is not strings is an error too.
+        let bad = SerializedFileReader::new(file("[\"v\"]", false)).unwrap();
         assert!(file_schema(bad.metadata().file_metadata()).is_err());
     }
 }
