@@ -58,16 +58,21 @@ pub async fn plan(state: &Shared, spec: &QuerySpec) -> Option<Plan> {
     // The groups of a bucketed answer: at most the series, and at most the combinations of
     // the group_by keys' values (each key's values, and its absence), as the series
     // catalog lists them (`None`: not listed).
-    let groups = || -> Option<u64> {
-        if spec.group_by.is_empty() {
-            return Some(1);
-        }
-        let entry = engine.series().get(&spec.db, &spec.measurement)?;
-        let ms = entry.read();
-        let combinations = spec.group_by.iter().fold(1u64, |n, key| {
-            n.saturating_mul(ms.value_count(key) as u64 + 1)
-        });
-        Some(ms.len().min(combinations))
+    let groups: Option<u64> = if raw {
+        None
+    } else if spec.group_by.is_empty() {
+        Some(1)
+    } else {
+        engine
+            .series()
+            .get(&spec.db, &spec.measurement)
+            .map(|entry| {
+                let ms = entry.read();
+                let combinations = spec.group_by.iter().fold(1u64, |n, key| {
+                    n.saturating_mul(ms.value_count(key) as u64 + 1)
+                });
+                ms.len().min(combinations)
+            })
     };
     if let (false, Some(every)) = (raw, spec.every) {
         // A bucketed answer that cannot pass the threshold (the buckets of its range, every
@@ -81,7 +86,7 @@ pub async fn plan(state: &Shared, spec: &QuerySpec) -> Option<Plan> {
         };
         let span = (spec.end as i128 - spec.lo() as i128).max(0) as u128;
         let buckets = span / every.max(1) as u128 + 2;
-        if let (Some(columns), Some(groups)) = (columns, groups()) {
+        if let (Some(columns), Some(groups)) = (columns, groups) {
             let most = buckets
                 .saturating_mul(groups as u128)
                 .saturating_mul(agg_row_estimate(columns) as u128);
@@ -131,7 +136,7 @@ pub async fn plan(state: &Shared, spec: &QuerySpec) -> Option<Plan> {
             .iter()
             .map(|(lo, hi)| (*hi as i128 - *lo as i128) as u128 / every)
             .sum();
-        let groups = groups().unwrap_or(spans.rows);
+        let groups = groups.unwrap_or(spans.rows);
         let rows = buckets
             .saturating_mul(groups as u128)
             .min(spans.rows as u128) as u64;
@@ -165,10 +170,12 @@ pub async fn plan(state: &Shared, spec: &QuerySpec) -> Option<Plan> {
         // Right after a start the catalog may still be reading the files: wait for it
         // a quarter of the query's time at most (else the answer is computed whole, with
         // the rest of the time).
-        let until = std::time::Instant::now() + state.config.query.timeout / 4;
+        let until = std::time::Instant::now()
+            .checked_add(state.config.query.timeout / 4)
+            .unwrap_or_else(std::time::Instant::now);
         while !catalog.is_loaded() {
             let now = std::time::Instant::now();
-            if now >= until || spec.deadline.is_none_or(|d| now >= d) {
+            if now >= until || spec.deadline.is_some_and(|d| now >= d) {
                 return None;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -297,8 +304,9 @@ struct Windows {
     partial: bool,
     /// Series written after the parts were made came last.
     late: bool,
-    /// Per field, the values a numeric aggregate left out, over every part.
-    skipped: BTreeMap<String, u64>,
+    /// Per field, the values a numeric aggregate left out over every part, and whether
+    /// it used some number of that field.
+    skipped: BTreeMap<String, (u64, bool)>,
 }
 
 impl Windows {
@@ -423,8 +431,9 @@ impl Windows {
                     }
                 }
             }
-            for (field, n) in r.skipped {
-                *self.skipped.entry(field).or_default() += n;
+            for (field, n, used) in r.skipped {
+                let sum = self.skipped.entry(field).or_default();
+                *sum = (sum.0 + n, sum.1 || used);
             }
             if r.partial {
                 // What came is sent; nothing after it (the answer says it is partial).
@@ -543,8 +552,10 @@ pub async fn respond(
                     }
                 };
             }
-            let skipped: Vec<(String, u64)> =
-                std::mem::take(&mut run.skipped).into_iter().collect();
+            let skipped: Vec<(String, u64, bool)> = std::mem::take(&mut run.skipped)
+                .into_iter()
+                .map(|(f, (n, used))| (f, n, used))
+                .collect();
             warnings.extend(crate::query::skipped_warnings(spec.agg, &skipped));
             if run.late {
                 warnings.push(

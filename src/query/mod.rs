@@ -65,7 +65,7 @@ pub struct QueryResult {
     pub warnings: Vec<String>,
     /// Per field, the strings and booleans a numeric aggregate left out (the source of
     /// the warnings above; a streamed answer sums them over its parts).
-    pub skipped: Vec<(String, u64)>,
+    pub skipped: Skipped,
 }
 
 /// A query refused as a whole.
@@ -408,16 +408,19 @@ pub fn merge_accs(
     groups
 }
 
-/// Per field, how many strings or booleans a numeric aggregate left out (fields with none,
-/// or with no number aggregated, are not listed).
-pub type Skipped = Vec<(String, u64)>;
+/// Per field that had any: how many strings or booleans a numeric aggregate left out, and
+/// whether it aggregated some number of that field. A streamed answer adds these up over
+/// its parts (one part may hold only the strings, another only the numbers).
+pub type Skipped = Vec<(String, u64, bool)>;
 
-/// What the answer says of values a numeric aggregate left out: a field stored with
-/// several types (before types were fixed per measurement).
-pub fn skipped_warnings(agg: Agg, skipped: &[(String, u64)]) -> Vec<String> {
+/// What the answer says of values a numeric aggregate left out where it used numbers of
+/// the same field: a field stored with several types (before types were fixed per
+/// measurement).
+pub fn skipped_warnings(agg: Agg, skipped: &[(String, u64, bool)]) -> Vec<String> {
     skipped
         .iter()
-        .map(|(f, n)| {
+        .filter(|(_, n, used)| *n > 0 && *used)
+        .map(|(f, n, _)| {
             format!(
                 "field {f:?} is stored with several types: {} used its numbers and left out {n} string or boolean value(s)",
                 agg.name()
@@ -459,8 +462,8 @@ fn merge_agg(spec: &QuerySpec, partials: Vec<Partial>) -> (Vec<String>, Vec<Seri
     let skipped: Skipped = fields
         .iter()
         .zip(&skipped)
-        .filter(|(_, (n, used))| *n > 0 && *used)
-        .map(|(f, (n, _))| (f.clone(), *n))
+        .filter(|(_, (n, _))| *n > 0)
+        .map(|(f, (n, used))| (f.clone(), *n, *used))
         .collect();
     let mut keys: Vec<GroupKey> = groups.keys().cloned().collect();
     keys.sort();
@@ -636,7 +639,13 @@ mod tests {
         );
         assert_eq!(cols, vec!["only_strings", "v"]);
         assert_eq!(series[0].rows[0].1[1], Value::Float(3.0));
-        assert_eq!(skipped, vec![("v".to_string(), 2)]);
+        assert_eq!(
+            skipped,
+            vec![
+                ("only_strings".to_string(), 4, false),
+                ("v".to_string(), 2, true)
+            ]
+        );
         let warnings = skipped_warnings(s.agg, &skipped);
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(

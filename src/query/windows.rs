@@ -35,10 +35,11 @@ pub async fn spans(
     let mut by_partition: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
     let mut rows = 0u64;
     let mut columns: BTreeMap<String, Vec<ColumnKind>> = BTreeMap::new();
-    let mut column = |name: &str, kind: ColumnKind| {
-        let kinds = columns.entry(name.to_string()).or_default();
-        if !kinds.contains(&kind) {
-            kinds.push(kind);
+    let mut column = |name: &str, kind: ColumnKind| match columns.get_mut(name) {
+        Some(kinds) if kinds.contains(&kind) => {}
+        Some(kinds) => kinds.push(kind),
+        None => {
+            columns.insert(name.to_string(), vec![kind]);
         }
     };
     // Whether `[lo, hi]` (inclusive) overlaps the range; if so it is added, clamped to it.
@@ -109,15 +110,18 @@ pub fn halves((start, end): (i64, i64)) -> Option<((i64, i64), (i64, i64))> {
     Some(((start, mid), (mid, end)))
 }
 
-/// The multiple of `every` at or below `t` (the start of its bucket), clamped to `i64`.
-fn floor_to(t: i64, every: i64) -> i64 {
-    ((t as i128).div_euclid(every as i128) * every as i128).max(i64::MIN as i128) as i64
+/// The start of the bucket of `every` (buckets start `offset` past its multiples) holding
+/// `t`, clamped to `i64`.
+fn floor_to(t: i64, every: i64, offset: i64) -> i64 {
+    let (e, o) = (every as i128, offset as i128);
+    ((t as i128 - o).div_euclid(e) * e + o).clamp(i64::MIN as i128, i64::MAX as i128) as i64
 }
 
-/// The multiple of `every` at or above `t`, clamped to `i64`.
-fn ceil_to(t: i64, every: i64) -> i64 {
-    let e = every as i128;
-    (((t as i128) + e - 1).div_euclid(e) * e).min(i64::MAX as i128) as i64
+/// The end of the bucket of `every` holding `t - 1` (`t` itself when a bucket starts
+/// there), clamped to `i64`.
+fn ceil_to(t: i64, every: i64, offset: i64) -> i64 {
+    let (e, o) = (every as i128, offset as i128);
+    ((t as i128 - o + e - 1).div_euclid(e) * e + o).clamp(i64::MIN as i128, i64::MAX as i128) as i64
 }
 
 /// `windows` (sorted, disjoint) made into windows of whole buckets of `every` (buckets start
@@ -125,13 +129,15 @@ fn ceil_to(t: i64, every: i64) -> i64 {
 /// its first time and ends where the next begins (the last at the end of the bucket holding
 /// its last time). No bucket is split between two windows, so an answer bucketed by
 /// `every` can be computed a window at a time; a bucket across two partitions' spans goes
-/// to the earlier window (it is a time range, not a partition).
+/// to the window of the later span, which starts at that bucket (a window is a time range,
+/// not a partition).
 pub fn aligned(windows: &[(i64, i64)], every: i64, offset: i64) -> Vec<(i64, i64)> {
-    let at =
-        |t: i64, f: fn(i64, i64) -> i64| f(t.saturating_sub(offset), every).saturating_add(offset);
-    let mut starts: Vec<i64> = windows.iter().map(|w| at(w.0, floor_to)).collect();
+    let mut starts: Vec<i64> = windows
+        .iter()
+        .map(|w| floor_to(w.0, every, offset))
+        .collect();
     starts.dedup();
-    let Some(end) = windows.last().map(|w| at(w.1, ceil_to)) else {
+    let Some(end) = windows.last().map(|w| ceil_to(w.1, every, offset)) else {
         return Vec::new();
     };
     let mut out: Vec<(i64, i64)> = starts.windows(2).map(|p| (p[0], p[1])).collect();
@@ -145,7 +151,7 @@ pub fn aligned(windows: &[(i64, i64)], every: i64, offset: i64) -> Vec<(i64, i64
 /// when no such multiple lies strictly inside (a single bucket).
 pub fn halves_at(span: (i64, i64), every: i64) -> Option<((i64, i64), (i64, i64))> {
     let ((start, mid), (_, end)) = halves(span)?;
-    let mid = floor_to(mid, every);
+    let mid = floor_to(mid, every, 0);
     (mid > start && mid < end).then_some(((start, mid), (mid, end)))
 }
 

@@ -10,13 +10,18 @@ use serde_json::{Value, json};
 use crate::support::{ServerConfig, TestServer};
 
 fn q(s: &TestServer, db: &str, query: &str) -> Value {
+    serde_json::from_str(&ask(s, db, "", query)).unwrap()
+}
+
+/// The body of `GET /query` with `query` on `db` and more `params` (asserted 200).
+fn ask(s: &TestServer, db: &str, params: &str, query: &str) -> String {
     let url = format!(
-        "/query?db={db}&q={}",
+        "/query?db={db}&{params}&q={}",
         form_urlencoded::byte_serialize(query.as_bytes()).collect::<String>()
     );
     let r = s.get(&url);
     assert_eq!(r.status, 200, "{query}: {}", r.body);
-    r.json()
+    r.body
 }
 
 /// Runs a Python script (with the `influxdb` package) and parses what it prints as JSON.
@@ -825,15 +830,7 @@ fn chunked_raw_selects_stream_a_partition_at_a_time() {
     s.stop();
     s.restart();
     s.write_ok("st", &body(2..4));
-    let ask = |params: &str, query: &str| {
-        let url = format!(
-            "/query?db=st&{params}&q={}",
-            form_urlencoded::byte_serialize(query.as_bytes()).collect::<String>()
-        );
-        let r = s.get(&url);
-        assert_eq!(r.status, 200, "{query}: {}", r.body);
-        r.body
-    };
+    let ask = |params: &str, query: &str| ask(&s, "st", params, query);
     // Whole, the answer is over the budget.
     let whole: Value = serde_json::from_str(&ask("", "SELECT s, v FROM exp")).unwrap();
     let err = whole["results"][0]["error"].as_str().unwrap_or_default();
@@ -932,15 +929,7 @@ fn chunked_bucketed_selects_stream_a_window_of_buckets_at_a_time() {
     s.stop();
     s.restart();
     s.write_ok("bk", &body(2..4));
-    let ask = |params: &str, query: &str| {
-        let url = format!(
-            "/query?db=bk&epoch=ns&{params}&q={}",
-            form_urlencoded::byte_serialize(query.as_bytes()).collect::<String>()
-        );
-        let r = s.get(&url);
-        assert_eq!(r.status, 200, "{query}: {}", r.body);
-        r.body
-    };
+    let ask = |params: &str, query: &str| ask(&s, "bk", &format!("epoch=ns&{params}"), query);
     let chunked = |stmt: &str, size: usize| -> Vec<Vec<Value>> {
         ask(&format!("chunked=true&chunk_size={size}"), stmt)
             .lines()

@@ -261,9 +261,7 @@ fn export_points() -> Vec<ExportPoint> {
 /// with the reason, and cuts a CSV answer short (never ended as if complete).
 #[test]
 fn raw_exports_larger_than_the_query_budget_are_streamed() {
-    let mut s = TestServer::start(ServerConfig::default().with_query_memory("1MiB", "4MiB"));
-    let points = export_points();
-    s.write_ok("ex", &export_lines(&points));
+    let (mut s, points) = export_server();
     let want_row = |p: &ExportPoint| serde_json::json!([p.0, p.1, p.2, p.3, p.4, p.5]);
     for phase in ["in memory", "in files"] {
         let r = s.get("/api/v1/query?db=ex&measurement=m&fields=*&epoch=ns");
@@ -495,6 +493,15 @@ fn grouped_raw_exports_stream_a_batch_of_groups_at_a_time() {
     }
 }
 
+/// A server with a 1 MiB query budget holding the export points in measurement `m` of
+/// database `ex` (in memory).
+fn export_server() -> (TestServer, Vec<ExportPoint>) {
+    let s = TestServer::start(ServerConfig::default().with_query_memory("1MiB", "4MiB"));
+    let points = export_points();
+    s.write_ok("ex", &export_lines(&points));
+    (s, points)
+}
+
 /// The export points written as line protocol into measurement `m` (rack and c where the
 /// point has them).
 fn export_lines(points: &[ExportPoint]) -> String {
@@ -520,9 +527,7 @@ fn export_lines(points: &[ExportPoint]) -> String {
 /// independent computation over the points gives. On the old code each was a 413.
 #[test]
 fn bucketed_answers_larger_than_the_query_budget_are_streamed() {
-    let mut s = TestServer::start(ServerConfig::default().with_query_memory("1MiB", "4MiB"));
-    let points = export_points();
-    s.write_ok("ex", &export_lines(&points));
+    let (mut s, points) = export_server();
     let bucket = |t: i64, every: i64| t.div_euclid(every) * every;
     const SEC: i64 = 1_000_000_000;
     for phase in ["in memory", "in files"] {

@@ -40,6 +40,16 @@ use crate::region::schema::MeasurementSchema;
 /// Most buckets one statement may fill per series (InfluxDB's `max-select-buckets`).
 const MAX_BUCKETS: i64 = 1_000_000;
 
+/// Where buckets of `interval_ns` start past each multiple of it: `time(d, offset)`'s
+/// offset, or `now()`'s.
+pub fn bucket_offset(offset: Option<&TimeOffset>, interval_ns: i64, now_ns: i64) -> i64 {
+    match offset {
+        None => 0,
+        Some(TimeOffset::Duration(o)) => o.rem_euclid(interval_ns),
+        Some(TimeOffset::Now) => now_ns.rem_euclid(interval_ns),
+    }
+}
+
 pub async fn select(ctx: &Ctx, s: &SelectStatement) -> Result<Vec<ResultSeries>, String> {
     let (rest, range) =
         split_time_range(s.condition.as_ref(), ctx.now_ns).map_err(|e| e.to_string())?;
@@ -291,11 +301,7 @@ impl<'a> Plan<'a> {
                     if interval.is_some() {
                         return Err("multiple time dimensions".into());
                     }
-                    let off = match offset {
-                        None => 0,
-                        Some(TimeOffset::Duration(o)) => o.rem_euclid(*interval_ns),
-                        Some(TimeOffset::Now) => ctx.now_ns.rem_euclid(*interval_ns),
-                    };
+                    let off = bucket_offset(offset.as_ref(), *interval_ns, ctx.now_ns);
                     interval = Some((*interval_ns, off));
                 }
                 Dimension::Tag(t) => {
@@ -1028,8 +1034,7 @@ impl<'a> Plan<'a> {
                 _ => None,
             })
             .collect();
-        // The cells of the tag columns, made once per series (points of a series share
-        // their tag map; the map is kept so that its address is not reused).
+        // The names of the tag columns, in projection order.
         let tag_names: Vec<&str> = self
             .columns
             .iter()
@@ -1039,8 +1044,6 @@ impl<'a> Plan<'a> {
                 _ => None,
             })
             .collect();
-        type TagCells = (Arc<BTreeMap<String, String>>, Vec<Cell>);
-        let mut tag_cells: HashMap<usize, TagCells> = HashMap::new();
         // Fields named once each, beside tags only: their values are moved into the cells.
         let mut seen = BTreeSet::new();
         let movable = self.shapes.iter().all(|s| match s {
@@ -1061,7 +1064,9 @@ impl<'a> Plan<'a> {
             }
         }
         let mut run: Option<(GroupKey, Rows)> = None;
-        let mut last: Option<(usize, Vec<Cell>)> = None;
+        // The tag cells of the current series (points of a series share their tag map).
+        type TagCells = (Arc<BTreeMap<String, String>>, Vec<Cell>);
+        let mut last: Option<TagCells> = None;
         let points_total = points.len();
         for mut p in points {
             let view = p.view(&self.fields, &self.schema);
@@ -1074,20 +1079,19 @@ impl<'a> Plan<'a> {
             if !present {
                 continue;
             }
-            let ptr = Arc::as_ptr(&p.tags) as usize;
-            if last.as_ref().is_none_or(|(at, _)| *at != ptr) {
-                let (_, cells) = tag_cells.entry(ptr).or_insert_with(|| {
-                    let cells = tag_names
-                        .iter()
-                        .map(|n| {
-                            p.tags
-                                .get(*n)
-                                .map_or(Cell::Null, |v| Cell::Str(v.as_str().into()))
-                        })
-                        .collect();
-                    (p.tags.clone(), cells)
-                });
-                last = Some((ptr, cells.clone()));
+            if last
+                .as_ref()
+                .is_none_or(|(at, _)| !Arc::ptr_eq(at, &p.tags))
+            {
+                let cells = tag_names
+                    .iter()
+                    .map(|n| {
+                        p.tags
+                            .get(*n)
+                            .map_or(Cell::Null, |v| Cell::Str(v.as_str().into()))
+                    })
+                    .collect();
+                last = Some((p.tags.clone(), cells));
             }
             let tags = last.as_ref().map_or(&[][..], |(_, c)| c.as_slice());
             // The time first: the row is complete as built (no shift of its cells later).

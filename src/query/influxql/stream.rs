@@ -19,11 +19,12 @@
 //! answer would.
 
 use crate::influxql::{
-    BinaryOp, Dimension, Expr, Fill, MeasurementName, SelectStatement, SortOrder, TimeOffset,
+    BinaryOp, Dimension, Expr, Fill, MeasurementName, SelectStatement, SortOrder,
 };
 use crate::model::TIME_COLUMN;
 
 use super::Ctx;
+use super::funcs::Func;
 use super::native::{and, cmp, var};
 
 /// Whether an expression calls a function (an aggregate, a selector, a transformation).
@@ -36,30 +37,35 @@ fn has_call(e: &Expr) -> bool {
     }
 }
 
-/// Functions whose value in a bucket depends on that bucket's points alone.
-const PER_BUCKET: &[&str] = &[
-    "count",
-    "sum",
-    "mean",
-    "median",
-    "mode",
-    "spread",
-    "stddev",
-    "min",
-    "max",
-    "first",
-    "last",
-    "percentile",
-];
-
 /// Whether an expression is made of per-bucket aggregates of fields, constants and
 /// arithmetic, with at least one aggregate.
 fn per_bucket(e: &Expr) -> bool {
     fn walk(e: &Expr, calls: &mut usize) -> bool {
         match e {
+            // One row per bucket from that bucket's points alone: not those answering
+            // several rows a bucket (distinct, top, bottom), nor integral (its area
+            // reaches across bucket edges) or count(distinct()).
             Expr::Call(c) => {
                 *calls += 1;
-                PER_BUCKET.contains(&c.name.as_str()) && c.args.iter().all(|a| !has_call(a))
+                let per_bucket = matches!(
+                    Func::of(c),
+                    Ok((
+                        Func::Count
+                            | Func::Sum
+                            | Func::Mean
+                            | Func::Median
+                            | Func::Mode
+                            | Func::Spread
+                            | Func::Stddev
+                            | Func::Min
+                            | Func::Max
+                            | Func::First
+                            | Func::Last
+                            | Func::Percentile(_),
+                        _
+                    ))
+                );
+                per_bucket && c.args.iter().all(|a| !has_call(a))
             }
             Expr::Binary(b) => walk(&b.lhs, calls) && walk(&b.rhs, calls),
             Expr::Paren(p) => walk(p, calls),
@@ -90,11 +96,7 @@ fn buckets(ctx: &Ctx, s: &SelectStatement) -> Option<(i64, i64)> {
     if !ok {
         return None;
     }
-    let offset = match offset {
-        None => 0,
-        Some(TimeOffset::Duration(o)) => o.rem_euclid(*interval_ns),
-        Some(TimeOffset::Now) => ctx.now_ns.rem_euclid(*interval_ns),
-    };
+    let offset = super::select::bucket_offset(offset.as_ref(), *interval_ns, ctx.now_ns);
     Some((*interval_ns, offset))
 }
 
@@ -121,22 +123,24 @@ pub async fn windows(ctx: &Ctx, s: &SelectStatement) -> Option<Vec<(i64, i64)>> 
     if !ctx.database_exists(&db) || !engine.regions().iter().all(|r| r.hosted()) {
         return None;
     }
-    let mut out = crate::query::windows::spans(engine, &db, m, (i64::MIN, i64::MAX))
+    // The windows of the statement's time range only. Without an upper bound a bucketed
+    // statement ends at now(), and so must its windows (a window's own bound would let
+    // later points in).
+    let (_, range) = crate::influxql::split_time_range(s.condition.as_ref(), ctx.now_ns).ok()?;
+    let end = match (range.max_ns, bucketed) {
+        (Some(max), _) => max.saturating_add(1),
+        (None, Some(_)) => ctx.now_ns.saturating_add(1),
+        (None, None) => i64::MAX,
+    };
+    let start = range.min_ns.unwrap_or(i64::MIN);
+    let mut out = crate::query::windows::spans(engine, &db, m, (start, end))
         .await
         .ok()?
         .windows;
     if let Some((every, offset)) = bucketed {
         out = crate::query::windows::aligned(&out, every, offset);
-        // Without an upper time bound a bucketed statement ends at now(); its windows
-        // must too (a window's own bound would let later points in).
-        let (_, range) =
-            crate::influxql::split_time_range(s.condition.as_ref(), ctx.now_ns).ok()?;
-        if range.max_ns.is_none() {
-            let end = ctx.now_ns.saturating_add(1);
-            out.retain(|w| w.0 < end);
-            if let Some(last) = out.last_mut() {
-                last.1 = last.1.min(end);
-            }
+        if let Some(last) = out.last_mut() {
+            last.1 = last.1.min(end);
         }
     }
     if out.len() < 2 {
