@@ -264,6 +264,33 @@ pub struct RawConfig {
     pub directory: BTreeMap<String, String>,
     #[serde(default, rename = "retention")]
     pub retention: Vec<RawRetention>,
+    pub cluster: Option<RawCluster>,
+}
+
+/// `[cluster]`: cluster mode, writes carried by NATS JetStream (see `cluster`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    /// NATS server URLs (`nats://host:port`, `tls://host:port`).
+    pub nats: Vec<String>,
+    /// This node's name, unique in the cluster (`meridian serve --node` overrides it, so
+    /// that nodes can share one file): names the subject of the bodies it receives.
+    pub node: Option<String>,
+    /// Copies of each stream kept by JetStream (1, or 3 on a cluster of NATS servers).
+    pub replicas: Option<usize>,
+    /// A NATS credentials file (JWT + nkey seed) for this node.
+    pub credentials: Option<PathBuf>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// CA certificate (PEM) that signs the NATS servers' certificates; implies TLS.
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate and key (PEM) for servers that verify clients.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Longest a write waits for JetStream to acknowledge its body (default 5s).
+    pub publish_timeout: Option<String>,
+    /// How long a stream keeps messages (default 7d): a node down for longer misses them.
+    pub max_age: Option<String>,
 }
 
 /// `[[retention]]`: how long a database (or one measurement of it) keeps its points, and
@@ -433,6 +460,24 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub http: HttpConfig,
     pub query: QueryConfig,
+    /// `None`: single-node mode (nothing else to run).
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `[cluster]`, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    pub nats: Vec<String>,
+    /// `None`: given by `meridian serve --node`.
+    pub node: Option<String>,
+    pub replicas: usize,
+    pub credentials: Option<PathBuf>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_client: Option<(PathBuf, PathBuf)>,
+    pub publish_timeout: Duration,
+    pub max_age: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -698,6 +743,94 @@ fn one_line_toml_error(text: &str, e: &toml::de::Error) -> String {
             _ => format!("line {line_no}: {message}"),
         },
     }
+}
+
+/// A node name: it is a token of NATS subjects, so letters, digits, '_' and '-' only.
+pub fn check_node_name(name: &str) -> std::result::Result<(), String> {
+    if is_safe_name(name) && name.len() <= 32 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} must be 1 to 32 letters, digits, '_' or '-' (it names this node's subjects in JetStream)"
+        ))
+    }
+}
+
+/// `[cluster]` → [`ClusterConfig`]: every server a NATS URL, the node a safe name, TLS
+/// files given in pairs.
+fn check_cluster(c: RawCluster) -> Result<ClusterConfig> {
+    if c.nats.is_empty() {
+        return Err(invalid(
+            "cluster.nats",
+            "must list at least one NATS server URL",
+        ));
+    }
+    for u in &c.nats {
+        let scheme_ok = ["nats://", "tls://", "ws://", "wss://"]
+            .iter()
+            .any(|p| u.starts_with(p));
+        if !scheme_ok {
+            return Err(invalid(
+                "cluster.nats",
+                format!("{u:?} must start with nats://, tls://, ws:// or wss://"),
+            ));
+        }
+    }
+    if let Some(n) = &c.node {
+        check_node_name(n).map_err(|e| invalid("cluster.node", e))?;
+    }
+    let replicas = c.replicas.unwrap_or(1);
+    if !(1..=5).contains(&replicas) {
+        return Err(invalid(
+            "cluster.replicas",
+            "must be 1 to 5 (JetStream's limit)",
+        ));
+    }
+    if c.user.is_some() != c.password.is_some() {
+        return Err(invalid(
+            "cluster.password",
+            "user and password come together",
+        ));
+    }
+    let tls_client = match (c.tls_cert, c.tls_key) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => {
+            return Err(invalid(
+                "cluster.tls_key",
+                "tls_cert and tls_key come together",
+            ));
+        }
+    };
+    let publish_timeout = match &c.publish_timeout {
+        Some(s) => duration_key("cluster.publish_timeout", s)?,
+        None => Duration::from_secs(5),
+    };
+    if publish_timeout.is_zero() {
+        return Err(invalid("cluster.publish_timeout", "must be more than 0"));
+    }
+    let max_age = match &c.max_age {
+        Some(s) => duration_key("cluster.max_age", s)?,
+        None => Duration::from_secs(7 * 86_400),
+    };
+    if max_age < Duration::from_secs(60) {
+        return Err(invalid(
+            "cluster.max_age",
+            "must be at least 1m (a stream must keep what nodes have not applied yet)",
+        ));
+    }
+    Ok(ClusterConfig {
+        nats: c.nats,
+        node: c.node,
+        replicas,
+        credentials: c.credentials,
+        user: c.user,
+        password: c.password,
+        tls_ca: c.tls_ca,
+        tls_client,
+        publish_timeout,
+        max_age,
+    })
 }
 
 fn duration_key(key: &str, value: &str) -> Result<Duration> {
@@ -1059,7 +1192,9 @@ impl RawConfig {
             ));
         }
         let retention = check_retention(self.retention, part_ns)?;
+        let cluster = self.cluster.map(check_cluster).transpose()?;
         Ok(Config {
+            cluster,
             data_dir: self.data_dir,
             retention,
             s3: S3Config {
@@ -1148,6 +1283,52 @@ name = "global"
         match Config::parse(text) {
             Ok(_) => panic!("expected an error for:\n{text}"),
             Err(e) => e.to_string(),
+        }
+    }
+
+    /// `[cluster]`: absent is single-node mode; present, every value is checked and a bad
+    /// one names its key.
+    #[test]
+    fn cluster_section_is_checked() {
+        assert!(Config::parse(MIN).unwrap().cluster.is_none());
+        let cfg = Config::parse(&format!(
+            "{MIN}\n[cluster]\nnats = [\"nats://127.0.0.1:4222\"]\nnode = \"n-1\"\n"
+        ))
+        .unwrap();
+        let c = cfg.cluster.unwrap();
+        assert_eq!(
+            (c.node.as_deref(), c.replicas, c.publish_timeout, c.max_age),
+            (
+                Some("n-1"),
+                1,
+                Duration::from_secs(5),
+                Duration::from_secs(7 * 86_400)
+            )
+        );
+        let no_node = Config::parse(&format!("{MIN}\n[cluster]\nnats = [\"tls://h:4222\"]\n"));
+        assert_eq!(no_node.unwrap().cluster.unwrap().node, None);
+        for (body, key) in [
+            ("nats = []", "cluster.nats"),
+            ("nats = [\"http://h:4222\"]", "cluster.nats"),
+            ("nats = [\"nats://h\"]\nnode = \"a.b\"", "cluster.node"),
+            ("nats = [\"nats://h\"]\nreplicas = 7", "cluster.replicas"),
+            ("nats = [\"nats://h\"]\nuser = \"u\"", "cluster.password"),
+            (
+                "nats = [\"nats://h\"]\ntls_cert = \"c.pem\"",
+                "cluster.tls_key",
+            ),
+            (
+                "nats = [\"nats://h\"]\npublish_timeout = \"0s\"",
+                "cluster.publish_timeout",
+            ),
+            (
+                "nats = [\"nats://h\"]\nmax_age = \"10s\"",
+                "cluster.max_age",
+            ),
+            ("nats = [\"nats://h\"]\nbogus = 1", "bogus"),
+        ] {
+            let e = err_of(&format!("{MIN}\n[cluster]\n{body}\n"));
+            assert!(e.contains(key), "{body}: {e}");
         }
     }
 

@@ -29,6 +29,7 @@
 
 pub mod bufpool;
 pub mod catalog;
+pub mod cluster;
 pub mod compaction;
 pub mod config;
 pub mod grouped;

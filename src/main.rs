@@ -9,6 +9,9 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use tracing::info;
 
+use meridian::cluster::WriteDispatch;
+use meridian::cluster::forward::Direct;
+use meridian::cluster::jetstream::JetStream;
 use meridian::config::Config;
 use meridian::http::serve::{self as http_serve, ServeLimits, connection_limit, raise_fd_limit};
 use meridian::http::{AppState, router};
@@ -82,6 +85,10 @@ struct ServeArgs {
     /// Host only this region (repeatable). Default: every region of the config.
     #[arg(long = "region", value_name = "NAME")]
     regions: Vec<String>,
+    /// Cluster mode: this node's name, unique in the cluster (overrides cluster.node, so
+    /// that every node can read the same regions.toml).
+    #[arg(long)]
+    node: Option<String>,
     /// Start even if a WAL segment is corrupt in the middle, dropping the rest of that segment
     /// (default: refuse to start, so no data is dropped silently).
     #[arg(long)]
@@ -256,6 +263,19 @@ fn serve(args: ServeArgs) -> Result<()> {
     if let Some(d) = args.data_dir {
         cfg.data_dir = d;
     }
+    if let Some(c) = cfg.cluster.as_mut() {
+        if let Some(n) = args.node {
+            meridian::config::check_node_name(&n).map_err(|e| anyhow::anyhow!("--node: {e}"))?;
+            c.node = Some(n);
+        }
+        if c.node.is_none() {
+            anyhow::bail!(
+                "cluster mode needs this node's name: give --node NAME or cluster.node in the config"
+            );
+        }
+    } else if args.node.is_some() {
+        anyhow::bail!("--node is for cluster mode: the config has no [cluster] section");
+    }
     if let Some(l) = args.listen {
         meridian::config::check_listen(&l).map_err(|e| anyhow::anyhow!("--listen: {e}"))?;
         cfg.http.listen = l;
@@ -341,14 +361,30 @@ fn serve(args: ServeArgs) -> Result<()> {
         // Install the signal handlers before announcing readiness: a SIGTERM sent right
         // after `listening on` must stop the server gracefully, not kill it.
         let signals = Signals::install()?;
-        info!(%addr, data_dir = %cfg.data_dir.display(), max_connections, fd_limit, "meridian is ready");
-        println!("listening on {addr}");
         let remote = RemoteClient::new(cfg.http.tokens.first().cloned(), cfg.query.timeout)
             .map_err(|e| anyhow::anyhow!("building the HTTP client for other nodes: {e}"))?;
+        // Cluster mode: writes go through JetStream; this node splits the bodies it
+        // receives and applies the logs of the regions it hosts.
+        let (writes, cluster_tasks): (Arc<dyn WriteDispatch>, Vec<_>) = match &cfg.cluster {
+            Some(c) => {
+                let js = Arc::new(
+                    JetStream::connect(c, engine.clone())
+                        .await
+                        .map_err(|e| anyhow::anyhow!("cluster mode: {e}"))?,
+                );
+                info!(node = ?c.node, nats = ?c.nats, replicas = c.replicas, max_payload = js.max_payload(), "cluster mode: writes go through NATS JetStream");
+                let tasks = js.start();
+                (js, tasks)
+            }
+            None => (Arc::new(Direct::new(engine.clone(), remote.clone())), Vec::new()),
+        };
+        info!(%addr, data_dir = %cfg.data_dir.display(), max_connections, fd_limit, "meridian is ready");
+        println!("listening on {addr}");
         let state = Arc::new(AppState {
             engine: engine.clone(),
             config: cfg.clone(),
             remote,
+            writes,
             query_memory: QueryMemory::new(cfg.query.total_memory, cfg.query.max_memory),
         });
         // The accept loop runs on a worker thread, not on this one: a connection's task is
@@ -364,6 +400,11 @@ fn serve(args: ServeArgs) -> Result<()> {
         tokio::spawn(http_serve::serve(listener, app, limits, signals.wait(), drain))
             .await
             .context("HTTP server task failed")?;
+        // What the appliers committed is in the WAL; what they had not is still in the
+        // regions' logs and is applied again at the next start.
+        for t in cluster_tasks {
+            t.abort();
+        }
         anyhow::Ok(())
     })?;
     use std::sync::atomic::Ordering::Relaxed;

@@ -47,7 +47,26 @@ pub struct Metrics {
     pub retention_partitions_dropped: AtomicU64,
     pub retention_windows_rolled_up: AtomicU64,
     pub retention_failures: AtomicU64,
+    /// Cluster mode (`cluster::jetstream`); rendered only there.
+    pub cluster: ClusterMetrics,
     pub http: HttpMetrics,
+}
+
+/// The JetStream write path: bodies published, parts split off them, messages of the
+/// regions' logs applied here, and the last stream sequence applied per hosted region.
+#[derive(Default)]
+pub struct ClusterMetrics {
+    pub enabled: std::sync::atomic::AtomicBool,
+    pub bodies_published: AtomicU64,
+    /// Bodies JetStream stored after their sender had answered 503: dropped unsplit.
+    pub bodies_expired: AtomicU64,
+    pub parts_published: AtomicU64,
+    pub messages_applied: AtomicU64,
+    pub points_applied: AtomicU64,
+    /// Lines a region's node refused when applying its log (checked differently than
+    /// where they were received): logged, not stored.
+    pub lines_refused: AtomicU64,
+    pub applied_seq: parking_lot::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 /// Requests by endpoint: how long the server took to answer (until the response head; a
@@ -501,6 +520,57 @@ impl Metrics {
             GAUGE,
             shard(&|s| s.wal_bytes),
         );
+        let c = &self.cluster;
+        if c.enabled.load(Relaxed) {
+            add(
+                "meridian_cluster_bodies_published_total",
+                "Write bodies acknowledged by JetStream (cluster mode).",
+                COUNTER,
+                one(&c.bodies_published),
+            );
+            add(
+                "meridian_cluster_bodies_expired_total",
+                "Bodies stored by JetStream after their write was refused (503): dropped unsplit.",
+                COUNTER,
+                one(&c.bodies_expired),
+            );
+            add(
+                "meridian_cluster_parts_published_total",
+                "Region parts split off this node's bodies into the regions' logs.",
+                COUNTER,
+                one(&c.parts_published),
+            );
+            add(
+                "meridian_cluster_messages_applied_total",
+                "Messages of hosted regions' logs committed here.",
+                COUNTER,
+                one(&c.messages_applied),
+            );
+            add(
+                "meridian_cluster_points_applied_total",
+                "Points of hosted regions' logs committed here.",
+                COUNTER,
+                one(&c.points_applied),
+            );
+            add(
+                "meridian_cluster_lines_refused_total",
+                "Lines of a region's log this node refused when applying them (logged).",
+                COUNTER,
+                one(&c.lines_refused),
+            );
+            let applied = c
+                .applied_seq
+                .lock()
+                .iter()
+                .map(|(r, s)| (vec![("region", r.clone())], *s as f64))
+                .collect();
+            add(
+                "meridian_cluster_applied_sequence",
+                "Last sequence of a hosted region's log (stream MERIDIAN_R_<region>) committed here.",
+                GAUGE,
+                applied,
+            );
+        }
         // The encoder refuses (and stops at) a family without samples: no series yet, no
         // hosted region.
         fams.retain(|f| !f.get_metric().is_empty());

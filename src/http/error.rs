@@ -3,6 +3,7 @@
 //! v1/v2 bodies: `{"code":"invalid","message":...}` (InfluxDB 1.8+/2 shape); v3 bodies:
 //! `{"error":..., "data":[{"original_line","line_number","error_message"}]}` (InfluxDB 3 shape).
 
+use crate::cluster::DispatchError;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -62,6 +63,21 @@ impl From<WriteError> for ApiError {
             WriteError::NotHosted(r) => {
                 ApiError::Unavailable(format!("region {r:?} is not hosted by this node"))
             }
+        }
+    }
+}
+
+impl From<DispatchError> for ApiError {
+    fn from(e: DispatchError) -> ApiError {
+        match e {
+            DispatchError::Local(e) => e.into(),
+            DispatchError::Remote { status, message } => match status {
+                507 => ApiError::InsufficientStorage(message),
+                400 => ApiError::BadRequest(message),
+                _ => ApiError::Overloaded(message),
+            },
+            DispatchError::TooLarge(m) => ApiError::PayloadTooLarge(m),
+            DispatchError::Unavailable(m) => ApiError::Unavailable(m),
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Client for regions hosted by other nodes.
     pub remote: crate::query::remote::RemoteClient,
+    /// Where checked writes go: this node and the regions' nodes, or JetStream.
+    pub writes: Arc<dyn crate::cluster::WriteDispatch>,
     /// The memory budget shared by running queries.
     pub query_memory: Arc<crate::query::budget::QueryMemory>,
 }

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use super::Shared;
 use super::body::{BodyLimits, Reservation, read_body};
 use super::error::{ApiError, Dialect, DialectError};
+use crate::cluster::Dispatch;
 use crate::model::{Precision, is_safe_name, truncate};
 use crate::query::remote::FORWARDED_HEADER;
 
@@ -173,45 +174,16 @@ async fn write_inner(
             .admit(prepared.memory_cost, rows_memory.held())
             .map_err(ApiError::from)?;
         let forwarded = headers.contains_key(FORWARDED_HEADER);
-        let (local, elsewhere): (Vec<_>, Vec<_>) = prepared
-            .batches
-            .into_iter()
-            .partition(|((r, _), _)| state.engine.regions()[r.0].hosted());
-        let forwards = forward_bodies(state, elsewhere, forwarded)?;
-        let local_commit = async {
-            if local.is_empty() {
-                Ok(())
-            } else {
-                state
-                    .engine
-                    .commit(local, p.sync)
-                    .await
-                    .map_err(ApiError::from)
-            }
-        };
-        let remote_commits = join_all_spawned(forwards.into_iter().map(|(url, region, body)| {
-            let remote = state.remote.clone();
-            let db = p.db.clone();
-            let sync = p.sync;
-            async move {
-                remote
-                    .forward_write(&url, &db, body, sync)
-                    .await
-                    .map_err(|(code, msg)| {
-                        let msg = format!("region {region:?}: {msg}; nothing was acknowledged");
-                        match code {
-                            507 => ApiError::InsufficientStorage(msg),
-                            400 => ApiError::BadRequest(msg),
-                            _ => ApiError::Overloaded(msg),
-                        }
-                    })
-            }
-        }));
-        let (l, r) = tokio::join!(local_commit, remote_commits);
-        l?;
-        for res in r {
-            res?;
-        }
+        state
+            .writes
+            .dispatch(Dispatch {
+                db: p.db.clone(),
+                parts: prepared.batches,
+                sync: p.sync,
+                forwarded,
+            })
+            .await
+            .map_err(ApiError::from)?;
         metrics.points_written[ep].fetch_add(prepared.accepted as u64, Relaxed);
     }
     if prepared.rejected_count > 0 {
@@ -223,79 +195,6 @@ async fn write_inner(
         });
     }
     Ok(())
-}
-
-/// Line protocol bodies (timestamps in ns) for batches of regions hosted by other nodes:
-/// (url, region name, body).
-fn forward_bodies(
-    state: &Shared,
-    batches: Vec<(
-        (crate::model::RegionId, crate::model::ShardId),
-        crate::region::prepare::ShardBatch,
-    )>,
-    already_forwarded: bool,
-) -> Result<Vec<(String, String, String)>, ApiError> {
-    let mut by_region: HashMap<usize, String> = HashMap::new();
-    for ((r, _), b) in batches {
-        let region = &state.engine.regions()[r.0];
-        if already_forwarded {
-            return Err(ApiError::Unavailable(format!(
-                "region {:?} is not hosted by this node, which received the points from another node (check the regions' url settings)",
-                region.name
-            )));
-        }
-        if region.url.is_none() {
-            return Err(ApiError::Unavailable(format!(
-                "region {:?} is not hosted by this node and has no url in the config",
-                region.name
-            )));
-        }
-        let out = by_region.entry(r.0).or_default();
-        // The payload was encoded by this request moments ago: it decodes.
-        if let Some((_, rows)) = b.payload.decode() {
-            for row in rows.map_while(Result::ok) {
-                let line = crate::lineproto::ParsedLine {
-                    measurement: row.measurement.into(),
-                    tags: row
-                        .tags
-                        .iter()
-                        .map(|(k, v)| ((*k).into(), (*v).into()))
-                        .collect(),
-                    fields: row.fields.into_iter().map(|(k, v)| (k.into(), v)).collect(),
-                    timestamp: Some(row.ts),
-                };
-                crate::lineproto::write_line(&line, out);
-                out.push('\n');
-            }
-        }
-    }
-    Ok(by_region
-        .into_iter()
-        .filter_map(|(r, body)| {
-            let region = &state.engine.regions()[r];
-            region
-                .url
-                .clone()
-                .map(|u| (u, region.name.to_string(), body))
-        })
-        .collect())
-}
-
-/// Runs futures concurrently as tasks and collects their outputs in order.
-async fn join_all_spawned<F>(futs: impl Iterator<Item = F>) -> Vec<Result<(), ApiError>>
-where
-    F: std::future::Future<Output = Result<(), ApiError>> + Send + 'static,
-{
-    let handles: Vec<_> = futs.map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        out.push(h.await.unwrap_or_else(|e| {
-            Err(ApiError::Unavailable(format!(
-                "forwarding task failed: {e}"
-            )))
-        }));
-    }
-    out
 }
 
 pub async fn write_v1(

@@ -20,6 +20,7 @@
 
 mod bad_input;
 mod bounds;
+mod cluster;
 mod compaction;
 mod disk_full;
 mod durability;

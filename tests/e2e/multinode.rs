@@ -3,77 +3,9 @@
 //! Writes sent to either node land in the hosting node's files; a query on either node fans
 //! out over HTTP and merges partial aggregates; a node that is down makes answers partial.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
 
-use crate::support::{ServerConfig, http_client};
-
-struct Node {
-    child: Child,
-    url: String,
-}
-
-impl Node {
-    fn start(dir: &Path, config: &Path, port: u16, regions: &[&str]) -> Node {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_meridian"));
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(config)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data-dir")
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        for r in regions {
-            cmd.arg("--region").arg(r);
-        }
-        let mut child = cmd.spawn().expect("spawning meridian");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(line) if line.starts_with("listening on") => {}
-            other => {
-                let _ = child.kill();
-                panic!("node on port {port} did not start: {other:?}");
-            }
-        }
-        Node {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let status = self.child.wait().expect("waiting for the node");
-        assert!(status.success(), "node exited with {status:?}");
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port");
-    l.local_addr().expect("local addr").port()
-}
+use crate::support::{Node, ServerConfig, free_port, http_client};
 
 fn parquet_regions(data: &Path) -> Vec<String> {
     let mut out = Vec::new();
@@ -123,8 +55,8 @@ fn two_nodes_forward_writes_and_fan_out_queries() {
     let config = root.path().join("regions.toml");
     std::fs::write(&config, cfg).expect("writing config");
     let (da, db) = (root.path().join("a"), root.path().join("b"));
-    let a = Node::start(&da, &config, pa, &["americas", "global"]);
-    let b = Node::start(&db, &config, pb, &["eu", "apac"]);
+    let a = Node::start(&da, &config, pa, &["americas", "global"], &[]);
+    let b = Node::start(&db, &config, pb, &["eu", "apac"], &[]);
     let client = http_client();
 
     // 40 points per geo value, half written to each node.

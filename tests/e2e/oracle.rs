@@ -43,7 +43,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Number, Value};
 
-use crate::support::{Fields, Rng, SEC_NS, ServerConfig, Tags, TestServer, http_client, lp_line};
+use crate::support::{
+    Fields, Rng, SEC_NS, ServerConfig, Tags, TestServer, free_port, http_client, lp_line,
+};
 use crate::support::{Value as Field, tree};
 
 /// The database both servers are written and queried in.
@@ -76,15 +78,6 @@ fn find_program(name: &str) -> Option<PathBuf> {
         .chain(["/usr/bin", "/usr/local/bin", "/usr/sbin"].map(PathBuf::from))
         .map(|d| d.join(name))
         .find(|p| p.is_file())
-}
-
-/// A port the kernel just handed out on 127.0.0.1 (free unless someone takes it meanwhile:
-/// [`InfluxServer::start`] retries on a failed start).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("binding a loopback port")
-        .port()
 }
 
 fn influxd_config(root: &Path, rpc_port: u16, http_port: u16) -> String {

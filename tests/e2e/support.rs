@@ -1687,3 +1687,106 @@ fn reader_scaled(path: &Path) -> BTreeMap<String, i8> {
         })
         .collect()
 }
+
+// ---------------------------------------------------------------------------------------
+// Nodes of a multi-node deployment
+// ---------------------------------------------------------------------------------------
+
+/// A port the kernel just handed out on 127.0.0.1 (free unless someone takes it meanwhile;
+/// `oracle`'s `InfluxServer::start` retries on a failed start).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// One `meridian serve` of a multi-node deployment: a shared config, its own data dir and
+/// port, the regions it hosts, extra flags (`--node`). Killed when dropped.
+pub struct Node {
+    child: Option<Child>,
+    pub url: String,
+    args: Vec<String>,
+    port: u16,
+}
+
+impl Node {
+    pub fn start(dir: &Path, config: &Path, port: u16, regions: &[&str], extra: &[&str]) -> Node {
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            "--config".into(),
+            config.display().to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--data-dir".into(),
+            dir.display().to_string(),
+        ];
+        for r in regions {
+            args.push("--region".into());
+            args.push(r.to_string());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut node = Node {
+            child: None,
+            url: format!("http://127.0.0.1:{port}"),
+            args,
+            port,
+        };
+        node.spawn();
+        node
+    }
+
+    fn spawn(&mut self) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning meridian");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        match rx.recv_timeout(START_TIMEOUT) {
+            Ok(line) if line.starts_with("listening on") => {}
+            other => {
+                let _ = child.kill();
+                panic!("node on port {} did not start: {other:?}", self.port);
+            }
+        }
+        self.child = Some(child);
+    }
+
+    /// SIGTERM, and the exit must be clean.
+    pub fn stop(mut self) {
+        let mut child = self.child.take().expect("a running node");
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let status = child.wait().expect("waiting for the node");
+        assert!(status.success(), "node exited with {status:?}");
+    }
+
+    /// SIGKILL: nothing is flushed.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again with the same flags (after `kill9`).
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

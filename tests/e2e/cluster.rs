@@ -1,0 +1,326 @@
+//! Cluster mode (SPEC §8) on a real NATS server with JetStream (Debian's `nats-server`,
+//! started here on a free loopback port with its own store dir): node A hosts `americas`
+//! and `global`, node B hosts `eu` and `apac`, both read one `regions.toml` with a
+//! `[cluster]` section and are told apart by `--node`.
+//!
+//! What is checked against sums computed here from the points written:
+//! - a write is acknowledged once JetStream holds it, whichever regions it touches;
+//! - with B killed (-9), writes to A touching B's regions are still acknowledged, and B
+//!   finds them all when it comes back, each once;
+//! - with A killed right after its writes were acknowledged (before it split them), A
+//!   splits them when it comes back;
+//! - a point rewritten later wins;
+//! - with NATS hung (SIGSTOP) or down, a write is refused with 503 within the publish
+//!   timeout, and nothing of it is stored; writes resume when NATS returns.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{Node, ServerConfig, free_port, http_client};
+
+const NATS_MISSING: &str = "`nats-server` is not installed, and the cluster tests need it: \
+install Debian's package (`apt-get install nats-server`), or set MERIDIAN_NATS_SERVER";
+
+/// `nats-server` with JetStream on a free loopback port; killed when dropped.
+struct Nats {
+    child: Option<Child>,
+    port: u16,
+    conf: PathBuf,
+    log: PathBuf,
+}
+
+impl Nats {
+    fn start(dir: &Path) -> Nats {
+        let port = free_port();
+        let conf = dir.join("nats.conf");
+        let store = dir.join("jetstream");
+        std::fs::write(
+            &conf,
+            format!(
+                "listen: 127.0.0.1:{port}\nmax_payload: 8MB\njetstream {{ store_dir: {:?} }}\n",
+                store.display().to_string()
+            ),
+        )
+        .expect("writing nats.conf");
+        let mut n = Nats {
+            child: None,
+            port,
+            conf,
+            log: dir.join("nats.log"),
+        };
+        n.spawn();
+        n
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let program =
+            std::env::var("MERIDIAN_NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
+        let log = File::create(&self.log).expect("creating the NATS log");
+        let child = Command::new(&program)
+            .arg("-c")
+            .arg(&self.conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{NATS_MISSING} ({program}: {e})"));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if log.contains("Server is ready") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "nats-server did not start: {}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("a running nats-server").id()
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+const GEOS: [(&str, &str); 4] = [
+    ("us-east-1", "americas"),
+    ("eu-west-1", "eu"),
+    ("ap-south-1", "apac"),
+    ("af-south-1", "global"),
+];
+const T0: i64 = 1_767_225_600_000_000_000;
+const PER_GEO: i64 = 25;
+
+/// Per geo value: (points, sum of v) as the engine must answer them.
+type Expected = BTreeMap<String, (i64, i64)>;
+
+/// Body `b`: 25 points per geo, each of its own time; `v = base + b * 1000 + i`. Body
+/// numbers are distinct per call site, so the points of two bodies never coincide unless
+/// a test rewrites one on purpose (same `b`, other `base`).
+fn body(b: i64, base: i64, expected: &mut Expected) -> String {
+    let mut out = String::new();
+    for (g, (geo, _)) in GEOS.iter().enumerate() {
+        for i in 0..PER_GEO {
+            let v = base + b * 1000 + i;
+            let t = T0 + (b * 100 + i) * 1_000_000_000 + g as i64;
+            out.push_str(&format!("cpu,region={geo},host=h{i} v={v}i {t}\n"));
+            let e = expected.entry(geo.to_string()).or_default();
+            e.0 += 1;
+            e.1 += v;
+        }
+    }
+    out
+}
+
+fn write(node: &Node, body: &str) -> (u16, String) {
+    let r = http_client()
+        .post(format!("{}/write?db=cl", node.url))
+        .body(body.to_string())
+        .send()
+        .expect("write");
+    (r.status().as_u16(), r.text().unwrap_or_default())
+}
+
+/// (count, sum) per geo value, as node `via` answers after fanning out; `None` if partial.
+fn answer(via: &Node) -> Option<Expected> {
+    let j: serde_json::Value = http_client()
+        .get(format!(
+            "{}/api/v1/query?db=cl&measurement=cpu&fields=v&agg=count,sum&group_by=region",
+            via.url
+        ))
+        .send()
+        .ok()?
+        .json()
+        .ok()?;
+    if j["partial"] != false {
+        return None;
+    }
+    let mut out = Expected::new();
+    for s in j["series"].as_array()? {
+        let geo = s["tags"]["region"].as_str()?.to_string();
+        let cols: Vec<&str> = s["columns"]
+            .as_array()?
+            .iter()
+            .filter_map(|c| c.as_str())
+            .collect();
+        let row = s["values"][0].as_array()?;
+        let at = |name: &str| cols.iter().position(|c| *c == name).map(|i| &row[i]);
+        out.insert(geo, (at("count_v")?.as_i64()?, at("sum_v")?.as_i64()?));
+    }
+    Some(out)
+}
+
+/// Waits until `via` answers exactly `expected` (the logs are applied asynchronously).
+fn wait_for(via: &Node, expected: &Expected, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = None;
+    while Instant::now() < deadline {
+        last = answer(via);
+        if last.as_ref() == Some(expected) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what}: expected {expected:?}, last answer {last:?}");
+}
+
+fn cluster_config(root: &Path, nats: &str, a: &str, b: &str) -> PathBuf {
+    let mut cfg = ServerConfig::default().render();
+    for (name, url) in [("americas", a), ("global", a), ("eu", b), ("apac", b)] {
+        cfg = cfg.replacen(
+            &format!("name = \"{name}\"\n"),
+            &format!("name = \"{name}\"\nurl = \"{url}\"\n"),
+            1,
+        );
+    }
+    cfg.push_str(&format!(
+        "\n[cluster]\nnats = [\"{nats}\"]\npublish_timeout = \"2s\"\n"
+    ));
+    let path = root.join("regions.toml");
+    std::fs::write(&path, cfg).expect("writing config");
+    path
+}
+
+#[test]
+fn writes_cross_regions_through_jetstream_and_survive_node_and_nats_kills() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let mut nats = Nats::start(root.path());
+    let (pa, pb) = (free_port(), free_port());
+    let (a_url, b_url) = (
+        format!("http://127.0.0.1:{pa}"),
+        format!("http://127.0.0.1:{pb}"),
+    );
+    let config = cluster_config(root.path(), &nats.url(), &a_url, &b_url);
+    let (da, db) = (root.path().join("a"), root.path().join("b"));
+    let mut a = Node::start(&da, &config, pa, &["americas", "global"], &["--node", "a"]);
+    let mut b = Node::start(&db, &config, pb, &["eu", "apac"], &["--node", "b"]);
+    let mut expected = Expected::new();
+
+    // Both nodes up: bodies touching every region, through either node.
+    for n in 0..6 {
+        let node = if n % 2 == 0 { &a } else { &b };
+        let (status, text) = write(node, &body(n, 0, &mut expected));
+        assert_eq!(status, 204, "{text}");
+    }
+    wait_for(&a, &expected, "both nodes up");
+    wait_for(&b, &expected, "both nodes up, asked through B");
+
+    // B killed: writes touching its regions are acknowledged all the same.
+    b.kill9();
+    for n in 6..12 {
+        let (status, text) = write(&a, &body(n, 0, &mut expected));
+        assert_eq!(status, 204, "with B down: {text}");
+    }
+    b.restart();
+    wait_for(&a, &expected, "B back after kill -9");
+
+    // A killed right after its writes were acknowledged: what it had not split yet is
+    // split when it returns.
+    for n in 12..18 {
+        let (status, text) = write(&a, &body(n, 0, &mut expected));
+        assert_eq!(status, 204, "{text}");
+    }
+    a.kill9();
+    a.restart();
+    wait_for(&b, &expected, "A back after kill -9");
+
+    // A point rewritten later wins: body 3 again with other values, through the other node.
+    let mut old = Expected::new();
+    body(3, 0, &mut old);
+    let mut new = Expected::new();
+    let rewrite = body(3, 500_000, &mut new);
+    for (geo, (_, sum)) in expected.iter_mut() {
+        *sum += new[geo].1 - old[geo].1;
+    }
+    let (status, text) = write(&a, &rewrite);
+    assert_eq!(status, 204, "{text}");
+    wait_for(&b, &expected, "rewritten points");
+
+    // NATS hung (SIGSTOP) for longer than the publish timeout and the clock margin: the
+    // write is refused (503) within the timeout; JetStream stores the body when it resumes,
+    // after the body's deadline, and the splitter drops it: nothing of it is applied.
+    let pid = nats.pid().to_string();
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    };
+    signal("-STOP");
+    let started = Instant::now();
+    let mut refused = Expected::new();
+    let (status, text) = write(&a, &body(30, 0, &mut refused));
+    let took = started.elapsed();
+    assert_eq!(status, 503, "{text}");
+    assert!(took < Duration::from_secs(5), "refused after {took:?}");
+    std::thread::sleep(Duration::from_secs(6).saturating_sub(took));
+    signal("-CONT");
+    let (status, text) = write(&a, &body(31, 0, &mut expected));
+    assert_eq!(status, 204, "{text}");
+    wait_for(&b, &expected, "after NATS resumed");
+    let metrics = http_client()
+        .get(format!("{}/metrics", a.url))
+        .send()
+        .and_then(|r| r.text())
+        .expect("metrics");
+    assert!(
+        metrics.contains("meridian_cluster_bodies_expired_total 1"),
+        "{metrics}"
+    );
+
+    // NATS down: refused within the publish timeout, nothing stored.
+    nats.kill9();
+    let started = Instant::now();
+    let mut refused = Expected::new();
+    let (status, text) = write(&a, &body(40, 0, &mut refused));
+    assert_eq!(status, 503, "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "refused after {:?}",
+        started.elapsed()
+    );
+    nats.spawn();
+    // The client reconnects on its own; until then writes are refused (503), never lost.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut n = 41;
+    loop {
+        let mut e = expected.clone();
+        let (status, text) = write(&b, &body(n, 0, &mut e));
+        if status == 204 {
+            expected = e;
+            break;
+        }
+        assert_eq!(status, 503, "{text}");
+        assert!(Instant::now() < deadline, "writes did not resume: {text}");
+        n += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_for(&a, &expected, "after NATS came back");
+
+    // Stopped cleanly, every point was flushed to the hosting node's files.
+    a.stop();
+    b.stop();
+}
