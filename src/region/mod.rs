@@ -953,21 +953,42 @@ impl Engine {
         now_ns: i64,
     ) -> PreparedWrite {
         prepare::prepare(
-            prepare::Checks {
-                router: &self.router,
-                registry: &self.registry,
-                series: &self.series,
-                max_series: self.max_series_per_database,
-                catalog_bytes: self.series_catalog_bytes,
-                microseconds: self.time_unit == crate::config::FileTimeUnit::Microsecond,
-                retention: &self.retention,
-            },
+            self.checks(),
             self.shards_per_region,
             db,
             body,
             precision,
             now_ns,
         )
+    }
+
+    /// Checks and routes the rows of a payload another node checked already (cluster
+    /// mode), as [`Engine::prepare`] does a body; `None` if the bytes are not a payload.
+    /// Returns the payload's db too.
+    pub fn prepare_payload(&self, payload: &[u8], now_ns: i64) -> Option<(String, PreparedWrite)> {
+        let (db, mut lines) = prepare::PayloadLines::new(payload)?;
+        let prepared = prepare::prepare_lines(
+            self.checks(),
+            self.shards_per_region,
+            db,
+            &mut lines,
+            payload.len(),
+            Precision::Nanosecond,
+            now_ns,
+        );
+        Some((db.to_string(), prepared))
+    }
+
+    fn checks(&self) -> prepare::Checks<'_> {
+        prepare::Checks {
+            router: &self.router,
+            registry: &self.registry,
+            series: &self.series,
+            max_series: self.max_series_per_database,
+            catalog_bytes: self.series_catalog_bytes,
+            microseconds: self.time_unit == crate::config::FileTimeUnit::Microsecond,
+            retention: &self.retention,
+        }
     }
 
     /// Whether in-memory blocks are over the memory limit (writes must wait).

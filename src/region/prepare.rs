@@ -183,12 +183,109 @@ pub struct Checks<'a> {
     pub retention: &'a crate::config::RetentionRules,
 }
 
+/// Where the lines to check come from: a request body's parser, or the rows of a payload
+/// another node checked already (cluster mode applies a region's log through the same
+/// checks, without printing and parsing line protocol again).
+pub trait LineSource<'a> {
+    fn next_line(&mut self) -> Option<lineproto::LineItem<'a>>;
+    /// Hands a line's vectors back for reuse.
+    fn recycle(&mut self, line: ParsedLine<'a>);
+}
+
+impl<'a> LineSource<'a> for lineproto::Lines<'a> {
+    fn next_line(&mut self) -> Option<lineproto::LineItem<'a>> {
+        self.next()
+    }
+    fn recycle(&mut self, line: ParsedLine<'a>) {
+        lineproto::Lines::recycle(self, line);
+    }
+}
+
+/// The rows of a payload as lines (timestamps in ns, line numbers counting rows). A
+/// malformed row ends them with an error line.
+pub struct PayloadLines<'a> {
+    rows: super::rows::Rows<'a>,
+    row: super::rows::Row<'a>,
+    number: usize,
+}
+
+impl<'a> PayloadLines<'a> {
+    /// The db and lines of a payload; `None` if the bytes are not a payload.
+    pub fn new(payload: &'a [u8]) -> Option<(&'a str, PayloadLines<'a>)> {
+        let (db, rows) = super::rows::decode(payload)?;
+        Some((
+            db,
+            PayloadLines {
+                rows,
+                row: Default::default(),
+                number: 0,
+            },
+        ))
+    }
+}
+
+impl<'a> LineSource<'a> for PayloadLines<'a> {
+    fn next_line(&mut self) -> Option<lineproto::LineItem<'a>> {
+        let ok = self.rows.next_into(&mut self.row)?;
+        self.number += 1;
+        let result = match ok {
+            Ok(()) => Ok(ParsedLine {
+                measurement: self.row.measurement.into(),
+                tags: self
+                    .row
+                    .tags
+                    .iter()
+                    .map(|(k, v)| ((*k).into(), (*v).into()))
+                    .collect(),
+                fields: self
+                    .row
+                    .fields
+                    .iter()
+                    .map(|(k, v)| ((*k).into(), v.clone()))
+                    .collect(),
+                timestamp: Some(self.row.ts),
+            }),
+            Err(()) => Err(lineproto::ParseError {
+                kind: lineproto::ParseErrorKind::InvalidUtf8,
+                message: "a row of the payload is malformed".into(),
+            }),
+        };
+        Some(lineproto::LineItem {
+            line_number: self.number,
+            text: b"",
+            result,
+        })
+    }
+    fn recycle(&mut self, _line: ParsedLine<'a>) {}
+}
+
 /// Parses, checks and routes a request body.
 pub fn prepare(
     checks: Checks<'_>,
     shards_per_region: usize,
     db: &str,
     body: &[u8],
+    precision: Precision,
+    now_ns: i64,
+) -> PreparedWrite {
+    prepare_lines(
+        checks,
+        shards_per_region,
+        db,
+        &mut lineproto::lines(body),
+        body.len(),
+        precision,
+        now_ns,
+    )
+}
+
+/// Checks and routes lines (`bytes`: about how large they were as text, to size buffers).
+pub fn prepare_lines<'a>(
+    checks: Checks<'_>,
+    shards_per_region: usize,
+    db: &str,
+    lines: &mut impl LineSource<'a>,
+    bytes: usize,
     precision: Precision,
     now_ns: i64,
 ) -> PreparedWrite {
@@ -213,8 +310,7 @@ pub fn prepare(
         .flatten();
     let mut by_shard: FxHashMap<(RegionId, ShardId), RowWriter> = FxHashMap::default();
     // Rows take about as many bytes as their line; spread over the shards of the regions.
-    let row_capacity =
-        body.len() * 5 / 4 / (shards_per_region * router.region_count()).max(1) + 1024;
+    let row_capacity = bytes * 5 / 4 / (shards_per_region * router.region_count()).max(1) + 1024;
     let mut geo_cache = GeoCache::default();
     // Most bodies hold one measurement: remember the last schema used.
     let mut last_schema: Option<(String, Arc<MeasurementSchema>)> = None;
@@ -226,8 +322,7 @@ pub fn prepare(
     let mut rows_per_measurement: FxHashMap<String, u64> = FxHashMap::default();
     let mut run: (String, u64) = (String::new(), 0);
     let mut string_bytes = 0u64;
-    let mut lines = lineproto::lines(body);
-    while let Some(item) = lines.next() {
+    while let Some(item) = lines.next_line() {
         let reject = |out: &mut PreparedWrite, msg: String| {
             out.rejected_count += 1;
             if out.rejected.len() < MAX_REPORTED {
@@ -460,6 +555,60 @@ mod tests {
             precision,
             1_700_000_000_123_456_789,
         )
+    }
+
+    /// The rows of a checked payload, checked again as lines (cluster mode's appliers),
+    /// come out as the same rows in the same shards; a damaged payload is refused.
+    #[test]
+    fn payload_rows_check_again_to_the_same_rows() {
+        let body = "cpu,region=eu-west,host=a v=1.5,n=3i,s=\"x y\",b=true,u=7u 1700000000000000000\n\
+                    cpu,region=us-east,host=b v=2 1700000000000000001\n\
+                    mem,host=c free=10i 1700000000000000002\n";
+        let first = run(body, Precision::Nanosecond);
+        assert_eq!((first.accepted, first.rejected_count), (3, 0));
+        let (r, reg) = setup();
+        let catalog = SeriesCatalog::new();
+        let retention = Default::default();
+        let checks = || Checks {
+            router: &r,
+            registry: &reg,
+            series: &catalog,
+            max_series: 0,
+            catalog_bytes: u64::MAX,
+            microseconds: false,
+            retention: &retention,
+        };
+        let decode_all = |p: &PreparedWrite| -> Vec<((RegionId, ShardId), Vec<String>)> {
+            p.batches
+                .iter()
+                .map(|(k, b)| {
+                    let bytes = b.payload.to_vec();
+                    let (_, rows) = rows::decode(&bytes).unwrap();
+                    (*k, rows.map(|r| format!("{:?}", r.unwrap())).collect())
+                })
+                .collect()
+        };
+        let mut again = Vec::new();
+        for (_, b) in &first.batches {
+            let bytes = b.payload.to_vec();
+            let (db, mut lines) = PayloadLines::new(&bytes).unwrap();
+            assert_eq!(db, "db");
+            let p = prepare_lines(
+                checks(),
+                2,
+                db,
+                &mut lines,
+                bytes.len(),
+                Precision::Nanosecond,
+                0,
+            );
+            assert_eq!(p.rejected_count, 0);
+            again.extend(decode_all(&p));
+        }
+        again.sort_by_key(|(k, _)| *k);
+        assert_eq!(again, decode_all(&first));
+        let bytes = first.batches[0].1.payload.to_vec();
+        assert!(PayloadLines::new(&bytes[..bytes.len() / 2]).is_none());
     }
 
     /// A write naming a database that has no series leaves no trace in the catalog (a
