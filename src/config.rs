@@ -399,6 +399,9 @@ pub struct RawAuth {
     /// Tokens accepted on `/metrics` only (a scraper's).
     #[serde(default)]
     pub metrics_tokens: Vec<String>,
+    /// The token nodes present to each other (internal queries, forwarded writes); client
+    /// tokens are not accepted there when it is set.
+    pub node_token: Option<String>,
     /// `/metrics` without any token.
     #[serde(default)]
     pub metrics_open: bool,
@@ -415,6 +418,11 @@ pub struct RawRegion {
     pub url: Option<String>,
     /// `s3://bucket/prefix`: this region's root (overrides `[storage] url`).
     pub storage: Option<String>,
+    /// `"aggregates"` (default): no raw point of the region leaves the nodes hosting it;
+    /// `"raw"`: other nodes may ask for raw rows.
+    pub export: Option<String>,
+    /// With `export = "aggregates"`: the finest bucket other nodes may ask for (default 1m).
+    pub export_min_every: Option<String>,
 }
 
 /// A lat/lon rectangle, inclusive on every edge. `min_lon > max_lon` is allowed and means
@@ -488,6 +496,18 @@ pub struct RegionConfig {
     pub url: Option<String>,
     /// Where the region's data files and manifest live.
     pub storage: StorageLocation,
+    /// What other nodes may ask of the region.
+    pub export: Export,
+}
+
+/// What a region's nodes answer to other nodes (residency).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Export {
+    /// Raw rows too.
+    Raw,
+    /// Aggregates only: no raw rows, no `first`/`last` (a raw point each), no bucket finer
+    /// than `min_every_ns`.
+    Aggregates { min_every_ns: i64 },
 }
 
 /// One `[[retention]]` entry, checked.
@@ -637,6 +657,9 @@ pub struct HttpConfig {
     pub tokens: Vec<String>,
     /// Tokens accepted on `/metrics` besides `tokens`.
     pub metrics_tokens: Vec<String>,
+    /// What nodes present to each other; `None`: nothing (no `tokens` either) or, in a
+    /// single-node config, unused.
+    pub node_token: Option<String>,
     /// `/metrics` is served without a token.
     pub metrics_open: bool,
     /// The longest a client may take to send a request's headers, counted from when the
@@ -964,12 +987,34 @@ impl RawConfig {
                 },
                 (None, None) => StorageLocation::Local,
             };
+            let export = match r.export.as_deref() {
+                None | Some("aggregates") => {
+                    let min = r.export_min_every.as_deref().unwrap_or("1m");
+                    let min_every_ns =
+                        parse_duration(min).map_err(|e| invalid(key("export_min_every"), e))?;
+                    Export::Aggregates { min_every_ns }
+                }
+                Some("raw") if r.export_min_every.is_some() => {
+                    return Err(invalid(
+                        key("export_min_every"),
+                        "applies to export = \"aggregates\" only",
+                    ));
+                }
+                Some("raw") => Export::Raw,
+                Some(other) => {
+                    return Err(invalid(
+                        key("export"),
+                        format!("{other:?} must be \"aggregates\" or \"raw\""),
+                    ));
+                }
+            };
             regions.push(RegionConfig {
                 name: r.name,
                 tag_values: r.tag_values,
                 bbox: r.bbox,
                 url: r.url,
                 storage,
+                export,
             });
         }
         let region_index = |name: &str| regions.iter().position(|r| r.name == name);
@@ -1191,6 +1236,22 @@ impl RawConfig {
                 format!("{e:?} must start with http:// or https://"),
             ));
         }
+        if let Some(t) = &self.auth.node_token {
+            if t.len() < 16 {
+                return Err(invalid("auth.node_token", "must be at least 16 characters"));
+            }
+            if self.auth.tokens.contains(t) || self.auth.metrics_tokens.contains(t) {
+                return Err(invalid(
+                    "auth.node_token",
+                    "must differ from every client token (nodes never use a client's)",
+                ));
+            }
+        } else if !self.auth.tokens.is_empty() && regions.iter().any(|r| r.url.is_some()) {
+            return Err(invalid(
+                "auth.node_token",
+                "is required when auth.tokens is set and a region has a url: nodes authenticate to each other with it, never with a client token",
+            ));
+        }
         let retention = check_retention(self.retention, part_ns)?;
         let cluster = self.cluster.map(check_cluster).transpose()?;
         Ok(Config {
@@ -1247,6 +1308,7 @@ impl RawConfig {
                 tokens: self.auth.tokens,
                 metrics_tokens: self.auth.metrics_tokens,
                 metrics_open: self.auth.metrics_open,
+                node_token: self.auth.node_token,
                 header_timeout,
                 body_timeout,
                 max_connections: self.http.max_connections,
@@ -1330,6 +1392,54 @@ name = "global"
             let e = err_of(&format!("{MIN}\n[cluster]\n{body}\n"));
             assert!(e.contains(key), "{body}: {e}");
         }
+    }
+
+    /// `export` per region (residency) and `auth.node_token`: defaults, checks, and the
+    /// refusal of client tokens between nodes.
+    #[test]
+    fn export_rules_and_node_token_are_checked() {
+        let cfg = Config::parse(MIN).unwrap();
+        assert!(cfg.routing.regions.iter().all(|r| r.export
+            == Export::Aggregates {
+                min_every_ns: 60_000_000_000
+            }));
+        let with = |region: &str| format!("{MIN}[[region]]\nname = \"eu\"\n{region}");
+        let cfg = Config::parse(&with("export = \"raw\"\n")).unwrap();
+        let eu = cfg.routing.regions.iter().find(|r| r.name == "eu").unwrap();
+        assert_eq!(eu.export, Export::Raw);
+        let cfg = Config::parse(&with("export_min_every = \"1h\"\n")).unwrap();
+        let eu = cfg.routing.regions.iter().find(|r| r.name == "eu").unwrap();
+        assert_eq!(
+            eu.export,
+            Export::Aggregates {
+                min_every_ns: 3_600_000_000_000
+            }
+        );
+        for (lines, key) in [
+            ("export = \"all\"\n", "export"),
+            (
+                "export = \"raw\"\nexport_min_every = \"1h\"\n",
+                "export_min_every",
+            ),
+            ("export_min_every = \"soon\"\n", "export_min_every"),
+        ] {
+            let e = err_of(&with(lines));
+            assert!(e.contains(key), "{lines}: {e}");
+        }
+        // Auth on and a remote region: the node token is required, long, not a client's.
+        let remote = with("url = \"http://10.0.0.2:8086\"\n");
+        let auth =
+            |extra: &str| format!("{remote}\n[auth]\ntokens = [\"client-token-1\"]\n{extra}");
+        assert!(err_of(&auth("")).contains("auth.node_token"));
+        assert!(err_of(&auth("node_token = \"short\"\n")).contains("16 characters"));
+        assert!(err_of(&auth("node_token = \"client-token-1\"\n")).contains("auth.node_token"));
+        let cfg = Config::parse(&auth("node_token = \"node-token-0123456789\"\n")).unwrap();
+        assert_eq!(
+            cfg.http.node_token.as_deref(),
+            Some("node-token-0123456789")
+        );
+        // Without auth, or on a single node, none is needed.
+        assert!(Config::parse(&remote).is_ok());
     }
 
     /// A size error is the size parser's, naming the key and what is valid (not serde's

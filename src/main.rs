@@ -361,7 +361,9 @@ fn serve(args: ServeArgs) -> Result<()> {
         // Install the signal handlers before announcing readiness: a SIGTERM sent right
         // after `listening on` must stop the server gracefully, not kill it.
         let signals = Signals::install()?;
-        let remote = RemoteClient::new(cfg.http.tokens.first().cloned(), cfg.query.timeout)
+        // Nodes present the node token to each other (config refuses client tokens for that
+        // when auth is on and a region is remote).
+        let remote = RemoteClient::new(cfg.http.node_token.clone(), cfg.query.timeout)
             .map_err(|e| anyhow::anyhow!("building the HTTP client for other nodes: {e}"))?;
         // Cluster mode: writes go through JetStream; this node splits the bodies it
         // receives and applies the logs of the regions it hosts.

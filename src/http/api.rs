@@ -285,6 +285,10 @@ async fn query(state: Shared, params: HashMap<String, String>) -> Response {
             metrics.query_errors.fetch_add(1, Relaxed);
             return DialectError(Dialect::Api, ApiError::Overloaded(m)).into_response();
         }
+        Some(Refusal::Forbidden(m)) => {
+            metrics.query_errors.fetch_add(1, Relaxed);
+            return DialectError(Dialect::Api, ApiError::Forbidden(m)).into_response();
+        }
         None => {}
     }
     metrics
@@ -442,6 +446,10 @@ pub async fn internal_partial(
         }
         Err(e) => return bad(e),
     };
+    // Residency: what the region keeps on its own nodes is not sent to another.
+    if let Some(m) = crate::query::export_refusal(&state.config.routing.regions[idx], &spec) {
+        return DialectError(Dialect::Api, ApiError::Forbidden(m)).into_response();
+    }
     let region = crate::model::RegionId(idx);
     match crate::query::scan_local(&state.engine, region, spec, state.config.query.max_rows).await {
         Ok((partial, stats)) => Json(WireAnswer {

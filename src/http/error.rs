@@ -26,6 +26,8 @@ pub enum Dialect {
 pub enum ApiError {
     BadRequest(String),
     Unauthorized,
+    /// 403: a rule forbids it (a region's residency).
+    Forbidden(String),
     NotFound(String),
     PayloadTooLarge(String),
     /// 408: the client was too slow sending its request.
@@ -87,6 +89,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) | ApiError::Partial { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -99,6 +102,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) | ApiError::Partial { .. } => "invalid",
             ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not found",
             ApiError::PayloadTooLarge(_) => "request too large",
             ApiError::RequestTimeout(_) => "request timeout",
@@ -110,6 +114,7 @@ impl ApiError {
     pub fn message(&self) -> String {
         match self {
             ApiError::BadRequest(m)
+            | ApiError::Forbidden(m)
             | ApiError::NotFound(m)
             | ApiError::PayloadTooLarge(m)
             | ApiError::RequestTimeout(m)

@@ -410,7 +410,7 @@ impl Windows {
                     }
                     continue;
                 }
-                Some(refusal @ Refusal::Busy(_)) => return Err(refusal),
+                Some(refusal @ (Refusal::Busy(_) | Refusal::Forbidden(_))) => return Err(refusal),
                 None => {}
             }
             for (name, rep) in r.regions {
@@ -505,6 +505,7 @@ pub async fn respond(
             let e = match refusal {
                 Refusal::TooLarge(m) => ApiError::PayloadTooLarge(m),
                 Refusal::Busy(m) => ApiError::Overloaded(m),
+                Refusal::Forbidden(m) => ApiError::Forbidden(m),
             };
             return DialectError(Dialect::Api, e).into_response();
         }
@@ -539,7 +540,7 @@ pub async fn respond(
                 drop(hold);
                 next = match handle.block_on(run.next()) {
                     Ok(n) => n,
-                    Err(Refusal::TooLarge(msg) | Refusal::Busy(msg)) => {
+                    Err(Refusal::TooLarge(msg) | Refusal::Busy(msg) | Refusal::Forbidden(msg)) => {
                         if spec.format != Format::Json {
                             return Err(std::io::Error::other(msg));
                         }

@@ -84,6 +84,19 @@ async fn auth(State(state): State<Shared>, req: Request, next: Next) -> Response
     let tokens = &http.tokens;
     let path = req.uri().path();
     let metrics = path == "/metrics";
+    // What only another node asks: with a node token, only that token is accepted there.
+    let from_node = path == "/api/v1/internal/partial"
+        || req
+            .headers()
+            .contains_key(crate::query::remote::FORWARDED_HEADER);
+    if let (true, Some(node)) = (from_node, &http.node_token) {
+        let ok = presented_token(req.headers(), req.uri().query())
+            .is_some_and(|t| token_ok(std::slice::from_ref(node), &t));
+        if ok {
+            return next.run(req).await;
+        }
+        return DialectError(Dialect::Api, ApiError::Unauthorized).into_response();
+    }
     if tokens.is_empty() || path == "/health" || path == "/ping" || (metrics && http.metrics_open) {
         return next.run(req).await;
     }

@@ -75,7 +75,35 @@ pub enum Refusal {
     TooLarge(String),
     /// Running queries hold the shared memory; retry (503).
     Busy(String),
+    /// A region's residency rule forbids what it asks (403).
+    Forbidden(String),
 }
+
+/// Why a region's nodes refuse to send `spec`'s answer to another node, if they do: its
+/// `export` rule keeps raw points (raw rows, `first`/`last`, buckets finer than its minimum)
+/// on the nodes hosting it.
+pub fn export_refusal(region: &crate::config::RegionConfig, spec: &QuerySpec) -> Option<String> {
+    let crate::config::Export::Aggregates { min_every_ns } = region.export else {
+        return None;
+    };
+    let what = match (spec.agg, spec.every) {
+        (Agg::None, _) => "raw rows".to_string(),
+        (Agg::First | Agg::Last, _) => "first/last values (raw points)".to_string(),
+        (_, Some(every)) if every < min_every_ns => format!(
+            "buckets of {} (finer than export_min_every, {})",
+            crate::influxql::format_duration(every),
+            crate::influxql::format_duration(min_every_ns)
+        ),
+        _ => return None,
+    };
+    Some(format!(
+        "{EXPORT_REFUSED}: region {:?} keeps its raw points on the nodes hosting it (export = \"aggregates\"), so {what} cannot be sent to another node; ask a node hosting {:?}, or set export = \"raw\" on the region",
+        region.name, region.name
+    ))
+}
+
+/// Marks an answer refused by a region's residency rule.
+pub const EXPORT_REFUSED: &str = "refused by residency";
 
 /// A hosted region whose scan reads at most this many rows of cached files (one host over
 /// a day: 8,640 rows a field) is scanned on the request's thread: a handoff to a blocking
@@ -305,7 +333,14 @@ pub async fn gather(
                 report("ok", ms, stats, None)
             }
             Err((status, e)) => {
-                if e.contains(budget::OVER_QUERY_MEMORY) {
+                // A residency refusal outranks the others: retrying or splitting the
+                // query cannot help it.
+                let forbidden = matches!(refused, Some(Refusal::Forbidden(_)));
+                if e.contains(EXPORT_REFUSED) {
+                    refused = Some(Refusal::Forbidden(e.clone()));
+                } else if forbidden {
+                    // kept
+                } else if e.contains(budget::OVER_QUERY_MEMORY) {
                     if !matches!(refused, Some(Refusal::TooLarge(_))) {
                         refused = Some(Refusal::TooLarge(e.clone()));
                     }

@@ -139,6 +139,14 @@ impl RemoteClient {
             .map_err(|e| format!("{endpoint}: {e}"))?;
         let status = resp.status();
         let body = resp.bytes().await.map_err(|e| format!("{endpoint}: {e}"))?;
+        if status == reqwest::StatusCode::FORBIDDEN {
+            // A residency refusal: its message as the region's node worded it.
+            let msg = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|j| j["error"].as_str().map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            return Err(crate::model::truncate(&msg, 1024).to_string());
+        }
         if !status.is_success() {
             return Err(format!(
                 "{endpoint} answered {status}: {}",

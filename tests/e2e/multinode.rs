@@ -46,9 +46,15 @@ fn two_nodes_forward_writes_and_fan_out_queries() {
         ("eu", &b_url),
         ("apac", &b_url),
     ] {
+        // eu lets other nodes have its raw rows; the others keep them (the default).
+        let export = if name == "eu" {
+            "export = \"raw\"\n"
+        } else {
+            ""
+        };
         cfg = cfg.replacen(
             &format!("name = \"{name}\"\n"),
-            &format!("name = \"{name}\"\nurl = \"{url}\"\n"),
+            &format!("name = \"{name}\"\nurl = \"{url}\"\n{export}"),
             1,
         );
     }
@@ -121,6 +127,45 @@ fn two_nodes_forward_writes_and_fan_out_queries() {
     assert_eq!(rows.len(), 3, "{j}");
     assert_eq!(rows[0][0].as_i64(), Some(t0 + 1000 * 1_000_000), "{j}");
 
+    // Residency: apac keeps its raw points on B (export = "aggregates", the default): raw
+    // rows, first/last and buckets finer than a minute are refused with a 403 naming the
+    // region and the rule; coarser aggregates cross.
+    for q in [
+        "where=region=ap-south-1&limit=3",
+        "fields=v&agg=last&where=region=ap-south-1",
+        "fields=v&agg=mean&every=10s&where=region=ap-south-1",
+    ] {
+        let r = client
+            .get(format!("{}/api/v1/query?db=mn&measurement=cpu&{q}", a.url))
+            .send()
+            .expect("query");
+        let status = r.status();
+        let text = r.text().unwrap_or_default();
+        assert_eq!(status, 403, "{q}: {text}");
+        assert!(
+            text.contains("\\\"apac\\\"") && text.contains("export"),
+            "{q}: {text}"
+        );
+    }
+    let j: serde_json::Value = client
+        .get(format!(
+            "{}/api/v1/query?db=mn&measurement=cpu&fields=v&agg=count&every=1h&where=region=ap-south-1",
+            a.url
+        ))
+        .send()
+        .and_then(|r| r.json())
+        .expect("query");
+    assert_eq!(j["partial"], false, "{j}");
+    // B answers raw apac rows itself: the rule is about other nodes.
+    let r = client
+        .get(format!(
+            "{}/api/v1/query?db=mn&measurement=cpu&where=region=ap-south-1&limit=3",
+            b.url
+        ))
+        .send()
+        .expect("query");
+    assert_eq!(r.status(), 200);
+
     // Node B down: A's answers say so.
     b.stop();
     let j: serde_json::Value = client
@@ -147,4 +192,102 @@ fn two_nodes_forward_writes_and_fan_out_queries() {
     // Each node's files hold only its own regions.
     assert_eq!(parquet_regions(&da), vec!["americas", "global"]);
     assert_eq!(parquet_regions(&db), vec!["apac", "eu"]);
+}
+
+/// With auth on, nodes present `auth.node_token` to each other: forwarded writes and
+/// fanned-out queries work with it, and a client token is refused where only nodes may ask.
+#[test]
+fn nodes_use_their_own_token_never_a_clients() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let (pa, pb) = (free_port(), free_port());
+    let (a_url, b_url) = (
+        format!("http://127.0.0.1:{pa}"),
+        format!("http://127.0.0.1:{pb}"),
+    );
+    let client_token = "client-token-0123456789";
+    let node_token = "node-token-0123456789abcdef";
+    let mut cfg = ServerConfig::default().tokens(&[client_token]).render();
+    for (name, url) in [
+        ("americas", &a_url),
+        ("global", &a_url),
+        ("eu", &b_url),
+        ("apac", &b_url),
+    ] {
+        cfg = cfg.replacen(
+            &format!("name = \"{name}\"\n"),
+            &format!("name = \"{name}\"\nurl = \"{url}\"\n"),
+            1,
+        );
+    }
+    // Without a node token, a config with auth and remote regions is refused.
+    let config = root.path().join("regions.toml");
+    std::fs::write(&config, &cfg).expect("writing config");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .expect("meridian check");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("auth.node_token"),
+        "{err}"
+    );
+    let cfg = cfg.replacen(
+        "[auth]\n",
+        &format!("[auth]\nnode_token = \"{node_token}\"\n"),
+        1,
+    );
+    std::fs::write(&config, &cfg).expect("writing config");
+    let a = Node::start(
+        &root.path().join("a"),
+        &config,
+        pa,
+        &["americas", "global"],
+        &[],
+    );
+    let b = Node::start(&root.path().join("b"), &config, pb, &["eu", "apac"], &[]);
+    let client = http_client();
+    let auth = format!("Token {client_token}");
+
+    // A client writes eu points to A, which forwards them to B with the node token.
+    let r = client
+        .post(format!("{a_url}/write?db=tk"))
+        .header("Authorization", &auth)
+        .body("cpu,region=eu-west-1 v=1i 1767225600000000000\ncpu,region=us-east-1 v=2i 1767225600000000000\n")
+        .send()
+        .expect("write");
+    assert_eq!(r.status(), 204, "{:?}", r.text());
+    let j: serde_json::Value = client
+        .get(format!(
+            "{a_url}/api/v1/query?db=tk&measurement=cpu&fields=v&agg=sum"
+        ))
+        .header("Authorization", &auth)
+        .send()
+        .and_then(|r| r.json())
+        .expect("query");
+    assert_eq!(j["partial"], false, "{j}");
+    assert_eq!(j["series"][0]["values"][0][1].as_i64(), Some(3), "{j}");
+
+    // B's internal endpoint and forwarded writes: the node token only.
+    let internal = format!("{b_url}/api/v1/internal/partial?region=eu");
+    let params = r#"{"db":"tk","measurement":"cpu","fields":"v","agg":"sum"}"#;
+    for (token, want) in [(client_token, 401), (node_token, 200)] {
+        let r = client
+            .post(&internal)
+            .header("Authorization", format!("Token {token}"))
+            .body(params)
+            .send()
+            .expect("internal");
+        assert_eq!(r.status(), want, "{token}: {:?}", r.text());
+    }
+    let r = client
+        .post(format!("{b_url}/api/v3/write_lp?db=tk"))
+        .header("Authorization", &auth)
+        .header("x-meridian-forwarded", "1")
+        .body("cpu,region=eu-west-1 v=5i 1767225600000000001\n")
+        .send()
+        .expect("write");
+    assert_eq!(r.status(), 401);
+    a.stop();
+    b.stop();
 }

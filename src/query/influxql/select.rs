@@ -675,7 +675,9 @@ impl<'a> Plan<'a> {
         )
         .await;
         match g.refused {
-            Some(Refusal::TooLarge(m)) | Some(Refusal::Busy(m)) => return Err(m),
+            Some(Refusal::TooLarge(m) | Refusal::Busy(m) | Refusal::Forbidden(m)) => {
+                return Err(m);
+            }
             None => {}
         }
         if g.partial {
