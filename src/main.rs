@@ -370,7 +370,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         let (writes, cluster_tasks): (Arc<dyn WriteDispatch>, Vec<_>) = match &cfg.cluster {
             Some(c) => {
                 let js = Arc::new(
-                    JetStream::connect(c, engine.clone())
+                    JetStream::connect(c, engine.clone(), cfg.http.max_body_bytes)
                         .await
                         .map_err(|e| anyhow::anyhow!("cluster mode: {e}"))?,
                 );

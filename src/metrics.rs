@@ -66,6 +66,10 @@ pub struct ClusterMetrics {
     /// Lines a region's node refused when applying its log (checked differently than
     /// where they were received): logged, not stored.
     pub lines_refused: AtomicU64,
+    /// Messages or parts that could not be read (skipped, logged).
+    pub messages_unreadable: AtomicU64,
+    /// Times an applier found messages of its region's log missing (expired, recreated).
+    pub log_gaps: AtomicU64,
     pub applied_seq: parking_lot::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
@@ -557,6 +561,18 @@ impl Metrics {
                 "Lines of a region's log this node refused when applying them (logged).",
                 COUNTER,
                 one(&c.lines_refused),
+            );
+            add(
+                "meridian_cluster_messages_unreadable_total",
+                "Messages or parts of the logs this node could not read (skipped, logged).",
+                COUNTER,
+                one(&c.messages_unreadable),
+            );
+            add(
+                "meridian_cluster_log_gaps_total",
+                "Times a hosted region's log was found to miss messages (expired past cluster.max_age, or recreated).",
+                COUNTER,
+                one(&c.log_gaps),
             );
             let applied = c
                 .applied_seq

@@ -18,18 +18,29 @@
 //! Invariants:
 //! - A body is one JetStream message: it is stored whole or not at all, and the client hears
 //!   204 only once JetStream acknowledged it (`cluster.publish_timeout` bounds the wait).
+//!   While the connection to NATS is down nothing is published (503 at once). A body carries
+//!   a deadline (`Meridian-Deadline`: sent + `publish_timeout` + [`CLOCK_MARGIN`]); one that
+//!   JetStream stored after it (its sender answered 503) is dropped by the splitter.
 //! - Parts of one node's bodies reach a region's log in the order the bodies were
-//!   acknowledged: the splitter reads its node's bodies with an ordered consumer and purges
-//!   them only after every part of them was acknowledged; after a crash it starts again
-//!   from the oldest body left, publishing with the same de-duplication ids
-//!   (`<node>.<body seq>.<region>`), which JetStream drops as duplicates within its window.
+//!   acknowledged: the splitter reads its node's bodies with an ordered consumer, keeps one
+//!   message per region in flight (the next is sent only once the one before it was
+//!   acknowledged, so a lost message is never overtaken), and purges the bodies only after
+//!   every part was acknowledged; after a failure it starts again from the oldest body left.
+//! - Each part carries its body's sequence, and an applier records per node the last body
+//!   it applied: a part published again after a failure is skipped, whenever it comes.
 //! - A region's log is moved into a region's stream by JetStream's own sourcing, so a region
-//!   whose stream is unreachable gets its parts when it returns, with no Meridian retry.
+//!   whose stream is unreachable gets its parts when it returns (within `cluster.max_age`),
+//!   with no Meridian retry.
 //! - An applier commits messages to the node's WAL (durable) before it records their stream
-//!   sequence (`<data_dir>/cluster/<region>.applied`), and starts after the recorded one. A
-//!   crash between the two applies the last messages again, in order: a point written twice
-//!   with the same value changes nothing (last write wins), so queries never double count.
+//!   sequence and the bodies' (`<data_dir>/cluster/<region>.applied`), and starts after the
+//!   recorded sequence, skipping any message at or below it. A crash in between applies the
+//!   last messages again, in order: a point written twice with the same value changes
+//!   nothing (last write wins), so queries never double count.
+//! - What comes from the network is bounded: a part is decompressed only if it declares a
+//!   size of at most twice `http.max_body_bytes`; an unreadable message or part is skipped
+//!   and counted (`meridian_cluster_messages_unreadable_total`), never a panic.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -41,7 +52,7 @@ use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use tokio::task::JoinHandle;
 
-use super::wire::{MessageWriter, parts};
+use super::wire::{MessageWriter, parse};
 use super::{Dispatch, DispatchError, DispatchFuture, WriteDispatch};
 use crate::config::ClusterConfig;
 use crate::model::RegionId;
@@ -49,7 +60,7 @@ use crate::region::Engine;
 
 /// The stream every node publishes bodies (and the splitters parts) to.
 pub const IN_STREAM: &str = "MERIDIAN_IN";
-/// Bodies and parts held at once by a splitter or an applier batch.
+/// Messages read at once by a splitter or an applier (bytes as stored: compressed).
 const BATCH_MESSAGES: usize = 256;
 const BATCH_BYTES: usize = 16 << 20;
 /// How much later than its sender gave up a body may still be stored and split: covers the
@@ -57,6 +68,11 @@ const BATCH_BYTES: usize = 16 << 20;
 const CLOCK_MARGIN: Duration = Duration::from_secs(2);
 /// The header that carries a body's deadline (Unix ns): stored later, it is never split.
 const DEADLINE_HEADER: &str = "Meridian-Deadline";
+/// A region's message is sent once it holds this much (NATS handles messages of a few
+/// MiB best: larger ones cost the server more CPU than they save in round trips).
+const REGION_MESSAGE_BYTES: usize = 2 << 20;
+/// Room left in `max_payload` for a message's headers.
+const HEADERS_ROOM: usize = 1024;
 /// Wait after a failure before a splitter or applier starts again.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
@@ -81,6 +97,8 @@ pub struct JetStream {
     publish_timeout: Duration,
     /// Largest message the NATS servers accept.
     max_payload: usize,
+    /// Largest part an applier decompresses (twice `http.max_body_bytes`).
+    max_part: usize,
     applied_dir: PathBuf,
     next_id: AtomicU64,
     id_base: i64,
@@ -88,7 +106,12 @@ pub struct JetStream {
 
 impl JetStream {
     /// Connects, and creates the streams that do not exist yet (idempotent on every node).
-    pub async fn connect(cfg: &ClusterConfig, engine: Arc<Engine>) -> Result<JetStream, String> {
+    /// `max_body`: `http.max_body_bytes` (a part of a region holds at most a body's rows).
+    pub async fn connect(
+        cfg: &ClusterConfig,
+        engine: Arc<Engine>,
+        max_body: u64,
+    ) -> Result<JetStream, String> {
         let node = cfg
             .node
             .clone()
@@ -122,7 +145,8 @@ impl JetStream {
             max_age: cfg.max_age,
             num_replicas: cfg.replicas,
             storage: stream::StorageType::File,
-            duplicate_window: Duration::from_secs(120),
+            // JetStream refuses a window longer than the age.
+            duplicate_window: Duration::from_secs(120).min(cfg.max_age),
             ..Default::default()
         };
         ensure_stream(
@@ -159,6 +183,7 @@ impl JetStream {
             engine,
             publish_timeout: cfg.publish_timeout,
             max_payload,
+            max_part: (max_body as usize).saturating_mul(2).max(64 << 20),
             applied_dir,
             next_id: AtomicU64::new(0),
             id_base: crate::catalog::manifest::now_ns(),
@@ -188,33 +213,30 @@ impl JetStream {
     async fn publish(&self, w: Dispatch) -> Result<(), DispatchError> {
         // Compressing a region's rows (~1.3 MiB for a 5,000-line body) takes a few ms: off
         // the reactor.
-        let regions: Vec<String> = w
-            .parts
-            .iter()
-            .map(|((r, _), _)| self.engine.regions()[r.0].name.to_string())
+        // One part per region (an applier takes a body's part of its region as one).
+        let mut by_region: BTreeMap<usize, Vec<crate::region::prepare::ShardBatch>> =
+            BTreeMap::new();
+        for ((r, _), batch) in w.parts {
+            by_region.entry(r.0).or_default().push(batch);
+        }
+        let named: Vec<(String, Vec<_>)> = by_region
+            .into_iter()
+            .map(|(r, b)| (self.engine.regions()[r].name.to_string(), b))
             .collect();
-        let parts = w.parts;
+        let node = self.node.clone();
         let msg = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
-            let mut msg = MessageWriter::default();
-            let mut i = 0;
-            while i < parts.len() {
-                // Parts come sorted by (region, shard): a region's run is one message part.
-                let mut j = i;
-                while j < parts.len() && parts[j].0.0 == parts[i].0.0 {
-                    j += 1;
-                }
-                let payloads: Vec<[&[u8]; 2]> =
-                    parts[i..j].iter().map(|(_, b)| b.payload.parts()).collect();
+            let mut msg = MessageWriter::new(&node);
+            for (region, batches) in &named {
+                let payloads: Vec<[&[u8]; 2]> = batches.iter().map(|b| b.payload.parts()).collect();
                 let refs: Vec<&[&[u8]]> = payloads.iter().map(|p| &p[..]).collect();
-                msg.part(&regions[i], &refs)?;
-                i = j;
+                msg.part(region, &refs)?;
             }
             Ok(msg.finish())
         })
         .await
         .map_err(|e| DispatchError::Unavailable(format!("compressing the body: {e}")))?
         .map_err(DispatchError::Unavailable)?;
-        if msg.len() > self.max_payload {
+        if msg.len() + HEADERS_ROOM > self.max_payload {
             return Err(DispatchError::TooLarge(format!(
                 "the checked rows of this body take {} bytes compressed, more than the NATS servers' max_payload ({} bytes): split it into smaller batches, or raise max_payload",
                 msg.len(),
@@ -238,7 +260,7 @@ impl JetStream {
             return Err(unavailable("NATS is unreachable".into()));
         }
         // A body JetStream stores after its deadline is dropped unsplit by the splitter: its
-        // sender answered 503 by then (see the module docs).
+        // sender answered 503 by then.
         let sent = crate::catalog::manifest::now_ns();
         let deadline = sent.saturating_add((self.publish_timeout + CLOCK_MARGIN).as_nanos() as i64);
         let mut headers = HeaderMap::new();
@@ -298,7 +320,10 @@ impl JetStream {
             let Some(last) = batch.last().map(|m| m.seq) else {
                 return Err("the body stream ended".into());
             };
-            let mut acks = Vec::new();
+            // Per region, one message at a time in flight: a region's parts are stored in
+            // the order of the bodies, whatever fails on the way (a lost message is never
+            // overtaken by the next one, which is only sent once it is acknowledged).
+            let mut regions: BTreeMap<&str, Outgoing> = BTreeMap::new();
             for m in &batch {
                 let seq = m.seq;
                 if m.deadline.is_some_and(|d| m.stored > d) {
@@ -309,39 +334,54 @@ impl JetStream {
                     );
                     continue;
                 }
-                let parts = match parts(&m.payload) {
-                    Ok(p) => p,
+                let body = match parse(&m.payload) {
+                    Ok(b) => b,
                     Err(e) => {
+                        self.stats().messages_unreadable.fetch_add(1, Relaxed);
                         tracing::error!(seq, error = %e, "a body in {IN_STREAM} is not readable; it is skipped");
                         continue;
                     }
                 };
-                for part in parts {
-                    let mut msg = MessageWriter::default();
-                    msg.compressed_part(part.region, part.bytes);
-                    let mut headers = HeaderMap::new();
-                    let id = format!("{}.{seq}.{}", self.node, part.region);
-                    headers.insert("Nats-Msg-Id", id.as_str());
-                    let ack = self
-                        .js
-                        .publish_with_headers(
-                            part_subject(part.region),
-                            headers,
-                            msg.finish().into(),
-                        )
-                        .await
-                        .map_err(|e| {
-                            format!("publishing a part for region {:?}: {e}", part.region)
-                        })?;
-                    acks.push(ack);
+                for part in body.parts {
+                    if !self
+                        .engine
+                        .regions()
+                        .iter()
+                        .any(|r| *r.name == *part.region)
+                    {
+                        self.stats().messages_unreadable.fetch_add(1, Relaxed);
+                        tracing::error!(
+                            seq,
+                            region = part.region,
+                            "a body names a region this node does not know; its part is skipped"
+                        );
+                        continue;
+                    }
+                    let out = regions.entry(part.region).or_insert_with(|| Outgoing {
+                        msg: MessageWriter::new(&self.node),
+                        first: seq,
+                        in_flight: None,
+                    });
+                    let limit = self.max_payload.min(REGION_MESSAGE_BYTES);
+                    if !out.msg.is_empty()
+                        && out.msg.len() + part.bytes.len() + HEADERS_ROOM > limit
+                    {
+                        self.send_part(part.region, out, seq).await?;
+                    }
+                    out.msg.compressed_part(part.region, seq, part.bytes);
                 }
             }
-            let n = acks.len() as u64;
-            for ack in acks {
-                ack.await
-                    .map_err(|e| format!("a region part was not acknowledged: {e}"))?;
+            for (region, out) in regions.iter_mut() {
+                if !out.msg.is_empty() {
+                    self.send_part(region, out, last + 1).await?;
+                }
             }
-            self.stats().parts_published.fetch_add(n, Relaxed);
+            for (_, out) in regions {
+                if let Some(ack) = out.in_flight {
+                    ack.await
+                        .map_err(|e| format!("a region part was not acknowledged: {e}"))?;
+                }
+            }
             input
                 .purge()
                 .filter(body_subject(&self.node))
@@ -349,6 +389,28 @@ impl JetStream {
                 .await
                 .map_err(|e| format!("purging split bodies up to {last}: {e}"))?;
         }
+    }
+
+    /// Publishes a region's message (after the one before it was acknowledged) and starts
+    /// the next at body `next`.
+    async fn send_part(&self, region: &str, out: &mut Outgoing, next: u64) -> Result<(), String> {
+        if let Some(ack) = out.in_flight.take() {
+            ack.await
+                .map_err(|e| format!("a part for region {region:?} was not acknowledged: {e}"))?;
+        }
+        let msg = std::mem::replace(&mut out.msg, MessageWriter::new(&self.node)).finish();
+        let mut headers = HeaderMap::new();
+        let id = format!("{}.{}.{region}", self.node, out.first);
+        headers.insert("Nats-Msg-Id", id.as_str());
+        let ack = self
+            .js
+            .publish_with_headers(part_subject(region), headers, msg.into())
+            .await
+            .map_err(|e| format!("publishing a part for region {region:?}: {e}"))?;
+        self.stats().parts_published.fetch_add(1, Relaxed);
+        out.in_flight = Some(ack);
+        out.first = next;
+        Ok(())
     }
 
     /// Applies region `r`'s log to this node, forever.
@@ -365,11 +427,11 @@ impl JetStream {
     async fn apply(&self, r: RegionId) -> Result<(), String> {
         let region = self.engine.regions()[r.0].name.to_string();
         let marker = self.applied_dir.join(format!("{region}.applied"));
-        let applied = read_applied(&marker)?;
+        let mut applied = read_applied(&marker)?;
         self.stats()
             .applied_seq
             .lock()
-            .insert(region.clone(), applied);
+            .insert(region.clone(), applied.seq);
         let name = region_stream(&region);
         let log = self
             .js
@@ -379,7 +441,7 @@ impl JetStream {
         let consumer = log
             .create_consumer(consumer::pull::OrderedConfig {
                 deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                    start_sequence: applied + 1,
+                    start_sequence: applied.seq + 1,
                 },
                 ..Default::default()
             })
@@ -391,44 +453,81 @@ impl JetStream {
             .map_err(|e| format!("reading {name}: {e}"))?;
         loop {
             let batch = next_batch(&mut messages).await?;
-            let Some(last) = batch.last().map(|m| m.seq) else {
+            if batch.is_empty() {
                 return Err(format!("stream {name} ended"));
-            };
-            let mut payloads = Vec::new();
+            }
+            let mut group = Group::default();
             for m in &batch {
-                let seq = m.seq;
-                for part in parts(&m.payload).map_err(|e| format!("message {seq}: {e}"))? {
-                    if part.region != region {
-                        return Err(format!(
-                            "message {seq} of {name} holds rows of region {:?}",
-                            part.region
-                        ));
+                // An ordered consumer that recreates itself before its first message starts
+                // from the stream's beginning: what was applied is skipped.
+                if m.seq <= applied.seq {
+                    continue;
+                }
+                if m.seq != applied.seq + 1 {
+                    self.stats().log_gaps.fetch_add(1, Relaxed);
+                    tracing::error!(%region, after = applied.seq, next = m.seq, "messages of the region's log are missing (expired past cluster.max_age, or the stream was recreated)");
+                }
+                applied.seq = m.seq;
+                let msg = match parse(&m.payload) {
+                    Ok(msg) => msg,
+                    Err(e) => {
+                        self.stats().messages_unreadable.fetch_add(1, Relaxed);
+                        tracing::error!(%region, seq = m.seq, error = %e, "a message of the region's log is not readable; it is skipped");
+                        continue;
                     }
-                    payloads.extend(
-                        part.payloads()
-                            .map_err(|e| format!("message {seq} of {name}: {e}"))?,
-                    );
+                };
+                for part in msg.parts {
+                    // A part applied already (a splitter published it again after a
+                    // failure) is skipped: bodies of one node come in order.
+                    let done = applied.nodes.get(msg.node).copied().unwrap_or(0);
+                    if part.body_seq <= done {
+                        continue;
+                    }
+                    let payloads = match (part.region == region)
+                        .then(|| part.payloads(self.max_part))
+                    {
+                        Some(Ok(p)) => p,
+                        Some(Err(e)) => {
+                            self.stats().messages_unreadable.fetch_add(1, Relaxed);
+                            tracing::error!(%region, seq = m.seq, error = %e, "a part of the region's log is not readable; it is skipped");
+                            continue;
+                        }
+                        None => {
+                            self.stats().messages_unreadable.fetch_add(1, Relaxed);
+                            tracing::error!(%region, seq = m.seq, other = part.region, "a part of another region in this region's log is skipped");
+                            continue;
+                        }
+                    };
+                    self.prepare_into(r, &region, payloads, &mut group).await?;
+                    applied.nodes.insert(msg.node.to_string(), part.body_seq);
+                    if group.cost > self.engine.memory_limit() / 8 {
+                        self.commit_group(&region, std::mem::take(&mut group))
+                            .await?;
+                    }
                 }
             }
-            self.commit_payloads(r, &region, payloads).await?;
-            let m = marker.clone();
-            tokio::task::spawn_blocking(move || write_applied(&m, last))
+            self.commit_group(&region, group).await?;
+            let (m, state) = (marker.clone(), applied.clone());
+            tokio::task::spawn_blocking(move || write_applied(&m, &state))
                 .await
                 .map_err(|e| format!("recording the applied sequence: {e}"))??;
-            self.stats().applied_seq.lock().insert(region.clone(), last);
+            self.stats()
+                .applied_seq
+                .lock()
+                .insert(region.clone(), applied.seq);
             self.stats()
                 .messages_applied
                 .fetch_add(batch.len() as u64, Relaxed);
         }
     }
 
-    /// Checks and commits payloads of region `r` here (one group commit), waiting while
-    /// memory is full.
-    async fn commit_payloads(
+    /// Checks payloads of region `r` here and adds their rows to `group`.
+    async fn prepare_into(
         &self,
         r: RegionId,
         region: &str,
         payloads: Vec<Vec<u8>>,
+        group: &mut Group,
     ) -> Result<(), String> {
         let engine = self.engine.clone();
         let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
@@ -436,17 +535,16 @@ impl JetStream {
             payloads
                 .iter()
                 .map(|p| engine.prepare_payload(p, now))
-                .collect::<Option<Vec<_>>>()
+                .collect::<Vec<_>>()
         })
         .await
-        .map_err(|e| format!("checking rows: {e}"))?
-        .ok_or("a payload of the region's log is not readable")?;
-        // One group commit for as many rows as an eighth of memory.limit holds (a batch of
-        // the log can be larger than one body was).
-        let budget = self.engine.memory_limit() / 8;
-        let mut group = (Vec::new(), 0u64, 0u64);
-        let mut prepared = prepared.into_iter().peekable();
-        while let Some((db, p)) = prepared.next() {
+        .map_err(|e| format!("checking rows: {e}"))?;
+        for p in prepared {
+            let Some((db, p)) = p else {
+                self.stats().messages_unreadable.fetch_add(1, Relaxed);
+                tracing::error!(%region, "a payload of the region's log is not readable; it is skipped");
+                continue;
+            };
             if p.rejected_count > 0 {
                 self.stats()
                     .lines_refused
@@ -461,33 +559,20 @@ impl JetStream {
                     self.engine.regions()[other.0].name
                 ));
             }
-            group.0.extend(p.batches);
-            group.1 += p.memory_cost;
-            group.2 += p.accepted as u64;
-            let next_cost = prepared.peek().map_or(u64::MAX, |(_, n)| n.memory_cost);
-            if group.1.saturating_add(next_cost) > budget {
-                let (batches, cost, points) = std::mem::take(&mut group);
-                self.commit_group(region, batches, cost).await?;
-                self.stats().points_applied.fetch_add(points, Relaxed);
-            }
+            group.batches.extend(p.batches);
+            group.cost += p.memory_cost;
+            group.points += p.accepted as u64;
         }
         Ok(())
     }
 
-    async fn commit_group(
-        &self,
-        region: &str,
-        batches: Vec<(
-            (RegionId, crate::model::ShardId),
-            crate::region::prepare::ShardBatch,
-        )>,
-        cost: u64,
-    ) -> Result<(), String> {
-        if batches.is_empty() {
+    /// Commits a group of rows (one group commit), waiting while memory is full.
+    async fn commit_group(&self, region: &str, group: Group) -> Result<(), String> {
+        if group.batches.is_empty() {
             return Ok(());
         }
         loop {
-            match self.engine.admit(cost, 0) {
+            match self.engine.admit(group.cost, 0) {
                 Ok(()) => break,
                 Err(crate::region::WriteError::Overloaded(_)) => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -496,10 +581,40 @@ impl JetStream {
             }
         }
         self.engine
-            .commit(batches, true)
+            .commit(group.batches, true)
             .await
-            .map_err(|e| format!("committing rows of region {region:?}: {e}"))
+            .map_err(|e| format!("committing rows of region {region:?}: {e}"))?;
+        self.stats().points_applied.fetch_add(group.points, Relaxed);
+        Ok(())
     }
+}
+
+/// A region's message being filled by the splitter, and the one before it still awaiting
+/// its acknowledgement.
+struct Outgoing {
+    msg: MessageWriter,
+    /// The first body it holds (names its de-duplication id).
+    first: u64,
+    in_flight: Option<jetstream::context::PublishAckFuture>,
+}
+
+/// Rows an applier commits together.
+#[derive(Default)]
+struct Group {
+    batches: Vec<(
+        (RegionId, crate::model::ShardId),
+        crate::region::prepare::ShardBatch,
+    )>,
+    cost: u64,
+    points: u64,
+}
+
+/// What an applier has committed of its region's log: the last stream sequence, and per
+/// node the last body whose part it applied.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct Applied {
+    seq: u64,
+    nodes: BTreeMap<String, u64>,
 }
 
 impl WriteDispatch for JetStream {
@@ -577,24 +692,22 @@ where
     Ok(out)
 }
 
-fn read_applied(path: &Path) -> Result<u64, String> {
-    match std::fs::read_to_string(path) {
-        Ok(s) => s
-            .trim()
-            .parse()
-            .map_err(|_| format!("{} does not hold a stream sequence", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+fn read_applied(path: &Path) -> Result<Applied, String> {
+    match std::fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map_err(|e| format!("{} is not an applied-sequence record: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Applied::default()),
         Err(e) => Err(format!("reading {}: {e}", path.display())),
     }
 }
 
-/// Records the last applied sequence: a temporary file, fsynced, renamed over the marker.
-fn write_applied(path: &Path, seq: u64) -> Result<(), String> {
+/// Records what was applied: a temporary file, fsynced, renamed over the marker.
+fn write_applied(path: &Path, applied: &Applied) -> Result<(), String> {
     use std::io::Write;
     let tmp = path.with_extension("applied.tmp");
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(seq.to_string().as_bytes())?;
+        f.write_all(&serde_json::to_vec(applied).map_err(std::io::Error::other)?)?;
         f.sync_data()?;
         std::fs::rename(&tmp, path)
     };

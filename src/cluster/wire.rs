@@ -2,23 +2,24 @@
 //! payloads themselves, compressed per region (JetStream messages).
 //!
 //! ```text
-//! message  = "MRDNLOG2" part*
-//! part     = region_len:u8 region zlen:u32le zstd(payloads)       level 1, with checksum
-//! payloads = (len:u32le payload)*                                 payload: see region::rows
+//! message  = "MRDNLOG3" node_len:u8 node part*
+//! part     = region_len:u8 region body_seq:u64le zlen:u32le zstd(payloads)
+//! payloads = (len:u32le payload)*            len >= 8; payload: see region::rows
 //! ```
-//! A body message holds a part per region of one write; a region's message is one part of
-//! a body, its bytes copied as they are (the splitter neither decompresses nor compresses).
-//! Compression cuts what JetStream stores and copies (a body is written three times: as a
-//! body, as region parts, as the region's log) by about six times on agents' data.
-//! Decoding never panics: a malformed message is an error naming what is wrong, and a part
-//! that would decompress past [`MAX_PART`] is refused.
+//! `node` is the node that received the body. A body message holds a part per region of
+//! one write, with `body_seq` 0; the splitter copies each part into its region's message as
+//! it is, setting `body_seq` to the body's sequence in `MERIDIAN_IN` (the splitter neither
+//! decompresses nor compresses), so an applier knows, per node, which bodies it applied.
+//! Compression (zstd level 1, with the frame's checksum) cuts what JetStream stores and
+//! copies by about six times on agents' data. Decoding never panics: a malformed message is
+//! an error naming what is wrong; a part is decompressed only if its frame declares its
+//! size and that size is within the caller's bound.
 
 use crate::region::rows::Payload;
 
-const MAGIC: &[u8; 8] = b"MRDNLOG2";
-/// Largest part, decompressed: a body is at most `http.max_body_bytes` (capped at 1 GiB)
-/// and its checked rows about 1.25 times that.
-pub const MAX_PART: usize = 1280 << 20;
+const MAGIC: &[u8; 8] = b"MRDNLOG3";
+/// The smallest payload (its db length and row count).
+const MIN_PAYLOAD: usize = 8;
 
 /// Appends the rows of a payload as line protocol (timestamps in ns), one line each.
 pub fn payload_lines(payload: &Payload, out: &mut String) {
@@ -44,21 +45,23 @@ fn rows_lines(rows: crate::region::rows::Rows<'_>, out: &mut String) {
     }
 }
 
-/// A message, built a region part at a time.
+/// A message, built a part at a time.
 #[derive(Debug)]
 pub struct MessageWriter {
     buf: Vec<u8>,
 }
 
-impl Default for MessageWriter {
-    fn default() -> Self {
-        MessageWriter {
-            buf: MAGIC.to_vec(),
-        }
-    }
-}
-
 impl MessageWriter {
+    /// A message of bodies received by `node` (a name checked at start-up: at most 32
+    /// bytes).
+    pub fn new(node: &str) -> MessageWriter {
+        let name = &node.as_bytes()[..node.len().min(255)];
+        let mut buf = MAGIC.to_vec();
+        buf.push(name.len() as u8);
+        buf.extend_from_slice(name);
+        MessageWriter { buf }
+    }
+
     /// Adds region `region`'s payloads, each given in pieces, compressed together.
     pub fn part(&mut self, region: &str, payloads: &[&[&[u8]]]) -> Result<(), String> {
         let mut raw = Vec::with_capacity(
@@ -81,16 +84,17 @@ impl MessageWriter {
                 c.compress(&raw)
             })
             .map_err(|e| format!("compressing a part: {e}"))?;
-        self.compressed_part(region, &z);
+        self.compressed_part(region, 0, &z);
         Ok(())
     }
 
-    /// Adds a part as found in another message (see [`Part::bytes`]).
-    pub fn compressed_part(&mut self, region: &str, z: &[u8]) {
+    /// Adds a part as found in another message (see [`Part::bytes`]), as body `body_seq`.
+    pub fn compressed_part(&mut self, region: &str, body_seq: u64, z: &[u8]) {
         // Region names are checked at start-up: at most 64 bytes.
         let name = &region.as_bytes()[..region.len().min(255)];
         self.buf.push(name.len() as u8);
         self.buf.extend_from_slice(name);
+        self.buf.extend_from_slice(&body_seq.to_le_bytes());
         self.buf.extend_from_slice(&(z.len() as u32).to_le_bytes());
         self.buf.extend_from_slice(z);
     }
@@ -99,8 +103,11 @@ impl MessageWriter {
         self.buf.len()
     }
 
+    /// Whether it holds no part yet.
     pub fn is_empty(&self) -> bool {
-        self.buf.len() == MAGIC.len()
+        self.buf
+            .get(MAGIC.len())
+            .is_none_or(|n| self.buf.len() == MAGIC.len() + 1 + *n as usize)
     }
 
     pub fn finish(self) -> Vec<u8> {
@@ -112,18 +119,27 @@ impl MessageWriter {
 #[derive(Debug, PartialEq)]
 pub struct Part<'a> {
     pub region: &'a str,
+    /// The body's sequence in `MERIDIAN_IN` (0 in a body message).
+    pub body_seq: u64,
     pub bytes: &'a [u8],
 }
 
 impl Part<'_> {
-    /// Its payloads, decompressed (at most [`MAX_PART`] bytes).
-    pub fn payloads(&self) -> Result<Vec<Vec<u8>>, String> {
-        let raw = zstd::bulk::decompress(self.bytes, MAX_PART).map_err(|e| {
-            format!(
-                "the part of region {:?} does not decompress: {e}",
-                self.region
-            )
-        })?;
+    /// Its payloads, decompressed: refused unless the frame declares a size of at most
+    /// `max_bytes` (so a forged header cannot make it allocate more).
+    pub fn payloads(&self, max_bytes: usize) -> Result<Vec<Vec<u8>>, String> {
+        let region = self.region;
+        let size = match zstd::zstd_safe::get_frame_content_size(self.bytes) {
+            Ok(Some(n)) if n <= max_bytes as u64 => n as usize,
+            Ok(Some(n)) => {
+                return Err(format!(
+                    "the part of region {region:?} holds {n} bytes, more than {max_bytes}"
+                ));
+            }
+            _ => return Err(format!("the part of region {region:?} declares no size")),
+        };
+        let raw = zstd::bulk::decompress(self.bytes, size)
+            .map_err(|e| format!("the part of region {region:?} does not decompress: {e}"))?;
         let mut rest = &raw[..];
         let mut out = Vec::new();
         while !rest.is_empty() {
@@ -131,6 +147,9 @@ impl Part<'_> {
                 .split_at_checked(4)
                 .ok_or("a payload's length is cut short")?;
             let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+            if len < MIN_PAYLOAD {
+                return Err(format!("a payload of {len} bytes is not a payload"));
+            }
             let (p, tail) = tail.split_at_checked(len).ok_or("a payload is cut short")?;
             out.push(p.to_vec());
             rest = tail;
@@ -139,17 +158,26 @@ impl Part<'_> {
     }
 }
 
-/// The parts of a message, in order.
-pub fn parts(msg: &[u8]) -> Result<Vec<Part<'_>>, String> {
-    let mut rest = msg
+/// A message: the node that received its bodies, and its parts in order.
+#[derive(Debug, PartialEq)]
+pub struct Message<'a> {
+    pub node: &'a str,
+    pub parts: Vec<Part<'a>>,
+}
+
+/// Reads a message.
+pub fn parse(msg: &[u8]) -> Result<Message<'_>, String> {
+    let rest = msg
         .strip_prefix(MAGIC)
         .ok_or("not a Meridian log message (bad magic)")?;
-    let mut out = Vec::new();
-    while let Some((&n, tail)) = rest.split_first() {
-        let (name, tail) = tail
-            .split_at_checked(n as usize)
-            .ok_or("a part's region name is cut short")?;
-        let region = std::str::from_utf8(name).map_err(|_| "a region name is not UTF-8")?;
+    let (node, mut rest) = name(rest).ok_or("the node name is cut short")?;
+    let mut parts = Vec::new();
+    while !rest.is_empty() {
+        let (region, tail) = name(rest).ok_or("a part's region name is cut short")?;
+        let (seq, tail) = tail
+            .split_at_checked(8)
+            .ok_or("a part's body sequence is cut short")?;
+        let body_seq = u64::from_le_bytes(seq.try_into().map_err(|_| "a body sequence")?);
         let (len, tail) = tail
             .split_at_checked(4)
             .ok_or("a part's length is cut short")?;
@@ -157,49 +185,87 @@ pub fn parts(msg: &[u8]) -> Result<Vec<Part<'_>>, String> {
         let (bytes, tail) = tail
             .split_at_checked(len)
             .ok_or_else(|| format!("part of region {region:?} is cut short"))?;
-        out.push(Part { region, bytes });
+        parts.push(Part {
+            region,
+            body_seq,
+            bytes,
+        });
         rest = tail;
     }
-    Ok(out)
+    Ok(Message { node, parts })
+}
+
+/// A length-prefixed (u8) UTF-8 name and what follows it.
+fn name(b: &[u8]) -> Option<(&str, &[u8])> {
+    let (&n, tail) = b.split_first()?;
+    let (name, tail) = tail.split_at_checked(n as usize)?;
+    Some((std::str::from_utf8(name).ok()?, tail))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const MAX: usize = 1 << 20;
+
     #[test]
     fn parts_round_trip_and_damage_is_an_error() {
-        let mut w = MessageWriter::default();
+        let mut w = MessageWriter::new("n1");
         assert!(w.is_empty());
-        w.part("eu", &[&[b"abc", b"de"], &[b"f"]]).unwrap();
+        w.part("eu", &[&[b"abcdefgh", b"ij"], &[b"klmnopqr"]])
+            .unwrap();
         w.part("apac", &[]).unwrap();
+        assert!(!w.is_empty());
         let msg = w.finish();
-        let p = parts(&msg).unwrap();
+        let m = parse(&msg).unwrap();
+        assert_eq!(m.node, "n1");
+        let p = &m.parts;
         assert_eq!(
-            (p[0].region, p[0].payloads().unwrap()),
-            ("eu", vec![b"abcde".to_vec(), b"f".to_vec()])
+            (p[0].region, p[0].body_seq, p[0].payloads(MAX).unwrap()),
+            ("eu", 0, vec![b"abcdefghij".to_vec(), b"klmnopqr".to_vec()])
         );
-        assert_eq!((p[1].region, p[1].payloads().unwrap()), ("apac", vec![]));
-        // A part copied into another message reads the same.
-        let mut one = MessageWriter::default();
-        one.compressed_part(p[0].region, p[0].bytes);
+        assert_eq!((p[1].region, p[1].payloads(MAX).unwrap()), ("apac", vec![]));
+        // A part copied into another message reads the same, with its body sequence.
+        let mut one = MessageWriter::new("n1");
+        one.compressed_part(p[0].region, 42, p[0].bytes);
         let one = one.finish();
-        assert_eq!(parts(&one).unwrap()[0].payloads().unwrap().len(), 2);
+        let q = parse(&one).unwrap();
+        assert_eq!(
+            (q.parts[0].body_seq, q.parts[0].payloads(MAX).unwrap().len()),
+            (42, 2)
+        );
+        // A bound below the declared size refuses it before decompressing.
+        assert!(
+            q.parts[0]
+                .payloads(10)
+                .unwrap_err()
+                .contains("more than 10")
+        );
         // Cut anywhere but between parts: an error.
-        let first_end = 8 + 1 + 2 + 4 + p[0].bytes.len();
+        let head = 8 + 1 + 2;
+        let first_end = head + 1 + 2 + 8 + 4 + p[0].bytes.len();
         for cut in 0..msg.len() {
-            if let Ok(got) = parts(&msg[..cut]) {
-                assert!(cut == 8 || cut == first_end, "cut {cut}: {got:?}");
+            if let Ok(got) = parse(&msg[..cut]) {
+                assert!(cut == head || cut == first_end, "cut {cut}: {got:?}");
             }
         }
-        assert!(parts(b"MRDNLOG1").is_err());
+        assert!(parse(b"MRDNLOG2").is_err());
         // A damaged compressed part is an error (the frame's checksum), not a panic nor
         // other rows.
-        for at in 8 + 1 + 2 + 4..first_end {
+        for at in head + 1 + 2 + 8 + 4..first_end {
             let mut bad = msg.clone();
             bad[at] ^= 0x5a;
-            let p = parts(&bad).unwrap();
-            assert!(p[0].payloads().is_err(), "damage at {at} went unnoticed");
+            let m = parse(&bad).unwrap();
+            assert!(
+                m.parts[0].payloads(MAX).is_err(),
+                "damage at {at} went unnoticed"
+            );
         }
+        // Payloads shorter than a payload's header are refused (no empty vectors by the
+        // million from a small message).
+        let mut w = MessageWriter::new("n1");
+        w.part("eu", &[&[b""], &[b"x"]]).unwrap();
+        let msg = w.finish();
+        assert!(parse(&msg).unwrap().parts[0].payloads(MAX).is_err());
     }
 }
