@@ -423,6 +423,10 @@ pub struct RawRegion {
     pub export: Option<String>,
     /// With `export = "aggregates"`: the finest bucket other nodes may ask for (default 1m).
     pub export_min_every: Option<String>,
+    /// Cluster mode: other nodes hosting the region (each applies the region's log into
+    /// its own data dir); queries fail over to them.
+    #[serde(default)]
+    pub replicas: Vec<String>,
 }
 
 /// A lat/lon rectangle, inclusive on every edge. `min_lon > max_lon` is allowed and means
@@ -498,6 +502,8 @@ pub struct RegionConfig {
     pub storage: StorageLocation,
     /// What other nodes may ask of the region.
     pub export: Export,
+    /// Other nodes hosting the region (cluster mode), after `url`.
+    pub replicas: Vec<String>,
 }
 
 /// What a region's nodes answer to other nodes (residency).
@@ -1008,6 +1014,26 @@ impl RawConfig {
                     ));
                 }
             };
+            for u in &r.replicas {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return Err(invalid(
+                        key("replicas"),
+                        format!("{u:?} must start with http:// or https://"),
+                    ));
+                }
+            }
+            if !r.replicas.is_empty() && matches!(storage, StorageLocation::S3 { .. }) {
+                return Err(invalid(
+                    key("replicas"),
+                    "each node hosting a region keeps its own files: a region with replicas keeps them on local disk, not in a bucket its nodes would share",
+                ));
+            }
+            if !r.replicas.is_empty() && r.url.is_none() {
+                return Err(invalid(
+                    key("replicas"),
+                    "needs url too (the node asked first)",
+                ));
+            }
             regions.push(RegionConfig {
                 name: r.name,
                 tag_values: r.tag_values,
@@ -1015,6 +1041,7 @@ impl RawConfig {
                 url: r.url,
                 storage,
                 export,
+                replicas: r.replicas,
             });
         }
         let region_index = |name: &str| regions.iter().position(|r| r.name == name);
@@ -1254,6 +1281,14 @@ impl RawConfig {
         }
         let retention = check_retention(self.retention, part_ns)?;
         let cluster = self.cluster.map(check_cluster).transpose()?;
+        if cluster.is_none()
+            && let Some(r) = regions.iter().find(|r| !r.replicas.is_empty())
+        {
+            return Err(invalid(
+                format!("region {:?}: replicas", r.name),
+                "need [cluster]: without it, writes reach only the node at the region's url",
+            ));
+        }
         Ok(Config {
             cluster,
             data_dir: self.data_dir,
@@ -1440,6 +1475,23 @@ name = "global"
         );
         // Without auth, or on a single node, none is needed.
         assert!(Config::parse(&remote).is_ok());
+        // Replicas: URLs, after a url, in cluster mode only.
+        let cluster = "\n[cluster]\nnats = [\"nats://127.0.0.1:4222\"]\n";
+        let replicas = with("url = \"http://b:8086\"\nreplicas = [\"http://c:8086\"]\n");
+        let cfg = Config::parse(&format!("{replicas}{cluster}")).unwrap();
+        let eu = cfg.routing.regions.iter().find(|r| r.name == "eu").unwrap();
+        assert_eq!(eu.replicas, ["http://c:8086"]);
+        assert!(err_of(&replicas).contains("[cluster]"));
+        let e = err_of(&format!(
+            "{}{cluster}",
+            with("replicas = [\"http://c:8086\"]\n")
+        ));
+        assert!(e.contains("needs url"), "{e}");
+        let e = err_of(&format!(
+            "{}{cluster}",
+            with("url = \"http://b:8086\"\nreplicas = [\"c:8086\"]\n")
+        ));
+        assert!(e.contains("replicas") && e.contains("http://"), "{e}");
     }
 
     /// A size error is the size parser's, naming the key and what is valid (not serde's

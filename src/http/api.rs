@@ -32,6 +32,7 @@ pub async fn regions(State(state): State<Shared>) -> Json<Value> {
                     "name": &*r.name,
                     "hosted": true,
                     "url": r.url,
+                    "replicas": r.replicas,
                     "shards": r.shard_count(),
                     "memory": r.memory(),
                     "files": files.len(),
@@ -39,7 +40,9 @@ pub async fn regions(State(state): State<Shared>) -> Json<Value> {
                     "file_rows": files.iter().map(|f| f.rows).sum::<u64>(),
                 })
             }
-            None => json!({ "name": &*r.name, "hosted": false, "url": r.url }),
+            None => {
+                json!({ "name": &*r.name, "hosted": false, "url": r.url, "replicas": r.replicas })
+            }
         })
         .collect();
     Json(json!({

@@ -298,15 +298,21 @@ pub async fn gather(
             pending.push((name, outcome));
             continue;
         }
-        let url = engine.regions()[i].url.clone();
+        let r = &engine.regions()[i];
+        let urls: Vec<String> = r.url.iter().chain(&r.replicas).cloned().collect();
         let (params, remote, region_name) = (params.clone(), remote.clone(), name.clone());
+        // A replica is asked too when the node before it fails, or has not answered within
+        // a quarter of the query's time.
+        let hedge = timeout / 4;
         let task = tokio::spawn(async move {
-            let Some(url) = url else {
+            if urls.is_empty() {
                 return Err(format!(
                     "region {region_name:?} is not hosted by this node and has no url in the config"
                 ));
-            };
-            let answer = remote.partial(&url, &region_name, &params).await?;
+            }
+            let answer = remote
+                .partial_any(&urls, &region_name, &params, hedge)
+                .await?;
             Ok((Partial::from(answer.partial), answer.stats))
         });
         pending.push((name, Pending::Task(started, task)));

@@ -118,6 +118,47 @@ impl RemoteClient {
         }
     }
 
+    /// Asks the nodes hosting `region` for its partial answer: the first of `urls`, then
+    /// the next whenever every node asked so far has failed or `hedge` has passed without an
+    /// answer; the first answer wins. A residency refusal is final (every node would give
+    /// it).
+    pub async fn partial_any(
+        &self,
+        urls: &[String],
+        region: &str,
+        params: &HashMap<String, String>,
+        hedge: Duration,
+    ) -> Result<WireAnswer, String> {
+        use futures::StreamExt;
+        let mut asking = futures::stream::FuturesUnordered::new();
+        let mut next = 0;
+        let mut errors = Vec::new();
+        loop {
+            if next < urls.len() && (asking.is_empty() || next == 0) {
+                asking.push(self.partial(&urls[next], region, params));
+                next += 1;
+            }
+            let wait = tokio::time::sleep(hedge);
+            tokio::select! {
+                done = asking.next() => match done {
+                    Some(Ok(answer)) => return Ok(answer),
+                    Some(Err(e)) if e.contains(super::EXPORT_REFUSED) => return Err(e),
+                    Some(Err(e)) => {
+                        errors.push(e);
+                        if asking.is_empty() && next >= urls.len() {
+                            return Err(errors.join("; "));
+                        }
+                    }
+                    None => return Err(errors.join("; ")),
+                },
+                _ = wait, if next < urls.len() => {
+                    asking.push(self.partial(&urls[next], region, params));
+                    next += 1;
+                }
+            }
+        }
+    }
+
     /// Asks the node at `url` for its partial answer for `region`.
     pub async fn partial(
         &self,

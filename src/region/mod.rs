@@ -83,6 +83,8 @@ struct ShardHandle {
 pub struct RegionHandle {
     pub name: Arc<str>,
     pub url: Option<String>,
+    /// Other nodes hosting it (cluster mode), asked when `url`'s does not answer.
+    pub replicas: Vec<String>,
     pub manifest: Option<Arc<Manifest>>,
     shards: Vec<ShardHandle>,
 }
@@ -378,6 +380,7 @@ impl Engine {
                 regions.push(RegionHandle {
                     name,
                     url: rc.url.clone(),
+                    replicas: rc.replicas.clone(),
                     manifest: None,
                     shards: Vec::new(),
                 });
@@ -479,6 +482,7 @@ impl Engine {
             regions.push(RegionHandle {
                 name,
                 url: rc.url.clone(),
+                replicas: rc.replicas.clone(),
                 manifest: Some(manifest),
                 shards: handles,
             });

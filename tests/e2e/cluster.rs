@@ -324,3 +324,68 @@ fn writes_cross_regions_through_jetstream_and_survive_node_and_nats_kills() {
     a.stop();
     b.stop();
 }
+
+/// A region hosted by two nodes (cluster mode): each applies the region's log into its own
+/// data dir; queries through a third node fail over to the replica when the first node is
+/// killed, and a node that comes back catches up from where it stopped.
+#[test]
+fn a_region_hosted_by_two_nodes_answers_while_either_is_down() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let nats = Nats::start(root.path());
+    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+    let url = |p: u16| format!("http://127.0.0.1:{p}");
+    let config = cluster_config(root.path(), &nats.url(), &url(pa), &url(pb));
+    let text = std::fs::read_to_string(&config).expect("config");
+    let mut text = text;
+    for r in ["eu", "apac"] {
+        text = text.replacen(
+            &format!("name = \"{r}\"\nurl = \"{}\"\n", url(pb)),
+            &format!(
+                "name = \"{r}\"\nurl = \"{}\"\nreplicas = [\"{}\"]\n",
+                url(pb),
+                url(pc)
+            ),
+            1,
+        );
+    }
+    assert_eq!(text.matches("replicas").count(), 2, "{text}");
+    std::fs::write(&config, &text).expect("config");
+    let dir = |n: &str| root.path().join(n);
+    let a = Node::start(
+        &dir("a"),
+        &config,
+        pa,
+        &["americas", "global"],
+        &["--node", "a"],
+    );
+    let mut b = Node::start(&dir("b"), &config, pb, &["eu", "apac"], &["--node", "b"]);
+    let mut c = Node::start(&dir("c"), &config, pc, &["eu", "apac"], &["--node", "c"]);
+    let mut expected = Expected::new();
+    for n in 0..4 {
+        let (status, text) = write(&a, &body(n, 0, &mut expected));
+        assert_eq!(status, 204, "{text}");
+    }
+    wait_for(&a, &expected, "both replicas up");
+    wait_for(&b, &expected, "asked through B");
+    wait_for(&c, &expected, "asked through C");
+
+    // B (the region's url) killed: A's answers come from C, complete.
+    b.kill9();
+    for n in 4..8 {
+        let (status, text) = write(&a, &body(n, 0, &mut expected));
+        assert_eq!(status, 204, "{text}");
+    }
+    wait_for(&a, &expected, "B down, C answers");
+
+    // B back, C killed: B catches up on what it missed and answers alone.
+    b.restart();
+    c.kill9();
+    let (status, text) = write(&a, &body(8, 0, &mut expected));
+    assert_eq!(status, 204, "{text}");
+    wait_for(&a, &expected, "C down, B caught up");
+    c.restart();
+    wait_for(&c, &expected, "C caught up");
+    a.stop();
+    b.stop();
+    c.stop();
+}

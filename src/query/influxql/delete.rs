@@ -270,12 +270,17 @@ async fn apply(ctx: &Ctx, t: Target, text: Option<&str>) -> Result<(), String> {
     run_spec(ctx, spec).await?;
     // Regions hosted elsewhere: the statement goes to their nodes.
     if let (false, Some(q)) = (ctx.forwarded, text) {
+        // Every node hosting a region: the url of a region hosted elsewhere, and every
+        // replica (a replica of a region hosted here too; this node asking itself again
+        // deletes nothing more).
         let mut urls: Vec<String> = ctx
             .engine
             .regions()
             .iter()
-            .filter(|r| !r.hosted())
-            .filter_map(|r| r.url.clone())
+            .flat_map(|r| {
+                let url = r.url.clone().filter(|_| !r.hosted());
+                url.into_iter().chain(r.replicas.iter().cloned())
+            })
             .collect();
         urls.sort();
         urls.dedup();
