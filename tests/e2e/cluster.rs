@@ -10,6 +10,8 @@
 //! - with A killed right after its writes were acknowledged (before it split them), A
 //!   splits them when it comes back;
 //! - a point rewritten later wins;
+//! - with a Meridian node hung (SIGSTOP), writes are still acknowledged at once and a query
+//!   costs at most its deadline, its regions reported as `timeout`;
 //! - with NATS hung (SIGSTOP) or down, a write is refused with 503 within the publish
 //!   timeout, and nothing of it is stored; writes resume when NATS returns.
 
@@ -187,7 +189,11 @@ fn wait_for(via: &Node, expected: &Expected, what: &str) {
 }
 
 fn cluster_config(root: &Path, nats: &str, a: &str, b: &str) -> PathBuf {
-    let mut cfg = ServerConfig::default().render();
+    // A short query timeout: a hung node costs a query at most that (replicas are asked
+    // after a quarter of it).
+    let mut cfg = ServerConfig::default()
+        .query_line("timeout = \"4s\"")
+        .render();
     for (name, url) in [("americas", a), ("global", a), ("eu", b), ("apac", b)] {
         cfg = cfg.replacen(
             &format!("name = \"{name}\"\n"),
@@ -235,6 +241,44 @@ fn writes_cross_regions_through_jetstream_and_survive_node_and_nats_kills() {
     }
     b.restart();
     wait_for(&a, &expected, "B back after kill -9");
+
+    // B hung (SIGSTOP): writes touching its regions are still acknowledged at once, and a
+    // query costs at most its deadline (4 s), with B's regions reported as `timeout`.
+    let b_pid = b.pid().to_string();
+    let sig = |s: &str, pid: &str| {
+        assert!(
+            Command::new("kill")
+                .args([s, pid])
+                .status()
+                .expect("kill")
+                .success()
+        );
+    };
+    sig("-STOP", &b_pid);
+    let started = Instant::now();
+    let (status, text) = write(&a, &body(20, 0, &mut expected));
+    assert_eq!(status, 204, "with B hung: {text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    let j: serde_json::Value = http_client()
+        .get(format!(
+            "{}/api/v1/query?db=cl&measurement=cpu&fields=v&agg=count",
+            a.url
+        ))
+        .send()
+        .and_then(|r| r.json())
+        .expect("query");
+    let took = started.elapsed();
+    sig("-CONT", &b_pid);
+    assert!(took < Duration::from_secs(6), "answered after {took:?}");
+    assert_eq!(j["partial"], true, "{j}");
+    assert_eq!(j["regions"]["eu"]["status"], "timeout", "{j}");
+    assert_eq!(j["regions"]["americas"]["status"], "ok", "{j}");
+    wait_for(&a, &expected, "B resumed");
 
     // A killed right after its writes were acknowledged: what it had not split yet is
     // split when it returns.
@@ -377,8 +421,26 @@ fn a_region_hosted_by_two_nodes_answers_while_either_is_down() {
     }
     wait_for(&a, &expected, "B down, C answers");
 
-    // B back, C killed: B catches up on what it missed and answers alone.
+    // B back and hung (SIGSTOP): a query through A asks B (the url), then C after a quarter
+    // of the query timeout (1 s), and is answered complete.
     b.restart();
+    wait_for(&b, &expected, "B back");
+    let signal = |sig: &str, pid: u32| {
+        let ok = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    };
+    let started = Instant::now();
+    signal("-STOP", b.pid());
+    let got = answer(&a);
+    let took = started.elapsed();
+    signal("-CONT", b.pid());
+    assert_eq!(got.as_ref(), Some(&expected), "with B hung");
+    assert!(took < Duration::from_secs(3), "answered after {took:?}");
+
+    // C killed: B answers alone, with what was written meanwhile.
     c.kill9();
     let (status, text) = write(&a, &body(8, 0, &mut expected));
     assert_eq!(status, 204, "{text}");

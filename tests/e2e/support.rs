@@ -1770,6 +1770,10 @@ impl Node {
         assert!(status.success(), "node exited with {status:?}");
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("a running node").id()
+    }
+
     /// SIGKILL: nothing is flushed.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
