@@ -73,6 +73,9 @@ const DEADLINE_HEADER: &str = "Meridian-Deadline";
 const REGION_MESSAGE_BYTES: usize = 2 << 20;
 /// Room left in `max_payload` for a message's headers.
 const HEADERS_ROOM: usize = 1024;
+/// How long a splitter or applier waits for messages before it checks that it is not
+/// stuck behind a lost server.
+const STALL_CHECK: Duration = Duration::from_secs(3);
 /// Wait after a failure before a splitter or applier starts again.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
@@ -315,11 +318,29 @@ impl JetStream {
             .messages()
             .await
             .map_err(|e| format!("reading {IN_STREAM}: {e}"))?;
+        let subject = body_subject(&self.node);
+        let mut seen = 0u64;
         loop {
-            let batch = next_batch(&mut messages).await?;
+            // Watchdog: an ordered consumer whose server was lost can wait for good; if a
+            // body older than the pause is there and was not delivered, read again.
+            let batch = match tokio::time::timeout(STALL_CHECK, next_batch(&mut messages)).await {
+                Ok(b) => b?,
+                Err(_) => {
+                    if let Ok(m) = input.get_last_raw_message_by_subject(&subject).await
+                        && m.sequence > seen
+                    {
+                        return Err(format!(
+                            "body {} of this node was not delivered within {STALL_CHECK:?}: reading again",
+                            m.sequence
+                        ));
+                    }
+                    continue;
+                }
+            };
             let Some(last) = batch.last().map(|m| m.seq) else {
                 return Err("the body stream ended".into());
             };
+            seen = last;
             // Per region, one message at a time in flight: a region's parts are stored in
             // the order of the bodies, whatever fails on the way (a lost message is never
             // overtaken by the next one, which is only sent once it is acknowledged).
@@ -452,7 +473,26 @@ impl JetStream {
             .await
             .map_err(|e| format!("reading {name}: {e}"))?;
         loop {
-            let batch = next_batch(&mut messages).await?;
+            // Watchdog: an ordered consumer whose server was lost can wait for good; if the
+            // log holds more than was applied and nothing came for a while, read again.
+            let batch = match tokio::time::timeout(STALL_CHECK, next_batch(&mut messages)).await {
+                Ok(b) => b?,
+                Err(_) => {
+                    let last = log
+                        .get_info()
+                        .await
+                        .map_err(|e| format!("stream {name}: {e}"))?
+                        .state
+                        .last_sequence;
+                    if last > applied.seq {
+                        return Err(format!(
+                            "{name} holds messages up to {last}, none came after {} within {STALL_CHECK:?}: reading again",
+                            applied.seq
+                        ));
+                    }
+                    continue;
+                }
+            };
             if batch.is_empty() {
                 return Err(format!("stream {name} ended"));
             }

@@ -36,13 +36,17 @@ struct Nats {
 
 impl Nats {
     fn start(dir: &Path) -> Nats {
-        let port = free_port();
-        let conf = dir.join("nats.conf");
-        let store = dir.join("jetstream");
+        Nats::start_with(dir, "nats", "", free_port())
+    }
+
+    /// A server named `name` (its files under `dir/name*`), with `extra` config lines.
+    fn start_with(dir: &Path, name: &str, extra: &str, port: u16) -> Nats {
+        let conf = dir.join(format!("{name}.conf"));
+        let store = dir.join(format!("{name}-jetstream"));
         std::fs::write(
             &conf,
             format!(
-                "listen: 127.0.0.1:{port}\nmax_payload: 8MB\njetstream {{ store_dir: {:?} }}\n",
+                "server_name: {name}\nlisten: 127.0.0.1:{port}\nmax_payload: 8MB\njetstream {{ store_dir: {:?} }}\n{extra}",
                 store.display().to_string()
             ),
         )
@@ -51,10 +55,14 @@ impl Nats {
             child: None,
             port,
             conf,
-            log: dir.join("nats.log"),
+            log: dir.join(format!("{name}.log")),
         };
         n.spawn();
         n
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     fn url(&self) -> String {
@@ -450,4 +458,103 @@ fn a_region_hosted_by_two_nodes_answers_while_either_is_down() {
     a.stop();
     b.stop();
     c.stop();
+}
+
+/// JetStream on a cluster of three NATS servers, streams with three replicas: a NATS
+/// server killed (-9), then another while the first is back, costs at most a few refused
+/// writes (503, retried by the client as any client retries) and no acknowledged point.
+#[test]
+fn writes_survive_the_loss_of_a_nats_server() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+    let routes: Vec<String> = ports
+        .iter()
+        .map(|(_, c)| format!("\"nats://127.0.0.1:{c}\""))
+        .collect();
+    let mut servers: Vec<Nats> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (p, c))| {
+            let extra = format!(
+                "cluster {{ name: \"mc\", listen: 127.0.0.1:{c}, routes: [{}] }}\n",
+                routes.join(", ")
+            );
+            Nats::start_with(root.path(), &format!("n{i}"), &extra, *p)
+        })
+        .collect();
+    // JetStream answers once the servers elected a metadata leader.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !servers
+        .iter()
+        .any(|n| n.log_text().contains("metadata leader"))
+    {
+        assert!(Instant::now() < deadline, "no JetStream metadata leader");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (pa, pb) = (free_port(), free_port());
+    let url = |p: u16| format!("http://127.0.0.1:{p}");
+    let urls: Vec<String> = servers.iter().map(|n| format!("\"{}\"", n.url())).collect();
+    let config = cluster_config(root.path(), &servers[0].url(), &url(pa), &url(pb));
+    let text = std::fs::read_to_string(&config).expect("config").replacen(
+        &format!("nats = [\"{}\"]", servers[0].url()),
+        &format!("nats = [{}]\nreplicas = 3", urls.join(", ")),
+        1,
+    );
+    assert!(text.contains("replicas = 3"), "{text}");
+    std::fs::write(&config, text).expect("config");
+    let a = Node::start(
+        &root.path().join("a"),
+        &config,
+        pa,
+        &["americas", "global"],
+        &["--node", "a"],
+    );
+    let b = Node::start(
+        &root.path().join("b"),
+        &config,
+        pb,
+        &["eu", "apac"],
+        &["--node", "b"],
+    );
+    let mut expected = Expected::new();
+    // Writes as a client does them: a 503 is retried (the same body: idempotent).
+    let mut refused = 0;
+    let mut write_retrying = |node: &Node, n: i64, expected: &mut Expected| {
+        let mut e = Expected::new();
+        let text = body(n, 0, &mut e);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, msg) = write(node, &text);
+            if status == 204 {
+                break;
+            }
+            assert_eq!(status, 503, "{msg}");
+            refused += 1;
+            assert!(Instant::now() < deadline, "writes did not resume: {msg}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        for (k, (c, s)) in e {
+            let x = expected.entry(k).or_default();
+            x.0 += c;
+            x.1 += s;
+        }
+    };
+    for n in 0..4 {
+        write_retrying(if n % 2 == 0 { &a } else { &b }, n, &mut expected);
+    }
+    wait_for(&a, &expected, "three NATS servers");
+    servers[0].kill9();
+    for n in 4..10 {
+        write_retrying(if n % 2 == 0 { &a } else { &b }, n, &mut expected);
+    }
+    wait_for(&a, &expected, "one NATS server killed");
+    servers[0].spawn();
+    servers[1].kill9();
+    for n in 10..16 {
+        write_retrying(if n % 2 == 0 { &a } else { &b }, n, &mut expected);
+    }
+    wait_for(&b, &expected, "another NATS server killed");
+    eprintln!("writes refused (503) while NATS servers were lost: {refused}");
+    a.stop();
+    b.stop();
 }
