@@ -12,11 +12,11 @@ use tracing::info;
 use meridian::cluster::WriteDispatch;
 use meridian::cluster::forward::Direct;
 use meridian::cluster::jetstream::JetStream;
+use meridian::cluster::remote::RemoteClient;
 use meridian::config::Config;
 use meridian::http::serve::{self as http_serve, ServeLimits, connection_limit, raise_fd_limit};
 use meridian::http::{AppState, router};
 use meridian::query::budget::QueryMemory;
-use meridian::query::remote::RemoteClient;
 use meridian::region::{Engine, OpenOptions};
 
 /// jemalloc rather than glibc's malloc: under `tools/soak --duration 60` (concurrent 30 MiB
@@ -385,7 +385,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         let state = Arc::new(AppState {
             engine: engine.clone(),
             config: cfg.clone(),
-            remote,
+            remote: Arc::new(remote),
             writes,
             query_memory: QueryMemory::new(cfg.query.total_memory, cfg.query.max_memory),
         });

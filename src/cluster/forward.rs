@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::remote::RemoteClient;
 use super::{Dispatch, DispatchError, DispatchFuture, WriteDispatch};
 use crate::model::{RegionId, ShardId};
-use crate::query::remote::RemoteClient;
 use crate::region::Engine;
 use crate::region::prepare::ShardBatch;
 

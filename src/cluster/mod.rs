@@ -16,9 +16,13 @@
 //!
 //! `http` maps a [`DispatchError`] to a status and knows nothing else of either path.
 //! Single-node mode builds [`forward::Direct`] and never touches NATS.
+//!
+//! The node-to-node HTTP client ([`remote::RemoteClient`]) lives here too: the query layer
+//! asks other nodes through its `query::remote::NodeClient` trait, which it implements.
 
 pub mod forward;
 pub mod jetstream;
+pub mod remote;
 pub mod wire;
 
 use std::future::Future;

@@ -122,7 +122,7 @@ async fn run(state: Shared, params: HashMap<String, String>, headers: &HeaderMap
         .is_some_and(|v| v.contains("application/csv") || v.contains("text/csv"));
     let mut ctx = statement_ctx(&state, params.get("db").cloned(), started);
     ctx.rp = params.get("rp").cloned();
-    ctx.forwarded = headers.contains_key(crate::query::remote::FORWARDED_HEADER);
+    ctx.forwarded = headers.contains_key(crate::cluster::remote::FORWARDED_HEADER);
     let statement_count = statements.len();
     let statements: Vec<Result<Statement, String>> = statements
         .into_iter()

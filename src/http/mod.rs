@@ -30,7 +30,7 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     pub config: Arc<Config>,
     /// Client for regions hosted by other nodes.
-    pub remote: crate::query::remote::RemoteClient,
+    pub remote: crate::query::remote::Nodes,
     /// Where checked writes go: this node and the regions' nodes, or JetStream.
     pub writes: Arc<dyn crate::cluster::WriteDispatch>,
     /// The memory budget shared by running queries.
@@ -88,7 +88,7 @@ async fn auth(State(state): State<Shared>, req: Request, next: Next) -> Response
     let from_node = path == "/api/v1/internal/partial"
         || req
             .headers()
-            .contains_key(crate::query::remote::FORWARDED_HEADER);
+            .contains_key(crate::cluster::remote::FORWARDED_HEADER);
     if let (true, Some(node)) = (from_node, &http.node_token) {
         let ok = presented_token(req.headers(), req.uri().query())
             .is_some_and(|t| token_ok(std::slice::from_ref(node), &t));

@@ -16,8 +16,8 @@ use super::Shared;
 use super::body::{BodyLimits, Reservation, read_body};
 use super::error::{ApiError, Dialect, DialectError};
 use crate::cluster::Dispatch;
+use crate::cluster::remote::FORWARDED_HEADER;
 use crate::model::{Precision, is_safe_name, truncate};
-use crate::query::remote::FORWARDED_HEADER;
 
 /// Query parameters; a repeated key keeps its first value.
 pub fn parse_params(q: Option<&str>) -> HashMap<String, String> {

@@ -157,7 +157,7 @@ pub async fn run(
     engine: &Arc<Engine>,
     spec: Arc<QuerySpec>,
     params: Arc<HashMap<String, String>>,
-    remote: &remote::RemoteClient,
+    remote: &remote::Nodes,
     timeout: std::time::Duration,
     max_rows: usize,
 ) -> QueryResult {
@@ -251,7 +251,7 @@ pub async fn gather(
     engine: &Arc<Engine>,
     spec: Arc<QuerySpec>,
     params: Arc<HashMap<String, String>>,
-    remote: &remote::RemoteClient,
+    remote: &remote::Nodes,
     timeout: std::time::Duration,
     max_rows: usize,
 ) -> Gathered {

@@ -30,14 +30,14 @@ use std::time::Instant;
 
 use crate::influxql::Statement;
 use crate::query::budget::QueryMemory;
-use crate::query::remote::RemoteClient;
+use crate::query::remote::Nodes;
 use crate::region::Engine;
 use result::{Chunking, StatementResult};
 
 /// What every statement of one request can reach.
 pub struct Ctx {
     pub engine: Arc<Engine>,
-    pub remote: RemoteClient,
+    pub remote: Nodes,
     pub query_memory: Arc<QueryMemory>,
     /// `query.timeout` and `query.max_rows`.
     pub timeout: std::time::Duration,

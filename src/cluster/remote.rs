@@ -1,0 +1,196 @@
+//! The HTTP client nodes use with each other: a region's partial answer
+//! (`POST /api/v1/internal/partial`), a forwarded write (single-node forwarding), a
+//! forwarded statement (deletes). It presents `auth.node_token`, never a client's token.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::query::remote::{BoxFuture, NodeClient, WireAnswer};
+
+/// HTTP client for other nodes (loopback or a private network; never follows redirects,
+/// never uses a proxy from the environment).
+#[derive(Clone)]
+pub struct RemoteClient {
+    client: reqwest::Client,
+    token: Option<String>,
+}
+
+/// Header marking a request forwarded by another node (it must not be forwarded again).
+pub const FORWARDED_HEADER: &str = "x-meridian-forwarded";
+
+impl RemoteClient {
+    pub fn new(token: Option<String>, timeout: Duration) -> Result<RemoteClient, String> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(RemoteClient { client, token })
+    }
+
+    fn auth(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(t) => rb.header("Authorization", format!("Token {t}")),
+            None => rb,
+        }
+    }
+
+    /// Asks the nodes hosting `region` for its partial answer: the first of `urls`, then
+    /// the next whenever every node asked so far has failed or `hedge` has passed without an
+    /// answer; the first answer wins. A residency refusal is final (every node would give
+    /// it).
+    pub async fn partial_any_http(
+        &self,
+        urls: &[String],
+        region: &str,
+        params: &HashMap<String, String>,
+        hedge: Duration,
+    ) -> Result<WireAnswer, String> {
+        use futures::StreamExt;
+        let mut asking = futures::stream::FuturesUnordered::new();
+        let mut next = 0;
+        let mut errors = Vec::new();
+        loop {
+            if next < urls.len() && (asking.is_empty() || next == 0) {
+                asking.push(self.partial(&urls[next], region, params));
+                next += 1;
+            }
+            let wait = tokio::time::sleep(hedge);
+            tokio::select! {
+                done = asking.next() => match done {
+                    Some(Ok(answer)) => return Ok(answer),
+                    Some(Err(e)) if e.contains(crate::query::EXPORT_REFUSED) => return Err(e),
+                    Some(Err(e)) => {
+                        errors.push(e);
+                        if asking.is_empty() && next >= urls.len() {
+                            return Err(errors.join("; "));
+                        }
+                    }
+                    None => return Err(errors.join("; ")),
+                },
+                _ = wait, if next < urls.len() => {
+                    asking.push(self.partial(&urls[next], region, params));
+                    next += 1;
+                }
+            }
+        }
+    }
+
+    /// Asks the node at `url` for its partial answer for `region`.
+    pub async fn partial(
+        &self,
+        url: &str,
+        region: &str,
+        params: &HashMap<String, String>,
+    ) -> Result<WireAnswer, String> {
+        let endpoint = format!("{}/api/v1/internal/partial", url.trim_end_matches('/'));
+        let resp = self
+            .auth(
+                self.client
+                    .post(&endpoint)
+                    .query(&[("region", region)])
+                    .json(params),
+            )
+            .header(FORWARDED_HEADER, "1")
+            .send()
+            .await
+            .map_err(|e| format!("{endpoint}: {e}"))?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| format!("{endpoint}: {e}"))?;
+        if status == reqwest::StatusCode::FORBIDDEN {
+            // A residency refusal: its message as the region's node worded it.
+            let msg = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|j| j["error"].as_str().map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            return Err(crate::model::truncate(&msg, 1024).to_string());
+        }
+        if !status.is_success() {
+            return Err(format!(
+                "{endpoint} answered {status}: {}",
+                crate::model::truncate(&String::from_utf8_lossy(&body), 512)
+            ));
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("{endpoint}: bad answer: {e}"))
+    }
+
+    /// Forwards line protocol (timestamps in ns) for a region hosted at `url`; Ok once that
+    /// node acknowledged it (durable there).
+    pub async fn forward_write(
+        &self,
+        url: &str,
+        db: &str,
+        body: String,
+        sync: bool,
+    ) -> Result<(), (u16, String)> {
+        let endpoint = format!("{}/api/v3/write_lp", url.trim_end_matches('/'));
+        let no_sync = if sync { "false" } else { "true" };
+        let resp = self
+            .auth(self.client.post(&endpoint).query(&[
+                ("db", db),
+                ("precision", "nanosecond"),
+                ("accept_partial", "false"),
+                ("no_sync", no_sync),
+            ]))
+            .header(FORWARDED_HEADER, "1")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| (503, format!("{endpoint}: {e}")))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = resp.text().await.unwrap_or_default();
+        Err((
+            status.as_u16(),
+            format!(
+                "{endpoint} answered {status}: {}",
+                crate::model::truncate(&text, 512)
+            ),
+        ))
+    }
+
+    /// Runs one InfluxQL statement (a delete) on the node at `url`, for the regions that
+    /// node hosts; Ok once it answered without an error.
+    pub async fn forward_statement_http(&self, url: &str, db: &str, q: &str) -> Result<(), String> {
+        let endpoint = format!("{}/query", url.trim_end_matches('/'));
+        let resp = self
+            .auth(self.client.post(&endpoint).form(&[("db", db), ("q", q)]))
+            .header(FORWARDED_HEADER, "1")
+            .send()
+            .await
+            .map_err(|e| format!("{endpoint}: {e}"))?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| format!("{endpoint}: {e}"))?;
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let error = v["results"][0]["error"].as_str().or(v["error"].as_str());
+        match (status.is_success(), error) {
+            (true, None) => Ok(()),
+            (_, Some(e)) => Err(format!("{endpoint}: {e}")),
+            (false, None) => Err(format!("{endpoint} answered {status}")),
+        }
+    }
+}
+
+impl NodeClient for RemoteClient {
+    fn partial_any<'a>(
+        &'a self,
+        urls: &'a [String],
+        region: &'a str,
+        params: &'a HashMap<String, String>,
+        hedge: Duration,
+    ) -> BoxFuture<'a, Result<WireAnswer, String>> {
+        Box::pin(self.partial_any_http(urls, region, params, hedge))
+    }
+
+    fn forward_statement<'a>(
+        &'a self,
+        url: &'a str,
+        db: &'a str,
+        q: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.forward_statement_http(url, db, q))
+    }
+}
