@@ -362,12 +362,17 @@ fn serve(args: ServeArgs) -> Result<()> {
         // after `listening on` must stop the server gracefully, not kill it.
         let signals = Signals::install()?;
         // Nodes present the node token to each other (config refuses client tokens for that
-        // when auth is on and a region is remote).
-        let remote = RemoteClient::new(cfg.http.node_token.clone(), cfg.query.timeout)
+        // when auth is on and a region is remote). The client's own timeout comes a second
+        // after the query's deadline, so a hung node is reported as `timeout`, not as an error.
+        let remote = RemoteClient::new(
+            cfg.http.node_token.clone(),
+            cfg.query.timeout + Duration::from_secs(1),
+        )
             .map_err(|e| anyhow::anyhow!("building the HTTP client for other nodes: {e}"))?;
         // Cluster mode: writes go through JetStream; this node splits the bodies it
         // receives and applies the logs of the regions it hosts.
-        let (writes, cluster_tasks): (Arc<dyn WriteDispatch>, Vec<_>) = match &cfg.cluster {
+        type Barrier = Option<Arc<dyn meridian::query::remote::WriteBarrier>>;
+        let (writes, barrier, cluster_tasks): (Arc<dyn WriteDispatch>, Barrier, Vec<_>) = match &cfg.cluster {
             Some(c) => {
                 let js = Arc::new(
                     JetStream::connect(c, engine.clone(), cfg.http.max_body_bytes)
@@ -376,9 +381,13 @@ fn serve(args: ServeArgs) -> Result<()> {
                 );
                 info!(node = ?c.node, nats = ?c.nats, replicas = c.replicas, max_payload = js.max_payload(), "cluster mode: writes go through NATS JetStream");
                 let tasks = js.start();
-                (js, tasks)
+                (js.clone(), Some(js), tasks)
             }
-            None => (Arc::new(Direct::new(engine.clone(), remote.clone())), Vec::new()),
+            None => (
+                Arc::new(Direct::new(engine.clone(), remote.clone())),
+                None,
+                Vec::new(),
+            ),
         };
         info!(%addr, data_dir = %cfg.data_dir.display(), max_connections, fd_limit, "meridian is ready");
         println!("listening on {addr}");
@@ -387,6 +396,7 @@ fn serve(args: ServeArgs) -> Result<()> {
             config: cfg.clone(),
             remote: Arc::new(remote),
             writes,
+            barrier,
             query_memory: QueryMemory::new(cfg.query.total_memory, cfg.query.max_memory),
         });
         // The accept loop runs on a worker thread, not on this one: a connection's task is

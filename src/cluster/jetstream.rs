@@ -105,6 +105,8 @@ pub struct JetStream {
     applied_dir: PathBuf,
     next_id: AtomicU64,
     id_base: i64,
+    /// The last of this node's bodies split (and purged).
+    split_upto: AtomicU64,
 }
 
 impl JetStream {
@@ -190,6 +192,7 @@ impl JetStream {
             applied_dir,
             next_id: AtomicU64::new(0),
             id_base: crate::catalog::manifest::now_ns(),
+            split_upto: AtomicU64::new(0),
         })
     }
 
@@ -409,7 +412,65 @@ impl JetStream {
                 .sequence(last + 1)
                 .await
                 .map_err(|e| format!("purging split bodies up to {last}: {e}"))?;
+            self.split_upto.fetch_max(last, Relaxed);
         }
+    }
+
+    /// See [`WriteBarrier::settle`].
+    async fn settle_writes(&self, within: Duration) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + within;
+        let wait = |what: String| async move {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!("{what} within {within:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Ok(())
+        };
+        let input = self
+            .js
+            .get_stream(IN_STREAM)
+            .await
+            .map_err(|e| format!("stream {IN_STREAM}: {e}"))?;
+        if let Ok(m) = input
+            .get_last_raw_message_by_subject(&body_subject(&self.node))
+            .await
+        {
+            while self.split_upto.load(Relaxed) < m.sequence {
+                wait("this node's writes were not all passed to their regions' logs".into())
+                    .await?;
+            }
+        }
+        for r in self.engine.regions().iter().filter(|r| r.hosted()) {
+            let name = region_stream(&r.name);
+            let last = self
+                .js
+                .get_stream(&name)
+                .await
+                .map_err(|e| format!("stream {name}: {e}"))?
+                .get_info()
+                .await
+                .map_err(|e| format!("stream {name}: {e}"))?
+                .state
+                .last_sequence;
+            loop {
+                let applied = self
+                    .stats()
+                    .applied_seq
+                    .lock()
+                    .get(&*r.name)
+                    .copied()
+                    .unwrap_or(0);
+                if applied >= last {
+                    break;
+                }
+                wait(format!(
+                    "the log of region {:?} was not applied up to {last}",
+                    r.name
+                ))
+                .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Publishes a region's message (after the one before it was acknowledged) and starts
@@ -655,6 +716,12 @@ struct Group {
 struct Applied {
     seq: u64,
     nodes: BTreeMap<String, u64>,
+}
+
+impl crate::query::remote::WriteBarrier for JetStream {
+    fn settle(&self, within: Duration) -> crate::query::remote::BoxFuture<'_, Result<(), String>> {
+        Box::pin(self.settle_writes(within))
+    }
 }
 
 impl WriteDispatch for JetStream {

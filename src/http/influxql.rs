@@ -40,6 +40,7 @@ pub(crate) fn statement_ctx(
         now_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0),
         started,
         forwarded: false,
+        barrier: state.barrier.clone(),
     }
 }
 

@@ -33,6 +33,8 @@ pub struct AppState {
     pub remote: crate::query::remote::Nodes,
     /// Where checked writes go: this node and the regions' nodes, or JetStream.
     pub writes: Arc<dyn crate::cluster::WriteDispatch>,
+    /// Cluster mode: what deletes wait for.
+    pub barrier: Option<Arc<dyn crate::query::remote::WriteBarrier>>,
     /// The memory budget shared by running queries.
     pub query_memory: Arc<crate::query::budget::QueryMemory>,
 }

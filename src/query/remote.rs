@@ -112,6 +112,14 @@ pub trait NodeClient: Send + Sync {
     ) -> BoxFuture<'a, Result<(), String>>;
 }
 
+/// Cluster mode's write path, as a delete needs it: writes acknowledged before the delete
+/// was asked must be applied before it runs, or they would come back after it.
+pub trait WriteBarrier: Send + Sync {
+    /// Waits, at most `within`, until this node's acknowledged bodies are in their regions'
+    /// logs and the logs of the regions it hosts are applied up to their ends.
+    fn settle(&self, within: Duration) -> BoxFuture<'_, Result<(), String>>;
+}
+
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// The other nodes, shared by every request.

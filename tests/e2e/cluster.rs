@@ -310,6 +310,34 @@ fn writes_cross_regions_through_jetstream_and_survive_node_and_nats_kills() {
     assert_eq!(status, 204, "{text}");
     wait_for(&b, &expected, "rewritten points");
 
+    // A delete right after writes were acknowledged: they are applied before it runs, on
+    // every node, so none of them comes back after it. B is down while the writes are
+    // acknowledged and the delete is sent as soon as it is back, while it still has them
+    // to apply. Bodies 50..250 lie in [T0 + 5000 s, T0 + 25000 s).
+    b.kill9();
+    let mut deleted = Expected::new();
+    for n in 50..250 {
+        let (status, text) = write(&a, &body(n, 0, &mut deleted));
+        assert_eq!(status, 204, "{text}");
+    }
+    b.restart();
+    let r = http_client()
+        .post(format!("{}/query", a.url))
+        .form(&[
+            ("db", "cl"),
+            (
+                "q",
+                "DELETE FROM cpu WHERE time >= '2026-01-01T01:23:20Z' AND time < '2026-01-01T06:56:40Z'",
+            ),
+        ])
+        .send()
+        .expect("delete");
+    let status = r.status();
+    let text = r.text().unwrap_or_default();
+    assert!(status == 200 && !text.contains("error"), "{status} {text}");
+    std::thread::sleep(Duration::from_millis(1500));
+    wait_for(&a, &expected, "after the delete");
+
     // NATS hung (SIGSTOP) for longer than the publish timeout and the clock margin: the
     // write is refused (503) within the timeout; JetStream stores the body when it resumes,
     // after the body's deadline, and the splitter drops it: nothing of it is applied.

@@ -249,6 +249,14 @@ fn split_and(p: &str) -> Vec<String> {
 }
 
 async fn run_spec(ctx: &Ctx, spec: DeleteSpec) -> Result<DeleteOutcome, String> {
+    // Cluster mode: points acknowledged before this delete must be applied first, or they
+    // would be applied after it and stay.
+    if let Some(b) = &ctx.barrier {
+        let left = ctx.timeout.saturating_sub(ctx.started.elapsed());
+        b.settle(left)
+            .await
+            .map_err(|e| format!("{e}; nothing was deleted, run the statement again"))?;
+    }
     let engine = ctx.engine.clone();
     let timeout = ctx.timeout;
     tokio::task::spawn_blocking(move || engine.delete(&spec, timeout))

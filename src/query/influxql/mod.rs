@@ -51,6 +51,8 @@ pub struct Ctx {
     pub started: Instant,
     /// Sent by another node: deletes apply to this node's regions only.
     pub forwarded: bool,
+    /// Cluster mode: what a delete waits for first (see [`WriteBarrier`]).
+    pub barrier: Option<Arc<dyn crate::query::remote::WriteBarrier>>,
 }
 
 impl Ctx {
