@@ -291,6 +291,8 @@ pub struct RawCluster {
     pub publish_timeout: Option<String>,
     /// How long a stream keeps messages (default 7d): a node down for longer misses them.
     pub max_age: Option<String>,
+    /// The NATS cluster that keeps `MERIDIAN_IN` (the receiving side's).
+    pub nats_cluster: Option<String>,
 }
 
 /// `[[retention]]`: how long a database (or one measurement of it) keeps its points, and
@@ -427,6 +429,8 @@ pub struct RawRegion {
     /// its own data dir); queries fail over to them.
     #[serde(default)]
     pub replicas: Vec<String>,
+    /// Cluster mode: the NATS cluster that keeps the region's stream (its geography).
+    pub nats_cluster: Option<String>,
 }
 
 /// A lat/lon rectangle, inclusive on every edge. `min_lon > max_lon` is allowed and means
@@ -490,6 +494,7 @@ pub struct ClusterConfig {
     pub tls_client: Option<(PathBuf, PathBuf)>,
     pub publish_timeout: Duration,
     pub max_age: Duration,
+    pub nats_cluster: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -504,6 +509,8 @@ pub struct RegionConfig {
     pub export: Export,
     /// Other nodes hosting the region (cluster mode), after `url`.
     pub replicas: Vec<String>,
+    /// The NATS cluster that keeps the region's stream (`None`: where JetStream puts it).
+    pub nats_cluster: Option<String>,
 }
 
 /// What a region's nodes answer to other nodes (residency).
@@ -859,6 +866,7 @@ fn check_cluster(c: RawCluster) -> Result<ClusterConfig> {
         tls_client,
         publish_timeout,
         max_age,
+        nats_cluster: c.nats_cluster,
     })
 }
 
@@ -1042,6 +1050,7 @@ impl RawConfig {
                 storage,
                 export,
                 replicas: r.replicas,
+                nats_cluster: r.nats_cluster,
             });
         }
         let region_index = |name: &str| regions.iter().position(|r| r.name == name);
@@ -1281,6 +1290,14 @@ impl RawConfig {
         }
         let retention = check_retention(self.retention, part_ns)?;
         let cluster = self.cluster.map(check_cluster).transpose()?;
+        if cluster.is_none()
+            && let Some(r) = regions.iter().find(|r| r.nats_cluster.is_some())
+        {
+            return Err(invalid(
+                format!("region {:?}: nats_cluster", r.name),
+                "needs [cluster] (it places the region's JetStream stream)",
+            ));
+        }
         if cluster.is_none()
             && let Some(r) = regions.iter().find(|r| !r.replicas.is_empty())
         {

@@ -375,7 +375,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         let (writes, barrier, cluster_tasks): (Arc<dyn WriteDispatch>, Barrier, Vec<_>) = match &cfg.cluster {
             Some(c) => {
                 let js = Arc::new(
-                    JetStream::connect(c, engine.clone(), cfg.http.max_body_bytes)
+                    JetStream::connect(c, &cfg.routing.regions, engine.clone(), cfg.http.max_body_bytes)
                         .await
                         .map_err(|e| anyhow::anyhow!("cluster mode: {e}"))?,
                 );

@@ -112,8 +112,10 @@ pub struct JetStream {
 impl JetStream {
     /// Connects, and creates the streams that do not exist yet (idempotent on every node).
     /// `max_body`: `http.max_body_bytes` (a part of a region holds at most a body's rows).
+    /// `regions`: the config's (where each region's stream is placed).
     pub async fn connect(
         cfg: &ClusterConfig,
+        regions: &[crate::config::RegionConfig],
         engine: Arc<Engine>,
         max_body: u64,
     ) -> Result<JetStream, String> {
@@ -154,20 +156,28 @@ impl JetStream {
             duplicate_window: Duration::from_secs(120).min(cfg.max_age),
             ..Default::default()
         };
+        let placed = |cluster: &Option<String>| {
+            cluster.as_ref().map(|c| stream::Placement {
+                cluster: Some(c.clone()),
+                tags: Vec::new(),
+            })
+        };
         ensure_stream(
             &js,
             stream::Config {
                 name: IN_STREAM.into(),
                 subjects: vec!["meridian.in.>".into()],
+                placement: placed(&cfg.nats_cluster),
                 ..base.clone()
             },
         )
         .await?;
-        for r in engine.regions() {
+        for r in regions {
             ensure_stream(
                 &js,
                 stream::Config {
                     name: region_stream(&r.name),
+                    placement: placed(&r.nats_cluster),
                     sources: Some(vec![stream::Source {
                         name: IN_STREAM.into(),
                         filter_subject: Some(part_subject(&r.name)),

@@ -523,12 +523,24 @@ fn writes_survive_the_loss_of_a_nats_server() {
     let url = |p: u16| format!("http://127.0.0.1:{p}");
     let urls: Vec<String> = servers.iter().map(|n| format!("\"{}\"", n.url())).collect();
     let config = cluster_config(root.path(), &servers[0].url(), &url(pa), &url(pb));
-    let text = std::fs::read_to_string(&config).expect("config").replacen(
-        &format!("nats = [\"{}\"]", servers[0].url()),
-        &format!("nats = [{}]\nreplicas = 3", urls.join(", ")),
-        1,
-    );
+    let text = std::fs::read_to_string(&config)
+        .expect("config")
+        .replacen(
+            &format!("nats = [\"{}\"]", servers[0].url()),
+            &format!(
+                "nats = [{}]\nreplicas = 3\nnats_cluster = \"mc\"",
+                urls.join(", ")
+            ),
+            1,
+        )
+        // eu's stream placed on the NATS cluster by name (its geography).
+        .replacen(
+            "name = \"eu\"\n",
+            "name = \"eu\"\nnats_cluster = \"mc\"\n",
+            1,
+        );
     assert!(text.contains("replicas = 3"), "{text}");
+    assert_eq!(text.matches("nats_cluster").count(), 2, "{text}");
     std::fs::write(&config, text).expect("config");
     let a = Node::start(
         &root.path().join("a"),
