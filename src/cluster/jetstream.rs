@@ -333,6 +333,15 @@ impl JetStream {
             .map_err(|e| format!("reading {IN_STREAM}: {e}"))?;
         let subject = body_subject(&self.node);
         let mut seen = 0u64;
+        // Who published a region message: this node and the incarnation of MERIDIAN_IN its
+        // body sequences count in (a recreated stream counts from 1 again, and its bodies
+        // must not look applied already).
+        let created = input.cached_info().created;
+        let origin = format!(
+            "{}@{}",
+            self.node,
+            created.timestamp_nanos_opt().unwrap_or_default()
+        );
         loop {
             // Watchdog: an ordered consumer whose server was lost can wait for good; if a
             // body older than the pause is there and was not delivered, read again.
@@ -392,7 +401,8 @@ impl JetStream {
                         continue;
                     }
                     let out = regions.entry(part.region).or_insert_with(|| Outgoing {
-                        msg: MessageWriter::new(&self.node),
+                        msg: MessageWriter::new(&origin),
+                        origin: origin.clone(),
                         first: seq,
                         in_flight: None,
                     });
@@ -490,7 +500,7 @@ impl JetStream {
             ack.await
                 .map_err(|e| format!("a part for region {region:?} was not acknowledged: {e}"))?;
         }
-        let msg = std::mem::replace(&mut out.msg, MessageWriter::new(&self.node)).finish();
+        let msg = std::mem::replace(&mut out.msg, MessageWriter::new(&out.origin)).finish();
         let mut headers = HeaderMap::new();
         let id = format!("{}.{}.{region}", self.node, out.first);
         headers.insert("Nats-Msg-Id", id.as_str());
@@ -704,6 +714,8 @@ impl JetStream {
 /// its acknowledgement.
 struct Outgoing {
     msg: MessageWriter,
+    /// `<node>@<MERIDIAN_IN's creation>`: whose body sequences its parts carry.
+    origin: String,
     /// The first body it holds (names its de-duplication id).
     first: u64,
     in_flight: Option<jetstream::context::PublishAckFuture>,
@@ -721,7 +733,7 @@ struct Group {
 }
 
 /// What an applier has committed of its region's log: the last stream sequence, and per
-/// node the last body whose part it applied.
+/// origin (`<node>@<MERIDIAN_IN's creation>`) the last body whose part it applied.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Applied {
     seq: u64,

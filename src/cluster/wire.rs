@@ -6,7 +6,8 @@
 //! part     = region_len:u8 region body_seq:u64le zlen:u32le zstd(payloads)
 //! payloads = (len:u32le payload)*            len >= 8; payload: see region::rows
 //! ```
-//! `node` is the node that received the body. A body message holds a part per region of
+//! `node` is the node that received the body (in a region's message, with the incarnation
+//! of `MERIDIAN_IN` its body sequences count in: `<node>@<created>`). A body message holds a part per region of
 //! one write, with `body_seq` 0; the splitter copies each part into its region's message as
 //! it is, setting `body_seq` to the body's sequence in `MERIDIAN_IN` (the splitter neither
 //! decompresses nor compresses), so an applier knows, per node, which bodies it applied.
