@@ -372,7 +372,7 @@ impl JetStream {
             let mut regions: BTreeMap<&str, Outgoing> = BTreeMap::new();
             for m in &batch {
                 let seq = m.seq;
-                if m.deadline.is_some_and(|d| m.stored > d) {
+                if m.expired() {
                     self.stats().bodies_expired.fetch_add(1, Relaxed);
                     tracing::warn!(
                         seq,
@@ -782,6 +782,13 @@ struct Read {
     payload: Bytes,
 }
 
+impl Read {
+    /// A body JetStream stored after its deadline: its sender answered 503 by then.
+    fn expired(&self) -> bool {
+        self.deadline.is_some_and(|d| self.stored > d)
+    }
+}
+
 /// The next messages: waits for one, then takes those already delivered, up to a bound.
 async fn next_batch<S, E>(messages: &mut S) -> Result<Vec<Read>, String>
 where
@@ -844,4 +851,44 @@ fn write_applied(path: &Path, applied: &Applied) -> Result<(), String> {
         std::fs::rename(&tmp, path)
     };
     write().map_err(|e| format!("recording applied sequence in {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The splitter drops a body stored after its deadline, and only such a body (one
+    /// without a deadline, from an older sender, is split).
+    #[test]
+    fn bodies_stored_after_their_deadline_are_expired() {
+        let read = |stored, deadline| Read {
+            seq: 1,
+            stored,
+            deadline,
+            payload: Bytes::new(),
+        };
+        assert!(read(101, Some(100)).expired());
+        assert!(!read(100, Some(100)).expired());
+        assert!(!read(99, Some(100)).expired());
+        assert!(!read(i64::MAX, None).expired());
+    }
+
+    /// The applied record reads back what was written, and a damaged one is an error
+    /// naming the file (the applier then stops rather than start over from the beginning).
+    #[test]
+    fn applied_records_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("eu.applied");
+        assert_eq!(read_applied(&path).unwrap().seq, 0);
+        let mut a = Applied {
+            seq: 42,
+            ..Default::default()
+        };
+        a.nodes.insert("n1@7".into(), 9);
+        write_applied(&path, &a).unwrap();
+        let b = read_applied(&path).unwrap();
+        assert_eq!((b.seq, b.nodes.get("n1@7")), (42, Some(&9)));
+        std::fs::write(&path, b"{").unwrap();
+        assert!(read_applied(&path).unwrap_err().contains("eu.applied"));
+    }
 }
