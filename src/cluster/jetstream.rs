@@ -407,6 +407,7 @@ impl JetStream {
                         msg: MessageWriter::new(&origin),
                         origin: origin.clone(),
                         first: seq,
+                        last: seq,
                         in_flight: None,
                     });
                     let limit = self.max_payload.min(REGION_MESSAGE_BYTES);
@@ -416,6 +417,7 @@ impl JetStream {
                         self.send_part(part.region, out, seq).await?;
                     }
                     out.msg.compressed_part(part.region, seq, part.bytes);
+                    out.last = seq;
                 }
             }
             for (region, out) in regions.iter_mut() {
@@ -454,22 +456,54 @@ impl JetStream {
             .get_stream(IN_STREAM)
             .await
             .map_err(|e| format!("stream {IN_STREAM}: {e}"))?;
-        if let Ok(m) = input
+        let pending = match input
             .get_last_raw_message_by_subject(&body_subject(&self.node))
             .await
         {
-            while self.split_upto.load(Relaxed) < m.sequence {
+            Ok(m) => Some(m.sequence),
+            Err(e) if e.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound => {
+                None
+            }
+            Err(e) => return Err(format!("stream {IN_STREAM}: {e}")),
+        };
+        if let Some(seq) = pending {
+            while self.split_upto.load(Relaxed) < seq {
                 wait("this node's writes were not all passed to their regions' logs".into())
                     .await?;
             }
         }
+        let no_message = jetstream::stream::LastRawMessageErrorKind::NoMessageFound;
         for r in self.engine.regions().iter().filter(|r| r.hosted()) {
             let name = region_stream(&r.name);
-            let last = self
+            let log = self
                 .js
                 .get_stream(&name)
                 .await
-                .map_err(|e| format!("stream {name}: {e}"))?
+                .map_err(|e| format!("stream {name}: {e}"))?;
+            // The region's stream must first have sourced every part split so far (by any
+            // node): its last message names the MERIDIAN_IN sequence it came from.
+            let subject = part_subject(&r.name);
+            let split = match input.get_last_raw_message_by_subject(&subject).await {
+                Ok(m) => m.sequence,
+                Err(e) if e.kind() == no_message => 0,
+                Err(e) => return Err(format!("stream {IN_STREAM}: {e}")),
+            };
+            loop {
+                let sourced = match log.get_last_raw_message_by_subject(&subject).await {
+                    Ok(m) => source_sequence(&m.headers).unwrap_or(u64::MAX),
+                    Err(e) if e.kind() == no_message => 0,
+                    Err(e) => return Err(format!("stream {name}: {e}")),
+                };
+                if sourced >= split {
+                    break;
+                }
+                wait(format!(
+                    "the log of region {:?} has not taken in the parts up to {split}",
+                    r.name
+                ))
+                .await?;
+            }
+            let last = log
                 .get_info()
                 .await
                 .map_err(|e| format!("stream {name}: {e}"))?
@@ -505,7 +539,10 @@ impl JetStream {
         }
         let msg = std::mem::replace(&mut out.msg, MessageWriter::new(&out.origin)).finish();
         let mut headers = HeaderMap::new();
-        let id = format!("{}.{}.{region}", self.node, out.first);
+        // The id names exactly what the message holds (whose bodies, which ones, which
+        // region): a message published again after a failure may hold more bodies than the
+        // first try, and must then not be taken for it.
+        let id = format!("{}.{}-{}.{region}", out.origin, out.first, out.last);
         headers.insert("Nats-Msg-Id", id.as_str());
         let ack = self
             .js
@@ -515,6 +552,7 @@ impl JetStream {
         self.stats().parts_published.fetch_add(1, Relaxed);
         out.in_flight = Some(ack);
         out.first = next;
+        out.last = next;
         Ok(())
     }
 
@@ -562,12 +600,27 @@ impl JetStream {
             let batch = match tokio::time::timeout(STALL_CHECK, next_batch(&mut messages)).await {
                 Ok(b) => b?,
                 Err(_) => {
-                    let last = log
+                    let state = log
                         .get_info()
                         .await
                         .map_err(|e| format!("stream {name}: {e}"))?
-                        .state
-                        .last_sequence;
+                        .state;
+                    // What followed the last applied message is gone (past max_age, or
+                    // purged): there is nothing to wait for below the stream's first.
+                    if state.first_sequence > applied.seq + 1 {
+                        self.stats().log_gaps.fetch_add(1, Relaxed);
+                        tracing::error!(%region, after = applied.seq, first = state.first_sequence, "messages of the region's log expired before they were applied here");
+                        applied.seq = state.first_sequence - 1;
+                        let (m, a) = (marker.clone(), applied.clone());
+                        tokio::task::spawn_blocking(move || write_applied(&m, &a))
+                            .await
+                            .map_err(|e| format!("recording the applied sequence: {e}"))??;
+                        self.stats()
+                            .applied_seq
+                            .lock()
+                            .insert(region.clone(), applied.seq);
+                    }
+                    let last = state.last_sequence;
                     if last > applied.seq {
                         return Err(format!(
                             "{name} holds messages up to {last}, none came after {} within {STALL_CHECK:?}: reading again",
@@ -719,8 +772,9 @@ struct Outgoing {
     msg: MessageWriter,
     /// `<node>@<MERIDIAN_IN's creation>`: whose body sequences its parts carry.
     origin: String,
-    /// The first body it holds (names its de-duplication id).
+    /// The first and last bodies it holds (they name its de-duplication id).
     first: u64,
+    last: u64,
     in_flight: Option<jetstream::context::PublishAckFuture>,
 }
 
@@ -760,7 +814,18 @@ impl WriteDispatch for JetStream {
 /// changing the replicas or age of a live stream is the operator's call (`nats` tool).
 async fn ensure_stream(js: &jetstream::Context, config: stream::Config) -> Result<(), String> {
     let name = config.name.clone();
-    if js.get_stream(&name).await.is_ok() {
+    if let Ok(found) = js.get_stream(&name).await {
+        let have = &found.cached_info().config;
+        if have.num_replicas != config.num_replicas || have.placement != config.placement {
+            tracing::warn!(
+                stream = %name,
+                replicas = have.num_replicas,
+                placement = ?have.placement,
+                configured_replicas = config.num_replicas,
+                configured_placement = ?config.placement,
+                "the stream exists with other replicas or placement than configured; it is kept as it is (change it with the nats tool)"
+            );
+        }
         return Ok(());
     }
     match js.create_stream(config).await {
@@ -831,6 +896,13 @@ where
     Ok(out)
 }
 
+/// The `MERIDIAN_IN` sequence a sourced message came from: JetStream's
+/// `Nats-Stream-Source: <stream> <seq> …` header (`None` if absent or not understood).
+fn source_sequence(headers: &HeaderMap) -> Option<u64> {
+    let value = headers.get("Nats-Stream-Source")?;
+    value.as_str().split_whitespace().nth(1)?.parse().ok()
+}
+
 fn read_applied(path: &Path) -> Result<Applied, String> {
     match std::fs::read(path) {
         Ok(b) => serde_json::from_slice(&b)
@@ -871,6 +943,21 @@ mod tests {
         assert!(!read(100, Some(100)).expired());
         assert!(!read(99, Some(100)).expired());
         assert!(!read(i64::MAX, None).expired());
+    }
+
+    /// The source header as nats-server 2.9 writes it (seen: `MERIDIAN_IN 2`), and as
+    /// later versions extend it.
+    #[test]
+    fn source_sequences_are_read_from_the_header() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert("Nats-Stream-Source", v);
+            m
+        };
+        assert_eq!(source_sequence(&h("MERIDIAN_IN 2")), Some(2));
+        assert_eq!(source_sequence(&h("MERIDIAN_IN 77 > >")), Some(77));
+        assert_eq!(source_sequence(&h("MERIDIAN_IN")), None);
+        assert_eq!(source_sequence(&HeaderMap::new()), None);
     }
 
     /// The applied record reads back what was written, and a damaged one is an error

@@ -323,11 +323,16 @@ pub async fn gather(
     for (name, p) in pending {
         let (res, started) = match p {
             Pending::Done(started, res) => (res, started),
-            Pending::Task(started, h) => {
-                let res = match tokio::time::timeout_at(deadline, h).await {
+            Pending::Task(started, mut h) => {
+                let res = match tokio::time::timeout_at(deadline, &mut h).await {
                     Ok(Ok(r)) => r.map_err(|e| ("error", e)),
                     Ok(Err(e)) => Err(("error", format!("region task failed: {e}"))),
-                    Err(_) => Err(timed_out()),
+                    Err(_) => {
+                        // Nobody waits for it any more: stop it (and the replicas it would
+                        // still ask).
+                        h.abort();
+                        Err(timed_out())
+                    }
                 };
                 (res, started)
             }
