@@ -105,8 +105,6 @@ pub struct JetStream {
     applied_dir: PathBuf,
     next_id: AtomicU64,
     id_base: i64,
-    /// The last of this node's bodies split (and purged).
-    split_upto: AtomicU64,
 }
 
 impl JetStream {
@@ -205,7 +203,6 @@ impl JetStream {
             applied_dir,
             next_id: AtomicU64::new(0),
             id_base: crate::catalog::manifest::now_ns(),
-            split_upto: AtomicU64::new(0),
         })
     }
 
@@ -437,7 +434,6 @@ impl JetStream {
                 .sequence(last + 1)
                 .await
                 .map_err(|e| format!("purging split bodies up to {last}: {e}"))?;
-            self.split_upto.fetch_max(last, Relaxed);
         }
     }
 
@@ -456,20 +452,34 @@ impl JetStream {
             .get_stream(IN_STREAM)
             .await
             .map_err(|e| format!("stream {IN_STREAM}: {e}"))?;
-        let pending = match input
-            .get_last_raw_message_by_subject(&body_subject(&self.node))
+        let no_message = jetstream::stream::LastRawMessageErrorKind::NoMessageFound;
+        // Every body acknowledged so far, by any node, must be split: none at or below
+        // MERIDIAN_IN's last sequence now may be left (a splitter purges what it split).
+        let upto = input
+            .get_info()
             .await
-        {
-            Ok(m) => Some(m.sequence),
-            Err(e) if e.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound => {
-                None
-            }
-            Err(e) => return Err(format!("stream {IN_STREAM}: {e}")),
-        };
-        if let Some(seq) = pending {
-            while self.split_upto.load(Relaxed) < seq {
-                wait("this node's writes were not all passed to their regions' logs".into())
+            .map_err(|e| format!("stream {IN_STREAM}: {e}"))?
+            .state
+            .last_sequence;
+        loop {
+            match input
+                .get_first_raw_message_by_subject("meridian.in.body.>", 1)
+                .await
+            {
+                Ok(m) if m.sequence <= upto => {
+                    let node = m
+                        .subject
+                        .strip_prefix("meridian.in.body.")
+                        .unwrap_or(&m.subject)
+                        .to_string();
+                    wait(format!(
+                        "writes acknowledged by node {node:?} were not split into their regions' logs (is it down?)"
+                    ))
                     .await?;
+                }
+                Ok(_) => break,
+                Err(e) if e.kind() == no_message => break,
+                Err(e) => return Err(format!("stream {IN_STREAM}: {e}")),
             }
         }
         let no_message = jetstream::stream::LastRawMessageErrorKind::NoMessageFound;
