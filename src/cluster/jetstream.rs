@@ -319,18 +319,16 @@ impl JetStream {
             .get_stream(IN_STREAM)
             .await
             .map_err(|e| format!("stream {IN_STREAM}: {e}"))?;
-        let consumer = input
-            .create_consumer(consumer::pull::OrderedConfig {
+        let mut messages = ordered(
+            &input,
+            IN_STREAM,
+            consumer::pull::OrderedConfig {
                 filter_subject: body_subject(&self.node),
                 deliver_policy: consumer::DeliverPolicy::All,
                 ..Default::default()
-            })
-            .await
-            .map_err(|e| format!("consumer on {IN_STREAM}: {e}"))?;
-        let mut messages = consumer
-            .messages()
-            .await
-            .map_err(|e| format!("reading {IN_STREAM}: {e}"))?;
+            },
+        )
+        .await?;
         let subject = body_subject(&self.node);
         let mut seen = 0u64;
         // Who published a region message: this node and the incarnation of MERIDIAN_IN its
@@ -591,19 +589,17 @@ impl JetStream {
             .get_stream(&name)
             .await
             .map_err(|e| format!("stream {name}: {e}"))?;
-        let consumer = log
-            .create_consumer(consumer::pull::OrderedConfig {
+        let mut messages = ordered(
+            &log,
+            &name,
+            consumer::pull::OrderedConfig {
                 deliver_policy: consumer::DeliverPolicy::ByStartSequence {
                     start_sequence: applied.seq + 1,
                 },
                 ..Default::default()
-            })
-            .await
-            .map_err(|e| format!("consumer on {name}: {e}"))?;
-        let mut messages = consumer
-            .messages()
-            .await
-            .map_err(|e| format!("reading {name}: {e}"))?;
+            },
+        )
+        .await?;
         loop {
             // Watchdog: an ordered consumer whose server was lost can wait for good; if the
             // log holds more than was applied and nothing came for a while, read again.
@@ -713,7 +709,7 @@ impl JetStream {
         &self,
         r: RegionId,
         region: &str,
-        payloads: Vec<Vec<u8>>,
+        payloads: super::wire::Payloads,
         group: &mut Group,
     ) -> Result<(), String> {
         let engine = self.engine.clone();
@@ -845,6 +841,21 @@ async fn ensure_stream(js: &jetstream::Context, config: stream::Config) -> Resul
             Err(_) => Err(format!("creating JetStream stream {name}: {e}")),
         },
     }
+}
+
+/// The messages of an ordered consumer on `stream` (called `name` in errors).
+async fn ordered(
+    stream: &stream::Stream,
+    name: &str,
+    config: consumer::pull::OrderedConfig,
+) -> Result<consumer::pull::Ordered, String> {
+    stream
+        .create_consumer(config)
+        .await
+        .map_err(|e| format!("consumer on {name}: {e}"))?
+        .messages()
+        .await
+        .map_err(|e| format!("reading {name}: {e}"))
 }
 
 /// A message as read from a stream.

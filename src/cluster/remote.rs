@@ -29,11 +29,25 @@ impl RemoteClient {
         Ok(RemoteClient { client, token })
     }
 
-    fn auth(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.token {
+    /// Sends a request to another node, with the node token and the forwarded marker;
+    /// the status and the whole body of the answer.
+    async fn send(
+        &self,
+        rb: reqwest::RequestBuilder,
+        endpoint: &str,
+    ) -> Result<(reqwest::StatusCode, bytes::Bytes), String> {
+        let rb = match &self.token {
             Some(t) => rb.header("Authorization", format!("Token {t}")),
             None => rb,
-        }
+        };
+        let resp = rb
+            .header(FORWARDED_HEADER, "1")
+            .send()
+            .await
+            .map_err(|e| format!("{endpoint}: {e}"))?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| format!("{endpoint}: {e}"))?;
+        Ok((status, body))
     }
 
     /// Asks the nodes hosting `region` for its partial answer: the first of `urls`, then
@@ -85,19 +99,12 @@ impl RemoteClient {
         params: &HashMap<String, String>,
     ) -> Result<WireAnswer, String> {
         let endpoint = format!("{}/api/v1/internal/partial", url.trim_end_matches('/'));
-        let resp = self
-            .auth(
-                self.client
-                    .post(&endpoint)
-                    .query(&[("region", region)])
-                    .json(params),
-            )
-            .header(FORWARDED_HEADER, "1")
-            .send()
-            .await
-            .map_err(|e| format!("{endpoint}: {e}"))?;
-        let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| format!("{endpoint}: {e}"))?;
+        let request = self
+            .client
+            .post(&endpoint)
+            .query(&[("region", region)])
+            .json(params);
+        let (status, body) = self.send(request, &endpoint).await?;
         if status == reqwest::StatusCode::FORBIDDEN {
             // A residency refusal: its message as the region's node worded it.
             let msg = serde_json::from_slice::<serde_json::Value>(&body)
@@ -126,28 +133,25 @@ impl RemoteClient {
     ) -> Result<(), (u16, String)> {
         let endpoint = format!("{}/api/v3/write_lp", url.trim_end_matches('/'));
         let no_sync = if sync { "false" } else { "true" };
-        let resp = self
-            .auth(self.client.post(&endpoint).query(&[
+        let request = self
+            .client
+            .post(&endpoint)
+            .query(&[
                 ("db", db),
                 ("precision", "nanosecond"),
                 ("accept_partial", "false"),
                 ("no_sync", no_sync),
-            ]))
-            .header(FORWARDED_HEADER, "1")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| (503, format!("{endpoint}: {e}")))?;
-        let status = resp.status();
+            ])
+            .body(body);
+        let (status, text) = self.send(request, &endpoint).await.map_err(|e| (503, e))?;
         if status.is_success() {
             return Ok(());
         }
-        let text = resp.text().await.unwrap_or_default();
         Err((
             status.as_u16(),
             format!(
                 "{endpoint} answered {status}: {}",
-                crate::model::truncate(&text, 512)
+                crate::model::truncate(&String::from_utf8_lossy(&text), 512)
             ),
         ))
     }
@@ -156,14 +160,8 @@ impl RemoteClient {
     /// node hosts; Ok once it answered without an error.
     pub async fn forward_statement_http(&self, url: &str, db: &str, q: &str) -> Result<(), String> {
         let endpoint = format!("{}/query", url.trim_end_matches('/'));
-        let resp = self
-            .auth(self.client.post(&endpoint).form(&[("db", db), ("q", q)]))
-            .header(FORWARDED_HEADER, "1")
-            .send()
-            .await
-            .map_err(|e| format!("{endpoint}: {e}"))?;
-        let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| format!("{endpoint}: {e}"))?;
+        let request = self.client.post(&endpoint).form(&[("db", db), ("q", q)]);
+        let (status, body) = self.send(request, &endpoint).await?;
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         let error = v["results"][0]["error"].as_str().or(v["error"].as_str());
         match (status.is_success(), error) {

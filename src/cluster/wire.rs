@@ -126,9 +126,9 @@ pub struct Part<'a> {
 }
 
 impl Part<'_> {
-    /// Its payloads, decompressed: refused unless the frame declares a size of at most
-    /// `max_bytes` (so a forged header cannot make it allocate more).
-    pub fn payloads(&self, max_bytes: usize) -> Result<Vec<Vec<u8>>, String> {
+    /// Its payloads, decompressed once into one buffer: refused unless the frame declares
+    /// a size of at most `max_bytes` (so a forged header cannot make it allocate more).
+    pub fn payloads(&self, max_bytes: usize) -> Result<Payloads, String> {
         let region = self.region;
         let size = match zstd::zstd_safe::get_frame_content_size(self.bytes) {
             Ok(Some(n)) if n <= max_bytes as u64 => n as usize,
@@ -141,21 +141,44 @@ impl Part<'_> {
         };
         let raw = zstd::bulk::decompress(self.bytes, size)
             .map_err(|e| format!("the part of region {region:?} does not decompress: {e}"))?;
-        let mut rest = &raw[..];
-        let mut out = Vec::new();
-        while !rest.is_empty() {
-            let (len, tail) = rest
-                .split_at_checked(4)
+        let mut ranges = Vec::new();
+        let mut at = 0;
+        while at < raw.len() {
+            let len = raw
+                .get(at..at + 4)
                 .ok_or("a payload's length is cut short")?;
             let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
             if len < MIN_PAYLOAD {
                 return Err(format!("a payload of {len} bytes is not a payload"));
             }
-            let (p, tail) = tail.split_at_checked(len).ok_or("a payload is cut short")?;
-            out.push(p.to_vec());
-            rest = tail;
+            let start = at + 4;
+            let end = start.checked_add(len).filter(|e| *e <= raw.len());
+            let end = end.ok_or("a payload is cut short")?;
+            ranges.push(start..end);
+            at = end;
         }
-        Ok(out)
+        Ok(Payloads { raw, ranges })
+    }
+}
+
+/// A part's payloads: one decompressed buffer and where each payload lies in it.
+#[derive(Debug)]
+pub struct Payloads {
+    raw: Vec<u8>,
+    ranges: Vec<std::ops::Range<usize>>,
+}
+
+impl Payloads {
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        self.ranges.iter().map(|r| &self.raw[r.clone()])
+    }
+
+    pub fn len(&self) -> usize {
+        self.ranges.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
     }
 }
 
@@ -221,11 +244,18 @@ mod tests {
         let m = parse(&msg).unwrap();
         assert_eq!(m.node, "n1");
         let p = &m.parts;
+        let all = |p: &Part<'_>| -> Vec<Vec<u8>> {
+            p.payloads(MAX)
+                .unwrap()
+                .iter()
+                .map(<[u8]>::to_vec)
+                .collect()
+        };
         assert_eq!(
-            (p[0].region, p[0].body_seq, p[0].payloads(MAX).unwrap()),
+            (p[0].region, p[0].body_seq, all(&p[0])),
             ("eu", 0, vec![b"abcdefghij".to_vec(), b"klmnopqr".to_vec()])
         );
-        assert_eq!((p[1].region, p[1].payloads(MAX).unwrap()), ("apac", vec![]));
+        assert_eq!((p[1].region, all(&p[1])), ("apac", vec![]));
         // A part copied into another message reads the same, with its body sequence.
         let mut one = MessageWriter::new("n1");
         one.compressed_part(p[0].region, 42, p[0].bytes);

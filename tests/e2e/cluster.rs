@@ -612,3 +612,198 @@ fn writes_survive_the_loss_of_a_nats_server() {
     a.stop();
     b.stop();
 }
+
+/// The data shapes agents send, through the whole JetStream path (received by one node,
+/// split, sourced, checked again and applied by another): a tagless series, optional
+/// tags, a sparse line, every field type, and points rewritten later through the other
+/// node with only some of their fields. Every raw row, through either node, must be what
+/// a small model of last-write-wins, field by field, computes from the lines written.
+#[test]
+fn mixed_shapes_and_partial_overwrites_arrive_as_written() {
+    use serde_json::{Value, json};
+    let root = tempfile::tempdir().expect("temp dir");
+    let nats = Nats::start(root.path());
+    let (pa, pb) = (free_port(), free_port());
+    let url = |p: u16| format!("http://127.0.0.1:{p}");
+    let config = cluster_config(root.path(), &nats.url(), &url(pa), &url(pb));
+    // Raw rows may cross nodes here, so either node can answer with all of them.
+    let text = std::fs::read_to_string(&config)
+        .expect("config")
+        .replace("name = \"eu\"\n", "name = \"eu\"\nexport = \"raw\"\n")
+        .replace("name = \"apac\"\n", "name = \"apac\"\nexport = \"raw\"\n")
+        .replace(
+            "name = \"americas\"\n",
+            "name = \"americas\"\nexport = \"raw\"\n",
+        )
+        .replace(
+            "name = \"global\"\n",
+            "name = \"global\"\nexport = \"raw\"\n",
+        );
+    std::fs::write(&config, text).expect("config");
+    let a = Node::start(
+        &root.path().join("a"),
+        &config,
+        pa,
+        &["americas", "global"],
+        &["--node", "a"],
+    );
+    let b = Node::start(
+        &root.path().join("b"),
+        &config,
+        pb,
+        &["eu", "apac"],
+        &["--node", "b"],
+    );
+
+    // (tags, time, fields), as written; the model merges later writes field by field.
+    type Line = (
+        Vec<(&'static str, &'static str)>,
+        i64,
+        Vec<(&'static str, Value)>,
+    );
+    let first: Vec<Line> = vec![
+        (
+            vec![],
+            T0,
+            vec![
+                ("f", json!(1.5)),
+                ("i", json!(3)),
+                ("s", json!("x y")),
+                ("b", json!(true)),
+                ("u", json!(7)),
+            ],
+        ),
+        (
+            vec![("host", "a"), ("region", "eu-west-1")],
+            T0,
+            vec![("f", json!(2.5)), ("i", json!(4))],
+        ),
+        (
+            vec![("region", "eu-west-1")],
+            T0 + 1,
+            vec![("f", json!(3.5))],
+        ),
+        (
+            vec![("host", "b"), ("region", "eu-west-1")],
+            T0 + 2,
+            vec![("s", json!("only, a string"))],
+        ),
+        (
+            vec![("host", "c")],
+            T0 + 3,
+            vec![("b", json!(false)), ("u", json!(18446744073709551615u64))],
+        ),
+        (
+            vec![("host", "d"), ("region", "ap-south-1")],
+            T0 + 4,
+            vec![("i", json!(-9)), ("s", json!("=\"q\""))],
+        ),
+    ];
+    let second: Vec<Line> = vec![
+        (vec![], T0, vec![("f", json!(9.5))]),
+        (
+            vec![("host", "a"), ("region", "eu-west-1")],
+            T0,
+            vec![("i", json!(40))],
+        ),
+        (
+            vec![("host", "d"), ("region", "ap-south-1")],
+            T0 + 4,
+            vec![("b", json!(true))],
+        ),
+    ];
+    let lp = |lines: &[Line]| -> String {
+        let mut out = String::new();
+        for (tags, t, fields) in lines {
+            out.push_str("shapes");
+            for (k, v) in tags {
+                out.push_str(&format!(",{k}={v}"));
+            }
+            let fs: Vec<String> = fields
+                .iter()
+                .map(|(k, v)| match (k, v) {
+                    (_, Value::String(s)) => {
+                        format!("{k}=\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+                    }
+                    (&"i", v) => format!("{k}={v}i"),
+                    (&"u", v) => format!("{k}={v}u"),
+                    (_, v) => format!("{k}={v}"),
+                })
+                .collect();
+            out.push_str(&format!(" {} {t}\n", fs.join(",")));
+        }
+        out
+    };
+    // Per (tags, time): the fields of the point.
+    type Rows = BTreeMap<(Vec<(String, String)>, i64), BTreeMap<String, Value>>;
+    let mut model = Rows::new();
+    for (tags, t, fields) in first.iter().chain(&second) {
+        let key = (
+            tags.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            *t,
+        );
+        let row = model.entry(key).or_default();
+        for (k, v) in fields {
+            row.insert(k.to_string(), v.clone());
+        }
+    }
+    let (status, text) = write(&a, &lp(&first));
+    assert_eq!(status, 204, "{text}");
+    let (status, text) = write(&b, &lp(&second));
+    assert_eq!(status, 204, "{text}");
+
+    // What a node answers, as the model's shape: tags present, time, non-null fields.
+    let answer = |node: &Node| -> Option<Rows> {
+        let j: Value = http_client()
+            .get(format!(
+                "{}/api/v1/query?db=cl&measurement=shapes&epoch=ns",
+                node.url
+            ))
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
+        if j["partial"] != false {
+            return None;
+        }
+        let s = &j["series"][0];
+        let cols: Vec<&str> = s["columns"]
+            .as_array()?
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let mut out = BTreeMap::new();
+        for row in s["values"].as_array()? {
+            let row = row.as_array()?;
+            let (mut tags, mut fields) = (Vec::new(), BTreeMap::new());
+            for (c, v) in cols.iter().zip(row).skip(1) {
+                match (*c, v) {
+                    (_, Value::Null) => {}
+                    ("host" | "region", Value::String(s)) => tags.push((c.to_string(), s.clone())),
+                    _ => {
+                        fields.insert(c.to_string(), v.clone());
+                    }
+                }
+            }
+            tags.sort();
+            out.insert((tags, row[0].as_i64()?), fields);
+        }
+        Some(out)
+    };
+    for node in [&a, &b] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = None;
+        while Instant::now() < deadline {
+            last = answer(node);
+            if last.as_ref() == Some(&model) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(last.as_ref(), Some(&model), "through {}", node.url);
+    }
+    a.stop();
+    b.stop();
+}
