@@ -106,7 +106,8 @@ fn bench_routing(c: &mut Criterion) {
 
 fn bench_prepare(c: &mut Criterion) {
     let cfg = routing_config();
-    let router = Router::new(&cfg.routing).expect("the default globs compile");
+    let routing =
+        meridian::routing::Routing::from_config(&cfg.routing).expect("the default globs compile");
     // Steady state: the registry already knows the columns after the first iteration.
     let registry = SchemaRegistry::new();
     let catalog = meridian::catalog::series::SeriesCatalog::new();
@@ -121,7 +122,8 @@ fn bench_prepare(c: &mut Criterion) {
                 // Separate dbs per variant: a field cannot be both integer and float.
                 let p = prepare(
                     meridian::region::prepare::Checks {
-                        router: &router,
+                        routing: &routing,
+                        horizon: meridian::routing::Horizon::NONE,
                         registry: &registry,
                         series: &catalog,
                         max_series: 1_000_000,

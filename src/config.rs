@@ -293,6 +293,8 @@ pub struct RawCluster {
     pub max_age: Option<String>,
     /// The NATS cluster that keeps `MERIDIAN_IN` (the receiving side's).
     pub nats_cluster: Option<String>,
+    /// How long before it takes effect a routing version must be published (default 10m).
+    pub routing_lead: Option<String>,
 }
 
 /// `[[retention]]`: how long a database (or one measurement of it) keeps its points, and
@@ -435,7 +437,7 @@ pub struct RawRegion {
 
 /// A lat/lon rectangle, inclusive on every edge. `min_lon > max_lon` is allowed and means
 /// the box crosses the antimeridian.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BBox {
     pub min_lat: f64,
@@ -495,6 +497,9 @@ pub struct ClusterConfig {
     pub publish_timeout: Duration,
     pub max_age: Duration,
     pub nats_cluster: Option<String>,
+    /// A routing version takes effect at least this long after it is published; nodes
+    /// route points up to about this far past the last time they read the versions.
+    pub routing_lead: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -855,6 +860,16 @@ fn check_cluster(c: RawCluster) -> Result<ClusterConfig> {
             "must be at least 1m (a stream must keep what nodes have not applied yet)",
         ));
     }
+    let routing_lead = match &c.routing_lead {
+        Some(s) => duration_key("cluster.routing_lead", s)?,
+        None => Duration::from_secs(600),
+    };
+    if routing_lead < Duration::from_secs(4) {
+        return Err(invalid(
+            "cluster.routing_lead",
+            "must be at least 4s (nodes read the routing versions every second)",
+        ));
+    }
     Ok(ClusterConfig {
         nats: c.nats,
         node: c.node,
@@ -867,6 +882,7 @@ fn check_cluster(c: RawCluster) -> Result<ClusterConfig> {
         publish_timeout,
         max_age,
         nats_cluster: c.nats_cluster,
+        routing_lead,
     })
 }
 
@@ -1438,6 +1454,10 @@ name = "global"
             (
                 "nats = [\"nats://h\"]\nmax_age = \"10s\"",
                 "cluster.max_age",
+            ),
+            (
+                "nats = [\"nats://h\"]\nrouting_lead = \"1s\"",
+                "cluster.routing_lead",
             ),
             ("nats = [\"nats://h\"]\nbogus = 1", "bogus"),
         ] {

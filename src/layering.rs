@@ -9,7 +9,7 @@ use std::path::Path;
 const LAYERS: &[&[&str]] = &[
     &["model", "rollup"],
     &["lineproto", "config", "influxql"],
-    &["router"],
+    &["router", "routing"],
     &["storage"],
     &["catalog"],
     &["region", "compaction"],

@@ -44,4 +44,5 @@ pub mod query;
 pub mod region;
 pub mod rollup;
 pub mod router;
+pub mod routing;
 pub mod storage;

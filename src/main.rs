@@ -62,11 +62,45 @@ struct Cli {
 enum Command {
     /// Run the server: HTTP writes and queries for the regions of the config.
     Serve(ServeArgs),
+    /// Routing versions: which routing was in force when (see the README's "Changing the
+    /// routing").
+    #[command(subcommand)]
+    Routing(RoutingCommand),
     /// Validate a config file and print the regions it describes.
     CheckConfig {
         /// Path of the config file.
         #[arg(long, default_value = "regions.toml")]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum RoutingCommand {
+    /// Print every routing version: from NATS in cluster mode, else from the data dir.
+    Show {
+        /// Path of the config file (its [cluster] section, or its data_dir).
+        #[arg(long, default_value = "regions.toml")]
+        config: PathBuf,
+        /// Data directory (overrides data_dir of the config; not in cluster mode).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Print the versions whole, as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cluster mode: publish the routing of a config file (its [[region]] geography,
+    /// default_region, geo tags and [directory]) as a new version. Every node reads it
+    /// within a second; points at or after its effective time are routed by it, earlier
+    /// points keep the routing they had. Outside cluster mode, edit regions.toml and
+    /// restart instead.
+    Publish {
+        /// The config whose routing is published (and whose [cluster] says where NATS is).
+        #[arg(long, default_value = "regions.toml")]
+        config: PathBuf,
+        /// When the version takes effect (RFC 3339), at least cluster.routing_lead from
+        /// now. Default: now plus cluster.routing_lead, rounded up to the second.
+        #[arg(long)]
+        effective: Option<String>,
     },
 }
 
@@ -144,6 +178,142 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Serve(args) => serve(args),
+        Command::Routing(cmd) => routing_command(cmd),
+    }
+}
+
+fn routing_command(cmd: RoutingCommand) -> Result<()> {
+    use meridian::cluster::routing_kv;
+    use meridian::routing::{History, Rules};
+    let load = |config: &PathBuf| {
+        Config::load(config).with_context(|| format!("invalid config {}", config.display()))
+    };
+    let now = chrono::Utc::now()
+        .timestamp_nanos_opt()
+        .context("the clock is past 2262")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let store = |cfg: &Config| {
+        let c = cfg.cluster.clone();
+        async move {
+            let c = c.context("no [cluster] section")?;
+            let client = meridian::cluster::jetstream::connect_client(&c, "meridian-routing")
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let js = async_nats::jetstream::new(client);
+            routing_kv::bucket(&js, &c)
+                .await
+                .map_err(|e| anyhow::anyhow!(e))
+        }
+    };
+    let when = |ns: i64| {
+        if ns == i64::MIN {
+            "the beginning".to_string()
+        } else {
+            chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339()
+        }
+    };
+    match cmd {
+        RoutingCommand::Show {
+            config,
+            data_dir,
+            json,
+        } => {
+            let cfg = load(&config)?;
+            let history = if cfg.cluster.is_some() {
+                rt.block_on(async {
+                    let kv = store(&cfg).await?;
+                    routing_kv::read(&kv).await.map_err(|e| anyhow::anyhow!(e))
+                })?
+                .map(|(h, _)| h)
+                .context("no routing version is recorded in NATS yet: start a node first")?
+            } else {
+                let dir = data_dir.unwrap_or(cfg.data_dir);
+                let path = meridian::storage::paths::routing_file(&dir);
+                let bytes = std::fs::read(&path).with_context(|| {
+                    format!(
+                        "reading {} (it is written when the server starts)",
+                        path.display()
+                    )
+                })?;
+                History::parse(&bytes).with_context(|| format!("reading {}", path.display()))?
+            };
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            if json {
+                let _ = out.write_all(&history.to_json());
+                let _ = writeln!(out);
+                return Ok(());
+            }
+            for v in &history.versions {
+                let summary = serde_json::from_value::<Rules>(v.rules.clone()).map_or_else(
+                    |_| format!("format {} (not readable by this build)", v.format),
+                    |r| {
+                        let directory: Vec<String> = r
+                            .directory
+                            .iter()
+                            .map(|e| format!("{}={} → {}", e.tag, e.value, e.region))
+                            .collect();
+                        let geo: Vec<String> = r
+                            .regions
+                            .iter()
+                            .map(|g| format!("{} {:?} {} bbox", g.name, g.tag_values, g.bbox.len()))
+                            .collect();
+                        format!(
+                            "default {}; regions: {}; directory: {}",
+                            r.default_region,
+                            geo.join(", "),
+                            if directory.is_empty() {
+                                "(none)".to_string()
+                            } else {
+                                directory.join(", ")
+                            }
+                        )
+                    },
+                );
+                let _ = writeln!(
+                    out,
+                    "version {} in force from {} (recorded {}): {summary}",
+                    v.number,
+                    when(v.effective_from),
+                    when(v.recorded_at)
+                );
+            }
+            Ok(())
+        }
+        RoutingCommand::Publish { config, effective } => {
+            let cfg = load(&config)?;
+            let lead = cfg
+                .cluster
+                .as_ref()
+                .map(|c| c.routing_lead)
+                .context("routing versions are published in cluster mode ([cluster] in the config); otherwise edit regions.toml and restart the server, which records the change")?;
+            let effective_from = match effective {
+                Some(t) => chrono::DateTime::parse_from_rfc3339(&t)
+                    .ok()
+                    .and_then(|d| d.timestamp_nanos_opt())
+                    .with_context(|| format!("--effective {t:?}: not an RFC 3339 time"))?,
+                None => {
+                    let at = now.saturating_add(lead.as_nanos() as i64);
+                    at.saturating_add(999_999_999) / 1_000_000_000 * 1_000_000_000
+                }
+            };
+            let rules = Rules::from_config(&cfg.routing);
+            let v = rt.block_on(async {
+                let kv = store(&cfg).await?;
+                routing_kv::publish(&kv, &rules, effective_from, now, lead)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e))
+            })?;
+            println!(
+                "published routing version {} in force from {}",
+                v.number,
+                when(v.effective_from)
+            );
+            Ok(())
+        }
     }
 }
 
@@ -375,7 +545,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         let (writes, barrier, cluster_tasks): (Arc<dyn WriteDispatch>, Barrier, Vec<_>) = match &cfg.cluster {
             Some(c) => {
                 let js = Arc::new(
-                    JetStream::connect(c, &cfg.routing.regions, engine.clone(), cfg.http.max_body_bytes)
+                    JetStream::connect(c, &cfg.routing, engine.clone(), cfg.http.max_body_bytes)
                         .await
                         .map_err(|e| anyhow::anyhow!("cluster mode: {e}"))?,
                 );

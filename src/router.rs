@@ -16,6 +16,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::config::{BBox, RoutingConfig};
 use crate::model::{PartitionStart, RegionId, ShardId};
+use crate::routing::Rules;
 
 /// Remembered glob results of geo tag values (one per request).
 #[derive(Debug, Default)]
@@ -39,8 +40,8 @@ pub struct Router {
     geo_tag: String,
     lat_tag: String,
     lon_tag: String,
-    /// One glob set per region (empty set = no tag values).
-    globs: Vec<GlobSet>,
+    /// Glob sets of the regions with tag values, in precedence order.
+    globs: Vec<(GlobSet, RegionId)>,
     boxes: Vec<(BBox, RegionId)>,
     default: RegionId,
     partition_duration_ns: i64,
@@ -48,38 +49,55 @@ pub struct Router {
 }
 
 impl Router {
-    /// Builds the router. The config was validated, so globs compile.
-    pub fn new(cfg: &RoutingConfig) -> Result<Router, globset::Error> {
+    /// Builds the router of a validated config.
+    pub fn new(cfg: &RoutingConfig) -> Result<Router, String> {
+        Router::from_rules(&Rules::from_config(cfg), cfg)
+    }
+
+    /// Builds the router of one routing version for this node's regions (`cfg`: their
+    /// names and order, the partition duration). Fails naming what this node cannot route
+    /// by: a region it does not know, a glob that does not compile.
+    pub fn from_rules(rules: &Rules, cfg: &RoutingConfig) -> Result<Router, String> {
+        let region = |name: &str| {
+            cfg.regions
+                .iter()
+                .position(|r| r.name == name)
+                .map(RegionId)
+                .ok_or_else(|| format!("region {name:?} is not in this node's regions.toml"))
+        };
         let mut directory: Vec<(String, HashMap<String, RegionId>)> = Vec::new();
-        // cfg.directory is sorted by "key=value"; group by key keeping key order.
-        let mut sorted = cfg.directory.clone();
-        sorted.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
-        for (k, v, r) in sorted {
-            match directory.iter_mut().find(|(key, _)| *key == k) {
+        let mut sorted: Vec<_> = rules.directory.iter().collect();
+        sorted.sort_by(|a, b| (&a.tag, &a.value).cmp(&(&b.tag, &b.value)));
+        for e in sorted {
+            let r = region(&e.region)?;
+            match directory.iter_mut().find(|(key, _)| *key == e.tag) {
                 Some((_, m)) => {
-                    m.insert(v, RegionId(r));
+                    m.insert(e.value.clone(), r);
                 }
-                None => directory.push((k, HashMap::from([(v, RegionId(r))]))),
+                None => directory.push((e.tag.clone(), HashMap::from([(e.value.clone(), r)]))),
             }
         }
-        let mut globs = Vec::with_capacity(cfg.regions.len());
+        let mut globs = Vec::new();
         let mut boxes = Vec::new();
-        for (i, r) in cfg.regions.iter().enumerate() {
-            let mut b = GlobSetBuilder::new();
-            for p in &r.tag_values {
-                b.add(Glob::new(p)?);
+        for rr in &rules.regions {
+            let r = region(&rr.name)?;
+            if !rr.tag_values.is_empty() {
+                let mut b = GlobSetBuilder::new();
+                for p in &rr.tag_values {
+                    b.add(Glob::new(p).map_err(|e| format!("region {:?}: {e}", rr.name))?);
+                }
+                globs.push((b.build().map_err(|e| e.to_string())?, r));
             }
-            globs.push(b.build()?);
-            boxes.extend(r.bbox.iter().map(|bb| (*bb, RegionId(i))));
+            boxes.extend(rr.bbox.iter().map(|bb| (*bb, r)));
         }
         Ok(Router {
             directory,
-            geo_tag: cfg.geo_tag.clone(),
-            lat_tag: cfg.lat_tag.clone(),
-            lon_tag: cfg.lon_tag.clone(),
+            geo_tag: rules.geo_tag.clone(),
+            lat_tag: rules.lat_tag.clone(),
+            lon_tag: rules.lon_tag.clone(),
             globs,
             boxes,
-            default: RegionId(cfg.default_region),
+            default: region(&rules.default_region)?,
             partition_duration_ns: cfg.partition_duration_ns,
             region_count: cfg.regions.len(),
         })
@@ -161,8 +179,8 @@ impl Router {
     pub fn region_for_geo_value(&self, value: &str) -> Option<RegionId> {
         self.globs
             .iter()
-            .position(|g| !g.is_empty() && g.is_match(value))
-            .map(RegionId)
+            .find(|(g, _)| g.is_match(value))
+            .map(|(_, r)| *r)
     }
 
     /// Every region a directory entry can send points to.

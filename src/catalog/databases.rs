@@ -6,13 +6,12 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
 
-use crate::storage::parquet::{StorageError, io_err, sync_dir};
-use crate::storage::paths::{databases_file, temp_path};
+use crate::storage::parquet::{StorageError, write_atomically};
+use crate::storage::paths::databases_file;
 
 pub struct Databases {
     path: PathBuf,
@@ -87,19 +86,10 @@ impl Databases {
     }
 
     fn store(&self, names: &BTreeSet<String>) -> Result<(), StorageError> {
-        let tmp = temp_path(&self.path);
-        let bytes = serde_json::to_vec_pretty(names).unwrap_or_default();
-        let result = (|| {
-            let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
-            f.write_all(&bytes).map_err(io_err(&tmp))?;
-            f.sync_all().map_err(io_err(&tmp))?;
-            fs::rename(&tmp, &self.path).map_err(io_err(&self.path))?;
-            sync_dir(self.path.parent().unwrap_or(Path::new(".")))
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+        write_atomically(
+            &self.path,
+            &serde_json::to_vec_pretty(names).unwrap_or_default(),
+        )
     }
 }
 

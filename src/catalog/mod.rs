@@ -6,6 +6,7 @@ pub mod leftovers;
 pub mod legacy;
 pub mod manifest;
 pub mod rebuild;
+pub mod routing_log;
 pub mod series;
 
 pub use manifest::{FileMeta, Lease, Manifest, ManifestEdit, WalRange};

@@ -52,11 +52,13 @@ use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use tokio::task::JoinHandle;
 
+use super::routing_kv;
 use super::wire::{MessageWriter, parse};
 use super::{Dispatch, DispatchError, DispatchFuture, WriteDispatch};
-use crate::config::ClusterConfig;
+use crate::config::{ClusterConfig, RoutingConfig};
 use crate::model::RegionId;
 use crate::region::Engine;
+use crate::routing::Rules;
 
 /// The stream every node publishes bodies (and the splitters parts) to.
 pub const IN_STREAM: &str = "MERIDIAN_IN";
@@ -105,47 +107,28 @@ pub struct JetStream {
     applied_dir: PathBuf,
     next_id: AtomicU64,
     id_base: i64,
+    /// The routing versions (KV), read every second by [`routing_kv::follow`].
+    routing_store: async_nats::jetstream::kv::Store,
+    routing_cfg: RoutingConfig,
 }
 
 impl JetStream {
     /// Connects, and creates the streams that do not exist yet (idempotent on every node).
     /// `max_body`: `http.max_body_bytes` (a part of a region holds at most a body's rows).
-    /// `regions`: the config's (where each region's stream is placed).
+    /// `routing`: the config's (where each region's stream is placed, the first routing
+    /// version if none was recorded).
     pub async fn connect(
         cfg: &ClusterConfig,
-        regions: &[crate::config::RegionConfig],
+        routing: &RoutingConfig,
         engine: Arc<Engine>,
         max_body: u64,
     ) -> Result<JetStream, String> {
+        let regions = &routing.regions;
         let node = cfg
             .node
             .clone()
             .ok_or("cluster mode needs this node's name (--node or cluster.node)")?;
-        // A ping a second: a hung server (SIGSTOP, a dead link) is left for another after
-        // about three seconds rather than after the default's two minutes.
-        let mut opts = async_nats::ConnectOptions::new()
-            .name(format!("meridian-{node}"))
-            .ping_interval(Duration::from_secs(1))
-            .connection_timeout(cfg.publish_timeout.max(Duration::from_secs(2)));
-        if let Some(path) = &cfg.credentials {
-            opts = opts
-                .credentials_file(path)
-                .await
-                .map_err(|e| format!("cluster.credentials {}: {e}", path.display()))?;
-        }
-        if let (Some(u), Some(p)) = (&cfg.user, &cfg.password) {
-            opts = opts.user_and_password(u.clone(), p.clone());
-        }
-        if let Some(ca) = &cfg.tls_ca {
-            opts = opts.add_root_certificates(ca.clone()).require_tls(true);
-        }
-        if let Some((cert, key)) = &cfg.tls_client {
-            opts = opts.add_client_certificate(cert.clone(), key.clone());
-        }
-        let client = opts
-            .connect(cfg.nats.as_slice())
-            .await
-            .map_err(|e| format!("cannot connect to NATS at {:?}: {e}", cfg.nats))?;
+        let client = connect_client(cfg, &format!("meridian-{node}")).await?;
         let max_payload = client.server_info().max_payload;
         let mut js = jetstream::new(client);
         js.set_timeout(cfg.publish_timeout);
@@ -189,6 +172,25 @@ impl JetStream {
             )
             .await?;
         }
+        // Routing versions: recorded by the first node, read by every node before it takes
+        // a write.
+        let routing_store = routing_kv::bucket(&js, cfg).await?;
+        let now = crate::catalog::manifest::now_ns();
+        let own = Rules::from_config(routing);
+        let history = routing_kv::seed(&routing_store, &own, now).await?;
+        routing_kv::install(engine.routing_table(), &history, routing);
+        engine.routing_table().confirm(now);
+        if let Some(latest) = history.latest()
+            && serde_json::from_value::<Rules>(latest.rules.clone())
+                .ok()
+                .as_ref()
+                != Some(&own)
+        {
+            tracing::warn!(
+                version = latest.number,
+                "the routing of this node's regions.toml differs from the cluster's latest routing version, which is in force: publish a change with `meridian routing publish`"
+            );
+        }
         let applied_dir = engine.data_dir().join("cluster");
         std::fs::create_dir_all(&applied_dir)
             .map_err(|e| format!("creating {}: {e}", applied_dir.display()))?;
@@ -203,6 +205,8 @@ impl JetStream {
             applied_dir,
             next_id: AtomicU64::new(0),
             id_base: crate::catalog::manifest::now_ns(),
+            routing_store,
+            routing_cfg: routing.clone(),
         })
     }
 
@@ -217,7 +221,14 @@ impl JetStream {
 
     /// Starts this node's splitter and an applier per hosted region; they run until aborted.
     pub fn start(self: &Arc<Self>) -> Vec<JoinHandle<()>> {
-        let mut tasks = vec![tokio::spawn(self.clone().split_forever())];
+        let mut tasks = vec![
+            tokio::spawn(self.clone().split_forever()),
+            tokio::spawn(routing_kv::follow(
+                self.routing_store.clone(),
+                self.engine.clone(),
+                self.routing_cfg.clone(),
+            )),
+        ];
         for (i, r) in self.engine.regions().iter().enumerate() {
             if r.hosted() {
                 tasks.push(tokio::spawn(self.clone().apply_forever(RegionId(i))));
@@ -728,6 +739,13 @@ impl JetStream {
                 tracing::error!(%region, "a payload of the region's log is not readable; it is skipped");
                 continue;
             };
+            // Rows under a routing version not read here yet: wait for it (the applier
+            // starts again after the last applied message) rather than misroute them.
+            if let Some(why) = p.unroutable_reason {
+                return Err(format!(
+                    "rows of region {region:?} wait for this node's routing: {why}"
+                ));
+            }
             if p.rejected_count > 0 {
                 self.stats()
                     .lines_refused
@@ -818,7 +836,39 @@ impl WriteDispatch for JetStream {
 /// Finds a stream, or creates it (idempotent on every node: two nodes starting together may
 /// race to create it, and the loser finds the winner's). A stream found is kept as it is:
 /// changing the replicas or age of a live stream is the operator's call (`nats` tool).
-async fn ensure_stream(js: &jetstream::Context, config: stream::Config) -> Result<(), String> {
+/// Connects to NATS with the node's credentials and TLS settings (`name`: how the servers
+/// list the connection).
+pub async fn connect_client(cfg: &ClusterConfig, name: &str) -> Result<async_nats::Client, String> {
+    // A ping a second: a hung server (SIGSTOP, a dead link) is left for another after
+    // about three seconds rather than after the default's two minutes.
+    let mut opts = async_nats::ConnectOptions::new()
+        .name(name)
+        .ping_interval(Duration::from_secs(1))
+        .connection_timeout(cfg.publish_timeout.max(Duration::from_secs(2)));
+    if let Some(path) = &cfg.credentials {
+        opts = opts
+            .credentials_file(path)
+            .await
+            .map_err(|e| format!("cluster.credentials {}: {e}", path.display()))?;
+    }
+    if let (Some(u), Some(p)) = (&cfg.user, &cfg.password) {
+        opts = opts.user_and_password(u.clone(), p.clone());
+    }
+    if let Some(ca) = &cfg.tls_ca {
+        opts = opts.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let Some((cert, key)) = &cfg.tls_client {
+        opts = opts.add_client_certificate(cert.clone(), key.clone());
+    }
+    opts.connect(cfg.nats.as_slice())
+        .await
+        .map_err(|e| format!("cannot connect to NATS at {:?}: {e}", cfg.nats))
+}
+
+pub(super) async fn ensure_stream(
+    js: &jetstream::Context,
+    config: stream::Config,
+) -> Result<(), String> {
     let name = config.name.clone();
     if let Ok(found) = js.get_stream(&name).await {
         let have = &found.cached_info().config;

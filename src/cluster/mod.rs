@@ -23,6 +23,7 @@
 pub mod forward;
 pub mod jetstream;
 pub mod remote;
+pub mod routing_kv;
 pub mod wire;
 
 use std::future::Future;

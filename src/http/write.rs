@@ -159,6 +159,13 @@ async fn write_inner(
         .await
         .map_err(|e| ApiError::Unavailable(format!("write task failed: {e}")))?;
     metrics.points_rejected[ep].fetch_add(prepared.rejected_count as u64, Relaxed);
+    // Lines this node cannot route now (routing versions): the whole body waits.
+    if let Some(why) = prepared.unroutable_reason {
+        return Err(ApiError::Unavailable(format!(
+            "nothing was written: {} line(s) cannot be routed here now: {why}",
+            prepared.unroutable
+        )));
+    }
 
     if prepared.rejected_count > 0 && !p.accept_partial {
         return Err(ApiError::Partial {

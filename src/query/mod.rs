@@ -256,7 +256,7 @@ pub async fn gather(
     max_rows: usize,
 ) -> Gathered {
     let n = engine.regions().len();
-    let candidates = plan::candidate_regions(engine.router(), &spec, n);
+    let candidates = plan::candidate_regions(&engine.routing(), &spec, n);
     let deadline = tokio::time::Instant::now() + timeout;
     let timed_out = || {
         (

@@ -10,7 +10,7 @@ use regex::Regex;
 
 use super::agg::Agg;
 use crate::model::{RegionId, TIME_COLUMN, is_safe_name, parse_duration, truncate};
-use crate::router::Router;
+use crate::routing::Routing;
 
 #[derive(Debug, Clone)]
 pub enum TagOp {
@@ -551,22 +551,28 @@ impl QuerySpec {
 
 /// Which regions can hold points matching the query's `where`. Pruning uses the router's
 /// own rules: an equality on the geo tag names the region its glob routes to, unless a
-/// directory entry or coordinates may have routed such points elsewhere.
-pub fn candidate_regions(router: &Router, spec: &QuerySpec, all: usize) -> BTreeSet<RegionId> {
+/// directory entry or coordinates may have routed such points elsewhere. The query's time
+/// range may span several routing versions: a region is a candidate if one of them routes
+/// there, and every region is when one of them is not known here.
+pub fn candidate_regions(routing: &Routing, spec: &QuerySpec, all: usize) -> BTreeSet<RegionId> {
     let everything: BTreeSet<RegionId> = (0..all).map(RegionId).collect();
-    let geo = spec.preds.iter().find_map(|p| match &p.op {
-        TagOp::Eq(v) if p.key == router.geo_tag() && !v.is_empty() => Some(v.as_str()),
-        _ => None,
-    });
-    let Some(value) = geo else {
+    let Some(routers) = routing.over(spec.lo(), spec.end) else {
         return everything;
     };
-    let Some(region) = router.region_for_geo_value(value) else {
-        return everything;
-    };
-    // Points with this geo value go to `region`, unless a directory entry claimed them first.
-    let mut out = BTreeSet::from([region]);
-    out.extend(router.directory_regions());
+    let mut out = BTreeSet::new();
+    for router in routers {
+        let geo = spec.preds.iter().find_map(|p| match &p.op {
+            TagOp::Eq(v) if p.key == router.geo_tag() && !v.is_empty() => Some(v.as_str()),
+            _ => None,
+        });
+        let Some(region) = geo.and_then(|value| router.region_for_geo_value(value)) else {
+            return everything;
+        };
+        // Points with this geo value go to `region`, unless a directory entry claimed them
+        // first.
+        out.insert(region);
+        out.extend(router.directory_regions());
+    }
     out
 }
 
@@ -700,7 +706,7 @@ mod tests {
     #[test]
     fn region_pruning_follows_the_router() {
         let cfg = Config::parse(include_str!("../../regions.toml")).unwrap();
-        let r = Router::new(&cfg.routing).unwrap();
+        let r = Routing::from_config(&cfg.routing).unwrap();
         let n = cfg.routing.regions.len();
         let eu = spec("db=d&measurement=m&where=region=eu-west-1").unwrap();
         // eu by glob, plus the directory override target (also eu in the default config).
@@ -714,5 +720,46 @@ mod tests {
         assert_eq!(candidate_regions(&r, &unknown, n).len(), n);
         let re = spec("db=d&measurement=m&where=region=~eu").unwrap();
         assert_eq!(candidate_regions(&r, &re, n).len(), n);
+    }
+
+    /// A routing change moves `us-*` from americas to apac at t = 1h: a query reads the
+    /// regions of each version its range covers.
+    #[test]
+    fn region_pruning_follows_each_routing_version_of_the_range() {
+        use crate::routing::{History, Rules};
+        let cfg = Config::parse(include_str!("../../regions.toml")).unwrap();
+        let old = Rules::from_config(&cfg.routing);
+        let mut moved = old.clone();
+        let us = moved.regions[0].tag_values.clone();
+        moved.regions[0].tag_values.clear();
+        moved.regions[2].tag_values.extend(us);
+        let mut h = History::first(&old, 0);
+        let hour = 3_600_000_000_000i64;
+        h.push(&moved, hour, 0).unwrap();
+        let r = Routing::compile(&h, &cfg.routing);
+        let n = cfg.routing.regions.len();
+        let q = |range: &str| {
+            candidate_regions(
+                &r,
+                &spec(&format!(
+                    "db=d&measurement=m&where=region=us-east-1&{range}"
+                ))
+                .unwrap(),
+                n,
+            )
+        };
+        let (americas, eu, apac) = (RegionId(0), RegionId(1), RegionId(2));
+        assert_eq!(
+            q("start=0&end=3600000000000"),
+            BTreeSet::from([americas, eu])
+        );
+        assert_eq!(
+            q("start=3600000000000&end=9000000000000"),
+            BTreeSet::from([apac, eu])
+        );
+        assert_eq!(
+            q("start=0&end=3600000000001"),
+            BTreeSet::from([americas, eu, apac])
+        );
     }
 }

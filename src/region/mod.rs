@@ -39,6 +39,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::model::{ColumnKind, PartitionStart, Precision, RegionId, ShardId};
 use crate::router::Router;
+use crate::routing::{Horizon, Routing, RoutingTable};
 use crate::storage::cache::IndexCache;
 use crate::storage::index::FileIndex;
 use crate::storage::paths;
@@ -167,7 +168,9 @@ impl RegionSnapshot {
 }
 
 pub struct Engine {
-    router: Router,
+    /// The routing versions in force (replaced at run time in cluster mode).
+    routing: RoutingTable,
+    partition_duration_ns: i64,
     registry: SchemaRegistry,
     series: Arc<SeriesCatalog>,
     databases: Databases,
@@ -275,7 +278,10 @@ impl Engine {
         if lock.try_lock().is_err() {
             return Err(EngineError::Locked(data_dir, lock_path));
         }
-        let router = Router::new(&cfg.routing).map_err(startup("building router"))?;
+        Router::new(&cfg.routing).map_err(startup("building router"))?;
+        // The newest point held here (files, WAL): a routing change recorded at this start
+        // takes effect after it.
+        let mut newest_point: Option<i64> = None;
         let registry = SchemaRegistry::new();
         let series = Arc::new(SeriesCatalog::new());
         let databases = Databases::open(&data_dir).map_err(startup("reading the database list"))?;
@@ -474,6 +480,7 @@ impl Engine {
                 &mut shards,
                 &metrics,
                 opts.skip_corrupt_wal,
+                &mut newest_point,
             )?;
 
             for (s, wrx, crx) in shards {
@@ -488,6 +495,7 @@ impl Engine {
             });
         }
         drop(flush_tx);
+        let routing = Self::open_routing(cfg, &data_dir, newest_point)?;
 
         for (i, (s, wrx, crx, region)) in shard_runs.into_iter().enumerate() {
             let t = std::thread::Builder::new()
@@ -498,7 +506,8 @@ impl Engine {
         }
 
         Ok(Arc::new(Engine {
-            router,
+            routing,
+            partition_duration_ns: cfg.routing.partition_duration_ns,
             registry,
             series,
             databases,
@@ -529,8 +538,12 @@ impl Engine {
         shards: &mut [(Shard, Receiver<WriteMsg>, Receiver<Ctrl>)],
         metrics: &Metrics,
         skip_corrupt: bool,
+        newest_point: &mut Option<i64>,
     ) -> Result<(), EngineError> {
         let files = manifest.files();
+        for f in files.iter() {
+            *newest_point = (*newest_point).max(Some(f.max_time));
+        }
         // (wal shard, db, measurement, partition) → covered seq ranges.
         type Key<'a> = (usize, &'a str, &'a str, i64);
         let mut covered: HashMap<Key<'_>, Vec<(u64, u64)>> = HashMap::new();
@@ -599,6 +612,7 @@ impl Engine {
                             .map(|(k, v)| (*k, ColumnKind::Field(block::field_type_of(v)))),
                     );
                     registry.load(db_name, row.measurement, &cols);
+                    *newest_point = (*newest_point).max(Some(row.ts));
                     keep.push(row);
                 }
                 points += keep.len() as u64;
@@ -644,8 +658,50 @@ impl Engine {
         Ok(())
     }
 
-    pub fn router(&self) -> &Router {
-        &self.router
+    /// The routing versions in force now.
+    pub fn routing(&self) -> Arc<Routing> {
+        self.routing.current()
+    }
+
+    /// The routing versions and, in cluster mode, when they were last read.
+    pub fn routing_table(&self) -> &RoutingTable {
+        &self.routing
+    }
+
+    /// Outside cluster mode, the versions of `<data_dir>/routing.json`, with the config's
+    /// routing recorded when it changed; in cluster mode nothing is routable until the
+    /// cluster's versions are read from NATS.
+    fn open_routing(
+        cfg: &Config,
+        data_dir: &Path,
+        newest_point: Option<i64>,
+    ) -> Result<RoutingTable, EngineError> {
+        if let Some(c) = &cfg.cluster {
+            let lead = i64::try_from(c.routing_lead.as_nanos()).unwrap_or(i64::MAX);
+            return Ok(RoutingTable::cluster(lead));
+        }
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+        let (history, outcome) =
+            crate::catalog::routing_log::open(data_dir, &cfg.routing, newest_point, now)
+                .map_err(EngineError::Startup)?;
+        if let crate::catalog::routing_log::Outcome::Recorded {
+            number,
+            effective_from,
+        } = outcome
+        {
+            info!(
+                version = number,
+                effective_from = %chrono::DateTime::from_timestamp_nanos(effective_from).to_rfc3339(),
+                "the routing of the config changed: recorded as a new version; points before it keep the routing they were written with"
+            );
+        }
+        let routing = Routing::compile(&history, &cfg.routing);
+        for v in &history.versions {
+            if let Err(e) = routing.at(v.effective_from) {
+                warn!("{e}: points of its time are refused and queries over it ask every region");
+            }
+        }
+        Ok(RoutingTable::local(routing))
     }
 
     pub fn registry(&self) -> &SchemaRegistry {
@@ -956,8 +1012,9 @@ impl Engine {
         precision: Precision,
         now_ns: i64,
     ) -> PreparedWrite {
+        let routing = self.routing.current();
         prepare::prepare(
-            self.checks(),
+            self.checks(&routing, self.routing.horizon(now_ns)),
             self.shards_per_region,
             db,
             body,
@@ -968,11 +1025,14 @@ impl Engine {
 
     /// Checks and routes the rows of a payload another node checked already (cluster
     /// mode), as [`Engine::prepare`] does a body; `None` if the bytes are not a payload.
-    /// Returns the payload's db too.
+    /// Returns the payload's db too. The sender routed the rows within its horizon: none
+    /// applies here, but a row under a routing version unknown here is counted in
+    /// `unroutable` (the caller waits for the version rather than misroute it).
     pub fn prepare_payload(&self, payload: &[u8], now_ns: i64) -> Option<(String, PreparedWrite)> {
         let (db, mut lines) = prepare::PayloadLines::new(payload)?;
+        let routing = self.routing.current();
         let prepared = prepare::prepare_lines(
-            self.checks(),
+            self.checks(&routing, Horizon::NONE),
             self.shards_per_region,
             db,
             &mut lines,
@@ -983,9 +1043,10 @@ impl Engine {
         Some((db.to_string(), prepared))
     }
 
-    fn checks(&self) -> prepare::Checks<'_> {
+    fn checks<'a>(&'a self, routing: &'a Routing, horizon: Horizon) -> prepare::Checks<'a> {
         prepare::Checks {
-            router: &self.router,
+            routing,
+            horizon,
             registry: &self.registry,
             series: &self.series,
             max_series: self.max_series_per_database,
@@ -1185,7 +1246,7 @@ impl Engine {
         if mem.iter().any(|m| m.flushing_file_seq.is_some()) {
             let live: HashSet<&str> = all_files.iter().map(|f| f.path.as_str()).collect();
             let retired: HashSet<String> = manifest.retired().into_iter().collect();
-            let pd = self.router.partition_duration_ns();
+            let pd = self.partition_duration_ns;
             mem.retain(|m| {
                 let Some(seq) = m.flushing_file_seq else {
                     return true;

@@ -19,7 +19,8 @@ use crate::model::{
 };
 use crate::region::block::{ROW_BASE_BYTES, field_type_of, field_width};
 use crate::region::schema::{MeasurementSchema, SchemaRegistry};
-use crate::router::{GeoCache, Router, series_hash, shard_of};
+use crate::router::{GeoCache, series_hash, shard_of};
+use crate::routing::{Horizon, Routing};
 
 /// Longest `original_line` echoed back in an error.
 const MAX_ECHO: usize = 256;
@@ -56,6 +57,12 @@ pub struct PreparedWrite {
     /// every field column of its measurement (rows are dense over them once sorted), plus
     /// string bytes. Checked against `memory.limit` before anything is committed.
     pub memory_cost: u64,
+    /// Lines this node cannot route now (a routing version it does not know, or versions
+    /// not read recently enough in cluster mode): the write must be refused whole, as
+    /// unavailable, not as bad lines.
+    pub unroutable: usize,
+    /// Why, for the first such line.
+    pub unroutable_reason: Option<String>,
 }
 
 /// Sorted tags of a line, borrowed.
@@ -168,7 +175,10 @@ fn check_names(line: &ParsedLine<'_>) -> Result<(), String> {
 
 /// What a write is checked and routed against.
 pub struct Checks<'a> {
-    pub router: &'a Router,
+    /// The routing versions: a point is routed by the one in force at its time.
+    pub routing: &'a Routing,
+    /// How far ahead points may be routed (cluster mode), else [`Horizon::NONE`].
+    pub horizon: Horizon,
     pub registry: &'a SchemaRegistry,
     pub series: &'a SeriesCatalog,
     /// `memory.max_series_per_database` (0: no limit).
@@ -290,7 +300,8 @@ pub fn prepare_lines<'a>(
     now_ns: i64,
 ) -> PreparedWrite {
     let Checks {
-        router,
+        routing,
+        horizon,
         registry,
         series,
         max_series,
@@ -310,8 +321,13 @@ pub fn prepare_lines<'a>(
         .flatten();
     let mut by_shard: FxHashMap<(RegionId, ShardId), RowWriter> = FxHashMap::default();
     // Rows take about as many bytes as their line; spread over the shards of the regions.
-    let row_capacity = bytes * 5 / 4 / (shards_per_region * router.region_count()).max(1) + 1024;
-    let mut geo_cache = GeoCache::default();
+    let region_count = routing.at(now_ns).map_or(1, |r| r.region_count());
+    let row_capacity = bytes * 5 / 4 / (shards_per_region * region_count).max(1) + 1024;
+    // One cache of geo tag matches per routing version.
+    let mut geo_caches: Vec<GeoCache> = (0..routing.version_count())
+        .map(|_| GeoCache::default())
+        .collect();
+    let single_version = routing.version_count() == 1;
     // Most bodies hold one measurement: remember the last schema used.
     let mut last_schema: Option<(String, Arc<MeasurementSchema>)> = None;
     let mut shape = Shape::default();
@@ -400,7 +416,49 @@ pub fn prepare_lines<'a>(
         } else {
             sorted_tags(&line)
         };
-        let (region, _) = router.route_cached(&tags, &mut geo_cache);
+        if ts > horizon.future_limit {
+            reject(
+                &mut out,
+                format!(
+                    "timestamp {ts} ns is more than {} s ahead of this node's clock: in cluster mode a point is routed by the routing version in force at its time, and versions are known only that far ahead (a quarter of cluster.routing_lead)",
+                    (horizon.future_limit - now_ns) / 1_000_000_000
+                ),
+            );
+            continue;
+        }
+        if ts > horizon.known_until {
+            out.unroutable += 1;
+            if out.unroutable_reason.is_none() {
+                out.unroutable_reason = Some(if horizon.known_until == i64::MIN {
+                    "this node has not read the cluster's routing versions from NATS yet: retry shortly".to_string()
+                } else {
+                    format!(
+                        "this node has not read the cluster's routing versions from NATS for {} s, and a version published since may route points after {} ns elsewhere: retry once NATS is reachable",
+                        (now_ns - horizon.known_until) / 1_000_000_000 + 1,
+                        horizon.known_until
+                    )
+                });
+            }
+            continue;
+        }
+        let span = if single_version {
+            0
+        } else {
+            routing.span_at(ts)
+        };
+        let router = match routing.span(span).0 {
+            Ok(r) => r,
+            Err(unknown) => {
+                out.unroutable += 1;
+                if out.unroutable_reason.is_none() {
+                    out.unroutable_reason = Some(format!(
+                        "{unknown}; points at or after its effective time are refused rather than misrouted"
+                    ));
+                }
+                continue;
+            }
+        };
+        let (region, _) = router.route_cached(&tags, &mut geo_caches[span]);
         // At the series limit, only lines of series the catalog holds are taken (InfluxDB's
         // max-series-per-database). Below it a request may add series freely: the count can
         // pass the limit by one request's worth.
@@ -532,16 +590,20 @@ mod tests {
     use crate::config::Config;
     use crate::region::rows;
 
-    fn setup() -> (Router, SchemaRegistry) {
+    fn setup() -> (Routing, SchemaRegistry) {
         let cfg = Config::parse(include_str!("../../regions.toml")).unwrap();
-        (Router::new(&cfg.routing).unwrap(), SchemaRegistry::new())
+        (
+            Routing::from_config(&cfg.routing).unwrap(),
+            SchemaRegistry::new(),
+        )
     }
 
     fn run(body: &str, precision: Precision) -> PreparedWrite {
         let (r, reg) = setup();
         prepare(
             Checks {
-                router: &r,
+                routing: &r,
+                horizon: Horizon::NONE,
                 registry: &reg,
                 series: &SeriesCatalog::new(),
                 max_series: 0,
@@ -570,7 +632,8 @@ mod tests {
         let catalog = SeriesCatalog::new();
         let retention = Default::default();
         let checks = || Checks {
-            router: &r,
+            routing: &r,
+            horizon: Horizon::NONE,
             registry: &reg,
             series: &catalog,
             max_series: 0,
@@ -620,7 +683,8 @@ mod tests {
         for db in ["a1", "a2", "a3"] {
             let p = prepare(
                 Checks {
-                    router: &r,
+                    routing: &r,
+                    horizon: Horizon::NONE,
                     registry: &reg,
                     series: &catalog,
                     max_series: 10,

@@ -290,6 +290,24 @@ pub(crate) fn sync_fs(_dir: &Path) -> Result<()> {
     unreachable!("Store::publish uses syncfs only on Linux")
 }
 
+/// Replaces `path` with `bytes` atomically and durably: temp file → fsync → rename → fsync
+/// of the directory. A crash leaves the old content or the new, never a mix.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    let tmp = crate::storage::paths::temp_path(path);
+    let result = (|| {
+        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(bytes).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+        std::fs::rename(&tmp, path).map_err(io_err(path))?;
+        sync_dir(path.parent().unwrap_or(Path::new(".")))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// fsync a directory so a rename or create inside it is durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)

@@ -31,6 +31,8 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 /// Directory of manifest edits and checkpoints under a region root.
 pub const MANIFEST_DIR: &str = "_manifest";
 pub const DATABASES_FILE: &str = "databases.json";
+/// The routing versions of a single-node data dir.
+pub const ROUTING_FILE: &str = "routing.json";
 pub const WAL_DIR: &str = "wal";
 pub const PARQUET_EXT: &str = "parquet";
 /// Under a region directory: data files no manifest lists and that were not provably
@@ -105,6 +107,10 @@ pub fn lock_file(data_dir: &Path) -> PathBuf {
 
 pub fn databases_file(data_dir: &Path) -> PathBuf {
     data_dir.join(DATABASES_FILE)
+}
+
+pub fn routing_file(data_dir: &Path) -> PathBuf {
+    data_dir.join(ROUTING_FILE)
 }
 
 pub fn region_dir(data_dir: &Path, region: &str) -> PathBuf {

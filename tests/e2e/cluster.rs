@@ -807,3 +807,217 @@ fn mixed_shapes_and_partial_overwrites_arrive_as_written() {
     a.stop();
     b.stop();
 }
+
+/// A routing change mid-load (SPEC §8: routing in JetStream KV, versioned with effective
+/// times). Writers keep writing through both nodes, points stamped with the wall clock and
+/// rewrites of points written earlier, while `meridian routing publish` moves tenant
+/// `globex` from americas (its geo tag) to eu, in force a lead (4 s) later. Every
+/// acknowledged point is found once, with its last value: points before the version's time
+/// in americas' files (rewrites too, whenever they came), later ones in eu's. Then a
+/// version naming a region the nodes' regions.toml lacks: points after its time are
+/// refused (503 naming it), earlier ones are still taken, queries still answer whole.
+#[test]
+fn a_routing_change_mid_load_moves_later_points_only() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let root = tempfile::tempdir().expect("temp dir");
+    let nats = Nats::start(root.path());
+    let (pa, pb) = (free_port(), free_port());
+    let url = |p: u16| format!("http://127.0.0.1:{p}");
+    let config = cluster_config(root.path(), &nats.url(), &url(pa), &url(pb));
+    let base = std::fs::read_to_string(&config).expect("config") + "routing_lead = \"4s\"\n";
+    std::fs::write(&config, &base).expect("config");
+    let (da, db) = (root.path().join("a"), root.path().join("b"));
+    let a = Node::start(&da, &config, pa, &["americas", "global"], &["--node", "a"]);
+    let b = Node::start(&db, &config, pb, &["eu", "apac"], &["--node", "b"]);
+    let now_ns = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i64
+    };
+    let meridian = |args: &[&str], cfg: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+            .args(args)
+            .arg("--config")
+            .arg(cfg)
+            .output()
+            .expect("running meridian");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+
+    // (host, time) → v of every acknowledged point.
+    let model: Arc<Mutex<BTreeMap<(i64, i64), i64>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (model, stop) = (model.clone(), stop.clone());
+        let urls = [a.url.clone(), b.url.clone()];
+        std::thread::spawn(move || {
+            let (mut n, mut refused) = (0i64, 0);
+            while !stop.load(Ordering::Relaxed) {
+                let mut body = String::new();
+                let mut points = Vec::new();
+                let t = now_ns() / 1000 * 1000;
+                for k in 0..20 {
+                    points.push(((n + k) % 5, t + k, n + k));
+                }
+                // A rewrite of an earlier point, with a new value.
+                if let Some((&(h, t), _)) = model.lock().unwrap().iter().nth((n as usize * 7) % 97)
+                {
+                    points.push((h, t, 1_000_000 + n));
+                }
+                for (h, t, v) in &points {
+                    body.push_str(&format!(
+                        "cpu,tenant=globex,region=us-east-1,host=h{h} v={v}i {t}\n"
+                    ));
+                }
+                let r = http_client()
+                    .post(format!("{}/write?db=cl", urls[(n / 20) as usize % 2]))
+                    .body(body)
+                    .send()
+                    .expect("write");
+                if r.status().as_u16() == 204 {
+                    let mut m = model.lock().unwrap();
+                    for (h, t, v) in points {
+                        m.insert((h, t), v);
+                    }
+                } else {
+                    refused += 1;
+                }
+                n += 20;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            refused
+        })
+    };
+
+    std::thread::sleep(Duration::from_secs(2));
+    let moved = root.path().join("moved.toml");
+    std::fs::write(
+        &moved,
+        base.replace("[directory]\n", "[directory]\n\"tenant=globex\" = \"eu\"\n"),
+    )
+    .expect("config");
+    let (ok, out) = meridian(&["routing", "publish"], &moved);
+    assert!(ok, "{out}");
+    assert!(out.contains("published routing version 2"), "{out}");
+    let (ok, out) = meridian(&["routing", "show", "--json"], &config);
+    assert!(ok, "{out}");
+    let history: serde_json::Value = serde_json::from_str(&out).expect("history JSON");
+    let effective = history["versions"][1]["effective_from"]
+        .as_i64()
+        .expect("effective_from");
+    // Publishing the same routing again is refused: nothing changed.
+    let (ok, out) = meridian(&["routing", "publish"], &moved);
+    assert!(!ok && out.contains("unchanged"), "{out}");
+    while now_ns() < effective + 3_000_000_000 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(
+        writer.join().expect("writer"),
+        0,
+        "writes refused under load"
+    );
+    let model = model.lock().unwrap().clone();
+    assert!(
+        model.keys().any(|(_, t)| *t < effective) && model.keys().any(|(_, t)| *t >= effective),
+        "points on both sides of the change"
+    );
+
+    // Both nodes answer every point once, with its last value.
+    let want = (model.len() as i64, model.values().sum::<i64>());
+    for node in [&a, &b] {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last = None;
+        while Instant::now() < deadline {
+            let j: serde_json::Value = http_client()
+                .get(format!(
+                    "{}/api/v1/query?db=cl&measurement=cpu&fields=v&agg=count,sum&where=tenant=globex&start=0&end=9000000000000000000",
+                    node.url
+                ))
+                .send()
+                .and_then(|r| r.json())
+                .expect("query");
+            let row = &j["series"][0]["values"][0];
+            last = Some((row[1].as_i64(), row[2].as_i64(), j["partial"].clone()));
+            if last == Some((Some(want.0), Some(want.1), serde_json::Value::Bool(false))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(
+            last,
+            Some((Some(want.0), Some(want.1), serde_json::Value::Bool(false))),
+            "{}",
+            node.url
+        );
+    }
+
+    // A version naming a region these nodes do not have: refused from its time on.
+    let mars = root.path().join("mars.toml");
+    std::fs::write(
+        &mars,
+        std::fs::read_to_string(&moved).expect("config")
+            + "\n[[region]]\nname = \"mars\"\ntag_values = [\"mars-*\"]\n",
+    )
+    .expect("config");
+    let (ok, out) = meridian(&["routing", "publish"], &mars);
+    assert!(ok, "{out}");
+    let (_, out) = meridian(&["routing", "show", "--json"], &config);
+    let history: serde_json::Value = serde_json::from_str(&out).expect("history JSON");
+    let mars_from = history["versions"][2]["effective_from"]
+        .as_i64()
+        .expect("effective_from");
+    while now_ns() < mars_from + 1_500_000_000 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let line = |t: i64| format!("cpu,tenant=globex,region=us-east-1,host=late v=1i {t}\n");
+    let (status, text) = write(&a, &line(now_ns()));
+    assert_eq!(status, 503, "{text}");
+    assert!(
+        text.contains("routing version 3 is not known here") && text.contains("mars"),
+        "{text}"
+    );
+    let (status, text) = write(&b, &line(mars_from - 1));
+    assert_eq!(status, 204, "a point before the unknown version: {text}");
+    // A point far ahead of the nodes' clocks may fall under a version not published yet.
+    let (status, text) = write(&b, &line(now_ns() + 3_600_000_000_000));
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("ahead of this node's clock"), "{text}");
+
+    // Files: every point in one region only, before the change in americas, after in eu.
+    a.stop();
+    b.stop();
+    let mut rows = crate::support::read_rows(&da, 3_600_000_000_000);
+    rows.extend(crate::support::read_rows(&db, 3_600_000_000_000));
+    let mut found: BTreeMap<(i64, i64), (String, i64)> = BTreeMap::new();
+    for region in ["americas", "eu", "apac", "global"] {
+        let mine: Vec<_> = rows
+            .iter()
+            .filter(|r| {
+                r.region == region && r.tags.get("host").map(String::as_str) != Some("late")
+            })
+            .cloned()
+            .collect();
+        for (key, row) in crate::support::rows_by_key_merged(&mine) {
+            let host: i64 = key.2["host"][1..].parse().expect("host number");
+            let v = match row.fields.get("v") {
+                Some(crate::support::Value::Int(v)) => *v,
+                other => panic!("v = {other:?}"),
+            };
+            let before = found.insert((host, key.3), (region.to_string(), v));
+            assert!(before.is_none(), "{key:?} in {before:?} and {region}");
+        }
+    }
+    assert_eq!(found.len(), model.len(), "points in files");
+    for ((h, t), (region, v)) in &found {
+        let want = if *t < effective { "americas" } else { "eu" };
+        assert_eq!(region, want, "point h{h} at {t}");
+        assert_eq!(Some(v), model.get(&(*h, *t)), "point h{h} at {t}");
+    }
+}

@@ -34,6 +34,7 @@ mod query;
 mod query_limits;
 mod readers;
 mod retention;
+mod routing;
 mod s3;
 mod shapes;
 mod support;

@@ -78,6 +78,8 @@ pub struct ServerConfig {
     pub extra_toml: String,
     /// Extra `key = value` lines of one `[[region]]` table: (region name, line).
     pub region_extra: Vec<(String, String)>,
+    /// `[directory]` entries: ("tag=value", region).
+    pub directory: Vec<(String, String)>,
 }
 
 impl Default for ServerConfig {
@@ -107,6 +109,7 @@ impl Default for ServerConfig {
             auth_extra: String::new(),
             extra_toml: String::new(),
             region_extra: vec![],
+            directory: vec![("tenant=acme-eu".into(), "eu".into())],
         }
     }
 }
@@ -166,6 +169,11 @@ impl ServerConfig {
         if !text.ends_with('\n') {
             self.extra_toml.push('\n');
         }
+        self
+    }
+    /// Adds a `[directory]` entry (`entry`: "tag=value").
+    pub fn directory_entry(mut self, entry: &str, region: &str) -> Self {
+        self.directory.push((entry.into(), region.into()));
         self
     }
     /// Adds a `key = value` line to the `[[region]]` table of `region`.
@@ -276,9 +284,11 @@ bbox = [
 name = "global"
 
 [directory]
-"tenant=acme-eu" = "eu"
 "#,
         );
+        for (entry, region) in &self.directory {
+            s.push_str(&format!("\"{entry}\" = \"{region}\"\n"));
+        }
         for (region, line) in &self.region_extra {
             let table = format!("[[region]]\nname = \"{region}\"\n");
             let at = s.find(&table).expect("the region's table") + table.len();
@@ -1601,6 +1611,7 @@ pub fn assert_clean_data_dir(data_dir: &Path) {
                 problems.push(format!("Parquet file not in any manifest: {rel}"));
             }
         } else if rel == "meridian.lock"
+            || rel == "routing.json"
             || (parts.len() == 3 && parts[1] == MANIFEST_DIR && parse_manifest_name(name).is_some())
             || (parts.len() == 4 && parts[1] == "wal" && name.ends_with(".wal"))
         {

@@ -1,0 +1,194 @@
+//! Cluster mode's routing versions, kept in JetStream KV (bucket `MERIDIAN_ROUTING`, key
+//! `history`: every version, as `routing::History` JSON).
+//!
+//! ```text
+//!  meridian routing publish ── CAS update (revision) ──▶ KV MERIDIAN_ROUTING/history
+//!                                                           │ read every second
+//!  every node: compile against its regions.toml ◀───────────┘ → RoutingTable::install,
+//!                                                               RoutingTable::confirm
+//! ```
+//!
+//! Invariants:
+//! - The history only grows: `publish` appends one version with a compare-and-set on the
+//!   entry's revision, so two operators publishing at once cannot lose a version.
+//! - A version takes effect no sooner than `cluster.routing_lead` after it is published; a
+//!   node confirms the time it last read the history, and routes only points its horizon
+//!   covers (`routing::RoutingTable::horizon`). A node that cannot read the history stops
+//!   routing new points within three quarters of the lead rather than misroute them.
+//! - The first node to start records the config's routing as version 1 (create-if-absent);
+//!   afterwards regions.toml's routing is not read, and a node whose config differs from
+//!   the latest version says so at start-up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv};
+use bytes::Bytes;
+
+use crate::config::{ClusterConfig, RoutingConfig};
+use crate::routing::{History, HistoryError, Routing, RoutingTable, Rules, Version};
+
+pub const BUCKET: &str = "MERIDIAN_ROUTING";
+const KEY: &str = "history";
+/// How often a node reads the history.
+const READ_EVERY: Duration = Duration::from_secs(1);
+
+/// Opens the bucket, creating it if it does not exist (idempotent on every node). The
+/// bucket's stream is made here with the KV conventions (`KV_<bucket>`, subjects
+/// `$KV.<bucket>.>`, direct gets, roll-ups): the client's own bucket creation first asks
+/// for account details that nats-server 2.9 (Debian's) answers in a form it cannot read.
+pub async fn bucket(js: &jetstream::Context, cfg: &ClusterConfig) -> Result<kv::Store, String> {
+    if let Ok(store) = js.get_key_value(BUCKET).await {
+        return Ok(store);
+    }
+    super::jetstream::ensure_stream(
+        js,
+        jetstream::stream::Config {
+            name: format!("KV_{BUCKET}"),
+            description: Some("Meridian's routing versions".into()),
+            subjects: vec![format!("$KV.{BUCKET}.>")],
+            max_messages_per_subject: 1,
+            storage: jetstream::stream::StorageType::File,
+            num_replicas: cfg.replicas,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: jetstream::stream::DiscardPolicy::New,
+            placement: cfg
+                .nats_cluster
+                .as_ref()
+                .map(|c| jetstream::stream::Placement {
+                    cluster: Some(c.clone()),
+                    tags: Vec::new(),
+                }),
+            ..Default::default()
+        },
+    )
+    .await?;
+    js.get_key_value(BUCKET)
+        .await
+        .map_err(|e| format!("opening KV bucket {BUCKET}: {e}"))
+}
+
+/// The history and its revision; `None` when no version was recorded yet.
+pub async fn read(store: &kv::Store) -> Result<Option<(History, u64)>, String> {
+    let entry = store
+        .entry(KEY)
+        .await
+        .map_err(|e| format!("reading {BUCKET}/{KEY}: {e}"))?;
+    match entry {
+        Some(e) if e.operation == kv::Operation::Put => {
+            let h = History::parse(&e.value).map_err(|err| err.to_string())?;
+            Ok(Some((h, e.revision)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Records `rules` as version 1 unless a version exists; returns the history.
+pub async fn seed(store: &kv::Store, rules: &Rules, now_ns: i64) -> Result<History, String> {
+    if let Some((h, _)) = read(store).await? {
+        return Ok(h);
+    }
+    let first = History::first(rules, now_ns);
+    match store.create(KEY, Bytes::from(first.to_json())).await {
+        Ok(_) => Ok(first),
+        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => read(store)
+            .await?
+            .map(|(h, _)| h)
+            .ok_or_else(|| format!("{BUCKET}/{KEY} was created and then deleted")),
+        Err(e) => Err(format!("recording the first routing version: {e}")),
+    }
+}
+
+/// Appends `rules` as a version in force from `effective_from`, which must be at least
+/// `lead` after now. Fails if another version was published meanwhile (run it again).
+pub async fn publish(
+    store: &kv::Store,
+    rules: &Rules,
+    effective_from: i64,
+    now_ns: i64,
+    lead: Duration,
+) -> Result<Version, String> {
+    let lead_ns = i64::try_from(lead.as_nanos()).unwrap_or(i64::MAX);
+    if effective_from < now_ns.saturating_add(lead_ns) {
+        return Err(format!(
+            "a version takes effect at least cluster.routing_lead ({lead:?}) after it is published, so that every node knows it in time: {} is sooner",
+            chrono::DateTime::from_timestamp_nanos(effective_from).to_rfc3339()
+        ));
+    }
+    let (mut history, revision) = read(store)
+        .await?
+        .ok_or("no routing version is recorded yet: start a node first")?;
+    let version = history
+        .push(rules, effective_from, now_ns)
+        .map_err(|e| match e {
+            HistoryError::Unchanged(n) => format!("nothing to publish: {e} (version {n})"),
+            other => other.to_string(),
+        })?;
+    store
+        .update(KEY, Bytes::from(history.to_json()), revision)
+        .await
+        .map_err(|e| {
+            if e.kind() == kv::UpdateErrorKind::WrongLastRevision {
+                "another version was published meanwhile: look at it (meridian routing show) and publish again".to_string()
+            } else {
+                format!("publishing the routing version: {e}")
+            }
+        })?;
+    Ok(version)
+}
+
+/// Installs `history` in `table`, logging versions this node does not know.
+pub fn install(table: &RoutingTable, history: &History, cfg: &RoutingConfig) {
+    let routing = Routing::compile(history, cfg);
+    for v in &history.versions {
+        if let Err(e) = routing.at(v.effective_from) {
+            tracing::error!(
+                effective_from = %chrono::DateTime::from_timestamp_nanos(v.effective_from).to_rfc3339(),
+                "{e}: points of its time are refused here and queries over it ask every region"
+            );
+        }
+    }
+    table.install(routing);
+}
+
+/// Reads the history every second, forever: installs each new revision, and confirms the
+/// time of every successful read.
+pub async fn follow(store: kv::Store, engine: Arc<crate::region::Engine>, cfg: RoutingConfig) {
+    let mut seen: Option<u64> = None;
+    let mut last_error: Option<String> = None;
+    let mut tick = tokio::time::interval(READ_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let started = crate::catalog::manifest::now_ns();
+        match read(&store).await {
+            Ok(Some((history, revision))) => {
+                if seen != Some(revision) {
+                    if seen.is_some() {
+                        let v = history.latest();
+                        tracing::info!(
+                            version = v.map_or(0, |v| v.number),
+                            effective_from = %v.map_or(String::new(), |v| chrono::DateTime::from_timestamp_nanos(v.effective_from).to_rfc3339()),
+                            "a new routing version was read"
+                        );
+                    }
+                    install(engine.routing_table(), &history, &cfg);
+                    seen = Some(revision);
+                }
+                engine.routing_table().confirm(started);
+                last_error = None;
+            }
+            Ok(None) => report(&mut last_error, format!("{BUCKET}/{KEY} is missing")),
+            Err(e) => report(&mut last_error, e),
+        }
+    }
+}
+
+fn report(last: &mut Option<String>, e: String) {
+    if last.as_deref() != Some(e.as_str()) {
+        tracing::warn!(error = %e, "cannot read the cluster's routing versions; points past this node's horizon are refused until it can");
+        *last = Some(e);
+    }
+}
