@@ -1,11 +1,12 @@
 //! The HTTP client nodes use with each other: a region's partial answer
-//! (`POST /api/v1/internal/partial`), a forwarded write (single-node forwarding), a
+//! (`POST /api/v1/internal/partial`), a database's schema (`GET /api/v1/internal/schema`),
+//! a forwarded write (single-node forwarding), a
 //! forwarded statement (deletes). It presents `auth.node_token`, never a client's token.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::query::remote::{BoxFuture, NodeClient, WireAnswer};
+use crate::query::remote::{BoxFuture, NodeClient, WireAnswer, WireSchema};
 
 /// HTTP client for other nodes (loopback or a private network; never follows redirects,
 /// never uses a proxy from the environment).
@@ -61,34 +62,7 @@ impl RemoteClient {
         params: &HashMap<String, String>,
         hedge: Duration,
     ) -> Result<WireAnswer, String> {
-        use futures::StreamExt;
-        let mut asking = futures::stream::FuturesUnordered::new();
-        let mut next = 0;
-        let mut errors = Vec::new();
-        loop {
-            if next < urls.len() && (asking.is_empty() || next == 0) {
-                asking.push(self.partial(&urls[next], region, params));
-                next += 1;
-            }
-            let wait = tokio::time::sleep(hedge);
-            tokio::select! {
-                done = asking.next() => match done {
-                    Some(Ok(answer)) => return Ok(answer),
-                    Some(Err(e)) if e.contains(crate::query::EXPORT_REFUSED) => return Err(e),
-                    Some(Err(e)) => {
-                        errors.push(e);
-                        if asking.is_empty() && next >= urls.len() {
-                            return Err(errors.join("; "));
-                        }
-                    }
-                    None => return Err(errors.join("; ")),
-                },
-                _ = wait, if next < urls.len() => {
-                    asking.push(self.partial(&urls[next], region, params));
-                    next += 1;
-                }
-            }
-        }
+        first_answer(urls, hedge, |url| self.partial(url, region, params)).await
     }
 
     /// Asks the node at `url` for its partial answer for `region`.
@@ -118,6 +92,27 @@ impl RemoteClient {
                 "{endpoint} answered {status}: {}",
                 crate::model::truncate(&String::from_utf8_lossy(&body), 512)
             ));
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("{endpoint}: bad answer: {e}"))
+    }
+
+    /// The schema of `db` from the nodes at `urls`, asked as [`first_answer`] does.
+    pub async fn schema_any_http(
+        &self,
+        urls: &[String],
+        db: &str,
+        hedge: Duration,
+    ) -> Result<WireSchema, String> {
+        first_answer(urls, hedge, |url| self.schema(url, db)).await
+    }
+
+    /// The schema of `db` from the node at `url`.
+    pub async fn schema(&self, url: &str, db: &str) -> Result<WireSchema, String> {
+        let endpoint = format!("{}/api/v1/internal/schema", url.trim_end_matches('/'));
+        let request = self.client.get(&endpoint).query(&[("db", db)]);
+        let (status, body) = self.send(request, &endpoint).await?;
+        if !status.is_success() {
+            return Err(format!("{endpoint} answered {status}"));
         }
         serde_json::from_slice(&body).map_err(|e| format!("{endpoint}: bad answer: {e}"))
     }
@@ -172,6 +167,48 @@ impl RemoteClient {
     }
 }
 
+/// Asks the nodes at `urls` with `ask`: the first, then the next whenever every node asked
+/// so far has failed or `hedge` has passed without an answer; the first answer wins. A
+/// residency refusal is final (every node would give it).
+async fn first_answer<'a, T, F, Fut>(
+    urls: &'a [String],
+    hedge: Duration,
+    ask: F,
+) -> Result<T, String>
+where
+    F: Fn(&'a str) -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    use futures::StreamExt;
+    let mut asking = futures::stream::FuturesUnordered::new();
+    let mut next = 0;
+    let mut errors = Vec::new();
+    loop {
+        if next < urls.len() && (asking.is_empty() || next == 0) {
+            asking.push(ask(&urls[next]));
+            next += 1;
+        }
+        let wait = tokio::time::sleep(hedge);
+        tokio::select! {
+            done = asking.next() => match done {
+                Some(Ok(answer)) => return Ok(answer),
+                Some(Err(e)) if e.contains(crate::query::EXPORT_REFUSED) => return Err(e),
+                Some(Err(e)) => {
+                    errors.push(e);
+                    if asking.is_empty() && next >= urls.len() {
+                        return Err(errors.join("; "));
+                    }
+                }
+                None => return Err(errors.join("; ")),
+            },
+            _ = wait, if next < urls.len() => {
+                asking.push(ask(&urls[next]));
+                next += 1;
+            }
+        }
+    }
+}
+
 impl NodeClient for RemoteClient {
     fn partial_any<'a>(
         &'a self,
@@ -181,6 +218,15 @@ impl NodeClient for RemoteClient {
         hedge: Duration,
     ) -> BoxFuture<'a, Result<WireAnswer, String>> {
         Box::pin(self.partial_any_http(urls, region, params, hedge))
+    }
+
+    fn schema_any<'a>(
+        &'a self,
+        urls: &'a [String],
+        db: &'a str,
+        hedge: Duration,
+    ) -> BoxFuture<'a, Result<WireSchema, String>> {
+        Box::pin(self.schema_any_http(urls, db, hedge))
     }
 
     fn forward_statement<'a>(

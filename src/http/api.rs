@@ -400,6 +400,33 @@ async fn extended_query(
     encode(&state, result, format, epoch, group_by, None)
 }
 
+/// `GET /api/v1/internal/schema?db=NAME`: another node's InfluxQL front end asks for the
+/// columns this node knows (those of the regions it hosts), to expand wildcards and answer
+/// SHOW statements over every region.
+pub async fn internal_schema(State(state): State<Shared>, RawQuery(q): RawQuery) -> Response {
+    let qp = super::write::parse_params(q.as_deref());
+    let Some(db) = qp.get("db") else {
+        return DialectError(
+            Dialect::Api,
+            ApiError::BadRequest("missing required parameter `db`".into()),
+        )
+        .into_response();
+    };
+    let measurements = state
+        .engine
+        .registry()
+        .measurements(db)
+        .into_iter()
+        .map(|(m, schema)| {
+            let mut cols: Vec<(String, crate::model::ColumnKind)> =
+                schema.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+            cols.sort_by(|a, b| a.0.cmp(&b.0));
+            (m.to_string(), cols)
+        })
+        .collect();
+    Json(crate::query::remote::WireSchema { measurements }).into_response()
+}
+
 /// `POST /api/v1/internal/partial?region=NAME`: another node's coordinator asks for this
 /// node's partial answer for one hosted region (body: the query parameters as JSON strings).
 pub async fn internal_partial(

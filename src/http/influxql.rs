@@ -41,6 +41,7 @@ pub(crate) fn statement_ctx(
         started,
         forwarded: false,
         barrier: state.barrier.clone(),
+        schemas: Default::default(),
     }
 }
 

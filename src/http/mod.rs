@@ -88,6 +88,7 @@ async fn auth(State(state): State<Shared>, req: Request, next: Next) -> Response
     let metrics = path == "/metrics";
     // What only another node asks: with a node token, only that token is accepted there.
     let from_node = path == "/api/v1/internal/partial"
+        || path == "/api/v1/internal/schema"
         || req
             .headers()
             .contains_key(crate::cluster::remote::FORWARDED_HEADER);
@@ -150,7 +151,7 @@ async fn metrics(State(state): State<Shared>) -> Response {
 
 /// The routes, as the `endpoint` label of request metrics (anything else is `other`, so a
 /// client cannot make labels without bound).
-const ROUTES: [&str; 12] = [
+const ROUTES: [&str; 13] = [
     "/write",
     "/api/v2/write",
     "/api/v3/write_lp",
@@ -159,6 +160,7 @@ const ROUTES: [&str; 12] = [
     "/api/v2/delete",
     "/api/v1/regions",
     "/api/v1/internal/partial",
+    "/api/v1/internal/schema",
     "/health",
     "/ping",
     "/metrics",
@@ -201,6 +203,7 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v2/delete", post(influxql::delete_v2))
         .route("/api/v1/regions", get(api::regions))
         .route("/api/v1/internal/partial", post(api::internal_partial))
+        .route("/api/v1/internal/schema", get(api::internal_schema))
         .route("/health", get(health))
         .route("/ping", get(ping).head(ping))
         .route("/metrics", get(metrics))

@@ -90,6 +90,15 @@ impl From<WirePartial> for Partial {
     }
 }
 
+/// What a node's schema registry holds for one database (`GET
+/// /api/v1/internal/schema?db=`): per measurement, its columns and their kinds. A node
+/// knows the columns of the regions it hosts; InfluxQL's wildcards and SHOW statements
+/// need the union over every region.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct WireSchema {
+    pub measurements: Vec<(String, Vec<(String, crate::model::ColumnKind)>)>,
+}
+
 /// Other nodes, as the query layer asks them (implemented over HTTP by
 /// `cluster::remote::RemoteClient`; the query layer needs no HTTP client of its own).
 pub trait NodeClient: Send + Sync {
@@ -102,6 +111,14 @@ pub trait NodeClient: Send + Sync {
         params: &'a HashMap<String, String>,
         hedge: Duration,
     ) -> BoxFuture<'a, Result<WireAnswer, String>>;
+
+    /// The schema of `db` on the nodes hosting a region, asked as `partial_any` asks.
+    fn schema_any<'a>(
+        &'a self,
+        urls: &'a [String],
+        db: &'a str,
+        hedge: Duration,
+    ) -> BoxFuture<'a, Result<WireSchema, String>>;
 
     /// Runs an InfluxQL statement (a delete) on the node at `url`.
     fn forward_statement<'a>(

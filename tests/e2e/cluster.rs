@@ -754,21 +754,29 @@ fn mixed_shapes_and_partial_overwrites_arrive_as_written() {
     let (status, text) = write(&b, &lp(&second));
     assert_eq!(status, 204, "{text}");
 
-    // What a node answers, as the model's shape: tags present, time, non-null fields.
-    let answer = |node: &Node| -> Option<Rows> {
+    // What a node answers, as the model's shape: tags present, time, non-null fields;
+    // through the native API, or InfluxQL's `SELECT *` (whose columns come from the
+    // schema of every region, the other node's too).
+    let answer = |node: &Node, influxql: bool| -> Option<Rows> {
+        let path = if influxql {
+            "/query?db=cl&epoch=ns&q=SELECT%20*%20FROM%20shapes"
+        } else {
+            "/api/v1/query?db=cl&measurement=shapes&epoch=ns"
+        };
         let j: Value = http_client()
-            .get(format!(
-                "{}/api/v1/query?db=cl&measurement=shapes&epoch=ns",
-                node.url
-            ))
+            .get(format!("{}{path}", node.url))
             .send()
             .ok()?
             .json()
             .ok()?;
-        if j["partial"] != false {
+        if !influxql && j["partial"] != false {
             return None;
         }
-        let s = &j["series"][0];
+        let s = if influxql {
+            &j["results"][0]["series"][0]
+        } else {
+            &j["series"][0]
+        };
         let cols: Vec<&str> = s["columns"]
             .as_array()?
             .iter()
@@ -792,17 +800,37 @@ fn mixed_shapes_and_partial_overwrites_arrive_as_written() {
         }
         Some(out)
     };
-    for node in [&a, &b] {
+    for (node, influxql) in [(&a, false), (&b, false), (&a, true), (&b, true)] {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut last = None;
         while Instant::now() < deadline {
-            last = answer(node);
+            last = answer(node, influxql);
             if last.as_ref() == Some(&model) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        assert_eq!(last.as_ref(), Some(&model), "through {}", node.url);
+        assert_eq!(
+            last.as_ref(),
+            Some(&model),
+            "through {} (InfluxQL: {influxql})",
+            node.url
+        );
+    }
+    // SHOW FIELD KEYS lists every region's fields on either node.
+    for node in [&a, &b] {
+        let j: Value = http_client()
+            .get(format!("{}/query?db=cl&q=SHOW%20FIELD%20KEYS", node.url))
+            .send()
+            .and_then(|r| r.json())
+            .expect("SHOW FIELD KEYS");
+        let keys: Vec<&str> = j["results"][0]["series"][0]["values"]
+            .as_array()
+            .expect("field keys")
+            .iter()
+            .filter_map(|r| r[0].as_str())
+            .collect();
+        assert_eq!(keys, ["b", "f", "i", "s", "u"], "through {}: {j}", node.url);
     }
     a.stop();
     b.stop();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::Ctx;
 use super::cond::{PointView, eval, is_tag_only, series_matching, truthy};
 use super::result::ResultSeries;
-use super::show::resolve_sources;
+use super::show::resolve_local_sources;
 use crate::influxql::{Expr, Measurement, SeriesFilter as Filter, Statement, split_time_range};
 use crate::query::agg::Value;
 use crate::region::delete::{DeleteOutcome, DeleteSpec, SeriesFilter};
@@ -127,7 +127,7 @@ fn series_target(
 }
 
 fn named_measurements(ctx: &Ctx, db: &str, sources: &[Measurement]) -> Vec<String> {
-    resolve_sources(ctx, db, sources)
+    resolve_local_sources(ctx, db, sources)
         .into_iter()
         .map(|m| m.to_string())
         .collect()

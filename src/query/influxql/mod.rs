@@ -53,7 +53,13 @@ pub struct Ctx {
     pub forwarded: bool,
     /// Cluster mode: what a delete waits for first (see [`WriteBarrier`]).
     pub barrier: Option<Arc<dyn crate::query::remote::WriteBarrier>>,
+    /// Per database, its schema over every region, asked once per request ([`Ctx::schema`]).
+    pub schemas: tokio::sync::Mutex<std::collections::HashMap<String, Arc<DbSchema>>>,
 }
+
+/// A database's measurements and their columns, over every region.
+pub type DbSchema =
+    std::collections::BTreeMap<Arc<str>, Arc<crate::region::schema::MeasurementSchema>>;
 
 impl Ctx {
     /// The database a statement works on: its own `ON db` / `FROM db..m`, else the
@@ -65,11 +71,71 @@ impl Ctx {
         }
     }
 
-    /// Whether `db` exists: created, or holding data.
-    pub fn database_exists(&self, db: &str) -> bool {
+    /// Whether `db` exists: created, or holding data (here or in a region of another node).
+    pub async fn database_exists(&self, db: &str) -> bool {
+        self.database_exists_here(db) || !self.schema(db).await.is_empty()
+    }
+
+    /// Whether `db` was created, or holds data in a region of this node.
+    pub fn database_exists_here(&self, db: &str) -> bool {
         self.engine.databases().contains(db)
             || self.engine.registry().get_any(db)
             || self.engine.series().databases().iter().any(|d| &**d == db)
+    }
+
+    /// The measurements of `db` and their columns in the regions this node hosts.
+    pub fn local_schema(&self, db: &str) -> DbSchema {
+        self.engine
+            .registry()
+            .measurements(db)
+            .into_iter()
+            .collect()
+    }
+
+    /// The measurements of `db` and their columns over every region: this node's schema
+    /// registry (the regions it hosts), and for regions hosted elsewhere what their nodes
+    /// answer (asked once per request, each node once, within half the request's time). A
+    /// column two nodes know with different types keeps this node's type. A node that does
+    /// not answer adds nothing: its regions' answers are partial anyway.
+    pub async fn schema(&self, db: &str) -> Arc<DbSchema> {
+        let mut cache = self.schemas.lock().await;
+        if let Some(s) = cache.get(db) {
+            return s.clone();
+        }
+        let mut schema: DbSchema = self
+            .engine
+            .registry()
+            .measurements(db)
+            .into_iter()
+            .collect();
+        // One list of nodes per region hosted elsewhere (a node hosting several is asked once).
+        let mut nodes: Vec<Vec<String>> = Vec::new();
+        for r in self.engine.regions().iter().filter(|r| !r.hosted()) {
+            let urls: Vec<String> = r.url.iter().chain(&r.replicas).cloned().collect();
+            if !urls.is_empty() && !nodes.contains(&urls) {
+                nodes.push(urls);
+            }
+        }
+        // At most half the request's time: a hung node must leave the regions that do
+        // answer the time to (its own regions are then reported as timed out).
+        let deadline = tokio::time::Instant::from_std(self.started + self.timeout / 2);
+        // A hung node is left for a replica after a quarter of the timeout, as for data.
+        let hedge = self.timeout / 4;
+        let asks = nodes
+            .iter()
+            .map(|urls| self.remote.schema_any(urls, db, hedge));
+        let answers = tokio::time::timeout_at(deadline, futures::future::join_all(asks))
+            .await
+            .unwrap_or_default();
+        for answer in answers {
+            match answer {
+                Ok(wire) => merge_schema(&mut schema, wire),
+                Err(e) => tracing::warn!(db, error = %e, "a node did not give its schema"),
+            }
+        }
+        let schema = Arc::new(schema);
+        cache.insert(db.to_string(), schema.clone());
+        schema
     }
 
     /// Checks a retention policy name: Meridian has one, `autogen`.
@@ -95,6 +161,20 @@ impl Ctx {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         Ok(())
+    }
+}
+
+/// Adds what another node knows to `schema`; a column known already keeps its kind.
+fn merge_schema(schema: &mut DbSchema, wire: crate::query::remote::WireSchema) {
+    for (m, cols) in wire.measurements {
+        let entry = schema.entry(Arc::from(m.as_str())).or_default();
+        if cols.iter().all(|(c, _)| entry.contains_key(c.as_str())) {
+            continue;
+        }
+        let merged = Arc::make_mut(entry);
+        for (c, kind) in cols {
+            merged.entry(Arc::from(c.as_str())).or_insert(kind);
+        }
     }
 }
 
@@ -142,12 +222,12 @@ async fn run_statement(ctx: &Ctx, stmt: &Statement) -> Result<Vec<result::Result
         Statement::Select(s) => select::select(ctx, s).await,
         Statement::ShowDatabases => Ok(show::databases(ctx)),
         Statement::ShowRetentionPolicies { database } => {
-            show::retention_policies(ctx, database.as_deref())
+            show::retention_policies(ctx, database.as_deref()).await
         }
         Statement::ShowMeasurements(s) => show::measurements(ctx, s).await,
         Statement::ShowTagKeys(s) => show::tag_keys(ctx, s).await,
         Statement::ShowTagValues(s) => show::tag_values(ctx, s).await,
-        Statement::ShowFieldKeys(s) => show::field_keys(ctx, s),
+        Statement::ShowFieldKeys(s) => show::field_keys(ctx, s).await,
         Statement::ShowSeries(s) => show::series(ctx, s).await,
         Statement::ShowCardinality(s) => show::cardinality(ctx, s).await,
         Statement::ShowSystem(s) => show::system(s),

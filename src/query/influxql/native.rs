@@ -83,7 +83,10 @@ pub(crate) fn cmp(op: BinaryOp, lhs: Expr, rhs: Expr) -> Expr {
 }
 
 /// The SELECT statement the parameters describe.
-fn statement(ctx: &Ctx, p: &HashMap<String, String>) -> Result<(SelectStatement, String), String> {
+async fn statement(
+    ctx: &Ctx,
+    p: &HashMap<String, String>,
+) -> Result<(SelectStatement, String), String> {
     let get = |k: &str| p.get(k).map(|s| s.as_str()).filter(|s| !s.is_empty());
     let db = get("db").ok_or("missing required parameter `db`")?;
     let measurement = get("measurement").ok_or("missing required parameter `measurement`")?;
@@ -95,9 +98,9 @@ fn statement(ctx: &Ctx, p: &HashMap<String, String>) -> Result<(SelectStatement,
     if aggs.is_empty() {
         return Err("`fill` needs an aggregate (agg=mean, …)".into());
     }
-    let schema = ctx.engine.registry().get(db, measurement);
     let fields: Vec<String> = match get("fields") {
         None | Some("*") => {
+            let schema = ctx.schema(db).await.get(measurement).cloned();
             let mut f: Vec<String> = schema
                 .iter()
                 .flat_map(|s| s.iter())
@@ -253,7 +256,7 @@ fn value(c: Cell) -> Value {
 
 /// Runs native parameters through the InfluxQL engine.
 pub async fn run(ctx: &Ctx, p: &HashMap<String, String>) -> Result<QueryResult, String> {
-    let (stmt, measurement) = statement(ctx, p)?;
+    let (stmt, measurement) = statement(ctx, p).await?;
     let found: Vec<ResultSeries> = super::select::select(ctx, &stmt).await?;
     let columns: Vec<String> = found
         .first()

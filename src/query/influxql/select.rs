@@ -18,10 +18,11 @@ use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 use super::Ctx;
+use super::DbSchema;
 use super::cond::{PointView, conjuncts, eval, native_pred, tag_comparison, truthy};
 use super::funcs::{Func, Out, apply};
 use super::result::{Cell, ResultSeries};
-use super::show::resolve_sources;
+use super::show::match_sources;
 use super::transform::{Transform, is_math, math};
 use crate::influxql::column_names;
 use crate::influxql::split_time_range;
@@ -54,13 +55,27 @@ pub async fn select(ctx: &Ctx, s: &SelectStatement) -> Result<Vec<ResultSeries>,
     let (rest, range) =
         split_time_range(s.condition.as_ref(), ctx.now_ns).map_err(|e| e.to_string())?;
     let mut targets: Vec<(String, Arc<str>)> = Vec::new();
+    // Per database, the schema the statement is planned with: this node's own when it
+    // names everything the statement uses, else every region's (asked of other nodes).
+    let mut dbs: Vec<(String, Arc<DbSchema>)> = Vec::new();
     for src in &s.sources {
         let db = ctx.database(src.database.as_deref())?;
         ctx.check_rp(&db, src.retention_policy.as_deref())?;
-        if !ctx.database_exists(&db) {
-            return Err(format!("database not found: {db}"));
+        if !dbs.iter().any(|(d, _)| *d == db) {
+            let local = ctx.local_schema(&db);
+            let schema = if local_schema_suffices(s, &local) {
+                Arc::new(local)
+            } else {
+                ctx.schema(&db).await
+            };
+            if !ctx.database_exists_here(&db) && schema.is_empty() {
+                return Err(format!("database not found: {db}"));
+            }
+            dbs.push((db.clone(), schema));
         }
-        for m in resolve_sources(ctx, &db, std::slice::from_ref(src)) {
+        let schema = dbs.iter().find(|(d, _)| *d == db).map(|(_, s)| s.clone());
+        let names: Vec<Arc<str>> = schema.iter().flat_map(|s| s.keys().cloned()).collect();
+        for m in match_sources(names, std::slice::from_ref(src)) {
             if !targets.iter().any(|(d, n)| *d == db && *n == m) {
                 targets.push((db.clone(), m));
             }
@@ -70,17 +85,20 @@ pub async fn select(ctx: &Ctx, s: &SelectStatement) -> Result<Vec<ResultSeries>,
     let budget = Arc::new(ctx.query_memory.budget());
     // Wildcards expand over every measurement of the statement (InfluxDB gives each series
     // the union of their columns).
-    let schemas: Vec<(String, Arc<str>, Arc<MeasurementSchema>)> = targets
-        .into_iter()
-        .filter_map(|(db, m)| {
-            let schema = ctx.engine.registry().get(&db, &m)?;
-            // A measurement without fields holds no point (all were deleted).
-            schema
-                .values()
-                .any(|k| matches!(k, ColumnKind::Field(_)))
-                .then_some((db, m, schema))
-        })
-        .collect();
+    let mut schemas: Vec<(String, Arc<str>, Arc<MeasurementSchema>)> = Vec::new();
+    for (db, m) in targets {
+        let Some(schema) = dbs
+            .iter()
+            .find(|(d, _)| *d == db)
+            .and_then(|(_, s)| s.get(&m).cloned())
+        else {
+            continue;
+        };
+        // A measurement without fields holds no point (all were deleted).
+        if schema.values().any(|k| matches!(k, ColumnKind::Field(_))) {
+            schemas.push((db, m, schema));
+        }
+    }
     let mut wild = MeasurementSchema::default();
     for (_, _, schema) in &schemas {
         for (k, v) in schema.iter() {
@@ -229,6 +247,62 @@ fn collect_calls<'e>(e: &'e Expr, out: &mut Vec<&'e Call>) {
             collect_calls(&b.rhs, out);
         }
         Expr::Paren(inner) => collect_calls(inner, out),
+        _ => {}
+    }
+}
+
+/// Whether this node's own schema is enough to plan `s`: every source is named and known
+/// here, and so is every name the statement uses (a field known only to another node would
+/// otherwise be taken for a tag), and nothing is expanded (a wildcard or a regex in the
+/// projection or `GROUP BY` takes every region's columns).
+fn local_schema_suffices(s: &SelectStatement, local: &DbSchema) -> bool {
+    let mut known: Vec<&Arc<MeasurementSchema>> = Vec::new();
+    for src in &s.sources {
+        match &src.name {
+            crate::influxql::MeasurementName::Name(n) => match local.get(n.as_str()) {
+                Some(schema) => known.push(schema),
+                None => return false,
+            },
+            crate::influxql::MeasurementName::Regex(_) => return false,
+        }
+    }
+    let is_known = |name: &str| name == "time" || known.iter().any(|m| m.contains_key(name));
+    let mut names: Vec<&str> = Vec::new();
+    let mut expands = false;
+    for f in &s.fields {
+        walk(&f.expr, &mut |e| match e {
+            Expr::VarRef(v) => names.push(&v.name),
+            Expr::Wildcard(_) | Expr::Regex(_) => expands = true,
+            _ => {}
+        });
+    }
+    if let Some(c) = &s.condition {
+        walk(c, &mut |e| {
+            if let Expr::VarRef(v) = e {
+                names.push(&v.name);
+            }
+        });
+    }
+    for d in &s.dimensions {
+        match d {
+            Dimension::Tag(t) => names.push(t),
+            Dimension::Wildcard | Dimension::Regex(_) => expands = true,
+            _ => {}
+        }
+    }
+    !expands && names.into_iter().all(is_known)
+}
+
+/// Calls `f` on `e` and every expression inside it.
+fn walk<'e>(e: &'e Expr, f: &mut impl FnMut(&'e Expr)) {
+    f(e);
+    match e {
+        Expr::Call(c) => c.args.iter().for_each(|a| walk(a, f)),
+        Expr::Binary(b) => {
+            walk(&b.lhs, f);
+            walk(&b.rhs, f);
+        }
+        Expr::Paren(inner) => walk(inner, f),
         _ => {}
     }
 }

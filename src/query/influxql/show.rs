@@ -61,9 +61,9 @@ pub fn databases(ctx: &Ctx) -> Vec<ResultSeries> {
     }]
 }
 
-pub fn retention_policies(ctx: &Ctx, on: Option<&str>) -> Result<Vec<ResultSeries>, String> {
+pub async fn retention_policies(ctx: &Ctx, on: Option<&str>) -> Result<Vec<ResultSeries>, String> {
     let db = ctx.database(on)?;
-    if !ctx.database_exists(&db) {
+    if !ctx.database_exists(&db).await {
         return Err(format!("database not found: {db}"));
     }
     Ok(vec![ResultSeries {
@@ -116,23 +116,35 @@ fn go_duration(ns: i64) -> String {
 }
 
 /// The database of a SHOW (`ON db`, else the request's), checked to exist.
-fn show_db(ctx: &Ctx, on: Option<&str>) -> Result<String, String> {
+async fn show_db(ctx: &Ctx, on: Option<&str>) -> Result<String, String> {
     let db = ctx.database(on)?;
-    if !ctx.database_exists(&db) {
+    if !ctx.database_exists(&db).await {
         return Err(format!("database not found: {db}"));
     }
     Ok(db)
 }
 
 /// The measurements of `db` named by `sources` (all of them if empty), sorted.
-pub fn resolve_sources(ctx: &Ctx, db: &str, sources: &[Measurement]) -> Vec<Arc<str>> {
-    let all: Vec<Arc<str>> = ctx
+pub async fn resolve_sources(ctx: &Ctx, db: &str, sources: &[Measurement]) -> Vec<Arc<str>> {
+    let all = ctx.schema(db).await.keys().cloned().collect();
+    match_sources(all, sources)
+}
+
+/// [`resolve_sources`] over the regions this node hosts only (a delete: every node hosting
+/// a region runs it for its own).
+pub fn resolve_local_sources(ctx: &Ctx, db: &str, sources: &[Measurement]) -> Vec<Arc<str>> {
+    let all = ctx
         .engine
         .registry()
         .measurements(db)
         .into_iter()
         .map(|(m, _)| m)
         .collect();
+    match_sources(all, sources)
+}
+
+/// The measurements of `all` that `sources` name (all of them when there is none).
+pub fn match_sources(all: Vec<Arc<str>>, sources: &[Measurement]) -> Vec<Arc<str>> {
     if sources.is_empty() {
         return all;
     }
@@ -190,8 +202,8 @@ pub async fn measurements(ctx: &Ctx, s: &ShowMeasurements) -> Result<Vec<ResultS
     // An unknown database has no measurements (InfluxDB answers an empty result here).
     let db = ctx.database(s.database.as_deref())?;
     let mut names: Vec<Arc<str>> = match &s.with_measurement {
-        Some(w) => resolve_sources(ctx, &db, std::slice::from_ref(w)),
-        None => resolve_sources(ctx, &db, &[]),
+        Some(w) => resolve_sources(ctx, &db, std::slice::from_ref(w)).await,
+        None => resolve_sources(ctx, &db, &[]).await,
     };
     if let Some(c) = &s.condition {
         ctx.series_loaded().await?;
@@ -218,8 +230,8 @@ pub async fn measurements(ctx: &Ctx, s: &ShowMeasurements) -> Result<Vec<ResultS
 }
 
 pub async fn tag_keys(ctx: &Ctx, s: &ShowTagKeys) -> Result<Vec<ResultSeries>, String> {
-    let db = show_db(ctx, s.database.as_deref())?;
-    let names = resolve_sources(ctx, &db, &s.sources);
+    let db = show_db(ctx, s.database.as_deref()).await?;
+    let names = resolve_sources(ctx, &db, &s.sources).await;
     let names = page(names, s.slimit, s.soffset);
     if s.condition.is_some() {
         ctx.series_loaded().await?;
@@ -237,7 +249,7 @@ pub async fn tag_keys(ctx: &Ctx, s: &ShowTagKeys) -> Result<Vec<ResultSeries>, S
                 None => Vec::new(),
             },
             None => {
-                let schema = ctx.engine.registry().get(&db, &m);
+                let schema = ctx.schema(&db).await.get(&m).cloned();
                 let mut k: Vec<String> = schema
                     .iter()
                     .flat_map(|s| s.iter())
@@ -267,10 +279,10 @@ fn key_matches(f: &TagKeyFilter, k: &str) -> bool {
 }
 
 pub async fn tag_values(ctx: &Ctx, s: &ShowTagValues) -> Result<Vec<ResultSeries>, String> {
-    let db = show_db(ctx, s.database.as_deref())?;
+    let db = show_db(ctx, s.database.as_deref()).await?;
     ctx.series_loaded().await?;
     let mut out = Vec::new();
-    for m in resolve_sources(ctx, &db, &s.sources) {
+    for m in resolve_sources(ctx, &db, &s.sources).await {
         let Some((entry, bits)) = matching(ctx, &db, &m, s.condition.as_ref()) else {
             continue;
         };
@@ -301,11 +313,11 @@ pub async fn tag_values(ctx: &Ctx, s: &ShowTagValues) -> Result<Vec<ResultSeries
     Ok(out)
 }
 
-pub fn field_keys(ctx: &Ctx, s: &ShowFieldKeys) -> Result<Vec<ResultSeries>, String> {
-    let db = show_db(ctx, s.database.as_deref())?;
+pub async fn field_keys(ctx: &Ctx, s: &ShowFieldKeys) -> Result<Vec<ResultSeries>, String> {
+    let db = show_db(ctx, s.database.as_deref()).await?;
     let mut out = Vec::new();
-    for m in resolve_sources(ctx, &db, &s.sources) {
-        let Some(schema) = ctx.engine.registry().get(&db, &m) else {
+    for m in resolve_sources(ctx, &db, &s.sources).await {
+        let Some(schema) = ctx.schema(&db).await.get(&m).cloned() else {
             continue;
         };
         let mut fields: Vec<(String, &'static str)> = schema
@@ -359,10 +371,10 @@ pub fn series_key(m: &str, tags: &[(&str, &str)]) -> String {
 }
 
 pub async fn series(ctx: &Ctx, s: &ShowSeries) -> Result<Vec<ResultSeries>, String> {
-    let db = show_db(ctx, s.database.as_deref())?;
+    let db = show_db(ctx, s.database.as_deref()).await?;
     ctx.series_loaded().await?;
     let mut keys = Vec::new();
-    for m in resolve_sources(ctx, &db, &s.sources) {
+    for m in resolve_sources(ctx, &db, &s.sources).await {
         let Some((entry, bits)) = matching(ctx, &db, &m, s.condition.as_ref()) else {
             continue;
         };
@@ -387,12 +399,12 @@ fn count(name: &str, n: u64) -> ResultSeries {
 }
 
 pub async fn cardinality(ctx: &Ctx, s: &ShowCardinality) -> Result<Vec<ResultSeries>, String> {
-    let db = show_db(ctx, s.database.as_deref())?;
+    let db = show_db(ctx, s.database.as_deref()).await?;
     if !s.dimensions.is_empty() {
         return Err("GROUP BY in SHOW ... CARDINALITY is not supported by Meridian".into());
     }
     ctx.series_loaded().await?;
-    let names = resolve_sources(ctx, &db, &s.sources);
+    let names = resolve_sources(ctx, &db, &s.sources).await;
     let mut out = Vec::new();
     if !s.exact
         && matches!(
@@ -468,9 +480,9 @@ pub async fn cardinality(ctx: &Ctx, s: &ShowCardinality) -> Result<Vec<ResultSer
         CardinalityKind::FieldKey => {
             for m in names {
                 let n = ctx
-                    .engine
-                    .registry()
-                    .get(&db, &m)
+                    .schema(&db)
+                    .await
+                    .get(&m)
                     .map(|s| {
                         s.values()
                             .filter(|k| matches!(k, ColumnKind::Field(_)))

@@ -120,7 +120,7 @@ pub async fn windows(ctx: &Ctx, s: &SelectStatement) -> Option<Vec<(i64, i64)>> 
     };
     let db = ctx.database(src.database.as_deref()).ok()?;
     let engine = &ctx.engine;
-    if !ctx.database_exists(&db) || !engine.regions().iter().all(|r| r.hosted()) {
+    if !engine.regions().iter().all(|r| r.hosted()) || !ctx.database_exists(&db).await {
         return None;
     }
     // The windows of the statement's time range only. Without an upper bound a bucketed
