@@ -124,6 +124,7 @@ fn bench_prepare(c: &mut Criterion) {
                     meridian::region::prepare::Checks {
                         routing: &routing,
                         horizon: meridian::routing::Horizon::NONE,
+                        fixed_region: None,
                         registry: &registry,
                         series: &catalog,
                         max_series: 1_000_000,

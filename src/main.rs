@@ -303,7 +303,7 @@ fn routing_command(cmd: RoutingCommand) -> Result<()> {
             let rules = Rules::from_config(&cfg.routing);
             let v = rt.block_on(async {
                 let kv = store(&cfg).await?;
-                routing_kv::publish(&kv, &rules, effective_from, now, lead)
+                routing_kv::publish(&kv, &rules, effective_from, lead)
                     .await
                     .map_err(|e| anyhow::anyhow!(e))
             })?;

@@ -30,7 +30,8 @@
 //! changed), JetStream KV in cluster mode (`cluster::jetstream`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+use std::sync::atomic::AtomicI64;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
@@ -124,6 +125,10 @@ pub struct Version {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct History {
     pub versions: Vec<Version>,
+    /// Cluster mode: the lead (ns) every version is published ahead of its effective time,
+    /// recorded with the first version so that publishers and nodes use one value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lead_ns: Option<i64>,
 }
 
 /// Why a version cannot be recorded after the others.
@@ -155,6 +160,7 @@ impl History {
                 recorded_at: now_ns,
                 rules: rules_json(rules),
             }],
+            lead_ns: None,
         }
     }
 
@@ -188,7 +194,7 @@ impl History {
         effective_from: i64,
         now_ns: i64,
     ) -> Result<Version, HistoryError> {
-        let number = self.latest().map_or(1, |v| v.number + 1);
+        let number = self.latest().map_or(1, |v| v.number.saturating_add(1));
         if let Some(last) = self.latest() {
             if last.format == FORMAT
                 && serde_json::from_value::<Rules>(last.rules.clone())
@@ -360,8 +366,8 @@ pub struct RoutingTable {
     current: RwLock<Arc<Routing>>,
     /// ns since the epoch; `i64::MAX` when nothing needs confirming (single-node mode).
     confirmed_ns: AtomicI64,
-    /// `cluster.routing_lead` (ns); 0 in single-node mode.
-    lead_ns: i64,
+    /// The cluster's routing lead (ns, see [`History::lead_ns`]); 0 in single-node mode.
+    lead_ns: AtomicI64,
 }
 
 /// How far ahead a node may route points (cluster mode).
@@ -388,7 +394,7 @@ impl RoutingTable {
         RoutingTable {
             current: RwLock::new(Arc::new(routing)),
             confirmed_ns: AtomicI64::new(i64::MAX),
-            lead_ns: 0,
+            lead_ns: AtomicI64::new(0),
         }
     }
 
@@ -400,7 +406,7 @@ impl RoutingTable {
                 "the cluster's routing was not read from NATS yet",
             ))),
             confirmed_ns: AtomicI64::new(i64::MIN),
-            lead_ns,
+            lead_ns: AtomicI64::new(lead_ns),
         }
     }
 
@@ -412,17 +418,32 @@ impl RoutingTable {
         *self.current.write() = Arc::new(routing);
     }
 
-    /// The versions were read whole at `at_ns` (this node's clock).
+    /// The versions were read whole at `at_ns` (this node's clock). Call it after
+    /// [`RoutingTable::install`]: a reader that sees this confirmation (Acquire) then reads
+    /// versions at least as new.
     pub fn confirm(&self, at_ns: i64) {
-        self.confirmed_ns.fetch_max(at_ns, Relaxed);
+        self.confirmed_ns.fetch_max(at_ns, AcqRel);
     }
 
     pub fn confirmed_ns(&self) -> i64 {
-        self.confirmed_ns.load(Relaxed)
+        self.confirmed_ns.load(Acquire)
+    }
+
+    /// The cluster's lead, as its history records it.
+    pub fn set_lead(&self, lead_ns: i64) {
+        self.lead_ns.store(lead_ns, Relaxed);
     }
 
     pub fn lead_ns(&self) -> i64 {
-        self.lead_ns
+        self.lead_ns.load(Relaxed)
+    }
+
+    /// Whether a query at `now_ns` may prune regions by the versions known here: in cluster
+    /// mode only while no point can exist past this node's horizon (versions read within
+    /// half the lead), else a version not read yet may have routed points elsewhere.
+    pub fn prunable(&self, now_ns: i64) -> bool {
+        let h = self.horizon(now_ns);
+        h.known_until >= h.future_limit
     }
 
     /// The horizon of a write received at `now_ns`. A version is published at least a lead
@@ -430,19 +451,21 @@ impl RoutingTable {
     /// publisher and this node to disagree, a quarter for points stamped ahead of this
     /// clock.
     pub fn horizon(&self, now_ns: i64) -> Horizon {
-        let confirmed = self.confirmed_ns.load(Relaxed);
+        let confirmed = self.confirmed_ns.load(Acquire);
         if confirmed == i64::MAX {
             return Horizon::NONE;
         }
+        let lead = self.lead_ns();
+        let future_limit = now_ns.saturating_add(lead / 4);
         if confirmed == i64::MIN {
             return Horizon {
-                future_limit: now_ns.saturating_add(self.lead_ns / 4),
+                future_limit,
                 known_until: i64::MIN,
             };
         }
         Horizon {
-            future_limit: now_ns.saturating_add(self.lead_ns / 4),
-            known_until: confirmed.saturating_add(self.lead_ns - self.lead_ns / 4),
+            future_limit,
+            known_until: confirmed.saturating_add(lead - lead / 4),
         }
     }
 }

@@ -21,8 +21,10 @@ use crate::storage::paths::routing_file;
 /// What start-up found and did.
 #[derive(Debug, PartialEq)]
 pub enum Outcome {
-    /// No file: the config's routing was recorded as version 1.
-    Started,
+    /// No file: the config's routing was recorded as version 1, in force from the
+    /// beginning of time; `had_data`: points were stored already (a data dir from before
+    /// versions, or a deleted file: they are assumed routed by this config).
+    Started { had_data: bool },
     /// The config's routing is the latest version.
     Unchanged,
     /// The config's routing was recorded as this version, in force from this time.
@@ -50,7 +52,12 @@ pub fn open(
         Err(e) => return Err(format!("reading {}: {e}", path.display())),
     };
     let (history, outcome) = match stored {
-        None => (History::first(&rules, now_ns), Outcome::Started),
+        None => (
+            History::first(&rules, now_ns),
+            Outcome::Started {
+                had_data: newest_point_ns.is_some(),
+            },
+        ),
         Some(mut h) => {
             let last_from = h.latest().map_or(i64::MIN, |v| v.effective_from);
             let from = now_ns
@@ -91,7 +98,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let one = cfg("");
         let (h, o) = open(dir.path(), &one.routing, None, 100).unwrap();
-        assert_eq!((h.versions.len(), o), (1, Outcome::Started));
+        assert_eq!(
+            (h.versions.len(), o),
+            (1, Outcome::Started { had_data: false })
+        );
         let (_, o) = open(dir.path(), &one.routing, Some(500), 200).unwrap();
         assert_eq!(o, Outcome::Unchanged);
         let two = cfg("\"tenant=acme\" = \"a\"");

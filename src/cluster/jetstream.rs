@@ -110,6 +110,9 @@ pub struct JetStream {
     /// The routing versions (KV), read every second by [`routing_kv::follow`].
     routing_store: async_nats::jetstream::kv::Store,
     routing_cfg: RoutingConfig,
+    routing_lead: Duration,
+    /// The revision of the versions read at start-up.
+    routing_revision: u64,
 }
 
 impl JetStream {
@@ -177,9 +180,18 @@ impl JetStream {
         let routing_store = routing_kv::bucket(&js, cfg).await?;
         let now = crate::catalog::manifest::now_ns();
         let own = Rules::from_config(routing);
-        let history = routing_kv::seed(&routing_store, &own, now).await?;
-        routing_kv::install(engine.routing_table(), &history, routing);
+        let (history, routing_revision) =
+            routing_kv::seed(&routing_store, &own, cfg.routing_lead, now).await?;
+        routing_kv::install(engine.routing_table(), &history, routing, cfg.routing_lead);
         engine.routing_table().confirm(now);
+        if let Some(lead) = history.lead_ns
+            && lead != i64::try_from(cfg.routing_lead.as_nanos()).unwrap_or(i64::MAX)
+        {
+            tracing::warn!(
+                cluster_lead_secs = lead / 1_000_000_000,
+                "cluster.routing_lead differs from the cluster's, recorded with its first routing version, which is in force"
+            );
+        }
         if let Some(latest) = history.latest()
             && serde_json::from_value::<Rules>(latest.rules.clone())
                 .ok()
@@ -207,6 +219,8 @@ impl JetStream {
             id_base: crate::catalog::manifest::now_ns(),
             routing_store,
             routing_cfg: routing.clone(),
+            routing_lead: cfg.routing_lead,
+            routing_revision,
         })
     }
 
@@ -227,6 +241,8 @@ impl JetStream {
                 self.routing_store.clone(),
                 self.engine.clone(),
                 self.routing_cfg.clone(),
+                self.routing_lead,
+                self.routing_revision,
             )),
         ];
         for (i, r) in self.engine.regions().iter().enumerate() {
@@ -728,7 +744,7 @@ impl JetStream {
         let prepared = tokio::task::spawn_blocking(move || {
             payloads
                 .iter()
-                .map(|p| engine.prepare_payload(p, now))
+                .map(|p| engine.prepare_payload(p, now, r))
                 .collect::<Vec<_>>()
         })
         .await
@@ -739,26 +755,12 @@ impl JetStream {
                 tracing::error!(%region, "a payload of the region's log is not readable; it is skipped");
                 continue;
             };
-            // Rows under a routing version not read here yet: wait for it (the applier
-            // starts again after the last applied message) rather than misroute them.
-            if let Some(why) = p.unroutable_reason {
-                return Err(format!(
-                    "rows of region {region:?} wait for this node's routing: {why}"
-                ));
-            }
             if p.rejected_count > 0 {
                 self.stats()
                     .lines_refused
                     .fetch_add(p.rejected_count as u64, Relaxed);
                 let first = p.rejected.first().map(|l| l.error_message.clone());
                 tracing::error!(%region, db, refused = p.rejected_count, first = ?first, "rows of the region's log were refused here");
-            }
-            if let Some(((other, _), _)) = p.batches.iter().find(|((x, _), _)| *x != r) {
-                // Nodes must share one regions.toml: refuse rather than misroute.
-                return Err(format!(
-                    "rows of region {region:?} route to region {:?} under this node's config; the nodes' regions.toml differ",
-                    self.engine.regions()[other.0].name
-                ));
             }
             group.batches.extend(p.batches);
             group.cost += p.memory_cost;

@@ -35,7 +35,7 @@ const READ_EVERY: Duration = Duration::from_secs(1);
 
 /// Opens the bucket, creating it if it does not exist (idempotent on every node). The
 /// bucket's stream is made here with the KV conventions (`KV_<bucket>`, subjects
-/// `$KV.<bucket>.>`, direct gets, roll-ups): the client's own bucket creation first asks
+/// `$KV.<bucket>.>`, roll-ups; no direct gets): the client's own bucket creation first asks
 /// for account details that nats-server 2.9 (Debian's) answers in a form it cannot read.
 pub async fn bucket(js: &jetstream::Context, cfg: &ClusterConfig) -> Result<kv::Store, String> {
     if let Ok(store) = js.get_key_value(BUCKET).await {
@@ -52,7 +52,9 @@ pub async fn bucket(js: &jetstream::Context, cfg: &ClusterConfig) -> Result<kv::
             num_replicas: cfg.replicas,
             allow_rollup: true,
             deny_delete: true,
-            allow_direct: true,
+            // Reads go to the stream's leader: a direct get may be answered by a replica
+            // that lags, and a node must not confirm a history older than the latest.
+            allow_direct: false,
             discard: jetstream::stream::DiscardPolicy::New,
             placement: cfg
                 .nats_cluster
@@ -70,77 +72,99 @@ pub async fn bucket(js: &jetstream::Context, cfg: &ClusterConfig) -> Result<kv::
         .map_err(|e| format!("opening KV bucket {BUCKET}: {e}"))
 }
 
-/// The history and its revision; `None` when no version was recorded yet.
-pub async fn read(store: &kv::Store) -> Result<Option<(History, u64)>, String> {
+/// The history's bytes and revision; `None` when no version was recorded yet.
+async fn read_entry(store: &kv::Store) -> Result<Option<(Bytes, u64)>, String> {
     let entry = store
         .entry(KEY)
         .await
         .map_err(|e| format!("reading {BUCKET}/{KEY}: {e}"))?;
-    match entry {
-        Some(e) if e.operation == kv::Operation::Put => {
-            let h = History::parse(&e.value).map_err(|err| err.to_string())?;
-            Ok(Some((h, e.revision)))
+    Ok(entry
+        .filter(|e| e.operation == kv::Operation::Put)
+        .map(|e| (e.value, e.revision)))
+}
+
+/// The history and its revision; `None` when no version was recorded yet.
+pub async fn read(store: &kv::Store) -> Result<Option<(History, u64)>, String> {
+    match read_entry(store).await? {
+        Some((bytes, revision)) => {
+            let h = History::parse(&bytes).map_err(|err| err.to_string())?;
+            Ok(Some((h, revision)))
         }
-        _ => Ok(None),
+        None => Ok(None),
     }
 }
 
-/// Records `rules` as version 1 unless a version exists; returns the history.
-pub async fn seed(store: &kv::Store, rules: &Rules, now_ns: i64) -> Result<History, String> {
-    if let Some((h, _)) = read(store).await? {
-        return Ok(h);
+/// Records `rules` as version 1, with the cluster's lead, unless a version exists; returns
+/// the history and its revision.
+pub async fn seed(
+    store: &kv::Store,
+    rules: &Rules,
+    lead: Duration,
+    now_ns: i64,
+) -> Result<(History, u64), String> {
+    if let Some(found) = read(store).await? {
+        return Ok(found);
     }
-    let first = History::first(rules, now_ns);
+    let mut first = History::first(rules, now_ns);
+    first.lead_ns = Some(nanos(lead));
     match store.create(KEY, Bytes::from(first.to_json())).await {
-        Ok(_) => Ok(first),
+        Ok(revision) => Ok((first, revision)),
         Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => read(store)
             .await?
-            .map(|(h, _)| h)
             .ok_or_else(|| format!("{BUCKET}/{KEY} was created and then deleted")),
         Err(e) => Err(format!("recording the first routing version: {e}")),
     }
 }
 
 /// Appends `rules` as a version in force from `effective_from`, which must be at least
-/// `lead` after now. Fails if another version was published meanwhile (run it again).
+/// the cluster's lead after now (the history's lead; `lead` if it records none), checked
+/// against the clock just before the compare-and-set, which must land within a quarter of
+/// the lead. Fails if another version was published meanwhile (run it again).
 pub async fn publish(
     store: &kv::Store,
     rules: &Rules,
     effective_from: i64,
-    now_ns: i64,
     lead: Duration,
 ) -> Result<Version, String> {
-    let lead_ns = i64::try_from(lead.as_nanos()).unwrap_or(i64::MAX);
-    if effective_from < now_ns.saturating_add(lead_ns) {
-        return Err(format!(
-            "a version takes effect at least cluster.routing_lead ({lead:?}) after it is published, so that every node knows it in time: {} is sooner",
-            chrono::DateTime::from_timestamp_nanos(effective_from).to_rfc3339()
-        ));
-    }
     let (mut history, revision) = read(store)
         .await?
         .ok_or("no routing version is recorded yet: start a node first")?;
+    let lead_ns = history.lead_ns.unwrap_or(nanos(lead));
+    let now_ns = crate::catalog::manifest::now_ns();
+    if effective_from < now_ns.saturating_add(lead_ns) {
+        return Err(format!(
+            "a version takes effect at least the cluster's routing lead ({} s, cluster.routing_lead of the first node) after it is published, so that every node knows it in time: {} is sooner",
+            lead_ns / 1_000_000_000,
+            chrono::DateTime::from_timestamp_nanos(effective_from).to_rfc3339()
+        ));
+    }
     let version = history
         .push(rules, effective_from, now_ns)
         .map_err(|e| match e {
             HistoryError::Unchanged(n) => format!("nothing to publish: {e} (version {n})"),
             other => other.to_string(),
         })?;
-    store
-        .update(KEY, Bytes::from(history.to_json()), revision)
-        .await
-        .map_err(|e| {
-            if e.kind() == kv::UpdateErrorKind::WrongLastRevision {
-                "another version was published meanwhile: look at it (meridian routing show) and publish again".to_string()
-            } else {
-                format!("publishing the routing version: {e}")
-            }
-        })?;
-    Ok(version)
+    let within = Duration::from_nanos(u64::try_from(lead_ns / 4).unwrap_or(0));
+    let update = store.update(KEY, Bytes::from(history.to_json()), revision);
+    match tokio::time::timeout(within, update).await {
+        Ok(Ok(_)) => Ok(version),
+        Ok(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Err(
+            "another version was published meanwhile: look at it (meridian routing show) and publish again".to_string(),
+        ),
+        Ok(Err(e)) => Err(format!("publishing the routing version: {e}")),
+        Err(_) => Err(format!(
+            "NATS did not confirm the version within a quarter of the routing lead ({within:?}): it may or may not be recorded; look with `meridian routing show` before publishing again"
+        )),
+    }
 }
 
-/// Installs `history` in `table`, logging versions this node does not know.
-pub fn install(table: &RoutingTable, history: &History, cfg: &RoutingConfig) {
+fn nanos(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// Installs `history` in `table` (its versions and the cluster's lead; `lead` if it records
+/// none), logging versions this node does not know.
+pub fn install(table: &RoutingTable, history: &History, cfg: &RoutingConfig, lead: Duration) {
     let routing = Routing::compile(history, cfg);
     for v in &history.versions {
         if let Err(e) = routing.at(v.effective_from) {
@@ -150,37 +174,52 @@ pub fn install(table: &RoutingTable, history: &History, cfg: &RoutingConfig) {
             );
         }
     }
+    table.set_lead(history.lead_ns.unwrap_or(nanos(lead)));
     table.install(routing);
 }
 
-/// Reads the history every second, forever: installs each new revision, and confirms the
-/// time of every successful read.
-pub async fn follow(store: kv::Store, engine: Arc<crate::region::Engine>, cfg: RoutingConfig) {
-    let mut seen: Option<u64> = None;
+/// Reads the history every second, forever: installs each newer revision, and confirms
+/// the time of every read that found the newest revision seen (never an older one).
+pub async fn follow(
+    store: kv::Store,
+    engine: Arc<crate::region::Engine>,
+    cfg: RoutingConfig,
+    lead: Duration,
+    mut seen: u64,
+) {
     let mut last_error: Option<String> = None;
     let mut tick = tokio::time::interval(READ_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let started = crate::catalog::manifest::now_ns();
-        match read(&store).await {
-            Ok(Some((history, revision))) => {
-                if seen != Some(revision) {
-                    if seen.is_some() {
-                        let v = history.latest();
-                        tracing::info!(
-                            version = v.map_or(0, |v| v.number),
-                            effective_from = %v.map_or(String::new(), |v| chrono::DateTime::from_timestamp_nanos(v.effective_from).to_rfc3339()),
-                            "a new routing version was read"
-                        );
-                    }
-                    install(engine.routing_table(), &history, &cfg);
-                    seen = Some(revision);
+        let outcome = match read_entry(&store).await {
+            Ok(Some((_, revision))) if revision < seen => Err(format!(
+                "{BUCKET}/{KEY} answered revision {revision}, older than {seen} read before"
+            )),
+            Ok(Some((_, revision))) if revision == seen => Ok(()),
+            Ok(Some((bytes, revision))) => match History::parse(&bytes) {
+                Ok(history) => {
+                    let v = history.latest();
+                    tracing::info!(
+                        version = v.map_or(0, |v| v.number),
+                        effective_from = %v.map_or(String::new(), |v| chrono::DateTime::from_timestamp_nanos(v.effective_from).to_rfc3339()),
+                        "a new routing version was read"
+                    );
+                    install(engine.routing_table(), &history, &cfg, lead);
+                    seen = revision;
+                    Ok(())
                 }
+                Err(e) => Err(e.to_string()),
+            },
+            Ok(None) => Err(format!("{BUCKET}/{KEY} is missing")),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(()) => {
                 engine.routing_table().confirm(started);
                 last_error = None;
             }
-            Ok(None) => report(&mut last_error, format!("{BUCKET}/{KEY} is missing")),
             Err(e) => report(&mut last_error, e),
         }
     }

@@ -256,7 +256,16 @@ pub async fn gather(
     max_rows: usize,
 ) -> Gathered {
     let n = engine.regions().len();
-    let candidates = plan::candidate_regions(&engine.routing(), &spec, n);
+    // In cluster mode a node that has not read the routing versions lately may not know a
+    // version another node routed points by: it asks every region then.
+    let candidates = if engine
+        .routing_table()
+        .prunable(crate::catalog::manifest::now_ns())
+    {
+        plan::candidate_regions(&engine.routing(), &spec, n)
+    } else {
+        (0..n).map(RegionId).collect()
+    };
     let deadline = tokio::time::Instant::now() + timeout;
     let timed_out = || {
         (

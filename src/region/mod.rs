@@ -684,16 +684,31 @@ impl Engine {
         let (history, outcome) =
             crate::catalog::routing_log::open(data_dir, &cfg.routing, newest_point, now)
                 .map_err(EngineError::Startup)?;
-        if let crate::catalog::routing_log::Outcome::Recorded {
-            number,
-            effective_from,
-        } = outcome
-        {
-            info!(
-                version = number,
-                effective_from = %chrono::DateTime::from_timestamp_nanos(effective_from).to_rfc3339(),
-                "the routing of the config changed: recorded as a new version; points before it keep the routing they were written with"
-            );
+        use crate::catalog::routing_log::Outcome;
+        match outcome {
+            Outcome::Recorded {
+                number,
+                effective_from,
+            } => {
+                let at = chrono::DateTime::from_timestamp_nanos(effective_from).to_rfc3339();
+                info!(
+                    version = number,
+                    effective_from = %at,
+                    "the routing of the config changed: recorded as a new version; points before it keep the routing they were written with"
+                );
+                // A point stamped far ahead holds the change back until its time.
+                if effective_from > now.saturating_add(86_400_000_000_000) {
+                    warn!(
+                        version = number,
+                        effective_from = %at,
+                        "the new routing takes effect only after the newest point stored here, more than a day ahead: points stamped before then keep the old routing (delete the far-future points to bring the change forward)"
+                    );
+                }
+            }
+            Outcome::Started { had_data: true } => warn!(
+                "no routing.json beside stored data: the routing of regions.toml is taken as the one every stored point was written with (if it changed since, restore routing.json from a backup)"
+            ),
+            Outcome::Started { had_data: false } | Outcome::Unchanged => {}
         }
         let routing = Routing::compile(&history, &cfg.routing);
         for v in &history.versions {
@@ -1012,9 +1027,12 @@ impl Engine {
         precision: Precision,
         now_ns: i64,
     ) -> PreparedWrite {
+        // The horizon first: the versions read after it are at least as new as the ones it
+        // was confirmed with (RoutingTable::confirm follows install).
+        let horizon = self.routing.horizon(now_ns);
         let routing = self.routing.current();
         prepare::prepare(
-            self.checks(&routing, self.routing.horizon(now_ns)),
+            self.checks(&routing, horizon, None),
             self.shards_per_region,
             db,
             body,
@@ -1023,16 +1041,20 @@ impl Engine {
         )
     }
 
-    /// Checks and routes the rows of a payload another node checked already (cluster
-    /// mode), as [`Engine::prepare`] does a body; `None` if the bytes are not a payload.
-    /// Returns the payload's db too. The sender routed the rows within its horizon: none
-    /// applies here, but a row under a routing version unknown here is counted in
-    /// `unroutable` (the caller waits for the version rather than misroute it).
-    pub fn prepare_payload(&self, payload: &[u8], now_ns: i64) -> Option<(String, PreparedWrite)> {
+    /// Checks the rows of a payload of region `region`'s log (cluster mode), as
+    /// [`Engine::prepare`] does a body, and puts every row in that region: the node that
+    /// received them routed them, and the log is the region's. `None` if the bytes are not
+    /// a payload. Returns the payload's db too.
+    pub fn prepare_payload(
+        &self,
+        payload: &[u8],
+        now_ns: i64,
+        region: RegionId,
+    ) -> Option<(String, PreparedWrite)> {
         let (db, mut lines) = prepare::PayloadLines::new(payload)?;
         let routing = self.routing.current();
         let prepared = prepare::prepare_lines(
-            self.checks(&routing, Horizon::NONE),
+            self.checks(&routing, Horizon::NONE, Some(region)),
             self.shards_per_region,
             db,
             &mut lines,
@@ -1043,10 +1065,16 @@ impl Engine {
         Some((db.to_string(), prepared))
     }
 
-    fn checks<'a>(&'a self, routing: &'a Routing, horizon: Horizon) -> prepare::Checks<'a> {
+    fn checks<'a>(
+        &'a self,
+        routing: &'a Routing,
+        horizon: Horizon,
+        fixed_region: Option<RegionId>,
+    ) -> prepare::Checks<'a> {
         prepare::Checks {
             routing,
             horizon,
+            fixed_region,
             registry: &self.registry,
             series: &self.series,
             max_series: self.max_series_per_database,

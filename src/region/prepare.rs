@@ -179,6 +179,9 @@ pub struct Checks<'a> {
     pub routing: &'a Routing,
     /// How far ahead points may be routed (cluster mode), else [`Horizon::NONE`].
     pub horizon: Horizon,
+    /// Every row goes to this region, unrouted: rows of a region's log (cluster mode),
+    /// which the node that received them routed already.
+    pub fixed_region: Option<RegionId>,
     pub registry: &'a SchemaRegistry,
     pub series: &'a SeriesCatalog,
     /// `memory.max_series_per_database` (0: no limit).
@@ -302,6 +305,7 @@ pub fn prepare_lines<'a>(
     let Checks {
         routing,
         horizon,
+        fixed_region,
         registry,
         series,
         max_series,
@@ -416,49 +420,53 @@ pub fn prepare_lines<'a>(
         } else {
             sorted_tags(&line)
         };
-        if ts > horizon.future_limit {
-            reject(
-                &mut out,
-                format!(
-                    "timestamp {ts} ns is more than {} s ahead of this node's clock: in cluster mode a point is routed by the routing version in force at its time, and versions are known only that far ahead (a quarter of cluster.routing_lead)",
-                    (horizon.future_limit - now_ns) / 1_000_000_000
-                ),
-            );
-            continue;
-        }
-        if ts > horizon.known_until {
-            out.unroutable += 1;
-            if out.unroutable_reason.is_none() {
-                out.unroutable_reason = Some(if horizon.known_until == i64::MIN {
-                    "this node has not read the cluster's routing versions from NATS yet: retry shortly".to_string()
-                } else {
-                    format!(
-                        "this node has not read the cluster's routing versions from NATS for {} s, and a version published since may route points after {} ns elsewhere: retry once NATS is reachable",
-                        (now_ns - horizon.known_until) / 1_000_000_000 + 1,
-                        horizon.known_until
-                    )
-                });
-            }
-            continue;
-        }
-        let span = if single_version {
-            0
-        } else {
-            routing.span_at(ts)
-        };
-        let router = match routing.span(span).0 {
-            Ok(r) => r,
-            Err(unknown) => {
-                out.unroutable += 1;
-                if out.unroutable_reason.is_none() {
-                    out.unroutable_reason = Some(format!(
-                        "{unknown}; points at or after its effective time are refused rather than misrouted"
-                    ));
+        let region = match fixed_region {
+            Some(r) => r,
+            None => {
+                if ts > horizon.future_limit {
+                    reject(
+                        &mut out,
+                        format!(
+                            "timestamp {ts} ns is more than {} s ahead of this node's clock: in cluster mode a point is routed by the routing version in force at its time, and versions are known only that far ahead (a quarter of cluster.routing_lead)",
+                            (horizon.future_limit - now_ns) / 1_000_000_000
+                        ),
+                    );
+                    continue;
                 }
-                continue;
+                if ts > horizon.known_until {
+                    out.unroutable += 1;
+                    if out.unroutable_reason.is_none() {
+                        out.unroutable_reason = Some(if horizon.known_until == i64::MIN {
+                            "this node has not read the cluster's routing versions from NATS yet: retry shortly".to_string()
+                        } else {
+                            format!(
+                                "this node read the cluster's routing versions from NATS too long ago to route points after {} ns (a version published since may route them elsewhere): retry once NATS is reachable",
+                                horizon.known_until
+                            )
+                        });
+                    }
+                    continue;
+                }
+                let span = if single_version {
+                    0
+                } else {
+                    routing.span_at(ts)
+                };
+                let router = match routing.span(span).0 {
+                    Ok(r) => r,
+                    Err(unknown) => {
+                        out.unroutable += 1;
+                        if out.unroutable_reason.is_none() {
+                            out.unroutable_reason = Some(format!(
+                                "{unknown}; points at or after its effective time are refused rather than misrouted"
+                            ));
+                        }
+                        continue;
+                    }
+                };
+                router.route_cached(&tags, &mut geo_caches[span]).0
             }
         };
-        let (region, _) = router.route_cached(&tags, &mut geo_caches[span]);
         // At the series limit, only lines of series the catalog holds are taken (InfluxDB's
         // max-series-per-database). Below it a request may add series freely: the count can
         // pass the limit by one request's worth.
@@ -604,6 +612,7 @@ mod tests {
             Checks {
                 routing: &r,
                 horizon: Horizon::NONE,
+                fixed_region: None,
                 registry: &reg,
                 series: &SeriesCatalog::new(),
                 max_series: 0,
@@ -634,6 +643,7 @@ mod tests {
         let checks = || Checks {
             routing: &r,
             horizon: Horizon::NONE,
+            fixed_region: None,
             registry: &reg,
             series: &catalog,
             max_series: 0,
@@ -685,6 +695,7 @@ mod tests {
                 Checks {
                     routing: &r,
                     horizon: Horizon::NONE,
+                    fixed_region: None,
                     registry: &reg,
                     series: &catalog,
                     max_series: 10,
