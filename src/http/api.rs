@@ -483,7 +483,7 @@ pub async fn internal_partial(
     let region = crate::model::RegionId(idx);
     match crate::query::scan_local(&state.engine, region, spec, state.config.query.max_rows).await {
         Ok((partial, stats)) => Json(WireAnswer {
-            partial: partial.into(),
+            partial: crate::query::for_export(&state.config.routing.regions[idx], partial).into(),
             stats,
         })
         .into_response(),

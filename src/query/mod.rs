@@ -102,6 +102,22 @@ pub fn export_refusal(region: &crate::config::RegionConfig, spec: &QuerySpec) ->
     ))
 }
 
+/// A region's partial answer as it may leave its nodes: under `export = "aggregates"` the
+/// accumulators lose their first and last points (each a raw point, time and value). Only
+/// `first`/`last` stamp them, and those are refused by [`export_refusal`]; this keeps an
+/// accumulator from carrying one out should another aggregate stamp them.
+pub fn for_export(region: &crate::config::RegionConfig, mut partial: Partial) -> Partial {
+    if let (crate::config::Export::Aggregates { .. }, Partial::Agg(a)) =
+        (region.export, &mut partial)
+    {
+        for acc in a.groups.values_mut().flat_map(|b| b.values_mut()).flatten() {
+            acc.first = None;
+            acc.last = None;
+        }
+    }
+    partial
+}
+
 /// Marks an answer refused by a region's residency rule.
 pub const EXPORT_REFUSED: &str = "refused by residency";
 

@@ -291,3 +291,176 @@ fn nodes_use_their_own_token_never_a_clients() {
     a.stop();
     b.stop();
 }
+
+/// A TCP relay that records every byte it carries, both ways.
+struct Capture {
+    pub port: u16,
+    bytes: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Capture {
+    fn start(to: u16) -> Capture {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let bytes: std::sync::Arc<std::sync::Mutex<Vec<u8>>> = Default::default();
+        let seen = bytes.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", to)) else {
+                    continue;
+                };
+                for (mut from, mut into) in [
+                    (
+                        client.try_clone().expect("clone"),
+                        server.try_clone().expect("clone"),
+                    ),
+                    (server, client),
+                ] {
+                    let seen = seen.clone();
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16 << 10];
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0 || into.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                            seen.lock().unwrap().extend_from_slice(&buf[..n]);
+                        }
+                        let _ = into.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        Capture { port, bytes }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes.lock().unwrap()).into_owned()
+    }
+}
+
+/// Residency, checked on the wire (issue #15): node A reaches region eu through a relay
+/// that records the traffic. eu keeps its raw points on B (`export = "aggregates"`, the
+/// default): raw rows and `first` are refused with 403, aggregates cross; and in all the
+/// bytes between the nodes no raw point of eu appears, neither a value (other than the
+/// bucket's min and max, which are the answer) nor a timestamp.
+#[test]
+fn no_raw_point_of_an_aggregates_only_region_crosses_the_wire() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let (pa, pb) = (free_port(), free_port());
+    let relay = Capture::start(pb);
+    let mut cfg = ServerConfig::default().render();
+    for (name, port) in [
+        ("americas", pa),
+        ("global", pa),
+        ("eu", relay.port),
+        ("apac", pb),
+    ] {
+        cfg = cfg.replacen(
+            &format!("name = \"{name}\"\n"),
+            &format!("name = \"{name}\"\nurl = \"http://127.0.0.1:{port}\"\n"),
+            1,
+        );
+    }
+    let config = root.path().join("regions.toml");
+    std::fs::write(&config, cfg).expect("writing config");
+    let a = Node::start(
+        &root.path().join("a"),
+        &config,
+        pa,
+        &["americas", "global"],
+        &[],
+    );
+    let b = Node::start(&root.path().join("b"), &config, pb, &["eu", "apac"], &[]);
+    let client = http_client();
+
+    // 50 points of eu, written to B: values in a shuffled order, so the first and last
+    // points are neither the minimum nor the maximum.
+    let t0 = 1_767_225_600_123_456_789i64;
+    let value = |i: i64| 5000.03125 + ((i * 37 + 11) % 50) as f64;
+    let time = |i: i64| t0 + i * 1_000_003_007;
+    let mut body = String::new();
+    for i in 0..50 {
+        body.push_str(&format!(
+            "cpu,region=eu-west-1,host=h{} v={} {}\n",
+            i % 2,
+            value(i),
+            time(i)
+        ));
+    }
+    let r = client
+        .post(format!("{}/write?db=res", b.url))
+        .body(body)
+        .send()
+        .expect("write");
+    assert_eq!(r.status(), 204);
+
+    let get = |q: &str| {
+        let r = client
+            .get(format!(
+                "{}/api/v1/query?db=res&measurement=cpu&where=region=eu-west-1&start={}&end={}&{q}",
+                a.url,
+                t0 - 3_600_000_000_000,
+                t0 + 7_200_000_000_000
+            ))
+            .send()
+            .expect("query");
+        let status = r.status().as_u16();
+        (status, r.json::<serde_json::Value>().expect("JSON"))
+    };
+    for q in [
+        "fields=v",
+        "fields=v&agg=first",
+        "fields=v&agg=mean&every=1s",
+    ] {
+        let (status, j) = get(q);
+        assert_eq!(status, 403, "{q}: {j}");
+        assert!(
+            j["error"].as_str().unwrap_or("").contains("region \"eu\""),
+            "{j}"
+        );
+    }
+    let (status, j) = get("fields=v&agg=mean,count,max,min,sum&group_by=host");
+    assert_eq!(status, 200, "{j}");
+    assert_eq!(j["partial"], false, "{j}");
+    let (status, j) = get("fields=v&agg=mean&every=1h");
+    assert_eq!(status, 200, "{j}");
+    let mean: f64 = (0..50).map(value).sum::<f64>() / 50.0;
+    assert!(
+        (j["series"][0]["values"][0][1].as_f64().unwrap() - mean).abs() < 1e-9,
+        "{j}"
+    );
+
+    let wire = relay.text();
+    assert!(
+        wire.contains("/api/v1/internal/partial"),
+        "the queries went through the relay"
+    );
+    // Per host the extremes are the answer of max/min; every other value, and every
+    // timestamp, must not have crossed.
+    let extremes: Vec<f64> = (0..2)
+        .flat_map(|h| {
+            let vs: Vec<f64> = (0..50).filter(|i| i % 2 == h).map(value).collect();
+            [
+                vs.iter().cloned().fold(f64::MAX, f64::min),
+                vs.iter().cloned().fold(f64::MIN, f64::max),
+            ]
+        })
+        .collect();
+    for i in 0..50 {
+        let v = value(i);
+        if !extremes.contains(&v) {
+            assert!(
+                !wire.contains(&v.to_string()),
+                "raw value {v} crossed:\n{wire}"
+            );
+        }
+        assert!(
+            !wire.contains(&time(i).to_string()),
+            "raw timestamp {} crossed:\n{wire}",
+            time(i)
+        );
+    }
+    a.stop();
+    b.stop();
+}
