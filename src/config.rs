@@ -381,6 +381,12 @@ pub struct RawHttp {
     pub header_timeout: Option<String>,
     pub body_timeout: Option<String>,
     pub max_connections: Option<usize>,
+    /// Certificate chain and private key (PEM): the server speaks HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// CA certificate(s) (PEM) that sign the other nodes' certificates: node-to-node
+    /// requests to `https://` urls trust these only.
+    pub node_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -687,6 +693,10 @@ pub struct HttpConfig {
     pub body_timeout: Duration,
     /// Connections served at once (`None`: derived from the descriptor limit at start-up).
     pub max_connections: Option<usize>,
+    /// `http.tls_cert` and `http.tls_key`: HTTPS only.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// `http.node_ca`: the CA node-to-node HTTPS trusts.
+    pub node_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -722,9 +732,20 @@ impl Config {
             },
             other => other,
         })?;
-        if cfg.data_dir.is_relative() {
-            let base = path.parent().unwrap_or(Path::new("."));
-            cfg.data_dir = base.join(&cfg.data_dir);
+        // Relative paths are the config file's, whatever the working directory.
+        let base = path.parent().unwrap_or(Path::new("."));
+        let rebase = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        rebase(&mut cfg.data_dir);
+        if let Some((c, k)) = cfg.http.tls.as_mut() {
+            rebase(c);
+            rebase(k);
+        }
+        if let Some(ca) = cfg.http.node_ca.as_mut() {
+            rebase(ca);
         }
         Ok(cfg)
     }
@@ -1380,6 +1401,17 @@ impl RawConfig {
                 header_timeout,
                 body_timeout,
                 max_connections: self.http.max_connections,
+                tls: match (self.http.tls_cert, self.http.tls_key) {
+                    (Some(c), Some(k)) => Some((c, k)),
+                    (None, None) => None,
+                    _ => {
+                        return Err(invalid(
+                            "http.tls_key",
+                            "tls_cert and tls_key come together",
+                        ));
+                    }
+                },
+                node_ca: self.http.node_ca,
             },
             query: QueryConfig {
                 timeout,

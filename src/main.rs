@@ -478,6 +478,27 @@ fn serve(args: ServeArgs) -> Result<()> {
     let shards = cfg.routing.regions.len() * cfg.ingest.shards_per_region;
     let max_connections = connection_limit(cfg.http.max_connections, fd_limit, shards)
         .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", args.config.display()))?;
+    // Node-to-node traffic in the clear while this node serves HTTPS: say so.
+    if cfg.http.tls.is_some() {
+        let plain: Vec<&str> = cfg
+            .routing
+            .regions
+            .iter()
+            .flat_map(|r| r.url.iter().chain(&r.replicas))
+            .filter(|u| u.starts_with("http://"))
+            .map(String::as_str)
+            .collect();
+        if !plain.is_empty() {
+            tracing::warn!(urls = ?plain, "this node serves HTTPS but reaches these nodes over plain HTTP: give them https:// urls (and http.node_ca)");
+        }
+    }
+    // HTTPS: the certificate is read before anything is opened (a bad file stops start-up).
+    let tls = match &cfg.http.tls {
+        Some((cert, key)) => {
+            Some(http_serve::tls_acceptor(cert, key).map_err(|e| anyhow::anyhow!(e))?)
+        }
+        None => None,
+    };
     // The address is taken before the data directory is opened: a port in use stops
     // start-up before any recovery work.
     let std_listener = std::net::TcpListener::bind(&cfg.http.listen)
@@ -537,6 +558,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         let remote = RemoteClient::new(
             cfg.http.node_token.clone(),
             cfg.query.timeout + Duration::from_secs(1),
+            cfg.http.node_ca.as_deref(),
         )
             .map_err(|e| anyhow::anyhow!("building the HTTP client for other nodes: {e}"))?;
         // Cluster mode: writes go through JetStream; this node splits the bodies it
@@ -575,6 +597,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         let limits = ServeLimits {
             max_connections,
             header_timeout: cfg.http.header_timeout,
+            tls,
         };
         tokio::spawn(log_flush_summaries(engine.clone(), FLUSH_SUMMARY_EVERY));
         let drain = cfg.query.timeout.max(cfg.http.body_timeout) + Duration::from_secs(5);

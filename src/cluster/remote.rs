@@ -20,13 +20,35 @@ pub struct RemoteClient {
 pub const FORWARDED_HEADER: &str = "x-meridian-forwarded";
 
 impl RemoteClient {
-    pub fn new(token: Option<String>, timeout: Duration) -> Result<RemoteClient, String> {
-        let client = reqwest::Client::builder()
+    /// `node_ca`: the PEM file of the CA(s) that sign the other nodes' certificates
+    /// (`http.node_ca`); `https://` urls are trusted by it only (no system roots).
+    pub fn new(
+        token: Option<String>,
+        timeout: Duration,
+        node_ca: Option<&std::path::Path>,
+    ) -> Result<RemoteClient, String> {
+        let mut builder = reqwest::Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
-            .build()
-            .map_err(|e| e.to_string())?;
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false);
+        if let Some(path) = node_ca {
+            let pem =
+                std::fs::read(path).map_err(|e| format!("http.node_ca {}: {e}", path.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("http.node_ca {}: {e}", path.display()))?;
+            if certs.is_empty() {
+                return Err(format!(
+                    "http.node_ca {}: no certificate in it",
+                    path.display()
+                ));
+            }
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        let client = builder.build().map_err(|e| e.to_string())?;
         Ok(RemoteClient { client, token })
     }
 

@@ -7,6 +7,9 @@
 //!
 //! Descriptors: at start-up the soft `RLIMIT_NOFILE` is raised to the hard limit, a reserve
 //! is kept for everything but connections, and the connection limit must fit in the rest.
+//!
+//! HTTPS (`http.tls_cert`, `http.tls_key`): every connection is a TLS one (rustls), whose
+//! handshake must end within `http.header_timeout` too.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -77,10 +80,44 @@ pub fn connection_limit(
 }
 
 /// How connections are served.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct ServeLimits {
     pub max_connections: usize,
     pub header_timeout: Duration,
+    /// HTTPS only, with this certificate.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// The TLS side of the server: the certificate chain and private key (PEM files).
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect())
+        .map_err(|e| format!("http.tls_cert {}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!(
+            "http.tls_cert {}: no certificate in it",
+            cert.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("http.tls_key {}: {e}", key.display()))?;
+    // ring: the provider async-nats (NATS TLS) and reqwest (node-to-node HTTPS) use here
+    // too, so one crypto library serves all three (rustls marks it deprecated for lacking
+    // post-quantum key exchange; aws-lc-rs would add a C build).
+    #[allow(deprecated)]
+    let provider = rustls::crypto::ring::default_provider();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("http.tls_cert/tls_key: {e}"))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets open requests finish
@@ -122,12 +159,29 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let conn =
-            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
-        let conn = graceful.watch(conn);
+        let service = TowerToHyperService::new(app.clone());
+        let Some(tls) = limits.tls.clone() else {
+            let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    debug!("connection ended: {e}");
+                }
+                drop(permit);
+            });
+            continue;
+        };
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let handshake_within = limits.header_timeout;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                debug!("connection ended: {e}");
+            match tokio::time::timeout(handshake_within, tls.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    if let Err(e) = watcher.watch(conn).await {
+                        debug!("connection ended: {e}");
+                    }
+                }
+                Ok(Err(e)) => debug!("TLS handshake failed: {e}"),
+                Err(_) => debug!("TLS handshake not done within http.header_timeout"),
             }
             drop(permit);
         });

@@ -3,7 +3,7 @@
 //! Writes sent to either node land in the hosting node's files; a query on either node fans
 //! out over HTTP and merges partial aggregates; a node that is down makes answers partial.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::support::{Node, ServerConfig, free_port, http_client};
 
@@ -460,6 +460,193 @@ fn no_raw_point_of_an_aggregates_only_region_crosses_the_wire() {
             "raw timestamp {} crossed:\n{wire}",
             time(i)
         );
+    }
+    a.stop();
+    b.stop();
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it, made with `openssl` in `dir`:
+/// (ca.pem, node.pem, node.key).
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl (Debian: openssl) makes the test certificates");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=meridian-test-ca",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "node.key",
+        "-out",
+        "node.csr",
+        "-subj",
+        "/CN=meridian-node",
+    ]);
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").expect("ext.cnf");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "node.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "node.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("node.pem"),
+        dir.join("node.key"),
+    )
+}
+
+/// Node-to-node HTTPS (issue #15): both nodes serve HTTPS with a certificate of a private
+/// CA (`http.tls_cert`, `http.tls_key`) and trust that CA only (`http.node_ca`). Writes
+/// forwarded to the other node and queries fanned out to it succeed, and a relay between
+/// the nodes records nothing readable: neither an endpoint nor a value.
+#[test]
+fn nodes_talk_to_each_other_over_https_only() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let (ca, cert, key) = certificates(root.path());
+    let (pa, pb) = (free_port(), free_port());
+    let relay = Capture::start(pb);
+    let mut cfg = ServerConfig::default().render();
+    cfg = cfg.replacen(
+        "[http]\n",
+        &format!(
+            "[http]\ntls_cert = {:?}\ntls_key = {:?}\nnode_ca = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string(),
+            ca.display().to_string()
+        ),
+        1,
+    );
+    for (name, port) in [
+        ("americas", pa),
+        ("global", pa),
+        ("eu", relay.port),
+        ("apac", relay.port),
+    ] {
+        cfg = cfg.replacen(
+            &format!("name = \"{name}\"\n"),
+            &format!("name = \"{name}\"\nurl = \"https://127.0.0.1:{port}\"\nexport = \"raw\"\n"),
+            1,
+        );
+    }
+    let config = root.path().join("regions.toml");
+    std::fs::write(&config, cfg).expect("writing config");
+    let a = Node::start(
+        &root.path().join("a"),
+        &config,
+        pa,
+        &["americas", "global"],
+        &[],
+    );
+    let b = Node::start(&root.path().join("b"), &config, pb, &["eu", "apac"], &[]);
+    let pem = std::fs::read(&ca).expect("ca.pem");
+    let client = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA"))
+        .no_proxy()
+        .build()
+        .expect("client");
+    let https = |p: u16| format!("https://127.0.0.1:{p}");
+
+    // Through A: eu's and apac's points are forwarded to B over HTTPS.
+    let mut body = String::new();
+    let mut want = 0i64;
+    for (i, geo) in ["eu-west-1", "ap-south-1", "us-east-1"].iter().enumerate() {
+        for k in 0..10i64 {
+            let v = 424_242 + i as i64 * 1000 + k;
+            want += v;
+            body.push_str(&format!(
+                "cpu,region={geo} v={v}i {}\n",
+                1_767_225_600_000_000_000 + k
+            ));
+        }
+    }
+    let r = client
+        .post(format!("{}/write?db=tls", https(pa)))
+        .body(body)
+        .send()
+        .expect("write over HTTPS");
+    assert_eq!(r.status(), 204, "{:?}", r.text());
+    let j: serde_json::Value = client
+        .get(format!(
+            "{}/api/v1/query?db=tls&measurement=cpu&fields=v&agg=sum",
+            https(pa)
+        ))
+        .send()
+        .and_then(|r| r.json())
+        .expect("query over HTTPS");
+    assert_eq!(j["partial"], false, "{j}");
+    assert_eq!(j["series"][0]["values"][0][1].as_i64(), Some(want), "{j}");
+    // Raw rows of B's regions, through A.
+    let j: serde_json::Value = client
+        .get(format!(
+            "{}/api/v1/query?db=tls&measurement=cpu&where=region=eu-west-1",
+            https(pa)
+        ))
+        .send()
+        .and_then(|r| r.json())
+        .expect("raw query over HTTPS");
+    assert_eq!(
+        j["series"][0]["values"].as_array().map(Vec::len),
+        Some(10),
+        "{j}"
+    );
+
+    // Plain HTTP is not served.
+    let plain = http_client()
+        .get(format!("http://127.0.0.1:{pa}/health"))
+        .send();
+    assert!(
+        !plain.is_ok_and(|r| r.status().is_success()),
+        "plain HTTP answered"
+    );
+    let wire = relay.text();
+    assert!(
+        !wire.is_empty(),
+        "node-to-node traffic went through the relay"
+    );
+    for needle in [
+        "/api/v1/internal",
+        "/api/v3/write_lp",
+        "424242",
+        "eu-west-1",
+    ] {
+        assert!(!wire.contains(needle), "{needle:?} readable on the wire");
     }
     a.stop();
     b.stop();
