@@ -492,6 +492,21 @@ fn serve(args: ServeArgs) -> Result<()> {
             tracing::warn!(urls = ?plain, "this node serves HTTPS but reaches these nodes over plain HTTP: give them https:// urls (and http.node_ca)");
         }
     }
+    // An https:// node with no CA to verify it by would fail every request: refuse now.
+    let secure: Vec<&str> = cfg
+        .routing
+        .regions
+        .iter()
+        .flat_map(|r| r.url.iter().chain(&r.replicas))
+        .filter(|u| u.starts_with("https://"))
+        .map(String::as_str)
+        .collect();
+    if !secure.is_empty() && cfg.http.node_ca.is_none() {
+        anyhow::bail!(
+            "regions are reached over HTTPS ({}) but http.node_ca is not set: give the CA that signs the nodes' certificates",
+            secure.join(", ")
+        );
+    }
     // HTTPS: the certificate is read before anything is opened (a bad file stops start-up).
     let tls = match &cfg.http.tls {
         Some((cert, key)) => {
@@ -559,6 +574,7 @@ fn serve(args: ServeArgs) -> Result<()> {
             cfg.http.node_token.clone(),
             cfg.query.timeout + Duration::from_secs(1),
             cfg.http.node_ca.as_deref(),
+            cfg.query.max_memory,
         )
             .map_err(|e| anyhow::anyhow!("building the HTTP client for other nodes: {e}"))?;
         // Cluster mode: writes go through JetStream; this node splits the bodies it

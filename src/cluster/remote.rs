@@ -14,6 +14,8 @@ use crate::query::remote::{BoxFuture, NodeClient, WireAnswer, WireSchema};
 pub struct RemoteClient {
     client: reqwest::Client,
     token: Option<String>,
+    /// The most bytes read of one answer (`query.max_memory`).
+    max_answer: u64,
 }
 
 /// Header marking a request forwarded by another node (it must not be forwarded again).
@@ -22,10 +24,12 @@ pub const FORWARDED_HEADER: &str = "x-meridian-forwarded";
 impl RemoteClient {
     /// `node_ca`: the PEM file of the CA(s) that sign the other nodes' certificates
     /// (`http.node_ca`); `https://` urls are trusted by it only (no system roots).
+    /// `max_answer`: the most bytes read of one answer.
     pub fn new(
         token: Option<String>,
         timeout: Duration,
         node_ca: Option<&std::path::Path>,
+        max_answer: u64,
     ) -> Result<RemoteClient, String> {
         let mut builder = reqwest::Client::builder()
             .no_proxy()
@@ -49,7 +53,11 @@ impl RemoteClient {
             }
         }
         let client = builder.build().map_err(|e| e.to_string())?;
-        Ok(RemoteClient { client, token })
+        Ok(RemoteClient {
+            client,
+            token,
+            max_answer,
+        })
     }
 
     /// Sends a request to another node, with the node token and the forwarded marker;
@@ -69,8 +77,19 @@ impl RemoteClient {
             .await
             .map_err(|e| format!("{endpoint}: {e}"))?;
         let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| format!("{endpoint}: {e}"))?;
-        Ok((status, body))
+        // Read in chunks up to the bound: a misconfigured url must not fill memory.
+        let mut resp = resp;
+        let mut body = bytes::BytesMut::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| format!("{endpoint}: {e}"))? {
+            if (body.len() + chunk.len()) as u64 > self.max_answer {
+                return Err(format!(
+                    "{endpoint}: the answer passed {} bytes (query.max_memory); not read further",
+                    self.max_answer
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((status, body.freeze()))
     }
 
     /// Asks the nodes hosting `region` for its partial answer: the first of `urls`, then

@@ -409,7 +409,25 @@ fn drops_and_the_v2_delete_api() {
     let s = TestServer::start(ServerConfig::default());
     s.write_ok("d1", LINES);
     s.write_ok("d2", LINES);
-    post_q(&s, "d1", "DROP MEASUREMENT mem");
+    // In one request: what a statement drops is gone for the statements after it.
+    let v = q(
+        &s,
+        "d1",
+        "SHOW FIELD KEYS; DROP MEASUREMENT mem; SHOW FIELD KEYS",
+    );
+    let series = |i: usize| -> Vec<Value> {
+        v["results"][i]["series"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| s["name"].clone())
+            .collect()
+    };
+    assert_eq!(
+        (series(0), series(2)),
+        (vec![json!("cpu"), json!("mem")], vec![json!("cpu")]),
+        "{v}"
+    );
     assert_eq!(
         values(&q(&s, "d1", "SHOW MEASUREMENTS")),
         vec![vec![json!("cpu")]]

@@ -305,7 +305,8 @@ async fn apply(ctx: &Ctx, t: Target, text: Option<&str>) -> Result<(), String> {
             ));
         }
     }
-    // The catalogs forget what is gone.
+    // The catalogs forget what is gone, and so do the schemas this request asked for.
+    ctx.forget_schemas().await;
     let series = ctx.engine.series();
     match t.kind {
         Kind::Database => {

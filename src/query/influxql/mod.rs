@@ -83,6 +83,11 @@ impl Ctx {
             || self.engine.series().databases().iter().any(|d| &**d == db)
     }
 
+    /// Forgets the schemas asked so far (a statement of the request changed them).
+    pub async fn forget_schemas(&self) {
+        self.schemas.lock().await.clear();
+    }
+
     /// The measurements of `db` and their columns in the regions this node hosts.
     pub fn local_schema(&self, db: &str) -> DbSchema {
         self.engine
@@ -94,7 +99,7 @@ impl Ctx {
 
     /// The measurements of `db` and their columns over every region: this node's schema
     /// registry (the regions it hosts), and for regions hosted elsewhere what their nodes
-    /// answer (asked once per request, each node once, within half the request's time). A
+    /// answer (asked once per request, each node once, within half the query timeout). A
     /// column two nodes know with different types keeps this node's type. A node that does
     /// not answer adds nothing: its regions' answers are partial anyway.
     pub async fn schema(&self, db: &str) -> Arc<DbSchema> {
@@ -116,21 +121,27 @@ impl Ctx {
                 nodes.push(urls);
             }
         }
-        // At most half the request's time: a hung node must leave the regions that do
-        // answer the time to (its own regions are then reported as timed out).
-        let deadline = tokio::time::Instant::from_std(self.started + self.timeout / 2);
+        // Each node at most half the query timeout from now: a hung node must leave the
+        // regions that do answer the time to (its own are then reported as timed out), and
+        // costs only its own columns.
+        let deadline = tokio::time::Instant::now() + self.timeout / 2;
         // A hung node is left for a replica after a quarter of the timeout, as for data.
         let hedge = self.timeout / 4;
-        let asks = nodes
-            .iter()
-            .map(|urls| self.remote.schema_any(urls, db, hedge));
-        let answers = tokio::time::timeout_at(deadline, futures::future::join_all(asks))
-            .await
-            .unwrap_or_default();
-        for answer in answers {
+        let asks = nodes.iter().map(|urls| async move {
+            match tokio::time::timeout_at(deadline, self.remote.schema_any(urls, db, hedge)).await {
+                Ok(answer) => answer,
+                Err(_) => Err(format!(
+                    "no answer from {} within half the query timeout",
+                    urls.join(" or ")
+                )),
+            }
+        });
+        for answer in futures::future::join_all(asks).await {
             match answer {
                 Ok(wire) => merge_schema(&mut schema, wire),
-                Err(e) => tracing::warn!(db, error = %e, "a node did not give its schema"),
+                Err(e) => {
+                    tracing::warn!(db, error = %e, "a node did not give its schema: its regions' columns are missing from this statement")
+                }
             }
         }
         let schema = Arc::new(schema);
@@ -239,6 +250,7 @@ async fn run_statement(ctx: &Ctx, stmt: &Statement) -> Result<Vec<result::Result
                 .databases()
                 .create(&c.name)
                 .map_err(|e| format!("could not create database {}: {e}", c.name))?;
+            ctx.forget_schemas().await;
             Ok(Vec::new())
         }
         Statement::DropDatabase { .. }

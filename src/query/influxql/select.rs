@@ -266,7 +266,9 @@ fn local_schema_suffices(s: &SelectStatement, local: &DbSchema) -> bool {
             crate::influxql::MeasurementName::Regex(_) => return false,
         }
     }
-    let is_known = |name: &str| name == "time" || known.iter().any(|m| m.contains_key(name));
+    // Each measurement is planned with its own schema (a name it lacks is taken for a tag):
+    // every name must be known in every one of them.
+    let is_known = |name: &str| name == "time" || known.iter().all(|m| m.contains_key(name));
     let mut names: Vec<&str> = Vec::new();
     let mut expands = false;
     for f in &s.fields {
@@ -1845,5 +1847,59 @@ impl PointView for Point<'_> {
     }
     fn absent_tag_is_empty(&self) -> bool {
         !self.projecting
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::influxql::{Statement, parse_query};
+    use crate::model::FieldType;
+
+    fn select(q: &str) -> SelectStatement {
+        match parse_query(q).unwrap().remove(0) {
+            Statement::Select(s) => s,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// This node's schema plans a SELECT only when it names, in every measurement read,
+    /// every name the statement uses, and nothing is expanded.
+    #[test]
+    fn the_local_schema_suffices_only_when_it_names_everything() {
+        let schema = |cols: &[(&str, ColumnKind)]| {
+            Arc::new(
+                cols.iter()
+                    .map(|(n, k)| (Arc::from(*n), *k))
+                    .collect::<MeasurementSchema>(),
+            )
+        };
+        let float = ColumnKind::Field(FieldType::Float);
+        let local: DbSchema = [
+            (
+                Arc::from("a"),
+                schema(&[("v", float), ("host", ColumnKind::Tag)]),
+            ),
+            (Arc::from("b"), schema(&[("w", float)])),
+        ]
+        .into_iter()
+        .collect();
+        for (q, suffices) in [
+            ("SELECT v FROM a", true),
+            (
+                "SELECT mean(v) FROM a WHERE host = 'x' AND time > now() - 1h GROUP BY time(1m), host",
+                true,
+            ),
+            ("SELECT v FROM a, b", false),
+            ("SELECT v FROM c", false),
+            ("SELECT * FROM a", false),
+            ("SELECT /v/ FROM a", false),
+            ("SELECT v FROM /a/", false),
+            ("SELECT v FROM a WHERE dc = 'x'", false),
+            ("SELECT v FROM a GROUP BY *", false),
+            ("SELECT max(u) FROM a", false),
+        ] {
+            assert_eq!(local_schema_suffices(&select(q), &local), suffices, "{q}");
+        }
     }
 }

@@ -282,7 +282,8 @@ pub async fn tag_values(ctx: &Ctx, s: &ShowTagValues) -> Result<Vec<ResultSeries
     let db = show_db(ctx, s.database.as_deref()).await?;
     ctx.series_loaded().await?;
     let mut out = Vec::new();
-    for m in resolve_sources(ctx, &db, &s.sources).await {
+    // The series catalog is this node's: other nodes' measurements would find nothing.
+    for m in resolve_local_sources(ctx, &db, &s.sources) {
         let Some((entry, bits)) = matching(ctx, &db, &m, s.condition.as_ref()) else {
             continue;
         };
@@ -374,7 +375,7 @@ pub async fn series(ctx: &Ctx, s: &ShowSeries) -> Result<Vec<ResultSeries>, Stri
     let db = show_db(ctx, s.database.as_deref()).await?;
     ctx.series_loaded().await?;
     let mut keys = Vec::new();
-    for m in resolve_sources(ctx, &db, &s.sources).await {
+    for m in resolve_local_sources(ctx, &db, &s.sources) {
         let Some((entry, bits)) = matching(ctx, &db, &m, s.condition.as_ref()) else {
             continue;
         };
@@ -404,7 +405,12 @@ pub async fn cardinality(ctx: &Ctx, s: &ShowCardinality) -> Result<Vec<ResultSer
         return Err("GROUP BY in SHOW ... CARDINALITY is not supported by Meridian".into());
     }
     ctx.series_loaded().await?;
-    let names = resolve_sources(ctx, &db, &s.sources).await;
+    // Field keys come from every region's schema; the rest from this node's series catalog.
+    let names = if matches!(s.kind, CardinalityKind::FieldKey) {
+        resolve_sources(ctx, &db, &s.sources).await
+    } else {
+        resolve_local_sources(ctx, &db, &s.sources)
+    };
     let mut out = Vec::new();
     if !s.exact
         && matches!(
