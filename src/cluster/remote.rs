@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::query::remote::{BoxFuture, NodeClient, WireAnswer, WireSchema};
+use crate::query::remote::{BoxFuture, NodeClient, ShowAnswer, WireAnswer, WireSchema};
 
 /// HTTP client for other nodes (loopback or a private network; never follows redirects,
 /// never uses a proxy from the environment).
@@ -192,6 +192,56 @@ impl RemoteClient {
         ))
     }
 
+    /// A SHOW statement's answer from the nodes at `urls`, asked as [`first_answer`] does.
+    pub async fn show_any_http(
+        &self,
+        urls: &[String],
+        db: &str,
+        q: &str,
+        hedge: Duration,
+    ) -> Result<ShowAnswer, String> {
+        first_answer(urls, hedge, |url| self.show(url, db, q)).await
+    }
+
+    /// Runs a SHOW statement on the node at `url` (forwarded: for its own regions).
+    pub async fn show(&self, url: &str, db: &str, q: &str) -> Result<ShowAnswer, String> {
+        let endpoint = format!("{}/query", url.trim_end_matches('/'));
+        let request = self.client.post(&endpoint).form(&[("db", db), ("q", q)]);
+        let (status, body) = self.send(request, &endpoint).await?;
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| format!("{endpoint} answered {status}: not JSON: {e}"))?;
+        let result = &v["results"][0];
+        if let Some(e) = result["error"].as_str().or(v["error"].as_str()) {
+            return Err(format!("{endpoint}: {e}"));
+        }
+        if !status.is_success() {
+            return Err(format!("{endpoint} answered {status}"));
+        }
+        let text = |c: &serde_json::Value| match c {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => String::new(),
+            other => other.to_string(),
+        };
+        let mut out = Vec::new();
+        for s in result["series"].as_array().into_iter().flatten() {
+            let name = s["name"].as_str().unwrap_or_default().to_string();
+            let columns = s["columns"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(text)
+                .collect();
+            let rows = s["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| r.as_array().into_iter().flatten().map(text).collect())
+                .collect();
+            out.push((name, columns, rows));
+        }
+        Ok(out)
+    }
+
     /// Runs one InfluxQL statement (a delete) on the node at `url`, for the regions that
     /// node hosts; Ok once it answered without an error.
     pub async fn forward_statement_http(&self, url: &str, db: &str, q: &str) -> Result<(), String> {
@@ -268,6 +318,16 @@ impl NodeClient for RemoteClient {
         hedge: Duration,
     ) -> BoxFuture<'a, Result<WireSchema, String>> {
         Box::pin(self.schema_any_http(urls, db, hedge))
+    }
+
+    fn show_any<'a>(
+        &'a self,
+        urls: &'a [String],
+        db: &'a str,
+        q: &'a str,
+        hedge: Duration,
+    ) -> BoxFuture<'a, Result<ShowAnswer, String>> {
+        Box::pin(self.show_any_http(urls, db, q, hedge))
     }
 
     fn forward_statement<'a>(

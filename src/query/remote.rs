@@ -99,6 +99,9 @@ pub struct WireSchema {
     pub measurements: Vec<(String, Vec<(String, crate::model::ColumnKind)>)>,
 }
 
+/// A SHOW statement's answer: per series, its name, columns and rows.
+pub type ShowAnswer = Vec<(String, Vec<String>, Vec<Vec<String>>)>;
+
 /// Other nodes, as the query layer asks them (implemented over HTTP by
 /// `cluster::remote::RemoteClient`; the query layer needs no HTTP client of its own).
 pub trait NodeClient: Send + Sync {
@@ -119,6 +122,16 @@ pub trait NodeClient: Send + Sync {
         db: &'a str,
         hedge: Duration,
     ) -> BoxFuture<'a, Result<WireSchema, String>>;
+
+    /// A SHOW statement's answer from the nodes hosting a region (asked as `partial_any`
+    /// asks), for their own regions: per series, its name, columns and rows (as strings).
+    fn show_any<'a>(
+        &'a self,
+        urls: &'a [String],
+        db: &'a str,
+        q: &'a str,
+        hedge: Duration,
+    ) -> BoxFuture<'a, Result<ShowAnswer, String>>;
 
     /// Runs an InfluxQL statement (a delete) on the node at `url`.
     fn forward_statement<'a>(

@@ -114,6 +114,69 @@ fn two_nodes_forward_writes_and_fan_out_queries() {
         }
     }
 
+    // SHOW over the series catalog: every node's, merged, sorted and paged once.
+    let show = |node: &Node, q: &str| -> Vec<Vec<String>> {
+        let j: serde_json::Value = client
+            .get(format!("{}/query", node.url))
+            .query(&[("db", "mn"), ("q", q)])
+            .send()
+            .and_then(|r| r.json())
+            .expect("SHOW");
+        assert!(j["results"][0]["error"].is_null(), "{q}: {j}");
+        j["results"][0]["series"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s["values"].as_array().cloned().unwrap_or_default())
+            .map(|r| {
+                r.as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| c.as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .collect()
+    };
+    let mut keys: Vec<String> = geos
+        .iter()
+        .flat_map(|g| (0..2).map(move |n| format!("cpu,node=n{n},region={g}")))
+        .collect();
+    keys.sort();
+    let mut geo_sorted: Vec<&str> = geos.to_vec();
+    geo_sorted.sort();
+    for node in [&a, &b] {
+        let one = |v: Vec<&str>| -> Vec<Vec<String>> {
+            v.into_iter().map(|s| vec![s.to_string()]).collect()
+        };
+        assert_eq!(show(node, "SHOW MEASUREMENTS"), one(vec!["cpu"]));
+        assert_eq!(show(node, "SHOW TAG KEYS"), one(vec!["node", "region"]));
+        assert_eq!(
+            show(node, "SHOW TAG VALUES WITH KEY = region"),
+            geo_sorted
+                .iter()
+                .map(|g| vec!["region".to_string(), g.to_string()])
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            show(node, "SHOW SERIES"),
+            one(keys.iter().map(String::as_str).collect())
+        );
+        assert_eq!(
+            show(node, "SHOW SERIES LIMIT 3 OFFSET 2"),
+            one(keys[2..5].iter().map(String::as_str).collect())
+        );
+        assert_eq!(
+            show(
+                node,
+                "SHOW TAG VALUES WITH KEY = region WHERE node = 'n1' LIMIT 2 OFFSET 1"
+            ),
+            geo_sorted[1..3]
+                .iter()
+                .map(|g| vec!["region".to_string(), g.to_string()])
+                .collect::<Vec<_>>()
+        );
+    }
+
     // Raw points of a remote region through the other node.
     let j: serde_json::Value = client
         .get(format!(

@@ -22,6 +22,7 @@ pub mod native;
 pub mod result;
 pub mod select;
 pub mod show;
+pub mod show_nodes;
 pub mod stream;
 pub mod transform;
 
@@ -83,6 +84,19 @@ impl Ctx {
             || self.engine.series().databases().iter().any(|d| &**d == db)
     }
 
+    /// One list of urls (the node, then its replicas) per region hosted elsewhere; a node
+    /// hosting several regions is listed once.
+    pub fn remote_nodes(&self) -> Vec<Vec<String>> {
+        let mut nodes: Vec<Vec<String>> = Vec::new();
+        for r in self.engine.regions().iter().filter(|r| !r.hosted()) {
+            let urls: Vec<String> = r.url.iter().chain(&r.replicas).cloned().collect();
+            if !urls.is_empty() && !nodes.contains(&urls) {
+                nodes.push(urls);
+            }
+        }
+        nodes
+    }
+
     /// Forgets the schemas asked so far (a statement of the request changed them).
     pub async fn forget_schemas(&self) {
         self.schemas.lock().await.clear();
@@ -107,20 +121,13 @@ impl Ctx {
         if let Some(s) = cache.get(db) {
             return s.clone();
         }
-        let mut schema: DbSchema = self
-            .engine
-            .registry()
-            .measurements(db)
-            .into_iter()
-            .collect();
-        // One list of nodes per region hosted elsewhere (a node hosting several is asked once).
-        let mut nodes: Vec<Vec<String>> = Vec::new();
-        for r in self.engine.regions().iter().filter(|r| !r.hosted()) {
-            let urls: Vec<String> = r.url.iter().chain(&r.replicas).cloned().collect();
-            if !urls.is_empty() && !nodes.contains(&urls) {
-                nodes.push(urls);
-            }
-        }
+        let mut schema = self.local_schema(db);
+        // A statement another node forwarded is answered for this node's regions only.
+        let nodes = if self.forwarded {
+            Vec::new()
+        } else {
+            self.remote_nodes()
+        };
         // Each node at most half the query timeout from now: a hung node must leave the
         // regions that do answer the time to (its own are then reported as timed out), and
         // costs only its own columns.
@@ -235,11 +242,23 @@ async fn run_statement(ctx: &Ctx, stmt: &Statement) -> Result<Vec<result::Result
         Statement::ShowRetentionPolicies { database } => {
             show::retention_policies(ctx, database.as_deref()).await
         }
-        Statement::ShowMeasurements(s) => show::measurements(ctx, s).await,
-        Statement::ShowTagKeys(s) => show::tag_keys(ctx, s).await,
-        Statement::ShowTagValues(s) => show::tag_values(ctx, s).await,
+        // Answers from the series catalog: every node's.
+        Statement::ShowMeasurements(_)
+        | Statement::ShowTagKeys(_)
+        | Statement::ShowTagValues(_)
+        | Statement::ShowSeries(_) => {
+            show_nodes::across_nodes(ctx, stmt, |ctx, st| async move {
+                match &st {
+                    Statement::ShowMeasurements(s) => show::measurements(ctx, s).await,
+                    Statement::ShowTagKeys(s) => show::tag_keys(ctx, s).await,
+                    Statement::ShowTagValues(s) => show::tag_values(ctx, s).await,
+                    Statement::ShowSeries(s) => show::series(ctx, s).await,
+                    _ => Err("not a SHOW of the series catalog".into()),
+                }
+            })
+            .await
+        }
         Statement::ShowFieldKeys(s) => show::field_keys(ctx, s).await,
-        Statement::ShowSeries(s) => show::series(ctx, s).await,
         Statement::ShowCardinality(s) => show::cardinality(ctx, s).await,
         Statement::ShowSystem(s) => show::system(s),
         Statement::CreateDatabase(c) => {

@@ -1,0 +1,238 @@
+//! SHOW statements that read the series catalog (`SHOW MEASUREMENTS`, `SHOW TAG KEYS`,
+//! `SHOW TAG VALUES`, `SHOW SERIES`) over every node: each node's catalog covers the
+//! regions it hosts, so the statement runs here and on one node per remote region (sent as
+//! a forwarded statement: that node answers for its own regions), and the answers merge.
+//!
+//! ```text
+//!   statement ──strip ORDER/LIMIT/OFFSET/SLIMIT/SOFFSET──▶ here + each other node
+//!             ◀──────── union of rows per series, sorted, deduplicated ────────┘
+//!             then ORDER and the paging of the statement, as one node applies them
+//! ```
+//! A node that does not answer (nor any replica) fails the statement, naming it: a list
+//! missing a region's values would look complete.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::Ctx;
+use super::result::{Cell, ResultSeries};
+use crate::influxql::{SortOrder, Statement};
+
+/// Runs `stmt` here and, when regions live on other nodes, there too, merging the answers.
+/// `local` runs a statement on this node.
+pub async fn across_nodes<'a, F, Fut>(
+    ctx: &'a Ctx,
+    stmt: &'a Statement,
+    local: F,
+) -> Result<Vec<ResultSeries>, String>
+where
+    F: Fn(&'a Ctx, Statement) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<ResultSeries>, String>>,
+{
+    let nodes = ctx.remote_nodes();
+    if ctx.forwarded || nodes.is_empty() {
+        return local(ctx, stmt.clone()).await;
+    }
+    let Some((unpaged, paging)) = strip_paging(stmt) else {
+        return local(ctx, stmt.clone()).await;
+    };
+    let db = match db_of(&unpaged) {
+        Some(d) => ctx.database(Some(d))?,
+        None => ctx.database(None)?,
+    };
+    let text = unpaged.to_string();
+    let deadline = tokio::time::Instant::now() + ctx.timeout / 2;
+    let hedge = ctx.timeout / 4;
+    let asks = nodes.iter().map(|urls| {
+        let text = text.clone();
+        let db = db.clone();
+        async move {
+            match tokio::time::timeout_at(deadline, ctx.remote.show_any(urls, &db, &text, hedge))
+                .await
+            {
+                Ok(r) => r.map_err(|e| format!("{}: {e}", urls.join(" or "))),
+                Err(_) => Err(format!(
+                    "{}: no answer within half the query timeout",
+                    urls.join(" or ")
+                )),
+            }
+        }
+    });
+    let (mine, theirs) = tokio::join!(local(ctx, unpaged.clone()), futures::future::join_all(asks));
+    // Per series name: its columns and every row, as strings (SHOW answers are strings).
+    let mut merged: BTreeMap<String, (Vec<String>, Vec<Vec<String>>)> = BTreeMap::new();
+    for s in mine? {
+        let entry = merged
+            .entry(s.name.clone())
+            .or_insert_with(|| (s.columns.clone(), Vec::new()));
+        entry.1.extend(
+            s.values
+                .iter()
+                .map(|row| row.iter().map(cell_text).collect()),
+        );
+    }
+    for answer in theirs {
+        let answer = answer.map_err(|e| {
+            format!("this answer needs every node's series catalog, and a node did not answer: {e}")
+        })?;
+        for (name, columns, rows) in answer {
+            let entry = merged.entry(name).or_insert_with(|| (columns, Vec::new()));
+            entry.1.extend(rows);
+        }
+    }
+    Ok(page(merged, &paging))
+}
+
+/// How a statement orders and pages its answer.
+struct Paging {
+    order: SortOrder,
+    /// Rows of each series.
+    limit: Option<u64>,
+    offset: Option<u64>,
+    /// Series (SHOW TAG KEYS).
+    slimit: Option<u64>,
+    soffset: Option<u64>,
+}
+
+/// The statement without ordering and paging (so that every node answers whole), and
+/// those; `None` for a statement not merged here.
+fn strip_paging(stmt: &Statement) -> Option<(Statement, Paging)> {
+    let mut s = stmt.clone();
+    let paging = match &mut s {
+        Statement::ShowMeasurements(m) => Paging {
+            order: std::mem::replace(&mut m.order, SortOrder::Asc),
+            limit: m.limit.take(),
+            offset: m.offset.take(),
+            slimit: None,
+            soffset: None,
+        },
+        Statement::ShowTagKeys(k) => Paging {
+            order: SortOrder::Asc,
+            limit: k.limit.take(),
+            offset: k.offset.take(),
+            slimit: k.slimit.take(),
+            soffset: k.soffset.take(),
+        },
+        Statement::ShowTagValues(v) => Paging {
+            order: std::mem::replace(&mut v.order, SortOrder::Asc),
+            limit: v.limit.take(),
+            offset: v.offset.take(),
+            slimit: None,
+            soffset: None,
+        },
+        Statement::ShowSeries(v) => Paging {
+            order: std::mem::replace(&mut v.order, SortOrder::Asc),
+            limit: v.limit.take(),
+            offset: v.offset.take(),
+            slimit: None,
+            soffset: None,
+        },
+        _ => return None,
+    };
+    Some((s, paging))
+}
+
+fn db_of(stmt: &Statement) -> Option<&str> {
+    match stmt {
+        Statement::ShowMeasurements(m) => m.database.as_deref(),
+        Statement::ShowTagKeys(k) => k.database.as_deref(),
+        Statement::ShowTagValues(v) => v.database.as_deref(),
+        Statement::ShowSeries(s) => s.database.as_deref(),
+        _ => None,
+    }
+}
+
+fn cell_text(c: &Cell) -> String {
+    match c {
+        Cell::Str(s) => s.to_string(),
+        Cell::Int(i) => i.to_string(),
+        Cell::UInt(u) => u.to_string(),
+        Cell::Float(f) => f.to_string(),
+        Cell::Bool(b) => b.to_string(),
+        Cell::Time(t) => t.to_string(),
+        Cell::Null => String::new(),
+    }
+}
+
+/// Sorted, deduplicated rows per series; then ORDER, LIMIT/OFFSET per series, and
+/// SLIMIT/SOFFSET over the series, as one node applies them.
+fn page(
+    merged: BTreeMap<String, (Vec<String>, Vec<Vec<String>>)>,
+    p: &Paging,
+) -> Vec<ResultSeries> {
+    let skip = |n: Option<u64>| n.unwrap_or(0) as usize;
+    let take = |n: Option<u64>| n.map_or(usize::MAX, |n| n as usize);
+    merged
+        .into_iter()
+        .skip(skip(p.soffset))
+        .take(take(p.slimit))
+        .filter_map(|(name, (columns, mut rows))| {
+            rows.sort();
+            rows.dedup();
+            if p.order == SortOrder::Desc {
+                rows.reverse();
+            }
+            let values: Vec<Vec<Cell>> = rows
+                .into_iter()
+                .skip(skip(p.offset))
+                .take(take(p.limit))
+                .map(|row| row.into_iter().map(|v| Cell::Str(Arc::from(v))).collect())
+                .collect();
+            (!values.is_empty()).then_some(ResultSeries {
+                zone: None,
+                name,
+                tags: None,
+                columns,
+                values,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(v: &[&[&str]]) -> Vec<Vec<String>> {
+        v.iter()
+            .map(|r| r.iter().map(|s| s.to_string()).collect())
+            .collect()
+    }
+
+    /// Answers of two nodes merge into what one node holding everything answers.
+    #[test]
+    fn merged_answers_are_sorted_deduplicated_and_paged_once() {
+        let mut merged = BTreeMap::new();
+        let mut cpu = rows(&[&["host", "b"], &["host", "a"]]);
+        cpu.extend(rows(&[&["host", "c"], &["host", "a"]]));
+        merged.insert("cpu".to_string(), (vec!["key".into(), "value".into()], cpu));
+        merged.insert(
+            "mem".to_string(),
+            (vec!["key".into(), "value".into()], rows(&[&["host", "z"]])),
+        );
+        let p = Paging {
+            order: SortOrder::Desc,
+            limit: Some(2),
+            offset: Some(0),
+            slimit: None,
+            soffset: Some(0),
+        };
+        let out = page(merged.clone(), &p);
+        let text = |s: &ResultSeries| -> Vec<String> {
+            s.values.iter().map(|r| cell_text(&r[1])).collect()
+        };
+        assert_eq!(out.len(), 2);
+        assert_eq!(text(&out[0]), ["c", "b"]);
+        assert_eq!(text(&out[1]), ["z"]);
+        let p = Paging {
+            order: SortOrder::Asc,
+            limit: None,
+            offset: Some(1),
+            slimit: Some(1),
+            soffset: None,
+        };
+        let out = page(merged, &p);
+        assert_eq!(out.len(), 1);
+        assert_eq!(text(&out[0]), ["b", "c"]);
+    }
+}
