@@ -180,6 +180,13 @@ struct Cli {
     /// --partition-duration). Run it with the server stopped; nothing else is done.
     #[arg(long, conflicts_with_all = ["verify", "dry_run", "retain", "downsample", "no_compact"])]
     rebuild_manifest: bool,
+    /// Rewrite every partition into the region the latest routing version names (after a
+    /// `[directory]` entry moved, or a region's geography changed), then record that version
+    /// as in force from the beginning of time. Needs --config, the server stopped cleanly
+    /// (no WAL left) and a data dir holding every region. A journal (reroute.json) keeps the
+    /// server from starting until a run finishes; after a crash, run it again.
+    #[arg(long, requires = "config", conflicts_with_all = ["verify", "dry_run", "retain", "downsample", "no_compact", "rebuild_manifest", "regions"])]
+    reroute: bool,
     /// Print the summary as one JSON object on stdout (human text goes to stderr).
     #[arg(long)]
     json: bool,
@@ -395,6 +402,46 @@ fn policy(cli: &Cli, pd: i64) -> Result<Policy> {
     })
 }
 
+/// `--reroute`: every partition into the region of the latest routing version.
+fn reroute(cli: &Cli, s: &Setup, live: bool) -> Result<bool> {
+    let Some(cfg) = &s.config else {
+        bail!("--reroute needs --config (the regions and the routing)");
+    };
+    if live {
+        bail!(
+            "--reroute needs the server stopped (it holds {}): stop it with SIGTERM, which flushes its WAL, then run this again",
+            s.data_dir.join("meridian.lock").display()
+        );
+    }
+    let dir = DataDir::open(&s.data_dir, &[], s.partition_duration_ns, Some(cfg), false)
+        .with_context(|| format!("opening data dir {}", s.data_dir.display()))?;
+    let policy = policy(cli, dir.partition_duration_ns())?;
+    let settings = ExecSettings {
+        row_group_rows: cli.row_group_rows,
+        zstd_level: cli.zstd_level,
+        page_rows: cli.page_rows,
+        time_unit: cfg.ingest.flush.time_unit,
+    };
+    let moved = meridian::compaction::reroute::reroute(
+        &dir,
+        cfg,
+        &settings,
+        policy.target_bytes,
+        &mut |_| {},
+    )?;
+    if moved.is_empty() {
+        eprintln!("every point is in the region the latest routing names: nothing moved");
+    }
+    for ((from, to), rows) in &moved {
+        eprintln!("moved {rows} rows from {from} to {to}");
+    }
+    eprintln!(
+        "the latest routing is now in force from the beginning of time ({})",
+        meridian::storage::paths::routing_file(&s.data_dir).display()
+    );
+    Ok(true)
+}
+
 fn run(cli: Cli) -> Result<bool> {
     let s = setup(&cli)?;
     if cli.rebuild_manifest {
@@ -407,6 +454,9 @@ fn run(cli: Cli) -> Result<bool> {
         Err(meridian::compaction::CompactionError::Locked { .. }) => true,
         Err(_) => false,
     };
+    if cli.reroute {
+        return reroute(&cli, &s, live);
+    }
     let dir = DataDir::open(
         &s.data_dir,
         &cli.regions,

@@ -75,10 +75,10 @@ pub struct RegionPreview {
     pub plan: RegionPlan,
 }
 
-type Emit<'e> = &'e mut dyn FnMut(&Event<'_>);
+pub(super) type Emit<'e> = &'e mut dyn FnMut(&Event<'_>);
 
 /// The directory of a partition's files, relative to the region dir; all must share it.
-fn common_dir(files: &[FileMeta], region_dir: &Path) -> Result<String> {
+pub(super) fn common_dir(files: &[FileMeta], region_dir: &Path) -> Result<String> {
     let dirs: BTreeSet<&str> = files
         .iter()
         .map(|f| f.path.rsplit_once('/').map_or("", |(d, _)| d))
@@ -97,7 +97,10 @@ fn common_dir(files: &[FileMeta], region_dir: &Path) -> Result<String> {
 
 /// Reads files in the given (seq) order, each checked against its manifest entry.
 /// Returns the batches and the number of field values read.
-fn read_inputs(region: &RegionDir, files: &[FileMeta]) -> Result<(Vec<RecordBatch>, u64)> {
+pub(super) fn read_inputs(
+    region: &RegionDir,
+    files: &[FileMeta],
+) -> Result<(Vec<RecordBatch>, u64)> {
     let store = region.manifest.store();
     let mut out = Vec::new();
     let mut values = 0;
@@ -134,7 +137,7 @@ fn read_inputs(region: &RegionDir, files: &[FileMeta]) -> Result<(Vec<RecordBatc
 pub const LEASE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// The lease key of a unit.
-fn lease_key(p: &PartitionId, kind: UnitKind) -> String {
+pub(super) fn lease_key(p: &PartitionId, kind: UnitKind) -> String {
     format!("{kind:?}/{}/{}/{}", p.db, p.measurement, p.start)
 }
 
@@ -172,7 +175,7 @@ fn give_back(region: &RegionDir, key: &str, token: &str) {
 
 /// Reports the inputs a committed edit retired. They stay until the grace period of queries
 /// that may still read them is over (a live server deletes them then; a later run too).
-fn report_retired(region: &RegionDir, files: &[FileMeta], emit: Emit<'_>) {
+pub(super) fn report_retired(region: &RegionDir, files: &[FileMeta], emit: Emit<'_>) {
     for f in files {
         let path = region.manifest.store().key_of(&f.path);
         emit(&Event::Step {
@@ -185,7 +188,7 @@ fn report_retired(region: &RegionDir, files: &[FileMeta], emit: Emit<'_>) {
 
 /// Step 3 for a unit: one edit (the lease given back with it); on failure the (unlisted)
 /// outputs are removed.
-fn commit(
+pub(super) fn commit(
     region: &RegionDir,
     add: &[Written],
     remove: &[FileMeta],
@@ -226,7 +229,7 @@ fn commit(
 
 /// Runs a unit under its lease: taken first, given back if the unit fails before its
 /// commit (the commit gives it back itself).
-fn leased<T>(
+pub(super) fn leased<T>(
     region: &RegionDir,
     key: &str,
     token: &str,
@@ -309,7 +312,7 @@ pub fn drop_partition(
 
 /// Where and how a unit writes: into partition `(db, measurement, start)` of the region,
 /// files of about `target_bytes` carrying `seq`, encoded as `settings` say.
-fn output_spec<'a>(
+pub(super) fn output_spec<'a>(
     region: &'a RegionDir,
     settings: &ExecSettings,
     (db, measurement, partition_start): (&'a str, &'a str, i64),
@@ -336,7 +339,7 @@ fn output_spec<'a>(
 }
 
 /// The highest seq of a set of files: what outputs replacing them carry.
-fn newest_seq(files: &[FileMeta]) -> u64 {
+pub(super) fn newest_seq(files: &[FileMeta]) -> u64 {
     files.iter().map(|f| f.seq).max().unwrap_or(0)
 }
 

@@ -41,6 +41,7 @@ pub mod background;
 pub mod datadir;
 pub mod exec;
 pub mod plan;
+pub mod reroute;
 pub mod rollup;
 pub mod verify;
 pub mod writer;
@@ -98,6 +99,9 @@ pub enum CompactionError {
     /// failed (it is that compactor's work).
     #[error("skipped: {0}")]
     Busy(String),
+    /// `--reroute` cannot run (or go on) on this data dir.
+    #[error("reroute: {0}")]
+    Reroute(String),
 }
 
 pub type Result<T> = std::result::Result<T, CompactionError>;

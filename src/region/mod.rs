@@ -279,6 +279,14 @@ impl Engine {
             return Err(EngineError::Locked(data_dir, lock_path));
         }
         Router::new(&cfg.routing).map_err(startup("building router"))?;
+        // An interrupted `meridian-compact --reroute` may list moved rows in two regions.
+        let journal = data_dir.join(crate::compaction::reroute::JOURNAL);
+        if journal.exists() {
+            return Err(EngineError::Startup(format!(
+                "{} says a `meridian-compact --reroute` was interrupted: rows may be listed in two regions until it finishes; run it again (meridian-compact --config … --reroute) before starting the server",
+                journal.display()
+            )));
+        }
         // The newest point held here (files, WAL): a routing change recorded at this start
         // takes effect after it.
         let mut newest_point: Option<i64> = None;

@@ -132,3 +132,139 @@ fn a_moved_directory_entry_keeps_old_points_where_they_were() {
         "{text}"
     );
 }
+
+/// `meridian-compact --reroute` (issue #15): after a move, old partitions are rewritten
+/// into the region the latest routing names, and that routing then applies from the
+/// beginning. Every point is found once with its last value, all of the moved tenant's in
+/// its new region's files; an interrupted run (its journal left behind) keeps the server
+/// from starting until a run finishes.
+#[test]
+fn reroute_moves_old_partitions_into_the_new_region() {
+    let mut s = TestServer::start(ServerConfig::default());
+    let sec = 1_000_000_000i64;
+    let old_t0 = (now_ns() - 5 * 3_600 * sec) / sec * sec;
+    let mut model: BTreeMap<i64, i64> = BTreeMap::new();
+    let line = |t: i64, v: i64| {
+        format!(
+            "cpu,tenant=globex,region=us-east-1,host=h{} v={v}i {t}\n",
+            (t / sec) % 3
+        )
+    };
+    // Two hours of old points (two partitions), and one other tenant that stays put.
+    let mut body = String::new();
+    for i in 0..120 {
+        let t = old_t0 + i * 60 * sec;
+        body.push_str(&line(t, i));
+        model.insert(t, i);
+        body.push_str(&format!(
+            "cpu,tenant=initech,region=us-east-1,host=x v=1i {t}\n"
+        ));
+    }
+    s.write_ok("db", &body);
+    s.stop();
+    s.set_config(ServerConfig::default().directory_entry("tenant=globex", "eu"));
+    s.restart();
+    let new_t0 = now_ns() / sec * sec + sec;
+    let mut body = String::new();
+    for i in 0..10 {
+        body.push_str(&line(new_t0 + i * sec, 1000 + i));
+        model.insert(new_t0 + i * sec, 1000 + i);
+    }
+    // A rewrite of an old point: beside the original (americas), until the reroute.
+    body.push_str(&line(old_t0 + 60 * sec, 5000));
+    model.insert(old_t0 + 60 * sec, 5000);
+    s.write_ok("db", &body);
+    s.stop();
+
+    let (config_path, data_dir) = (s.config_path(), s.data_dir());
+    let compact = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_meridian-compact"))
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(extra)
+            .output()
+            .expect("running meridian-compact");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, text) = compact(&["--reroute"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("moved 120 rows from americas to eu"),
+        "{text}"
+    );
+    let (ok, text) = compact(&["--reroute"]);
+    assert!(ok && text.contains("nothing moved"), "a second run: {text}");
+
+    let rows = read_rows(&s.data_dir(), s.config.partition_ns());
+    let mut found: BTreeMap<i64, (String, Option<Value>)> = BTreeMap::new();
+    for region in ["americas", "eu", "apac", "global"] {
+        let mine: Vec<_> = rows
+            .iter()
+            .filter(|r| r.region == region)
+            .filter(|r| r.tags.get("tenant").map(String::as_str) == Some("globex"))
+            .cloned()
+            .collect();
+        for (key, row) in rows_by_key_merged(&mine) {
+            let before = found.insert(key.3, (region.to_string(), row.fields.get("v").cloned()));
+            assert!(
+                before.is_none(),
+                "point at {} in {before:?} and {region}",
+                key.3
+            );
+        }
+    }
+    assert_eq!(found.len(), model.len());
+    for (t, (region, v)) in &found {
+        assert_eq!(region, "eu", "point at {t}");
+        assert_eq!(v, &Some(Value::Int(model[t])), "point at {t}");
+    }
+    let stayed = rows
+        .iter()
+        .filter(|r| r.tags.get("tenant").map(String::as_str) == Some("initech"))
+        .filter(|r| r.region == "americas")
+        .count();
+    assert_eq!(stayed, 120, "the other tenant stays in americas");
+
+    // One version now, the latest rules from the beginning; the server answers the same.
+    let history: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(s.data_dir().join("routing.json")).expect("routing.json"),
+    )
+    .expect("JSON");
+    assert_eq!(
+        history["versions"].as_array().map(Vec::len),
+        Some(1),
+        "{history}"
+    );
+    assert_eq!(history["versions"][0]["number"], 3, "{history}");
+    s.restart();
+    let expected = (model.len() as i64, model.values().sum::<i64>());
+    assert_eq!(count_sum(&s, ""), expected);
+    assert_eq!(
+        count_sum(&s, ",region=us-east-1"),
+        expected,
+        "pruned by geo tag"
+    );
+    s.stop();
+
+    // An interrupted run: the server refuses to start until a run finishes.
+    std::fs::write(s.data_dir().join("reroute.json"), "{}").expect("journal");
+    assert!(
+        s.spawn(&[]).is_err(),
+        "the server started with a reroute journal"
+    );
+    assert!(
+        s.logs().contains("meridian-compact --reroute"),
+        "{}",
+        s.logs()
+    );
+    let (ok, text) = compact(&["--reroute"]);
+    assert!(ok, "{text}");
+    assert!(!s.data_dir().join("reroute.json").exists());
+    s.restart();
+    assert_eq!(count_sum(&s, ""), expected);
+}
