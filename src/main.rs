@@ -480,27 +480,13 @@ fn serve(args: ServeArgs) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", args.config.display()))?;
     // Node-to-node traffic in the clear while this node serves HTTPS: say so.
     if cfg.http.tls.is_some() {
-        let plain: Vec<&str> = cfg
-            .routing
-            .regions
-            .iter()
-            .flat_map(|r| r.url.iter().chain(&r.replicas))
-            .filter(|u| u.starts_with("http://"))
-            .map(String::as_str)
-            .collect();
+        let plain = node_urls(&cfg, "http://");
         if !plain.is_empty() {
             tracing::warn!(urls = ?plain, "this node serves HTTPS but reaches these nodes over plain HTTP: give them https:// urls (and http.node_ca)");
         }
     }
     // An https:// node with no CA to verify it by would fail every request: refuse now.
-    let secure: Vec<&str> = cfg
-        .routing
-        .regions
-        .iter()
-        .flat_map(|r| r.url.iter().chain(&r.replicas))
-        .filter(|u| u.starts_with("https://"))
-        .map(String::as_str)
-        .collect();
+    let secure = node_urls(&cfg, "https://");
     if !secure.is_empty() && cfg.http.node_ca.is_none() {
         anyhow::bail!(
             "regions are reached over HTTPS ({}) but http.node_ca is not set: give the CA that signs the nodes' certificates",
@@ -644,6 +630,17 @@ fn serve(args: ServeArgs) -> Result<()> {
         "all data flushed; bye"
     );
     Ok(())
+}
+
+/// The urls of other nodes (regions' `url` and `replicas`) that start with `scheme`.
+fn node_urls<'c>(cfg: &'c Config, scheme: &str) -> Vec<&'c str> {
+    cfg.routing
+        .regions
+        .iter()
+        .flat_map(|r| r.url.iter().chain(&r.replicas))
+        .filter(|u| u.starts_with(scheme))
+        .map(String::as_str)
+        .collect()
 }
 
 /// A byte count as an operator reads it (`1GiB`, `768MiB`, `1536KiB`, `100B`).

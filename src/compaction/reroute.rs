@@ -20,8 +20,11 @@
 //! work: the rows still in A are moved again (B then holds them twice, in two files, with
 //! the same values: merged as one, the later file winning), and A is rewritten. Each step
 //! is the usual compaction unit (lease, outputs staged and published, one manifest edit).
-//! Only a data dir with no WAL left (a server stopped cleanly) is rerouted: replayed rows
-//! would return to their old region.
+//! Only a single-node data dir (no `[cluster]`, no region `url`: every region is here) with
+//! no WAL left (a server stopped cleanly) is rerouted: replayed rows would return to their
+//! old region. Partitions are checked before the journal is written; a run that still
+//! fails midway names the partition and keeps the journal: fix the cause (`--verify`,
+//! `--rebuild-manifest`) and run again.
 
 use std::collections::BTreeMap;
 
@@ -65,6 +68,19 @@ pub fn reroute(
         let what = what.to_string();
         move |e: String| CompactionError::Reroute(format!("{what}: {e}"))
     };
+    // Every region must live in this data dir: rows moved to a region served by another
+    // node (or whose writes JetStream still holds) would be lost to it.
+    if cfg.cluster.is_some() {
+        return Err(CompactionError::Reroute(
+            "cluster mode keeps its routing in NATS and each region on its own nodes: --reroute works on a single-node data dir".into(),
+        ));
+    }
+    if let Some(r) = cfg.routing.regions.iter().find(|r| r.url.is_some()) {
+        return Err(CompactionError::Reroute(format!(
+            "region {:?} has a url (it may be hosted by another node): --reroute works on a data dir that holds every region (a config without urls)",
+            r.name
+        )));
+    }
     if let Some(wal) = wal_left(data) {
         return Err(CompactionError::Reroute(format!(
             "{} holds WAL records: start the server and stop it cleanly (SIGTERM flushes everything), then reroute",
@@ -102,6 +118,19 @@ pub fn reroute(
     let router = routing
         .at(0)
         .map_err(|u| CompactionError::Reroute(u.to_string()))?;
+    // What would fail a partition midway is checked before anything changes: a failed run
+    // leaves the journal, and the server refuses to start until a run finishes.
+    for a in data.regions() {
+        let mut dirs: BTreeMap<(String, String, i64), Vec<FileMeta>> = BTreeMap::new();
+        for f in a.manifest.files().iter() {
+            dirs.entry((f.db.clone(), f.measurement.clone(), f.partition_start))
+                .or_default()
+                .push(f.clone());
+        }
+        for files in dirs.values() {
+            common_dir(files, &a.dir)?;
+        }
+    }
     let journal = dir.join(JOURNAL);
     crate::storage::parquet::write_atomically(
         &journal,
@@ -237,14 +266,7 @@ fn reroute_partition(
         let mask = BooleanArray::from(targets.iter().map(|t| *t == to).collect::<Vec<bool>>());
         let rows = filter_record_batch(&merged, &mask)
             .map_err(arrow_err(format!("splitting {rel_dir}")))?;
-        let seq = b
-            .manifest
-            .files()
-            .iter()
-            .map(|f| f.seq)
-            .max()
-            .unwrap_or(0)
-            .saturating_add(1);
+        let seq = b.manifest.next_file_seq();
         let key = lease_key(p, UnitKind::Compaction);
         leased(b, &key, &b.token, &[], || {
             let spec = output_spec(

@@ -412,29 +412,21 @@ fn no_raw_point_of_an_aggregates_only_region_crosses_the_wire() {
     let root = tempfile::tempdir().expect("temp dir");
     let (pa, pb) = (free_port(), free_port());
     let relay = Capture::start(pb);
-    let mut cfg = ServerConfig::default().render();
-    for (name, port) in [
+    let lines: Vec<(&str, String)> = [
         ("americas", pa),
         ("global", pa),
         ("eu", relay.port),
         ("apac", pb),
-    ] {
-        cfg = cfg.replacen(
-            &format!("name = \"{name}\"\n"),
-            &format!("name = \"{name}\"\nurl = \"http://127.0.0.1:{port}\"\n"),
-            1,
-        );
-    }
-    let config = root.path().join("regions.toml");
-    std::fs::write(&config, cfg).expect("writing config");
-    let a = Node::start(
-        &root.path().join("a"),
-        &config,
-        pa,
-        &["americas", "global"],
-        &[],
+    ]
+    .into_iter()
+    .map(|(name, port)| (name, format!("url = \"http://127.0.0.1:{port}\"\n")))
+    .collect();
+    let (a, b) = start_pair(
+        root.path(),
+        ServerConfig::default().render(),
+        &lines,
+        (pa, pb),
     );
-    let b = Node::start(&root.path().join("b"), &config, pb, &["eu", "apac"], &[]);
     let client = http_client();
 
     // 50 points of eu, written to B: values in a shuffled order, so the first and last
@@ -605,8 +597,7 @@ fn nodes_talk_to_each_other_over_https_only() {
     let (ca, cert, key) = certificates(root.path());
     let (pa, pb) = (free_port(), free_port());
     let relay = Capture::start(pb);
-    let mut cfg = ServerConfig::default().render();
-    cfg = cfg.replacen(
+    let cfg = ServerConfig::default().render().replacen(
         "[http]\n",
         &format!(
             "[http]\ntls_cert = {:?}\ntls_key = {:?}\nnode_ca = {:?}\n",
@@ -616,28 +607,21 @@ fn nodes_talk_to_each_other_over_https_only() {
         ),
         1,
     );
-    for (name, port) in [
+    let lines: Vec<(&str, String)> = [
         ("americas", pa),
         ("global", pa),
         ("eu", relay.port),
         ("apac", relay.port),
-    ] {
-        cfg = cfg.replacen(
-            &format!("name = \"{name}\"\n"),
-            &format!("name = \"{name}\"\nurl = \"https://127.0.0.1:{port}\"\nexport = \"raw\"\n"),
-            1,
-        );
-    }
-    let config = root.path().join("regions.toml");
-    std::fs::write(&config, cfg).expect("writing config");
-    let a = Node::start(
-        &root.path().join("a"),
-        &config,
-        pa,
-        &["americas", "global"],
-        &[],
-    );
-    let b = Node::start(&root.path().join("b"), &config, pb, &["eu", "apac"], &[]);
+    ]
+    .into_iter()
+    .map(|(name, port)| {
+        (
+            name,
+            format!("url = \"https://127.0.0.1:{port}\"\nexport = \"raw\"\n"),
+        )
+    })
+    .collect();
+    let (a, b) = start_pair(root.path(), cfg, &lines, (pa, pb));
     let pem = std::fs::read(&ca).expect("ca.pem");
     let client = reqwest::blocking::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA"))
@@ -713,4 +697,26 @@ fn nodes_talk_to_each_other_over_https_only() {
     }
     a.stop();
     b.stop();
+}
+
+/// Node A (americas, global) on port `pa` and node B (eu, apac) on `pb`, reading `cfg` with
+/// `lines` added to each region's table (its url, export, ...).
+fn start_pair(
+    root: &Path,
+    mut cfg: String,
+    lines: &[(&str, String)],
+    (pa, pb): (u16, u16),
+) -> (Node, Node) {
+    for (name, extra) in lines {
+        cfg = cfg.replacen(
+            &format!("name = \"{name}\"\n"),
+            &format!("name = \"{name}\"\n{extra}"),
+            1,
+        );
+    }
+    let config = root.join("regions.toml");
+    std::fs::write(&config, cfg).expect("writing config");
+    let a = Node::start(&root.join("a"), &config, pa, &["americas", "global"], &[]);
+    let b = Node::start(&root.join("b"), &config, pb, &["eu", "apac"], &[]);
+    (a, b)
 }

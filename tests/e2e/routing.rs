@@ -28,6 +28,29 @@ fn count_sum(s: &TestServer, extra: &str) -> (i64, i64) {
     (row[1].as_i64().unwrap(), row[2].as_i64().unwrap())
 }
 
+/// Tenant globex's points in the files, by time: the region holding each and its value
+/// (merged within the region, the newer file winning); a point in two regions fails.
+fn globex_by_time(rows: &[crate::support::Row]) -> BTreeMap<i64, (String, Option<Value>)> {
+    let mut found = BTreeMap::new();
+    for region in ["americas", "eu", "apac", "global"] {
+        let mine: Vec<_> = rows
+            .iter()
+            .filter(|r| r.region == region)
+            .filter(|r| r.tags.get("tenant").map(String::as_str) == Some("globex"))
+            .cloned()
+            .collect();
+        for (key, row) in rows_by_key_merged(&mine) {
+            let before = found.insert(key.3, (region.to_string(), row.fields.get("v").cloned()));
+            assert!(
+                before.is_none(),
+                "point at {} in {before:?} and {region}",
+                key.3
+            );
+        }
+    }
+    found
+}
+
 #[test]
 fn a_moved_directory_entry_keeps_old_points_where_they_were() {
     let mut s = TestServer::start(ServerConfig::default());
@@ -91,23 +114,7 @@ fn a_moved_directory_entry_keeps_old_points_where_they_were() {
     // Every point in one region only (old ones and the rewrite in americas, new ones in
     // eu), with the value written last.
     let rows = read_rows(&s.data_dir(), s.config.partition_ns());
-    let mut found: BTreeMap<i64, (String, Option<Value>)> = BTreeMap::new();
-    for region in ["americas", "eu", "apac", "global"] {
-        let mine: Vec<_> = rows
-            .iter()
-            .filter(|r| r.region == region)
-            .filter(|r| r.tags.get("tenant").map(String::as_str) == Some("globex"))
-            .cloned()
-            .collect();
-        for (key, row) in rows_by_key_merged(&mine) {
-            let before = found.insert(key.3, (region.to_string(), row.fields.get("v").cloned()));
-            assert!(
-                before.is_none(),
-                "point at {} in {before:?} and {region}",
-                key.3
-            );
-        }
-    }
+    let found = globex_by_time(&rows);
     assert_eq!(found.len(), model.len());
     for (t, (region, v)) in &found {
         let want = if *t < new_t0 { "americas" } else { "eu" };
@@ -201,23 +208,7 @@ fn reroute_moves_old_partitions_into_the_new_region() {
     assert!(ok && text.contains("nothing moved"), "a second run: {text}");
 
     let rows = read_rows(&s.data_dir(), s.config.partition_ns());
-    let mut found: BTreeMap<i64, (String, Option<Value>)> = BTreeMap::new();
-    for region in ["americas", "eu", "apac", "global"] {
-        let mine: Vec<_> = rows
-            .iter()
-            .filter(|r| r.region == region)
-            .filter(|r| r.tags.get("tenant").map(String::as_str) == Some("globex"))
-            .cloned()
-            .collect();
-        for (key, row) in rows_by_key_merged(&mine) {
-            let before = found.insert(key.3, (region.to_string(), row.fields.get("v").cloned()));
-            assert!(
-                before.is_none(),
-                "point at {} in {before:?} and {region}",
-                key.3
-            );
-        }
-    }
+    let found = globex_by_time(&rows);
     assert_eq!(found.len(), model.len());
     for (t, (region, v)) in &found {
         assert_eq!(region, "eu", "point at {t}");
@@ -250,6 +241,32 @@ fn reroute_moves_old_partitions_into_the_new_region() {
         "pruned by geo tag"
     );
     s.stop();
+
+    // A config whose regions live on several nodes is refused: rows moved to a region
+    // served elsewhere would be lost to it.
+    let several = config_path.with_file_name("several.toml");
+    std::fs::write(
+        &several,
+        std::fs::read_to_string(&config_path).unwrap().replacen(
+            "name = \"eu\"\n",
+            "name = \"eu\"\nurl = \"http://127.0.0.1:9\"\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian-compact"))
+        .arg("--config")
+        .arg(&several)
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .arg("--reroute")
+        .output()
+        .expect("running meridian-compact");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && text.contains("has a url"),
+        "{text}"
+    );
 
     // An interrupted run: the server refuses to start until a run finishes.
     std::fs::write(s.data_dir().join("reroute.json"), "{}").expect("journal");

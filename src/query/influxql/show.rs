@@ -234,10 +234,10 @@ pub async fn measurements(ctx: &Ctx, s: &ShowMeasurements) -> Result<Vec<ResultS
 pub async fn tag_keys(ctx: &Ctx, s: &ShowTagKeys) -> Result<Vec<ResultSeries>, String> {
     let db = show_db(ctx, s.database.as_deref()).await?;
     let names = resolve_sources(ctx, &db, &s.sources).await;
-    let names = page(names, s.slimit, s.soffset);
     if s.condition.is_some() {
         ctx.series_loaded().await?;
     }
+    // SLIMIT/SOFFSET count measurements that have keys to show (as InfluxDB does).
     let mut out = Vec::new();
     for m in names {
         let mut keys: Vec<String> = match &s.condition {
@@ -267,7 +267,7 @@ pub async fn tag_keys(ctx: &Ctx, s: &ShowTagKeys) -> Result<Vec<ResultSeries>, S
         }
         out.extend(strings(&m, "tagKey", page(keys, s.limit, s.offset)));
     }
-    Ok(out)
+    Ok(page(out, s.slimit, s.soffset))
 }
 
 fn key_matches(f: &TagKeyFilter, k: &str) -> bool {

@@ -4,8 +4,8 @@
 //! a forwarded statement: that node answers for its own regions), and the answers merge.
 //!
 //! ```text
-//!   statement ──strip ORDER/LIMIT/OFFSET/SLIMIT/SOFFSET──▶ here + each other node
-//!             ◀──────── union of rows per series, sorted, deduplicated ────────┘
+//!   statement ──LIMIT offset+limit, no OFFSET──▶ here + each other node
+//!             ◀──── union of rows per series, sorted, deduplicated ────┘
 //!             then ORDER and the paging of the statement, as one node applies them
 //! ```
 //! A node that does not answer (nor any replica) fails the statement, naming it: a list
@@ -94,18 +94,28 @@ struct Paging {
     soffset: Option<u64>,
 }
 
-/// The statement without ordering and paging (so that every node answers whole), and
-/// those; `None` for a statement not merged here.
+/// The statement every node runs, and the ordering and paging applied to the merged rows.
+/// Each node sorts the same way, so a node's first `offset + limit` rows hold every row of
+/// the merged page: that is what it is asked for (no more: a `LIMIT 10` over millions of
+/// series stays small). `SHOW TAG KEYS` pages measurements (SLIMIT) as well; its lists are
+/// small and asked whole. `None` for a statement not merged here.
 fn strip_paging(stmt: &Statement) -> Option<(Statement, Paging)> {
     let mut s = stmt.clone();
+    let first = |limit: Option<u64>, offset: Option<u64>| {
+        limit.map(|l| l.saturating_add(offset.unwrap_or(0)))
+    };
     let paging = match &mut s {
-        Statement::ShowMeasurements(m) => Paging {
-            order: std::mem::replace(&mut m.order, SortOrder::Asc),
-            limit: m.limit.take(),
-            offset: m.offset.take(),
-            slimit: None,
-            soffset: None,
-        },
+        Statement::ShowMeasurements(m) => {
+            let p = Paging {
+                order: m.order,
+                limit: m.limit,
+                offset: m.offset.take(),
+                slimit: None,
+                soffset: None,
+            };
+            m.limit = first(p.limit, p.offset);
+            p
+        }
         Statement::ShowTagKeys(k) => Paging {
             order: SortOrder::Asc,
             limit: k.limit.take(),
@@ -113,20 +123,28 @@ fn strip_paging(stmt: &Statement) -> Option<(Statement, Paging)> {
             slimit: k.slimit.take(),
             soffset: k.soffset.take(),
         },
-        Statement::ShowTagValues(v) => Paging {
-            order: std::mem::replace(&mut v.order, SortOrder::Asc),
-            limit: v.limit.take(),
-            offset: v.offset.take(),
-            slimit: None,
-            soffset: None,
-        },
-        Statement::ShowSeries(v) => Paging {
-            order: std::mem::replace(&mut v.order, SortOrder::Asc),
-            limit: v.limit.take(),
-            offset: v.offset.take(),
-            slimit: None,
-            soffset: None,
-        },
+        Statement::ShowTagValues(v) => {
+            let p = Paging {
+                order: v.order,
+                limit: v.limit,
+                offset: v.offset.take(),
+                slimit: None,
+                soffset: None,
+            };
+            v.limit = first(p.limit, p.offset);
+            p
+        }
+        Statement::ShowSeries(v) => {
+            let p = Paging {
+                order: v.order,
+                limit: v.limit,
+                offset: v.offset.take(),
+                slimit: None,
+                soffset: None,
+            };
+            v.limit = first(p.limit, p.offset);
+            p
+        }
         _ => return None,
     };
     Some((s, paging))
@@ -155,7 +173,7 @@ fn cell_text(c: &Cell) -> String {
 }
 
 /// Sorted, deduplicated rows per series; then ORDER, LIMIT/OFFSET per series, and
-/// SLIMIT/SOFFSET over the series, as one node applies them.
+/// SLIMIT/SOFFSET over the series left with rows, as one node applies them.
 fn page(
     merged: BTreeMap<String, (Vec<String>, Vec<Vec<String>>)>,
     p: &Paging,
@@ -164,8 +182,6 @@ fn page(
     let take = |n: Option<u64>| n.map_or(usize::MAX, |n| n as usize);
     merged
         .into_iter()
-        .skip(skip(p.soffset))
-        .take(take(p.slimit))
         .filter_map(|(name, (columns, mut rows))| {
             rows.sort();
             rows.dedup();
@@ -186,6 +202,9 @@ fn page(
                 values,
             })
         })
+        // SLIMIT/SOFFSET count the series left with rows, as one node counts them.
+        .skip(skip(p.soffset))
+        .take(take(p.slimit))
         .collect()
 }
 
