@@ -188,9 +188,6 @@ fn routing_command(cmd: RoutingCommand) -> Result<()> {
     let load = |config: &PathBuf| {
         Config::load(config).with_context(|| format!("invalid config {}", config.display()))
     };
-    let now = chrono::Utc::now()
-        .timestamp_nanos_opt()
-        .context("the clock is past 2262")?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -290,15 +287,15 @@ fn routing_command(cmd: RoutingCommand) -> Result<()> {
                 .as_ref()
                 .map(|c| c.routing_lead)
                 .context("routing versions are published in cluster mode ([cluster] in the config); otherwise edit regions.toml and restart the server, which records the change")?;
+            // Default: the lead from now, computed just before the version is recorded.
             let effective_from = match effective {
-                Some(t) => chrono::DateTime::parse_from_rfc3339(&t)
-                    .ok()
-                    .and_then(|d| d.timestamp_nanos_opt())
-                    .with_context(|| format!("--effective {t:?}: not an RFC 3339 time"))?,
-                None => {
-                    let at = now.saturating_add(lead.as_nanos() as i64);
-                    at.saturating_add(999_999_999) / 1_000_000_000 * 1_000_000_000
-                }
+                Some(t) => Some(
+                    chrono::DateTime::parse_from_rfc3339(&t)
+                        .ok()
+                        .and_then(|d| d.timestamp_nanos_opt())
+                        .with_context(|| format!("--effective {t:?}: not an RFC 3339 time"))?,
+                ),
+                None => None,
             };
             let rules = Rules::from_config(&cfg.routing);
             let v = rt.block_on(async {

@@ -116,14 +116,15 @@ pub async fn seed(
     }
 }
 
-/// Appends `rules` as a version in force from `effective_from`, which must be at least
-/// the cluster's lead after now (the history's lead; `lead` if it records none), checked
-/// against the clock just before the compare-and-set, which must land within a quarter of
-/// the lead. Fails if another version was published meanwhile (run it again).
+/// Appends `rules` as a version in force from `effective_from` (default: the cluster's
+/// lead from now, rounded up to the second), which must be at least the cluster's lead
+/// after now (the history's lead; `lead` if it records none), checked against the clock
+/// just before the compare-and-set, which must land within a quarter of the lead. Fails if
+/// another version was published meanwhile (run it again).
 pub async fn publish(
     store: &kv::Store,
     rules: &Rules,
-    effective_from: i64,
+    effective_from: Option<i64>,
     lead: Duration,
 ) -> Result<Version, String> {
     let (mut history, revision) = read(store)
@@ -131,6 +132,10 @@ pub async fn publish(
         .ok_or("no routing version is recorded yet: start a node first")?;
     let lead_ns = history.lead_ns.unwrap_or(nanos(lead));
     let now_ns = crate::catalog::manifest::now_ns();
+    let effective_from = effective_from.unwrap_or_else(|| {
+        let at = now_ns.saturating_add(lead_ns);
+        at.saturating_add(999_999_999) / 1_000_000_000 * 1_000_000_000
+    });
     if effective_from < now_ns.saturating_add(lead_ns) {
         return Err(format!(
             "a version takes effect at least the cluster's routing lead ({} s, cluster.routing_lead of the first node) after it is published, so that every node knows it in time: {} is sooner",

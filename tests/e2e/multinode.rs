@@ -144,10 +144,18 @@ fn two_nodes_forward_writes_and_fan_out_queries() {
     keys.sort();
     let mut geo_sorted: Vec<&str> = geos.to_vec();
     geo_sorted.sort();
+    // A database whose only points are in B's regions.
+    let r = client
+        .post(format!("{}/write?db=solo", b.url))
+        .body("cpu,region=eu-west-1 v=1i 1767225600000000000\n")
+        .send()
+        .expect("write");
+    assert_eq!(r.status(), 204);
     for node in [&a, &b] {
         let one = |v: Vec<&str>| -> Vec<Vec<String>> {
             v.into_iter().map(|s| vec![s.to_string()]).collect()
         };
+        assert_eq!(show(node, "SHOW DATABASES"), one(vec!["mn", "solo"]));
         assert_eq!(show(node, "SHOW MEASUREMENTS"), one(vec!["cpu"]));
         assert_eq!(show(node, "SHOW TAG KEYS"), one(vec!["node", "region"]));
         assert_eq!(

@@ -238,7 +238,11 @@ pub async fn execute_one(ctx: &Ctx, id: usize, stmt: &Statement) -> StatementRes
 async fn run_statement(ctx: &Ctx, stmt: &Statement) -> Result<Vec<result::ResultSeries>, String> {
     match stmt {
         Statement::Select(s) => select::select(ctx, s).await,
-        Statement::ShowDatabases => Ok(show::databases(ctx)),
+        // Databases with data only in other nodes' regions are theirs to list.
+        Statement::ShowDatabases => {
+            show_nodes::across_nodes(ctx, stmt, |ctx, _| async move { Ok(show::databases(ctx)) })
+                .await
+        }
         Statement::ShowRetentionPolicies { database } => {
             show::retention_policies(ctx, database.as_deref()).await
         }

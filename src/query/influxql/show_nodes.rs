@@ -1,6 +1,6 @@
 //! SHOW statements that read the series catalog (`SHOW MEASUREMENTS`, `SHOW TAG KEYS`,
-//! `SHOW TAG VALUES`, `SHOW SERIES`) over every node: each node's catalog covers the
-//! regions it hosts, so the statement runs here and on one node per remote region (sent as
+//! `SHOW TAG VALUES`, `SHOW SERIES`, and `SHOW DATABASES`) over every node: each node's
+//! catalog covers the regions it hosts, so the statement runs here and on one node per remote region (sent as
 //! a forwarded statement: that node answers for its own regions), and the answers merge.
 //!
 //! ```text
@@ -36,9 +36,11 @@ where
     let Some((unpaged, paging)) = strip_paging(stmt) else {
         return local(ctx, stmt.clone()).await;
     };
-    let db = match db_of(&unpaged) {
-        Some(d) => ctx.database(Some(d))?,
-        None => ctx.database(None)?,
+    let db = match (&unpaged, db_of(&unpaged)) {
+        // SHOW DATABASES names none.
+        (Statement::ShowDatabases, _) => ctx.db.clone().unwrap_or_default(),
+        (_, Some(d)) => ctx.database(Some(d))?,
+        (_, None) => ctx.database(None)?,
     };
     let text = unpaged.to_string();
     let deadline = tokio::time::Instant::now() + ctx.timeout / 2;
@@ -134,6 +136,13 @@ fn strip_paging(stmt: &Statement) -> Option<(Statement, Paging)> {
             v.limit = first(p.limit, p.offset);
             p
         }
+        Statement::ShowDatabases => Paging {
+            order: SortOrder::Asc,
+            limit: None,
+            offset: None,
+            slimit: None,
+            soffset: None,
+        },
         Statement::ShowSeries(v) => {
             let p = Paging {
                 order: v.order,
