@@ -42,6 +42,7 @@ pub(crate) fn statement_ctx(
         forwarded: false,
         barrier: state.barrier.clone(),
         schemas: Default::default(),
+        warnings: Default::default(),
     }
 }
 

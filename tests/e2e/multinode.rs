@@ -258,6 +258,29 @@ fn two_nodes_forward_writes_and_fan_out_queries() {
         .send()
         .expect("write");
     assert_eq!(r.status(), 503);
+    // SHOW answers what A holds, with a warning naming what is missing (a client's start
+    // asks SHOW DATABASES: it keeps working while a node is down).
+    let j: serde_json::Value = client
+        .get(format!("{}/query", a.url))
+        .query(&[("db", "mn"), ("q", "SHOW TAG VALUES WITH KEY = region")])
+        .send()
+        .and_then(|r| r.json())
+        .expect("SHOW");
+    let result = &j["results"][0];
+    let values: Vec<&str> = result["series"][0]["values"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r[1].as_str())
+        .collect();
+    assert_eq!(values, ["af-south-1", "us-east-1"], "{j}");
+    assert_eq!(result["messages"][0]["level"], "warning", "{j}");
+    assert!(
+        result["messages"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("incomplete")),
+        "{j}"
+    );
     a.stop();
 
     // Each node's files hold only its own regions.

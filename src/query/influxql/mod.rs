@@ -56,6 +56,9 @@ pub struct Ctx {
     pub barrier: Option<Arc<dyn crate::query::remote::WriteBarrier>>,
     /// Per database, its schema over every region, asked once per request ([`Ctx::schema`]).
     pub schemas: tokio::sync::Mutex<std::collections::HashMap<String, Arc<DbSchema>>>,
+    /// Warnings of the statement running (a node that did not answer), sent as its
+    /// `messages`.
+    pub warnings: parking_lot::Mutex<Vec<String>>,
 }
 
 /// A database's measurements and their columns, over every region.
@@ -82,6 +85,11 @@ impl Ctx {
         self.engine.databases().contains(db)
             || self.engine.registry().get_any(db)
             || self.engine.series().databases().iter().any(|d| &**d == db)
+    }
+
+    /// Adds a warning to the statement running (sent as its `messages`).
+    pub fn warn(&self, text: String) {
+        self.warnings.lock().push(text);
     }
 
     /// One list of urls (the node, then its replicas) per region hosted elsewhere; a node
@@ -147,7 +155,10 @@ impl Ctx {
             match answer {
                 Ok(wire) => merge_schema(&mut schema, wire),
                 Err(e) => {
-                    tracing::warn!(db, error = %e, "a node did not give its schema: its regions' columns are missing from this statement")
+                    tracing::warn!(db, error = %e, "a node did not give its schema: its regions' columns are missing from this statement");
+                    self.warn(format!(
+                        "the columns of regions on another node are missing ({e})"
+                    ));
                 }
             }
         }
@@ -220,10 +231,16 @@ pub async fn execute(
 
 /// Runs one statement, numbered `id` in its request.
 pub async fn execute_one(ctx: &Ctx, id: usize, stmt: &Statement) -> StatementResult {
-    match run_statement(ctx, stmt).await {
+    let outcome = run_statement(ctx, stmt).await;
+    let messages = std::mem::take(&mut *ctx.warnings.lock())
+        .into_iter()
+        .map(|w| ("warning".to_string(), w))
+        .collect();
+    match outcome {
         Ok(series) => StatementResult {
             statement_id: id,
             series,
+            messages,
             chunking: match stmt {
                 Statement::Select(_) | Statement::ShowSeries(_) => Chunking::Rows,
                 Statement::ShowTagValues(_) => Chunking::PerSeriesWhole,

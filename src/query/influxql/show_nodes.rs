@@ -8,8 +8,10 @@
 //!             ◀──── union of rows per series, sorted, deduplicated ────┘
 //!             then ORDER and the paging of the statement, as one node applies them
 //! ```
-//! A node that does not answer (nor any replica) fails the statement, naming it: a list
-//! missing a region's values would look complete.
+//! A node that does not answer (nor any replica) leaves its regions out, and the statement
+//! answers what the others gave with a warning naming it (in `messages`), as a query's
+//! answer is `partial` when a region is down: `SHOW DATABASES` at a client's start keeps
+//! working while a node is down.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -74,9 +76,18 @@ where
         );
     }
     for answer in theirs {
-        let answer = answer.map_err(|e| {
-            format!("this answer needs every node's series catalog, and a node did not answer: {e}")
-        })?;
+        // A node (and its replicas) that does not answer: the others' rows, with a warning
+        // naming it (as a query's answer is partial when a region is down).
+        let answer = match answer {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "a node did not answer a SHOW statement");
+                ctx.warn(format!(
+                    "incomplete: the regions of a node that did not answer are missing ({e})"
+                ));
+                continue;
+            }
+        };
         for (name, columns, rows) in answer {
             let entry = merged.entry(name).or_insert_with(|| (columns, Vec::new()));
             entry.1.extend(rows);
