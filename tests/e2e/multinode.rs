@@ -156,6 +156,38 @@ fn two_nodes_forward_writes_and_fan_out_queries() {
             v.into_iter().map(|s| vec![s.to_string()]).collect()
         };
         assert_eq!(show(node, "SHOW DATABASES"), one(vec!["mn", "solo"]));
+        // Cardinalities count the merged lists: 8 series, 4 region values, 2 tag keys.
+        let counts = |q: &str| -> Vec<(String, i64)> {
+            let j: serde_json::Value = client
+                .get(format!("{}/query", node.url))
+                .query(&[("db", "mn"), ("q", q)])
+                .send()
+                .and_then(|r| r.json())
+                .expect("cardinality");
+            j["results"][0]["series"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| {
+                    (
+                        s["name"].as_str().unwrap_or_default().to_string(),
+                        s["values"][0][0].as_i64().unwrap_or(-1),
+                    )
+                })
+                .collect()
+        };
+        let cpu = |n: i64| vec![("cpu".to_string(), n)];
+        assert_eq!(counts("SHOW SERIES EXACT CARDINALITY"), cpu(8));
+        assert_eq!(counts("SHOW SERIES CARDINALITY"), vec![(String::new(), 8)]);
+        assert_eq!(
+            counts("SHOW TAG VALUES EXACT CARDINALITY WITH KEY = region"),
+            cpu(4)
+        );
+        assert_eq!(counts("SHOW TAG KEY EXACT CARDINALITY"), cpu(2));
+        assert_eq!(
+            counts("SHOW MEASUREMENT EXACT CARDINALITY"),
+            vec![(String::new(), 1)]
+        );
         assert_eq!(show(node, "SHOW MEASUREMENTS"), one(vec!["cpu"]));
         assert_eq!(show(node, "SHOW TAG KEYS"), one(vec!["node", "region"]));
         assert_eq!(

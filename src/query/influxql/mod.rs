@@ -229,6 +229,17 @@ pub async fn execute(
     out
 }
 
+/// A SHOW of the series catalog on this node (its own regions).
+pub async fn show_catalog(ctx: &Ctx, st: Statement) -> Result<Vec<result::ResultSeries>, String> {
+    match &st {
+        Statement::ShowMeasurements(s) => show::measurements(ctx, s).await,
+        Statement::ShowTagKeys(s) => show::tag_keys(ctx, s).await,
+        Statement::ShowTagValues(s) => show::tag_values(ctx, s).await,
+        Statement::ShowSeries(s) => show::series(ctx, s).await,
+        _ => Err("not a SHOW of the series catalog".into()),
+    }
+}
+
 /// Runs one statement, numbered `id` in its request.
 pub async fn execute_one(ctx: &Ctx, id: usize, stmt: &Statement) -> StatementResult {
     let outcome = run_statement(ctx, stmt).await;
@@ -267,20 +278,9 @@ async fn run_statement(ctx: &Ctx, stmt: &Statement) -> Result<Vec<result::Result
         Statement::ShowMeasurements(_)
         | Statement::ShowTagKeys(_)
         | Statement::ShowTagValues(_)
-        | Statement::ShowSeries(_) => {
-            show_nodes::across_nodes(ctx, stmt, |ctx, st| async move {
-                match &st {
-                    Statement::ShowMeasurements(s) => show::measurements(ctx, s).await,
-                    Statement::ShowTagKeys(s) => show::tag_keys(ctx, s).await,
-                    Statement::ShowTagValues(s) => show::tag_values(ctx, s).await,
-                    Statement::ShowSeries(s) => show::series(ctx, s).await,
-                    _ => Err("not a SHOW of the series catalog".into()),
-                }
-            })
-            .await
-        }
+        | Statement::ShowSeries(_) => show_nodes::across_nodes(ctx, stmt, show_catalog).await,
         Statement::ShowFieldKeys(s) => show::field_keys(ctx, s).await,
-        Statement::ShowCardinality(s) => show::cardinality(ctx, s).await,
+        Statement::ShowCardinality(s) => show_nodes::cardinality(ctx, s).await,
         Statement::ShowSystem(s) => show::system(s),
         Statement::CreateDatabase(c) => {
             if let Some(why) = crate::model::db_name_problem(&c.name) {

@@ -18,7 +18,10 @@ use std::sync::Arc;
 
 use super::Ctx;
 use super::result::{Cell, ResultSeries};
-use crate::influxql::{SortOrder, Statement};
+use crate::influxql::{
+    CardinalityKind, ShowCardinality, ShowMeasurements, ShowSeries, ShowTagKeys, ShowTagValues,
+    SortOrder, Statement,
+};
 
 /// Runs `stmt` here and, when regions live on other nodes, there too, merging the answers.
 /// `local` runs a statement on this node.
@@ -94,6 +97,141 @@ where
         }
     }
     Ok(page(merged, &paging))
+}
+
+/// `SHOW … CARDINALITY` over every node: the list the count is of (measurements, series
+/// keys, tag keys, tag values) is gathered across the nodes as its SHOW statement is, and
+/// counted merged, so a series or a value held by two nodes counts once. Field keys come
+/// from the merged schema already; a forwarded statement, or one with no other node, is
+/// counted here.
+pub async fn cardinality(ctx: &Ctx, s: &ShowCardinality) -> Result<Vec<ResultSeries>, String> {
+    let local = matches!(s.kind, CardinalityKind::FieldKey)
+        || ctx.forwarded
+        || ctx.remote_nodes().is_empty()
+        || !s.dimensions.is_empty()
+        || (matches!(s.kind, CardinalityKind::Measurement) && s.sources.len() > 1);
+    if local {
+        return super::show::cardinality(ctx, s).await;
+    }
+    let list = match s.kind {
+        CardinalityKind::Measurement => Statement::ShowMeasurements(ShowMeasurements {
+            database: s.database.clone(),
+            retention_policy: None,
+            with_measurement: s.sources.first().cloned(),
+            condition: s.condition.clone(),
+            order: SortOrder::Asc,
+            limit: None,
+            offset: None,
+        }),
+        CardinalityKind::Series => Statement::ShowSeries(ShowSeries {
+            database: s.database.clone(),
+            sources: s.sources.clone(),
+            condition: s.condition.clone(),
+            order: SortOrder::Asc,
+            limit: None,
+            offset: None,
+        }),
+        CardinalityKind::TagKey => Statement::ShowTagKeys(ShowTagKeys {
+            database: s.database.clone(),
+            sources: s.sources.clone(),
+            tag_key: None,
+            condition: s.condition.clone(),
+            order: SortOrder::Asc,
+            limit: None,
+            offset: None,
+            slimit: None,
+            soffset: None,
+        }),
+        CardinalityKind::TagValues => {
+            let Some(filter) = &s.tag_key else {
+                return Err("SHOW TAG VALUES CARDINALITY needs WITH KEY".into());
+            };
+            Statement::ShowTagValues(ShowTagValues {
+                database: s.database.clone(),
+                sources: s.sources.clone(),
+                tag_key: filter.clone(),
+                condition: s.condition.clone(),
+                order: SortOrder::Asc,
+                limit: None,
+                offset: None,
+            })
+        }
+        CardinalityKind::FieldKey => return super::show::cardinality(ctx, s).await,
+    };
+    let merged = across_nodes(ctx, &list, super::show_catalog).await?;
+    let count = |name: &str, n: usize| ResultSeries {
+        zone: None,
+        name: name.to_string(),
+        tags: None,
+        columns: vec!["count".into()],
+        values: vec![vec![Cell::Int(n as i64)]],
+    };
+    // Per measurement: SHOW SERIES answers one list of keys, the others a series each.
+    let per_measurement: Vec<(String, usize)> = match s.kind {
+        CardinalityKind::Series => {
+            let mut by: BTreeMap<String, usize> = BTreeMap::new();
+            for row in merged.iter().flat_map(|r| &r.values) {
+                if let Some(Cell::Str(key)) = row.first() {
+                    *by.entry(measurement_of(key)).or_default() += 1;
+                }
+            }
+            by.into_iter().collect()
+        }
+        CardinalityKind::Measurement => merged
+            .iter()
+            .map(|r| (String::new(), r.values.len()))
+            .collect(),
+        _ => merged
+            .iter()
+            .map(|r| (r.name.clone(), r.values.len()))
+            .collect(),
+    };
+    let total: usize = per_measurement.iter().map(|(_, n)| n).sum();
+    if !s.exact
+        && matches!(
+            s.kind,
+            CardinalityKind::Measurement | CardinalityKind::Series
+        )
+    {
+        // The estimate InfluxDB gives is one total; Meridian's is exact.
+        return Ok(vec![ResultSeries {
+            zone: None,
+            name: String::new(),
+            tags: None,
+            columns: vec!["cardinality estimation".into()],
+            values: vec![vec![Cell::Int(total as i64)]],
+        }]);
+    }
+    Ok(match s.kind {
+        CardinalityKind::Measurement => vec![count("", total)],
+        _ => per_measurement
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(m, n)| count(&m, n))
+            .collect(),
+    })
+}
+
+/// The measurement of a series key (`m,k=v,…`, escaped as line protocol writes it).
+fn measurement_of(key: &str) -> String {
+    let mut out = String::new();
+    let mut chars = key.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            // Only `,` and ` ` are escaped in a series key's measurement.
+            '\\' => match chars.next() {
+                Some(n @ (',' | ' ')) => out.push(n),
+                Some(n) => {
+                    out.push('\\');
+                    out.push(n);
+                }
+                None => out.push('\\'),
+            },
+            ',' => break,
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// How a statement orders and pages its answer.
@@ -236,6 +374,14 @@ mod tests {
         v.iter()
             .map(|r| r.iter().map(|s| s.to_string()).collect())
             .collect()
+    }
+
+    #[test]
+    fn the_measurement_of_a_series_key_is_unescaped() {
+        assert_eq!(measurement_of("cpu,host=a"), "cpu");
+        assert_eq!(measurement_of("my\\ m\\,x,host=a"), "my m,x");
+        assert_eq!(measurement_of("a\\b,host=a"), "a\\b");
+        assert_eq!(measurement_of("tagless"), "tagless");
     }
 
     /// Answers of two nodes merge into what one node holding everything answers.
