@@ -83,7 +83,8 @@ impl RemoteClient {
         while let Some(chunk) = resp.chunk().await.map_err(|e| format!("{endpoint}: {e}"))? {
             if (body.len() + chunk.len()) as u64 > self.max_answer {
                 return Err(format!(
-                    "{endpoint}: the answer passed {} bytes (query.max_memory); not read further",
+                    "{endpoint}: {}: the answer passed {} bytes (query.max_memory); not read further",
+                    crate::query::remote::NODE_ERROR,
                     self.max_answer
                 ));
             }
@@ -212,7 +213,11 @@ impl RemoteClient {
             .map_err(|e| format!("{endpoint} answered {status}: not JSON: {e}"))?;
         let result = &v["results"][0];
         if let Some(e) = result["error"].as_str().or(v["error"].as_str()) {
-            return Err(format!("{endpoint}: {e}"));
+            // The node is up and refused the statement: not a node to leave out.
+            return Err(format!(
+                "{endpoint}: {}: {e}",
+                crate::query::remote::NODE_ERROR
+            ));
         }
         if !status.is_success() {
             return Err(format!("{endpoint} answered {status}"));

@@ -99,6 +99,10 @@ pub struct WireSchema {
     pub measurements: Vec<(String, Vec<(String, crate::model::ColumnKind)>)>,
 }
 
+/// Marks an error a node answered (it is up): a statement fails with it rather than leave
+/// the node's regions out as if it were down.
+pub const NODE_ERROR: &str = "the node answered an error";
+
 /// A SHOW statement's answer: per series, its name, columns and rows.
 pub type ShowAnswer = Vec<(String, Vec<String>, Vec<Vec<String>>)>;
 

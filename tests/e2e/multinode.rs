@@ -188,6 +188,22 @@ fn two_nodes_forward_writes_and_fan_out_queries() {
             counts("SHOW MEASUREMENT EXACT CARDINALITY"),
             vec![(String::new(), 1)]
         );
+        assert_eq!(
+            counts("SHOW MEASUREMENT EXACT CARDINALITY FROM cpu, mem"),
+            vec![(String::new(), 1)]
+        );
+        let j: serde_json::Value = client
+            .get(format!("{}/query", node.url))
+            .query(&[("q", "SHOW SERIES EXACT CARDINALITY ON nosuch")])
+            .send()
+            .and_then(|r| r.json())
+            .expect("cardinality");
+        assert!(
+            j["results"][0]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("database not found")),
+            "{j}"
+        );
         assert_eq!(show(node, "SHOW MEASUREMENTS"), one(vec!["cpu"]));
         assert_eq!(show(node, "SHOW TAG KEYS"), one(vec!["node", "region"]));
         assert_eq!(

@@ -55,11 +55,17 @@ pub struct Ctx {
     /// Cluster mode: what a delete waits for first (see [`WriteBarrier`]).
     pub barrier: Option<Arc<dyn crate::query::remote::WriteBarrier>>,
     /// Per database, its schema over every region, asked once per request ([`Ctx::schema`]).
-    pub schemas: tokio::sync::Mutex<std::collections::HashMap<String, Arc<DbSchema>>>,
+    /// With it, the warnings of the nodes that did not give theirs, repeated to every
+    /// statement that uses it.
+    pub schemas: tokio::sync::Mutex<std::collections::HashMap<String, CachedSchema>>,
     /// Warnings of the statement running (a node that did not answer), sent as its
     /// `messages`.
     pub warnings: parking_lot::Mutex<Vec<String>>,
 }
+
+/// A schema asked for in this request, and the warnings of the nodes that did not give
+/// theirs.
+pub type CachedSchema = (Arc<DbSchema>, Vec<String>);
 
 /// A database's measurements and their columns, over every region.
 pub type DbSchema =
@@ -126,9 +132,13 @@ impl Ctx {
     /// not answer adds nothing: its regions' answers are partial anyway.
     pub async fn schema(&self, db: &str) -> Arc<DbSchema> {
         let mut cache = self.schemas.lock().await;
-        if let Some(s) = cache.get(db) {
+        if let Some((s, warnings)) = cache.get(db) {
+            for w in warnings {
+                self.warn(w.clone());
+            }
             return s.clone();
         }
+        let mut warnings = Vec::new();
         let mut schema = self.local_schema(db);
         // A statement another node forwarded is answered for this node's regions only.
         let nodes = if self.forwarded {
@@ -156,14 +166,17 @@ impl Ctx {
                 Ok(wire) => merge_schema(&mut schema, wire),
                 Err(e) => {
                     tracing::warn!(db, error = %e, "a node did not give its schema: its regions' columns are missing from this statement");
-                    self.warn(format!(
+                    warnings.push(format!(
                         "the columns of regions on another node are missing ({e})"
                     ));
                 }
             }
         }
+        for w in &warnings {
+            self.warn(w.clone());
+        }
         let schema = Arc::new(schema);
-        cache.insert(db.to_string(), schema.clone());
+        cache.insert(db.to_string(), (schema.clone(), warnings));
         schema
     }
 

@@ -287,7 +287,8 @@ pub async fn run(ctx: &Ctx, p: &HashMap<String, String>) -> Result<QueryResult, 
         partial: false,
         regions: BTreeMap::new(),
         refused: None,
-        warnings: Vec::new(),
+        // A node that did not give its schema (the columns of its regions are missing).
+        warnings: std::mem::take(&mut *ctx.warnings.lock()),
         skipped: Vec::new(),
     })
 }

@@ -116,7 +116,7 @@ fn go_duration(ns: i64) -> String {
 }
 
 /// The database of a SHOW (`ON db`, else the request's), checked to exist.
-async fn show_db(ctx: &Ctx, on: Option<&str>) -> Result<String, String> {
+pub(super) async fn show_db(ctx: &Ctx, on: Option<&str>) -> Result<String, String> {
     let db = ctx.database(on)?;
     // Forwarded by another node, which checked that the database exists somewhere: this
     // node answers for its own regions, with nothing if it holds none of it.

@@ -83,6 +83,8 @@ where
         // naming it (as a query's answer is partial when a region is down).
         let answer = match answer {
             Ok(a) => a,
+            // An error the node answered (or an answer too large to read) is the statement's.
+            Err(e) if e.contains(crate::query::remote::NODE_ERROR) => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, "a node did not answer a SHOW statement");
                 ctx.warn(format!(
@@ -108,16 +110,29 @@ pub async fn cardinality(ctx: &Ctx, s: &ShowCardinality) -> Result<Vec<ResultSer
     let local = matches!(s.kind, CardinalityKind::FieldKey)
         || ctx.forwarded
         || ctx.remote_nodes().is_empty()
-        || !s.dimensions.is_empty()
-        || (matches!(s.kind, CardinalityKind::Measurement) && s.sources.len() > 1);
+        || !s.dimensions.is_empty();
     if local {
         return super::show::cardinality(ctx, s).await;
     }
+    // An unknown database is an error, as on one node.
+    super::show::show_db(ctx, s.database.as_deref()).await?;
+    // Tag keys of live series (the series catalog), as one node counts them: a condition
+    // on time alone, which SHOW statements take as true.
+    let live = || {
+        Some(s.condition.clone().unwrap_or_else(|| {
+            super::native::cmp(
+                crate::influxql::BinaryOp::Gt,
+                super::native::var(crate::model::TIME_COLUMN, false),
+                crate::influxql::Expr::Integer(0),
+            )
+        }))
+    };
     let list = match s.kind {
+        // Every measurement, narrowed to the sources below once merged.
         CardinalityKind::Measurement => Statement::ShowMeasurements(ShowMeasurements {
             database: s.database.clone(),
             retention_policy: None,
-            with_measurement: s.sources.first().cloned(),
+            with_measurement: None,
             condition: s.condition.clone(),
             order: SortOrder::Asc,
             limit: None,
@@ -135,7 +150,7 @@ pub async fn cardinality(ctx: &Ctx, s: &ShowCardinality) -> Result<Vec<ResultSer
             database: s.database.clone(),
             sources: s.sources.clone(),
             tag_key: None,
-            condition: s.condition.clone(),
+            condition: live(),
             order: SortOrder::Asc,
             limit: None,
             offset: None,
@@ -177,10 +192,20 @@ pub async fn cardinality(ctx: &Ctx, s: &ShowCardinality) -> Result<Vec<ResultSer
             }
             by.into_iter().collect()
         }
-        CardinalityKind::Measurement => merged
-            .iter()
-            .map(|r| (String::new(), r.values.len()))
-            .collect(),
+        CardinalityKind::Measurement => {
+            let names: Vec<Arc<str>> = merged
+                .iter()
+                .flat_map(|r| &r.values)
+                .filter_map(|row| match row.first() {
+                    Some(Cell::Str(m)) => Some(m.clone()),
+                    _ => None,
+                })
+                .collect();
+            vec![(
+                String::new(),
+                super::show::match_sources(names, &s.sources).len(),
+            )]
+        }
         _ => merged
             .iter()
             .map(|r| (r.name.clone(), r.values.len()))
@@ -215,17 +240,16 @@ pub async fn cardinality(ctx: &Ctx, s: &ShowCardinality) -> Result<Vec<ResultSer
 /// The measurement of a series key (`m,k=v,…`, escaped as line protocol writes it).
 fn measurement_of(key: &str) -> String {
     let mut out = String::new();
-    let mut chars = key.chars();
+    let mut chars = key.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
             // Only `,` and ` ` are escaped in a series key's measurement.
-            '\\' => match chars.next() {
-                Some(n @ (',' | ' ')) => out.push(n),
-                Some(n) => {
-                    out.push('\\');
+            '\\' => match chars.peek() {
+                Some(&n @ (',' | ' ')) => {
                     out.push(n);
+                    chars.next();
                 }
-                None => out.push('\\'),
+                _ => out.push('\\'),
             },
             ',' => break,
             c => out.push(c),
@@ -381,6 +405,8 @@ mod tests {
         assert_eq!(measurement_of("cpu,host=a"), "cpu");
         assert_eq!(measurement_of("my\\ m\\,x,host=a"), "my m,x");
         assert_eq!(measurement_of("a\\b,host=a"), "a\\b");
+        // `a\ b` (a backslash, then an escaped space).
+        assert_eq!(measurement_of("a\\\\ b,host=x"), "a\\ b");
         assert_eq!(measurement_of("tagless"), "tagless");
     }
 
