@@ -644,14 +644,7 @@ impl JetStream {
                         self.stats().log_gaps.fetch_add(1, Relaxed);
                         tracing::error!(%region, after = applied.seq, first = state.first_sequence, "messages of the region's log expired before they were applied here");
                         applied.seq = state.first_sequence - 1;
-                        let (m, a) = (marker.clone(), applied.clone());
-                        tokio::task::spawn_blocking(move || write_applied(&m, &a))
-                            .await
-                            .map_err(|e| format!("recording the applied sequence: {e}"))??;
-                        self.stats()
-                            .applied_seq
-                            .lock()
-                            .insert(region.clone(), applied.seq);
+                        self.record_applied(&marker, &applied, &region).await?;
                     }
                     let last = state.last_sequence;
                     if last > applied.seq {
@@ -717,18 +710,30 @@ impl JetStream {
                 }
             }
             self.commit_group(&region, group).await?;
-            let (m, state) = (marker.clone(), applied.clone());
-            tokio::task::spawn_blocking(move || write_applied(&m, &state))
-                .await
-                .map_err(|e| format!("recording the applied sequence: {e}"))??;
-            self.stats()
-                .applied_seq
-                .lock()
-                .insert(region.clone(), applied.seq);
+            self.record_applied(&marker, &applied, &region).await?;
             self.stats()
                 .messages_applied
                 .fetch_add(batch.len() as u64, Relaxed);
         }
+    }
+
+    /// Records durably what was applied of `region`'s log (after its WAL commit), and
+    /// shows its sequence on `/metrics`.
+    async fn record_applied(
+        &self,
+        marker: &Path,
+        applied: &Applied,
+        region: &str,
+    ) -> Result<(), String> {
+        let (m, a) = (marker.to_path_buf(), applied.clone());
+        tokio::task::spawn_blocking(move || write_applied(&m, &a))
+            .await
+            .map_err(|e| format!("recording the applied sequence: {e}"))??;
+        self.stats()
+            .applied_seq
+            .lock()
+            .insert(region.to_string(), applied.seq);
+        Ok(())
     }
 
     /// Checks payloads of region `r` here and adds their rows to `group`.

@@ -44,7 +44,7 @@ use super::{CompactionError, ExecSettings, Result, UnitKind, arrow_err};
 use crate::catalog::FileMeta;
 use crate::config::Config;
 use crate::router::Router;
-use crate::routing::{History, Routing};
+use crate::routing::History;
 use crate::storage::merge::merge_dedup;
 
 /// The journal of a reroute in progress.
@@ -105,19 +105,12 @@ pub fn reroute(
         .latest()
         .cloned()
         .ok_or_else(|| CompactionError::Reroute("no routing version".into()))?;
-    let routing = Routing::compile(
-        &History {
-            versions: vec![crate::routing::Version {
-                effective_from: i64::MIN,
-                ..latest.clone()
-            }],
-            lead_ns: None,
-        },
-        &cfg.routing,
-    );
-    let router = routing
-        .at(0)
-        .map_err(|u| CompactionError::Reroute(u.to_string()))?;
+    // The latest version's router, which every row is now routed by.
+    let rules: crate::routing::Rules = serde_json::from_value(latest.rules.clone())
+        .map_err(|e| CompactionError::Reroute(format!("routing version {}: {e}", latest.number)))?;
+    let router = Router::from_rules(&rules, &cfg.routing)
+        .map_err(|e| CompactionError::Reroute(format!("routing version {}: {e}", latest.number)))?;
+    let router = &router;
     // What would fail a partition midway is checked before anything changes: a failed run
     // leaves the journal, and the server refuses to start until a run finishes.
     for a in data.regions() {

@@ -28,6 +28,15 @@ fn count_sum(s: &TestServer, extra: &str) -> (i64, i64) {
     (row[1].as_i64().unwrap(), row[2].as_i64().unwrap())
 }
 
+/// A point of tenant globex (region tag us-east-1: americas by geography), its host by
+/// its second.
+fn globex_line(t: i64, v: i64) -> String {
+    format!(
+        "cpu,tenant=globex,region=us-east-1,host=h{} v={v}i {t}\n",
+        (t / 1_000_000_000) % 3
+    )
+}
+
 /// Tenant globex's points in the files, by time: the region holding each and its value
 /// (merged within the region, the newer file winning); a point in two regions fails.
 fn globex_by_time(rows: &[crate::support::Row]) -> BTreeMap<i64, (String, Option<Value>)> {
@@ -58,12 +67,7 @@ fn a_moved_directory_entry_keeps_old_points_where_they_were() {
     let old_t0 = (now_ns() - 3 * 3_600 * sec) / sec * sec;
     // Model: time → v of every globex point (one series per host; hosts by time).
     let mut model: BTreeMap<i64, i64> = BTreeMap::new();
-    let line = |t: i64, v: i64| {
-        format!(
-            "cpu,tenant=globex,region=us-east-1,host=h{} v={v}i {t}\n",
-            (t / sec) % 3
-        )
-    };
+    let line = globex_line;
     let mut body = String::new();
     for i in 0..60 {
         let t = old_t0 + i * sec;
@@ -151,12 +155,7 @@ fn reroute_moves_old_partitions_into_the_new_region() {
     let sec = 1_000_000_000i64;
     let old_t0 = (now_ns() - 5 * 3_600 * sec) / sec * sec;
     let mut model: BTreeMap<i64, i64> = BTreeMap::new();
-    let line = |t: i64, v: i64| {
-        format!(
-            "cpu,tenant=globex,region=us-east-1,host=h{} v={v}i {t}\n",
-            (t / sec) % 3
-        )
-    };
+    let line = globex_line;
     // Two hours of old points (two partitions), and one other tenant that stays put.
     let mut body = String::new();
     for i in 0..120 {

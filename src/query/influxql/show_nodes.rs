@@ -259,6 +259,7 @@ fn measurement_of(key: &str) -> String {
 }
 
 /// How a statement orders and pages its answer.
+#[derive(Default)]
 struct Paging {
     order: SortOrder,
     /// Rows of each series.
@@ -276,60 +277,34 @@ struct Paging {
 /// small and asked whole. `None` for a statement not merged here.
 fn strip_paging(stmt: &Statement) -> Option<(Statement, Paging)> {
     let mut s = stmt.clone();
-    let first = |limit: Option<u64>, offset: Option<u64>| {
-        limit.map(|l| l.saturating_add(offset.unwrap_or(0)))
-    };
     let paging = match &mut s {
-        Statement::ShowMeasurements(m) => {
-            let p = Paging {
-                order: m.order,
-                limit: m.limit,
-                offset: m.offset.take(),
-                slimit: None,
-                soffset: None,
-            };
-            m.limit = first(p.limit, p.offset);
-            p
-        }
+        Statement::ShowMeasurements(m) => first_rows(m.order, &mut m.limit, &mut m.offset),
+        Statement::ShowTagValues(v) => first_rows(v.order, &mut v.limit, &mut v.offset),
+        Statement::ShowSeries(v) => first_rows(v.order, &mut v.limit, &mut v.offset),
         Statement::ShowTagKeys(k) => Paging {
-            order: SortOrder::Asc,
             limit: k.limit.take(),
             offset: k.offset.take(),
             slimit: k.slimit.take(),
             soffset: k.soffset.take(),
+            ..Paging::default()
         },
-        Statement::ShowTagValues(v) => {
-            let p = Paging {
-                order: v.order,
-                limit: v.limit,
-                offset: v.offset.take(),
-                slimit: None,
-                soffset: None,
-            };
-            v.limit = first(p.limit, p.offset);
-            p
-        }
-        Statement::ShowDatabases => Paging {
-            order: SortOrder::Asc,
-            limit: None,
-            offset: None,
-            slimit: None,
-            soffset: None,
-        },
-        Statement::ShowSeries(v) => {
-            let p = Paging {
-                order: v.order,
-                limit: v.limit,
-                offset: v.offset.take(),
-                slimit: None,
-                soffset: None,
-            };
-            v.limit = first(p.limit, p.offset);
-            p
-        }
+        Statement::ShowDatabases => Paging::default(),
         _ => return None,
     };
     Some((s, paging))
+}
+
+/// The paging of a statement whose nodes are asked for their first `offset + limit` rows
+/// (`limit` and `offset` are rewritten so).
+fn first_rows(order: SortOrder, limit: &mut Option<u64>, offset: &mut Option<u64>) -> Paging {
+    let p = Paging {
+        order,
+        limit: *limit,
+        offset: offset.take(),
+        ..Paging::default()
+    };
+    *limit = p.limit.map(|l| l.saturating_add(p.offset.unwrap_or(0)));
+    p
 }
 
 fn db_of(stmt: &Statement) -> Option<&str> {
