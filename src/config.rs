@@ -295,6 +295,9 @@ pub struct RawCluster {
     pub nats_cluster: Option<String>,
     /// How long before it takes effect a routing version must be published (default 10m).
     pub routing_lead: Option<String>,
+    /// Shared storage: how long a flush lease holds without renewal (another node takes
+    /// the region's flushes over after it).
+    pub lease_ttl: Option<String>,
 }
 
 /// `[[retention]]`: how long a database (or one measurement of it) keeps its points, and
@@ -439,6 +442,10 @@ pub struct RawRegion {
     pub replicas: Vec<String>,
     /// Cluster mode: the NATS cluster that keeps the region's stream (its geography).
     pub nats_cluster: Option<String>,
+    /// Cluster mode: the nodes hosting the region share its `storage` (a bucket): one
+    /// holds a lease and flushes, the others follow and take over.
+    #[serde(default)]
+    pub shared_storage: bool,
 }
 
 /// A lat/lon rectangle, inclusive on every edge. `min_lon > max_lon` is allowed and means
@@ -506,6 +513,8 @@ pub struct ClusterConfig {
     /// A routing version takes effect at least this long after it is published; nodes
     /// route points up to about this far past the last time they read the versions.
     pub routing_lead: Duration,
+    /// Shared storage: a flush lease not renewed for this long is taken over.
+    pub lease_ttl: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -522,6 +531,8 @@ pub struct RegionConfig {
     pub replicas: Vec<String>,
     /// The NATS cluster that keeps the region's stream (`None`: where JetStream puts it).
     pub nats_cluster: Option<String>,
+    /// Cluster mode: its nodes share its storage (a bucket) under a flush lease.
+    pub shared_storage: bool,
 }
 
 /// What a region's nodes answer to other nodes (residency).
@@ -891,7 +902,18 @@ fn check_cluster(c: RawCluster) -> Result<ClusterConfig> {
             "must be at least 4s (nodes read the routing versions every second)",
         ));
     }
+    let lease_ttl = match &c.lease_ttl {
+        Some(s) => duration_key("cluster.lease_ttl", s)?,
+        None => Duration::from_secs(6),
+    };
+    if lease_ttl < Duration::from_secs(3) {
+        return Err(invalid(
+            "cluster.lease_ttl",
+            "must be at least 3s (the holder renews it every third of it)",
+        ));
+    }
     Ok(ClusterConfig {
+        lease_ttl,
         nats: c.nats,
         node: c.node,
         replicas,
@@ -1067,10 +1089,19 @@ impl RawConfig {
                     ));
                 }
             }
-            if !r.replicas.is_empty() && matches!(storage, StorageLocation::S3 { .. }) {
+            if !r.replicas.is_empty()
+                && matches!(storage, StorageLocation::S3 { .. })
+                && !r.shared_storage
+            {
                 return Err(invalid(
                     key("replicas"),
-                    "each node hosting a region keeps its own files: a region with replicas keeps them on local disk, not in a bucket its nodes would share",
+                    "each node hosting a region keeps its own files: a region with replicas keeps them on local disk, or shares a bucket with shared_storage = true",
+                ));
+            }
+            if r.shared_storage && !matches!(storage, StorageLocation::S3 { .. }) {
+                return Err(invalid(
+                    key("shared_storage"),
+                    "needs the region's files in a bucket its nodes share (storage = \"s3://…\" or [storage] url)",
                 ));
             }
             if !r.replicas.is_empty() && r.url.is_none() {
@@ -1088,6 +1119,7 @@ impl RawConfig {
                 export,
                 replicas: r.replicas,
                 nats_cluster: r.nats_cluster,
+                shared_storage: r.shared_storage,
             });
         }
         let region_index = |name: &str| regions.iter().position(|r| r.name == name);
@@ -1333,6 +1365,14 @@ impl RawConfig {
             return Err(invalid(
                 format!("region {:?}: nats_cluster", r.name),
                 "needs [cluster] (it places the region's JetStream stream)",
+            ));
+        }
+        if cluster.is_none()
+            && let Some(r) = regions.iter().find(|r| r.shared_storage)
+        {
+            return Err(invalid(
+                format!("region {:?}: shared_storage", r.name),
+                "needs [cluster]: the region's log (JetStream) is what its nodes share",
             ));
         }
         if cluster.is_none()

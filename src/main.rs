@@ -563,7 +563,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         // Cluster mode: writes go through JetStream; this node splits the bodies it
         // receives and applies the logs of the regions it hosts.
         type Barrier = Option<Arc<dyn meridian::query::remote::WriteBarrier>>;
-        let (writes, barrier, cluster_tasks): (Arc<dyn WriteDispatch>, Barrier, Vec<_>) = match &cfg.cluster {
+        let (writes, barrier, cluster_tasks, cluster): (Arc<dyn WriteDispatch>, Barrier, Vec<_>, _) = match &cfg.cluster {
             Some(c) => {
                 let js = Arc::new(
                     JetStream::connect(c, &cfg.routing, engine.clone(), cfg.http.max_body_bytes)
@@ -572,12 +572,13 @@ fn serve(args: ServeArgs) -> Result<()> {
                 );
                 info!(node = ?c.node, nats = ?c.nats, replicas = c.replicas, max_payload = js.max_payload(), "cluster mode: writes go through NATS JetStream");
                 let tasks = js.start();
-                (js.clone(), Some(js), tasks)
+                (js.clone(), Some(js.clone()), tasks, Some(js))
             }
             None => (
                 Arc::new(Direct::new(engine.clone(), remote.clone())),
                 None,
                 Vec::new(),
+                None,
             ),
         };
         info!(%addr, data_dir = %cfg.data_dir.display(), max_connections, fd_limit, "meridian is ready");
@@ -608,6 +609,14 @@ fn serve(args: ServeArgs) -> Result<()> {
         // regions' logs and is applied again at the next start.
         for t in cluster_tasks {
             t.abort();
+        }
+        // Shared storage: the flush leases go back at once, so another node hosting the
+        // region takes its flushes over without waiting for them to lapse (the rows this
+        // node held are in the region's log, from the last mark on).
+        if let Some(js) = cluster {
+            for lease in js.flush_leases() {
+                lease.release().await;
+            }
         }
         anyhow::Ok(())
     })?;

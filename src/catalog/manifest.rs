@@ -120,7 +120,52 @@ struct Checkpoint {
     retired: Vec<Retired>,
     #[serde(default)]
     leases: Vec<Lease>,
+    #[serde(default, skip_serializing_if = "Shared::is_empty")]
+    shared: Shared,
 }
+
+/// A region whose nodes share its storage (cluster mode, `shared_storage`): the flush
+/// lease's fence, how far the region's log is in files, and the file seqs each node
+/// reserved.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Shared {
+    /// The highest lease epoch an edit was committed under: an edit under a lower one is
+    /// refused (its node lost the lease).
+    #[serde(default)]
+    pub epoch: u64,
+    #[serde(default)]
+    pub log: Option<LogMark>,
+    /// Per node, the last ranges of file seqs it reserved (newest last).
+    #[serde(default)]
+    pub reserved: Vec<Reservation>,
+}
+
+impl Shared {
+    fn is_empty(&self) -> bool {
+        *self == Shared::default()
+    }
+}
+
+/// Every row of the region's log up to `through` is in the manifest's files; `state` is
+/// what the log's reader needs to go on from there (opaque here).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogMark {
+    pub epoch: u64,
+    pub through: u64,
+    #[serde(default)]
+    pub state: serde_json::Value,
+}
+
+/// File seqs `[first, end)` are for `node`'s files alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub node: String,
+    pub first: u64,
+    pub end: u64,
+}
+
+/// Ranges of file seqs kept per node in the manifest (a node's orphans are found in them).
+const RESERVATIONS_KEPT: usize = 8;
 
 /// One committed edit, an object of its own.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -135,6 +180,13 @@ struct EditRecord {
     next_seq: u64,
     /// Unix ns when it was committed.
     at: i64,
+    /// Shared storage: the lease epoch the edit was made under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fence: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    log: Option<LogMark>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reserve: Option<Reservation>,
 }
 
 const FORMAT: u32 = 2;
@@ -155,6 +207,10 @@ pub struct ManifestEdit {
     /// Paths of live files.
     pub remove: Vec<String>,
     pub leases: Vec<Lease>,
+    /// Shared storage: made under this lease epoch (refused if a higher one committed).
+    pub fence: Option<u64>,
+    /// Shared storage: how far the region's log is in files now (under `fence`).
+    pub log: Option<LogMark>,
 }
 
 /// What an operator can do about a missing or damaged manifest.
@@ -186,6 +242,8 @@ pub struct Manifest {
     next_seq: AtomicU64,
     /// The next seq recorded when the manifest was opened.
     committed_next_seq: AtomicU64,
+    /// Shared storage: this node's reserved seqs `(next, end)` (see [`Manifest::reserve_seqs`]).
+    own_seqs: Mutex<Option<(u64, u64)>>,
 }
 
 struct State {
@@ -193,6 +251,7 @@ struct State {
     files: Arc<Vec<FileMeta>>,
     retired: Vec<Retired>,
     leases: Vec<Lease>,
+    shared: Shared,
     next_seq: u64,
     checkpoint_version: u64,
     /// When `checkpoint_version` was written (or found, for one read at open).
@@ -244,6 +303,7 @@ impl State {
             files: Arc::new(files),
             retired: c.retired,
             leases: c.leases,
+            shared: c.shared,
             next_seq: c.next_seq,
             checkpoint_version: c.version,
             checkpoint_written: Instant::now(),
@@ -262,6 +322,7 @@ impl State {
             next_seq: self.next_seq,
             retired: self.retired.clone(),
             leases: self.leases.clone(),
+            shared: self.shared.clone(),
         }
     }
 
@@ -307,6 +368,31 @@ impl State {
                 self.leases.push(l);
             }
         }
+        if let Some(e) = r.fence {
+            self.shared.epoch = self.shared.epoch.max(e);
+        }
+        if let Some(mark) = r.log
+            && self
+                .shared
+                .log
+                .as_ref()
+                .is_none_or(|m| m.through <= mark.through)
+        {
+            self.shared.epoch = self.shared.epoch.max(mark.epoch);
+            self.shared.log = Some(mark);
+        }
+        if let Some(res) = r.reserve {
+            self.next_seq = self.next_seq.max(res.end);
+            let reserved = &mut self.shared.reserved;
+            reserved.push(res);
+            let node = reserved[reserved.len() - 1].node.clone();
+            let mine = reserved.iter().filter(|x| x.node == node).count();
+            if mine > RESERVATIONS_KEPT
+                && let Some(i) = reserved.iter().position(|x| x.node == node)
+            {
+                reserved.remove(i);
+            }
+        }
         self.next_seq = self.next_seq.max(r.next_seq);
         self.version = r.version;
         self.edits_since += 1;
@@ -332,6 +418,14 @@ impl State {
                     "file {gone} is no longer live (another writer replaced or removed it)"
                 ));
             }
+        }
+        if let Some(e) = edit.fence.or(edit.log.as_ref().map(|m| m.epoch))
+            && e < self.shared.epoch
+        {
+            return Some(format!(
+                "made under flush lease epoch {e}, but epoch {} took over since (another node holds the region's lease)",
+                self.shared.epoch
+            ));
         }
         for l in edit.leases.iter().filter(|l| l.until > 0) {
             if let Some(h) = self
@@ -436,6 +530,7 @@ impl Manifest {
             next_seq,
             retired,
             leases: Vec::new(),
+            shared: Shared::default(),
         };
         if let Some(f) = c.files.iter().find(|f| !entry_is_valid(f)) {
             return Err(ManifestError::Corrupt {
@@ -515,6 +610,7 @@ impl Manifest {
             state: Mutex::new(st),
             next_seq: AtomicU64::new(next),
             committed_next_seq: AtomicU64::new(next),
+            own_seqs: Mutex::new(None),
         })
     }
 
@@ -652,9 +748,64 @@ impl Manifest {
         self.committed_next_seq.load(Ordering::Relaxed)
     }
 
-    /// Reserves a new file sequence number.
+    /// Reserves a new file sequence number (from this node's range on shared storage).
     pub fn next_file_seq(&self) -> u64 {
+        if let Some((next, end)) = self.own_seqs.lock().as_mut() {
+            if *next < *end {
+                *next += 1;
+                return *next - 1;
+            }
+            tracing::error!(
+                store = %self.store.describe(),
+                "this node's reserved file seqs are used up; taking one from the shared counter"
+            );
+        }
         self.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Shared storage: reserves `count` file seqs for `node` alone with a committed edit, and
+    /// takes them for this manifest's files from now on (two nodes never name a file
+    /// alike, and each node's seqs grow with time, as flushes need).
+    pub fn reserve_seqs(&self, node: &str, count: u64) -> Result<(u64, u64)> {
+        let mut st = self.state.lock();
+        self.catch_up(&mut st)?;
+        for _ in 0..MAX_RACES {
+            let first = st.next_seq.max(self.next_seq.load(Ordering::Relaxed));
+            let res = Reservation {
+                node: node.to_string(),
+                first,
+                end: first.saturating_add(count),
+            };
+            let record = EditRecord {
+                version: st.version + 1,
+                add: Vec::new(),
+                remove: Vec::new(),
+                leases: Vec::new(),
+                next_seq: res.end,
+                at: now_ns(),
+                fence: None,
+                log: None,
+                reserve: Some(res.clone()),
+            };
+            let rel = manifest_edit_rel(record.version);
+            let bytes = encode(&record, &self.store, &rel)?;
+            let len = bytes.len() as u64;
+            if self.store.put_new(&rel, bytes)? {
+                st.apply(record, len);
+                self.next_seq.fetch_max(res.end, Ordering::Relaxed);
+                *self.own_seqs.lock() = Some((res.first, res.end));
+                return Ok((res.first, res.end));
+            }
+            self.catch_up(&mut st)?;
+        }
+        Err(ManifestError::Conflict(
+            "too many concurrent commits by other writers".into(),
+        ))
+    }
+
+    /// Shared storage: the fence, log mark and reservations as committed so far.
+    pub fn shared(&self) -> Shared {
+        self.state.lock().shared.clone()
     }
 
     /// Commits an edit durably as the next version, after any edits other writers made
@@ -678,6 +829,9 @@ impl Manifest {
                 leases: edit.leases.clone(),
                 next_seq: self.next_seq.load(Ordering::Relaxed).max(st.next_seq),
                 at,
+                fence: edit.fence,
+                log: edit.log.clone(),
+                reserve: None,
             };
             let rel = manifest_edit_rel(record.version);
             let bytes = encode(&record, &self.store, &rel)?;
@@ -901,6 +1055,60 @@ mod tests {
         assert_eq!(seqs(&compactor), seqs(&fresh));
     }
 
+    /// Shared storage: an edit under an older lease epoch than one committed is refused
+    /// (the node that lost the lease cannot record a flush), the log mark only moves
+    /// forward, and seqs reserved by two nodes never meet.
+    #[test]
+    fn shared_storage_fences_old_epochs_and_reserves_disjoint_seqs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::local(dir.path());
+        let a = Manifest::open(&store).unwrap();
+        let b = Manifest::open(&store).unwrap();
+        let (a0, a1) = a.reserve_seqs("a", 1000).unwrap();
+        let (b0, b1) = b.reserve_seqs("b", 1000).unwrap();
+        assert!(a1 <= b0 || b1 <= a0, "{a0}..{a1} and {b0}..{b1} overlap");
+        let (sa, sb) = (a.next_file_seq(), b.next_file_seq());
+        assert!((a0..a1).contains(&sa) && (b0..b1).contains(&sb));
+        let mark = |epoch, through| LogMark {
+            epoch,
+            through,
+            state: serde_json::json!({ "n": through }),
+        };
+        a.commit(ManifestEdit {
+            fence: Some(5),
+            log: Some(mark(5, 10)),
+            ..ManifestEdit::default()
+        })
+        .unwrap();
+        // b takes over with a later epoch; a, still believing it leads, is refused.
+        b.commit(ManifestEdit {
+            fence: Some(7),
+            log: Some(mark(7, 12)),
+            ..ManifestEdit::default()
+        })
+        .unwrap();
+        let late = a.commit(ManifestEdit {
+            fence: Some(5),
+            log: Some(mark(5, 20)),
+            ..ManifestEdit::default()
+        });
+        assert!(matches!(late, Err(ManifestError::Conflict(ref why)) if why.contains("epoch 7")));
+        // A mark behind the one recorded does not move it back.
+        b.commit(ManifestEdit {
+            fence: Some(7),
+            log: Some(mark(7, 11)),
+            ..ManifestEdit::default()
+        })
+        .unwrap();
+        let fresh = Manifest::open(&store).unwrap();
+        let shared = fresh.shared();
+        assert_eq!(shared.epoch, 7);
+        assert_eq!(shared.log, Some(mark(7, 12)));
+        assert_eq!(shared.reserved.len(), 2);
+        // Edits without a fence (a compactor's) are not concerned.
+        a.commit(ManifestEdit::default()).unwrap();
+    }
+
     #[test]
     fn a_lease_held_by_another_owner_refuses_until_it_lapses_or_is_given_back() {
         let dir = tempfile::tempdir().unwrap();
@@ -1023,6 +1231,9 @@ mod tests {
             leases: vec![],
             next_seq: 2,
             at: 0,
+            fence: None,
+            log: None,
+            reserve: None,
         };
         store
             .put_new(

@@ -113,6 +113,9 @@ pub struct JetStream {
     routing_lead: Duration,
     /// The revision of the versions read at start-up.
     routing_revision: u64,
+    /// Shared storage: the flush leases (`None` when no hosted region shares its storage).
+    leases: Option<async_nats::jetstream::kv::Store>,
+    lease_ttl: Duration,
 }
 
 impl JetStream {
@@ -203,6 +206,11 @@ impl JetStream {
                 "the routing of this node's regions.toml differs from the cluster's latest routing version, which is in force: publish a change with `meridian routing publish`"
             );
         }
+        let leases = if engine.regions().iter().any(|r| r.log.is_some()) {
+            Some(super::lease::bucket(&js, cfg).await?)
+        } else {
+            None
+        };
         let applied_dir = engine.data_dir().join("cluster");
         std::fs::create_dir_all(&applied_dir)
             .map_err(|e| format!("creating {}: {e}", applied_dir.display()))?;
@@ -221,6 +229,8 @@ impl JetStream {
             routing_cfg: routing.clone(),
             routing_lead: cfg.routing_lead,
             routing_revision,
+            leases,
+            lease_ttl: cfg.lease_ttl,
         })
     }
 
@@ -250,7 +260,31 @@ impl JetStream {
                 tasks.push(tokio::spawn(self.clone().apply_forever(RegionId(i))));
             }
         }
+        for lease in self.flush_leases() {
+            tasks.push(tokio::spawn(lease.run()));
+        }
         tasks
+    }
+
+    /// This node's side of the flush lease of every shared region it hosts.
+    pub fn flush_leases(&self) -> Vec<super::lease::FlushLease> {
+        let Some(store) = &self.leases else {
+            return Vec::new();
+        };
+        self.engine
+            .regions()
+            .iter()
+            .filter_map(|r| {
+                Some(super::lease::FlushLease {
+                    store: store.clone(),
+                    region: r.name.to_string(),
+                    node: self.node.clone(),
+                    ttl: self.lease_ttl,
+                    manifest: r.manifest.clone()?,
+                    log: r.log.clone()?,
+                })
+            })
+            .collect()
     }
 
     async fn publish(&self, w: Dispatch) -> Result<(), DispatchError> {
@@ -593,8 +627,10 @@ impl JetStream {
 
     /// Applies region `r`'s log to this node, forever.
     async fn apply_forever(self: Arc<Self>, r: RegionId) {
+        // Shared storage: where this process got to (memory holds it), once started.
+        let mut resume: Option<Applied> = None;
         loop {
-            if let Err(e) = self.apply(r).await {
+            if let Err(e) = self.apply(r, &mut resume).await {
                 let region = &self.engine.regions()[r.0].name;
                 tracing::warn!(%region, error = %e, "applying the region's log stopped; starting again after the last applied message");
             }
@@ -602,10 +638,21 @@ impl JetStream {
         }
     }
 
-    async fn apply(&self, r: RegionId) -> Result<(), String> {
+    async fn apply(&self, r: RegionId, resume: &mut Option<Applied>) -> Result<(), String> {
         let region = self.engine.regions()[r.0].name.to_string();
+        let shared = self.engine.regions()[r.0].log.clone();
         let marker = self.applied_dir.join(format!("{region}.applied"));
-        let mut applied = read_applied(&marker)?;
+        let mut applied = match (&shared, resume.as_ref()) {
+            (None, _) => read_applied(&marker)?,
+            (Some(_), Some(a)) => a.clone(),
+            (Some(log), None) => {
+                let a = self.start_of_shared(r).await?;
+                let state = serde_json::to_value(&a).map_err(|e| e.to_string())?;
+                log.start_at(a.seq, state);
+                *resume = Some(a.clone());
+                a
+            }
+        };
         self.stats()
             .applied_seq
             .lock()
@@ -644,7 +691,11 @@ impl JetStream {
                         self.stats().log_gaps.fetch_add(1, Relaxed);
                         tracing::error!(%region, after = applied.seq, first = state.first_sequence, "messages of the region's log expired before they were applied here");
                         applied.seq = state.first_sequence - 1;
-                        self.record_applied(&marker, &applied, &region).await?;
+                        self.record_applied(&marker, &applied, &region, shared.as_deref())
+                            .await?;
+                        if shared.is_some() {
+                            *resume = Some(applied.clone());
+                        }
                     }
                     let last = state.last_sequence;
                     if last > applied.seq {
@@ -701,7 +752,8 @@ impl JetStream {
                             continue;
                         }
                     };
-                    self.prepare_into(r, &region, payloads, &mut group).await?;
+                    self.prepare_into(r, &region, payloads, m.seq, &mut group)
+                        .await?;
                     applied.nodes.insert(msg.node.to_string(), part.body_seq);
                     if group.cost > self.engine.memory_limit() / 8 {
                         self.commit_group(&region, std::mem::take(&mut group))
@@ -710,7 +762,11 @@ impl JetStream {
                 }
             }
             self.commit_group(&region, group).await?;
-            self.record_applied(&marker, &applied, &region).await?;
+            self.record_applied(&marker, &applied, &region, shared.as_deref())
+                .await?;
+            if shared.is_some() {
+                *resume = Some(applied.clone());
+            }
             self.stats()
                 .messages_applied
                 .fetch_add(batch.len() as u64, Relaxed);
@@ -719,16 +775,24 @@ impl JetStream {
 
     /// Records durably what was applied of `region`'s log (after its WAL commit), and
     /// shows its sequence on `/metrics`.
+    /// On shared storage the record is the log's: the lease holder puts it in the manifest
+    /// with the mark, once the rows are in files.
     async fn record_applied(
         &self,
         marker: &Path,
         applied: &Applied,
         region: &str,
+        shared: Option<&crate::region::shared::SharedLog>,
     ) -> Result<(), String> {
-        let (m, a) = (marker.to_path_buf(), applied.clone());
-        tokio::task::spawn_blocking(move || write_applied(&m, &a))
-            .await
-            .map_err(|e| format!("recording the applied sequence: {e}"))??;
+        if let Some(log) = shared {
+            let state = serde_json::to_value(applied).map_err(|e| e.to_string())?;
+            log.applied(applied.seq, state);
+        } else {
+            let (m, a) = (marker.to_path_buf(), applied.clone());
+            tokio::task::spawn_blocking(move || write_applied(&m, &a))
+                .await
+                .map_err(|e| format!("recording the applied sequence: {e}"))??;
+        }
         self.stats()
             .applied_seq
             .lock()
@@ -736,12 +800,35 @@ impl JetStream {
         Ok(())
     }
 
-    /// Checks payloads of region `r` here and adds their rows to `group`.
+    /// Shared storage: where the region's log is read from at start-up, the shared
+    /// manifest's mark (everything before it is in files) and the reader's state there.
+    async fn start_of_shared(&self, r: RegionId) -> Result<Applied, String> {
+        let Some(m) = self.engine.regions()[r.0].manifest.clone() else {
+            return Err("the region is not hosted here".into());
+        };
+        let shared = tokio::task::spawn_blocking(move || m.refresh().map(|_| m.shared()))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("reading the shared manifest: {e}"))?;
+        match shared.log {
+            None => Ok(Applied::default()),
+            Some(mark) => {
+                let mut a: Applied = serde_json::from_value(mark.state)
+                    .map_err(|e| format!("the shared manifest's log mark is not readable: {e}"))?;
+                a.seq = mark.through;
+                Ok(a)
+            }
+        }
+    }
+
+    /// Checks payloads of region `r` (from log message `seq`) here and adds their rows to
+    /// `group`.
     async fn prepare_into(
         &self,
         r: RegionId,
         region: &str,
         payloads: super::wire::Payloads,
+        seq: u64,
         group: &mut Group,
     ) -> Result<(), String> {
         let engine = self.engine.clone();
@@ -767,7 +854,12 @@ impl JetStream {
                 let first = p.rejected.first().map(|l| l.error_message.clone());
                 tracing::error!(%region, db, refused = p.rejected_count, first = ?first, "rows of the region's log were refused here");
             }
-            group.batches.extend(p.batches);
+            group
+                .batches
+                .extend(p.batches.into_iter().map(|(k, mut b)| {
+                    b.log_seq = Some(seq);
+                    (k, b)
+                }));
             group.cost += p.memory_cost;
             group.points += p.accepted as u64;
         }

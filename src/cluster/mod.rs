@@ -22,6 +22,7 @@
 
 pub mod forward;
 pub mod jetstream;
+pub mod lease;
 pub mod remote;
 pub mod routing_kv;
 pub mod wire;

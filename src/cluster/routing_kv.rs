@@ -33,27 +33,37 @@ const KEY: &str = "history";
 /// How often a node reads the history.
 const READ_EVERY: Duration = Duration::from_secs(1);
 
-/// Opens the bucket, creating it if it does not exist (idempotent on every node). The
+/// Opens the routing bucket, creating it if it does not exist (idempotent on every node).
+pub async fn bucket(js: &jetstream::Context, cfg: &ClusterConfig) -> Result<kv::Store, String> {
+    open_bucket(js, cfg, BUCKET, "Meridian's routing versions").await
+}
+
+/// Opens a KV bucket, creating it if it does not exist (idempotent on every node). The
 /// bucket's stream is made here with the KV conventions (`KV_<bucket>`, subjects
 /// `$KV.<bucket>.>`, roll-ups; no direct gets): the client's own bucket creation first asks
 /// for account details that nats-server 2.9 (Debian's) answers in a form it cannot read.
-pub async fn bucket(js: &jetstream::Context, cfg: &ClusterConfig) -> Result<kv::Store, String> {
-    if let Ok(store) = js.get_key_value(BUCKET).await {
+pub async fn open_bucket(
+    js: &jetstream::Context,
+    cfg: &ClusterConfig,
+    name: &str,
+    description: &str,
+) -> Result<kv::Store, String> {
+    if let Ok(store) = js.get_key_value(name).await {
         return Ok(store);
     }
     super::jetstream::ensure_stream(
         js,
         jetstream::stream::Config {
-            name: format!("KV_{BUCKET}"),
-            description: Some("Meridian's routing versions".into()),
-            subjects: vec![format!("$KV.{BUCKET}.>")],
+            name: format!("KV_{name}"),
+            description: Some(description.into()),
+            subjects: vec![format!("$KV.{name}.>")],
             max_messages_per_subject: 1,
             storage: jetstream::stream::StorageType::File,
             num_replicas: cfg.replicas,
             allow_rollup: true,
             deny_delete: true,
             // Reads go to the stream's leader: a direct get may be answered by a replica
-            // that lags, and a node must not confirm a history older than the latest.
+            // that lags, and a node must not act on an entry older than the latest.
             allow_direct: false,
             discard: jetstream::stream::DiscardPolicy::New,
             placement: cfg
@@ -67,9 +77,9 @@ pub async fn bucket(js: &jetstream::Context, cfg: &ClusterConfig) -> Result<kv::
         },
     )
     .await?;
-    js.get_key_value(BUCKET)
+    js.get_key_value(name)
         .await
-        .map_err(|e| format!("opening KV bucket {BUCKET}: {e}"))
+        .map_err(|e| format!("opening KV bucket {name}: {e}"))
 }
 
 /// The history's bytes and revision; `None` when no version was recorded yet.

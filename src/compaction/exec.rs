@@ -204,6 +204,7 @@ pub(super) fn commit(
             until: 0,
             holder: None,
         }],
+        ..ManifestEdit::default()
     };
     if let Err(e) = region.manifest.commit(edit) {
         let paths: Vec<String> = add.iter().map(|w| w.meta.path.clone()).collect();

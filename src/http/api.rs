@@ -28,6 +28,15 @@ pub async fn regions(State(state): State<Shared>) -> Json<Value> {
         .map(|r| match &r.manifest {
             Some(m) => {
                 let files = m.files();
+                // Shared storage: whether this node flushes the region, and how far the
+                // region's log is in files.
+                let shared = r.log.as_ref().map(|l| {
+                    json!({
+                        "flushes": l.epoch() > 0,
+                        "lease_epoch": l.epoch(),
+                        "log_in_files_through": l.through(),
+                    })
+                });
                 json!({
                     "name": &*r.name,
                     "hosted": true,
@@ -38,6 +47,7 @@ pub async fn regions(State(state): State<Shared>) -> Json<Value> {
                     "files": files.len(),
                     "file_bytes": files.iter().map(|f| f.bytes).sum::<u64>(),
                     "file_rows": files.iter().map(|f| f.rows).sum::<u64>(),
+                    "shared_storage": shared,
                 })
             }
             None => {

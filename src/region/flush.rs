@@ -48,6 +48,8 @@ pub struct FlushPart {
 /// Everything needed to write the files of one flush: one block, or many small ones of a
 /// shard flushed together (one sync and one manifest edit for all of them).
 pub struct FlushJob {
+    /// Shared storage: the region's log, whose lease epoch fences the manifest edit.
+    pub log: Option<Arc<crate::region::shared::SharedLog>>,
     pub region_name: Arc<str>,
     pub manifest: Arc<Manifest>,
     pub parts: Vec<FlushPart>,
@@ -86,6 +88,18 @@ pub struct Written {
 /// keeps the rows in memory.
 pub fn run(job: &FlushJob) -> Result<Vec<(FlushOutcome, Written)>, String> {
     let started = Instant::now();
+    // Shared storage: only the lease holder writes, and its edit is refused if another
+    // node took the lease over meanwhile.
+    let fence = match &job.log {
+        Some(log) if log.epoch() == 0 => {
+            return Err(format!(
+                "this node does not hold region {}'s flush lease",
+                job.region_name
+            ));
+        }
+        Some(log) => Some(log.epoch()),
+        None => None,
+    };
     let store = job.manifest.store();
     let mut staged: Vec<(Staged, RecordBatch, usize)> = Vec::with_capacity(job.parts.len());
     for part in &job.parts {
@@ -100,12 +114,20 @@ pub fn run(job: &FlushJob) -> Result<Vec<(FlushOutcome, Written)>, String> {
     let files: Vec<&Staged> = staged.iter().map(|s| &s.0).collect();
     publish(store, &files).map_err(|e| e.to_string())?;
     let metas: Vec<FileMeta> = files.iter().map(|s| s.meta.clone()).collect();
-    job.manifest
-        .commit(ManifestEdit {
-            add: metas,
-            ..ManifestEdit::default()
-        })
-        .map_err(|e| e.to_string())?;
+    let paths: Vec<String> = metas.iter().map(|m| m.path.clone()).collect();
+    match job.manifest.commit(ManifestEdit {
+        add: metas,
+        fence,
+        ..ManifestEdit::default()
+    }) {
+        Ok(_) => {}
+        Err(e @ crate::catalog::manifest::ManifestError::Conflict(_)) => {
+            // Refused: no edit names these files (their seqs are this node's alone).
+            let _ = store.delete(&paths);
+            return Err(e.to_string());
+        }
+        Err(e) => return Err(e.to_string()),
+    }
     let seconds = started.elapsed().as_secs_f64();
     Ok(staged
         .into_iter()

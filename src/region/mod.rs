@@ -18,6 +18,7 @@ pub mod prepare;
 pub mod rows;
 pub mod schema;
 pub mod shard;
+pub mod shared;
 pub mod wal;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -87,6 +88,8 @@ pub struct RegionHandle {
     /// Other nodes hosting it (cluster mode), asked when `url`'s does not answer.
     pub replicas: Vec<String>,
     pub manifest: Option<Arc<Manifest>>,
+    /// Shared storage (`shared_storage`, hosted here): the region's log and flush lease.
+    pub log: Option<Arc<shared::SharedLog>>,
     shards: Vec<ShardHandle>,
 }
 
@@ -252,6 +255,9 @@ fn wal_shard_dirs(region_dir: &Path) -> std::io::Result<Vec<usize>> {
     Ok(out)
 }
 
+/// File seqs a node reserves in a shared manifest at start-up: never used up (a trillion).
+const SHARED_SEQS_RESERVED: u64 = 1 << 40;
+
 /// Flushes of blocks at least this large are followed by [`release_free_memory`].
 const TRIM_AFTER_FLUSH_BYTES: u64 = 8 << 20;
 
@@ -396,6 +402,7 @@ impl Engine {
                     url: rc.url.clone(),
                     replicas: rc.replicas.clone(),
                     manifest: None,
+                    log: None,
                     shards: Vec::new(),
                 });
                 continue;
@@ -405,14 +412,44 @@ impl Engine {
                 continue;
             };
             let files = manifest.files();
-            // No query runs yet: files retired by committed edits go now.
-            let swept = sweep_leftovers(
-                &manifest,
-                &region_dir,
-                true,
-                std::time::Duration::ZERO,
-                Sweeper::Owner,
-            )
+            // Shared storage: the other nodes' queries may read retired files and their
+            // flushes write files no edit names yet; this node's seqs are its own.
+            let log = match (rc.shared_storage, &cfg.cluster) {
+                (false, _) => None,
+                (true, None) => {
+                    return Err(EngineError::Startup(format!(
+                        "region {:?} has shared_storage but the config has no [cluster]",
+                        rc.name
+                    )));
+                }
+                (true, Some(cl)) => {
+                    let node = cl.node.as_deref().unwrap_or("node");
+                    Self::refuse_wal_of_shared(&region_dir, &rc.name, opts.skip_corrupt_wal)?;
+                    manifest
+                        .reserve_seqs(node, SHARED_SEQS_RESERVED)
+                        .map_err(startup("reserving file seqs in the shared manifest"))?;
+                    Some(Arc::new(shared::SharedLog::new(n_shards)))
+                }
+            };
+            // No query runs yet: files retired by committed edits go now (on shared
+            // storage, once other nodes' queries are done with them).
+            let swept = if log.is_some() {
+                sweep_leftovers(
+                    &manifest,
+                    &region_dir,
+                    true,
+                    cfg.query.timeout + std::time::Duration::from_secs(30),
+                    Sweeper::BesideServer,
+                )
+            } else {
+                sweep_leftovers(
+                    &manifest,
+                    &region_dir,
+                    true,
+                    std::time::Duration::ZERO,
+                    Sweeper::Owner,
+                )
+            }
             .map_err(startup("cleaning region dir"))?;
             for l in swept {
                 match l.fate {
@@ -450,20 +487,26 @@ impl Engine {
                     .map(|r| r.max_seq)
                     .max()
                     .unwrap_or(0);
-                let wal_dir = paths::wal_dir(&region_dir, i);
-                let existing = wal::read_dir(&wal_dir, opts.skip_corrupt_wal)
-                    .map_err(startup("reading WAL"))?;
-                let next_seq = max_in_manifest
-                    .max(existing.max_seq.unwrap_or(0))
-                    .checked_add(1)
-                    .ok_or_else(|| {
-                        EngineError::Startup(format!(
-                            "WAL sequence numbers of {} shard {i} are exhausted",
-                            region_dir.display()
-                        ))
-                    })?;
-                let w = wal::Wal::open(&wal_dir, next_seq, cfg.ingest.wal.segment_bytes)
-                    .map_err(startup("opening WAL"))?;
+                let w = if log.is_some() {
+                    None
+                } else {
+                    let wal_dir = paths::wal_dir(&region_dir, i);
+                    let existing = wal::read_dir(&wal_dir, opts.skip_corrupt_wal)
+                        .map_err(startup("reading WAL"))?;
+                    let next_seq = max_in_manifest
+                        .max(existing.max_seq.unwrap_or(0))
+                        .checked_add(1)
+                        .ok_or_else(|| {
+                            EngineError::Startup(format!(
+                                "WAL sequence numbers of {} shard {i} are exhausted",
+                                region_dir.display()
+                            ))
+                        })?;
+                    Some(
+                        wal::Wal::open(&wal_dir, next_seq, cfg.ingest.wal.segment_bytes)
+                            .map_err(startup("opening WAL"))?,
+                    )
+                };
                 let ctx = ShardCtx {
                     region_name: name.clone(),
                     shard: i,
@@ -477,19 +520,26 @@ impl Engine {
                     flush_tx: flush_tx.clone(),
                     stats,
                     series: series.clone(),
+                    log: log.clone(),
                 };
                 shards.push((Shard::new(ctx, w, ctx_tx), wrx, ctx_rx));
             }
 
-            Self::recover(
-                &region_dir,
-                &manifest,
-                &registry,
-                &mut shards,
-                &metrics,
-                opts.skip_corrupt_wal,
-                &mut newest_point,
-            )?;
+            if log.is_none() {
+                Self::recover(
+                    &region_dir,
+                    &manifest,
+                    &registry,
+                    &mut shards,
+                    &metrics,
+                    opts.skip_corrupt_wal,
+                    &mut newest_point,
+                )?;
+            } else {
+                for f in files.iter() {
+                    newest_point = newest_point.max(Some(f.max_time));
+                }
+            }
 
             for (s, wrx, crx) in shards {
                 shard_runs.push((s, wrx, crx, rc.name.clone()));
@@ -499,6 +549,7 @@ impl Engine {
                 url: rc.url.clone(),
                 replicas: rc.replicas.clone(),
                 manifest: Some(manifest),
+                log,
                 shards: handles,
             });
         }
@@ -535,6 +586,27 @@ impl Engine {
             data_dir,
             _lock: lock,
         }))
+    }
+
+    /// A region switched to shared storage must not leave rows in its own WAL: the log is
+    /// read from the shared manifest's mark, and those rows would never be read again.
+    fn refuse_wal_of_shared(
+        region_dir: &Path,
+        region: &str,
+        skip_corrupt: bool,
+    ) -> Result<(), EngineError> {
+        for d in wal_shard_dirs(region_dir).map_err(startup("listing WAL"))? {
+            let out = wal::read_dir(&paths::wal_dir(region_dir, d), skip_corrupt)
+                .map_err(startup("reading WAL"))?;
+            if !out.records.is_empty() {
+                return Err(EngineError::Startup(format!(
+                    "region {region:?} has shared_storage now, but {} holds {} WAL record(s) of its own: start once without shared_storage so that they are flushed, then switch",
+                    region_dir.display(),
+                    out.records.len()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Replays WAL records of a region that its manifest does not cover, flushes them, and

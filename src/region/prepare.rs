@@ -34,6 +34,9 @@ pub struct ShardBatch {
     pub db: Arc<str>,
     pub payload: Payload,
     pub rows: usize,
+    /// The region's log message the rows came from (shared storage: it stands for the WAL
+    /// record; `None` elsewhere).
+    pub log_seq: Option<u64>,
 }
 
 /// A line the server refused, as reported to the client.
@@ -583,6 +586,7 @@ pub fn prepare_lines<'a>(
                     db: db.clone(),
                     payload: w.finish(),
                     rows,
+                    log_seq: None,
                 },
             )
         })

@@ -28,6 +28,7 @@ use crate::region::block::{Block, Chunk};
 use crate::region::flush::{BlockKey, FlushJob, FlushOutcome, FlushPart};
 use crate::region::prepare::ShardBatch;
 use crate::region::rows::{Row, RowSource};
+use crate::region::shared::SharedLog;
 use crate::region::wal::{Wal, WalError};
 
 /// Why a write could not be committed.
@@ -139,11 +140,15 @@ pub struct ShardCtx {
     pub flush_tx: Sender<(FlushJob, Sender<Ctrl>)>,
     pub stats: Arc<ShardStats>,
     pub series: Arc<SeriesCatalog>,
+    /// Shared storage: the region's log (rows carry its sequences instead of WAL records),
+    /// and whether this node holds the flush lease.
+    pub log: Option<Arc<SharedLog>>,
 }
 
 pub struct Shard {
     ctx: ShardCtx,
-    wal: Wal,
+    /// `None` on shared storage: the region's log is the WAL.
+    wal: Option<Wal>,
     blocks: HashMap<BlockKey, ActiveBlock>,
     flushing: Vec<Flushing>,
     ctrl_tx: Sender<Ctrl>,
@@ -167,6 +172,7 @@ const ROLLOVER_IDLE: Duration = Duration::from_millis(250);
 /// Sends one flush job to the pool.
 fn send_job(ctx: &ShardCtx, ctrl_tx: &Sender<Ctrl>, parts: Vec<FlushPart>) {
     let job = FlushJob {
+        log: ctx.log.clone(),
         region_name: ctx.region_name.clone(),
         manifest: ctx.manifest.clone(),
         parts,
@@ -180,7 +186,7 @@ fn send_job(ctx: &ShardCtx, ctrl_tx: &Sender<Ctrl>, parts: Vec<FlushPart>) {
 }
 
 impl Shard {
-    pub fn new(ctx: ShardCtx, wal: Wal, ctrl_tx: Sender<Ctrl>) -> Shard {
+    pub fn new(ctx: ShardCtx, wal: Option<Wal>, ctrl_tx: Sender<Ctrl>) -> Shard {
         Shard {
             ctx,
             wal,
@@ -219,7 +225,10 @@ impl Shard {
     /// Deletes WAL segments whose records are all in files.
     pub fn drop_covered_wal(&mut self) -> Result<usize, WalError> {
         let needed = self.wal_needed();
-        self.wal.remove_below(needed)
+        match &mut self.wal {
+            Some(w) => w.remove_below(needed),
+            None => Ok(0),
+        }
     }
 
     /// Appends checked rows to their blocks. `wal` names the log and record they came from.
@@ -257,6 +266,9 @@ impl Shard {
             let r = entry.wal.entry(wal.0).or_insert((wal.1, wal.1));
             r.0 = r.0.min(wal.1);
             r.1 = r.1.max(wal.1);
+            if let Some(log) = &self.ctx.log {
+                log.hold(self.ctx.shard, wal.1);
+            }
             let mut same_fields = false;
             loop {
                 added += entry.block.append(
@@ -310,17 +322,20 @@ impl Shard {
 
     /// Appends a group of writes to the WAL with one sync, applies and acknowledges them.
     fn commit_group(&mut self, group: Vec<WriteMsg>) {
+        let Some(wal) = &mut self.wal else {
+            return self.apply_logged(group);
+        };
         let parts: Vec<[&[u8]; 2]> = group.iter().map(|w| w.batch.payload.parts()).collect();
         let refs: Vec<&[&[u8]]> = parts.iter().map(|p| &p[..]).collect();
-        let before = self.wal.stats();
-        let result = self.wal.append_parts(&refs).and_then(|first| {
+        let before = wal.stats();
+        let result = wal.append_parts(&refs).and_then(|first| {
             let need_sync = self.ctx.sync == SyncPolicy::Always && group.iter().any(|w| w.sync);
             if need_sync {
-                self.wal.sync()?;
+                wal.sync()?;
             }
             Ok(first)
         });
-        let after = self.wal.stats();
+        let after = wal.stats();
         self.ctx
             .metrics
             .wal_bytes
@@ -355,6 +370,90 @@ impl Shard {
         }
     }
 
+    /// Shared storage: rows of the region's log, already durable in it, go to memory as
+    /// they are, each block remembering the log messages it holds.
+    fn apply_logged(&mut self, group: Vec<WriteMsg>) {
+        let shard = self.ctx.shard;
+        for w in group {
+            let b = &w.batch;
+            let Some(seq) = b.log_seq else {
+                let _ = w.reply.send(Err(CommitError::Io(format!(
+                    "region {} keeps its rows in its log (shared storage): a write must come through it",
+                    self.ctx.region_name
+                ))));
+                continue;
+            };
+            if let Some((_, rows)) = b.payload.decode() {
+                self.apply(&b.db, rows, (shard, seq));
+            }
+            let _ = w.reply.send(Ok(()));
+        }
+    }
+
+    /// Shared storage: whether this node holds the region's flush lease (elsewhere, always).
+    fn leads(&self) -> bool {
+        self.ctx.log.as_ref().is_none_or(|l| l.epoch() > 0)
+    }
+
+    /// Shared storage: blocks whose every row the manifest's log mark says is in files
+    /// leave memory (the lease holder flushed them), oldest first by construction: a
+    /// block's rows all come before the mark.
+    fn drop_covered(&mut self) {
+        let Some(log) = &self.ctx.log else {
+            return;
+        };
+        let through = log.through();
+        let me = self.ctx.shard;
+        let covered =
+            |wal: &BTreeMap<usize, (u64, u64)>| wal.get(&me).is_some_and(|r| r.1 <= through);
+        let before = (self.blocks.len(), self.flushing.len());
+        let mut freed = 0u64;
+        self.blocks.retain(|_, b| {
+            let gone = covered(&b.wal);
+            if gone {
+                freed += b.block.bytes() as u64;
+            }
+            !gone
+        });
+        let mut done = Vec::new();
+        self.flushing.retain(|f| {
+            let gone = !f.submitted && covered(&f.wal);
+            if gone {
+                freed += f.bytes;
+                done.push(f.file_seq);
+            }
+            !gone
+        });
+        if before == (self.blocks.len(), self.flushing.len()) {
+            return;
+        }
+        let m = &self.ctx.metrics;
+        let _ = m
+            .memory_bytes
+            .fetch_update(Relaxed, Relaxed, |b| Some(b.saturating_sub(freed)));
+        for seq in done {
+            self.settle_barriers(seq);
+        }
+        self.publish_in_memory();
+        self.publish_held();
+        self.notify_if_empty();
+    }
+
+    /// Shared storage: tells the log which message the oldest row held comes from.
+    fn publish_held(&self) {
+        if let Some(log) = &self.ctx.log {
+            let me = self.ctx.shard;
+            let held = self
+                .blocks
+                .values()
+                .map(|b| &b.wal)
+                .chain(self.flushing.iter().map(|f| &f.wal))
+                .filter_map(|w| w.get(&me).map(|r| r.0))
+                .min();
+            log.set_held(me, held);
+        }
+    }
+
     fn start_flush(&mut self, key: &BlockKey) {
         let Some(mut active) = self.blocks.remove(key) else {
             return;
@@ -382,6 +481,11 @@ impl Shard {
     /// that thousands of small measurements cost a few syncs and manifest edits, not
     /// thousands (each is still its own file: one schema per measurement).
     fn submit_pending(&mut self) {
+        if !self.leads() {
+            // Shared storage without the lease: frozen blocks wait for the holder's flush
+            // (drop_covered), or for this node to take the lease over.
+            return;
+        }
         let mut batch: Vec<FlushPart> = Vec::new();
         let mut batch_bytes = 0u64;
         for f in self
@@ -440,7 +544,10 @@ impl Shard {
             .flushing
             .iter()
             .filter_map(|f| f.wal.get(&me).map(|r| r.0));
-        active.chain(flushing).min().unwrap_or(self.wal.next_seq())
+        active
+            .chain(flushing)
+            .min()
+            .unwrap_or_else(|| self.wal.as_ref().map_or(0, Wal::next_seq))
     }
 
     /// Starts flushing every block and replies once those (and any flush under way) are in
@@ -460,15 +567,7 @@ impl Shard {
             return;
         };
         if result.is_ok() {
-            for (seqs, _) in &mut self.barriers {
-                seqs.retain(|s| *s != file_seq);
-            }
-            self.barriers.retain(|(seqs, reply)| {
-                if seqs.is_empty() {
-                    let _ = reply.send(());
-                }
-                !seqs.is_empty()
-            });
+            self.settle_barriers(file_seq);
         }
         match result {
             Ok(outcome) => {
@@ -493,11 +592,11 @@ impl Shard {
                 // of thousands of small blocks made it quadratic).
                 if self.flushing.is_empty() || self.wal_trimmed.elapsed() >= WAL_TRIM_EVERY {
                     self.wal_trimmed = Instant::now();
-                    let needed = self.wal_needed();
-                    if let Err(e) = self.wal.remove_below(needed) {
+                    if let Err(e) = self.drop_covered_wal() {
                         warn!("could not remove covered WAL segments: {e}");
                     }
                 }
+                self.publish_held();
             }
             Err(e) => {
                 self.ctx.metrics.flush_failures.fetch_add(1, Relaxed);
@@ -506,6 +605,23 @@ impl Shard {
                 self.flushing[pos].submitted = false;
             }
         }
+        self.notify_if_empty();
+    }
+
+    /// Barriers waiting for `file_seq`'s rows to be in files: this one is.
+    fn settle_barriers(&mut self, file_seq: u64) {
+        for (seqs, _) in &mut self.barriers {
+            seqs.retain(|s| *s != file_seq);
+        }
+        self.barriers.retain(|(seqs, reply)| {
+            if seqs.is_empty() {
+                let _ = reply.send(());
+            }
+            !seqs.is_empty()
+        });
+    }
+
+    fn notify_if_empty(&mut self) {
         if self.flushing.is_empty() && self.blocks.is_empty() {
             for w in self.flush_waiters.drain(..) {
                 let _ = w.send(());
@@ -618,6 +734,7 @@ impl Shard {
                 f.retry_at = None;
             }
         }
+        self.drop_covered();
         self.submit_pending();
     }
 
@@ -674,10 +791,11 @@ impl Shard {
                 self.handle_ctrl(m, &mut stopping);
             }
             if let SyncPolicy::Interval(d) = self.ctx.sync
-                && self.wal.dirty()
-                && self.wal.since_last_sync() >= d
+                && let Some(wal) = &mut self.wal
+                && wal.dirty()
+                && wal.since_last_sync() >= d
             {
-                if let Err(e) = self.wal.sync() {
+                if let Err(e) = wal.sync() {
                     error!("interval WAL sync failed: {e}");
                 } else {
                     self.ctx.metrics.wal_syncs.fetch_add(1, Relaxed);
@@ -690,7 +808,16 @@ impl Shard {
                 if !writes.is_empty() {
                     continue;
                 }
-                if let Err(e) = self.wal.sync() {
+                let Some(wal) = &mut self.wal else {
+                    // Shared storage: the region's log holds every row; the node that
+                    // takes the lease over (or this one, restarted) flushes them.
+                    let _ = reply.send(());
+                    for w in self.flush_waiters.drain(..) {
+                        let _ = w.send(());
+                    }
+                    return;
+                };
+                if let Err(e) = wal.sync() {
                     error!("final WAL sync failed: {e}");
                 }
                 self.flush_all();
@@ -718,10 +845,10 @@ impl Shard {
                     }
                 }
                 // Everything is in files: the log can go (a crash from here on replays nothing).
-                if let Err(e) = self
-                    .wal
-                    .retire_active()
-                    .and_then(|_| self.wal.remove_below(self.wal.next_seq()))
+                if let Some(wal) = &mut self.wal
+                    && let Err(e) = wal
+                        .retire_active()
+                        .and_then(|_| wal.remove_below(wal.next_seq()))
                 {
                     warn!("could not remove the WAL after the final flush: {e}");
                 }

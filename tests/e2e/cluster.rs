@@ -1050,3 +1050,271 @@ fn a_routing_change_mid_load_moves_later_points_only() {
         assert_eq!(Some(v), model.get(&(*h, *t)), "point h{h} at {t}");
     }
 }
+
+/// Node `n`'s view of a region on shared storage: (whether it flushes the region, rows of
+/// the files its manifest lists, rows it holds in memory).
+fn shared_view(n: &Node, region: &str) -> Option<(bool, u64, u64)> {
+    let j: serde_json::Value = http_client()
+        .get(format!("{}/api/v1/regions", n.url))
+        .send()
+        .ok()?
+        .json()
+        .ok()?;
+    let r = j["regions"]
+        .as_array()?
+        .iter()
+        .find(|r| r["name"] == region)?;
+    Some((
+        r["shared_storage"]["flushes"].as_bool()?,
+        r["file_rows"].as_u64()?,
+        r["memory"]["rows"].as_u64()?,
+    ))
+}
+
+/// Waits until `check` holds for what `f` returns, or panics naming `what` and the last value.
+fn wait_until<T: std::fmt::Debug>(
+    what: &str,
+    within: Duration,
+    mut f: impl FnMut() -> T,
+    check: impl Fn(&T) -> bool,
+) -> Duration {
+    let started = Instant::now();
+    let mut last = f();
+    while !check(&last) {
+        assert!(started.elapsed() < within, "{what}: last {last:?}");
+        std::thread::sleep(Duration::from_millis(100));
+        last = f();
+    }
+    started.elapsed()
+}
+
+/// Two nodes host `eu` and `apac` on shared storage (one bucket prefix per region, moto):
+/// exactly one node flushes each region (the JetStream KV lease), the other serves queries
+/// from the shared files and its own copy of what is not flushed yet, and drops that copy
+/// once the holder's log mark covers it. Killed (-9), the holder is replaced within seconds
+/// by the other node, which flushes from the mark on; restarted, it reads its region's log
+/// from the mark and follows. Stopped (SIGSTOP) past its lease, a holder is replaced and,
+/// resumed, records nothing more (its edits are fenced by the newer epoch) and steps down.
+/// Through every step, each acknowledged point is answered once by every node, and the
+/// files in the bucket (read with the parquet crate) hold every point with its value.
+#[test]
+fn a_region_on_shared_storage_is_flushed_by_one_node_and_taken_over_when_it_fails() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let nats = Nats::start(root.path());
+    let moto = crate::s3::Moto::start();
+    let bucket = "shared-e2e";
+    moto.create_bucket(bucket);
+    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+    let url = |p: u16| format!("http://127.0.0.1:{p}");
+    let storage = format!(
+        "[storage]\nendpoint = \"{}\"\nregion = \"us-east-1\"\naccess_key_id = \"test\"\n\
+         secret_access_key = \"test\"\nallow_http = true\n",
+        moto.endpoint()
+    );
+    let base = ServerConfig::default()
+        .query_line("timeout = \"4s\"")
+        .flush(1_000_000, "64MiB", "3s")
+        .toml(&storage);
+    let partition_ns = base.partition_ns();
+    let mut cfg = base.render();
+    for name in ["americas", "global"] {
+        cfg = cfg.replacen(
+            &format!("name = \"{name}\"\n"),
+            &format!("name = \"{name}\"\nurl = \"{}\"\n", url(pa)),
+            1,
+        );
+    }
+    for name in ["eu", "apac"] {
+        cfg = cfg.replacen(
+            &format!("name = \"{name}\"\n"),
+            &format!(
+                "name = \"{name}\"\nurl = \"{}\"\nreplicas = [\"{}\"]\nshared_storage = true\nstorage = \"s3://{bucket}/{name}\"\n",
+                url(pb),
+                url(pc)
+            ),
+            1,
+        );
+    }
+    assert_eq!(cfg.matches("shared_storage").count(), 2, "{cfg}");
+    cfg.push_str(&format!(
+        "\n[cluster]\nnats = [\"{}\"]\npublish_timeout = \"2s\"\nlease_ttl = \"3s\"\n",
+        nats.url()
+    ));
+    let config = root.path().join("regions.toml");
+    std::fs::write(&config, cfg).expect("config");
+    let dir = |n: &str| root.path().join(n);
+    let a = Node::start(
+        &dir("a"),
+        &config,
+        pa,
+        &["americas", "global"],
+        &["--node", "a"],
+    );
+    let mut b = Node::start(&dir("b"), &config, pb, &["eu", "apac"], &["--node", "b"]);
+    let mut c = Node::start(&dir("c"), &config, pc, &["eu", "apac"], &["--node", "c"]);
+    let mut expected = Expected::new();
+    let mut next_body = 0;
+    let mut write_bodies = |n: i64, expected: &mut Expected| {
+        for _ in 0..n {
+            let (status, text) = write(&a, &body(next_body, 0, expected));
+            assert_eq!(status, 204, "{text}");
+            next_body += 1;
+        }
+    };
+    let points = |expected: &Expected, geo: &str| expected.get(geo).map_or(0, |e| e.0) as u64;
+    // Which of B and C flushes `region` (exactly one of them, once settled).
+    let holder = |b: &Node, c: &Node, region: &str| -> Option<char> {
+        match (shared_view(b, region), shared_view(c, region)) {
+            (Some((true, ..)), Some((false, ..))) => Some('b'),
+            (Some((false, ..)), Some((true, ..))) => Some('c'),
+            _ => None,
+        }
+    };
+
+    // 1. One holder per region; both nodes answer every point once; once flushed, the
+    //    files hold each eu point once and the follower's copy is gone.
+    write_bodies(6, &mut expected);
+    for (n, what) in [(&a, "through A"), (&b, "through B"), (&c, "through C")] {
+        wait_for(n, &expected, what);
+    }
+    for region in ["eu", "apac"] {
+        wait_until(
+            "one holder",
+            Duration::from_secs(15),
+            || holder(&b, &c, region),
+            |h| h.is_some(),
+        );
+    }
+    let eu_points = points(&expected, "eu-west-1");
+    for n in [&b, &c] {
+        wait_until(
+            "eu flushed once and dropped from memory",
+            Duration::from_secs(20),
+            || shared_view(n, "eu"),
+            |v| v.is_some_and(|(_, files, mem)| files == eu_points && mem == 0),
+        );
+    }
+
+    // 2. The holder killed while it holds rows it has not flushed (blocks flush 3 s after
+    //    they start), which the other node holds too: the other node takes eu over within
+    //    the lease's ttl and a few ticks, while writes go on, and flushes them.
+    let first = holder(&b, &c, "eu").expect("a holder");
+    let (killed, survivor) = if first == 'b' {
+        (&mut b, &c)
+    } else {
+        (&mut c, &b)
+    };
+    let written = Instant::now();
+    write_bodies(3, &mut expected);
+    wait_for(survivor, &expected, "the follower has the new points");
+    // Long enough for a log mark and its reading by the follower (a tick each), short of
+    // the holder's flush: a mark that ran ahead of the holder's memory would have made the
+    // follower drop rows no file holds.
+    std::thread::sleep(Duration::from_millis(2400).saturating_sub(written.elapsed()));
+    let (_, _, unflushed) = shared_view(killed, "eu").expect("the holder's view");
+    println!("shared storage: the holder is killed holding {unflushed} eu rows in memory");
+    killed.kill9();
+    let killed_at = Instant::now();
+    write_bodies(6, &mut expected);
+    wait_until(
+        "the survivor takes eu over",
+        Duration::from_secs(20),
+        || shared_view(survivor, "eu"),
+        |v| v.is_some_and(|(flushes, ..)| flushes),
+    );
+    let takeover = killed_at.elapsed();
+    assert!(
+        takeover < Duration::from_secs(12),
+        "took over after {takeover:?}"
+    );
+    wait_for(&a, &expected, "holder killed, through A");
+    wait_for(survivor, &expected, "holder killed, through the survivor");
+
+    // 3. Restarted, it reads the log from the mark, follows, and answers everything once.
+    killed.restart();
+    let killed: &Node = killed;
+    wait_for(killed, &expected, "restarted node");
+    let (flushes, ..) = shared_view(killed, "eu").expect("view");
+    assert!(!flushes, "the restarted node must follow the new holder");
+
+    // 4. The holder stopped past its lease: the other node takes over; resumed, the old
+    //    holder steps down, and every point is still answered once.
+    let (stopped, other) = if holder(&b, &c, "eu") == Some('b') {
+        (&b, &c)
+    } else {
+        (&c, &b)
+    };
+    let signal = |sig: &str, pid: u32| {
+        let ok = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    };
+    signal("-STOP", stopped.pid());
+    write_bodies(4, &mut expected);
+    wait_until(
+        "the other node takes eu over from the stopped one",
+        Duration::from_secs(20),
+        || shared_view(other, "eu"),
+        |v| v.is_some_and(|(flushes, ..)| flushes),
+    );
+    write_bodies(2, &mut expected);
+    signal("-CONT", stopped.pid());
+    wait_until(
+        "the resumed node steps down",
+        Duration::from_secs(10),
+        || shared_view(stopped, "eu"),
+        |v| v.is_some_and(|(flushes, ..)| !flushes),
+    );
+    for (n, what) in [(&a, "through A"), (&b, "through B"), (&c, "through C")] {
+        wait_for(n, &expected, what);
+    }
+
+    // 5. Everything flushed: the bucket's files (the manifest's live ones, read with the
+    //    parquet crate) hold every eu and apac point with its value; a point flushed by two
+    //    holders around a takeover is there twice with the same value, never missing.
+    for region in ["eu", "apac"] {
+        for n in [&b, &c] {
+            wait_until(
+                "everything flushed",
+                Duration::from_secs(20),
+                || shared_view(n, region),
+                |v| v.is_some_and(|(_, _, mem)| mem == 0),
+            );
+        }
+    }
+    let copy = root.path().join("bucket");
+    for region in ["eu", "apac"] {
+        assert!(moto.download(bucket, &format!("{region}/"), &copy.join(region)) > 0);
+    }
+    let mut stored: BTreeMap<(String, String, i64), i64> = BTreeMap::new();
+    for row in crate::support::read_rows(&copy, partition_ns) {
+        let geo = row.tags.get("region").cloned().unwrap_or_default();
+        let host = row.tags.get("host").cloned().unwrap_or_default();
+        let v = match row.fields.get("v") {
+            Some(crate::support::Value::Int(v)) => *v,
+            other => panic!("v of {row:?}: {other:?}"),
+        };
+        if let Some(prev) = stored.insert((geo, host, row.time), v) {
+            assert_eq!(prev, v, "a point stored twice with two values: {row:?}");
+        }
+    }
+    let mut in_files = Expected::new();
+    for ((geo, _, _), v) in &stored {
+        let e = in_files.entry(geo.clone()).or_default();
+        e.0 += 1;
+        e.1 += v;
+    }
+    for geo in ["eu-west-1", "ap-south-1"] {
+        assert_eq!(
+            in_files.get(geo),
+            expected.get(geo),
+            "{geo} in the bucket's files"
+        );
+    }
+    println!("shared storage: eu taken over {takeover:?} after its holder was killed");
+    drop(a);
+    drop(b);
+    drop(c);
+}

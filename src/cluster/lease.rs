@@ -1,0 +1,253 @@
+//! Shared storage's flush lease, in JetStream KV (bucket `MERIDIAN_LEASES`, key
+//! `flush.<region>`: the holder and until when), and the work each hosting node does with it
+//! every tick.
+//!
+//! ```text
+//!  every node hosting a shared region, every tick (a third of cluster.lease_ttl, ≤ 1 s):
+//!    refresh the shared manifest ─▶ SharedLog::set_through (followers drop what it covers)
+//!    read the lease (from the stream leader)
+//!      free, lapsed, or ours  ─▶ compare-and-set it to us, until now + ttl
+//!                                 newly taken: epoch = max(revision, manifest epoch + 1),
+//!                                 committed as a fence before any flush
+//!      another node's, live   ─▶ follow (epoch 0)
+//!    holder: record the log mark (SharedLog::mark) under its epoch
+//! ```
+//!
+//! Invariants:
+//! - At most one node's manifest edits count: every flush and mark is committed under the
+//!   holder's epoch, and the manifest refuses an edit under an epoch older than one it
+//!   holds. Two nodes believing they hold the lease (clocks apart, a node stopped while
+//!   its lease lapsed) cannot both record: the older epoch's edits are refused, and it
+//!   steps down when it sees so.
+//! - A holder that cannot renew its lease before two thirds of the ttl passed stops
+//!   flushing on its own (epoch 0), before another node may take it over.
+//! - Liveness only depends on clocks: a lease is taken over once its `until`, by the
+//!   taker's clock, has passed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, kv};
+use bytes::Bytes;
+
+use crate::catalog::Manifest;
+use crate::catalog::manifest::{LogMark, ManifestEdit, ManifestError, now_ns};
+use crate::config::ClusterConfig;
+use crate::region::shared::SharedLog;
+
+pub const BUCKET: &str = "MERIDIAN_LEASES";
+
+fn key(region: &str) -> String {
+    format!("flush.{region}")
+}
+
+/// The lease's value.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Holder {
+    node: String,
+    /// Unix ns (the holder's clock) until which it holds.
+    until: i64,
+}
+
+pub async fn bucket(js: &jetstream::Context, cfg: &ClusterConfig) -> Result<kv::Store, String> {
+    super::routing_kv::open_bucket(
+        js,
+        cfg,
+        BUCKET,
+        "Meridian's flush leases of regions on shared storage",
+    )
+    .await
+}
+
+/// One node's side of one shared region's lease.
+pub struct FlushLease {
+    pub store: kv::Store,
+    pub region: String,
+    pub node: String,
+    pub ttl: Duration,
+    pub manifest: Arc<Manifest>,
+    pub log: Arc<SharedLog>,
+}
+
+/// What the node knows of the lease between ticks.
+#[derive(Default)]
+struct Held {
+    /// The KV revision of our last renewal, and when we sent it.
+    revision: u64,
+    renewed: Option<Instant>,
+}
+
+impl FlushLease {
+    fn tick(&self) -> Duration {
+        (self.ttl / 3).min(Duration::from_secs(1))
+    }
+
+    /// Runs until aborted.
+    pub async fn run(self) {
+        let mut held = Held::default();
+        loop {
+            if let Err(e) = self.step(&mut held).await {
+                tracing::warn!(region = %self.region, error = %e, "flush lease: {e}");
+            }
+            // Not renewed within two thirds of the ttl: another node may take it soon.
+            if self.log.epoch() > 0 && held.renewed.is_none_or(|t| t.elapsed() >= self.ttl * 2 / 3)
+            {
+                self.step_down("its lease could not be renewed in time");
+                held = Held::default();
+            }
+            tokio::time::sleep(self.tick()).await;
+        }
+    }
+
+    fn step_down(&self, why: &str) {
+        if self.log.epoch() > 0 {
+            tracing::warn!(region = %self.region, node = %self.node, "this node stops flushing the region: {why}");
+        }
+        self.log.set_epoch(0);
+    }
+
+    async fn step(&self, held: &mut Held) -> Result<(), String> {
+        // What the holder recorded: followers drop the rows it covers.
+        let m = self.manifest.clone();
+        let shared = tokio::task::spawn_blocking(move || m.refresh().map(|_| m.shared()))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("reading the shared manifest: {e}"))?;
+        if let Some(mark) = &shared.log {
+            self.log.set_through(mark.through);
+        }
+        if self.log.epoch() > 0 && shared.epoch > self.log.epoch() {
+            self.step_down("another node recorded a later lease epoch");
+            *held = Held::default();
+        }
+        self.lease(held, shared.epoch).await?;
+        let epoch = self.log.epoch();
+        if epoch > 0
+            && let Some((through, state)) = self.log.mark()
+        {
+            let edit = ManifestEdit {
+                fence: Some(epoch),
+                log: Some(LogMark {
+                    epoch,
+                    through,
+                    state,
+                }),
+                ..ManifestEdit::default()
+            };
+            if let Err(e) = self.commit(edit).await {
+                return Err(format!("recording the log mark {through}: {e}"));
+            }
+            self.log.set_through(through);
+        }
+        Ok(())
+    }
+
+    /// Commits an edit; a refused one means another node holds a later epoch.
+    async fn commit(&self, edit: ManifestEdit) -> Result<(), String> {
+        let m = self.manifest.clone();
+        match tokio::task::spawn_blocking(move || m.commit(edit))
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Ok(_) => Ok(()),
+            Err(ManifestError::Conflict(why)) => {
+                self.step_down(&why);
+                Err(why)
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Takes, renews or leaves the lease.
+    async fn lease(&self, held: &mut Held, manifest_epoch: u64) -> Result<(), String> {
+        let k = key(&self.region);
+        let entry = self
+            .store
+            .entry(&k)
+            .await
+            .map_err(|e| format!("reading {BUCKET}/{k}: {e}"))?;
+        let now = now_ns();
+        let current = entry.as_ref().and_then(|e| {
+            (e.operation == kv::Operation::Put)
+                .then(|| serde_json::from_slice::<Holder>(&e.value).ok())
+                .flatten()
+        });
+        let ours = current.as_ref().is_some_and(|h| h.node == self.node);
+        let free = current.as_ref().is_none_or(|h| h.until <= now);
+        if self.log.epoch() > 0 && !ours {
+            self.step_down("another node took the lease over");
+            *held = Held::default();
+        }
+        if !(ours || free) {
+            return Ok(());
+        }
+        // Ours from an earlier run of this node (restarted): taken again under a new epoch.
+        let renewing = ours
+            && self.log.epoch() > 0
+            && entry.as_ref().map(|e| e.revision) == Some(held.revision);
+        let value = Holder {
+            node: self.node.clone(),
+            until: now.saturating_add(i64::try_from(self.ttl.as_nanos()).unwrap_or(i64::MAX)),
+        };
+        let bytes = Bytes::from(serde_json::to_vec(&value).map_err(|e| e.to_string())?);
+        let sent = Instant::now();
+        let written = match &entry {
+            None => self
+                .store
+                .create(&k, bytes)
+                .await
+                .map_err(|e| e.to_string()),
+            Some(e) => self
+                .store
+                .update(&k, bytes, e.revision)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        let revision = match written {
+            Ok(r) => r,
+            Err(e) => {
+                // Another node was quicker (or the server did not answer): not ours.
+                self.step_down("the lease changed hands");
+                *held = Held::default();
+                return Err(format!("taking or renewing the lease: {e}"));
+            }
+        };
+        held.revision = revision;
+        held.renewed = Some(sent);
+        if renewing {
+            return Ok(());
+        }
+        // Newly taken: fenced before any flush, so that the previous holder's late edits
+        // are refused from now on.
+        let epoch = revision.max(manifest_epoch + 1);
+        self.commit(ManifestEdit {
+            fence: Some(epoch),
+            ..ManifestEdit::default()
+        })
+        .await
+        .map_err(|e| format!("fencing the manifest at epoch {epoch}: {e}"))?;
+        self.log.set_epoch(epoch);
+        tracing::info!(region = %self.region, node = %self.node, epoch, "this node holds the region's flush lease: it flushes the region's files");
+        Ok(())
+    }
+
+    /// Gives the lease back (shutdown): another node takes it at its next tick.
+    pub async fn release(&self) {
+        let k = key(&self.region);
+        if self.log.epoch() == 0 {
+            return;
+        }
+        self.log.set_epoch(0);
+        if let Ok(Some(e)) = self.store.entry(&k).await
+            && serde_json::from_slice::<Holder>(&e.value).is_ok_and(|h| h.node == self.node)
+        {
+            let gone = Holder {
+                node: self.node.clone(),
+                until: 0,
+            };
+            if let Ok(v) = serde_json::to_vec(&gone) {
+                let _ = self.store.update(&k, Bytes::from(v), e.revision).await;
+            }
+        }
+    }
+}

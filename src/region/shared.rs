@@ -1,0 +1,167 @@
+//! A region whose nodes share its storage (cluster mode, `[[region]] shared_storage`).
+//!
+//! ```text
+//!  MERIDIAN_R_<region> ──▶ every hosting node: rows into memory (no WAL: the log is one),
+//!                          each row remembering its log message's sequence
+//!  lease holder only:      flushes Parquet to the shared storage (edits fenced by its lease
+//!                          epoch), and records the log mark: the sequence through which
+//!                          every row is in files, with the log reader's state there
+//!  the others:             drop what the mark covers; take over when the lease lapses,
+//!                          their memory holding every row after the mark
+//!  a node starting:        reads the log from the mark on
+//! ```
+//!
+//! Invariants:
+//! - The mark never runs ahead of memory: it is the lower of the last message committed to
+//!   memory and the oldest message a row held in memory came from (minus one), read in that
+//!   order, snapped down to a batch end the reader recorded its state at.
+//! - A node's memory for the region holds every row of the log after some point at or
+//!   below the mark, contiguously (blocks are dropped oldest first, only once the mark
+//!   covers them); so a node that takes the lease writes files whose order (seq, reserved per
+//!   node and growing with time) keeps last-write-wins: a newer file of a key always
+//!   follows the older ones it overlaps on this node.
+//! - A node that lost the lease cannot record anything: the manifest refuses an edit made
+//!   under an epoch older than one committed.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+
+use parking_lot::Mutex;
+
+/// The shared state of one region's log on this node.
+pub struct SharedLog {
+    /// The flush lease epoch this node holds (0: none, it follows).
+    epoch: AtomicU64,
+    /// How far the log is in files, as the manifest last said.
+    through: AtomicU64,
+    /// Per shard: the oldest log message a row held in memory came from (`u64::MAX`: none).
+    held_from: Vec<AtomicU64>,
+    applied: Mutex<Applied>,
+}
+
+#[derive(Default)]
+struct Applied {
+    /// The last message committed to memory.
+    through: u64,
+    /// The reader's state at batch ends, oldest first.
+    marks: VecDeque<(u64, serde_json::Value)>,
+}
+
+/// Batch-end states kept at most (beyond, the oldest go: the mark then waits for a newer).
+const MARKS_KEPT: usize = 4096;
+
+impl SharedLog {
+    pub fn new(shards: usize) -> SharedLog {
+        SharedLog {
+            epoch: AtomicU64::new(0),
+            through: AtomicU64::new(0),
+            held_from: (0..shards).map(|_| AtomicU64::new(u64::MAX)).collect(),
+            applied: Mutex::new(Applied::default()),
+        }
+    }
+
+    /// The lease epoch held (0: none).
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(SeqCst)
+    }
+
+    pub fn set_epoch(&self, epoch: u64) {
+        self.epoch.store(epoch, SeqCst);
+    }
+
+    /// How far the log is in files (the manifest's mark).
+    pub fn through(&self) -> u64 {
+        self.through.load(SeqCst)
+    }
+
+    pub fn set_through(&self, seq: u64) {
+        self.through.fetch_max(seq, SeqCst);
+    }
+
+    /// The reader starts after `seq`, in `state` (the manifest's mark at start-up).
+    pub fn start_at(&self, seq: u64, state: serde_json::Value) {
+        let mut a = self.applied.lock();
+        a.through = seq;
+        a.marks.clear();
+        a.marks.push_back((seq, state));
+        self.set_through(seq);
+    }
+
+    /// The reader committed every message up to `seq` to memory; `state` is its state there.
+    pub fn applied(&self, seq: u64, state: serde_json::Value) {
+        let mut a = self.applied.lock();
+        a.through = a.through.max(seq);
+        if a.marks.len() >= MARKS_KEPT {
+            a.marks.pop_front();
+        }
+        a.marks.push_back((seq, state));
+    }
+
+    /// A shard holds a row of message `seq`.
+    pub fn hold(&self, shard: usize, seq: u64) {
+        if let Some(h) = self.held_from.get(shard) {
+            h.fetch_min(seq, SeqCst);
+        }
+    }
+
+    /// A shard's oldest message held, after blocks left its memory.
+    pub fn set_held(&self, shard: usize, seq: Option<u64>) {
+        if let Some(h) = self.held_from.get(shard) {
+            h.store(seq.unwrap_or(u64::MAX), SeqCst);
+        }
+    }
+
+    /// The mark that may be recorded now: every row of the log up to its sequence is in
+    /// files, and the reader's state there. `None` when none is newer than the manifest's.
+    pub fn mark(&self) -> Option<(u64, serde_json::Value)> {
+        let mut a = self.applied.lock();
+        // In this order: a row committed after `through` was read comes from a later
+        // message, so it cannot lower the bound below what it covers.
+        let committed = a.through;
+        let held = self
+            .held_from
+            .iter()
+            .map(|h| h.load(SeqCst))
+            .min()
+            .unwrap_or(u64::MAX);
+        let upto = committed.min(held.saturating_sub(1));
+        let i = a.marks.iter().rposition(|(s, _)| *s <= upto)?;
+        // States before the one chosen are never needed again.
+        a.marks.drain(..i);
+        let (seq, state) = a.marks.front()?.clone();
+        (seq > self.through()).then_some((seq, state))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The mark follows what memory still holds and snaps to a recorded batch end.
+    #[test]
+    fn the_mark_stays_behind_rows_held_in_memory() {
+        let log = SharedLog::new(2);
+        log.start_at(10, json!(10));
+        assert_eq!(log.mark(), None, "nothing newer than the start");
+        log.hold(0, 11);
+        log.hold(1, 13);
+        log.applied(12, json!(12));
+        log.applied(15, json!(15));
+        // Shard 0 holds a row of 11: nothing past 10 is in files yet.
+        assert_eq!(log.mark(), None);
+        // Shard 0 flushed; shard 1 still holds 13: up to 12.
+        log.set_held(0, None);
+        assert_eq!(log.mark(), Some((12, json!(12))));
+        log.set_through(12);
+        assert_eq!(log.mark(), None);
+        // Everything flushed: up to the last batch committed.
+        log.set_held(1, None);
+        assert_eq!(log.mark(), Some((15, json!(15))));
+        // A message committed but with no batch end recorded yet is not covered.
+        log.set_through(15);
+        log.hold(1, 16);
+        log.set_held(1, None);
+        assert_eq!(log.mark(), None);
+    }
+}
