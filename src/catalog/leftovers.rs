@@ -33,6 +33,44 @@ use crate::storage::paths::{self, is_temp_name};
 use crate::storage::schema::meta;
 use crate::storage::store::FileRef;
 
+/// Shared storage, at a node's start-up: its own leftovers in the region's bucket, deleted.
+/// A node's files take seqs from the ranges it reserved in the manifest (no other node
+/// writes in them), so a data file with such a seq that the manifest neither lists nor
+/// retired was written by this node's previous run and never recorded (killed between the
+/// write and the edit): nothing can read or record it any more. Returns the paths deleted.
+pub fn sweep_own_orphans(manifest: &Manifest, node: &str) -> Result<Vec<String>> {
+    manifest
+        .refresh()
+        .map_err(|e| crate::storage::parquet::StorageError::Config(e.to_string()))?;
+    let ranges: Vec<(u64, u64)> = manifest
+        .shared()
+        .reserved
+        .iter()
+        .filter(|r| r.node == node)
+        .map(|r| (r.first, r.end))
+        .collect();
+    if ranges.is_empty() {
+        return Ok(Vec::new());
+    }
+    let files = manifest.files();
+    let live: HashSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    let retired: HashSet<String> = manifest.retired().into_iter().collect();
+    let store = manifest.store();
+    let orphans: Vec<String> = data_files(store)?
+        .into_iter()
+        .map(|(rel, _)| rel)
+        .filter(|rel| !live.contains(rel.as_str()) && !retired.contains(rel))
+        .filter(|rel| {
+            paths::parse_data_file_seq(Path::new(rel))
+                .is_some_and(|seq| ranges.iter().any(|(a, b)| (*a..*b).contains(&seq)))
+        })
+        .collect();
+    if !orphans.is_empty() {
+        store.delete(&orphans)?;
+    }
+    Ok(orphans)
+}
+
 /// What a sweep does (or, without `remove`, would do) with a leftover.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fate {
@@ -311,6 +349,34 @@ mod tests {
             columns: vec![],
             wal: vec![],
         }
+    }
+
+    /// Shared storage: a node's start-up deletes the unlisted files in its own reserved
+    /// seqs, and nothing of another node's, nor a listed file.
+    #[test]
+    fn a_node_sweeps_only_its_own_unrecorded_files_on_shared_storage() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        let part = "db/cpu/part_day=2024-05-01";
+        let name = |seq: u64| format!("{part}/{seq:020}.parquet");
+        let a = Manifest::open(&Store::local(r)).unwrap();
+        let b = Manifest::open(&Store::local(r)).unwrap();
+        a.reserve_seqs("a", 100).unwrap();
+        b.reserve_seqs("b", 100).unwrap();
+        let (a1, a2, b1) = (a.next_file_seq(), a.next_file_seq(), b.next_file_seq());
+        a.commit(ManifestEdit {
+            add: vec![meta(a1, &name(a1))],
+            ..ManifestEdit::default()
+        })
+        .unwrap();
+        fs::create_dir_all(r.join(part)).unwrap();
+        for seq in [a1, a2, b1] {
+            fs::write(r.join(name(seq)), b"x").unwrap();
+        }
+        assert_eq!(sweep_own_orphans(&a, "a").unwrap(), vec![name(a2)]);
+        assert!(r.join(name(a1)).exists() && r.join(name(b1)).exists());
+        assert!(!r.join(name(a2)).exists());
+        assert!(sweep_own_orphans(&b, "c").unwrap().is_empty());
     }
 
     #[test]

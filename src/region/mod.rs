@@ -425,6 +425,11 @@ impl Engine {
                 (true, Some(cl)) => {
                     let node = cl.node.as_deref().unwrap_or("node");
                     Self::refuse_wal_of_shared(&region_dir, &rc.name, opts.skip_corrupt_wal)?;
+                    let orphans = crate::catalog::leftovers::sweep_own_orphans(&manifest, node)
+                        .map_err(startup("removing this node's unrecorded files"))?;
+                    for path in orphans {
+                        warn!(file = %path, "removed a file this node wrote before it stopped and never recorded");
+                    }
                     manifest
                         .reserve_seqs(node, SHARED_SEQS_RESERVED)
                         .map_err(startup("reserving file seqs in the shared manifest"))?;
