@@ -1532,9 +1532,50 @@ name = "global"
                 "cluster.routing_lead",
             ),
             ("nats = [\"nats://h\"]\nbogus = 1", "bogus"),
+            (
+                "nats = [\"nats://h\"]\nlease_ttl = \"1s\"",
+                "cluster.lease_ttl",
+            ),
         ] {
             let e = err_of(&format!("{MIN}\n[cluster]\n{body}\n"));
             assert!(e.contains(key), "{body}: {e}");
+        }
+        assert_eq!(c.lease_ttl, Duration::from_secs(6));
+    }
+
+    /// `shared_storage`: a bucket the region's nodes share, in cluster mode only; replicas
+    /// may then share a bucket.
+    #[test]
+    fn shared_storage_needs_a_bucket_and_cluster_mode() {
+        let cluster = "[cluster]\nnats = [\"nats://h\"]\n";
+        let eu =
+            |lines: &str| format!("{MIN}[[region]]\nname = \"eu\"\nurl = \"http://a\"\n{lines}");
+        let ok = Config::parse(&format!(
+            "{}{cluster}",
+            eu("replicas = [\"http://b\"]\nshared_storage = true\nstorage = \"s3://b/eu\"\n")
+        ))
+        .unwrap();
+        let r = ok.routing.regions.iter().find(|r| r.name == "eu").unwrap();
+        assert!(r.shared_storage);
+        for (text, want) in [
+            (
+                format!("{}{cluster}", eu("shared_storage = true\n")),
+                "shared_storage",
+            ),
+            (
+                eu("shared_storage = true\nstorage = \"s3://b/eu\"\n"),
+                "needs [cluster]",
+            ),
+            (
+                format!(
+                    "{}{cluster}",
+                    eu("replicas = [\"http://b\"]\nstorage = \"s3://b/eu\"\n")
+                ),
+                "shared_storage = true",
+            ),
+        ] {
+            let e = err_of(&text);
+            assert!(e.contains(want), "{text}: {e}");
         }
     }
 
