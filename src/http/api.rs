@@ -35,6 +35,7 @@ pub async fn regions(State(state): State<Shared>) -> Json<Value> {
                         "flushes": l.epoch() > 0,
                         "lease_epoch": l.epoch(),
                         "log_in_files_through": l.through(),
+                        "log_applied_through": l.committed(),
                     })
                 });
                 json!({

@@ -132,7 +132,14 @@ impl Engine {
     }
 
     /// Every hosted shard flushes the blocks it holds now; returns once they are in files.
+    /// On shared storage, once the log mark also covers them: a node starting later reads
+    /// the log from the mark, and must not bring the deleted points back into memory.
     fn flush_barrier(&self, timeout: Duration) -> Result<(), String> {
+        let marks: Vec<(&str, &super::shared::SharedLog, u64)> = self
+            .regions
+            .iter()
+            .filter_map(|r| r.log.as_deref().map(|l| (&*r.name, l, l.committed())))
+            .collect();
         let mut waits = Vec::new();
         for r in &self.regions {
             for s in &r.shards {
@@ -150,6 +157,17 @@ impl Engine {
                     "the points in memory could not be flushed within {} ms (is the disk full?); nothing was deleted",
                     timeout.as_millis()
                 ));
+            }
+        }
+        for (region, log, target) in marks {
+            while log.through() < target {
+                if std::time::Instant::now() >= deadline {
+                    return Err(format!(
+                        "region {region}'s log was not marked as in files up to message {target} within {} ms (does a node hold its flush lease?); nothing was deleted",
+                        timeout.as_millis()
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(20));
             }
         }
         Ok(())

@@ -97,6 +97,11 @@ impl SharedLog {
         a.marks.push_back((seq, state));
     }
 
+    /// The last message committed to memory.
+    pub fn committed(&self) -> u64 {
+        self.applied.lock().through
+    }
+
     /// A shard holds a row of message `seq`.
     pub fn hold(&self, shard: usize, seq: u64) {
         if let Some(h) = self.held_from.get(shard) {

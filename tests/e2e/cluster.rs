@@ -1071,6 +1071,21 @@ fn shared_view(n: &Node, region: &str) -> Option<(bool, u64, u64)> {
     ))
 }
 
+/// `/api/v1/regions`' `shared_storage` object of `region` on node `n`.
+fn shared_view_json(n: &Node, region: &str) -> serde_json::Value {
+    let j: serde_json::Value = http_client()
+        .get(format!("{}/api/v1/regions", n.url))
+        .send()
+        .expect("regions")
+        .json()
+        .expect("json");
+    j["regions"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["name"] == region))
+        .map(|r| r["shared_storage"].clone())
+        .unwrap_or_default()
+}
+
 /// Waits until `check` holds for what `f` returns, or panics naming `what` and the last value.
 fn wait_until<T: std::fmt::Debug>(
     what: &str,
@@ -1154,12 +1169,15 @@ fn a_region_on_shared_storage_is_flushed_by_one_node_and_taken_over_when_it_fail
     let mut c = Node::start(&dir("c"), &config, pc, &["eu", "apac"], &["--node", "c"]);
     let mut expected = Expected::new();
     let mut next_body = 0;
+    // Writes `n` bodies through A; returns the number of the first.
     let mut write_bodies = |n: i64, expected: &mut Expected| {
+        let first = next_body;
         for _ in 0..n {
             let (status, text) = write(&a, &body(next_body, 0, expected));
             assert_eq!(status, 204, "{text}");
             next_body += 1;
         }
+        first
     };
     let points = |expected: &Expected, geo: &str| expected.get(geo).map_or(0, |e| e.0) as u64;
     // Which of B and C flushes `region` (exactly one of them, once settled).
@@ -1271,7 +1289,63 @@ fn a_region_on_shared_storage_is_flushed_by_one_node_and_taken_over_when_it_fail
         wait_for(n, &expected, what);
     }
 
-    // 5. Everything flushed: the bucket's files (the manifest's live ones, read with the
+    // 5. A delete through A reaches both nodes hosting eu: it returns once the rows it
+    //    takes are in files and the log mark covers them (a node starting afterwards reads
+    //    the log from the mark and must not bring them back), on either node. Then the
+    //    holder is killed and restarted: the deleted points stay deleted everywhere.
+    let mut deleted = Expected::new();
+    let first_deleted = write_bodies(3, &mut deleted);
+    let mut all = expected.clone();
+    for (geo, (n, sum)) in &deleted {
+        let e = all.entry(geo.clone()).or_default();
+        e.0 += n;
+        e.1 += sum;
+    }
+    for (n, what) in [(&b, "through B"), (&c, "through C")] {
+        wait_for(n, &all, what);
+    }
+    let applied = |n: &Node| {
+        shared_view_json(n, "eu")["log_applied_through"]
+            .as_u64()
+            .expect("log_applied_through")
+    };
+    let before = (applied(&b), applied(&c));
+    let lo = T0 + first_deleted * 100 * 1_000_000_000;
+    let hi = T0 + (first_deleted + 3) * 100 * 1_000_000_000;
+    let r = http_client()
+        .post(format!("{}/query", a.url))
+        .form(&[
+            ("db", "cl"),
+            (
+                "q",
+                &format!("DELETE FROM cpu WHERE time >= {lo} AND time < {hi}"),
+            ),
+        ])
+        .send()
+        .expect("delete");
+    let status = r.status();
+    let text = r.text().unwrap_or_default();
+    assert!(status == 200 && !text.contains("error"), "{status} {text}");
+    let marked = |n: &Node| shared_view_json(n, "eu")["log_in_files_through"].as_u64();
+    assert!(
+        marked(&b) >= Some(before.0) && marked(&c) >= Some(before.1),
+        "the mark after the delete: {:?} {:?}, applied before it {before:?}",
+        marked(&b),
+        marked(&c)
+    );
+    match holder(&b, &c, "eu") {
+        Some('b') => b.restart(),
+        _ => c.restart(),
+    }
+    for (n, what) in [
+        (&a, "after the delete, through A"),
+        (&b, "through B"),
+        (&c, "through C"),
+    ] {
+        wait_for(n, &expected, what);
+    }
+
+    // 6. Everything flushed: the bucket's files (the manifest's live ones, read with the
     //    parquet crate) hold every eu and apac point with its value; a point flushed by two
     //    holders around a takeover is there twice with the same value, never missing.
     for region in ["eu", "apac"] {
