@@ -361,8 +361,8 @@ mod tests {
         let name = |seq: u64| format!("{part}/{seq:020}.parquet");
         let a = Manifest::open(&Store::local(r)).unwrap();
         let b = Manifest::open(&Store::local(r)).unwrap();
-        a.reserve_seqs("a", 100).unwrap();
-        b.reserve_seqs("b", 100).unwrap();
+        a.reserve_seqs("a", 100, 1).unwrap();
+        b.reserve_seqs("b", 100, 1).unwrap();
         let (a1, a2, b1) = (a.next_file_seq(), a.next_file_seq(), b.next_file_seq());
         a.commit(ManifestEdit {
             add: vec![meta(a1, &name(a1))],

@@ -162,6 +162,10 @@ pub struct Reservation {
     pub node: String,
     pub first: u64,
     pub end: u64,
+    /// The node's ingest shards per region: files name shards, and queries take files of
+    /// other shards for other series, so every node of a region must have as many.
+    #[serde(default)]
+    pub shards: usize,
 }
 
 /// Ranges of file seqs kept per node in the manifest (a node's orphans are found in them).
@@ -211,6 +215,9 @@ pub struct ManifestEdit {
     pub fence: Option<u64>,
     /// Shared storage: how far the region's log is in files now (under `fence`).
     pub log: Option<LogMark>,
+    /// Shared storage: the edit takes the lease over, so its `fence` must be above every
+    /// epoch committed (two takers never share one).
+    pub taking: bool,
 }
 
 /// What an operator can do about a missing or damaged manifest.
@@ -418,6 +425,15 @@ impl State {
                     "file {gone} is no longer live (another writer replaced or removed it)"
                 ));
             }
+        }
+        if edit.taking
+            && let Some(e) = edit.fence
+            && e <= self.shared.epoch
+        {
+            return Some(format!(
+                "taking the flush lease at epoch {e}, but epoch {} is recorded already",
+                self.shared.epoch
+            ));
         }
         if let Some(e) = edit.fence.or(edit.log.as_ref().map(|m| m.epoch))
             && e < self.shared.epoch
@@ -766,7 +782,7 @@ impl Manifest {
     /// Shared storage: reserves `count` file seqs for `node` alone with a committed edit, and
     /// takes them for this manifest's files from now on (two nodes never name a file
     /// alike, and each node's seqs grow with time, as flushes need).
-    pub fn reserve_seqs(&self, node: &str, count: u64) -> Result<(u64, u64)> {
+    pub fn reserve_seqs(&self, node: &str, count: u64, shards: usize) -> Result<(u64, u64)> {
         let mut st = self.state.lock();
         self.catch_up(&mut st)?;
         for _ in 0..MAX_RACES {
@@ -775,6 +791,7 @@ impl Manifest {
                 node: node.to_string(),
                 first,
                 end: first.saturating_add(count),
+                shards,
             };
             let record = EditRecord {
                 version: st.version + 1,
@@ -1064,8 +1081,8 @@ mod tests {
         let store = Store::local(dir.path());
         let a = Manifest::open(&store).unwrap();
         let b = Manifest::open(&store).unwrap();
-        let (a0, a1) = a.reserve_seqs("a", 1000).unwrap();
-        let (b0, b1) = b.reserve_seqs("b", 1000).unwrap();
+        let (a0, a1) = a.reserve_seqs("a", 1000, 2).unwrap();
+        let (b0, b1) = b.reserve_seqs("b", 1000, 2).unwrap();
         assert!(a1 <= b0 || b1 <= a0, "{a0}..{a1} and {b0}..{b1} overlap");
         let (sa, sb) = (a.next_file_seq(), b.next_file_seq());
         assert!((a0..a1).contains(&sa) && (b0..b1).contains(&sb));
@@ -1107,6 +1124,16 @@ mod tests {
         assert_eq!(shared.reserved.len(), 2);
         // Edits without a fence (a compactor's) are not concerned.
         a.commit(ManifestEdit::default()).unwrap();
+        // Taking the lease needs an epoch above every one recorded: two takers that
+        // computed the same one cannot both succeed.
+        let take = |epoch| ManifestEdit {
+            fence: Some(epoch),
+            taking: true,
+            ..ManifestEdit::default()
+        };
+        assert!(matches!(a.commit(take(7)), Err(ManifestError::Conflict(_))));
+        a.commit(take(8)).unwrap();
+        assert!(matches!(b.commit(take(8)), Err(ManifestError::Conflict(_))));
     }
 
     #[test]

@@ -274,8 +274,11 @@ impl JetStream {
         self.engine
             .regions()
             .iter()
-            .filter_map(|r| {
+            .enumerate()
+            .filter_map(|(i, r)| {
                 Some(super::lease::FlushLease {
+                    engine: self.engine.clone(),
+                    region_id: RegionId(i),
                     store: store.clone(),
                     region: r.name.to_string(),
                     node: self.node.clone(),
@@ -688,6 +691,9 @@ impl JetStream {
                     // What followed the last applied message is gone (past max_age, or
                     // purged): there is nothing to wait for below the stream's first.
                     if state.first_sequence > applied.seq + 1 {
+                        if let Some(log) = &shared {
+                            log.note_gap();
+                        }
                         self.stats().log_gaps.fetch_add(1, Relaxed);
                         tracing::error!(%region, after = applied.seq, first = state.first_sequence, "messages of the region's log expired before they were applied here");
                         applied.seq = state.first_sequence - 1;
@@ -718,6 +724,9 @@ impl JetStream {
                     continue;
                 }
                 if m.seq != applied.seq + 1 {
+                    if let Some(log) = &shared {
+                        log.note_gap();
+                    }
                     self.stats().log_gaps.fetch_add(1, Relaxed);
                     tracing::error!(%region, after = applied.seq, next = m.seq, "messages of the region's log are missing (expired past cluster.max_age, or the stream was recreated)");
                 }

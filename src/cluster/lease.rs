@@ -4,12 +4,15 @@
 //!
 //! ```text
 //!  every node hosting a shared region, every tick (a third of cluster.lease_ttl, ≤ 1 s):
-//!    refresh the shared manifest ─▶ SharedLog::set_through (followers drop what it covers)
 //!    read the lease (from the stream leader)
 //!      free, lapsed, or ours  ─▶ compare-and-set it to us, until now + ttl
-//!                                 newly taken: epoch = max(revision, manifest epoch + 1),
+//!                                 newly taken: a fresh range of file seqs (above every seq
+//!                                 used), then epoch = max(revision, manifest epoch + 1)
 //!                                 committed as a fence before any flush
 //!      another node's, live   ─▶ follow (epoch 0)
+//!    refresh the shared manifest ─▶ SharedLog::set_through (followers drop what it covers)
+//!    flush requests (key flushreq.<region>): a delete on a follower asks for the log to be
+//!      in files up to a message; the holder flushes what it holds when one is ahead
 //!    holder: record the log mark (SharedLog::mark) under its epoch
 //! ```
 //!
@@ -23,6 +26,9 @@
 //!   flushing on its own (epoch 0), before another node may take it over.
 //! - Liveness only depends on clocks: a lease is taken over once its `until`, by the
 //!   taker's clock, has passed.
+//! - A node takes the lease only once it reads the region's log, and not for three ttls
+//!   after it found messages of the log expired before it read them (it gives the lease
+//!   up then: another node may hold those rows and must be the one to flush them).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,12 +39,18 @@ use bytes::Bytes;
 use crate::catalog::Manifest;
 use crate::catalog::manifest::{LogMark, ManifestEdit, ManifestError, now_ns};
 use crate::config::ClusterConfig;
+use crate::model::RegionId;
+use crate::region::Engine;
 use crate::region::shared::SharedLog;
 
 pub const BUCKET: &str = "MERIDIAN_LEASES";
 
 fn key(region: &str) -> String {
     format!("flush.{region}")
+}
+
+fn request_key(region: &str) -> String {
+    format!("flushreq.{region}")
 }
 
 /// The lease's value.
@@ -67,6 +79,8 @@ pub struct FlushLease {
     pub ttl: Duration,
     pub manifest: Arc<Manifest>,
     pub log: Arc<SharedLog>,
+    pub engine: Arc<Engine>,
+    pub region_id: RegionId,
 }
 
 /// What the node knows of the lease between ticks.
@@ -75,6 +89,17 @@ struct Held {
     /// The KV revision of our last renewal, and when we sent it.
     revision: u64,
     renewed: Option<Instant>,
+    /// The manifest's epoch at the last refresh.
+    manifest_epoch: u64,
+    /// When this node found a gap in the log (it does not lead for a while after).
+    gap_seen: Option<Instant>,
+}
+
+impl Held {
+    fn forget(&mut self) {
+        self.revision = 0;
+        self.renewed = None;
+    }
 }
 
 impl FlushLease {
@@ -93,7 +118,7 @@ impl FlushLease {
             if self.log.epoch() > 0 && held.renewed.is_none_or(|t| t.elapsed() >= self.ttl * 2 / 3)
             {
                 self.step_down("its lease could not be renewed in time");
-                held = Held::default();
+                held.forget();
             }
             tokio::time::sleep(self.tick()).await;
         }
@@ -107,20 +132,29 @@ impl FlushLease {
     }
 
     async fn step(&self, held: &mut Held) -> Result<(), String> {
+        // The lease first: a slow read of the manifest must not delay its renewal.
+        if self.log.gapped() && held.gap_seen.is_none() {
+            held.gap_seen = Some(Instant::now());
+            tracing::error!(region = %self.region, node = %self.node, "messages of the region's log expired before this node read them: it gives up the flush lease (another node may hold those rows)");
+            self.release().await;
+            held.forget();
+        }
+        self.lease(held).await?;
         // What the holder recorded: followers drop the rows it covers.
         let m = self.manifest.clone();
         let shared = tokio::task::spawn_blocking(move || m.refresh().map(|_| m.shared()))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("reading the shared manifest: {e}"))?;
+        held.manifest_epoch = shared.epoch;
         if let Some(mark) = &shared.log {
             self.log.set_through(mark.through);
         }
         if self.log.epoch() > 0 && shared.epoch > self.log.epoch() {
             self.step_down("another node recorded a later lease epoch");
-            *held = Held::default();
+            held.forget();
         }
-        self.lease(held, shared.epoch).await?;
+        self.flush_requests().await?;
         let epoch = self.log.epoch();
         if epoch > 0
             && let Some((through, state)) = self.log.mark()
@@ -158,8 +192,39 @@ impl FlushLease {
         }
     }
 
+    /// A delete here waits for the log to be in files up to a message: asked of the holder
+    /// through the KV entry `flushreq.<region>` (the highest message asked); the holder
+    /// flushes what it holds when the entry is ahead of the mark.
+    async fn flush_requests(&self) -> Result<(), String> {
+        let k = request_key(&self.region);
+        let wanted = self.log.wanted();
+        let through = self.log.through();
+        let entry = self
+            .store
+            .entry(&k)
+            .await
+            .map_err(|e| format!("reading {BUCKET}/{k}: {e}"))?;
+        let asked = entry
+            .as_ref()
+            .and_then(|e| std::str::from_utf8(&e.value).ok()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        if self.log.epoch() > 0 && asked.max(wanted) > through {
+            self.engine.request_flush(self.region_id);
+        }
+        if wanted > through && wanted > asked {
+            let value = Bytes::from(wanted.to_string());
+            // Lost to another node's request: the next tick asks again.
+            match &entry {
+                None => drop(self.store.create(&k, value).await),
+                Some(e) => drop(self.store.update(&k, value, e.revision).await),
+            }
+        }
+        Ok(())
+    }
+
     /// Takes, renews or leaves the lease.
-    async fn lease(&self, held: &mut Held, manifest_epoch: u64) -> Result<(), String> {
+    async fn lease(&self, held: &mut Held) -> Result<(), String> {
+        let manifest_epoch = held.manifest_epoch;
         let k = key(&self.region);
         let entry = self
             .store
@@ -176,10 +241,25 @@ impl FlushLease {
         let free = current.as_ref().is_none_or(|h| h.until <= now);
         if self.log.epoch() > 0 && !ours {
             self.step_down("another node took the lease over");
-            *held = Held::default();
+            held.forget();
         }
         if !(ours || free) {
             return Ok(());
+        }
+        // Not before the log is read from the mark, nor for three ttls after a gap.
+        if self.log.epoch() == 0 {
+            if !self.log.started() {
+                return Ok(());
+            }
+            match held.gap_seen {
+                Some(t) if t.elapsed() < self.ttl * 3 => return Ok(()),
+                Some(_) => {
+                    held.gap_seen = None;
+                    self.log.clear_gap();
+                }
+                None if self.log.gapped() => return Ok(()),
+                None => {}
+            }
         }
         // Ours from an earlier run of this node (restarted): taken again under a new epoch.
         let renewing = ours
@@ -208,7 +288,7 @@ impl FlushLease {
             Err(e) => {
                 // Another node was quicker (or the server did not answer): not ours.
                 self.step_down("the lease changed hands");
-                *held = Held::default();
+                held.forget();
                 return Err(format!("taking or renewing the lease: {e}"));
             }
         };
@@ -217,11 +297,24 @@ impl FlushLease {
         if renewing {
             return Ok(());
         }
-        // Newly taken: fenced before any flush, so that the previous holder's late edits
-        // are refused from now on.
-        let epoch = revision.max(manifest_epoch + 1);
+        // Newly taken: file seqs above every one used so far (this node's files of a key
+        // then follow every earlier holder's), and a fence before any flush, so that the
+        // previous holder's late edits are refused from now on.
+        let (m, node, shards) = (
+            self.manifest.clone(),
+            self.node.clone(),
+            self.engine.shards_per_region(),
+        );
+        tokio::task::spawn_blocking(move || {
+            m.reserve_seqs(&node, crate::region::SHARED_SEQS_RESERVED, shards)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("reserving file seqs: {e}"))?;
+        let epoch = revision.max(manifest_epoch.saturating_add(1));
         self.commit(ManifestEdit {
             fence: Some(epoch),
+            taking: true,
             ..ManifestEdit::default()
         })
         .await
@@ -234,9 +327,6 @@ impl FlushLease {
     /// Gives the lease back (shutdown): another node takes it at its next tick.
     pub async fn release(&self) {
         let k = key(&self.region);
-        if self.log.epoch() == 0 {
-            return;
-        }
         self.log.set_epoch(0);
         if let Ok(Some(e)) = self.store.entry(&k).await
             && serde_json::from_slice::<Holder>(&e.value).is_ok_and(|h| h.node == self.node)

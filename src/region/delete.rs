@@ -140,6 +140,10 @@ impl Engine {
             .iter()
             .filter_map(|r| r.log.as_deref().map(|l| (&*r.name, l, l.committed())))
             .collect();
+        // A node without the lease cannot flush: it asks the holder to (cluster::lease).
+        for (_, log, target) in &marks {
+            log.want_through(*target);
+        }
         let mut waits = Vec::new();
         for r in &self.regions {
             for s in &r.shards {

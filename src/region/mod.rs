@@ -255,8 +255,9 @@ fn wal_shard_dirs(region_dir: &Path) -> std::io::Result<Vec<usize>> {
     Ok(out)
 }
 
-/// File seqs a node reserves in a shared manifest at start-up: never used up (a trillion).
-const SHARED_SEQS_RESERVED: u64 = 1 << 40;
+/// File seqs a node reserves in a shared manifest at start-up and when it takes a flush
+/// lease: never used up (a trillion).
+pub const SHARED_SEQS_RESERVED: u64 = 1 << 40;
 
 /// Flushes of blocks at least this large are followed by [`release_free_memory`].
 const TRIM_AFTER_FLUSH_BYTES: u64 = 8 << 20;
@@ -430,8 +431,20 @@ impl Engine {
                     for path in orphans {
                         warn!(file = %path, "removed a file this node wrote before it stopped and never recorded");
                     }
+                    let shared = manifest.shared();
+                    if let Some(other) = shared
+                        .reserved
+                        .iter()
+                        .rev()
+                        .find(|r| r.node != node && r.shards != 0 && r.shards != n_shards)
+                    {
+                        return Err(EngineError::Startup(format!(
+                            "region {:?} is on shared storage, where node {:?} runs {} ingest shards and this node {n_shards}: every node of the region needs the same ingest.shards_per_region (files name their shards, and queries rely on a series being in one)",
+                            rc.name, other.node, other.shards
+                        )));
+                    }
                     manifest
-                        .reserve_seqs(node, SHARED_SEQS_RESERVED)
+                        .reserve_seqs(node, SHARED_SEQS_RESERVED, n_shards)
                         .map_err(startup("reserving file seqs in the shared manifest"))?;
                     Some(Arc::new(shared::SharedLog::new(n_shards)))
                 }
@@ -1389,6 +1402,22 @@ impl Engine {
         })
     }
 
+    /// Ingest shards per hosted region.
+    pub fn shards_per_region(&self) -> usize {
+        self.shards_per_region
+    }
+
+    /// Asks the shards of a hosted region to flush every block they hold now, without
+    /// waiting (shared storage: a delete on another node waits for it).
+    pub fn request_flush(&self, region: RegionId) {
+        if let Some(r) = self.regions.get(region.0) {
+            for s in &r.shards {
+                let (tx, _rx) = std::sync::mpsc::channel();
+                let _ = s.ctrl.send(Ctrl::FlushBarrier { reply: tx });
+            }
+        }
+    }
+
     /// Flushes every in-memory block of every hosted region and waits (blocking).
     pub fn flush_all_blocking(&self) {
         let mut waits = Vec::new();
@@ -1430,7 +1459,9 @@ impl Engine {
         // them to the next start). A clean stop leaves each manifest with a checkpoint of
         // its last edit.
         for r in &self.regions {
-            if let Some(m) = &r.manifest {
+            // Shared storage: other nodes' queries may still read them; the background
+            // sweep of a running node deletes them after its grace.
+            if let Some(m) = r.manifest.as_ref().filter(|_| r.log.is_none()) {
                 let retired = m.retired_due(Duration::ZERO);
                 match m.store().delete(&retired) {
                     Ok(()) => m.forget_retired(&retired),

@@ -102,8 +102,12 @@ struct ActiveBlock {
 }
 
 struct Flushing {
+    /// Stable while the block waits (barriers name it): the file seq may change.
+    id: u64,
     key: BlockKey,
     chunks: Vec<Arc<Chunk>>,
+    /// The seq its file takes. Shared storage: given when the flush is submitted by the
+    /// lease holder (0 until then), so that files follow the log across takeovers.
     file_seq: u64,
     wal: BTreeMap<usize, (u64, u64)>,
     bytes: u64,
@@ -153,8 +157,9 @@ pub struct Shard {
     flushing: Vec<Flushing>,
     ctrl_tx: Sender<Ctrl>,
     flush_waiters: Vec<std::sync::mpsc::Sender<()>>,
-    /// Barriers: the file seqs still to be flushed before each reply.
+    /// Barriers: the blocks (`Flushing::id`) still to be flushed before each reply.
     barriers: Vec<(Vec<u64>, std::sync::mpsc::Sender<()>)>,
+    next_flushing_id: u64,
     /// When covered WAL segments were last removed.
     wal_trimmed: Instant,
 }
@@ -195,6 +200,7 @@ impl Shard {
             ctrl_tx,
             flush_waiters: Vec::new(),
             barriers: Vec::new(),
+            next_flushing_id: 0,
             wal_trimmed: Instant::now(),
         }
     }
@@ -420,7 +426,7 @@ impl Shard {
             let gone = !f.submitted && covered(&f.wal);
             if gone {
                 freed += f.bytes;
-                done.push(f.file_seq);
+                done.push(f.id);
             }
             !gone
         });
@@ -431,8 +437,8 @@ impl Shard {
         let _ = m
             .memory_bytes
             .fetch_update(Relaxed, Relaxed, |b| Some(b.saturating_sub(freed)));
-        for seq in done {
-            self.settle_barriers(seq);
+        for id in done {
+            self.settle_barriers(id);
         }
         self.publish_in_memory();
         self.publish_held();
@@ -463,10 +469,16 @@ impl Shard {
             self.publish_in_memory();
             return;
         }
+        self.next_flushing_id += 1;
         let f = Flushing {
+            id: self.next_flushing_id,
             key: key.clone(),
             chunks,
-            file_seq: self.ctx.manifest.next_file_seq(),
+            file_seq: if self.ctx.log.is_some() {
+                0
+            } else {
+                self.ctx.manifest.next_file_seq()
+            },
             wal: active.wal,
             bytes: active.block.bytes() as u64,
             submitted: false,
@@ -481,10 +493,8 @@ impl Shard {
     /// that thousands of small measurements cost a few syncs and manifest edits, not
     /// thousands (each is still its own file: one schema per measurement).
     fn submit_pending(&mut self) {
-        if !self.leads() {
-            // Shared storage without the lease: frozen blocks wait for the holder's flush
-            // (drop_covered), or for this node to take the lease over.
-            return;
+        if self.ctx.log.is_some() {
+            return self.submit_in_order();
         }
         let mut batch: Vec<FlushPart> = Vec::new();
         let mut batch_bytes = 0u64;
@@ -525,6 +535,46 @@ impl Shard {
         }
     }
 
+    /// Shared storage: the lease holder flushes one job at a time, in the order the blocks
+    /// were frozen, each file taking its seq now, from the range this node reserved when
+    /// it took the lease (above every seq used before): a key's files then follow the log,
+    /// whichever nodes held the lease before. A failed job is resubmitted first, under new
+    /// seqs. Without the lease, frozen blocks wait for the holder's flush (drop_covered), or
+    /// for this node to take the lease over.
+    fn submit_in_order(&mut self) {
+        if !self.leads() || self.flushing.iter().any(|f| f.submitted) {
+            return;
+        }
+        let mut parts: Vec<FlushPart> = Vec::new();
+        let mut bytes = 0u64;
+        for f in self.flushing.iter_mut() {
+            if f.retry_at.is_some() || parts.len() >= BATCH_PARTS || bytes >= BATCH_BYTES {
+                break;
+            }
+            f.file_seq = self.ctx.manifest.next_file_seq();
+            f.submitted = true;
+            bytes += f.bytes;
+            parts.push(FlushPart {
+                key: f.key.clone(),
+                chunks: f.chunks.clone(),
+                file_seq: f.file_seq,
+                wal: f
+                    .wal
+                    .iter()
+                    .map(|(shard, (min_seq, max_seq))| WalRange {
+                        shard: *shard,
+                        min_seq: *min_seq,
+                        max_seq: *max_seq,
+                    })
+                    .collect(),
+                bytes: f.bytes,
+            });
+        }
+        if !parts.is_empty() {
+            send_job(&self.ctx, &self.ctrl_tx, parts);
+        }
+    }
+
     fn flush_all(&mut self) {
         let keys: Vec<BlockKey> = self.blocks.keys().cloned().collect();
         for k in keys {
@@ -554,7 +604,7 @@ impl Shard {
     /// files.
     fn barrier(&mut self, reply: std::sync::mpsc::Sender<()>) {
         self.flush_all();
-        let seqs: Vec<u64> = self.flushing.iter().map(|f| f.file_seq).collect();
+        let seqs: Vec<u64> = self.flushing.iter().map(|f| f.id).collect();
         if seqs.is_empty() {
             let _ = reply.send(());
         } else {
@@ -563,11 +613,15 @@ impl Shard {
     }
 
     fn on_flush_done(&mut self, file_seq: u64, result: Result<FlushOutcome, String>) {
-        let Some(pos) = self.flushing.iter().position(|f| f.file_seq == file_seq) else {
+        let Some(pos) = self
+            .flushing
+            .iter()
+            .position(|f| f.submitted && f.file_seq == file_seq)
+        else {
             return;
         };
         if result.is_ok() {
-            self.settle_barriers(file_seq);
+            self.settle_barriers(self.flushing[pos].id);
         }
         match result {
             Ok(outcome) => {
@@ -608,10 +662,10 @@ impl Shard {
         self.notify_if_empty();
     }
 
-    /// Barriers waiting for `file_seq`'s rows to be in files: this one is.
-    fn settle_barriers(&mut self, file_seq: u64) {
-        for (seqs, _) in &mut self.barriers {
-            seqs.retain(|s| *s != file_seq);
+    /// Barriers waiting for block `id`'s rows to be in files: they are.
+    fn settle_barriers(&mut self, id: u64) {
+        for (ids, _) in &mut self.barriers {
+            ids.retain(|s| *s != id);
         }
         self.barriers.retain(|(seqs, reply)| {
             if seqs.is_empty() {
@@ -646,7 +700,7 @@ impl Shard {
                 key: f.key.clone(),
                 shard: self.ctx.shard,
                 chunks: f.chunks.clone(),
-                flushing_file_seq: Some(f.file_seq),
+                flushing_file_seq: (f.file_seq != 0).then_some(f.file_seq),
             });
         }
         out

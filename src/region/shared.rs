@@ -17,14 +17,16 @@
 //!   order, snapped down to a batch end the reader recorded its state at.
 //! - A node's memory for the region holds every row of the log after some point at or
 //!   below the mark, contiguously (blocks are dropped oldest first, only once the mark
-//!   covers them); so a node that takes the lease writes files whose order (seq, reserved per
-//!   node and growing with time) keeps last-write-wins: a newer file of a key always
-//!   follows the older ones it overlaps on this node.
+//!   covers them); so a node that takes the lease over has every row not in files.
+//! - Last write wins across holders: the holder gives each file its seq when it submits the
+//!   flush, in the order its blocks were frozen, from a range reserved when it took the
+//!   lease, above every seq used before (`Manifest::reserve_seqs`): a key's newer rows are
+//!   always in a file of higher seq, or in memory.
 //! - A node that lost the lease cannot record anything: the manifest refuses an edit made
 //!   under an epoch older than one committed.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 
 use parking_lot::Mutex;
 
@@ -37,6 +39,15 @@ pub struct SharedLog {
     /// Per shard: the oldest log message a row held in memory came from (`u64::MAX`: none).
     held_from: Vec<AtomicU64>,
     applied: Mutex<Applied>,
+    /// The reader has started (from the manifest's mark): only then may the node lead.
+    started: AtomicBool,
+    /// Messages of the log expired before this node read them: it must not record a mark
+    /// past rows it never had (another node may have them), so it records none and gives
+    /// the lease up until it takes it again.
+    gapped: AtomicBool,
+    /// A delete here waits for the log to be in files up to this message: the holder is
+    /// asked to flush (see `cluster::lease`).
+    wanted: AtomicU64,
 }
 
 #[derive(Default)]
@@ -57,7 +68,40 @@ impl SharedLog {
             through: AtomicU64::new(0),
             held_from: (0..shards).map(|_| AtomicU64::new(u64::MAX)).collect(),
             applied: Mutex::new(Applied::default()),
+            started: AtomicBool::new(false),
+            gapped: AtomicBool::new(false),
+            wanted: AtomicU64::new(0),
         }
+    }
+
+    pub fn started(&self) -> bool {
+        self.started.load(SeqCst)
+    }
+
+    /// The reader skips messages that expired before it read them: no mark from here on
+    /// (see `gapped`), and the lease is given up.
+    pub fn note_gap(&self) {
+        let _a = self.applied.lock();
+        self.gapped.store(true, SeqCst);
+        self.set_epoch(0);
+    }
+
+    pub fn gapped(&self) -> bool {
+        self.gapped.load(SeqCst)
+    }
+
+    /// Taking the lease again after a gap: whoever else could flush those rows had the time.
+    pub fn clear_gap(&self) {
+        self.gapped.store(false, SeqCst);
+    }
+
+    /// A delete waits for the log to be in files up to `seq`.
+    pub fn want_through(&self, seq: u64) {
+        self.wanted.fetch_max(seq, SeqCst);
+    }
+
+    pub fn wanted(&self) -> u64 {
+        self.wanted.load(SeqCst)
     }
 
     /// The lease epoch held (0: none).
@@ -85,6 +129,7 @@ impl SharedLog {
         a.marks.clear();
         a.marks.push_back((seq, state));
         self.set_through(seq);
+        self.started.store(true, SeqCst);
     }
 
     /// The reader committed every message up to `seq` to memory; `state` is its state there.
@@ -120,6 +165,9 @@ impl SharedLog {
     /// files, and the reader's state there. `None` when none is newer than the manifest's.
     pub fn mark(&self) -> Option<(u64, serde_json::Value)> {
         let mut a = self.applied.lock();
+        if self.gapped() {
+            return None;
+        }
         // In this order: a row committed after `through` was read comes from a later
         // message, so it cannot lower the bound below what it covers.
         let committed = a.through;

@@ -1128,7 +1128,7 @@ fn a_region_on_shared_storage_is_flushed_by_one_node_and_taken_over_when_it_fail
     );
     let base = ServerConfig::default()
         .query_line("timeout = \"4s\"")
-        .flush(1_000_000, "64MiB", "3s")
+        .flush(1_000_000, "64MiB", "8s")
         .toml(&storage);
     let partition_ns = base.partition_ns();
     let mut cfg = base.render();
@@ -1213,7 +1213,7 @@ fn a_region_on_shared_storage_is_flushed_by_one_node_and_taken_over_when_it_fail
         );
     }
 
-    // 2. The holder killed while it holds rows it has not flushed (blocks flush 3 s after
+    // 2. The holder killed while it holds rows it has not flushed (blocks flush 8 s after
     //    they start), which the other node holds too: the other node takes eu over within
     //    the lease's ttl and a few ticks, while writes go on, and flushes them.
     let first = holder(&b, &c, "eu").expect("a holder");
