@@ -513,17 +513,24 @@ fn serve(args: ServeArgs) -> Result<()> {
     // `[[retention]]`: expired partitions dropped and windows rolled up in the background.
     let token = meridian::compaction::datadir::run_token();
     let regions = engine
-        .hosted_manifests()
-        .into_iter()
-        .map(
-            |(name, manifest)| meridian::compaction::datadir::RegionDir {
-                dir: meridian::storage::paths::region_dir(engine.data_dir(), &name),
-                name,
+        .regions()
+        .iter()
+        .filter_map(|r| {
+            let manifest = r.manifest.clone()?;
+            Some(meridian::compaction::datadir::RegionDir {
+                dir: meridian::storage::paths::region_dir(engine.data_dir(), &r.name),
+                name: r.name.to_string(),
                 manifest,
                 token: token.clone(),
-                sweeper: meridian::catalog::leftovers::Sweeper::Owner,
-            },
-        )
+                // Shared storage: other nodes write beside this one.
+                sweeper: if r.log.is_some() {
+                    meridian::catalog::leftovers::Sweeper::BesideServer
+                } else {
+                    meridian::catalog::leftovers::Sweeper::Owner
+                },
+                shared: r.log.clone(),
+            })
+        })
         .collect();
     // Joined by the engine's shutdown, before its last deletion of replaced files.
     if let Some(t) = meridian::compaction::background::spawn(

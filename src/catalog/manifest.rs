@@ -169,7 +169,7 @@ pub struct Reservation {
 }
 
 /// Ranges of file seqs kept per node in the manifest (a node's orphans are found in them).
-const RESERVATIONS_KEPT: usize = 8;
+const RESERVATIONS_KEPT: usize = 32;
 
 /// One committed edit, an object of its own.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -215,9 +215,6 @@ pub struct ManifestEdit {
     pub fence: Option<u64>,
     /// Shared storage: how far the region's log is in files now (under `fence`).
     pub log: Option<LogMark>,
-    /// Shared storage: the edit takes the lease over, so its `fence` must be above every
-    /// epoch committed (two takers never share one).
-    pub taking: bool,
 }
 
 /// What an operator can do about a missing or damaged manifest.
@@ -425,15 +422,6 @@ impl State {
                     "file {gone} is no longer live (another writer replaced or removed it)"
                 ));
             }
-        }
-        if edit.taking
-            && let Some(e) = edit.fence
-            && e <= self.shared.epoch
-        {
-            return Some(format!(
-                "taking the flush lease at epoch {e}, but epoch {} is recorded already",
-                self.shared.epoch
-            ));
         }
         if let Some(e) = edit.fence.or(edit.log.as_ref().map(|m| m.epoch))
             && e < self.shared.epoch
@@ -783,6 +771,30 @@ impl Manifest {
     /// takes them for this manifest's files from now on (two nodes never name a file
     /// alike, and each node's seqs grow with time, as flushes need).
     pub fn reserve_seqs(&self, node: &str, count: u64, shards: usize) -> Result<(u64, u64)> {
+        self.reserve(node, count, shards, None).map(|(_, r)| r)
+    }
+
+    /// Shared storage: takes the flush lease over in one edit: a fence at an epoch of at
+    /// least `min_epoch` and above every epoch recorded, and a fresh range of file seqs
+    /// above every seq used so far (reserved only if the fence is). Returns the epoch and
+    /// the range.
+    pub fn take_over(
+        &self,
+        node: &str,
+        count: u64,
+        shards: usize,
+        min_epoch: u64,
+    ) -> Result<(u64, (u64, u64))> {
+        self.reserve(node, count, shards, Some(min_epoch))
+    }
+
+    fn reserve(
+        &self,
+        node: &str,
+        count: u64,
+        shards: usize,
+        min_epoch: Option<u64>,
+    ) -> Result<(u64, (u64, u64))> {
         let mut st = self.state.lock();
         self.catch_up(&mut st)?;
         for _ in 0..MAX_RACES {
@@ -793,6 +805,8 @@ impl Manifest {
                 end: first.saturating_add(count),
                 shards,
             };
+            // Computed on the state this edit follows: above every epoch recorded.
+            let fence = min_epoch.map(|m| m.max(st.shared.epoch.saturating_add(1)));
             let record = EditRecord {
                 version: st.version + 1,
                 add: Vec::new(),
@@ -800,7 +814,7 @@ impl Manifest {
                 leases: Vec::new(),
                 next_seq: res.end,
                 at: now_ns(),
-                fence: None,
+                fence,
                 log: None,
                 reserve: Some(res.clone()),
             };
@@ -811,7 +825,7 @@ impl Manifest {
                 st.apply(record, len);
                 self.next_seq.fetch_max(res.end, Ordering::Relaxed);
                 *self.own_seqs.lock() = Some((res.first, res.end));
-                return Ok((res.first, res.end));
+                return Ok((fence.unwrap_or(0), (res.first, res.end)));
             }
             self.catch_up(&mut st)?;
         }
@@ -1124,16 +1138,23 @@ mod tests {
         assert_eq!(shared.reserved.len(), 2);
         // Edits without a fence (a compactor's) are not concerned.
         a.commit(ManifestEdit::default()).unwrap();
-        // Taking the lease needs an epoch above every one recorded: two takers that
-        // computed the same one cannot both succeed.
-        let take = |epoch| ManifestEdit {
-            fence: Some(epoch),
-            taking: true,
-            ..ManifestEdit::default()
-        };
-        assert!(matches!(a.commit(take(7)), Err(ManifestError::Conflict(_))));
-        a.commit(take(8)).unwrap();
-        assert!(matches!(b.commit(take(8)), Err(ManifestError::Conflict(_))));
+        // Taking the lease over: an epoch above every one recorded, whatever the taker
+        // asked for, so two takers never share one; the later take fences the earlier.
+        let (ea, (a2, _)) = a.take_over("a", 1000, 2, 7).unwrap();
+        let (eb, (b2, _)) = b.take_over("b", 1000, 2, 3).unwrap();
+        assert_eq!((ea, eb), (8, 9));
+        assert!(
+            a2 >= b1 && b2 >= a2 + 1000,
+            "each take's seqs above every earlier one"
+        );
+        assert_eq!(a.next_file_seq(), a2);
+        assert!(matches!(
+            a.commit(ManifestEdit {
+                fence: Some(ea),
+                ..ManifestEdit::default()
+            }),
+            Err(ManifestError::Conflict(_))
+        ));
     }
 
     #[test]

@@ -692,7 +692,7 @@ impl JetStream {
                     // purged): there is nothing to wait for below the stream's first.
                     if state.first_sequence > applied.seq + 1 {
                         if let Some(log) = &shared {
-                            log.note_gap();
+                            log.note_gap(state.first_sequence);
                         }
                         self.stats().log_gaps.fetch_add(1, Relaxed);
                         tracing::error!(%region, after = applied.seq, first = state.first_sequence, "messages of the region's log expired before they were applied here");
@@ -725,7 +725,7 @@ impl JetStream {
                 }
                 if m.seq != applied.seq + 1 {
                     if let Some(log) = &shared {
-                        log.note_gap();
+                        log.note_gap(m.seq);
                     }
                     self.stats().log_gaps.fetch_add(1, Relaxed);
                     tracing::error!(%region, after = applied.seq, next = m.seq, "messages of the region's log are missing (expired past cluster.max_age, or the stream was recreated)");

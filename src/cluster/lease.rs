@@ -89,10 +89,12 @@ struct Held {
     /// The KV revision of our last renewal, and when we sent it.
     revision: u64,
     renewed: Option<Instant>,
-    /// The manifest's epoch at the last refresh.
-    manifest_epoch: u64,
-    /// When this node found a gap in the log (it does not lead for a while after).
-    gap_seen: Option<Instant>,
+    /// After a gap in this node's log: since when the lease has been free.
+    free_since: Option<Instant>,
+    /// The gap this node gave its lease up for.
+    gap_released: Option<u64>,
+    /// The highest flush request this holder flushed for.
+    flushed_for: u64,
 }
 
 impl Held {
@@ -133,9 +135,11 @@ impl FlushLease {
 
     async fn step(&self, held: &mut Held) -> Result<(), String> {
         // The lease first: a slow read of the manifest must not delay its renewal.
-        if self.log.gapped() && held.gap_seen.is_none() {
-            held.gap_seen = Some(Instant::now());
-            tracing::error!(region = %self.region, node = %self.node, "messages of the region's log expired before this node read them: it gives up the flush lease (another node may hold those rows)");
+        if let Some(end) = self.log.gap_end()
+            && held.gap_released != Some(end)
+        {
+            held.gap_released = Some(end);
+            tracing::error!(region = %self.region, node = %self.node, gap_end = end, "messages of the region's log expired before this node read them: it gives up the flush lease (another node may hold those rows)");
             self.release().await;
             held.forget();
         }
@@ -146,7 +150,6 @@ impl FlushLease {
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("reading the shared manifest: {e}"))?;
-        held.manifest_epoch = shared.epoch;
         if let Some(mark) = &shared.log {
             self.log.set_through(mark.through);
         }
@@ -154,7 +157,7 @@ impl FlushLease {
             self.step_down("another node recorded a later lease epoch");
             held.forget();
         }
-        self.flush_requests().await?;
+        self.flush_requests(held).await?;
         let epoch = self.log.epoch();
         if epoch > 0
             && let Some((through, state)) = self.log.mark()
@@ -195,7 +198,7 @@ impl FlushLease {
     /// A delete here waits for the log to be in files up to a message: asked of the holder
     /// through the KV entry `flushreq.<region>` (the highest message asked); the holder
     /// flushes what it holds when the entry is ahead of the mark.
-    async fn flush_requests(&self) -> Result<(), String> {
+    async fn flush_requests(&self, held: &mut Held) -> Result<(), String> {
         let k = request_key(&self.region);
         let wanted = self.log.wanted();
         let through = self.log.through();
@@ -208,7 +211,10 @@ impl FlushLease {
             .as_ref()
             .and_then(|e| std::str::from_utf8(&e.value).ok()?.parse::<u64>().ok())
             .unwrap_or(0);
-        if self.log.epoch() > 0 && asked.max(wanted) > through {
+        // Once per request: the flush takes what is held now, the mark follows.
+        let ask = asked.max(wanted);
+        if self.log.epoch() > 0 && ask > through && ask > held.flushed_for {
+            held.flushed_for = ask;
             self.engine.request_flush(self.region_id);
         }
         if wanted > through && wanted > asked {
@@ -224,7 +230,6 @@ impl FlushLease {
 
     /// Takes, renews or leaves the lease.
     async fn lease(&self, held: &mut Held) -> Result<(), String> {
-        let manifest_epoch = held.manifest_epoch;
         let k = key(&self.region);
         let entry = self
             .store
@@ -244,47 +249,23 @@ impl FlushLease {
             held.forget();
         }
         if !(ours || free) {
+            // Another node leads: a gap of ours waits for its mark to pass it.
+            held.free_since = None;
             return Ok(());
         }
-        // Not before the log is read from the mark, nor for three ttls after a gap.
-        if self.log.epoch() == 0 {
-            if !self.log.started() {
-                return Ok(());
-            }
-            match held.gap_seen {
-                Some(t) if t.elapsed() < self.ttl * 3 => return Ok(()),
-                Some(_) => {
-                    held.gap_seen = None;
-                    self.log.clear_gap();
-                }
-                None if self.log.gapped() => return Ok(()),
-                None => {}
-            }
+        if self.log.epoch() == 0 && !self.may_take(held) {
+            return Ok(());
         }
         // Ours from an earlier run of this node (restarted): taken again under a new epoch.
         let renewing = ours
             && self.log.epoch() > 0
             && entry.as_ref().map(|e| e.revision) == Some(held.revision);
-        let value = Holder {
-            node: self.node.clone(),
-            until: now.saturating_add(i64::try_from(self.ttl.as_nanos()).unwrap_or(i64::MAX)),
-        };
-        let bytes = Bytes::from(serde_json::to_vec(&value).map_err(|e| e.to_string())?);
-        let sent = Instant::now();
-        let written = match &entry {
-            None => self
-                .store
-                .create(&k, bytes)
-                .await
-                .map_err(|e| e.to_string()),
-            Some(e) => self
-                .store
-                .update(&k, bytes, e.revision)
-                .await
-                .map_err(|e| e.to_string()),
-        };
-        let revision = match written {
-            Ok(r) => r,
+        let revision = match self.write_lease(entry.as_ref().map(|e| e.revision)).await {
+            Ok((r, sent)) => {
+                held.revision = r;
+                held.renewed = Some(sent);
+                r
+            }
             Err(e) => {
                 // Another node was quicker (or the server did not answer): not ours.
                 self.step_down("the lease changed hands");
@@ -292,36 +273,97 @@ impl FlushLease {
                 return Err(format!("taking or renewing the lease: {e}"));
             }
         };
-        held.revision = revision;
-        held.renewed = Some(sent);
         if renewing {
             return Ok(());
         }
-        // Newly taken: file seqs above every one used so far (this node's files of a key
-        // then follow every earlier holder's), and a fence before any flush, so that the
-        // previous holder's late edits are refused from now on.
+        // Newly taken, in one manifest edit: a fence above every epoch recorded (the
+        // previous holder's late edits are refused from now on), and file seqs above every
+        // one used so far (this node's files of a key follow every earlier holder's).
         let (m, node, shards) = (
             self.manifest.clone(),
             self.node.clone(),
             self.engine.shards_per_region(),
         );
-        tokio::task::spawn_blocking(move || {
-            m.reserve_seqs(&node, crate::region::SHARED_SEQS_RESERVED, shards)
+        let taken = tokio::task::spawn_blocking(move || {
+            m.take_over(&node, crate::region::SHARED_SEQS_RESERVED, shards, revision)
         })
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("reserving file seqs: {e}"))?;
-        let epoch = revision.max(manifest_epoch.saturating_add(1));
-        self.commit(ManifestEdit {
-            fence: Some(epoch),
-            taking: true,
-            ..ManifestEdit::default()
-        })
-        .await
-        .map_err(|e| format!("fencing the manifest at epoch {epoch}: {e}"))?;
+        .map_err(|e| e.to_string())?;
+        let epoch = match taken {
+            Ok((epoch, _)) => epoch,
+            Err(e) => {
+                held.forget();
+                return Err(format!("fencing the shared manifest: {e}"));
+            }
+        };
+        // The take may have been slow (object storage): renewed once more, so that the
+        // lease is fresh when flushing starts.
+        match self.write_lease(Some(revision)).await {
+            Ok((r, sent)) => {
+                held.revision = r;
+                held.renewed = Some(sent);
+            }
+            Err(e) => {
+                held.forget();
+                return Err(format!("renewing the lease just taken: {e}"));
+            }
+        }
+        held.flushed_for = 0;
         self.log.set_epoch(epoch);
         tracing::info!(region = %self.region, node = %self.node, epoch, "this node holds the region's flush lease: it flushes the region's files");
         Ok(())
+    }
+
+    /// Whether a node that does not lead may take the lease now: once its log reader
+    /// started from the mark, and after a gap only once the mark passed it (a node that
+    /// had those rows flushed them) or the lease stayed free for three ttls (no node that
+    /// could lead is up).
+    fn may_take(&self, held: &mut Held) -> bool {
+        if !self.log.started() {
+            return false;
+        }
+        let Some(end) = self.log.gap_end() else {
+            held.free_since = None;
+            return true;
+        };
+        if self.log.through() >= end {
+            self.log.clear_gap();
+            held.free_since = None;
+            return true;
+        }
+        let since = *held.free_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= self.ttl * 3 {
+            tracing::warn!(region = %self.region, node = %self.node, "no other node took the flush lease over rows this node's log skipped: it leads again (those rows are lost)");
+            self.log.clear_gap();
+            held.free_since = None;
+            return true;
+        }
+        false
+    }
+
+    /// Writes the lease as ours until a ttl from now (create, or compare-and-set on
+    /// `revision`); returns the new revision and records when it was sent.
+    async fn write_lease(&self, revision: Option<u64>) -> Result<(u64, Instant), String> {
+        let k = key(&self.region);
+        let value = Holder {
+            node: self.node.clone(),
+            until: now_ns().saturating_add(i64::try_from(self.ttl.as_nanos()).unwrap_or(i64::MAX)),
+        };
+        let bytes = Bytes::from(serde_json::to_vec(&value).map_err(|e| e.to_string())?);
+        let sent = Instant::now();
+        let r = match revision {
+            None => self
+                .store
+                .create(&k, bytes)
+                .await
+                .map_err(|e| e.to_string()),
+            Some(rev) => self
+                .store
+                .update(&k, bytes, rev)
+                .await
+                .map_err(|e| e.to_string()),
+        }?;
+        Ok((r, sent))
     }
 
     /// Gives the lease back (shutdown): another node takes it at its next tick.

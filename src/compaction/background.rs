@@ -124,6 +124,9 @@ pub fn run_once(
     // logs each unit's outcome below.
     let mut quiet = |_: &Event<'_>| {};
     for r in regions {
+        if r.shared.as_ref().is_some_and(|l| l.epoch() == 0) {
+            continue;
+        }
         let floors = match wal_floors(&r.dir) {
             Ok(f) => f,
             Err(e) => {

@@ -29,6 +29,9 @@ pub struct RegionDir {
     pub token: String,
     /// Beside a live server, only provable leftovers of compactions are touched.
     pub sweeper: leftovers::Sweeper,
+    /// The server's region on shared storage: retention and rollups run on the node that
+    /// holds its flush lease only (`None`: always).
+    pub shared: Option<std::sync::Arc<crate::region::shared::SharedLog>>,
 }
 
 /// A token unique to one compaction run: time and process id, in hex.
@@ -194,6 +197,7 @@ impl DataDir {
                 dir,
                 manifest,
                 token: token.clone(),
+                shared: None,
                 sweeper: if live {
                     leftovers::Sweeper::BesideServer
                 } else {

@@ -48,8 +48,9 @@ pub struct FlushPart {
 /// Everything needed to write the files of one flush: one block, or many small ones of a
 /// shard flushed together (one sync and one manifest edit for all of them).
 pub struct FlushJob {
-    /// Shared storage: the region's log, whose lease epoch fences the manifest edit.
-    pub log: Option<Arc<crate::region::shared::SharedLog>>,
+    /// Shared storage: the lease epoch the job was submitted under (0: none), which fences
+    /// its manifest edit.
+    pub fence: Option<u64>,
     pub region_name: Arc<str>,
     pub manifest: Arc<Manifest>,
     pub parts: Vec<FlushPart>,
@@ -90,16 +91,13 @@ pub fn run(job: &FlushJob) -> Result<Vec<(FlushOutcome, Written)>, String> {
     let started = Instant::now();
     // Shared storage: only the lease holder writes, and its edit is refused if another
     // node took the lease over meanwhile.
-    let fence = match &job.log {
-        Some(log) if log.epoch() == 0 => {
-            return Err(format!(
-                "this node does not hold region {}'s flush lease",
-                job.region_name
-            ));
-        }
-        Some(log) => Some(log.epoch()),
-        None => None,
-    };
+    if job.fence == Some(0) {
+        return Err(format!(
+            "this node does not hold region {}'s flush lease",
+            job.region_name
+        ));
+    }
+    let fence = job.fence;
     let store = job.manifest.store();
     let mut staged: Vec<(Staged, RecordBatch, usize)> = Vec::with_capacity(job.parts.len());
     for part in &job.parts {

@@ -333,7 +333,12 @@ impl Engine {
                         // The sorted copy and the encoder's buffers, while they exist.
                         let staging = job.bytes();
                         flush_metrics.memory_bytes.fetch_add(staging, Relaxed);
-                        let result = flush::run(&job);
+                        // A panic in a flush (a bug) fails the job like an error: its
+                        // shard keeps the rows and retries, rather than wait for good.
+                        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            flush::run(&job)
+                        }))
+                        .unwrap_or_else(|_| Err("the flush panicked".to_string()));
                         let _ = flush_metrics
                             .memory_bytes
                             .fetch_update(Relaxed, Relaxed, |m| Some(m.saturating_sub(staging)));

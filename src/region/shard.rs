@@ -72,6 +72,10 @@ pub struct MemSource {
     /// Set while the block is being flushed: the file this seq will name must be ignored by
     /// a reader that also holds these chunks.
     pub flushing_file_seq: Option<u64>,
+    /// Set once the block is frozen (waiting for its flush): the order it was frozen in
+    /// within its shard. Frozen blocks are older than active ones, and among them, later
+    /// frozen is newer.
+    pub frozen: Option<u64>,
 }
 
 pub enum Ctrl {
@@ -175,9 +179,11 @@ const BATCH_PARTS: usize = 1024;
 const ROLLOVER_IDLE: Duration = Duration::from_millis(250);
 
 /// Sends one flush job to the pool.
-fn send_job(ctx: &ShardCtx, ctrl_tx: &Sender<Ctrl>, parts: Vec<FlushPart>) {
+fn send_job(ctx: &ShardCtx, ctrl_tx: &Sender<Ctrl>, parts: Vec<FlushPart>) -> bool {
     let job = FlushJob {
-        log: ctx.log.clone(),
+        // Shared storage: the lease epoch the job was submitted under fences its edit (its
+        // seqs come from that reign's range).
+        fence: ctx.log.as_ref().map(|l| l.epoch()),
         region_name: ctx.region_name.clone(),
         manifest: ctx.manifest.clone(),
         parts,
@@ -187,7 +193,9 @@ fn send_job(ctx: &ShardCtx, ctrl_tx: &Sender<Ctrl>, parts: Vec<FlushPart>) {
     };
     if ctx.flush_tx.send((job, ctrl_tx.clone())).is_err() {
         error!("flush pool is gone; blocks stay in memory");
+        return false;
     }
+    true
 }
 
 impl Shard {
@@ -570,8 +578,10 @@ impl Shard {
                 bytes: f.bytes,
             });
         }
-        if !parts.is_empty() {
-            send_job(&self.ctx, &self.ctrl_tx, parts);
+        if !parts.is_empty() && !send_job(&self.ctx, &self.ctrl_tx, parts) {
+            for f in self.flushing.iter_mut().filter(|f| f.submitted) {
+                f.submitted = false;
+            }
         }
     }
 
@@ -693,6 +703,7 @@ impl Shard {
                 shard: self.ctx.shard,
                 chunks: b.block.freeze(),
                 flushing_file_seq: None,
+                frozen: None,
             });
         }
         for f in self.flushing.iter().filter(|f| wanted(&f.key)) {
@@ -701,6 +712,7 @@ impl Shard {
                 shard: self.ctx.shard,
                 chunks: f.chunks.clone(),
                 flushing_file_seq: (f.file_seq != 0).then_some(f.file_seq),
+                frozen: Some(f.id),
             });
         }
         out

@@ -41,10 +41,11 @@ pub struct SharedLog {
     applied: Mutex<Applied>,
     /// The reader has started (from the manifest's mark): only then may the node lead.
     started: AtomicBool,
-    /// Messages of the log expired before this node read them: it must not record a mark
-    /// past rows it never had (another node may have them), so it records none and gives
-    /// the lease up until it takes it again.
-    gapped: AtomicBool,
+    /// Messages of the log expired before this node read them: the first message after
+    /// the gap (0: none). It must not record a mark past rows it never had (another node
+    /// may have them), so it records none and gives the lease up until the mark passes the
+    /// gap or no other node takes the lease.
+    gap_end: AtomicU64,
     /// A delete here waits for the log to be in files up to this message: the holder is
     /// asked to flush (see `cluster::lease`).
     wanted: AtomicU64,
@@ -69,7 +70,7 @@ impl SharedLog {
             held_from: (0..shards).map(|_| AtomicU64::new(u64::MAX)).collect(),
             applied: Mutex::new(Applied::default()),
             started: AtomicBool::new(false),
-            gapped: AtomicBool::new(false),
+            gap_end: AtomicU64::new(0),
             wanted: AtomicU64::new(0),
         }
     }
@@ -78,21 +79,25 @@ impl SharedLog {
         self.started.load(SeqCst)
     }
 
-    /// The reader skips messages that expired before it read them: no mark from here on
-    /// (see `gapped`), and the lease is given up.
-    pub fn note_gap(&self) {
+    /// The reader skips messages that expired before it read them, up to `next` (the
+    /// first it has): no mark from here on (see `gap_end`), the lease is given up, and the
+    /// next holder is asked to flush past the gap.
+    pub fn note_gap(&self, next: u64) {
         let _a = self.applied.lock();
-        self.gapped.store(true, SeqCst);
+        self.gap_end.fetch_max(next, SeqCst);
         self.set_epoch(0);
+        self.want_through(next);
     }
 
-    pub fn gapped(&self) -> bool {
-        self.gapped.load(SeqCst)
+    /// The first message after a gap this node's log has, while it lasts.
+    pub fn gap_end(&self) -> Option<u64> {
+        Some(self.gap_end.load(SeqCst)).filter(|g| *g > 0)
     }
 
-    /// Taking the lease again after a gap: whoever else could flush those rows had the time.
+    /// The mark passed the gap (a node that had those rows flushed them), or no other node
+    /// took the lease: this node may lead again.
     pub fn clear_gap(&self) {
-        self.gapped.store(false, SeqCst);
+        self.gap_end.store(0, SeqCst);
     }
 
     /// A delete waits for the log to be in files up to `seq`.
@@ -165,7 +170,7 @@ impl SharedLog {
     /// files, and the reader's state there. `None` when none is newer than the manifest's.
     pub fn mark(&self) -> Option<(u64, serde_json::Value)> {
         let mut a = self.applied.lock();
-        if self.gapped() {
+        if self.gap_end().is_some() {
             return None;
         }
         // In this order: a row committed after `through` was read comes from a later
