@@ -120,6 +120,27 @@ struct Flushing {
     retry_at: Option<Instant>,
 }
 
+impl Flushing {
+    /// The block as a part of a flush job.
+    fn part(&self) -> FlushPart {
+        FlushPart {
+            key: self.key.clone(),
+            chunks: self.chunks.clone(),
+            file_seq: self.file_seq,
+            wal: self
+                .wal
+                .iter()
+                .map(|(shard, (min_seq, max_seq))| WalRange {
+                    shard: *shard,
+                    min_seq: *min_seq,
+                    max_seq: *max_seq,
+                })
+                .collect(),
+            bytes: self.bytes,
+        }
+    }
+}
+
 /// Live figures of one shard, read by `GET /api/v1/regions`.
 #[derive(Debug, Default)]
 pub struct ShardStats {
@@ -512,21 +533,7 @@ impl Shard {
             .filter(|f| !f.submitted && f.retry_at.is_none())
         {
             f.submitted = true;
-            let part = FlushPart {
-                key: f.key.clone(),
-                chunks: f.chunks.clone(),
-                file_seq: f.file_seq,
-                wal: f
-                    .wal
-                    .iter()
-                    .map(|(shard, (min_seq, max_seq))| WalRange {
-                        shard: *shard,
-                        min_seq: *min_seq,
-                        max_seq: *max_seq,
-                    })
-                    .collect(),
-                bytes: f.bytes,
-            };
+            let part = f.part();
             if part.bytes >= BATCH_BYTES {
                 send_job(&self.ctx, &self.ctrl_tx, vec![part]);
                 continue;
@@ -562,21 +569,7 @@ impl Shard {
             f.file_seq = self.ctx.manifest.next_file_seq();
             f.submitted = true;
             bytes += f.bytes;
-            parts.push(FlushPart {
-                key: f.key.clone(),
-                chunks: f.chunks.clone(),
-                file_seq: f.file_seq,
-                wal: f
-                    .wal
-                    .iter()
-                    .map(|(shard, (min_seq, max_seq))| WalRange {
-                        shard: *shard,
-                        min_seq: *min_seq,
-                        max_seq: *max_seq,
-                    })
-                    .collect(),
-                bytes: f.bytes,
-            });
+            parts.push(f.part());
         }
         if !parts.is_empty() && !send_job(&self.ctx, &self.ctrl_tx, parts) {
             for f in self.flushing.iter_mut().filter(|f| f.submitted) {

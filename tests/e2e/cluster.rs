@@ -419,6 +419,34 @@ fn writes_cross_regions_through_jetstream_and_survive_node_and_nats_kills() {
     b.stop();
 }
 
+/// Node A (americas, global) and nodes B and C (both eu and apac), each with its data dir
+/// under `root`.
+fn three_nodes(root: &Path, config: &Path, ports: (u16, u16, u16)) -> (Node, Node, Node) {
+    let dir = |n: &str| root.join(n);
+    let a = Node::start(
+        &dir("a"),
+        config,
+        ports.0,
+        &["americas", "global"],
+        &["--node", "a"],
+    );
+    let b = Node::start(
+        &dir("b"),
+        config,
+        ports.1,
+        &["eu", "apac"],
+        &["--node", "b"],
+    );
+    let c = Node::start(
+        &dir("c"),
+        config,
+        ports.2,
+        &["eu", "apac"],
+        &["--node", "c"],
+    );
+    (a, b, c)
+}
+
 /// A region hosted by two nodes (cluster mode): each applies the region's log into its own
 /// data dir; queries through a third node fail over to the replica when the first node is
 /// killed, and a node that comes back catches up from where it stopped.
@@ -444,16 +472,7 @@ fn a_region_hosted_by_two_nodes_answers_while_either_is_down() {
     }
     assert_eq!(text.matches("replicas").count(), 2, "{text}");
     std::fs::write(&config, &text).expect("config");
-    let dir = |n: &str| root.path().join(n);
-    let a = Node::start(
-        &dir("a"),
-        &config,
-        pa,
-        &["americas", "global"],
-        &["--node", "a"],
-    );
-    let mut b = Node::start(&dir("b"), &config, pb, &["eu", "apac"], &["--node", "b"]);
-    let mut c = Node::start(&dir("c"), &config, pc, &["eu", "apac"], &["--node", "c"]);
+    let (a, mut b, mut c) = three_nodes(root.path(), &config, (pa, pb, pc));
     let mut expected = Expected::new();
     for n in 0..4 {
         let (status, text) = write(&a, &body(n, 0, &mut expected));
@@ -1157,16 +1176,7 @@ fn a_region_on_shared_storage_is_flushed_by_one_node_and_taken_over_when_it_fail
     ));
     let config = root.path().join("regions.toml");
     std::fs::write(&config, cfg).expect("config");
-    let dir = |n: &str| root.path().join(n);
-    let a = Node::start(
-        &dir("a"),
-        &config,
-        pa,
-        &["americas", "global"],
-        &["--node", "a"],
-    );
-    let mut b = Node::start(&dir("b"), &config, pb, &["eu", "apac"], &["--node", "b"]);
-    let mut c = Node::start(&dir("c"), &config, pc, &["eu", "apac"], &["--node", "c"]);
+    let (a, mut b, mut c) = three_nodes(root.path(), &config, (pa, pb, pc));
     let mut expected = Expected::new();
     let mut next_body = 0;
     // Writes `n` bodies through A; returns the number of the first.
