@@ -309,6 +309,11 @@ fn rebuild_manifests(cli: &Cli, s: &Setup) -> Result<bool> {
             .with_context(|| format!("opening the storage of region {name}"))?,
             None => Store::local(&dir),
         };
+        if rc.is_some_and(|(_, r)| r.shared_storage) {
+            anyhow::bail!(
+                "region {name} is on shared storage: its nodes elsewhere write to the bucket, so its manifest is not rebuilt from here (stop every node hosting it first, then run without shared_storage in the config)"
+            );
+        }
         if !rebuild::needs_rebuild(&store)
             .with_context(|| format!("reading the manifest of region {name}"))?
         {

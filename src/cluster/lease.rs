@@ -89,8 +89,8 @@ struct Held {
     /// The KV revision of our last renewal, and when we sent it.
     revision: u64,
     renewed: Option<Instant>,
-    /// After a gap in this node's log: since when the lease has been free.
-    free_since: Option<Instant>,
+    /// After a gap in this node's log (its end): since when the lease has been free.
+    free_since: Option<(u64, Instant)>,
     /// The gap this node gave its lease up for.
     gap_released: Option<u64>,
     /// The highest flush request this holder flushed for.
@@ -214,7 +214,8 @@ impl FlushLease {
         // Once per request: the flush takes what is held now, the mark follows.
         let ask = asked.max(wanted);
         if self.log.epoch() > 0 && ask > through && ask > held.flushed_for {
-            held.flushed_for = ask;
+            // What this node has not applied yet is asked again once it has.
+            held.flushed_for = ask.min(self.log.committed());
             self.engine.request_flush(self.region_id);
         }
         if wanted > through && wanted > asked {
@@ -322,21 +323,38 @@ impl FlushLease {
         if !self.log.started() {
             return false;
         }
+        // Not behind the files: a node that took over before it read as far as a file
+        // already holds would write older values under higher seqs for a while.
+        let in_files = self
+            .manifest
+            .files()
+            .iter()
+            .flat_map(|f| f.wal.iter().map(|w| w.max_seq))
+            .max()
+            .unwrap_or(0);
+        if self.log.committed() < in_files {
+            return false;
+        }
         let Some(end) = self.log.gap_end() else {
             held.free_since = None;
             return true;
         };
         if self.log.through() >= end {
-            self.log.clear_gap();
             held.free_since = None;
-            return true;
+            return self.log.clear_gap(end);
         }
-        let since = *held.free_since.get_or_insert_with(Instant::now);
+        // Three ttls of a free lease for this gap (a later gap starts them again).
+        let since = match held.free_since {
+            Some((gap, t)) if gap == end => t,
+            _ => {
+                held.free_since = Some((end, Instant::now()));
+                return false;
+            }
+        };
         if since.elapsed() >= self.ttl * 3 {
             tracing::warn!(region = %self.region, node = %self.node, "no other node took the flush lease over rows this node's log skipped: it leads again (those rows are lost)");
-            self.log.clear_gap();
             held.free_since = None;
-            return true;
+            return self.log.clear_gap(end);
         }
         false
     }

@@ -168,17 +168,23 @@ impl DataDir {
         }
         let token = run_token();
         let mut regions = Vec::new();
+        let mut shared_any = false;
         for (name, dir) in found {
             if !only_regions.is_empty() && !only_regions.contains(&name) {
                 continue;
             }
-            let store = match config.and_then(|c| {
+            let rc = config.and_then(|c| {
                 c.routing
                     .regions
                     .iter()
                     .find(|r| r.name == name)
                     .map(|r| (r, &c.s3))
-            }) {
+            });
+            // Shared storage: the region's nodes elsewhere write beside us, whether or not
+            // a server holds this data dir.
+            let beside = live || rc.is_some_and(|(r, _)| r.shared_storage);
+            shared_any |= rc.is_some_and(|(r, _)| r.shared_storage);
+            let store = match rc {
                 // The read cache belongs to the server of the data dir (one per directory):
                 // the compactor reads whole files and keeps none.
                 Some((rc, s3)) => Store::for_region(
@@ -198,7 +204,7 @@ impl DataDir {
                 manifest,
                 token: token.clone(),
                 shared: None,
-                sweeper: if live {
+                sweeper: if beside {
                     leftovers::Sweeper::BesideServer
                 } else {
                     leftovers::Sweeper::Owner
@@ -223,7 +229,7 @@ impl DataDir {
             regions,
             partition_duration_ns: pd,
             inferred,
-            grace: if live {
+            grace: if live || shared_any {
                 config.map_or(LIVE_GRACE, |c| {
                     c.query.timeout + std::time::Duration::from_secs(30)
                 })

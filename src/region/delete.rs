@@ -109,6 +109,7 @@ impl Engine {
                     spec,
                     self.row_group_rows,
                     self.time_unit,
+                    r.log.is_some(),
                 )? {
                     Ok(o) => {
                         outcome.files_rewritten += o.files_rewritten;
@@ -198,6 +199,7 @@ fn delete_in_region(
     spec: &DeleteSpec,
     row_group_rows: usize,
     time_unit: crate::config::FileTimeUnit,
+    shared: bool,
 ) -> Result<Result<DeleteOutcome, String>, String> {
     let store = manifest.store();
     let mut outcome = DeleteOutcome::default();
@@ -251,7 +253,9 @@ fn delete_in_region(
             }
         }
         for (dir, (like, wal)) in dropped {
-            if wal.is_empty() {
+            // Shared storage has no WAL to replay (the log is read from the mark, past
+            // the deleted rows): no tombstone, whose seq would outrank the holder's files.
+            if wal.is_empty() || shared {
                 continue;
             }
             let seq = manifest.next_file_seq();

@@ -120,8 +120,14 @@ pub fn run(job: &FlushJob) -> Result<Vec<(FlushOutcome, Written)>, String> {
     }) {
         Ok(_) => {}
         Err(e @ crate::catalog::manifest::ManifestError::Conflict(_)) => {
-            // Refused: no edit names these files (their seqs are this node's alone).
-            let _ = store.delete(&paths);
+            // Refused: these files are this node's alone (their seqs), and no edit names
+            // them, unless an earlier try of this commit did after all (a lost answer).
+            let listed = job.manifest.files();
+            let unlisted: Vec<String> = paths
+                .into_iter()
+                .filter(|p| !listed.iter().any(|f| &f.path == p))
+                .collect();
+            let _ = store.delete(&unlisted);
             return Err(e.to_string());
         }
         Err(e) => return Err(e.to_string()),

@@ -200,11 +200,16 @@ const BATCH_PARTS: usize = 1024;
 const ROLLOVER_IDLE: Duration = Duration::from_millis(250);
 
 /// Sends one flush job to the pool.
-fn send_job(ctx: &ShardCtx, ctrl_tx: &Sender<Ctrl>, parts: Vec<FlushPart>) -> bool {
+/// `fence`: shared storage, the lease epoch read before the parts took their seqs (from
+/// that reign's range): it fences the job's edit.
+fn send_job(
+    ctx: &ShardCtx,
+    ctrl_tx: &Sender<Ctrl>,
+    parts: Vec<FlushPart>,
+    fence: Option<u64>,
+) -> bool {
     let job = FlushJob {
-        // Shared storage: the lease epoch the job was submitted under fences its edit (its
-        // seqs come from that reign's range).
-        fence: ctx.log.as_ref().map(|l| l.epoch()),
+        fence,
         region_name: ctx.region_name.clone(),
         manifest: ctx.manifest.clone(),
         parts,
@@ -425,11 +430,6 @@ impl Shard {
         }
     }
 
-    /// Shared storage: whether this node holds the region's flush lease (elsewhere, always).
-    fn leads(&self) -> bool {
-        self.ctx.log.as_ref().is_none_or(|l| l.epoch() > 0)
-    }
-
     /// Shared storage: blocks whose every row the manifest's log mark says is in files
     /// leave memory (the lease holder flushed them), oldest first by construction: a
     /// block's rows all come before the mark.
@@ -535,18 +535,18 @@ impl Shard {
             f.submitted = true;
             let part = f.part();
             if part.bytes >= BATCH_BYTES {
-                send_job(&self.ctx, &self.ctrl_tx, vec![part]);
+                send_job(&self.ctx, &self.ctrl_tx, vec![part], None);
                 continue;
             }
             batch_bytes += part.bytes;
             batch.push(part);
             if batch.len() >= BATCH_PARTS || batch_bytes >= BATCH_BYTES {
-                send_job(&self.ctx, &self.ctrl_tx, std::mem::take(&mut batch));
+                send_job(&self.ctx, &self.ctrl_tx, std::mem::take(&mut batch), None);
                 batch_bytes = 0;
             }
         }
         if !batch.is_empty() {
-            send_job(&self.ctx, &self.ctrl_tx, batch);
+            send_job(&self.ctx, &self.ctrl_tx, batch, None);
         }
     }
 
@@ -557,7 +557,10 @@ impl Shard {
     /// seqs. Without the lease, frozen blocks wait for the holder's flush (drop_covered), or
     /// for this node to take the lease over.
     fn submit_in_order(&mut self) {
-        if !self.leads() || self.flushing.iter().any(|f| f.submitted) {
+        // The epoch first: seqs taken after it come from its reign's range (or a later
+        // one, whose fence refuses this job, which then goes again).
+        let epoch = self.ctx.log.as_ref().map_or(0, |l| l.epoch());
+        if epoch == 0 || self.flushing.iter().any(|f| f.submitted) {
             return;
         }
         let mut parts: Vec<FlushPart> = Vec::new();
@@ -571,7 +574,7 @@ impl Shard {
             bytes += f.bytes;
             parts.push(f.part());
         }
-        if !parts.is_empty() && !send_job(&self.ctx, &self.ctrl_tx, parts) {
+        if !parts.is_empty() && !send_job(&self.ctx, &self.ctrl_tx, parts, Some(epoch)) {
             for f in self.flushing.iter_mut().filter(|f| f.submitted) {
                 f.submitted = false;
             }

@@ -94,10 +94,13 @@ impl SharedLog {
         Some(self.gap_end.load(SeqCst)).filter(|g| *g > 0)
     }
 
-    /// The mark passed the gap (a node that had those rows flushed them), or no other node
-    /// took the lease: this node may lead again.
-    pub fn clear_gap(&self) {
-        self.gap_end.store(0, SeqCst);
+    /// The mark passed the gap ending at `end` (a node that had those rows flushed them),
+    /// or no other node took the lease: this node may lead again, unless a later gap was
+    /// noted meanwhile.
+    pub fn clear_gap(&self, end: u64) -> bool {
+        self.gap_end
+            .compare_exchange(end, 0, SeqCst, SeqCst)
+            .is_ok()
     }
 
     /// A delete waits for the log to be in files up to `seq`.
@@ -142,7 +145,16 @@ impl SharedLog {
         let mut a = self.applied.lock();
         a.through = a.through.max(seq);
         if a.marks.len() >= MARKS_KEPT {
-            a.marks.pop_front();
+            // Every other one goes, never the oldest (the mark may need it for as long as
+            // a row of its time is held) nor the newest: the mark stays possible, a little
+            // coarser.
+            let last = a.marks.len() - 1;
+            let mut i = 0;
+            a.marks.retain(|_| {
+                let keep = i % 2 == 0 || i == last;
+                i += 1;
+                keep
+            });
         }
         a.marks.push_back((seq, state));
     }
@@ -197,6 +209,28 @@ mod tests {
     use serde_json::json;
 
     /// The mark follows what memory still holds and snaps to a recorded batch end.
+    /// Past the states kept, older ones are thinned, never the oldest: a mark held back by
+    /// an old row stays possible under steady load.
+    #[test]
+    fn the_oldest_state_survives_steady_load() {
+        let log = SharedLog::new(1);
+        log.start_at(0, json!(0));
+        log.hold(0, 1);
+        for seq in 1..=(MARKS_KEPT as u64 * 5) {
+            log.applied(seq, json!(seq));
+        }
+        assert_eq!(log.mark(), None, "shard 0 still holds message 1");
+        // The held row moves on: the mark follows, to a kept state below it.
+        let upto = MARKS_KEPT as u64 * 2;
+        log.set_held(0, Some(upto + 1));
+        let (seq, state) = log.mark().expect("a mark below the held row");
+        assert!(seq > 0 && seq <= upto && state == json!(seq), "{seq}");
+        log.set_through(seq);
+        log.set_held(0, None);
+        let newest = MARKS_KEPT as u64 * 5;
+        assert_eq!(log.mark(), Some((newest, json!(newest))));
+    }
+
     #[test]
     fn the_mark_stays_behind_rows_held_in_memory() {
         let log = SharedLog::new(2);
