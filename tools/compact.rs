@@ -309,16 +309,18 @@ fn rebuild_manifests(cli: &Cli, s: &Setup) -> Result<bool> {
             .with_context(|| format!("opening the storage of region {name}"))?,
             None => Store::local(&dir),
         };
-        if rc.is_some_and(|(_, r)| r.shared_storage) {
-            anyhow::bail!(
-                "region {name} is on shared storage: its nodes elsewhere write to the bucket, so its manifest is not rebuilt from here (stop every node hosting it first, then run without shared_storage in the config)"
-            );
-        }
         if !rebuild::needs_rebuild(&store)
             .with_context(|| format!("reading the manifest of region {name}"))?
         {
             eprintln!("region {name}: manifest readable, left alone");
             report.push(serde_json::json!({"region": name, "rebuilt": false}));
+            continue;
+        }
+        if rc.is_some_and(|(_, r)| r.shared_storage) {
+            let why = "on shared storage its nodes elsewhere write to the bucket, so its manifest is not rebuilt from here: stop every node hosting it, then run with a config without shared_storage";
+            eprintln!("region {name}: {why}");
+            report.push(serde_json::json!({"region": name, "rebuilt": false, "error": why}));
+            ok = false;
             continue;
         }
         match rebuild::rebuild_manifest(&store, &name, pd) {
@@ -449,6 +451,20 @@ fn reroute(cli: &Cli, s: &Setup, live: bool) -> Result<bool> {
 
 fn run(cli: Cli) -> Result<bool> {
     let s = setup(&cli)?;
+    // Rollups of a region on shared storage are its lease holder's ([[retention]]
+    // downsample): written from here they would outrank the holder's later files.
+    if cli.downsample.is_some()
+        && let Some(c) = &s.config
+        && let Some(r) =
+            c.routing.regions.iter().find(|r| {
+                r.shared_storage && (cli.regions.is_empty() || cli.regions.contains(&r.name))
+            })
+    {
+        anyhow::bail!(
+            "region {} is on shared storage: its rollups are written by the node holding its flush lease ([[retention]] downsample in the config), not by meridian-compact; leave it out with --region",
+            r.name
+        );
+    }
     if cli.rebuild_manifest {
         return rebuild_manifests(&cli, &s);
     }

@@ -211,11 +211,15 @@ impl FlushLease {
             .as_ref()
             .and_then(|e| std::str::from_utf8(&e.value).ok()?.parse::<u64>().ok())
             .unwrap_or(0);
-        // Once per request: the flush takes what is held now, the mark follows.
+        // Once per request, once this node applied the log that far: the flush takes what
+        // is held then, and the mark follows.
         let ask = asked.max(wanted);
-        if self.log.epoch() > 0 && ask > through && ask > held.flushed_for {
-            // What this node has not applied yet is asked again once it has.
-            held.flushed_for = ask.min(self.log.committed());
+        if self.log.epoch() > 0
+            && ask > through
+            && ask > held.flushed_for
+            && self.log.committed() >= ask
+        {
+            held.flushed_for = ask;
             self.engine.request_flush(self.region_id);
         }
         if wanted > through && wanted > asked {
@@ -321,18 +325,6 @@ impl FlushLease {
     /// could lead is up).
     fn may_take(&self, held: &mut Held) -> bool {
         if !self.log.started() {
-            return false;
-        }
-        // Not behind the files: a node that took over before it read as far as a file
-        // already holds would write older values under higher seqs for a while.
-        let in_files = self
-            .manifest
-            .files()
-            .iter()
-            .flat_map(|f| f.wal.iter().map(|w| w.max_seq))
-            .max()
-            .unwrap_or(0);
-        if self.log.committed() < in_files {
             return false;
         }
         let Some(end) = self.log.gap_end() else {

@@ -59,7 +59,7 @@ struct Applied {
     marks: VecDeque<(u64, serde_json::Value)>,
 }
 
-/// Batch-end states kept at most (beyond, the oldest go: the mark then waits for a newer).
+/// Batch-end states kept at most (beyond, every other one goes but the oldest and newest).
 const MARKS_KEPT: usize = 4096;
 
 impl SharedLog {
@@ -208,7 +208,6 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    /// The mark follows what memory still holds and snaps to a recorded batch end.
     /// Past the states kept, older ones are thinned, never the oldest: a mark held back by
     /// an old row stays possible under steady load.
     #[test]
@@ -231,6 +230,7 @@ mod tests {
         assert_eq!(log.mark(), Some((newest, json!(newest))));
     }
 
+    /// The mark follows what memory still holds and snaps to a recorded batch end.
     #[test]
     fn the_mark_stays_behind_rows_held_in_memory() {
         let log = SharedLog::new(2);
