@@ -154,6 +154,9 @@ pub struct RegionGauges {
     /// Free bytes of the file system holding the region's directory (its WAL).
     pub disk_free_bytes: Option<u64>,
     pub shards: Vec<ShardGauges>,
+    /// Shared storage: (lease epoch held here or 0, log in files through, log applied
+    /// through).
+    pub shared: Option<(u64, u64, u64)>,
 }
 
 /// One ingest shard's figures.
@@ -486,6 +489,24 @@ impl Metrics {
             "Free bytes of the file system holding a hosted region's directory (its WAL).",
             GAUGE,
             region(&|r| r.disk_free_bytes),
+        );
+        add(
+            "meridian_shared_flush_lease_held",
+            "Shared storage: 1 while this node holds the region's flush lease (it flushes the region's files), else 0.",
+            GAUGE,
+            region(&|r| r.shared.map(|(e, _, _)| u64::from(e > 0))),
+        );
+        add(
+            "meridian_shared_log_in_files_through",
+            "Shared storage: the region's log message through which every row is in files (the log mark); compare with meridian_shared_log_applied_through to see how far the files lag.",
+            GAUGE,
+            region(&|r| r.shared.map(|(_, t, _)| t)),
+        );
+        add(
+            "meridian_shared_log_applied_through",
+            "Shared storage: the region's log message this node applied to memory through.",
+            GAUGE,
+            region(&|r| r.shared.map(|(_, _, a)| a)),
         );
         let shard = |f: &dyn Fn(&ShardGauges) -> u64| {
             hosted

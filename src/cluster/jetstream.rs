@@ -645,13 +645,24 @@ impl JetStream {
         let region = self.engine.regions()[r.0].name.to_string();
         let shared = self.engine.regions()[r.0].log.clone();
         let marker = self.applied_dir.join(format!("{region}.applied"));
+        let name = region_stream(&region);
+        let log = self
+            .js
+            .get_stream(&name)
+            .await
+            .map_err(|e| format!("stream {name}: {e}"))?;
         let mut applied = match (&shared, resume.as_ref()) {
             (None, _) => read_applied(&marker)?,
             (Some(_), Some(a)) => a.clone(),
-            (Some(log), None) => {
-                let a = self.start_of_shared(r).await?;
+            (Some(shared_log), None) => {
+                let mut a = self.start_of_shared(r).await?;
+                // No mark yet (a new bucket prefix): the log is read from its first
+                // message kept, which is no gap (nothing was in files before).
+                if a.seq == 0 {
+                    a.seq = log.cached_info().state.first_sequence.saturating_sub(1);
+                }
                 let state = serde_json::to_value(&a).map_err(|e| e.to_string())?;
-                log.start_at(a.seq, state);
+                shared_log.start_at(a.seq, state);
                 *resume = Some(a.clone());
                 a
             }
@@ -660,12 +671,6 @@ impl JetStream {
             .applied_seq
             .lock()
             .insert(region.clone(), applied.seq);
-        let name = region_stream(&region);
-        let log = self
-            .js
-            .get_stream(&name)
-            .await
-            .map_err(|e| format!("stream {name}: {e}"))?;
         let mut messages = ordered(
             &log,
             &name,
@@ -820,7 +825,16 @@ impl JetStream {
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("reading the shared manifest: {e}"))?;
         match shared.log {
-            None => Ok(Applied::default()),
+            None => {
+                let listed = self.engine.regions()[r.0]
+                    .manifest
+                    .as_ref()
+                    .is_some_and(|m| !m.files().is_empty());
+                if listed {
+                    tracing::warn!(region = %self.engine.regions()[r.0].name, "the shared manifest lists files but no log mark (written before shared_storage, or rebuilt): the region's log is read from its first message kept, over them");
+                }
+                Ok(Applied::default())
+            }
             Some(mark) => {
                 let mut a: Applied = serde_json::from_value(mark.state)
                     .map_err(|e| format!("the shared manifest's log mark is not readable: {e}"))?;

@@ -297,6 +297,9 @@ impl FlushLease {
         let epoch = match taken {
             Ok((epoch, _)) => epoch,
             Err(e) => {
+                // This node cannot write to the bucket: the lease goes back, so that a node
+                // that can takes it (held, it would never lapse).
+                self.release().await;
                 held.forget();
                 return Err(format!("fencing the shared manifest: {e}"));
             }

@@ -436,16 +436,19 @@ impl Engine {
                     for path in orphans {
                         warn!(file = %path, "removed a file this node wrote before it stopped and never recorded");
                     }
+                    // Each other node's latest reservation says how many shards it runs.
                     let shared = manifest.shared();
-                    if let Some(other) = shared
-                        .reserved
-                        .iter()
-                        .rev()
-                        .find(|r| r.node != node && r.shards != 0 && r.shards != n_shards)
+                    let mut latest: HashMap<&str, usize> = HashMap::new();
+                    for r in &shared.reserved {
+                        latest.insert(&r.node, r.shards);
+                    }
+                    if let Some((other, shards)) = latest
+                        .into_iter()
+                        .find(|(n, s)| *n != node && *s != 0 && *s != n_shards)
                     {
                         return Err(EngineError::Startup(format!(
                             "region {:?} is on shared storage, where node {:?} runs {} ingest shards and this node {n_shards}: every node of the region needs the same ingest.shards_per_region (files name their shards, and queries rely on a series being in one)",
-                            rc.name, other.node, other.shards
+                            rc.name, other, shards
                         )));
                     }
                     manifest
@@ -1050,6 +1053,10 @@ impl Engine {
                     file_rows: files.iter().map(|f| f.rows).sum(),
                     disk_free_bytes: disk_free(&dir),
                     shards,
+                    shared: r
+                        .log
+                        .as_ref()
+                        .map(|l| (l.epoch(), l.through(), l.committed())),
                 }
             })
             .collect();
