@@ -22,6 +22,15 @@ fn start_up_summarises_regions_replay_and_limits() {
     s.write_ok("ops", "cpu,region=eu-west-1 v=3 2\n");
     s.kill9();
     s.restart();
+    // stderr is read by a thread of its own: the summary may arrive after the ready line.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while (s.logs().matches("region hosted here").count() < 4
+        || !s.logs().contains("limits in force")
+        || !s.logs().contains("WAL replayed"))
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let logs = s.logs();
     let hosted: Vec<&str> = logs
         .lines()
