@@ -207,7 +207,12 @@ impl JetStream {
             );
         }
         let leases = if engine.regions().iter().any(|r| r.log.is_some()) {
-            Some(super::lease::bucket(&js, cfg).await?)
+            let store = super::lease::bucket(&js, cfg).await?;
+            for r in engine.regions().iter().filter(|r| r.log.is_some()) {
+                super::lease::check_members(&store, &r.name, &node, engine.shards_per_region())
+                    .await?;
+            }
+            Some(store)
         } else {
             None
         };
@@ -655,10 +660,12 @@ impl JetStream {
             (None, _) => read_applied(&marker)?,
             (Some(_), Some(a)) => a.clone(),
             (Some(shared_log), None) => {
-                let mut a = self.start_of_shared(r).await?;
-                // No mark yet (a new bucket prefix): the log is read from its first
-                // message kept, which is no gap (nothing was in files before).
-                if a.seq == 0 {
+                let (mut a, epoch) = self.start_of_shared(r).await?;
+                // No mark and no lease ever taken (a new bucket prefix): the log is read
+                // from its first message kept, which is no gap (no node flushed or held
+                // anything of it yet). Once a node led, messages gone without a mark are a
+                // gap (another node may hold them).
+                if a.seq == 0 && epoch == 0 {
                     a.seq = log.cached_info().state.first_sequence.saturating_sub(1);
                 }
                 let state = serde_json::to_value(&a).map_err(|e| e.to_string())?;
@@ -816,7 +823,8 @@ impl JetStream {
 
     /// Shared storage: where the region's log is read from at start-up, the shared
     /// manifest's mark (everything before it is in files) and the reader's state there.
-    async fn start_of_shared(&self, r: RegionId) -> Result<Applied, String> {
+    /// Also returns the highest lease epoch recorded (0: no node ever led).
+    async fn start_of_shared(&self, r: RegionId) -> Result<(Applied, u64), String> {
         let Some(m) = self.engine.regions()[r.0].manifest.clone() else {
             return Err("the region is not hosted here".into());
         };
@@ -831,15 +839,15 @@ impl JetStream {
                     .as_ref()
                     .is_some_and(|m| !m.files().is_empty());
                 if listed {
-                    tracing::warn!(region = %self.engine.regions()[r.0].name, "the shared manifest lists files but no log mark (written before shared_storage, or rebuilt): the region's log is read from its first message kept, over them");
+                    tracing::warn!(region = %self.engine.regions()[r.0].name, "the shared manifest lists files but no log mark (written before shared_storage, or rebuilt): the region's log is read from its first message kept, over them (points deleted since that message come back)");
                 }
-                Ok(Applied::default())
+                Ok((Applied::default(), shared.epoch))
             }
             Some(mark) => {
                 let mut a: Applied = serde_json::from_value(mark.state)
                     .map_err(|e| format!("the shared manifest's log mark is not readable: {e}"))?;
                 a.seq = mark.through;
-                Ok(a)
+                Ok((a, shared.epoch))
             }
         }
     }

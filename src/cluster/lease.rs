@@ -22,8 +22,9 @@
 //!   holds. Two nodes believing they hold the lease (clocks apart, a node stopped while
 //!   its lease lapsed) cannot both record: the older epoch's edits are refused, and it
 //!   steps down when it sees so.
-//! - A holder that cannot renew its lease before two thirds of the ttl passed stops
-//!   flushing on its own (epoch 0), before another node may take it over.
+//! - A holder that finds, after a tick, that it could not renew its lease within two thirds
+//!   of the ttl stops flushing on its own (epoch 0). A tick slowed by the object store or
+//!   NATS can let another node take over first: the fence keeps that safe.
 //! - Liveness only depends on clocks: a lease is taken over once its `until`, by the
 //!   taker's clock, has passed.
 //! - A node takes the lease only once it reads the region's log, and not for three ttls
@@ -51,6 +52,65 @@ fn key(region: &str) -> String {
 
 fn request_key(region: &str) -> String {
     format!("flushreq.{region}")
+}
+
+fn member_key(region: &str, node: &str) -> String {
+    format!("member.{region}.{node}")
+}
+
+/// A node hosting a shared region, as it announces itself every tick.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Member {
+    /// Its ingest shards per region (every node of the region must run as many).
+    shards: usize,
+    /// Unix ns (its clock) until which the announcement holds.
+    until: i64,
+}
+
+/// Refuses to start a node whose shard count differs from that of another node hosting
+/// the region now (files name the shards of their series, and queries take files of other
+/// shards for other series: two counts would count points twice). Nodes that stopped
+/// announcing themselves (three ttls) are not asked, so the count can be changed by
+/// restarting every node with the new one.
+pub async fn check_members(
+    store: &kv::Store,
+    region: &str,
+    node: &str,
+    shards: usize,
+) -> Result<(), String> {
+    use futures::StreamExt;
+    let prefix = format!("member.{region}.");
+    let mut keys = store
+        .keys()
+        .await
+        .map_err(|e| format!("listing {BUCKET}: {e}"))?;
+    let now = now_ns();
+    while let Some(k) = keys.next().await {
+        let k = k.map_err(|e| format!("listing {BUCKET}: {e}"))?;
+        let Some(other) = k.strip_prefix(&prefix) else {
+            continue;
+        };
+        if other == node || other.contains('.') {
+            continue;
+        }
+        let Some(entry) = store
+            .entry(&k)
+            .await
+            .map_err(|e| format!("reading {BUCKET}/{k}: {e}"))?
+        else {
+            continue;
+        };
+        if let Ok(m) = serde_json::from_slice::<Member>(&entry.value)
+            && m.until > now
+            && m.shards != shards
+        {
+            return Err(format!(
+                "region {region:?} is on shared storage, where node {other:?} runs {} ingest shards and this node {shards}: every node hosting it needs the same ingest.shards_per_region (to change it, stop them all and start them with the new one)",
+                m.shards
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The lease's value.
@@ -95,6 +155,9 @@ struct Held {
     gap_released: Option<u64>,
     /// The highest flush request this holder flushed for.
     flushed_for: u64,
+    /// After a take-over this node could not complete (it cannot write the bucket): no
+    /// new try before this, so that another node gets the lease.
+    backoff_until: Option<Instant>,
 }
 
 impl Held {
@@ -133,6 +196,21 @@ impl FlushLease {
         self.log.set_epoch(0);
     }
 
+    /// Announces this node as hosting the region (see [`check_members`]).
+    async fn announce(&self) -> Result<(), String> {
+        let m = Member {
+            shards: self.engine.shards_per_region(),
+            until: now_ns()
+                .saturating_add(i64::try_from((self.ttl * 3).as_nanos()).unwrap_or(i64::MAX)),
+        };
+        let bytes = Bytes::from(serde_json::to_vec(&m).map_err(|e| e.to_string())?);
+        self.store
+            .put(member_key(&self.region, &self.node), bytes)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("announcing this node: {e}"))
+    }
+
     async fn step(&self, held: &mut Held) -> Result<(), String> {
         // The lease first: a slow read of the manifest must not delay its renewal.
         if let Some(end) = self.log.gap_end()
@@ -144,6 +222,7 @@ impl FlushLease {
             held.forget();
         }
         self.lease(held).await?;
+        self.announce().await?;
         // What the holder recorded: followers drop the rows it covers.
         let m = self.manifest.clone();
         let shared = tokio::task::spawn_blocking(move || m.refresh().map(|_| m.shared()))
@@ -298,9 +377,11 @@ impl FlushLease {
             Ok((epoch, _)) => epoch,
             Err(e) => {
                 // This node cannot write to the bucket: the lease goes back, so that a node
-                // that can takes it (held, it would never lapse).
+                // that can takes it (held, it would never lapse), and this one stays out
+                // for a ttl.
                 self.release().await;
                 held.forget();
+                held.backoff_until = Some(Instant::now() + self.ttl);
                 return Err(format!("fencing the shared manifest: {e}"));
             }
         };
@@ -327,7 +408,7 @@ impl FlushLease {
     /// had those rows flushed them) or the lease stayed free for three ttls (no node that
     /// could lead is up).
     fn may_take(&self, held: &mut Held) -> bool {
-        if !self.log.started() {
+        if !self.log.started() || held.backoff_until.is_some_and(|t| Instant::now() < t) {
             return false;
         }
         let Some(end) = self.log.gap_end() else {

@@ -436,21 +436,8 @@ impl Engine {
                     for path in orphans {
                         warn!(file = %path, "removed a file this node wrote before it stopped and never recorded");
                     }
-                    // Each other node's latest reservation says how many shards it runs.
-                    let shared = manifest.shared();
-                    let mut latest: HashMap<&str, usize> = HashMap::new();
-                    for r in &shared.reserved {
-                        latest.insert(&r.node, r.shards);
-                    }
-                    if let Some((other, shards)) = latest
-                        .into_iter()
-                        .find(|(n, s)| *n != node && *s != 0 && *s != n_shards)
-                    {
-                        return Err(EngineError::Startup(format!(
-                            "region {:?} is on shared storage, where node {:?} runs {} ingest shards and this node {n_shards}: every node of the region needs the same ingest.shards_per_region (files name their shards, and queries rely on a series being in one)",
-                            rc.name, other, shards
-                        )));
-                    }
+                    // Every node of the region runs as many shards: checked against the
+                    // nodes announcing themselves in JetStream KV (cluster::lease).
                     manifest
                         .reserve_seqs(node, SHARED_SEQS_RESERVED, n_shards)
                         .map_err(startup("reserving file seqs in the shared manifest"))?;

@@ -1225,6 +1225,37 @@ fn a_region_on_shared_storage_is_flushed_by_one_node_and_taken_over_when_it_fail
         );
     }
 
+    // A node whose ingest shard count differs from the running nodes' is refused at
+    // start-up (files name shards: two counts would count points twice).
+    let text = std::fs::read_to_string(&config).expect("config");
+    let shards_line = text
+        .lines()
+        .find(|l| l.starts_with("shards_per_region"))
+        .expect("the config names its shard count")
+        .to_string();
+    let other = root.path().join("other-shards.toml");
+    std::fs::write(
+        &other,
+        text.replacen(&shards_line, "shards_per_region = 7", 1),
+    )
+    .expect("config");
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["serve", "--config"])
+        .arg(&other)
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .arg("--data-dir")
+        .arg(root.path().join("d"))
+        .args(["--region", "eu", "--node", "d"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("running meridian");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("runs") && stderr.contains("ingest shards"),
+        "{:?}: {stderr}",
+        out.status
+    );
+
     // 2. The holder killed while it holds rows it has not flushed (blocks flush 8 s after
     //    they start), which the other node holds too: the other node takes eu over within
     //    the lease's ttl and a few ticks, while writes go on, and flushes them.
