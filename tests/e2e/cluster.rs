@@ -1471,3 +1471,145 @@ fn a_region_on_shared_storage_is_flushed_by_one_node_and_taken_over_when_it_fail
     drop(b);
     drop(c);
 }
+
+/// A NATS supercluster: two JetStream clusters, "eu" and "us" (one server each), joined by
+/// gateways. eu's and apac's region logs are placed in "eu", americas' and global's in
+/// "us" (`[[region]] nats_cluster`), `MERIDIAN_IN` and the KV buckets in "us"
+/// (`[cluster] nats_cluster`). Node B (eu, apac) talks to the eu server only, node A to the
+/// us server only. Writes through either node reach every region across the gateways, each
+/// point found once, and each server's JetStream report (`/jsz`) holds the region logs of
+/// its own geography only.
+#[test]
+fn regions_logs_live_in_their_own_cluster_of_a_supercluster() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let (pe, pu) = (free_port(), free_port());
+    let (ce, cu, ge, gu, he, hu) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
+    let gateways = format!(
+        "gateways: [{{name: \"eu\", url: \"nats://127.0.0.1:{ge}\"}}, {{name: \"us\", url: \"nats://127.0.0.1:{gu}\"}}]"
+    );
+    // A one-server cluster still lists a route (its own) so that JetStream runs clustered.
+    let extra = |name: &str, c: u16, g: u16, h: u16| {
+        format!(
+            "cluster {{ name: \"{name}\", listen: 127.0.0.1:{c}, routes: [\"nats://127.0.0.1:{c}\"] }}\n\
+             gateway {{ name: \"{name}\", listen: \"127.0.0.1:{g}\", {gateways} }}\n\
+             http: 127.0.0.1:{h}\n"
+        )
+    };
+    let eu = Nats::start_with(root.path(), "se", &extra("eu", ce, ge, he), pe);
+    let us = Nats::start_with(root.path(), "su", &extra("us", cu, gu, hu), pu);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ![&eu, &us]
+        .iter()
+        .any(|n| n.log_text().contains("metadata leader"))
+    {
+        assert!(Instant::now() < deadline, "no JetStream metadata leader");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (pa, pb) = (free_port(), free_port());
+    let url = |p: u16| format!("http://127.0.0.1:{p}");
+    let base = cluster_config(root.path(), &us.url(), &url(pa), &url(pb));
+    let mut text = std::fs::read_to_string(&base).expect("config").replacen(
+        &format!("nats = [\"{}\"]", us.url()),
+        &format!("nats = [\"{}\"]\nnats_cluster = \"us\"", us.url()),
+        1,
+    );
+    for (region, cluster) in [
+        ("eu", "eu"),
+        ("apac", "eu"),
+        ("americas", "us"),
+        ("global", "us"),
+    ] {
+        text = text.replacen(
+            &format!("name = \"{region}\"\n"),
+            &format!("name = \"{region}\"\nnats_cluster = \"{cluster}\"\n"),
+            1,
+        );
+    }
+    assert_eq!(text.matches("nats_cluster").count(), 5, "{text}");
+    let config_a = root.path().join("a.toml");
+    let config_b = root.path().join("b.toml");
+    std::fs::write(&config_a, &text).expect("config");
+    std::fs::write(
+        &config_b,
+        text.replacen(
+            &format!("nats = [\"{}\"]", us.url()),
+            &format!("nats = [\"{}\"]", eu.url()),
+            1,
+        ),
+    )
+    .expect("config");
+    let a = Node::start(
+        &root.path().join("a"),
+        &config_a,
+        pa,
+        &["americas", "global"],
+        &["--node", "a"],
+    );
+    let b = Node::start(
+        &root.path().join("b"),
+        &config_b,
+        pb,
+        &["eu", "apac"],
+        &["--node", "b"],
+    );
+    let mut expected = Expected::new();
+    for n in 0..6 {
+        let via = if n % 2 == 0 { &a } else { &b };
+        let (status, text) = write(via, &body(n, 0, &mut expected));
+        assert_eq!(status, 204, "{text}");
+    }
+    wait_for(&a, &expected, "through A (us)");
+    wait_for(&b, &expected, "through B (eu)");
+    // Each server reports the streams it stores (names, and the cluster that holds each).
+    let streams = |h: u16| -> Vec<(String, String)> {
+        let j: serde_json::Value = http_client()
+            .get(format!(
+                "http://127.0.0.1:{h}/jsz?accounts=true&streams=true"
+            ))
+            .send()
+            .expect("jsz")
+            .json()
+            .expect("jsz json");
+        j["account_details"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
+            .map(|s| {
+                (
+                    s["name"].as_str().unwrap_or_default().to_string(),
+                    s["cluster"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+            .collect()
+    };
+    let (on_eu, on_us) = (streams(he), streams(hu));
+    for (name, home, other, cluster) in [
+        ("MERIDIAN_R_eu", &on_eu, &on_us, "eu"),
+        ("MERIDIAN_R_apac", &on_eu, &on_us, "eu"),
+        ("MERIDIAN_R_americas", &on_us, &on_eu, "us"),
+        ("MERIDIAN_R_global", &on_us, &on_eu, "us"),
+        ("MERIDIAN_IN", &on_us, &on_eu, "us"),
+    ] {
+        assert!(
+            home.iter().any(|(n, c)| n == name && c == cluster),
+            "{name} not stored in cluster {cluster}: {home:?}"
+        );
+        assert!(
+            !other.iter().any(|(n, _)| n == name),
+            "{name} stored in the other cluster too: {other:?}"
+        );
+    }
+    a.stop();
+    b.stop();
+}
