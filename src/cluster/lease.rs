@@ -221,6 +221,20 @@ impl FlushLease {
             self.release().await;
             held.forget();
         }
+        // A holder whose flushes have only failed for three ttls (it cannot write to the
+        // bucket, a flush hangs on it) gives the lease to a node that may do better, and
+        // stays out for a ttl.
+        if self.log.epoch() > 0
+            && let Some(since) = self.log.failing_since()
+        {
+            let failing_ns = u64::try_from(now_ns()).unwrap_or(0).saturating_sub(since);
+            if failing_ns >= u64::try_from((self.ttl * 3).as_nanos()).unwrap_or(u64::MAX) {
+                tracing::error!(region = %self.region, node = %self.node, "every flush of the region has failed for three lease ttls: this node gives the flush lease up");
+                self.release().await;
+                held.forget();
+                held.backoff_until = Some(Instant::now() + self.ttl);
+            }
+        }
         self.lease(held).await?;
         self.announce().await?;
         // What the holder recorded: followers drop the rows it covers.
@@ -398,6 +412,7 @@ impl FlushLease {
             }
         }
         held.flushed_for = 0;
+        self.log.clear_failures();
         self.log.set_epoch(epoch);
         tracing::info!(region = %self.region, node = %self.node, epoch, "this node holds the region's flush lease: it flushes the region's files");
         Ok(())

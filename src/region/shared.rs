@@ -49,6 +49,9 @@ pub struct SharedLog {
     /// A delete here waits for the log to be in files up to this message: the holder is
     /// asked to flush (see `cluster::lease`).
     wanted: AtomicU64,
+    /// Unix ns of the first flush failure since the last flush of the region that committed
+    /// here (0: the last one committed): a holder whose flushes only fail gives the lease up.
+    failing_from: AtomicU64,
 }
 
 #[derive(Default)]
@@ -72,7 +75,29 @@ impl SharedLog {
             started: AtomicBool::new(false),
             gap_end: AtomicU64::new(0),
             wanted: AtomicU64::new(0),
+            failing_from: AtomicU64::new(0),
         }
+    }
+
+    /// A flush of the region committed (`ok`) or failed, at `now_ns`.
+    pub fn flushed(&self, ok: bool, now_ns: u64) {
+        if ok {
+            self.failing_from.store(0, SeqCst);
+        } else {
+            let _ = self
+                .failing_from
+                .compare_exchange(0, now_ns.max(1), SeqCst, SeqCst);
+        }
+    }
+
+    /// Since when (Unix ns) every flush has failed, if the last one did.
+    pub fn failing_since(&self) -> Option<u64> {
+        Some(self.failing_from.load(SeqCst)).filter(|t| *t > 0)
+    }
+
+    /// A new holder starts with a clean record.
+    pub fn clear_failures(&self) {
+        self.failing_from.store(0, SeqCst);
     }
 
     pub fn started(&self) -> bool {
@@ -228,6 +253,22 @@ mod tests {
         log.set_held(0, None);
         let newest = MARKS_KEPT as u64 * 5;
         assert_eq!(log.mark(), Some((newest, json!(newest))));
+    }
+
+    /// Failing since the first failure after the last committed flush; a commit clears it.
+    #[test]
+    fn flush_failures_are_timed_from_the_first_since_the_last_success() {
+        let log = SharedLog::new(1);
+        assert_eq!(log.failing_since(), None);
+        log.flushed(false, 100);
+        log.flushed(false, 200);
+        assert_eq!(log.failing_since(), Some(100));
+        log.flushed(true, 300);
+        assert_eq!(log.failing_since(), None);
+        log.flushed(false, 400);
+        assert_eq!(log.failing_since(), Some(400));
+        log.clear_failures();
+        assert_eq!(log.failing_since(), None);
     }
 
     /// The mark follows what memory still holds and snaps to a recorded batch end.
