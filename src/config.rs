@@ -298,6 +298,9 @@ pub struct RawCluster {
     /// Shared storage: how long a flush lease holds without renewal (another node takes
     /// the region's flushes over after it).
     pub lease_ttl: Option<String>,
+    /// This node's site: the NATS cluster that keeps the bodies it receives until they are
+    /// split (stream `MERIDIAN_IN_<site>`), instead of the one `MERIDIAN_IN`.
+    pub site: Option<String>,
 }
 
 /// `[[retention]]`: how long a database (or one measurement of it) keeps its points, and
@@ -515,6 +518,8 @@ pub struct ClusterConfig {
     pub routing_lead: Duration,
     /// Shared storage: a flush lease not renewed for this long is taken over.
     pub lease_ttl: Duration,
+    /// This node's site (a NATS cluster name): its bodies wait there to be split.
+    pub site: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -912,7 +917,11 @@ fn check_cluster(c: RawCluster) -> Result<ClusterConfig> {
             "must be at least 3s (the holder renews it every third of it)",
         ));
     }
+    if let Some(site) = &c.site {
+        check_node_name(site).map_err(|e| invalid("cluster.site", e))?;
+    }
     Ok(ClusterConfig {
+        site: c.site,
         lease_ttl,
         nats: c.nats,
         node: c.node,
@@ -1536,6 +1545,7 @@ name = "global"
                 "nats = [\"nats://h\"]\nlease_ttl = \"1s\"",
                 "cluster.lease_ttl",
             ),
+            ("nats = [\"nats://h\"]\nsite = \"e.u\"", "cluster.site"),
         ] {
             let e = err_of(&format!("{MIN}\n[cluster]\n{body}\n"));
             assert!(e.contains(key), "{body}: {e}");

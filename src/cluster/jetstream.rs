@@ -86,12 +86,64 @@ pub fn region_stream(region: &str) -> String {
     format!("MERIDIAN_R_{region}")
 }
 
-fn body_subject(node: &str) -> String {
-    format!("meridian.in.body.{node}")
+/// Where bodies wait to be split: the one `MERIDIAN_IN` (subjects `meridian.in.…`), or a
+/// site's own `MERIDIAN_IN_<site>` (subjects `meridian.site.<site>.…`, placed in the NATS
+/// cluster of that name) when nodes give `[cluster] site`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Intake {
+    pub stream: String,
+    prefix: String,
+    site: Option<String>,
 }
 
-fn part_subject(region: &str) -> String {
-    format!("meridian.in.part.{region}")
+impl Intake {
+    pub fn of(site: Option<&str>) -> Intake {
+        match site {
+            None => Intake {
+                stream: IN_STREAM.into(),
+                prefix: "meridian.in".into(),
+                site: None,
+            },
+            Some(s) => Intake {
+                stream: format!("{IN_STREAM}_{s}"),
+                prefix: format!("meridian.site.{s}"),
+                site: Some(s.to_string()),
+            },
+        }
+    }
+
+    /// The intake a stream name stands for (`None`: not an intake stream).
+    pub fn from_stream(name: &str) -> Option<Intake> {
+        match name.strip_prefix(IN_STREAM)? {
+            "" => Some(Intake::of(None)),
+            rest => Some(Intake::of(Some(rest.strip_prefix('_')?))),
+        }
+    }
+
+    fn subjects(&self) -> String {
+        format!("{}.>", self.prefix)
+    }
+
+    fn body_subject(&self, node: &str) -> String {
+        format!("{}.body.{node}", self.prefix)
+    }
+
+    fn bodies(&self) -> String {
+        format!("{}.body.>", self.prefix)
+    }
+
+    fn part_subject(&self, region: &str) -> String {
+        format!("{}.part.{region}", self.prefix)
+    }
+
+    /// The region stream's source of this intake's parts.
+    fn source(&self, region: &str) -> stream::Source {
+        stream::Source {
+            name: self.stream.clone(),
+            filter_subject: Some(self.part_subject(region)),
+            ..Default::default()
+        }
+    }
 }
 
 /// The JetStream write path of one node.
@@ -116,6 +168,8 @@ pub struct JetStream {
     /// Shared storage: the flush leases (`None` when no hosted region shares its storage).
     leases: Option<async_nats::jetstream::kv::Store>,
     lease_ttl: Duration,
+    /// Where this node's bodies wait to be split.
+    intake: Intake,
 }
 
 impl JetStream {
@@ -152,31 +206,37 @@ impl JetStream {
                 tags: Vec::new(),
             })
         };
+        // This node's intake: in its site's NATS cluster, or the one MERIDIAN_IN.
+        let intake = Intake::of(cfg.site.as_deref());
         ensure_stream(
             &js,
             stream::Config {
-                name: IN_STREAM.into(),
-                subjects: vec!["meridian.in.>".into()],
-                placement: placed(&cfg.nats_cluster),
+                name: intake.stream.clone(),
+                subjects: vec![intake.subjects()],
+                placement: placed(if intake.site.is_some() {
+                    &cfg.site
+                } else {
+                    &cfg.nats_cluster
+                }),
                 ..base.clone()
             },
         )
         .await?;
         for r in regions {
+            let name = region_stream(&r.name);
             ensure_stream(
                 &js,
                 stream::Config {
-                    name: region_stream(&r.name),
+                    name: name.clone(),
                     placement: placed(&r.nats_cluster),
-                    sources: Some(vec![stream::Source {
-                        name: IN_STREAM.into(),
-                        filter_subject: Some(part_subject(&r.name)),
-                        ..Default::default()
-                    }]),
+                    sources: Some(vec![intake.source(&r.name)]),
                     ..base.clone()
                 },
             )
             .await?;
+            // A region's stream sources every site's intake: this node's is added if the
+            // stream was made by a node of another site.
+            add_source(&js, &name, intake.source(&r.name)).await?;
         }
         // Routing versions: recorded by the first node, read by every node before it takes
         // a write.
@@ -236,6 +296,7 @@ impl JetStream {
             routing_revision,
             leases,
             lease_ttl: cfg.lease_ttl,
+            intake,
         })
     }
 
@@ -354,7 +415,11 @@ impl JetStream {
         let publish = async {
             let ack = self
                 .js
-                .publish_with_headers(body_subject(&self.node), headers, Bytes::from(msg))
+                .publish_with_headers(
+                    self.intake.body_subject(&self.node),
+                    headers,
+                    Bytes::from(msg),
+                )
                 .await
                 .map_err(|e| unavailable(e.to_string()))?;
             ack.await.map_err(|e| unavailable(e.to_string()))
@@ -383,22 +448,23 @@ impl JetStream {
     }
 
     async fn split(&self) -> Result<(), String> {
+        let in_stream = &self.intake.stream;
         let input = self
             .js
-            .get_stream(IN_STREAM)
+            .get_stream(in_stream)
             .await
-            .map_err(|e| format!("stream {IN_STREAM}: {e}"))?;
+            .map_err(|e| format!("stream {in_stream}: {e}"))?;
         let mut messages = ordered(
             &input,
-            IN_STREAM,
+            in_stream,
             consumer::pull::OrderedConfig {
-                filter_subject: body_subject(&self.node),
+                filter_subject: self.intake.body_subject(&self.node),
                 deliver_policy: consumer::DeliverPolicy::All,
                 ..Default::default()
             },
         )
         .await?;
-        let subject = body_subject(&self.node);
+        let subject = self.intake.body_subject(&self.node);
         let mut seen = 0u64;
         // Who published a region message: this node and the incarnation of MERIDIAN_IN its
         // body sequences count in (a recreated stream counts from 1 again, and its bodies
@@ -448,7 +514,7 @@ impl JetStream {
                     Ok(b) => b,
                     Err(e) => {
                         self.stats().messages_unreadable.fetch_add(1, Relaxed);
-                        tracing::error!(seq, error = %e, "a body in {IN_STREAM} is not readable; it is skipped");
+                        tracing::error!(seq, error = %e, stream = %in_stream, "a body is not readable; it is skipped");
                         continue;
                     }
                 };
@@ -497,7 +563,7 @@ impl JetStream {
             }
             input
                 .purge()
-                .filter(body_subject(&self.node))
+                .filter(self.intake.body_subject(&self.node))
                 .sequence(last + 1)
                 .await
                 .map_err(|e| format!("purging split bodies up to {last}: {e}"))?;
@@ -514,42 +580,10 @@ impl JetStream {
             tokio::time::sleep(Duration::from_millis(10)).await;
             Ok(())
         };
-        let input = self
-            .js
-            .get_stream(IN_STREAM)
-            .await
-            .map_err(|e| format!("stream {IN_STREAM}: {e}"))?;
         let no_message = jetstream::stream::LastRawMessageErrorKind::NoMessageFound;
-        // Every body acknowledged so far, by any node, must be split: none at or below
-        // MERIDIAN_IN's last sequence now may be left (a splitter purges what it split).
-        let upto = input
-            .get_info()
-            .await
-            .map_err(|e| format!("stream {IN_STREAM}: {e}"))?
-            .state
-            .last_sequence;
-        loop {
-            match input
-                .get_first_raw_message_by_subject("meridian.in.body.>", 1)
-                .await
-            {
-                Ok(m) if m.sequence <= upto => {
-                    let node = m
-                        .subject
-                        .strip_prefix("meridian.in.body.")
-                        .unwrap_or(&m.subject)
-                        .to_string();
-                    wait(format!(
-                        "writes acknowledged by node {node:?} were not split into their regions' logs (is it down?)"
-                    ))
-                    .await?;
-                }
-                Ok(_) => break,
-                Err(e) if e.kind() == no_message => break,
-                Err(e) => return Err(format!("stream {IN_STREAM}: {e}")),
-            }
-        }
-        let no_message = jetstream::stream::LastRawMessageErrorKind::NoMessageFound;
+        // The hosted regions' logs, and the intakes they source (every site's).
+        let mut logs = Vec::new();
+        let mut intakes: Vec<Intake> = vec![self.intake.clone()];
         for r in self.engine.regions().iter().filter(|r| r.hosted()) {
             let name = region_stream(&r.name);
             let log = self
@@ -557,28 +591,86 @@ impl JetStream {
                 .get_stream(&name)
                 .await
                 .map_err(|e| format!("stream {name}: {e}"))?;
-            // The region's stream must first have sourced every part split so far (by any
-            // node): its last message names the MERIDIAN_IN sequence it came from.
-            let subject = part_subject(&r.name);
-            let split = match input.get_last_raw_message_by_subject(&subject).await {
-                Ok(m) => m.sequence,
-                Err(e) if e.kind() == no_message => 0,
-                Err(e) => return Err(format!("stream {IN_STREAM}: {e}")),
-            };
-            loop {
-                let sourced = match log.get_last_raw_message_by_subject(&subject).await {
-                    Ok(m) => source_sequence(&m.headers).unwrap_or(u64::MAX),
-                    Err(e) if e.kind() == no_message => 0,
-                    Err(e) => return Err(format!("stream {name}: {e}")),
-                };
-                if sourced >= split {
-                    break;
+            let sourced: Vec<Intake> = log
+                .cached_info()
+                .config
+                .sources
+                .iter()
+                .flatten()
+                .filter_map(|s| Intake::from_stream(&s.name))
+                .collect();
+            for i in &sourced {
+                if !intakes.contains(i) {
+                    intakes.push(i.clone());
                 }
-                wait(format!(
-                    "the log of region {:?} has not taken in the parts up to {split}",
-                    r.name
-                ))
-                .await?;
+            }
+            logs.push((r.name.clone(), name, log, sourced));
+        }
+        // Every body acknowledged so far, by any node of any site, must be split: none at or
+        // below its intake's last sequence now may be left (a splitter purges what it split).
+        let mut inputs = Vec::new();
+        for intake in intakes {
+            let in_stream = intake.stream.clone();
+            let input = self
+                .js
+                .get_stream(&in_stream)
+                .await
+                .map_err(|e| format!("stream {in_stream}: {e}"))?;
+            let upto = input
+                .get_info()
+                .await
+                .map_err(|e| format!("stream {in_stream}: {e}"))?
+                .state
+                .last_sequence;
+            loop {
+                match input
+                    .get_first_raw_message_by_subject(intake.bodies(), 1)
+                    .await
+                {
+                    Ok(m) if m.sequence <= upto => {
+                        let node = m
+                            .subject
+                            .rsplit('.')
+                            .next()
+                            .unwrap_or(&m.subject)
+                            .to_string();
+                        wait(format!(
+                            "writes acknowledged by node {node:?} were not split into their regions' logs (is it down?)"
+                        ))
+                        .await?;
+                    }
+                    Ok(_) => break,
+                    Err(e) if e.kind() == no_message => break,
+                    Err(e) => return Err(format!("stream {in_stream}: {e}")),
+                }
+            }
+            inputs.push((intake, input));
+        }
+        for (region, name, log, sourced) in logs {
+            // The region's stream must first have sourced every part split so far (by any
+            // node): its last message of an intake's parts names the sequence it came from.
+            for (intake, input) in inputs.iter().filter(|(i, _)| sourced.contains(i)) {
+                let subject = intake.part_subject(&region);
+                let split = match input.get_last_raw_message_by_subject(&subject).await {
+                    Ok(m) => m.sequence,
+                    Err(e) if e.kind() == no_message => 0,
+                    Err(e) => return Err(format!("stream {}: {e}", intake.stream)),
+                };
+                loop {
+                    let got = match log.get_last_raw_message_by_subject(&subject).await {
+                        Ok(m) => source_sequence(&m.headers).unwrap_or(u64::MAX),
+                        Err(e) if e.kind() == no_message => 0,
+                        Err(e) => return Err(format!("stream {name}: {e}")),
+                    };
+                    if got >= split {
+                        break;
+                    }
+                    wait(format!(
+                        "the log of region {region:?} has not taken in the parts of {} up to {split}",
+                        intake.stream
+                    ))
+                    .await?;
+                }
             }
             let last = log
                 .get_info()
@@ -591,15 +683,14 @@ impl JetStream {
                     .stats()
                     .applied_seq
                     .lock()
-                    .get(&*r.name)
+                    .get(&*region)
                     .copied()
                     .unwrap_or(0);
                 if applied >= last {
                     break;
                 }
                 wait(format!(
-                    "the log of region {:?} was not applied up to {last}",
-                    r.name
+                    "the log of region {region:?} was not applied up to {last}"
                 ))
                 .await?;
             }
@@ -623,7 +714,7 @@ impl JetStream {
         headers.insert("Nats-Msg-Id", id.as_str());
         let ack = self
             .js
-            .publish_with_headers(part_subject(region), headers, msg.into())
+            .publish_with_headers(self.intake.part_subject(region), headers, msg.into())
             .await
             .map_err(|e| format!("publishing a part for region {region:?}: {e}"))?;
         self.stats().parts_published.fetch_add(1, Relaxed);
@@ -1023,6 +1114,43 @@ pub(super) async fn ensure_stream(
     }
 }
 
+/// Adds `source` to stream `name`'s sources if it is not there (a region's stream sources
+/// every site's intake; the node of each site adds its own). Two nodes adding at once may
+/// overwrite each other's update: each reads the stream again until its own is there.
+async fn add_source(
+    js: &jetstream::Context,
+    name: &str,
+    source: stream::Source,
+) -> Result<(), String> {
+    for _ in 0..20 {
+        let mut found = js
+            .get_stream(name)
+            .await
+            .map_err(|e| format!("stream {name}: {e}"))?;
+        let info = found
+            .info()
+            .await
+            .map_err(|e| format!("stream {name}: {e}"))?;
+        let mut config = info.config.clone();
+        let sources = config.sources.get_or_insert_with(Vec::new);
+        if sources
+            .iter()
+            .any(|s| s.name == source.name && s.filter_subject == source.filter_subject)
+        {
+            return Ok(());
+        }
+        sources.push(source.clone());
+        js.update_stream(config)
+            .await
+            .map_err(|e| format!("adding source {} to stream {name}: {e}", source.name))?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(format!(
+        "stream {name}: source {} was not kept (other nodes updating it at the same time?)",
+        source.name
+    ))
+}
+
 /// The messages of an ordered consumer on `stream` (called `name` in errors).
 async fn ordered(
     stream: &stream::Stream,
@@ -1144,6 +1272,27 @@ mod tests {
         assert!(!read(100, Some(100)).expired());
         assert!(!read(99, Some(100)).expired());
         assert!(!read(i64::MAX, None).expired());
+    }
+
+    /// The intake of a stream name: the one `MERIDIAN_IN`, a site's, or none; subjects of
+    /// two intakes never meet (a stream owns its subjects).
+    #[test]
+    fn intakes_are_named_by_site_and_keep_apart() {
+        let one = Intake::of(None);
+        let eu = Intake::of(Some("eu"));
+        assert_eq!(Intake::from_stream("MERIDIAN_IN"), Some(one.clone()));
+        assert_eq!(Intake::from_stream("MERIDIAN_IN_eu"), Some(eu.clone()));
+        assert_eq!(Intake::from_stream("MERIDIAN_INX"), None);
+        assert_eq!(Intake::from_stream("MERIDIAN_R_eu"), None);
+        assert_eq!(one.body_subject("n1"), "meridian.in.body.n1");
+        assert_eq!(one.part_subject("eu"), "meridian.in.part.eu");
+        assert_eq!(eu.body_subject("n1"), "meridian.site.eu.body.n1");
+        assert_eq!(eu.subjects(), "meridian.site.eu.>");
+        assert!(!eu.subjects().starts_with("meridian.in."));
+        assert_eq!(
+            eu.source("apac").filter_subject.as_deref(),
+            Some("meridian.site.eu.part.apac")
+        );
     }
 
     /// The source header as nats-server 2.9 writes it (seen: `MERIDIAN_IN 2`), and as

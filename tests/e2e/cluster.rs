@@ -1533,14 +1533,23 @@ fn regions_logs_live_in_their_own_cluster_of_a_supercluster() {
         );
     }
     assert_eq!(text.matches("nats_cluster").count(), 5, "{text}");
+    // Each node's bodies wait in its own site's intake (MERIDIAN_IN_<site>).
     let config_a = root.path().join("a.toml");
     let config_b = root.path().join("b.toml");
-    std::fs::write(&config_a, &text).expect("config");
+    std::fs::write(
+        &config_a,
+        text.replacen(
+            &format!("nats = [\"{}\"]", us.url()),
+            &format!("nats = [\"{}\"]\nsite = \"us\"", us.url()),
+            1,
+        ),
+    )
+    .expect("config");
     std::fs::write(
         &config_b,
         text.replacen(
             &format!("nats = [\"{}\"]", us.url()),
-            &format!("nats = [\"{}\"]", eu.url()),
+            &format!("nats = [\"{}\"]\nsite = \"eu\"", eu.url()),
             1,
         ),
     )
@@ -1599,7 +1608,8 @@ fn regions_logs_live_in_their_own_cluster_of_a_supercluster() {
         ("MERIDIAN_R_apac", &on_eu, &on_us, "eu"),
         ("MERIDIAN_R_americas", &on_us, &on_eu, "us"),
         ("MERIDIAN_R_global", &on_us, &on_eu, "us"),
-        ("MERIDIAN_IN", &on_us, &on_eu, "us"),
+        ("MERIDIAN_IN_eu", &on_eu, &on_us, "eu"),
+        ("MERIDIAN_IN_us", &on_us, &on_eu, "us"),
     ] {
         assert!(
             home.iter().any(|(n, c)| n == name && c == cluster),
@@ -1610,6 +1620,23 @@ fn regions_logs_live_in_their_own_cluster_of_a_supercluster() {
             "{name} stored in the other cluster too: {other:?}"
         );
     }
+    assert!(
+        !on_eu.iter().chain(&on_us).any(|(n, _)| n == "MERIDIAN_IN"),
+        "nodes with a site use their site's intake only"
+    );
+
+    // The us cluster down: B, in eu, still takes writes for every region (its intake and
+    // eu's logs are in eu); the parts for the us regions wait in eu's intake and reach
+    // their logs when us returns.
+    let mut us = us;
+    us.kill9();
+    for n in 6..9 {
+        let (status, text) = write(&b, &body(n, 0, &mut expected));
+        assert_eq!(status, 204, "a write in eu while us is down: {text}");
+    }
+    us.spawn();
+    wait_for(&a, &expected, "us back, through A");
+    wait_for(&b, &expected, "us back, through B");
     a.stop();
     b.stop();
 }
