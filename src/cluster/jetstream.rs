@@ -15,6 +15,10 @@
 //!                                                                     stream sequence
 //! ```
 //!
+//! With `[cluster] site`, the intake is the site's own `MERIDIAN_IN_<site>` (subjects
+//! `meridian.site.<site>.…`, placed in that NATS cluster) instead of the one `MERIDIAN_IN`,
+//! and each region's stream sources every site's intake ([`Intake`]).
+//!
 //! Invariants:
 //! - A body is one JetStream message: it is stored whole or not at all, and the client hears
 //!   204 only once JetStream acknowledged it (`cluster.publish_timeout` bounds the wait).
