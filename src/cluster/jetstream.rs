@@ -84,6 +84,8 @@ const HEADERS_ROOM: usize = 1024;
 const STALL_CHECK: Duration = Duration::from_secs(3);
 /// Wait after a failure before a splitter or applier starts again.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// How often a node with a site checks that every region stream sources its intake.
+const SOURCES_CHECK: Duration = Duration::from_secs(10);
 
 /// The stream holding region `r`'s log.
 pub fn region_stream(region: &str) -> String {
@@ -226,6 +228,28 @@ impl JetStream {
             },
         )
         .await?;
+        // Bodies this node left in another intake (its site changed, or was set): they
+        // would never be split from there.
+        for other in intakes(&js).await? {
+            if other == intake {
+                continue;
+            }
+            if let Ok(stream) = js.get_stream(&other.stream).await
+                && stream
+                    .get_last_raw_message_by_subject(&other.body_subject(&node))
+                    .await
+                    .is_ok()
+            {
+                return Err(format!(
+                    "this node's acknowledged bodies still wait in {} (its site was {}): start it once with that site (cluster.site) so that it splits them, then change it",
+                    other.stream,
+                    other
+                        .site
+                        .as_deref()
+                        .map_or("not set".to_string(), |s| format!("{s:?}"))
+                ));
+            }
+        }
         for r in regions {
             let name = region_stream(&r.name);
             ensure_stream(
@@ -333,7 +357,25 @@ impl JetStream {
         for lease in self.flush_leases() {
             tasks.push(tokio::spawn(lease.run()));
         }
+        if self.intake.site.is_some() {
+            tasks.push(tokio::spawn(self.clone().keep_sources()));
+        }
         tasks
+    }
+
+    /// With a site: two nodes of other sites updating a region stream at the same time can
+    /// drop this site's source (a stream update replaces the whole config); checked again
+    /// every [`SOURCES_CHECK`].
+    async fn keep_sources(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(SOURCES_CHECK).await;
+            for r in self.engine.regions() {
+                let name = region_stream(&r.name);
+                if let Err(e) = add_source(&self.js, &name, self.intake.source(&r.name)).await {
+                    tracing::warn!(stream = %name, error = %e, "could not check this site's source of the region's stream; will retry");
+                }
+            }
+        }
     }
 
     /// This node's side of the flush lease of every shared region it hosts.
@@ -615,11 +657,20 @@ impl JetStream {
         let mut inputs = Vec::new();
         for intake in intakes {
             let in_stream = intake.stream.clone();
-            let input = self
-                .js
-                .get_stream(&in_stream)
-                .await
-                .map_err(|e| format!("stream {in_stream}: {e}"))?;
+            // An intake a region still sources but that was deleted holds nothing to wait for.
+            let input = match self.js.get_stream(&in_stream).await {
+                Ok(s) => s,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        jetstream::context::GetStreamErrorKind::JetStream(j)
+                            if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(format!("stream {in_stream}: {e}")),
+            };
             let upto = input
                 .get_info()
                 .await
@@ -1119,8 +1170,9 @@ pub(super) async fn ensure_stream(
 }
 
 /// Adds `source` to stream `name`'s sources if it is not there (a region's stream sources
-/// every site's intake; the node of each site adds its own). Two nodes adding at once may
-/// overwrite each other's update: each reads the stream again until its own is there.
+/// every site's intake; the node of each site adds its own). A stream update replaces the
+/// whole config: two nodes adding at once may overwrite each other's; each reads the stream
+/// again until its own is there, and checks again later ([`JetStream::keep_sources`]).
 async fn add_source(
     js: &jetstream::Context,
     name: &str,
@@ -1153,6 +1205,19 @@ async fn add_source(
         "stream {name}: source {} was not kept (other nodes updating it at the same time?)",
         source.name
     ))
+}
+
+/// Every intake stream that exists (the one `MERIDIAN_IN` and each site's).
+async fn intakes(js: &jetstream::Context) -> Result<Vec<Intake>, String> {
+    let mut names = js.stream_names();
+    let mut out = Vec::new();
+    while let Some(n) = names.next().await {
+        let n = n.map_err(|e| format!("listing streams: {e}"))?;
+        if let Some(i) = Intake::from_stream(&n) {
+            out.push(i);
+        }
+    }
+    Ok(out)
 }
 
 /// The messages of an ordered consumer on `stream` (called `name` in errors).

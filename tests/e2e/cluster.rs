@@ -1474,11 +1474,13 @@ fn a_region_on_shared_storage_is_flushed_by_one_node_and_taken_over_when_it_fail
 
 /// A NATS supercluster: two JetStream clusters, "eu" and "us" (one server each), joined by
 /// gateways. eu's and apac's region logs are placed in "eu", americas' and global's in
-/// "us" (`[[region]] nats_cluster`), `MERIDIAN_IN` and the KV buckets in "us"
-/// (`[cluster] nats_cluster`). Node B (eu, apac) talks to the eu server only, node A to the
-/// us server only. Writes through either node reach every region across the gateways, each
-/// point found once, and each server's JetStream report (`/jsz`) holds the region logs of
-/// its own geography only.
+/// "us" (`[[region]] nats_cluster`), the KV buckets in "us" (`[cluster] nats_cluster`).
+/// Node B (eu, apac) talks to the eu server only, with `site = "eu"`; node A to the us
+/// server only, with `site = "us"`: each node's bodies wait in its site's intake. Writes
+/// through either node reach every region across the gateways, each point found once;
+/// each server's JetStream report (`/jsz`) holds the region logs and the intake of its own
+/// geography only, and no `MERIDIAN_IN`. With the us server killed, B still acknowledges
+/// writes for every region; once it is back, every point is found once.
 #[test]
 fn regions_logs_live_in_their_own_cluster_of_a_supercluster() {
     let root = tempfile::tempdir().expect("temp dir");
