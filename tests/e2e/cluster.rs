@@ -419,6 +419,26 @@ fn writes_cross_regions_through_jetstream_and_survive_node_and_nats_kills() {
     b.stop();
 }
 
+/// Node A (americas, global) and node B (eu, apac), each with its config and its data dir
+/// under `root`.
+fn two_nodes(root: &Path, configs: (&Path, &Path), ports: (u16, u16)) -> (Node, Node) {
+    let a = Node::start(
+        &root.join("a"),
+        configs.0,
+        ports.0,
+        &["americas", "global"],
+        &["--node", "a"],
+    );
+    let b = Node::start(
+        &root.join("b"),
+        configs.1,
+        ports.1,
+        &["eu", "apac"],
+        &["--node", "b"],
+    );
+    (a, b)
+}
+
 /// Node A (americas, global) and nodes B and C (both eu and apac), each with its data dir
 /// under `root`.
 fn three_nodes(root: &Path, config: &Path, ports: (u16, u16, u16)) -> (Node, Node, Node) {
@@ -575,20 +595,7 @@ fn writes_survive_the_loss_of_a_nats_server() {
     assert!(text.contains("replicas = 3"), "{text}");
     assert_eq!(text.matches("nats_cluster").count(), 2, "{text}");
     std::fs::write(&config, text).expect("config");
-    let a = Node::start(
-        &root.path().join("a"),
-        &config,
-        pa,
-        &["americas", "global"],
-        &["--node", "a"],
-    );
-    let b = Node::start(
-        &root.path().join("b"),
-        &config,
-        pb,
-        &["eu", "apac"],
-        &["--node", "b"],
-    );
+    let (a, b) = two_nodes(root.path(), (&config, &config), (pa, pb));
     let mut expected = Expected::new();
     // Writes as a client does them: a 503 is retried (the same body: idempotent).
     let mut refused = 0;
@@ -659,20 +666,7 @@ fn mixed_shapes_and_partial_overwrites_arrive_as_written() {
             "name = \"global\"\nexport = \"raw\"\n",
         );
     std::fs::write(&config, text).expect("config");
-    let a = Node::start(
-        &root.path().join("a"),
-        &config,
-        pa,
-        &["americas", "global"],
-        &["--node", "a"],
-    );
-    let b = Node::start(
-        &root.path().join("b"),
-        &config,
-        pb,
-        &["eu", "apac"],
-        &["--node", "b"],
-    );
+    let (a, b) = two_nodes(root.path(), (&config, &config), (pa, pb));
 
     // (tags, time, fields), as written; the model merges later writes field by field.
     type Line = (
@@ -1556,20 +1550,7 @@ fn regions_logs_live_in_their_own_cluster_of_a_supercluster() {
         ),
     )
     .expect("config");
-    let a = Node::start(
-        &root.path().join("a"),
-        &config_a,
-        pa,
-        &["americas", "global"],
-        &["--node", "a"],
-    );
-    let b = Node::start(
-        &root.path().join("b"),
-        &config_b,
-        pb,
-        &["eu", "apac"],
-        &["--node", "b"],
-    );
+    let (a, b) = two_nodes(root.path(), (&config_a, &config_b), (pa, pb));
     let mut expected = Expected::new();
     for n in 0..6 {
         let via = if n % 2 == 0 { &a } else { &b };
