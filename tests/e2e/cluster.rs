@@ -1530,26 +1530,18 @@ fn regions_logs_live_in_their_own_cluster_of_a_supercluster() {
     }
     assert_eq!(text.matches("nats_cluster").count(), 5, "{text}");
     // Each node's bodies wait in its own site's intake (MERIDIAN_IN_<site>).
-    let config_a = root.path().join("a.toml");
-    let config_b = root.path().join("b.toml");
-    std::fs::write(
-        &config_a,
-        text.replacen(
+    let node_config = |file: &str, server: &Nats, site: &str| {
+        let path = root.path().join(file);
+        let own = text.replacen(
             &format!("nats = [\"{}\"]", us.url()),
-            &format!("nats = [\"{}\"]\nsite = \"us\"", us.url()),
+            &format!("nats = [\"{}\"]\nsite = \"{site}\"", server.url()),
             1,
-        ),
-    )
-    .expect("config");
-    std::fs::write(
-        &config_b,
-        text.replacen(
-            &format!("nats = [\"{}\"]", us.url()),
-            &format!("nats = [\"{}\"]\nsite = \"eu\"", eu.url()),
-            1,
-        ),
-    )
-    .expect("config");
+        );
+        std::fs::write(&path, own).expect("config");
+        path
+    };
+    let config_a = node_config("a.toml", &us, "us");
+    let config_b = node_config("b.toml", &eu, "eu");
     let (a, b) = two_nodes(root.path(), (&config_a, &config_b), (pa, pb));
     let mut expected = Expected::new();
     for n in 0..6 {
