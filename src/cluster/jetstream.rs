@@ -212,8 +212,17 @@ impl JetStream {
                 tags: Vec::new(),
             })
         };
-        // This node's intake: in its site's NATS cluster, or the one MERIDIAN_IN.
+        // This node's intake: in its site's NATS cluster, or the one MERIDIAN_IN. Bodies it
+        // left in its former intake (its site changed, or was set) would never be split
+        // from there: checked first, before the new intake is made.
         let intake = Intake::of(cfg.site.as_deref());
+        let applied_dir = engine.data_dir().join("cluster");
+        std::fs::create_dir_all(&applied_dir)
+            .map_err(|e| format!("creating {}: {e}", applied_dir.display()))?;
+        let former = read_intake(&applied_dir)?;
+        if former != intake {
+            check_former_intake(&js, &former, &node).await?;
+        }
         ensure_stream(
             &js,
             stream::Config {
@@ -228,28 +237,6 @@ impl JetStream {
             },
         )
         .await?;
-        // Bodies this node left in another intake (its site changed, or was set): they
-        // would never be split from there.
-        for other in intakes(&js).await? {
-            if other == intake {
-                continue;
-            }
-            if let Ok(stream) = js.get_stream(&other.stream).await
-                && stream
-                    .get_last_raw_message_by_subject(&other.body_subject(&node))
-                    .await
-                    .is_ok()
-            {
-                return Err(format!(
-                    "this node's acknowledged bodies still wait in {} (its site was {}): start it once with that site (cluster.site) so that it splits them, then change it",
-                    other.stream,
-                    other
-                        .site
-                        .as_deref()
-                        .map_or("not set".to_string(), |s| format!("{s:?}"))
-                ));
-            }
-        }
         for r in regions {
             let name = region_stream(&r.name);
             ensure_stream(
@@ -304,9 +291,7 @@ impl JetStream {
         } else {
             None
         };
-        let applied_dir = engine.data_dir().join("cluster");
-        std::fs::create_dir_all(&applied_dir)
-            .map_err(|e| format!("creating {}: {e}", applied_dir.display()))?;
+        write_intake(&applied_dir, &intake)?;
         engine.metrics().cluster.enabled.store(true, Relaxed);
         Ok(JetStream {
             js,
@@ -357,15 +342,13 @@ impl JetStream {
         for lease in self.flush_leases() {
             tasks.push(tokio::spawn(lease.run()));
         }
-        if self.intake.site.is_some() {
-            tasks.push(tokio::spawn(self.clone().keep_sources()));
-        }
+        tasks.push(tokio::spawn(self.clone().keep_sources()));
         tasks
     }
 
-    /// With a site: two nodes of other sites updating a region stream at the same time can
-    /// drop this site's source (a stream update replaces the whole config); checked again
-    /// every [`SOURCES_CHECK`].
+    /// Two nodes of other sites updating a region stream at the same time can drop this
+    /// node's intake from its sources (a stream update replaces the whole config); checked
+    /// again every [`SOURCES_CHECK`] (only reads while it is there).
     async fn keep_sources(self: Arc<Self>) {
         loop {
             tokio::time::sleep(SOURCES_CHECK).await;
@@ -630,8 +613,14 @@ impl JetStream {
         // The hosted regions' logs, and the intakes they source (every site's).
         let mut logs = Vec::new();
         let mut intakes: Vec<Intake> = vec![self.intake.clone()];
+        let existing = self::intakes(&self.js).await?;
         for r in self.engine.regions().iter().filter(|r| r.hosted()) {
             let name = region_stream(&r.name);
+            // An intake whose source a concurrent update dropped: its parts would reach the
+            // log only after the delete. Put back first.
+            for i in &existing {
+                add_source(&self.js, &name, i.source(&r.name)).await?;
+            }
             let log = self
                 .js
                 .get_stream(&name)
@@ -1179,15 +1168,11 @@ async fn add_source(
     source: stream::Source,
 ) -> Result<(), String> {
     for _ in 0..20 {
-        let mut found = js
+        let found = js
             .get_stream(name)
             .await
             .map_err(|e| format!("stream {name}: {e}"))?;
-        let info = found
-            .info()
-            .await
-            .map_err(|e| format!("stream {name}: {e}"))?;
-        let mut config = info.config.clone();
+        let mut config = found.cached_info().config.clone();
         let sources = config.sources.get_or_insert_with(Vec::new);
         if sources
             .iter()
@@ -1205,6 +1190,69 @@ async fn add_source(
         "stream {name}: source {} was not kept (other nodes updating it at the same time?)",
         source.name
     ))
+}
+
+/// The intake this node used when it last started (`<data_dir>/cluster/intake`); before
+/// sites existed, `MERIDIAN_IN`.
+fn read_intake(dir: &Path) -> Result<Intake, String> {
+    let path = dir.join("intake");
+    match std::fs::read_to_string(&path) {
+        Ok(name) => Intake::from_stream(name.trim())
+            .ok_or_else(|| format!("{} names no intake stream: {name:?}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Intake::of(None)),
+        Err(e) => Err(format!("reading {}: {e}", path.display())),
+    }
+}
+
+fn write_intake(dir: &Path, intake: &Intake) -> Result<(), String> {
+    let path = dir.join("intake");
+    crate::storage::parquet::write_atomically(&path, intake.stream.as_bytes())
+        .map_err(|e| format!("recording this node's intake in {}: {e}", path.display()))
+}
+
+/// Refuses to start while this node's acknowledged bodies wait in its former intake, or
+/// while that cannot be checked (its cluster unreachable): they would never be split.
+async fn check_former_intake(
+    js: &jetstream::Context,
+    former: &Intake,
+    node: &str,
+) -> Result<(), String> {
+    let stream = match js.get_stream(&former.stream).await {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                jetstream::context::GetStreamErrorKind::JetStream(j)
+                    if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+            ) =>
+        {
+            return Ok(());
+        }
+        Err(e) => {
+            return Err(format!(
+                "this node's former intake {} cannot be checked for bodies it left unsplit ({e}): start it once it can be reached, or with its former site",
+                former.stream
+            ));
+        }
+    };
+    match stream
+        .get_last_raw_message_by_subject(&former.body_subject(node))
+        .await
+    {
+        Err(e) if e.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound => Ok(()),
+        Ok(_) => Err(format!(
+            "this node's acknowledged bodies still wait in {} (its site was {}): start it once with that site (cluster.site) so that it splits them, then change it",
+            former.stream,
+            former
+                .site
+                .as_deref()
+                .map_or("not set".to_string(), |s| format!("{s:?}"))
+        )),
+        Err(e) => Err(format!(
+            "this node's former intake {} cannot be checked for bodies it left unsplit ({e}): start it once it can be reached, or with its former site",
+            former.stream
+        )),
+    }
 }
 
 /// Every intake stream that exists (the one `MERIDIAN_IN` and each site's).
@@ -1362,6 +1410,18 @@ mod tests {
             eu.source("apac").filter_subject.as_deref(),
             Some("meridian.site.eu.part.apac")
         );
+    }
+
+    /// The intake a node used last reads back; none recorded (before sites) is
+    /// `MERIDIAN_IN`; a damaged record is an error naming the file.
+    #[test]
+    fn the_intake_used_last_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_intake(dir.path()).unwrap(), Intake::of(None));
+        write_intake(dir.path(), &Intake::of(Some("eu"))).unwrap();
+        assert_eq!(read_intake(dir.path()).unwrap(), Intake::of(Some("eu")));
+        std::fs::write(dir.path().join("intake"), "MERIDIAN_R_eu").unwrap();
+        assert!(read_intake(dir.path()).unwrap_err().contains("intake"));
     }
 
     /// The source header as nats-server 2.9 writes it (seen: `MERIDIAN_IN 2`), and as
