@@ -1530,18 +1530,19 @@ fn regions_logs_live_in_their_own_cluster_of_a_supercluster() {
     }
     assert_eq!(text.matches("nats_cluster").count(), 5, "{text}");
     // Each node's bodies wait in its own site's intake (MERIDIAN_IN_<site>).
-    let node_config = |file: &str, server: &Nats, site: &str| {
+    let shared_nats = format!("nats = [\"{}\"]", us.url());
+    let node_config = |file: &str, server: &str, site: &str| {
         let path = root.path().join(file);
         let own = text.replacen(
-            &format!("nats = [\"{}\"]", us.url()),
-            &format!("nats = [\"{}\"]\nsite = \"{site}\"", server.url()),
+            &shared_nats,
+            &format!("nats = [\"{server}\"]\nsite = \"{site}\""),
             1,
         );
         std::fs::write(&path, own).expect("config");
         path
     };
-    let config_a = node_config("a.toml", &us, "us");
-    let config_b = node_config("b.toml", &eu, "eu");
+    let config_a = node_config("a.toml", &us.url(), "us");
+    let config_b = node_config("b.toml", &eu.url(), "eu");
     let (a, b) = two_nodes(root.path(), (&config_a, &config_b), (pa, pb));
     let mut expected = Expected::new();
     for n in 0..6 {
@@ -1614,4 +1615,49 @@ fn regions_logs_live_in_their_own_cluster_of_a_supercluster() {
     wait_for(&b, &expected, "us back, through B");
     a.stop();
     b.stop();
+
+    // B's site changed while a body of B's waits in its former intake (published here as
+    // B would have, B being stopped before splitting it): B refuses to start, naming it.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let client = async_nats::connect(eu.url()).await.expect("NATS");
+        let js = async_nats::jetstream::new(client);
+        js.publish("meridian.site.eu.body.b", "unsplit".into())
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+    });
+    let moved = node_config("b-moved.toml", &eu.url(), "us");
+    let log = root.path().join("b-moved.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["serve", "--config"])
+        .arg(&moved)
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .arg("--data-dir")
+        .arg(root.path().join("b"))
+        .args(["--region", "eu", "--region", "apac", "--node", "b"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(&log).expect("log"))
+        .spawn()
+        .expect("running meridian");
+    // Bounded: a node that started anyway is killed and the test fails.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for meridian") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        status.is_some_and(|s| !s.success()) && stderr.contains("still wait in MERIDIAN_IN_eu"),
+        "{status:?}: {stderr}"
+    );
 }
