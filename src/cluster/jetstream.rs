@@ -649,15 +649,7 @@ impl JetStream {
             // An intake a region still sources but that was deleted holds nothing to wait for.
             let input = match self.js.get_stream(&in_stream).await {
                 Ok(s) => s,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        jetstream::context::GetStreamErrorKind::JetStream(j)
-                            if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
-                    ) =>
-                {
-                    continue;
-                }
+                Err(e) if stream_not_found(&e) => continue,
                 Err(e) => return Err(format!("stream {in_stream}: {e}")),
             };
             let upto = input
@@ -1217,23 +1209,16 @@ async fn check_former_intake(
     former: &Intake,
     node: &str,
 ) -> Result<(), String> {
+    let unreadable = |e: String| {
+        format!(
+            "this node's former intake {} cannot be checked for bodies it left unsplit ({e}): start it once it can be reached, or with its former site",
+            former.stream
+        )
+    };
     let stream = match js.get_stream(&former.stream).await {
         Ok(s) => s,
-        Err(e)
-            if matches!(
-                e.kind(),
-                jetstream::context::GetStreamErrorKind::JetStream(j)
-                    if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
-            ) =>
-        {
-            return Ok(());
-        }
-        Err(e) => {
-            return Err(format!(
-                "this node's former intake {} cannot be checked for bodies it left unsplit ({e}): start it once it can be reached, or with its former site",
-                former.stream
-            ));
-        }
+        Err(e) if stream_not_found(&e) => return Ok(()),
+        Err(e) => return Err(unreadable(e.to_string())),
     };
     match stream
         .get_last_raw_message_by_subject(&former.body_subject(node))
@@ -1248,11 +1233,17 @@ async fn check_former_intake(
                 .as_deref()
                 .map_or("not set".to_string(), |s| format!("{s:?}"))
         )),
-        Err(e) => Err(format!(
-            "this node's former intake {} cannot be checked for bodies it left unsplit ({e}): start it once it can be reached, or with its former site",
-            former.stream
-        )),
+        Err(e) => Err(unreadable(e.to_string())),
     }
+}
+
+/// Whether a stream lookup failed because the stream does not exist.
+fn stream_not_found(e: &jetstream::context::GetStreamError) -> bool {
+    matches!(
+        e.kind(),
+        jetstream::context::GetStreamErrorKind::JetStream(j)
+            if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+    )
 }
 
 /// Every intake stream that exists (the one `MERIDIAN_IN` and each site's).

@@ -419,6 +419,18 @@ fn writes_cross_regions_through_jetstream_and_survive_node_and_nats_kills() {
     b.stop();
 }
 
+/// JetStream answers once the servers elected a metadata leader.
+fn wait_for_metadata_leader(servers: &[&Nats]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !servers
+        .iter()
+        .any(|n| n.log_text().contains("metadata leader"))
+    {
+        assert!(Instant::now() < deadline, "no JetStream metadata leader");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Node A (americas, global) and node B (eu, apac), each with its config and its data dir
 /// under `root`.
 fn two_nodes(root: &Path, configs: (&Path, &Path), ports: (u16, u16)) -> (Node, Node) {
@@ -563,15 +575,7 @@ fn writes_survive_the_loss_of_a_nats_server() {
             Nats::start_with(root.path(), &format!("n{i}"), &extra, *p)
         })
         .collect();
-    // JetStream answers once the servers elected a metadata leader.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !servers
-        .iter()
-        .any(|n| n.log_text().contains("metadata leader"))
-    {
-        assert!(Instant::now() < deadline, "no JetStream metadata leader");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_metadata_leader(&servers.iter().collect::<Vec<_>>());
     let (pa, pb) = (free_port(), free_port());
     let url = |p: u16| format!("http://127.0.0.1:{p}");
     let urls: Vec<String> = servers.iter().map(|n| format!("\"{}\"", n.url())).collect();
@@ -1500,14 +1504,7 @@ fn regions_logs_live_in_their_own_cluster_of_a_supercluster() {
     };
     let eu = Nats::start_with(root.path(), "se", &extra("eu", ce, ge, he), pe);
     let us = Nats::start_with(root.path(), "su", &extra("us", cu, gu, hu), pu);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while ![&eu, &us]
-        .iter()
-        .any(|n| n.log_text().contains("metadata leader"))
-    {
-        assert!(Instant::now() < deadline, "no JetStream metadata leader");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_metadata_leader(&[&eu, &us]);
     let (pa, pb) = (free_port(), free_port());
     let url = |p: u16| format!("http://127.0.0.1:{p}");
     let base = cluster_config(root.path(), &us.url(), &url(pa), &url(pb));
