@@ -376,6 +376,7 @@ fn rewrite(
     let layout = crate::storage::writer::Layout {
         scales,
         encodings: Vec::new(),
+        series_pages: Vec::new(),
     };
     let mut w =
         FileWriter::create(store, rel, f.seq, schema, &fspec, layout).map_err(|e| e.to_string())?;

@@ -203,28 +203,41 @@ pub fn trial_rows(batch: &RecordBatch) -> RecordBatch {
     batch.slice((n - len) / 2, len)
 }
 
+/// How much smaller a column must be with a page per series than whole to be written so:
+/// many small pages decode a little slower than a few large ones.
+const SERIES_MIN_GAIN: f64 = 0.03;
+
+/// How [`trial_encodings`] stores the integer columns of a file: each one's encoding, and
+/// the columns whose data pages end at series boundaries ([`super::paged`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Trial {
+    pub encodings: Vec<(String, Encoding)>,
+    pub series_pages: Vec<String>,
+}
+
 /// The encoding of each integer column (`Int64`, `UInt64`, and float fields stored as scaled
 /// integers) of `batch` (in its stored form) for files written at `zstd_level`:
-/// DELTA_BINARY_PACKED, or BYTE_STREAM_SPLIT where it is at least [`BSS_MIN_GAIN`] smaller.
-/// Both are tried on a run of up to [`TRIAL_ROWS`] rows from the middle of the column (rows
-/// are sorted by series, so the run holds whole series as the file will). Which one wins
-/// depends on the data and the zstd level: on two-decimal random walks stored as 64-bit
+/// DELTA_BINARY_PACKED, or BYTE_STREAM_SPLIT where it is at least [`BSS_MIN_GAIN`] smaller;
+/// and whether DELTA with a page per series is at least [`SERIES_MIN_GAIN`] smaller still.
+/// The three are tried on a run of up to [`TRIAL_ROWS`] rows from the middle of the column
+/// (rows are sorted by series, so the run holds whole series as the file will). Which one
+/// wins depends on the data and the zstd level: on two-decimal random walks stored as 64-bit
 /// integers (values ×100, steps of up to ±1.00), DELTA is 1.238 bytes a value at level 3
 /// against 1.255 for BYTE_STREAM_SPLIT, but 1.226 against 1.182 at level 19, where zstd
 /// finds the byte planes' structure; as 32-bit integers DELTA wins at both. Counters (large
-/// integers, small steps) are where BYTE_STREAM_SPLIT wins most: a series boundary makes
-/// DELTA pack a whole block at the width of the jump between two counters.
-pub fn trial_encodings(
-    batch: &RecordBatch,
-    zstd_level: i32,
-    page_rows: usize,
-) -> Vec<(String, Encoding)> {
+/// integers, small steps) are where a page per series wins: a series boundary makes DELTA
+/// pack a whole block at the width of the jump between two counters (one hourly file of
+/// 60 counter series, 360 rows each: 1.68 bytes a value whole at level 19 and 2.56 at level
+/// 1, 1.44 with a page per series at either).
+pub fn trial_encodings(batch: &RecordBatch, zstd_level: i32, page_rows: usize) -> Trial {
     let batch = trial_rows(batch);
     let len = batch.num_rows();
+    let mut out = Trial::default();
     if len == 0 {
-        return Vec::new();
+        return out;
     }
-    let mut out = Vec::new();
+    let runs = super::paged::series_runs(&batch, &super::schema::tag_indices(&batch.schema()))
+        .unwrap_or_default();
     for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
         if !matches!(
             f.data_type(),
@@ -233,31 +246,49 @@ pub fn trial_encodings(
         {
             continue;
         }
-        let sample = c.clone();
         let field = Arc::new(Schema::new(vec![f.as_ref().clone()]));
-        let Ok(one) = RecordBatch::try_new(field.clone(), vec![sample]) else {
+        let Ok(one) = RecordBatch::try_new(field.clone(), vec![c.clone()]) else {
             continue;
         };
-        let size = |e: Encoding| -> Option<usize> {
+        let size = |e: Encoding, by_series: bool| -> Option<usize> {
             let name = f.name().clone();
-            let props =
-                writer_properties(&field, len, Vec::new(), zstd_level, page_rows, &[(name, e)]);
+            let props = writer_properties(
+                &field,
+                len,
+                Vec::new(),
+                zstd_level,
+                page_rows,
+                &[(name.clone(), e)],
+            );
+            let paged = if by_series { vec![name] } else { Vec::new() };
             let mut w =
-                parquet::arrow::ArrowWriter::try_new(Vec::new(), field.clone(), Some(props))
+                super::paged::PagedWriter::try_new(Vec::new(), field.clone(), props, &paged)
                     .ok()?;
-            w.write(&one).ok()?;
+            w.write(&one, &runs).ok()?;
             w.into_inner().ok().map(|b| b.len())
         };
-        let delta = size(Encoding::DELTA_BINARY_PACKED);
-        let bss = size(Encoding::BYTE_STREAM_SPLIT);
-        let e = match (delta, bss) {
+        let delta = size(Encoding::DELTA_BINARY_PACKED, false);
+        let bss = size(Encoding::BYTE_STREAM_SPLIT, false);
+        let (e, best) = match (delta, bss) {
             (Some(d), Some(b)) if (b as f64) < d as f64 * (1.0 - BSS_MIN_GAIN) => {
-                Encoding::BYTE_STREAM_SPLIT
+                (Encoding::BYTE_STREAM_SPLIT, Some(b))
             }
-            (None, Some(_)) => Encoding::BYTE_STREAM_SPLIT,
-            _ => Encoding::DELTA_BINARY_PACKED,
+            (None, Some(b)) => (Encoding::BYTE_STREAM_SPLIT, Some(b)),
+            (d, _) => (Encoding::DELTA_BINARY_PACKED, d),
         };
-        out.push((f.name().clone(), e));
+        let series = if runs.len() > 1 {
+            size(Encoding::DELTA_BINARY_PACKED, true)
+        } else {
+            None
+        };
+        match (series, best) {
+            (Some(s), Some(b)) if (s as f64) < b as f64 * (1.0 - SERIES_MIN_GAIN) => {
+                out.encodings
+                    .push((f.name().clone(), Encoding::DELTA_BINARY_PACKED));
+                out.series_pages.push(f.name().clone());
+            }
+            _ => out.encodings.push((f.name().clone(), e)),
+        }
     }
     out
 }
@@ -550,5 +581,111 @@ mod tests {
         })
         .unwrap();
         assert_eq!(none, 1);
+    }
+
+    /// Counters (values near 2^40, small steps, one random base per series): the trial
+    /// pages their column by series, which is smaller than DELTA over whole pages at both
+    /// zstd levels Meridian writes; the file reads back exactly, and its pages end where the
+    /// series do. Random-walk gauges of a few hundred values stay whole.
+    #[test]
+    fn counters_get_a_page_per_series_and_read_back_exactly() {
+        use arrow::array::{ArrayRef, DictionaryArray};
+        use arrow::datatypes::Int32Type;
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let (series, per) = (40usize, 360usize);
+        let mut seed = 7u64;
+        let mut next = |m: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % m
+        };
+        let (mut hosts, mut counters, mut gauges) = (Vec::new(), Vec::new(), Vec::new());
+        for s in 0..series {
+            let (mut c, mut g) = (next(1 << 40) as i64, 50i64);
+            for _ in 0..per {
+                hosts.push(format!("host_{s:03}"));
+                counters.push(c);
+                gauges.push(g);
+                c += next(1000) as i64;
+                g = (g + next(3) as i64 - 1).clamp(0, 100);
+            }
+        }
+        let host: DictionaryArray<Int32Type> = hosts.iter().map(|h| h.as_str()).collect();
+        // Nullable, as field columns are: the parquet crate batches those differently.
+        let batch = RecordBatch::try_from_iter_with_nullable(vec![
+            ("hostname", Arc::new(host) as ArrayRef, true),
+            (
+                "c",
+                Arc::new(Int64Array::from(counters.clone())) as ArrayRef,
+                true,
+            ),
+            ("g", Arc::new(Int64Array::from(gauges)) as ArrayRef, true),
+        ])
+        .unwrap();
+        let runs = crate::storage::paged::series_runs(&batch, &[0]).unwrap();
+        assert_eq!(runs.len(), series);
+        let write = |trial: &Trial, level: i32| -> Vec<u8> {
+            let props = writer_properties(
+                &batch.schema(),
+                1 << 20,
+                vec![],
+                level,
+                COMPACT_PAGE_ROWS,
+                &trial.encodings,
+            );
+            let mut w = crate::storage::paged::PagedWriter::try_new(
+                Vec::new(),
+                batch.schema(),
+                props,
+                &trial.series_pages,
+            )
+            .unwrap();
+            w.write(&batch, &runs).unwrap();
+            w.into_inner().unwrap()
+        };
+        let chunk = |bytes: &[u8], col: usize| -> (i64, usize) {
+            let r = SerializedFileReader::new(bytes::Bytes::copy_from_slice(bytes)).unwrap();
+            let rg = r.get_row_group(0).unwrap();
+            let mut pages = rg.get_column_page_reader(col).unwrap();
+            let mut n = 0;
+            while let Some(p) = pages.get_next_page().unwrap() {
+                if matches!(p.page_type(), parquet::basic::PageType::DATA_PAGE) {
+                    n += 1;
+                }
+            }
+            (r.metadata().row_group(0).column(col).compressed_size(), n)
+        };
+        for level in [FLUSH_ZSTD_LEVEL, COMPACT_ZSTD_LEVEL] {
+            let trial = trial_encodings(&batch, level, COMPACT_PAGE_ROWS);
+            assert_eq!(trial.series_pages, vec!["c".to_string()], "level {level}");
+            let whole = Trial {
+                encodings: trial.encodings.clone(),
+                series_pages: Vec::new(),
+            };
+            let (paged, plain) = (write(&trial, level), write(&whole, level));
+            let ((paged_c, paged_pages), (plain_c, plain_pages)) =
+                (chunk(&paged, 1), chunk(&plain, 1));
+            assert_eq!(paged_pages, series, "a page per series");
+            assert_eq!(plain_pages, 1);
+            assert!(
+                (paged_c as f64) < plain_c as f64 * 0.95,
+                "level {level}: {paged_c} bytes by series against {plain_c} whole"
+            );
+            assert_eq!(chunk(&paged, 2).1, 1, "the gauge column stays whole");
+            let mut r = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(
+                bytes::Bytes::from(paged),
+                1 << 20,
+            )
+            .unwrap();
+            let back = r.next().unwrap().unwrap();
+            assert_eq!(back.num_rows(), series * per);
+            let got = back
+                .column(1)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap();
+            assert_eq!(got.values().to_vec(), counters);
+        }
     }
 }

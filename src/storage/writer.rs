@@ -19,10 +19,10 @@ use std::sync::Arc;
 use arrow::array::{Array, TimestampNanosecondArray};
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use parquet::arrow::ArrowWriter;
 use parquet::file::metadata::KeyValue;
 
 use super::file_meta::{FileMeta, WalRange};
+use super::paged::{PagedWriter, series_runs};
 use super::parquet::{Result, StorageError, writer_properties};
 use super::scaled;
 use super::schema::{batch_in_unit, columns_of, meta, time_type};
@@ -45,12 +45,14 @@ pub struct FileSpec<'a> {
 }
 
 /// How a file stores its columns beyond their Meridian types, chosen from the rows it will
-/// hold: float fields as scaled integers ([`scaled`]), and encodings tried on the data
-/// ([`super::parquet::trial_encodings`]).
+/// hold: float fields as scaled integers ([`scaled`]), and encodings and series pages tried
+/// on the data ([`super::parquet::trial_encodings`]).
 #[derive(Debug, Clone, Default)]
 pub struct Layout {
     pub scales: Vec<scaled::Scaled>,
     pub encodings: Vec<(String, parquet::basic::Encoding)>,
+    /// Columns whose data pages end at series boundaries ([`super::paged`]).
+    pub series_pages: Vec<String>,
 }
 
 impl Layout {
@@ -62,10 +64,14 @@ impl Layout {
         // Only the rows the trial encodes are converted.
         let sample = super::parquet::trial_rows(batch);
         match scaled::to_stored(&sample, &scales, &stored_schema) {
-            Ok(stored) => Layout {
-                scales,
-                encodings: super::parquet::trial_encodings(&stored, zstd_level, page_rows),
-            },
+            Ok(stored) => {
+                let trial = super::parquet::trial_encodings(&stored, zstd_level, page_rows);
+                Layout {
+                    scales,
+                    encodings: trial.encodings,
+                    series_pages: trial.series_pages,
+                }
+            }
             // Not expected (the scales come from these rows): the plain layout, never a
             // file that cannot be written.
             Err(_) => Layout::default(),
@@ -88,7 +94,10 @@ pub struct FileWriter {
     rel: String,
     seq: u64,
     tmp: PathBuf,
-    writer: ArrowWriter<File>,
+    writer: PagedWriter<File>,
+    /// The tag columns' positions, when some column is paged by series (their runs are
+    /// found as rows are written).
+    series_tags: Option<Vec<usize>>,
     columns: Vec<(String, ColumnKind)>,
     db: String,
     measurement: String,
@@ -130,7 +139,11 @@ impl FileWriter {
         spec: &FileSpec<'_>,
         layout: Layout,
     ) -> Result<FileWriter> {
-        let Layout { scales, encodings } = layout;
+        let Layout {
+            scales,
+            encodings,
+            series_pages,
+        } = layout;
         let tmp = store.staging_path(&rel)?;
         let columns = columns_of(&schema).map_err(|e| schema_err(&tmp, e))?;
         let tags: Vec<&str> = columns
@@ -176,13 +189,13 @@ impl FileWriter {
                 .map_err(|e| schema_err(&tmp, e.to_string()))?
                 .schema(),
         };
+        let series_pages: Vec<String> = series_pages
+            .into_iter()
+            .filter(|c| schema.field_with_name(c).is_ok())
+            .collect();
+        let series_tags = (!series_pages.is_empty()).then(|| super::schema::tag_indices(&schema));
         let file = super::store::create_file(&tmp).map_err(super::parquet::io_err(&tmp))?;
-        // Without the Arrow schema in the footer: readers take the types from the Parquet
-        // schema, and Meridian its tag columns from `meridian.tag_columns`.
-        let options = parquet::arrow::arrow_writer::ArrowWriterOptions::new()
-            .with_properties(props)
-            .with_skip_arrow_metadata(true);
-        let writer = match ArrowWriter::try_new_with_options(file, schema, options) {
+        let writer = match PagedWriter::try_new(file, schema, props, &series_pages) {
             Ok(w) => w,
             Err(e) => {
                 let _ = fs::remove_file(&tmp);
@@ -194,6 +207,7 @@ impl FileWriter {
             seq,
             tmp,
             writer,
+            series_tags,
             columns,
             db: spec.db.to_string(),
             measurement: spec.measurement.to_string(),
@@ -219,7 +233,7 @@ impl FileWriter {
         }
         self.rows += batch.num_rows() as u64;
         if self.scales.is_empty() && self.time_unit == FileTimeUnit::Nanosecond {
-            return self.writer.write(batch).map_err(pq_err(&self.tmp));
+            return self.put(batch);
         }
         // Converted a slice at a time: a scaled column's stored form takes 16 bytes a value,
         // which for a whole block would be a second copy of it.
@@ -230,10 +244,19 @@ impl FileWriter {
             let stored = scaled::to_stored(&batch.slice(offset, len), &self.scales, &self.stored)
                 .and_then(|b| batch_in_unit(&b, self.time_unit))
                 .map_err(|e| schema_err(&self.tmp, e.to_string()))?;
-            self.writer.write(&stored).map_err(pq_err(&self.tmp))?;
+            self.put(&stored)?;
             offset += len;
         }
         Ok(())
+    }
+
+    /// Encodes rows in their stored form.
+    fn put(&mut self, batch: &RecordBatch) -> Result<()> {
+        let runs = match &self.series_tags {
+            Some(tags) => series_runs(batch, tags).map_err(pq_err(&self.tmp))?,
+            None => Vec::new(),
+        };
+        self.writer.write(batch, &runs).map_err(pq_err(&self.tmp))
     }
 
     /// Bytes encoded so far (to cut outputs at a target size).

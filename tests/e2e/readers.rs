@@ -1,8 +1,8 @@
 //! Readers Meridian did not write — pyarrow, DuckDB and polars — read a data dir directly,
 //! exactly as the README shows, on the shapes real agents send: optional tags, tags only
 //! some series carry, integer and float fields, a field missing from some lines, points
-//! overwritten across flushes (merged by `meridian-compact`). Each must see every point of
-//! the model once, with its values.
+//! overwritten across flushes (merged by `meridian-compact`), counters whose column is paged
+//! by series. Each must see every point of the model once, with its values.
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -18,7 +18,7 @@ const PY: &str = r#"
 import glob, json, sys
 data, reader = sys.argv[1], sys.argv[2]
 out = {}
-for m in ["cpu", "mem"]:
+for m in ["cpu", "mem", "net"]:
     pattern = f"{data}/*/rdb/{m}/**/*.parquet"
     files = sorted(glob.glob(pattern, recursive=True))
     if reader == "pyarrow":
@@ -92,6 +92,20 @@ fn pyarrow_duckdb_and_polars_read_the_data_dir_as_written() {
     let mut server = TestServer::start(ServerConfig::default());
     let mut model = Model::new();
     let mut rng = Rng::new(5);
+    // Counters start far apart, not in series order (most boundaries are a fall), and rise
+    // by random steps; a point's value is the same in every round (a rewrite changes `f`).
+    let counters: Vec<Vec<i64>> = [5, 1, 4, 0, 3, 2]
+        .iter()
+        .map(|b| {
+            let mut c = 1_000_000_000_000 + b * 130_000_000_000;
+            (0..300)
+                .map(|_| {
+                    c += rng.range(0, 1000);
+                    c
+                })
+                .collect()
+        })
+        .collect();
     for round in 0..3 {
         let mut body = String::new();
         for m in ["cpu", "mem"] {
@@ -120,6 +134,29 @@ fn pyarrow_duckdb_and_polars_read_the_data_dir_as_written() {
                     }
                     body.push_str(&format!("{line} {t}\n"));
                 }
+            }
+        }
+        // Counters: values near 2^40 rising by small steps, 300 points a series, so the
+        // file pages `v` by series (`storage::paged`).
+        for s in 0..6i64 {
+            let tags = format!("host=n{s}");
+            for k in 0..300i64 {
+                let c = counters[s as usize][k as usize];
+                if round > 0 && !rng.chance(30) {
+                    continue;
+                }
+                let t = BASE_S * SEC_NS + k * 10 * SEC_NS;
+                let e = model
+                    .entry(("net".to_string(), tags.clone(), t))
+                    .or_default();
+                e.0 = Some(c);
+                let mut line = format!("net,{tags} v={c}i");
+                if rng.chance(50) {
+                    let f = rng.range(0, 1000) as f64 / 10.0;
+                    line.push_str(&format!(",f={f}"));
+                    e.1 = Some(f);
+                }
+                body.push_str(&format!("{line} {t}\n"));
             }
         }
         server.write_ok(DB, &body);
@@ -157,6 +194,19 @@ fn pyarrow_duckdb_and_polars_read_the_data_dir_as_written() {
             }),
         "no file stores f as a decimal"
     );
+    // The counters' column has a data page per series in the compacted file.
+    let net: Vec<String> = tree(&server.data_dir())
+        .into_iter()
+        .filter(|p| p.contains("/net/") && p.ends_with(".parquet"))
+        .collect();
+    assert_eq!(net.len(), 1, "{net:?}");
+    let (pages, series) = data_pages_and_series(&server.data_dir().join(&net[0]), "v", "host");
+    assert_eq!(
+        (pages, series),
+        (6, 6),
+        "data pages of v, and series, in {}",
+        net[0]
+    );
     for reader in ["pyarrow", "duckdb", "polars"] {
         let out = Command::new("python3")
             .args(["-c", PY])
@@ -185,6 +235,69 @@ fn pyarrow_duckdb_and_polars_read_the_data_dir_as_written() {
             }
         }
     }
+    // Meridian reads the counters' pages back too: every point of each series, in order.
+    server.restart();
+    let r = server.get(&format!(
+        "/api/v1/query?db={DB}&measurement=net&fields=v&group_by=host&epoch=ns"
+    ));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut got: Vec<(String, i64, i64)> = Vec::new();
+    for series in r.json()["series"].as_array().unwrap() {
+        let host = series["tags"]["host"].as_str().unwrap().to_string();
+        for row in series["values"].as_array().unwrap() {
+            got.push((
+                host.clone(),
+                row[0].as_i64().unwrap(),
+                row[1].as_i64().unwrap(),
+            ));
+        }
+    }
+    let want: Vec<(String, i64, i64)> = model
+        .iter()
+        .filter(|((m, _, _), _)| m == "net")
+        .map(|((_, tags, t), (v, _))| (tags.replace("host=", ""), *t, v.unwrap()))
+        .collect();
+    assert_eq!(got, want);
+}
+
+/// Data pages of `column` in `path` (one row group), and runs of equal `tag` values.
+fn data_pages_and_series(path: &std::path::Path, column: &str, tag: &str) -> (usize, usize) {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let r = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    assert_eq!(r.num_row_groups(), 1);
+    let leaf = |name: &str| {
+        r.metadata()
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .position(|c| c.name() == name)
+            .unwrap()
+    };
+    let rg = r.get_row_group(0).unwrap();
+    let mut pages = rg.get_column_page_reader(leaf(column)).unwrap();
+    let mut n = 0;
+    while let Some(p) = pages.get_next_page().unwrap() {
+        if matches!(
+            p.page_type(),
+            parquet::basic::PageType::DATA_PAGE | parquet::basic::PageType::DATA_PAGE_V2
+        ) {
+            n += 1;
+        }
+    }
+    let tags: Vec<String> = rg
+        .get_row_iter(None)
+        .unwrap()
+        .map(|row| {
+            let row = row.unwrap();
+            row.get_column_iter()
+                .find(|(name, _)| name.as_str() == tag)
+                .map(|(_, v)| v.to_string())
+                .unwrap_or_default()
+        })
+        .collect();
+    let runs = 1 + tags.windows(2).filter(|w| w[0] != w[1]).count();
+    (n, runs)
 }
 
 /// Spark 4 refuses `TIMESTAMP(NANOS)`: with `[storage] time_unit = "us"` files store

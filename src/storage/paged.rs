@@ -1,0 +1,260 @@
+//! The Parquet encoder behind every data file: row groups written column by column, where
+//! chosen columns end a data page at every series boundary.
+//!
+//! Why series pages: DELTA_BINARY_PACKED packs each block of 128 values at the width of the
+//! block's largest delta above its smallest. Rows are sorted by series, so a block that
+//! holds a series boundary packs every one of its values at the width of the jump from one
+//! series' value to the next. For counters (values near 2^40, steps below 1,000) that is
+//! 41 bits instead of 10 for a block in every series of a file. A data page starts the
+//! encoding afresh, so a column whose pages end where series end pays no jump; each page
+//! costs a header, a zstd frame and its page-index entries instead (tens of bytes), and
+//! zstd no longer sees the column as one stream. Which wins depends on the column: the
+//! caller chooses per column from its data (`super::parquet::trial_encodings`).
+//!
+//! The parquet crate ends pages by row and byte limits of the whole file, checked once per
+//! write batch. Columns paged by series get writers whose properties end a page after every
+//! write call (a page row limit of 1, write batches as large as a page may be), and are
+//! written one series run at a time; every other column is written as the plain properties
+//! say.
+
+use std::io::Write;
+use std::ops::Range;
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, ArrowPrimitiveType, AsArray, PrimitiveArray};
+use arrow::buffer::NullBuffer;
+use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Decimal128Type, Int64Type, UInt64Type};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_writer::{
+    ArrowColumnWriter, ArrowRowGroupWriterFactory, ArrowWriterOptions, compute_leaves,
+};
+use parquet::errors::{ParquetError, Result};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
+
+/// A file being encoded.
+pub struct PagedWriter<W: Write + Send> {
+    file: SerializedFileWriter<W>,
+    plain: ArrowRowGroupWriterFactory,
+    /// Writers for the columns paged by series (`None` when there are none).
+    by_series: Option<ArrowRowGroupWriterFactory>,
+    /// Per column of `schema`: paged by series.
+    paged: Vec<bool>,
+    schema: SchemaRef,
+    max_group_rows: usize,
+    group: Option<Group>,
+    groups: usize,
+}
+
+/// The row group being encoded.
+struct Group {
+    writers: Vec<ArrowColumnWriter>,
+    rows: usize,
+}
+
+fn options(props: WriterProperties) -> ArrowWriterOptions {
+    // Without the Arrow schema in the footer: readers take the types from the Parquet
+    // schema, and Meridian its tag columns from `meridian.tag_columns`.
+    ArrowWriterOptions::new()
+        .with_properties(props)
+        .with_skip_arrow_metadata(true)
+}
+
+impl<W: Write + Send> PagedWriter<W> {
+    /// Starts a file of `schema` on `out`, encoded as `props` says; the columns named in
+    /// `series_pages` end a page at every series boundary (see [`PagedWriter::write`]).
+    pub fn try_new(
+        out: W,
+        schema: SchemaRef,
+        props: WriterProperties,
+        series_pages: &[String],
+    ) -> Result<PagedWriter<W>> {
+        let max_group_rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
+        let paged: Vec<bool> = schema
+            .fields()
+            .iter()
+            .map(|f| series_pages.iter().any(|n| n == f.name()))
+            .collect();
+        let by_series = if paged.iter().any(|p| *p) {
+            // A page after every write call; a call (one series run) is one write batch
+            // unless the run is longer than a page may be.
+            let page_rows = props.data_page_row_count_limit().max(1);
+            let series_props = props
+                .clone()
+                .into_builder()
+                .set_data_page_row_count_limit(1)
+                .set_write_batch_size(page_rows)
+                .build();
+            let probe = ArrowWriter::try_new_with_options(
+                std::io::sink(),
+                schema.clone(),
+                options(series_props),
+            )?;
+            let (probe, _) = probe.into_serialized_writer()?;
+            Some(ArrowRowGroupWriterFactory::new(&probe, schema.clone()))
+        } else {
+            None
+        };
+        let (file, plain) = ArrowWriter::try_new_with_options(out, schema.clone(), options(props))?
+            .into_serialized_writer()?;
+        Ok(PagedWriter {
+            file,
+            plain,
+            by_series,
+            paged,
+            schema,
+            max_group_rows,
+            group: None,
+            groups: 0,
+        })
+    }
+
+    /// Appends `batch` (in the file's schema). `series` are the runs of rows of one series
+    /// each, in order, covering the batch (see [`series_runs`]); they are used only by the
+    /// columns paged by series, and may be empty when there are none.
+    pub fn write(&mut self, batch: &RecordBatch, series: &[Range<usize>]) -> Result<()> {
+        if batch.schema().fields() != self.schema.fields() {
+            return Err(ParquetError::General(
+                "batch schema differs from the file's".into(),
+            ));
+        }
+        let n = batch.num_rows();
+        let mut offset = 0;
+        while offset < n {
+            let group = match &mut self.group {
+                Some(g) => g,
+                slot => {
+                    let mut writers = self.plain.create_column_writers(self.groups)?;
+                    if let Some(f) = &self.by_series {
+                        for (i, w) in f
+                            .create_column_writers(self.groups)?
+                            .into_iter()
+                            .enumerate()
+                        {
+                            if self.paged.get(i) == Some(&true) {
+                                writers[i] = w;
+                            }
+                        }
+                    }
+                    if writers.len() != self.schema.fields().len() {
+                        return Err(ParquetError::General(
+                            "nested columns are not written by series".into(),
+                        ));
+                    }
+                    slot.insert(Group { writers, rows: 0 })
+                }
+            };
+            let take = (self.max_group_rows - group.rows).min(n - offset);
+            let part = offset..offset + take;
+            for (i, (field, column)) in self.schema.fields().iter().zip(batch.columns()).enumerate()
+            {
+                let writer = &mut group.writers[i];
+                let mut put = |range: Range<usize>, validity: bool| -> Result<()> {
+                    let mut slice: ArrayRef = column.slice(range.start, range.len());
+                    if validity && slice.nulls().is_none() {
+                        slice = with_validity(&slice)?;
+                    }
+                    for leaf in compute_leaves(field, &slice)? {
+                        writer.write(&leaf)?;
+                    }
+                    Ok(())
+                };
+                if self.paged[i] && !series.is_empty() {
+                    for run in series {
+                        let (from, to) = (run.start.max(part.start), run.end.min(part.end));
+                        if from < to {
+                            put(from..to, field.is_nullable())?;
+                        }
+                    }
+                } else {
+                    put(part.clone(), false)?;
+                }
+            }
+            group.rows += take;
+            offset += take;
+            if group.rows >= self.max_group_rows {
+                self.end_group()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn end_group(&mut self) -> Result<()> {
+        let Some(group) = self.group.take() else {
+            return Ok(());
+        };
+        let mut rg = self.file.next_row_group()?;
+        for w in group.writers {
+            w.close()?.append_to_row_group(&mut rg)?;
+        }
+        rg.close()?;
+        self.groups += 1;
+        Ok(())
+    }
+
+    /// Bytes of completed row groups written so far.
+    pub fn bytes_written(&self) -> usize {
+        self.file.bytes_written()
+    }
+
+    pub fn append_key_value_metadata(&mut self, kv: KeyValue) {
+        self.file.append_key_value_metadata(kv);
+    }
+
+    /// Ends the last row group and the footer; returns the output.
+    pub fn into_inner(mut self) -> Result<W> {
+        self.end_group()?;
+        self.file.into_inner()
+    }
+}
+
+/// `array` with an explicit all-valid null buffer. The parquet crate writes a nullable column
+/// whose slice has no null buffer in write batches of a page's row limit (one row here),
+/// and one with a null buffer in batches of `write_batch_size` (a whole series run): without
+/// it every value of a column paged by series would be a page of its own. Checked by
+/// `storage::parquet::tests::counters_get_a_page_per_series_and_read_back_exactly`.
+fn with_validity(array: &ArrayRef) -> Result<ArrayRef> {
+    // Built by the typed constructors: `ArrayData` drops a null buffer without nulls.
+    fn valid<T: ArrowPrimitiveType>(array: &ArrayRef) -> Option<PrimitiveArray<T>> {
+        let a = array.as_primitive_opt::<T>()?;
+        PrimitiveArray::<T>::try_new(a.values().clone(), Some(NullBuffer::new_valid(a.len()))).ok()
+    }
+    let out: Option<ArrayRef> = match array.data_type() {
+        DataType::Int64 => valid::<Int64Type>(array).map(|a| Arc::new(a) as ArrayRef),
+        DataType::UInt64 => valid::<UInt64Type>(array).map(|a| Arc::new(a) as ArrayRef),
+        DataType::Decimal128(p, s) => valid::<Decimal128Type>(array)
+            .and_then(|a| a.with_precision_and_scale(*p, *s).ok())
+            .map(|a| Arc::new(a) as ArrayRef),
+        _ => None,
+    };
+    out.ok_or_else(|| {
+        ParquetError::General(format!(
+            "a {} column is not paged by series",
+            array.data_type()
+        ))
+    })
+}
+
+/// The runs of rows of `batch` that hold one series each: rows where the value (or
+/// presence) of any of the `tags` columns changes start a new run. One run when there are
+/// no tag columns.
+pub fn series_runs(batch: &RecordBatch, tags: &[usize]) -> Result<Vec<Range<usize>>> {
+    let n = batch.num_rows();
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let columns: Vec<ArrayRef> = tags
+        .iter()
+        .filter_map(|i| batch.columns().get(*i).cloned())
+        .collect();
+    if columns.is_empty() {
+        return Ok(std::iter::once(0..n).collect());
+    }
+    arrow::compute::kernels::partition::partition(&columns)
+        .map(|p| p.ranges())
+        .map_err(|e| ParquetError::General(format!("finding series runs: {e}")))
+}
