@@ -4,7 +4,8 @@
 //! `group_by` a part is a window of time (for buckets, a window of whole buckets, so that
 //! no bucket is split); with it, a batch of values of the first `group_by` key (series
 //! come in the order of their group values, so a group is never split between parts), from
-//! the series catalog. An aggregate without `every` (one row per group) and `fill` (the
+//! the series catalog. One value too large for a part goes by the values of the next key
+//! under it, and one value of the last key (a single group) by time windows. An aggregate without `every` (one row per group) and `fill` (the
 //! InfluxQL engine) are answered whole.
 //!
 //! The windows are the spans the measurement's files and blocks hold
@@ -159,7 +160,7 @@ pub async fn plan(state: &Shared, spec: &QuerySpec) -> Option<Plan> {
             .map(|w| Unit::Window {
                 span: *w,
                 splits: 0,
-                pred: None,
+                preds: Vec::new(),
             })
             .collect()
     } else {
@@ -182,19 +183,7 @@ pub async fn plan(state: &Shared, spec: &QuerySpec) -> Option<Plan> {
         }
         let entry = catalog.get(&spec.db, &spec.measurement)?;
         let key = &spec.group_by[0];
-        let (mut values, without): (Vec<String>, bool) = {
-            let ms = entry.read();
-            let values = ms
-                .tag_values(key, None)
-                .into_iter()
-                .map(str::to_string)
-                .collect();
-            (values, !ms.without_key(key).is_empty())
-        };
-        if without {
-            // Series without the key group under "", which sorts first.
-            values.insert(0, String::new());
-        }
+        let values = group_values(&entry.read(), &[], key);
         // Many distinct values (an id-like key): each part would test every value of the
         // key in every file; computed whole instead (within the budget).
         if values.len() < 2 || values.len() > MAX_GROUP_VALUES {
@@ -205,14 +194,7 @@ pub async fn plan(state: &Shared, spec: &QuerySpec) -> Option<Plan> {
             .checked_div(per_value)
             .unwrap_or(u64::MAX)
             .clamp(1, MAX_BATCH_VALUES as u64) as usize;
-        let mut units: Vec<Unit> = values
-            .chunks(batch)
-            .map(|c| Unit::Groups(c.to_vec()))
-            .collect();
-        // Series whose value the catalog did not list when the parts were made (written
-        // since): last, and said in a warning, never left out.
-        units.push(Unit::Rest(values));
-        units
+        group_units(Vec::new(), values, batch)
     };
     let types = columns
         .iter()
@@ -239,21 +221,92 @@ pub struct Plan {
     types: Vec<arrow::datatypes::DataType>,
 }
 
+/// The values of `group_by` key `key` (sorted; `""` first, for series without it) among the
+/// series whose earlier keys have the values `fixed` (`(key, value)`, `""`: without it).
+fn group_values(
+    ms: &crate::catalog::series::MeasurementSeries,
+    fixed: &[(String, String)],
+    key: &str,
+) -> Vec<String> {
+    let within = (!fixed.is_empty()).then(|| {
+        fixed.iter().fold(ms.all(), |acc, (k, v)| {
+            let these = if v.is_empty() {
+                ms.without_key(k)
+            } else {
+                ms.with_value(k, v)
+            };
+            acc & these
+        })
+    });
+    let mut values: Vec<String> = ms
+        .tag_values(key, within.as_ref())
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let mut without = ms.without_key(key);
+    if let Some(w) = &within {
+        without &= w;
+    }
+    if !without.is_empty() {
+        values.insert(0, String::new());
+    }
+    values
+}
+
+/// The parts of the groups under `fixed`: batches of `batch` values of the next
+/// `group_by` key, then the rest (series whose value the catalog did not list when the
+/// parts were made, written since: last, said in a warning, never left out).
+fn group_units(fixed: Vec<(String, String)>, values: Vec<String>, batch: usize) -> Vec<Unit> {
+    let mut units: Vec<Unit> = values
+        .chunks(batch.max(1))
+        .map(|c| Unit::Groups {
+            fixed: fixed.clone(),
+            values: c.to_vec(),
+        })
+        .collect();
+    units.push(Unit::Rest { fixed, values });
+    units
+}
+
 /// One part of a streamed answer.
 #[derive(Debug, Clone)]
 enum Unit {
-    /// A time window (halved `splits` times), of the series `pred` selects if any.
+    /// A time window (halved `splits` times), of the series `preds` select.
     Window {
         span: (i64, i64),
         splits: u32,
-        pred: Option<TagPred>,
+        preds: Vec<TagPred>,
     },
-    /// The groups whose first `group_by` tag has one of these values (`""`: series without
-    /// it), over the whole range.
-    Groups(Vec<String>),
-    /// The groups whose first `group_by` tag has none of these values (every value the
-    /// parts cover): series written after the parts were made.
-    Rest(Vec<String>),
+    /// The groups whose first `group_by` tags have the values `fixed` (`(key, value)`,
+    /// `""`: series without it) and whose next one has one of `values`, over the whole
+    /// range.
+    Groups {
+        fixed: Vec<(String, String)>,
+        values: Vec<String>,
+    },
+    /// The groups under `fixed` whose next `group_by` tag has none of `values` (every
+    /// value the parts cover): series written after the parts were made.
+    Rest {
+        fixed: Vec<(String, String)>,
+        values: Vec<String>,
+    },
+}
+
+/// The predicates selecting the series of a [`Unit::Groups`] (or, `negated`, of a
+/// [`Unit::Rest`]); `None` when a regex is too large to build.
+fn unit_preds(
+    group_by: &[String],
+    fixed: &[(String, String)],
+    values: &[String],
+    negated: bool,
+) -> Option<Vec<TagPred>> {
+    let key = group_by.get(fixed.len())?;
+    let mut preds = fixed
+        .iter()
+        .map(|(k, v)| values_pred(k, std::slice::from_ref(v), false))
+        .collect::<Option<Vec<_>>>()?;
+    preds.push(values_pred(key, values, negated)?);
+    Some(preds)
 }
 
 /// Values of the first `group_by` key in one part at most (the size of its regex).
@@ -327,20 +380,24 @@ impl Windows {
                 .unwrap_or(self.state.config.query.timeout);
             let mut w = (*self.spec).clone();
             match &unit {
-                Unit::Window { span, pred, .. } => {
+                Unit::Window { span, preds, .. } => {
                     w.start = span.0.max(self.spec.start);
                     w.end = span.1.min(self.spec.end);
-                    w.preds.extend(pred.clone());
+                    w.preds.extend(preds.iter().cloned());
                 }
-                Unit::Groups(values) | Unit::Rest(values) => {
-                    let negated = matches!(unit, Unit::Rest(_));
-                    match values_pred(&self.spec.group_by[0], values, negated) {
-                        Some(p) => w.preds.push(p),
+                Unit::Groups { fixed, values } | Unit::Rest { fixed, values } => {
+                    let negated = matches!(unit, Unit::Rest { .. });
+                    match unit_preds(&self.spec.group_by, fixed, values, negated) {
+                        Some(p) => w.preds.extend(p),
                         // A regex too large: smaller parts, as for too many rows.
                         None if !negated && values.len() > 1 => {
                             let (a, b) = values.split_at(values.len() / 2);
-                            self.queue.push_front(Unit::Groups(b.to_vec()));
-                            self.queue.push_front(Unit::Groups(a.to_vec()));
+                            for values in [b, a] {
+                                self.queue.push_front(Unit::Groups {
+                                    fixed: fixed.clone(),
+                                    values: values.to_vec(),
+                                });
+                            }
                             continue;
                         }
                         None => {
@@ -363,44 +420,40 @@ impl Windows {
                 self.state.config.query.max_rows,
             )
             .await;
-            let rest = matches!(unit, Unit::Rest(_));
+            let rest = matches!(unit, Unit::Rest { .. });
             match r.refused {
                 Some(Refusal::TooLarge(m)) => {
                     // Smaller parts: halves of the window, halves of the values; one value
-                    // of the only group_by key goes by time windows (one series group).
+                    // goes by the values of the next group_by key under it, and one value
+                    // of the last key (one series group) by time windows.
                     let parts: Vec<Unit> = match unit {
-                        Unit::Window { span, splits, pred } => {
-                            match windows::halves_at(span, self.spec.every.unwrap_or(1)) {
-                                Some((a, b)) if splits < MAX_SPLITS => [a, b]
-                                    .into_iter()
-                                    .map(|span| Unit::Window {
-                                        span,
-                                        splits: splits + 1,
-                                        pred: pred.clone(),
-                                    })
-                                    .collect(),
-                                _ => Vec::new(),
-                            }
-                        }
-                        Unit::Groups(values) if values.len() > 1 => {
+                        Unit::Window {
+                            span,
+                            splits,
+                            preds,
+                        } => match windows::halves_at(span, self.spec.every.unwrap_or(1)) {
+                            Some((a, b)) if splits < MAX_SPLITS => [a, b]
+                                .into_iter()
+                                .map(|span| Unit::Window {
+                                    span,
+                                    splits: splits + 1,
+                                    preds: preds.clone(),
+                                })
+                                .collect(),
+                            _ => Vec::new(),
+                        },
+                        Unit::Groups { fixed, values } if values.len() > 1 => {
                             let (a, b) = values.split_at(values.len() / 2);
-                            vec![Unit::Groups(a.to_vec()), Unit::Groups(b.to_vec())]
+                            [a, b]
+                                .into_iter()
+                                .map(|values| Unit::Groups {
+                                    fixed: fixed.clone(),
+                                    values: values.to_vec(),
+                                })
+                                .collect()
                         }
-                        Unit::Groups(values) if self.spec.group_by.len() == 1 => {
-                            match values_pred(&self.spec.group_by[0], &values, false) {
-                                Some(pred) => self
-                                    .windows
-                                    .iter()
-                                    .map(|span| Unit::Window {
-                                        span: *span,
-                                        splits: 0,
-                                        pred: Some(pred.clone()),
-                                    })
-                                    .collect(),
-                                None => Vec::new(),
-                            }
-                        }
-                        Unit::Groups(_) | Unit::Rest(_) => Vec::new(),
+                        Unit::Groups { fixed, values } => self.narrower(fixed, values),
+                        Unit::Rest { .. } => Vec::new(),
                     };
                     if parts.is_empty() {
                         return Err(Refusal::TooLarge(m));
@@ -470,6 +523,50 @@ impl Windows {
                 return Ok(Some((series, hold)));
             }
         }
+    }
+}
+
+impl Windows {
+    /// The parts of the one group value `values` under `fixed` that was too large for the
+    /// budget: the values of the next `group_by` key under it (from the series catalog),
+    /// or, when it was the last key, the measurement's time windows. None when there are
+    /// too many values to go through.
+    fn narrower(&self, mut fixed: Vec<(String, String)>, values: Vec<String>) -> Vec<Unit> {
+        let group_by = &self.spec.group_by;
+        let (Some(key), Some(value)) = (group_by.get(fixed.len()), values.first()) else {
+            return Vec::new();
+        };
+        fixed.push((key.clone(), value.clone()));
+        if fixed.len() == group_by.len() {
+            return match unit_preds(group_by, &fixed[..fixed.len() - 1], &values, false) {
+                Some(preds) => self
+                    .windows
+                    .iter()
+                    .map(|span| Unit::Window {
+                        span: *span,
+                        splits: 0,
+                        preds: preds.clone(),
+                    })
+                    .collect(),
+                None => Vec::new(),
+            };
+        }
+        let Some(entry) = self
+            .state
+            .engine
+            .series()
+            .get(&self.spec.db, &self.spec.measurement)
+        else {
+            return Vec::new();
+        };
+        let next = group_values(&entry.read(), &fixed, &group_by[fixed.len()]);
+        if next.is_empty() || next.len() > MAX_GROUP_VALUES {
+            return Vec::new();
+        }
+        // Halves first: the value above did not fit whole; a half that does not fit is
+        // halved again.
+        let half = next.len().div_ceil(2);
+        group_units(fixed, next, half)
     }
 }
 

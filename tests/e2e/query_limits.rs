@@ -493,6 +493,134 @@ fn grouped_raw_exports_stream_a_batch_of_groups_at_a_time() {
     }
 }
 
+/// (time, dc, zone, host, a, b).
+type WidePoint = (i64, &'static str, Option<&'static str>, String, f64, i64);
+
+/// A group's values of the `group_by` keys, and its rows (time, a, b).
+type GroupRows = (Vec<String>, Vec<(i64, f64, i64)>);
+
+/// A raw or bucketed answer grouped by several keys where one value of a key holds more
+/// rows than the budget: that value goes by the values of the next key under it, and a
+/// value of the last key by time windows. Every group once, in group order, every point
+/// once, in memory and in files. On the old code each was a 413.
+#[test]
+fn a_group_value_too_large_for_the_budget_goes_by_the_next_key() {
+    let mut s = TestServer::start(ServerConfig::default().with_query_memory("1MiB", "4MiB"));
+    // dc=a: one host of 200 points; dc=b: eight hosts of 2,000 points, all in zone z0
+    // (the zone tag only on dc=b).
+    let mut points: Vec<WidePoint> = Vec::new();
+    for n in 0..200i64 {
+        points.push((
+            T0 + n * 1_000_000_000,
+            "a",
+            None,
+            "h9".into(),
+            n as f64 / 2.0,
+            n,
+        ));
+    }
+    for h in 0..8i64 {
+        for n in 0..2000i64 {
+            let t = T0 + n * 1_000_000_000;
+            points.push((
+                t,
+                "b",
+                Some("z0"),
+                format!("h{h}"),
+                (n * h) as f64 / 4.0,
+                n + h,
+            ));
+        }
+    }
+    let lp: String = points
+        .iter()
+        .map(|(t, dc, zone, host, a, b)| {
+            let zone = zone.map(|z| format!(",zone={z}")).unwrap_or_default();
+            format!("w,dc={dc},host={host}{zone} a={a},b={b}i {t}\n")
+        })
+        .collect();
+    s.write_ok("ex", &lp);
+    for phase in ["in memory", "in files"] {
+        for (group_by, every) in [
+            ("dc,host", ""),
+            ("dc,zone,host", ""),
+            ("dc,zone", ""),
+            ("dc,host", "&agg=sum&every=1s"),
+        ] {
+            let r = s.get(&format!(
+                "/api/v1/query?db=ex&measurement=w&fields=a,b&group_by={group_by}{every}&epoch=ns"
+            ));
+            assert_eq!(r.status, 200, "{phase}, {group_by}{every}: {:.300}", r.body);
+            let j = r.json();
+            assert_eq!(j["partial"], false, "{phase}, {group_by}");
+            let keys: Vec<&str> = group_by.split(',').collect();
+            // The model: per group (values of the keys, "" when absent), rows in time order
+            // (a sum over one point's bucket is the point: b exact, a as a float).
+            let mut want: BTreeMap<Vec<String>, Vec<(i64, f64, i64)>> = BTreeMap::new();
+            for (t, dc, zone, host, a, b) in &points {
+                let key = keys
+                    .iter()
+                    .map(|k| match *k {
+                        "dc" => dc.to_string(),
+                        "zone" => zone.unwrap_or_default().to_string(),
+                        _ => host.clone(),
+                    })
+                    .collect();
+                want.entry(key).or_default().push((*t, *a, *b));
+            }
+            for rows in want.values_mut() {
+                rows.sort_by_key(|r| r.0);
+            }
+            let got: Vec<GroupRows> = j["series"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| {
+                    let key = keys
+                        .iter()
+                        .map(|k| s["tags"][k].as_str().unwrap().to_string())
+                        .collect();
+                    let rows = s["values"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|r| {
+                            (
+                                r[0].as_i64().unwrap(),
+                                r[1].as_f64().unwrap(),
+                                r[2].as_i64().unwrap(),
+                            )
+                        })
+                        .collect();
+                    (key, rows)
+                })
+                .collect();
+            let want: Vec<GroupRows> = want.into_iter().collect();
+            assert_eq!(got.len(), want.len(), "{phase}, {group_by}{every}: groups");
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g.0, w.0, "{phase}, {group_by}{every}: group order");
+                // In time order; rows of several series at one time in any order.
+                assert!(
+                    g.1.windows(2).all(|p| p[0].0 <= p[1].0),
+                    "{phase}: time order"
+                );
+                let sorted = |rows: &[(i64, f64, i64)]| {
+                    let mut rows = rows.to_vec();
+                    rows.sort_by(|x, y| (x.0, x.2).cmp(&(y.0, y.2)).then(x.1.total_cmp(&y.1)));
+                    rows
+                };
+                assert!(
+                    sorted(&g.1) == sorted(&w.1),
+                    "{phase}, {group_by}{every}: rows of {:?}",
+                    g.0
+                );
+            }
+        }
+        s.stop();
+        s.restart();
+    }
+}
+
 /// A server with a 1 MiB query budget holding the export points in measurement `m` of
 /// database `ex` (in memory).
 fn export_server() -> (TestServer, Vec<ExportPoint>) {
