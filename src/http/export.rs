@@ -565,7 +565,7 @@ impl Windows {
         }
         // Halves first: the value above did not fit whole; a half that does not fit is
         // halved again.
-        let half = next.len().div_ceil(2);
+        let half = next.len().div_ceil(2).min(MAX_BATCH_VALUES);
         group_units(fixed, next, half)
     }
 }

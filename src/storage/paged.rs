@@ -37,6 +37,11 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 
 /// A file being encoded.
+///
+/// A column paged by series must hold no nulls (`Layout::tried` pages only such columns): a
+/// part of a batch where it has some is written in one call, one page for the part, and a
+/// part where it is all null gets a page per row (the parquet crate writes the levels of an
+/// all-null slice in batches of the page row limit), larger but still correct.
 pub struct PagedWriter<W: Write + Send> {
     file: SerializedFileWriter<W>,
     plain: ArrowRowGroupWriterFactory,
@@ -117,9 +122,15 @@ impl<W: Write + Send> PagedWriter<W> {
     /// each, in order, covering the batch (see [`series_runs`]); they are used only by the
     /// columns paged by series, and may be empty when there are none.
     pub fn write(&mut self, batch: &RecordBatch, series: &[Range<usize>]) -> Result<()> {
-        if batch.schema().fields() != self.schema.fields() {
+        let fields = batch.schema_ref().fields();
+        if fields.len() != self.schema.fields().len()
+            || fields
+                .iter()
+                .zip(self.schema.fields())
+                .any(|(a, b)| a.data_type() != b.data_type())
+        {
             return Err(ParquetError::General(
-                "batch schema differs from the file's".into(),
+                "batch columns differ from the file's".into(),
             ));
         }
         let n = batch.num_rows();
@@ -140,7 +151,7 @@ impl<W: Write + Send> PagedWriter<W> {
                             }
                         }
                     }
-                    if writers.len() != self.schema.fields().len() {
+                    if self.by_series.is_some() && writers.len() != self.schema.fields().len() {
                         return Err(ParquetError::General(
                             "nested columns are not written by series".into(),
                         ));
@@ -156,14 +167,15 @@ impl<W: Write + Send> PagedWriter<W> {
                 let mut put = |range: Range<usize>, validity: bool| -> Result<()> {
                     let mut slice: ArrayRef = column.slice(range.start, range.len());
                     if validity && slice.nulls().is_none() {
-                        slice = with_validity(&slice)?;
+                        slice = with_validity(&slice);
                     }
                     for leaf in compute_leaves(field, &slice)? {
                         writer.write(&leaf)?;
                     }
                     Ok(())
                 };
-                if self.paged[i] && !series.is_empty() {
+                let paged = self.paged[i];
+                if paged && !series.is_empty() && column.slice(part.start, take).null_count() == 0 {
                     for run in series {
                         let (from, to) = (run.start.max(part.start), run.end.min(part.end));
                         if from < to {
@@ -171,7 +183,8 @@ impl<W: Write + Send> PagedWriter<W> {
                         }
                     }
                 } else {
-                    put(part.clone(), false)?;
+                    // A paged column's part in one call: one page (see the type's doc).
+                    put(part.clone(), paged && field.is_nullable())?;
                 }
             }
             group.rows += take;
@@ -217,7 +230,7 @@ impl<W: Write + Send> PagedWriter<W> {
 /// and one with a null buffer in batches of `write_batch_size` (a whole series run): without
 /// it every value of a column paged by series would be a page of its own. Checked by
 /// `storage::parquet::tests::counters_get_a_page_per_series_and_read_back_exactly`.
-fn with_validity(array: &ArrayRef) -> Result<ArrayRef> {
+fn with_validity(array: &ArrayRef) -> ArrayRef {
     // Built by the typed constructors: `ArrayData` drops a null buffer without nulls.
     fn valid<T: ArrowPrimitiveType>(array: &ArrayRef) -> Option<PrimitiveArray<T>> {
         let a = array.as_primitive_opt::<T>()?;
@@ -229,14 +242,10 @@ fn with_validity(array: &ArrayRef) -> Result<ArrayRef> {
         DataType::Decimal128(p, s) => valid::<Decimal128Type>(array)
             .and_then(|a| a.with_precision_and_scale(*p, *s).ok())
             .map(|a| Arc::new(a) as ArrayRef),
+        // Not a type the trial pages: written as it is (a page per row, never an error).
         _ => None,
     };
-    out.ok_or_else(|| {
-        ParquetError::General(format!(
-            "a {} column is not paged by series",
-            array.data_type()
-        ))
-    })
+    out.unwrap_or_else(|| array.clone())
 }
 
 /// The runs of rows of `batch` that hold one series each: rows where the value (or
@@ -257,4 +266,124 @@ pub fn series_runs(batch: &RecordBatch, tags: &[usize]) -> Result<Vec<Range<usiz
     arrow::compute::kernels::partition::partition(&columns)
         .map(|p| p.ranges())
         .map_err(|e| ParquetError::General(format!("finding series runs: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{DictionaryArray, Int64Array};
+    use arrow::datatypes::Int32Type;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    /// Counters of `series` series with `rows(s)` rows each (`None`: the series lacks the
+    /// field), as a flush or compaction holds them.
+    fn counters(rows: impl Fn(usize) -> Option<usize>, series: usize) -> RecordBatch {
+        let mut seed = 11u64;
+        let mut next = |m: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % m
+        };
+        let (mut hosts, mut values) = (Vec::new(), Vec::new());
+        for s in 0..series {
+            let (n, present) = match rows(s) {
+                Some(n) => (n, true),
+                None => (360, false),
+            };
+            let mut c = next(1 << 40) as i64;
+            for _ in 0..n {
+                hosts.push(format!("h{s:05}"));
+                values.push(present.then_some(c));
+                c += next(1000) as i64;
+            }
+        }
+        let host: DictionaryArray<Int32Type> = hosts.iter().map(|h| h.as_str()).collect();
+        RecordBatch::try_from_iter_with_nullable(vec![
+            ("host", Arc::new(host) as ArrayRef, true),
+            ("c", Arc::new(Int64Array::from(values)) as ArrayRef, true),
+        ])
+        .unwrap()
+    }
+
+    fn data_pages(bytes: &[u8]) -> usize {
+        let r = SerializedFileReader::new(bytes::Bytes::copy_from_slice(bytes)).unwrap();
+        let mut n = 0;
+        for g in 0..r.num_row_groups() {
+            let mut pages = r
+                .get_row_group(g)
+                .unwrap()
+                .get_column_page_reader(1)
+                .unwrap();
+            while let Some(p) = pages.get_next_page().unwrap() {
+                n += usize::from(p.page_type() == parquet::basic::PageType::DATA_PAGE);
+            }
+        }
+        n
+    }
+
+    fn write(batch: &RecordBatch, paged: &[String], runs: &[Range<usize>]) -> Vec<u8> {
+        let props = crate::storage::parquet::writer_properties(
+            &batch.schema(),
+            1 << 20,
+            vec![],
+            1,
+            20_000,
+            &[("c".into(), parquet::basic::Encoding::DELTA_BINARY_PACKED)],
+        );
+        let mut w = PagedWriter::try_new(Vec::new(), batch.schema(), props, paged).unwrap();
+        w.write(batch, runs).unwrap();
+        w.into_inner().unwrap()
+    }
+
+    /// Long counter series are paged; not when a series lacks the field (its nulls would
+    /// be a page a row), nor when most series are short although the middle rows the trial
+    /// sees hold long ones.
+    #[test]
+    fn only_long_series_without_nulls_are_paged() {
+        use crate::storage::writer::Layout;
+        let long = counters(|_| Some(360), 40);
+        assert_eq!(Layout::tried(&long, 1, 20_000).series_pages, vec!["c"]);
+        let sparse = counters(|s| (s != 7).then_some(360), 40);
+        assert!(Layout::tried(&sparse, 1, 20_000).series_pages.is_empty());
+        // 1,500 two-row series on each side of 40 long ones.
+        let mixed = counters(
+            |s| Some(if (1500..1540).contains(&s) { 360 } else { 2 }),
+            3040,
+        );
+        let middle = crate::storage::parquet::trial_rows(&mixed);
+        assert_eq!(
+            crate::storage::parquet::trial_encodings(&middle, 1, 20_000).series_pages,
+            vec!["c"],
+            "the trial alone would page it"
+        );
+        assert!(Layout::tried(&mixed, 1, 20_000).series_pages.is_empty());
+    }
+
+    /// A paged column given nulls, or no runs, is written a page per call, never a page per
+    /// row, and reads back as written.
+    #[test]
+    fn nulls_or_no_runs_in_a_paged_column_make_one_page() {
+        let sparse = counters(|s| (s != 2).then_some(300), 6);
+        let runs = series_runs(&sparse, &[0]).unwrap();
+        assert_eq!(runs.len(), 6);
+        let paged = vec!["c".to_string()];
+        for (what, runs) in [("with nulls", &runs[..]), ("without runs", &[][..])] {
+            let bytes = write(&sparse, &paged, runs);
+            assert_eq!(data_pages(&bytes), 1, "{what}");
+            let back = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(
+                bytes::Bytes::from(bytes),
+                1 << 20,
+            )
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+            assert_eq!(back.column(1).as_ref(), sparse.column(1).as_ref(), "{what}");
+        }
+        // Without nulls: a page per run.
+        let dense = counters(|_| Some(300), 6);
+        let runs = series_runs(&dense, &[0]).unwrap();
+        assert_eq!(data_pages(&write(&dense, &paged, &runs)), 6);
+    }
 }

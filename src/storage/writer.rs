@@ -65,7 +65,13 @@ impl Layout {
         let sample = super::parquet::trial_rows(batch);
         match scaled::to_stored(&sample, &scales, &stored_schema) {
             Ok(stored) => {
-                let trial = super::parquet::trial_encodings(&stored, zstd_level, page_rows);
+                let mut trial = super::parquet::trial_encodings(&stored, zstd_level, page_rows);
+                if !trial.series_pages.is_empty() && !series_pages_fit(batch) {
+                    trial.series_pages.clear();
+                }
+                trial
+                    .series_pages
+                    .retain(|c| batch.column_by_name(c).is_some_and(|a| a.null_count() == 0));
                 Layout {
                     scales,
                     encodings: trial.encodings,
@@ -76,6 +82,22 @@ impl Layout {
             // file that cannot be written.
             Err(_) => Layout::default(),
         }
+    }
+}
+
+/// Fewest rows a series holds on average in a file whose columns may be paged by series:
+/// the trial sees only the middle of the rows, and a page costs tens of bytes whatever it
+/// holds, so many short series elsewhere in the file would cost more than the trial gained.
+const MIN_SERIES_ROWS: usize = 64;
+
+/// Whether `batch`'s series are long enough, on average, for a page each
+/// ([`MIN_SERIES_ROWS`]). Columns paged by series must also hold no nulls (the parquet crate
+/// would write an all-null run a page per row; see [`super::paged::PagedWriter`]).
+fn series_pages_fit(batch: &RecordBatch) -> bool {
+    let tags = super::schema::tag_indices(&batch.schema());
+    match series_runs(batch, &tags) {
+        Ok(runs) => !runs.is_empty() && batch.num_rows() / runs.len() >= MIN_SERIES_ROWS,
+        Err(_) => false,
     }
 }
 
