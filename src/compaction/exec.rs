@@ -331,6 +331,7 @@ pub(super) fn output_spec<'a>(
             zstd_level: settings.zstd_level,
             page_rows: settings.page_rows,
             time_unit: settings.time_unit,
+            column_index: true,
         },
         rel_dir,
         target_bytes,

@@ -187,6 +187,7 @@ mod tests {
                 zstd_level: 1,
                 page_rows: 20_000,
                 time_unit: Default::default(),
+                column_index: true,
             },
             rel_dir: "db/cpu/part_day=1970-01-01/part_hour=00",
             target_bytes: target,

@@ -268,6 +268,7 @@ fn delete_in_region(
                 zstd_level: FLUSH_ZSTD_LEVEL,
                 page_rows: FLUSH_PAGE_ROWS,
                 time_unit,
+                column_index: true,
             };
             let t = stage_tombstone(store, format!("{dir}/{seq:020}.parquet"), seq, &spec, wal)
                 .map_err(|e| format!("writing a tombstone in {dir}: {e}"))?;
@@ -372,11 +373,14 @@ fn rewrite(
         zstd_level: FLUSH_ZSTD_LEVEL,
         page_rows: FLUSH_PAGE_ROWS,
         time_unit,
+        // A rewrite may be of a compacted file: it keeps what compaction writes.
+        column_index: true,
     };
     let layout = crate::storage::writer::Layout {
         scales,
         encodings: Vec::new(),
         series_pages: Vec::new(),
+        levels: Vec::new(),
     };
     let mut w =
         FileWriter::create(store, rel, f.seq, schema, &fspec, layout).map_err(|e| e.to_string())?;

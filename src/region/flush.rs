@@ -178,6 +178,8 @@ fn stage(job: &FlushJob, part: &FlushPart) -> Result<(Staged, RecordBatch, usize
         zstd_level: FLUSH_ZSTD_LEVEL,
         page_rows: FLUSH_PAGE_ROWS,
         time_unit: job.time_unit,
+        // Rewritten by `meridian-compact`, which writes it; Meridian does not read it.
+        column_index: false,
     };
     let staged = stage_file(
         job.manifest.store(),

@@ -218,6 +218,13 @@ impl<W: Write + Send> PagedWriter<W> {
         self.file.append_key_value_metadata(kv);
     }
 
+    /// Ends the last row group and the footer; returns the file's metadata (the output is
+    /// dropped with the writer).
+    pub fn finish(mut self) -> Result<parquet::file::metadata::ParquetMetaData> {
+        self.end_group()?;
+        self.file.finish()
+    }
+
     /// Ends the last row group and the footer; returns the output.
     pub fn into_inner(mut self) -> Result<W> {
         self.end_group()?;

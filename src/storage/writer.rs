@@ -42,6 +42,11 @@ pub struct FileSpec<'a> {
     pub page_rows: usize,
     /// How `time` is stored (`[storage] time_unit`).
     pub time_unit: FileTimeUnit,
+    /// Page-level min/max statistics (the Parquet column index), for other engines' page
+    /// pruning. Meridian reads only the offset index (page locations), which every file
+    /// has; the server's flushes leave the column index out (files `meridian-compact`
+    /// rewrites anyway), compaction writes it.
+    pub column_index: bool,
 }
 
 /// How a file stores its columns beyond their Meridian types, chosen from the rows it will
@@ -53,6 +58,8 @@ pub struct Layout {
     pub encodings: Vec<(String, parquet::basic::Encoding)>,
     /// Columns whose data pages end at series boundaries ([`super::paged`]).
     pub series_pages: Vec<String>,
+    /// Columns compressed at another zstd level than the file's.
+    pub levels: Vec<(String, i32)>,
 }
 
 impl Layout {
@@ -76,6 +83,7 @@ impl Layout {
                     scales,
                     encodings: trial.encodings,
                     series_pages: trial.series_pages,
+                    levels: trial.levels,
                 }
             }
             // Not expected (the scales come from these rows): the plain layout, never a
@@ -165,6 +173,7 @@ impl FileWriter {
             scales,
             encodings,
             series_pages,
+            levels,
         } = layout;
         let tmp = store.staging_path(&rel)?;
         let columns = columns_of(&schema).map_err(|e| schema_err(&tmp, e))?;
@@ -205,6 +214,19 @@ impl FileWriter {
             spec.page_rows,
             &encodings,
         );
+        let mut b = props.into_builder();
+        if !spec.column_index {
+            b = b.set_statistics_enabled(parquet::file::properties::EnabledStatistics::Chunk);
+        }
+        for (c, level) in &levels {
+            if let Ok(l) = parquet::basic::ZstdLevel::try_new(*level) {
+                b = b.set_column_compression(
+                    c.as_str().into(),
+                    parquet::basic::Compression::ZSTD(l),
+                );
+            }
+        }
+        let props = b.build();
         let schema = match spec.time_unit {
             FileTimeUnit::Nanosecond => stored.clone(),
             unit => batch_in_unit(&RecordBatch::new_empty(stored.clone()), unit)

@@ -164,9 +164,20 @@ fn pyarrow_duckdb_and_polars_read_the_data_dir_as_written() {
         server.restart();
     }
     server.stop();
+    // Flushed files carry page locations (the offset index) but no page min/max (column
+    // index); compacted ones carry both.
+    let indexes = |server: &TestServer| -> Vec<(bool, bool)> {
+        tree(&server.data_dir())
+            .iter()
+            .filter(|p| p.ends_with(".parquet"))
+            .map(|p| page_indexes(&server.data_dir().join(p)))
+            .collect()
+    };
+    assert!(indexes(&server).iter().all(|i| *i == (true, false)));
     // Before compaction a point rewritten in a later flush is in two files; readers outside
     // Meridian would see both (the README says so). Compaction merges them.
     compact(&server, &[]);
+    assert!(indexes(&server).iter().all(|i| *i == (true, true)));
 
     let mut want: BTreeMap<String, (u64, i64, Vec<f64>)> = BTreeMap::new();
     for ((m, _, _), (v, f)) in &model {
@@ -258,6 +269,22 @@ fn pyarrow_duckdb_and_polars_read_the_data_dir_as_written() {
         .map(|((_, tags, t), (v, _))| (tags.replace("host=", ""), *t, v.unwrap()))
         .collect();
     assert_eq!(got, want);
+}
+
+/// Whether every column chunk of `path` has an offset index, and a column index.
+fn page_indexes(path: &std::path::Path) -> (bool, bool) {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let r = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let chunks: Vec<_> = r
+        .metadata()
+        .row_groups()
+        .iter()
+        .flat_map(|g| g.columns().iter().cloned())
+        .collect();
+    (
+        chunks.iter().all(|c| c.offset_index_offset().is_some()),
+        chunks.iter().all(|c| c.column_index_offset().is_some()),
+    )
 }
 
 /// Data pages of `column` in `path` (one row group), and runs of equal `tag` values.
