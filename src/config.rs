@@ -686,6 +686,9 @@ pub struct WalConfig {
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
     pub shards_per_region: usize,
+    /// `shards_per_region` as the config gives it (`None`: 0 or absent, the default). The
+    /// server resolves the count against its data dir (`region::shards_for_data_dir`).
+    pub shards_configured: Option<usize>,
     pub flush: FlushConfig,
     pub memory: MemoryConfig,
     pub wal: WalConfig,
@@ -1419,6 +1422,7 @@ impl RawConfig {
             },
             ingest: IngestConfig {
                 shards_per_region,
+                shards_configured: self.ingest.shards_per_region.filter(|n| *n > 0),
                 flush,
                 memory: MemoryConfig {
                     limit_bytes,

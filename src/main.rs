@@ -469,6 +469,41 @@ fn serve(args: ServeArgs) -> Result<()> {
         hosted: (!args.regions.is_empty()).then_some(args.regions),
         skip_corrupt_wal: args.skip_corrupt_wal,
     };
+    // The shard count this data dir runs with (a default must not move under its data).
+    {
+        let names: Vec<&str> = cfg
+            .routing
+            .regions
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        let (n, from) = meridian::region::shards_for_data_dir(
+            &cfg.data_dir,
+            &names,
+            cfg.ingest.shards_configured,
+            cfg.ingest.shards_per_region,
+        )
+        .with_context(|| {
+            format!(
+                "recording the ingest shard count in {}",
+                cfg.data_dir.join(meridian::region::SHARDS_FILE).display()
+            )
+        })?;
+        cfg.ingest.shards_per_region = n;
+        match from {
+            meridian::region::ShardsFrom::Remembered if cfg.ingest.shards_configured.is_none() => {
+                info!(
+                    shards_per_region = n,
+                    "ingest shards per region: as this data dir ran before"
+                )
+            }
+            meridian::region::ShardsFrom::Wal => info!(
+                shards_per_region = n,
+                "ingest shards per region: as this data dir's WAL was written (now recorded)"
+            ),
+            _ => {}
+        }
+    }
     // Descriptors: raised before anything is opened, and the connection limit checked
     // against them (the config error names the key) before the engine opens.
     let fd_limit = raise_fd_limit().context("reading the descriptor limit")?;

@@ -266,7 +266,9 @@ pub fn plan_retention(
     out
 }
 
-/// Compaction: sealed partitions whose file count merging can lower.
+/// Compaction: sealed partitions whose file count merging can lower, or that hold a file
+/// no compaction wrote yet (a flush's or a delete's: zstd level 1, no column index, its
+/// shard's rows only), which a rewrite stores as compaction does.
 pub fn plan_compaction(files: &[FileMeta], policy: &Policy) -> Vec<Compaction> {
     if !policy.compact {
         return Vec::new();
@@ -283,7 +285,15 @@ pub fn plan_compaction(files: &[FileMeta], policy: &Policy) -> Vec<Compaction> {
         }
         let bytes_in: u64 = group.iter().map(|f| f.bytes).sum();
         let est = bytes_in.div_ceil(target).max(1);
-        if group.len() < 2 || group.len() as u64 <= est {
+        let fewer = group.len() >= 2 && group.len() as u64 > est;
+        let uncompacted = group.iter().any(|f| {
+            f.rows > 0
+                && !matches!(
+                    crate::storage::paths::parse_data_file(std::path::Path::new(&f.path)),
+                    Some(crate::storage::paths::DataFileName::Compacted(..))
+                )
+        });
+        if !fewer && !uncompacted {
             continue;
         }
         out.push(Compaction {
@@ -596,6 +606,13 @@ mod tests {
         }
     }
 
+    /// `file` as a compaction names its outputs.
+    fn compacted(seq: u64, m: &str, start: i64, bytes: u64) -> FileMeta {
+        let mut f = file(seq, m, start, bytes);
+        f.path = format!("db/{m}/part_day=1970-01-01/part_hour=00/{seq:020}~ctok-0.parquet");
+        f
+    }
+
     fn policy() -> Policy {
         Policy {
             now_ns: NOW,
@@ -627,7 +644,7 @@ mod tests {
             file(1, "cpu", 0, 100),
             file(5, "cpu", 0, 100),
             file(3, "cpu", 0, 100),
-            file(2, "mem", 0, 100), // alone: nothing to merge
+            compacted(2, "mem", 0, 100), // alone and compacted: nothing to do
             file(4, "cpu", NOW, 100),
             file(6, "cpu", NOW, 100), // live partition
         ];
@@ -641,16 +658,29 @@ mod tests {
         assert_eq!((c.bytes_in, c.rows_in, c.est_files_out), (300, 30, 1));
     }
 
+    /// A partition's only file, written by a flush, is rewritten once as compaction stores
+    /// files (level 19, whole-column pages, the column index); then left alone.
+    #[test]
+    fn a_lone_flushed_file_is_rewritten_once() {
+        let plan = plan_compaction(&[file(2, "mem", 0, 100)], &policy());
+        assert_eq!(plan.len(), 1);
+        assert_eq!(plan[0].est_files_out, 1);
+        assert!(plan_compaction(&[compacted(2, "mem", 0, 100)], &policy()).is_empty());
+    }
+
     #[test]
     fn compaction_output_is_stable_under_rerun() {
-        // Big files: 3 files of 900 bytes with a 1000-byte target: ceil(2700/1000) = 3.
+        // Big files: 3 files of 900 bytes with a 1000-byte target: ceil(2700/1000) = 3;
+        // flushed, they are rewritten once; compacted, left alone.
         let big: Vec<FileMeta> = (1..=3).map(|s| file(s, "cpu", 0, 900)).collect();
+        assert_eq!(plan_compaction(&big, &policy())[0].est_files_out, 3);
+        let big: Vec<FileMeta> = (1..=3).map(|s| compacted(s, "cpu", 0, 900)).collect();
         assert!(plan_compaction(&big, &policy()).is_empty());
         // What a compaction leaves: all but the last >= target.
         let out = vec![
-            file(7, "cpu", 0, 1000),
-            file(8, "cpu", 0, 1200),
-            file(9, "cpu", 0, 10),
+            compacted(7, "cpu", 0, 1000),
+            compacted(8, "cpu", 0, 1200),
+            compacted(9, "cpu", 0, 10),
         ];
         assert!(plan_compaction(&out, &policy()).is_empty());
         // Five small ones become (at most) one.

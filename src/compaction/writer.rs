@@ -78,7 +78,7 @@ fn write_all(
     let mut k = 0;
     // How columns are stored (float fields as scaled integers, the integer encodings that
     // compress best at this zstd level): chosen from all the rows, for every output.
-    let layout = crate::storage::writer::Layout::tried(batch, fspec.zstd_level, fspec.page_rows);
+    let layout = crate::storage::writer::Layout::tried(batch, fspec);
     while offset < n {
         let rel = compacted_file_rel(spec.rel_dir, spec.seq, spec.token, k);
         k += 1;

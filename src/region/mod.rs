@@ -232,6 +232,70 @@ fn disk_free(dir: &Path) -> Option<u64> {
     })
 }
 
+/// The file in the data dir that records the ingest shards per region it runs with.
+pub const SHARDS_FILE: &str = "ingest_shards.json";
+
+/// Where [`shards_for_data_dir`] took the shard count from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardsFrom {
+    /// `ingest.shards_per_region` in the config.
+    Config,
+    /// [`SHARDS_FILE`]: the count this data dir last ran with.
+    Remembered,
+    /// The WAL shard directories of a data dir written before the count was recorded.
+    Wal,
+    /// A new data dir: the default for this machine and config.
+    Default,
+}
+
+/// The ingest shards per region a server runs with on `data_dir`, recorded there
+/// ([`SHARDS_FILE`]) for the next start. An explicit count (`configured`) is used as given;
+/// without one, the count the data dir ran with before (recorded, or for an older data dir
+/// its regions' WAL shard directories), and only for a new data dir `default`. A series'
+/// shard is its hash modulo the count, and queries rely on a series living in one shard of
+/// a file's WAL ranges, so a default that moved with the machine or the config (cores ÷
+/// regions) must not change the count of a data dir that holds data.
+pub fn shards_for_data_dir(
+    data_dir: &Path,
+    regions: &[&str],
+    configured: Option<usize>,
+    default: usize,
+) -> std::io::Result<(usize, ShardsFrom)> {
+    let file = data_dir.join(SHARDS_FILE);
+    let recorded = match fs::read(&file) {
+        Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("shards_per_region")?.as_u64())
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| (1..=256).contains(n)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    let (n, from) = match (configured, recorded) {
+        (Some(n), _) => (n, ShardsFrom::Config),
+        (None, Some(n)) => (n, ShardsFrom::Remembered),
+        (None, None) => {
+            let mut wal = 0;
+            for r in regions {
+                let dirs = wal_shard_dirs(&paths::region_dir(data_dir, r))?;
+                wal = wal.max(dirs.iter().map(|d| d + 1).max().unwrap_or(0));
+            }
+            if wal > 0 {
+                (wal.min(256), ShardsFrom::Wal)
+            } else {
+                (default, ShardsFrom::Default)
+            }
+        }
+    };
+    if recorded != Some(n) {
+        fs::create_dir_all(data_dir)?;
+        let body = serde_json::json!({ "shards_per_region": n }).to_string();
+        crate::storage::parquet::write_atomically(&file, body.as_bytes())
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+    }
+    Ok((n, from))
+}
+
 /// The WAL shard directories present under a region (`wal/<n>`).
 fn wal_shard_dirs(region_dir: &Path) -> std::io::Result<Vec<usize>> {
     let dir = region_dir.join(paths::WAL_DIR);
@@ -1497,5 +1561,47 @@ fn lowest_cpu_priority() {
         if rc != 0 {
             debug!("could not lower the index warm-up thread's priority");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A new data dir takes the default and records it; later starts keep the recorded count
+    /// whatever the default has become; an explicit count is used and recorded; a data dir
+    /// written before counts were recorded keeps the count of its WAL shard directories.
+    #[test]
+    fn a_data_dir_keeps_its_shard_count_when_the_default_moves() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("data");
+        let regions = ["eu", "us"];
+        let got = shards_for_data_dir(&dir, &regions, None, 1).unwrap();
+        assert_eq!(got, (1, ShardsFrom::Default));
+        assert_eq!(
+            shards_for_data_dir(&dir, &regions, None, 4).unwrap(),
+            (1, ShardsFrom::Remembered)
+        );
+        assert_eq!(
+            shards_for_data_dir(&dir, &regions, Some(3), 4).unwrap(),
+            (3, ShardsFrom::Config)
+        );
+        assert_eq!(
+            shards_for_data_dir(&dir, &regions, None, 1).unwrap(),
+            (3, ShardsFrom::Remembered)
+        );
+
+        let old = root.path().join("old");
+        for d in ["0", "1"] {
+            fs::create_dir_all(paths::region_dir(&old, "us").join(paths::WAL_DIR).join(d)).unwrap();
+        }
+        assert_eq!(
+            shards_for_data_dir(&old, &regions, None, 1).unwrap(),
+            (2, ShardsFrom::Wal)
+        );
+        assert_eq!(
+            shards_for_data_dir(&old, &regions, None, 1).unwrap(),
+            (2, ShardsFrom::Remembered)
+        );
     }
 }

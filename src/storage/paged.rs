@@ -127,7 +127,7 @@ impl<W: Write + Send> PagedWriter<W> {
             || fields
                 .iter()
                 .zip(self.schema.fields())
-                .any(|(a, b)| a.data_type() != b.data_type())
+                .any(|(a, b)| a.name() != b.name() || a.data_type() != b.data_type())
         {
             return Err(ParquetError::General(
                 "batch columns differ from the file's".into(),
@@ -348,11 +348,22 @@ mod tests {
     /// sees hold long ones.
     #[test]
     fn only_long_series_without_nulls_are_paged() {
-        use crate::storage::writer::Layout;
+        use crate::storage::writer::{FileSpec, Layout};
+        let spec = FileSpec {
+            region: "r",
+            db: "db",
+            measurement: "m",
+            partition_start: 0,
+            row_group_rows: 1 << 20,
+            zstd_level: 1,
+            page_rows: 20_000,
+            time_unit: Default::default(),
+            column_index: false,
+        };
         let long = counters(|_| Some(360), 40);
-        assert_eq!(Layout::tried(&long, 1, 20_000).series_pages, vec!["c"]);
+        assert_eq!(Layout::tried(&long, &spec).series_pages, vec!["c"]);
         let sparse = counters(|s| (s != 7).then_some(360), 40);
-        assert!(Layout::tried(&sparse, 1, 20_000).series_pages.is_empty());
+        assert!(Layout::tried(&sparse, &spec).series_pages.is_empty());
         // 1,500 two-row series on each side of 40 long ones.
         let mixed = counters(
             |s| Some(if (1500..1540).contains(&s) { 360 } else { 2 }),
@@ -360,11 +371,11 @@ mod tests {
         );
         let middle = crate::storage::parquet::trial_rows(&mixed);
         assert_eq!(
-            crate::storage::parquet::trial_encodings(&middle, 1, 20_000).series_pages,
+            crate::storage::parquet::trial_encodings(&middle, 1, 20_000, false).series_pages,
             vec!["c"],
             "the trial alone would page it"
         );
-        assert!(Layout::tried(&mixed, 1, 20_000).series_pages.is_empty());
+        assert!(Layout::tried(&mixed, &spec).series_pages.is_empty());
     }
 
     /// A paged column given nulls, or no runs, is written a page per call, never a page per

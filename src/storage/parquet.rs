@@ -248,7 +248,12 @@ pub struct Trial {
 /// pack a whole block at the width of the jump between two counters (one hourly file of
 /// 60 counter series, 360 rows each: 1.68 bytes a value whole at level 19 and 2.56 at level
 /// 1, 1.44 with a page per series at either).
-pub fn trial_encodings(batch: &RecordBatch, zstd_level: i32, page_rows: usize) -> Trial {
+pub fn trial_encodings(
+    batch: &RecordBatch,
+    zstd_level: i32,
+    page_rows: usize,
+    column_index: bool,
+) -> Trial {
     let batch = trial_rows(batch);
     let len = batch.num_rows();
     let mut out = Trial::default();
@@ -296,7 +301,11 @@ pub fn trial_encodings(batch: &RecordBatch, zstd_level: i32, page_rows: usize) -
             let bytes = chunks()
                 .map(|c| {
                     c.compressed_size()
-                        + i64::from(c.column_index_length().unwrap_or(0))
+                        + if column_index {
+                            i64::from(c.column_index_length().unwrap_or(0))
+                        } else {
+                            0
+                        }
                         + i64::from(c.offset_index_length().unwrap_or(0))
                 })
                 .sum::<i64>();
@@ -710,7 +719,7 @@ mod tests {
             (r.metadata().row_group(0).column(col).compressed_size(), n)
         };
         for level in [FLUSH_ZSTD_LEVEL, COMPACT_ZSTD_LEVEL] {
-            let trial = trial_encodings(&batch, level, COMPACT_PAGE_ROWS);
+            let trial = trial_encodings(&batch, level, COMPACT_PAGE_ROWS, true);
             assert_eq!(trial.series_pages, vec!["c".to_string()], "level {level}");
             let whole = Trial {
                 encodings: trial.encodings.clone(),
@@ -776,9 +785,9 @@ mod tests {
             ("c", Arc::new(Int64Array::from(counters)) as ArrayRef, true),
         ])
         .unwrap();
-        let flush = trial_encodings(&batch, FLUSH_ZSTD_LEVEL, FLUSH_PAGE_ROWS);
+        let flush = trial_encodings(&batch, FLUSH_ZSTD_LEVEL, FLUSH_PAGE_ROWS, false);
         assert_eq!(flush.levels, vec![("g".to_string(), RAISED_ZSTD_LEVEL)]);
-        let compact = trial_encodings(&batch, COMPACT_ZSTD_LEVEL, COMPACT_PAGE_ROWS);
+        let compact = trial_encodings(&batch, COMPACT_ZSTD_LEVEL, COMPACT_PAGE_ROWS, true);
         assert!(compact.levels.is_empty());
     }
 }

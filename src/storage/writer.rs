@@ -65,14 +65,19 @@ pub struct Layout {
 impl Layout {
     /// The scales of `batch`'s float columns, and each integer column's encoding tried at
     /// `zstd_level` (flush and compaction; a delete's rewrite keeps the file's scales).
-    pub fn tried(batch: &RecordBatch, zstd_level: i32, page_rows: usize) -> Layout {
+    pub fn tried(batch: &RecordBatch, spec: &FileSpec<'_>) -> Layout {
         let scales = scaled::choose(batch);
         let stored_schema = scaled::stored_schema(&batch.schema(), &scales);
         // Only the rows the trial encodes are converted.
         let sample = super::parquet::trial_rows(batch);
         match scaled::to_stored(&sample, &scales, &stored_schema) {
             Ok(stored) => {
-                let mut trial = super::parquet::trial_encodings(&stored, zstd_level, page_rows);
+                let mut trial = super::parquet::trial_encodings(
+                    &stored,
+                    spec.zstd_level,
+                    spec.page_rows,
+                    spec.column_index,
+                );
                 if !trial.series_pages.is_empty() && !series_pages_fit(batch) {
                     trial.series_pages.clear();
                 }
@@ -376,7 +381,7 @@ pub fn stage_file(
     spec: &FileSpec<'_>,
     wal: Vec<WalRange>,
 ) -> Result<Staged> {
-    let layout = Layout::tried(batch, spec.zstd_level, spec.page_rows);
+    let layout = Layout::tried(batch, spec);
     let mut w = FileWriter::create(store, rel, seq, batch.schema(), spec, layout)?;
     if let Err(e) = w.write(batch) {
         let _ = fs::remove_file(&w.tmp);

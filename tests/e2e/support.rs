@@ -1588,7 +1588,8 @@ pub fn tree(root: &Path) -> Vec<String> {
 }
 
 /// After a clean stop: no temporary files, no Parquet file that a manifest does not list, and
-/// nothing but the documented kinds of files (lock, manifest checkpoints and edits
+/// nothing but the documented kinds of files (lock, routing versions, shard count, manifest
+/// checkpoints and edits
 /// `<region>/_manifest/<version:020>.{checkpoint,edit}.json`, WAL segments, Parquet).
 pub fn assert_clean_data_dir(data_dir: &Path) {
     let mut live = BTreeSet::new();
@@ -1612,6 +1613,7 @@ pub fn assert_clean_data_dir(data_dir: &Path) {
             }
         } else if rel == "meridian.lock"
             || rel == "routing.json"
+            || rel == "ingest_shards.json"
             || (parts.len() == 3 && parts[1] == MANIFEST_DIR && parse_manifest_name(name).is_some())
             || (parts.len() == 4 && parts[1] == "wal" && name.ends_with(".wal"))
         {
