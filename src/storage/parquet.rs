@@ -301,7 +301,8 @@ pub fn trial_encodings(
             let bytes = chunks()
                 .map(|c| {
                     c.compressed_size()
-                        + if column_index {
+                        // Files paged by series leave the column's index out.
+                        + if column_index && !by_series {
                             i64::from(c.column_index_length().unwrap_or(0))
                         } else {
                             0
