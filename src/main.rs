@@ -471,21 +471,27 @@ fn serve(args: ServeArgs) -> Result<()> {
     };
     // The shard count this data dir runs with (a default must not move under its data).
     {
-        let names: Vec<&str> = cfg
+        let regions: Vec<(&str, bool)> = cfg
             .routing
             .regions
             .iter()
-            .map(|r| r.name.as_str())
+            .map(|r| {
+                let bucket = r.shared_storage
+                    || !matches!(r.storage, meridian::config::StorageLocation::Local);
+                (r.name.as_str(), bucket)
+            })
             .collect();
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let (n, from) = meridian::region::shards_for_data_dir(
             &cfg.data_dir,
-            &names,
+            &regions,
             cfg.ingest.shards_configured,
             cfg.ingest.shards_per_region,
+            cores,
         )
         .with_context(|| {
             format!(
-                "recording the ingest shard count in {}",
+                "reading the ingest shard count of {}",
                 cfg.data_dir.join(meridian::region::SHARDS_FILE).display()
             )
         })?;
@@ -500,6 +506,10 @@ fn serve(args: ServeArgs) -> Result<()> {
             meridian::region::ShardsFrom::Wal => info!(
                 shards_per_region = n,
                 "ingest shards per region: as this data dir's WAL was written (now recorded)"
+            ),
+            meridian::region::ShardsFrom::Cores => info!(
+                shards_per_region = n,
+                "ingest shards per region: one per core (a region kept in a bucket, no record here)"
             ),
             _ => {}
         }
@@ -540,6 +550,14 @@ fn serve(args: ServeArgs) -> Result<()> {
         .set_nonblocking(true)
         .context("configuring the listening socket")?;
     let engine = Engine::open(&cfg, &opts).context("opening the data directory")?;
+    meridian::region::record_shards(engine.data_dir(), cfg.ingest.shards_per_region).with_context(
+        || {
+            format!(
+                "recording the ingest shard count in {}",
+                cfg.data_dir.join(meridian::region::SHARDS_FILE).display()
+            )
+        },
+    )?;
     log_startup_summary(&engine, &cfg);
     engine.load_series_catalog();
     engine.warm_index_cache();

@@ -12,7 +12,10 @@
 //!   higher seq, so leaving an older file out would let it lose to data it should beat);
 //!   outputs split the sorted rows, so their identities are disjoint. Outputs are cut when a
 //!   file reaches the target, so all but the last are `>= target`: a rerun finds
-//!   `n <= ceil(B / target)` and leaves the partition alone (stable, idempotent).
+//!   `n <= ceil(B / target)` and leaves the partition alone (stable, idempotent). A sealed
+//!   partition whose bytes are at least half in files no compaction wrote (named without
+//!   `~c`: a flush's or a delete's) is compacted too, so a lone flushed file gets
+//!   compaction's encoding once; its output is named `~c`, so a rerun leaves it alone.
 //! - **Retention** ([`plan_retention`]): a partition whose end is `<= now - retain` is
 //!   dropped whole. If a WAL segment on disk may still hold records of the dropped files
 //!   (`max_seq >= ` the shard's lowest seq on disk), the drop leaves a *tombstone*: a
@@ -266,9 +269,11 @@ pub fn plan_retention(
     out
 }
 
-/// Compaction: sealed partitions whose file count merging can lower, or that hold a file
-/// no compaction wrote yet (a flush's or a delete's: zstd level 1, no column index, its
-/// shard's rows only), which a rewrite stores as compaction does.
+/// Compaction: sealed partitions whose file count merging can lower, or whose bytes are
+/// mostly in files no compaction wrote (a flush's or a delete's, at zstd level 1; a
+/// flush's without a column index), which a rewrite stores as compaction does: a lone
+/// flushed file is rewritten once, while a small late file beside a full compacted one does
+/// not make the whole partition be rewritten.
 pub fn plan_compaction(files: &[FileMeta], policy: &Policy) -> Vec<Compaction> {
     if !policy.compact {
         return Vec::new();
@@ -286,13 +291,18 @@ pub fn plan_compaction(files: &[FileMeta], policy: &Policy) -> Vec<Compaction> {
         let bytes_in: u64 = group.iter().map(|f| f.bytes).sum();
         let est = bytes_in.div_ceil(target).max(1);
         let fewer = group.len() >= 2 && group.len() as u64 > est;
-        let uncompacted = group.iter().any(|f| {
-            f.rows > 0
-                && !matches!(
-                    crate::storage::paths::parse_data_file(std::path::Path::new(&f.path)),
-                    Some(crate::storage::paths::DataFileName::Compacted(..))
-                )
-        });
+        let uncompacted_bytes: u64 = group
+            .iter()
+            .filter(|f| {
+                f.rows > 0
+                    && !matches!(
+                        crate::storage::paths::parse_data_file(std::path::Path::new(&f.path)),
+                        Some(crate::storage::paths::DataFileName::Compacted(..))
+                    )
+            })
+            .map(|f| f.bytes)
+            .sum();
+        let uncompacted = uncompacted_bytes > 0 && uncompacted_bytes * 2 >= bytes_in;
         if !fewer && !uncompacted {
             continue;
         }
@@ -666,6 +676,9 @@ mod tests {
         assert_eq!(plan.len(), 1);
         assert_eq!(plan[0].est_files_out, 1);
         assert!(plan_compaction(&[compacted(2, "mem", 0, 100)], &policy()).is_empty());
+        // A small late file beside a full compacted one: the partition is left as it is.
+        let late = [compacted(2, "mem", 0, 1000), file(9, "mem", 0, 50)];
+        assert!(plan_compaction(&late, &policy()).is_empty());
     }
 
     #[test]

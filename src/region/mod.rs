@@ -244,56 +244,80 @@ pub enum ShardsFrom {
     Remembered,
     /// The WAL shard directories of a data dir written before the count was recorded.
     Wal,
+    /// One per core: a region kept in a bucket, whose files may have been written by any
+    /// node (the default before the count was recorded, which every version agrees on).
+    Cores,
     /// A new data dir: the default for this machine and config.
     Default,
 }
 
-/// The ingest shards per region a server runs with on `data_dir`, recorded there
-/// ([`SHARDS_FILE`]) for the next start. An explicit count (`configured`) is used as given;
-/// without one, the count the data dir ran with before (recorded, or for an older data dir
-/// its regions' WAL shard directories), and only for a new data dir `default`. A series'
-/// shard is its hash modulo the count, and queries rely on a series living in one shard of
-/// a file's WAL ranges, so a default that moved with the machine or the config (cores ÷
-/// regions) must not change the count of a data dir that holds data.
+/// The ingest shards per region a server runs with on `data_dir` ([`record_shards`] writes
+/// it there once the server has opened the data dir). An explicit count (`configured`) is
+/// used as given. Without one: the count the data dir ran with (recorded; for an older data
+/// dir, its regions' WAL shard directories); else, when a region is kept in a bucket (files
+/// this disk may not know of, written under any count), one per core, the default every
+/// version used; only for a new data dir of local regions `default`. A series' shard is its
+/// hash modulo the count, and queries rely on a series living in one shard of a file's WAL
+/// ranges, so a default that moved with the machine or the config (cores ÷ regions) must
+/// not change the count of a data dir that holds data. A record that cannot be read is an
+/// error naming the file, never taken as no record.
 pub fn shards_for_data_dir(
     data_dir: &Path,
-    regions: &[&str],
+    regions: &[(&str, bool)],
     configured: Option<usize>,
     default: usize,
+    cores: usize,
 ) -> std::io::Result<(usize, ShardsFrom)> {
     let file = data_dir.join(SHARDS_FILE);
     let recorded = match fs::read(&file) {
-        Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .and_then(|v| v.get("shards_per_region")?.as_u64())
-            .and_then(|n| usize::try_from(n).ok())
-            .filter(|n| (1..=256).contains(n)),
+        Ok(bytes) => Some(
+            serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("shards_per_region")?.as_u64())
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| (1..=256).contains(n))
+                .ok_or_else(|| {
+                    std::io::Error::other(format!(
+                        "{} does not hold a shard count ({{\"shards_per_region\": 1..256}}): \
+                         set ingest.shards_per_region to the count this data dir ran with, \
+                         or remove the file to take it from the WAL directories",
+                        file.display()
+                    ))
+                })?,
+        ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e),
     };
-    let (n, from) = match (configured, recorded) {
-        (Some(n), _) => (n, ShardsFrom::Config),
-        (None, Some(n)) => (n, ShardsFrom::Remembered),
-        (None, None) => {
-            let mut wal = 0;
-            for r in regions {
-                let dirs = wal_shard_dirs(&paths::region_dir(data_dir, r))?;
-                wal = wal.max(dirs.iter().map(|d| d + 1).max().unwrap_or(0));
-            }
-            if wal > 0 {
-                (wal.min(256), ShardsFrom::Wal)
-            } else {
-                (default, ShardsFrom::Default)
-            }
-        }
-    };
-    if recorded != Some(n) {
-        fs::create_dir_all(data_dir)?;
-        let body = serde_json::json!({ "shards_per_region": n }).to_string();
-        crate::storage::parquet::write_atomically(&file, body.as_bytes())
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+    if let Some(n) = configured {
+        return Ok((n, ShardsFrom::Config));
     }
-    Ok((n, from))
+    if let Some(n) = recorded {
+        return Ok((n, ShardsFrom::Remembered));
+    }
+    let mut wal = 0;
+    for (r, _) in regions {
+        let dirs = wal_shard_dirs(&paths::region_dir(data_dir, r))?;
+        wal = wal.max(dirs.iter().map(|d| d + 1).max().unwrap_or(0));
+    }
+    Ok(if wal > 0 {
+        (wal.min(256), ShardsFrom::Wal)
+    } else if regions.iter().any(|(_, bucket)| *bucket) {
+        (cores.clamp(1, 256), ShardsFrom::Cores)
+    } else {
+        (default, ShardsFrom::Default)
+    })
+}
+
+/// Records in `data_dir` the shard count the server opened it with (see
+/// [`shards_for_data_dir`]); called once the data dir is opened (its lock held).
+pub fn record_shards(data_dir: &Path, n: usize) -> std::io::Result<()> {
+    let file = data_dir.join(SHARDS_FILE);
+    let body = serde_json::json!({ "shards_per_region": n }).to_string();
+    if fs::read(&file).is_ok_and(|b| b == body.as_bytes()) {
+        return Ok(());
+    }
+    crate::storage::parquet::write_atomically(&file, body.as_bytes())
+        .map_err(|e| std::io::Error::other(e.to_string()))
 }
 
 /// The WAL shard directories present under a region (`wal/<n>`).
@@ -1568,40 +1592,49 @@ fn lowest_cpu_priority() {
 mod tests {
     use super::*;
 
-    /// A new data dir takes the default and records it; later starts keep the recorded count
-    /// whatever the default has become; an explicit count is used and recorded; a data dir
-    /// written before counts were recorded keeps the count of its WAL shard directories.
+    /// A new data dir takes the default, and once recorded keeps it whatever the default
+    /// has become; an explicit count is used; a data dir written before counts were
+    /// recorded keeps the count of its WAL shard directories; a bucket region without a
+    /// record runs one shard per core; an unreadable record is an error.
     #[test]
     fn a_data_dir_keeps_its_shard_count_when_the_default_moves() {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("data");
-        let regions = ["eu", "us"];
-        let got = shards_for_data_dir(&dir, &regions, None, 1).unwrap();
+        let local = [("eu", false), ("us", false)];
+        let got = shards_for_data_dir(&dir, &local, None, 1, 8).unwrap();
         assert_eq!(got, (1, ShardsFrom::Default));
+        assert!(!dir.join(SHARDS_FILE).exists(), "recorded only once opened");
+        fs::create_dir_all(&dir).unwrap();
+        record_shards(&dir, 1).unwrap();
         assert_eq!(
-            shards_for_data_dir(&dir, &regions, None, 4).unwrap(),
+            shards_for_data_dir(&dir, &local, None, 4, 8).unwrap(),
             (1, ShardsFrom::Remembered)
         );
         assert_eq!(
-            shards_for_data_dir(&dir, &regions, Some(3), 4).unwrap(),
+            shards_for_data_dir(&dir, &local, Some(3), 4, 8).unwrap(),
             (3, ShardsFrom::Config)
         );
+        record_shards(&dir, 3).unwrap();
         assert_eq!(
-            shards_for_data_dir(&dir, &regions, None, 1).unwrap(),
+            shards_for_data_dir(&dir, &local, None, 1, 8).unwrap(),
             (3, ShardsFrom::Remembered)
         );
+        fs::write(dir.join(SHARDS_FILE), b"{\"shards_per_region\": 0}").unwrap();
+        let e = shards_for_data_dir(&dir, &local, None, 1, 8).unwrap_err();
+        assert!(e.to_string().contains(SHARDS_FILE), "{e}");
 
         let old = root.path().join("old");
         for d in ["0", "1"] {
             fs::create_dir_all(paths::region_dir(&old, "us").join(paths::WAL_DIR).join(d)).unwrap();
         }
         assert_eq!(
-            shards_for_data_dir(&old, &regions, None, 1).unwrap(),
+            shards_for_data_dir(&old, &local, None, 1, 8).unwrap(),
             (2, ShardsFrom::Wal)
         );
+        let bucket = root.path().join("bucket");
         assert_eq!(
-            shards_for_data_dir(&old, &regions, None, 1).unwrap(),
-            (2, ShardsFrom::Remembered)
+            shards_for_data_dir(&bucket, &[("eu", true), ("us", false)], None, 1, 8).unwrap(),
+            (8, ShardsFrom::Cores)
         );
     }
 }

@@ -322,3 +322,45 @@ fn serving_some_regions_needs_urls_for_the_others() {
     );
     assert!(!data.exists(), "nothing was opened");
 }
+
+/// Without an explicit `ingest.shards_per_region` a data dir keeps the count it was written
+/// with (the default moved from one per core to the cores shared among the regions; a
+/// series' shard is its hash modulo the count, so a count that changed under stored data
+/// would count rewritten points twice): an older data dir's WAL shard directories give it,
+/// it is recorded, and later starts keep it; a record that cannot be read stops start-up.
+#[test]
+fn a_data_dir_keeps_its_shard_count_without_an_explicit_one() {
+    let mut s = TestServer::new(ServerConfig::default().shards(0));
+    // A data dir written by an older version with three shards a region.
+    for shard in 0..3 {
+        std::fs::create_dir_all(s.data_dir().join("global/wal").join(shard.to_string())).unwrap();
+    }
+    s.spawn(&[]).unwrap();
+    let shards = |s: &TestServer| -> Vec<u64> {
+        let r = s.get("/api/v1/regions");
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["regions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["shards"].as_u64().unwrap())
+            .collect()
+    };
+    let first = shards(&s);
+    assert!(
+        !first.is_empty() && first.iter().all(|n| *n == 3),
+        "{first:?}"
+    );
+    let record = s.data_dir().join("ingest_shards.json");
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    assert_eq!(recorded["shards_per_region"], 3);
+    s.write_ok("db", "m,host=a v=1i 1700000000000000000\n");
+    s.stop();
+    s.restart();
+    assert_eq!(shards(&s), first);
+    s.stop();
+    std::fs::write(&record, b"{\"shards_per_region\": \"three\"}").unwrap();
+    let err = s.spawn(&[]).unwrap_err();
+    assert!(err.contains("ingest_shards.json"), "{err}");
+}
