@@ -2,7 +2,7 @@
 //! what the catalog records of a file ([`file_meta`]), the Parquet writer ([`parquet`]), the
 //! read side that queries use (series [`index`], its [`cache`], decoded [`pages`], ranged
 //! [`prefetch`]), the merge of overlapping rows ([`merge`]) and float fields stored as
-//! scaled integers ([`scaled`]).
+//! scaled integers ([`scaled`]), and the encoder that pages columns by series ([`paged`]).
 
 pub mod cache;
 pub mod file_cache;
@@ -18,3 +18,16 @@ pub mod scaled;
 pub mod schema;
 pub mod store;
 pub mod writer;
+
+/// A small deterministic generator for the storage tests' data: each call gives a number
+/// below its argument.
+#[cfg(test)]
+pub(crate) fn test_rng(seed: u64) -> impl FnMut(u64) -> u64 {
+    let mut state = seed;
+    move |below: u64| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) % below.max(1)
+    }
+}

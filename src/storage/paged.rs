@@ -285,13 +285,7 @@ mod tests {
     /// Counters of `series` series with `rows(s)` rows each (`None`: the series lacks the
     /// field), as a flush or compaction holds them.
     fn counters(rows: impl Fn(usize) -> Option<usize>, series: usize) -> RecordBatch {
-        let mut seed = 11u64;
-        let mut next = |m: u64| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) % m
-        };
+        let mut next = crate::storage::test_rng(11);
         let (mut hosts, mut values) = (Vec::new(), Vec::new());
         for s in 0..series {
             let (n, present) = match rows(s) {

@@ -656,13 +656,7 @@ mod tests {
         use arrow::datatypes::Int32Type;
         use parquet::file::reader::{FileReader, SerializedFileReader};
         let (series, per) = (40usize, 360usize);
-        let mut seed = 7u64;
-        let mut next = |m: u64| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) % m
-        };
+        let mut next = crate::storage::test_rng(7);
         let (mut hosts, mut counters, mut gauges) = (Vec::new(), Vec::new(), Vec::new());
         for s in 0..series {
             let (mut c, mut g) = (next(1 << 40) as i64, 50i64);
@@ -759,13 +753,7 @@ mod tests {
     fn highly_compressible_columns_get_a_raised_level_at_flush() {
         use arrow::array::{ArrayRef, DictionaryArray};
         use arrow::datatypes::Int32Type;
-        let mut seed = 5u64;
-        let mut next = |m: u64| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) % m
-        };
+        let mut next = crate::storage::test_rng(5);
         let (mut hosts, mut gauges, mut counters) = (Vec::new(), Vec::new(), Vec::new());
         for s in 0..100 {
             let (mut g, mut c) = (next(100) as i64, next(1 << 40) as i64);
