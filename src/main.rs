@@ -153,7 +153,9 @@ fn run(cli: Cli) -> Result<()> {
             // What serve checks before opening the data directory: the connection limit
             // against the descriptors this process may open.
             let fd_limit = raise_fd_limit().context("reading the descriptor limit")?;
-            let shards = cfg.routing.regions.len() * cfg.ingest.shards_per_region;
+            // The shard count serve would run with on this config's data dir.
+            let (per_region, _) = resolved_shards(&cfg)?;
+            let shards = cfg.routing.regions.len() * per_region;
             connection_limit(cfg.http.max_connections, fd_limit, shards)
                 .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", config.display()))?;
             // A closed stdout (`| head`) is not an error of the config.
@@ -180,6 +182,35 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve(args),
         Command::Routing(cmd) => routing_command(cmd),
     }
+}
+
+/// The ingest shards per region `cfg`'s data dir runs with, and where the count came from
+/// (`meridian::region::shards_for_data_dir`; nothing is written).
+fn resolved_shards(cfg: &Config) -> Result<(usize, meridian::region::ShardsFrom)> {
+    let regions: Vec<(&str, bool)> = cfg
+        .routing
+        .regions
+        .iter()
+        .map(|r| {
+            let bucket =
+                r.shared_storage || !matches!(r.storage, meridian::config::StorageLocation::Local);
+            (r.name.as_str(), bucket)
+        })
+        .collect();
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    meridian::region::shards_for_data_dir(
+        &cfg.data_dir,
+        &regions,
+        cfg.ingest.shards_configured,
+        cfg.ingest.shards_per_region,
+        cores,
+    )
+    .with_context(|| {
+        format!(
+            "reading the ingest shard count of {}",
+            cfg.data_dir.join(meridian::region::SHARDS_FILE).display()
+        )
+    })
 }
 
 fn routing_command(cmd: RoutingCommand) -> Result<()> {
@@ -471,30 +502,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     };
     // The shard count this data dir runs with (a default must not move under its data).
     {
-        let regions: Vec<(&str, bool)> = cfg
-            .routing
-            .regions
-            .iter()
-            .map(|r| {
-                let bucket = r.shared_storage
-                    || !matches!(r.storage, meridian::config::StorageLocation::Local);
-                (r.name.as_str(), bucket)
-            })
-            .collect();
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let (n, from) = meridian::region::shards_for_data_dir(
-            &cfg.data_dir,
-            &regions,
-            cfg.ingest.shards_configured,
-            cfg.ingest.shards_per_region,
-            cores,
-        )
-        .with_context(|| {
-            format!(
-                "reading the ingest shard count of {}",
-                cfg.data_dir.join(meridian::region::SHARDS_FILE).display()
-            )
-        })?;
+        let (n, from) = resolved_shards(&cfg)?;
         cfg.ingest.shards_per_region = n;
         match from {
             meridian::region::ShardsFrom::Remembered if cfg.ingest.shards_configured.is_none() => {
