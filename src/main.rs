@@ -153,8 +153,18 @@ fn run(cli: Cli) -> Result<()> {
             // What serve checks before opening the data directory: the connection limit
             // against the descriptors this process may open.
             let fd_limit = raise_fd_limit().context("reading the descriptor limit")?;
-            // The shard count serve would run with on this config's data dir.
-            let (per_region, _) = resolved_shards(&cfg)?;
+            // The shard count serve would run with on this config's data dir (the default
+            // for a new one when the data dir cannot be read by this user).
+            let per_region = match resolved_shards(&cfg) {
+                Ok((n, _)) => n,
+                Err(e) => {
+                    eprintln!(
+                        "note: {e:#}; the descriptor check assumes {} ingest shards per region",
+                        cfg.ingest.shards_per_region
+                    );
+                    cfg.ingest.shards_per_region
+                }
+            };
             let shards = cfg.routing.regions.len() * per_region;
             connection_limit(cfg.http.max_connections, fd_limit, shards)
                 .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", config.display()))?;

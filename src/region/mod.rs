@@ -268,6 +268,9 @@ pub fn shards_for_data_dir(
     default: usize,
     cores: usize,
 ) -> std::io::Result<(usize, ShardsFrom)> {
+    if let Some(n) = configured {
+        return Ok((n, ShardsFrom::Config));
+    }
     let file = data_dir.join(SHARDS_FILE);
     let recorded = match fs::read(&file) {
         Ok(bytes) => Some(
@@ -279,8 +282,9 @@ pub fn shards_for_data_dir(
                 .ok_or_else(|| {
                     std::io::Error::other(format!(
                         "{} does not hold a shard count ({{\"shards_per_region\": 1..256}}): \
-                         set ingest.shards_per_region to the count this data dir ran with, \
-                         or remove the file to take it from the WAL directories",
+                         set ingest.shards_per_region to the count this data dir ran with \
+                         (the file is then rewritten), or remove the file to take it from the \
+                         WAL directories",
                         file.display()
                     ))
                 })?,
@@ -288,9 +292,6 @@ pub fn shards_for_data_dir(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e),
     };
-    if let Some(n) = configured {
-        return Ok((n, ShardsFrom::Config));
-    }
     if let Some(n) = recorded {
         return Ok((n, ShardsFrom::Remembered));
     }
@@ -1622,6 +1623,11 @@ mod tests {
         fs::write(dir.join(SHARDS_FILE), b"{\"shards_per_region\": 0}").unwrap();
         let e = shards_for_data_dir(&dir, &local, None, 1, 8).unwrap_err();
         assert!(e.to_string().contains(SHARDS_FILE), "{e}");
+        // An explicit count needs no record.
+        assert_eq!(
+            shards_for_data_dir(&dir, &local, Some(2), 1, 8).unwrap(),
+            (2, ShardsFrom::Config)
+        );
 
         let old = root.path().join("old");
         for d in ["0", "1"] {
