@@ -643,42 +643,21 @@ fn writes_survive_the_loss_of_a_nats_server() {
     b.stop();
 }
 
-/// The data shapes agents send, through the whole JetStream path (received by one node,
-/// split, sourced, checked again and applied by another): a tagless series, optional
-/// tags, a sparse line, every field type, and points rewritten later through the other
-/// node with only some of their fields. Every raw row, through either node, must be what
-/// a small model of last-write-wins, field by field, computes from the lines written.
-#[test]
-fn mixed_shapes_and_partial_overwrites_arrive_as_written() {
-    use serde_json::{Value, json};
-    let root = tempfile::tempdir().expect("temp dir");
-    let nats = Nats::start(root.path());
-    let (pa, pb) = (free_port(), free_port());
-    let url = |p: u16| format!("http://127.0.0.1:{p}");
-    let config = cluster_config(root.path(), &nats.url(), &url(pa), &url(pb));
-    // Raw rows may cross nodes here, so either node can answer with all of them.
-    let text = std::fs::read_to_string(&config)
-        .expect("config")
-        .replace("name = \"eu\"\n", "name = \"eu\"\nexport = \"raw\"\n")
-        .replace("name = \"apac\"\n", "name = \"apac\"\nexport = \"raw\"\n")
-        .replace(
-            "name = \"americas\"\n",
-            "name = \"americas\"\nexport = \"raw\"\n",
-        )
-        .replace(
-            "name = \"global\"\n",
-            "name = \"global\"\nexport = \"raw\"\n",
-        );
-    std::fs::write(&config, text).expect("config");
-    let (a, b) = two_nodes(root.path(), (&config, &config), (pa, pb));
+/// (tags, time, fields) of a line of `shapes`, as written.
+type ShapeLine = (
+    Vec<(&'static str, &'static str)>,
+    i64,
+    Vec<(&'static str, serde_json::Value)>,
+);
 
-    // (tags, time, fields), as written; the model merges later writes field by field.
-    type Line = (
-        Vec<(&'static str, &'static str)>,
-        i64,
-        Vec<(&'static str, Value)>,
-    );
-    let first: Vec<Line> = vec![
+/// Per (tags, time): the fields of the point.
+type ShapeRows = BTreeMap<(Vec<(String, String)>, i64), BTreeMap<String, serde_json::Value>>;
+
+/// The data shapes agents send, as two writes: a tagless series, optional tags, a sparse
+/// line, every field type; then points rewritten with only some of their fields.
+fn shapes_lines() -> (Vec<ShapeLine>, Vec<ShapeLine>) {
+    use serde_json::json;
+    let first: Vec<ShapeLine> = vec![
         (
             vec![],
             T0,
@@ -716,7 +695,7 @@ fn mixed_shapes_and_partial_overwrites_arrive_as_written() {
             vec![("i", json!(-9)), ("s", json!("=\"q\""))],
         ),
     ];
-    let second: Vec<Line> = vec![
+    let second: Vec<ShapeLine> = vec![
         (vec![], T0, vec![("f", json!(9.5))]),
         (
             vec![("host", "a"), ("region", "eu-west-1")],
@@ -729,32 +708,38 @@ fn mixed_shapes_and_partial_overwrites_arrive_as_written() {
             vec![("b", json!(true))],
         ),
     ];
-    let lp = |lines: &[Line]| -> String {
-        let mut out = String::new();
-        for (tags, t, fields) in lines {
-            out.push_str("shapes");
-            for (k, v) in tags {
-                out.push_str(&format!(",{k}={v}"));
-            }
-            let fs: Vec<String> = fields
-                .iter()
-                .map(|(k, v)| match (k, v) {
-                    (_, Value::String(s)) => {
-                        format!("{k}=\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-                    }
-                    (&"i", v) => format!("{k}={v}i"),
-                    (&"u", v) => format!("{k}={v}u"),
-                    (_, v) => format!("{k}={v}"),
-                })
-                .collect();
-            out.push_str(&format!(" {} {t}\n", fs.join(",")));
+    (first, second)
+}
+
+/// `lines` as line protocol of measurement `shapes`.
+fn shapes_lp(lines: &[ShapeLine]) -> String {
+    use serde_json::Value;
+    let mut out = String::new();
+    for (tags, t, fields) in lines {
+        out.push_str("shapes");
+        for (k, v) in tags {
+            out.push_str(&format!(",{k}={v}"));
         }
-        out
-    };
-    // Per (tags, time): the fields of the point.
-    type Rows = BTreeMap<(Vec<(String, String)>, i64), BTreeMap<String, Value>>;
-    let mut model = Rows::new();
-    for (tags, t, fields) in first.iter().chain(&second) {
+        let fs: Vec<String> = fields
+            .iter()
+            .map(|(k, v)| match (k, v) {
+                (_, Value::String(s)) => {
+                    format!("{k}=\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+                }
+                (&"i", v) => format!("{k}={v}i"),
+                (&"u", v) => format!("{k}={v}u"),
+                (_, v) => format!("{k}={v}"),
+            })
+            .collect();
+        out.push_str(&format!(" {} {t}\n", fs.join(",")));
+    }
+    out
+}
+
+/// Last write wins, field by field, over `first` then `second`.
+fn shapes_model(first: &[ShapeLine], second: &[ShapeLine]) -> ShapeRows {
+    let mut model = ShapeRows::new();
+    for (tags, t, fields) in first.iter().chain(second) {
         let key = (
             tags.iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -766,62 +751,98 @@ fn mixed_shapes_and_partial_overwrites_arrive_as_written() {
             row.insert(k.to_string(), v.clone());
         }
     }
-    let (status, text) = write(&a, &lp(&first));
-    assert_eq!(status, 204, "{text}");
-    let (status, text) = write(&b, &lp(&second));
-    assert_eq!(status, 204, "{text}");
+    model
+}
 
-    // What a node answers, as the model's shape: tags present, time, non-null fields;
-    // through the native API, or InfluxQL's `SELECT *` (whose columns come from the
-    // schema of every region, the other node's too).
-    let answer = |node: &Node, influxql: bool| -> Option<Rows> {
-        let path = if influxql {
-            "/query?db=cl&epoch=ns&q=SELECT%20*%20FROM%20shapes"
-        } else {
-            "/api/v1/query?db=cl&measurement=shapes&epoch=ns"
-        };
-        let j: Value = http_client()
-            .get(format!("{}{path}", node.url))
-            .send()
-            .ok()?
-            .json()
-            .ok()?;
-        if !influxql && j["partial"] != false {
-            return None;
-        }
-        let s = if influxql {
-            &j["results"][0]["series"][0]
-        } else {
-            &j["series"][0]
-        };
-        let cols: Vec<&str> = s["columns"]
-            .as_array()?
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
-        let mut out = BTreeMap::new();
-        for row in s["values"].as_array()? {
-            let row = row.as_array()?;
-            let (mut tags, mut fields) = (Vec::new(), BTreeMap::new());
-            for (c, v) in cols.iter().zip(row).skip(1) {
-                match (*c, v) {
-                    (_, Value::Null) => {}
-                    ("host" | "region", Value::String(s)) => tags.push((c.to_string(), s.clone())),
-                    _ => {
-                        fields.insert(c.to_string(), v.clone());
-                    }
+/// What a node answers, as the model's shape: tags present, time, non-null fields;
+/// through the native API, or InfluxQL's `SELECT *` (whose columns come from the
+/// schema of every region, the other node's too).
+fn shapes_answer(node: &Node, influxql: bool) -> Option<ShapeRows> {
+    use serde_json::Value;
+    let path = if influxql {
+        "/query?db=cl&epoch=ns&q=SELECT%20*%20FROM%20shapes"
+    } else {
+        "/api/v1/query?db=cl&measurement=shapes&epoch=ns"
+    };
+    let j: Value = http_client()
+        .get(format!("{}{path}", node.url))
+        .send()
+        .ok()?
+        .json()
+        .ok()?;
+    if !influxql && j["partial"] != false {
+        return None;
+    }
+    let s = if influxql {
+        &j["results"][0]["series"][0]
+    } else {
+        &j["series"][0]
+    };
+    let cols: Vec<&str> = s["columns"]
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let mut out = BTreeMap::new();
+    for row in s["values"].as_array()? {
+        let row = row.as_array()?;
+        let (mut tags, mut fields) = (Vec::new(), BTreeMap::new());
+        for (c, v) in cols.iter().zip(row).skip(1) {
+            match (*c, v) {
+                (_, Value::Null) => {}
+                ("host" | "region", Value::String(s)) => tags.push((c.to_string(), s.clone())),
+                _ => {
+                    fields.insert(c.to_string(), v.clone());
                 }
             }
-            tags.sort();
-            out.insert((tags, row[0].as_i64()?), fields);
         }
-        Some(out)
-    };
+        tags.sort();
+        out.insert((tags, row[0].as_i64()?), fields);
+    }
+    Some(out)
+}
+
+/// The data shapes agents send, through the whole JetStream path (received by one node,
+/// split, sourced, checked again and applied by another): a tagless series, optional
+/// tags, a sparse line, every field type, and points rewritten later through the other
+/// node with only some of their fields. Every raw row, through either node, must be what
+/// a small model of last-write-wins, field by field, computes from the lines written.
+#[test]
+fn mixed_shapes_and_partial_overwrites_arrive_as_written() {
+    use serde_json::Value;
+    let root = tempfile::tempdir().expect("temp dir");
+    let nats = Nats::start(root.path());
+    let (pa, pb) = (free_port(), free_port());
+    let url = |p: u16| format!("http://127.0.0.1:{p}");
+    let config = cluster_config(root.path(), &nats.url(), &url(pa), &url(pb));
+    // Raw rows may cross nodes here, so either node can answer with all of them.
+    let text = std::fs::read_to_string(&config)
+        .expect("config")
+        .replace("name = \"eu\"\n", "name = \"eu\"\nexport = \"raw\"\n")
+        .replace("name = \"apac\"\n", "name = \"apac\"\nexport = \"raw\"\n")
+        .replace(
+            "name = \"americas\"\n",
+            "name = \"americas\"\nexport = \"raw\"\n",
+        )
+        .replace(
+            "name = \"global\"\n",
+            "name = \"global\"\nexport = \"raw\"\n",
+        );
+    std::fs::write(&config, text).expect("config");
+    let (a, b) = two_nodes(root.path(), (&config, &config), (pa, pb));
+
+    let (first, second) = shapes_lines();
+    let model = shapes_model(&first, &second);
+    let (status, text) = write(&a, &shapes_lp(&first));
+    assert_eq!(status, 204, "{text}");
+    let (status, text) = write(&b, &shapes_lp(&second));
+    assert_eq!(status, 204, "{text}");
+
     for (node, influxql) in [(&a, false), (&b, false), (&a, true), (&b, true)] {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut last = None;
         while Instant::now() < deadline {
-            last = answer(node, influxql);
+            last = shapes_answer(node, influxql);
             if last.as_ref() == Some(&model) {
                 break;
             }
@@ -1120,23 +1141,18 @@ fn wait_until<T: std::fmt::Debug>(
     started.elapsed()
 }
 
-/// Two nodes host `eu` and `apac` on shared storage (one bucket prefix per region, moto):
-/// exactly one node flushes each region (the JetStream KV lease), the other serves queries
-/// from the shared files and its own copy of what is not flushed yet, and drops that copy
-/// once the holder's log mark covers it. Killed (-9), the holder is replaced within seconds
-/// by the other node, which flushes from the mark on; restarted, it reads its region's log
-/// from the mark and follows. Stopped (SIGSTOP) past its lease, a holder is replaced and,
-/// resumed, steps down (its edits would be refused: the manifest's fence, unit-tested).
-/// Through every step, each acknowledged point is answered once by every node, and the
-/// files in the bucket (read with the parquet crate) hold every point with its value.
-#[test]
-fn a_region_on_shared_storage_is_flushed_by_one_node_and_taken_over_when_it_fails() {
-    let root = tempfile::tempdir().expect("temp dir");
-    let nats = Nats::start(root.path());
-    let moto = crate::s3::Moto::start();
-    let bucket = "shared-e2e";
-    moto.create_bucket(bucket);
-    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+/// A three-node config on `nats` and `moto`'s `bucket`: americas and global on node A (port
+/// `pa`); eu and apac on B and C, on shared storage (`s3://bucket/<region>`), with
+/// `region_extra` lines added to those two (e.g. `export = "raw"`). Returns its path and the
+/// partition duration.
+fn shared_storage_config(
+    root: &Path,
+    nats: &Nats,
+    moto: &crate::s3::Moto,
+    bucket: &str,
+    (pa, pb, pc): (u16, u16, u16),
+    region_extra: &str,
+) -> (PathBuf, i64) {
     let url = |p: u16| format!("http://127.0.0.1:{p}");
     let storage = format!(
         "[storage]\nendpoint = \"{}\"\nregion = \"us-east-1\"\naccess_key_id = \"test\"\n\
@@ -1154,7 +1170,7 @@ fn a_region_on_shared_storage_is_flushed_by_one_node_and_taken_over_when_it_fail
     for name in ["americas", "global"] {
         cfg = cfg.replacen(
             &format!("name = \"{name}\"\n"),
-            &format!("name = \"{name}\"\nurl = \"{}\"\n", url(pa)),
+            &format!("name = \"{name}\"\nurl = \"{}\"\n{region_extra}", url(pa)),
             1,
         );
     }
@@ -1162,7 +1178,7 @@ fn a_region_on_shared_storage_is_flushed_by_one_node_and_taken_over_when_it_fail
         cfg = cfg.replacen(
             &format!("name = \"{name}\"\n"),
             &format!(
-                "name = \"{name}\"\nurl = \"{}\"\nreplicas = [\"{}\"]\nshared_storage = true\nstorage = \"s3://{bucket}/{name}\"\n",
+                "name = \"{name}\"\nurl = \"{}\"\nreplicas = [\"{}\"]\nshared_storage = true\nstorage = \"s3://{bucket}/{name}\"\n{region_extra}",
                 url(pb),
                 url(pc)
             ),
@@ -1174,8 +1190,118 @@ fn a_region_on_shared_storage_is_flushed_by_one_node_and_taken_over_when_it_fail
         "\n[cluster]\nnats = [\"{}\"]\npublish_timeout = \"2s\"\nlease_ttl = \"3s\"\n",
         nats.url()
     ));
-    let config = root.path().join("regions.toml");
+    let config = root.join("regions.toml");
     std::fs::write(&config, cfg).expect("config");
+    (config, partition_ns)
+}
+
+/// The data shapes agents send (`shapes_lines`) through a region on shared storage: written
+/// through a node that does not host it and through one that does, answered as a model of
+/// last-write-wins computes by every node, first from memory, then from the holder's files,
+/// then after the holder is killed (-9) and the other node takes over; the files in the
+/// bucket hold each eu point once.
+#[test]
+fn mixed_shapes_through_a_shared_region_arrive_as_written() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let nats = Nats::start(root.path());
+    let moto = crate::s3::Moto::start();
+    let bucket = "shapes-e2e";
+    moto.create_bucket(bucket);
+    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+    let (config, _) = shared_storage_config(
+        root.path(),
+        &nats,
+        &moto,
+        bucket,
+        (pa, pb, pc),
+        "export = \"raw\"\n",
+    );
+    let (a, mut b, mut c) = three_nodes(root.path(), &config, (pa, pb, pc));
+    let (first, second) = shapes_lines();
+    let model = shapes_model(&first, &second);
+    let (status, text) = write(&a, &shapes_lp(&first));
+    assert_eq!(status, 204, "{text}");
+    let (status, text) = write(&b, &shapes_lp(&second));
+    assert_eq!(status, 204, "{text}");
+    let eu_rows = model
+        .keys()
+        .filter(|(tags, _)| {
+            tags.iter()
+                .any(|(k, v)| k == "region" && v.starts_with("eu"))
+        })
+        .count() as u64;
+    let agree = |nodes: &[&Node], what: &str| {
+        for node in nodes {
+            for influxql in [false, true] {
+                wait_until(
+                    &format!("{what}, through {} (InfluxQL: {influxql})", node.url),
+                    Duration::from_secs(30),
+                    || shapes_answer(node, influxql),
+                    |got| got.as_ref() == Some(&model),
+                );
+            }
+        }
+    };
+    agree(&[&a, &b, &c], "as written");
+    // The holder flushes eu; every node then answers it from the files.
+    for n in [&b, &c] {
+        wait_until(
+            "eu flushed and dropped from memory",
+            Duration::from_secs(30),
+            || shared_view(n, "eu"),
+            |v| v.is_some_and(|(_, files, mem)| files == eu_rows && mem == 0),
+        );
+    }
+    agree(&[&a, &b, &c], "from the files");
+    // The holder killed: the other node takes the lease over and answers alone.
+    wait_until(
+        "one holder",
+        Duration::from_secs(15),
+        || (shared_view(&b, "eu"), shared_view(&c, "eu")),
+        |(vb, vc)| {
+            matches!(
+                (vb, vc),
+                (Some((true, ..)), Some((false, ..))) | (Some((false, ..)), Some((true, ..)))
+            )
+        },
+    );
+    let b_holds = shared_view(&b, "eu").is_some_and(|(h, ..)| h);
+    if b_holds {
+        b.kill9()
+    } else {
+        c.kill9()
+    }
+    let survivor = if b_holds { &c } else { &b };
+    wait_until(
+        "the survivor takes eu over",
+        Duration::from_secs(20),
+        || shared_view(survivor, "eu"),
+        |v| v.is_some_and(|(holds, files, _)| holds && files == eu_rows),
+    );
+    agree(&[&a, survivor], "after the takeover");
+    a.stop();
+    if b_holds { c.stop() } else { b.stop() }
+}
+
+/// Two nodes host `eu` and `apac` on shared storage (one bucket prefix per region, moto):
+/// exactly one node flushes each region (the JetStream KV lease), the other serves queries
+/// from the shared files and its own copy of what is not flushed yet, and drops that copy
+/// once the holder's log mark covers it. Killed (-9), the holder is replaced within seconds
+/// by the other node, which flushes from the mark on; restarted, it reads its region's log
+/// from the mark and follows. Stopped (SIGSTOP) past its lease, a holder is replaced and,
+/// resumed, steps down (its edits would be refused: the manifest's fence, unit-tested).
+/// Through every step, each acknowledged point is answered once by every node, and the
+/// files in the bucket (read with the parquet crate) hold every point with its value.
+#[test]
+fn a_region_on_shared_storage_is_flushed_by_one_node_and_taken_over_when_it_fails() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let nats = Nats::start(root.path());
+    let moto = crate::s3::Moto::start();
+    let bucket = "shared-e2e";
+    moto.create_bucket(bucket);
+    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+    let (config, partition_ns) =
+        shared_storage_config(root.path(), &nats, &moto, bucket, (pa, pb, pc), "");
     let (a, mut b, mut c) = three_nodes(root.path(), &config, (pa, pb, pc));
     let mut expected = Expected::new();
     let mut next_body = 0;
