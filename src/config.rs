@@ -1490,8 +1490,10 @@ impl RawConfig {
 /// 1,000-host gauges set took 7.39 server CPU s to ingest against 6.41 with one shard a
 /// region, 3,797 WAL syncs against 1,880 (every shard a body touches syncs its own log), and
 /// its flush wrote twice the files (0.068 against 0.057 bytes a value right after it);
-/// ingest ran at 8.4 against 9.3 M values/s. Counted over the config's regions, not the
-/// hosted ones, so that nodes sharing a config (and a region on shared storage) agree.
+/// ingest ran at 8.4 against 9.3 M values/s. `serve` counts the regions it hosts (all,
+/// without `--region`): a node hosting one region of four keeps every core for it. Nodes
+/// sharing a region on shared storage must agree; a bucket region without a recorded count
+/// runs one shard per core (`region::shards_for_data_dir`).
 pub fn default_shards_per_region(cores: usize, regions: usize) -> usize {
     (cores / regions.max(1)).max(1)
 }

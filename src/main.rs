@@ -155,7 +155,7 @@ fn run(cli: Cli) -> Result<()> {
             let fd_limit = raise_fd_limit().context("reading the descriptor limit")?;
             // The shard count serve would run with on this config's data dir (the default
             // for a new one when the data dir cannot be read by this user).
-            let per_region = match resolved_shards(&cfg) {
+            let per_region = match resolved_shards(&cfg, None) {
                 Ok((n, _)) => n,
                 Err(e) => {
                     eprintln!(
@@ -196,11 +196,17 @@ fn run(cli: Cli) -> Result<()> {
 
 /// The ingest shards per region `cfg`'s data dir runs with, and where the count came from
 /// (`meridian::region::shards_for_data_dir`; nothing is written).
-fn resolved_shards(cfg: &Config) -> Result<(usize, meridian::region::ShardsFrom)> {
+/// `hosted`: the regions this node hosts (`serve --region`; all when `None`), among which the
+/// default shares the cores.
+fn resolved_shards(
+    cfg: &Config,
+    hosted: Option<&[String]>,
+) -> Result<(usize, meridian::region::ShardsFrom)> {
     let regions: Vec<(&str, bool)> = cfg
         .routing
         .regions
         .iter()
+        .filter(|r| hosted.is_none_or(|h| h.contains(&r.name)))
         .map(|r| {
             let bucket =
                 r.shared_storage || !matches!(r.storage, meridian::config::StorageLocation::Local);
@@ -212,7 +218,7 @@ fn resolved_shards(cfg: &Config) -> Result<(usize, meridian::region::ShardsFrom)
         &cfg.data_dir,
         &regions,
         cfg.ingest.shards_configured,
-        cfg.ingest.shards_per_region,
+        meridian::config::default_shards_per_region(cores, regions.len()),
         cores,
     )
     .with_context(|| {
@@ -512,7 +518,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     };
     // The shard count this data dir runs with (a default must not move under its data).
     {
-        let (n, from) = resolved_shards(&cfg)?;
+        let (n, from) = resolved_shards(&cfg, opts.hosted.as_deref())?;
         cfg.ingest.shards_per_region = n;
         match from {
             meridian::region::ShardsFrom::Remembered if cfg.ingest.shards_configured.is_none() => {
