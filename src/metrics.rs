@@ -154,9 +154,19 @@ pub struct RegionGauges {
     /// Free bytes of the file system holding the region's directory (its WAL).
     pub disk_free_bytes: Option<u64>,
     pub shards: Vec<ShardGauges>,
-    /// Shared storage: (lease epoch held here or 0, log in files through, log applied
-    /// through).
-    pub shared: Option<(u64, u64, u64)>,
+    /// Shared storage: the lease and the log mark.
+    pub shared: Option<SharedGauges>,
+}
+
+/// A region on shared storage, as this node sees it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SharedGauges {
+    /// The lease epoch held here, 0 when another node holds the lease.
+    pub lease_epoch: u64,
+    /// The log message through which every row is in files (the mark).
+    pub in_files_through: u64,
+    /// The log message through which this node applied the log.
+    pub applied_through: u64,
 }
 
 /// One ingest shard's figures.
@@ -494,19 +504,19 @@ impl Metrics {
             "meridian_shared_flush_lease_held",
             "Shared storage: 1 while this node holds the region's flush lease (it flushes the region's files), else 0.",
             GAUGE,
-            region(&|r| r.shared.map(|(e, _, _)| u64::from(e > 0))),
+            region(&|r| r.shared.map(|s| u64::from(s.lease_epoch > 0))),
         );
         add(
             "meridian_shared_log_in_files_through",
             "Shared storage: the region's log message through which every row is in files (the log mark); compare with meridian_shared_log_applied_through to see how far the files lag.",
             GAUGE,
-            region(&|r| r.shared.map(|(_, t, _)| t)),
+            region(&|r| r.shared.map(|s| s.in_files_through)),
         );
         add(
             "meridian_shared_log_applied_through",
             "Shared storage: the region's log message this node applied to memory through.",
             GAUGE,
-            region(&|r| r.shared.map(|(_, _, a)| a)),
+            region(&|r| r.shared.map(|s| s.applied_through)),
         );
         let shard = |f: &dyn Fn(&ShardGauges) -> u64| {
             hosted

@@ -84,7 +84,8 @@ const HEADERS_ROOM: usize = 1024;
 const STALL_CHECK: Duration = Duration::from_secs(3);
 /// Wait after a failure before a splitter or applier starts again.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
-/// How often a node with a site checks that every region stream sources its intake.
+/// How often a node checks that every region stream sources its intake (a concurrent
+/// update by a node of another site can drop it).
 const SOURCES_CHECK: Duration = Duration::from_secs(10);
 
 /// The stream holding region `r`'s log.
@@ -122,7 +123,13 @@ impl Intake {
     pub fn from_stream(name: &str) -> Option<Intake> {
         match name.strip_prefix(IN_STREAM)? {
             "" => Some(Intake::of(None)),
-            rest => Some(Intake::of(Some(rest.strip_prefix('_')?))),
+            // A site is a name as `cluster.site` allows (another stream named alike is not
+            // an intake).
+            rest => {
+                let site = rest.strip_prefix('_')?;
+                crate::config::check_node_name(site).ok()?;
+                Some(Intake::of(Some(site)))
+            }
         }
     }
 
@@ -132,6 +139,14 @@ impl Intake {
 
     fn body_subject(&self, node: &str) -> String {
         format!("{}.body.{node}", self.prefix)
+    }
+
+    /// The node a body's subject names (the subject itself if it is not a body's).
+    fn body_node<'s>(&self, subject: &'s str) -> &'s str {
+        subject
+            .strip_prefix(self.prefix.as_str())
+            .and_then(|r| r.strip_prefix(".body."))
+            .unwrap_or(subject)
     }
 
     fn bodies(&self) -> String {
@@ -228,7 +243,7 @@ impl JetStream {
             stream::Config {
                 name: intake.stream.clone(),
                 subjects: vec![intake.subjects()],
-                placement: placed(if intake.site.is_some() {
+                placement: placed(if cfg.site.is_some() {
                     &cfg.site
                 } else {
                     &cfg.nats_cluster
@@ -251,7 +266,7 @@ impl JetStream {
             .await?;
             // A region's stream sources every site's intake: this node's is added if the
             // stream was made by a node of another site.
-            add_source(&js, &name, intake.source(&r.name)).await?;
+            ensure_sources(&js, &name, &[intake.source(&r.name)]).await?;
         }
         // Routing versions: recorded by the first node, read by every node before it takes
         // a write.
@@ -263,7 +278,7 @@ impl JetStream {
         routing_kv::install(engine.routing_table(), &history, routing, cfg.routing_lead);
         engine.routing_table().confirm(now);
         if let Some(lead) = history.lead_ns
-            && lead != i64::try_from(cfg.routing_lead.as_nanos()).unwrap_or(i64::MAX)
+            && lead != routing_kv::nanos(cfg.routing_lead)
         {
             tracing::warn!(
                 cluster_lead_secs = lead / 1_000_000_000,
@@ -354,7 +369,9 @@ impl JetStream {
             tokio::time::sleep(SOURCES_CHECK).await;
             for r in self.engine.regions() {
                 let name = region_stream(&r.name);
-                if let Err(e) = add_source(&self.js, &name, self.intake.source(&r.name)).await {
+                if let Err(e) =
+                    ensure_sources(&self.js, &name, &[self.intake.source(&r.name)]).await
+                {
                     tracing::warn!(stream = %name, error = %e, "could not check this site's source of the region's stream; will retry");
                 }
             }
@@ -478,11 +495,7 @@ impl JetStream {
 
     async fn split(&self) -> Result<(), String> {
         let in_stream = &self.intake.stream;
-        let input = self
-            .js
-            .get_stream(in_stream)
-            .await
-            .map_err(|e| format!("stream {in_stream}: {e}"))?;
+        let input = stream_named(&self.js, in_stream).await?;
         let mut messages = ordered(
             &input,
             in_stream,
@@ -618,14 +631,8 @@ impl JetStream {
             let name = region_stream(&r.name);
             // An intake whose source a concurrent update dropped: its parts would reach the
             // log only after the delete. Put back first.
-            for i in &existing {
-                add_source(&self.js, &name, i.source(&r.name)).await?;
-            }
-            let log = self
-                .js
-                .get_stream(&name)
-                .await
-                .map_err(|e| format!("stream {name}: {e}"))?;
+            let wanted: Vec<stream::Source> = existing.iter().map(|i| i.source(&r.name)).collect();
+            let log = ensure_sources(&self.js, &name, &wanted).await?;
             let sourced: Vec<Intake> = log
                 .cached_info()
                 .config
@@ -652,24 +659,14 @@ impl JetStream {
                 Err(e) if stream_not_found(&e) => continue,
                 Err(e) => return Err(format!("stream {in_stream}: {e}")),
             };
-            let upto = input
-                .get_info()
-                .await
-                .map_err(|e| format!("stream {in_stream}: {e}"))?
-                .state
-                .last_sequence;
+            let upto = last_sequence(&input, &in_stream).await?;
             loop {
                 match input
                     .get_first_raw_message_by_subject(intake.bodies(), 1)
                     .await
                 {
                     Ok(m) if m.sequence <= upto => {
-                        let node = m
-                            .subject
-                            .rsplit('.')
-                            .next()
-                            .unwrap_or(&m.subject)
-                            .to_string();
+                        let node = intake.body_node(&m.subject).to_string();
                         wait(format!(
                             "writes acknowledged by node {node:?} were not split into their regions' logs (is it down?)"
                         ))
@@ -687,17 +684,13 @@ impl JetStream {
             // node): its last message of an intake's parts names the sequence it came from.
             for (intake, input) in inputs.iter().filter(|(i, _)| sourced.contains(i)) {
                 let subject = intake.part_subject(&region);
-                let split = match input.get_last_raw_message_by_subject(&subject).await {
-                    Ok(m) => m.sequence,
-                    Err(e) if e.kind() == no_message => 0,
-                    Err(e) => return Err(format!("stream {}: {e}", intake.stream)),
-                };
+                let split = last_on_subject(input, &subject, &intake.stream)
+                    .await?
+                    .map_or(0, |m| m.sequence);
                 loop {
-                    let got = match log.get_last_raw_message_by_subject(&subject).await {
-                        Ok(m) => source_sequence(&m.headers).unwrap_or(u64::MAX),
-                        Err(e) if e.kind() == no_message => 0,
-                        Err(e) => return Err(format!("stream {name}: {e}")),
-                    };
+                    let got = last_on_subject(&log, &subject, &name)
+                        .await?
+                        .map_or(0, |m| source_sequence(&m.headers).unwrap_or(u64::MAX));
                     if got >= split {
                         break;
                     }
@@ -708,12 +701,7 @@ impl JetStream {
                     .await?;
                 }
             }
-            let last = log
-                .get_info()
-                .await
-                .map_err(|e| format!("stream {name}: {e}"))?
-                .state
-                .last_sequence;
+            let last = last_sequence(&log, &name).await?;
             loop {
                 let applied = self
                     .stats()
@@ -778,11 +766,7 @@ impl JetStream {
         let shared = self.engine.regions()[r.0].log.clone();
         let marker = self.applied_dir.join(format!("{region}.applied"));
         let name = region_stream(&region);
-        let log = self
-            .js
-            .get_stream(&name)
-            .await
-            .map_err(|e| format!("stream {name}: {e}"))?;
+        let log = stream_named(&self.js, &name).await?;
         let mut applied = match (&shared, resume.as_ref()) {
             (None, _) => read_applied(&marker)?,
             (Some(_), Some(a)) => a.clone(),
@@ -1150,38 +1134,72 @@ pub(super) async fn ensure_stream(
     }
 }
 
-/// Adds `source` to stream `name`'s sources if it is not there (a region's stream sources
-/// every site's intake; the node of each site adds its own). A stream update replaces the
-/// whole config: two nodes adding at once may overwrite each other's; each reads the stream
-/// again until its own is there, and checks again later ([`JetStream::keep_sources`]).
-async fn add_source(
+/// Stream `name`, with every one of `wanted` among its sources (a region's stream sources
+/// every site's intake; the node of each site adds its own): one read when they are all
+/// there, else one update adding the missing ones. A stream update replaces the whole
+/// config: two nodes adding at once may overwrite each other's; each reads the stream again
+/// until its own are there, and checks again later ([`JetStream::keep_sources`]).
+async fn ensure_sources(
     js: &jetstream::Context,
     name: &str,
-    source: stream::Source,
-) -> Result<(), String> {
+    wanted: &[stream::Source],
+) -> Result<stream::Stream, String> {
     for _ in 0..20 {
-        let found = js
-            .get_stream(name)
-            .await
-            .map_err(|e| format!("stream {name}: {e}"))?;
+        let found = stream_named(js, name).await?;
         let mut config = found.cached_info().config.clone();
         let sources = config.sources.get_or_insert_with(Vec::new);
-        if sources
+        let missing: Vec<&stream::Source> = wanted
             .iter()
-            .any(|s| s.name == source.name && s.filter_subject == source.filter_subject)
-        {
-            return Ok(());
+            .filter(|w| {
+                !sources
+                    .iter()
+                    .any(|s| s.name == w.name && s.filter_subject == w.filter_subject)
+            })
+            .collect();
+        if missing.is_empty() {
+            return Ok(found);
         }
-        sources.push(source.clone());
+        let names: Vec<String> = missing.iter().map(|m| m.name.clone()).collect();
+        sources.extend(missing.into_iter().cloned());
         js.update_stream(config)
             .await
-            .map_err(|e| format!("adding source {} to stream {name}: {e}", source.name))?;
+            .map_err(|e| format!("adding sources {names:?} to stream {name}: {e}"))?;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Err(format!(
-        "stream {name}: source {} was not kept (other nodes updating it at the same time?)",
-        source.name
+        "stream {name}: its sources were not kept (other nodes updating it at the same time?)"
     ))
+}
+
+/// Stream `name`, an error naming it when it cannot be read.
+async fn stream_named(js: &jetstream::Context, name: &str) -> Result<stream::Stream, String> {
+    js.get_stream(name)
+        .await
+        .map_err(|e| format!("stream {name}: {e}"))
+}
+
+/// The last sequence of stream `name`.
+async fn last_sequence(s: &stream::Stream, name: &str) -> Result<u64, String> {
+    Ok(s.get_info()
+        .await
+        .map_err(|e| format!("stream {name}: {e}"))?
+        .state
+        .last_sequence)
+}
+
+/// The last message on `subject` in stream `name` (`None`: there is none).
+async fn last_on_subject(
+    s: &stream::Stream,
+    subject: &str,
+    name: &str,
+) -> Result<Option<jetstream::message::StreamMessage>, String> {
+    match s.get_last_raw_message_by_subject(subject).await {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound => {
+            Ok(None)
+        }
+        Err(e) => Err(format!("stream {name}: {e}")),
+    }
 }
 
 /// The intake this node used when it last started (`<data_dir>/cluster/intake`); before
@@ -1220,12 +1238,12 @@ async fn check_former_intake(
         Err(e) if stream_not_found(&e) => return Ok(()),
         Err(e) => return Err(unreadable(e.to_string())),
     };
-    match stream
-        .get_last_raw_message_by_subject(&former.body_subject(node))
+    match last_on_subject(&stream, &former.body_subject(node), &former.stream)
         .await
+        .map_err(unreadable)?
     {
-        Err(e) if e.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound => Ok(()),
-        Ok(_) => Err(format!(
+        None => Ok(()),
+        Some(_) => Err(format!(
             "this node's acknowledged bodies still wait in {} (its site was {}): start it once with that site (cluster.site) so that it splits them, then change it",
             former.stream,
             former
@@ -1233,7 +1251,6 @@ async fn check_former_intake(
                 .as_deref()
                 .map_or("not set".to_string(), |s| format!("{s:?}"))
         )),
-        Err(e) => Err(unreadable(e.to_string())),
     }
 }
 

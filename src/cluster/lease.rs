@@ -10,10 +10,14 @@
 //!                                 used), then epoch = max(revision, manifest epoch + 1)
 //!                                 committed as a fence before any flush
 //!      another node's, live   ─▶ follow (epoch 0)
+//!    announce: key member.<region>.<node> = this node's ingest shard count, valid for
+//!      three ttls (a node whose count differs from a live one's refuses to start)
 //!    refresh the shared manifest ─▶ SharedLog::set_through (followers drop what it covers)
 //!    flush requests (key flushreq.<region>): a delete on a follower asks for the log to be
 //!      in files up to a message; the holder flushes what it holds when one is ahead
 //!    holder: record the log mark (SharedLog::mark) under its epoch
+//!    holder whose flushes all failed for three ttls, or that cannot fence the manifest:
+//!      gives the lease back and stays out for a ttl
 //! ```
 //!
 //! Invariants:
@@ -39,6 +43,7 @@ use bytes::Bytes;
 
 use crate::catalog::Manifest;
 use crate::catalog::manifest::{LogMark, ManifestEdit, ManifestError, now_ns};
+use crate::cluster::routing_kv::nanos;
 use crate::config::ClusterConfig;
 use crate::model::RegionId;
 use crate::region::Engine;
@@ -196,12 +201,26 @@ impl FlushLease {
         self.log.set_epoch(0);
     }
 
+    /// Three ttls: how long an announcement stands, how long flushes may fail before the
+    /// holder gives the lease up, how long a free lease over skipped rows waits for a taker.
+    fn stale_after(&self) -> Duration {
+        self.ttl * 3
+    }
+
+    /// Gives the lease back and forgets holding it; `backoff`: stays out for a ttl.
+    async fn give_up(&self, held: &mut Held, backoff: bool) {
+        self.release().await;
+        held.forget();
+        if backoff {
+            held.backoff_until = Some(Instant::now() + self.ttl);
+        }
+    }
+
     /// Announces this node as hosting the region (see [`check_members`]).
     async fn announce(&self) -> Result<(), String> {
         let m = Member {
             shards: self.engine.shards_per_region(),
-            until: now_ns()
-                .saturating_add(i64::try_from((self.ttl * 3).as_nanos()).unwrap_or(i64::MAX)),
+            until: now_ns().saturating_add(nanos(self.stale_after())),
         };
         let bytes = Bytes::from(serde_json::to_vec(&m).map_err(|e| e.to_string())?);
         self.store
@@ -218,8 +237,7 @@ impl FlushLease {
         {
             held.gap_released = Some(end);
             tracing::error!(region = %self.region, node = %self.node, gap_end = end, "messages of the region's log expired before this node read them: it gives up the flush lease (another node may hold those rows)");
-            self.release().await;
-            held.forget();
+            self.give_up(held, false).await;
         }
         // A holder whose flushes have only failed for three ttls (it cannot write to the
         // bucket, a flush hangs on it) gives the lease to a node that may do better, and
@@ -228,11 +246,9 @@ impl FlushLease {
             && let Some(since) = self.log.failing_since()
         {
             let failing_ns = u64::try_from(now_ns()).unwrap_or(0).saturating_sub(since);
-            if failing_ns >= u64::try_from((self.ttl * 3).as_nanos()).unwrap_or(u64::MAX) {
+            if failing_ns >= u64::try_from(nanos(self.stale_after())).unwrap_or(0) {
                 tracing::error!(region = %self.region, node = %self.node, "every flush of the region has failed for three lease ttls: this node gives the flush lease up");
-                self.release().await;
-                held.forget();
-                held.backoff_until = Some(Instant::now() + self.ttl);
+                self.give_up(held, true).await;
             }
         }
         self.lease(held).await?;
@@ -393,9 +409,7 @@ impl FlushLease {
                 // This node cannot write to the bucket: the lease goes back, so that a node
                 // that can takes it (held, it would never lapse), and this one stays out
                 // for a ttl.
-                self.release().await;
-                held.forget();
-                held.backoff_until = Some(Instant::now() + self.ttl);
+                self.give_up(held, true).await;
                 return Err(format!("fencing the shared manifest: {e}"));
             }
         };
@@ -442,7 +456,7 @@ impl FlushLease {
                 return false;
             }
         };
-        if since.elapsed() >= self.ttl * 3 {
+        if since.elapsed() >= self.stale_after() {
             tracing::warn!(region = %self.region, node = %self.node, "no other node took the flush lease over rows this node's log skipped: it leads again (those rows are lost)");
             held.free_since = None;
             return self.log.clear_gap(end);
@@ -456,7 +470,7 @@ impl FlushLease {
         let k = key(&self.region);
         let value = Holder {
             node: self.node.clone(),
-            until: now_ns().saturating_add(i64::try_from(self.ttl.as_nanos()).unwrap_or(i64::MAX)),
+            until: now_ns().saturating_add(nanos(self.ttl)),
         };
         let bytes = Bytes::from(serde_json::to_vec(&value).map_err(|e| e.to_string())?);
         let sent = Instant::now();

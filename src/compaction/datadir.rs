@@ -182,8 +182,9 @@ impl DataDir {
             });
             // Shared storage: the region's nodes elsewhere write beside us, whether or not
             // a server holds this data dir.
-            let beside = live || rc.is_some_and(|(r, _)| r.shared_storage);
-            shared_any |= rc.is_some_and(|(r, _)| r.shared_storage);
+            let shared = rc.is_some_and(|(r, _)| r.shared_storage);
+            let beside = live || shared;
+            shared_any |= shared;
             let store = match rc {
                 // The read cache belongs to the server of the data dir (one per directory):
                 // the compactor reads whole files and keeps none.

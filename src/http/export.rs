@@ -5,8 +5,8 @@
 //! no bucket is split); with it, a batch of values of the first `group_by` key (series
 //! come in the order of their group values, so a group is never split between parts), from
 //! the series catalog. One value too large for a part goes by the values of the next key
-//! under it, and one value of the last key (a single group) by time windows. An aggregate without `every` (one row per group) and `fill` (the
-//! InfluxQL engine) are answered whole.
+//! under it, and one value of the last key (a single group) by time windows. An aggregate
+//! without `every` (one row per group) and `fill` (the InfluxQL engine) are answered whole.
 //!
 //! The windows are the spans the measurement's files and blocks hold
 //! ([`crate::query::windows`]); a window whose rows would pass the budget is cut in halves
@@ -363,6 +363,49 @@ struct Windows {
 }
 
 impl Windows {
+    /// The parts of the one group value `values` under `fixed` that was too large for the
+    /// budget: the values of the next `group_by` key under it (from the series catalog),
+    /// or, when it was a value of the last key (one group), the measurement's time windows.
+    /// None when there are too many values to go through.
+    fn narrower(&self, mut fixed: Vec<(String, String)>, values: Vec<String>) -> Vec<Unit> {
+        let group_by = &self.spec.group_by;
+        let depth = fixed.len();
+        let (Some(key), Some(value)) = (group_by.get(depth), values.first()) else {
+            return Vec::new();
+        };
+        if depth + 1 == group_by.len() {
+            let Some(preds) = unit_preds(group_by, &fixed, &values, false) else {
+                return Vec::new();
+            };
+            return self
+                .windows
+                .iter()
+                .map(|span| Unit::Window {
+                    span: *span,
+                    splits: 0,
+                    preds: preds.clone(),
+                })
+                .collect();
+        }
+        fixed.push((key.clone(), value.clone()));
+        let Some(entry) = self
+            .state
+            .engine
+            .series()
+            .get(&self.spec.db, &self.spec.measurement)
+        else {
+            return Vec::new();
+        };
+        let next = group_values(&entry.read(), &fixed, &group_by[depth + 1]);
+        if next.is_empty() || next.len() > MAX_GROUP_VALUES {
+            return Vec::new();
+        }
+        // Halves first: the value above did not fit whole; a half that does not fit is
+        // halved again.
+        let half = next.len().div_ceil(2).min(MAX_BATCH_VALUES);
+        group_units(fixed, next, half)
+    }
+
     /// The next window's rows (never empty) with the query that holds their memory budget
     /// (drop it once they are sent), `None` at the end, or why the answer stops.
     async fn next(&mut self) -> Result<Option<WindowRows>, Refusal> {
@@ -523,50 +566,6 @@ impl Windows {
                 return Ok(Some((series, hold)));
             }
         }
-    }
-}
-
-impl Windows {
-    /// The parts of the one group value `values` under `fixed` that was too large for the
-    /// budget: the values of the next `group_by` key under it (from the series catalog),
-    /// or, when it was the last key, the measurement's time windows. None when there are
-    /// too many values to go through.
-    fn narrower(&self, mut fixed: Vec<(String, String)>, values: Vec<String>) -> Vec<Unit> {
-        let group_by = &self.spec.group_by;
-        let (Some(key), Some(value)) = (group_by.get(fixed.len()), values.first()) else {
-            return Vec::new();
-        };
-        fixed.push((key.clone(), value.clone()));
-        if fixed.len() == group_by.len() {
-            return match unit_preds(group_by, &fixed[..fixed.len() - 1], &values, false) {
-                Some(preds) => self
-                    .windows
-                    .iter()
-                    .map(|span| Unit::Window {
-                        span: *span,
-                        splits: 0,
-                        preds: preds.clone(),
-                    })
-                    .collect(),
-                None => Vec::new(),
-            };
-        }
-        let Some(entry) = self
-            .state
-            .engine
-            .series()
-            .get(&self.spec.db, &self.spec.measurement)
-        else {
-            return Vec::new();
-        };
-        let next = group_values(&entry.read(), &fixed, &group_by[fixed.len()]);
-        if next.is_empty() || next.len() > MAX_GROUP_VALUES {
-            return Vec::new();
-        }
-        // Halves first: the value above did not fit whole; a half that does not fit is
-        // halved again.
-        let half = next.len().div_ceil(2).min(MAX_BATCH_VALUES);
-        group_units(fixed, next, half)
     }
 }
 

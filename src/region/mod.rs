@@ -1129,10 +1129,11 @@ impl Engine {
                     file_rows: files.iter().map(|f| f.rows).sum(),
                     disk_free_bytes: disk_free(&dir),
                     shards,
-                    shared: r
-                        .log
-                        .as_ref()
-                        .map(|l| (l.epoch(), l.through(), l.committed())),
+                    shared: r.log.as_ref().map(|l| crate::metrics::SharedGauges {
+                        lease_epoch: l.epoch(),
+                        in_files_through: l.through(),
+                        applied_through: l.committed(),
+                    }),
                 }
             })
             .collect();

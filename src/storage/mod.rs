@@ -32,3 +32,23 @@ pub(crate) fn test_rng(seed: u64) -> impl FnMut(u64) -> u64 {
         (state >> 11) % below.max(1)
     }
 }
+
+/// Data pages of leaf column `col` over every row group of the Parquet file `bytes` (the
+/// storage tests' check of where pages end).
+#[cfg(test)]
+pub(crate) fn test_data_pages(bytes: &[u8], col: usize) -> usize {
+    use ::parquet::file::reader::{FileReader, SerializedFileReader};
+    let r = SerializedFileReader::new(bytes::Bytes::copy_from_slice(bytes)).unwrap();
+    let mut n = 0;
+    for g in 0..r.num_row_groups() {
+        let mut pages = r
+            .get_row_group(g)
+            .unwrap()
+            .get_column_page_reader(col)
+            .unwrap();
+        while let Some(p) = pages.get_next_page().unwrap() {
+            n += usize::from(p.page_type() == ::parquet::basic::PageType::DATA_PAGE);
+        }
+    }
+    n
+}

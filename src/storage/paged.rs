@@ -19,7 +19,6 @@
 
 use std::io::Write;
 use std::ops::Range;
-
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, ArrowPrimitiveType, AsArray, PrimitiveArray};
@@ -280,7 +279,6 @@ mod tests {
     use super::*;
     use arrow::array::{DictionaryArray, Int64Array};
     use arrow::datatypes::Int32Type;
-    use parquet::file::reader::{FileReader, SerializedFileReader};
 
     /// Counters of `series` series with `rows(s)` rows each (`None`: the series lacks the
     /// field), as a flush or compaction holds them.
@@ -308,19 +306,7 @@ mod tests {
     }
 
     fn data_pages(bytes: &[u8]) -> usize {
-        let r = SerializedFileReader::new(bytes::Bytes::copy_from_slice(bytes)).unwrap();
-        let mut n = 0;
-        for g in 0..r.num_row_groups() {
-            let mut pages = r
-                .get_row_group(g)
-                .unwrap()
-                .get_column_page_reader(1)
-                .unwrap();
-            while let Some(p) = pages.get_next_page().unwrap() {
-                n += usize::from(p.page_type() == parquet::basic::PageType::DATA_PAGE);
-            }
-        }
-        n
+        crate::storage::test_data_pages(bytes, 1)
     }
 
     fn write(batch: &RecordBatch, paged: &[String], runs: &[Range<usize>]) -> Vec<u8> {

@@ -23,7 +23,7 @@ use parquet::file::metadata::KeyValue;
 
 use super::file_meta::{FileMeta, WalRange};
 use super::paged::{PagedWriter, series_runs};
-use super::parquet::{Result, StorageError, writer_properties};
+use super::parquet::{Result, StorageError, finish_properties, writer_properties};
 use super::scaled;
 use super::schema::{batch_in_unit, columns_of, meta, time_type};
 use super::store::Store;
@@ -63,8 +63,9 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// The scales of `batch`'s float columns, and each integer column's encoding tried at
-    /// `zstd_level` (flush and compaction; a delete's rewrite keeps the file's scales).
+    /// The scales of `batch`'s float columns, and each integer column's encoding, series
+    /// pages and zstd level tried as `spec` will write the file (flush and compaction; a
+    /// delete's rewrite keeps the file's scales).
     pub fn tried(batch: &RecordBatch, spec: &FileSpec<'_>) -> Layout {
         let scales = scaled::choose(batch);
         let stored_schema = scaled::stored_schema(&batch.schema(), &scales);
@@ -219,28 +220,7 @@ impl FileWriter {
             spec.page_rows,
             &encodings,
         );
-        let mut b = props.into_builder();
-        if !spec.column_index {
-            b = b.set_statistics_enabled(parquet::file::properties::EnabledStatistics::Chunk);
-        }
-        // A column paged by series has a page per series: its column index (min/max per
-        // page, ~25 bytes each) would cost more than the pages save on counters (0.06 of
-        // 1.55 bytes a value, compacted), and Meridian does not read it.
-        for c in &series_pages {
-            b = b.set_column_statistics_enabled(
-                c.as_str().into(),
-                parquet::file::properties::EnabledStatistics::Chunk,
-            );
-        }
-        for (c, level) in &levels {
-            if let Ok(l) = parquet::basic::ZstdLevel::try_new(*level) {
-                b = b.set_column_compression(
-                    c.as_str().into(),
-                    parquet::basic::Compression::ZSTD(l),
-                );
-            }
-        }
-        let props = b.build();
+        let props = finish_properties(props, spec.column_index, &series_pages, &levels);
         let schema = match spec.time_unit {
             FileTimeUnit::Nanosecond => stored.clone(),
             unit => batch_in_unit(&RecordBatch::new_empty(stored.clone()), unit)
