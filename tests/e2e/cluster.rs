@@ -196,6 +196,24 @@ fn wait_for(via: &Node, expected: &Expected, what: &str) {
     panic!("{what}: expected {expected:?}, last answer {last:?}");
 }
 
+/// Two free ports for nodes A and B, and [`cluster_config`] for them on NATS `nats`.
+fn two_node_config(root: &Path, nats: &str) -> (PathBuf, u16, u16) {
+    let (pa, pb) = (free_port(), free_port());
+    let url = |p: u16| format!("http://127.0.0.1:{p}");
+    (cluster_config(root, nats, &url(pa), &url(pb)), pa, pb)
+}
+
+/// Adds `line` under every `[[region]]` of the config at `path` (each name found once).
+fn add_to_regions(path: &Path, line: &str) {
+    let mut text = std::fs::read_to_string(path).expect("config");
+    for region in ["eu", "apac", "americas", "global"] {
+        let at = format!("name = \"{region}\"\n");
+        assert_eq!(text.matches(&at).count(), 1, "{region} in {text}");
+        text = text.replacen(&at, &format!("{at}{line}\n"), 1);
+    }
+    std::fs::write(path, text).expect("config");
+}
+
 fn cluster_config(root: &Path, nats: &str, a: &str, b: &str) -> PathBuf {
     // A short query timeout: a hung node costs a query at most that (replicas are asked
     // after a quarter of it).
@@ -221,12 +239,7 @@ fn cluster_config(root: &Path, nats: &str, a: &str, b: &str) -> PathBuf {
 fn writes_cross_regions_through_jetstream_and_survive_node_and_nats_kills() {
     let root = tempfile::tempdir().expect("temp dir");
     let mut nats = Nats::start(root.path());
-    let (pa, pb) = (free_port(), free_port());
-    let (a_url, b_url) = (
-        format!("http://127.0.0.1:{pa}"),
-        format!("http://127.0.0.1:{pb}"),
-    );
-    let config = cluster_config(root.path(), &nats.url(), &a_url, &b_url);
+    let (config, pa, pb) = two_node_config(root.path(), &nats.url());
     let (da, db) = (root.path().join("a"), root.path().join("b"));
     let mut a = Node::start(&da, &config, pa, &["americas", "global"], &["--node", "a"]);
     let mut b = Node::start(&db, &config, pb, &["eu", "apac"], &["--node", "b"]);
@@ -419,13 +432,16 @@ fn writes_cross_regions_through_jetstream_and_survive_node_and_nats_kills() {
     b.stop();
 }
 
-/// JetStream answers once the servers elected a metadata leader.
+/// JetStream answers once the servers elected a metadata leader (nats-server logs "new
+/// metadata leader" on the others and "is new JetStream cluster metadata leader" on it;
+/// "no metadata leader" does not count).
 fn wait_for_metadata_leader(servers: &[&Nats]) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !servers
-        .iter()
-        .any(|n| n.log_text().contains("metadata leader"))
-    {
+    while !servers.iter().any(|n| {
+        let log = n.log_text();
+        log.contains("new metadata leader")
+            || log.contains("is new JetStream cluster metadata leader")
+    }) {
         assert!(Instant::now() < deadline, "no JetStream metadata leader");
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -576,10 +592,8 @@ fn writes_survive_the_loss_of_a_nats_server() {
         })
         .collect();
     wait_for_metadata_leader(&servers.iter().collect::<Vec<_>>());
-    let (pa, pb) = (free_port(), free_port());
-    let url = |p: u16| format!("http://127.0.0.1:{p}");
     let urls: Vec<String> = servers.iter().map(|n| format!("\"{}\"", n.url())).collect();
-    let config = cluster_config(root.path(), &servers[0].url(), &url(pa), &url(pb));
+    let (config, pa, pb) = two_node_config(root.path(), &servers[0].url());
     let text = std::fs::read_to_string(&config)
         .expect("config")
         .replacen(
@@ -812,23 +826,9 @@ fn mixed_shapes_and_partial_overwrites_arrive_as_written() {
     use serde_json::Value;
     let root = tempfile::tempdir().expect("temp dir");
     let nats = Nats::start(root.path());
-    let (pa, pb) = (free_port(), free_port());
-    let url = |p: u16| format!("http://127.0.0.1:{p}");
-    let config = cluster_config(root.path(), &nats.url(), &url(pa), &url(pb));
+    let (config, pa, pb) = two_node_config(root.path(), &nats.url());
     // Raw rows may cross nodes here, so either node can answer with all of them.
-    let text = std::fs::read_to_string(&config)
-        .expect("config")
-        .replace("name = \"eu\"\n", "name = \"eu\"\nexport = \"raw\"\n")
-        .replace("name = \"apac\"\n", "name = \"apac\"\nexport = \"raw\"\n")
-        .replace(
-            "name = \"americas\"\n",
-            "name = \"americas\"\nexport = \"raw\"\n",
-        )
-        .replace(
-            "name = \"global\"\n",
-            "name = \"global\"\nexport = \"raw\"\n",
-        );
-    std::fs::write(&config, text).expect("config");
+    add_to_regions(&config, "export = \"raw\"");
     let (a, b) = two_nodes(root.path(), (&config, &config), (pa, pb));
 
     let (first, second) = shapes_lines();
@@ -888,9 +888,7 @@ fn a_routing_change_mid_load_moves_later_points_only() {
     use std::sync::{Arc, Mutex};
     let root = tempfile::tempdir().expect("temp dir");
     let nats = Nats::start(root.path());
-    let (pa, pb) = (free_port(), free_port());
-    let url = |p: u16| format!("http://127.0.0.1:{p}");
-    let config = cluster_config(root.path(), &nats.url(), &url(pa), &url(pb));
+    let (config, pa, pb) = two_node_config(root.path(), &nats.url());
     // 8 s: a publish must land within a quarter of the lead, also on a busy machine.
     let base = std::fs::read_to_string(&config).expect("config") + "routing_lead = \"8s\"\n";
     std::fs::write(&config, &base).expect("config");
@@ -1124,6 +1122,66 @@ fn shared_view_json(n: &Node, region: &str) -> serde_json::Value {
         .unwrap_or_default()
 }
 
+/// Starts `meridian serve` on `config` and `data_dir` with `args`, expecting it to refuse:
+/// its exit status (`None`: it was still running after 30 s, and was killed) and stderr.
+/// Bounded, so a node that starts anyway fails the test instead of hanging it.
+fn serve_refused(
+    config: &Path,
+    data_dir: &Path,
+    args: &[&str],
+) -> (Option<std::process::ExitStatus>, String) {
+    let log = data_dir.with_extension("refused.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(&log).expect("log"))
+        .spawn()
+        .expect("running meridian");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for meridian") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    (status, std::fs::read_to_string(&log).unwrap_or_default())
+}
+
+/// Which of B and C flushes `region` (exactly one of them, once settled; `None` meanwhile).
+fn holder(b: &Node, c: &Node, region: &str) -> Option<char> {
+    match (shared_view(b, region), shared_view(c, region)) {
+        (Some((true, ..)), Some((false, ..))) => Some('b'),
+        (Some((false, ..)), Some((true, ..))) => Some('c'),
+        _ => None,
+    }
+}
+
+/// The one of B and C that holds eu's lease, waited for (15 s at most).
+fn now_holding(b: &Node, c: &Node) -> char {
+    let mut h = None;
+    wait_until(
+        "one holder",
+        Duration::from_secs(15),
+        || {
+            h = holder(b, c, "eu");
+            h
+        },
+        |h| h.is_some(),
+    );
+    h.expect("a holder")
+}
+
 /// Waits until `check` holds for what `f` returns, or panics naming `what` and the last value.
 fn wait_until<T: std::fmt::Debug>(
     what: &str,
@@ -1195,11 +1253,11 @@ fn shared_storage_config(
     (config, partition_ns)
 }
 
-/// The data shapes agents send (`shapes_lines`) through a region on shared storage: written
-/// through a node that does not host it and through one that does, answered as a model of
-/// last-write-wins computes by every node, first from memory, then from the holder's files,
-/// then after the holder is killed (-9) and the other node takes over; the files in the
-/// bucket hold each eu point once.
+/// The data shapes agents send (`shapes_lines`) through a region on shared storage, answered
+/// by every node as a model of last-write-wins computes: written through a node that does
+/// not host it, from memory, then from the holder's files; rewritten in part through a node
+/// that hosts it, over the flushed points; then after the holder is killed (-9) before it
+/// flushed the rewrites and the other node takes over and flushes them.
 #[test]
 fn mixed_shapes_through_a_shared_region_arrive_as_written() {
     let root = tempfile::tempdir().expect("temp dir");
@@ -1218,67 +1276,72 @@ fn mixed_shapes_through_a_shared_region_arrive_as_written() {
     );
     let (a, mut b, mut c) = three_nodes(root.path(), &config, (pa, pb, pc));
     let (first, second) = shapes_lines();
-    let model = shapes_model(&first, &second);
-    let (status, text) = write(&a, &shapes_lp(&first));
-    assert_eq!(status, 204, "{text}");
-    let (status, text) = write(&b, &shapes_lp(&second));
-    assert_eq!(status, 204, "{text}");
-    let eu_rows = model
-        .keys()
-        .filter(|(tags, _)| {
-            tags.iter()
-                .any(|(k, v)| k == "region" && v.starts_with("eu"))
-        })
-        .count() as u64;
-    let agree = |nodes: &[&Node], what: &str| {
+    // Rows of eu points a set of lines holds (each line its own point within a set).
+    let eu_lines = |lines: &[ShapeLine]| {
+        lines
+            .iter()
+            .filter(|(tags, _, _)| {
+                tags.iter()
+                    .any(|(k, v)| *k == "region" && v.starts_with("eu"))
+            })
+            .count() as u64
+    };
+    let agree = |nodes: &[&Node], model: &ShapeRows, what: &str| {
         for node in nodes {
             for influxql in [false, true] {
                 wait_until(
                     &format!("{what}, through {} (InfluxQL: {influxql})", node.url),
                     Duration::from_secs(30),
                     || shapes_answer(node, influxql),
-                    |got| got.as_ref() == Some(&model),
+                    |got| got.as_ref() == Some(model),
                 );
             }
         }
     };
-    agree(&[&a, &b, &c], "as written");
-    // The holder flushes eu; every node then answers it from the files.
-    for n in [&b, &c] {
-        wait_until(
-            "eu flushed and dropped from memory",
-            Duration::from_secs(30),
-            || shared_view(n, "eu"),
-            |v| v.is_some_and(|(_, files, mem)| files == eu_rows && mem == 0),
-        );
-    }
-    agree(&[&a, &b, &c], "from the files");
-    // The holder killed: the other node takes the lease over and answers alone.
-    wait_until(
-        "one holder",
-        Duration::from_secs(15),
-        || (shared_view(&b, "eu"), shared_view(&c, "eu")),
-        |(vb, vc)| {
-            matches!(
-                (vb, vc),
-                (Some((true, ..)), Some((false, ..))) | (Some((false, ..)), Some((true, ..)))
-            )
-        },
+    let flushed = |nodes: &[&Node], rows: u64, what: &str| {
+        for n in nodes {
+            wait_until(
+                what,
+                Duration::from_secs(30),
+                || shared_view(n, "eu"),
+                |v| v.is_some_and(|(_, files, mem)| files == rows && mem == 0),
+            );
+        }
+    };
+    // The first lines through A (which does not host eu): answered from memory, then from
+    // the holder's files once it flushed them.
+    let (status, text) = write(&a, &shapes_lp(&first));
+    assert_eq!(status, 204, "{text}");
+    let written = shapes_model(&first, &[]);
+    agree(&[&a, &b, &c], &written, "as written");
+    flushed(
+        &[&b, &c],
+        eu_lines(&first),
+        "eu flushed and dropped from memory",
     );
-    let b_holds = shared_view(&b, "eu").is_some_and(|(h, ..)| h);
+    agree(&[&a, &b, &c], &written, "from the files");
+    // Partial overwrites through B, of points now in files: merged field by field.
+    let (status, text) = write(&b, &shapes_lp(&second));
+    assert_eq!(status, 204, "{text}");
+    let model = shapes_model(&first, &second);
+    agree(&[&a, &b, &c], &model, "overwritten across a flush");
+    // The holder killed (the overwrites flushed or not, as its 8 s flush age falls): the
+    // other node takes the lease over, has the overwrites in files, and answers alone.
+    let b_holds = now_holding(&b, &c) == 'b';
     if b_holds {
         b.kill9()
     } else {
         c.kill9()
     }
     let survivor = if b_holds { &c } else { &b };
+    let all_rows = eu_lines(&first) + eu_lines(&second);
     wait_until(
-        "the survivor takes eu over",
-        Duration::from_secs(20),
+        "the survivor takes eu over and flushes the overwrites",
+        Duration::from_secs(30),
         || shared_view(survivor, "eu"),
-        |v| v.is_some_and(|(holds, files, _)| holds && files == eu_rows),
+        |v| v.is_some_and(|(holds, files, mem)| holds && files == all_rows && mem == 0),
     );
-    agree(&[&a, survivor], "after the takeover");
+    agree(&[&a, survivor], &model, "after the takeover");
     a.stop();
     if b_holds { c.stop() } else { b.stop() }
 }
@@ -1316,14 +1379,6 @@ fn a_region_on_shared_storage_is_flushed_by_one_node_and_taken_over_when_it_fail
         first
     };
     let points = |expected: &Expected, geo: &str| expected.get(geo).map_or(0, |e| e.0) as u64;
-    // Which of B and C flushes `region` (exactly one of them, once settled).
-    let holder = |b: &Node, c: &Node, region: &str| -> Option<char> {
-        match (shared_view(b, region), shared_view(c, region)) {
-            (Some((true, ..)), Some((false, ..))) => Some('b'),
-            (Some((false, ..)), Some((true, ..))) => Some('c'),
-            _ => None,
-        }
-    };
 
     // 1. One holder per region; both nodes answer every point once; once flushed, the
     //    files hold each eu point once and the follower's copy is gone.
@@ -1363,21 +1418,16 @@ fn a_region_on_shared_storage_is_flushed_by_one_node_and_taken_over_when_it_fail
         text.replacen(&shards_line, "shards_per_region = 7", 1),
     )
     .expect("config");
-    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .args(["serve", "--config"])
-        .arg(&other)
-        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
-        .arg("--data-dir")
-        .arg(root.path().join("d"))
-        .args(["--region", "eu", "--node", "d"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("running meridian");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (status, stderr) = serve_refused(
+        &other,
+        &root.path().join("d"),
+        &["--region", "eu", "--node", "d"],
+    );
     assert!(
-        !out.status.success() && stderr.contains("runs") && stderr.contains("ingest shards"),
-        "{:?}: {stderr}",
-        out.status
+        status.is_some_and(|s| !s.success())
+            && stderr.contains("this node 7")
+            && stderr.contains("ingest shards"),
+        "{status:?}: {stderr}"
     );
 
     // 2. The holder killed while it holds rows it has not flushed (blocks flush 8 s after
@@ -1447,19 +1497,6 @@ fn a_region_on_shared_storage_is_flushed_by_one_node_and_taken_over_when_it_fail
 
     // 4. The holder stopped past its lease: the other node takes over; resumed, the old
     //    holder steps down, and every point is still answered once.
-    let now_holding = |b: &Node, c: &Node| {
-        let mut h = None;
-        wait_until(
-            "one holder",
-            Duration::from_secs(15),
-            || {
-                h = holder(b, c, "eu");
-                h
-            },
-            |h| h.is_some(),
-        );
-        h.expect("a holder")
-    };
     let (stopped, other) = if now_holding(&b, &c) == 'b' {
         (&b, &c)
     } else {
@@ -1752,33 +1789,11 @@ fn regions_logs_live_in_their_own_cluster_of_a_supercluster() {
             .expect("ack");
     });
     let moved = node_config("b-moved.toml", &eu.url(), "us");
-    let log = root.path().join("b-moved.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .args(["serve", "--config"])
-        .arg(&moved)
-        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
-        .arg("--data-dir")
-        .arg(root.path().join("b"))
-        .args(["--region", "eu", "--region", "apac", "--node", "b"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(File::create(&log).expect("log"))
-        .spawn()
-        .expect("running meridian");
-    // Bounded: a node that started anyway is killed and the test fails.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for meridian") {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    let (status, stderr) = serve_refused(
+        &moved,
+        &root.path().join("b"),
+        &["--region", "eu", "--region", "apac", "--node", "b"],
+    );
     assert!(
         status.is_some_and(|s| !s.success()) && stderr.contains("still wait in MERIDIAN_IN_eu"),
         "{status:?}: {stderr}"

@@ -355,10 +355,25 @@ fn a_data_dir_keeps_its_shard_count_without_an_explicit_one() {
     let recorded: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
     assert_eq!(recorded["shards_per_region"], 3);
+    // Taken from the WAL directories, not a default that happens to be 3 on this machine.
+    assert!(
+        s.logs().contains("as this data dir's WAL was written"),
+        "{}",
+        s.logs()
+    );
     s.write_ok("db", "m,host=a v=1i 1700000000000000000\n");
     s.stop();
     s.restart();
     assert_eq!(shards(&s), first);
+    // The record wins over the WAL directories (three of them).
+    s.stop();
+    std::fs::write(&record, b"{\"shards_per_region\": 5}").unwrap();
+    s.restart();
+    let recorded_count = shards(&s);
+    assert!(
+        !recorded_count.is_empty() && recorded_count.iter().all(|n| *n == 5),
+        "{recorded_count:?}"
+    );
     s.stop();
     std::fs::write(&record, b"{\"shards_per_region\": \"three\"}").unwrap();
     let err = s.spawn(&[]).unwrap_err();
