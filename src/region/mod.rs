@@ -272,7 +272,13 @@ pub fn shards_for_data_dir(
         return Ok((n, ShardsFrom::Config));
     }
     let file = data_dir.join(SHARDS_FILE);
-    let recorded = match fs::read(&file) {
+    // Read at most 4 KiB: the record is one small object; anything longer is not one.
+    let read = File::open(&file).and_then(|f| {
+        use std::io::Read as _;
+        let mut bytes = Vec::new();
+        f.take(4096).read_to_end(&mut bytes).map(|_| bytes)
+    });
+    let recorded = match read {
         Ok(bytes) => Some(
             serde_json::from_slice::<serde_json::Value>(&bytes)
                 .ok()
