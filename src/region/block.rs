@@ -22,7 +22,7 @@ use arrow::array::{
     Int64Builder, StringArray, StringBuilder, TimestampNanosecondArray, UInt32Array, UInt64Builder,
     new_null_array,
 };
-use arrow::compute::{concat, take};
+use arrow::compute::{interleave, take};
 use arrow::datatypes::{Field, Int32Type, Schema};
 
 use crate::storage::schema::{tag_type, time_type};
@@ -86,6 +86,15 @@ impl SeriesTable {
 
     pub fn is_empty(&self) -> bool {
         self.sets.is_empty()
+    }
+
+    /// Entries a [`snapshot`](Self::snapshot) would copy now (none while it can share the
+    /// last one).
+    pub fn snapshot_cost(&self) -> usize {
+        match &self.snap {
+            Some(s) if s.len() == self.sets.len() => 0,
+            _ => self.sets.len(),
+        }
     }
 
     /// A snapshot of the tag sets (ids index into it): the previous one while no series
@@ -318,6 +327,7 @@ impl Block {
         let active_rows = self.time.len();
         if active_rows * self.active_width
             > SPARSE_RATIO * self.active_values * field_width(FieldType::Float) + SPARSE_FLOOR
+            || (active_rows == ACTIVE_ROWS && self.series.snapshot_cost() <= ACTIVE_ROWS)
         {
             self.freeze_active();
         }
@@ -459,6 +469,11 @@ pub const ROW_BASE_BYTES: usize = 12;
 
 /// Memory a block costs before its first row (its maps, series table, shard entry).
 const BLOCK_OVERHEAD: usize = 1024;
+/// Active rows are frozen when there are this many: their columns grew by doubling, so at a
+/// power of two they are full, and a chunk holds no spare capacity (a block of 120,000 rows
+/// in one chunk held up to 1.7× its rows). Not when the snapshot of the series table a
+/// chunk takes would copy more than that many entries (many series new since the last).
+const ACTIVE_ROWS: usize = 1 << 16;
 /// Active rows are frozen when freezing them would cost more than [`SPARSE_RATIO`] times
 /// their values plus [`SPARSE_FLOOR`] bytes, so nulls of sparse columns do not multiply.
 const SPARSE_RATIO: usize = 8;
@@ -509,6 +524,67 @@ impl BatchColumns {
     }
 }
 
+/// The rows of a block's chunks numbered in arrival order (the chunks one after another),
+/// and columns gathered from the chunks by those numbers.
+struct Arrival {
+    /// The number of each chunk's first row.
+    starts: Vec<usize>,
+    rows: usize,
+}
+
+/// Rows to gather: indices into the one chunk, or (chunk, row) pairs across several.
+enum Picks {
+    One(UInt32Array),
+    Many(Vec<(usize, usize)>),
+}
+
+impl Arrival {
+    fn new(chunks: &[Arc<Chunk>]) -> Arrival {
+        let mut starts = Vec::with_capacity(chunks.len());
+        let mut rows = 0;
+        for c in chunks {
+            starts.push(rows);
+            rows += c.rows();
+        }
+        Arrival { starts, rows }
+    }
+
+    fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The chunk holding row `r`, and the row within it.
+    fn locate(&self, r: u32) -> (usize, usize) {
+        let r = r as usize;
+        let c = self.starts.partition_point(|s| *s <= r).saturating_sub(1);
+        (c, r - self.starts.get(c).copied().unwrap_or(0))
+    }
+
+    fn indices(&self, rows: &[u32]) -> Picks {
+        if self.starts.len() == 1 {
+            Picks::One(UInt32Array::from(rows.to_vec()))
+        } else {
+            Picks::Many(rows.iter().map(|r| self.locate(*r)).collect())
+        }
+    }
+
+    fn is_valid(&self, parts: &[&dyn Array], r: u32) -> bool {
+        let (c, i) = self.locate(r);
+        parts[c].is_valid(i)
+    }
+
+    /// One column (its part in each chunk) at the picked rows.
+    fn gather(&self, parts: &[&dyn Array], picks: &Picks) -> Result<ArrayRef, ArrowError> {
+        match (picks, parts) {
+            (Picks::One(idx), [one]) => take(*one, idx, None),
+            (Picks::Many(locs), _) => interleave(parts, locs),
+            (Picks::One(_), _) => Err(ArrowError::InvalidArgumentError(
+                "rows of one chunk picked from several".into(),
+            )),
+        }
+    }
+}
+
 /// Merges chunks (oldest first) into one batch sorted by tag set then time, with rows of the
 /// same (series, time) merged last-write-wins field by field. Returns the batch, its
 /// columns, and how many rows were merged away.
@@ -532,37 +608,21 @@ pub fn sorted_batch(
     }
     fields.sort_by(|a, b| a.0.cmp(&b.0));
 
-    // Concatenate in arrival order.
-    let time_parts: Vec<&dyn Array> = chunks
+    // Rows are numbered in arrival order across the chunks; nothing is concatenated (a
+    // copy of the whole block): each output column is gathered from the chunks at once.
+    let arrival = Arrival::new(chunks);
+    let field_parts: Vec<Vec<ArrayRef>> = fields
         .iter()
-        .map(|c| c.time.as_ref() as &dyn Array)
+        .map(|(name, t)| {
+            chunks
+                .iter()
+                .map(|c| match c.fields.iter().find(|(n, _, _)| n == name) {
+                    Some((_, _, a)) => a.clone(),
+                    None => new_null_array(&t.arrow_type(), c.rows()),
+                })
+                .collect()
+        })
         .collect();
-    let sid_parts: Vec<&dyn Array> = chunks
-        .iter()
-        .map(|c| c.sid.as_ref() as &dyn Array)
-        .collect();
-    let time_all = concat(&time_parts)?;
-    let sid_all = concat(&sid_parts)?;
-    let mut field_all: Vec<ArrayRef> = Vec::with_capacity(fields.len());
-    for (name, t) in &fields {
-        let parts: Vec<ArrayRef> = chunks
-            .iter()
-            .map(|c| match c.fields.iter().find(|(n, _, _)| n == name) {
-                Some((_, _, a)) => a.clone(),
-                None => new_null_array(&t.arrow_type(), c.rows()),
-            })
-            .collect();
-        let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
-        field_all.push(concat(&refs)?);
-    }
-    let times = time_all
-        .as_any()
-        .downcast_ref::<TimestampNanosecondArray>()
-        .ok_or_else(|| ArrowError::CastError("time column is not a timestamp".into()))?;
-    let sids = sid_all
-        .as_any()
-        .downcast_ref::<UInt32Array>()
-        .ok_or_else(|| ArrowError::CastError("sid column is not u32".into()))?;
 
     // Rank series by tag set.
     let mut order: Vec<u32> = (0..series.len() as u32).collect();
@@ -573,10 +633,18 @@ pub fn sorted_batch(
     }
 
     // Sort rows by (series rank, time, arrival).
-    let n = times.len();
-    let mut rows: Vec<(u32, i64, u32)> = (0..n)
-        .map(|i| (rank[sids.value(i) as usize], times.value(i), i as u32))
-        .collect();
+    let n = arrival.rows();
+    let mut rows: Vec<(u32, i64, u32)> = Vec::with_capacity(n);
+    for (c, start) in chunks.iter().zip(&arrival.starts) {
+        let (times, sids) = (c.time.values(), c.sid.values());
+        rows.extend(
+            times
+                .iter()
+                .zip(sids.iter())
+                .enumerate()
+                .map(|(i, (t, s))| (rank[*s as usize], *t, (start + i) as u32)),
+        );
+    }
     rows.sort_unstable();
 
     // Runs of equal (series, time): keep the last row, and per field the last non-null.
@@ -595,12 +663,13 @@ pub fn sorted_batch(
         i = j;
     }
     let merged = n - base.len();
-    let base_idx = UInt32Array::from(base.clone());
+    let base_idx = arrival.indices(&base);
 
     let mut out_fields: Vec<ArrayRef> = Vec::with_capacity(fields.len());
-    for col in &field_all {
-        if dup_runs.is_empty() || col.null_count() == 0 {
-            out_fields.push(take(col.as_ref(), &base_idx, None)?);
+    for parts in &field_parts {
+        let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+        if dup_runs.is_empty() || parts.iter().all(|a| a.null_count() == 0) {
+            out_fields.push(arrival.gather(&refs, &base_idx)?);
             continue;
         }
         let mut idx = base.clone();
@@ -608,15 +677,17 @@ pub fn sorted_batch(
             if let Some(r) = rows[run.clone()]
                 .iter()
                 .rev()
-                .find(|r| col.is_valid(r.2 as usize))
+                .find(|r| arrival.is_valid(&refs, r.2))
             {
                 idx[*out_row] = r.2;
             }
         }
-        out_fields.push(take(col.as_ref(), &UInt32Array::from(idx), None)?);
+        out_fields.push(arrival.gather(&refs, &arrival.indices(&idx))?);
     }
-    let out_time = take(&time_all, &base_idx, None)?;
-    let out_sid = take(&sid_all, &base_idx, None)?;
+    let time_parts: Vec<&dyn Array> = chunks.iter().map(|c| c.time.as_ref() as _).collect();
+    let sid_parts: Vec<&dyn Array> = chunks.iter().map(|c| c.sid.as_ref() as _).collect();
+    let out_time = arrival.gather(&time_parts, &base_idx)?;
+    let out_sid = arrival.gather(&sid_parts, &base_idx)?;
     let out_sid = out_sid
         .as_any()
         .downcast_ref::<UInt32Array>()
@@ -881,6 +952,69 @@ mod tests {
             .unwrap()
             .as_primitive::<Float64Type>();
         assert_eq!(v.values().to_vec(), vec![4.0, 3.0, 2.0, 1.0, 5.0]);
+    }
+
+    /// Active rows are frozen at ACTIVE_ROWS, into chunks whose buffers are full; the
+    /// sorted batch gathered across them equals a model (last write wins, also for a
+    /// point rewritten in a later chunk).
+    #[test]
+    fn full_active_rows_freeze_into_full_chunks_and_sort_across_them() {
+        let mut b = Block::new();
+        let mut model = std::collections::BTreeMap::new();
+        let n = 2 * ACTIVE_ROWS + 10;
+        for i in 0..n {
+            let host = format!("h{:02}", i % 50);
+            // Times repeat every 40,000 rows: later chunks overwrite earlier points.
+            let t = ((i * 7919) % 40_000) as i64;
+            add(
+                &mut b,
+                &[("host", &host)],
+                &[("v", FieldValue::Integer(i as i64))],
+                t,
+            );
+            model.insert((host, t), i as i64);
+        }
+        assert_eq!(b.chunks.len(), 2, "frozen at each ACTIVE_ROWS");
+        for c in &b.chunks {
+            assert_eq!(c.rows(), ACTIVE_ROWS);
+            assert_eq!(c.time.values().inner().capacity(), ACTIVE_ROWS * 8);
+        }
+        let chunks = b.freeze();
+        assert_eq!(chunks.len(), 3);
+        let (batch, _, merged) = sorted_batch(&chunks).unwrap();
+        assert_eq!(merged, n - model.len());
+        let hosts = tag_values(&batch, "host");
+        let times = batch
+            .column(0)
+            .as_primitive::<arrow::datatypes::TimestampNanosecondType>();
+        let v = batch
+            .column_by_name("v")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        let got: Vec<((String, i64), i64)> = (0..batch.num_rows())
+            .map(|r| ((hosts[r].clone().unwrap(), times.value(r)), v.value(r)))
+            .collect();
+        let want: Vec<((String, i64), i64)> = model.into_iter().collect();
+        assert_eq!(got, want);
+    }
+
+    /// A block adding many series is not frozen at ACTIVE_ROWS once a chunk's snapshot of
+    /// its series table would copy more entries than that.
+    #[test]
+    fn many_new_series_do_not_freeze_a_snapshot_per_chunk() {
+        let mut b = Block::new();
+        for i in 0..3 * ACTIVE_ROWS {
+            let host = format!("h{i}");
+            add(
+                &mut b,
+                &[("host", &host)],
+                &[("v", FieldValue::Integer(1))],
+                0,
+            );
+        }
+        // Frozen at the first ACTIVE_ROWS (a snapshot of 65,536 series), not the second.
+        assert_eq!(b.chunks.len(), 1);
+        assert_eq!(b.freeze().len(), 2);
     }
 
     #[test]
