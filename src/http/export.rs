@@ -541,11 +541,17 @@ impl Windows {
                 .iter()
                 .map(|c| self.columns.iter().position(|x| x == c))
                 .collect();
+            // A column the part has no value of holds what the whole answer has where a
+            // row has none: a count of nothing is 0, anything else null.
+            let absent = match self.spec.agg {
+                Agg::None => Value::Null,
+                agg => crate::query::agg::Acc::default().finish(agg).0,
+            };
             let mut series = Vec::with_capacity(r.series.len());
             for s in r.series {
                 let mut rows: Vec<(i64, Vec<Value>)> = Vec::with_capacity(s.rows.len());
                 for (t, vals) in s.rows {
-                    let mut out = vec![Value::Null; self.columns.len()];
+                    let mut out = vec![absent.clone(); self.columns.len()];
                     for (v, to) in vals.into_iter().zip(&map) {
                         if let Some(i) = to {
                             out[*i] = v;
