@@ -926,6 +926,107 @@ fn chunked_raw_selects_stream_a_partition_at_a_time() {
     }
 }
 
+/// `GROUP BY time()` of functions computed from the points (median, percentile, a selector
+/// with other columns), whose points over the whole range would pass `query.max_memory`,
+/// is read a window of whole buckets at a time: with tags, a fill over empty buckets
+/// before the data, and `ORDER BY time DESC LIMIT`, every bucket as computed from the
+/// points. The same buckets under `tz('UTC')` (not windowed: a zone's buckets are not all
+/// one width) pass the budget.
+#[test]
+fn bucketed_functions_of_points_are_read_a_window_at_a_time() {
+    let mut s = TestServer::start(ServerConfig::default().with_query_memory("2MiB", "4MiB"));
+    // 2024-01-01T00:00:00Z; four hours of two hosts, a point every two seconds each.
+    let t0: i64 = 1_704_067_200_000_000_000;
+    let sec = 1_000_000_000i64;
+    let v = |host: i64, n: i64| (n * 7919 + host * 104_729) % 1000;
+    let body = |hours: std::ops::Range<i64>| -> String {
+        let mut out = String::new();
+        for n in (hours.start * 3600..hours.end * 3600).step_by(2) {
+            for h in 0..2 {
+                out.push_str(&format!("pts,host=h{h} v={}i {}\n", v(h, n), t0 + n * sec));
+            }
+        }
+        out
+    };
+    s.write_ok("win", &body(0..2));
+    s.stop();
+    s.restart();
+    s.write_ok("win", &body(2..4));
+    let run = |stmt: &str| -> Value {
+        let r: Value = serde_json::from_str(&ask(&s, "win", "epoch=ns", stmt)).unwrap();
+        assert!(r["results"][0]["error"].is_null(), "{stmt}: {r:.400}");
+        r
+    };
+    // Per host and 30-minute bucket, from an hour before the data: the median and count of
+    // its 900 points, or the fill.
+    let range = format!(
+        "time >= {} AND time < {}",
+        t0 - 3600 * sec,
+        t0 + 4 * 3600 * sec
+    );
+    let stmt = format!(
+        "SELECT median(v), count(v) FROM pts WHERE {range} GROUP BY time(30m), host fill(-1)"
+    );
+    let r = run(&stmt);
+    let series = r["results"][0]["series"].as_array().unwrap();
+    assert_eq!(series.len(), 2, "{r:.300}");
+    for (h, sr) in series.iter().enumerate() {
+        assert_eq!(sr["tags"]["host"], json!(format!("h{h}")));
+        let rows = sr["values"].as_array().unwrap();
+        assert_eq!(rows.len(), 10, "{sr:.300}");
+        for (b, row) in rows.iter().enumerate() {
+            let start = t0 + (b as i64 - 2) * 1800 * sec;
+            assert_eq!(row[0], json!(start));
+            if b < 2 {
+                assert_eq!((&row[1], &row[2]), (&json!(-1), &json!(-1)), "{row:?}");
+                continue;
+            }
+            let first = (b as i64 - 2) * 1800;
+            let mut vals: Vec<i64> = (first..first + 1800)
+                .step_by(2)
+                .map(|n| v(h as i64, n))
+                .collect();
+            vals.sort_unstable();
+            let median = (vals[449] + vals[450]) as f64 / 2.0;
+            assert_eq!(row[1].as_f64(), Some(median), "bucket {b}: {row:?}");
+            assert_eq!(row[2], json!(900));
+        }
+    }
+    // The same buckets under tz('UTC'), read whole: over the budget.
+    let whole: Value =
+        serde_json::from_str(&ask(&s, "win", "epoch=ns", &format!("{stmt} tz('UTC')"))).unwrap();
+    let err = whole["results"][0]["error"].as_str().unwrap_or_default();
+    assert!(err.contains("query.max_memory"), "{whole:.300}");
+    // A selector with another column, newest first, the three last hours: each bucket's
+    // largest value (at the bucket's start, as InfluxDB answers), with the host of its
+    // first point holding it.
+    let stmt = format!(
+        "SELECT max(v), host FROM pts WHERE time >= {t0} AND time < {end} GROUP BY time(1h) ORDER BY time DESC LIMIT 3",
+        end = t0 + 4 * 3600 * sec
+    );
+    let rows = values(&run(&stmt));
+    assert_eq!(rows.len(), 3);
+    for (i, row) in rows.iter().enumerate() {
+        let hour = 3 - i as i64;
+        let (mut best, mut host) = (-1, 0);
+        for n in (hour * 3600..(hour + 1) * 3600).step_by(2) {
+            for h in 0..2 {
+                if v(h, n) > best {
+                    (best, host) = (v(h, n), h);
+                }
+            }
+        }
+        assert_eq!(
+            row,
+            &vec![
+                json!(t0 + hour * 3600 * sec),
+                json!(best),
+                json!(format!("h{host}"))
+            ]
+        );
+    }
+}
+
 /// `chunked=true` computes a statement of per-bucket aggregates grouped by `time()` alone
 /// with `fill(none)` a window of whole buckets at a time: an answer over `query.max_memory`
 /// whole streams within it, each bucket's value as computed from the points; buckets with an

@@ -795,11 +795,66 @@ impl<'a> Plan<'a> {
         }
         let (groups, aux) = if self.fast() {
             (self.native_groups(ctx, db, budget).await?, Aux::default())
+        } else if let Some(windows) = self.point_windows(ctx, db).await {
+            // A window's points and working copies are charged to a budget of their own,
+            // let go before the next window is read; the buckets' results are kept.
+            let mut groups = Groups::new();
+            let mut aux = Aux::default();
+            for w in windows {
+                let window_budget = Arc::new(ctx.query_memory.budget());
+                let points = self.points(ctx, db, &window_budget, Some(w)).await?;
+                let (g, a) = self.local_groups(points, &window_budget)?;
+                for (key, buckets) in g {
+                    groups.entry(key).or_default().extend(buckets);
+                }
+                aux.extend(a);
+            }
+            (groups, aux)
         } else {
             let points = self.points(ctx, db, budget, None).await?;
             self.local_groups(points, budget)?
         };
         self.aggregate_series(groups, &aux)
+    }
+
+    /// `GROUP BY time()` computed here from the points: the windows of whole buckets
+    /// (inclusive bounds, within the statement's range) to read one after another, when
+    /// the points of the whole range could pass the query's memory budget and the data
+    /// lies in two or more windows. A bucket's result depends on its own points only
+    /// (not so `integral`, whose area InfluxDB carries across bucket edges), so the
+    /// buckets of all windows together are those of the whole range: fills, grouping
+    /// tags, `LIMIT` and transformations apply to them as they would. `None` with `tz()`
+    /// (buckets of a zone are not all one width), or when a region is another node's (its
+    /// partitions are not known here).
+    async fn point_windows(&self, ctx: &Ctx, db: &str) -> Option<Vec<(i64, i64)>> {
+        /// What a point costs held (its time, tags, key and row), besides its values.
+        const POINT_BYTES: u64 = 64;
+        let (every, offset) = self.interval?;
+        let engine = &ctx.engine;
+        if self.zone.is_some()
+            || self
+                .calls
+                .iter()
+                .any(|c| matches!(c.func, Func::Integral(_)))
+            || !engine.regions().iter().all(|r| r.hosted())
+        {
+            return None;
+        }
+        let (start, end) = (self.min.unwrap_or(i64::MIN), self.end_exclusive());
+        let spans = crate::query::windows::spans(engine, db, &self.measurement, (start, end))
+            .await
+            .ok()?;
+        let per_point = POINT_BYTES + (self.fields.len() * std::mem::size_of::<Value>()) as u64;
+        if spans.rows.saturating_mul(per_point) <= ctx.query_memory.per_query() / 2 {
+            return None;
+        }
+        let windows: Vec<(i64, i64)> =
+            crate::query::windows::aligned(&spans.windows, every, offset)
+                .into_iter()
+                .map(|(lo, hi)| (lo.max(start), hi.min(end).saturating_sub(1)))
+                .filter(|(lo, hi)| lo <= hi)
+                .collect();
+        (windows.len() >= 2).then_some(windows)
     }
 
     /// The points matching the condition: (group key, time, tags, field values aligned with
