@@ -19,7 +19,7 @@ use std::time::Instant;
 use arrow::record_batch::RecordBatch;
 
 use crate::catalog::{FileMeta, Manifest, ManifestEdit, WalRange};
-use crate::model::PartitionStart;
+use crate::model::{PartitionStart, TIME_COLUMN};
 use crate::region::block::{Chunk, sorted_batch};
 use crate::storage::parquet::{FLUSH_PAGE_ROWS, FLUSH_ZSTD_LEVEL};
 use crate::storage::paths::data_file_rel;
@@ -75,8 +75,8 @@ pub struct FlushOutcome {
     pub seconds: f64,
 }
 
-/// A file a flush wrote: where it is, its manifest entry and its rows in file order, so
-/// that the caller can index it without reading it back.
+/// A file a flush wrote: where it is, its manifest entry and its rows in file order (time
+/// and tag columns), so that the caller can index it without reading it back.
 pub struct Written {
     pub file_ref: FileRef,
     pub file: FileMeta,
@@ -160,7 +160,7 @@ pub fn run(job: &FlushJob) -> Result<Vec<(FlushOutcome, Written)>, String> {
 
 /// Step 1 for one part: sorted, merged and encoded into staging.
 fn stage(job: &FlushJob, part: &FlushPart) -> Result<(Staged, RecordBatch, usize), String> {
-    let (batch, _cols, merged) =
+    let (batch, cols, merged) =
         sorted_batch(&part.chunks).map_err(|e| format!("sorting block: {e}"))?;
     let rel = data_file_rel(
         &part.key.db,
@@ -190,5 +190,18 @@ fn stage(job: &FlushJob, part: &FlushPart) -> Result<(Staged, RecordBatch, usize
         part.wal.clone(),
     )
     .map_err(|e| e.to_string())?;
+    // The file's index needs the time and tag columns only: the fields' sorted copy is let
+    // go now, not after the files are synced and the manifest edited.
+    let keep: Vec<usize> = batch
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.name() == TIME_COLUMN || cols.tags.iter().any(|t| **t == **f.name()))
+        .map(|(i, _)| i)
+        .collect();
+    let batch = batch
+        .project(&keep)
+        .map_err(|e| format!("sorting block: {e}"))?;
     Ok((staged, batch, merged))
 }

@@ -52,6 +52,12 @@ pub struct PagedWriter<W: Write + Send> {
     max_group_rows: usize,
     group: Option<Group>,
     groups: usize,
+    /// The properties of the plain columns and of the columns paged by series.
+    props: WriterProperties,
+    series_props: Option<WriterProperties>,
+    /// Per column, a factory of writers of that column alone ([`PagedWriter::write_whole`]),
+    /// made when first needed.
+    single: Vec<Option<ArrowRowGroupWriterFactory>>,
 }
 
 /// The row group being encoded.
@@ -83,38 +89,95 @@ impl<W: Write + Send> PagedWriter<W> {
             .iter()
             .map(|f| series_pages.iter().any(|n| n == f.name()))
             .collect();
-        let by_series = if paged.iter().any(|p| *p) {
+        let series_props = paged.iter().any(|p| *p).then(|| {
             // A page after every write call; a call (one series run) is one write batch
             // unless the run is longer than a page may be.
             let page_rows = props.data_page_row_count_limit().max(1);
-            let series_props = props
+            props
                 .clone()
                 .into_builder()
                 .set_data_page_row_count_limit(1)
                 .set_write_batch_size(page_rows)
-                .build();
-            let probe = ArrowWriter::try_new_with_options(
-                std::io::sink(),
-                schema.clone(),
-                options(series_props),
-            )?;
-            let (probe, _) = probe.into_serialized_writer()?;
-            Some(ArrowRowGroupWriterFactory::new(&probe, schema.clone()))
-        } else {
-            None
+                .build()
+        });
+        let by_series = match &series_props {
+            Some(p) => Some(factory(schema.clone(), p.clone())?),
+            None => None,
         };
-        let (file, plain) = ArrowWriter::try_new_with_options(out, schema.clone(), options(props))?
-            .into_serialized_writer()?;
+        let (file, plain) =
+            ArrowWriter::try_new_with_options(out, schema.clone(), options(props.clone()))?
+                .into_serialized_writer()?;
         Ok(PagedWriter {
             file,
             plain,
             by_series,
+            single: paged.iter().map(|_| None).collect(),
             paged,
             schema,
             max_group_rows,
             group: None,
             groups: 0,
+            props,
+            series_props,
         })
+    }
+
+    /// Writes `rows` rows given column by column, in row groups of their own: each column
+    /// of a row group is encoded by a writer of that column alone, closed and appended to
+    /// the file before the next column's writer is made. Only one column's encoder buffers
+    /// (and, from `column`, one column's values) exist at a time, where
+    /// [`write`](Self::write) holds every column's writer until its row group ends. For a
+    /// caller that has every row of the file: a row group open from `write` is ended first.
+    /// `column(i, range)` gives column `i` of the file's schema for those rows.
+    pub fn write_whole(
+        &mut self,
+        rows: usize,
+        series: &[Range<usize>],
+        column: &mut dyn FnMut(usize, Range<usize>) -> Result<ArrayRef>,
+    ) -> Result<()> {
+        self.end_group()?;
+        let mut offset = 0;
+        while offset < rows {
+            let take = self.max_group_rows.min(rows - offset);
+            let part = offset..offset + take;
+            let local: Vec<Range<usize>> = clip(series, &part)
+                .map(|r| r.start - part.start..r.end - part.start)
+                .collect();
+            let mut rg = self.file.next_row_group()?;
+            for (i, field) in self.schema.fields().iter().enumerate() {
+                let paged = self.paged[i];
+                let single = match &mut self.single[i] {
+                    Some(f) => f,
+                    slot => {
+                        let props = match (&self.series_props, paged) {
+                            (Some(p), true) => p.clone(),
+                            _ => self.props.clone(),
+                        };
+                        let one = Arc::new(arrow::datatypes::Schema::new(vec![field.clone()]));
+                        slot.insert(factory(one, props)?)
+                    }
+                };
+                let mut writers = single.create_column_writers(self.groups)?;
+                let (Some(mut writer), true) = (writers.pop(), writers.is_empty()) else {
+                    return Err(ParquetError::General(
+                        "nested columns are not written a column at a time".into(),
+                    ));
+                };
+                let values = column(i, part.clone())?;
+                if values.len() != take || values.data_type() != field.data_type() {
+                    return Err(ParquetError::General(format!(
+                        "column {} differs from the file's",
+                        field.name()
+                    )));
+                }
+                write_column(&mut writer, field, &values, 0..take, &local, paged)?;
+                writer.close()?.append_to_row_group(&mut rg)?;
+            }
+            rg.close()?;
+            self.groups += 1;
+            offset += take;
+        }
+        Ok(())
     }
 
     /// Appends `batch` (in the file's schema). `series` are the runs of rows of one series
@@ -160,31 +223,17 @@ impl<W: Write + Send> PagedWriter<W> {
             };
             let take = (self.max_group_rows - group.rows).min(n - offset);
             let part = offset..offset + take;
+            let runs: Vec<Range<usize>> = clip(series, &part).collect();
             for (i, (field, column)) in self.schema.fields().iter().zip(batch.columns()).enumerate()
             {
-                let writer = &mut group.writers[i];
-                let mut put = |range: Range<usize>, validity: bool| -> Result<()> {
-                    let mut slice: ArrayRef = column.slice(range.start, range.len());
-                    if validity && slice.nulls().is_none() {
-                        slice = with_validity(&slice);
-                    }
-                    for leaf in compute_leaves(field, &slice)? {
-                        writer.write(&leaf)?;
-                    }
-                    Ok(())
-                };
-                let paged = self.paged[i];
-                if paged && !series.is_empty() && column.slice(part.start, take).null_count() == 0 {
-                    for run in series {
-                        let (from, to) = (run.start.max(part.start), run.end.min(part.end));
-                        if from < to {
-                            put(from..to, field.is_nullable())?;
-                        }
-                    }
-                } else {
-                    // A paged column's part in one call: one page (see the type's doc).
-                    put(part.clone(), paged && field.is_nullable())?;
-                }
+                write_column(
+                    &mut group.writers[i],
+                    field,
+                    column,
+                    part.clone(),
+                    &runs,
+                    self.paged[i],
+                )?;
             }
             group.rows += take;
             offset += take;
@@ -228,6 +277,55 @@ impl<W: Write + Send> PagedWriter<W> {
     pub fn into_inner(mut self) -> Result<W> {
         self.end_group()?;
         self.file.into_inner()
+    }
+}
+
+/// A factory of column writers for files of `schema` written as `props` say.
+fn factory(schema: SchemaRef, props: WriterProperties) -> Result<ArrowRowGroupWriterFactory> {
+    let probe = ArrowWriter::try_new_with_options(std::io::sink(), schema.clone(), options(props))?;
+    let (probe, _) = probe.into_serialized_writer()?;
+    Ok(ArrowRowGroupWriterFactory::new(&probe, schema))
+}
+
+/// The parts of the runs `series` within `part`.
+fn clip<'a>(
+    series: &'a [Range<usize>],
+    part: &'a Range<usize>,
+) -> impl Iterator<Item = Range<usize>> + 'a {
+    series
+        .iter()
+        .map(|r| r.start.max(part.start)..r.end.min(part.end))
+        .filter(|r| r.start < r.end)
+}
+
+/// Writes rows `part` of `column` (of `field`): a column paged by series one run of
+/// `series` (within `part`) at a time, when it has no null there; otherwise in one call.
+fn write_column(
+    writer: &mut ArrowColumnWriter,
+    field: &arrow::datatypes::FieldRef,
+    column: &ArrayRef,
+    part: Range<usize>,
+    series: &[Range<usize>],
+    paged: bool,
+) -> Result<()> {
+    let mut put = |range: Range<usize>, validity: bool| -> Result<()> {
+        let mut slice: ArrayRef = column.slice(range.start, range.len());
+        if validity && slice.nulls().is_none() {
+            slice = with_validity(&slice);
+        }
+        for leaf in compute_leaves(field, &slice)? {
+            writer.write(&leaf)?;
+        }
+        Ok(())
+    };
+    if paged && !series.is_empty() && column.slice(part.start, part.len()).null_count() == 0 {
+        for run in series {
+            put(run.clone(), field.is_nullable())?;
+        }
+        Ok(())
+    } else {
+        // A paged column's part in one call: one page (see the type's doc).
+        put(part, paged && field.is_nullable())
     }
 }
 
@@ -321,6 +419,45 @@ mod tests {
         let mut w = PagedWriter::try_new(Vec::new(), batch.schema(), props, paged).unwrap();
         w.write(batch, runs).unwrap();
         w.into_inner().unwrap()
+    }
+
+    /// A file written a column at a time (`write_whole`) is the file `write` makes, byte for
+    /// byte: row groups cut within series runs, a paged column and a nullable one.
+    #[test]
+    fn a_column_at_a_time_writes_the_same_file() {
+        let batch = counters(|s| Some(250 + s * 7), 12);
+        let runs = series_runs(&batch, &[0]).unwrap();
+        let paged = vec!["c".to_string()];
+        let props = crate::storage::parquet::writer_properties(
+            &batch.schema(),
+            1000,
+            vec![],
+            1,
+            20_000,
+            &[("c".into(), parquet::basic::Encoding::DELTA_BINARY_PACKED)],
+        );
+        let mut whole =
+            PagedWriter::try_new(Vec::new(), batch.schema(), props.clone(), &paged).unwrap();
+        let mut column = |i: usize, rows: Range<usize>| -> Result<ArrayRef> {
+            Ok(batch.column(i).slice(rows.start, rows.len()))
+        };
+        whole
+            .write_whole(batch.num_rows(), &runs, &mut column)
+            .unwrap();
+        let whole = whole.into_inner().unwrap();
+        let mut by_rows = PagedWriter::try_new(Vec::new(), batch.schema(), props, &paged).unwrap();
+        by_rows.write(&batch, &runs).unwrap();
+        let by_rows = by_rows.into_inner().unwrap();
+        assert!(data_pages(&whole) > 12, "paged by series");
+        assert_eq!(whole, by_rows);
+        let meta =
+            parquet::file::serialized_reader::SerializedFileReader::new(bytes::Bytes::from(whole))
+                .unwrap();
+        use parquet::file::reader::FileReader;
+        assert_eq!(
+            meta.metadata().num_row_groups(),
+            batch.num_rows().div_ceil(1000)
+        );
     }
 
     /// Long counter series are paged; not when a series lacks the field (its nulls would

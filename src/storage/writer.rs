@@ -13,12 +13,14 @@
 //!    or in the files they were to replace.
 
 use std::fs::{self, File};
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow::array::{Array, TimestampNanosecondArray};
+use arrow::array::{Array, ArrayRef, TimestampNanosecondArray};
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use parquet::errors::ParquetError;
 use parquet::file::metadata::KeyValue;
 
 use super::file_meta::{FileMeta, WalRange};
@@ -259,8 +261,8 @@ impl FileWriter {
         })
     }
 
-    /// Appends rows (sorted by tag set then time, in the file's schema).
-    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+    /// Counts the rows of `batch` and their time range.
+    fn count(&mut self, batch: &RecordBatch) -> Result<()> {
         let time = batch
             .column_by_name(TIME_COLUMN)
             .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
@@ -270,6 +272,42 @@ impl FileWriter {
             self.max = self.max.max(*t);
         }
         self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Writes every row of the file (sorted by tag set then time, in the file's schema) a
+    /// column at a time ([`PagedWriter::write_whole`]): one column's encoder and stored form
+    /// exist at a time, not every column's.
+    pub fn write_whole(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.count(batch)?;
+        let runs = match &self.series_tags {
+            Some(tags) => series_runs(batch, tags).map_err(pq_err(&self.tmp))?,
+            None => Vec::new(),
+        };
+        let (scales, stored, unit) = (&self.scales, &self.stored, self.time_unit);
+        let schema = batch.schema();
+        let mut column = |i: usize, rows: Range<usize>| -> parquet::errors::Result<ArrayRef> {
+            let values = batch.column(i).slice(rows.start, rows.len());
+            if scales.is_empty() && unit == FileTimeUnit::Nanosecond {
+                return Ok(values);
+            }
+            let arrow = |e: arrow::error::ArrowError| ParquetError::General(e.to_string());
+            let one = Schema::new(vec![schema.field(i).clone()]);
+            let one = RecordBatch::try_new(Arc::new(one), vec![values]).map_err(arrow)?;
+            let stored_one = Arc::new(stored.project(&[i]).map_err(arrow)?);
+            let out = scaled::to_stored(&one, scales, &stored_one)
+                .and_then(|b| batch_in_unit(&b, unit))
+                .map_err(arrow)?;
+            Ok(out.column(0).clone())
+        };
+        self.writer
+            .write_whole(batch.num_rows(), &runs, &mut column)
+            .map_err(pq_err(&self.tmp))
+    }
+
+    /// Appends rows (sorted by tag set then time, in the file's schema).
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.count(batch)?;
         if self.scales.is_empty() && self.time_unit == FileTimeUnit::Nanosecond {
             return self.put(batch);
         }
@@ -372,7 +410,7 @@ pub fn stage_file(
 ) -> Result<Staged> {
     let layout = Layout::tried(batch, spec);
     let mut w = FileWriter::create(store, rel, seq, batch.schema(), spec, layout)?;
-    if let Err(e) = w.write(batch) {
+    if let Err(e) = w.write_whole(batch) {
         let _ = fs::remove_file(&w.tmp);
         return Err(e);
     }
