@@ -329,7 +329,9 @@ impl Block {
             > SPARSE_RATIO * self.active_values * field_width(FieldType::Float) + SPARSE_FLOOR
             || (active_rows == ACTIVE_ROWS && self.series.snapshot_cost() <= ACTIVE_ROWS)
         {
-            self.freeze_active();
+            // The chunk's snapshot of the series table, when a new one, is held until the
+            // block is flushed.
+            added += self.freeze_active();
         }
         let before_series = self.series.len();
         let sid = self.series.intern(series_hash, sorted_tags);
@@ -411,10 +413,12 @@ impl Block {
 
     /// Moves the active rows into a new chunk: only the columns with a value among them,
     /// padded to the chunk's length (a column absent from a chunk is all-null there).
-    fn freeze_active(&mut self) {
+    /// Returns the bytes of the series-table snapshot it copied (0 when it shares the last).
+    fn freeze_active(&mut self) -> usize {
         if self.time.is_empty() {
-            return;
+            return 0;
         }
+        let snapshot = self.series.snapshot_cost() * std::mem::size_of::<TagSet>();
         let rows = self.time.len();
         let time = Arc::new(
             TimestampNanosecondArray::from(std::mem::take(&mut self.time)).with_timezone("UTC"),
@@ -443,6 +447,7 @@ impl Block {
         self.active_width = 0;
         self.active_values = 0;
         self.last_columns.clear();
+        snapshot
     }
 }
 

@@ -797,13 +797,16 @@ impl<'a> Plan<'a> {
             (self.native_groups(ctx, db, budget).await?, Aux::default())
         } else if let Some(windows) = self.point_windows(ctx, db).await {
             // A window's points and working copies are charged to a budget of their own,
-            // let go before the next window is read; the buckets' results are kept.
+            // let go before the next window is read; the buckets' results are kept, and
+            // charged to the statement's.
             let mut groups = Groups::new();
             let mut aux = Aux::default();
             for w in windows {
                 let window_budget = Arc::new(ctx.query_memory.budget());
                 let points = self.points(ctx, db, &window_budget, Some(w)).await?;
                 let (g, a) = self.local_groups(points, &window_budget)?;
+                drop(window_budget);
+                budget.charge(results_bytes(&g, &a))?;
                 for (key, buckets) in g {
                     groups.entry(key).or_default().extend(buckets);
                 }
@@ -820,24 +823,18 @@ impl<'a> Plan<'a> {
     /// `GROUP BY time()` computed here from the points: the windows of whole buckets
     /// (inclusive bounds, within the statement's range) to read one after another, when
     /// the points of the whole range could pass the query's memory budget and the data
-    /// lies in two or more windows. A bucket's result depends on its own points only
-    /// (not so `integral`, whose area InfluxDB carries across bucket edges), so the
-    /// buckets of all windows together are those of the whole range: fills, grouping
-    /// tags, `LIMIT` and transformations apply to them as they would. `None` with `tz()`
-    /// (buckets of a zone are not all one width), or when a region is another node's (its
-    /// partitions are not known here).
+    /// lies in two or more windows. Every function here is given one bucket's points
+    /// ([`apply`]), so the buckets of all windows together are those of the whole range:
+    /// fills, grouping tags, `LIMIT` and transformations apply to them as they would.
+    /// `None` with `tz()` (buckets of a zone are not all one width), or when a region is
+    /// another node's (its partitions are not known here). The snapshot `spans` takes
+    /// freezes the blocks' rows, as the read that follows would.
     async fn point_windows(&self, ctx: &Ctx, db: &str) -> Option<Vec<(i64, i64)>> {
         /// What a point costs held (its time, tags, key and row), besides its values.
         const POINT_BYTES: u64 = 64;
         let (every, offset) = self.interval?;
         let engine = &ctx.engine;
-        if self.zone.is_some()
-            || self
-                .calls
-                .iter()
-                .any(|c| matches!(c.func, Func::Integral(_)))
-            || !engine.regions().iter().all(|r| r.hosted())
-        {
+        if self.zone.is_some() || !engine.regions().iter().all(|r| r.hosted()) {
             return None;
         }
         let (start, end) = (self.min.unwrap_or(i64::MIN), self.end_exclusive());
@@ -1660,6 +1657,37 @@ impl<'a> Plan<'a> {
             })
             .collect()
     }
+}
+
+/// What the buckets' results of `groups` (and the selectors' other columns) hold.
+fn results_bytes(groups: &Groups, aux: &Aux) -> u64 {
+    let value = |v: &Value| {
+        std::mem::size_of::<Value>()
+            + match v {
+                Value::Str(s) => s.len(),
+                _ => 0,
+            }
+    };
+    let mut bytes = 0usize;
+    for (key, buckets) in groups {
+        bytes += 64 + key.iter().map(|k| 24 + k.len()).sum::<usize>();
+        for outs in buckets.values() {
+            bytes += 64;
+            for o in outs {
+                bytes += std::mem::size_of::<Out>()
+                    + match o {
+                        Out::Empty => 0,
+                        Out::One(v, _) => value(v) - std::mem::size_of::<Value>(),
+                        Out::Many(vs) => vs.iter().map(value).sum(),
+                        Out::Points(ps) => ps.iter().map(|(_, v)| 8 + value(v)).sum(),
+                    };
+            }
+        }
+    }
+    for row in aux.values() {
+        bytes += 64 + row.iter().flatten().map(value).sum::<usize>();
+    }
+    bytes as u64
 }
 
 /// A point's time and one field's value.
