@@ -23,7 +23,7 @@ use arrow::array::{
     new_null_array,
 };
 use arrow::compute::{interleave, take};
-use arrow::datatypes::{Field, Int32Type, Schema};
+use arrow::datatypes::{Field, Int32Type, Schema, SchemaRef};
 
 use crate::storage::schema::{tag_type, time_type};
 use arrow::error::ArrowError;
@@ -596,155 +596,222 @@ impl Arrival {
 pub fn sorted_batch(
     chunks: &[Arc<Chunk>],
 ) -> Result<(RecordBatch, BatchColumns, usize), ArrowError> {
-    // The series table of the last chunk covers every sid of earlier chunks.
-    let series: Arc<[TagSet]> = chunks
-        .last()
-        .map(|c| c.series.clone())
-        .unwrap_or_else(|| Arc::from(vec![]));
+    let sorted = SortedRows::new(chunks)?;
+    Ok((sorted.batch()?, sorted.columns.clone(), sorted.merged))
+}
 
-    // Union of field columns (first type seen wins; the registry makes them agree).
-    let mut fields: Vec<(Arc<str>, FieldType)> = Vec::new();
-    for c in chunks {
-        for (n, t, _) in &c.fields {
-            if !fields.iter().any(|(m, _)| m == n) {
-                fields.push((n.clone(), *t));
+/// A block's rows sorted by tag set then time, duplicates merged (see [`sorted_batch`]),
+/// whose time and tag columns are made at once and whose field columns are gathered from
+/// the chunks when asked, one at a time: a flush encodes a column, then the next, and never
+/// holds a sorted copy of the whole block beside it.
+pub struct SortedRows {
+    chunks: Vec<Arc<Chunk>>,
+    arrival: Arrival,
+    /// The row kept of each (series, time), in output order, by arrival number.
+    base: Vec<u32>,
+    /// Rows merged into one: the output row, and the run's rows by arrival number, oldest
+    /// first (a field takes the last one with a value).
+    dups: Vec<(usize, Vec<u32>)>,
+    /// `time`, then the tag columns.
+    keys: Vec<ArrayRef>,
+    schema: SchemaRef,
+    pub columns: BatchColumns,
+    pub merged: usize,
+}
+
+impl SortedRows {
+    pub fn new(chunks: &[Arc<Chunk>]) -> Result<SortedRows, ArrowError> {
+        // The series table of the last chunk covers every sid of earlier chunks.
+        let series: Arc<[TagSet]> = chunks
+            .last()
+            .map(|c| c.series.clone())
+            .unwrap_or_else(|| Arc::from(vec![]));
+
+        // Union of field columns (first type seen wins; the registry makes them agree).
+        let mut fields: Vec<(Arc<str>, FieldType)> = Vec::new();
+        for c in chunks {
+            for (n, t, _) in &c.fields {
+                if !fields.iter().any(|(m, _)| m == n) {
+                    fields.push((n.clone(), *t));
+                }
             }
         }
-    }
-    fields.sort_by(|a, b| a.0.cmp(&b.0));
+        fields.sort_by(|a, b| a.0.cmp(&b.0));
 
-    // Rows are numbered in arrival order across the chunks; nothing is concatenated (a
-    // copy of the whole block): each output column is gathered from the chunks at once.
-    let arrival = Arrival::new(chunks);
-    let field_parts: Vec<Vec<ArrayRef>> = fields
-        .iter()
-        .map(|(name, t)| {
-            chunks
+        // Rank series by tag set.
+        let mut order: Vec<u32> = (0..series.len() as u32).collect();
+        order.sort_by(|a, b| compare_tag_sets(&series[*a as usize], &series[*b as usize]));
+        let mut rank = vec![0u32; series.len()];
+        for (r, sid) in order.iter().enumerate() {
+            rank[*sid as usize] = r as u32;
+        }
+
+        // Rows are numbered in arrival order across the chunks (nothing is concatenated)
+        // and sorted by (series rank, time, arrival).
+        let arrival = Arrival::new(chunks);
+        let n = arrival.rows();
+        let mut rows: Vec<(u32, i64, u32)> = Vec::with_capacity(n);
+        for (c, start) in chunks.iter().zip(&arrival.starts) {
+            let (times, sids) = (c.time.values(), c.sid.values());
+            rows.extend(
+                times
+                    .iter()
+                    .zip(sids.iter())
+                    .enumerate()
+                    .map(|(i, (t, s))| (rank[*s as usize], *t, (start + i) as u32)),
+            );
+        }
+        rows.sort_unstable();
+
+        // Runs of equal (series, time): keep the last row, and per field the last non-null.
+        let mut base: Vec<u32> = Vec::with_capacity(n);
+        let mut dups: Vec<(usize, Vec<u32>)> = Vec::new();
+        let mut i = 0;
+        while i < n {
+            let mut j = i + 1;
+            while j < n && rows[j].0 == rows[i].0 && rows[j].1 == rows[i].1 {
+                j += 1;
+            }
+            if j - i > 1 {
+                dups.push((base.len(), rows[i..j].iter().map(|r| r.2).collect()));
+            }
+            base.push(rows[j - 1].2);
+            i = j;
+        }
+        drop(rows);
+        let merged = n - base.len();
+        let base_idx = arrival.indices(&base);
+        let time_parts: Vec<&dyn Array> = chunks.iter().map(|c| c.time.as_ref() as _).collect();
+        let sid_parts: Vec<&dyn Array> = chunks.iter().map(|c| c.sid.as_ref() as _).collect();
+        let out_time = arrival.gather(&time_parts, &base_idx)?;
+        let out_sid = arrival.gather(&sid_parts, &base_idx)?;
+        drop(base_idx);
+        let out_sid = out_sid
+            .as_any()
+            .downcast_ref::<UInt32Array>()
+            .ok_or_else(|| ArrowError::CastError("sid column is not u32".into()))?;
+
+        // Tag columns: dictionary arrays keyed by series id, values = that series' tag value.
+        let mut tag_keys: Vec<Arc<str>> = Vec::new();
+        for set in series.iter() {
+            for (k, _) in set.iter() {
+                if let Err(pos) = tag_keys.binary_search(k) {
+                    tag_keys.insert(pos, k.clone());
+                }
+            }
+        }
+        let sid_keys = Int32Array::from_iter_values(out_sid.values().iter().map(|s| *s as i32));
+        let mut keys: Vec<ArrayRef> = vec![out_time];
+        let mut schema_fields = vec![Field::new(TIME_COLUMN, time_type(), false)];
+        for k in &tag_keys {
+            let values: StringArray = series
                 .iter()
-                .map(|c| match c.fields.iter().find(|(n, _, _)| n == name) {
-                    Some((_, _, a)) => a.clone(),
-                    None => new_null_array(&t.arrow_type(), c.rows()),
+                .map(|set| {
+                    set.binary_search_by(|(key, _)| key.as_ref().cmp(k.as_ref()))
+                        .ok()
+                        .map(|p| set[p].1.to_string())
                 })
-                .collect()
+                .collect();
+            let dict = DictionaryArray::<Int32Type>::try_new(sid_keys.clone(), Arc::new(values))?;
+            // A row whose series lacks this tag must be null, not the dictionary's null value.
+            let dict = if dict.values().null_count() > 0 {
+                let logical_nulls = dict.logical_nulls();
+                let (k, v) = dict.into_parts();
+                let keys = Int32Array::new(k.values().clone(), logical_nulls);
+                DictionaryArray::<Int32Type>::try_new(keys, v)?
+            } else {
+                dict
+            };
+            keys.push(Arc::new(dict));
+            schema_fields.push(Field::new(k.as_ref(), tag_type(), true));
+        }
+        for (name, t) in &fields {
+            schema_fields.push(Field::new(name.as_ref(), t.arrow_type(), true));
+        }
+        Ok(SortedRows {
+            chunks: chunks.to_vec(),
+            arrival,
+            base,
+            dups,
+            keys,
+            schema: Arc::new(Schema::new(schema_fields)),
+            columns: BatchColumns {
+                tags: tag_keys,
+                fields,
+            },
+            merged,
         })
-        .collect();
-
-    // Rank series by tag set.
-    let mut order: Vec<u32> = (0..series.len() as u32).collect();
-    order.sort_by(|a, b| compare_tag_sets(&series[*a as usize], &series[*b as usize]));
-    let mut rank = vec![0u32; series.len()];
-    for (r, sid) in order.iter().enumerate() {
-        rank[*sid as usize] = r as u32;
     }
 
-    // Sort rows by (series rank, time, arrival).
-    let n = arrival.rows();
-    let mut rows: Vec<(u32, i64, u32)> = Vec::with_capacity(n);
-    for (c, start) in chunks.iter().zip(&arrival.starts) {
-        let (times, sids) = (c.time.values(), c.sid.values());
-        rows.extend(
-            times
-                .iter()
-                .zip(sids.iter())
-                .enumerate()
-                .map(|(i, (t, s))| (rank[*s as usize], *t, (start + i) as u32)),
-        );
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
     }
-    rows.sort_unstable();
 
-    // Runs of equal (series, time): keep the last row, and per field the last non-null.
-    let mut base: Vec<u32> = Vec::with_capacity(n);
-    let mut dup_runs: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
-    let mut i = 0;
-    while i < n {
-        let mut j = i + 1;
-        while j < n && rows[j].0 == rows[i].0 && rows[j].1 == rows[i].1 {
-            j += 1;
-        }
-        if j - i > 1 {
-            dup_runs.push((base.len(), i..j));
-        }
-        base.push(rows[j - 1].2);
-        i = j;
+    pub fn num_rows(&self) -> usize {
+        self.base.len()
     }
-    let merged = n - base.len();
-    let base_idx = arrival.indices(&base);
 
-    let mut out_fields: Vec<ArrayRef> = Vec::with_capacity(fields.len());
-    for parts in &field_parts {
-        let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
-        if dup_runs.is_empty() || parts.iter().all(|a| a.null_count() == 0) {
-            out_fields.push(arrival.gather(&refs, &base_idx)?);
-            continue;
-        }
-        let mut idx = base.clone();
-        for (out_row, run) in &dup_runs {
-            if let Some(r) = rows[run.clone()]
-                .iter()
-                .rev()
-                .find(|r| arrival.is_valid(&refs, r.2))
-            {
-                idx[*out_row] = r.2;
-            }
-        }
-        out_fields.push(arrival.gather(&refs, &arrival.indices(&idx))?);
+    /// The time and tag columns.
+    pub fn keys(&self) -> Result<RecordBatch, ArrowError> {
+        let n = self.keys.len();
+        let schema = self.schema.project(&(0..n).collect::<Vec<_>>())?;
+        RecordBatch::try_new(Arc::new(schema), self.keys.clone())
     }
-    let time_parts: Vec<&dyn Array> = chunks.iter().map(|c| c.time.as_ref() as _).collect();
-    let sid_parts: Vec<&dyn Array> = chunks.iter().map(|c| c.sid.as_ref() as _).collect();
-    let out_time = arrival.gather(&time_parts, &base_idx)?;
-    let out_sid = arrival.gather(&sid_parts, &base_idx)?;
-    let out_sid = out_sid
-        .as_any()
-        .downcast_ref::<UInt32Array>()
-        .ok_or_else(|| ArrowError::CastError("sid column is not u32".into()))?;
 
-    // Tag columns: dictionary arrays keyed by series id, values = that series' tag value.
-    let mut tag_keys: Vec<Arc<str>> = Vec::new();
-    for set in series.iter() {
-        for (k, _) in set.iter() {
-            if let Err(pos) = tag_keys.binary_search(k) {
-                tag_keys.insert(pos, k.clone());
-            }
+    /// Column `i` of [`schema`](Self::schema).
+    pub fn column(&self, i: usize) -> Result<ArrayRef, ArrowError> {
+        if let Some(k) = self.keys.get(i) {
+            return Ok(k.clone());
         }
-    }
-    let keys = Int32Array::from_iter_values(out_sid.values().iter().map(|s| *s as i32));
-    let mut columns: Vec<ArrayRef> = vec![out_time];
-    let mut schema_fields = vec![Field::new(TIME_COLUMN, time_type(), false)];
-    for k in &tag_keys {
-        let values: StringArray = series
+        let (name, t) = self
+            .columns
+            .fields
+            .get(i - self.keys.len())
+            .ok_or_else(|| ArrowError::InvalidArgumentError(format!("no column {i}")))?;
+        let parts: Vec<ArrayRef> = self
+            .chunks
             .iter()
-            .map(|set| {
-                set.binary_search_by(|(key, _)| key.as_ref().cmp(k.as_ref()))
-                    .ok()
-                    .map(|p| set[p].1.to_string())
+            .map(|c| match c.fields.iter().find(|(n, _, _)| n == name) {
+                Some((_, _, a)) => a.clone(),
+                None => new_null_array(&t.arrow_type(), c.rows()),
             })
             .collect();
-        let dict = DictionaryArray::<Int32Type>::try_new(keys.clone(), Arc::new(values))?;
-        // A row whose series lacks this tag must be null, not the dictionary's null value.
-        let dict = if dict.values().null_count() > 0 {
-            let logical_nulls = dict.logical_nulls();
-            let (k, v) = dict.into_parts();
-            let keys = Int32Array::new(k.values().clone(), logical_nulls);
-            DictionaryArray::<Int32Type>::try_new(keys, v)?
-        } else {
-            dict
-        };
-        columns.push(Arc::new(dict));
-        schema_fields.push(Field::new(k.as_ref(), tag_type(), true));
+        let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+        if self.dups.is_empty() || parts.iter().all(|a| a.null_count() == 0) {
+            return self
+                .arrival
+                .gather(&refs, &self.arrival.indices(&self.base));
+        }
+        let mut idx = self.base.clone();
+        for (out_row, run) in &self.dups {
+            if let Some(r) = run.iter().rev().find(|r| self.arrival.is_valid(&refs, **r)) {
+                idx[*out_row] = *r;
+            }
+        }
+        self.arrival.gather(&refs, &self.arrival.indices(&idx))
     }
-    for ((name, t), arr) in fields.iter().zip(out_fields) {
-        columns.push(arr);
-        schema_fields.push(Field::new(name.as_ref(), t.arrow_type(), true));
+
+    /// Every column, as one batch.
+    pub fn batch(&self) -> Result<RecordBatch, ArrowError> {
+        let columns = (0..self.schema.fields().len())
+            .map(|i| self.column(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        RecordBatch::try_new(self.schema.clone(), columns)
     }
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(schema_fields)), columns)?;
-    Ok((
-        batch,
-        BatchColumns {
-            tags: tag_keys,
-            fields,
-        },
-        merged,
-    ))
+}
+
+impl crate::storage::writer::Columns for SortedRows {
+    fn schema(&self) -> SchemaRef {
+        SortedRows::schema(self)
+    }
+
+    fn num_rows(&self) -> usize {
+        SortedRows::num_rows(self)
+    }
+
+    fn column_at(&self, i: usize) -> Result<ArrayRef, ArrowError> {
+        self.column(i)
+    }
 }
 
 #[cfg(test)]

@@ -19,8 +19,8 @@ use std::time::Instant;
 use arrow::record_batch::RecordBatch;
 
 use crate::catalog::{FileMeta, Manifest, ManifestEdit, WalRange};
-use crate::model::{PartitionStart, TIME_COLUMN};
-use crate::region::block::{Chunk, sorted_batch};
+use crate::model::PartitionStart;
+use crate::region::block::{Chunk, SortedRows};
 use crate::storage::parquet::{FLUSH_PAGE_ROWS, FLUSH_ZSTD_LEVEL};
 use crate::storage::paths::data_file_rel;
 use crate::storage::store::FileRef;
@@ -160,8 +160,7 @@ pub fn run(job: &FlushJob) -> Result<Vec<(FlushOutcome, Written)>, String> {
 
 /// Step 1 for one part: sorted, merged and encoded into staging.
 fn stage(job: &FlushJob, part: &FlushPart) -> Result<(Staged, RecordBatch, usize), String> {
-    let (batch, cols, merged) =
-        sorted_batch(&part.chunks).map_err(|e| format!("sorting block: {e}"))?;
+    let sorted = SortedRows::new(&part.chunks).map_err(|e| format!("sorting block: {e}"))?;
     let rel = data_file_rel(
         &part.key.db,
         &part.key.measurement,
@@ -185,23 +184,12 @@ fn stage(job: &FlushJob, part: &FlushPart) -> Result<(Staged, RecordBatch, usize
         job.manifest.store(),
         rel.to_string_lossy().replace('\\', "/"),
         part.file_seq,
-        &batch,
+        &sorted,
         &spec,
         part.wal.clone(),
     )
     .map_err(|e| e.to_string())?;
-    // The file's index needs the time and tag columns only: the fields' sorted copy is let
-    // go now, not after the files are synced and the manifest edited.
-    let keep: Vec<usize> = batch
-        .schema()
-        .fields()
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| f.name() == TIME_COLUMN || cols.tags.iter().any(|t| **t == **f.name()))
-        .map(|(i, _)| i)
-        .collect();
-    let batch = batch
-        .project(&keep)
-        .map_err(|e| format!("sorting block: {e}"))?;
-    Ok((staged, batch, merged))
+    // The file's index needs the time and tag columns only.
+    let keys = sorted.keys().map_err(|e| format!("sorting block: {e}"))?;
+    Ok((staged, keys, sorted.merged))
 }

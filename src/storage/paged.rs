@@ -52,9 +52,8 @@ pub struct PagedWriter<W: Write + Send> {
     max_group_rows: usize,
     group: Option<Group>,
     groups: usize,
-    /// The properties of the plain columns and of the columns paged by series.
-    props: WriterProperties,
-    series_props: Option<WriterProperties>,
+    /// The properties of the columns paged by series.
+    series_props: Option<Arc<WriterProperties>>,
     /// Per column, a factory of writers of that column alone ([`PagedWriter::write_whole`]),
     /// made when first needed.
     single: Vec<Option<ArrowRowGroupWriterFactory>>,
@@ -104,9 +103,8 @@ impl<W: Write + Send> PagedWriter<W> {
             Some(p) => Some(factory(schema.clone(), p.clone())?),
             None => None,
         };
-        let (file, plain) =
-            ArrowWriter::try_new_with_options(out, schema.clone(), options(props.clone()))?
-                .into_serialized_writer()?;
+        let (file, plain) = ArrowWriter::try_new_with_options(out, schema.clone(), options(props))?
+            .into_serialized_writer()?;
         Ok(PagedWriter {
             file,
             plain,
@@ -117,9 +115,33 @@ impl<W: Write + Send> PagedWriter<W> {
             max_group_rows,
             group: None,
             groups: 0,
-            props,
-            series_props,
+            series_props: series_props.map(Arc::new),
         })
+    }
+
+    /// A factory of writers of column `i` alone, as the file's writers would write it: the
+    /// file's own Parquet type of the column and its properties, shared (a copy of the
+    /// properties per column was quadratic in a wide file's columns).
+    fn single_factory(&self, i: usize) -> Result<ArrowRowGroupWriterFactory> {
+        let root = self.file.schema_descr().root_schema();
+        let column = root
+            .get_fields()
+            .get(i)
+            .cloned()
+            .ok_or_else(|| ParquetError::General(format!("no column {i} in the file")))?;
+        let one = parquet::schema::types::Type::group_type_builder(root.name())
+            .with_fields(vec![column])
+            .build()?;
+        let props = match (&self.series_props, self.paged[i]) {
+            (Some(p), true) => p.clone(),
+            _ => self.file.properties().clone(),
+        };
+        let probe = SerializedFileWriter::new(std::io::sink(), Arc::new(one), props)?;
+        let field = self.schema.field(i).clone();
+        Ok(ArrowRowGroupWriterFactory::new(
+            &probe,
+            Arc::new(arrow::datatypes::Schema::new(vec![field])),
+        ))
     }
 
     /// Writes `rows` rows given column by column, in row groups of their own: each column
@@ -136,6 +158,11 @@ impl<W: Write + Send> PagedWriter<W> {
         column: &mut dyn FnMut(usize, Range<usize>) -> Result<ArrayRef>,
     ) -> Result<()> {
         self.end_group()?;
+        for i in 0..self.single.len() {
+            if self.single[i].is_none() {
+                self.single[i] = Some(self.single_factory(i)?);
+            }
+        }
         let mut offset = 0;
         while offset < rows {
             let take = self.max_group_rows.min(rows - offset);
@@ -146,16 +173,8 @@ impl<W: Write + Send> PagedWriter<W> {
             let mut rg = self.file.next_row_group()?;
             for (i, field) in self.schema.fields().iter().enumerate() {
                 let paged = self.paged[i];
-                let single = match &mut self.single[i] {
-                    Some(f) => f,
-                    slot => {
-                        let props = match (&self.series_props, paged) {
-                            (Some(p), true) => p.clone(),
-                            _ => self.props.clone(),
-                        };
-                        let one = Arc::new(arrow::datatypes::Schema::new(vec![field.clone()]));
-                        slot.insert(factory(one, props)?)
-                    }
+                let Some(single) = &self.single[i] else {
+                    return Err(ParquetError::General(format!("no writer for column {i}")));
                 };
                 let mut writers = single.create_column_writers(self.groups)?;
                 let (Some(mut writer), true) = (writers.pop(), writers.is_empty()) else {

@@ -225,9 +225,14 @@ const BSS_MIN_GAIN: f64 = 0.10;
 
 /// The rows [`trial_encodings`] encodes: up to [`TRIAL_ROWS`] from the middle.
 pub fn trial_rows(batch: &RecordBatch) -> RecordBatch {
-    let n = batch.num_rows();
+    let (from, len) = trial_span(batch.num_rows());
+    batch.slice(from, len)
+}
+
+/// The first row and the number of rows [`trial_rows`] takes of `n`.
+pub fn trial_span(n: usize) -> (usize, usize) {
     let len = n.min(TRIAL_ROWS);
-    batch.slice((n - len) / 2, len)
+    ((n - len) / 2, len)
 }
 
 /// How much smaller a column must be with a page per series than whole to be written so:

@@ -122,16 +122,21 @@ pub fn choose(batch: &RecordBatch) -> Vec<Scaled> {
         .fields()
         .iter()
         .zip(batch.columns())
-        .filter(|(f, _)| *f.data_type() == DataType::Float64)
-        .filter_map(|(f, c)| {
-            let values = c.as_primitive_opt::<Float64Type>()?;
-            scale_and_digits(values).map(|(scale, precision)| Scaled {
-                name: f.name().clone(),
-                scale,
-                precision,
-            })
-        })
+        .filter_map(|(f, c)| choose_column(f, c))
         .collect()
+}
+
+/// [`choose`] for one column (of `field`).
+pub fn choose_column(field: &arrow::datatypes::Field, column: &ArrayRef) -> Option<Scaled> {
+    if *field.data_type() != DataType::Float64 {
+        return None;
+    }
+    let values = column.as_primitive_opt::<Float64Type>()?;
+    scale_and_digits(values).map(|(scale, precision)| Scaled {
+        name: field.name().clone(),
+        scale,
+        precision,
+    })
 }
 
 /// The scaled columns of a file, from the decimal columns of its Arrow schema.

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, TimestampNanosecondArray};
 use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::KeyValue;
@@ -64,16 +65,71 @@ pub struct Layout {
     pub levels: Vec<(String, i32)>,
 }
 
+/// The rows of a file to write, column by column: a batch, or a block's sorted rows whose
+/// field columns are made when asked (`region::block::SortedRows`).
+pub trait Columns {
+    fn schema(&self) -> SchemaRef;
+    fn num_rows(&self) -> usize;
+    /// Column `i` of the schema.
+    fn column_at(&self, i: usize) -> std::result::Result<ArrayRef, ArrowError>;
+}
+
+impl Columns for RecordBatch {
+    fn schema(&self) -> SchemaRef {
+        RecordBatch::schema(self)
+    }
+
+    fn num_rows(&self) -> usize {
+        RecordBatch::num_rows(self)
+    }
+
+    fn column_at(&self, i: usize) -> std::result::Result<ArrayRef, ArrowError> {
+        self.columns()
+            .get(i)
+            .cloned()
+            .ok_or_else(|| ArrowError::InvalidArgumentError(format!("no column {i}")))
+    }
+}
+
+/// The columns `indices` of `rows` as one batch.
+fn project(rows: &dyn Columns, indices: &[usize]) -> std::result::Result<RecordBatch, ArrowError> {
+    let schema = rows.schema().project(indices)?;
+    let columns = indices
+        .iter()
+        .map(|i| rows.column_at(*i))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows.num_rows()));
+    RecordBatch::try_new_with_options(Arc::new(schema), columns, &options)
+}
+
 impl Layout {
     /// The scales of `batch`'s float columns, and each integer column's encoding, series
     /// pages and zstd level tried as `spec` will write the file (flush and compaction; a
     /// delete's rewrite keeps the file's scales).
     pub fn tried(batch: &RecordBatch, spec: &FileSpec<'_>) -> Layout {
-        let scales = scaled::choose(batch);
-        let stored_schema = scaled::stored_schema(&batch.schema(), &scales);
+        Layout::tried_columns(batch, spec)
+    }
+
+    /// [`tried`](Self::tried) over rows given column by column: one column of the whole
+    /// rows is asked for at a time, and kept only as the trial's middle rows.
+    pub fn tried_columns(rows: &dyn Columns, spec: &FileSpec<'_>) -> Layout {
+        let schema = rows.schema();
+        let n = rows.num_rows();
+        let (from, len) = super::parquet::trial_span(n);
+        let mut scales = Vec::new();
+        let mut sample = Vec::with_capacity(schema.fields().len());
+        for (i, f) in schema.fields().iter().enumerate() {
+            let Ok(column) = rows.column_at(i) else {
+                return Layout::default();
+            };
+            scales.extend(scaled::choose_column(f, &column));
+            sample.push(column.slice(from, len));
+        }
+        let stored_schema = scaled::stored_schema(&schema, &scales);
         // Only the rows the trial encodes are converted.
-        let sample = super::parquet::trial_rows(batch);
-        match scaled::to_stored(&sample, &scales, &stored_schema) {
+        let trial = RecordBatch::try_new(schema.clone(), sample)
+            .and_then(|sample| scaled::to_stored(&sample, &scales, &stored_schema));
+        match trial {
             Ok(stored) => {
                 let mut trial = super::parquet::trial_encodings(
                     &stored,
@@ -81,12 +137,16 @@ impl Layout {
                     spec.page_rows,
                     spec.column_index,
                 );
-                if !trial.series_pages.is_empty() && !series_pages_fit(batch) {
+                if !trial.series_pages.is_empty() && !series_pages_fit(rows) {
                     trial.series_pages.clear();
                 }
-                trial
-                    .series_pages
-                    .retain(|c| batch.column_by_name(c).is_some_and(|a| a.null_count() == 0));
+                trial.series_pages.retain(|c| {
+                    schema
+                        .index_of(c)
+                        .ok()
+                        .and_then(|i| rows.column_at(i).ok())
+                        .is_some_and(|a| a.null_count() == 0)
+                });
                 Layout {
                     scales,
                     encodings: trial.encodings,
@@ -109,12 +169,18 @@ const MIN_SERIES_ROWS: usize = 64;
 /// Whether `batch`'s series are long enough, on average, for a page each
 /// ([`MIN_SERIES_ROWS`]). Columns paged by series must also hold no nulls (the parquet crate
 /// would write an all-null run a page per row; see [`super::paged::PagedWriter`]).
-fn series_pages_fit(batch: &RecordBatch) -> bool {
-    let tags = super::schema::tag_indices(&batch.schema());
-    match series_runs(batch, &tags) {
-        Ok(runs) => !runs.is_empty() && batch.num_rows() / runs.len() >= MIN_SERIES_ROWS,
+fn series_pages_fit(rows: &dyn Columns) -> bool {
+    match runs_of(rows, &super::schema::tag_indices(&rows.schema())) {
+        Ok(runs) => !runs.is_empty() && rows.num_rows() / runs.len() >= MIN_SERIES_ROWS,
         Err(_) => false,
     }
+}
+
+/// The series runs of `rows` ([`series_runs`]) by its tag columns `tags`.
+fn runs_of(rows: &dyn Columns, tags: &[usize]) -> parquet::errors::Result<Vec<Range<usize>>> {
+    let arrow = |e: ArrowError| ParquetError::General(e.to_string());
+    let keys = project(rows, tags).map_err(arrow)?;
+    series_runs(&keys, &(0..tags.len()).collect::<Vec<_>>())
 }
 
 /// A complete file in staging, not yet visible, with its manifest entry.
@@ -262,9 +328,14 @@ impl FileWriter {
     }
 
     /// Counts the rows of `batch` and their time range.
-    fn count(&mut self, batch: &RecordBatch) -> Result<()> {
+    fn count(&mut self, batch: &dyn Columns) -> Result<()> {
         let time = batch
-            .column_by_name(TIME_COLUMN)
+            .schema()
+            .index_of(TIME_COLUMN)
+            .ok()
+            .and_then(|i| batch.column_at(i).ok());
+        let time = time
+            .as_ref()
             .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
             .ok_or_else(|| schema_err(&self.tmp, "no Timestamp(ns) time column".into()))?;
         for t in time.values().iter() {
@@ -278,20 +349,23 @@ impl FileWriter {
     /// Writes every row of the file (sorted by tag set then time, in the file's schema) a
     /// column at a time ([`PagedWriter::write_whole`]): one column's encoder and stored form
     /// exist at a time, not every column's.
-    pub fn write_whole(&mut self, batch: &RecordBatch) -> Result<()> {
+    pub fn write_whole(&mut self, batch: &dyn Columns) -> Result<()> {
         self.count(batch)?;
         let runs = match &self.series_tags {
-            Some(tags) => series_runs(batch, tags).map_err(pq_err(&self.tmp))?,
+            Some(tags) => runs_of(batch, tags).map_err(pq_err(&self.tmp))?,
             None => Vec::new(),
         };
         let (scales, stored, unit) = (&self.scales, &self.stored, self.time_unit);
         let schema = batch.schema();
+        let arrow = |e: ArrowError| ParquetError::General(e.to_string());
+        // A column is asked for once per row group (a flush's file is one, up to
+        // `row_group_rows`).
         let mut column = |i: usize, rows: Range<usize>| -> parquet::errors::Result<ArrayRef> {
-            let values = batch.column(i).slice(rows.start, rows.len());
+            let values = batch.column_at(i).map_err(arrow)?;
+            let values = values.slice(rows.start, rows.len());
             if scales.is_empty() && unit == FileTimeUnit::Nanosecond {
                 return Ok(values);
             }
-            let arrow = |e: arrow::error::ArrowError| ParquetError::General(e.to_string());
             let one = Schema::new(vec![schema.field(i).clone()]);
             let one = RecordBatch::try_new(Arc::new(one), vec![values]).map_err(arrow)?;
             let stored_one = Arc::new(stored.project(&[i]).map_err(arrow)?);
@@ -404,11 +478,11 @@ pub fn stage_file(
     store: &Store,
     rel: String,
     seq: u64,
-    batch: &RecordBatch,
+    batch: &dyn Columns,
     spec: &FileSpec<'_>,
     wal: Vec<WalRange>,
 ) -> Result<Staged> {
-    let layout = Layout::tried(batch, spec);
+    let layout = Layout::tried_columns(batch, spec);
     let mut w = FileWriter::create(store, rel, seq, batch.schema(), spec, layout)?;
     if let Err(e) = w.write_whole(batch) {
         let _ = fs::remove_file(&w.tmp);
