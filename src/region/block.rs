@@ -15,6 +15,7 @@ use rustc_hash::FxHashMap;
 
 use crate::grouped::Grouped;
 use std::cmp::Ordering;
+use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::{
@@ -578,11 +579,16 @@ impl Arrival {
         parts[c].is_valid(i)
     }
 
-    /// One column (its part in each chunk) at the picked rows.
-    fn gather(&self, parts: &[&dyn Array], picks: &Picks) -> Result<ArrayRef, ArrowError> {
+    /// One column (its part in each chunk) at the picked rows `range` (of the picks).
+    fn gather(
+        &self,
+        parts: &[&dyn Array],
+        picks: &Picks,
+        range: Range<usize>,
+    ) -> Result<ArrayRef, ArrowError> {
         match (picks, parts) {
-            (Picks::One(idx), [one]) => take(*one, idx, None),
-            (Picks::Many(locs), _) => interleave(parts, locs),
+            (Picks::One(idx), [one]) => take(*one, &idx.slice(range.start, range.len()), None),
+            (Picks::Many(locs), _) => interleave(parts, &locs[range]),
             (Picks::One(_), _) => Err(ArrowError::InvalidArgumentError(
                 "rows of one chunk picked from several".into(),
             )),
@@ -607,11 +613,14 @@ pub fn sorted_batch(
 pub struct SortedRows {
     chunks: Vec<Arc<Chunk>>,
     arrival: Arrival,
-    /// The row kept of each (series, time), in output order, by arrival number.
+    /// The row kept of each (series, time), in output order, by arrival number, and the
+    /// same as picks from the chunks.
     base: Vec<u32>,
-    /// Rows merged into one: the output row, and the run's rows by arrival number, oldest
-    /// first (a field takes the last one with a value).
-    dups: Vec<(usize, Vec<u32>)>,
+    base_picks: Picks,
+    /// Rows merged into one, by output row: the range of `dup_rows` holding the run's rows
+    /// by arrival number, oldest first (a field takes the last one with a value).
+    dups: Vec<(usize, Range<usize>)>,
+    dup_rows: Vec<u32>,
     /// `time`, then the tag columns.
     keys: Vec<ArrayRef>,
     schema: SchemaRef,
@@ -665,7 +674,8 @@ impl SortedRows {
 
         // Runs of equal (series, time): keep the last row, and per field the last non-null.
         let mut base: Vec<u32> = Vec::with_capacity(n);
-        let mut dups: Vec<(usize, Vec<u32>)> = Vec::new();
+        let mut dups: Vec<(usize, Range<usize>)> = Vec::new();
+        let mut dup_rows: Vec<u32> = Vec::new();
         let mut i = 0;
         while i < n {
             let mut j = i + 1;
@@ -673,19 +683,21 @@ impl SortedRows {
                 j += 1;
             }
             if j - i > 1 {
-                dups.push((base.len(), rows[i..j].iter().map(|r| r.2).collect()));
+                let from = dup_rows.len();
+                dup_rows.extend(rows[i..j].iter().map(|r| r.2));
+                dups.push((base.len(), from..dup_rows.len()));
             }
             base.push(rows[j - 1].2);
             i = j;
         }
         drop(rows);
         let merged = n - base.len();
-        let base_idx = arrival.indices(&base);
+        let base_picks = arrival.indices(&base);
+        let all = 0..base.len();
         let time_parts: Vec<&dyn Array> = chunks.iter().map(|c| c.time.as_ref() as _).collect();
         let sid_parts: Vec<&dyn Array> = chunks.iter().map(|c| c.sid.as_ref() as _).collect();
-        let out_time = arrival.gather(&time_parts, &base_idx)?;
-        let out_sid = arrival.gather(&sid_parts, &base_idx)?;
-        drop(base_idx);
+        let out_time = arrival.gather(&time_parts, &base_picks, all.clone())?;
+        let out_sid = arrival.gather(&sid_parts, &base_picks, all)?;
         let out_sid = out_sid
             .as_any()
             .downcast_ref::<UInt32Array>()
@@ -732,7 +744,9 @@ impl SortedRows {
             chunks: chunks.to_vec(),
             arrival,
             base,
+            base_picks,
             dups,
+            dup_rows,
             keys,
             schema: Arc::new(Schema::new(schema_fields)),
             columns: BatchColumns {
@@ -760,35 +774,66 @@ impl SortedRows {
 
     /// Column `i` of [`schema`](Self::schema).
     pub fn column(&self, i: usize) -> Result<ArrayRef, ArrowError> {
-        if let Some(k) = self.keys.get(i) {
-            return Ok(k.clone());
-        }
-        let (name, t) = self
-            .columns
-            .fields
-            .get(i - self.keys.len())
-            .ok_or_else(|| ArrowError::InvalidArgumentError(format!("no column {i}")))?;
-        let parts: Vec<ArrayRef> = self
+        self.column_range(i, 0..self.num_rows())
+    }
+
+    /// The parts of field column `i` (of the schema) in each chunk: a chunk without the
+    /// field has nulls.
+    fn field_parts(&self, i: usize) -> Result<Vec<ArrayRef>, ArrowError> {
+        let (name, t) = i
+            .checked_sub(self.keys.len())
+            .and_then(|f| self.columns.fields.get(f))
+            .ok_or_else(|| ArrowError::InvalidArgumentError(format!("no field column {i}")))?;
+        Ok(self
             .chunks
             .iter()
             .map(|c| match c.fields.iter().find(|(n, _, _)| n == name) {
                 Some((_, _, a)) => a.clone(),
                 None => new_null_array(&t.arrow_type(), c.rows()),
             })
-            .collect();
-        let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
-        if self.dups.is_empty() || parts.iter().all(|a| a.null_count() == 0) {
-            return self
-                .arrival
-                .gather(&refs, &self.arrival.indices(&self.base));
+            .collect())
+    }
+
+    /// Rows `range` of column `i`: only those are gathered.
+    pub fn column_range(&self, i: usize, range: Range<usize>) -> Result<ArrayRef, ArrowError> {
+        if range.end > self.num_rows() {
+            return Err(ArrowError::InvalidArgumentError(format!(
+                "rows {range:?} of {}",
+                self.num_rows()
+            )));
         }
-        let mut idx = self.base.clone();
-        for (out_row, run) in &self.dups {
+        if let Some(k) = self.keys.get(i) {
+            return Ok(k.slice(range.start, range.len()));
+        }
+        let parts = self.field_parts(i)?;
+        let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+        // The merged runs among these rows (`dups` is in output order).
+        let first = self.dups.partition_point(|(r, _)| *r < range.start);
+        let last = self.dups.partition_point(|(r, _)| *r < range.end);
+        let dups = &self.dups[first..last];
+        if dups.is_empty() || parts.iter().all(|a| a.null_count() == 0) {
+            return self.arrival.gather(&refs, &self.base_picks, range);
+        }
+        let mut idx = self.base[range.clone()].to_vec();
+        for (out_row, run) in dups {
+            let run = &self.dup_rows[run.clone()];
             if let Some(r) = run.iter().rev().find(|r| self.arrival.is_valid(&refs, **r)) {
-                idx[*out_row] = *r;
+                idx[*out_row - range.start] = *r;
             }
         }
-        self.arrival.gather(&refs, &self.arrival.indices(&idx))
+        self.arrival
+            .gather(&refs, &self.arrival.indices(&idx), 0..idx.len())
+    }
+
+    /// Nulls in column `i` (a field none of whose chunks has one is not gathered).
+    pub fn null_count(&self, i: usize) -> Result<usize, ArrowError> {
+        if let Some(k) = self.keys.get(i) {
+            return Ok(k.null_count());
+        }
+        if self.field_parts(i)?.iter().all(|a| a.null_count() == 0) {
+            return Ok(0);
+        }
+        Ok(self.column(i)?.null_count())
     }
 
     /// Every column, as one batch.
@@ -811,6 +856,14 @@ impl crate::storage::writer::Columns for SortedRows {
 
     fn column_at(&self, i: usize) -> Result<ArrayRef, ArrowError> {
         self.column(i)
+    }
+
+    fn column_range(&self, i: usize, range: Range<usize>) -> Result<ArrayRef, ArrowError> {
+        SortedRows::column_range(self, i, range)
+    }
+
+    fn null_count(&self, i: usize) -> Result<usize, ArrowError> {
+        SortedRows::null_count(self, i)
     }
 }
 
@@ -1068,6 +1121,40 @@ mod tests {
             .collect();
         let want: Vec<((String, i64), i64)> = model.into_iter().collect();
         assert_eq!(got, want);
+    }
+
+    /// Any rows of a field column, gathered alone, are those rows of the whole column, also
+    /// where rewritten points merge field by field across chunks; null counts agree.
+    #[test]
+    fn column_ranges_equal_slices_of_the_whole_column() {
+        let mut b = Block::new();
+        for round in 0..3i64 {
+            for i in 0..40i64 {
+                let host = format!("h{}", i % 4);
+                let x = FieldValue::Integer(round * 100 + i);
+                let fields: Vec<(&str, FieldValue<'static>)> = match (round + i) % 3 {
+                    0 => vec![("x", x)],
+                    1 => vec![("y", FieldValue::Float(i as f64))],
+                    _ => vec![("x", x), ("y", FieldValue::Float(-1.0))],
+                };
+                add(&mut b, &[("host", &host)], &fields, i / 4);
+            }
+            b.freeze();
+        }
+        let sorted = SortedRows::new(&b.freeze()).unwrap();
+        assert!(sorted.merged > 0 && sorted.chunks.len() == 3);
+        let n = sorted.num_rows();
+        for i in 0..sorted.schema().fields().len() {
+            let whole = sorted.column(i).unwrap();
+            assert_eq!(sorted.null_count(i).unwrap(), whole.null_count());
+            for start in 0..n {
+                for end in [start, (start + 1).min(n), (start + 7).min(n), n] {
+                    let part = sorted.column_range(i, start..end).unwrap();
+                    assert_eq!(part.as_ref(), whole.slice(start, end - start).as_ref());
+                }
+            }
+        }
+        assert!(sorted.column_range(0, 0..n + 1).is_err());
     }
 
     /// A block adding many series is not frozen at ACTIVE_ROWS once a chunk's snapshot of

@@ -1,7 +1,8 @@
 //! Flush: frozen chunks of a block → one sorted, deduplicated, zstd Parquet file.
 //!
 //! The crash-safe order, step by step (each step only after the previous is durable):
-//! 1. sort by tag set then time, merge duplicates (`block::sorted_batch`);
+//! 1. sort by tag set then time, merge duplicates (`block::SortedRows`; each field column
+//!    is gathered from the block when it is encoded);
 //! 2. write the file under a temporary name, make it durable, rename it into place, make the
 //!    directories durable (`storage::parquet::write_files`; the small blocks of a shard
 //!    flushed together share one file-system sync);
@@ -40,8 +41,7 @@ pub struct FlushPart {
     pub chunks: Vec<Arc<Chunk>>,
     pub file_seq: u64,
     pub wal: Vec<WalRange>,
-    /// The block's counted memory: its sorted copy and the encoder's buffers take about
-    /// as much again while the flush runs, and are counted as such.
+    /// The block's counted memory.
     pub bytes: u64,
 }
 
@@ -59,10 +59,24 @@ pub struct FlushJob {
     pub time_unit: crate::config::FileTimeUnit,
 }
 
+/// What a flush holds per row beside the block while it runs: the sort's keys (16 bytes,
+/// while sorting), the rows kept and their picks from the chunks (up to 20), the time and
+/// tag key columns (12), one field column gathered and its encoded pages (about 16).
+const STAGING_ROW_BYTES: u64 = 64;
+
+impl FlushPart {
+    /// Memory the flush of this part holds beside the block: never more than the block.
+    pub fn staging(&self) -> u64 {
+        let rows: u64 = self.chunks.iter().map(|c| c.rows() as u64).sum();
+        rows.saturating_mul(STAGING_ROW_BYTES).min(self.bytes)
+    }
+}
+
 impl FlushJob {
-    /// Memory the job holds while it runs.
-    pub fn bytes(&self) -> u64 {
-        self.parts.iter().map(|p| p.bytes).sum()
+    /// Memory the job holds beside its blocks while it runs (parts are written one after
+    /// another, their keys kept for the index until the end).
+    pub fn staging(&self) -> u64 {
+        self.parts.iter().map(FlushPart::staging).sum()
     }
 }
 

@@ -357,8 +357,8 @@ pub const SHARED_SEQS_RESERVED: u64 = 1 << 40;
 /// Flushes of blocks at least this large are followed by [`release_free_memory`].
 const TRIM_AFTER_FLUSH_BYTES: u64 = 8 << 20;
 
-/// Hands freed heap pages back to the kernel after a flush (the block, its sorted copy and
-/// the encoder's buffers were just freed): glibc keeps freed memory in its arenas
+/// Hands freed heap pages back to the kernel after a flush (the block and the flush's
+/// staging were just freed): glibc keeps freed memory in its arenas
 /// otherwise, and RSS would stay at the high-water mark of every flush.
 fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -425,8 +425,8 @@ impl Engine {
                 .spawn(move || {
                     let mut last_trim = std::time::Instant::now();
                     while let Ok((job, reply)) = rx.recv() {
-                        // The sorted copy and the encoder's buffers, while they exist.
-                        let staging = job.bytes();
+                        // The sorting, the keys and the column being encoded.
+                        let staging = job.staging();
                         flush_metrics.memory_bytes.fetch_add(staging, Relaxed);
                         // A panic in a flush (a bug) fails the job like an error: its
                         // shard keeps the rows and retries, rather than wait for good.

@@ -129,6 +129,11 @@ impl<W: Write + Send> PagedWriter<W> {
             .get(i)
             .cloned()
             .ok_or_else(|| ParquetError::General(format!("no column {i} in the file")))?;
+        if column.is_group() {
+            return Err(ParquetError::General(
+                "nested columns are not written a column at a time".into(),
+            ));
+        }
         let one = parquet::schema::types::Type::group_type_builder(root.name())
             .with_fields(vec![column])
             .build()?;

@@ -72,6 +72,20 @@ pub trait Columns {
     fn num_rows(&self) -> usize;
     /// Column `i` of the schema.
     fn column_at(&self, i: usize) -> std::result::Result<ArrayRef, ArrowError>;
+
+    /// Rows `range` of column `i` (a batch slices it; sorted rows make only those).
+    fn column_range(
+        &self,
+        i: usize,
+        range: Range<usize>,
+    ) -> std::result::Result<ArrayRef, ArrowError> {
+        Ok(self.column_at(i)?.slice(range.start, range.len()))
+    }
+
+    /// Nulls in column `i`.
+    fn null_count(&self, i: usize) -> std::result::Result<usize, ArrowError> {
+        Ok(self.column_at(i)?.null_count())
+    }
 }
 
 impl Columns for RecordBatch {
@@ -110,8 +124,8 @@ impl Layout {
         Layout::tried_columns(batch, spec)
     }
 
-    /// [`tried`](Self::tried) over rows given column by column: one column of the whole
-    /// rows is asked for at a time, and kept only as the trial's middle rows.
+    /// [`tried`](Self::tried) over rows given column by column: a float column is asked
+    /// for whole (its scale), one at a time; the trial gets only the middle rows of each.
     pub fn tried_columns(rows: &dyn Columns, spec: &FileSpec<'_>) -> Layout {
         let schema = rows.schema();
         let n = rows.num_rows();
@@ -119,11 +133,16 @@ impl Layout {
         let mut scales = Vec::new();
         let mut sample = Vec::with_capacity(schema.fields().len());
         for (i, f) in schema.fields().iter().enumerate() {
-            let Ok(column) = rows.column_at(i) else {
+            if *f.data_type() == arrow::datatypes::DataType::Float64 {
+                let Ok(column) = rows.column_at(i) else {
+                    return Layout::default();
+                };
+                scales.extend(scaled::choose_column(f, &column));
+            }
+            let Ok(middle) = rows.column_range(i, from..from + len) else {
                 return Layout::default();
             };
-            scales.extend(scaled::choose_column(f, &column));
-            sample.push(column.slice(from, len));
+            sample.push(middle);
         }
         let stored_schema = scaled::stored_schema(&schema, &scales);
         // Only the rows the trial encodes are converted.
@@ -144,8 +163,8 @@ impl Layout {
                     schema
                         .index_of(c)
                         .ok()
-                        .and_then(|i| rows.column_at(i).ok())
-                        .is_some_and(|a| a.null_count() == 0)
+                        .and_then(|i| rows.null_count(i).ok())
+                        == Some(0)
                 });
                 Layout {
                     scales,
@@ -358,11 +377,8 @@ impl FileWriter {
         let (scales, stored, unit) = (&self.scales, &self.stored, self.time_unit);
         let schema = batch.schema();
         let arrow = |e: ArrowError| ParquetError::General(e.to_string());
-        // A column is asked for once per row group (a flush's file is one, up to
-        // `row_group_rows`).
         let mut column = |i: usize, rows: Range<usize>| -> parquet::errors::Result<ArrayRef> {
-            let values = batch.column_at(i).map_err(arrow)?;
-            let values = values.slice(rows.start, rows.len());
+            let values = batch.column_range(i, rows).map_err(arrow)?;
             if scales.is_empty() && unit == FileTimeUnit::Nanosecond {
                 return Ok(values);
             }
