@@ -623,6 +623,8 @@ pub struct SortedRows {
     dup_rows: Vec<u32>,
     /// `time`, then the tag columns.
     keys: Vec<ArrayRef>,
+    /// The series id of each row (rows of one series are adjacent).
+    sids: UInt32Array,
     schema: SchemaRef,
     pub columns: BatchColumns,
     pub merged: usize,
@@ -748,6 +750,7 @@ impl SortedRows {
             dups,
             dup_rows,
             keys,
+            sids: out_sid.clone(),
             schema: Arc::new(Schema::new(schema_fields)),
             columns: BatchColumns {
                 tags: tag_keys,
@@ -864,6 +867,21 @@ impl crate::storage::writer::Columns for SortedRows {
 
     fn null_count(&self, i: usize) -> Result<usize, ArrowError> {
         SortedRows::null_count(self, i)
+    }
+
+    /// Where the series id changes: distinct series differ in some tag, so these are the
+    /// runs the tag columns give.
+    fn known_series_runs(&self) -> Option<Vec<Range<usize>>> {
+        let sids = self.sids.values();
+        let mut runs = Vec::new();
+        let mut start = 0;
+        for i in 1..=sids.len() {
+            if i == sids.len() || sids[i] != sids[start] {
+                runs.push(start..i);
+                start = i;
+            }
+        }
+        Some(runs)
     }
 }
 
@@ -1155,6 +1173,29 @@ mod tests {
             }
         }
         assert!(sorted.column_range(0, 0..n + 1).is_err());
+    }
+
+    /// The series runs told by the series ids are those the tag columns give, with series
+    /// that lack a tag (nulls) among them.
+    #[test]
+    fn series_runs_from_ids_equal_runs_from_tag_columns() {
+        use crate::storage::writer::Columns;
+        let mut b = Block::new();
+        for i in 0..300i64 {
+            let host = format!("h{}", i % 7);
+            let tags: Vec<(&str, &str)> = match i % 3 {
+                0 => vec![("host", &host)],
+                1 => vec![("dc", "d1"), ("host", &host)],
+                _ => vec![],
+            };
+            add(&mut b, &tags, &[("v", FieldValue::Integer(i))], i / 5);
+        }
+        let sorted = SortedRows::new(&b.freeze()).unwrap();
+        let keys = sorted.keys().unwrap();
+        let tags: Vec<usize> = (1..keys.num_columns()).collect();
+        let want = crate::storage::paged::series_runs(&keys, &tags).unwrap();
+        assert!(want.len() > 10);
+        assert_eq!(sorted.known_series_runs(), Some(want));
     }
 
     /// A block adding many series is not frozen at ACTIVE_ROWS once a chunk's snapshot of

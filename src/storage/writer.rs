@@ -86,6 +86,12 @@ pub trait Columns {
     fn null_count(&self, i: usize) -> std::result::Result<usize, ArrowError> {
         Ok(self.column_at(i)?.null_count())
     }
+
+    /// The runs of rows of one series each ([`series_runs`] over every tag column), when
+    /// known without comparing the tag columns row by row.
+    fn known_series_runs(&self) -> Option<Vec<Range<usize>>> {
+        None
+    }
 }
 
 impl Columns for RecordBatch {
@@ -189,9 +195,17 @@ const MIN_SERIES_ROWS: usize = 64;
 /// ([`MIN_SERIES_ROWS`]). Columns paged by series must also hold no nulls (the parquet crate
 /// would write an all-null run a page per row; see [`super::paged::PagedWriter`]).
 fn series_pages_fit(rows: &dyn Columns) -> bool {
-    match runs_of(rows, &super::schema::tag_indices(&rows.schema())) {
+    match all_runs(rows) {
         Ok(runs) => !runs.is_empty() && rows.num_rows() / runs.len() >= MIN_SERIES_ROWS,
         Err(_) => false,
+    }
+}
+
+/// The series runs of `rows` by all its tag columns.
+fn all_runs(rows: &dyn Columns) -> parquet::errors::Result<Vec<Range<usize>>> {
+    match rows.known_series_runs() {
+        Some(runs) => Ok(runs),
+        None => runs_of(rows, &super::schema::tag_indices(&rows.schema())),
     }
 }
 
@@ -370,8 +384,9 @@ impl FileWriter {
     /// exist at a time, not every column's.
     pub fn write_whole(&mut self, batch: &dyn Columns) -> Result<()> {
         self.count(batch)?;
+        // `series_tags` are every tag column of the file.
         let runs = match &self.series_tags {
-            Some(tags) => runs_of(batch, tags).map_err(pq_err(&self.tmp))?,
+            Some(_) => all_runs(batch).map_err(pq_err(&self.tmp))?,
             None => Vec::new(),
         };
         let (scales, stored, unit) = (&self.scales, &self.stored, self.time_unit);
