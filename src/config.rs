@@ -352,6 +352,14 @@ pub struct RawIngest {
     pub shards_per_region: Option<usize>,
 }
 
+/// Flush threads when `flush.workers` is not set. Two: while one encodes a block whose flush
+/// is slow (counters, a data page per series; sparse fields), blocks of the next hour do
+/// not wait behind it. Peak ingest RSS of the 1,000-host sets on 2 cores, one worker
+/// against two: sparse 181-200 against 159-162 MiB, counters 150-173 against 149-154,
+/// integers 143-158 against 152-159; flushes hold little beside their block (a column at a
+/// time), so a second one costs little.
+pub const DEFAULT_FLUSH_WORKERS: usize = 2;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFlush {
@@ -1183,7 +1191,7 @@ impl RawConfig {
                 Some(s) => duration_key("flush.max_age", s)?,
                 None => Duration::from_secs(60),
             },
-            workers: self.flush.workers.unwrap_or(1),
+            workers: self.flush.workers.unwrap_or(DEFAULT_FLUSH_WORKERS),
             row_group_rows: self.flush.row_group_rows.unwrap_or(1 << 20),
             time_unit: match self.storage.time_unit.as_deref() {
                 None | Some("ns") => FileTimeUnit::Nanosecond,
