@@ -65,10 +65,15 @@ pub struct FlushJob {
 const STAGING_ROW_BYTES: u64 = 64;
 
 impl FlushPart {
-    /// Memory the flush of this part holds beside the block: never more than the block.
+    /// Memory the flush of this part holds beside the block: per row (above), and the
+    /// encoding trial's copy of its middle rows in every column (the block's share of them:
+    /// all of a block of fewer rows, such as a wide one).
     pub fn staging(&self) -> u64 {
         let rows: u64 = self.chunks.iter().map(|c| c.rows() as u64).sum();
-        rows.saturating_mul(STAGING_ROW_BYTES).min(self.bytes)
+        let (_, trial) = crate::storage::parquet::trial_span(rows as usize);
+        let sample = (self.bytes as u128 * trial as u128 / u128::from(rows.max(1))) as u64;
+        rows.saturating_mul(STAGING_ROW_BYTES)
+            .saturating_add(sample)
     }
 }
 
