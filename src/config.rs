@@ -352,6 +352,9 @@ pub struct RawIngest {
     pub shards_per_region: Option<usize>,
 }
 
+/// The most ingest shards a region may have.
+pub const MAX_SHARDS_PER_REGION: usize = 256;
+
 /// Flush threads when `flush.workers` is not set. Two: while one encodes a block whose flush
 /// is slow (counters, a data page per series; sparse fields), blocks of the next hour do
 /// not wait behind it. Peak ingest RSS of the 1,000-host sets on 2 cores, one worker
@@ -1175,10 +1178,12 @@ impl RawConfig {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let shards_per_region = match self.ingest.shards_per_region {
             None | Some(0) => default_shards_per_region(cores, regions.len()),
-            Some(n) if n > 256 => {
+            Some(n) if n > MAX_SHARDS_PER_REGION => {
                 return Err(invalid(
                     "ingest.shards_per_region",
-                    format!("{n}: at most 256 (0 or absent: the cores shared among the regions)"),
+                    format!(
+                        "{n}: at most {MAX_SHARDS_PER_REGION} (0 or absent: the cores shared among the regions)"
+                    ),
                 ));
             }
             Some(n) => n,

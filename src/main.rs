@@ -519,11 +519,13 @@ fn serve(args: ServeArgs) -> Result<()> {
         skip_corrupt_wal: args.skip_corrupt_wal,
     };
     // The shard count this data dir runs with (a default must not move under its data).
+    let shards_from;
     {
         let (n, from) = resolved_shards(&cfg, opts.hosted.as_deref())?;
         cfg.ingest.shards_per_region = n;
+        shards_from = from;
         match from {
-            meridian::region::ShardsFrom::Remembered if cfg.ingest.shards_configured.is_none() => {
+            meridian::region::ShardsFrom::Remembered => {
                 info!(
                     shards_per_region = n,
                     "ingest shards per region: as this data dir ran before"
@@ -576,14 +578,15 @@ fn serve(args: ServeArgs) -> Result<()> {
         .set_nonblocking(true)
         .context("configuring the listening socket")?;
     let engine = Engine::open(&cfg, &opts).context("opening the data directory")?;
-    meridian::region::record_shards(engine.data_dir(), cfg.ingest.shards_per_region).with_context(
-        || {
-            format!(
-                "recording the ingest shard count in {}",
-                cfg.data_dir.join(meridian::region::SHARDS_FILE).display()
-            )
-        },
-    )?;
+    if shards_from != meridian::region::ShardsFrom::Remembered {
+        meridian::region::record_shards(engine.data_dir(), cfg.ingest.shards_per_region)
+            .with_context(|| {
+                format!(
+                    "recording the ingest shard count in {}",
+                    cfg.data_dir.join(meridian::region::SHARDS_FILE).display()
+                )
+            })?;
+    }
     log_startup_summary(&engine, &cfg);
     engine.load_series_catalog();
     engine.warm_index_cache();

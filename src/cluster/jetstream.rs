@@ -454,7 +454,9 @@ impl JetStream {
         // A body JetStream stores after its deadline is dropped unsplit by the splitter: its
         // sender answered 503 by then.
         let sent = crate::catalog::manifest::now_ns();
-        let deadline = sent.saturating_add((self.publish_timeout + CLOCK_MARGIN).as_nanos() as i64);
+        let deadline = sent.saturating_add(super::routing_kv::nanos(
+            self.publish_timeout + CLOCK_MARGIN,
+        ));
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", id.as_str());
         headers.insert(DEADLINE_HEADER, deadline.to_string().as_str());

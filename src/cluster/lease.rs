@@ -246,7 +246,7 @@ impl FlushLease {
             && let Some(since) = self.log.failing_since()
         {
             let failing_ns = u64::try_from(now_ns()).unwrap_or(0).saturating_sub(since);
-            if failing_ns >= u64::try_from(nanos(self.stale_after())).unwrap_or(0) {
+            if Duration::from_nanos(failing_ns) >= self.stale_after() {
                 tracing::error!(region = %self.region, node = %self.node, "every flush of the region has failed for three lease ttls: this node gives the flush lease up");
                 self.give_up(held, true).await;
             }

@@ -294,11 +294,7 @@ pub fn plan_compaction(files: &[FileMeta], policy: &Policy) -> Vec<Compaction> {
         let uncompacted_bytes: u64 = group
             .iter()
             .filter(|f| {
-                f.rows > 0
-                    && !matches!(
-                        crate::storage::paths::parse_data_file(std::path::Path::new(&f.path)),
-                        Some(crate::storage::paths::DataFileName::Compacted(..))
-                    )
+                f.rows > 0 && !crate::storage::paths::is_compacted(std::path::Path::new(&f.path))
             })
             .map(|f| f.bytes)
             .sum();

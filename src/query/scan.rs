@@ -1052,7 +1052,7 @@ fn collect_raw_runs(
 
 /// Heap bytes of one allocation of `n` bytes as glibc's malloc hands it out: a 16-byte
 /// header, rounded up to 16, at least 32.
-fn heap_bytes(n: usize) -> usize {
+pub(crate) fn heap_bytes(n: usize) -> usize {
     ((n + 16 + 15) & !15).max(32)
 }
 

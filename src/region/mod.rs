@@ -284,7 +284,7 @@ pub fn shards_for_data_dir(
                 .ok()
                 .and_then(|v| v.get("shards_per_region")?.as_u64())
                 .and_then(|n| usize::try_from(n).ok())
-                .filter(|n| (1..=256).contains(n))
+                .filter(|n| (1..=crate::config::MAX_SHARDS_PER_REGION).contains(n))
                 .ok_or_else(|| {
                     std::io::Error::other(format!(
                         "{} does not hold a shard count ({{\"shards_per_region\": 1..256}}): \
@@ -304,25 +304,30 @@ pub fn shards_for_data_dir(
     let mut wal = 0;
     for (r, _) in regions {
         let dirs = wal_shard_dirs(&paths::region_dir(data_dir, r))?;
-        wal = wal.max(dirs.iter().map(|d| d + 1).max().unwrap_or(0));
+        // Sorted: the last is the highest (a name near usize::MAX saturates).
+        wal = wal.max(dirs.last().map_or(0, |d| d.saturating_add(1)));
     }
     Ok(if wal > 0 {
-        (wal.min(256), ShardsFrom::Wal)
+        (
+            wal.min(crate::config::MAX_SHARDS_PER_REGION),
+            ShardsFrom::Wal,
+        )
     } else if regions.iter().any(|(_, bucket)| *bucket) {
-        (cores.clamp(1, 256), ShardsFrom::Cores)
+        (
+            cores.clamp(1, crate::config::MAX_SHARDS_PER_REGION),
+            ShardsFrom::Cores,
+        )
     } else {
         (default, ShardsFrom::Default)
     })
 }
 
 /// Records in `data_dir` the shard count the server opened it with (see
-/// [`shards_for_data_dir`]); called once the data dir is opened (its lock held).
+/// [`shards_for_data_dir`]); called once the data dir is opened (its lock held), unless
+/// the count came from the record.
 pub fn record_shards(data_dir: &Path, n: usize) -> std::io::Result<()> {
     let file = data_dir.join(SHARDS_FILE);
     let body = serde_json::json!({ "shards_per_region": n }).to_string();
-    if fs::read(&file).is_ok_and(|b| b == body.as_bytes()) {
-        return Ok(());
-    }
     crate::storage::parquet::write_atomically(&file, body.as_bytes())
         .map_err(|e| std::io::Error::other(e.to_string()))
 }
@@ -1608,11 +1613,11 @@ mod tests {
     fn a_data_dir_keeps_its_shard_count_when_the_default_moves() {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("data");
+        fs::create_dir_all(&dir).unwrap();
         let local = [("eu", false), ("us", false)];
         let got = shards_for_data_dir(&dir, &local, None, 1, 8).unwrap();
         assert_eq!(got, (1, ShardsFrom::Default));
         assert!(!dir.join(SHARDS_FILE).exists(), "recorded only once opened");
-        fs::create_dir_all(&dir).unwrap();
         record_shards(&dir, 1).unwrap();
         assert_eq!(
             shards_for_data_dir(&dir, &local, None, 4, 8).unwrap(),

@@ -43,20 +43,15 @@ use parquet::file::writer::SerializedFileWriter;
 /// all-null slice in batches of the page row limit), larger but still correct.
 pub struct PagedWriter<W: Write + Send> {
     file: SerializedFileWriter<W>,
-    plain: ArrowRowGroupWriterFactory,
-    /// Writers for the columns paged by series (`None` when there are none).
-    by_series: Option<ArrowRowGroupWriterFactory>,
     /// Per column of `schema`: paged by series.
     paged: Vec<bool>,
     schema: SchemaRef,
     max_group_rows: usize,
     group: Option<Group>,
     groups: usize,
-    /// The properties of the columns paged by series.
-    series_props: Option<Arc<WriterProperties>>,
-    /// Per column, a factory of writers of that column alone ([`PagedWriter::write_whole`]),
-    /// made when first needed.
-    single: Vec<Option<ArrowRowGroupWriterFactory>>,
+    /// Per column, a factory of writers of that column alone, with the properties of the
+    /// file or, for a column paged by series, those of series pages ([`single_factory`]).
+    single: Vec<ArrowRowGroupWriterFactory>,
 }
 
 /// The row group being encoded.
@@ -99,54 +94,27 @@ impl<W: Write + Send> PagedWriter<W> {
                 .set_write_batch_size(page_rows)
                 .build()
         });
-        let by_series = match &series_props {
-            Some(p) => Some(factory(schema.clone(), p.clone())?),
-            None => None,
-        };
-        let (file, plain) = ArrowWriter::try_new_with_options(out, schema.clone(), options(props))?
+        let (file, _) = ArrowWriter::try_new_with_options(out, schema.clone(), options(props))?
             .into_serialized_writer()?;
+        let series_props = series_props.map(Arc::new);
+        let single = (0..schema.fields().len())
+            .map(|i| {
+                let props = match (&series_props, paged[i]) {
+                    (Some(p), true) => p.clone(),
+                    _ => file.properties().clone(),
+                };
+                single_factory(&file, &schema, i, props)
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(PagedWriter {
             file,
-            plain,
-            by_series,
-            single: paged.iter().map(|_| None).collect(),
+            single,
             paged,
             schema,
             max_group_rows,
             group: None,
             groups: 0,
-            series_props: series_props.map(Arc::new),
         })
-    }
-
-    /// A factory of writers of column `i` alone, as the file's writers would write it: the
-    /// file's own Parquet type of the column and its properties, shared (a copy of the
-    /// properties per column was quadratic in a wide file's columns).
-    fn single_factory(&self, i: usize) -> Result<ArrowRowGroupWriterFactory> {
-        let root = self.file.schema_descr().root_schema();
-        let column = root
-            .get_fields()
-            .get(i)
-            .cloned()
-            .ok_or_else(|| ParquetError::General(format!("no column {i} in the file")))?;
-        if column.is_group() {
-            return Err(ParquetError::General(
-                "nested columns are not written a column at a time".into(),
-            ));
-        }
-        let one = parquet::schema::types::Type::group_type_builder(root.name())
-            .with_fields(vec![column])
-            .build()?;
-        let props = match (&self.series_props, self.paged[i]) {
-            (Some(p), true) => p.clone(),
-            _ => self.file.properties().clone(),
-        };
-        let probe = SerializedFileWriter::new(std::io::sink(), Arc::new(one), props)?;
-        let field = self.schema.field(i).clone();
-        Ok(ArrowRowGroupWriterFactory::new(
-            &probe,
-            Arc::new(arrow::datatypes::Schema::new(vec![field])),
-        ))
     }
 
     /// Writes `rows` rows given column by column, in row groups of their own: each column
@@ -163,11 +131,6 @@ impl<W: Write + Send> PagedWriter<W> {
         column: &mut dyn FnMut(usize, Range<usize>) -> Result<ArrayRef>,
     ) -> Result<()> {
         self.end_group()?;
-        for i in 0..self.single.len() {
-            if self.single[i].is_none() {
-                self.single[i] = Some(self.single_factory(i)?);
-            }
-        }
         let mut offset = 0;
         while offset < rows {
             let take = self.max_group_rows.min(rows - offset);
@@ -178,15 +141,7 @@ impl<W: Write + Send> PagedWriter<W> {
             let mut rg = self.file.next_row_group()?;
             for (i, field) in self.schema.fields().iter().enumerate() {
                 let paged = self.paged[i];
-                let Some(single) = &self.single[i] else {
-                    return Err(ParquetError::General(format!("no writer for column {i}")));
-                };
-                let mut writers = single.create_column_writers(self.groups)?;
-                let (Some(mut writer), true) = (writers.pop(), writers.is_empty()) else {
-                    return Err(ParquetError::General(
-                        "nested columns are not written a column at a time".into(),
-                    ));
-                };
+                let mut writer = column_writer(&self.single[i], self.groups)?;
                 let values = column(i, part.clone())?;
                 if values.len() != take || values.data_type() != field.data_type() {
                     return Err(ParquetError::General(format!(
@@ -225,23 +180,11 @@ impl<W: Write + Send> PagedWriter<W> {
             let group = match &mut self.group {
                 Some(g) => g,
                 slot => {
-                    let mut writers = self.plain.create_column_writers(self.groups)?;
-                    if let Some(f) = &self.by_series {
-                        for (i, w) in f
-                            .create_column_writers(self.groups)?
-                            .into_iter()
-                            .enumerate()
-                        {
-                            if self.paged.get(i) == Some(&true) {
-                                writers[i] = w;
-                            }
-                        }
-                    }
-                    if self.by_series.is_some() && writers.len() != self.schema.fields().len() {
-                        return Err(ParquetError::General(
-                            "nested columns are not written by series".into(),
-                        ));
-                    }
+                    let writers = self
+                        .single
+                        .iter()
+                        .map(|f| column_writer(f, self.groups))
+                        .collect::<Result<Vec<_>>>()?;
                     slot.insert(Group { writers, rows: 0 })
                 }
             };
@@ -304,11 +247,47 @@ impl<W: Write + Send> PagedWriter<W> {
     }
 }
 
-/// A factory of column writers for files of `schema` written as `props` say.
-fn factory(schema: SchemaRef, props: WriterProperties) -> Result<ArrowRowGroupWriterFactory> {
-    let probe = ArrowWriter::try_new_with_options(std::io::sink(), schema.clone(), options(props))?;
-    let (probe, _) = probe.into_serialized_writer()?;
-    Ok(ArrowRowGroupWriterFactory::new(&probe, schema))
+/// A factory of writers of column `i` of `file` alone, as a writer of the whole file would
+/// write it: the file's own Parquet type of the column, `props` shared (a copy of the
+/// properties per column was quadratic in a wide file's columns). A nested column is
+/// refused.
+fn single_factory<W: Write + Send>(
+    file: &SerializedFileWriter<W>,
+    schema: &SchemaRef,
+    i: usize,
+    props: Arc<WriterProperties>,
+) -> Result<ArrowRowGroupWriterFactory> {
+    let root = file.schema_descr().root_schema();
+    let column = root
+        .get_fields()
+        .get(i)
+        .cloned()
+        .ok_or_else(|| ParquetError::General(format!("no column {i} in the file")))?;
+    if column.is_group() {
+        return Err(ParquetError::General(
+            "nested columns are not written by this writer".into(),
+        ));
+    }
+    let one = parquet::schema::types::Type::group_type_builder(root.name())
+        .with_fields(vec![column])
+        .build()?;
+    let probe = SerializedFileWriter::new(std::io::sink(), Arc::new(one), props)?;
+    let field = schema.field(i).clone();
+    Ok(ArrowRowGroupWriterFactory::new(
+        &probe,
+        Arc::new(arrow::datatypes::Schema::new(vec![field])),
+    ))
+}
+
+/// The writer a single-column factory makes for row group `group`.
+fn column_writer(single: &ArrowRowGroupWriterFactory, group: usize) -> Result<ArrowColumnWriter> {
+    let mut writers = single.create_column_writers(group)?;
+    match (writers.pop(), writers.is_empty()) {
+        (Some(w), true) => Ok(w),
+        _ => Err(ParquetError::General(
+            "nested columns are not written by this writer".into(),
+        )),
+    }
 }
 
 /// The parts of the runs `series` within `part`.

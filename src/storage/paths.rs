@@ -184,6 +184,11 @@ pub fn compacted_file_rel(dir: &str, seq: u64, token: &str, n: usize) -> String 
     format!("{dir}/{seq:020}~c{token}-{n}.{PARQUET_EXT}")
 }
 
+/// Whether the data file at `path` was written by a compaction (its name says so).
+pub fn is_compacted(path: &Path) -> bool {
+    matches!(parse_data_file(path), Some(DataFileName::Compacted(..)))
+}
+
 /// What a data file's name says about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DataFileName {

@@ -1664,7 +1664,7 @@ fn results_bytes(groups: &Groups, aux: &Aux) -> u64 {
     let value = |v: &Value| {
         std::mem::size_of::<Value>()
             + match v {
-                Value::Str(s) => s.len(),
+                Value::Str(s) => crate::query::scan::heap_bytes(s.len()),
                 _ => 0,
             }
     };
