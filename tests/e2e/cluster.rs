@@ -1199,17 +1199,47 @@ fn wait_until<T: std::fmt::Debug>(
     started.elapsed()
 }
 
+/// What a three-node test on shared storage runs on: a temporary root, NATS, moto with one
+/// bucket, three free ports and [`shared_storage_config`] written for them. The nodes are
+/// started by [`three_nodes`], after any change the test makes to the config.
+struct SharedStorage {
+    root: tempfile::TempDir,
+    nats: Nats,
+    moto: crate::s3::Moto,
+    ports: (u16, u16, u16),
+    config: PathBuf,
+    partition_ns: i64,
+}
+
+impl SharedStorage {
+    fn start(bucket: &str) -> SharedStorage {
+        let root = tempfile::tempdir().expect("temp dir");
+        let nats = Nats::start(root.path());
+        let moto = crate::s3::Moto::start();
+        moto.create_bucket(bucket);
+        let ports = (free_port(), free_port(), free_port());
+        let (config, partition_ns) =
+            shared_storage_config(root.path(), &nats, &moto, bucket, ports);
+        SharedStorage {
+            root,
+            nats,
+            moto,
+            ports,
+            config,
+            partition_ns,
+        }
+    }
+}
+
 /// A three-node config on `nats` and `moto`'s `bucket`: americas and global on node A (port
-/// `pa`); eu and apac on B and C, on shared storage (`s3://bucket/<region>`), with
-/// `region_extra` lines added to those two (e.g. `export = "raw"`). Returns its path and the
-/// partition duration.
+/// `pa`); eu and apac on B and C, on shared storage (`s3://bucket/<region>`). Returns its
+/// path and the partition duration.
 fn shared_storage_config(
     root: &Path,
     nats: &Nats,
     moto: &crate::s3::Moto,
     bucket: &str,
     (pa, pb, pc): (u16, u16, u16),
-    region_extra: &str,
 ) -> (PathBuf, i64) {
     let url = |p: u16| format!("http://127.0.0.1:{p}");
     let storage = format!(
@@ -1228,7 +1258,7 @@ fn shared_storage_config(
     for name in ["americas", "global"] {
         cfg = cfg.replacen(
             &format!("name = \"{name}\"\n"),
-            &format!("name = \"{name}\"\nurl = \"{}\"\n{region_extra}", url(pa)),
+            &format!("name = \"{name}\"\nurl = \"{}\"\n", url(pa)),
             1,
         );
     }
@@ -1236,7 +1266,7 @@ fn shared_storage_config(
         cfg = cfg.replacen(
             &format!("name = \"{name}\"\n"),
             &format!(
-                "name = \"{name}\"\nurl = \"{}\"\nreplicas = [\"{}\"]\nshared_storage = true\nstorage = \"s3://{bucket}/{name}\"\n{region_extra}",
+                "name = \"{name}\"\nurl = \"{}\"\nreplicas = [\"{}\"]\nshared_storage = true\nstorage = \"s3://{bucket}/{name}\"\n",
                 url(pb),
                 url(pc)
             ),
@@ -1260,21 +1290,9 @@ fn shared_storage_config(
 /// flushed the rewrites and the other node takes over and flushes them.
 #[test]
 fn mixed_shapes_through_a_shared_region_arrive_as_written() {
-    let root = tempfile::tempdir().expect("temp dir");
-    let nats = Nats::start(root.path());
-    let moto = crate::s3::Moto::start();
-    let bucket = "shapes-e2e";
-    moto.create_bucket(bucket);
-    let (pa, pb, pc) = (free_port(), free_port(), free_port());
-    let (config, _) = shared_storage_config(
-        root.path(),
-        &nats,
-        &moto,
-        bucket,
-        (pa, pb, pc),
-        "export = \"raw\"\n",
-    );
-    let (a, mut b, mut c) = three_nodes(root.path(), &config, (pa, pb, pc));
+    let shared = SharedStorage::start("shapes-e2e");
+    add_to_regions(&shared.config, "export = \"raw\"");
+    let (a, mut b, mut c) = three_nodes(shared.root.path(), &shared.config, shared.ports);
     let (first, second) = shapes_lines();
     // Rows of eu points a set of lines holds (each line its own point within a set).
     let eu_lines = |lines: &[ShapeLine]| {
@@ -1357,15 +1375,17 @@ fn mixed_shapes_through_a_shared_region_arrive_as_written() {
 /// files in the bucket (read with the parquet crate) hold every point with its value.
 #[test]
 fn a_region_on_shared_storage_is_flushed_by_one_node_and_taken_over_when_it_fails() {
-    let root = tempfile::tempdir().expect("temp dir");
-    let nats = Nats::start(root.path());
-    let moto = crate::s3::Moto::start();
     let bucket = "shared-e2e";
-    moto.create_bucket(bucket);
-    let (pa, pb, pc) = (free_port(), free_port(), free_port());
-    let (config, partition_ns) =
-        shared_storage_config(root.path(), &nats, &moto, bucket, (pa, pb, pc), "");
-    let (a, mut b, mut c) = three_nodes(root.path(), &config, (pa, pb, pc));
+    // Bound to a name, not `_`: NATS must run until the end of the test.
+    let SharedStorage {
+        root,
+        nats: _nats,
+        moto,
+        ports,
+        config,
+        partition_ns,
+    } = SharedStorage::start(bucket);
+    let (a, mut b, mut c) = three_nodes(root.path(), &config, ports);
     let mut expected = Expected::new();
     let mut next_body = 0;
     // Writes `n` bodies through A; returns the number of the first.
