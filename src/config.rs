@@ -342,6 +342,10 @@ pub struct RawStorage {
     pub cache: Option<ByteSize>,
     /// `ns` (default) or `us`: the unit of `time` in the files.
     pub time_unit: Option<String>,
+    /// Longest one request to the bucket may take, connecting to the last byte.
+    pub request_timeout: Option<String>,
+    /// Longest a call to the bucket is retried for (after a failed or timed-out request).
+    pub retry_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -628,7 +632,7 @@ pub enum StorageLocation {
 
 /// Connection settings of S3-compatible storage; unset ones come from the `AWS_*`
 /// variables when the store is opened.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct S3Config {
     pub endpoint: Option<String>,
     pub region: Option<String>,
@@ -637,6 +641,33 @@ pub struct S3Config {
     pub allow_http: Option<bool>,
     /// Bytes of local disk per region for whole data files read from the bucket (0: none).
     pub cache_bytes: u64,
+    /// One request, from connecting to its last byte (a stalled upload or read fails then).
+    pub request_timeout: Duration,
+    /// How long a call is retried after failed or timed-out requests: with
+    /// `request_timeout`, the longest a bucket that hangs can hold a flush, a manifest
+    /// edit or a read before it fails.
+    pub retry_timeout: Duration,
+}
+
+/// `storage.request_timeout` unset: object_store's own default.
+pub const DEFAULT_S3_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// `storage.retry_timeout` unset: a third of object_store's own (3 min), so that a bucket
+/// that hangs fails a flush within about 1.5 min (see `cluster::lease`).
+pub const DEFAULT_S3_RETRY_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            endpoint: None,
+            region: None,
+            access_key_id: None,
+            secret_access_key: None,
+            allow_http: None,
+            cache_bytes: 0,
+            request_timeout: DEFAULT_S3_REQUEST_TIMEOUT,
+            retry_timeout: DEFAULT_S3_RETRY_TIMEOUT,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -1409,6 +1440,14 @@ impl RawConfig {
                 "need [cluster]: without it, writes reach only the node at the region's url",
             ));
         }
+        let request_timeout = match &self.storage.request_timeout {
+            Some(v) => duration_key("storage.request_timeout", v)?,
+            None => DEFAULT_S3_REQUEST_TIMEOUT,
+        };
+        let retry_timeout = match &self.storage.retry_timeout {
+            Some(v) => duration_key("storage.retry_timeout", v)?,
+            None => DEFAULT_S3_RETRY_TIMEOUT,
+        };
         Ok(Config {
             cluster,
             data_dir: self.data_dir,
@@ -1423,6 +1462,8 @@ impl RawConfig {
                     .storage
                     .cache
                     .map_or(DEFAULT_STORAGE_CACHE, ByteSize::bytes),
+                request_timeout,
+                retry_timeout,
             },
             routing: RoutingConfig {
                 regions,

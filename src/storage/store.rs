@@ -248,6 +248,24 @@ impl Store {
         if let Some(h) = opts.allow_http {
             b = b.with_allow_http(h);
         }
+        // Bounded: a bucket that stops answering fails the call (a flush, a manifest edit, a
+        // read) instead of holding it; the flush lease reacts to failing flushes.
+        // Set key by key: client options set as a whole would drop `allow_http` and what
+        // came from the environment.
+        use object_store::ClientConfigKey;
+        use object_store::aws::AmazonS3ConfigKey::Client;
+        let millis = |d: std::time::Duration| format!("{}ms", d.as_millis().max(1));
+        let connect = opts.request_timeout.min(std::time::Duration::from_secs(5));
+        b = b
+            .with_config(
+                Client(ClientConfigKey::Timeout),
+                millis(opts.request_timeout),
+            )
+            .with_config(Client(ClientConfigKey::ConnectTimeout), millis(connect))
+            .with_retry(object_store::RetryConfig {
+                retry_timeout: opts.retry_timeout,
+                ..object_store::RetryConfig::default()
+            });
         let store = b.build().map_err(|e| bad(e.to_string()))?;
         fs::create_dir_all(staging).map_err(io_err(staging))?;
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -812,6 +830,60 @@ async fn upload(store: &Arc<dyn ObjectStore>, tmp: &Path, to: &ObjPath) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A bucket endpoint that accepts connections and never answers (a stalled network path,
+    /// a hung proxy): every call fails within `storage.request_timeout` and
+    /// `storage.retry_timeout` instead of waiting for ever.
+    #[test]
+    fn a_bucket_that_never_answers_fails_calls_within_the_configured_bounds() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Accepted connections are kept open and never read from.
+        let held = std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            for c in listener.incoming().take(64) {
+                match c {
+                    Ok(c) => kept.push(c),
+                    Err(_) => break,
+                }
+            }
+            kept
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let opts = S3Config {
+            endpoint: Some(format!("http://{addr}")),
+            region: Some("us-east-1".into()),
+            access_key_id: Some("k".into()),
+            secret_access_key: Some("s".into()),
+            allow_http: Some(true),
+            request_timeout: std::time::Duration::from_millis(300),
+            retry_timeout: std::time::Duration::from_millis(900),
+            ..S3Config::default()
+        };
+        let s = Store::s3(
+            "s3://hung/r",
+            &opts,
+            &dir.path().join("staging"),
+            &dir.path().join("cache"),
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        let put = s.put_new("_manifest/1.edit.json", Bytes::from_static(b"{}"));
+        let read = s.read("_manifest/1.edit.json");
+        let took = started.elapsed();
+        // Timed out, not refused for another reason (an option lost on the way).
+        for r in [put.map(|_| ()), read.map(|_| ())] {
+            let e = format!(
+                "{:?}",
+                r.expect_err("a call to a bucket that never answers")
+            );
+            assert!(e.contains("Timeout"), "{e}");
+        }
+        // Each call: tries of 300 ms until 900 ms have passed, plus backoff between them.
+        assert!(took < std::time::Duration::from_secs(8), "{took:?}");
+        drop(s);
+        drop(held);
+    }
 
     #[test]
     fn local_put_new_refuses_an_existing_file_and_lists_without_temporaries() {
