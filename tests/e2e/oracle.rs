@@ -1440,6 +1440,22 @@ pub const CASES: &[Case] = &[
     get("transform", "SELECT elapsed(usage_user, 1s) FROM cpu WHERE host = 'host_1' LIMIT 5"),
     get("transform", "SELECT derivative(mean(usage_user), 1m) FROM cpu WHERE time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T02:00:00Z' GROUP BY time(10m)"),
     get("transform", "SELECT non_negative_difference(max(n)) FROM cpu WHERE time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T02:00:00Z' GROUP BY time(20m), host"),
+    // A range starting inside the data: the bucket before it is read too (and the range's
+    // first bucket holds the points of the wider range), in either order.
+    get("transform", "SELECT difference(max(n)) FROM cpu WHERE time >= '2024-01-01T00:30:00Z' AND time < '2024-01-01T01:30:00Z' GROUP BY time(10m)"),
+    get("transform", "SELECT difference(max(n)) FROM cpu WHERE time >= '2024-01-01T00:35:00Z' AND time < '2024-01-01T01:30:00Z' GROUP BY time(10m) fill(0)"),
+    get("transform", "SELECT non_negative_derivative(mean(n), 1s) FROM cpu WHERE time >= '2024-01-01T00:40:00Z' AND time < '2024-01-01T01:20:00Z' GROUP BY time(5m), host fill(null)"),
+    get("transform", "SELECT moving_average(mean(usage_user), 3) FROM cpu WHERE time >= '2024-01-01T00:30:00Z' AND time < '2024-01-01T01:30:00Z' GROUP BY time(10m)"),
+    get("transform", "SELECT elapsed(max(n), 1s) FROM cpu WHERE time >= '2024-01-01T00:30:00Z' AND time < '2024-01-01T01:00:00Z' GROUP BY time(10m)"),
+    get("transform", "SELECT difference(max(n)) FROM cpu WHERE time >= '2024-01-01T00:30:00Z' AND time < '2024-01-01T01:30:00Z' GROUP BY time(10m) ORDER BY time DESC"),
+    get("transform", "SELECT moving_average(mean(usage_user), 2) FROM cpu WHERE time >= '2024-01-01T00:30:00Z' AND time < '2024-01-01T01:30:00Z' GROUP BY time(10m), host ORDER BY time DESC"),
+    get("transform", "SELECT cumulative_sum(max(n)) FROM cpu WHERE time >= '2024-01-01T00:30:00Z' AND time < '2024-01-01T01:30:00Z' GROUP BY time(10m) ORDER BY time DESC"),
+    // Newest first, computed in that order: rates per unit forward, elapsed negative,
+    // sums from the newest point.
+    get("transform", "SELECT derivative(usage_user, 1s) FROM cpu WHERE host = 'host_1' ORDER BY time DESC LIMIT 5"),
+    get("transform", "SELECT elapsed(usage_user, 1s) FROM cpu WHERE host = 'host_1' ORDER BY time DESC LIMIT 5"),
+    get("transform", "SELECT cumulative_sum(n) FROM cpu WHERE host = 'host_1' ORDER BY time DESC LIMIT 5"),
+    get("transform", "SELECT non_negative_difference(n) FROM cpu WHERE host = 'host_2' AND time >= '2024-01-01T01:05:00Z' AND time < '2024-01-01T01:08:00Z' ORDER BY time DESC"),
     get("transform", "SELECT top(usage_user, 3) FROM cpu"),
     get("transform", "SELECT bottom(usage_user, 3) FROM cpu"),
     get("transform", "SELECT top(usage_user, host, 2) FROM cpu"),

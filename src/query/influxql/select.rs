@@ -623,6 +623,21 @@ impl<'a> Plan<'a> {
                 }
             })
             .collect();
+        // A transformation of bucketed aggregates reads one bucket more before the range
+        // (after it, in descending order), as InfluxDB does, so that the first bucket of the
+        // range has one before it: derivative, difference, moving_average and elapsed, not
+        // cumulative_sum. That bucket holds the points of the wider range (the range's first
+        // bucket too, when the range starts inside it).
+        let (mut min, mut max) = (range.min_ns, range.max_ns);
+        if let (Some(t), Some((d, _))) = (transform, interval)
+            && t.reads_a_bucket_before()
+            && min.zip(max).is_none_or(|(a, b)| a <= b)
+        {
+            match s.order {
+                SortOrder::Asc => min = min.map(|m| m.saturating_sub(d)),
+                SortOrder::Desc => max = Some(max.unwrap_or(ctx.now_ns).saturating_add(d)),
+            }
+        }
         Ok(Plan {
             shapes,
             s,
@@ -642,8 +657,8 @@ impl<'a> Plan<'a> {
             residual,
             fields,
             tags,
-            min: range.min_ns,
-            max: range.max_ns,
+            min,
+            max,
             now: ctx.now_ns,
         })
     }
@@ -1283,27 +1298,31 @@ impl<'a> Plan<'a> {
         rows: Vec<(i64, Vec<Cell>)>,
         timed: bool,
     ) -> Option<ResultSeries> {
-        let (mut rows, timed) = match self.transform {
+        let desc = self.s.order == SortOrder::Desc;
+        let (rows, timed) = match self.transform {
+            None if desc => (rows.into_iter().rev().collect(), timed),
             None => (rows, timed),
+            // In the statement's order, as InfluxDB computes it (newest first: a
+            // cumulative sum from the newest point, negative elapsed times).
             Some(t) => {
                 let skip = usize::from(timed);
-                let input: Vec<(i64, Option<Value>)> = rows
+                let mut input: Vec<(i64, Option<Value>)> = rows
                     .into_iter()
                     .map(|(time, cells)| {
                         (time, cells.into_iter().nth(skip).and_then(value_of_cell))
                     })
                     .collect();
+                if desc {
+                    input.reverse();
+                }
                 let out = t
-                    .apply(&input)
+                    .apply(&input, !desc)
                     .into_iter()
                     .map(|(time, v)| (time, vec![cell(Some(v))]))
                     .collect();
                 (out, false)
             }
         };
-        if self.s.order == SortOrder::Desc {
-            rows.reverse();
-        }
         let rows = self.page(rows);
         if rows.is_empty() {
             return None;

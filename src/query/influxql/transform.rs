@@ -75,8 +75,16 @@ impl Transform {
         Ok(Some((t, arg)))
     }
 
-    /// Applies it to rows (time, value) in time order; nulls are skipped.
-    pub fn apply(self, rows: &[(i64, Option<Value>)]) -> Vec<(i64, Value)> {
+    /// Whether, over `GROUP BY time` buckets, it reads the bucket before the range too
+    /// (InfluxDB widens the range by one interval for these).
+    pub fn reads_a_bucket_before(self) -> bool {
+        !matches!(self, Transform::CumulativeSum)
+    }
+
+    /// Applies it to rows (time, value) in the statement's time order (`ascending` or
+    /// newest first); nulls are skipped. A derivative is per unit of time forward either
+    /// way; elapsed times are negative newest first, as InfluxDB answers.
+    pub fn apply(self, rows: &[(i64, Option<Value>)], ascending: bool) -> Vec<(i64, Value)> {
         let pts: Vec<(i64, &Value)> = rows
             .iter()
             .filter_map(|(t, v)| v.as_ref().filter(|v| num(v).is_some()).map(|v| (*t, v)))
@@ -89,8 +97,9 @@ impl Transform {
                     if t1 == t0 {
                         continue;
                     }
+                    let elapsed = if ascending { t1 - t0 } else { t0 - t1 };
                     let d = (num(v1).unwrap_or(0.0) - num(v0).unwrap_or(0.0))
-                        / ((t1 - t0) as f64 / unit as f64);
+                        / (elapsed as f64 / unit as f64);
                     if !(non_negative && d < 0.0) {
                         out.push((t1, Value::Float(d)));
                     }
@@ -232,7 +241,7 @@ mod tests {
             non_negative: false,
         };
         assert_eq!(
-            d.apply(&r),
+            d.apply(&r, true),
             vec![
                 (10 * s, Value::Float(0.5)),
                 (20 * s, Value::Float(-0.2)),
@@ -243,9 +252,9 @@ mod tests {
             unit: s,
             non_negative: true,
         };
-        assert_eq!(nn.apply(&r).len(), 2);
+        assert_eq!(nn.apply(&r, true).len(), 2);
         assert_eq!(
-            Transform::MovingAverage(3).apply(&r),
+            Transform::MovingAverage(3).apply(&r, true),
             vec![
                 (20 * s, Value::Float(11.0 / 3.0)),
                 (30 * s, Value::Float(20.0 / 3.0))
@@ -260,14 +269,32 @@ mod tests {
             Transform::Difference {
                 non_negative: false
             }
-            .apply(&ints),
+            .apply(&ints, true),
             vec![(2, Value::Int(-2))]
         );
         assert_eq!(
-            Transform::CumulativeSum.apply(&ints),
+            Transform::CumulativeSum.apply(&ints, true),
             vec![(0, Value::Int(5)), (2, Value::Int(8))]
         );
-        assert_eq!(Transform::Elapsed(1).apply(&ints), vec![(2, Value::Int(2))]);
+        assert_eq!(
+            Transform::Elapsed(1).apply(&ints, true),
+            vec![(2, Value::Int(2))]
+        );
+        // Newest first, as InfluxDB computes it: the rate is still per unit forward, a
+        // difference is newer minus older in that order, elapsed times are negative.
+        let newest_first: Vec<(i64, Option<Value>)> = rows(&[(50, 8.0), (40, 3.0), (30, 4.0)]);
+        assert_eq!(
+            Transform::Derivative {
+                unit: 10,
+                non_negative: false
+            }
+            .apply(&newest_first, false),
+            vec![(40, Value::Float(-5.0)), (30, Value::Float(1.0))]
+        );
+        assert_eq!(
+            Transform::Elapsed(1).apply(&newest_first, false),
+            vec![(40, Value::Int(-10)), (30, Value::Int(-10))]
+        );
         assert_eq!(
             math("round", &[Some(Value::Float(11.5))]),
             Some(Value::Float(12.0))
