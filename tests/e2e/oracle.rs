@@ -1190,6 +1190,14 @@ pub const CASES: &[Case] = &[
     get("where", "SELECT count(usage_user) FROM cpu WHERE host <> 'host_1'"),
     get("where", "SELECT count(usage_user) FROM cpu WHERE host =~ /^host_[12]$/"),
     get("where", "SELECT count(usage_user) FROM cpu WHERE host !~ /1/"),
+    // Values of different kinds never compare, `!=` included; a name the measurement lacks
+    // is an empty tag to strings and null to numbers.
+    get("where", "SELECT count(usage_user) FROM cpu WHERE nope != 0"),
+    get("where", "SELECT count(usage_user) FROM cpu WHERE nope !~ /x/"),
+    get("where", "SELECT count(usage_user) FROM cpu WHERE host != 0"),
+    get("where", "SELECT count(usage_user) FROM cpu WHERE state != 1 OR ok != 'x'"),
+    get("where", "SELECT count(usage_user) FROM cpu WHERE usage_user != true"),
+    get("where", "SELECT count(usage_user) FROM cpu WHERE host = 'host_1' AND nope != 0"),
     get("where", "SELECT count(usage_user) FROM cpu WHERE region = 'us-east-1' GROUP BY host"),
     get("where", "SELECT count(usage_user) FROM cpu WHERE region = '' GROUP BY host"),
     get("where", "SELECT count(usage_user) FROM cpu WHERE region != '' GROUP BY host"),

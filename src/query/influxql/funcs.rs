@@ -422,7 +422,9 @@ pub fn compare(op: BinaryOp, l: &Value, r: &Value) -> bool {
             (Value::Str(_), Value::Str(_)) | (Value::Bool(_), Value::Bool(_))
         );
     if !comparable {
-        return op == BinaryOp::Neq;
+        // As InfluxDB: values of different kinds never compare, `!=` included (`host != 0`,
+        // a string field `!= true`, a name the measurement lacks `!= 0` match nothing).
+        return false;
     }
     if matches!(l, Value::Str(_) | Value::Bool(_)) && !matches!(op, BinaryOp::Eq | BinaryOp::Neq) {
         // InfluxQL orders numbers only: `host > 'a'` matches nothing.
