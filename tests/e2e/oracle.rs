@@ -1468,6 +1468,26 @@ pub const CASES: &[Case] = &[
     get("transform", "SELECT bottom(usage_user, 3) FROM cpu"),
     get("transform", "SELECT top(usage_user, host, 2) FROM cpu"),
     get("transform", "SELECT top(n, 2) FROM cpu GROUP BY host"),
+    // The tags and fields of each point top and bottom choose; their buckets with no point
+    // answer nothing whatever the fill; newest first keeps a bucket's rows in their order.
+    get("transform", "SELECT bottom(usage_user, 2), host, n FROM cpu"),
+    get("transform", "SELECT top(n, 2), host FROM cpu GROUP BY host"),
+    get("transform", "SELECT top(n, 2), host FROM cpu WHERE time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T00:40:00Z' GROUP BY time(10m)"),
+    get("transform", "SELECT top(n, 2) FROM cpu WHERE host = 'host_3' AND time >= '2023-12-31T23:00:00Z' AND time < '2024-01-01T00:40:00Z' GROUP BY time(10m) fill(0)"),
+    get("transform", "SELECT bottom(usage_user, 2) FROM cpu WHERE time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T00:40:00Z' GROUP BY time(10m) ORDER BY time DESC"),
+    get("transform", "SELECT distinct(state) FROM cpu WHERE time >= '2023-12-31T23:00:00Z' AND time < '2024-01-01T00:30:00Z' GROUP BY time(10m) fill(null)"),
+    get("transform", "SELECT distinct(state) FROM cpu WHERE time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T00:30:00Z' GROUP BY time(10m) ORDER BY time DESC"),
+    get("errors", "SELECT top(usage_user, 3) FROM cpu LIMIT 2"),
+    // A rank no point holds answers nothing; mode's ties as InfluxDB breaks them.
+    get("aggregate", "SELECT percentile(usage_user, 1) FROM cpu WHERE time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T00:01:00Z' GROUP BY host"),
+    get("aggregate", "SELECT mode(state), mode(ok), mode(n) FROM cpu WHERE time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T02:00:00Z' GROUP BY time(5m), host"),
+    get("aggregate", "SELECT mode(state), mode(ok), mode(n) FROM cpu WHERE time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T02:00:00Z' GROUP BY time(1m), host"),
+    get("aggregate", "SELECT mode(state) FROM cpu WHERE time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T01:00:00Z' GROUP BY time(30s)"),
+    // Arithmetic on a selector of strings or booleans is a type error.
+    get("errors", "SELECT last(state) * 2 FROM cpu"),
+    get("errors", "SELECT max(usage_user) - first(state) FROM cpu"),
+    get("errors", "SELECT mode(ok) + 1 FROM cpu"),
+    get("aggregate", "SELECT mode(ok) & true FROM cpu GROUP BY host"),
     get("transform", "SELECT abs(usage_user - 50) FROM cpu WHERE host = 'host_1' LIMIT 3"),
     get("transform", "SELECT round(usage_user), floor(usage_user), ceil(usage_user) FROM cpu WHERE host = 'host_1' LIMIT 3"),
     // ----- errors -----

@@ -267,20 +267,38 @@ pub fn apply(f: Func, points: &[(i64, Value)]) -> Out {
             };
             Out::One(Value::Float(v), None)
         }
+        // Booleans: true unless false is more frequent (InfluxDB counts them).
+        Func::Mode if pts.iter().all(|(_, v)| matches!(v, Value::Bool(_))) => {
+            let trues = pts.iter().filter(|(_, v)| *v == Value::Bool(true)).count();
+            Out::One(Value::Bool(2 * trues >= n), None)
+        }
         Func::Mode => {
-            let mut xs: Vec<&Value> = pts.iter().map(|(_, v)| v).collect();
-            xs.sort_by(|a, b| a.cmp_values(b));
-            // The most frequent value; on a tie the smallest.
-            let (mut best, mut best_n) = (xs[0], 0usize);
+            let mut xs: Vec<(i64, &Value)> = pts.iter().map(|(t, v)| (*t, v)).collect();
+            xs.sort_by(|a, b| a.1.cmp_values(b.1).then(a.0.cmp(&b.0)));
+            // The most frequent value. Up to 12 points a tie is broken as InfluxDB's
+            // reduction does after its (then stable, insertion) sort by value: runs of equal
+            // values in value order, each in time order, the first run the best so far,
+            // each later run of two or more points taking over when it is more frequent, or
+            // as frequent and its first point is no later than the best run's last one (a
+            // later single point never does: all values distinct, the smallest). Beyond,
+            // InfluxDB's sort is not stable, so its order among ties is not defined: the
+            // smallest of the most frequent values.
+            let stable = xs.len() <= 12;
+            let (mut best, mut best_n, mut best_last) = (xs[0].1, 0usize, i64::MIN);
             let mut i = 0;
             while i < xs.len() {
                 let mut j = i;
-                while j < xs.len() && xs[j].cmp_values(xs[i]) == Ordering::Equal {
+                while j < xs.len() && xs[j].1.cmp_values(xs[i].1) == Ordering::Equal {
                     j += 1;
                 }
-                if j - i > best_n {
-                    best_n = j - i;
-                    best = xs[i];
+                let (count, first, last) = (j - i, xs[i].0, xs[j - 1].0);
+                let takes_over = if stable {
+                    count >= 2 && (count > best_n || (count == best_n && first <= best_last))
+                } else {
+                    count > best_n
+                };
+                if i == 0 || takes_over {
+                    (best, best_n, best_last) = (xs[i].1, count, last);
                 }
                 i = j;
             }
@@ -372,7 +390,8 @@ pub fn apply(f: Func, points: &[(i64, Value)]) -> Out {
             xs.sort_by(|a, b| a.1.cmp_values(&b.1));
             let i = (n as f64 * pct / 100.0 + 0.5).floor() as i64 - 1;
             if i < 0 || i as usize >= n {
-                return Out::One(Value::Null, None);
+                // No point at that rank: the bucket answers nothing, as in InfluxDB.
+                return Out::Empty;
             }
             let p = xs[i as usize];
             Out::One(p.1.clone(), Some(p.0))
@@ -522,6 +541,29 @@ mod tests {
         assert_eq!(apply(Func::Count, &p), Out::One(Value::Int(5), None));
         assert_eq!(apply(Func::Median, &p), Out::One(Value::Float(2.0), None));
         assert_eq!(apply(Func::Mode, &p), Out::One(Value::Float(2.0), None));
+        // Ties as influxd 1.6.7 answers them (each case checked against it).
+        let at = |xs: &[(i64, f64)]| -> Vec<(i64, Value)> {
+            xs.iter().map(|(t, x)| (*t, Value::Float(*x))).collect()
+        };
+        for (case, mode) in [
+            (at(&[(10, 3.0), (20, 1.0), (30, 3.0), (40, 1.0)]), 3.0),
+            (at(&[(10, 1.0), (20, 3.0), (30, 3.0), (40, 1.0)]), 3.0),
+            (
+                at(&[
+                    (10, 5.0),
+                    (20, 3.0),
+                    (30, 3.0),
+                    (40, 5.0),
+                    (50, 1.0),
+                    (60, 1.0),
+                ]),
+                5.0,
+            ),
+            (at(&[(10, 5.0), (20, 3.0), (30, 1.0)]), 1.0),
+            (at(&[(5, 2.0), (10, 1.0), (20, 3.0), (30, 2.0)]), 2.0),
+        ] {
+            assert_eq!(apply(Func::Mode, &case), Out::One(Value::Float(mode), None));
+        }
         assert_eq!(apply(Func::Spread, &p), Out::One(Value::Float(9.0), None));
         assert_eq!(apply(Func::Max, &p), Out::One(Value::Float(10.0), Some(4)));
         assert_eq!(apply(Func::Min, &p), Out::One(Value::Float(1.0), Some(1)));

@@ -204,6 +204,16 @@ fn var_type(e: &Expr, schema: &MeasurementSchema) -> Option<(String, &'static st
             None => None,
         },
         Expr::Paren(inner) => var_type(inner, schema),
+        // A selector answers its field's type: `last(s)` of a string is a string.
+        Expr::Call(c)
+            if matches!(
+                c.name.as_str(),
+                "first" | "last" | "min" | "max" | "mode" | "distinct" | "sample"
+            ) =>
+        {
+            let (name, t) = var_type(c.args.first()?, schema)?;
+            (t != "tag").then(|| (format!("{}({name})", c.name), t))
+        }
         _ => None,
     }
 }
@@ -535,6 +545,19 @@ impl<'a> Plan<'a> {
         {
             return Err(format!(
                 "selector function {}() cannot be combined with other functions",
+                c.call.name
+            ));
+        }
+        // As InfluxDB: a LIMIT must leave room for every point top() or bottom() chooses.
+        if let Some(limit) = s.limit.filter(|l| *l > 0)
+            && let Some((c, n)) = calls.iter().find_map(|c| match c.func {
+                Func::Top(n) | Func::Bottom(n) => Some((c, n)),
+                _ => None,
+            })
+            && n as u64 > limit
+        {
+            return Err(format!(
+                "limit ({n}) in {} function can not be larger than the LIMIT ({limit}) in the select statement",
                 c.call.name
             ));
         }
@@ -1300,6 +1323,18 @@ impl<'a> Plan<'a> {
     ) -> Option<ResultSeries> {
         let desc = self.s.order == SortOrder::Desc;
         let (rows, timed) = match self.transform {
+            // Newest bucket first; the rows of one bucket of top, bottom or distinct stay
+            // in their order, as InfluxDB answers them.
+            None if desc && self.rows_per_bucket() => {
+                let mut buckets: Vec<Vec<(i64, Vec<Cell>)>> = Vec::new();
+                for row in rows {
+                    match buckets.last_mut() {
+                        Some(b) if self.bucket(b[0].0) == self.bucket(row.0) => b.push(row),
+                        _ => buckets.push(vec![row]),
+                    }
+                }
+                (buckets.into_iter().rev().flatten().collect(), timed)
+            }
             None if desc => (rows.into_iter().rev().collect(), timed),
             None => (rows, timed),
             // In the statement's order, as InfluxDB computes it (newest first: a
@@ -1431,24 +1466,35 @@ impl<'a> Plan<'a> {
                     cands.sort_by_key(|p| p.0);
                     let pts: Vec<Stamped> = cands.iter().map(|(t, v, _)| (*t, v.clone())).collect();
                     let out = apply(c.func, &pts);
-                    // A selector with other fields or tags: those of the chosen point.
-                    if self.aux_columns
-                        && let Out::One(v, Some(pt)) = &out
-                        && let Some((_, _, idx)) = cands.iter().find(|(ct, cv, _)| {
-                            ct == pt && cv.cmp_values(v) == std::cmp::Ordering::Equal
-                        })
-                    {
-                        let view = points[*idx].view(&self.fields, &self.schema);
-                        let row = self
-                            .columns
-                            .iter()
-                            .map(|(_, e)| {
-                                let mut cs = Vec::new();
-                                collect_calls(e, &mut cs);
-                                if cs.is_empty() { eval(e, &view) } else { None }
-                            })
-                            .collect();
-                        aux.insert((k.clone(), t), row);
+                    // A selector with other fields or tags: those of the chosen point (of
+                    // each chosen point, for top and bottom).
+                    if self.aux_columns {
+                        let chosen: Vec<(i64, &Value)> = match &out {
+                            Out::One(v, Some(pt)) => vec![(*pt, v)],
+                            Out::Points(ps) => ps.iter().map(|(pt, v)| (*pt, v)).collect(),
+                            _ => Vec::new(),
+                        };
+                        let mut used = vec![false; cands.len()];
+                        let mut rows = Vec::with_capacity(chosen.len());
+                        for (pt, v) in chosen {
+                            let found = cands.iter().enumerate().position(|(j, (ct, cv, _))| {
+                                !used[j]
+                                    && *ct == pt
+                                    && cv.cmp_values(v) == std::cmp::Ordering::Equal
+                            });
+                            let row = match found {
+                                Some(j) => {
+                                    used[j] = true;
+                                    let view = points[cands[j].2].view(&self.fields, &self.schema);
+                                    self.aux_row(&view)
+                                }
+                                None => vec![None; self.columns.len()],
+                            };
+                            rows.push(row);
+                        }
+                        if !rows.is_empty() {
+                            aux.insert((k.clone(), t), rows);
+                        }
                     }
                     outs.push(out);
                 }
@@ -1552,9 +1598,12 @@ impl<'a> Plan<'a> {
             }
             // The buckets to answer.
             let times: Vec<i64> = match self.interval {
-                // Without filling, only the buckets holding points answer.
+                // Without filling, only the buckets holding points answer; nor are the
+                // empty buckets of top, bottom and distinct filled (InfluxDB answers none).
                 None => buckets.keys().copied().collect(),
-                Some(_) if self.s.fill == Fill::None => buckets.keys().copied().collect(),
+                Some(_) if self.s.fill == Fill::None || self.rows_per_bucket() => {
+                    buckets.keys().copied().collect()
+                }
                 Some((d, _)) => {
                     let first = match self.min {
                         Some(m) => self.bucket(m),
@@ -1615,8 +1664,12 @@ impl<'a> Plan<'a> {
                 if let Some(Some(Out::Points(pts))) = outs.first()
                     && n == 1
                 {
-                    for (pt, v) in pts {
-                        let r = self.eval_row(&[Some(&Out::One(v.clone(), None))], None);
+                    let chosen = aux.get(&(key.clone(), *t));
+                    for (j, (pt, v)) in pts.iter().enumerate() {
+                        let r = self.eval_row(
+                            &[Some(&Out::One(v.clone(), None))],
+                            chosen.and_then(|rows| rows.get(j)),
+                        );
                         rows.push((*pt, r));
                     }
                     continue;
@@ -1642,13 +1695,34 @@ impl<'a> Plan<'a> {
                     }
                     _ => *t,
                 };
-                rows.push((time, self.eval_row(&outs, aux.get(&(key.clone(), *t)))));
+                let chosen = aux.get(&(key.clone(), *t)).and_then(|rows| rows.first());
+                rows.push((time, self.eval_row(&outs, chosen)));
             }
             if let Some(series) = self.finish(&key, rows, false) {
                 out.push(series);
             }
         }
         Ok(out)
+    }
+
+    /// Whether the only call answers several rows a bucket (top, bottom, distinct).
+    fn rows_per_bucket(&self) -> bool {
+        matches!(
+            self.calls.as_slice(),
+            [c] if matches!(c.func, Func::Top(_) | Func::Bottom(_) | Func::Distinct)
+        )
+    }
+
+    /// The columns of a selector's chosen point that are not calls (other fields, tags).
+    fn aux_row(&self, view: &dyn super::cond::PointView) -> Vec<Option<Value>> {
+        self.columns
+            .iter()
+            .map(|(_, e)| {
+                let mut cs = Vec::new();
+                collect_calls(e, &mut cs);
+                if cs.is_empty() { eval(e, view) } else { None }
+            })
+            .collect()
     }
 
     /// The columns of one row, given each call's result.
@@ -1703,8 +1777,10 @@ fn results_bytes(groups: &Groups, aux: &Aux) -> u64 {
             }
         }
     }
-    for row in aux.values() {
-        bytes += 64 + row.iter().flatten().map(value).sum::<usize>();
+    for rows in aux.values() {
+        for row in rows {
+            bytes += 64 + row.iter().flatten().map(value).sum::<usize>();
+        }
     }
     bytes as u64
 }
@@ -1715,8 +1791,9 @@ type Stamped = (i64, Value);
 /// Per group, per bucket, one result per call.
 type Groups = BTreeMap<GroupKey, BTreeMap<i64, Vec<Out>>>;
 
-/// A selector's other columns, per group and bucket: the chosen point's values.
-type Aux = FxHashMap<(GroupKey, i64), Vec<Option<Value>>>;
+/// A selector's other columns, per group and bucket: the chosen point's values (a row per
+/// chosen point of top and bottom, in their order).
+type Aux = FxHashMap<(GroupKey, i64), Vec<Vec<Option<Value>>>>;
 
 /// The zone of `tz('…')`, as InfluxDB names its error.
 pub fn parse_zone(name: &str) -> Result<chrono_tz::Tz, String> {
@@ -1772,6 +1849,7 @@ fn eval_calls(e: &Expr, value_of: &dyn Fn(&Call) -> Option<Value>) -> Option<Val
         Expr::Unsigned(u) => Some(Value::UInt(*u)),
         Expr::Number(f) => Some(Value::Float(*f)),
         Expr::Duration(d) => Some(Value::Int(*d)),
+        Expr::Bool(b) => Some(Value::Bool(*b)),
         Expr::Binary(BinaryExpr { op, lhs, rhs }) => {
             super::funcs::arith(*op, eval_calls(lhs, value_of), eval_calls(rhs, value_of))
         }
