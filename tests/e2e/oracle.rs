@@ -1176,6 +1176,15 @@ pub const CASES: &[Case] = &[
     get("raw", "SELECT /usage/ FROM cpu WHERE time < '2024-01-01T00:00:20Z'"),
     get("raw", "SELECT * FROM cpu GROUP BY host LIMIT 2"),
     get("raw", "SELECT * FROM cpu GROUP BY * LIMIT 1"),
+    // Names made unique over the expanded columns; GROUP BY a regex expands wildcards to
+    // fields only; a wildcard or regex that matches nothing answers nothing.
+    get("raw", "SELECT *, usage_user FROM cpu LIMIT 2"),
+    get("raw", "SELECT usage_user, *, usage_user FROM cpu LIMIT 2"),
+    get("raw", "SELECT * FROM cpu WHERE host = 'host_1' GROUP BY /^nothing$/ LIMIT 2"),
+    get("raw", "SELECT /usage|host/ FROM cpu GROUP BY /os/ LIMIT 2"),
+    get("raw", "SELECT /^zzz/ FROM cpu"),
+    get("raw", "SELECT *::tag FROM cpu GROUP BY *"),
+    get("aggregate", "SELECT max(/^zzz/) FROM cpu"),
     get("raw", "SELECT usage_user FROM mem GROUP BY host LIMIT 2"),
     get("raw", "SELECT used FROM mem GROUP BY host LIMIT 2"),
     get("raw", "SELECT \"usage_user\" AS u FROM cpu WHERE host = 'host_2' LIMIT 2"),

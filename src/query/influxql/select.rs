@@ -107,7 +107,9 @@ pub async fn select(ctx: &Ctx, s: &SelectStatement) -> Result<Vec<ResultSeries>,
     }
     let mut out = Vec::new();
     for (db, m, schema) in &schemas {
-        let plan = Plan::new(ctx, s, (db, m), schema, &wild, rest.as_ref(), range)?;
+        let Some(plan) = Plan::new(ctx, s, (db, m), schema, &wild, rest.as_ref(), range)? else {
+            continue;
+        };
         out.extend(plan.run(ctx, db, &budget).await?);
     }
     if s.order == SortOrder::Desc {
@@ -342,7 +344,7 @@ impl<'a> Plan<'a> {
         wild: &MeasurementSchema,
         rest: Option<&Expr>,
         range: crate::influxql::TimeRange,
-    ) -> Result<Plan<'a>, String> {
+    ) -> Result<Option<Plan<'a>>, String> {
         let is_tag = |n: &str| is_tag_of(schema, n);
         let zone = s.timezone.as_deref().map(parse_zone).transpose()?;
         let mut all_tags: Vec<String> = schema
@@ -405,9 +407,16 @@ impl<'a> Plan<'a> {
         // Grouping by a field's name groups by a tag no series has (InfluxDB: `""`).
         let native_group: Vec<String> = group_tags.iter().filter(|t| is_tag(t)).cloned().collect();
 
-        // Projection, wildcards and regexes expanded.
+        // Projection, wildcards and regexes expanded. Under `GROUP BY *` or `/regex/` they
+        // expand to fields only, as InfluxDB does (a tag named outright is still answered).
+        let tags_expand = !s
+            .dimensions
+            .iter()
+            .any(|d| matches!(d, Dimension::Wildcard | Dimension::Regex(_)));
         let names = column_names(&s.fields);
         let mut columns: Vec<(String, Expr)> = Vec::new();
+        // Whether each column's name is an alias (kept) or derived (made unique below).
+        let mut aliased: Vec<bool> = Vec::new();
         for (f, name) in s.fields.iter().zip(names) {
             let var = |n: &str, tag: bool| {
                 Expr::VarRef(VarRef {
@@ -421,7 +430,7 @@ impl<'a> Plan<'a> {
                     if *kind != Some(WildcardType::Tag) {
                         all.extend(sorted_fields.iter().map(|n| (n.to_string(), var(n, false))));
                     }
-                    if *kind != Some(WildcardType::Field) {
+                    if *kind != Some(WildcardType::Field) && tags_expand {
                         all.extend(
                             sorted_tags
                                 .iter()
@@ -442,7 +451,9 @@ impl<'a> Plan<'a> {
                         sorted_tags
                             .iter()
                             .filter(|t| {
-                                r.regex().is_match(t) && !group_tags.iter().any(|g| g == *t)
+                                tags_expand
+                                    && r.regex().is_match(t)
+                                    && !group_tags.iter().any(|g| g == *t)
                             })
                             .map(|n| (n.to_string(), var(n, true))),
                     );
@@ -470,8 +481,38 @@ impl<'a> Plan<'a> {
                 Expr::VarRef(v) if v.name == "time" => {}
                 other => columns.push((name, other.clone())),
             }
+            // A call over a wildcard names its columns (`max_v`), as an alias would.
+            let named = f.alias.is_some()
+                || matches!(&f.expr, Expr::Call(c)
+                    if matches!(c.args.first(), Some(Expr::Wildcard(_) | Expr::Regex(_))));
+            aliased.resize(columns.len(), named);
+        }
+        // Names made unique over the expanded columns (`SELECT *, v`: `v`, `v_1`), as
+        // InfluxDB names the columns of the statement it rewrote.
+        let expanded: Vec<crate::influxql::Field> = columns
+            .iter()
+            .zip(&aliased)
+            .map(|((n, e), a)| crate::influxql::Field {
+                expr: e.clone(),
+                alias: a.then(|| n.clone()),
+            })
+            .collect();
+        let unique = column_names(&expanded);
+        if unique.len() == columns.len() {
+            for ((n, _), u) in columns.iter_mut().zip(unique) {
+                *n = u;
+            }
         }
         if columns.is_empty() {
+            // A wildcard or regex that matches nothing answers nothing (InfluxDB).
+            let expands = s.fields.iter().any(|f| match &f.expr {
+                Expr::Wildcard(_) | Expr::Regex(_) => true,
+                Expr::Call(c) => matches!(c.args.first(), Some(Expr::Wildcard(_) | Expr::Regex(_))),
+                _ => false,
+            });
+            if expands {
+                return Ok(None);
+            }
             return Err("at least 1 non-time field must be queried".into());
         }
         let mut transform = None;
@@ -661,7 +702,7 @@ impl<'a> Plan<'a> {
                 SortOrder::Desc => max = Some(max.unwrap_or(ctx.now_ns).saturating_add(d)),
             }
         }
-        Ok(Plan {
+        Ok(Some(Plan {
             shapes,
             s,
             measurement: measurement.to_string(),
@@ -683,7 +724,7 @@ impl<'a> Plan<'a> {
             min,
             max,
             now: ctx.now_ns,
-        })
+        }))
     }
 
     /// Whether the regions can compute every call as partial aggregates.
