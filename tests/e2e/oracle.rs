@@ -976,6 +976,15 @@ pub const CASES: &[Case] = &[
     get("show", "SHOW MEASUREMENTS WITH MEASUREMENT = \"mem\""),
     get("show", "SHOW MEASUREMENTS WHERE \"host\" = 'host_4'"),
     get("show", "SHOW MEASUREMENTS WHERE \"host\" = 'host_1'"),
+    // Per measurement, over the values its series carry (a measurement without the key
+    // matches neither `=` nor `!=`).
+    get("show", "SHOW MEASUREMENTS WHERE host != 'host_1'"),
+    get("show", "SHOW MEASUREMENTS WHERE host != 'nobody'"),
+    get("show", "SHOW MEASUREMENTS WHERE host = ''"),
+    get("show", "SHOW MEASUREMENTS WHERE region !~ /west/ OR host =~ /4/"),
+    get("show", "SHOW MEASUREMENTS WHERE host =~ /.*/ AND region != 'x'"),
+    get("show", "SHOW MEASUREMENTS WHERE time > 0"),
+    get("show", "SHOW MEASUREMENTS WHERE n > 0"),
     with("show", "db=", "SHOW MEASUREMENTS ON \"oracle\""),
     get("show", "SHOW TAG KEYS"),
     get("show", "SHOW TAG KEYS FROM \"cpu\""),

@@ -129,6 +129,39 @@ pub fn series_matching(ms: &MeasurementSeries, e: &Expr) -> RoaringBitmap {
     }
 }
 
+/// Whether a measurement matches a tag-only condition as `SHOW MEASUREMENTS WHERE` decides
+/// it in InfluxDB: over the values its series carry for a key, not series by series. `=`
+/// and `=~` match when one value does; `!=` and `!~` when the measurement has the key and
+/// no value matches the positive form (a measurement without the key matches neither, and
+/// `key = ''` nothing).
+pub fn measurement_matching(ms: &MeasurementSeries, e: &Expr) -> bool {
+    match unparen(e) {
+        Expr::Binary(b) if b.op == BinaryOp::And => {
+            measurement_matching(ms, &b.lhs) && measurement_matching(ms, &b.rhs)
+        }
+        Expr::Binary(b) if b.op == BinaryOp::Or => {
+            measurement_matching(ms, &b.lhs) || measurement_matching(ms, &b.rhs)
+        }
+        Expr::Bool(b) => *b,
+        other => match tag_comparison(other, &|_| true) {
+            Some((key, op, lit)) => {
+                let values = ms.tag_values(key, None);
+                let hit = |v: &str| match lit {
+                    Expr::Str(s) => v == s,
+                    Expr::Regex(r) => r.regex().is_match(v),
+                    _ => false,
+                };
+                let any = values.iter().any(|v| hit(v));
+                match op {
+                    BinaryOp::Eq | BinaryOp::EqRegex => any,
+                    _ => !values.is_empty() && !any,
+                }
+            }
+            None => false,
+        },
+    }
+}
+
 /// What a point offers to a condition or an expression.
 pub trait PointView {
     /// A field's value (`Value::Null` if the point lacks it).

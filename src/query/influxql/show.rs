@@ -200,6 +200,34 @@ fn strip_time(e: &crate::influxql::Expr) -> crate::influxql::Expr {
     }
 }
 
+/// What InfluxDB refuses in `SHOW MEASUREMENTS WHERE`: time, and comparisons other than
+/// `= != =~ !~`.
+fn check_measurements_condition(e: &crate::influxql::Expr) -> Result<(), String> {
+    use crate::influxql::{BinaryOp, Expr};
+    match e {
+        Expr::Paren(inner) => check_measurements_condition(inner),
+        Expr::Binary(b) if matches!(b.op, BinaryOp::And | BinaryOp::Or) => {
+            check_measurements_condition(&b.lhs)?;
+            check_measurements_condition(&b.rhs)
+        }
+        Expr::Binary(b) => {
+            let time =
+                |e: &Expr| matches!(e, Expr::VarRef(v) if v.name.eq_ignore_ascii_case("time"));
+            if time(&b.lhs) || time(&b.rhs) {
+                return Err("SHOW MEASUREMENTS doesn't support time in WHERE clause".into());
+            }
+            if !matches!(
+                b.op,
+                BinaryOp::Eq | BinaryOp::Neq | BinaryOp::EqRegex | BinaryOp::NeqRegex
+            ) {
+                return Err("invalid tag comparison operator".into());
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 pub async fn measurements(ctx: &Ctx, s: &ShowMeasurements) -> Result<Vec<ResultSeries>, String> {
     // An unknown database has no measurements (InfluxDB answers an empty result here).
     let db = ctx.database(s.database.as_deref())?;
@@ -208,8 +236,15 @@ pub async fn measurements(ctx: &Ctx, s: &ShowMeasurements) -> Result<Vec<ResultS
         None => resolve_sources(ctx, &db, &[]).await,
     };
     if let Some(c) = &s.condition {
+        check_measurements_condition(c)?;
         ctx.series_loaded().await?;
-        names.retain(|m| matching(ctx, &db, m, Some(c)).is_some_and(|(_, b)| !b.is_empty()));
+        let c = strip_time(c);
+        names.retain(|m| {
+            ctx.engine.series().get(&db, m).is_some_and(|e| {
+                let ms = e.read();
+                !ms.is_empty() && super::cond::measurement_matching(&ms, &c)
+            })
+        });
     } else {
         // A measurement whose every series was dropped is gone.
         ctx.series_loaded().await?;
