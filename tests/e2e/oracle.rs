@@ -1322,6 +1322,15 @@ pub const CASES: &[Case] = &[
     get("fill", "SELECT mean(used) FROM mem WHERE host = 'host_1' AND time >= '2024-01-01T00:30:00Z' AND time < '2024-01-01T00:35:00Z' GROUP BY time(30s) fill(linear)"),
     get("fill", "SELECT mean(usage_user) FROM cpu WHERE time >= '2023-01-01T00:00:00Z' AND time < '2023-01-01T01:00:00Z' GROUP BY time(10m) fill(0)"),
     get("fill", "SELECT mean(usage_user) FROM cpu WHERE host = 'host_3' AND time >= '2024-01-01T00:10:00Z' AND time < '2024-01-01T00:40:00Z' GROUP BY time(5m) fill(nope)"),
+    // A number fills strings with "" and booleans with false; a selector's other columns
+    // are filled too (their nulls in every row); previous goes in the statement's order.
+    get("fill", "SELECT last(state), max(usage_user) FROM cpu WHERE host = 'host_1' AND time >= '2023-12-31T23:40:00Z' AND time < '2024-01-01T00:20:00Z' GROUP BY time(10m) fill(1.5)"),
+    get("fill", "SELECT last(ok) FROM cpu WHERE host = 'host_1' AND time >= '2023-12-31T23:40:00Z' AND time < '2024-01-01T00:20:00Z' GROUP BY time(10m) fill(7)"),
+    get("fill", "SELECT first(n), usage_user, host FROM cpu WHERE host = 'host_1' AND time >= '2023-12-31T23:40:00Z' AND time < '2024-01-01T00:20:00Z' GROUP BY time(10m) fill(1.5)"),
+    get("fill", "SELECT first(n), usage_user, host FROM cpu WHERE host = 'host_1' AND time >= '2023-12-31T23:40:00Z' AND time < '2024-01-01T00:20:00Z' GROUP BY time(10m) fill(previous) ORDER BY time DESC"),
+    get("fill", "SELECT count(usage_user) FROM cpu WHERE host = 'host_3' AND time >= '2024-01-01T00:10:00Z' AND time < '2024-01-01T00:40:00Z' GROUP BY time(5m) fill(previous) ORDER BY time DESC"),
+    get("fill", "SELECT max(usage_user), state FROM cpu WHERE host = 'host_2' AND time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T00:30:00Z' GROUP BY time(1m) fill(previous)"),
+    get("fill", "SELECT max(usage_user), state FROM cpu WHERE host = 'host_2' AND time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T00:30:00Z' GROUP BY time(1m) fill(9)"),
     // ----- ORDER BY, LIMIT, OFFSET, SLIMIT, SOFFSET, wildcards -----
     get("order_limit", "SELECT usage_user FROM cpu WHERE host = 'host_1' ORDER BY time DESC LIMIT 5"),
     get("order_limit", "SELECT usage_user FROM cpu GROUP BY host ORDER BY time DESC LIMIT 1"),

@@ -1689,8 +1689,18 @@ impl<'a> Plan<'a> {
                 }
             }
             if self.interval.is_some() {
+                let desc = self.s.order == SortOrder::Desc;
                 for (col, c) in per_call.iter_mut().zip(&self.calls) {
-                    fill(col, &times, self.s.fill, c.func);
+                    let kind = result_kind(c.func, field_type(&self.schema, &c.field));
+                    // In the statement's order: newest first, `previous` is the newer one.
+                    if desc {
+                        col.reverse();
+                        let rtimes: Vec<i64> = times.iter().rev().copied().collect();
+                        fill(col, &rtimes, self.s.fill, c.func, kind);
+                        col.reverse();
+                    } else {
+                        fill(col, &times, self.s.fill, c.func, kind);
+                    }
                 }
             }
             let mut rows: Vec<(i64, Vec<Cell>)> = Vec::new();
@@ -1739,11 +1749,63 @@ impl<'a> Plan<'a> {
                 let chosen = aux.get(&(key.clone(), *t)).and_then(|rows| rows.first());
                 rows.push((time, self.eval_row(&outs, chosen)));
             }
+            if self.aux_columns && self.interval.is_some() {
+                self.fill_aux(&mut rows);
+            }
             if let Some(series) = self.finish(&key, rows, false) {
                 out.push(series);
             }
         }
         Ok(out)
+    }
+
+    /// A selector's other columns under `fill`, as InfluxDB fills them: a number fills
+    /// every null among them (the chosen point lacked the field, or the bucket is empty)
+    /// with the number as written, `previous` with the last value of that column in the
+    /// statement's order; the other fills leave them.
+    fn fill_aux(&self, rows: &mut [(i64, Vec<Cell>)]) {
+        let aux: Vec<usize> = (self.shapes.iter().enumerate())
+            .filter(|(_, s)| **s == Shape::Aux)
+            .map(|(i, _)| i)
+            .collect();
+        match self.s.fill {
+            Fill::Integer(i) => {
+                for (_, cells) in rows.iter_mut() {
+                    for &a in &aux {
+                        if cells[a] == Cell::Null {
+                            cells[a] = Cell::Int(i);
+                        }
+                    }
+                }
+            }
+            Fill::Float(f) => {
+                for (_, cells) in rows.iter_mut() {
+                    for &a in &aux {
+                        if cells[a] == Cell::Null {
+                            cells[a] = Cell::Float(f);
+                        }
+                    }
+                }
+            }
+            Fill::Previous => {
+                let mut last: Vec<Option<Cell>> = vec![None; aux.len()];
+                let mut step = |cells: &mut Vec<Cell>| {
+                    for (k, &a) in aux.iter().enumerate() {
+                        match (&cells[a], &last[k]) {
+                            (Cell::Null, Some(prev)) => cells[a] = prev.clone(),
+                            (Cell::Null, None) => {}
+                            (c, _) => last[k] = Some(c.clone()),
+                        }
+                    }
+                };
+                if self.s.order == SortOrder::Desc {
+                    rows.iter_mut().rev().for_each(|(_, c)| step(c));
+                } else {
+                    rows.iter_mut().for_each(|(_, c)| step(c));
+                }
+            }
+            Fill::None | Fill::Null | Fill::Linear => {}
+        }
     }
 
     /// Whether the only call answers several rows a bucket (top, bottom, distinct).
@@ -1898,9 +1960,20 @@ fn eval_calls(e: &Expr, value_of: &dyn Fn(&Call) -> Option<Value>) -> Option<Val
     }
 }
 
+/// The type of a call's results when it is not a number: a selector of strings or
+/// booleans gives its field's type.
+fn result_kind(func: Func, field: Option<FieldType>) -> Option<FieldType> {
+    let selects = matches!(
+        func,
+        Func::First | Func::Last | Func::Mode | Func::Min | Func::Max | Func::Distinct
+    );
+    field.filter(|t| selects && matches!(t, FieldType::String | FieldType::Boolean))
+}
+
 /// Fills the empty buckets of one call's column, as InfluxDB: `count` gives 0 under
-/// `fill(null)`; a number takes the column's type (`fill(1.5)` of integers is 1).
-fn fill(col: &mut [Option<Out>], times: &[i64], how: Fill, func: Func) {
+/// `fill(null)`; a number takes the column's type (`fill(1.5)` of integers is 1; of
+/// strings `""`, of booleans `false`). `kind`: the column's type when not a number.
+fn fill(col: &mut [Option<Out>], times: &[i64], how: Fill, func: Func, kind: Option<FieldType>) {
     let ints = col
         .iter()
         .any(|c| matches!(c, Some(Out::One(Value::Int(_), _))))
@@ -1916,6 +1989,12 @@ fn fill(col: &mut [Option<Out>], times: &[i64], how: Fill, func: Func) {
             if let Some(v) = func.empty_value() {
                 constant(v, col);
             }
+        }
+        Fill::Integer(_) | Fill::Float(_) if kind == Some(FieldType::String) => {
+            constant(Value::Str(String::new()), col)
+        }
+        Fill::Integer(_) | Fill::Float(_) if kind == Some(FieldType::Boolean) => {
+            constant(Value::Bool(false), col)
         }
         Fill::Integer(i) => constant(
             if ints {
