@@ -1361,6 +1361,10 @@ pub const CASES: &[Case] = &[
     get("from", "SELECT count(*) FROM /.*/"),
     get("from", "SELECT count(used) FROM cpu, mem"),
     get("from", "SELECT * FROM cpu, mem LIMIT 4"),
+    // GROUP BY * and /regex/ over several measurements: every series gets the union of
+    // their tag keys ("" where it lacks one).
+    get("from", "SELECT max(usage_user), max(used) FROM cpu, mem GROUP BY *"),
+    get("from", "SELECT count(used) FROM cpu, mem WHERE time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T00:30:00Z' GROUP BY time(10m), /o/"),
     get("from", "SELECT count(usage_user) FROM oracle..cpu"),
     with("from", "db=", "SELECT count(usage_user) FROM oracle..cpu"),
     get("from", "SELECT count(usage_user) FROM oracle.\"autogen\".cpu"),

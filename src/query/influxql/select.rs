@@ -105,9 +105,17 @@ pub async fn select(ctx: &Ctx, s: &SelectStatement) -> Result<Vec<ResultSeries>,
             wild.entry(k.clone()).or_insert(*v);
         }
     }
+    // GROUP BY * and /regex/: the tag keys the statement's series carry, over all its
+    // measurements (InfluxDB gives every series the union, `""` where it lacks a key).
+    let mut live_tags: BTreeSet<String> = BTreeSet::new();
+    for (db, m, schema) in &schemas {
+        live_tags.extend(live_tag_keys(ctx, db, m, schema));
+    }
+    let live_tags: Vec<String> = live_tags.into_iter().collect();
     let mut out = Vec::new();
     for (db, m, schema) in &schemas {
-        let Some(plan) = Plan::new(ctx, s, (db, m), schema, &wild, rest.as_ref(), range)? else {
+        let wild = (&wild, live_tags.as_slice());
+        let Some(plan) = Plan::new(ctx, s, m, schema, wild, rest.as_ref(), range)? else {
             continue;
         };
         out.extend(plan.run(ctx, db, &budget).await?);
@@ -121,6 +129,24 @@ pub async fn select(ctx: &Ctx, s: &SelectStatement) -> Result<Vec<ResultSeries>,
         .skip(s.soffset.unwrap_or(0) as usize)
         .take(s.slimit.map_or(usize::MAX, |l| l as usize))
         .collect())
+}
+
+/// The tag keys a measurement's series carry (the catalog forgets keys whose series were
+/// all dropped; the schema does not, and is used until the catalog is loaded).
+fn live_tag_keys(ctx: &Ctx, db: &str, m: &str, schema: &MeasurementSchema) -> Vec<String> {
+    match ctx.engine.series().get(db, m) {
+        Some(e) if ctx.engine.series().is_loaded() => e
+            .read()
+            .tag_keys(None)
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        _ => schema
+            .iter()
+            .filter(|(_, k)| matches!(k, ColumnKind::Tag))
+            .map(|(n, _)| n.to_string())
+            .collect(),
+    }
 }
 
 /// How a result column is computed.
@@ -339,9 +365,9 @@ impl<'a> Plan<'a> {
     fn new(
         ctx: &Ctx,
         s: &'a SelectStatement,
-        (db, measurement): (&str, &str),
+        measurement: &str,
         schema: &Arc<MeasurementSchema>,
-        wild: &MeasurementSchema,
+        (wild, live_tags): (&MeasurementSchema, &[String]),
         rest: Option<&Expr>,
         range: crate::influxql::TimeRange,
     ) -> Result<Option<Plan<'a>>, String> {
@@ -366,17 +392,6 @@ impl<'a> Plan<'a> {
             .collect();
         sorted_tags.sort_unstable();
 
-        // GROUP BY * and /regex/: the tag keys the measurement's series carry (the catalog
-        // forgets keys whose series were all dropped; the schema does not).
-        let live_tags: Vec<String> = match ctx.engine.series().get(db, measurement) {
-            Some(e) if ctx.engine.series().is_loaded() => e
-                .read()
-                .tag_keys(None)
-                .into_iter()
-                .map(String::from)
-                .collect(),
-            _ => all_tags.clone(),
-        };
         // GROUP BY.
         let mut interval = None;
         let mut group_tags: BTreeSet<String> = BTreeSet::new();
