@@ -388,6 +388,30 @@ impl MeasurementSeries {
         out
     }
 
+    /// Whether a live series carries `key` = `value` (a hash lookup).
+    pub fn has_value(&self, key: &str, value: &str) -> bool {
+        let Some(&p) = self.key_pos.get(key) else {
+            return false;
+        };
+        let kv = &self.per_key[p];
+        kv.ids
+            .get(value)
+            .is_some_and(|&id| kv.postings[id as usize].meets(None))
+    }
+
+    /// Whether a live series carries a value of `key` that `pred` accepts (unsorted, stops
+    /// at the first).
+    pub fn any_value(&self, key: &str, pred: impl Fn(&str) -> bool) -> bool {
+        let Some(&p) = self.key_pos.get(key) else {
+            return false;
+        };
+        let kv = &self.per_key[p];
+        kv.values
+            .iter()
+            .zip(&kv.postings)
+            .any(|(v, b)| b.meets(None) && pred(v))
+    }
+
     /// How many values of `key` the catalog has listed (an upper bound of those live
     /// series carry: a value stays listed after its last series is removed).
     pub fn value_count(&self, key: &str) -> usize {

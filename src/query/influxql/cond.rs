@@ -145,16 +145,16 @@ pub fn measurement_matching(ms: &MeasurementSeries, e: &Expr) -> bool {
         Expr::Bool(b) => *b,
         other => match tag_comparison(other, &|_| true) {
             Some((key, op, lit)) => {
-                let values = ms.tag_values(key, None);
-                let hit = |v: &str| match lit {
-                    Expr::Str(s) => v == s,
-                    Expr::Regex(r) => r.regex().is_match(v),
+                // A value equal to (or matching) the literal: a lookup, or a scan for a
+                // regex.
+                let any = match lit {
+                    Expr::Str(s) => ms.has_value(key, s),
+                    Expr::Regex(r) => ms.any_value(key, |v| r.regex().is_match(v)),
                     _ => false,
                 };
-                let any = values.iter().any(|v| hit(v));
                 match op {
                     BinaryOp::Eq | BinaryOp::EqRegex => any,
-                    _ => !values.is_empty() && !any,
+                    _ => !any && ms.any_value(key, |_| true),
                 }
             }
             None => false,
@@ -263,4 +263,39 @@ fn cast(v: &Value, to: Option<DataType>) -> Option<Value> {
 
 pub fn truthy(v: Option<Value>) -> bool {
     matches!(v, Some(Value::Bool(true)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `SHOW MEASUREMENTS WHERE` per measurement, as influxd 1.6.7 answered these cases.
+    #[test]
+    fn measurements_match_over_the_values_their_series_carry() {
+        let mut cpu = MeasurementSeries::default();
+        cpu.add(&[("host", "a"), ("dc", "x")]);
+        cpu.add(&[("host", "b"), ("dc", "y")]);
+        cpu.add(&[("host", "c")]);
+        let mut mem = MeasurementSeries::default();
+        mem.add::<&str, &str>(&[]);
+        let mut net = MeasurementSeries::default();
+        net.add(&[("host", "h9")]);
+        let matching = |cond: &str| -> Vec<&str> {
+            let e = crate::influxql::parse_expr(cond).unwrap();
+            [("cpu", &cpu), ("mem", &mem), ("net", &net)]
+                .into_iter()
+                .filter(|(_, ms)| measurement_matching(ms, &e))
+                .map(|(n, _)| n)
+                .collect()
+        };
+        assert_eq!(matching("host != 'h9'"), ["cpu"]);
+        assert_eq!(matching("host = ''"), Vec::<&str>::new());
+        assert_eq!(matching("dc != 'x'"), Vec::<&str>::new());
+        assert_eq!(matching("dc != 'z'"), ["cpu"]);
+        assert_eq!(matching("host !~ /h9/"), ["cpu"]);
+        assert_eq!(matching("dc = 'y'"), ["cpu"]);
+        assert_eq!(matching("host =~ /.*/"), ["cpu", "net"]);
+        assert_eq!(matching("host != 'a' OR dc = 'y'"), ["cpu", "net"]);
+        assert_eq!(matching("host != 'a' AND dc = 'y'"), Vec::<&str>::new());
+    }
 }

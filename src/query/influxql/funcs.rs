@@ -272,33 +272,56 @@ pub fn apply(f: Func, points: &[(i64, Value)]) -> Out {
             let trues = pts.iter().filter(|(_, v)| *v == Value::Bool(true)).count();
             Out::One(Value::Bool(2 * trues >= n), None)
         }
-        Func::Mode => {
+        Func::Mode if n <= 12 => {
+            // As InfluxDB's reduction: Go's sort by value of a slice this short (a pass
+            // with gap 6, then an insertion sort) over the points in time order, then its
+            // scan, in which a later run of equal values takes over from its second point
+            // on when it is more frequent, or as frequent and its first point is no later
+            // than the best run's last.
             let mut xs: Vec<(i64, &Value)> = pts.iter().map(|(t, v)| (*t, v)).collect();
-            xs.sort_by(|a, b| a.1.cmp_values(b.1).then(a.0.cmp(&b.0)));
-            // The most frequent value. Up to 12 points a tie is broken as InfluxDB's
-            // reduction does after its (then stable, insertion) sort by value: runs of equal
-            // values in value order, each in time order, the first run the best so far,
-            // each later run of two or more points taking over when it is more frequent, or
-            // as frequent and its first point is no later than the best run's last one (a
-            // later single point never does: all values distinct, the smallest). Beyond,
-            // InfluxDB's sort is not stable, so its order among ties is not defined: the
-            // smallest of the most frequent values.
-            let stable = xs.len() <= 12;
-            let (mut best, mut best_n, mut best_last) = (xs[0].1, 0usize, i64::MIN);
+            let less = |a: &(i64, &Value), b: &(i64, &Value)| a.1.cmp_values(b.1) == Ordering::Less;
+            for i in 6..xs.len() {
+                if less(&xs[i], &xs[i - 6]) {
+                    xs.swap(i, i - 6);
+                }
+            }
+            for i in 1..xs.len() {
+                let mut j = i;
+                while j > 0 && less(&xs[j], &xs[j - 1]) {
+                    xs.swap(j, j - 1);
+                    j -= 1;
+                }
+            }
+            let (mut most_n, mut run_n) = (0usize, 0usize);
+            let (mut run_value, mut most_value) = (xs[0].1, xs[0].1);
+            let (mut most_time, mut run_time) = (xs[0].0, xs[0].0);
+            for &(t, v) in &xs {
+                if v.cmp_values(run_value) != Ordering::Equal {
+                    (run_n, run_value, run_time) = (1, v, t);
+                    continue;
+                }
+                run_n += 1;
+                if most_n > run_n || (most_n == run_n && run_time > most_time) {
+                    continue;
+                }
+                (most_n, most_value, most_time) = (run_n, v, t);
+            }
+            Out::One(most_value.clone(), None)
+        }
+        Func::Mode => {
+            // Beyond 12 points InfluxDB's order among equally frequent values follows its
+            // quicksort's pivots: the smallest of the most frequent values here.
+            let mut xs: Vec<&Value> = pts.iter().map(|(_, v)| v).collect();
+            xs.sort_by(|a, b| a.cmp_values(b));
+            let (mut best, mut best_n) = (xs[0], 0usize);
             let mut i = 0;
             while i < xs.len() {
                 let mut j = i;
-                while j < xs.len() && xs[j].1.cmp_values(xs[i].1) == Ordering::Equal {
+                while j < xs.len() && xs[j].cmp_values(xs[i]) == Ordering::Equal {
                     j += 1;
                 }
-                let (count, first, last) = (j - i, xs[i].0, xs[j - 1].0);
-                let takes_over = if stable {
-                    count >= 2 && (count > best_n || (count == best_n && first <= best_last))
-                } else {
-                    count > best_n
-                };
-                if i == 0 || takes_over {
-                    (best, best_n, best_last) = (xs[i].1, count, last);
+                if j - i > best_n {
+                    (best, best_n) = (xs[i], j - i);
                 }
                 i = j;
             }
@@ -561,6 +584,19 @@ mod tests {
             ),
             (at(&[(10, 5.0), (20, 3.0), (30, 1.0)]), 1.0),
             (at(&[(5, 2.0), (10, 1.0), (20, 3.0), (30, 2.0)]), 2.0),
+            // Seven points: Go's gap-6 pass swaps the first and the last first.
+            (
+                at(&[
+                    (10, 3.0),
+                    (20, 1.0),
+                    (30, 1.0),
+                    (40, 3.0),
+                    (50, 9.0),
+                    (60, 9.0),
+                    (70, 2.0),
+                ]),
+                1.0,
+            ),
         ] {
             assert_eq!(apply(Func::Mode, &case), Out::One(Value::Float(mode), None));
         }

@@ -82,6 +82,7 @@ pub async fn select(ctx: &Ctx, s: &SelectStatement) -> Result<Vec<ResultSeries>,
         }
     }
     targets.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+    check_top_limit(s)?;
     let budget = Arc::new(ctx.query_memory.budget());
     // Wildcards expand over every measurement of the statement (InfluxDB gives each series
     // the union of their columns).
@@ -129,6 +130,26 @@ pub async fn select(ctx: &Ctx, s: &SelectStatement) -> Result<Vec<ResultSeries>,
         .skip(s.soffset.unwrap_or(0) as usize)
         .take(s.slimit.map_or(usize::MAX, |l| l as usize))
         .collect())
+}
+
+/// As InfluxDB, whatever the data: a LIMIT must leave room for every point top() or
+/// bottom() chooses.
+fn check_top_limit(s: &SelectStatement) -> Result<(), String> {
+    let Some(limit) = s.limit.filter(|l| *l > 0) else {
+        return Ok(());
+    };
+    for f in &s.fields {
+        if let Expr::Call(c) = &f.expr
+            && let Ok((Func::Top(n) | Func::Bottom(n), _)) = Func::of(c)
+            && n as u64 > limit
+        {
+            return Err(format!(
+                "limit ({n}) in {} function can not be larger than the LIMIT ({limit}) in the select statement",
+                c.name
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The tag keys a measurement's series carry (the catalog forgets keys whose series were
@@ -604,19 +625,6 @@ impl<'a> Plan<'a> {
                 c.call.name
             ));
         }
-        // As InfluxDB: a LIMIT must leave room for every point top() or bottom() chooses.
-        if let Some(limit) = s.limit.filter(|l| *l > 0)
-            && let Some((c, n)) = calls.iter().find_map(|c| match c.func {
-                Func::Top(n) | Func::Bottom(n) => Some((c, n)),
-                _ => None,
-            })
-            && n as u64 > limit
-        {
-            return Err(format!(
-                "limit ({n}) in {} function can not be larger than the LIMIT ({limit}) in the select statement",
-                c.call.name
-            ));
-        }
         if calls.iter().any(|c| c.func == Func::Distinct) && calls.len() > 1 {
             return Err(
                 "aggregate function distinct() cannot be combined with other functions or fields"
@@ -710,7 +718,7 @@ impl<'a> Plan<'a> {
         let (mut min, mut max) = (range.min_ns, range.max_ns);
         if let (Some(t), Some((d, _))) = (transform, interval)
             && t.reads_a_bucket_before()
-            && min.zip(max).is_none_or(|(a, b)| a <= b)
+            && min.is_none_or(|a| a <= max.unwrap_or(ctx.now_ns))
         {
             match s.order {
                 SortOrder::Asc => min = min.map(|m| m.saturating_sub(d)),
@@ -909,7 +917,11 @@ impl<'a> Plan<'a> {
             (groups, aux)
         } else {
             let points = self.points(ctx, db, budget, None).await?;
-            self.local_groups(points, budget)?
+            let (groups, aux) = self.local_groups(points, budget)?;
+            // The results (top and bottom: a row of other columns per chosen point) are
+            // held while the answer is made.
+            budget.charge(results_bytes(&groups, &aux))?;
+            (groups, aux)
         };
         self.aggregate_series(groups, &aux)
     }
@@ -1530,17 +1542,19 @@ impl<'a> Plan<'a> {
                             Out::Points(ps) => ps.iter().map(|(pt, v)| (*pt, v)).collect(),
                             _ => Vec::new(),
                         };
-                        let mut used = vec![false; cands.len()];
+                        // The candidates by time and value (a chosen value is a copy of
+                        // its candidate's), earliest first: one pass, however many points
+                        // top or bottom choose.
+                        let mut by_key: FxHashMap<(i64, ValueKey<'_>), Vec<usize>> =
+                            FxHashMap::default();
+                        for (j, (ct, cv, _)) in cands.iter().enumerate().rev() {
+                            by_key.entry((*ct, value_key(cv))).or_default().push(j);
+                        }
                         let mut rows = Vec::with_capacity(chosen.len());
                         for (pt, v) in chosen {
-                            let found = cands.iter().enumerate().position(|(j, (ct, cv, _))| {
-                                !used[j]
-                                    && *ct == pt
-                                    && cv.cmp_values(v) == std::cmp::Ordering::Equal
-                            });
+                            let found = by_key.get_mut(&(pt, value_key(v))).and_then(Vec::pop);
                             let row = match found {
                                 Some(j) => {
-                                    used[j] = true;
                                     let view = points[cands[j].2].view(&self.fields, &self.schema);
                                     self.aux_row(&view)
                                 }
@@ -1703,7 +1717,9 @@ impl<'a> Plan<'a> {
                     col.push((o != Out::Empty).then_some(o));
                 }
             }
-            if self.interval.is_some() {
+            // top, bottom and distinct are never filled: a bucket whose points lack the
+            // field answers nothing.
+            if self.interval.is_some() && !self.rows_per_bucket() {
                 let desc = self.s.order == SortOrder::Desc;
                 for (col, c) in per_call.iter_mut().zip(&self.calls) {
                     let kind = result_kind(c.func, field_type(&self.schema, &c.field));
@@ -1722,7 +1738,9 @@ impl<'a> Plan<'a> {
             for (bi, t) in times.iter().enumerate() {
                 let outs: Vec<Option<&Out>> = per_call.iter().map(|c| c[bi].as_ref()).collect();
                 if outs.iter().all(|o| o.is_none())
-                    && (self.interval.is_none() || self.s.fill == Fill::None)
+                    && (self.interval.is_none()
+                        || self.s.fill == Fill::None
+                        || self.rows_per_bucket())
                 {
                     continue;
                 }
@@ -1905,6 +1923,28 @@ fn results_bytes(groups: &Groups, aux: &Aux) -> u64 {
 
 /// A point's time and one field's value.
 type Stamped = (i64, Value);
+
+/// A value as a hash key, exactly as it is stored (floats by their bits).
+#[derive(Hash, PartialEq, Eq)]
+enum ValueKey<'a> {
+    Null,
+    Float(u64),
+    Int(i64),
+    UInt(u64),
+    Str(&'a str),
+    Bool(bool),
+}
+
+fn value_key(v: &Value) -> ValueKey<'_> {
+    match v {
+        Value::Null => ValueKey::Null,
+        Value::Float(f) => ValueKey::Float(f.to_bits()),
+        Value::Int(i) => ValueKey::Int(*i),
+        Value::UInt(u) => ValueKey::UInt(*u),
+        Value::Str(s) => ValueKey::Str(s),
+        Value::Bool(b) => ValueKey::Bool(*b),
+    }
+}
 
 /// Per group, per bucket, one result per call.
 type Groups = BTreeMap<GroupKey, BTreeMap<i64, Vec<Out>>>;
