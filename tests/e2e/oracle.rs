@@ -1861,6 +1861,10 @@ fn deletes_agree_with_influxdb_1_6() {
         "DELETE FROM mem WHERE time < '2024-01-01T00:20:00Z'",
         "DELETE FROM cpu WHERE region =~ /eu/ AND time > '2024-01-01T01:30:00Z'",
         "DROP SERIES FROM mem WHERE host = 'host_1'",
+        // Every point of mem: the measurement is forgotten (its columns leave SHOW and
+        // wildcards over several measurements) though its files hold the points until
+        // compaction.
+        "DELETE FROM mem",
         "DROP MEASUREMENT mem",
     ];
     const CHECKS: &[&str] = &[
@@ -1872,6 +1876,9 @@ fn deletes_agree_with_influxdb_1_6() {
         "SHOW MEASUREMENTS",
         "SHOW SERIES",
         "SHOW TAG VALUES WITH KEY = host",
+        "SHOW FIELD KEYS",
+        "SHOW TAG KEYS",
+        "SELECT max(*) FROM /.*/",
     ];
     let post = |base: &str, q: &str| {
         let url = format!("{base}/query?{}", encode_params(&[("db", DB), ("q", q)]));

@@ -116,12 +116,18 @@ impl Ctx {
         self.schemas.lock().await.clear();
     }
 
-    /// The measurements of `db` and their columns in the regions this node hosts.
+    /// The measurements of `db` and their columns in the regions this node hosts. A
+    /// measurement whose every series a `DELETE` or `DROP SERIES` removed is left out (its
+    /// files still hold the points until compaction, hidden from every query), as InfluxDB
+    /// forgets it.
     pub fn local_schema(&self, db: &str) -> DbSchema {
+        let series = self.engine.series();
+        let loaded = series.is_loaded();
         self.engine
             .registry()
             .measurements(db)
             .into_iter()
+            .filter(|(m, _)| !loaded || series.get(db, m).is_none_or(|e| !e.read().is_empty()))
             .collect()
     }
 

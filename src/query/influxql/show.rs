@@ -285,6 +285,19 @@ pub async fn tag_keys(ctx: &Ctx, s: &ShowTagKeys) -> Result<Vec<ResultSeries>, S
                     .collect(),
                 None => Vec::new(),
             },
+            // The keys the measurement's live series carry here (a key whose every
+            // series a delete removed is gone, as in InfluxDB); from the schema while the
+            // catalog is loading or for a measurement only other nodes hold.
+            None if let Some(entry) = ctx.engine.series().get(&db, &m)
+                && ctx.engine.series().is_loaded() =>
+            {
+                entry
+                    .read()
+                    .tag_keys(None)
+                    .into_iter()
+                    .map(String::from)
+                    .collect()
+            }
             None => {
                 let schema = ctx.schema(&db).await.get(&m).cloned();
                 let mut k: Vec<String> = schema
