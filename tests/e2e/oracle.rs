@@ -1192,6 +1192,10 @@ pub const CASES: &[Case] = &[
     get("raw", "SELECT * FROM cpu WHERE host = 'host_1' GROUP BY /^nothing$/ LIMIT 2"),
     get("raw", "SELECT /usage|host/ FROM cpu GROUP BY /os/ LIMIT 2"),
     get("raw", "SELECT /^zzz/ FROM cpu"),
+    // A cast to the other kind names no column: null, beside the field itself.
+    get("raw", "SELECT usage_user::tag, usage_user FROM cpu WHERE host = 'host_1' LIMIT 3"),
+    get("raw", "SELECT host::field, usage_user, host FROM cpu WHERE host = 'host_1' LIMIT 3"),
+    get("aggregate", "SELECT max(usage_user), host::field FROM cpu GROUP BY host"),
     get("raw", "SELECT *::tag FROM cpu GROUP BY *"),
     get("aggregate", "SELECT max(/^zzz/) FROM cpu"),
     get("raw", "SELECT usage_user FROM mem GROUP BY host LIMIT 2"),

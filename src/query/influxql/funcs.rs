@@ -227,6 +227,30 @@ fn as_f64(v: &Value) -> Option<f64> {
     }
 }
 
+/// A value as a hash key, equal where InfluxQL takes two values as the same one: numbers
+/// by value (`-0` and `0`, `1` and `1.0` alike), strings and booleans as they are.
+#[derive(Hash, PartialEq, Eq)]
+pub(super) enum ValueKey<'a> {
+    Null,
+    Integral(i128),
+    Float(u64),
+    Str(&'a str),
+    Bool(bool),
+}
+
+pub(super) fn value_key(v: &Value) -> ValueKey<'_> {
+    match v {
+        Value::Null => ValueKey::Null,
+        Value::Int(i) => ValueKey::Integral(i128::from(*i)),
+        Value::UInt(u) => ValueKey::Integral(i128::from(*u)),
+        // Exactly integral and within i128: by that integer (so -0 is 0).
+        Value::Float(f) if f.fract() == 0.0 && f.abs() < 1e30 => ValueKey::Integral(*f as i128),
+        Value::Float(f) => ValueKey::Float(f.to_bits()),
+        Value::Str(s) => ValueKey::Str(s),
+        Value::Bool(b) => ValueKey::Bool(*b),
+    }
+}
+
 fn is_number(v: &Value) -> bool {
     matches!(v, Value::Float(_) | Value::Int(_) | Value::UInt(_))
 }
@@ -242,9 +266,8 @@ pub fn apply(f: Func, points: &[(i64, Value)]) -> Out {
     match f {
         Func::Count => Out::One(Value::Int(n as i64), None),
         Func::CountDistinct => {
-            let mut vals: Vec<&Value> = pts.iter().map(|(_, v)| v).collect();
-            vals.sort_by(|a, b| a.cmp_values(b));
-            vals.dedup_by(|a, b| a.cmp_values(b) == Ordering::Equal);
+            let vals: std::collections::HashSet<ValueKey<'_>> =
+                pts.iter().map(|(_, v)| value_key(v)).collect();
             Out::One(Value::Int(vals.len() as i64), None)
         }
         Func::Sum => Out::One(sum(&pts), None),
@@ -420,12 +443,13 @@ pub fn apply(f: Func, points: &[(i64, Value)]) -> Out {
             Out::One(p.1.clone(), Some(p.0))
         }
         Func::Distinct => {
-            let mut vals: Vec<Value> = Vec::new();
-            for (_, v) in &pts {
-                if !vals.iter().any(|x| x.cmp_values(v) == Ordering::Equal) {
-                    vals.push(v.clone());
-                }
-            }
+            // Each value once, in the order first seen (one hash lookup a point).
+            let mut seen: std::collections::HashSet<ValueKey<'_>> = Default::default();
+            let vals = pts
+                .iter()
+                .filter(|(_, v)| seen.insert(value_key(v)))
+                .map(|(_, v)| v.clone())
+                .collect();
             Out::Many(vals)
         }
     }
@@ -472,7 +496,19 @@ pub fn compare(op: BinaryOp, l: &Value, r: &Value) -> bool {
         // InfluxQL orders numbers only: `host > 'a'` matches nothing.
         return false;
     }
-    let o = l.cmp_values(r);
+    // Numbers by value, as Go compares them: `-0 = 0`, and NaN compares with nothing
+    // (only `!=` holds).
+    let o = match (l, r) {
+        (Value::Int(a), Value::Int(b)) => Some(a.cmp(b)),
+        (Value::UInt(a), Value::UInt(b)) => Some(a.cmp(b)),
+        (Value::Int(a), Value::UInt(b)) => Some(i128::from(*a).cmp(&i128::from(*b))),
+        (Value::UInt(a), Value::Int(b)) => Some(i128::from(*a).cmp(&i128::from(*b))),
+        _ if is_number(l) => as_f64(l).partial_cmp(&as_f64(r)),
+        _ => Some(l.cmp_values(r)),
+    };
+    let Some(o) = o else {
+        return op == BinaryOp::Neq;
+    };
     match op {
         BinaryOp::Eq => o == Ordering::Equal,
         BinaryOp::Neq => o != Ordering::Equal,
@@ -636,6 +672,35 @@ mod tests {
         );
         assert_eq!(arith(BinaryOp::Add, i(2), None), None);
         assert!(compare(BinaryOp::Lt, &Value::Int(1), &Value::Float(1.5)));
+        // Numbers by value, as influxd compares them: -0 is 0, NaN compares with nothing.
+        let (neg0, zero, nan) = (Value::Float(-0.0), Value::Int(0), Value::Float(f64::NAN));
+        assert!(compare(BinaryOp::Eq, &neg0, &zero));
+        assert!(compare(BinaryOp::Gte, &neg0, &zero));
+        assert!(!compare(BinaryOp::Lt, &neg0, &zero));
+        assert!(!compare(BinaryOp::Eq, &nan, &nan) && compare(BinaryOp::Neq, &nan, &nan));
+        assert!(compare(
+            BinaryOp::Gt,
+            &Value::UInt(u64::MAX),
+            &Value::Int(-1)
+        ));
+        let p: Vec<(i64, Value)> = [
+            neg0.clone(),
+            Value::Float(0.0),
+            Value::Int(0),
+            Value::Float(2.5),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(t, v)| (t as i64, v))
+        .collect();
+        assert_eq!(
+            apply(Func::Distinct, &p),
+            Out::Many(vec![neg0, Value::Float(2.5)])
+        );
+        assert_eq!(
+            apply(Func::CountDistinct, &p),
+            Out::One(Value::Int(2), None)
+        );
         assert!(!compare(
             BinaryOp::Eq,
             &Value::Int(1),

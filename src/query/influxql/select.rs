@@ -20,7 +20,7 @@ use std::sync::Arc;
 use super::Ctx;
 use super::DbSchema;
 use super::cond::{PointView, conjuncts, eval, native_pred, tag_comparison, truthy};
-use super::funcs::{Func, Out, apply};
+use super::funcs::{Func, Out, ValueKey, apply, value_key};
 use super::result::{Cell, ResultSeries};
 use super::show::match_sources;
 use super::transform::{Transform, is_math, math};
@@ -665,8 +665,11 @@ impl<'a> Plan<'a> {
         let mut fields: Vec<String> = Vec::new();
         let mut tags: Vec<String> = native_group.clone();
         for v in vars {
+            // A cast to the other kind (`field::tag`, `tag::field`) names no column: null.
             let tag = match v.data_type {
+                Some(DataType::Tag) if !is_tag(&v.name) => continue,
                 Some(DataType::Tag) => true,
+                Some(_) if is_tag(&v.name) => continue,
                 Some(_) => false,
                 None => is_tag(&v.name),
             };
@@ -1923,28 +1926,6 @@ fn results_bytes(groups: &Groups, aux: &Aux) -> u64 {
 
 /// A point's time and one field's value.
 type Stamped = (i64, Value);
-
-/// A value as a hash key, exactly as it is stored (floats by their bits).
-#[derive(Hash, PartialEq, Eq)]
-enum ValueKey<'a> {
-    Null,
-    Float(u64),
-    Int(i64),
-    UInt(u64),
-    Str(&'a str),
-    Bool(bool),
-}
-
-fn value_key(v: &Value) -> ValueKey<'_> {
-    match v {
-        Value::Null => ValueKey::Null,
-        Value::Float(f) => ValueKey::Float(f.to_bits()),
-        Value::Int(i) => ValueKey::Int(*i),
-        Value::UInt(u) => ValueKey::UInt(*u),
-        Value::Str(s) => ValueKey::Str(s),
-        Value::Bool(b) => ValueKey::Bool(*b),
-    }
-}
 
 /// Per group, per bucket, one result per call.
 type Groups = BTreeMap<GroupKey, BTreeMap<i64, Vec<Out>>>;
