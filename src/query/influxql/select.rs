@@ -943,7 +943,12 @@ impl<'a> Plan<'a> {
         const POINT_BYTES: u64 = 64;
         let (every, offset) = self.interval?;
         let engine = &ctx.engine;
-        if self.zone.is_some() || !engine.regions().iter().all(|r| r.hosted()) {
+        // integral()'s area crosses bucket edges, so windows apart would lose it.
+        let integral = self
+            .calls
+            .iter()
+            .any(|c| matches!(c.func, Func::Integral(_)));
+        if integral || self.zone.is_some() || !engine.regions().iter().all(|r| r.hosted()) {
             return None;
         }
         let (start, end) = (self.min.unwrap_or(i64::MIN), self.end_exclusive());
@@ -1531,11 +1536,19 @@ impl<'a> Plan<'a> {
         let mut groups: Groups = BTreeMap::new();
         for (k, buckets) in acc {
             let mut b = BTreeMap::new();
+            // integral() over buckets: each call's points of every bucket, in time order
+            // (its area crosses bucket edges).
+            let mut integrals: Vec<Vec<(i64, Vec<Stamped>)>> = vec![Vec::new(); n];
             for (t, mut per_call) in buckets {
                 let mut outs = Vec::with_capacity(n);
-                for (c, cands) in self.calls.iter().zip(per_call.iter_mut()) {
+                for (i, (c, cands)) in self.calls.iter().zip(per_call.iter_mut()).enumerate() {
                     cands.sort_by_key(|p| p.0);
                     let pts: Vec<Stamped> = cands.iter().map(|(t, v, _)| (*t, v.clone())).collect();
+                    if let (Func::Integral(_), Some(_)) = (c.func, self.interval) {
+                        integrals[i].push((t, pts));
+                        outs.push(Out::Empty);
+                        continue;
+                    }
                     let out = apply(c.func, &pts);
                     // A selector with other fields or tags: those of the chosen point (of
                     // each chosen point, for top and bottom).
@@ -1573,9 +1586,87 @@ impl<'a> Plan<'a> {
                 }
                 b.insert(t, outs);
             }
+            for (i, per_bucket) in integrals.iter().enumerate() {
+                if let Func::Integral(unit) = self.calls[i].func {
+                    for (t, area) in self.bucketed_integral(per_bucket, unit) {
+                        if let Some(outs) = b.get_mut(&t) {
+                            outs[i] = Out::One(Value::Float(area), None);
+                        }
+                    }
+                }
+            }
             groups.insert(k, b);
         }
         Ok((groups, aux))
+    }
+
+    /// integral() per `GROUP BY time` bucket, as InfluxDB 1.6's reducers compute it:
+    /// trapezoids between consecutive points (of every series of the group, in time order; a
+    /// point at the time of the one before replaces it), the one across a bucket's end cut
+    /// there at the value interpolated between its points, and the area from that end to the
+    /// next point counted in that point's bucket (over empty buckets too): for floats the
+    /// trapezoid from the interpolated value to the point's, for integers from the
+    /// interpolated value to the previous point's (so InfluxDB computes them). A bucket whose
+    /// only points are at its start is the last one, and answers nothing, as do empty
+    /// buckets. Areas are in `unit` nanoseconds.
+    fn bucketed_integral(&self, per_bucket: &[(i64, Vec<Stamped>)], unit: i64) -> Vec<(i64, f64)> {
+        let Some((d, _)) = self.interval else {
+            return Vec::new();
+        };
+        let unit = unit.max(1) as f64;
+        let window = |t: i64| {
+            let start = self.bucket(t);
+            let next = self.bucket(start.saturating_add(d));
+            (
+                start,
+                if next > start {
+                    next
+                } else {
+                    start.saturating_add(d)
+                },
+            )
+        };
+        let mut out = Vec::new();
+        let mut prev: Option<(i64, f64)> = None;
+        let (mut start, mut end, mut sum) = (0i64, 0i64, 0.0f64);
+        for (t, v) in per_bucket.iter().flat_map(|(_, pts)| pts) {
+            let Some(x) = super::funcs::as_f64(v) else {
+                continue;
+            };
+            let integer = matches!(v, Value::Int(_) | Value::UInt(_));
+            let Some((mut pt, mut pv)) = prev else {
+                prev = Some((*t, x));
+                (start, end) = window(*t);
+                continue;
+            };
+            if *t == pt {
+                prev = Some((*t, x));
+                continue;
+            }
+            let mut value = x;
+            if *t >= end {
+                if pt != end {
+                    value = pv + (x - pv) * (end - pt) as f64 / (*t - pt) as f64;
+                    sum += 0.5 * (value + pv) * (end - pt) as f64 / unit;
+                    if !integer {
+                        pv = value;
+                    }
+                    pt = end;
+                }
+                out.push((start, sum));
+                (start, end) = window(*t);
+                sum = 0.0;
+                if !integer {
+                    value = x;
+                }
+            }
+            sum += 0.5 * (value + pv) * (*t - pt) as f64 / unit;
+            prev = Some((*t, x));
+        }
+        if prev.is_some_and(|(pt, _)| pt != start) {
+            out.push((start, sum));
+        }
+        out
     }
 
     /// Functions computed by the regions as partial aggregates, one native query per
@@ -1844,11 +1935,15 @@ impl<'a> Plan<'a> {
         }
     }
 
-    /// Whether the only call answers several rows a bucket (top, bottom, distinct).
+    /// Whether the only call answers several rows a bucket (top, bottom, distinct) or is
+    /// an integral: as InfluxDB, its empty buckets answer nothing whatever the fill.
     fn rows_per_bucket(&self) -> bool {
         matches!(
             self.calls.as_slice(),
-            [c] if matches!(c.func, Func::Top(_) | Func::Bottom(_) | Func::Distinct)
+            [c] if matches!(
+                c.func,
+                Func::Top(_) | Func::Bottom(_) | Func::Distinct | Func::Integral(_)
+            )
         )
     }
 
