@@ -1026,6 +1026,14 @@ pub const CASES: &[Case] = &[
     get("show", "SHOW FIELD KEY EXACT CARDINALITY"),
     get("show", "SHOW MEASUREMENT CARDINALITY"),
     get("show", "SHOW SERIES CARDINALITY"),
+    // With FROM or WHERE the estimates are exact counts (per measurement for series);
+    // a WHERE keeps the measurements with a matching series.
+    get("show", "SHOW SERIES CARDINALITY FROM cpu"),
+    get("show", "SHOW SERIES CARDINALITY WHERE host = 'host_1'"),
+    get("show", "SHOW MEASUREMENT CARDINALITY FROM cpu, mem"),
+    get("show", "SHOW MEASUREMENT EXACT CARDINALITY WHERE host = 'nobody'"),
+    get("show", "SHOW FIELD KEY CARDINALITY WHERE region = 'us-east-1'"),
+    get("show", "SHOW FIELD KEY EXACT CARDINALITY FROM mem"),
     // ----- Grafana's InfluxDB data source (InfluxQL mode) -----
     grafana("SHOW MEASUREMENTS LIMIT 100"),
     grafana("SHOW MEASUREMENTS WITH MEASUREMENT =~ /cpu/ LIMIT 100"),

@@ -462,7 +462,10 @@ pub async fn cardinality(ctx: &Ctx, s: &ShowCardinality) -> Result<Vec<ResultSer
         resolve_local_sources(ctx, &db, &s.sources)
     };
     let mut out = Vec::new();
+    // The estimate only without FROM and WHERE: with either InfluxDB counts exactly.
     if !s.exact
+        && s.sources.is_empty()
+        && s.condition.is_none()
         && matches!(
             s.kind,
             CardinalityKind::Measurement | CardinalityKind::Series
@@ -493,7 +496,9 @@ pub async fn cardinality(ctx: &Ctx, s: &ShowCardinality) -> Result<Vec<ResultSer
                     matching(ctx, &db, m, s.condition.as_ref()).is_some_and(|(_, b)| !b.is_empty())
                 })
                 .count();
-            out.push(count("", n as u64));
+            if n > 0 {
+                out.push(count("", n as u64));
+            }
         }
         CardinalityKind::Series => {
             for m in names {
@@ -535,6 +540,13 @@ pub async fn cardinality(ctx: &Ctx, s: &ShowCardinality) -> Result<Vec<ResultSer
         }
         CardinalityKind::FieldKey => {
             for m in names {
+                // A condition keeps the measurements with a series matching it.
+                if s.condition.is_some()
+                    && matching(ctx, &db, &m, s.condition.as_ref())
+                        .is_none_or(|(_, b)| b.is_empty())
+                {
+                    continue;
+                }
                 let n = ctx
                     .schema(&db)
                     .await
