@@ -881,9 +881,13 @@ impl Case {
 
     /// Sends the case to the server at `base` (`http://host:port`).
     pub fn run(&self, client: &reqwest::blocking::Client, base: &str) -> Answer {
-        let given: Vec<(String, String)> = form_urlencoded::parse(self.params.as_bytes())
+        // `accept=csv` is not sent: it asks for `Accept: application/csv` (the answer is
+        // then compared as text).
+        let mut given: Vec<(String, String)> = form_urlencoded::parse(self.params.as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
+        let csv = given.iter().any(|(k, v)| k == "accept" && v == "csv");
+        given.retain(|(k, _)| k != "accept");
         let mut params: Vec<(&str, &str)> = Vec::new();
         if !given.iter().any(|(k, _)| k == "db") {
             params.push(("db", DB));
@@ -893,7 +897,7 @@ impl Case {
         }
         params.extend(given.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let url = format!("{base}/query?{}", encode_params(&params));
-        let rb = match self.via {
+        let mut rb = match self.via {
             Via::Get => client.get(url),
             Via::PostUrl => client.post(url),
             Via::PostForm => client
@@ -901,6 +905,9 @@ impl Case {
                 .header("Content-Type", "application/x-www-form-urlencoded")
                 .body(encode_params(&[("q", self.q)])),
         };
+        if csv {
+            rb = rb.header("Accept", "application/csv");
+        }
         match rb.send() {
             Ok(r) => Answer::from_response(r, self.chunked()),
             Err(e) => Answer {
@@ -1026,6 +1033,11 @@ pub const CASES: &[Case] = &[
     get("show", "SHOW FIELD KEY EXACT CARDINALITY"),
     get("show", "SHOW MEASUREMENT CARDINALITY"),
     get("show", "SHOW SERIES CARDINALITY"),
+    // CSV (`Accept: application/csv`), compared as text: tags without their empty values,
+    // escaped as line protocol; floats with every digit.
+    with("csv", "accept=csv", "SELECT max(usage_user) FROM cpu GROUP BY *"),
+    with("csv", "accept=csv&epoch=s", "SELECT mean(n) * 1000000000000 FROM cpu WHERE time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T00:30:00Z' GROUP BY time(10m), host, region"),
+    with("csv", "accept=csv", "SHOW TAG VALUES WITH KEY = host; SHOW FIELD KEYS"),
     // With FROM or WHERE the estimates are exact counts (per measurement for series);
     // a WHERE keeps the measurements with a matching series.
     get("show", "SHOW SERIES CARDINALITY FROM cpu"),
@@ -1350,6 +1362,14 @@ pub const CASES: &[Case] = &[
     get("fill", "SELECT count(usage_user) FROM cpu WHERE host = 'host_3' AND time >= '2024-01-01T00:10:00Z' AND time < '2024-01-01T00:40:00Z' GROUP BY time(5m) fill(previous) ORDER BY time DESC"),
     get("fill", "SELECT max(usage_user), state FROM cpu WHERE host = 'host_2' AND time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T00:30:00Z' GROUP BY time(1m) fill(previous)"),
     get("fill", "SELECT max(usage_user), state FROM cpu WHERE host = 'host_2' AND time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T00:30:00Z' GROUP BY time(1m) fill(9)"),
+    // linear fills empty buckets only (a stddev of one point stays null); a count of a
+    // field the measurement lacks stays null; a fraction fills an integer column truncated.
+    get("fill", "SELECT stddev(usage_user) FROM cpu WHERE host = 'host_1' AND time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T00:02:00Z' GROUP BY time(15s) fill(linear)"),
+    get("fill", "SELECT count(*) FROM cpu, mem WHERE time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T00:30:00Z' GROUP BY time(10m)"),
+    get("fill", "SELECT first(usage_user), n FROM cpu WHERE host = 'host_1' AND time >= '2023-12-31T23:40:00Z' AND time < '2024-01-01T00:20:00Z' GROUP BY time(10m) fill(1.5)"),
+    // elapsed() reads strings too; the numeric transformations refuse them.
+    get("transform", "SELECT elapsed(state, 1s) FROM cpu WHERE host = 'host_1' LIMIT 4"),
+    get("errors", "SELECT difference(state) FROM cpu"),
     // ----- ORDER BY, LIMIT, OFFSET, SLIMIT, SOFFSET, wildcards -----
     get("order_limit", "SELECT usage_user FROM cpu WHERE host = 'host_1' ORDER BY time DESC LIMIT 5"),
     get("order_limit", "SELECT usage_user FROM cpu GROUP BY host ORDER BY time DESC LIMIT 1"),

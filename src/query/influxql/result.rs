@@ -361,12 +361,20 @@ pub fn write_csv(
                 writeln!(w, "{}", h.join(","))?;
                 last_header = Some(&s.columns);
             }
+            // As InfluxDB: tags with an empty value left out, `,`, ` ` and `=` escaped as
+            // line protocol escapes them.
+            let escape = |x: &str| {
+                x.replace(',', "\\,")
+                    .replace(' ', "\\ ")
+                    .replace('=', "\\=")
+            };
             let tags = s
                 .tags
                 .as_ref()
                 .map(|t| {
                     t.iter()
-                        .map(|(k, v)| format!("{k}={v}"))
+                        .filter(|(_, v)| !v.is_empty())
+                        .map(|(k, v)| format!("{}={}", escape(k), escape(v)))
                         .collect::<Vec<_>>()
                         .join(",")
                 })
@@ -378,6 +386,8 @@ pub fn write_csv(
                         Cell::Null => String::new(),
                         Cell::Int(i) => i.to_string(),
                         Cell::UInt(u) => u.to_string(),
+                        // Every digit, never an exponent (Go's FormatFloat 'f', -1).
+                        Cell::Float(f) if f.is_finite() => format!("{f}"),
                         Cell::Float(f) => go_float(*f).unwrap_or_default(),
                         Cell::Str(s) => csv_field(s),
                         Cell::Bool(b) => b.to_string(),

@@ -499,6 +499,14 @@ impl<'a> Plan<'a> {
                 Expr::Call(c)
                     if matches!(c.args.first(), Some(Expr::Wildcard(_) | Expr::Regex(_))) =>
                 {
+                    if Transform::of(c, None).is_ok_and(|t| t.is_some())
+                        || Transform::of(c, Some(1)).is_ok_and(|t| t.is_some())
+                    {
+                        return Err(format!(
+                            "{}() over a wildcard or regex (a column per field) is not supported by Meridian: a transformation must be the only field; name one field",
+                            c.name
+                        ));
+                    }
                     let (func, _) = Func::of(c)?;
                     for fname in &sorted_fields {
                         let ok = match &c.args[0] {
@@ -556,6 +564,19 @@ impl<'a> Plan<'a> {
             && let Some((t, arg)) = Transform::of(c, interval.map(|(d, _)| d))?
         {
             let arg = arg.clone();
+            // Only elapsed() reads strings and booleans, as InfluxDB.
+            if !matches!(t, Transform::Elapsed(_))
+                && let Expr::VarRef(v) = &arg
+                && let Some(ft @ (FieldType::String | FieldType::Boolean)) =
+                    field_type(schema, &v.name)
+            {
+                return Err(format!(
+                    "unsupported {} iterator type: {} (field {:?})",
+                    c.name,
+                    ft.name(),
+                    v.name
+                ));
+            }
             transform = Some(t);
             columns[0].1 = arg;
         }
@@ -1816,15 +1837,20 @@ impl<'a> Plan<'a> {
             if self.interval.is_some() && !self.rows_per_bucket() {
                 let desc = self.s.order == SortOrder::Desc;
                 for (col, c) in per_call.iter_mut().zip(&self.calls) {
-                    let kind = result_kind(c.func, field_type(&self.schema, &c.field));
+                    let field = field_type(&self.schema, &c.field);
+                    let kind = result_kind(c.func, field);
+                    // count() of a field this measurement lacks (a wildcard over several
+                    // measurements) is null, not 0, in empty buckets.
+                    let empty = field.and_then(|_| c.func.empty_value());
+                    let func = c.func;
                     // In the statement's order: newest first, `previous` is the newer one.
                     if desc {
                         col.reverse();
                         let rtimes: Vec<i64> = times.iter().rev().copied().collect();
-                        fill(col, &rtimes, self.s.fill, c.func, kind);
+                        fill(col, &rtimes, (self.s.fill, empty.clone()), func, kind);
                         col.reverse();
                     } else {
-                        fill(col, &times, self.s.fill, c.func, kind);
+                        fill(col, &times, (self.s.fill, empty), func, kind);
                     }
                 }
             }
@@ -1906,10 +1932,25 @@ impl<'a> Plan<'a> {
                 }
             }
             Fill::Float(f) => {
+                // Truncated for an integer field's column, as written for the others.
+                let integer: Vec<bool> = aux
+                    .iter()
+                    .map(|&a| match &self.columns[a].1 {
+                        Expr::VarRef(v) => matches!(
+                            field_type(&self.schema, &v.name),
+                            Some(FieldType::Integer | FieldType::UInteger)
+                        ),
+                        _ => false,
+                    })
+                    .collect();
                 for (_, cells) in rows.iter_mut() {
-                    for &a in &aux {
+                    for (&a, &int) in aux.iter().zip(&integer) {
                         if cells[a] == Cell::Null {
-                            cells[a] = Cell::Float(f);
+                            cells[a] = if int {
+                                Cell::Int(f as i64)
+                            } else {
+                                Cell::Float(f)
+                            };
                         }
                     }
                 }
@@ -2101,10 +2142,17 @@ fn result_kind(func: Func, field: Option<FieldType>) -> Option<FieldType> {
     field.filter(|t| selects && matches!(t, FieldType::String | FieldType::Boolean))
 }
 
-/// Fills the empty buckets of one call's column, as InfluxDB: `count` gives 0 under
-/// `fill(null)`; a number takes the column's type (`fill(1.5)` of integers is 1; of
-/// strings `""`, of booleans `false`). `kind`: the column's type when not a number.
-fn fill(col: &mut [Option<Out>], times: &[i64], how: Fill, func: Func, kind: Option<FieldType>) {
+/// Fills the empty buckets of one call's column, as InfluxDB: under `fill(null)` with
+/// `empty` (`count`: 0 when the measurement has the field); a number takes the column's
+/// type (`fill(1.5)` of integers is 1; of strings `""`, of booleans `false`). `kind`: the
+/// column's type when not a number.
+fn fill(
+    col: &mut [Option<Out>],
+    times: &[i64],
+    (how, empty): (Fill, Option<Value>),
+    func: Func,
+    kind: Option<FieldType>,
+) {
     let ints = col
         .iter()
         .any(|c| matches!(c, Some(Out::One(Value::Int(_), _))))
@@ -2117,7 +2165,7 @@ fn fill(col: &mut [Option<Out>], times: &[i64], how: Fill, func: Func, kind: Opt
     match how {
         Fill::None => {}
         Fill::Null => {
-            if let Some(v) = func.empty_value() {
+            if let Some(v) = empty {
                 constant(v, col);
             }
         }
@@ -2170,7 +2218,11 @@ fn fill(col: &mut [Option<Out>], times: &[i64], how: Fill, func: Func, kind: Opt
                 .collect();
             for w in known.windows(2) {
                 let ((i0, v0, int0), (i1, v1, _)) = (w[0], w[1]);
+                // Only empty buckets: a null from points (stddev of one) stays null.
                 for (i, slot) in col.iter_mut().enumerate().take(i1).skip(i0 + 1) {
+                    if slot.is_some() {
+                        continue;
+                    }
                     let frac = (times[i] - times[i0]) as f64 / (times[i1] - times[i0]) as f64;
                     let v = v0 + (v1 - v0) * frac;
                     *slot = Some(Out::One(

@@ -85,9 +85,16 @@ impl Transform {
     /// newest first); nulls are skipped. A derivative is per unit of time forward either
     /// way; elapsed times are negative newest first, as InfluxDB answers.
     pub fn apply(self, rows: &[(i64, Option<Value>)], ascending: bool) -> Vec<(i64, Value)> {
+        // elapsed() reads the times of any values (strings and booleans too); the others
+        // numbers.
+        let elapsed = matches!(self, Transform::Elapsed(_));
         let pts: Vec<(i64, &Value)> = rows
             .iter()
-            .filter_map(|(t, v)| v.as_ref().filter(|v| num(v).is_some()).map(|v| (*t, v)))
+            .filter_map(|(t, v)| {
+                v.as_ref()
+                    .filter(|v| elapsed || num(v).is_some())
+                    .map(|v| (*t, v))
+            })
             .collect();
         let mut out = Vec::new();
         match self {
