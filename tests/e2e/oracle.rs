@@ -1365,6 +1365,7 @@ pub const CASES: &[Case] = &[
     // linear fills empty buckets only (a stddev of one point stays null); a count of a
     // field the measurement lacks stays null; a fraction fills an integer column truncated.
     get("fill", "SELECT stddev(usage_user) FROM cpu WHERE host = 'host_1' AND time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T00:02:00Z' GROUP BY time(15s) fill(linear)"),
+    get("fill", "SELECT stddev(usage_user) FROM cpu WHERE host = 'host_3' AND time >= '2024-01-01T00:19:30Z' AND time < '2024-01-01T00:22:00Z' GROUP BY time(15s) fill(previous)"),
     get("fill", "SELECT count(*) FROM cpu, mem WHERE time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T00:30:00Z' GROUP BY time(10m)"),
     get("fill", "SELECT first(usage_user), n FROM cpu WHERE host = 'host_1' AND time >= '2023-12-31T23:40:00Z' AND time < '2024-01-01T00:20:00Z' GROUP BY time(10m) fill(1.5)"),
     // elapsed() reads strings too; the numeric transformations refuse them.

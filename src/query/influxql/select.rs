@@ -2193,9 +2193,10 @@ fn fill(
         ),
         Fill::Previous => {
             let mut prev: Option<Out> = None;
+            // The previous bucket's result, a null from points (stddev of one) too.
             for c in col.iter_mut() {
                 match c {
-                    Some(Out::One(v, _)) if *v != Value::Null => prev = c.clone(),
+                    Some(Out::One(_, _)) => prev = c.clone(),
                     Some(_) => {}
                     None => {
                         *c = prev.clone().map(|p| match p {
