@@ -1247,6 +1247,9 @@ pub const CASES: &[Case] = &[
     get("where", "SELECT count(usage_user) FROM cpu WHERE state != 1 OR ok != 'x'"),
     get("where", "SELECT count(usage_user) FROM cpu WHERE usage_user != true"),
     get("where", "SELECT count(usage_user) FROM cpu WHERE host = 'host_1' AND nope != 0"),
+    // Two names the measurement lacks: unequal nulls.
+    get("where", "SELECT count(usage_user) FROM cpu WHERE nope = nope2"),
+    get("where", "SELECT count(usage_user) FROM cpu WHERE nope != nope2 AND host = 'host_2'"),
     get("where", "SELECT count(usage_user) FROM cpu WHERE region = 'us-east-1' GROUP BY host"),
     get("where", "SELECT count(usage_user) FROM cpu WHERE region = '' GROUP BY host"),
     get("where", "SELECT count(usage_user) FROM cpu WHERE region != '' GROUP BY host"),

@@ -170,6 +170,10 @@ pub trait PointView {
     fn tag(&self, name: &str) -> Option<&str>;
     /// Whether `name` is a tag of the measurement.
     fn is_tag(&self, name: &str) -> bool;
+    /// Whether the measurement has `name` at all, as a field or a tag.
+    fn is_known(&self, _name: &str) -> bool {
+        true
+    }
     /// What a tag the series lacks reads as: the empty string in conditions (InfluxQL),
     /// null in result columns.
     fn absent_tag_is_empty(&self) -> bool {
@@ -229,6 +233,15 @@ pub fn eval(e: &Expr, p: &dyn PointView) -> Option<Value> {
                 Some(Value::Bool(m == (b.op == BinaryOp::EqRegex)))
             }
             op if op.is_comparison() => {
+                // Two names the measurement has neither as field nor as tag: InfluxDB
+                // compares its two nulls as unequal (`=` false, `!=` true).
+                let unknown = |e: &Expr| match unparen(e) {
+                    Expr::VarRef(v) => v.data_type.is_none() && !p.is_known(&v.name),
+                    _ => false,
+                };
+                if unknown(&b.lhs) && unknown(&b.rhs) {
+                    return Some(Value::Bool(op == BinaryOp::Neq));
+                }
                 let (l, r) = (eval(&b.lhs, p), eval(&b.rhs, p));
                 Some(Value::Bool(match (l, r) {
                     (Some(l), Some(r)) => compare(op, &l, &r),

@@ -2329,6 +2329,9 @@ impl PointView for Point<'_> {
     fn is_tag(&self, name: &str) -> bool {
         is_tag_of(self.schema, name)
     }
+    fn is_known(&self, name: &str) -> bool {
+        self.schema.contains_key(name)
+    }
     fn absent_tag_is_empty(&self) -> bool {
         !self.projecting
     }
