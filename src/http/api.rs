@@ -425,8 +425,7 @@ pub async fn internal_schema(State(state): State<Shared>, RawQuery(q): RawQuery)
     };
     let measurements = state
         .engine
-        .registry()
-        .measurements(db)
+        .live_measurements(db)
         .into_iter()
         .map(|(m, schema)| {
             let mut cols: Vec<(String, crate::model::ColumnKind)> =

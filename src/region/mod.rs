@@ -916,6 +916,23 @@ impl Engine {
         &self.registry
     }
 
+    /// The measurements of `db` in the regions hosted here and their columns, without those
+    /// whose every series a `DELETE` or `DROP SERIES` removed (their files still hold the
+    /// points until compaction, hidden from every query): what InfluxQL's wildcards and
+    /// SHOW statements see, as InfluxDB forgets such a measurement. All of them while the
+    /// series catalog is loading.
+    pub fn live_measurements(
+        &self,
+        db: &str,
+    ) -> Vec<(Arc<str>, Arc<crate::region::schema::MeasurementSchema>)> {
+        let loaded = self.series.is_loaded();
+        self.registry
+            .measurements(db)
+            .into_iter()
+            .filter(|(m, _)| !loaded || self.series.get(db, m).is_none_or(|e| !e.read().is_empty()))
+            .collect()
+    }
+
     /// Databases made by `CREATE DATABASE`.
     pub fn databases(&self) -> &Databases {
         &self.databases

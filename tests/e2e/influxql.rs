@@ -1105,3 +1105,60 @@ fn chunked_bucketed_selects_stream_a_window_of_buckets_at_a_time() {
         .sum();
     assert_eq!(total, 14_400);
 }
+
+/// Daily buckets in a zone across the day clocks go back (America/New_York, 2023-11-05 is
+/// 25 hours long): `count` and `integral` over hourly points answer per local day, with no
+/// bucket for the extra hour, compared with sums computed here. `integral`'s trapezoid
+/// ending at a day's last instant belongs to that day.
+#[test]
+fn zone_days_across_a_daylight_saving_change_are_whole_buckets() {
+    let s = TestServer::start(ServerConfig::default());
+    const HOUR: i64 = 3_600;
+    // 2023-11-04T00:00:00Z, then hourly for three days: v cycles 1..=7.
+    let t0: i64 = 1_699_056_000;
+    let value = |h: i64| (h % 7 + 1) as f64;
+    let body: String = (0..72)
+        .map(|h| format!("d v={} {}\n", value(h), t0 + h * HOUR))
+        .collect();
+    let url = "/write?db=dst&precision=s";
+    let r = s.post(url, body);
+    assert_eq!(r.status, 204, "{}", r.body);
+    // Local midnights: 04:00Z (EDT) on the 4th and 5th, 05:00Z (EST) from the 6th.
+    let days = [
+        (t0 + 4 * HOUR, t0 + 28 * HOUR),
+        (t0 + 28 * HOUR, t0 + 53 * HOUR),
+        (t0 + 53 * HOUR, t0 + 77 * HOUR),
+    ];
+    let range = "time >= '2023-11-04T04:00:00Z' AND time < '2023-11-07T05:00:00Z'";
+    let zone = "tz('America/New_York')";
+    let epoch_s = |query: String| -> Value {
+        serde_json::from_str(&ask(&s, "dst", "epoch=s", &query)).unwrap()
+    };
+    let v = epoch_s(format!(
+        "SELECT count(v) FROM d WHERE {range} GROUP BY time(1d) fill(0) {zone}"
+    ));
+    let hours_in = |(a, b): (i64, i64)| {
+        (0..72)
+            .filter(|h| (a..b).contains(&(t0 + h * HOUR)))
+            .count()
+    };
+    let expected: Vec<Vec<Value>> = days
+        .iter()
+        .map(|d| vec![json!(d.0), json!(hours_in(*d))])
+        .collect();
+    assert_eq!(values(&v), expected, "{v}");
+    let v = epoch_s(format!(
+        "SELECT integral(v, 1h) FROM d WHERE {range} GROUP BY time(1d) {zone}"
+    ));
+    // Each hourly trapezoid lies in the day where it starts; the range ends at the last
+    // point (72 h), so the last day is cut there.
+    let area = |(a, b): (i64, i64)| -> f64 {
+        (0..71)
+            .filter(|h| (a..b).contains(&(t0 + h * HOUR)))
+            .map(|h| (value(h) + value(h + 1)) / 2.0)
+            .sum()
+    };
+    let got: Vec<f64> = values(&v).iter().map(|r| r[1].as_f64().unwrap()).collect();
+    let want: Vec<f64> = days.iter().map(|d| area(*d)).collect();
+    assert_eq!(got, want, "{v}");
+}

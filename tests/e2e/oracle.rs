@@ -1150,6 +1150,8 @@ pub const CASES: &[Case] = &[
     get("aggregate", "SELECT integral(usage_user) FROM cpu WHERE host = 'host_1' AND time >= '2023-12-31T23:50:00Z' AND time < '2024-01-01T01:00:00Z' GROUP BY time(7m)"),
     get("aggregate", "SELECT integral(n, 1m) FROM cpu WHERE host = 'host_3' AND time >= '2024-01-01T00:05:00Z' AND time < '2024-01-01T00:45:00Z' GROUP BY time(5m) fill(0)"),
     get("aggregate", "SELECT integral(usage_user) FROM cpu WHERE host = 'host_2' AND time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T00:30:00Z' GROUP BY time(10m) fill(null)"),
+    get("aggregate", "SELECT integral(n), count(n) FROM cpu WHERE host = 'host_3' AND time >= '2024-01-01T00:05:00Z' AND time < '2024-01-01T00:45:00Z' GROUP BY time(5m) fill(0)"),
+    get("aggregate", "SELECT integral(usage_user, 1m) FROM cpu WHERE host = 'host_1' AND time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T01:00:00Z' GROUP BY time(7m, 2m) tz('Asia/Kolkata')"),
     get("aggregate", "SELECT count(usage_user) FROM cpu WHERE time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T02:00:00Z' GROUP BY time(10m)"),
     // ----- several aggregates in one statement -----
     get("multi_agg", "SELECT count(usage_user), mean(usage_user), max(usage_user) FROM cpu"),

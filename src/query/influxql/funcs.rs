@@ -238,6 +238,25 @@ pub(super) enum ValueKey<'a> {
     Bool(bool),
 }
 
+/// A value's bits as a hash key: two keys are equal only for the same stored value (a
+/// chosen point's value is a copy of its candidate's).
+pub(super) fn exact_key(v: &Value) -> ValueKey<'_> {
+    match v {
+        Value::Float(f) => ValueKey::Float(f.to_bits()),
+        other => value_key(other),
+    }
+}
+
+/// Go's `<` as InfluxDB sorts values: numbers by value (`-0` is not below `0`), the rest
+/// in their order.
+fn numeric_less(a: &Value, b: &Value) -> bool {
+    if is_number(a) && is_number(b) {
+        compare(BinaryOp::Lt, a, b)
+    } else {
+        a.cmp_values(b) == Ordering::Less
+    }
+}
+
 pub(super) fn value_key(v: &Value) -> ValueKey<'_> {
     match v {
         Value::Null => ValueKey::Null,
@@ -302,7 +321,7 @@ pub fn apply(f: Func, points: &[(i64, Value)]) -> Out {
             // on when it is more frequent, or as frequent and its first point is no later
             // than the best run's last.
             let mut xs: Vec<(i64, &Value)> = pts.iter().map(|(t, v)| (*t, v)).collect();
-            let less = |a: &(i64, &Value), b: &(i64, &Value)| a.1.cmp_values(b.1) == Ordering::Less;
+            let less = |a: &(i64, &Value), b: &(i64, &Value)| numeric_less(a.1, b.1);
             for i in 6..xs.len() {
                 if less(&xs[i], &xs[i - 6]) {
                     xs.swap(i, i - 6);
@@ -319,7 +338,7 @@ pub fn apply(f: Func, points: &[(i64, Value)]) -> Out {
             let (mut run_value, mut most_value) = (xs[0].1, xs[0].1);
             let (mut most_time, mut run_time) = (xs[0].0, xs[0].0);
             for &(t, v) in &xs {
-                if v.cmp_values(run_value) != Ordering::Equal {
+                if value_key(v) != value_key(run_value) {
                     (run_n, run_value, run_time) = (1, v, t);
                     continue;
                 }
@@ -340,7 +359,7 @@ pub fn apply(f: Func, points: &[(i64, Value)]) -> Out {
             let mut i = 0;
             while i < xs.len() {
                 let mut j = i;
-                while j < xs.len() && xs[j].cmp_values(xs[i]) == Ordering::Equal {
+                while j < xs.len() && value_key(xs[j]) == value_key(xs[i]) {
                     j += 1;
                 }
                 if j - i > best_n {
@@ -407,7 +426,9 @@ pub fn apply(f: Func, points: &[(i64, Value)]) -> Out {
             for w in pts.windows(2) {
                 let ((t0, v0), (t1, v1)) = (w[0], w[1]);
                 let (a, b) = (as_f64(v0).unwrap_or(0.0), as_f64(v1).unwrap_or(0.0));
-                area += (a + b) / 2.0 * ((t1 - t0) as f64 / unit as f64);
+                // Times may be as far apart as the whole i64 range.
+                let span = (i128::from(*t1) - i128::from(*t0)) as f64;
+                area += (a + b) / 2.0 * (span / unit as f64);
             }
             Out::One(Value::Float(area), None)
         }

@@ -116,19 +116,10 @@ impl Ctx {
         self.schemas.lock().await.clear();
     }
 
-    /// The measurements of `db` and their columns in the regions this node hosts. A
-    /// measurement whose every series a `DELETE` or `DROP SERIES` removed is left out (its
-    /// files still hold the points until compaction, hidden from every query), as InfluxDB
-    /// forgets it.
+    /// The measurements of `db` and their columns in the regions this node hosts (see
+    /// [`Engine::live_measurements`](crate::region::Engine::live_measurements)).
     pub fn local_schema(&self, db: &str) -> DbSchema {
-        let series = self.engine.series();
-        let loaded = series.is_loaded();
-        self.engine
-            .registry()
-            .measurements(db)
-            .into_iter()
-            .filter(|(m, _)| !loaded || series.get(db, m).is_none_or(|e| !e.read().is_empty()))
-            .collect()
+        self.engine.live_measurements(db).into_iter().collect()
     }
 
     /// The measurements of `db` and their columns over every region: this node's schema

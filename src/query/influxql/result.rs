@@ -193,7 +193,8 @@ fn write_cell<W: Write + ?Sized>(
         Cell::Time(ns) => match time {
             TimeFormat::Rfc3339 => write_str(w, &rfc3339_in(*ns, zone)),
             TimeFormat::Epoch(unit) => {
-                w.write_all(itoa::Buffer::new().format(ns.div_euclid(unit)).as_bytes())
+                // Truncated toward zero, as Go's UnixNano() / unit.
+                w.write_all(itoa::Buffer::new().format(*ns / unit).as_bytes())
             }
         },
     }
@@ -393,7 +394,7 @@ pub fn write_csv(
                         Cell::Bool(b) => b.to_string(),
                         Cell::Time(ns) => match time {
                             TimeFormat::Rfc3339 => ns.to_string(),
-                            TimeFormat::Epoch(unit) => ns.div_euclid(unit).to_string(),
+                            TimeFormat::Epoch(unit) => (ns / unit).to_string(),
                         },
                     });
                 }
@@ -404,8 +405,10 @@ pub fn write_csv(
     Ok(())
 }
 
+/// A CSV field quoted where Go's `csv.Writer` quotes it: a delimiter, a quote or a line
+/// break inside, a leading space, or the field `\.`.
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
+    if s.contains([',', '"', '\n', '\r']) || s.starts_with(char::is_whitespace) || s == "\\." {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use super::Ctx;
 use super::DbSchema;
 use super::cond::{PointView, conjuncts, eval, native_pred, tag_comparison, truthy};
-use super::funcs::{Func, Out, ValueKey, apply, value_key};
+use super::funcs::{Func, Out, ValueKey, apply, exact_key};
 use super::result::{Cell, ResultSeries};
 use super::show::match_sources;
 use super::transform::{Transform, is_math, math};
@@ -1585,11 +1585,11 @@ impl<'a> Plan<'a> {
                         let mut by_key: FxHashMap<(i64, ValueKey<'_>), Vec<usize>> =
                             FxHashMap::default();
                         for (j, (ct, cv, _)) in cands.iter().enumerate().rev() {
-                            by_key.entry((*ct, value_key(cv))).or_default().push(j);
+                            by_key.entry((*ct, exact_key(cv))).or_default().push(j);
                         }
                         let mut rows = Vec::with_capacity(chosen.len());
                         for (pt, v) in chosen {
-                            let found = by_key.get_mut(&(pt, value_key(v))).and_then(Vec::pop);
+                            let found = by_key.get_mut(&(pt, exact_key(v))).and_then(Vec::pop);
                             let row = match found {
                                 Some(j) => {
                                     let view = points[cands[j].2].view(&self.fields, &self.schema);
@@ -1609,7 +1609,13 @@ impl<'a> Plan<'a> {
             }
             for (i, per_bucket) in integrals.iter().enumerate() {
                 if let Func::Integral(unit) = self.calls[i].func {
-                    for (t, area) in self.bucketed_integral(per_bucket, unit) {
+                    // InfluxDB's reducer is chosen by the field's type (a field stored with
+                    // several types is read as floats).
+                    let integer = matches!(
+                        field_type(&self.schema, &self.calls[i].field),
+                        Some(FieldType::Integer | FieldType::UInteger)
+                    );
+                    for (t, area) in self.bucketed_integral(per_bucket, (unit, integer)) {
                         if let Some(outs) = b.get_mut(&t) {
                             outs[i] = Out::One(Value::Float(area), None);
                         }
@@ -1630,23 +1636,21 @@ impl<'a> Plan<'a> {
     /// interpolated value to the previous point's (so InfluxDB computes them). A bucket whose
     /// only points are at its start is the last one, and answers nothing, as do empty
     /// buckets. Areas are in `unit` nanoseconds.
-    fn bucketed_integral(&self, per_bucket: &[(i64, Vec<Stamped>)], unit: i64) -> Vec<(i64, f64)> {
-        let Some((d, _)) = self.interval else {
+    fn bucketed_integral(
+        &self,
+        per_bucket: &[(i64, Vec<Stamped>)],
+        (unit, integer): (i64, bool),
+    ) -> Vec<(i64, f64)> {
+        if self.interval.is_none() {
             return Vec::new();
-        };
+        }
         let unit = unit.max(1) as f64;
         let window = |t: i64| {
             let start = self.bucket(t);
-            let next = self.bucket(start.saturating_add(d));
-            (
-                start,
-                if next > start {
-                    next
-                } else {
-                    start.saturating_add(d)
-                },
-            )
+            (start, self.next_bucket(start))
         };
+        // Times may be as far apart as the whole i64 range.
+        let span = |a: i64, b: i64| (i128::from(a) - i128::from(b)) as f64;
         let mut out = Vec::new();
         let mut prev: Option<(i64, f64)> = None;
         let (mut start, mut end, mut sum) = (0i64, 0i64, 0.0f64);
@@ -1654,7 +1658,6 @@ impl<'a> Plan<'a> {
             let Some(x) = super::funcs::as_f64(v) else {
                 continue;
             };
-            let integer = matches!(v, Value::Int(_) | Value::UInt(_));
             let Some((mut pt, mut pv)) = prev else {
                 prev = Some((*t, x));
                 (start, end) = window(*t);
@@ -1667,8 +1670,8 @@ impl<'a> Plan<'a> {
             let mut value = x;
             if *t >= end {
                 if pt != end {
-                    value = pv + (x - pv) * (end - pt) as f64 / (*t - pt) as f64;
-                    sum += 0.5 * (value + pv) * (end - pt) as f64 / unit;
+                    value = pv + (x - pv) * span(end, pt) / span(*t, pt);
+                    sum += 0.5 * (value + pv) * span(end, pt) / unit;
                     if !integer {
                         pv = value;
                     }
@@ -1681,13 +1684,30 @@ impl<'a> Plan<'a> {
                     value = x;
                 }
             }
-            sum += 0.5 * (value + pv) * (*t - pt) as f64 / unit;
+            sum += 0.5 * (value + pv) * span(*t, pt) / unit;
             prev = Some((*t, x));
         }
         if prev.is_some_and(|(pt, _)| pt != start) {
             out.push((start, sum));
         }
         out
+    }
+
+    /// The start of the bucket after the one starting at `start` (a zone's day across a
+    /// daylight-saving change is 23 or 25 hours long).
+    fn next_bucket(&self, start: i64) -> i64 {
+        let Some((d, _)) = self.interval else {
+            return i64::MAX;
+        };
+        let mut probe = start.saturating_add(d);
+        for _ in 0..4 {
+            let next = self.bucket(probe);
+            if next > start {
+                return next;
+            }
+            probe = probe.saturating_add(3_600_000_000_000);
+        }
+        start.saturating_add(d)
     }
 
     /// Functions computed by the regions as partial aggregates, one native query per
@@ -1814,8 +1834,7 @@ impl<'a> Plan<'a> {
                     let mut t = first;
                     while t <= last {
                         times.push(t);
-                        let next = self.bucket(t.saturating_add(d));
-                        t = if next > t { next } else { t.saturating_add(d) };
+                        t = self.next_bucket(t);
                         if t == i64::MAX {
                             break;
                         }
@@ -1932,25 +1951,31 @@ impl<'a> Plan<'a> {
                 }
             }
             Fill::Float(f) => {
-                // Truncated for an integer field's column, as written for the others.
-                let integer: Vec<bool> = aux
+                // Truncated for a column of integers (a field's type, or a cast), as
+                // written for the others.
+                let filled: Vec<Cell> = aux
                     .iter()
-                    .map(|&a| match &self.columns[a].1 {
-                        Expr::VarRef(v) => matches!(
-                            field_type(&self.schema, &v.name),
-                            Some(FieldType::Integer | FieldType::UInteger)
-                        ),
-                        _ => false,
+                    .map(|&a| {
+                        let kind = match &self.columns[a].1 {
+                            Expr::VarRef(v) => match v.data_type {
+                                Some(DataType::Integer) => Some(FieldType::Integer),
+                                Some(DataType::Unsigned) => Some(FieldType::UInteger),
+                                Some(_) => None,
+                                None => field_type(&self.schema, &v.name),
+                            },
+                            _ => None,
+                        };
+                        match kind {
+                            Some(FieldType::Integer) => Cell::Int(f as i64),
+                            Some(FieldType::UInteger) => Cell::UInt(f.max(0.0) as u64),
+                            _ => Cell::Float(f),
+                        }
                     })
                     .collect();
                 for (_, cells) in rows.iter_mut() {
-                    for (&a, &int) in aux.iter().zip(&integer) {
+                    for (&a, fill) in aux.iter().zip(&filled) {
                         if cells[a] == Cell::Null {
-                            cells[a] = if int {
-                                Cell::Int(f as i64)
-                            } else {
-                                Cell::Float(f)
-                            };
+                            cells[a] = fill.clone();
                         }
                     }
                 }
@@ -2208,18 +2233,24 @@ fn fill(
             }
         }
         Fill::Linear => {
-            let known: Vec<(usize, f64, bool)> = col
+            // The buckets that answered, with their number (`None`: a null from points,
+            // such as a stddev of one point). As InfluxDB's linear fill: the empty buckets
+            // between two of them are interpolated, unless either is null.
+            let known: Vec<(usize, Option<f64>, bool)> = col
                 .iter()
                 .enumerate()
                 .filter_map(|(i, c)| match c {
-                    Some(Out::One(Value::Float(f), _)) => Some((i, *f, false)),
-                    Some(Out::One(Value::Int(v), _)) => Some((i, *v as f64, true)),
-                    _ => None,
+                    Some(Out::One(Value::Float(f), _)) => Some((i, Some(*f), false)),
+                    Some(Out::One(Value::Int(v), _)) => Some((i, Some(*v as f64), true)),
+                    Some(_) => Some((i, None, false)),
+                    None => None,
                 })
                 .collect();
             for w in known.windows(2) {
                 let ((i0, v0, int0), (i1, v1, _)) = (w[0], w[1]);
-                // Only empty buckets: a null from points (stddev of one) stays null.
+                let (Some(v0), Some(v1)) = (v0, v1) else {
+                    continue;
+                };
                 for (i, slot) in col.iter_mut().enumerate().take(i1).skip(i0 + 1) {
                     if slot.is_some() {
                         continue;

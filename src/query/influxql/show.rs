@@ -286,18 +286,17 @@ pub async fn tag_keys(ctx: &Ctx, s: &ShowTagKeys) -> Result<Vec<ResultSeries>, S
                 None => Vec::new(),
             },
             // The keys the measurement's live series carry here (a key whose every
-            // series a delete removed is gone, as in InfluxDB); from the schema while the
-            // catalog is loading or for a measurement only other nodes hold.
-            None if let Some(entry) = ctx.engine.series().get(&db, &m)
-                && ctx.engine.series().is_loaded() =>
-            {
-                entry
+            // series a delete removed is gone, as in InfluxDB; a measurement only other
+            // nodes hold is in their answers); from the schema while the catalog loads.
+            None if ctx.engine.series().is_loaded() => match ctx.engine.series().get(&db, &m) {
+                Some(entry) => entry
                     .read()
                     .tag_keys(None)
                     .into_iter()
                     .map(String::from)
-                    .collect()
-            }
+                    .collect(),
+                None => Vec::new(),
+            },
             None => {
                 let schema = ctx.schema(&db).await.get(&m).cloned();
                 let mut k: Vec<String> = schema

@@ -212,7 +212,11 @@ pub async fn cardinality(ctx: &Ctx, s: &ShowCardinality) -> Result<Vec<ResultSer
             .collect(),
     };
     let total: usize = per_measurement.iter().map(|(_, n)| n).sum();
+    // The estimate only without FROM and WHERE (with either InfluxDB counts exactly), as
+    // on one node (`show::cardinality`).
     if !s.exact
+        && s.sources.is_empty()
+        && s.condition.is_none()
         && matches!(
             s.kind,
             CardinalityKind::Measurement | CardinalityKind::Series
@@ -228,6 +232,7 @@ pub async fn cardinality(ctx: &Ctx, s: &ShowCardinality) -> Result<Vec<ResultSer
         }]);
     }
     Ok(match s.kind {
+        CardinalityKind::Measurement if total == 0 => Vec::new(),
         CardinalityKind::Measurement => vec![count("", total)],
         _ => per_measurement
             .into_iter()
