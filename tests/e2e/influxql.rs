@@ -820,6 +820,30 @@ fn names_with_separator_characters_answer_right() {
         vec![("p".to_string(), 1), ("q".to_string(), 2)],
         "{v}"
     );
+    // Names that are only a separator, or differ from another by a surrounding space,
+    // through `*` and `GROUP BY *` (their text form would lose them).
+    s.write_ok("sep2", "m \\,=1,a\\ =2 5\no,z=1,z\\ =u f=1 5\n");
+    let v = q(&s, "sep2", "SELECT * FROM m");
+    assert_eq!(
+        v["results"][0]["series"][0]["columns"],
+        json!(["time", ",", "a "]),
+        "{v}"
+    );
+    assert_eq!(
+        values(&v),
+        vec![vec![
+            json!("1970-01-01T00:00:00.000000005Z"),
+            json!(1),
+            json!(2)
+        ]],
+        "{v}"
+    );
+    let v = q(&s, "sep2", "SELECT f FROM o GROUP BY *");
+    assert_eq!(
+        v["results"][0]["series"][0]["tags"],
+        json!({"z": "1", "z ": "u"}),
+        "{v}"
+    );
 }
 
 /// `chunked=true` computes a raw SELECT of a one-series measurement a partition at a time:

@@ -860,7 +860,13 @@ impl<'a> Plan<'a> {
                 "the name {n:?} holds a separator (',', '=', '!', '~', '\\' or surrounding spaces) and cannot be queried across nodes yet"
             ));
         }
-        let mut spec = QuerySpec::from_params(&params)?;
+        // The names are set from the lists, not read back from their text form (which a
+        // name holding `,` or surrounding spaces would break).
+        let mut text = params.clone();
+        for k in ["fields", "group_by", "where"] {
+            text.remove(k);
+        }
+        let mut spec = QuerySpec::from_params(&text)?;
         spec.fields = Some(fields.to_vec());
         spec.group_by = tags.to_vec();
         spec.preds = self.preds.clone();
