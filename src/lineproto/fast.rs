@@ -40,11 +40,19 @@ use super::{FieldValue, MAX_STRING_FIELD_LEN, MAX_TOKEN_LEN, ParsedLine};
 const STACK_BLOCKS: usize = 16;
 
 /// Lines longer than this go to the general parser. No token of a shorter line can exceed
-/// a length limit, so the fast path does not check them.
-const MAX_LINE: usize = if MAX_TOKEN_LEN < MAX_STRING_FIELD_LEN {
-    MAX_TOKEN_LEN
-} else {
-    MAX_STRING_FIELD_LEN
+/// a length limit, nor its keys [`super::MAX_KEY_LEN`], so the fast path does not check
+/// them.
+const MAX_LINE: usize = {
+    let tokens = if MAX_TOKEN_LEN < MAX_STRING_FIELD_LEN {
+        MAX_TOKEN_LEN
+    } else {
+        MAX_STRING_FIELD_LEN
+    };
+    if tokens < super::MAX_KEY_LEN - 8 {
+        tokens
+    } else {
+        super::MAX_KEY_LEN - 8
+    }
 };
 
 /// Parses the record at the start of `buf` (from `start`, after any indentation the caller

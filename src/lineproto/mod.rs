@@ -175,6 +175,38 @@ pub const MAX_STRING_FIELD_LEN: usize = 64 * 1024;
 /// (the same limit InfluxDB 3 applies to names).
 pub const MAX_TOKEN_LEN: usize = 64 * 1024;
 
+/// InfluxDB 1.x's bound on a series key (the measurement and its tags as line protocol
+/// writes them, `m,k=v,…`), and on that key with `#!~#` and a field key: a longer one is
+/// a bad line (`max key length exceeded: N > 65535`).
+pub const MAX_KEY_LEN: usize = 65_535;
+
+/// The longest key of `line` in [`MAX_KEY_LEN`]'s terms: the series key with its longest
+/// field key (and `#!~#`), or the series key alone when that is already over.
+pub fn key_length(line: &ParsedLine<'_>) -> usize {
+    let escaped = |s: &str, special: &dyn Fn(char) -> bool| {
+        s.len() + s.chars().filter(|c| special(*c)).count()
+    };
+    let measurement = |c: char| c == ',' || c == ' ';
+    let key = |c: char| c == ',' || c == ' ' || c == '=';
+    let series = escaped(&line.measurement, &measurement)
+        + line
+            .tags
+            .iter()
+            .map(|(k, v)| 2 + escaped(k, &key) + escaped(v, &key))
+            .sum::<usize>();
+    let field = line
+        .fields
+        .iter()
+        .map(|(k, _)| escaped(k, &key))
+        .max()
+        .unwrap_or(0);
+    if series > MAX_KEY_LEN {
+        series
+    } else {
+        series + 4 + field
+    }
+}
+
 /// A field value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FieldValue<'a> {

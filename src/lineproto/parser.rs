@@ -357,7 +357,23 @@ impl<'a> Parser<'a> {
 
     /// Parses one record and reports where it ended.
     pub(super) fn parse_record(mut self) -> Record<'a> {
-        let result = self.parse();
+        let long = self.end.saturating_sub(self.pos) > super::MAX_KEY_LEN - 8;
+        let mut result = self.parse();
+        // Only a line this long can hold a key past InfluxDB's bound (the fast path takes
+        // shorter lines only).
+        if long
+            && let Ok(line) = &result
+            && super::key_length(line) > super::MAX_KEY_LEN
+        {
+            result = Err(err(
+                ParseErrorKind::TooLong,
+                format!(
+                    "max key length exceeded: {} > {} (the measurement and its tags as line protocol writes them, and with a field key)",
+                    super::key_length(line),
+                    super::MAX_KEY_LEN
+                ),
+            ));
+        }
         Record {
             result,
             text_end: self.end,

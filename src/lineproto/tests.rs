@@ -767,16 +767,25 @@ fn invalid_lines_are_errors_of_the_right_kind() {
 
 #[test]
 fn exact_length_limits_are_accepted() {
-    let name = "a".repeat(MAX_TOKEN_LEN);
+    // Names as long as the key bound allows (a name alone is at most MAX_TOKEN_LEN, which
+    // the key bound of 65,535 makes unreachable): `m,k=v` of 60,002 bytes, `#!~#` and a
+    // field key of 5,529 make 65,535; the string value at its own limit.
+    let (m, k, v) = ("a".repeat(30_000), "b".repeat(10_000), "c".repeat(20_000));
+    let f = "d".repeat(65_535 - 60_002 - 4);
     let value = "b".repeat(MAX_STRING_FIELD_LEN);
-    let input = format!("{name},{name}={name} {name}=\"{value}\" 123");
+    let input = format!("{m},{k}={v} {f}=\"{value}\" 123");
     let line = parse_ok(&input);
-    assert_eq!(line.measurement, name.as_str());
+    assert_eq!(line.measurement, m.as_str());
     assert_eq!(
         line.tags,
-        vec![(Cow::from(name.as_str()), Cow::from(name.as_str()))]
+        vec![(Cow::from(k.as_str()), Cow::from(v.as_str()))]
     );
-    assert_eq!(line.fields, vec![(Cow::from(name.as_str()), s(&value))]);
+    assert_eq!(line.fields, vec![(Cow::from(f.as_str()), s(&value))]);
+    let over = format!("{m},{k}={v} {f}d=\"{value}\" 123");
+    assert_eq!(
+        parse_line(over.as_bytes()).map_err(|e| e.kind),
+        Err(ParseErrorKind::TooLong)
+    );
     // Escaped: 64 KiB after unescaping is fine even though the raw text is twice as long.
     let escaped = format!("m v=\"{}\"", "\\\\".repeat(MAX_STRING_FIELD_LEN));
     let line = parse_ok(&escaped);
@@ -1539,20 +1548,21 @@ fn pathological_inputs_stay_linear() {
     assert_eq!(items[0].1, "m f=\"x");
     assert!(items[1..].iter().all(|i| i.2.is_ok()));
     // 4. Long runs of escapes and backslashes in names and strings.
-    let name = "\\,".repeat(20_000);
+    let name = "\\,".repeat(5_000);
     let text = format!("{name},{name}={name} {name}=\"{}\"", "\\\\".repeat(20_000));
     let line = parse_ok(&text);
-    assert_eq!(line.measurement.len(), 20_000);
+    assert_eq!(line.measurement.len(), 5_000);
     let text = format!("m,k={}x v=1", "\\".repeat(60_000));
     let line = parse_ok(&text);
     assert_eq!(line.tags[0].1.len(), 60_001);
     // 5. Thousands of distinct keys (hash-based duplicate detection).
+    // (5,000: 20,000 would pass the key bound.)
     let mut many = String::from("m");
-    for n in 0..20_000 {
+    for n in 0..5_000 {
         many.push_str(&format!(",t{n}=v"));
     }
     many.push_str(" f=1");
-    assert_eq!(parse_ok(&many).tags.len(), 20_000);
+    assert_eq!(parse_ok(&many).tags.len(), 5_000);
 }
 
 #[test]
@@ -1880,4 +1890,38 @@ fn fast_path_record_bounds_match_lines() {
     let numbers: Vec<usize> = items.iter().map(|i| i.0).collect();
     assert_eq!(numbers, [1, 2, 5, 6, 8]);
     assert!(items.iter().all(|i| i.2.is_ok()), "{items:?}");
+}
+
+/// InfluxDB 1.x's key bound, as influxd 1.6.7 answered each of these: the series key
+/// (measurement and tags as written) and that key with `#!~#` and a field key, at most
+/// 65,535 bytes; a longer one is a bad line, however the bytes are spread over the names.
+#[test]
+fn keys_past_influxdbs_bound_are_bad_lines() {
+    let ok = |line: &str| assert!(parse_line(line.as_bytes()).is_ok(), "{}", &line[..40]);
+    let too_long = |line: &str, len: usize| {
+        let e = parse_line(line.as_bytes()).expect_err(&line[..40]);
+        assert_eq!(e.kind, ParseErrorKind::TooLong);
+        assert!(
+            e.message
+                .starts_with(&format!("max key length exceeded: {len} > 65535")),
+            "{}",
+            e.message
+        );
+    };
+    // `m,t=` + value + `#!~#` + `v`: 65,535 with a value of 65,526 bytes.
+    ok(&format!("m,t={} v=1 5", "x".repeat(65_526)));
+    too_long(&format!("m,t={} v=1 5", "x".repeat(65_527)), 65_536);
+    too_long(&format!("m,t={} vv=1 5", "x".repeat(65_526)), 65_536);
+    // Escapes count as written: a comma in a tag value is two bytes.
+    too_long(&format!("m,t={}\\, v=1 5", "x".repeat(65_525)), 65_536);
+    // Over already without a field key; spread over three tags.
+    too_long(&format!("{} v=1 5", "m".repeat(65_536)), 65_536);
+    let tags: Vec<String> = (0..3)
+        .map(|i| format!("t{i}={}", "y".repeat(22_000)))
+        .collect();
+    too_long(&format!("m,{} v=1 5", tags.join(",")), 66_013);
+    // Through the body iterator too (the fast path never takes such a line).
+    let body = format!("m,t={} v=1 5\nm v=2 6\n", "x".repeat(65_600));
+    let items: Vec<_> = lines(body.as_bytes()).collect();
+    assert!(items[0].result.is_err() && items[1].result.is_ok());
 }
