@@ -427,12 +427,15 @@ fn write_chunked(
             w.write_all(b"{\"results\":[")?;
             write_statement(w, r, &[], time, false)?;
             w.write_all(b"]}\n")?;
-            if r.error.is_some() && i + 1 < statement_count {
-                // As InfluxDB's chunked answers: the real error, then "not executed".
-                let skipped = StatementResult::error(r.statement_id, "not executed");
-                w.write_all(b"{\"results\":[")?;
-                write_statement(w, &skipped, &[], time, false)?;
-                w.write_all(b"]}\n")?;
+            if r.error.is_some() {
+                // As InfluxDB's chunked answers: the real error, then "not executed" for
+                // each statement left (under the failed statement's id).
+                for _ in i + 1..statement_count {
+                    let skipped = StatementResult::error(r.statement_id, "not executed");
+                    w.write_all(b"{\"results\":[")?;
+                    write_statement(w, &skipped, &[], time, false)?;
+                    w.write_all(b"]}\n")?;
+                }
             }
             continue;
         }

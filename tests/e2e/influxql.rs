@@ -1186,3 +1186,32 @@ fn zone_days_across_a_daylight_saving_change_are_whole_buckets() {
     let want: Vec<f64> = days.iter().map(|d| area(*d)).collect();
     assert_eq!(got, want, "{v}");
 }
+
+/// Without a lower time bound, `GROUP BY time` buckets start at the first point of the
+/// function's own field, not at a point that only other fields (or series) have, as
+/// influxd 1.6.7 answered this case.
+#[test]
+fn buckets_without_a_lower_bound_start_at_the_fields_first_point() {
+    let s = TestServer::start(ServerConfig::default());
+    let r = s.post(
+        "/write?db=lb&precision=s",
+        "m,h=a x=1.5 10\nm,h=b r=2.5 20\nm,h=b x=2 40\n",
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    let v: Value = serde_json::from_str(&ask(
+        &s,
+        "lb",
+        "epoch=s",
+        "SELECT mean(r) FROM m WHERE time < 50s GROUP BY time(10s)",
+    ))
+    .unwrap();
+    assert_eq!(
+        values(&v),
+        vec![
+            vec![json!(20), json!(2.5)],
+            vec![json!(30), Value::Null],
+            vec![json!(40), Value::Null]
+        ],
+        "{v}"
+    );
+}

@@ -992,6 +992,8 @@ pub const CASES: &[Case] = &[
     get("show", "SHOW MEASUREMENTS WHERE host =~ /.*/ AND region != 'x'"),
     get("show", "SHOW MEASUREMENTS WHERE time > 0"),
     get("show", "SHOW MEASUREMENTS WHERE n > 0"),
+    get("show", "SHOW SERIES WHERE host > 'host_1'"),
+    get("show", "SHOW TAG VALUES WITH KEY = host WHERE region < 'x'"),
     with("show", "db=", "SHOW MEASUREMENTS ON \"oracle\""),
     get("show", "SHOW TAG KEYS"),
     get("show", "SHOW TAG KEYS FROM \"cpu\""),
@@ -1564,6 +1566,15 @@ pub const CASES: &[Case] = &[
     get("errors", "SELECT max(usage_user) - first(state) FROM cpu"),
     get("errors", "SELECT mode(ok) + 1 FROM cpu"),
     get("aggregate", "SELECT mode(ok) & true FROM cpu GROUP BY host"),
+    // A float in a bitwise operation is a type error; a float % 0 is null.
+    get("errors", "SELECT usage_user & 1 FROM cpu"),
+    get("errors", "SELECT max(usage_user) | n FROM cpu"),
+    get("aggregate", "SELECT max(usage_user) % 0, max(n) % 0 FROM cpu GROUP BY host"),
+    // A function whose field has no point in the group's range: null, a number as written.
+    get("fill", "SELECT count(state), count(usage_user) FROM cpu WHERE host = 'host_1' AND time >= '2024-01-01T00:00:10Z' AND time < '2024-01-01T00:00:50Z' GROUP BY time(10s)"),
+    get("fill", "SELECT first(state), max(usage_user) FROM cpu WHERE host = 'host_1' AND time >= '2024-01-01T00:00:10Z' AND time < '2024-01-01T00:00:50Z' GROUP BY time(10s) fill(7)"),
+    // Newest first, distinct values by their latest point.
+    get("aggregate", "SELECT distinct(state) FROM cpu WHERE host = 'host_1' AND time < '2024-01-01T00:30:00Z' ORDER BY time DESC"),
     get("transform", "SELECT abs(usage_user - 50) FROM cpu WHERE host = 'host_1' LIMIT 3"),
     get("transform", "SELECT round(usage_user), floor(usage_user), ceil(usage_user) FROM cpu WHERE host = 'host_1' LIMIT 3"),
     // ----- errors -----

@@ -591,13 +591,9 @@ pub fn arith(op: BinaryOp, l: Option<Value>, r: Option<Value>) -> Option<Value> 
                         a / b
                     }
                 }
-                BinaryOp::Mod => {
-                    if b == 0.0 {
-                        0.0
-                    } else {
-                        a % b
-                    }
-                }
+                // NaN, which InfluxDB answers as null.
+                BinaryOp::Mod if b == 0.0 => return None,
+                BinaryOp::Mod => a % b,
                 _ => return None,
             }))
         }

@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use super::Ctx;
 use super::DbSchema;
-use super::cond::{PointView, conjuncts, eval, native_pred, tag_comparison, truthy};
-use super::funcs::{Func, Out, ValueKey, apply, exact_key};
+use super::cond::{PointView, conjuncts, eval, native_pred, tag_comparison, truthy, unparen};
+use super::funcs::{Func, Out, ValueKey, apply, exact_key, value_key};
 use super::result::{Cell, ResultSeries};
 use super::show::match_sources;
 use super::transform::{Transform, is_math, math};
@@ -281,6 +281,15 @@ fn check_types(e: &Expr, schema: &MeasurementSchema) -> Result<(), String> {
                     | crate::influxql::BinaryOp::BitXor
             );
             for side in [&b.lhs, &b.rhs] {
+                // Bitwise operators take integers and booleans only, as InfluxDB.
+                let kind = var_type(side, schema)
+                    .map(|(_, t)| t)
+                    .or_else(|| matches!(unparen(side), Expr::Number(_)).then_some("float"));
+                if bitwise && kind == Some("float") {
+                    return Err(format!(
+                        "type error: {e}: incompatible types: a float in a bitwise operation"
+                    ));
+                }
                 if let Some((name, t)) = var_type(side, schema)
                     && (t == "string" || t == "tag" || (t == "boolean" && !bitwise))
                 {
@@ -1576,7 +1585,23 @@ impl<'a> Plan<'a> {
                         outs.push(Out::Empty);
                         continue;
                     }
-                    let out = apply(c.func, &pts);
+                    let mut out = apply(c.func, &pts);
+                    // Newest first, InfluxDB lists a bucket's distinct values by their
+                    // latest point.
+                    if c.func == Func::Distinct
+                        && self.s.order == SortOrder::Desc
+                        && matches!(out, Out::Many(_))
+                    {
+                        let mut seen = std::collections::HashSet::new();
+                        let mut latest_first: Vec<Value> = pts
+                            .iter()
+                            .rev()
+                            .filter(|(_, v)| seen.insert(value_key(v)))
+                            .map(|(_, v)| v.clone())
+                            .collect();
+                        latest_first.reverse();
+                        out = Out::Many(latest_first);
+                    }
                     // A selector with other fields or tags: those of the chosen point (of
                     // each chosen point, for top and bottom).
                     if self.aux_columns {
@@ -1816,9 +1841,14 @@ impl<'a> Plan<'a> {
                     buckets.keys().copied().collect()
                 }
                 Some((d, _)) => {
+                    // Without a lower bound, from the first bucket a function answers (not
+                    // one holding only points of other fields), as InfluxDB starts there.
                     let first = match self.min {
                         Some(m) => self.bucket(m),
-                        None => *buckets.keys().next().unwrap_or(&0),
+                        None => buckets
+                            .iter()
+                            .find(|(_, outs)| outs.iter().any(|o| *o != Out::Empty))
+                            .map_or(0, |(t, _)| *t),
                     };
                     let last = self.bucket(self.end_exclusive().saturating_sub(1));
                     let count = ((last as i128 - first as i128) / d as i128) + 1;
@@ -1997,10 +2027,27 @@ impl<'a> Plan<'a> {
                         }
                     }
                 };
+                // In the order the rows are answered: newest bucket first, and the rows of
+                // one bucket of top or bottom in their own order.
+                let mut order: Vec<usize> = (0..rows.len()).collect();
                 if self.s.order == SortOrder::Desc {
-                    rows.iter_mut().rev().for_each(|(_, c)| step(c));
-                } else {
-                    rows.iter_mut().for_each(|(_, c)| step(c));
+                    if self.rows_per_bucket() {
+                        let mut groups: Vec<Vec<usize>> = Vec::new();
+                        for i in order {
+                            match groups.last_mut() {
+                                Some(g) if self.bucket(rows[g[0]].0) == self.bucket(rows[i].0) => {
+                                    g.push(i)
+                                }
+                                _ => groups.push(vec![i]),
+                            }
+                        }
+                        order = groups.into_iter().rev().flatten().collect();
+                    } else {
+                        order.reverse();
+                    }
+                }
+                for i in order {
+                    step(&mut rows[i].1);
                 }
             }
             Fill::None | Fill::Null | Fill::Linear => {}
@@ -2193,6 +2240,17 @@ fn fill(
             *c = Some(Out::One(v.clone(), None));
         }
     };
+    // A function with no value in the whole range of its group (its field has no point
+    // there) has no type: InfluxDB fills it with the number as written, and `count`'s 0
+    // does not apply.
+    if col.iter().all(Option::is_none) {
+        match how {
+            Fill::Integer(i) => constant(Value::Int(i), col),
+            Fill::Float(f) => constant(Value::Float(f), col),
+            _ => {}
+        }
+        return;
+    }
     match how {
         Fill::None => {}
         Fill::Null => {

@@ -200,20 +200,28 @@ fn strip_time(e: &crate::influxql::Expr) -> crate::influxql::Expr {
     }
 }
 
-/// What InfluxDB refuses in `SHOW MEASUREMENTS WHERE`: time, and comparisons other than
-/// `= != =~ !~`.
 fn check_measurements_condition(e: &crate::influxql::Expr) -> Result<(), String> {
+    check_tag_condition(e, false)
+}
+
+/// What InfluxDB refuses in a SHOW statement's WHERE: comparisons other than `= != =~ !~`
+/// (`host > 'a'`), and, unless `time_ignored` (SHOW SERIES, TAG KEYS, TAG VALUES, which
+/// ignore time), any condition on time (SHOW MEASUREMENTS).
+fn check_tag_condition(e: &crate::influxql::Expr, time_ignored: bool) -> Result<(), String> {
     use crate::influxql::{BinaryOp, Expr};
     match e {
-        Expr::Paren(inner) => check_measurements_condition(inner),
+        Expr::Paren(inner) => check_tag_condition(inner, time_ignored),
         Expr::Binary(b) if matches!(b.op, BinaryOp::And | BinaryOp::Or) => {
-            check_measurements_condition(&b.lhs)?;
-            check_measurements_condition(&b.rhs)
+            check_tag_condition(&b.lhs, time_ignored)?;
+            check_tag_condition(&b.rhs, time_ignored)
         }
         Expr::Binary(b) => {
             let time =
                 |e: &Expr| matches!(e, Expr::VarRef(v) if v.name.eq_ignore_ascii_case("time"));
             if time(&b.lhs) || time(&b.rhs) {
+                if time_ignored {
+                    return Ok(());
+                }
                 return Err("SHOW MEASUREMENTS doesn't support time in WHERE clause".into());
             }
             if !matches!(
@@ -267,6 +275,9 @@ pub async fn measurements(ctx: &Ctx, s: &ShowMeasurements) -> Result<Vec<ResultS
 }
 
 pub async fn tag_keys(ctx: &Ctx, s: &ShowTagKeys) -> Result<Vec<ResultSeries>, String> {
+    if let Some(c) = &s.condition {
+        check_tag_condition(c, true)?;
+    }
     let db = show_db(ctx, s.database.as_deref()).await?;
     let names = resolve_sources(ctx, &db, &s.sources).await;
     if s.condition.is_some() {
@@ -328,6 +339,9 @@ fn key_matches(f: &TagKeyFilter, k: &str) -> bool {
 }
 
 pub async fn tag_values(ctx: &Ctx, s: &ShowTagValues) -> Result<Vec<ResultSeries>, String> {
+    if let Some(c) = &s.condition {
+        check_tag_condition(c, true)?;
+    }
     let db = show_db(ctx, s.database.as_deref()).await?;
     ctx.series_loaded().await?;
     let mut out = Vec::new();
@@ -421,6 +435,9 @@ pub fn series_key(m: &str, tags: &[(&str, &str)]) -> String {
 }
 
 pub async fn series(ctx: &Ctx, s: &ShowSeries) -> Result<Vec<ResultSeries>, String> {
+    if let Some(c) = &s.condition {
+        check_tag_condition(c, true)?;
+    }
     let db = show_db(ctx, s.database.as_deref()).await?;
     ctx.series_loaded().await?;
     let mut keys = Vec::new();
