@@ -429,7 +429,8 @@ fn write_chunked(
             w.write_all(b"]}\n")?;
             if r.error.is_some() {
                 // As InfluxDB's chunked answers: the real error, then "not executed" for
-                // each statement left (under the failed statement's id).
+                // each statement left.
+                // (influxd 1.6.7 gives them all the failed statement's id.)
                 for _ in i + 1..statement_count {
                     let skipped = StatementResult::error(r.statement_id, "not executed");
                     w.write_all(b"{\"results\":[")?;

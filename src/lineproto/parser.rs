@@ -357,10 +357,12 @@ impl<'a> Parser<'a> {
 
     /// Parses one record and reports where it ended.
     pub(super) fn parse_record(mut self) -> Record<'a> {
-        let long = self.end.saturating_sub(self.pos) > super::MAX_KEY_LEN - 8;
+        let start = self.pos;
         let mut result = self.parse();
-        // Only a line this long can hold a key past InfluxDB's bound (the fast path takes
-        // shorter lines only).
+        // Only a record this long (its physical lines together, a string value may span
+        // several) can hold a key past InfluxDB's bound; the fast path takes shorter
+        // single lines only.
+        let long = self.end.saturating_sub(start) > super::MAX_KEY_LEN - 8;
         if long
             && let Ok(line) = &result
             && super::key_length(line) > super::MAX_KEY_LEN

@@ -1920,6 +1920,14 @@ fn keys_past_influxdbs_bound_are_bad_lines() {
         .map(|i| format!("t{i}={}", "y".repeat(22_000)))
         .collect();
     too_long(&format!("m,{} v=1 5", tags.join(",")), 66_013);
+    // Field keys after a string value that spans lines count too.
+    let spanning = format!("m,t={} s=\"a\n\",{}=1", "x".repeat(65_000), "f".repeat(600));
+    let items: Vec<_> = lines(spanning.as_bytes()).collect();
+    let e = items[0]
+        .result
+        .as_ref()
+        .expect_err("a key past the bound after a newline");
+    assert_eq!(e.kind, ParseErrorKind::TooLong);
     // Through the body iterator too (the fast path never takes such a line).
     let body = format!("m,t={} v=1 5\nm v=2 6\n", "x".repeat(65_600));
     let items: Vec<_> = lines(body.as_bytes()).collect();

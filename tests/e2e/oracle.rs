@@ -1079,6 +1079,9 @@ pub const CASES: &[Case] = &[
     grafana_post("SELECT mean(\"usage_user\") FROM \"cpu\" WHERE time >= 1704067200000ms and time <= 1704074400000ms GROUP BY time(15m) fill(null)"),
     grafana_post("SHOW TAG VALUES FROM \"cpu\" WITH KEY = \"region\""),
     // ----- the influx CLI -----
+    // A failed statement, then one "not executed" a statement left, all under its id.
+    cli("chunked=true&epoch=ns", "SELECT top(usage_user, 3) FROM cpu LIMIT 1; SELECT n FROM cpu LIMIT 1; SHOW SERIES; SHOW TAG KEYS"),
+    get("show", "SHOW SERIES CARDINALITY WHERE host > 'host_1'"),
     cli("chunked=true&epoch=ns", "SHOW DATABASES"),
     cli("chunked=true&epoch=ns", "SHOW MEASUREMENTS"),
     cli("chunked=true&epoch=ns", "SHOW FIELD KEYS"),
