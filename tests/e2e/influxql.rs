@@ -1214,4 +1214,22 @@ fn buckets_without_a_lower_bound_start_at_the_fields_first_point() {
         ],
         "{v}"
     );
+    // Each function from its own first point: `count(r)` is null, not 0, before it.
+    let v: Value = serde_json::from_str(&ask(
+        &s,
+        "lb",
+        "epoch=s",
+        "SELECT count(x), count(r) FROM m WHERE time < 50s GROUP BY time(10s)",
+    ))
+    .unwrap();
+    assert_eq!(
+        values(&v),
+        vec![
+            vec![json!(10), json!(1), Value::Null],
+            vec![json!(20), json!(0), json!(1)],
+            vec![json!(30), json!(0), json!(0)],
+            vec![json!(40), json!(1), json!(0)]
+        ],
+        "{v}"
+    );
 }

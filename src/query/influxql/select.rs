@@ -1897,6 +1897,12 @@ impl<'a> Plan<'a> {
                     // count() of a field this measurement lacks (a wildcard over several
                     // measurements) is null, not 0, in empty buckets.
                     let empty = field.and_then(|_| c.func.empty_value());
+                    // Without a lower time bound a function starts at its own first
+                    // point: `count`'s 0 does not go before it (InfluxDB answers null).
+                    let from = match self.min {
+                        Some(_) => 0,
+                        None => col.iter().position(Option::is_some).unwrap_or(0),
+                    };
                     let func = c.func;
                     // In the statement's order: newest first, `previous` is the newer one.
                     if desc {
@@ -1906,6 +1912,11 @@ impl<'a> Plan<'a> {
                         col.reverse();
                     } else {
                         fill(col, &times, (self.s.fill, empty), func, kind);
+                    }
+                    if self.s.fill == Fill::Null {
+                        for slot in col.iter_mut().take(from) {
+                            *slot = None;
+                        }
                     }
                 }
             }
