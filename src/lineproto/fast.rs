@@ -48,10 +48,10 @@ const MAX_LINE: usize = {
     } else {
         MAX_STRING_FIELD_LEN
     };
-    if tokens < super::MAX_KEY_LEN - 8 {
+    if tokens < super::KEY_CHECK_ABOVE {
         tokens
     } else {
-        super::MAX_KEY_LEN - 8
+        super::KEY_CHECK_ABOVE
     }
 };
 

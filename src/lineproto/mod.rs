@@ -180,6 +180,11 @@ pub const MAX_TOKEN_LEN: usize = 64 * 1024;
 /// a bad line (`max key length exceeded: N > 65535`).
 pub const MAX_KEY_LEN: usize = 65_535;
 
+/// Records longer than this are the only ones whose keys can pass [`MAX_KEY_LEN`] (a key
+/// with `#!~#` and a field key is at most the record's text plus 4, less its ` ` and `=`):
+/// the general parser measures their keys, and the fast path takes none of them.
+pub(crate) const KEY_CHECK_ABOVE: usize = MAX_KEY_LEN - 8;
+
 /// The longest key of `line` in [`MAX_KEY_LEN`]'s terms: the series key with its longest
 /// field key (and `#!~#`), or the series key alone when that is already over.
 pub fn key_length(line: &ParsedLine<'_>) -> usize {

@@ -362,16 +362,16 @@ impl<'a> Parser<'a> {
         // Only a record this long (its physical lines together, a string value may span
         // several) can hold a key past InfluxDB's bound; the fast path takes shorter
         // single lines only.
-        let long = self.end.saturating_sub(start) > super::MAX_KEY_LEN - 8;
+        let long = self.end.saturating_sub(start) > super::KEY_CHECK_ABOVE;
         if long
             && let Ok(line) = &result
-            && super::key_length(line) > super::MAX_KEY_LEN
+            && let len = super::key_length(line)
+            && len > super::MAX_KEY_LEN
         {
             result = Err(err(
                 ParseErrorKind::TooLong,
                 format!(
-                    "max key length exceeded: {} > {} (the measurement and its tags as line protocol writes them, and with a field key)",
-                    super::key_length(line),
+                    "max key length exceeded: {len} > {} (the measurement and its tags as line protocol writes them, and with a field key)",
                     super::MAX_KEY_LEN
                 ),
             ));

@@ -1555,14 +1555,28 @@ fn pathological_inputs_stay_linear() {
     let text = format!("m,k={}x v=1", "\\".repeat(60_000));
     let line = parse_ok(&text);
     assert_eq!(line.tags[0].1.len(), 60_001);
-    // 5. Thousands of distinct keys (hash-based duplicate detection).
-    // (5,000: 20,000 would pass the key bound.)
-    let mut many = String::from("m");
-    for n in 0..5_000 {
-        many.push_str(&format!(",t{n}=v"));
+    // Past the key bound too: the line is parsed whole (escapes, duplicate checks) before
+    // its key is measured.
+    let name = "\\,".repeat(20_000);
+    let text = format!("{name},{name}={name} {name}=\"{}\"", "\\\\".repeat(20_000));
+    assert_eq!(
+        parse_line(text.as_bytes()).map_err(|e| e.kind),
+        Err(ParseErrorKind::TooLong)
+    );
+    // 5. Thousands of distinct keys (hash-based duplicate detection): 5,000 within the key
+    // bound, 20,000 past it (the duplicate check still runs over all of them).
+    for (n, within) in [(5_000, true), (20_000, false)] {
+        let mut many = String::from("m");
+        for k in 0..n {
+            many.push_str(&format!(",t{k}=v"));
+        }
+        many.push_str(" f=1");
+        match parse_line(many.as_bytes()) {
+            Ok(line) if within => assert_eq!(line.tags.len(), n),
+            Err(e) if !within => assert_eq!(e.kind, ParseErrorKind::TooLong),
+            other => panic!("{n} tags: {other:?}"),
+        }
     }
-    many.push_str(" f=1");
-    assert_eq!(parse_ok(&many).tags.len(), 5_000);
 }
 
 #[test]
@@ -1912,6 +1926,13 @@ fn keys_past_influxdbs_bound_are_bad_lines() {
     ok(&format!("m,t={} v=1 5", "x".repeat(65_526)));
     too_long(&format!("m,t={} v=1 5", "x".repeat(65_527)), 65_536);
     too_long(&format!("m,t={} vv=1 5", "x".repeat(65_526)), 65_536);
+    // The shortest record past the bound: 65,535 bytes, no timestamp (the fast path would
+    // take it if the two sides of KEY_CHECK_ABOVE disagreed).
+    let shortest = format!("m,t={} vv=1", "x".repeat(65_526));
+    assert_eq!(shortest.len(), 65_535);
+    too_long(&shortest, 65_536);
+    let items: Vec<_> = lines(shortest.as_bytes()).collect();
+    assert!(items[0].result.is_err());
     // Escapes count as written: a comma in a tag value is two bytes.
     too_long(&format!("m,t={}\\, v=1 5", "x".repeat(65_525)), 65_536);
     // Over already without a field key; spread over three tags.

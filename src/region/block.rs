@@ -257,6 +257,9 @@ pub struct Block {
     chunks: Vec<Arc<Chunk>>,
     rows: usize,
     bytes: usize,
+    /// Bytes of series-table snapshots frozen by [`freeze`](Self::freeze) (a query's read)
+    /// and not yet returned by an [`append`](Self::append): the next one counts them.
+    unreported: usize,
 }
 
 impl Default for Block {
@@ -283,6 +286,7 @@ impl Block {
             chunks: Vec::new(),
             rows: 0,
             bytes: 0,
+            unreported: 0,
         }
     }
 
@@ -321,7 +325,7 @@ impl Block {
         ts: i64,
         same_fields: bool,
     ) -> usize {
-        let mut added = ROW_BASE_BYTES;
+        let mut added = ROW_BASE_BYTES + std::mem::take(&mut self.unreported);
         if self.rows == 0 {
             added += BLOCK_OVERHEAD;
         }
@@ -408,7 +412,7 @@ impl Block {
     /// Freezes the active rows into a chunk (no-op when there are none) and returns every
     /// chunk of the block: a consistent snapshot of its rows.
     pub fn freeze(&mut self) -> Vec<Arc<Chunk>> {
-        self.freeze_active();
+        self.unreported += self.freeze_active();
         self.chunks.clone()
     }
 
@@ -833,8 +837,11 @@ impl SortedRows {
         if let Some(k) = self.keys.get(i) {
             return Ok(k.null_count());
         }
-        if self.field_parts(i)?.iter().all(|a| a.null_count() == 0) {
-            return Ok(0);
+        // Without merged rows every row of the chunks is kept once: their nulls are the
+        // column's, with no gather.
+        let parts = self.field_parts(i)?;
+        if self.dups.is_empty() || parts.iter().all(|a| a.null_count() == 0) {
+            return Ok(parts.iter().map(|a| a.null_count()).sum());
         }
         Ok(self.column(i)?.null_count())
     }
@@ -892,10 +899,16 @@ mod tests {
     use arrow::array::{AsArray, Float64Array, Int64Array};
     use arrow::datatypes::{Float64Type, Int64Type};
 
-    fn add(b: &mut Block, tags: &[(&str, &str)], fields: &[(&str, FieldValue<'static>)], ts: i64) {
+    /// Appends a row; the bytes it added to the block's count.
+    fn add(
+        b: &mut Block,
+        tags: &[(&str, &str)],
+        fields: &[(&str, FieldValue<'static>)],
+        ts: i64,
+    ) -> usize {
         let mut t = tags.to_vec();
         t.sort();
-        b.append(series_hash("m", &t), &t, fields, ts, false);
+        b.append(series_hash("m", &t), &t, fields, ts, false)
     }
 
     /// One line with thousands of fields, then many rows with one field each: the chunks do
@@ -1173,6 +1186,32 @@ mod tests {
             }
         }
         assert!(sorted.column_range(0, 0..n + 1).is_err());
+        // No merged rows, sparse fields in every chunk: the null count comes from the
+        // chunks without a gather, and is the column's.
+        let mut b = Block::new();
+        for round in 0..3i64 {
+            for i in 0..40i64 {
+                let fields: Vec<(&str, FieldValue<'static>)> = match i % 3 {
+                    0 => vec![("x", FieldValue::Integer(i))],
+                    _ => vec![("y", FieldValue::Float(i as f64))],
+                };
+                add(
+                    &mut b,
+                    &[("host", &format!("h{}", i % 4))],
+                    &fields,
+                    round * 100 + i,
+                );
+            }
+            b.freeze();
+        }
+        let sorted = SortedRows::new(&b.freeze()).unwrap();
+        assert_eq!(sorted.merged, 0);
+        for i in 0..sorted.schema().fields().len() {
+            assert_eq!(
+                sorted.null_count(i).unwrap(),
+                sorted.column(i).unwrap().null_count()
+            );
+        }
     }
 
     /// The series runs told by the series ids are those the tag columns give, with series
@@ -1215,6 +1254,24 @@ mod tests {
         // Frozen at the first ACTIVE_ROWS (a snapshot of 65,536 series), not the second.
         assert_eq!(b.chunks.len(), 1);
         assert_eq!(b.freeze().len(), 2);
+        // That freeze (a query's read) copied the table again: the next row counts it.
+        let row = add(
+            &mut b,
+            &[("host", "h0")],
+            &[("v", FieldValue::Integer(1))],
+            0,
+        );
+        assert!(
+            row >= 3 * ACTIVE_ROWS * std::mem::size_of::<TagSet>(),
+            "{row}"
+        );
+        let next = add(
+            &mut b,
+            &[("host", "h0")],
+            &[("v", FieldValue::Integer(1))],
+            1,
+        );
+        assert!(next < 1024, "{next}");
     }
 
     #[test]

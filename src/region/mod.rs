@@ -287,11 +287,12 @@ pub fn shards_for_data_dir(
                 .filter(|n| (1..=crate::config::MAX_SHARDS_PER_REGION).contains(n))
                 .ok_or_else(|| {
                     std::io::Error::other(format!(
-                        "{} does not hold a shard count ({{\"shards_per_region\": 1..256}}): \
+                        "{} does not hold a shard count ({{\"shards_per_region\": 1..={}}}): \
                          set ingest.shards_per_region to the count this data dir ran with \
                          (the file is then rewritten), or remove the file to take it from the \
                          WAL directories",
-                        file.display()
+                        file.display(),
+                        crate::config::MAX_SHARDS_PER_REGION
                     ))
                 })?,
         ),
@@ -359,7 +360,8 @@ fn wal_shard_dirs(region_dir: &Path) -> std::io::Result<Vec<usize>> {
 /// lease: never used up (a trillion).
 pub const SHARED_SEQS_RESERVED: u64 = 1 << 40;
 
-/// Flushes of blocks at least this large are followed by [`release_free_memory`].
+/// Flushes whose working memory (`staging`) is at least this large are followed by
+/// [`release_free_memory`].
 const TRIM_AFTER_FLUSH_BYTES: u64 = 8 << 20;
 
 /// Hands freed heap pages back to the kernel after a flush (the block and the flush's

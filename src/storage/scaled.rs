@@ -115,7 +115,9 @@ fn scale_and_digits(values: &Float64Array) -> Option<(u8, u8)> {
     Some((s, digits))
 }
 
-/// Each float column of `batch` that can be stored scaled, with its scale and precision.
+/// Each float column of `batch` that can be stored scaled, with its scale and precision
+/// (the tests' way to ask for a whole batch; writers ask column by column).
+#[cfg(test)]
 pub fn choose(batch: &RecordBatch) -> Vec<Scaled> {
     let schema = batch.schema();
     schema
@@ -126,7 +128,7 @@ pub fn choose(batch: &RecordBatch) -> Vec<Scaled> {
         .collect()
 }
 
-/// [`choose`] for one column (of `field`).
+/// Whether one float column (of `field`) can be stored scaled, with its scale and precision.
 pub fn choose_column(field: &arrow::datatypes::Field, column: &ArrayRef) -> Option<Scaled> {
     if *field.data_type() != DataType::Float64 {
         return None;

@@ -139,13 +139,18 @@ impl Layout {
         let mut scales = Vec::new();
         let mut sample = Vec::with_capacity(schema.fields().len());
         for (i, f) in schema.fields().iter().enumerate() {
-            if *f.data_type() == arrow::datatypes::DataType::Float64 {
+            let middle = if *f.data_type() == arrow::datatypes::DataType::Float64 {
                 let Ok(column) = rows.column_at(i) else {
                     return Layout::default();
                 };
                 scales.extend(scaled::choose_column(f, &column));
-            }
-            let Ok(middle) = rows.column_range(i, from..from + len) else {
+                // The middle rows of the column already gathered, copied: the whole
+                // column is let go before the next one is gathered.
+                arrow::compute::concat(&[column.slice(from, len).as_ref()])
+            } else {
+                rows.column_range(i, from..from + len)
+            };
+            let Ok(middle) = middle else {
                 return Layout::default();
             };
             sample.push(middle);

@@ -1233,3 +1233,42 @@ fn buckets_without_a_lower_bound_start_at_the_fields_first_point() {
         "{v}"
     );
 }
+
+/// The statement errors the oracle compares by presence only, checked for what they say;
+/// and a percentile rank far outside the points answers nothing (it overflowed before).
+#[test]
+fn statement_errors_name_what_is_wrong() {
+    let s = TestServer::start(ServerConfig::default());
+    s.write_ok("se", "m,h=a x=1.5,i=3i,s=\"t\" 10\nm,h=b x=2.5,i=4i 20\n");
+    let error = |query: &str| -> String {
+        let v = q(&s, "se", query);
+        v["results"][0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(
+        error("SELECT top(x, 3) FROM m LIMIT 2"),
+        "limit (3) in top function can not be larger than the LIMIT (2) in the select statement"
+    );
+    for q in ["SELECT x & 1 FROM m", "SELECT max(x) | i FROM m"] {
+        let e = error(q);
+        assert!(
+            e.starts_with("type error:") && e.contains("bitwise"),
+            "{q}: {e}"
+        );
+    }
+    let e = error("SELECT last(s) * 2 FROM m");
+    assert!(e.contains("last(s) is a string"), "{e}");
+    let e = error("SELECT difference(s) FROM m");
+    assert!(
+        e.starts_with("unsupported difference iterator type: string"),
+        "{e}"
+    );
+    // Integers still take bitwise operators.
+    assert_eq!(error("SELECT i & 1 FROM m"), "");
+    for pct in ["-1e300", "1e300"] {
+        let v = q(&s, "se", &format!("SELECT percentile(x, {pct}) FROM m"));
+        assert_eq!(v["results"][0], json!({"statement_id": 0}), "{pct}: {v}");
+    }
+}

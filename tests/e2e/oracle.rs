@@ -1556,6 +1556,7 @@ pub const CASES: &[Case] = &[
     get("transform", "SELECT top(n, 2), host FROM cpu WHERE time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T00:40:00Z' GROUP BY time(10m)"),
     get("transform", "SELECT top(n, 2) FROM cpu WHERE host = 'host_3' AND time >= '2023-12-31T23:00:00Z' AND time < '2024-01-01T00:40:00Z' GROUP BY time(10m) fill(0)"),
     get("transform", "SELECT bottom(usage_user, 2) FROM cpu WHERE time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T00:40:00Z' GROUP BY time(10m) ORDER BY time DESC"),
+    get("transform", "SELECT bottom(usage_user, 3) FROM cpu ORDER BY time DESC"),
     get("transform", "SELECT distinct(state) FROM cpu WHERE time >= '2023-12-31T23:00:00Z' AND time < '2024-01-01T00:30:00Z' GROUP BY time(10m) fill(null)"),
     get("transform", "SELECT distinct(state) FROM cpu WHERE time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T00:30:00Z' GROUP BY time(10m) ORDER BY time DESC"),
     get("errors", "SELECT top(usage_user, 3) FROM cpu LIMIT 2"),

@@ -455,7 +455,14 @@ pub fn apply(f: Func, points: &[(i64, Value)]) -> Out {
         Func::Percentile(pct) => {
             let mut xs: Vec<&(i64, Value)> = pts.clone();
             xs.sort_by(|a, b| a.1.cmp_values(&b.1));
-            let i = (n as f64 * pct / 100.0 + 0.5).floor() as i64 - 1;
+            // In f64 first: a rank far outside the points (`percentile(v, -1e300)`) must
+            // not overflow on the way to an index.
+            let rank = (n as f64 * pct / 100.0 + 0.5).floor() - 1.0;
+            let i = if (0.0..n as f64).contains(&rank) {
+                rank as i64
+            } else {
+                -1
+            };
             if i < 0 || i as usize >= n {
                 // No point at that rank: the bucket answers nothing, as in InfluxDB.
                 return Out::Empty;

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use super::Ctx;
 use super::DbSchema;
 use super::cond::{PointView, conjuncts, eval, native_pred, tag_comparison, truthy, unparen};
-use super::funcs::{Func, Out, ValueKey, apply, exact_key, value_key};
+use super::funcs::{Func, Out, ValueKey, apply, exact_key};
 use super::result::{Cell, ResultSeries};
 use super::show::match_sources;
 use super::transform::{Transform, is_math, math};
@@ -108,9 +108,15 @@ pub async fn select(ctx: &Ctx, s: &SelectStatement) -> Result<Vec<ResultSeries>,
     }
     // GROUP BY * and /regex/: the tag keys the statement's series carry, over all its
     // measurements (InfluxDB gives every series the union, `""` where it lacks a key).
+    // Read from the catalog only when such a dimension asks for them.
     let mut live_tags: BTreeSet<String> = BTreeSet::new();
-    for (db, m, schema) in &schemas {
-        live_tags.extend(live_tag_keys(ctx, db, m, schema));
+    if s.dimensions
+        .iter()
+        .any(|d| matches!(d, Dimension::Wildcard | Dimension::Regex(_)))
+    {
+        for (db, m, schema) in &schemas {
+            live_tags.extend(live_tag_keys(ctx, db, m, schema));
+        }
     }
     let live_tags: Vec<String> = live_tags.into_iter().collect();
     let mut out = Vec::new();
@@ -1437,17 +1443,14 @@ impl<'a> Plan<'a> {
         let (rows, timed) = match self.transform {
             // Newest bucket first; the rows of one bucket of top, bottom or distinct stay
             // in their order, as InfluxDB answers them.
-            None if desc && self.rows_per_bucket() => {
-                let mut buckets: Vec<Vec<(i64, Vec<Cell>)>> = Vec::new();
-                for row in rows {
-                    match buckets.last_mut() {
-                        Some(b) if self.bucket(b[0].0) == self.bucket(row.0) => b.push(row),
-                        _ => buckets.push(vec![row]),
-                    }
-                }
-                (buckets.into_iter().rev().flatten().collect(), timed)
+            None if desc => {
+                let order = self.answer_order(&rows, |r| r.0);
+                let mut slots: Vec<Option<(i64, Vec<Cell>)>> = rows.into_iter().map(Some).collect();
+                (
+                    order.into_iter().filter_map(|i| slots[i].take()).collect(),
+                    timed,
+                )
             }
-            None if desc => (rows.into_iter().rev().collect(), timed),
             None => (rows, timed),
             // In the statement's order, as InfluxDB computes it (newest first: a
             // cumulative sum from the newest point, negative elapsed times).
@@ -1587,20 +1590,13 @@ impl<'a> Plan<'a> {
                     }
                     let mut out = apply(c.func, &pts);
                     // Newest first, InfluxDB lists a bucket's distinct values by their
-                    // latest point.
+                    // latest point: first seen going backwards, in reverse.
                     if c.func == Func::Distinct
                         && self.s.order == SortOrder::Desc
-                        && matches!(out, Out::Many(_))
+                        && let Out::Many(latest_first) =
+                            apply(c.func, &pts.iter().rev().cloned().collect::<Vec<_>>())
                     {
-                        let mut seen = std::collections::HashSet::new();
-                        let mut latest_first: Vec<Value> = pts
-                            .iter()
-                            .rev()
-                            .filter(|(_, v)| seen.insert(value_key(v)))
-                            .map(|(_, v)| v.clone())
-                            .collect();
-                        latest_first.reverse();
-                        out = Out::Many(latest_first);
+                        out = Out::Many(latest_first.into_iter().rev().collect());
                     }
                     // A selector with other fields or tags: those of the chosen point (of
                     // each chosen point, for top and bottom).
@@ -1722,6 +1718,29 @@ impl<'a> Plan<'a> {
             out.push((start, sum));
         }
         out
+    }
+
+    /// The order in which rows given oldest first (`time` of each) are answered: as they
+    /// are, or newest first, where the rows of one bucket of top, bottom or distinct keep
+    /// their own order, as InfluxDB answers them.
+    fn answer_order<R>(&self, rows: &[R], time: impl Fn(&R) -> i64) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        if self.s.order != SortOrder::Desc {
+            return order;
+        }
+        if !self.rows_per_bucket() {
+            order.reverse();
+            return order;
+        }
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for i in order {
+            let bucket = self.bucket(time(&rows[i]));
+            match groups.last_mut() {
+                Some(g) if self.bucket(time(&rows[g[0]])) == bucket => g.push(i),
+                _ => groups.push(vec![i]),
+            }
+        }
+        groups.into_iter().rev().flatten().collect()
     }
 
     /// The start of the bucket after the one starting at `start` (a zone's day across a
@@ -1898,25 +1917,24 @@ impl<'a> Plan<'a> {
                     // measurements) is null, not 0, in empty buckets.
                     let empty = field.and_then(|_| c.func.empty_value());
                     // Without a lower time bound a function starts at its own first
-                    // point: `count`'s 0 does not go before it (InfluxDB answers null).
+                    // point: `count`'s 0 (fill(null)) does not go before it (InfluxDB
+                    // answers null there); a number does.
                     let from = match self.min {
                         Some(_) => 0,
                         None => col.iter().position(Option::is_some).unwrap_or(0),
                     };
-                    let func = c.func;
+                    let (col, times) = match self.s.fill {
+                        Fill::Null => (&mut col[from..], &times[from..]),
+                        _ => (&mut col[..], &times[..]),
+                    };
                     // In the statement's order: newest first, `previous` is the newer one.
                     if desc {
                         col.reverse();
                         let rtimes: Vec<i64> = times.iter().rev().copied().collect();
-                        fill(col, &rtimes, (self.s.fill, empty.clone()), func, kind);
+                        fill(col, &rtimes, (self.s.fill, empty), c.func, kind);
                         col.reverse();
                     } else {
-                        fill(col, &times, (self.s.fill, empty), func, kind);
-                    }
-                    if self.s.fill == Fill::Null {
-                        for slot in col.iter_mut().take(from) {
-                            *slot = None;
-                        }
+                        fill(col, times, (self.s.fill, empty), c.func, kind);
                     }
                 }
             }
@@ -1965,7 +1983,11 @@ impl<'a> Plan<'a> {
                     }
                     _ => *t,
                 };
-                let chosen = aux.get(&(key.clone(), *t)).and_then(|rows| rows.first());
+                let chosen = if self.aux_columns {
+                    aux.get(&(key.clone(), *t)).and_then(|rows| rows.first())
+                } else {
+                    None
+                };
                 rows.push((time, self.eval_row(&outs, chosen)));
             }
             if self.aux_columns && self.interval.is_some() {
@@ -2038,26 +2060,8 @@ impl<'a> Plan<'a> {
                         }
                     }
                 };
-                // In the order the rows are answered: newest bucket first, and the rows of
-                // one bucket of top or bottom in their own order.
-                let mut order: Vec<usize> = (0..rows.len()).collect();
-                if self.s.order == SortOrder::Desc {
-                    if self.rows_per_bucket() {
-                        let mut groups: Vec<Vec<usize>> = Vec::new();
-                        for i in order {
-                            match groups.last_mut() {
-                                Some(g) if self.bucket(rows[g[0]].0) == self.bucket(rows[i].0) => {
-                                    g.push(i)
-                                }
-                                _ => groups.push(vec![i]),
-                            }
-                        }
-                        order = groups.into_iter().rev().flatten().collect();
-                    } else {
-                        order.reverse();
-                    }
-                }
-                for i in order {
+                // In the order the rows are answered.
+                for i in self.answer_order(rows, |r| r.0) {
                     step(&mut rows[i].1);
                 }
             }
@@ -2079,13 +2083,8 @@ impl<'a> Plan<'a> {
 
     /// The columns of a selector's chosen point that are not calls (other fields, tags).
     fn aux_row(&self, view: &dyn super::cond::PointView) -> Vec<Option<Value>> {
-        self.columns
-            .iter()
-            .map(|(_, e)| {
-                let mut cs = Vec::new();
-                collect_calls(e, &mut cs);
-                if cs.is_empty() { eval(e, view) } else { None }
-            })
+        (self.columns.iter().zip(&self.shapes))
+            .map(|((_, e), shape)| (*shape == Shape::Aux).then(|| eval(e, view)).flatten())
             .collect()
     }
 
@@ -2327,10 +2326,9 @@ fn fill(
                     continue;
                 };
                 for (i, slot) in col.iter_mut().enumerate().take(i1).skip(i0 + 1) {
-                    if slot.is_some() {
-                        continue;
-                    }
-                    let frac = (times[i] - times[i0]) as f64 / (times[i1] - times[i0]) as f64;
+                    // (Every answered bucket is in `known`: those between are empty.)
+                    let span = |a: i64, b: i64| (i128::from(a) - i128::from(b)) as f64;
+                    let frac = span(times[i], times[i0]) / span(times[i1], times[i0]);
                     let v = v0 + (v1 - v0) * frac;
                     *slot = Some(Out::One(
                         if int0 {

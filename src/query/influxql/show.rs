@@ -244,13 +244,13 @@ pub async fn measurements(ctx: &Ctx, s: &ShowMeasurements) -> Result<Vec<ResultS
         None => resolve_sources(ctx, &db, &[]).await,
     };
     if let Some(c) = &s.condition {
+        // (It refuses time conditions, so there is none to strip.)
         check_measurements_condition(c)?;
         ctx.series_loaded().await?;
-        let c = strip_time(c);
         names.retain(|m| {
             ctx.engine.series().get(&db, m).is_some_and(|e| {
                 let ms = e.read();
-                !ms.is_empty() && super::cond::measurement_matching(&ms, &c)
+                !ms.is_empty() && super::cond::measurement_matching(&ms, c)
             })
         });
     } else {
