@@ -280,6 +280,7 @@ pub fn sweep_leftovers(
             store: store.clone(),
             rel: rel.clone(),
             len,
+            row_group: None,
         };
         let name = paths::parse_data_file(Path::new(&rel));
         let fate = if live.contains(rel.as_str()) {
@@ -348,6 +349,7 @@ mod tests {
             bytes: 1,
             columns: vec![],
             wal: vec![],
+            packed: None,
         }
     }
 

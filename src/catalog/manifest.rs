@@ -336,16 +336,35 @@ impl State {
         if !r.remove.is_empty() {
             let remove: HashSet<&str> = r.remove.iter().map(String::as_str).collect();
             let retired = &mut self.retired;
+            let mut packed_gone: Vec<String> = Vec::new();
             files.retain(|f| {
-                let gone = remove.contains(f.path.as_str());
+                let gone = remove.contains(f.id().as_ref());
                 if gone {
-                    retired.push(Retired {
-                        path: f.path.clone(),
-                        at: r.at,
-                    });
+                    match f.packed {
+                        None => retired.push(Retired {
+                            path: f.path.clone(),
+                            at: r.at,
+                        }),
+                        Some(_) => packed_gone.push(f.path.clone()),
+                    }
                 }
                 !gone
             });
+            // A packed file is retired with the last entry that names it.
+            if !packed_gone.is_empty() {
+                packed_gone.sort();
+                packed_gone.dedup();
+                let named: HashSet<&str> = files
+                    .iter()
+                    .filter(|f| f.packed.is_some())
+                    .map(|f| f.path.as_str())
+                    .collect();
+                for path in packed_gone {
+                    if !named.contains(path.as_str()) {
+                        retired.push(Retired { path, at: r.at });
+                    }
+                }
+            }
         }
         if !self.retired.is_empty() && !r.add.is_empty() {
             let added: HashSet<&str> = r.add.iter().map(|f| f.path.as_str()).collect();
@@ -356,7 +375,7 @@ impl State {
             // entry: looked for among the files of that seq only (files are in seq order).
             let lo = files.partition_point(|g| g.seq < f.seq);
             let hi = files.partition_point(|g| g.seq <= f.seq);
-            if let Some(i) = (lo..hi).find(|&i| files[i].path == f.path) {
+            if let Some(i) = (lo..hi).find(|&i| files[i].id() == f.id()) {
                 files.remove(i);
             }
             if files.last().is_none_or(|l| l.seq <= f.seq) {
@@ -416,7 +435,8 @@ impl State {
     /// Why `edit` cannot be committed on this state, if it cannot.
     fn refuses(&self, edit: &ManifestEdit, now: i64) -> Option<String> {
         if !edit.remove.is_empty() {
-            let live: HashSet<&str> = self.files.iter().map(|f| f.path.as_str()).collect();
+            let live: HashSet<std::borrow::Cow<'_, str>> =
+                self.files.iter().map(FileMeta::id).collect();
             if let Some(gone) = edit.remove.iter().find(|p| !live.contains(p.as_str())) {
                 return Some(format!(
                     "file {gone} is no longer live (another writer replaced or removed it)"
@@ -996,6 +1016,7 @@ mod tests {
                 min_seq: 1,
                 max_seq: 9,
             }],
+            packed: None,
         }
     }
 

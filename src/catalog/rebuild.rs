@@ -93,9 +93,9 @@ pub fn rebuild_manifest(
             out.moved_aside.get_or_insert(to);
         }
     }
-    let mut files: Vec<FileMeta> = Vec::new();
+    let mut files: Vec<(FileMeta, u64)> = Vec::new();
     let stored = data_files(store)?;
-    let next_seq = stored
+    let mut next_seq = stored
         .iter()
         .filter_map(|(rel, _)| crate::storage::paths::parse_data_file_seq(Path::new(rel)))
         .max()
@@ -105,11 +105,16 @@ pub fn rebuild_manifest(
             store: store.clone(),
             rel,
             len,
+            row_group: None,
         };
         match describe(&file, region, partition_duration_ns) {
-            Ok(f) => files.push(f),
+            Ok(f) => files.extend(f),
             Err(reason) => out.skipped.push((file.key(), reason)),
         }
+    }
+    // Above every seq used, a packed entry's (in its footer) too.
+    for (f, w) in &files {
+        next_seq = next_seq.max(f.seq.max(*w).saturating_add(1));
     }
     // A delete rewrites a file under the same seq (`<seq>~<rewrite>.parquet`), a
     // compaction writes its outputs under the highest seq of its inputs
@@ -117,7 +122,11 @@ pub fn rebuild_manifest(
     // the compaction, all of them; the rewrite with the highest rewrite seq). Two flushed
     // files with one seq cannot both be listed: keep neither silently, report both.
     let mut by_seq: HashMap<u64, Vec<FileMeta>> = HashMap::new();
-    for f in files {
+    let mut written: HashMap<String, u64> = HashMap::new();
+    for (f, w) in files {
+        if w > 0 {
+            written.insert(f.id().into_owned(), w);
+        }
         by_seq.entry(f.seq).or_default().push(f);
     }
     let mut files: Vec<FileMeta> = Vec::new();
@@ -140,7 +149,22 @@ pub fn rebuild_manifest(
             .iter()
             .filter(|f| matches!(name(f), Some(DataFileName::Compacted(..))))
             .collect();
-        let keep: Vec<FileMeta> = if let Some(first) = compacted.first() {
+        // A delete's rewrite made after a compaction packed the entry (its rewrite seq
+        // above the seq the compaction allocated) replaces it; one made before was an input.
+        let newest_rewrite = group
+            .iter()
+            .filter_map(|f| match name(f) {
+                Some(DataFileName::Rewritten(_, r)) => Some((r, f)),
+                _ => None,
+            })
+            .max_by_key(|(r, _)| *r);
+        let packed_later = compacted.first().and_then(|c| {
+            let w = written.get(c.id().as_ref())?;
+            newest_rewrite.filter(|(r, _)| r > w)
+        });
+        let keep: Vec<FileMeta> = if let Some((_, f)) = packed_later {
+            vec![f.clone()]
+        } else if let Some(first) = compacted.first() {
             // One compaction's outputs (the first token found; another's is reported).
             let token = match name(first) {
                 Some(DataFileName::Compacted(_, t)) => t,
@@ -194,18 +218,29 @@ pub fn footer_kv(file: &FileRef) -> std::result::Result<HashMap<String, String>,
     Ok(kv_of(md.file_metadata()))
 }
 
-/// A data file's manifest entry, from its footer.
+/// A data file's manifest entries (a packed file's: one per measurement, each with the seq
+/// allocated when a compaction wrote it, `PartFooter::written`; 0 for any other), from
+/// its footer.
 fn describe(
     file: &FileRef,
     region: &str,
     partition_duration_ns: i64,
-) -> std::result::Result<FileMeta, String> {
+) -> std::result::Result<Vec<(FileMeta, u64)>, String> {
     let seq = parse_data_file(Path::new(&file.rel))
         .ok_or("its name is not <seq>.parquet")?
         .seq();
     let bytes = file.len;
     let footer = read_footer(file).map_err(|e| format!("unreadable footer: {e}"))?;
     let md = footer.file_metadata();
+    if crate::storage::packed::parts_of(md).is_some() {
+        let file_region = crate::storage::schema::footer_value(md, meta::REGION);
+        if file_region != Some(region) {
+            return Err(format!(
+                "its footer says region {file_region:?}, not {region:?}"
+            ));
+        }
+        return crate::storage::packed::entries(&footer, &file.rel, bytes);
+    }
     let kv = kv_of(md);
     let kv: HashMap<&str, &str> = kv.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let key = |k: &str| {
@@ -246,17 +281,21 @@ fn describe(
     };
     let schema = crate::storage::schema::file_schema(md)?;
     let columns = columns_of(&schema)?;
-    Ok(FileMeta {
-        seq,
-        path: file.rel.clone(),
-        db: key(meta::DB)?.to_string(),
-        measurement: key(meta::MEASUREMENT)?.to_string(),
-        partition_start,
-        min_time,
-        max_time,
-        rows,
-        bytes,
-        columns,
-        wal,
-    })
+    Ok(vec![(
+        FileMeta {
+            seq,
+            path: file.rel.clone(),
+            db: key(meta::DB)?.to_string(),
+            measurement: key(meta::MEASUREMENT)?.to_string(),
+            partition_start,
+            min_time,
+            max_time,
+            rows,
+            bytes,
+            columns,
+            wal,
+            packed: None,
+        },
+        0,
+    )])
 }

@@ -77,14 +77,18 @@ pub struct RegionPreview {
 
 pub(super) type Emit<'e> = &'e mut dyn FnMut(&Event<'_>);
 
-/// The directory of a partition's files, relative to the region dir; all must share it.
+/// The directory of a partition's files, relative to the region dir; all must share it (a
+/// packed file's entry counts as in its measurement's own directory, where outputs go).
 pub(super) fn common_dir(files: &[FileMeta], region_dir: &Path) -> Result<String> {
-    let dirs: BTreeSet<&str> = files
+    let dirs: BTreeSet<String> = files
         .iter()
-        .map(|f| f.path.rsplit_once('/').map_or("", |(d, _)| d))
+        .map(|f| {
+            let own = crate::storage::paths::unpacked_rel(&f.path, &f.db, &f.measurement);
+            own.rsplit_once('/').map_or("", |(d, _)| d).to_string()
+        })
         .collect();
     match (dirs.len(), dirs.first()) {
-        (1, Some(d)) if !d.is_empty() => Ok((*d).to_string()),
+        (1, Some(d)) if !d.is_empty() => Ok(d.clone()),
         _ => Err(CompactionError::Mismatch {
             path: region_dir.to_path_buf(),
             reason: format!(
@@ -112,13 +116,17 @@ pub(super) fn read_inputs(
                 path: path.clone(),
                 reason: "listed in the manifest but not stored".into(),
             })?;
-        if bytes.len() as u64 != f.bytes {
+        if bytes.len() as u64 != f.file_bytes() {
             return Err(CompactionError::Mismatch {
                 path,
-                reason: format!("{} bytes stored, {} in the manifest", bytes.len(), f.bytes),
+                reason: format!(
+                    "{} bytes stored, {} in the manifest",
+                    bytes.len(),
+                    f.file_bytes()
+                ),
             });
         }
-        let (_, batches) = decode_file(bytes, &path)?;
+        let (_, batches) = decode_file(bytes, &path, store.file(f).packed_entry().as_ref())?;
         let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
         if rows != f.rows {
             return Err(CompactionError::Mismatch {
@@ -197,7 +205,7 @@ pub(super) fn commit(
 ) -> Result<()> {
     let edit = ManifestEdit {
         add: add.iter().map(|w| w.meta.clone()).collect(),
-        remove: remove.iter().map(|f| f.path.clone()).collect(),
+        remove: remove.iter().map(|f| f.id().into_owned()).collect(),
         leases: vec![Lease {
             key: lease.0.to_string(),
             owner: lease.1.to_string(),
@@ -207,7 +215,8 @@ pub(super) fn commit(
         ..ManifestEdit::default()
     };
     if let Err(e) = region.manifest.commit(edit) {
-        let paths: Vec<String> = add.iter().map(|w| w.meta.path.clone()).collect();
+        let mut paths: Vec<String> = add.iter().map(|w| w.meta.path.clone()).collect();
+        paths.dedup();
         let _ = region.manifest.store().delete(&paths);
         return Err(match e {
             // Another writer replaced or removed an input first (a delete, a compactor whose
@@ -244,9 +253,9 @@ pub(super) fn leased<T>(
         .manifest
         .files()
         .iter()
-        .map(|f| f.path.clone())
+        .map(|f| f.id().into_owned())
         .collect();
-    if let Some(gone) = inputs.iter().find(|f| !live.contains(&f.path)) {
+    if let Some(gone) = inputs.iter().find(|f| !live.contains(f.id().as_ref())) {
         give_back(region, key, token);
         return Err(CompactionError::Busy(format!(
             "{} was replaced since the run planned (another compactor did this unit)",
@@ -353,6 +362,9 @@ pub fn compact_partition(
     settings: &ExecSettings,
     emit: Emit<'_>,
 ) -> Result<UnitReport> {
+    if c.partition.measurement == crate::storage::paths::PACKED_DIR {
+        return pack_partition(region, c, policy, settings, emit);
+    }
     let key = lease_key(&c.partition, UnitKind::Compaction);
     leased(region, &key, &region.token, &c.inputs, || {
         let rel_dir = common_dir(&c.inputs, &region.dir)?;
@@ -396,6 +408,165 @@ pub fn compact_partition(
             values_in,
             values_out: outputs.iter().map(|w| w.values).sum(),
             rows_deduped: deduped as u64,
+            tombstone: false,
+        })
+    })
+}
+
+/// Compaction of the small measurements of one db's partition (the planner names them
+/// `~packed`): each measurement's files merged, then packed together into one file
+/// (`storage::packed`), or more where their column types conflict; a measurement that
+/// fits with no other gets a file of its own.
+fn pack_partition(
+    region: &RegionDir,
+    c: &Compaction,
+    policy: &Policy,
+    settings: &ExecSettings,
+    emit: Emit<'_>,
+) -> Result<UnitReport> {
+    use crate::storage::packed;
+    let key = lease_key(&c.partition, UnitKind::Compaction);
+    leased(region, &key, &region.token, &c.inputs, || {
+        let p = &c.partition;
+        let store = region.manifest.store();
+        let mut by_measurement: std::collections::BTreeMap<&str, Vec<FileMeta>> =
+            Default::default();
+        for f in &c.inputs {
+            by_measurement
+                .entry(f.measurement.as_str())
+                .or_default()
+                .push(f.clone());
+        }
+        // Every measurement merged (they are small: the planner's bound).
+        let mut merged_all: Vec<(&str, RecordBatch, Vec<FileMeta>)> = Vec::new();
+        let (mut values_in, mut deduped_all) = (0, 0);
+        for (m, files) in by_measurement {
+            let (batches, values) = read_inputs(region, &files)?;
+            values_in += values;
+            let (merged, deduped) = merge_dedup(&batches)
+                .map_err(arrow_err(format!("merging {}/{m} at {}", p.db, p.start)))?;
+            deduped_all += deduped;
+            merged_all.push((m, merged, files));
+        }
+        let schemas: Vec<_> = merged_all.iter().map(|(_, b, _)| b.schema()).collect();
+        let bins = packed::bins(&schemas);
+        // The partition's directories as the inputs have them, under `<db>/~packed/`.
+        let packed_dir = match merged_all.first() {
+            Some((m, _, files)) => {
+                let own = common_dir(files, &region.dir)?;
+                let prefix = format!("{}/{}/", p.db, crate::storage::paths::encode_measurement(m));
+                let parts = own
+                    .strip_prefix(&prefix)
+                    .ok_or_else(|| CompactionError::Mismatch {
+                        path: region.dir.join(&own),
+                        reason: format!("not under {prefix}"),
+                    })?;
+                format!("{}/{}/{parts}", p.db, crate::storage::paths::PACKED_DIR)
+            }
+            None => String::new(),
+        };
+        let mut outputs: Vec<Written> = Vec::new();
+        // Orders these entries after any delete's rewrite of their inputs (see
+        // `PartFooter::written`).
+        let written = region.manifest.next_file_seq();
+        let result = (|| -> Result<()> {
+            for (n, bin) in bins.iter().enumerate() {
+                if let [i] = bin.as_slice() {
+                    let (m, batch, files) = &merged_all[*i];
+                    let rel_dir = common_dir(files, &region.dir)?;
+                    let spec = output_spec(
+                        region,
+                        settings,
+                        (&p.db, m, p.start),
+                        &rel_dir,
+                        policy.target_bytes,
+                        newest_seq(files),
+                    );
+                    let wal = union_wal(files.iter().flat_map(|f| f.wal.iter()));
+                    outputs.extend(write_outputs(
+                        store,
+                        &spec,
+                        batch,
+                        wal,
+                        &mut |step, path| {
+                            emit(&Event::Step {
+                                region: &region.name,
+                                step,
+                                path,
+                            })
+                        },
+                    )?);
+                    continue;
+                }
+                let parts: Vec<packed::Part<'_>> = bin
+                    .iter()
+                    .map(|i| {
+                        let (m, batch, files) = &merged_all[*i];
+                        packed::Part {
+                            rows: batch,
+                            measurement: m,
+                            seq: newest_seq(files),
+                            wal: union_wal(files.iter().flat_map(|f| f.wal.iter())),
+                        }
+                    })
+                    .collect();
+                let seq = parts.iter().map(|x| x.seq).min().unwrap_or(0);
+                let rel =
+                    crate::storage::paths::compacted_file_rel(&packed_dir, seq, &region.token, n);
+                let spec = packed::PackSpec {
+                    region: &region.name,
+                    db: &p.db,
+                    partition_start: p.start,
+                    zstd_level: settings.zstd_level,
+                    page_rows: settings.page_rows,
+                    time_unit: settings.time_unit,
+                    column_index: true,
+                    written,
+                };
+                let staged = packed::stage_packed(store, rel, &parts, &spec)?;
+                store.publish(&[(staged.tmp.clone(), staged.path.clone())])?;
+                let path = store.key_of(&staged.path);
+                emit(&Event::Step {
+                    region: &region.name,
+                    step: Step::OutputWritten,
+                    path: &path,
+                });
+                for (meta, i) in staged.metas.into_iter().zip(bin) {
+                    outputs.push(Written {
+                        meta,
+                        path: path.clone(),
+                        values: count_values(&merged_all[*i].1),
+                    });
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            let mut paths: Vec<String> = outputs.iter().map(|w| w.meta.path.clone()).collect();
+            paths.dedup();
+            let _ = store.delete(&paths);
+            return Err(e);
+        }
+        commit(region, &outputs, &c.inputs, (&key, &region.token), emit)?;
+        report_retired(region, &c.inputs, emit);
+        let files_out: BTreeSet<&str> = outputs.iter().map(|w| w.meta.path.as_str()).collect();
+        Ok(UnitReport {
+            kind: UnitKind::Compaction,
+            partition: c.partition.clone(),
+            files_in: c
+                .inputs
+                .iter()
+                .map(|f| f.path.as_str())
+                .collect::<BTreeSet<_>>()
+                .len() as u64,
+            files_out: files_out.len() as u64,
+            bytes_in: c.bytes_in,
+            bytes_out: outputs.iter().map(|w| w.meta.bytes).sum(),
+            rows_in: c.rows_in,
+            rows_out: outputs.iter().map(|w| w.meta.rows).sum(),
+            values_in,
+            values_out: outputs.iter().map(|w| w.values).sum(),
+            rows_deduped: deduped_all as u64,
             tombstone: false,
         })
     })

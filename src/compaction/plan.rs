@@ -278,8 +278,18 @@ pub fn plan_compaction(files: &[FileMeta], policy: &Policy) -> Vec<Compaction> {
     if !policy.compact {
         return Vec::new();
     }
-    let target = policy.target_bytes.max(1);
     let mut out = Vec::new();
+    // Packed files some of whose measurements left (a compaction or delete of theirs).
+    let mut live_entries: HashMap<&str, u32> = HashMap::new();
+    for f in files.iter().filter(|f| f.packed.is_some()) {
+        *live_entries.entry(f.path.as_str()).or_default() += 1;
+    }
+    let holey = |f: &FileMeta| {
+        f.packed
+            .is_some_and(|p| live_entries.get(f.path.as_str()).copied().unwrap_or(0) < p.row_groups)
+    };
+    // Small measurements of one db and partition, packed together (`storage::packed`).
+    let mut small: BTreeMap<(String, i64), Vec<Partition>> = BTreeMap::new();
     for (p, group) in by_partition(files) {
         if !policy.filters.admits_series(&p.db, &p.measurement)
             || !policy.filters.admits_partition(p.start)
@@ -288,6 +298,75 @@ pub fn plan_compaction(files: &[FileMeta], policy: &Policy) -> Vec<Compaction> {
         {
             continue;
         }
+        if is_small(&group) {
+            small
+                .entry((p.db.clone(), p.start))
+                .or_default()
+                .push((p, group));
+            continue;
+        }
+        out.extend(compaction_of(p, group, policy));
+    }
+    for ((db, start), parts) in small {
+        if parts.len() < 2 {
+            // Nothing to pack it with: compacted as any measurement.
+            for (p, group) in parts {
+                out.extend(compaction_of(p, group, policy));
+            }
+            continue;
+        }
+        let mut inputs: Vec<FileMeta> = parts.into_iter().flat_map(|(_, g)| g).collect();
+        inputs.sort_by_key(|f| f.seq);
+        let files: BTreeSet<&str> = inputs.iter().map(|f| f.path.as_str()).collect();
+        let uncompacted = inputs.iter().any(|f| {
+            !crate::storage::paths::is_compacted(std::path::Path::new(&f.path)) || holey(f)
+        });
+        // Already one packed file that a compaction wrote, whole: stable.
+        if files.len() < 2 && !uncompacted {
+            continue;
+        }
+        out.push(Compaction {
+            partition: PartitionId {
+                db,
+                measurement: crate::storage::paths::PACKED_DIR.to_string(),
+                start,
+            },
+            rows_in: inputs.iter().map(|f| f.rows).sum(),
+            bytes_in: inputs.iter().map(|f| f.bytes).sum(),
+            est_files_out: 1,
+            inputs,
+        });
+    }
+    out
+}
+
+/// A measurement's partition and its files.
+type Partition = (PartitionId, Vec<FileMeta>);
+
+/// Whether a measurement's files of a partition are to be packed with other measurements'
+/// (`storage::packed`): few rows even before duplicates merge, few columns, and only
+/// files a flush wrote or packed ones (a measurement a compaction or a rollup wrote a file
+/// of its own for keeps it, so that a rerun changes nothing).
+fn is_small(group: &[FileMeta]) -> bool {
+    if group.iter().any(|f| {
+        f.packed.is_none() && crate::storage::paths::is_compacted(std::path::Path::new(&f.path))
+    }) {
+        return false;
+    }
+    let rows: u64 = group.iter().map(|f| f.rows).sum();
+    let columns: BTreeSet<&str> = group
+        .iter()
+        .flat_map(|f| f.columns.iter().map(|(n, _)| n.as_str()))
+        .collect();
+    rows <= crate::storage::packed::MAX_COMPACTED_PART_ROWS as u64
+        && columns.len() < crate::storage::packed::MAX_COLUMNS
+        && !columns.contains(crate::storage::packed::MEASUREMENT_COLUMN)
+}
+
+/// The compaction of one measurement's partition, if it needs one (see [`plan_compaction`]).
+fn compaction_of(p: PartitionId, group: Vec<FileMeta>, policy: &Policy) -> Option<Compaction> {
+    let target = policy.target_bytes.max(1);
+    {
         let bytes_in: u64 = group.iter().map(|f| f.bytes).sum();
         let est = bytes_in.div_ceil(target).max(1);
         let fewer = group.len() >= 2 && group.len() as u64 > est;
@@ -300,17 +379,16 @@ pub fn plan_compaction(files: &[FileMeta], policy: &Policy) -> Vec<Compaction> {
             .sum();
         let uncompacted = uncompacted_bytes > 0 && uncompacted_bytes * 2 >= bytes_in;
         if !fewer && !uncompacted {
-            continue;
+            return None;
         }
-        out.push(Compaction {
+        Some(Compaction {
             partition: p,
             rows_in: group.iter().map(|f| f.rows).sum(),
             bytes_in,
             est_files_out: est,
             inputs: group,
-        });
+        })
     }
-    out
 }
 
 /// The numeric fields of a set of files, by name (first type seen wins).
@@ -597,7 +675,8 @@ mod tests {
             partition_start: start,
             min_time: start,
             max_time: start + H - 1,
-            rows: 10,
+            // More than a measurement packed with others holds (see `packs_small_...`).
+            rows: 10_000,
             bytes,
             columns: vec![
                 ("host".into(), ColumnKind::Tag),
@@ -609,6 +688,7 @@ mod tests {
                 min_seq: seq * 10,
                 max_seq: seq * 10 + 5,
             }],
+            packed: None,
         }
     }
 
@@ -661,7 +741,65 @@ mod tests {
         assert_eq!(c.partition.start, 0);
         let seqs: Vec<u64> = c.inputs.iter().map(|f| f.seq).collect();
         assert_eq!(seqs, vec![1, 3, 5], "all files, oldest first");
-        assert_eq!((c.bytes_in, c.rows_in, c.est_files_out), (300, 30, 1));
+        assert_eq!((c.bytes_in, c.rows_in, c.est_files_out), (300, 30_000, 1));
+    }
+
+    /// The small measurements of a sealed partition are packed together in one unit (named
+    /// `~packed`); once one compacted packed file holds them all, nothing more is done,
+    /// unless a measurement left it (dead rows) or a new file came. A small measurement
+    /// alone is compacted as any other.
+    #[test]
+    fn packs_small_measurements_together_once() {
+        let small = |seq, m: &str| {
+            let mut f = file(seq, m, 0, 100);
+            f.rows = 100;
+            f
+        };
+        let files = vec![
+            small(1, "a"),
+            small(2, "b"),
+            small(3, "a"),
+            file(4, "big", 0, 5000),
+        ];
+        let plan = plan_compaction(&files, &policy());
+        let names: Vec<&str> = plan
+            .iter()
+            .map(|c| c.partition.measurement.as_str())
+            .collect();
+        assert_eq!(names, vec!["big", crate::storage::paths::PACKED_DIR]);
+        let seqs: Vec<u64> = plan[1].inputs.iter().map(|f| f.seq).collect();
+        assert_eq!(seqs, vec![1, 2, 3]);
+
+        let packed = |seq, m: &str, g, of| {
+            let mut f = small(seq, m);
+            f.path = format!(
+                "db/~packed/part_day=1970-01-01/part_hour=00/{:020}~ctok-0.parquet",
+                3
+            );
+            f.packed = Some(crate::storage::file_meta::Packed {
+                row_group: g,
+                file_bytes: 500,
+                row_groups: of,
+            });
+            f
+        };
+        let done = vec![packed(3, "a", 0, 2), packed(2, "b", 1, 2)];
+        assert!(plan_compaction(&done, &policy()).is_empty(), "stable");
+        let holey = vec![packed(3, "a", 0, 3), packed(2, "b", 1, 3)];
+        assert_eq!(
+            plan_compaction(&holey, &policy()).len(),
+            1,
+            "dead rows rewritten"
+        );
+        let late = vec![packed(3, "a", 0, 2), packed(2, "b", 1, 2), small(9, "b")];
+        assert_eq!(
+            plan_compaction(&late, &policy()).len(),
+            1,
+            "a late file packed in"
+        );
+        let alone = plan_compaction(&[small(1, "a"), small(2, "a")], &policy());
+        assert_eq!(alone.len(), 1);
+        assert_eq!(alone[0].partition.measurement, "a");
     }
 
     /// A partition's only file, written by a flush, is rewritten once as compaction stores

@@ -65,7 +65,7 @@ fn type_matches(kind: &ColumnKind, dt: &DataType) -> bool {
 /// Checks one file; returns its problems (empty = fine).
 pub fn verify_file(store: &Store, f: &FileMeta, pd: i64) -> Vec<String> {
     let mut problems = Vec::new();
-    let mut bad = |what: String| problems.push(format!("{}: {what}", f.path));
+    let mut bad = |what: String| problems.push(format!("{}: {what}", f.id()));
     if f.partition_start.rem_euclid(pd) != 0 {
         bad(format!(
             "partition start {} is not aligned to the partition duration {pd} ns",
@@ -82,9 +82,16 @@ pub fn verify_file(store: &Store, f: &FileMeta, pd: i64) -> Vec<String> {
     .to_string_lossy()
     .replace('\\', "/");
     let want_dir = want.rsplit_once('/').map_or("", |(d, _)| d);
-    let dir = f.path.rsplit_once('/').map_or("", |(d, _)| d);
+    // A packed file's entry: in its measurement's directory once unpacked, in a file named
+    // by the lowest seq of its entries.
+    let own = crate::storage::paths::unpacked_rel(&f.path, &f.db, &f.measurement);
+    let dir = own.rsplit_once('/').map_or("", |(d, _)| d);
     let named_seq = parse_data_file(std::path::Path::new(&f.path)).map(|n| n.seq());
-    if dir != want_dir || named_seq != Some(f.seq) {
+    let seq_ok = match f.packed {
+        None => named_seq == Some(f.seq),
+        Some(_) => named_seq.is_some_and(|s| s <= f.seq) && own != f.path,
+    };
+    if dir != want_dir || !seq_ok {
         bad(format!(
             "path should be {want_dir}/<seq {}>[~...].parquet",
             f.seq
@@ -101,14 +108,15 @@ pub fn verify_file(store: &Store, f: &FileMeta, pd: i64) -> Vec<String> {
             return problems;
         }
     };
-    if bytes.len() as u64 != f.bytes {
+    if bytes.len() as u64 != f.file_bytes() {
         bad(format!(
             "{} bytes stored, {} in the manifest",
             bytes.len(),
-            f.bytes
+            f.file_bytes()
         ));
     }
-    if let Err(e) = check_contents(bytes, f, pd, &mut bad) {
+    let entry = store.file(f).packed_entry();
+    if let Err(e) = check_contents(bytes, f, entry.as_ref(), pd, &mut bad) {
         bad(e);
     }
     problems
@@ -117,10 +125,11 @@ pub fn verify_file(store: &Store, f: &FileMeta, pd: i64) -> Vec<String> {
 fn check_contents(
     file: bytes::Bytes,
     f: &FileMeta,
+    entry: Option<&crate::storage::packed::Entry>,
     pd: i64,
     bad: &mut dyn FnMut(String),
 ) -> std::result::Result<(), String> {
-    let meta = crate::storage::parquet::reader_metadata(&file, Default::default())
+    let meta = crate::storage::parquet::reader_metadata(&file, Default::default(), entry)
         .map_err(|e| format!("not a readable Parquet file: {e}"))?;
     let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta);
     let kv: Vec<(String, Option<String>)> = builder
@@ -289,10 +298,10 @@ impl DataDir {
                         .problems
                         .push(format!("region {}: seq {} listed twice", r.name, f.seq));
                 }
-                if !paths.insert(f.path.as_str()) {
+                if !paths.insert(f.id()) {
                     report
                         .problems
-                        .push(format!("region {}: {} listed twice", r.name, f.path));
+                        .push(format!("region {}: {} listed twice", r.name, f.id()));
                 }
                 if !admits(filters, f) {
                     continue;

@@ -208,7 +208,17 @@ fn delete_in_region(
     // WAL ranges of the files dropped whole, per partition directory: a tombstone keeps
     // them, or replay after a crash would bring the points back.
     let mut dropped: HashMap<String, (FileMeta, Vec<WalRange>)> = HashMap::new();
-    fn drop_file(dropped: &mut HashMap<String, (FileMeta, Vec<WalRange>)>, f: &FileMeta) {
+    // Entries of packed files dropped whole: the file stays for the other measurements'.
+    let mut dropped_packed: Vec<FileMeta> = Vec::new();
+    fn drop_file(
+        dropped: &mut HashMap<String, (FileMeta, Vec<WalRange>)>,
+        dropped_packed: &mut Vec<FileMeta>,
+        f: &FileMeta,
+    ) {
+        if f.packed.is_some() {
+            dropped_packed.push(f.clone());
+            return;
+        }
         let dir = f.path.rsplit_once('/').map_or("", |(d, _)| d).to_string();
         let e = dropped
             .entry(dir)
@@ -218,10 +228,10 @@ fn delete_in_region(
     let result = (|| -> Result<(), String> {
         for f in manifest.files().iter().filter(|f| spec.takes_file(f)) {
             if spec.takes_whole(f) {
-                edit.remove.push(f.path.clone());
+                edit.remove.push(f.id().into_owned());
                 outcome.files_dropped += 1;
                 outcome.rows_deleted += f.rows;
-                drop_file(&mut dropped, f);
+                drop_file(&mut dropped, &mut dropped_packed, f);
                 continue;
             }
             let rewrite_seq = manifest.next_file_seq();
@@ -238,19 +248,44 @@ fn delete_in_region(
             {
                 Rewritten::Untouched => {}
                 Rewritten::Empty => {
-                    edit.remove.push(f.path.clone());
+                    edit.remove.push(f.id().into_owned());
                     outcome.files_dropped += 1;
                     outcome.rows_deleted += f.rows;
-                    drop_file(&mut dropped, f);
+                    drop_file(&mut dropped, &mut dropped_packed, f);
                 }
                 Rewritten::To(new, deleted) => {
-                    edit.remove.push(f.path.clone());
+                    let new = *new;
+                    edit.remove.push(f.id().into_owned());
                     edit.add.push(new.meta.clone());
                     staged.push(new);
                     outcome.files_rewritten += 1;
                     outcome.rows_deleted += deleted;
                 }
             }
+        }
+        // An entry of a packed file dropped whole is replaced by an empty file of its seq
+        // in its measurement's directory (carrying its WAL ranges): a manifest rebuilt from
+        // the footers lists that, not the entry the packed file still holds.
+        for f in &dropped_packed {
+            let own = crate::storage::paths::unpacked_rel(&f.path, &f.db, &f.measurement);
+            let rel = rewritten_file_rel(Path::new(&own), f.seq, manifest.next_file_seq())
+                .to_string_lossy()
+                .replace('\\', "/");
+            let spec = FileSpec {
+                region,
+                db: &f.db,
+                measurement: &f.measurement,
+                partition_start: f.partition_start,
+                row_group_rows: 1024,
+                zstd_level: FLUSH_ZSTD_LEVEL,
+                page_rows: FLUSH_PAGE_ROWS,
+                time_unit,
+                column_index: true,
+            };
+            let t = stage_tombstone(store, rel, f.seq, &spec, f.wal.clone())
+                .map_err(|e| format!("writing a tombstone for {}: {e}", f.id()))?;
+            edit.add.push(t.meta.clone());
+            staged.push(t);
         }
         for (dir, (like, wal)) in dropped {
             // Shared storage has no WAL to replay (the log is read from the mark, past
@@ -305,7 +340,7 @@ enum Rewritten {
     /// Every row matched.
     Empty,
     /// The new file (staged) and the number of rows deleted.
-    To(Staged, u64),
+    To(Box<Staged>, u64),
 }
 
 /// Rewrites one file without the rows the delete takes (staged, not yet published).
@@ -323,7 +358,8 @@ fn rewrite(
         .map_err(|e| e.to_string())?
         .ok_or_else(|| "the file is gone".to_string())?;
     // The footer is read once; each pass builds its reader from it.
-    let meta = crate::storage::parquet::reader_metadata(&bytes, Default::default())
+    let entry = store.file(f).packed_entry();
+    let meta = crate::storage::parquet::reader_metadata(&bytes, Default::default(), entry.as_ref())
         .map_err(|e| e.to_string())?;
     let open = || -> Result<_, String> {
         Ok(
@@ -361,7 +397,9 @@ fn rewrite(
     }
     // Second pass: write the rows kept, under the same seq (it orders the file among
     // overlapping ones) and a name of its own.
-    let rel = rewritten_file_rel(Path::new(&f.path), f.seq, rewrite_seq)
+    // A packed file's entry is rewritten into its measurement's own directory.
+    let own = crate::storage::paths::unpacked_rel(&f.path, &f.db, &f.measurement);
+    let rel = rewritten_file_rel(Path::new(&own), f.seq, rewrite_seq)
         .to_string_lossy()
         .replace('\\', "/");
     let fspec = FileSpec {
@@ -400,7 +438,7 @@ fn rewrite(
         return Err(e);
     }
     let staged = w.finish(f.wal.clone()).map_err(|e| e.to_string())?;
-    Ok(Rewritten::To(staged, deleted))
+    Ok(Rewritten::To(Box::new(staged), deleted))
 }
 
 fn time_of(b: &RecordBatch) -> Result<Vec<i64>, String> {

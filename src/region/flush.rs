@@ -14,6 +14,7 @@
 //! A crash before 3 leaves an orphan file, deleted at start-up, and the WAL still holds the
 //! rows; a crash after 3 leaves WAL records that replay skips because the manifest covers them.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,10 +23,11 @@ use arrow::record_batch::RecordBatch;
 use crate::catalog::{FileMeta, Manifest, ManifestEdit, WalRange};
 use crate::model::PartitionStart;
 use crate::region::block::{Chunk, SortedRows};
+use crate::storage::packed::{self, StagedPacked};
 use crate::storage::parquet::{FLUSH_PAGE_ROWS, FLUSH_ZSTD_LEVEL};
-use crate::storage::paths::data_file_rel;
+use crate::storage::paths::{data_file_rel, packed_file_rel};
 use crate::storage::store::FileRef;
-use crate::storage::writer::{FileSpec, Staged, discard, publish, stage_file};
+use crate::storage::writer::{FileSpec, Staged, discard, stage_file};
 
 /// Identity of a block: (db, measurement, partition).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -65,6 +67,11 @@ pub struct FlushJob {
 const STAGING_ROW_BYTES: u64 = 64;
 
 impl FlushPart {
+    /// Rows in its chunks (duplicates not yet merged).
+    pub fn rows(&self) -> usize {
+        self.chunks.iter().map(|c| c.rows()).sum()
+    }
+
     /// Memory the flush of this part holds beside the block: per row (above), and the
     /// encoding trial's copy of its middle rows in every column (the block's share of them:
     /// all of a block of fewer rows, such as a wide one).
@@ -118,20 +125,46 @@ pub fn run(job: &FlushJob) -> Result<Vec<(FlushOutcome, Written)>, String> {
     }
     let fence = job.fence;
     let store = job.manifest.store();
-    let mut staged: Vec<(Staged, RecordBatch, usize)> = Vec::with_capacity(job.parts.len());
-    for part in &job.parts {
-        match stage(job, part) {
-            Ok(s) => staged.push(s),
+    // Small blocks of one db and partition share packed files; the others get a file each.
+    let (packs, alone) = pack_plan(job)?;
+    let mut staged: Vec<(Staged, RecordBatch, usize)> = Vec::with_capacity(alone.len());
+    let mut packed: Vec<(StagedPacked, Vec<(RecordBatch, usize)>)> = Vec::new();
+    let discard_all = |staged: &[(Staged, RecordBatch, usize)],
+                       packed: &[(StagedPacked, Vec<(RecordBatch, usize)>)]| {
+        discard(&staged.iter().map(|s| &s.0).collect::<Vec<_>>());
+        for (p, _) in packed {
+            let _ = std::fs::remove_file(&p.tmp);
+        }
+    };
+    for pack in &packs {
+        match stage_pack(job, pack) {
+            Ok(s) => packed.push(s),
             Err(e) => {
-                discard(&staged.iter().map(|s| &s.0).collect::<Vec<_>>());
+                discard_all(&staged, &packed);
                 return Err(e);
             }
         }
     }
-    let files: Vec<&Staged> = staged.iter().map(|s| &s.0).collect();
-    publish(store, &files).map_err(|e| e.to_string())?;
-    let metas: Vec<FileMeta> = files.iter().map(|s| s.meta.clone()).collect();
-    let paths: Vec<String> = metas.iter().map(|m| m.path.clone()).collect();
+    drop(packs);
+    for part in alone {
+        match stage(job, part) {
+            Ok(s) => staged.push(s),
+            Err(e) => {
+                discard_all(&staged, &packed);
+                return Err(e);
+            }
+        }
+    }
+    let mut files: Vec<(std::path::PathBuf, String)> = staged
+        .iter()
+        .map(|s| (s.0.tmp.clone(), s.0.meta.path.clone()))
+        .collect();
+    files.extend(packed.iter().map(|(p, _)| (p.tmp.clone(), p.path.clone())));
+    store.publish(&files).map_err(|e| e.to_string())?;
+    let mut metas: Vec<FileMeta> = staged.iter().map(|s| s.0.meta.clone()).collect();
+    metas.extend(packed.iter().flat_map(|(p, _)| p.metas.iter().cloned()));
+    let mut paths: Vec<String> = files.into_iter().map(|(_, p)| p).collect();
+    paths.dedup();
     match job.manifest.commit(ManifestEdit {
         add: metas,
         fence,
@@ -152,29 +185,149 @@ pub fn run(job: &FlushJob) -> Result<Vec<(FlushOutcome, Written)>, String> {
         Err(e) => return Err(e.to_string()),
     }
     let seconds = started.elapsed().as_secs_f64();
-    Ok(staged
+    let packed = packed.into_iter().flat_map(|(p, keys)| {
+        p.metas
+            .into_iter()
+            .zip(keys)
+            .map(|(meta, (rows, merged))| (meta, rows, merged))
+    });
+    let mut by_seq: std::collections::HashMap<u64, (FlushOutcome, Written)> = staged
         .into_iter()
-        .map(|(s, rows, merged)| {
-            let meta = s.meta;
+        .map(|(s, rows, merged)| (s.meta, rows, merged))
+        .chain(packed)
+        .map(|(meta, rows, merged)| {
             (
-                FlushOutcome {
-                    rows: meta.rows,
-                    merged,
-                    bytes: meta.bytes,
-                    seconds,
-                },
-                Written {
-                    file_ref: FileRef {
-                        store: store.clone(),
-                        rel: meta.path.clone(),
-                        len: meta.bytes,
+                meta.seq,
+                (
+                    FlushOutcome {
+                        rows: meta.rows,
+                        merged,
+                        bytes: meta.bytes,
+                        seconds,
                     },
-                    file: meta,
-                    rows,
-                },
+                    Written {
+                        file_ref: store.file(&meta),
+                        file: meta,
+                        rows,
+                    },
+                ),
             )
         })
-        .collect())
+        .collect();
+    // In the order of the job's parts (the shard matches them by position).
+    job.parts
+        .iter()
+        .map(|p| {
+            by_seq
+                .remove(&p.file_seq)
+                .ok_or_else(|| format!("no file was written for flush seq {}", p.file_seq))
+        })
+        .collect()
+}
+
+/// The small parts of a job sorted, in the packed files they go to (a db and partition
+/// each, at least two parts a file); and the parts written alone.
+type Packs<'j> = Vec<Vec<(&'j FlushPart, SortedRows)>>;
+
+fn pack_plan(job: &FlushJob) -> Result<(Packs<'_>, Vec<&FlushPart>), String> {
+    let mut alone = Vec::new();
+    let mut small: BTreeMap<(&str, i64), Vec<(&FlushPart, SortedRows)>> = BTreeMap::new();
+    let candidates = job
+        .parts
+        .iter()
+        .filter(|p| p.rows() <= packed::MAX_PART_ROWS)
+        .count();
+    for part in &job.parts {
+        if candidates < 2 || part.rows() > packed::MAX_PART_ROWS {
+            alone.push(part);
+            continue;
+        }
+        let sorted = SortedRows::new(&part.chunks).map_err(|e| format!("sorting block: {e}"))?;
+        if packed::packable(&sorted.schema(), sorted.num_rows()) {
+            small
+                .entry((&part.key.db, part.key.partition.0))
+                .or_default()
+                .push((part, sorted));
+        } else {
+            alone.push(part);
+        }
+    }
+    let mut packs = Vec::new();
+    for (_, mut group) in small {
+        let schemas: Vec<_> = group.iter().map(|(_, s)| s.schema()).collect();
+        let mut bins = packed::bins(&schemas);
+        // A part alone in its file is written as an ordinary file.
+        bins.sort_by_key(|b| std::cmp::Reverse(b[0]));
+        let mut taken: Vec<Option<(&FlushPart, SortedRows)>> = group.drain(..).map(Some).collect();
+        for bin in bins {
+            if bin.len() < 2 {
+                alone.extend(bin.iter().filter_map(|i| taken[*i].take()).map(|(p, _)| p));
+                continue;
+            }
+            packs.push(bin.iter().filter_map(|i| taken[*i].take()).collect());
+        }
+    }
+    Ok((packs, alone))
+}
+
+/// Step 1 for the parts of one packed file.
+fn stage_pack(
+    job: &FlushJob,
+    pack: &[(&FlushPart, SortedRows)],
+) -> Result<(StagedPacked, Vec<(RecordBatch, usize)>), String> {
+    let first = pack.first().ok_or("an empty pack")?.0;
+    let seq = pack
+        .iter()
+        .map(|(p, _)| p.file_seq)
+        .min()
+        .unwrap_or(first.file_seq);
+    let rel = packed_file_rel(
+        &first.key.db,
+        first.key.partition,
+        job.partition_duration_ns,
+        seq,
+    );
+    let parts: Vec<packed::Part<'_>> = pack
+        .iter()
+        .map(|(p, rows)| packed::Part {
+            rows,
+            measurement: &p.key.measurement,
+            seq: p.file_seq,
+            wal: p.wal.clone(),
+        })
+        .collect();
+    let spec = packed::PackSpec {
+        region: &job.region_name,
+        db: &first.key.db,
+        partition_start: first.key.partition.0,
+        zstd_level: FLUSH_ZSTD_LEVEL,
+        page_rows: FLUSH_PAGE_ROWS,
+        time_unit: job.time_unit,
+        column_index: false,
+        written: 0,
+    };
+    let staged = packed::stage_packed(
+        job.manifest.store(),
+        rel.to_string_lossy().replace('\\', "/"),
+        &parts,
+        &spec,
+    )
+    .map_err(|e| e.to_string())?;
+    let keys = pack
+        .iter()
+        .map(|(_, s)| {
+            s.keys()
+                .map(|k| (k, s.merged))
+                .map_err(|e| format!("sorting block: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>();
+    match keys {
+        Ok(keys) => Ok((staged, keys)),
+        Err(e) => {
+            let _ = std::fs::remove_file(&staged.tmp);
+            Err(e)
+        }
+    }
 }
 
 /// Step 1 for one part: sorted, merged and encoded into staging.

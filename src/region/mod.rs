@@ -141,8 +141,8 @@ pub struct RegionSnapshot {
     pub db: Arc<str>,
     /// `None`: every measurement.
     pub measurement: Option<Arc<str>>,
-    /// Paths of files whose rows are still in `mem` (a flush finished between the two
-    /// reads).
+    /// Ids ([`FileMeta::id`]) of files whose rows are still in `mem` (a flush finished
+    /// between the two reads).
     pub excluded: HashSet<String>,
     pub store: Store,
     /// Retention rules and the time the snapshot was taken: what a query may see.
@@ -165,7 +165,7 @@ impl RegionSnapshot {
                     .measurement
                     .as_deref()
                     .is_none_or(|m| f.measurement == m)
-                && !self.excluded.contains(&f.path)
+                && (self.excluded.is_empty() || !self.excluded.contains(f.id().as_ref()))
         })
     }
 }
@@ -1502,11 +1502,35 @@ impl Engine {
                         .replace('\\', "/");
                 if live.contains(path.as_str()) {
                     excluded.insert(path);
-                    true
-                } else {
-                    // Committed and compacted away already, or not committed yet.
-                    !retired.contains(&path)
+                    return true;
                 }
+                // Packed with other measurements: its entry has the flush's seq.
+                let same = |f: &&FileMeta| {
+                    f.db == *m.key.db
+                        && f.measurement == *m.key.measurement
+                        && f.partition_start == m.key.partition.0
+                };
+                let named = |f: &FileMeta| paths::parse_data_file(Path::new(&f.path));
+                if let Some(f) = all_files.iter().filter(same).find(|f| {
+                    f.seq == seq
+                        && f.packed.is_some()
+                        && matches!(named(f), Some(paths::DataFileName::Flushed(_)))
+                }) {
+                    excluded.insert(f.id().into_owned());
+                    return true;
+                }
+                // Committed and compacted away already, or not committed yet. A packed
+                // entry leaves no retired path of its own: its replacement (a compaction's
+                // output carries the highest seq of its inputs, a delete's rewrite the
+                // same seq) tells. (A compaction of later flushes that committed first
+                // also has a higher seq; compaction takes sealed partitions only, so a
+                // flush racing it is rare, and the rows are back once it commits.)
+                let replaced = all_files.iter().filter(same).any(|f| match named(f) {
+                    Some(paths::DataFileName::Compacted(..)) => f.seq >= seq,
+                    Some(paths::DataFileName::Rewritten(..)) => f.seq == seq,
+                    _ => false,
+                });
+                !retired.contains(&path) && !replaced
             });
         }
         Ok(RegionSnapshot {

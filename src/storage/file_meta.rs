@@ -31,9 +31,44 @@ pub struct FileMeta {
     pub columns: Vec<(String, ColumnKind)>,
     #[serde(default)]
     pub wal: Vec<WalRange>,
+    /// Set when the file is packed with other measurements' (`storage::packed`): `path` is
+    /// shared with them, `bytes` is this entry's share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packed: Option<Packed>,
+}
+
+/// Where an entry of a packed file is in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Packed {
+    /// Its row group.
+    pub row_group: u32,
+    /// The whole file's size in bytes.
+    pub file_bytes: u64,
+    /// How many measurements (row groups) the file holds: fewer live entries leave dead
+    /// rows in it, which compaction rewrites away.
+    pub row_groups: u32,
 }
 
 impl FileMeta {
+    /// What names this entry in a manifest edit: its path, and for a packed file's entry
+    /// its row group too (`<path>#<row group>`; no data file name ends so).
+    pub fn id(&self) -> std::borrow::Cow<'_, str> {
+        match self.packed {
+            None => std::borrow::Cow::Borrowed(&self.path),
+            Some(p) => std::borrow::Cow::Owned(format!("{}#{}", self.path, p.row_group)),
+        }
+    }
+
+    /// A packed file's entry: its row group.
+    pub fn row_group(&self) -> Option<usize> {
+        self.packed.map(|p| p.row_group as usize)
+    }
+
+    /// The size of the file on disk (a packed file's whole size).
+    pub fn file_bytes(&self) -> u64 {
+        self.packed.map_or(self.bytes, |p| p.file_bytes)
+    }
+
     /// The names of its tag columns.
     pub fn tag_names(&self) -> Vec<&str> {
         self.columns

@@ -229,8 +229,8 @@ fn open_meta(path: &FileRef) -> Result<(Prefetched, ArrowReaderMetadata, Vec<u64
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
     // Float fields stored as scaled integers decode as 32- or 64-bit decimals: a half or a
     // quarter of the memory of the default 128-bit ones, and a cheaper conversion to floats.
-    let meta =
-        super::parquet::query_reader_metadata(&file, options).map_err(|e| read_err(path, &e))?;
+    let meta = super::parquet::query_reader_metadata(&file, options, path.packed_entry().as_ref())
+        .map_err(|e| read_err(path, &e))?;
     let parquet = meta.metadata().clone();
     // The footer is read from disk: check what the reader would otherwise assert on
     // (negative or out-of-file column chunk ranges) and what is summed here.
@@ -950,6 +950,7 @@ pub(crate) fn write_test_file(
         bytes,
         columns: Vec::new(),
         wal: Vec::new(),
+        packed: None,
     };
     let file = crate::storage::store::Store::local(dir).file(&meta);
     (file, meta)

@@ -9,6 +9,7 @@ pub mod file_cache;
 pub mod file_meta;
 pub mod index;
 pub mod merge;
+pub mod packed;
 pub mod paged;
 pub mod pages;
 pub mod parquet;

@@ -71,11 +71,13 @@ fn pq_err(path: &Path) -> impl FnOnce(parquet::errors::ParquetError) -> StorageE
 /// Loads a file's footer (and page index, as `options` say) for reading it in the Arrow
 /// schema Meridian reads files in ([`super::schema::file_schema`]): tags as dictionaries
 /// whether or not the footer embeds an Arrow schema.
+/// `entry`: a packed file's entry, read as its view ([`super::packed::view`]).
 pub fn reader_metadata<R: parquet::file::reader::ChunkReader>(
     reader: &R,
     options: ArrowReaderOptions,
+    entry: Option<&super::packed::Entry>,
 ) -> parquet::errors::Result<ArrowReaderMetadata> {
-    load_metadata(reader, options, false)
+    load_metadata(reader, options, false, entry)
 }
 
 /// [`reader_metadata`] for queries: scaled float columns read as 32- or 64-bit decimals, as
@@ -83,16 +85,27 @@ pub fn reader_metadata<R: parquet::file::reader::ChunkReader>(
 pub fn query_reader_metadata<R: parquet::file::reader::ChunkReader>(
     reader: &R,
     options: ArrowReaderOptions,
+    entry: Option<&super::packed::Entry>,
 ) -> parquet::errors::Result<ArrowReaderMetadata> {
-    load_metadata(reader, options, true)
+    load_metadata(reader, options, true, entry)
 }
 
 fn load_metadata<R: parquet::file::reader::ChunkReader>(
     reader: &R,
     options: ArrowReaderOptions,
     narrow: bool,
+    entry: Option<&super::packed::Entry>,
 ) -> parquet::errors::Result<ArrowReaderMetadata> {
-    let meta = ArrowReaderMetadata::load(reader, options.clone())?;
+    let meta = match entry {
+        None => ArrowReaderMetadata::load(reader, options.clone())?,
+        Some(e) => {
+            let full = super::packed::full_metadata(e, reader)?;
+            let view = Arc::new(super::packed::view(&full, e.row_group)?);
+            let schema = super::schema::file_schema(view.file_metadata())
+                .map_err(parquet::errors::ParquetError::General)?;
+            ArrowReaderMetadata::try_new(view, options.clone().with_schema(Arc::new(schema)))?
+        }
+    };
     let md = meta.metadata().file_metadata();
     let embedded = super::schema::footer_value(md, super::schema::ARROW_SCHEMA_KEY).is_some();
     let schema = if embedded {
@@ -463,12 +476,17 @@ pub fn read_file(file: &FileRef) -> Result<(Arc<Schema>, Vec<RecordBatch>)> {
             path: path.clone(),
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
         })?;
-    decode_file(bytes, &path)
+    decode_file(bytes, &path, file.packed_entry().as_ref())
 }
 
-/// Decodes a whole Parquet file held in memory; `path` names it in errors.
-pub fn decode_file(bytes: bytes::Bytes, path: &Path) -> Result<(Arc<Schema>, Vec<RecordBatch>)> {
-    let meta = reader_metadata(&bytes, ArrowReaderOptions::new()).map_err(pq_err(path))?;
+/// Decodes a whole Parquet file held in memory (`row_group`: a packed file's entry); `path`
+/// names it in errors.
+pub fn decode_file(
+    bytes: bytes::Bytes,
+    path: &Path,
+    entry: Option<&super::packed::Entry>,
+) -> Result<(Arc<Schema>, Vec<RecordBatch>)> {
+    let meta = reader_metadata(&bytes, ArrowReaderOptions::new(), entry).map_err(pq_err(path))?;
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::new_with_metadata(
         bytes, meta,
     )
@@ -504,10 +522,16 @@ pub fn read_footer(file: &FileRef) -> Result<Arc<parquet::file::metadata::Parque
     let len = reader.len();
     let tail = len.min(64 * 1024);
     let footer = Prefetched::fetch(reader, vec![(len - tail, tail)]).map_err(io_err(path))?;
-    parquet::file::metadata::ParquetMetaDataReader::new()
-        .parse_and_finish(&footer)
-        .map(Arc::new)
-        .map_err(pq_err(path))
+    match file.packed_entry() {
+        None => parquet::file::metadata::ParquetMetaDataReader::new()
+            .parse_and_finish(&footer)
+            .map(Arc::new)
+            .map_err(pq_err(path)),
+        Some(e) => super::packed::full_metadata(&e, &footer)
+            .and_then(|full| super::packed::view(&full, e.row_group))
+            .map(Arc::new)
+            .map_err(pq_err(path)),
+    }
 }
 
 /// Calls `each` with every distinct tag set of a file (tag name, value; absent tags left
@@ -521,7 +545,7 @@ pub fn for_each_tag_set(
 ) -> Result<()> {
     use arrow::array::{Array, AsArray};
     use parquet::arrow::ProjectionMask;
-    use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let key = file.key();
     let path = key.as_path();
     let reader = file.store.open(&file.rel, Some(file.len))?;
@@ -532,7 +556,8 @@ pub fn for_each_tag_set(
         source: e,
     };
     let footer = Prefetched::fetch(reader.clone(), vec![(len - tail, tail)]).map_err(io)?;
-    let meta = ArrowReaderMetadata::load(&footer, Default::default()).map_err(pq_err(path))?;
+    let meta = reader_metadata(&footer, Default::default(), file.packed_entry().as_ref())
+        .map_err(pq_err(path))?;
     let schema = meta.parquet_schema();
     let wanted: Vec<usize> = (0..schema.num_columns())
         .filter(|i| tag_columns.contains(&schema.column(*i).name()))
@@ -640,6 +665,7 @@ mod tests {
                 store: store.clone(),
                 rel: "f.parquet".into(),
                 len: f.len(),
+                row_group: None,
             })
             .unwrap();
         let mut got: Vec<Vec<(String, String)>> = Vec::new();

@@ -170,6 +170,38 @@ pub fn data_file_rel(
     p
 }
 
+/// The directory, under a database's, of the files that pack small measurements together
+/// (`storage::packed`). No measurement's directory starts with `~` ([`encode_measurement`]).
+pub const PACKED_DIR: &str = "~packed";
+
+/// Path of a packed file (`storage::packed`) relative to the region directory.
+pub fn packed_file_rel(
+    db: &str,
+    start: PartitionStart,
+    duration_ns: i64,
+    file_seq: u64,
+) -> PathBuf {
+    let mut p = PathBuf::from(db);
+    p.push(PACKED_DIR);
+    p.push(partition_rel_dir(start, duration_ns));
+    p.push(format!("{file_seq:020}.{PARQUET_EXT}"));
+    p
+}
+
+/// For a packed file's `path`, the same path in `measurement`'s own directory of `db`
+/// (where a file rewritten from one of its entries goes); any other path as it is.
+pub fn unpacked_rel(path: &str, db: &str, measurement: &str) -> String {
+    match path
+        .strip_prefix(db)
+        .and_then(|p| p.strip_prefix('/'))
+        .and_then(|p| p.strip_prefix(PACKED_DIR))
+        .and_then(|p| p.strip_prefix('/'))
+    {
+        Some(rest) => format!("{db}/{}/{rest}", encode_measurement(measurement)),
+        None => path.to_string(),
+    }
+}
+
 /// Path of a rewritten data file (a delete removed rows from it): it keeps the original's
 /// seq, which orders it among overlapping files (last write wins), and carries the seq
 /// allocated for the rewrite: `<seq:020>~<rewrite_seq:020>.parquet`.

@@ -71,12 +71,28 @@ pub struct FileRef {
     pub rel: String,
     /// Size in bytes, as the manifest records it.
     pub len: u64,
+    /// The row group of a packed file's entry (`storage::packed`): the file is read as
+    /// that entry's view of it.
+    pub row_group: Option<usize>,
 }
 
 impl FileRef {
-    /// A key naming the file across stores (the index and page caches).
+    /// A packed file's entry (`storage::packed`): the file and its row group.
+    pub fn packed_entry(&self) -> Option<super::packed::Entry> {
+        self.row_group.map(|row_group| super::packed::Entry {
+            file: self.store.key_of(&self.rel),
+            len: self.len,
+            row_group,
+        })
+    }
+
+    /// A key naming the file (a packed file's entry: the file and its row group) across
+    /// stores (the index and page caches).
     pub fn key(&self) -> PathBuf {
-        self.store.key_of(&self.rel)
+        match self.row_group {
+            None => self.store.key_of(&self.rel),
+            Some(g) => self.store.key_of(&format!("{}#{g}", self.rel)),
+        }
     }
 }
 
@@ -332,7 +348,8 @@ impl Store {
         FileRef {
             store: self.clone(),
             rel: f.path.clone(),
-            len: f.bytes,
+            len: f.file_bytes(),
+            row_group: f.row_group(),
         }
     }
 

@@ -504,6 +504,7 @@ impl FileWriter {
                 bytes,
                 columns: self.columns,
                 wal,
+                packed: None,
             },
         })
     }

@@ -30,6 +30,7 @@ mod model;
 mod multinode;
 mod operator;
 mod oracle;
+mod packed;
 mod query;
 mod query_limits;
 mod readers;

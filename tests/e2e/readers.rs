@@ -19,29 +19,44 @@ import glob, json, sys
 data, reader = sys.argv[1], sys.argv[2]
 out = {}
 for m in ["cpu", "mem", "net"]:
+    # A measurement's own files, and the packed files of small measurements (rows whose
+    # _measurement is m), as the README says.
     pattern = f"{data}/*/rdb/{m}/**/*.parquet"
+    packed = f"{data}/*/rdb/~packed/**/*.parquet"
     files = sorted(glob.glob(pattern, recursive=True))
+    packs = sorted(glob.glob(packed, recursive=True))
     if reader == "pyarrow":
-        import pyarrow as pa, pyarrow.parquet as pq
+        import pyarrow as pa, pyarrow.parquet as pq, pyarrow.compute as pc
         def exact(t):  # DECIMAL columns (float fields stored scaled) as the doubles written
             for i, f in enumerate(t.schema):
                 if pa.types.is_decimal(f.type):
                     t = t.set_column(i, f.name, t.column(i).cast(pa.string()).cast(pa.float64()))
             return t
-        t = pa.concat_tables([exact(pq.read_table(f)) for f in files], promote_options="permissive")
+        ts = [exact(pq.read_table(f)) for f in files]
+        for p in packs:
+            t = pq.read_table(p)
+            ts.append(exact(t.filter(pc.field("_measurement") == m).drop_columns(["_measurement"])))
+        t = pa.concat_tables(ts, promote_options="permissive")
         v = t.column("v").to_pylist()
         f = t.column("f").to_pylist() if "f" in t.column_names else []
         out[m] = [t.num_rows, sum(x for x in v if x is not None), sorted(x for x in f if x is not None)]
     elif reader == "duckdb":
         import duckdb
-        src = f"read_parquet('{pattern}', hive_partitioning = true, union_by_name = true)"
+        parts = []
+        if files:
+            parts.append(f"SELECT * FROM read_parquet('{pattern}', hive_partitioning = true, union_by_name = true)")
+        if packs:
+            parts.append(f"SELECT * EXCLUDE (_measurement) FROM read_parquet('{packed}', hive_partitioning = true, union_by_name = true) WHERE _measurement = '{m}'")
+        src = "(" + " UNION ALL BY NAME ".join(parts) + ")"
         con = duckdb.connect()
         rows, sv = con.execute(f"SELECT count(*), coalesce(sum(v), 0) FROM {src}").fetchone()
         f = [r[0] for r in con.execute(f"SELECT CAST(f AS DOUBLE) FROM {src} WHERE f IS NOT NULL ORDER BY 1").fetchall()]
         out[m] = [rows, int(sv), f]
     elif reader == "polars":
         import polars as pl
-        t = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+        ts = [pl.read_parquet(f) for f in files]
+        ts += [pl.read_parquet(p).filter(pl.col("_measurement") == m).drop("_measurement") for p in packs]
+        t = pl.concat(ts, how="diagonal_relaxed")
         t = t.with_columns(pl.col(pl.Decimal).cast(pl.Float64))
         f = sorted(t["f"].drop_nulls().to_list()) if "f" in t.columns else []
         out[m] = [t.height, int(t["v"].sum()), f]
@@ -63,26 +78,6 @@ fn point(model: &mut Model, m: &str, tags: &str, t: i64, v: i64, f: Option<f64>)
         e.1 = Some(f);
     }
     format!("{line} {t}\n")
-}
-
-/// Runs `meridian-compact` on the (stopped) server's data dir; every partition is sealed.
-fn compact(server: &TestServer, args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_meridian-compact"))
-        .arg("--config")
-        .arg(server.root().join("regions.toml"))
-        .arg("--data-dir")
-        .arg(server.data_dir())
-        .args(["--progress", "lines", "--grace", "0s"])
-        .args(args)
-        .current_dir(server.root())
-        .stdin(Stdio::null())
-        .output()
-        .expect("running meridian-compact");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn reader_installed(module: &str) -> bool {

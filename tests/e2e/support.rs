@@ -1145,16 +1145,26 @@ pub fn manifest_state(
                     .to_string()
             })
             .collect();
-        files.retain(|f| !f["path"].as_str().is_some_and(|p| removed.contains(p)));
+        files.retain(|f| !removed.contains(&entry_id(f)));
         for f in list("add") {
             // A file written again under the same name replaces its earlier entry.
-            files.retain(|g| g["path"] != f["path"]);
+            files.retain(|g| entry_id(g) != entry_id(&f));
             files.push(f);
         }
     }
     // Stable: entries of equal seq keep their order.
     files.sort_by_key(|f| f["seq"].as_u64().unwrap_or(0));
     Ok(Some((version, files)))
+}
+
+/// What names a manifest entry in an edit's `remove` list: its path, and for a packed
+/// file's entry `#<row group>` after it (README, "Files on disk").
+fn entry_id(f: &serde_json::Value) -> String {
+    let path = f["path"].as_str().unwrap_or_default();
+    match f["packed"]["row_group"].as_u64() {
+        Some(g) => format!("{path}#{g}"),
+        None => path.to_string(),
+    }
 }
 
 /// [`manifest_state`] of a local region directory, retried while the server replaces files
@@ -1228,6 +1238,9 @@ pub fn read_rows(data_dir: &Path, partition_ns: i64) -> Vec<Row> {
         // A seq names one file, but for the outputs of one compaction (which share the seq
         // of their newest input, `<seq>~c<token>-<n>.parquet`).
         let mut seqs: BTreeMap<u64, String> = BTreeMap::new();
+        // A packed file is read once for all its measurements.
+        let mut loaded: std::collections::HashMap<PathBuf, std::rc::Rc<Loaded>> =
+            Default::default();
         for f in &files {
             let seq = f["seq"].as_u64().expect("seq");
             let path = f["path"].as_str().expect("path");
@@ -1242,13 +1255,80 @@ pub fn read_rows(data_dir: &Path, partition_ns: i64) -> Vec<Row> {
                     "file seq {seq} listed twice in {region}: {path}"
                 );
             }
-            rows.extend(read_file(&region, &rdir, f, partition_ns));
+            rows.extend(read_file(&region, &rdir, f, partition_ns, &mut loaded));
         }
     }
     rows
 }
 
-fn read_file(region: &str, rdir: &Path, f: &serde_json::Value, partition_ns: i64) -> Vec<Row> {
+/// A data file as a reader that knows nothing of Meridian reads it: its schema, rows and
+/// footer keys.
+struct Loaded {
+    schema: arrow::datatypes::SchemaRef,
+    batches: Vec<arrow::record_batch::RecordBatch>,
+    scaled: BTreeMap<String, i8>,
+    tag_names: Vec<String>,
+    arrow_schema: bool,
+}
+
+fn load(path: &Path) -> Loaded {
+    let file = std::fs::File::open(path).unwrap();
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap_or_else(|e| panic!("{} is not Parquet: {e}", path.display()));
+    let kv: Vec<(String, Option<String>)> = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .map(|kv| {
+            kv.iter()
+                .map(|k| (k.key.clone(), k.value.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let footer = |key: &str| {
+        kv.iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.clone())
+    };
+    // Float fields with few decimals are stored as DECIMAL(18, s), each listed with its
+    // scale in the footer (README, "Files on disk").
+    let scaled = footer("meridian.scaled_floats")
+        .map(|v| {
+            v.split(',')
+                .map(|item| {
+                    let (n, s) = item.rsplit_once(':').expect("name:scale");
+                    (n.to_string(), s.parse().expect("scale"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // Tag columns are strings the footer names (`meridian.tag_columns`, a JSON list); the
+    // footer holds no Arrow schema, so a reader sees them as plain strings.
+    let tag_names: Vec<String> = footer("meridian.tag_columns")
+        .map(|v| serde_json::from_str(&v).expect("meridian.tag_columns is a JSON list"))
+        .unwrap_or_default();
+    let arrow_schema = footer("ARROW:schema").is_some();
+    let reader = builder.build().unwrap();
+    let schema = reader.schema();
+    let batches = reader
+        .map(|b| b.unwrap_or_else(|e| panic!("reading {}: {e}", path.display())))
+        .collect();
+    Loaded {
+        schema,
+        batches,
+        scaled,
+        tag_names,
+        arrow_schema,
+    }
+}
+
+fn read_file(
+    region: &str,
+    rdir: &Path,
+    f: &serde_json::Value,
+    partition_ns: i64,
+    loaded: &mut std::collections::HashMap<PathBuf, std::rc::Rc<Loaded>>,
+) -> Vec<Row> {
     let s = |k: &str| {
         f[k].as_str()
             .unwrap_or_else(|| panic!("manifest entry without {k}: {f}"))
@@ -1265,13 +1345,32 @@ fn read_file(region: &str, rdir: &Path, f: &serde_json::Value, partition_ns: i64
         pstart.rem_euclid(partition_ns) == 0 || pstart == i64::MIN,
         "partition_start not aligned: {f}"
     );
+    // A small measurement packed with others (README, "Files on disk"): in
+    // <db>/~packed/part_day=…/part_hour=…/<seq:020>[~…].parquet, named by the lowest seq
+    // of its measurements, its rows those whose `_measurement` is its name.
+    let packed = !f["packed"].is_null();
     // The documented path: <db>/<encoded measurement>/part_day=…/part_hour=…/<seq:020>.parquet,
     // or <seq:020>~<rewrite seq:020>.parquet for a file a delete rewrote.
-    let want = format!(
-        "{db}/{}/{}/{seq:020}",
-        encode_measurement(&measurement),
-        partition_dir(pstart, partition_ns)
-    );
+    let want = if packed {
+        let dir = format!("{db}/~packed/{}/", partition_dir(pstart, partition_ns));
+        let name = rel
+            .strip_prefix(&dir)
+            .unwrap_or_else(|| panic!("{rel} not in {dir}"));
+        let named: i64 = name[..20.min(name.len())]
+            .parse()
+            .expect("packed file name");
+        assert!(
+            named <= seq,
+            "packed file {rel} named above the seq {seq} of {measurement}"
+        );
+        format!("{dir}{named:020}")
+    } else {
+        format!(
+            "{db}/{}/{}/{seq:020}",
+            encode_measurement(&measurement),
+            partition_dir(pstart, partition_ns)
+        )
+    };
     let rest = rel.strip_prefix(&want).unwrap_or("");
     let rewritten = rest
         .strip_prefix('~')
@@ -1295,7 +1394,12 @@ fn read_file(region: &str, rdir: &Path, f: &serde_json::Value, partition_ns: i64
     let path = rdir.join(&rel);
     let meta = std::fs::metadata(&path)
         .unwrap_or_else(|e| panic!("manifest lists {} but: {e}", path.display()));
-    assert_eq!(meta.len(), f["bytes"].as_u64().unwrap(), "bytes of {rel}");
+    let file_bytes = if packed {
+        f["packed"]["file_bytes"].as_u64()
+    } else {
+        f["bytes"].as_u64()
+    };
+    assert_eq!(meta.len(), file_bytes.unwrap(), "bytes of {rel}");
 
     // Column kinds from the manifest.
     let mut kinds: BTreeMap<String, String> = BTreeMap::new();
@@ -1312,27 +1416,19 @@ fn read_file(region: &str, rdir: &Path, f: &serde_json::Value, partition_ns: i64
         kinds.insert(name, kind);
     }
 
-    let file = std::fs::File::open(&path).unwrap();
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap_or_else(|e| panic!("{} is not Parquet: {e}", path.display()))
-        .build()
-        .unwrap();
-    let schema = reader.schema();
-    // Float fields with few decimals are stored as DECIMAL(18, s), each listed with its
-    // scale in the footer (README, "Files on disk").
-    let scaled: BTreeMap<String, i8> = reader_scaled(&path);
-    // Tag columns are strings the footer names (`meridian.tag_columns`, a JSON list); the
-    // footer holds no Arrow schema, so a reader sees them as plain strings.
-    let tag_names: Vec<String> = footer_value(&path, "meridian.tag_columns")
-        .map(|v| serde_json::from_str(&v).expect("meridian.tag_columns is a JSON list"))
-        .unwrap_or_default();
-    assert!(
-        footer_value(&path, "ARROW:schema").is_none(),
-        "{rel} embeds an Arrow schema"
-    );
+    let file = loaded
+        .entry(path.clone())
+        .or_insert_with(|| std::rc::Rc::new(load(&path)))
+        .clone();
+    let (schema, scaled, tag_names) = (&file.schema, &file.scaled, &file.tag_names);
+    assert!(!file.arrow_schema, "{rel} embeds an Arrow schema");
     let mut seen_cols = BTreeMap::new();
     for field in schema.fields() {
         let name = field.name().clone();
+        if packed && (name == "_measurement" || !kinds.contains_key(&name)) {
+            // Another measurement's column: null in these rows (checked below).
+            continue;
+        }
         if name == "time" {
             assert_eq!(
                 field.data_type(),
@@ -1366,8 +1462,35 @@ fn read_file(region: &str, rdir: &Path, f: &serde_json::Value, partition_ns: i64
     );
 
     let mut out = Vec::new();
-    for batch in reader {
-        let batch = batch.unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    for batch in file.batches.iter().cloned() {
+        let batch = if packed {
+            let names = batch
+                .column_by_name("_measurement")
+                .unwrap_or_else(|| panic!("packed {rel} without _measurement"));
+            let names = names.as_any().downcast_ref::<StringArray>().unwrap();
+            let mine: arrow::array::BooleanArray = names
+                .iter()
+                .map(|n| Some(n == Some(measurement.as_str())))
+                .collect();
+            let mine = arrow::compute::filter_record_batch(&batch, &mine).unwrap();
+            let keep: Vec<usize> = (0..mine.num_columns())
+                .filter(|i| {
+                    let name = mine.schema().field(*i).name().clone();
+                    let ours = name == "time" || kinds.contains_key(&name);
+                    if !ours && name != "_measurement" {
+                        assert_eq!(
+                            mine.column(*i).null_count(),
+                            mine.num_rows(),
+                            "{measurement} has values in column {name} of {rel}"
+                        );
+                    }
+                    ours
+                })
+                .collect();
+            mine.project(&keep).unwrap()
+        } else {
+            batch
+        };
         let n = batch.num_rows();
         let sch = batch.schema();
         let mut rows: Vec<Row> = (0..n)
@@ -1672,35 +1795,6 @@ pub fn wal_frames(bytes: &[u8]) -> Vec<(usize, u64, std::ops::Range<usize>)> {
     out
 }
 
-/// The value of a key of a Parquet file's footer metadata.
-fn footer_value(path: &Path, key: &str) -> Option<String> {
-    use parquet::file::reader::FileReader;
-    let file = std::fs::File::open(path).unwrap();
-    let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
-    let kv = reader
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .cloned();
-    kv.unwrap_or_default()
-        .into_iter()
-        .find(|k| k.key == key)
-        .and_then(|k| k.value)
-}
-
-/// The footer's `meridian.scaled_floats` of a data file: column → scale.
-fn reader_scaled(path: &Path) -> BTreeMap<String, i8> {
-    let Some(v) = footer_value(path, "meridian.scaled_floats") else {
-        return BTreeMap::new();
-    };
-    v.split(',')
-        .map(|item| {
-            let (n, s) = item.rsplit_once(':').expect("name:scale");
-            (n.to_string(), s.parse().expect("scale"))
-        })
-        .collect()
-}
-
 // ---------------------------------------------------------------------------------------
 // Nodes of a multi-node deployment
 // ---------------------------------------------------------------------------------------
@@ -1806,4 +1900,24 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// Runs `meridian-compact` on the (stopped) server's data dir; every partition is sealed.
+pub fn compact(server: &TestServer, args: &[&str]) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_meridian-compact"))
+        .arg("--config")
+        .arg(server.root().join("regions.toml"))
+        .arg("--data-dir")
+        .arg(server.data_dir())
+        .args(["--progress", "lines", "--grace", "0s"])
+        .args(args)
+        .current_dir(server.root())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running meridian-compact");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

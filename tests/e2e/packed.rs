@@ -1,0 +1,288 @@
+//! Small measurements share packed files (issue #12: many small measurements must not mean
+//! a file each): written by a flush, read back by queries and by a reader that knows
+//! nothing of Meridian, compacted, deleted from, verified and rebuilt from their footers.
+
+use std::collections::BTreeMap;
+
+use crate::support::*;
+
+const DB: &str = "pk";
+/// 2026-01-01T00:00:00Z: a sealed partition.
+const T0: i64 = 1_767_225_600_000_000_000;
+const N: usize = 300;
+
+/// (measurement, tags, time) → field → value: the last write of each field wins.
+type Model = BTreeMap<(String, String, i64), BTreeMap<String, serde_json::Value>>;
+
+/// Line `k` of measurement `i` in round `round`: three shapes of series (optional tags,
+/// tagless, every field type), and `v` a float in some measurements and an integer in
+/// others (so their columns cannot share a file).
+fn line(model: &mut Model, i: usize, k: i64, round: i64) -> String {
+    let m = format!("m{i:03}");
+    let t = T0 + k * 1_000_000_000;
+    let (tags, fields): (String, Vec<(&str, serde_json::Value, String)>) = match i % 3 {
+        0 => (
+            if k % 2 == 0 {
+                "host=a".into()
+            } else {
+                String::new()
+            },
+            vec![(
+                "v",
+                serde_json::json!(k as f64 + 0.5 + round as f64),
+                format!("{}", k as f64 + 0.5 + round as f64),
+            )],
+        ),
+        1 => (
+            String::new(),
+            vec![("v", serde_json::json!(k + round), format!("{}i", k + round))],
+        ),
+        _ => (
+            format!("dc=d{},host=h{}", k % 2, i % 5),
+            vec![
+                ("s", serde_json::json!(format!("s{k}")), format!("\"s{k}\"")),
+                (
+                    "b",
+                    serde_json::json!(round % 2 == 0),
+                    format!("{}", round % 2 == 0),
+                ),
+            ],
+        ),
+    };
+    let e = model.entry((m.clone(), tags.clone(), t)).or_default();
+    for (f, v, _) in &fields {
+        e.insert(f.to_string(), v.clone());
+    }
+    let fields: Vec<String> = fields
+        .iter()
+        .map(|(f, _, text)| format!("{f}={text}"))
+        .collect();
+    let key = if tags.is_empty() {
+        m
+    } else {
+        format!("{m},{tags}")
+    };
+    format!("{key} {} {t}\n", fields.join(","))
+}
+
+/// The rows of `m` in the model as "time|name=value,…" (tags and fields, nulls left out).
+fn model_rows(model: &Model, m: &str) -> Vec<String> {
+    let mut out: Vec<String> = model
+        .iter()
+        .filter(|((mm, _, _), _)| mm == m)
+        .map(|((_, tags, t), fields)| {
+            let mut cells: Vec<String> = tags
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (k, v) = p.split_once('=').unwrap();
+                    format!("{k}={}", serde_json::json!(v))
+                })
+                .collect();
+            cells.extend(fields.iter().map(|(k, v)| format!("{k}={v}")));
+            cells.sort();
+            format!("{t}|{}", cells.join(","))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// `SELECT *` of every measurement, as the server answers it, compared with the model.
+fn assert_answers(s: &TestServer, model: &Model, when: &str) {
+    for i in 0..N {
+        let m = format!("m{i:03}");
+        let r = s.get(&format!(
+            "/query?db={DB}&epoch=ns&q=SELECT%20*%20FROM%20%22{m}%22"
+        ));
+        assert_eq!(r.status, 200, "{when}: {}", r.body);
+        let j = r.json();
+        let mut got: Vec<String> = Vec::new();
+        if let Some(series) = j["results"][0]["series"].as_array() {
+            for sr in series {
+                let cols: Vec<&str> = sr["columns"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c.as_str().unwrap())
+                    .collect();
+                for row in sr["values"].as_array().unwrap() {
+                    let row = row.as_array().unwrap();
+                    let mut cells: Vec<String> = cols
+                        .iter()
+                        .zip(row)
+                        .skip(1)
+                        .filter(|(_, v)| !v.is_null())
+                        .map(|(c, v)| format!("{c}={v}"))
+                        .collect();
+                    cells.sort();
+                    got.push(format!("{}|{}", row[0], cells.join(",")));
+                }
+            }
+        }
+        got.sort();
+        assert_eq!(got, model_rows(model, &m), "{when}: {m}");
+    }
+}
+
+/// Every row the manifests list, read from the Parquet files by the test's own reader
+/// (packed files filtered on `_measurement`), compared with the model.
+fn assert_files(s: &TestServer, model: &Model, when: &str) {
+    let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in read_rows(&s.data_dir(), 3_600_000_000_000) {
+        let mut cells: Vec<String> = r
+            .tags
+            .iter()
+            .map(|(k, v)| format!("{k}={}", serde_json::json!(v)))
+            .collect();
+        cells.extend(r.fields.iter().map(|(k, v)| {
+            let v = match v {
+                Value::Float(x) => serde_json::json!(x),
+                Value::Int(x) => serde_json::json!(x),
+                Value::Str(x) => serde_json::json!(x),
+                Value::Bool(x) => serde_json::json!(x),
+                other => panic!("{other:?}"),
+            };
+            format!("{k}={v}")
+        }));
+        cells.sort();
+        got.entry(r.measurement.clone()).or_default().push(format!(
+            "{}|{}",
+            r.time,
+            cells.join(",")
+        ));
+    }
+    for i in 0..N {
+        let m = format!("m{i:03}");
+        let mut rows = got.remove(&m).unwrap_or_default();
+        rows.sort();
+        assert_eq!(rows, model_rows(model, &m), "{when}: files of {m}");
+    }
+}
+
+/// Data files on disk, and those in packed directories.
+fn parquet_files(s: &TestServer) -> (usize, usize) {
+    let files: Vec<String> = tree(&s.data_dir())
+        .into_iter()
+        .filter(|p| p.ends_with(".parquet") && !p.contains("/.") && !p.contains("_manifest"))
+        .collect();
+    let packed = files.iter().filter(|p| p.contains("/~packed/")).count();
+    (files.len(), packed)
+}
+
+#[test]
+fn small_measurements_share_files_through_flush_compaction_delete_and_rebuild() {
+    let mut s = TestServer::start(ServerConfig::default().shards(1));
+    let mut model = Model::new();
+    // Two writes: points of the second overwrite some of the first within the block.
+    for round in 0..2 {
+        let body: String = (0..N)
+            .flat_map(|i| (round..round + 3).map(move |k| (i, k)))
+            .map(|(i, k)| line(&mut model, i, k, round))
+            .collect();
+        s.write_ok(DB, &body);
+    }
+    assert_answers(&s, &model, "in memory");
+    s.stop();
+    let (files, packed) = parquet_files(&s);
+    assert!(
+        packed >= 1 && files <= 8,
+        "{files} files ({packed} packed) for {N} measurements"
+    );
+    assert_files(&s, &model, "after the flush");
+    s.restart();
+    assert_answers(&s, &model, "after a restart");
+
+    // A later flush of the same partition: a second packed file per region.
+    let body: String = (0..N / 2).map(|i| line(&mut model, i, 1, 7)).collect();
+    s.write_ok(DB, &body);
+    // (The files overlap now: a reader of the files alone sees both versions of a point.)
+    s.stop();
+    s.restart();
+    assert_answers(&s, &model, "after a second flush");
+    s.stop();
+
+    // Compaction packs each measurement's rows together, deduplicated: one file per
+    // region and type of `v` (float, integer).
+    compact(&s, &[]);
+    let (files, packed) = parquet_files(&s);
+    assert!(
+        packed == files && files <= 8,
+        "{files} files ({packed} packed) after compaction"
+    );
+    assert_files(&s, &model, "after compaction");
+    compact(&s, &["--verify"]);
+    s.restart();
+    assert_answers(&s, &model, "after compaction");
+
+    // A delete in one packed measurement: its rows rewritten into its own file; another
+    // deleted whole. The packed file keeps the others'.
+    for (q, m) in [
+        ("DELETE FROM \"m002\" WHERE \"dc\" = 'd0'", "m002"),
+        ("DELETE FROM \"m005\"", "m005"),
+    ] {
+        let q: String = form_urlencoded::byte_serialize(q.as_bytes()).collect();
+        let r = s.post(&format!("/query?db={DB}&q={q}"), "");
+        assert_eq!(r.status, 200, "{}", r.body);
+        model.retain(|(mm, tags, _), _| !(mm == m && (m == "m005" || tags.contains("dc=d0"))));
+    }
+    assert_answers(&s, &model, "after a delete");
+    s.stop();
+    assert_files(&s, &model, "after a delete");
+    compact(&s, &["--verify"]);
+    // A manifest rebuilt now, from the footers, does not bring the deleted rows back
+    // (the packed file still holds them).
+    remove_manifests(&s);
+    compact(&s, &["--rebuild-manifest"]);
+    assert_files(
+        &s,
+        &model,
+        "after a rebuild with rows deleted from a packed file",
+    );
+    s.restart();
+    assert_answers(
+        &s,
+        &model,
+        "after a rebuild with rows deleted from a packed file",
+    );
+    s.stop();
+    // The next compaction packs the measurement back, and drops the rows that had left.
+    // What is not packed is the empty file left for m005 (its WAL ranges), which retention
+    // drops with its partition.
+    compact(&s, &[]);
+    assert_files(&s, &model, "after the second compaction");
+    let alone: Vec<(String, i64)> = tree(&s.data_dir())
+        .into_iter()
+        .filter(|p| p.ends_with(".parquet") && !p.contains("/~packed/") && !p.contains("/."))
+        .map(|p| {
+            use parquet::file::reader::FileReader;
+            let f = std::fs::File::open(s.data_dir().join(&p)).unwrap();
+            let r = parquet::file::reader::SerializedFileReader::new(f).unwrap();
+            let rows = r.metadata().file_metadata().num_rows();
+            (p, rows)
+        })
+        .collect();
+    assert!(
+        alone
+            .iter()
+            .all(|(p, rows)| *rows == 0 && p.contains("/m005/")),
+        "{alone:?}"
+    );
+
+    // A lost manifest is rebuilt from the packed files' footers.
+    remove_manifests(&s);
+    compact(&s, &["--rebuild-manifest"]);
+    assert_files(&s, &model, "after a rebuild");
+    s.restart();
+    assert_answers(&s, &model, "after a rebuild");
+}
+
+/// Every region's manifest gone (the server stopped), as an operator's slip would leave it.
+fn remove_manifests(s: &TestServer) {
+    for region in std::fs::read_dir(s.data_dir()).unwrap() {
+        let m = region.unwrap().path().join("_manifest");
+        if m.exists() {
+            std::fs::remove_dir_all(&m).unwrap();
+        }
+    }
+}
