@@ -249,10 +249,10 @@ fn manifest_versions_by_region(data_dir: &Path) -> BTreeMap<String, u64> {
     out
 }
 
-/// 2,000 one-point measurements flushed by age while the server runs: each is its own
-/// file (one schema per measurement), but they are written together: a few manifest
-/// edits, not one per measurement (each edit is a durable write, and the syncs per file
-/// made a shutdown of 20,000 measurements take 36 s). Every point is in the files.
+/// 2,000 one-point measurements flushed by age while the server runs: they are written
+/// together, in a few packed files and a few manifest edits, not a file and an edit per
+/// measurement (each edit is a durable write, and the syncs per file made a shutdown of
+/// 20,000 measurements take 36 s). Every point is in the files.
 #[test]
 fn many_small_measurements_flush_together() {
     let cfg = ServerConfig::default()
@@ -276,6 +276,11 @@ fn many_small_measurements_flush_together() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(in_files, n, "points in files after the age flush");
+    let files = crate::support::tree(&s.data_dir())
+        .into_iter()
+        .filter(|p| p.ends_with(".parquet"))
+        .count();
+    assert!(files <= 8, "{files} files for {n} measurements");
     // The manifest edits committed since the server started.
     let mut edits = 0;
     for (region, v) in manifest_versions_by_region(&s.data_dir()) {
