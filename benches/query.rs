@@ -70,6 +70,7 @@ fn one_file_region(dir: &std::path::Path) -> (RegionSnapshot, u64) {
     let snap = RegionSnapshot {
         mem: Vec::new(),
         all_files: Arc::new(vec![meta]),
+        positions: None,
         db: Arc::from("bench"),
         measurement: Some(Arc::from("cpu")),
         excluded: Default::default(),

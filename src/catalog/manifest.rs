@@ -264,7 +264,13 @@ struct State {
     edits_since: u64,
     edit_bytes_since: u64,
     listed: Instant,
+    /// Positions in `files` of each (db, measurement)'s files, built when first asked for
+    /// after a change ([`Manifest::files_of`]).
+    by_measurement: Option<Arc<ByMeasurement>>,
 }
+
+/// Positions of files in the manifest's list, per (db, measurement).
+type ByMeasurement = std::collections::HashMap<(String, String), Arc<[u32]>>;
 
 pub fn now_ns() -> i64 {
     std::time::SystemTime::now()
@@ -315,6 +321,7 @@ impl State {
             edits_since: 0,
             edit_bytes_since: 0,
             listed: Instant::now(),
+            by_measurement: None,
         }
     }
 
@@ -332,6 +339,9 @@ impl State {
 
     /// Applies a committed edit.
     fn apply(&mut self, r: EditRecord, bytes: u64) {
+        if !r.add.is_empty() || !r.remove.is_empty() {
+            self.by_measurement = None;
+        }
         let files = Arc::make_mut(&mut self.files);
         if !r.remove.is_empty() {
             let remove: HashSet<&str> = r.remove.iter().map(String::as_str).collect();
@@ -716,6 +726,33 @@ impl Manifest {
     /// A snapshot of the live files, in seq order.
     pub fn files(&self) -> Arc<Vec<FileMeta>> {
         self.state.lock().files.clone()
+    }
+
+    /// The live files, and the positions among them of `measurement`'s files in `db` (for
+    /// a measurement of many: a query of one of 20,000 measurements looked at every file).
+    pub fn files_of(&self, db: &str, measurement: &str) -> (Arc<Vec<FileMeta>>, Arc<[u32]>) {
+        let mut st = self.state.lock();
+        let index = match &st.by_measurement {
+            Some(i) => i.clone(),
+            None => {
+                let mut by: std::collections::HashMap<(String, String), Vec<u32>> =
+                    Default::default();
+                for (i, f) in st.files.iter().enumerate() {
+                    by.entry((f.db.clone(), f.measurement.clone()))
+                        .or_default()
+                        .push(i as u32);
+                }
+                let index: Arc<ByMeasurement> =
+                    Arc::new(by.into_iter().map(|(k, v)| (k, Arc::from(v))).collect());
+                st.by_measurement = Some(index.clone());
+                index
+            }
+        };
+        let positions = index
+            .get(&(db.to_string(), measurement.to_string()))
+            .cloned()
+            .unwrap_or_else(|| Arc::from(Vec::new()));
+        (st.files.clone(), positions)
     }
 
     /// The version of the last edit applied.

@@ -1718,6 +1718,7 @@ mod tests {
             let snap = RegionSnapshot {
                 mem,
                 all_files: Arc::new(Vec::new()),
+                positions: None,
                 db: "d".into(),
                 measurement: Some("m".into()),
                 excluded: HashSet::new(),

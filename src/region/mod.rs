@@ -138,6 +138,8 @@ pub struct RegionSnapshot {
     /// Every live file of the region when the snapshot was taken (shared with the manifest,
     /// not copied); [`RegionSnapshot::files`] picks the snapshot's own.
     pub all_files: Arc<Vec<FileMeta>>,
+    /// With a measurement: the positions of its files in `all_files`.
+    pub positions: Option<Arc<[u32]>>,
     pub db: Arc<str>,
     /// `None`: every measurement.
     pub measurement: Option<Arc<str>>,
@@ -159,7 +161,12 @@ impl RegionSnapshot {
 
     /// The live files of the snapshot's db (and measurement) not covered by `mem`.
     pub fn files(&self) -> impl Iterator<Item = &FileMeta> {
-        self.all_files.iter().filter(|f| {
+        let all = &self.all_files;
+        let picked: Box<dyn Iterator<Item = &FileMeta>> = match &self.positions {
+            Some(p) => Box::new(p.iter().filter_map(move |i| all.get(*i as usize))),
+            None => Box::new(all.iter()),
+        };
+        picked.filter(|f| {
             f.db == *self.db
                 && self
                     .measurement
@@ -1486,7 +1493,13 @@ impl Engine {
         // and was dropped from memory, or is in memory and its file is excluded here. If a
         // compactor beside the server already replaced that file, its rows are in the
         // replacement (live) and the block is left out instead.
-        let all_files = manifest.files();
+        let (all_files, positions) = match measurement.as_deref() {
+            Some(m) => {
+                let (files, positions) = manifest.files_of(&db, m);
+                (files, Some(positions))
+            }
+            None => (manifest.files(), None),
+        };
         let mut excluded: HashSet<String> = HashSet::new();
         if mem.iter().any(|m| m.flushing_file_seq.is_some()) {
             let live: HashSet<&str> = all_files.iter().map(|f| f.path.as_str()).collect();
@@ -1538,6 +1551,7 @@ impl Engine {
             now_ns: crate::catalog::manifest::now_ns(),
             mem,
             all_files,
+            positions,
             db,
             measurement,
             excluded,

@@ -429,7 +429,20 @@ pub struct Entry {
 /// Bytes of packed files' parsed footers kept ([`full_metadata`]).
 const FOOTER_CACHE_BYTES: usize = 64 << 20;
 
-type Footers = std::sync::Mutex<std::collections::VecDeque<(PathBuf, u64, Arc<ParquetMetaData>)>>;
+type Footers = std::sync::Mutex<std::collections::VecDeque<(PathBuf, u64, Arc<Full>)>>;
+
+/// A packed file's whole footer, parsed: its metadata and its measurements.
+pub struct Full {
+    pub md: ParquetMetaData,
+    pub parts: Vec<PartFooter>,
+}
+
+impl Full {
+    /// The view of one entry ([`view`]).
+    pub fn view(&self, row_group: usize) -> parquet::errors::Result<ParquetMetaData> {
+        view_of(&self.md, &self.parts, row_group)
+    }
+}
 
 /// The whole footer (and page index) of a packed file, parsed once for all its entries: a
 /// file of a thousand measurements would otherwise be parsed a thousand times (each entry's
@@ -438,7 +451,7 @@ type Footers = std::sync::Mutex<std::collections::VecDeque<(PathBuf, u64, Arc<Pa
 pub fn full_metadata<R: parquet::file::reader::ChunkReader>(
     file: &Entry,
     reader: &R,
-) -> parquet::errors::Result<Arc<ParquetMetaData>> {
+) -> parquet::errors::Result<Arc<Full>> {
     static CACHE: std::sync::OnceLock<Footers> = std::sync::OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let lock = || cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -455,20 +468,23 @@ pub fn full_metadata<R: parquet::file::reader::ChunkReader>(
             }
         }
     }
-    let md = Arc::new(
-        parquet::file::metadata::ParquetMetaDataReader::new()
-            .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional)
-            .parse_and_finish(reader)?,
-    );
+    let md = parquet::file::metadata::ParquetMetaDataReader::new()
+        .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional)
+        .parse_and_finish(reader)?;
+    let parts = parts_of(md.file_metadata())
+        .ok_or_else(|| ParquetError::General("not a packed file (no packed footer key)".into()))?
+        .map_err(ParquetError::General)?;
+    let full = Arc::new(Full { md, parts });
+    let size = |f: &Full| f.md.memory_size() + f.parts.len() * std::mem::size_of::<PartFooter>();
     let mut c = lock();
-    c.push_back((file.file.clone(), file.len, md.clone()));
-    let mut bytes: usize = c.iter().map(|e| e.2.memory_size()).sum();
+    c.push_back((file.file.clone(), file.len, full.clone()));
+    let mut bytes: usize = c.iter().map(|e| size(&e.2)).sum();
     while bytes > FOOTER_CACHE_BYTES && c.len() > 1 {
         if let Some(old) = c.pop_front() {
-            bytes -= old.2.memory_size();
+            bytes -= size(&old.2);
         }
     }
-    Ok(md)
+    Ok(full)
 }
 
 /// The parts a packed file's footer lists (`None`: not a packed file).
@@ -481,11 +497,20 @@ pub fn parts_of(md: &FileMetaData) -> Option<std::result::Result<Vec<PartFooter>
 /// measurement would have it: that row group alone, its columns alone (the page index
 /// too), and its footer keys. Its column chunks keep their offsets in the packed file.
 pub fn view(md: &ParquetMetaData, row_group: usize) -> parquet::errors::Result<ParquetMetaData> {
+    let parts = parts_of(md.file_metadata())
+        .ok_or_else(|| ParquetError::General("not a packed file (no packed footer key)".into()))?
+        .map_err(ParquetError::General)?;
+    view_of(md, &parts, row_group)
+}
+
+/// [`view`] with the file's parts already parsed.
+fn view_of(
+    md: &ParquetMetaData,
+    parts: &[PartFooter],
+    row_group: usize,
+) -> parquet::errors::Result<ParquetMetaData> {
     let err = |why: String| ParquetError::General(why);
     let file = md.file_metadata();
-    let parts = parts_of(file)
-        .ok_or_else(|| err("not a packed file (no packed footer key)".into()))?
-        .map_err(err)?;
     if parts.len() != md.num_row_groups() {
         return Err(err(format!(
             "the packed footer lists {} measurements for {} row groups",
@@ -596,8 +621,8 @@ pub fn entries(
         .map_err(|e| format!("footer key {}: {e}", meta::PARTITION_START))?;
     let mut out = Vec::with_capacity(parts.len());
     let row_groups = parts.len() as u32;
-    for (i, p) in parts.into_iter().enumerate() {
-        let v = view(md, i).map_err(|e| e.to_string())?;
+    for (i, p) in parts.iter().cloned().enumerate() {
+        let v = view_of(md, &parts, i).map_err(|e| e.to_string())?;
         let schema = super::schema::file_schema(v.file_metadata())?;
         let columns: Vec<(String, ColumnKind)> = columns_of(&schema)?;
         if p.min_time > p.max_time {

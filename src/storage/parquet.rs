@@ -100,7 +100,7 @@ fn load_metadata<R: parquet::file::reader::ChunkReader>(
         None => ArrowReaderMetadata::load(reader, options.clone())?,
         Some(e) => {
             let full = super::packed::full_metadata(e, reader)?;
-            let view = Arc::new(super::packed::view(&full, e.row_group)?);
+            let view = Arc::new(full.view(e.row_group)?);
             let schema = super::schema::file_schema(view.file_metadata())
                 .map_err(parquet::errors::ParquetError::General)?;
             ArrowReaderMetadata::try_new(view, options.clone().with_schema(Arc::new(schema)))?
@@ -528,7 +528,7 @@ pub fn read_footer(file: &FileRef) -> Result<Arc<parquet::file::metadata::Parque
             .map(Arc::new)
             .map_err(pq_err(path)),
         Some(e) => super::packed::full_metadata(&e, &footer)
-            .and_then(|full| super::packed::view(&full, e.row_group))
+            .and_then(|full| full.view(e.row_group))
             .map(Arc::new)
             .map_err(pq_err(path)),
     }
