@@ -193,7 +193,22 @@ struct EditRecord {
     reserve: Option<Reservation>,
 }
 
-const FORMAT: u32 = 2;
+/// The newest checkpoint format. 3: entries may be packed (`FileMeta::packed`), which a
+/// reader of format 2 would take for whole files; the first edit that adds one is followed
+/// by a checkpoint at once, so that such a reader refuses the manifest rather than misread.
+const FORMAT: u32 = 3;
+/// The oldest checkpoint format read.
+const OLDEST_FORMAT: u32 = 2;
+
+/// The format a checkpoint of `files` is written in: the oldest that can hold them, so that
+/// a data dir without packed files stays readable by the version before them.
+fn format_for(files: &[FileMeta]) -> u32 {
+    if files.iter().any(|f| f.packed.is_some()) {
+        FORMAT
+    } else {
+        OLDEST_FORMAT
+    }
+}
 /// A checkpoint is written once the edits since the last one are more than this many, or
 /// larger (in bytes) than it and than 1 MiB.
 const CHECKPOINT_EVERY_EDITS: u64 = 1000;
@@ -264,6 +279,8 @@ struct State {
     edits_since: u64,
     edit_bytes_since: u64,
     listed: Instant,
+    /// The format of the newest checkpoint.
+    checkpoint_format: u32,
     /// Positions in `files` of each (db, measurement)'s files, built when first asked for
     /// after a change ([`Manifest::files_of`]).
     by_measurement: Option<Arc<ByMeasurement>>,
@@ -309,6 +326,7 @@ impl State {
         let mut files = c.files;
         files.sort_by_key(|f| f.seq);
         State {
+            checkpoint_format: c.format,
             version: c.version,
             files: Arc::new(files),
             retired: c.retired,
@@ -327,7 +345,7 @@ impl State {
 
     fn checkpoint(&self) -> Checkpoint {
         Checkpoint {
-            format: FORMAT,
+            format: format_for(&self.files),
             version: self.version,
             files: (*self.files).clone(),
             next_seq: self.next_seq,
@@ -380,19 +398,45 @@ impl State {
             let added: HashSet<&str> = r.add.iter().map(|f| f.path.as_str()).collect();
             self.retired.retain(|x| !added.contains(x.path.as_str()));
         }
+        let mut replaced_packed: Vec<String> = Vec::new();
         for f in r.add {
             // A retried write under the same name (so the same seq) replaces its earlier
             // entry: looked for among the files of that seq only (files are in seq order).
+            // A retried flush of a measurement packed with others writes another packed
+            // file (a name of its own), whose entry replaces the earlier try's.
             let lo = files.partition_point(|g| g.seq < f.seq);
             let hi = files.partition_point(|g| g.seq <= f.seq);
-            if let Some(i) = (lo..hi).find(|&i| files[i].id() == f.id()) {
-                files.remove(i);
+            let flushed = |g: &FileMeta| {
+                matches!(
+                    crate::storage::paths::parse_data_file(Path::new(&g.path)),
+                    Some(crate::storage::paths::DataFileName::Flushed(_))
+                )
+            };
+            let retry_of = |g: &FileMeta| {
+                g.id() == f.id()
+                    || ((g.packed.is_some() || f.packed.is_some())
+                        && g.db == f.db
+                        && g.measurement == f.measurement
+                        && flushed(g)
+                        && flushed(&f))
+            };
+            if let Some(i) = (lo..hi).find(|&i| retry_of(&files[i])) {
+                let old = files.remove(i);
+                if old.packed.is_some() && old.path != f.path {
+                    replaced_packed.push(old.path);
+                }
             }
             if files.last().is_none_or(|l| l.seq <= f.seq) {
                 files.push(f);
             } else {
                 let at = files.partition_point(|g| g.seq <= f.seq);
                 files.insert(at, f);
+            }
+        }
+        for path in replaced_packed {
+            if !files.iter().any(|g| g.path == path) && !self.retired.iter().any(|x| x.path == path)
+            {
+                self.retired.push(Retired { path, at: r.at });
             }
         }
         for l in r.leases {
@@ -558,7 +602,7 @@ impl Manifest {
         retired: Vec<Retired>,
     ) -> Result<Manifest> {
         let c = Checkpoint {
-            format: FORMAT,
+            format: format_for(&files),
             version: 0,
             files,
             next_seq,
@@ -616,7 +660,7 @@ impl Manifest {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        if c.format != FORMAT || c.version != version {
+        if !(OLDEST_FORMAT..=FORMAT).contains(&c.format) || c.version != version {
             return Err(ManifestError::Corrupt {
                 path,
                 reason: format!("format {} version {} in its body", c.format, c.version),
@@ -926,9 +970,11 @@ impl Manifest {
             let len = bytes.len() as u64;
             if self.store.put_new(&rel, bytes)? {
                 let version = record.version;
+                let packs = record.add.iter().any(|f| f.packed.is_some());
                 st.apply(record, len);
                 if st.edits_since >= CHECKPOINT_EVERY_EDITS
                     || st.edit_bytes_since > CHECKPOINT_MIN_EDIT_BYTES.max(st.checkpoint_bytes)
+                    || (packs && st.checkpoint_format < FORMAT)
                 {
                     // The edit is durable: a failed checkpoint is retried by a later commit,
                     // never reported as a failed commit.
@@ -987,6 +1033,7 @@ impl Manifest {
         let cleanup_below =
             (st.checkpoint_written.elapsed() >= 2 * LIST_EVERY).then_some(st.checkpoint_version);
         st.checkpoint_version = c.version;
+        st.checkpoint_format = c.format;
         st.checkpoint_written = Instant::now();
         st.checkpoint_bytes = len;
         st.edits_since = 0;
@@ -1066,6 +1113,66 @@ mod tests {
 
     fn seqs(m: &Manifest) -> Vec<u64> {
         m.files().iter().map(|f| f.seq).collect()
+    }
+
+    /// Entries of a packed file: removed one by one, the file is retired with the last;
+    /// a retried flush's entry in another packed file replaces the earlier try's.
+    #[test]
+    fn packed_files_are_retired_with_their_last_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::local(dir.path());
+        let m = Manifest::open(&store).unwrap();
+        let packed = |seq: u64, file: u64, g: u32, measurement: &str| {
+            let mut f = meta(seq);
+            f.measurement = measurement.into();
+            f.path = format!("db/~packed/{file:020}.parquet");
+            f.packed = Some(crate::storage::file_meta::Packed {
+                row_group: g,
+                file_bytes: 100,
+                row_groups: 2,
+            });
+            f
+        };
+        let (a, b) = (packed(5, 7, 0, "a"), packed(6, 7, 1, "b"));
+        m.commit(ManifestEdit {
+            add: vec![a.clone(), b.clone()],
+            ..ManifestEdit::default()
+        })
+        .unwrap();
+        m.commit(ManifestEdit {
+            remove: vec![a.id().into_owned()],
+            ..ManifestEdit::default()
+        })
+        .unwrap();
+        assert_eq!(seqs(&m), vec![6]);
+        assert!(m.retired().is_empty(), "b still reads the file");
+        // Removing by the file's path names no entry.
+        assert!(
+            m.commit(ManifestEdit {
+                remove: vec![b.path.clone()],
+                ..ManifestEdit::default()
+            })
+            .is_err()
+        );
+        // A retry of b's flush in another packed file replaces its entry.
+        let b2 = packed(6, 9, 0, "b");
+        m.commit(ManifestEdit {
+            add: vec![b2.clone()],
+            ..ManifestEdit::default()
+        })
+        .unwrap();
+        assert_eq!(
+            m.files()
+                .iter()
+                .map(|f| f.id().into_owned())
+                .collect::<Vec<_>>(),
+            vec![b2.id().into_owned()]
+        );
+        assert_eq!(m.retired(), vec![b.path.clone()]);
+        // Reopened from storage: the same.
+        let again = Manifest::open(&store).unwrap();
+        assert_eq!(again.files().len(), 1);
+        assert_eq!(again.retired(), vec![b.path]);
     }
 
     #[test]

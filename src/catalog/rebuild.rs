@@ -93,7 +93,7 @@ pub fn rebuild_manifest(
             out.moved_aside.get_or_insert(to);
         }
     }
-    let mut files: Vec<(FileMeta, u64)> = Vec::new();
+    let mut files: Vec<(FileMeta, i64)> = Vec::new();
     let stored = data_files(store)?;
     let mut next_seq = stored
         .iter()
@@ -113,16 +113,18 @@ pub fn rebuild_manifest(
         }
     }
     // Above every seq used, a packed entry's (in its footer) too.
-    for (f, w) in &files {
-        next_seq = next_seq.max(f.seq.max(*w).saturating_add(1));
+    for (f, _) in &files {
+        next_seq = next_seq.max(f.seq.saturating_add(1));
     }
     // A delete rewrites a file under the same seq (`<seq>~<rewrite>.parquet`), a
     // compaction writes its outputs under the highest seq of its inputs
-    // (`<seq>~c<token>-<n>.parquet`): per seq, the newest version is live (the outputs of
-    // the compaction, all of them; the rewrite with the highest rewrite seq). Two flushed
+    // (`<seq>~c<token>-<n>.parquet`), and entries of packed files carry their own seqs:
+    // per seq, the version written last is live (by the footer's `meridian.written_at`; the
+    // outputs of a compaction, all of them). Files written before that key existed: the
+    // compaction's outputs, else the rewrite with the highest rewrite seq; two flushed
     // files with one seq cannot both be listed: keep neither silently, report both.
     let mut by_seq: HashMap<u64, Vec<FileMeta>> = HashMap::new();
-    let mut written: HashMap<String, u64> = HashMap::new();
+    let mut written: HashMap<String, i64> = HashMap::new();
     for (f, w) in files {
         if w > 0 {
             written.insert(f.id().into_owned(), w);
@@ -132,6 +134,28 @@ pub fn rebuild_manifest(
     let mut files: Vec<FileMeta> = Vec::new();
     for (seq, group) in by_seq {
         let name = |f: &FileMeta| parse_data_file(Path::new(&f.path));
+        let at = |f: &FileMeta| written.get(f.id().as_ref()).copied().unwrap_or(0);
+        if let Some(newest) = group.iter().filter(|f| at(f) > 0).max_by_key(|f| at(f)) {
+            let keep: Vec<&FileMeta> = match name(newest) {
+                Some(DataFileName::Compacted(_, token)) => group
+                    .iter()
+                    .filter(
+                        |f| matches!(name(f), Some(DataFileName::Compacted(_, t)) if t == token),
+                    )
+                    .collect(),
+                _ => vec![newest],
+            };
+            for f in &group {
+                if !keep.iter().any(|k| k.id() == f.id()) {
+                    out.skipped.push((
+                        store.key_of(&f.id()),
+                        format!("an older version of seq {seq}, which a later write replaced"),
+                    ));
+                }
+            }
+            files.extend(keep.into_iter().cloned());
+            continue;
+        }
         let flushed = group
             .iter()
             .filter(|f| matches!(name(f), Some(DataFileName::Flushed(_))))
@@ -149,22 +173,7 @@ pub fn rebuild_manifest(
             .iter()
             .filter(|f| matches!(name(f), Some(DataFileName::Compacted(..))))
             .collect();
-        // A delete's rewrite made after a compaction packed the entry (its rewrite seq
-        // above the seq the compaction allocated) replaces it; one made before was an input.
-        let newest_rewrite = group
-            .iter()
-            .filter_map(|f| match name(f) {
-                Some(DataFileName::Rewritten(_, r)) => Some((r, f)),
-                _ => None,
-            })
-            .max_by_key(|(r, _)| *r);
-        let packed_later = compacted.first().and_then(|c| {
-            let w = written.get(c.id().as_ref())?;
-            newest_rewrite.filter(|(r, _)| r > w)
-        });
-        let keep: Vec<FileMeta> = if let Some((_, f)) = packed_later {
-            vec![f.clone()]
-        } else if let Some(first) = compacted.first() {
+        let keep: Vec<FileMeta> = if let Some(first) = compacted.first() {
             // One compaction's outputs (the first token found; another's is reported).
             let token = match name(first) {
                 Some(DataFileName::Compacted(_, t)) => t,
@@ -218,14 +227,14 @@ pub fn footer_kv(file: &FileRef) -> std::result::Result<HashMap<String, String>,
     Ok(kv_of(md.file_metadata()))
 }
 
-/// A data file's manifest entries (a packed file's: one per measurement, each with the seq
-/// allocated when a compaction wrote it, `PartFooter::written`; 0 for any other), from
-/// its footer.
+/// A data file's manifest entries (a packed file's: one per measurement), each with when
+/// the file was written (`meridian.written_at`, 0 where the footer has none), from its
+/// footer.
 fn describe(
     file: &FileRef,
     region: &str,
     partition_duration_ns: i64,
-) -> std::result::Result<Vec<(FileMeta, u64)>, String> {
+) -> std::result::Result<Vec<(FileMeta, i64)>, String> {
     let seq = parse_data_file(Path::new(&file.rel))
         .ok_or("its name is not <seq>.parquet")?
         .seq();
@@ -239,7 +248,9 @@ fn describe(
                 "its footer says region {file_region:?}, not {region:?}"
             ));
         }
-        return crate::storage::packed::entries(&footer, &file.rel, bytes);
+        let at = written_at(md);
+        return crate::storage::packed::entries(&footer, &file.rel, bytes)
+            .map(|e| e.into_iter().map(|f| (f, at)).collect());
     }
     let kv = kv_of(md);
     let kv: HashMap<&str, &str> = kv.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -296,6 +307,13 @@ fn describe(
             wal,
             packed: None,
         },
-        0,
+        written_at(md),
     )])
+}
+
+/// The footer's `meridian.written_at` (0 when absent or unreadable).
+fn written_at(md: &parquet::file::metadata::FileMetaData) -> i64 {
+    crate::storage::schema::footer_value(md, meta::WRITTEN_AT)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }

@@ -105,17 +105,37 @@ pub(super) fn read_inputs(
     region: &RegionDir,
     files: &[FileMeta],
 ) -> Result<(Vec<RecordBatch>, u64)> {
+    read_inputs_with(region, files, &mut Default::default())
+}
+
+/// [`read_inputs`], packed files read once for all their entries (kept in `packed`).
+fn read_inputs_with(
+    region: &RegionDir,
+    files: &[FileMeta],
+    packed: &mut std::collections::HashMap<String, bytes::Bytes>,
+) -> Result<(Vec<RecordBatch>, u64)> {
     let store = region.manifest.store();
     let mut out = Vec::new();
     let mut values = 0;
     for f in files {
         let path = store.key_of(&f.path);
-        let bytes = store
-            .read(&f.path)?
-            .ok_or_else(|| CompactionError::Mismatch {
-                path: path.clone(),
-                reason: "listed in the manifest but not stored".into(),
-            })?;
+        let read = || {
+            store
+                .read(&f.path)?
+                .ok_or_else(|| CompactionError::Mismatch {
+                    path: path.clone(),
+                    reason: "listed in the manifest but not stored".into(),
+                })
+        };
+        let bytes = match (f.packed, packed.get(&f.path)) {
+            (Some(_), Some(b)) => b.clone(),
+            (Some(_), None) => {
+                let b = read()?;
+                packed.insert(f.path.clone(), b.clone());
+                b
+            }
+            (None, _) => read()?,
+        };
         if bytes.len() as u64 != f.file_bytes() {
             return Err(CompactionError::Mismatch {
                 path,
@@ -362,7 +382,7 @@ pub fn compact_partition(
     settings: &ExecSettings,
     emit: Emit<'_>,
 ) -> Result<UnitReport> {
-    if c.partition.measurement == crate::storage::paths::PACKED_DIR {
+    if c.pack {
         return pack_partition(region, c, policy, settings, emit);
     }
     let key = lease_key(&c.partition, UnitKind::Compaction);
@@ -440,14 +460,16 @@ fn pack_partition(
         // Every measurement merged (they are small: the planner's bound).
         let mut merged_all: Vec<(&str, RecordBatch, Vec<FileMeta>)> = Vec::new();
         let (mut values_in, mut deduped_all) = (0, 0);
+        let mut packed_bytes = Default::default();
         for (m, files) in by_measurement {
-            let (batches, values) = read_inputs(region, &files)?;
+            let (batches, values) = read_inputs_with(region, &files, &mut packed_bytes)?;
             values_in += values;
             let (merged, deduped) = merge_dedup(&batches)
                 .map_err(arrow_err(format!("merging {}/{m} at {}", p.db, p.start)))?;
             deduped_all += deduped;
             merged_all.push((m, merged, files));
         }
+        drop(packed_bytes);
         let schemas: Vec<_> = merged_all.iter().map(|(_, b, _)| b.schema()).collect();
         let bins = packed::bins(&schemas);
         // The partition's directories as the inputs have them, under `<db>/~packed/`.
@@ -466,9 +488,6 @@ fn pack_partition(
             None => String::new(),
         };
         let mut outputs: Vec<Written> = Vec::new();
-        // Orders these entries after any delete's rewrite of their inputs (see
-        // `PartFooter::written`).
-        let written = region.manifest.next_file_seq();
         let result = (|| -> Result<()> {
             for (n, bin) in bins.iter().enumerate() {
                 if let [i] = bin.as_slice() {
@@ -521,7 +540,6 @@ fn pack_partition(
                     page_rows: settings.page_rows,
                     time_unit: settings.time_unit,
                     column_index: true,
-                    written,
                 };
                 let staged = packed::stage_packed(store, rel, &parts, &spec)?;
                 store.publish(&[(staged.tmp.clone(), staged.path.clone())])?;

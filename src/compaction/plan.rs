@@ -137,6 +137,9 @@ pub struct Compaction {
     pub rows_in: u64,
     /// `ceil(bytes_in / target)`: an upper bound, as merging removes duplicates.
     pub est_files_out: u64,
+    /// The small measurements of a db's partition packed together (`storage::packed`); the
+    /// partition is named `~packed`, `inputs` are every such measurement's files.
+    pub pack: bool,
 }
 
 /// Drop a whole partition (retention).
@@ -305,39 +308,71 @@ pub fn plan_compaction(files: &[FileMeta], policy: &Policy) -> Vec<Compaction> {
                 .push((p, group));
             continue;
         }
-        out.extend(compaction_of(p, group, policy));
+        // A packed file that measurements left still holds their rows: rewritten.
+        let force = group.iter().any(holey);
+        out.extend(compaction_of(p, group, policy, force));
     }
-    for ((db, start), parts) in small {
-        if parts.len() < 2 {
-            // Nothing to pack it with: compacted as any measurement.
-            for (p, group) in parts {
-                out.extend(compaction_of(p, group, policy));
-            }
-            continue;
+    for ((db, start), mut all) in small {
+        // At most a file's worth of measurements a unit (they are merged in memory).
+        while !all.is_empty() {
+            let rest = all.split_off(all.len().min(crate::storage::packed::MAX_PARTS));
+            let parts = std::mem::replace(&mut all, rest);
+            plan_pack(&mut out, (&db, start), parts, policy, &holey);
         }
-        let mut inputs: Vec<FileMeta> = parts.into_iter().flat_map(|(_, g)| g).collect();
-        inputs.sort_by_key(|f| f.seq);
-        let files: BTreeSet<&str> = inputs.iter().map(|f| f.path.as_str()).collect();
-        let uncompacted = inputs.iter().any(|f| {
-            !crate::storage::paths::is_compacted(std::path::Path::new(&f.path)) || holey(f)
-        });
-        // Already one packed file that a compaction wrote, whole: stable.
-        if files.len() < 2 && !uncompacted {
-            continue;
-        }
-        out.push(Compaction {
-            partition: PartitionId {
-                db,
-                measurement: crate::storage::paths::PACKED_DIR.to_string(),
-                start,
-            },
-            rows_in: inputs.iter().map(|f| f.rows).sum(),
-            bytes_in: inputs.iter().map(|f| f.bytes).sum(),
-            est_files_out: 1,
-            inputs,
-        });
     }
     out
+}
+
+/// The packing of the small measurements `parts` of a db's partition (see
+/// [`plan_compaction`]).
+fn plan_pack(
+    out: &mut Vec<Compaction>,
+    (db, start): (&str, i64),
+    parts: Vec<Partition>,
+    policy: &Policy,
+    holey: &dyn Fn(&FileMeta) -> bool,
+) {
+    if parts.len() < 2 {
+        // Nothing to pack it with: compacted as any measurement.
+        for (p, group) in parts {
+            let force = group.iter().any(holey);
+            out.extend(compaction_of(p, group, policy, force));
+        }
+        return;
+    }
+    let mut inputs: Vec<FileMeta> = parts.into_iter().flat_map(|(_, g)| g).collect();
+    inputs.sort_by_key(|f| f.seq);
+    // Stable once one compaction packed them all (in one file, or several where column
+    // types differ) and none left its files.
+    let tokens: BTreeSet<Option<String>> = inputs
+        .iter()
+        .map(
+            |f| match crate::storage::paths::parse_data_file(std::path::Path::new(&f.path)) {
+                Some(crate::storage::paths::DataFileName::Compacted(_, t))
+                    if f.packed.is_some() =>
+                {
+                    Some(t)
+                }
+                _ => None,
+            },
+        )
+        .collect();
+    let packed_once = tokens.len() == 1 && tokens.iter().all(Option::is_some);
+    if packed_once && !inputs.iter().any(holey) {
+        return;
+    }
+    out.push(Compaction {
+        pack: true,
+        partition: PartitionId {
+            db: db.to_string(),
+            measurement: crate::storage::paths::PACKED_DIR.to_string(),
+            start,
+        },
+        rows_in: inputs.iter().map(|f| f.rows).sum(),
+        bytes_in: inputs.iter().map(|f| f.bytes).sum(),
+        est_files_out: 1,
+        inputs,
+    });
 }
 
 /// A measurement's partition and its files.
@@ -363,32 +398,37 @@ fn is_small(group: &[FileMeta]) -> bool {
         && !columns.contains(crate::storage::packed::MEASUREMENT_COLUMN)
 }
 
-/// The compaction of one measurement's partition, if it needs one (see [`plan_compaction`]).
-fn compaction_of(p: PartitionId, group: Vec<FileMeta>, policy: &Policy) -> Option<Compaction> {
+/// The compaction of one measurement's partition, if it needs one (see [`plan_compaction`]);
+/// `force`: whether or not it does.
+fn compaction_of(
+    p: PartitionId,
+    group: Vec<FileMeta>,
+    policy: &Policy,
+    force: bool,
+) -> Option<Compaction> {
     let target = policy.target_bytes.max(1);
-    {
-        let bytes_in: u64 = group.iter().map(|f| f.bytes).sum();
-        let est = bytes_in.div_ceil(target).max(1);
-        let fewer = group.len() >= 2 && group.len() as u64 > est;
-        let uncompacted_bytes: u64 = group
-            .iter()
-            .filter(|f| {
-                f.rows > 0 && !crate::storage::paths::is_compacted(std::path::Path::new(&f.path))
-            })
-            .map(|f| f.bytes)
-            .sum();
-        let uncompacted = uncompacted_bytes > 0 && uncompacted_bytes * 2 >= bytes_in;
-        if !fewer && !uncompacted {
-            return None;
-        }
-        Some(Compaction {
-            partition: p,
-            rows_in: group.iter().map(|f| f.rows).sum(),
-            bytes_in,
-            est_files_out: est,
-            inputs: group,
+    let bytes_in: u64 = group.iter().map(|f| f.bytes).sum();
+    let est = bytes_in.div_ceil(target).max(1);
+    let fewer = group.len() >= 2 && group.len() as u64 > est;
+    let uncompacted_bytes: u64 = group
+        .iter()
+        .filter(|f| {
+            f.rows > 0 && !crate::storage::paths::is_compacted(std::path::Path::new(&f.path))
         })
+        .map(|f| f.bytes)
+        .sum();
+    let uncompacted = uncompacted_bytes > 0 && uncompacted_bytes * 2 >= bytes_in;
+    if !fewer && !uncompacted && !force {
+        return None;
     }
+    Some(Compaction {
+        pack: false,
+        partition: p,
+        rows_in: group.iter().map(|f| f.rows).sum(),
+        bytes_in,
+        est_files_out: est,
+        inputs: group,
+    })
 }
 
 /// The numeric fields of a set of files, by name (first type seen wins).
@@ -800,6 +840,23 @@ mod tests {
         let alone = plan_compaction(&[small(1, "a"), small(2, "a")], &policy());
         assert_eq!(alone.len(), 1);
         assert_eq!(alone[0].partition.measurement, "a");
+        assert!(!alone[0].pack);
+        // One run's two packed files (types that could not share one): stable too.
+        let mut other = packed(4, "c", 0, 1);
+        other.path = other.path.replace("-0.parquet", "-1.parquet");
+        let two = vec![packed(3, "a", 0, 2), packed(2, "b", 1, 2), other];
+        assert!(
+            plan_compaction(&two, &policy()).is_empty(),
+            "two files, one run"
+        );
+        // The last measurement in a file others left: rewritten alone.
+        let last = plan_compaction(&[packed(3, "a", 0, 2)], &policy());
+        assert_eq!(last.len(), 1);
+        assert!(!last[0].pack && last[0].partition.measurement == "a");
+        // A larger measurement in such a file too.
+        let mut grown = packed(3, "a", 0, 2);
+        grown.rows = 2_000;
+        assert_eq!(plan_compaction(&[grown], &policy()).len(), 1);
     }
 
     /// A partition's only file, written by a flush, is rewritten once as compaction stores

@@ -63,7 +63,13 @@ fn type_matches(kind: &ColumnKind, dt: &DataType) -> bool {
 }
 
 /// Checks one file; returns its problems (empty = fine).
-pub fn verify_file(store: &Store, f: &FileMeta, pd: i64) -> Vec<String> {
+/// `last` keeps the packed file read last, for its next entries.
+fn verify_file(
+    store: &Store,
+    f: &FileMeta,
+    pd: i64,
+    last: &mut Option<(String, bytes::Bytes)>,
+) -> Vec<String> {
     let mut problems = Vec::new();
     let mut bad = |what: String| problems.push(format!("{}: {what}", f.id()));
     if f.partition_start.rem_euclid(pd) != 0 {
@@ -83,13 +89,13 @@ pub fn verify_file(store: &Store, f: &FileMeta, pd: i64) -> Vec<String> {
     .replace('\\', "/");
     let want_dir = want.rsplit_once('/').map_or("", |(d, _)| d);
     // A packed file's entry: in its measurement's directory once unpacked, in a file named
-    // by the lowest seq of its entries.
+    // by a seq of its own.
     let own = crate::storage::paths::unpacked_rel(&f.path, &f.db, &f.measurement);
     let dir = own.rsplit_once('/').map_or("", |(d, _)| d);
     let named_seq = parse_data_file(std::path::Path::new(&f.path)).map(|n| n.seq());
     let seq_ok = match f.packed {
         None => named_seq == Some(f.seq),
-        Some(_) => named_seq.is_some_and(|s| s <= f.seq) && own != f.path,
+        Some(_) => named_seq.is_some() && own != f.path,
     };
     if dir != want_dir || !seq_ok {
         bad(format!(
@@ -97,8 +103,21 @@ pub fn verify_file(store: &Store, f: &FileMeta, pd: i64) -> Vec<String> {
             f.seq
         ));
     }
-    let bytes = match store.read(&f.path) {
-        Ok(Some(b)) => b,
+    let cached = last
+        .as_ref()
+        .filter(|(p, _)| f.packed.is_some() && *p == f.path)
+        .map(|(_, b)| b.clone());
+    let read = match cached {
+        Some(b) => Ok(Some(b)),
+        None => store.read(&f.path),
+    };
+    let bytes = match read {
+        Ok(Some(b)) => {
+            if f.packed.is_some() {
+                *last = Some((f.path.clone(), b.clone()));
+            }
+            b
+        }
         Ok(None) => {
             bad("listed in the manifest but not stored".into());
             return problems;
@@ -282,6 +301,7 @@ impl DataDir {
         let pd = self.partition_duration_ns();
         for r in self.regions() {
             let files = r.manifest.files();
+            let mut last = None;
             // A seq names one file, but the outputs of one compaction share theirs.
             let mut seqs: std::collections::HashMap<u64, String> = Default::default();
             let mut paths = HashSet::new();
@@ -309,7 +329,7 @@ impl DataDir {
                 report.files += 1;
                 report.rows += f.rows;
                 report.bytes += f.bytes;
-                for p in verify_file(r.manifest.store(), f, pd) {
+                for p in verify_file(r.manifest.store(), f, pd, &mut last) {
                     report.problems.push(format!("region {}: {p}", r.name));
                 }
             }

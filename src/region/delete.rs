@@ -36,10 +36,11 @@ use super::shard::Ctrl;
 use crate::catalog::manifest::ManifestError;
 use crate::catalog::{FileMeta, Manifest, ManifestEdit, WalRange};
 use crate::model::TIME_COLUMN;
+use crate::storage::packed::StagedPacked;
 use crate::storage::parquet::{FLUSH_PAGE_ROWS, FLUSH_ZSTD_LEVEL};
 use crate::storage::paths::rewritten_file_rel;
 use crate::storage::store::Store;
-use crate::storage::writer::{FileSpec, FileWriter, Staged, discard, publish, stage_tombstone};
+use crate::storage::writer::{FileSpec, FileWriter, Staged, discard, stage_tombstone};
 
 /// Which series a delete takes: given a series' tags (sorted by key, absent ones left out).
 pub type SeriesFilter = Arc<dyn Fn(&[(&str, &str)]) -> bool + Send + Sync>;
@@ -208,30 +209,31 @@ fn delete_in_region(
     // WAL ranges of the files dropped whole, per partition directory: a tombstone keeps
     // them, or replay after a crash would bring the points back.
     let mut dropped: HashMap<String, (FileMeta, Vec<WalRange>)> = HashMap::new();
-    // Entries of packed files dropped whole: the file stays for the other measurements'.
-    let mut dropped_packed: Vec<FileMeta> = Vec::new();
-    fn drop_file(
-        dropped: &mut HashMap<String, (FileMeta, Vec<WalRange>)>,
-        dropped_packed: &mut Vec<FileMeta>,
-        f: &FileMeta,
-    ) {
-        if f.packed.is_some() {
-            dropped_packed.push(f.clone());
-            return;
-        }
-        let dir = f.path.rsplit_once('/').map_or("", |(d, _)| d).to_string();
+    // Packed files some of whose rows go: each is rewritten whole (below), so that no
+    // packed file ever holds rows its entries no longer list.
+    let mut packed_files: std::collections::BTreeSet<String> = Default::default();
+    let mut packed_staged: Vec<StagedPacked> = Vec::new();
+    fn drop_file(dropped: &mut HashMap<String, (FileMeta, Vec<WalRange>)>, f: &FileMeta) {
+        // A packed file's entry: its measurement's own directory, where the tombstone goes.
+        let own = crate::storage::paths::unpacked_rel(&f.path, &f.db, &f.measurement);
+        let dir = own.rsplit_once('/').map_or("", |(d, _)| d).to_string();
         let e = dropped
             .entry(dir)
             .or_insert_with(|| (f.clone(), Vec::new()));
         e.1.extend(f.wal.iter().copied());
     }
     let result = (|| -> Result<(), String> {
-        for f in manifest.files().iter().filter(|f| spec.takes_file(f)) {
+        let files = manifest.files();
+        for f in files.iter().filter(|f| spec.takes_file(f)) {
+            if f.packed.is_some() {
+                packed_files.insert(f.path.clone());
+                continue;
+            }
             if spec.takes_whole(f) {
                 edit.remove.push(f.id().into_owned());
                 outcome.files_dropped += 1;
                 outcome.rows_deleted += f.rows;
-                drop_file(&mut dropped, &mut dropped_packed, f);
+                drop_file(&mut dropped, f);
                 continue;
             }
             let rewrite_seq = manifest.next_file_seq();
@@ -251,7 +253,7 @@ fn delete_in_region(
                     edit.remove.push(f.id().into_owned());
                     outcome.files_dropped += 1;
                     outcome.rows_deleted += f.rows;
-                    drop_file(&mut dropped, &mut dropped_packed, f);
+                    drop_file(&mut dropped, f);
                 }
                 Rewritten::To(new, deleted) => {
                     let new = *new;
@@ -263,29 +265,25 @@ fn delete_in_region(
                 }
             }
         }
-        // An entry of a packed file dropped whole is replaced by an empty file of its seq
-        // in its measurement's directory (carrying its WAL ranges): a manifest rebuilt from
-        // the footers lists that, not the entry the packed file still holds.
-        for f in &dropped_packed {
-            let own = crate::storage::paths::unpacked_rel(&f.path, &f.db, &f.measurement);
-            let rel = rewritten_file_rel(Path::new(&own), f.seq, manifest.next_file_seq())
-                .to_string_lossy()
-                .replace('\\', "/");
-            let spec = FileSpec {
-                region,
-                db: &f.db,
-                measurement: &f.measurement,
-                partition_start: f.partition_start,
-                row_group_rows: 1024,
-                zstd_level: FLUSH_ZSTD_LEVEL,
-                page_rows: FLUSH_PAGE_ROWS,
-                time_unit,
-                column_index: true,
+        for path in &packed_files {
+            let entries: Vec<&FileMeta> = files.iter().filter(|f| f.path == *path).collect();
+            let Some(repacked) = repack(manifest, region, &entries, spec, time_unit)
+                .map_err(|e| format!("rewriting {path}: {e}"))?
+            else {
+                continue;
             };
-            let t = stage_tombstone(store, rel, f.seq, &spec, f.wal.clone())
-                .map_err(|e| format!("writing a tombstone for {}: {e}", f.id()))?;
-            edit.add.push(t.meta.clone());
-            staged.push(t);
+            edit.remove
+                .extend(entries.iter().map(|f| f.id().into_owned()));
+            outcome.rows_deleted += repacked.deleted;
+            outcome.files_dropped += repacked.dropped.len() as u64;
+            outcome.files_rewritten += u64::from(repacked.staged.is_some());
+            for f in &repacked.dropped {
+                drop_file(&mut dropped, f);
+            }
+            if let Some(s) = repacked.staged {
+                edit.add.extend(s.metas.iter().cloned());
+                packed_staged.push(s);
+            }
         }
         for (dir, (like, wal)) in dropped {
             // Shared storage has no WAL to replay (the log is read from the mark, past
@@ -312,26 +310,142 @@ fn delete_in_region(
         }
         Ok(())
     })();
-    let refs: Vec<&Staged> = staged.iter().collect();
+    let mut all: Vec<(std::path::PathBuf, String)> = staged
+        .iter()
+        .map(|s| (s.tmp.clone(), s.meta.path.clone()))
+        .collect();
+    all.extend(
+        packed_staged
+            .iter()
+            .map(|s| (s.tmp.clone(), s.path.clone())),
+    );
+    let discard_all = || {
+        for (tmp, _) in &all {
+            let _ = std::fs::remove_file(tmp);
+        }
+    };
     if let Err(e) = result {
-        discard(&refs);
+        discard_all();
         return Err(e);
     }
     if edit.remove.is_empty() {
-        discard(&refs);
+        discard_all();
         return Ok(Ok(outcome));
     }
-    publish(store, &refs).map_err(|e| format!("writing the rewritten files: {e}"))?;
+    store
+        .publish(&all)
+        .map_err(|e| format!("writing the rewritten files: {e}"))?;
     match manifest.commit(edit) {
         Ok(_) => Ok(Ok(outcome)),
         Err(ManifestError::Conflict(why)) => {
             // Nothing of this attempt is live: its files go now.
-            let paths: Vec<String> = staged.iter().map(|s| s.meta.path.clone()).collect();
+            let paths: Vec<String> = all.into_iter().map(|(_, p)| p).collect();
             let _ = store.delete(&paths);
             Ok(Err(why))
         }
         Err(e) => Err(format!("recording the delete in region {region}: {e}")),
     }
+}
+
+/// A packed file rewritten without the rows a delete takes.
+struct Repacked {
+    /// Its measurements that have rows left, packed again (a new file), if any has.
+    staged: Option<StagedPacked>,
+    /// Its entries that lost every row.
+    dropped: Vec<FileMeta>,
+    deleted: u64,
+}
+
+/// Rewrites the packed file of `entries` (its live entries) without the rows `spec` takes:
+/// the measurements with rows left go into a new packed file under their seqs; `None`
+/// when no row goes. The WAL ranges of an entry left without rows stay covered by the
+/// first one kept (or by a tombstone, from `dropped`).
+fn repack(
+    manifest: &Manifest,
+    region: &str,
+    entries: &[&FileMeta],
+    spec: &DeleteSpec,
+    time_unit: crate::config::FileTimeUnit,
+) -> Result<Option<Repacked>, String> {
+    use crate::storage::packed;
+    let store = manifest.store();
+    let Some(first) = entries.first() else {
+        return Ok(None);
+    };
+    let bytes = store
+        .read(&first.path)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "the file is gone".to_string())?;
+    let path = store.key_of(&first.path);
+    let mut kept: Vec<(&FileMeta, RecordBatch)> = Vec::new();
+    let mut dropped: Vec<FileMeta> = Vec::new();
+    let mut deleted = 0u64;
+    for f in entries {
+        let entry = store.file(f).packed_entry();
+        let (schema, batches) =
+            crate::storage::parquet::decode_file(bytes.clone(), &path, entry.as_ref())
+                .map_err(|e| e.to_string())?;
+        let batch = arrow::compute::concat_batches(&schema, &batches).map_err(|e| e.to_string())?;
+        let batch = if spec.takes_file(f) {
+            let keep = keep_mask(&batch, &f.tag_names(), spec)?;
+            filter_record_batch(&batch, &keep).map_err(|e| e.to_string())?
+        } else {
+            batch
+        };
+        deleted += f.rows.saturating_sub(batch.num_rows() as u64);
+        if batch.num_rows() == 0 {
+            dropped.push((*f).clone());
+        } else {
+            kept.push((f, batch));
+        }
+    }
+    if deleted == 0 {
+        return Ok(None);
+    }
+    let staged = if kept.is_empty() {
+        None
+    } else {
+        let carried: Vec<WalRange> = dropped.iter().flat_map(|f| f.wal.iter().copied()).collect();
+        let parts: Vec<packed::Part<'_>> = kept
+            .iter()
+            .enumerate()
+            .map(|(i, (f, batch))| {
+                let mut wal = f.wal.clone();
+                if i == 0 {
+                    wal.extend(carried.iter().copied());
+                }
+                packed::Part {
+                    rows: batch,
+                    measurement: &f.measurement,
+                    seq: f.seq,
+                    wal,
+                }
+            })
+            .collect();
+        let dir = first.path.rsplit_once('/').map_or("", |(d, _)| d);
+        let rel = format!("{dir}/{:020}.parquet", manifest.next_file_seq());
+        let pspec = packed::PackSpec {
+            region,
+            db: &first.db,
+            partition_start: first.partition_start,
+            zstd_level: FLUSH_ZSTD_LEVEL,
+            page_rows: FLUSH_PAGE_ROWS,
+            time_unit,
+            column_index: true,
+        };
+        Some(packed::stage_packed(store, rel, &parts, &pspec).map_err(|e| e.to_string())?)
+    };
+    // The entries' WAL ranges went to the first one kept.
+    if staged.is_some() {
+        for f in &mut dropped {
+            f.wal.clear();
+        }
+    }
+    Ok(Some(Repacked {
+        staged,
+        dropped,
+        deleted,
+    }))
 }
 
 enum Rewritten {
@@ -397,9 +511,7 @@ fn rewrite(
     }
     // Second pass: write the rows kept, under the same seq (it orders the file among
     // overlapping ones) and a name of its own.
-    // A packed file's entry is rewritten into its measurement's own directory.
-    let own = crate::storage::paths::unpacked_rel(&f.path, &f.db, &f.measurement);
-    let rel = rewritten_file_rel(Path::new(&own), f.seq, rewrite_seq)
+    let rel = rewritten_file_rel(Path::new(&f.path), f.seq, rewrite_seq)
         .to_string_lossy()
         .replace('\\', "/");
     let fspec = FileSpec {

@@ -276,11 +276,9 @@ fn stage_pack(
     pack: &[(&FlushPart, SortedRows)],
 ) -> Result<(StagedPacked, Vec<(RecordBatch, usize)>), String> {
     let first = pack.first().ok_or("an empty pack")?.0;
-    let seq = pack
-        .iter()
-        .map(|(p, _)| p.file_seq)
-        .min()
-        .unwrap_or(first.file_seq);
+    // A seq of its own: a retry of the job (an earlier try may have committed after all)
+    // never writes over a file whose entries are live.
+    let seq = job.manifest.next_file_seq();
     let rel = packed_file_rel(
         &first.key.db,
         first.key.partition,
@@ -304,7 +302,6 @@ fn stage_pack(
         page_rows: FLUSH_PAGE_ROWS,
         time_unit: job.time_unit,
         column_index: false,
-        written: 0,
     };
     let staged = packed::stage_packed(
         job.manifest.store(),

@@ -84,15 +84,6 @@ pub struct PartFooter {
     pub rows: u64,
     #[serde(default)]
     pub wal: Vec<WalRange>,
-    /// A seq allocated when a compaction wrote the file (0 for a flush's). A delete's
-    /// rewrite of an entry keeps its seq and carries the seq allocated for the rewrite: a
-    /// manifest rebuilt from the footers keeps whichever of the two was written last.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub written: u64,
-}
-
-fn is_zero(v: &u64) -> bool {
-    *v == 0
 }
 
 /// One measurement to pack: its rows (sorted by tag set then time, in a Meridian file
@@ -114,8 +105,6 @@ pub struct PackSpec<'a> {
     pub time_unit: FileTimeUnit,
     /// Page min/max statistics (see `storage::writer::FileSpec::column_index`).
     pub column_index: bool,
-    /// See [`PartFooter::written`].
-    pub written: u64,
 }
 
 /// A packed file in staging, with the manifest entry of each of its measurements.
@@ -269,6 +258,7 @@ fn write_packed(
             spec.partition_start.to_string(),
         ),
         KeyValue::new(meta::WAL.into(), json(&wal)?),
+        KeyValue::new(meta::WRITTEN_AT.into(), super::writer::written_now()),
         // As in any file, for readers of the hive layout: a column is a tag in every
         // measurement of the file or in none.
         KeyValue::new(
@@ -301,8 +291,7 @@ fn write_packed(
     // A part at a time: its rows in the union schema exist only while it is written.
     let mut footers = Vec::with_capacity(parts.len());
     for p in parts {
-        let (b, mut footer) = part_batch(p, spec.db, &union).map_err(arrow_err)?;
-        footer.written = spec.written;
+        let (b, footer) = part_batch(p, spec.db, &union).map_err(arrow_err)?;
         let b = match spec.time_unit {
             FileTimeUnit::Nanosecond => b,
             unit => batch_in_unit(&b, unit).map_err(arrow_err)?,
@@ -321,29 +310,33 @@ fn write_packed(
             parts.len()
         ))));
     }
-    Ok(parts
+    parts
         .iter()
         .zip(footers)
         .enumerate()
-        .map(|(i, (p, f))| FileMeta {
-            seq: p.seq,
-            path: rel.to_string(),
-            db: f.db,
-            measurement: f.measurement,
-            partition_start: spec.partition_start,
-            min_time: f.min_time,
-            max_time: f.max_time,
-            rows: f.rows,
-            bytes: u64::try_from(written.row_group(i).compressed_size()).unwrap_or(0),
-            columns: columns_of(&p.rows.schema()).unwrap_or_default(),
-            wal: f.wal,
-            packed: Some(Packed {
-                row_group: i as u32,
-                file_bytes,
-                row_groups: parts.len() as u32,
-            }),
+        .map(|(i, (p, f))| {
+            let columns = columns_of(&p.rows.schema())
+                .map_err(|e| arrow_err(arrow::error::ArrowError::SchemaError(e)))?;
+            Ok(FileMeta {
+                seq: p.seq,
+                path: rel.to_string(),
+                db: f.db,
+                measurement: f.measurement,
+                partition_start: spec.partition_start,
+                min_time: f.min_time,
+                max_time: f.max_time,
+                rows: f.rows,
+                bytes: u64::try_from(written.row_group(i).compressed_size()).unwrap_or(0),
+                columns,
+                wal: f.wal,
+                packed: Some(Packed {
+                    row_group: i as u32,
+                    file_bytes,
+                    row_groups: parts.len() as u32,
+                }),
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// A footer value as JSON text.
@@ -413,7 +406,6 @@ fn part_batch(
             max_time: max,
             rows: n as u64,
             wal: p.wal.clone(),
-            written: 0,
         },
     ))
 }
@@ -435,6 +427,8 @@ type Footers = std::sync::Mutex<std::collections::VecDeque<(PathBuf, u64, Arc<Fu
 pub struct Full {
     pub md: ParquetMetaData,
     pub parts: Vec<PartFooter>,
+    /// Memory held, about: the metadata, and the parts as much again as their JSON text.
+    bytes: usize,
 }
 
 impl Full {
@@ -474,8 +468,10 @@ pub fn full_metadata<R: parquet::file::reader::ChunkReader>(
     let parts = parts_of(md.file_metadata())
         .ok_or_else(|| ParquetError::General("not a packed file (no packed footer key)".into()))?
         .map_err(ParquetError::General)?;
-    let full = Arc::new(Full { md, parts });
-    let size = |f: &Full| f.md.memory_size() + f.parts.len() * std::mem::size_of::<PartFooter>();
+    let text = super::schema::footer_value(md.file_metadata(), PACKED_KEY).map_or(0, str::len);
+    let bytes = md.memory_size() + text + parts.len() * std::mem::size_of::<PartFooter>();
+    let full = Arc::new(Full { md, parts, bytes });
+    let size = |f: &Full| f.bytes;
     let mut c = lock();
     c.push_back((file.file.clone(), file.len, full.clone()));
     let mut bytes: usize = c.iter().map(|e| size(&e.2)).sum();
@@ -606,13 +602,13 @@ fn pick<T: Clone>(per_group: &[Vec<T>], row_group: usize, keep: &[usize]) -> Opt
     ])
 }
 
-/// The manifest entries of a packed file, from its footer (a lost manifest's rebuild),
-/// each with its [`PartFooter::written`]; `file_bytes` is the file's size.
+/// The manifest entries of a packed file, from its footer (a lost manifest's rebuild);
+/// `file_bytes` is the file's size.
 pub fn entries(
     md: &ParquetMetaData,
     path: &str,
     file_bytes: u64,
-) -> std::result::Result<Vec<(FileMeta, u64)>, String> {
+) -> std::result::Result<Vec<FileMeta>, String> {
     let file = md.file_metadata();
     let parts = parts_of(file).ok_or("not a packed file")??;
     let partition_start = super::schema::footer_value(file, meta::PARTITION_START)
@@ -631,27 +627,24 @@ pub fn entries(
                 p.min_time, p.max_time
             ));
         }
-        out.push((
-            FileMeta {
-                seq: p.seq,
-                path: path.to_string(),
-                db: p.db,
-                measurement: p.measurement,
-                partition_start,
-                min_time: p.min_time,
-                max_time: p.max_time,
-                rows: p.rows,
-                bytes: u64::try_from(md.row_group(i).compressed_size()).unwrap_or(0),
-                columns,
-                wal: p.wal,
-                packed: Some(Packed {
-                    row_group: i as u32,
-                    file_bytes,
-                    row_groups,
-                }),
-            },
-            p.written,
-        ));
+        out.push(FileMeta {
+            seq: p.seq,
+            path: path.to_string(),
+            db: p.db,
+            measurement: p.measurement,
+            partition_start,
+            min_time: p.min_time,
+            max_time: p.max_time,
+            rows: p.rows,
+            bytes: u64::try_from(md.row_group(i).compressed_size()).unwrap_or(0),
+            columns,
+            wal: p.wal,
+            packed: Some(Packed {
+                row_group: i as u32,
+                file_bytes,
+                row_groups,
+            }),
+        });
     }
     Ok(out)
 }
@@ -740,7 +733,6 @@ mod tests {
             page_rows: 20_000,
             time_unit: FileTimeUnit::Nanosecond,
             column_index: false,
-            written: 9,
         };
         let rel = "db/~packed/part_day=1970-01-01/00000000000000000004.parquet".to_string();
         let staged = stage_packed(&store, rel.clone(), &parts, &spec).unwrap();
@@ -844,14 +836,7 @@ mod tests {
             row_group: None,
         })
         .unwrap();
-        let again: Vec<FileMeta> = entries(&whole, &rel, staged.metas[0].file_bytes())
-            .unwrap()
-            .into_iter()
-            .map(|(m, written)| {
-                assert_eq!(written, 9);
-                m
-            })
-            .collect();
+        let again = entries(&whole, &rel, staged.metas[0].file_bytes()).unwrap();
         assert_eq!(again, staged.metas);
     }
 

@@ -148,6 +148,10 @@ pub mod meta {
     /// Marks a zero-row file that only carries WAL ranges (of a partition dropped by
     /// retention, or of files a delete emptied), so WAL replay keeps skipping them.
     pub const TOMBSTONE: &str = "meridian.tombstone";
+    /// When the file was written (ns since the epoch): of the files that carry one seq (a
+    /// file, a delete's rewrite of it, compaction outputs, packed entries), a manifest
+    /// rebuilt from the footers keeps the one written last.
+    pub const WRITTEN_AT: &str = "meridian.written_at";
 }
 
 /// A column as queries use it: files written with `[storage] time_unit = "us"` hold

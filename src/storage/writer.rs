@@ -474,6 +474,7 @@ impl FileWriter {
             (meta::ROW_COUNT, self.rows.to_string()),
             (meta::PARTITION_START, self.partition_start.to_string()),
             (meta::WAL, wal_json),
+            (meta::WRITTEN_AT, written_now()),
         ];
         if self.rows == 0 {
             kv.push((
@@ -508,6 +509,14 @@ impl FileWriter {
             },
         })
     }
+}
+
+/// The footer's `meridian.written_at` for a file written now (ns since the epoch).
+pub fn written_now() -> String {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .to_string()
 }
 
 /// Writes one whole file to staging.
