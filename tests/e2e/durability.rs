@@ -32,6 +32,8 @@ struct Sent {
 #[derive(Clone)]
 struct WriterOpts {
     measurement: &'static str,
+    /// Measurements written (`<measurement><n>`, n below this; the name alone for 1).
+    measurements: i64,
     db: &'static str,
     points: (u64, u64),
     /// Retry a 503 after its Retry-After (capped) instead of giving up.
@@ -82,12 +84,13 @@ fn run_writer(
             fields.insert("f".into(), Value::Float(k as f64 / 7.0));
             fields.insert("s".into(), Value::Str(format!("w{w} r{round} k{k}")));
             fields.insert("b".into(), Value::Bool(k % 2 == 0));
-            body.push_str(&lp_line(o.measurement, &tags, &fields, Some(time), 0));
+            let measurement = match o.measurements {
+                1 => o.measurement.to_string(),
+                n => format!("{}{}", o.measurement, (k / 3) % n),
+            };
+            body.push_str(&lp_line(&measurement, &tags, &fields, Some(time), 0));
             body.push('\n');
-            points.push((
-                (o.db.to_string(), o.measurement.to_string(), tags, time),
-                fields,
-            ));
+            points.push(((o.db.to_string(), measurement, tags, time), fields));
             k += 1;
         }
         let path = match req_no % 3 {
@@ -252,6 +255,8 @@ fn kill9_at_random_moments_loses_no_acknowledged_point() {
     let mut server = TestServer::start(crash_config(false, 1, 2));
     let opts = WriterOpts {
         measurement: "crash",
+        // Several small measurements: their blocks share packed files.
+        measurements: 4,
         db: "crashdb",
         points: (5, 60),
         retry_503: false,
@@ -323,6 +328,12 @@ fn kill9_at_random_moments_loses_no_acknowledged_point() {
     assert!(
         crash_logs.contains("flushed block"),
         "no flush happened while writers were running"
+    );
+    assert!(
+        tree(&server.data_dir())
+            .iter()
+            .any(|p| p.contains("/~packed/") && p.ends_with(".parquet")),
+        "no flush packed measurements together: the crashes did not test packed files"
     );
     let rows = read_rows(&server.data_dir(), HOUR_NS);
     let (acked, unacked_present) = check_ledger(&rows, &sent);
@@ -580,6 +591,7 @@ fn backpressure_gives_503_with_retry_after_and_loses_nothing() {
     let mut server = TestServer::start(cfg);
     let opts = WriterOpts {
         measurement: "bp",
+        measurements: 1,
         db: "bp",
         points: (800, 1500),
         retry_503: true,
@@ -649,6 +661,7 @@ fn interval_sync_survives_kill9_for_acknowledged_points() {
     let mut server = TestServer::start(cfg);
     let opts = WriterOpts {
         measurement: "iv",
+        measurements: 1,
         db: "iv",
         points: (5, 80),
         retry_503: false,
@@ -815,6 +828,7 @@ fn memory_pressure_flushes_do_not_pile_up() {
     let mut server = TestServer::start(cfg);
     let opts = WriterOpts {
         measurement: "mp",
+        measurements: 1,
         db: "mp",
         points: (800, 1500),
         retry_503: true,
