@@ -613,7 +613,14 @@ fn run_case(steps: &[Step]) -> Result<(), TestCaseError> {
                             .iter()
                             .map(|(f, v)| format!("{}={}", FIELDS[*f], v.lp()))
                             .collect();
-                        format!("m{tags} {} {}\n", fields.join(","), l.t)
+                        // Beside `m`, two small measurements that the queries never ask for:
+                        // their blocks and `m`'s share packed files (one whose `i` is a float
+                        // cannot share one with `m`), which queries of `m` must see through.
+                        format!(
+                            "m{tags} {f} {t}\nshadow{tags} {f} {t}\nother{tags} i={t}.5 {t}\n",
+                            f = fields.join(","),
+                            t = l.t
+                        )
                     })
                     .collect();
                 let r = server.post("/write?db=mb", body.clone());
