@@ -398,7 +398,7 @@ impl State {
             let added: HashSet<&str> = r.add.iter().map(|f| f.path.as_str()).collect();
             self.retired.retain(|x| !added.contains(x.path.as_str()));
         }
-        let mut replaced_packed: Vec<String> = Vec::new();
+        let mut replaced_paths: Vec<String> = Vec::new();
         for f in r.add {
             // A retried write under the same name (so the same seq) replaces its earlier
             // entry: looked for among the files of that seq only (files are in seq order).
@@ -422,8 +422,8 @@ impl State {
             };
             if let Some(i) = (lo..hi).find(|&i| retry_of(&files[i])) {
                 let old = files.remove(i);
-                if old.packed.is_some() && old.path != f.path {
-                    replaced_packed.push(old.path);
+                if old.path != f.path {
+                    replaced_paths.push(old.path);
                 }
             }
             if files.last().is_none_or(|l| l.seq <= f.seq) {
@@ -433,7 +433,7 @@ impl State {
                 files.insert(at, f);
             }
         }
-        for path in replaced_packed {
+        for path in replaced_paths {
             if !files.iter().any(|g| g.path == path) && !self.retired.iter().any(|x| x.path == path)
             {
                 self.retired.push(Retired { path, at: r.at });
@@ -775,28 +775,35 @@ impl Manifest {
     /// The live files, and the positions among them of `measurement`'s files in `db` (for
     /// a measurement of many: a query of one of 20,000 measurements looked at every file).
     pub fn files_of(&self, db: &str, measurement: &str) -> (Arc<Vec<FileMeta>>, Arc<[u32]>) {
-        let mut st = self.state.lock();
-        let index = match &st.by_measurement {
-            Some(i) => i.clone(),
-            None => {
-                let mut by: std::collections::HashMap<(String, String), Vec<u32>> =
-                    Default::default();
-                for (i, f) in st.files.iter().enumerate() {
-                    by.entry((f.db.clone(), f.measurement.clone()))
-                        .or_default()
-                        .push(i as u32);
-                }
-                let index: Arc<ByMeasurement> =
-                    Arc::new(by.into_iter().map(|(k, v)| (k, Arc::from(v))).collect());
-                st.by_measurement = Some(index.clone());
-                index
-            }
+        let pick = |files: Arc<Vec<FileMeta>>, index: &ByMeasurement| {
+            let positions = index
+                .get(&(db.to_string(), measurement.to_string()))
+                .cloned()
+                .unwrap_or_else(|| Arc::from(Vec::new()));
+            (files, positions)
         };
-        let positions = index
-            .get(&(db.to_string(), measurement.to_string()))
-            .cloned()
-            .unwrap_or_else(|| Arc::from(Vec::new()));
-        (st.files.clone(), positions)
+        let (files, version) = {
+            let st = self.state.lock();
+            if let Some(index) = &st.by_measurement {
+                return pick(st.files.clone(), index);
+            }
+            (st.files.clone(), st.version)
+        };
+        // Built outside the lock (commits wait for it otherwise); kept if no edit came.
+        let mut by: std::collections::HashMap<(String, String), Vec<u32>> = Default::default();
+        for (i, f) in files.iter().enumerate() {
+            by.entry((f.db.clone(), f.measurement.clone()))
+                .or_default()
+                .push(i as u32);
+        }
+        let index: Arc<ByMeasurement> =
+            Arc::new(by.into_iter().map(|(k, v)| (k, Arc::from(v))).collect());
+        let mut st = self.state.lock();
+        if st.version == version && Arc::ptr_eq(&st.files, &files) {
+            st.by_measurement = Some(index.clone());
+        }
+        drop(st);
+        pick(files, &index)
     }
 
     /// The version of the last edit applied.
@@ -974,7 +981,8 @@ impl Manifest {
                 st.apply(record, len);
                 if st.edits_since >= CHECKPOINT_EVERY_EDITS
                     || st.edit_bytes_since > CHECKPOINT_MIN_EDIT_BYTES.max(st.checkpoint_bytes)
-                    || (packs && st.checkpoint_format < FORMAT)
+                    || (st.checkpoint_format < FORMAT
+                        && (packs || st.files.iter().any(|f| f.packed.is_some())))
                 {
                     // The edit is durable: a failed checkpoint is retried by a later commit,
                     // never reported as a failed commit.
@@ -1172,7 +1180,22 @@ mod tests {
         // Reopened from storage: the same.
         let again = Manifest::open(&store).unwrap();
         assert_eq!(again.files().len(), 1);
-        assert_eq!(again.retired(), vec![b.path]);
+        assert_eq!(again.retired(), vec![b.path.clone()]);
+        // A flush written alone whose retry was packed: the lone file is retired.
+        let mut alone = meta(8);
+        alone.measurement = "c".into();
+        m.commit(ManifestEdit {
+            add: vec![alone.clone()],
+            ..ManifestEdit::default()
+        })
+        .unwrap();
+        m.commit(ManifestEdit {
+            add: vec![packed(8, 11, 0, "c")],
+            ..ManifestEdit::default()
+        })
+        .unwrap();
+        assert_eq!(seqs(&m), vec![6, 8]);
+        assert_eq!(m.retired(), vec![b.path, alone.path]);
     }
 
     #[test]

@@ -9,8 +9,10 @@
 //! previous format to `manifest.json.damaged-<unix seconds>`), never deleted; files that
 //! cannot be read or belong elsewhere are reported and left where they are, unlisted.
 //!
-//! Overlapping files are fine: queries and compaction merge them last-write-wins by file seq
-//! (the seq is in each file's name), as they did before the manifest was lost.
+//! A packed file's footer lists its measurements, each an entry. Files a later write
+//! replaced (named in another footer's `meridian.replaces`) are left out; other overlapping
+//! files are fine: queries and compaction merge them last-write-wins by file seq (in each
+//! file's name or packed entry), as they did before the manifest was lost.
 
 use std::collections::HashMap;
 use std::fs;
@@ -20,6 +22,7 @@ use crate::catalog::legacy;
 use crate::catalog::manifest::{ManifestError, Result, data_files};
 use crate::catalog::{FileMeta, Manifest, WalRange};
 use crate::model::PartitionStart;
+use crate::storage::packed::Replacing;
 use crate::storage::parquet::{io_err, read_footer};
 use crate::storage::paths::{DataFileName, MANIFEST_DIR, parse_data_file};
 use crate::storage::schema::columns_of;
@@ -93,7 +96,7 @@ pub fn rebuild_manifest(
             out.moved_aside.get_or_insert(to);
         }
     }
-    let mut files: Vec<(FileMeta, i64)> = Vec::new();
+    let mut files: Vec<Replacing> = Vec::new();
     let stored = data_files(store)?;
     let mut next_seq = stored
         .iter()
@@ -116,46 +119,42 @@ pub fn rebuild_manifest(
     for (f, _) in &files {
         next_seq = next_seq.max(f.seq.saturating_add(1));
     }
-    // A delete rewrites a file under the same seq (`<seq>~<rewrite>.parquet`), a
-    // compaction writes its outputs under the highest seq of its inputs
-    // (`<seq>~c<token>-<n>.parquet`), and entries of packed files carry their own seqs:
-    // per seq, the version written last is live (by the footer's `meridian.written_at`; the
-    // outputs of a compaction, all of them). Files written before that key existed: the
-    // compaction's outputs, else the rewrite with the highest rewrite seq; two flushed
-    // files with one seq cannot both be listed: keep neither silently, report both.
-    let mut by_seq: HashMap<u64, Vec<FileMeta>> = HashMap::new();
-    let mut written: HashMap<String, i64> = HashMap::new();
-    for (f, w) in files {
-        if w > 0 {
-            written.insert(f.id().into_owned(), w);
+    // Every file written since footers name what they replaced (`meridian.replaces`: a
+    // delete's rewrite its source, compaction outputs their inputs, a tombstone the files
+    // it stands for, a packed entry the entry it was rewritten from) leaves those out:
+    // what is left is what the lost manifest listed, whatever is still on disk.
+    let replaced: std::collections::HashSet<String> = files
+        .iter()
+        .flat_map(|(_, r)| r.iter().flatten().cloned())
+        .collect();
+    // Files written before that key, per seq (a delete rewrites a file under the same seq,
+    // `<seq>~<rewrite>.parquet`; a compaction writes its outputs under the highest seq of
+    // its inputs, `<seq>~c<token>-<n>.parquet`): the newest version is live (the outputs
+    // of the compaction, all of them; the rewrite with the highest rewrite seq). Two
+    // flushed files with one seq cannot both be listed: keep neither silently, report both.
+    let mut by_seq: HashMap<u64, Vec<(FileMeta, bool)>> = HashMap::new();
+    for (f, r) in files {
+        if replaced.contains(f.id().as_ref()) {
+            let what = match f.packed {
+                Some(p) => format!("its row group {} was", p.row_group),
+                None => "it was".to_string(),
+            };
+            out.skipped.push((
+                store.key_of(&f.path),
+                format!("{what} replaced by a later write (a delete, a compaction)"),
+            ));
+            continue;
         }
-        by_seq.entry(f.seq).or_default().push(f);
+        by_seq.entry(f.seq).or_default().push((f, r.is_some()));
     }
     let mut files: Vec<FileMeta> = Vec::new();
     for (seq, group) in by_seq {
-        let name = |f: &FileMeta| parse_data_file(Path::new(&f.path));
-        let at = |f: &FileMeta| written.get(f.id().as_ref()).copied().unwrap_or(0);
-        if let Some(newest) = group.iter().filter(|f| at(f) > 0).max_by_key(|f| at(f)) {
-            let keep: Vec<&FileMeta> = match name(newest) {
-                Some(DataFileName::Compacted(_, token)) => group
-                    .iter()
-                    .filter(
-                        |f| matches!(name(f), Some(DataFileName::Compacted(_, t)) if t == token),
-                    )
-                    .collect(),
-                _ => vec![newest],
-            };
-            for f in &group {
-                if !keep.iter().any(|k| k.id() == f.id()) {
-                    out.skipped.push((
-                        store.key_of(&f.id()),
-                        format!("an older version of seq {seq}, which a later write replaced"),
-                    ));
-                }
-            }
-            files.extend(keep.into_iter().cloned());
+        if group.iter().all(|(_, named)| *named) {
+            files.extend(group.into_iter().map(|(f, _)| f));
             continue;
         }
+        let group: Vec<FileMeta> = group.into_iter().map(|(f, _)| f).collect();
+        let name = |f: &FileMeta| parse_data_file(Path::new(&f.path));
         let flushed = group
             .iter()
             .filter(|f| matches!(name(f), Some(DataFileName::Flushed(_))))
@@ -195,7 +194,7 @@ pub fn rebuild_manifest(
             newest.into_iter().collect()
         };
         for f in &group {
-            if !keep.iter().any(|k| k.path == f.path) {
+            if !keep.iter().any(|k| k.id() == f.id()) {
                 out.skipped.push((
                     store.key_of(&f.path),
                     format!("an older version of seq {seq}, which a delete or compaction replaced"),
@@ -227,14 +226,14 @@ pub fn footer_kv(file: &FileRef) -> std::result::Result<HashMap<String, String>,
     Ok(kv_of(md.file_metadata()))
 }
 
-/// A data file's manifest entries (a packed file's: one per measurement), each with when
-/// the file was written (`meridian.written_at`, 0 where the footer has none), from its
-/// footer.
+/// A data file's manifest entries (a packed file's: one per measurement), each with the
+/// entries it replaced (`meridian.replaces`; `None` where the footer predates the key),
+/// from its footer.
 fn describe(
     file: &FileRef,
     region: &str,
     partition_duration_ns: i64,
-) -> std::result::Result<Vec<(FileMeta, i64)>, String> {
+) -> std::result::Result<Vec<Replacing>, String> {
     let seq = parse_data_file(Path::new(&file.rel))
         .ok_or("its name is not <seq>.parquet")?
         .seq();
@@ -248,9 +247,7 @@ fn describe(
                 "its footer says region {file_region:?}, not {region:?}"
             ));
         }
-        let at = written_at(md);
-        return crate::storage::packed::entries(&footer, &file.rel, bytes)
-            .map(|e| e.into_iter().map(|f| (f, at)).collect());
+        return crate::storage::packed::entries(&footer, &file.rel, bytes);
     }
     let kv = kv_of(md);
     let kv: HashMap<&str, &str> = kv.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -292,6 +289,12 @@ fn describe(
     };
     let schema = crate::storage::schema::file_schema(md)?;
     let columns = columns_of(&schema)?;
+    let replaces: Option<Vec<String>> = match kv.get(meta::REPLACES) {
+        Some(v) => Some(
+            serde_json::from_str(v).map_err(|e| format!("footer key {}: {e}", meta::REPLACES))?,
+        ),
+        None => None,
+    };
     Ok(vec![(
         FileMeta {
             seq,
@@ -307,13 +310,6 @@ fn describe(
             wal,
             packed: None,
         },
-        written_at(md),
+        replaces,
     )])
-}
-
-/// The footer's `meridian.written_at` (0 when absent or unreadable).
-fn written_at(md: &parquet::file::metadata::FileMetaData) -> i64 {
-    crate::storage::schema::footer_value(md, meta::WRITTEN_AT)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }

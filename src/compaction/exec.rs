@@ -304,7 +304,7 @@ pub fn drop_partition(
             None
         } else {
             let p = &d.partition;
-            let spec = output_spec(
+            let mut spec = output_spec(
                 region,
                 settings,
                 (&p.db, &p.measurement, p.start),
@@ -312,6 +312,7 @@ pub fn drop_partition(
                 u64::MAX,
                 newest_seq(&d.files),
             );
+            spec.replaces = ids(&d.files);
             let t = write_tombstone(region.manifest.store(), &spec, d.tombstone_wal.clone(), 0)?;
             emit(&Event::Step {
                 region: &region.name,
@@ -366,7 +367,13 @@ pub(super) fn output_spec<'a>(
         target_bytes,
         seq,
         token: &region.token,
+        replaces: Vec::new(),
     }
+}
+
+/// The manifest ids of `files` (what outputs replacing them record in their footers).
+pub(super) fn ids(files: &[FileMeta]) -> Vec<String> {
+    files.iter().map(|f| f.id().into_owned()).collect()
 }
 
 /// The highest seq of a set of files: what outputs replacing them carry.
@@ -393,7 +400,7 @@ pub fn compact_partition(
             merge_dedup(&batches).map_err(arrow_err(format!("merging {rel_dir}")))?;
         drop(batches);
         let p = &c.partition;
-        let spec = output_spec(
+        let mut spec = output_spec(
             region,
             settings,
             (&p.db, &p.measurement, p.start),
@@ -401,6 +408,7 @@ pub fn compact_partition(
             policy.target_bytes,
             newest_seq(&c.inputs),
         );
+        spec.replaces = ids(&c.inputs);
         let store = region.manifest.store();
         let wal = union_wal(c.inputs.iter().flat_map(|f| f.wal.iter()));
         let mut outputs = write_outputs(store, &spec, &merged, wal.clone(), &mut |step, path| {
@@ -493,7 +501,7 @@ fn pack_partition(
                 if let [i] = bin.as_slice() {
                     let (m, batch, files) = &merged_all[*i];
                     let rel_dir = common_dir(files, &region.dir)?;
-                    let spec = output_spec(
+                    let mut spec = output_spec(
                         region,
                         settings,
                         (&p.db, m, p.start),
@@ -501,6 +509,7 @@ fn pack_partition(
                         policy.target_bytes,
                         newest_seq(files),
                     );
+                    spec.replaces = ids(files);
                     let wal = union_wal(files.iter().flat_map(|f| f.wal.iter()));
                     outputs.extend(write_outputs(
                         store,
@@ -526,6 +535,7 @@ fn pack_partition(
                             measurement: m,
                             seq: newest_seq(files),
                             wal: union_wal(files.iter().flat_map(|f| f.wal.iter())),
+                            replaces: ids(files),
                         }
                     })
                     .collect();
@@ -632,7 +642,7 @@ pub fn roll_up_window(
         // A new seq: it orders the rollup after the sources it covers (the planner's test of
         // an up-to-date rollup) and names outputs that never meet an earlier rollup's.
         let seq = region.manifest.next_file_seq();
-        let spec = output_spec(
+        let mut spec = output_spec(
             region,
             settings,
             (&r.db, &r.target_measurement, r.output_partition),
@@ -640,6 +650,7 @@ pub fn roll_up_window(
             policy.target_bytes,
             seq,
         );
+        spec.replaces = ids(&r.existing);
         let wal = union_wal(r.existing.iter().flat_map(|f| f.wal.iter()));
         let outputs = write_outputs(
             region.manifest.store(),

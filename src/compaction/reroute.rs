@@ -287,7 +287,7 @@ fn reroute_partition(
         filter_record_batch(&merged, &mask).map_err(arrow_err(format!("splitting {rel_dir}")))?;
     let key = lease_key(p, UnitKind::Compaction);
     leased(a, &key, &a.token, files, || {
-        let spec = output_spec(
+        let mut spec = output_spec(
             a,
             settings,
             (&p.db, &p.measurement, p.start),
@@ -295,6 +295,7 @@ fn reroute_partition(
             target_bytes,
             newest_seq(files),
         );
+        spec.replaces = super::exec::ids(files);
         let store = a.manifest.store();
         let wal = union_wal(files.iter().flat_map(|f| f.wal.iter()));
         let mut outputs = write_outputs(store, &spec, &stay, wal.clone(), &mut |_, _| {})?;

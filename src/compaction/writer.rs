@@ -31,6 +31,8 @@ pub struct OutputSpec<'a> {
     pub seq: u64,
     /// Unique per compaction run (names its outputs, and its lease).
     pub token: &'a str,
+    /// The manifest entries (ids) the outputs replace, recorded in their footers.
+    pub replaces: Vec<String>,
 }
 
 /// One output file, complete and durable but not yet live.
@@ -84,6 +86,7 @@ fn write_all(
         k += 1;
         let mut w =
             FileWriter::create(store, rel, spec.seq, batch.schema(), fspec, layout.clone())?;
+        w.replacing(spec.replaces.clone());
         let mut values = 0;
         let step = (|| -> Result<()> {
             while offset < n {
@@ -131,7 +134,7 @@ pub fn write_tombstone(
     n: usize,
 ) -> Result<Written> {
     let rel = compacted_file_rel(spec.rel_dir, spec.seq, spec.token, n);
-    let staged = stage_tombstone(store, rel, spec.seq, &spec.file, wal)?;
+    let staged = stage_tombstone(store, rel, spec.seq, &spec.file, wal, spec.replaces.clone())?;
     publish_one(store, staged, 0)
 }
 
@@ -193,6 +196,7 @@ mod tests {
             target_bytes: target,
             seq: 7,
             token: "t1",
+            replaces: Vec::new(),
         }
     }
 

@@ -208,19 +208,23 @@ fn delete_in_region(
     let mut staged: Vec<Staged> = Vec::new();
     // WAL ranges of the files dropped whole, per partition directory: a tombstone keeps
     // them, or replay after a crash would bring the points back.
-    let mut dropped: HashMap<String, (FileMeta, Vec<WalRange>)> = HashMap::new();
+    // (The tombstone records the entries it stands for, so that a manifest rebuilt from the
+    // footers leaves them out.)
+    let mut dropped: HashMap<String, (FileMeta, Vec<WalRange>, Vec<String>)> = HashMap::new();
     // Packed files some of whose rows go: each is rewritten whole (below), so that no
     // packed file ever holds rows its entries no longer list.
     let mut packed_files: std::collections::BTreeSet<String> = Default::default();
     let mut packed_staged: Vec<StagedPacked> = Vec::new();
-    fn drop_file(dropped: &mut HashMap<String, (FileMeta, Vec<WalRange>)>, f: &FileMeta) {
+    type Dropped = HashMap<String, (FileMeta, Vec<WalRange>, Vec<String>)>;
+    fn drop_file(dropped: &mut Dropped, f: &FileMeta) {
         // A packed file's entry: its measurement's own directory, where the tombstone goes.
         let own = crate::storage::paths::unpacked_rel(&f.path, &f.db, &f.measurement);
         let dir = own.rsplit_once('/').map_or("", |(d, _)| d).to_string();
         let e = dropped
             .entry(dir)
-            .or_insert_with(|| (f.clone(), Vec::new()));
+            .or_insert_with(|| (f.clone(), Vec::new(), Vec::new()));
         e.1.extend(f.wal.iter().copied());
+        e.2.push(f.id().into_owned());
     }
     let result = (|| -> Result<(), String> {
         let files = manifest.files();
@@ -285,7 +289,7 @@ fn delete_in_region(
                 packed_staged.push(s);
             }
         }
-        for (dir, (like, wal)) in dropped {
+        for (dir, (like, wal, replaces)) in dropped {
             // Shared storage has no WAL to replay (the log is read from the mark, past
             // the deleted rows): no tombstone, whose seq would outrank the holder's files.
             if wal.is_empty() || shared {
@@ -303,7 +307,8 @@ fn delete_in_region(
                 time_unit,
                 column_index: true,
             };
-            let t = stage_tombstone(store, format!("{dir}/{seq:020}.parquet"), seq, &spec, wal)
+            let rel = format!("{dir}/{seq:020}.parquet");
+            let t = stage_tombstone(store, rel, seq, &spec, wal, replaces)
                 .map_err(|e| format!("writing a tombstone in {dir}: {e}"))?;
             edit.add.push(t.meta.clone());
             staged.push(t);
@@ -358,8 +363,9 @@ struct Repacked {
 
 /// Rewrites the packed file of `entries` (its live entries) without the rows `spec` takes:
 /// the measurements with rows left go into a new packed file under their seqs; `None`
-/// when no row goes. The WAL ranges of an entry left without rows stay covered by the
-/// first one kept (or by a tombstone, from `dropped`).
+/// when no row goes. The WAL ranges of an entry left without rows are kept by a tombstone
+/// in its measurement's directory (the caller's, from `dropped`): WAL replay skips a record
+/// only for the measurement whose file lists it.
 fn repack(
     manifest: &Manifest,
     region: &str,
@@ -405,21 +411,14 @@ fn repack(
     let staged = if kept.is_empty() {
         None
     } else {
-        let carried: Vec<WalRange> = dropped.iter().flat_map(|f| f.wal.iter().copied()).collect();
         let parts: Vec<packed::Part<'_>> = kept
             .iter()
-            .enumerate()
-            .map(|(i, (f, batch))| {
-                let mut wal = f.wal.clone();
-                if i == 0 {
-                    wal.extend(carried.iter().copied());
-                }
-                packed::Part {
-                    rows: batch,
-                    measurement: &f.measurement,
-                    seq: f.seq,
-                    wal,
-                }
+            .map(|(f, batch)| packed::Part {
+                rows: batch,
+                measurement: &f.measurement,
+                seq: f.seq,
+                wal: f.wal.clone(),
+                replaces: vec![f.id().into_owned()],
             })
             .collect();
         let dir = first.path.rsplit_once('/').map_or("", |(d, _)| d);
@@ -435,12 +434,6 @@ fn repack(
         };
         Some(packed::stage_packed(store, rel, &parts, &pspec).map_err(|e| e.to_string())?)
     };
-    // The entries' WAL ranges went to the first one kept.
-    if staged.is_some() {
-        for f in &mut dropped {
-            f.wal.clear();
-        }
-    }
     Ok(Some(Repacked {
         staged,
         dropped,
@@ -534,6 +527,7 @@ fn rewrite(
     };
     let mut w =
         FileWriter::create(store, rel, f.seq, schema, &fspec, layout).map_err(|e| e.to_string())?;
+    w.replacing(vec![f.id().into_owned()]);
     let written = (|| -> Result<(), String> {
         for b in open()?.build().map_err(|e| e.to_string())? {
             let b = b

@@ -292,6 +292,7 @@ fn stage_pack(
             measurement: &p.key.measurement,
             seq: p.file_seq,
             wal: p.wal.clone(),
+            replaces: Vec::new(),
         })
         .collect();
     let spec = packed::PackSpec {

@@ -1517,7 +1517,9 @@ impl Engine {
                     excluded.insert(path);
                     return true;
                 }
-                // Packed with other measurements: its entry has the flush's seq.
+                // Packed with other measurements: its entry has the flush's seq (a delete's
+                // rewrite of a packed file is named so too: a delete waits for the rows in
+                // memory to be flushed first, so it is not met here).
                 let same = |f: &&FileMeta| {
                     f.db == *m.key.db
                         && f.measurement == *m.key.measurement
@@ -1534,8 +1536,8 @@ impl Engine {
                 }
                 // Committed and compacted away already, or not committed yet. A packed
                 // entry leaves no retired path of its own: its replacement (a compaction's
-                // output carries the highest seq of its inputs, a delete's rewrite the
-                // same seq) tells. (A compaction of later flushes that committed first
+                // output carries the highest seq of its inputs, a delete's rewrite of an
+                // unpacked file the same seq) tells. (A compaction of later flushes that committed first
                 // also has a higher seq; compaction takes sealed partitions only, so a
                 // flush racing it is rare, and the rows are back once it commits.)
                 let replaced = all_files.iter().filter(same).any(|f| match named(f) {

@@ -84,6 +84,10 @@ pub struct PartFooter {
     pub rows: u64,
     #[serde(default)]
     pub wal: Vec<WalRange>,
+    /// The manifest entries whose rows it replaced (see `meta::REPLACES`; absent in files
+    /// written before the key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<Vec<String>>,
 }
 
 /// One measurement to pack: its rows (sorted by tag set then time, in a Meridian file
@@ -93,6 +97,8 @@ pub struct Part<'a> {
     pub measurement: &'a str,
     pub seq: u64,
     pub wal: Vec<WalRange>,
+    /// The manifest entries (ids) whose rows these replace ([`PartFooter::replaces`]).
+    pub replaces: Vec<String>,
 }
 
 /// Where a packed file goes and how its rows are stored.
@@ -258,7 +264,6 @@ fn write_packed(
             spec.partition_start.to_string(),
         ),
         KeyValue::new(meta::WAL.into(), json(&wal)?),
-        KeyValue::new(meta::WRITTEN_AT.into(), super::writer::written_now()),
         // As in any file, for readers of the hive layout: a column is a tag in every
         // measurement of the file or in none.
         KeyValue::new(
@@ -406,6 +411,7 @@ fn part_batch(
             max_time: max,
             rows: n as u64,
             wal: p.wal.clone(),
+            replaces: Some(p.replaces.clone()),
         },
     ))
 }
@@ -602,13 +608,17 @@ fn pick<T: Clone>(per_group: &[Vec<T>], row_group: usize, keep: &[usize]) -> Opt
     ])
 }
 
-/// The manifest entries of a packed file, from its footer (a lost manifest's rebuild);
-/// `file_bytes` is the file's size.
+/// A manifest entry, and the entries whose rows it replaced (`None`: not recorded).
+pub type Replacing = (FileMeta, Option<Vec<String>>);
+
+/// The manifest entries of a packed file, from its footer (a lost manifest's rebuild),
+/// each with the entries it replaced ([`PartFooter::replaces`]); `file_bytes` is the
+/// file's size.
 pub fn entries(
     md: &ParquetMetaData,
     path: &str,
     file_bytes: u64,
-) -> std::result::Result<Vec<FileMeta>, String> {
+) -> std::result::Result<Vec<Replacing>, String> {
     let file = md.file_metadata();
     let parts = parts_of(file).ok_or("not a packed file")??;
     let partition_start = super::schema::footer_value(file, meta::PARTITION_START)
@@ -627,24 +637,28 @@ pub fn entries(
                 p.min_time, p.max_time
             ));
         }
-        out.push(FileMeta {
-            seq: p.seq,
-            path: path.to_string(),
-            db: p.db,
-            measurement: p.measurement,
-            partition_start,
-            min_time: p.min_time,
-            max_time: p.max_time,
-            rows: p.rows,
-            bytes: u64::try_from(md.row_group(i).compressed_size()).unwrap_or(0),
-            columns,
-            wal: p.wal,
-            packed: Some(Packed {
-                row_group: i as u32,
-                file_bytes,
-                row_groups,
-            }),
-        });
+        let replaces = p.replaces.clone();
+        out.push((
+            FileMeta {
+                seq: p.seq,
+                path: path.to_string(),
+                db: p.db,
+                measurement: p.measurement,
+                partition_start,
+                min_time: p.min_time,
+                max_time: p.max_time,
+                rows: p.rows,
+                bytes: u64::try_from(md.row_group(i).compressed_size()).unwrap_or(0),
+                columns,
+                wal: p.wal,
+                packed: Some(Packed {
+                    row_group: i as u32,
+                    file_bytes,
+                    row_groups,
+                }),
+            },
+            replaces,
+        ));
     }
     Ok(out)
 }
@@ -711,18 +725,21 @@ mod tests {
                 measurement: "cpu",
                 seq: 4,
                 wal: wal(1),
+                replaces: vec![],
             },
             Part {
                 rows: &mem,
                 measurement: "mem",
                 seq: 5,
                 wal: wal(2),
+                replaces: vec![],
             },
             Part {
                 rows: &bare,
                 measurement: "bare",
                 seq: 6,
                 wal: wal(3),
+                replaces: vec![],
             },
         ];
         let spec = PackSpec {
@@ -836,7 +853,14 @@ mod tests {
             row_group: None,
         })
         .unwrap();
-        let again = entries(&whole, &rel, staged.metas[0].file_bytes()).unwrap();
+        let again: Vec<FileMeta> = entries(&whole, &rel, staged.metas[0].file_bytes())
+            .unwrap()
+            .into_iter()
+            .map(|(m, replaces)| {
+                assert_eq!(replaces, Some(vec![]));
+                m
+            })
+            .collect();
         assert_eq!(again, staged.metas);
     }
 

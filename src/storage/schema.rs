@@ -148,10 +148,12 @@ pub mod meta {
     /// Marks a zero-row file that only carries WAL ranges (of a partition dropped by
     /// retention, or of files a delete emptied), so WAL replay keeps skipping them.
     pub const TOMBSTONE: &str = "meridian.tombstone";
-    /// When the file was written (ns since the epoch): of the files that carry one seq (a
-    /// file, a delete's rewrite of it, compaction outputs, packed entries), a manifest
-    /// rebuilt from the footers keeps the one written last.
-    pub const WRITTEN_AT: &str = "meridian.written_at";
+    /// The manifest entries (ids: paths, `<path>#<row group>` for a packed file's) whose
+    /// rows the file replaced when it was written, a JSON list: a delete's rewrite its
+    /// source, compaction's outputs their inputs, a tombstone the files it stands for; empty
+    /// for a flush's. A manifest rebuilt from the footers leaves out every entry another
+    /// file replaced.
+    pub const REPLACES: &str = "meridian.replaces";
 }
 
 /// A column as queries use it: files written with `[storage] time_unit = "us"` hold

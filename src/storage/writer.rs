@@ -251,6 +251,8 @@ pub struct FileWriter {
     rows: u64,
     min: i64,
     max: i64,
+    /// The entries whose rows this file replaces ([`meta::REPLACES`]).
+    replaces: Vec<String>,
 }
 
 fn pq_err(
@@ -362,7 +364,13 @@ impl FileWriter {
             rows: 0,
             min: i64::MAX,
             max: i64::MIN,
+            replaces: Vec::new(),
         })
+    }
+
+    /// Records in the footer the manifest entries (ids) whose rows this file replaces.
+    pub fn replacing(&mut self, ids: Vec<String>) {
+        self.replaces = ids;
     }
 
     /// Counts the rows of `batch` and their time range.
@@ -474,7 +482,12 @@ impl FileWriter {
             (meta::ROW_COUNT, self.rows.to_string()),
             (meta::PARTITION_START, self.partition_start.to_string()),
             (meta::WAL, wal_json),
-            (meta::WRITTEN_AT, written_now()),
+            (
+                meta::REPLACES,
+                serde_json::to_string(&self.replaces).map_err(|e| {
+                    schema_err(&self.tmp, format!("encoding the replaced entries: {e}"))
+                })?,
+            ),
         ];
         if self.rows == 0 {
             kv.push((
@@ -511,14 +524,6 @@ impl FileWriter {
     }
 }
 
-/// The footer's `meridian.written_at` for a file written now (ns since the epoch).
-pub fn written_now() -> String {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .to_string()
-}
-
 /// Writes one whole file to staging.
 pub fn stage_file(
     store: &Store,
@@ -545,13 +550,16 @@ pub fn stage_tombstone(
     seq: u64,
     spec: &FileSpec<'_>,
     wal: Vec<WalRange>,
+    replaces: Vec<String>,
 ) -> Result<Staged> {
     let schema = Arc::new(Schema::new(vec![Field::new(
         TIME_COLUMN,
         time_type(),
         false,
     )]));
-    FileWriter::create(store, rel, seq, schema, spec, Layout::default())?.finish(wal)
+    let mut w = FileWriter::create(store, rel, seq, schema, spec, Layout::default())?;
+    w.replacing(replaces);
+    w.finish(wal)
 }
 
 /// Makes staged files durable and visible (step 2).

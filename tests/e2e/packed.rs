@@ -225,15 +225,20 @@ fn small_measurements_share_files_through_flush_compaction_delete_and_rebuild() 
 
     // A delete in one packed measurement, and another deleted whole: the packed file is
     // written again without their rows (the other measurements' rows copied).
-    let before: Vec<(std::path::PathBuf, Vec<u8>)> = tree(&s.data_dir())
-        .into_iter()
-        .filter(|p| p.contains("/~packed/") && p.ends_with(".parquet"))
-        .map(|p| {
-            let p = s.data_dir().join(p);
-            let bytes = std::fs::read(&p).unwrap();
-            (p, bytes)
-        })
-        .collect();
+    // Every packed file written until the stop below, as a server that has not deleted the
+    // replaced ones yet would still have them.
+    let mut before: BTreeMap<std::path::PathBuf, Vec<u8>> = BTreeMap::new();
+    let mut keep_packed = |s: &TestServer| {
+        for p in tree(&s.data_dir()) {
+            if p.contains("/~packed/") && p.ends_with(".parquet") {
+                let p = s.data_dir().join(p);
+                if let Ok(bytes) = std::fs::read(&p) {
+                    before.entry(p).or_insert(bytes);
+                }
+            }
+        }
+    };
+    keep_packed(&s);
     for (q, m) in [
         ("DELETE FROM \"m002\" WHERE \"dc\" = 'd0'", "m002"),
         ("DELETE FROM \"m005\"", "m005"),
@@ -242,15 +247,15 @@ fn small_measurements_share_files_through_flush_compaction_delete_and_rebuild() 
         let r = s.post(&format!("/query?db={DB}&q={q}"), "");
         assert_eq!(r.status, 200, "{}", r.body);
         model.retain(|(mm, tags, _), _| !(mm == m && (m == "m005" || tags.contains("dc=d0"))));
+        keep_packed(&s);
     }
     assert_answers(&s, &model, "after a delete");
     s.stop();
     assert_files(&s, &model, "after a delete");
     compact(&s, &["--verify"]);
     // A manifest rebuilt while the replaced packed files are still there (a server keeps
-    // them for the queries' grace period): the rewritten entries, written later, win, so
-    // m002's deleted rows stay deleted. (m005, deleted whole, has no newer version: it is
-    // back, as an ordinary file deleted whole would be.)
+    // them for the queries' grace period): the rewritten entries and m005's tombstone name
+    // the entries they replaced, so the deleted rows stay deleted.
     let restored: Vec<&std::path::PathBuf> = before
         .iter()
         .filter(|(p, _)| !p.exists())
@@ -262,12 +267,7 @@ fn small_measurements_share_files_through_flush_compaction_delete_and_rebuild() 
     assert!(!restored.is_empty());
     remove_manifests(&s);
     compact(&s, &["--rebuild-manifest"]);
-    assert_files_but(
-        &s,
-        &model,
-        "rebuilt beside the replaced packed files",
-        &["m005"],
-    );
+    assert_files(&s, &model, "rebuilt beside the replaced packed files");
     for p in restored {
         std::fs::remove_file(p).unwrap();
     }
@@ -287,11 +287,27 @@ fn small_measurements_share_files_through_flush_compaction_delete_and_rebuild() 
         "after a rebuild with rows deleted from a packed file",
     );
     s.stop();
-    // Compaction packs the files again; nothing is left outside packed files.
+    // Compaction packs the files again. What is not packed is the empty file that keeps
+    // the WAL ranges of m005 (deleted whole), which retention drops with its partition.
     compact(&s, &[]);
     assert_files(&s, &model, "after the second compaction");
-    let (files, packed) = parquet_files(&s);
-    assert!(packed == files, "{files} files ({packed} packed)");
+    let alone: Vec<(String, i64)> = tree(&s.data_dir())
+        .into_iter()
+        .filter(|p| p.ends_with(".parquet") && !p.contains("/~packed/") && !p.contains("/."))
+        .map(|p| {
+            use parquet::file::reader::FileReader;
+            let f = std::fs::File::open(s.data_dir().join(&p)).unwrap();
+            let r = parquet::file::reader::SerializedFileReader::new(f).unwrap();
+            let rows = r.metadata().file_metadata().num_rows();
+            (p, rows)
+        })
+        .collect();
+    assert!(
+        alone
+            .iter()
+            .all(|(p, rows)| *rows == 0 && p.contains("/m005/")),
+        "{alone:?}"
+    );
 
     // A lost manifest is rebuilt from the packed files' footers.
     remove_manifests(&s);
@@ -308,5 +324,58 @@ fn remove_manifests(s: &TestServer) {
         if m.exists() {
             std::fs::remove_dir_all(&m).unwrap();
         }
+    }
+}
+
+/// A delete of measurements whose rows are in a packed file while their WAL records are
+/// still on disk, then kill -9: the restart's WAL replay must not bring them back (replay
+/// skips a record only for the measurement whose file lists it, so the WAL ranges of a
+/// measurement deleted whole stay with a tombstone of its own).
+#[test]
+fn a_delete_from_a_packed_file_survives_kill_9_with_the_wal_on_disk() {
+    let cfg = ServerConfig::default()
+        .shards(1)
+        .flush(1_000_000, "64MiB", "300ms");
+    let mut s = TestServer::start(cfg);
+    let mut model = Model::new();
+    let body: String = (0..40)
+        .flat_map(|i| (0..3).map(move |k| (i, k)))
+        .map(|(i, k)| line(&mut model, i, k, 0))
+        .collect();
+    s.write_ok(DB, &body);
+    // Flushed by age into packed files; the WAL segment stays (it is the active one).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !tree(&s.data_dir())
+        .iter()
+        .any(|p| p.contains("/~packed/") && p.ends_with(".parquet"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no packed file was flushed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    for (q, m) in [
+        ("DELETE FROM \"m005\"", "m005"),
+        ("DELETE FROM \"m008\" WHERE \"dc\" = 'd0'", "m008"),
+    ] {
+        let q: String = form_urlencoded::byte_serialize(q.as_bytes()).collect();
+        let r = s.post(&format!("/query?db={DB}&q={q}"), "");
+        assert_eq!(r.status, 200, "{}", r.body);
+        model.retain(|(mm, tags, _), _| !(mm == m && (m == "m005" || tags.contains("dc=d0"))));
+    }
+    s.kill9();
+    s.restart();
+    for m in ["m005", "m008", "m011"] {
+        let r = s.get(&format!(
+            "/query?db={DB}&epoch=ns&q=SELECT%20count(*)%20FROM%20%22{m}%22"
+        ));
+        let want = model.keys().filter(|(mm, _, _)| mm == m).count();
+        let got = r.json()["results"][0]["series"][0]["values"][0]
+            .as_array()
+            .and_then(|row| row.iter().skip(1).filter_map(|v| v.as_u64()).max())
+            .unwrap_or(0) as usize;
+        assert_eq!(got, want, "{m} after kill -9: {}", r.body);
     }
 }

@@ -1260,7 +1260,7 @@ pub fn read_rows(data_dir: &Path, partition_ns: i64) -> Vec<Row> {
             if let Some(prev) = seqs.insert(seq, group.clone()) {
                 assert!(
                     prev == group && group.starts_with('c'),
-                    "file seq {seq} listed twice in {region}: {path}"
+                    "file seq {seq} listed twice in {region}: {path} (and {prev})"
                 );
             }
             rows.extend(read_file(&region, &rdir, f, partition_ns, &mut loaded));
