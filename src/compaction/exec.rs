@@ -424,21 +424,33 @@ pub fn compact_partition(
         }
         commit(region, &outputs, &c.inputs, (&key, &region.token), emit)?;
         report_retired(region, &c.inputs, emit);
-        Ok(UnitReport {
-            kind: UnitKind::Compaction,
-            partition: c.partition.clone(),
-            files_in: c.inputs.len() as u64,
-            files_out: outputs.len() as u64,
-            bytes_in: c.bytes_in,
-            bytes_out: outputs.iter().map(|w| w.meta.bytes).sum(),
-            rows_in: c.rows_in,
-            rows_out: outputs.iter().map(|w| w.meta.rows).sum(),
-            values_in,
-            values_out: outputs.iter().map(|w| w.values).sum(),
-            rows_deduped: deduped as u64,
-            tombstone: false,
-        })
+        Ok(compaction_report(c, &outputs, values_in, deduped))
     })
+}
+
+/// What a compaction unit did: files (not entries: a packed file counts once), bytes,
+/// rows and values in and out.
+fn compaction_report(
+    c: &Compaction,
+    outputs: &[Written],
+    values_in: u64,
+    deduped: usize,
+) -> UnitReport {
+    let files = |paths: &mut dyn Iterator<Item = &str>| paths.collect::<BTreeSet<_>>().len() as u64;
+    UnitReport {
+        kind: UnitKind::Compaction,
+        partition: c.partition.clone(),
+        files_in: files(&mut c.inputs.iter().map(|f| f.path.as_str())),
+        files_out: files(&mut outputs.iter().map(|w| w.meta.path.as_str())),
+        bytes_in: c.bytes_in,
+        bytes_out: outputs.iter().map(|w| w.meta.bytes).sum(),
+        rows_in: c.rows_in,
+        rows_out: outputs.iter().map(|w| w.meta.rows).sum(),
+        values_in,
+        values_out: outputs.iter().map(|w| w.values).sum(),
+        rows_deduped: deduped as u64,
+        tombstone: false,
+    }
 }
 
 /// Compaction of the small measurements of one db's partition (the planner names them
@@ -577,26 +589,7 @@ fn pack_partition(
         }
         commit(region, &outputs, &c.inputs, (&key, &region.token), emit)?;
         report_retired(region, &c.inputs, emit);
-        let files_out: BTreeSet<&str> = outputs.iter().map(|w| w.meta.path.as_str()).collect();
-        Ok(UnitReport {
-            kind: UnitKind::Compaction,
-            partition: c.partition.clone(),
-            files_in: c
-                .inputs
-                .iter()
-                .map(|f| f.path.as_str())
-                .collect::<BTreeSet<_>>()
-                .len() as u64,
-            files_out: files_out.len() as u64,
-            bytes_in: c.bytes_in,
-            bytes_out: outputs.iter().map(|w| w.meta.bytes).sum(),
-            rows_in: c.rows_in,
-            rows_out: outputs.iter().map(|w| w.meta.rows).sum(),
-            values_in,
-            values_out: outputs.iter().map(|w| w.values).sum(),
-            rows_deduped: deduped_all as u64,
-            tombstone: false,
-        })
+        Ok(compaction_report(c, &outputs, values_in, deduped_all))
     })
 }
 

@@ -239,14 +239,8 @@ fn small_measurements_share_files_through_flush_compaction_delete_and_rebuild() 
         }
     };
     keep_packed(&s);
-    for (q, m) in [
-        ("DELETE FROM \"m002\" WHERE \"dc\" = 'd0'", "m002"),
-        ("DELETE FROM \"m005\"", "m005"),
-    ] {
-        let q: String = form_urlencoded::byte_serialize(q.as_bytes()).collect();
-        let r = s.post(&format!("/query?db={DB}&q={q}"), "");
-        assert_eq!(r.status, 200, "{}", r.body);
-        model.retain(|(mm, tags, _), _| !(mm == m && (m == "m005" || tags.contains("dc=d0"))));
+    for m in ["m002", "m005"] {
+        delete(&s, &mut model, m);
         keep_packed(&s);
     }
     assert_answers(&s, &model, "after a delete");
@@ -356,14 +350,8 @@ fn a_delete_from_a_packed_file_survives_kill_9_with_the_wal_on_disk() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     std::thread::sleep(std::time::Duration::from_millis(500));
-    for (q, m) in [
-        ("DELETE FROM \"m005\"", "m005"),
-        ("DELETE FROM \"m008\" WHERE \"dc\" = 'd0'", "m008"),
-    ] {
-        let q: String = form_urlencoded::byte_serialize(q.as_bytes()).collect();
-        let r = s.post(&format!("/query?db={DB}&q={q}"), "");
-        assert_eq!(r.status, 200, "{}", r.body);
-        model.retain(|(mm, tags, _), _| !(mm == m && (m == "m005" || tags.contains("dc=d0"))));
+    for m in ["m005", "m008"] {
+        delete(&s, &mut model, m);
     }
     s.kill9();
     s.restart();
@@ -378,4 +366,19 @@ fn a_delete_from_a_packed_file_survives_kill_9_with_the_wal_on_disk() {
             .unwrap_or(0) as usize;
         assert_eq!(got, want, "{m} after kill -9: {}", r.body);
     }
+}
+
+/// Deletes from measurement `m`, in the server and the model: all of `m005`, the series of
+/// `dc = d0` of any other.
+fn delete(s: &TestServer, model: &mut Model, m: &str) {
+    let whole = m == "m005";
+    let q = if whole {
+        format!("DELETE FROM \"{m}\"")
+    } else {
+        format!("DELETE FROM \"{m}\" WHERE \"dc\" = 'd0'")
+    };
+    let q: String = form_urlencoded::byte_serialize(q.as_bytes()).collect();
+    let r = s.post(&format!("/query?db={DB}&q={q}"), "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    model.retain(|(mm, tags, _), _| !(mm == m && (whole || tags.contains("dc=d0"))));
 }
