@@ -281,6 +281,8 @@ struct State {
     listed: Instant,
     /// The format of the newest checkpoint.
     checkpoint_format: u32,
+    /// Whether an entry was ever packed (the checkpoint must then be format 3).
+    has_packed: bool,
     /// Positions in `files` of each (db, measurement)'s files, built when first asked for
     /// after a change ([`Manifest::files_of`]).
     by_measurement: Option<Arc<ByMeasurement>>,
@@ -327,6 +329,7 @@ impl State {
         files.sort_by_key(|f| f.seq);
         State {
             checkpoint_format: c.format,
+            has_packed: files.iter().any(|f| f.packed.is_some()),
             version: c.version,
             files: Arc::new(files),
             retired: c.retired,
@@ -360,6 +363,7 @@ impl State {
         if !r.add.is_empty() || !r.remove.is_empty() {
             self.by_measurement = None;
         }
+        self.has_packed |= r.add.iter().any(|f| f.packed.is_some());
         let files = Arc::make_mut(&mut self.files);
         if !r.remove.is_empty() {
             let remove: HashSet<&str> = r.remove.iter().map(String::as_str).collect();
@@ -977,12 +981,10 @@ impl Manifest {
             let len = bytes.len() as u64;
             if self.store.put_new(&rel, bytes)? {
                 let version = record.version;
-                let packs = record.add.iter().any(|f| f.packed.is_some());
                 st.apply(record, len);
                 if st.edits_since >= CHECKPOINT_EVERY_EDITS
                     || st.edit_bytes_since > CHECKPOINT_MIN_EDIT_BYTES.max(st.checkpoint_bytes)
-                    || (st.checkpoint_format < FORMAT
-                        && (packs || st.files.iter().any(|f| f.packed.is_some())))
+                    || (st.checkpoint_format < FORMAT && st.has_packed)
                 {
                     // The edit is durable: a failed checkpoint is retried by a later commit,
                     // never reported as a failed commit.

@@ -120,9 +120,10 @@ pub fn rebuild_manifest(
         next_seq = next_seq.max(f.seq.saturating_add(1));
     }
     // Every file written since footers name what they replaced (`meridian.replaces`: a
-    // delete's rewrite its source, compaction outputs their inputs, a tombstone the files
-    // it stands for, a packed entry the entry it was rewritten from) leaves those out:
-    // what is left is what the lost manifest listed, whatever is still on disk.
+    // delete's rewrite its source, the last output of a compaction its inputs (a run that
+    // died before it replaced nothing), a tombstone the files it stands for, a packed
+    // entry the entry it was rewritten from) leaves those out: what is left is what the
+    // lost manifest listed, whatever is still on disk.
     let replaced: std::collections::HashSet<String> = files
         .iter()
         .flat_map(|(_, r)| r.iter().flatten().cloned())
@@ -149,8 +150,11 @@ pub fn rebuild_manifest(
     }
     let mut files: Vec<FileMeta> = Vec::new();
     for (seq, group) in by_seq {
-        if group.iter().all(|(_, named)| *named) {
-            files.extend(group.into_iter().map(|(f, _)| f));
+        // Files that name what they replaced are kept (what they replaced is out already);
+        // the older rule decides among the others.
+        let (named, group): (Vec<_>, Vec<_>) = group.into_iter().partition(|(_, named)| *named);
+        files.extend(named.into_iter().map(|(f, _)| f));
+        if group.is_empty() {
             continue;
         }
         let group: Vec<FileMeta> = group.into_iter().map(|(f, _)| f).collect();

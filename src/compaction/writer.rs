@@ -31,7 +31,8 @@ pub struct OutputSpec<'a> {
     pub seq: u64,
     /// Unique per compaction run (names its outputs, and its lease).
     pub token: &'a str,
-    /// The manifest entries (ids) the outputs replace, recorded in their footers.
+    /// The manifest entries (ids) the outputs replace, recorded in the footer of the last
+    /// (a rebuild trusts a whole set of outputs only).
     pub replaces: Vec<String>,
 }
 
@@ -86,7 +87,6 @@ fn write_all(
         k += 1;
         let mut w =
             FileWriter::create(store, rel, spec.seq, batch.schema(), fspec, layout.clone())?;
-        w.replacing(spec.replaces.clone());
         let mut values = 0;
         let step = (|| -> Result<()> {
             while offset < n {
@@ -102,7 +102,15 @@ fn write_all(
             Ok(())
         })();
         let staged = match step {
-            Ok(()) => w.finish(wal.take().unwrap_or_default())?,
+            Ok(()) => {
+                // Only the last output names the inputs it replaces: outputs are published
+                // one by one before the commit, and a manifest rebuilt from the footers
+                // after a run died halfway must keep the inputs of the outputs it lacks.
+                if offset >= n {
+                    w.replacing(spec.replaces.clone());
+                }
+                w.finish(wal.take().unwrap_or_default())?
+            }
             Err(e) => {
                 if let Ok(s) = w.finish(Vec::new()) {
                     crate::storage::writer::discard(&[&s]);
@@ -211,7 +219,9 @@ mod tests {
             max_seq: 9,
         }];
         let mut steps = 0;
-        let out = write_outputs(&store, &spec(2000), &b, wal.clone(), &mut |s, p| {
+        let mut out_spec = spec(2000);
+        out_spec.replaces = vec!["db/cpu/a.parquet".into(), "db/~packed/b.parquet#3".into()];
+        let out = write_outputs(&store, &out_spec, &b, wal.clone(), &mut |s, p| {
             assert_eq!(s, Step::OutputWritten);
             assert!(p.exists());
             steps += 1;
@@ -228,6 +238,18 @@ mod tests {
             }
             let (schema, batches) = read_file(&store.file(&w.meta)).unwrap();
             assert_eq!(schema.field(1).data_type(), &tag_type());
+            // Only the last output names the inputs it replaces.
+            let footer = crate::storage::parquet::read_footer(&store.file(&w.meta)).unwrap();
+            let replaces = crate::storage::schema::footer_value(
+                footer.file_metadata(),
+                crate::storage::schema::meta::REPLACES,
+            );
+            let want = if i + 1 == out.len() {
+                serde_json::to_string(&out_spec.replaces).unwrap()
+            } else {
+                "[]".to_string()
+            };
+            assert_eq!(replaces, Some(want.as_str()));
             let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
             assert_eq!(rows as u64, w.meta.rows);
             assert_eq!(std::fs::metadata(&w.path).unwrap().len(), w.meta.bytes);
