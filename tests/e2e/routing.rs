@@ -165,9 +165,20 @@ fn reroute_moves_old_partitions_into_the_new_region() {
         body.push_str(&format!(
             "cpu,tenant=initech,region=us-east-1,host=x v=1i {t}\n"
         ));
+        // A small measurement beside it: the flush packs the two in one file, and the
+        // reroute takes `cpu`'s rows out of that file.
+        body.push_str(&format!(
+            "disk,tenant=initech,region=us-east-1,host=x used=2i {t}\n"
+        ));
     }
     s.write_ok("db", &body);
     s.stop();
+    assert!(
+        crate::support::tree(&s.data_dir())
+            .iter()
+            .any(|p| p.contains("/~packed/")),
+        "cpu and disk were not packed together"
+    );
     s.set_config(ServerConfig::default().directory_entry("tenant=globex", "eu"));
     s.restart();
     let new_t0 = now_ns() / sec * sec + sec;
@@ -213,12 +224,14 @@ fn reroute_moves_old_partitions_into_the_new_region() {
         assert_eq!(region, "eu", "point at {t}");
         assert_eq!(v, &Some(Value::Int(model[t])), "point at {t}");
     }
-    let stayed = rows
-        .iter()
-        .filter(|r| r.tags.get("tenant").map(String::as_str) == Some("initech"))
-        .filter(|r| r.region == "americas")
-        .count();
-    assert_eq!(stayed, 120, "the other tenant stays in americas");
+    for m in ["cpu", "disk"] {
+        let stayed = rows
+            .iter()
+            .filter(|r| r.tags.get("tenant").map(String::as_str) == Some("initech"))
+            .filter(|r| r.region == "americas" && r.measurement == m)
+            .count();
+        assert_eq!(stayed, 120, "the other tenant's {m} stays in americas");
+    }
 
     // One version now, the latest rules from the beginning; the server answers the same.
     let history: serde_json::Value = serde_json::from_slice(
