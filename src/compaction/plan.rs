@@ -393,8 +393,11 @@ fn is_small(group: &[FileMeta]) -> bool {
         .iter()
         .flat_map(|f| f.columns.iter().map(|(n, _)| n.as_str()))
         .collect();
+    let names = group.first().map_or(0, |f| f.measurement.len())
+        + columns.iter().map(|c| c.len()).sum::<usize>();
     rows <= crate::storage::packed::MAX_COMPACTED_PART_ROWS as u64
         && columns.len() < crate::storage::packed::MAX_COLUMNS
+        && names <= crate::storage::packed::MAX_NAME_BYTES
         && !columns.contains(crate::storage::packed::MEASUREMENT_COLUMN)
 }
 

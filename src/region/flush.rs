@@ -243,7 +243,7 @@ fn pack_plan(job: &FlushJob) -> Result<(Packs<'_>, Vec<&FlushPart>), String> {
             continue;
         }
         let sorted = SortedRows::new(&part.chunks).map_err(|e| format!("sorting block: {e}"))?;
-        if packed::packable(&sorted.schema(), sorted.num_rows()) {
+        if packed::packable(&part.key.measurement, &sorted.schema(), sorted.num_rows()) {
             small
                 .entry((&part.key.db, part.key.partition.0))
                 .or_default()

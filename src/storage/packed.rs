@@ -121,6 +121,9 @@ pub struct StagedPacked {
     pub metas: Vec<FileMeta>,
 }
 
+/// How many files [`bins`] keeps open for the next part.
+const OPEN_BINS: usize = 8;
+
 /// Groups parts (given by their schemas) into files: parts whose columns agree in type,
 /// within [`MAX_PARTS`], [`MAX_COLUMNS`] and [`MAX_CHUNKS`]. A part that fits no open
 /// file starts one. Returns the parts' indices per file, in the order given.
@@ -150,7 +153,8 @@ pub fn bins(schemas: &[SchemaRef]) -> Vec<Vec<usize>> {
                 && columns <= MAX_COLUMNS
                 && (b.parts.len() + 1) * (columns + 2) <= MAX_CHUNKS
         };
-        match out.iter_mut().find(|b| fits(b)) {
+        // Only the files opened last are tried: linear in the parts, whatever their columns.
+        match out.iter_mut().rev().take(OPEN_BINS).find(|b| fits(b)) {
             Some(b) => {
                 b.parts.push(i);
                 for (n, t) in own {
@@ -169,12 +173,25 @@ pub fn bins(schemas: &[SchemaRef]) -> Vec<Vec<usize>> {
     out.into_iter().map(|b| b.parts).collect()
 }
 
-/// Whether a part can be packed at all: it has rows, fits one file's columns, and names
-/// no column [`MEASUREMENT_COLUMN`].
-pub fn packable(schema: &Schema, rows: usize) -> bool {
+/// Most bytes of names (the measurement's and its columns') a packed measurement may have:
+/// each is written in the packed file's footer, which every entry's view parses, so names
+/// of kilobytes (InfluxDB takes keys up to 64 KiB) would make a footer of megabytes per
+/// measurement. Such a measurement gets a file of its own.
+pub const MAX_NAME_BYTES: usize = 4_096;
+
+/// Whether a part can be packed at all: it has rows, fits one file's columns, names no
+/// column [`MEASUREMENT_COLUMN`], and its names are short ([`MAX_NAME_BYTES`]).
+pub fn packable(measurement: &str, schema: &Schema, rows: usize) -> bool {
+    let names: usize = measurement.len()
+        + schema
+            .fields()
+            .iter()
+            .map(|f| f.name().len())
+            .sum::<usize>();
     rows > 0
         && rows <= MAX_PART_ROWS
         && schema.fields().len() <= MAX_COLUMNS
+        && names <= MAX_NAME_BYTES
         && schema.field_with_name(MEASUREMENT_COLUMN).is_err()
 }
 
@@ -862,6 +879,24 @@ mod tests {
             })
             .collect();
         assert_eq!(again, staged.metas);
+    }
+
+    /// Empty, large and long-named measurements get files of their own.
+    #[test]
+    fn only_small_short_named_measurements_are_packed() {
+        let s = Schema::new(vec![
+            Field::new(TIME_COLUMN, time_type(), false),
+            Field::new("v", DataType::Float64, true),
+        ]);
+        assert!(packable("cpu", &s, 10));
+        assert!(!packable("cpu", &s, 0));
+        assert!(!packable("cpu", &s, MAX_PART_ROWS + 1));
+        assert!(!packable(&"m".repeat(MAX_NAME_BYTES), &s, 10));
+        let named = Schema::new(vec![
+            Field::new(TIME_COLUMN, time_type(), false),
+            Field::new(MEASUREMENT_COLUMN, DataType::Utf8, true),
+        ]);
+        assert!(!packable("cpu", &named, 10));
     }
 
     /// Files are cut where types conflict and at the column bound.
