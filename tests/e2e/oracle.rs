@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  Dataset::generate() ─ before_restart ─▶ InfluxServer          TestServer (meridian)
-//!          │                          └──▶ TestServer ── stop (flush to Parquet), restart
+//!          │                          └──▶ TestServer ── stop (flush to Parquet), compact, restart
 //!          └──────────── after_restart ──▶ both (overwrites of flushed points included)
 //!  CASES ── GET/POST /query ──▶ both ──▶ compare_answers ──▶ every mismatch, listed at the end
 //! ```
@@ -1714,7 +1714,8 @@ fn report(mismatches: &[Mismatch], ran: usize, max: usize) -> String {
 }
 
 /// Every case against InfluxDB 1.6 and Meridian holding the same points (Meridian's first
-/// part flushed to Parquet by a clean restart, the rest in memory), answers compared with
+/// part flushed to Parquet by a clean stop and compacted (small measurements packed),
+/// the rest in memory), answers compared with
 /// [`compare_answers`]. Fails at the end listing every mismatch; the full answers are in
 /// `$CARGO_TARGET_TMPDIR/oracle_report.txt`.
 #[test]
