@@ -496,14 +496,12 @@ fn pack_partition(
         let packed_dir = match merged_all.first() {
             Some((m, _, files)) => {
                 let own = common_dir(files, &region.dir)?;
-                let prefix = format!("{}/{}/", p.db, crate::storage::paths::encode_measurement(m));
-                let parts = own
-                    .strip_prefix(&prefix)
-                    .ok_or_else(|| CompactionError::Mismatch {
+                crate::storage::paths::packed_dir_of(&own, &p.db, m).ok_or_else(|| {
+                    CompactionError::Mismatch {
                         path: region.dir.join(&own),
-                        reason: format!("not under {prefix}"),
-                    })?;
-                format!("{}/{}/{parts}", p.db, crate::storage::paths::PACKED_DIR)
+                        reason: format!("not a directory of {}/{m}", p.db),
+                    }
+                })?
             }
             None => String::new(),
         };

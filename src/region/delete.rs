@@ -210,12 +210,12 @@ fn delete_in_region(
     // them, or replay after a crash would bring the points back.
     // (The tombstone records the entries it stands for, so that a manifest rebuilt from the
     // footers leaves them out.)
-    let mut dropped: HashMap<String, (FileMeta, Vec<WalRange>, Vec<String>)> = HashMap::new();
+    type Dropped = HashMap<String, (FileMeta, Vec<WalRange>, Vec<String>)>;
+    let mut dropped: Dropped = HashMap::new();
     // Packed files some of whose rows go: each is rewritten whole (below), so that no
     // packed file ever holds rows its entries no longer list.
     let mut packed_files: std::collections::BTreeSet<String> = Default::default();
     let mut packed_staged: Vec<StagedPacked> = Vec::new();
-    type Dropped = HashMap<String, (FileMeta, Vec<WalRange>, Vec<String>)>;
     fn drop_file(dropped: &mut Dropped, f: &FileMeta) {
         // A packed file's entry: its measurement's own directory, where the tombstone goes.
         let own = crate::storage::paths::unpacked_rel(&f.path, &f.db, &f.measurement);

@@ -146,8 +146,8 @@ pub fn run(job: &FlushJob) -> Result<Vec<(FlushOutcome, Written)>, String> {
         }
     }
     drop(packs);
-    for part in alone {
-        match stage(job, part) {
+    for (part, sorted) in alone {
+        match stage(job, part, sorted) {
             Ok(s) => staged.push(s),
             Err(e) => {
                 discard_all(&staged, &packed);
@@ -163,8 +163,7 @@ pub fn run(job: &FlushJob) -> Result<Vec<(FlushOutcome, Written)>, String> {
     store.publish(&files).map_err(|e| e.to_string())?;
     let mut metas: Vec<FileMeta> = staged.iter().map(|s| s.0.meta.clone()).collect();
     metas.extend(packed.iter().flat_map(|(p, _)| p.metas.iter().cloned()));
-    let mut paths: Vec<String> = files.into_iter().map(|(_, p)| p).collect();
-    paths.dedup();
+    let paths: Vec<String> = files.into_iter().map(|(_, p)| p).collect();
     match job.manifest.commit(ManifestEdit {
         add: metas,
         fence,
@@ -226,11 +225,13 @@ pub fn run(job: &FlushJob) -> Result<Vec<(FlushOutcome, Written)>, String> {
 }
 
 /// The small parts of a job sorted, in the packed files they go to (a db and partition
-/// each, at least two parts a file); and the parts written alone.
+/// each, at least two parts a file); and the parts written alone (with their rows if they
+/// were sorted already).
 type Packs<'j> = Vec<Vec<(&'j FlushPart, SortedRows)>>;
+type Alone<'j> = Vec<(&'j FlushPart, Option<SortedRows>)>;
 
-fn pack_plan(job: &FlushJob) -> Result<(Packs<'_>, Vec<&FlushPart>), String> {
-    let mut alone = Vec::new();
+fn pack_plan(job: &FlushJob) -> Result<(Packs<'_>, Alone<'_>), String> {
+    let mut alone: Alone<'_> = Vec::new();
     let mut small: BTreeMap<(&str, i64), Vec<(&FlushPart, SortedRows)>> = BTreeMap::new();
     let candidates = job
         .parts
@@ -239,7 +240,7 @@ fn pack_plan(job: &FlushJob) -> Result<(Packs<'_>, Vec<&FlushPart>), String> {
         .count();
     for part in &job.parts {
         if candidates < 2 || part.rows() > packed::MAX_PART_ROWS {
-            alone.push(part);
+            alone.push((part, None));
             continue;
         }
         let sorted = SortedRows::new(&part.chunks).map_err(|e| format!("sorting block: {e}"))?;
@@ -249,22 +250,20 @@ fn pack_plan(job: &FlushJob) -> Result<(Packs<'_>, Vec<&FlushPart>), String> {
                 .or_default()
                 .push((part, sorted));
         } else {
-            alone.push(part);
+            alone.push((part, Some(sorted)));
         }
     }
     let mut packs = Vec::new();
     for (_, mut group) in small {
         let schemas: Vec<_> = group.iter().map(|(_, s)| s.schema()).collect();
-        let mut bins = packed::bins(&schemas);
-        // A part alone in its file is written as an ordinary file.
-        bins.sort_by_key(|b| std::cmp::Reverse(b[0]));
         let mut taken: Vec<Option<(&FlushPart, SortedRows)>> = group.drain(..).map(Some).collect();
-        for bin in bins {
-            if bin.len() < 2 {
-                alone.extend(bin.iter().filter_map(|i| taken[*i].take()).map(|(p, _)| p));
-                continue;
+        for bin in packed::bins(&schemas) {
+            let mut parts: Vec<_> = bin.iter().filter_map(|i| taken[*i].take()).collect();
+            // A part alone in its file is written as an ordinary file.
+            match parts.len() {
+                1 => alone.extend(parts.pop().map(|(p, s)| (p, Some(s)))),
+                _ => packs.push(parts),
             }
-            packs.push(bin.iter().filter_map(|i| taken[*i].take()).collect());
         }
     }
     Ok((packs, alone))
@@ -329,8 +328,16 @@ fn stage_pack(
 }
 
 /// Step 1 for one part: sorted, merged and encoded into staging.
-fn stage(job: &FlushJob, part: &FlushPart) -> Result<(Staged, RecordBatch, usize), String> {
-    let sorted = SortedRows::new(&part.chunks).map_err(|e| format!("sorting block: {e}"))?;
+/// `sorted`: its rows, when the packing plan sorted them already.
+fn stage(
+    job: &FlushJob,
+    part: &FlushPart,
+    sorted: Option<SortedRows>,
+) -> Result<(Staged, RecordBatch, usize), String> {
+    let sorted = match sorted {
+        Some(s) => s,
+        None => SortedRows::new(&part.chunks).map_err(|e| format!("sorting block: {e}"))?,
+    };
     let rel = data_file_rel(
         &part.key.db,
         &part.key.measurement,

@@ -1535,11 +1535,12 @@ impl Engine {
                     return true;
                 }
                 // Committed and compacted away already, or not committed yet. A packed
-                // entry leaves no retired path of its own: its replacement (a compaction's
-                // output carries the highest seq of its inputs, a delete's rewrite of an
-                // unpacked file the same seq) tells. (A compaction of later flushes that committed first
-                // also has a higher seq; compaction takes sealed partitions only, so a
-                // flush racing it is rare, and the rows are back once it commits.)
+                // entry leaves no retired path of its own: its replacement tells (a
+                // compaction's output carries the highest seq of its inputs, a delete's
+                // rewrite of an unpacked file the same seq). A compaction of later flushes
+                // that committed first also has a higher seq; compaction takes sealed
+                // partitions only, so a flush racing it is rare, and the rows are back once
+                // it commits.
                 let replaced = all_files.iter().filter(same).any(|f| match named(f) {
                     Some(paths::DataFileName::Compacted(..)) => f.seq >= seq,
                     Some(paths::DataFileName::Rewritten(..)) => f.seq == seq,

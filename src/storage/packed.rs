@@ -464,7 +464,7 @@ impl Full {
 /// The whole footer (and page index) of a packed file, parsed once for all its entries: a
 /// file of a thousand measurements would otherwise be parsed a thousand times (each entry's
 /// index, each query's first read). Recently used footers are kept up to
-/// [`FOOTER_CACHE_BYTES`]; `load` parses one that is not.
+/// [`FOOTER_CACHE_BYTES`]; one that is not is parsed from `reader`.
 pub fn full_metadata<R: parquet::file::reader::ChunkReader>(
     file: &Entry,
     reader: &R,
@@ -494,13 +494,12 @@ pub fn full_metadata<R: parquet::file::reader::ChunkReader>(
     let text = super::schema::footer_value(md.file_metadata(), PACKED_KEY).map_or(0, str::len);
     let bytes = md.memory_size() + text + parts.len() * std::mem::size_of::<PartFooter>();
     let full = Arc::new(Full { md, parts, bytes });
-    let size = |f: &Full| f.bytes;
     let mut c = lock();
     c.push_back((file.file.clone(), file.len, full.clone()));
-    let mut bytes: usize = c.iter().map(|e| size(&e.2)).sum();
+    let mut bytes: usize = c.iter().map(|e| e.2.bytes).sum();
     while bytes > FOOTER_CACHE_BYTES && c.len() > 1 {
         if let Some(old) = c.pop_front() {
-            bytes -= size(&old.2);
+            bytes -= old.2.bytes;
         }
     }
     Ok(full)
@@ -512,17 +511,18 @@ pub fn parts_of(md: &FileMetaData) -> Option<std::result::Result<Vec<PartFooter>
     Some(serde_json::from_str(v).map_err(|e| format!("footer key {PACKED_KEY}: {e}")))
 }
 
-/// The footer of row group `row_group` of a packed file as an ordinary file of its
-/// measurement would have it: that row group alone, its columns alone (the page index
-/// too), and its footer keys. Its column chunks keep their offsets in the packed file.
-pub fn view(md: &ParquetMetaData, row_group: usize) -> parquet::errors::Result<ParquetMetaData> {
-    let parts = parts_of(md.file_metadata())
-        .ok_or_else(|| ParquetError::General("not a packed file (no packed footer key)".into()))?
-        .map_err(ParquetError::General)?;
-    view_of(md, &parts, row_group)
+/// The footer of a packed file's entry as an ordinary file of its measurement would have
+/// it: its row group alone, its columns alone (the page index too), and its footer keys.
+/// Its column chunks keep their offsets in the packed file. The whole footer comes from
+/// [`full_metadata`].
+pub fn view<R: parquet::file::reader::ChunkReader>(
+    entry: &Entry,
+    reader: &R,
+) -> parquet::errors::Result<ParquetMetaData> {
+    full_metadata(entry, reader)?.view(entry.row_group)
 }
 
-/// [`view`] with the file's parts already parsed.
+/// [`view`] of row group `row_group` of the file `md`, whose parts are `parts`.
 fn view_of(
     md: &ParquetMetaData,
     parts: &[PartFooter],
@@ -540,11 +540,17 @@ fn view_of(
     let part = parts
         .get(row_group)
         .ok_or_else(|| err(format!("no row group {row_group} in the packed file")))?;
+    // A packed file's schema is flat: leaf `i` is field `i` of the root.
     let descr = file.schema_descr();
+    let root = descr.root_schema();
+    if root.get_fields().len() != descr.num_columns() {
+        return Err(err("the packed file's schema is not flat".into()));
+    }
     let keep: Vec<usize> = (0..descr.num_columns())
         .filter(|i| {
-            let name = descr.column(*i).name().to_string();
-            name == TIME_COLUMN || part.columns.contains(&name)
+            let column = descr.column(*i);
+            let name = column.name();
+            name == TIME_COLUMN || part.columns.iter().any(|c| c == name)
         })
         .collect();
     if keep.len() != part.columns.len() + 1 {
@@ -552,13 +558,7 @@ fn view_of(
             "row group {row_group} of the packed file lacks some of its columns"
         )));
     }
-    let root = descr.root_schema();
-    let fields: Vec<Arc<Type>> = root
-        .get_fields()
-        .iter()
-        .filter(|f| f.name() == TIME_COLUMN || part.columns.iter().any(|c| c == f.name()))
-        .cloned()
-        .collect();
+    let fields: Vec<Arc<Type>> = keep.iter().map(|i| root.get_fields()[*i].clone()).collect();
     let schema = Arc::new(SchemaDescriptor::new(Arc::new(
         Type::group_type_builder(root.name())
             .with_fields(fields)
@@ -847,8 +847,6 @@ mod tests {
             .fields()
             .iter()
             .map(|f| f.name().as_str())
-            .collect::<Vec<_>>()
-            .into_iter()
             .collect();
         assert_eq!(
             cols,

@@ -96,15 +96,13 @@ fn load_metadata<R: parquet::file::reader::ChunkReader>(
     narrow: bool,
     entry: Option<&super::packed::Entry>,
 ) -> parquet::errors::Result<ArrowReaderMetadata> {
+    // A packed file's entry: its view, whose schema is set below as for any file.
     let meta = match entry {
         None => ArrowReaderMetadata::load(reader, options.clone())?,
-        Some(e) => {
-            let full = super::packed::full_metadata(e, reader)?;
-            let view = Arc::new(full.view(e.row_group)?);
-            let schema = super::schema::file_schema(view.file_metadata())
-                .map_err(parquet::errors::ParquetError::General)?;
-            ArrowReaderMetadata::try_new(view, options.clone().with_schema(Arc::new(schema)))?
-        }
+        Some(e) => ArrowReaderMetadata::try_new(
+            Arc::new(super::packed::view(e, reader)?),
+            options.clone(),
+        )?,
     };
     let md = meta.metadata().file_metadata();
     let embedded = super::schema::footer_value(md, super::schema::ARROW_SCHEMA_KEY).is_some();
@@ -527,8 +525,7 @@ pub fn read_footer(file: &FileRef) -> Result<Arc<parquet::file::metadata::Parque
             .parse_and_finish(&footer)
             .map(Arc::new)
             .map_err(pq_err(path)),
-        Some(e) => super::packed::full_metadata(&e, &footer)
-            .and_then(|full| full.view(e.row_group))
+        Some(e) => super::packed::view(&e, &footer)
             .map(Arc::new)
             .map_err(pq_err(path)),
     }

@@ -202,6 +202,14 @@ pub fn unpacked_rel(path: &str, db: &str, measurement: &str) -> String {
     }
 }
 
+/// The other way: for the partition directory `own` of `measurement` in `db`, the same
+/// partition's directory of packed files; `None` when `own` is not under that
+/// measurement's directory.
+pub fn packed_dir_of(own: &str, db: &str, measurement: &str) -> Option<String> {
+    let rest = own.strip_prefix(&format!("{db}/{}/", encode_measurement(measurement)))?;
+    Some(format!("{db}/{PACKED_DIR}/{rest}"))
+}
+
 /// Path of a rewritten data file (a delete removed rows from it): it keeps the original's
 /// seq, which orders it among overlapping files (last write wins), and carries the seq
 /// allocated for the rewrite: `<seq:020>~<rewrite_seq:020>.parquet`.
@@ -328,6 +336,28 @@ pub fn is_temp_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A packed file's path and a measurement's directory of the same partition map onto
+    /// each other, for names that need escaping too.
+    #[test]
+    fn packed_and_own_directories_map_onto_each_other() {
+        let packed = "db/~packed/part_day=2026-01-01/part_hour=03/00000000000000000007.parquet";
+        let own = unpacked_rel(packed, "db", "cpu load");
+        assert_eq!(
+            own,
+            "db/cpu%20load/part_day=2026-01-01/part_hour=03/00000000000000000007.parquet"
+        );
+        let dir = own.rsplit_once('/').map(|(d, _)| d).unwrap();
+        assert_eq!(
+            packed_dir_of(dir, "db", "cpu load").as_deref(),
+            Some("db/~packed/part_day=2026-01-01/part_hour=03")
+        );
+        assert_eq!(packed_dir_of(dir, "db", "mem"), None);
+        assert_eq!(
+            unpacked_rel("db/cpu/x.parquet", "db", "cpu"),
+            "db/cpu/x.parquet"
+        );
+    }
 
     #[test]
     fn reserved_database_names_are_the_directories_beside_the_databases() {
