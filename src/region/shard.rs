@@ -394,13 +394,19 @@ impl Shard {
                     .wal_records
                     .fetch_add(group.len() as u64, Relaxed);
                 let shard = self.ctx.shard;
+                let mut replies = Vec::with_capacity(group.len());
                 for (i, w) in group.into_iter().enumerate() {
                     let b = &w.batch;
                     // The payload was encoded by this process moments ago: it decodes.
                     if let Some((_, rows)) = b.payload.decode() {
                         self.apply(&b.db, rows, (shard, first + i as u64));
                     }
-                    let _ = w.reply.send(Ok(()));
+                    replies.push(w.reply);
+                }
+                // The shard's gauges count these rows before any writer hears of them.
+                self.publish_stats();
+                for r in replies {
+                    let _ = r.send(Ok(()));
                 }
             }
             Err(e) => {
