@@ -276,10 +276,10 @@ pub async fn delete_v2(
     }
 }
 
-/// `chunked=true` statement by statement, each computed as its chunks are sent: a raw
-/// SELECT a partition at a time ([`stream::windows`]), others whole. The last chunk of a
-/// SELECT is held back until the next window shows whether more rows follow (its
-/// `partial` flag).
+/// `chunked=true` statement by statement, each computed as its chunks are sent: a SELECT
+/// a window of time at a time where [`stream::windows`] allows it, others whole. The last
+/// chunk of a SELECT is held back until the next window shows whether more rows follow
+/// (its `partial` flag).
 fn stream_chunked(
     w: &mut dyn std::io::Write,
     handle: &tokio::runtime::Handle,
@@ -302,8 +302,8 @@ fn stream_chunked(
             _ => None,
         };
         let ok = match plan {
-            Some((s, windows)) => {
-                stream_select(w, handle, ctx, id, s, &windows, time, chunk_size, left)?
+            Some((s, streamed)) => {
+                stream_select(w, handle, ctx, id, s, &streamed, time, chunk_size, left)?
             }
             None => {
                 let r = handle.block_on(execute_one(ctx, id, &st));
@@ -319,7 +319,119 @@ fn stream_chunked(
     Ok(())
 }
 
-/// One raw SELECT, window by window; false if it failed (its error was sent).
+/// The chunks of one streamed SELECT being sent: rows fill chunks of `chunk_size` across
+/// windows, as if the answer were cut whole; a full chunk waits in `ready` until a next row
+/// shows that more follow (its `partial` flag).
+struct Chunks<'a> {
+    head: StatementResult,
+    time: TimeFormat,
+    chunk_size: usize,
+    template: Option<ResultSeries>,
+    ready: Option<ResultSeries>,
+    acc: Vec<Vec<Cell>>,
+    /// `OFFSET` rows still to skip, `LIMIT` rows still to send (`None`: no limit).
+    skip: usize,
+    room: Option<usize>,
+    w: &'a mut dyn std::io::Write,
+}
+
+impl Chunks<'_> {
+    fn piece(&mut self, series: &ResultSeries, more: bool) -> std::io::Result<()> {
+        let part = SeriesPart {
+            series,
+            rows: &series.values,
+            partial: more,
+        };
+        self.w.write_all(b"{\"results\":[")?;
+        write_statement(
+            self.w,
+            &self.head,
+            std::slice::from_ref(&part),
+            self.time,
+            more,
+        )?;
+        self.w.write_all(b"]}\n")
+    }
+
+    /// The rows of one window's answer.
+    fn rows(&mut self, found: Vec<ResultSeries>) -> std::io::Result<()> {
+        for mut series in found {
+            let rows = std::mem::take(&mut series.values);
+            if self.template.is_none() {
+                self.template = Some(series);
+            }
+            for row in rows {
+                if self.skip > 0 {
+                    self.skip -= 1;
+                    continue;
+                }
+                match &mut self.room {
+                    Some(0) => return Ok(()),
+                    Some(r) => *r -= 1,
+                    None => {}
+                }
+                if self.acc.len() == self.chunk_size {
+                    if let Some(prev) = self.ready.take() {
+                        self.piece(&prev, true)?;
+                    }
+                    if let Some(t) = &self.template {
+                        self.ready = Some(ResultSeries {
+                            values: std::mem::take(&mut self.acc),
+                            ..t.clone()
+                        });
+                    }
+                }
+                self.acc.push(row);
+            }
+        }
+        Ok(())
+    }
+
+    /// One window's answer: its rows, or its error (the chunk held back goes first, as not
+    /// the last one); false after an error.
+    fn answer(
+        &mut self,
+        found: Result<Vec<ResultSeries>, String>,
+        id: usize,
+        left: usize,
+    ) -> std::io::Result<bool> {
+        match found {
+            Ok(found) => self.rows(found).map(|_| true),
+            Err(e) => {
+                if let Some(prev) = self.ready.take() {
+                    self.piece(&prev, true)?;
+                }
+                let error = [StatementResult::error(id, e)];
+                write_chunked(self.w, &error, self.time, self.chunk_size, left)?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// The last chunks, or an empty statement.
+    fn finish(mut self) -> std::io::Result<()> {
+        let last = self.template.take().map(|t| ResultSeries {
+            values: std::mem::take(&mut self.acc),
+            ..t
+        });
+        match (self.ready.take(), last) {
+            (Some(r), Some(l)) if !l.values.is_empty() => {
+                self.piece(&r, true)?;
+                self.piece(&l, false)
+            }
+            (Some(r), _) => self.piece(&r, false),
+            (None, Some(l)) if !l.values.is_empty() => self.piece(&l, false),
+            (None, _) => {
+                self.w.write_all(b"{\"results\":[")?;
+                write_statement(self.w, &self.head, &[], self.time, false)?;
+                self.w.write_all(b"]}\n")
+            }
+        }
+    }
+}
+
+/// One SELECT, window by window ([`stream::Streamed`]); false if it failed (its error was
+/// sent).
 #[allow(clippy::too_many_arguments)]
 fn stream_select(
     w: &mut dyn std::io::Write,
@@ -327,74 +439,85 @@ fn stream_select(
     ctx: &Ctx,
     id: usize,
     s: &crate::influxql::SelectStatement,
-    windows: &[(i64, i64)],
+    streamed: &stream::Streamed,
     time: TimeFormat,
     chunk_size: usize,
     left: usize,
 ) -> std::io::Result<bool> {
-    let head = StatementResult {
-        statement_id: id,
-        chunking: Chunking::Rows,
-        ..Default::default()
+    let mut out = Chunks {
+        head: StatementResult {
+            statement_id: id,
+            chunking: Chunking::Rows,
+            ..Default::default()
+        },
+        time,
+        chunk_size,
+        template: None,
+        ready: None,
+        acc: Vec::new(),
+        skip: streamed.offset,
+        room: streamed.limit,
+        w,
     };
-    let piece = |w: &mut dyn std::io::Write, series: &ResultSeries, more: bool| {
-        let part = SeriesPart {
-            series,
-            rows: &series.values,
-            partial: more,
-        };
-        w.write_all(b"{\"results\":[")?;
-        write_statement(w, &head, std::slice::from_ref(&part), time, more)?;
-        w.write_all(b"]}\n")
+    let run = |span: (i64, i64), window: &select::Window| {
+        handle.block_on(select::select_window(ctx, &stream::within(s, span), window))
     };
-    // Rows fill chunks of `chunk_size` across windows, as if the answer were cut whole: a
-    // full chunk waits in `ready` until a next row shows that more follow.
-    let mut template: Option<ResultSeries> = None;
-    let mut ready: Option<ResultSeries> = None;
-    let mut acc: Vec<Vec<Cell>> = Vec::new();
-    for &window in windows {
-        match handle.block_on(select::select(ctx, &stream::within(s, window))) {
-            Ok(found) => {
-                for mut series in found {
-                    let rows = std::mem::take(&mut series.values);
-                    let t = template.get_or_insert(series);
-                    for row in rows {
-                        if acc.len() == chunk_size {
-                            if let Some(prev) = ready.take() {
-                                piece(w, &prev, true)?;
-                            }
-                            ready = Some(ResultSeries {
-                                values: std::mem::take(&mut acc),
-                                ..t.clone()
-                            });
-                        }
-                        acc.push(row);
-                    }
-                }
-            }
-            Err(e) => {
-                if let Some(prev) = ready.take() {
-                    piece(w, &prev, true)?;
-                }
-                write_chunked(w, &[StatementResult::error(id, e)], time, chunk_size, left)?;
+    // Filled buckets: a window is answered once the series is known to exist and every
+    // function known to have a value somewhere (`stream::Streamed::filled`); windows read
+    // before that are held and run again then, one at a time, so that only one window's
+    // rows are held.
+    let mut ready = !streamed.filled;
+    let mut exists = false;
+    let mut any: Vec<bool> = Vec::new();
+    let mut held: Vec<(i64, i64)> = Vec::new();
+    let filled = |any: &[bool]| select::Window {
+        answer_empty: true,
+        any: Some(any.to_vec()),
+    };
+    for (i, &window) in streamed.windows.iter().enumerate() {
+        if out.room == Some(0) {
+            break;
+        }
+        if ready {
+            let found = if streamed.filled {
+                run(window, &filled(&any))
+            } else {
+                run(window, &select::Window::default())
+            };
+            if !out.answer(found.map(|f| f.0), id, left)? {
                 return Ok(false);
             }
+            continue;
+        }
+        let (found, facts) = match run(window, &select::Window::default()) {
+            Ok(f) => f,
+            Err(e) => {
+                out.answer(Err(e), id, left)?;
+                return Ok(false);
+            }
+        };
+        exists |= !found.is_empty();
+        if any.len() < facts.len() {
+            any.resize(facts.len(), false);
+        }
+        for (a, f) in any.iter_mut().zip(&facts) {
+            *a |= *f;
+        }
+        held.push(window);
+        let last = i + 1 == streamed.windows.len();
+        if exists && (last || any.iter().all(|a| *a)) {
+            ready = true;
+            for span in std::mem::take(&mut held) {
+                if out.room == Some(0) {
+                    break;
+                }
+                if !out.answer(run(span, &filled(&any)).map(|f| f.0), id, left)? {
+                    return Ok(false);
+                }
+            }
         }
     }
-    let last = template.map(|t| ResultSeries { values: acc, ..t });
-    match (ready, last) {
-        (Some(r), Some(l)) if !l.values.is_empty() => {
-            piece(w, &r, true)?;
-            piece(w, &l, false)?;
-        }
-        (Some(r), _) => piece(w, &r, false)?,
-        (None, Some(l)) if !l.values.is_empty() => piece(w, &l, false)?,
-        (None, _) => {
-            w.write_all(b"{\"results\":[")?;
-            write_statement(w, &head, &[], time, false)?;
-            w.write_all(b"]}\n")?;
-        }
-    }
+    out.finish()?;
     Ok(true)
 }
 

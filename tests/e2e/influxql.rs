@@ -1130,6 +1130,132 @@ fn chunked_bucketed_selects_stream_a_window_of_buckets_at_a_time() {
     assert_eq!(total, 14_400);
 }
 
+/// `chunked=true` streams statements grouped by `time()` alone under `fill(null)` or a
+/// number too: every bucket of the range is answered, windows without points (before,
+/// between and after the data, and where the condition matches nothing) filled as the
+/// whole answer fills them, so an answer over `query.max_rows` whole comes back in full,
+/// chunked; `LIMIT`/`OFFSET` count rows across windows, for raw selects too; a condition
+/// that no point matches answers no series, as whole.
+#[test]
+fn chunked_filled_selects_answer_every_bucket_a_window_at_a_time() {
+    let s = TestServer::start(ServerConfig {
+        query_max_rows: 20_000,
+        ..ServerConfig::default()
+    });
+    // 2024-01-01T00:00:00Z; points a second in hours 1, 2 and 6 of eight, host a before
+    // the gap, b after it.
+    let t0: i64 = 1_704_067_200_000_000_000;
+    let sec = 1_000_000_000i64;
+    let mut body = String::new();
+    for h in [1i64, 2, 6] {
+        let host = if h < 6 { "a" } else { "b" };
+        for i in 0..3600i64 {
+            let n = h * 3600 + i;
+            // Field g only after the gap.
+            let g = if h == 6 { ",g=1i" } else { "" };
+            body.push_str(&format!(
+                "fl,host={host} v={n}i,f={}{g} {}\n",
+                n as f64 / 4.0,
+                t0 + n * sec
+            ));
+        }
+    }
+    s.write_ok("fl", &body);
+    let ask = |params: &str, query: &str| ask(&s, "fl", &format!("epoch=ns&{params}"), query);
+    let chunked = |stmt: &str, size: usize| -> (Vec<Vec<Value>>, usize) {
+        let text = ask(&format!("chunked=true&chunk_size={size}"), stmt);
+        let mut rows = Vec::new();
+        for l in text.lines() {
+            let d: Value = serde_json::from_str(l).unwrap();
+            assert!(d["results"][0]["error"].is_null(), "{stmt}: {d}");
+            rows.extend(values(&d));
+        }
+        (rows, text.lines().count())
+    };
+    let whole = |stmt: &str| -> Value { serde_json::from_str(&ask("", stmt)).unwrap() };
+    // 28,800 one-second buckets: over max_rows whole, every one of them chunked.
+    let range = format!("time >= {t0} AND time < {}", t0 + 8 * 3600 * sec);
+    let stmt = format!("SELECT max(v), count(f) FROM fl WHERE {range} GROUP BY time(1s)");
+    let w = whole(&stmt);
+    let err = w["results"][0]["error"].as_str().unwrap_or_default();
+    assert!(err.contains("query.max_rows"), "{w:.300}");
+    let (rows, docs) = chunked(&stmt, 5000);
+    assert_eq!(rows.len(), 28_800);
+    assert_eq!(docs, 6);
+    for (n, r) in rows.iter().enumerate() {
+        let n = n as i64;
+        let has = matches!(n / 3600, 1 | 2 | 6);
+        assert_eq!(r[0], json!(t0 + n * sec));
+        if has {
+            assert_eq!(r[1], json!(n), "{r:?}");
+            assert_eq!(r[2], json!(1), "{r:?}");
+        } else {
+            // count() of an empty bucket is 0 under fill(null), as InfluxDB answers.
+            assert_eq!(r[1], Value::Null, "{r:?}");
+            assert_eq!(r[2], json!(0), "{r:?}");
+        }
+    }
+    // count(g) has points only in the last hour with data: every empty bucket before it
+    // is 0 too (windows are held until a window shows g), as the whole answer has it.
+    let stmt = format!("SELECT count(g) FROM fl WHERE {range} GROUP BY time(1s) fill(null)");
+    let (rows, _) = chunked(&stmt, 5000);
+    assert_eq!(rows.len(), 28_800);
+    for (n, r) in rows.iter().enumerate() {
+        let want = i64::from(n / 3600 == 6);
+        assert_eq!(r[1], json!(want), "{n}: {r:?}");
+    }
+    // Smaller answers: the same chunked or whole, whatever the chunk size. Ranges that
+    // start and end in empty hours, buckets across hour edges, descending order, numbers
+    // as fill, a condition matching host b only (its first windows hold no point of it),
+    // LIMIT and OFFSET across windows, a selector's other column.
+    let range = format!(
+        "time >= {} AND time < {}",
+        t0 + 1800 * sec,
+        t0 + 27000 * sec
+    );
+    for stmt in [
+        format!("SELECT mean(v), sum(f) FROM fl WHERE {range} GROUP BY time(7m, 2m)"),
+        format!(
+            "SELECT mean(v) FROM fl WHERE {range} GROUP BY time(7m, 2m) fill(null) ORDER BY time DESC"
+        ),
+        format!("SELECT count(v), max(f) * 2 FROM fl WHERE {range} GROUP BY time(5m) fill(-1.5)"),
+        format!("SELECT last(v) FROM fl WHERE {range} GROUP BY time(10m) fill(7)"),
+        format!("SELECT min(v) FROM fl WHERE {range} AND host = 'b' GROUP BY time(10m)"),
+        format!(
+            "SELECT min(v) FROM fl WHERE {range} AND host = 'b' GROUP BY time(10m) ORDER BY time DESC"
+        ),
+        format!("SELECT max(v), f FROM fl WHERE {range} GROUP BY time(10m) fill(0)"),
+        format!("SELECT mean(v) FROM fl WHERE {range} GROUP BY time(1m) LIMIT 100 OFFSET 50"),
+        format!(
+            "SELECT mean(v) FROM fl WHERE {range} GROUP BY time(1m) fill(none) LIMIT 70 OFFSET 10"
+        ),
+        format!(
+            "SELECT mean(v) FROM fl WHERE {range} GROUP BY time(1m) ORDER BY time DESC LIMIT 300"
+        ),
+        // g only in the last window with data; before the gap (no g in the range: null).
+        format!("SELECT count(g), count(v) FROM fl WHERE {range} GROUP BY time(10m)"),
+        format!(
+            "SELECT count(g), mean(v) FROM fl WHERE {range} GROUP BY time(10m) ORDER BY time DESC"
+        ),
+        format!(
+            "SELECT count(g), count(v) FROM fl WHERE time >= {t0} AND time < {} GROUP BY time(10m)",
+            t0 + 5 * 3600 * sec
+        ),
+    ] {
+        let w = whole(&stmt);
+        assert!(w["results"][0]["error"].is_null(), "{stmt}: {w}");
+        let want = values(&w);
+        assert!(!want.is_empty(), "{stmt}");
+        for size in [13, 10_000] {
+            assert_eq!(chunked(&stmt, size).0, want, "{stmt}");
+        }
+    }
+    // No point matches: no series, chunked as whole.
+    let stmt = format!("SELECT mean(v) FROM fl WHERE {range} AND host = 'z' GROUP BY time(10m)");
+    assert!(values(&whole(&stmt)).is_empty());
+    assert!(chunked(&stmt, 13).0.is_empty());
+}
+
 /// Daily buckets in a zone across the day clocks go back (America/New_York, 2023-11-05 is
 /// 25 hours long): `count` and `integral` over hourly points answer per local day, with no
 /// bucket for the extra hour, compared with sums computed here. `integral`'s trapezoid

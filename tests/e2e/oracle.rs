@@ -1492,6 +1492,15 @@ pub const CASES: &[Case] = &[
     with("chunked", "chunked=true&chunk_size=1000", "SELECT usage_user * 2 FROM cpu WHERE time >= '2024-01-01T00:50:00Z' AND time < '2024-01-01T01:20:00Z'"),
     with("chunked", "chunked=true&chunk_size=7", "SELECT usage_user FROM cpu WHERE host = 'nobody'; SELECT used FROM mem WHERE host = 'host_1'"),
     with("chunked", "chunked=true&chunk_size=1", "SELECT * FROM nope"),
+    // Grouped by time() alone under fill(null), over ranges reaching past the data (empty
+    // windows before and after it): streamed a window at a time, every bucket answered.
+    with("chunked", "chunked=true&chunk_size=50", "SELECT mean(usage_user), count(state) FROM cpu WHERE time >= '2023-12-31T22:00:00Z' AND time < '2024-01-01T04:00:00Z' GROUP BY time(5m)"),
+    with("chunked", "chunked=true&chunk_size=7&epoch=ms", "SELECT count(ok), max(n) FROM cpu WHERE time >= '2023-12-31T23:00:00Z' AND time < '2024-01-01T03:00:00Z' GROUP BY time(10m) fill(null)"),
+    with("chunked", "chunked=true&chunk_size=40", "SELECT min(usage_system), count(usage_user) FROM cpu WHERE host = 'host_4' AND time >= '2023-12-31T23:30:00Z' AND time < '2024-01-01T03:00:00Z' GROUP BY time(3m, 1m) ORDER BY time DESC"),
+    with("chunked", "chunked=true&chunk_size=9", "SELECT count(state) FROM cpu WHERE host = 'host_3' AND time >= '2024-01-01T00:10:00Z' AND time < '2024-01-01T01:40:00Z' GROUP BY time(1m) LIMIT 30 OFFSET 5"),
+    with("chunked", "chunked=true&chunk_size=100", "SELECT mean(used) FROM mem WHERE time >= '2023-12-31T23:00:00Z' AND time < '2024-01-01T03:00:00Z' GROUP BY time(2m) ORDER BY time DESC LIMIT 50"),
+    with("chunked", "chunked=true&chunk_size=5", "SELECT mean(usage_user) FROM cpu WHERE host = 'nobody' AND time >= '2023-12-31T23:00:00Z' AND time < '2024-01-01T03:00:00Z' GROUP BY time(10m)"),
+    with("chunked", "chunked=true&chunk_size=25", "SELECT usage_user FROM cpu WHERE host = 'host_1' LIMIT 40 OFFSET 350"),
     with("chunked", "chunked=false", "SELECT usage_user FROM cpu WHERE host = 'host_1' LIMIT 2"),
     with("chunked", "chunked=true&chunk_size=0", "SELECT usage_user FROM cpu WHERE host = 'host_1' LIMIT 2"),
     // ----- several statements in one request -----

@@ -39,7 +39,7 @@ use crate::query::{Refusal, gather};
 use crate::region::schema::MeasurementSchema;
 
 /// Most buckets one statement may fill per series (InfluxDB's `max-select-buckets`).
-const MAX_BUCKETS: i64 = 1_000_000;
+pub const MAX_BUCKETS: i64 = 1_000_000;
 
 /// Where buckets of `interval_ns` start past each multiple of it: `time(d, offset)`'s
 /// offset, or `now()`'s.
@@ -52,6 +52,29 @@ pub fn bucket_offset(offset: Option<&TimeOffset>, interval_ns: i64, now_ns: i64)
 }
 
 pub async fn select(ctx: &Ctx, s: &SelectStatement) -> Result<Vec<ResultSeries>, String> {
+    Ok(select_window(ctx, s, &Window::default()).await?.0)
+}
+
+/// How [`select_window`] answers one time window of a statement grouped by `time()` alone
+/// under `fill(null)` (`chunked=true` runs such a statement a window at a time,
+/// [`super::stream`]).
+#[derive(Debug, Clone, Default)]
+pub struct Window {
+    /// Answer the statement's one series even where none of its points lies in the window,
+    /// every bucket filled: other windows showed that the series exists.
+    pub answer_empty: bool,
+    /// Per function, whether it has a value in the whole range (as gathered from every
+    /// window): `count()` fills its empty buckets with 0 only then.
+    pub any: Option<Vec<bool>>,
+}
+
+/// [`select`] over one window ([`Window`]); also, per function, whether it answered a
+/// value in the window (`true` for those whose fill does not depend on it).
+pub async fn select_window(
+    ctx: &Ctx,
+    s: &SelectStatement,
+    window: &Window,
+) -> Result<(Vec<ResultSeries>, Vec<bool>), String> {
     let (rest, range) =
         split_time_range(s.condition.as_ref(), ctx.now_ns).map_err(|e| e.to_string())?;
     let mut targets: Vec<(String, Arc<str>)> = Vec::new();
@@ -120,22 +143,27 @@ pub async fn select(ctx: &Ctx, s: &SelectStatement) -> Result<Vec<ResultSeries>,
     }
     let live_tags: Vec<String> = live_tags.into_iter().collect();
     let mut out = Vec::new();
+    let mut facts = Vec::new();
     for (db, m, schema) in &schemas {
         let wild = (&wild, live_tags.as_slice());
-        let Some(plan) = Plan::new(ctx, s, m, schema, wild, rest.as_ref(), range)? else {
+        let Some(mut plan) = Plan::new(ctx, s, m, schema, wild, rest.as_ref(), range)? else {
             continue;
         };
+        plan.answer_empty = window.answer_empty;
+        plan.any = window.any.clone();
         out.extend(plan.run(ctx, db, &budget).await?);
+        facts = plan.facts.into_inner();
     }
     if s.order == SortOrder::Desc {
         // Series come newest first too: InfluxDB sorts them in the statement's order.
         out.reverse();
     }
-    Ok(out
+    let out = out
         .into_iter()
         .skip(s.soffset.unwrap_or(0) as usize)
         .take(s.slimit.map_or(usize::MAX, |l| l as usize))
-        .collect())
+        .collect();
+    Ok((out, facts))
 }
 
 /// As InfluxDB, whatever the data: a LIMIT must leave room for every point top() or
@@ -233,6 +261,13 @@ struct Plan<'a> {
     min: Option<i64>,
     max: Option<i64>,
     now: i64,
+    /// [`Window::answer_empty`].
+    answer_empty: bool,
+    /// [`Window::any`].
+    any: Option<Vec<bool>>,
+    /// Per call, whether it answered a value here (`true` where the fill does not depend
+    /// on it), for [`select_window`].
+    facts: parking_lot::Mutex<Vec<bool>>,
 }
 
 fn is_tag_of(schema: &MeasurementSchema, name: &str) -> bool {
@@ -786,6 +821,9 @@ impl<'a> Plan<'a> {
             min,
             max,
             now: ctx.now_ns,
+            answer_empty: false,
+            any: None,
+            facts: parking_lot::Mutex::new(Vec::new()),
         }))
     }
 
@@ -968,6 +1006,10 @@ impl<'a> Plan<'a> {
             budget.charge(results_bytes(&groups, &aux))?;
             (groups, aux)
         };
+        let mut groups = groups;
+        if self.answer_empty && self.group_tags.is_empty() && self.interval.is_some() {
+            groups.entry(GroupKey::new()).or_default();
+        }
         self.aggregate_series(groups, &aux)
     }
 
@@ -1845,9 +1887,10 @@ impl<'a> Plan<'a> {
         // Filled buckets of every group together are bounded like raw rows.
         let mut total_rows = 0usize;
         for (key, buckets) in groups {
-            if buckets
-                .values()
-                .all(|outs| outs.iter().all(|o| *o == Out::Empty))
+            if !self.answer_empty
+                && buckets
+                    .values()
+                    .all(|outs| outs.iter().all(|o| *o == Out::Empty))
             {
                 continue;
             }
@@ -1910,7 +1953,7 @@ impl<'a> Plan<'a> {
             // field answers nothing.
             if self.interval.is_some() && !self.rows_per_bucket() {
                 let desc = self.s.order == SortOrder::Desc;
-                for (col, c) in per_call.iter_mut().zip(&self.calls) {
+                for (k, (col, c)) in per_call.iter_mut().zip(&self.calls).enumerate() {
                     let field = field_type(&self.schema, &c.field);
                     let kind = result_kind(c.func, field);
                     // count() of a field this measurement lacks (a wildcard over several
@@ -1923,6 +1966,13 @@ impl<'a> Plan<'a> {
                         Some(_) => 0,
                         None => col.iter().position(Option::is_some).unwrap_or(0),
                     };
+                    // Whether the function has a value in the whole range: here, or in
+                    // another window of the statement ([`Window::any`]).
+                    let here = col.iter().any(Option::is_some);
+                    if self.group_tags.is_empty() {
+                        self.facts.lock().push(here || empty.is_none());
+                    }
+                    let any = here || self.any.as_ref().is_some_and(|a| a.get(k) == Some(&true));
                     let (col, times) = match self.s.fill {
                         Fill::Null => (&mut col[from..], &times[from..]),
                         _ => (&mut col[..], &times[..]),
@@ -1931,10 +1981,10 @@ impl<'a> Plan<'a> {
                     if desc {
                         col.reverse();
                         let rtimes: Vec<i64> = times.iter().rev().copied().collect();
-                        fill(col, &rtimes, (self.s.fill, empty), c.func, kind);
+                        fill(col, &rtimes, (self.s.fill, empty), (c.func, kind), any);
                         col.reverse();
                     } else {
-                        fill(col, times, (self.s.fill, empty), c.func, kind);
+                        fill(col, times, (self.s.fill, empty), (c.func, kind), any);
                     }
                 }
             }
@@ -2178,6 +2228,11 @@ fn zone_offset(zone: chrono_tz::Tz, t: i64) -> i64 {
         * 1_000_000_000
 }
 
+/// The start of the `GROUP BY time(d, off)` bucket (in UTC) holding `t`.
+pub fn bucket_start(t: i64, d: i64, off: i64) -> i64 {
+    window_start(t, d, off, None)
+}
+
 /// The start of the `GROUP BY time(d, off)` bucket holding `t`: aligned on the epoch in
 /// the zone's local time (InfluxDB's window rule: the local offset at `t`, corrected by
 /// the offset at the start when a daylight-saving change lies between and is shorter than
@@ -2233,13 +2288,14 @@ fn result_kind(func: Func, field: Option<FieldType>) -> Option<FieldType> {
 /// Fills the empty buckets of one call's column, as InfluxDB: under `fill(null)` with
 /// `empty` (`count`: 0 when the measurement has the field); a number takes the column's
 /// type (`fill(1.5)` of integers is 1; of strings `""`, of booleans `false`). `kind`: the
-/// column's type when not a number.
+/// column's type when not a number. `any`: whether the function has a value anywhere in
+/// the group's range (in `col`, or in another window of it).
 fn fill(
     col: &mut [Option<Out>],
     times: &[i64],
     (how, empty): (Fill, Option<Value>),
-    func: Func,
-    kind: Option<FieldType>,
+    (func, kind): (Func, Option<FieldType>),
+    any: bool,
 ) {
     let ints = col
         .iter()
@@ -2253,7 +2309,7 @@ fn fill(
     // A function with no value in the whole range of its group (its field has no point
     // there) has no type: InfluxDB fills it with the number as written, and `count`'s 0
     // does not apply.
-    if col.iter().all(Option::is_none) {
+    if !any {
         match how {
             Fill::Integer(i) => constant(Value::Int(i), col),
             Fill::Float(f) => constant(Value::Float(f), col),

@@ -1,22 +1,31 @@
-//! `chunked=true` answers computed a partition at a time, so that exporting a measurement
-//! (`SELECT * FROM m`) never holds the whole answer: each window is its own statement
-//! execution (its own memory budget), the rows of one are sent before the next is read.
+//! `chunked=true` answers computed a window of time at a time, so that exporting a
+//! measurement (`SELECT * FROM m`) or a long graph (`GROUP BY time(10s)` over a month) never
+//! holds the whole answer: each window is its own statement execution (its own memory
+//! budget), the rows of one are sent before the next is read.
 //!
 //! Only where the answer is the concatenation of the windows' answers in time order: one
-//! measurement named exactly, no `LIMIT`/`OFFSET`/`SLIMIT`/`SOFFSET`, every region hosted
-//! by this node (the partitions of other nodes' regions are not known here), and either
+//! measurement named exactly, no `SLIMIT`/`SOFFSET`, every region hosted by this node (the
+//! partitions of other nodes' regions are not known here), and either
 //! - raw fields (no function) and no `GROUP BY`, or
 //! - aggregates of each bucket (`count`, `sum`, `mean`, `median`, `mode`, `spread`,
 //!   `stddev`, `min`, `max`, `first`, `last`, `percentile`, and arithmetic on them) with
-//!   `GROUP BY time(d[, offset])` alone, `fill(none)` and no `tz()`: the windows are widened
-//!   to whole buckets, so a bucket is never split, and an empty bucket is not answered
-//!   either way (other fills answer the empty buckets of the whole range, which a window
-//!   holding no point of the statement cannot know of).
+//!   `GROUP BY time(d[, offset])` alone and no `tz()`: the windows are widened to whole
+//!   buckets, so a bucket is never split. Under `fill(none)` an empty bucket is answered by
+//!   no window. Under `fill(null)` every bucket of the range is answered, so the statement
+//!   needs a lower time bound (without one InfluxDB starts at the first point's bucket),
+//!   the windows tile the whole range (empty stretches included, cut so that no window
+//!   holds more than [`MAX_WINDOW_BUCKETS`] buckets), and windows are answered once what
+//!   the fill depends on over the whole range is known ([`Streamed::filled`]); a series
+//!   without any point is not answered, as InfluxDB does.
 //!
-//! Anything else is answered whole, as before. Points of several series at one time have
-//! no defined order (InfluxDB 1.6 answers them in its merge heap's order, which differs
-//! from one timestamp to the next); a window may order them otherwise than the whole
-//! answer would.
+//! With a bucketed statement, `LIMIT` and `OFFSET` count the rows of its one series
+//! across windows, and reading stops once the limit is reached; a raw select with them is
+//! answered whole (its read stops at the rows it needs). Anything else (`fill(previous)`,
+//! `fill(linear)`, a number as fill, grouping tags, several measurements) is answered
+//! whole, within `query.max_rows` and `query.max_memory`. Points of several series at one
+//! time have no defined order (InfluxDB 1.6 answers them in its merge heap's order, which
+//! differs from one timestamp to the next); a window may order them otherwise than the
+//! whole answer would.
 
 use crate::influxql::{
     BinaryOp, Dimension, Expr, Fill, MeasurementName, SelectStatement, SortOrder,
@@ -78,7 +87,7 @@ fn per_bucket(e: &Expr) -> bool {
 }
 
 /// The bucket width and offset of a statement grouped by `time(d[, offset])` alone, with
-/// per-bucket aggregates, `fill(none)` and no `tz()`.
+/// per-bucket aggregates, `fill(none)` or `fill(null)`, and no `tz()`.
 fn buckets(ctx: &Ctx, s: &SelectStatement) -> Option<(i64, i64)> {
     let [
         Dimension::Time {
@@ -89,7 +98,7 @@ fn buckets(ctx: &Ctx, s: &SelectStatement) -> Option<(i64, i64)> {
     else {
         return None;
     };
-    let ok = s.fill == Fill::None
+    let ok = matches!(s.fill, Fill::None | Fill::Null)
         && s.timezone.is_none()
         && *interval_ns > 0
         && s.fields.iter().all(|f| per_bucket(&f.expr));
@@ -100,18 +109,36 @@ fn buckets(ctx: &Ctx, s: &SelectStatement) -> Option<(i64, i64)> {
     Some((*interval_ns, offset))
 }
 
-/// The time windows ([`crate::query::windows::spans`], in the statement's order) to run `s`
-/// over, or `None` when it must be answered whole: not a select of one measurement as
-/// described above, or data in at most one window.
-pub async fn windows(ctx: &Ctx, s: &SelectStatement) -> Option<Vec<(i64, i64)>> {
-    let common = s.limit.is_none()
-        && s.offset.is_none()
-        && s.slimit.is_none()
-        && s.soffset.is_none()
-        && s.sources.len() == 1;
+/// Most buckets of one window of a filled statement: what one execution answers a series.
+pub const MAX_WINDOW_BUCKETS: i64 = 100_000;
+
+/// How a statement is answered a window at a time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Streamed {
+    /// `[start, end)` windows in the statement's order.
+    pub windows: Vec<(i64, i64)>,
+    /// Buckets are filled (`fill(null)`): see [`super::select::Window`]. A window is
+    /// answered once the series is known to exist (a window answered it) and every
+    /// `count()` of the statement is known to have a value somewhere (it fills with 0 only
+    /// then); until then windows are held, and run again once that is known or the last
+    /// window was read. If no window answers the series, neither do they.
+    pub filled: bool,
+    /// The statement's `OFFSET` and `LIMIT` (rows of its one series).
+    pub offset: usize,
+    pub limit: Option<usize>,
+}
+
+/// How to run `s` a window at a time ([`crate::query::windows::spans`]), or `None` when it
+/// must be answered whole: not a select of one measurement as described above, or data in
+/// at most one window.
+pub async fn windows(ctx: &Ctx, s: &SelectStatement) -> Option<Streamed> {
+    let common = s.slimit.is_none() && s.soffset.is_none() && s.sources.len() == 1;
     let raw = s.fields.iter().all(|f| !has_call(&f.expr)) && s.dimensions.is_empty();
     let bucketed = if raw { None } else { buckets(ctx, s) };
-    if !common || !(raw || bucketed.is_some()) {
+    // A raw LIMIT reads only the rows it needs when answered whole (each series' edge
+    // first, then a range around it), where a window would read its partition whole.
+    let paged = s.limit.is_some() || s.offset.is_some();
+    if !common || !(raw && !paged || bucketed.is_some()) {
         return None;
     }
     let src = &s.sources[0];
@@ -133,6 +160,10 @@ pub async fn windows(ctx: &Ctx, s: &SelectStatement) -> Option<Vec<(i64, i64)>> 
         (None, None) => i64::MAX,
     };
     let start = range.min_ns.unwrap_or(i64::MIN);
+    let filled = bucketed.is_some() && s.fill != Fill::None;
+    if filled && range.min_ns.is_none() || start >= end {
+        return None;
+    }
     let mut out = crate::query::windows::spans(engine, &db, m, (start, end))
         .await
         .ok()?
@@ -142,6 +173,17 @@ pub async fn windows(ctx: &Ctx, s: &SelectStatement) -> Option<Vec<(i64, i64)>> 
         if let Some(last) = out.last_mut() {
             last.1 = last.1.min(end);
         }
+        if filled {
+            // Every bucket of the range, in windows of at most MAX_WINDOW_BUCKETS.
+            let first = super::select::bucket_start(start, every, offset);
+            let last = super::select::bucket_start(end - 1, every, offset);
+            let count = (i128::from(last) - i128::from(first)) / i128::from(every) + 1;
+            if count > i128::from(super::select::MAX_BUCKETS) || out.is_empty() {
+                // The whole statement answers the error (or nothing at all).
+                return None;
+            }
+            out = tile(&out, (first, end), every);
+        }
     }
     if out.len() < 2 {
         return None;
@@ -149,13 +191,49 @@ pub async fn windows(ctx: &Ctx, s: &SelectStatement) -> Option<Vec<(i64, i64)>> 
     if s.order == SortOrder::Desc {
         out.reverse();
     }
-    Some(out)
+    Some(Streamed {
+        windows: out,
+        filled,
+        offset: s.offset.map_or(0, |o| o as usize),
+        limit: s.limit.map(|l| l as usize),
+    })
 }
 
-/// `s` restricted to `[start, end)`.
+/// Windows covering `[start, end)` without a gap: `data` (ascending, disjoint, whole
+/// buckets of `every` from `start`), the stretches between them, each cut so that it holds
+/// at most [`MAX_WINDOW_BUCKETS`] buckets.
+fn tile(data: &[(i64, i64)], (start, end): (i64, i64), every: i64) -> Vec<(i64, i64)> {
+    let step = every.saturating_mul(MAX_WINDOW_BUCKETS);
+    let mut out = Vec::new();
+    let mut push = |(mut a, b): (i64, i64)| {
+        while a < b {
+            let e = a.saturating_add(step).min(b);
+            out.push((a, e));
+            a = e;
+        }
+    };
+    let mut at = start;
+    for &(a, b) in data {
+        let (a, b) = (a.max(at), b.min(end));
+        if a > at {
+            push((at, a));
+        }
+        if b > a {
+            push((a, b));
+            at = b;
+        }
+    }
+    push((at, end));
+    out
+}
+
+/// `s` restricted to `[start, end)`, without its `LIMIT` and `OFFSET` (the rows of every
+/// window together are paged by the caller, [`Streamed`]).
 pub fn within(s: &SelectStatement, (start, end): (i64, i64)) -> SelectStatement {
     let time = || var(TIME_COLUMN, false);
     let mut w = s.clone();
+    w.limit = None;
+    w.offset = None;
     let cond = and(
         w.condition.take().map(|c| Expr::Paren(Box::new(c))),
         cmp(BinaryOp::Gte, time(), Expr::Integer(start)),
