@@ -1130,12 +1130,13 @@ fn chunked_bucketed_selects_stream_a_window_of_buckets_at_a_time() {
     assert_eq!(total, 14_400);
 }
 
-/// `chunked=true` streams statements grouped by `time()` alone under `fill(null)` or a
-/// number too: every bucket of the range is answered, windows without points (before,
-/// between and after the data, and where the condition matches nothing) filled as the
-/// whole answer fills them, so an answer over `query.max_rows` whole comes back in full,
-/// chunked; `LIMIT`/`OFFSET` count rows across windows, for raw selects too; a condition
-/// that no point matches answers no series, as whole.
+/// `chunked=true` streams statements grouped by `time()` alone under `fill(null)` too:
+/// every bucket of the range is answered, windows without points (before, between and
+/// after the data, and where the condition matches nothing) filled as the whole answer
+/// fills them, so an answer over `query.max_rows` whole comes back in full, chunked, also
+/// when an empty stretch alone holds more buckets than `query.max_rows`; `LIMIT`/`OFFSET`
+/// count rows across windows; a condition that no point matches answers no series, as
+/// whole. Number fills and raw selects with `LIMIT` (answered whole) answer the same.
 #[test]
 fn chunked_filled_selects_answer_every_bucket_a_window_at_a_time() {
     let s = TestServer::start(ServerConfig {
@@ -1195,6 +1196,16 @@ fn chunked_filled_selects_answer_every_bucket_a_window_at_a_time() {
             assert_eq!(r[2], json!(0), "{r:?}");
         }
     }
+    // Fourteen hours: the seven empty ones after the data (25,200 buckets) alone pass
+    // max_rows; windows are cut within it.
+    let stmt = format!(
+        "SELECT max(v) FROM fl WHERE time >= {t0} AND time < {} GROUP BY time(1s)",
+        t0 + 14 * 3600 * sec
+    );
+    let (rows, _) = chunked(&stmt, 10_000);
+    assert_eq!(rows.len(), 14 * 3600);
+    assert_eq!(rows[6 * 3600 + 5][1], json!(6 * 3600 + 5));
+    assert!(rows[7 * 3600..].iter().all(|r| r[1].is_null()));
     // count(g) has points only in the last hour with data: every empty bucket before it
     // is 0 too (windows are held until a window shows g), as the whole answer has it.
     let stmt = format!("SELECT count(g) FROM fl WHERE {range} GROUP BY time(1s) fill(null)");

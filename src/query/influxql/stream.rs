@@ -10,11 +10,11 @@
 //! - aggregates of each bucket (`count`, `sum`, `mean`, `median`, `mode`, `spread`,
 //!   `stddev`, `min`, `max`, `first`, `last`, `percentile`, and arithmetic on them) with
 //!   `GROUP BY time(d[, offset])` alone and no `tz()`: the windows are widened to whole
-//!   buckets, so a bucket is never split. Under `fill(none)` an empty bucket is answered by
+//!   buckets, so a bucket is never split, and joined up to [`MAX_WINDOW_BUCKETS`] buckets
+//!   (fewer when `query.max_rows` or `query.max_memory` ask for fewer). Under `fill(none)` an empty bucket is answered by
 //!   no window. Under `fill(null)` every bucket of the range is answered, so the statement
 //!   needs a lower time bound (without one InfluxDB starts at the first point's bucket),
-//!   the windows tile the whole range (empty stretches included, cut so that no window
-//!   holds more than [`MAX_WINDOW_BUCKETS`] buckets), and windows are answered once what
+//!   the windows tile the whole range (empty stretches included), and windows are answered once what
 //!   the fill depends on over the whole range is known ([`Streamed::filled`]); a series
 //!   without any point is not answered, as InfluxDB does.
 //!
@@ -182,8 +182,13 @@ pub async fn windows(ctx: &Ctx, s: &SelectStatement) -> Option<Streamed> {
                 // The whole statement answers the error (or nothing at all).
                 return None;
             }
-            out = tile(&out, (first, end), every);
+            out = tile(
+                &out,
+                (first, end),
+                every.saturating_mul(window_buckets(ctx, s)),
+            );
         }
+        out = merged(&out, every.saturating_mul(window_buckets(ctx, s)));
     }
     if out.len() < 2 {
         return None;
@@ -199,11 +204,34 @@ pub async fn windows(ctx: &Ctx, s: &SelectStatement) -> Option<Streamed> {
     })
 }
 
+/// Most buckets of one window: [`MAX_WINDOW_BUCKETS`], or fewer when `query.max_rows` is
+/// lower (a filled window answers all of its buckets) or when the buckets' results
+/// (about `BUCKET_BYTES` and `CALL_BYTES` a function, twice for the answer's rows) could
+/// take more than half of `query.max_memory`.
+fn window_buckets(ctx: &Ctx, s: &SelectStatement) -> i64 {
+    const BUCKET_BYTES: u64 = 256;
+    const CALL_BYTES: u64 = 64;
+    fn calls(e: &Expr) -> u64 {
+        match e {
+            Expr::Call(_) => 1,
+            Expr::Binary(b) => calls(&b.lhs) + calls(&b.rhs),
+            Expr::Paren(p) => calls(p),
+            _ => 0,
+        }
+    }
+    let per_bucket =
+        BUCKET_BYTES + CALL_BYTES * s.fields.iter().map(|f| calls(&f.expr)).sum::<u64>();
+    let by_memory = ctx.query_memory.per_query() / 2 / per_bucket;
+    MAX_WINDOW_BUCKETS
+        .min(i64::try_from(ctx.max_rows).unwrap_or(i64::MAX))
+        .min(i64::try_from(by_memory).unwrap_or(i64::MAX))
+        .max(1)
+}
+
 /// Windows covering `[start, end)` without a gap: `data` (ascending, disjoint, whole
-/// buckets of `every` from `start`), the stretches between them, each cut so that it holds
-/// at most [`MAX_WINDOW_BUCKETS`] buckets.
-fn tile(data: &[(i64, i64)], (start, end): (i64, i64), every: i64) -> Vec<(i64, i64)> {
-    let step = every.saturating_mul(MAX_WINDOW_BUCKETS);
+/// buckets from `start`), the stretches between them, each cut so that it is at most
+/// `step` long (a whole number of buckets).
+fn tile(data: &[(i64, i64)], (start, end): (i64, i64), step: i64) -> Vec<(i64, i64)> {
     let mut out = Vec::new();
     let mut push = |(mut a, b): (i64, i64)| {
         while a < b {
@@ -224,6 +252,21 @@ fn tile(data: &[(i64, i64)], (start, end): (i64, i64), every: i64) -> Vec<(i64, 
         }
     }
     push((at, end));
+    out
+}
+
+/// Consecutive windows joined while a joined window is at most `step` long: a window per
+/// partition would run the statement once per partition (720 times for a month of hourly
+/// buckets over hourly partitions), where its functions already read points a window at
+/// a time within the memory budget.
+fn merged(windows: &[(i64, i64)], step: i64) -> Vec<(i64, i64)> {
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    for &(a, b) in windows {
+        match out.last_mut() {
+            Some(last) if (i128::from(b) - i128::from(last.0)) <= i128::from(step) => last.1 = b,
+            _ => out.push((a, b)),
+        }
+    }
     out
 }
 
