@@ -342,15 +342,13 @@ impl Chunks<'_> {
             rows: &series.values,
             partial: more,
         };
-        self.w.write_all(b"{\"results\":[")?;
-        write_statement(
+        write_document(
             self.w,
             &self.head,
             std::slice::from_ref(&part),
             self.time,
             more,
-        )?;
-        self.w.write_all(b"]}\n")
+        )
     }
 
     /// The rows of one window's answer.
@@ -421,11 +419,7 @@ impl Chunks<'_> {
             }
             (Some(r), _) => self.piece(&r, false),
             (None, Some(l)) if !l.values.is_empty() => self.piece(&l, false),
-            (None, _) => {
-                self.w.write_all(b"{\"results\":[")?;
-                write_statement(self.w, &self.head, &[], self.time, false)?;
-                self.w.write_all(b"]}\n")
-            }
+            (None, _) => write_document(self.w, &self.head, &[], self.time, false),
         }
     }
 }
@@ -503,7 +497,12 @@ fn stream_select(
         for (a, f) in any.iter_mut().zip(&facts) {
             *a |= *f;
         }
-        held.push(window);
+        // A window holding the series, where every function has a value, answered as it
+        // would with what the other windows know: it is not run again.
+        let exact = !found.is_empty() && facts.iter().all(|f| *f);
+        if !exact {
+            held.push(window);
+        }
         let last = i + 1 == streamed.windows.len();
         if exists && (last || any.iter().all(|a| *a)) {
             ready = true;
@@ -515,10 +514,26 @@ fn stream_select(
                     return Ok(false);
                 }
             }
+            if exact && !out.answer(Ok(found), id, left)? {
+                return Ok(false);
+            }
         }
     }
     out.finish()?;
     Ok(true)
+}
+
+/// One line of a chunked answer: `{"results":[<statement with these parts>]}`.
+fn write_document(
+    w: &mut dyn std::io::Write,
+    r: &StatementResult,
+    parts: &[SeriesPart<'_>],
+    time: TimeFormat,
+    more: bool,
+) -> std::io::Result<()> {
+    w.write_all(b"{\"results\":[")?;
+    write_statement(w, r, parts, time, more)?;
+    w.write_all(b"]}\n")
 }
 
 /// `chunked=true`: one JSON document per line, each holding at most `chunk_size` rows of
@@ -547,18 +562,14 @@ fn write_chunked(
             }
         }
         if pieces.is_empty() {
-            w.write_all(b"{\"results\":[")?;
-            write_statement(w, r, &[], time, false)?;
-            w.write_all(b"]}\n")?;
+            write_document(w, r, &[], time, false)?;
             if r.error.is_some() {
                 // As InfluxDB's chunked answers: the real error, then "not executed" for
                 // each statement left.
                 // (influxd 1.6.7 gives them all the failed statement's id.)
                 for _ in i + 1..statement_count {
                     let skipped = StatementResult::error(r.statement_id, "not executed");
-                    w.write_all(b"{\"results\":[")?;
-                    write_statement(w, &skipped, &[], time, false)?;
-                    w.write_all(b"]}\n")?;
+                    write_document(w, &skipped, &[], time, false)?;
                 }
             }
             continue;
@@ -566,9 +577,7 @@ fn write_chunked(
         let last = pieces.len() - 1;
         for (i, piece) in pieces.into_iter().enumerate() {
             let more = i < last && r.chunking != Chunking::PerSeriesWhole;
-            w.write_all(b"{\"results\":[")?;
-            write_statement(w, r, std::slice::from_ref(&piece), time, more)?;
-            w.write_all(b"]}\n")?;
+            write_document(w, r, std::slice::from_ref(&piece), time, more)?;
         }
     }
     Ok(())

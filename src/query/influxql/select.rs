@@ -149,10 +149,10 @@ pub async fn select_window(
         let Some(mut plan) = Plan::new(ctx, s, m, schema, wild, rest.as_ref(), range)? else {
             continue;
         };
-        plan.answer_empty = window.answer_empty;
-        plan.any = window.any.clone();
-        out.extend(plan.run(ctx, db, &budget).await?);
-        facts = plan.facts.into_inner();
+        plan.window = window.clone();
+        let (series, has_value) = plan.run(ctx, db, &budget).await?;
+        out.extend(series);
+        facts = has_value;
     }
     if s.order == SortOrder::Desc {
         // Series come newest first too: InfluxDB sorts them in the statement's order.
@@ -261,13 +261,8 @@ struct Plan<'a> {
     min: Option<i64>,
     max: Option<i64>,
     now: i64,
-    /// [`Window::answer_empty`].
-    answer_empty: bool,
-    /// [`Window::any`].
-    any: Option<Vec<bool>>,
-    /// Per call, whether it answered a value here (`true` where the fill does not depend
-    /// on it), for [`select_window`].
-    facts: parking_lot::Mutex<Vec<bool>>,
+    /// The window of a statement streamed a window at a time ([`select_window`]).
+    window: Window,
 }
 
 fn is_tag_of(schema: &MeasurementSchema, name: &str) -> bool {
@@ -821,9 +816,7 @@ impl<'a> Plan<'a> {
             min,
             max,
             now: ctx.now_ns,
-            answer_empty: false,
-            any: None,
-            facts: parking_lot::Mutex::new(Vec::new()),
+            window: Window::default(),
         }))
     }
 
@@ -955,18 +948,19 @@ impl<'a> Plan<'a> {
         Ok((spec, g.partials))
     }
 
+    /// The series answered, and per call whether it has a value ([`select_window`]).
     async fn run(
         &self,
         ctx: &Ctx,
         db: &str,
         budget: &Arc<QueryBudget>,
-    ) -> Result<Vec<ResultSeries>, String> {
+    ) -> Result<(Vec<ResultSeries>, Vec<bool>), String> {
         if self.min.zip(self.max).is_some_and(|(a, b)| a > b) {
-            return Ok(Vec::new());
+            return Ok(Default::default());
         }
         if self.fields.is_empty() {
             // Only unknown fields: InfluxDB answers nothing.
-            return Ok(Vec::new());
+            return Ok(Default::default());
         }
         if self.calls.is_empty() {
             let points = match self.s.limit {
@@ -976,9 +970,9 @@ impl<'a> Plan<'a> {
                 }
                 _ => self.points(ctx, db, budget, None).await?,
             };
-            return Ok(self.raw_series(points));
+            return Ok((self.raw_series(points), Vec::new()));
         }
-        let (groups, aux) = if self.fast() {
+        let (mut groups, aux) = if self.fast() {
             (self.native_groups(ctx, db, budget).await?, Aux::default())
         } else if let Some(windows) = self.point_windows(ctx, db).await {
             // A window's points and working copies are charged to a budget of their own,
@@ -1006,8 +1000,7 @@ impl<'a> Plan<'a> {
             budget.charge(results_bytes(&groups, &aux))?;
             (groups, aux)
         };
-        let mut groups = groups;
-        if self.answer_empty && self.group_tags.is_empty() && self.interval.is_some() {
+        if self.window.answer_empty && self.group_tags.is_empty() && self.interval.is_some() {
             groups.entry(GroupKey::new()).or_default();
         }
         self.aggregate_series(groups, &aux)
@@ -1880,14 +1873,21 @@ impl<'a> Plan<'a> {
     }
 
     /// Rows per series from the functions' results: buckets filled, arithmetic applied.
-    fn aggregate_series(&self, groups: Groups, aux: &Aux) -> Result<Vec<ResultSeries>, String> {
+    /// Also, for a statement without grouping tags (one group), whether each call has a
+    /// value in it (`true` where its fill does not depend on that), for [`select_window`].
+    fn aggregate_series(
+        &self,
+        groups: Groups,
+        aux: &Aux,
+    ) -> Result<(Vec<ResultSeries>, Vec<bool>), String> {
         let n = self.calls.len();
         let single_selector = self.interval.is_none() && n == 1 && self.calls[0].func.is_selector();
         let mut out = Vec::new();
         // Filled buckets of every group together are bounded like raw rows.
         let mut total_rows = 0usize;
+        let mut has_value = Vec::new();
         for (key, buckets) in groups {
-            if !self.answer_empty
+            if !self.window.answer_empty
                 && buckets
                     .values()
                     .all(|outs| outs.iter().all(|o| *o == Out::Empty))
@@ -1970,9 +1970,10 @@ impl<'a> Plan<'a> {
                     // another window of the statement ([`Window::any`]).
                     let here = col.iter().any(Option::is_some);
                     if self.group_tags.is_empty() {
-                        self.facts.lock().push(here || empty.is_none());
+                        has_value.push(here || empty.is_none());
                     }
-                    let any = here || self.any.as_ref().is_some_and(|a| a.get(k) == Some(&true));
+                    let elsewhere = self.window.any.as_ref().and_then(|a| a.get(k));
+                    let any = here || elsewhere == Some(&true);
                     let (col, times) = match self.s.fill {
                         Fill::Null => (&mut col[from..], &times[from..]),
                         _ => (&mut col[..], &times[..]),
@@ -2047,7 +2048,7 @@ impl<'a> Plan<'a> {
                 out.push(series);
             }
         }
-        Ok(out)
+        Ok((out, has_value))
     }
 
     /// A selector's other columns under `fill`, as InfluxDB fills them: a number fills

@@ -11,12 +11,13 @@
 //!   `stddev`, `min`, `max`, `first`, `last`, `percentile`, and arithmetic on them) with
 //!   `GROUP BY time(d[, offset])` alone and no `tz()`: the windows are widened to whole
 //!   buckets, so a bucket is never split, and joined up to [`MAX_WINDOW_BUCKETS`] buckets
-//!   (fewer when `query.max_rows` or `query.max_memory` ask for fewer). Under `fill(none)` an empty bucket is answered by
-//!   no window. Under `fill(null)` every bucket of the range is answered, so the statement
-//!   needs a lower time bound (without one InfluxDB starts at the first point's bucket),
-//!   the windows tile the whole range (empty stretches included), and windows are answered once what
-//!   the fill depends on over the whole range is known ([`Streamed::filled`]); a series
-//!   without any point is not answered, as InfluxDB does.
+//!   (fewer when `query.max_rows` or `query.max_memory` ask for fewer). Under `fill(none)`
+//!   an empty bucket is answered by no window. Under `fill(null)` every bucket of the range
+//!   is answered, so the statement needs a lower time bound (without one InfluxDB starts at
+//!   the first point's bucket), the range is cut into windows of that many buckets (empty
+//!   stretches included), and windows are answered once what the fill depends on over the
+//!   whole range is known ([`Streamed::filled`]); a series without any point is not
+//!   answered, as InfluxDB does.
 //!
 //! With a bucketed statement, `LIMIT` and `OFFSET` count the rows of its one series
 //! across windows, and reading stops once the limit is reached; a raw select with them is
@@ -109,7 +110,7 @@ fn buckets(ctx: &Ctx, s: &SelectStatement) -> Option<(i64, i64)> {
     Some((*interval_ns, offset))
 }
 
-/// Most buckets of one window of a filled statement: what one execution answers a series.
+/// Most buckets of one window: what one execution answers a series (filled).
 pub const MAX_WINDOW_BUCKETS: i64 = 100_000;
 
 /// How a statement is answered a window at a time.
@@ -173,8 +174,9 @@ pub async fn windows(ctx: &Ctx, s: &SelectStatement) -> Option<Streamed> {
         if let Some(last) = out.last_mut() {
             last.1 = last.1.min(end);
         }
-        if filled {
-            // Every bucket of the range, in windows of at most MAX_WINDOW_BUCKETS.
+        let step = every.saturating_mul(window_buckets(ctx, s));
+        out = if filled {
+            // Every bucket of the range, empty stretches included, a step at a time.
             let first = super::select::bucket_start(start, every, offset);
             let last = super::select::bucket_start(end - 1, every, offset);
             let count = (i128::from(last) - i128::from(first)) / i128::from(every) + 1;
@@ -182,13 +184,10 @@ pub async fn windows(ctx: &Ctx, s: &SelectStatement) -> Option<Streamed> {
                 // The whole statement answers the error (or nothing at all).
                 return None;
             }
-            out = tile(
-                &out,
-                (first, end),
-                every.saturating_mul(window_buckets(ctx, s)),
-            );
-        }
-        out = merged(&out, every.saturating_mul(window_buckets(ctx, s)));
+            cut((first, end), step)
+        } else {
+            merged(&out, step)
+        };
     }
     if out.len() < 2 {
         return None;
@@ -228,30 +227,14 @@ fn window_buckets(ctx: &Ctx, s: &SelectStatement) -> i64 {
         .max(1)
 }
 
-/// Windows covering `[start, end)` without a gap: `data` (ascending, disjoint, whole
-/// buckets from `start`), the stretches between them, each cut so that it is at most
-/// `step` long (a whole number of buckets).
-fn tile(data: &[(i64, i64)], (start, end): (i64, i64), step: i64) -> Vec<(i64, i64)> {
+/// `[start, end)` cut into windows `step` long (the last one shorter).
+fn cut((mut start, end): (i64, i64), step: i64) -> Vec<(i64, i64)> {
     let mut out = Vec::new();
-    let mut push = |(mut a, b): (i64, i64)| {
-        while a < b {
-            let e = a.saturating_add(step).min(b);
-            out.push((a, e));
-            a = e;
-        }
-    };
-    let mut at = start;
-    for &(a, b) in data {
-        let (a, b) = (a.max(at), b.min(end));
-        if a > at {
-            push((at, a));
-        }
-        if b > a {
-            push((a, b));
-            at = b;
-        }
+    while start < end {
+        let e = start.saturating_add(step).min(end);
+        out.push((start, e));
+        start = e;
     }
-    push((at, end));
     out
 }
 
