@@ -298,7 +298,9 @@ fn stream_chunked(
             }
         };
         let plan = match &st {
-            Statement::Select(s) => handle.block_on(stream::windows(ctx, s)).map(|ws| (s, ws)),
+            Statement::Select(s) => handle
+                .block_on(stream::windows(ctx, s, chunk_size))
+                .map(|ws| (s, ws)),
             _ => None,
         };
         let ok = match plan {

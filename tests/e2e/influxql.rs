@@ -1215,7 +1215,9 @@ fn chunked_filled_selects_answer_every_bucket_a_window_at_a_time() {
         let want = i64::from(n / 3600 == 6);
         assert_eq!(r[1], json!(want), "{n}: {r:?}");
     }
-    // Smaller answers: the same chunked or whole, whatever the chunk size. Ranges that
+    // Smaller answers: the same chunked or whole, whatever the chunk size (a window holds
+    // about a chunk's buckets, at least 64: at 13 rows a chunk, the fill(null) statements
+    // below are computed in two to seven windows). Ranges that
     // start and end in empty hours, buckets across hour edges, descending order, numbers
     // as fill, a condition matching host b only (its first windows hold no point of it),
     // LIMIT and OFFSET across windows, a selector's other column.
@@ -1225,15 +1227,15 @@ fn chunked_filled_selects_answer_every_bucket_a_window_at_a_time() {
         t0 + 27000 * sec
     );
     for stmt in [
-        format!("SELECT mean(v), sum(f) FROM fl WHERE {range} GROUP BY time(7m, 2m)"),
+        format!("SELECT mean(v), sum(f) FROM fl WHERE {range} GROUP BY time(3m, 1m)"),
         format!(
-            "SELECT mean(v) FROM fl WHERE {range} GROUP BY time(7m, 2m) fill(null) ORDER BY time DESC"
+            "SELECT mean(v) FROM fl WHERE {range} GROUP BY time(3m, 1m) fill(null) ORDER BY time DESC"
         ),
         format!("SELECT count(v), max(f) * 2 FROM fl WHERE {range} GROUP BY time(5m) fill(-1.5)"),
         format!("SELECT last(v) FROM fl WHERE {range} GROUP BY time(10m) fill(7)"),
-        format!("SELECT min(v) FROM fl WHERE {range} AND host = 'b' GROUP BY time(10m)"),
+        format!("SELECT min(v) FROM fl WHERE {range} AND host = 'b' GROUP BY time(5m)"),
         format!(
-            "SELECT min(v) FROM fl WHERE {range} AND host = 'b' GROUP BY time(10m) ORDER BY time DESC"
+            "SELECT min(v) FROM fl WHERE {range} AND host = 'b' GROUP BY time(5m) ORDER BY time DESC"
         ),
         format!("SELECT max(v), f FROM fl WHERE {range} GROUP BY time(10m) fill(0)"),
         format!("SELECT mean(v) FROM fl WHERE {range} GROUP BY time(1m) LIMIT 100 OFFSET 50"),
@@ -1244,12 +1246,12 @@ fn chunked_filled_selects_answer_every_bucket_a_window_at_a_time() {
             "SELECT mean(v) FROM fl WHERE {range} GROUP BY time(1m) ORDER BY time DESC LIMIT 300"
         ),
         // g only in the last window with data; before the gap (no g in the range: null).
-        format!("SELECT count(g), count(v) FROM fl WHERE {range} GROUP BY time(10m)"),
+        format!("SELECT count(g), count(v) FROM fl WHERE {range} GROUP BY time(5m)"),
         format!(
-            "SELECT count(g), mean(v) FROM fl WHERE {range} GROUP BY time(10m) ORDER BY time DESC"
+            "SELECT count(g), mean(v) FROM fl WHERE {range} GROUP BY time(5m) ORDER BY time DESC"
         ),
         format!(
-            "SELECT count(g), count(v) FROM fl WHERE time >= {t0} AND time < {} GROUP BY time(10m)",
+            "SELECT count(g), count(v) FROM fl WHERE time >= {t0} AND time < {} GROUP BY time(2m)",
             t0 + 5 * 3600 * sec
         ),
     ] {

@@ -10,8 +10,9 @@
 //! - aggregates of each bucket (`count`, `sum`, `mean`, `median`, `mode`, `spread`,
 //!   `stddev`, `min`, `max`, `first`, `last`, `percentile`, and arithmetic on them) with
 //!   `GROUP BY time(d[, offset])` alone and no `tz()`: the windows are widened to whole
-//!   buckets, so a bucket is never split, and joined up to [`MAX_WINDOW_BUCKETS`] buckets
-//!   (fewer when `query.max_rows` or `query.max_memory` ask for fewer). Under `fill(none)`
+//!   buckets, so a bucket is never split, and joined up to about `chunk_size` buckets
+//!   (at least 64, at most 100,000, fewer when `query.max_rows` or
+//!   `query.max_memory` ask for fewer). Under `fill(none)`
 //!   an empty bucket is answered by no window. Under `fill(null)` every bucket of the range
 //!   is answered, so the statement needs a lower time bound (without one InfluxDB starts at
 //!   the first point's bucket), the range is cut into windows of that many buckets (empty
@@ -132,7 +133,7 @@ pub struct Streamed {
 /// How to run `s` a window at a time ([`crate::query::windows::spans`]), or `None` when it
 /// must be answered whole: not a select of one measurement as described above, or data in
 /// at most one window.
-pub async fn windows(ctx: &Ctx, s: &SelectStatement) -> Option<Streamed> {
+pub async fn windows(ctx: &Ctx, s: &SelectStatement, chunk_size: usize) -> Option<Streamed> {
     let common = s.slimit.is_none() && s.soffset.is_none() && s.sources.len() == 1;
     let raw = s.fields.iter().all(|f| !has_call(&f.expr)) && s.dimensions.is_empty();
     let bucketed = if raw { None } else { buckets(ctx, s) };
@@ -174,7 +175,7 @@ pub async fn windows(ctx: &Ctx, s: &SelectStatement) -> Option<Streamed> {
         if let Some(last) = out.last_mut() {
             last.1 = last.1.min(end);
         }
-        let step = every.saturating_mul(window_buckets(ctx, s));
+        let step = every.saturating_mul(window_buckets(ctx, s, chunk_size));
         out = if filled {
             // Every bucket of the range, empty stretches included, a step at a time.
             let first = super::select::bucket_start(start, every, offset);
@@ -203,11 +204,17 @@ pub async fn windows(ctx: &Ctx, s: &SelectStatement) -> Option<Streamed> {
     })
 }
 
-/// Most buckets of one window: [`MAX_WINDOW_BUCKETS`], or fewer when `query.max_rows` is
-/// lower (a filled window answers all of its buckets) or when the buckets' results
-/// (about `BUCKET_BYTES` and `CALL_BYTES` a function, twice for the answer's rows) could
-/// take more than half of `query.max_memory`.
-fn window_buckets(ctx: &Ctx, s: &SelectStatement) -> i64 {
+/// Fewest buckets of one window whatever the chunk size (a window is a statement
+/// execution: one per few rows would cost more than the rows).
+pub const MIN_WINDOW_BUCKETS: i64 = 64;
+
+/// Most buckets of one window: about a chunk's rows (`chunk_size`, at least
+/// [`MIN_WINDOW_BUCKETS`]), so that a window computes what the client takes at a time; at
+/// most [`MAX_WINDOW_BUCKETS`], and fewer when `query.max_rows` is lower (a filled window
+/// answers all of its buckets) or when the buckets' results (about `BUCKET_BYTES` and
+/// `CALL_BYTES` a function, twice for the answer's rows) could take more than half of
+/// `query.max_memory`.
+fn window_buckets(ctx: &Ctx, s: &SelectStatement, chunk_size: usize) -> i64 {
     const BUCKET_BYTES: u64 = 256;
     const CALL_BYTES: u64 = 64;
     fn calls(e: &Expr) -> u64 {
@@ -221,7 +228,9 @@ fn window_buckets(ctx: &Ctx, s: &SelectStatement) -> i64 {
     let per_bucket =
         BUCKET_BYTES + CALL_BYTES * s.fields.iter().map(|f| calls(&f.expr)).sum::<u64>();
     let by_memory = ctx.query_memory.per_query() / 2 / per_bucket;
+    let chunk = i64::try_from(chunk_size).unwrap_or(i64::MAX);
     MAX_WINDOW_BUCKETS
+        .min(chunk.max(MIN_WINDOW_BUCKETS))
         .min(i64::try_from(ctx.max_rows).unwrap_or(i64::MAX))
         .min(i64::try_from(by_memory).unwrap_or(i64::MAX))
         .max(1)
