@@ -1806,8 +1806,19 @@ pub fn wal_frames(bytes: &[u8]) -> Vec<(usize, u64, std::ops::Range<usize>)> {
 /// A port the kernel just handed out on 127.0.0.1 (free unless someone takes it meanwhile;
 /// `oracle`'s `InfluxServer::start` retries on a failed start).
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port");
-    l.local_addr().expect("local addr").port()
+    // Never the same port twice in this process: the kernel may hand a port just let go
+    // to the next bind, and a test that asks for several (a NATS server's monitor and
+    // gateway ports) got one port twice ("address already in use").
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port");
+        let port = l.local_addr().expect("local addr").port();
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// One `meridian serve` of a multi-node deployment: a shared config, its own data dir and
