@@ -469,6 +469,7 @@ fn stream_select(
     let filled = |any: &[bool]| select::Window {
         answer_empty: true,
         any: Some(any.to_vec()),
+        ..Default::default()
     };
     for (i, &window) in streamed.windows.iter().enumerate() {
         if out.room == Some(0) {

@@ -1016,6 +1016,33 @@ fn bucketed_functions_of_points_are_read_a_window_at_a_time() {
             assert_eq!(row[2], json!(900));
         }
     }
+    // min() and max() of the whole range (a selector: the time of the earliest point
+    // holding the value), per host and with another column of the chosen point.
+    let chosen = |hosts: &[i64], largest: bool| -> (i64, i64, i64) {
+        let mut best: Option<(i64, i64, i64)> = None;
+        for n in (0..4 * 3600).step_by(2) {
+            for &h in hosts {
+                let x = v(h, n);
+                if best.is_none_or(|(b, _, _)| if largest { x > b } else { x < b }) {
+                    best = Some((x, n, h));
+                }
+            }
+        }
+        best.unwrap()
+    };
+    let rows = values(&run("SELECT max(v), host FROM pts"));
+    let (x, n, h) = chosen(&[0, 1], true);
+    assert_eq!(
+        rows,
+        vec![vec![json!(t0 + n * sec), json!(x), json!(format!("h{h}"))]]
+    );
+    let r = run("SELECT min(v) FROM pts GROUP BY host");
+    let series = r["results"][0]["series"].as_array().unwrap();
+    assert_eq!(series.len(), 2, "{r:.300}");
+    for (h, sr) in series.iter().enumerate() {
+        let (x, n, _) = chosen(&[h as i64], false);
+        assert_eq!(sr["values"], json!([[t0 + n * sec, x]]), "host {h}");
+    }
     // The same buckets under tz('UTC'), read whole: over the budget.
     let whole: Value =
         serde_json::from_str(&ask(&s, "win", "epoch=ns", &format!("{stmt} tz('UTC')"))).unwrap();

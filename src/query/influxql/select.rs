@@ -55,8 +55,9 @@ pub async fn select(ctx: &Ctx, s: &SelectStatement) -> Result<Vec<ResultSeries>,
     Ok(select_window(ctx, s, &Window::default()).await?.0)
 }
 
-/// How [`select_window`] answers one time window of a statement grouped by `time()` alone
-/// under `fill(null)` (`chunked=true` runs such a statement a window at a time,
+/// How [`select_window`] answers one part of a statement: one time window of a statement
+/// grouped by `time()` alone under `fill(null)`, or one batch of the groups of a statement
+/// grouped by tags (`chunked=true` runs such statements a part at a time,
 /// [`super::stream`]).
 #[derive(Debug, Clone, Default)]
 pub struct Window {
@@ -66,6 +67,9 @@ pub struct Window {
     /// Per function, whether it has a value in the whole range (as gathered from every
     /// window): `count()` fills its empty buckets with 0 only then.
     pub any: Option<Vec<bool>>,
+    /// Tag predicates added to the statement's: the series of one part of the groups
+    /// (`chunked=true` runs a statement grouped by tags a batch of groups at a time).
+    pub preds: Vec<TagPred>,
 }
 
 /// [`select`] over one window ([`Window`]); also, per function, whether it answered a
@@ -150,6 +154,7 @@ pub async fn select_window(
             continue;
         };
         plan.window = window.clone();
+        plan.preds.extend(window.preds.iter().cloned());
         let (series, has_value) = plan.run(ctx, db, &budget).await?;
         out.extend(series);
         facts = has_value;
@@ -983,13 +988,26 @@ impl<'a> Plan<'a> {
             for w in windows {
                 let window_budget = Arc::new(ctx.query_memory.budget());
                 let points = self.points(ctx, db, &window_budget, Some(w)).await?;
-                let (g, a) = self.local_groups(points, &window_budget)?;
+                let (g, mut a) = self.local_groups(points, &window_budget)?;
                 drop(window_budget);
                 budget.charge(results_bytes(&g, &a))?;
                 for (key, buckets) in g {
-                    groups.entry(key).or_default().extend(buckets);
+                    let into = groups.entry(key.clone()).or_default();
+                    for (bucket, outs) in buckets {
+                        // Without `time()` every window answers the one bucket: the
+                        // selector's choice over all of them, the earliest on a tie (the
+                        // windows come in time order).
+                        let chosen = into.get(&bucket).is_none_or(|held| {
+                            self.interval.is_some() || self.reduces_to(&outs, held)
+                        });
+                        if chosen {
+                            if let Some(row) = a.remove(&(key.clone(), bucket)) {
+                                aux.insert((key.clone(), bucket), row);
+                            }
+                            into.insert(bucket, outs);
+                        }
+                    }
                 }
-                aux.extend(a);
             }
             (groups, aux)
         } else {
@@ -1006,10 +1024,10 @@ impl<'a> Plan<'a> {
         self.aggregate_series(groups, &aux)
     }
 
-    /// `GROUP BY time()` computed here from the points: the windows of whole buckets
-    /// (inclusive bounds, within the statement's range) to read one after another, when
-    /// the points of the whole range could pass the query's memory budget and the data
-    /// lies in two or more windows. Every function here is given one bucket's points
+    /// `GROUP BY time()` (or `min()`/`max()` of the whole range) computed here from the
+    /// points: the windows of whole buckets (inclusive bounds, within the statement's
+    /// range) to read one after another, when the points of the whole range could pass the
+    /// query's memory budget and the data lies in two or more windows. Every function here is given one bucket's points
     /// ([`apply`]), so the buckets of all windows together are those of the whole range:
     /// fills, grouping tags, `LIMIT` and transformations apply to them as they would.
     /// `None` with `tz()` (buckets of a zone are not all one width), or when a region is
@@ -1018,7 +1036,12 @@ impl<'a> Plan<'a> {
     async fn point_windows(&self, ctx: &Ctx, db: &str) -> Option<Vec<(i64, i64)>> {
         /// What a point costs held (its time, tags, key and row), besides its values.
         const POINT_BYTES: u64 = 64;
-        let (every, offset) = self.interval?;
+        let (every, offset) = match self.interval {
+            Some(interval) => interval,
+            // min() or max() of the whole range: the choice among the windows' choices.
+            None if self.reducible() => (1, 0),
+            None => return None,
+        };
         let engine = &ctx.engine;
         // integral()'s area crosses bucket edges, so windows apart would lose it.
         let integral = self
@@ -1043,6 +1066,31 @@ impl<'a> Plan<'a> {
                 .filter(|(lo, hi)| lo <= hi)
                 .collect();
         (windows.len() >= 2).then_some(windows)
+    }
+
+    /// Whether the statement's one function is `min()` or `max()`: without `time()` it
+    /// can be computed a window at a time, each window choosing a point, then one of them
+    /// ([`Plan::reduces_to`]).
+    fn reducible(&self) -> bool {
+        matches!(self.calls.as_slice(), [c] if matches!(c.func, Func::Min | Func::Max))
+    }
+
+    /// Whether a later window's choice `new` of the [`Plan::reducible`] function replaces
+    /// the earlier `held`: a strictly smaller (`min`) or greater (`max`) value.
+    fn reduces_to(&self, new: &[Out], held: &[Out]) -> bool {
+        match (
+            self.calls.first().map(|c| c.func),
+            new.first(),
+            held.first(),
+        ) {
+            (_, Some(Out::One(..)), None | Some(Out::Empty)) => true,
+            (Some(f), Some(Out::One(n, _)), Some(Out::One(h, _))) => {
+                let o = n.cmp_values(h);
+                (f == Func::Min && o == std::cmp::Ordering::Less)
+                    || (f == Func::Max && o == std::cmp::Ordering::Greater)
+            }
+            _ => false,
+        }
     }
 
     /// The points matching the condition: (group key, time, tags, field values aligned with
