@@ -33,7 +33,8 @@ use crate::model::ColumnKind;
 use crate::query::agg::{Agg, Value};
 use crate::query::budget::OVER_QUERY_MEMORY;
 use crate::query::output::{RowStream, agg_type};
-use crate::query::plan::{Format, QuerySpec, TagOp, TagPred};
+use crate::query::parts::{self, GroupPart, MAX_BATCH_VALUES, MAX_GROUP_VALUES};
+use crate::query::plan::{Format, QuerySpec, TagPred};
 use crate::query::{Refusal, RegionReport, windows};
 
 /// Bytes a raw row is estimated to hold in memory: its slot, its time and one value per
@@ -183,7 +184,7 @@ pub async fn plan(state: &Shared, spec: &QuerySpec) -> Option<Plan> {
         }
         let entry = catalog.get(&spec.db, &spec.measurement)?;
         let key = &spec.group_by[0];
-        let values = group_values(&entry.read(), &[], key);
+        let values = parts::values(&entry.read(), &[], key);
         // Many distinct values (an id-like key): each part would test every value of the
         // key in every file; computed whole instead (within the budget).
         if values.len() < 2 || values.len() > MAX_GROUP_VALUES {
@@ -194,7 +195,10 @@ pub async fn plan(state: &Shared, spec: &QuerySpec) -> Option<Plan> {
             .checked_div(per_value)
             .unwrap_or(u64::MAX)
             .clamp(1, MAX_BATCH_VALUES as u64) as usize;
-        group_units(Vec::new(), values, batch)
+        parts::batches(Vec::new(), values, batch)
+            .into_iter()
+            .map(Unit::Groups)
+            .collect()
     };
     let types = columns
         .iter()
@@ -221,53 +225,6 @@ pub struct Plan {
     types: Vec<arrow::datatypes::DataType>,
 }
 
-/// The values of `group_by` key `key` (sorted; `""` first, for series without it) among the
-/// series whose earlier keys have the values `fixed` (`(key, value)`, `""`: without it).
-fn group_values(
-    ms: &crate::catalog::series::MeasurementSeries,
-    fixed: &[(String, String)],
-    key: &str,
-) -> Vec<String> {
-    let within = (!fixed.is_empty()).then(|| {
-        fixed.iter().fold(ms.all(), |acc, (k, v)| {
-            let these = if v.is_empty() {
-                ms.without_key(k)
-            } else {
-                ms.with_value(k, v)
-            };
-            acc & these
-        })
-    });
-    let mut values: Vec<String> = ms
-        .tag_values(key, within.as_ref())
-        .into_iter()
-        .map(str::to_string)
-        .collect();
-    let mut without = ms.without_key(key);
-    if let Some(w) = &within {
-        without &= w;
-    }
-    if !without.is_empty() {
-        values.insert(0, String::new());
-    }
-    values
-}
-
-/// The parts of the groups under `fixed`: batches of `batch` values of the next
-/// `group_by` key, then the rest (series whose value the catalog did not list when the
-/// parts were made, written since: last, said in a warning, never left out).
-fn group_units(fixed: Vec<(String, String)>, values: Vec<String>, batch: usize) -> Vec<Unit> {
-    let mut units: Vec<Unit> = values
-        .chunks(batch.max(1))
-        .map(|c| Unit::Groups {
-            fixed: fixed.clone(),
-            values: c.to_vec(),
-        })
-        .collect();
-    units.push(Unit::Rest { fixed, values });
-    units
-}
-
 /// One part of a streamed answer.
 #[derive(Debug, Clone)]
 enum Unit {
@@ -277,64 +234,15 @@ enum Unit {
         splits: u32,
         preds: Vec<TagPred>,
     },
-    /// The groups whose first `group_by` tags have the values `fixed` (`(key, value)`,
-    /// `""`: series without it) and whose next one has one of `values`, over the whole
-    /// range.
-    Groups {
-        fixed: Vec<(String, String)>,
-        values: Vec<String>,
-    },
-    /// The groups under `fixed` whose next `group_by` tag has none of `values` (every
-    /// value the parts cover): series written after the parts were made.
-    Rest {
-        fixed: Vec<(String, String)>,
-        values: Vec<String>,
-    },
+    /// Groups over the whole range.
+    Groups(GroupPart),
 }
-
-/// The predicates selecting the series of a [`Unit::Groups`] (or, `negated`, of a
-/// [`Unit::Rest`]); `None` when a regex is too large to build.
-fn unit_preds(
-    group_by: &[String],
-    fixed: &[(String, String)],
-    values: &[String],
-    negated: bool,
-) -> Option<Vec<TagPred>> {
-    let key = group_by.get(fixed.len())?;
-    let mut preds = fixed
-        .iter()
-        .map(|(k, v)| values_pred(k, std::slice::from_ref(v), false))
-        .collect::<Option<Vec<_>>>()?;
-    preds.push(values_pred(key, values, negated)?);
-    Some(preds)
-}
-
-/// Values of the first `group_by` key in one part at most (the size of its regex).
-const MAX_BATCH_VALUES: usize = 256;
-
-/// Distinct values of the first `group_by` key above which an answer is not streamed.
-const MAX_GROUP_VALUES: usize = 4096;
 
 /// A part's series (tags, rows) and the query holding their memory budget.
 type WindowRows = (
     Vec<(BTreeMap<String, String>, Vec<(i64, Vec<Value>)>)>,
     Arc<QuerySpec>,
 );
-
-/// The predicate selecting the series whose `key` is one of `values` (`""`: without it),
-/// or, `negated`, none of them; `None` when its regex is too large to build.
-fn values_pred(key: &str, values: &[String], negated: bool) -> Option<TagPred> {
-    let alternatives: Vec<String> = values.iter().map(|v| regex::escape(v)).collect();
-    let re = regex::Regex::new(&format!("^(?:{})$", alternatives.join("|"))).ok()?;
-    Some(TagPred {
-        key: key.to_string(),
-        op: if negated {
-            TagOp::NotRe(re)
-        } else {
-            TagOp::Re(re)
-        },
-    })
-}
 
 /// How many times a window is halved at most. A file's series are read whole whatever the
 /// window (then cut by time), so when one file alone passes the budget, halving does not
@@ -363,18 +271,14 @@ struct Windows {
 }
 
 impl Windows {
-    /// The parts of the one group value `values` under `fixed` that was too large for the
-    /// budget: the values of the next `group_by` key under it (from the series catalog),
-    /// or, when it was a value of the last key (one group), the measurement's time windows.
-    /// None when there are too many values to go through.
-    fn narrower(&self, mut fixed: Vec<(String, String)>, values: Vec<String>) -> Vec<Unit> {
+    /// The parts of a part of one group value that was too large for the budget: the
+    /// values of the next `group_by` key under it (from the series catalog), or, when it
+    /// was a value of the last key (one group), the measurement's time windows. Empty when
+    /// there are too many values to go through.
+    fn narrower(&self, part: GroupPart) -> Vec<Unit> {
         let group_by = &self.spec.group_by;
-        let depth = fixed.len();
-        let (Some(key), Some(value)) = (group_by.get(depth), values.first()) else {
-            return Vec::new();
-        };
-        if depth + 1 == group_by.len() {
-            let Some(preds) = unit_preds(group_by, &fixed, &values, false) else {
+        if part.fixed.len() + 1 == group_by.len() {
+            let Some(preds) = part.preds(group_by) else {
                 return Vec::new();
             };
             return self
@@ -387,7 +291,6 @@ impl Windows {
                 })
                 .collect();
         }
-        fixed.push((key.clone(), value.clone()));
         let Some(entry) = self
             .state
             .engine
@@ -396,14 +299,8 @@ impl Windows {
         else {
             return Vec::new();
         };
-        let next = group_values(&entry.read(), &fixed, &group_by[depth + 1]);
-        if next.is_empty() || next.len() > MAX_GROUP_VALUES {
-            return Vec::new();
-        }
-        // Halves first: the value above did not fit whole; a half that does not fit is
-        // halved again.
-        let half = next.len().div_ceil(2).min(MAX_BATCH_VALUES);
-        group_units(fixed, next, half)
+        let under = parts::under(&entry.read(), group_by, &part);
+        under.into_iter().flatten().map(Unit::Groups).collect()
     }
 
     /// The next window's rows (never empty) with the query that holds their memory budget
@@ -428,18 +325,13 @@ impl Windows {
                     w.end = span.1.min(self.spec.end);
                     w.preds.extend(preds.iter().cloned());
                 }
-                Unit::Groups { fixed, values } | Unit::Rest { fixed, values } => {
-                    let negated = matches!(unit, Unit::Rest { .. });
-                    match unit_preds(&self.spec.group_by, fixed, values, negated) {
-                        Some(p) => w.preds.extend(p),
-                        // A regex too large: smaller parts, as for too many rows.
-                        None if !negated && values.len() > 1 => {
-                            let (a, b) = values.split_at(values.len() / 2);
-                            for values in [b, a] {
-                                self.queue.push_front(Unit::Groups {
-                                    fixed: fixed.clone(),
-                                    values: values.to_vec(),
-                                });
+                Unit::Groups(part) => match part.preds(&self.spec.group_by) {
+                    Some(p) => w.preds.extend(p),
+                    // A regex too large: smaller parts, as for too many rows.
+                    None => match part.halves() {
+                        Some(halves) => {
+                            for half in halves.into_iter().rev() {
+                                self.queue.push_front(Unit::Groups(half));
                             }
                             continue;
                         }
@@ -448,8 +340,8 @@ impl Windows {
                                 "{OVER_QUERY_MEMORY} the group_by values do not fit one part"
                             )));
                         }
-                    }
-                }
+                    },
+                },
             }
             w.limit = self.left;
             w.budget = Some(Arc::new(self.state.query_memory.budget()));
@@ -463,13 +355,13 @@ impl Windows {
                 self.state.config.query.max_rows,
             )
             .await;
-            let rest = matches!(unit, Unit::Rest { .. });
+            let rest = matches!(&unit, Unit::Groups(p) if p.rest);
             match r.refused {
                 Some(Refusal::TooLarge(m)) => {
                     // Smaller parts: halves of the window, halves of the values; one value
                     // goes by the values of the next group_by key under it, and one value
                     // of the last key (one series group) by time windows.
-                    let parts: Vec<Unit> = match unit {
+                    let smaller: Vec<Unit> = match unit {
                         Unit::Window {
                             span,
                             splits,
@@ -485,23 +377,16 @@ impl Windows {
                                 .collect(),
                             _ => Vec::new(),
                         },
-                        Unit::Groups { fixed, values } if values.len() > 1 => {
-                            let (a, b) = values.split_at(values.len() / 2);
-                            [a, b]
-                                .into_iter()
-                                .map(|values| Unit::Groups {
-                                    fixed: fixed.clone(),
-                                    values: values.to_vec(),
-                                })
-                                .collect()
-                        }
-                        Unit::Groups { fixed, values } => self.narrower(fixed, values),
-                        Unit::Rest { .. } => Vec::new(),
+                        Unit::Groups(part) => match part.halves() {
+                            Some(halves) => halves.into_iter().map(Unit::Groups).collect(),
+                            None if part.rest => Vec::new(),
+                            None => self.narrower(part),
+                        },
                     };
-                    if parts.is_empty() {
+                    if smaller.is_empty() {
                         return Err(Refusal::TooLarge(m));
                     }
-                    for p in parts.into_iter().rev() {
+                    for p in smaller.into_iter().rev() {
                         self.queue.push_front(p);
                     }
                     continue;

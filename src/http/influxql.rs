@@ -298,14 +298,27 @@ fn stream_chunked(
             }
         };
         let plan = match &st {
-            Statement::Select(s) => handle
-                .block_on(stream::windows(ctx, s, chunk_size))
-                .map(|ws| (s, ws)),
+            Statement::Select(s) => handle.block_on(async {
+                match stream::windows(ctx, s, chunk_size).await {
+                    Some(ws) => Some(Streaming::Windows(s, ws)),
+                    None => stream::group_parts(ctx, s, chunk_size)
+                        .await
+                        .map(|g| Streaming::Groups(Box::new(g))),
+                }
+            }),
             _ => None,
         };
         let ok = match plan {
-            Some((s, streamed)) => {
+            Some(Streaming::Windows(s, streamed)) => {
                 stream_select(w, handle, ctx, id, s, &streamed, time, chunk_size, left)?
+            }
+            Some(Streaming::Groups(parts)) => {
+                let mut out = Chunks::new(w, id, time, chunk_size);
+                let ok = stream_groups(&mut out, handle, ctx, *parts, (id, left))?;
+                if ok {
+                    out.finish()?;
+                }
+                ok
             }
             None => {
                 let r = handle.block_on(execute_one(ctx, id, &st));
@@ -321,28 +334,123 @@ fn stream_chunked(
     Ok(())
 }
 
-/// The chunks of one streamed SELECT being sent: rows fill chunks of `chunk_size` across
-/// windows, as if the answer were cut whole; a full chunk waits in `ready` until a next row
-/// shows that more follow (its `partial` flag).
+/// How a SELECT is streamed.
+enum Streaming<'s> {
+    Windows(&'s crate::influxql::SelectStatement, stream::Streamed),
+    Groups(Box<stream::GroupParts>),
+}
+
+/// One SELECT grouped by tags, a batch of groups at a time ([`stream::GroupParts`]); false
+/// if it failed (its error was sent). A part whose answer is too large for one execution
+/// goes in halves of its values, a part of one value by the values of the next key under
+/// it; a single group too large is the statement's error, as when answered whole.
+fn stream_groups(
+    out: &mut Chunks<'_>,
+    handle: &tokio::runtime::Handle,
+    ctx: &Ctx,
+    plan: stream::GroupParts,
+    (id, left): (usize, usize),
+) -> std::io::Result<bool> {
+    use crate::query::parts;
+    out.skip_series = plan.soffset;
+    out.room_series = plan.slimit;
+    let mut queue: std::collections::VecDeque<parts::GroupPart> = plan.parts.into();
+    while let Some(part) = queue.pop_front() {
+        if out.full() {
+            break;
+        }
+        let found = match part.preds(&plan.keys) {
+            Some(preds) => {
+                let window = select::Window {
+                    preds,
+                    ..Default::default()
+                };
+                handle
+                    .block_on(select::select_window(ctx, &plan.statement, &window))
+                    .map(|f| f.0)
+            }
+            None => Err(format!(
+                "{} the values of one part do not fit a regex",
+                crate::query::budget::OVER_QUERY_MEMORY
+            )),
+        };
+        let smaller = match &found {
+            Err(e) if e.contains(crate::query::budget::OVER_QUERY_MEMORY) => match part.halves() {
+                Some(halves) => Some(halves.to_vec()),
+                None => (ctx.engine.series())
+                    .get(&plan.db, &plan.measurement)
+                    .and_then(|entry| parts::under(&entry.read(), &plan.keys, &part)),
+            },
+            _ => None,
+        };
+        match smaller {
+            Some(smaller) => {
+                for p in stream::ordered(smaller, plan.desc).into_iter().rev() {
+                    queue.push_front(p);
+                }
+            }
+            None => {
+                if !out.answer(found, id, left)? {
+                    return Ok(false);
+                }
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// The chunks of one streamed SELECT being sent: each series' rows fill chunks of
+/// `chunk_size` across parts, as if the answer were cut whole; a chunk waits in `ready`
+/// until a next row or series shows that more follow (its statement's `partial` flag).
 struct Chunks<'a> {
     head: StatementResult,
     time: TimeFormat,
     chunk_size: usize,
+    /// The series whose rows are in `acc`.
     template: Option<ResultSeries>,
-    ready: Option<ResultSeries>,
+    /// A chunk to send, and whether its series continues after it.
+    ready: Option<(ResultSeries, bool)>,
     acc: Vec<Vec<Cell>>,
     /// `OFFSET` rows still to skip, `LIMIT` rows still to send (`None`: no limit).
     skip: usize,
     room: Option<usize>,
+    /// `SOFFSET` series still to skip, `SLIMIT` series still to send.
+    skip_series: usize,
+    room_series: Option<usize>,
     w: &'a mut dyn std::io::Write,
 }
 
-impl Chunks<'_> {
-    fn piece(&mut self, series: &ResultSeries, more: bool) -> std::io::Result<()> {
+impl<'a> Chunks<'a> {
+    fn new(w: &'a mut dyn std::io::Write, id: usize, time: TimeFormat, chunk_size: usize) -> Self {
+        Chunks {
+            head: StatementResult {
+                statement_id: id,
+                chunking: Chunking::Rows,
+                ..Default::default()
+            },
+            time,
+            chunk_size,
+            template: None,
+            ready: None,
+            acc: Vec::new(),
+            skip: 0,
+            room: None,
+            skip_series: 0,
+            room_series: None,
+            w,
+        }
+    }
+
+    /// Nothing more is to be sent: the `LIMIT` or `SLIMIT` is reached.
+    fn full(&self) -> bool {
+        self.room == Some(0) || self.room_series == Some(0)
+    }
+
+    fn piece(&mut self, series: &ResultSeries, continues: bool, more: bool) -> std::io::Result<()> {
         let part = SeriesPart {
             series,
             rows: &series.values,
-            partial: more,
+            partial: continues,
         };
         write_document(
             self.w,
@@ -353,9 +461,44 @@ impl Chunks<'_> {
         )
     }
 
-    /// The rows of one window's answer.
+    /// `next` becomes the chunk held back; the one held before is sent, not the last.
+    fn hold(&mut self, next: (ResultSeries, bool)) -> std::io::Result<()> {
+        if let Some((prev, continues)) = self.ready.replace(next) {
+            self.piece(&prev, continues, true)?;
+        }
+        Ok(())
+    }
+
+    /// The rows of `acc` end their series (another one follows).
+    fn close(&mut self) -> std::io::Result<()> {
+        if let Some(t) = self.template.take()
+            && !self.acc.is_empty()
+        {
+            let rows = std::mem::take(&mut self.acc);
+            self.hold((ResultSeries { values: rows, ..t }, false))?;
+        }
+        Ok(())
+    }
+
+    /// The rows of one part's answer.
     fn rows(&mut self, found: Vec<ResultSeries>) -> std::io::Result<()> {
         for mut series in found {
+            let same = self
+                .template
+                .as_ref()
+                .is_some_and(|t| t.name == series.name && t.tags == series.tags);
+            if !same {
+                self.close()?;
+                if self.skip_series > 0 {
+                    self.skip_series -= 1;
+                    continue;
+                }
+                match &mut self.room_series {
+                    Some(0) => return Ok(()),
+                    Some(r) => *r -= 1,
+                    None => {}
+                }
+            }
             let rows = std::mem::take(&mut series.values);
             if self.template.is_none() {
                 self.template = Some(series);
@@ -370,16 +513,14 @@ impl Chunks<'_> {
                     Some(r) => *r -= 1,
                     None => {}
                 }
-                if self.acc.len() == self.chunk_size {
-                    if let Some(prev) = self.ready.take() {
-                        self.piece(&prev, true)?;
-                    }
-                    if let Some(t) = &self.template {
-                        self.ready = Some(ResultSeries {
-                            values: std::mem::take(&mut self.acc),
-                            ..t.clone()
-                        });
-                    }
+                if self.acc.len() == self.chunk_size
+                    && let Some(t) = &self.template
+                {
+                    let chunk = ResultSeries {
+                        values: std::mem::take(&mut self.acc),
+                        ..t.clone()
+                    };
+                    self.hold((chunk, true))?;
                 }
                 self.acc.push(row);
             }
@@ -387,7 +528,7 @@ impl Chunks<'_> {
         Ok(())
     }
 
-    /// One window's answer: its rows, or its error (the chunk held back goes first, as not
+    /// One part's answer: its rows, or its error (the chunk held back goes first, as not
     /// the last one); false after an error.
     fn answer(
         &mut self,
@@ -398,8 +539,8 @@ impl Chunks<'_> {
         match found {
             Ok(found) => self.rows(found).map(|_| true),
             Err(e) => {
-                if let Some(prev) = self.ready.take() {
-                    self.piece(&prev, true)?;
+                if let Some((prev, continues)) = self.ready.take() {
+                    self.piece(&prev, continues, true)?;
                 }
                 let error = [StatementResult::error(id, e)];
                 write_chunked(self.w, &error, self.time, self.chunk_size, left)?;
@@ -415,12 +556,12 @@ impl Chunks<'_> {
             ..t
         });
         match (self.ready.take(), last) {
-            (Some(r), Some(l)) if !l.values.is_empty() => {
-                self.piece(&r, true)?;
-                self.piece(&l, false)
+            (Some((r, continues)), Some(l)) if !l.values.is_empty() => {
+                self.piece(&r, continues, true)?;
+                self.piece(&l, false, false)
             }
-            (Some(r), _) => self.piece(&r, false),
-            (None, Some(l)) if !l.values.is_empty() => self.piece(&l, false),
+            (Some((r, _)), _) => self.piece(&r, false, false),
+            (None, Some(l)) if !l.values.is_empty() => self.piece(&l, false, false),
             (None, _) => write_document(self.w, &self.head, &[], self.time, false),
         }
     }
@@ -440,21 +581,9 @@ fn stream_select(
     chunk_size: usize,
     left: usize,
 ) -> std::io::Result<bool> {
-    let mut out = Chunks {
-        head: StatementResult {
-            statement_id: id,
-            chunking: Chunking::Rows,
-            ..Default::default()
-        },
-        time,
-        chunk_size,
-        template: None,
-        ready: None,
-        acc: Vec::new(),
-        skip: streamed.offset,
-        room: streamed.limit,
-        w,
-    };
+    let mut out = Chunks::new(w, id, time, chunk_size);
+    out.skip = streamed.offset;
+    out.room = streamed.limit;
     let run = |span: (i64, i64), window: &select::Window| {
         handle.block_on(select::select_window(ctx, &stream::within(s, span), window))
     };
@@ -472,7 +601,7 @@ fn stream_select(
         ..Default::default()
     };
     for (i, &window) in streamed.windows.iter().enumerate() {
-        if out.room == Some(0) {
+        if out.full() {
             break;
         }
         if ready {
@@ -510,7 +639,7 @@ fn stream_select(
         if exists && (last || any.iter().all(|a| *a)) {
             ready = true;
             for span in std::mem::take(&mut held) {
-                if out.room == Some(0) {
+                if out.full() {
                     break;
                 }
                 if !out.answer(run(span, &filled(&any)).map(|f| f.0), id, left)? {

@@ -14,6 +14,7 @@ pub mod agg;
 pub mod budget;
 pub mod influxql;
 pub mod output;
+pub mod parts;
 pub mod plan;
 pub mod remote;
 pub mod scan;

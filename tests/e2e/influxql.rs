@@ -1296,6 +1296,181 @@ fn chunked_filled_selects_answer_every_bucket_a_window_at_a_time() {
     assert!(chunked(&stmt, 13).0.is_empty());
 }
 
+/// A chunked answer's series, in order: each document holds one piece of one series,
+/// `partial` on a series that the next document continues and on every document but the
+/// last; pieces of one series are joined.
+fn chunked_series(text: &str) -> Vec<(Value, Vec<Vec<Value>>)> {
+    let docs: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut out: Vec<(Value, Vec<Vec<Value>>)> = Vec::new();
+    let mut continues = false;
+    for (i, d) in docs.iter().enumerate() {
+        let r = &d["results"][0];
+        assert!(r["error"].is_null(), "{d}");
+        let last = i + 1 == docs.len();
+        assert_eq!(
+            r["partial"].as_bool().unwrap_or(false),
+            !last,
+            "document {i}: {d:.200}"
+        );
+        let series = r["series"].as_array().cloned().unwrap_or_default();
+        assert!(series.len() <= 1, "{d:.200}");
+        for sr in series {
+            let key = json!([sr["name"], sr["tags"]]);
+            let rows: Vec<Vec<Value>> = (sr["values"].as_array().into_iter().flatten())
+                .map(|r| r.as_array().cloned().unwrap_or_default())
+                .collect();
+            match out.last_mut() {
+                Some((k, held)) if continues => {
+                    assert_eq!(*k, key, "a continued series changed");
+                    held.extend(rows);
+                }
+                _ => {
+                    assert!(out.iter().all(|(k, _)| *k != key), "{key} answered twice");
+                    out.push((key, rows));
+                }
+            }
+            continues = sr["partial"].as_bool().unwrap_or(false);
+        }
+    }
+    assert!(!continues, "the last piece is continued");
+    out
+}
+
+/// `chunked=true` computes a statement grouped by tags a batch of groups at a time (the
+/// first key's values from the series catalog, each batch over the whole range): an answer
+/// over `query.max_rows` whole comes back in full, every group's buckets as written; a
+/// batch of one value still too large goes by the values of the next key under it. The
+/// same rows and series order as whole, at two chunk sizes, with `ORDER BY time DESC`,
+/// `SLIMIT`/`SOFFSET`, `LIMIT`/`OFFSET`, fills, a transformation, raw rows, a tag and a
+/// field condition, and series without the grouping tags.
+#[test]
+fn chunked_selects_grouped_by_tags_answer_a_batch_of_groups_at_a_time() {
+    let s = TestServer::start(ServerConfig {
+        query_max_rows: 20_000,
+        ..ServerConfig::default()
+    });
+    // 2024-01-01T00:00:00Z; two hours of a point every 10 s for 60 hosts, dc x for 40 of
+    // them, y for 10 and none for the last 10, and a series with neither tag (index 60).
+    let t0: i64 = 1_704_067_200_000_000_000;
+    let sec = 1_000_000_000i64;
+    let v = |h: i64, n: i64| (n * 31 + h * 17) % 1000;
+    let tags = |h: i64| match h {
+        0..40 => format!(",dc=x,host=h{h:02}"),
+        40..50 => format!(",dc=y,host=h{h:02}"),
+        50..60 => format!(",host=h{h:02}"),
+        _ => String::new(),
+    };
+    let mut body = String::new();
+    for n in 0..720i64 {
+        for h in 0..61i64 {
+            body.push_str(&format!(
+                "gt{} v={}i,f={} {}\n",
+                tags(h),
+                v(h, n),
+                (v(h, n) as f64) / 8.0,
+                t0 + n * 10 * sec
+            ));
+        }
+    }
+    s.write_ok("gt", &body);
+    let ask = |params: &str, query: &str| ask(&s, "gt", &format!("epoch=ns&{params}"), query);
+    let chunked = |stmt: &str, size: usize| {
+        chunked_series(&ask(&format!("chunked=true&chunk_size={size}"), stmt))
+    };
+    let whole = |stmt: &str| -> Value { serde_json::from_str(&ask("", stmt)).unwrap() };
+    let host_of = |tags: &Value| -> i64 {
+        tags["host"]
+            .as_str()
+            .filter(|h| !h.is_empty())
+            .map_or(60, |h| h[1..].parse().unwrap())
+    };
+    // 61 groups of 720 buckets: over max_rows whole, every bucket chunked.
+    let range = format!("time >= {t0} AND time < {}", t0 + 7200 * sec);
+    for (stmt, keys) in [
+        (
+            format!("SELECT max(v), count(f) FROM gt WHERE {range} GROUP BY time(10s), host"),
+            1,
+        ),
+        // Sorted keys dc, host: dc x holds 40 groups (28,800 rows, over max_rows in one
+        // part), answered by halves of its hosts.
+        (
+            format!("SELECT max(v), count(f) FROM gt WHERE {range} GROUP BY time(10s), host, dc"),
+            2,
+        ),
+    ] {
+        let w = whole(&stmt);
+        let err = w["results"][0]["error"].as_str().unwrap_or_default();
+        assert!(err.contains("query.max_rows"), "{w:.300}");
+        let got = chunked(&stmt, 5000);
+        assert_eq!(got.len(), 61, "{stmt}");
+        let mut order = Vec::new();
+        for (key, rows) in &got {
+            let h = host_of(&key[1]);
+            let dc = key[1]["dc"].as_str().unwrap_or_default().to_string();
+            order.push(if keys == 1 {
+                (String::new(), key[1]["host"].as_str().unwrap().to_string())
+            } else {
+                (dc, key[1]["host"].as_str().unwrap().to_string())
+            });
+            assert_eq!(rows.len(), 720, "{key}");
+            for (n, r) in rows.iter().enumerate() {
+                let n = n as i64;
+                assert_eq!(
+                    r,
+                    &vec![json!(t0 + n * 10 * sec), json!(v(h, n)), json!(1)],
+                    "{key}"
+                );
+            }
+        }
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(order, sorted, "{stmt}: series in the order of their groups");
+    }
+    // Equal to whole over twenty minutes (120 buckets a group, 7,320 rows).
+    let range = format!("time >= {} AND time < {}", t0 + 1800 * sec, t0 + 3000 * sec);
+    let cases = [
+        format!("SELECT mean(v) FROM gt WHERE {range} GROUP BY time(10s), host"),
+        format!("SELECT mean(v) FROM gt WHERE {range} GROUP BY time(10s), host ORDER BY time DESC"),
+        format!("SELECT max(v) FROM gt WHERE {range} GROUP BY time(10s), host SLIMIT 7 SOFFSET 50"),
+        // Three groups a part at 50 rows a chunk: SLIMIT and SOFFSET count across parts.
+        format!("SELECT max(v) FROM gt WHERE {range} GROUP BY time(1m), host SLIMIT 2 SOFFSET 4"),
+        format!(
+            "SELECT last(f), count(v) FROM gt WHERE {range} GROUP BY time(30s), dc, host fill(-1) LIMIT 5 OFFSET 3"
+        ),
+        format!(
+            "SELECT mean(v) FROM gt WHERE {range} AND (v > 500 OR v < 100) GROUP BY time(1m), host fill(previous) ORDER BY time DESC SLIMIT 20"
+        ),
+        format!(
+            "SELECT mean(v) FROM gt WHERE {range} AND v > 500 GROUP BY time(1m), host fill(linear)"
+        ),
+        format!("SELECT derivative(mean(v), 10s) FROM gt WHERE {range} GROUP BY time(20s), host"),
+        format!("SELECT v, f FROM gt WHERE {range} AND host =~ /h[0-4]/ GROUP BY host"),
+        format!("SELECT max(v), f FROM gt WHERE {range} GROUP BY host, nosuch"),
+        format!("SELECT count(v) FROM gt WHERE {range} AND dc != 'x' GROUP BY time(10s), dc, host"),
+    ];
+    for stmt in &cases {
+        let w = whole(stmt);
+        assert!(w["results"][0]["error"].is_null(), "{stmt}: {w:.300}");
+        let want: Vec<(Value, Vec<Vec<Value>>)> = (w["results"][0]["series"].as_array())
+            .into_iter()
+            .flatten()
+            .map(|sr| {
+                let rows = (sr["values"].as_array().into_iter().flatten())
+                    .map(|r| r.as_array().cloned().unwrap_or_default())
+                    .collect();
+                (json!([sr["name"], sr["tags"]]), rows)
+            })
+            .collect();
+        assert!(!want.is_empty(), "{stmt}");
+        for size in [50, 10_000] {
+            assert_eq!(chunked(stmt, size), want, "{stmt} at {size} rows a chunk");
+        }
+    }
+}
+
 /// Daily buckets in a zone across the day clocks go back (America/New_York, 2023-11-05 is
 /// 25 hours long): `count` and `integral` over hourly points answer per local day, with no
 /// bucket for the extra hour, compared with sums computed here. `integral`'s trapezoid

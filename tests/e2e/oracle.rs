@@ -1501,6 +1501,12 @@ pub const CASES: &[Case] = &[
     with("chunked", "chunked=true&chunk_size=100", "SELECT mean(used) FROM mem WHERE time >= '2023-12-31T23:00:00Z' AND time < '2024-01-01T03:00:00Z' GROUP BY time(2m) ORDER BY time DESC LIMIT 50"),
     with("chunked", "chunked=true&chunk_size=5", "SELECT mean(usage_user) FROM cpu WHERE host = 'nobody' AND time >= '2023-12-31T23:00:00Z' AND time < '2024-01-01T03:00:00Z' GROUP BY time(10m)"),
     with("chunked", "chunked=true&chunk_size=25", "SELECT usage_user FROM cpu WHERE host = 'host_1' LIMIT 40 OFFSET 350"),
+    // Grouped by tags: streamed a batch of groups at a time (series without the tag
+    // first), SLIMIT/SOFFSET across batches, DESC taking them in reverse.
+    with("chunked", "chunked=true&chunk_size=10", "SELECT max(usage_user), count(state) FROM cpu WHERE time >= '2023-12-31T23:00:00Z' AND time < '2024-01-01T03:00:00Z' GROUP BY time(10m), region"),
+    with("chunked", "chunked=true&chunk_size=20", "SELECT mean(usage_user) FROM cpu WHERE time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T02:00:00Z' GROUP BY time(5m), host, region ORDER BY time DESC SLIMIT 3 SOFFSET 1"),
+    with("chunked", "chunked=true&chunk_size=7", "SELECT usage_user, state FROM cpu WHERE time >= '2024-01-01T00:50:00Z' AND time < '2024-01-01T01:20:00Z' GROUP BY host LIMIT 30"),
+    with("chunked", "chunked=true&chunk_size=11", "SELECT derivative(max(n), 1m) FROM cpu WHERE time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T02:00:00Z' GROUP BY time(10m), host fill(previous)"),
     with("chunked", "chunked=false", "SELECT usage_user FROM cpu WHERE host = 'host_1' LIMIT 2"),
     with("chunked", "chunked=true&chunk_size=0", "SELECT usage_user FROM cpu WHERE host = 'host_1' LIMIT 2"),
     // ----- several statements in one request -----

@@ -32,7 +32,7 @@
 use crate::influxql::{
     BinaryOp, Dimension, Expr, Fill, MeasurementName, SelectStatement, SortOrder,
 };
-use crate::model::TIME_COLUMN;
+use crate::model::{ColumnKind, TIME_COLUMN};
 
 use super::Ctx;
 use super::funcs::Func;
@@ -202,6 +202,150 @@ pub async fn windows(ctx: &Ctx, s: &SelectStatement, chunk_size: usize) -> Optio
         offset: s.offset.map_or(0, |o| o as usize),
         limit: s.limit.map(|l| l as usize),
     })
+}
+
+/// How a statement grouped by tags is answered a batch of groups at a time
+/// ([`crate::query::parts`]): each part is the statement over the whole range, restricted
+/// to the series of its groups, so that every function, fill and `LIMIT`/`OFFSET` sees a
+/// group's points exactly as the whole answer does (InfluxDB computes each group on its
+/// own); the parts' series, one after the other, are the whole answer's.
+#[derive(Debug, Clone)]
+pub struct GroupParts {
+    /// The statement without `SLIMIT` and `SOFFSET` (they count the series of every
+    /// part together).
+    pub statement: SelectStatement,
+    /// Its database and measurement, whose series catalog lists the groups.
+    pub db: String,
+    pub measurement: String,
+    /// The grouping keys that are tags, sorted: the order of the answer's series.
+    pub keys: Vec<String>,
+    pub parts: Vec<crate::query::parts::GroupPart>,
+    pub soffset: usize,
+    pub slimit: Option<usize>,
+    /// `ORDER BY time DESC`: the series come in the reverse order of their groups.
+    pub desc: bool,
+}
+
+/// How to run `s` a batch of groups at a time, or `None` when it is answered whole: a
+/// select of one measurement named exactly, grouped by tags named outright (and perhaps
+/// `time()`), every region hosted here, whose answer is estimated to hold more rows than
+/// one part ([`window_buckets`]), and whose first key (in sorted order) has between 2 and
+/// [`crate::query::parts::MAX_GROUP_VALUES`] values in the series catalog.
+pub async fn group_parts(ctx: &Ctx, s: &SelectStatement, chunk_size: usize) -> Option<GroupParts> {
+    use crate::query::parts;
+    let [src] = s.sources.as_slice() else {
+        return None;
+    };
+    let MeasurementName::Name(m) = &src.name else {
+        return None;
+    };
+    let by_tags = s.dimensions.iter().any(|d| matches!(d, Dimension::Tag(_)));
+    let explicit = s
+        .dimensions
+        .iter()
+        .all(|d| matches!(d, Dimension::Tag(_) | Dimension::Time { .. }));
+    if !by_tags || !explicit {
+        return None;
+    }
+    let db = ctx.database(src.database.as_deref()).ok()?;
+    let engine = &ctx.engine;
+    let catalog = engine.series();
+    if !engine.regions().iter().all(|r| r.hosted()) || !catalog.is_loaded() {
+        return None;
+    }
+    let schema = ctx.local_schema(&db).get(m.as_str()).cloned()?;
+    let mut keys: Vec<String> = s
+        .dimensions
+        .iter()
+        .filter_map(|d| match d {
+            Dimension::Tag(t) if matches!(schema.get(t.as_str()), Some(ColumnKind::Tag)) => {
+                Some(t.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let (first, groups, series) = {
+        let entry = catalog.get(&db, m)?;
+        let ms = entry.read();
+        let first = parts::values(&ms, &[], keys.first()?);
+        // Groups: at most the series, and at most the combinations of the keys' values.
+        let combinations = keys
+            .iter()
+            .fold(1u64, |n, k| n.saturating_mul(ms.value_count(k) as u64 + 1));
+        (first, ms.len().min(combinations).max(1), ms.len().max(1))
+    };
+    if first.len() < 2 || first.len() > parts::MAX_GROUP_VALUES {
+        return None;
+    }
+    // Rows a group answers: its buckets; one for aggregates without `time()`; its share
+    // of the points for raw rows.
+    let (_, range) = crate::influxql::split_time_range(s.condition.as_ref(), ctx.now_ns).ok()?;
+    let end = range.max_ns.map_or(ctx.now_ns, |m| m).saturating_add(1);
+    let interval = s.dimensions.iter().find_map(|d| match d {
+        Dimension::Time { interval_ns, .. } => Some(*interval_ns),
+        _ => None,
+    });
+    let raw = s.fields.iter().all(|f| !has_call(&f.expr));
+    let per_group: u64 = match interval {
+        Some(every) if every > 0 => {
+            let start = match range.min_ns {
+                Some(min) => min,
+                None => {
+                    let spans = crate::query::windows::spans(engine, &db, m, (i64::MIN, end))
+                        .await
+                        .ok()?;
+                    spans.windows.first()?.0
+                }
+            };
+            let span = (i128::from(end) - i128::from(start)).max(0);
+            u64::try_from(span / i128::from(every) + 1).unwrap_or(u64::MAX)
+        }
+        _ if !raw => 1,
+        _ => {
+            let lo = range.min_ns.unwrap_or(i64::MIN);
+            let hi = range.max_ns.map_or(i64::MAX, |m| m.saturating_add(1));
+            let spans = crate::query::windows::spans(engine, &db, m, (lo, hi))
+                .await
+                .ok()?;
+            spans.rows / series
+        }
+    };
+    let per_part = u64::try_from(window_buckets(ctx, s, chunk_size)).unwrap_or(1);
+    let total = per_group.saturating_mul(groups);
+    if total <= per_part {
+        return None;
+    }
+    let per_value = (total / first.len() as u64).max(1);
+    let batch = (per_part / per_value).clamp(1, parts::MAX_BATCH_VALUES as u64) as usize;
+    let desc = s.order == SortOrder::Desc;
+    let mut statement = s.clone();
+    statement.slimit = None;
+    statement.soffset = None;
+    Some(GroupParts {
+        statement,
+        db,
+        measurement: m.clone(),
+        keys,
+        parts: ordered(parts::batches(Vec::new(), first, batch), desc),
+        soffset: s.soffset.map_or(0, |o| o as usize),
+        slimit: s.slimit.map(|l| l as usize),
+        desc,
+    })
+}
+
+/// Parts made in the order of their groups, in the answer's order: reversed for
+/// `ORDER BY time DESC`, the rest (series written since) last either way.
+pub fn ordered(
+    mut parts: Vec<crate::query::parts::GroupPart>,
+    desc: bool,
+) -> Vec<crate::query::parts::GroupPart> {
+    if desc {
+        let batches = parts.iter().take_while(|p| !p.rest).count();
+        parts[..batches].reverse();
+    }
+    parts
 }
 
 /// Fewest buckets of one window whatever the chunk size (a window is a statement
