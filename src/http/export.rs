@@ -33,7 +33,7 @@ use crate::model::ColumnKind;
 use crate::query::agg::{Agg, Value};
 use crate::query::budget::OVER_QUERY_MEMORY;
 use crate::query::output::{RowStream, agg_type};
-use crate::query::parts::{self, GroupPart, MAX_BATCH_VALUES, MAX_GROUP_VALUES};
+use crate::query::parts::{self, GroupPart, MAX_BATCH_VALUES};
 use crate::query::plan::{Format, QuerySpec, TagPred};
 use crate::query::{Refusal, RegionReport, windows};
 
@@ -184,12 +184,9 @@ pub async fn plan(state: &Shared, spec: &QuerySpec) -> Option<Plan> {
         }
         let entry = catalog.get(&spec.db, &spec.measurement)?;
         let key = &spec.group_by[0];
-        let values = parts::values(&entry.read(), &[], key);
         // Many distinct values (an id-like key): each part would test every value of the
         // key in every file; computed whole instead (within the budget).
-        if values.len() < 2 || values.len() > MAX_GROUP_VALUES {
-            return None;
-        }
+        let values = parts::first_values(&entry.read(), key)?;
         let per_value = estimate / values.len() as u64;
         let batch = (state.query_memory.per_query() / 4)
             .checked_div(per_value)
@@ -325,6 +322,16 @@ impl Windows {
                     w.end = span.1.min(self.spec.end);
                     w.preds.extend(preds.iter().cloned());
                 }
+                Unit::Groups(part) if part.rest => {
+                    // Series written since the parts were made, with values of their own.
+                    let late = (self.state.engine.series())
+                        .get(&self.spec.db, &self.spec.measurement)
+                        .map(|entry| parts::late(&entry.read(), &self.spec.group_by, part));
+                    for p in late.into_iter().flatten().rev() {
+                        self.queue.push_front(Unit::Groups(p));
+                    }
+                    continue;
+                }
                 Unit::Groups(part) => match part.preds(&self.spec.group_by) {
                     Some(p) => w.preds.extend(p),
                     // A regex too large: smaller parts, as for too many rows.
@@ -355,7 +362,7 @@ impl Windows {
                 self.state.config.query.max_rows,
             )
             .await;
-            let rest = matches!(&unit, Unit::Groups(p) if p.rest);
+            let late = matches!(&unit, Unit::Groups(p) if p.late);
             match r.refused {
                 Some(Refusal::TooLarge(m)) => {
                     // Smaller parts: halves of the window, halves of the values; one value
@@ -379,7 +386,6 @@ impl Windows {
                         },
                         Unit::Groups(part) => match part.halves() {
                             Some(halves) => halves.into_iter().map(Unit::Groups).collect(),
-                            None if part.rest => Vec::new(),
                             None => self.narrower(part),
                         },
                     };
@@ -453,7 +459,7 @@ impl Windows {
                 }
             }
             if !series.is_empty() {
-                self.late |= rest;
+                self.late |= late;
                 return Ok(Some((series, hold)));
             }
         }

@@ -301,7 +301,7 @@ fn stream_chunked(
             Statement::Select(s) => handle.block_on(async {
                 match stream::windows(ctx, s, chunk_size).await {
                     Some(ws) => Some(Streaming::Windows(s, ws)),
-                    None => stream::group_parts(ctx, s, chunk_size)
+                    None => stream::group_parts(ctx, s)
                         .await
                         .map(|g| Streaming::Groups(Box::new(g))),
                 }
@@ -355,9 +355,21 @@ fn stream_groups(
     out.skip_series = plan.soffset;
     out.room_series = plan.slimit;
     let mut queue: std::collections::VecDeque<parts::GroupPart> = plan.parts.into();
+    let catalog = || ctx.engine.series().get(&plan.db, &plan.measurement);
     while let Some(part) = queue.pop_front() {
         if out.full() {
             break;
+        }
+        if part.rest {
+            // Series written since the parts were made, with values of their own: last.
+            let late = catalog().map(|entry| parts::late(&entry.read(), &plan.keys, &part));
+            for p in stream::ordered(late.unwrap_or_default(), plan.desc)
+                .into_iter()
+                .rev()
+            {
+                queue.push_front(p);
+            }
+            continue;
         }
         let found = match part.preds(&plan.keys) {
             Some(preds) => {
@@ -377,9 +389,7 @@ fn stream_groups(
         let smaller = match &found {
             Err(e) if e.contains(crate::query::budget::OVER_QUERY_MEMORY) => match part.halves() {
                 Some(halves) => Some(halves.to_vec()),
-                None => (ctx.engine.series())
-                    .get(&plan.db, &plan.measurement)
-                    .and_then(|entry| parts::under(&entry.read(), &plan.keys, &part)),
+                None => catalog().and_then(|entry| parts::under(&entry.read(), &plan.keys, &part)),
             },
             _ => None,
         };

@@ -3,7 +3,7 @@
 //! be computed a batch of the first key's values at a time, each batch its own execution
 //! (its own memory budget), and no group is ever split between two parts. The values come
 //! from the series catalog. One value too large for a part goes by the values of the next
-//! key under it. Used by the native export ([`crate::http::export`]) and by `chunked=true`
+//! key under it. Used by the native export (`http::export`) and by `chunked=true`
 //! InfluxQL answers ([`crate::query::influxql::stream`]).
 
 use crate::catalog::series::MeasurementSeries;
@@ -24,21 +24,28 @@ pub struct GroupPart {
     pub fixed: Vec<(String, String)>,
     pub values: Vec<String>,
     /// The groups under `fixed` whose next key has none of `values` (every value the parts
-    /// cover): series written after the parts were made, answered last.
+    /// cover): series written after the parts were made, answered last, by the parts
+    /// [`late`] makes of them when their turn comes.
     pub rest: bool,
+    /// Made by [`late`]: groups of series written after the first parts were made.
+    pub late: bool,
 }
 
 impl GroupPart {
     /// The predicates selecting the part's series, for grouping keys `keys`; `None` when a
-    /// regex is too large to build (then [`GroupPart::halves`]).
+    /// regex is too large to build (then [`GroupPart::halves`]), or for the rest part
+    /// (see [`late`]).
     pub fn preds(&self, keys: &[String]) -> Option<Vec<TagPred>> {
         let key = keys.get(self.fixed.len())?;
+        if self.rest {
+            return None;
+        }
         let mut preds = self
             .fixed
             .iter()
-            .map(|(k, v)| values_pred(k, std::slice::from_ref(v), false))
+            .map(|(k, v)| values_pred(k, std::slice::from_ref(v)))
             .collect::<Option<Vec<_>>>()?;
-        preds.push(values_pred(key, &self.values, self.rest)?);
+        preds.push(values_pred(key, &self.values)?);
         Some(preds)
     }
 
@@ -52,6 +59,7 @@ impl GroupPart {
             fixed: self.fixed.clone(),
             values: values.to_vec(),
             rest: false,
+            late: self.late,
         };
         Some([half(a), half(b)])
     }
@@ -85,6 +93,44 @@ pub fn values(ms: &MeasurementSeries, fixed: &[(String, String)], key: &str) -> 
     values
 }
 
+/// The values of the first key `key`, as [`values`], or `None` when it has fewer than 2
+/// or more than [`MAX_GROUP_VALUES`] (counted before any is copied).
+pub fn first_values(ms: &MeasurementSeries, key: &str) -> Option<Vec<String>> {
+    if ms.value_count(key) >= MAX_GROUP_VALUES {
+        return None;
+    }
+    let values = values(ms, &[], key);
+    (2..=MAX_GROUP_VALUES)
+        .contains(&values.len())
+        .then_some(values)
+}
+
+/// The parts of a rest part ([`GroupPart::rest`]): the values of its key under its
+/// `fixed` that the catalog lists now and the parts made before did not (series written
+/// since), in batches of at most [`MAX_BATCH_VALUES`]; empty when there are none (or too
+/// many to go through).
+pub fn late(ms: &MeasurementSeries, keys: &[String], rest: &GroupPart) -> Vec<GroupPart> {
+    let Some(key) = keys.get(rest.fixed.len()) else {
+        return Vec::new();
+    };
+    if ms.value_count(key) > MAX_GROUP_VALUES.saturating_mul(2) {
+        return Vec::new();
+    }
+    let known: std::collections::HashSet<&str> = rest.values.iter().map(String::as_str).collect();
+    let new: Vec<String> = values(ms, &rest.fixed, key)
+        .into_iter()
+        .filter(|v| !known.contains(v.as_str()))
+        .collect();
+    new.chunks(MAX_BATCH_VALUES)
+        .map(|c| GroupPart {
+            fixed: rest.fixed.clone(),
+            values: c.to_vec(),
+            rest: false,
+            late: true,
+        })
+        .collect()
+}
+
 /// The parts of the groups under `fixed`: batches of `batch` values of the next key, then
 /// the rest.
 pub fn batches(fixed: Vec<(String, String)>, values: Vec<String>, batch: usize) -> Vec<GroupPart> {
@@ -94,12 +140,14 @@ pub fn batches(fixed: Vec<(String, String)>, values: Vec<String>, batch: usize) 
             fixed: fixed.clone(),
             values: c.to_vec(),
             rest: false,
+            late: false,
         })
         .collect();
     parts.push(GroupPart {
         fixed,
         values,
         rest: true,
+        late: false,
     });
     parts
 }
@@ -120,21 +168,21 @@ pub fn under(ms: &MeasurementSeries, keys: &[String], part: &GroupPart) -> Optio
         return None;
     }
     let half = next.len().div_ceil(2).min(MAX_BATCH_VALUES);
-    Some(batches(fixed, next, half))
+    let mut parts = batches(fixed, next, half);
+    for p in &mut parts {
+        p.late = part.late;
+    }
+    Some(parts)
 }
 
-/// The predicate selecting the series whose `key` is one of `values` (`""`: without it),
-/// or, `negated`, none of them; `None` when its regex is too large to build.
-fn values_pred(key: &str, values: &[String], negated: bool) -> Option<TagPred> {
+/// The predicate selecting the series whose `key` is one of `values` (`""`: without it);
+/// `None` when its regex is too large to build.
+fn values_pred(key: &str, values: &[String]) -> Option<TagPred> {
     let alternatives: Vec<String> = values.iter().map(|v| regex::escape(v)).collect();
     let re = regex::Regex::new(&format!("^(?:{})$", alternatives.join("|"))).ok()?;
     Some(TagPred {
         key: key.to_string(),
-        op: if negated {
-            TagOp::NotRe(re)
-        } else {
-            TagOp::Re(re)
-        },
+        op: TagOp::Re(re),
     })
 }
 
@@ -166,6 +214,7 @@ mod tests {
         assert_eq!(first, ["", "a", "b", "c|d"]);
         let parts = batches(Vec::new(), first, 2);
         assert_eq!(parts.len(), 3);
+        assert!(parts[2].rest && parts[2].preds(&keys).is_none());
         let matching = |part: &GroupPart, tags: &[(&str, &str)]| {
             let preds = part.preds(&keys).expect("small regex");
             preds.iter().all(|p| {
@@ -174,23 +223,31 @@ mod tests {
             })
         };
         for (tags, want) in [
-            (&[("dc", "x"), ("host", "a")][..], 0),
-            (&[("dc", "x")][..], 0),
-            (&[("host", "b")][..], 1),
-            (&[("host", "c|d")][..], 1),
-            (&[("host", "c")][..], 2),
-            (&[("host", "zz"), ("dc", "x")][..], 2),
+            (&[("dc", "x"), ("host", "a")][..], Some(0)),
+            (&[("dc", "x")][..], Some(0)),
+            (&[("host", "b")][..], Some(1)),
+            (&[("host", "c|d")][..], Some(1)),
+            (&[("host", "c")][..], None),
+            (&[("host", "zz"), ("dc", "x")][..], None),
         ] {
-            let hits: Vec<usize> = (0..parts.len())
-                .filter(|&i| matching(&parts[i], tags))
-                .collect();
-            assert_eq!(hits, [want], "{tags:?}");
+            let hits: Vec<usize> = (0..2).filter(|&i| matching(&parts[i], tags)).collect();
+            assert_eq!(hits, want.into_iter().collect::<Vec<_>>(), "{tags:?}");
         }
+        // Series written after the parts were made: the rest part's new values.
+        let mut later = catalog(&[&[("dc", "x"), ("host", "a")], &[("host", "b")]]);
+        assert!(late(&later, &keys, &parts[2]).is_empty());
+        later.add(&[("host", "c")]);
+        later.add(&[("host", "a"), ("dc", "z")]);
+        let new = late(&later, &keys, &parts[2]);
+        assert_eq!(new.len(), 1);
+        assert_eq!(new[0].values, ["c"]);
+        assert!(!new[0].rest && new[0].late && new[0].fixed.is_empty());
         // One value too large: the next key's values under it.
         let one = GroupPart {
             fixed: Vec::new(),
             values: vec!["a".into()],
             rest: false,
+            late: false,
         };
         let under_a = under(&ms, &keys, &one).expect("a second key");
         assert_eq!(under_a[0].fixed, [("host".to_string(), "a".to_string())]);

@@ -1352,6 +1352,10 @@ pub const CASES: &[Case] = &[
     get("fill", "SELECT count(usage_user) FROM cpu WHERE host = 'host_3' AND time >= '2023-12-31T23:40:00Z' AND time < '2024-01-01T00:40:00Z' GROUP BY time(5m) fill(previous)"),
     get("fill", "SELECT mean(n) FROM cpu WHERE host = 'host_3' AND time >= '2024-01-01T00:10:00Z' AND time < '2024-01-01T00:40:00Z' GROUP BY time(5m) fill(0)"),
     get("fill", "SELECT max(n) FROM cpu WHERE host = 'host_3' AND time >= '2024-01-01T00:10:00Z' AND time < '2024-01-01T00:40:00Z' GROUP BY time(5m) fill(linear)"),
+    // Gaps of two and three buckets: an integer interpolated lands on a whole number or
+    // just below it as InfluxDB computes it (the slope over bucket numbers).
+    get("fill", "SELECT first(n), last(n), mean(usage_user) FROM cpu WHERE host = 'host_1' AND time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T01:30:00Z' GROUP BY time(3s) fill(linear)"),
+    get("fill", "SELECT max(n) FROM cpu WHERE time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T01:30:00Z' GROUP BY time(4s), host fill(linear) ORDER BY time DESC"),
     get("fill", "SELECT sum(n) FROM cpu WHERE host = 'host_3' AND time >= '2024-01-01T00:10:00Z' AND time < '2024-01-01T00:40:00Z' GROUP BY time(5m) fill(0)"),
     get("fill", "SELECT max(n) FROM cpu WHERE host = 'host_3' AND time >= '2024-01-01T00:10:00Z' AND time < '2024-01-01T00:40:00Z' GROUP BY time(5m) fill(1.5)"),
     get("fill", "SELECT last(state) FROM cpu WHERE host = 'host_3' AND time >= '2024-01-01T00:10:00Z' AND time < '2024-01-01T00:40:00Z' GROUP BY time(5m) fill(previous)"),

@@ -985,12 +985,17 @@ impl<'a> Plan<'a> {
             // charged to the statement's.
             let mut groups = Groups::new();
             let mut aux = Aux::default();
+            // Results charged so far: without `time()` a window's choice replaces the one
+            // held, so only the growth is charged.
+            let mut charged = 0u64;
             for w in windows {
                 let window_budget = Arc::new(ctx.query_memory.budget());
                 let points = self.points(ctx, db, &window_budget, Some(w)).await?;
                 let (g, mut a) = self.local_groups(points, &window_budget)?;
                 drop(window_budget);
-                budget.charge(results_bytes(&g, &a))?;
+                if self.interval.is_some() {
+                    budget.charge(results_bytes(&g, &a))?;
+                }
                 for (key, buckets) in g {
                     let into = groups.entry(key.clone()).or_default();
                     for (bucket, outs) in buckets {
@@ -1007,6 +1012,11 @@ impl<'a> Plan<'a> {
                             into.insert(bucket, outs);
                         }
                     }
+                }
+                if self.interval.is_none() {
+                    let held = results_bytes(&groups, &aux);
+                    budget.charge(held.saturating_sub(charged))?;
+                    charged = charged.max(held);
                 }
             }
             (groups, aux)
@@ -2026,14 +2036,18 @@ impl<'a> Plan<'a> {
                         Fill::Null => (&mut col[from..], &times[from..]),
                         _ => (&mut col[..], &times[..]),
                     };
-                    // In the statement's order: newest first, `previous` is the newer one.
+                    // Buckets by their number (`time / interval`, as InfluxDB's linear
+                    // fill counts them), in the statement's order: newest first,
+                    // `previous` is the newer one.
+                    let every = self.interval.map_or(1, |(d, _)| d).max(1);
+                    let mut numbers: Vec<i64> = times.iter().map(|t| t / every).collect();
                     if desc {
                         col.reverse();
-                        let rtimes: Vec<i64> = times.iter().rev().copied().collect();
-                        fill(col, &rtimes, (self.s.fill, empty), (c.func, kind), any);
+                        numbers.reverse();
+                        fill(col, &numbers, (self.s.fill, empty), (c.func, kind), any);
                         col.reverse();
                     } else {
-                        fill(col, times, (self.s.fill, empty), (c.func, kind), any);
+                        fill(col, &numbers, (self.s.fill, empty), (c.func, kind), any);
                     }
                 }
             }
@@ -2341,7 +2355,7 @@ fn result_kind(func: Func, field: Option<FieldType>) -> Option<FieldType> {
 /// the group's range (in `col`, or in another window of it).
 fn fill(
     col: &mut [Option<Out>],
-    times: &[i64],
+    buckets: &[i64],
     (how, empty): (Fill, Option<Value>),
     (func, kind): (Func, Option<FieldType>),
     any: bool,
@@ -2432,9 +2446,12 @@ fn fill(
                 };
                 for (i, slot) in col.iter_mut().enumerate().take(i1).skip(i0 + 1) {
                     // (Every answered bucket is in `known`: those between are empty.)
+                    // As InfluxDB computes it, so that an integer lands on the same side
+                    // of a whole number: the slope over bucket numbers first, times the
+                    // distance in buckets, plus the previous value; truncated.
                     let span = |a: i64, b: i64| (i128::from(a) - i128::from(b)) as f64;
-                    let frac = span(times[i], times[i0]) / span(times[i1], times[i0]);
-                    let v = v0 + (v1 - v0) * frac;
+                    let slope = (v1 - v0) / span(buckets[i1], buckets[i0]);
+                    let v = slope * span(buckets[i], buckets[i0]) + v0;
                     *slot = Some(Out::One(
                         if int0 {
                             Value::Int(v as i64)
@@ -2549,6 +2566,38 @@ impl PointView for Point<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Integers interpolated by `fill(linear)` as InfluxDB 1.6 computes them (the slope
+    /// over bucket numbers, times the distance, plus the previous value, truncated): 1 at
+    /// seven tenths of the way from -1000 to 430 (where `-1000 + 1430 × 0.7` is just below
+    /// 1); newest first from the other end.
+    #[test]
+    fn linear_fill_of_integers_rounds_as_influxdb() {
+        let filled = |from: i64, to: i64| {
+            let mut col: Vec<Option<Out>> = vec![None; 11];
+            col[0] = Some(Out::One(Value::Int(from), None));
+            col[10] = Some(Out::One(Value::Int(to), None));
+            let buckets: Vec<i64> = (100..111).collect();
+            fill(
+                &mut col,
+                &buckets,
+                (Fill::Linear, None),
+                (Func::Max, Some(FieldType::Integer)),
+                true,
+            );
+            col.into_iter()
+                .map(|c| match c {
+                    Some(Out::One(Value::Int(v), _)) => v,
+                    other => panic!("{other:?}"),
+                })
+                .collect::<Vec<i64>>()
+        };
+        let up = filled(-1000, 430);
+        assert_eq!(up[7], 1);
+        assert_eq!(up[3], -571);
+        let down = filled(430, -1000);
+        assert_eq!(down[3], 1);
+    }
     use crate::influxql::{Statement, parse_query};
     use crate::model::FieldType;
 

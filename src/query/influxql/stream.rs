@@ -228,10 +228,11 @@ pub struct GroupParts {
 
 /// How to run `s` a batch of groups at a time, or `None` when it is answered whole: a
 /// select of one measurement named exactly, grouped by tags named outright (and perhaps
-/// `time()`), every region hosted here, whose answer is estimated to hold more rows than
-/// one part ([`window_buckets`]), and whose first key (in sorted order) has between 2 and
-/// [`crate::query::parts::MAX_GROUP_VALUES`] values in the series catalog.
-pub async fn group_parts(ctx: &Ctx, s: &SelectStatement, chunk_size: usize) -> Option<GroupParts> {
+/// `time()`), not raw rows with `LIMIT`/`OFFSET`, every region hosted here, whose answer
+/// is estimated to hold more rows than one part ([`part_rows`]), and whose first key (in
+/// sorted order) has between 2 and [`crate::query::parts::MAX_GROUP_VALUES`] values in the
+/// series catalog.
+pub async fn group_parts(ctx: &Ctx, s: &SelectStatement) -> Option<GroupParts> {
     use crate::query::parts;
     let [src] = s.sources.as_slice() else {
         return None;
@@ -269,16 +270,13 @@ pub async fn group_parts(ctx: &Ctx, s: &SelectStatement, chunk_size: usize) -> O
     let (first, groups, series) = {
         let entry = catalog.get(&db, m)?;
         let ms = entry.read();
-        let first = parts::values(&ms, &[], keys.first()?);
+        let first = parts::first_values(&ms, keys.first()?)?;
         // Groups: at most the series, and at most the combinations of the keys' values.
         let combinations = keys
             .iter()
             .fold(1u64, |n, k| n.saturating_mul(ms.value_count(k) as u64 + 1));
         (first, ms.len().min(combinations).max(1), ms.len().max(1))
     };
-    if first.len() < 2 || first.len() > parts::MAX_GROUP_VALUES {
-        return None;
-    }
     // Rows a group answers: its buckets; one for aggregates without `time()`; its share
     // of the points for raw rows.
     let (_, range) = crate::influxql::split_time_range(s.condition.as_ref(), ctx.now_ns).ok()?;
@@ -288,6 +286,10 @@ pub async fn group_parts(ctx: &Ctx, s: &SelectStatement, chunk_size: usize) -> O
         _ => None,
     });
     let raw = s.fields.iter().all(|f| !has_call(&f.expr));
+    // A raw LIMIT reads only the rows it needs when answered whole.
+    if raw && (s.limit.is_some() || s.offset.is_some()) {
+        return None;
+    }
     let per_group: u64 = match interval {
         Some(every) if every > 0 => {
             let start = match range.min_ns {
@@ -312,7 +314,7 @@ pub async fn group_parts(ctx: &Ctx, s: &SelectStatement, chunk_size: usize) -> O
             spans.rows / series
         }
     };
-    let per_part = u64::try_from(window_buckets(ctx, s, chunk_size)).unwrap_or(1);
+    let per_part = u64::try_from(part_rows(ctx, s)).unwrap_or(1);
     let total = per_group.saturating_mul(groups);
     if total <= per_part {
         return None;
@@ -346,6 +348,15 @@ pub fn ordered(
         parts[..batches].reverse();
     }
     parts
+}
+
+/// Rows of one part of groups: at most [`MAX_WINDOW_BUCKETS`], a quarter of
+/// `query.max_rows` (the estimate may be short: a part over it is halved, at a cost) and
+/// what half of `query.max_memory` holds ([`window_buckets`]), whatever the chunk size (a
+/// part is a statement execution reading every file of the range).
+fn part_rows(ctx: &Ctx, s: &SelectStatement) -> i64 {
+    let quarter = i64::try_from(ctx.max_rows / 4).unwrap_or(i64::MAX);
+    window_buckets(ctx, s, usize::MAX).min(quarter).max(1)
 }
 
 /// Fewest buckets of one window whatever the chunk size (a window is a statement
