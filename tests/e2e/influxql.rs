@@ -1429,6 +1429,32 @@ fn chunked_selects_grouped_by_tags_answer_a_batch_of_groups_at_a_time() {
         sorted.sort();
         assert_eq!(order, sorted, "{stmt}: series in the order of their groups");
     }
+    // The `influx` CLI (chunked, as it asks by default) prints every row of the answer
+    // refused whole.
+    let (host, port) = s.addr().rsplit_once(':').unwrap();
+    let stmt = format!("SELECT max(v) FROM gt WHERE {range} GROUP BY time(10s), host");
+    let out = Command::new("influx")
+        .args(["-host", host, "-port", port, "-database", "gt"])
+        .args(["-format", "csv", "-precision", "ns", "-execute", &stmt])
+        .output()
+        .expect("the `influx` CLI is missing: .ci/run installs Debian's influxdb-client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text:.300}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<&str> = text.lines().filter(|l| !l.starts_with("name,")).collect();
+    assert_eq!(rows.len(), 61 * 720, "{text:.300}");
+    for line in rows.iter().step_by(97) {
+        let f: Vec<&str> = line.split(',').collect();
+        let h = match f[1].strip_prefix("host=h") {
+            Some(n) => n.parse::<i64>().unwrap(),
+            None => 60,
+        };
+        let n = (f[2].parse::<i64>().unwrap() - t0) / (10 * sec);
+        assert_eq!(f[3], v(h, n).to_string(), "{line}");
+    }
     // Equal to whole over twenty minutes (120 buckets a group, 7,320 rows).
     let range = format!("time >= {} AND time < {}", t0 + 1800 * sec, t0 + 3000 * sec);
     let cases = [
