@@ -186,7 +186,7 @@ pub async fn plan(state: &Shared, spec: &QuerySpec) -> Option<Plan> {
         let key = &spec.group_by[0];
         // Many distinct values (an id-like key): each part would test every value of the
         // key in every file; computed whole instead (within the budget).
-        let values = parts::first_values(&entry.read(), key)?;
+        let values = parts::first_values(&entry.read(), None, key)?;
         let per_value = estimate / values.len() as u64;
         let batch = (state.query_memory.per_query() / 4)
             .checked_div(per_value)
@@ -326,7 +326,7 @@ impl Windows {
                     // Series written since the parts were made, with values of their own.
                     let late = (self.state.engine.series())
                         .get(&self.spec.db, &self.spec.measurement)
-                        .map(|entry| parts::late(&entry.read(), &self.spec.group_by, part));
+                        .map(|entry| parts::late(&entry.read(), None, &self.spec.group_by, part));
                     for p in late.into_iter().flatten().rev() {
                         self.queue.push_front(Unit::Groups(p));
                     }

@@ -362,7 +362,12 @@ fn stream_groups(
         }
         if part.rest {
             // Series written since the parts were made, with values of their own: last.
-            let late = catalog().map(|entry| parts::late(&entry.read(), &plan.keys, &part));
+            let late = catalog().map(|entry| {
+                let ms = entry.read();
+                let among = (plan.tag_cond.as_ref())
+                    .map(|c| crate::query::influxql::cond::series_matching(&ms, c));
+                parts::late(&ms, among.as_ref(), &plan.keys, &part)
+            });
             for p in stream::ordered(late.unwrap_or_default(), plan.desc)
                 .into_iter()
                 .rev()

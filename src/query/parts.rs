@@ -8,6 +8,7 @@
 
 use crate::catalog::series::MeasurementSeries;
 use crate::query::plan::{TagOp, TagPred};
+use roaring::RoaringBitmap;
 
 /// Values of one key in one part at most (the size of its regex).
 pub const MAX_BATCH_VALUES: usize = 256;
@@ -68,8 +69,20 @@ impl GroupPart {
 /// The values of key `key` (sorted; `""` first, for series without it) among the series
 /// whose earlier keys have the values `fixed` (`(key, value)`, `""`: without it).
 pub fn values(ms: &MeasurementSeries, fixed: &[(String, String)], key: &str) -> Vec<String> {
-    let within = (!fixed.is_empty()).then(|| {
-        fixed.iter().fold(ms.all(), |acc, (k, v)| {
+    values_within(ms, None, fixed, key)
+}
+
+/// [`values`] among the series of `among` only (those a statement's tag conditions
+/// match), when given.
+fn values_within(
+    ms: &MeasurementSeries,
+    among: Option<&RoaringBitmap>,
+    fixed: &[(String, String)],
+    key: &str,
+) -> Vec<String> {
+    let within = (among.is_some() || !fixed.is_empty()).then(|| {
+        let start = among.cloned().unwrap_or_else(|| ms.all());
+        fixed.iter().fold(start, |acc, (k, v)| {
             let these = if v.is_empty() {
                 ms.without_key(k)
             } else {
@@ -93,23 +106,33 @@ pub fn values(ms: &MeasurementSeries, fixed: &[(String, String)], key: &str) -> 
     values
 }
 
-/// The values of the first key `key`, as [`values`], or `None` when it has fewer than 2
-/// or more than [`MAX_GROUP_VALUES`] (counted before any is copied).
-pub fn first_values(ms: &MeasurementSeries, key: &str) -> Option<Vec<String>> {
+/// The values of the first key `key` among the series of `among` (all when `None`), as
+/// [`values`], or `None` when it has fewer than 2 or more than [`MAX_GROUP_VALUES`]
+/// (counted before any is copied).
+pub fn first_values(
+    ms: &MeasurementSeries,
+    among: Option<&RoaringBitmap>,
+    key: &str,
+) -> Option<Vec<String>> {
     if ms.value_count(key) >= MAX_GROUP_VALUES {
         return None;
     }
-    let values = values(ms, &[], key);
+    let values = values_within(ms, among, &[], key);
     (2..=MAX_GROUP_VALUES)
         .contains(&values.len())
         .then_some(values)
 }
 
 /// The parts of a rest part ([`GroupPart::rest`]): the values of its key under its
-/// `fixed` that the catalog lists now and the parts made before did not (series written
-/// since), in batches of at most [`MAX_BATCH_VALUES`]; empty when there are none (or too
+/// `fixed` (among the series of `among`, when given) that the catalog lists now and the
+/// parts made before did not (series written since), in batches of at most [`MAX_BATCH_VALUES`]; empty when there are none (or too
 /// many to go through).
-pub fn late(ms: &MeasurementSeries, keys: &[String], rest: &GroupPart) -> Vec<GroupPart> {
+pub fn late(
+    ms: &MeasurementSeries,
+    among: Option<&RoaringBitmap>,
+    keys: &[String],
+    rest: &GroupPart,
+) -> Vec<GroupPart> {
     let Some(key) = keys.get(rest.fixed.len()) else {
         return Vec::new();
     };
@@ -117,7 +140,7 @@ pub fn late(ms: &MeasurementSeries, keys: &[String], rest: &GroupPart) -> Vec<Gr
         return Vec::new();
     }
     let known: std::collections::HashSet<&str> = rest.values.iter().map(String::as_str).collect();
-    let new: Vec<String> = values(ms, &rest.fixed, key)
+    let new: Vec<String> = values_within(ms, among, &rest.fixed, key)
         .into_iter()
         .filter(|v| !known.contains(v.as_str()))
         .collect();
@@ -235,10 +258,10 @@ mod tests {
         }
         // Series written after the parts were made: the rest part's new values.
         let mut later = catalog(&[&[("dc", "x"), ("host", "a")], &[("host", "b")]]);
-        assert!(late(&later, &keys, &parts[2]).is_empty());
+        assert!(late(&later, None, &keys, &parts[2]).is_empty());
         later.add(&[("host", "c")]);
         later.add(&[("host", "a"), ("dc", "z")]);
-        let new = late(&later, &keys, &parts[2]);
+        let new = late(&later, None, &keys, &parts[2]);
         assert_eq!(new.len(), 1);
         assert_eq!(new[0].values, ["c"]);
         assert!(!new[0].rest && new[0].late && new[0].fixed.is_empty());

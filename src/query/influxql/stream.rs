@@ -217,6 +217,8 @@ pub struct GroupParts {
     /// Its database and measurement, whose series catalog lists the groups.
     pub db: String,
     pub measurement: String,
+    /// The statement's tag comparisons joined by AND: the series whose groups are listed.
+    pub tag_cond: Option<Expr>,
     /// The grouping keys that are tags, sorted: the order of the answer's series.
     pub keys: Vec<String>,
     pub parts: Vec<crate::query::parts::GroupPart>,
@@ -267,19 +269,32 @@ pub async fn group_parts(ctx: &Ctx, s: &SelectStatement) -> Option<GroupParts> {
         .collect();
     keys.sort_unstable();
     keys.dedup();
+    let (rest, range) = crate::influxql::split_time_range(s.condition.as_ref(), ctx.now_ns).ok()?;
+    // The groups of the series the condition's tag comparisons (joined by AND) can match:
+    // `WHERE host = 'a' … GROUP BY host` is one group, not a part per host.
+    let is_tag = |n: &str| matches!(schema.get(n), Some(ColumnKind::Tag));
+    let tag_cond = rest.as_ref().and_then(|r| {
+        super::cond::conjuncts(r)
+            .into_iter()
+            .filter(|c| super::cond::is_tag_only(c, &is_tag))
+            .fold(None, |acc, c| and(acc, c.clone()))
+    });
     let (first, groups, series) = {
         let entry = catalog.get(&db, m)?;
         let ms = entry.read();
-        let first = parts::first_values(&ms, keys.first()?)?;
+        let among = tag_cond
+            .as_ref()
+            .map(|c| super::cond::series_matching(&ms, c));
+        let first = parts::first_values(&ms, among.as_ref(), keys.first()?)?;
         // Groups: at most the series, and at most the combinations of the keys' values.
         let combinations = keys
             .iter()
             .fold(1u64, |n, k| n.saturating_mul(ms.value_count(k) as u64 + 1));
-        (first, ms.len().min(combinations).max(1), ms.len().max(1))
+        let matching = among.as_ref().map_or(ms.len(), |a| a.len());
+        (first, matching.min(combinations).max(1), ms.len().max(1))
     };
     // Rows a group answers: its buckets; one for aggregates without `time()`; its share
     // of the points for raw rows.
-    let (_, range) = crate::influxql::split_time_range(s.condition.as_ref(), ctx.now_ns).ok()?;
     let end = range.max_ns.map_or(ctx.now_ns, |m| m).saturating_add(1);
     let interval = s.dimensions.iter().find_map(|d| match d {
         Dimension::Time { interval_ns, .. } => Some(*interval_ns),
@@ -329,6 +344,7 @@ pub async fn group_parts(ctx: &Ctx, s: &SelectStatement) -> Option<GroupParts> {
         statement,
         db,
         measurement: m.clone(),
+        tag_cond,
         keys,
         parts: ordered(parts::batches(Vec::new(), first, batch), desc),
         soffset: s.soffset.map_or(0, |o| o as usize),
