@@ -605,14 +605,21 @@ fn stream_select(
     // Filled buckets: a window is answered once the series is known to exist and every
     // function known to have a value somewhere (`stream::Streamed::filled`); windows read
     // before that are held and run again then, one at a time, so that only one window's
-    // rows are held.
+    // rows are held. `fill(previous)` starts each window from the last values of the
+    // windows before it (`carry`, as of each held window for its second run).
     let mut ready = !streamed.filled;
     let mut exists = false;
     let mut any: Vec<bool> = Vec::new();
-    let mut held: Vec<(i64, i64)> = Vec::new();
-    let filled = |any: &[bool]| select::Window {
+    let mut held: Vec<((i64, i64), select::Carried)> = Vec::new();
+    let mut carry = select::Carried::default();
+    let filled = |any: &[bool], previous: &select::Carried| select::Window {
         answer_empty: true,
         any: Some(any.to_vec()),
+        previous: previous.clone(),
+        ..Default::default()
+    };
+    let first = |previous: &select::Carried| select::Window {
+        previous: previous.clone(),
         ..Default::default()
     };
     for (i, &window) in streamed.windows.iter().enumerate() {
@@ -621,43 +628,50 @@ fn stream_select(
         }
         if ready {
             let found = if streamed.filled {
-                run(window, &filled(&any))
+                run(window, &filled(&any, &carry))
             } else {
                 run(window, &select::Window::default())
             };
-            if !out.answer(found.map(|f| f.0), id, left)? {
+            let found = found.map(|(rows, facts)| {
+                carry = facts.last;
+                rows
+            });
+            if !out.answer(found, id, left)? {
                 return Ok(false);
             }
             continue;
         }
-        let (found, facts) = match run(window, &select::Window::default()) {
+        let before = carry.clone();
+        let (found, facts) = match run(window, &first(&carry)) {
             Ok(f) => f,
             Err(e) => {
                 out.answer(Err(e), id, left)?;
                 return Ok(false);
             }
         };
+        carry = facts.last;
         exists |= !found.is_empty();
-        if any.len() < facts.len() {
-            any.resize(facts.len(), false);
+        if any.len() < facts.has_value.len() {
+            any.resize(facts.has_value.len(), false);
         }
-        for (a, f) in any.iter_mut().zip(&facts) {
+        for (a, f) in any.iter_mut().zip(&facts.has_value) {
             *a |= *f;
         }
         // A window holding the series, where every function has a value, answered as it
         // would with what the other windows know: it is not run again.
-        let exact = !found.is_empty() && facts.iter().all(|f| *f);
+        let exact = !found.is_empty() && facts.has_value.iter().all(|f| *f);
         if !exact {
-            held.push(window);
+            held.push((window, before));
         }
         let last = i + 1 == streamed.windows.len();
         if exists && (last || any.iter().all(|a| *a)) {
             ready = true;
-            for span in std::mem::take(&mut held) {
+            for (span, previous) in std::mem::take(&mut held) {
                 if out.full() {
                     break;
                 }
-                if !out.answer(run(span, &filled(&any)).map(|f| f.0), id, left)? {
+                let again = run(span, &filled(&any, &previous)).map(|f| f.0);
+                if !out.answer(again, id, left)? {
                     return Ok(false);
                 }
             }

@@ -1233,6 +1233,27 @@ fn chunked_filled_selects_answer_every_bucket_a_window_at_a_time() {
     assert_eq!(rows.len(), 14 * 3600);
     assert_eq!(rows[6 * 3600 + 5][1], json!(6 * 3600 + 5));
     assert!(rows[7 * 3600..].iter().all(|r| r[1].is_null()));
+    // fill(previous) over max_rows whole: the empty hours take the last value before them.
+    let stmt = format!("SELECT max(v) FROM fl WHERE {range} GROUP BY time(1s) fill(previous)");
+    let w = whole(&stmt);
+    assert!(
+        w["results"][0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("query.max_rows")
+    );
+    let (rows, _) = chunked(&stmt, 5000);
+    assert_eq!(rows.len(), 28_800);
+    for (n, r) in rows.iter().enumerate() {
+        let n = n as i64;
+        let want = match n / 3600 {
+            0 => Value::Null,
+            1 | 2 | 6 => json!(n),
+            3..=5 => json!(3 * 3600 - 1),
+            _ => json!(7 * 3600 - 1),
+        };
+        assert_eq!(r[1], want, "{n}: {r:?}");
+    }
     // count(g) has points only in the last hour with data: every empty bucket before it
     // is 0 too (windows are held until a window shows g), as the whole answer has it.
     let stmt = format!("SELECT count(g) FROM fl WHERE {range} GROUP BY time(1s) fill(null)");
@@ -1280,6 +1301,14 @@ fn chunked_filled_selects_answer_every_bucket_a_window_at_a_time() {
         format!(
             "SELECT count(g), count(v) FROM fl WHERE time >= {t0} AND time < {} GROUP BY time(2m)",
             t0 + 5 * 3600 * sec
+        ),
+        // fill(previous): each window starts from the last values of those before it.
+        format!("SELECT max(v), count(g) FROM fl WHERE {range} GROUP BY time(5m) fill(previous)"),
+        format!(
+            "SELECT mean(v) FROM fl WHERE {range} GROUP BY time(3m, 1m) fill(previous) ORDER BY time DESC"
+        ),
+        format!(
+            "SELECT last(f) FROM fl WHERE {range} AND host = 'b' GROUP BY time(5m) fill(previous) LIMIT 40 OFFSET 5"
         ),
     ] {
         let w = whole(&stmt);

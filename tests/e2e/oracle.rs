@@ -1504,6 +1504,9 @@ pub const CASES: &[Case] = &[
     with("chunked", "chunked=true&chunk_size=9", "SELECT count(state) FROM cpu WHERE host = 'host_3' AND time >= '2024-01-01T00:10:00Z' AND time < '2024-01-01T01:40:00Z' GROUP BY time(1m) LIMIT 30 OFFSET 5"),
     with("chunked", "chunked=true&chunk_size=100", "SELECT mean(used) FROM mem WHERE time >= '2023-12-31T23:00:00Z' AND time < '2024-01-01T03:00:00Z' GROUP BY time(2m) ORDER BY time DESC LIMIT 50"),
     with("chunked", "chunked=true&chunk_size=5", "SELECT mean(usage_user) FROM cpu WHERE host = 'nobody' AND time >= '2023-12-31T23:00:00Z' AND time < '2024-01-01T03:00:00Z' GROUP BY time(10m)"),
+    // fill(previous) streamed: each window starts from the last values before it.
+    with("chunked", "chunked=true&chunk_size=20", "SELECT max(usage_user), count(state) FROM cpu WHERE host = 'host_2' AND time >= '2023-12-31T23:00:00Z' AND time < '2024-01-01T04:00:00Z' GROUP BY time(2m) fill(previous)"),
+    with("chunked", "chunked=true&chunk_size=30&epoch=ms", "SELECT last(n), mean(used) FROM mem WHERE time >= '2023-12-31T23:30:00Z' AND time < '2024-01-01T03:00:00Z' GROUP BY time(3m) fill(previous) ORDER BY time DESC"),
     with("chunked", "chunked=true&chunk_size=25", "SELECT usage_user FROM cpu WHERE host = 'host_1' LIMIT 40 OFFSET 350"),
     // Grouped by tags: streamed a batch of groups at a time (series without the tag
     // first), SLIMIT/SOFFSET across batches, DESC taking them in reverse.

@@ -70,6 +70,24 @@ pub struct Window {
     /// Tag predicates added to the statement's: the series of one part of the groups
     /// (`chunked=true` runs a statement grouped by tags a batch of groups at a time).
     pub preds: Vec<TagPred>,
+    /// Per function, the last value the windows before this one answered (in the
+    /// statement's order): where `fill(previous)` starts.
+    pub previous: Carried,
+}
+
+/// Per function, a value carried from one window to the next ([`Window::previous`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Carried(Vec<Option<Out>>);
+
+/// What a window tells the windows after it ([`select_window`]).
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// Per function, whether it answered a value in the window (`true` for those whose
+    /// fill does not depend on it).
+    pub has_value: Vec<bool>,
+    /// Per function, the last value it answered in the statement's order, else the one
+    /// the window was given ([`Window::previous`]).
+    pub last: Carried,
 }
 
 /// [`select`] over one window ([`Window`]); also, per function, whether it answered a
@@ -78,7 +96,7 @@ pub async fn select_window(
     ctx: &Ctx,
     s: &SelectStatement,
     window: &Window,
-) -> Result<(Vec<ResultSeries>, Vec<bool>), String> {
+) -> Result<(Vec<ResultSeries>, Facts), String> {
     let (rest, range) =
         split_time_range(s.condition.as_ref(), ctx.now_ns).map_err(|e| e.to_string())?;
     let mut targets: Vec<(String, Arc<str>)> = Vec::new();
@@ -147,7 +165,10 @@ pub async fn select_window(
     }
     let live_tags: Vec<String> = live_tags.into_iter().collect();
     let mut out = Vec::new();
-    let mut facts = Vec::new();
+    let mut facts = Facts {
+        last: window.previous.clone(),
+        ..Facts::default()
+    };
     for (db, m, schema) in &schemas {
         let wild = (&wild, live_tags.as_slice());
         let Some(mut plan) = Plan::new(ctx, s, m, schema, wild, rest.as_ref(), range)? else {
@@ -155,9 +176,12 @@ pub async fn select_window(
         };
         plan.window = window.clone();
         plan.preds.extend(window.preds.iter().cloned());
-        let (series, has_value) = plan.run(ctx, db, &budget).await?;
+        let (series, found) = plan.run(ctx, db, &budget).await?;
         out.extend(series);
-        facts = has_value;
+        facts.has_value = found.has_value;
+        if !found.last.0.is_empty() {
+            facts.last = found.last;
+        }
     }
     if s.order == SortOrder::Desc {
         // Series come newest first too: InfluxDB sorts them in the statement's order.
@@ -959,7 +983,7 @@ impl<'a> Plan<'a> {
         ctx: &Ctx,
         db: &str,
         budget: &Arc<QueryBudget>,
-    ) -> Result<(Vec<ResultSeries>, Vec<bool>), String> {
+    ) -> Result<(Vec<ResultSeries>, Facts), String> {
         if self.min.zip(self.max).is_some_and(|(a, b)| a > b) {
             return Ok(Default::default());
         }
@@ -975,7 +999,7 @@ impl<'a> Plan<'a> {
                 }
                 _ => self.points(ctx, db, budget, None).await?,
             };
-            return Ok((self.raw_series(points), Vec::new()));
+            return Ok((self.raw_series(points), Facts::default()));
         }
         let (mut groups, aux) = if self.fast() {
             (self.native_groups(ctx, db, budget).await?, Aux::default())
@@ -1937,13 +1961,14 @@ impl<'a> Plan<'a> {
         &self,
         groups: Groups,
         aux: &Aux,
-    ) -> Result<(Vec<ResultSeries>, Vec<bool>), String> {
+    ) -> Result<(Vec<ResultSeries>, Facts), String> {
         let n = self.calls.len();
         let single_selector = self.interval.is_none() && n == 1 && self.calls[0].func.is_selector();
         let mut out = Vec::new();
         // Filled buckets of every group together are bounded like raw rows.
         let mut total_rows = 0usize;
         let mut has_value = Vec::new();
+        let mut last: Vec<Option<Out>> = Vec::new();
         for (key, buckets) in groups {
             if !self.window.answer_empty
                 && buckets
@@ -2031,7 +2056,12 @@ impl<'a> Plan<'a> {
                         has_value.push(here || empty.is_none());
                     }
                     let elsewhere = self.window.any.as_ref().and_then(|a| a.get(k));
-                    let any = here || elsewhere == Some(&true);
+                    // fill(previous) starts from the last value of the windows before.
+                    let start = match self.s.fill {
+                        Fill::Previous => self.window.previous.0.get(k).cloned().flatten(),
+                        _ => None,
+                    };
+                    let any = here || elsewhere == Some(&true) || start.is_some();
                     let (col, times) = match self.s.fill {
                         Fill::Null => (&mut col[from..], &times[from..]),
                         _ => (&mut col[..], &times[..]),
@@ -2041,13 +2071,26 @@ impl<'a> Plan<'a> {
                     // `previous` is the newer one.
                     let every = self.interval.map_or(1, |(d, _)| d).max(1);
                     let mut numbers: Vec<i64> = times.iter().map(|t| t / every).collect();
+                    let how = (self.s.fill, empty);
                     if desc {
                         col.reverse();
                         numbers.reverse();
-                        fill(col, &numbers, (self.s.fill, empty), (c.func, kind), any);
+                        fill(col, &numbers, how, (c.func, kind), (any, start.as_ref()));
                         col.reverse();
                     } else {
-                        fill(col, &numbers, (self.s.fill, empty), (c.func, kind), any);
+                        fill(col, &numbers, how, (c.func, kind), (any, start.as_ref()));
+                    }
+                    if self.group_tags.is_empty() {
+                        let answered = |c: &Option<Out>| match c {
+                            Some(o @ Out::One(..)) => Some(o.clone()),
+                            _ => None,
+                        };
+                        let at_end = if desc {
+                            col.iter().find_map(answered)
+                        } else {
+                            col.iter().rev().find_map(answered)
+                        };
+                        last.push(at_end.or(start));
                     }
                 }
             }
@@ -2110,7 +2153,11 @@ impl<'a> Plan<'a> {
                 out.push(series);
             }
         }
-        Ok((out, has_value))
+        let facts = Facts {
+            has_value,
+            last: Carried(last),
+        };
+        Ok((out, facts))
     }
 
     /// A selector's other columns under `fill`, as InfluxDB fills them: a number fills
@@ -2351,14 +2398,15 @@ fn result_kind(func: Func, field: Option<FieldType>) -> Option<FieldType> {
 /// Fills the empty buckets of one call's column, as InfluxDB: under `fill(null)` with
 /// `empty` (`count`: 0 when the measurement has the field); a number takes the column's
 /// type (`fill(1.5)` of integers is 1; of strings `""`, of booleans `false`). `kind`: the
-/// column's type when not a number. `any`: whether the function has a value anywhere in
+/// column's type when not a number. `start`: the value `fill(previous)` starts from (the
+/// last one of the windows before). `any`: whether the function has a value anywhere in
 /// the group's range (in `col`, or in another window of it).
 fn fill(
     col: &mut [Option<Out>],
     buckets: &[i64],
     (how, empty): (Fill, Option<Value>),
     (func, kind): (Func, Option<FieldType>),
-    any: bool,
+    (any, start): (bool, Option<&Out>),
 ) {
     let ints = col
         .iter()
@@ -2410,7 +2458,7 @@ fn fill(
             col,
         ),
         Fill::Previous => {
-            let mut prev: Option<Out> = None;
+            let mut prev: Option<Out> = start.cloned();
             // The previous bucket's result, a null from points (stddev of one) too.
             for c in col.iter_mut() {
                 match c {
@@ -2583,7 +2631,7 @@ mod tests {
                 &buckets,
                 (Fill::Linear, None),
                 (Func::Max, Some(FieldType::Integer)),
-                true,
+                (true, None),
             );
             col.into_iter()
                 .map(|c| match c {

@@ -9,7 +9,8 @@
 //! - raw fields (no function) and no `GROUP BY`, or
 //! - aggregates of each bucket (`count`, `sum`, `mean`, `median`, `mode`, `spread`,
 //!   `stddev`, `min`, `max`, `first`, `last`, `percentile`, and arithmetic on them) with
-//!   `GROUP BY time(d[, offset])` alone and no `tz()`: the windows are widened to whole
+//!   `GROUP BY time(d[, offset])` alone, `fill(none)`, `fill(null)` or `fill(previous)`
+//!   and no `tz()`: the windows are widened to whole
 //!   buckets, so a bucket is never split, and joined up to about `chunk_size` buckets
 //!   (at least 64, at most 100,000, fewer when `query.max_rows` or
 //!   `query.max_memory` ask for fewer). Under `fill(none)`
@@ -18,13 +19,15 @@
 //!   the first point's bucket), the range is cut into windows of that many buckets (empty
 //!   stretches included), and windows are answered once what the fill depends on over the
 //!   whole range is known ([`Streamed::filled`]); a series without any point is not
-//!   answered, as InfluxDB does.
+//!   answered, as InfluxDB does. Under `fill(previous)` too, each window starting from the
+//!   last values of the windows before it ([`super::select::Window::previous`]).
 //!
 //! With a bucketed statement, `LIMIT` and `OFFSET` count the rows of its one series
 //! across windows, and reading stops once the limit is reached; a raw select with them is
-//! answered whole (its read stops at the rows it needs). Anything else (`fill(previous)`,
-//! `fill(linear)`, a number as fill, grouping tags, several measurements) is answered
-//! whole, within `query.max_rows` and `query.max_memory`. Points of several series at one
+//! answered whole (its read stops at the rows it needs). Statements grouped by tags go a
+//! batch of groups at a time ([`group_parts`]). Anything else (`fill(linear)`, a number as
+//! fill, several measurements) is answered whole, within `query.max_rows` and
+//! `query.max_memory`. Points of several series at one
 //! time have no defined order (InfluxDB 1.6 answers them in its merge heap's order, which
 //! differs from one timestamp to the next); a window may order them otherwise than the
 //! whole answer would.
@@ -89,7 +92,7 @@ fn per_bucket(e: &Expr) -> bool {
 }
 
 /// The bucket width and offset of a statement grouped by `time(d[, offset])` alone, with
-/// per-bucket aggregates, `fill(none)` or `fill(null)`, and no `tz()`.
+/// per-bucket aggregates, `fill(none)`, `fill(null)` or `fill(previous)`, and no `tz()`.
 fn buckets(ctx: &Ctx, s: &SelectStatement) -> Option<(i64, i64)> {
     let [
         Dimension::Time {
@@ -100,7 +103,7 @@ fn buckets(ctx: &Ctx, s: &SelectStatement) -> Option<(i64, i64)> {
     else {
         return None;
     };
-    let ok = matches!(s.fill, Fill::None | Fill::Null)
+    let ok = matches!(s.fill, Fill::None | Fill::Null | Fill::Previous)
         && s.timezone.is_none()
         && *interval_ns > 0
         && s.fields.iter().all(|f| per_bucket(&f.expr));
