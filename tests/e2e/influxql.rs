@@ -1484,6 +1484,28 @@ fn chunked_selects_grouped_by_tags_answer_a_batch_of_groups_at_a_time() {
         let n = (f[2].parse::<i64>().unwrap() - t0) / (10 * sec);
         assert_eq!(f[3], v(h, n).to_string(), "{line}");
     }
+    // So does the Python `influxdb` package's chunked query (a result set per document).
+    let script = format!(
+        r#"
+import json, influxdb
+c = influxdb.InfluxDBClient(host="{host}", port={port}, database="gt")
+rows = {{}}
+for rs in c.query({stmt:?}, chunked=True, chunk_size=5000, epoch="ns"):
+    for (name, tags), points in rs.items():
+        rows.setdefault(tags.get("host", ""), []).extend(p["max"] for p in points)
+print(json.dumps(rows))
+"#
+    );
+    let got = python_json(&script);
+    let got = got.as_object().unwrap();
+    assert_eq!(got.len(), 61);
+    for (host, maxes) in got {
+        let h = host
+            .strip_prefix('h')
+            .map_or(60, |n| n.parse::<i64>().unwrap());
+        let want: Vec<i64> = (0..720).map(|n| v(h, n)).collect();
+        assert_eq!(maxes, &json!(want), "host {host:?}");
+    }
     // Equal to whole over twenty minutes (120 buckets a group, 7,320 rows).
     let range = format!("time >= {} AND time < {}", t0 + 1800 * sec, t0 + 3000 * sec);
     let cases = [
