@@ -268,13 +268,15 @@ struct Windows {
 }
 
 impl Windows {
-    /// The parts of a part of one group value that was too large for the budget: the
-    /// values of the next `group_by` key under it (from the series catalog), or, when it
-    /// was a value of the last key (one group), the measurement's time windows. Empty when
-    /// there are too many values to go through.
-    fn narrower(&self, part: GroupPart) -> Vec<Unit> {
+    /// The smaller parts of a group part too large for the budget: halves of its values,
+    /// the values of the next `group_by` key under one value ([`parts::smaller`]), or, for
+    /// one value of the last key (one group), the measurement's time windows. Empty when
+    /// there are none.
+    fn smaller(&self, part: GroupPart) -> Vec<Unit> {
         let group_by = &self.spec.group_by;
-        if part.fixed.len() + 1 == group_by.len() {
+        let one_group =
+            !part.rest && part.values.len() == 1 && part.fixed.len() + 1 == group_by.len();
+        if one_group {
             let Some(preds) = part.preds(group_by) else {
                 return Vec::new();
             };
@@ -288,16 +290,12 @@ impl Windows {
                 })
                 .collect();
         }
-        let Some(entry) = self
-            .state
-            .engine
-            .series()
-            .get(&self.spec.db, &self.spec.measurement)
-        else {
-            return Vec::new();
+        let catalog = (self.state.engine.series()).get(&self.spec.db, &self.spec.measurement);
+        let smaller = match catalog {
+            Some(entry) => parts::smaller(&entry.read(), None, group_by, &part),
+            None => part.halves().map(|h| h.to_vec()),
         };
-        let under = parts::under(&entry.read(), group_by, &part);
-        under.into_iter().flatten().map(Unit::Groups).collect()
+        smaller.into_iter().flatten().map(Unit::Groups).collect()
     }
 
     /// The next window's rows (never empty) with the query that holds their memory budget
@@ -384,10 +382,7 @@ impl Windows {
                                 .collect(),
                             _ => Vec::new(),
                         },
-                        Unit::Groups(part) => match part.halves() {
-                            Some(halves) => halves.into_iter().map(Unit::Groups).collect(),
-                            None => self.narrower(part),
-                        },
+                        Unit::Groups(part) => self.smaller(part),
                     };
                     if smaller.is_empty() {
                         return Err(Refusal::TooLarge(m));

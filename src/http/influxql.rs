@@ -14,6 +14,7 @@ use super::Shared;
 use super::body::read_body;
 use super::error::{ApiError, Dialect, DialectError};
 use crate::influxql::Statement;
+use crate::query::budget::OVER_QUERY_MEMORY;
 use crate::query::influxql::result::{
     Cell, Chunking, ResultSeries, SeriesPart, StatementResult, TimeFormat, write_csv,
     write_results, write_statement,
@@ -310,15 +311,12 @@ fn stream_chunked(
         };
         let ok = match plan {
             Some(Streaming::Windows(s, streamed)) => {
-                stream_select(w, handle, ctx, id, s, &streamed, time, chunk_size, left)?
+                let out = Chunks::new(w, (id, left), time, chunk_size.min(ctx.max_rows));
+                stream_select(out, handle, ctx, s, &streamed)?
             }
             Some(Streaming::Groups(parts)) => {
-                let mut out = Chunks::new(w, id, time, chunk_size);
-                let ok = stream_groups(&mut out, handle, ctx, *parts, (id, left))?;
-                if ok {
-                    out.finish()?;
-                }
-                ok
+                let out = Chunks::new(w, (id, left), time, chunk_size.min(ctx.max_rows));
+                stream_groups(out, handle, ctx, *parts)?
             }
             None => {
                 let r = handle.block_on(execute_one(ctx, id, &st));
@@ -342,33 +340,29 @@ enum Streaming<'s> {
 
 /// One SELECT grouped by tags, a batch of groups at a time ([`stream::GroupParts`]); false
 /// if it failed (its error was sent). A part whose answer is too large for one execution
-/// goes in halves of its values, a part of one value by the values of the next key under
-/// it; a single group too large is the statement's error, as when answered whole.
+/// (or whose values do not fit a regex) goes by smaller parts ([`parts::smaller`]); a
+/// single group too large is the statement's error, as when answered whole.
 fn stream_groups(
-    out: &mut Chunks<'_>,
+    mut out: Chunks<'_>,
     handle: &tokio::runtime::Handle,
     ctx: &Ctx,
-    plan: stream::GroupParts,
-    (id, left): (usize, usize),
+    mut plan: stream::GroupParts,
 ) -> std::io::Result<bool> {
     use crate::query::parts;
     out.skip_series = plan.soffset;
     out.room_series = plan.slimit;
-    let mut queue: std::collections::VecDeque<parts::GroupPart> = plan.parts.into();
-    let catalog = || ctx.engine.series().get(&plan.db, &plan.measurement);
+    let desc = plan.statement.order == crate::influxql::SortOrder::Desc;
+    let mut queue: std::collections::VecDeque<parts::GroupPart> =
+        std::mem::take(&mut plan.parts).into();
     while let Some(part) = queue.pop_front() {
         if out.full() {
             break;
         }
         if part.rest {
             // Series written since the parts were made, with values of their own: last.
-            let late = catalog().map(|entry| {
-                let ms = entry.read();
-                let among = (plan.tag_cond.as_ref())
-                    .map(|c| crate::query::influxql::cond::series_matching(&ms, c));
-                parts::late(&ms, among.as_ref(), &plan.keys, &part)
-            });
-            for p in stream::ordered(late.unwrap_or_default(), plan.desc)
+            let late =
+                plan.with_catalog(ctx, |ms, among| parts::late(ms, among, &plan.keys, &part));
+            for p in stream::ordered(late.unwrap_or_default(), desc)
                 .into_iter()
                 .rev()
             {
@@ -376,41 +370,48 @@ fn stream_groups(
             }
             continue;
         }
-        let found = match part.preds(&plan.keys) {
-            Some(preds) => {
-                let window = select::Window {
-                    preds,
-                    ..Default::default()
-                };
-                handle
-                    .block_on(select::select_window(ctx, &plan.statement, &window))
-                    .map(|f| f.0)
-            }
-            None => Err(format!(
-                "{} the values of one part do not fit a regex",
-                crate::query::budget::OVER_QUERY_MEMORY
-            )),
+        // `None`: the part's values do not fit a regex.
+        let found = part.preds(&plan.keys).map(|preds| {
+            let window = select::Window {
+                preds,
+                ..Default::default()
+            };
+            handle
+                .block_on(select::select_window(ctx, &plan.statement, &window))
+                .map(|f| f.0)
+        });
+        let too_large = match &found {
+            Some(Err(e)) => e.contains(OVER_QUERY_MEMORY),
+            Some(Ok(_)) => false,
+            None => true,
         };
-        let smaller = match &found {
-            Err(e) if e.contains(crate::query::budget::OVER_QUERY_MEMORY) => match part.halves() {
-                Some(halves) => Some(halves.to_vec()),
-                None => catalog().and_then(|entry| parts::under(&entry.read(), &plan.keys, &part)),
-            },
-            _ => None,
-        };
+        let smaller = too_large
+            .then(|| {
+                plan.with_catalog(ctx, |ms, among| {
+                    parts::smaller(ms, among, &plan.keys, &part)
+                })
+            })
+            .flatten()
+            .flatten();
         match smaller {
             Some(smaller) => {
-                for p in stream::ordered(smaller, plan.desc).into_iter().rev() {
+                for p in stream::ordered(smaller, desc).into_iter().rev() {
                     queue.push_front(p);
                 }
             }
             None => {
-                if !out.answer(found, id, left)? {
+                let found = found.unwrap_or_else(|| {
+                    Err(format!(
+                        "{OVER_QUERY_MEMORY} the values of one part do not fit a regex"
+                    ))
+                });
+                if !out.answer(found)? {
                     return Ok(false);
                 }
             }
         }
     }
+    out.finish()?;
     Ok(true)
 }
 
@@ -419,6 +420,8 @@ fn stream_groups(
 /// until a next row or series shows that more follow (its statement's `partial` flag).
 struct Chunks<'a> {
     head: StatementResult,
+    /// Statements left in the request, this one included (an error's "not executed").
+    left: usize,
     time: TimeFormat,
     chunk_size: usize,
     /// The series whose rows are in `acc`.
@@ -436,13 +439,20 @@ struct Chunks<'a> {
 }
 
 impl<'a> Chunks<'a> {
-    fn new(w: &'a mut dyn std::io::Write, id: usize, time: TimeFormat, chunk_size: usize) -> Self {
+    /// The chunks of statement `id`, `left` statements left in the request with it.
+    fn new(
+        w: &'a mut dyn std::io::Write,
+        (id, left): (usize, usize),
+        time: TimeFormat,
+        chunk_size: usize,
+    ) -> Self {
         Chunks {
             head: StatementResult {
                 statement_id: id,
                 chunking: Chunking::Rows,
                 ..Default::default()
             },
+            left,
             time,
             chunk_size,
             template: None,
@@ -504,14 +514,10 @@ impl<'a> Chunks<'a> {
                 .is_some_and(|t| t.name == series.name && t.tags == series.tags);
             if !same {
                 self.close()?;
-                if self.skip_series > 0 {
-                    self.skip_series -= 1;
-                    continue;
-                }
-                match &mut self.room_series {
-                    Some(0) => return Ok(()),
-                    Some(r) => *r -= 1,
-                    None => {}
+                match page(&mut self.skip_series, &mut self.room_series) {
+                    Page::Skip => continue,
+                    Page::Full => return Ok(()),
+                    Page::Take => {}
                 }
             }
             let rows = std::mem::take(&mut series.values);
@@ -519,14 +525,10 @@ impl<'a> Chunks<'a> {
                 self.template = Some(series);
             }
             for row in rows {
-                if self.skip > 0 {
-                    self.skip -= 1;
-                    continue;
-                }
-                match &mut self.room {
-                    Some(0) => return Ok(()),
-                    Some(r) => *r -= 1,
-                    None => {}
+                match page(&mut self.skip, &mut self.room) {
+                    Page::Skip => continue,
+                    Page::Full => return Ok(()),
+                    Page::Take => {}
                 }
                 if self.acc.len() == self.chunk_size
                     && let Some(t) = &self.template
@@ -545,20 +547,15 @@ impl<'a> Chunks<'a> {
 
     /// One part's answer: its rows, or its error (the chunk held back goes first, as not
     /// the last one); false after an error.
-    fn answer(
-        &mut self,
-        found: Result<Vec<ResultSeries>, String>,
-        id: usize,
-        left: usize,
-    ) -> std::io::Result<bool> {
+    fn answer(&mut self, found: Result<Vec<ResultSeries>, String>) -> std::io::Result<bool> {
         match found {
             Ok(found) => self.rows(found).map(|_| true),
             Err(e) => {
                 if let Some((prev, continues)) = self.ready.take() {
                     self.piece(&prev, continues, true)?;
                 }
-                let error = [StatementResult::error(id, e)];
-                write_chunked(self.w, &error, self.time, self.chunk_size, left)?;
+                let error = [StatementResult::error(self.head.statement_id, e)];
+                write_chunked(self.w, &error, self.time, self.chunk_size, self.left)?;
                 Ok(false)
             }
         }
@@ -582,23 +579,41 @@ impl<'a> Chunks<'a> {
     }
 }
 
+/// What an `OFFSET` (`skip`, still to skip) and a `LIMIT` (`room`, still to send; `None`:
+/// no limit) make of the next row or series, counted against them.
+enum Page {
+    Skip,
+    Take,
+    Full,
+}
+
+fn page(skip: &mut usize, room: &mut Option<usize>) -> Page {
+    if *skip > 0 {
+        *skip -= 1;
+        return Page::Skip;
+    }
+    match room {
+        Some(0) => Page::Full,
+        Some(r) => {
+            *r -= 1;
+            Page::Take
+        }
+        None => Page::Take,
+    }
+}
+
 /// One SELECT, window by window ([`stream::Streamed`]); false if it failed (its error was
 /// sent).
-#[allow(clippy::too_many_arguments)]
 fn stream_select(
-    w: &mut dyn std::io::Write,
+    mut out: Chunks<'_>,
     handle: &tokio::runtime::Handle,
     ctx: &Ctx,
-    id: usize,
     s: &crate::influxql::SelectStatement,
     streamed: &stream::Streamed,
-    time: TimeFormat,
-    chunk_size: usize,
-    left: usize,
 ) -> std::io::Result<bool> {
-    let mut out = Chunks::new(w, id, time, chunk_size);
-    out.skip = streamed.offset;
-    out.room = streamed.limit;
+    // LIMIT and OFFSET count the rows of the one series across windows.
+    out.skip = s.offset.map_or(0, |o| o as usize);
+    out.room = s.limit.map(|l| l as usize);
     let run = |span: (i64, i64), window: &select::Window| {
         handle.block_on(select::select_window(ctx, &stream::within(s, span), window))
     };
@@ -614,7 +629,7 @@ fn stream_select(
     let mut carry = select::Carried::default();
     let filled = |any: &[bool], previous: &select::Carried| select::Window {
         answer_empty: true,
-        any: Some(any.to_vec()),
+        any: any.to_vec(),
         previous: previous.clone(),
         ..Default::default()
     };
@@ -636,7 +651,7 @@ fn stream_select(
                 carry = facts.last;
                 rows
             });
-            if !out.answer(found, id, left)? {
+            if !out.answer(found)? {
                 return Ok(false);
             }
             continue;
@@ -645,7 +660,7 @@ fn stream_select(
         let (found, facts) = match run(window, &first(&carry)) {
             Ok(f) => f,
             Err(e) => {
-                out.answer(Err(e), id, left)?;
+                out.answer(Err(e))?;
                 return Ok(false);
             }
         };
@@ -671,11 +686,11 @@ fn stream_select(
                     break;
                 }
                 let again = run(span, &filled(&any, &previous)).map(|f| f.0);
-                if !out.answer(again, id, left)? {
+                if !out.answer(again)? {
                     return Ok(false);
                 }
             }
-            if exact && !out.answer(Ok(found), id, left)? {
+            if exact && !out.answer(Ok(found))? {
                 return Ok(false);
             }
         }

@@ -67,14 +67,9 @@ impl GroupPart {
 }
 
 /// The values of key `key` (sorted; `""` first, for series without it) among the series
-/// whose earlier keys have the values `fixed` (`(key, value)`, `""`: without it).
-pub fn values(ms: &MeasurementSeries, fixed: &[(String, String)], key: &str) -> Vec<String> {
-    values_within(ms, None, fixed, key)
-}
-
-/// [`values`] among the series of `among` only (those a statement's tag conditions
-/// match), when given.
-fn values_within(
+/// of `among` (those a statement's tag conditions match; all when `None`) whose earlier
+/// keys have the values `fixed` (`(key, value)`, `""`: without it).
+fn values(
     ms: &MeasurementSeries,
     among: Option<&RoaringBitmap>,
     fixed: &[(String, String)],
@@ -107,26 +102,26 @@ fn values_within(
 }
 
 /// The values of the first key `key` among the series of `among` (all when `None`), as
-/// [`values`], or `None` when it has fewer than 2 or more than [`MAX_GROUP_VALUES`]
-/// (counted before any is copied).
+/// [`values`], or `None` when there are fewer than 2 or more than [`MAX_GROUP_VALUES`]
+/// (the key's values counted before any is copied).
 pub fn first_values(
     ms: &MeasurementSeries,
     among: Option<&RoaringBitmap>,
     key: &str,
 ) -> Option<Vec<String>> {
-    if ms.value_count(key) >= MAX_GROUP_VALUES {
+    if ms.value_count(key) > MAX_GROUP_VALUES {
         return None;
     }
-    let values = values_within(ms, among, &[], key);
+    let found = values(ms, among, &[], key);
     (2..=MAX_GROUP_VALUES)
-        .contains(&values.len())
-        .then_some(values)
+        .contains(&found.len())
+        .then_some(found)
 }
 
 /// The parts of a rest part ([`GroupPart::rest`]): the values of its key under its
 /// `fixed` (among the series of `among`, when given) that the catalog lists now and the
-/// parts made before did not (series written since), in batches of at most [`MAX_BATCH_VALUES`]; empty when there are none (or too
-/// many to go through).
+/// parts made before did not (series written since), in batches of at most
+/// [`MAX_BATCH_VALUES`]; empty when there are none.
 pub fn late(
     ms: &MeasurementSeries,
     among: Option<&RoaringBitmap>,
@@ -136,11 +131,8 @@ pub fn late(
     let Some(key) = keys.get(rest.fixed.len()) else {
         return Vec::new();
     };
-    if ms.value_count(key) > MAX_GROUP_VALUES.saturating_mul(2) {
-        return Vec::new();
-    }
     let known: std::collections::HashSet<&str> = rest.values.iter().map(String::as_str).collect();
-    let new: Vec<String> = values_within(ms, among, &rest.fixed, key)
+    let new: Vec<String> = values(ms, among, &rest.fixed, key)
         .into_iter()
         .filter(|v| !known.contains(v.as_str()))
         .collect();
@@ -175,10 +167,19 @@ pub fn batches(fixed: Vec<(String, String)>, values: Vec<String>, batch: usize) 
     parts
 }
 
-/// The parts of a part of one value that was too large: the values of the next key under
-/// it, by halves (a half that does not fit is halved again). `None` when the value is one
-/// of the last key (a single group) or has too many values under it.
-pub fn under(ms: &MeasurementSeries, keys: &[String], part: &GroupPart) -> Option<Vec<GroupPart>> {
+/// The smaller parts of a part too large for one execution: the halves of its values,
+/// or, for a part of one value, the values of the next key under it (among the series of
+/// `among`), by halves (a half that does not fit is halved again). `None` for the rest
+/// part, a single group (one value of the last key), or too many values under it.
+pub fn smaller(
+    ms: &MeasurementSeries,
+    among: Option<&RoaringBitmap>,
+    keys: &[String],
+    part: &GroupPart,
+) -> Option<Vec<GroupPart>> {
+    if let Some(halves) = part.halves() {
+        return Some(halves.to_vec());
+    }
     let depth = part.fixed.len();
     let (Some(key), [value], false) = (keys.get(depth), part.values.as_slice(), part.rest) else {
         return None;
@@ -186,7 +187,7 @@ pub fn under(ms: &MeasurementSeries, keys: &[String], part: &GroupPart) -> Optio
     let next_key = keys.get(depth + 1)?;
     let mut fixed = part.fixed.clone();
     fixed.push((key.clone(), value.clone()));
-    let next = values(ms, &fixed, next_key);
+    let next = values(ms, among, &fixed, next_key);
     if next.is_empty() || next.len() > MAX_GROUP_VALUES {
         return None;
     }
@@ -233,7 +234,7 @@ mod tests {
             &[("dc", "y"), ("host", "c|d")],
         ]);
         let keys = vec!["host".to_string(), "dc".to_string()];
-        let first = values(&ms, &[], "host");
+        let first = values(&ms, None, &[], "host");
         assert_eq!(first, ["", "a", "b", "c|d"]);
         let parts = batches(Vec::new(), first, 2);
         assert_eq!(parts.len(), 3);
@@ -272,14 +273,14 @@ mod tests {
             rest: false,
             late: false,
         };
-        let under_a = under(&ms, &keys, &one).expect("a second key");
+        let under_a = smaller(&ms, None, &keys, &one).expect("a second key");
         assert_eq!(under_a[0].fixed, [("host".to_string(), "a".to_string())]);
         assert_eq!(under_a[0].values, ["x"]);
         assert_eq!(under_a[1].values, ["y"]);
         assert!(under_a[2].rest);
         let last = &under_a[0];
         assert!(
-            under(&ms, &keys, last).is_none(),
+            smaller(&ms, None, &keys, last).is_none(),
             "one group of the last key"
         );
         assert!(last.halves().is_none());

@@ -403,11 +403,7 @@ impl Shard {
                     }
                     replies.push(w.reply);
                 }
-                // The shard's gauges count these rows before any writer hears of them.
-                self.publish_stats();
-                for r in replies {
-                    let _ = r.send(Ok(()));
-                }
+                self.acknowledge(replies);
             }
             Err(e) => {
                 error!(region = %self.ctx.region_name, shard = self.ctx.shard, "WAL append failed, writes refused: {e}");
@@ -423,6 +419,7 @@ impl Shard {
     /// they are, each block remembering the log messages it holds.
     fn apply_logged(&mut self, group: Vec<WriteMsg>) {
         let shard = self.ctx.shard;
+        let mut replies = Vec::with_capacity(group.len());
         for w in group {
             let b = &w.batch;
             let Some(seq) = b.log_seq else {
@@ -435,7 +432,17 @@ impl Shard {
             if let Some((_, rows)) = b.payload.decode() {
                 self.apply(&b.db, rows, (shard, seq));
             }
-            let _ = w.reply.send(Ok(()));
+            replies.push(w.reply);
+        }
+        self.acknowledge(replies);
+    }
+
+    /// Acknowledges applied writes, once the shard's gauges count their rows: a writer
+    /// reading `/metrics` after its 204 sees them.
+    fn acknowledge(&self, replies: Vec<oneshot::Sender<Result<(), CommitError>>>) {
+        self.publish_stats();
+        for r in replies {
+            let _ = r.send(Ok(()));
         }
     }
 

@@ -447,16 +447,16 @@ const FOOTER_CACHE_BYTES: usize = 64 << 20;
 type Footers = std::sync::Mutex<std::collections::VecDeque<(PathBuf, u64, Arc<Full>)>>;
 
 /// A packed file's whole footer, parsed: its metadata and its measurements.
-pub struct Full {
-    pub md: ParquetMetaData,
-    pub parts: Vec<PartFooter>,
+struct Full {
+    md: ParquetMetaData,
+    parts: Vec<PartFooter>,
     /// Memory held, about: the metadata, and the parts as much again as their JSON text.
     bytes: usize,
 }
 
 impl Full {
     /// The view of one entry ([`view`]).
-    pub fn view(&self, row_group: usize) -> parquet::errors::Result<ParquetMetaData> {
+    fn view(&self, row_group: usize) -> parquet::errors::Result<ParquetMetaData> {
         view_of(&self.md, &self.parts, row_group)
     }
 }
@@ -465,7 +465,7 @@ impl Full {
 /// file of a thousand measurements would otherwise be parsed a thousand times (each entry's
 /// index, each query's first read). Recently used footers are kept up to
 /// [`FOOTER_CACHE_BYTES`]; one that is not is parsed from `reader`.
-pub fn full_metadata<R: parquet::file::reader::ChunkReader>(
+fn full_metadata<R: parquet::file::reader::ChunkReader>(
     file: &Entry,
     reader: &R,
 ) -> parquet::errors::Result<Arc<Full>> {

@@ -218,6 +218,14 @@ pub enum Out {
     Points(Vec<(i64, Value)>),
 }
 
+/// Whether `min()` or `max()` (`f`) chooses a later point's `new` value over the `held`
+/// one: only a strictly smaller (greater) one, so the earliest point holding the value
+/// stays, as InfluxDB's reducers keep it.
+pub(super) fn replaces(f: Func, new: &Value, held: &Value) -> bool {
+    let o = new.cmp_values(held);
+    (f == Func::Min && o == Ordering::Less) || (f == Func::Max && o == Ordering::Greater)
+}
+
 pub(super) fn as_f64(v: &Value) -> Option<f64> {
     match v {
         Value::Float(f) => Some(*f),
@@ -396,10 +404,7 @@ pub fn apply(f: Func, points: &[(i64, Value)]) -> Out {
         Func::Min | Func::Max => {
             let mut best = pts[0];
             for p in &pts[1..] {
-                let o = p.1.cmp_values(&best.1);
-                if (f == Func::Min && o == Ordering::Less)
-                    || (f == Func::Max && o == Ordering::Greater)
-                {
+                if replaces(f, &p.1, &best.1) {
                     best = p;
                 }
             }

@@ -66,7 +66,7 @@ pub struct Window {
     pub answer_empty: bool,
     /// Per function, whether it has a value in the whole range (as gathered from every
     /// window): `count()` fills its empty buckets with 0 only then.
-    pub any: Option<Vec<bool>>,
+    pub any: Vec<bool>,
     /// Tag predicates added to the statement's: the series of one part of the groups
     /// (`chunked=true` runs a statement grouped by tags a batch of groups at a time).
     pub preds: Vec<TagPred>,
@@ -1020,23 +1020,7 @@ impl<'a> Plan<'a> {
                 if self.interval.is_some() {
                     budget.charge(results_bytes(&g, &a))?;
                 }
-                for (key, buckets) in g {
-                    let into = groups.entry(key.clone()).or_default();
-                    for (bucket, outs) in buckets {
-                        // Without `time()` every window answers the one bucket: the
-                        // selector's choice over all of them, the earliest on a tie (the
-                        // windows come in time order).
-                        let chosen = into.get(&bucket).is_none_or(|held| {
-                            self.interval.is_some() || self.reduces_to(&outs, held)
-                        });
-                        if chosen {
-                            if let Some(row) = a.remove(&(key.clone(), bucket)) {
-                                aux.insert((key.clone(), bucket), row);
-                            }
-                            into.insert(bucket, outs);
-                        }
-                    }
-                }
+                self.merge_window((&mut groups, &mut aux), (g, &mut a));
                 if self.interval.is_none() {
                     let held = results_bytes(&groups, &aux);
                     budget.charge(held.saturating_sub(charged))?;
@@ -1104,26 +1088,37 @@ impl<'a> Plan<'a> {
 
     /// Whether the statement's one function is `min()` or `max()`: without `time()` it
     /// can be computed a window at a time, each window choosing a point, then one of them
-    /// ([`Plan::reduces_to`]).
+    /// ([`Plan::merge_window`]).
     fn reducible(&self) -> bool {
         matches!(self.calls.as_slice(), [c] if matches!(c.func, Func::Min | Func::Max))
     }
 
-    /// Whether a later window's choice `new` of the [`Plan::reducible`] function replaces
-    /// the earlier `held`: a strictly smaller (`min`) or greater (`max`) value.
-    fn reduces_to(&self, new: &[Out], held: &[Out]) -> bool {
-        match (
-            self.calls.first().map(|c| c.func),
-            new.first(),
-            held.first(),
-        ) {
+    /// One window's buckets (`g`, with their other columns `a`) put with those of the
+    /// windows before. With `time()` a window's buckets are its own; without it every
+    /// window answers the one bucket, and a later window's choice replaces the held one
+    /// only if [`funcs::replaces`] says so (the windows come in time order: the earliest
+    /// point holding the value stays).
+    fn merge_window(&self, (groups, aux): (&mut Groups, &mut Aux), (g, a): (Groups, &mut Aux)) {
+        let f = self.calls.first().map(|c| c.func);
+        let chosen = |new: &[Out], held: &[Out]| match (f, new.first(), held.first()) {
+            _ if self.interval.is_some() => true,
             (_, Some(Out::One(..)), None | Some(Out::Empty)) => true,
             (Some(f), Some(Out::One(n, _)), Some(Out::One(h, _))) => {
-                let o = n.cmp_values(h);
-                (f == Func::Min && o == std::cmp::Ordering::Less)
-                    || (f == Func::Max && o == std::cmp::Ordering::Greater)
+                super::funcs::replaces(f, n, h)
             }
             _ => false,
+        };
+        for (key, buckets) in g {
+            let into = groups.entry(key.clone()).or_default();
+            for (bucket, outs) in buckets {
+                if into.get(&bucket).is_none_or(|held| chosen(&outs, held)) {
+                    let at = (key.clone(), bucket);
+                    if let Some(row) = a.remove(&at) {
+                        aux.insert(at, row);
+                    }
+                    into.insert(bucket, outs);
+                }
+            }
         }
     }
 
@@ -2036,6 +2031,14 @@ impl<'a> Plan<'a> {
             // field answers nothing.
             if self.interval.is_some() && !self.rows_per_bucket() {
                 let desc = self.s.order == SortOrder::Desc;
+                // Buckets by their number (`time / interval`), as InfluxDB's linear fill
+                // counts them (the only fill that reads them).
+                let numbers: Vec<i64> = match (self.s.fill, self.interval) {
+                    (Fill::Linear, Some((every, _))) => {
+                        times.iter().map(|t| t / every.max(1)).collect()
+                    }
+                    _ => vec![0; times.len()],
+                };
                 for (k, (col, c)) in per_call.iter_mut().zip(&self.calls).enumerate() {
                     let field = field_type(&self.schema, &c.field);
                     let kind = result_kind(c.func, field);
@@ -2053,32 +2056,29 @@ impl<'a> Plan<'a> {
                     // another window of the statement ([`Window::any`]).
                     let here = col.iter().any(Option::is_some);
                     if self.group_tags.is_empty() {
-                        has_value.push(here || empty.is_none());
+                        // Only fill(null) fills with `empty` (count's 0).
+                        has_value.push(here || empty.is_none() || self.s.fill != Fill::Null);
                     }
-                    let elsewhere = self.window.any.as_ref().and_then(|a| a.get(k));
+                    let elsewhere = self.window.any.get(k);
                     // fill(previous) starts from the last value of the windows before.
                     let start = match self.s.fill {
                         Fill::Previous => self.window.previous.0.get(k).cloned().flatten(),
                         _ => None,
                     };
                     let any = here || elsewhere == Some(&true) || start.is_some();
-                    let (col, times) = match self.s.fill {
-                        Fill::Null => (&mut col[from..], &times[from..]),
-                        _ => (&mut col[..], &times[..]),
+                    let (col, numbers) = match self.s.fill {
+                        Fill::Null => (&mut col[from..], &numbers[from..]),
+                        _ => (&mut col[..], &numbers[..]),
                     };
-                    // Buckets by their number (`time / interval`, as InfluxDB's linear
-                    // fill counts them), in the statement's order: newest first,
-                    // `previous` is the newer one.
-                    let every = self.interval.map_or(1, |(d, _)| d).max(1);
-                    let mut numbers: Vec<i64> = times.iter().map(|t| t / every).collect();
+                    // In the statement's order: newest first, `previous` is the newer one.
                     let how = (self.s.fill, empty);
                     if desc {
                         col.reverse();
-                        numbers.reverse();
+                        let numbers: Vec<i64> = numbers.iter().rev().copied().collect();
                         fill(col, &numbers, how, (c.func, kind), (any, start.as_ref()));
                         col.reverse();
                     } else {
-                        fill(col, &numbers, how, (c.func, kind), (any, start.as_ref()));
+                        fill(col, numbers, how, (c.func, kind), (any, start.as_ref()));
                     }
                     if self.group_tags.is_empty() {
                         let answered = |c: &Option<Out>| match c {

@@ -32,10 +32,12 @@
 //! differs from one timestamp to the next); a window may order them otherwise than the
 //! whole answer would.
 
+use crate::catalog::series::MeasurementSeries;
 use crate::influxql::{
     BinaryOp, Dimension, Expr, Fill, MeasurementName, SelectStatement, SortOrder,
 };
 use crate::model::{ColumnKind, TIME_COLUMN};
+use roaring::RoaringBitmap;
 
 use super::Ctx;
 use super::funcs::Func;
@@ -128,9 +130,6 @@ pub struct Streamed {
     /// then); until then windows are held, and run again once that is known or the last
     /// window was read. If no window answers the series, neither do they.
     pub filled: bool,
-    /// The statement's `OFFSET` and `LIMIT` (rows of its one series).
-    pub offset: usize,
-    pub limit: Option<usize>,
 }
 
 /// How to run `s` a window at a time ([`crate::query::windows::spans`]), or `None` when it
@@ -174,10 +173,6 @@ pub async fn windows(ctx: &Ctx, s: &SelectStatement, chunk_size: usize) -> Optio
         .ok()?
         .windows;
     if let Some((every, offset)) = bucketed {
-        out = crate::query::windows::aligned(&out, every, offset);
-        if let Some(last) = out.last_mut() {
-            last.1 = last.1.min(end);
-        }
         let step = every.saturating_mul(window_buckets(ctx, s, chunk_size));
         out = if filled {
             // Every bucket of the range, empty stretches included, a step at a time.
@@ -190,7 +185,11 @@ pub async fn windows(ctx: &Ctx, s: &SelectStatement, chunk_size: usize) -> Optio
             }
             cut((first, end), step)
         } else {
-            merged(&out, step)
+            let mut aligned = crate::query::windows::aligned(&out, every, offset);
+            if let Some(last) = aligned.last_mut() {
+                last.1 = last.1.min(end);
+            }
+            merged(&aligned, step)
         };
     }
     if out.len() < 2 {
@@ -202,8 +201,6 @@ pub async fn windows(ctx: &Ctx, s: &SelectStatement, chunk_size: usize) -> Optio
     Some(Streamed {
         windows: out,
         filled,
-        offset: s.offset.map_or(0, |o| o as usize),
-        limit: s.limit.map(|l| l as usize),
     })
 }
 
@@ -227,8 +224,22 @@ pub struct GroupParts {
     pub parts: Vec<crate::query::parts::GroupPart>,
     pub soffset: usize,
     pub slimit: Option<usize>,
-    /// `ORDER BY time DESC`: the series come in the reverse order of their groups.
-    pub desc: bool,
+}
+
+impl GroupParts {
+    /// `make` over the measurement's series catalog as it is now, with the series the
+    /// statement's tag comparisons match ([`GroupParts::tag_cond`]); `None` when the
+    /// catalog no longer lists the measurement.
+    pub fn with_catalog<T>(
+        &self,
+        ctx: &Ctx,
+        make: impl FnOnce(&MeasurementSeries, Option<&RoaringBitmap>) -> T,
+    ) -> Option<T> {
+        let entry = ctx.engine.series().get(&self.db, &self.measurement)?;
+        let ms = entry.read();
+        let among = (self.tag_cond.as_ref()).map(|c| super::cond::series_matching(&ms, c));
+        Some(make(&ms, among.as_ref()))
+    }
 }
 
 /// How to run `s` a batch of groups at a time, or `None` when it is answered whole: a
@@ -250,7 +261,10 @@ pub async fn group_parts(ctx: &Ctx, s: &SelectStatement) -> Option<GroupParts> {
         .dimensions
         .iter()
         .all(|d| matches!(d, Dimension::Tag(_) | Dimension::Time { .. }));
-    if !by_tags || !explicit {
+    // A raw LIMIT reads only the rows it needs when answered whole.
+    let raw = s.fields.iter().all(|f| !has_call(&f.expr));
+    let paged = s.limit.is_some() || s.offset.is_some();
+    if !by_tags || !explicit || raw && paged {
         return None;
     }
     let db = ctx.database(src.database.as_deref()).ok()?;
@@ -298,16 +312,11 @@ pub async fn group_parts(ctx: &Ctx, s: &SelectStatement) -> Option<GroupParts> {
     };
     // Rows a group answers: its buckets; one for aggregates without `time()`; its share
     // of the points for raw rows.
-    let end = range.max_ns.map_or(ctx.now_ns, |m| m).saturating_add(1);
+    let end = range.max_ns.unwrap_or(ctx.now_ns).saturating_add(1);
     let interval = s.dimensions.iter().find_map(|d| match d {
         Dimension::Time { interval_ns, .. } => Some(*interval_ns),
         _ => None,
     });
-    let raw = s.fields.iter().all(|f| !has_call(&f.expr));
-    // A raw LIMIT reads only the rows it needs when answered whole.
-    if raw && (s.limit.is_some() || s.offset.is_some()) {
-        return None;
-    }
     let per_group: u64 = match interval {
         Some(every) if every > 0 => {
             let start = match range.min_ns {
@@ -339,7 +348,6 @@ pub async fn group_parts(ctx: &Ctx, s: &SelectStatement) -> Option<GroupParts> {
     }
     let per_value = (total / first.len() as u64).max(1);
     let batch = (per_part / per_value).clamp(1, parts::MAX_BATCH_VALUES as u64) as usize;
-    let desc = s.order == SortOrder::Desc;
     let mut statement = s.clone();
     statement.slimit = None;
     statement.soffset = None;
@@ -349,10 +357,12 @@ pub async fn group_parts(ctx: &Ctx, s: &SelectStatement) -> Option<GroupParts> {
         measurement: m.clone(),
         tag_cond,
         keys,
-        parts: ordered(parts::batches(Vec::new(), first, batch), desc),
+        parts: ordered(
+            parts::batches(Vec::new(), first, batch),
+            s.order == SortOrder::Desc,
+        ),
         soffset: s.soffset.map_or(0, |o| o as usize),
         slimit: s.slimit.map(|l| l as usize),
-        desc,
     })
 }
 
