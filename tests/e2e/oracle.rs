@@ -1508,8 +1508,10 @@ pub const CASES: &[Case] = &[
     with("chunked", "chunked=true&chunk_size=20", "SELECT max(usage_user), count(state) FROM cpu WHERE host = 'host_2' AND time >= '2023-12-31T23:00:00Z' AND time < '2024-01-01T04:00:00Z' GROUP BY time(2m) fill(previous)"),
     with("chunked", "chunked=true&chunk_size=30&epoch=ms", "SELECT last(n), mean(used) FROM mem WHERE time >= '2023-12-31T23:30:00Z' AND time < '2024-01-01T03:00:00Z' GROUP BY time(3m) fill(previous) ORDER BY time DESC"),
     with("chunked", "chunked=true&chunk_size=25", "SELECT usage_user FROM cpu WHERE host = 'host_1' LIMIT 40 OFFSET 350"),
-    // Grouped by tags: streamed a batch of groups at a time (series without the tag
-    // first), SLIMIT/SOFFSET across batches, DESC taking them in reverse.
+    // Grouped by tags, several series a document (series without the tag first,
+    // SLIMIT/SOFFSET, DESC). At the oracle's size (query.max_rows at its default) these
+    // are answered whole: tests/e2e/influxql.rs computes such statements in parts against
+    // the whole answer.
     with("chunked", "chunked=true&chunk_size=10", "SELECT max(usage_user), count(state) FROM cpu WHERE time >= '2023-12-31T23:00:00Z' AND time < '2024-01-01T03:00:00Z' GROUP BY time(10m), region"),
     with("chunked", "chunked=true&chunk_size=20", "SELECT mean(usage_user) FROM cpu WHERE time >= '2024-01-01T00:00:00Z' AND time < '2024-01-01T02:00:00Z' GROUP BY time(5m), host, region ORDER BY time DESC SLIMIT 3 SOFFSET 1"),
     with("chunked", "chunked=true&chunk_size=7", "SELECT usage_user, state FROM cpu WHERE time >= '2024-01-01T00:50:00Z' AND time < '2024-01-01T01:20:00Z' GROUP BY host LIMIT 30"),
