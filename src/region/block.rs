@@ -19,13 +19,14 @@ use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::{
-    Array, ArrayBuilder, ArrayRef, BooleanBuilder, DictionaryArray, Float64Builder, Int32Array,
-    Int64Builder, StringArray, StringBuilder, TimestampNanosecondArray, UInt32Array, UInt64Builder,
-    new_null_array,
+    Array, ArrayBuilder, ArrayRef, BooleanBuilder, Decimal32Array, DictionaryArray, Float64Array,
+    Int8Array, Int16Array, Int32Array, Int64Array, NullBufferBuilder, StringArray, StringBuilder,
+    TimestampNanosecondArray, UInt32Array, UInt64Builder, new_null_array,
 };
 use arrow::compute::{interleave, take};
-use arrow::datatypes::{Field, Int32Type, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
 
+use crate::storage::scaled;
 use crate::storage::schema::{tag_type, time_type};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
@@ -113,8 +114,8 @@ impl SeriesTable {
 }
 
 enum FieldBuilder {
-    Float(Float64Builder),
-    Integer(Int64Builder),
+    Float(NarrowFloats),
+    Integer(NarrowInts),
     UInteger(UInt64Builder),
     String(StringBuilder),
     Boolean(BooleanBuilder),
@@ -125,8 +126,8 @@ impl FieldBuilder {
     /// 1,024 slots: 8 KiB for each of a wide line's thousands of columns).
     fn new(t: FieldType) -> FieldBuilder {
         match t {
-            FieldType::Float => FieldBuilder::Float(Float64Builder::with_capacity(0)),
-            FieldType::Integer => FieldBuilder::Integer(Int64Builder::with_capacity(0)),
+            FieldType::Float => FieldBuilder::Float(NarrowFloats::default()),
+            FieldType::Integer => FieldBuilder::Integer(NarrowInts::default()),
             FieldType::UInteger => FieldBuilder::UInteger(UInt64Builder::with_capacity(0)),
             FieldType::String => FieldBuilder::String(StringBuilder::with_capacity(0, 0)),
             FieldType::Boolean => FieldBuilder::Boolean(BooleanBuilder::with_capacity(0)),
@@ -166,8 +167,8 @@ impl FieldBuilder {
     /// mismatch would be a bug, and is recorded as a null rather than a crash.
     fn append(&mut self, v: &FieldValue<'_>) -> usize {
         match (self, v) {
-            (FieldBuilder::Float(b), FieldValue::Float(x)) => b.append_value(*x),
-            (FieldBuilder::Integer(b), FieldValue::Integer(x)) => b.append_value(*x),
+            (FieldBuilder::Float(b), FieldValue::Float(x)) => b.append(*x),
+            (FieldBuilder::Integer(b), FieldValue::Integer(x)) => b.append(*x),
             (FieldBuilder::UInteger(b), FieldValue::UInteger(x)) => b.append_value(*x),
             (FieldBuilder::String(b), FieldValue::String(s)) => {
                 b.append_value(s);
@@ -184,13 +185,206 @@ impl FieldBuilder {
 
     fn finish(&mut self) -> ArrayRef {
         match self {
-            FieldBuilder::Float(b) => Arc::new(b.finish()),
-            FieldBuilder::Integer(b) => Arc::new(b.finish()),
+            FieldBuilder::Float(b) => b.finish(),
+            FieldBuilder::Integer(b) => b.finish(),
             FieldBuilder::UInteger(b) => Arc::new(b.finish()),
             FieldBuilder::String(b) => Arc::new(b.finish()),
             FieldBuilder::Boolean(b) => Arc::new(b.finish()),
         }
     }
+}
+
+/// The values of an integer column, each in the narrowest width that holds every value of
+/// the column so far: the integer fields agents send are mostly small gauges (percentages,
+/// counts, states) that fit a byte or two, where 64-bit slots held eight times the memory
+/// during ingest. A value that does not fit widens the column (one copy per width). Frozen
+/// chunks keep their width; [`SortedRows`] hands readers 64-bit columns.
+enum IntValues {
+    I8(Vec<i8>),
+    I16(Vec<i16>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+}
+
+/// An integer column under construction: [`IntValues`] and their validity.
+struct NarrowInts {
+    values: IntValues,
+    nulls: NullBufferBuilder,
+}
+
+impl Default for NarrowInts {
+    fn default() -> Self {
+        NarrowInts {
+            values: IntValues::I8(Vec::new()),
+            nulls: NullBufferBuilder::new(0),
+        }
+    }
+}
+
+impl NarrowInts {
+    fn len(&self) -> usize {
+        self.nulls.len()
+    }
+
+    fn append(&mut self, x: i64) {
+        self.push(x);
+        self.nulls.append_non_null();
+    }
+
+    fn append_nulls(&mut self, n: usize) {
+        let len = self.len() + n;
+        match &mut self.values {
+            IntValues::I8(v) => v.resize(len, 0),
+            IntValues::I16(v) => v.resize(len, 0),
+            IntValues::I32(v) => v.resize(len, 0),
+            IntValues::I64(v) => v.resize(len, 0),
+        }
+        self.nulls.append_n_nulls(n);
+    }
+
+    fn push(&mut self, x: i64) {
+        loop {
+            match &mut self.values {
+                IntValues::I8(v) => match i8::try_from(x) {
+                    Ok(n) => return v.push(n),
+                    Err(_) => self.values = IntValues::I16(widen(v)),
+                },
+                IntValues::I16(v) => match i16::try_from(x) {
+                    Ok(n) => return v.push(n),
+                    Err(_) => self.values = IntValues::I32(widen(v)),
+                },
+                IntValues::I32(v) => match i32::try_from(x) {
+                    Ok(n) => return v.push(n),
+                    Err(_) => self.values = IntValues::I64(widen(v)),
+                },
+                IntValues::I64(v) => return v.push(x),
+            }
+        }
+    }
+
+    /// The column as an array of its width; the builder starts again at the narrowest.
+    fn finish(&mut self) -> ArrayRef {
+        let nulls = self.nulls.finish();
+        match std::mem::replace(&mut self.values, IntValues::I8(Vec::new())) {
+            IntValues::I8(v) => Arc::new(Int8Array::new(v.into(), nulls)),
+            IntValues::I16(v) => Arc::new(Int16Array::new(v.into(), nulls)),
+            IntValues::I32(v) => Arc::new(Int32Array::new(v.into(), nulls)),
+            IntValues::I64(v) => Arc::new(Int64Array::new(v.into(), nulls)),
+        }
+    }
+}
+
+/// The values of a float column: while every value so far is exactly `k / 10^s` for a
+/// 9-digit integer `k` (the decimals agents send, `12.34`; the test is
+/// [`scaled`](crate::storage::scaled::scaled)'s, as for files), the integers at the
+/// smallest such scale, half the memory of doubles; else doubles. A value that needs a
+/// larger scale rescales the integers (`k·10^d / 10^(s+d)` is the same double: both are
+/// the correctly rounded quotient of the same rational); one that is no such decimal turns
+/// the column into doubles. Frozen chunks keep `Decimal32(9, s)`; [`SortedRows`] hands
+/// readers doubles.
+enum FloatValues {
+    Scaled(u8, Vec<i32>),
+    Plain(Vec<f64>),
+}
+
+/// A float column under construction: [`FloatValues`] and their validity.
+struct NarrowFloats {
+    values: FloatValues,
+    nulls: NullBufferBuilder,
+}
+
+impl Default for NarrowFloats {
+    fn default() -> Self {
+        NarrowFloats {
+            values: FloatValues::Scaled(0, Vec::new()),
+            nulls: NullBufferBuilder::new(0),
+        }
+    }
+}
+
+/// `x` as an integer of at most nine digits at scale `s`, if exactly so.
+fn scaled_32(x: f64, s: u8) -> Option<i32> {
+    scaled::scaled(x, s)
+        .filter(|k| k.unsigned_abs() <= MAX_SCALED)
+        .and_then(|k| i32::try_from(k).ok())
+}
+
+/// The largest integer of an in-memory scaled column (`Decimal32(9, s)`).
+const MAX_SCALED: u64 = 999_999_999;
+
+impl NarrowFloats {
+    fn len(&self) -> usize {
+        self.nulls.len()
+    }
+
+    fn append(&mut self, x: f64) {
+        self.push(x);
+        self.nulls.append_non_null();
+    }
+
+    fn append_nulls(&mut self, n: usize) {
+        let len = self.len() + n;
+        match &mut self.values {
+            FloatValues::Scaled(_, v) => v.resize(len, 0),
+            FloatValues::Plain(v) => v.resize(len, 0.0),
+        }
+        self.nulls.append_n_nulls(n);
+    }
+
+    fn push(&mut self, x: f64) {
+        let FloatValues::Scaled(s, v) = &mut self.values else {
+            if let FloatValues::Plain(v) = &mut self.values {
+                v.push(x);
+            }
+            return;
+        };
+        if let Some(k) = scaled_32(x, *s) {
+            return v.push(k);
+        }
+        for wider in *s + 1..=scaled::MAX_SCALE {
+            let Some(k) = scaled_32(x, wider) else {
+                continue;
+            };
+            let factor = 10i64.pow(u32::from(wider - *s));
+            let mut rescaled = Vec::with_capacity(v.capacity());
+            for old in v.iter() {
+                match i64::from(*old).checked_mul(factor) {
+                    Some(m) if m.unsigned_abs() <= MAX_SCALED => rescaled.push(m as i32),
+                    _ => break,
+                }
+            }
+            if rescaled.len() == v.len() {
+                rescaled.push(k);
+                self.values = FloatValues::Scaled(wider, rescaled);
+                return;
+            }
+        }
+        let p = scaled::pow10(*s);
+        let mut plain = Vec::with_capacity(v.capacity());
+        plain.extend(v.iter().map(|k| f64::from(*k) / p));
+        plain.push(x);
+        self.values = FloatValues::Plain(plain);
+    }
+
+    /// The column as an array (`Decimal32` or `Float64`); the builder starts again scaled.
+    fn finish(&mut self) -> ArrayRef {
+        let nulls = self.nulls.finish();
+        match std::mem::replace(&mut self.values, FloatValues::Scaled(0, Vec::new())) {
+            FloatValues::Scaled(s, v) => Arc::new(
+                Decimal32Array::new(v.into(), nulls)
+                    .with_data_type(DataType::Decimal32(scaled::PRECISION_32, s as i8)),
+            ),
+            FloatValues::Plain(v) => Arc::new(Float64Array::new(v.into(), nulls)),
+        }
+    }
+}
+
+/// The values in the next wider type, with the same capacity (the column keeps growing by
+/// doubling, so a chunk frozen at a power of two is full).
+fn widen<A: Copy, B: From<A>>(v: &[A]) -> Vec<B> {
+    let mut w = Vec::with_capacity(v.len().next_power_of_two());
+    w.extend(v.iter().map(|a| B::from(*a)));
+    w
 }
 
 pub fn field_type_of(v: &FieldValue<'_>) -> FieldType {
@@ -784,21 +978,41 @@ impl SortedRows {
         self.column_range(i, 0..self.num_rows())
     }
 
-    /// The parts of field column `i` (of the schema) in each chunk: a chunk without the
-    /// field has nulls.
-    fn field_parts(&self, i: usize) -> Result<Vec<ArrayRef>, ArrowError> {
+    /// The parts of field column `i` (of the schema) in each chunk, as held (a chunk
+    /// without the field has nulls), and the field's type. Parts held in one narrow form
+    /// (see [`IntValues`], [`FloatValues`]) stay so, to be gathered first and widened
+    /// after ([`reader_column`]): only the rows gathered are converted. Parts of several
+    /// forms are widened each.
+    fn field_parts(&self, i: usize) -> Result<(Vec<ArrayRef>, FieldType), ArrowError> {
         let (name, t) = i
             .checked_sub(self.keys.len())
             .and_then(|f| self.columns.fields.get(f))
             .ok_or_else(|| ArrowError::InvalidArgumentError(format!("no field column {i}")))?;
-        Ok(self
+        let held: Vec<Option<&ArrayRef>> = self
             .chunks
             .iter()
-            .map(|c| match c.fields.iter().find(|(n, _, _)| n == name) {
-                Some((_, _, a)) => a.clone(),
-                None => new_null_array(&t.arrow_type(), c.rows()),
+            .map(|c| {
+                c.fields
+                    .iter()
+                    .find(|(n, _, _)| n == name)
+                    .map(|(_, _, a)| a)
             })
-            .collect())
+            .collect();
+        let mut types = held.iter().flatten().map(|a| a.data_type());
+        let first = types.next().cloned().unwrap_or_else(|| t.arrow_type());
+        let one_form = types.all(|d| *d == first);
+        let parts = self
+            .chunks
+            .iter()
+            .zip(held)
+            .map(|(c, a)| match a {
+                Some(a) if one_form => Ok(a.clone()),
+                Some(a) => reader_column(a, *t),
+                None if one_form => Ok(new_null_array(&first, c.rows())),
+                None => Ok(new_null_array(&t.arrow_type(), c.rows())),
+            })
+            .collect::<Result<_, ArrowError>>()?;
+        Ok((parts, *t))
     }
 
     /// Rows `range` of column `i`: only those are gathered.
@@ -812,14 +1026,15 @@ impl SortedRows {
         if let Some(k) = self.keys.get(i) {
             return Ok(k.slice(range.start, range.len()));
         }
-        let parts = self.field_parts(i)?;
+        let (parts, t) = self.field_parts(i)?;
         let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
         // The merged runs among these rows (`dups` is in output order).
         let first = self.dups.partition_point(|(r, _)| *r < range.start);
         let last = self.dups.partition_point(|(r, _)| *r < range.end);
         let dups = &self.dups[first..last];
         if dups.is_empty() || parts.iter().all(|a| a.null_count() == 0) {
-            return self.arrival.gather(&refs, &self.base_picks, range);
+            let gathered = self.arrival.gather(&refs, &self.base_picks, range)?;
+            return reader_column(&gathered, t);
         }
         let mut idx = self.base[range.clone()].to_vec();
         for (out_row, run) in dups {
@@ -828,8 +1043,10 @@ impl SortedRows {
                 idx[*out_row - range.start] = *r;
             }
         }
-        self.arrival
-            .gather(&refs, &self.arrival.indices(&idx), 0..idx.len())
+        let gathered = self
+            .arrival
+            .gather(&refs, &self.arrival.indices(&idx), 0..idx.len())?;
+        reader_column(&gathered, t)
     }
 
     /// Nulls in column `i` (a field none of whose chunks has one is not gathered).
@@ -839,7 +1056,7 @@ impl SortedRows {
         }
         // Without merged rows every row of the chunks is kept once: their nulls are the
         // column's, with no gather.
-        let parts = self.field_parts(i)?;
+        let (parts, _) = self.field_parts(i)?;
         if self.dups.is_empty() || parts.iter().all(|a| a.null_count() == 0) {
             return Ok(parts.iter().map(|a| a.null_count()).sum());
         }
@@ -852,6 +1069,19 @@ impl SortedRows {
             .map(|i| self.column(i))
             .collect::<Result<Vec<_>, _>>()?;
         RecordBatch::try_new(self.schema.clone(), columns)
+    }
+}
+
+/// A chunk's column in its field's type: narrow integers ([`IntValues`]) widened, scaled
+/// floats ([`FloatValues`]) divided back into the doubles they were.
+fn reader_column(a: &ArrayRef, t: FieldType) -> Result<ArrayRef, ArrowError> {
+    let want = t.arrow_type();
+    if *a.data_type() == want {
+        return Ok(a.clone());
+    }
+    match scaled::decimal_to_f64(a) {
+        Some(floats) => floats,
+        None => arrow::compute::cast(a, &want),
     }
 }
 
@@ -898,6 +1128,7 @@ mod tests {
     use crate::router::series_hash;
     use arrow::array::{AsArray, Float64Array, Int64Array};
     use arrow::datatypes::{Float64Type, Int64Type};
+    use proptest::prelude::*;
 
     /// Appends a row; the bytes it added to the block's count.
     fn add(
@@ -1315,6 +1546,43 @@ mod tests {
         assert!(y.is_null(1) && z.is_null(1));
     }
 
+    /// Integer and float columns are held narrow (small integers in a byte, decimals as
+    /// scaled 32-bit integers) and read back as the 64-bit values written.
+    #[test]
+    fn small_integers_and_decimals_are_held_narrow() {
+        let mut b = Block::new();
+        for (t, (i, x)) in [(58, 12.34), (-3, 0.5), (100, 99.99)]
+            .into_iter()
+            .enumerate()
+        {
+            let f = [
+                ("i", FieldValue::Integer(i)),
+                ("x", FieldValue::Float(x)),
+                ("full", FieldValue::Float(x + 1e-12)),
+            ];
+            add(&mut b, &[("h", "a")], &f, t as i64);
+        }
+        let chunks = b.freeze();
+        let held = |name: &str| {
+            let (_, _, a) = chunks[0].fields.iter().find(|f| &*f.0 == name).unwrap();
+            a.data_type().clone()
+        };
+        assert_eq!(held("i"), DataType::Int8);
+        assert_eq!(held("x"), DataType::Decimal32(9, 2));
+        assert_eq!(held("full"), DataType::Float64);
+        let (batch, _, _) = sorted_batch(&chunks).unwrap();
+        let i = batch
+            .column_by_name("i")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        let x = batch
+            .column_by_name("x")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        assert_eq!(i.values().to_vec(), vec![58, -3, 100]);
+        assert_eq!(x.values().to_vec(), vec![12.34, 0.5, 99.99]);
+    }
+
     #[test]
     fn new_fields_backfill_nulls_and_freeze_is_a_snapshot() {
         let mut b = Block::new();
@@ -1342,5 +1610,81 @@ mod tests {
             tag_values(&batch, "h"),
             vec![Some("a".into()), Some("a".into()), Some("b".into())]
         );
+    }
+
+    /// An integer of any width: small ones most often, as agents send them.
+    fn any_integer() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            -128i64..128,
+            -40_000i64..40_000,
+            any::<i32>().prop_map(i64::from),
+            Just(i64::MIN),
+            Just(i64::MAX),
+            any::<i64>(),
+        ]
+    }
+
+    /// A float as an agent sends it: a decimal of 0 to 10 places (parsed as `k / 10^s` is),
+    /// or any double at all (full precision, -0.0, infinities, NaN).
+    fn any_float() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            (-20_000i64..20_000, 0i32..4).prop_map(|(k, s)| k as f64 / 10f64.powi(s)),
+            (-10_000_000_000i64..10_000_000_000, 0i32..=10)
+                .prop_map(|(k, s)| k as f64 / 10f64.powi(s)),
+            any::<f64>(),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Whatever widths and scales the values force, wherever chunks are frozen and
+        /// whichever rows overwrite others, the sorted rows hold the values written (floats
+        /// bit for bit), merged last-write-wins field by field as a map of the rows says.
+        #[test]
+        fn narrow_columns_read_back_the_values_written(
+            rows in proptest::collection::vec(
+                (
+                    0i64..60,
+                    proptest::option::of(any_integer()),
+                    proptest::option::of(any_float()),
+                    any::<bool>(),
+                ),
+                1..300,
+            ),
+        ) {
+            let mut b = Block::new();
+            let mut model: std::collections::BTreeMap<i64, (Option<i64>, Option<u64>)> =
+                Default::default();
+            for (n, (ts, i, x, freeze)) in rows.iter().enumerate() {
+                let mut f = vec![("always", FieldValue::Boolean(true))];
+                if let Some(i) = i {
+                    f.push(("i", FieldValue::Integer(*i)));
+                }
+                if let Some(x) = x {
+                    f.push(("x", FieldValue::Float(*x)));
+                }
+                add(&mut b, &[("h", "a")], &f, *ts);
+                let m = model.entry(*ts).or_default();
+                m.0 = i.or(m.0);
+                m.1 = x.map(f64::to_bits).or(m.1);
+                if *freeze && n % 7 == 0 {
+                    b.freeze();
+                }
+            }
+            let (batch, _, _) = sorted_batch(&b.freeze()).unwrap();
+            prop_assert_eq!(batch.num_rows(), model.len());
+            if let Some(i) = batch.column_by_name("i") {
+                let got: Vec<Option<i64>> = i.as_primitive::<Int64Type>().iter().collect();
+                let want: Vec<Option<i64>> = model.values().map(|m| m.0).collect();
+                prop_assert_eq!(got, want);
+            }
+            if let Some(x) = batch.column_by_name("x") {
+                let x = x.as_primitive::<Float64Type>();
+                let got: Vec<Option<u64>> = x.iter().map(|v| v.map(f64::to_bits)).collect();
+                let want: Vec<Option<u64>> = model.values().map(|m| m.1).collect();
+                prop_assert_eq!(got, want);
+            }
+        }
     }
 }

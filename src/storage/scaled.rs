@@ -60,8 +60,13 @@ pub struct Scaled {
     pub precision: u8,
 }
 
+/// 10^s as a double (exact); `s` is at most [`MAX_SCALE`] (larger ones saturate there).
+pub fn pow10(s: u8) -> f64 {
+    POW10[usize::from(s.min(MAX_SCALE))]
+}
+
 /// `v` as `k` at scale `s`, if `k / 10^s` is exactly `v`.
-fn scaled(v: f64, s: u8) -> Option<i64> {
+pub fn scaled(v: f64, s: u8) -> Option<i64> {
     let p = POW10[s as usize];
     let k = (v * p).round();
     // Also refuses NaN and infinities (their product is not finite).
