@@ -401,6 +401,8 @@ fn mem_rows(
             ),
             sid: Arc::new(sid.as_primitive::<arrow::datatypes::UInt32Type>().clone()),
             fields,
+            // Some of the rows: whether they hold such a value is not known.
+            undecimal: Vec::new(),
             series: c.series.clone(),
             min_time: c.min_time,
             max_time: c.max_time,

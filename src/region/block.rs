@@ -1,7 +1,8 @@
 //! The in-memory columnar block of one (db, measurement, partition) in one ingest shard.
 //!
 //! ```text
-//! append(row) ─► time: Vec<i64>, sid: Vec<u32> (series id), fields: Arrow builders
+//! append(row) ─► time: Vec<i64>, sid: Vec<u32> (series id), fields: builders (numbers
+//!                 held narrow: integers at the width they need, decimals as scaled i32)
 //!                 series table: sid → sorted tag set (tags are stored once per series)
 //! freeze()    ─► Chunk (immutable Arrow arrays, Arc) — what queries and flushes read
 //! sorted_batch(chunks) ─► RecordBatch sorted by tag set then time, duplicates merged
@@ -183,6 +184,11 @@ impl FieldBuilder {
         0
     }
 
+    /// Whether a float column holds a value no scale represents (see [`NarrowFloats`]).
+    fn undecimal(&self) -> bool {
+        matches!(self, FieldBuilder::Float(b) if b.undecimal)
+    }
+
     fn finish(&mut self) -> ArrayRef {
         match self {
             FieldBuilder::Float(b) => b.finish(),
@@ -291,6 +297,9 @@ enum FloatValues {
 struct NarrowFloats {
     values: FloatValues,
     nulls: NullBufferBuilder,
+    /// A value no scale represents turned the column into doubles: a file cannot store
+    /// these rows scaled either (see [`SortedRows::known_scale`]).
+    undecimal: bool,
 }
 
 impl Default for NarrowFloats {
@@ -298,6 +307,7 @@ impl Default for NarrowFloats {
         NarrowFloats {
             values: FloatValues::Scaled(0, Vec::new()),
             nulls: NullBufferBuilder::new(0),
+            undecimal: false,
         }
     }
 }
@@ -341,24 +351,23 @@ impl NarrowFloats {
         if let Some(k) = scaled_32(x, *s) {
             return v.push(k);
         }
-        for wider in *s + 1..=scaled::MAX_SCALE {
-            let Some(k) = scaled_32(x, wider) else {
-                continue;
-            };
+        // The smallest larger scale holding `x`; the integers held must fit it too (at a
+        // larger one they would be larger still).
+        if let Some((wider, k)) =
+            (*s + 1..=scaled::MAX_SCALE).find_map(|w| scaled_32(x, w).map(|k| (w, k)))
+        {
             let factor = 10i64.pow(u32::from(wider - *s));
-            let mut rescaled = Vec::with_capacity(v.capacity());
-            for old in v.iter() {
-                match i64::from(*old).checked_mul(factor) {
-                    Some(m) if m.unsigned_abs() <= MAX_SCALED => rescaled.push(m as i32),
-                    _ => break,
-                }
-            }
-            if rescaled.len() == v.len() {
+            let largest = v.iter().map(|k| i64::from(*k).unsigned_abs()).max();
+            if largest.unwrap_or(0).saturating_mul(factor.unsigned_abs()) <= MAX_SCALED {
+                let mut rescaled = Vec::with_capacity(v.capacity());
+                // In i32: each is at most MAX_SCALED, checked above.
+                rescaled.extend(v.iter().map(|k| (i64::from(*k) * factor) as i32));
                 rescaled.push(k);
                 self.values = FloatValues::Scaled(wider, rescaled);
                 return;
             }
         }
+        self.undecimal = (0..=scaled::MAX_SCALE).all(|s| scaled::scaled(x, s).is_none());
         let p = scaled::pow10(*s);
         let mut plain = Vec::with_capacity(v.capacity());
         plain.extend(v.iter().map(|k| f64::from(*k) / p));
@@ -369,6 +378,7 @@ impl NarrowFloats {
     /// The column as an array (`Decimal32` or `Float64`); the builder starts again scaled.
     fn finish(&mut self) -> ArrayRef {
         let nulls = self.nulls.finish();
+        self.undecimal = false;
         match std::mem::replace(&mut self.values, FloatValues::Scaled(0, Vec::new())) {
             FloatValues::Scaled(s, v) => Arc::new(
                 Decimal32Array::new(v.into(), nulls)
@@ -381,8 +391,8 @@ impl NarrowFloats {
 
 /// The values in the next wider type, with the same capacity (the column keeps growing by
 /// doubling, so a chunk frozen at a power of two is full).
-fn widen<A: Copy, B: From<A>>(v: &[A]) -> Vec<B> {
-    let mut w = Vec::with_capacity(v.len().next_power_of_two());
+fn widen<A: Copy, B: From<A>>(v: &Vec<A>) -> Vec<B> {
+    let mut w = Vec::with_capacity(v.capacity());
     w.extend(v.iter().map(|a| B::from(*a)));
     w
 }
@@ -404,6 +414,9 @@ pub struct Chunk {
     pub sid: Arc<UInt32Array>,
     /// Field columns (name, type, values); a field absent from the chunk is all-null.
     pub fields: Vec<(Arc<str>, FieldType, ArrayRef)>,
+    /// Float fields of `fields` that hold a value no decimal scale represents (their rows
+    /// cannot be stored scaled); empty when not known.
+    pub undecimal: Vec<Arc<str>>,
     /// Tag sets of every series id that can appear in `sid`.
     pub series: Arc<[TagSet]>,
     pub min_time: i64,
@@ -623,6 +636,12 @@ impl Block {
             TimestampNanosecondArray::from(std::mem::take(&mut self.time)).with_timezone("UTC"),
         );
         let sid = Arc::new(UInt32Array::from(std::mem::take(&mut self.sid)));
+        let undecimal = self
+            .fields
+            .iter()
+            .filter(|(_, _, b)| b.len() > 0 && b.undecimal())
+            .map(|(n, _, _)| n.clone())
+            .collect();
         let fields = self
             .fields
             .iter_mut()
@@ -636,6 +655,7 @@ impl Block {
             time,
             sid,
             fields,
+            undecimal,
             series: self.series.snapshot(),
             min_time: self.min_time,
             max_time: self.max_time,
@@ -978,41 +998,48 @@ impl SortedRows {
         self.column_range(i, 0..self.num_rows())
     }
 
-    /// The parts of field column `i` (of the schema) in each chunk, as held (a chunk
-    /// without the field has nulls), and the field's type. Parts held in one narrow form
-    /// (see [`IntValues`], [`FloatValues`]) stay so, to be gathered first and widened
-    /// after ([`reader_column`]): only the rows gathered are converted. Parts of several
-    /// forms are widened each.
+    /// The parts of field column `i` (of the schema) in each chunk (a chunk without the
+    /// field has nulls), in one form to be gathered in, and the field's type. Parts held
+    /// narrow (see [`IntValues`], [`FloatValues`]) stay narrow where they can: in their own
+    /// form when they share it, at the widest integer width among them, else widened each
+    /// to the field's type. [`reader_column`] widens what is gathered.
     fn field_parts(&self, i: usize) -> Result<(Vec<ArrayRef>, FieldType), ArrowError> {
-        let (name, t) = i
-            .checked_sub(self.keys.len())
-            .and_then(|f| self.columns.fields.get(f))
-            .ok_or_else(|| ArrowError::InvalidArgumentError(format!("no field column {i}")))?;
-        let held: Vec<Option<&ArrayRef>> = self
-            .chunks
-            .iter()
-            .map(|c| {
-                c.fields
-                    .iter()
-                    .find(|(n, _, _)| n == name)
-                    .map(|(_, _, a)| a)
-            })
-            .collect();
-        let mut types = held.iter().flatten().map(|a| a.data_type());
-        let first = types.next().cloned().unwrap_or_else(|| t.arrow_type());
-        let one_form = types.all(|d| *d == first);
+        let (name, t) = self.field_at(i)?;
+        let held = self.held(name);
+        let form = gather_form(held.iter().flatten().map(|a| a.data_type()), t);
         let parts = self
             .chunks
             .iter()
             .zip(held)
             .map(|(c, a)| match a {
-                Some(a) if one_form => Ok(a.clone()),
-                Some(a) => reader_column(a, *t),
-                None if one_form => Ok(new_null_array(&first, c.rows())),
-                None => Ok(new_null_array(&t.arrow_type(), c.rows())),
+                Some(a) if *a.data_type() == form => Ok(a.clone()),
+                Some(a) if form == t.arrow_type() => reader_column(a, t),
+                Some(a) => arrow::compute::cast(a, &form),
+                None => Ok(new_null_array(&form, c.rows())),
             })
             .collect::<Result<_, ArrowError>>()?;
-        Ok((parts, *t))
+        Ok((parts, t))
+    }
+
+    /// The name and type of field column `i` of the schema.
+    fn field_at(&self, i: usize) -> Result<(&Arc<str>, FieldType), ArrowError> {
+        i.checked_sub(self.keys.len())
+            .and_then(|f| self.columns.fields.get(f))
+            .map(|(n, t)| (n, *t))
+            .ok_or_else(|| ArrowError::InvalidArgumentError(format!("no field column {i}")))
+    }
+
+    /// Each chunk's array of field `name`, as held.
+    fn held(&self, name: &str) -> Vec<Option<&ArrayRef>> {
+        self.chunks
+            .iter()
+            .map(|c| {
+                c.fields
+                    .iter()
+                    .find(|(n, _, _)| &**n == name)
+                    .map(|(_, _, a)| a)
+            })
+            .collect()
     }
 
     /// Rows `range` of column `i`: only those are gathered.
@@ -1049,16 +1076,67 @@ impl SortedRows {
         reader_column(&gathered, t)
     }
 
+    /// The scale float column `i` is stored at in a file ([`scaled::choose_column`]'s
+    /// answer on the gathered column), when the chunks' held forms tell it without the
+    /// column being made: every part held as scaled integers (the largest of their scales,
+    /// which is the smallest holding every value; the largest integer at it decides the
+    /// precision), or a part holding a value no scale represents (not scaled). `None` when
+    /// they do not tell: doubles held for another reason, or merged rows (the file holds
+    /// a subset of the values, whose smallest scale may be smaller).
+    pub fn known_scale(&self, i: usize) -> Option<Option<scaled::Scaled>> {
+        let (name, t) = self.field_at(i).ok()?;
+        if t != FieldType::Float || !self.dups.is_empty() {
+            return None;
+        }
+        if self.chunks.iter().any(|c| c.undecimal.contains(name)) {
+            return Some(None);
+        }
+        let mut parts = Vec::new();
+        for a in self.held(name).into_iter().flatten() {
+            let DataType::Decimal32(_, s) = a.data_type() else {
+                return None;
+            };
+            let ints = a.as_any().downcast_ref::<Decimal32Array>()?;
+            if ints.null_count() < ints.len() {
+                let largest = ints.iter().flatten().map(i32::unsigned_abs).max();
+                parts.push((u8::try_from(*s).ok()?, u64::from(largest.unwrap_or(0))));
+            }
+        }
+        let Some(scale) = parts.iter().map(|(s, _)| *s).max() else {
+            // No value at all: a column of nulls stays a double column.
+            return Some(None);
+        };
+        let mut largest = 0u64;
+        for (s, k) in parts {
+            let at_scale = k.checked_mul(10u64.checked_pow(u32::from(scale - s))?)?;
+            largest = largest.max(at_scale);
+        }
+        if largest > scaled::EXACT_INTEGER {
+            return None;
+        }
+        Some(Some(scaled::Scaled {
+            name: name.to_string(),
+            scale,
+            precision: scaled::precision_for(largest),
+        }))
+    }
+
     /// Nulls in column `i` (a field none of whose chunks has one is not gathered).
     pub fn null_count(&self, i: usize) -> Result<usize, ArrowError> {
         if let Some(k) = self.keys.get(i) {
             return Ok(k.null_count());
         }
         // Without merged rows every row of the chunks is kept once: their nulls are the
-        // column's, with no gather.
-        let (parts, _) = self.field_parts(i)?;
-        if self.dups.is_empty() || parts.iter().all(|a| a.null_count() == 0) {
-            return Ok(parts.iter().map(|a| a.null_count()).sum());
+        // column's, counted on the parts as held.
+        let (name, _) = self.field_at(i)?;
+        let nulls: Vec<usize> = self
+            .chunks
+            .iter()
+            .zip(self.held(name))
+            .map(|(c, a)| a.map_or(c.rows(), |a| a.null_count()))
+            .collect();
+        if self.dups.is_empty() || nulls.iter().all(|n| *n == 0) {
+            return Ok(nulls.iter().sum());
         }
         Ok(self.column(i)?.null_count())
     }
@@ -1070,6 +1148,32 @@ impl SortedRows {
             .collect::<Result<Vec<_>, _>>()?;
         RecordBatch::try_new(self.schema.clone(), columns)
     }
+}
+
+/// The form parts of these types are gathered in (see [`SortedRows::field_parts`]).
+fn gather_form<'a>(mut types: impl Iterator<Item = &'a DataType>, t: FieldType) -> DataType {
+    let Some(first) = types.next() else {
+        return t.arrow_type();
+    };
+    let width = |d: &DataType| match d {
+        DataType::Int8 => Some(1),
+        DataType::Int16 => Some(2),
+        DataType::Int32 => Some(4),
+        DataType::Int64 => Some(8),
+        _ => None,
+    };
+    let mut form = first.clone();
+    for d in types {
+        if *d == form {
+            continue;
+        }
+        match (width(d), width(&form)) {
+            (Some(a), Some(b)) if a > b => form = d.clone(),
+            (Some(_), Some(_)) => {}
+            _ => return t.arrow_type(),
+        }
+    }
+    form
 }
 
 /// A chunk's column in its field's type: narrow integers ([`IntValues`]) widened, scaled
@@ -1104,6 +1208,10 @@ impl crate::storage::writer::Columns for SortedRows {
 
     fn null_count(&self, i: usize) -> Result<usize, ArrowError> {
         SortedRows::null_count(self, i)
+    }
+
+    fn known_scale(&self, i: usize) -> Option<Option<scaled::Scaled>> {
+        SortedRows::known_scale(self, i)
     }
 
     /// Where the series id changes: distinct series differ in some tag, so these are the
@@ -1583,6 +1691,86 @@ mod tests {
         assert_eq!(x.values().to_vec(), vec![12.34, 0.5, 99.99]);
     }
 
+    /// Chunks holding one column in different forms (widths, scales, doubles) are gathered
+    /// together: integers at the widest width among them, floats as doubles.
+    #[test]
+    fn chunks_of_different_forms_gather_together() {
+        let mut b = Block::new();
+        let rows: [(i64, Option<i64>, f64); 4] = [
+            (0, Some(7), 1.5),
+            (1, Some(1_000), 0.125),
+            (2, None, 0.1 + 0.2),
+            (3, Some(-3), 2.0),
+        ];
+        for (t, i, x) in rows {
+            let mut f = vec![("x", FieldValue::Float(x))];
+            f.extend(i.map(|i| ("i", FieldValue::Integer(i))));
+            add(&mut b, &[("h", "a")], &f, t);
+            b.freeze();
+        }
+        let chunks = b.freeze();
+        let held = |c: &Chunk, name: &str| {
+            c.fields
+                .iter()
+                .find(|f| &*f.0 == name)
+                .map(|(_, _, a)| a.data_type().clone())
+        };
+        let forms: Vec<_> = chunks
+            .iter()
+            .map(|c| (held(c, "i"), held(c, "x")))
+            .collect();
+        assert_eq!(
+            forms,
+            vec![
+                (Some(DataType::Int8), Some(DataType::Decimal32(9, 1))),
+                (Some(DataType::Int16), Some(DataType::Decimal32(9, 3))),
+                (None, Some(DataType::Float64)),
+                (Some(DataType::Int8), Some(DataType::Decimal32(9, 0))),
+            ]
+        );
+        let sorted = SortedRows::new(&chunks).unwrap();
+        let (parts, _) = sorted.field_parts(2).unwrap();
+        assert!(parts.iter().all(|p| *p.data_type() == DataType::Int16));
+        let batch = sorted.batch().unwrap();
+        let i: Vec<Option<i64>> = batch
+            .column_by_name("i")
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .iter()
+            .collect();
+        let x = batch
+            .column_by_name("x")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        assert_eq!(i, vec![Some(7), Some(1_000), None, Some(-3)]);
+        assert_eq!(x.values().to_vec(), vec![1.5, 0.125, 0.1 + 0.2, 2.0]);
+        assert_eq!(sorted.null_count(2).unwrap(), 1);
+        // `x` holds 0.1 + 0.2, which no scale represents: a file stores it as doubles.
+        assert_eq!(sorted.known_scale(3), Some(None));
+        assert_eq!(sorted.known_scale(2), None);
+        // Without it, the largest scale of the parts, as the values say.
+        let sorted = SortedRows::new(&[chunks[0].clone(), chunks[1].clone()]).unwrap();
+        let known = sorted.known_scale(3).unwrap().unwrap();
+        assert_eq!((known.scale, known.precision), (3, 9));
+        let whole = sorted.column(3).unwrap();
+        let field = sorted.schema().field(3).clone();
+        assert_eq!(scaled::choose_column(&field, &whole), Some(known));
+        // Parts whose integers at the largest scale pass nine digits: 64-bit precision.
+        let mut b = Block::new();
+        for (t, x) in [(0, 5_000.0), (1, 0.000_001)] {
+            add(&mut b, &[("h", "a")], &[("x", FieldValue::Float(x))], t);
+            b.freeze();
+        }
+        let sorted = SortedRows::new(&b.freeze()).unwrap();
+        let known = sorted.known_scale(2).unwrap().unwrap();
+        assert_eq!((known.scale, known.precision), (6, 18));
+        let field = sorted.schema().field(2).clone();
+        assert_eq!(
+            scaled::choose_column(&field, &sorted.column(2).unwrap()),
+            Some(known)
+        );
+    }
+
     #[test]
     fn new_fields_backfill_nulls_and_freeze_is_a_snapshot() {
         let mut b = Block::new();
@@ -1635,55 +1823,99 @@ mod tests {
         ]
     }
 
+    /// A small gauge, now and then past a byte or two.
+    fn small_integer() -> impl Strategy<Value = i64> {
+        prop_oneof![20 => -100i64..100, 1 => -40_000i64..40_000, 1 => Just(1i64 << 40)]
+    }
+
+    /// A decimal of a few places, now and then of more (a rescale) or of too many digits
+    /// for 32 bits (doubles).
+    fn decimal() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            20 => (-10_000i64..10_000, 0i32..3).prop_map(|(k, s)| k as f64 / 10f64.powi(s)),
+            1 => (-1_000_000i64..1_000_000, 3i32..7).prop_map(|(k, s)| k as f64 / 10f64.powi(s)),
+            1 => Just(123_456_789.012_345),
+        ]
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
         /// Whatever widths and scales the values force, wherever chunks are frozen and
         /// whichever rows overwrite others, the sorted rows hold the values written (floats
-        /// bit for bit), merged last-write-wins field by field as a map of the rows says.
+        /// bit for bit), merged last-write-wins field by field as a map of the rows says;
+        /// a range of rows and the null counts agree with the whole column.
         #[test]
         fn narrow_columns_read_back_the_values_written(
             rows in proptest::collection::vec(
                 (
                     0i64..60,
+                    proptest::option::of(small_integer()),
                     proptest::option::of(any_integer()),
+                    proptest::option::of(decimal()),
                     proptest::option::of(any_float()),
-                    any::<bool>(),
+                    0u8..6,
                 ),
                 1..300,
             ),
+            cut in 0usize..60,
+            distinct in any::<bool>(),
         ) {
+            type Row = (Option<i64>, Option<i64>, Option<u64>, Option<u64>);
             let mut b = Block::new();
-            let mut model: std::collections::BTreeMap<i64, (Option<i64>, Option<u64>)> =
-                Default::default();
-            for (n, (ts, i, x, freeze)) in rows.iter().enumerate() {
+            let mut model: std::collections::BTreeMap<i64, Row> = Default::default();
+            for (n, (ts, small, wide, dec, any, freeze)) in rows.iter().enumerate() {
+                // Half the cases overwrite no row (the file's scale is known from the chunks
+                // only then).
+                let ts = if distinct { n as i64 } else { *ts };
                 let mut f = vec![("always", FieldValue::Boolean(true))];
-                if let Some(i) = i {
-                    f.push(("i", FieldValue::Integer(*i)));
-                }
-                if let Some(x) = x {
-                    f.push(("x", FieldValue::Float(*x)));
-                }
-                add(&mut b, &[("h", "a")], &f, *ts);
-                let m = model.entry(*ts).or_default();
-                m.0 = i.or(m.0);
-                m.1 = x.map(f64::to_bits).or(m.1);
-                if *freeze && n % 7 == 0 {
+                f.extend(small.map(|v| ("small", FieldValue::Integer(v))));
+                f.extend(wide.map(|v| ("wide", FieldValue::Integer(v))));
+                f.extend(dec.map(|v| ("dec", FieldValue::Float(v))));
+                f.extend(any.map(|v| ("any", FieldValue::Float(v))));
+                add(&mut b, &[("h", "a")], &f, ts);
+                let m = model.entry(ts).or_default();
+                m.0 = small.or(m.0);
+                m.1 = wide.or(m.1);
+                m.2 = dec.map(f64::to_bits).or(m.2);
+                m.3 = any.map(f64::to_bits).or(m.3);
+                if *freeze == 0 {
                     b.freeze();
                 }
             }
-            let (batch, _, _) = sorted_batch(&b.freeze()).unwrap();
+            let sorted = SortedRows::new(&b.freeze()).unwrap();
+            let batch = sorted.batch().unwrap();
             prop_assert_eq!(batch.num_rows(), model.len());
-            if let Some(i) = batch.column_by_name("i") {
-                let got: Vec<Option<i64>> = i.as_primitive::<Int64Type>().iter().collect();
-                let want: Vec<Option<i64>> = model.values().map(|m| m.0).collect();
-                prop_assert_eq!(got, want);
-            }
-            if let Some(x) = batch.column_by_name("x") {
-                let x = x.as_primitive::<Float64Type>();
-                let got: Vec<Option<u64>> = x.iter().map(|v| v.map(f64::to_bits)).collect();
-                let want: Vec<Option<u64>> = model.values().map(|m| m.1).collect();
-                prop_assert_eq!(got, want);
+            let ints = |name: &str, want: Vec<Option<i64>>| -> Result<(), TestCaseError> {
+                if let Some(c) = batch.column_by_name(name) {
+                    let got: Vec<Option<i64>> = c.as_primitive::<Int64Type>().iter().collect();
+                    prop_assert_eq!(got, want);
+                }
+                Ok(())
+            };
+            let floats = |name: &str, want: Vec<Option<u64>>| -> Result<(), TestCaseError> {
+                if let Some(c) = batch.column_by_name(name) {
+                    let c = c.as_primitive::<Float64Type>();
+                    let got: Vec<Option<u64>> = c.iter().map(|v| v.map(f64::to_bits)).collect();
+                    prop_assert_eq!(got, want);
+                }
+                Ok(())
+            };
+            ints("small", model.values().map(|m| m.0).collect())?;
+            ints("wide", model.values().map(|m| m.1).collect())?;
+            floats("dec", model.values().map(|m| m.2).collect())?;
+            floats("any", model.values().map(|m| m.3).collect())?;
+            let from = cut.min(batch.num_rows());
+            let schema = batch.schema();
+            for i in 0..batch.num_columns() {
+                let whole = batch.column(i);
+                // What the held forms say of a file's scale is what the values say.
+                if let Some(known) = sorted.known_scale(i) {
+                    prop_assert_eq!(known, scaled::choose_column(schema.field(i), whole));
+                }
+                prop_assert_eq!(sorted.null_count(i).unwrap(), whole.null_count());
+                let part = sorted.column_range(i, from..batch.num_rows()).unwrap();
+                prop_assert_eq!(&part, &whole.slice(from, batch.num_rows() - from));
             }
         }
     }

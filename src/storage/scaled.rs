@@ -50,6 +50,8 @@ const POW10: [f64; MAX_SCALE as usize + 1] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6,
 
 /// Integers up to this magnitude are exact doubles.
 const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+/// [`EXACT`] as an integer.
+pub const EXACT_INTEGER: u64 = 1 << 53;
 
 /// A float column stored as scaled integers: `DECIMAL(precision, scale)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,12 +114,16 @@ fn scale_and_digits(values: &Float64Array) -> Option<(u8, u8)> {
     for v in values.iter().flatten() {
         max = max.max(scaled(v, s)?.unsigned_abs());
     }
-    let digits = if max < 1_000_000_000 {
+    Some((s, precision_for(max)))
+}
+
+/// The decimal precision a scaled column whose largest integer is `max` is stored at.
+pub fn precision_for(max: u64) -> u8 {
+    if max < 1_000_000_000 {
         PRECISION_32
     } else {
         PRECISION
-    };
-    Some((s, digits))
+    }
 }
 
 /// Each float column of `batch` that can be stored scaled, with its scale and precision

@@ -92,6 +92,12 @@ pub trait Columns {
     fn known_series_runs(&self) -> Option<Vec<Range<usize>>> {
         None
     }
+
+    /// The scale float column `i` is stored at ([`scaled::choose_column`] on the whole
+    /// column), when known without making the column: `Some(None)` for not scaled.
+    fn known_scale(&self, _i: usize) -> Option<Option<scaled::Scaled>> {
+        None
+    }
 }
 
 impl Columns for RecordBatch {
@@ -130,8 +136,9 @@ impl Layout {
         Layout::tried_columns(batch, spec)
     }
 
-    /// [`tried`](Self::tried) over rows given column by column: a float column is asked
-    /// for whole (its scale), one at a time; the trial gets only the middle rows of each.
+    /// [`tried`](Self::tried) over rows given column by column: a float column whose scale
+    /// the rows do not know ([`Columns::known_scale`]) is asked for whole, one at a time;
+    /// the trial gets only the middle rows of each.
     pub fn tried_columns(rows: &dyn Columns, spec: &FileSpec<'_>) -> Layout {
         let schema = rows.schema();
         let n = rows.num_rows();
@@ -139,7 +146,9 @@ impl Layout {
         let mut scales = Vec::new();
         let mut sample = Vec::with_capacity(schema.fields().len());
         for (i, f) in schema.fields().iter().enumerate() {
-            let middle = if *f.data_type() == arrow::datatypes::DataType::Float64 {
+            let float = *f.data_type() == arrow::datatypes::DataType::Float64;
+            let known = if float { rows.known_scale(i) } else { None };
+            let middle = if float && known.is_none() {
                 let Ok(column) = rows.column_at(i) else {
                     return Layout::default();
                 };
@@ -148,6 +157,7 @@ impl Layout {
                 // column is let go before the next one is gathered.
                 arrow::compute::concat(&[column.slice(from, len).as_ref()])
             } else {
+                scales.extend(known.flatten());
                 rows.column_range(i, from..from + len)
             };
             let Ok(middle) = middle else {
