@@ -1111,7 +1111,10 @@ impl SortedRows {
             let at_scale = k.checked_mul(10u64.checked_pow(u32::from(scale - s))?)?;
             largest = largest.max(at_scale);
         }
-        if largest > scaled::EXACT_INTEGER {
+        // `choose_column` multiplies each double by 10^scale and rounds: that gives back the
+        // integer for certain only below 2^51 (the double and the product are each within
+        // half an ulp); past it the values decide.
+        if largest >= 1 << 51 {
             return None;
         }
         Some(Some(scaled::Scaled {
@@ -1769,6 +1772,20 @@ mod tests {
             scaled::choose_column(&field, &sorted.column(2).unwrap()),
             Some(known)
         );
+        // Past 2^51 at the largest scale, multiplying the double back may not give the
+        // integer (4239389.15 × 10^9 does not): the values decide, and here say no scale.
+        let mut b = Block::new();
+        for (t, x) in [(0, 4_239_389.15), (1, 1e-9)] {
+            add(&mut b, &[("h", "a")], &[("x", FieldValue::Float(x))], t);
+            b.freeze();
+        }
+        let sorted = SortedRows::new(&b.freeze()).unwrap();
+        assert_eq!(sorted.known_scale(2), None);
+        let field = sorted.schema().field(2).clone();
+        assert_eq!(
+            scaled::choose_column(&field, &sorted.column(2).unwrap()),
+            None
+        );
     }
 
     #[test]
@@ -1835,6 +1852,9 @@ mod tests {
             20 => (-10_000i64..10_000, 0i32..3).prop_map(|(k, s)| k as f64 / 10f64.powi(s)),
             1 => (-1_000_000i64..1_000_000, 3i32..7).prop_map(|(k, s)| k as f64 / 10f64.powi(s)),
             1 => Just(123_456_789.012_345),
+            // Nine digits at two places and a ninth place apart: 2^51 and more at scale 9.
+            1 => (400_000_000i64..999_999_999).prop_map(|k| k as f64 / 100.0),
+            1 => (1i64..1_000).prop_map(|k| k as f64 / 1e9),
         ]
     }
 

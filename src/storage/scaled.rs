@@ -50,8 +50,6 @@ const POW10: [f64; MAX_SCALE as usize + 1] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6,
 
 /// Integers up to this magnitude are exact doubles.
 const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
-/// [`EXACT`] as an integer.
-pub const EXACT_INTEGER: u64 = 1 << 53;
 
 /// A float column stored as scaled integers: `DECIMAL(precision, scale)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
