@@ -19,11 +19,13 @@ use std::cmp::Ordering;
 use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
+use arrow::array::BooleanBufferBuilder;
 use arrow::array::{
     Array, ArrayBuilder, ArrayRef, BooleanBuilder, Decimal32Array, DictionaryArray, Float64Array,
-    Int8Array, Int16Array, Int32Array, Int64Array, NullBufferBuilder, StringArray, StringBuilder,
+    Int8Array, Int16Array, Int32Array, Int64Array, StringArray, StringBuilder,
     TimestampNanosecondArray, UInt32Array, UInt64Builder, new_null_array,
 };
+use arrow::buffer::NullBuffer;
 use arrow::compute::{interleave, take};
 use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
 
@@ -200,6 +202,47 @@ impl FieldBuilder {
     }
 }
 
+/// Which rows of a narrow column hold a value: a count while none is null, a bitmap from
+/// the first null on. Its own, inlined: the arrow builder's length was a call per value.
+#[derive(Default)]
+struct Validity {
+    len: usize,
+    bitmap: Option<BooleanBufferBuilder>,
+}
+
+impl Validity {
+    #[inline]
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline]
+    fn valid(&mut self) {
+        if let Some(b) = &mut self.bitmap {
+            b.append(true);
+        }
+        self.len += 1;
+    }
+
+    fn nulls(&mut self, n: usize) {
+        let len = self.len;
+        self.bitmap
+            .get_or_insert_with(|| {
+                let mut b = BooleanBufferBuilder::new(len + n);
+                b.append_n(len, true);
+                b
+            })
+            .append_n(n, false);
+        self.len += n;
+    }
+
+    /// The validity of the rows so far (none when every row has a value); starts again.
+    fn finish(&mut self) -> Option<NullBuffer> {
+        self.len = 0;
+        self.bitmap.take().map(|mut b| NullBuffer::new(b.finish()))
+    }
+}
+
 /// The values of an integer column, each in the narrowest width that holds every value of
 /// the column so far: the integer fields agents send are mostly small gauges (percentages,
 /// counts, states) that fit a byte or two, where 64-bit slots held eight times the memory
@@ -215,26 +258,28 @@ enum IntValues {
 /// An integer column under construction: [`IntValues`] and their validity.
 struct NarrowInts {
     values: IntValues,
-    nulls: NullBufferBuilder,
+    nulls: Validity,
 }
 
 impl Default for NarrowInts {
     fn default() -> Self {
         NarrowInts {
             values: IntValues::I8(Vec::new()),
-            nulls: NullBufferBuilder::new(0),
+            nulls: Validity::default(),
         }
     }
 }
 
 impl NarrowInts {
+    #[inline]
     fn len(&self) -> usize {
         self.nulls.len()
     }
 
+    #[inline]
     fn append(&mut self, x: i64) {
         self.push(x);
-        self.nulls.append_non_null();
+        self.nulls.valid();
     }
 
     fn append_nulls(&mut self, n: usize) {
@@ -245,7 +290,7 @@ impl NarrowInts {
             IntValues::I32(v) => v.resize(len, 0),
             IntValues::I64(v) => v.resize(len, 0),
         }
-        self.nulls.append_n_nulls(n);
+        self.nulls.nulls(n);
     }
 
     fn push(&mut self, x: i64) {
@@ -296,7 +341,7 @@ enum FloatValues {
 /// A float column under construction: [`FloatValues`] and their validity.
 struct NarrowFloats {
     values: FloatValues,
-    nulls: NullBufferBuilder,
+    nulls: Validity,
     /// A value no scale represents turned the column into doubles: a file cannot store
     /// these rows scaled either (see [`SortedRows::known_scale`]).
     undecimal: bool,
@@ -306,30 +351,41 @@ impl Default for NarrowFloats {
     fn default() -> Self {
         NarrowFloats {
             values: FloatValues::Scaled(0, Vec::new()),
-            nulls: NullBufferBuilder::new(0),
+            nulls: Validity::default(),
             undecimal: false,
         }
     }
 }
 
-/// `x` as an integer of at most nine digits at scale `s`, if exactly so.
+/// `x` as an integer of at most nine digits at scale `s`, if exactly so: the same values
+/// as [`scaled::scaled`] with that bound, with the product rounded by a truncating
+/// conversion rather than a call to `round` (a fifth of a block's append time for such
+/// floats). Below 2^30 the product is within a millionth of the integer when there is one,
+/// and the check that `k / 10^s` gives back `x` bit for bit decides.
+#[inline]
 fn scaled_32(x: f64, s: u8) -> Option<i32> {
-    scaled::scaled(x, s)
-        .filter(|k| k.unsigned_abs() <= MAX_SCALED)
-        .and_then(|k| i32::try_from(k).ok())
+    let p = scaled::pow10(s);
+    let y = x * p;
+    if y.is_nan() || y.abs() > MAX_SCALED as f64 {
+        return None;
+    }
+    let k = (y + 0.5f64.copysign(y)) as i32;
+    ((f64::from(k) / p).to_bits() == x.to_bits()).then_some(k)
 }
 
 /// The largest integer of an in-memory scaled column (`Decimal32(9, s)`).
 const MAX_SCALED: u64 = 999_999_999;
 
 impl NarrowFloats {
+    #[inline]
     fn len(&self) -> usize {
         self.nulls.len()
     }
 
+    #[inline]
     fn append(&mut self, x: f64) {
         self.push(x);
-        self.nulls.append_non_null();
+        self.nulls.valid();
     }
 
     fn append_nulls(&mut self, n: usize) {
@@ -338,19 +394,27 @@ impl NarrowFloats {
             FloatValues::Scaled(_, v) => v.resize(len, 0),
             FloatValues::Plain(v) => v.resize(len, 0.0),
         }
-        self.nulls.append_n_nulls(n);
+        self.nulls.nulls(n);
     }
 
+    #[inline]
     fn push(&mut self, x: f64) {
+        match &mut self.values {
+            FloatValues::Plain(v) => v.push(x),
+            FloatValues::Scaled(s, v) => match scaled_32(x, *s) {
+                Some(k) => v.push(k),
+                None => self.change_form(x),
+            },
+        }
+    }
+
+    /// `x` does not fit the held scale: a larger scale, or doubles.
+    #[cold]
+    #[inline(never)]
+    fn change_form(&mut self, x: f64) {
         let FloatValues::Scaled(s, v) = &mut self.values else {
-            if let FloatValues::Plain(v) = &mut self.values {
-                v.push(x);
-            }
             return;
         };
-        if let Some(k) = scaled_32(x, *s) {
-            return v.push(k);
-        }
         // The smallest larger scale holding `x`; the integers held must fit it too (at a
         // larger one they would be larger still).
         if let Some((wider, k)) =
@@ -1860,6 +1924,19 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// The block's test for a scaled value takes exactly the values the files' takes.
+        #[test]
+        fn scaled_32_agrees_with_the_files_test(
+            x in prop_oneof![any_float(), decimal(), (-2_000_000_000i64..2_000_000_000, 0i32..=9)
+                .prop_map(|(k, s)| k as f64 / 10f64.powi(s))],
+            s in 0u8..=scaled::MAX_SCALE,
+        ) {
+            let files = scaled::scaled(x, s)
+                .filter(|k| k.unsigned_abs() <= MAX_SCALED)
+                .map(|k| k as i32);
+            prop_assert_eq!(scaled_32(x, s), files);
+        }
 
         /// Whatever widths and scales the values force, wherever chunks are frozen and
         /// whichever rows overwrite others, the sorted rows hold the values written (floats
