@@ -55,6 +55,41 @@ cpu,host=c,region=us usage=2 1704067220000000000
 mem used=10i 1704067200000000000
 ";
 
+/// Every answer gives back the very doubles written, `pretty=true` too: it re-reads the
+/// compact answer to indent it, and JSON's default float parsing (serde_json without
+/// `float_roundtrip`) returned 106.81415022205296 for 106.81415022205297.
+#[test]
+fn full_precision_floats_come_back_bit_for_bit_in_every_format() {
+    let s = TestServer::start(ServerConfig::default());
+    // (Not 0: a whole float is written `0`, as InfluxDB does.)
+    let written: Vec<f64> = (-40..40)
+        .filter(|x| *x != 0)
+        .map(|x| f64::from(x) * std::f64::consts::PI)
+        .chain([
+            106.81415022205297,
+            0.1 + 0.2,
+            1e-300,
+            123_456_789.012_345_67,
+        ])
+        .collect();
+    let body: String = written
+        .iter()
+        .enumerate()
+        .map(|(i, x)| format!("fp v={x:?} {}\n", 1_704_067_200_000_000_000i64 + i as i64))
+        .collect();
+    assert_eq!(s.post("/write?db=fp", body).status, 204);
+    for params in ["", "pretty=true", "epoch=ns&pretty=true"] {
+        let text = ask(&s, "fp", params, "SELECT v FROM fp");
+        for x in &written {
+            // The shortest text that reads back as `x`, as both Rust and the server write it.
+            assert!(
+                text.contains(&format!("{x:?}")),
+                "{params}: {x:?} not in {text}"
+            );
+        }
+    }
+}
+
 /// SHOW answers come from the series catalog: the same before the flush (points in memory),
 /// and after a clean stop and restart (points only in files, the catalog rebuilt from
 /// their tag columns).

@@ -96,8 +96,22 @@ enum Step {
 
 fn value(field: usize) -> BoxedStrategy<V> {
     match field {
-        0 => (-40i64..40).prop_map(|x| V::F(x as f64 / 4.0)).boxed(),
-        1 => (-50i64..50).prop_map(V::I).boxed(),
+        // Mostly a quarter's decimals, now and then thousandths (a block rescales them)
+        // or full precision (a block holds doubles).
+        0 => prop_oneof![
+            8 => (-40i64..40).prop_map(|x| V::F(x as f64 / 4.0)),
+            1 => (-40_000i64..40_000).prop_map(|x| V::F(x as f64 / 1000.0)),
+            1 => (-40i64..40).prop_map(|x| V::F(x as f64 * std::f64::consts::PI)),
+        ]
+        .boxed(),
+        // Mostly a byte's worth, now and then two bytes or a 40-bit counter (a block
+        // widens the column).
+        1 => prop_oneof![
+            8 => (-50i64..50).prop_map(V::I),
+            1 => (-40_000i64..40_000).prop_map(V::I),
+            1 => (1i64 << 40..(1i64 << 40) + 100_000).prop_map(V::I),
+        ]
+        .boxed(),
         2 => (0u64..100).prop_map(V::U).boxed(),
         3 => "[a-c]{0,2}".prop_map(V::S).boxed(),
         _ => any::<bool>().prop_map(V::B).boxed(),
