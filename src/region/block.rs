@@ -117,8 +117,8 @@ impl SeriesTable {
 }
 
 enum FieldBuilder {
-    Float(NarrowFloats),
-    Integer(NarrowInts),
+    Float(Narrow<FloatValues>),
+    Integer(Narrow<IntValues>),
     UInteger(UInt64Builder),
     String(StringBuilder),
     Boolean(BooleanBuilder),
@@ -129,8 +129,8 @@ impl FieldBuilder {
     /// 1,024 slots: 8 KiB for each of a wide line's thousands of columns).
     fn new(t: FieldType) -> FieldBuilder {
         match t {
-            FieldType::Float => FieldBuilder::Float(NarrowFloats::default()),
-            FieldType::Integer => FieldBuilder::Integer(NarrowInts::default()),
+            FieldType::Float => FieldBuilder::Float(Narrow::default()),
+            FieldType::Integer => FieldBuilder::Integer(Narrow::default()),
             FieldType::UInteger => FieldBuilder::UInteger(UInt64Builder::with_capacity(0)),
             FieldType::String => FieldBuilder::String(StringBuilder::with_capacity(0, 0)),
             FieldType::Boolean => FieldBuilder::Boolean(BooleanBuilder::with_capacity(0)),
@@ -186,9 +186,9 @@ impl FieldBuilder {
         0
     }
 
-    /// Whether a float column holds a value no scale represents (see [`NarrowFloats`]).
+    /// Whether a float column holds a value no scale represents (see [`FloatValues`]).
     fn undecimal(&self) -> bool {
-        matches!(self, FieldBuilder::Float(b) if b.undecimal)
+        matches!(self, FieldBuilder::Float(b) if matches!(b.values, FloatValues::Plain(_, true)))
     }
 
     fn finish(&mut self) -> ArrayRef {
@@ -243,6 +243,46 @@ impl Validity {
     }
 }
 
+/// The values of a number column in a narrow form ([`IntValues`], [`FloatValues`]).
+trait Held: Default {
+    type Item: Copy;
+    fn push(&mut self, x: Self::Item);
+    /// Pads with zeros (the slots of nulls) up to `len` values.
+    fn pad(&mut self, len: usize);
+    /// The values as an array with `nulls`; they start again empty, in the narrowest form.
+    fn finish(&mut self, nulls: Option<NullBuffer>) -> ArrayRef;
+}
+
+/// A number column under construction: its values held narrow, and their validity.
+#[derive(Default)]
+struct Narrow<V> {
+    values: V,
+    nulls: Validity,
+}
+
+impl<V: Held> Narrow<V> {
+    #[inline]
+    fn len(&self) -> usize {
+        self.nulls.len()
+    }
+
+    #[inline]
+    fn append(&mut self, x: V::Item) {
+        self.values.push(x);
+        self.nulls.valid();
+    }
+
+    fn append_nulls(&mut self, n: usize) {
+        self.values.pad(self.len() + n);
+        self.nulls.nulls(n);
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        let nulls = self.nulls.finish();
+        self.values.finish(nulls)
+    }
+}
+
 /// The values of an integer column, each in the narrowest width that holds every value of
 /// the column so far: the integer fields agents send are mostly small gauges (percentages,
 /// counts, states) that fit a byte or two, where 64-bit slots held eight times the memory
@@ -255,68 +295,47 @@ enum IntValues {
     I64(Vec<i64>),
 }
 
-/// An integer column under construction: [`IntValues`] and their validity.
-struct NarrowInts {
-    values: IntValues,
-    nulls: Validity,
-}
-
-impl Default for NarrowInts {
+impl Default for IntValues {
     fn default() -> Self {
-        NarrowInts {
-            values: IntValues::I8(Vec::new()),
-            nulls: Validity::default(),
-        }
+        IntValues::I8(Vec::new())
     }
 }
 
-impl NarrowInts {
-    #[inline]
-    fn len(&self) -> usize {
-        self.nulls.len()
-    }
-
-    #[inline]
-    fn append(&mut self, x: i64) {
-        self.push(x);
-        self.nulls.valid();
-    }
-
-    fn append_nulls(&mut self, n: usize) {
-        let len = self.len() + n;
-        match &mut self.values {
-            IntValues::I8(v) => v.resize(len, 0),
-            IntValues::I16(v) => v.resize(len, 0),
-            IntValues::I32(v) => v.resize(len, 0),
-            IntValues::I64(v) => v.resize(len, 0),
-        }
-        self.nulls.nulls(n);
-    }
+impl Held for IntValues {
+    type Item = i64;
 
     fn push(&mut self, x: i64) {
         loop {
-            match &mut self.values {
+            match self {
                 IntValues::I8(v) => match i8::try_from(x) {
                     Ok(n) => return v.push(n),
-                    Err(_) => self.values = IntValues::I16(widen(v)),
+                    Err(_) => *self = IntValues::I16(widen(v)),
                 },
                 IntValues::I16(v) => match i16::try_from(x) {
                     Ok(n) => return v.push(n),
-                    Err(_) => self.values = IntValues::I32(widen(v)),
+                    Err(_) => *self = IntValues::I32(widen(v)),
                 },
                 IntValues::I32(v) => match i32::try_from(x) {
                     Ok(n) => return v.push(n),
-                    Err(_) => self.values = IntValues::I64(widen(v)),
+                    Err(_) => *self = IntValues::I64(widen(v)),
                 },
                 IntValues::I64(v) => return v.push(x),
             }
         }
     }
 
-    /// The column as an array of its width; the builder starts again at the narrowest.
-    fn finish(&mut self) -> ArrayRef {
-        let nulls = self.nulls.finish();
-        match std::mem::replace(&mut self.values, IntValues::I8(Vec::new())) {
+    fn pad(&mut self, len: usize) {
+        match self {
+            IntValues::I8(v) => v.resize(len, 0),
+            IntValues::I16(v) => v.resize(len, 0),
+            IntValues::I32(v) => v.resize(len, 0),
+            IntValues::I64(v) => v.resize(len, 0),
+        }
+    }
+
+    /// An array of the column's width.
+    fn finish(&mut self, nulls: Option<NullBuffer>) -> ArrayRef {
+        match std::mem::take(self) {
             IntValues::I8(v) => Arc::new(Int8Array::new(v.into(), nulls)),
             IntValues::I16(v) => Arc::new(Int16Array::new(v.into(), nulls)),
             IntValues::I32(v) => Arc::new(Int32Array::new(v.into(), nulls)),
@@ -335,25 +354,15 @@ impl NarrowInts {
 /// readers doubles.
 enum FloatValues {
     Scaled(u8, Vec<i32>),
-    Plain(Vec<f64>),
+    /// Doubles, and whether the value that turned the column into them is one no scale
+    /// represents: a file cannot store these rows scaled either (see
+    /// [`SortedRows::known_scale`]).
+    Plain(Vec<f64>, bool),
 }
 
-/// A float column under construction: [`FloatValues`] and their validity.
-struct NarrowFloats {
-    values: FloatValues,
-    nulls: Validity,
-    /// A value no scale represents turned the column into doubles: a file cannot store
-    /// these rows scaled either (see [`SortedRows::known_scale`]).
-    undecimal: bool,
-}
-
-impl Default for NarrowFloats {
+impl Default for FloatValues {
     fn default() -> Self {
-        NarrowFloats {
-            values: FloatValues::Scaled(0, Vec::new()),
-            nulls: Validity::default(),
-            undecimal: false,
-        }
+        FloatValues::Scaled(0, Vec::new())
     }
 }
 
@@ -376,43 +385,12 @@ fn scaled_32(x: f64, s: u8) -> Option<i32> {
 /// The largest integer of an in-memory scaled column (`Decimal32(9, s)`).
 const MAX_SCALED: u64 = 999_999_999;
 
-impl NarrowFloats {
-    #[inline]
-    fn len(&self) -> usize {
-        self.nulls.len()
-    }
-
-    #[inline]
-    fn append(&mut self, x: f64) {
-        self.push(x);
-        self.nulls.valid();
-    }
-
-    fn append_nulls(&mut self, n: usize) {
-        let len = self.len() + n;
-        match &mut self.values {
-            FloatValues::Scaled(_, v) => v.resize(len, 0),
-            FloatValues::Plain(v) => v.resize(len, 0.0),
-        }
-        self.nulls.nulls(n);
-    }
-
-    #[inline]
-    fn push(&mut self, x: f64) {
-        match &mut self.values {
-            FloatValues::Plain(v) => v.push(x),
-            FloatValues::Scaled(s, v) => match scaled_32(x, *s) {
-                Some(k) => v.push(k),
-                None => self.change_form(x),
-            },
-        }
-    }
-
+impl FloatValues {
     /// `x` does not fit the held scale: a larger scale, or doubles.
     #[cold]
     #[inline(never)]
     fn change_form(&mut self, x: f64) {
-        let FloatValues::Scaled(s, v) = &mut self.values else {
+        let FloatValues::Scaled(s, v) = self else {
             return;
         };
         // The smallest larger scale holding `x`; the integers held must fit it too (at a
@@ -427,28 +405,48 @@ impl NarrowFloats {
                 // In i32: each is at most MAX_SCALED, checked above.
                 rescaled.extend(v.iter().map(|k| (i64::from(*k) * factor) as i32));
                 rescaled.push(k);
-                self.values = FloatValues::Scaled(wider, rescaled);
+                *self = FloatValues::Scaled(wider, rescaled);
                 return;
             }
         }
-        self.undecimal = (0..=scaled::MAX_SCALE).all(|s| scaled::scaled(x, s).is_none());
+        let undecimal = (0..=scaled::MAX_SCALE).all(|s| scaled::scaled(x, s).is_none());
         let p = scaled::pow10(*s);
         let mut plain = Vec::with_capacity(v.capacity());
         plain.extend(v.iter().map(|k| f64::from(*k) / p));
         plain.push(x);
-        self.values = FloatValues::Plain(plain);
+        *self = FloatValues::Plain(plain, undecimal);
+    }
+}
+
+impl Held for FloatValues {
+    type Item = f64;
+
+    #[inline]
+    fn push(&mut self, x: f64) {
+        match self {
+            FloatValues::Plain(v, _) => v.push(x),
+            FloatValues::Scaled(s, v) => match scaled_32(x, *s) {
+                Some(k) => v.push(k),
+                None => self.change_form(x),
+            },
+        }
     }
 
-    /// The column as an array (`Decimal32` or `Float64`); the builder starts again scaled.
-    fn finish(&mut self) -> ArrayRef {
-        let nulls = self.nulls.finish();
-        self.undecimal = false;
-        match std::mem::replace(&mut self.values, FloatValues::Scaled(0, Vec::new())) {
+    fn pad(&mut self, len: usize) {
+        match self {
+            FloatValues::Scaled(_, v) => v.resize(len, 0),
+            FloatValues::Plain(v, _) => v.resize(len, 0.0),
+        }
+    }
+
+    /// `Decimal32(9, s)` or `Float64`.
+    fn finish(&mut self, nulls: Option<NullBuffer>) -> ArrayRef {
+        match std::mem::take(self) {
             FloatValues::Scaled(s, v) => Arc::new(
                 Decimal32Array::new(v.into(), nulls)
                     .with_data_type(DataType::Decimal32(scaled::PRECISION_32, s as i8)),
             ),
-            FloatValues::Plain(v) => Arc::new(Float64Array::new(v.into(), nulls)),
+            FloatValues::Plain(v, _) => Arc::new(Float64Array::new(v.into(), nulls)),
         }
     }
 }
