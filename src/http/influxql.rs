@@ -310,13 +310,16 @@ fn stream_chunked(
             _ => None,
         };
         let ok = match plan {
-            Some(Streaming::Windows(s, streamed)) => {
-                let out = Chunks::new(w, (id, left), time, chunk_size.min(ctx.max_rows));
-                stream_select(out, handle, ctx, s, &streamed)?
-            }
-            Some(Streaming::Groups(parts)) => {
-                let out = Chunks::new(w, (id, left), time, chunk_size.min(ctx.max_rows));
-                stream_groups(out, handle, ctx, *parts)?
+            Some(plan) => {
+                // At least a row a document, whatever `query.max_rows` says.
+                let rows = chunk_size.min(ctx.max_rows).max(1);
+                let out = Chunks::new(w, (id, left), time, rows);
+                match plan {
+                    Streaming::Windows(s, streamed) => {
+                        stream_select(out, handle, ctx, s, &streamed)?
+                    }
+                    Streaming::Groups(parts) => stream_groups(out, handle, ctx, *parts)?,
+                }
             }
             None => {
                 let r = handle.block_on(execute_one(ctx, id, &st));

@@ -2031,13 +2031,18 @@ impl<'a> Plan<'a> {
             // field answers nothing.
             if self.interval.is_some() && !self.rows_per_bucket() {
                 let desc = self.s.order == SortOrder::Desc;
-                // Buckets by their number (`time / interval`), as InfluxDB's linear fill
-                // counts them (the only fill that reads them).
+                // Buckets by their number (`time / interval`) in the statement's order, as
+                // InfluxDB's linear fill counts them: made once a group, for that fill only
+                // (no other reads them).
                 let numbers: Vec<i64> = match (self.s.fill, self.interval) {
                     (Fill::Linear, Some((every, _))) => {
-                        times.iter().map(|t| t / every.max(1)).collect()
+                        let mut n: Vec<i64> = times.iter().map(|t| t / every.max(1)).collect();
+                        if desc {
+                            n.reverse();
+                        }
+                        n
                     }
-                    _ => vec![0; times.len()],
+                    _ => Vec::new(),
                 };
                 for (k, (col, c)) in per_call.iter_mut().zip(&self.calls).enumerate() {
                     let field = field_type(&self.schema, &c.field);
@@ -2066,19 +2071,18 @@ impl<'a> Plan<'a> {
                         _ => None,
                     };
                     let any = here || elsewhere == Some(&true) || start.is_some();
-                    let (col, numbers) = match self.s.fill {
-                        Fill::Null => (&mut col[from..], &numbers[from..]),
-                        _ => (&mut col[..], &numbers[..]),
+                    let col = match self.s.fill {
+                        Fill::Null => &mut col[from..],
+                        _ => &mut col[..],
                     };
                     // In the statement's order: newest first, `previous` is the newer one.
                     let how = (self.s.fill, empty);
                     if desc {
                         col.reverse();
-                        let numbers: Vec<i64> = numbers.iter().rev().copied().collect();
-                        fill(col, &numbers, how, (c.func, kind), (any, start.as_ref()));
+                    }
+                    fill(col, &numbers, how, (c.func, kind), (any, start.as_ref()));
+                    if desc {
                         col.reverse();
-                    } else {
-                        fill(col, numbers, how, (c.func, kind), (any, start.as_ref()));
                     }
                     if self.group_tags.is_empty() {
                         let answered = |c: &Option<Out>| match c {
