@@ -524,6 +524,7 @@ fn rewrite(
         encodings: Vec::new(),
         series_pages: Vec::new(),
         levels: Vec::new(),
+        aligned: Vec::new(),
     };
     let mut w =
         FileWriter::create(store, rel, f.seq, schema, &fspec, layout).map_err(|e| e.to_string())?;

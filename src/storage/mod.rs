@@ -4,6 +4,7 @@
 //! [`prefetch`]), the merge of overlapping rows ([`merge`]) and float fields stored as
 //! scaled integers ([`scaled`]), and the encoder that pages columns by series ([`paged`]).
 
+pub mod aligned;
 pub mod cache;
 pub mod file_cache;
 pub mod file_meta;

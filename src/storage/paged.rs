@@ -35,6 +35,10 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 
+use parquet::schema::types::ColumnDescPtr;
+
+use super::aligned::AlignedColumn;
+
 /// A file being encoded.
 ///
 /// A column paged by series must hold no nulls (`Layout::tried` pages only such columns): a
@@ -45,6 +49,9 @@ pub struct PagedWriter<W: Write + Send> {
     file: SerializedFileWriter<W>,
     /// Per column of `schema`: paged by series.
     paged: Vec<bool>,
+    /// Per column of `schema`: its properties, when its DELTA_BINARY_PACKED pages are packed
+    /// at aligned widths ([`super::aligned`]).
+    aligned: Vec<Option<(ColumnDescPtr, Arc<WriterProperties>)>>,
     schema: SchemaRef,
     max_group_rows: usize,
     group: Option<Group>,
@@ -56,8 +63,26 @@ pub struct PagedWriter<W: Write + Send> {
 
 /// The row group being encoded.
 struct Group {
-    writers: Vec<ArrowColumnWriter>,
+    writers: Vec<ColumnOut>,
     rows: usize,
+}
+
+/// The writer of one column chunk.
+enum ColumnOut {
+    Arrow(ArrowColumnWriter),
+    Aligned(AlignedColumn),
+}
+
+impl ColumnOut {
+    fn append_to<W: Write + Send>(
+        self,
+        rg: &mut parquet::file::writer::SerializedRowGroupWriter<'_, W>,
+    ) -> Result<()> {
+        match self {
+            ColumnOut::Arrow(w) => w.close()?.append_to_row_group(rg),
+            ColumnOut::Aligned(w) => w.append_to(rg),
+        }
+    }
 }
 
 fn options(props: WriterProperties) -> ArrowWriterOptions {
@@ -70,12 +95,15 @@ fn options(props: WriterProperties) -> ArrowWriterOptions {
 
 impl<W: Write + Send> PagedWriter<W> {
     /// Starts a file of `schema` on `out`, encoded as `props` says; the columns named in
-    /// `series_pages` end a page at every series boundary (see [`PagedWriter::write`]).
+    /// `series_pages` end a page at every series boundary (see [`PagedWriter::write`]), and
+    /// those named in `aligned` (integer columns written DELTA_BINARY_PACKED) pack their
+    /// pages at aligned widths ([`super::aligned`]).
     pub fn try_new(
         out: W,
         schema: SchemaRef,
         props: WriterProperties,
         series_pages: &[String],
+        aligned: &[String],
     ) -> Result<PagedWriter<W>> {
         let max_group_rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
         let paged: Vec<bool> = schema
@@ -97,19 +125,29 @@ impl<W: Write + Send> PagedWriter<W> {
         let (file, _) = ArrowWriter::try_new_with_options(out, schema.clone(), options(props))?
             .into_serialized_writer()?;
         let series_props = series_props.map(Arc::new);
+        let props_of = |i: usize| match (&series_props, paged[i]) {
+            (Some(p), true) => p.clone(),
+            _ => file.properties().clone(),
+        };
         let single = (0..schema.fields().len())
-            .map(|i| {
-                let props = match (&series_props, paged[i]) {
-                    (Some(p), true) => p.clone(),
-                    _ => file.properties().clone(),
-                };
-                single_factory(&file, &schema, i, props)
-            })
+            .map(|i| single_factory(&file, &schema, i, props_of(i)))
             .collect::<Result<Vec<_>>>()?;
+        let aligned = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                aligned
+                    .iter()
+                    .any(|n| n == f.name())
+                    .then(|| (file.schema_descr().column(i), props_of(i)))
+            })
+            .collect();
         Ok(PagedWriter {
             file,
             single,
             paged,
+            aligned,
             schema,
             max_group_rows,
             group: None,
@@ -141,7 +179,7 @@ impl<W: Write + Send> PagedWriter<W> {
             let mut rg = self.file.next_row_group()?;
             for (i, field) in self.schema.fields().iter().enumerate() {
                 let paged = self.paged[i];
-                let mut writer = column_writer(&self.single[i], self.groups)?;
+                let mut writer = column_out(&self.aligned[i], &self.single[i], self.groups)?;
                 let values = column(i, part.clone())?;
                 if values.len() != take || values.data_type() != field.data_type() {
                     return Err(ParquetError::General(format!(
@@ -150,7 +188,7 @@ impl<W: Write + Send> PagedWriter<W> {
                     )));
                 }
                 write_column(&mut writer, field, &values, 0..take, &local, paged)?;
-                writer.close()?.append_to_row_group(&mut rg)?;
+                writer.append_to(&mut rg)?;
             }
             rg.close()?;
             self.groups += 1;
@@ -177,16 +215,14 @@ impl<W: Write + Send> PagedWriter<W> {
         let n = batch.num_rows();
         let mut offset = 0;
         while offset < n {
-            let group = match &mut self.group {
-                Some(g) => g,
-                slot => {
-                    let writers = self
-                        .single
-                        .iter()
-                        .map(|f| column_writer(f, self.groups))
-                        .collect::<Result<Vec<_>>>()?;
-                    slot.insert(Group { writers, rows: 0 })
-                }
+            if self.group.is_none() {
+                let writers = (0..self.single.len())
+                    .map(|i| column_out(&self.aligned[i], &self.single[i], self.groups))
+                    .collect::<Result<Vec<_>>>()?;
+                self.group = Some(Group { writers, rows: 0 });
+            }
+            let Some(group) = self.group.as_mut() else {
+                continue;
             };
             let take = (self.max_group_rows - group.rows).min(n - offset);
             let part = offset..offset + take;
@@ -217,7 +253,7 @@ impl<W: Write + Send> PagedWriter<W> {
         };
         let mut rg = self.file.next_row_group()?;
         for w in group.writers {
-            w.close()?.append_to_row_group(&mut rg)?;
+            w.append_to(&mut rg)?;
         }
         rg.close()?;
         self.groups += 1;
@@ -290,6 +326,21 @@ fn column_writer(single: &ArrowRowGroupWriterFactory, group: usize) -> Result<Ar
     }
 }
 
+/// The writer of a column for row group `group`: packed at aligned widths when `aligned`
+/// gives its descriptor and properties (and it is a column that can be), else `single`'s.
+fn column_out(
+    aligned: &Option<(ColumnDescPtr, Arc<WriterProperties>)>,
+    single: &ArrowRowGroupWriterFactory,
+    group: usize,
+) -> Result<ColumnOut> {
+    if let Some((descr, props)) = aligned
+        && let Some(w) = AlignedColumn::new(descr.clone(), props.clone())
+    {
+        return Ok(ColumnOut::Aligned(w));
+    }
+    column_writer(single, group).map(ColumnOut::Arrow)
+}
+
 /// The parts of the runs `series` within `part`.
 fn clip<'a>(
     series: &'a [Range<usize>],
@@ -304,7 +355,7 @@ fn clip<'a>(
 /// Writes rows `part` of `column` (of `field`): a column paged by series one run of
 /// `series` (within `part`) at a time, when it has no null there; otherwise in one call.
 fn write_column(
-    writer: &mut ArrowColumnWriter,
+    writer: &mut ColumnOut,
     field: &arrow::datatypes::FieldRef,
     column: &ArrayRef,
     part: Range<usize>,
@@ -313,6 +364,10 @@ fn write_column(
 ) -> Result<()> {
     let mut put = |range: Range<usize>, validity: bool| -> Result<()> {
         let mut slice: ArrayRef = column.slice(range.start, range.len());
+        let writer = match writer {
+            ColumnOut::Aligned(w) => return w.write(&slice),
+            ColumnOut::Arrow(w) => w,
+        };
         if validity && slice.nulls().is_none() {
             slice = with_validity(&slice);
         }
@@ -419,7 +474,7 @@ mod tests {
             20_000,
             &[("c".into(), parquet::basic::Encoding::DELTA_BINARY_PACKED)],
         );
-        let mut w = PagedWriter::try_new(Vec::new(), batch.schema(), props, paged).unwrap();
+        let mut w = PagedWriter::try_new(Vec::new(), batch.schema(), props, paged, &[]).unwrap();
         w.write(batch, runs).unwrap();
         w.into_inner().unwrap()
     }
@@ -440,7 +495,7 @@ mod tests {
             &[("c".into(), parquet::basic::Encoding::DELTA_BINARY_PACKED)],
         );
         let mut whole =
-            PagedWriter::try_new(Vec::new(), batch.schema(), props.clone(), &paged).unwrap();
+            PagedWriter::try_new(Vec::new(), batch.schema(), props.clone(), &paged, &[]).unwrap();
         let mut column = |i: usize, rows: Range<usize>| -> Result<ArrayRef> {
             Ok(batch.column(i).slice(rows.start, rows.len()))
         };
@@ -448,7 +503,8 @@ mod tests {
             .write_whole(batch.num_rows(), &runs, &mut column)
             .unwrap();
         let whole = whole.into_inner().unwrap();
-        let mut by_rows = PagedWriter::try_new(Vec::new(), batch.schema(), props, &paged).unwrap();
+        let mut by_rows =
+            PagedWriter::try_new(Vec::new(), batch.schema(), props, &paged, &[]).unwrap();
         by_rows.write(&batch, &runs).unwrap();
         let by_rows = by_rows.into_inner().unwrap();
         assert!(data_pages(&whole) > 12, "paged by series");

@@ -246,6 +246,10 @@ pub fn trial_span(n: usize) -> (usize, usize) {
     ((n - len) / 2, len)
 }
 
+/// How much smaller a DELTA_BINARY_PACKED column must be packed at aligned widths
+/// ([`super::aligned`]) to be written so: its pages are encoded and compressed twice.
+const ALIGNED_MIN_GAIN: f64 = 0.02;
+
 /// How much smaller a column must be with a page per series than whole to be written so:
 /// many small pages decode a little slower than a few large ones.
 const SERIES_MIN_GAIN: f64 = 0.03;
@@ -272,6 +276,8 @@ pub struct Trial {
     pub encodings: Vec<(String, Encoding)>,
     pub series_pages: Vec<String>,
     pub levels: Vec<(String, i32)>,
+    /// DELTA_BINARY_PACKED columns packed at aligned widths ([`super::aligned`]).
+    pub aligned: Vec<String>,
 }
 
 /// The encoding of each integer column (`Int64`, `UInt64`, and float fields stored as scaled
@@ -321,9 +327,14 @@ pub fn trial_encodings(
             continue;
         };
         // (bytes, zstd's ratio on the encoded pages).
-        let size = |e: Encoding, by_series: bool| -> Option<(usize, i64)> {
+        let size = |e: Encoding, by_series: bool, aligned: bool| -> Option<(usize, i64)> {
             let name = f.name().clone();
             let paged = if by_series {
+                vec![name.clone()]
+            } else {
+                Vec::new()
+            };
+            let aligned = if aligned {
                 vec![name.clone()]
             } else {
                 Vec::new()
@@ -334,9 +345,14 @@ pub fn trial_encodings(
                 &paged,
                 &[],
             );
-            let mut w =
-                super::paged::PagedWriter::try_new(Vec::new(), field.clone(), props, &paged)
-                    .ok()?;
+            let mut w = super::paged::PagedWriter::try_new(
+                Vec::new(),
+                field.clone(),
+                props,
+                &paged,
+                &aligned,
+            )
+            .ok()?;
             w.write(&one, &runs).ok()?;
             // The column's pages and its page index; not the footer, which every file has
             // once whatever its columns (in a trial of a few thousand rows it would weigh
@@ -354,7 +370,7 @@ pub fn trial_encodings(
             let encoded = chunks().map(|c| c.uncompressed_size()).sum::<i64>();
             Some((usize::try_from(bytes).ok()?, encoded / compressed))
         };
-        let delta = size(Encoding::DELTA_BINARY_PACKED, false);
+        let delta = size(Encoding::DELTA_BINARY_PACKED, false, false);
         if time {
             // Always DELTA_BINARY_PACKED (`writer_properties`): only its level is chosen.
             if zstd_level < RAISED_ZSTD_LEVEL
@@ -364,7 +380,7 @@ pub fn trial_encodings(
             }
             continue;
         }
-        let bss = size(Encoding::BYTE_STREAM_SPLIT, false);
+        let bss = size(Encoding::BYTE_STREAM_SPLIT, false, false);
         let smaller =
             |a: (usize, i64), b: (usize, i64), gain: f64| (a.0 as f64) < b.0 as f64 * (1.0 - gain);
         let (e, best) = match (delta, bss) {
@@ -375,7 +391,7 @@ pub fn trial_encodings(
             (d, _) => (Encoding::DELTA_BINARY_PACKED, d),
         };
         let series = if runs.len() > 1 {
-            size(Encoding::DELTA_BINARY_PACKED, true)
+            size(Encoding::DELTA_BINARY_PACKED, true, false)
         } else {
             None
         };
@@ -385,9 +401,21 @@ pub fn trial_encodings(
             }
             _ => (e, false, best),
         };
+        let aligned = if e == Encoding::DELTA_BINARY_PACKED {
+            size(Encoding::DELTA_BINARY_PACKED, by_series, true)
+        } else {
+            None
+        };
+        let (aligned, best) = match (aligned, best) {
+            (Some(a), Some(b)) if smaller(a, b, ALIGNED_MIN_GAIN) => (true, Some(a)),
+            _ => (false, best),
+        };
         out.encodings.push((f.name().clone(), e));
         if by_series {
             out.series_pages.push(f.name().clone());
+        }
+        if aligned {
+            out.aligned.push(f.name().clone());
         }
         if zstd_level < RAISED_ZSTD_LEVEL && best.is_some_and(|b| b.1 >= RAISED_LEVEL_MIN_RATIO) {
             out.levels.push((f.name().clone(), RAISED_ZSTD_LEVEL));
@@ -748,6 +776,7 @@ mod tests {
                 batch.schema(),
                 props,
                 &trial.series_pages,
+                &trial.aligned,
             )
             .unwrap();
             w.write(&batch, &runs).unwrap();

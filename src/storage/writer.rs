@@ -63,6 +63,9 @@ pub struct Layout {
     pub series_pages: Vec<String>,
     /// Columns compressed at another zstd level than the file's.
     pub levels: Vec<(String, i32)>,
+    /// Integer columns whose DELTA_BINARY_PACKED pages are packed at aligned widths
+    /// ([`super::aligned`]).
+    pub aligned: Vec<String>,
 }
 
 /// The rows of a file to write, column by column: a batch, or a block's sorted rows whose
@@ -192,6 +195,7 @@ impl Layout {
                     encodings: trial.encodings,
                     series_pages: trial.series_pages,
                     levels: trial.levels,
+                    aligned: trial.aligned,
                 }
             }
             // Not expected (the scales come from these rows): the plain layout, never a
@@ -298,6 +302,7 @@ impl FileWriter {
             encodings,
             series_pages,
             levels,
+            aligned,
         } = layout;
         let tmp = store.staging_path(&rel)?;
         let columns = columns_of(&schema).map_err(|e| schema_err(&tmp, e))?;
@@ -351,7 +356,7 @@ impl FileWriter {
             .collect();
         let series_tags = (!series_pages.is_empty()).then(|| super::schema::tag_indices(&schema));
         let file = super::store::create_file(&tmp).map_err(super::parquet::io_err(&tmp))?;
-        let writer = match PagedWriter::try_new(file, schema, props, &series_pages) {
+        let writer = match PagedWriter::try_new(file, schema, props, &series_pages, &aligned) {
             Ok(w) => w,
             Err(e) => {
                 let _ = fs::remove_file(&tmp);

@@ -2,7 +2,8 @@
 //! exactly as the README shows, on the shapes real agents send: optional tags, tags only
 //! some series carry, integer and float fields, a field missing from some lines, points
 //! overwritten across flushes (merged by `meridian-compact`), counters whose column is paged
-//! by series. Each must see every point of the model once, with its values.
+//! by series, random walks whose columns are packed at aligned widths. Each must see every
+//! point of the model once, with its values.
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -18,7 +19,7 @@ const PY: &str = r#"
 import glob, json, sys
 data, reader = sys.argv[1], sys.argv[2]
 out = {}
-for m in ["cpu", "mem", "net"]:
+for m in ["cpu", "mem", "net", "walk"]:
     # A measurement's own files, and the packed files of small measurements (rows whose
     # _measurement is m), as the README says.
     pattern = f"{data}/*/rdb/{m}/**/*.parquet"
@@ -153,6 +154,22 @@ fn pyarrow_duckdb_and_polars_read_the_data_dir_as_written() {
                 body.push_str(&point(&mut model, "net", &tags, t, c, f));
             }
         }
+        // Random walks by steps of -1, 0 or +1 (an integer, and a two-decimal float stored
+        // as scaled integers), 360 points a series: the trial packs both columns' DELTA
+        // pages at aligned widths (`storage::aligned`).
+        if round == 0 {
+            for s in 0..12i64 {
+                let (mut v, mut f) = (rng.range(0, 100), rng.range(1000, 9000));
+                let tags = format!("host=w{s}");
+                for k in 0..360i64 {
+                    let t = BASE_S * SEC_NS + k * 9 * SEC_NS;
+                    let g = Some(f as f64 / 100.0);
+                    body.push_str(&point(&mut model, "walk", &tags, t, v, g));
+                    v = (v + rng.range(-1, 2)).clamp(0, 100);
+                    f += rng.range(-1, 2);
+                }
+            }
+        }
         server.write_ok(DB, &body);
         server.stop();
         server.restart();
@@ -220,6 +237,21 @@ fn pyarrow_duckdb_and_polars_read_the_data_dir_as_written() {
         "data pages of v, and series, in {}",
         net[0]
     );
+    // The walks' columns are packed at aligned widths: a block at a series boundary at 8 or
+    // 16 bits (the parquet crate would pack it at the jump's width, 3 to 13), every other
+    // at 0 to 2.
+    let walk: Vec<String> = tree(&server.data_dir())
+        .into_iter()
+        .filter(|p| p.contains("/walk/") && p.ends_with(".parquet"))
+        .collect();
+    assert_eq!(walk.len(), 1, "{walk:?}");
+    for column in ["v", "f"] {
+        let widths = delta_widths(&server.data_dir().join(&walk[0]), column);
+        assert!(
+            widths.iter().any(|w| *w >= 8) && widths.iter().all(|w| *w <= 2 || w.is_multiple_of(8)),
+            "{column}: {widths:?}"
+        );
+    }
     for reader in ["pyarrow", "duckdb", "polars"] {
         let out = Command::new("python3")
             .args(["-c", PY])
@@ -337,6 +369,75 @@ fn data_pages_and_series(path: &std::path::Path, column: &str, tag: &str) -> (us
         .collect();
     let runs = 1 + tags.windows(2).filter(|w| w[0] != w[1]).count();
     (n, runs)
+}
+
+/// The miniblock widths of every DELTA_BINARY_PACKED block in `column`'s data pages (v1, a
+/// nullable column) of the one row group of the Parquet file at `path`.
+fn delta_widths(path: &std::path::Path, column: &str) -> Vec<u8> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let r = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let leaf = r
+        .metadata()
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.name() == column)
+        .unwrap();
+    let varint = |buf: &[u8], pos: &mut usize| -> u64 {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = buf[*pos];
+            *pos += 1;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        v
+    };
+    let mut out = Vec::new();
+    let mut pages = r
+        .get_row_group(0)
+        .unwrap()
+        .get_column_page_reader(leaf)
+        .unwrap();
+    while let Some(page) = pages.get_next_page().unwrap() {
+        if page.page_type() != parquet::basic::PageType::DATA_PAGE {
+            continue;
+        }
+        assert_eq!(
+            page.encoding(),
+            parquet::basic::Encoding::DELTA_BINARY_PACKED
+        );
+        let buf = page.buffer();
+        // Definition levels (length-prefixed), then the header: block size, miniblocks,
+        // values, first value; then per block its smallest delta and miniblock widths.
+        let mut pos = 4 + u32::from_le_bytes(buf[..4].try_into().unwrap()) as usize;
+        let block = varint(buf, &mut pos) as usize;
+        let minis = varint(buf, &mut pos) as usize;
+        let mut left = (varint(buf, &mut pos) as usize).saturating_sub(1);
+        varint(buf, &mut pos);
+        while left > 0 {
+            varint(buf, &mut pos);
+            let widths = buf[pos..pos + minis].to_vec();
+            pos += minis;
+            for w in widths {
+                if left == 0 {
+                    break;
+                }
+                pos += usize::from(w) * (block / minis) / 8;
+                left -= (block / minis).min(left);
+                out.push(w);
+            }
+        }
+        assert_eq!(
+            pos,
+            buf.len(),
+            "{column}: the page ends where its blocks do"
+        );
+    }
+    out
 }
 
 /// Spark 4 refuses `TIMESTAMP(NANOS)`: with `[storage] time_unit = "us"` files store
