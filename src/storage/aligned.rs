@@ -16,13 +16,14 @@
 //! The pages are standard DELTA_BINARY_PACKED: the format lets a writer pack a miniblock
 //! at any width that holds its values, and every reader unpacks the width the page states.
 //!
-//! How: the parquet crate's column writer encodes, compresses and measures the pages
-//! (levels, statistics, page index, page limits all as for any column). A [`PageWriter`]
-//! given to it takes each data page, decompresses it, re-encodes its values (the column's
-//! values, queued by [`AlignedColumn::write`] in the order the column writer consumes
-//! them; the page's own header says how many and which comes first) at aligned widths,
-//! compresses the page again at the column's zstd level, and keeps the serialized pages;
-//! [`AlignedColumn::append_to`] splices them into the row group.
+//! How: the parquet crate's column writer encodes and measures the pages (levels,
+//! statistics, page index, page limits all as for any column), with the column's
+//! compression off. A [`PageWriter`] given to it takes each data page, re-encodes its
+//! values (the column's values, queued by [`AlignedColumn::write`] in the order the column
+//! writer consumes them; the page's own header says how many and which comes first) at
+//! aligned widths, compresses the page at the column's zstd level, and keeps the
+//! serialized pages; [`AlignedColumn::append_to`] splices them into the row group with
+//! the column chunk's codec set back to zstd.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -167,17 +168,19 @@ fn lock(shared: &Mutex<Shared>) -> Result<MutexGuard<'_, Shared>> {
         .map_err(|_| ParquetError::General("aligned page writer poisoned".into()))
 }
 
-/// The page writer: realigns each DELTA_BINARY_PACKED data page, serializes every page.
+/// The page writer: realigns and compresses each DELTA_BINARY_PACKED data page, serializes
+/// every page.
 struct AlignedPages {
     shared: Arc<Mutex<Shared>>,
     max_def: i16,
     int32: bool,
-    level: i32,
+    /// One zstd context for all the column's pages.
+    zstd: zstd::bulk::Compressor<'static>,
 }
 
 impl AlignedPages {
     /// `page` with its values at aligned widths.
-    fn realign(&self, page: &CompressedPage, shared: &mut Shared) -> Result<CompressedPage> {
+    fn realign(&mut self, page: &CompressedPage, shared: &mut Shared) -> Result<CompressedPage> {
         let Page::DataPage {
             buf,
             num_values,
@@ -191,9 +194,9 @@ impl AlignedPages {
                 "aligned pages: not a DELTA_BINARY_PACKED data page (v1)".into(),
             ));
         };
-        let raw = zstd::bulk::decompress(buf, page.uncompressed_size())
-            .map_err(|e| ParquetError::General(format!("aligned pages: {e}")))?;
-        // A v1 page: the definition levels (length-prefixed), then the values.
+        // Not compressed (`AlignedColumn::new`). A v1 page: the definition levels
+        // (length-prefixed), then the values.
+        let raw: &[u8] = buf;
         let levels = if self.max_def > 0 {
             let len = raw
                 .get(..4)
@@ -206,11 +209,11 @@ impl AlignedPages {
         };
         let mut pos = levels;
         let (_block, _minis, count) = (
-            get_uvarint(&raw, &mut pos)?,
-            get_uvarint(&raw, &mut pos)?,
-            get_uvarint(&raw, &mut pos)? as usize,
+            get_uvarint(raw, &mut pos)?,
+            get_uvarint(raw, &mut pos)?,
+            get_uvarint(raw, &mut pos)? as usize,
         );
-        let first = get_uvarint(&raw, &mut pos)?;
+        let first = get_uvarint(raw, &mut pos)?;
         let first = ((first >> 1) as i64) ^ -((first & 1) as i64);
         if count > shared.values.len()
             || (count > 0 && shared.values.front().copied() != Some(first))
@@ -223,7 +226,9 @@ impl AlignedPages {
         let mut data = Vec::with_capacity(raw.len() * 2);
         data.extend_from_slice(raw.get(..levels).unwrap_or_default());
         encode(&values, self.int32, &mut data);
-        let compressed = zstd::bulk::compress(&data, self.level)
+        let compressed = self
+            .zstd
+            .compress(&data)
             .map_err(|e| ParquetError::General(format!("aligned pages: {e}")))?;
         Ok(CompressedPage::new(
             Page::DataPage {
@@ -267,17 +272,41 @@ pub struct AlignedColumn {
     writer: ColumnWriter<'static>,
     shared: Arc<Mutex<Shared>>,
     max_def: i16,
+    /// The codec the file records for the column (the writer's properties have none).
+    codec: Compression,
 }
 
+/// Rows given to the column writer at a time: what [`AlignedColumn::write`] holds besides
+/// the column is a few of its copies of this many values.
+const WRITE_ROWS: usize = 65_536;
+
 impl AlignedColumn {
-    /// A writer of the column `descr` of a file written with `props`; `None` when the
+    /// Properties for the writers of the `columns` of a file written with `props`: those
+    /// columns not compressed (their pages are, once realigned). Made once per file.
+    pub fn properties(props: &WriterPropertiesPtr, columns: &[String]) -> WriterPropertiesPtr {
+        let mut b = props.as_ref().clone().into_builder();
+        for c in columns {
+            b = b.set_column_compression(c.as_str().into(), Compression::UNCOMPRESSED);
+        }
+        Arc::new(b.build())
+    }
+
+    /// A writer of the column `descr` of a file whose codec for it is `codec`, given the
+    /// file's properties as [`properties`](Self::properties) made them; `None` when the
     /// column is not a flat INT32/INT64 column written DELTA_BINARY_PACKED with zstd (then
     /// it is written as any other).
-    pub fn new(descr: ColumnDescPtr, props: WriterPropertiesPtr) -> Option<AlignedColumn> {
+    pub fn new(
+        descr: ColumnDescPtr,
+        props: WriterPropertiesPtr,
+        codec: Compression,
+    ) -> Option<AlignedColumn> {
         let path = descr.path();
-        let Compression::ZSTD(level) = props.compression(path) else {
+        let Compression::ZSTD(level) = codec else {
             return None;
         };
+        if props.compression(path) != Compression::UNCOMPRESSED {
+            return None;
+        }
         let int32 = match descr.physical_type() {
             PhysicalType::INT32 => true,
             PhysicalType::INT64 => false,
@@ -297,23 +326,33 @@ impl AlignedColumn {
             shared: Arc::clone(&shared),
             max_def,
             int32,
-            level: level.compression_level(),
+            zstd: zstd::bulk::Compressor::new(level.compression_level()).ok()?,
         };
         Some(AlignedColumn {
             writer: get_column_writer(descr, props, Box::new(pages)),
             shared,
             max_def,
+            codec,
         })
     }
 
-    /// Writes `array`'s rows (one write call: the column writer ends pages as it does for
-    /// any column).
+    /// Writes `array`'s rows (the column writer ends pages as it does for any column).
     pub fn write(&mut self, array: &ArrayRef) -> Result<()> {
         if self.max_def == 0 && array.null_count() > 0 {
             return Err(ParquetError::General(
                 "aligned pages: nulls in a required column".into(),
             ));
         }
+        let mut from = 0;
+        while from < array.len() {
+            let len = WRITE_ROWS.min(array.len() - from);
+            self.write_part(&array.slice(from, len))?;
+            from += len;
+        }
+        Ok(())
+    }
+
+    fn write_part(&mut self, array: &ArrayRef) -> Result<()> {
         let mut values = Vec::with_capacity(array.len() - array.null_count());
         let mut levels = (self.max_def > 0).then(|| Vec::with_capacity(array.len()));
         let mut put = |v: Option<i64>| {
@@ -339,17 +378,24 @@ impl AlignedColumn {
                 )));
             }
         }
-        lock(&self.shared)?.values.extend(values.iter().copied());
-        let written = match &mut self.writer {
-            ColumnWriter::Int64ColumnWriter(w) => w.write_batch(&values, levels.as_deref(), None),
-            ColumnWriter::Int32ColumnWriter(w) => {
-                let narrow = values
+        let narrow = match &self.writer {
+            ColumnWriter::Int32ColumnWriter(_) => Some(
+                values
                     .iter()
                     .map(|v| i32::try_from(*v))
                     .collect::<std::result::Result<Vec<i32>, _>>()
                     .map_err(|_| {
                         ParquetError::General("aligned pages: a value outside INT32".into())
-                    })?;
+                    })?,
+            ),
+            _ => None,
+        };
+        lock(&self.shared)?.values.extend(values.iter().copied());
+        let written = match (&mut self.writer, narrow) {
+            (ColumnWriter::Int64ColumnWriter(w), _) => {
+                w.write_batch(&values, levels.as_deref(), None)
+            }
+            (ColumnWriter::Int32ColumnWriter(w), Some(narrow)) => {
                 w.write_batch(&narrow, levels.as_deref(), None)
             }
             _ => Err(ParquetError::General(
@@ -364,7 +410,12 @@ impl AlignedColumn {
         self,
         rg: &mut SerializedRowGroupWriter<'_, W>,
     ) -> Result<()> {
-        let close = self.writer.close()?;
+        let mut close = self.writer.close()?;
+        close.metadata = close
+            .metadata
+            .into_builder()
+            .set_compression(self.codec)
+            .build()?;
         let mut shared = lock(&self.shared)?;
         if !shared.values.is_empty() {
             return Err(ParquetError::General(
@@ -447,6 +498,21 @@ mod tests {
         series: &[String],
         aligned: &[String],
     ) -> Vec<u8> {
+        write_in(batch, level, page_rows, 1 << 20, series, aligned, &[])
+    }
+
+    /// [`write`] in row groups of `group_rows`: in one `write` call per part of `batch`
+    /// between the `cuts`, or whole (`write_whole`, as compaction writes) when `cuts` is
+    /// `None`.
+    fn write_in(
+        batch: &RecordBatch,
+        level: i32,
+        page_rows: usize,
+        group_rows: usize,
+        series: &[String],
+        aligned: &[String],
+        cuts: &[usize],
+    ) -> Vec<u8> {
         let encodings: Vec<(String, Encoding)> = batch
             .schema()
             .fields()
@@ -456,7 +522,7 @@ mod tests {
             .collect();
         let props = writer_properties(
             &batch.schema(),
-            1 << 20,
+            group_rows,
             vec![],
             level,
             page_rows,
@@ -466,7 +532,26 @@ mod tests {
         let runs: Vec<Range<usize>> = series_runs(batch, &[0]).unwrap();
         let mut w =
             PagedWriter::try_new(Vec::new(), batch.schema(), props, series, aligned).unwrap();
-        w.write(batch, &runs).unwrap();
+        if cuts == [usize::MAX] {
+            w.write_whole(batch.num_rows(), &runs, &mut |i, r| {
+                Ok(batch.column(i).slice(r.start, r.len()))
+            })
+            .unwrap();
+        } else {
+            let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (batch.num_rows() + 1)).collect();
+            bounds.push(0);
+            bounds.push(batch.num_rows());
+            bounds.sort_unstable();
+            for part in bounds.windows(2) {
+                let (from, to) = (part[0], part[1]);
+                let local: Vec<Range<usize>> = runs
+                    .iter()
+                    .map(|r| r.start.max(from) - from..r.end.min(to).max(from) - from)
+                    .filter(|r| r.start < r.end)
+                    .collect();
+                w.write(&batch.slice(from, to - from), &local).unwrap();
+            }
+        }
         w.into_inner().unwrap()
     }
 
@@ -477,6 +562,27 @@ mod tests {
             .unwrap()
             .collect::<std::result::Result<Vec<_>, _>>()
             .unwrap()
+    }
+
+    /// Rows `from..from + len` of the file `bytes`, read through its page index (the page
+    /// locations Meridian's selective reads use): the pages before are skipped by offset.
+    fn read_rows(bytes: Vec<u8>, from: usize, len: usize) -> RecordBatch {
+        use parquet::arrow::arrow_reader::{ArrowReaderOptions, RowSelection, RowSelector};
+        use parquet::file::metadata::PageIndexPolicy;
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
+        let b = ParquetRecordBatchReaderBuilder::try_new_with_options(Bytes::from(bytes), options)
+            .unwrap();
+        let schema = b.schema().clone();
+        let batches = b
+            .with_row_selection(RowSelection::from(vec![
+                RowSelector::skip(from),
+                RowSelector::select(len),
+            ]))
+            .build()
+            .unwrap()
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .unwrap();
+        arrow::compute::concat_batches(&schema, &batches).unwrap()
     }
 
     /// TSBS-like integers: `series` series of `rows` rows, random walks in 0..100 by steps
@@ -554,7 +660,11 @@ mod tests {
                 0..1500,
             ),
             page_rows in 1usize..700,
+            group_rows in 1usize..2500,
             by_series in any::<bool>(),
+            cuts in proptest::collection::vec(any::<usize>(), 0..4),
+            whole in any::<bool>(),
+            window in (any::<usize>(), any::<usize>()),
         ) {
             // (series, raw, step, kind): kind 0 a null, 1 the raw value, else a walk.
             let mut hosts = Vec::new();
@@ -600,11 +710,25 @@ mod tests {
             .unwrap();
             let columns: Vec<String> =
                 ["i", "u", "d", "e", "r"].iter().map(|c| c.to_string()).collect();
-            let series = if by_series { vec!["r".to_string()] } else { Vec::new() };
-            let bytes = write(&batch, 3, page_rows, &series, &columns);
-            let got = read(bytes.clone());
-            let got = arrow::compute::concat_batches(&got[0].schema(), &got).unwrap();
+            // A nullable column paged by series too (a part with nulls is written whole).
+            let series: Vec<String> = if by_series {
+                vec!["r".to_string(), "i".to_string()]
+            } else {
+                Vec::new()
+            };
+            let cuts = if whole { vec![usize::MAX] } else { cuts };
+            let bytes = write_in(&batch, 3, page_rows, group_rows, &series, &columns, &cuts);
+            let got = read_rows(bytes.clone(), 0, batch.num_rows());
             prop_assert_eq!(got.num_rows(), batch.num_rows());
+            // A window of rows read through the page index.
+            let n = batch.num_rows();
+            let from = window.0 % (n + 1);
+            let len = window.1 % (n - from + 1);
+            let part = read_rows(bytes.clone(), from, len);
+            for c in 1..batch.num_columns() {
+                let want = batch.column(c).slice(from, len);
+                prop_assert_eq!(part.column(c).as_ref(), want.as_ref(), "rows {}+{}", from, len);
+            }
             for (c, name) in columns.iter().enumerate() {
                 let want = batch.column(c + 1);
                 let col = got.column(c + 1);

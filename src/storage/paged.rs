@@ -51,7 +51,7 @@ pub struct PagedWriter<W: Write + Send> {
     paged: Vec<bool>,
     /// Per column of `schema`: its properties, when its DELTA_BINARY_PACKED pages are packed
     /// at aligned widths ([`super::aligned`]).
-    aligned: Vec<Option<(ColumnDescPtr, Arc<WriterProperties>)>>,
+    aligned: Vec<Option<Aligned>>,
     schema: SchemaRef,
     max_group_rows: usize,
     group: Option<Group>,
@@ -60,6 +60,14 @@ pub struct PagedWriter<W: Write + Send> {
     /// file or, for a column paged by series, those of series pages ([`single_factory`]).
     single: Vec<ArrowRowGroupWriterFactory>,
 }
+
+/// What a column packed at aligned widths is written with: its descriptor, the properties
+/// of its writers ([`AlignedColumn::properties`]) and the codec the file records for it.
+type Aligned = (
+    ColumnDescPtr,
+    Arc<WriterProperties>,
+    parquet::basic::Compression,
+);
 
 /// The row group being encoded.
 struct Group {
@@ -132,15 +140,22 @@ impl<W: Write + Send> PagedWriter<W> {
         let single = (0..schema.fields().len())
             .map(|i| single_factory(&file, &schema, i, props_of(i)))
             .collect::<Result<Vec<_>>>()?;
+        // The properties of aligned columns' writers: one copy per kind of column.
+        let mut aligned_props: [Option<Arc<WriterProperties>>; 2] = [None, None];
         let aligned = schema
             .fields()
             .iter()
             .enumerate()
             .map(|(i, f)| {
-                aligned
-                    .iter()
-                    .any(|n| n == f.name())
-                    .then(|| (file.schema_descr().column(i), props_of(i)))
+                if !aligned.iter().any(|n| n == f.name()) {
+                    return None;
+                }
+                let descr = file.schema_descr().column(i);
+                let codec = file.properties().compression(descr.path());
+                let props = aligned_props[usize::from(paged[i])]
+                    .get_or_insert_with(|| AlignedColumn::properties(&props_of(i), aligned))
+                    .clone();
+                Some((descr, props, codec))
             })
             .collect();
         Ok(PagedWriter {
@@ -329,12 +344,12 @@ fn column_writer(single: &ArrowRowGroupWriterFactory, group: usize) -> Result<Ar
 /// The writer of a column for row group `group`: packed at aligned widths when `aligned`
 /// gives its descriptor and properties (and it is a column that can be), else `single`'s.
 fn column_out(
-    aligned: &Option<(ColumnDescPtr, Arc<WriterProperties>)>,
+    aligned: &Option<Aligned>,
     single: &ArrowRowGroupWriterFactory,
     group: usize,
 ) -> Result<ColumnOut> {
-    if let Some((descr, props)) = aligned
-        && let Some(w) = AlignedColumn::new(descr.clone(), props.clone())
+    if let Some((descr, props, codec)) = aligned
+        && let Some(w) = AlignedColumn::new(descr.clone(), props.clone(), *codec)
     {
         return Ok(ColumnOut::Aligned(w));
     }

@@ -180,16 +180,24 @@ impl Layout {
                     spec.page_rows,
                     spec.column_index,
                 );
-                if !trial.series_pages.is_empty() && !series_pages_fit(rows) {
-                    trial.series_pages.clear();
-                }
-                trial.series_pages.retain(|c| {
-                    schema
-                        .index_of(c)
-                        .ok()
-                        .and_then(|i| rows.null_count(i).ok())
-                        == Some(0)
-                });
+                let tried_pages = std::mem::take(&mut trial.series_pages);
+                let fit = !tried_pages.is_empty() && series_pages_fit(rows);
+                trial.series_pages = tried_pages
+                    .iter()
+                    .filter(|c| {
+                        fit && schema
+                            .index_of(c)
+                            .ok()
+                            .and_then(|i| rows.null_count(i).ok())
+                            == Some(0)
+                    })
+                    .cloned()
+                    .collect();
+                // Aligned widths were measured with the series pages: a column that loses
+                // them keeps the parquet crate's packing (what the trial measured without).
+                trial
+                    .aligned
+                    .retain(|c| !tried_pages.contains(c) || trial.series_pages.contains(c));
                 Layout {
                     scales,
                     encodings: trial.encodings,

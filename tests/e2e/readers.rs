@@ -579,3 +579,180 @@ fn floats_that_do_not_fit_one_scale_stay_doubles() {
         assert_eq!(got, want, "{m}");
     }
 }
+
+/// Reads every column of the Parquet file argv[1] with reader argv[2] and prints them as
+/// JSON lists of strings (None for a null): integers as written, decimals as their text.
+const PY_COLUMNS: &str = r#"
+import json, sys
+path, reader = sys.argv[1], sys.argv[2]
+cols = ["i", "u", "d", "e"]
+if reader == "pyarrow":
+    import pyarrow.parquet as pq
+    t = pq.read_table(path)
+    out = {c: t.column(c).to_pylist() for c in cols}
+elif reader == "duckdb":
+    import duckdb
+    rows = duckdb.connect().execute(f"SELECT {', '.join(cols)} FROM read_parquet('{path}')").fetchall()
+    out = {c: [r[k] for r in rows] for k, c in enumerate(cols)}
+else:
+    import polars as pl
+    df = pl.read_parquet(path)
+    out = {c: df[c].to_list() for c in cols}
+print(json.dumps({c: [None if v is None else str(v) for v in vs] for c, vs in out.items()}))
+"#;
+
+/// Pages packed at aligned widths (`storage::aligned`) hold every width a column can need
+/// (0 to 64 bits, deltas that wrap around INT32 and INT64), nulls, pages of one value and
+/// all-null pages, over several row groups: pyarrow, DuckDB and polars read back the values
+/// written, in order. The file is written by Meridian's Parquet writer directly (which
+/// values a server's trial packs so depends on the data).
+#[test]
+fn aligned_pages_of_every_width_read_back_in_every_reader() {
+    use arrow::array::{ArrayRef, Decimal128Array, Int64Array, StringArray, UInt64Array};
+    use arrow::record_batch::RecordBatch;
+    use meridian::storage::paged::{PagedWriter, series_runs};
+    use meridian::storage::parquet::{finish_properties, writer_properties};
+    use std::sync::Arc;
+    let mut rng = Rng::new(17);
+    let n = 3000usize;
+    let mut values: Vec<Option<i64>> = Vec::with_capacity(n);
+    let mut walk = 0i64;
+    for k in 0..n {
+        let v = match (k / 250) % 6 {
+            // Walks by small steps, by steps of every width up to 63 bits, extremes.
+            0 => walk.checked_add(rng.range(-1, 2)),
+            1 => Some(walk.wrapping_add(rng.range(-(1 << (k % 62)), 1 << (k % 62)))),
+            2 => Some([i64::MIN, i64::MAX, 0, -1][k % 4]),
+            // Nulls: every other value, then a whole run of them.
+            3 => (k % 2 == 0).then_some(walk),
+            4 => None,
+            _ => Some(rng.range(-1_000_000_000, 1_000_000_000)),
+        };
+        if let Some(v) = v {
+            walk = v;
+        }
+        values.push(v);
+    }
+    let host: ArrayRef = Arc::new(StringArray::from_iter_values(
+        (0..n).map(|k| format!("h{}", k / 700)),
+    ));
+    let d: Vec<Option<i128>> = values
+        .iter()
+        .map(|v| v.map(|v| i128::from(v % 1_000_000_000)))
+        .collect();
+    let e: Vec<Option<i128>> = values
+        .iter()
+        .map(|v| v.map(|v| i128::from(v % 1_000_000_000_000_000_000)))
+        .collect();
+    let batch = RecordBatch::try_from_iter(vec![
+        ("host", host),
+        ("i", Arc::new(Int64Array::from(values.clone())) as ArrayRef),
+        (
+            "u",
+            Arc::new(UInt64Array::from(
+                values
+                    .iter()
+                    .map(|v| v.map(|v| v as u64))
+                    .collect::<Vec<_>>(),
+            )) as ArrayRef,
+        ),
+        (
+            "d",
+            Arc::new(
+                Decimal128Array::from(d)
+                    .with_precision_and_scale(9, 2)
+                    .unwrap(),
+            ) as ArrayRef,
+        ),
+        (
+            "e",
+            Arc::new(
+                Decimal128Array::from(e)
+                    .with_precision_and_scale(18, 3)
+                    .unwrap(),
+            ) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let columns: Vec<String> = ["i", "u", "d", "e"].iter().map(|c| c.to_string()).collect();
+    let delta: Vec<(String, parquet::basic::Encoding)> = columns
+        .iter()
+        .map(|c| (c.clone(), parquet::basic::Encoding::DELTA_BINARY_PACKED))
+        .collect();
+    // Row groups of 1,100 rows, pages of 37 (and of one value where a run ends).
+    let props = writer_properties(&batch.schema(), 1100, vec![], 3, 37, &delta);
+    let props = finish_properties(props, true, &[], &[]);
+    let runs = series_runs(&batch, &[0]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("aligned.parquet");
+    let file = std::fs::File::create(&path).unwrap();
+    let mut w = PagedWriter::try_new(file, batch.schema(), props, &[], &columns).unwrap();
+    w.write(&batch, &runs).unwrap();
+    w.finish().unwrap();
+    for c in &columns {
+        let widths = delta_widths(&path, c);
+        assert!(
+            widths.iter().any(|w| *w >= 24)
+                && widths.iter().all(|w| *w <= 2 || w.is_multiple_of(8)),
+            "{c}: {widths:?}"
+        );
+    }
+    let decimal = |v: Option<i128>, scale: u32| -> Option<String> {
+        v.map(|v| {
+            let sign = if v < 0 { "-" } else { "" };
+            let a = v.unsigned_abs();
+            let p = 10u128.pow(scale);
+            format!("{sign}{}.{:0width$}", a / p, a % p, width = scale as usize)
+        })
+    };
+    let want: BTreeMap<String, Vec<Option<String>>> = BTreeMap::from([
+        (
+            "i".to_string(),
+            values.iter().map(|v| v.map(|v| v.to_string())).collect(),
+        ),
+        (
+            "u".to_string(),
+            values
+                .iter()
+                .map(|v| v.map(|v| (v as u64).to_string()))
+                .collect(),
+        ),
+        (
+            "d".to_string(),
+            values
+                .iter()
+                .map(|v| decimal(v.map(|v| i128::from(v % 1_000_000_000)), 2))
+                .collect(),
+        ),
+        (
+            "e".to_string(),
+            values
+                .iter()
+                .map(|v| decimal(v.map(|v| i128::from(v % 1_000_000_000_000_000_000)), 3))
+                .collect(),
+        ),
+    ]);
+    for reader in ["pyarrow", "duckdb", "polars"] {
+        let out = Command::new("python3")
+            .args(["-c", PY_COLUMNS])
+            .arg(&path)
+            .arg(reader)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running python3");
+        assert!(
+            out.status.success(),
+            "{reader}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got: BTreeMap<String, Vec<Option<String>>> =
+            serde_json::from_slice(&out.stdout).expect("the reader's JSON");
+        for (c, w) in &want {
+            let g = &got[c];
+            assert_eq!(g.len(), w.len(), "{reader}, {c}: rows");
+            for (k, (g, w)) in g.iter().zip(w).enumerate() {
+                assert_eq!(g, w, "{reader}, {c}: row {k}");
+            }
+        }
+    }
+}
