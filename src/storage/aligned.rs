@@ -437,50 +437,41 @@ mod tests {
     use arrow::datatypes::Int32Type;
     use arrow::record_batch::RecordBatch;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    use parquet::file::reader::{FileReader, SerializedFileReader};
     use proptest::prelude::*;
     use std::ops::Range;
 
     /// The miniblock widths of every DELTA block of leaf column `col`'s data pages in the
     /// Parquet file `bytes` (a column with definition levels when `nullable`).
     fn widths(bytes: &[u8], col: usize, nullable: bool) -> Vec<u8> {
-        let r = SerializedFileReader::new(Bytes::copy_from_slice(bytes)).unwrap();
         let mut out = Vec::new();
-        for g in 0..r.num_row_groups() {
-            let mut pages = r
-                .get_row_group(g)
-                .unwrap()
-                .get_column_page_reader(col)
-                .unwrap();
-            while let Some(page) = pages.get_next_page().unwrap() {
-                if !page.is_data_page() {
-                    continue;
-                }
-                let buf = page.buffer();
-                let mut pos = 0;
-                if nullable {
-                    pos = 4 + u32::from_le_bytes(buf[..4].try_into().unwrap()) as usize;
-                }
-                let block = get_uvarint(buf, &mut pos).unwrap() as usize;
-                let minis = get_uvarint(buf, &mut pos).unwrap() as usize;
-                let count = get_uvarint(buf, &mut pos).unwrap() as usize;
-                get_uvarint(buf, &mut pos).unwrap();
-                let mut left = count.saturating_sub(1);
-                while left > 0 {
-                    get_uvarint(buf, &mut pos).unwrap();
-                    let ws = buf[pos..pos + minis].to_vec();
-                    pos += minis;
-                    for w in ws {
-                        if left == 0 {
-                            break;
-                        }
-                        pos += usize::from(w) * (block / minis) / 8;
-                        left -= (block / minis).min(left);
-                        out.push(w);
-                    }
-                }
-                assert_eq!(pos, buf.len(), "the page's values end where its blocks do");
+        for page in crate::storage::test_pages(bytes, col) {
+            if !page.is_data_page() {
+                continue;
             }
+            let buf = page.buffer();
+            let mut pos = 0;
+            if nullable {
+                pos = 4 + u32::from_le_bytes(buf[..4].try_into().unwrap()) as usize;
+            }
+            let block = get_uvarint(buf, &mut pos).unwrap() as usize;
+            let minis = get_uvarint(buf, &mut pos).unwrap() as usize;
+            let count = get_uvarint(buf, &mut pos).unwrap() as usize;
+            get_uvarint(buf, &mut pos).unwrap();
+            let mut left = count.saturating_sub(1);
+            while left > 0 {
+                get_uvarint(buf, &mut pos).unwrap();
+                let ws = buf[pos..pos + minis].to_vec();
+                pos += minis;
+                for w in ws {
+                    if left == 0 {
+                        break;
+                    }
+                    pos += usize::from(w) * (block / minis) / 8;
+                    left -= (block / minis).min(left);
+                    out.push(w);
+                }
+            }
+            assert_eq!(pos, buf.len(), "the page's values end where its blocks do");
         }
         out
     }

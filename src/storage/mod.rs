@@ -35,13 +35,13 @@ pub(crate) fn test_rng(seed: u64) -> impl FnMut(u64) -> u64 {
     }
 }
 
-/// Data pages of leaf column `col` over every row group of the Parquet file `bytes` (the
-/// storage tests' check of where pages end).
+/// The pages of leaf column `col` over every row group of the Parquet file `bytes`, as
+/// the parquet crate reads them (decompressed).
 #[cfg(test)]
-pub(crate) fn test_data_pages(bytes: &[u8], col: usize) -> usize {
+pub(crate) fn test_pages(bytes: &[u8], col: usize) -> Vec<::parquet::column::page::Page> {
     use ::parquet::file::reader::{FileReader, SerializedFileReader};
     let r = SerializedFileReader::new(bytes::Bytes::copy_from_slice(bytes)).unwrap();
-    let mut n = 0;
+    let mut out = Vec::new();
     for g in 0..r.num_row_groups() {
         let mut pages = r
             .get_row_group(g)
@@ -49,8 +49,18 @@ pub(crate) fn test_data_pages(bytes: &[u8], col: usize) -> usize {
             .get_column_page_reader(col)
             .unwrap();
         while let Some(p) = pages.get_next_page().unwrap() {
-            n += usize::from(p.page_type() == ::parquet::basic::PageType::DATA_PAGE);
+            out.push(p);
         }
     }
-    n
+    out
+}
+
+/// Data pages of leaf column `col` over every row group of the Parquet file `bytes` (the
+/// storage tests' check of where pages end).
+#[cfg(test)]
+pub(crate) fn test_data_pages(bytes: &[u8], col: usize) -> usize {
+    test_pages(bytes, col)
+        .iter()
+        .filter(|p| p.page_type() == ::parquet::basic::PageType::DATA_PAGE)
+        .count()
 }

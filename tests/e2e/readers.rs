@@ -81,6 +81,27 @@ fn point(model: &mut Model, m: &str, tags: &str, t: i64, v: i64, f: Option<f64>)
     format!("{line} {t}\n")
 }
 
+/// What the Python `script` prints as JSON, run on `path` with `reader`.
+fn read_with<T: serde::de::DeserializeOwned>(
+    script: &str,
+    path: &std::path::Path,
+    reader: &str,
+) -> T {
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .arg(reader)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running python3");
+    assert!(
+        out.status.success(),
+        "{reader}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the reader's JSON")
+}
+
 fn reader_installed(module: &str) -> bool {
     Command::new("python3")
         .args(["-c", &format!("import {module}")])
@@ -253,20 +274,7 @@ fn pyarrow_duckdb_and_polars_read_the_data_dir_as_written() {
         );
     }
     for reader in ["pyarrow", "duckdb", "polars"] {
-        let out = Command::new("python3")
-            .args(["-c", PY])
-            .arg(server.data_dir())
-            .arg(reader)
-            .stdin(Stdio::null())
-            .output()
-            .expect("running python3");
-        assert!(
-            out.status.success(),
-            "{reader}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let got: BTreeMap<String, (u64, i64, Vec<f64>)> =
-            serde_json::from_slice(&out.stdout).expect("the reader's JSON");
+        let got: BTreeMap<String, (u64, i64, Vec<f64>)> = read_with(PY, &server.data_dir(), reader);
         for (m, (rows, v, f)) in &want {
             let (grows, gv, gf) = &got[m];
             assert_eq!((grows, gv), (rows, v), "{reader}, {m}: rows and sum(v)");
@@ -733,20 +741,7 @@ fn aligned_pages_of_every_width_read_back_in_every_reader() {
         ),
     ]);
     for reader in ["pyarrow", "duckdb", "polars"] {
-        let out = Command::new("python3")
-            .args(["-c", PY_COLUMNS])
-            .arg(&path)
-            .arg(reader)
-            .stdin(Stdio::null())
-            .output()
-            .expect("running python3");
-        assert!(
-            out.status.success(),
-            "{reader}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let got: BTreeMap<String, Vec<Option<String>>> =
-            serde_json::from_slice(&out.stdout).expect("the reader's JSON");
+        let got: BTreeMap<String, Vec<Option<String>>> = read_with(PY_COLUMNS, &path, reader);
         for (c, w) in &want {
             let g = &got[c];
             assert_eq!(g.len(), w.len(), "{reader}, {c}: rows");
