@@ -274,10 +274,14 @@ pub struct AlignedColumn {
     max_def: i16,
     /// The codec the file records for the column (the writer's properties have none).
     codec: Compression,
+    /// Rows [`write`](Self::write) gives the column writer at a time.
+    step: usize,
 }
 
-/// Rows given to the column writer at a time: what [`AlignedColumn::write`] holds besides
-/// the column is a few of its copies of this many values.
+/// About the rows given to the column writer at a time: what [`AlignedColumn::write`] holds
+/// besides the column is a few of its copies of this many values. Rounded to whole write
+/// batches of the column writer, which checks its page limits after each: a page of a
+/// column paged by series ends with every call, so a call must not end inside a batch.
 const WRITE_ROWS: usize = 65_536;
 
 impl AlignedColumn {
@@ -320,6 +324,8 @@ impl AlignedColumn {
         {
             return None;
         }
+        let batch = props.write_batch_size().max(1);
+        let step = (WRITE_ROWS / batch).max(1) * batch;
         let shared = Arc::new(Mutex::new(Shared::default()));
         let max_def = descr.max_def_level();
         let pages = AlignedPages {
@@ -333,6 +339,7 @@ impl AlignedColumn {
             shared,
             max_def,
             codec,
+            step,
         })
     }
 
@@ -345,7 +352,7 @@ impl AlignedColumn {
         }
         let mut from = 0;
         while from < array.len() {
-            let len = WRITE_ROWS.min(array.len() - from);
+            let len = self.step.min(array.len() - from);
             self.write_part(&array.slice(from, len))?;
             from += len;
         }
@@ -620,6 +627,25 @@ mod tests {
                 aligned.len(),
                 plain.len()
             );
+        }
+    }
+
+    #[test]
+    fn pages_end_where_the_crates_do() {
+        // One series longer than a page and than the rows `write` gives at a time, paged
+        // by series or not: the same pages as the parquet crate's own writer makes.
+        let batch = walks(1, 150_000, 1);
+        let v = vec!["v".to_string()];
+        for (page_rows, series) in [(100_000, v.clone()), (20_000, v.clone()), (20_000, vec![])] {
+            let plain = write(&batch, 1, page_rows, &series, &[]);
+            let aligned = write(&batch, 1, page_rows, &series, &v);
+            assert_eq!(
+                crate::storage::test_data_pages(&aligned, 1),
+                crate::storage::test_data_pages(&plain, 1),
+                "pages of {page_rows} rows, by series: {}",
+                !series.is_empty()
+            );
+            assert_eq!(read(aligned), read(plain));
         }
     }
 

@@ -247,7 +247,7 @@ pub fn trial_span(n: usize) -> (usize, usize) {
 }
 
 /// How much smaller a DELTA_BINARY_PACKED column must be packed at aligned widths
-/// ([`super::aligned`]) to be written so: its pages are encoded and compressed twice.
+/// ([`super::aligned`]) to be written so: its pages are encoded twice.
 const ALIGNED_MIN_GAIN: f64 = 0.02;
 
 /// How much smaller a column must be with a page per series than whole to be written so:
