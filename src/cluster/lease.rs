@@ -16,8 +16,9 @@
 //!    flush requests (key flushreq.<region>): a delete on a follower asks for the log to be
 //!      in files up to a message; the holder flushes what it holds when one is ahead
 //!    holder: record the log mark (SharedLog::mark) under its epoch
-//!    holder whose flushes all failed for three ttls, or that cannot fence the manifest:
-//!      gives the lease back and stays out for a ttl
+//!    holder whose flushes all failed for three ttls, whose flush job has run for ten ttls
+//!      without ending, or that cannot fence the manifest: gives the lease back and stays
+//!      out for a ttl
 //! ```
 //!
 //! Invariants:
@@ -50,6 +51,9 @@ use crate::region::Engine;
 use crate::region::shared::SharedLog;
 
 pub const BUCKET: &str = "MERIDIAN_LEASES";
+
+/// Lease ttls a holder's flush job may run before the holder gives the lease up.
+const STALLED_TTLS: u32 = 10;
 
 fn key(region: &str) -> String {
     format!("flush.{region}")
@@ -248,6 +252,18 @@ impl FlushLease {
             let failing_ns = u64::try_from(now_ns()).unwrap_or(0).saturating_sub(since);
             if Duration::from_nanos(failing_ns) >= self.stale_after() {
                 tracing::error!(region = %self.region, node = %self.node, "every flush of the region has failed for three lease ttls: this node gives the flush lease up");
+                self.give_up(held, true).await;
+            }
+        }
+        // A holder whose flush has run for STALLED_TTLS ttls without committing or failing
+        // (a hang outside the bucket: its local disk) gives the lease up the same way; a
+        // flush job is at most 32 MiB of blocks, seconds of work.
+        if self.log.epoch() > 0
+            && let Some(since) = self.log.running_since()
+        {
+            let running_ns = u64::try_from(now_ns()).unwrap_or(0).saturating_sub(since);
+            if Duration::from_nanos(running_ns) >= self.ttl * STALLED_TTLS {
+                tracing::error!(region = %self.region, node = %self.node, secs = running_ns / 1_000_000_000, "a flush of the region has neither committed nor failed for ten lease ttls: this node gives the flush lease up");
                 self.give_up(held, true).await;
             }
         }

@@ -590,7 +590,15 @@ impl Shard {
             bytes += f.bytes;
             parts.push(f.part());
         }
-        if !parts.is_empty() && !send_job(&self.ctx, &self.ctrl_tx, parts, Some(epoch)) {
+        if parts.is_empty() {
+            return;
+        }
+        if send_job(&self.ctx, &self.ctrl_tx, parts, Some(epoch)) {
+            if let Some(log) = &self.ctx.log {
+                let now = u64::try_from(crate::catalog::manifest::now_ns()).unwrap_or(0);
+                log.flush_started(self.ctx.shard, now);
+            }
+        } else {
             for f in self.flushing.iter_mut().filter(|f| f.submitted) {
                 f.submitted = false;
             }
@@ -638,6 +646,7 @@ impl Shard {
         if let Some(log) = &self.ctx.log {
             let now = u64::try_from(crate::catalog::manifest::now_ns()).unwrap_or(0);
             log.flushed(result.is_ok(), now);
+            log.flush_ended(self.ctx.shard);
         }
         let Some(pos) = self
             .flushing

@@ -52,6 +52,10 @@ pub struct SharedLog {
     /// Unix ns of the first flush failure since the last flush of the region that committed
     /// here (0: the last one committed): a holder whose flushes only fail gives the lease up.
     failing_from: AtomicU64,
+    /// Per shard: Unix ns since when its flush job has been running (0: none). A holder
+    /// whose flush neither commits nor fails (it hangs on its local disk, say) gives the
+    /// lease up too.
+    running_from: Vec<AtomicU64>,
 }
 
 #[derive(Default)]
@@ -76,6 +80,7 @@ impl SharedLog {
             gap_end: AtomicU64::new(0),
             wanted: AtomicU64::new(0),
             failing_from: AtomicU64::new(0),
+            running_from: (0..shards).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
@@ -88,6 +93,29 @@ impl SharedLog {
                 .failing_from
                 .compare_exchange(0, now_ns.max(1), SeqCst, SeqCst);
         }
+    }
+
+    /// Shard `shard` started a flush job at `now_ns`.
+    pub fn flush_started(&self, shard: usize, now_ns: u64) {
+        if let Some(r) = self.running_from.get(shard) {
+            r.store(now_ns.max(1), SeqCst);
+        }
+    }
+
+    /// Shard `shard`'s flush job ended (committed or failed).
+    pub fn flush_ended(&self, shard: usize) {
+        if let Some(r) = self.running_from.get(shard) {
+            r.store(0, SeqCst);
+        }
+    }
+
+    /// Since when (Unix ns) the oldest flush job still running has been running.
+    pub fn running_since(&self) -> Option<u64> {
+        self.running_from
+            .iter()
+            .map(|r| r.load(SeqCst))
+            .filter(|t| *t > 0)
+            .min()
     }
 
     /// Since when (Unix ns) every flush has failed, if the last one did.
@@ -253,6 +281,24 @@ mod tests {
         log.set_held(0, None);
         let newest = MARKS_KEPT as u64 * 5;
         assert_eq!(log.mark(), Some((newest, json!(newest))));
+    }
+
+    /// Running since the oldest start of a shard's flush job still running; its end (a
+    /// commit or a failure) clears that shard's.
+    #[test]
+    fn a_running_flush_is_timed_from_the_oldest_start_still_running() {
+        let log = SharedLog::new(3);
+        assert_eq!(log.running_since(), None);
+        log.flush_started(1, 500);
+        log.flush_started(2, 300);
+        assert_eq!(log.running_since(), Some(300));
+        log.flush_ended(2);
+        assert_eq!(log.running_since(), Some(500));
+        log.flush_ended(1);
+        assert_eq!(log.running_since(), None);
+        // A shard this log does not know changes nothing.
+        log.flush_started(7, 100);
+        assert_eq!(log.running_since(), None);
     }
 
     /// Failing since the first failure after the last committed flush; a commit clears it.
