@@ -655,7 +655,13 @@ fn serve(args: ServeArgs) -> Result<()> {
         let (writes, barrier, cluster_tasks, cluster): (Arc<dyn WriteDispatch>, Barrier, Vec<_>, _) = match &cfg.cluster {
             Some(c) => {
                 let js = Arc::new(
-                    JetStream::connect(c, &cfg.routing, engine.clone(), cfg.http.max_body_bytes)
+                    JetStream::connect(
+                        c,
+                        &cfg.routing,
+                        engine.clone(),
+                        cfg.http.max_body_bytes,
+                        cfg.s3.request_timeout + cfg.s3.retry_timeout,
+                    )
                         .await
                         .map_err(|e| anyhow::anyhow!("cluster mode: {e}"))?,
                 );

@@ -189,6 +189,9 @@ pub struct JetStream {
     /// Shared storage: the flush leases (`None` when no hosted region shares its storage).
     leases: Option<async_nats::jetstream::kv::Store>,
     lease_ttl: Duration,
+    /// How long a holder's flush job may run before it gives the lease up
+    /// ([`super::lease::stalled_after`]).
+    stalled_after: Duration,
     /// Where this node's bodies wait to be split.
     intake: Intake,
 }
@@ -197,12 +200,14 @@ impl JetStream {
     /// Connects, and creates the streams that do not exist yet (idempotent on every node).
     /// `max_body`: `http.max_body_bytes` (a part of a region holds at most a body's rows).
     /// `routing`: the config's (where each region's stream is placed, the first routing
-    /// version if none was recorded).
+    /// version if none was recorded). `bucket_patience`: `storage.request_timeout` +
+    /// `storage.retry_timeout`, the longest a bucket that hangs holds a flush.
     pub async fn connect(
         cfg: &ClusterConfig,
         routing: &RoutingConfig,
         engine: Arc<Engine>,
         max_body: u64,
+        bucket_patience: Duration,
     ) -> Result<JetStream, String> {
         let regions = &routing.regions;
         let node = cfg
@@ -324,6 +329,7 @@ impl JetStream {
             routing_revision,
             leases,
             lease_ttl: cfg.lease_ttl,
+            stalled_after: super::lease::stalled_after(cfg.lease_ttl, bucket_patience),
             intake,
         })
     }
@@ -395,6 +401,7 @@ impl JetStream {
                     region: r.name.to_string(),
                     node: self.node.clone(),
                     ttl: self.lease_ttl,
+                    stalled_after: self.stalled_after,
                     manifest: r.manifest.clone()?,
                     log: r.log.clone()?,
                 })

@@ -16,9 +16,9 @@
 //!    flush requests (key flushreq.<region>): a delete on a follower asks for the log to be
 //!      in files up to a message; the holder flushes what it holds when one is ahead
 //!    holder: record the log mark (SharedLog::mark) under its epoch
-//!    holder whose flushes all failed for three ttls, whose flush job has run for ten ttls
-//!      without ending, or that cannot fence the manifest: gives the lease back and stays
-//!      out for a ttl
+//!    holder whose flushes all failed for three ttls, whose flush job has run for
+//!      `stalled_after` without ending (it takes none while so), or that cannot fence the
+//!      manifest: gives the lease back and stays out for a ttl
 //! ```
 //!
 //! Invariants:
@@ -52,8 +52,16 @@ use crate::region::shared::SharedLog;
 
 pub const BUCKET: &str = "MERIDIAN_LEASES";
 
-/// Lease ttls a holder's flush job may run before the holder gives the lease up.
-const STALLED_TTLS: u32 = 10;
+/// How long a holder's flush job may run (from when the holder sent it to the node's flush
+/// pool) before the holder gives the lease up: ten ttls, and at least twice
+/// `bucket_patience` (`storage.request_timeout` + `storage.retry_timeout`), the longest a
+/// bucket that hangs holds a flush before failing it. A bucket that hangs is caught by the
+/// failures that follow (every node shares it: moving the lease would not help), and a job
+/// may wait in the pool behind other regions' jobs on such a bucket. What is left is a
+/// hang elsewhere, on the local staging disk. Three minutes with the defaults.
+pub fn stalled_after(ttl: Duration, bucket_patience: Duration) -> Duration {
+    (ttl * 10).max(bucket_patience * 2)
+}
 
 fn key(region: &str) -> String {
     format!("flush.{region}")
@@ -146,6 +154,8 @@ pub struct FlushLease {
     pub region: String,
     pub node: String,
     pub ttl: Duration,
+    /// [`stalled_after`].
+    pub stalled_after: Duration,
     pub manifest: Arc<Manifest>,
     pub log: Arc<SharedLog>,
     pub engine: Arc<Engine>,
@@ -255,17 +265,11 @@ impl FlushLease {
                 self.give_up(held, true).await;
             }
         }
-        // A holder whose flush has run for STALLED_TTLS ttls without committing or failing
-        // (a hang outside the bucket: its local disk) gives the lease up the same way; a
-        // flush job is at most 32 MiB of blocks, seconds of work.
-        if self.log.epoch() > 0
-            && let Some(since) = self.log.running_since()
-        {
-            let running_ns = u64::try_from(now_ns()).unwrap_or(0).saturating_sub(since);
-            if Duration::from_nanos(running_ns) >= self.ttl * STALLED_TTLS {
-                tracing::error!(region = %self.region, node = %self.node, secs = running_ns / 1_000_000_000, "a flush of the region has neither committed nor failed for ten lease ttls: this node gives the flush lease up");
-                self.give_up(held, true).await;
-            }
+        // A holder whose flush job has run `stalled_after` without committing or failing
+        // (a hang outside the bucket: its local disk) gives the lease up the same way.
+        if self.log.epoch() > 0 && self.stalled() {
+            tracing::error!(region = %self.region, node = %self.node, secs = self.stalled_after.as_secs(), "a flush of the region has neither committed nor failed for longer than this: this node gives the flush lease up");
+            self.give_up(held, true).await;
         }
         self.lease(held).await?;
         self.announce().await?;
@@ -452,8 +456,21 @@ impl FlushLease {
     /// started from the mark, and after a gap only once the mark passed it (a node that
     /// had those rows flushed them) or the lease stayed free for three ttls (no node that
     /// could lead is up).
+    /// This node's oldest flush job of the region has run longer than `stalled_after`.
+    fn stalled(&self) -> bool {
+        self.log.running_since().is_some_and(|since| {
+            Duration::from_nanos(crate::region::shared::mono_ns().saturating_sub(since))
+                >= self.stalled_after
+        })
+    }
+
     fn may_take(&self, held: &mut Held) -> bool {
-        if !self.log.started() || held.backoff_until.is_some_and(|t| Instant::now() < t) {
+        // A node whose flush job hangs would give the lease up again at once (it sends no
+        // other job while one runs).
+        if !self.log.started()
+            || held.backoff_until.is_some_and(|t| Instant::now() < t)
+            || self.stalled()
+        {
             return false;
         }
         let Some(end) = self.log.gap_end() else {
@@ -520,5 +537,30 @@ impl FlushLease {
                 let _ = self.store.update(&k, Bytes::from(v), e.revision).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod stall_tests {
+    use super::*;
+    use crate::config::{DEFAULT_S3_REQUEST_TIMEOUT, DEFAULT_S3_RETRY_TIMEOUT};
+
+    /// The bucket's own failure path comes first: twice its patience (three minutes by
+    /// default), or ten ttls when those are longer.
+    #[test]
+    fn a_flush_is_stalled_after_the_bucket_would_have_failed_it() {
+        let patience = DEFAULT_S3_REQUEST_TIMEOUT + DEFAULT_S3_RETRY_TIMEOUT;
+        assert_eq!(
+            stalled_after(Duration::from_secs(6), patience),
+            Duration::from_secs(180)
+        );
+        assert_eq!(
+            stalled_after(Duration::from_secs(3), patience),
+            Duration::from_secs(180)
+        );
+        assert_eq!(
+            stalled_after(Duration::from_secs(30), patience),
+            Duration::from_secs(300)
+        );
     }
 }

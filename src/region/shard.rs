@@ -595,8 +595,7 @@ impl Shard {
         }
         if send_job(&self.ctx, &self.ctrl_tx, parts, Some(epoch)) {
             if let Some(log) = &self.ctx.log {
-                let now = u64::try_from(crate::catalog::manifest::now_ns()).unwrap_or(0);
-                log.flush_started(self.ctx.shard, now);
+                log.flush_started(self.ctx.shard, crate::region::shared::mono_ns());
             }
         } else {
             for f in self.flushing.iter_mut().filter(|f| f.submitted) {

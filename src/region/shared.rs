@@ -52,9 +52,9 @@ pub struct SharedLog {
     /// Unix ns of the first flush failure since the last flush of the region that committed
     /// here (0: the last one committed): a holder whose flushes only fail gives the lease up.
     failing_from: AtomicU64,
-    /// Per shard: Unix ns since when its flush job has been running (0: none). A holder
-    /// whose flush neither commits nor fails (it hangs on its local disk, say) gives the
-    /// lease up too.
+    /// Per shard: since when ([`mono_ns`]) its flush job has been running (0: none). A
+    /// holder whose flush neither commits nor fails (it hangs on its local disk, say) gives
+    /// the lease up too.
     running_from: Vec<AtomicU64>,
 }
 
@@ -64,6 +64,16 @@ struct Applied {
     through: u64,
     /// The reader's state at batch ends, oldest first.
     marks: VecDeque<(u64, serde_json::Value)>,
+}
+
+/// Nanoseconds since the process's first call, from the monotonic clock: how long a flush
+/// job runs, whatever the wall clock does meanwhile.
+pub fn mono_ns() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(std::time::Instant::now);
+    u64::try_from(start.elapsed().as_nanos())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 /// Batch-end states kept at most (beyond, every other one goes but the oldest and newest).
@@ -109,7 +119,7 @@ impl SharedLog {
         }
     }
 
-    /// Since when (Unix ns) the oldest flush job still running has been running.
+    /// Since when ([`mono_ns`]) the oldest flush job still running has been running.
     pub fn running_since(&self) -> Option<u64> {
         self.running_from
             .iter()
