@@ -259,7 +259,7 @@ impl FlushLease {
         if self.log.epoch() > 0
             && let Some(since) = self.log.failing_since()
         {
-            let failing_ns = u64::try_from(now_ns()).unwrap_or(0).saturating_sub(since);
+            let failing_ns = crate::region::shared::mono_ns().saturating_sub(since);
             if Duration::from_nanos(failing_ns) >= self.stale_after() {
                 tracing::error!(region = %self.region, node = %self.node, "every flush of the region has failed for three lease ttls: this node gives the flush lease up");
                 self.give_up(held, true).await;

@@ -643,8 +643,7 @@ impl Shard {
 
     fn on_flush_done(&mut self, file_seq: u64, result: Result<FlushOutcome, String>) {
         if let Some(log) = &self.ctx.log {
-            let now = u64::try_from(crate::catalog::manifest::now_ns()).unwrap_or(0);
-            log.flushed(result.is_ok(), now);
+            log.flushed(result.is_ok(), crate::region::shared::mono_ns());
             log.flush_ended(self.ctx.shard);
         }
         let Some(pos) = self

@@ -49,8 +49,9 @@ pub struct SharedLog {
     /// A delete here waits for the log to be in files up to this message: the holder is
     /// asked to flush (see `cluster::lease`).
     wanted: AtomicU64,
-    /// Unix ns of the first flush failure since the last flush of the region that committed
-    /// here (0: the last one committed): a holder whose flushes only fail gives the lease up.
+    /// When ([`mono_ns`]) the first flush failure since the last flush of the region that
+    /// committed here happened (0: the last one committed): a holder whose flushes only
+    /// fail gives the lease up.
     failing_from: AtomicU64,
     /// Per shard: since when ([`mono_ns`]) its flush job has been running (0: none). A
     /// holder whose flush neither commits nor fails (it hangs on its local disk, say) gives
@@ -94,7 +95,7 @@ impl SharedLog {
         }
     }
 
-    /// A flush of the region committed (`ok`) or failed, at `now_ns`.
+    /// A flush of the region committed (`ok`) or failed, at `now_ns` ([`mono_ns`]).
     pub fn flushed(&self, ok: bool, now_ns: u64) {
         if ok {
             self.failing_from.store(0, SeqCst);
@@ -128,7 +129,7 @@ impl SharedLog {
             .min()
     }
 
-    /// Since when (Unix ns) every flush has failed, if the last one did.
+    /// Since when ([`mono_ns`]) every flush has failed, if the last one did.
     pub fn failing_since(&self) -> Option<u64> {
         Some(self.failing_from.load(SeqCst)).filter(|t| *t > 0)
     }
