@@ -256,14 +256,13 @@ impl FlushLease {
         // A holder whose flushes have only failed for three ttls (it cannot write to the
         // bucket, a flush hangs on it) gives the lease to a node that may do better, and
         // stays out for a ttl.
-        if self.log.epoch() > 0
-            && let Some(since) = self.log.failing_since()
-        {
-            let failing_ns = crate::region::shared::mono_ns().saturating_sub(since);
-            if Duration::from_nanos(failing_ns) >= self.stale_after() {
-                tracing::error!(region = %self.region, node = %self.node, "every flush of the region has failed for three lease ttls: this node gives the flush lease up");
-                self.give_up(held, true).await;
-            }
+        let failing = self
+            .log
+            .failing_since()
+            .map(crate::region::shared::mono_elapsed);
+        if self.log.epoch() > 0 && failing.is_some_and(|d| d >= self.stale_after()) {
+            tracing::error!(region = %self.region, node = %self.node, "every flush of the region has failed for three lease ttls: this node gives the flush lease up");
+            self.give_up(held, true).await;
         }
         // A holder whose flush job has run `stalled_after` without committing or failing
         // (a hang outside the bucket: its local disk) gives the lease up the same way.
@@ -458,10 +457,9 @@ impl FlushLease {
     /// could lead is up).
     /// This node's oldest flush job of the region has run longer than `stalled_after`.
     fn stalled(&self) -> bool {
-        self.log.running_since().is_some_and(|since| {
-            Duration::from_nanos(crate::region::shared::mono_ns().saturating_sub(since))
-                >= self.stalled_after
-        })
+        self.log
+            .running_since()
+            .is_some_and(|since| crate::region::shared::mono_elapsed(since) >= self.stalled_after)
     }
 
     fn may_take(&self, held: &mut Held) -> bool {

@@ -77,6 +77,11 @@ pub fn mono_ns() -> u64 {
         .max(1)
 }
 
+/// The time since `since` (a [`mono_ns`] reading).
+pub fn mono_elapsed(since: u64) -> std::time::Duration {
+    std::time::Duration::from_nanos(mono_ns().saturating_sub(since))
+}
+
 /// Batch-end states kept at most (beyond, every other one goes but the oldest and newest).
 const MARKS_KEPT: usize = 4096;
 

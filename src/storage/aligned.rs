@@ -106,7 +106,7 @@ fn pack(values: &[u64], width: u32, out: &mut Vec<u8>) {
 /// Appends `values` DELTA_BINARY_PACKED as a column of physical type INT32 (`int32`: the
 /// values fit 32 bits, deltas wrap at 32 bits) or INT64, every miniblock at its
 /// [`aligned_width`].
-pub fn encode(values: &[i64], int32: bool, out: &mut Vec<u8>) {
+fn encode(values: &[i64], int32: bool, out: &mut Vec<u8>) {
     put_uvarint(out, BLOCK as u64);
     put_uvarint(out, MINIBLOCKS as u64);
     put_uvarint(out, values.len() as u64);
@@ -154,12 +154,12 @@ pub fn encode(values: &[i64], int32: bool, out: &mut Vec<u8>) {
 }
 
 /// What the column writer's page writer and the [`AlignedColumn`] share.
-#[derive(Default)]
 struct Shared {
     /// The column's non-null values not yet in a page, in order.
     values: VecDeque<i64>,
-    /// The serialized pages (headers and data) of the column chunk so far.
-    out: Vec<u8>,
+    /// The serialized pages (headers and data) of the column chunk so far; their offsets
+    /// are counted from its start.
+    out: TrackedWrite<Vec<u8>>,
 }
 
 fn lock(shared: &Mutex<Shared>) -> Result<MutexGuard<'_, Shared>> {
@@ -253,12 +253,7 @@ impl PageWriter for AlignedPages {
         } else {
             page
         };
-        let mut scratch = TrackedWrite::new(Vec::new());
-        let mut spec = SerializedPageWriter::new(&mut scratch).write_page(page)?;
-        let bytes = scratch.into_inner()?;
-        spec.offset += shared.out.len() as u64;
-        shared.out.extend_from_slice(&bytes);
-        Ok(spec)
+        SerializedPageWriter::new(&mut shared.out).write_page(page)
     }
 
     fn close(&mut self) -> Result<()> {
@@ -326,7 +321,10 @@ impl AlignedColumn {
         }
         let batch = props.write_batch_size().max(1);
         let step = (WRITE_ROWS / batch).max(1) * batch;
-        let shared = Arc::new(Mutex::new(Shared::default()));
+        let shared = Arc::new(Mutex::new(Shared {
+            values: VecDeque::new(),
+            out: TrackedWrite::new(Vec::new()),
+        }));
         let max_def = descr.max_def_level();
         let pages = AlignedPages {
             shared: Arc::clone(&shared),
@@ -385,31 +383,35 @@ impl AlignedColumn {
                 )));
             }
         }
-        let narrow = match &self.writer {
-            ColumnWriter::Int32ColumnWriter(_) => Some(
-                values
+        // Queued for the page writer only once the writer takes them.
+        let queue = |values: &[i64]| -> Result<()> {
+            lock(&self.shared)?.values.extend(values.iter().copied());
+            Ok(())
+        };
+        let levels = levels.as_deref();
+        match &mut self.writer {
+            ColumnWriter::Int64ColumnWriter(w) => {
+                queue(&values)?;
+                w.write_batch(&values, levels, None)?;
+            }
+            ColumnWriter::Int32ColumnWriter(w) => {
+                let narrow = values
                     .iter()
                     .map(|v| i32::try_from(*v))
                     .collect::<std::result::Result<Vec<i32>, _>>()
                     .map_err(|_| {
                         ParquetError::General("aligned pages: a value outside INT32".into())
-                    })?,
-            ),
-            _ => None,
-        };
-        lock(&self.shared)?.values.extend(values.iter().copied());
-        let written = match (&mut self.writer, narrow) {
-            (ColumnWriter::Int64ColumnWriter(w), _) => {
-                w.write_batch(&values, levels.as_deref(), None)
+                    })?;
+                queue(&values)?;
+                w.write_batch(&narrow, levels, None)?;
             }
-            (ColumnWriter::Int32ColumnWriter(w), Some(narrow)) => {
-                w.write_batch(&narrow, levels.as_deref(), None)
+            _ => {
+                return Err(ParquetError::General(
+                    "aligned pages: not an integer column".into(),
+                ));
             }
-            _ => Err(ParquetError::General(
-                "aligned pages: not an integer column".into(),
-            )),
-        };
-        written.map(|_| ())
+        }
+        Ok(())
     }
 
     /// Closes the column chunk and appends it to `rg`.
@@ -429,8 +431,9 @@ impl AlignedColumn {
                 "aligned pages: values left over after the last page".into(),
             ));
         }
-        let bytes = Bytes::from(std::mem::take(&mut shared.out));
+        let out = std::mem::replace(&mut shared.out, TrackedWrite::new(Vec::new()));
         drop(shared);
+        let bytes = Bytes::from(out.into_inner()?);
         rg.append_column(&bytes, close)
     }
 }

@@ -142,7 +142,7 @@ impl<W: Write + Send> PagedWriter<W> {
             .collect::<Result<Vec<_>>>()?;
         // The properties of aligned columns' writers: one copy per kind of column.
         let mut aligned_props: [Option<Arc<WriterProperties>>; 2] = [None, None];
-        let aligned = schema
+        let aligned_columns = schema
             .fields()
             .iter()
             .enumerate()
@@ -162,7 +162,7 @@ impl<W: Write + Send> PagedWriter<W> {
             file,
             single,
             paged,
-            aligned,
+            aligned: aligned_columns,
             schema,
             max_group_rows,
             group: None,
@@ -230,14 +230,14 @@ impl<W: Write + Send> PagedWriter<W> {
         let n = batch.num_rows();
         let mut offset = 0;
         while offset < n {
-            if self.group.is_none() {
-                let writers = (0..self.single.len())
-                    .map(|i| column_out(&self.aligned[i], &self.single[i], self.groups))
-                    .collect::<Result<Vec<_>>>()?;
-                self.group = Some(Group { writers, rows: 0 });
-            }
-            let Some(group) = self.group.as_mut() else {
-                continue;
+            let group = match &mut self.group {
+                Some(g) => g,
+                slot => {
+                    let writers = (0..self.single.len())
+                        .map(|i| column_out(&self.aligned[i], &self.single[i], self.groups))
+                        .collect::<Result<Vec<_>>>()?;
+                    slot.insert(Group { writers, rows: 0 })
+                }
             };
             let take = (self.max_group_rows - group.rows).min(n - offset);
             let part = offset..offset + take;

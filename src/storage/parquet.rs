@@ -284,7 +284,8 @@ pub struct Trial {
 /// integers) of `batch` (in its stored form) for files written at `zstd_level`:
 /// DELTA_BINARY_PACKED, or BYTE_STREAM_SPLIT where it is at least [`BSS_MIN_GAIN`] smaller;
 /// and whether DELTA with a page per series is at least [`SERIES_MIN_GAIN`] smaller still;
-/// below [`RAISED_ZSTD_LEVEL`], whether zstd shrinks the choice at least
+/// for the DELTA layout kept, whether packing it at aligned widths ([`super::aligned`]) is
+/// at least [`ALIGNED_MIN_GAIN`] smaller still; below [`RAISED_ZSTD_LEVEL`], whether zstd shrinks the choice at least
 /// [`RAISED_LEVEL_MIN_RATIO`] times (then it is compressed at that level). The `time`
 /// column is always DELTA_BINARY_PACKED; only its level is chosen so.
 /// The three are tried on a run of up to [`TRIAL_ROWS`] rows from the middle of the column
@@ -329,16 +330,9 @@ pub fn trial_encodings(
         // (bytes, zstd's ratio on the encoded pages).
         let size = |e: Encoding, by_series: bool, aligned: bool| -> Option<(usize, i64)> {
             let name = f.name().clone();
-            let paged = if by_series {
-                vec![name.clone()]
-            } else {
-                Vec::new()
-            };
-            let aligned = if aligned {
-                vec![name.clone()]
-            } else {
-                Vec::new()
-            };
+            // This column, or none.
+            let only = |on: bool| -> Vec<String> { on.then(|| name.clone()).into_iter().collect() };
+            let (paged, aligned) = (only(by_series), only(aligned));
             let props = finish_properties(
                 writer_properties(&field, len, Vec::new(), zstd_level, page_rows, &[(name, e)]),
                 column_index,
