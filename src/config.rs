@@ -120,6 +120,15 @@ fn check_retention(raw: Vec<RawRetention>, partition_ns: i64) -> Result<Retentio
 }
 
 /// An `s3://bucket[/prefix]` URL without its trailing `/`.
+/// A node's url (a region's `url` or one of its `replicas`).
+pub fn check_node_url(url: &str) -> std::result::Result<(), String> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(format!("{url:?} must start with http:// or https://"))
+    }
+}
+
 fn check_s3_url(url: &str) -> std::result::Result<String, String> {
     let rest = url
         .strip_prefix("s3://")
@@ -556,8 +565,10 @@ pub struct RegionConfig {
     pub shared_storage: bool,
 }
 
-/// What a region's nodes answer to other nodes (residency).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a region's nodes answer to other nodes (residency). In JSON (cluster mode's
+/// published region definitions): `"raw"` or `{"aggregates": {"min_every_ns": …}}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum Export {
     /// Raw rows too.
     Raw,
@@ -1094,13 +1105,8 @@ impl RawConfig {
                     return Err(invalid(k, "min_lat must not exceed max_lat"));
                 }
             }
-            if let Some(url) = &r.url
-                && !(url.starts_with("http://") || url.starts_with("https://"))
-            {
-                return Err(invalid(
-                    key("url"),
-                    format!("{url:?} must start with http:// or https://"),
-                ));
+            if let Some(url) = &r.url {
+                check_node_url(url).map_err(|e| invalid(key("url"), e))?;
             }
             let storage = match (&r.storage, &self.storage.url) {
                 (Some(u), _) => StorageLocation::S3 {
@@ -1137,12 +1143,7 @@ impl RawConfig {
                 }
             };
             for u in &r.replicas {
-                if !(u.starts_with("http://") || u.starts_with("https://")) {
-                    return Err(invalid(
-                        key("replicas"),
-                        format!("{u:?} must start with http:// or https://"),
-                    ));
-                }
+                check_node_url(u).map_err(|e| invalid(key("replicas"), e))?;
             }
             if !r.replicas.is_empty()
                 && matches!(storage, StorageLocation::S3 { .. })

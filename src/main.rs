@@ -233,7 +233,7 @@ fn resolved_shards(
 
 fn routing_command(cmd: RoutingCommand) -> Result<()> {
     use meridian::cluster::routing_kv;
-    use meridian::routing::{History, Rules};
+    use meridian::routing::{Definitions, History, Rules};
     let load = |config: &PathBuf| {
         Config::load(config).with_context(|| format!("invalid config {}", config.display()))
     };
@@ -268,13 +268,23 @@ fn routing_command(cmd: RoutingCommand) -> Result<()> {
             json,
         } => {
             let cfg = load(&config)?;
+            // Cluster mode: the published region definitions too (`None`: none published).
+            let mut definitions = None;
             let history = if cfg.cluster.is_some() {
-                rt.block_on(async {
+                let (history, defs) = rt.block_on(async {
                     let kv = store(&cfg).await?;
-                    routing_kv::read(&kv).await.map_err(|e| anyhow::anyhow!(e))
-                })?
-                .map(|(h, _)| h)
-                .context("no routing version is recorded in NATS yet: start a node first")?
+                    let history = routing_kv::read(&kv)
+                        .await
+                        .map_err(|e| anyhow::anyhow!(e))?;
+                    let defs = routing_kv::read_definitions(&kv)
+                        .await
+                        .map_err(|e| anyhow::anyhow!(e))?;
+                    anyhow::Ok((history, defs))
+                })?;
+                definitions = Some(defs.map(|(d, _)| d));
+                history
+                    .map(|(h, _)| h)
+                    .context("no routing version is recorded in NATS yet: start a node first")?
             } else {
                 let dir = data_dir.unwrap_or(cfg.data_dir);
                 let path = meridian::storage::paths::routing_file(&dir);
@@ -289,8 +299,19 @@ fn routing_command(cmd: RoutingCommand) -> Result<()> {
             use std::io::Write as _;
             let mut out = std::io::stdout().lock();
             if json {
-                let _ = out.write_all(&history.to_json());
-                let _ = writeln!(out);
+                // The history as recorded, with the definitions beside its versions.
+                let mut value = serde_json::to_value(&history).unwrap_or_default();
+                if let (Some(defs), Some(map)) = (&definitions, value.as_object_mut()) {
+                    map.insert(
+                        "definitions".into(),
+                        serde_json::to_value(defs).unwrap_or_default(),
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&value).unwrap_or_default()
+                );
                 return Ok(());
             }
             for v in &history.versions {
@@ -327,6 +348,38 @@ fn routing_command(cmd: RoutingCommand) -> Result<()> {
                     when(v.recorded_at)
                 );
             }
+            match definitions {
+                Some(Some(defs)) => {
+                    let _ = writeln!(
+                        out,
+                        "region definitions published {} (in force now):",
+                        when(defs.recorded_at)
+                    );
+                    for r in &defs.regions {
+                        let export = match r.reach.export {
+                            meridian::config::Export::Raw => "raw".to_string(),
+                            meridian::config::Export::Aggregates { min_every_ns } => format!(
+                                "aggregates (buckets of {} or more)",
+                                meridian::influxql::format_duration(min_every_ns)
+                            ),
+                        };
+                        let _ = writeln!(
+                            out,
+                            "  {}: url {}, replicas [{}], export {export}",
+                            r.name,
+                            r.reach.url.as_deref().unwrap_or("(none)"),
+                            r.reach.replicas.join(", ")
+                        );
+                    }
+                }
+                Some(None) => {
+                    let _ = writeln!(
+                        out,
+                        "region definitions: none published (each node uses its regions.toml's url, replicas and export)"
+                    );
+                }
+                None => {}
+            }
             Ok(())
         }
         RoutingCommand::Publish { config, effective } => {
@@ -347,17 +400,42 @@ fn routing_command(cmd: RoutingCommand) -> Result<()> {
                 None => None,
             };
             let rules = Rules::from_config(&cfg.routing);
-            let v = rt.block_on(async {
+            let defs =
+                Definitions::from_config(&cfg.routing, meridian::catalog::manifest::now_ns());
+            // A region no node can reach: say so (its own nodes still answer for it).
+            for r in cfg.routing.regions.iter().filter(|r| r.url.is_none()) {
+                eprintln!(
+                    "note: region {:?} has no url: only nodes hosting it can query it",
+                    r.name
+                );
+            }
+            let (version, revision) = rt.block_on(async {
                 let kv = store(&cfg).await?;
-                routing_kv::publish(&kv, &rules, effective_from, lead)
+                let version = routing_kv::publish(&kv, &rules, effective_from, lead)
                     .await
-                    .map_err(|e| anyhow::anyhow!(e))
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                let revision = routing_kv::publish_definitions(&kv, &defs)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                anyhow::Ok((version, revision))
             })?;
-            println!(
-                "published routing version {} in force from {}",
-                v.number,
-                when(v.effective_from)
-            );
+            if let Some(v) = &version {
+                println!(
+                    "published routing version {} in force from {}",
+                    v.number,
+                    when(v.effective_from)
+                );
+            }
+            if let Some(revision) = revision {
+                println!(
+                    "published region definitions (url, replicas, export; revision {revision}): in force on every node within seconds"
+                );
+            }
+            if version.is_none() && revision.is_none() {
+                anyhow::bail!(
+                    "nothing to publish: the routing is unchanged (it is the latest version) and so are the region definitions"
+                );
+            }
             Ok(())
         }
     }
@@ -383,7 +461,7 @@ fn log_startup_summary(engine: &Engine, cfg: &Config) {
             }
             None => info!(
                 region = %r.name,
-                url = r.url.as_deref().unwrap_or("(none)"),
+                url = r.reach().url.as_deref().unwrap_or("(none)"),
                 "region hosted elsewhere"
             ),
         }
@@ -661,6 +739,11 @@ fn serve(args: ServeArgs) -> Result<()> {
                         engine.clone(),
                         cfg.http.max_body_bytes,
                         cfg.s3.request_timeout + cfg.s3.retry_timeout,
+                        meridian::cluster::routing_kv::NodeAccess {
+                            https: cfg.http.node_ca.is_some(),
+                            no_node_token: !cfg.http.tokens.is_empty()
+                                && cfg.http.node_token.is_none(),
+                        },
                     )
                         .await
                         .map_err(|e| anyhow::anyhow!("cluster mode: {e}"))?,

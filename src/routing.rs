@@ -36,7 +36,7 @@ use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{BBox, RoutingConfig};
+use crate::config::{BBox, Export, RegionConfig, RoutingConfig};
 use crate::router::Router;
 
 /// The format of [`Rules`] this build reads and writes.
@@ -227,6 +227,125 @@ impl History {
 
 fn rules_json(rules: &Rules) -> serde_json::Value {
     serde_json::to_value(rules).unwrap_or(serde_json::Value::Null)
+}
+
+/// How a region is reached and what its nodes let other nodes ask: its `url` (the node
+/// asked first), `replicas` (asked when that one fails) and `export` rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reach {
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub replicas: Vec<String>,
+    pub export: Export,
+}
+
+impl Reach {
+    pub fn from_config(r: &RegionConfig) -> Reach {
+        Reach {
+            url: r.url.clone(),
+            replicas: r.replicas.clone(),
+            export: r.export,
+        }
+    }
+
+    /// The nodes to ask, in order: the url, then the replicas.
+    pub fn urls(&self) -> Vec<String> {
+        self.url.iter().chain(&self.replicas).cloned().collect()
+    }
+}
+
+/// The format of [`Definitions`] this build reads and writes.
+pub const DEFINITIONS_FORMAT: u32 = 1;
+
+/// Cluster mode: every region's [`Reach`], as published with `meridian routing publish`.
+/// Unlike routing versions they have no effective time: they say where a region's nodes
+/// are, and what they answer, from now on, and every node uses them once it reads them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Definitions {
+    pub format: u32,
+    /// When they were published (ns since the epoch, the publisher's clock), for operators.
+    pub recorded_at: i64,
+    /// By region name, in the publisher's config order.
+    pub regions: Vec<RegionDefinition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionDefinition {
+    pub name: String,
+    pub reach: Reach,
+}
+
+impl Definitions {
+    /// The definitions a validated config describes.
+    pub fn from_config(cfg: &RoutingConfig, now_ns: i64) -> Definitions {
+        Definitions {
+            format: DEFINITIONS_FORMAT,
+            recorded_at: now_ns,
+            regions: cfg
+                .regions
+                .iter()
+                .map(|r| RegionDefinition {
+                    name: r.name.clone(),
+                    reach: Reach::from_config(r),
+                })
+                .collect(),
+        }
+    }
+
+    /// Reads and checks published definitions: a format this build knows, each region
+    /// named once, urls that are http(s), replicas only after a url, a positive minimum
+    /// bucket.
+    pub fn parse(bytes: &[u8]) -> Result<Definitions, String> {
+        let d: Definitions = serde_json::from_slice(bytes)
+            .map_err(|e| format!("the region definitions are not readable: {e}"))?;
+        if d.format != DEFINITIONS_FORMAT {
+            return Err(format!(
+                "the region definitions are in format {}, this build reads format {DEFINITIONS_FORMAT}",
+                d.format
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for r in &d.regions {
+            let bad = |why: String| format!("region {:?}: {why}", r.name);
+            if !names.insert(r.name.as_str()) {
+                return Err(bad("defined twice".into()));
+            }
+            for u in r.reach.url.iter().chain(&r.reach.replicas) {
+                crate::config::check_node_url(u).map_err(bad)?;
+            }
+            if !r.reach.replicas.is_empty() && r.reach.url.is_none() {
+                return Err(bad("replicas need a url too (the node asked first)".into()));
+            }
+            if let Export::Aggregates { min_every_ns } = r.reach.export
+                && min_every_ns <= 0
+            {
+                return Err(bad(format!(
+                    "export_min_every {min_every_ns} ns is not positive"
+                )));
+            }
+        }
+        Ok(d)
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).unwrap_or_default()
+    }
+
+    pub fn get(&self, region: &str) -> Option<&Reach> {
+        self.regions
+            .iter()
+            .find(|r| r.name == region)
+            .map(|r| &r.reach)
+    }
+
+    /// Whether both define the same regions the same way (the time aside).
+    pub fn same_as(&self, other: &Definitions) -> bool {
+        self.regions == other.regions
+    }
 }
 
 /// A version this node cannot route by.
@@ -620,6 +739,77 @@ name = "global"
                 })
                 .count();
             proptest::prop_assert_eq!(r.over(ts, ts + len).unwrap().len(), expected);
+        }
+    }
+
+    #[test]
+    fn region_definitions_read_back_and_bad_ones_are_refused() {
+        let mut c = cfg("");
+        c.routing.regions[1].url = Some("http://10.0.0.2:8086".into());
+        c.routing.regions[1].replicas = vec!["https://10.0.0.3:8086".into()];
+        c.routing.regions[1].export = Export::Raw;
+        let defs = Definitions::from_config(&c.routing, 7);
+        let back = Definitions::parse(&defs.to_json()).unwrap();
+        assert_eq!(back, defs);
+        let eu = back.get("eu").unwrap();
+        assert_eq!(
+            eu.urls(),
+            vec!["http://10.0.0.2:8086", "https://10.0.0.3:8086"]
+        );
+        assert_eq!(
+            back.get("us").unwrap().export,
+            Export::Aggregates {
+                min_every_ns: 60_000_000_000
+            }
+        );
+        assert_eq!(back.get("mars"), None);
+        // Published at another time, the same definitions.
+        assert!(Definitions::from_config(&c.routing, 8).same_as(&defs));
+        c.routing.regions[0].export = Export::Raw;
+        assert!(!Definitions::from_config(&c.routing, 7).same_as(&defs));
+
+        let edit = |f: &dyn Fn(&mut serde_json::Value)| {
+            let mut v = serde_json::to_value(&defs).unwrap();
+            f(&mut v);
+            Definitions::parse(&serde_json::to_vec(&v).unwrap()).unwrap_err()
+        };
+        let eu = |v: &mut serde_json::Value| v["regions"][1]["reach"].take();
+        let cases: Vec<(String, &str)> = vec![
+            (edit(&|v| v["format"] = 2.into()), "format 2"),
+            (
+                edit(&|v| v["regions"][0]["name"] = "eu".into()),
+                "defined twice",
+            ),
+            (
+                edit(&|v| {
+                    let mut r = eu(v);
+                    r["url"] = "ftp://x".into();
+                    v["regions"][1]["reach"] = r;
+                }),
+                "must start with http",
+            ),
+            (
+                edit(&|v| {
+                    let mut r = eu(v);
+                    r["url"] = serde_json::Value::Null;
+                    v["regions"][1]["reach"] = r;
+                }),
+                "replicas need a url",
+            ),
+            (
+                edit(&|v| {
+                    v["regions"][0]["reach"]["export"] =
+                        serde_json::json!({"aggregates": {"min_every_ns": 0}});
+                }),
+                "not positive",
+            ),
+            (
+                edit(&|v| v["regions"][1]["reach"]["export"] = "everything".into()),
+                "not readable",
+            ),
+        ];
+        for (err, want) in cases {
+            assert!(err.contains(want), "{err} (want {want})");
         }
     }
 }

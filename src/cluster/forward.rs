@@ -84,7 +84,7 @@ fn forward_bodies(
                 region.name
             )));
         }
-        if region.url.is_none() {
+        if region.reach().url.is_none() {
             return Err(unavailable(format!(
                 "region {:?} is not hosted by this node and has no url in the config",
                 region.name
@@ -97,6 +97,7 @@ fn forward_bodies(
         .filter_map(|(r, body)| {
             let region = &engine.regions()[r];
             region
+                .reach()
                 .url
                 .clone()
                 .map(|u| (u, region.name.to_string(), body))

@@ -186,6 +186,10 @@ pub struct JetStream {
     routing_lead: Duration,
     /// The revision of the versions read at start-up.
     routing_revision: u64,
+    /// The revision of the region definitions read at start-up (0: none published).
+    definitions_revision: u64,
+    /// What this node's config lets it use of published definitions.
+    access: routing_kv::NodeAccess,
     /// Shared storage: the flush leases (`None` when no hosted region shares its storage).
     leases: Option<async_nats::jetstream::kv::Store>,
     lease_ttl: Duration,
@@ -208,6 +212,7 @@ impl JetStream {
         engine: Arc<Engine>,
         max_body: u64,
         bucket_patience: Duration,
+        access: routing_kv::NodeAccess,
     ) -> Result<JetStream, String> {
         let regions = &routing.regions;
         let node = cfg
@@ -301,6 +306,9 @@ impl JetStream {
                 "the routing of this node's regions.toml differs from the cluster's latest routing version, which is in force: publish a change with `meridian routing publish`"
             );
         }
+        // Region definitions: published ones are in force before the node answers.
+        let definitions_revision =
+            routing_kv::start_definitions(&routing_store, &engine, routing, access).await?;
         let leases = if engine.regions().iter().any(|r| r.log.is_some()) {
             let store = super::lease::bucket(&js, cfg).await?;
             for r in engine.regions().iter().filter(|r| r.log.is_some()) {
@@ -327,6 +335,8 @@ impl JetStream {
             routing_cfg: routing.clone(),
             routing_lead: cfg.routing_lead,
             routing_revision,
+            definitions_revision,
+            access,
             leases,
             lease_ttl: cfg.lease_ttl,
             stalled_after: super::lease::stalled_after(cfg.lease_ttl, bucket_patience),
@@ -353,6 +363,8 @@ impl JetStream {
                 self.routing_cfg.clone(),
                 self.routing_lead,
                 self.routing_revision,
+                self.access,
+                self.definitions_revision,
             )),
         ];
         for (i, r) in self.engine.regions().iter().enumerate() {

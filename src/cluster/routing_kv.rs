@@ -18,6 +18,15 @@
 //! - The first node to start records the config's routing as version 1 (create-if-absent);
 //!   afterwards regions.toml's routing is not read, and a node whose config differs from
 //!   the latest version says so at start-up.
+//!
+//! Region *definitions* (each region's `url`, `replicas` and `export`: where its nodes are
+//! and what they answer) are a second key, `regions` (`routing::Definitions` JSON). They
+//! have no effective time: `publish` replaces them (compare-and-set), and every node puts
+//! them in force within a second of reading them, for queries, deletes and the residency
+//! rule it enforces. Until some are published, each node uses its regions.toml. A node
+//! keeps the definitions it has when newer ones would leave it unable to reach a region
+//! (no url for a region it does not host, `https://` without `http.node_ca`, a url with
+//! client tokens but no node token), and says why.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,10 +35,14 @@ use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 
 use crate::config::{ClusterConfig, RoutingConfig};
-use crate::routing::{History, HistoryError, Routing, RoutingTable, Rules, Version};
+use crate::routing::{
+    Definitions, History, HistoryError, Reach, Routing, RoutingTable, Rules, Version,
+};
 
 pub const BUCKET: &str = "MERIDIAN_ROUTING";
 const KEY: &str = "history";
+/// The key of the published region definitions.
+const DEFINITIONS_KEY: &str = "regions";
 /// How often a node reads the history.
 const READ_EVERY: Duration = Duration::from_secs(1);
 
@@ -130,13 +143,14 @@ pub async fn seed(
 /// lead from now, rounded up to the second), which must be at least the cluster's lead
 /// after now (the history's lead; `lead` if it records none), checked against the clock
 /// just before the compare-and-set, which must land within a quarter of the lead. Fails if
-/// another version was published meanwhile (run it again).
+/// another version was published meanwhile (run it again). `None`: the rules are those of
+/// the latest version already.
 pub async fn publish(
     store: &kv::Store,
     rules: &Rules,
     effective_from: Option<i64>,
     lead: Duration,
-) -> Result<Version, String> {
+) -> Result<Option<Version>, String> {
     let (mut history, revision) = read(store)
         .await?
         .ok_or("no routing version is recorded yet: start a node first")?;
@@ -153,16 +167,15 @@ pub async fn publish(
             chrono::DateTime::from_timestamp_nanos(effective_from).to_rfc3339()
         ));
     }
-    let version = history
-        .push(rules, effective_from, now_ns)
-        .map_err(|e| match e {
-            HistoryError::Unchanged(n) => format!("nothing to publish: {e} (version {n})"),
-            other => other.to_string(),
-        })?;
+    let version = match history.push(rules, effective_from, now_ns) {
+        Ok(v) => v,
+        Err(HistoryError::Unchanged(_)) => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
     let within = Duration::from_nanos(u64::try_from(lead_ns / 4).unwrap_or(0));
     let update = store.update(KEY, Bytes::from(history.to_json()), revision);
     match tokio::time::timeout(within, update).await {
-        Ok(Ok(_)) => Ok(version),
+        Ok(Ok(_)) => Ok(Some(version)),
         Ok(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Err(
             "another version was published meanwhile: look at it (meridian routing show) and publish again".to_string(),
         ),
@@ -171,6 +184,165 @@ pub async fn publish(
             "NATS did not confirm the version within a quarter of the routing lead ({within:?}): it may or may not be recorded; look with `meridian routing show` before publishing again"
         )),
     }
+}
+
+/// The published region definitions and their revision; `None` while none were published.
+pub async fn read_definitions(store: &kv::Store) -> Result<Option<(Definitions, u64)>, String> {
+    match read_definitions_entry(store).await? {
+        Some((bytes, revision)) => Ok(Some((Definitions::parse(&bytes)?, revision))),
+        None => Ok(None),
+    }
+}
+
+async fn read_definitions_entry(store: &kv::Store) -> Result<Option<(Bytes, u64)>, String> {
+    let entry = store
+        .entry(DEFINITIONS_KEY)
+        .await
+        .map_err(|e| format!("reading {BUCKET}/{DEFINITIONS_KEY}: {e}"))?;
+    Ok(entry
+        .filter(|e| e.operation == kv::Operation::Put)
+        .map(|e| (e.value, e.revision)))
+}
+
+/// Reads the published definitions at start-up and puts them in force (an error only when
+/// they cannot be read); says when this node's regions.toml differs from them. Returns the
+/// revision read (0: none published).
+pub async fn start_definitions(
+    store: &kv::Store,
+    engine: &crate::region::Engine,
+    cfg: &RoutingConfig,
+    access: NodeAccess,
+) -> Result<u64, String> {
+    let Some((defs, revision)) = read_definitions(store).await? else {
+        return Ok(0);
+    };
+    apply_definitions(engine, &defs, cfg, access, revision);
+    let own = Definitions::from_config(cfg, 0);
+    let differs = own
+        .regions
+        .iter()
+        .any(|r| defs.get(&r.name).is_some_and(|d| *d != r.reach));
+    if differs {
+        tracing::warn!(
+            revision,
+            "the url, replicas or export of this node's regions.toml differ from the cluster's published region definitions, which are in force: publish a change with `meridian routing publish`"
+        );
+    }
+    Ok(revision)
+}
+
+/// [`install_definitions`], logged.
+fn apply_definitions(
+    engine: &crate::region::Engine,
+    defs: &Definitions,
+    cfg: &RoutingConfig,
+    access: NodeAccess,
+    revision: u64,
+) {
+    match install_definitions(engine, defs, cfg, access) {
+        Ok(unknown) => {
+            if !unknown.is_empty() {
+                tracing::warn!(revision, regions = ?unknown, "the published region definitions name regions this node's regions.toml lacks: not used here");
+            }
+        }
+        Err(e) => tracing::error!(
+            revision,
+            error = %e,
+            "published region definitions not put in force on this node: it keeps the ones it has"
+        ),
+    }
+}
+
+/// Publishes `defs` in place of the cluster's (compare-and-set on the revision read); `None`
+/// when they define every region as the published ones do already.
+pub async fn publish_definitions(
+    store: &kv::Store,
+    defs: &Definitions,
+) -> Result<Option<u64>, String> {
+    let current = read_definitions(store).await?;
+    if current.as_ref().is_some_and(|(d, _)| d.same_as(defs)) {
+        return Ok(None);
+    }
+    let bytes = Bytes::from(defs.to_json());
+    let put = match current {
+        Some((_, revision)) => store
+            .update(DEFINITIONS_KEY, bytes, revision)
+            .await
+            .map_err(|e| match e.kind() {
+                kv::UpdateErrorKind::WrongLastRevision => "other region definitions were published meanwhile: look at them (meridian routing show) and publish again".to_string(),
+                _ => format!("publishing the region definitions: {e}"),
+            }),
+        None => store
+            .create(DEFINITIONS_KEY, bytes)
+            .await
+            .map_err(|e| match e.kind() {
+                kv::CreateErrorKind::AlreadyExists => "other region definitions were published meanwhile: look at them (meridian routing show) and publish again".to_string(),
+                _ => format!("publishing the region definitions: {e}"),
+            }),
+    };
+    put.map(Some)
+}
+
+/// What this node's own config lets it use of published definitions.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeAccess {
+    /// `http.node_ca` is set: `https://` nodes can be reached.
+    pub https: bool,
+    /// `auth.tokens` is set and `auth.node_token` is not: this node has no token to ask
+    /// other nodes with.
+    pub no_node_token: bool,
+}
+
+/// Puts `defs` in force on `engine`'s regions: each region they define takes their reach,
+/// each other region keeps its regions.toml's. Refused whole (nothing changes) when they
+/// would leave this node unable to reach a region; the names of the regions they define
+/// that this node does not know are returned (they are not used here).
+pub fn install_definitions(
+    engine: &crate::region::Engine,
+    defs: &Definitions,
+    cfg: &RoutingConfig,
+    access: NodeAccess,
+) -> Result<Vec<String>, String> {
+    let mut reaches = Vec::with_capacity(engine.regions().len());
+    for (r, rc) in engine.regions().iter().zip(&cfg.regions) {
+        let reach = defs
+            .get(&r.name)
+            .cloned()
+            .unwrap_or_else(|| Reach::from_config(rc));
+        if !r.hosted() && reach.url.is_none() {
+            return Err(format!(
+                "region {:?} is not hosted by this node and would have no url",
+                &*r.name
+            ));
+        }
+        let urls = reach.urls();
+        if !access.https && urls.iter().any(|u| u.starts_with("https://")) {
+            return Err(format!(
+                "region {:?} would be reached over HTTPS but this node has no http.node_ca",
+                &*r.name
+            ));
+        }
+        if access.no_node_token && !urls.is_empty() {
+            return Err(format!(
+                "region {:?} would be reached at {} but this node has auth.tokens and no auth.node_token to ask other nodes with",
+                &*r.name,
+                urls.join(", ")
+            ));
+        }
+        reaches.push(reach);
+    }
+    for (r, reach) in engine.regions().iter().zip(reaches) {
+        if *r.reach() != reach {
+            tracing::info!(region = %r.name, url = ?reach.url, replicas = ?reach.replicas, export = ?reach.export, "region definition in force");
+            r.set_reach(reach);
+        }
+    }
+    Ok(defs
+        .regions
+        .iter()
+        .filter(|d| !cfg.regions.iter().any(|r| r.name == d.name))
+        .map(|d| d.name.clone())
+        .collect())
 }
 
 pub(crate) fn nanos(d: Duration) -> i64 {
@@ -194,15 +366,19 @@ pub fn install(table: &RoutingTable, history: &History, cfg: &RoutingConfig, lea
 }
 
 /// Reads the history every second, forever: installs each newer revision, and confirms
-/// the time of every read that found the newest revision seen (never an older one).
+/// the time of every read that found the newest revision seen (never an older one). Reads
+/// the region definitions with it, and puts each newer revision in force.
 pub async fn follow(
     store: kv::Store,
     engine: Arc<crate::region::Engine>,
     cfg: RoutingConfig,
     lead: Duration,
     mut seen: u64,
+    access: NodeAccess,
+    mut defs_seen: u64,
 ) {
     let mut last_error: Option<String> = None;
+    let mut defs_error: Option<String> = None;
     let mut tick = tokio::time::interval(READ_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -236,6 +412,23 @@ pub async fn follow(
                 last_error = None;
             }
             Err(e) => report(&mut last_error, e),
+        }
+        let defs = match read_definitions_entry(&store).await {
+            Ok(Some((_, revision))) if revision <= defs_seen => Ok(()),
+            Ok(Some((bytes, revision))) => Definitions::parse(&bytes).map(|defs| {
+                apply_definitions(&engine, &defs, &cfg, access, revision);
+                defs_seen = revision;
+            }),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        match defs {
+            Ok(()) => defs_error = None,
+            Err(e) if defs_error.as_ref() != Some(&e) => {
+                tracing::warn!(error = %e, "cannot read the cluster's region definitions; the ones in force stay");
+                defs_error = Some(e);
+            }
+            Err(_) => {}
         }
     }
 }

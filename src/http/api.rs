@@ -25,7 +25,8 @@ pub async fn regions(State(state): State<Shared>) -> Json<Value> {
         .engine
         .regions()
         .iter()
-        .map(|r| match &r.manifest {
+        .map(|r| (r, r.reach()))
+        .map(|(r, reach)| match &r.manifest {
             Some(m) => {
                 let files = m.files();
                 // Shared storage: whether this node flushes the region, and how far the
@@ -41,8 +42,9 @@ pub async fn regions(State(state): State<Shared>) -> Json<Value> {
                 json!({
                     "name": &*r.name,
                     "hosted": true,
-                    "url": r.url,
-                    "replicas": r.replicas,
+                    "url": reach.url,
+                    "replicas": reach.replicas,
+                    "export": reach.export,
                     "shards": r.shard_count(),
                     "memory": r.memory(),
                     "files": files.len(),
@@ -52,7 +54,7 @@ pub async fn regions(State(state): State<Shared>) -> Json<Value> {
                 })
             }
             None => {
-                json!({ "name": &*r.name, "hosted": false, "url": r.url, "replicas": r.replicas })
+                json!({ "name": &*r.name, "hosted": false, "url": reach.url, "replicas": reach.replicas, "export": reach.export })
             }
         })
         .collect();
@@ -487,13 +489,15 @@ pub async fn internal_partial(
         Err(e) => return bad(e),
     };
     // Residency: what the region keeps on its own nodes is not sent to another.
-    if let Some(m) = crate::query::export_refusal(&state.config.routing.regions[idx], &spec) {
+    // One reading of the rule for both checks (published definitions may replace it).
+    let export = state.engine.regions()[idx].reach().export;
+    if let Some(m) = crate::query::export_refusal(name, export, &spec) {
         return DialectError(Dialect::Api, ApiError::Forbidden(m)).into_response();
     }
     let region = crate::model::RegionId(idx);
     match crate::query::scan_local(&state.engine, region, spec, state.config.query.max_rows).await {
         Ok((partial, stats)) => Json(WireAnswer {
-            partial: crate::query::for_export(&state.config.routing.regions[idx], partial).into(),
+            partial: crate::query::for_export(export, partial).into(),
             stats,
         })
         .into_response(),

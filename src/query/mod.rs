@@ -83,8 +83,12 @@ pub enum Refusal {
 /// Why a region's nodes refuse to send `spec`'s answer to another node, if they do: its
 /// `export` rule keeps raw points (raw rows, `first`/`last`, buckets finer than its minimum)
 /// on the nodes hosting it.
-pub fn export_refusal(region: &crate::config::RegionConfig, spec: &QuerySpec) -> Option<String> {
-    let crate::config::Export::Aggregates { min_every_ns } = region.export else {
+pub fn export_refusal(
+    region: &str,
+    export: crate::config::Export,
+    spec: &QuerySpec,
+) -> Option<String> {
+    let crate::config::Export::Aggregates { min_every_ns } = export else {
         return None;
     };
     let what = match (spec.agg, spec.every) {
@@ -98,8 +102,7 @@ pub fn export_refusal(region: &crate::config::RegionConfig, spec: &QuerySpec) ->
         _ => return None,
     };
     Some(format!(
-        "{EXPORT_REFUSED}: region {:?} keeps its raw points on the nodes hosting it (export = \"aggregates\"), so {what} cannot be sent to another node; ask a node hosting {:?}, or set export = \"raw\" on the region",
-        region.name, region.name
+        "{EXPORT_REFUSED}: region {region:?} keeps its raw points on the nodes hosting it (export = \"aggregates\"), so {what} cannot be sent to another node; ask a node hosting {region:?}, or set export = \"raw\" on the region"
     ))
 }
 
@@ -107,10 +110,8 @@ pub fn export_refusal(region: &crate::config::RegionConfig, spec: &QuerySpec) ->
 /// accumulators lose their first and last points (each a raw point, time and value). Only
 /// `first`/`last` stamp them, and those are refused by [`export_refusal`]; this keeps an
 /// accumulator from carrying one out should another aggregate stamp them.
-pub fn for_export(region: &crate::config::RegionConfig, mut partial: Partial) -> Partial {
-    if let (crate::config::Export::Aggregates { .. }, Partial::Agg(a)) =
-        (region.export, &mut partial)
-    {
+pub fn for_export(export: crate::config::Export, mut partial: Partial) -> Partial {
+    if let (crate::config::Export::Aggregates { .. }, Partial::Agg(a)) = (export, &mut partial) {
         for acc in a.groups.values_mut().flat_map(|b| b.values_mut()).flatten() {
             acc.first = None;
             acc.last = None;
@@ -324,8 +325,7 @@ pub async fn gather(
             pending.push((name, outcome));
             continue;
         }
-        let r = &engine.regions()[i];
-        let urls: Vec<String> = r.url.iter().chain(&r.replicas).cloned().collect();
+        let urls = engine.regions()[i].reach().urls();
         let (params, remote, region_name) = (params.clone(), remote.clone(), name.clone());
         // A replica is asked too when the node before it fails, or has not answered within
         // a quarter of the query's time.

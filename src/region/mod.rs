@@ -40,7 +40,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::model::{ColumnKind, PartitionStart, Precision, RegionId, ShardId};
 use crate::router::Router;
-use crate::routing::{Horizon, Routing, RoutingTable};
+use crate::routing::{Horizon, Reach, Routing, RoutingTable};
 use crate::storage::cache::IndexCache;
 use crate::storage::index::FileIndex;
 use crate::storage::paths;
@@ -84,9 +84,9 @@ struct ShardHandle {
 
 pub struct RegionHandle {
     pub name: Arc<str>,
-    pub url: Option<String>,
-    /// Other nodes hosting it (cluster mode), asked when `url`'s does not answer.
-    pub replicas: Vec<String>,
+    /// Its url, replicas and export rule: the config's, or in cluster mode the definitions
+    /// published last (`cluster::routing_kv`), replaced as a whole.
+    reach: parking_lot::RwLock<Arc<crate::routing::Reach>>,
     pub manifest: Option<Arc<Manifest>>,
     /// Shared storage (`shared_storage`, hosted here): the region's log and flush lease.
     pub log: Option<Arc<shared::SharedLog>>,
@@ -105,6 +105,16 @@ pub struct MemoryStats {
 impl RegionHandle {
     pub fn hosted(&self) -> bool {
         self.manifest.is_some()
+    }
+
+    /// How the region is reached and what it exports, as in force now.
+    pub fn reach(&self) -> Arc<crate::routing::Reach> {
+        self.reach.read().clone()
+    }
+
+    /// Puts other definitions in force (cluster mode: published ones).
+    pub fn set_reach(&self, reach: crate::routing::Reach) {
+        *self.reach.write() = Arc::new(reach);
     }
 
     pub fn memory(&self) -> MemoryStats {
@@ -514,8 +524,7 @@ impl Engine {
             if !hosted {
                 regions.push(RegionHandle {
                     name,
-                    url: rc.url.clone(),
-                    replicas: rc.replicas.clone(),
+                    reach: parking_lot::RwLock::new(Arc::new(Reach::from_config(rc))),
                     manifest: None,
                     log: None,
                     shards: Vec::new(),
@@ -668,8 +677,7 @@ impl Engine {
             }
             regions.push(RegionHandle {
                 name,
-                url: rc.url.clone(),
-                replicas: rc.replicas.clone(),
+                reach: parking_lot::RwLock::new(Arc::new(Reach::from_config(rc))),
                 manifest: Some(manifest),
                 log,
                 shards: handles,

@@ -882,6 +882,176 @@ fn mixed_shapes_and_partial_overwrites_arrive_as_written() {
 /// in americas' files (rewrites too, whenever they came), later ones in eu's. Then a
 /// version naming a region the nodes' regions.toml lacks: points after its time are
 /// refused (503 naming it), earlier ones are still taken, queries still answer whole.
+/// Runs `meridian ARGS --config CFG`: whether it succeeded, and its stdout and stderr.
+fn meridian_cli(args: &[&str], cfg: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(args)
+        .arg("--config")
+        .arg(cfg)
+        .output()
+        .expect("running meridian");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// A raw query through `via` for the points of `geo`: its status and body.
+fn raw_query(via: &Node, geo: &str) -> (u16, String) {
+    let r = http_client()
+        .get(format!(
+            "{}/api/v1/query?db=cl&measurement=cpu&fields=v&agg=none&where=region={geo}",
+            via.url
+        ))
+        .send()
+        .expect("query");
+    (r.status().as_u16(), r.text().unwrap_or_default())
+}
+
+/// `/api/v1/regions` of `node`: the region named `name`.
+fn region_status(node: &Node, name: &str) -> serde_json::Value {
+    let j: serde_json::Value = http_client()
+        .get(format!("{}/api/v1/regions", node.url))
+        .send()
+        .and_then(|r| r.json())
+        .expect("regions");
+    j["regions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["name"] == name))
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Polls `f` every 100 ms for up to 30 s until it returns true.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what}: not within 30 s");
+}
+
+/// Region definitions (url, replicas, export) published at runtime are in force on every
+/// node without a restart: a replica added to eu and apac answers for them once B is
+/// killed, eu's raw points may cross once its export is "raw" and no longer once it is
+/// back to "aggregates"; definitions that would leave a node unable to reach a region are
+/// refused whole by that node.
+#[test]
+fn region_definitions_change_at_runtime_on_every_node() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let nats = Nats::start(root.path());
+    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+    let url = |p: u16| format!("http://127.0.0.1:{p}");
+    // C hosts eu and apac too, but the config names only B for them.
+    let config = cluster_config(root.path(), &nats.url(), &url(pa), &url(pb));
+    let base = std::fs::read_to_string(&config).expect("config");
+    let (a, mut b, c) = three_nodes(root.path(), &config, (pa, pb, pc));
+    let mut expected = Expected::new();
+    for n in 0..3 {
+        let (status, text) = write(&a, &body(n, 0, &mut expected));
+        assert_eq!(status, 204, "{text}");
+    }
+    wait_for(&a, &expected, "all nodes up");
+    wait_for(&c, &expected, "C applied eu and apac");
+    // eu keeps its raw points (export = "aggregates", the default).
+    let (status, text) = raw_query(&a, "eu-west-1");
+    assert_eq!(status, 403, "{text}");
+    assert!(
+        text.contains("\\\"eu\\\"") && text.contains("export"),
+        "{text}"
+    );
+
+    // B killed: without C among eu's nodes, A's answers are partial.
+    b.kill9();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        answer(&a),
+        None,
+        "answered complete with eu's only known node down"
+    );
+
+    // Published: C is a replica of eu and apac, eu exports raw rows.
+    let mut changed = base.clone();
+    for r in ["eu", "apac"] {
+        let at = format!("name = \"{r}\"\nurl = \"{}\"\n", url(pb));
+        assert_eq!(changed.matches(&at).count(), 1, "{r}");
+        let extra = if r == "eu" { "export = \"raw\"\n" } else { "" };
+        changed = changed.replacen(
+            &at,
+            &format!("{at}replicas = [\"{}\"]\n{extra}", url(pc)),
+            1,
+        );
+    }
+    let published = root.path().join("published.toml");
+    std::fs::write(&published, &changed).expect("config");
+    let (ok, out) = meridian_cli(&["routing", "publish"], &published);
+    assert!(ok, "{out}");
+    assert!(out.contains("published region definitions"), "{out}");
+    assert!(!out.contains("published routing version"), "{out}");
+    // Without a restart, A asks C: complete answers, and eu's raw rows once C read the
+    // definitions too (each node reads them within a second, on its own).
+    wait_for(&a, &expected, "C answers for eu and apac");
+    let mut last = (0, String::new());
+    eventually("eu's raw rows answered", || {
+        last = raw_query(&a, "eu-west-1");
+        last.0 == 200
+    });
+    let text = last.1;
+    let j: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let rows = j["series"][0]["values"].as_array().map_or(0, Vec::len);
+    assert_eq!(rows as i64, expected["eu-west-1"].0, "{text}");
+    assert_eq!(j["partial"], false, "{text}");
+    // apac still keeps its raw points.
+    assert_eq!(raw_query(&a, "ap-south-1").0, 403);
+    let eu = region_status(&a, "eu");
+    assert_eq!(eu["replicas"], serde_json::json!([url(pc)]), "{eu}");
+    assert_eq!(eu["export"], "raw", "{eu}");
+    let (ok, out) = meridian_cli(&["routing", "show"], &config);
+    assert!(ok && out.contains("region definitions published"), "{out}");
+    assert!(out.contains(&format!("replicas [{}]", url(pc))), "{out}");
+    // The same again: nothing to publish.
+    let (ok, out) = meridian_cli(&["routing", "publish"], &published);
+    assert!(!ok && out.contains("unchanged"), "{out}");
+
+    // B back: it starts with the published definitions, not its file's.
+    b.restart();
+    let eu_b = region_status(&b, "eu");
+    assert_eq!(eu_b["export"], "raw", "{eu_b}");
+    wait_for(&b, &expected, "B back");
+
+    // eu back to aggregates: raw rows refused again, on the node hosting it.
+    let (ok, out) = meridian_cli(&["routing", "publish"], &config);
+    assert!(ok, "{out}");
+    eventually("eu's raw rows refused again", || {
+        raw_query(&a, "eu-west-1").0 == 403
+    });
+    assert_eq!(region_status(&a, "eu")["replicas"], serde_json::json!([]));
+
+    // Definitions leaving B no url for americas (which it does not host): B keeps the
+    // ones it has, whole (eu stays "aggregates" there although these say "raw"); A, which
+    // hosts americas, takes them.
+    let no_url = changed.replacen(&format!("url = \"{}\"\n", url(pa)), "", 2);
+    assert!(!no_url.contains(&url(pa)), "{no_url}");
+    let unreachable = root.path().join("unreachable.toml");
+    std::fs::write(&unreachable, &no_url).expect("config");
+    let (ok, out) = meridian_cli(&["routing", "publish"], &unreachable);
+    assert!(ok, "{out}");
+    assert!(out.contains("no url"), "{out}");
+    eventually("A took them", || region_status(&a, "eu")["export"] == "raw");
+    std::thread::sleep(Duration::from_millis(1500));
+    let am = region_status(&b, "americas");
+    assert_eq!(am["url"], url(pa), "{am}");
+    let eu_b = region_status(&b, "eu");
+    assert!(eu_b["export"]["aggregates"].is_object(), "{eu_b}");
+    wait_for(&b, &expected, "B still reaches americas");
+    a.stop();
+    b.stop();
+    c.stop();
+}
+
 #[test]
 fn a_routing_change_mid_load_moves_later_points_only() {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -901,19 +1071,7 @@ fn a_routing_change_mid_load_moves_later_points_only() {
             .unwrap()
             .as_nanos() as i64
     };
-    let meridian = |args: &[&str], cfg: &Path| {
-        let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
-            .args(args)
-            .arg("--config")
-            .arg(cfg)
-            .output()
-            .expect("running meridian");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
-    };
+    let meridian = meridian_cli;
 
     // (host, time) → v of every acknowledged point.
     let model: Arc<Mutex<BTreeMap<(i64, i64), i64>>> = Arc::default();

@@ -286,8 +286,11 @@ async fn apply(ctx: &Ctx, t: Target, text: Option<&str>) -> Result<(), String> {
             .regions()
             .iter()
             .flat_map(|r| {
-                let url = r.url.clone().filter(|_| !r.hosted());
-                url.into_iter().chain(r.replicas.iter().cloned())
+                let reach = r.reach();
+                let url = reach.url.clone().filter(|_| !r.hosted());
+                url.into_iter()
+                    .chain(reach.replicas.iter().cloned())
+                    .collect::<Vec<_>>()
             })
             .collect();
         urls.sort();

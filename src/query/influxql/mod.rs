@@ -103,7 +103,7 @@ impl Ctx {
     pub fn remote_nodes(&self) -> Vec<Vec<String>> {
         let mut nodes: Vec<Vec<String>> = Vec::new();
         for r in self.engine.regions().iter().filter(|r| !r.hosted()) {
-            let urls: Vec<String> = r.url.iter().chain(&r.replicas).cloned().collect();
+            let urls = r.reach().urls();
             if !urls.is_empty() && !nodes.contains(&urls) {
                 nodes.push(urls);
             }
