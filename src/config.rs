@@ -119,7 +119,6 @@ fn check_retention(raw: Vec<RawRetention>, partition_ns: i64) -> Result<Retentio
     Ok(RetentionRules { rules })
 }
 
-/// An `s3://bucket[/prefix]` URL without its trailing `/`.
 /// A node's url (a region's `url` or one of its `replicas`).
 pub fn check_node_url(url: &str) -> std::result::Result<(), String> {
     if url.starts_with("http://") || url.starts_with("https://") {
@@ -129,6 +128,7 @@ pub fn check_node_url(url: &str) -> std::result::Result<(), String> {
     }
 }
 
+/// An `s3://bucket[/prefix]` URL without its trailing `/`.
 fn check_s3_url(url: &str) -> std::result::Result<String, String> {
     let rest = url
         .strip_prefix("s3://")
@@ -564,6 +564,9 @@ pub struct RegionConfig {
     /// Cluster mode: its nodes share its storage (a bucket) under a flush lease.
     pub shared_storage: bool,
 }
+
+/// `export_min_every` when not given: a minute.
+pub const DEFAULT_EXPORT_MIN_EVERY_NS: i64 = 60_000_000_000;
 
 /// What a region's nodes answer to other nodes (residency). In JSON (cluster mode's
 /// published region definitions): `"raw"` or `{"aggregates": {"min_every_ns": …}}`.
@@ -1123,9 +1126,15 @@ impl RawConfig {
             };
             let export = match r.export.as_deref() {
                 None | Some("aggregates") => {
-                    let min = r.export_min_every.as_deref().unwrap_or("1m");
-                    let min_every_ns =
-                        parse_duration(min).map_err(|e| invalid(key("export_min_every"), e))?;
+                    let min_every_ns = match r.export_min_every.as_deref() {
+                        Some(min) => {
+                            parse_duration(min).map_err(|e| invalid(key("export_min_every"), e))?
+                        }
+                        None => DEFAULT_EXPORT_MIN_EVERY_NS,
+                    };
+                    if min_every_ns <= 0 {
+                        return Err(invalid(key("export_min_every"), "must be positive"));
+                    }
                     Export::Aggregates { min_every_ns }
                 }
                 Some("raw") if r.export_min_every.is_some() => {
@@ -1692,6 +1701,7 @@ name = "global"
                 "export_min_every",
             ),
             ("export_min_every = \"soon\"\n", "export_min_every"),
+            ("export_min_every = \"0s\"\n", "export_min_every"),
         ] {
             let e = err_of(&with(lines));
             assert!(e.contains(key), "{lines}: {e}");

@@ -276,12 +276,11 @@ fn routing_command(cmd: RoutingCommand) -> Result<()> {
                     let history = routing_kv::read(&kv)
                         .await
                         .map_err(|e| anyhow::anyhow!(e))?;
-                    let defs = routing_kv::read_definitions(&kv)
-                        .await
-                        .map_err(|e| anyhow::anyhow!(e))?;
+                    // Unreadable definitions are shown as such, with the versions.
+                    let defs = routing_kv::read_definitions(&kv).await;
                     anyhow::Ok((history, defs))
                 })?;
-                definitions = Some(defs.map(|(d, _)| d));
+                definitions = Some(defs.map(|d| d.map(|(d, _)| d)));
                 history
                     .map(|(h, _)| h)
                     .context("no routing version is recorded in NATS yet: start a node first")?
@@ -302,10 +301,11 @@ fn routing_command(cmd: RoutingCommand) -> Result<()> {
                 // The history as recorded, with the definitions beside its versions.
                 let mut value = serde_json::to_value(&history).unwrap_or_default();
                 if let (Some(defs), Some(map)) = (&definitions, value.as_object_mut()) {
-                    map.insert(
-                        "definitions".into(),
-                        serde_json::to_value(defs).unwrap_or_default(),
-                    );
+                    let defs = match defs {
+                        Ok(d) => serde_json::to_value(d).unwrap_or_default(),
+                        Err(e) => serde_json::json!({ "error": e }),
+                    };
+                    map.insert("definitions".into(), defs);
                 }
                 let _ = writeln!(
                     out,
@@ -349,10 +349,10 @@ fn routing_command(cmd: RoutingCommand) -> Result<()> {
                 );
             }
             match definitions {
-                Some(Some(defs)) => {
+                Some(Ok(Some(defs))) => {
                     let _ = writeln!(
                         out,
-                        "region definitions published {} (in force now):",
+                        "region definitions published {} (each node takes them within seconds of reading them):",
                         when(defs.recorded_at)
                     );
                     for r in &defs.regions {
@@ -372,10 +372,16 @@ fn routing_command(cmd: RoutingCommand) -> Result<()> {
                         );
                     }
                 }
-                Some(None) => {
+                Some(Ok(None)) => {
                     let _ = writeln!(
                         out,
                         "region definitions: none published (each node uses its regions.toml's url, replicas and export)"
+                    );
+                }
+                Some(Err(e)) => {
+                    let _ = writeln!(
+                        out,
+                        "region definitions: {e} (nodes keep their urls and no region's raw points leave its nodes; publish again to replace them)"
                     );
                 }
                 None => {}
@@ -409,34 +415,43 @@ fn routing_command(cmd: RoutingCommand) -> Result<()> {
                     r.name
                 );
             }
-            let (version, revision) = rt.block_on(async {
+            rt.block_on(async {
                 let kv = store(&cfg).await?;
                 let version = routing_kv::publish(&kv, &rules, effective_from, lead)
                     .await
                     .map_err(|e| anyhow::anyhow!(e))?;
+                // Said at once: the definitions below may fail on their own.
+                match &version {
+                    Some(v) => println!(
+                        "published routing version {} in force from {}",
+                        v.number,
+                        when(v.effective_from)
+                    ),
+                    None if effective_from.is_some() => eprintln!(
+                        "note: the routing is unchanged (it is the latest version): --effective applies to nothing"
+                    ),
+                    None => {}
+                }
                 let revision = routing_kv::publish_definitions(&kv, &defs)
                     .await
-                    .map_err(|e| anyhow::anyhow!(e))?;
-                anyhow::Ok((version, revision))
-            })?;
-            if let Some(v) = &version {
-                println!(
-                    "published routing version {} in force from {}",
-                    v.number,
-                    when(v.effective_from)
-                );
-            }
-            if let Some(revision) = revision {
-                println!(
-                    "published region definitions (url, replicas, export; revision {revision}): in force on every node within seconds"
-                );
-            }
-            if version.is_none() && revision.is_none() {
-                anyhow::bail!(
-                    "nothing to publish: the routing is unchanged (it is the latest version) and so are the region definitions"
-                );
-            }
-            Ok(())
+                    .map_err(|e| match &version {
+                        Some(v) => anyhow::anyhow!(
+                            "routing version {} is published, but the region definitions are not: {e}",
+                            v.number
+                        ),
+                        None => anyhow::anyhow!(e),
+                    })?;
+                match (&version, revision) {
+                    (_, Some(revision)) => println!(
+                        "published region definitions (url, replicas, export; revision {revision}): each node puts them in force within seconds (`meridian routing show`)"
+                    ),
+                    (Some(_), None) => {}
+                    (None, None) => anyhow::bail!(
+                        "nothing to publish: the routing is unchanged (it is the latest version) and so are the region definitions"
+                    ),
+                }
+                anyhow::Ok(())
+            })
         }
     }
 }

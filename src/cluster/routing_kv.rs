@@ -34,7 +34,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 
-use crate::config::{ClusterConfig, RoutingConfig};
+use crate::config::{ClusterConfig, Export, RoutingConfig};
 use crate::routing::{
     Definitions, History, HistoryError, Reach, Routing, RoutingTable, Rules, Version,
 };
@@ -187,6 +187,7 @@ pub async fn publish(
 }
 
 /// The published region definitions and their revision; `None` while none were published.
+/// Definitions this build cannot read are an error naming why.
 pub async fn read_definitions(store: &kv::Store) -> Result<Option<(Definitions, u64)>, String> {
     match read_definitions_entry(store).await? {
         Some((bytes, revision)) => Ok(Some((Definitions::parse(&bytes)?, revision))),
@@ -205,18 +206,20 @@ async fn read_definitions_entry(store: &kv::Store) -> Result<Option<(Bytes, u64)
 }
 
 /// Reads the published definitions at start-up and puts them in force (an error only when
-/// they cannot be read); says when this node's regions.toml differs from them. Returns the
-/// revision read (0: none published).
+/// the bucket cannot be read); says when this node's regions.toml differs from them.
+/// Returns the revision read (0: none published).
 pub async fn start_definitions(
     store: &kv::Store,
     engine: &crate::region::Engine,
     cfg: &RoutingConfig,
     access: NodeAccess,
 ) -> Result<u64, String> {
-    let Some((defs, revision)) = read_definitions(store).await? else {
+    let Some((bytes, revision)) = read_definitions_entry(store).await? else {
         return Ok(0);
     };
-    apply_definitions(engine, &defs, cfg, access, revision);
+    let Some(defs) = take_definitions(engine, &bytes, access, revision) else {
+        return Ok(revision);
+    };
     let own = Definitions::from_config(cfg, 0);
     let differs = own
         .regions
@@ -231,52 +234,36 @@ pub async fn start_definitions(
     Ok(revision)
 }
 
-/// [`install_definitions`], logged.
-fn apply_definitions(
-    engine: &crate::region::Engine,
-    defs: &Definitions,
-    cfg: &RoutingConfig,
-    access: NodeAccess,
-    revision: u64,
-) {
-    match install_definitions(engine, defs, cfg, access) {
-        Ok(unknown) => {
-            if !unknown.is_empty() {
-                tracing::warn!(revision, regions = ?unknown, "the published region definitions name regions this node's regions.toml lacks: not used here");
-            }
-        }
-        Err(e) => tracing::error!(
-            revision,
-            error = %e,
-            "published region definitions not put in force on this node: it keeps the ones it has"
-        ),
-    }
-}
-
-/// Publishes `defs` in place of the cluster's (compare-and-set on the revision read); `None`
-/// when they define every region as the published ones do already.
+/// Publishes `defs` in place of the cluster's (compare-and-set on the revision read, also
+/// over definitions this build cannot read); `None` when they define every region as the
+/// published ones do already.
 pub async fn publish_definitions(
     store: &kv::Store,
     defs: &Definitions,
 ) -> Result<Option<u64>, String> {
-    let current = read_definitions(store).await?;
-    if current.as_ref().is_some_and(|(d, _)| d.same_as(defs)) {
+    let current = read_definitions_entry(store).await?;
+    if let Some((bytes, _)) = &current
+        && Definitions::parse(bytes).is_ok_and(|d| d.same_as(defs))
+    {
         return Ok(None);
     }
+    let raced = || {
+        "other region definitions were published meanwhile: look at them (meridian routing show) and publish again".to_string()
+    };
     let bytes = Bytes::from(defs.to_json());
     let put = match current {
         Some((_, revision)) => store
             .update(DEFINITIONS_KEY, bytes, revision)
             .await
             .map_err(|e| match e.kind() {
-                kv::UpdateErrorKind::WrongLastRevision => "other region definitions were published meanwhile: look at them (meridian routing show) and publish again".to_string(),
+                kv::UpdateErrorKind::WrongLastRevision => raced(),
                 _ => format!("publishing the region definitions: {e}"),
             }),
         None => store
             .create(DEFINITIONS_KEY, bytes)
             .await
             .map_err(|e| match e.kind() {
-                kv::CreateErrorKind::AlreadyExists => "other region definitions were published meanwhile: look at them (meridian routing show) and publish again".to_string(),
+                kv::CreateErrorKind::AlreadyExists => raced(),
                 _ => format!("publishing the region definitions: {e}"),
             }),
     };
@@ -293,56 +280,101 @@ pub struct NodeAccess {
     pub no_node_token: bool,
 }
 
-/// Puts `defs` in force on `engine`'s regions: each region they define takes their reach,
-/// each other region keeps its regions.toml's. Refused whole (nothing changes) when they
-/// would leave this node unable to reach a region; the names of the regions they define
-/// that this node does not know are returned (they are not used here).
+/// Why this node cannot use `reach` for a region (`hosted` here or not), if it cannot.
+fn unusable(reach: &Reach, hosted: bool, access: NodeAccess) -> Option<String> {
+    let urls = reach.urls();
+    if !hosted && reach.url.is_none() {
+        Some("it is not hosted by this node and would have no url".into())
+    } else if !access.https && urls.iter().any(|u| u.starts_with("https://")) {
+        Some("it would be reached over HTTPS but this node has no http.node_ca".into())
+    } else if access.no_node_token && !urls.is_empty() {
+        Some(format!(
+            "it would be reached at {} but this node has auth.tokens and no auth.node_token to ask other nodes with",
+            urls.join(", ")
+        ))
+    } else {
+        None
+    }
+}
+
+/// Puts `defs` in force on `engine`'s regions, region by region. A region they define
+/// takes their export rule always (residency never waits on reachability), and their url
+/// and replicas unless this node could not use them (it keeps its own then); a region they
+/// do not define keeps what it has. Returns what was not taken, one line each: urls refused
+/// and regions this node does not know.
 pub fn install_definitions(
     engine: &crate::region::Engine,
     defs: &Definitions,
-    cfg: &RoutingConfig,
     access: NodeAccess,
-) -> Result<Vec<String>, String> {
-    let mut reaches = Vec::with_capacity(engine.regions().len());
-    for (r, rc) in engine.regions().iter().zip(&cfg.regions) {
-        let reach = defs
-            .get(&r.name)
-            .cloned()
-            .unwrap_or_else(|| Reach::from_config(rc));
-        if !r.hosted() && reach.url.is_none() {
-            return Err(format!(
-                "region {:?} is not hosted by this node and would have no url",
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for r in engine.regions() {
+        let Some(new) = defs.get(&r.name) else {
+            continue;
+        };
+        let old = r.reach();
+        let mut reach = new.clone();
+        if let Some(why) = unusable(new, r.hosted(), access) {
+            problems.push(format!(
+                "region {:?}: url and replicas not taken ({why}); its export rule is",
                 &*r.name
             ));
+            reach.url = old.url.clone();
+            reach.replicas = old.replicas.clone();
         }
-        let urls = reach.urls();
-        if !access.https && urls.iter().any(|u| u.starts_with("https://")) {
-            return Err(format!(
-                "region {:?} would be reached over HTTPS but this node has no http.node_ca",
-                &*r.name
-            ));
-        }
-        if access.no_node_token && !urls.is_empty() {
-            return Err(format!(
-                "region {:?} would be reached at {} but this node has auth.tokens and no auth.node_token to ask other nodes with",
-                &*r.name,
-                urls.join(", ")
-            ));
-        }
-        reaches.push(reach);
-    }
-    for (r, reach) in engine.regions().iter().zip(reaches) {
-        if *r.reach() != reach {
+        if *old != reach {
             tracing::info!(region = %r.name, url = ?reach.url, replicas = ?reach.replicas, export = ?reach.export, "region definition in force");
             r.set_reach(reach);
         }
     }
-    Ok(defs
-        .regions
-        .iter()
-        .filter(|d| !cfg.regions.iter().any(|r| r.name == d.name))
-        .map(|d| d.name.clone())
-        .collect())
+    for d in &defs.regions {
+        if !engine.regions().iter().any(|r| *r.name == d.name) {
+            problems.push(format!(
+                "region {:?} is not in this node's regions.toml: not used here",
+                d.name
+            ));
+        }
+    }
+    problems
+}
+
+/// Keeps every region's raw points on this node: what the cluster publishes cannot be read
+/// (a newer format, a damaged value), so it may have tightened a region's export rule.
+fn restrict_exports(engine: &crate::region::Engine) {
+    for r in engine.regions() {
+        let reach = r.reach();
+        if reach.export == Export::Raw {
+            let mut tighter = (*reach).clone();
+            tighter.export = Export::Aggregates {
+                min_every_ns: crate::config::DEFAULT_EXPORT_MIN_EVERY_NS,
+            };
+            tracing::warn!(region = %r.name, "export = \"aggregates\" here until the published region definitions can be read");
+            r.set_reach(tighter);
+        }
+    }
+}
+
+/// Parses published definitions (`revision`) and puts them in force, logged; `None` when
+/// they cannot be read, after [`restrict_exports`].
+fn take_definitions(
+    engine: &crate::region::Engine,
+    bytes: &[u8],
+    access: NodeAccess,
+    revision: u64,
+) -> Option<Definitions> {
+    match Definitions::parse(bytes) {
+        Ok(defs) => {
+            for p in install_definitions(engine, &defs, access) {
+                tracing::error!(revision, "published region definitions: {p}");
+            }
+            Some(defs)
+        }
+        Err(e) => {
+            tracing::error!(revision, error = %e, "the published region definitions cannot be read here: urls stay as they are, and no region's raw points leave this node");
+            restrict_exports(engine);
+            None
+        }
+    }
 }
 
 pub(crate) fn nanos(d: Duration) -> i64 {
@@ -415,10 +447,11 @@ pub async fn follow(
         }
         let defs = match read_definitions_entry(&store).await {
             Ok(Some((_, revision))) if revision <= defs_seen => Ok(()),
-            Ok(Some((bytes, revision))) => Definitions::parse(&bytes).map(|defs| {
-                apply_definitions(&engine, &defs, &cfg, access, revision);
+            Ok(Some((bytes, revision))) => {
+                take_definitions(&engine, &bytes, access, revision);
                 defs_seen = revision;
-            }),
+                Ok(())
+            }
             Ok(None) => Ok(()),
             Err(e) => Err(e),
         };

@@ -874,14 +874,6 @@ fn mixed_shapes_and_partial_overwrites_arrive_as_written() {
     b.stop();
 }
 
-/// A routing change mid-load (SPEC §8: routing in JetStream KV, versioned with effective
-/// times). Writers keep writing through both nodes, points stamped with the wall clock and
-/// rewrites of points written earlier, while `meridian routing publish` moves tenant
-/// `globex` from americas (its geo tag) to eu, in force a lead (8 s) later. Every
-/// acknowledged point is found once, with its last value: points before the version's time
-/// in americas' files (rewrites too, whenever they came), later ones in eu's. Then a
-/// version naming a region the nodes' regions.toml lacks: points after its time are
-/// refused (503 naming it), earlier ones are still taken, queries still answer whole.
 /// Runs `meridian ARGS --config CFG`: whether it succeeded, and its stdout and stderr.
 fn meridian_cli(args: &[&str], cfg: &Path) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
@@ -937,8 +929,9 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 /// Region definitions (url, replicas, export) published at runtime are in force on every
 /// node without a restart: a replica added to eu and apac answers for them once B is
 /// killed, eu's raw points may cross once its export is "raw" and no longer once it is
-/// back to "aggregates"; definitions that would leave a node unable to reach a region are
-/// refused whole by that node.
+/// back to "aggregates"; a url that would leave a node unable to reach a region is not
+/// taken by that node (the export rule beside it is); definitions no node can read keep
+/// every region's raw points on its nodes until they are replaced.
 #[test]
 fn region_definitions_change_at_runtime_on_every_node() {
     let root = tempfile::tempdir().expect("temp dir");
@@ -1025,33 +1018,86 @@ fn region_definitions_change_at_runtime_on_every_node() {
     // eu back to aggregates: raw rows refused again, on the node hosting it.
     let (ok, out) = meridian_cli(&["routing", "publish"], &config);
     assert!(ok, "{out}");
+    let aggregates = |n: &Node| region_status(n, "eu")["export"]["aggregates"].is_object();
     eventually("eu's raw rows refused again", || {
         raw_query(&a, "eu-west-1").0 == 403
     });
-    assert_eq!(region_status(&a, "eu")["replicas"], serde_json::json!([]));
+    eventually("C keeps eu's raw points too", || aggregates(&c));
+    eventually("A forgot C", || {
+        region_status(&a, "eu")["replicas"] == serde_json::json!([])
+    });
 
-    // Definitions leaving B no url for americas (which it does not host): B keeps the
-    // ones it has, whole (eu stays "aggregates" there although these say "raw"); A, which
-    // hosts americas, takes them.
-    let no_url = changed.replacen(&format!("url = \"{}\"\n", url(pa)), "", 2);
+    // Definitions leaving B no url for americas (which it does not host), and americas'
+    // export "raw": B keeps americas' url but takes its export rule, and eu's "raw"; A,
+    // which hosts americas, takes them whole.
+    let no_url = changed
+        .replacen(&format!("url = \"{}\"\n", url(pa)), "", 2)
+        .replacen(
+            "name = \"americas\"\n",
+            "name = \"americas\"\nexport = \"raw\"\n",
+            1,
+        );
     assert!(!no_url.contains(&url(pa)), "{no_url}");
     let unreachable = root.path().join("unreachable.toml");
     std::fs::write(&unreachable, &no_url).expect("config");
     let (ok, out) = meridian_cli(&["routing", "publish"], &unreachable);
     assert!(ok, "{out}");
     assert!(out.contains("no url"), "{out}");
-    eventually("A took them", || region_status(&a, "eu")["export"] == "raw");
-    std::thread::sleep(Duration::from_millis(1500));
+    for n in [&a, &b] {
+        eventually("eu exports raw rows", || {
+            region_status(n, "eu")["export"] == "raw"
+        });
+    }
+    assert_eq!(
+        region_status(&a, "americas")["url"],
+        serde_json::Value::Null
+    );
     let am = region_status(&b, "americas");
-    assert_eq!(am["url"], url(pa), "{am}");
-    let eu_b = region_status(&b, "eu");
-    assert!(eu_b["export"]["aggregates"].is_object(), "{eu_b}");
+    assert_eq!(
+        (&am["url"], &am["export"]),
+        (&url(pa).into(), &"raw".into()),
+        "{am}"
+    );
     wait_for(&b, &expected, "B still reaches americas");
+
+    // Definitions no node can read (a newer format): eu's raw points stay on its nodes;
+    // `routing show` names the problem; a publish replaces them.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let client = async_nats::connect(nats.url()).await.expect("NATS");
+        let js = async_nats::jetstream::new(client);
+        let kv = js.get_key_value("MERIDIAN_ROUTING").await.expect("bucket");
+        let newer = serde_json::json!({"format": 99, "recorded_at": 0, "regions": []});
+        kv.put("regions", newer.to_string().into())
+            .await
+            .expect("put");
+    });
+    for n in [&a, &b, &c] {
+        eventually("raw points kept in", || aggregates(n));
+    }
+    assert_eq!(raw_query(&a, "eu-west-1").0, 403);
+    let (ok, out) = meridian_cli(&["routing", "show"], &config);
+    assert!(ok && out.contains("format 99"), "{out}");
+    let (ok, out) = meridian_cli(&["routing", "publish"], &published);
+    assert!(ok && out.contains("published region definitions"), "{out}");
+    for n in [&b, &c] {
+        eventually("eu exports raw rows again", || {
+            region_status(n, "eu")["export"] == "raw"
+        });
+    }
     a.stop();
     b.stop();
     c.stop();
 }
 
+/// A routing change mid-load (SPEC §8: routing in JetStream KV, versioned with effective
+/// times). Writers keep writing through both nodes, points stamped with the wall clock and
+/// rewrites of points written earlier, while `meridian routing publish` moves tenant
+/// `globex` from americas (its geo tag) to eu, in force a lead (8 s) later. Every
+/// acknowledged point is found once, with its last value: points before the version's time
+/// in americas' files (rewrites too, whenever they came), later ones in eu's. Then a
+/// version naming a region the nodes' regions.toml lacks: points after its time are
+/// refused (503 naming it), earlier ones are still taken, queries still answer whole.
 #[test]
 fn a_routing_change_mid_load_moves_later_points_only() {
     use std::sync::atomic::{AtomicBool, Ordering};
