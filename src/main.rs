@@ -248,10 +248,13 @@ fn routing_command(cmd: RoutingCommand) -> Result<()> {
             let client = meridian::cluster::jetstream::connect_client(&c, "meridian-routing")
                 .await
                 .map_err(|e| anyhow::anyhow!(e))?;
+            // The largest message the servers take (a history must fit in one).
+            let max_payload = client.server_info().max_payload;
             let js = async_nats::jetstream::new(client);
-            routing_kv::bucket(&js, &c)
+            let kv = routing_kv::bucket(&js, &c)
                 .await
-                .map_err(|e| anyhow::anyhow!(e))
+                .map_err(|e| anyhow::anyhow!(e))?;
+            anyhow::Ok((kv, max_payload))
         }
     };
     let when = |ns: i64| {
@@ -272,7 +275,7 @@ fn routing_command(cmd: RoutingCommand) -> Result<()> {
             let mut definitions = None;
             let history = if cfg.cluster.is_some() {
                 let (history, defs) = rt.block_on(async {
-                    let kv = store(&cfg).await?;
+                    let (kv, _) = store(&cfg).await?;
                     let history = routing_kv::read(&kv)
                         .await
                         .map_err(|e| anyhow::anyhow!(e))?;
@@ -416,8 +419,9 @@ fn routing_command(cmd: RoutingCommand) -> Result<()> {
                 );
             }
             rt.block_on(async {
-                let kv = store(&cfg).await?;
-                let version = routing_kv::publish(&kv, &rules, effective_from, lead)
+                let (kv, max_payload) = store(&cfg).await?;
+                let version =
+                    routing_kv::publish(&kv, &rules, effective_from, lead, Some(max_payload))
                     .await
                     .map_err(|e| anyhow::anyhow!(e))?;
                 // Said at once: the definitions below may fail on their own.

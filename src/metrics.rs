@@ -70,6 +70,10 @@ pub struct ClusterMetrics {
     pub messages_unreadable: AtomicU64,
     /// Times an applier found messages of its region's log missing (expired, recreated).
     pub log_gaps: AtomicU64,
+    /// The latest routing version this node has read (`cluster::routing_kv`).
+    pub routing_version: AtomicU64,
+    /// The KV revision of the region definitions in force here (0: none published).
+    pub definitions_revision: AtomicU64,
     pub applied_seq: parking_lot::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
@@ -604,6 +608,18 @@ impl Metrics {
                 "Times a hosted region's log was found to miss messages (expired past cluster.max_age, or recreated).",
                 COUNTER,
                 one(&c.log_gaps),
+            );
+            add(
+                "meridian_cluster_routing_version",
+                "The latest routing version this node has read (meridian routing show lists them).",
+                GAUGE,
+                one(&c.routing_version),
+            );
+            add(
+                "meridian_cluster_definitions_revision",
+                "KV revision of the published region definitions this node has read (0: none published).",
+                GAUGE,
+                one(&c.definitions_revision),
             );
             let applied = c
                 .applied_seq

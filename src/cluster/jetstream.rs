@@ -285,7 +285,7 @@ impl JetStream {
         let own = Rules::from_config(routing);
         let (history, routing_revision) =
             routing_kv::seed(&routing_store, &own, cfg.routing_lead, now).await?;
-        routing_kv::install(engine.routing_table(), &history, routing, cfg.routing_lead);
+        routing_kv::install(&engine, &history, routing, cfg.routing_lead);
         engine.routing_table().confirm(now);
         if let Some(lead) = history.lead_ns
             && lead != routing_kv::nanos(cfg.routing_lead)

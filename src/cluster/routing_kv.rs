@@ -35,9 +35,7 @@ use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 
 use crate::config::{ClusterConfig, Export, RoutingConfig};
-use crate::routing::{
-    Definitions, History, HistoryError, Reach, Routing, RoutingTable, Rules, Version,
-};
+use crate::routing::{Definitions, History, HistoryError, Reach, Routing, Rules, Version};
 
 pub const BUCKET: &str = "MERIDIAN_ROUTING";
 const KEY: &str = "history";
@@ -110,7 +108,7 @@ async fn read_entry(store: &kv::Store) -> Result<Option<(Bytes, u64)>, String> {
 pub async fn read(store: &kv::Store) -> Result<Option<(History, u64)>, String> {
     match read_entry(store).await? {
         Some((bytes, revision)) => {
-            let h = History::parse(&bytes).map_err(|err| err.to_string())?;
+            let h = decode_history(&bytes)?;
             Ok(Some((h, revision)))
         }
         None => Ok(None),
@@ -130,7 +128,7 @@ pub async fn seed(
     }
     let mut first = History::first(rules, now_ns);
     first.lead_ns = Some(nanos(lead));
-    match store.create(KEY, Bytes::from(first.to_json())).await {
+    match store.create(KEY, encode_history(&first)?).await {
         Ok(revision) => Ok((first, revision)),
         Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => read(store)
             .await?
@@ -150,6 +148,7 @@ pub async fn publish(
     rules: &Rules,
     effective_from: Option<i64>,
     lead: Duration,
+    max_payload: Option<usize>,
 ) -> Result<Option<Version>, String> {
     let (mut history, revision) = read(store)
         .await?
@@ -173,7 +172,22 @@ pub async fn publish(
         Err(e) => return Err(e.to_string()),
     };
     let within = Duration::from_nanos(u64::try_from(lead_ns / 4).unwrap_or(0));
-    let update = store.update(KEY, Bytes::from(history.to_json()), revision);
+    let bytes = encode_history(&history)?;
+    if let Some(max) = max_payload
+        && bytes.len() > max
+    {
+        return Err(format!(
+            "the routing history would be {} bytes ({} versions{}), more than the NATS servers take in one message (max_payload {max}): raise max_payload on every NATS server",
+            bytes.len(),
+            history.versions.len(),
+            if bytes.len() < history.to_json().len() {
+                ", zstd-compressed"
+            } else {
+                ""
+            },
+        ));
+    }
+    let update = store.update(KEY, bytes, revision);
     match tokio::time::timeout(within, update).await {
         Ok(Ok(_)) => Ok(Some(version)),
         Ok(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Err(
@@ -362,6 +376,11 @@ fn take_definitions(
     access: NodeAccess,
     revision: u64,
 ) -> Option<Definitions> {
+    engine
+        .metrics()
+        .cluster
+        .definitions_revision
+        .store(revision, std::sync::atomic::Ordering::Relaxed);
     match Definitions::parse(bytes) {
         Ok(defs) => {
             for p in install_definitions(engine, &defs, access) {
@@ -377,13 +396,53 @@ fn take_definitions(
     }
 }
 
+/// Histories larger than this are kept zstd-compressed (smaller ones as JSON, readable by
+/// eye with the `nats` tool and by builds that predate compression).
+const COMPRESS_ABOVE: usize = 64 << 10;
+/// The largest history a node decompresses (a damaged or hostile value must not take its
+/// memory): far above what any NATS server's max_payload lets a compressed one expand to
+/// with directory entries (about 10:1).
+const MAX_HISTORY_BYTES: usize = 256 << 20;
+/// zstd's frame magic, little-endian: JSON never starts with it.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// The history as stored: JSON, zstd-compressed from [`COMPRESS_ABOVE`] bytes on.
+pub fn encode_history(history: &History) -> Result<Bytes, String> {
+    let json = history.to_json();
+    if json.len() <= COMPRESS_ABOVE {
+        return Ok(Bytes::from(json));
+    }
+    zstd::bulk::compress(&json, 9)
+        .map(Bytes::from)
+        .map_err(|e| format!("compressing the routing history: {e}"))
+}
+
+/// Reads a stored history, compressed or not.
+pub fn decode_history(bytes: &[u8]) -> Result<History, String> {
+    let history = if bytes.starts_with(&ZSTD_MAGIC) {
+        let json = zstd::bulk::decompress(bytes, MAX_HISTORY_BYTES).map_err(|e| {
+            format!("the cluster's routing history is not readable (zstd, at most {MAX_HISTORY_BYTES} bytes): {e}")
+        })?;
+        History::parse(&json)
+    } else {
+        History::parse(bytes)
+    };
+    history.map_err(|e| e.to_string())
+}
+
 pub(crate) fn nanos(d: Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
 /// Installs `history` in `table` (its versions and the cluster's lead; `lead` if it records
 /// none), logging versions this node does not know.
-pub fn install(table: &RoutingTable, history: &History, cfg: &RoutingConfig, lead: Duration) {
+pub fn install(
+    engine: &crate::region::Engine,
+    history: &History,
+    cfg: &RoutingConfig,
+    lead: Duration,
+) {
+    let table = engine.routing_table();
     let routing = Routing::compile(history, cfg);
     for v in &history.versions {
         if let Err(e) = routing.at(v.effective_from) {
@@ -394,7 +453,13 @@ pub fn install(table: &RoutingTable, history: &History, cfg: &RoutingConfig, lea
         }
     }
     table.set_lead(history.lead_ns.unwrap_or(nanos(lead)));
+    let latest = routing.latest();
     table.install(routing);
+    engine
+        .metrics()
+        .cluster
+        .routing_version
+        .store(latest, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Reads the history every second, forever: installs each newer revision, and confirms
@@ -421,7 +486,7 @@ pub async fn follow(
                 "{BUCKET}/{KEY} answered revision {revision}, older than {seen} read before"
             )),
             Ok(Some((_, revision))) if revision == seen => Ok(()),
-            Ok(Some((bytes, revision))) => match History::parse(&bytes) {
+            Ok(Some((bytes, revision))) => match decode_history(&bytes) {
                 Ok(history) => {
                     let v = history.latest();
                     tracing::info!(
@@ -429,11 +494,11 @@ pub async fn follow(
                         effective_from = %v.map_or(String::new(), |v| chrono::DateTime::from_timestamp_nanos(v.effective_from).to_rfc3339()),
                         "a new routing version was read"
                     );
-                    install(engine.routing_table(), &history, &cfg, lead);
+                    install(&engine, &history, &cfg, lead);
                     seen = revision;
                     Ok(())
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e),
             },
             Ok(None) => Err(format!("{BUCKET}/{KEY} is missing")),
             Err(e) => Err(e),
@@ -470,5 +535,65 @@ fn report(last: &mut Option<String>, e: String) {
     if last.as_deref() != Some(e.as_str()) {
         tracing::warn!(error = %e, "cannot read the cluster's routing versions; points past this node's horizon are refused until it can");
         *last = Some(e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::DirectoryEntry;
+
+    /// Rules with `n` directory entries (tenants spread over two regions).
+    fn rules(n: usize, shift: usize) -> Rules {
+        Rules {
+            geo_tag: "region".into(),
+            lat_tag: "lat".into(),
+            lon_tag: "lon".into(),
+            default_region: "global".into(),
+            regions: Vec::new(),
+            directory: (0..n)
+                .map(|i| DirectoryEntry {
+                    tag: "tenant".into(),
+                    value: format!("customer-{i:06}"),
+                    region: if (i + shift).is_multiple_of(3) {
+                        "eu"
+                    } else {
+                        "us"
+                    }
+                    .into(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn large_histories_are_stored_compressed_and_read_back() {
+        // Small: JSON as before.
+        let small = History::first(&rules(10, 0), 1);
+        let bytes = encode_history(&small).unwrap();
+        assert_eq!(&bytes[..], &small.to_json()[..]);
+        assert_eq!(decode_history(&bytes).unwrap(), small);
+
+        // 20,000 directory entries in each of three versions: about 6 MB of JSON, which
+        // no NATS server with the default max_payload (1 MiB) would take in one message.
+        let mut h = History::first(&rules(20_000, 0), 1);
+        h.push(&rules(20_000, 1), 10, 2).unwrap();
+        h.push(&rules(20_000, 2), 20, 3).unwrap();
+        let json = h.to_json().len();
+        let bytes = encode_history(&h).unwrap();
+        assert!(json > 4 << 20, "{json}");
+        assert!(bytes.len() < 1 << 20, "{} of {json}", bytes.len());
+        assert!(bytes.starts_with(&ZSTD_MAGIC));
+        assert_eq!(decode_history(&bytes).unwrap(), h);
+
+        // Damaged: an error, not a panic.
+        let mut broken = bytes.to_vec();
+        broken.truncate(broken.len() / 2);
+        assert!(
+            decode_history(&broken)
+                .unwrap_err()
+                .contains("not readable")
+        );
+        assert!(decode_history(b"{\"versions\": []}").is_err());
     }
 }

@@ -1090,6 +1090,112 @@ fn region_definitions_change_at_runtime_on_every_node() {
     c.stop();
 }
 
+/// `name`'s value in `node`'s `/metrics` (`None` when it cannot be read).
+fn metric(node: &Node, name: &str) -> Option<f64> {
+    let text = http_client()
+        .get(format!("{}/metrics", node.url))
+        .send()
+        .and_then(|r| r.text())
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// A directory of 20,000 tenants, published twice: each version's rules alone are more
+/// than a NATS server takes in one message by default (1 MiB), so the history is kept
+/// compressed; every node reads both versions, and a point of a listed tenant goes to the
+/// region the directory names once the version is in force.
+#[test]
+fn a_directory_of_twenty_thousand_tenants_is_published_and_read_by_every_node() {
+    let root = tempfile::tempdir().expect("temp dir");
+    // NATS's default message size limit (the others here take 8 MB).
+    let nats = Nats::start_with(root.path(), "nats", "max_payload: 1MB", free_port());
+    let (config, pa, pb) = two_node_config(root.path(), &nats.url());
+    let base = std::fs::read_to_string(&config).expect("config") + "routing_lead = \"8s\"\n";
+    std::fs::write(&config, &base).expect("config");
+    let a = Node::start(
+        &root.path().join("a"),
+        &config,
+        pa,
+        &["americas", "global"],
+        &["--node", "a"],
+    );
+    let b = Node::start(
+        &root.path().join("b"),
+        &config,
+        pb,
+        &["eu", "apac"],
+        &["--node", "b"],
+    );
+    let directory = |to: &str| {
+        let mut d = String::from("[directory]\n");
+        for i in 0..20_000u32 {
+            let region = if i.is_multiple_of(3) { to } else { "apac" };
+            d.push_str(&format!("\"tenant=customer-{i:06}\" = \"{region}\"\n"));
+        }
+        d
+    };
+    for (version, to) in [(2, "eu"), (3, "americas")] {
+        let path = root.path().join(format!("directory-{version}.toml"));
+        std::fs::write(&path, base.replace("[directory]\n", &directory(to))).expect("config");
+        let (ok, out) = meridian_cli(&["routing", "publish"], &path);
+        assert!(ok, "{out}");
+        assert!(
+            out.contains(&format!("published routing version {version}")),
+            "{out}"
+        );
+        for n in [&a, &b] {
+            eventually("the node read the version", || {
+                metric(n, "meridian_cluster_routing_version") == Some(version as f64)
+            });
+        }
+    }
+    let (ok, out) = meridian_cli(&["routing", "show", "--json"], &config);
+    assert!(ok, "{out}");
+    assert!(out.len() > 2 << 20, "{} bytes", out.len());
+    let history: serde_json::Value = serde_json::from_str(&out).expect("history JSON");
+    let v3 = &history["versions"][2];
+    let tenants: Vec<&serde_json::Value> = v3["rules"]["directory"]
+        .as_array()
+        .expect("directory")
+        .iter()
+        .filter(|e| {
+            e["value"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("customer-"))
+        })
+        .collect();
+    assert_eq!(tenants.len(), 20_000);
+    assert_eq!(tenants[0]["value"], "customer-000000");
+    assert_eq!(tenants[0]["region"], "americas");
+
+    // Once version 3 is in force: customer-000000 (geo tag us-east-1, so americas by
+    // geography) goes to americas, customer-000001 to apac.
+    let from = v3["effective_from"].as_i64().expect("effective_from");
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i64
+    };
+    while now() < from + 500_000_000 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let t = now();
+    let body = format!(
+        "cpu,tenant=customer-000000,region=eu-west-1 v=1i {t}\ncpu,tenant=customer-000001,region=eu-west-1 v=2i {t}\n"
+    );
+    let (status, text) = write(&a, &body);
+    assert_eq!(status, 204, "{text}");
+    let rows = |n: &Node, region: &str| region_status(n, region)["memory"]["rows"].as_i64();
+    eventually("each point in its directory's region", || {
+        rows(&a, "americas") == Some(1) && rows(&b, "apac") == Some(1)
+    });
+    assert_eq!(rows(&b, "eu"), Some(0));
+    a.stop();
+    b.stop();
+}
+
 /// A routing change mid-load (SPEC §8: routing in JetStream KV, versioned with effective
 /// times). Writers keep writing through both nodes, points stamped with the wall clock and
 /// rewrites of points written earlier, while `meridian routing publish` moves tenant
