@@ -190,8 +190,9 @@ pub struct JetStream {
     definitions_revision: u64,
     /// What this node's config lets it use of published definitions.
     access: routing_kv::NodeAccess,
-    /// Shared storage: the flush leases (`None` when no hosted region shares its storage).
-    leases: Option<async_nats::jetstream::kv::Store>,
+    /// Shared storage: the bucket of each region's flush lease, by region index (`None`:
+    /// not a shared region hosted here).
+    leases: Vec<Option<async_nats::jetstream::kv::Store>>,
     lease_ttl: Duration,
     /// How long a holder's flush job may run before it gives the lease up
     /// ([`super::lease::stalled_after`]).
@@ -309,16 +310,28 @@ impl JetStream {
         // Region definitions: published ones are in force before the node answers.
         let definitions_revision =
             routing_kv::start_definitions(&routing_store, &engine, routing, access).await?;
-        let leases = if engine.regions().iter().any(|r| r.log.is_some()) {
-            let store = super::lease::bucket(&js, cfg).await?;
-            for r in engine.regions().iter().filter(|r| r.log.is_some()) {
-                super::lease::check_members(&store, &r.name, &node, engine.shards_per_region())
-                    .await?;
+        // Shared regions' lease buckets, by region index.
+        let mut leases = Vec::with_capacity(regions.len());
+        for (r, rc) in engine.regions().iter().zip(regions) {
+            if r.log.is_none() {
+                leases.push(None);
+                continue;
             }
-            Some(store)
-        } else {
-            None
-        };
+            let store = super::lease::bucket(&js, cfg, rc).await?;
+            let members =
+                super::lease::check_members(&store, &r.name, &node, engine.shards_per_region());
+            tokio::time::timeout(super::lease::START_CHECK_TIMEOUT, members)
+                .await
+                .map_err(|_| {
+                    format!(
+                        "{} did not list region {:?}'s members within {:?}",
+                        store.name,
+                        &*r.name,
+                        super::lease::START_CHECK_TIMEOUT
+                    )
+                })??;
+            leases.push(Some(store));
+        }
         write_intake(&applied_dir, &intake)?;
         engine.metrics().cluster.enabled.store(true, Relaxed);
         Ok(JetStream {
@@ -398,18 +411,16 @@ impl JetStream {
 
     /// This node's side of the flush lease of every shared region it hosts.
     pub fn flush_leases(&self) -> Vec<super::lease::FlushLease> {
-        let Some(store) = &self.leases else {
-            return Vec::new();
-        };
         self.engine
             .regions()
             .iter()
+            .zip(&self.leases)
             .enumerate()
-            .filter_map(|(i, r)| {
+            .filter_map(|(i, (r, store))| {
                 Some(super::lease::FlushLease {
                     engine: self.engine.clone(),
                     region_id: RegionId(i),
-                    store: store.clone(),
+                    store: store.clone()?,
                     region: r.name.to_string(),
                     node: self.node.clone(),
                     ttl: self.lease_ttl,

@@ -1,6 +1,8 @@
-//! Shared storage's flush lease, in JetStream KV (bucket `MERIDIAN_LEASES`, key
-//! `flush.<region>`: the holder and until when), and the work each hosting node does with it
-//! every tick.
+//! Shared storage's flush lease, in JetStream KV (key `flush.<region>`: the holder and until
+//! when), and the work each hosting node does with it every tick. The bucket is the
+//! region's own (`MERIDIAN_LEASES_<region>`, in the region's NATS cluster) when the region
+//! has a `nats_cluster`, so that its nodes keep flushing while another geography's NATS is
+//! away; `MERIDIAN_LEASES` (in `cluster.nats_cluster`) otherwise.
 //!
 //! ```text
 //!  every node hosting a shared region, every tick (a third of cluster.lease_ttl, ≤ 1 s):
@@ -45,7 +47,7 @@ use bytes::Bytes;
 use crate::catalog::Manifest;
 use crate::catalog::manifest::{LogMark, ManifestEdit, ManifestError, now_ns};
 use crate::cluster::routing_kv::nanos;
-use crate::config::ClusterConfig;
+use crate::config::{ClusterConfig, RegionConfig};
 use crate::model::RegionId;
 use crate::region::Engine;
 use crate::region::shared::SharedLog;
@@ -96,14 +98,26 @@ pub async fn check_members(
     shards: usize,
 ) -> Result<(), String> {
     use futures::StreamExt;
-    let prefix = format!("member.{region}.");
-    let mut keys = store
-        .keys()
+    // The members' keys, from the stream's subjects: one request, where the client's key
+    // listing (a consumer reading the bucket to its end) need not end while other nodes
+    // write to the bucket every tick, as they do (a start-up over a slow link waited
+    // minutes for it).
+    let subjects = format!("{}member.{region}.*", store.prefix);
+    let mut listed = store
+        .stream
+        .info_with_subjects(&subjects)
         .await
-        .map_err(|e| format!("listing {BUCKET}: {e}"))?;
+        .map_err(|e| format!("listing {}: {e}", store.name))?;
+    let mut keys = Vec::new();
+    while let Some(s) = listed.next().await {
+        let (subject, _) = s.map_err(|e| format!("listing {}: {e}", store.name))?;
+        if let Some(k) = subject.strip_prefix(&store.prefix) {
+            keys.push(k.to_string());
+        }
+    }
+    let prefix = format!("member.{region}.");
     let now = now_ns();
-    while let Some(k) = keys.next().await {
-        let k = k.map_err(|e| format!("listing {BUCKET}: {e}"))?;
+    for k in keys {
         let Some(other) = k.strip_prefix(&prefix) else {
             continue;
         };
@@ -113,7 +127,7 @@ pub async fn check_members(
         let Some(entry) = store
             .entry(&k)
             .await
-            .map_err(|e| format!("reading {BUCKET}/{k}: {e}"))?
+            .map_err(|e| format!("reading {}/{k}: {e}", store.name))?
         else {
             continue;
         };
@@ -138,14 +152,66 @@ struct Holder {
     until: i64,
 }
 
-pub async fn bucket(js: &jetstream::Context, cfg: &ClusterConfig) -> Result<kv::Store, String> {
-    super::routing_kv::open_bucket(
-        js,
-        cfg,
-        BUCKET,
-        "Meridian's flush leases of regions on shared storage",
-    )
-    .await
+/// The bucket of `region`'s lease: its own where it names its NATS cluster.
+pub fn bucket_name(region: &RegionConfig) -> String {
+    match region.nats_cluster {
+        Some(_) => format!("{BUCKET}_{}", region.name),
+        None => BUCKET.to_string(),
+    }
+}
+
+/// Opens (creating it if needed) the bucket of `region`'s lease, placed in the region's
+/// NATS cluster (the cluster's own for the shared bucket).
+pub async fn bucket(
+    js: &jetstream::Context,
+    cfg: &ClusterConfig,
+    region: &RegionConfig,
+) -> Result<kv::Store, String> {
+    let placed = region
+        .nats_cluster
+        .as_deref()
+        .or(cfg.nats_cluster.as_deref());
+    let description = format!("Meridian's flush lease of region {}", region.name);
+    let store =
+        super::routing_kv::open_bucket(js, cfg, &bucket_name(region), &description, placed).await?;
+    if region.nats_cluster.is_some() {
+        let check = refuse_older_holder(js, &region.name, &store.name);
+        match tokio::time::timeout(START_CHECK_TIMEOUT, check).await {
+            Ok(checked) => checked?,
+            Err(_) => tracing::warn!(
+                region = %region.name,
+                "{BUCKET} (where older builds keep leases) did not answer: not checked for a holder of an older build"
+            ),
+        }
+    }
+    Ok(store)
+}
+
+/// The longest a start-up check of a lease bucket may take.
+pub const START_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A region moved to its own lease bucket (this build) while a node of an older build,
+/// which keeps it in the shared `MERIDIAN_LEASES`, holds it there: two holders would fight
+/// over the manifest's epoch. The shared bucket is asked only if it exists and answers
+/// (it may live in another geography that is away).
+async fn refuse_older_holder(
+    js: &jetstream::Context,
+    region: &str,
+    own: &str,
+) -> Result<(), String> {
+    let Ok(shared) = js.get_key_value(BUCKET).await else {
+        return Ok(());
+    };
+    let Ok(Some(entry)) = shared.entry(key(region)).await else {
+        return Ok(());
+    };
+    match serde_json::from_slice::<Holder>(&entry.value) {
+        Ok(h) if entry.operation == kv::Operation::Put && h.until > now_ns() => Err(format!(
+            "node {:?} holds region {region:?}'s flush lease in {BUCKET}, where builds before per-region lease buckets keep it, and this node keeps it in {own}: stop every node hosting the region and start them all with this build",
+            h.node
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// One node's side of one shared region's lease.
@@ -334,7 +400,7 @@ impl FlushLease {
             .store
             .entry(&k)
             .await
-            .map_err(|e| format!("reading {BUCKET}/{k}: {e}"))?;
+            .map_err(|e| format!("reading {}/{k}: {e}", self.store.name))?;
         let asked = entry
             .as_ref()
             .and_then(|e| std::str::from_utf8(&e.value).ok()?.parse::<u64>().ok())
@@ -368,7 +434,7 @@ impl FlushLease {
             .store
             .entry(&k)
             .await
-            .map_err(|e| format!("reading {BUCKET}/{k}: {e}"))?;
+            .map_err(|e| format!("reading {}/{k}: {e}", self.store.name))?;
         let now = now_ns();
         let current = entry.as_ref().and_then(|e| {
             (e.operation == kv::Operation::Put)

@@ -46,10 +46,18 @@ const READ_EVERY: Duration = Duration::from_secs(1);
 
 /// Opens the routing bucket, creating it if it does not exist (idempotent on every node).
 pub async fn bucket(js: &jetstream::Context, cfg: &ClusterConfig) -> Result<kv::Store, String> {
-    open_bucket(js, cfg, BUCKET, "Meridian's routing versions").await
+    open_bucket(
+        js,
+        cfg,
+        BUCKET,
+        "Meridian's routing versions",
+        cfg.nats_cluster.as_deref(),
+    )
+    .await
 }
 
-/// Opens a KV bucket, creating it if it does not exist (idempotent on every node). The
+/// Opens a KV bucket, creating it if it does not exist (idempotent on every node), placed
+/// in NATS cluster `placed` (`None`: where JetStream puts it). The
 /// bucket's stream is made here with the KV conventions (`KV_<bucket>`, subjects
 /// `$KV.<bucket>.>`, roll-ups; no direct gets): the client's own bucket creation first asks
 /// for account details that nats-server 2.9 (Debian's) answers in a form it cannot read.
@@ -58,6 +66,7 @@ pub async fn open_bucket(
     cfg: &ClusterConfig,
     name: &str,
     description: &str,
+    placed: Option<&str>,
 ) -> Result<kv::Store, String> {
     if let Ok(store) = js.get_key_value(name).await {
         return Ok(store);
@@ -77,13 +86,10 @@ pub async fn open_bucket(
             // that lags, and a node must not act on an entry older than the latest.
             allow_direct: false,
             discard: jetstream::stream::DiscardPolicy::New,
-            placement: cfg
-                .nats_cluster
-                .as_ref()
-                .map(|c| jetstream::stream::Placement {
-                    cluster: Some(c.clone()),
-                    tags: Vec::new(),
-                }),
+            placement: placed.map(|c| jetstream::stream::Placement {
+                cluster: Some(c.to_string()),
+                tags: Vec::new(),
+            }),
             ..Default::default()
         },
     )

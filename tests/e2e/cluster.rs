@@ -1101,6 +1101,226 @@ fn metric(node: &Node, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
+/// Three NATS servers with JetStream, one cluster each ("eu", "us", "ap"), joined by
+/// gateways (a supercluster), with eu's and us's monitoring ports. JetStream's meta layer
+/// spans the three: with one cluster away it keeps its quorum (with two servers it would
+/// lose it, and JetStream then refuses even reads of a KV entry).
+struct Supercluster {
+    eu: Nats,
+    us: Nats,
+    /// eu's and us's monitoring (`/jsz`) ports.
+    he: u16,
+    hu: u16,
+    _ap: Nats,
+}
+
+impl Supercluster {
+    fn start(root: &Path) -> Supercluster {
+        let (pe, pu, pp) = (free_port(), free_port(), free_port());
+        let (ce, cu, cp, ge, gu, gp, he, hu, hp) = (
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+        );
+        let gateways = format!(
+            "gateways: [{{name: \"eu\", url: \"nats://127.0.0.1:{ge}\"}}, {{name: \"us\", url: \"nats://127.0.0.1:{gu}\"}}, {{name: \"ap\", url: \"nats://127.0.0.1:{gp}\"}}]"
+        );
+        // A one-server cluster still lists a route (its own) so that JetStream runs
+        // clustered.
+        let extra = |name: &str, c: u16, g: u16, h: u16| {
+            format!(
+                "cluster {{ name: \"{name}\", listen: 127.0.0.1:{c}, routes: [\"nats://127.0.0.1:{c}\"] }}\n\
+                 gateway {{ name: \"{name}\", listen: \"127.0.0.1:{g}\", {gateways} }}\n\
+                 http: 127.0.0.1:{h}\n"
+            )
+        };
+        let eu = Nats::start_with(root, "se", &extra("eu", ce, ge, he), pe);
+        let us = Nats::start_with(root, "su", &extra("us", cu, gu, hu), pu);
+        let ap = Nats::start_with(root, "sp", &extra("ap", cp, gp, hp), pp);
+        wait_for_metadata_leader(&[&eu, &us, &ap]);
+        Supercluster {
+            eu,
+            us,
+            he,
+            hu,
+            _ap: ap,
+        }
+    }
+}
+
+/// `text` (a config whose `[cluster] nats` is `us`) with eu and apac's logs in NATS cluster
+/// "eu", americas' and global's and the cluster's own in "us".
+fn in_geographies(text: &str, us: &Nats) -> String {
+    let mut text = text.replacen(
+        &format!("nats = [\"{}\"]", us.url()),
+        &format!("nats = [\"{}\"]\nnats_cluster = \"us\"", us.url()),
+        1,
+    );
+    for (region, cluster) in [
+        ("eu", "eu"),
+        ("apac", "eu"),
+        ("americas", "us"),
+        ("global", "us"),
+    ] {
+        text = text.replacen(
+            &format!("name = \"{region}\"\n"),
+            &format!("name = \"{region}\"\nnats_cluster = \"{cluster}\"\n"),
+            1,
+        );
+    }
+    assert_eq!(text.matches("nats_cluster").count(), 5, "{text}");
+    text
+}
+
+/// Writes at `path` a node's config: `text` with `shared_nats` (its `nats = [...]` line)
+/// replaced by `server` and the node's `site` (its bodies wait in MERIDIAN_IN_<site>).
+fn site_config(path: &Path, text: &str, shared_nats: &str, server: &Nats, site: &str) -> PathBuf {
+    let own = text.replacen(
+        shared_nats,
+        &format!("nats = [\"{}\"]\nsite = \"{site}\"", server.url()),
+        1,
+    );
+    std::fs::write(path, own).expect("config");
+    path.to_path_buf()
+}
+
+/// The streams a NATS server (monitoring port `h`) stores: (name, cluster holding it).
+fn streams_on(h: u16) -> Vec<(String, String)> {
+    let j: serde_json::Value = http_client()
+        .get(format!(
+            "http://127.0.0.1:{h}/jsz?accounts=true&streams=true"
+        ))
+        .send()
+        .expect("jsz")
+        .json()
+        .expect("jsz json");
+    j["account_details"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or_default().to_string(),
+                s["cluster"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+/// A region on shared storage with its own NATS cluster keeps its flush lease there
+/// (`MERIDIAN_LEASES_<region>`): with the us cluster (which holds the routing versions
+/// and the americas logs) away, eu's nodes keep a lease holder and flush what they take
+/// to the bucket; americas' parts wait in eu's intake until us returns.
+#[test]
+fn a_shared_region_keeps_flushing_while_another_geographys_nats_is_away() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let Supercluster {
+        eu,
+        us,
+        he,
+        hu,
+        _ap,
+    } = Supercluster::start(root.path());
+    let moto = crate::s3::Moto::start();
+    moto.create_bucket("geo-lease");
+    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+    let (config, _) = shared_storage_config(root.path(), &us, &moto, "geo-lease", (pa, pb, pc));
+    let text = in_geographies(&std::fs::read_to_string(&config).expect("config"), &us);
+    let shared_nats = format!("nats = [\"{}\"]", us.url());
+    let at = |f: &str, server: &Nats, site: &str| {
+        site_config(&root.path().join(f), &text, &shared_nats, server, site)
+    };
+    let (config_a, config_eu) = (at("a.toml", &us, "us"), at("eu.toml", &eu, "eu"));
+    let dir = |n: &str| root.path().join(n);
+    let a = Node::start(
+        &dir("a"),
+        &config_a,
+        pa,
+        &["americas", "global"],
+        &["--node", "geo-a"],
+    );
+    let b = Node::start(
+        &dir("b"),
+        &config_eu,
+        pb,
+        &["eu", "apac"],
+        &["--node", "geo-b"],
+    );
+    let c = Node::start(
+        &dir("c"),
+        &config_eu,
+        pc,
+        &["eu", "apac"],
+        &["--node", "geo-c"],
+    );
+    let mut expected = Expected::new();
+    for n in 0..2 {
+        let (status, text) = write(&b, &body(n, 0, &mut expected));
+        assert_eq!(status, 204, "{text}");
+    }
+    wait_for(&a, &expected, "through A");
+    // The shared regions' lease buckets are in eu, and there is no shared one.
+    let (on_eu, on_us) = (streams_on(he), streams_on(hu));
+    for name in ["KV_MERIDIAN_LEASES_eu", "KV_MERIDIAN_LEASES_apac"] {
+        assert!(
+            on_eu.iter().any(|(n, c)| n == name && c == "eu"),
+            "{on_eu:?}"
+        );
+        assert!(!on_us.iter().any(|(n, _)| n == name), "{on_us:?}");
+    }
+    assert!(
+        !on_eu
+            .iter()
+            .chain(&on_us)
+            .any(|(n, _)| n == "KV_MERIDIAN_LEASES")
+    );
+
+    // us away: writes through B go on (to eu's intake and logs), and eu's holder flushes
+    // them: the bucket's files come to hold every eu point.
+    let mut us = us;
+    us.kill9();
+    for n in 2..5 {
+        let (status, text) = write(&b, &body(n, 0, &mut expected));
+        assert_eq!(status, 204, "a write in eu while us is away: {text}");
+    }
+    let eu_points = expected["eu-west-1"].0 as u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = None;
+    while Instant::now() < deadline {
+        last = Some((shared_view(&b, "eu"), shared_view(&c, "eu")));
+        let flushed =
+            |v: &Option<(bool, u64, u64)>| v.is_some_and(|(_, files, _)| files == eu_points);
+        if last
+            .as_ref()
+            .is_some_and(|(vb, vc)| flushed(vb) && flushed(vc))
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (vb, vc) = last.expect("asked");
+    assert!(
+        vb.is_some_and(|v| v.1 == eu_points) && vc.is_some_and(|v| v.1 == eu_points),
+        "eu's files while us is away: B {vb:?}, C {vc:?}, want {eu_points} rows"
+    );
+    assert!(holder(&b, &c, "eu").is_some(), "eu has no lease holder");
+    us.spawn();
+    wait_for(&a, &expected, "us back, through A");
+    a.stop();
+    b.stop();
+    c.stop();
+}
+
 /// A directory of 20,000 tenants, published twice: each version's rules alone are more
 /// than a NATS server takes in one message by default (1 MiB), so the history is kept
 /// compressed; every node reads both versions, and a point of a listed tenant goes to the
@@ -1975,64 +2195,23 @@ fn a_region_on_shared_storage_is_flushed_by_one_node_and_taken_over_when_it_fail
 #[test]
 fn regions_logs_live_in_their_own_cluster_of_a_supercluster() {
     let root = tempfile::tempdir().expect("temp dir");
-    let (pe, pu) = (free_port(), free_port());
-    let (ce, cu, ge, gu, he, hu) = (
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-    );
-    let gateways = format!(
-        "gateways: [{{name: \"eu\", url: \"nats://127.0.0.1:{ge}\"}}, {{name: \"us\", url: \"nats://127.0.0.1:{gu}\"}}]"
-    );
-    // A one-server cluster still lists a route (its own) so that JetStream runs clustered.
-    let extra = |name: &str, c: u16, g: u16, h: u16| {
-        format!(
-            "cluster {{ name: \"{name}\", listen: 127.0.0.1:{c}, routes: [\"nats://127.0.0.1:{c}\"] }}\n\
-             gateway {{ name: \"{name}\", listen: \"127.0.0.1:{g}\", {gateways} }}\n\
-             http: 127.0.0.1:{h}\n"
-        )
-    };
-    let eu = Nats::start_with(root.path(), "se", &extra("eu", ce, ge, he), pe);
-    let us = Nats::start_with(root.path(), "su", &extra("us", cu, gu, hu), pu);
-    wait_for_metadata_leader(&[&eu, &us]);
+    let Supercluster {
+        eu,
+        us,
+        he,
+        hu,
+        _ap,
+    } = Supercluster::start(root.path());
     let (pa, pb) = (free_port(), free_port());
     let url = |p: u16| format!("http://127.0.0.1:{p}");
     let base = cluster_config(root.path(), &us.url(), &url(pa), &url(pb));
-    let mut text = std::fs::read_to_string(&base).expect("config").replacen(
-        &format!("nats = [\"{}\"]", us.url()),
-        &format!("nats = [\"{}\"]\nnats_cluster = \"us\"", us.url()),
-        1,
-    );
-    for (region, cluster) in [
-        ("eu", "eu"),
-        ("apac", "eu"),
-        ("americas", "us"),
-        ("global", "us"),
-    ] {
-        text = text.replacen(
-            &format!("name = \"{region}\"\n"),
-            &format!("name = \"{region}\"\nnats_cluster = \"{cluster}\"\n"),
-            1,
-        );
-    }
-    assert_eq!(text.matches("nats_cluster").count(), 5, "{text}");
-    // Each node's bodies wait in its own site's intake (MERIDIAN_IN_<site>).
+    let text = in_geographies(&std::fs::read_to_string(&base).expect("config"), &us);
     let shared_nats = format!("nats = [\"{}\"]", us.url());
-    let node_config = |file: &str, server: &str, site: &str| {
-        let path = root.path().join(file);
-        let own = text.replacen(
-            &shared_nats,
-            &format!("nats = [\"{server}\"]\nsite = \"{site}\""),
-            1,
-        );
-        std::fs::write(&path, own).expect("config");
-        path
+    let node_config = |file: &str, server: &Nats, site: &str| {
+        site_config(&root.path().join(file), &text, &shared_nats, server, site)
     };
-    let config_a = node_config("a.toml", &us.url(), "us");
-    let config_b = node_config("b.toml", &eu.url(), "eu");
+    let config_a = node_config("a.toml", &us, "us");
+    let config_b = node_config("b.toml", &eu, "eu");
     let (a, b) = two_nodes(root.path(), (&config_a, &config_b), (pa, pb));
     let mut expected = Expected::new();
     for n in 0..6 {
@@ -2043,32 +2222,7 @@ fn regions_logs_live_in_their_own_cluster_of_a_supercluster() {
     wait_for(&a, &expected, "through A (us)");
     wait_for(&b, &expected, "through B (eu)");
     // Each server reports the streams it stores (names, and the cluster that holds each).
-    let streams = |h: u16| -> Vec<(String, String)> {
-        let j: serde_json::Value = http_client()
-            .get(format!(
-                "http://127.0.0.1:{h}/jsz?accounts=true&streams=true"
-            ))
-            .send()
-            .expect("jsz")
-            .json()
-            .expect("jsz json");
-        j["account_details"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
-            .map(|s| {
-                (
-                    s["name"].as_str().unwrap_or_default().to_string(),
-                    s["cluster"]["name"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string(),
-                )
-            })
-            .collect()
-    };
-    let (on_eu, on_us) = (streams(he), streams(hu));
+    let (on_eu, on_us) = (streams_on(he), streams_on(hu));
     for (name, home, other, cluster) in [
         ("MERIDIAN_R_eu", &on_eu, &on_us, "eu"),
         ("MERIDIAN_R_apac", &on_eu, &on_us, "eu"),
@@ -2118,7 +2272,7 @@ fn regions_logs_live_in_their_own_cluster_of_a_supercluster() {
             .await
             .expect("ack");
     });
-    let moved = node_config("b-moved.toml", &eu.url(), "us");
+    let moved = node_config("b-moved.toml", &eu, "us");
     let (status, stderr) = serve_refused(
         &moved,
         &root.path().join("b"),
