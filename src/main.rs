@@ -426,11 +426,19 @@ fn routing_command(cmd: RoutingCommand) -> Result<()> {
                     .map_err(|e| anyhow::anyhow!(e))?;
                 // Said at once: the definitions below may fail on their own.
                 match &version {
-                    Some(v) => println!(
-                        "published routing version {} in force from {}",
-                        v.number,
-                        when(v.effective_from)
-                    ),
+                    Some((v, compressed)) => {
+                        println!(
+                            "published routing version {} in force from {}",
+                            v.number,
+                            when(v.effective_from)
+                        );
+                        if *compressed {
+                            eprintln!(
+                                "note: the routing history is over {} KiB of JSON and is stored zstd-compressed: nodes of builds before compression cannot read it",
+                                routing_kv::COMPRESS_ABOVE >> 10
+                            );
+                        }
+                    }
                     None if effective_from.is_some() => eprintln!(
                         "note: the routing is unchanged (it is the latest version): --effective applies to nothing"
                     ),
@@ -439,7 +447,7 @@ fn routing_command(cmd: RoutingCommand) -> Result<()> {
                 let revision = routing_kv::publish_definitions(&kv, &defs)
                     .await
                     .map_err(|e| match &version {
-                        Some(v) => anyhow::anyhow!(
+                        Some((v, _)) => anyhow::anyhow!(
                             "routing version {} is published, but the region definitions are not: {e}",
                             v.number
                         ),

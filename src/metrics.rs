@@ -617,7 +617,7 @@ impl Metrics {
             );
             add(
                 "meridian_cluster_definitions_revision",
-                "KV revision of the published region definitions this node has read (0: none published).",
+                "KV revision of the published region definitions this node has read and could parse (0: none published).",
                 GAUGE,
                 one(&c.definitions_revision),
             );

@@ -317,7 +317,7 @@ impl JetStream {
                 leases.push(None);
                 continue;
             }
-            let store = super::lease::bucket(&js, cfg, rc).await?;
+            let store = super::lease::bucket(&js, cfg, rc, &node).await?;
             let members =
                 super::lease::check_members(&store, &r.name, &node, engine.shards_per_region());
             tokio::time::timeout(super::lease::START_CHECK_TIMEOUT, members)

@@ -1,8 +1,7 @@
-//! Shared storage's flush lease, in JetStream KV (key `flush.<region>`: the holder and until
-//! when), and the work each hosting node does with it every tick. The bucket is the
-//! region's own (`MERIDIAN_LEASES_<region>`, in the region's NATS cluster) when the region
-//! has a `nats_cluster`, so that its nodes keep flushing while another geography's NATS is
-//! away; `MERIDIAN_LEASES` (in `cluster.nats_cluster`) otherwise.
+//! Shared storage's flush lease, in JetStream KV (bucket `MERIDIAN_LEASES_<region>`, placed
+//! in the region's NATS cluster so that its nodes keep flushing while another geography's
+//! NATS is away; key `flush.<region>`: the holder and until when), and the work each
+//! hosting node does with it every tick.
 //!
 //! ```text
 //!  every node hosting a shared region, every tick (a third of cluster.lease_ttl, ≤ 1 s):
@@ -52,7 +51,9 @@ use crate::model::RegionId;
 use crate::region::Engine;
 use crate::region::shared::SharedLog;
 
-pub const BUCKET: &str = "MERIDIAN_LEASES";
+/// Where builds before per-region buckets kept every region's lease (see
+/// [`retire_legacy_lease`]); each region's bucket is this name and `_<region>`.
+pub const LEGACY_BUCKET: &str = "MERIDIAN_LEASES";
 
 /// How long a holder's flush job may run (from when the holder sent it to the node's flush
 /// pool) before the holder gives the lease up: ten ttls, and at least twice
@@ -152,20 +153,20 @@ struct Holder {
     until: i64,
 }
 
-/// The bucket of `region`'s lease: its own where it names its NATS cluster.
-pub fn bucket_name(region: &RegionConfig) -> String {
-    match region.nats_cluster {
-        Some(_) => format!("{BUCKET}_{}", region.name),
-        None => BUCKET.to_string(),
-    }
+/// The bucket of `region`'s lease: the region's own, whatever its placement, so that
+/// nodes whose configs place it differently still share one.
+pub fn bucket_name(region: &str) -> String {
+    format!("{LEGACY_BUCKET}_{region}")
 }
 
 /// Opens (creating it if needed) the bucket of `region`'s lease, placed in the region's
-/// NATS cluster (the cluster's own for the shared bucket).
+/// NATS cluster (the cluster's own when the region names none); then retires the lease
+/// older builds kept in [`LEGACY_BUCKET`] (see [`retire_legacy_lease`]).
 pub async fn bucket(
     js: &jetstream::Context,
     cfg: &ClusterConfig,
     region: &RegionConfig,
+    node: &str,
 ) -> Result<kv::Store, String> {
     let placed = region
         .nats_cluster
@@ -173,16 +174,20 @@ pub async fn bucket(
         .or(cfg.nats_cluster.as_deref());
     let description = format!("Meridian's flush lease of region {}", region.name);
     let store =
-        super::routing_kv::open_bucket(js, cfg, &bucket_name(region), &description, placed).await?;
-    if region.nats_cluster.is_some() {
-        let check = refuse_older_holder(js, &region.name, &store.name);
-        match tokio::time::timeout(START_CHECK_TIMEOUT, check).await {
-            Ok(checked) => checked?,
-            Err(_) => tracing::warn!(
-                region = %region.name,
-                "{BUCKET} (where older builds keep leases) did not answer: not checked for a holder of an older build"
-            ),
-        }
+        super::routing_kv::open_bucket(js, cfg, &bucket_name(&region.name), &description, placed)
+            .await?;
+    let retire = retire_legacy_lease(js, &region.name, node);
+    match tokio::time::timeout(START_CHECK_TIMEOUT, retire).await {
+        Ok(Ok(())) => {}
+        Ok(Err(Refused(why))) => return Err(why),
+        Ok(Err(Unchecked(why))) => tracing::warn!(
+            region = %region.name,
+            "{LEGACY_BUCKET} (where builds before per-region lease buckets keep leases) could not be checked: {why}; do not start nodes of such a build for this region"
+        ),
+        Err(_) => tracing::warn!(
+            region = %region.name,
+            "{LEGACY_BUCKET} (where builds before per-region lease buckets keep leases) did not answer within {START_CHECK_TIMEOUT:?}; do not start nodes of such a build for this region"
+        ),
     }
     Ok(store)
 }
@@ -190,28 +195,75 @@ pub async fn bucket(
 /// The longest a start-up check of a lease bucket may take.
 pub const START_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A region moved to its own lease bucket (this build) while a node of an older build,
-/// which keeps it in the shared `MERIDIAN_LEASES`, holds it there: two holders would fight
-/// over the manifest's epoch. The shared bucket is asked only if it exists and answers
-/// (it may live in another geography that is away).
-async fn refuse_older_holder(
+/// The holder written into [`LEGACY_BUCKET`] for a region whose lease moved: nodes of older
+/// builds read it as another node's lease that never lapses, so they follow and never
+/// flush beside the holder of the region's own bucket.
+pub const RETIRED_HOLDER: &str = "(moved to MERIDIAN_LEASES_<region>)";
+
+/// Why the legacy lease was not retired.
+enum RetireError {
+    /// A node of an older build holds it: this node must not start.
+    Refused(String),
+    /// The legacy bucket could not be read or written (it may live in a geography that is
+    /// away): not checked.
+    Unchecked(String),
+}
+use RetireError::{Refused, Unchecked};
+
+/// Builds before per-region buckets kept every region's lease in [`LEGACY_BUCKET`]. If that
+/// bucket exists: refuses while another node holds the region's lease there (an older
+/// build flushing: two holders in two buckets would take the manifest's fence from each
+/// other at every tick), then writes [`RETIRED_HOLDER`] there with a compare-and-set, so that
+/// no node of an older build started later takes it.
+async fn retire_legacy_lease(
     js: &jetstream::Context,
     region: &str,
-    own: &str,
-) -> Result<(), String> {
-    let Ok(shared) = js.get_key_value(BUCKET).await else {
+    node: &str,
+) -> Result<(), RetireError> {
+    let Ok(legacy) = js.get_key_value(LEGACY_BUCKET).await else {
+        // No such bucket (a deployment that started with this build), or not answering.
         return Ok(());
     };
-    let Ok(Some(entry)) = shared.entry(key(region)).await else {
-        return Ok(());
-    };
-    match serde_json::from_slice::<Holder>(&entry.value) {
-        Ok(h) if entry.operation == kv::Operation::Put && h.until > now_ns() => Err(format!(
-            "node {:?} holds region {region:?}'s flush lease in {BUCKET}, where builds before per-region lease buckets keep it, and this node keeps it in {own}: stop every node hosting the region and start them all with this build",
-            h.node
-        )),
-        _ => Ok(()),
+    let k = key(region);
+    let entry = legacy
+        .entry(&k)
+        .await
+        .map_err(|e| Unchecked(format!("reading {LEGACY_BUCKET}/{k}: {e}")))?;
+    let holder = entry.as_ref().and_then(|e| {
+        (e.operation == kv::Operation::Put)
+            .then(|| serde_json::from_slice::<Holder>(&e.value).ok())
+            .flatten()
+    });
+    match &holder {
+        Some(h) if h.node == RETIRED_HOLDER => return Ok(()),
+        // This node's own earlier run (node names are unique): over.
+        Some(h) if h.until > now_ns() && h.node != node => {
+            return Err(Refused(format!(
+                "node {:?} holds region {region:?}'s flush lease in {LEGACY_BUCKET}, where builds before per-region lease buckets keep it, while this build keeps it in {}: stop every node hosting the region and start them all with this build",
+                h.node,
+                bucket_name(region)
+            )));
+        }
+        _ => {}
     }
+    let retired = Holder {
+        node: RETIRED_HOLDER.to_string(),
+        until: i64::MAX,
+    };
+    let bytes = Bytes::from(serde_json::to_vec(&retired).map_err(|e| Unchecked(e.to_string()))?);
+    let written = match entry {
+        Some(e) => legacy
+            .update(&k, bytes, e.revision)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        None => legacy
+            .create(&k, bytes)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+    };
+    written.map_err(|e| Unchecked(format!("retiring {LEGACY_BUCKET}/{k}: {e}")))
 }
 
 /// One node's side of one shared region's lease.

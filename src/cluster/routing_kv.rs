@@ -148,19 +148,24 @@ pub async fn seed(
 /// after now (the history's lead; `lead` if it records none), checked against the clock
 /// just before the compare-and-set, which must land within a quarter of the lead. Fails if
 /// another version was published meanwhile (run it again). `None`: the rules are those of
-/// the latest version already.
+/// the latest version already; else the version and whether the history is now stored
+/// compressed.
 pub async fn publish(
     store: &kv::Store,
     rules: &Rules,
     effective_from: Option<i64>,
     lead: Duration,
     max_payload: Option<usize>,
-) -> Result<Option<Version>, String> {
+) -> Result<Option<(Version, bool)>, String> {
     let (mut history, revision) = read(store)
         .await?
         .ok_or("no routing version is recorded yet: start a node first")?;
     let lead_ns = history.lead_ns.unwrap_or(nanos(lead));
     let now_ns = crate::catalog::manifest::now_ns();
+    // The compare-and-set must land within a quarter of the lead from this clock reading,
+    // encoding included.
+    let within = Duration::from_nanos(u64::try_from(lead_ns / 4).unwrap_or(0));
+    let deadline = tokio::time::Instant::now() + within;
     let effective_from = effective_from.unwrap_or_else(|| {
         let at = now_ns.saturating_add(lead_ns);
         at.saturating_add(999_999_999) / 1_000_000_000 * 1_000_000_000
@@ -177,8 +182,8 @@ pub async fn publish(
         Err(HistoryError::Unchanged(_)) => return Ok(None),
         Err(e) => return Err(e.to_string()),
     };
-    let within = Duration::from_nanos(u64::try_from(lead_ns / 4).unwrap_or(0));
     let bytes = encode_history(&history)?;
+    let compressed = bytes.starts_with(&ZSTD_MAGIC);
     if let Some(max) = max_payload
         && bytes.len() > max
     {
@@ -186,16 +191,12 @@ pub async fn publish(
             "the routing history would be {} bytes ({} versions{}), more than the NATS servers take in one message (max_payload {max}): raise max_payload on every NATS server",
             bytes.len(),
             history.versions.len(),
-            if bytes.len() < history.to_json().len() {
-                ", zstd-compressed"
-            } else {
-                ""
-            },
+            if compressed { ", zstd-compressed" } else { "" },
         ));
     }
     let update = store.update(KEY, bytes, revision);
-    match tokio::time::timeout(within, update).await {
-        Ok(Ok(_)) => Ok(Some(version)),
+    match tokio::time::timeout_at(deadline, update).await {
+        Ok(Ok(_)) => Ok(Some((version, compressed))),
         Ok(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Err(
             "another version was published meanwhile: look at it (meridian routing show) and publish again".to_string(),
         ),
@@ -382,13 +383,13 @@ fn take_definitions(
     access: NodeAccess,
     revision: u64,
 ) -> Option<Definitions> {
-    engine
-        .metrics()
-        .cluster
-        .definitions_revision
-        .store(revision, std::sync::atomic::Ordering::Relaxed);
     match Definitions::parse(bytes) {
         Ok(defs) => {
+            engine
+                .metrics()
+                .cluster
+                .definitions_revision
+                .store(revision, std::sync::atomic::Ordering::Relaxed);
             for p in install_definitions(engine, &defs, access) {
                 tracing::error!(revision, "published region definitions: {p}");
             }
@@ -403,8 +404,9 @@ fn take_definitions(
 }
 
 /// Histories larger than this are kept zstd-compressed (smaller ones as JSON, readable by
-/// eye with the `nats` tool and by builds that predate compression).
-const COMPRESS_ABOVE: usize = 64 << 10;
+/// eye with the `nats` tool and by builds that predate compression: half of NATS's default
+/// max_payload, so that only histories near what such builds could store are compressed).
+pub const COMPRESS_ABOVE: usize = 512 << 10;
 /// The largest history a node decompresses (a damaged or hostile value must not take its
 /// memory): far above what any NATS server's max_payload lets a compressed one expand to
 /// with directory entries (about 10:1).
@@ -574,13 +576,14 @@ mod tests {
 
     #[test]
     fn large_histories_are_stored_compressed_and_read_back() {
-        // Small: JSON as before.
-        let small = History::first(&rules(10, 0), 1);
+        // Small (up to half a MiB): JSON as before.
+        let small = History::first(&rules(3_000, 0), 1);
+        assert!(small.to_json().len() > 64 << 10);
         let bytes = encode_history(&small).unwrap();
         assert_eq!(&bytes[..], &small.to_json()[..]);
         assert_eq!(decode_history(&bytes).unwrap(), small);
 
-        // 20,000 directory entries in each of three versions: about 6 MB of JSON, which
+        // 20,000 directory entries in each of three versions: 7.3 MB of JSON, which
         // no NATS server with the default max_payload (1 MiB) would take in one message.
         let mut h = History::first(&rules(20_000, 0), 1);
         h.push(&rules(20_000, 1), 10, 2).unwrap();

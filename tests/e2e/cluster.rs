@@ -1242,6 +1242,47 @@ fn a_shared_region_keeps_flushing_while_another_geographys_nats_is_away() {
     };
     let (config_a, config_eu) = (at("a.toml", &us, "us"), at("eu.toml", &eu, "eu"));
     let dir = |n: &str| root.path().join(n);
+
+    // A node of an older build held eu's lease in the one MERIDIAN_LEASES: while that lease
+    // is live, a node of this build refuses to start; once it lapsed, the node retires it
+    // there (a holder that never lapses, for older builds to follow).
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let legacy = rt.block_on(async {
+        let client = async_nats::connect(eu.url()).await.expect("NATS");
+        let js = async_nats::jetstream::new(client);
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: "KV_MERIDIAN_LEASES".into(),
+            subjects: vec!["$KV.MERIDIAN_LEASES.>".into()],
+            max_messages_per_subject: 1,
+            allow_rollup: true,
+            deny_delete: true,
+            placement: Some(async_nats::jetstream::stream::Placement {
+                cluster: Some("eu".into()),
+                tags: Vec::new(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("legacy bucket");
+        js.get_key_value("MERIDIAN_LEASES").await.expect("kv")
+    });
+    let old_holder = |until: i64| {
+        let value = serde_json::json!({"node": "old-node", "until": until}).to_string();
+        rt.block_on(legacy.put("flush.eu", value.into()))
+            .expect("put");
+    };
+    old_holder(i64::MAX / 2);
+    let (status, stderr) = serve_refused(
+        &config_eu,
+        &dir("refused"),
+        &["--region", "eu", "--node", "geo-b"],
+    );
+    assert!(status.is_some_and(|s| !s.success()), "{status:?}: {stderr}");
+    assert!(
+        stderr.contains("\"old-node\" holds region \"eu\"'s flush lease in MERIDIAN_LEASES"),
+        "{stderr}"
+    );
+    old_holder(0);
     let a = Node::start(
         &dir("a"),
         &config_a,
@@ -1263,6 +1304,18 @@ fn a_shared_region_keeps_flushing_while_another_geographys_nats_is_away() {
         &["eu", "apac"],
         &["--node", "geo-c"],
     );
+    let retired: serde_json::Value = rt
+        .block_on(legacy.get("flush.eu"))
+        .expect("get")
+        .and_then(|v| serde_json::from_slice(&v).ok())
+        .expect("legacy entry");
+    assert_eq!(retired["until"], i64::MAX, "{retired}");
+    assert!(
+        retired["node"]
+            .as_str()
+            .is_some_and(|n| n.contains("moved")),
+        "{retired}"
+    );
     let mut expected = Expected::new();
     for n in 0..2 {
         let (status, text) = write(&b, &body(n, 0, &mut expected));
@@ -1278,12 +1331,6 @@ fn a_shared_region_keeps_flushing_while_another_geographys_nats_is_away() {
         );
         assert!(!on_us.iter().any(|(n, _)| n == name), "{on_us:?}");
     }
-    assert!(
-        !on_eu
-            .iter()
-            .chain(&on_us)
-            .any(|(n, _)| n == "KV_MERIDIAN_LEASES")
-    );
 
     // us away: writes through B go on (to eu's intake and logs), and eu's holder flushes
     // them: the bucket's files come to hold every eu point.
@@ -1313,7 +1360,12 @@ fn a_shared_region_keeps_flushing_while_another_geographys_nats_is_away() {
         vb.is_some_and(|v| v.1 == eu_points) && vc.is_some_and(|v| v.1 == eu_points),
         "eu's files while us is away: B {vb:?}, C {vc:?}, want {eu_points} rows"
     );
-    assert!(holder(&b, &c, "eu").is_some(), "eu has no lease holder");
+    wait_until(
+        "a holder of eu's lease",
+        Duration::from_secs(30),
+        || holder(&b, &c, "eu"),
+        Option::is_some,
+    );
     us.spawn();
     wait_for(&a, &expected, "us back, through A");
     a.stop();
