@@ -214,56 +214,78 @@ use RetireError::{Refused, Unchecked};
 /// bucket exists: refuses while another node holds the region's lease there (an older
 /// build flushing: two holders in two buckets would take the manifest's fence from each
 /// other at every tick), then writes [`RETIRED_HOLDER`] there with a compare-and-set, so that
-/// no node of an older build started later takes it.
+/// no node of an older build started later takes it. A compare-and-set lost to another
+/// writer is decided again on what that writer wrote.
 async fn retire_legacy_lease(
     js: &jetstream::Context,
     region: &str,
     node: &str,
 ) -> Result<(), RetireError> {
-    let Ok(legacy) = js.get_key_value(LEGACY_BUCKET).await else {
-        // No such bucket (a deployment that started with this build), or not answering.
-        return Ok(());
-    };
-    let k = key(region);
-    let entry = legacy
-        .entry(&k)
-        .await
-        .map_err(|e| Unchecked(format!("reading {LEGACY_BUCKET}/{k}: {e}")))?;
-    let holder = entry.as_ref().and_then(|e| {
-        (e.operation == kv::Operation::Put)
-            .then(|| serde_json::from_slice::<Holder>(&e.value).ok())
-            .flatten()
-    });
-    match &holder {
-        Some(h) if h.node == RETIRED_HOLDER => return Ok(()),
-        // This node's own earlier run (node names are unique): over.
-        Some(h) if h.until > now_ns() && h.node != node => {
-            return Err(Refused(format!(
-                "node {:?} holds region {region:?}'s flush lease in {LEGACY_BUCKET}, where builds before per-region lease buckets keep it, while this build keeps it in {}: stop every node hosting the region and start them all with this build",
-                h.node,
-                bucket_name(region)
-            )));
+    // Only "no such stream" means a deployment that never ran an older build; any other
+    // failure (a timeout, JetStream unavailable) leaves it unchecked, and said so.
+    match js.get_stream(format!("KV_{LEGACY_BUCKET}")).await {
+        Ok(_) => {}
+        Err(e) => {
+            return match e.kind() {
+                jetstream::context::GetStreamErrorKind::JetStream(j)
+                    if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    Ok(())
+                }
+                _ => Err(Unchecked(format!("looking for {LEGACY_BUCKET}: {e}"))),
+            };
         }
-        _ => {}
     }
-    let retired = Holder {
-        node: RETIRED_HOLDER.to_string(),
-        until: i64::MAX,
-    };
-    let bytes = Bytes::from(serde_json::to_vec(&retired).map_err(|e| Unchecked(e.to_string()))?);
-    let written = match entry {
-        Some(e) => legacy
-            .update(&k, bytes, e.revision)
+    let legacy = js
+        .get_key_value(LEGACY_BUCKET)
+        .await
+        .map_err(|e| Unchecked(format!("opening {LEGACY_BUCKET}: {e}")))?;
+    let k = key(region);
+    // A lost compare-and-set means another writer: read again (a few times at most).
+    for _ in 0..5 {
+        let entry = legacy
+            .entry(&k)
             .await
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
-        None => legacy
-            .create(&k, bytes)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
-    };
-    written.map_err(|e| Unchecked(format!("retiring {LEGACY_BUCKET}/{k}: {e}")))
+            .map_err(|e| Unchecked(format!("reading {LEGACY_BUCKET}/{k}: {e}")))?;
+        let holder = entry.as_ref().and_then(|e| {
+            (e.operation == kv::Operation::Put)
+                .then(|| serde_json::from_slice::<Holder>(&e.value).ok())
+                .flatten()
+        });
+        match &holder {
+            Some(h) if h.node == RETIRED_HOLDER => return Ok(()),
+            // This node's own earlier run (node names are unique) is over.
+            Some(h) if h.until > now_ns() && h.node != node => {
+                return Err(Refused(format!(
+                    "node {:?} holds region {region:?}'s flush lease in {LEGACY_BUCKET}, where builds before per-region lease buckets keep it, while this build keeps it in {}: stop every node hosting the region (a killed holder's lease lapses after cluster.lease_ttl) and start them all with this build",
+                    h.node,
+                    bucket_name(region)
+                )));
+            }
+            _ => {}
+        }
+        let retired = Holder {
+            node: RETIRED_HOLDER.to_string(),
+            until: i64::MAX,
+        };
+        let bytes =
+            Bytes::from(serde_json::to_vec(&retired).map_err(|e| Unchecked(e.to_string()))?);
+        match entry {
+            Some(e) => match legacy.update(&k, bytes, e.revision).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+                Err(e) => return Err(Unchecked(format!("retiring {LEGACY_BUCKET}/{k}: {e}"))),
+            },
+            None => match legacy.create(&k, bytes).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(Unchecked(format!("retiring {LEGACY_BUCKET}/{k}: {e}"))),
+            },
+        }
+    }
+    Err(Refused(format!(
+        "{LEGACY_BUCKET}/{k} kept changing while this node retired it: another node is writing region {region:?}'s lease there"
+    )))
 }
 
 /// One node's side of one shared region's lease.

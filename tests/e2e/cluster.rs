@@ -1250,14 +1250,20 @@ fn a_shared_region_keeps_flushing_while_another_geographys_nats_is_away() {
     let legacy = rt.block_on(async {
         let client = async_nats::connect(eu.url()).await.expect("NATS");
         let js = async_nats::jetstream::new(client);
+        // As older builds made it: in the cluster's own NATS cluster (us).
         js.create_stream(async_nats::jetstream::stream::Config {
             name: "KV_MERIDIAN_LEASES".into(),
+            description: Some("Meridian's flush leases of regions on shared storage".into()),
             subjects: vec!["$KV.MERIDIAN_LEASES.>".into()],
             max_messages_per_subject: 1,
+            storage: async_nats::jetstream::stream::StorageType::File,
+            num_replicas: 1,
             allow_rollup: true,
             deny_delete: true,
+            allow_direct: false,
+            discard: async_nats::jetstream::stream::DiscardPolicy::New,
             placement: Some(async_nats::jetstream::stream::Placement {
-                cluster: Some("eu".into()),
+                cluster: Some("us".into()),
                 tags: Vec::new(),
             }),
             ..Default::default()
@@ -1279,7 +1285,7 @@ fn a_shared_region_keeps_flushing_while_another_geographys_nats_is_away() {
     );
     assert!(status.is_some_and(|s| !s.success()), "{status:?}: {stderr}");
     assert!(
-        stderr.contains("\"old-node\" holds region \"eu\"'s flush lease in MERIDIAN_LEASES"),
+        stderr.contains("\"old-node\" holds region \"eu\"'s flush lease in MERIDIAN_LEASES,"),
         "{stderr}"
     );
     old_holder(0);
