@@ -2243,7 +2243,7 @@ fn a_region_on_shared_storage_is_flushed_by_one_node_and_taken_over_when_it_fail
 
 /// A NATS supercluster: two JetStream clusters, "eu" and "us" (one server each), joined by
 /// gateways. eu's and apac's region logs are placed in "eu", americas' and global's in
-/// "us" (`[[region]] nats_cluster`), the KV buckets in "us" (`[cluster] nats_cluster`).
+/// "us" (`[[region]] nats_cluster`), the routing bucket in "us" (`[cluster] nats_cluster`).
 /// Node B (eu, apac) talks to the eu server only, with `site = "eu"`; node A to the us
 /// server only, with `site = "us"`: each node's bodies wait in its site's intake. Writes
 /// through either node reach every region across the gateways, each point found once;
