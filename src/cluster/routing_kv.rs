@@ -484,6 +484,10 @@ pub async fn follow(
 ) {
     let mut last_error: Option<String> = None;
     let mut defs_error: Option<String> = None;
+    // When the definitions were last read, and whether exports are held back for want of
+    // a read (see below).
+    let mut defs_read_at = std::time::Instant::now();
+    let mut held_back = false;
     let mut tick = tokio::time::interval(READ_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -519,22 +523,47 @@ pub async fn follow(
             Err(e) => report(&mut last_error, e),
         }
         let defs = match read_definitions_entry(&store).await {
-            Ok(Some((_, revision))) if revision <= defs_seen => Ok(()),
-            Ok(Some((bytes, revision))) => {
+            // Read again after exports were held back: the published ones come back.
+            Ok(Some((bytes, revision))) if revision > defs_seen || held_back => {
                 take_definitions(&engine, &bytes, access, revision);
                 defs_seen = revision;
                 Ok(())
             }
-            Ok(None) => Ok(()),
+            Ok(_) => Ok(()),
             Err(e) => Err(e),
         };
         match defs {
-            Ok(()) => defs_error = None,
-            Err(e) if defs_error.as_ref() != Some(&e) => {
-                tracing::warn!(error = %e, "cannot read the cluster's region definitions; the ones in force stay");
-                defs_error = Some(e);
+            Ok(()) => {
+                defs_error = None;
+                defs_read_at = std::time::Instant::now();
+                if held_back {
+                    tracing::info!(
+                        "the cluster's region definitions are read again: the published export rules are in force"
+                    );
+                    held_back = false;
+                }
             }
-            Err(_) => {}
+            Err(e) => {
+                if defs_error.as_ref() != Some(&e) {
+                    tracing::warn!(error = %e, "cannot read the cluster's region definitions; the ones in force stay");
+                    defs_error = Some(e);
+                }
+                // Published definitions may have tightened a region's export meanwhile: a
+                // node that has not read them for three quarters of the routing lead (as
+                // long as it routes points without reading the versions) keeps every
+                // region's raw points in until it reads them again.
+                let limit = Duration::from_nanos(
+                    u64::try_from(engine.routing_table().lead_ns() / 4 * 3).unwrap_or(0),
+                );
+                if defs_seen > 0 && !held_back && defs_read_at.elapsed() >= limit {
+                    tracing::error!(
+                        secs = limit.as_secs(),
+                        "the cluster's region definitions could not be read for three quarters of the routing lead: no region's raw points leave this node until they are read again"
+                    );
+                    restrict_exports(&engine);
+                    held_back = true;
+                }
+            }
         }
     }
 }

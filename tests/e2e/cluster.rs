@@ -1090,6 +1090,71 @@ fn region_definitions_change_at_runtime_on_every_node() {
     c.stop();
 }
 
+/// A node that cannot read the published region definitions for three quarters of the
+/// routing lead (NATS stopped: they may have tightened a region's export meanwhile) keeps
+/// every region's raw points in; once it reads them again, the published rules are back.
+#[test]
+fn raw_exports_are_held_back_while_the_definitions_cannot_be_read() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let nats = Nats::start(root.path());
+    let (config, pa, pb) = two_node_config(root.path(), &nats.url());
+    // A lead of 8 s: exports are held back after 6 s without a read. eu and apac (on B)
+    // export raw rows: a node whose routing versions are older than half the lead asks
+    // every region, so a raw query for eu's points asks apac too.
+    let base = std::fs::read_to_string(&config).expect("config") + "routing_lead = \"8s\"\n";
+    let raw = ["eu", "apac"].iter().fold(base, |text, r| {
+        let at = format!("name = \"{r}\"\n");
+        text.replacen(&at, &format!("{at}export = \"raw\"\n"), 1)
+    });
+    std::fs::write(&config, &raw).expect("config");
+    let a = Node::start(
+        &root.path().join("a"),
+        &config,
+        pa,
+        &["americas", "global"],
+        &["--node", "a"],
+    );
+    let b = Node::start(
+        &root.path().join("b"),
+        &config,
+        pb,
+        &["eu", "apac"],
+        &["--node", "b"],
+    );
+    let (ok, out) = meridian_cli(&["routing", "publish"], &config);
+    assert!(ok && out.contains("published region definitions"), "{out}");
+    // Held back only where definitions were published and read.
+    eventually("B read the definitions", || {
+        metric(&b, "meridian_cluster_definitions_revision").is_some_and(|r| r > 0.0)
+    });
+    let mut expected = Expected::new();
+    let (status, text) = write(&a, &body(0, 0, &mut expected));
+    assert_eq!(status, 204, "{text}");
+    eventually("eu's raw rows through A", || {
+        raw_query(&a, "eu-west-1").0 == 200
+    });
+
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &nats.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    };
+    signal("-STOP");
+    let stopped = Instant::now();
+    eventually("eu's raw rows held back", || {
+        raw_query(&a, "eu-west-1").0 == 403
+    });
+    let after = stopped.elapsed();
+    signal("-CONT");
+    // Not before three quarters of the lead (6 s) without a read.
+    assert!(after >= Duration::from_secs(5), "held back after {after:?}");
+    eventually("eu's raw rows back", || raw_query(&a, "eu-west-1").0 == 200);
+    a.stop();
+    b.stop();
+}
+
 /// `name`'s value in `node`'s `/metrics` (`None` when it cannot be read).
 fn metric(node: &Node, name: &str) -> Option<f64> {
     let text = http_client()
