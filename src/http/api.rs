@@ -491,16 +491,22 @@ pub async fn internal_partial(
     // Residency: what the region keeps on its own nodes is not sent to another.
     // One reading of the rule for both checks (published definitions may replace it).
     let export = state.engine.regions()[idx].reach().export;
-    if let Some(m) = crate::query::export_refusal(name, export, &spec) {
-        return DialectError(Dialect::Api, ApiError::Forbidden(m)).into_response();
-    }
+    let refusal = crate::query::export_refusal(name, export, &spec);
     let region = crate::model::RegionId(idx);
-    match crate::query::scan_local(&state.engine, region, spec, state.config.query.max_rows).await {
-        Ok((partial, stats)) => Json(WireAnswer {
+    let scanned =
+        crate::query::scan_local(&state.engine, region, spec, state.config.query.max_rows).await;
+    match (scanned, refusal) {
+        // A refused kind of answer is refused when it holds anything: an answer with no
+        // group carries no point (a query not pruned to its regions, such as one whose
+        // filter names no geography, asks every region).
+        (Ok((partial, _)), Some(m)) if !partial.is_empty() => {
+            DialectError(Dialect::Api, ApiError::Forbidden(m)).into_response()
+        }
+        (Ok((partial, stats)), _) => Json(WireAnswer {
             partial: crate::query::for_export(export, partial).into(),
             stats,
         })
         .into_response(),
-        Err(e) => DialectError(Dialect::Api, ApiError::Unavailable(e)).into_response(),
+        (Err(e), _) => DialectError(Dialect::Api, ApiError::Unavailable(e)).into_response(),
     }
 }

@@ -63,6 +63,16 @@ pub enum Partial {
     Raw(RawPartial),
 }
 
+impl Partial {
+    /// No group: nothing matched.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Partial::Agg(a) => a.groups.is_empty(),
+            Partial::Raw(r) => r.groups.values().all(Vec::is_empty),
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct ScanStats {
     pub rows_scanned: u64,

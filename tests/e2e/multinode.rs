@@ -266,6 +266,22 @@ fn two_nodes_forward_writes_and_fan_out_queries() {
             "{q}: {text}"
         );
     }
+    // A raw query whose filter names no geography asks every region: apac's answer holds
+    // no point when nothing matches there (answered, empty), and is refused when it does.
+    for (q, want) in [("where=node=n9", 200), ("where=node=n1&limit=3", 403)] {
+        let r = client
+            .get(format!("{}/api/v1/query?db=mn&measurement=cpu&{q}", a.url))
+            .send()
+            .expect("query");
+        let status = r.status();
+        let text = r.text().unwrap_or_default();
+        assert_eq!(status, want, "{q}: {text}");
+        if want == 200 {
+            let j: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+            assert_eq!(j["partial"], false, "{j}");
+            assert_eq!(j["series"].as_array().map(Vec::len), Some(0), "{j}");
+        }
+    }
     let j: serde_json::Value = client
         .get(format!(
             "{}/api/v1/query?db=mn&measurement=cpu&fields=v&agg=count&every=1h&where=region=ap-south-1",
