@@ -359,6 +359,23 @@ pub fn install_definitions(
     problems
 }
 
+/// Puts back regions.toml's export rule on every region `defs` does not define (after the
+/// hold-back of [`follow`], which restricted them all).
+fn restore_undefined(
+    engine: &crate::region::Engine,
+    defs: Option<&Definitions>,
+    cfg: &RoutingConfig,
+) {
+    for (r, rc) in engine.regions().iter().zip(&cfg.regions) {
+        let defined = defs.is_some_and(|d| d.get(&r.name).is_some());
+        if !defined && r.reach().export != rc.export {
+            let mut reach = (*r.reach()).clone();
+            reach.export = rc.export;
+            r.set_reach(reach);
+        }
+    }
+}
+
 /// Keeps every region's raw points on this node: what the cluster publishes cannot be read
 /// (a newer format, a damaged value), so it may have tightened a region's export rule.
 fn restrict_exports(engine: &crate::region::Engine) {
@@ -523,10 +540,25 @@ pub async fn follow(
             Err(e) => report(&mut last_error, e),
         }
         let defs = match read_definitions_entry(&store).await {
-            // Read again after exports were held back: the published ones come back.
+            // Read again after exports were held back: the published ones come back, and
+            // regions they do not define go back to this node's regions.toml.
             Ok(Some((bytes, revision))) if revision > defs_seen || held_back => {
-                take_definitions(&engine, &bytes, access, revision);
-                defs_seen = revision;
+                let taken = take_definitions(&engine, &bytes, access, revision);
+                defs_seen = defs_seen.max(revision);
+                if held_back && let Some(defs) = taken {
+                    restore_undefined(&engine, Some(&defs), &cfg);
+                    tracing::info!(
+                        "the cluster's region definitions are read again: the published export rules are in force"
+                    );
+                }
+                Ok(())
+            }
+            // No definitions any more (the key was removed): regions.toml's rules.
+            Ok(None) if held_back => {
+                restore_undefined(&engine, None, &cfg);
+                tracing::info!(
+                    "the cluster's region definitions are gone: this node's regions.toml export rules are in force"
+                );
                 Ok(())
             }
             Ok(_) => Ok(()),
@@ -536,12 +568,7 @@ pub async fn follow(
             Ok(()) => {
                 defs_error = None;
                 defs_read_at = std::time::Instant::now();
-                if held_back {
-                    tracing::info!(
-                        "the cluster's region definitions are read again: the published export rules are in force"
-                    );
-                    held_back = false;
-                }
+                held_back = false;
             }
             Err(e) => {
                 if defs_error.as_ref() != Some(&e) {

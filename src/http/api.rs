@@ -493,15 +493,20 @@ pub async fn internal_partial(
     let export = state.engine.regions()[idx].reach().export;
     let refusal = crate::query::export_refusal(name, export, &spec);
     let region = crate::model::RegionId(idx);
-    let scanned =
-        crate::query::scan_local(&state.engine, region, spec, state.config.query.max_rows).await;
+    // A refused kind of answer is refused when it holds anything: an answer with no group
+    // carries no point (a query not pruned to its regions, such as one whose filter names
+    // no geography, asks every region). Whether it holds anything takes a scan stopped at
+    // the second row or group (`max_rows` 1), so a refusal stays cheap.
+    let max_rows = match refusal {
+        Some(_) => 1,
+        None => state.config.query.max_rows,
+    };
+    let scanned = crate::query::scan_local(&state.engine, region, spec, max_rows).await;
     match (scanned, refusal) {
-        // A refused kind of answer is refused when it holds anything: an answer with no
-        // group carries no point (a query not pruned to its regions, such as one whose
-        // filter names no geography, asks every region).
         (Ok((partial, _)), Some(m)) if !partial.is_empty() => {
             DialectError(Dialect::Api, ApiError::Forbidden(m)).into_response()
         }
+        (Err(_), Some(m)) => DialectError(Dialect::Api, ApiError::Forbidden(m)).into_response(),
         (Ok((partial, stats)), _) => Json(WireAnswer {
             partial: crate::query::for_export(export, partial).into(),
             stats,

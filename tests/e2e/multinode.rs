@@ -280,6 +280,7 @@ fn two_nodes_forward_writes_and_fan_out_queries() {
             let j: serde_json::Value = serde_json::from_str(&text).expect("JSON");
             assert_eq!(j["partial"], false, "{j}");
             assert_eq!(j["series"].as_array().map(Vec::len), Some(0), "{j}");
+            assert_eq!(j["regions"]["apac"]["status"], "ok", "apac asked: {j}");
         }
     }
     let j: serde_json::Value = client
