@@ -447,6 +447,14 @@ fn wait_for_metadata_leader(servers: &[&Nats]) {
     }
 }
 
+/// Puts a routing lead of 8 s in the config at `path` (a publish must land within a quarter
+/// of it, also on a busy machine) and returns its text.
+fn with_short_lead(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).expect("config") + "routing_lead = \"8s\"\n";
+    std::fs::write(path, &text).expect("config");
+    text
+}
+
 /// Node A (americas, global) and node B (eu, apac), each with its config and its data dir
 /// under `root`.
 fn two_nodes(root: &Path, configs: (&Path, &Path), ports: (u16, u16)) -> (Node, Node) {
@@ -1101,26 +1109,13 @@ fn raw_exports_are_held_back_while_the_definitions_cannot_be_read() {
     // A lead of 8 s: exports are held back after 6 s without a read. eu and apac (on B)
     // export raw rows: a node whose routing versions are older than half the lead asks
     // every region, so a raw query for eu's points asks apac too.
-    let base = std::fs::read_to_string(&config).expect("config") + "routing_lead = \"8s\"\n";
+    let base = with_short_lead(&config);
     let raw = ["eu", "apac"].iter().fold(base, |text, r| {
         let at = format!("name = \"{r}\"\n");
         text.replacen(&at, &format!("{at}export = \"raw\"\n"), 1)
     });
     std::fs::write(&config, &raw).expect("config");
-    let a = Node::start(
-        &root.path().join("a"),
-        &config,
-        pa,
-        &["americas", "global"],
-        &["--node", "a"],
-    );
-    let b = Node::start(
-        &root.path().join("b"),
-        &config,
-        pb,
-        &["eu", "apac"],
-        &["--node", "b"],
-    );
+    let (a, b) = two_nodes(root.path(), (&config, &config), (pa, pb));
     let (ok, out) = meridian_cli(&["routing", "publish"], &config);
     assert!(ok && out.contains("published region definitions"), "{out}");
     // Held back only where definitions were published and read.
@@ -1458,22 +1453,8 @@ fn a_directory_of_twenty_thousand_tenants_is_published_and_read_by_every_node() 
     // NATS's default message size limit (the others here take 8 MB).
     let nats = Nats::start_with(root.path(), "nats", "max_payload: 1MB", free_port());
     let (config, pa, pb) = two_node_config(root.path(), &nats.url());
-    let base = std::fs::read_to_string(&config).expect("config") + "routing_lead = \"8s\"\n";
-    std::fs::write(&config, &base).expect("config");
-    let a = Node::start(
-        &root.path().join("a"),
-        &config,
-        pa,
-        &["americas", "global"],
-        &["--node", "a"],
-    );
-    let b = Node::start(
-        &root.path().join("b"),
-        &config,
-        pb,
-        &["eu", "apac"],
-        &["--node", "b"],
-    );
+    let base = with_short_lead(&config);
+    let (a, b) = two_nodes(root.path(), (&config, &config), (pa, pb));
     let directory = |to: &str| {
         let mut d = String::from("[directory]\n");
         for i in 0..20_000u32 {
@@ -1558,9 +1539,7 @@ fn a_routing_change_mid_load_moves_later_points_only() {
     let root = tempfile::tempdir().expect("temp dir");
     let nats = Nats::start(root.path());
     let (config, pa, pb) = two_node_config(root.path(), &nats.url());
-    // 8 s: a publish must land within a quarter of the lead, also on a busy machine.
-    let base = std::fs::read_to_string(&config).expect("config") + "routing_lead = \"8s\"\n";
-    std::fs::write(&config, &base).expect("config");
+    let base = with_short_lead(&config);
     let (da, db) = (root.path().join("a"), root.path().join("b"));
     let a = Node::start(&da, &config, pa, &["americas", "global"], &["--node", "a"]);
     let b = Node::start(&db, &config, pb, &["eu", "apac"], &["--node", "b"]);

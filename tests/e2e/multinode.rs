@@ -249,17 +249,19 @@ fn two_nodes_forward_writes_and_fan_out_queries() {
     // Residency: apac keeps its raw points on B (export = "aggregates", the default): raw
     // rows, first/last and buckets finer than a minute are refused with a 403 naming the
     // region and the rule; coarser aggregates cross.
+    let ask = |q: &str| {
+        let r = client
+            .get(format!("{}/api/v1/query?db=mn&measurement=cpu&{q}", a.url))
+            .send()
+            .expect("query");
+        (r.status(), r.text().unwrap_or_default())
+    };
     for q in [
         "where=region=ap-south-1&limit=3",
         "fields=v&agg=last&where=region=ap-south-1",
         "fields=v&agg=mean&every=10s&where=region=ap-south-1",
     ] {
-        let r = client
-            .get(format!("{}/api/v1/query?db=mn&measurement=cpu&{q}", a.url))
-            .send()
-            .expect("query");
-        let status = r.status();
-        let text = r.text().unwrap_or_default();
+        let (status, text) = ask(q);
         assert_eq!(status, 403, "{q}: {text}");
         assert!(
             text.contains("\\\"apac\\\"") && text.contains("export"),
@@ -269,12 +271,7 @@ fn two_nodes_forward_writes_and_fan_out_queries() {
     // A raw query whose filter names no geography asks every region: apac's answer holds
     // no point when nothing matches there (answered, empty), and is refused when it does.
     for (q, want) in [("where=node=n9", 200), ("where=node=n1&limit=3", 403)] {
-        let r = client
-            .get(format!("{}/api/v1/query?db=mn&measurement=cpu&{q}", a.url))
-            .send()
-            .expect("query");
-        let status = r.status();
-        let text = r.text().unwrap_or_default();
+        let (status, text) = ask(q);
         assert_eq!(status, want, "{q}: {text}");
         if want == 200 {
             let j: serde_json::Value = serde_json::from_str(&text).expect("JSON");
