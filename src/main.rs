@@ -766,11 +766,7 @@ fn serve(args: ServeArgs) -> Result<()> {
                         engine.clone(),
                         cfg.http.max_body_bytes,
                         cfg.s3.request_timeout + cfg.s3.retry_timeout,
-                        meridian::cluster::routing_kv::NodeAccess {
-                            https: cfg.http.node_ca.is_some(),
-                            no_node_token: !cfg.http.tokens.is_empty()
-                                && cfg.http.node_token.is_none(),
-                        },
+                        meridian::cluster::routing_kv::NodeAccess::from_config(&cfg),
                     )
                         .await
                         .map_err(|e| anyhow::anyhow!("cluster mode: {e}"))?,

@@ -145,6 +145,13 @@ pub async fn check_members(
     Ok(())
 }
 
+/// The holder a lease entry names (`None`: no entry, deleted, or not a holder).
+fn holder_of(entry: Option<&kv::Entry>) -> Option<Holder> {
+    entry
+        .filter(|e| e.operation == kv::Operation::Put)
+        .and_then(|e| serde_json::from_slice(&e.value).ok())
+}
+
 /// The lease's value.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Holder {
@@ -247,11 +254,7 @@ async fn retire_legacy_lease(
             .entry(&k)
             .await
             .map_err(|e| Unchecked(format!("reading {LEGACY_BUCKET}/{k}: {e}")))?;
-        let holder = entry.as_ref().and_then(|e| {
-            (e.operation == kv::Operation::Put)
-                .then(|| serde_json::from_slice::<Holder>(&e.value).ok())
-                .flatten()
-        });
+        let holder = holder_of(entry.as_ref());
         match &holder {
             Some(h) if h.node == RETIRED_HOLDER => return Ok(()),
             // This node's own earlier run (node names are unique) is over.
@@ -510,11 +513,7 @@ impl FlushLease {
             .await
             .map_err(|e| format!("reading {}/{k}: {e}", self.store.name))?;
         let now = now_ns();
-        let current = entry.as_ref().and_then(|e| {
-            (e.operation == kv::Operation::Put)
-                .then(|| serde_json::from_slice::<Holder>(&e.value).ok())
-                .flatten()
-        });
+        let current = holder_of(entry.as_ref());
         let ours = current.as_ref().is_some_and(|h| h.node == self.node);
         let free = current.as_ref().is_none_or(|h| h.until <= now);
         if self.log.epoch() > 0 && !ours {
@@ -591,10 +590,6 @@ impl FlushLease {
         Ok(())
     }
 
-    /// Whether a node that does not lead may take the lease now: once its log reader
-    /// started from the mark, and after a gap only once the mark passed it (a node that
-    /// had those rows flushed them) or the lease stayed free for three ttls (no node that
-    /// could lead is up).
     /// This node's oldest flush job of the region has run longer than `stalled_after`.
     fn stalled(&self) -> bool {
         self.log
@@ -602,6 +597,10 @@ impl FlushLease {
             .is_some_and(|since| crate::region::shared::mono_elapsed(since) >= self.stalled_after)
     }
 
+    /// Whether a node that does not lead may take the lease now: once its log reader
+    /// started from the mark, and after a gap only once the mark passed it (a node that
+    /// had those rows flushed them) or the lease stayed free for three ttls (no node that
+    /// could lead is up).
     fn may_take(&self, held: &mut Held) -> bool {
         // A node whose flush job hangs would give the lease up again at once (it sends no
         // other job while one runs).

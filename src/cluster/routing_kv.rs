@@ -99,12 +99,12 @@ pub async fn open_bucket(
         .map_err(|e| format!("opening KV bucket {name}: {e}"))
 }
 
-/// The history's bytes and revision; `None` when no version was recorded yet.
-async fn read_entry(store: &kv::Store) -> Result<Option<(Bytes, u64)>, String> {
+/// The bytes and revision of `key` in the routing bucket; `None` when it holds no value.
+async fn read_value(store: &kv::Store, key: &str) -> Result<Option<(Bytes, u64)>, String> {
     let entry = store
-        .entry(KEY)
+        .entry(key)
         .await
-        .map_err(|e| format!("reading {BUCKET}/{KEY}: {e}"))?;
+        .map_err(|e| format!("reading {BUCKET}/{key}: {e}"))?;
     Ok(entry
         .filter(|e| e.operation == kv::Operation::Put)
         .map(|e| (e.value, e.revision)))
@@ -112,7 +112,7 @@ async fn read_entry(store: &kv::Store) -> Result<Option<(Bytes, u64)>, String> {
 
 /// The history and its revision; `None` when no version was recorded yet.
 pub async fn read(store: &kv::Store) -> Result<Option<(History, u64)>, String> {
-    match read_entry(store).await? {
+    match read_value(store, KEY).await? {
         Some((bytes, revision)) => {
             let h = decode_history(&bytes)?;
             Ok(Some((h, revision)))
@@ -210,20 +210,10 @@ pub async fn publish(
 /// The published region definitions and their revision; `None` while none were published.
 /// Definitions this build cannot read are an error naming why.
 pub async fn read_definitions(store: &kv::Store) -> Result<Option<(Definitions, u64)>, String> {
-    match read_definitions_entry(store).await? {
+    match read_value(store, DEFINITIONS_KEY).await? {
         Some((bytes, revision)) => Ok(Some((Definitions::parse(&bytes)?, revision))),
         None => Ok(None),
     }
-}
-
-async fn read_definitions_entry(store: &kv::Store) -> Result<Option<(Bytes, u64)>, String> {
-    let entry = store
-        .entry(DEFINITIONS_KEY)
-        .await
-        .map_err(|e| format!("reading {BUCKET}/{DEFINITIONS_KEY}: {e}"))?;
-    Ok(entry
-        .filter(|e| e.operation == kv::Operation::Put)
-        .map(|e| (e.value, e.revision)))
 }
 
 /// Reads the published definitions at start-up and puts them in force (an error only when
@@ -235,7 +225,7 @@ pub async fn start_definitions(
     cfg: &RoutingConfig,
     access: NodeAccess,
 ) -> Result<u64, String> {
-    let Some((bytes, revision)) = read_definitions_entry(store).await? else {
+    let Some((bytes, revision)) = read_value(store, DEFINITIONS_KEY).await? else {
         return Ok(0);
     };
     let Some(defs) = take_definitions(engine, &bytes, access, revision) else {
@@ -262,7 +252,7 @@ pub async fn publish_definitions(
     store: &kv::Store,
     defs: &Definitions,
 ) -> Result<Option<u64>, String> {
-    let current = read_definitions_entry(store).await?;
+    let current = read_value(store, DEFINITIONS_KEY).await?;
     if let Some((bytes, _)) = &current
         && Definitions::parse(bytes).is_ok_and(|d| d.same_as(defs))
     {
@@ -299,6 +289,15 @@ pub struct NodeAccess {
     /// `auth.tokens` is set and `auth.node_token` is not: this node has no token to ask
     /// other nodes with.
     pub no_node_token: bool,
+}
+
+impl NodeAccess {
+    pub fn from_config(cfg: &crate::config::Config) -> NodeAccess {
+        NodeAccess {
+            https: cfg.http.node_ca.is_some(),
+            no_node_token: !cfg.http.tokens.is_empty() && cfg.http.node_token.is_none(),
+        }
+    }
 }
 
 /// Why this node cannot use `reach` for a region (`hosted` here or not), if it cannot.
@@ -367,28 +366,35 @@ fn restore_undefined(
     cfg: &RoutingConfig,
 ) {
     for (r, rc) in engine.regions().iter().zip(&cfg.regions) {
-        let defined = defs.is_some_and(|d| d.get(&r.name).is_some());
-        if !defined && r.reach().export != rc.export {
-            let mut reach = (*r.reach()).clone();
-            reach.export = rc.export;
-            r.set_reach(reach);
+        if defs.is_none_or(|d| d.get(&r.name).is_none()) {
+            set_export(r, rc.export);
         }
+    }
+}
+
+/// Puts `export` in force on one region, its url and replicas as they are.
+fn set_export(region: &crate::region::RegionHandle, export: Export) {
+    let reach = region.reach();
+    if reach.export != export {
+        let mut changed = (*reach).clone();
+        changed.export = export;
+        region.set_reach(changed);
     }
 }
 
 /// Keeps every region's raw points on this node: what the cluster publishes cannot be read
 /// (a newer format, a damaged value), so it may have tightened a region's export rule.
 fn restrict_exports(engine: &crate::region::Engine) {
-    for r in engine.regions() {
-        let reach = r.reach();
-        if reach.export == Export::Raw {
-            let mut tighter = (*reach).clone();
-            tighter.export = Export::Aggregates {
-                min_every_ns: crate::config::DEFAULT_EXPORT_MIN_EVERY_NS,
-            };
-            tracing::warn!(region = %r.name, "export = \"aggregates\" here until the published region definitions can be read");
-            r.set_reach(tighter);
-        }
+    let tighter = Export::Aggregates {
+        min_every_ns: crate::config::DEFAULT_EXPORT_MIN_EVERY_NS,
+    };
+    for r in engine
+        .regions()
+        .iter()
+        .filter(|r| r.reach().export == Export::Raw)
+    {
+        tracing::warn!(region = %r.name, "export = \"aggregates\" here until the published region definitions can be read");
+        set_export(r, tighter);
     }
 }
 
@@ -510,7 +516,7 @@ pub async fn follow(
     loop {
         tick.tick().await;
         let started = crate::catalog::manifest::now_ns();
-        let outcome = match read_entry(&store).await {
+        let outcome = match read_value(&store, KEY).await {
             Ok(Some((_, revision))) if revision < seen => Err(format!(
                 "{BUCKET}/{KEY} answered revision {revision}, older than {seen} read before"
             )),
@@ -539,7 +545,7 @@ pub async fn follow(
             }
             Err(e) => report(&mut last_error, e),
         }
-        let defs = match read_definitions_entry(&store).await {
+        let defs = match read_value(&store, DEFINITIONS_KEY).await {
             // Read again after exports were held back: the published ones come back, and
             // regions they do not define go back to this node's regions.toml.
             Ok(Some((bytes, revision))) if revision > defs_seen || held_back => {

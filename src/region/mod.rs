@@ -86,7 +86,7 @@ pub struct RegionHandle {
     pub name: Arc<str>,
     /// Its url, replicas and export rule: the config's, or in cluster mode the definitions
     /// published last (`cluster::routing_kv`), replaced as a whole.
-    reach: parking_lot::RwLock<Arc<crate::routing::Reach>>,
+    reach: parking_lot::RwLock<Arc<Reach>>,
     pub manifest: Option<Arc<Manifest>>,
     /// Shared storage (`shared_storage`, hosted here): the region's log and flush lease.
     pub log: Option<Arc<shared::SharedLog>>,
@@ -108,12 +108,12 @@ impl RegionHandle {
     }
 
     /// How the region is reached and what it exports, as in force now.
-    pub fn reach(&self) -> Arc<crate::routing::Reach> {
+    pub fn reach(&self) -> Arc<Reach> {
         self.reach.read().clone()
     }
 
     /// Puts other definitions in force (cluster mode: published ones).
-    pub fn set_reach(&self, reach: crate::routing::Reach) {
+    pub fn set_reach(&self, reach: Reach) {
         *self.reach.write() = Arc::new(reach);
     }
 

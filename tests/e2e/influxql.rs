@@ -26,15 +26,9 @@ fn ask(s: &TestServer, db: &str, params: &str, query: &str) -> String {
 
 /// Runs a Python script (with the `influxdb` package) and parses what it prints as JSON.
 fn python_json(script: &str) -> Value {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .expect("running python3");
-    assert!(
-        out.status.success(),
-        "the Python influxdb package is missing (.ci/run installs it) or the script failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = crate::support::output_ok(
+        Command::new("python3").arg("-c").arg(script),
+        "the Python influxdb package is missing (.ci/run installs it) or the script failed",
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }

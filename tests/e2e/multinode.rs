@@ -617,15 +617,11 @@ fn no_raw_point_of_an_aggregates_only_region_crosses_the_wire() {
 /// (ca.pem, node.pem, node.key).
 fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl (Debian: openssl) makes the test certificates");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        crate::support::output_ok(
+            std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(dir),
+            &format!("openssl {args:?} (Debian: openssl) makes the test certificates"),
         );
     };
     run(&[

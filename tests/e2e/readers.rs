@@ -87,17 +87,12 @@ fn read_with<T: serde::de::DeserializeOwned>(
     path: &std::path::Path,
     reader: &str,
 ) -> T {
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(path)
-        .arg(reader)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running python3");
-    assert!(
-        out.status.success(),
-        "{reader}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = output_ok(
+        Command::new("python3")
+            .args(["-c", script])
+            .arg(path)
+            .arg(reader),
+        reader,
     );
     serde_json::from_slice(&out.stdout).expect("the reader's JSON")
 }
@@ -514,16 +509,11 @@ df = s.read.parquet(*files)
 r = df.agg(F.count("*"), F.sum("v"), F.min(F.unix_micros("time")), F.max(F.unix_micros("time"))).collect()[0]
 print(json.dumps([r[0], r[1], r[2], r[3]]))
 "#;
-    let out = Command::new("python3")
-        .args(["-c", spark])
-        .arg(server.data_dir())
-        .stdin(Stdio::null())
-        .output()
-        .expect("running pyspark");
-    assert!(
-        out.status.success(),
-        "spark: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = output_ok(
+        Command::new("python3")
+            .args(["-c", spark])
+            .arg(server.data_dir()),
+        "spark",
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let got: Vec<i64> = serde_json::from_str(stdout.lines().last().unwrap_or(""))

@@ -785,12 +785,27 @@ pub fn wait_ok(child: std::process::Child, what: &str) -> std::process::Output {
     let out = child
         .wait_with_output()
         .expect("waiting for the child process");
+    assert_success(&out, what);
+    out
+}
+
+/// Runs `cmd` to its end (stdin closed, stdout and stderr kept) and asserts it succeeded;
+/// `what` prefixes the failure message.
+pub fn output_ok(cmd: &mut Command, what: &str) -> std::process::Output {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_success(&out, what);
+    out
+}
+
+fn assert_success(out: &std::process::Output, what: &str) {
     assert!(
         out.status.success(),
         "{what}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    out
 }
 
 /// Prometheus text of `/metrics`.
